@@ -1,0 +1,237 @@
+// Controller-side client of the agent protocol. `call(cmd, host, req)` is typed from the
+// command declaration. Async commands are sent with X-Task-Id + X-Callback-Url; the result
+// arrives at the callback receiver, and the client also polls GET /task/<id> so that a lost
+// callback, an agent that died mid-task, or a controller restarted in between all end in a
+// definite outcome (or a typed error) within the command's timeout — never a hang.
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type Koa from 'koa';
+import { TStackError } from '../../shared/errors.js';
+import { logger } from '../../shared/log.js';
+import { Headers, type TaskResult } from '../../shared/protocol/index.js';
+import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
+import { check, validate } from '../../shared/protocol/schema.js';
+
+const log = logger('agent-client');
+
+export interface AgentEndpoint {
+  /** Base URL of the agent, e.g. http://10.0.0.5:7070 */
+  url: string;
+  token: string;
+}
+
+export interface CallOptions {
+  /** Stable task id (persist it first to be able to resume after a restart). */
+  taskId?: string;
+  /** Overall deadline; default: the command's timeout + 10 s. */
+  timeoutMs?: number;
+}
+
+export interface AgentClientOptions {
+  /** Where agents POST results, e.g. http://127.0.0.1:8080/v1/agent-callbacks. Without it async commands run inline. */
+  callbackUrl?: string;
+  /** How often to re-query GET /task/<id> while waiting (default 3 s). */
+  pollIntervalMs?: number;
+  /** Per-HTTP-request timeout for the initial POST and polls (default 15 s). */
+  requestTimeoutMs?: number;
+}
+
+interface Pending {
+  host: AgentEndpoint;
+  resolve: (r: TaskResult) => void;
+}
+
+type Outcome = { kind: 'result'; result: TaskResult } | { kind: 'unknown' } | { kind: 'unreachable'; err: string };
+
+export class AgentClient {
+  private pending = new Map<string, Pending>();
+  /** Callbacks that arrived while no call was waiting (controller restarted): kept a while for resume(). */
+  private early = new Map<string, { r: TaskResult; at: number }>();
+
+  constructor(private readonly opts: AgentClientOptions = {}) {}
+
+  async call<C extends CommandDef>(cmd: C, host: AgentEndpoint, req: RequestOf<C>, o: CallOptions = {}): Promise<ResponseOf<C>> {
+    validate(cmd.request, req, cmd.name);
+    const taskId = o.taskId ?? randomUUID();
+    const deadline = Date.now() + (o.timeoutMs ?? cmd.timeoutMs + 10_000);
+    const useCallback = cmd.mode === 'async' && this.opts.callbackUrl !== undefined;
+    const waiter = useCallback ? this.waitFor(taskId, host) : undefined;
+    try {
+      const headers: Record<string, string> = {
+        'content-type': 'application/json',
+        authorization: `Bearer ${host.token}`,
+        [Headers.taskId]: taskId,
+      };
+      if (useCallback) headers[Headers.callbackUrl] = this.opts.callbackUrl!;
+      // The initial POST is retried on connection errors: the task id makes it idempotent.
+      let res: Response | undefined;
+      let lastErr = '';
+      for (let attempt = 0; attempt < 3 && Date.now() < deadline; attempt++) {
+        try {
+          res = await fetch(host.url + cmd.path, {
+            method: 'POST',
+            headers,
+            body: JSON.stringify(req),
+            signal: AbortSignal.timeout(useCallback ? this.reqTimeout() : Math.max(1, deadline - Date.now())),
+          });
+          break;
+        } catch (e) {
+          lastErr = errText(e);
+          if ((e as Error).name === 'TimeoutError' && !useCallback) break;
+          await sleep(300 * (attempt + 1));
+        }
+      }
+      if (!res) {
+        // the agent may have received it before the connection broke: ask once more
+        const o2 = await this.query(host, taskId);
+        if (o2.kind === 'result' && o2.result.state !== 'running') return this.unwrap(cmd, o2.result);
+        if (o2.kind === 'result' && waiter) return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter.promise, deadline));
+        throw new TStackError(lastErr.includes('timeout') ? 'TIMEOUT' : 'AGENT_UNREACHABLE', `${cmd.name}: agent ${host.url} unreachable: ${lastErr}`, { taskId, url: host.url });
+      }
+      const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+      if (res.status === 202 && waiter) {
+        return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter.promise, deadline));
+      }
+      if (res.ok) return this.unwrapBody(cmd, body);
+      throw errorFromBody(body, res.status, cmd.name);
+    } finally {
+      waiter?.cancel();
+    }
+  }
+
+  /** After a controller restart: learn the outcome of a task sent before it. */
+  async resume<C extends CommandDef>(cmd: C, host: AgentEndpoint, taskId: string, timeoutMs = cmd.timeoutMs + 10_000): Promise<ResponseOf<C>> {
+    const waiter = this.waitFor(taskId, host);
+    try {
+      return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter.promise, Date.now() + timeoutMs, true));
+    } finally {
+      waiter.cancel();
+    }
+  }
+
+  private waitFor(taskId: string, host: AgentEndpoint): { promise: Promise<TaskResult>; cancel: () => void } {
+    let resolve!: (r: TaskResult) => void;
+    const promise = new Promise<TaskResult>((r) => (resolve = r));
+    const early = this.early.get(taskId);
+    if (early) {
+      this.early.delete(taskId);
+      resolve(early.r);
+    }
+    this.pending.set(taskId, { host, resolve });
+    return { promise, cancel: () => this.pending.delete(taskId) };
+  }
+
+  /** Wait for the callback, polling GET /task/<id> meanwhile and once more at the deadline. */
+  private async wait(cmd: CommandDef, host: AgentEndpoint, taskId: string, callback: Promise<TaskResult>, deadline: number, resuming = false): Promise<TaskResult> {
+    const poll = this.opts.pollIntervalMs ?? 3_000;
+    let unreachableSince: number | undefined;
+    let checkNow = resuming;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (!checkNow) {
+        const r = await Promise.race([callback, sleep(Math.max(0, Math.min(poll, left))).then(() => undefined)]);
+        if (r) return r;
+      }
+      checkNow = false;
+      const o = await this.query(host, taskId);
+      if (o.kind === 'result' && o.result.state !== 'running') return o.result;
+      if (o.kind === 'unknown') {
+        throw new TStackError('TASK_LOST', `${cmd.name}: agent ${host.url} no longer knows task ${taskId} (it restarted mid-task); the operation's outcome must be checked on the host`, { taskId, url: host.url });
+      }
+      if (o.kind === 'unreachable') unreachableSince ??= Date.now();
+      else unreachableSince = undefined;
+      if (Date.now() >= deadline) {
+        if (o.kind === 'unreachable') {
+          throw new TStackError('AGENT_UNREACHABLE', `${cmd.name}: agent ${host.url} stopped answering during task ${taskId} (${o.err})`, { taskId, url: host.url });
+        }
+        throw new TStackError('TIMEOUT', `${cmd.name}: no result from ${host.url} within the deadline (task ${taskId} still running)`, { taskId, url: host.url });
+      }
+    }
+  }
+
+  private async query(host: AgentEndpoint, taskId: string): Promise<Outcome> {
+    try {
+      const res = await fetch(`${host.url}/task/${encodeURIComponent(taskId)}`, {
+        headers: { authorization: `Bearer ${host.token}` },
+        signal: AbortSignal.timeout(this.reqTimeout()),
+      });
+      if (res.status === 404) return { kind: 'unknown' };
+      if (!res.ok) return { kind: 'unreachable', err: `HTTP ${res.status}` };
+      return { kind: 'result', result: (await res.json()) as TaskResult };
+    } catch (e) {
+      return { kind: 'unreachable', err: errText(e) };
+    }
+  }
+
+  private unwrap<C extends CommandDef>(cmd: C, r: TaskResult): ResponseOf<C> {
+    if (r.success && r.state !== 'failed') return this.unwrapBody(cmd, (r.result ?? {}) as Record<string, unknown>);
+    const e = r.error ?? { code: 'AGENT_ERROR', message: 'agent reported failure without an error' };
+    throw new TStackError(e.code, e.message, { ...(e.details ?? {}), taskId: r.taskId, command: cmd.name });
+  }
+
+  private unwrapBody<C extends CommandDef>(cmd: C, body: Record<string, unknown>): ResponseOf<C> {
+    const errs = check(cmd.response, body);
+    if (errs.length) {
+      throw new TStackError('AGENT_ERROR', `${cmd.name}: agent answered with an unexpected response (${errs[0]!.field}: ${errs[0]!.reason}); agent and controller versions may differ`, { errors: errs.slice(0, 5) });
+    }
+    return body as ResponseOf<C>;
+  }
+
+  /** Koa handler for POST <callbackUrl>. */
+  callbackHandler(): Koa.Middleware {
+    return (ctx) => {
+      const b = (ctx.request as { body?: Record<string, unknown> }).body ?? {};
+      const taskId = typeof b.taskId === 'string' ? b.taskId : ctx.get(Headers.taskId);
+      if (!taskId) throw new TStackError('INVALID_ARGUMENT', 'callback: taskId missing', { field: 'taskId' });
+      const r: TaskResult = {
+        taskId,
+        command: String(b.command ?? ''),
+        state: b.success ? 'succeeded' : 'failed',
+        success: b.success === true,
+        startedAt: '',
+        result: b.result,
+      };
+      if (b.error) r.error = b.error as TaskResult['error'];
+      const p = this.pending.get(taskId);
+      if (p) {
+        const given = Buffer.from(ctx.get('authorization').replace(/^Bearer /, ''));
+        const want = Buffer.from(p.host.token);
+        if (given.length !== want.length || !timingSafeEqual(given, want)) {
+          throw new TStackError('UNAUTHORIZED', 'callback: wrong agent token');
+        }
+        p.resolve(r);
+      } else {
+        // nobody waits (restart, or already timed out): keep it briefly for resume(); the agent
+        // keeps it too, at GET /task/<id>, which is what resume() trusts.
+        this.early.set(taskId, { r, at: Date.now() });
+        this.gcEarly();
+        log.debug({ taskId }, 'callback for a task nobody waits for');
+      }
+      ctx.status = 204;
+    };
+  }
+
+  private gcEarly(): void {
+    const cutoff = Date.now() - 10 * 60_000;
+    for (const [k, v] of this.early) if (v.at < cutoff) this.early.delete(k);
+  }
+
+  private reqTimeout(): number {
+    return this.opts.requestTimeoutMs ?? 15_000;
+  }
+}
+
+function errorFromBody(body: Record<string, unknown>, status: number, command: string): TStackError {
+  if (typeof body.code === 'string' && typeof body.message === 'string') {
+    return new TStackError(body.code, body.message, { ...((body.details as Record<string, unknown>) ?? {}), command, httpStatus: status });
+  }
+  return new TStackError('AGENT_ERROR', `${command}: agent answered HTTP ${status}`, { command, httpStatus: status });
+}
+
+function errText(e: unknown): string {
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  return err.cause?.code ?? err.cause?.message ?? err.message ?? String(e);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,361 @@
+// The HTTP server every agent runs (Koa). It owns the protocol mechanics so that an agent
+// only writes handlers:
+//  - bearer-token auth on everything but /health;
+//  - request validation from the command's schema (unknown fields → 400 naming the field);
+//  - X-Task-Id + X-Callback-Url → 202 at once, then the result POSTed to the callback with
+//    retries; without a callback → 200 inline;
+//  - results kept for GET /task/<id>; a repeated task id joins or returns the first run;
+//  - per-key serial queues, per-command timeouts, typed errors, request logs, /metrics.
+import Koa from 'koa';
+import Router from '@koa/router';
+import { bodyParser } from '@koa/bodyparser';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { TStackError, httpStatusOf } from '../errors.js';
+import { logger, type Logger } from '../log.js';
+import { PROTOCOL_VERSION, Headers, type TaskResult } from '../protocol/index.js';
+import { type CommandDef, type RequestOf, type ResponseOf } from '../protocol/command.js';
+import { common } from '../protocol/index.js';
+import { validate, check } from '../protocol/schema.js';
+import { SerialQueues } from './serial-queue.js';
+import { TaskStore } from './task-store.js';
+import { EventSink } from './events.js';
+import { createHttpMetrics, type HttpMetrics } from './metrics.js';
+import { bootId } from '../sysinfo.js';
+import type { TSchema } from '@sinclair/typebox';
+
+export interface TaskContext {
+  taskId: string;
+  /** Aborted on timeout; pass it to exec() so programs are killed. */
+  signal: AbortSignal;
+  log: Logger;
+  events: EventSink;
+}
+
+export type Handler<C> = (req: RequestOf<C>, ctx: TaskContext) => Promise<ResponseOf<C>>;
+
+export interface HandleOptions<C> {
+  /** Serial-queue key: operations with the same key run one at a time. */
+  key?: (req: RequestOf<C>) => string | undefined;
+}
+
+export interface AgentServerOptions {
+  agent: string;
+  version: string;
+  token: string;
+  capabilities?: string[];
+  /** How long finished results stay readable at GET /task/<id> (default 15 min). */
+  retentionMs?: number;
+  /** Per-command timeout overrides (ms), by command name. */
+  timeouts?: Record<string, number>;
+  /** Callback delivery: attempts and first backoff (default 12 attempts from 250 ms, capped at 30 s). */
+  callbackAttempts?: number;
+  callbackBackoffMs?: number;
+  /** Max JSON body size. */
+  bodyLimit?: string;
+}
+
+const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+const RESERVED = new Set(['taskId', 'command', 'success', 'error', 'state']);
+
+interface Registered {
+  def: CommandDef;
+  handler: Handler<CommandDef>;
+  key?: (req: unknown) => string | undefined;
+}
+
+export class AgentServer {
+  readonly app = new Koa();
+  readonly router = new Router();
+  readonly events: EventSink;
+  readonly tasks: TaskStore;
+  readonly queues = new SerialQueues();
+  readonly metrics: HttpMetrics;
+  readonly log: Logger;
+  hostUuid?: string;
+  private commands = new Map<string, Registered>();
+  private server?: Server;
+  private readonly startedAt = new Date().toISOString();
+  private readonly tokenBuf: Buffer;
+
+  constructor(readonly opts: AgentServerOptions) {
+    this.log = logger(opts.agent);
+    this.events = new EventSink(opts.agent);
+    this.tasks = new TaskStore(opts.retentionMs);
+    this.metrics = createHttpMetrics(opts.agent);
+    this.tokenBuf = Buffer.from(opts.token);
+    this.app.proxy = false;
+    this.app.use(this.errorsAndLogging());
+    this.router.get('/health', (ctx) => {
+      ctx.body = { status: 'ok', agent: opts.agent, version: opts.version };
+    });
+    this.router.get('/metrics', this.auth(), async (ctx) => {
+      ctx.type = this.metrics.registry.contentType;
+      ctx.body = await this.metrics.registry.metrics();
+    });
+    this.router.get('/task/:id', this.auth(), (ctx) => {
+      const e = this.tasks.get(String(ctx.params.id));
+      if (!e) throw new TStackError('NOT_FOUND', `task ${ctx.params.id} is unknown to this agent (never run, expired, or the agent restarted)`);
+      ctx.body = e.result;
+    });
+    this.app.use(bodyParser({ enableTypes: ['json'], jsonLimit: opts.bodyLimit ?? '16mb', encoding: 'utf-8' }));
+    this.app.use(this.router.routes());
+    this.app.use(this.router.allowedMethods());
+
+    this.handle(common.Ping, async () => this.info());
+    this.handle(common.Connect, async (req) => {
+      this.hostUuid = req.hostUuid;
+      this.events.configure(req.controllerUrl, req.eventToken, req.hostUuid);
+      this.log.info({ hostUuid: req.hostUuid, controllerUrl: req.controllerUrl }, 'connected to controller');
+      return this.info();
+    });
+    let echoRuns = 0;
+    this.handle(
+      common.Echo,
+      async (req, ctx) => {
+        const startedAt = Date.now();
+        echoRuns++;
+        if (req.delayMs) await sleep(req.delayMs, ctx.signal);
+        if (req.fail) throw new TStackError('AGENT_ERROR', `echo asked to fail: ${req.message}`);
+        return { message: req.message, runs: echoRuns, startedAt, finishedAt: Date.now() };
+      },
+      { key: (r) => r.queueKey },
+    );
+  }
+
+  info(): ResponseOf<typeof common.Ping> {
+    const i: ResponseOf<typeof common.Ping> = {
+      agent: this.opts.agent,
+      version: this.opts.version,
+      protocolVersion: PROTOCOL_VERSION,
+      capabilities: this.opts.capabilities ?? [],
+      bootId: bootId(),
+      startedAt: this.startedAt,
+    };
+    if (this.hostUuid !== undefined) i.hostUuid = this.hostUuid;
+    return i;
+  }
+
+  /** Register the handler of a declared command. */
+  handle<C extends CommandDef>(def: C, handler: Handler<C>, opts: HandleOptions<C> = {}): void {
+    if (this.commands.has(def.name)) throw new Error(`command ${def.name} registered twice`);
+    const reg: Registered = { def, handler: handler as unknown as Handler<CommandDef> };
+    if (opts.key) reg.key = opts.key as (req: unknown) => string | undefined;
+    this.commands.set(def.name, reg);
+    this.router.post(def.path, this.auth(), async (ctx) => this.dispatch(ctx, reg));
+  }
+
+  private timeoutOf(def: CommandDef): number {
+    return this.opts.timeouts?.[def.name] ?? def.timeoutMs;
+  }
+
+  private async dispatch(ctx: Koa.Context, reg: Registered): Promise<void> {
+    const { def } = reg;
+    const req = validate(def.request, (ctx.request as { body?: unknown }).body ?? {}, def.name);
+    const taskIdHeader = ctx.get(Headers.taskId);
+    if (taskIdHeader && !TASK_ID_RE.test(taskIdHeader)) throw new TStackError('INVALID_ARGUMENT', `header X-Task-Id: bad task id`, { field: 'X-Task-Id' });
+    const callbackUrl = ctx.get(Headers.callbackUrl);
+    if (callbackUrl && !/^https?:\/\/[^\s]+$/.test(callbackUrl)) throw new TStackError('INVALID_ARGUMENT', 'header X-Callback-Url: must be an http(s) URL', { field: 'X-Callback-Url' });
+    const taskId = taskIdHeader || randomUUID();
+    ctx.set(Headers.taskId, taskId);
+    ctx.state.taskId = taskId;
+
+    if (def.mode === 'sync') {
+      const result = await this.execute(reg, req, taskId);
+      this.reply(ctx, result);
+      return;
+    }
+
+    let entry = this.tasks.get(taskId);
+    if (entry && entry.result.command !== def.name) {
+      throw new TStackError('CONFLICT', `task id ${taskId} was already used for ${entry.result.command}`);
+    }
+    if (!entry) {
+      entry = this.tasks.start(taskId, def.name, () => this.execute(reg, req, taskId));
+    } else {
+      this.log.info({ taskId, command: def.name }, 'repeated task id: joining the first run');
+    }
+    if (callbackUrl) {
+      ctx.status = 202;
+      ctx.body = { taskId, state: entry.result.state };
+      void entry.done.then((r) => this.deliver(callbackUrl, r));
+      return;
+    }
+    this.reply(ctx, await entry.done);
+  }
+
+  private reply(ctx: Koa.Context, r: TaskResult): void {
+    if (r.success) {
+      ctx.status = 200;
+      ctx.body = r.result ?? {};
+    } else {
+      const err = r.error ?? { code: 'INTERNAL', message: 'unknown failure' };
+      ctx.status = httpStatusOf(err.code);
+      ctx.body = err;
+    }
+  }
+
+  /** Run a handler in its queue with the command's timeout; never throws. */
+  private async execute(reg: Registered, req: unknown, taskId: string): Promise<TaskResult> {
+    const { def } = reg;
+    const startedAt = new Date().toISOString();
+    const log = this.log.child({ taskId, command: def.name });
+    const timeoutMs = this.timeoutOf(def);
+    const key = reg.key?.(req);
+    let outcome: TaskResult;
+    try {
+      const result = await this.queues.run(key, async () => {
+        const ac = new AbortController();
+        const tctx: TaskContext = { taskId, signal: ac.signal, log, events: this.events };
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            ac.abort();
+            reject(new TStackError('TIMEOUT', `${def.name} did not finish within ${timeoutMs} ms`, { command: def.name, timeoutMs }));
+          }, timeoutMs);
+        });
+        const work = reg.handler(req as never, tctx);
+        try {
+          return await Promise.race([work, timeout]);
+        } finally {
+          clearTimeout(timer);
+          // hold the queue slot until the work really ends, so the next operation on
+          // this key never overlaps a timed-out one
+          await work.catch(() => undefined);
+        }
+      });
+      const errs = check(def.response as TSchema, result);
+      if (errs.length) {
+        log.error({ errs }, 'handler returned a response that violates its schema');
+        throw new TStackError('INTERNAL', `${def.name}: agent produced an invalid response (${errs[0]!.field}: ${errs[0]!.reason})`);
+      }
+      outcome = { taskId, command: def.name, state: 'succeeded', success: true, result, startedAt, finishedAt: new Date().toISOString() };
+      this.metrics.tasks.inc({ command: def.name, outcome: 'succeeded' });
+    } catch (e) {
+      const err = TStackError.from(e);
+      if (err.code === 'INTERNAL') log.error({ err: e }, 'task failed unexpectedly');
+      else log.info({ code: err.code, msg: err.message }, 'task failed');
+      outcome = { taskId, command: def.name, state: 'failed', success: false, error: err.toJSON(), startedAt, finishedAt: new Date().toISOString() };
+      this.metrics.tasks.inc({ command: def.name, outcome: 'failed' });
+    }
+    return outcome;
+  }
+
+  /** POST the result to the callback URL, retrying with exponential backoff. */
+  private async deliver(url: string, r: TaskResult): Promise<void> {
+    const body: Record<string, unknown> = { taskId: r.taskId, command: r.command, success: r.success === true };
+    if (r.success) {
+      const res = r.result;
+      if (res && typeof res === 'object' && !Array.isArray(res)) {
+        for (const [k, v] of Object.entries(res)) if (!RESERVED.has(k)) body[k] = v;
+      }
+      body.result = res;
+    } else body.error = r.error;
+    const attempts = this.opts.callbackAttempts ?? 12;
+    let delay = this.opts.callbackBackoffMs ?? 250;
+    for (let i = 1; i <= attempts; i++) {
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${this.opts.token}`, [Headers.taskId]: r.taskId },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(10_000),
+        });
+        if (res.ok || (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429)) {
+          if (!res.ok) this.log.warn({ taskId: r.taskId, status: res.status }, 'callback refused by controller');
+          return;
+        }
+        throw new Error(`HTTP ${res.status}`);
+      } catch (e) {
+        this.log.info({ taskId: r.taskId, attempt: i, err: (e as Error).message }, 'callback failed; will retry');
+        if (i === attempts) break;
+        await new Promise((res) => setTimeout(res, delay).unref());
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+    this.log.warn({ taskId: r.taskId }, 'callback never delivered; the result stays readable at GET /task/<id>');
+  }
+
+  private auth(): Koa.Middleware {
+    return async (ctx, next) => {
+      const h = ctx.get('authorization');
+      const m = /^Bearer (.+)$/.exec(h);
+      const given = m ? Buffer.from(m[1]!) : Buffer.alloc(0);
+      if (given.length !== this.tokenBuf.length || !timingSafeEqual(given, this.tokenBuf)) {
+        throw new TStackError('UNAUTHORIZED', 'missing or wrong bearer token (see the agent token file)');
+      }
+      await next();
+    };
+  }
+
+  private errorsAndLogging(): Koa.Middleware {
+    return async (ctx, next) => {
+      const start = process.hrtime.bigint();
+      const route = this.routeLabel(ctx.path);
+      this.metrics.inflight.inc({ route });
+      try {
+        await next();
+        if (ctx.status === 404 && ctx.body === undefined) {
+          throw new TStackError('NOT_FOUND', `no such endpoint: ${ctx.method} ${ctx.path}`);
+        }
+      } catch (e) {
+        let err = TStackError.from(e);
+        const status = (e as { status?: number }).status;
+        if (!(e instanceof TStackError) && status && status >= 400 && status < 500) {
+          err = new TStackError('INVALID_ARGUMENT', `bad request: ${(e as Error).message}`, { field: '(body)' });
+        }
+        ctx.status = httpStatusOf(err.code);
+        ctx.body = err.toJSON();
+        if (ctx.status >= 500 && err.code === 'INTERNAL') this.log.error({ err: e }, 'request failed');
+      } finally {
+        const secs = Number(process.hrtime.bigint() - start) / 1e9;
+        this.metrics.inflight.dec({ route });
+        this.metrics.requests.inc({ method: ctx.method, route, status: String(ctx.status) });
+        this.metrics.duration.observe({ method: ctx.method, route }, secs);
+        if (ctx.path !== '/health' && ctx.path !== '/metrics') {
+          this.log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(secs * 1000), taskId: ctx.state.taskId }, 'request');
+        }
+      }
+    };
+  }
+
+  private routeLabel(path: string): string {
+    if (path.startsWith('/task/')) return '/task/:id';
+    for (const r of this.commands.values()) if (r.def.path === path) return path;
+    return ['/health', '/metrics'].includes(path) ? path : 'other';
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server = this.app.listen(port, host, () => resolve());
+      this.server.once('error', reject);
+    });
+    this.server!.keepAliveTimeout = 5_000;
+    const addr = this.server!.address() as AddressInfo;
+    this.log.info({ host: addr.address, port: addr.port }, `${this.opts.agent} listening`);
+    return addr;
+  }
+
+  async close(): Promise<void> {
+    this.tasks.close();
+    if (!this.server) return;
+    this.server.closeAllConnections?.();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new TStackError('CANCELLED', 'aborted'));
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(new TStackError('CANCELLED', 'aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

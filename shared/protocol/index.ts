@@ -1,0 +1,26 @@
+// The agent protocol: versions, capabilities, and every command declared once.
+export const PROTOCOL_VERSION = 1;
+
+export * from './command.js';
+export * from './schema.js';
+export * as common from './common.js';
+
+/** Header names of the agent protocol. */
+export const Headers = {
+  taskId: 'x-task-id',
+  callbackUrl: 'x-callback-url',
+  /** Set by the agent on callbacks so the controller can check the caller. */
+  agentToken: 'authorization',
+} as const;
+
+/** What an agent POSTs to a callback URL or returns from GET /task/<id>. */
+export interface TaskResult {
+  taskId: string;
+  command: string;
+  state: 'running' | 'succeeded' | 'failed';
+  success?: boolean;
+  result?: unknown;
+  error?: { code: string; message: string; details?: Record<string, unknown> };
+  startedAt: string;
+  finishedAt?: string;
+}
