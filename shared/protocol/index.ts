@@ -24,3 +24,7 @@ export interface TaskResult {
   startedAt: string;
   finishedAt?: string;
 }
+
+export * as kvm from './kvm.js';
+export * as storage from './storage.js';
+export * as vrouter from './vrouter.js';

@@ -1,0 +1,2 @@
+// kvm agent commands (declared once; see command.ts).
+export {};

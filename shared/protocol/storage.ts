@@ -1,0 +1,2 @@
+// storage agent commands (declared once; see command.ts).
+export {};

@@ -1,0 +1,2 @@
+// vrouter agent commands (declared once; see command.ts).
+export {};
