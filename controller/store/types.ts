@@ -1,0 +1,80 @@
+// The inventory store contract. Two implementations pass the same test suite: SQLite
+// (better-sqlite3, the embedded default) and Redis (ioredis, several controllers sharing one
+// inventory). Everything above the store (API, workflows, allocators) uses only this.
+
+/** A resource of any kind. Common fields are typed; kind-specific fields ride along. */
+export interface Resource {
+  uuid: string;
+  /** Collection kind, e.g. 'zone', 'host', 'vm-instance' (the REST collection name, singular). */
+  kind: string;
+  name: string;
+  description?: string;
+  createDate: string;
+  lastOpDate: string;
+  /** Owner account; admin-owned infrastructure uses the admin account uuid. */
+  ownerAccountUuid: string;
+  tags: string[];
+  /** The resource this one belongs to (zone of a cluster, cluster of a host, VM of a NIC…). */
+  parentUuid?: string;
+  state?: string;
+  [field: string]: unknown;
+}
+
+export type FilterOp = '=' | '!=' | '>' | '<' | '>=' | '<=' | '~=' | '?=';
+
+export interface Filter {
+  field: string;
+  op: FilterOp;
+  /** For '?=' (in): a list; for '~=' (like): SQL-LIKE pattern with % and _. */
+  value: string | number | boolean | null | Array<string | number>;
+}
+
+export interface Query {
+  kind: string;
+  filters?: Filter[];
+  /** Restrict to one owner (normal accounts); undefined = all (admin). */
+  ownerAccountUuid?: string;
+  limit?: number;
+  start?: number;
+  sort?: { field: string; dir: 'asc' | 'desc' };
+}
+
+export interface QueryResult<T extends Resource = Resource> {
+  items: T[];
+  /** Number of matches ignoring limit/start. */
+  total: number;
+}
+
+export interface InventoryStore {
+  readonly backend: 'sqlite' | 'redis';
+  init(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Insert; CONFLICT if the uuid exists. createDate/lastOpDate are set when absent. */
+  create<T extends Resource>(r: T): Promise<T>;
+  get<T extends Resource = Resource>(uuid: string): Promise<T | undefined>;
+  /** Merge a patch (undefined values delete fields); bumps lastOpDate; NOT_FOUND if absent. */
+  update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T>;
+  /** Atomic compare-and-set of state (from one of `from`) plus an optional patch; CONFLICT otherwise. */
+  transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch?: Partial<Resource>): Promise<T>;
+  /** True if something was deleted. */
+  delete(uuid: string): Promise<boolean>;
+  list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>>;
+  /** Indexed lookups. */
+  byParent<T extends Resource = Resource>(kind: string, parentUuid: string): Promise<T[]>;
+  byState<T extends Resource = Resource>(kind: string, state: string): Promise<T[]>;
+
+  /**
+   * Atomic unique claims (IP addresses, MACs, names…): set-if-absent of `key` in `namespace`.
+   * Returns true if this call got it. Used by allocators so concurrent allocations never collide.
+   */
+  claim(namespace: string, key: string, owner: string): Promise<boolean>;
+  release(namespace: string, key: string, owner?: string): Promise<void>;
+  claims(namespace: string): Promise<Array<{ key: string; owner: string }>>;
+
+  /** Small JSON documents outside the resource model (workflow journals, jobs, sessions, settings). */
+  putDoc(collection: string, id: string, doc: unknown): Promise<void>;
+  getDoc<T = unknown>(collection: string, id: string): Promise<T | undefined>;
+  deleteDoc(collection: string, id: string): Promise<void>;
+  listDocs<T = unknown>(collection: string): Promise<Array<{ id: string; doc: T }>>;
+}
