@@ -1,6 +1,7 @@
 // The only way tstack runs external programs: execFile with an argument array (never a shell
 // string), a timeout, optional stdin, stderr kept in the error, and one log line per call.
 import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
 import { TStackError } from './errors.js';
 import { logger } from './log.js';
 
@@ -21,6 +22,8 @@ export interface ExecOptions {
   netns?: string;
   /** Kill the program when this aborts (task timeout or cancel). */
   signal?: AbortSignal;
+  /** Log a failure at debug level only (probes where failing is an expected answer). */
+  quiet?: boolean;
 }
 
 export interface ExecResult {
@@ -115,7 +118,8 @@ export async function exec(cmd: string, args: readonly string[], opts: ExecOptio
       } else if (spawnErr) {
         reject(new TStackError(opts.errorCode ?? 'EXEC_FAILED', `${file}: ${spawnErr.message}`, details));
       } else {
-        log.info(details, 'exec failed');
+        if (opts.quiet) log.debug(details, 'exec failed');
+        else log.info(details, 'exec failed');
         const first = stderr.split('\n').filter(Boolean).slice(-1)[0] ?? `exit code ${rc}`;
         reject(new TStackError(opts.errorCode ?? 'EXEC_FAILED', `${file} failed: ${first}`, details));
       }
@@ -133,9 +137,96 @@ export async function execOut(cmd: string, args: readonly string[], opts: ExecOp
 /** True when the program exits 0; false on any failure (for probes like `ip link show x`). */
 export async function execOk(cmd: string, args: readonly string[], opts: ExecOptions = {}): Promise<boolean> {
   try {
-    await exec(cmd, args, opts);
+    await exec(cmd, args, { quiet: true, ...opts });
     return true;
   } catch {
     return false;
   }
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Append the program's stdout and stderr to this file (default: discarded). */
+  logFile?: string;
+  /** Run inside this network namespace (`ip netns exec <ns> ...`). */
+  netns?: string;
+}
+
+export interface RunningProcess {
+  readonly pid: number;
+  readonly command: string;
+  /** Resolves when the process has exited (never rejects). */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  readonly running: boolean;
+  /** Send a signal to this process (only this PID). */
+  kill(signal?: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL after graceMs; resolves once it has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Start a long-running program (a daemon kept in the foreground: redis-server, dnsmasq -k,
+ * an agent) with an argument array, never a shell. The caller owns the returned PID.
+ */
+export async function startProcess(cmd: string, args: readonly string[], opts: StartOptions = {}): Promise<RunningProcess> {
+  if (!cmd || cmd.includes('\0') || args.some((a) => typeof a !== 'string' || a.includes('\0'))) {
+    throw new TStackError('INVALID_ARGUMENT', `startProcess: bad command or argument for ${cmd}`);
+  }
+  let file = cmd;
+  let argv = [...args];
+  if (opts.netns !== undefined) {
+    if (!NETNS_RE.test(opts.netns)) throw new TStackError('INVALID_ARGUMENT', `startProcess: bad netns name ${opts.netns}`);
+    file = 'ip';
+    argv = ['netns', 'exec', opts.netns, cmd, ...args];
+  }
+  const display = [file, ...argv].join(' ');
+  let out: number | 'ignore' = 'ignore';
+  if (opts.logFile) out = openSync(opts.logFile, 'a', 0o644);
+  const child = spawn(file, argv, {
+    cwd: opts.cwd,
+    env: opts.env ? { ...process.env, ...opts.env } : process.env,
+    stdio: ['ignore', out, out],
+    detached: false,
+  });
+  if (typeof out === 'number') closeSync(out);
+  let running = true;
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      running = false;
+      log.debug({ cmd: display, pid: child.pid, code, signal }, 'process exited');
+      resolve({ code, signal });
+    });
+    child.once('error', () => {
+      running = false;
+      resolve({ code: -1, signal: null });
+    });
+  });
+  // wait for spawn (or its failure) so a missing program is an error here, not later
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', () => resolve());
+    child.once('error', (e) => reject(new TStackError('EXEC_FAILED', `${file}: cannot start: ${e.message}`, { command: display })));
+  });
+  const pid = child.pid!;
+  log.debug({ cmd: display, pid }, 'process started');
+  return {
+    pid,
+    command: display,
+    exited,
+    get running() {
+      return running;
+    },
+    kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (running) child.kill(signal);
+    },
+    async stop(graceMs = 5_000) {
+      if (!running) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => {
+        if (running) child.kill('SIGKILL');
+      }, graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
 }

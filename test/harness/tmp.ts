@@ -1,0 +1,43 @@
+// Run prefix and temporary directories for tests.
+import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { globalCleanup, type Cleanup } from './cleanup.js';
+
+let id: string | undefined;
+
+/**
+ * Short run prefix, stable for this process ('t' + 5 hex chars, or $TSTACK_RUN_ID). Everything a
+ * test creates (domains, netns, bridges, files) starts with it, so leftovers are attributable.
+ */
+export function runId(): string {
+  id ??= process.env.TSTACK_RUN_ID && /^[a-z][a-z0-9]{1,7}$/.test(process.env.TSTACK_RUN_ID) ? process.env.TSTACK_RUN_ID : 't' + randomBytes(3).toString('hex').slice(0, 5);
+  return id;
+}
+
+const made = new Set<string>();
+process.once('exit', () => {
+  for (const d of made) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
+  }
+});
+
+/**
+ * A fresh directory /tmp/<runId>-<prefix>-XXXXXX, mode 0755 (libvirt-qemu must be able to read
+ * disks in it). Removed by `cleanup` (or the process-wide cleanup), and at process exit at the latest.
+ */
+export async function tmpDir(prefix: string, cleanup: Cleanup = globalCleanup): Promise<string> {
+  const safe = prefix.replace(/[^A-Za-z0-9_.-]/g, '_');
+  const dir = mkdtempSync(join('/tmp', `${runId()}-${safe}-`));
+  chmodSync(dir, 0o755);
+  made.add(dir);
+  cleanup.add(() => {
+    rmSync(dir, { recursive: true, force: true });
+    made.delete(dir);
+  }, `rm -r ${dir}`);
+  return dir;
+}
