@@ -1,7 +1,79 @@
 #!/usr/bin/env node
-// tstack-vrouteragent: network-function agent: DHCP, DNS, metadata in namespaces.
+// tstack-vrouteragent: network functions in namespaces. For flat networks: per-L3 service
+// namespaces with DHCP + DNS (dnsmasq) and the metadata service, and NoCloud config drives.
+import { pathToFileURL } from 'node:url';
+import { realpathSync } from 'node:fs';
+import type { AgentServer } from '../shared/agent/server.js';
 import { startAgent } from '../shared/agent/main-helper.js';
+import { vrouter } from '../shared/protocol/index.js';
+import { FlatService } from './flat.js';
+import { buildConfigDrive } from './configdrive.js';
+import { checkScheme, DEFAULT_SCHEME, type NameScheme } from './names.js';
 
-startAgent({ name: 'tstack-vrouteragent', port: 7272, description: 'network-function agent: DHCP, DNS, metadata in namespaces' }, async () => {
-  // command handlers are registered here
-});
+export interface VrouterAgentOptions {
+  dataDir: string;
+  /** Name prefixes of namespaces / interfaces (default tsflat / tsf). */
+  scheme?: Partial<NameScheme>;
+  /** Port of the metadata service inside the namespaces (default 80). */
+  metadataPort?: number;
+}
+
+export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive'];
+
+/** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
+export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; close: () => Promise<void> }> {
+  const scheme = checkScheme({ ...DEFAULT_SCHEME, ...opts.scheme });
+  const flat = new FlatService({ dataDir: opts.dataDir, scheme, log: server.log, metadataPort: opts.metadataPort ?? 80 });
+  const byL3 = { key: (r: { l3NetworkUuid: string }) => `l3:${r.l3NetworkUuid.replace(/-/g, '').toLowerCase()}` };
+
+  server.handle(vrouter.NamespaceEnsure, async (req, ctx) => flat.ensure(req.network, ctx.signal), { key: (r) => byL3.key(r.network) });
+  server.handle(vrouter.NamespaceDelete, async (req) => ({ deleted: await flat.delete(req.l3NetworkUuid) }), byL3);
+  server.handle(vrouter.FlatStatus, async (req) => ({ networks: flat.status(req.l3NetworkUuid) }));
+  server.handle(vrouter.DhcpApply, async (req) => flat.dhcpApply(req.l3NetworkUuid, req.entries), byL3);
+  server.handle(vrouter.DhcpAdd, async (req) => flat.dhcpAdd(req.l3NetworkUuid, req.entry), byL3);
+  server.handle(vrouter.DhcpRemove, async (req) => flat.dhcpRemove(req.l3NetworkUuid, req.mac), byL3);
+  server.handle(vrouter.DnsApply, async (req) => flat.dnsApply(req.l3NetworkUuid, req.records, req.forwarders), byL3);
+  server.handle(vrouter.MetadataApply, async (req) => flat.metadataApply(req.l3NetworkUuid, req.records), byL3);
+  server.handle(vrouter.MetadataAdd, async (req) => flat.metadataAdd(req.l3NetworkUuid, req.record), byL3);
+  server.handle(vrouter.MetadataRemove, async (req) => flat.metadataRemove(req.l3NetworkUuid, req.ip), byL3);
+  server.handle(
+    vrouter.ConfigDriveBuild,
+    async (req, ctx) => buildConfigDrive(req.path, req, ctx.signal),
+    { key: (r) => `configdrive:${r.path}` },
+  );
+
+  await flat.recover();
+  return { flat, close: () => flat.close() };
+}
+
+function isMain(): boolean {
+  try {
+    return process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  startAgent(
+    {
+      name: 'tstack-vrouteragent',
+      port: 7272,
+      description: 'network-function agent: DHCP, DNS, metadata in namespaces',
+      options: [
+        ['--name-prefix <prefix>', 'prefix of namespace names (default tsflat)'],
+        ['--if-prefix <prefix>', 'prefix of interface names, ≤ 7 chars (default tsf)'],
+      ],
+    },
+    async (server, cfg) => {
+      const scheme: Partial<NameScheme> = {};
+      const np = cfg.extra.namePrefix as string | undefined;
+      const ip = cfg.extra.ifPrefix as string | undefined;
+      if (np) scheme.nsPrefix = np;
+      if (ip) scheme.ifPrefix = ip;
+      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme });
+      return close;
+    },
+    { capabilities: VROUTER_CAPABILITIES },
+  );
+}

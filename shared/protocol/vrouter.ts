@@ -1,2 +1,218 @@
 // vrouter agent commands (declared once; see command.ts).
-export {};
+//
+// Flat networks: every host that runs VMs of a flat L3 network gets a per-L3 "service
+// namespace" attached to the L3's bridge. Inside it: dnsmasq (static DHCP for the VMs on
+// THIS host only, DNS for the whole L3) and the metadata service on 169.254.169.254:80.
+// The controller owns all addresses (no dynamic pool) and reconciles with the *apply*
+// commands (full desired set in one call); add/remove change one entry.
+import { defineCommand } from './command.js';
+import { AbsPath, Ipv4, Mac, Obj, Type, Uuid } from './schema.js';
+
+/** RFC 1123 host name: labels of [A-Za-z0-9-], no leading/trailing '-', dots between labels. */
+export const HOSTNAME_RE = '^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$';
+export const Hostname = (opts: Record<string, unknown> = {}) =>
+  Type.String({ pattern: HOSTNAME_RE, maxLength: 253, description: 'RFC 1123 host name (letters, digits, "-", dots between labels)', ...opts });
+
+export const Cidr = (opts: Record<string, unknown> = {}) =>
+  Type.String({
+    pattern: '^((25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)/([0-9]|[12][0-9]|3[0-2])$',
+    description: 'IPv4 network in CIDR notation, e.g. 10.0.0.0/24',
+    ...opts,
+  });
+
+/** An OpenSSH public key on one line. */
+export const SshPublicKey = (opts: Record<string, unknown> = {}) =>
+  Type.String({ pattern: '^(ssh-|ecdsa-|sk-)[A-Za-z0-9@._-]+ [A-Za-z0-9+/=]+( [^\\n\\r]*)?$', maxLength: 16384, ...opts });
+
+export const IpRange = Obj({ startIp: Ipv4(), endIp: Ipv4() });
+
+/** Network-level settings of a flat L3 network as seen by one host's service namespace. */
+export const FlatNetwork = Obj({
+  l3NetworkUuid: Uuid(),
+  /** Linux bridge of the L2 network on this host (must exist). */
+  bridge: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$', description: 'bridge name (≤15 chars)' }),
+  cidr: Cidr(),
+  /** Address of this host's DHCP/DNS server inside the namespace (next hop of the metadata route). */
+  dhcpServerIp: Ipv4(),
+  gateway: Type.Optional(Ipv4()),
+  /** The L3's IP ranges (validated: inside the CIDR, not overlapping). */
+  ipRanges: Type.Optional(Type.Array(IpRange, { maxItems: 256 })),
+  /** DNS servers handed out by DHCP; default: [dhcpServerIp] (this namespace's dnsmasq). */
+  dnsServers: Type.Optional(Type.Array(Ipv4(), { maxItems: 8 })),
+  dnsDomain: Type.Optional(Hostname()),
+  mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9216 })),
+  /** DHCP lease time in seconds (default 86400). */
+  leaseTimeSec: Type.Optional(Type.Integer({ minimum: 120, maximum: 31_536_000 })),
+  /** Serve 169.254.169.254 in the namespace and hand out the option-121 route to it (default true). */
+  metadata: Type.Optional(Type.Boolean()),
+});
+
+export const DhcpEntry = Obj({
+  mac: Mac(),
+  ip: Ipv4(),
+  hostname: Type.Optional(Hostname()),
+  vmUuid: Type.Optional(Uuid()),
+});
+
+export const DnsRecord = Obj({ name: Hostname(), ip: Ipv4() });
+
+export const MetadataRecord = Obj({
+  /** The VM's address on this L3: the metadata service answers requests from this source only. */
+  ip: Ipv4(),
+  instanceId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$' }),
+  hostname: Hostname(),
+  userData: Type.Optional(Type.String({ maxLength: 65_536 })),
+  sshKeys: Type.Optional(Type.Array(SshPublicKey(), { maxItems: 32 })),
+  mac: Type.Optional(Mac()),
+});
+
+const L3Ref = { l3NetworkUuid: Uuid() };
+
+const NamespaceInfo = Obj({
+  l3NetworkUuid: Type.String(),
+  namespace: Type.String(),
+  hostVeth: Type.String(),
+  nsVeth: Type.String(),
+  dnsmasqPid: Type.Optional(Type.Integer()),
+  metadata: Type.Boolean(),
+});
+
+export const NamespaceEnsure = defineCommand({
+  name: 'flat/namespace/ensure',
+  agent: 'vrouter',
+  timeoutMs: 60_000,
+  request: Obj({ network: FlatNetwork }),
+  response: Obj({ namespace: NamespaceInfo, changed: Type.Boolean() }),
+  description: 'create or update (idempotently) the service namespace of a flat L3 on this host: netns, veth into the bridge, DHCP server address, dnsmasq, metadata service',
+});
+
+export const NamespaceDelete = defineCommand({
+  name: 'flat/namespace/delete',
+  agent: 'vrouter',
+  timeoutMs: 60_000,
+  request: Obj(L3Ref),
+  response: Obj({ deleted: Type.Boolean() }),
+  description: 'stop the services of a flat L3 on this host and delete its namespace and state (idempotent)',
+});
+
+export const FlatStatus = defineCommand({
+  name: 'flat/status',
+  agent: 'vrouter',
+  mode: 'sync',
+  timeoutMs: 30_000,
+  request: Obj({ l3NetworkUuid: Type.Optional(Uuid()) }),
+  response: Obj({
+    networks: Type.Array(
+      Obj({
+        namespace: NamespaceInfo,
+        dhcpEntries: Type.Integer(),
+        dnsRecords: Type.Integer(),
+        metadataRecords: Type.Integer(),
+        dnsmasqRunning: Type.Boolean(),
+        metadataListening: Type.Boolean(),
+      }),
+    ),
+  }),
+  description: 'what this host serves: namespaces, entry counts, whether dnsmasq and the metadata service run',
+});
+
+const DhcpResult = Obj({ entries: Type.Integer(), reloaded: Type.Boolean() });
+
+export const DhcpApply = defineCommand({
+  name: 'flat/dhcp/apply',
+  agent: 'vrouter',
+  timeoutMs: 60_000,
+  request: Obj({ ...L3Ref, entries: Type.Array(DhcpEntry, { maxItems: 65_536 }) }),
+  response: DhcpResult,
+  description: 'replace the static DHCP entries (MAC → IP, hostname) this host answers for; others are ignored',
+});
+
+export const DhcpAdd = defineCommand({
+  name: 'flat/dhcp/add',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({ ...L3Ref, entry: DhcpEntry }),
+  response: DhcpResult,
+  description: 'add or replace (by MAC) one static DHCP entry',
+});
+
+export const DhcpRemove = defineCommand({
+  name: 'flat/dhcp/remove',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({ ...L3Ref, mac: Mac() }),
+  response: DhcpResult,
+  description: 'remove the static DHCP entry of a MAC (no-op when absent)',
+});
+
+export const DnsApply = defineCommand({
+  name: 'flat/dns/apply',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({
+    ...L3Ref,
+    /** Names of the L3's VMs (all hosts); DHCP hostnames of this host are added automatically. */
+    records: Type.Array(DnsRecord, { maxItems: 65_536 }),
+    /** Upstream DNS servers for other names; none = answer only local names. */
+    forwarders: Type.Array(Ipv4(), { maxItems: 8 }),
+  }),
+  response: Obj({ records: Type.Integer(), forwarders: Type.Integer() }),
+  description: 'replace the DNS records and upstream forwarders of the L3 namespace',
+});
+
+const MetadataResult = Obj({ records: Type.Integer() });
+
+export const MetadataApply = defineCommand({
+  name: 'flat/metadata/apply',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({ ...L3Ref, records: Type.Array(MetadataRecord, { maxItems: 65_536 }) }),
+  response: MetadataResult,
+  description: 'replace the metadata records (user-data, ssh keys, hostname, instance id per VM IP)',
+});
+
+export const MetadataAdd = defineCommand({
+  name: 'flat/metadata/add',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({ ...L3Ref, record: MetadataRecord }),
+  response: MetadataResult,
+  description: 'add or replace (by IP) the metadata record of one VM',
+});
+
+export const MetadataRemove = defineCommand({
+  name: 'flat/metadata/remove',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({ ...L3Ref, ip: Ipv4() }),
+  response: MetadataResult,
+  description: 'remove the metadata record of a VM address (no-op when absent)',
+});
+
+export const ConfigDriveNetwork = Obj({
+  mac: Mac(),
+  ip: Ipv4(),
+  netmask: Ipv4(),
+  gateway: Type.Optional(Ipv4()),
+  dnsServers: Type.Optional(Type.Array(Ipv4(), { maxItems: 8 })),
+  dnsDomain: Type.Optional(Hostname()),
+  mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9216 })),
+});
+
+export const ConfigDriveBuild = defineCommand({
+  name: 'configdrive/build',
+  agent: 'vrouter',
+  timeoutMs: 120_000,
+  request: Obj({
+    /** Where to write the ISO (replaced atomically). */
+    path: AbsPath({ pattern: '^/(?!.*(^|/)\\.\\.(/|$))[^\\0\\n\\r]*\\.iso$' }),
+    instanceId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$' }),
+    hostname: Hostname(),
+    userData: Type.Optional(Type.String({ maxLength: 65_536 })),
+    sshKeys: Type.Optional(Type.Array(SshPublicKey(), { maxItems: 32 })),
+    /** Static network configuration (cloud-init network-config v2); omitted = DHCP. */
+    networks: Type.Optional(Type.Array(ConfigDriveNetwork, { maxItems: 16 })),
+  }),
+  response: Obj({ path: Type.String(), sizeBytes: Type.Integer(), sha256: Type.String() }),
+  description: 'build a NoCloud "cidata" ISO (user-data, meta-data, network-config) for a VM',
+});

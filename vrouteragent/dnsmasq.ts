@@ -1,0 +1,92 @@
+// One dnsmasq per service namespace. It daemonizes (own session), so it keeps serving DHCP
+// while the agent is down or restarting; the agent finds it again by its pid file (checked
+// against /proc: comm = dnsmasq and our --conf-file on the command line), or by scanning /proc.
+import { readFileSync, readdirSync, existsSync, readlinkSync, statSync } from 'node:fs';
+import { TStackError } from '../shared/errors.js';
+import { exec } from '../shared/exec.js';
+import type { DnsmasqPaths } from './render/dnsmasq.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function cmdlineOf(pid: number): string[] | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return undefined;
+  }
+}
+
+function isOurs(pid: number, p: DnsmasqPaths): boolean {
+  const argv = cmdlineOf(pid);
+  if (!argv || !argv[0] || !/(^|\/)dnsmasq$/.test(argv[0])) return false;
+  return argv.includes(`--conf-file=${p.conf}`);
+}
+
+/** Same network namespace as /run/netns/<ns>? (compare inode numbers) */
+function inNamespace(pid: number, ns: string): boolean {
+  try {
+    const link = readlinkSync(`/proc/${pid}/ns/net`); // "net:[4026532...]"
+    const ino = statSync(`/run/netns/${ns}`).ino;
+    return link === `net:[${ino}]`;
+  } catch {
+    return false;
+  }
+}
+
+/** The pid of the dnsmasq serving this directory, if it runs. */
+export function findDnsmasq(p: DnsmasqPaths): number | undefined {
+  try {
+    const pid = Number(readFileSync(p.pid, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 1 && isOurs(pid, p)) return pid;
+  } catch {
+    /* no pid file */
+  }
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const pid = Number(d);
+    if (isOurs(pid, p)) return pid;
+  }
+  return undefined;
+}
+
+export async function startDnsmasq(ns: string, p: DnsmasqPaths, signal?: AbortSignal): Promise<number> {
+  // dnsmasq forks; the parent exits once the daemon is set up (or fails with its error)
+  await exec('dnsmasq', [`--conf-file=${p.conf}`], { netns: ns, signal, timeoutMs: 20_000, errorCode: 'NETWORK_ERROR' });
+  for (let i = 0; i < 50; i++) {
+    const pid = findDnsmasq(p);
+    if (pid !== undefined) {
+      if (!inNamespace(pid, ns)) throw new TStackError('NETWORK_ERROR', `dnsmasq ${pid} for ${p.dir} is not in namespace ${ns}`);
+      return pid;
+    }
+    await sleep(20);
+  }
+  throw new TStackError('NETWORK_ERROR', `dnsmasq for ${p.dir} did not start (see ${p.log})`);
+}
+
+export async function stopDnsmasq(p: DnsmasqPaths): Promise<boolean> {
+  const pid = findDnsmasq(p);
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return false;
+  }
+  for (let i = 0; i < 100; i++) {
+    if (!existsSync(`/proc/${pid}`) || !isOurs(pid, p)) return true;
+    await sleep(20);
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+  return true;
+}
+
+/** SIGHUP: re-read hosts/opts/addn-hosts/servers files; leases and other clients stay. */
+export function reloadDnsmasq(p: DnsmasqPaths): boolean {
+  const pid = findDnsmasq(p);
+  if (pid === undefined) return false;
+  process.kill(pid, 'SIGHUP');
+  return true;
+}

@@ -1,0 +1,118 @@
+// The metadata service of one service namespace: an HTTP server on 169.254.169.254:80 INSIDE
+// the namespace, served by the agent process itself. A short-lived helper (`ip netns exec <ns>
+// node -e …`) binds the listening socket in the namespace and hands it to the agent over the
+// child-process IPC channel (sockets keep the namespace they were created in), then exits.
+// Requests are answered from the record of the requesting source address only: a VM can
+// never read another VM's user-data.
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import type { Server } from 'node:net';
+import { TStackError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { metadataReply, NOT_FOUND } from '../render/metadata.js';
+import { METADATA_IP } from '../render/dnsmasq.js';
+import type { MetadataRecordSpec } from '../validate.js';
+
+// Runs in the namespace: bind, pass the listening handle to the parent, exit.
+const HELPER = `
+const net = require('net');
+const s = net.createServer();
+s.on('error', (e) => { process.send({ error: e.message }, () => process.exit(1)); });
+s.listen({ host: process.argv[1], port: Number(process.argv[2]), exclusive: true }, () => {
+  process.send({ listening: true }, s, () => { s.close(); process.disconnect(); });
+});
+setTimeout(() => process.exit(2), 15000).unref();
+`;
+
+const NETNS_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** A listening socket bound inside a network namespace. */
+export function listenInNamespace(ns: string, host: string, port: number, timeoutMs = 15_000): Promise<Server> {
+  if (!NETNS_RE.test(ns)) return Promise.reject(new TStackError('INVALID_ARGUMENT', `bad netns name ${ns}`));
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', HELPER, host, String(port)], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    let stderr = '';
+    let done = false;
+    child.stderr?.on('data', (b: Buffer) => {
+      stderr = (stderr + b.toString()).slice(-2000);
+    });
+    const finish = (err?: Error, srv?: Server): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        child.kill('SIGKILL');
+        reject(err);
+      } else resolve(srv!);
+    };
+    const timer = setTimeout(() => finish(new TStackError('TIMEOUT', `binding ${host}:${port} in ${ns} timed out`)), timeoutMs);
+    child.on('message', (m: { listening?: boolean; error?: string }, handle?: unknown) => {
+      if (m.error) finish(new TStackError('NETWORK_ERROR', `cannot listen on ${host}:${port} in ${ns}: ${m.error}`));
+      else if (m.listening && handle) finish(undefined, handle as Server);
+    });
+    child.on('error', (e) => finish(new TStackError('NETWORK_ERROR', `cannot start the listener helper in ${ns}: ${e.message}`)));
+    child.on('exit', (code) => {
+      if (!done) finish(new TStackError('NETWORK_ERROR', `listener helper in ${ns} exited with ${code}: ${stderr.trim()}`));
+    });
+  });
+}
+
+export type RecordLookup = (sourceIp: string) => MetadataRecordSpec | undefined;
+
+export class MetadataServer {
+  private http?: http.Server;
+
+  constructor(
+    readonly namespace: string,
+    private readonly lookup: RecordLookup,
+    private readonly log: Logger,
+    readonly port = 80,
+  ) {}
+
+  get listening(): boolean {
+    return this.http?.listening === true;
+  }
+
+  async start(): Promise<void> {
+    if (this.listening) return;
+    const handle = await listenInNamespace(this.namespace, METADATA_IP, this.port);
+    const srv = http.createServer((req, res) => this.serve(req, res));
+    srv.keepAliveTimeout = 5_000;
+    srv.headersTimeout = 10_000;
+    srv.requestTimeout = 15_000;
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(handle, () => resolve());
+    });
+    this.http = srv;
+    this.log.info({ namespace: this.namespace }, 'metadata service listening on 169.254.169.254:80');
+  }
+
+  private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const src = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    let reply = NOT_FOUND;
+    let status = 404;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      reply = { status: 405, contentType: 'text/plain', body: 'method not allowed\n' };
+    } else {
+      const rec = this.lookup(src);
+      if (!rec) reply = { status: 404, contentType: 'text/plain', body: `no instance with address ${src} on this network\n` };
+      else reply = metadataReply(rec, req.url ?? '/');
+    }
+    status = reply.status;
+    res.writeHead(status, { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.body) });
+    res.end(req.method === 'HEAD' ? undefined : reply.body);
+    this.log.debug({ namespace: this.namespace, src, path: req.url, status }, 'metadata request');
+  }
+
+  async stop(): Promise<void> {
+    const srv = this.http;
+    this.http = undefined;
+    if (!srv) return;
+    srv.closeAllConnections?.();
+    await new Promise<void>((resolve) => srv.close(() => resolve()));
+  }
+}

@@ -1,0 +1,55 @@
+// Names of everything the agent creates for a flat L3, derived from the L3 uuid with one
+// fixed, validated scheme:
+//   namespace  <nsPrefix>-<32 hex of the uuid>            e.g. tsflat-6f1c…(32)
+//   host veth  <ifPrefix>h<first hex chars>  ≤ 15 chars    e.g. tsfh6f1c2a9b0d4
+//   ns veth    <ifPrefix>n<same hex chars>   ≤ 15 chars
+// The prefixes are per agent (defaults tsflat/tsf) so that two agents on one machine (tests,
+// or "hosts" simulated side by side) never collide.
+import { TStackError } from '../shared/errors.js';
+
+export interface NameScheme {
+  nsPrefix: string;
+  ifPrefix: string;
+}
+
+export const DEFAULT_SCHEME: NameScheme = { nsPrefix: 'tsflat', ifPrefix: 'tsf' };
+
+export interface FlatNames {
+  namespace: string;
+  hostVeth: string;
+  nsVeth: string;
+}
+
+const NS_PREFIX_RE = /^[a-z][a-z0-9-]{0,23}$/;
+const IF_PREFIX_RE = /^[a-z][a-z0-9]{0,6}$/;
+const UUID_RE = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
+
+export function checkScheme(s: NameScheme): NameScheme {
+  if (!NS_PREFIX_RE.test(s.nsPrefix)) throw new TStackError('INVALID_ARGUMENT', `namespace prefix '${s.nsPrefix}' must match ${NS_PREFIX_RE}`);
+  if (!IF_PREFIX_RE.test(s.ifPrefix)) throw new TStackError('INVALID_ARGUMENT', `interface prefix '${s.ifPrefix}' must match ${IF_PREFIX_RE} (≤ 7 chars: interface names are ≤ 15 chars and keep ≥ 7 hex chars of the uuid)`);
+  return s;
+}
+
+export function uuidHex(uuid: string): string {
+  if (!UUID_RE.test(uuid)) throw new TStackError('INVALID_ARGUMENT', `l3NetworkUuid: not a uuid: ${uuid}`, { field: 'l3NetworkUuid' });
+  return uuid.replace(/-/g, '').toLowerCase();
+}
+
+export function flatNames(l3NetworkUuid: string, scheme: NameScheme = DEFAULT_SCHEME): FlatNames {
+  checkScheme(scheme);
+  const hex = uuidHex(l3NetworkUuid);
+  const n = 15 - scheme.ifPrefix.length - 1;
+  return {
+    namespace: `${scheme.nsPrefix}-${hex}`,
+    hostVeth: `${scheme.ifPrefix}h${hex.slice(0, n)}`,
+    nsVeth: `${scheme.ifPrefix}n${hex.slice(0, n)}`,
+  };
+}
+
+/** The L3 uuid (dashed, lower case) back from a namespace name of this scheme, or undefined. */
+export function l3FromNamespace(ns: string, scheme: NameScheme = DEFAULT_SCHEME): string | undefined {
+  const m = new RegExp(`^${scheme.nsPrefix}-([0-9a-f]{32})$`).exec(ns);
+  if (!m) return undefined;
+  const h = m[1]!;
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
