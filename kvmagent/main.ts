@@ -1,7 +1,104 @@
 #!/usr/bin/env node
 // tstack-kvmagent: per-host VM agent: libvirt/QEMU, bridges, host facts.
+// registerKvmAgent() wires every kvm command onto an AgentServer; tests and the scale
+// simulator call it in-process with the fake driver/network, the daemon with the real ones.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { startAgent } from '../shared/agent/main-helper.js';
+import type { AgentServer } from '../shared/agent/server.js';
+import * as kvm from '../shared/protocol/kvm.js';
+import type { HypervisorDriver } from './hypervisor/driver.js';
+import type { NetworkBackend } from './network/bridges.js';
+import { StateWatcher } from './watcher.js';
+import { VmService, type VmServiceOptions } from './vm/service.js';
+import { hostCapacity, hostFacts } from './facts.js';
 
-startAgent({ name: 'tstack-kvmagent', port: 7070, description: 'per-host VM agent: libvirt/QEMU, bridges, host facts' }, async () => {
-  // command handlers are registered here
-});
+export interface KvmAgentOptions extends VmServiceOptions {
+  /** State poll interval (default 1000 ms). */
+  watchIntervalMs?: number;
+  /** Do not start the state watcher (e.g. a simulator with thousands of agents that polls itself). */
+  noWatcher?: boolean;
+}
+
+export interface KvmAgent {
+  vms: VmService;
+  watcher: StateWatcher;
+  driver: HypervisorDriver;
+  network: NetworkBackend;
+  stop(): Promise<void>;
+}
+
+export const KVM_CAPABILITIES = ['vm', 'vm.hotplug.volume', 'vm.hotplug.nic', 'vm.snapshot.external', 'vm.cpu-memory.live', 'l2.novlan', 'l2.vlan', 'l2.vxlan', 'state-events'];
+
+export async function registerKvmAgent(server: AgentServer, deps: { driver: HypervisorDriver; network: NetworkBackend }, opts: KvmAgentOptions = {}): Promise<KvmAgent> {
+  const { driver, network } = deps;
+  const watcher = new StateWatcher(driver, (type, data) => server.events.emit(type, data), opts.watchIntervalMs ?? 1000);
+  const vms = new VmService(driver, network, watcher, opts);
+  const vmKey = (r: { uuid: string }): string => kvm.vmQueueKey(r);
+  const netKey = (): string => kvm.networkQueueKey();
+
+  server.handle(kvm.HostFacts, () => hostFacts(driver));
+  server.handle(kvm.HostCapacity, () => hostCapacity(driver));
+
+  server.handle(kvm.VmStart, (req, ctx) => vms.start(req, ctx.signal), { key: (r) => vmKey(r.spec) });
+  server.handle(kvm.VmStop, (req, ctx) => vms.stop(req, ctx.signal), { key: vmKey });
+  server.handle(kvm.VmReboot, (req) => vms.reboot(req), { key: vmKey });
+  server.handle(kvm.VmPause, (req) => vms.pause(req), { key: vmKey });
+  server.handle(kvm.VmResume, (req) => vms.resume(req), { key: vmKey });
+  server.handle(kvm.VmDestroy, (req) => vms.destroy(req), { key: vmKey });
+  server.handle(kvm.VmGetState, (req) => vms.state(req));
+  server.handle(kvm.VmSync, (req) => vms.sync(req));
+  server.handle(kvm.VmConsole, (req) => vms.console(req));
+  server.handle(kvm.VmAttachVolume, (req) => vms.attachVolume(req), { key: vmKey });
+  server.handle(kvm.VmDetachVolume, (req, ctx) => vms.detachVolume(req, ctx.signal), { key: vmKey });
+  server.handle(kvm.VmAttachNic, (req) => vms.attachNic(req), { key: vmKey });
+  server.handle(kvm.VmDetachNic, (req, ctx) => vms.detachNic(req, ctx.signal), { key: vmKey });
+  server.handle(kvm.VmSetCpuMemory, (req) => vms.setCpuMemory(req), { key: vmKey });
+  server.handle(kvm.VmSnapshot, (req) => vms.snapshot(req), { key: vmKey });
+
+  server.handle(kvm.BridgeCreate, (req, ctx) => network.create(req, ctx.signal), { key: netKey });
+  server.handle(kvm.BridgeDelete, (req, ctx) => network.delete(req, ctx.signal), { key: netKey });
+  server.handle(kvm.BridgeCheck, (req) => network.check(req));
+
+  if (!opts.noWatcher) await watcher.start();
+  return {
+    vms,
+    watcher,
+    driver,
+    network,
+    stop: async () => {
+      watcher.stop();
+      await driver.close();
+    },
+  };
+}
+
+function isMain(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? '') === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  const { LibvirtDriver } = await import('./hypervisor/libvirt-driver.js');
+  const { IpNetwork } = await import('./network/bridges.js');
+  startAgent(
+    {
+      name: 'tstack-kvmagent',
+      port: 7070,
+      description: 'per-host VM agent: libvirt/QEMU, bridges, host facts',
+      options: [
+        ['--libvirt-uri <uri>', 'libvirt connection URI', 'qemu:///system'],
+        ['--watch-interval-ms <ms>', 'VM state poll interval', '1000'],
+      ],
+    },
+    async (server, cfg) => {
+      const uri = String(cfg.extra.libvirtUri ?? 'qemu:///system');
+      const agent = await registerKvmAgent(server, { driver: new LibvirtDriver(uri), network: new IpNetwork() }, { watchIntervalMs: Number(cfg.extra.watchIntervalMs ?? 1000) });
+      return agent.stop;
+    },
+    { capabilities: KVM_CAPABILITIES },
+  );
+}

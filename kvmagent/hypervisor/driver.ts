@@ -1,0 +1,77 @@
+// The one interface between kvmagent's VM logic and a hypervisor. The libvirt driver talks to
+// libvirtd; the fake driver keeps domains in memory (controller tests, scale simulator). All
+// policy (pre-checks, waiting, state mapping, idempotency) lives above this, in vm/service.ts,
+// so both drivers behave the same way through the protocol.
+import type { VmStateT } from '../../shared/protocol/kvm.js';
+
+export interface DomainSummary {
+  name: string;
+  /** libvirt's domain uuid (for tstack domains: the VM uuid). */
+  uuid: string;
+  state: VmStateT;
+  active: boolean;
+  persistent?: boolean;
+  cpuNum?: number;
+  memoryKiB?: number;
+}
+
+export interface DiskSnapshotSpec {
+  target: string;
+  /** Undefined: this disk is not snapshotted. */
+  file?: string;
+}
+
+export interface HypervisorDriver {
+  readonly kind: 'libvirt' | 'fake';
+  versions(): Promise<{ libvirt: string; qemu: string }>;
+  nodeInfo(): Promise<{ cpus: number; memoryKiB: number }>;
+  /** Every domain libvirt knows (active and defined). */
+  list(): Promise<DomainSummary[]>;
+  /** One domain by name; undefined when absent. */
+  get(name: string): Promise<DomainSummary | undefined>;
+  /** libvirt's reason for the current state ("shutdown", "crashed", "ioerror", …), best effort. */
+  reason(name: string): Promise<string | undefined>;
+  /** Live XML (inactive XML for a defined, stopped domain). */
+  xml(name: string): Promise<string>;
+  /** Define a persistent domain and start it. */
+  defineAndStart(xml: string, name: string): Promise<void>;
+  /** ACPI power button. */
+  shutdown(name: string): Promise<void>;
+  /** Power off at once; no error when it is not running. */
+  destroy(name: string): Promise<void>;
+  /** Remove the definition; no error when it is absent. */
+  undefine(name: string): Promise<void>;
+  suspend(name: string): Promise<void>;
+  resume(name: string): Promise<void>;
+  reboot(name: string, mode: 'acpi' | 'reset'): Promise<void>;
+  /** Hot-plug a device: live when the domain runs, and into its persistent config. */
+  attachDevice(name: string, deviceXml: string): Promise<void>;
+  /** Ask to remove a device by its alias (the guest may take a while to release it). */
+  detachDeviceAlias(name: string, alias: string): Promise<void>;
+  setVcpus(name: string, n: number): Promise<void>;
+  setMemory(name: string, kib: number): Promise<void>;
+  /** External, disk-only, atomic snapshot without libvirt metadata. */
+  snapshotDisks(name: string, disks: DiskSnapshotSpec[], o: { quiesce: boolean; reuseExternal: boolean }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** libvirt's numeric domain states → tstack's names. */
+export function stateFromLibvirt(n: number): VmStateT {
+  switch (n) {
+    case 1: // running
+    case 2: // blocked
+      return 'Running';
+    case 3:
+      return 'Paused';
+    case 4:
+      return 'Stopping';
+    case 5:
+      return 'Stopped';
+    case 6:
+      return 'Crashed';
+    case 7:
+      return 'Suspended';
+    default:
+      return 'Unknown';
+  }
+}
