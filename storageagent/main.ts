@@ -1,7 +1,38 @@
 #!/usr/bin/env node
-// tstack-storageagent: storage agent: image store and primary storage.
+// tstack-storageagent: image store (backup storage) and primary storage (local, shared mount
+// point, NFS, Ceph RBD). `registerStorageAgent` wires every command into an AgentServer, so
+// tests can run the agent in-process; running this file starts the daemon.
+import { fileURLToPath } from 'node:url';
+import { realpathSync } from 'node:fs';
 import { startAgent } from '../shared/agent/main-helper.js';
+import type { AgentServer } from '../shared/agent/server.js';
+import { makeContext, type AgentContext, type StorageAgentOptions } from './context.js';
+import { registerImageStore } from './imagestore/index.js';
+import { registerPrimaryStorage } from './primary/index.js';
 
-startAgent({ name: 'tstack-storageagent', port: 7171, description: 'storage agent: image store and primary storage' }, async () => {
-  // command handlers are registered here
-});
+export const CAPABILITIES = ['imagestore', 'imagestore.ceph', 'ps.local', 'ps.sharedmountpoint', 'ps.nfs', 'ps.ceph', 'download.http', 'download.ftp', 'download.sftp', 'download.file'];
+
+export function registerStorageAgent(server: AgentServer, opts: StorageAgentOptions): AgentContext {
+  const ctx = makeContext(server, opts);
+  registerImageStore(ctx);
+  registerPrimaryStorage(ctx);
+  return ctx;
+}
+
+const isMain = (): boolean => {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+};
+
+if (isMain()) {
+  startAgent(
+    { name: 'tstack-storageagent', port: 7171, description: 'storage agent: image store and primary storage' },
+    async (server, cfg) => {
+      registerStorageAgent(server, { dataDir: cfg.dataDir });
+    },
+    { capabilities: CAPABILITIES },
+  );
+}

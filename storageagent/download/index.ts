@@ -1,0 +1,184 @@
+// Generic resumable download: open the source at the current offset, stream into the file
+// (hashing what was written), and after an interruption reopen at the byte where it stopped.
+// Progress goes to a callback at least once a second.
+import { createHash, type Hash } from 'node:crypto';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { TStackError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { FileSource } from './file.js';
+import { FtpSource } from './ftp.js';
+import { HttpSource } from './http.js';
+import { SftpSource } from './sftp.js';
+import { FatalDownloadError, redact, type Source, type SourceOptions } from './types.js';
+
+export { redact, FatalDownloadError };
+
+export interface ProgressSample {
+  bytes: number;
+  total: number | null;
+  percent: number | null;
+  /** bytes/s over the last interval */
+  rate: number;
+  stage: 'downloading' | 'retrying' | 'done';
+}
+
+export interface DownloadOptions extends SourceOptions {
+  signal: AbortSignal;
+  retries?: number;
+  md5?: boolean;
+  sha256?: boolean;
+  onProgress?: (p: ProgressSample) => void;
+  progressIntervalMs?: number;
+  log?: Logger;
+  /** extra request headers (http) */
+  headers?: Record<string, string>;
+}
+
+export interface DownloadResult {
+  bytes: number;
+  md5?: string;
+  sha256?: string;
+  /** how many times the transfer was resumed after an interruption */
+  resumes: number;
+}
+
+export function sourceFor(url: string, o: SourceOptions & { headers?: Record<string, string> } = {}): Source {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TStackError('INVALID_ARGUMENT', `url: not a URL`, { field: 'url' });
+  }
+  switch (u.protocol) {
+    case 'http:':
+    case 'https:':
+      return new HttpSource(u, o.headers);
+    case 'ftp:':
+      return new FtpSource(u);
+    case 'sftp:':
+      return new SftpSource(u, o.sshPrivateKey);
+    case 'file:':
+      if (u.host && u.host !== 'localhost') throw new TStackError('INVALID_ARGUMENT', 'url: file:// URLs name a file on this host (file:///path)', { field: 'url' });
+      return new FileSource(u);
+    default:
+      throw new TStackError('INVALID_ARGUMENT', `url: unsupported scheme ${u.protocol} (http, https, ftp, sftp, file)`, { field: 'url' });
+  }
+}
+
+/** Sink that writes at explicit positions and hashes only what reached the file. */
+class FileSink extends Writable {
+  constructor(
+    private readonly fh: FileHandle,
+    public pos: number,
+    private readonly hashes: Hash[],
+    private readonly onBytes: (n: number) => void,
+  ) {
+    super({ highWaterMark: 4 << 20 });
+  }
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (e?: Error | null) => void): void {
+    const bufs = chunks.map((c) => c.chunk);
+    this.fh.writev(bufs, this.pos).then(
+      ({ bytesWritten }) => {
+        let n = bytesWritten;
+        for (const b of bufs) {
+          const part = n >= b.length ? b : b.subarray(0, n);
+          for (const h of this.hashes) h.update(part);
+          n -= part.length;
+          if (n <= 0) break;
+        }
+        this.pos += bytesWritten;
+        this.onBytes(bytesWritten);
+        const want = bufs.reduce((a, b) => a + b.length, 0);
+        cb(bytesWritten === want ? null : new Error('short write'));
+      },
+      (e: Error) => cb(e),
+    );
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this._writev([{ chunk }], cb);
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/**
+ * Download url into dest (created or truncated). On failure the partial file is removed
+ * and the error says why; a cancelled download throws CANCELLED.
+ */
+export async function download(url: string, dest: string, o: DownloadOptions): Promise<DownloadResult> {
+  const src = sourceFor(url, o);
+  const retries = o.retries ?? 5;
+  const fh = await open(dest, 'w', 0o644);
+  let md5 = o.md5 ? createHash('md5') : undefined;
+  let sha = o.sha256 ? createHash('sha256') : undefined;
+  let bytes = 0;
+  let total: number | null = null;
+  let resumes = 0;
+  let lastBytes = 0;
+  let lastAt = Date.now();
+  const sample = (stage: ProgressSample['stage']): void => {
+    const now = Date.now();
+    const dt = (now - lastAt) / 1000;
+    const rate = dt > 0 ? Math.max(0, (bytes - lastBytes) / dt) : 0;
+    lastBytes = bytes;
+    lastAt = now;
+    o.onProgress?.({ bytes, total, percent: total ? Math.min(100, Math.round((bytes / total) * 1000) / 10) : null, rate: Math.round(rate), stage });
+  };
+  const timer = setInterval(() => sample('downloading'), o.progressIntervalMs ?? 1000);
+  let ok = false;
+  try {
+    sample('downloading');
+    for (let attempt = 0; ; attempt++) {
+      if (o.signal.aborted) throw new TStackError('CANCELLED', `download of ${src.display} cancelled`);
+      try {
+        const opened = await src.open(bytes, o.signal);
+        if (opened.offset !== bytes) {
+          // the server ignored the range: start over
+          o.log?.info({ url: src.display, had: bytes }, 'server does not resume; restarting from 0');
+          await fh.truncate(0);
+          bytes = 0;
+          md5 = o.md5 ? createHash('md5') : undefined;
+          sha = o.sha256 ? createHash('sha256') : undefined;
+        }
+        if (opened.total !== null) total = opened.total;
+        const sink = new FileSink(fh, bytes, [md5, sha].filter((h): h is Hash => h !== undefined), (n) => (bytes += n));
+        try {
+          await pipeline(opened.stream, sink, { signal: o.signal });
+        } finally {
+          opened.close?.();
+        }
+        if (total !== null && bytes < total) throw new TStackError('DOWNLOAD_FAILED', `${src.display}: connection ended at byte ${bytes} of ${total}`);
+        if (total !== null && bytes > total) throw new FatalDownloadError(`${src.display}: got ${bytes} bytes, more than the announced ${total}`);
+        break;
+      } catch (e) {
+        if (o.signal.aborted) throw new TStackError('CANCELLED', `download of ${src.display} cancelled`);
+        const err = e instanceof TStackError ? e : new TStackError('DOWNLOAD_FAILED', `${src.display}: ${(e as Error).message}`);
+        if (e instanceof FatalDownloadError || attempt >= retries) {
+          throw new TStackError('DOWNLOAD_FAILED', attempt > 0 ? `${err.message} (after ${attempt} retries)` : err.message, { ...(err.details ?? {}), url: src.display, bytes });
+        }
+        resumes++;
+        o.log?.info({ url: src.display, bytes, attempt, err: err.message }, 'transfer interrupted; resuming');
+        sample('retrying');
+        await sleep(Math.min(500 * 2 ** attempt, 10_000), o.signal);
+      }
+    }
+    await fh.sync();
+    ok = true;
+    sample('done');
+    const r: DownloadResult = { bytes, resumes };
+    if (md5) r.md5 = md5.digest('hex');
+    if (sha) r.sha256 = sha.digest('hex');
+    return r;
+  } finally {
+    clearInterval(timer);
+    await fh.close().catch(() => undefined);
+    await src.dispose?.().catch(() => undefined);
+    if (!ok) await rm(dest, { force: true });
+  }
+}

@@ -1,0 +1,93 @@
+// PsFs over libnfs: qemu-img opens nfs:// URLs itself; listing and copying go through
+// libnfs-utils (nfs-ls, nfs-cp). Operations libnfs-utils has no tool for (mkdir, remove,
+// rename, statfs) go through a minimal NFSv3 client (nfs3.ts).
+import { exec } from '../../shared/exec.js';
+import { TStackError } from '../../shared/errors.js';
+import type { VolumeSource } from '../../shared/protocol/storage.js';
+import { PsLayout } from '../paths.js';
+import type { AgentContext } from '../context.js';
+import type { PsFs } from './fs.js';
+import { Nfs3Client } from './nfs3.js';
+
+export class LibnfsFs implements PsFs {
+  readonly layout: PsLayout;
+  private client?: Nfs3Client;
+  constructor(
+    readonly server: string,
+    readonly exportPath: string,
+    private readonly ctx: AgentContext,
+  ) {
+    // the layout validates relative paths; its root is the export path as seen by the server
+    this.layout = new PsLayout(exportPath === '/' ? '/nfs-root' : exportPath);
+  }
+  private relOk(rel: string): string {
+    return this.layout.rel(rel);
+  }
+  url(rel: string): string {
+    const r = rel ? '/' + this.relOk(rel) : '';
+    return `nfs://${this.server}${this.exportPath === '/' ? '' : this.exportPath}${r}`;
+  }
+  target(rel: string): string {
+    return this.url(rel);
+  }
+  source(rel: string, format: 'qcow2' | 'raw'): VolumeSource {
+    return { type: 'nfs', server: this.server, export: this.exportPath, path: '/' + this.relOk(rel), format };
+  }
+  installPath(rel: string): string {
+    return this.url(rel);
+  }
+  private async nfs(): Promise<Nfs3Client> {
+    this.client ??= await Nfs3Client.connect(this.server, this.exportPath);
+    return this.client;
+  }
+  async list(relDir: string): Promise<string[]> {
+    const r = await exec('nfs-ls', [this.url(relDir)], { timeoutMs: 60_000, okCodes: [0, 1, 10] });
+    if (r.code !== 0) {
+      if (/ENOENT|No such file|NFS3ERR_NOENT|does not exist|not found/i.test(r.stderr + r.stdout)) return [];
+      throw new TStackError('STORAGE_ERROR', `nfs-ls ${this.url(relDir)}: ${r.stderr || r.stdout}`);
+    }
+    // lines: "-rw-r--r--  1     0     0       196616 name"
+    const names: string[] = [];
+    for (const line of r.stdout.split('\n')) {
+      const m = /^[-dlcbps][-rwxsStT]{9}\s+\d+\s+\d+\s+\d+\s+\d+\s+(.+)$/.exec(line.trim());
+      if (m && m[1] !== '.' && m[1] !== '..') names.push(m[1]!);
+    }
+    return names;
+  }
+  async exists(rel: string): Promise<boolean> {
+    const parts = this.relOk(rel).split('/');
+    const name = parts.pop()!;
+    return (await this.list(parts.join('/'))).includes(name);
+  }
+  async mkdirp(rel: string): Promise<void> {
+    await (await this.nfs()).mkdirp(this.relOk(rel));
+  }
+  async rm(rel: string): Promise<void> {
+    await (await this.nfs()).remove(this.relOk(rel));
+  }
+  async rmTree(rel: string): Promise<void> {
+    await (await this.nfs()).removeTree(this.relOk(rel));
+  }
+  async rename(from: string, to: string): Promise<void> {
+    await (await this.nfs()).rename(this.relOk(from), this.relOk(to));
+  }
+  async statfs(): Promise<{ total: number; available: number }> {
+    const s = await (await this.nfs()).fsstat();
+    return { total: s.total, available: s.available };
+  }
+  async usage(): Promise<number> {
+    const c = await this.nfs();
+    return (await c.usage('imagecache')) + (await c.usage('volumes'));
+  }
+  async allocated(rel: string): Promise<number> {
+    return (await (await this.nfs()).getattr(this.relOk(rel))).used;
+  }
+  async stagingFor(rel: string): Promise<string> {
+    return this.ctx.tmpFile(`nfs-stage-${this.relOk(rel).replace(/\//g, '_')}`);
+  }
+  async commitStaged(local: string, rel: string, signal?: AbortSignal): Promise<void> {
+    const tmpRel = `${this.relOk(rel)}.part`;
+    await exec('nfs-cp', [local, this.url(tmpRel)], { timeoutMs: 6 * 3600_000, errorCode: 'STORAGE_ERROR', ...(signal ? { signal } : {}) });
+    await this.rename(tmpRel, rel);
+  }
+}
