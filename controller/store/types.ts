@@ -66,7 +66,8 @@ export interface InventoryStore {
 
   /**
    * Atomic unique claims (IP addresses, MACs, names…): set-if-absent of `key` in `namespace`.
-   * Returns true if this call got it. Used by allocators so concurrent allocations never collide.
+   * Returns true if this call got it, or if `owner` already holds it (so a retried or resumed
+   * step may claim again). Used by allocators so concurrent allocations never collide.
    */
   claim(namespace: string, key: string, owner: string): Promise<boolean>;
   release(namespace: string, key: string, owner?: string): Promise<void>;

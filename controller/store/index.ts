@@ -1,0 +1,21 @@
+// openStore: the one way to get an inventory. SQLite is the embedded default; Redis lets
+// several controllers share one inventory.
+import type { InventoryStore } from './types.js';
+import { SqliteStore } from './sqlite.js';
+import { RedisStore } from './redis.js';
+
+export type StoreConfig =
+  | { backend: 'sqlite'; path: string; busyTimeoutMs?: number }
+  | { backend: 'redis'; url: string; prefix?: string };
+
+/** Create and init() a store. Close it with `store.close()`. */
+export async function openStore(cfg: StoreConfig): Promise<InventoryStore> {
+  const store = cfg.backend === 'sqlite' ? new SqliteStore(cfg) : new RedisStore(cfg);
+  await store.init();
+  return store;
+}
+
+export type * from './types.js';
+export { SqliteStore } from './sqlite.js';
+export { RedisStore } from './redis.js';
+export { matchesAll, matchesFilter, runQuery, FILTER_OPS } from './query.js';

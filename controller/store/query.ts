@@ -1,0 +1,199 @@
+// Query semantics shared by both stores. SQLite evaluates filters in SQL; Redis (and the
+// cascade planner, and tests) evaluate them here in JS. Both follow SQLite's rules so the
+// same query gives the same answer on either backend:
+//   - a missing field is NULL; NULL matches only `= null`; `!= null` matches every present value;
+//     every other comparison with NULL is false;
+//   - booleans compare as 1/0;
+//   - a numeric string compared with a numeric field compares as a number ("cpuNum>2" works
+//     when the API passes the value as the string "2");
+//   - otherwise values order NULL < numbers < text; text compares by code unit (BINARY);
+//   - `~=` is SQL LIKE: % any run, _ one character, ASCII case-insensitive;
+//   - `?=` is IN over a list;
+//   - `=` / `!=` on an array field (tags, l3NetworkUuids…) mean contains / does not contain.
+import { TStackError } from '../../shared/errors.js';
+import type { Filter, FilterOp, Query, Resource } from './types.js';
+
+export const FILTER_OPS: readonly FilterOp[] = ['=', '!=', '>', '<', '>=', '<=', '~=', '?='];
+
+/** Field names allowed in filters and sort: identifiers, dotted for nested objects. */
+const FIELD_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+export function checkField(field: string): void {
+  if (!FIELD_RE.test(field)) {
+    throw new TStackError('INVALID_ARGUMENT', `query: bad field name '${field}' (letters, digits, _ and dots only)`, { field });
+  }
+}
+
+export function checkQuery(q: Query): void {
+  if (!q.kind) throw new TStackError('INVALID_ARGUMENT', 'query: kind is required', { field: 'kind' });
+  for (const f of q.filters ?? []) {
+    checkField(f.field);
+    if (!FILTER_OPS.includes(f.op)) throw new TStackError('INVALID_ARGUMENT', `query: unknown operator '${String(f.op)}'`, { field: f.field });
+    if (f.op === '?=' && !Array.isArray(f.value)) {
+      throw new TStackError('INVALID_ARGUMENT', `query: '?=' on '${f.field}' needs a list of values`, { field: f.field });
+    }
+    if (f.op === '~=' && typeof f.value !== 'string') {
+      throw new TStackError('INVALID_ARGUMENT', `query: '~=' on '${f.field}' needs a string pattern`, { field: f.field });
+    }
+  }
+  if (q.sort) checkField(q.sort.field);
+  if (q.limit !== undefined && (!Number.isInteger(q.limit) || q.limit < 0)) {
+    throw new TStackError('INVALID_ARGUMENT', 'query: limit must be a non-negative integer', { field: 'limit' });
+  }
+  if (q.start !== undefined && (!Number.isInteger(q.start) || q.start < 0)) {
+    throw new TStackError('INVALID_ARGUMENT', 'query: start must be a non-negative integer', { field: 'start' });
+  }
+}
+
+export const NUMERIC_RE = /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+
+/** The value of a (possibly dotted) field of a resource. */
+export function fieldValue(r: Record<string, unknown>, field: string): unknown {
+  if (!field.includes('.')) return r[field];
+  let cur: unknown = r;
+  for (const part of field.split('.')) {
+    if (cur === null || typeof cur !== 'object' || Array.isArray(cur)) return undefined;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return cur;
+}
+
+type Scalar = null | number | string;
+
+/** Normalise a stored value the way json_extract would present it to SQL. */
+function scalar(v: unknown): Scalar {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string') return v;
+  return JSON.stringify(v);
+}
+
+function rank(v: Scalar): number {
+  return v === null ? 0 : typeof v === 'number' ? 1 : 2;
+}
+
+/** SQLite-style comparison (-1/0/1) of two non-null scalars. */
+function cmp(a: Scalar, b: Scalar): number {
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb) return ra < rb ? -1 : 1;
+  if (a === b) return 0;
+  return (a as string | number) < (b as string | number) ? -1 : 1;
+}
+
+/** The filter value as it should meet this stored value (numeric coercion of numeric strings). */
+function operand(stored: Scalar, v: unknown): Scalar {
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (typeof stored === 'number' && typeof v === 'string' && NUMERIC_RE.test(v)) return Number(v);
+  return scalar(v);
+}
+
+export function likeToRegExp(pattern: string): RegExp {
+  let re = '';
+  for (const ch of pattern) {
+    if (ch === '%') re += '[\\s\\S]*';
+    else if (ch === '_') re += '[\\s\\S]';
+    else re += ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`, 'i');
+}
+
+function matchScalar(stored: Scalar, f: Filter): boolean {
+  const { op, value } = f;
+  if (op === '=' && value === null) return stored === null;
+  if (op === '!=' && value === null) return stored !== null;
+  if (stored === null) return false;
+  switch (op) {
+    case '=':
+      return cmp(stored, operand(stored, value)) === 0;
+    case '!=':
+      return cmp(stored, operand(stored, value)) !== 0;
+    case '>':
+      return value !== null && cmp(stored, operand(stored, value)) > 0;
+    case '<':
+      return value !== null && cmp(stored, operand(stored, value)) < 0;
+    case '>=':
+      return value !== null && cmp(stored, operand(stored, value)) >= 0;
+    case '<=':
+      return value !== null && cmp(stored, operand(stored, value)) <= 0;
+    case '~=':
+      return likeToRegExp(String(value)).test(String(stored));
+    case '?=':
+      return (value as unknown[]).some((v) => v !== null && cmp(stored, operand(stored, v)) === 0);
+  }
+  return false;
+}
+
+export function matchesFilter(r: Record<string, unknown>, f: Filter): boolean {
+  const raw = fieldValue(r, f.field);
+  if (Array.isArray(raw) && (f.op === '=' || f.op === '!=') && f.value !== null) {
+    const has = raw.some((x) => matchScalar(scalar(x), { ...f, op: '=' }));
+    return f.op === '=' ? has : !has;
+  }
+  return matchScalar(scalar(raw), f);
+}
+
+export function matchesAll(r: Record<string, unknown>, filters: readonly Filter[] = []): boolean {
+  return filters.every((f) => matchesFilter(r, f));
+}
+
+/** The order both stores use: the sort field (NULLs first ascending), then createDate, then uuid. */
+export function compareResources(a: Resource, b: Resource, sort?: Query['sort']): number {
+  if (sort) {
+    const c = cmp(scalar(fieldValue(a, sort.field)), scalar(fieldValue(b, sort.field)));
+    if (c !== 0) return sort.dir === 'desc' ? -c : c;
+  }
+  const d = cmp(a.createDate, b.createDate);
+  if (d !== 0) return d;
+  return cmp(a.uuid, b.uuid);
+}
+
+/** Evaluate a whole query over an in-memory list (Redis store, cascade planner, tests). */
+export function runQuery<T extends Resource>(all: T[], q: Query): { items: T[]; total: number } {
+  checkQuery(q);
+  const hits = all.filter((r) => r.kind === q.kind && (q.ownerAccountUuid === undefined || r.ownerAccountUuid === q.ownerAccountUuid) && matchesAll(r, q.filters));
+  hits.sort((a, b) => compareResources(a, b, q.sort));
+  const start = q.start ?? 0;
+  const items = q.limit === undefined ? hits.slice(start) : hits.slice(start, start + q.limit);
+  return { items, total: hits.length };
+}
+
+/** Apply a patch: undefined values delete fields. uuid and kind never change. */
+export function applyPatch<T extends Resource>(cur: T, patch: Partial<Resource>, now: string): T {
+  const next: Record<string, unknown> = { ...cur };
+  for (const [k, v] of Object.entries(patch)) {
+    if (k === 'uuid' || k === 'kind' || k === 'createDate') continue;
+    if (v === undefined) delete next[k];
+    else next[k] = v;
+  }
+  next.lastOpDate = patch.lastOpDate ?? now;
+  return next as T;
+}
+
+/** Fill createDate/lastOpDate/tags and check the common fields of a new resource. */
+export function prepareNew<T extends Resource>(r: T, now: string): T {
+  if (!r.uuid || typeof r.uuid !== 'string') throw new TStackError('INVALID_ARGUMENT', 'resource: uuid is required', { field: 'uuid' });
+  if (!r.kind || typeof r.kind !== 'string') throw new TStackError('INVALID_ARGUMENT', 'resource: kind is required', { field: 'kind' });
+  const out: Record<string, unknown> = { ...r };
+  for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k];
+  out.createDate = r.createDate ?? now;
+  out.lastOpDate = r.lastOpDate ?? out.createDate;
+  out.tags = r.tags ?? [];
+  out.name = r.name ?? '';
+  out.ownerAccountUuid = r.ownerAccountUuid ?? '';
+  return out as T;
+}
+
+export function asList(from: string | string[]): string[] {
+  return Array.isArray(from) ? from : [from];
+}
+
+/** Monotonic-enough ISO timestamps: never equal to or before the previous one in this process. */
+let lastTs = 0;
+export function nowIso(): string {
+  let t = Date.now();
+  if (t <= lastTs) t = lastTs + 1;
+  lastTs = t;
+  return new Date(t).toISOString();
+}

@@ -1,0 +1,228 @@
+// Redis inventory (ioredis), for several controllers sharing one inventory.
+// Keys (all under `prefix`):
+//   r:<uuid>                 the resource as JSON
+//   k:<kind>                 set of uuids of a kind
+//   p:<kind>:<parentUuid>    set, by parent
+//   s:<kind>:<state>         set, by state
+//   o:<kind>:<owner>         set, by owner account
+//   c:<namespace>            hash key -> owner (claims)
+//   d:<collection>           hash id -> JSON (docs)
+// Every resource write goes through one Lua compare-and-swap script that also maintains the
+// index sets, so a resource and its indexes never disagree and concurrent read-modify-write
+// (update, transition) is optimistic: read, compute, CAS, retry on a lost race.
+// Queries narrow candidates with the index sets, then filter/sort/page in JS with the same
+// evaluator (query.ts) whose semantics mirror the SQLite store.
+// Not for Redis Cluster: the script touches index keys it does not declare.
+import { Redis } from 'ioredis';
+import { TStackError } from '../../shared/errors.js';
+import type { InventoryStore, Query, QueryResult, Resource } from './types.js';
+import { applyPatch, asList, checkQuery, compareResources, prepareNew, nowIso, runQuery } from './query.js';
+
+const CAS = `
+local cur = redis.call('GET', KEYS[1])
+local expected = ARGV[2]
+if expected == '' then
+  if cur then return 0 end
+elseif expected ~= '*' then
+  if cur ~= expected then return 0 end
+end
+local p = ARGV[1]
+local function index(doc, op)
+  local r = cjson.decode(doc)
+  local u = r['uuid']
+  local k = r['kind']
+  redis.call(op, p .. 'k:' .. k, u)
+  if type(r['parentUuid']) == 'string' then redis.call(op, p .. 'p:' .. k .. ':' .. r['parentUuid'], u) end
+  if type(r['state']) == 'string' then redis.call(op, p .. 's:' .. k .. ':' .. r['state'], u) end
+  if type(r['ownerAccountUuid']) == 'string' then redis.call(op, p .. 'o:' .. k .. ':' .. r['ownerAccountUuid'], u) end
+end
+if cur then index(cur, 'SREM') end
+if ARGV[3] == '' then
+  if not cur then return 0 end
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+  index(ARGV[3], 'SADD')
+end
+return 1
+`;
+
+const CLAIM = `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then return 1 end
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 1 end
+return 0
+`;
+
+const RELEASE_IF_OWNER = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+const MAX_CAS_RETRIES = 200;
+
+export interface RedisStoreOptions {
+  url: string;
+  /** Key prefix, so several inventories (or test runs) can share one server. Default 'tstack:'. */
+  prefix?: string;
+}
+
+export class RedisStore implements InventoryStore {
+  readonly backend = 'redis' as const;
+  private client: Redis | undefined;
+  private readonly prefix: string;
+
+  constructor(private readonly opts: RedisStoreOptions) {
+    this.prefix = opts.prefix ?? 'tstack:';
+  }
+
+  async init(): Promise<void> {
+    if (this.client) return;
+    const c = new Redis(this.opts.url, { lazyConnect: true, maxRetriesPerRequest: 3, enableReadyCheck: true });
+    c.on('error', () => {
+      /* connection errors surface on the commands; avoid unhandled 'error' events */
+    });
+    await c.connect();
+    this.client = c;
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    if (c) await c.quit().catch(() => c.disconnect());
+  }
+
+  private get r(): Redis {
+    if (!this.client) throw new TStackError('INTERNAL', 'redis store: init() was not called or the store is closed');
+    return this.client;
+  }
+
+  private key(uuid: string): string {
+    return `${this.prefix}r:${uuid}`;
+  }
+
+  private async cas(uuid: string, expected: string, next: string): Promise<boolean> {
+    const ok = await this.r.eval(CAS, 1, this.key(uuid), this.prefix, expected, next);
+    return ok === 1;
+  }
+
+  async create<T extends Resource>(r: T): Promise<T> {
+    const res = prepareNew(r, nowIso());
+    if (!(await this.cas(res.uuid, '', JSON.stringify(res)))) {
+      throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
+    }
+    return res;
+  }
+
+  async get<T extends Resource = Resource>(uuid: string): Promise<T | undefined> {
+    const s = await this.r.get(this.key(uuid));
+    return s === null ? undefined : (JSON.parse(s) as T);
+  }
+
+  /** Optimistic read-modify-write: `change` returns the next version or throws. */
+  private async modify<T extends Resource>(uuid: string, change: (cur: T) => T): Promise<T> {
+    for (let i = 0; i < MAX_CAS_RETRIES; i++) {
+      const raw = await this.r.get(this.key(uuid));
+      if (raw === null) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+      const next = change(JSON.parse(raw) as T);
+      if (await this.cas(uuid, raw, JSON.stringify(next))) return next;
+    }
+    throw new TStackError('CONFLICT', `resource ${uuid}: too many concurrent writers, try again`, { uuid });
+  }
+
+  async update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T> {
+    return this.modify<T>(uuid, (cur) => applyPatch(cur, patch, nowIso()));
+  }
+
+  async transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch: Partial<Resource> = {}): Promise<T> {
+    const allowed = asList(from);
+    return this.modify<T>(uuid, (cur) => {
+      if (!allowed.includes(cur.state ?? '')) {
+        throw new TStackError('CONFLICT', `${cur.kind} ${uuid} is ${cur.state ?? '(no state)'}, expected ${allowed.join(' or ')} to move to ${to}`, {
+          uuid,
+          kind: cur.kind,
+          state: cur.state,
+          expected: allowed,
+          to,
+        });
+      }
+      return applyPatch(cur, { ...patch, state: to }, nowIso());
+    });
+  }
+
+  async delete(uuid: string): Promise<boolean> {
+    return this.cas(uuid, '*', '');
+  }
+
+  private async load<T extends Resource>(uuids: string[]): Promise<T[]> {
+    const out: T[] = [];
+    for (let i = 0; i < uuids.length; i += 500) {
+      const chunk = uuids.slice(i, i + 500);
+      if (chunk.length === 0) break;
+      const vals = await this.r.mget(...chunk.map((u) => this.key(u)));
+      for (const v of vals) if (v !== null) out.push(JSON.parse(v) as T);
+    }
+    return out;
+  }
+
+  async list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>> {
+    checkQuery(q);
+    const sets = [`${this.prefix}k:${q.kind}`];
+    if (q.ownerAccountUuid !== undefined) sets.push(`${this.prefix}o:${q.kind}:${q.ownerAccountUuid}`);
+    for (const f of q.filters ?? []) {
+      if (f.op !== '=' || typeof f.value !== 'string') continue;
+      if (f.field === 'parentUuid') sets.push(`${this.prefix}p:${q.kind}:${f.value}`);
+      if (f.field === 'state') sets.push(`${this.prefix}s:${q.kind}:${f.value}`);
+    }
+    const uuids = sets.length === 1 ? await this.r.smembers(sets[0]!) : await this.r.sinter(...sets);
+    return runQuery(await this.load<T>(uuids), q);
+  }
+
+  private async fromSet<T extends Resource>(set: string): Promise<T[]> {
+    const items = await this.load<T>(await this.r.smembers(set));
+    return items.sort((a, b) => compareResources(a, b));
+  }
+
+  async byParent<T extends Resource = Resource>(kind: string, parentUuid: string): Promise<T[]> {
+    return this.fromSet<T>(`${this.prefix}p:${kind}:${parentUuid}`);
+  }
+
+  async byState<T extends Resource = Resource>(kind: string, state: string): Promise<T[]> {
+    return this.fromSet<T>(`${this.prefix}s:${kind}:${state}`);
+  }
+
+  async claim(namespace: string, key: string, owner: string): Promise<boolean> {
+    return (await this.r.eval(CLAIM, 1, `${this.prefix}c:${namespace}`, key, owner)) === 1;
+  }
+
+  async release(namespace: string, key: string, owner?: string): Promise<void> {
+    if (owner === undefined) await this.r.hdel(`${this.prefix}c:${namespace}`, key);
+    else await this.r.eval(RELEASE_IF_OWNER, 1, `${this.prefix}c:${namespace}`, key, owner);
+  }
+
+  async claims(namespace: string): Promise<Array<{ key: string; owner: string }>> {
+    const h = await this.r.hgetall(`${this.prefix}c:${namespace}`);
+    return Object.keys(h)
+      .sort()
+      .map((key) => ({ key, owner: h[key]! }));
+  }
+
+  async putDoc(collection: string, id: string, doc: unknown): Promise<void> {
+    await this.r.hset(`${this.prefix}d:${collection}`, id, JSON.stringify(doc ?? null));
+  }
+
+  async getDoc<T = unknown>(collection: string, id: string): Promise<T | undefined> {
+    const s = await this.r.hget(`${this.prefix}d:${collection}`, id);
+    return s === null ? undefined : (JSON.parse(s) as T);
+  }
+
+  async deleteDoc(collection: string, id: string): Promise<void> {
+    await this.r.hdel(`${this.prefix}d:${collection}`, id);
+  }
+
+  async listDocs<T = unknown>(collection: string): Promise<Array<{ id: string; doc: T }>> {
+    const h = await this.r.hgetall(`${this.prefix}d:${collection}`);
+    return Object.keys(h)
+      .sort()
+      .map((id) => ({ id, doc: JSON.parse(h[id]!) as T }));
+  }
+}

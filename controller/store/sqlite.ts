@@ -1,0 +1,303 @@
+// SQLite inventory (better-sqlite3): one file in the data dir, WAL, busy timeout.
+//   resources(uuid, kind, parent_uuid, state, owner, name, create_date, last_op_date, body JSON)
+//   claims(ns, key, owner)      unique (ns, key): allocators' set-if-absent
+//   docs(collection, id, body)  journals, jobs, sessions, settings
+// Common fields are real, indexed columns; any other field is reached with json_extract().
+// The columns are declared without a type (no affinity) so comparisons behave exactly like
+// the JS evaluator in query.ts (no silent text/number conversion).
+// Writes that read first (update, transition) run in BEGIN IMMEDIATE transactions, so two
+// processes on the same file cannot interleave between the read and the write.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { TStackError } from '../../shared/errors.js';
+import type { Filter, InventoryStore, Query, QueryResult, Resource } from './types.js';
+import { NUMERIC_RE, applyPatch, asList, checkQuery, prepareNew, nowIso } from './query.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS resources (
+  uuid PRIMARY KEY NOT NULL,
+  kind NOT NULL,
+  parent_uuid,
+  state,
+  owner,
+  name,
+  create_date NOT NULL,
+  last_op_date NOT NULL,
+  body NOT NULL
+);
+CREATE INDEX IF NOT EXISTS resources_kind ON resources(kind, create_date);
+CREATE INDEX IF NOT EXISTS resources_parent ON resources(kind, parent_uuid);
+CREATE INDEX IF NOT EXISTS resources_state ON resources(kind, state);
+CREATE INDEX IF NOT EXISTS resources_owner ON resources(kind, owner);
+CREATE INDEX IF NOT EXISTS resources_name ON resources(kind, name);
+CREATE TABLE IF NOT EXISTS claims (
+  ns NOT NULL,
+  key NOT NULL,
+  owner NOT NULL,
+  create_date NOT NULL,
+  PRIMARY KEY (ns, key)
+);
+CREATE TABLE IF NOT EXISTS docs (
+  collection NOT NULL,
+  id NOT NULL,
+  body NOT NULL,
+  last_op_date NOT NULL,
+  PRIMARY KEY (collection, id)
+);
+`;
+
+const COLUMNS: Record<string, string> = {
+  uuid: 'uuid',
+  kind: 'kind',
+  parentUuid: 'parent_uuid',
+  state: 'state',
+  ownerAccountUuid: 'owner',
+  name: 'name',
+  createDate: 'create_date',
+  lastOpDate: 'last_op_date',
+};
+
+type Bind = string | number | null;
+
+interface Row {
+  body: string;
+}
+
+function bindValue(v: unknown): Bind {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  if (typeof v === 'number' || typeof v === 'string') return v;
+  return JSON.stringify(v);
+}
+
+/** SQL for one field: a column or json_extract(body, '$.field'). */
+function fieldSql(field: string, params: Bind[]): string {
+  const col = COLUMNS[field];
+  if (col) return col;
+  params.push(`$.${field}`);
+  return 'json_extract(body, ?)';
+}
+
+/** `x <op> value`, comparing numerically when x is a number and value a numeric string. */
+function compareSql(x: () => string, op: string, value: unknown, params: Bind[]): string {
+  if (typeof value === 'string' && NUMERIC_RE.test(value)) {
+    const a = x();
+    const b = x();
+    params.push(Number(value));
+    const c = x();
+    params.push(value);
+    return `(CASE WHEN typeof(${a}) IN ('integer','real') THEN ${b} ${op} ? ELSE ${c} ${op} ? END)`;
+  }
+  const e = x();
+  params.push(bindValue(value));
+  return `${e} ${op} ?`;
+}
+
+function inSql(x: () => string, values: unknown[], params: Bind[]): string {
+  const a = x();
+  const b = x();
+  const nums = values.map((v) => (typeof v === 'string' && NUMERIC_RE.test(v) ? Number(v) : bindValue(v)));
+  params.push(...nums);
+  const ph1 = nums.map(() => '?').join(',');
+  const c = x();
+  const raws = values.map(bindValue);
+  params.push(...raws);
+  const ph2 = raws.map(() => '?').join(',');
+  return `(CASE WHEN typeof(${a}) IN ('integer','real') THEN ${b} IN (${ph1}) ELSE ${c} IN (${ph2}) END)`;
+}
+
+function filterSql(f: Filter, params: Bind[]): string {
+  const col = COLUMNS[f.field];
+  const x = (): string => fieldSql(f.field, params);
+  if (f.value === null && (f.op === '=' || f.op === '!=')) return `${x()} IS ${f.op === '=' ? '' : 'NOT '}NULL`;
+  if (f.op === '~=') {
+    const e = x();
+    params.push(String(f.value));
+    return `${e} LIKE ?`;
+  }
+  if (f.op === '?=') return inSql(x, f.value as unknown[], params);
+  if (!col && (f.op === '=' || f.op === '!=')) {
+    // array fields: '=' means contains, '!=' does not contain
+    params.push(`$.${f.field}`);
+    const isArray = `json_type(body, ?) = 'array'`;
+    params.push(`$.${f.field}`);
+    const each = `EXISTS (SELECT 1 FROM json_each(body, ?) WHERE ${compareSql(() => 'value', '=', f.value, params)})`;
+    const scalar = compareSql(x, f.op, f.value, params);
+    return `(CASE WHEN ${isArray} THEN ${f.op === '=' ? '' : 'NOT '}${each} ELSE ${scalar} END)`;
+  }
+  return compareSql(x, f.op, f.value, params);
+}
+
+export interface SqliteStoreOptions {
+  path: string;
+  /** ms to wait for another process's write lock (default 10 s). */
+  busyTimeoutMs?: number;
+}
+
+export class SqliteStore implements InventoryStore {
+  readonly backend = 'sqlite' as const;
+  private db: Database.Database | undefined;
+
+  constructor(private readonly opts: SqliteStoreOptions) {}
+
+  async init(): Promise<void> {
+    if (this.db) return;
+    if (this.opts.path !== ':memory:') mkdirSync(dirname(this.opts.path), { recursive: true });
+    const db = new Database(this.opts.path);
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.opts.busyTimeoutMs ?? 10_000))}`);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    db.exec(SCHEMA);
+    this.db = db;
+  }
+
+  async close(): Promise<void> {
+    this.db?.close();
+    this.db = undefined;
+  }
+
+  private get d(): Database.Database {
+    if (!this.db) throw new TStackError('INTERNAL', 'sqlite store: init() was not called or the store is closed');
+    return this.db;
+  }
+
+  private write(r: Resource, insert: boolean): void {
+    const args = [r.uuid, r.kind, r.parentUuid ?? null, r.state ?? null, r.ownerAccountUuid ?? null, r.name ?? null, r.createDate, r.lastOpDate, JSON.stringify(r)];
+    if (insert) {
+      this.d.prepare('INSERT INTO resources (uuid, kind, parent_uuid, state, owner, name, create_date, last_op_date, body) VALUES (?,?,?,?,?,?,?,?,?)').run(...args);
+    } else {
+      this.d
+        .prepare('UPDATE resources SET kind=?, parent_uuid=?, state=?, owner=?, name=?, create_date=?, last_op_date=?, body=? WHERE uuid=?')
+        .run(...args.slice(1), r.uuid);
+    }
+  }
+
+  private read<T extends Resource>(uuid: string): T | undefined {
+    const row = this.d.prepare('SELECT body FROM resources WHERE uuid = ?').get(uuid) as Row | undefined;
+    return row ? (JSON.parse(row.body) as T) : undefined;
+  }
+
+  async create<T extends Resource>(r: T): Promise<T> {
+    const res = prepareNew(r, nowIso());
+    try {
+      this.write(res, true);
+    } catch (e) {
+      if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) {
+        throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
+      }
+      throw e;
+    }
+    return res;
+  }
+
+  async get<T extends Resource = Resource>(uuid: string): Promise<T | undefined> {
+    return this.read<T>(uuid);
+  }
+
+  async update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T> {
+    const tx = this.d.transaction((): T => {
+      const cur = this.read<T>(uuid);
+      if (!cur) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+      const next = applyPatch(cur, patch, nowIso());
+      this.write(next, false);
+      return next;
+    });
+    return tx.immediate();
+  }
+
+  async transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch: Partial<Resource> = {}): Promise<T> {
+    const allowed = asList(from);
+    const tx = this.d.transaction((): T => {
+      const cur = this.read<T>(uuid);
+      if (!cur) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+      if (!allowed.includes(cur.state ?? '')) {
+        throw new TStackError('CONFLICT', `${cur.kind} ${uuid} is ${cur.state ?? '(no state)'}, expected ${allowed.join(' or ')} to move to ${to}`, {
+          uuid,
+          kind: cur.kind,
+          state: cur.state,
+          expected: allowed,
+          to,
+        });
+      }
+      const next = applyPatch(cur, { ...patch, state: to }, nowIso());
+      this.write(next, false);
+      return next;
+    });
+    return tx.immediate();
+  }
+
+  async delete(uuid: string): Promise<boolean> {
+    return this.d.prepare('DELETE FROM resources WHERE uuid = ?').run(uuid).changes > 0;
+  }
+
+  async list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>> {
+    checkQuery(q);
+    const params: Bind[] = [q.kind];
+    const where = ['kind = ?'];
+    if (q.ownerAccountUuid !== undefined) {
+      where.push('owner = ?');
+      params.push(q.ownerAccountUuid);
+    }
+    for (const f of q.filters ?? []) where.push(filterSql(f, params));
+    const whereSql = where.join(' AND ');
+    const total = (this.d.prepare(`SELECT COUNT(*) AS n FROM resources WHERE ${whereSql}`).get(...params) as { n: number }).n;
+    const pageParams = [...params];
+    let order = '';
+    if (q.sort) order = `${fieldSql(q.sort.field, pageParams)} ${q.sort.dir === 'desc' ? 'DESC' : 'ASC'}, `;
+    order += 'create_date ASC, uuid ASC';
+    pageParams.push(q.limit ?? -1, q.start ?? 0);
+    const rows = this.d.prepare(`SELECT body FROM resources WHERE ${whereSql} ORDER BY ${order} LIMIT ? OFFSET ?`).all(...pageParams) as Row[];
+    return { items: rows.map((r) => JSON.parse(r.body) as T), total };
+  }
+
+  async byParent<T extends Resource = Resource>(kind: string, parentUuid: string): Promise<T[]> {
+    const rows = this.d.prepare('SELECT body FROM resources WHERE kind = ? AND parent_uuid = ? ORDER BY create_date, uuid').all(kind, parentUuid) as Row[];
+    return rows.map((r) => JSON.parse(r.body) as T);
+  }
+
+  async byState<T extends Resource = Resource>(kind: string, state: string): Promise<T[]> {
+    const rows = this.d.prepare('SELECT body FROM resources WHERE kind = ? AND state = ? ORDER BY create_date, uuid').all(kind, state) as Row[];
+    return rows.map((r) => JSON.parse(r.body) as T);
+  }
+
+  async claim(namespace: string, key: string, owner: string): Promise<boolean> {
+    const tx = this.d.transaction((): boolean => {
+      const ins = this.d.prepare('INSERT OR IGNORE INTO claims (ns, key, owner, create_date) VALUES (?,?,?,?)').run(namespace, key, owner, nowIso());
+      if (ins.changes > 0) return true;
+      const row = this.d.prepare('SELECT owner FROM claims WHERE ns = ? AND key = ?').get(namespace, key) as { owner: string } | undefined;
+      return row?.owner === owner;
+    });
+    return tx.immediate();
+  }
+
+  async release(namespace: string, key: string, owner?: string): Promise<void> {
+    if (owner === undefined) this.d.prepare('DELETE FROM claims WHERE ns = ? AND key = ?').run(namespace, key);
+    else this.d.prepare('DELETE FROM claims WHERE ns = ? AND key = ? AND owner = ?').run(namespace, key, owner);
+  }
+
+  async claims(namespace: string): Promise<Array<{ key: string; owner: string }>> {
+    return this.d.prepare('SELECT key, owner FROM claims WHERE ns = ? ORDER BY key').all(namespace) as Array<{ key: string; owner: string }>;
+  }
+
+  async putDoc(collection: string, id: string, doc: unknown): Promise<void> {
+    this.d
+      .prepare('INSERT INTO docs (collection, id, body, last_op_date) VALUES (?,?,?,?) ON CONFLICT (collection, id) DO UPDATE SET body = excluded.body, last_op_date = excluded.last_op_date')
+      .run(collection, id, JSON.stringify(doc ?? null), nowIso());
+  }
+
+  async getDoc<T = unknown>(collection: string, id: string): Promise<T | undefined> {
+    const row = this.d.prepare('SELECT body FROM docs WHERE collection = ? AND id = ?').get(collection, id) as Row | undefined;
+    return row ? (JSON.parse(row.body) as T) : undefined;
+  }
+
+  async deleteDoc(collection: string, id: string): Promise<void> {
+    this.d.prepare('DELETE FROM docs WHERE collection = ? AND id = ?').run(collection, id);
+  }
+
+  async listDocs<T = unknown>(collection: string): Promise<Array<{ id: string; doc: T }>> {
+    const rows = this.d.prepare('SELECT id, body FROM docs WHERE collection = ? ORDER BY id').all(collection) as Array<{ id: string; body: string }>;
+    return rows.map((r) => ({ id: r.id, doc: JSON.parse(r.body) as T }));
+  }
+}

@@ -1,0 +1,38 @@
+// The store suite on a real SQLite file (WAL), a peer being a second connection to the same file.
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { openStore } from '../../../controller/store/index.js';
+import { tmpDir } from '../../harness/tmp.js';
+import { useCleanup } from '../../harness/cleanup.js';
+import { storeSuite } from './store.suite.js';
+
+describe('controller store: SQLite', () => {
+  const cleanup = useCleanup();
+  let dir: string;
+  let path = '';
+  before(async () => {
+    dir = await tmpDir('store-sqlite', cleanup);
+  });
+
+  storeSuite({
+    open: async () => {
+      path = join(dir, `inv-${randomUUID()}.db`);
+      return openStore({ backend: 'sqlite', path });
+    },
+    openPeer: async () => openStore({ backend: 'sqlite', path }),
+  });
+
+  it('persists across reopen, in WAL mode', async () => {
+    const p = join(dir, 'persist.db');
+    const a = await openStore({ backend: 'sqlite', path: p });
+    await a.create({ uuid: randomUUID(), kind: 'zone', name: 'kept', createDate: '', lastOpDate: '', ownerAccountUuid: 'x', tags: [] });
+    await a.close();
+    assert.ok(existsSync(p));
+    const b = await openStore({ backend: 'sqlite', path: p });
+    const all = await b.list({ kind: 'zone' });
+    assert.deepEqual(all.items.map((z) => z.name), ['kept']);
+    await b.close();
+  });
+});

@@ -1,0 +1,280 @@
+// The inventory store contract, run against every backend (store-sqlite / store-redis).
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import type { Filter, InventoryStore, Resource } from '../../../controller/store/types.js';
+import { TStackError } from '../../../shared/errors.js';
+
+export interface StoreFixture {
+  /** A fresh, empty, initialised store. */
+  open(): Promise<InventoryStore>;
+  /** A second connection to the same inventory as the last open() (another controller). */
+  openPeer(): Promise<InventoryStore>;
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<TStackError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof TStackError, `expected TStackError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return e;
+  }
+  assert.fail(`expected ${code}, but it succeeded`);
+}
+
+const ZONE_OWNER = 'acc-admin';
+
+function host(n: number, extra: Partial<Resource> = {}): Resource {
+  return {
+    uuid: randomUUID(),
+    kind: 'host',
+    name: `host-${String(n).padStart(2, '0')}`,
+    createDate: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+    lastOpDate: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+    ownerAccountUuid: n % 2 === 0 ? 'acc-a' : 'acc-b',
+    tags: n % 3 === 0 ? ['gpu', 'ssd'] : ['ssd'],
+    parentUuid: n < 5 ? 'cluster-1' : 'cluster-2',
+    state: n % 4 === 0 ? 'Disabled' : 'Enabled',
+    managementIp: `10.0.0.${n}`,
+    totalMemory: n * 1024,
+    cpuNum: n,
+    hasGpu: n % 3 === 0,
+    ...(n === 7 ? {} : { hypervisorType: 'KVM' }),
+    capacity: { cpu: n * 2 },
+  } as Resource;
+}
+
+export function storeSuite(fixture: StoreFixture): void {
+  let store: InventoryStore;
+
+  beforeEach(async () => {
+    store = await fixture.open();
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+
+  describe('CRUD', () => {
+    it('creates, reads, updates and deletes a resource', async () => {
+      const uuid = randomUUID();
+      const created = await store.create({ uuid, kind: 'zone', name: 'z1', ownerAccountUuid: ZONE_OWNER, state: 'Enabled', tags: [], createDate: undefined as unknown as string, lastOpDate: undefined as unknown as string, description: 'first' });
+      assert.ok(created.createDate, 'createDate is set');
+      assert.equal(created.lastOpDate, created.createDate);
+      assert.deepEqual(created.tags, []);
+      const got = await store.get(uuid);
+      assert.deepEqual(got, created);
+
+      const upd = await store.update(uuid, { name: 'z1-renamed', description: undefined, extra: 5 });
+      assert.equal(upd.name, 'z1-renamed');
+      assert.equal(upd.description, undefined);
+      assert.ok(!('description' in upd), 'undefined deletes the field');
+      assert.equal(upd.extra, 5);
+      assert.ok(upd.lastOpDate > created.lastOpDate, 'lastOpDate bumped');
+      assert.equal(upd.createDate, created.createDate);
+      assert.deepEqual(await store.get(uuid), upd);
+
+      const sneaky = await store.update(uuid, { uuid: 'other', kind: 'host' });
+      assert.equal(sneaky.uuid, uuid);
+      assert.equal(sneaky.kind, 'zone');
+
+      assert.equal(await store.delete(uuid), true);
+      assert.equal(await store.get(uuid), undefined);
+      assert.equal(await store.delete(uuid), false);
+    });
+
+    it('refuses a duplicate uuid with CONFLICT and a missing one with NOT_FOUND', async () => {
+      const r = host(1);
+      await store.create(r);
+      await rejectsWith(store.create({ ...r, name: 'again' }), 'CONFLICT');
+      assert.equal((await store.get(r.uuid))?.name, 'host-01');
+      await rejectsWith(store.update(randomUUID(), { name: 'x' }), 'NOT_FOUND');
+      await rejectsWith(store.transition(randomUUID(), 'A', 'B'), 'NOT_FOUND');
+    });
+
+    it('keeps indexes right when parent, state and owner change', async () => {
+      const r = await store.create(host(1));
+      await store.update(r.uuid, { parentUuid: 'cluster-9', ownerAccountUuid: 'acc-z' });
+      assert.deepEqual(await store.byParent('host', 'cluster-1'), []);
+      assert.deepEqual((await store.byParent('host', 'cluster-9')).map((h) => h.uuid), [r.uuid]);
+      assert.equal((await store.list({ kind: 'host', ownerAccountUuid: 'acc-z' })).total, 1);
+      assert.equal((await store.list({ kind: 'host', ownerAccountUuid: 'acc-b' })).total, 0);
+      await store.update(r.uuid, { parentUuid: undefined });
+      assert.deepEqual(await store.byParent('host', 'cluster-9'), []);
+      await store.delete(r.uuid);
+      assert.deepEqual(await store.byState('host', 'Enabled'), []);
+      assert.equal((await store.list({ kind: 'host' })).total, 0);
+    });
+  });
+
+  describe('queries', () => {
+    let hosts: Resource[];
+    beforeEach(async () => {
+      hosts = [];
+      for (let n = 1; n <= 12; n++) hosts.push(await store.create(host(n)));
+      await store.create({ ...host(99), kind: 'zone', name: 'not-a-host' });
+    });
+    const names = async (filters: Filter[], extra: { sort?: { field: string; dir: 'asc' | 'desc' }; limit?: number; start?: number; owner?: string } = {}): Promise<string[]> => {
+      const q = { kind: 'host', filters, ...(extra.sort ? { sort: extra.sort } : {}), ...(extra.limit !== undefined ? { limit: extra.limit } : {}), ...(extra.start !== undefined ? { start: extra.start } : {}), ...(extra.owner ? { ownerAccountUuid: extra.owner } : {}) };
+      return (await store.list(q)).items.map((h) => h.name);
+    };
+    const hn = (...ns: number[]): string[] => ns.map((n) => `host-${String(n).padStart(2, '0')}`);
+
+    it('= and != on columns, JSON fields, numbers and booleans', async () => {
+      assert.deepEqual(await names([{ field: 'name', op: '=', value: 'host-03' }]), hn(3));
+      assert.deepEqual(await names([{ field: 'managementIp', op: '=', value: '10.0.0.5' }]), hn(5));
+      assert.deepEqual(await names([{ field: 'cpuNum', op: '=', value: 6 }]), hn(6));
+      assert.deepEqual(await names([{ field: 'cpuNum', op: '=', value: '6' }]), hn(6), 'numeric strings compare as numbers');
+      assert.deepEqual(await names([{ field: 'hasGpu', op: '=', value: true }]), hn(3, 6, 9, 12));
+      assert.deepEqual(await names([{ field: 'state', op: '!=', value: 'Enabled' }]), hn(4, 8, 12));
+      assert.deepEqual(await names([{ field: 'hypervisorType', op: '=', value: null }]), hn(7), 'missing field is null');
+      assert.deepEqual(await names([{ field: 'hypervisorType', op: '!=', value: null }]), hn(1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12));
+      assert.deepEqual(await names([{ field: 'hypervisorType', op: '!=', value: 'KVM' }]), [], 'a missing field never matches !=');
+      assert.deepEqual(await names([{ field: 'capacity.cpu', op: '=', value: 8 }]), hn(4), 'dotted nested field');
+    });
+
+    it('> < >= <= with numbers, numeric strings and text', async () => {
+      assert.deepEqual(await names([{ field: 'cpuNum', op: '>', value: 10 }]), hn(11, 12));
+      assert.deepEqual(await names([{ field: 'cpuNum', op: '>=', value: '10' }]), hn(10, 11, 12));
+      assert.deepEqual(await names([{ field: 'totalMemory', op: '<', value: 2048 }]), hn(1));
+      assert.deepEqual(await names([{ field: 'totalMemory', op: '<=', value: 2048 }]), hn(1, 2));
+      assert.deepEqual(await names([{ field: 'name', op: '>', value: 'host-10' }]), hn(11, 12));
+      assert.deepEqual(await names([{ field: 'createDate', op: '<', value: hosts[2]!.createDate }]), hn(1, 2));
+      assert.deepEqual(await names([{ field: 'cpuNum', op: '>', value: 3 }, { field: 'cpuNum', op: '<', value: 6 }]), hn(4, 5), 'filters are ANDed');
+    });
+
+    it('~= (like) and ?= (in)', async () => {
+      assert.deepEqual(await names([{ field: 'name', op: '~=', value: 'host-1%' }]), hn(10, 11, 12));
+      assert.deepEqual(await names([{ field: 'name', op: '~=', value: 'HOST-0_' }]), hn(1, 2, 3, 4, 5, 6, 7, 8, 9), 'like is case-insensitive, _ is one char');
+      assert.deepEqual(await names([{ field: 'managementIp', op: '~=', value: '%.1' }]), hn(1));
+      assert.deepEqual(await names([{ field: 'name', op: '?=', value: ['host-02', 'host-05', 'nope'] }]), hn(2, 5));
+      assert.deepEqual(await names([{ field: 'cpuNum', op: '?=', value: ['3', 4, 'x'] }]), hn(3, 4));
+      assert.deepEqual(await names([{ field: 'uuid', op: '?=', value: [hosts[7]!.uuid] }]), hn(8));
+      assert.deepEqual(await names([{ field: 'name', op: '?=', value: [] }]), []);
+    });
+
+    it('= / != on an array field mean contains / does not contain', async () => {
+      assert.deepEqual(await names([{ field: 'tags', op: '=', value: 'gpu' }]), hn(3, 6, 9, 12));
+      assert.deepEqual(await names([{ field: 'tags', op: '!=', value: 'gpu' }]), hn(1, 2, 4, 5, 7, 8, 10, 11));
+    });
+
+    it('sort, limit, start and total', async () => {
+      assert.deepEqual(await names([], { sort: { field: 'cpuNum', dir: 'desc' }, limit: 3 }), hn(12, 11, 10));
+      assert.deepEqual(await names([], { sort: { field: 'cpuNum', dir: 'asc' }, limit: 2, start: 4 }), hn(5, 6));
+      assert.deepEqual(await names([], { sort: { field: 'hypervisorType', dir: 'asc' }, limit: 2 }), hn(7, 1), 'nulls first ascending, then createDate');
+      assert.deepEqual(await names([], { sort: { field: 'state', dir: 'desc' }, limit: 4 }), hn(1, 2, 3, 5), 'ties ordered by createDate');
+      const page = await store.list({ kind: 'host', filters: [{ field: 'state', op: '=', value: 'Enabled' }], limit: 2, start: 1 });
+      assert.equal(page.total, 9);
+      assert.equal(page.items.length, 2);
+      const none = await store.list({ kind: 'host', limit: 0 });
+      assert.equal(none.total, 12);
+      assert.deepEqual(none.items, []);
+      assert.deepEqual(await names([], { start: 11 }), hn(12));
+    });
+
+    it('owner restriction, byParent and byState', async () => {
+      assert.deepEqual(await names([], { owner: 'acc-a' }), hn(2, 4, 6, 8, 10, 12));
+      assert.deepEqual(await names([{ field: 'state', op: '=', value: 'Disabled' }], { owner: 'acc-b' }), []);
+      assert.deepEqual((await store.byParent('host', 'cluster-1')).map((h) => h.name), hn(1, 2, 3, 4));
+      assert.deepEqual((await store.byParent('zone', 'cluster-1')).map((h) => h.name), []);
+      assert.deepEqual((await store.byState('host', 'Disabled')).map((h) => h.name), hn(4, 8, 12));
+      assert.deepEqual(await names([{ field: 'parentUuid', op: '=', value: 'cluster-2' }, { field: 'state', op: '=', value: 'Disabled' }]), hn(8, 12));
+    });
+
+    it('rejects bad field names and malformed filters with INVALID_ARGUMENT', async () => {
+      await rejectsWith(store.list({ kind: 'host', filters: [{ field: "name') OR 1=1 --", op: '=', value: 'x' }] }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.list({ kind: 'host', sort: { field: 'name;drop', dir: 'asc' } }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.list({ kind: 'host', filters: [{ field: 'name', op: '?=', value: 'x' }] }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.list({ kind: 'host', filters: [{ field: 'name', op: '<>' as '=', value: 'x' }] }), 'INVALID_ARGUMENT');
+    });
+  });
+
+  describe('transition', () => {
+    it('moves state only from an expected state, with a patch', async () => {
+      const vm = await store.create({ ...host(1), kind: 'vm-instance', state: 'Stopped' });
+      const t = await store.transition(vm.uuid, ['Stopped', 'Created'], 'Starting', { hostUuid: 'h1' });
+      assert.equal(t.state, 'Starting');
+      assert.equal(t.hostUuid, 'h1');
+      const e = await rejectsWith(store.transition(vm.uuid, 'Stopped', 'Starting'), 'CONFLICT');
+      assert.equal(e.details?.state, 'Starting');
+      assert.deepEqual((await store.byState('vm-instance', 'Starting')).map((v) => v.uuid), [vm.uuid]);
+      assert.deepEqual(await store.byState('vm-instance', 'Stopped'), []);
+    });
+
+    it('exactly one of 20 concurrent transitions wins (two connections)', async () => {
+      const peer = await fixture.openPeer();
+      try {
+        const vm = await store.create({ ...host(1), kind: 'vm-instance', state: 'Stopped' });
+        const results = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) => (i % 2 ? peer : store).transition(vm.uuid, 'Stopped', 'Starting', { winner: i })),
+        );
+        const won = results.filter((r) => r.status === 'fulfilled');
+        assert.equal(won.length, 1, 'one winner');
+        for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as TStackError).code, 'CONFLICT');
+        const final = await store.get(vm.uuid);
+        assert.equal(final?.winner, (won[0] as PromiseFulfilledResult<Resource>).value.winner);
+      } finally {
+        await peer.close();
+      }
+    });
+
+    it('concurrent updates of different fields are all kept', async () => {
+      const peer = await fixture.openPeer();
+      try {
+        const r = await store.create(host(1));
+        await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? peer : store).update(r.uuid, { [`f${i}`]: i })));
+        const final = (await store.get(r.uuid))!;
+        for (let i = 0; i < 20; i++) assert.equal(final[`f${i}`], i, `f${i} kept`);
+      } finally {
+        await peer.close();
+      }
+    });
+  });
+
+  describe('claims', () => {
+    it('set-if-absent, idempotent for the same owner, release by owner', async () => {
+      assert.equal(await store.claim('ip:l3', '10.0.0.2', 'nic-1'), true);
+      assert.equal(await store.claim('ip:l3', '10.0.0.2', 'nic-2'), false);
+      assert.equal(await store.claim('ip:l3', '10.0.0.2', 'nic-1'), true, 'same owner again');
+      assert.equal(await store.claim('ip:other', '10.0.0.2', 'nic-2'), true, 'namespaces are separate');
+      await store.release('ip:l3', '10.0.0.2', 'nic-2');
+      assert.deepEqual(await store.claims('ip:l3'), [{ key: '10.0.0.2', owner: 'nic-1' }], 'release by a non-owner does nothing');
+      await store.release('ip:l3', '10.0.0.2', 'nic-1');
+      assert.deepEqual(await store.claims('ip:l3'), []);
+      await store.claim('ip:l3', 'b', 'x');
+      await store.claim('ip:l3', 'a', 'y');
+      await store.release('ip:l3', 'b');
+      assert.deepEqual(await store.claims('ip:l3'), [{ key: 'a', owner: 'y' }]);
+    });
+
+    it('50 concurrent claims of one key from two connections: one winner', async () => {
+      const peer = await fixture.openPeer();
+      try {
+        const res = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? peer : store).claim('mac', '52:54:00:00:00:01', `owner-${i}`)));
+        assert.equal(res.filter(Boolean).length, 1);
+        const c = await store.claims('mac');
+        assert.equal(c.length, 1);
+        assert.equal(c[0]!.owner, `owner-${res.indexOf(true)}`);
+      } finally {
+        await peer.close();
+      }
+    });
+  });
+
+  describe('docs', () => {
+    it('put, get, list, delete', async () => {
+      await store.putDoc('journal', 'b', { step: 2, data: { ip: '10.0.0.2' } });
+      await store.putDoc('journal', 'a', { step: 1 });
+      await store.putDoc('journal', 'a', { step: 3 });
+      await store.putDoc('other', 'a', 'x');
+      assert.deepEqual(await store.getDoc('journal', 'a'), { step: 3 });
+      assert.deepEqual(await store.listDocs('journal'), [
+        { id: 'a', doc: { step: 3 } },
+        { id: 'b', doc: { step: 2, data: { ip: '10.0.0.2' } } },
+      ]);
+      await store.deleteDoc('journal', 'a');
+      assert.equal(await store.getDoc('journal', 'a'), undefined);
+      assert.deepEqual((await store.listDocs('journal')).map((d) => d.id), ['b']);
+      assert.deepEqual(await store.listDocs('nothing'), []);
+    });
+  });
+}
