@@ -45,7 +45,7 @@ type Outcome = { kind: 'result'; result: TaskResult } | { kind: 'unknown' } | { 
 export class AgentClient {
   private pending = new Map<string, Pending>();
   /** Callbacks that arrived while no call was waiting (controller restarted): kept a while for resume(). */
-  private early = new Map<string, { r: TaskResult; at: number }>();
+  private early = new Map<string, { r: TaskResult; at: number; token: string }>();
 
   constructor(private readonly opts: AgentClientOptions = {}) {}
 
@@ -114,7 +114,9 @@ export class AgentClient {
     const early = this.early.get(taskId);
     if (early) {
       this.early.delete(taskId);
-      resolve(early.r);
+      // only trust a callback that was signed with this agent's token
+      if (tokenMatches(early.token, host.token)) resolve(early.r);
+      else log.warn({ taskId }, 'ignoring an early callback with a wrong agent token');
     }
     this.pending.set(taskId, { host, resolve });
     return { promise, cancel: () => this.pending.delete(taskId) };
@@ -132,7 +134,7 @@ export class AgentClient {
         if (r) return r;
       }
       checkNow = false;
-      const o = await this.query(host, taskId);
+      const o = await this.query(host, taskId, Math.max(1_000, deadline - Date.now()));
       if (o.kind === 'result' && o.result.state !== 'running') return o.result;
       if (o.kind === 'unknown') {
         throw new TStackError('TASK_LOST', `${cmd.name}: agent ${host.url} no longer knows task ${taskId} (it restarted mid-task); the operation's outcome must be checked on the host`, { taskId, url: host.url });
@@ -148,11 +150,11 @@ export class AgentClient {
     }
   }
 
-  private async query(host: AgentEndpoint, taskId: string): Promise<Outcome> {
+  private async query(host: AgentEndpoint, taskId: string, maxMs = Infinity): Promise<Outcome> {
     try {
       const res = await fetch(`${host.url}/task/${encodeURIComponent(taskId)}`, {
         headers: { authorization: `Bearer ${host.token}` },
-        signal: AbortSignal.timeout(this.reqTimeout()),
+        signal: AbortSignal.timeout(Math.min(this.reqTimeout(), maxMs)),
       });
       if (res.status === 404) return { kind: 'unknown' };
       if (!res.ok) return { kind: 'unreachable', err: `HTTP ${res.status}` };
@@ -192,17 +194,17 @@ export class AgentClient {
       };
       if (b.error) r.error = b.error as TaskResult['error'];
       const p = this.pending.get(taskId);
+      const given = ctx.get('authorization').replace(/^Bearer /, '');
       if (p) {
-        const given = Buffer.from(ctx.get('authorization').replace(/^Bearer /, ''));
-        const want = Buffer.from(p.host.token);
-        if (given.length !== want.length || !timingSafeEqual(given, want)) {
+        if (!tokenMatches(given, p.host.token)) {
           throw new TStackError('UNAUTHORIZED', 'callback: wrong agent token');
         }
         p.resolve(r);
       } else {
         // nobody waits (restart, or already timed out): keep it briefly for resume(); the agent
         // keeps it too, at GET /task/<id>, which is what resume() trusts.
-        this.early.set(taskId, { r, at: Date.now() });
+        if (!given) throw new TStackError('UNAUTHORIZED', 'callback: missing agent token');
+        this.early.set(taskId, { r, at: Date.now(), token: given });
         this.gcEarly();
         log.debug({ taskId }, 'callback for a task nobody waits for');
       }
@@ -218,6 +220,12 @@ export class AgentClient {
   private reqTimeout(): number {
     return this.opts.requestTimeoutMs ?? 15_000;
   }
+}
+
+function tokenMatches(given: string, want: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(want);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function errorFromBody(body: Record<string, unknown>, status: number, command: string): TStackError {

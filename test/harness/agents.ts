@@ -46,12 +46,17 @@ export interface AgentProcess {
 }
 
 export async function startAgentProcess(kind: AgentKind, opts: StartAgentOptions = {}): Promise<AgentProcess> {
+  return startAgentScript(kind, join(REPO_ROOT, kind, 'main.ts'), opts) as Promise<AgentProcess>;
+}
+
+/** Like startAgentProcess, for any agent entry script (e.g. a test fixture built on startAgent()). */
+export async function startAgentScript(kind: string, script: string, opts: StartAgentOptions = {}): Promise<Omit<AgentProcess, 'kind'> & { kind: string }> {
   const cleanup = opts.cleanup ?? globalCleanup;
   const dataDir = opts.dataDir ?? (await tmpDir(kind, cleanup));
   const port = opts.port ?? (await freePort());
   const tokenFile = join(dataDir, 'token');
   const logFile = join(dataDir, `${kind}.log`);
-  const args = ['--import', 'tsx', join(REPO_ROOT, kind, 'main.ts'), '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--token-file', tokenFile];
+  const args = ['--import', 'tsx', script, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--token-file', tokenFile];
   if (opts.controllerUrl) args.push('--controller-url', opts.controllerUrl);
   if (opts.logLevel) args.push('--log-level', opts.logLevel);
   args.push(...(opts.args ?? []));
