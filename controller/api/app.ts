@@ -1,0 +1,284 @@
+// The controller's Koa application: /health, /metrics, /v1 (sessions, collections, actions,
+// jobs, events, OpenAPI, agent callbacks and events). Errors are always {code, message,
+// field?} with a 4xx for anything the caller did wrong; a stack trace never leaves.
+import Koa from 'koa';
+import Router from '@koa/router';
+import { bodyParser } from '@koa/bodyparser';
+import { timingSafeEqual } from 'node:crypto';
+import { TStackError, httpStatusOf } from '../../shared/errors.js';
+import { logger } from '../../shared/log.js';
+import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.js';
+import { validate } from '../../shared/protocol/schema.js';
+import type { InventoryStore, Resource } from '../store/types.js';
+import { SessionCreate, type AuthService, type Principal } from '../auth/accounts.js';
+import { registerAccounts } from '../auth/collection.js';
+import { jobView, type JobContext, type JobManager } from '../jobs/jobs.js';
+import type { EventBus } from '../events/bus.js';
+import type { AgentRegistry } from '../events/agent-events.js';
+import { sseHandler } from '../events/sse.js';
+import type { AgentClient } from '../agent-client/client.js';
+import { parseListQuery, project } from './query.js';
+import { buildOpenApi } from './openapi.js';
+import { genericCreate, genericDelete, genericUpdate, getVisible, notFound, shape, visible } from './crud.js';
+import type { ApiRegistry, CollectionSpec, OpContext, Verb } from './registry.js';
+
+const log = logger('api');
+
+export interface ApiDeps {
+  store: InventoryStore;
+  auth: AuthService;
+  jobs: JobManager;
+  bus: EventBus;
+  agents: AgentRegistry;
+  registry: ApiRegistry;
+  agentClient?: AgentClient;
+  version: string;
+  /** Bearer token that may read /metrics (the controller's --token-file secret). */
+  metricsToken?: string;
+}
+
+export interface ApiApp {
+  app: Koa;
+  metrics: HttpMetrics;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function bodyOf(ctx: Koa.Context): Record<string, unknown> {
+  const b = (ctx.request as { body?: unknown }).body;
+  if (b === undefined || b === null || (typeof b === 'object' && !Array.isArray(b) && Object.keys(b).length === 0 && !ctx.request.length)) return {};
+  if (!isObj(b)) throw new TStackError('INVALID_ARGUMENT', 'request body: expected a JSON object', { field: '(body)' });
+  return b;
+}
+
+function bearer(ctx: Koa.Context): string | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
+  return m?.[1];
+}
+
+function errorBody(err: TStackError): Record<string, unknown> {
+  const body: Record<string, unknown> = { code: err.code, message: err.message };
+  const field = err.details?.field;
+  if (typeof field === 'string') body.field = field;
+  if (err.details) {
+    const { field: _f, ...rest } = err.details;
+    if (Object.keys(rest).length) body.details = rest;
+  }
+  return body;
+}
+
+export function buildApi(d: ApiDeps): ApiApp {
+  registerAccounts(d.registry, d.auth);
+  const app = new Koa();
+  app.proxy = false;
+  const metrics = createHttpMetrics('controller');
+  const router = new Router();
+
+  // errors, metrics, request log
+  app.use(async (ctx, next) => {
+    const start = process.hrtime.bigint();
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) throw new TStackError('NOT_FOUND', `no such endpoint: ${ctx.method} ${ctx.path}`);
+    } catch (e) {
+      let err = TStackError.from(e);
+      const status = (e as { status?: number; expose?: boolean }).status;
+      if (!(e instanceof TStackError) && typeof status === 'number' && status >= 400 && status < 500) {
+        // koa/bodyparser/router errors: bad JSON, body too large, method not allowed…
+        err = status === 405 ? new TStackError('METHOD_NOT_ALLOWED', `${ctx.method} is not supported on ${ctx.path}`) : new TStackError('INVALID_ARGUMENT', `bad request: ${(e as Error).message}`, { field: '(body)' });
+        ctx.status = status === 405 ? 405 : status === 413 ? 413 : 400;
+      } else {
+        ctx.status = httpStatusOf(err.code);
+      }
+      if (ctx.status >= 500 && err.code === 'INTERNAL') {
+        log.error({ err: e, method: ctx.method, path: ctx.path }, 'request failed');
+        err = new TStackError('INTERNAL', `internal error while serving ${ctx.method} ${ctx.path}; see the controller log`);
+      }
+      ctx.body = errorBody(err);
+    } finally {
+      const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'other';
+      const secs = Number(process.hrtime.bigint() - start) / 1e9;
+      metrics.requests.inc({ method: ctx.method, route: String(route), status: String(ctx.status) });
+      metrics.duration.observe({ method: ctx.method, route: String(route) }, secs);
+      if (ctx.path !== '/health' && ctx.path !== '/metrics') log.debug({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(secs * 1000) }, 'request');
+    }
+  });
+  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: '8mb', encoding: 'utf-8' }));
+
+  const authenticate: Koa.Middleware = async (ctx, next) => {
+    ctx.state.principal = await d.auth.authenticate(bearer(ctx));
+    await next();
+  };
+  const opCtx = (ctx: Koa.Context, job?: JobContext): OpContext => {
+    const o: OpContext = { principal: ctx.state.principal as Principal, store: d.store, jobs: d.jobs, bus: d.bus, agents: d.agents, registry: d.registry, adminAccountUuid: d.auth.adminAccountUuid };
+    if (job) o.job = job;
+    return o;
+  };
+
+  // ---- no session needed
+  router.get('/health', (ctx) => {
+    ctx.body = { status: 'ok', version: d.version, store: d.store.backend };
+  });
+  router.get('/metrics', async (ctx) => {
+    const t = bearer(ctx);
+    const tokenOk = t !== undefined && d.metricsToken !== undefined && t.length === d.metricsToken.length && timingSafeEqual(Buffer.from(t), Buffer.from(d.metricsToken));
+    if (!tokenOk) {
+      const p = await d.auth.authenticate(t);
+      if (!p.isAdmin) throw new TStackError('FORBIDDEN', '/metrics needs an admin session or the controller token');
+    }
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.registry.metrics();
+  });
+  let openapiCache: { n: number; doc: unknown } | undefined;
+  router.get('/v1/openapi.json', (ctx) => {
+    const n = d.registry.collections().length * 1000 + d.registry.collections().reduce((s, c) => s + d.registry.actions(c.collection).length, 0);
+    if (!openapiCache || openapiCache.n !== n) openapiCache = { n, doc: buildOpenApi(d.registry, d.version) };
+    ctx.body = openapiCache.doc;
+  });
+  router.post('/v1/sessions', async (ctx) => {
+    const b = validate(SessionCreate, bodyOf(ctx), 'log in');
+    ctx.body = await d.auth.login(b.accountName, b.password);
+  });
+  if (d.agentClient) router.post('/v1/agent-callbacks', d.agentClient.callbackHandler());
+  router.post('/v1/agent-events', (ctx) => {
+    const n = d.agents.accept(d.bus, bearer(ctx), bodyOf(ctx));
+    ctx.body = { accepted: n };
+  });
+
+  // ---- session required from here on
+  router.delete('/v1/sessions/current', authenticate, async (ctx) => {
+    await d.auth.logout(ctx.state.principal as Principal);
+    ctx.status = 204;
+  });
+  router.get('/v1/events', authenticate, sseHandler(d.bus));
+  router.get('/v1/jobs', authenticate, async (ctx) => {
+    const p = ctx.state.principal as Principal;
+    const jobs = await d.jobs.list(p.isAdmin ? undefined : p.accountUuid);
+    ctx.body = { inventories: jobs.map(jobView), total: jobs.length };
+  });
+  router.get('/v1/jobs/:uuid', authenticate, async (ctx) => {
+    const p = ctx.state.principal as Principal;
+    const j = await d.jobs.get(String(ctx.params.uuid));
+    if (!j || (!p.isAdmin && j.accountUuid !== p.accountUuid)) throw new TStackError('NOT_FOUND', `job ${ctx.params.uuid} not found`);
+    ctx.body = jobView(j);
+  });
+
+  const specOf = (ctx: Koa.Context): CollectionSpec => {
+    const s = d.registry.collection(String(ctx.params.collection));
+    if (!s) throw new TStackError('NOT_FOUND', `no such collection: /v1/${ctx.params.collection}`);
+    return s;
+  };
+  const requireVerb = (ctx: Koa.Context, spec: CollectionSpec, verb: Verb): void => {
+    if (d.registry.isAdminOnly(spec, verb) && !(ctx.state.principal as Principal).isAdmin) {
+      throw new TStackError('FORBIDDEN', `only the admin account may ${verb} ${spec.collection}`);
+    }
+  };
+  const out = (spec: CollectionSpec | undefined, v: unknown): unknown => {
+    if (isObj(v) && typeof v.uuid === 'string' && typeof v.kind === 'string') return shape(spec ?? d.registry.byKind(v.kind), v as Resource);
+    return v;
+  };
+
+  /**
+   * Run an operation: inline (status `okStatus`), or as a job when `long`: 202 + location,
+   * or with ?wait=true 200 with the result / the job's error with its status.
+   */
+  const operate = async (ctx: Koa.Context, spec: CollectionSpec, o: { long?: boolean; type: string; resourceUuid?: string; okStatus: number }, fn: (oc: OpContext) => Promise<unknown>): Promise<void> => {
+    if (!o.long) {
+      const r = await fn(opCtx(ctx));
+      ctx.status = o.okStatus;
+      ctx.body = out(spec, r) ?? {};
+      return;
+    }
+    const p = ctx.state.principal as Principal;
+    const start: { type: string; accountUuid: string; resourceUuid?: string } = { type: o.type, accountUuid: p.accountUuid };
+    if (o.resourceUuid) start.resourceUuid = o.resourceUuid;
+    const job = await d.jobs.start(start, async (jc) => out(spec, await fn(opCtx(ctx, jc))));
+    if (ctx.query.wait === 'true') {
+      const j = await d.jobs.wait(job.uuid);
+      if (j?.state === 'Succeeded') {
+        ctx.status = 200;
+        ctx.body = j.result ?? {};
+        return;
+      }
+      if (j?.state === 'Failed' && j.error) {
+        ctx.status = httpStatusOf(j.error.code);
+        ctx.body = { ...j.error, jobUuid: j.uuid };
+        return;
+      }
+    }
+    ctx.status = 202;
+    ctx.set('Location', `/v1/jobs/${job.uuid}`);
+    ctx.body = { jobUuid: job.uuid, location: `/v1/jobs/${job.uuid}` };
+  };
+
+  router.get('/v1/:collection', authenticate, async (ctx) => {
+    const spec = specOf(ctx);
+    const p = ctx.state.principal as Principal;
+    const lp = parseListQuery(spec.kind, ctx.query as Record<string, string | string[]>, spec.viewSchema ?? spec.createSchema);
+    for (const f of lp.query.filters ?? []) if (f.field.startsWith('_') || spec.hiddenFields?.includes(f.field)) throw new TStackError('INVALID_ARGUMENT', `q: cannot filter on ${f.field}`, { field: 'q' });
+    if (!p.isAdmin) lp.query.ownerAccountUuid = p.accountUuid;
+    if (lp.count) lp.query.limit = 0;
+    const r = await d.store.list(lp.query);
+    ctx.body = lp.count ? { total: r.total } : { inventories: r.items.map((i) => project(shape(spec, i), lp.fields)), total: r.total };
+  });
+  router.get('/v1/:collection/:uuid', authenticate, async (ctx) => {
+    const spec = specOf(ctx);
+    const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
+    const fields = typeof ctx.query.fields === 'string' ? ctx.query.fields.split(',').filter(Boolean) : undefined;
+    ctx.body = project(shape(spec, r), fields);
+  });
+  router.post('/v1/:collection', authenticate, async (ctx) => {
+    const spec = specOf(ctx);
+    if (spec.noCreate) throw new TStackError('METHOD_NOT_ALLOWED', `${spec.collection} are not created directly`);
+    requireVerb(ctx, spec, 'create');
+    const body = validate(spec.createSchema, bodyOf(ctx), `create ${spec.kind}`) as Record<string, unknown>;
+    await operate(ctx, spec, { long: spec.create?.long === true, type: `${spec.collection}.create`, okStatus: 201 }, (oc) => (spec.create ? spec.create.run(body, oc) : genericCreate(spec, body, oc)));
+  });
+  const update = async (ctx: Koa.Context): Promise<void> => {
+    const spec = specOf(ctx);
+    const oc = opCtx(ctx);
+    const r = await getVisible(oc, spec, String(ctx.params.uuid));
+    requireVerb(ctx, spec, 'update');
+    const body = validate(spec.updateSchema, bodyOf(ctx), `update ${spec.kind}`) as Record<string, unknown>;
+    await operate(ctx, spec, { long: spec.update?.long === true, type: `${spec.collection}.update`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.update ? spec.update.run(r, body, c) : genericUpdate(spec, r, body, c)));
+  };
+  router.put('/v1/:collection/:uuid', authenticate, update);
+  router.patch('/v1/:collection/:uuid', authenticate, update);
+  router.delete('/v1/:collection/:uuid', authenticate, async (ctx) => {
+    const spec = specOf(ctx);
+    const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
+    requireVerb(ctx, spec, 'delete');
+    const q = Object.fromEntries(Object.entries(ctx.query).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+    await operate(ctx, spec, { long: spec.remove?.long === true, type: `${spec.collection}.delete`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.remove ? spec.remove.run(r, q, c) : genericDelete(spec, r, c)));
+  });
+  router.post('/v1/:collection/:uuid/actions', authenticate, async (ctx) => {
+    const spec = specOf(ctx);
+    const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
+    const body = bodyOf(ctx);
+    const names = Object.keys(body);
+    const known = d.registry.actions(spec.collection).map((a) => a.name);
+    if (names.length !== 1) throw new TStackError('INVALID_ARGUMENT', `action body: expected exactly one of ${known.join(', ') || '(no actions)'} as the only key, e.g. {"${known[0] ?? 'action'}": {}}`, { field: '(body)' });
+    const name = names[0]!;
+    const a = d.registry.action(spec.collection, name);
+    if (!a) throw new TStackError('INVALID_ARGUMENT', `${name}: unknown action on ${spec.collection} (known: ${known.join(', ') || 'none'})`, { field: name });
+    if (a.adminOnly && !(ctx.state.principal as Principal).isAdmin) throw new TStackError('FORBIDDEN', `only the admin account may ${name} ${spec.collection}`);
+    let params: Record<string, unknown>;
+    try {
+      params = validate(a.schema, body[name] ?? {}, name) as Record<string, unknown>;
+    } catch (e) {
+      // name fields inside the action's object as "<action>.<field>"
+      if (e instanceof TStackError && typeof e.details?.field === 'string') {
+        const f = e.details.field === '(body)' ? name : `${name}.${e.details.field}`;
+        throw new TStackError(e.code, e.message, { ...e.details, field: f });
+      }
+      throw e;
+    }
+    await operate(ctx, spec, { long: a.long === true, type: `${spec.collection}.${name}`, resourceUuid: r.uuid, okStatus: 200 }, (c) => a.run(r, params, c));
+  });
+
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: true }));
+  return { app, metrics };
+}
+
+export { visible, notFound };

@@ -1,0 +1,257 @@
+// Accounts and sessions. An account is a resource of kind 'account' (type SystemAdmin or
+// Normal) whose scrypt hash rides in the internal field `_passwordHash` (fields starting
+// with '_' never leave the API). Sessions are store docs keyed by the SHA-256 of the token,
+// so the inventory never holds a usable token.
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TStackError } from '../../shared/errors.js';
+import { logger } from '../../shared/log.js';
+import { Obj, Type } from '../../shared/protocol/schema.js';
+import type { InventoryStore, Resource } from '../store/types.js';
+import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
+
+const log = logger('auth');
+
+export const ACCOUNT_KIND = 'account';
+export const SESSION_DOCS = 'sessions';
+const NAME_CLAIMS = 'account-names';
+
+export type AccountType = 'SystemAdmin' | 'Normal';
+
+export interface Account extends Resource {
+  type: AccountType;
+  _passwordHash: string;
+}
+
+/** Who is calling. */
+export interface Principal {
+  accountUuid: string;
+  accountName: string;
+  isAdmin: boolean;
+  sessionId: string;
+}
+
+interface SessionDoc {
+  accountUuid: string;
+  createDate: string;
+  expiresAt: string;
+}
+
+const AccountName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$', description: 'letters, digits and _ . @ -; at most 64 characters' });
+const Password = Type.String({ minLength: 8, maxLength: 256, description: 'at least 8 characters' });
+
+export const AccountCreate = Obj({
+  name: AccountName,
+  password: Password,
+  description: Type.Optional(Type.String({ maxLength: 2048 })),
+});
+
+export const AccountUpdate = Obj({
+  name: Type.Optional(AccountName),
+  description: Type.Optional(Type.String({ maxLength: 2048 })),
+  password: Type.Optional(Password),
+  oldPassword: Type.Optional(Type.String({ maxLength: 256, description: 'required when changing your own password' })),
+});
+
+export const SessionCreate = Obj({
+  accountName: Type.String({ minLength: 1, maxLength: 64 }),
+  password: Type.String({ minLength: 1, maxLength: 256 }),
+});
+
+export const AccountView = Obj({
+  uuid: Type.String(),
+  name: Type.String(),
+  description: Type.Optional(Type.String()),
+  type: Type.Union([Type.Literal('SystemAdmin'), Type.Literal('Normal')]),
+  createDate: Type.String(),
+  lastOpDate: Type.String(),
+});
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+export interface AuthOptions {
+  /** Session lifetime (default 12 h). */
+  sessionTtlMs?: number;
+}
+
+export class AuthService {
+  readonly sessionTtlMs: number;
+  private adminUuid?: string;
+
+  constructor(
+    private readonly store: InventoryStore,
+    o: AuthOptions = {},
+  ) {
+    this.sessionTtlMs = o.sessionTtlMs ?? 12 * 3600_000;
+  }
+
+  get adminAccountUuid(): string {
+    if (!this.adminUuid) throw new Error('admin account not bootstrapped');
+    return this.adminUuid;
+  }
+
+  async findByName(name: string): Promise<Account | undefined> {
+    const r = await this.store.list<Account>({ kind: ACCOUNT_KIND, filters: [{ field: 'name', op: '=', value: name }], limit: 1 });
+    return r.items[0];
+  }
+
+  /**
+   * Create account `admin` at first start. Password: `password` if given (also re-applied at
+   * later starts, so an operator can reset it), else a generated one written to
+   * <dataDir>/admin-password (0600) and returned so the caller prints it once.
+   */
+  async bootstrapAdmin(o: { dataDir: string; password?: string }): Promise<{ created: boolean; generatedPassword?: string }> {
+    const existing = await this.findByName('admin');
+    if (existing) {
+      if (existing.type !== 'SystemAdmin') throw new Error(`account 'admin' (${existing.uuid}) is not a SystemAdmin`);
+      this.adminUuid = existing.uuid;
+      if (o.password !== undefined && !(await verifyPassword(o.password, existing._passwordHash))) {
+        await this.store.update(existing.uuid, { _passwordHash: await hashPassword(o.password) });
+        await this.revokeSessions(existing.uuid);
+        log.warn('admin password reset from TSTACK_ADMIN_PASSWORD / --admin-password-file');
+      }
+      return { created: false };
+    }
+    let password = o.password;
+    let generatedPassword: string | undefined;
+    if (password === undefined) {
+      const file = join(o.dataDir, 'admin-password');
+      // a previous start may have died between writing the file and creating the account
+      password = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+      if (!password) {
+        password = generatePassword();
+        writeFileSync(file, password + '\n', { mode: 0o600 });
+        chmodSync(file, 0o600);
+      }
+      generatedPassword = password;
+    }
+    const uuid = randomUUID();
+    if (!(await this.store.claim(NAME_CLAIMS, 'admin', uuid))) {
+      // claimed by a run that died before creating the account: take it over
+      await this.store.release(NAME_CLAIMS, 'admin');
+      await this.store.claim(NAME_CLAIMS, 'admin', uuid);
+    }
+    await this.store.create<Account>({
+      uuid,
+      kind: ACCOUNT_KIND,
+      name: 'admin',
+      description: 'system administrator (created at first start)',
+      type: 'SystemAdmin',
+      ownerAccountUuid: uuid,
+      tags: [],
+      createDate: new Date().toISOString(),
+      lastOpDate: new Date().toISOString(),
+      _passwordHash: await hashPassword(password),
+    });
+    this.adminUuid = uuid;
+    log.info({ uuid }, 'created account admin');
+    return generatedPassword !== undefined ? { created: true, generatedPassword } : { created: true };
+  }
+
+  async createAccount(body: { name: string; password: string; description?: string }): Promise<Account> {
+    const uuid = randomUUID();
+    if (!(await this.store.claim(NAME_CLAIMS, body.name, uuid))) {
+      throw new TStackError('CONFLICT', `an account named '${body.name}' already exists`, { field: 'name' });
+    }
+    try {
+      const now = new Date().toISOString();
+      const a: Account = { uuid, kind: ACCOUNT_KIND, name: body.name, type: 'Normal', ownerAccountUuid: uuid, tags: [], createDate: now, lastOpDate: now, _passwordHash: await hashPassword(body.password) };
+      if (body.description !== undefined) a.description = body.description;
+      return await this.store.create<Account>(a);
+    } catch (e) {
+      await this.store.release(NAME_CLAIMS, body.name, uuid);
+      throw e;
+    }
+  }
+
+  async updateAccount(caller: Principal, uuid: string, body: { name?: string; description?: string; password?: string; oldPassword?: string }): Promise<Account> {
+    const a = await this.store.get<Account>(uuid);
+    if (!a || a.kind !== ACCOUNT_KIND || (!caller.isAdmin && a.uuid !== caller.accountUuid)) throw new TStackError('NOT_FOUND', `account ${uuid} not found`);
+    const patch: Partial<Account> = {};
+    if (body.description !== undefined) patch.description = body.description;
+    if (body.name !== undefined && body.name !== a.name) {
+      if (a.type === 'SystemAdmin') throw new TStackError('INVALID_ARGUMENT', "the admin account cannot be renamed", { field: 'name' });
+      if (!(await this.store.claim(NAME_CLAIMS, body.name, a.uuid))) throw new TStackError('CONFLICT', `an account named '${body.name}' already exists`, { field: 'name' });
+      patch.name = body.name;
+    }
+    if (body.password !== undefined) {
+      if (a.uuid === caller.accountUuid) {
+        if (body.oldPassword === undefined) throw new TStackError('INVALID_ARGUMENT', 'oldPassword: required to change your own password', { field: 'oldPassword' });
+        if (!(await verifyPassword(body.oldPassword, a._passwordHash))) throw new TStackError('INVALID_ARGUMENT', 'oldPassword: does not match the current password', { field: 'oldPassword' });
+      }
+      patch._passwordHash = await hashPassword(body.password);
+    }
+    const out = await this.store.update<Account>(uuid, patch);
+    if (patch.name !== undefined) await this.store.release(NAME_CLAIMS, a.name, a.uuid);
+    if (body.password !== undefined) await this.revokeSessions(uuid, caller.sessionId);
+    return out;
+  }
+
+  /** Admin only; the admin account itself is never deleted; refused while the account owns resources. */
+  async deleteAccount(uuid: string, ownedKinds: string[]): Promise<void> {
+    const a = await this.store.get<Account>(uuid);
+    if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('NOT_FOUND', `account ${uuid} not found`);
+    if (a.type === 'SystemAdmin') throw new TStackError('CONFLICT', 'the admin account cannot be deleted');
+    const owned: string[] = [];
+    for (const kind of ownedKinds) {
+      const r = await this.store.list({ kind, ownerAccountUuid: uuid, limit: 0 });
+      if (r.total > 0) owned.push(`${r.total} ${kind}`);
+    }
+    if (owned.length) throw new TStackError('CONFLICT', `account '${a.name}' still owns ${owned.join(', ')}; delete those first`, { owned });
+    await this.revokeSessions(uuid);
+    await this.store.delete(uuid);
+    await this.store.release(NAME_CLAIMS, a.name, a.uuid);
+  }
+
+  async login(accountName: string, password: string): Promise<{ token: string; expiresAt: string; accountUuid: string }> {
+    const a = await this.findByName(accountName);
+    // same answer (and similar time) for an unknown name and a wrong password
+    const ok = a ? await verifyPassword(password, a._passwordHash) : (await hashPassword(password), false);
+    if (!a || !ok) throw new TStackError('UNAUTHORIZED', 'wrong account name or password');
+    const token = randomBytes(32).toString('base64url');
+    const now = Date.now();
+    const doc: SessionDoc = { accountUuid: a.uuid, createDate: new Date(now).toISOString(), expiresAt: new Date(now + this.sessionTtlMs).toISOString() };
+    await this.store.putDoc(SESSION_DOCS, sha256(token), doc);
+    return { token, expiresAt: doc.expiresAt, accountUuid: a.uuid };
+  }
+
+  /** The principal of a bearer token, or UNAUTHORIZED. */
+  async authenticate(token: string | undefined): Promise<Principal> {
+    if (!token) throw new TStackError('UNAUTHORIZED', 'missing session: log in with POST /v1/sessions and send Authorization: Bearer <token>');
+    const id = sha256(token);
+    const s = await this.store.getDoc<SessionDoc>(SESSION_DOCS, id);
+    if (!s) throw new TStackError('UNAUTHORIZED', 'unknown or ended session: log in again');
+    if (s.expiresAt < new Date().toISOString()) {
+      await this.store.deleteDoc(SESSION_DOCS, id);
+      throw new TStackError('UNAUTHORIZED', `session expired at ${s.expiresAt}: log in again`);
+    }
+    const a = await this.store.get<Account>(s.accountUuid);
+    if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('UNAUTHORIZED', 'the account of this session no longer exists');
+    return { accountUuid: a.uuid, accountName: a.name, isAdmin: a.type === 'SystemAdmin', sessionId: id };
+  }
+
+  async logout(p: Principal): Promise<void> {
+    await this.store.deleteDoc(SESSION_DOCS, p.sessionId);
+  }
+
+  /** End all sessions of an account (except `keep`). */
+  async revokeSessions(accountUuid: string, keep?: string): Promise<void> {
+    for (const { id, doc } of await this.store.listDocs<SessionDoc>(SESSION_DOCS)) {
+      if (doc.accountUuid === accountUuid && id !== keep) await this.store.deleteDoc(SESSION_DOCS, id);
+    }
+  }
+
+  /** Drop expired sessions. */
+  async gcSessions(): Promise<number> {
+    const now = new Date().toISOString();
+    let n = 0;
+    for (const { id, doc } of await this.store.listDocs<SessionDoc>(SESSION_DOCS)) {
+      if (doc.expiresAt < now) {
+        await this.store.deleteDoc(SESSION_DOCS, id);
+        n++;
+      }
+    }
+    return n;
+  }
+}

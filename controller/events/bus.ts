@@ -1,0 +1,82 @@
+// The controller's internal event bus: resource changes (from the observed store), job
+// progress (from the job manager) and agents' events (POST /v1/agent-events). The SSE
+// endpoint streams the first two to API clients; controller code subscribes to all three.
+import { EventEmitter } from 'node:events';
+import type { Resource } from '../store/types.js';
+import type { JobView } from '../jobs/jobs.js';
+import { logger } from '../../shared/log.js';
+
+const log = logger('event-bus');
+
+export type ResourceEventType = 'resource.created' | 'resource.updated' | 'resource.deleted';
+
+export interface ResourceEvent {
+  type: ResourceEventType;
+  kind: string;
+  uuid: string;
+  ownerAccountUuid: string;
+  /** The resource after the change (before it, for deletes). */
+  resource: Resource;
+  time: string;
+}
+
+export interface JobEvent {
+  type: 'job.created' | 'job.progress' | 'job.finished';
+  accountUuid: string;
+  job: JobView;
+  time: string;
+}
+
+/** As pushed by an agent (shared/agent/events.ts); hostUuid is the one bound to the agent's token. */
+export interface AgentEventIn {
+  type: string;
+  hostUuid?: string;
+  agent: string;
+  time: string;
+  data: Record<string, unknown>;
+}
+
+export type ApiEvent = ResourceEvent | JobEvent;
+
+type Listener<T> = (e: T) => void | Promise<void>;
+
+export class EventBus {
+  private ee = new EventEmitter();
+  private seq = 0;
+
+  constructor() {
+    this.ee.setMaxListeners(0);
+  }
+
+  /** Resource and job events (what SSE clients see). Returns an unsubscribe function. */
+  subscribe(fn: Listener<ApiEvent & { id: number }>): () => void {
+    return this.on('api', fn);
+  }
+
+  publish(e: ApiEvent): void {
+    this.ee.emit('api', { ...e, id: ++this.seq });
+  }
+
+  /** Agents' events; `type` '*' for all. Listener errors are logged, never thrown at the agent. */
+  onAgentEvent(type: string, fn: Listener<AgentEventIn>): () => void {
+    return this.on(`agent:${type}`, fn);
+  }
+
+  publishAgentEvent(e: AgentEventIn): void {
+    this.ee.emit(`agent:${e.type}`, e);
+    this.ee.emit('agent:*', e);
+  }
+
+  private on<T>(name: string, fn: Listener<T>): () => void {
+    const wrapped = (e: T): void => {
+      try {
+        const r = fn(e);
+        if (r && typeof (r as Promise<void>).catch === 'function') (r as Promise<void>).catch((err: unknown) => log.warn({ err, event: name }, 'event listener failed'));
+      } catch (err) {
+        log.warn({ err, event: name }, 'event listener failed');
+      }
+    };
+    this.ee.on(name, wrapped);
+    return () => this.ee.off(name, wrapped);
+  }
+}

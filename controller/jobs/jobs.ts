@@ -1,0 +1,233 @@
+// Jobs: the handle of every long operation. A job is persisted in the store (docs collection
+// 'jobs') at start, on progress (throttled) and at the end, so `GET /v1/jobs/<uuid>` answers
+// after a controller restart too. Jobs found Running at start-up are handed to the resumer
+// registered for their type (a workflow that finishes or rolls back), else marked Failed with
+// an error that says what happened — never left Running forever.
+import { randomUUID } from 'node:crypto';
+import { TStackError, type ErrorBody } from '../../shared/errors.js';
+import { logger } from '../../shared/log.js';
+import type { InventoryStore } from '../store/types.js';
+import type { EventBus } from '../events/bus.js';
+
+const log = logger('jobs');
+export const JOB_DOCS = 'jobs';
+
+export type JobState = 'Running' | 'Succeeded' | 'Failed';
+
+export interface JobDoc {
+  uuid: string;
+  /** What runs, e.g. 'vm-instances.create', 'vm-instances.start' (resumers are keyed by it). */
+  type: string;
+  state: JobState;
+  /** 0..100 */
+  progress?: number;
+  /** Human-readable current step. */
+  message?: string;
+  result?: unknown;
+  error?: ErrorBody & { field?: string };
+  accountUuid: string;
+  resourceUuid?: string;
+  /** Free-form data a resumer needs (e.g. the workflow id). */
+  context?: Record<string, unknown>;
+  createDate: string;
+  lastOpDate: string;
+  finishDate?: string;
+}
+
+/** What the API shows (no internal context). */
+export type JobView = Omit<JobDoc, 'context'>;
+
+export interface JobContext {
+  readonly jobUuid: string;
+  /** Report progress (0..100) and an optional message; persisted at most every 500 ms. */
+  progress(percent: number, message?: string): void;
+  /** Attach data for a resumer (persisted at once). */
+  setContext(ctx: Record<string, unknown>): Promise<void>;
+}
+
+export interface StartOptions {
+  type: string;
+  accountUuid: string;
+  resourceUuid?: string;
+  context?: Record<string, unknown>;
+}
+
+export type JobFn<T> = (jc: JobContext) => Promise<T>;
+export type Resumer = (job: JobDoc, jc: JobContext) => Promise<unknown>;
+
+export function jobView(j: JobDoc): JobView {
+  const { context: _c, ...v } = j;
+  return v;
+}
+
+export class JobManager {
+  private running = new Map<string, { doc: JobDoc; done: Promise<JobDoc> }>();
+  private resumers = new Map<string, Resumer>();
+  private gcTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: InventoryStore,
+    private readonly bus?: EventBus,
+    /** Finished jobs are kept this long (default 7 days). */
+    private readonly retentionMs = 7 * 24 * 3600_000,
+  ) {}
+
+  /** Register how to resume jobs of a type interrupted by a controller restart. Call before init(). */
+  registerResumer(type: string, fn: Resumer): void {
+    this.resumers.set(type, fn);
+  }
+
+  /** Take over jobs left Running by a previous controller process; start the GC timer. */
+  async init(): Promise<void> {
+    for (const { doc } of await this.store.listDocs<JobDoc>(JOB_DOCS)) {
+      if (doc.state !== 'Running' || this.running.has(doc.uuid)) continue;
+      const resumer = this.resumers.get(doc.type);
+      if (resumer) {
+        log.info({ job: doc.uuid, type: doc.type }, 'resuming a job interrupted by a controller restart');
+        this.track(doc, (jc) => resumer(doc, jc));
+      } else {
+        log.warn({ job: doc.uuid, type: doc.type }, 'job was running when the controller stopped; marking it Failed');
+        await this.finish(doc, undefined, new TStackError('INTERRUPTED', `the controller restarted while job ${doc.uuid} (${doc.type}) was running and nothing can resume it; check the state of ${doc.resourceUuid ?? 'the resource'} and retry the operation`, doc.resourceUuid ? { resourceUuid: doc.resourceUuid } : undefined));
+      }
+    }
+    this.gcTimer = setInterval(() => void this.gc().catch((e: unknown) => log.warn({ err: e }, 'job gc failed')), 3600_000);
+    this.gcTimer.unref();
+  }
+
+  close(): void {
+    if (this.gcTimer) clearInterval(this.gcTimer);
+  }
+
+  /** Start a job; resolves once it is persisted as Running (the work goes on in the background). */
+  async start<T>(o: StartOptions, fn: JobFn<T>): Promise<JobView> {
+    const now = new Date().toISOString();
+    const doc: JobDoc = { uuid: randomUUID(), type: o.type, state: 'Running', progress: 0, accountUuid: o.accountUuid, createDate: now, lastOpDate: now };
+    if (o.resourceUuid) doc.resourceUuid = o.resourceUuid;
+    if (o.context) doc.context = o.context;
+    await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+    this.emit('job.created', doc);
+    this.track(doc, fn);
+    return jobView(doc);
+  }
+
+  private track<T>(doc: JobDoc, fn: JobFn<T>): void {
+    let lastSave = 0;
+    let saving: Promise<void> = Promise.resolve();
+    const jc: JobContext = {
+      jobUuid: doc.uuid,
+      progress: (percent, message) => {
+        if (doc.state !== 'Running') return;
+        doc.progress = Math.max(0, Math.min(100, Math.round(percent)));
+        if (message !== undefined) doc.message = message;
+        doc.lastOpDate = new Date().toISOString();
+        this.emit('job.progress', doc);
+        if (Date.now() - lastSave > 500) {
+          lastSave = Date.now();
+          const snapshot = { ...doc };
+          saving = saving.then(() => this.store.putDoc(JOB_DOCS, doc.uuid, snapshot)).catch((e: unknown) => log.warn({ err: e }, 'saving job progress failed'));
+        }
+      },
+      setContext: async (ctx) => {
+        doc.context = { ...doc.context, ...ctx };
+        await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+      },
+    };
+    const done = (async (): Promise<JobDoc> => {
+      let result: unknown;
+      let error: unknown;
+      try {
+        result = await fn(jc);
+      } catch (e) {
+        error = e;
+      }
+      await saving;
+      await this.finish(doc, result, error);
+      return doc;
+    })();
+    this.running.set(doc.uuid, { doc, done });
+    void done.finally(() => this.running.delete(doc.uuid));
+  }
+
+  private async finish(doc: JobDoc, result: unknown, error: unknown): Promise<void> {
+    const now = new Date().toISOString();
+    doc.lastOpDate = now;
+    doc.finishDate = now;
+    if (error !== undefined) {
+      const err = TStackError.from(error);
+      if (err.code === 'INTERNAL') log.error({ err: error, job: doc.uuid, type: doc.type }, 'job failed unexpectedly');
+      else log.info({ job: doc.uuid, type: doc.type, code: err.code, msg: err.message }, 'job failed');
+      doc.state = 'Failed';
+      const body: JobDoc['error'] = err.toJSON();
+      const field = err.details?.field;
+      if (typeof field === 'string') body.field = field;
+      doc.error = body;
+    } else {
+      doc.state = 'Succeeded';
+      doc.progress = 100;
+      if (result !== undefined) doc.result = result;
+    }
+    for (let i = 0; ; i++) {
+      try {
+        await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+        break;
+      } catch (e) {
+        if (i >= 4) {
+          log.error({ err: e, job: doc.uuid }, 'could not persist the end of a job');
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 200 * (i + 1)));
+      }
+    }
+    this.emit('job.finished', doc);
+  }
+
+  private emit(type: 'job.created' | 'job.progress' | 'job.finished', doc: JobDoc): void {
+    this.bus?.publish({ type, accountUuid: doc.accountUuid, job: jobView(doc), time: new Date().toISOString() });
+  }
+
+  /** The job as last known (live copy for jobs of this process, else the stored doc). */
+  async get(uuid: string): Promise<JobDoc | undefined> {
+    const r = this.running.get(uuid);
+    if (r) return { ...r.doc };
+    return this.store.getDoc<JobDoc>(JOB_DOCS, uuid);
+  }
+
+  async list(accountUuid?: string): Promise<JobDoc[]> {
+    const all = (await this.store.listDocs<JobDoc>(JOB_DOCS)).map((d) => this.running.get(d.id)?.doc ?? d.doc);
+    return all.filter((j) => accountUuid === undefined || j.accountUuid === accountUuid).sort((a, b) => a.createDate.localeCompare(b.createDate));
+  }
+
+  /**
+   * Wait until a job finishes (or `timeoutMs` passes: then the job as it is, still Running).
+   * Jobs of another controller process are polled from the store.
+   */
+  async wait(uuid: string, timeoutMs = 3600_000): Promise<JobDoc | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = this.running.get(uuid);
+      if (r) {
+        let timer: NodeJS.Timeout | undefined;
+        const t = new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), Math.max(0, deadline - Date.now()))));
+        const d = await Promise.race([r.done, t]);
+        clearTimeout(timer);
+        return d ? { ...d } : { ...r.doc };
+      }
+      const doc = await this.store.getDoc<JobDoc>(JOB_DOCS, uuid);
+      if (!doc || doc.state !== 'Running' || Date.now() >= deadline) return doc;
+      await new Promise((res) => setTimeout(res, Math.min(500, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
+  /** Remove finished jobs older than the retention. */
+  async gc(): Promise<number> {
+    const cutoff = new Date(Date.now() - this.retentionMs).toISOString();
+    let n = 0;
+    for (const { id, doc } of await this.store.listDocs<JobDoc>(JOB_DOCS)) {
+      if (doc.state !== 'Running' && (doc.finishDate ?? doc.lastOpDate) < cutoff) {
+        await this.store.deleteDoc(JOB_DOCS, id);
+        n++;
+      }
+    }
+    return n;
+  }
+}
