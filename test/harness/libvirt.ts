@@ -1,6 +1,6 @@
 // libvirtd + virtlogd for tests (started directly where there is no systemd). Never starts
 // libvirt's 'default' network: it NATs toward the uplink.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, statSync, readFileSync, chownSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec, execOk, execOut } from '../../shared/exec.js';
 import { globalCleanup, type Cleanup } from './cleanup.js';
@@ -11,8 +11,26 @@ async function running(name: string): Promise<boolean> {
   return execOk('pgrep', ['-x', name]);
 }
 
+/**
+ * /dev/kvm root:kvm 0660, as Debian's udev rule sets it. Left root-only (no udev in containers),
+ * libvirt re-probes QEMU capabilities on every call (~4 s each) and domain starts pile up.
+ */
+function fixKvmPermissions(): void {
+  try {
+    const st = statSync('/dev/kvm');
+    const kvmGid = Number(/^kvm:x:(\d+):/m.exec(readFileSync('/etc/group', 'utf8'))?.[1]);
+    if (Number.isInteger(kvmGid) && (st.gid !== kvmGid || (st.mode & 0o060) !== 0o060)) {
+      chownSync('/dev/kvm', st.uid, kvmGid);
+      chmodSync('/dev/kvm', 0o660);
+    }
+  } catch {
+    /* no /dev/kvm: TCG only */
+  }
+}
+
 /** Make sure virtlogd and libvirtd run and answer on qemu:///system. */
 export async function ensureLibvirt(): Promise<void> {
+  fixKvmPermissions();
   if (await execOk('virsh', ['-c', LIBVIRT_URI, 'version'], { timeoutMs: 15_000 })) return;
   if (existsSync('/run/systemd/system')) {
     await exec('systemctl', ['start', 'virtlogd', 'libvirtd'], { timeoutMs: 60_000 });
