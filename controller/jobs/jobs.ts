@@ -11,6 +11,7 @@ import type { EventBus } from '../events/bus.js';
 
 const log = logger('jobs');
 export const JOB_DOCS = 'jobs';
+const CONTROLLER_DOCS = 'controllers';
 
 export type JobState = 'Running' | 'Succeeded' | 'Failed';
 
@@ -27,6 +28,8 @@ export interface JobDoc {
   error?: ErrorBody & { field?: string };
   accountUuid: string;
   resourceUuid?: string;
+  /** The controller process running it. */
+  controllerId?: string;
   /** Free-form data a resumer needs (e.g. the workflow id). */
   context?: Record<string, unknown>;
   createDate: string;
@@ -35,7 +38,7 @@ export interface JobDoc {
 }
 
 /** What the API shows (no internal context). */
-export type JobView = Omit<JobDoc, 'context'>;
+export type JobView = Omit<JobDoc, 'context' | 'controllerId'>;
 
 export interface JobContext {
   readonly jobUuid: string;
@@ -56,7 +59,7 @@ export type JobFn<T> = (jc: JobContext) => Promise<T>;
 export type Resumer = (job: JobDoc, jc: JobContext) => Promise<unknown>;
 
 export function jobView(j: JobDoc): JobView {
-  const { context: _c, ...v } = j;
+  const { context: _c, controllerId: _i, ...v } = j;
   return v;
 }
 
@@ -64,44 +67,86 @@ export class JobManager {
   private running = new Map<string, { doc: JobDoc; done: Promise<JobDoc> }>();
   private resumers = new Map<string, Resumer>();
   private gcTimer?: NodeJS.Timeout;
+  private hbTimer?: NodeJS.Timeout;
+  /** This controller process (jobs record who runs them). */
+  readonly instanceId = randomUUID();
+  private readonly exclusive: boolean;
+  private readonly staleMs: number;
+  /** Finished jobs are kept this long (default 7 days). */
+  private readonly retentionMs: number;
 
   constructor(
     private readonly store: InventoryStore,
     private readonly bus?: EventBus,
-    /** Finished jobs are kept this long (default 7 days). */
-    private readonly retentionMs = 7 * 24 * 3600_000,
-  ) {}
+    o: { retentionMs?: number; exclusive?: boolean; staleMs?: number } = {},
+  ) {
+    this.retentionMs = o.retentionMs ?? 7 * 24 * 3600_000;
+    this.exclusive = o.exclusive ?? store.backend === 'sqlite';
+    this.staleMs = o.staleMs ?? 45_000;
+  }
 
   /** Register how to resume jobs of a type interrupted by a controller restart. Call before init(). */
   registerResumer(type: string, fn: Resumer): void {
     this.resumers.set(type, fn);
   }
 
-  /** Take over jobs left Running by a previous controller process; start the GC timer. */
+  /**
+   * Take over jobs left Running by a controller process that is gone; start the GC timer.
+   * With an exclusive store (SQLite: one controller) every Running job found at start is
+   * orphaned. With a shared store (Redis: several controllers) a job is orphaned when its
+   * controller's heartbeat is older than `staleMs`; one live controller claims it atomically.
+   */
   async init(): Promise<void> {
-    for (const { doc } of await this.store.listDocs<JobDoc>(JOB_DOCS)) {
-      if (doc.state !== 'Running' || this.running.has(doc.uuid)) continue;
-      const resumer = this.resumers.get(doc.type);
-      if (resumer) {
-        log.info({ job: doc.uuid, type: doc.type }, 'resuming a job interrupted by a controller restart');
-        this.track(doc, (jc) => resumer(doc, jc));
-      } else {
-        log.warn({ job: doc.uuid, type: doc.type }, 'job was running when the controller stopped; marking it Failed');
-        await this.finish(doc, undefined, new TStackError('INTERRUPTED', `the controller restarted while job ${doc.uuid} (${doc.type}) was running and nothing can resume it; check the state of ${doc.resourceUuid ?? 'the resource'} and retry the operation`, doc.resourceUuid ? { resourceUuid: doc.resourceUuid } : undefined));
-      }
+    if (!this.exclusive) {
+      await this.heartbeat();
+      this.hbTimer = setInterval(() => {
+        void this.heartbeat().then(() => this.adoptOrphans()).catch((e: unknown) => log.warn({ err: e }, 'job heartbeat failed'));
+      }, Math.max(1000, Math.floor(this.staleMs / 3)));
+      this.hbTimer.unref();
     }
+    await this.adoptOrphans();
     this.gcTimer = setInterval(() => void this.gc().catch((e: unknown) => log.warn({ err: e }, 'job gc failed')), 3600_000);
     this.gcTimer.unref();
   }
 
+  private async heartbeat(): Promise<void> {
+    await this.store.putDoc(CONTROLLER_DOCS, this.instanceId, { at: Date.now() });
+  }
+
+  private async isOrphan(doc: JobDoc): Promise<boolean> {
+    if (doc.controllerId === this.instanceId) return false;
+    if (this.exclusive || !doc.controllerId) return true;
+    const hb = await this.store.getDoc<{ at: number }>(CONTROLLER_DOCS, doc.controllerId);
+    return !hb || Date.now() - hb.at > this.staleMs;
+  }
+
+  private async adoptOrphans(): Promise<void> {
+    for (const { doc } of await this.store.listDocs<JobDoc>(JOB_DOCS)) {
+      if (doc.state !== 'Running' || this.running.has(doc.uuid) || !(await this.isOrphan(doc))) continue;
+      if (!(await this.store.claim('job-takeover', `${doc.uuid}:${doc.controllerId ?? ''}`, this.instanceId))) continue;
+      const dead = doc.controllerId;
+      doc.controllerId = this.instanceId;
+      const resumer = this.resumers.get(doc.type);
+      if (resumer) {
+        log.info({ job: doc.uuid, type: doc.type, from: dead }, 'resuming a job whose controller stopped');
+        await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+        this.track(doc, (jc) => resumer(doc, jc));
+      } else {
+        log.warn({ job: doc.uuid, type: doc.type }, 'job was running when its controller stopped; marking it Failed');
+        await this.finish(doc, undefined, new TStackError('INTERRUPTED', `the controller restarted while job ${doc.uuid} (${doc.type}) was running and nothing can resume it; check the state of ${doc.resourceUuid ?? 'the resource'} and retry the operation`, doc.resourceUuid ? { resourceUuid: doc.resourceUuid } : undefined));
+      }
+    }
+  }
+
   close(): void {
     if (this.gcTimer) clearInterval(this.gcTimer);
+    if (this.hbTimer) clearInterval(this.hbTimer);
   }
 
   /** Start a job; resolves once it is persisted as Running (the work goes on in the background). */
   async start<T>(o: StartOptions, fn: JobFn<T>): Promise<JobView> {
     const now = new Date().toISOString();
-    const doc: JobDoc = { uuid: randomUUID(), type: o.type, state: 'Running', progress: 0, accountUuid: o.accountUuid, createDate: now, lastOpDate: now };
+    const doc: JobDoc = { uuid: randomUUID(), type: o.type, state: 'Running', progress: 0, accountUuid: o.accountUuid, controllerId: this.instanceId, createDate: now, lastOpDate: now };
     if (o.resourceUuid) doc.resourceUuid = o.resourceUuid;
     if (o.context) doc.context = o.context;
     await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
@@ -227,6 +272,9 @@ export class JobManager {
         await this.store.deleteDoc(JOB_DOCS, id);
         n++;
       }
+    }
+    for (const { id, doc } of await this.store.listDocs<{ at: number }>(CONTROLLER_DOCS)) {
+      if (Date.now() - doc.at > 24 * 3600_000) await this.store.deleteDoc(CONTROLLER_DOCS, id);
     }
     return n;
   }
