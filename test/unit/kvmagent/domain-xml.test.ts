@@ -1,0 +1,218 @@
+// Domain XML builder: golden files pin the exact output; semantic spec checks; live-XML parser.
+// Regenerate the golden files after an intended change with UPDATE_GOLDEN=1.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { check } from '../../../shared/protocol/schema.js';
+import * as kvm from '../../../shared/protocol/kvm.js';
+import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc } from '../../../kvmagent/domain-xml.js';
+
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
+
+function golden(name: string, actual: string): void {
+  const f = join(GOLDEN, name);
+  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(f)) writeFileSync(f, actual);
+  assert.equal(actual, readFileSync(f, 'utf8'), `${name} differs from the golden file (UPDATE_GOLDEN=1 to accept an intended change)`);
+}
+
+const VM = '6f1c2b8e-2a44-4b7e-9c1d-0a1b2c3d4e5f';
+
+export function minimalSpec(): kvm.VmSpecT {
+  return {
+    uuid: VM,
+    name: 'web-1',
+    cpuNum: 1,
+    memorySize: 128 * 1024 * 1024,
+    cpuMode: 'default',
+    virtType: 'qemu',
+    rootVolume: {
+      uuid: '11111111-2222-4333-8444-555555555555',
+      source: { type: 'file', path: '/var/lib/tstack/ps/root.qcow2', format: 'qcow2' },
+      bus: 'virtio',
+      cache: 'none',
+      serial: 'root',
+      deviceIndex: 0,
+    },
+    dataVolumes: [],
+    cdroms: [],
+    nics: [],
+    bootOrder: ['hd'],
+  };
+}
+
+function fullSpec(): kvm.VmSpecT {
+  return {
+    ...minimalSpec(),
+    name: 'db_primary.01',
+    cpuNum: 2,
+    maxCpuNum: 4,
+    memorySize: 512 * 1024 * 1024,
+    maxMemorySize: 1024 * 1024 * 1024,
+    cpuMode: 'custom',
+    cpuModel: 'Haswell-noTSX',
+    virtType: 'kvm',
+    dataVolumes: [
+      {
+        uuid: 'aaaaaaaa-0000-4000-8000-000000000001',
+        source: { type: 'file', path: "/data/it's & <odd>.raw", format: 'raw' },
+        bus: 'virtio',
+        cache: 'writeback',
+        serial: 'data1',
+        deviceIndex: 1,
+      },
+      {
+        uuid: 'aaaaaaaa-0000-4000-8000-000000000002',
+        source: { type: 'rbd', pool: 'vms', image: 'vol-2', monitors: ['10.0.0.1', '10.0.0.2:3300'], user: 'tstack', secretUuid: 'bbbbbbbb-0000-4000-8000-000000000009' },
+        bus: 'scsi',
+        cache: 'none',
+        serial: 'data2',
+        deviceIndex: 0,
+      },
+      {
+        uuid: 'aaaaaaaa-0000-4000-8000-000000000003',
+        source: { type: 'nfs', server: 'nfs1.example:2049', export: '/export/ps', path: 'vols/v3.qcow2' },
+        bus: 'virtio',
+        cache: 'directsync',
+        serial: 'data3',
+        deviceIndex: 2,
+        readonly: true,
+        shareable: true,
+      },
+    ],
+    cdroms: ['/isos/install.iso', '/isos/drivers.iso'],
+    configDrive: '/var/lib/tstack/cidata/vm.iso',
+    nics: [
+      { uuid: 'cccccccc-0000-4000-8000-000000000001', mac: '52:54:00:12:34:56', bridge: 'br_eth0', model: 'virtio', mtu: 1450 },
+      { uuid: 'cccccccc-0000-4000-8000-000000000002', mac: '52:54:00:AB:CD:EF', bridge: 'br_vx_4242', model: 'e1000', internalName: 'tap-db2' },
+    ],
+    bootOrder: ['cdrom', 'hd', 'network'],
+    console: { type: 'vnc', listen: '0.0.0.0', password: "p<w'&\"d" },
+    serialLogPath: '/var/log/tstack/vm.log',
+  };
+}
+
+describe('kvmagent: domain XML', () => {
+  it('the minimal spec is valid and matches its golden file', () => {
+    assert.deepEqual(check(kvm.VmSpec, minimalSpec()), []);
+    assert.deepEqual(specProblems(minimalSpec()), []);
+    golden('minimal.xml', buildDomainXml(minimalSpec()));
+  });
+
+  it('a full spec (rbd, nfs, scsi, ISOs, config drive, 2 NICs, VNC password, serial log) matches its golden file', () => {
+    assert.deepEqual(check(kvm.VmSpec, fullSpec()), []);
+    assert.deepEqual(specProblems(fullSpec()), []);
+    golden('full.xml', buildDomainXml(fullSpec()));
+  });
+
+  it('q35 puts CD-ROMs on virtio-scsi (no IDE there, no AHCI in the cloud guest kernel)', () => {
+    const s = { ...minimalSpec(), machine: 'q35' as const, configDrive: '/c/cidata.iso' };
+    golden('q35-cidata.xml', buildDomainXml(s));
+    assert.deepEqual(
+      cdromSlots(s).map((c) => [c.target, c.bus]),
+      [['sda', 'scsi']],
+    );
+  });
+
+  it('is pure: the same spec gives the same bytes; the spec hash changes with the spec', () => {
+    assert.equal(buildDomainXml(fullSpec()), buildDomainXml(fullSpec()));
+    const a = buildDomainXml(minimalSpec());
+    const b = buildDomainXml({ ...minimalSpec(), cpuNum: 2 });
+    const hash = (x: string): string => /<tstack:spec-hash>(\w+)</.exec(x)![1]!;
+    assert.notEqual(hash(a), hash(b));
+  });
+
+  it('escapes everything that reaches the XML', () => {
+    const x = buildDomainXml(fullSpec());
+    assert.ok(x.includes("/data/it&apos;s &amp; &lt;odd&gt;.raw"));
+    assert.ok(x.includes("passwd='p&lt;w&apos;&amp;&quot;d'"));
+    assert.equal(esc(`<'&">`), '&lt;&apos;&amp;&quot;&gt;');
+  });
+
+  it('names: domain tstack-<uuid>, round trip, tap names fit IFNAMSIZ', () => {
+    assert.equal(domainName(VM.toUpperCase()), `tstack-${VM}`);
+    assert.equal(vmUuidOfDomain(`tstack-${VM}`), VM);
+    assert.equal(vmUuidOfDomain('tinyguest-probe'), undefined);
+    assert.equal(vmUuidOfDomain(`tstack-${VM}x`), undefined);
+    const t = nicInternalName({ uuid: 'cccccccc-0000-4000-8000-000000000001' });
+    assert.equal(t, 'vncccccccc000');
+    assert.ok(t.length <= 15);
+    assert.equal(targetDev('virtio', 0), 'vda');
+    assert.equal(targetDev('scsi', 2), 'sdc');
+    assert.equal(targetDev('ide', 3), 'hdd');
+    assert.throws(() => targetDev('virtio', 26));
+  });
+
+  it('hot-plug snippets carry the user alias used to find them again', () => {
+    const d = diskXml(fullSpec().dataVolumes[0]!);
+    assert.match(d, /<alias name='ua-vol-aaaaaaaa-0000-4000-8000-000000000001'\/>/);
+    assert.match(d, /<target dev='vdb' bus='virtio'\/>/);
+    const n = nicXml(fullSpec().nics[1]!);
+    assert.match(n, /<mac address='52:54:00:ab:cd:ef'\/>/);
+    assert.match(n, /<target dev='tap-db2'\/>/);
+    assert.match(n, /<alias name='ua-nic-cccccccc-0000-4000-8000-000000000002'\/>/);
+  });
+
+  describe('schema + semantic validation', () => {
+    const bad = (mut: (s: Record<string, unknown>) => void): string[] => {
+      const s = JSON.parse(JSON.stringify(minimalSpec())) as Record<string, unknown>;
+      mut(s);
+      return check(kvm.VmSpec, s).map((e) => e.field);
+    };
+    it('rejects 0 vCPUs, tiny memory, names with shell characters, relative paths, bad MACs, long tap names', () => {
+      assert.deepEqual(bad((s) => (s.cpuNum = 0)), ['cpuNum']);
+      assert.deepEqual(bad((s) => (s.memorySize = 1024)), ['memorySize']);
+      for (const name of ['a b', 'vm;rm -rf /', '$(id)', '`id`', "it's", 'a|b', '../x', '-rf', '']) {
+        assert.deepEqual(bad((s) => (s.name = name)), ['name'], name);
+      }
+      assert.ok(bad((s) => ((s.rootVolume as { source: { path: string } }).source.path = 'relative.qcow2')).some((f) => f.startsWith('rootVolume')));
+      assert.ok(bad((s) => ((s.rootVolume as { source: { path: string } }).source.path = '/a/../etc/shadow')).some((f) => f.startsWith('rootVolume')));
+      assert.deepEqual(bad((s) => (s.nics = [{ uuid: VM, mac: '52:54:00:zz:00:01', bridge: 'br0', model: 'virtio' }])), ['nics.0.mac']);
+      assert.deepEqual(bad((s) => (s.nics = [{ uuid: VM, mac: '52:54:00:00:00:01', bridge: 'br_a_very_long_name', model: 'virtio' }])), ['nics.0.bridge']);
+      assert.deepEqual(bad((s) => (s.nics = [{ uuid: VM, mac: '52:54:00:00:00:01', bridge: 'br0;id', model: 'virtio' }])), ['nics.0.bridge']);
+      assert.deepEqual(bad((s) => (s.surprise = 1)), ['surprise']);
+      assert.deepEqual(bad((s) => ((s.rootVolume as { serial: string }).serial = 'x'.repeat(21))), ['rootVolume.serial']);
+    });
+
+    it('semantic problems: duplicate devices/MACs, host-passthrough under TCG, IDE slots, max < current', () => {
+      const s = fullSpec();
+      const fields = (x: kvm.VmSpecT): string[] => specProblems(x).map((p) => p.field);
+      assert.deepEqual(fields({ ...s, maxCpuNum: 1 }), ['spec.maxCpuNum']);
+      assert.deepEqual(fields({ ...minimalSpec(), cpuMode: 'host-passthrough' }), ['spec.cpuMode']);
+      assert.deepEqual(fields({ ...minimalSpec(), cpuMode: 'custom' }), ['spec.cpuModel']);
+      assert.deepEqual(fields({ ...s, dataVolumes: [{ ...s.dataVolumes[0]!, deviceIndex: 0 }] }), ['spec.dataVolumes.0.deviceIndex']);
+      assert.deepEqual(fields({ ...s, nics: [s.nics[0]!, { ...s.nics[1]!, mac: '52:54:00:12:34:56' }] }), ['spec.nics.1.mac']);
+      assert.deepEqual(fields({ ...minimalSpec(), cdroms: ['/a', '/b', '/c'], configDrive: '/d', rootVolume: { ...minimalSpec().rootVolume, bus: 'ide' } }), ['spec.cdroms']);
+      assert.deepEqual(fields({ ...minimalSpec(), nics: [{ uuid: VM, mac: '53:54:00:00:00:01', bridge: 'br0', model: 'virtio' }] }), ['spec.nics.0.mac']);
+      assert.deepEqual(fields({ ...minimalSpec(), nics: [{ uuid: VM, mac: '52:54:00:00:00:01', bridge: 'br0', model: 'virtio', internalName: 'vnet3' }] }), ['spec.nics.0.internalName']);
+    });
+  });
+
+  it('parses libvirt live XML back: tstack metadata, devices by alias, VNC port', () => {
+    const live = buildDomainXml(fullSpec())
+      .replace("<graphics type='vnc' autoport='yes' listen='0.0.0.0' passwd='p&lt;w&apos;&amp;&quot;d'>", "<graphics type='vnc' port='5901' autoport='yes' listen='0.0.0.0'>")
+      .replace('<tstack:vm', '<tstack:vm');
+    const p = parseDomainXml(live);
+    assert.equal(p.name, `tstack-${VM}`);
+    assert.equal(p.tstack?.uuid, VM);
+    assert.equal(p.tstack?.name, 'db_primary.01');
+    assert.equal(p.vcpus, 2);
+    assert.equal(p.memoryKiB, 512 * 1024);
+    assert.deepEqual(p.vnc, { host: '0.0.0.0', port: 5901 });
+    const vols = p.devices.volumes;
+    assert.equal(vols.length, 7);
+    assert.deepEqual(vols[0], { uuid: '11111111-2222-4333-8444-555555555555', device: 'disk', target: 'vda', bus: 'virtio', source: '/var/lib/tstack/ps/root.qcow2', serial: 'root' });
+    assert.equal(vols[1]!.source, "/data/it's & <odd>.raw");
+    assert.equal(vols[2]!.source, 'rbd:vms/vol-2');
+    assert.equal(vols[3]!.source, 'nfs:/export/ps/vols/v3.qcow2');
+    assert.deepEqual(
+      vols.filter((v) => v.device === 'cdrom').map((v) => [v.target, v.source]),
+      [
+        ['hda', '/isos/install.iso'],
+        ['hdb', '/isos/drivers.iso'],
+        ['hdc', '/var/lib/tstack/cidata/vm.iso'],
+      ],
+    );
+    assert.deepEqual(p.devices.nics[0], { uuid: 'cccccccc-0000-4000-8000-000000000001', mac: '52:54:00:12:34:56', bridge: 'br_eth0', internalName: 'vncccccccc000', model: 'virtio' });
+  });
+});
