@@ -171,14 +171,14 @@ export function applyPatch<T extends Resource>(cur: T, patch: Partial<Resource>,
   return next as T;
 }
 
-/** Fill createDate/lastOpDate/tags and check the common fields of a new resource. */
+/** Fill createDate/lastOpDate (when absent or empty)/tags and check the common fields of a new resource. */
 export function prepareNew<T extends Resource>(r: T, now: string): T {
   if (!r.uuid || typeof r.uuid !== 'string') throw new TStackError('INVALID_ARGUMENT', 'resource: uuid is required', { field: 'uuid' });
   if (!r.kind || typeof r.kind !== 'string') throw new TStackError('INVALID_ARGUMENT', 'resource: kind is required', { field: 'kind' });
   const out: Record<string, unknown> = { ...r };
   for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k];
-  out.createDate = r.createDate ?? now;
-  out.lastOpDate = r.lastOpDate ?? out.createDate;
+  out.createDate = r.createDate || now;
+  out.lastOpDate = r.lastOpDate || out.createDate;
   out.tags = r.tags ?? [];
   out.name = r.name ?? '';
   out.ownerAccountUuid = r.ownerAccountUuid ?? '';

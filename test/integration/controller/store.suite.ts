@@ -41,6 +41,7 @@ function host(n: number, extra: Partial<Resource> = {}): Resource {
     hasGpu: n % 3 === 0,
     ...(n === 7 ? {} : { hypervisorType: 'KVM' }),
     capacity: { cpu: n * 2 },
+    ...extra,
   } as Resource;
 }
 
