@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { Server } from 'node:net';
 import { TStackError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { metadataReply, NOT_FOUND } from '../render/metadata.js';
+import { metadataReply, type MetadataReply } from '../render/metadata.js';
 import { METADATA_IP } from '../render/dnsmasq.js';
 import type { MetadataRecordSpec } from '../validate.js';
 
@@ -93,8 +93,7 @@ export class MetadataServer {
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
     const src = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    let reply = NOT_FOUND;
-    let status = 404;
+    let reply: MetadataReply;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       reply = { status: 405, contentType: 'text/plain', body: 'method not allowed\n' };
     } else {
@@ -102,7 +101,7 @@ export class MetadataServer {
       if (!rec) reply = { status: 404, contentType: 'text/plain', body: `no instance with address ${src} on this network\n` };
       else reply = metadataReply(rec, req.url ?? '/');
     }
-    status = reply.status;
+    const status = reply.status;
     res.writeHead(status, { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.body) });
     res.end(req.method === 'HEAD' ? undefined : reply.body);
     this.log.debug({ namespace: this.namespace, src, path: req.url, status }, 'metadata request');

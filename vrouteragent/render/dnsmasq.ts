@@ -121,8 +121,10 @@ export function renderHosts(net: FlatNetworkSpec, records: DnsRecordSpec[], entr
   return rows
     .map(({ name, ip }) => {
       const names: string[] = [];
-      if (net.dnsDomain && !name.includes('.')) names.push(`${name}.${net.dnsDomain}`);
-      names.push(name);
+      const d = net.dnsDomain?.toLowerCase();
+      if (d && !name.includes('.')) names.push(`${name}.${d}`, name);
+      else if (d && name.endsWith(`.${d}`)) names.push(name, name.slice(0, -d.length - 1));
+      else names.push(name);
       return `${ip} ${names.join(' ')}\n`;
     })
     .join('');

@@ -1,0 +1,115 @@
+// Golden-file tests of the vrouter renderers (dnsmasq files, metadata documents, config drive).
+// Regenerate after an intended change: UPDATE_GOLDEN=1 npx mocha test/unit/vrouter/render.test.ts
+import { strict as assert } from 'node:assert';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  dnsmasqPaths,
+  forcedOptions,
+  renderDhcpHosts,
+  renderDhcpOpts,
+  renderDnsmasqConf,
+  renderHosts,
+  renderServers,
+} from '../../../vrouteragent/render/dnsmasq.js';
+import { ec2MetaData, metadataReply, openstackMetaData } from '../../../vrouteragent/render/metadata.js';
+import { renderMetaData, renderNetworkConfig, renderUserData, yamlScalar } from '../../../vrouteragent/render/configdrive.js';
+import { ENTRIES, KEY, MD, NET, RECORDS } from './fixtures.js';
+
+const GOLDEN = join(fileURLToPath(new URL('.', import.meta.url)), 'golden');
+
+function golden(name: string, actual: string): void {
+  const file = join(GOLDEN, name);
+  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
+    if (process.env.CI === 'true' && !existsSync(file)) assert.fail(`golden file ${name} is missing`);
+    writeFileSync(file, actual);
+    return;
+  }
+  assert.equal(actual, readFileSync(file, 'utf8'), `rendered output differs from golden/${name}`);
+}
+
+describe('vrouter renderers (golden files)', () => {
+  const p = dnsmasqPaths('/var/lib/tstack/vrouter/flat/6f1c2a9b0d4e4f008a0000000000abcd');
+
+  it('dnsmasq.conf: static-only DHCP, unknown MACs ignored, no ping, forced 121/MTU', () => {
+    const conf = renderDnsmasqConf(NET, 'tsfn6f1c2a9b0d4', p);
+    golden('dnsmasq.conf', conf);
+    assert.match(conf, /^dhcp-ignore=tag:!known$/m);
+    assert.match(conf, /^no-ping$/m);
+    assert.match(conf, /^dhcp-range=set:l3,10\.20\.0\.0,static,255\.255\.255\.0$/m);
+    assert.match(conf, /^dhcp-option-force=option:classless-static-route,169\.254\.169\.254\/32,10\.20\.0\.2,0\.0\.0\.0\/0,10\.20\.0\.1$/m);
+    assert.doesNotMatch(conf, /^dhcp-authoritative/m);
+  });
+
+  it('dhcp-hosts: sorted by IP, MACs lower case, short hostnames, lease time', () => {
+    const s = renderDhcpHosts(NET, ENTRIES);
+    golden('dhcp-hosts', s);
+    assert.equal(s.split('\n')[0], '52:54:00:aa:00:11,10.20.0.11,web-1,3600');
+    assert.equal(s.split('\n')[1], '52:54:00:aa:00:12,10.20.0.12,web-2,3600');
+    assert.equal(s.split('\n')[2], '52:54:00:aa:00:20,10.20.0.150,3600');
+  });
+
+  it('dhcp-opts: router, DNS, domain', () => {
+    golden('dhcp-opts', renderDhcpOpts(NET));
+    assert.equal(renderDhcpOpts({ ...NET, dnsServers: undefined, gateway: undefined, dnsDomain: undefined }), 'option:dns-server,10.20.0.2\n');
+  });
+
+  it('forced options: the metadata route only without a gateway; none with metadata off', () => {
+    assert.deepEqual(forcedOptions({ ...NET, gateway: undefined, mtu: undefined }), ['option:classless-static-route,169.254.169.254/32,10.20.0.2']);
+    assert.deepEqual(forcedOptions({ ...NET, metadata: false, mtu: undefined }), []);
+  });
+
+  it('hosts: explicit records win, DHCP hostnames fill in, FQDN + short with a domain', () => {
+    const s = renderHosts(NET, RECORDS, ENTRIES);
+    golden('hosts', s);
+    assert.match(s, /^10\.20\.0\.11 web-1\.flat\.example web-1$/m);
+    assert.match(s, /^10\.20\.0\.12 web-2\.flat\.example web-2$/m);
+    assert.equal(s.match(/web-1/g)!.length, 2, 'web-1 appears once as a row');
+  });
+
+  it('servers', () => {
+    golden('servers', renderServers(['192.0.2.53', '198.51.100.53']));
+    assert.equal(renderServers([]), '');
+  });
+
+  it('EC2 metadata tree and replies', () => {
+    const tree = [...ec2MetaData(MD).entries()].map(([k, v]) => `== ${k || '(index)'}\n${v}`).join('\n');
+    golden('ec2-meta-data.txt', tree + '\n');
+    assert.equal(metadataReply(MD, '/latest/meta-data/public-keys/0/openssh-key').body, KEY + '\n');
+    assert.equal(metadataReply(MD, '/latest/meta-data/local-hostname').body, 'web-1');
+    assert.equal(metadataReply(MD, '/latest/meta-data/local-ipv4').body, '10.20.0.11');
+    assert.equal(metadataReply(MD, '/2009-04-04/meta-data/instance-id').body, MD.instanceId);
+    assert.equal(metadataReply(MD, '/latest/user-data').body, MD.userData);
+    assert.equal(metadataReply(MD, '/latest/meta-data/nope').status, 404);
+    assert.equal(metadataReply(MD, '/../etc/passwd').status, 404);
+    assert.equal(metadataReply({ ...MD, userData: undefined }, '/latest/user-data').status, 404);
+    assert.equal(metadataReply(MD, '/latest/meta-data/').body.split('\n').includes('public-keys/'), true);
+  });
+
+  it('OpenStack meta_data.json and user_data', () => {
+    const r = metadataReply(MD, '/openstack/latest/meta_data.json');
+    golden('openstack-meta_data.json', r.body);
+    assert.equal(r.contentType, 'application/json');
+    assert.deepEqual(JSON.parse(r.body), openstackMetaData(MD));
+    assert.equal(metadataReply(MD, '/openstack/latest/user_data').body, MD.userData);
+    assert.equal(metadataReply(MD, '/openstack/2012-08-10/meta_data.json').status, 200);
+  });
+
+  it('config drive: meta-data, user-data, network-config', () => {
+    const spec = {
+      instanceId: MD.instanceId,
+      hostname: 'web-1',
+      userData: '#cloud-config\nruncmd:\n  - echo hi\n',
+      sshKeys: [KEY, 'ssh-rsa AAAAB3Nza: tricky#comment'],
+      networks: [{ mac: '52:54:00:AA:00:11', ip: '10.20.0.11', netmask: '255.255.255.0', gateway: '10.20.0.1', dnsServers: ['10.20.0.2'], dnsDomain: 'flat.example', mtu: 1450 }],
+    };
+    golden('cidata-meta-data', renderMetaData(spec));
+    golden('cidata-network-config', renderNetworkConfig(spec));
+    assert.equal(renderUserData(spec), spec.userData);
+    assert.match(renderMetaData(spec), /^ {2}- "ssh-rsa AAAAB3Nza: tricky#comment"$/m);
+    assert.match(renderNetworkConfig({ instanceId: 'i', hostname: 'h' }), /dhcp4: true/);
+    assert.equal(yamlScalar('yes'), '"yes"');
+    assert.equal(yamlScalar('web-1'), 'web-1');
+  });
+});

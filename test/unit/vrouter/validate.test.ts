@@ -1,0 +1,106 @@
+// Validation of flat-network requests: schema (field named) + semantic checks, and names.
+import { strict as assert } from 'node:assert';
+import { TStackError } from '../../../shared/errors.js';
+import { validate } from '../../../shared/protocol/schema.js';
+import { vrouter } from '../../../shared/protocol/index.js';
+import { validateDhcpEntries, validateDnsRecords, validateMetadataRecords, validateNetwork } from '../../../vrouteragent/validate.js';
+import { checkScheme, flatNames, l3FromNamespace } from '../../../vrouteragent/names.js';
+import { ENTRIES, L3, MD, NET } from './fixtures.js';
+
+function invalidField(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof TStackError, `expected TStackError, got ${String(e)}`);
+    assert.equal(e.code, 'INVALID_ARGUMENT', e.message);
+    return String(e.details?.field);
+  }
+  assert.fail('expected INVALID_ARGUMENT');
+}
+
+describe('vrouter validation', () => {
+  it('accepts the fixture network and entries', () => {
+    validateNetwork(NET);
+    validateDhcpEntries(NET, ENTRIES);
+    validateMetadataRecords(NET, [MD]);
+  });
+
+  describe('network', () => {
+    const cases: Array<[string, Partial<typeof NET>, string]> = [
+      ['overlapping ranges', { ipRanges: [{ startIp: '10.20.0.10', endIp: '10.20.0.50' }, { startIp: '10.20.0.40', endIp: '10.20.0.60' }] }, 'network.ipRanges.1'],
+      ['range end before start', { ipRanges: [{ startIp: '10.20.0.50', endIp: '10.20.0.10' }] }, 'network.ipRanges.0.endIp'],
+      ['range outside the CIDR', { ipRanges: [{ startIp: '10.20.1.10', endIp: '10.20.1.50' }] }, 'network.ipRanges.0.startIp'],
+      ['DHCP server outside the CIDR', { dhcpServerIp: '10.21.0.2' }, 'network.dhcpServerIp'],
+      ['DHCP server = network address', { dhcpServerIp: '10.20.0.0' }, 'network.dhcpServerIp'],
+      ['gateway outside', { gateway: '10.30.0.1' }, 'network.gateway'],
+      ['gateway = DHCP server', { gateway: '10.20.0.2' }, 'network.gateway'],
+      ['host bits in the CIDR', { cidr: '10.20.0.5/24' }, 'network.cidr'],
+    ];
+    for (const [what, patch, field] of cases) it(`${what} → ${field}`, () => assert.equal(invalidField(() => validateNetwork({ ...NET, ...patch })), field));
+  });
+
+  describe('DHCP entries', () => {
+    const e = (over: Partial<(typeof ENTRIES)[0]>, i = 1) => ENTRIES.map((x, j) => (j === i ? { ...x, ...over } : x));
+    it('IP outside the CIDR', () => assert.equal(invalidField(() => validateDhcpEntries(NET, e({ ip: '10.99.0.5' }))), 'entries.1.ip'));
+    it('duplicate MAC (case-insensitive)', () => assert.equal(invalidField(() => validateDhcpEntries(NET, e({ mac: '52:54:00:aa:00:12' }))), 'entries.1.mac'));
+    it('duplicate IP', () => assert.equal(invalidField(() => validateDhcpEntries(NET, e({ ip: '10.20.0.12' }))), 'entries.1.ip'));
+    it('duplicate hostname', () => assert.equal(invalidField(() => validateDhcpEntries(NET, e({ hostname: 'WEB-2' }))), 'entries.1.hostname'));
+    it('the DHCP server / gateway / broadcast address', () => {
+      assert.equal(invalidField(() => validateDhcpEntries(NET, e({ ip: '10.20.0.2' }))), 'entries.1.ip');
+      assert.equal(invalidField(() => validateDhcpEntries(NET, e({ ip: '10.20.0.1' }))), 'entries.1.ip');
+      assert.equal(invalidField(() => validateDhcpEntries(NET, e({ ip: '10.20.0.255' }))), 'entries.1.ip');
+    });
+  });
+
+  describe('request schemas (field named)', () => {
+    const apply = (entries: unknown[]) => validate(vrouter.DhcpApply.request, { l3NetworkUuid: L3, entries }, 'flat/dhcp/apply');
+    it('hostname with a space', () => assert.equal(invalidField(() => apply([{ mac: '52:54:00:00:00:01', ip: '10.20.0.5', hostname: 'my vm' }])), 'entries.0.hostname'));
+    it('hostname with bad chars / leading dash / too long label', () => {
+      for (const h of ['vm_1', 'vm;rm', '-vm', 'a'.repeat(64), 'vm\nx', 'vm.']) {
+        assert.equal(invalidField(() => apply([{ mac: '52:54:00:00:00:01', ip: '10.20.0.5', hostname: h }])), 'entries.0.hostname', h);
+      }
+    });
+    it('bad MAC, bad IP, unknown field', () => {
+      assert.equal(invalidField(() => apply([{ mac: '52:54:00:00:00', ip: '10.20.0.5' }])), 'entries.0.mac');
+      assert.equal(invalidField(() => apply([{ mac: '52:54:00:00:00:01', ip: '10.20.0.256' }])), 'entries.0.ip');
+      assert.equal(invalidField(() => apply([{ mac: '52:54:00:00:00:01', ip: '10.20.0.5', extra: 1 }])), 'entries.0.extra');
+    });
+    it('bridge name longer than 15 chars, bad CIDR', () => {
+      assert.equal(invalidField(() => validate(vrouter.NamespaceEnsure.request, { network: { ...NET, bridge: 'b'.repeat(16) } })), 'network.bridge');
+      assert.equal(invalidField(() => validate(vrouter.NamespaceEnsure.request, { network: { ...NET, cidr: '10.20.0.0/33' } })), 'network.cidr');
+    });
+    it('config drive path must be an absolute .iso path without ..', () => {
+      const req = { path: '/tmp/x/../../etc/passwd.iso', instanceId: 'i-1', hostname: 'vm' };
+      assert.equal(invalidField(() => validate(vrouter.ConfigDriveBuild.request, req)), 'path');
+      validate(vrouter.ConfigDriveBuild.request, { ...req, path: '/var/lib/tstack/cd/vm1.iso' });
+    });
+    it('ssh keys must be one line', () => {
+      assert.equal(invalidField(() => validate(vrouter.MetadataAdd.request, { l3NetworkUuid: L3, record: { ...MD, sshKeys: ['ssh-ed25519 AAAA x\nssh-rsa BBBB'] } })), 'record.sshKeys.0');
+    });
+  });
+
+  it('DNS records: duplicate names', () => assert.equal(invalidField(() => validateDnsRecords([{ name: 'a', ip: '10.0.0.1' }, { name: 'A', ip: '10.0.0.2' }])), 'records.1.name'));
+  it('metadata records: duplicate IP / instance id, IP outside', () => {
+    assert.equal(invalidField(() => validateMetadataRecords(NET, [MD, { ...MD, instanceId: 'other' }])), 'records.1.ip');
+    assert.equal(invalidField(() => validateMetadataRecords(NET, [MD, { ...MD, ip: '10.20.0.12' }])), 'records.1.instanceId');
+    assert.equal(invalidField(() => validateMetadataRecords(NET, [{ ...MD, ip: '192.168.1.1' }])), 'records.0.ip');
+  });
+
+  describe('names', () => {
+    it('derives ≤15-char interface names and a reversible namespace name', () => {
+      const n = flatNames(L3);
+      assert.equal(n.namespace, 'tsflat-6f1c2a9b0d4e4f008a0000000000abcd');
+      assert.equal(n.hostVeth, 'tsfh6f1c2a9b0d4');
+      assert.equal(n.nsVeth, 'tsfn6f1c2a9b0d4');
+      assert.equal(l3FromNamespace(n.namespace), L3);
+      const long = flatNames(L3, { nsPrefix: 't1a2b3a', ifPrefix: 't1a2b3a' });
+      assert.ok(long.hostVeth.length <= 15 && long.nsVeth.length <= 15, long.hostVeth);
+      assert.notEqual(long.hostVeth, long.nsVeth);
+    });
+    it('rejects bad prefixes and non-uuids', () => {
+      assert.throws(() => checkScheme({ nsPrefix: 'Bad/ns', ifPrefix: 'x' }), /namespace prefix/);
+      assert.throws(() => checkScheme({ nsPrefix: 'ok', ifPrefix: 'toolong1' }), /interface prefix/);
+      assert.throws(() => flatNames('not-a-uuid'), /not a uuid/);
+    });
+  });
+});
