@@ -3,7 +3,9 @@
 //   root volume: volumes/<vol>/<vol>.qcow2, a qcow2 overlay whose backing file is the cached image
 //   snapshots:   volumes/<vol>/snap-<snap>.qcow2 beside it; taking one freezes the live file
 //                as the snapshot and puts a fresh overlay on top (the live path never changes)
-// Backing-file names are relative, so a shared mount point may be mounted anywhere.
+// Backing-file names are relative on local/shared-mount-point storage (so a shared mount point
+// may be mounted anywhere) and absolute nfs:// URLs on libnfs-accessed NFS (QEMU's nfs driver
+// cannot resolve relative names); PsFs.backingRef decides.
 import { basename } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { TStackError } from '../../shared/errors.js';
@@ -119,8 +121,7 @@ export class FileBackend implements PrimaryBackend {
     const rel = this.L.volumeFileRel(volumeUuid);
     await this.fs.mkdirp(volDir);
     try {
-      // backing file relative to the volume's directory: volumes/<vol>/ -> ../../imagecache/...
-      await qimg.create(this.fs.target(rel), 'qcow2', { backing: `../../${c.rel}`, backingFormat: fmt, size: size ?? img.virtualSize, signal: t.signal });
+      await qimg.create(this.fs.target(rel), 'qcow2', { backing: this.fs.backingRef(rel, c.rel), backingFormat: fmt, size: size ?? img.virtualSize, signal: t.signal });
     } catch (e) {
       await this.fs.rmTree(volDir);
       throw e;
@@ -191,7 +192,7 @@ export class FileBackend implements PrimaryBackend {
     if (await this.fs.exists(snap)) throw new TStackError('CONFLICT', `snapshot ${snapshotUuid} already exists`);
     await this.fs.rename(live, snap);
     try {
-      await qimg.create(this.fs.target(live), 'qcow2', { backing: basename(snap), backingFormat: 'qcow2', size: v.size, signal: t.signal });
+      await qimg.create(this.fs.target(live), 'qcow2', { backing: this.fs.backingRef(live, snap), backingFormat: 'qcow2', size: v.size, signal: t.signal });
     } catch (e) {
       await this.fs.rename(snap, live).catch(() => undefined);
       throw e;
@@ -220,7 +221,7 @@ export class FileBackend implements PrimaryBackend {
     const s = await qimg.info(this.fs.target(snap), { format: 'qcow2' });
     const fresh = `${live}.revert`;
     await this.fs.rm(fresh);
-    await qimg.create(this.fs.target(fresh), 'qcow2', { backing: basename(snap), backingFormat: 'qcow2', size: s.virtualSize, signal: t.signal });
+    await qimg.create(this.fs.target(fresh), 'qcow2', { backing: this.fs.backingRef(fresh, snap), backingFormat: 'qcow2', size: s.virtualSize, signal: t.signal });
     await this.fs.rename(fresh, live);
     return this.volumeInfo(volumeUuid);
   }
@@ -233,8 +234,9 @@ export class FileBackend implements PrimaryBackend {
    *    dependant's file — the data moves once, and the dependant's path stays valid for
    *    whatever is stacked on it;
    *  - several dependants (after a revert, a snapshot is the base of both a newer snapshot
-   *    and the live volume): `qemu-img rebase` each onto the snapshot's own backing file,
-   *    which copies the snapshot's data into them, then remove it.
+   *    and the live volume), or storage where commit cannot work (libnfs): `qemu-img rebase`
+   *    each onto the snapshot's own backing file, which copies the snapshot's data into them,
+   *    then remove it.
    */
   async deleteSnapshot(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<boolean> {
     const volDir = this.L.volumeDirRel(volumeUuid);
@@ -247,11 +249,11 @@ export class FileBackend implements PrimaryBackend {
     for (const n of files) {
       if (n === snapName) continue;
       const i = await qimg.info(this.fs.target(`${volDir}/${n}`), { format: 'qcow2' });
-      if (i.backingFile && basename(i.backingFile) === snapName && !i.backingFile.includes('/')) children.push(`${volDir}/${n}`);
+      if (i.backingFile && i.backingFile === this.fs.backingRef(`${volDir}/${n}`, snap)) children.push(`${volDir}/${n}`);
     }
     if (children.length === 0) {
       await this.fs.rm(snap);
-    } else if (children.length === 1) {
+    } else if (children.length === 1 && this.fs.canCommit) {
       const child = children[0]!;
       t.log.info({ snapshotUuid, child }, 'deleting snapshot: commit its only dependant into it');
       await qimg.commit(this.fs.target(child), { format: 'qcow2', signal: t.signal });

@@ -2,7 +2,7 @@
 // storage, a shared mount point, a mounted NFS export). The libnfs variant lives in nfs.ts.
 import { mkdir, readdir, rename, rm, stat, statfs, copyFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { VolumeSource } from '../../shared/protocol/storage.js';
 import { PsLayout } from '../paths.js';
@@ -14,6 +14,17 @@ export interface PsFs {
   target(rel: string): string;
   source(rel: string, format: 'qcow2' | 'raw'): VolumeSource;
   installPath(rel: string): string;
+  /**
+   * How an image at `fromRel` names its backing file `toRel`: a path relative to its directory
+   * (local, shared mount point: survives mounting elsewhere) or an absolute URL (nfs://, where
+   * QEMU cannot resolve relative names).
+   */
+  backingRef(fromRel: string, toRel: string): string;
+  /**
+   * Whether `qemu-img commit` into a backing file works here (QEMU's nfs driver cannot reopen a
+   * read-only mount read-write, so on libnfs a snapshot is merged with rebase instead).
+   */
+  readonly canCommit: boolean;
   exists(rel: string): Promise<boolean>;
   mkdirp(rel: string): Promise<void>;
   /** remove a file; no error if absent */
@@ -36,6 +47,7 @@ export interface PsFs {
 
 export class LocalFs implements PsFs {
   readonly layout: PsLayout;
+  readonly canCommit = true;
   constructor(root: string) {
     this.layout = new PsLayout(root);
   }
@@ -50,6 +62,9 @@ export class LocalFs implements PsFs {
   }
   installPath(rel: string): string {
     return this.abs(rel);
+  }
+  backingRef(fromRel: string, toRel: string): string {
+    return relative(dirname(this.abs(fromRel)), this.abs(toRel));
   }
   async exists(rel: string): Promise<boolean> {
     return existsSync(this.abs(rel));

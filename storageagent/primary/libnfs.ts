@@ -1,16 +1,17 @@
-// PsFs over libnfs: qemu-img opens nfs:// URLs itself; listing and copying go through
-// libnfs-utils (nfs-ls, nfs-cp). Operations libnfs-utils has no tool for (mkdir, remove,
-// rename, statfs) go through a minimal NFSv3 client (nfs3.ts).
+// PsFs over libnfs: qemu-img opens nfs:// URLs itself (libnfs inside QEMU); file uploads go
+// through nfs-cp (libnfs-utils). Namespace operations libnfs-utils has no tool for (readdir
+// with exact errors, mkdir, remove, rename, fsstat) go through a minimal NFSv3 client (nfs3.ts):
+// nfs-ls cannot tell "no such directory" from "access denied" (both are a failed MOUNT).
 import { exec } from '../../shared/exec.js';
-import { TStackError } from '../../shared/errors.js';
 import type { VolumeSource } from '../../shared/protocol/storage.js';
 import { PsLayout } from '../paths.js';
 import type { AgentContext } from '../context.js';
 import type { PsFs } from './fs.js';
-import { Nfs3Client } from './nfs3.js';
+import { Nfs3Client, NfsStatusError } from './nfs3.js';
 
 export class LibnfsFs implements PsFs {
   readonly layout: PsLayout;
+  readonly canCommit = false;
   private client?: Nfs3Client;
   constructor(
     readonly server: string,
@@ -36,28 +37,29 @@ export class LibnfsFs implements PsFs {
   installPath(rel: string): string {
     return this.url(rel);
   }
+  backingRef(_fromRel: string, toRel: string): string {
+    return this.url(toRel);
+  }
   private async nfs(): Promise<Nfs3Client> {
     this.client ??= await Nfs3Client.connect(this.server, this.exportPath);
     return this.client;
   }
   async list(relDir: string): Promise<string[]> {
-    const r = await exec('nfs-ls', [this.url(relDir)], { timeoutMs: 60_000, okCodes: [0, 1, 10] });
-    if (r.code !== 0) {
-      if (/ENOENT|No such file|NFS3ERR_NOENT|does not exist|not found/i.test(r.stderr + r.stdout)) return [];
-      throw new TStackError('STORAGE_ERROR', `nfs-ls ${this.url(relDir)}: ${r.stderr || r.stdout}`);
+    try {
+      return await (await this.nfs()).readdir(relDir ? this.relOk(relDir) : '');
+    } catch (e) {
+      if (e instanceof NfsStatusError && (e.status === 2 || e.status === 20)) return [];
+      throw e;
     }
-    // lines: "-rw-r--r--  1     0     0       196616 name"
-    const names: string[] = [];
-    for (const line of r.stdout.split('\n')) {
-      const m = /^[-dlcbps][-rwxsStT]{9}\s+\d+\s+\d+\s+\d+\s+\d+\s+(.+)$/.exec(line.trim());
-      if (m && m[1] !== '.' && m[1] !== '..') names.push(m[1]!);
-    }
-    return names;
   }
   async exists(rel: string): Promise<boolean> {
-    const parts = this.relOk(rel).split('/');
-    const name = parts.pop()!;
-    return (await this.list(parts.join('/'))).includes(name);
+    try {
+      await (await this.nfs()).getattr(this.relOk(rel));
+      return true;
+    } catch (e) {
+      if (e instanceof NfsStatusError && (e.status === 2 || e.status === 20)) return false;
+      throw e;
+    }
   }
   async mkdirp(rel: string): Promise<void> {
     await (await this.nfs()).mkdirp(this.relOk(rel));

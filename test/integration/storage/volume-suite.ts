@@ -177,7 +177,7 @@ export function volumeSuite(name: string, setup: (cleanup: Cleanup) => Promise<B
       await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
     });
 
-    it('straight chain: deleting the middle and then the top snapshot merges them (commit)', async function () {
+    it('straight chain: deleting the middle and then the top snapshot merges them into their dependants', async function () {
       const volumeUuid = uuid();
       const [s1, s2, s3] = [uuid(), uuid(), uuid()];
       const v = await ps.call(S.CreateEmptyVolume, { ...psReq(), volumeUuid, size: 32 << 20 });
