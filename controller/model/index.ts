@@ -3,3 +3,4 @@ export * from './kind.js';
 export * from './states.js';
 export { resourceKinds, kindDef, mustKindDef, prepareCreate, validateUpdate, validateAction, type CreateOptions, type PreparedCreate } from './registry.js';
 export * from './attachments.js';
+export * from './cascade.js';
