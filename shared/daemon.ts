@@ -62,6 +62,7 @@ export function loadConfigFile(file: string): Record<string, unknown> {
 }
 
 const camel = (s: string): string => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 export function parseDaemonArgs(d: DaemonDefaults, argv = process.argv): DaemonConfig {
   const program = new Command(d.name)
@@ -77,7 +78,12 @@ export function parseDaemonArgs(d: DaemonDefaults, argv = process.argv): DaemonC
   program.parse(argv);
   const o = program.opts<Record<string, string | undefined>>();
   const file = o.config ? loadConfigFile(o.config) : {};
-  const pick = (k: string): string | undefined => o[k] ?? (file[k] as string | undefined) ?? (file[camel(k)] as string | undefined);
+  // flags win over the file; the file may spell keys camelCase (dataDir) or like the flags (data-dir)
+  const fromFile = (k: string): string | undefined => {
+    const v = file[k] ?? file[camel(k)] ?? file[kebab(k)];
+    return v === undefined || v === null ? undefined : String(v);
+  };
+  const pick = (k: string): string | undefined => o[k] ?? fromFile(k);
   const { host, port } = parseListen(pick('listen') ?? `${d.host ?? '0.0.0.0'}:${d.port}`, d.port);
   const dataDir = pick('dataDir') ?? '/var/lib/tstack';
   const tokenFile = pick('tokenFile') ?? `/etc/tstack/${d.name.replace(/^tstack-/, '')}.token`;

@@ -21,7 +21,7 @@ export const SafeName = (opts: Record<string, unknown> = {}) =>
 
 /** Absolute path without '..' segments, NUL or newlines. */
 export const AbsPath = (opts: Record<string, unknown> = {}) =>
-  Type.String({ pattern: '^/(?!.*(^|/)\\.\\.(/|$))[^\\0\\n\\r]*$', maxLength: 4096, ...opts });
+  Type.String({ pattern: '^(?!.*(^|/)\\.\\.(/|$))/[^\\0\\n\\r]*$', maxLength: 4096, ...opts });
 
 export const Ipv4 = (opts: Record<string, unknown> = {}) =>
   Type.String({ pattern: '^((25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)$', ...opts });
@@ -61,6 +61,7 @@ export function check<T extends TSchema>(schema: T, value: unknown): FieldError[
         reason = 'unknown field';
       }
     }
+    if (reason === 'Unexpected property') reason = 'unknown field';
     if (!out.some((o) => o.field === field)) out.push({ field: field || '(body)', reason });
   }
   return out;
