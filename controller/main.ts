@@ -21,7 +21,6 @@ import { AgentRegistry } from './events/agent-events.js';
 import { AgentClient } from './agent-client/client.js';
 import { buildApi } from './api/app.js';
 import { apiRegistry, type ApiRegistry } from './api/registry.js';
-import { registerCollections } from './api/collections.js';
 
 const log = logger('controller');
 
@@ -90,7 +89,6 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     }
     const agents = new AgentRegistry();
     const registry = o.registry ?? apiRegistry;
-    registerCollections(registry);
     const agentClient = new AgentClient({});
     const services: ControllerServices = { store, auth, jobs, bus, agents, agentClient, registry };
     await o.beforeListen?.(services);

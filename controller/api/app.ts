@@ -19,7 +19,8 @@ import { sseHandler } from '../events/sse.js';
 import type { AgentClient } from '../agent-client/client.js';
 import { parseListQuery, project } from './query.js';
 import { buildOpenApi } from './openapi.js';
-import { genericCreate, genericDelete, genericUpdate, getVisible, notFound, shape, visible } from './crud.js';
+import { canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, shape, visible } from './crud.js';
+import { notImplemented, registerCollections } from './collections.js';
 import type { ApiRegistry, CollectionSpec, OpContext, Verb } from './registry.js';
 
 const log = logger('api');
@@ -56,6 +57,23 @@ function bearer(ctx: Koa.Context): string | undefined {
   return m?.[1];
 }
 
+/** HTTP status of an error code: the shared mapping plus the API's own codes. */
+export function statusOf(code: string): number {
+  switch (code) {
+    case 'METHOD_NOT_ALLOWED':
+      return 405;
+    case 'NOT_IMPLEMENTED':
+      return 501;
+    case 'CAPACITY_EXCEEDED':
+      return 409;
+    case 'AGENT_UNREACHABLE':
+    case 'TASK_LOST':
+      return 503;
+    default:
+      return httpStatusOf(code);
+  }
+}
+
 function errorBody(err: TStackError): Record<string, unknown> {
   const body: Record<string, unknown> = { code: err.code, message: err.message };
   const field = err.details?.field;
@@ -68,6 +86,7 @@ function errorBody(err: TStackError): Record<string, unknown> {
 }
 
 export function buildApi(d: ApiDeps): ApiApp {
+  registerCollections(d.registry);
   registerAccounts(d.registry, d.auth);
   const app = new Koa();
   app.proxy = false;
@@ -88,7 +107,7 @@ export function buildApi(d: ApiDeps): ApiApp {
         err = status === 405 ? new TStackError('METHOD_NOT_ALLOWED', `${ctx.method} is not supported on ${ctx.path}`) : new TStackError('INVALID_ARGUMENT', `bad request: ${(e as Error).message}`, { field: '(body)' });
         ctx.status = status === 405 ? 405 : status === 413 ? 413 : 400;
       } else {
-        ctx.status = httpStatusOf(err.code);
+        ctx.status = statusOf(err.code);
       }
       if (ctx.status >= 500 && err.code === 'INTERNAL') {
         log.error({ err: e, method: ctx.method, path: ctx.path }, 'request failed');
@@ -173,6 +192,9 @@ export function buildApi(d: ApiDeps): ApiApp {
       throw new TStackError('FORBIDDEN', `only the admin account may ${verb} ${spec.collection}`);
     }
   };
+  const requireOwner = (ctx: Koa.Context, spec: CollectionSpec, r: Resource): void => {
+    if (!canWrite(ctx.state.principal as Principal, r)) throw new TStackError('FORBIDDEN', `${spec.kind} ${r.uuid} is shared by the admin and read-only to your account`);
+  };
   const out = (spec: CollectionSpec | undefined, v: unknown): unknown => {
     if (isObj(v) && typeof v.uuid === 'string' && typeof v.kind === 'string') return shape(spec ?? d.registry.byKind(v.kind), v as Resource);
     return v;
@@ -201,7 +223,7 @@ export function buildApi(d: ApiDeps): ApiApp {
         return;
       }
       if (j?.state === 'Failed' && j.error) {
-        ctx.status = httpStatusOf(j.error.code);
+        ctx.status = statusOf(j.error.code);
         ctx.body = { ...j.error, jobUuid: j.uuid };
         return;
       }
@@ -216,7 +238,10 @@ export function buildApi(d: ApiDeps): ApiApp {
     const p = ctx.state.principal as Principal;
     const lp = parseListQuery(spec.kind, ctx.query as Record<string, string | string[]>, spec.viewSchema ?? spec.createSchema);
     for (const f of lp.query.filters ?? []) if (f.field.startsWith('_') || spec.hiddenFields?.includes(f.field)) throw new TStackError('INVALID_ARGUMENT', `q: cannot filter on ${f.field}`, { field: 'q' });
-    if (!p.isAdmin) lp.query.ownerAccountUuid = p.accountUuid;
+    if (!p.isAdmin) {
+      if (spec.shared) lp.query.filters = [...(lp.query.filters ?? []), { field: 'ownerAccountUuid', op: '?=', value: [p.accountUuid, d.auth.adminAccountUuid] }];
+      else lp.query.ownerAccountUuid = p.accountUuid;
+    }
     if (lp.count) lp.query.limit = 0;
     const r = await d.store.list(lp.query);
     ctx.body = lp.count ? { total: r.total } : { inventories: r.items.map((i) => project(shape(spec, i), lp.fields)), total: r.total };
@@ -232,6 +257,7 @@ export function buildApi(d: ApiDeps): ApiApp {
     if (spec.noCreate) throw new TStackError('METHOD_NOT_ALLOWED', `${spec.collection} are not created directly`);
     requireVerb(ctx, spec, 'create');
     const body = validate(spec.createSchema, bodyOf(ctx), `create ${spec.kind}`) as Record<string, unknown>;
+    if (!spec.create && spec.createMode === 'async') throw notImplemented(`creating ${spec.collection}`);
     await operate(ctx, spec, { long: spec.create?.long === true, type: `${spec.collection}.create`, okStatus: 201 }, (oc) => (spec.create ? spec.create.run(body, oc) : genericCreate(spec, body, oc)));
   });
   const update = async (ctx: Koa.Context): Promise<void> => {
@@ -239,6 +265,7 @@ export function buildApi(d: ApiDeps): ApiApp {
     const oc = opCtx(ctx);
     const r = await getVisible(oc, spec, String(ctx.params.uuid));
     requireVerb(ctx, spec, 'update');
+    requireOwner(ctx, spec, r);
     const body = validate(spec.updateSchema, bodyOf(ctx), `update ${spec.kind}`) as Record<string, unknown>;
     await operate(ctx, spec, { long: spec.update?.long === true, type: `${spec.collection}.update`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.update ? spec.update.run(r, body, c) : genericUpdate(spec, r, body, c)));
   };
@@ -248,6 +275,8 @@ export function buildApi(d: ApiDeps): ApiApp {
     const spec = specOf(ctx);
     const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
     requireVerb(ctx, spec, 'delete');
+    requireOwner(ctx, spec, r);
+    if (!spec.remove && spec.deleteMode === 'async') throw notImplemented(`deleting ${spec.collection}`);
     const q = Object.fromEntries(Object.entries(ctx.query).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
     await operate(ctx, spec, { long: spec.remove?.long === true, type: `${spec.collection}.delete`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.remove ? spec.remove.run(r, q, c) : genericDelete(spec, r, c)));
   });
@@ -261,7 +290,8 @@ export function buildApi(d: ApiDeps): ApiApp {
     const name = names[0]!;
     const a = d.registry.action(spec.collection, name);
     if (!a) throw new TStackError('INVALID_ARGUMENT', `${name}: unknown action on ${spec.collection} (known: ${known.join(', ') || 'none'})`, { field: name });
-    if (a.adminOnly && !(ctx.state.principal as Principal).isAdmin) throw new TStackError('FORBIDDEN', `only the admin account may ${name} ${spec.collection}`);
+    if ((a.adminOnly || d.registry.isAdminOnly(spec, 'update')) && !(ctx.state.principal as Principal).isAdmin) throw new TStackError('FORBIDDEN', `only the admin account may ${name} ${spec.collection}`);
+    requireOwner(ctx, spec, r);
     let params: Record<string, unknown>;
     try {
       params = validate(a.schema, body[name] ?? {}, name) as Record<string, unknown>;
@@ -273,7 +303,9 @@ export function buildApi(d: ApiDeps): ApiApp {
       }
       throw e;
     }
-    await operate(ctx, spec, { long: a.long === true, type: `${spec.collection}.${name}`, resourceUuid: r.uuid, okStatus: 200 }, (c) => a.run(r, params, c));
+    const run = a.run;
+    if (!run) throw notImplemented(`${spec.collection} action ${name}`);
+    await operate(ctx, spec, { long: a.long === true, type: `${spec.collection}.${name}`, resourceUuid: r.uuid, okStatus: 200 }, (c) => run(r, params, c));
   });
 
   app.use(router.routes());

@@ -1,41 +1,53 @@
-// The collections the API serves. The resource model (controller/model) is the source of
-// truth; until it is wired in, this module declares the minimum (zones, clusters) so the API
-// works end to end.
-import { Obj, Type, SafeName, Uuid } from '../../shared/protocol/schema.js';
+// The collections the API serves, generated from the resource model (controller/model):
+// schemas, parents, references, admin-only writes, sync/async create and delete, declared
+// actions. Generic handlers cover sync kinds; async creates/deletes and actions answer 501
+// NOT_IMPLEMENTED until the code that owns them registers a handler (apiRegistry.setCreate /
+// setDelete / registerAction).
+import { TStackError } from '../../shared/errors.js';
+import { resourceKinds, type KindDef } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec } from './registry.js';
 
-const Name = Type.String({ minLength: 1, maxLength: 255 });
-const Description = Type.Optional(Type.String({ maxLength: 2048 }));
-const Update = Obj({ name: Type.Optional(Name), description: Description });
+/**
+ * Kinds whose admin-owned resources every account may read and reference (what a tenant
+ * picks to create a VM). Everything else is seen by its owner and the admin only.
+ */
+export const SHARED_KINDS = ['zone', 'image', 'instance-offering', 'disk-offering', 'l3-network'];
 
-export const fallbackCollections: CollectionSpec[] = [
-  {
-    collection: 'zones',
-    kind: 'zone',
-    description: 'availability zones: the top of the infrastructure tree',
-    createSchema: Obj({ name: Name, description: Description }),
-    updateSchema: Update,
-    initialState: 'Enabled',
-    adminOnly: true,
-  },
-  {
-    collection: 'clusters',
-    kind: 'cluster',
-    description: 'groups of hosts of one hypervisor type in a zone',
-    createSchema: Obj({
-      name: Name,
-      description: Description,
-      zoneUuid: Uuid(),
-      hypervisorType: Type.Optional(Type.Literal('KVM', { default: 'KVM' })),
-    }),
-    updateSchema: Update,
-    parentField: 'zoneUuid',
-    initialState: 'Enabled',
-    adminOnly: true,
-  },
-];
-void SafeName;
+/** The API's own collections (not generated from the model). */
+const OWN = new Set(['accounts']);
 
-export function registerCollections(reg: ApiRegistry): void {
-  for (const c of fallbackCollections) if (!reg.collection(c.collection)) reg.registerCollection(c);
+export function specFromKind(def: KindDef): CollectionSpec {
+  const refs: Record<string, string> = {};
+  for (const r of def.refs) refs[r.field] = r.kind;
+  const spec: CollectionSpec = {
+    collection: def.collection,
+    kind: def.kind,
+    description: def.title,
+    createSchema: def.createSchema,
+    updateSchema: def.updateSchema,
+    refs,
+    adminOnly: def.adminOnly,
+    shared: SHARED_KINDS.includes(def.kind),
+    createMode: def.createMode,
+    deleteMode: def.deleteMode,
+    model: def,
+  };
+  if (def.parentField) spec.parentField = def.parentField;
+  if (def.initialState) spec.initialState = def.initialState;
+  if (def.createMode === 'none') spec.noCreate = true;
+  if (def.systemFields?.length) spec.hiddenFields = def.systemFields.filter((f) => f.toLowerCase().includes('password') || f.toLowerCase().includes('secret') || f.toLowerCase().includes('token'));
+  if (def.secretFields?.length) spec.hiddenFields = [...(spec.hiddenFields ?? []), ...def.secretFields];
+  return spec;
 }
+
+/** Register every model kind and declare its actions (handlers registered elsewhere are kept). */
+export function registerCollections(reg: ApiRegistry): void {
+  for (const def of Object.values(resourceKinds)) {
+    if (OWN.has(def.collection)) continue;
+    reg.registerCollection(specFromKind(def));
+    for (const [name, a] of Object.entries(def.actions)) reg.declareAction(def.collection, name, { schema: a.schema, long: a.async, description: a.description });
+  }
+}
+
+export const notImplemented = (what: string): TStackError =>
+  new TStackError('NOT_IMPLEMENTED', `${what} is not available in this controller yet (no handler is registered for it)`);

@@ -4,10 +4,25 @@ import { randomUUID } from 'node:crypto';
 import { TStackError } from '../../shared/errors.js';
 import type { Resource } from '../store/types.js';
 import type { Principal } from '../auth/accounts.js';
+import { prepareCreate } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec, OpContext } from './registry.js';
 
-/** Admin sees everything; a normal account only what it owns. */
-export function visible(p: Principal, r: Resource): boolean {
+/**
+ * Admin sees everything; a normal account what it owns, plus the admin's resources of
+ * shared collections (zones, images, offerings, L3 networks: what a tenant needs to pick).
+ */
+export function visible(p: Principal, r: Resource, spec?: CollectionSpec, adminAccountUuid?: string): boolean {
+  if (p.isAdmin || r.ownerAccountUuid === p.accountUuid) return true;
+  return spec?.shared === true && adminAccountUuid !== undefined && r.ownerAccountUuid === adminAccountUuid;
+}
+
+/** May the caller reference this resource (in a create/update body or an action)? */
+export function canUse(ctx: OpContext, r: Resource): boolean {
+  return visible(ctx.principal, r, ctx.registry.byKind(r.kind), ctx.adminAccountUuid);
+}
+
+/** May the caller change it (owner or admin; shared resources are read-only to others)? */
+export function canWrite(p: Principal, r: Resource): boolean {
   return p.isAdmin || r.ownerAccountUuid === p.accountUuid;
 }
 
@@ -18,7 +33,7 @@ export function notFound(spec: CollectionSpec | undefined, uuid: string): TStack
 /** A resource of the collection the caller may see, else NOT_FOUND (never FORBIDDEN: no existence leak). */
 export async function getVisible(ctx: OpContext, spec: CollectionSpec, uuid: string): Promise<Resource> {
   const r = await ctx.store.get(uuid);
-  if (!r || r.kind !== spec.kind || !visible(ctx.principal, r)) throw notFound(spec, uuid);
+  if (!r || r.kind !== spec.kind || !visible(ctx.principal, r, spec, ctx.adminAccountUuid)) throw notFound(spec, uuid);
   return r;
 }
 
@@ -59,7 +74,7 @@ export async function checkRefs(ctx: OpContext, spec: CollectionSpec, body: Reco
     for (const u of uuids) {
       if (typeof u !== 'string') continue;
       const r = await ctx.store.get(u);
-      if (!r || r.kind !== kind || !visible(ctx.principal, r)) {
+      if (!r || r.kind !== kind || !canUse(ctx, r)) {
         throw new TStackError('INVALID_ARGUMENT', `${field}: no ${kind} ${u} (or not visible to your account)`, { field, reason: `no ${kind} ${u}` });
       }
     }
@@ -67,6 +82,10 @@ export async function checkRefs(ctx: OpContext, spec: CollectionSpec, body: Reco
 }
 
 export async function genericCreate(spec: CollectionSpec, body: Record<string, unknown>, ctx: OpContext): Promise<Resource> {
+  if (spec.model) {
+    const p = await prepareCreate(ctx.store, spec.model, body, { ownerAccountUuid: ctx.principal.accountUuid, canUse: (r) => canUse(ctx, r) });
+    return ctx.store.create(p.resource);
+  }
   await checkRefs(ctx, spec, body);
   const now = new Date().toISOString();
   const r: Resource = {

@@ -3,8 +3,9 @@
 // update or delete with its own handler (optionally long: it then runs as a job) and
 // registers actions:
 //
-//   apiRegistry.registerAction('vm-instances', 'start', { schema: Obj({}), long: true, run: async (vm, body, ctx) => … });
+//   apiRegistry.registerAction('vm-instances', 'start', { run: async (vm, params, ctx) => … });  // schema/long from the model
 //   apiRegistry.setCreate('vm-instances', { long: true, run: async (body, ctx) => … });
+// Registration order does not matter (handlers may be set before the model's collections are).
 //
 // The same schemas validate requests and produce /v1/openapi.json.
 import type { TObject } from '@sinclair/typebox';
@@ -13,6 +14,7 @@ import type { Principal } from '../auth/accounts.js';
 import type { JobContext, JobManager } from '../jobs/jobs.js';
 import type { EventBus } from '../events/bus.js';
 import type { AgentRegistry } from '../events/agent-events.js';
+import type { KindDef } from '../model/index.js';
 
 /** Everything an operation handler gets. */
 export interface OpContext {
@@ -62,6 +64,14 @@ export interface CollectionSpec {
   adminOnly?: boolean | Verb[];
   /** No POST (resources made by other operations, e.g. VM NICs). */
   noCreate?: boolean;
+  /** Admin-owned resources of this collection are readable and referenceable by every account. */
+  shared?: boolean;
+  /** 'async': create needs a registered handler (a workflow); without one the API answers 501. */
+  createMode?: 'sync' | 'async' | 'none';
+  /** 'async': delete needs a registered handler; without one the API answers 501. */
+  deleteMode?: 'sync' | 'async';
+  /** The model's definition, when generated from it. */
+  model?: KindDef;
   /** Fields never shown (in addition to every field starting with '_'). */
   hiddenFields?: string[];
   create?: CreateOp;
@@ -76,59 +86,75 @@ export interface ActionSpec {
   schema: TObject;
   long?: boolean;
   adminOnly?: boolean;
-  run: (resource: Resource, params: Record<string, unknown>, ctx: OpContext) => Promise<unknown>;
+  /** Absent: declared by the model but nobody handles it yet (501). */
+  run?: (resource: Resource, params: Record<string, unknown>, ctx: OpContext) => Promise<unknown>;
 }
+
+type Handlers = { create?: CreateOp; update?: UpdateOp; remove?: DeleteOp };
 
 export class ApiRegistry {
   private cols = new Map<string, CollectionSpec>();
-  private kinds = new Map<string, CollectionSpec>();
-  private acts = new Map<string, Map<string, ActionSpec>>();
+  private kinds = new Map<string, string>();
+  private handlers = new Map<string, Handlers>();
+  private declared = new Map<string, Map<string, ActionSpec>>();
+  private acts = new Map<string, Map<string, Partial<ActionSpec> & { name: string }>>();
 
-  /** Add or replace a collection (handlers already set on it are kept unless the spec has its own). */
+  /** Add or replace a collection's description. Handlers set with setCreate/… always win. */
   registerCollection(spec: CollectionSpec): void {
-    const prev = this.cols.get(spec.collection);
-    const merged: CollectionSpec = { ...spec };
-    if (prev) {
-      merged.create ??= prev.create;
-      merged.update ??= prev.update;
-      merged.remove ??= prev.remove;
-    }
-    for (const k of ['create', 'update', 'remove'] as const) if (merged[k] === undefined) delete merged[k];
-    this.cols.set(spec.collection, merged);
-    this.kinds.set(spec.kind, merged);
+    this.cols.set(spec.collection, spec);
+    this.kinds.set(spec.kind, spec.collection);
   }
 
   collections(): CollectionSpec[] {
-    return [...this.cols.values()];
+    return [...this.cols.keys()].map((c) => this.collection(c)!);
   }
 
+  /** The collection with the handlers registered for it merged in. */
   collection(name: string): CollectionSpec | undefined {
-    return this.cols.get(name);
+    const base = this.cols.get(name);
+    if (!base) return undefined;
+    const h = this.handlers.get(name);
+    if (!h) return base;
+    const out: CollectionSpec = { ...base };
+    if (h.create) out.create = h.create;
+    if (h.update) out.update = h.update;
+    if (h.remove) out.remove = h.remove;
+    return out;
   }
 
   byKind(kind: string): CollectionSpec | undefined {
-    return this.kinds.get(kind);
+    const c = this.kinds.get(kind);
+    return c ? this.collection(c) : undefined;
   }
 
-  private need(collection: string): CollectionSpec {
-    const c = this.cols.get(collection);
-    if (!c) throw new Error(`api registry: no collection '${collection}' (register it first)`);
-    return c;
+  private h(collection: string): Handlers {
+    let x = this.handlers.get(collection);
+    if (!x) this.handlers.set(collection, (x = {}));
+    return x;
   }
 
+  /** Replace the create of a collection (may be called before the collection is registered). */
   setCreate(collection: string, op: CreateOp): void {
-    this.need(collection).create = op;
+    this.h(collection).create = op;
   }
 
   setUpdate(collection: string, op: UpdateOp): void {
-    this.need(collection).update = op;
+    this.h(collection).update = op;
   }
 
   setDelete(collection: string, op: DeleteOp): void {
-    this.need(collection).remove = op;
+    this.h(collection).remove = op;
   }
 
-  registerAction(collection: string, name: string, spec: Omit<ActionSpec, 'name'>): void {
+  /** An action the model declares (schema, long) — served as 501 until someone registers its handler. */
+  declareAction(collection: string, name: string, spec: Omit<ActionSpec, 'name' | 'run'>): void {
+    let m = this.declared.get(collection);
+    if (!m) this.declared.set(collection, (m = new Map()));
+    m.set(name, { ...spec, name });
+  }
+
+  /** Handle an action; `schema`/`long` default to what the model declares. */
+  registerAction(collection: string, name: string, spec: Partial<Omit<ActionSpec, 'name'>> & Pick<ActionSpec, 'run'>): void {
     if (!/^[a-z][A-Za-z0-9]*$/.test(name)) throw new Error(`action name '${name}' must be camelCase`);
     let m = this.acts.get(collection);
     if (!m) this.acts.set(collection, (m = new Map()));
@@ -137,11 +163,18 @@ export class ApiRegistry {
   }
 
   actions(collection: string): ActionSpec[] {
-    return [...(this.acts.get(collection)?.values() ?? [])];
+    const names = new Set([...(this.declared.get(collection)?.keys() ?? []), ...(this.acts.get(collection)?.keys() ?? [])]);
+    return [...names].map((n) => this.action(collection, n)).filter((a): a is ActionSpec => a !== undefined);
   }
 
   action(collection: string, name: string): ActionSpec | undefined {
-    return this.acts.get(collection)?.get(name);
+    const d = this.declared.get(collection)?.get(name);
+    const r = this.acts.get(collection)?.get(name);
+    if (!d && !r) return undefined;
+    const merged = { ...d, ...r, name } as Partial<ActionSpec> & { name: string };
+    if (!merged.schema) throw new Error(`action ${collection}.${name}: no schema (declare it in the model or pass one)`);
+    if (merged.run === undefined) delete merged.run;
+    return merged as ActionSpec;
   }
 
   isAdminOnly(spec: CollectionSpec, verb: Verb): boolean {
