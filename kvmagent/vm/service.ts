@@ -384,8 +384,10 @@ export class VmService {
           throw new TStackError(err.code, `changing vCPUs of the running VM failed (the guest or machine type may not support CPU hot-(un)plug; lowering vCPUs needs guest cooperation): ${err.message}`, err.details);
         }
       }
+      let targetKiB: number | undefined;
       if (req.memorySize !== undefined) {
         const kib = Math.ceil(req.memorySize / 1024);
+        targetKiB = kib;
         if (maxMemKiB && kib > maxMemKiB) {
           throw new TStackError('INVALID_ARGUMENT', `memorySize exceeds the VM's maximum of ${maxMemKiB * 1024} bytes; raising it needs a restart with a larger spec.maxMemorySize`, { field: 'memorySize', max: maxMemKiB * 1024 });
         }
@@ -396,8 +398,23 @@ export class VmService {
           throw new TStackError(err.code, `changing memory of the running VM failed (needs a virtio balloon the guest drives): ${err.message}`, err.details);
         }
       }
-      const p = await this.parsed(name);
-      return { uuid, cpuNum: p.vcpus ?? 0, memorySize: (p.memoryKiB ?? 0) * 1024 };
+      // the balloon moves in the guest's time: give it a few seconds, then say how far it got
+      const warnings: string[] = [];
+      let p = await this.parsed(name);
+      if (targetKiB !== undefined) {
+        const deadline = Date.now() + 5_000;
+        while (p.memoryKiB !== targetKiB && Date.now() < deadline) {
+          await sleep(this.pollMs);
+          p = await this.parsed(name);
+        }
+        if (p.memoryKiB !== targetKiB) {
+          warnings.push(
+            `the guest has ${(p.memoryKiB ?? 0) * 1024} bytes, not the ${targetKiB * 1024} asked for: it does not drive the virtio balloon (no virtio_balloon driver?); the target is set and stays in the VM's config`,
+          );
+        }
+      }
+      if (req.cpuNum !== undefined && p.vcpus !== req.cpuNum) warnings.push(`the VM has ${p.vcpus} vCPUs, not ${req.cpuNum}: the guest did not release the vCPUs`);
+      return { uuid, cpuNum: p.vcpus ?? 0, memorySize: (p.memoryKiB ?? 0) * 1024, memoryTarget: (targetKiB ?? p.memoryKiB ?? 0) * 1024, warnings };
     });
   }
 

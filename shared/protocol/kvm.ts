@@ -368,7 +368,15 @@ export const VmSetCpuMemory = defineCommand({
     cpuNum: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
     memorySize: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024, description: 'bytes' })),
   }),
-  response: Obj({ uuid: Type.String(), cpuNum: Type.Integer(), memorySize: Type.Integer() }),
+  response: Obj({
+    uuid: Type.String(),
+    cpuNum: Type.Integer({ description: 'vCPUs the VM has now' }),
+    memorySize: Type.Integer({ description: 'bytes the guest has now (what the balloon reached)' }),
+    /** The balloon target that was set (memorySize differs while, or when, the guest does not follow it). */
+    memoryTarget: Type.Integer(),
+    /** What did not (yet) take effect in the guest, in words an operator can act on. */
+    warnings: Type.Array(Type.String()),
+  }),
   description: 'change vCPUs (up to maxCpuNum) and memory (balloon, up to maxMemorySize) of a running VM',
 });
 

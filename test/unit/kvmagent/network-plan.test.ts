@@ -4,7 +4,7 @@ import type { BridgeRequestT } from '../../../shared/protocol/kvm.js';
 import { check } from '../../../shared/protocol/schema.js';
 import * as kvm from '../../../shared/protocol/kvm.js';
 import { l2Names, noVlanBridgeName, vlanBridgeName, vlanSubIfName, vxlanBridgeName, vxlanDevName, isValidIfName } from '../../../kvmagent/network/names.js';
-import { planCreate, planDelete, parseIpLinks, parseFdbPeers, show, type HostLinks, type LinkState } from '../../../kvmagent/network/plan.js';
+import { planCreate, planDelete, parseIpLinks, parseFdbPeers, show, type Cmd, type HostLinks, type LinkState } from '../../../kvmagent/network/plan.js';
 import { FakeNetwork } from '../../../kvmagent/network/bridges.js';
 
 function host(links: Partial<LinkState>[], fdb: Record<string, string[]> = {}): HostLinks {
@@ -12,7 +12,7 @@ function host(links: Partial<LinkState>[], fdb: Record<string, string[]> = {}): 
   for (const l of links) m.set(l.name!, { up: true, mtu: 1500, ipv4: [], ...l } as LinkState);
   return { links: m, fdb: new Map(Object.entries(fdb)) };
 }
-const cmds = (p: { cmds: { prog: string; args: string[] }[] }): string[] => p.cmds.map(show);
+const cmds = (p: { cmds: Cmd[] }): string[] => p.cmds.map(show);
 
 describe('kvmagent: L2 network naming and ip command plans', () => {
   describe('names', () => {
