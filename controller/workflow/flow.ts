@@ -1,0 +1,241 @@
+// Flows: a create-VM (etc.) is a list of steps, each with run and rollback.
+//
+//   running:      step 0 … step k … step n-1  ──all done──▶ journal deleted, result returned
+//                               │ throws
+//                               ▼
+//   rolling-back: rollback k, k-1, … 0 (reverse) ──all ok──▶ journal deleted, error thrown
+//                               │ a rollback throws (the others still run)
+//                               ▼
+//   rollback-failed: journal kept with the errors; retried by resumeFlows at the next start
+//
+// Every step records what it acquired in ctx.data (an IP, a volume path, a claim…); the
+// journal (a store doc in 'flow-journals') is written before each step starts, after it ends,
+// whenever the step calls ctx.save(), and after each rollback. A controller that dies
+// mid-flow finds the journal at start: resumeFlows() completes it (re-running the step that
+// was in progress) or rolls it back, per the flow definition's onResume policy.
+//
+// Contract for step authors:
+//   - record an acquisition in ctx.data and `await ctx.save()` right after acquiring it, so a
+//     crash cannot leak it;
+//   - rollback(ctx) must be idempotent and must cope with a partial run (it is also called for
+//     the step that failed, and after a crash for the step that was in progress);
+//   - with onResume 'complete', run(ctx) must be idempotent too (it may run again after a crash).
+import { randomUUID } from 'node:crypto';
+import { TStackError, type ErrorBody } from '../../shared/errors.js';
+import { logger, type Logger } from '../../shared/log.js';
+import type { InventoryStore } from '../store/types.js';
+
+export const JOURNALS = 'flow-journals';
+
+export type FlowData = Record<string, unknown>;
+
+export interface FlowContext<D extends FlowData = FlowData> {
+  readonly flowId: string;
+  readonly flowName: string;
+  readonly store: InventoryStore;
+  readonly log: Logger;
+  /** What the steps acquired / produced. Mutate it, then save(). Persisted in the journal. */
+  data: D;
+  /** Persist ctx.data now (call right after acquiring something). */
+  save(): Promise<void>;
+  /** True when this run was picked up by resumeFlows after a restart. */
+  readonly resumed: boolean;
+  /** Report progress (0-100) to whoever watches the flow (the job). */
+  progress(percent: number, message?: string): void;
+}
+
+export interface FlowStep<D extends FlowData = FlowData> {
+  name: string;
+  run(ctx: FlowContext<D>): Promise<void>;
+  /** Undo what run acquired (idempotent; copes with a partial run). Omit if nothing to undo. */
+  rollback?(ctx: FlowContext<D>): Promise<void>;
+}
+
+export interface FlowDef<D extends FlowData = FlowData> {
+  /** Unique name; a restarted controller finds the code by it. */
+  name: string;
+  steps: Array<FlowStep<D>>;
+  /** What a restarted controller does with an unfinished run. */
+  onResume: 'rollback' | 'complete';
+}
+
+export type JournalState = 'running' | 'rolling-back' | 'rollback-failed';
+
+export interface FlowJournal {
+  id: string;
+  flow: string;
+  controllerId: string;
+  state: JournalState;
+  /** Number of steps whose run finished. */
+  completed: number;
+  /** Index of the step whose run started and has not finished. */
+  current?: number;
+  /** Indexes of steps already rolled back. */
+  rolledBack: number[];
+  data: FlowData;
+  error?: ErrorBody;
+  rollbackErrors?: Array<{ step: string; error: ErrorBody }>;
+  /** Serial-queue keys the flow held (re-taken on resume). */
+  lockKeys?: string[];
+  hostUuid?: string;
+  startedAt: string;
+  updatedAt: string;
+}
+
+export interface RunOptions {
+  /** Flow id (default: a new uuid); a job uses its own uuid. */
+  id?: string;
+  controllerId?: string;
+  lockKeys?: string[];
+  hostUuid?: string;
+  onProgress?: (percent: number, message?: string) => void;
+  log?: Logger;
+}
+
+/** Thrown when a flow failed and was rolled back (details: flow, step, rolledBack, rollbackErrors). */
+export function flowError(j: FlowJournal, failedStep: string | undefined, cause: TStackError): TStackError {
+  const rbFailed = (j.rollbackErrors ?? []).length > 0;
+  return new TStackError(
+    cause.code,
+    `${cause.message}${failedStep ? ` (flow ${j.flow}, step ${failedStep}` : ` (flow ${j.flow}`}${rbFailed ? `; rollback incomplete: ${j.rollbackErrors!.map((r) => `${r.step}: ${r.error.message}`).join('; ')}` : '; rolled back'})`,
+    { ...(cause.details ?? {}), flowId: j.id, flow: j.flow, ...(failedStep ? { step: failedStep } : {}), rollbackComplete: !rbFailed },
+  );
+}
+
+class Runner<D extends FlowData> {
+  readonly ctx: FlowContext<D>;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly store: InventoryStore,
+    private readonly def: FlowDef<D>,
+    private readonly j: FlowJournal,
+    resumed: boolean,
+    onProgress: RunOptions['onProgress'],
+    log: Logger | undefined,
+  ) {
+    this.log = log ?? logger('flow', { flow: def.name, flowId: j.id });
+    const self = this;
+    this.ctx = {
+      flowId: j.id,
+      flowName: def.name,
+      store,
+      log: this.log,
+      get data() {
+        return self.j.data as D;
+      },
+      set data(d: D) {
+        self.j.data = d;
+      },
+      save: () => this.persist(),
+      resumed,
+      progress: (p, m) => onProgress?.(Math.max(0, Math.min(100, p)), m),
+    };
+  }
+
+  private async persist(): Promise<void> {
+    this.j.updatedAt = new Date().toISOString();
+    await this.store.putDoc(JOURNALS, this.j.id, this.j);
+  }
+
+  /** Run forward from the journal's position. Returns the data or throws after rolling back. */
+  async forward(): Promise<D> {
+    const steps = this.def.steps;
+    const from = this.j.current ?? this.j.completed;
+    for (let i = from; i < steps.length; i++) {
+      const step = steps[i]!;
+      this.j.current = i;
+      await this.persist();
+      try {
+        await step.run(this.ctx);
+      } catch (e) {
+        const err = TStackError.from(e);
+        this.log.warn({ step: step.name, err: err.toJSON() }, 'flow step failed, rolling back');
+        this.j.error = err.toJSON();
+        await this.backward();
+        throw flowError(this.j, step.name, err);
+      }
+      this.j.completed = i + 1;
+      delete this.j.current;
+      this.ctx.progress(Math.round(((i + 1) / steps.length) * 100), step.name);
+    }
+    await this.store.deleteDoc(JOURNALS, this.j.id);
+    return this.j.data as D;
+  }
+
+  /** Roll back every step that ran or was running, in reverse; keep the journal if one fails. */
+  async backward(): Promise<void> {
+    const last = this.j.current ?? this.j.completed - 1;
+    this.j.state = 'rolling-back';
+    this.j.rollbackErrors = [];
+    await this.persist();
+    for (let i = last; i >= 0; i--) {
+      if (this.j.rolledBack.includes(i)) continue;
+      const step = this.def.steps[i]!;
+      try {
+        await step.rollback?.(this.ctx);
+        this.j.rolledBack.push(i);
+      } catch (e) {
+        const err = TStackError.from(e);
+        this.log.error({ step: step.name, err: err.toJSON() }, 'rollback of flow step failed; continuing with the others');
+        this.j.rollbackErrors.push({ step: step.name, error: err.toJSON() });
+      }
+      await this.persist();
+    }
+    if (this.j.rollbackErrors.length > 0) {
+      this.j.state = 'rollback-failed';
+      await this.persist();
+    } else {
+      await this.store.deleteDoc(JOURNALS, this.j.id);
+    }
+  }
+}
+
+export function newJournal(def: FlowDef<FlowData>, data: FlowData, opts: RunOptions): FlowJournal {
+  const now = new Date().toISOString();
+  return {
+    id: opts.id ?? randomUUID(),
+    flow: def.name,
+    controllerId: opts.controllerId ?? 'default',
+    state: 'running',
+    completed: 0,
+    rolledBack: [],
+    data,
+    ...(opts.lockKeys ? { lockKeys: opts.lockKeys } : {}),
+    ...(opts.hostUuid ? { hostUuid: opts.hostUuid } : {}),
+    startedAt: now,
+    updatedAt: now,
+  };
+}
+
+/** Run a flow to the end (returns ctx.data) or roll it back (throws the step's error, annotated). */
+export async function runFlow<D extends FlowData>(store: InventoryStore, def: FlowDef<D>, data: D, opts: RunOptions = {}): Promise<D> {
+  const j = newJournal(def as unknown as FlowDef<FlowData>, data, opts);
+  if (await store.getDoc(JOURNALS, j.id)) throw new TStackError('CONFLICT', `flow ${j.id} already exists`, { flowId: j.id });
+  return new Runner(store, def, j, false, opts.onProgress, opts.log).forward();
+}
+
+export interface ResumeReport {
+  id: string;
+  flow: string;
+  action: 'completed' | 'rolled-back' | 'rollback-failed' | 'failed-and-rolled-back' | 'unknown-flow' | 'skipped';
+  error?: ErrorBody;
+}
+
+/** Continue one unfinished journal per its flow's policy. */
+export async function resumeJournal(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger): Promise<ResumeReport> {
+  const r = new Runner(store, def, j, true, undefined, log);
+  if (j.state === 'running' && def.onResume === 'complete') {
+    try {
+      await r.forward();
+      return { id: j.id, flow: j.flow, action: 'completed' };
+    } catch (e) {
+      return { id: j.id, flow: j.flow, action: (j.state as JournalState) === 'rollback-failed' ? 'rollback-failed' : 'failed-and-rolled-back', error: TStackError.from(e).toJSON() };
+    }
+  }
+  if (j.state === 'running') {
+    j.error = new TStackError('CANCELLED', 'the controller restarted during this flow; rolled back').toJSON();
+  }
+  await r.backward();
+  return { id: j.id, flow: j.flow, action: j.state === 'rollback-failed' ? 'rollback-failed' : 'rolled-back' };
+}

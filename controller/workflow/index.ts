@@ -1,0 +1,3 @@
+export * from './flow.js';
+export * from './queues.js';
+export * from './engine.js';

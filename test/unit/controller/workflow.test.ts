@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { openStore } from '../../../controller/store/index.js';
+import type { InventoryStore } from '../../../controller/store/types.js';
+import { JOURNALS, runFlow, type FlowContext, type FlowDef, type FlowJournal, type FlowStep } from '../../../controller/workflow/flow.js';
+import { FlowEngine, FlowRegistry, resumeFlows } from '../../../controller/workflow/engine.js';
+import { KeyedLimiter, ResourceQueues } from '../../../controller/workflow/queues.js';
+import { TStackError } from '../../../shared/errors.js';
+import { setRootLogger } from '../../../shared/log.js';
+import { pino } from 'pino';
+
+type Data = { acquired: string[]; files: string[] };
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('controller workflow engine', () => {
+  let store: InventoryStore;
+  let dir: string;
+  const events: string[] = [];
+
+  before(() => setRootLogger(pino({ level: 'silent' })));
+  beforeEach(async () => {
+    store = await openStore({ backend: 'sqlite', path: ':memory:' });
+    dir = mkdtempSync(join(tmpdir(), 'tstack-wf-'));
+    events.length = 0;
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A step that really acquires: a store claim and a file, recorded in ctx.data. */
+  function acquire(name: string, opts: { failAfterAcquire?: boolean; failRollback?: { n: number }; hang?: Promise<void> } = {}): FlowStep<Data> {
+    return {
+      name,
+      async run(ctx: FlowContext<Data>) {
+        events.push(`run ${name}`);
+        assert.equal(await store.claim('wf-test', name, ctx.flowId), true, `claim ${name}`);
+        ctx.data.acquired.push(name);
+        const f = join(dir, name);
+        writeFileSync(f, ctx.flowId);
+        ctx.data.files.push(f);
+        await ctx.save();
+        if (opts.hang) await opts.hang;
+        if (opts.failAfterAcquire) throw new TStackError('STORAGE_ERROR', `${name} failed`, { why: 'test' });
+      },
+      async rollback(ctx: FlowContext<Data>) {
+        events.push(`rollback ${name}`);
+        if (opts.failRollback && opts.failRollback.n-- > 0) throw new Error(`cannot undo ${name}`);
+        if (ctx.data.acquired.includes(name)) await store.release('wf-test', name, ctx.flowId);
+        const f = join(dir, name);
+        if (existsSync(f)) unlinkSync(f);
+        ctx.data.acquired = ctx.data.acquired.filter((a) => a !== name);
+      },
+    };
+  }
+
+  const six = (fail?: number, extra: Parameters<typeof acquire>[1] = {}): FlowDef<Data> => ({
+    name: 'six',
+    onResume: 'rollback',
+    steps: [1, 2, 3, 4, 5, 6].map((i) => acquire(`s${i}`, i === fail ? { failAfterAcquire: true, ...extra } : {})),
+  });
+
+  it('runs every step, reports progress and removes its journal', async () => {
+    const progress: number[] = [];
+    const out = await runFlow(store, six(), { acquired: [], files: [] }, { onProgress: (p) => progress.push(p) });
+    assert.deepEqual(out.acquired, ['s1', 's2', 's3', 's4', 's5', 's6']);
+    assert.equal((await store.claims('wf-test')).length, 6);
+    assert.deepEqual(progress, [17, 33, 50, 67, 83, 100]);
+    assert.deepEqual(await store.listDocs(JOURNALS), []);
+  });
+
+  it('a 4th of 6 steps that fails leaves nothing acquired: rollback in reverse, the failed step included', async () => {
+    await assert.rejects(runFlow(store, six(4), { acquired: [], files: [] }, { id: 'f-4th' }), (e: TStackError) => {
+      assert.equal(e.code, 'STORAGE_ERROR');
+      assert.equal(e.details?.step, 's4');
+      assert.equal(e.details?.flowId, 'f-4th');
+      assert.equal(e.details?.rollbackComplete, true);
+      assert.equal(e.details?.why, 'test');
+      assert.match(e.message, /s4 failed \(flow six, step s4; rolled back\)/);
+      return true;
+    });
+    assert.deepEqual(events, ['run s1', 'run s2', 'run s3', 'run s4', 'rollback s4', 'rollback s3', 'rollback s2', 'rollback s1']);
+    assert.deepEqual(await store.claims('wf-test'), []);
+    assert.deepEqual(readdirSync(dir), []);
+    assert.deepEqual(await store.listDocs(JOURNALS), []);
+  });
+
+  it('a failing rollback does not stop the others; the journal stays and resume retries it', async () => {
+    const def = six(4, {});
+    def.steps[1] = acquire('s2', { failRollback: { n: 1 } });
+    await assert.rejects(runFlow(store, def, { acquired: [], files: [] }, { id: 'f-rb' }), (e: TStackError) => e.details?.rollbackComplete === false && /rollback incomplete: s2: cannot undo s2/.test(e.message));
+    assert.deepEqual((await store.claims('wf-test')).map((c) => c.key), ['s2']);
+    const j = (await store.getDoc<FlowJournal>(JOURNALS, 'f-rb'))!;
+    assert.equal(j.state, 'rollback-failed');
+    assert.deepEqual(j.rolledBack.sort(), [0, 2, 3]);
+    const reg = new FlowRegistry();
+    reg.register(def);
+    events.length = 0;
+    const rep = await resumeFlows(store, reg);
+    assert.deepEqual(rep.map((r) => r.action), ['rolled-back']);
+    assert.deepEqual(events, ['rollback s2'], 'only the step not yet rolled back');
+    assert.deepEqual(await store.claims('wf-test'), []);
+    assert.deepEqual(await store.listDocs(JOURNALS), []);
+  });
+
+  for (const policy of ['rollback', 'complete'] as const) {
+    it(`a flow interrupted in step 3 is ${policy === 'rollback' ? 'rolled back' : 'completed'} by resume (onResume: ${policy})`, async () => {
+      const never = new Promise<void>(() => undefined);
+      const crashing: FlowDef<Data> = { name: 'crash', onResume: policy, steps: [1, 2, 3, 4, 5, 6].map((i) => acquire(`s${i}`, i === 3 ? { hang: never } : {})) };
+      // the "dead" controller: its run never returns; its journal is what it left behind
+      void runFlow(store, crashing, { acquired: [], files: [] }, { id: 'f-crash', controllerId: 'c1' });
+      for (let i = 0; i < 100 && !events.includes('run s3'); i++) await sleep(5);
+      await sleep(10);
+      const j = (await store.getDoc<FlowJournal>(JOURNALS, 'f-crash'))!;
+      assert.equal(j.current, 2);
+      assert.deepEqual(j.data.acquired, ['s1', 's2', 's3']);
+
+      const restarted: FlowDef<Data> = { name: 'crash', onResume: policy, steps: [1, 2, 3, 4, 5, 6].map((i) => acquire(`s${i}`)) };
+      const engine = new FlowEngine({ store, controllerId: 'c1' });
+      engine.register(restarted);
+      events.length = 0;
+      // the new step-3 run claims again: same owner (flow id), so the claim is idempotent
+      const rep = await engine.resume();
+      if (policy === 'rollback') {
+        assert.deepEqual(rep.map((r) => r.action), ['rolled-back']);
+        assert.deepEqual(events, ['rollback s3', 'rollback s2', 'rollback s1']);
+        assert.deepEqual(await store.claims('wf-test'), []);
+        assert.deepEqual(readdirSync(dir), []);
+      } else {
+        assert.deepEqual(rep.map((r) => r.action), ['completed']);
+        assert.deepEqual(events, ['run s3', 'run s4', 'run s5', 'run s6']);
+        assert.deepEqual((await store.claims('wf-test')).map((c) => c.key), ['s1', 's2', 's3', 's4', 's5', 's6']);
+      }
+      assert.deepEqual(await store.listDocs(JOURNALS), []);
+    });
+  }
+
+  it('resume leaves other controllers\' journals and unknown flows alone', async () => {
+    const base = { completed: 1, rolledBack: [], data: {}, startedAt: '', updatedAt: '', state: 'running' as const };
+    await store.putDoc(JOURNALS, 'a', { ...base, id: 'a', flow: 'six', controllerId: 'other' });
+    await store.putDoc(JOURNALS, 'b', { ...base, id: 'b', flow: 'gone', controllerId: 'me' });
+    const engine = new FlowEngine({ store, controllerId: 'me' });
+    engine.register(six());
+    const rep = await resumeFlows(store, engine.registry, { controllerId: 'me' });
+    assert.deepEqual(rep.map((r) => [r.id, r.action]), [
+      ['a', 'skipped'],
+      ['b', 'unknown-flow'],
+    ]);
+    assert.equal((await store.listDocs(JOURNALS)).length, 2);
+  });
+
+  it('the engine serialises flows on the same resource and runs others in parallel', async () => {
+    const engine = new FlowEngine({ store });
+    const log: string[] = [];
+    const slow = (tag: string): FlowDef<Data> => ({
+      name: `slow-${tag}`,
+      onResume: 'rollback',
+      steps: [
+        {
+          name: 'work',
+          async run() {
+            log.push(`start ${tag}`);
+            await sleep(30);
+            log.push(`end ${tag}`);
+          },
+        },
+      ],
+    });
+    await Promise.all([engine.run(slow('a'), { acquired: [], files: [] }, { lockKeys: ['vm-1'] }), engine.run(slow('b'), { acquired: [], files: [] }, { lockKeys: ['vm-1'] }), engine.run(slow('c'), { acquired: [], files: [] }, { lockKeys: ['vm-2'] })]);
+    assert.deepEqual(log.filter((l) => /[ab]$/.test(l)), ['start a', 'end a', 'start b', 'end b']);
+    assert.ok(log.indexOf('start c') < log.indexOf('end a'), 'vm-2 did not wait for vm-1');
+    assert.throws(() => engine.register({ ...slow('a'), steps: [] }), /already registered|no steps/);
+  });
+});
+
+describe('controller workflow queues', () => {
+  it('ResourceQueues: FIFO per key, multi-key without deadlock, keys forgotten when idle', async () => {
+    const q = new ResourceQueues();
+    const order: string[] = [];
+    const op = (tag: string, ms: number) => async () => {
+      order.push(`+${tag}`);
+      await sleep(ms);
+      order.push(`-${tag}`);
+      return tag;
+    };
+    const res = await Promise.all([q.run(['x', 'y'], op('A', 20)), q.run(['y', 'x'], op('B', 5)), q.run('x', op('C', 5)), q.run('z', op('D', 5))]);
+    assert.deepEqual(res, ['A', 'B', 'C', 'D']);
+    assert.ok(order.indexOf('-A') < order.indexOf('+B'));
+    assert.ok(order.indexOf('-B') < order.indexOf('+C'));
+    assert.ok(order.indexOf('+D') < order.indexOf('-A'), 'z is independent');
+    assert.deepEqual(q.busyKeys, []);
+    await assert.rejects(q.run('x', async () => Promise.reject(new Error('boom'))), /boom/);
+    assert.equal(await q.run('x', async () => 'after a failure'), 'after a failure');
+  });
+
+  it('KeyedLimiter: at most N at once per host, FIFO, independent hosts', async () => {
+    const l = new KeyedLimiter(3);
+    let active = 0;
+    let peak = 0;
+    let otherPeak = 0;
+    const job = () => async () => {
+      active++;
+      peak = Math.max(peak, active);
+      otherPeak = Math.max(otherPeak, l.active('h2'));
+      await sleep(10);
+      active--;
+    };
+    await Promise.all([...Array.from({ length: 10 }, () => l.run('h1', job())), l.run('h2', async () => sleep(30))]);
+    assert.equal(peak, 3, 'three at once on h1');
+    assert.equal(otherPeak, 1);
+    assert.equal(l.active('h1'), 0);
+    assert.throws(() => new KeyedLimiter(0));
+  });
+});
