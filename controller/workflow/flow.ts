@@ -115,17 +115,17 @@ class Runner<D extends FlowData> {
     log: Logger | undefined,
   ) {
     this.log = log ?? logger('flow', { flow: def.name, flowId: j.id });
-    const self = this;
+    const journal = this.j;
     this.ctx = {
       flowId: j.id,
       flowName: def.name,
       store,
       log: this.log,
       get data() {
-        return self.j.data as D;
+        return journal.data as D;
       },
       set data(d: D) {
-        self.j.data = d;
+        journal.data = d;
       },
       save: () => this.persist(),
       resumed,
