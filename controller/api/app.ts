@@ -90,6 +90,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   registerAccounts(d.registry, d.auth);
   const app = new Koa();
   app.proxy = false;
+  app.on('error', (err: unknown) => log.debug({ err }, 'connection error'));
   const metrics = createHttpMetrics('controller');
   const router = new Router();
 

@@ -1,7 +1,6 @@
 // GET /v1/events: a Server-Sent Events stream of resource changes and job progress, filtered
 // per account (admin sees everything). `?types=resource.created,job.finished` and
 // `?kinds=zone,vm-instance` narrow it. Each event: `id: <n>`, `event: <type>`, `data: <json>`.
-import { PassThrough } from 'node:stream';
 import type Koa from 'koa';
 import type { Principal } from '../auth/accounts.js';
 import type { ApiEvent, EventBus } from './bus.js';
@@ -32,24 +31,31 @@ export function sseHandler(bus: EventBus, heartbeatMs = 15_000): Koa.Middleware 
     ctx.req.socket.setTimeout(0);
     ctx.req.socket.setNoDelay(true);
     ctx.req.socket.setKeepAlive(true);
-    ctx.set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    // write to the raw response: Koa's stream piping reports a client going away as an error
     ctx.status = 200;
-    const stream = new PassThrough();
-    ctx.body = stream;
-    stream.write(': tstack event stream\n\n');
+    ctx.respond = false;
+    const res = ctx.res;
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    const write = (s: string): void => {
+      if (!res.writableEnded && !res.destroyed) res.write(s);
+    };
+    write(': tstack event stream\n\n');
     const unsubscribe = bus.subscribe((e) => {
       if (!eventVisible(p, e)) return;
       if (types && !types.includes(e.type)) return;
       if (kinds && 'kind' in e && !kinds.includes(e.kind)) return;
       if (kinds && !('kind' in e) && !kinds.includes('job')) return;
-      stream.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(outward(e))}\n\n`);
+      write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(outward(e))}\n\n`);
     });
-    const hb = setInterval(() => stream.write(': keep-alive\n\n'), heartbeatMs);
+    const hb = setInterval(() => write(': keep-alive\n\n'), heartbeatMs);
     hb.unref();
+    let ended = false;
     const end = (): void => {
+      if (ended) return;
+      ended = true;
       clearInterval(hb);
       unsubscribe();
-      stream.end();
+      if (!res.writableEnded) res.end();
     };
     ctx.req.once('close', end);
     ctx.res.once('close', end);
