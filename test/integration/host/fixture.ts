@@ -1,0 +1,129 @@
+// Shared set-up of the host tests: a built tstack tree in a temp dir (tsc --outDir, so the
+// repo's own dist/ is not touched), its bundled agent package, an SSH key authorized for root on
+// this machine's sshd (removed afterwards), and a temp on-host layout with free ports.
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { utils } from 'ssh2';
+import { exec } from '../../../shared/exec.js';
+import { REPO_ROOT } from '../../harness/guest.js';
+import { freePort } from '../../harness/ports.js';
+import { runId, tmpDir } from '../../harness/tmp.js';
+import type { Cleanup } from '../../harness/cleanup.js';
+import { buildPackage, type BuiltPackage } from '../../../controller/host/package.js';
+import { AGENTS, pidPath, type AgentName, type HostLayout } from '../../../controller/host/render.js';
+
+let treeP: Promise<string> | undefined;
+const longLived: string[] = [];
+process.once('exit', () => {
+  for (const d of longLived) exec('rm', ['-rf', d]).catch(() => undefined);
+});
+
+/** A built tree (dist/ via tsc, package.json, lock, scripts/setup, node_modules link), once per process. */
+export function builtTree(): Promise<string> {
+  treeP ??= (async () => {
+    const root = (await exec('mktemp', ['-d', `/tmp/${runId()}-hosttree-XXXXXX`])).stdout.trim();
+    longLived.push(root);
+    // tsc emits even when other work-in-progress files have type errors
+    await exec(process.execPath, [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(REPO_ROOT, 'tsconfig.json'), '--outDir', join(root, 'dist'), '--sourceMap', 'false'], { timeoutMs: 600_000, okCodes: [0, 1, 2] });
+    for (const a of AGENTS) if (!existsSync(join(root, 'dist', a, 'main.js'))) throw new Error(`tsc did not produce dist/${a}/main.js`);
+    copyFileSync(join(REPO_ROOT, 'package.json'), join(root, 'package.json'));
+    copyFileSync(join(REPO_ROOT, 'package-lock.json'), join(root, 'package-lock.json'));
+    mkdirSync(join(root, 'scripts'));
+    copyFileSync(join(REPO_ROOT, 'scripts/setup'), join(root, 'scripts/setup'));
+    chmodSync(join(root, 'scripts/setup'), 0o755);
+    symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'));
+    return root;
+  })();
+  return treeP;
+}
+
+let pkgP: Promise<BuiltPackage> | undefined;
+export function bundledPackage(): Promise<BuiltPackage> {
+  pkgP ??= (async () => {
+    const root = await builtTree();
+    return buildPackage({ root, bundleNodeModules: true }, join(root, '.pkgcache'));
+  })();
+  return pkgP;
+}
+
+export interface TestKey {
+  privateKey: string;
+  publicKey: string;
+  comment: string;
+}
+
+/** A fresh ed25519 key authorized for root (a line tagged with the run id, removed by cleanup). */
+export function authorizedKey(cleanup: Cleanup, tag = 'key'): TestKey {
+  const comment = `tstack-test-${runId()}-${tag}`;
+  const k = utils.generateKeyPairSync('ed25519', { comment });
+  const publicKey = k.public.trim();
+  authorize(publicKey, cleanup, comment);
+  return { privateKey: k.private, publicKey, comment };
+}
+
+/** Append a key line to /root/.ssh/authorized_keys; cleanup removes every line carrying `tag`. */
+export function authorize(line: string, cleanup: Cleanup, tag: string): void {
+  const f = '/root/.ssh/authorized_keys';
+  mkdirSync('/root/.ssh', { recursive: true, mode: 0o700 });
+  const before = existsSync(f) ? readFileSync(f, 'utf8') : '';
+  writeFileSync(f, before + (before && !before.endsWith('\n') ? '\n' : '') + line + '\n', { mode: 0o600 });
+  cleanup.add(() => removeKeysTagged(tag), `remove ${tag} from ${f}`);
+}
+
+export function removeKeysTagged(tag: string): void {
+  const f = '/root/.ssh/authorized_keys';
+  if (!existsSync(f)) return;
+  const lines = readFileSync(f, 'utf8').split('\n');
+  const kept = lines.filter((l) => !l.includes(tag));
+  if (kept.length !== lines.length) writeFileSync(f, kept.join('\n'), { mode: 0o600 });
+}
+
+export async function tempLayout(cleanup: Cleanup): Promise<HostLayout> {
+  const base = await tmpDir('hostlayout', cleanup);
+  const l: HostLayout = { installRoot: `${base}/opt`, etcDir: `${base}/etc`, dataDir: `${base}/lib`, runDir: `${base}/run`, logDir: `${base}/log`, unitDir: `${base}/units` };
+  return l;
+}
+
+export async function freePorts(): Promise<Record<AgentName, number>> {
+  const ports = {} as Record<AgentName, number>;
+  const used = new Set<number>();
+  for (const a of AGENTS) {
+    let p = await freePort();
+    while (used.has(p)) p = await freePort();
+    used.add(p);
+    ports[a] = p;
+  }
+  return ports;
+}
+
+/** The pid an agent was started with (direct start), or undefined. */
+export function agentPid(layout: HostLayout, a: AgentName): number | undefined {
+  try {
+    const n = Number(readFileSync(pidPath(layout, a), 'utf8').trim());
+    return Number.isInteger(n) && n > 1 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stop the agents this test started (by the PIDs in their pid files only). */
+export async function killAgents(layout: HostLayout): Promise<void> {
+  for (const a of AGENTS) {
+    const pid = agentPid(layout, a);
+    if (pid === undefined || !alive(pid)) continue;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (!cmdline.includes(layout.etcDir)) continue; // the pid was reused by something else
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+}
