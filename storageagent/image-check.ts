@@ -34,16 +34,22 @@ export function sniff(b: Buffer): 'qcow2' | 'iso' | 'vmdk' | 'vhdx' | 'vdi' | 'q
   return 'unknown';
 }
 
-/** Looks like text (an HTML error page, a README...) rather than disk data. */
-function looksLikeText(b: Buffer): boolean {
+/**
+ * Looks like text (an HTML error page, a README...) rather than disk data: nearly all
+ * printable, with the whitespace that prose and markup have (a disk filled with one printable
+ * byte is still data).
+ */
+export function looksLikeText(b: Buffer): boolean {
   if (b.length === 0) return true;
   const n = Math.min(b.length, 4096);
   let printable = 0;
+  let space = 0;
   for (let i = 0; i < n; i++) {
     const c = b[i]!;
+    if (c === 9 || c === 10 || c === 13 || c === 32) space++;
     if (c === 9 || c === 10 || c === 13 || (c >= 32 && c < 127)) printable++;
   }
-  return printable / n > 0.95;
+  return printable / n > 0.95 && space / n > 0.02;
 }
 
 export async function checkImage(path: string, declared: ImageFormat | undefined, o: { signal?: AbortSignal } = {}): Promise<CheckedImage> {
