@@ -6,6 +6,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { check } from '../../../shared/protocol/schema.js';
 import * as kvm from '../../../shared/protocol/kvm.js';
+import { minimalSpec, VM_UUID } from './fixtures.js';
 import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc } from '../../../kvmagent/domain-xml.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
@@ -16,30 +17,7 @@ function golden(name: string, actual: string): void {
   assert.equal(actual, readFileSync(f, 'utf8'), `${name} differs from the golden file (UPDATE_GOLDEN=1 to accept an intended change)`);
 }
 
-const VM = '6f1c2b8e-2a44-4b7e-9c1d-0a1b2c3d4e5f';
-
-export function minimalSpec(): kvm.VmSpecT {
-  return {
-    uuid: VM,
-    name: 'web-1',
-    cpuNum: 1,
-    memorySize: 128 * 1024 * 1024,
-    cpuMode: 'default',
-    virtType: 'qemu',
-    rootVolume: {
-      uuid: '11111111-2222-4333-8444-555555555555',
-      source: { type: 'file', path: '/var/lib/tstack/ps/root.qcow2', format: 'qcow2' },
-      bus: 'virtio',
-      cache: 'none',
-      serial: 'root',
-      deviceIndex: 0,
-    },
-    dataVolumes: [],
-    cdroms: [],
-    nics: [],
-    bootOrder: ['hd'],
-  };
-}
+const VM = VM_UUID;
 
 function fullSpec(): kvm.VmSpecT {
   return {

@@ -1,0 +1,129 @@
+// The kvmagent in-process with the fake hypervisor and fake network (what controller tests and
+// the scale simulator use), driven over HTTP: same protocol, same policy as the real thing.
+import assert from 'node:assert/strict';
+import { AgentClient } from '../../../controller/agent-client/client.js';
+import { AgentServer } from '../../../shared/agent/server.js';
+import * as kvm from '../../../shared/protocol/kvm.js';
+import { common } from '../../../shared/protocol/index.js';
+import { TStackError } from '../../../shared/errors.js';
+import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../../kvmagent/main.js';
+import { FakeDriver } from '../../../kvmagent/hypervisor/fake-driver.js';
+import { FakeNetwork } from '../../../kvmagent/network/bridges.js';
+import { domainName } from '../../../kvmagent/domain-xml.js';
+import { minimalSpec } from './fixtures.js';
+
+const TOKEN = 'fake-agent-token-0123456789abcdef';
+const client = new AgentClient();
+
+describe('kvmagent: in-process with the fake driver', () => {
+  let server: AgentServer;
+  let agent: KvmAgent;
+  let driver: FakeDriver;
+  let ep: { url: string; token: string };
+  const events: Array<{ type: string; data: Record<string, unknown> }> = [];
+
+  beforeEach(async () => {
+    server = new AgentServer({ agent: 'tstack-kvmagent', version: 'test', token: TOKEN, capabilities: KVM_CAPABILITIES });
+    driver = new FakeDriver();
+    agent = await registerKvmAgent(server, { driver, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false });
+    server.events.emit = (type, data) => void events.push({ type, data });
+    const a = await server.listen('127.0.0.1', 0);
+    ep = { url: `http://127.0.0.1:${a.port}`, token: TOKEN };
+    events.length = 0;
+  });
+  afterEach(async () => {
+    await agent.stop();
+    await server.close();
+  });
+
+  it('ping advertises the kvm capabilities', async () => {
+    const p = await client.call(common.Ping, ep, {});
+    assert.ok(p.capabilities.includes('l2.vxlan'));
+  });
+
+  it('start → running, idempotent start, stop, destroy twice', async () => {
+    const spec = minimalSpec();
+    const r = await client.call(kvm.VmStart, ep, { spec });
+    assert.equal(r.state, 'Running');
+    assert.equal(r.alreadyRunning, false);
+    assert.equal((await client.call(kvm.VmStart, ep, { spec })).alreadyRunning, true);
+    assert.deepEqual(driver.calls.filter(([m]) => m === 'defineAndStart').length, 1);
+    const cap = await client.call(kvm.HostCapacity, ep, {});
+    assert.equal(cap.cpuUsed, 1);
+    assert.equal(cap.usedMemory, 128 * 1024 * 1024);
+    const s = await client.call(kvm.VmStop, ep, { uuid: spec.uuid, type: 'grace' });
+    assert.deepEqual(s, { uuid: spec.uuid, state: 'Stopped', forced: false, wasRunning: true });
+    assert.equal(driver.domains.size, 0);
+    assert.equal((await client.call(kvm.VmDestroy, ep, { uuid: spec.uuid })).existed, false);
+  });
+
+  it('stop: a guest ignoring ACPI is forced (grace) or reported (cold)', async () => {
+    const slow = new FakeDriver({ shutdownDelayMs: -1 });
+    const srv = new AgentServer({ agent: 'tstack-kvmagent', version: 'test', token: TOKEN });
+    const a = await registerKvmAgent(srv, { driver: slow, network: new FakeNetwork() }, { noWatcher: true, checkHostResources: false, pollMs: 20 });
+    const addr = await srv.listen('127.0.0.1', 0);
+    const e2 = { url: `http://127.0.0.1:${addr.port}`, token: TOKEN };
+    try {
+      const spec = minimalSpec();
+      await client.call(kvm.VmStart, e2, { spec });
+      await assert.rejects(client.call(kvm.VmStop, e2, { uuid: spec.uuid, type: 'cold', timeoutMs: 100 }), (e: TStackError) => e.code === 'TIMEOUT' && /ignore ACPI/.test(e.message));
+      const r = await client.call(kvm.VmStop, e2, { uuid: spec.uuid, type: 'grace', timeoutMs: 100 });
+      assert.equal(r.forced, true);
+    } finally {
+      await a.stop();
+      await srv.close();
+    }
+  });
+
+  it('state changes behind the agent are reported; its own are not', async () => {
+    const spec = minimalSpec();
+    await agent.watcher.start();
+    await client.call(kvm.VmStart, ep, { spec });
+    await client.call(kvm.VmPause, ep, { uuid: spec.uuid });
+    await client.call(kvm.VmResume, ep, { uuid: spec.uuid });
+    assert.deepEqual(await agent.watcher.poll(), []);
+    driver.ioErrorPause(domainName(spec.uuid));
+    const c = await agent.watcher.poll();
+    assert.deepEqual(c, [{ vmUuid: spec.uuid, domainName: domainName(spec.uuid), from: 'Running', to: 'Paused', reason: 'ioerror', cause: 'external' }]);
+    driver.guestPowerOff(domainName(spec.uuid));
+    assert.equal((await agent.watcher.poll())[0]!.to, 'Stopped');
+    assert.deepEqual(
+      events.map((e) => [e.type, e.data.to]),
+      [
+        ['vm.state-changed', 'Paused'],
+        ['vm.state-changed', 'Stopped'],
+      ],
+    );
+    assert.equal((await client.call(kvm.VmGetState, ep, { uuid: spec.uuid })).reason, 'shutdown');
+  });
+
+  it('hot-plug through the fake: attach/detach volume and NIC, set CPU, sync', async () => {
+    const spec = { ...minimalSpec(), maxCpuNum: 4 };
+    await client.call(kvm.VmStart, ep, { spec });
+    await client.call(kvm.BridgeCreate, ep, { type: 'NoVlan', physicalInterface: 'eth0' });
+    const vol: kvm.VolumeSpecT = { uuid: '99999999-0000-4000-8000-000000000001', source: { type: 'file', path: '/x/d.qcow2', format: 'qcow2' }, bus: 'virtio', cache: 'none', serial: 'd1', deviceIndex: 1 };
+    assert.equal((await client.call(kvm.VmAttachVolume, ep, { uuid: spec.uuid, volume: vol })).target, 'vdb');
+    const nic: kvm.NicSpecT = { uuid: '99999999-0000-4000-8000-000000000002', mac: '52:54:00:00:00:99', bridge: 'br_eth0', model: 'virtio' };
+    await client.call(kvm.VmAttachNic, ep, { uuid: spec.uuid, nic });
+    let st = await client.call(kvm.VmGetState, ep, { uuid: spec.uuid });
+    assert.deepEqual(st.devices!.volumes.map((v) => v.target), ['vda', 'vdb']);
+    assert.deepEqual(st.devices!.nics.map((n) => n.bridge), ['br_eth0']);
+    assert.equal((await client.call(kvm.VmDetachVolume, ep, { uuid: spec.uuid, volumeUuid: vol.uuid })).wasAttached, true);
+    assert.equal((await client.call(kvm.VmDetachNic, ep, { uuid: spec.uuid, nicUuid: nic.uuid })).wasAttached, true);
+    st = await client.call(kvm.VmGetState, ep, { uuid: spec.uuid });
+    assert.deepEqual(st.devices!.volumes.map((v) => v.target), ['vda']);
+    assert.deepEqual(st.devices!.nics, []);
+    assert.equal((await client.call(kvm.VmSetCpuMemory, ep, { uuid: spec.uuid, cpuNum: 3 })).cpuNum, 3);
+    const sync = await client.call(kvm.VmSync, ep, {});
+    assert.deepEqual(sync.vms.map((v) => [v.uuid, v.state, v.cpuNum]), [[spec.uuid, 'Running', 3]]);
+  });
+
+  it('operations on an absent VM: typed VM_NOT_FOUND, or success where idempotent', async () => {
+    const uuid = '12345678-0000-4000-8000-000000000000';
+    await assert.rejects(client.call(kvm.VmPause, ep, { uuid }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
+    await assert.rejects(client.call(kvm.VmConsole, ep, { uuid }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
+    assert.equal((await client.call(kvm.VmGetState, ep, { uuid })).state, 'Stopped');
+    assert.equal((await client.call(kvm.VmStop, ep, { uuid, type: 'grace' })).wasRunning, false);
+    assert.equal((await client.call(kvm.VmDetachVolume, ep, { uuid, volumeUuid: uuid })).wasAttached, false);
+  });
+});
