@@ -1,10 +1,22 @@
 // IPv4 arithmetic for validation and rendering (ipaddr.js parses; we compare integers).
 import ipaddr from 'ipaddr.js';
 
+const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
 export const ipToInt = (ip: string): number => {
-  const b = ipaddr.IPv4.parse(ip).toByteArray();
+  const m = DOTTED.exec(ip);
+  if (m && m.slice(1).every((o) => Number(o) <= 255)) return ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
+  const b = ipaddr.IPv4.parse(ip).toByteArray(); // other spellings ipaddr.js accepts, or its error
   return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
 };
+
+/** Sorted by numeric address (keys computed once). */
+export function sortByIp<T extends { ip: string }>(xs: readonly T[]): T[] {
+  return xs
+    .map((x) => [ipToInt(x.ip), x] as const)
+    .sort((a, b) => a[0] - b[0])
+    .map((p) => p[1]);
+}
 
 export const intToIp = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 

@@ -3,7 +3,7 @@
 // addn-hosts, servers-file), which keeps the lease database and other clients untouched.
 import type { DhcpEntrySpec, DnsRecordSpec, FlatNetworkSpec } from '../validate.js';
 import { shortName } from '../validate.js';
-import { compareIp, parseCidr } from '../ip.js';
+import { parseCidr, sortByIp } from '../ip.js';
 
 export const METADATA_IP = '169.254.169.254';
 export const DEFAULT_LEASE_SEC = 86_400;
@@ -75,7 +75,7 @@ export function renderDnsmasqConf(net: FlatNetworkSpec, iface: string, p: Dnsmas
 /** dhcp-hostsfile: one `mac,ip[,hostname],leasetime` line per entry, sorted by IP. */
 export function renderDhcpHosts(net: FlatNetworkSpec, entries: DhcpEntrySpec[]): string {
   const lease = net.leaseTimeSec ?? DEFAULT_LEASE_SEC;
-  const sorted = [...entries].sort((a, b) => compareIp(a.ip, b.ip));
+  const sorted = sortByIp(entries);
   return sorted.map((e) => [e.mac.toLowerCase(), e.ip, ...(e.hostname ? [shortName(e.hostname)] : []), String(lease)].join(',') + '\n').join('');
 }
 
@@ -117,7 +117,7 @@ export function renderHosts(net: FlatNetworkSpec, records: DnsRecordSpec[], entr
     const n = e.hostname.toLowerCase();
     if (!byName.has(n)) byName.set(n, { name: n, ip: e.ip });
   }
-  const rows = [...byName.values()].sort((a, b) => compareIp(a.ip, b.ip) || a.name.localeCompare(b.name));
+  const rows = sortByIp([...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
   return rows
     .map(({ name, ip }) => {
       const names: string[] = [];
