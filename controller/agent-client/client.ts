@@ -62,7 +62,9 @@ export class AgentClient {
         [Headers.taskId]: taskId,
       };
       if (useCallback) headers[Headers.callbackUrl] = this.opts.callbackUrl!;
-      // The initial POST is retried on connection errors: the task id makes it idempotent.
+      // The initial POST is retried only when the connection was never made (the request cannot
+      // have reached the agent). A connection that broke after sending is settled by asking
+      // GET /task/<id> instead: re-sending could run a task twice on a restarted agent.
       let res: Response | undefined;
       let lastErr = '';
       for (let attempt = 0; attempt < 3 && Date.now() < deadline; attempt++) {
@@ -71,21 +73,25 @@ export class AgentClient {
             method: 'POST',
             headers,
             body: JSON.stringify(req),
-            signal: AbortSignal.timeout(useCallback ? this.reqTimeout() : Math.max(1, deadline - Date.now())),
+            signal: AbortSignal.timeout(Math.max(1, Math.min(useCallback ? this.reqTimeout() : Infinity, deadline - Date.now()))),
           });
           break;
         } catch (e) {
           lastErr = errText(e);
-          if ((e as Error).name === 'TimeoutError' && !useCallback) break;
+          if (!NOT_CONNECTED.has(lastErr)) break;
           await sleep(300 * (attempt + 1));
         }
       }
       if (!res) {
-        // the agent may have received it before the connection broke: ask once more
-        const o2 = await this.query(host, taskId);
+        const o2 = await this.query(host, taskId, Math.max(1_000, deadline - Date.now()));
         if (o2.kind === 'result' && o2.result.state !== 'running') return this.unwrap(cmd, o2.result);
-        if (o2.kind === 'result' && waiter) return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter.promise, deadline));
-        throw new TStackError(lastErr.includes('timeout') ? 'TIMEOUT' : 'AGENT_UNREACHABLE', `${cmd.name}: agent ${host.url} unreachable: ${lastErr}`, { taskId, url: host.url });
+        // the agent has it and is still working: wait for the outcome like an async call
+        if (o2.kind === 'result') return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter?.promise ?? NEVER, deadline));
+        if (o2.kind === 'unknown' && !NOT_CONNECTED.has(lastErr)) {
+          throw new TStackError('TASK_LOST', `${cmd.name}: the connection to agent ${host.url} broke (${lastErr}) and it does not know task ${taskId} (it restarted); the operation's outcome must be checked on the host`, { taskId, url: host.url });
+        }
+        const timedOut = /timeout/i.test(lastErr);
+        throw new TStackError(timedOut ? 'TIMEOUT' : 'AGENT_UNREACHABLE', `${cmd.name}: agent ${host.url} ${timedOut ? 'did not answer in time' : 'unreachable'}: ${lastErr}`, { taskId, url: host.url });
       }
       const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
       if (res.status === 202 && waiter) {
@@ -234,6 +240,10 @@ function errorFromBody(body: Record<string, unknown>, status: number, command: s
   }
   return new TStackError('AGENT_ERROR', `${command}: agent answered HTTP ${status}`, { command, httpStatus: status });
 }
+
+/** Errors that mean the TCP connection was never established. */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'EADDRNOTAVAIL']);
+const NEVER = new Promise<TaskResult>(() => undefined);
 
 function errText(e: unknown): string {
   const err = e as Error & { cause?: { code?: string; message?: string } };

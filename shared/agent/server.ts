@@ -78,6 +78,7 @@ export class AgentServer {
   private server?: Server;
   private readonly startedAt = new Date().toISOString();
   private readonly tokenBuf: Buffer;
+  private readonly parseBody: Koa.Middleware;
 
   constructor(readonly opts: AgentServerOptions) {
     this.log = logger(opts.agent);
@@ -99,7 +100,7 @@ export class AgentServer {
       if (!e) throw new TStackError('NOT_FOUND', `task ${ctx.params.id} is unknown to this agent (never run, expired, or the agent restarted)`);
       ctx.body = e.result;
     });
-    this.app.use(bodyParser({ enableTypes: ['json'], jsonLimit: opts.bodyLimit ?? '16mb', encoding: 'utf-8' }));
+    this.parseBody = bodyParser({ enableTypes: ['json'], jsonLimit: opts.bodyLimit ?? '16mb', encoding: 'utf-8' });
     this.app.use(this.router.routes());
     this.app.use(this.router.allowedMethods());
 
@@ -143,7 +144,8 @@ export class AgentServer {
     const reg: Registered = { def, handler: handler as unknown as Handler<CommandDef> };
     if (opts.key) reg.key = opts.key as (req: unknown) => string | undefined;
     this.commands.set(def.name, reg);
-    this.router.post(def.path, this.auth(), async (ctx) => this.dispatch(ctx, reg));
+    // bodies are parsed only after the token was checked
+    this.router.post(def.path, this.auth(), this.parseBody, async (ctx) => this.dispatch(ctx, reg));
   }
 
   private timeoutOf(def: CommandDef): number {
@@ -205,25 +207,25 @@ export class AgentServer {
     const key = reg.key?.(req);
     let outcome: TaskResult;
     try {
-      const result = await this.queues.run(key, async () => {
-        const ac = new AbortController();
-        const tctx: TaskContext = { taskId, signal: ac.signal, log, events: this.events };
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
+      // The task settles at its timeout even if the handler ignores the abort signal; the
+      // queue slot, though, is held until the work really ends, so the next operation on this
+      // key never overlaps a timed-out one.
+      const result = await new Promise<unknown>((resolve, reject) => {
+        void this.queues.run(key, async () => {
+          const ac = new AbortController();
+          const tctx: TaskContext = { taskId, signal: ac.signal, log, events: this.events };
+          const timer = setTimeout(() => {
             ac.abort();
             reject(new TStackError('TIMEOUT', `${def.name} did not finish within ${timeoutMs} ms`, { command: def.name, timeoutMs }));
           }, timeoutMs);
+          try {
+            resolve(await reg.handler(req as never, tctx));
+          } catch (e) {
+            reject(e);
+          } finally {
+            clearTimeout(timer);
+          }
         });
-        const work = reg.handler(req as never, tctx);
-        try {
-          return await Promise.race([work, timeout]);
-        } finally {
-          clearTimeout(timer);
-          // hold the queue slot until the work really ends, so the next operation on
-          // this key never overlaps a timed-out one
-          await work.catch(() => undefined);
-        }
       });
       const errs = check(def.response as TSchema, result);
       if (errs.length) {

@@ -9,7 +9,7 @@ import Koa from 'koa';
 import { bodyParser } from '@koa/bodyparser';
 import { AgentServer } from '../../../shared/agent/server.js';
 import { AgentClient, type AgentEndpoint } from '../../../controller/agent-client/client.js';
-import { common } from '../../../shared/protocol/index.js';
+import { common, defineCommand, Obj, Type } from '../../../shared/protocol/index.js';
 import { TStackError } from '../../../shared/errors.js';
 import { setLogLevel } from '../../../shared/log.js';
 import { useCleanup, type Cleanup } from '../../harness/cleanup.js';
@@ -265,6 +265,35 @@ describe('foundation: agent protocol over real HTTP', function () {
     assert.equal(stored.error.code, 'TIMEOUT');
   });
 
+  it('a handler that ignores its abort signal still times out on time, but keeps its queue slot until it ends', async () => {
+    const { server, host } = await startInProcessAgent(cleanup, { timeouts: { 'test/stuck': 300 } });
+    const Stuck = defineCommand({ name: 'test/stuck', agent: 'any', request: Obj({ key: Type.String(), ms: Type.Integer() }), response: Obj({ startedAt: Type.Number() }) });
+    server.handle(
+      Stuck,
+      async (req) => {
+        const startedAt = Date.now();
+        await new Promise((r) => setTimeout(r, req.ms)); // deliberately ignores ctx.signal
+        return { startedAt };
+      },
+      { key: (r) => r.key },
+    );
+    const client = new AgentClient();
+    const t0 = Date.now();
+    const first = client.call(Stuck, host, { key: 'k', ms: 2_000 });
+    await sleep(50);
+    const second = client.call(Stuck, host, { key: 'k', ms: 10 }, { timeoutMs: 10_000 });
+    await rejectsWithCode(first, 'TIMEOUT');
+    assert.ok(Date.now() - t0 < 1_500, `TIMEOUT after ${Date.now() - t0} ms, expected ~300`);
+    const r2 = await second;
+    assert.ok(r2.startedAt >= t0 + 2_000, 'the next operation on the key waited for the stuck one to really end');
+  });
+
+  it('the body of an unauthenticated request is not even parsed (401, not 400)', async () => {
+    const { host } = await startInProcessAgent(cleanup);
+    const res = await fetch(`${host.url}/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"broken' });
+    assert.equal(res.status, 401);
+  });
+
   it('per-key serial queues: same key runs one at a time, other keys in parallel', async () => {
     const { host } = await startInProcessAgent(cleanup);
     const client = new AgentClient();
@@ -306,6 +335,21 @@ describe('foundation: agent protocol over real HTTP', function () {
       await rejectsWithCode(p, 'AGENT_UNREACHABLE');
       const took = Date.now() - t0;
       assert.ok(took < 8_000 + 3_000, `failed after ${took} ms, the timeout was 8000 ms`);
+    });
+
+    it('SIGKILL during an inline call (no callback URL): a typed error at once, and no second execution', async () => {
+      const agent = await startAgentScript('echoagent', ECHO_AGENT, { cleanup, logLevel: 'warn' });
+      const host = { url: agent.url, token: agent.token };
+      const client = new AgentClient({ pollIntervalMs: 500, requestTimeoutMs: 2_000 });
+      const t0 = Date.now();
+      const p = client.call(common.Echo, host, { message: 'inline doomed', delayMs: 60_000 }, { taskId: 'kill-inline', timeoutMs: 30_000 });
+      const caught = p.catch((e: unknown) => e);
+      await sleep(1_000);
+      await agent.kill9();
+      const e = (await caught) as TStackError;
+      assert.ok(e instanceof TStackError, String(e));
+      assert.ok(['AGENT_UNREACHABLE', 'TASK_LOST'].includes(e.code), e.code);
+      assert.ok(Date.now() - t0 < 10_000, `failed after ${Date.now() - t0} ms`);
     });
 
     it('SIGKILL then restart: the new agent does not know the task, call() fails fast with TASK_LOST', async () => {
