@@ -297,6 +297,22 @@ export class FlatService {
     });
   }
 
+  /** The L3s this host serves. */
+  list(): string[] {
+    return [...this.nets.values()].map((st) => st.network.l3NetworkUuid);
+  }
+
+  /** Watchdog step: restart a dnsmasq that died and reopen a metadata socket that closed. */
+  async heal(uuid: string): Promise<void> {
+    const st = this.nets.get(key(uuid));
+    if (!st || !netnsExists(st.names.namespace)) return;
+    if (findDnsmasq(st.paths) === undefined) {
+      this.o.log.warn({ l3: uuid, namespace: st.names.namespace }, 'dnsmasq is not running: restarting it');
+      await startDnsmasq(st.names.namespace, st.paths);
+    }
+    if (st.network.metadata !== false && !st.md?.listening) await this.ensureMetadata(st, true);
+  }
+
   /** Agent shutdown: close the metadata sockets; dnsmasq keeps serving DHCP. */
   async close(): Promise<void> {
     for (const st of this.nets.values()) await st.md?.stop();

@@ -16,6 +16,8 @@ export interface VrouterAgentOptions {
   scheme?: Partial<NameScheme>;
   /** Port of the metadata service inside the namespaces (default 80). */
   metadataPort?: number;
+  /** How often the watchdog restarts dead dnsmasq / metadata listeners (default 10 s; 0 = off). */
+  watchdogMs?: number;
 }
 
 export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive'];
@@ -43,7 +45,26 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   );
 
   await flat.recover();
-  return { flat, close: () => flat.close() };
+  // watchdog: DHCP must keep working even if a dnsmasq dies between two commands
+  let timer: NodeJS.Timeout | undefined;
+  const watchdogMs = opts.watchdogMs ?? 10_000;
+  if (watchdogMs > 0) {
+    timer = setInterval(() => {
+      for (const l3 of flat.list()) {
+        void server.queues
+          .run(byL3.key({ l3NetworkUuid: l3 }), () => flat.heal(l3))
+          .catch((e: unknown) => server.log.error({ l3, err: (e as Error).message }, 'watchdog could not heal the flat L3'));
+      }
+    }, watchdogMs);
+    timer.unref();
+  }
+  return {
+    flat,
+    close: async () => {
+      if (timer) clearInterval(timer);
+      await flat.close();
+    },
+  };
 }
 
 function isMain(): boolean {
@@ -63,6 +84,7 @@ if (isMain()) {
       options: [
         ['--name-prefix <prefix>', 'prefix of namespace names (default tsflat)'],
         ['--if-prefix <prefix>', 'prefix of interface names, ≤ 7 chars (default tsf)'],
+        ['--watchdog-ms <ms>', 'how often dead dnsmasq / metadata listeners are restarted (default 10000; 0 = off)'],
       ],
     },
     async (server, cfg) => {
@@ -71,7 +93,10 @@ if (isMain()) {
       const ip = cfg.extra.ifPrefix as string | undefined;
       if (np) scheme.nsPrefix = np;
       if (ip) scheme.ifPrefix = ip;
-      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme });
+      const wd = cfg.extra.watchdogMs;
+      const watchdogMs = wd === undefined ? undefined : Number(wd);
+      if (watchdogMs !== undefined && !(Number.isInteger(watchdogMs) && watchdogMs >= 0)) throw new Error(`--watchdog-ms: expected a number of milliseconds, got ${String(wd)}`);
+      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme, ...(watchdogMs !== undefined ? { watchdogMs } : {}) });
       return close;
     },
     { capabilities: VROUTER_CAPABILITIES },

@@ -46,7 +46,6 @@ export function renderDnsmasqConf(net: FlatNetworkSpec, iface: string, p: Dnsmas
     'group=root',
     `pid-file=${p.pid}`,
     `log-facility=${p.log}`,
-    'log-dhcp',
     '# DNS: local names from addn-hosts, everything else to the forwarders in servers-file',
     'no-resolv',
     'no-hosts',

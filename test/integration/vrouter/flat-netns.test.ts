@@ -226,6 +226,19 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     await udhcpc.stop();
   });
 
+  it('watchdog: a dnsmasq that dies is restarted and serves the same entries', async () => {
+    const pid = (await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.namespace.dnsmasqPid!;
+    process.kill(pid, 'SIGKILL');
+    let now: number | undefined;
+    for (let i = 0; i < 50; i++) {
+      now = (await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.namespace.dnsmasqPid;
+      if (now !== undefined && now !== pid) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(now !== undefined && now !== pid, 'a new dnsmasq runs');
+    assert.equal((await dhcpOnce(vm1, script, dir))?.ip, '10.77.0.11');
+  });
+
   it('bad input → typed INVALID_ARGUMENT naming the field, nothing applied', async () => {
     const other = randomUUID();
     const n = flatNames(other, A.scheme);
