@@ -1,0 +1,67 @@
+// VM state sync of one host from kvmagent vm/sync: the inventory is corrected to what the
+// hypervisor reports (every change through store.transition, so a concurrent workflow wins);
+// VMs running on the host that the inventory does not place there are reported (log + event
+// 'host.vm.unmanaged'), never destroyed. A VM the inventory has Stopped on this very host but
+// that runs here is corrected to Running (drift the other way round, peers' pain point 2).
+import { logger } from '../../shared/log.js';
+import * as kvm from '../../shared/protocol/kvm.js';
+import type { Resource } from '../store/types.js';
+import { endpoint, type HostAgents, type HostDeps } from './service.js';
+import { inventoryStateOf, syncDecisions, type SyncDecision } from './states.js';
+
+const log = logger('host-vmsync');
+
+export interface SyncReport {
+  changed: SyncDecision[];
+  /** Running/paused on the host, not placed there by the inventory. */
+  unmanaged: Array<{ vmUuid: string; state: string; inventoryState?: string; inventoryHostUuid?: string }>;
+  /** Domains tstack did not create (reported only). */
+  foreign: number;
+}
+
+export function emitHostEvent(d: HostDeps, hostUuid: string, type: string, data: Record<string, unknown>): void {
+  d.bus?.publishAgentEvent({ type, hostUuid, agent: 'tstack-controller', time: new Date().toISOString(), data });
+}
+
+export async function syncVms(d: HostDeps, host: Resource, reason = 'sync'): Promise<SyncReport> {
+  const agents = host._agents as HostAgents | undefined;
+  if (!agents) return { changed: [], unmanaged: [], foreign: 0 };
+  const res = await d.agentClient.call(kvm.VmSync, endpoint(host, agents.kvmagent), { includeForeign: true }, { timeoutMs: 60_000 });
+  const onHost = new Map(res.vms.map((v) => [v.uuid, v.state as string]));
+  const inventory = (await d.store.list({ kind: 'vm-instance', filters: [{ field: 'hostUuid', op: '=', value: host.uuid }] })).items;
+  const report: SyncReport = { changed: [], unmanaged: [], foreign: res.foreign.length };
+  for (const c of syncDecisions(inventory, onHost)) {
+    try {
+      await d.store.transition(c.vmUuid, c.from, c.to, c.to === 'Stopped' ? { hostUuid: undefined, lastHostUuid: host.uuid } : {});
+      report.changed.push(c);
+      log.info({ host: host.uuid, vm: c.vmUuid, from: c.from, to: c.to, reason }, 'vm state corrected from the hypervisor');
+      emitHostEvent(d, host.uuid, 'vm.state.synced', { vmUuid: c.vmUuid, from: c.from, to: c.to, reason });
+    } catch (e) {
+      log.info({ vm: c.vmUuid, err: (e as Error).message }, 'vm changed meanwhile; leaving it to its operation');
+    }
+  }
+  const known = new Set(inventory.map((v) => v.uuid));
+  for (const v of res.vms) {
+    if (known.has(v.uuid) || !['Running', 'Paused'].includes(v.state)) continue;
+    const inv = await d.store.get(v.uuid);
+    if (inv && inv.kind === 'vm-instance' && inv.state === 'Stopped' && (inv.lastHostUuid === host.uuid || inv.hostUuid === undefined)) {
+      const to = inventoryStateOf(v.state)!;
+      try {
+        await d.store.transition(inv.uuid, 'Stopped', to, { hostUuid: host.uuid });
+        report.changed.push({ vmUuid: inv.uuid, from: 'Stopped', to });
+        log.warn({ host: host.uuid, vm: inv.uuid, to }, 'vm recorded Stopped runs on this host: inventory corrected');
+        emitHostEvent(d, host.uuid, 'vm.state.synced', { vmUuid: inv.uuid, from: 'Stopped', to, reason });
+        continue;
+      } catch {
+        /* fall through to reporting */
+      }
+    }
+    const u: SyncReport['unmanaged'][number] = { vmUuid: v.uuid, state: v.state };
+    if (inv?.state) u.inventoryState = inv.state;
+    if (typeof inv?.hostUuid === 'string') u.inventoryHostUuid = inv.hostUuid;
+    report.unmanaged.push(u);
+    log.warn({ host: host.uuid, ...u }, 'a VM runs on this host that the inventory does not place here; left running (check it: destroy it on the host or recover it in tstack)');
+    emitHostEvent(d, host.uuid, 'host.vm.unmanaged', { ...u });
+  }
+  return report;
+}
