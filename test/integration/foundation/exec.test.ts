@@ -107,7 +107,10 @@ describe('foundation: exec helper', function () {
     await p.stop(2_000);
     assert.equal(p.running, false);
     assert.match(readFileSync(log, 'utf8'), /started\n(.|\n)*got-term/);
-    const stubborn = await startProcess('sh', ['-c', 'trap "" TERM; while :; do sleep 0.1; done']);
+    const log2 = join(dir, 'stubborn.log');
+    const stubborn = await startProcess('sh', ['-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done'], { logFile: log2 });
+    cleanup.add(() => stubborn.stop(100), 'stubborn sh');
+    while (!readFileSync(log2, 'utf8').includes('ready')) await new Promise((r) => setTimeout(r, 20)); // trap installed
     const t0 = Date.now();
     await stubborn.stop(300);
     assert.ok(Date.now() - t0 < 3_000, 'SIGKILL after the grace period');
