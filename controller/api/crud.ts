@@ -37,14 +37,17 @@ export async function getVisible(ctx: OpContext, spec: CollectionSpec, uuid: str
   return r;
 }
 
-/** Strip internal fields (leading '_' and the collection's hidden fields). */
+const FIRST = ['uuid', 'name', 'description', 'kind', 'state', 'status'];
+const LAST = ['parentUuid', 'ownerAccountUuid', 'tags', 'createDate', 'lastOpDate'];
+
+/** Strip internal fields (leading '_' and the collection's hidden fields); common fields first. */
 export function shape(spec: CollectionSpec | undefined, r: Resource): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const hidden = spec?.hiddenFields;
-  for (const [k, v] of Object.entries(r)) {
-    if (k.startsWith('_') || hidden?.includes(k)) continue;
-    out[k] = v;
-  }
+  const keep = (k: string): boolean => !k.startsWith('_') && !hidden?.includes(k) && r[k] !== undefined;
+  for (const k of FIRST) if (keep(k)) out[k] = r[k];
+  for (const [k, v] of Object.entries(r)) if (keep(k) && !FIRST.includes(k) && !LAST.includes(k)) out[k] = v;
+  for (const k of LAST) if (keep(k)) out[k] = r[k];
   return out;
 }
 
