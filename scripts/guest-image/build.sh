@@ -47,6 +47,7 @@ fi
 # (auto reuses an already downloaded kernel deb unless REFRESH=1; apt-cache costs ~1 s)
 T0=$(date +%s.%N)
 KVER=${KVER:-auto}
+[ "$KVER" = auto ] && KVER_PINNED=0 || KVER_PINNED=1
 if [ "$KVER" = auto ] && [ "${REFRESH:-0}" != 1 ]; then
     KVER=$(ls "$WORK"/debs/linux-image-*-cloud-amd64_*.deb 2>/dev/null | sort -V | tail -1 |
            sed -n 's|.*/linux-image-\(.*-cloud-amd64\)_.*|\1|p')
@@ -96,7 +97,28 @@ B=$WORK/boot                        # boot files staging
 cd "$WORK/debs"
 missing=""
 for p in $DEBS; do ls ${p}_*.deb >/dev/null 2>&1 || missing="$missing $p"; done
-[ -z "$missing" ] || apt-get download $missing 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+fetch() { apt-get download "$@" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true; }
+if [ -n "$missing" ]; then
+    fetch $missing
+    still=""
+    for p in $missing; do ls ${p}_*.deb >/dev/null 2>&1 || still="$still $p"; done
+    # stale or missing package lists (fresh machine, or the kernel ABI moved on): refresh once
+    if [ -n "$still" ] && [ "$(id -u)" = 0 ]; then
+        echo "build.sh: apt-get update (could not download:$still)" >&2
+        apt-get update -qq >/dev/null 2>&1 || true
+        case "$still" in *linux-image-*)
+            if [ "${KVER_PINNED:-0}" != 1 ]; then
+                nk=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+                     sed -n 's/^ *Depends: linux-image-\([0-9].*-cloud-amd64\)$/\1/p' | head -1)
+                if [ -n "$nk" ] && [ "$nk" != "$KVER" ]; then
+                    still=$(echo "$still" | sed "s/linux-image-$KVER/linux-image-$nk/"); KVER=$nk
+                    DEBS="linux-image-$KVER busybox-static dropbear-bin libtomcrypt1 libtommath1 libgmp10 zlib1g libcrypt1 libc6"
+                fi
+            fi ;;
+        esac
+        fetch $still
+    fi
+fi
 mkdir -p "$P"
 for p in $DEBS; do
     deb=$(ls ${p}_*.deb 2>/dev/null | tail -1)
