@@ -28,7 +28,7 @@ export async function startHost(letter: string, cleanup: Cleanup, l3s: string[])
     const n = flatNames(l3, scheme);
     cleanup.add(async () => {
       await deleteNetns(n.namespace);
-      await deleteLink(n.hostVeth);
+      await deleteLink(n.hostVeth).catch(() => undefined); // usually gone with the namespace
     }, `vrouter namespace ${n.namespace}`);
   }
   const agent = await startAgentProcess('vrouteragent', { cleanup, args });
