@@ -8,6 +8,8 @@ import type { Api, Job } from './client.js';
 import { CliError, Exit } from './exit.js';
 import { listColumns, listTable, objectTable, render, type OutputFormat } from './output.js';
 
+// JSON Schema as served in the OpenAPI document: loosely typed on purpose.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Schema = Record<string, any>;
 
 export interface CliCollection {
@@ -168,14 +170,15 @@ export function showResult(ctx: CliContext, v: unknown): void {
 }
 
 /** Print a 200/201 answer, or follow a 202 job (unless --no-wait). */
-export async function finish(ctx: CliContext, res: { status: number; body: any }, wait: boolean, label: string): Promise<void> {
+export async function finish(ctx: CliContext, res: { status: number; body: unknown }, wait: boolean, label: string): Promise<void> {
   if (res.status !== 202) return showResult(ctx, res.body);
+  const started = res.body as { jobUuid: string; location: string };
   if (!wait) {
-    ctx.print(render(ctx.output(), res.body, () => `started job ${res.body.jobUuid} (tstack job show ${res.body.jobUuid})`));
+    ctx.print(render(ctx.output(), started, () => `started job ${started.jobUuid} (tstack job show ${started.jobUuid})`));
     return;
   }
   const to = ctx.timeoutMs();
-  const j: Job = await ctx.api().waitJob(res.body.jobUuid, to !== undefined ? { timeoutMs: to, label } : { label });
+  const j: Job = await ctx.api().waitJob(started.jobUuid, to !== undefined ? { timeoutMs: to, label } : { label });
   if (j.state === 'Failed') {
     const e = j.error ?? { code: 'INTERNAL', message: 'the job failed without an error' };
     throw new CliError(`${label} failed: ${e.message} (job ${j.uuid})`, Exit.JOB_FAILED, e.code, e.field);
