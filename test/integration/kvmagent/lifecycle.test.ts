@@ -1,10 +1,11 @@
 // kvmagent VM lifecycle on real libvirtd + QEMU (TCG), driven through HTTP with AgentClient.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import * as kvm from '../../../shared/protocol/kvm.js';
+import { common } from '../../../shared/protocol/index.js';
 import { TStackError } from '../../../shared/errors.js';
 import { execOk } from '../../../shared/exec.js';
 import { useCleanup } from '../../harness/cleanup.js';
@@ -15,6 +16,14 @@ import { startAgentProcess, type AgentProcess } from '../../harness/agents.js';
 import { overlay, tinySpec, eventSink } from './helpers.js';
 
 const client = new AgentClient();
+
+async function until(fn: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp): Promise<TStackError> {
   try {
@@ -29,7 +38,7 @@ async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp): Prom
 }
 
 describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
-  this.timeout(240_000);
+  this.timeout(360_000);
   const cleanup = useCleanup();
   let dir: string;
   let agent: AgentProcess;
@@ -60,6 +69,22 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
     }, 'kvmagent test domains');
   });
 
+  it('host/facts and host/capacity describe this host', async () => {
+    const f = await client.call(kvm.HostFacts, ep, {});
+    assert.ok(f.cpu.threads >= 1);
+    assert.ok(f.memory.total > 0);
+    assert.match(f.hypervisor.libvirtVersion, /^\d+\.\d+/);
+    assert.match(f.hypervisor.qemuVersion, /^\d+\.\d+/);
+    assert.ok(f.hypervisor.virtTypes.includes('qemu'));
+    assert.equal(f.kernelFeatures.vxlan, true);
+    assert.ok(f.nics.some((n) => n.name === 'eth0'));
+    const c = await client.call(kvm.HostCapacity, ep, {});
+    assert.ok(c.cpuNum >= 1 && c.totalMemory > 0 && c.availableMemory > 0);
+    assert.ok(c.usedMemory >= 0 && c.vmCount >= 0);
+    const p = await client.call(common.Ping, ep, {});
+    assert.ok(p.capabilities.includes('vm.hotplug.volume'));
+  });
+
   describe('a VM from the guest image', () => {
     let uuid: string;
     let serial: string;
@@ -76,7 +101,7 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
       assert.equal(r.alreadyRunning, false);
       assert.equal(r.domainName, `tstack-${uuid}`);
       assert.ok(r.vnc && r.vnc.port >= 5900, 'VNC port');
-      const line = await waitForSerial(serial, /TINYGUEST-READY/, 90_000);
+      const line = await waitForSerial(serial, /TINYGUEST-READY/, 180_000);
       assert.match(line, new RegExp(`hostname=${runId()}-vm1`));
       assert.match(line, /datasource=nocloud/);
       process.stderr.write(`      (marker ${Date.now() - t0} ms after vm/start)\n`);
@@ -100,6 +125,13 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
       assert.match(xml, /<tstack:uuid>/);
       const sync = await client.call(kvm.VmSync, ep, {});
       assert.ok(sync.vms.some((v) => v.uuid === uuid && v.state === 'Running'));
+    });
+
+    it('vm/reboot (reset): the guest boots again; no external state event', async () => {
+      const before = sink.events.length;
+      assert.equal((await client.call(kvm.VmReboot, ep, { uuid, type: 'reset' })).state, 'Running');
+      await until(async () => readFileSync(serial, 'utf8').split('TINYGUEST-READY').length - 1 >= 2, 180_000, 'second readiness marker');
+      assert.equal(sink.events.slice(before).filter((e) => e.data.vmUuid === uuid).length, 0);
     });
 
     it('vm/pause and vm/resume', async () => {
@@ -199,14 +231,17 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
     const spec = tinySpec({ root: await overlay(dir, base, 'off.qcow2'), cidata, serialLog: serial, name: `${runId()}-off` });
     const uuid = track(spec.uuid);
     await client.call(kvm.VmStart, ep, { spec });
-    await waitForSerial(serial, /TINYGUEST-READY/, 90_000);
+    await waitForSerial(serial, /TINYGUEST-READY/, 180_000);
     // the guest powers off ~2 s after READY; busybox init takes ~2 s more
     const deadline = Date.now() + 30_000;
     while ((await client.call(kvm.VmGetState, ep, { uuid })).state === 'Running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const offAt = Date.now();
     const ev = await sink.waitFor((e) => e.type === kvm.KvmEvents.vmStateChanged && e.data.vmUuid === uuid && e.data.to === 'Stopped', 5_000);
     process.stderr.write(`      (event ${ev.receivedAt - offAt} ms after the agent saw it stop)\n`);
-    assert.equal(ev.data.from, 'Running');
+    // libvirt may show the short 'being shut down' state in between: Running → (Stopping →) Stopped
+    const mine = sink.events.filter((e) => e.data.vmUuid === uuid);
+    assert.equal(mine[0]!.data.from, 'Running');
+    assert.ok(['Running', 'Stopping'].includes(String(ev.data.from)));
     assert.equal(ev.data.cause, 'external');
     assert.equal(ev.data.reason, 'shutdown');
     assert.ok(ev.receivedAt - offAt < 5_000);

@@ -17,7 +17,7 @@ const client = new AgentClient();
 const markers = (log: string): number => readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('TINYGUEST-READY')).length;
 
 describe('kvmagent: restart safety', function () {
-  this.timeout(240_000);
+  this.timeout(360_000);
   const cleanup = useCleanup();
 
   it('kvmagent SIGKILLed and restarted while two VMs run: both keep running, vm/sync reports them, nothing is reported or touched', async () => {

@@ -35,7 +35,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms: numb
 }
 
 describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () {
-  this.timeout(240_000);
+  this.timeout(360_000);
   const cleanup = useCleanup();
   const id = runId();
   const br = `${id}br`;
@@ -117,7 +117,7 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
     const r = await client.call(kvm.VmStart, ep, { spec });
     assert.equal(r.devices.nics[0]!.bridge, br);
     assert.equal(r.devices.nics[0]!.mac, mac);
-    const line = await waitForSerial(spec.serialLogPath!, /TINYGUEST-READY/, 90_000);
+    const line = await waitForSerial(spec.serialLogPath!, /TINYGUEST-READY/, 180_000);
     assert.match(line, new RegExp(`ip=${guestIp.replace(/\./g, '\\.')}`));
     const out = await ssh('hostname; cat /sys/class/net/eth0/address');
     assert.equal(out.trim(), `${id}-net\n${mac}`);
@@ -139,7 +139,7 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
     const seen = await until('vdb in the guest', async () => {
       const o = await ssh('ls /sys/block; cat /sys/block/vdb/serial 2>/dev/null; echo; cat /sys/block/vdb/size 2>/dev/null');
       return /\bvdb\b/.test(o) && /tstackdata1/.test(o) ? o : undefined;
-    }, 30_000);
+    }, 60_000);
     assert.match(seen, /\n131072\s*$/, 'a 64 MiB disk is 131072 sectors');
     // a conflicting device index is refused before libvirt sees it
     await assert.rejects(
@@ -147,10 +147,10 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
       (e: TStackError) => e.code === 'CONFLICT' && /vdb is already used/.test(e.message),
     );
 
-    const d = await client.call(kvm.VmDetachVolume, ep, { uuid, volumeUuid: volUuid });
+    const d = await client.call(kvm.VmDetachVolume, ep, { uuid, volumeUuid: volUuid, timeoutMs: 90_000 });
     assert.equal(d.wasAttached, true);
     assert.ok(!(await client.call(kvm.VmGetState, ep, { uuid })).devices!.volumes.some((v) => v.uuid === volUuid));
-    await until('vdb gone from the guest', async () => (/\bvdb\b/.test(await ssh('ls /sys/block')) ? undefined : true), 30_000);
+    await until('vdb gone from the guest', async () => (/\bvdb\b/.test(await ssh('ls /sys/block')) ? undefined : true), 60_000);
     assert.equal((await client.call(kvm.VmDetachVolume, ep, { uuid, volumeUuid: volUuid })).wasAttached, false, 'detach is idempotent');
   });
 
@@ -158,10 +158,10 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
     const nic: kvm.NicSpecT = { uuid: randomUUID(), mac: '52:54:00:5e:12:3c', bridge: br, model: 'virtio' };
     const r = await client.call(kvm.VmAttachNic, ep, { uuid, nic });
     assert.equal(r.alreadyAttached, false);
-    await until('second NIC in the guest', async () => ((await ssh('cat /sys/class/net/*/address')).includes(nic.mac) ? true : undefined), 30_000);
+    await until('second NIC in the guest', async () => ((await ssh('cat /sys/class/net/*/address')).includes(nic.mac) ? true : undefined), 60_000);
     assert.equal(await execOk('ip', ['link', 'show', 'dev', r.internalName], { timeoutMs: 10_000 }), true);
-    await client.call(kvm.VmDetachNic, ep, { uuid, nicUuid: nic.uuid });
-    await until('second NIC gone', async () => ((await ssh('cat /sys/class/net/*/address')).includes(nic.mac) ? undefined : true), 30_000);
+    await client.call(kvm.VmDetachNic, ep, { uuid, nicUuid: nic.uuid, timeoutMs: 90_000 });
+    await until('second NIC gone', async () => ((await ssh('cat /sys/class/net/*/address')).includes(nic.mac) ? undefined : true), 60_000);
     assert.equal(await execOk('ip', ['link', 'show', 'dev', r.internalName], { timeoutMs: 10_000 }), false, 'the tap device is gone');
   });
 
@@ -172,7 +172,7 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
     // the test guest has no virtio_balloon driver: it keeps all its memory, and the agent says so
     if (r.memorySize !== r.memoryTarget) assert.match(r.warnings.join(' '), /balloon/);
     else assert.deepEqual(r.warnings, []);
-    await until('2 CPUs present in the guest', async () => ((await ssh('ls -d /sys/devices/system/cpu/cpu[0-9]* | wc -l')).trim() === '2' ? true : undefined), 30_000);
+    await until('2 CPUs present in the guest', async () => ((await ssh('ls -d /sys/devices/system/cpu/cpu[0-9]* | wc -l')).trim() === '2' ? true : undefined), 60_000);
     await assert.rejects(client.call(kvm.VmSetCpuMemory, ep, { uuid, cpuNum: 3 }), (e: TStackError) => e.code === 'INVALID_ARGUMENT' && /maximum of 2/.test(e.message));
     await assert.rejects(client.call(kvm.VmSetCpuMemory, ep, { uuid, memorySize: 512 * 1024 * 1024 }), (e: TStackError) => e.code === 'INVALID_ARGUMENT' && /maxMemorySize/.test(e.message));
     const st = await client.call(kvm.VmGetState, ep, { uuid });
