@@ -1,6 +1,6 @@
 // Image downloads from real remote servers: sftp from this machine's own sshd with a key (the
 // test adds a temporary key to root's authorized_keys and removes it after), and ftp from
-// vsftpd (anonymous, and user:password with a temporary local user).
+// vsftpd (anonymous, and user:password); password logins use a temporary local user.
 import assert from 'node:assert/strict';
 import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +21,9 @@ describe('storage: sftp and ftp downloads', function () {
   let src: string;
   let img: string;
   let md5: string;
+  // a temporary local user for password logins (sftp and ftp)
+  const user = `${runId()}dl`;
+  const password = `pw-${uuid().slice(0, 8)}`;
 
   before(async function () {
     agent = await startTestAgent(cleanup);
@@ -31,6 +34,9 @@ describe('storage: sftp and ftp downloads', function () {
     await makeQcow2(img, 32, 3);
     chmodSync(img, 0o644);
     md5 = await fileMd5(img);
+    await exec('useradd', ['-M', '-d', src, '-s', '/bin/sh', user]);
+    cleanup.add(() => exec('userdel', [user]), `userdel ${user}`);
+    await exec('chpasswd', [], { stdin: `${user}:${password}\n` });
   });
 
   describe('sftp from the local sshd', function () {
@@ -60,6 +66,11 @@ describe('storage: sftp and ftp downloads', function () {
       assert.equal(await fileMd5(info.installPath), md5);
     });
 
+    it('downloads with a user name and password', async function () {
+      const info = await agent.call(S.ImageStoreDownload, { store, imageUuid: uuid(), url: `sftp://${user}:${encodeURIComponent(password)}@127.0.0.1${img}`, md5 });
+      assert.equal(await fileMd5(info.installPath), md5);
+    });
+
     it('fails clearly with a wrong password or a missing file', async function () {
       await assert.rejects(
         agent.call(S.ImageStoreDownload, { store, imageUuid: uuid(), url: `sftp://root:wrong-${runId()}@127.0.0.1${img}` }),
@@ -74,8 +85,6 @@ describe('storage: sftp and ftp downloads', function () {
 
   describe('ftp from vsftpd', function () {
     let port: number;
-    const user = `${runId()}ftp`;
-    const password = `pw-${uuid().slice(0, 8)}`;
     let home: string;
 
     before(async function () {
@@ -87,10 +96,6 @@ describe('storage: sftp and ftp downloads', function () {
       for (const d of [anon, home, empty]) mkdirSync(d, { mode: 0o755 });
       copyFileSync(img, join(anon, 'disk.qcow2'));
       copyFileSync(img, join(home, 'disk.qcow2'));
-      // a temporary local user for user:password logins
-      await exec('useradd', ['-M', '-d', home, '-s', '/bin/sh', user]);
-      cleanup.add(() => exec('userdel', [user]), `userdel ${user}`);
-      await exec('chpasswd', [], { stdin: `${user}:${password}\n` });
       port = await freePort();
       const pasv = await freePort();
       const conf = join(base, 'vsftpd.conf');
