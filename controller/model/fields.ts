@@ -9,7 +9,7 @@ export const Bytes = (opts: Record<string, unknown> = {}) => Type.Integer({ mini
 export const Port = () => Type.Integer({ minimum: 1, maximum: 65535 });
 export const Url = () => Type.String({ minLength: 1, maxLength: 2048, pattern: '^[^\\x00-\\x1f]+$' });
 export const Enum = <T extends string>(values: readonly T[], opts: Record<string, unknown> = {}) => Type.Union(values.map((v) => Type.Literal(v)), opts);
-export const Hostname = () => Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' });
+export const Hostname = (opts: Record<string, unknown> = {}) => Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$', ...opts });
 
 /** name, description, tags: every create body has them. */
 export const baseCreate = () => ({

@@ -1,6 +1,6 @@
 // Hardware facilities (white paper §2.1.2.2): zone ⊃ cluster ⊃ host; primary storage (zone child,
 // attached to clusters); backup storage (attached to zones).
-import { Type, Obj, Ipv4 } from '../../shared/protocol/schema.js';
+import { Type, Obj } from '../../shared/protocol/schema.js';
 import { baseCreate, baseUpdate, Enum, Port, Url, Uuid, Hostname } from './fields.js';
 import { action, changeStateAction, emptyAction, type KindDef } from './kind.js';
 import { CONNECTION_STATUSES, ENABLED_STATES, HOST_STATES, PRIMARY_STORAGE_STATES } from './states.js';
@@ -59,7 +59,7 @@ export const host: KindDef = {
   createSchema: Obj({
     ...baseCreate(),
     clusterUuid: Uuid(),
-    managementIp: Type.Union([Ipv4(), Hostname()]),
+    managementIp: Hostname({ description: 'IPv4 address or DNS name the controller reaches the host on' }),
     username: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z_][a-z0-9_.-]*$' })),
     password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
     sshPort: Type.Optional(Port()),
@@ -124,7 +124,7 @@ export const backupStorage: KindDef = {
     ...baseCreate(),
     type: Type.Optional(Enum(BACKUP_STORAGE_TYPES)),
     url: Url(),
-    hostname: Type.Union([Ipv4(), Hostname()]),
+    hostname: Hostname({ description: 'IPv4 address or DNS name of the image server' }),
     agentPort: Type.Optional(Port()),
   }),
   updateSchema: Obj({ ...baseUpdate() }),

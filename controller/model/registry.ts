@@ -1,7 +1,7 @@
 // The registry of resource kinds: REST collection name -> definition. The API generates CRUD
 // routes, OpenAPI and the CLI from it; prepareCreate turns a create body into a Resource.
 import { randomUUID } from 'node:crypto';
-import { validate } from '../../shared/protocol/schema.js';
+import { validate, type TSchema } from '../../shared/protocol/schema.js';
 import { invalid, TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import type { KindDef } from './kind.js';
@@ -17,6 +17,32 @@ export const resourceKinds: Readonly<Record<string, KindDef>> = Object.freeze(
     [zone, cluster, host, primaryStorage, backupStorage, image, instanceOffering, diskOffering, l2Network, l3Network, ipRange, vmInstance, vmNic, volume, volumeSnapshot, account].map((d) => [d.collection, d]),
   ),
 );
+
+/** The sub-schema at a dotted field path (properties / array items), if any. */
+function schemaAt(schema: TSchema, field: string): TSchema | undefined {
+  let cur: TSchema | undefined = schema;
+  for (const part of field.split('.')) {
+    if (!cur) return undefined;
+    if (/^\d+$/.test(part) && cur.items) cur = cur.items as TSchema;
+    else cur = (cur.properties as Record<string, TSchema> | undefined)?.[part];
+  }
+  return cur;
+}
+
+/** validate(), with "must be one of: …" instead of TypeBox's "Expected union value" for enums. */
+export function validateBody(schema: TSchema, body: unknown, what: string): Record<string, unknown> {
+  try {
+    return validate(schema, body, what) as Record<string, unknown>;
+  } catch (e) {
+    if (!(e instanceof TStackError) || typeof e.details?.field !== 'string') throw e;
+    const field = e.details.field;
+    const sub = schemaAt(schema, field);
+    const values = (sub?.anyOf as TSchema[] | undefined)?.map((x) => x.const).filter((v) => v !== undefined);
+    if (!values || values.length === 0 || values.length !== (sub?.anyOf as TSchema[]).length) throw e;
+    const reason = `must be one of: ${values.map(String).join(', ')}`;
+    throw new TStackError('INVALID_ARGUMENT', `${what}: field '${field}': ${reason}`, { ...e.details, reason });
+  }
+}
 
 const byKind = new Map(Object.values(resourceKinds).map((d) => [d.kind, d]));
 
@@ -57,7 +83,7 @@ export interface PreparedCreate {
  * parentUuid, initial state/status. Throws INVALID_ARGUMENT naming the field.
  */
 export async function prepareCreate(store: InventoryStore, def: KindDef, body: unknown, opts: CreateOptions): Promise<PreparedCreate> {
-  const valid = validate(def.createSchema, body, `create ${def.kind}`) as Record<string, unknown>;
+  const valid = validateBody(def.createSchema, body, `create ${def.kind}`);
   def.check?.(valid);
   const refs: Record<string, Resource> = {};
   for (const ref of def.refs) {
@@ -96,7 +122,7 @@ export async function prepareCreate(store: InventoryStore, def: KindDef, body: u
 
 /** Validate an update body; returns the patch (only the fields given). */
 export function validateUpdate(def: KindDef, body: unknown): Partial<Resource> {
-  return validate(def.updateSchema, body, `update ${def.kind}`) as Partial<Resource>;
+  return validateBody(def.updateSchema, body, `update ${def.kind}`) as Partial<Resource>;
 }
 
 /** Validate an action body `{ "<action>": {...} }`; returns the action name and its params. */
@@ -107,6 +133,6 @@ export function validateAction(def: KindDef, body: unknown): { action: string; p
   const name = keys[0]!;
   const a = def.actions[name];
   if (!a) throw invalid(name, `unknown action for ${def.kind}; one of: ${Object.keys(def.actions).join(', ') || '(none)'}`);
-  const params = validate(a.schema, (body as Record<string, unknown>)[name], `${def.kind} action ${name}`) as Record<string, unknown>;
+  const params = validateBody(a.schema, (body as Record<string, unknown>)[name], `${def.kind} action ${name}`);
   return { action: name, params };
 }
