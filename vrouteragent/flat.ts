@@ -249,6 +249,17 @@ export class FlatService {
     return { records: records.length, forwarders: forwarders.length };
   }
 
+  async dnsAdd(uuid: string, record: DnsRecordSpec): Promise<{ records: number; forwarders: number }> {
+    const st = this.get(uuid);
+    const records = [...st.dns.records.filter((r) => r.name.toLowerCase() !== record.name.toLowerCase()), record];
+    return this.dnsApply(uuid, records, st.dns.forwarders);
+  }
+
+  async dnsRemove(uuid: string, name: string): Promise<{ records: number; forwarders: number }> {
+    const st = this.get(uuid);
+    return this.dnsApply(uuid, st.dns.records.filter((r) => r.name.toLowerCase() !== name.toLowerCase()), st.dns.forwarders);
+  }
+
   private saveMetadata(st: L3): { records: number } {
     writeJson(join(st.dir, 'metadata.json'), [...st.metadata.values()]);
     return { records: st.metadata.size };

@@ -35,6 +35,8 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   server.handle(vrouter.DhcpAdd, async (req) => flat.dhcpAdd(req.l3NetworkUuid, req.entry), byL3);
   server.handle(vrouter.DhcpRemove, async (req) => flat.dhcpRemove(req.l3NetworkUuid, req.mac), byL3);
   server.handle(vrouter.DnsApply, async (req) => flat.dnsApply(req.l3NetworkUuid, req.records, req.forwarders), byL3);
+  server.handle(vrouter.DnsAdd, async (req) => flat.dnsAdd(req.l3NetworkUuid, req.record), byL3);
+  server.handle(vrouter.DnsRemove, async (req) => flat.dnsRemove(req.l3NetworkUuid, req.name), byL3);
   server.handle(vrouter.MetadataApply, async (req) => flat.metadataApply(req.l3NetworkUuid, req.records), byL3);
   server.handle(vrouter.MetadataAdd, async (req) => flat.metadataAdd(req.l3NetworkUuid, req.record), byL3);
   server.handle(vrouter.MetadataRemove, async (req) => flat.metadataRemove(req.l3NetworkUuid, req.ip), byL3);

@@ -160,6 +160,24 @@ export const DnsApply = defineCommand({
   description: 'replace the DNS records and upstream forwarders of the L3 namespace',
 });
 
+export const DnsAdd = defineCommand({
+  name: 'flat/dns/add',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({ ...L3Ref, record: DnsRecord }),
+  response: Obj({ records: Type.Integer(), forwarders: Type.Integer() }),
+  description: 'add or replace (by name) one DNS record of the L3',
+});
+
+export const DnsRemove = defineCommand({
+  name: 'flat/dns/remove',
+  agent: 'vrouter',
+  timeoutMs: 30_000,
+  request: Obj({ ...L3Ref, name: Hostname() }),
+  response: Obj({ records: Type.Integer(), forwarders: Type.Integer() }),
+  description: 'remove the DNS record of a name (no-op when absent)',
+});
+
 const MetadataResult = Obj({ records: Type.Integer() });
 
 export const MetadataApply = defineCommand({

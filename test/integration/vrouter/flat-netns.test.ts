@@ -171,8 +171,12 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
       if (!fwd) await new Promise((r) => setTimeout(r, 250));
     }
     assert.equal(fwd, '203.0.113.7', 'forwarded to the upstream resolver');
+    await client.call(vrouter.DnsAdd, A.ep, { l3NetworkUuid: L3, record: { name: 'db', ip: '10.77.0.41' } });
+    assert.equal(await nslookup(vm1, 'db.flat.test', '10.77.0.2'), '10.77.0.41', 'record replaced by name');
+    await client.call(vrouter.DnsRemove, A.ep, { l3NetworkUuid: L3, name: 'db' });
+    assert.equal(await nslookup(vm1, 'db.flat.test', '10.77.0.2'), undefined, 'record removed');
     await client.call(vrouter.DnsApply, A.ep, { l3NetworkUuid: L3, records: [], forwarders: [] });
-    assert.equal(await nslookup(vm1, 'db.flat.test', '10.77.0.2'), undefined, 'records replaced');
+    assert.equal(await nslookup(vm1, 'vm-two.flat.test', '10.77.0.2'), undefined, 'records replaced');
   });
 
   it('add/remove one entry reloads with SIGHUP: same dnsmasq, other leases kept', async () => {
