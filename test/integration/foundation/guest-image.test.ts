@@ -6,11 +6,12 @@
 // into a test netns that runs dnsmasq (DHCP, --no-ping) and, for the metadata case, an HTTP
 // server on 169.254.169.254. SSH runs from inside that netns.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync, chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec, startProcess } from '../../../shared/exec.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
+import { freePort } from '../../harness/ports.js';
 import { ensureLibvirt, createTransientDomain, destroyDomainsWithPrefix, domainExists, tinyVmXml, virsh } from '../../harness/libvirt.js';
 import { createBridge, createNetns, createVeth, moveToNetns, attachToBridge, addAddress } from '../../harness/net.js';
 import { guestImage, makeSshKey, makeCidataIso, waitForSerial, sshRun, type GuestImage } from '../../harness/guest.js';
@@ -46,7 +47,7 @@ describe('foundation: guest image boots under libvirt', function () {
     await moveToNetns(`${id}gv1`, ns);
     await addAddress(`${id}gv1`, `${gw}/24`, ns);
     await addAddress(`${id}gv1`, '169.254.169.254/32', ns);
-    const hosts = [1, 2, 3].map((n) => `--dhcp-host=${mac(n)},${ipOf(n)}`);
+    const hosts = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => `--dhcp-host=${mac(n)},${ipOf(n)}`);
     const dnsmasq = await startProcess(
       'dnsmasq',
       [
@@ -135,6 +136,41 @@ describe('foundation: guest image boots under libvirt', function () {
     const out = await sshRun({ host: vm.ip, key: key.priv, netns: ns, cmd: 'cat /root/script.out', timeoutMs: 60_000 });
     assert.equal(out.trim(), 'script-ran');
     await powerOff(vm);
+  });
+
+  it('build.sh is a quick no-op when the image is up to date', async () => {
+    const t0 = Date.now();
+    const again = await guestImage();
+    assert.deepEqual(again, img);
+    assert.ok(Date.now() - t0 < 3_000, `took ${Date.now() - t0} ms`);
+    const st = statSync(img.qcow2);
+    assert.ok(st.size > 1 << 20 && (st.mode & 0o004) !== 0, 'qcow2 exists and is world-readable');
+  });
+
+  it('restricted slirp NIC (qemu:commandline, hostfwd to 127.0.0.1): SSH from the host', async () => {
+    const n = ++vmCount;
+    const name = `${id}-gi${n}`;
+    const vmDir = join(dir, name);
+    mkdirSync(vmDir, { recursive: true });
+    chmodSync(vmDir, 0o755);
+    const disk = join(vmDir, 'root.qcow2');
+    await exec('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', img.qcow2, disk]);
+    const cidata = await makeCidataIso(dir, {
+      name: 'cidata-slirp.iso',
+      metaData: { 'instance-id': `iid-${id}-s`, 'local-hostname': `${id}-slirp` },
+      userData: `#cloud-config
+ssh_authorized_keys:
+  - ${key.pubKey}
+`,
+    });
+    const port = await freePort();
+    const serial = join(vmDir, 'serial.log');
+    await createTransientDomain(tinyVmXml({ name, disk, cidataIso: cidata, serialLog: serial, nic: { slirpSshPort: port } }), vmDir, cleanup);
+    const line = await waitForSerial(serial, /TINYGUEST-READY/, BOOT_TIMEOUT);
+    assert.match(line, new RegExp(`hostname=${id}-slirp ip=10\\.0\\.2\\.15 datasource=nocloud:`));
+    const out = await sshRun({ host: '127.0.0.1', port, key: key.priv, cmd: 'hostname', timeoutMs: 60_000 });
+    assert.equal(out.trim(), `${id}-slirp`);
+    await powerOff({ name, serial });
   });
 
   it('the ISO boots (IDE CD-ROM) with a cidata drive, and SSH works', async () => {
