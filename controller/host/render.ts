@@ -59,7 +59,7 @@ export function checkUser(u: string): string {
 }
 
 export function checkHost(h: string): string {
-  if (!IPV4_RE.test(h) && !HOSTNAME_RE.test(h)) throw invalid('managementIp', `expected an IPv4 address or a host name, got ${JSON.stringify(h)}`);
+  if (!IPV4_RE.test(h) && (!HOSTNAME_RE.test(h) || /^[0-9.]+$/.test(h))) throw invalid('managementIp', `expected an IPv4 address or a host name, got ${JSON.stringify(h)}`);
   return h;
 }
 

@@ -1,7 +1,7 @@
 // Shared set-up of the host tests: a built tstack tree in a temp dir (tsc --outDir, so the
 // repo's own dist/ is not touched), its bundled agent package, an SSH key authorized for root on
 // this machine's sshd (removed afterwards), and a temp on-host layout with free ports.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { utils } from 'ssh2';
 import { exec } from '../../../shared/exec.js';
@@ -15,7 +15,7 @@ import { AGENTS, pidPath, type AgentName, type HostLayout } from '../../../contr
 let treeP: Promise<string> | undefined;
 const longLived: string[] = [];
 process.once('exit', () => {
-  for (const d of longLived) exec('rm', ['-rf', d]).catch(() => undefined);
+  for (const d of longLived) rmSync(d, { recursive: true, force: true });
 });
 
 /** A built tree (dist/ via tsc, package.json, lock, scripts/setup, node_modules link), once per process. */
