@@ -72,7 +72,9 @@ export class FlowEngine {
   async run<D extends FlowData>(flow: string | FlowDef<D>, data: D, opts: EngineRunOptions = {}): Promise<D> {
     const def = typeof flow === 'string' ? (this.registry.get(flow) as unknown as FlowDef<D> | undefined) : flow;
     if (!def) throw new TStackError('INTERNAL', `unknown flow '${String(flow)}'`);
-    if (typeof flow !== 'string' && this.registry.get(def.name) !== (def as unknown)) this.registry.register(def);
+    // a definition passed directly is registered on first use (resume() finds it by name);
+    // flow code must keep its state in ctx.data, not in closures, since resume uses that first one
+    if (typeof flow !== 'string' && !this.registry.get(def.name)) this.registry.register(def);
     const runOpts: RunOptions = { ...opts, controllerId: this.controllerId };
     return this.queues.run(opts.lockKeys ?? [], () => this.hosts.run(opts.hostUuid, () => runFlow(this.store, def, data, runOpts)));
   }

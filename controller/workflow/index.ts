@@ -1,3 +1,4 @@
 export * from './flow.js';
 export * from './queues.js';
 export * from './engine.js';
+export * from './recover.js';

@@ -215,3 +215,32 @@ describe('controller workflow queues', () => {
     assert.throws(() => new KeyedLimiter(0));
   });
 });
+
+describe('controller workflow: stuck-state recovery', () => {
+  it('moves VMs and hosts left in transitional states with no journal, leaves journaled ones', async () => {
+    const { recoverStuck } = await import('../../../controller/workflow/recover.js');
+    const store = await openStore({ backend: 'sqlite', path: ':memory:' });
+    try {
+      const base = { createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [] };
+      await store.create({ ...base, uuid: 'vm-stuck', kind: 'vm-instance', name: 'a', state: 'Starting' });
+      await store.create({ ...base, uuid: 'vm-journaled', kind: 'vm-instance', name: 'b', state: 'Stopping' });
+      await store.create({ ...base, uuid: 'vm-busy', kind: 'vm-instance', name: 'c', state: 'Rebooting' });
+      await store.create({ ...base, uuid: 'vm-fine', kind: 'vm-instance', name: 'd', state: 'Running' });
+      await store.create({ ...base, uuid: 'host-connecting', kind: 'host', name: 'h', state: 'Enabled', status: 'Connecting' });
+      await store.putDoc(JOURNALS, 'j1', { id: 'j1', flow: 'gone', controllerId: 'other', state: 'rollback-failed', completed: 0, rolledBack: [], data: {}, lockKeys: ['vm-journaled'], startedAt: '', updatedAt: '' });
+      const rec = await recoverStuck(store, { busy: ['vm-busy'] });
+      assert.deepEqual(rec.map((r) => [r.uuid, r.from, r.to]), [
+        ['vm-stuck', 'Starting', 'Unknown'],
+        ['host-connecting', 'Connecting', 'Disconnected'],
+      ]);
+      assert.equal((await store.get('vm-stuck'))?.state, 'Unknown');
+      assert.equal((await store.get('vm-stuck'))?.stuckRecoveredFrom, 'Starting');
+      assert.equal((await store.get('vm-journaled'))?.state, 'Stopping');
+      assert.equal((await store.get('vm-busy'))?.state, 'Rebooting');
+      assert.equal((await store.get('host-connecting'))?.status, 'Disconnected');
+      assert.deepEqual(await recoverStuck(store), [{ uuid: 'vm-busy', kind: 'vm-instance', field: 'state', from: 'Rebooting', to: 'Unknown' }]);
+    } finally {
+      await store.close();
+    }
+  });
+});
