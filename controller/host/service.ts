@@ -89,9 +89,10 @@ export function runtimeOf(deps: HostDeps): Runtime {
 
 export const controllerUrlOf = (d: HostDeps): string => (typeof d.controllerUrl === 'function' ? d.controllerUrl() : d.controllerUrl);
 export const layoutOf = (d: HostDeps): HostLayout => ({ ...DEFAULT_LAYOUT, ...(d.options?.layout ?? {}) });
+/** Agent ports: the controller's config (default 7070/7171/7272); a host's own non-default agentPort wins for kvmagent. */
 export const portsOf = (d: HostDeps, agentPort?: number): Record<AgentName, number> => {
   const p = { ...DEFAULT_AGENT_PORTS, ...(d.options?.ports ?? {}) };
-  if (agentPort) p.kvmagent = agentPort;
+  if (agentPort && agentPort !== DEFAULT_AGENT_PORTS.kvmagent) p.kvmagent = agentPort;
   return p;
 };
 export const controllerVersion = (d: HostDeps): string => readVersion(d.options?.packageRoot ?? ownRoot());
@@ -206,12 +207,15 @@ async function deploy(d: HostDeps, host: Resource, creds: Credentials, hooks: Op
  * Body: the model's host create fields, plus `sshPrivateKey` as an alternative to `password`.
  */
 export async function addHost(d: HostDeps, body: Record<string, unknown>, hooks: OpHooks = {}): Promise<Resource> {
-  const { sshPrivateKey, ...rest } = body;
   const def = mustKindDef('host');
+  // sshPrivateKey is a secret field of the model; accepted here too if a model lacks it
+  const { sshPrivateKey, ...rest } = body;
+  if (sshPrivateKey !== undefined && (def.createSchema.properties as Record<string, unknown>).sshPrivateKey !== undefined) rest.sshPrivateKey = sshPrivateKey;
   const prepared = await prepareCreate(d.store, def, rest, { ownerAccountUuid: d.adminAccountUuid ?? 'admin' });
   const creds: Credentials = {};
   if (typeof prepared.secrets.password === 'string') creds.password = prepared.secrets.password;
-  if (typeof sshPrivateKey === 'string' && sshPrivateKey) creds.privateKey = sshPrivateKey;
+  const pk = prepared.secrets.sshPrivateKey ?? sshPrivateKey;
+  if (typeof pk === 'string' && pk) creds.privateKey = pk;
   if (!creds.password && !creds.privateKey) throw new TStackError('INVALID_ARGUMENT', 'password: give the SSH password (or sshPrivateKey) of the host', { field: 'password' });
   const ip = String(prepared.resource.managementIp);
   const dup = await d.store.list({ kind: 'host', filters: [{ field: 'managementIp', op: '=', value: ip }], limit: 1 });
