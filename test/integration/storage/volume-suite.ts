@@ -4,7 +4,7 @@
 // Data is checked through QEMU's block layer (qemu-io patterns, qemu-img compare).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as S from '../../../shared/protocol/storage.js';
 import { exec } from '../../../shared/exec.js';
 import { TStackError } from '../../../shared/errors.js';
@@ -219,6 +219,25 @@ export function volumeSuite(name: string, setup: (cleanup: Cleanup) => Promise<B
       assert.equal(cmp.code, 0, 'image content equals the volume');
       assert.deepEqual(await bs.call(S.ImageStoreImageInfo, { store, imageUuid: newImage }), info);
       await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
+    });
+
+    it('caches an ISO (read as raw) and refuses it as a root volume', async function () {
+      const isoDir = join(work, 'iso.d');
+      mkdirSync(isoDir, { recursive: true });
+      writeFileSync(join(isoDir, 'hello.txt'), 'hello from an ISO\n');
+      const iso = join(work, 'cd.iso');
+      await exec('genisoimage', ['-quiet', '-o', iso, '-V', 'TSTACK', isoDir]);
+      const isoUuid = uuid();
+      const bi = await bs.call(S.ImageStoreDownload, { store, imageUuid: isoUuid, url: `file://${iso}` });
+      assert.equal(bi.format, 'iso');
+      const c = await ps.call(S.PsImageCache, { ...psReq(), imageUuid: isoUuid, imageStore: imageStoreRef });
+      assert.equal(c.format, 'iso');
+      assert.equal(c.source.format ?? 'raw', 'raw');
+      const t = T(c.source);
+      const cmp = await exec('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', t.target, iso], { okCodes: [0, 1], timeoutMs: 60_000 });
+      assert.equal(cmp.code, 0, 'cached ISO equals the original');
+      await assert.rejects(ps.call(S.CreateRootVolume, { ...psReq(), volumeUuid: uuid(), imageUuid: isoUuid }), (e: TStackError) => e.code === 'INVALID_ARGUMENT' && /ISO/.test(e.message));
+      assert.deepEqual(await ps.call(S.PsImageCacheDelete, { ...psReq(), imageUuid: isoUuid }), { deleted: true });
     });
 
     it('rejects unknown volumes and snapshots cleanly', async function () {
