@@ -43,7 +43,8 @@ export async function startNfs(cleanup: Cleanup = globalCleanup, label = 'nfs'):
   mkdirSync(dir, { recursive: true });
   mkdirSync(join(base, 'recov'), { recursive: true });
   await createNetns(ns, cleanup);
-  const [h, p] = await createVeth(`${id}nf0`.slice(0, 15), `${id}nf1`.slice(0, 15), cleanup);
+  const stem = `${id}${label}`.slice(0, 13);
+  const [h, p] = await createVeth(`${stem}h`, `${stem}n`, cleanup);
   await moveToNetns(p, ns);
   await addAddress(h, `${hostIp}/30`);
   await addAddress(p, `${nsIp}/30`, ns);
