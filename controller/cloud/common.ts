@@ -1,0 +1,73 @@
+// Shared plumbing of the cloud modules (storage, network, compute): how to reach a host's agents,
+// the per-controller dependencies the API handlers look up, and the test-only fault injection.
+import { TStackError } from '../../shared/errors.js';
+import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
+import type { AgentClient } from '../agent-client/client.js';
+import type { EventBus } from '../events/bus.js';
+import type { JobManager } from '../jobs/jobs.js';
+import type { InventoryStore, Resource } from '../store/types.js';
+import type { FlowEngine } from '../workflow/engine.js';
+import type { HostAgents } from '../host/service.js';
+import type { AgentName } from '../host/render.js';
+
+export interface CloudDeps {
+  store: InventoryStore;
+  agentClient: AgentClient;
+  bus: EventBus;
+  jobs: JobManager;
+  engine: FlowEngine;
+  adminAccountUuid: string;
+}
+
+/** The deps of the controller that owns a store (several controllers may live in one test process). */
+const depsByStore = new WeakMap<InventoryStore, CloudDeps>();
+export function setDeps(d: CloudDeps): void {
+  depsByStore.set(d.store, d);
+}
+export function depsOf(store: InventoryStore): CloudDeps {
+  const d = depsByStore.get(store);
+  if (!d) throw new TStackError('INTERNAL', 'the cloud modules are not installed on this controller');
+  return d;
+}
+
+export async function mustGet(store: InventoryStore, uuid: string, kind: string, field?: string): Promise<Resource> {
+  const r = await store.get(uuid);
+  if (!r || r.kind !== kind) throw new TStackError('NOT_FOUND', `no ${kind} with uuid ${uuid}`, field ? { field, uuid } : { uuid });
+  return r;
+}
+
+/** URL + token of one agent of a host (from the host record the host module keeps). */
+export function agentOf(host: Resource, agent: AgentName): { url: string; token: string } {
+  const agents = host._agents as HostAgents | undefined;
+  const rec = agents?.[agent];
+  if (!rec) throw new TStackError('HOST_NOT_CONNECTED', `host ${host.name} (${host.uuid}) has no ${agent} registered; reconnect the host`, { hostUuid: host.uuid });
+  return { url: `http://${String(host.managementIp)}:${rec.port}`, token: rec.token };
+}
+
+/** Call an agent command on a host (looked up fresh: tokens rotate on reconnect). */
+export async function callHost<C extends CommandDef>(d: CloudDeps, hostUuid: string, agent: AgentName, cmd: C, req: RequestOf<C>): Promise<ResponseOf<C>> {
+  const host = await mustGet(d.store, hostUuid, 'host');
+  return d.agentClient.call(cmd, agentOf(host, agent), req);
+}
+
+/**
+ * Test-only fault injection: TSTACK_FAULT_INJECT="vm-create:root-volume,vm-create:dhcp" makes
+ * the named flow steps fail right after they did their work (so their rollback must undo it).
+ * Read at every check, so a test may set and clear it at run time. Never set it in production.
+ */
+export function injectFault(flow: string, step: string): void {
+  const spec = process.env.TSTACK_FAULT_INJECT;
+  if (!spec) return;
+  const names = spec.split(',').map((s) => s.trim());
+  if (names.includes(`${flow}:${step}`)) throw new TStackError('INJECTED_FAULT', `fault injected at ${flow}:${step} (TSTACK_FAULT_INJECT)`, { flow, step });
+}
+
+/** Hosts of a cluster that are Connected. */
+export async function connectedHosts(store: InventoryStore, clusterUuid: string): Promise<Resource[]> {
+  return (await store.byParent('host', clusterUuid)).filter((h) => h.status === 'Connected');
+}
+
+export const tagValue = (r: Resource, key: string): string | undefined => {
+  const t = (r.tags ?? []).find((x) => x.startsWith(`${key}::`));
+  return t ? t.slice(key.length + 2) : undefined;
+};

@@ -1,0 +1,108 @@
+// Wiring of the cloud modules into a controller: hosts (controller/host), storage, networks and
+// VMs register their API handlers; a flow engine runs (and at start resumes) their workflows;
+// hosts that connect get the bridges and primary storage of their cluster; kvmagent VM state
+// events update VM states. Called from controller/main.ts (startController).
+import { logger } from '../../shared/log.js';
+import type { InventoryStore } from '../store/types.js';
+import type { AgentClient } from '../agent-client/client.js';
+import type { EventBus } from '../events/bus.js';
+import type { JobManager } from '../jobs/jobs.js';
+import type { AgentRegistry } from '../events/agent-events.js';
+import type { ApiRegistry } from '../api/registry.js';
+import { FlowEngine } from '../workflow/engine.js';
+import { installHostModule, type HostModule } from '../host/api.js';
+import type { HostOptions } from '../host/service.js';
+import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
+import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
+import { registerComputeApi, vmCreateFlow, watchVmEvents } from '../compute/vm.js';
+import { setDeps, type CloudDeps } from './common.js';
+
+const log = logger('cloud');
+
+/** What a controller module gets (structurally the ModuleContext of controller/main.ts). */
+export interface CloudServices {
+  store: InventoryStore;
+  agentClient: AgentClient;
+  bus: EventBus;
+  jobs: JobManager;
+  agents: AgentRegistry;
+  registry: ApiRegistry;
+  auth: { adminAccountUuid: string };
+  dataDir: string;
+  controllerUrl: () => string;
+}
+
+export interface CloudModule {
+  deps: CloudDeps;
+  hosts?: HostModule;
+  /** After the controller listens: resume unfinished flows, start host tracking. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface CloudOptions {
+  /** Also install the host module (with these options); default: the controller's own 'hosts' module does. */
+  hosts?: boolean;
+  hostOptions?: HostOptions;
+  /** Start host tracking (with hosts: true); default true. */
+  tracker?: boolean;
+}
+
+export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModule {
+  const engine = new FlowEngine({ store: s.store, controllerId: `controller:${s.dataDir}` });
+  engine.register(vmCreateFlow);
+  const deps: CloudDeps = { store: s.store, agentClient: s.agentClient, bus: s.bus, jobs: s.jobs, engine, adminAccountUuid: s.auth.adminAccountUuid };
+  setDeps(deps);
+  let hosts: HostModule | undefined;
+  if (o.hosts) {
+    const hostArgs: Parameters<typeof installHostModule>[1] = { dataDir: s.dataDir, controllerUrl: s.controllerUrl };
+    if (o.hostOptions) hostArgs.options = o.hostOptions;
+    hosts = installHostModule({ store: s.store, agentClient: s.agentClient, agents: s.agents, bus: s.bus, registry: s.registry, auth: { adminAccountUuid: s.auth.adminAccountUuid } }, hostArgs);
+  }
+  registerStorageApi(s.registry);
+  registerNetworkApi(s.registry);
+  registerComputeApi(s.registry);
+  const offs: Array<() => void> = [];
+  offs.push(watchVmEvents(deps));
+  // a host that (re)connects gets its cluster's bridges and primary storage
+  const prepared = new Set<string>();
+  offs.push(
+    s.bus.subscribe((e) => {
+      if (e.type !== 'resource.updated' || e.kind !== 'host' || e.resource.status !== 'Connected') return;
+      const key = `${e.uuid}:${String(e.resource.lastConnectDate ?? '')}`;
+      if (prepared.has(key)) return;
+      prepared.add(key);
+      void (async () => {
+        await onHostConnectedNetwork(deps, e.resource);
+        await onHostConnectedStorage(deps, e.resource);
+      })().catch((err: unknown) => log.warn({ host: e.uuid, err: (err as Error).message }, 'preparing a connected host failed'));
+    }),
+  );
+  const m: CloudModule = {
+    deps,
+    async start() {
+      const reports = await engine.resume();
+      for (const r of reports) if (r.action !== 'skipped') log.info({ flow: r.flow, id: r.id, action: r.action }, 'resumed flow');
+      if (o.tracker !== false) hosts?.startTracker();
+    },
+    async stop() {
+      for (const f of offs) f();
+      await hosts?.stop();
+    },
+  };
+  if (hosts) m.hosts = hosts;
+  return m;
+}
+
+/** The cloud as a controller module (controller/main.ts ControllerModule shape). */
+export function cloudModule(o: CloudOptions = {}): { name: string; install(s: CloudServices): void; start(): Promise<void>; stop(): Promise<void> } {
+  let m: CloudModule | undefined;
+  return {
+    name: 'cloud',
+    install: (s) => {
+      m = installCloud(s, o);
+    },
+    start: async () => m?.start(),
+    stop: async () => m?.stop(),
+  };
+}

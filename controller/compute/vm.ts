@@ -1,0 +1,678 @@
+// VMs in the cloud: create as a journaled flow with rollback, and the lifecycle actions.
+//
+// vm-create steps (each rollback releases what its run acquired; a failure anywhere leaves no
+// domain, volume, IP, DHCP entry or reservation — only the error):
+//   record       the VM resource (Starting)                       ⟲ delete it
+//   host         allocate a host, reserve CPU/memory              ⟲ release the reservation
+//   ips          a NIC per L3 with an address (static or next)    ⟲ release addresses, delete NICs
+//   root-volume  PS reservation, image cache, linked clone        ⟲ delete volume, release PS
+//   data-volumes empty volumes of the data disk offerings         ⟲ delete them
+//   bridges      the L2 bridges on the host (shared; kept)
+//   dhcp         flat namespace + DHCP entry + metadata record    ⟲ remove entry and record
+//   start        vm/start (InstantStart)                          ⟲ vm/destroy
+// Test-only fault injection: TSTACK_FAULT_INJECT=vm-create:<step> (cloud/common.ts).
+import { randomBytes, randomUUID } from 'node:crypto';
+import { TStackError } from '../../shared/errors.js';
+import { logger } from '../../shared/log.js';
+import * as K from '../../shared/protocol/kvm.js';
+import * as S from '../../shared/protocol/storage.js';
+import type { ApiRegistry, OpContext } from '../api/registry.js';
+import type { Resource } from '../store/types.js';
+import { mustKindDef, prepareCreate } from '../model/index.js';
+import { allocateHost, releaseHost } from '../allocator/host.js';
+import { allocateIp, releaseIp } from '../allocator/ip.js';
+import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
+import { Obj } from '../../shared/protocol/schema.js';
+import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
+import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { imageStoreRef, psSpec } from '../storage/index.js';
+import { addNicServices, ensureBridge, removeNicServices } from '../network/index.js';
+import { attachedTo } from '../model/attachments.js';
+
+const log = logger('vm');
+
+interface NicRec {
+  uuid: string;
+  l3NetworkUuid: string;
+  ip: string;
+  mac: string;
+  netmask: string;
+  gateway: string;
+  ipRangeUuid: string;
+  deviceId: number;
+}
+
+interface VolRec {
+  uuid: string;
+  psUuid?: string;
+  hostUuid?: string;
+  size: number;
+}
+
+export interface VmCreateData extends Record<string, unknown> {
+  vm: Resource;
+  hostUuid?: string;
+  nics: NicRec[];
+  root?: VolRec;
+  data: VolRec[];
+  services: string[];
+  started?: boolean;
+}
+
+const randomMac = (): string => ['fa', ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+const safeName = (s: string): string => (s.replace(/[^A-Za-z0-9_.:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'vm');
+
+export function vmHostname(vm: Resource): string {
+  if (typeof vm.hostname === 'string' && vm.hostname) return vm.hostname;
+  const n = String(vm.name).toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(n) ? n : `vm-${vm.uuid.slice(0, 8)}`;
+}
+
+/** Where a volume lives for agent calls: its host (local storage) or the given host. */
+async function psOfVolume(d: CloudDeps, vol: Resource): Promise<Resource> {
+  return mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+}
+
+async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string): Promise<void> {
+  const rec = await d.store.get(vol.uuid);
+  const psUuid = vol.psUuid ?? (rec?.primaryStorageUuid as string | undefined);
+  const hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
+  if (psUuid && hostUuid) {
+    const ps = await d.store.get(psUuid);
+    if (ps) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
+  }
+  if (psUuid) await releasePrimaryStorage(d.store, psUuid, vol.uuid);
+  if (rec) await d.store.delete(vol.uuid);
+}
+
+/** A volume on primary storage as the kvmagent wants it. */
+function volumeSpec(vol: Resource, deviceIndex: number): K.VolumeSpecT {
+  return { uuid: vol.uuid, source: vol.source as K.VolumeSourceT, bus: 'virtio', cache: 'writeback', serial: vol.uuid.replace(/-/g, '').slice(0, 20), deviceIndex };
+}
+
+/** The L2 of an L3 and its bridge on a host. */
+async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string): Promise<string> {
+  const l3 = await mustGet(d.store, l3NetworkUuid, 'l3-network');
+  const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
+  return ensureBridge(d, hostUuid, l2);
+}
+
+async function nicsOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
+  return (await d.store.byParent('vm-nic', vmUuid)).sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
+}
+
+async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
+  const r = await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: vmUuid }] });
+  return r.items.filter((v) => v.type === 'Data' && v.status === 'Ready').sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
+}
+
+/** DHCP entries + metadata of every NIC of the VM on a host. */
+async function addServices(d: CloudDeps, vm: Resource, hostUuid: string): Promise<void> {
+  for (const nic of await nicsOf(d, vm.uuid)) {
+    const bridge = await bridgeFor(d, hostUuid, String(nic.l3NetworkUuid));
+    const meta: { hostname: string; userData?: string; sshKey?: string } = { hostname: vmHostname(vm) };
+    if (typeof vm.userData === 'string') meta.userData = vm.userData;
+    if (typeof vm.sshKey === 'string') meta.sshKey = vm.sshKey;
+    await addNicServices(d, hostUuid, vm, { l3NetworkUuid: String(nic.l3NetworkUuid), mac: String(nic.mac), ip: String(nic.ip), bridge }, meta);
+  }
+}
+
+async function removeServices(d: CloudDeps, vmUuid: string, hostUuid: string, nics?: Array<{ l3NetworkUuid: string; mac: string; ip: string }>): Promise<void> {
+  const list = nics ?? (await nicsOf(d, vmUuid)).map((n) => ({ l3NetworkUuid: String(n.l3NetworkUuid), mac: String(n.mac), ip: String(n.ip) }));
+  for (const n of list) await removeNicServices(d, hostUuid, n);
+}
+
+/** The full domain spec of a VM from the inventory, for a host. */
+async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.VmSpecT> {
+  const root = await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
+  const nics: K.NicSpecT[] = [];
+  for (const n of await nicsOf(d, vm.uuid)) nics.push({ uuid: n.uuid, mac: String(n.mac), bridge: await bridgeFor(d, host.uuid, String(n.l3NetworkUuid)), model: 'virtio' });
+  const data = (await dataVolumesOf(d, vm.uuid)).map((v, i) => volumeSpec(v, Number(v.deviceId ?? i + 1)));
+  const spec: K.VmSpecT = {
+    uuid: vm.uuid,
+    name: safeName(String(vm.name)),
+    cpuNum: Number(vm.cpuNum),
+    memorySize: Number(vm.memorySize),
+    cpuMode: 'default',
+    virtType: host.virtType === 'kvm' ? 'kvm' : 'qemu',
+    rootVolume: volumeSpec(root, 0),
+    dataVolumes: data,
+    cdroms: typeof vm._isoPath === 'string' ? [vm._isoPath] : [],
+    nics,
+    bootOrder: typeof vm._isoPath === 'string' && vm._bootFromIso === true ? ['cdrom', 'hd'] : ['hd'],
+    console: /^\d+\.\d+\.\d+\.\d+$/.test(String(host.managementIp)) ? { type: 'vnc', listen: String(host.managementIp) } : { type: 'vnc' },
+  };
+  const ps = await psOfVolume(d, root);
+  if (ps.type === 'LocalStorage' || ps.type === 'SharedMountPoint') spec.serialLogPath = `${psSpec(ps).type === 'ceph' ? '' : (psSpec(ps) as { path: string }).path}/serial-${vm.uuid}.log`;
+  return spec;
+}
+
+async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string): Promise<K.VmSpecT> {
+  const host = await mustGet(d.store, hostUuid, 'host');
+  const spec = await buildSpec(d, vm, host);
+  await d.agentClient.call(K.VmStart, { url: `http://${String(host.managementIp)}:${(host._agents as Record<string, { port: number }>).kvmagent!.port}`, token: (host._agents as Record<string, { token: string }>).kvmagent!.token }, { spec });
+  return spec;
+}
+
+/** The host a stopped VM must start on (local storage pins it), if any. */
+async function pinnedHost(d: CloudDeps, vm: Resource): Promise<string | undefined> {
+  const root = await d.store.get(String(vm.rootVolumeUuid));
+  if (!root) return undefined;
+  const ps = await d.store.get(String(root.primaryStorageUuid));
+  return ps?.type === 'LocalStorage' ? (root.hostUuid as string | undefined) : undefined;
+}
+
+async function l2sOf(d: CloudDeps, l3Uuids: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const u of l3Uuids) out.push(String((await mustGet(d.store, u, 'l3-network')).parentUuid));
+  return [...new Set(out)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// create flow
+
+const FLOW = 'vm-create';
+type Ctx = FlowContext<VmCreateData>;
+const deps = (ctx: Ctx): CloudDeps => depsOf(ctx.store);
+
+const steps: Array<FlowStep<VmCreateData>> = [
+  {
+    name: 'record',
+    async run(ctx) {
+      if (!(await ctx.store.get(ctx.data.vm.uuid))) await ctx.store.create({ ...ctx.data.vm, state: 'Starting' });
+      injectFault(FLOW, 'record');
+    },
+    async rollback(ctx) {
+      await ctx.store.delete(ctx.data.vm.uuid);
+    },
+  },
+  {
+    name: 'host',
+    async run(ctx) {
+      const d = deps(ctx);
+      const vm = ctx.data.vm;
+      const req: Parameters<typeof allocateHost>[1] = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), hypervisorType: 'KVM' };
+      if (typeof vm.requestedHostUuid === 'string') req.hostUuid = vm.requestedHostUuid;
+      if (typeof vm.requestedClusterUuid === 'string') req.clusterUuid = vm.requestedClusterUuid;
+      if (typeof vm.requestedZoneUuid === 'string') req.zoneUuid = vm.requestedZoneUuid;
+      if (typeof vm.primaryStorageUuidForRootVolume === 'string') req.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
+      if (typeof vm.allocatorStrategy === 'string') req.strategy = vm.allocatorStrategy as 'least-used';
+      const a = await allocateHost(ctx.store, req, vm.uuid);
+      ctx.data.hostUuid = a.hostUuid;
+      await ctx.save();
+      await ctx.store.update(vm.uuid, { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' });
+      injectFault(FLOW, 'host');
+    },
+    async rollback(ctx) {
+      if (ctx.data.hostUuid) await releaseHost(ctx.store, ctx.data.hostUuid, ctx.data.vm.uuid);
+    },
+  },
+  {
+    name: 'ips',
+    async run(ctx) {
+      const vm = ctx.data.vm;
+      const statics = (vm.staticIps as Array<{ l3NetworkUuid: string; ip: string }> | undefined) ?? [];
+      const host = await mustGet(ctx.store, ctx.data.hostUuid!, 'host');
+      for (const [i, l3] of (vm.l3NetworkUuids as string[]).entries()) {
+        if (ctx.data.nics.some((n) => n.l3NetworkUuid === l3)) continue;
+        const nicUuid = randomUUID();
+        const req: Parameters<typeof allocateIp>[1] = { l3NetworkUuid: l3, owner: nicUuid };
+        const st = statics.find((s) => s.l3NetworkUuid === l3);
+        if (st) req.ip = st.ip;
+        const a = await allocateIp(ctx.store, req);
+        const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac: randomMac(), netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
+        ctx.data.nics.push(nic);
+        await ctx.save();
+        await ctx.store.create({
+          ...nic,
+          kind: 'vm-nic',
+          name: `${vm.name}-nic${i}`,
+          createDate: '',
+          lastOpDate: '',
+          ownerAccountUuid: vm.ownerAccountUuid,
+          tags: [],
+          parentUuid: vm.uuid,
+          vmInstanceUuid: vm.uuid,
+          clusterUuid: host.parentUuid,
+          internalName: `vn${nicUuid.replace(/-/g, '').slice(0, 11)}`,
+        });
+      }
+      const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
+      await ctx.store.update(vm.uuid, { vmNics });
+      injectFault(FLOW, 'ips');
+    },
+    async rollback(ctx) {
+      for (const n of ctx.data.nics) {
+        await releaseIp(ctx.store, n.l3NetworkUuid, n.ip, n.uuid);
+        await ctx.store.delete(n.uuid);
+      }
+    },
+  },
+  {
+    name: 'root-volume',
+    async run(ctx) {
+      const d = deps(ctx);
+      const vm = ctx.data.vm;
+      const hostUuid = ctx.data.hostUuid!;
+      const host = await mustGet(ctx.store, hostUuid, 'host');
+      const image = await mustGet(ctx.store, String(vm.imageUuid), 'image');
+      if (image.status !== 'Ready') throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is ${String(image.status)}, not Ready`, { field: 'imageUuid' });
+      const iso = image.mediaType === 'ISO';
+      let rootSize = Number(vm.rootDiskSize ?? 0);
+      if (typeof vm.rootDiskOfferingUuid === 'string') rootSize = Number((await mustGet(ctx.store, vm.rootDiskOfferingUuid, 'disk-offering')).diskSize);
+      const size = Math.max(rootSize, iso ? 0 : Number(image.size ?? 0));
+      const volUuid = ctx.data.root?.uuid ?? randomUUID();
+      ctx.data.root = { uuid: volUuid, size, hostUuid };
+      await ctx.save();
+      const psReq: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid: String(host.parentUuid) };
+      if (typeof vm.primaryStorageUuidForRootVolume === 'string') psReq.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
+      const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, psReq, volUuid);
+      ctx.data.root.psUuid = ps.uuid;
+      await ctx.save();
+      if (!(await ctx.store.get(volUuid))) {
+        await ctx.store.create({
+          uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
+          type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, rootImageUuid: image.uuid, deviceId: 0, size,
+        });
+      }
+      const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
+      if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
+      const storeRef = await imageStoreRef(d, ref.backupStorageUuid);
+      ctx.progress(30, 'image cache');
+      const cached = await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: image.uuid, imageStore: storeRef });
+      const vol = iso
+        ? await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size })
+        : await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid });
+      await ctx.store.update(volUuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize });
+      const patch: Partial<Resource> = { rootVolumeUuid: volUuid, allVolumes: [volUuid] };
+      if (iso && cached.source.type === 'file') {
+        patch._isoPath = cached.source.path;
+        patch._bootFromIso = true;
+      }
+      await ctx.store.update(vm.uuid, patch);
+      injectFault(FLOW, 'root-volume');
+    },
+    async rollback(ctx) {
+      if (ctx.data.root) await deleteVolumeEverywhere(deps(ctx), ctx.data.root, ctx.data.hostUuid);
+    },
+  },
+  {
+    name: 'data-volumes',
+    async run(ctx) {
+      const d = deps(ctx);
+      const vm = ctx.data.vm;
+      const hostUuid = ctx.data.hostUuid!;
+      const host = await mustGet(ctx.store, hostUuid, 'host');
+      const offerings = (vm.dataDiskOfferingUuids as string[] | undefined) ?? [];
+      for (const [i, off] of offerings.entries()) {
+        if (ctx.data.data[i]?.psUuid && (await ctx.store.get(ctx.data.data[i]!.uuid))?.status === 'Ready') continue;
+        const o = await mustGet(ctx.store, off, 'disk-offering');
+        const rec: VolRec = ctx.data.data[i] ?? { uuid: randomUUID(), size: Number(o.diskSize), hostUuid };
+        ctx.data.data[i] = rec;
+        await ctx.save();
+        const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, { size: rec.size, clusterUuid: String(host.parentUuid) }, rec.uuid);
+        rec.psUuid = ps.uuid;
+        await ctx.save();
+        if (!(await ctx.store.get(rec.uuid))) {
+          await ctx.store.create({
+            uuid: rec.uuid, kind: 'volume', name: `DATA-${i + 1}-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
+            type: 'Data', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, diskOfferingUuid: off, deviceId: i + 1, size: rec.size, format: 'qcow2',
+          });
+        }
+        const vol = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, size: rec.size });
+        await ctx.store.update(rec.uuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize });
+      }
+      if (ctx.data.data.length) await ctx.store.update(vm.uuid, { allVolumes: [ctx.data.root!.uuid, ...ctx.data.data.map((v) => v.uuid)] });
+      injectFault(FLOW, 'data-volumes');
+    },
+    async rollback(ctx) {
+      for (const v of ctx.data.data) await deleteVolumeEverywhere(deps(ctx), v, ctx.data.hostUuid);
+    },
+  },
+  {
+    name: 'bridges',
+    async run(ctx) {
+      for (const l3 of ctx.data.vm.l3NetworkUuids as string[]) await bridgeFor(deps(ctx), ctx.data.hostUuid!, l3);
+      injectFault(FLOW, 'bridges');
+    },
+  },
+  {
+    name: 'dhcp',
+    async run(ctx) {
+      ctx.data.services = ctx.data.nics.map((n) => n.uuid);
+      await ctx.save();
+      const vm = await mustGet(ctx.store, ctx.data.vm.uuid, 'vm-instance');
+      await addServices(deps(ctx), vm, ctx.data.hostUuid!);
+      injectFault(FLOW, 'dhcp');
+    },
+    async rollback(ctx) {
+      if (ctx.data.services.length && ctx.data.hostUuid) await removeServices(deps(ctx), ctx.data.vm.uuid, ctx.data.hostUuid, ctx.data.nics);
+    },
+  },
+  {
+    name: 'start',
+    async run(ctx) {
+      const d = deps(ctx);
+      const vm = await mustGet(ctx.store, ctx.data.vm.uuid, 'vm-instance');
+      if (vm.strategy === 'CreateStopped') {
+        await releaseHost(ctx.store, ctx.data.hostUuid!, vm.uuid);
+        await ctx.store.update(vm.uuid, { state: 'Stopped', hostUuid: undefined });
+        return;
+      }
+      ctx.data.started = true;
+      await ctx.save();
+      ctx.progress(80, 'starting the VM');
+      const spec = await startOnHost(d, vm, ctx.data.hostUuid!);
+      await ctx.store.update(vm.uuid, { state: 'Running', serialLogPath: spec.serialLogPath });
+      injectFault(FLOW, 'start');
+    },
+    async rollback(ctx) {
+      if (ctx.data.started && ctx.data.hostUuid) await callHost(deps(ctx), ctx.data.hostUuid, 'kvmagent', K.VmDestroy, { uuid: ctx.data.vm.uuid });
+    },
+  },
+];
+
+export const vmCreateFlow: FlowDef<VmCreateData> = { name: FLOW, steps, onResume: 'rollback' };
+
+async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const p = await prepareCreate(d.store, mustKindDef('vm-instance'), body, {
+    ownerAccountUuid: oc.principal.accountUuid,
+    canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid || r.ownerAccountUuid === oc.adminAccountUuid,
+  });
+  const vm: Resource = { ...p.resource, state: 'Starting', vmNics: [], allVolumes: [] };
+  const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [vm.uuid] };
+  if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+  await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts);
+  return mustGet(d.store, vm.uuid, 'vm-instance');
+}
+
+// ---------------------------------------------------------------------------------------------
+// lifecycle
+
+async function inQueue<T>(d: CloudDeps, vmUuid: string, fn: () => Promise<T>): Promise<T> {
+  return d.engine.queues.run([vmUuid], fn);
+}
+
+/** Move state from → via (transitional) and run fn; on failure go back to the state it had. */
+async function withTransition(d: CloudDeps, vmUuid: string, from: string[], via: string, fn: (vm: Resource) => Promise<Partial<Resource> & { state: string }>): Promise<Resource> {
+  return inQueue(d, vmUuid, async () => {
+    const cur = await mustGet(d.store, vmUuid, 'vm-instance');
+    if (!from.includes(String(cur.state))) throw new TStackError('CONFLICT', `VM ${cur.name} is ${String(cur.state)}; this needs it ${from.join(' or ')}`, { state: cur.state });
+    const vm = await d.store.transition(vmUuid, String(cur.state), via);
+    try {
+      const patch = await fn(vm);
+      return await d.store.update(vmUuid, patch);
+    } catch (e) {
+      await d.store.update(vmUuid, { state: String(cur.state) }).catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+const startFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?: boolean; started?: boolean }> = {
+  name: 'vm-start',
+  onResume: 'rollback',
+  steps: [
+    {
+      name: 'host',
+      async run(ctx) {
+        const d = depsOf(ctx.store);
+        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
+        const req: Parameters<typeof allocateHost>[1] = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), hypervisorType: 'KVM' };
+        const pinned = (await pinnedHost(d, vm)) ?? (ctx.data.hostUuid as string | undefined);
+        if (pinned) req.hostUuid = pinned;
+        const a = await allocateHost(ctx.store, req, vm.uuid);
+        ctx.data.hostUuid = a.hostUuid;
+        await ctx.save();
+      },
+      async rollback(ctx) {
+        if (ctx.data.hostUuid) await releaseHost(ctx.store, ctx.data.hostUuid, ctx.data.vmUuid);
+      },
+    },
+    {
+      name: 'dhcp',
+      async run(ctx) {
+        const d = depsOf(ctx.store);
+        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
+        const last = vm.lastHostUuid as string | undefined;
+        if (last && last !== ctx.data.hostUuid && (await ctx.store.get(last))) await removeServices(d, vm.uuid, last).catch(() => undefined);
+        ctx.data.services = true;
+        await ctx.save();
+        await addServices(d, vm, ctx.data.hostUuid!);
+      },
+      async rollback(ctx) {
+        if (ctx.data.services) await removeServices(depsOf(ctx.store), ctx.data.vmUuid, ctx.data.hostUuid!);
+      },
+    },
+    {
+      name: 'start',
+      async run(ctx) {
+        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
+        ctx.data.started = true;
+        await ctx.save();
+        const spec = await startOnHost(depsOf(ctx.store), vm, ctx.data.hostUuid!);
+        await ctx.store.update(vm.uuid, { serialLogPath: spec.serialLogPath, _bootFromIso: false });
+      },
+      async rollback(ctx) {
+        if (ctx.data.started) await callHost(depsOf(ctx.store), ctx.data.hostUuid!, 'kvmagent', K.VmDestroy, { uuid: ctx.data.vmUuid });
+      },
+    },
+  ],
+};
+
+async function startVm(vm0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const vm = await mustGet(d.store, vm0.uuid, 'vm-instance');
+  if (!['Stopped', 'Created'].includes(String(vm.state))) throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; only a Stopped VM can be started`, { state: vm.state });
+  await d.store.transition(vm.uuid, String(vm.state), 'Starting');
+  try {
+    const data: { vmUuid: string; hostUuid?: string } = { vmUuid: vm.uuid };
+    if (typeof params.hostUuid === 'string') data.hostUuid = params.hostUuid;
+    const out = await d.engine.run(startFlow, data, { lockKeys: [vm.uuid] });
+    return await d.store.update(vm.uuid, { state: 'Running', hostUuid: out.hostUuid, lastHostUuid: out.hostUuid });
+  } catch (e) {
+    await d.store.update(vm.uuid, { state: 'Stopped' }).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function stopVm(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  return withTransition(d, vm.uuid, ['Running', 'Paused', 'Unknown'], 'Stopping', async (v) => {
+    const hostUuid = String(v.hostUuid);
+    await callHost(d, hostUuid, 'kvmagent', K.VmStop, { uuid: v.uuid, type: params.type === 'cold' ? 'force' : 'grace', timeoutMs: 60_000 });
+    await releaseHost(d.store, hostUuid, v.uuid);
+    return { state: 'Stopped', hostUuid: undefined, lastHostUuid: hostUuid };
+  });
+}
+
+const simple = (cmd: typeof K.VmReboot | typeof K.VmPause | typeof K.VmResume, from: string[], via: string, to: string) => async (vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> => {
+  const d = depsOf(oc.store);
+  return withTransition(d, vm.uuid, from, via, async (v) => {
+    await callHost(d, String(v.hostUuid), 'kvmagent', cmd as typeof K.VmPause, { uuid: v.uuid });
+    return { state: to };
+  });
+};
+
+/** DELETE: destroy (recoverable until expunged): the domain goes, the VM keeps its volumes and IPs. */
+async function destroyVm(vm: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  return withTransition(d, vm.uuid, ['Running', 'Paused', 'Stopped', 'Unknown', 'Created', 'Error'], 'Destroying', async (v) => {
+    const hostUuid = v.hostUuid as string | undefined;
+    if (hostUuid) {
+      await callHost(d, hostUuid, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
+      await releaseHost(d.store, hostUuid, v.uuid);
+    }
+    const where = hostUuid ?? (v.lastHostUuid as string | undefined);
+    if (where && (await d.store.get(where))) await removeServices(d, v.uuid, where);
+    return { state: 'Destroyed', hostUuid: undefined, lastHostUuid: where };
+  });
+}
+
+async function recoverVm(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  return inQueue(d, vm.uuid, () => d.store.transition(vm.uuid, 'Destroyed', 'Stopped'));
+}
+
+/** Remove a destroyed VM for good: domain (again), volumes, DHCP entries, IPs, NICs, the record. */
+async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  return inQueue(d, vm.uuid, async () => {
+    const v = await d.store.transition(vm.uuid, 'Destroyed', 'Expunging');
+    try {
+      const last = v.lastHostUuid as string | undefined;
+      const hostOk = last !== undefined && (await d.store.get(last)) !== undefined;
+      if (hostOk) {
+        await callHost(d, last, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
+        await removeServices(d, v.uuid, last);
+        await releaseHost(d.store, last, v.uuid);
+      }
+      const vols = (await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: v.uuid }] })).items;
+      for (const vol of vols) {
+        if (vol.type === 'Root' || vol._createdWithVm !== false) await deleteVolumeEverywhere(d, { uuid: vol.uuid, size: Number(vol.size ?? 0) }, last);
+      }
+      for (const nic of await nicsOf(d, v.uuid)) {
+        await releaseIp(d.store, String(nic.l3NetworkUuid), String(nic.ip), nic.uuid);
+        await d.store.delete(nic.uuid);
+      }
+      await d.store.delete(v.uuid);
+      return { ...v, state: 'Expunged' };
+    } catch (e) {
+      await d.store.update(v.uuid, { state: 'Destroyed' }).catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// volumes
+
+async function instantiate(d: CloudDeps, vol: Resource, vm: Resource): Promise<Resource> {
+  const hostUuid = String(vm.hostUuid ?? vm.lastHostUuid);
+  const host = await mustGet(d.store, hostUuid, 'host');
+  const size = Number(vol.size ?? 0);
+  const req: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid: String(host.parentUuid) };
+  if (typeof vol.primaryStorageUuid === 'string') req.primaryStorageUuid = vol.primaryStorageUuid;
+  const { primaryStorage: ps } = await allocatePrimaryStorage(d.store, req, vol.uuid);
+  try {
+    const info = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: vol.uuid, size });
+    return await d.store.update(vol.uuid, { status: 'Ready', primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, source: info.source, installPath: info.installPath, format: info.format, size: info.size, actualSize: info.actualSize });
+  } catch (e) {
+    await releasePrimaryStorage(d.store, ps.uuid, vol.uuid);
+    throw e;
+  }
+}
+
+async function attachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const volUuid = String(params.volumeUuid);
+  return d.engine.queues.run([vm.uuid, volUuid], async () => {
+    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
+    let vol = await mustGet(d.store, volUuid, 'volume', 'attachVolume.volumeUuid');
+    if (vol.ownerAccountUuid !== v.ownerAccountUuid) throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: not your volume', { field: 'attachVolume.volumeUuid' });
+    if (vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: a root volume cannot be attached', { field: 'attachVolume.volumeUuid' });
+    if (vol.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${vol.name} is attached to VM ${String(vol.vmInstanceUuid)}`);
+    if (!['Running', 'Stopped', 'Paused'].includes(String(v.state))) throw new TStackError('CONFLICT', `VM ${v.name} is ${String(v.state)}`);
+    if (vol.status !== 'Ready') vol = await instantiate(d, vol, v);
+    else if (vol.hostUuid && vol.hostUuid !== (v.hostUuid ?? v.lastHostUuid)) {
+      const ps = await d.store.get(String(vol.primaryStorageUuid));
+      if (ps?.type === 'LocalStorage') throw new TStackError('CONFLICT', `volume ${vol.name} is on the local storage of another host`);
+    }
+    const used = new Set((await dataVolumesOf(d, v.uuid)).map((x) => Number(x.deviceId)));
+    let dev = 1;
+    while (used.has(dev)) dev++;
+    if (v.state === 'Running' || v.state === 'Paused') {
+      await callHost(d, String(v.hostUuid), 'kvmagent', K.VmAttachVolume, { uuid: v.uuid, volume: volumeSpec(vol, dev) });
+    }
+    await d.store.update(vol.uuid, { vmInstanceUuid: v.uuid, deviceId: dev, _createdWithVm: false });
+    return d.store.update(v.uuid, { allVolumes: [...new Set([...((v.allVolumes as string[] | undefined) ?? []), vol.uuid])] });
+  });
+}
+
+async function detachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const volUuid = String(params.volumeUuid);
+  return d.engine.queues.run([vm.uuid, volUuid], async () => {
+    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
+    const vol = await mustGet(d.store, volUuid, 'volume', 'detachVolume.volumeUuid');
+    if (vol.vmInstanceUuid !== v.uuid || vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', `detachVolume.volumeUuid: volume ${vol.name} is not a data volume of this VM`, { field: 'detachVolume.volumeUuid' });
+    if (v.state === 'Running' || v.state === 'Paused') await callHost(d, String(v.hostUuid), 'kvmagent', K.VmDetachVolume, { uuid: v.uuid, volumeUuid: vol.uuid });
+    await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined, _createdWithVm: false });
+    return d.store.update(v.uuid, { allVolumes: ((v.allVolumes as string[] | undefined) ?? []).filter((u) => u !== vol.uuid) });
+  });
+}
+
+async function deleteVolume(vol: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  return d.engine.queues.run([vol.uuid], async () => {
+    const v = await mustGet(d.store, vol.uuid, 'volume');
+    if (v.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${v.name} is attached to VM ${String(v.vmInstanceUuid)}; detach it first`);
+    let hostUuid = v.hostUuid as string | undefined;
+    if (!hostUuid && v.primaryStorageUuid) {
+      for (const c of await (await import('../model/attachments.js')).attachedFrom(d.store, 'cluster-primary-storage', String(v.primaryStorageUuid))) {
+        const h = (await d.store.byParent('host', c)).find((x) => x.status === 'Connected');
+        if (h) hostUuid = h.uuid;
+      }
+    }
+    if (v.status === 'Ready' && !hostUuid) throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach the primary storage of volume ${v.name}`);
+    await deleteVolumeEverywhere(d, { uuid: v.uuid, size: Number(v.size ?? 0) }, hostUuid);
+    return v;
+  });
+}
+
+async function consoleOf(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<unknown> {
+  const d = depsOf(oc.store);
+  if (vm.state !== 'Running' && vm.state !== 'Paused') throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; the console needs it running`);
+  const c = await callHost(d, String(vm.hostUuid), 'kvmagent', K.VmConsole, { uuid: vm.uuid });
+  return { vmInstanceUuid: vm.uuid, protocol: c.protocol, hostname: c.host, port: c.port };
+}
+
+// ---------------------------------------------------------------------------------------------
+// VM state from the kvmagent's events
+
+export function watchVmEvents(d: CloudDeps): () => void {
+  return d.bus.onAgentEvent(K.KvmEvents.vmStateChanged, async (e) => {
+    const vmUuid = String(e.data.vmUuid ?? '');
+    const vm = await d.store.get(vmUuid);
+    if (!vm || vm.kind !== 'vm-instance' || vm.hostUuid !== e.hostUuid) return;
+    if (d.engine.queues.busyKeys.includes(vmUuid)) return; // an operation owns the VM now
+    const to = String(e.data.to);
+    const inv = to === 'Running' ? 'Running' : to === 'Paused' || to === 'Suspended' ? 'Paused' : to === 'Stopped' || to === 'Crashed' ? 'Stopped' : undefined;
+    if (!inv || inv === vm.state || !['Running', 'Paused', 'Stopped', 'Unknown'].includes(String(vm.state))) return;
+    await inQueue(d, vmUuid, async () => {
+      const cur = await d.store.get(vmUuid);
+      if (!cur || cur.state === inv || !['Running', 'Paused', 'Unknown'].includes(String(cur.state))) return;
+      const patch: Partial<Resource> = {};
+      if (inv === 'Stopped') {
+        await releaseHost(d.store, String(cur.hostUuid), vmUuid);
+        patch.hostUuid = undefined;
+        patch.lastHostUuid = cur.hostUuid;
+      }
+      await d.store.transition(vmUuid, String(cur.state), inv, patch);
+      log.info({ vm: vmUuid, from: cur.state, to: inv, reason: e.data.reason }, 'VM state changed on its host');
+    });
+  });
+}
+
+const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiRegistry['registerAction']>[2]): void => {
+  if (!reg.action(col, name)?.run) reg.registerAction(col, name, spec);
+};
+
+export function registerComputeApi(reg: ApiRegistry): void {
+  reg.setCreate('vm-instances', { long: true, run: createVm });
+  reg.setDelete('vm-instances', { long: true, run: destroyVm });
+  once(reg, 'vm-instances', 'start', { long: true, run: startVm });
+  once(reg, 'vm-instances', 'stop', { long: true, run: stopVm });
+  once(reg, 'vm-instances', 'reboot', { long: true, run: simple(K.VmReboot, ['Running'], 'Rebooting', 'Running') });
+  once(reg, 'vm-instances', 'pause', { long: true, run: simple(K.VmPause, ['Running'], 'Pausing', 'Paused') });
+  once(reg, 'vm-instances', 'resume', { long: true, run: simple(K.VmResume, ['Paused'], 'Resuming', 'Running') });
+  once(reg, 'vm-instances', 'recover', { long: true, run: recoverVm });
+  once(reg, 'vm-instances', 'expunge', { long: true, run: expungeVm });
+  once(reg, 'vm-instances', 'attachVolume', { long: true, run: attachVolume });
+  once(reg, 'vm-instances', 'detachVolume', { long: true, run: detachVolume });
+  once(reg, 'vm-instances', 'requestConsoleAccess', { long: false, schema: Obj({}), description: 'Where the VNC console of a running VM listens ({protocol, hostname, port})', run: consoleOf });
+  reg.setDelete('volumes', { long: true, run: deleteVolume });
+}
+
+export { attachedTo };

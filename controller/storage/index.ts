@@ -1,0 +1,246 @@
+// Storage in the cloud: image servers (image-store backup storage on a host's storageagent),
+// images (download by URL as a job with the agent's progress events), primary storage attached
+// to clusters (ps/init on every host of the cluster, capacity from the agents).
+//
+// Decisions (docs/cloud.md):
+//  - an image store runs on the storageagent of a host already added: backup storage `hostname`
+//    must be the managementIp of a host; `url` is the directory on that host.
+//  - primary storage `url`: a directory (LocalStorage, SharedMountPoint), nfs://server/export or
+//    server:/export (NFS), ceph://pool (Ceph). LocalStorage capacity is the sum over the hosts.
+import { randomUUID } from 'node:crypto';
+import { TStackError } from '../../shared/errors.js';
+import { logger } from '../../shared/log.js';
+import * as S from '../../shared/protocol/storage.js';
+import type { ApiRegistry, OpContext } from '../api/registry.js';
+import type { Resource } from '../store/types.js';
+import { mustKindDef, prepareCreate } from '../model/index.js';
+import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
+import { agentOf, connectedHosts, depsOf, mustGet, type CloudDeps } from '../cloud/common.js';
+
+const log = logger('storage');
+
+// ---------------------------------------------------------------------------------------------
+// backup storage (image store)
+
+export function imageStoreSpec(bs: Resource): S.ImageStoreSpec {
+  if (bs.type === 'Ceph') return { type: 'ceph', uuid: bs.uuid, pool: String(bs.url).replace(/^ceph:\/\//, '') };
+  return { type: 'dir', uuid: bs.uuid, path: String(bs.url).replace(/^file:\/\//, '') };
+}
+
+async function bsHost(d: CloudDeps, bs: Resource): Promise<Resource> {
+  if (typeof bs._hostUuid === 'string') return mustGet(d.store, bs._hostUuid, 'host');
+  return hostByAddress(d, String(bs.hostname));
+}
+
+async function hostByAddress(d: CloudDeps, addr: string): Promise<Resource> {
+  const r = await d.store.list({ kind: 'host', filters: [{ field: 'managementIp', op: '=', value: addr }], limit: 1 });
+  if (r.total === 0) {
+    throw new TStackError('INVALID_ARGUMENT', `hostname: no host with managementIp ${addr}; an image store runs on the storage agent of a host: add the host first`, { field: 'hostname' });
+  }
+  return r.items[0]!;
+}
+
+/** The storage agent endpoint that serves a backup storage (for image-cache pulls). */
+export async function imageStoreRef(d: CloudDeps, bsUuid: string): Promise<{ url: string; token: string; storeUuid: string }> {
+  const bs = await mustGet(d.store, bsUuid, 'backup-storage');
+  const host = await bsHost(d, bs);
+  return { ...agentOf(host, 'storageagent'), storeUuid: bs.uuid };
+}
+
+async function connectBs(d: CloudDeps, bs: Resource): Promise<Resource> {
+  const host = await bsHost(d, bs);
+  try {
+    const cap = await d.agentClient.call(S.ImageStoreInit, agentOf(host, 'storageagent'), { store: imageStoreSpec(bs) });
+    return await d.store.update(bs.uuid, { status: 'Connected', statusReason: undefined, _hostUuid: host.uuid, totalCapacity: cap.totalCapacity, availableCapacity: cap.availableCapacity });
+  } catch (e) {
+    await d.store.update(bs.uuid, { status: 'Disconnected', statusReason: (e as Error).message }).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function createBackupStorage(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const p = await prepareCreate(d.store, mustKindDef('backup-storage'), body, { ownerAccountUuid: oc.adminAccountUuid });
+  if (p.resource.type === 'Ceph') throw new TStackError('NOT_IMPLEMENTED', 'Ceph backup storage is not wired into the controller yet; use ImageStoreBackupStorage', { field: 'type' });
+  if (!String(p.resource.url).replace(/^file:\/\//, '').startsWith('/')) throw new TStackError('INVALID_ARGUMENT', 'url: the image store directory must be an absolute path on the host', { field: 'url' });
+  const host = await hostByAddress(d, String(p.resource.hostname));
+  p.resource._hostUuid = host.uuid;
+  const bs = await d.store.create(p.resource);
+  try {
+    return await connectBs(d, bs);
+  } catch (e) {
+    await d.store.delete(bs.uuid);
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// images
+
+async function createImage(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const def = mustKindDef('image');
+  const p = await prepareCreate(d.store, def, body, { ownerAccountUuid: oc.principal.accountUuid });
+  const img: Resource = await d.store.create<Resource>({ ...p.resource, status: 'Downloading', progress: 0, backupStorageRefs: [] });
+  const bsUuids = img.backupStorageUuids as string[];
+  let url = String(img.url);
+  if (url.startsWith('/')) url = `file://${url}`;
+  const unsub = d.bus.onAgentEvent(S.DOWNLOAD_PROGRESS_EVENT, (e) => {
+    if (e.data.imageUuid !== img.uuid) return;
+    const pct = typeof e.data.percent === 'number' ? Math.floor(e.data.percent) : undefined;
+    if (pct !== undefined) {
+      oc.job?.progress(Math.min(99, pct), `downloading: ${String(e.data.bytes)} bytes (${String(e.data.stage)})`);
+      void d.store.update(img.uuid, { progress: pct }).catch(() => undefined);
+    }
+  });
+  const refs: Array<Record<string, unknown>> = [];
+  try {
+    let info: S.ImageInfo | undefined;
+    for (const bsUuid of bsUuids) {
+      const bs = await mustGet(d.store, bsUuid, 'backup-storage');
+      const host = await bsHost(d, bs);
+      const req: Parameters<typeof d.agentClient.call<typeof S.ImageStoreDownload>>[2] = { store: imageStoreSpec(bs), imageUuid: img.uuid, url, format: img.format as S.ImageFormat };
+      if (typeof img.md5sum === 'string') req.md5 = img.md5sum.toLowerCase();
+      info = await d.agentClient.call(S.ImageStoreDownload, agentOf(host, 'storageagent'), req);
+      refs.push({ backupStorageUuid: bsUuid, installPath: info.installPath, status: 'Ready' });
+      await d.store.update(img.uuid, { backupStorageRefs: refs });
+    }
+    oc.job?.progress(100, 'downloaded');
+    return await d.store.update(img.uuid, { status: 'Ready', progress: 100, size: info!.virtualSize, actualSize: info!.actualSize, md5sum: info!.md5 ?? img.md5sum, backupStorageRefs: refs });
+  } catch (e) {
+    // like ZStack's AddImage: a failed add leaves no image behind
+    for (const r of refs) {
+      const bs = await d.store.get(String(r.backupStorageUuid));
+      if (bs) await deleteFromBs(d, bs, img.uuid).catch(() => undefined);
+    }
+    await d.store.delete(img.uuid);
+    throw e;
+  } finally {
+    unsub();
+  }
+}
+
+async function deleteFromBs(d: CloudDeps, bs: Resource, imageUuid: string): Promise<void> {
+  const host = await bsHost(d, bs);
+  await d.agentClient.call(S.ImageStoreDelete, agentOf(host, 'storageagent'), { store: imageStoreSpec(bs), imageUuid });
+}
+
+async function deleteImage(img: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  for (const r of (img.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined) ?? []) {
+    const bs = await d.store.get(r.backupStorageUuid);
+    if (bs) await deleteFromBs(d, bs, img.uuid);
+  }
+  await d.store.delete(img.uuid);
+  return img;
+}
+
+// ---------------------------------------------------------------------------------------------
+// primary storage
+
+export function psSpec(ps: Resource): S.PrimaryStorageSpec {
+  const url = String(ps.url);
+  switch (ps.type) {
+    case 'LocalStorage':
+      return { type: 'local', uuid: ps.uuid, path: url.replace(/^file:\/\//, '') };
+    case 'SharedMountPoint':
+      return { type: 'sharedmountpoint', uuid: ps.uuid, path: url.replace(/^file:\/\//, '') };
+    case 'NFS': {
+      const m = /^nfs:\/\/([^/]+)(\/.*)$/.exec(url);
+      const spec: S.PrimaryStorageSpec = { type: 'nfs', uuid: ps.uuid, url: m ? `${m[1]}:${m[2]}` : url, mountPath: `/var/lib/tstack/mnt/${ps.uuid}` };
+      if (typeof ps.mountOptions === 'string' && ps.mountOptions) spec.mountOptions = ps.mountOptions;
+      return spec;
+    }
+    case 'Ceph':
+      return { type: 'ceph', uuid: ps.uuid, pool: url.replace(/^ceph:\/\//, '').replace(/\/.*$/, '') };
+    default:
+      throw new TStackError('INVALID_ARGUMENT', `primary storage type ${String(ps.type)} is not supported`);
+  }
+}
+
+/** ps/init on one host; records the host's capacity and recomputes the totals. */
+export async function initPsOnHost(d: CloudDeps, ps: Resource, host: Resource): Promise<void> {
+  const cap = await d.agentClient.call(S.PsInit, agentOf(host, 'storageagent'), { ps: psSpec(ps) });
+  const fresh = (await d.store.get(ps.uuid)) ?? ps;
+  const per = { ...((fresh._hostCapacity as Record<string, { total: number; available: number }> | undefined) ?? {}), [host.uuid]: { total: cap.totalCapacity, available: cap.availableCapacity } };
+  const vals = Object.values(per);
+  // local storage: every host has its own; shared kinds: the same space seen from every host
+  const shared = ps.type !== 'LocalStorage';
+  const total = shared ? Math.max(...vals.map((v) => v.total)) : vals.reduce((a, v) => a + v.total, 0);
+  const avail = shared ? Math.max(...vals.map((v) => v.available)) : vals.reduce((a, v) => a + v.available, 0);
+  await d.store.update(ps.uuid, {
+    _hostCapacity: per,
+    status: 'Connected',
+    statusReason: undefined,
+    totalCapacity: total,
+    availableCapacity: avail,
+    totalPhysicalCapacity: total,
+    availablePhysicalCapacity: avail,
+  });
+}
+
+async function attachPs(cluster: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const ps = await mustGet(d.store, String(params.primaryStorageUuid), 'primary-storage', 'primaryStorageUuid');
+  await attach(d.store, 'cluster-primary-storage', cluster.uuid, ps.uuid, oc.adminAccountUuid);
+  try {
+    for (const h of await connectedHosts(d.store, cluster.uuid)) await initPsOnHost(d, ps, h);
+  } catch (e) {
+    await detach(d.store, 'cluster-primary-storage', cluster.uuid, ps.uuid);
+    throw e;
+  }
+  return mustGet(d.store, cluster.uuid, 'cluster');
+}
+
+async function detachPs(cluster: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const psUuid = String(params.primaryStorageUuid);
+  const vols = await d.store.list({ kind: 'volume', filters: [{ field: 'primaryStorageUuid', op: '=', value: psUuid }, { field: 'clusterUuid', op: '=', value: cluster.uuid }], limit: 1 });
+  if (vols.total > 0) throw new TStackError('CONFLICT', `volumes of cluster ${cluster.name} are on primary storage ${psUuid}; delete them first`);
+  await detach(d.store, 'cluster-primary-storage', cluster.uuid, psUuid);
+  return mustGet(d.store, cluster.uuid, 'cluster');
+}
+
+async function reconnectPs(ps: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  for (const c of await attachedFrom(d.store, 'cluster-primary-storage', ps.uuid)) {
+    for (const h of await connectedHosts(d.store, c)) await initPsOnHost(d, ps, h);
+  }
+  return mustGet(d.store, ps.uuid, 'primary-storage');
+}
+
+/** A host became Connected: prepare every primary storage attached to its cluster. */
+export async function onHostConnectedStorage(d: CloudDeps, host: Resource): Promise<void> {
+  for (const psUuid of await attachedTo(d.store, 'cluster-primary-storage', String(host.parentUuid))) {
+    const ps = await d.store.get(psUuid);
+    if (ps) await initPsOnHost(d, ps, host).catch((e: unknown) => log.warn({ host: host.uuid, ps: psUuid, err: (e as Error).message }, 'ps/init on a connected host failed'));
+  }
+}
+
+// zone ⇄ backup storage (no agent work)
+async function attachBs(zone: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  await attach(oc.store, 'zone-backup-storage', zone.uuid, String(params.backupStorageUuid), oc.adminAccountUuid);
+  return mustGet(oc.store, zone.uuid, 'zone');
+}
+async function detachBs(zone: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  await detach(oc.store, 'zone-backup-storage', zone.uuid, String(params.backupStorageUuid));
+  return mustGet(oc.store, zone.uuid, 'zone');
+}
+
+const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiRegistry['registerAction']>[2]): void => {
+  if (!reg.action(col, name)?.run) reg.registerAction(col, name, spec);
+};
+
+export function registerStorageApi(reg: ApiRegistry): void {
+  reg.setCreate('backup-storage', { long: true, run: createBackupStorage });
+  once(reg, 'backup-storage', 'reconnect', { long: true, adminOnly: true, run: (bs, _p, oc) => connectBs(depsOf(oc.store), bs) });
+  reg.setCreate('images', { long: true, run: createImage });
+  reg.setDelete('images', { long: true, run: deleteImage });
+  once(reg, 'clusters', 'attachPrimaryStorage', { long: true, adminOnly: true, run: attachPs });
+  once(reg, 'clusters', 'detachPrimaryStorage', { long: true, adminOnly: true, run: detachPs });
+  once(reg, 'primary-storage', 'reconnect', { long: true, adminOnly: true, run: reconnectPs });
+  once(reg, 'zones', 'attachBackupStorage', { long: false, adminOnly: true, run: attachBs });
+  once(reg, 'zones', 'detachBackupStorage', { long: false, adminOnly: true, run: detachBs });
+}
+
+export const newUuid = (): string => randomUUID();
