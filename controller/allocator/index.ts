@@ -2,4 +2,5 @@
 export * from './ip.js';
 export * from './host.js';
 export * from './primary-storage.js';
+export * from './mac.js';
 export { capacityNamespace, reserved, reserve, unreserve } from './capacity.js';

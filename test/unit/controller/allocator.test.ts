@@ -138,3 +138,24 @@ describe('controller allocators: with a store', () => {
     assert.deepEqual(rejected.map((r) => r.reason), ['it is Disabled', 'it is Disconnected']);
   });
 });
+
+describe('controller allocators: MAC', () => {
+  it('unique per inventory: a colliding pick tries again; explicit MACs conflict; release frees', async () => {
+    const { allocateMac, claimMac, releaseMac, randomKvmMac } = await import('../../../controller/allocator/mac.js');
+    const store = await openStore({ backend: 'sqlite', path: ':memory:' });
+    try {
+      assert.match(randomKvmMac(), /^52:54:00(:[0-9a-f]{2}){3}$/);
+      const picks = ['52:54:00:00:00:01', '52:54:00:00:00:01', '52:54:00:00:00:02'];
+      const gen = (): string => picks.shift()!;
+      assert.equal(await allocateMac(store, 'nic-a', gen), '52:54:00:00:00:01');
+      assert.equal(await allocateMac(store, 'nic-b', gen), '52:54:00:00:00:02', 'the taken one was skipped');
+      await assert.rejects(claimMac(store, '52:54:00:00:00:01', 'nic-c'), (e: TStackError) => e.code === 'CONFLICT');
+      await releaseMac(store, '52:54:00:00:00:01', 'nic-a');
+      await claimMac(store, '52:54:00:00:00:01', 'nic-c');
+      const many = await Promise.all(Array.from({ length: 200 }, (_, i) => allocateMac(store, `n${i}`)));
+      assert.equal(new Set(many).size, 200);
+    } finally {
+      await store.close();
+    }
+  });
+});
