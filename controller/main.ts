@@ -45,6 +45,64 @@ export interface ControllerOptions {
   printAdminPassword?: boolean;
   /** Called after the store and services exist, before listening (register collections, resumers…). */
   beforeListen?: (c: ControllerServices) => Promise<void> | void;
+  /** Feature modules (hosts, storage, network, VMs…); default builtinModules(). */
+  modules?: ControllerModule[];
+}
+
+/**
+ * A feature of the controller. install() runs before the API listens (register handlers,
+ * actions, job resumers, event listeners); start() after (trackers, timers); stop() on close.
+ */
+export interface ControllerModule {
+  name: string;
+  install(s: ModuleContext): void | Promise<void>;
+  start?(): void | Promise<void>;
+  stop?(): Promise<void>;
+}
+
+export interface ModuleContext extends ControllerServices {
+  dataDir: string;
+  /** The URL agents reach the controller at (known once listening). */
+  controllerUrl: () => string;
+}
+
+/**
+ * A module loaded on demand: a module that fails to load is logged and left out (its
+ * endpoints answer 501) instead of taking the whole controller down.
+ */
+function lazyModule(name: string, load: () => Promise<Omit<ControllerModule, 'name'>>): ControllerModule {
+  let m: Omit<ControllerModule, 'name'> | undefined;
+  return {
+    name,
+    async install(s) {
+      try {
+        m = await load();
+      } catch (e) {
+        log.error({ err: e, module: name }, `module ${name} failed to load; its API answers 501 until fixed`);
+        return;
+      }
+      await m.install(s);
+    },
+    start: async () => m?.start?.(),
+    stop: async () => m?.stop?.(),
+  };
+}
+
+/** The modules a real controller runs. */
+export function builtinModules(): ControllerModule[] {
+  return [
+    lazyModule('hosts', async () => {
+      const { installHostModule } = await import('./host/api.js');
+      let hosts: ReturnType<typeof installHostModule> | undefined;
+      return {
+        install: (s) => {
+          hosts = installHostModule(s, { dataDir: s.dataDir, controllerUrl: s.controllerUrl });
+        },
+        start: () => void hosts?.startTracker(),
+        stop: async () => hosts?.stop(),
+      };
+    }),
+  ];
 }
 
 export interface ControllerServices {
@@ -80,6 +138,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   const store = observedStore(raw, bus);
   let server: Server | undefined;
   const jobs = new JobManager(store, bus);
+  const modules = o.modules ?? builtinModules();
   try {
     const auth = new AuthService(store, o.sessionTtlMs !== undefined ? { sessionTtlMs: o.sessionTtlMs } : {});
     const pw = o.adminPassword ?? process.env.TSTACK_ADMIN_PASSWORD;
@@ -91,6 +150,12 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const registry = o.registry ?? apiRegistry;
     const agentClient = new AgentClient({});
     const services: ControllerServices = { store, auth, jobs, bus, agents, agentClient, registry };
+    let advertised = o.advertiseUrl;
+    const controllerUrl = (): string => {
+      if (!advertised) throw new Error('the controller URL is known once it listens');
+      return advertised;
+    };
+    for (const m of modules) await m.install({ ...services, dataDir: o.dataDir, controllerUrl });
     await o.beforeListen?.(services);
     await jobs.init();
     const apiDeps: Parameters<typeof buildApi>[0] = { store, auth, jobs, bus, agents, registry, agentClient, version };
@@ -106,7 +171,9 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
     const url = `http://${urlHost}:${port}`;
     // the agent client needs to know where agents call back
-    (agentClient as unknown as { opts: { callbackUrl?: string } }).opts.callbackUrl = `${(o.advertiseUrl ?? url).replace(/\/+$/, '')}/v1/agent-callbacks`;
+    advertised = (o.advertiseUrl ?? url).replace(/\/+$/, '');
+    (agentClient as unknown as { opts: { callbackUrl?: string } }).opts.callbackUrl = `${advertised}/v1/agent-callbacks`;
+    for (const m of modules) await m.start?.();
     const gc = setInterval(() => void auth.gcSessions().catch(() => undefined), 600_000);
     gc.unref();
     log.info({ url, store: raw.backend, version }, 'tstack-controller listening');
@@ -116,6 +183,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       port,
       async close() {
         clearInterval(gc);
+        for (const m of [...modules].reverse()) await m.stop?.().catch((e: unknown) => log.warn({ err: e, module: m.name }, 'module stop failed'));
         jobs.close();
         server!.closeAllConnections?.();
         await new Promise<void>((r) => server!.close(() => r()));
@@ -126,6 +194,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     return running;
   } catch (e) {
     jobs.close();
+    for (const m of [...modules].reverse()) await m.stop?.().catch(() => undefined);
     server?.close();
     await raw.close().catch(() => undefined);
     throw e;

@@ -3,6 +3,7 @@
 //   const c = await testController(cleanup);             // admin password 'admin-secret-pw'
 //   const admin = await c.login('admin', c.adminPassword);
 //   const r = await admin.post('/v1/zones', { name: 'z1' });   // { status, body, headers }
+// No feature modules by default (pass `modules: builtinModules()` for hosts, storage…).
 import { join } from 'node:path';
 import { globalCleanup, type Cleanup } from './cleanup.js';
 import { tmpDir, runId } from './tmp.js';
@@ -62,7 +63,7 @@ export const TEST_ADMIN_PASSWORD = 'admin-secret-pw';
 export async function testController(cleanup: Cleanup = globalCleanup, o: Partial<ControllerOptions> & { dataDir?: string } = {}): Promise<TestController> {
   const dataDir = o.dataDir ?? (await tmpDir('ctl'));
   const adminPassword = o.adminPassword ?? TEST_ADMIN_PASSWORD;
-  const c = await startController({ listenHost: '127.0.0.1', listenPort: 0, ...o, dataDir, adminPassword });
+  const c = await startController({ listenHost: '127.0.0.1', listenPort: 0, modules: [], ...o, dataDir, adminPassword });
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
