@@ -107,7 +107,8 @@ export class AgentServer {
     this.handle(common.Ping, async () => this.info());
     this.handle(common.Connect, async (req) => {
       this.hostUuid = req.hostUuid;
-      this.events.configure(req.controllerUrl, req.eventToken, req.hostUuid);
+      // without an event token the agent keeps signing events with its own token
+      this.events.configure(req.controllerUrl, req.eventToken ?? this.opts.token, req.hostUuid);
       this.log.info({ hostUuid: req.hostUuid, controllerUrl: req.controllerUrl }, 'connected to controller');
       return this.info();
     });
