@@ -21,7 +21,7 @@ interface Served {
  * Serves files from dir with Range support, at `rate` bytes/s. A path listed in `dropOnce`
  * gets its connection cut after `dropAt` bytes the first time it is fetched.
  */
-async function fileServer(dir: string, cleanup: ReturnType<typeof useCleanup>, o: { rate?: number; dropOnce?: Set<string>; dropAt?: number } = {}): Promise<Served> {
+async function fileServer(dir: string, cleanup: ReturnType<typeof useCleanup>, o: { rate?: number; dropOnce?: Set<string>; dropAt?: number; noRange?: boolean } = {}): Promise<Served> {
   const requests: Served['requests'] = [];
   const dropped = new Set<string>();
   const server = http.createServer((req, res) => {
@@ -37,7 +37,7 @@ async function fileServer(dir: string, cleanup: ReturnType<typeof useCleanup>, o
     const size = statSync(file).size;
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if (m) {
+    if (m && !o.noRange) {
       start = Number(m[1]);
       res.writeHead(206, { 'content-length': size - start, 'content-range': `bytes ${start}-${size - 1}/${size}`, 'accept-ranges': 'bytes' });
     } else res.writeHead(200, { 'content-length': size, 'accept-ranges': 'bytes' });
@@ -105,7 +105,7 @@ describe('storage: image store downloads (http, file) and export', function () {
   const leftovers = (): string[] => readdirSync(join(storeDir, 'tmp'));
 
   it('resumes an HTTP download after the connection drops halfway, with progress events', async function () {
-    const srv = await fileServer(srcDir, cleanup, { rate: 4 << 20, dropOnce: new Set(['/disk.qcow2']) });
+    const srv = await fileServer(srcDir, cleanup, { rate: 8 << 20, dropOnce: new Set(['/disk.qcow2']) });
     const imageUuid = uuid();
     const t0 = agent.events.length;
     const info = await agent.call(S.ImageStoreDownload, { store, imageUuid, url: `${srv.url}/disk.qcow2`, md5: imgMd5 });
@@ -132,6 +132,15 @@ describe('storage: image store downloads (http, file) and export', function () {
     const last = evs[evs.length - 1]!;
     assert.equal(last.data.stage, 'done');
     assert.equal(last.data.percent, 100);
+    assert.deepEqual(leftovers(), []);
+  });
+
+  it('starts over when the server ignores the range request', async function () {
+    const srv = await fileServer(srcDir, cleanup, { noRange: true, dropOnce: new Set(['/disk.qcow2']) });
+    const info = await agent.call(S.ImageStoreDownload, { store, imageUuid: uuid(), url: `${srv.url}/disk.qcow2`, md5: imgMd5 });
+    assert.equal(info.md5, imgMd5);
+    assert.equal(await fileMd5(info.installPath), imgMd5);
+    assert.equal(srv.requests.length, 2);
     assert.deepEqual(leftovers(), []);
   });
 
@@ -166,7 +175,7 @@ describe('storage: image store downloads (http, file) and export', function () {
     assert.deepEqual(leftovers(), []);
   });
 
-  it('cancels a running download by image uuid', async function () {
+  it('cancels a running download by image uuid and by task id', async function () {
     const srv = await fileServer(srcDir, cleanup, { rate: 1 << 20 });
     const imageUuid = uuid();
     const p = agent.call(S.ImageStoreDownload, { store, imageUuid, url: `${srv.url}/disk.qcow2` });
@@ -179,6 +188,17 @@ describe('storage: image store downloads (http, file) and export', function () {
     assert.equal(n, 1);
     await assert.rejects(p, (e: TStackError) => e.code === 'CANCELLED');
     assert.equal(existsSync(join(storeDir, 'images', imageUuid)), false);
+    assert.deepEqual(leftovers(), []);
+    // and by task id
+    const taskId = `cancel-${uuid()}`;
+    const p2 = agent.call(S.ImageStoreDownload, { store, imageUuid, url: `${srv.url}/disk.qcow2` }, { taskId });
+    let m = 0;
+    while (m === 0 && Date.now() < deadline + 10_000) {
+      await new Promise((r) => setTimeout(r, 300));
+      m = (await agent.call(S.ImageStoreCancel, { taskId })).cancelled;
+    }
+    assert.equal(m, 1);
+    await assert.rejects(p2, (e: TStackError) => e.code === 'CANCELLED');
     assert.deepEqual(leftovers(), []);
   });
 
