@@ -54,7 +54,8 @@ function cdromBus(spec: Pick<VmSpecT, 'machine'>): 'ide' | 'scsi' {
 }
 
 interface CdromSlot {
-  path: string;
+  /** Undefined: an empty drive waiting for vm/attach-iso. */
+  path?: string;
   target: string;
   bus: 'ide' | 'scsi';
   alias: string;
@@ -65,7 +66,9 @@ interface CdromSlot {
 export function cdromSlots(spec: VmSpecT): CdromSlot[] {
   const bus = cdromBus(spec);
   const used = new Set([spec.rootVolume, ...spec.dataVolumes].filter((v) => BUS_PREFIX[v.bus] === BUS_PREFIX[bus]).map((v) => v.deviceIndex));
-  const want = [...spec.cdroms.map((p) => ({ path: p, configDrive: false })), ...(spec.configDrive ? [{ path: spec.configDrive, configDrive: true }] : [])];
+  const isos: Array<{ path?: string; configDrive: boolean }> = spec.cdroms.map((p) => ({ path: p, configDrive: false }));
+  while (isos.length < (spec.isoSlots ?? 0)) isos.push({ configDrive: false });
+  const want = [...isos, ...(spec.configDrive ? [{ path: spec.configDrive, configDrive: true }] : [])];
   const max = bus === 'ide' ? 4 : 26;
   const out: CdromSlot[] = [];
   let idx = 0;
@@ -73,7 +76,9 @@ export function cdromSlots(spec: VmSpecT): CdromSlot[] {
   for (const w of want) {
     while (used.has(idx) && idx < max) idx++;
     if (idx >= max) throw new Error('no free CD-ROM slot');
-    out.push({ path: w.path, target: targetDev(bus, idx), bus, alias: w.configDrive ? 'ua-cidata' : `ua-cdrom-${n++}`, configDrive: w.configDrive });
+    const slot: CdromSlot = { target: targetDev(bus, idx), bus, alias: w.configDrive ? 'ua-cidata' : `ua-cdrom-${n++}`, configDrive: w.configDrive };
+    if (w.path !== undefined) slot.path = w.path;
+    out.push(slot);
     idx++;
   }
   return out;
@@ -120,6 +125,7 @@ export function specProblems(spec: VmSpecT): FieldError[] {
     taps.add(t);
     if (/^(vnet|macvtap|macvlan|vif)/.test(t)) p.push({ field: `spec.nics.${i}.internalName`, reason: 'prefix reserved by libvirt' });
   });
+  if (spec.isoSlots !== undefined && spec.isoSlots < spec.cdroms.length) p.push({ field: 'spec.isoSlots', reason: `must be ≥ the number of cdroms (${spec.cdroms.length})` });
   if (new Set(spec.bootOrder).size !== spec.bootOrder.length) p.push({ field: 'spec.bootOrder', reason: 'device listed twice' });
   return p;
 }
@@ -178,7 +184,7 @@ function cdromXml(c: CdromSlot, bootOrder: number | undefined, i: string): strin
   const out = [
     `${i}<disk type='file' device='cdrom'>`,
     `${i}  <driver name='qemu' type='raw'/>`,
-    `${i}  <source file='${esc(c.path)}'/>`,
+    ...(c.path !== undefined ? [`${i}  <source file='${esc(c.path)}'/>`] : []),
     `${i}  <target dev='${c.target}' bus='${c.bus}'/>`,
     `${i}  <readonly/>`,
   ];
@@ -232,7 +238,7 @@ export function buildDomainXml(spec: VmSpecT): string {
   let order = 1;
   for (const d of spec.bootOrder) {
     if (d === 'hd') boot.hd = order++;
-    else if (d === 'cdrom' && cdroms.some((c) => !c.configDrive)) boot.cdrom = order++;
+    else if (d === 'cdrom' && cdroms.some((c) => !c.configDrive && c.path !== undefined)) boot.cdrom = order++;
     else if (d === 'network' && spec.nics.length > 0) boot.network = order++;
   }
 
@@ -281,8 +287,8 @@ export function buildDomainXml(spec: VmSpecT): string {
   for (const v of spec.dataVolumes) x.push(diskXml(v, { indent: '    ' }));
   let firstIso = true;
   for (const c of cdroms) {
-    const bo = !c.configDrive && firstIso ? boot.cdrom : undefined;
-    if (!c.configDrive) firstIso = false;
+    const bo = !c.configDrive && c.path !== undefined && firstIso ? boot.cdrom : undefined;
+    if (!c.configDrive && c.path !== undefined) firstIso = false;
     x.push(cdromXml(c, bo, '    '));
   }
   spec.nics.forEach((n, i) => x.push(nicXml(n, { indent: '    ', ...(i === 0 && boot.network !== undefined ? { bootOrder: boot.network } : {}) })));
@@ -373,6 +379,8 @@ export function parseDomainXml(xml: string): ParsedDomain {
     else if (attr(src, 'protocol')) v.source = `${attr(src, 'protocol')}:${attr(src, 'name') ?? ''}`;
     const serial = str(disk.serial);
     if (serial) v.serial = serial;
+    const slot = alias ? /^ua-cdrom-(\d+)$/.exec(alias) : null;
+    if (slot) v.isoSlot = Number(slot[1]);
     out.devices.volumes.push(v);
   }
   for (const nic of (dev.interface as Node[] | undefined) ?? []) {

@@ -28,7 +28,7 @@ export interface KvmAgent {
   stop(): Promise<void>;
 }
 
-export const KVM_CAPABILITIES = ['vm', 'vm.hotplug.volume', 'vm.hotplug.nic', 'vm.snapshot.external', 'vm.cpu-memory.live', 'l2.novlan', 'l2.vlan', 'l2.vxlan', 'state-events'];
+export const KVM_CAPABILITIES = ['vm', 'vm.hotplug.volume', 'vm.hotplug.nic', 'vm.snapshot.external', 'vm.cpu-memory.live', 'vm.iso.live', 'vm.volume.resize.live', 'l2.novlan', 'l2.vlan', 'l2.vxlan', 'state-events'];
 
 export async function registerKvmAgent(server: AgentServer, deps: { driver: HypervisorDriver; network: NetworkBackend }, opts: KvmAgentOptions = {}): Promise<KvmAgent> {
   const { driver, network } = deps;
@@ -54,6 +54,9 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   server.handle(kvm.VmAttachNic, (req) => vms.attachNic(req), { key: vmKey });
   server.handle(kvm.VmDetachNic, (req, ctx) => vms.detachNic(req, ctx.signal), { key: vmKey });
   server.handle(kvm.VmSetCpuMemory, (req) => vms.setCpuMemory(req), { key: vmKey });
+  server.handle(kvm.VmAttachIso, (req) => vms.attachIso(req), { key: vmKey });
+  server.handle(kvm.VmDetachIso, (req) => vms.detachIso(req), { key: vmKey });
+  server.handle(kvm.VmResizeVolume, (req) => vms.resizeVolume(req), { key: vmKey });
   server.handle(kvm.VmSnapshot, (req) => vms.snapshot(req), { key: vmKey });
 
   server.handle(kvm.BridgeCreate, (req, ctx) => network.create(req, ctx.signal), { key: netKey });

@@ -48,6 +48,12 @@ export interface HypervisorDriver {
   attachDevice(name: string, deviceXml: string): Promise<void>;
   /** Ask to remove a device by its alias (the guest may take a while to release it). */
   detachDeviceAlias(name: string, alias: string): Promise<void>;
+  /** Insert (path) or eject (undefined) the medium of a CD-ROM drive. */
+  changeMedia(name: string, target: string, path: string | undefined): Promise<void>;
+  /** Virtual size in bytes of a disk as QEMU sees it. */
+  blockCapacity(name: string, target: string): Promise<number>;
+  /** Grow a disk of a running domain. */
+  blockResize(name: string, target: string, bytes: number): Promise<void>;
   setVcpus(name: string, n: number): Promise<void>;
   setMemory(name: string, kib: number): Promise<void>;
   /** External, disk-only, atomic snapshot without libvirt metadata. */

@@ -2,7 +2,7 @@
 // and state, applies hot-plug changes to the XML, and offers hooks to simulate what a guest does
 // on its own (power off, crash, I/O-error pause) so state reporting can be exercised.
 import { TStackError } from '../../shared/errors.js';
-import { parseDomainXml } from '../domain-xml.js';
+import { esc, parseDomainXml } from '../domain-xml.js';
 import type { VmStateT } from '../../shared/protocol/kvm.js';
 import type { DomainSummary, DiskSnapshotSpec, HypervisorDriver } from './driver.js';
 
@@ -155,6 +155,26 @@ export class FakeDriver implements HypervisorDriver {
     const re = new RegExp(`\\s*<(disk|interface)\\b(?:(?!</\\1>)[\\s\\S])*?<alias name='${alias.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'/>[\\s\\S]*?</\\1>`);
     if (!re.test(d.xml)) throw new TStackError('LIBVIRT_ERROR', `no device with alias ${alias}`);
     d.xml = d.xml.replace(re, '');
+  }
+
+  /** Disk sizes by "<domain>/<target>" (default 1 GiB). */
+  readonly sizes = new Map<string, number>();
+
+  async changeMedia(name: string, target: string, path: string | undefined): Promise<void> {
+    const d = this.d(name);
+    const re = new RegExp(`(<disk type='file' device='cdrom'>\\s*<driver[^>]*/>)(\\s*<source file='[^']*'/>)?(\\s*<target dev='${target}')`);
+    if (!re.test(d.xml)) throw new TStackError('LIBVIRT_ERROR', `no CD-ROM ${target}`);
+    d.xml = d.xml.replace(re, (_m, a: string, _src: string | undefined, t: string) => `${a}${path !== undefined ? `\n      <source file='${esc(path)}'/>` : ''}${t}`);
+  }
+
+  async blockCapacity(name: string, target: string): Promise<number> {
+    this.d(name);
+    return this.sizes.get(`${name}/${target}`) ?? 1024 ** 3;
+  }
+
+  async blockResize(name: string, target: string, bytes: number): Promise<void> {
+    this.d(name);
+    this.sizes.set(`${name}/${target}`, bytes);
   }
 
   async setVcpus(name: string, n: number): Promise<void> {

@@ -226,6 +226,23 @@ export class LibvirtDriver implements HypervisorDriver {
     await this.virsh(['detach-device-alias', name, alias, ...flags], `detach ${alias} from ${name}`);
   }
 
+  async changeMedia(name: string, target: string, path: string | undefined): Promise<void> {
+    const flags = await this.scopeFlags(name);
+    if (path === undefined) await this.virsh(['change-media', name, target, '--eject', ...flags], `eject ${target} of ${name}`);
+    else await this.virsh(['change-media', name, target, path, '--update', ...flags], `insert ${path} into ${target} of ${name}`);
+  }
+
+  async blockCapacity(name: string, target: string): Promise<number> {
+    const out = await this.virsh(['domblkinfo', name, target], `size of ${target} of ${name}`);
+    const m = /^Capacity:\s+(\d+)/m.exec(out);
+    if (!m) throw new TStackError('LIBVIRT_ERROR', `cannot read the capacity of ${target} of ${name}: ${out}`);
+    return Number(m[1]);
+  }
+
+  async blockResize(name: string, target: string, bytes: number): Promise<void> {
+    await this.virsh(['blockresize', name, target, `${bytes}B`], `resize ${target} of ${name}`);
+  }
+
   async setVcpus(name: string, n: number): Promise<void> {
     await this.virsh(['setvcpus', name, String(n), '--live', '--config'], `set vCPUs of ${name}`);
   }

@@ -418,6 +418,74 @@ export class VmService {
     });
   }
 
+  private async isoSlots(name: string): Promise<Array<{ slot: number; target: string; source?: string }>> {
+    const p = await this.parsed(name);
+    return p.devices.volumes
+      .filter((v) => v.isoSlot !== undefined)
+      .map((v) => {
+        const s: { slot: number; target: string; source?: string } = { slot: v.isoSlot!, target: v.target };
+        if (v.source !== undefined) s.source = v.source;
+        return s;
+      })
+      .sort((a, b) => a.slot - b.slot);
+  }
+
+  async attachIso(req: Req<typeof kvm.VmAttachIso>): Promise<Res<typeof kvm.VmAttachIso>> {
+    const uuid = canonicalUuid(req.uuid);
+    const name = domainName(uuid);
+    return this.watcher.during(uuid, async () => {
+      if (!(await this.driver.get(name))) throw new TStackError('VM_NOT_FOUND', `attach-iso: VM ${uuid} has no domain on this host`, { uuid });
+      const slots = await this.isoSlots(name);
+      const same = slots.find((s) => s.source === req.isoPath && (req.slot === undefined || s.slot === req.slot));
+      if (same) return { uuid, slot: same.slot, target: same.target, alreadyAttached: true };
+      if (slots.length === 0) {
+        throw new TStackError('CONFLICT', `VM ${uuid} has no CD-ROM drive for ISOs; start it with spec.isoSlots (1-3) to attach ISOs later`, { field: 'isoSlots' });
+      }
+      const slot = req.slot !== undefined ? slots.find((s) => s.slot === req.slot) : slots.find((s) => s.source === undefined);
+      if (!slot) {
+        throw new TStackError('CONFLICT', req.slot !== undefined ? `VM ${uuid} has no ISO slot ${req.slot} (it has ${slots.length})` : `all ${slots.length} ISO slots of VM ${uuid} are in use; detach one first`, { field: 'slot' });
+      }
+      if (slot.source !== undefined) throw new TStackError('CONFLICT', `ISO slot ${slot.slot} holds ${slot.source}; detach it first`, { field: 'slot' });
+      if (this.check && !(await exists(req.isoPath))) throw new TStackError('IMAGE_NOT_FOUND', `ISO ${req.isoPath} does not exist on this host`, { field: 'isoPath' });
+      await this.driver.changeMedia(name, slot.target, req.isoPath);
+      return { uuid, slot: slot.slot, target: slot.target, alreadyAttached: false };
+    });
+  }
+
+  async detachIso(req: Req<typeof kvm.VmDetachIso>): Promise<Res<typeof kvm.VmDetachIso>> {
+    const uuid = canonicalUuid(req.uuid);
+    const name = domainName(uuid);
+    return this.watcher.during(uuid, async () => {
+      if (!(await this.driver.get(name))) return { uuid, ejected: [] };
+      const ejected: number[] = [];
+      for (const s of await this.isoSlots(name)) {
+        if (s.source === undefined) continue;
+        if (req.slot !== undefined && s.slot !== req.slot) continue;
+        if (req.isoPath !== undefined && s.source !== req.isoPath) continue;
+        await this.driver.changeMedia(name, s.target, undefined);
+        ejected.push(s.slot);
+      }
+      return { uuid, ejected };
+    });
+  }
+
+  async resizeVolume(req: Req<typeof kvm.VmResizeVolume>): Promise<Res<typeof kvm.VmResizeVolume>> {
+    const uuid = canonicalUuid(req.uuid);
+    const volUuid = canonicalUuid(req.volumeUuid);
+    return this.watcher.during(uuid, async () => {
+      const name = await this.mustRun(uuid, 'resize-volume');
+      const d = (await this.parsed(name)).devices.volumes.find((v) => v.uuid === volUuid);
+      if (!d) throw new TStackError('VOLUME_NOT_FOUND', `volume ${volUuid} is not attached to VM ${uuid}`, { volumeUuid: volUuid });
+      const cur = await this.driver.blockCapacity(name, d.target);
+      if (req.size < cur) {
+        throw new TStackError('INVALID_ARGUMENT', `volume ${volUuid} is ${cur} bytes; shrinking to ${req.size} would destroy data and is refused`, { field: 'size', current: cur });
+      }
+      if (req.size === cur) return { uuid, volumeUuid: volUuid, size: cur, changed: false };
+      await this.driver.blockResize(name, d.target, req.size);
+      return { uuid, volumeUuid: volUuid, size: await this.driver.blockCapacity(name, d.target), changed: true };
+    });
+  }
+
   async snapshot(req: Req<typeof kvm.VmSnapshot>): Promise<Res<typeof kvm.VmSnapshot>> {
     const uuid = canonicalUuid(req.uuid);
     return this.watcher.during(uuid, async () => {

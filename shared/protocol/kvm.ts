@@ -104,6 +104,8 @@ export const VmSpec = Obj({
   dataVolumes: Type.Array(VolumeSpec, { maxItems: 24 }),
   /** ISO files, attached as CD-ROMs in order. */
   cdroms: Type.Array(AbsPath(), { maxItems: 3 }),
+  /** CD-ROM drives for ISOs (default cdroms.length): empty ones take ISOs later (vm/attach-iso). */
+  isoSlots: Type.Optional(Type.Integer({ minimum: 0, maximum: 3 })),
   /** NoCloud config drive (ISO labelled cidata), attached as an extra read-only CD-ROM. */
   configDrive: Type.Optional(AbsPath()),
   nics: Type.Array(NicSpec, { maxItems: 16 }),
@@ -125,6 +127,8 @@ export const VmDevices = Obj({
       bus: Type.String(),
       source: Type.Optional(Type.String({ description: 'file path, or protocol:name for network disks' })),
       serial: Type.Optional(Type.String()),
+      /** CD-ROM drives for ISOs: their slot number (vm/attach-iso). */
+      isoSlot: Type.Optional(Type.Integer()),
     }),
   ),
   nics: Type.Array(
@@ -378,6 +382,33 @@ export const VmSetCpuMemory = defineCommand({
     warnings: Type.Array(Type.String()),
   }),
   description: 'change vCPUs (up to maxCpuNum) and memory (balloon, up to maxMemorySize) of a running VM',
+});
+
+export const VmAttachIso = defineCommand({
+  name: 'vm/attach-iso',
+  agent: 'kvm',
+  timeoutMs: 60_000,
+  request: Obj({ ...VmRef, isoPath: AbsPath(), slot: Type.Optional(Type.Integer({ minimum: 0, maximum: 2, description: 'default: the first empty slot' })) }),
+  response: Obj({ uuid: Type.String(), slot: Type.Integer(), target: Type.String(), alreadyAttached: Type.Boolean() }),
+  description: 'insert an ISO into an empty CD-ROM slot (running or not); the VM needs spec.isoSlots',
+});
+
+export const VmDetachIso = defineCommand({
+  name: 'vm/detach-iso',
+  agent: 'kvm',
+  timeoutMs: 60_000,
+  request: Obj({ ...VmRef, isoPath: Type.Optional(AbsPath()), slot: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 })) }),
+  response: Obj({ uuid: Type.String(), ejected: Type.Array(Type.Integer({ description: 'slots emptied' })) }),
+  description: 'eject an ISO (by path or slot; neither: all ISOs)',
+});
+
+export const VmResizeVolume = defineCommand({
+  name: 'vm/resize-volume',
+  agent: 'kvm',
+  timeoutMs: 2 * 60_000,
+  request: Obj({ ...VmRef, volumeUuid: Uuid(), size: Type.Integer({ minimum: 1024 * 1024, description: 'new virtual size in bytes; never smaller' }) }),
+  response: Obj({ uuid: Type.String(), volumeUuid: Type.String(), size: Type.Integer(), changed: Type.Boolean() }),
+  description: 'grow a volume of a running VM (the guest sees the new size at once)',
 });
 
 export const VmSnapshot = defineCommand({

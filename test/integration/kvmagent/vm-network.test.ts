@@ -105,6 +105,7 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
       }),
       maxCpuNum: 2,
       maxMemorySize: 224 * 1024 * 1024,
+      isoSlots: 1,
     };
     uuid = spec.uuid;
     cleanup.add(async () => {
@@ -147,6 +148,12 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
       (e: TStackError) => e.code === 'CONFLICT' && /vdb is already used/.test(e.message),
     );
 
+    // grow it live: the guest sees the new size at once; shrinking is refused
+    const rs = await client.call(kvm.VmResizeVolume, ep, { uuid, volumeUuid: volUuid, size: 96 * 1024 * 1024 });
+    assert.deepEqual(rs, { uuid, volumeUuid: volUuid, size: 96 * 1024 * 1024, changed: true });
+    await until('vdb grown in the guest', async () => ((await ssh('cat /sys/block/vdb/size')).trim() === '196608' ? true : undefined), 60_000);
+    await assert.rejects(client.call(kvm.VmResizeVolume, ep, { uuid, volumeUuid: volUuid, size: 32 * 1024 * 1024 }), (e: TStackError) => e.code === 'INVALID_ARGUMENT' && /shrinking/.test(e.message));
+
     const d = await client.call(kvm.VmDetachVolume, ep, { uuid, volumeUuid: volUuid, timeoutMs: 90_000 });
     assert.equal(d.wasAttached, true);
     assert.ok(!(await client.call(kvm.VmGetState, ep, { uuid })).devices!.volumes.some((v) => v.uuid === volUuid));
@@ -163,6 +170,24 @@ describe('kvmagent: a VM on a bridge (DHCP, SSH) and live changes', function () 
     await client.call(kvm.VmDetachNic, ep, { uuid, nicUuid: nic.uuid, timeoutMs: 90_000 });
     await until('second NIC gone', async () => ((await ssh('cat /sys/class/net/*/address')).includes(nic.mac) ? undefined : true), 60_000);
     assert.equal(await execOk('ip', ['link', 'show', 'dev', r.internalName], { timeoutMs: 10_000 }), false, 'the tap device is gone');
+  });
+
+  it('vm/attach-iso inserts an ISO into the empty CD-ROM slot of the running VM; vm/detach-iso ejects it', async () => {
+    const iso = (await guestImage()).iso;
+    const r = await client.call(kvm.VmAttachIso, ep, { uuid, isoPath: iso });
+    assert.equal(r.slot, 0);
+    assert.equal(r.alreadyAttached, false);
+    assert.equal((await client.call(kvm.VmAttachIso, ep, { uuid, isoPath: iso })).alreadyAttached, true);
+    await assert.rejects(client.call(kvm.VmAttachIso, ep, { uuid, isoPath: join(dir, 'leases') }), (e: TStackError) => e.code === 'CONFLICT' && /in use/.test(e.message));
+    // the ISO 9660 volume id of each CD-ROM, read inside the guest (the root disk's FAT label is TINYGUEST too)
+    const volIds = 'for d in /dev/sr*; do echo "$d $(dd if=$d bs=2048 skip=16 count=1 2>/dev/null | head -c 72 | tail -c 32)"; done';
+    const dev = await until('the ISO readable in the guest', async () => /^(\/dev\/sr\d) TINYGUEST/m.exec(await ssh(volIds))?.[1], 60_000);
+    assert.match(dev, /^\/dev\/sr\d$/);
+    const st = await client.call(kvm.VmGetState, ep, { uuid });
+    assert.ok(st.devices!.volumes.some((v) => v.isoSlot === 0 && v.source === iso));
+    assert.deepEqual((await client.call(kvm.VmDetachIso, ep, { uuid })).ejected, [0]);
+    assert.ok((await client.call(kvm.VmGetState, ep, { uuid })).devices!.volumes.some((v) => v.isoSlot === 0 && v.source === undefined));
+    await until('the ISO gone from the guest', async () => (/TINYGUEST/.test(await ssh(volIds)) ? undefined : true), 60_000);
   });
 
   it('vm/set-cpu-memory: raises vCPUs within maxCpuNum, sets the balloon, refuses beyond the maximum', async () => {

@@ -92,6 +92,30 @@ describe('kvmagent: domain XML', () => {
     );
   });
 
+  it('empty ISO slots (for vm/attach-iso) come before the config drive and carry no source', () => {
+    const s = { ...minimalSpec(), cdroms: ['/isos/a.iso'], isoSlots: 3, configDrive: '/c/cidata.iso', bootOrder: ['cdrom' as const, 'hd' as const] };
+    golden('iso-slots.xml', buildDomainXml(s));
+    assert.deepEqual(
+      cdromSlots(s).map((c) => [c.alias, c.target, c.path]),
+      [
+        ['ua-cdrom-0', 'hda', '/isos/a.iso'],
+        ['ua-cdrom-1', 'hdb', undefined],
+        ['ua-cdrom-2', 'hdc', undefined],
+        ['ua-cidata', 'hdd', '/c/cidata.iso'],
+      ],
+    );
+    const p = parseDomainXml(buildDomainXml(s));
+    assert.deepEqual(
+      p.devices.volumes.filter((v) => v.isoSlot !== undefined).map((v) => [v.isoSlot, v.source]),
+      [
+        [0, '/isos/a.iso'],
+        [1, undefined],
+        [2, undefined],
+      ],
+    );
+    assert.deepEqual(specProblems({ ...s, isoSlots: 0 }).map((x) => x.field), ['spec.isoSlots']);
+  });
+
   it('is pure: the same spec gives the same bytes; the spec hash changes with the spec', () => {
     assert.equal(buildDomainXml(fullSpec()), buildDomainXml(fullSpec()));
     const a = buildDomainXml(minimalSpec());

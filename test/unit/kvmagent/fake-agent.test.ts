@@ -118,6 +118,28 @@ describe('kvmagent: in-process with the fake driver', () => {
     assert.deepEqual(sync.vms.map((v) => [v.uuid, v.state, v.cpuNum]), [[spec.uuid, 'Running', 3]]);
   });
 
+  it('ISO slots and live volume resize through the fake', async () => {
+    const spec = { ...minimalSpec(), isoSlots: 2 };
+    await client.call(kvm.VmStart, ep, { spec });
+    const a = await client.call(kvm.VmAttachIso, ep, { uuid: spec.uuid, isoPath: '/isos/a.iso' });
+    const b = await client.call(kvm.VmAttachIso, ep, { uuid: spec.uuid, isoPath: '/isos/b.iso' });
+    assert.deepEqual([a.slot, a.target, b.slot, b.target], [0, 'hda', 1, 'hdb']);
+    await assert.rejects(client.call(kvm.VmAttachIso, ep, { uuid: spec.uuid, isoPath: '/isos/c.iso' }), (e: TStackError) => e.code === 'CONFLICT');
+    assert.deepEqual((await client.call(kvm.VmDetachIso, ep, { uuid: spec.uuid, isoPath: '/isos/a.iso' })).ejected, [0]);
+    const st = await client.call(kvm.VmGetState, ep, { uuid: spec.uuid });
+    assert.deepEqual(
+      st.devices!.volumes.filter((v) => v.isoSlot !== undefined).map((v) => [v.isoSlot, v.source]),
+      [
+        [0, undefined],
+        [1, '/isos/b.iso'],
+      ],
+    );
+    const vol = spec.rootVolume.uuid;
+    assert.equal((await client.call(kvm.VmResizeVolume, ep, { uuid: spec.uuid, volumeUuid: vol, size: 2 * 1024 ** 3 })).changed, true);
+    assert.equal((await client.call(kvm.VmResizeVolume, ep, { uuid: spec.uuid, volumeUuid: vol, size: 2 * 1024 ** 3 })).changed, false);
+    await assert.rejects(client.call(kvm.VmResizeVolume, ep, { uuid: spec.uuid, volumeUuid: vol, size: 1024 ** 3 }), (e: TStackError) => e.code === 'INVALID_ARGUMENT');
+  });
+
   it('operations on an absent VM: typed VM_NOT_FOUND, or success where idempotent', async () => {
     const uuid = '12345678-0000-4000-8000-000000000000';
     await assert.rejects(client.call(kvm.VmPause, ep, { uuid }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
