@@ -38,6 +38,8 @@ export interface ControllerOptions {
   /** Secret that may read /metrics (the --token-file content). */
   token?: string;
   sessionTtlMs?: number;
+  /** Shared (Redis) store: a controller silent this long has its Running jobs taken over (default 45 s). */
+  jobStaleMs?: number;
   /** URL agents use to reach this controller (callbacks, events); default http://<listen>. */
   advertiseUrl?: string;
   registry?: ApiRegistry;
@@ -137,7 +139,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   const raw = await openStore(storeConfig(o.store, o.dataDir, o.storePrefix));
   const store = observedStore(raw, bus);
   let server: Server | undefined;
-  const jobs = new JobManager(store, bus);
+  const jobs = new JobManager(store, bus, o.jobStaleMs !== undefined ? { staleMs: o.jobStaleMs } : {});
   const modules = o.modules ?? builtinModules();
   try {
     const auth = new AuthService(store, o.sessionTtlMs !== undefined ? { sessionTtlMs: o.sessionTtlMs } : {});
