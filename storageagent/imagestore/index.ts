@@ -80,7 +80,7 @@ export function registerImageStore(ctx: AgentContext): StoreRegistry {
         const r = await download(req.url, tmp, {
           signal: t.signal,
           retries: req.retries ?? 5,
-          md5: req.md5 !== undefined,
+          md5: true, // always: primary storage verifies its pulls against it
           sha256: req.sha256 !== undefined,
           ...(req.sshPrivateKey ? { sshPrivateKey: req.sshPrivateKey } : {}),
           onProgress: emit,
