@@ -157,7 +157,13 @@ export function buildApi(d: ApiDeps): ApiApp {
   });
   router.post('/v1/sessions', async (ctx) => {
     const b = validate(SessionCreate, bodyOf(ctx), 'log in');
-    ctx.body = await d.auth.login(b.accountName, b.password);
+    try {
+      ctx.body = await d.auth.login(b.accountName, b.password);
+    } catch (e) {
+      // slow down password guessing a little (and blur timing)
+      await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 150)));
+      throw e;
+    }
   });
   if (d.agentClient) router.post('/v1/agent-callbacks', d.agentClient.callbackHandler());
   router.post('/v1/agent-events', (ctx) => {
@@ -170,7 +176,11 @@ export function buildApi(d: ApiDeps): ApiApp {
     await d.auth.logout(ctx.state.principal as Principal);
     ctx.status = 204;
   });
-  router.get('/v1/events', authenticate, sseHandler(d.bus));
+  router.get(
+    '/v1/events',
+    authenticate,
+    sseHandler(d.bus, 15_000, (p, e) => 'resource' in e && visible(p, e.resource, d.registry.byKind(e.kind), d.auth.adminAccountUuid)),
+  );
   router.get('/v1/jobs', authenticate, async (ctx) => {
     const p = ctx.state.principal as Principal;
     const jobs = await d.jobs.list(p.isAdmin ? undefined : p.accountUuid);

@@ -153,9 +153,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
     .description('show the account of the current session')
     .action(async () => {
       const a = ctx.api();
-      const r = await a.call<{ inventories: Array<Record<string, unknown>> }>('GET', '/v1/accounts?limit=1&sort=createDate&fields=uuid,name,type');
       const s = loadSession(url)!;
-      const me = r.body.inventories.find((x) => !s.accountName || x.name === s.accountName) ?? r.body.inventories[0];
+      // a normal account sees only itself; the admin sees all, so ask for the session's name
+      const q = s.accountName ? `q=${encodeURIComponent(`name=${s.accountName}`)}&` : '';
+      const r = await a.call<{ inventories: Array<Record<string, unknown>> }>('GET', `/v1/accounts?${q}limit=1&sort=createDate&fields=uuid,name,type`);
+      const me = r.body.inventories[0];
       showResult(ctx, { url, ...(me ?? {}), expiresAt: s.expiresAt || undefined });
     });
 

@@ -23,7 +23,11 @@ function outward(e: ApiEvent & { id: number }): unknown {
   return { ...e, resource: r };
 }
 
-export function sseHandler(bus: EventBus, heartbeatMs = 15_000): Koa.Middleware {
+/**
+ * `canSee` widens what a normal account receives beyond its own resources (the admin's shared
+ * catalog: the same rule as GET).
+ */
+export function sseHandler(bus: EventBus, heartbeatMs = 15_000, canSee?: (p: Principal, e: ApiEvent) => boolean): Koa.Middleware {
   return (ctx) => {
     const p = ctx.state.principal as Principal;
     const types = list(ctx.query.types);
@@ -41,7 +45,7 @@ export function sseHandler(bus: EventBus, heartbeatMs = 15_000): Koa.Middleware 
     };
     write(': tstack event stream\n\n');
     const unsubscribe = bus.subscribe((e) => {
-      if (!eventVisible(p, e)) return;
+      if (!eventVisible(p, e) && !(canSee?.(p, e) ?? false)) return;
       if (types && !types.includes(e.type)) return;
       if (kinds && 'kind' in e && !kinds.includes(e.kind)) return;
       if (kinds && !('kind' in e) && !kinds.includes('job')) return;

@@ -93,6 +93,10 @@ describe('tstack CLI against a tstack-controller process', function () {
     assert.equal(saved.current, url);
     assert.equal(typeof saved.sessions[url].token, 'string');
     assert.equal(JSON.stringify(saved).includes(password), false, 'the password is not stored');
+    const who = await cli(env, ['whoami', '-o', 'json']);
+    assert.equal(who.code, 0, who.stderr);
+    assert.equal(JSON.parse(who.stdout).name, 'admin');
+    assert.equal(JSON.parse(who.stdout).type, 'SystemAdmin');
   });
 
   it('create zone → list → show (table, json, yaml) → update → delete', async function () {

@@ -86,7 +86,7 @@ describe('controller API: events', function () {
     b = await c.account('ev-b');
   });
 
-  it('streams resource.created/updated/deleted; a normal account only sees its own', async function () {
+  it('streams resource.created/updated/deleted; a normal account sees its own and the admin\'s shared catalog only', async function () {
     const sa = await openSse(c.url, admin.token!);
     const sb = await openSse(c.url, b.token!);
     cleanup.add(() => sa.close());
@@ -101,11 +101,16 @@ describe('controller API: events', function () {
     assert.equal(upd.data.resource.description, 'changed');
     await sa.waitFor((e) => e.event === 'resource.created' && e.data.uuid === v.uuid);
     await sb.waitFor((e) => e.event === 'resource.created' && e.data.uuid === v.uuid);
+    const cl = (await admin.post('/v1/clusters', { name: 'ev-cluster', zoneUuid: z.uuid, hypervisorType: 'KVM' })).body;
+    await admin.del(`/v1/clusters/${cl.uuid}`);
     await admin.del(`/v1/zones/${z.uuid}`);
     await sa.waitFor((e) => e.event === 'resource.deleted' && e.data.uuid === z.uuid);
+    // zones are part of the admin's shared catalog (B may GET them), clusters are not
+    await sb.waitFor((e) => e.event === 'resource.deleted' && e.data.uuid === z.uuid);
     await new Promise((r) => setTimeout(r, 200));
-    assert.ok(!sb.events.some((e) => e.data.uuid === z.uuid), 'B saw the admin\'s zone');
-    assert.ok(sb.events.every((e) => e.data.ownerAccountUuid === b.accountUuid || e.data.accountUuid === b.accountUuid));
+    assert.ok(sa.events.some((e) => e.data.uuid === cl.uuid));
+    assert.ok(!sb.events.some((e) => e.data.uuid === cl.uuid), 'B saw the admin\'s cluster');
+    assert.ok(sb.events.every((e) => e.data.ownerAccountUuid === b.accountUuid || e.data.accountUuid === b.accountUuid || e.data.kind === 'zone'));
     // account resources never carry the password hash
     const acct = sa.events.find((e) => e.data.kind === 'account');
     if (acct) assert.equal(JSON.stringify(acct.data).includes('scrypt'), false);
