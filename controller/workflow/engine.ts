@@ -5,6 +5,7 @@ import { logger, type Logger } from '../../shared/log.js';
 import type { InventoryStore } from '../store/types.js';
 import { JOURNALS, resumeJournal, runFlow, type FlowData, type FlowDef, type FlowJournal, type ResumeReport, type RunOptions } from './flow.js';
 import { KeyedLimiter, ResourceQueues } from './queues.js';
+import { Leases } from './lease.js';
 
 export class FlowRegistry {
   private defs = new Map<string, FlowDef<FlowData>>();
@@ -39,7 +40,17 @@ export interface EngineOptions {
   /** Concurrent flows per host (default 4). */
   hostConcurrency?: number;
   log?: Logger;
+  /**
+   * Several controllers on one inventory: hold a store lease on each lock key while a flow
+   * runs (so controllers serialise on a resource too), keep a heartbeat lease per controller
+   * (start()/stop()), and let resume() take over the journals of controllers whose heartbeat
+   * expired. All controllers sharing the inventory must enable it. TTL default 15 s; waitMs
+   * (how long a flow waits for a busy resource) default 10 min.
+   */
+  leases?: { ttlMs?: number; waitMs?: number };
 }
+
+type Guard = <T>(keys: readonly string[], fn: () => Promise<T>) => Promise<T>;
 
 export interface EngineRunOptions extends Omit<RunOptions, 'controllerId' | 'log'> {
   /** Resources the flow works on: one flow at a time per key. */
@@ -53,15 +64,64 @@ export class FlowEngine {
   readonly queues = new ResourceQueues();
   readonly hosts: KeyedLimiter;
   readonly controllerId: string;
+  readonly leases: Leases | undefined;
   private readonly store: InventoryStore;
   private readonly log: Logger;
+  private readonly ttlMs: number;
+  private readonly waitMs: number;
+  private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(opts: EngineOptions) {
     this.store = opts.store;
     this.registry = opts.registry ?? new FlowRegistry();
     this.controllerId = opts.controllerId ?? 'default';
+    if (this.controllerId.includes('#')) throw new Error(`controllerId must not contain '#': ${this.controllerId}`);
     this.hosts = new KeyedLimiter(opts.hostConcurrency ?? 4);
     this.log = opts.log ?? logger('flow-engine');
+    this.leases = opts.leases ? new Leases(opts.store) : undefined;
+    this.ttlMs = opts.leases?.ttlMs ?? 15_000;
+    this.waitMs = opts.leases?.waitMs ?? 600_000;
+  }
+
+  /** Local queue, then (with leases) the store leases of the keys, then fn. */
+  private readonly guard: Guard = (keys, fn) =>
+    this.queues.run(keys, () => {
+      if (!this.leases || keys.length === 0) return fn();
+      return this.leases.withLeases(
+        keys.map((k) => `resource:${k}`),
+        this.controllerId,
+        { ttlMs: this.ttlMs, waitMs: this.waitMs, onLost: (k) => this.log.error({ lease: k }, 'lost the lease of a resource while a flow runs on it (store unreachable or clock skew?)') },
+        fn,
+      );
+    });
+
+  /** With leases: take this controller's heartbeat lease (waits while another controller is taking over our journals) and keep renewing it. */
+  async start(): Promise<void> {
+    if (!this.leases || this.heartbeat) return;
+    const key = `controller:${this.controllerId}`;
+    await this.leases.acquire(key, this.controllerId, this.ttlMs, this.waitMs);
+    this.heartbeat = setInterval(() => {
+      void this.leases!.tryAcquire(key, this.controllerId, this.ttlMs).then(
+        (ok) => {
+          if (!ok) this.log.error('lost the controller heartbeat lease: another controller may take over our flows');
+        },
+        (e: unknown) => this.log.error({ err: String(e) }, 'heartbeat lease renewal failed'),
+      );
+    }, Math.max(10, Math.floor(this.ttlMs / 3)));
+    this.heartbeat.unref();
+  }
+
+  /** Stop renewing the heartbeat without giving it back, as a crashed controller would (tests; emergency stop). */
+  halt(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  /** Stop the heartbeat and give the lease back (a clean shutdown: nobody takes over). */
+  async stop(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    if (this.leases) await this.leases.release(`controller:${this.controllerId}`, this.controllerId);
   }
 
   register<D extends FlowData>(def: FlowDef<D>): FlowDef<D> {
@@ -76,7 +136,7 @@ export class FlowEngine {
     // flow code must keep its state in ctx.data, not in closures, since resume uses that first one
     if (typeof flow !== 'string' && !this.registry.get(def.name)) this.registry.register(def);
     const runOpts: RunOptions = { ...opts, controllerId: this.controllerId };
-    return this.queues.run(opts.lockKeys ?? [], () => this.hosts.run(opts.hostUuid, () => runFlow(this.store, def, data, runOpts)));
+    return this.guard(opts.lockKeys ?? [], () => this.hosts.run(opts.hostUuid, () => runFlow(this.store, def, data, runOpts)));
   }
 
   /** Unfinished journals of this controller (running, rolling back, or with a failed rollback). */
@@ -90,7 +150,35 @@ export class FlowEngine {
    * left in place and reported (a newer/older controller may know them).
    */
   async resume(): Promise<ResumeReport[]> {
-    return resumeFlows(this.store, this.registry, { controllerId: this.controllerId, queues: this.queues, hosts: this.hosts, log: this.log });
+    if (this.leases) await this.takeOverDeadControllers();
+    return resumeFlows(this.store, this.registry, { controllerId: this.controllerId, guard: this.guard, hosts: this.hosts, log: this.log });
+  }
+
+  /**
+   * With leases: journals of a controller whose heartbeat lease expired become ours. Holding
+   * that controller's heartbeat lease while reassigning makes the takeover exclusive (one
+   * taker; the dead controller, if it comes back, waits in start() and then finds nothing).
+   */
+  private async takeOverDeadControllers(): Promise<void> {
+    const byController = new Map<string, FlowJournal[]>();
+    for (const { doc } of await this.store.listDocs<FlowJournal>(JOURNALS)) {
+      if (doc.controllerId === this.controllerId) continue;
+      byController.set(doc.controllerId, [...(byController.get(doc.controllerId) ?? []), doc]);
+    }
+    for (const [dead, journals] of byController) {
+      const key = `controller:${dead}`;
+      if (!(await this.leases!.tryAcquire(key, this.controllerId, this.ttlMs))) continue; // alive
+      try {
+        for (const j of journals) {
+          const cur = await this.store.getDoc<FlowJournal>(JOURNALS, j.id);
+          if (!cur || cur.controllerId !== dead) continue;
+          await this.store.putDoc(JOURNALS, j.id, { ...cur, controllerId: this.controllerId, takenOverFrom: dead });
+          this.log.warn({ flowId: j.id, flow: j.flow, from: dead }, 'took over the unfinished flow of a controller whose heartbeat expired');
+        }
+      } finally {
+        await this.leases!.release(key, this.controllerId);
+      }
+    }
   }
 }
 
@@ -101,11 +189,12 @@ export class FlowEngine {
 export async function resumeFlows(
   store: InventoryStore,
   registry: FlowRegistry,
-  opts: { controllerId?: string; queues?: ResourceQueues; hosts?: KeyedLimiter; log?: Logger } = {},
+  opts: { controllerId?: string; queues?: ResourceQueues; guard?: Guard; hosts?: KeyedLimiter; log?: Logger } = {},
 ): Promise<ResumeReport[]> {
   const log = opts.log ?? logger('flow-engine');
   const journals = (await store.listDocs<FlowJournal>(JOURNALS)).map((d) => d.doc);
   const queues = opts.queues ?? new ResourceQueues();
+  const guard: Guard = opts.guard ?? ((keys, fn) => queues.run(keys, fn));
   const hosts = opts.hosts ?? new KeyedLimiter(4);
   return Promise.all(
     journals.map(async (j): Promise<ResumeReport> => {
@@ -115,7 +204,7 @@ export async function resumeFlows(
         log.error({ flowId: j.id, flow: j.flow }, 'unfinished flow of an unknown kind left in place');
         return { id: j.id, flow: j.flow, action: 'unknown-flow' };
       }
-      const rep = await queues.run(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }))));
+      const rep = await guard(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }))));
       log.info({ flowId: j.id, flow: j.flow, action: rep.action }, 'resumed unfinished flow');
       return rep;
     }),

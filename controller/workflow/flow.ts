@@ -78,6 +78,8 @@ export interface FlowJournal {
   /** Serial-queue keys the flow held (re-taken on resume). */
   lockKeys?: string[];
   hostUuid?: string;
+  /** Set when another controller took this flow over (its controller's heartbeat expired). */
+  takenOverFrom?: string;
   startedAt: string;
   updatedAt: string;
 }

@@ -1,0 +1,150 @@
+// Several controllers on one inventory: store leases serialise flows on a resource across
+// engines, and a controller whose heartbeat expired has its unfinished flows taken over.
+// On a real SQLite file (two connections) and a real redis-server.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { openStore } from '../../../controller/store/index.js';
+import type { InventoryStore } from '../../../controller/store/types.js';
+import { FlowEngine } from '../../../controller/workflow/engine.js';
+import { JOURNALS, type FlowDef, type FlowJournal } from '../../../controller/workflow/flow.js';
+import { Leases } from '../../../controller/workflow/lease.js';
+import { setRootLogger } from '../../../shared/log.js';
+import { startRedis } from '../../harness/redis.js';
+import { tmpDir } from '../../harness/tmp.js';
+import { useCleanup } from '../../harness/cleanup.js';
+
+type Opener = () => Promise<[InventoryStore, InventoryStore]>;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function suite(name: string, setup: (cleanup: ReturnType<typeof useCleanup>) => Promise<Opener>): void {
+  describe(`controller workflow leases: ${name}`, function () {
+    this.timeout(60_000);
+    const cleanup = useCleanup();
+    let open: Opener;
+    let a: InventoryStore;
+    let b: InventoryStore;
+    before(async () => {
+      setRootLogger(pino({ level: 'silent' }));
+      open = await setup(cleanup);
+    });
+    beforeEach(async () => {
+      [a, b] = await open();
+    });
+    afterEach(async () => {
+      await a.close();
+      await b.close();
+    });
+
+    it('acquire, renew, expiry, release; a renewed lease cannot be stolen', async () => {
+      let now = 1_000_000;
+      const la = new Leases(a, () => now);
+      const lb = new Leases(b, () => now);
+      assert.equal(await la.tryAcquire('k', 'A', 1000), true);
+      assert.equal(await lb.tryAcquire('k', 'B', 1000), false);
+      assert.equal(await la.tryAcquire('k', 'A', 1000), true, 'holder renews');
+      now += 1500;
+      assert.equal(await la.renew('k', 'A', 1000), true, 'renewal of an expired but untaken lease');
+      now += 1500;
+      assert.equal(await lb.tryAcquire('k', 'B', 1000), true, 'expired: taken over');
+      assert.equal(await la.renew('k', 'A', 1000), false, 'the old holder cannot renew');
+      assert.deepEqual(await la.info('k'), { key: 'k', holder: 'B', expiresAt: now + 1000 });
+      await la.release('k', 'A');
+      assert.equal((await la.info('k')).holder, 'B', 'release by a non-holder does nothing');
+      await lb.release('k', 'B');
+      assert.equal((await la.info('k')).holder, undefined);
+      assert.equal(await la.tryAcquire('k', 'A', 1000), true, 'free again');
+      // 10 contenders at once on an expired lease: one winner
+      now += 5000;
+      const won = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? la : lb).tryAcquire('k', `C${i}`, 1000)));
+      assert.equal(won.filter(Boolean).length, 1);
+    });
+
+    it('two controllers never run flows on the same resource at once', async () => {
+      const ea = new FlowEngine({ store: a, controllerId: 'ctl-a', leases: { ttlMs: 300, waitMs: 20_000 } });
+      const eb = new FlowEngine({ store: b, controllerId: 'ctl-b', leases: { ttlMs: 300, waitMs: 20_000 } });
+      let inside = 0;
+      let overlap = 0;
+      let ran = 0;
+      const key = `vm-${randomUUID()}`;
+      const flow: FlowDef = {
+        name: 'exclusive',
+        onResume: 'rollback',
+        steps: [
+          {
+            name: 'work',
+            async run() {
+              inside++;
+              if (inside > 1) overlap++;
+              await sleep(40);
+              inside--;
+              ran++;
+            },
+          },
+        ],
+      };
+      await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? eb : ea).run(flow, {}, { lockKeys: [key] })));
+      assert.equal(ran, 8);
+      assert.equal(overlap, 0);
+      assert.equal((await new Leases(a).info(`resource:${key}`)).holder, undefined, 'released after the flows');
+    });
+
+    it('takes over the flows of a controller whose heartbeat expired, not of a live one', async () => {
+      const ttl = 300;
+      const acquired: string[] = [];
+      const flow: FlowDef<{ got: string[] }> = {
+        name: 'takeover',
+        onResume: 'rollback',
+        steps: [
+          { name: 's1', run: async () => undefined, rollback: async () => void acquired.push('rb s1') },
+          { name: 's2', run: async () => undefined, rollback: async () => void acquired.push('rb s2') },
+        ],
+      };
+      const journal = (id: string, controllerId: string, key: string): FlowJournal => ({ id, flow: 'takeover', controllerId, state: 'running', completed: 1, current: 1, rolledBack: [], data: { got: [] }, lockKeys: [key], startedAt: '', updatedAt: '' });
+      // "dead" held its heartbeat and the resource lease, then stopped renewing
+      const dead = new FlowEngine({ store: a, controllerId: 'ctl-dead', leases: { ttlMs: ttl } });
+      await dead.start();
+      await dead.leases!.tryAcquire('resource:vm-x', 'ctl-dead', ttl);
+      await a.putDoc(JOURNALS, 'j-dead', journal('j-dead', 'ctl-dead', 'vm-x'));
+      dead.halt();
+      // "alive" keeps renewing
+      const alive = new FlowEngine({ store: a, controllerId: 'ctl-alive', leases: { ttlMs: ttl } });
+      await alive.start();
+      await a.putDoc(JOURNALS, 'j-alive', journal('j-alive', 'ctl-alive', 'vm-y'));
+
+      const me = new FlowEngine({ store: b, controllerId: 'ctl-me', leases: { ttlMs: ttl, waitMs: 10_000 } });
+      me.register(flow);
+      await me.start();
+      await sleep(ttl + 100);
+      const rep = await me.resume();
+      assert.deepEqual(rep.map((r) => [r.id, r.action]).sort(), [
+        ['j-alive', 'skipped'],
+        ['j-dead', 'rolled-back'],
+      ]);
+      assert.deepEqual(acquired, ['rb s2', 'rb s1']);
+      assert.equal(await b.getDoc(JOURNALS, 'j-dead'), undefined);
+      assert.equal((await b.getDoc<FlowJournal>(JOURNALS, 'j-alive'))?.controllerId, 'ctl-alive');
+      await alive.stop();
+      await me.stop();
+      await b.deleteDoc(JOURNALS, 'j-alive');
+    });
+  });
+}
+
+suite('SQLite', async (cleanup) => {
+  const dir = await tmpDir('wf-leases', cleanup);
+  return async () => {
+    const path = join(dir, `${randomUUID()}.db`);
+    const a = await openStore({ backend: 'sqlite', path });
+    return [a, await openStore({ backend: 'sqlite', path })];
+  };
+});
+
+suite('Redis', async (cleanup) => {
+  const redis = await startRedis(cleanup);
+  return async () => {
+    const prefix = `lease-${randomUUID().slice(0, 8)}:`;
+    return [await openStore({ backend: 'redis', url: redis.url, prefix }), await openStore({ backend: 'redis', url: redis.url, prefix })];
+  };
+});
