@@ -156,7 +156,13 @@ function diskSourceXml(v: VolumeSpecT, ind: string): { type: string; format: str
       return {
         type: 'network',
         format: s.format ?? 'qcow2',
-        lines: [`${ind}<source protocol='nfs' name='${esc(name)}'>`, `${ind}  <host name='${esc(host!)}'${port ? ` port='${esc(port)}'` : ''}/>`, `${ind}</source>`],
+        // libvirt's schema wants <identity> for NFS: the uid/gid QEMU's NFS client presents
+        lines: [
+          `${ind}<source protocol='nfs' name='${esc(name)}'>`,
+          `${ind}  <host name='${esc(host!)}'${port ? ` port='${esc(port)}'` : ''}/>`,
+          `${ind}  <identity user='root' group='root'/>`,
+          `${ind}</source>`,
+        ],
       };
     }
   }
