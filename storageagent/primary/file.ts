@@ -74,6 +74,12 @@ export class FileBackend implements PrimaryBackend {
       await this.fs.commitStaged(staging, rel, t.signal);
       t.log.info({ imageUuid: ref.imageUuid, format: checked.format }, 'image cached');
       return this.describeCached(ref.imageUuid, { rel, ext: checked.format }, false);
+    } catch (e) {
+      await rm(staging, { force: true });
+      // leave no empty directory behind (but never touch another host's transfer in progress)
+      const dir = this.L.imageDirRel(ref.imageUuid);
+      if ((await this.fs.list(dir).catch(() => ['?'])).length === 0) await this.fs.rmTree(dir).catch(() => undefined);
+      throw e;
     } finally {
       await rm(staging, { force: true });
     }

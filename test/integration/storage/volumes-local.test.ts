@@ -1,11 +1,14 @@
-// The volume suite on local and shared-mount-point primary storage.
-import { existsSync } from 'node:fs';
+// The volume suite on local and shared-mount-point primary storage; pull verification.
+import assert from 'node:assert/strict';
+import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec } from '../../../shared/exec.js';
+import type { TStackError } from '../../../shared/errors.js';
+import { useCleanup } from '../../harness/cleanup.js';
 import { tmpDir } from '../../harness/tmp.js';
-import { uuid } from './helpers.js';
+import { makeQcow2, startTestAgent, uuid } from './helpers.js';
 import { volumeSuite } from './volume-suite.js';
-import type * as S from '../../../shared/protocol/storage.js';
+import * as S from '../../../shared/protocol/storage.js';
 
 const fileTarget = (x: S.VolumeSource | string): { target: string; format: string } => {
   if (typeof x === 'string') return { target: x, format: x.endsWith('.raw') ? 'raw' : 'qcow2' };
@@ -30,4 +33,35 @@ volumeSuite('sharedmountpoint', async (cleanup) => {
     target: fileTarget,
     peerSees: (rel: string) => existsSync(join(shared, rel)),
   };
+});
+
+describe('storage: primary storage verifies what it pulls', function () {
+  this.timeout(120_000);
+  const cleanup = useCleanup();
+
+  it('refuses an image whose bytes changed in the store since download (md5), caching nothing', async function () {
+    const agent = await startTestAgent(cleanup, 'verify');
+    const src = await tmpDir('verify-src', cleanup);
+    const store: S.ImageStoreSpec = { type: 'dir', uuid: uuid(), path: await tmpDir('verify-store', cleanup) };
+    const ps: S.PrimaryStorageSpec = { type: 'local', uuid: uuid(), path: await tmpDir('verify-ps', cleanup) };
+    await agent.call(S.ImageStoreInit, { store });
+    await agent.call(S.PsInit, { ps });
+    await makeQcow2(join(src, 'a.qcow2'), 16, 2, 0x42);
+    const imageUuid = uuid();
+    const info = await agent.call(S.ImageStoreDownload, { store, imageUuid, url: `file://${join(src, 'a.qcow2')}` });
+    assert.match(info.md5 ?? '', /^[0-9a-f]{32}$/);
+    // flip one byte of guest data inside the stored file (bit rot, tampering)
+    const fd = openSync(info.installPath, 'r+');
+    const st = fstatSync(fd);
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, st.size - 4096);
+    b[0] = b[0]! ^ 0xff;
+    writeSync(fd, b, 0, 1, st.size - 4096);
+    closeSync(fd);
+    await assert.rejects(
+      agent.call(S.PsImageCache, { ps, imageUuid, imageStore: { url: agent.endpoint.url, token: agent.endpoint.token } }),
+      (e: TStackError) => e.code === 'CHECKSUM_MISMATCH',
+    );
+    assert.deepEqual(readdirSync(join(ps.type === 'local' ? ps.path : '/nonexistent', 'imagecache')), [], 'nothing cached, no empty directory');
+  });
 });
