@@ -77,13 +77,14 @@ export interface OpHooks {
 interface Runtime {
   queues: SerialQueues;
   busy: Set<string>;
-  pkg?: Promise<BuiltPackage>;
+  /** Agent packages being built or built, by tree and install mode. */
+  pkgs: Map<string, Promise<BuiltPackage>>;
 }
 const runtimes = new WeakMap<InventoryStore, Runtime>();
 /** Shared per-store runtime (service and tracker of one controller see the same busy set). */
 export function runtimeOf(deps: HostDeps): Runtime {
   let r = runtimes.get(deps.store);
-  if (!r) runtimes.set(deps.store, (r = { queues: new SerialQueues(), busy: new Set() }));
+  if (!r) runtimes.set(deps.store, (r = { queues: new SerialQueues(), busy: new Set(), pkgs: new Map() }));
   return r;
 }
 
@@ -113,11 +114,18 @@ export function controllerKey(dataDir: string): { privateKey: string; publicKey:
 
 function packageOf(d: HostDeps): Promise<BuiltPackage> {
   const rt = runtimeOf(d);
-  rt.pkg ??= buildPackage({ root: d.options?.packageRoot ?? ownRoot(), bundleNodeModules: (d.options?.installMode ?? 'bundle') === 'bundle' }, join(d.dataDir, 'host-packages')).catch((e: unknown) => {
-    rt.pkg = undefined;
-    throw e;
-  });
-  return rt.pkg;
+  const root = d.options?.packageRoot ?? ownRoot();
+  const bundle = (d.options?.installMode ?? 'bundle') === 'bundle';
+  const key = `${root}|${bundle}`;
+  let p = rt.pkgs.get(key);
+  if (!p) {
+    p = buildPackage({ root, bundleNodeModules: bundle }, join(d.dataDir, 'host-packages')).catch((e: unknown) => {
+      rt.pkgs.delete(key);
+      throw e;
+    });
+    rt.pkgs.set(key, p);
+  }
+  return p;
 }
 
 /** Run fn with the host marked busy (the tracker leaves it alone), one at a time per host. */
