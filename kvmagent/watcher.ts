@@ -105,8 +105,9 @@ export class StateWatcher {
     try {
       return await fn();
     } finally {
-      // let a poll that started before the op ended finish, then re-read the baseline
-      await this.polling?.catch(() => undefined);
+      // let a poll that started before the op ended finish (bounded: a hung libvirt must not
+      // hold the VM's queue), then re-read the baseline
+      if (this.polling) await Promise.race([this.polling.catch(() => undefined), new Promise((r) => setTimeout(r, 5_000).unref())]);
       try {
         const s = await this.driver.get(domainName(vmUuid));
         if (s) this.last.set(vmUuid, s.state);

@@ -28,7 +28,11 @@ export class LibvirtDriver implements HypervisorDriver {
   private hv?: lv.Hypervisor;
   private opening?: Promise<lv.Hypervisor>;
 
-  constructor(readonly uri = 'qemu:///system') {}
+  constructor(
+    readonly uri = 'qemu:///system',
+    /** Deadline of one binding call (define, start, lookup…). */
+    readonly callTimeoutMs = 120_000,
+  ) {}
 
   private async conn(): Promise<lv.Hypervisor> {
     if (this.hv) return this.hv;
@@ -45,16 +49,32 @@ export class LibvirtDriver implements HypervisorDriver {
     }
   }
 
-  /** Run a binding call; reconnect once if libvirtd went away (restarted) meanwhile. */
+  /**
+   * Run a binding call with a deadline (a hung libvirtd must not hang the agent's per-VM queues
+   * forever: the caller gets TIMEOUT and the queue moves on); reconnect once if libvirtd went
+   * away (restarted) meanwhile.
+   */
   private async call<T>(what: string, fn: (h: lv.Hypervisor) => Promise<T>): Promise<T> {
+    const bounded = async (): Promise<T> => {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TStackError('TIMEOUT', `${what}: libvirt did not answer within ${this.callTimeoutMs} ms (is libvirtd hung?)`, { uri: this.uri })), this.callTimeoutMs);
+        timer.unref();
+      });
+      try {
+        return await Promise.race([fn(await this.conn()), deadline]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     try {
-      return await fn(await this.conn());
+      return await bounded();
     } catch (e) {
       if (CONN_RE.test((e as Error)?.message ?? '')) {
         log.warn({ err: (e as Error).message }, 'libvirt connection lost; reconnecting');
         this.hv = undefined;
         try {
-          return await fn(await this.conn());
+          return await bounded();
         } catch (e2) {
           throw libvirtError(e2, what);
         }

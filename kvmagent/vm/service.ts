@@ -265,6 +265,11 @@ export class VmService {
         const s: Res<typeof kvm.VmSync>['vms'][number] = { uuid: u, domainName: d.name, state: d.state };
         if (d.cpuNum !== undefined) s.cpuNum = d.cpuNum;
         if (d.memoryKiB !== undefined) s.memorySize = d.memoryKiB * 1024;
+        if (d.state !== 'Running') {
+          // why it is not running (crashed, ioerror, shutdown…): what an operator needs to act
+          const r = await this.driver.reason(d.name);
+          if (r) s.reason = r;
+        }
         vms.push(s);
       } else if (req.includeForeign) foreign.push({ name: d.name, uuid: d.uuid, state: d.state });
     }
