@@ -71,13 +71,39 @@ function bindValue(v: unknown): Bind {
   return JSON.stringify(v);
 }
 
+/**
+ * Reference and status fields that are always scalars: they get partial expression indexes,
+ * and `=` / `?=` on them with non-numeric strings compile to a plain comparison the planner
+ * can serve from the index (cascade and allocator lookups: VMs of a host, NICs of an L3…).
+ */
+export const INDEXED_FIELDS = [
+  'hostUuid',
+  'zoneUuid',
+  'clusterUuid',
+  'l2NetworkUuid',
+  'l3NetworkUuid',
+  'ipRangeUuid',
+  'vmInstanceUuid',
+  'volumeUuid',
+  'primaryStorageUuid',
+  'backupStorageUuid',
+  'imageUuid',
+  'status',
+  'type',
+] as const;
+const INDEXED = new Set<string>(INDEXED_FIELDS);
+
+/** json_extract with the path inlined (field names are validated identifiers: checkField). */
+const jsonSql = (field: string): string => `json_extract(body, '$.${field}')`;
+
+const INDEX_SQL = INDEXED_FIELDS.map((f) => `CREATE INDEX IF NOT EXISTS resources_f_${f} ON resources(kind, ${jsonSql(f)}) WHERE ${jsonSql(f)} IS NOT NULL;`).join('\n');
+
 /** SQL for one field: a column or json_extract(body, '$.field'). */
-function fieldSql(field: string, params: Bind[]): string {
-  const col = COLUMNS[field];
-  if (col) return col;
-  params.push(`$.${field}`);
-  return 'json_extract(body, ?)';
+function fieldSql(field: string, _params: Bind[]): string {
+  return COLUMNS[field] ?? jsonSql(field);
 }
+
+const plainString = (v: unknown): v is string => typeof v === 'string' && !NUMERIC_RE.test(v);
 
 /** `x <op> value`, comparing numerically when x is a number and value a numeric string. */
 function compareSql(x: () => string, op: string, value: unknown, params: Bind[]): string {
@@ -116,6 +142,18 @@ function filterSql(f: Filter, params: Bind[]): string {
     params.push(String(f.value));
     return `${e} LIKE ?`;
   }
+  if (INDEXED.has(f.field)) {
+    // scalar fields with an index: plain comparisons the planner can use
+    if (f.op === '=' && plainString(f.value)) {
+      params.push(f.value);
+      return `${x()} = ?`;
+    }
+    if (f.op === '?=' && (f.value as unknown[]).every(plainString)) {
+      const vs = f.value as string[];
+      params.push(...vs);
+      return `${x()} IN (${vs.map(() => '?').join(',')})`;
+    }
+  }
   if (f.op === '?=') return inSql(x, f.value as unknown[], params);
   if (!col && (f.op === '=' || f.op === '!=')) {
     // array fields: '=' means contains, '!=' does not contain
@@ -150,6 +188,7 @@ export class SqliteStore implements InventoryStore {
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.exec(SCHEMA);
+    db.exec(INDEX_SQL);
     this.db = db;
   }
 

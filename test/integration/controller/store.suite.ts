@@ -153,6 +153,16 @@ export function storeSuite(fixture: StoreFixture): void {
       assert.deepEqual(await names([{ field: 'name', op: '?=', value: [] }]), []);
     });
 
+    it('indexed reference fields (hostUuid, status…) filter like any other field', async () => {
+      for (const h of hosts.slice(0, 6)) await store.update(h.uuid, { hostUuid: `hv-${h.cpuNum as number % 3}`, status: h.cpuNum === 1 ? 'Connected' : 'Disconnected' });
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: 'hv-1' }]), hn(1, 4));
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '?=', value: ['hv-1', 'hv-2'] }]), hn(1, 2, 4, 5));
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '!=', value: 'hv-1' }]), hn(2, 3, 5, 6));
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: null }]), hn(7, 8, 9, 10, 11, 12));
+      assert.deepEqual(await names([{ field: 'status', op: '=', value: 'Connected' }, { field: 'hostUuid', op: '~=', value: 'hv-%' }]), hn(1));
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: 'hv-1' }], { sort: { field: 'hostUuid', dir: 'desc' } }), hn(1, 4));
+    });
+
     it('= / != on an array field mean contains / does not contain', async () => {
       assert.deepEqual(await names([{ field: 'tags', op: '=', value: 'gpu' }]), hn(3, 6, 9, 12));
       assert.deepEqual(await names([{ field: 'tags', op: '!=', value: 'gpu' }]), hn(1, 2, 4, 5, 7, 8, 10, 11));
