@@ -81,9 +81,10 @@ export async function chain(target: string, o: Opts & { format?: string } = {}):
 export async function create(
   target: string,
   fmt: 'qcow2' | 'raw',
-  o: Opts & { size?: number; backing?: string; backingFormat?: string } = {},
+  o: Opts & { size?: number; backing?: string; backingFormat?: string; unsafe?: boolean } = {},
 ): Promise<void> {
   const args = ['create', '-q', '-f', fmt];
+  if (o.unsafe) args.push('-u'); // don't open the backing file (it may not exist yet)
   if (fmt === 'qcow2') args.push('-o', 'lazy_refcounts=off');
   if (o.backing !== undefined) {
     if (!o.backingFormat) throw new TStackError('INTERNAL', 'qemu-img create: backing format required');

@@ -91,8 +91,19 @@ export class FileBackend implements PrimaryBackend {
     return had;
   }
 
+  /** Finish a snapshot that was interrupted between its two renames (see createSnapshot). */
+  private async recover(volumeUuid: string): Promise<void> {
+    const rel = this.L.volumeFileRel(volumeUuid);
+    if (await this.fs.exists(rel)) return;
+    if (!(await this.fs.exists(`${rel}.new`))) return;
+    const i = await qimg.info(this.fs.target(`${rel}.new`), { format: 'qcow2' }).catch(() => undefined);
+    const m = i?.backingFile ? SNAP_FILE_RE.exec(basename(i.backingFile)) : null;
+    if (m && (await this.fs.exists(this.snapRel(volumeUuid, m[1]!)))) await this.fs.rename(`${rel}.new`, rel);
+  }
+
   private async volumeInfo(volumeUuid: string): Promise<VolumeInfo> {
     const rel = this.L.volumeFileRel(volumeUuid);
+    await this.recover(volumeUuid);
     if (!(await this.fs.exists(rel))) throw new TStackError('VOLUME_NOT_FOUND', `volume ${volumeUuid} does not exist on primary storage ${this.L.root}`);
     const i = await qimg.info(this.fs.target(rel), { format: 'qcow2' });
     return {
@@ -196,17 +207,23 @@ export class FileBackend implements PrimaryBackend {
     const snap = this.snapRel(volumeUuid, snapshotUuid);
     const v = await this.volumeInfo(volumeUuid);
     if (await this.fs.exists(snap)) throw new TStackError('CONFLICT', `snapshot ${snapshotUuid} already exists`);
-    await this.fs.rename(live, snap);
+    // crash-safe order: the new top exists before the live file moves; if we die between the
+    // two renames, recover() finds <live>.new and finishes the job
+    const next = `${live}.new`;
+    await this.fs.rm(next);
+    await qimg.create(this.fs.target(next), 'qcow2', { backing: this.fs.backingRef(next, snap), backingFormat: 'qcow2', size: v.size, unsafe: true, signal: t.signal });
     try {
-      await qimg.create(this.fs.target(live), 'qcow2', { backing: this.fs.backingRef(live, snap), backingFormat: 'qcow2', size: v.size, signal: t.signal });
+      await this.fs.rename(live, snap);
     } catch (e) {
-      await this.fs.rename(snap, live).catch(() => undefined);
+      await this.fs.rm(next);
       throw e;
     }
+    await this.fs.rename(next, live);
     return this.snapInfo(volumeUuid, snapshotUuid);
   }
 
   async listSnapshots(volumeUuid: string): Promise<{ snapshots: SnapshotInfo[]; currentUuid?: string }> {
+    await this.recover(volumeUuid);
     const live = await qimg.info(this.fs.target(this.L.volumeFileRel(volumeUuid)), { format: 'qcow2' }).catch(() => {
       throw new TStackError('VOLUME_NOT_FOUND', `volume ${volumeUuid} does not exist`);
     });
@@ -247,6 +264,7 @@ export class FileBackend implements PrimaryBackend {
   async deleteSnapshot(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<boolean> {
     const volDir = this.L.volumeDirRel(volumeUuid);
     const snap = this.snapRel(volumeUuid, snapshotUuid);
+    await this.recover(volumeUuid);
     if (!(await this.fs.exists(snap))) return false;
     const snapName = basename(snap);
     const me = await qimg.info(this.fs.target(snap), { format: 'qcow2' });

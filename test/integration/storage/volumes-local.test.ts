@@ -1,6 +1,6 @@
 // The volume suite on local and shared-mount-point primary storage; pull verification.
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec } from '../../../shared/exec.js';
 import type { TStackError } from '../../../shared/errors.js';
@@ -63,5 +63,32 @@ describe('storage: primary storage verifies what it pulls', function () {
       (e: TStackError) => e.code === 'CHECKSUM_MISMATCH',
     );
     assert.deepEqual(readdirSync(join(ps.type === 'local' ? ps.path : '/nonexistent', 'imagecache')), [], 'nothing cached, no empty directory');
+  });
+});
+
+describe('storage: file snapshots survive a crash mid-way', function () {
+  this.timeout(120_000);
+  const cleanup = useCleanup();
+
+  it('finishes a snapshot interrupted between its two renames', async function () {
+    const agent = await startTestAgent(cleanup, 'crash');
+    const root = await tmpDir('crash-ps', cleanup);
+    const ps: S.PrimaryStorageSpec = { type: 'local', uuid: uuid(), path: root };
+    await agent.call(S.PsInit, { ps });
+    const volumeUuid = uuid();
+    const v = await agent.call(S.CreateEmptyVolume, { ps, volumeUuid, size: 16 << 20 });
+    await exec('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x61 0 1M', v.installPath]);
+    // the state createSnapshot leaves if the agent dies after moving the live file
+    const snapUuid = uuid();
+    const dir = join(root, 'volumes', volumeUuid);
+    await exec('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', `snap-${snapUuid}.qcow2`, '-F', 'qcow2', `${v.installPath}.new`, String(16 << 20)]);
+    renameSync(v.installPath, join(dir, `snap-${snapUuid}.qcow2`));
+    const info = await agent.call(S.VolumeInfoCmd, { ps, volumeUuid });
+    assert.equal(info.installPath, v.installPath);
+    assert.equal((await exec('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x61 0 1M', v.installPath])).code, 0);
+    const l = await agent.call(S.ListSnapshots, { ps, volumeUuid });
+    assert.deepEqual(l.snapshots.map((s) => s.snapshotUuid), [snapUuid]);
+    assert.equal(l.currentUuid, snapUuid);
+    assert.ok(!existsSync(`${v.installPath}.new`));
   });
 });
