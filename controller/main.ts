@@ -3,11 +3,11 @@
 //   tstack-controller [--config f] [--listen 0.0.0.0:8080] [--data-dir /var/lib/tstack]
 //                     [--token-file f] [--store redis://…] [--admin-password-file f] [--log-level l]
 // `startController(opts)` runs the same thing in-process (tests) and returns {url, close()}.
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { logger } from '../shared/log.js';
 import { parseDaemonArgs, runDaemon } from '../shared/daemon.js';
 import { tstackVersion } from '../shared/sysinfo.js';
@@ -235,4 +235,13 @@ function main(): void {
   });
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) main();
+/** Run as a program (also through an npm bin symlink), not when imported. */
+function isMain(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) main();

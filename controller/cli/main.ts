@@ -8,11 +8,11 @@
 // --help). Exit codes: controller/cli/exit.ts and docs/api.md.
 import { Command, CommanderError, Option } from 'commander';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Api, type Job } from './client.js';
 import { CliError, Exit } from './exit.js';
 import { addCollectionCommands, showResult, type CliContext } from './commands.js';
@@ -217,4 +217,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   process.exitCode = code;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();
+/** Run as a program (also through an npm bin symlink), not when imported. */
+function isMain(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) void main();

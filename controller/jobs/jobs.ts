@@ -68,6 +68,7 @@ export class JobManager {
   private resumers = new Map<string, Resumer>();
   private gcTimer?: NodeJS.Timeout;
   private hbTimer?: NodeJS.Timeout;
+  private closed = false;
   /** This controller process (jobs record who runs them). */
   readonly instanceId = randomUUID();
   private readonly exclusive: boolean;
@@ -138,7 +139,9 @@ export class JobManager {
     }
   }
 
+  /** Stop timers; jobs still running in this process are no longer persisted (the next start takes them over). */
   close(): void {
+    this.closed = true;
     if (this.gcTimer) clearInterval(this.gcTimer);
     if (this.hbTimer) clearInterval(this.hbTimer);
   }
@@ -166,7 +169,7 @@ export class JobManager {
         if (message !== undefined) doc.message = message;
         doc.lastOpDate = new Date().toISOString();
         this.emit('job.progress', doc);
-        if (Date.now() - lastSave > 500) {
+        if (Date.now() - lastSave > 500 && !this.closed) {
           lastSave = Date.now();
           const snapshot = { ...doc };
           saving = saving.then(() => this.store.putDoc(JOB_DOCS, doc.uuid, snapshot)).catch((e: unknown) => log.warn({ err: e }, 'saving job progress failed'));
@@ -211,7 +214,7 @@ export class JobManager {
       doc.progress = 100;
       if (result !== undefined) doc.result = result;
     }
-    for (let i = 0; ; i++) {
+    for (let i = 0; !this.closed; i++) {
       try {
         await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
         break;
