@@ -48,6 +48,13 @@ export function useCleanup(scope: 'all' | 'each' = 'all'): Cleanup {
 
 /** Process-wide fallback for helpers called without a Cleanup; run by a root after() hook. */
 export const globalCleanup = new Cleanup();
+if (typeof before === 'function') {
+  before('remove leftovers of dead test runs', async function () {
+    this.timeout(120_000);
+    const { sweepDeadRuns } = await import('./sweep.js');
+    await sweepDeadRuns();
+  });
+}
 if (typeof after === 'function') {
   after('global harness cleanup', async function () {
     this.timeout(120_000);

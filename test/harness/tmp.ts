@@ -3,6 +3,7 @@ import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { globalCleanup, type Cleanup } from './cleanup.js';
+import { registerRun } from './sweep.js';
 
 let id: string | undefined;
 
@@ -11,7 +12,10 @@ let id: string | undefined;
  * test creates (domains, netns, bridges, files) starts with it, so leftovers are attributable.
  */
 export function runId(): string {
-  id ??= process.env.TSTACK_RUN_ID && /^[a-z][a-z0-9]{1,7}$/.test(process.env.TSTACK_RUN_ID) ? process.env.TSTACK_RUN_ID : 't' + randomBytes(3).toString('hex').slice(0, 5);
+  if (id === undefined) {
+    id = process.env.TSTACK_RUN_ID && /^[a-z][a-z0-9]{1,7}$/.test(process.env.TSTACK_RUN_ID) ? process.env.TSTACK_RUN_ID : 't' + randomBytes(3).toString('hex').slice(0, 5);
+    registerRun(id);
+  }
   return id;
 }
 

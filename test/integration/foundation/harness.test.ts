@@ -8,7 +8,10 @@ import { startRedis } from '../../harness/redis.js';
 import { createBridge, createNetns, createVeth, moveToNetns, attachToBridge, addAddress, nsExec, linkExists, netnsExists } from '../../harness/net.js';
 import { startAgentProcess, freePort } from '../../harness/agents.js';
 import { ensureLibvirt, virsh } from '../../harness/libvirt.js';
-import { execOut } from '../../../shared/exec.js';
+import { execOut, startProcess } from '../../../shared/exec.js';
+import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { RUNS_DIR, deadRuns, sweepDeadRuns } from '../../harness/sweep.js';
 
 function redisPing(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -102,6 +105,36 @@ describe('foundation: test harness', function () {
     await ensureLibvirt();
     const nets = await virsh(['net-list', '--name']);
     assert.ok(!nets.split('\n').includes('default'), 'the default network must not be active');
+  });
+
+  it('sweepDeadRuns removes the netns, links, processes and tmp dirs of a run whose process died, and nothing else', async () => {
+    const dead = 'z' + randomBytes(3).toString('hex').slice(0, 5);
+    mkdirSync(RUNS_DIR, { recursive: true });
+    writeFileSync(`${RUNS_DIR}/${dead}`, '999999999 1\n'); // a pid that cannot exist
+    assert.ok(deadRuns().includes(dead));
+    assert.ok(!deadRuns().includes(runId()), 'this run is alive');
+    const local = new Cleanup(); // safety net should the sweep miss something
+    await createNetns(`${dead}-ns`, local);
+    await createBridge(`${dead}br`, local);
+    const dir = `/tmp/${dead}-leftover`;
+    mkdirSync(dir);
+    const proc = await startProcess('sh', ['-c', 'sleep 60', `${dir}/arg0`]);
+    local.add(() => proc.stop(100));
+    const mine = await tmpDir('keep', local);
+    try {
+      const removed = await sweepDeadRuns();
+      assert.ok(removed.includes(`netns ${dead}-ns`), removed.join(', '));
+      assert.ok(removed.includes(`link ${dead}br`));
+      assert.ok(removed.includes(dir));
+      await proc.exited;
+      assert.equal(await netnsExists(`${dead}-ns`), false);
+      assert.equal(await linkExists(`${dead}br`), false);
+      assert.equal(existsSync(dir), false);
+      assert.equal(existsSync(`${RUNS_DIR}/${dead}`), false);
+      assert.ok(existsSync(mine), "a live run's files are untouched");
+    } finally {
+      await local.run();
+    }
   });
 
   it('startAgentProcess starts a real agent and waits for /health', async () => {
