@@ -141,6 +141,8 @@ export class CephImageStore implements ImageStore {
   async ingest(imageUuid: string, tmp: string, c: CheckedImage, sums: { md5?: string; sha256?: string }, signal?: AbortSignal): Promise<ImageInfo> {
     const n = this.name(imageUuid);
     try {
+      // an image without its metadata is a half-made import from an earlier crash
+      if (await this.ceph.exists(n)) await this.ceph.remove(n);
       // RBD clones need raw data: convert qcow2 to raw on the way in (an ISO is copied as is)
       await qimg.convert(tmp, this.ceph.qemu(n), { srcFormat: c.format === 'qcow2' ? 'qcow2' : 'raw', dstFormat: 'raw', ...(signal ? { signal } : {}) });
       const info: ImageInfo = {
