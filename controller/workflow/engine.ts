@@ -204,7 +204,14 @@ export async function resumeFlows(
         log.error({ flowId: j.id, flow: j.flow }, 'unfinished flow of an unknown kind left in place');
         return { id: j.id, flow: j.flow, action: 'unknown-flow' };
       }
-      const rep = await guard(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }))));
+      let rep: ResumeReport;
+      try {
+        rep = await guard(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }))));
+      } catch (e) {
+        rep = { id: j.id, flow: j.flow, action: 'error', error: TStackError.from(e).toJSON() };
+        log.error({ flowId: j.id, flow: j.flow, err: rep.error }, 'could not resume an unfinished flow; it stays for the next start');
+        return rep;
+      }
       log.info({ flowId: j.id, flow: j.flow, action: rep.action }, 'resumed unfinished flow');
       return rep;
     }),

@@ -220,7 +220,8 @@ export async function runFlow<D extends FlowData>(store: InventoryStore, def: Fl
 export interface ResumeReport {
   id: string;
   flow: string;
-  action: 'completed' | 'rolled-back' | 'rollback-failed' | 'failed-and-rolled-back' | 'unknown-flow' | 'skipped';
+  /** 'error': resuming itself failed (store unreachable…); the journal stays for the next start. */
+  action: 'completed' | 'rolled-back' | 'rollback-failed' | 'failed-and-rolled-back' | 'unknown-flow' | 'skipped' | 'error';
   error?: ErrorBody;
 }
 
