@@ -73,6 +73,16 @@ export async function createVeth(a: string, b: string, cleanup: Cleanup = global
   return [a, b];
 }
 
+/** A persistent tap device (for a QEMU -netdev tap,ifname=… or a libvirt <interface type='ethernet'>), up, optionally on a bridge. */
+export async function createTap(name: string, bridge?: string, cleanup: Cleanup = globalCleanup): Promise<string> {
+  checkName('tap', name);
+  await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap']);
+  cleanup.add(() => deleteLink(name), `tap ${name}`);
+  if (bridge) await ip(['link', 'set', name, 'master', bridge]);
+  await ip(['link', 'set', name, 'up']);
+  return name;
+}
+
 /** Delete a link in the root namespace (or netns) if it exists. */
 export async function deleteLink(name: string, netns?: string): Promise<void> {
   if (await linkExists(name, netns)) await ip(['link', 'del', name], netns);

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { Cleanup, useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { startRedis } from '../../harness/redis.js';
-import { createBridge, createNetns, createVeth, moveToNetns, attachToBridge, addAddress, nsExec, linkExists, netnsExists } from '../../harness/net.js';
+import { createBridge, createNetns, createVeth, createTap, moveToNetns, attachToBridge, addAddress, nsExec, linkExists, netnsExists } from '../../harness/net.js';
 import { startAgentProcess, freePort } from '../../harness/agents.js';
 import { ensureLibvirt, virsh } from '../../harness/libvirt.js';
 import { execOut, startProcess } from '../../../shared/exec.js';
@@ -84,6 +84,8 @@ describe('foundation: test harness', function () {
       await createVeth(`${id}b0`, `${id}b1`, local);
       await attachToBridge(`${id}a0`, br);
       await attachToBridge(`${id}b0`, br);
+      await createTap(`${id}tp`, br, local);
+      assert.match(await execOut('ip', ['-o', 'link', 'show', 'dev', `${id}tp`]), new RegExp(`master ${br}`));
       await moveToNetns(`${id}a1`, ns1);
       await moveToNetns(`${id}b1`, ns2);
       await addAddress(`${id}a1`, '10.250.7.1/24', ns1);
@@ -96,6 +98,7 @@ describe('foundation: test harness', function () {
     }
     assert.equal(await linkExists(br), false);
     assert.equal(await linkExists(`${id}a0`), false);
+    assert.equal(await linkExists(`${id}tp`), false);
     assert.equal(await netnsExists(ns1), false);
     assert.equal(await netnsExists(ns2), false);
     await assert.rejects(createBridge('a-name-longer-than-15', local), /longer than 15/);
