@@ -1,0 +1,307 @@
+// The first real cloud, end to end through the REST API (and the CLI for a few steps), everything
+// real: a controller (temp SQLite), this machine added as a host over its own sshd (agents
+// deployed into a temp layout on free ports), the guest image added by URL from a test HTTP
+// server, an L2 on a test bridge, a flat L3, two tiny VMs (qemu/TCG) that boot, get their
+// addresses by DHCP, run user-data from the metadata service and answer SSH from the host side
+// of the bridge; lifecycle; destroy/recover/expunge; fault injection in the create flow.
+import assert from 'node:assert/strict';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
+import { exec } from '../../shared/exec.js';
+import { useCleanup } from '../harness/cleanup.js';
+import { testController, type TestController } from '../harness/controller.js';
+import type { ApiClient } from '../harness/controller.js';
+import { guestImage, makeSshKey, sshRun, waitForSerial, REPO_ROOT } from '../harness/guest.js';
+import { ensureLibvirt, virsh } from '../harness/libvirt.js';
+import { createBridge, deleteLink } from '../harness/net.js';
+import { runId, tmpDir } from '../harness/tmp.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { cloudModule } from '../../controller/cloud/install.js';
+import { ipNamespace } from '../../controller/allocator/ip.js';
+import type { HostLayout } from '../../controller/host/render.js';
+
+const MiB = 1024 * 1024;
+
+/** Wait for a job and return it (the job view). */
+async function waitJob(api: ApiClient, jobUuid: string, timeoutMs = 600_000, seen?: number[]): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await api.get(`/v1/jobs/${jobUuid}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    if (typeof r.body.progress === 'number') seen?.push(r.body.progress);
+    if (r.body.state !== 'Running') return r.body;
+    if (Date.now() > deadline) throw new Error(`job ${jobUuid} still running: ${JSON.stringify(r.body)}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+/** POST …?wait=true and insist on success. */
+async function ok(api: ApiClient, path: string, body: unknown, method: 'post' | 'del' = 'post'): Promise<any> {
+  const sep = path.includes('?') ? '&' : '?';
+  const r = method === 'post' ? await api.post(`${path}${sep}wait=true`, body) : await api.del(`${path}${sep}wait=true`);
+  assert.ok(r.status === 200 || r.status === 201, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+const domainExists = async (uuid: string): Promise<boolean> => (await virsh(['list', '--all', '--name'])).split('\n').some((l) => l.trim() === `tstack-${uuid}`);
+
+/** All files below a directory (relative paths). */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string, rel: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name), join(rel, e.name));
+      else out.push(join(rel, e.name));
+    }
+  };
+  walk(dir, '');
+  return out.sort();
+}
+
+/** Text of every file under the vrouteragent's flat state (DHCP hosts, metadata records). */
+function flatState(layout: HostLayout): string {
+  const base = layout.dataDir;
+  return filesUnder(base)
+    .filter((f) => /flat/.test(f) && !/\.(pid|log|sock)$/.test(f) && !/lease/.test(f))
+    .map((f) => `${f}\n${readFileSync(join(base, f), 'utf8')}`)
+    .join('\n');
+}
+
+describe('e2e: the first real cloud', function () {
+  this.timeout(1_800_000);
+  const cleanup = useCleanup();
+  const rid = runId();
+  const bridge = `${rid}cbr`;
+  const dummy = `${rid}cd0`;
+  const net = `10.${randomInt(120, 200)}.${randomInt(1, 250)}`;
+  let c: TestController;
+  let api: ApiClient;
+  let layout: HostLayout;
+  let psDir: string;
+  let bsDir: string;
+  let key: { priv: string; pubKey: string };
+  let imageServer: Server;
+  const ids: Record<string, string> = {};
+  const vms: Record<string, any> = {};
+  const vmUuids: string[] = [];
+
+  before(async function () {
+    await ensureLibvirt();
+    const img = await guestImage();
+    const tree = await builtTree();
+    const sshKey = authorizedKey(cleanup, 'cloud');
+    layout = await tempLayout(cleanup);
+    const ports = await freePorts();
+    cleanup.add(() => killAgents(layout), 'stop deployed agents');
+    // VM domains of this run, even when a test failed half-way
+    cleanup.add(async () => {
+      for (const u of vmUuids) {
+        await virsh(['destroy', `tstack-${u}`]).catch(() => undefined);
+        await virsh(['undefine', `tstack-${u}`]).catch(() => undefined);
+      }
+    }, 'VM domains');
+    // the test network: a bridge with the host's address, a dummy NIC as the L2's interface
+    await createBridge(bridge, cleanup);
+    await exec('ip', ['addr', 'add', `${net}.254/24`, 'dev', bridge]);
+    // no dummy driver everywhere: a veth pair whose other end stays unused
+    await exec('ip', ['link', 'add', dummy, 'type', 'veth', 'peer', 'name', `${rid}cd1`]);
+    cleanup.add(() => deleteLink(dummy), `veth ${dummy}`);
+    const work = await tmpDir('cloud', cleanup);
+    psDir = join(work, 'ps');
+    bsDir = join(work, 'bs');
+    mkdirSync(psDir);
+    mkdirSync(bsDir);
+    key = await makeSshKey(join(work, 'keys'));
+    // the image server: plain HTTP on loopback
+    imageServer = createServer((req, res) => {
+      if (req.url !== '/tinyguest.qcow2') {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      res.setHeader('content-length', String(statSync(img.qcow2).size));
+      createReadStream(img.qcow2).pipe(res);
+    });
+    await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
+    cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
+    c = await testController(cleanup, {
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
+    } as never);
+    api = await c.login('admin', c.adminPassword);
+    // everything the cloud made on the host, even after a failure: VMs, namespaces (via the API)
+    cleanup.add(async () => {
+      for (const u of vmUuids) {
+        const v = await api.get(`/v1/vm-instances/${u}`);
+        if (v.status !== 200) continue;
+        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
+        await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
+      }
+      if (ids.l3) await api.del(`/v1/l3-networks/${ids.l3}?wait=true`);
+    }, 'cloud resources');
+    Object.assign(globalThis, { __cloudKey: sshKey });
+  });
+
+  it('builds the cloud as the wizard does: zone → cluster → host over SSH → image store → primary storage → offering → image → L2 → L3', async () => {
+    ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
+    ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;
+    const sshKey = (globalThis as any).__cloudKey as { privateKey: string };
+    const host = await ok(api, '/v1/hosts', { name: `${rid}-host`, clusterUuid: ids.cluster, managementIp: '127.0.0.1', username: 'root', sshPrivateKey: sshKey.privateKey, virtType: 'qemu' });
+    assert.equal(host.status, 'Connected');
+    assert.equal(host.virtType, 'qemu');
+    ids.host = host.uuid;
+    const bs = await ok(api, '/v1/backup-storage', { name: `${rid}-bs`, hostname: '127.0.0.1', url: bsDir });
+    assert.equal(bs.status, 'Connected');
+    assert.ok(bs.totalCapacity > 0);
+    ids.bs = bs.uuid;
+    await ok(api, `/v1/zones/${ids.zone}/actions`, { attachBackupStorage: { backupStorageUuid: ids.bs } });
+    ids.ps = (await ok(api, '/v1/primary-storage', { name: `${rid}-ps`, zoneUuid: ids.zone, type: 'LocalStorage', url: psDir })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ids.ps } });
+    const ps = (await api.get(`/v1/primary-storage/${ids.ps}`)).body;
+    assert.equal(ps.status, 'Connected');
+    assert.ok(ps.totalCapacity > 0 && ps.availableCapacity > 0, JSON.stringify(ps));
+    ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 192 * MiB })).uuid;
+    ids.disk = (await ok(api, '/v1/disk-offerings', { name: `${rid}-disk`, diskSize: 64 * MiB })).uuid;
+    // the image by URL: a job with progress
+    const addr = imageServer.address() as AddressInfo;
+    const r = await api.post('/v1/images', { name: `${rid}-tinyguest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const progress: number[] = [];
+    const job = await waitJob(api, r.body.jobUuid, 600_000, progress);
+    assert.equal(job.state, 'Succeeded', JSON.stringify(job));
+    assert.equal(job.progress, 100);
+    const image = (await api.get(`/v1/images/${job.result.uuid}`)).body;
+    assert.equal(image.status, 'Ready');
+    assert.ok(image.size > 0);
+    assert.equal(image.backupStorageRefs[0].backupStorageUuid, ids.bs);
+    assert.ok(existsSync(image.backupStorageRefs[0].installPath), 'the image is in the image store directory');
+    ids.image = image.uuid;
+    // a bad URL fails the job and leaves no image
+    const bad = await api.post('/v1/images?wait=true', { name: `${rid}-bad`, url: `http://127.0.0.1:${addr.port}/missing.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] });
+    assert.ok(bad.status >= 400, JSON.stringify(bad.body));
+    assert.equal((await api.get(`/v1/images?q=name=${rid}-bad&count=true`)).body.total, 0);
+    // networks: the L2 uses the test bridge (tag) with a dummy NIC; the flat L3 with a range
+    ids.l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2`, zoneUuid: ids.zone, physicalInterface: dummy, tags: [`bridgeName::${bridge}`] })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: ids.l2 } });
+    const master = JSON.parse((await exec('ip', ['-j', 'link', 'show', dummy])).stdout)[0].master;
+    assert.equal(master, bridge, 'the L2 NIC is in the bridge on the host');
+    ids.l3 = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3`, l2NetworkUuid: ids.l2, dnsDomain: 'cloud.test' })).uuid;
+    await ok(api, '/v1/ip-ranges', { l3NetworkUuid: ids.l3, startIp: `${net}.10`, endIp: `${net}.60`, netmask: '255.255.255.0', gateway: `${net}.1` });
+    // the CLI sees the same cloud
+    const cli = await exec(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'controller/cli/main.ts'), 'l3-networks', 'list', '-o', 'json'], { env: { ...process.env, TSTACK_URL: c.url, TSTACK_TOKEN: api.token! }, timeoutMs: 120_000 });
+    assert.ok(cli.stdout.includes(ids.l3), cli.stdout);
+  });
+
+  const userData = (tag: string): string => `#!/bin/sh\necho "USERDATA-${tag}-RAN"\necho ${tag} > /root/userdata-ran\n`;
+
+  it('creates two VMs with user-data and an SSH key: they boot, get their IPs, run user-data and answer SSH from the host', async () => {
+    const mk = (name: string, extra: Record<string, unknown>) =>
+      ok(api, '/v1/vm-instances', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], userData: userData(name), sshKey: key.pubKey, ...extra });
+    // the first through the API, the second with a static IP and a data disk
+    const p1 = mk(`${rid}-vm1`, {});
+    const p2 = mk(`${rid}-vm2`, { staticIps: [{ l3NetworkUuid: ids.l3, ip: `${net}.50` }], dataDiskOfferingUuids: [ids.disk] });
+    const [vm1, vm2] = await Promise.all([p1, p2]);
+    vmUuids.push(vm1.uuid, vm2.uuid);
+    vms.vm1 = vm1;
+    vms.vm2 = vm2;
+    for (const vm of [vm1, vm2]) {
+      assert.equal(vm.state, 'Running');
+      assert.equal(vm.hostUuid, ids.host);
+      assert.equal(vm.vmNics.length, 1);
+      assert.ok(await domainExists(vm.uuid));
+    }
+    assert.equal(vm2.vmNics[0].ip, `${net}.50`);
+    assert.equal(vm2.allVolumes.length, 2);
+    for (const [name, vm] of [[`${rid}-vm1`, vm1], [`${rid}-vm2`, vm2]] as const) {
+      await waitForSerial(vm.serialLogPath, /TINYGUEST-READY/, 300_000);
+      const line = await waitForSerial(vm.serialLogPath, /eth0 ip=/, 5_000);
+      assert.ok(line.includes(`ip=${vm.vmNics[0].ip}`), `${name} got its assigned IP: ${line}`);
+      await waitForSerial(vm.serialLogPath, new RegExp(`USERDATA-${name}-RAN`), 60_000);
+      const out = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'cat /root/userdata-ran; hostname', timeoutMs: 120_000 });
+      assert.ok(out.includes(name), out);
+    }
+    const lsblk = await sshRun({ host: vm2.vmNics[0].ip, key: key.priv, cmd: 'cat /proc/partitions' });
+    assert.ok(/vdb/.test(lsblk), `vm2 sees its data disk: ${lsblk}`);
+  });
+
+  it('stop, start and reboot', async () => {
+    const vm = vms.vm1;
+    const stopped = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { stop: {} });
+    assert.equal(stopped.state, 'Stopped');
+    assert.equal(await domainExists(vm.uuid), false);
+    const started = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { start: {} });
+    assert.equal(started.state, 'Running');
+    await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'true', timeoutMs: 300_000 });
+    const rebooted = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { reboot: {} });
+    assert.equal(rebooted.state, 'Running');
+    const uptime = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'cut -d. -f1 /proc/uptime', timeoutMs: 300_000 });
+    assert.ok(Number(uptime) < 300, `rebooted: uptime ${uptime}`);
+    const con = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { requestConsoleAccess: {} });
+    assert.equal(con.protocol, 'vnc');
+    assert.ok(con.port > 0);
+  });
+
+  it('destroy → recover → start', async () => {
+    const vm = vms.vm2;
+    const d = await ok(api, `/v1/vm-instances/${vm.uuid}`, undefined, 'del');
+    assert.equal(d.state, 'Destroyed');
+    assert.equal(await domainExists(vm.uuid), false);
+    assert.equal((await api.get(`/v1/vm-instances/${vm.uuid}`)).body.state, 'Destroyed');
+    const rec = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { recover: {} });
+    assert.equal(rec.state, 'Stopped');
+    const st = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { start: {} });
+    assert.equal(st.state, 'Running');
+    const out = await sshRun({ host: `${net}.50`, key: key.priv, cmd: 'cat /root/userdata-ran', timeoutMs: 300_000 });
+    assert.ok(out.includes('vm2'));
+  });
+
+  it('expunge removes the domain, the volumes, the IPs and the DHCP entries (checked on the host)', async () => {
+    for (const vm of [vms.vm1, vms.vm2]) {
+      const nic = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body.vmNics[0];
+      const vols = (await api.get(`/v1/volumes?q=vmInstanceUuid=${vm.uuid}`)).body.inventories as any[];
+      assert.ok(vols.length >= 1);
+      assert.ok(flatState(layout).toLowerCase().includes(nic.mac.toLowerCase()), 'the DHCP entry is on the host before');
+      await ok(api, `/v1/vm-instances/${vm.uuid}`, undefined, 'del');
+      await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { expunge: {} });
+      assert.equal((await api.get(`/v1/vm-instances/${vm.uuid}`)).status, 404);
+      assert.equal(await domainExists(vm.uuid), false);
+      for (const v of vols) {
+        assert.equal((await api.get(`/v1/volumes/${v.uuid}`)).status, 404);
+        assert.ok(!existsSync(v.installPath), `volume file ${v.installPath} is gone`);
+      }
+      const claims = await c.store.claims(ipNamespace(ids.l3));
+      assert.ok(!claims.some((x) => x.key === nic.ip), `IP ${nic.ip} released`);
+      assert.ok(!flatState(layout).toLowerCase().includes(nic.mac.toLowerCase()), 'the DHCP entry is gone from the host');
+      assert.equal((await api.get(`/v1/vm-nics?q=vmInstanceUuid=${vm.uuid}&count=true`)).body.total, 0);
+    }
+  });
+
+  for (const step of ['root-volume', 'dhcp', 'start']) {
+    it(`fault injected at the ${step} step: the create fails and leaves no domain, volume, IP or DHCP entry`, async () => {
+      const domainsBefore = (await virsh(['list', '--all', '--name'])).split('\n').filter((l) => l.startsWith('tstack-')).sort();
+      const volsBefore = (await api.get('/v1/volumes')).body.total;
+      const psFilesBefore = filesUnder(psDir).filter((f) => !f.includes('image'));
+      const claimsBefore = (await c.store.claims(ipNamespace(ids.l3))).map((x) => x.key).sort();
+      const flatBefore = flatState(layout);
+      process.env.TSTACK_FAULT_INJECT = `vm-create:${step}`;
+      let r;
+      try {
+        r = await api.post('/v1/vm-instances?wait=true', { name: `${rid}-fault-${step}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], dataDiskOfferingUuids: [ids.disk], userData: userData('fault'), sshKey: key.pubKey });
+      } finally {
+        delete process.env.TSTACK_FAULT_INJECT;
+      }
+      assert.equal(r.body.code, 'INJECTED_FAULT', JSON.stringify(r.body));
+      assert.match(r.body.message, /rolled back/);
+      assert.equal((await api.get(`/v1/vm-instances?q=name=${rid}-fault-${step}&count=true`)).body.total, 0, 'no VM record');
+      assert.deepEqual((await virsh(['list', '--all', '--name'])).split('\n').filter((l) => l.startsWith('tstack-')).sort(), domainsBefore, 'no domain');
+      assert.equal((await api.get('/v1/volumes')).body.total, volsBefore, 'no volume record');
+      assert.deepEqual(filesUnder(psDir).filter((f) => !f.includes('image') && !f.startsWith('serial-')), psFilesBefore.filter((f) => !f.startsWith('serial-')), 'no volume file');
+      assert.deepEqual((await c.store.claims(ipNamespace(ids.l3))).map((x) => x.key).sort(), claimsBefore, 'no IP');
+      assert.equal(flatState(layout), flatBefore, 'no DHCP entry or metadata record');
+      assert.equal((await c.store.claims(`host-capacity:${ids.host}`)).length, 0, 'no host capacity reservation');
+    });
+  }
+});
