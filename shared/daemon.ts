@@ -2,7 +2,7 @@
 // --controller-url, --log-level), a JSON/YAML config file that flags override, the token file
 // (created 0600 with a random secret if absent), and clean shutdown on SIGINT/SIGTERM.
 import { Command } from 'commander';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -42,6 +42,8 @@ export function parseListen(s: string, defPort: number): { host: string; port: n
 /** Read the token file, creating it (0600, 32 random bytes hex) when absent. */
 export function ensureToken(file: string): string {
   if (existsSync(file)) {
+    // a secret readable by others is tightened, not trusted as is
+    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     const t = readFileSync(file, 'utf8').trim();
     if (t.length < 16) throw new Error(`${file}: token is shorter than 16 characters`);
     return t;

@@ -29,6 +29,13 @@ describe('foundation: daemon flags', () => {
     assert.notEqual(other, t);
   });
 
+  it('ensureToken tightens an existing token file readable by others to 0600', () => {
+    const f = join(dir, 'loose.token');
+    writeFileSync(f, 'a-long-enough-token-0123456789\n', { mode: 0o644 });
+    assert.equal(ensureToken(f), 'a-long-enough-token-0123456789');
+    assert.equal(statSync(f).mode & 0o777, 0o600);
+  });
+
   it('ensureToken refuses a too-short token', () => {
     const f = join(dir, 'short.token');
     writeFileSync(f, 'abc\n');
