@@ -1,5 +1,5 @@
 // A "controller" process for workflow-crash.test.ts:
-//   run    <db> <dir> <policy> <vmUuid>: runs a 6-step start-VM-like flow; in step 3 it writes
+//   run    <db> <dir> <policy> <vmUuid>   (<db>: a SQLite file or redis://host:port/<key prefix>): runs a 6-step start-VM-like flow; in step 3 it writes
 //          <dir>/step3-reached and hangs there (the test kills it with SIGKILL);
 //   resume <db> <dir> <policy>: a restarted controller: resumes unfinished flows, prints the report.
 import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -86,7 +86,9 @@ function flow(hangInStep3: boolean): FlowDef<Data> {
   };
 }
 
-const store = await openStore({ backend: 'sqlite', path: db });
+// <db> is a SQLite file, or redis://host:port/<prefix> for a Redis inventory
+const m = /^(redis:\/\/[^/]+)\/(.+)$/.exec(db);
+const store = m ? await openStore({ backend: 'redis', url: m[1]!, prefix: m[2]! }) : await openStore({ backend: 'sqlite', path: db });
 const engine = new FlowEngine({ store, controllerId: 'ctl-1' });
 if (mode === 'run') {
   await engine.run(flow(true), { vmUuid, files: [] }, { lockKeys: [vmUuid] });

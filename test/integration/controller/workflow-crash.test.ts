@@ -1,12 +1,14 @@
 // A controller killed with SIGKILL in step 3 of a 6-step flow, then restarted: the restarted
 // process finds the journal and rolls the flow back or completes it, per the flow's policy.
-// Real processes (node + tsx), a real SQLite file, real files and claims.
+// Real processes (node + tsx), a real SQLite file or redis-server, real files and claims.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { openStore } from '../../../controller/store/index.js';
+import type { InventoryStore } from '../../../controller/store/types.js';
+import { startRedis } from '../../harness/redis.js';
 import { JOURNALS, type FlowJournal } from '../../../controller/workflow/flow.js';
 import { exec, startProcess } from '../../../shared/exec.js';
 import { tmpDir } from '../../harness/tmp.js';
@@ -25,13 +27,21 @@ async function waitFor(cond: () => boolean, ms: number, what: string): Promise<v
 describe('controller workflow: SIGKILL during a flow, then restart', function () {
   this.timeout(120_000);
   const cleanup = useCleanup();
+  let redisUrl = '';
+  before(async function () {
+    this.timeout(30_000);
+    redisUrl = (await startRedis(cleanup)).url;
+  });
 
+  for (const backend of ['sqlite', 'redis'] as const)
   for (const policy of ['rollback', 'complete'] as const) {
-    it(`step 3 killed with SIGKILL; the restarted controller ${policy === 'rollback' ? 'rolls it back' : 'completes it'}`, async () => {
+    it(`${backend}: step 3 killed with SIGKILL; the restarted controller ${policy === 'rollback' ? 'rolls it back' : 'completes it'}`, async () => {
       const dir = await tmpDir(`wf-crash-${policy}`, cleanup);
-      const db = join(dir, 'inventory.db');
+      const prefix = `crash-${randomUUID().slice(0, 8)}:`;
+      const db = backend === 'sqlite' ? join(dir, 'inventory.db') : `${redisUrl}/${prefix}`;
+      const open = (): Promise<InventoryStore> => (backend === 'sqlite' ? openStore({ backend: 'sqlite', path: db }) : openStore({ backend: 'redis', url: redisUrl, prefix }));
       const vmUuid = randomUUID();
-      let store = await openStore({ backend: 'sqlite', path: db });
+      let store = await open();
       await store.create({ uuid: vmUuid, kind: 'vm-instance', name: 'crash-vm', state: 'Stopped', createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [] });
       await store.close();
 
@@ -44,7 +54,7 @@ describe('controller workflow: SIGKILL during a flow, then restart', function ()
       assert.equal(exit.signal, 'SIGKILL');
 
       // what the dead controller left: a stuck transitional state, a claim, a file, a journal
-      store = await openStore({ backend: 'sqlite', path: db });
+      store = await open();
       assert.equal((await store.get(vmUuid))?.state, 'Starting');
       assert.deepEqual((await store.claims('ip:l3-crash')).map((c) => c.key), ['10.9.0.2']);
       const j = (await store.getDoc<FlowJournal>(JOURNALS, (await store.listDocs(JOURNALS))[0]!.id))!;
@@ -56,7 +66,7 @@ describe('controller workflow: SIGKILL during a flow, then restart', function ()
       const out = await exec(process.execPath, ['--import', 'tsx', child, 'resume', db, dir, policy], { cwd: process.cwd(), timeoutMs: 60_000 });
       const report = JSON.parse(out.stdout.trim().split('\n').at(-1)!) as Array<{ action: string; flow: string }>;
 
-      store = await openStore({ backend: 'sqlite', path: db });
+      store = await open();
       try {
         assert.deepEqual(await store.listDocs(JOURNALS), [], 'no unfinished journal left');
         const vm = await store.get(vmUuid);
