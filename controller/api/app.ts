@@ -120,7 +120,12 @@ export function buildApi(d: ApiDeps): ApiApp {
       const secs = Number(process.hrtime.bigint() - start) / 1e9;
       metrics.requests.inc({ method: ctx.method, route: String(route), status: String(ctx.status) });
       metrics.duration.observe({ method: ctx.method, route: String(route) }, secs);
-      if (ctx.path !== '/health' && ctx.path !== '/metrics') log.debug({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(secs * 1000) }, 'request');
+      if (ctx.path !== '/health' && ctx.path !== '/metrics') {
+        // an access log of changes and failures; successful reads only at debug
+        const line = { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(secs * 1000), account: (ctx.state.principal as Principal | undefined)?.accountName };
+        if (ctx.method === 'GET' && ctx.status < 400) log.debug(line, 'request');
+        else log.info(line, 'request');
+      }
     }
   });
   app.use(bodyParser({ enableTypes: ['json'], jsonLimit: '8mb', encoding: 'utf-8' }));

@@ -64,6 +64,7 @@ export const AccountView = Obj({
   name: Type.String(),
   description: Type.Optional(Type.String()),
   type: Type.Union([Type.Literal('SystemAdmin'), Type.Literal('Normal')]),
+  state: Type.Optional(Type.Union([Type.Literal('Enabled'), Type.Literal('Disabled')])),
   createDate: Type.String(),
   lastOpDate: Type.String(),
 });
@@ -138,6 +139,7 @@ export class AuthService {
       name: 'admin',
       description: 'system administrator (created at first start)',
       type: 'SystemAdmin',
+      state: 'Enabled',
       ownerAccountUuid: uuid,
       tags: [],
       createDate: new Date().toISOString(),
@@ -156,7 +158,7 @@ export class AuthService {
     }
     try {
       const now = new Date().toISOString();
-      const a: Account = { uuid, kind: ACCOUNT_KIND, name: body.name, type: 'Normal', ownerAccountUuid: uuid, tags: [], createDate: now, lastOpDate: now, _passwordHash: await hashPassword(body.password) };
+      const a: Account = { uuid, kind: ACCOUNT_KIND, name: body.name, type: 'Normal', state: 'Enabled', ownerAccountUuid: uuid, tags: [], createDate: now, lastOpDate: now, _passwordHash: await hashPassword(body.password) };
       if (body.description !== undefined) a.description = body.description;
       return await this.store.create<Account>(a);
     } catch (e) {
@@ -188,6 +190,17 @@ export class AuthService {
     return out;
   }
 
+  /** Enable or disable a normal account; disabling ends its sessions and refuses logins. */
+  async changeState(uuid: string, stateEvent: 'enable' | 'disable'): Promise<Account> {
+    const a = await this.store.get<Account>(uuid);
+    if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('NOT_FOUND', `account ${uuid} not found`);
+    if (a.type === 'SystemAdmin') throw new TStackError('CONFLICT', 'the admin account cannot be disabled');
+    const to = stateEvent === 'disable' ? 'Disabled' : 'Enabled';
+    const out = await this.store.update<Account>(uuid, { state: to });
+    if (to === 'Disabled') await this.revokeSessions(uuid);
+    return out;
+  }
+
   /** Admin only; the admin account itself is never deleted; refused while the account owns resources. */
   async deleteAccount(uuid: string, ownedKinds: string[]): Promise<void> {
     const a = await this.store.get<Account>(uuid);
@@ -209,6 +222,7 @@ export class AuthService {
     // same answer (and similar time) for an unknown name and a wrong password
     const ok = a ? await verifyPassword(password, a._passwordHash) : (await hashPassword(password), false);
     if (!a || !ok) throw new TStackError('UNAUTHORIZED', 'wrong account name or password');
+    if (a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is disabled; ask the admin to enable it`);
     const token = randomBytes(32).toString('base64url');
     const now = Date.now();
     const doc: SessionDoc = { accountUuid: a.uuid, createDate: new Date(now).toISOString(), expiresAt: new Date(now + this.sessionTtlMs).toISOString() };
@@ -228,6 +242,7 @@ export class AuthService {
     }
     const a = await this.store.get<Account>(s.accountUuid);
     if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('UNAUTHORIZED', 'the account of this session no longer exists');
+    if (a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is disabled`);
     return { accountUuid: a.uuid, accountName: a.name, isAdmin: a.type === 'SystemAdmin', sessionId: id };
   }
 

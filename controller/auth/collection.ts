@@ -2,8 +2,9 @@
 // may read and update itself (name, description, password with oldPassword); the admin
 // may update anyone (password without oldPassword).
 import { TStackError } from '../../shared/errors.js';
+import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { ApiRegistry } from '../api/registry.js';
-import { ACCOUNT_KIND, AccountCreate, AccountUpdate, AccountView, type AuthService } from './accounts.js';
+import { ACCOUNT_KIND, AccountCreate, AccountUpdate, AccountView, AuthService } from './accounts.js';
 
 export function registerAccounts(reg: ApiRegistry, auth: AuthService): void {
   reg.registerCollection({
@@ -25,4 +26,13 @@ export function registerAccounts(reg: ApiRegistry, auth: AuthService): void {
       },
     },
   });
+  if (!reg.action('accounts', 'changeState')?.run) {
+    reg.registerAction('accounts', 'changeState', {
+      description: 'enable or disable a normal account (disabled: no login, sessions ended)',
+      schema: Obj({ stateEvent: Type.Union([Type.Literal('enable'), Type.Literal('disable')]) }),
+      adminOnly: true,
+      // through the context's store: the registry may outlive this controller (tests start several)
+      run: (r, p, oc) => new AuthService(oc.store).changeState(r.uuid, p.stateEvent as 'enable' | 'disable'),
+    });
+  }
 }

@@ -189,9 +189,22 @@ describe('controller API: sessions and CRUD (real SQLite, real HTTP)', function 
     assert.equal(dup.status, 409);
     assert.equal(dup.body.field, 'name');
     const adminUuid = (await admin.get('/v1/accounts?q=name=admin')).body.inventories[0].uuid;
+    // disable: sessions end, logins refused; enable again
+    assert.equal((await b.post(`/v1/accounts/${b.accountUuid}/actions`, { changeState: { stateEvent: 'disable' } })).status, 403, 'only the admin');
+    const dis = await admin.post(`/v1/accounts/${b.accountUuid}/actions`, { changeState: { stateEvent: 'disable' } });
+    assert.equal(dis.status, 200, JSON.stringify(dis.body));
+    assert.equal(dis.body.state, 'Disabled');
+    assert.equal((await b.get('/v1/zones')).status, 401);
+    const refused = await c.anon.post('/v1/sessions', { accountName: name, password: 'new-password-1' });
+    assert.equal(refused.status, 401);
+    assert.match(refused.body.message, /disabled/);
+    assert.equal((await admin.post(`/v1/accounts/${adminUuid}/actions`, { changeState: { stateEvent: 'disable' } })).status, 409, 'admin cannot be disabled');
+    assert.equal((await admin.post(`/v1/accounts/${b.accountUuid}/actions`, { changeState: { stateEvent: 'enable' } })).body.state, 'Enabled');
+    assert.equal((await c.anon.post('/v1/sessions', { accountName: name, password: 'new-password-1' })).status, 200);
     assert.equal((await admin.del(`/v1/accounts/${adminUuid}`)).status, 409, 'admin cannot be deleted');
+    const b2 = await c.login(name, 'new-password-1');
     assert.equal((await admin.del(`/v1/accounts/${b.accountUuid}`)).status, 200);
-    assert.equal((await b.get('/v1/zones')).status, 401, 'sessions of a deleted account end');
+    assert.equal((await b2.get('/v1/zones')).status, 401, 'sessions of a deleted account end');
   });
 
   it('/metrics needs the controller token or an admin session', async function () {
