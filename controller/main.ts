@@ -104,6 +104,8 @@ export function builtinModules(): ControllerModule[] {
         stop: async () => hosts?.stop(),
       };
     }),
+    // images, storage, networks and VMs (controller/cloud): after 'hosts', whose API it builds on
+    lazyModule('cloud', async () => (await import('./cloud/install.js')).cloudModule()),
   ];
 }
 

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { utils as sshUtils } from 'ssh2';
+// ssh2 is CommonJS: under plain Node ESM (the built daemon) only some names are static exports; utils is not
+import ssh2 from 'ssh2';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { SerialQueues } from '../../shared/agent/serial-queue.js';
@@ -25,6 +26,7 @@ import { AGENTS, DEFAULT_AGENT_PORTS, DEFAULT_LAYOUT, type AgentName, type HostL
 import { stateTransition, type StateEvent } from './states.js';
 import { syncVms } from './vmsync.js';
 
+const sshUtils = ssh2.utils;
 const log = logger('host');
 
 export interface HostOptions {
