@@ -141,8 +141,19 @@ export function buildApi(d: ApiDeps): ApiApp {
   };
 
   // ---- no session needed
-  router.get('/health', (ctx) => {
-    ctx.body = { status: 'ok', version: d.version, store: d.store.backend };
+  router.get('/health', async (ctx) => {
+    // the inventory must answer (a Redis that went away makes this controller useless)
+    let timer: NodeJS.Timeout | undefined;
+    const ok = await Promise.race([
+      d.store.getDoc('controllers', '__health__').then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2_000))),
+    ]);
+    clearTimeout(timer);
+    ctx.status = ok ? 200 : 503;
+    ctx.body = { status: ok ? 'ok' : 'store unavailable', version: d.version, store: d.store.backend };
   });
   router.get('/metrics', async (ctx) => {
     const t = bearer(ctx);

@@ -20,16 +20,23 @@ export function render(format: OutputFormat, data: unknown, tableView: () => str
 export function listColumns(items: Array<Record<string, unknown>>, fields?: string[]): string[] {
   if (fields?.length) return fields;
   const cols = ['uuid', 'name'];
+  if (items.some((i) => Array.isArray(i.vmNics))) cols.push('state', 'ip', 'hostUuid');
   for (const c of ['state', 'status', 'type', 'hypervisorType', 'managementIp', 'ip', 'cpuNum', 'memorySize', 'diskSize', 'size', 'url', 'mediaType', 'format', 'hostUuid', 'zoneUuid', 'clusterUuid', 'l2NetworkUuid']) {
     if (cols.length >= 6) break;
-    if (items.some((i) => i[c] !== undefined && i[c] !== null && typeof i[c] !== 'object')) cols.push(c);
+    if (!cols.includes(c) && items.some((i) => i[c] !== undefined && i[c] !== null && typeof i[c] !== 'object')) cols.push(c);
   }
   return cols;
 }
 
+/** Values shown for a column: VM NICs' addresses appear as an `ip` column. */
+function columnValue(i: Record<string, unknown>, c: string): unknown {
+  if (c === 'ip' && i.ip === undefined && Array.isArray(i.vmNics)) return (i.vmNics as Array<{ ip?: string }>).map((n) => n.ip).filter(Boolean).join(',');
+  return i[c];
+}
+
 export function listTable(items: Array<Record<string, unknown>>, cols: string[], total?: number): string {
   const t = new Table({ head: cols, style: { head: [], border: [] } });
-  for (const i of items) t.push(cols.map((c) => cell(i[c])));
+  for (const i of items) t.push(cols.map((c) => cell(columnValue(i, c))));
   const foot = total !== undefined && total > items.length ? `\n(${items.length} of ${total}; use --limit/--start)` : '';
   return t.toString() + foot;
 }

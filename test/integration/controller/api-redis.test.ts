@@ -20,9 +20,10 @@ describe('controller API on a shared Redis inventory (two controllers)', functio
   const cleanup = useCleanup();
   let c1: TestController;
   let c2: TestController;
+  let redis: Awaited<ReturnType<typeof startRedis>>;
 
   before(async function () {
-    const redis = await startRedis(cleanup);
+    redis = await startRedis(cleanup);
     const o = { store: redis.url, storePrefix: `${runId()}:api:`, registry: registry(), jobStaleMs: 1500 };
     c1 = await testController(cleanup, o);
     c2 = await testController(cleanup, { ...o, registry: registry() });
@@ -60,5 +61,15 @@ describe('controller API on a shared Redis inventory (two controllers)', functio
     }
     assert.equal(j.state, 'Failed');
     assert.equal(j.error.code, 'INTERRUPTED');
+  });
+
+  it('GET /health answers 503 when the shared inventory is gone', async function () {
+    assert.equal((await c2.anon.get('/health')).status, 200);
+    await redis.stop();
+    const t0 = Date.now();
+    const r = await c2.anon.get('/health');
+    assert.equal(r.status, 503);
+    assert.equal(r.body.status, 'store unavailable');
+    assert.ok(Date.now() - t0 < 5_000, 'answers within a few seconds');
   });
 });
