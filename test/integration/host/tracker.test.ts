@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { utils } from 'ssh2';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { openStore } from '../../../controller/store/index.js';
+import { EventBus, type AgentEventIn } from '../../../controller/events/bus.js';
+import { syncVms } from '../../../controller/host/vmsync.js';
+import { createTransientDomain, domainExists, tinyVmXml, virsh } from '../../harness/libvirt.js';
 import type { InventoryStore, Resource } from '../../../controller/store/types.js';
 import { addHost, changeHostState, reconnectHost, type HostAgents, type HostDeps } from '../../../controller/host/service.js';
 import { HostTracker } from '../../../controller/host/tracker.js';
@@ -41,6 +44,7 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
   let clusterUuid: string;
   let host: Resource;
   const client = new AgentClient();
+  const bus = new EventBus();
 
   before(async function () {
     const tree = await builtTree();
@@ -59,6 +63,7 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     cleanup.add(() => removeKeysTagged(ctlTag), `remove ${ctlTag}`);
     deps = {
       store,
+      bus,
       agentClient: client,
       controllerUrl: 'http://127.0.0.1:9',
       dataDir,
@@ -110,6 +115,44 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     await store.delete(vm.uuid);
     assert.equal((await changeHostState(deps, host.uuid, 'maintain')).state, 'Maintenance');
     assert.equal((await changeHostState(deps, host.uuid, 'enable')).state, 'Enabled');
+  });
+
+  it('vm/sync reports a VM running on the host but absent from the inventory (never destroys it), and corrects an Unknown one', async () => {
+    const vmUuid = randomUUID();
+    const dir = await tmpDir('hostvm', cleanup);
+    const name = await createTransientDomain(tinyVmXml({ name: `tstack-${vmUuid}`, serialLog: join(dir, 'serial.log'), memoryMiB: 64 }), dir, cleanup);
+    const seen: AgentEventIn[] = [];
+    const off = bus.onAgentEvent('*', (e) => void seen.push(e));
+    cleanup.add(off, 'unsubscribe');
+    const h = (await store.get(host.uuid))!;
+    const r1 = await syncVms(deps, h);
+    const u = r1.unmanaged.find((x) => x.vmUuid === vmUuid);
+    assert.ok(u, 'reported as unmanaged');
+    assert.equal(u!.state, 'Running');
+    assert.ok(seen.some((e) => e.type === 'host.vm.unmanaged' && e.data.vmUuid === vmUuid && e.hostUuid === host.uuid));
+    assert.ok(await domainExists(name), 'left running');
+    // the inventory has it Unknown on this host (e.g. after a disconnect): sync makes it Running
+    const vm = await store.create({ uuid: vmUuid, kind: 'vm-instance', name: `${runId()}-vm-s`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], state: 'Unknown', hostUuid: host.uuid });
+    cleanup.add(() => store.delete(vm.uuid), 'delete vm record');
+    const r2 = await syncVms(deps, h);
+    assert.deepEqual(r2.changed.find((c) => c.vmUuid === vmUuid), { vmUuid, from: 'Unknown', to: 'Running' });
+    assert.equal((await store.get(vmUuid))!.state, 'Running');
+    await virsh(['destroy', name]);
+    await store.delete(vmUuid);
+  });
+
+  it('a changed bootId means the host rebooted: VMs not running there become Stopped', async () => {
+    await store.update(host.uuid, { bootId: 'boot-before-the-reboot' });
+    const vm = await store.create({ uuid: randomUUID(), kind: 'vm-instance', name: `${runId()}-vm-r`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], state: 'Running', hostUuid: host.uuid });
+    cleanup.add(() => store.delete(vm.uuid), 'delete vm record');
+    const seen: AgentEventIn[] = [];
+    const off = bus.onAgentEvent('host.rebooted', (e) => void seen.push(e));
+    await new HostTracker(deps).track((await store.get(host.uuid))!);
+    off();
+    assert.equal((await store.get(vm.uuid))!.state, 'Stopped');
+    assert.notEqual((await store.get(host.uuid))!.bootId, 'boot-before-the-reboot');
+    assert.equal(seen.length, 1);
+    await store.delete(vm.uuid);
   });
 
   it('tracker: kvmagent killed → Disconnected after 3 misses and its VM Unknown; restarted → Connected and the VM synced to Stopped', async () => {
