@@ -79,6 +79,7 @@ export function httpStatusOf(code: string): number {
     case 'IMAGE_NOT_FOUND':
       return 404;
     case 'CONFLICT':
+    case 'CAPACITY_EXCEEDED':
       return 409;
     case 'TIMEOUT':
       return 504;
