@@ -21,7 +21,7 @@ export interface ProgressSample {
   percent: number | null;
   /** bytes/s over the last interval */
   rate: number;
-  stage: 'downloading' | 'retrying' | 'done';
+  stage: 'downloading' | 'retrying';
 }
 
 export interface DownloadOptions extends SourceOptions {
@@ -170,7 +170,7 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
     }
     await fh.sync();
     ok = true;
-    sample('done');
+    sample('downloading'); // the final count; the caller reports verifying/done
     const r: DownloadResult = { bytes, resumes };
     if (md5) r.md5 = md5.digest('hex');
     if (sha) r.sha256 = sha.digest('hex');

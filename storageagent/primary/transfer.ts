@@ -45,10 +45,13 @@ export async function pullImage(ctx: AgentContext, ref: ImageRef, dest: string, 
     });
     if (md5 && r.md5 !== md5.toLowerCase()) throw new TStackError('CHECKSUM_MISMATCH', `image ${ref.imageUuid}: md5 ${r.md5} != expected ${md5}`);
     if (sha256 && r.sha256 !== sha256.toLowerCase()) throw new TStackError('CHECKSUM_MISMATCH', `image ${ref.imageUuid}: sha256 ${r.sha256} != expected ${sha256}`);
+    const emit = (stage: string): void => t.events.emit(DOWNLOAD_PROGRESS_EVENT, { imageUuid: ref.imageUuid, taskId: t.taskId, bytes: r.bytes, total: r.bytes, percent: 100, rate: 0, stage });
+    emit('verifying');
     const checked = await checkImage(dest, info.format, { signal: tr.signal });
     if (checked.virtualSize !== info.virtualSize) {
       throw new TStackError('STORAGE_ERROR', `image ${ref.imageUuid}: virtual size ${checked.virtualSize} differs from the store's ${info.virtualSize}`);
     }
+    emit('done');
     return { info, checked };
   } catch (e) {
     await rm(dest, { force: true });
