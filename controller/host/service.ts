@@ -79,6 +79,8 @@ export interface OpHooks {
 interface Runtime {
   queues: SerialQueues;
   busy: Set<string>;
+  /** Hosts whose agents got an event token from this controller process (tokens live in memory). */
+  bound: Set<string>;
   /** Agent packages being built or built, by tree and install mode. */
   pkgs: Map<string, Promise<BuiltPackage>>;
 }
@@ -86,7 +88,7 @@ const runtimes = new WeakMap<InventoryStore, Runtime>();
 /** Shared per-store runtime (service and tracker of one controller see the same busy set). */
 export function runtimeOf(deps: HostDeps): Runtime {
   let r = runtimes.get(deps.store);
-  if (!r) runtimes.set(deps.store, (r = { queues: new SerialQueues(), busy: new Set(), pkgs: new Map() }));
+  if (!r) runtimes.set(deps.store, (r = { queues: new SerialQueues(), busy: new Set(), bound: new Set(), pkgs: new Map() }));
   return r;
 }
 
@@ -208,7 +210,9 @@ async function deploy(d: HostDeps, host: Resource, creds: Credentials, hooks: Op
   if (hooks.progress) cfg.progress = hooks.progress;
   // the event token must be known before the agents get it at connect
   d.agents?.register(host.uuid, eventToken);
-  return deployHost(req, cfg);
+  const r = await deployHost(req, cfg);
+  runtimeOf(d).bound.add(host.uuid);
+  return r;
 }
 
 /**
@@ -281,6 +285,7 @@ export async function rebind(d: HostDeps, host: Resource): Promise<void> {
   for (const a of AGENTS) {
     await d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs: 15_000 });
   }
+  runtimeOf(d).bound.add(host.uuid);
 }
 
 /**

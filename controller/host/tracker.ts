@@ -3,7 +3,8 @@
 //    reason); if kvmagent is among the silent ones, the host's Running/Paused VMs → Unknown
 //    (store.transition; VMs in transitional states belong to their workflow).
 //  - answers again → connect again (new event token), Connected, VM state sync from vm/sync.
-//  - an agent that restarted (startedAt changed) is connected again (it lost its controller binding).
+//  - an agent that restarted (startedAt changed) is connected again (it lost its controller binding);
+//    so is every host once per controller process (event tokens live in the controller's memory).
 //  - a changed bootId: the host rebooted → VM sync (VMs not running there → Stopped) + event.
 //  - an agent of another version → reconnect (re-deploy).
 //  - a host left Connecting by a controller that stopped mid-add/reconnect is resolved the same
@@ -100,7 +101,11 @@ export class HostTracker {
     const restarted = AGENTS.filter((a) => pings[a]!.startedAt !== agents[a].startedAt || pings[a]!.hostUuid !== host.uuid);
     const kvmInfo = pings.kvmagent!;
     const rebooted = typeof host.bootId === 'string' && host.bootId !== kvmInfo.bootId;
-    if (status === 'Connected' && restarted.length === 0 && !rebooted) return;
+    if (status === 'Connected' && restarted.length === 0 && !rebooted) {
+      // a controller that restarted lost the event tokens (memory only): hand out a new one
+      if (!runtimeOf(d).bound.has(host.uuid)) await rebind(d, host);
+      return;
+    }
 
     if (restarted.length || status !== 'Connected') await rebind(d, host);
     const newAgents: HostAgents = { ...agents };
