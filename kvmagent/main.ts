@@ -4,6 +4,7 @@
 // simulator call it in-process with the fake driver/network, the daemon with the real ones.
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import client from 'prom-client';
 import { startAgent } from '../shared/agent/main-helper.js';
 import type { AgentServer } from '../shared/agent/server.js';
 import * as kvm from '../shared/protocol/kvm.js';
@@ -32,7 +33,20 @@ export const KVM_CAPABILITIES = ['vm', 'vm.hotplug.volume', 'vm.hotplug.nic', 'v
 
 export async function registerKvmAgent(server: AgentServer, deps: { driver: HypervisorDriver; network: NetworkBackend }, opts: KvmAgentOptions = {}): Promise<KvmAgent> {
   const { driver, network } = deps;
-  const watcher = new StateWatcher(driver, (type, data) => server.events.emit(type, data), opts.watchIntervalMs ?? 1000);
+  const external = new client.Counter({
+    name: 'tstack_kvm_external_state_changes_total',
+    help: 'VM state changes seen in libvirt that tstack did not cause, by new state',
+    labelNames: ['to'],
+    registers: [server.metrics.registry],
+  });
+  const watcher = new StateWatcher(
+    driver,
+    (type, data) => {
+      external.inc({ to: String(data.to) });
+      server.events.emit(type, data);
+    },
+    opts.watchIntervalMs ?? 1000,
+  );
   const vms = new VmService(driver, network, watcher, opts);
   const vmKey = (r: { uuid: string }): string => kvm.vmQueueKey(r);
   const netKey = (): string => kvm.networkQueueKey();
@@ -62,6 +76,20 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   server.handle(kvm.BridgeCreate, (req, ctx) => network.create(req, ctx.signal), { key: netKey });
   server.handle(kvm.BridgeDelete, (req, ctx) => network.delete(req, ctx.signal), { key: netKey });
   server.handle(kvm.BridgeCheck, (req) => network.check(req));
+
+  // metrics: VMs by state (from the watcher's last poll: a scrape never calls libvirt)
+  new client.Gauge({
+    name: 'tstack_kvm_vms',
+    help: 'tstack VMs on this host by hypervisor state (as of the last state poll)',
+    labelNames: ['state'],
+    registers: [server.metrics.registry],
+    collect() {
+      this.reset();
+      const counts = new Map<string, number>();
+      for (const s of watcher.states().values()) counts.set(s, (counts.get(s) ?? 0) + 1);
+      for (const [state, n] of counts) this.set({ state }, n);
+    },
+  });
 
   if (!opts.noWatcher) await watcher.start();
   return {

@@ -34,6 +34,11 @@ export class StateWatcher {
     private readonly intervalMs = 1000,
   ) {}
 
+  /** The last known state of each tstack VM (what the metrics report). */
+  states(): ReadonlyMap<string, VmStateT> {
+    return this.last;
+  }
+
   /** Take the baseline silently (restart safety: nothing is reported or touched), then poll. */
   async start(): Promise<void> {
     if (this.started) return;

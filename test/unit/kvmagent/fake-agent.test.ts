@@ -95,6 +95,9 @@ describe('kvmagent: in-process with the fake driver', () => {
       ],
     );
     assert.equal((await client.call(kvm.VmGetState, ep, { uuid: spec.uuid })).reason, 'shutdown');
+    const m = await (await fetch(`${ep.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    assert.match(m, /tstack_kvm_vms\{state="Stopped"[^}]*\} 1/);
+    assert.match(m, /tstack_kvm_external_state_changes_total\{to="Paused"[^}]*\} 1/);
   });
 
   it('hot-plug through the fake: attach/detach volume and NIC, set CPU, sync', async () => {
