@@ -19,8 +19,9 @@ import { sseHandler } from '../events/sse.js';
 import type { AgentClient } from '../agent-client/client.js';
 import { parseListQuery, project } from './query.js';
 import { buildOpenApi } from './openapi.js';
-import { canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, shape, visible } from './crud.js';
+import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, shape, visible } from './crud.js';
 import { notImplemented, registerCollections } from './collections.js';
+import { prepareCreate } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec, OpContext, Verb } from './registry.js';
 
 const log = logger('api');
@@ -284,6 +285,11 @@ export function buildApi(d: ApiDeps): ApiApp {
     if (spec.noCreate) throw new TStackError('METHOD_NOT_ALLOWED', `${spec.collection} are not created directly`);
     requireVerb(ctx, spec, 'create');
     const body = validate(spec.createSchema, bodyOf(ctx), `create ${spec.kind}`) as Record<string, unknown>;
+    if (spec.model && (spec.create?.long || !spec.create)) {
+      // check the model's rules and references now: a bad body is a 400 at once, not a failed job
+      const oc = opCtx(ctx);
+      await prepareCreate(d.store, spec.model, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => canUse(oc, r) });
+    }
     if (!spec.create && spec.createMode === 'async') throw notImplemented(`creating ${spec.collection}`);
     await operate(ctx, spec, { long: spec.create?.long === true, type: `${spec.collection}.create`, okStatus: 201 }, (oc) => (spec.create ? spec.create.run(body, oc) : genericCreate(spec, body, oc)));
   });

@@ -102,6 +102,9 @@ describe('controller API: account isolation on every collection', function () {
     const zoneOfA = owned.get('zones')!;
     const r = await admin.post('/v1/clusters', { name: 'iso-c', zoneUuid: zoneOfA.uuid, hypervisorType: 'KVM' });
     assert.equal(r.status, 201, 'the admin may use anything');
+    const vm = await b.post('/v1/vm-instances', { name: 'x', imageUuid: owned.get('images')!.uuid, l3NetworkUuids: [owned.get('l3-networks')!.uuid], instanceOfferingUuid: owned.get('instance-offerings')!.uuid });
+    assert.equal(vm.status, 400, 'long creates check references before starting a job');
+    assert.match(vm.body.field, /^(instanceOfferingUuid|imageUuid|l3NetworkUuids\.0)$/);
     const theirs = await b.post('/v1/volumes', { name: 'iso-v', diskOfferingUuid: owned.get('disk-offerings')!.uuid });
     assert.equal(theirs.status, 400, JSON.stringify(theirs.body));
     assert.equal(theirs.body.field, 'diskOfferingUuid');
