@@ -1,5 +1,5 @@
-// scripts/aio starts the daemons that exist, waits for /health, reports where they listen, and
-// stops exactly what it started. Run from the sources (AIO_FROM_SOURCE=1) with every path and port
+// scripts/aio (with AIO_NO_CLOUD=1: daemons only) starts the daemons that exist, waits for
+// /health, reports where they listen, and stops exactly what it started. Run from the sources (AIO_FROM_SOURCE=1) with every path and port
 // moved into a temp dir, so the test touches nothing of a real installation.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -31,6 +31,7 @@ describe('foundation: scripts/aio', function () {
       AIO_SKIP_SETUP: '1',
       AIO_FROM_SOURCE: '1',
       AIO_NO_SYSTEMD: '1',
+      AIO_NO_CLOUD: '1', // just the daemons: no aio- cloud resources (bridge, host, image) on this machine
       AIO_DATA_DIR: join(dir, 'data'),
       AIO_LOG_DIR: join(dir, 'log'),
       AIO_RUN_DIR: join(dir, 'run'),
