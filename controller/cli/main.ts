@@ -90,7 +90,16 @@ async function readStdin(): Promise<string> {
 
 export async function run(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
   const url = resolveUrl(argValue(argv, '--url'));
-  const first = argv.find((a) => !a.startsWith('-') && a !== argValue(argv, '--url') && a !== argValue(argv, '--output') && a !== argValue(argv, '-o'));
+  // the first word that is not a global option or its value: the command
+  let first: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (['--url', '--output', '-o', '--timeout'].includes(a)) i++;
+    else if (!a.startsWith('-')) {
+      first = a;
+      break;
+    }
+  }
   const program = new Command('tstack')
     .description('command-line client of a tstack controller (exit codes: 0 ok, 1 API error, 2 usage/invalid input, 3 auth, 4 not found, 5 conflict, 6 job failed, 7 unreachable, 8 timeout)')
     .version(tstackVersion())
