@@ -27,10 +27,11 @@ export const FileSource = Obj({
 });
 export const RbdSource = Obj({
   type: Type.Literal('rbd'),
-  pool: SafeName(),
-  image: SafeName(),
+  /** Ceph names without ':' (QEMU's rbd option separator) or '/'. */
+  pool: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }),
+  image: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }),
   monitors: Type.Array(HostPort(), { minItems: 1, maxItems: 16 }),
-  user: Type.Optional(SafeName()),
+  user: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: "Ceph user without 'client.'" })),
   secretUuid: Type.Optional(Uuid()),
   format: Type.Optional(Type.Union([Type.Literal('raw'), Type.Literal('qcow2')], { description: 'default raw' })),
 });

@@ -173,6 +173,11 @@ describe('kvmagent: domain XML', () => {
       assert.deepEqual(bad((s) => (s.nics = [{ uuid: VM, mac: '52:54:00:00:00:01', bridge: 'br_a_very_long_name', model: 'virtio' }])), ['nics.0.bridge']);
       assert.deepEqual(bad((s) => (s.nics = [{ uuid: VM, mac: '52:54:00:00:00:01', bridge: 'br0;id', model: 'virtio' }])), ['nics.0.bridge']);
       assert.deepEqual(bad((s) => (s.surprise = 1)), ['surprise']);
+      const rbd = (image: string) => (s: Record<string, unknown>) =>
+        ((s.rootVolume as { source: unknown }).source = { type: 'rbd', pool: 'p', image, monitors: ['10.0.0.1'] });
+      assert.deepEqual(check(kvm.VmSpec, (() => { const s = JSON.parse(JSON.stringify(minimalSpec())) as Record<string, unknown>; rbd('img')(s); return s; })()), []);
+      assert.ok(bad(rbd('img:conf=/etc/evil')).length > 0, "':' would be QEMU's rbd option separator");
+      assert.ok(bad(rbd('a/b')).length > 0);
       assert.deepEqual(bad((s) => ((s.rootVolume as { serial: string }).serial = 'x'.repeat(21))), ['rootVolume.serial']);
     });
 
