@@ -55,7 +55,9 @@ export const STOP_SCRIPT =
   'i=0; while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -9 "$pid" 2>/dev/null; fi; rm -f "$pidf"; exit 0';
 /** Add a public key line to the login user's authorized_keys once. */
 export const AUTHORIZE_SCRIPT =
-  'umask 077; mkdir -p "$HOME/.ssh" && touch "$HOME/.ssh/authorized_keys" && { grep -qxF -- "$1" "$HOME/.ssh/authorized_keys" || printf "%s\\n" "$1" >>"$HOME/.ssh/authorized_keys"; }';
+  'umask 077; f="$HOME/.ssh/authorized_keys"; mkdir -p "$HOME/.ssh" && touch "$f" && { grep -qxF -- "$1" "$f" || { ' +
+  // a file whose last line has no newline would otherwise get the key glued onto that line
+  'if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then printf "\\n" >>"$f"; fi; printf "%s\\n" "$1" >>"$f"; }; }';
 
 const PUBKEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._:+-]{1,128})?$/;
 

@@ -70,7 +70,8 @@ export class SshSession {
       readyTimeout: t.readyTimeoutMs ?? 20_000,
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
-      tryKeyboard: false,
+      // servers that allow passwords only through PAM's keyboard-interactive
+      tryKeyboard: t.password !== undefined,
       hostVerifier: (key: Buffer) => {
         seenKey = fingerprint(key);
         return !t.expectedHostKey || t.expectedHostKey === seenKey;
@@ -92,6 +93,7 @@ export class SshSession {
       };
       client.once('ready', onReady);
       client.once('error', onError);
+      client.on('keyboard-interactive', (_name, _instr, _lang, prompts, finish) => finish(prompts.map(() => t.password ?? '')));
       try {
         client.connect(cfg);
       } catch (e) {

@@ -10,6 +10,7 @@ import { utils } from 'ssh2';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { openStore } from '../../../controller/store/index.js';
 import { EventBus, type AgentEventIn } from '../../../controller/events/bus.js';
+import { AgentRegistry } from '../../../controller/events/agent-events.js';
 import { syncVms } from '../../../controller/host/vmsync.js';
 import { createTransientDomain, domainExists, tinyVmXml, virsh } from '../../harness/libvirt.js';
 import type { InventoryStore, Resource } from '../../../controller/store/types.js';
@@ -153,6 +154,28 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     assert.notEqual((await store.get(host.uuid))!.bootId, 'boot-before-the-reboot');
     assert.equal(seen.length, 1);
     await store.delete(vm.uuid);
+  });
+
+  it('a restarted controller (new process state) hands every host a new event token once', async () => {
+    class SpyRegistry extends AgentRegistry {
+      registered: string[] = [];
+      override register(hostUuid: string, token?: string): string {
+        this.registered.push(hostUuid);
+        return super.register(hostUuid, token);
+      }
+    }
+    const agents = new SpyRegistry();
+    const store2 = await openStore({ backend: 'sqlite', path: join(deps.dataDir, 'inventory.db') });
+    try {
+      const d2: HostDeps = { ...deps, store: store2, agents };
+      const t = new HostTracker(d2);
+      await t.track((await store2.get(host.uuid))!);
+      await t.track((await store2.get(host.uuid))!);
+      assert.deepEqual(agents.registered, [host.uuid], 'bound once, not every round');
+      assert.equal((await store2.get(host.uuid))!.status, 'Connected');
+    } finally {
+      await store2.close();
+    }
   });
 
   it('tracker: kvmagent killed → Disconnected after 3 misses and its VM Unknown; restarted → Connected and the VM synced to Stopped', async () => {

@@ -91,7 +91,7 @@ describe('host/render', () => {
 
   it('the remote shell snippets are constants that only use positional parameters', () => {
     // only positional parameters, the scripts' own variables, $! and $HOME: no value is spliced in
-    const allowed = new Set(['log', 'pidf', 'pid', 'pat', 'i', 'HOME']);
+    const allowed = new Set(['log', 'pidf', 'pid', 'pat', 'i', 'f', 'HOME']);
     for (const s of [START_SCRIPT, STOP_SCRIPT, AUTHORIZE_SCRIPT]) {
       for (const m of s.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) assert.ok(allowed.has(m[1]!), `unexpected variable $${m[1]} in ${s}`);
     }
