@@ -39,7 +39,7 @@ describe('storage: primary storage verifies what it pulls', function () {
   this.timeout(120_000);
   const cleanup = useCleanup();
 
-  it('refuses an image whose bytes changed in the store since download (md5), caching nothing', async function () {
+  it('refuses an image whose bytes changed in the store since download (sha256), caching nothing', async function () {
     const agent = await startTestAgent(cleanup, 'verify');
     const src = await tmpDir('verify-src', cleanup);
     const store: S.ImageStoreSpec = { type: 'dir', uuid: uuid(), path: await tmpDir('verify-store', cleanup) };
@@ -49,7 +49,7 @@ describe('storage: primary storage verifies what it pulls', function () {
     await makeQcow2(join(src, 'a.qcow2'), 16, 2, 0x42);
     const imageUuid = uuid();
     const info = await agent.call(S.ImageStoreDownload, { store, imageUuid, url: `file://${join(src, 'a.qcow2')}` });
-    assert.match(info.md5 ?? '', /^[0-9a-f]{32}$/);
+    assert.match(info.sha256 ?? '', /^[0-9a-f]{64}$/);
     // flip one byte of guest data inside the stored file (bit rot, tampering)
     const fd = openSync(info.installPath, 'r+');
     const st = fstatSync(fd);
