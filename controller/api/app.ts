@@ -88,7 +88,7 @@ function errorBody(err: TStackError): Record<string, unknown> {
 
 export function buildApi(d: ApiDeps): ApiApp {
   registerCollections(d.registry);
-  registerAccounts(d.registry, d.auth);
+  registerAccounts(d.registry);
   const app = new Koa();
   app.proxy = false;
   app.on('error', (err: unknown) => log.debug({ err }, 'connection error'));

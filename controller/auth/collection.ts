@@ -6,7 +6,7 @@ import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { ApiRegistry } from '../api/registry.js';
 import { ACCOUNT_KIND, AccountCreate, AccountUpdate, AccountView, AuthService } from './accounts.js';
 
-export function registerAccounts(reg: ApiRegistry, auth: AuthService): void {
+export function registerAccounts(reg: ApiRegistry): void {
   reg.registerCollection({
     collection: 'accounts',
     kind: ACCOUNT_KIND,
@@ -15,13 +15,15 @@ export function registerAccounts(reg: ApiRegistry, auth: AuthService): void {
     updateSchema: AccountUpdate,
     viewSchema: AccountView,
     adminOnly: ['create', 'delete'],
-    create: { run: async (body) => auth.createAccount(body as { name: string; password: string; description?: string }) },
-    update: { run: async (r, body, ctx) => auth.updateAccount(ctx.principal, r.uuid, body) },
+    // handlers build an AuthService on the context's store: a registry may serve several
+    // controllers in one process (tests), so nothing here may capture one controller's state
+    create: { run: async (body, ctx) => new AuthService(ctx.store).createAccount(body as { name: string; password: string; description?: string }) },
+    update: { run: async (r, body, ctx) => new AuthService(ctx.store).updateAccount(ctx.principal, r.uuid, body) },
     remove: {
       run: async (r, _q, ctx) => {
         if (r.uuid === ctx.principal.accountUuid) throw new TStackError('CONFLICT', 'you cannot delete your own account');
         const kinds = ctx.registry.collections().map((c) => c.kind).filter((k) => k !== ACCOUNT_KIND);
-        await auth.deleteAccount(r.uuid, kinds);
+        await new AuthService(ctx.store).deleteAccount(r.uuid, kinds);
         return r;
       },
     },
