@@ -10,7 +10,7 @@
 //    backend. The agent keeps no database: the descriptor plus uuids name everything.
 // Every volume result carries `source`, the disk source in the shape kvmagent's VmSpec uses.
 import { defineCommand } from './command.js';
-import { Obj, Type, Uuid, SafeName, AbsPath, type Static } from './schema.js';
+import { Obj, Type, Uuid, AbsPath, type Static } from './schema.js';
 import { VolumeSource as KvmVolumeSource } from './kvm.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -38,12 +38,14 @@ export type Capacity = Static<typeof Capacity>;
 // image store (backup storage)
 
 export const DirStore = Obj({ type: Type.Literal('dir'), uuid: Uuid(), path: AbsPath() });
+/** A Ceph pool/user name: no ':' (QEMU's rbd option separator) and no '/' */
+const CephName = (max = 127) => Type.String({ pattern: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,${max}}$` });
 export const CephConn = {
-  pool: SafeName(),
+  pool: CephName(),
   /** ceph.conf of the cluster (default /etc/ceph/ceph.conf) */
   confPath: Type.Optional(AbsPath()),
   /** cephx user without the "client." prefix (default admin) */
-  user: Type.Optional(SafeName()),
+  user: Type.Optional(CephName(63)),
   /** mon addresses for VM disk sources; read from the cluster when absent */
   monitors: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 255 }))),
   /** libvirt secret holding the cephx key, passed through to disk sources */
