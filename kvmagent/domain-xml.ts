@@ -409,3 +409,15 @@ export function parseDomainXml(xml: string): ParsedDomain {
   }
   return out;
 }
+
+/**
+ * The VNC <graphics> element of a domain XML with its password replaced (or removed). Pure; the
+ * rest of the element (port, listen) is kept as libvirt reported it, as update-device requires.
+ */
+export function withVncPassword(domainXml: string, password: string | undefined): string | undefined {
+  const m = /<graphics type='vnc'[^>]*?(\/>|>[\s\S]*?<\/graphics>)/.exec(domainXml);
+  if (!m) return undefined;
+  let g = m[0].replace(/\s+passwd='[^']*'/, '');
+  if (password !== undefined) g = g.replace("<graphics type='vnc'", `<graphics type='vnc' passwd='${esc(password)}'`);
+  return g;
+}

@@ -71,6 +71,7 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   server.handle(kvm.VmAttachIso, (req) => vms.attachIso(req), { key: vmKey });
   server.handle(kvm.VmDetachIso, (req) => vms.detachIso(req), { key: vmKey });
   server.handle(kvm.VmResizeVolume, (req) => vms.resizeVolume(req), { key: vmKey });
+  server.handle(kvm.VmSetConsolePassword, (req) => vms.setConsolePassword(req), { key: vmKey });
   server.handle(kvm.VmSnapshot, (req) => vms.snapshot(req), { key: vmKey });
 
   server.handle(kvm.BridgeCreate, (req, ctx) => network.create(req, ctx.signal), { key: netKey });

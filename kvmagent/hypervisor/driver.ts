@@ -54,6 +54,10 @@ export interface HypervisorDriver {
   blockCapacity(name: string, target: string): Promise<number>;
   /** Grow a disk of a running domain. */
   blockResize(name: string, target: string, bytes: number): Promise<void>;
+  /** XML of the persistent definition (with secrets when `secure`); live XML with secrets otherwise. */
+  xmlWith(name: string, o: { inactive: boolean; secure: boolean }): Promise<string>;
+  /** Replace a device (e.g. <graphics>) live and/or in the persistent config. */
+  updateDevice(name: string, deviceXml: string, scope: 'live' | 'config'): Promise<void>;
   setVcpus(name: string, n: number): Promise<void>;
   setMemory(name: string, kib: number): Promise<void>;
   /** External, disk-only, atomic snapshot without libvirt metadata. */

@@ -177,6 +177,16 @@ export class FakeDriver implements HypervisorDriver {
     this.sizes.set(`${name}/${target}`, bytes);
   }
 
+  async xmlWith(name: string): Promise<string> {
+    return this.d(name).xml;
+  }
+
+  async updateDevice(name: string, deviceXml: string): Promise<void> {
+    const d = this.d(name);
+    if (!deviceXml.startsWith("<graphics type='vnc'")) throw new TStackError('LIBVIRT_ERROR', 'fake: only VNC graphics can be updated');
+    d.xml = d.xml.replace(/<graphics type='vnc'[^>]*?(\/>|>[\s\S]*?<\/graphics>)/, deviceXml);
+  }
+
   async setVcpus(name: string, n: number): Promise<void> {
     const d = this.d(name);
     if (n > d.maxCpuNum) throw new TStackError('LIBVIRT_ERROR', `requested vcpus is greater than max allowable vcpus for the live domain: ${n} > ${d.maxCpuNum}`);

@@ -263,6 +263,16 @@ export class LibvirtDriver implements HypervisorDriver {
     await this.virsh(['blockresize', name, target, `${bytes}B`], `resize ${target} of ${name}`);
   }
 
+  async xmlWith(name: string, o: { inactive: boolean; secure: boolean }): Promise<string> {
+    const d = await this.must(name);
+    const flags = (o.inactive ? lv.DomainGetXMLDescFlags.INACTIVE : 0) | (o.secure ? lv.DomainGetXMLDescFlags.SECURE : 0);
+    return this.call(`XML of ${name}`, () => d.getXMLDesc(flags));
+  }
+
+  async updateDevice(name: string, deviceXml: string, scope: 'live' | 'config'): Promise<void> {
+    await this.withFile(deviceXml, (f) => this.virsh(['update-device', name, f, `--${scope}`], `update device of ${name}`));
+  }
+
   async setVcpus(name: string, n: number): Promise<void> {
     await this.virsh(['setvcpus', name, String(n), '--live', '--config'], `set vCPUs of ${name}`);
   }

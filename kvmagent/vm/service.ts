@@ -19,6 +19,7 @@ import {
   targetDev,
   volumeAlias,
   vmUuidOfDomain,
+  withVncPassword,
   type ParsedDomain,
 } from '../domain-xml.js';
 import type { HypervisorDriver } from '../hypervisor/driver.js';
@@ -488,6 +489,23 @@ export class VmService {
       if (req.size === cur) return { uuid, volumeUuid: volUuid, size: cur, changed: false };
       await this.driver.blockResize(name, d.target, req.size);
       return { uuid, volumeUuid: volUuid, size: await this.driver.blockCapacity(name, d.target), changed: true };
+    });
+  }
+
+  async setConsolePassword(req: Req<typeof kvm.VmSetConsolePassword>): Promise<Res<typeof kvm.VmSetConsolePassword>> {
+    const uuid = canonicalUuid(req.uuid);
+    const name = domainName(uuid);
+    return this.watcher.during(uuid, async () => {
+      const cur = await this.driver.get(name);
+      if (!cur) throw new TStackError('VM_NOT_FOUND', `set-console-password: VM ${uuid} has no domain on this host`, { uuid });
+      const scopes: Array<'live' | 'config'> = cur.active ? ['live', 'config'] : ['config'];
+      for (const scope of scopes) {
+        const xml = await this.driver.xmlWith(name, { inactive: scope === 'config', secure: true });
+        const g = withVncPassword(xml, req.password);
+        if (!g) throw new TStackError('NOT_FOUND', `VM ${uuid} has no VNC console (start it with spec.console)`, { uuid });
+        await this.driver.updateDevice(name, g, scope);
+      }
+      return { uuid, hasPassword: req.password !== undefined };
     });
   }
 

@@ -412,6 +412,15 @@ export const VmResizeVolume = defineCommand({
   description: 'grow a volume of a running VM (the guest sees the new size at once)',
 });
 
+export const VmSetConsolePassword = defineCommand({
+  name: 'vm/set-console-password',
+  agent: 'kvm',
+  timeoutMs: 60_000,
+  request: Obj({ ...VmRef, password: Type.Optional(Type.String({ pattern: '^[\\x21-\\x7e]{1,8}$', description: 'absent: remove the password' })) }),
+  response: Obj({ uuid: Type.String(), hasPassword: Type.Boolean() }),
+  description: 'set or remove the VNC password of a VM, live and in its config',
+});
+
 export const VmSnapshot = defineCommand({
   name: 'vm/snapshot',
   agent: 'kvm',

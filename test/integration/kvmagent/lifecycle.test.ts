@@ -134,6 +134,19 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
       assert.equal(sink.events.slice(before).filter((e) => e.data.vmUuid === uuid).length, 0);
     });
 
+    it('vm/set-console-password changes and removes the VNC password, live and in the config', async () => {
+      const pw = async (inactive: boolean): Promise<string | undefined> =>
+        /<graphics type='vnc'[^>]*passwd='([^']*)'/.exec(await virsh(['dumpxml', '--security-info', ...(inactive ? ['--inactive'] : []), `tstack-${uuid}`]))?.[1];
+      assert.equal(await pw(false), 'pw123456');
+      assert.deepEqual(await client.call(kvm.VmSetConsolePassword, ep, { uuid, password: 'n3w-Pass' }), { uuid, hasPassword: true });
+      assert.equal(await pw(false), 'n3w-Pass');
+      assert.equal(await pw(true), 'n3w-Pass');
+      await client.call(kvm.VmSetConsolePassword, ep, { uuid });
+      assert.equal(await pw(false), undefined);
+      assert.equal(await pw(true), undefined);
+      assert.ok((await client.call(kvm.VmConsole, ep, { uuid })).port >= 5900, 'the console still listens');
+    });
+
     it('vm/pause and vm/resume', async () => {
       assert.equal((await client.call(kvm.VmPause, ep, { uuid })).state, 'Paused');
       assert.equal((await client.call(kvm.VmGetState, ep, { uuid })).state, 'Paused');
@@ -237,7 +250,7 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
     while ((await client.call(kvm.VmGetState, ep, { uuid })).state === 'Running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const offAt = Date.now();
     const ev = await sink.waitFor((e) => e.type === kvm.KvmEvents.vmStateChanged && e.data.vmUuid === uuid && e.data.to === 'Stopped', 5_000);
-    process.stderr.write(`      (event ${ev.receivedAt - offAt} ms after the agent saw it stop)\n`);
+    process.stderr.write(`      (event at ${ev.receivedAt - offAt} ms relative to vm/state first showing the guest off)\n`);
     // libvirt may show the short 'being shut down' state in between: Running → (Stopping →) Stopped
     const mine = sink.events.filter((e) => e.data.vmUuid === uuid);
     assert.equal(mine[0]!.data.from, 'Running');

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { check } from '../../../shared/protocol/schema.js';
 import * as kvm from '../../../shared/protocol/kvm.js';
 import { minimalSpec, VM_UUID } from './fixtures.js';
-import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc } from '../../../kvmagent/domain-xml.js';
+import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc, withVncPassword } from '../../../kvmagent/domain-xml.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
@@ -143,6 +143,14 @@ describe('kvmagent: domain XML', () => {
     assert.equal(targetDev('scsi', 2), 'sdc');
     assert.equal(targetDev('ide', 3), 'hdd');
     assert.throws(() => targetDev('virtio', 26));
+  });
+
+  it('withVncPassword replaces or removes the password and keeps the rest of <graphics>', () => {
+    const live = "<domain><devices><graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1' passwd='old'>\n  <listen type='address' address='127.0.0.1'/>\n</graphics></devices></domain>";
+    assert.equal(withVncPassword(live, "n&w'"), "<graphics type='vnc' passwd='n&amp;w&apos;' port='5901' autoport='yes' listen='127.0.0.1'>\n  <listen type='address' address='127.0.0.1'/>\n</graphics>");
+    assert.equal(withVncPassword(live, undefined), "<graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'>\n  <listen type='address' address='127.0.0.1'/>\n</graphics>");
+    assert.equal(withVncPassword("<graphics type='vnc' port='5900'/>", 'x'), "<graphics type='vnc' passwd='x' port='5900'/>");
+    assert.equal(withVncPassword('<domain/>', 'x'), undefined);
   });
 
   it('hot-plug snippets carry the user alias used to find them again', () => {

@@ -143,6 +143,17 @@ describe('kvmagent: in-process with the fake driver', () => {
     await assert.rejects(client.call(kvm.VmResizeVolume, ep, { uuid: spec.uuid, volumeUuid: vol, size: 1024 ** 3 }), (e: TStackError) => e.code === 'INVALID_ARGUMENT');
   });
 
+  it('console password through the fake', async () => {
+    const spec = { ...minimalSpec(), console: { type: 'vnc' as const, password: 'abc' } };
+    await client.call(kvm.VmStart, ep, { spec });
+    assert.deepEqual(await client.call(kvm.VmSetConsolePassword, ep, { uuid: spec.uuid, password: 'xyz' }), { uuid: spec.uuid, hasPassword: true });
+    assert.match(await driver.xml(domainName(spec.uuid)), /passwd='xyz'/);
+    await client.call(kvm.VmSetConsolePassword, ep, { uuid: spec.uuid });
+    assert.doesNotMatch(await driver.xml(domainName(spec.uuid)), /passwd=/);
+    await client.call(kvm.VmDestroy, ep, { uuid: spec.uuid });
+    await assert.rejects(client.call(kvm.VmSetConsolePassword, ep, { uuid: minimalSpec().uuid, password: 'a' }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
+  });
+
   it('operations on an absent VM: typed VM_NOT_FOUND, or success where idempotent', async () => {
     const uuid = '12345678-0000-4000-8000-000000000000';
     await assert.rejects(client.call(kvm.VmPause, ep, { uuid }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
