@@ -80,6 +80,9 @@ describe('storage unit: ranges, sniffing, URLs, transfers, schemas', function ()
     const nfs = { type: 'nfs', uuid: ps.uuid, url: '10.0.0.5:/export', mountPath: '/mnt/ps' };
     assert.deepEqual(check(S.PsInit.request, { ps: nfs }), []);
     assert.ok(check(S.PsInit.request, { ps: { ...nfs, mountOptions: 'vers=3;rm -rf /' } }).length > 0);
+    const ceph = { type: 'ceph', uuid: ps.uuid, pool: 'vms' };
+    assert.deepEqual(check(S.PsInit.request, { ps: ceph }), []);
+    assert.ok(check(S.PsInit.request, { ps: { ...ceph, pool: 'vms:conf=/tmp/evil.conf' } }).length > 0, "':' would inject rbd options");
     // every command is declared once with a unique path
     assert.equal(new Set(S.commands.map((c) => c.path)).size, S.commands.length);
   });
