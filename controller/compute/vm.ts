@@ -27,7 +27,7 @@ import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { addNicServices, ensureBridge, removeNicServices } from '../network/index.js';
-import { attachedTo } from '../model/attachments.js';
+import { attachedFrom } from '../model/attachments.js';
 
 const log = logger('vm');
 
@@ -610,7 +610,7 @@ async function deleteVolume(vol: Resource, _q: Record<string, string>, oc: OpCon
     if (v.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${v.name} is attached to VM ${String(v.vmInstanceUuid)}; detach it first`);
     let hostUuid = v.hostUuid as string | undefined;
     if (!hostUuid && v.primaryStorageUuid) {
-      for (const c of await (await import('../model/attachments.js')).attachedFrom(d.store, 'cluster-primary-storage', String(v.primaryStorageUuid))) {
+      for (const c of await attachedFrom(d.store, 'cluster-primary-storage', String(v.primaryStorageUuid))) {
         const h = (await d.store.byParent('host', c)).find((x) => x.status === 'Connected');
         if (h) hostUuid = h.uuid;
       }
@@ -675,4 +675,3 @@ export function registerComputeApi(reg: ApiRegistry): void {
   reg.setDelete('volumes', { long: true, run: deleteVolume });
 }
 
-export { attachedTo };

@@ -5,7 +5,7 @@
 // addresses by DHCP, run user-data from the metadata service and answer SSH from the host side
 // of the bridge; lifecycle; destroy/recover/expunge; fault injection in the create flow.
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { guestImage, makeSshKey, sshRun, waitForSerial, REPO_ROOT } from '../har
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { agentPid, authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 import type { HostLayout } from '../../controller/host/render.js';
@@ -132,6 +132,15 @@ describe('e2e: the first real cloud', function () {
       modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
     } as never);
     api = await c.login('admin', c.adminPassword);
+    // adding the host authorizes the controller's own key (for reconnects): take it away again
+    cleanup.add(() => {
+      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
+      if (!existsSync(pub)) return;
+      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
+      const f = '/root/.ssh/authorized_keys';
+      const lines = readFileSync(f, 'utf8').split('\n');
+      writeFileSync(f, lines.filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
+    }, "controller key in root's authorized_keys");
     // everything the cloud made on the host, even after a failure: VMs, namespaces (via the API)
     cleanup.add(async () => {
       for (const u of vmUuids) {
@@ -244,6 +253,40 @@ describe('e2e: the first real cloud', function () {
     assert.ok(con.port > 0);
   });
 
+  it('pause/resume, data volume attach/detach (hot-plug), and a guest powering itself off becomes Stopped (kvmagent event)', async () => {
+    const vm = vms.vm1;
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { pause: {} })).state, 'Paused');
+    assert.match(await virsh(['domstate', `tstack-${vm.uuid}`]), /paused/);
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { resume: {} })).state, 'Running');
+    // a volume made through the API is instantiated on the VM's primary storage when attached
+    const vol = await ok(api, '/v1/volumes', { name: `${rid}-extra`, diskOfferingUuid: ids.disk });
+    assert.equal(vol.status, 'NotInstantiated');
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: vol.uuid } });
+    const attached = (await api.get(`/v1/volumes/${vol.uuid}`)).body;
+    assert.equal(attached.status, 'Ready');
+    assert.equal(attached.vmInstanceUuid, vm.uuid);
+    const deadline = Date.now() + 60_000;
+    let parts = '';
+    while (Date.now() < deadline && !/vdb/.test(parts)) parts = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'cat /proc/partitions' });
+    assert.match(parts, /vdb/, 'the guest sees the hot-plugged disk');
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: vol.uuid } });
+    assert.equal((await api.get(`/v1/volumes/${vol.uuid}`)).body.vmInstanceUuid, undefined);
+    await ok(api, `/v1/volumes/${vol.uuid}`, undefined, 'del');
+    assert.ok(!existsSync(attached.installPath), 'deleting the volume removed its file');
+    // the guest powers off by itself: the kvmagent reports it, the VM becomes Stopped
+    await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'poweroff' }).catch(() => undefined);
+    const until = Date.now() + 120_000;
+    let state = '';
+    while (Date.now() < until && state !== 'Stopped') {
+      state = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body.state;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(state, 'Stopped');
+    assert.equal((await c.store.claims(`host-capacity:${ids.host}`)).some((x) => x.key === vm.uuid), false, 'its host reservation is released');
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { start: {} })).state, 'Running');
+    await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'true', timeoutMs: 300_000 });
+  });
+
   it('destroy → recover → start', async () => {
     const vm = vms.vm2;
     const d = await ok(api, `/v1/vm-instances/${vm.uuid}`, undefined, 'del');
@@ -304,4 +347,42 @@ describe('e2e: the first real cloud', function () {
       assert.equal((await c.store.claims(`host-capacity:${ids.host}`)).length, 0, 'no host capacity reservation');
     });
   }
+
+  it('kvmagent killed (SIGKILL) during a VM create: the job fails or completes cleanly and nothing is leaked', async () => {
+    const domains = async (): Promise<string[]> => (await virsh(['list', '--all', '--name'])).split('\n').filter((l) => l.startsWith('tstack-')).sort();
+    const domainsBefore = await domains();
+    const volsBefore = (await api.get('/v1/volumes')).body.total;
+    const claimsBefore = (await c.store.claims(ipNamespace(ids.l3))).map((x) => x.key).sort();
+    const name = `${rid}-killed`;
+    const r = await api.post('/v1/vm-instances', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], userData: userData('killed'), sshKey: key.pubKey });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    // as soon as the domain shows up (vm/start is running), kill the kvmagent
+    let uuid: string | undefined;
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      uuid ??= (await api.get(`/v1/vm-instances?q=name=${name}`)).body.inventories[0]?.uuid;
+      if (uuid && (await domainExists(uuid))) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(uuid, 'the create started');
+    vmUuids.push(uuid);
+    const pid = agentPid(layout, 'kvmagent');
+    assert.ok(pid, 'kvmagent pid file');
+    process.kill(pid, 'SIGKILL');
+    // the operator (systemd, where it runs) brings it back: reconnect re-deploys the dead agent
+    await ok(api, `/v1/hosts/${ids.host}/actions`, { reconnect: {} });
+    const job = await waitJob(api, r.body.jobUuid, 600_000);
+    if (job.state === 'Succeeded') {
+      assert.equal(job.result.state, 'Running');
+      await ok(api, `/v1/vm-instances/${uuid}`, undefined, 'del');
+      await ok(api, `/v1/vm-instances/${uuid}/actions`, { expunge: {} });
+    } else {
+      assert.equal(job.error.details?.rollbackComplete, true, `rolled back completely: ${JSON.stringify(job.error)}`);
+    }
+    assert.equal((await api.get(`/v1/vm-instances/${uuid}`)).status, 404, 'no VM record');
+    assert.deepEqual(await domains(), domainsBefore, 'no domain');
+    assert.equal((await api.get('/v1/volumes')).body.total, volsBefore, 'no volume');
+    assert.deepEqual((await c.store.claims(ipNamespace(ids.l3))).map((x) => x.key).sort(), claimsBefore, 'no IP');
+    assert.equal((await c.store.claims(`host-capacity:${ids.host}`)).length, 0, 'no host reservation');
+  });
 });
