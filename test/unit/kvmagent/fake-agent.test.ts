@@ -154,6 +154,19 @@ describe('kvmagent: in-process with the fake driver', () => {
     await assert.rejects(client.call(kvm.VmSetConsolePassword, ep, { uuid: minimalSpec().uuid, password: 'a' }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
   });
 
+  it('scales for the simulator: 300 VMs started concurrently over HTTP, all in vm/sync, capacity adds up', async function () {
+    this.timeout(30_000);
+    const specs = Array.from({ length: 300 }, (_, i) => ({ ...minimalSpec(), uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, name: `sim-${i}` }));
+    const t0 = Date.now();
+    await Promise.all(specs.map((spec) => client.call(kvm.VmStart, ep, { spec })));
+    const ms = Date.now() - t0;
+    const sync = await client.call(kvm.VmSync, ep, {});
+    assert.equal(sync.vms.length, 300);
+    assert.ok(sync.vms.every((v) => v.state === 'Running'));
+    assert.equal((await client.call(kvm.HostCapacity, ep, {})).vmCount, 300);
+    assert.ok(ms < 20_000, `300 fake starts took ${ms} ms`);
+  });
+
   it('operations on an absent VM: typed VM_NOT_FOUND, or success where idempotent', async () => {
     const uuid = '12345678-0000-4000-8000-000000000000';
     await assert.rejects(client.call(kvm.VmPause, ep, { uuid }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
