@@ -20,7 +20,16 @@ import { listTable, render, type OutputFormat } from './output.js';
 import { dropSession, loadSession, resolveUrl, saveSession, sessionFilePath } from './session.js';
 import { tstackVersion } from '../../shared/sysinfo.js';
 
-const STATIC = new Set(['login', 'logout', 'whoami', 'job', 'jobs', 'help', '--help', '-h', '--version', '-V']);
+/** What /v1/events sends (the parts the table view shows). */
+interface EventData {
+  time?: string;
+  kind?: string;
+  uuid?: string;
+  resource?: { name?: string; state?: string; status?: string };
+  job?: { uuid: string; type?: string; state?: string; progress?: number; message?: string };
+}
+
+const STATIC = new Set(['login', 'logout', 'whoami', 'events', 'job', 'jobs', 'help', '--help', '-h', '--version', '-V']);
 
 function cachePath(url: string): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
@@ -168,6 +177,74 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
       const r = await a.call<{ inventories: Array<Record<string, unknown>> }>('GET', `/v1/accounts?${q}limit=1&sort=createDate&fields=uuid,name,type`);
       const me = r.body.inventories[0];
       showResult(ctx, { url, ...(me ?? {}), expiresAt: s.expiresAt || undefined });
+    });
+
+  program
+    .command('events')
+    .description('stream resource changes and job progress as they happen (reconnects by itself; Ctrl-C to stop)')
+    .option('--types <a,b>', 'only these event types (resource.created, resource.updated, resource.deleted, job.created, job.progress, job.finished)')
+    .option('--kinds <a,b>', "only these resource kinds (zone, vm-instance…; 'job' for jobs)")
+    .option('--count <n>', 'exit after n events')
+    .action(async (o: { types?: string; kinds?: string; count?: string }) => {
+      const max = o.count === undefined ? Infinity : Number(o.count);
+      if (!Number.isInteger(max) && max !== Infinity) throw new CliError(`--count: expected a whole number, got '${o.count}'`, Exit.USAGE);
+      const qs = new URLSearchParams();
+      if (o.types) qs.set('types', o.types);
+      if (o.kinds) qs.set('kinds', o.kinds);
+      const a = ctx.api();
+      let seen = 0;
+      let lastId = '';
+      const print = (event: string, data: EventData): void => {
+        const fmt = g().output;
+        if (fmt === 'json') return out(JSON.stringify({ event, ...data }));
+        if (fmt === 'yaml') return out(render('yaml', { event, ...data }, () => '') + '\n---');
+        if (data.job) {
+          const j = data.job;
+          return out([data.time, event, j.uuid, j.type, j.state, `${j.progress ?? 0}%`, j.message ?? ''].join('  ').trimEnd());
+        }
+        const r = data.resource ?? {};
+        out([data.time, event, data.kind, data.uuid, r.name ?? '', r.state ?? r.status ?? ''].join('  ').trimEnd());
+      };
+      for (let attempt = 0; seen < max; attempt++) {
+        const headers: Record<string, string> = { authorization: `Bearer ${a.token}`, accept: 'text/event-stream' };
+        if (lastId) headers['last-event-id'] = lastId;
+        let res: Response;
+        try {
+          res = await fetch(`${url}/v1/events${qs.size ? '?' + qs.toString() : ''}`, { headers });
+        } catch (e) {
+          if (attempt === 0) throw new CliError(`cannot reach the controller at ${url}: ${(e as Error).message}`, Exit.UNREACHABLE);
+          await new Promise((r) => setTimeout(r, 2000));
+          continue;
+        }
+        if (res.status === 401 || res.status === 403) throw new CliError('session expired or not allowed (run: tstack login)', Exit.AUTH);
+        if (!res.ok || !res.body) throw new CliError(`GET /v1/events: HTTP ${res.status}`, Exit.API_ERROR);
+        const dec = new TextDecoder();
+        let buf = '';
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf += dec.decode(chunk, { stream: true });
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0 && seen < max) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const f: Record<string, string> = {};
+            for (const line of block.split('\n')) {
+              const m = /^(\w+): ?(.*)$/.exec(line);
+              if (m) f[m[1]!] = m[2]!;
+            }
+            if (!f.event || f.data === undefined) continue;
+            if (f.id) lastId = f.id;
+            if (f.event === 'resync') {
+              process.stderr.write(`tstack: some events were missed (${JSON.parse(f.data).reason})\n`);
+              continue;
+            }
+            print(f.event, JSON.parse(f.data) as EventData);
+            seen++;
+          }
+          if (seen >= max) break;
+        }
+        if (seen < max) await new Promise((r) => setTimeout(r, 1000));
+      }
+      process.exit(Exit.OK);
     });
 
   const job = program.command('job').alias('jobs').description('long operations');

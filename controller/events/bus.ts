@@ -40,21 +40,43 @@ export type ApiEvent = ResourceEvent | JobEvent;
 
 type Listener<T> = (e: T) => void | Promise<void>;
 
+export type NumberedEvent = ApiEvent & { id: number };
+
 export class EventBus {
   private ee = new EventEmitter();
   private seq = 0;
+  /** Identifies this process's numbering: SSE ids are `<epoch>.<seq>`. */
+  readonly epoch = Date.now().toString(36);
+  private recent: NumberedEvent[] = [];
 
-  constructor() {
+  constructor(private readonly keep = 2000) {
     this.ee.setMaxListeners(0);
   }
 
   /** Resource and job events (what SSE clients see). Returns an unsubscribe function. */
-  subscribe(fn: Listener<ApiEvent & { id: number }>): () => void {
+  subscribe(fn: Listener<NumberedEvent>): () => void {
     return this.on('api', fn);
   }
 
   publish(e: ApiEvent): void {
-    this.ee.emit('api', { ...e, id: ++this.seq });
+    const n: NumberedEvent = { ...e, id: ++this.seq };
+    this.recent.push(n);
+    if (this.recent.length > this.keep) this.recent.splice(0, this.recent.length - this.keep);
+    this.ee.emit('api', n);
+  }
+
+  /**
+   * Events after `lastId` (`<epoch>.<seq>`) still in memory, or undefined when some are lost
+   * (another controller process, or too long ago): the client must re-read what it watches.
+   */
+  since(lastId: string): NumberedEvent[] | undefined {
+    const m = /^([0-9a-z]+)\.(\d+)$/.exec(lastId);
+    if (!m || m[1] !== this.epoch) return undefined;
+    const after = Number(m[2]);
+    if (after > this.seq) return undefined;
+    const first = this.recent[0];
+    if (after < this.seq && (!first || first.id > after + 1)) return undefined;
+    return this.recent.filter((e) => e.id > after);
   }
 
   /** Agents' events; `type` '*' for all. Listener errors are logged, never thrown at the agent. */

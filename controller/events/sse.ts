@@ -1,9 +1,10 @@
 // GET /v1/events: a Server-Sent Events stream of resource changes and job progress, filtered
 // per account (admin sees everything). `?types=resource.created,job.finished` and
-// `?kinds=zone,vm-instance` narrow it. Each event: `id: <n>`, `event: <type>`, `data: <json>`.
+// `?kinds=zone,vm-instance` narrow it. Each event: `id: <epoch>.<n>`, `event: <type>`,
+// `data: <json>`. Reconnecting with Last-Event-ID replays what was missed (or sends `resync`).
 import type Koa from 'koa';
 import type { Principal } from '../auth/accounts.js';
-import type { ApiEvent, EventBus } from './bus.js';
+import type { ApiEvent, EventBus, NumberedEvent } from './bus.js';
 
 const list = (v: unknown): string[] | undefined => {
   if (typeof v !== 'string' || v === '') return undefined;
@@ -16,11 +17,12 @@ export function eventVisible(p: Principal, e: ApiEvent): boolean {
 }
 
 /** Strip internal fields of the resource in an event. */
-function outward(e: ApiEvent & { id: number }): unknown {
-  if (!('resource' in e)) return e;
+function outward(e: NumberedEvent): unknown {
+  const { id: _id, ...rest } = e;
+  if (!('resource' in rest)) return rest;
   const r: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(e.resource)) if (!k.startsWith('_')) r[k] = v;
-  return { ...e, resource: r };
+  for (const [k, v] of Object.entries(rest.resource)) if (!k.startsWith('_')) r[k] = v;
+  return { ...rest, resource: r };
 }
 
 /**
@@ -43,14 +45,22 @@ export function sseHandler(bus: EventBus, heartbeatMs = 15_000, canSee?: (p: Pri
     const write = (s: string): void => {
       if (!res.writableEnded && !res.destroyed) res.write(s);
     };
-    write(': tstack event stream\n\n');
-    const unsubscribe = bus.subscribe((e) => {
+    write(': tstack event stream\nretry: 2000\n\n');
+    const send = (e: NumberedEvent): void => {
       if (!eventVisible(p, e) && !(canSee?.(p, e) ?? false)) return;
       if (types && !types.includes(e.type)) return;
       if (kinds && 'kind' in e && !kinds.includes(e.kind)) return;
       if (kinds && !('kind' in e) && !kinds.includes('job')) return;
-      write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(outward(e))}\n\n`);
-    });
+      write(`id: ${bus.epoch}.${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(outward(e))}\n\n`);
+    };
+    // a reconnecting client gets what it missed, or `resync` when that is no longer known
+    const last = ctx.get('last-event-id') || (typeof ctx.query.lastEventId === 'string' ? ctx.query.lastEventId : '');
+    if (last) {
+      const missed = bus.since(last);
+      if (missed) missed.forEach(send);
+      else write(`event: resync\ndata: ${JSON.stringify({ reason: 'events after ' + last + ' are no longer available (controller restarted or too long ago); re-read the resources you watch' })}\n\n`);
+    }
+    const unsubscribe = bus.subscribe(send);
     const hb = setInterval(() => write(': keep-alive\n\n'), heartbeatMs);
     hb.unref();
     let ended = false;

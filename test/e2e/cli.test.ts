@@ -211,6 +211,31 @@ describe('tstack CLI: long operations (jobs)', function () {
     assert.equal((await cli(env, ['job', 'show', '00000000-0000-4000-8000-000000000000'])).code, 4);
   });
 
+  it('tstack events streams changes (json lines) and stops after --count', async function () {
+    const admin = await c.login('admin', c.adminPassword);
+    const p = cli(env, ['-o', 'json', 'events', '--kinds', 'zone', '--count', '2']);
+    // the CLI needs a moment to start and subscribe: keep changing zones until it has seen two
+    let done = false;
+    void p.then(() => (done = true));
+    const made: string[] = [];
+    const deadline = Date.now() + 45_000;
+    while (!done && Date.now() < deadline) {
+      made.push((await admin.post('/v1/zones', { name: `${runId()}-ev-cli-${made.length}` })).body.uuid);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const r = await p;
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.length, 2);
+    for (const l of lines) {
+      assert.equal(l.event, 'resource.created');
+      assert.equal(l.kind, 'zone');
+      assert.ok(made.includes(l.uuid), 'one of the zones made by the test');
+      assert.match(l.resource.name, /-ev-cli-\d+$/);
+    }
+    assert.ok(made.indexOf(lines[1].uuid) === made.indexOf(lines[0].uuid) + 1, 'in order, none skipped');
+  });
+
   it('a failed job exits 6 with its error; --timeout exits 8', async function () {
     const f = await cli(env, ['zone', 'fail-later', zoneUuid]);
     assert.equal(f.code, 6, f.stderr);

@@ -10,13 +10,15 @@ import { Obj, Type } from '../../../shared/protocol/schema.js';
 
 interface Sse {
   events: Array<{ event: string; id: string; data: any }>;
-  waitFor(pred: (e: { event: string; data: any }) => boolean, ms?: number): Promise<{ event: string; data: any }>;
+  waitFor(pred: (e: { event: string; id: string; data: any }) => boolean, ms?: number): Promise<{ event: string; id: string; data: any }>;
   close(): void;
 }
 
-async function openSse(url: string, token: string, qs = ''): Promise<Sse> {
+async function openSse(url: string, token: string, qs = '', lastEventId?: string): Promise<Sse> {
   const ac = new AbortController();
-  const res = await fetch(`${url}/v1/events${qs}`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal });
+  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+  if (lastEventId) headers['last-event-id'] = lastEventId;
+  const res = await fetch(`${url}/v1/events${qs}`, { headers, signal: ac.signal });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
   const events: Sse['events'] = [];
@@ -36,7 +38,7 @@ async function openSse(url: string, token: string, qs = ''): Promise<Sse> {
             const m = /^(\w+): ?(.*)$/.exec(line);
             if (m) e[m[1]!] = m[2]!;
           }
-          if (e.event) events.push({ event: e.event, id: e.id!, data: JSON.parse(e.data!) });
+          if (e.event) events.push({ event: e.event, id: e.id ?? '', data: JSON.parse(e.data!) });
           waiters.splice(0).forEach((w) => w());
         }
       }
@@ -156,5 +158,34 @@ describe('controller API: events', function () {
     assert.match(bad.body.field, /^events\.0\./);
     c.agents.unregister(hostUuid);
     assert.equal((await c.anon.req('POST', '/v1/agent-events', { events: [ev] }, { authorization: `Bearer ${token}` })).status, 401);
+  });
+
+  it('a client reconnecting with Last-Event-ID gets what it missed; an unknown id gets `resync`', async function () {
+    const s1 = await openSse(c.url, admin.token!, '?kinds=zone');
+    cleanup.add(() => s1.close());
+    const z1 = (await admin.post('/v1/zones', { name: 'ev-replay-1' })).body;
+    const seen = await s1.waitFor((e) => e.data.uuid === z1.uuid);
+    assert.match(seen.id, /^[0-9a-z]+\.\d+$/);
+    s1.close();
+    const z2 = (await admin.post('/v1/zones', { name: 'ev-replay-2' })).body;
+    await admin.put(`/v1/zones/${z2.uuid}`, { description: 'x' });
+    const s2 = await openSse(c.url, admin.token!, '?kinds=zone', seen.id);
+    cleanup.add(() => s2.close());
+    await s2.waitFor((e) => e.event === 'resource.updated' && e.data.uuid === z2.uuid);
+    assert.deepEqual(
+      s2.events.filter((e) => e.data.uuid === z2.uuid).map((e) => e.event),
+      ['resource.created', 'resource.updated'],
+      'missed events replayed in order',
+    );
+    assert.ok(!s2.events.some((e) => e.data.uuid === z1.uuid), 'nothing before the given id');
+    const s3 = await openSse(c.url, admin.token!, '', 'zzz.5');
+    cleanup.add(() => s3.close());
+    const r = await s3.waitFor((e) => e.event === 'resync');
+    assert.match(r.data.reason, /re-read/);
+    // replay respects ownership too
+    const sb = await openSse(c.url, b.token!, '', seen.id);
+    cleanup.add(() => sb.close());
+    await new Promise((res) => setTimeout(res, 200));
+    assert.ok(sb.events.every((e) => e.data.kind === 'zone' || e.data.ownerAccountUuid === b.accountUuid || e.data.accountUuid === b.accountUuid));
   });
 });
