@@ -27,6 +27,7 @@ export class StateWatcher {
   private running = false;
   private polling?: Promise<void>;
   private started = false;
+  private baselined = false;
 
   constructor(
     private readonly driver: HypervisorDriver,
@@ -45,8 +46,9 @@ export class StateWatcher {
     this.started = true;
     try {
       this.last = await this.snapshot();
+      this.baselined = true;
     } catch (e) {
-      log.warn({ err: (e as Error).message }, 'cannot read domains at start; will retry');
+      log.warn({ err: (e as Error).message }, 'cannot read domains at start; the first poll that can takes the baseline');
     }
     this.running = true;
     this.schedule();
@@ -83,6 +85,12 @@ export class StateWatcher {
   /** One poll: compare with the last states, report what changed behind the agent's back. */
   async poll(): Promise<StateChange[]> {
     const now = await this.snapshot();
+    if (!this.baselined) {
+      // libvirt was unreachable when the agent started: nothing is known to have changed
+      this.last = now;
+      this.baselined = true;
+      return [];
+    }
     const changes: StateChange[] = [];
     const uuids = new Set([...this.last.keys(), ...now.keys()]);
     for (const u of uuids) {
@@ -93,7 +101,7 @@ export class StateWatcher {
       else this.last.set(u, to);
       if (from === to) continue;
       const c: StateChange = { vmUuid: u, domainName: domainName(u), from, to, cause: 'external' };
-      const reason = now.has(u) ? await this.driver.reason(c.domainName) : 'undefined';
+      const reason = now.has(u) ? await this.driver.reason(c.domainName) : 'domain-removed';
       if (reason) c.reason = reason;
       changes.push(c);
     }

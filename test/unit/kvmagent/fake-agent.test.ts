@@ -10,6 +10,7 @@ import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../../kvma
 import { FakeDriver } from '../../../kvmagent/hypervisor/fake-driver.js';
 import { FakeNetwork } from '../../../kvmagent/network/bridges.js';
 import { domainName } from '../../../kvmagent/domain-xml.js';
+import { StateWatcher } from '../../../kvmagent/watcher.js';
 import { minimalSpec } from './fixtures.js';
 
 const TOKEN = 'fake-agent-token-0123456789abcdef';
@@ -98,6 +99,22 @@ describe('kvmagent: in-process with the fake driver', () => {
     const m = await (await fetch(`${ep.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
     assert.match(m, /tstack_kvm_vms\{state="Stopped"[^}]*\} 1/);
     assert.match(m, /tstack_kvm_external_state_changes_total\{to="Paused"[^}]*\} 1/);
+  });
+
+  it('libvirt unreachable when the agent starts: the first poll that works takes the baseline silently', async () => {
+    const spec = minimalSpec();
+    await client.call(kvm.VmStart, ep, { spec });
+    const fresh = new StateWatcher(driver, (type, data) => events.push({ type, data }), 1000);
+    const list = driver.list.bind(driver);
+    driver.list = async () => {
+      throw new Error('libvirtd is down');
+    };
+    await fresh.start();
+    fresh.stop();
+    driver.list = list;
+    assert.deepEqual(await fresh.poll(), [], 'a running VM is not a change just because the agent could not see it before');
+    driver.guestPowerOff(domainName(spec.uuid));
+    assert.equal((await fresh.poll())[0]!.to, 'Stopped');
   });
 
   it('hot-plug through the fake: attach/detach volume and NIC, set CPU, sync', async () => {
