@@ -132,6 +132,13 @@ export class Ceph {
     return { total: j.stats.total_bytes, available: j.stats.total_avail_bytes, poolStored: p.stats.stored, poolMaxAvail: p.stats.max_avail };
   }
 
+  private fsidCache?: string;
+  /** The cluster's fsid (identifies the cluster across agents). */
+  async fsid(): Promise<string> {
+    this.fsidCache ??= (await this.ceph(['fsid'])).trim();
+    return this.fsidCache;
+  }
+
   async checkPool(): Promise<void> {
     const pools = JSON.parse(await this.ceph(['osd', 'pool', 'ls', '--format', 'json'])) as string[];
     if (!pools.includes(this.pool)) {

@@ -62,6 +62,8 @@ export const ImageInfo = Obj({
   actualSize: Bytes(),
   /** where the image lives in the store: a file path, or ceph://pool/image */
   installPath: Type.String(),
+  /** Ceph image stores: the cluster's fsid (a Ceph primary storage in the same cluster copies inside it) */
+  cephFsid: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F-]{36}$' })),
   md5: Type.Optional(Md5),
   sha256: Type.Optional(Sha256),
 });

@@ -151,6 +151,7 @@ export class CephImageStore implements ImageStore {
         virtualSize: c.virtualSize,
         actualSize: await this.ceph.used(n),
         installPath: `ceph://${this.ceph.pool}/${n}`,
+        cephFsid: await this.ceph.fsid(),
       };
       if (c.format === 'raw' || c.format === 'iso') {
         if (sums.md5) info.md5 = sums.md5;

@@ -11,7 +11,7 @@ import { Ceph, type CephConnSpec } from '../ceph.js';
 import { checkUuid } from '../paths.js';
 import type { AgentContext } from '../context.js';
 import type { CachedImage, ImageRef, PrimaryBackend } from './types.js';
-import { pullImage } from './transfer.js';
+import { pullImage, remoteImageInfo } from './transfer.js';
 
 const BASE_SNAP = 'base';
 
@@ -55,10 +55,23 @@ export class CephBackend implements PrimaryBackend {
     if (snaps) await this.ceph.remove(name); // a half-made import from an earlier crash
     const tmp = await this.ctx.tmpFile(`pull-${ref.imageUuid}`);
     try {
-      const { checked } = await pullImage(this.ctx, ref, tmp, t);
-      // clones need raw RBD data: qemu-img converts qcow2 on the way in
-      await qimg.convert(tmp, this.ceph.qemu(name), { srcFormat: checked.format === 'qcow2' ? 'qcow2' : 'raw', dstFormat: 'raw', signal: t.signal });
-      await this.ceph.rbd(['image-meta', 'set', this.ceph.spec_(name), 'tstack.format', checked.format === 'iso' ? 'iso' : 'raw']);
+      const remote = await remoteImageInfo(ref, t.signal);
+      const inCluster = /^ceph:\/\/([A-Za-z0-9][A-Za-z0-9_.-]*)\/(img-[0-9a-fA-F-]{32,36})$/.exec(remote.installPath);
+      let format: string;
+      if (inCluster && remote.cephFsid && remote.cephFsid === (await this.ceph.fsid())) {
+        // the image store is a pool of this very cluster: copy inside the cluster, no download
+        t.log.info({ imageUuid: ref.imageUuid, from: remote.installPath }, 'image cache: rbd copy inside the cluster');
+        await this.ceph.rbd(['cp', '--no-progress', `${inCluster[1]}/${inCluster[2]}`, this.ceph.spec_(name)], { signal: t.signal, timeoutMs: 6 * 3600_000 });
+        const size = (await this.ceph.info(name)).size;
+        if (size !== remote.virtualSize) throw new TStackError('STORAGE_ERROR', `rbd copy of ${remote.installPath} has ${size} bytes, the store says ${remote.virtualSize}`);
+        format = remote.format;
+      } else {
+        const { checked } = await pullImage(this.ctx, ref, tmp, t);
+        // clones need raw RBD data: qemu-img converts qcow2 on the way in
+        await qimg.convert(tmp, this.ceph.qemu(name), { srcFormat: checked.format === 'qcow2' ? 'qcow2' : 'raw', dstFormat: 'raw', signal: t.signal });
+        format = checked.format;
+      }
+      await this.ceph.rbd(['image-meta', 'set', this.ceph.spec_(name), 'tstack.format', format === 'iso' ? 'iso' : 'raw']);
       await this.ceph.rbd(['snap', 'create', this.ceph.spec_(name, BASE_SNAP)]);
       await this.ceph.rbd(['snap', 'protect', this.ceph.spec_(name, BASE_SNAP)]);
     } catch (e) {

@@ -51,7 +51,7 @@ describe('storage: Ceph image store (backup storage)', function () {
     await makeQcow2(img, 48, 2, 0x2b);
   });
 
-  it('downloads an image into the pool as raw RBD, exports it, feeds a Ceph primary storage, deletes it', async function () {
+  it('downloads an image into the pool as raw RBD, exports it, feeds a Ceph primary storage of the same cluster by rbd copy, deletes it', async function () {
     const cap = await agent.call(S.ImageStoreInit, { store });
     assert.ok(cap.totalCapacity > 0);
     const imageUuid = uuid();
@@ -69,9 +69,18 @@ describe('storage: Ceph image store (backup storage)', function () {
     assert.equal(head.length, 1 << 20);
     assert.ok(head.every((b) => b === 0x2b));
     // a Ceph primary storage in the same cluster pulls it and clones a root volume from it
+    assert.match(info.cephFsid ?? '', /^[0-9a-f-]{36}$/);
     const ps: S.PrimaryStorageSpec = { type: 'ceph', uuid: uuid(), pool: c.pool, confPath: c.conf };
+    const before = agent.events.length;
     const cached = await agent.call(S.PsImageCache, { ps, imageUuid, imageStore: { url: agent.endpoint.url, token: agent.endpoint.token } });
     assert.equal(cached.format, 'raw');
+    assert.equal(cached.virtualSize, 48 << 20);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      agent.events.slice(before).filter((e) => e.type === S.DOWNLOAD_PROGRESS_EVENT && e.data.imageUuid === imageUuid),
+      [],
+      'same cluster: copied inside Ceph, nothing downloaded over HTTP',
+    );
     const volumeUuid = uuid();
     const v = await agent.call(S.CreateRootVolume, { ps, volumeUuid, imageUuid });
     assert.equal(v.source.type, 'rbd');
