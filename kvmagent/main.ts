@@ -92,6 +92,17 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
     },
   });
 
+  // ping's AgentInfo (common.ts) has no field for hypervisor versions: they ride along as
+  // capability tokens "version:libvirt=9.0.0", "version:qemu=7.2.22" (host/facts has them too)
+  const caps = new Set([...(server.opts.capabilities ?? []), ...KVM_CAPABILITIES]);
+  server.opts.capabilities = [...caps];
+  try {
+    const v = await driver.versions();
+    server.opts.capabilities = [...caps, `version:libvirt=${v.libvirt}`, `version:qemu=${v.qemu}`];
+  } catch {
+    /* libvirt unreachable now: ping still answers, without versions */
+  }
+
   if (!opts.noWatcher) await watcher.start();
   return {
     vms,

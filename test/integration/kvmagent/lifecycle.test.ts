@@ -83,6 +83,8 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
     assert.ok(c.usedMemory >= 0 && c.vmCount >= 0);
     const p = await client.call(common.Ping, ep, {});
     assert.ok(p.capabilities.includes('vm.hotplug.volume'));
+    assert.ok(p.capabilities.includes(`version:libvirt=${f.hypervisor.libvirtVersion}`));
+    assert.ok(p.capabilities.includes(`version:qemu=${f.hypervisor.qemuVersion}`));
   });
 
   describe('a VM from the guest image', () => {

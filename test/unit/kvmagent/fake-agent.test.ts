@@ -37,9 +37,11 @@ describe('kvmagent: in-process with the fake driver', () => {
     await server.close();
   });
 
-  it('ping advertises the kvm capabilities', async () => {
+  it('ping advertises the kvm capabilities and the hypervisor versions', async () => {
     const p = await client.call(common.Ping, ep, {});
     assert.ok(p.capabilities.includes('l2.vxlan'));
+    assert.ok(p.capabilities.includes('version:libvirt=fake'));
+    assert.ok(p.capabilities.includes('version:qemu=fake'));
   });
 
   it('start → running, idempotent start, stop, destroy twice', async () => {
