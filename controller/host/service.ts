@@ -47,6 +47,8 @@ export interface HostOptions {
   pingIntervalMs?: number;
   maxMisses?: number;
   pingTimeoutMs?: number;
+  /** A Disconnected host (not in Maintenance) is reconnected over SSH this often, restarting dead agents (default 60 s; 0 = never). */
+  autoReconnectMs?: number;
 }
 
 export interface HostDeps {

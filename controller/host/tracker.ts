@@ -7,6 +7,8 @@
 //    so is every host once per controller process (event tokens live in the controller's memory).
 //  - a changed bootId: the host rebooted → VM sync (VMs not running there → Stopped) + event.
 //  - an agent of another version → reconnect (re-deploy).
+//  - a host that stays Disconnected (and is not in Maintenance) is reconnected over SSH every
+//    autoReconnectMs (60 s): the re-deploy restarts dead agents.
 //  - a host left Connecting by a controller that stopped mid-add/reconnect is resolved the same
 //    way (never stuck): pinged if its agents are known, else Disconnected at once.
 import { logger } from '../../shared/log.js';
@@ -26,11 +28,14 @@ export class HostTracker {
   readonly intervalMs: number;
   readonly maxMisses: number;
   readonly pingTimeoutMs: number;
+  readonly autoReconnectMs: number;
+  private lastAuto = new Map<string, number>();
 
   constructor(private readonly d: HostDeps) {
     this.intervalMs = d.options?.pingIntervalMs ?? 10_000;
     this.maxMisses = d.options?.maxMisses ?? 3;
     this.pingTimeoutMs = d.options?.pingTimeoutMs ?? Math.min(5_000, Math.max(500, this.intervalMs));
+    this.autoReconnectMs = d.options?.autoReconnectMs ?? 60_000;
   }
 
   start(): this {
@@ -86,8 +91,10 @@ export class HostTracker {
     if (runtimeOf(d).busy.has(host.uuid)) return;
 
     if (!next.ok) {
-      if (next.status === 'Disconnected' && status !== 'Disconnected') await this.disconnect(host, silent);
-      else if (status === 'Connecting' && next.misses >= this.maxMisses) await this.disconnect(host, silent);
+      if (next.status === 'Disconnected' && status !== 'Disconnected') {
+        await this.disconnect(host, silent);
+        this.lastAuto.set(host.uuid, Date.now());
+      } else if (status === 'Disconnected') this.maybeAutoReconnect(host);
       return;
     }
 
@@ -122,6 +129,16 @@ export class HostTracker {
     if (status !== 'Connected' || rebooted || restarted.includes('kvmagent')) {
       await syncVms(d, updated, rebooted ? 'host rebooted' : status !== 'Connected' ? 'host reconnected' : 'kvmagent restarted');
     }
+  }
+
+  /** Like ZStack's autoReconnectOnError: re-deploy over SSH, which restarts dead agents (no supervisor without systemd). */
+  private maybeAutoReconnect(host: Resource): void {
+    if (this.autoReconnectMs <= 0 || host.state === 'Maintenance') return;
+    const last = this.lastAuto.get(host.uuid) ?? 0;
+    if (Date.now() - last < this.autoReconnectMs) return;
+    this.lastAuto.set(host.uuid, Date.now());
+    log.info({ host: host.uuid }, 'host still Disconnected: reconnecting over SSH');
+    void reconnectHost(this.d, host.uuid).catch((e: unknown) => log.warn({ host: host.uuid, err: (e as Error).message }, 'automatic reconnect failed; trying again later'));
   }
 
   private async disconnect(host: Resource, silent: AgentName[]): Promise<void> {

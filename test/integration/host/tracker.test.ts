@@ -68,7 +68,7 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
       agentClient: client,
       controllerUrl: 'http://127.0.0.1:9',
       dataDir,
-      options: { packageRoot: tree, layout, ports: await freePorts(), listenHost: '127.0.0.1', pingIntervalMs: 400, maxMisses: 3, pingTimeoutMs: 1_000 },
+      options: { packageRoot: tree, layout, ports: await freePorts(), listenHost: '127.0.0.1', pingIntervalMs: 400, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 },
     };
     const zone = await store.create({ uuid: randomUUID(), kind: 'zone', name: `${runId()}-zone`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], state: 'Enabled' });
     clusterUuid = randomUUID();
@@ -215,6 +215,24 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     assert.equal(info.hostUuid, host.uuid);
     await tracker.stop();
     await p.stop(5_000);
+  });
+
+  it('a host that stays Disconnected is reconnected over SSH automatically (dead agents restarted)', async () => {
+    // kvmagent is down (the previous test stopped the process it had started)
+    const d2: HostDeps = { ...deps, options: { ...deps.options, autoReconnectMs: 1_000 } };
+    const tracker = new HostTracker(d2).start();
+    cleanup.add(() => tracker.stop(), 'stop tracker');
+    await until('Disconnected', async () => (await store.get(host.uuid))?.status === 'Disconnected', 30_000);
+    const h = await until('Connected after the automatic reconnect', async () => {
+      const x = await store.get(host.uuid);
+      return x?.status === 'Connected' ? x : undefined;
+    }, 180_000);
+    await tracker.stop();
+    const pid = agentPid(layout, 'kvmagent');
+    assert.ok(pid && alive(pid), 'kvmagent runs again');
+    const agents = h._agents as HostAgents;
+    const info = await client.call(common.Ping, { url: `http://127.0.0.1:${agents.kvmagent.port}`, token: agents.kvmagent.token }, {});
+    assert.equal(info.hostUuid, host.uuid);
   });
 
   it('a host left Connecting without agents (controller died mid-add) is resolved to Disconnected', async () => {
