@@ -110,13 +110,13 @@ const describeProp = (name: string, s: Schema, required: boolean): string => {
 };
 
 /** Add one option per schema property; returns a function building the body from parsed options. */
-function schemaOptions(cmd: Command, schema: Schema): (opts: Record<string, unknown>) => Record<string, unknown> {
+function schemaOptions(cmd: Command, schema: Schema, kind: string): (opts: Record<string, unknown>) => Record<string, unknown> {
   const props = (schema.properties ?? {}) as Record<string, Schema>;
   const required = new Set<string>((schema.required ?? []) as string[]);
   const map: Array<{ attr: string; prop: string; flag: string; s: Schema }> = [];
   for (const [prop, s] of Object.entries(props)) {
-    const flag = kebab(prop);
-    if (RESERVED.has(flag)) continue;
+    // a field named like a global option (url: the controller's) gets the kind as prefix: --image-url
+    const flag = RESERVED.has(kebab(prop)) ? `${kind}-${kebab(prop)}` : kebab(prop);
     const o = new Option(`--${flag} <value>`, describeProp(prop, s, required.has(prop)));
     if (s.type === 'array') o.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     cmd.addOption(o);
@@ -229,7 +229,7 @@ export function addCollectionCommands(program: Command, doc: Schema, ctx: CliCon
     if (c.create) {
       const create = c.create;
       const cc = cmd.command('create').description(`create a ${c.kind}${create.long ? ' (waits for the job unless --no-wait)' : ''}`);
-      const build = schemaOptions(cc, resolveRef(doc, create.schema));
+      const build = schemaOptions(cc, resolveRef(doc, create.schema), c.kind);
       if (create.long) cc.option('--no-wait', 'print the job and return at once');
       cc.action(async (o: Record<string, unknown>) => {
         const body = build(o);
@@ -239,7 +239,7 @@ export function addCollectionCommands(program: Command, doc: Schema, ctx: CliCon
     }
 
     const uc = cmd.command('update <uuid-or-name>').description(`change a ${c.kind}`);
-    const buildUpdate = schemaOptions(uc, resolveRef(doc, c.update.schema));
+    const buildUpdate = schemaOptions(uc, resolveRef(doc, c.update.schema), c.kind);
     if (c.update.long) uc.option('--no-wait', 'print the job and return at once');
     uc.action(async (arg: string, o: Record<string, unknown>) => {
       const body = buildUpdate(o);
@@ -261,7 +261,7 @@ export function addCollectionCommands(program: Command, doc: Schema, ctx: CliCon
       const name = kebab(a.name);
       if (['list', 'ls', 'show', 'get', 'create', 'update', 'delete', 'rm'].includes(name)) continue;
       const ac = cmd.command(`${name} <uuid-or-name>`).description(a.description ?? `${a.name} action`);
-      const build = schemaOptions(ac, resolveRef(doc, a.schema));
+      const build = schemaOptions(ac, resolveRef(doc, a.schema), c.kind);
       if (a.long) ac.option('--no-wait', 'print the job and return at once');
       ac.action(async (arg: string, o: Record<string, unknown>) => {
         const params = build(o);

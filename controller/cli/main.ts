@@ -65,6 +65,7 @@ async function loadDoc(url: string): Promise<Record<string, unknown> | undefined
   return undefined;
 }
 
+/** The value of a global option (no resource option shares these names: see RESERVED in commands.ts). */
 function argValue(argv: string[], name: string): string | undefined {
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === name) return argv[i + 1];

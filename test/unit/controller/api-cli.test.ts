@@ -1,6 +1,8 @@
 // CLI helpers: typed conversion of --option values from the OpenAPI schemas, exit codes.
 import assert from 'node:assert/strict';
-import { convert, kebab, resolveRef } from '../../../controller/cli/commands.js';
+import { Command } from 'commander';
+import { addCollectionCommands, convert, kebab, resolveRef, type CliContext } from '../../../controller/cli/commands.js';
+import type { Api } from '../../../controller/cli/client.js';
 import { CliError, Exit, exitCodeOfStatus } from '../../../controller/cli/exit.js';
 
 const usage = (fn: () => unknown): string => {
@@ -58,5 +60,29 @@ describe('tstack CLI: option conversion and exit codes', function () {
     assert.equal(exitCodeOfStatus(409), Exit.CONFLICT);
     assert.equal(exitCodeOfStatus(500), Exit.API_ERROR);
     assert.equal(exitCodeOfStatus(501), Exit.API_ERROR);
+  });
+
+  it('generates typed options from the API document; a field named like a global option gets the kind as prefix', async function () {
+    const doc = {
+      components: {
+        schemas: {
+          ImageCreate: { type: 'object', required: ['name', 'url'], properties: { name: { type: 'string' }, url: { type: 'string' }, size: { type: 'integer' }, backupStorageUuids: { type: 'array', items: { type: 'string' } } } },
+          ImageUpdate: { type: 'object', properties: { name: { type: 'string' } } },
+        },
+      },
+      'x-tstack-collections': [{ collection: 'images', kind: 'image', create: { schema: '#/components/schemas/ImageCreate', long: false }, update: { schema: '#/components/schemas/ImageUpdate', long: false }, delete: { long: false }, actions: [] }],
+    };
+    const calls: Array<[string, string, unknown]> = [];
+    const printed: string[] = [];
+    const api = { call: async (m: string, p: string, b?: unknown) => (calls.push([m, p, b]), { status: 201, body: { uuid: 'u1', name: 'img' } }) } as unknown as Api;
+    const ctx: CliContext = { api: () => api, output: () => 'json', timeoutMs: () => undefined, print: (s) => printed.push(s) };
+    const program = new Command('tstack').option('--url <url>').exitOverride();
+    addCollectionCommands(program, doc, ctx);
+    await program.parseAsync(['image', 'create', '--name', 'img', '--image-url', 'http://x/a.qcow2', '--size', '1G', '--backup-storage-uuids', 'b1,b2', '--backup-storage-uuids', 'b3'], { from: 'user' });
+    assert.deepEqual(calls, [['POST', '/v1/images', { name: 'img', url: 'http://x/a.qcow2', size: 1024 ** 3, backupStorageUuids: ['b1', 'b2', 'b3'] }]]);
+    assert.deepEqual(JSON.parse(printed[0]!), { uuid: 'u1', name: 'img' });
+    const help = program.commands.find((c) => c.name() === 'images')!.commands.find((c) => c.name() === 'create')!.helpInformation();
+    assert.match(help, /--image-url <value>/);
+    assert.doesNotMatch(help, /^\s+--url/m);
   });
 });
