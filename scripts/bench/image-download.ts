@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     await exec('qemu-img', ['create', '-q', '-f', 'qcow2', img, `${sizeMb}M`]);
     await exec('qemu-io', ['-f', 'qcow2', '-c', `write -P 0x6b 0 ${sizeMb}M`, img], { timeoutMs: 600_000 });
     const size = statSync(img).size;
-    server = http.createServer((req, res) => {
+    server = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-length': size, 'content-type': 'application/octet-stream' });
       createReadStream(img, { highWaterMark: 1 << 20 }).pipe(res);
     });
