@@ -18,6 +18,7 @@ import { JobManager } from './jobs/jobs.js';
 import { EventBus } from './events/bus.js';
 import { observedStore } from './events/observed-store.js';
 import { AgentRegistry } from './events/agent-events.js';
+import { startRedisRelay, type EventRelay } from './events/redis-relay.js';
 import { AgentClient } from './agent-client/client.js';
 import { buildApi } from './api/app.js';
 import { apiRegistry, type ApiRegistry } from './api/registry.js';
@@ -143,6 +144,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   let server: Server | undefined;
   const jobs = new JobManager(store, bus, o.jobStaleMs !== undefined ? { staleMs: o.jobStaleMs } : {});
   const modules = o.modules ?? builtinModules();
+  let relay: EventRelay | undefined;
   try {
     const auth = new AuthService(store, o.sessionTtlMs !== undefined ? { sessionTtlMs: o.sessionTtlMs } : {});
     const pw = o.adminPassword ?? process.env.TSTACK_ADMIN_PASSWORD;
@@ -178,6 +180,9 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     advertised = (o.advertiseUrl ?? url).replace(/\/+$/, '');
     (agentClient as unknown as { opts: { callbackUrl?: string } }).opts.callbackUrl = `${advertised}/v1/agent-callbacks`;
     for (const m of modules) await m.start?.();
+    // controllers sharing a Redis inventory share their event streams too
+    const storeCfg = storeConfig(o.store, o.dataDir, o.storePrefix);
+    if (storeCfg.backend === 'redis') relay = await startRedisRelay(bus, storeCfg.url, `${storeCfg.prefix ?? 'tstack:'}events`);
     const gc = setInterval(() => void auth.gcSessions().catch(() => undefined), 600_000);
     gc.unref();
     log.info({ url, store: raw.backend, version }, 'tstack-controller listening');
@@ -187,6 +192,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       port,
       async close() {
         clearInterval(gc);
+        await relay?.close();
         for (const m of [...modules].reverse()) await m.stop?.().catch((e: unknown) => log.warn({ err: e, module: m.name }, 'module stop failed'));
         jobs.close();
         server!.closeAllConnections?.();
@@ -198,6 +204,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     return running;
   } catch (e) {
     jobs.close();
+    await relay?.close();
     for (const m of [...modules].reverse()) await m.stop?.().catch(() => undefined);
     server?.close();
     await raw.close().catch(() => undefined);

@@ -58,11 +58,18 @@ export class EventBus {
     return this.on('api', fn);
   }
 
-  publish(e: ApiEvent): void {
+  /** `remote`: the event comes from another controller (relayed), not from this process. */
+  publish(e: ApiEvent, o: { remote?: boolean } = {}): void {
     const n: NumberedEvent = { ...e, id: ++this.seq };
     this.recent.push(n);
     if (this.recent.length > this.keep) this.recent.splice(0, this.recent.length - this.keep);
     this.ee.emit('api', n);
+    if (!o.remote) this.ee.emit('local', n);
+  }
+
+  /** Events that originate in this process (what a relay forwards to other controllers). */
+  onLocal(fn: Listener<NumberedEvent>): () => void {
+    return this.on('local', fn);
   }
 
   /**

@@ -44,6 +44,38 @@ describe('controller API on a shared Redis inventory (two controllers)', functio
     assert.equal((await s1.get('/v1/zones')).status, 401, 'logout on one controller ends the session on both');
   });
 
+  it('events are shared: an SSE client of one controller sees changes made through the other (once)', async function () {
+    const s1 = await c1.login('admin', c1.adminPassword);
+    const ac = new AbortController();
+    cleanup.add(() => ac.abort());
+    const res = await fetch(`${c2.url}/v1/events?kinds=zone`, { headers: { authorization: `Bearer ${s1.token}` }, signal: ac.signal });
+    assert.equal(res.status, 200);
+    const got: any[] = [];
+    void (async () => {
+      const dec = new TextDecoder();
+      let buf = '';
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf += dec.decode(chunk, { stream: true });
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const data = /^data: (.*)$/m.exec(buf.slice(0, i))?.[1];
+            buf = buf.slice(i + 2);
+            if (data) got.push(JSON.parse(data));
+          }
+        }
+      } catch {
+        /* aborted */
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    const z = (await s1.post('/v1/zones', { name: 'redis-relayed' })).body;
+    for (let i = 0; i < 50 && !got.some((e) => e.uuid === z.uuid); i++) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(got.filter((e) => e.uuid === z.uuid && e.type === 'resource.created').length, 1, 'seen once on the other controller');
+    ac.abort();
+  });
+
   it('a live controller\'s running job is left alone; once it stops, the other takes it over as INTERRUPTED', async function () {
     const s1 = await c1.login('admin', c1.adminPassword);
     const z = (await s1.post('/v1/zones', { name: 'redis-hang' })).body;
