@@ -289,6 +289,11 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
 }
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
+  // `tstack … | head`: a closed pipe ends the output quietly
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   let code: number;
   try {
     code = await run(argv);
