@@ -85,6 +85,12 @@ export interface DeployRequest {
   force?: boolean;
   /** Skip the Debian 12 check (other distributions at your own risk). */
   allowUnsupportedOs?: boolean;
+  /**
+   * Configure and (re)start only these agents; the others keep running with their tokens
+   * (`keep`), e.g. when only kvmagent died, so that a storage download in flight survives.
+   */
+  only?: AgentName[];
+  keep?: Partial<Record<AgentName, DeployedAgent>>;
 }
 
 export interface DeployConfig {
@@ -250,13 +256,17 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     if (req.authorizeKey) await ssh.run(['sh', '-c', AUTHORIZE_SCRIPT, 'sh', req.authorizeKey]);
 
     // --- configs, tokens, start
-    progress(75, 'writing agent configs and starting agents');
+    const targets: readonly AgentName[] = req.only?.length ? AGENTS.filter((a) => req.only!.includes(a)) : AGENTS;
+    for (const a of AGENTS) {
+      if (!targets.includes(a) && !req.keep?.[a]) throw new TStackError('INVALID_ARGUMENT', `only: ${a} is neither restarted nor kept`, { field: 'only' });
+    }
+    progress(75, `writing agent configs and starting ${targets.join(', ')}`);
     tmp ??= await ssh.mkTemp();
     const systemd = await ssh.ok(['test', '-d', '/run/systemd/system']);
     await ssh.run(['mkdir', '-p', '-m', '0700', layout.etcDir], { root: true });
     await ssh.run(['mkdir', '-p', layout.runDir, layout.logDir, ...AGENTS.map((a) => `${layout.dataDir}/${a}`)], { root: true });
     const tokens = {} as Record<AgentName, string>;
-    for (const a of AGENTS) {
+    for (const a of targets) {
       tokens[a] = randomBytes(32).toString('hex');
       const conf = renderAgentConfig({
         agent: a,
@@ -274,14 +284,14 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     }
     started = true;
     if (systemd) {
-      for (const a of AGENTS) await ssh.installFile(`${layout.unitDir}/${unitName(a)}`, renderSystemdUnit({ agent: a, nodePath, layout, version }), 0o644, tmp);
+      for (const a of targets) await ssh.installFile(`${layout.unitDir}/${unitName(a)}`, renderSystemdUnit({ agent: a, nodePath, layout, version }), 0o644, tmp);
       await ssh.run(['systemctl', 'daemon-reload'], { root: true });
-      for (const a of AGENTS) {
+      for (const a of targets) {
         await ssh.run(['systemctl', 'enable', unitName(a)], { root: true });
         await ssh.run(['systemctl', 'restart', unitName(a)], { root: true });
       }
     } else {
-      for (const a of AGENTS) {
+      for (const a of targets) {
         await ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 });
         await ssh.run(['sh', '-c', START_SCRIPT, 'sh', logPath(layout, a), pidPath(layout, a), nodePath, agentMain(layout, version, a), '--config', configPath(layout, a)], { root: true, timeoutMs: 30_000 });
       }
@@ -290,9 +300,10 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     // --- health, connect, facts
     progress(85, 'waiting for the agents to answer');
     const agents = {} as Record<AgentName, DeployedAgent>;
+    for (const a of AGENTS) if (!targets.includes(a)) agents[a] = req.keep![a]!;
     const agentHost = req.managementIp;
     await Promise.all(
-      AGENTS.map(async (a) => {
+      targets.map(async (a) => {
         const url = `http://${agentHost}:${req.ports[a]}`;
         try {
           await waitHealth(url, version, cfg.healthTimeoutMs ?? 90_000);
@@ -334,7 +345,7 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     progress(100, 'connected');
     return result;
   } catch (e) {
-    if (started) await stopAgentsWith(ssh, layout).catch((x: unknown) => log.warn({ err: (x as Error).message }, 'could not stop agents after a failed deploy'));
+    if (started) await stopAgentsWith(ssh, layout, req.only).catch((x: unknown) => log.warn({ err: (x as Error).message }, 'could not stop agents after a failed deploy'));
     throw e;
   } finally {
     if (tmp) await ssh.run(['rm', '-rf', '--', tmp]).catch(() => undefined);
@@ -342,12 +353,13 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
   }
 }
 
-async function stopAgentsWith(ssh: SshSession, layout: HostLayout): Promise<void> {
+async function stopAgentsWith(ssh: SshSession, layout: HostLayout, only?: AgentName[]): Promise<void> {
+  const which = only?.length ? AGENTS.filter((a) => only.includes(a)) : AGENTS;
   if (await ssh.ok(['test', '-d', '/run/systemd/system'])) {
-    for (const a of AGENTS) await ssh.run(['systemctl', 'stop', unitName(a)], { root: true, okCodes: [0, 1, 5] });
+    for (const a of which) await ssh.run(['systemctl', 'stop', unitName(a)], { root: true, okCodes: [0, 1, 5] });
     return;
   }
-  for (const a of AGENTS) await ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 });
+  for (const a of which) await ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 });
 }
 
 /** Stop the agents of a host over SSH (host deletion; tests). */

@@ -20,7 +20,7 @@ import type { AgentRegistry } from '../events/agent-events.js';
 import type { EventBus } from '../events/bus.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
-import { deployHost, stopAgents, type DeployResult } from './deploy.js';
+import { deployHost, stopAgents, type DeployedAgent, type DeployResult } from './deploy.js';
 import { buildPackage, ownRoot, readVersion, type BuiltPackage } from './package.js';
 import { AGENTS, DEFAULT_AGENT_PORTS, DEFAULT_LAYOUT, type AgentName, type HostLayout } from './render.js';
 import { stateTransition, type StateEvent } from './states.js';
@@ -183,7 +183,7 @@ interface Credentials {
   privateKey?: string;
 }
 
-async function deploy(d: HostDeps, host: Resource, creds: Credentials, hooks: OpHooks, force = false): Promise<DeployResult> {
+async function deploy(d: HostDeps, host: Resource, creds: Credentials, hooks: OpHooks, force = false, partial?: { only: AgentName[]; keep: Partial<Record<AgentName, DeployedAgent>> }): Promise<DeployResult> {
   const pkg = await packageOf(d);
   const eventToken = randomBytes(24).toString('base64url');
   const key = controllerKey(d.dataDir);
@@ -198,6 +198,10 @@ async function deploy(d: HostDeps, host: Resource, creds: Credentials, hooks: Op
     authorizeKey: key.publicKey,
     force,
   };
+  if (partial) {
+    req.only = partial.only;
+    req.keep = partial.keep;
+  }
   if (creds.password) req.password = creds.password;
   if (creds.privateKey) req.privateKey = creds.privateKey;
   if (!creds.password && !creds.privateKey) req.privateKey = key.privateKey;
@@ -319,7 +323,20 @@ export async function reconnectHost(d: HostDeps, uuid: string, hooks: OpHooks = 
         const why = AGENTS.map((a) => (pings[a] ? (pings[a]!.version !== version ? `${a} runs ${pings[a]!.version}` : '') : `${a} does not answer`)).filter(Boolean);
         log.info({ host: uuid, why }, 'reconnect: re-deploying over SSH');
         hooks.progress?.(10, `re-deploying: ${why.join(', ') || 'asked to'}`);
-        const r = await deploy(d, host, {}, hooks);
+        // agents that answer with this version keep running (work in flight survives); the rest restart
+        const stored = host._agents as HostAgents | undefined;
+        const healthy = AGENTS.filter((a) => stored?.[a] && pings[a] && pings[a]!.version === version && pings[a]!.protocolVersion === PROTOCOL_VERSION);
+        let partial: { only: AgentName[]; keep: Partial<Record<AgentName, DeployedAgent>> } | undefined;
+        if (healthy.length > 0 && !opts.redeploy) {
+          const keep: Partial<Record<AgentName, DeployedAgent>> = {};
+          for (const a of healthy) {
+            const p = pings[a]!;
+            keep[a] = { url: endpoint(host, stored![a]).url, port: stored![a].port, token: stored![a].token, version: p.version, bootId: p.bootId, startedAt: p.startedAt };
+          }
+          partial = { only: AGENTS.filter((a) => !healthy.includes(a)), keep };
+        }
+        const r = await deploy(d, host, {}, hooks, false, partial);
+        if (partial) await rebind(d, { ...host, _agents: connectedFields(r)._agents });
         updated = await d.store.update(uuid, connectedFields(r));
       }
       await syncVms(d, updated).catch((e: unknown) => log.warn({ host: uuid, err: (e as Error).message }, 'vm sync after reconnect failed'));

@@ -217,9 +217,10 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     await p.stop(5_000);
   });
 
-  it('a host that stays Disconnected is reconnected over SSH automatically (dead agents restarted)', async () => {
+  it('a host that stays Disconnected is reconnected over SSH automatically: only the dead agent is restarted', async () => {
     // kvmagent is down (the previous test stopped the process it had started)
     const d2: HostDeps = { ...deps, options: { ...deps.options, autoReconnectMs: 1_000 } };
+    const storagePid = agentPid(layout, 'storageagent');
     const tracker = new HostTracker(d2).start();
     cleanup.add(() => tracker.stop(), 'stop tracker');
     await until('Disconnected', async () => (await store.get(host.uuid))?.status === 'Disconnected', 30_000);
@@ -230,6 +231,8 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     await tracker.stop();
     const pid = agentPid(layout, 'kvmagent');
     assert.ok(pid && alive(pid), 'kvmagent runs again');
+    assert.equal(agentPid(layout, 'storageagent'), storagePid, 'the healthy storageagent kept running (work in flight survives)');
+    assert.ok(alive(storagePid!));
     const agents = h._agents as HostAgents;
     const info = await client.call(common.Ping, { url: `http://127.0.0.1:${agents.kvmagent.port}`, token: agents.kvmagent.token }, {});
     assert.equal(info.hostUuid, host.uuid);
