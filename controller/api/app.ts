@@ -18,6 +18,7 @@ import type { AgentRegistry } from '../events/agent-events.js';
 import { sseHandler } from '../events/sse.js';
 import type { AgentClient } from '../agent-client/client.js';
 import { parseListQuery, project } from './query.js';
+import { runQuery } from '../store/query.js';
 import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, shape, visible } from './crud.js';
 import { notImplemented, registerCollections } from './collections.js';
@@ -199,9 +200,16 @@ export function buildApi(d: ApiDeps): ApiApp {
     sseHandler(d.bus, 15_000, (p, e) => 'resource' in e && visible(p, e.resource, d.registry.byKind(e.kind), d.auth.adminAccountUuid)),
   );
   router.get('/v1/jobs', authenticate, async (ctx) => {
+    // same query language as collections (q=state=Running, sort=-createDate, limit, count…)
     const p = ctx.state.principal as Principal;
-    const jobs = await d.jobs.list(p.isAdmin ? undefined : p.accountUuid);
-    ctx.body = { inventories: jobs.map(jobView), total: jobs.length };
+    const lp = parseListQuery('job', ctx.query as Record<string, string | string[]>);
+    const jobs = (await d.jobs.list(p.isAdmin ? undefined : p.accountUuid)).map((j) => ({ ...jobView(j), kind: 'job', name: j.type, ownerAccountUuid: j.accountUuid, tags: [] }) as unknown as Resource);
+    const r = runQuery(jobs, lp.query);
+    const strip = (j: Resource): Record<string, unknown> => {
+      const { kind: _k, name: _n, ownerAccountUuid: _o, tags: _t, ...rest } = j;
+      return rest;
+    };
+    ctx.body = lp.count ? { total: r.total } : { inventories: r.items.map((j) => project(strip(j), lp.fields)), total: r.total };
   });
   router.get('/v1/jobs/:uuid', authenticate, async (ctx) => {
     const p = ctx.state.principal as Principal;

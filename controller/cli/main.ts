@@ -251,9 +251,13 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
   const job = program.command('job').alias('jobs').description('long operations');
   job
     .command('list')
-    .description('jobs of the account')
-    .action(async () => {
-      const r = await ctx.api().call<{ inventories: Array<Record<string, unknown>>; total: number }>('GET', '/v1/jobs');
+    .description('jobs of the account, newest first')
+    .option('-q, --query <field=value>', 'filter, e.g. state=Running; repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--limit <n>', 'at most n jobs', '50')
+    .action(async (o: { query?: string[]; limit: string }) => {
+      const qs = new URLSearchParams({ sort: '-createDate', limit: o.limit });
+      for (const q of o.query ?? []) qs.append('q', q);
+      const r = await ctx.api().call<{ inventories: Array<Record<string, unknown>>; total: number }>('GET', `/v1/jobs?${qs.toString()}`);
       out(render(g().output, r.body, () => listTable(r.body.inventories, ['uuid', 'type', 'state', 'progress', 'resourceUuid', 'createDate'])));
     });
   job

@@ -135,12 +135,20 @@ describe('controller API: jobs', function () {
     assert.equal((await admin.post('/v1/zones/00000000-0000-4000-8000-000000000000/actions', { rename: { name: 'x' } })).status, 404);
   });
 
-  it('GET /v1/jobs lists the caller\'s jobs; unknown job → 404', async function () {
+  it('GET /v1/jobs lists the caller\'s jobs with the query language (q, sort, limit, count, fields); unknown job → 404', async function () {
     const l = await admin.get('/v1/jobs');
     assert.equal(l.status, 200);
     assert.ok(l.body.total >= 4);
     assert.ok(l.body.inventories.every((j: any) => ['Running', 'Succeeded', 'Failed'].includes(j.state)));
     assert.equal((await admin.get('/v1/jobs/00000000-0000-4000-8000-000000000000')).status, 404);
+    const failed = await admin.get('/v1/jobs?q=state=Failed&sort=-createDate&fields=uuid,state,type');
+    assert.equal(failed.status, 200, JSON.stringify(failed.body));
+    assert.ok(failed.body.total >= 1);
+    assert.ok(failed.body.inventories.every((j: any) => j.state === 'Failed' && Object.keys(j).length === 3));
+    const n = (await admin.get('/v1/jobs?q=type=zones.slowCount&count=true')).body.total;
+    assert.ok(n >= 2);
+    assert.equal((await admin.get('/v1/jobs?limit=1')).body.inventories.length, 1);
+    assert.equal((await admin.get('/v1/jobs?limit=x')).status, 400);
   });
 
   it('a job Running when the controller stops is Failed (INTERRUPTED) after a restart; finished jobs are kept', async function () {
