@@ -176,6 +176,10 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
   let started = false;
   let tmp: string | undefined;
   try {
+    // --- controller key first (reconnects log in with it; the password is never stored), so that a
+    // deploy interrupted later can still be finished by a reconnect
+    if (req.authorizeKey) await ssh.run(['sh', '-c', AUTHORIZE_SCRIPT, 'sh', req.authorizeKey]);
+
     // --- checks
     progress(10, 'checking the operating system');
     const os = checkOs(parseOsRelease((await ssh.run(['cat', '/etc/os-release'])).stdout));
@@ -251,9 +255,6 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     } else {
       log.info({ host: req.managementIp, version }, 'version already installed: skipping upload, setup and npm ci');
     }
-
-    // --- controller key (reconnects log in with it; the password is never stored)
-    if (req.authorizeKey) await ssh.run(['sh', '-c', AUTHORIZE_SCRIPT, 'sh', req.authorizeKey]);
 
     // --- configs, tokens, start
     const targets: readonly AgentName[] = req.only?.length ? AGENTS.filter((a) => req.only!.includes(a)) : AGENTS;
