@@ -240,6 +240,10 @@ describe('tstack CLI: long operations (jobs)', function () {
     const f = await cli(env, ['zone', 'fail-later', zoneUuid]);
     assert.equal(f.code, 6, f.stderr);
     assert.match(f.stderr, /zone is busy/);
+    const jl = await cli(env, ['-o', 'json', 'job', 'list', '-q', 'state=Failed']);
+    assert.equal(jl.code, 0, jl.stderr);
+    const failedJobs = JSON.parse(jl.stdout).inventories;
+    assert.ok(failedJobs.length >= 1 && failedJobs.every((j: any) => j.state === 'Failed' && j.error.code === 'CONFLICT'));
     const t = await cli(env, ['--timeout', '0.3', 'zone', 'slow-count', zoneUuid, '--to', '10', '--step-ms', '200']);
     assert.equal(t.code, 8, t.stderr);
     assert.match(t.stderr, /still running/);
