@@ -24,7 +24,7 @@ describe('controller API on a shared Redis inventory (two controllers)', functio
 
   before(async function () {
     redis = await startRedis(cleanup);
-    const o = { store: redis.url, storePrefix: `${runId()}:api:`, registry: registry(), jobStaleMs: 1500 };
+    const o = { store: redis.url, storePrefix: `${runId()}:api:`, registry: registry(), jobStaleMs: 3000 };
     c1 = await testController(cleanup, o);
     c2 = await testController(cleanup, { ...o, registry: registry() });
   });
@@ -82,11 +82,11 @@ describe('controller API on a shared Redis inventory (two controllers)', functio
     const started = await s1.post(`/v1/zones/${z.uuid}/actions`, { hang: {} });
     assert.equal(started.status, 202);
     const on2 = new ApiClient(c2.url, s1.token);
-    await new Promise((r) => setTimeout(r, 3000)); // > 2 stale periods: c1's heartbeat keeps it fresh
+    await new Promise((r) => setTimeout(r, 4000)); // > a stale period: c1's heartbeat keeps it fresh
     assert.equal((await on2.get(started.body.location)).body.state, 'Running', 'taken over while its controller lives');
     await c1.stop();
     let j: any;
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 100; i++) {
       j = (await on2.get(started.body.location)).body;
       if (j.state !== 'Running') break;
       await new Promise((r) => setTimeout(r, 200));
