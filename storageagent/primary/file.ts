@@ -19,6 +19,8 @@ import type { CachedImage, ImageRef, PrimaryBackend } from './types.js';
 import { pullImage } from './transfer.js';
 
 const IMAGE_EXTS = ['qcow2', 'raw', 'iso'] as const;
+/** staging files older than this are leftovers of a killed agent */
+export const STALE_STAGING_MS = 3600_000;
 
 export class FileBackend implements PrimaryBackend {
   constructor(
@@ -66,6 +68,7 @@ export class FileBackend implements PrimaryBackend {
     const have = await this.findCached(ref.imageUuid);
     if (have) return this.describeCached(ref.imageUuid, have, true);
     await this.fs.mkdirp(this.L.imageDirRel(ref.imageUuid));
+    await this.removeStaleStaging(ref.imageUuid);
     const provisional = this.L.imageFileRel(ref.imageUuid, 'img');
     const staging = await this.fs.stagingFor(provisional);
     try {
@@ -82,6 +85,20 @@ export class FileBackend implements PrimaryBackend {
       throw e;
     } finally {
       await rm(staging, { force: true });
+    }
+  }
+
+  /**
+   * Staging files (`*.part`) left by an agent killed mid-pull. Only old ones go: on shared
+   * storage another host may be pulling the same image right now.
+   */
+  private async removeStaleStaging(imageUuid: string, maxAgeMs = STALE_STAGING_MS): Promise<void> {
+    const dir = this.L.imageDirRel(imageUuid);
+    for (const n of await this.fs.list(dir)) {
+      if (!n.endsWith('.part')) continue;
+      const rel = `${dir}/${n}`;
+      const m = await this.fs.mtimeMs(rel).catch(() => Date.now());
+      if (Date.now() - m > maxAgeMs) await this.fs.rm(rel).catch(() => undefined);
     }
   }
 

@@ -39,6 +39,8 @@ export interface PsFs {
   usage(): Promise<number>;
   /** allocated bytes of one file */
   allocated(rel: string): Promise<number>;
+  /** modification time of a file (ms since the epoch) */
+  mtimeMs(rel: string): Promise<number>;
   /** a local temp path for a file that will end up at rel (same filesystem when possible) */
   stagingFor(rel: string): Promise<string>;
   /** move a staged local file to rel */
@@ -98,6 +100,9 @@ export class LocalFs implements PsFs {
   }
   async allocated(rel: string): Promise<number> {
     return (await stat(this.abs(rel))).blocks * 512;
+  }
+  async mtimeMs(rel: string): Promise<number> {
+    return (await stat(this.abs(rel))).mtimeMs;
   }
   async stagingFor(rel: string): Promise<string> {
     const p = this.abs(rel);

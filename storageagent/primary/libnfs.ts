@@ -84,6 +84,9 @@ export class LibnfsFs implements PsFs {
   async allocated(rel: string): Promise<number> {
     return (await (await this.nfs()).getattr(this.relOk(rel))).used;
   }
+  async mtimeMs(rel: string): Promise<number> {
+    return (await (await this.nfs()).getattr(this.relOk(rel))).mtimeMs;
+  }
   async stagingFor(rel: string): Promise<string> {
     return this.ctx.tmpFile(`nfs-stage-${this.relOk(rel).replace(/\//g, '_')}`);
   }

@@ -91,6 +91,7 @@ export interface Attr {
   mode: number;
   size: number;
   used: number;
+  mtimeMs: number;
 }
 
 function fattr(r: R): Attr {
@@ -101,8 +102,10 @@ function fattr(r: R): Attr {
   r.u32(); // gid
   const size = r.u64();
   const used = r.u64();
-  r.fixed(8 + 8 + 8 + 24); // rdev, fsid, fileid, times
-  return { type, mode, size, used };
+  r.fixed(8 + 8 + 8 + 8); // rdev, fsid, fileid, atime
+  const mtimeMs = r.u32() * 1000 + Math.floor(r.u32() / 1e6);
+  r.fixed(8); // ctime
+  return { type, mode, size, used, mtimeMs };
 }
 function postOpAttr(r: R): Attr | undefined {
   return r.u32() ? fattr(r) : undefined;

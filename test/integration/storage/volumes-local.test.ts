@@ -1,6 +1,6 @@
 // The volume suite on local and shared-mount-point primary storage; pull verification.
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec } from '../../../shared/exec.js';
 import type { TStackError } from '../../../shared/errors.js';
@@ -90,5 +90,30 @@ describe('storage: file snapshots survive a crash mid-way', function () {
     assert.deepEqual(l.snapshots.map((s) => s.snapshotUuid), [snapUuid]);
     assert.equal(l.currentUuid, snapUuid);
     assert.ok(!existsSync(`${v.installPath}.new`));
+  });
+
+  it('removes stale staging files of a killed pull, but not fresh ones', async function () {
+    const agent = await startTestAgent(cleanup, 'stale');
+    const root = await tmpDir('stale-ps', cleanup);
+    const ps: S.PrimaryStorageSpec = { type: 'local', uuid: uuid(), path: root };
+    const store: S.ImageStoreSpec = { type: 'dir', uuid: uuid(), path: await tmpDir('stale-store', cleanup) };
+    await agent.call(S.PsInit, { ps });
+    await agent.call(S.ImageStoreInit, { store });
+    const src = join(await tmpDir('stale-src', cleanup), 'a.qcow2');
+    await makeQcow2(src, 8, 1);
+    const imageUuid = uuid();
+    await agent.call(S.ImageStoreDownload, { store, imageUuid, url: `file://${src}` });
+    const dir = join(root, 'imagecache', imageUuid);
+    mkdirSync(dir, { recursive: true });
+    const stale = join(dir, `${imageUuid}.img.dead0001.part`);
+    const fresh = join(dir, `${imageUuid}.img.live0001.part`);
+    writeFileSync(stale, 'x');
+    writeFileSync(fresh, 'y');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(stale, old, old);
+    const c = await agent.call(S.PsImageCache, { ps, imageUuid, imageStore: { url: agent.endpoint.url, token: agent.endpoint.token } });
+    assert.equal(c.alreadyCached, false);
+    assert.ok(!existsSync(stale), 'stale staging file removed');
+    assert.ok(existsSync(fresh), 'a fresh one may be another host pulling: kept');
   });
 });
