@@ -14,7 +14,8 @@ import { installHostModule, type HostModule } from '../host/api.js';
 import type { HostOptions } from '../host/service.js';
 import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
-import { registerComputeApi, vmCreateFlow, watchVmEvents } from '../compute/vm.js';
+import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
+import { resumeJournal } from '../workflow/flow.js';
 import { setDeps, type CloudDeps } from './common.js';
 
 const log = logger('cloud');
@@ -51,6 +52,7 @@ export interface CloudOptions {
 export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModule {
   const engine = new FlowEngine({ store: s.store, controllerId: `controller:${s.dataDir}` });
   engine.register(vmCreateFlow);
+  engine.register(vmStartFlow);
   const deps: CloudDeps = { store: s.store, agentClient: s.agentClient, bus: s.bus, jobs: s.jobs, engine, adminAccountUuid: s.auth.adminAccountUuid };
   setDeps(deps);
   let hosts: HostModule | undefined;
@@ -78,14 +80,33 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
       })().catch((err: unknown) => log.warn({ host: e.uuid, err: (err as Error).message }, 'preparing a connected host failed'));
     }),
   );
+  // a rollback that failed (an agent was down) is retried until it succeeds: nothing stays leaked
+  const retrying = new Set<string>();
+  const retryRollbacks = async (): Promise<void> => {
+    for (const j of await engine.unfinished()) {
+      const def = engine.registry.get(j.flow);
+      if (j.state !== 'rollback-failed' || !def || retrying.has(j.id)) continue;
+      retrying.add(j.id);
+      try {
+        const r = await engine.queues.run(j.lockKeys ?? [], () => resumeJournal(s.store, def, j));
+        log.info({ flow: j.flow, id: j.id, action: r.action }, 'retried a failed rollback');
+      } finally {
+        retrying.delete(j.id);
+      }
+    }
+  };
+  let retryTimer: NodeJS.Timeout | undefined;
   const m: CloudModule = {
     deps,
     async start() {
       const reports = await engine.resume();
       for (const r of reports) if (r.action !== 'skipped') log.info({ flow: r.flow, id: r.id, action: r.action }, 'resumed flow');
       if (o.tracker !== false) hosts?.startTracker();
+      retryTimer = setInterval(() => void retryRollbacks().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'retrying failed rollbacks failed')), 30_000);
+      retryTimer.unref();
     },
     async stop() {
+      if (retryTimer) clearInterval(retryTimer);
       for (const f of offs) f();
       await hosts?.stop();
     },

@@ -410,7 +410,7 @@ async function withTransition(d: CloudDeps, vmUuid: string, from: string[], via:
   });
 }
 
-const startFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?: boolean; started?: boolean }> = {
+export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?: boolean; started?: boolean }> = {
   name: 'vm-start',
   onResume: 'rollback',
   steps: [
@@ -469,7 +469,7 @@ async function startVm(vm0: Resource, params: Record<string, unknown>, oc: OpCon
   try {
     const data: { vmUuid: string; hostUuid?: string } = { vmUuid: vm.uuid };
     if (typeof params.hostUuid === 'string') data.hostUuid = params.hostUuid;
-    const out = await d.engine.run(startFlow, data, { lockKeys: [vm.uuid] });
+    const out = await d.engine.run(vmStartFlow, data, { lockKeys: [vm.uuid] });
     return await d.store.update(vm.uuid, { state: 'Running', hostUuid: out.hostUuid, lastHostUuid: out.hostUuid });
   } catch (e) {
     await d.store.update(vm.uuid, { state: 'Stopped' }).catch(() => undefined);

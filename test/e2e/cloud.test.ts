@@ -118,13 +118,14 @@ describe('e2e: the first real cloud', function () {
     key = await makeSshKey(join(work, 'keys'));
     // the image server: plain HTTP on loopback
     imageServer = createServer((req, res) => {
-      if (req.url !== '/tinyguest.qcow2') {
+      const file = req.url === '/tinyguest.qcow2' ? img.qcow2 : req.url === '/tinyguest.iso' ? img.iso : undefined;
+      if (!file) {
         res.statusCode = 404;
         res.end();
         return;
       }
-      res.setHeader('content-length', String(statSync(img.qcow2).size));
-      createReadStream(img.qcow2).pipe(res);
+      res.setHeader('content-length', String(statSync(file).size));
+      createReadStream(file).pipe(res);
     });
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
@@ -299,6 +300,27 @@ describe('e2e: the first real cloud', function () {
     assert.equal(st.state, 'Running');
     const out = await sshRun({ host: `${net}.50`, key: key.priv, cmd: 'cat /root/userdata-ran', timeoutMs: 300_000 });
     assert.ok(out.includes('vm2'));
+  });
+
+  it('an ISO image: the VM boots from the CD-ROM with an empty root disk, gets its IP and answers SSH; destroy + expunge', async () => {
+    const addr = imageServer.address() as AddressInfo;
+    const iso = await ok(api, '/v1/images', { name: `${rid}-iso`, url: `http://127.0.0.1:${addr.port}/tinyguest.iso`, format: 'iso', backupStorageUuids: [ids.bs] });
+    assert.equal(iso.mediaType, 'ISO');
+    assert.equal(iso.status, 'Ready');
+    const noDisk = await api.post('/v1/vm-instances?wait=true', { name: `${rid}-isovm`, instanceOfferingUuid: ids.offering, imageUuid: iso.uuid, l3NetworkUuids: [ids.l3] });
+    assert.equal(noDisk.status, 400, 'an ISO needs a root disk size');
+    const vm = await ok(api, '/v1/vm-instances', { name: `${rid}-isovm`, instanceOfferingUuid: ids.offering, imageUuid: iso.uuid, l3NetworkUuids: [ids.l3], rootDiskSize: 32 * MiB, sshKey: key.pubKey });
+    vmUuids.push(vm.uuid);
+    assert.equal(vm.state, 'Running');
+    assert.match(await virsh(['dumpxml', `tstack-${vm.uuid}`]), /device='cdrom'/);
+    await waitForSerial(vm.serialLogPath, /TINYGUEST-READY/, 300_000);
+    const out = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'cat /proc/partitions', timeoutMs: 120_000 });
+    assert.match(out, /vda/, 'the empty root disk is there');
+    await ok(api, `/v1/vm-instances/${vm.uuid}`, undefined, 'del');
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { expunge: {} });
+    assert.equal(await domainExists(vm.uuid), false);
+    await ok(api, `/v1/images/${iso.uuid}`, undefined, 'del');
+    assert.equal((await api.get(`/v1/images/${iso.uuid}`)).status, 404);
   });
 
   it('expunge removes the domain, the volumes, the IPs and the DHCP entries (checked on the host)', async () => {
