@@ -292,8 +292,9 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
         await ssh.run(['systemctl', 'restart', unitName(a)], { root: true });
       }
     } else {
+      // stopping waits for each agent to exit: do it for all at once (SSH channels run in parallel)
+      await Promise.all(targets.map((a) => ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 })));
       for (const a of targets) {
-        await ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 });
         await ssh.run(['sh', '-c', START_SCRIPT, 'sh', logPath(layout, a), pidPath(layout, a), nodePath, agentMain(layout, version, a), '--config', configPath(layout, a)], { root: true, timeoutMs: 30_000 });
       }
     }
@@ -360,7 +361,7 @@ async function stopAgentsWith(ssh: SshSession, layout: HostLayout, only?: AgentN
     for (const a of which) await ssh.run(['systemctl', 'stop', unitName(a)], { root: true, okCodes: [0, 1, 5] });
     return;
   }
-  for (const a of which) await ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 });
+  await Promise.all(which.map((a) => ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 })));
 }
 
 /** Stop the agents of a host over SSH (host deletion; tests). */
