@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { utils } from 'ssh2';
+import { join } from 'node:path';
+import { execOut } from '../../../shared/exec.js';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { deployHost, type DeployRequest } from '../../../controller/host/deploy.js';
 import { AGENTS, configPath, installedMarker, tokenPath, type AgentName, type HostLayout } from '../../../controller/host/render.js';
@@ -12,7 +14,7 @@ import { common } from '../../../shared/protocol/index.js';
 import { TStackError } from '../../../shared/errors.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { freePort } from '../../harness/ports.js';
-import { agentPid, alive, authorizedKey, bundledPackage, freePorts, killAgents, tempLayout, type TestKey } from './fixture.js';
+import { agentPid, alive, authorizedKey, builtTree, bundledPackage, freePorts, killAgents, tempLayout, type TestKey } from './fixture.js';
 
 describe('host deploy over SSH to this machine', function () {
   this.timeout(900_000);
@@ -45,6 +47,12 @@ describe('host deploy over SSH to this machine', function () {
     layout = await tempLayout(cleanup);
     ports = await freePorts();
     cleanup.add(() => killAgents(layout), 'stop deployed agents');
+  });
+
+  it('the built host module loads in plain Node ESM (the daemon does not run under tsx)', async () => {
+    const tree = await builtTree();
+    const out = await execOut(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(join(tree, 'dist/controller/host/api.js'))}); const t = await import(${JSON.stringify(join(tree, 'dist/controller/host/tracker.js'))}); console.log(typeof m.installHostModule, typeof t.startHostTracker)`], { timeoutMs: 60_000 });
+    assert.equal(out, 'function function');
   });
 
   it('installs the version, starts the three agents, and they answer ping and facts through AgentClient', async () => {
