@@ -68,6 +68,9 @@ export const invalid = (field: string, reason: string): TStackError =>
 export function httpStatusOf(code: string): number {
   switch (code) {
     case 'INVALID_ARGUMENT':
+    case 'HOST_AUTH_FAILED':
+    case 'HOST_NOT_PRIVILEGED':
+    case 'HOST_OS_UNSUPPORTED':
       return 400;
     case 'UNAUTHORIZED':
       return 401;
@@ -81,6 +84,11 @@ export function httpStatusOf(code: string): number {
     case 'CONFLICT':
     case 'CAPACITY_EXCEEDED':
       return 409;
+    case 'HOST_KEY_MISMATCH':
+      return 409;
+    case 'HOST_UNREACHABLE':
+    case 'AGENT_UNREACHABLE':
+      return 502;
     case 'TIMEOUT':
       return 504;
     default:
