@@ -531,6 +531,7 @@ async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContex
       const vols = (await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: v.uuid }] })).items;
       for (const vol of vols) {
         if (vol.type === 'Root' || vol._createdWithVm !== false) await deleteVolumeEverywhere(d, { uuid: vol.uuid, size: Number(vol.size ?? 0) }, last);
+        else await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined }); // attached later: kept, detached
       }
       for (const nic of await nicsOf(d, v.uuid)) {
         await releaseIp(d.store, String(nic.l3NetworkUuid), String(nic.ip), nic.uuid);
