@@ -20,7 +20,7 @@ import type { AgentClient } from '../agent-client/client.js';
 import { parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
 import { buildOpenApi } from './openapi.js';
-import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, shape, visible } from './crud.js';
+import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
 import { notImplemented, registerCollections } from './collections.js';
 import { prepareCreate } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec, OpContext, Verb } from './registry.js';
@@ -319,7 +319,10 @@ export function buildApi(d: ApiDeps): ApiApp {
     requireOwner(ctx, spec, r);
     if (!spec.remove && spec.deleteMode === 'async') throw notImplemented(`deleting ${spec.collection}`);
     const q = Object.fromEntries(Object.entries(ctx.query).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
-    await operate(ctx, spec, { long: spec.remove?.long === true, type: `${spec.collection}.delete`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.remove ? spec.remove.run(r, q, c) : genericDelete(spec, r, c)));
+    // the cascade rules refuse early (409 naming the dependents, ownership checked) also for
+    // deletes served by a module (a host with VMs on it…), before any job starts
+    if (spec.remove) await planApiDelete(r, q, opCtx(ctx), { blockersOnly: true });
+    await operate(ctx, spec, { long: spec.remove?.long === true, type: `${spec.collection}.delete`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.remove ? spec.remove.run(r, q, c) : genericDelete(spec, r, c, q)));
   });
   router.post('/v1/:collection/:uuid/actions', authenticate, async (ctx) => {
     const spec = specOf(ctx);

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { TStackError } from '../../shared/errors.js';
 import type { Resource } from '../store/types.js';
 import type { Principal } from '../auth/accounts.js';
-import { prepareCreate } from '../model/index.js';
+import { blockedError, executeDeletePlan, planDelete, prepareCreate, storeLookup, type DeletePlan, type Dependent } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec, OpContext } from './registry.js';
 
 /**
@@ -112,15 +112,53 @@ export async function genericUpdate(spec: CollectionSpec, r: Resource, body: Rec
   return ctx.store.update(r.uuid, body as Partial<Resource>);
 }
 
-/** Refuse while children exist (collections whose parentField points at this kind). */
-export async function genericDelete(spec: CollectionSpec, r: Resource, ctx: OpContext): Promise<Resource> {
-  const blockers: string[] = [];
-  for (const c of ctx.registry.collections()) {
-    if (!c.parentField || refKind(ctx.registry, c, c.parentField) !== spec.kind) continue;
-    const children = await ctx.store.byParent(c.kind, r.uuid);
-    if (children.length) blockers.push(`${children.length} ${c.collection} (${children.slice(0, 3).map((x) => x.name || x.uuid).join(', ')}${children.length > 3 ? ', …' : ''})`);
+/** `?cascade=true|false` (absent: false); anything else is a 400 naming `cascade`. */
+export function cascadeParam(query: Record<string, string>): boolean {
+  const v = query.cascade;
+  if (v === undefined || v === 'false' || v === '0') return false;
+  if (v === 'true' || v === '1' || v === '') return true;
+  throw new TStackError('INVALID_ARGUMENT', `cascade: expected true or false, got '${v}'`, { field: 'cascade' });
+}
+
+/**
+ * Plan the delete of `r` with the model's cascade rules (controller/model/cascade.ts) and
+ * refuse it when blocked: a 409 naming the dependents (details.dependents). A normal account
+ * never deletes, detaches or even learns about resources it cannot change: if the plan
+ * touches any, the delete is refused without naming them (ask the admin).
+ * `blockersOnly`: for deletes served by a module (it decides what goes with the resource).
+ */
+export async function planApiDelete(r: Resource, query: Record<string, string>, ctx: OpContext, o: { blockersOnly?: boolean } = {}): Promise<DeletePlan> {
+  const cascade = cascadeParam(query);
+  const plan = await planDelete(r, storeLookup(ctx.store), { cascade });
+  const p = ctx.principal;
+  if (!p.isAdmin) {
+    // blockersOnly: a module's delete decides itself what goes with the resource; only the
+    // refusals apply (and still never name another account's resources)
+    const touched = o.blockersOnly ? [] : [...plan.deletes, ...plan.detaches.map((d) => d.resource)];
+    const foreign = touched.filter((x) => !canWrite(p, x)).length + plan.blockers.filter((b) => b.uuid !== r.uuid && !ownedBy(p, b, touched)).length;
+    if (foreign > 0) {
+      throw new TStackError('CONFLICT', `cannot delete ${r.kind} ${r.name || r.uuid}: ${foreign} resource(s) your account cannot change depend on it; ask the admin`, { uuid: r.uuid, kind: r.kind, dependents: [] });
+    }
   }
-  if (blockers.length) throw new TStackError('CONFLICT', `${spec.kind} ${r.name || r.uuid} still has ${blockers.join(' and ')}; delete them first`, { uuid: r.uuid });
-  if (!(await ctx.store.delete(r.uuid))) throw notFound(spec, r.uuid);
+  if (plan.blockers.length > 0) throw blockedError(plan);
+  return plan;
+}
+
+/** Is the blocker (a dependent found by the planner) the caller's own? */
+function ownedBy(p: Principal, b: Dependent, known: Resource[]): boolean {
+  const k = known.find((x) => x.uuid === b.uuid);
+  return k !== undefined ? canWrite(p, k) : b.ownerAccountUuid === p.accountUuid;
+}
+
+/**
+ * Delete with the model's cascade rules: children and attachments that always go with it
+ * (attachments, IP ranges…) are deleted too; infrastructure children (clusters of a zone,
+ * hosts of a cluster…) refuse the delete unless `?cascade=true`; VMs, volumes and NICs in use
+ * always refuse it (409 listing them in details.dependents).
+ */
+export async function genericDelete(spec: CollectionSpec, r: Resource, ctx: OpContext, query: Record<string, string> = {}): Promise<Resource> {
+  const plan = await planApiDelete(r, query, ctx);
+  if (!(await ctx.store.get(r.uuid))) throw notFound(spec, r.uuid);
+  await executeDeletePlan(ctx.store, plan);
   return r;
 }

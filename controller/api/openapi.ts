@@ -21,6 +21,13 @@ export interface CliCollection {
 const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
 const json = (ref: string, description: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
 const accepted = json('JobAccepted', 'long operation started: poll the job at `location` (or call with ?wait=true)');
+const cascadeParam = {
+  name: 'cascade',
+  in: 'query',
+  required: false,
+  schema: { type: 'string', enum: ['true', 'false'] },
+  description: 'also delete the infrastructure below it (clusters and hosts of a zone, L3 networks of an L2…); VMs, volumes and NICs in use still refuse the delete',
+};
 const waitParam = { name: 'wait', in: 'query', required: false, schema: { type: 'string', enum: ['true', 'false'] }, description: 'block until the job ends; answer 200 with the result or the error' };
 const uuidParam = { name: 'uuid', in: 'path', required: true, schema: { type: 'string' } };
 const listParams = [
@@ -151,7 +158,7 @@ export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, 
       delete: {
         tags: [tag],
         operationId: `delete-${c.kind}`,
-        parameters: c.remove?.long ? [uuidParam, waitParam] : [uuidParam],
+        parameters: c.remove?.long ? [uuidParam, cascadeParam, waitParam] : [uuidParam, cascadeParam],
         responses: c.remove?.long ? { 202: accepted, 200: one, 404: err('not found'), 409: err('in use') } : { 200: one, 404: err('not found'), 409: err('in use') },
       },
     };

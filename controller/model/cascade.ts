@@ -55,7 +55,8 @@ export const deleteRules: Readonly<Record<string, DepRule[]>> = {
   'primary-storage': [
     { kind: 'volume', where: (t) => [eq('primaryStorageUuid', t.uuid)], action: 'block', what: 'volumes', hint: 'delete them or migrate them to another primary storage first' },
     { kind: 'volume-snapshot', where: (t) => [eq('primaryStorageUuid', t.uuid)], action: 'block', what: 'volume snapshots', hint: 'delete them first' },
-    { kind: 'cluster-primary-storage', where: (t) => [eq('primaryStorageUuid', t.uuid)], action: 'delete', what: 'cluster attachments' },
+    // manual §7 (主存储 删除): detach it from every cluster first, or the delete is refused
+    { kind: 'cluster-primary-storage', where: (t) => [eq('primaryStorageUuid', t.uuid)], action: 'cascade', what: 'clusters attached', hint: 'detach it from the clusters first' },
   ],
   'backup-storage': [
     { kind: 'image', where: (t) => [eq('backupStorageUuids', t.uuid)], action: 'block', what: 'images', hint: 'delete the images stored there first' },
@@ -95,6 +96,8 @@ export interface Dependent {
   kind: string;
   name: string;
   state?: string;
+  /** Its owner (the API hides dependents of other accounts from normal accounts). */
+  ownerAccountUuid?: string;
   /** The resource it depends on (the target or one of its cascaded descendants). */
   of: string;
   reason: string;
@@ -131,14 +134,14 @@ export async function planDelete(target: Resource, lookup: Lookup, opts: { casca
     seen.add(r.uuid);
     for (const rule of deleteRules[r.kind] ?? []) {
       for (const d of await lookup(rule.kind, rule.where(r))) {
-        const dep = (reason: string): Dependent => ({ uuid: d.uuid, kind: d.kind, name: d.name, ...(d.state ? { state: d.state } : {}), of: r.uuid, reason });
+        const dep = (reason: string): Dependent => ({ uuid: d.uuid, kind: d.kind, name: d.name, ...(d.state ? { state: d.state } : {}), ownerAccountUuid: d.ownerAccountUuid, of: r.uuid, reason });
         switch (rule.action) {
           case 'block':
             block(dep(`${r.kind} ${r.name || r.uuid} has ${rule.what}: ${rule.hint ?? 'remove them first'}`));
             break;
           case 'cascade':
             if (opts.cascade) await visit(d);
-            else block(dep(`${r.kind} ${r.name || r.uuid} has ${rule.what}: delete them first or delete with cascade`));
+            else block(dep(`${r.kind} ${r.name || r.uuid} has ${rule.what}: ${rule.hint ?? 'delete them first'} or delete with cascade`));
             break;
           case 'delete':
             await visit(d);

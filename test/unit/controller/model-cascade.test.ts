@@ -86,7 +86,12 @@ describe('controller model: cascade delete rules', () => {
     const w = vmWorld();
     assert.deepEqual(uuids((await planDelete(get(w, 'l3-network-l3'), lookupIn(w))).blockers), ['vm-nic-nic']);
     assert.deepEqual(uuids((await planDelete(get(w, 'ip-range-ipr'), lookupIn(w))).blockers), ['vm-nic-nic']);
-    assert.deepEqual(uuids((await planDelete(get(w, 'primary-storage-ps'), lookupIn(w))).blockers).sort(), ['volume-data', 'volume-root', 'volume-snapshot-snap']);
+    assert.deepEqual(uuids((await planDelete(get(w, 'primary-storage-ps'), lookupIn(w), { cascade: true })).blockers).sort(), ['volume-data', 'volume-root', 'volume-snapshot-snap']);
+    // manual: a primary storage is detached from every cluster before it is deleted (or cascade)
+    const ps = await planDelete(get(world(), 'primary-storage-ps'), lookupIn(world()));
+    assert.deepEqual(uuids(ps.blockers), ['cluster-primary-storage-cps']);
+    assert.match(ps.blockers[0]!.reason, /detach it from the clusters first or delete with cascade/);
+    assert.deepEqual(uuids((await planDelete(get(world(), 'primary-storage-ps'), lookupIn(world()), { cascade: true })).deletes), ['cluster-primary-storage-cps', 'primary-storage-ps']);
     assert.deepEqual(uuids((await planDelete(get(w, 'backup-storage-bs'), lookupIn(w))).blockers), ['image-img']);
     const l3 = await planDelete(get(world(), 'l3-network-l3'), lookupIn(world()));
     assert.deepEqual(uuids(l3.deletes), ['ip-range-ipr', 'l3-network-l3'], 'an unused L3 takes its ranges along');
