@@ -178,7 +178,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const url = `http://${urlHost}:${port}`;
     // the agent client needs to know where agents call back
     advertised = (o.advertiseUrl ?? url).replace(/\/+$/, '');
-    (agentClient as unknown as { opts: { callbackUrl?: string } }).opts.callbackUrl = `${advertised}/v1/agent-callbacks`;
+    agentClient.setCallbackUrl(`${advertised}/v1/agent-callbacks`);
     for (const m of modules) await m.start?.();
     // controllers sharing a Redis inventory share their event streams too
     const storeCfg = storeConfig(o.store, o.dataDir, o.storePrefix);

@@ -47,7 +47,31 @@ export class AgentClient {
   /** Callbacks that arrived while no call was waiting (controller restarted): kept a while for resume(). */
   private early = new Map<string, { r: TaskResult; at: number; token: string }>();
 
-  constructor(private readonly opts: AgentClientOptions = {}) {}
+  private readonly opts: AgentClientOptions;
+
+  constructor(opts: AgentClientOptions = {}) {
+    this.opts = { ...opts };
+  }
+
+  /**
+   * Where agents POST results of async commands from now on (known only once the controller
+   * listens); undefined: async commands run inline (no callback header). Calls already
+   * started keep the URL they were sent with.
+   */
+  setCallbackUrl(url: string | undefined): void {
+    if (url === undefined) {
+      delete this.opts.callbackUrl;
+      return;
+    }
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`callback URL must be http(s): ${url}`);
+    this.opts.callbackUrl = url;
+  }
+
+  /** The current callback URL, if any. */
+  get callbackUrl(): string | undefined {
+    return this.opts.callbackUrl;
+  }
 
   async call<C extends CommandDef>(cmd: C, host: AgentEndpoint, req: RequestOf<C>, o: CallOptions = {}): Promise<ResponseOf<C>> {
     validate(cmd.request, req, cmd.name);

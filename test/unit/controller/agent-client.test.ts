@@ -1,0 +1,56 @@
+// AgentClient.setCallbackUrl: the controller learns its callback URL only once it listens;
+// async commands carry X-Callback-Url from then on (and run inline before / after unsetting).
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AgentClient } from '../../../controller/agent-client/client.js';
+import { Echo } from '../../../shared/protocol/common.js';
+
+describe('controller agent client: setCallbackUrl', () => {
+  let server: Server;
+  let url: string;
+  const seen: IncomingHttpHeaders[] = [];
+
+  before(async () => {
+    // answers every command inline (200), as an agent does without a callback URL; records headers
+    server = createServer((req, res) => {
+      seen.push(req.headers);
+      req.resume();
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ message: 'hi', runs: 1, startedAt: 1, finishedAt: 2 }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('sends X-Callback-Url on async commands only after it is set, and stops when unset', async () => {
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    const host = { url, token: 't' };
+    assert.equal(client.callbackUrl, undefined);
+    await client.call(Echo, host, { message: 'a' });
+    assert.equal(seen.at(-1)!['x-callback-url'], undefined);
+
+    client.setCallbackUrl('http://127.0.0.1:8080/v1/agent-callbacks');
+    assert.equal(client.callbackUrl, 'http://127.0.0.1:8080/v1/agent-callbacks');
+    // the fake agent answers 200 inline even with a callback URL: the client takes that result
+    await client.call(Echo, host, { message: 'b' });
+    assert.equal(seen.at(-1)!['x-callback-url'], 'http://127.0.0.1:8080/v1/agent-callbacks');
+
+    client.setCallbackUrl(undefined);
+    await client.call(Echo, host, { message: 'c' });
+    assert.equal(seen.at(-1)!['x-callback-url'], undefined);
+  });
+
+  it('refuses a URL that is not http(s), and does not share the options object it was given', () => {
+    const opts = { callbackUrl: 'http://a:1/cb' };
+    const client = new AgentClient(opts);
+    assert.throws(() => client.setCallbackUrl('ftp://x/cb'), /http/);
+    assert.throws(() => client.setCallbackUrl('not a url'));
+    client.setCallbackUrl('https://b:2/cb');
+    assert.equal(opts.callbackUrl, 'http://a:1/cb');
+    assert.equal(client.callbackUrl, 'https://b:2/cb');
+  });
+});
