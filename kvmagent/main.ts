@@ -92,13 +92,16 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
     },
   });
 
-  // ping's AgentInfo (common.ts) has no field for hypervisor versions: they ride along as
-  // capability tokens "version:libvirt=9.0.0", "version:qemu=7.2.22" (host/facts has them too)
-  const caps = new Set([...(server.opts.capabilities ?? []), ...KVM_CAPABILITIES]);
+  // hypervisor versions in ping's AgentInfo.hypervisor (common.ts), and for controllers that
+  // predate that field also as capability tokens "version:libvirt=9.0.0", "version:qemu=7.2.22"
+  // (host/facts has them too)
+  const caps = new Set([...(server.opts.capabilities ?? []).filter((c) => !c.startsWith('version:')), ...KVM_CAPABILITIES]);
   server.opts.capabilities = [...caps];
+  delete server.opts.hypervisor;
   try {
     const v = await driver.versions();
     server.opts.capabilities = [...caps, `version:libvirt=${v.libvirt}`, `version:qemu=${v.qemu}`];
+    server.opts.hypervisor = { libvirt: v.libvirt, qemu: v.qemu };
   } catch {
     /* libvirt unreachable now: ping still answers, without versions */
   }

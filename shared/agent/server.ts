@@ -45,6 +45,8 @@ export interface AgentServerOptions {
   version: string;
   token: string;
   capabilities?: string[];
+  /** Hypervisor versions for ping/connect (kvmagent fills them once libvirt answered). */
+  hypervisor?: { libvirt?: string; qemu?: string };
   /** How long finished results stay readable at GET /task/<id> (default 15 min). */
   retentionMs?: number;
   /** Per-command timeout overrides (ms), by command name. */
@@ -136,6 +138,7 @@ export class AgentServer {
       startedAt: this.startedAt,
     };
     if (this.hostUuid !== undefined) i.hostUuid = this.hostUuid;
+    if (this.opts.hypervisor !== undefined) i.hypervisor = { ...this.opts.hypervisor };
     return i;
   }
 

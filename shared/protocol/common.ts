@@ -10,6 +10,15 @@ export const AgentInfo = Obj({
   bootId: Type.String({ description: 'changes when the host reboots' }),
   startedAt: Type.String({ description: 'when this agent process started' }),
   hostUuid: Type.Optional(Type.String()),
+  hypervisor: Type.Optional(
+    Obj(
+      {
+        libvirt: Type.Optional(Type.String({ maxLength: 64 })),
+        qemu: Type.Optional(Type.String({ maxLength: 64 })),
+      },
+      { description: 'hypervisor versions (kvmagent; absent while libvirt is unreachable). Also sent as capability tokens version:libvirt=… / version:qemu=… for older controllers' },
+    ),
+  ),
 });
 
 export const Ping = defineCommand({

@@ -85,6 +85,7 @@ describe('kvmagent: VM lifecycle on libvirt/QEMU', function () {
     assert.ok(p.capabilities.includes('vm.hotplug.volume'));
     assert.ok(p.capabilities.includes(`version:libvirt=${f.hypervisor.libvirtVersion}`));
     assert.ok(p.capabilities.includes(`version:qemu=${f.hypervisor.qemuVersion}`));
+    assert.deepEqual(p.hypervisor, { libvirt: f.hypervisor.libvirtVersion, qemu: f.hypervisor.qemuVersion });
   });
 
   describe('a VM from the guest image', () => {

@@ -42,6 +42,27 @@ describe('kvmagent: in-process with the fake driver', () => {
     assert.ok(p.capabilities.includes('l2.vxlan'));
     assert.ok(p.capabilities.includes('version:libvirt=fake'));
     assert.ok(p.capabilities.includes('version:qemu=fake'));
+    assert.deepEqual(p.hypervisor, { libvirt: 'fake', qemu: 'fake' }, 'AgentInfo.hypervisor (issue 3)');
+    assert.deepEqual((await client.call(common.Connect, ep, { hostUuid: 'h-1', controllerUrl: 'http://127.0.0.1:1' })).hypervisor, { libvirt: 'fake', qemu: 'fake' });
+  });
+
+  it('ping without libvirt answers without hypervisor versions (no field, no version tokens)', async () => {
+    const s2 = new AgentServer({ agent: 'tstack-kvmagent', version: 'test', token: TOKEN, capabilities: KVM_CAPABILITIES });
+    const d2 = new FakeDriver();
+    d2.versions = async () => {
+      throw new Error('libvirt down');
+    };
+    const a2 = await registerKvmAgent(s2, { driver: d2, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false });
+    const addr = await s2.listen('127.0.0.1', 0);
+    try {
+      const p = await client.call(common.Ping, { url: `http://127.0.0.1:${addr.port}`, token: TOKEN }, {});
+      assert.equal(p.hypervisor, undefined);
+      assert.ok(!p.capabilities.some((c) => c.startsWith('version:')), p.capabilities.join(' '));
+      assert.ok(p.capabilities.includes('l2.vxlan'));
+    } finally {
+      await a2.stop();
+      await s2.close();
+    }
   });
 
   it('start → running, idempotent start, stop, destroy twice', async () => {
