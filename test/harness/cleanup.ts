@@ -1,4 +1,6 @@
 /// <reference types="mocha" />
+// (tsconfig.json lists "types": ["node", "mocha"]; the reference above keeps this file
+// type-checking when it is compiled on its own or under another tsconfig)
 // Cleanup: undo everything a test created, last-in first-out, even when the test failed.
 //   const cleanup = useCleanup();          // inside describe(): runs in an after() hook
 //   cleanup.add(() => deleteNetns(ns), `netns ${ns}`);
