@@ -10,14 +10,15 @@ import { logger } from '../../shared/log.js';
 import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
+import { ACCOUNT_KIND, type AccountType } from '../model/account.js';
 
 const log = logger('auth');
 
-export const ACCOUNT_KIND = 'account';
 export const SESSION_DOCS = 'sessions';
 const NAME_CLAIMS = 'account-names';
 
-export type AccountType = 'SystemAdmin' | 'Normal';
+// the collection's one definition (schemas, kind) lives in the model; re-exported for callers
+export { ACCOUNT_KIND, AccountCreate, AccountUpdate, AccountView, type AccountType } from '../model/account.js';
 
 export interface Account extends Resource {
   type: AccountType;
@@ -38,35 +39,9 @@ interface SessionDoc {
   expiresAt: string;
 }
 
-const AccountName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$', description: 'letters, digits and _ . @ -; at most 64 characters' });
-const Password = Type.String({ minLength: 8, maxLength: 256, description: 'at least 8 characters' });
-
-export const AccountCreate = Obj({
-  name: AccountName,
-  password: Password,
-  description: Type.Optional(Type.String({ maxLength: 2048 })),
-});
-
-export const AccountUpdate = Obj({
-  name: Type.Optional(AccountName),
-  description: Type.Optional(Type.String({ maxLength: 2048 })),
-  password: Type.Optional(Password),
-  oldPassword: Type.Optional(Type.String({ maxLength: 256, description: 'required when changing your own password' })),
-});
-
 export const SessionCreate = Obj({
   accountName: Type.String({ minLength: 1, maxLength: 64 }),
   password: Type.String({ minLength: 1, maxLength: 256 }),
-});
-
-export const AccountView = Obj({
-  uuid: Type.String(),
-  name: Type.String(),
-  description: Type.Optional(Type.String()),
-  type: Type.Union([Type.Literal('SystemAdmin'), Type.Literal('Normal')]),
-  state: Type.Optional(Type.Union([Type.Literal('Enabled'), Type.Literal('Disabled')])),
-  createDate: Type.String(),
-  lastOpDate: Type.String(),
 });
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');

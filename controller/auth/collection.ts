@@ -2,19 +2,17 @@
 // may read and update itself (name, description, password with oldPassword); the admin
 // may update anyone (password without oldPassword).
 import { TStackError } from '../../shared/errors.js';
-import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { ApiRegistry } from '../api/registry.js';
-import { ACCOUNT_KIND, AccountCreate, AccountUpdate, AccountView, AuthService } from './accounts.js';
+import { specFromKind } from '../api/collections.js';
+import { account, AccountView } from '../model/account.js';
+import { ACCOUNT_KIND, AuthService } from './accounts.js';
 
 export function registerAccounts(reg: ApiRegistry): void {
+  // schemas, admin-only verbs and states from the model (controller/model/account.ts)
   reg.registerCollection({
-    collection: 'accounts',
-    kind: ACCOUNT_KIND,
+    ...specFromKind(account),
     description: 'accounts (SystemAdmin: admin; Normal: tenants that own what they create)',
-    createSchema: AccountCreate,
-    updateSchema: AccountUpdate,
     viewSchema: AccountView,
-    adminOnly: ['create', 'delete'],
     // handlers build an AuthService on the context's store: a registry may serve several
     // controllers in one process (tests), so nothing here may capture one controller's state
     create: { run: async (body, ctx) => new AuthService(ctx.store).createAccount(body as { name: string; password: string; description?: string }) },
@@ -31,7 +29,7 @@ export function registerAccounts(reg: ApiRegistry): void {
   if (!reg.action('accounts', 'changeState')?.run) {
     reg.registerAction('accounts', 'changeState', {
       description: 'enable or disable a normal account (disabled: no login, sessions ended)',
-      schema: Obj({ stateEvent: Type.Union([Type.Literal('enable'), Type.Literal('disable')]) }),
+      schema: account.actions.changeState!.schema,
       adminOnly: true,
       // through the context's store: the registry may outlive this controller (tests start several)
       run: (r, p, oc) => new AuthService(oc.store).changeState(r.uuid, p.stateEvent as 'enable' | 'disable'),

@@ -44,8 +44,11 @@ export interface KindDef {
   /** status values (connection/readiness tracked by the system), if any. */
   statuses?: readonly string[];
   initialStatus?: string;
-  /** Only the admin may create/update/delete it (infrastructure). Everyone may reference it. */
-  adminOnly: boolean;
+  /**
+   * Only the admin may create/update/delete it (infrastructure; everyone may reference it),
+   * or only these verbs (accounts: create and delete).
+   */
+  adminOnly: boolean | Array<'create' | 'update' | 'delete'>;
   /**
    * 'sync': created in the inventory directly (201). 'async': the API starts a workflow and
    * answers 202 + job. 'none': not creatable through its collection (made by other operations,

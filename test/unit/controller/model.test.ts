@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { resourceKinds, kindDef, prepareCreate, validateAction, validateUpdate } from '../../../controller/model/registry.js';
+import { resourceKinds, kindDef, prepareCreate, validateAction, validateBody, validateUpdate } from '../../../controller/model/registry.js';
 import { attach, attachedFrom, attachedTo, detach, isAttached } from '../../../controller/model/attachments.js';
 import { normalizeIpRange } from '../../../controller/model/network.js';
 import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore, Resource } from '../../../controller/store/types.js';
 import { TStackError } from '../../../shared/errors.js';
+import { ApiRegistry } from '../../../controller/api/registry.js';
+import { registerAccounts } from '../../../controller/auth/collection.js';
+import { AccountCreate } from '../../../controller/auth/accounts.js';
 
 const ADMIN = 'acc-admin';
 
@@ -42,6 +45,24 @@ describe('controller model', () => {
       if (d.parentField) assert.ok(d.createSchema.properties[d.parentField], `${c}: parent field ${d.parentField} in the create schema`);
       if (d.initialState) assert.ok(d.states.includes(d.initialState));
     }
+  });
+
+  it("accounts have one definition: the API serves the model's schemas and admin-only verbs", async () => {
+    const reg = new ApiRegistry();
+    registerAccounts(reg);
+    const spec = reg.collection('accounts')!;
+    const def = resourceKinds.accounts!;
+    assert.equal(spec.createSchema, def.createSchema);
+    assert.equal(spec.updateSchema, def.updateSchema);
+    assert.equal(AccountCreate, def.createSchema);
+    assert.equal(spec.kind, def.kind);
+    assert.deepEqual(spec.adminOnly, ['create', 'delete']);
+    assert.ok(reg.isAdminOnly(spec, 'create') && reg.isAdminOnly(spec, 'delete') && !reg.isAdminOnly(spec, 'update'), 'an account updates itself');
+    assert.equal(reg.action('accounts', 'changeState')!.schema, def.actions.changeState!.schema);
+    // the create body never chooses the type (always Normal) and the name rule is the API's
+    await fails(() => validateBody(def.createSchema, { name: 'u1', password: 'long-enough-pw', type: 'SystemAdmin' }, 'create account'), 'INVALID_ARGUMENT', 'type');
+    await fails(() => validateBody(def.createSchema, { name: '-bad', password: 'long-enough-pw' }, 'create account'), 'INVALID_ARGUMENT', 'name');
+    assert.ok(spec.hiddenFields?.includes('password') && spec.hiddenFields.includes('oldPassword'));
   });
 
   it('builds a cluster under its zone and a host with derived zoneUuid, without storing the password', async () => {
