@@ -81,6 +81,12 @@ describe('tstack CLI: option conversion and exit codes', function () {
     await program.parseAsync(['image', 'create', '--name', 'img', '--image-url', 'http://x/a.qcow2', '--size', '1G', '--backup-storage-uuids', 'b1,b2', '--backup-storage-uuids', 'b3'], { from: 'user' });
     assert.deepEqual(calls, [['POST', '/v1/images', { name: 'img', url: 'http://x/a.qcow2', size: 1024 ** 3, backupStorageUuids: ['b1', 'b2', 'b3'] }]]);
     assert.deepEqual(JSON.parse(printed[0]!), { uuid: 'u1', name: 'img' });
+    await program.parseAsync(['image', 'delete', '00000000-0000-4000-8000-000000000001'], { from: 'user' });
+    await program.parseAsync(['image', 'delete', '--cascade', '00000000-0000-4000-8000-000000000002'], { from: 'user' });
+    assert.deepEqual(calls.slice(1).map(([m, p]) => [m, p]), [
+      ['DELETE', '/v1/images/00000000-0000-4000-8000-000000000001'],
+      ['DELETE', '/v1/images/00000000-0000-4000-8000-000000000002?cascade=true'],
+    ]);
     const help = program.commands.find((c) => c.name() === 'images')!.commands.find((c) => c.name() === 'create')!.helpInformation();
     assert.match(help, /--image-url <value>/);
     assert.doesNotMatch(help, /^\s+--url/m);
