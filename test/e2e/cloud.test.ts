@@ -239,8 +239,10 @@ describe('e2e: the first real cloud', function () {
 
   it('stop, start and reboot', async () => {
     const vm = vms.vm1;
-    const stopped = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { stop: {} });
-    assert.equal(stopped.state, 'Stopped');
+    // through the CLI: it waits for the job and prints the VM
+    const cliOut = await exec(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'controller/cli/main.ts'), 'vm-instances', 'stop', vm.uuid, '-o', 'json'], { env: { ...process.env, TSTACK_URL: c.url, TSTACK_TOKEN: api.token! }, timeoutMs: 180_000 });
+    const stopped = JSON.parse(cliOut.stdout);
+    assert.equal(stopped.state, 'Stopped', cliOut.stdout);
     assert.equal(await domainExists(vm.uuid), false);
     const started = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { start: {} });
     assert.equal(started.state, 'Running');
