@@ -346,6 +346,19 @@ describe('e2e: the first real cloud', function () {
     }
   });
 
+  it('a host that (re)connects gets the bridges of its cluster back', async () => {
+    await exec('ip', ['link', 'set', 'dev', dummy, 'nomaster']);
+    const host = await ok(api, `/v1/hosts/${ids.host}/actions`, { reconnect: {} });
+    assert.equal(host.status, 'Connected');
+    const deadline = Date.now() + 60_000;
+    let master: string | undefined;
+    while (Date.now() < deadline && master !== bridge) {
+      master = JSON.parse((await exec('ip', ['-j', 'link', 'show', dummy])).stdout)[0].master;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(master, bridge, 'the L2 interface is back in its bridge');
+  });
+
   for (const step of ['root-volume', 'dhcp', 'start']) {
     it(`fault injected at the ${step} step: the create fails and leaves no domain, volume, IP or DHCP entry`, async () => {
       const domainsBefore = (await virsh(['list', '--all', '--name'])).split('\n').filter((l) => l.startsWith('tstack-')).sort();
