@@ -17,6 +17,12 @@ export interface AgentEndpoint {
   /** Base URL of the agent, e.g. http://10.0.0.5:7070 */
   url: string;
   token: string;
+  /**
+   * Re-read the endpoint (e.g. from the inventory). Called when the agent answers 401 while a
+   * task is awaited: a re-deployed agent has a new token and has forgotten the old tasks, so the
+   * call can end as TASK_LOST at once instead of waiting out its deadline.
+   */
+  refresh?: () => Promise<AgentEndpoint>;
 }
 
 export interface CallOptions {
@@ -40,7 +46,7 @@ interface Pending {
   resolve: (r: TaskResult) => void;
 }
 
-type Outcome = { kind: 'result'; result: TaskResult } | { kind: 'unknown' } | { kind: 'unreachable'; err: string };
+type Outcome = { kind: 'result'; result: TaskResult } | { kind: 'unknown' } | { kind: 'unreachable'; err: string; unauthorized?: boolean };
 
 export class AgentClient {
   private pending = new Map<string, Pending>();
@@ -166,6 +172,15 @@ export class AgentClient {
       checkNow = false;
       const o = await this.query(host, taskId, Math.max(1_000, deadline - Date.now()));
       if (o.kind === 'result' && o.result.state !== 'running') return o.result;
+      if (o.kind === 'unreachable' && o.unauthorized && host.refresh) {
+        const fresh = await host.refresh().catch(() => undefined);
+        if (fresh && (fresh.token !== host.token || fresh.url !== host.url)) {
+          log.info({ taskId, url: fresh.url }, 'agent credentials changed while waiting; asking again with the new ones');
+          host = { ...fresh, refresh: host.refresh };
+          checkNow = true;
+          continue;
+        }
+      }
       if (o.kind === 'unknown') {
         throw new TStackError('TASK_LOST', `${cmd.name}: agent ${host.url} no longer knows task ${taskId} (it restarted mid-task); the operation's outcome must be checked on the host`, { taskId, url: host.url });
       }
@@ -187,6 +202,7 @@ export class AgentClient {
         signal: AbortSignal.timeout(Math.min(this.reqTimeout(), maxMs)),
       });
       if (res.status === 404) return { kind: 'unknown' };
+      if (res.status === 401) return { kind: 'unreachable', err: 'HTTP 401 (agent token changed?)', unauthorized: true };
       if (!res.ok) return { kind: 'unreachable', err: `HTTP ${res.status}` };
       return { kind: 'result', result: (await res.json()) as TaskResult };
     } catch (e) {

@@ -2,7 +2,7 @@
 // the per-controller dependencies the API handlers look up, and the test-only fault injection.
 import { TStackError } from '../../shared/errors.js';
 import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
-import type { AgentClient } from '../agent-client/client.js';
+import type { AgentClient, AgentEndpoint } from '../agent-client/client.js';
 import type { EventBus } from '../events/bus.js';
 import type { JobManager } from '../jobs/jobs.js';
 import type { InventoryStore, Resource } from '../store/types.js';
@@ -44,10 +44,15 @@ export function agentOf(host: Resource, agent: AgentName): { url: string; token:
   return { url: `http://${String(host.managementIp)}:${rec.port}`, token: rec.token };
 }
 
+/** The agent's endpoint, re-read from the inventory if the agent's token rotates mid-call. */
+export function refreshable(d: CloudDeps, host: Resource, agent: AgentName): AgentEndpoint {
+  return { ...agentOf(host, agent), refresh: async () => agentOf(await mustGet(d.store, host.uuid, 'host'), agent) };
+}
+
 /** Call an agent command on a host (looked up fresh: tokens rotate on reconnect). */
 export async function callHost<C extends CommandDef>(d: CloudDeps, hostUuid: string, agent: AgentName, cmd: C, req: RequestOf<C>): Promise<ResponseOf<C>> {
   const host = await mustGet(d.store, hostUuid, 'host');
-  return d.agentClient.call(cmd, agentOf(host, agent), req);
+  return d.agentClient.call(cmd, refreshable(d, host, agent), req);
 }
 
 /**

@@ -24,7 +24,7 @@ import { allocateIp, releaseIp } from '../allocator/ip.js';
 import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
-import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { addNicServices, ensureBridge, removeNicServices } from '../network/index.js';
 import { attachedFrom } from '../model/attachments.js';
@@ -150,7 +150,7 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.
 async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string): Promise<K.VmSpecT> {
   const host = await mustGet(d.store, hostUuid, 'host');
   const spec = await buildSpec(d, vm, host);
-  await d.agentClient.call(K.VmStart, { url: `http://${String(host.managementIp)}:${(host._agents as Record<string, { port: number }>).kvmagent!.port}`, token: (host._agents as Record<string, { token: string }>).kvmagent!.token }, { spec });
+  await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec });
   return spec;
 }
 

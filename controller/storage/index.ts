@@ -15,7 +15,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
-import { agentOf, connectedHosts, depsOf, mustGet, type CloudDeps } from '../cloud/common.js';
+import { agentOf, connectedHosts, depsOf, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 
 const log = logger('storage');
 
@@ -50,7 +50,7 @@ export async function imageStoreRef(d: CloudDeps, bsUuid: string): Promise<{ url
 async function connectBs(d: CloudDeps, bs: Resource): Promise<Resource> {
   const host = await bsHost(d, bs);
   try {
-    const cap = await d.agentClient.call(S.ImageStoreInit, agentOf(host, 'storageagent'), { store: imageStoreSpec(bs) });
+    const cap = await d.agentClient.call(S.ImageStoreInit, refreshable(d, host, 'storageagent'), { store: imageStoreSpec(bs) });
     return await d.store.update(bs.uuid, { status: 'Connected', statusReason: undefined, _hostUuid: host.uuid, totalCapacity: cap.totalCapacity, availableCapacity: cap.availableCapacity });
   } catch (e) {
     await d.store.update(bs.uuid, { status: 'Disconnected', statusReason: (e as Error).message }).catch(() => undefined);
@@ -101,7 +101,7 @@ async function createImage(body: Record<string, unknown>, oc: OpContext): Promis
       const host = await bsHost(d, bs);
       const req: Parameters<typeof d.agentClient.call<typeof S.ImageStoreDownload>>[2] = { store: imageStoreSpec(bs), imageUuid: img.uuid, url, format: img.format as S.ImageFormat };
       if (typeof img.md5sum === 'string') req.md5 = img.md5sum.toLowerCase();
-      info = await d.agentClient.call(S.ImageStoreDownload, agentOf(host, 'storageagent'), req);
+      info = await d.agentClient.call(S.ImageStoreDownload, refreshable(d, host, 'storageagent'), req);
       refs.push({ backupStorageUuid: bsUuid, installPath: info.installPath, status: 'Ready' });
       await d.store.update(img.uuid, { backupStorageRefs: refs });
     }
@@ -122,7 +122,7 @@ async function createImage(body: Record<string, unknown>, oc: OpContext): Promis
 
 async function deleteFromBs(d: CloudDeps, bs: Resource, imageUuid: string): Promise<void> {
   const host = await bsHost(d, bs);
-  await d.agentClient.call(S.ImageStoreDelete, agentOf(host, 'storageagent'), { store: imageStoreSpec(bs), imageUuid });
+  await d.agentClient.call(S.ImageStoreDelete, refreshable(d, host, 'storageagent'), { store: imageStoreSpec(bs), imageUuid });
 }
 
 async function deleteImage(img: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
@@ -160,7 +160,7 @@ export function psSpec(ps: Resource): S.PrimaryStorageSpec {
 
 /** ps/init on one host; records the host's capacity and recomputes the totals. */
 export async function initPsOnHost(d: CloudDeps, ps: Resource, host: Resource): Promise<void> {
-  const cap = await d.agentClient.call(S.PsInit, agentOf(host, 'storageagent'), { ps: psSpec(ps) });
+  const cap = await d.agentClient.call(S.PsInit, refreshable(d, host, 'storageagent'), { ps: psSpec(ps) });
   const fresh = (await d.store.get(ps.uuid)) ?? ps;
   const per = { ...((fresh._hostCapacity as Record<string, { total: number; available: number }> | undefined) ?? {}), [host.uuid]: { total: cap.totalCapacity, available: cap.availableCapacity } };
   const vals = Object.values(per);
