@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import type { CliCollection } from '../api/openapi.js';
 import type { Api, Job } from './client.js';
 import { CliError, Exit } from './exit.js';
 import { listColumns, listTable, objectTable, render, type OutputFormat } from './output.js';
@@ -12,16 +13,8 @@ import { listColumns, listTable, objectTable, render, type OutputFormat } from '
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Schema = Record<string, any>;
 
-export interface CliCollection {
-  collection: string;
-  kind: string;
-  description?: string;
-  parentField?: string;
-  create?: { schema: string; long: boolean };
-  update: { schema: string; long: boolean };
-  delete: { long: boolean };
-  actions: Array<{ name: string; schema: string; long: boolean; description?: string }>;
-}
+// the shape of the OpenAPI document's x-tstack-collections entries (what the CLI is built from)
+export type { CliCollection };
 
 export interface CliContext {
   /** The API client for the current URL and session (resolved lazily: login needs none). */

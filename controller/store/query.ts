@@ -197,3 +197,14 @@ export function nowIso(): string {
   lastTs = t;
   return new Date(t).toISOString();
 }
+
+/** The CONFLICT of a transition() whose current state is not one of `allowed` (both backends). */
+export function transitionConflict(cur: Resource, allowed: string[], to: string): TStackError {
+  return new TStackError('CONFLICT', `${cur.kind} ${cur.uuid} is ${cur.state ?? '(no state)'}, expected ${allowed.join(' or ')} to move to ${to}`, {
+    uuid: cur.uuid,
+    kind: cur.kind,
+    state: cur.state,
+    expected: allowed,
+    to,
+  });
+}

@@ -16,7 +16,7 @@
 import { Redis } from 'ioredis';
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Query, QueryResult, Resource } from './types.js';
-import { applyPatch, asList, checkQuery, compareResources, prepareNew, nowIso, runQuery } from './query.js';
+import { applyPatch, asList, checkQuery, transitionConflict, compareResources, prepareNew, nowIso, runQuery } from './query.js';
 
 const CAS = `
 local cur = redis.call('GET', KEYS[1])
@@ -137,13 +137,7 @@ export class RedisStore implements InventoryStore {
     const allowed = asList(from);
     return this.modify<T>(uuid, (cur) => {
       if (!allowed.includes(cur.state ?? '')) {
-        throw new TStackError('CONFLICT', `${cur.kind} ${uuid} is ${cur.state ?? '(no state)'}, expected ${allowed.join(' or ')} to move to ${to}`, {
-          uuid,
-          kind: cur.kind,
-          state: cur.state,
-          expected: allowed,
-          to,
-        });
+        throw transitionConflict(cur, allowed, to);
       }
       return applyPatch(cur, { ...patch, state: to }, nowIso());
     });

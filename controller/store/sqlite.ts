@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
 import type { Filter, InventoryStore, Query, QueryResult, Resource } from './types.js';
-import { NUMERIC_RE, applyPatch, asList, checkQuery, prepareNew, nowIso } from './query.js';
+import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resources (
@@ -252,13 +252,7 @@ export class SqliteStore implements InventoryStore {
       const cur = this.read<T>(uuid);
       if (!cur) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
       if (!allowed.includes(cur.state ?? '')) {
-        throw new TStackError('CONFLICT', `${cur.kind} ${uuid} is ${cur.state ?? '(no state)'}, expected ${allowed.join(' or ')} to move to ${to}`, {
-          uuid,
-          kind: cur.kind,
-          state: cur.state,
-          expected: allowed,
-          to,
-        });
+        throw transitionConflict(cur, allowed, to);
       }
       const next = applyPatch(cur, { ...patch, state: to }, nowIso());
       this.write(next, false);
