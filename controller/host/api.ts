@@ -15,17 +15,26 @@ import { addHost, changeHostState, deleteHost, reconnectHost, type HostDeps, typ
 import type { StateEvent } from './states.js';
 import { HostTracker } from './tracker.js';
 
+// The API registry is one per process, but several controllers may live in one process (tests):
+// handlers find the deps of the controller that serves the request through its store.
+const depsByStore = new WeakMap<InventoryStore, HostDeps>();
+const depsFor = (oc: { store: InventoryStore }, fallback: HostDeps): HostDeps => depsByStore.get(oc.store) ?? fallback;
+
 export function registerHostApi(registry: ApiRegistry, d: HostDeps): void {
+  depsByStore.set(d.store, d);
   registry.setCreate('hosts', {
     long: true,
-    run: (body, oc) => addHost({ ...d, adminAccountUuid: d.adminAccountUuid ?? oc.adminAccountUuid }, body, oc.job ? { progress: (p, m) => oc.job!.progress(p, m) } : {}),
+    run: (body, oc) => {
+      const hd = depsFor(oc, d);
+      return addHost({ ...hd, adminAccountUuid: hd.adminAccountUuid ?? oc.adminAccountUuid }, body, oc.job ? { progress: (p, m) => oc.job!.progress(p, m) } : {});
+    },
   });
-  registry.setDelete('hosts', { long: true, run: (r) => deleteHost(d, r.uuid) });
+  registry.setDelete('hosts', { long: true, run: (r, _q, oc) => deleteHost(depsFor(oc, d), r.uuid) });
   if (!registry.action('hosts', 'reconnect')?.run) {
-    registry.registerAction('hosts', 'reconnect', { long: true, adminOnly: true, run: (r, _p, oc) => reconnectHost(d, r.uuid, oc.job ? { progress: (p, m) => oc.job!.progress(p, m) } : {}) });
+    registry.registerAction('hosts', 'reconnect', { long: true, adminOnly: true, run: (r, _p, oc) => reconnectHost(depsFor(oc, d), r.uuid, oc.job ? { progress: (p, m) => oc.job!.progress(p, m) } : {}) });
   }
   if (!registry.action('hosts', 'changeState')?.run) {
-    registry.registerAction('hosts', 'changeState', { long: false, adminOnly: true, run: (r, p) => changeHostState(d, r.uuid, p.stateEvent as StateEvent) });
+    registry.registerAction('hosts', 'changeState', { long: false, adminOnly: true, run: (r, p, oc) => changeHostState(depsFor(oc, d), r.uuid, p.stateEvent as StateEvent) });
   }
 }
 
