@@ -146,7 +146,7 @@ describe('kvmagent: L2 bridges (NoVlan, VXLAN, VLAN) in network namespaces', fun
       await rejects(client.call(kvm.BridgeCreate, A, { type: 'Vlan', physicalInterface: `${id}ua`, vlan: 5 }), 'NETWORK_ERROR', /802\.1Q/);
       assert.ok(!(await links(nsA)).some((l) => l.startsWith(`br_${id}ua`)), 'the failed create left no bridge behind');
       process.stderr.write(`      skipped: this kernel has no 802.1Q VLAN support (ip link add … type vlan: ${why.trim()}); the ip commands are unit-tested\n`);
-      this.skip();
+      this.skip(); // kernel feature missing: 802.1Q
     }
     const vlan = 100 + Math.floor(Math.random() * 100);
     const reqA: kvm.BridgeRequestT = { type: 'Vlan', physicalInterface: `${id}ua`, vlan };

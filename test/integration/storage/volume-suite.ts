@@ -37,7 +37,7 @@ export function volumeSuite(name: string, setup: (cleanup: Cleanup) => Promise<B
       if (typeof b === 'string') {
         // only for a missing kernel feature; the reason is printed
         process.stdout.write(`      skipped: ${b}\n`);
-        this.skip();
+        this.skip(); // kernel feature missing: the NFS client
       }
       be = b as Backend;
       bs = await startTestAgent(cleanup, 'bs');
