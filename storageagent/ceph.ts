@@ -2,6 +2,7 @@
 import { exec, execOk } from '../shared/exec.js';
 import { TStackError } from '../shared/errors.js';
 import { checkName } from './paths.js';
+import type { Capacity } from '../shared/protocol/storage.js';
 
 export interface CephConnSpec {
   pool: string;
@@ -139,10 +140,9 @@ export class Ceph {
     return this.fsidCache;
   }
 
-  async checkPool(): Promise<void> {
-    const pools = JSON.parse(await this.ceph(['osd', 'pool', 'ls', '--format', 'json'])) as string[];
-    if (!pools.includes(this.pool)) {
-      throw new TStackError('STORAGE_ERROR', `ceph pool ${this.pool} does not exist; create it first (ceph osd pool create ${this.pool}; rbd pool init ${this.pool})`);
-    }
+  /** Capacity as primary or backup storage reports it; fails clearly when the pool is missing (df checks it). */
+  async capacity(): Promise<Capacity> {
+    const d = await this.df();
+    return { totalCapacity: d.total, availableCapacity: d.available, usedByTstack: d.poolStored };
   }
 }

@@ -121,12 +121,10 @@ export class CephImageStore implements ImageStore {
     return `img-${checkUuid('imageUuid', imageUuid)}`;
   }
   async init(): Promise<Capacity> {
-    await this.ceph.checkPool();
-    return this.capacity();
+    return this.ceph.capacity();
   }
-  async capacity(): Promise<Capacity> {
-    const d = await this.ceph.df();
-    return { totalCapacity: d.total, availableCapacity: d.available, usedByTstack: d.poolStored };
+  capacity(): Promise<Capacity> {
+    return this.ceph.capacity();
   }
   async info(imageUuid: string): Promise<ImageInfo | undefined> {
     const n = this.name(imageUuid);

@@ -39,13 +39,11 @@ export class CephBackend implements PrimaryBackend {
   }
 
   async init(): Promise<Capacity> {
-    await this.ceph.checkPool();
-    return this.capacity();
+    return this.ceph.capacity();
   }
 
-  async capacity(): Promise<Capacity> {
-    const d = await this.ceph.df();
-    return { totalCapacity: d.total, availableCapacity: d.available, usedByTstack: d.poolStored };
+  capacity(): Promise<Capacity> {
+    return this.ceph.capacity();
   }
 
   async cacheImage(ref: ImageRef, t: TaskContext): Promise<CachedImage> {

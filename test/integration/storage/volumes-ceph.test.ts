@@ -51,6 +51,13 @@ describe('storage: Ceph image store (backup storage)', function () {
     await makeQcow2(img, 48, 2, 0x2b);
   });
 
+  it('refuses a pool that does not exist, as image store and as primary storage, saying how to create it', async function () {
+    const pool = 'nosuchpool';
+    const missing = (e: TStackError): boolean => e.code === 'STORAGE_ERROR' && /ceph pool nosuchpool does not exist; create it first/.test(e.message);
+    await assert.rejects(agent.call(S.ImageStoreInit, { store: { ...store, pool } }), missing);
+    await assert.rejects(agent.call(S.PsInit, { ps: { type: 'ceph', uuid: uuid(), pool, confPath: c.conf } }), missing);
+  });
+
   it('downloads an image into the pool as raw RBD, exports it, feeds a Ceph primary storage of the same cluster by rbd copy, deletes it', async function () {
     const cap = await agent.call(S.ImageStoreInit, { store });
     assert.ok(cap.totalCapacity > 0);
