@@ -54,7 +54,7 @@ describe('storage: Ceph image store (backup storage)', function () {
   it('refuses a pool that does not exist, as image store and as primary storage, saying how to create it', async function () {
     const pool = 'nosuchpool';
     const missing = (e: TStackError): boolean => e.code === 'STORAGE_ERROR' && /ceph pool nosuchpool does not exist; create it first/.test(e.message);
-    await assert.rejects(agent.call(S.ImageStoreInit, { store: { ...store, pool } }), missing);
+    await assert.rejects(agent.call(S.ImageStoreInit, { store: { type: 'ceph', uuid: uuid(), pool, confPath: c.conf } }), missing);
     await assert.rejects(agent.call(S.PsInit, { ps: { type: 'ceph', uuid: uuid(), pool, confPath: c.conf } }), missing);
   });
 
