@@ -21,6 +21,7 @@ import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { allocateHost, releaseHost } from '../allocator/host.js';
 import { allocateIp, releaseIp } from '../allocator/ip.js';
+import { allocateMac, releaseMac } from '../allocator/mac.js';
 import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
@@ -59,6 +60,7 @@ export interface VmCreateData extends Record<string, unknown> {
   started?: boolean;
 }
 
+/** Locally administered MACs (fa:…); uniqueness comes from allocateMac's claim. */
 const randomMac = (): string => ['fa', ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 const safeName = (s: string): string => (s.replace(/[^A-Za-z0-9_.:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'vm');
 
@@ -220,7 +222,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
         const st = statics.find((s) => s.l3NetworkUuid === l3);
         if (st) req.ip = st.ip;
         const a = await allocateIp(ctx.store, req);
-        const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac: randomMac(), netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
+        const mac = await allocateMac(ctx.store, nicUuid, randomMac);
+        const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac, netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
         ctx.data.nics.push(nic);
         await ctx.save();
         await ctx.store.create({
@@ -244,6 +247,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
     async rollback(ctx) {
       for (const n of ctx.data.nics) {
         await releaseIp(ctx.store, n.l3NetworkUuid, n.ip, n.uuid);
+        await releaseMac(ctx.store, n.mac, n.uuid);
         await ctx.store.delete(n.uuid);
       }
     },
@@ -535,6 +539,7 @@ async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContex
       }
       for (const nic of await nicsOf(d, v.uuid)) {
         await releaseIp(d.store, String(nic.l3NetworkUuid), String(nic.ip), nic.uuid);
+        await releaseMac(d.store, String(nic.mac), nic.uuid);
         await d.store.delete(nic.uuid);
       }
       await d.store.delete(v.uuid);

@@ -331,6 +331,7 @@ describe('e2e: the first real cloud', function () {
       const vols = (await api.get(`/v1/volumes?q=vmInstanceUuid=${vm.uuid}`)).body.inventories as any[];
       assert.ok(vols.length >= 1);
       assert.ok(flatState(layout).toLowerCase().includes(nic.mac.toLowerCase()), 'the DHCP entry is on the host before');
+      assert.ok((await c.store.claims('mac')).some((x) => x.key === nic.mac.toLowerCase()), 'the NIC holds its MAC before');
       await ok(api, `/v1/vm-instances/${vm.uuid}`, undefined, 'del');
       await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { expunge: {} });
       assert.equal((await api.get(`/v1/vm-instances/${vm.uuid}`)).status, 404);
@@ -341,6 +342,7 @@ describe('e2e: the first real cloud', function () {
       }
       const claims = await c.store.claims(ipNamespace(ids.l3));
       assert.ok(!claims.some((x) => x.key === nic.ip), `IP ${nic.ip} released`);
+      assert.ok(!(await c.store.claims('mac')).some((x) => x.key === nic.mac.toLowerCase()), `MAC ${nic.mac} released`);
       assert.ok(!flatState(layout).toLowerCase().includes(nic.mac.toLowerCase()), 'the DHCP entry is gone from the host');
       assert.equal((await api.get(`/v1/vm-nics?q=vmInstanceUuid=${vm.uuid}&count=true`)).body.total, 0);
     }
@@ -365,6 +367,7 @@ describe('e2e: the first real cloud', function () {
       const volsBefore = (await api.get('/v1/volumes')).body.total;
       const psFilesBefore = filesUnder(psDir).filter((f) => !f.includes('image'));
       const claimsBefore = (await c.store.claims(ipNamespace(ids.l3))).map((x) => x.key).sort();
+      const macsBefore = (await c.store.claims('mac')).map((x) => x.key).sort();
       const flatBefore = flatState(layout);
       process.env.TSTACK_FAULT_INJECT = `vm-create:${step}`;
       let r;
@@ -380,6 +383,7 @@ describe('e2e: the first real cloud', function () {
       assert.equal((await api.get('/v1/volumes')).body.total, volsBefore, 'no volume record');
       assert.deepEqual(filesUnder(psDir).filter((f) => !f.includes('image') && !f.startsWith('serial-')), psFilesBefore.filter((f) => !f.startsWith('serial-')), 'no volume file');
       assert.deepEqual((await c.store.claims(ipNamespace(ids.l3))).map((x) => x.key).sort(), claimsBefore, 'no IP');
+      assert.deepEqual((await c.store.claims('mac')).map((x) => x.key).sort(), macsBefore, 'no MAC');
       assert.equal(flatState(layout), flatBefore, 'no DHCP entry or metadata record');
       assert.equal((await c.store.claims(`host-capacity:${ids.host}`)).length, 0, 'no host capacity reservation');
     });
