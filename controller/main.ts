@@ -20,7 +20,9 @@ import { observedStore } from './events/observed-store.js';
 import { AgentRegistry } from './events/agent-events.js';
 import { startRedisRelay, type EventRelay } from './events/redis-relay.js';
 import { AgentClient } from './agent-client/client.js';
-import { buildApi } from './api/app.js';
+import type Koa from 'koa';
+import { buildApi, statusOf } from './api/app.js';
+import { createAudit } from './audit/index.js';
 import { apiRegistry, type ApiRegistry } from './api/registry.js';
 import { ReconcileQueue, type ReconcileOptions } from './reconcile/queue.js';
 
@@ -53,6 +55,8 @@ export interface ControllerOptions {
   modules?: ControllerModule[];
   /** The reconcile queue's periodic pass and retries (default: a pass every 60 s). */
   reconcile?: ReconcileOptions;
+  /** Audit records older than this are deleted (default 90). */
+  auditRetentionDays?: number;
 }
 
 /**
@@ -72,6 +76,8 @@ export interface ModuleContext extends ControllerServices {
   controllerUrl: () => string;
   /** Desired-state areas register here in install(); applies begin once the controller listens. */
   reconcile: ReconcileQueue;
+  /** Koa middleware a module adds to the API (its own routes), run before the generic routes. */
+  apiMiddleware: Koa.Middleware[];
 }
 
 /**
@@ -152,6 +158,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   const modules = o.modules ?? builtinModules();
   let relay: EventRelay | undefined;
   const reconcile = new ReconcileQueue(o.reconcile);
+  let stopAudit = (): void => undefined;
   try {
     const auth = new AuthService(store, o.sessionTtlMs !== undefined ? { sessionTtlMs: o.sessionTtlMs } : {});
     const pw = o.adminPassword ?? process.env.TSTACK_ADMIN_PASSWORD;
@@ -168,11 +175,14 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       if (!advertised) throw new Error('the controller URL is known once it listens');
       return advertised;
     };
-    for (const m of modules) await m.install({ ...services, dataDir: o.dataDir, controllerUrl, reconcile });
+    const audit = createAudit(services, o.auditRetentionDays !== undefined ? { retentionDays: o.auditRetentionDays } : {});
+    const apiMiddleware: Koa.Middleware[] = [];
+    for (const m of modules) await m.install({ ...services, dataDir: o.dataDir, controllerUrl, reconcile, apiMiddleware });
     await o.beforeListen?.(services);
     await jobs.init();
     const apiDeps: Parameters<typeof buildApi>[0] = { store, auth, jobs, bus, agents, registry, agentClient, version };
     if (o.token) apiDeps.metricsToken = o.token;
+    apiDeps.middleware = [...audit.middleware(statusOf), ...apiMiddleware];
     const { app } = buildApi(apiDeps);
     const host = o.listenHost ?? '0.0.0.0';
     server = await new Promise<Server>((resolve, reject) => {
@@ -188,6 +198,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     agentClient.setCallbackUrl(`${advertised}/v1/agent-callbacks`);
     for (const m of modules) await m.start?.();
     reconcile.start();
+    audit.log.start();
+    stopAudit = () => audit.log.stop();
     // controllers sharing a Redis inventory share their event streams too
     const storeCfg = storeConfig(o.store, o.dataDir, o.storePrefix);
     if (storeCfg.backend === 'redis') relay = await startRedisRelay(bus, storeCfg.url, `${storeCfg.prefix ?? 'tstack:'}events`);
@@ -202,6 +214,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       async close() {
         clearInterval(gc);
         await reconcile.stop();
+        stopAudit();
         await relay?.close();
         for (const m of [...modules].reverse()) await m.stop?.().catch((e: unknown) => log.warn({ err: e, module: m.name }, 'module stop failed'));
         jobs.close();
@@ -234,6 +247,7 @@ function main(): void {
       ['--session-ttl <seconds>', 'session lifetime (default 43200)'],
       ['--advertise-url <url>', 'URL agents use to reach the controller (default http://<listen address>)'],
       ['--reconcile-period <seconds>', 'how often every network service is re-applied to repair drift (default 60)'],
+      ['--audit-retention-days <days>', 'delete audit records older than this (default 90)'],
     ],
   });
   runDaemon('tstack-controller', async () => {
@@ -256,6 +270,12 @@ function main(): void {
       const n = Number(rp);
       if (!Number.isFinite(n) || n < 0) throw new Error(`--reconcile-period: expected seconds (0 = off), got ${String(rp)}`);
       o.reconcile = { periodMs: n * 1000 };
+    }
+    const ret = x.auditRetentionDays ?? x['audit-retention-days'];
+    if (ret !== undefined) {
+      const n = Number(ret);
+      if (!Number.isFinite(n) || n <= 0) throw new Error(`--audit-retention-days: expected a positive number, got ${String(ret)}`);
+      o.auditRetentionDays = n;
     }
     const c = await startController(o);
     return () => c.close();

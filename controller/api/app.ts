@@ -38,6 +38,8 @@ export interface ApiDeps {
   version: string;
   /** Bearer token that may read /metrics (the controller's --token-file secret). */
   metricsToken?: string;
+  /** Run after body parsing, before the routes (the audit recorder, feature modules' own routes). */
+  middleware?: Koa.Middleware[];
 }
 
 export interface ApiApp {
@@ -131,6 +133,7 @@ export function buildApi(d: ApiDeps): ApiApp {
     }
   });
   app.use(bodyParser({ enableTypes: ['json'], jsonLimit: '8mb', encoding: 'utf-8' }));
+  for (const mw of d.middleware ?? []) app.use(mw);
 
   const authenticate: Koa.Middleware = async (ctx, next) => {
     ctx.state.principal = await d.auth.authenticate(bearer(ctx));
