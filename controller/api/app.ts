@@ -21,7 +21,7 @@ import { parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
 import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
-import { notImplemented, registerCollections } from './collections.js';
+import { notServed, registerCollections } from './collections.js';
 import { prepareCreate } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec, OpContext, Verb } from './registry.js';
 
@@ -172,7 +172,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   });
   let openapiCache: { n: number; doc: unknown } | undefined;
   router.get('/v1/openapi.json', (ctx) => {
-    const n = d.registry.collections().length * 1000 + d.registry.collections().reduce((s, c) => s + d.registry.actions(c.collection).length, 0);
+    const n = d.registry.collections().length * 1000 + d.registry.collections().reduce((s, c) => s + d.registry.actions(c.collection).length, 0) * 10 + d.registry.unhandled().length;
     if (!openapiCache || openapiCache.n !== n) openapiCache = { n, doc: buildOpenApi(d.registry, d.version) };
     ctx.body = openapiCache.doc;
   });
@@ -294,6 +294,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.post('/v1/:collection', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     if (spec.noCreate) throw new TStackError('METHOD_NOT_ALLOWED', `${spec.collection} are not created directly`);
+    if (!d.registry.canCreate(spec)) throw notServed(`creating ${spec.collection}`);
     requireVerb(ctx, spec, 'create');
     const body = validate(spec.createSchema, bodyOf(ctx), `create ${spec.kind}`) as Record<string, unknown>;
     if (spec.model && (spec.create?.long || !spec.create)) {
@@ -301,7 +302,6 @@ export function buildApi(d: ApiDeps): ApiApp {
       const oc = opCtx(ctx);
       await prepareCreate(d.store, spec.model, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => canUse(oc, r) });
     }
-    if (!spec.create && spec.createMode === 'async') throw notImplemented(`creating ${spec.collection}`);
     await operate(ctx, spec, { long: spec.create?.long === true, type: `${spec.collection}.create`, okStatus: 201 }, (oc) => (spec.create ? spec.create.run(body, oc) : genericCreate(spec, body, oc)));
   });
   const update = async (ctx: Koa.Context): Promise<void> => {
@@ -318,9 +318,9 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.delete('/v1/:collection/:uuid', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
+    if (!d.registry.canDelete(spec)) throw notServed(`deleting ${spec.collection}`);
     requireVerb(ctx, spec, 'delete');
     requireOwner(ctx, spec, r);
-    if (!spec.remove && spec.deleteMode === 'async') throw notImplemented(`deleting ${spec.collection}`);
     const q = Object.fromEntries(Object.entries(ctx.query).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
     // the cascade rules refuse early (409 naming the dependents, ownership checked) also for
     // deletes served by a module (a host with VMs on it…), before any job starts
@@ -336,7 +336,9 @@ export function buildApi(d: ApiDeps): ApiApp {
     if (names.length !== 1) throw new TStackError('INVALID_ARGUMENT', `action body: expected exactly one of ${known.join(', ') || '(no actions)'} as the only key, e.g. {"${known[0] ?? 'action'}": {}}`, { field: '(body)' });
     const name = names[0]!;
     const a = d.registry.action(spec.collection, name);
-    if (!a) throw new TStackError('INVALID_ARGUMENT', `${name}: unknown action on ${spec.collection} (known: ${known.join(', ') || 'none'})`, { field: name });
+    // a declared action nobody handles yet is refused like an unknown one (and not advertised)
+    const run = a?.run;
+    if (!a || !run) throw new TStackError('INVALID_ARGUMENT', `${name}: ${a ? 'not available' : 'unknown action'} on ${spec.collection} (known: ${known.join(', ') || 'none'})`, { field: name });
     if ((a.adminOnly || d.registry.isAdminOnly(spec, 'update')) && !(ctx.state.principal as Principal).isAdmin) throw new TStackError('FORBIDDEN', `only the admin account may ${name} ${spec.collection}`);
     requireOwner(ctx, spec, r);
     let params: Record<string, unknown>;
@@ -350,8 +352,6 @@ export function buildApi(d: ApiDeps): ApiApp {
       }
       throw e;
     }
-    const run = a.run;
-    if (!run) throw notImplemented(`${spec.collection} action ${name}`);
     await operate(ctx, spec, { long: a.long === true, type: `${spec.collection}.${name}`, resourceUuid: r.uuid, okStatus: 200 }, (c) => run(r, params, c));
   });
 

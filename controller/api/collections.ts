@@ -1,7 +1,7 @@
 // The collections the API serves, generated from the resource model (controller/model):
 // schemas, parents, references, admin-only writes, sync/async create and delete, declared
-// actions. Generic handlers cover sync kinds; async creates/deletes and actions answer 501
-// NOT_IMPLEMENTED until the code that owns them registers a handler (apiRegistry.setCreate /
+// actions. Generic handlers cover sync kinds; async creates/deletes and actions are neither
+// advertised nor served until the code that owns them registers a handler (apiRegistry.setCreate /
 // setDelete / registerAction).
 import { TStackError } from '../../shared/errors.js';
 import { resourceKinds, type KindDef } from '../model/index.js';
@@ -49,5 +49,6 @@ export function registerCollections(reg: ApiRegistry): void {
   }
 }
 
-export const notImplemented = (what: string): TStackError =>
-  new TStackError('NOT_IMPLEMENTED', `${what} is not available in this controller yet (no handler is registered for it)`);
+/** A create/delete the model declares but no module serves (not in OpenAPI either). */
+export const notServed = (what: string): TStackError =>
+  new TStackError('METHOD_NOT_ALLOWED', `${what} is not available in this controller (no handler is registered for it)`);

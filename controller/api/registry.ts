@@ -7,7 +7,10 @@
 //   apiRegistry.setCreate('vm-instances', { long: true, run: async (body, ctx) => … });
 // Registration order does not matter (handlers may be set before the model's collections are).
 //
-// The same schemas validate requests and produce /v1/openapi.json.
+// The same schemas validate requests and produce /v1/openapi.json. Only what has a handler is
+// advertised (OpenAPI, CLI): an action, async create or async delete the model declares but
+// nobody handles yet is absent, and requests for it are refused like unknown ones (never 501).
+// `unhandled()` lists them; test/unit/controller/advertised.test.ts pins that list.
 import type { TObject } from '@sinclair/typebox';
 import type { InventoryStore, Resource } from '../store/types.js';
 import type { Principal } from '../auth/accounts.js';
@@ -66,9 +69,9 @@ export interface CollectionSpec {
   noCreate?: boolean;
   /** Admin-owned resources of this collection are readable and referenceable by every account. */
   shared?: boolean;
-  /** 'async': create needs a registered handler (a workflow); without one the API answers 501. */
+  /** 'async': create needs a registered handler (a workflow); without one it is not offered. */
   createMode?: 'sync' | 'async' | 'none';
-  /** 'async': delete needs a registered handler; without one the API answers 501. */
+  /** 'async': delete needs a registered handler; without one it is not offered. */
   deleteMode?: 'sync' | 'async';
   /** The model's definition, when generated from it. */
   model?: KindDef;
@@ -86,7 +89,7 @@ export interface ActionSpec {
   schema: TObject;
   long?: boolean;
   adminOnly?: boolean;
-  /** Absent: declared by the model but nobody handles it yet (501). */
+  /** Absent: declared by the model but nobody handles it yet (not advertised, refused). */
   run?: (resource: Resource, params: Record<string, unknown>, ctx: OpContext) => Promise<unknown>;
 }
 
@@ -146,7 +149,7 @@ export class ApiRegistry {
     this.h(collection).remove = op;
   }
 
-  /** An action the model declares (schema, long) — served as 501 until someone registers its handler. */
+  /** An action the model declares (schema, long) — advertised once someone registers its handler. */
   declareAction(collection: string, name: string, spec: Omit<ActionSpec, 'name' | 'run'>): void {
     let m = this.declared.get(collection);
     if (!m) this.declared.set(collection, (m = new Map()));
@@ -162,9 +165,39 @@ export class ApiRegistry {
     m.set(name, { ...spec, name });
   }
 
+  /** The actions served on a collection: those with a handler (what OpenAPI and the CLI show). */
   actions(collection: string): ActionSpec[] {
+    return this.allActions(collection).filter((a) => a.run !== undefined);
+  }
+
+  /** Declared and registered actions, handled or not. */
+  allActions(collection: string): ActionSpec[] {
     const names = new Set([...(this.declared.get(collection)?.keys() ?? []), ...(this.acts.get(collection)?.keys() ?? [])]);
     return [...names].map((n) => this.action(collection, n)).filter((a): a is ActionSpec => a !== undefined);
+  }
+
+  /** Whether POST /v1/<collection> is served (generic sync create, or a registered handler). */
+  canCreate(spec: CollectionSpec): boolean {
+    return !spec.noCreate && (spec.create !== undefined || spec.createMode !== 'async');
+  }
+
+  /** Whether DELETE /v1/<collection>/<uuid> is served. */
+  canDelete(spec: CollectionSpec): boolean {
+    return spec.remove !== undefined || spec.deleteMode !== 'async';
+  }
+
+  /**
+   * What the model declares but nobody handles yet, as `<collection>.<action>`,
+   * `<collection>.create` or `<collection>.delete`: none of it is advertised.
+   */
+  unhandled(): string[] {
+    const out: string[] = [];
+    for (const c of this.collections()) {
+      if (!c.noCreate && !this.canCreate(c)) out.push(`${c.collection}.create`);
+      if (!this.canDelete(c)) out.push(`${c.collection}.delete`);
+      for (const a of this.allActions(c.collection)) if (!a.run) out.push(`${c.collection}.${a.name}`);
+    }
+    return out.sort();
   }
 
   action(collection: string, name: string): ActionSpec | undefined {

@@ -241,15 +241,18 @@ export function addCollectionCommands(program: Command, doc: Schema, ctx: CliCon
       await finish(ctx, await ctx.api().call('PUT', `/v1/${c.collection}/${u}`, body), o.wait !== false, `update ${c.kind}`);
     });
 
-    const dc = cmd.command('delete <uuid-or-name>').alias('rm').description(`delete a ${c.kind}`);
-    dc.option('--cascade', 'also delete the infrastructure below it (clusters and hosts of a zone…); VMs, volumes and NICs in use still refuse');
-    if (c.delete.long) dc.option('--no-wait', 'print the job and return at once');
-    dc.action(async (arg: string, o: Record<string, unknown>) => {
-      const u = await resolveTarget(ctx.api(), c, arg);
-      const r = await ctx.api().call('DELETE', `/v1/${c.collection}/${u}${o.cascade === true ? '?cascade=true' : ''}`);
-      if (r.status === 202) return finish(ctx, r, o.wait !== false, `delete ${c.kind}`);
-      ctx.print(render(ctx.output(), r.body, () => `deleted ${c.kind} ${u}`));
-    });
+    const del = c.delete;
+    if (del) {
+      const dc = cmd.command('delete <uuid-or-name>').alias('rm').description(`delete a ${c.kind}`);
+      dc.option('--cascade', 'also delete the infrastructure below it (clusters and hosts of a zone…); VMs, volumes and NICs in use still refuse');
+      if (del.long) dc.option('--no-wait', 'print the job and return at once');
+      dc.action(async (arg: string, o: Record<string, unknown>) => {
+        const u = await resolveTarget(ctx.api(), c, arg);
+        const r = await ctx.api().call('DELETE', `/v1/${c.collection}/${u}${o.cascade === true ? '?cascade=true' : ''}`);
+        if (r.status === 202) return finish(ctx, r, o.wait !== false, `delete ${c.kind}`);
+        ctx.print(render(ctx.output(), r.body, () => `deleted ${c.kind} ${u}`));
+      });
+    }
 
     for (const a of c.actions) {
       const name = kebab(a.name);

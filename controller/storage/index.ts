@@ -8,7 +8,7 @@
 //  - primary storage `url`: a directory (LocalStorage, SharedMountPoint), nfs://server/export or
 //    server:/export (NFS), ceph://pool (Ceph). LocalStorage capacity is the sum over the hosts.
 import { randomUUID } from 'node:crypto';
-import { TStackError } from '../../shared/errors.js';
+import { TStackError, invalid } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import * as S from '../../shared/protocol/storage.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
@@ -61,7 +61,7 @@ async function connectBs(d: CloudDeps, bs: Resource): Promise<Resource> {
 async function createBackupStorage(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = depsOf(oc.store);
   const p = await prepareCreate(d.store, mustKindDef('backup-storage'), body, { ownerAccountUuid: oc.adminAccountUuid });
-  if (p.resource.type === 'Ceph') throw new TStackError('NOT_IMPLEMENTED', 'Ceph backup storage is not wired into the controller yet; use ImageStoreBackupStorage', { field: 'type' });
+  if (p.resource.type === 'Ceph') throw invalid('type', 'Ceph backup storage is not wired into the controller yet; use ImageStoreBackupStorage');
   if (!String(p.resource.url).replace(/^file:\/\//, '').startsWith('/')) throw new TStackError('INVALID_ARGUMENT', 'url: the image store directory must be an absolute path on the host', { field: 'url' });
   const host = await hostByAddress(d, String(p.resource.hostname));
   p.resource._hostUuid = host.uuid;

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { useCleanup } from '../../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../../harness/controller.js';
 import { ApiRegistry } from '../../../controller/api/registry.js';
+import { builtinModules } from '../../../controller/main.js';
 import type { Resource } from '../../../controller/store/types.js';
 
 describe('controller API: account isolation on every collection', function () {
@@ -18,7 +19,8 @@ describe('controller API: account isolation on every collection', function () {
   const registry = new ApiRegistry();
 
   before(async function () {
-    c = await testController(cleanup, { registry });
+    // the real modules: what a controller serves (unhandled operations are not advertised)
+    c = await testController(cleanup, { registry, modules: builtinModules() });
     admin = await c.login('admin', c.adminPassword);
     a = await c.account('iso-a');
     b = await c.account('iso-b');
