@@ -113,9 +113,16 @@ describe('controller API: events', function () {
     assert.ok(sa.events.some((e) => e.data.uuid === cl.uuid));
     assert.ok(!sb.events.some((e) => e.data.uuid === cl.uuid), 'B saw the admin\'s cluster');
     assert.ok(sb.events.every((e) => e.data.ownerAccountUuid === b.accountUuid || e.data.accountUuid === b.accountUuid || e.data.kind === 'zone'));
-    // account resources never carry the password hash
-    const acct = sa.events.find((e) => e.data.kind === 'account');
-    if (acct) assert.equal(JSON.stringify(acct.data).includes('scrypt'), false);
+    // account resources never carry the password hash: create and update one while streaming
+    const acct = (await admin.post('/v1/accounts', { name: `ev-leak-${Date.now()}`, password: 'leak-check-pw-1' })).body;
+    await admin.put(`/v1/accounts/${acct.uuid}`, { password: 'leak-check-pw-2' });
+    const acctCreated = await sa.waitFor((e) => e.event === 'resource.created' && e.data.uuid === acct.uuid);
+    const acctUpdated = await sa.waitFor((e) => e.event === 'resource.updated' && e.data.uuid === acct.uuid);
+    for (const e of [acctCreated, acctUpdated]) {
+      const text = JSON.stringify(e.data);
+      assert.equal(e.data.kind, 'account');
+      assert.ok(!text.includes('scrypt$') && !/password/i.test(text), `account event leaks the password (hash): ${text}`);
+    }
   });
 
   it('streams job.created/progress/finished to the job\'s account; ?types and ?kinds filter', async function () {

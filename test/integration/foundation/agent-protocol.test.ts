@@ -230,7 +230,9 @@ describe('foundation: agent protocol over real HTTP', function () {
   });
 
   it('a duplicated task id is executed once: concurrent and later repeats get the first result', async () => {
-    const { host } = await startInProcessAgent(cleanup);
+    const { server, host } = await startInProcessAgent(cleanup);
+    const Other = defineCommand({ name: 'test/other', agent: 'any', request: Obj({}), response: Obj({}) });
+    server.handle(Other, async () => ({}));
     const ctl = await startController(cleanup, { pollIntervalMs: 300 });
     const before = (await post(host, '/echo', { message: 'count' })).body.runs as number;
     const [a, b, c] = await Promise.all([
@@ -245,9 +247,14 @@ describe('foundation: agent protocol over real HTTP', function () {
     assert.deepEqual(later, a);
     const after = (await post(host, '/echo', { message: 'count' })).body.runs as number;
     assert.equal(after, before + 2, 'exactly one extra execution for four requests with the same task id');
-    // the same id for another command is a conflict, not a silent join
-    const conflict = await post(host, '/connect', { hostUuid: 'h', controllerUrl: 'http://127.0.0.1:1' }, { 'x-task-id': 'dup-1' });
-    assert.ok(conflict.status === 200 || conflict.status === 409, 'sync commands do not use the task store');
+    // the same id for another (async) command is a conflict, not a silent join
+    const conflict = await post(host, '/test/other', {}, { 'x-task-id': 'dup-1' });
+    assert.equal(conflict.status, 409, JSON.stringify(conflict.body));
+    assert.equal(conflict.body.code, 'CONFLICT');
+    assert.match(conflict.body.message, /task id dup-1 was already used for echo/);
+    // sync commands answer inline and never consult the task store: the id is just a log tag
+    const sync = await post(host, '/connect', { hostUuid: 'h', controllerUrl: 'http://127.0.0.1:1' }, { 'x-task-id': 'dup-1' });
+    assert.equal(sync.status, 200, JSON.stringify(sync.body));
   });
 
   it('a command running past its timeout fails with a typed TIMEOUT error (inline and by callback)', async () => {
