@@ -6,9 +6,8 @@
 // type 'qemu'. Prints each sample, the medians, and as the last line `ratio: X` (tstack / virsh).
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { exec, execOk } from '../../shared/exec.js';
 import { AgentServer } from '../../shared/agent/server.js';
 import { AgentClient } from '../../controller/agent-client/client.js';
@@ -17,9 +16,9 @@ import { registerKvmAgent } from '../../kvmagent/main.js';
 import { LibvirtDriver } from '../../kvmagent/hypervisor/libvirt-driver.js';
 import { IpNetwork } from '../../kvmagent/network/bridges.js';
 import { buildDomainXml } from '../../kvmagent/domain-xml.js';
+import { guestImage } from '../../test/harness/guest.js';
 
 const URI = 'qemu:///system';
-const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Math.max(1, Number(process.argv[runsArg + 1])) : 5;
 
@@ -30,8 +29,8 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  await exec(join(REPO, 'scripts/guest-image/build.sh'), [], { timeoutMs: 600_000 });
-  const base = join(REPO, 'scripts/guest-image/out/tinyguest.qcow2');
+  // a copy libvirt-qemu can read wherever this clone lives (see test/harness/guest.ts)
+  const base = (await guestImage()).qcow2;
   const dir = mkdtempSync(join(tmpdir(), 'tstack-bench-'));
   chmodSync(dir, 0o755);
   const token = randomUUID() + randomUUID();

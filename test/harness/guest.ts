@@ -1,7 +1,8 @@
 // The test guest image (scripts/guest-image) and what a test needs to talk to it: SSH keys,
 // NoCloud cidata ISOs, serial-log waits and SSH commands.
-import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync, copyFileSync, renameSync, rmSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exec } from '../../shared/exec.js';
 import { TStackError } from '../../shared/errors.js';
@@ -17,8 +18,28 @@ export interface GuestImage {
   initrd: string;
 }
 
-/** Paths of the built guest image; builds it (scripts/guest-image/build.sh) when missing or stale. */
+/**
+ * Where libvirt gets its copy of the guest image. QEMU runs as libvirt-qemu and must traverse
+ * every directory above a backing file: a clone under /root (0700) or a `mktemp -d` is not
+ * traversable, so tests never hand libvirt scripts/guest-image/out itself.
+ */
+export const GUEST_COPY_ROOT = process.env.TSTACK_TEST_IMAGE_DIR ?? '/var/lib/tstack-test/guest-image';
+
+let copied: Promise<GuestImage> | undefined;
+
+/**
+ * The built guest image, as a copy libvirt-qemu can read (under GUEST_COPY_ROOT, in a directory
+ * named by the content hash, so clones with the same image share it); builds the image
+ * (scripts/guest-image/build.sh) when missing or stale. `built` gives the paths in the clone.
+ */
 export async function guestImage(): Promise<GuestImage> {
+  const built = await builtGuestImage();
+  copied ??= Promise.resolve().then(() => readableCopy(built));
+  return copied;
+}
+
+/** The build outputs in this clone (for serving over HTTP, comparing; not for libvirt). */
+export async function builtGuestImage(): Promise<GuestImage> {
   const img: GuestImage = {
     qcow2: join(GUEST_OUT, 'tinyguest.qcow2'),
     iso: join(GUEST_OUT, 'tinyguest.iso'),
@@ -29,6 +50,54 @@ export async function guestImage(): Promise<GuestImage> {
   await exec(join(GUEST_IMAGE_DIR, 'build.sh'), [], { timeoutMs: 600_000 });
   for (const p of Object.values(img)) if (!existsSync(p)) throw new Error(`guest image build did not produce ${p}`);
   return img;
+}
+
+function readableCopy(img: GuestImage): GuestImage {
+  const h = createHash('sha256');
+  for (const p of Object.values(img)) h.update(basename(p)).update(readFileSync(p));
+  const dir = join(GUEST_COPY_ROOT, h.digest('hex').slice(0, 16));
+  mkdirSync(GUEST_COPY_ROOT, { recursive: true, mode: 0o755 });
+  // every level from / down must be traversable by libvirt-qemu
+  for (let d = GUEST_COPY_ROOT; d !== '/'; d = resolve(d, '..')) {
+    if ((statSync(d).mode & 0o001) === 0) throw new Error(`${d} is not traversable by other users: libvirt-qemu could not read the guest image under ${GUEST_COPY_ROOT} (set TSTACK_TEST_IMAGE_DIR)`);
+  }
+  if (!existsSync(dir)) {
+    // concurrent runs (several clones) race here: each fills its own directory, one rename wins
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { mode: 0o755 });
+    for (const p of Object.values(img)) {
+      copyFileSync(p, join(tmp, basename(p)));
+      chmodSync(join(tmp, basename(p)), 0o644);
+    }
+    chmodSync(tmp, 0o755);
+    try {
+      renameSync(tmp, dir);
+    } catch {
+      rmSync(tmp, { recursive: true, force: true });
+      if (!existsSync(dir)) throw new Error(`could not place the guest image copy at ${dir}`);
+    }
+  }
+  const now = new Date();
+  utimesSync(dir, now, now);
+  pruneOldCopies(dir);
+  const out = {} as GuestImage;
+  for (const [k, p] of Object.entries(img) as Array<[keyof GuestImage, string]>) out[k] = join(dir, basename(p));
+  return out;
+}
+
+/** Copies of other image versions unused for a week (a copy's mtime is touched on every use). */
+function pruneOldCopies(keep: string): void {
+  const weekAgo = Date.now() - 7 * 24 * 3600_000;
+  for (const name of readdirSync(GUEST_COPY_ROOT)) {
+    const p = join(GUEST_COPY_ROOT, name);
+    if (p === keep || !/^[0-9a-f]{16}$/.test(name)) continue;
+    try {
+      if (statSync(p).mtimeMs < weekAgo) rmSync(p, { recursive: true, force: true });
+    } catch {
+      /* another run pruned it */
+    }
+  }
 }
 
 /** A fresh ed25519 key pair in dir (id_ed25519, 0600). */

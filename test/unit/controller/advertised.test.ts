@@ -3,6 +3,7 @@
 // an action and registering its handler makes it appear; declaring one without a handler fails
 // here unless it is listed in PENDING with the issue that will implement it.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
 import { Type } from '../../../shared/protocol/schema.js';
 import { ApiRegistry } from '../../../controller/api/registry.js';
@@ -128,8 +129,13 @@ describe('controller API: only handled operations are advertised', function () {
     const cr = await admin.post('/v1/probe-things', { name: 'x' });
     assert.equal(cr.status, 405);
     assert.equal(cr.body.code, 'METHOD_NOT_ALLOWED');
-    const dr = await admin.del('/v1/probe-things/00000000-0000-4000-8000-000000000000');
+    const now = new Date().toISOString();
+    const thing = await c.store.create({ uuid: randomUUID(), kind: 'probe-thing', name: 'x', ownerAccountUuid: c.auth.adminAccountUuid, tags: [], createDate: now, lastOpDate: now });
+    // not visible → 404 as always; visible but unserved → 405
+    assert.equal((await admin.del(`/v1/probe-things/${randomUUID()}`)).status, 404);
+    const dr = await admin.del(`/v1/probe-things/${thing.uuid}`);
     assert.equal(dr.status, 405);
+    assert.equal(dr.body.code, 'METHOD_NOT_ALLOWED');
     assert.deepEqual(reg.unhandled().filter((u) => u.startsWith('probe-things.')), ['probe-things.create', 'probe-things.delete']);
     const d = (await c.anon.get('/v1/openapi.json')).body;
     assert.equal(d.paths['/v1/probe-things'].post, undefined);
