@@ -118,6 +118,8 @@ export function builtinModules(): ControllerModule[] {
     }),
     // images, storage, networks and VMs (controller/cloud): after 'hosts', whose API it builds on
     lazyModule('cloud', async () => (await import('./cloud/install.js')).cloudModule()),
+    // SNS topics/endpoints and deliveries, event subscriptions, alarms, metrics
+    lazyModule('monitoring', async () => (await import('./monitoring/module.js')).monitoringModule()),
   ];
 }
 
