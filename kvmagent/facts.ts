@@ -29,6 +29,14 @@ export function kernelHas(option: string, traces: string[]): boolean {
   return traces.some((t) => existsSync(t));
 }
 
+/** The kernel's VLAN and VXLAN support (host facts; what the agent advertises as l2.vlan / l2.vxlan). */
+export function l2KernelFeatures(): { vlan8021q: boolean; vxlan: boolean } {
+  return {
+    vlan8021q: kernelHas('CONFIG_VLAN_8021Q', ['/proc/net/vlan', '/sys/module/8021q']),
+    vxlan: kernelHas('CONFIG_VXLAN', ['/sys/module/vxlan']),
+  };
+}
+
 const withTimeout = <T>(p: Promise<T>, ms: number, fallback: T): Promise<T> =>
   Promise.race([p.catch(() => fallback), new Promise<T>((r) => setTimeout(() => r(fallback), ms).unref())]);
 
@@ -77,8 +85,7 @@ export async function hostFacts(driver: HypervisorDriver): Promise<Facts> {
       defaultVirtType: kvmDevice ? 'kvm' : 'qemu',
     },
     kernelFeatures: {
-      vlan8021q: kernelHas('CONFIG_VLAN_8021Q', ['/proc/net/vlan', '/sys/module/8021q']),
-      vxlan: kernelHas('CONFIG_VXLAN', ['/sys/module/vxlan']),
+      ...l2KernelFeatures(),
       bridge: kernelHas('CONFIG_BRIDGE', ['/sys/class/net/bonding_masters', '/sys/module/bridge']),
     },
   };

@@ -12,13 +12,20 @@ import type { HypervisorDriver } from './hypervisor/driver.js';
 import type { NetworkBackend } from './network/bridges.js';
 import { StateWatcher } from './watcher.js';
 import { VmService, type VmServiceOptions } from './vm/service.js';
-import { hostCapacity, hostFacts } from './facts.js';
+import { hostCapacity, hostFacts, l2KernelFeatures } from './facts.js';
 
 export interface KvmAgentOptions extends VmServiceOptions {
   /** State poll interval (default 1000 ms). */
   watchIntervalMs?: number;
   /** Do not start the state watcher (e.g. a simulator with thousands of agents that polls itself). */
   noWatcher?: boolean;
+  /** What the kernel can do for L2 networks (default: detected, as in host facts). */
+  kernelFeatures?: L2KernelFeatures;
+}
+
+export interface L2KernelFeatures {
+  vlan8021q: boolean;
+  vxlan: boolean;
 }
 
 export interface KvmAgent {
@@ -29,7 +36,13 @@ export interface KvmAgent {
   stop(): Promise<void>;
 }
 
+/** Everything a kvmagent can do; l2.vlan / l2.vxlan are advertised only when the kernel has them. */
 export const KVM_CAPABILITIES = ['vm', 'vm.hotplug.volume', 'vm.hotplug.nic', 'vm.snapshot.external', 'vm.cpu-memory.live', 'vm.iso.live', 'vm.volume.resize.live', 'l2.novlan', 'l2.vlan', 'l2.vxlan', 'state-events'];
+
+/** The capabilities this host really has: no l2.vlan without 802.1Q, no l2.vxlan without VXLAN. */
+export function kvmCapabilities(kf: L2KernelFeatures, caps: readonly string[] = KVM_CAPABILITIES): string[] {
+  return caps.filter((c) => (c !== 'l2.vlan' || kf.vlan8021q) && (c !== 'l2.vxlan' || kf.vxlan));
+}
 
 export async function registerKvmAgent(server: AgentServer, deps: { driver: HypervisorDriver; network: NetworkBackend }, opts: KvmAgentOptions = {}): Promise<KvmAgent> {
   const { driver, network } = deps;
@@ -95,7 +108,7 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   // hypervisor versions in ping's AgentInfo.hypervisor (common.ts), and for controllers that
   // predate that field also as capability tokens "version:libvirt=9.0.0", "version:qemu=7.2.22"
   // (host/facts has them too)
-  const caps = new Set([...(server.opts.capabilities ?? []).filter((c) => !c.startsWith('version:')), ...KVM_CAPABILITIES]);
+  const caps = new Set(kvmCapabilities(opts.kernelFeatures ?? l2KernelFeatures(), [...(server.opts.capabilities ?? []).filter((c) => !c.startsWith('version:')), ...KVM_CAPABILITIES]));
   server.opts.capabilities = [...caps];
   delete server.opts.hypervisor;
   try {

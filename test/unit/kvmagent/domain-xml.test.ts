@@ -1,7 +1,7 @@
 // Domain XML builder: golden files pin the exact output; semantic spec checks; live-XML parser.
 // Regenerate the golden files after an intended change with UPDATE_GOLDEN=1.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { golden as goldenFile } from '../../harness/assert.js';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { check } from '../../../shared/protocol/schema.js';
@@ -11,11 +11,7 @@ import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainNa
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
-function golden(name: string, actual: string): void {
-  const f = join(GOLDEN, name);
-  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(f)) writeFileSync(f, actual);
-  assert.equal(actual, readFileSync(f, 'utf8'), `${name} differs from the golden file (UPDATE_GOLDEN=1 to accept an intended change)`);
-}
+const golden = (name: string, actual: string): void => goldenFile(GOLDEN, name, actual);
 
 const VM = VM_UUID;
 

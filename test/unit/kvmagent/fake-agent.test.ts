@@ -6,7 +6,7 @@ import { AgentServer } from '../../../shared/agent/server.js';
 import * as kvm from '../../../shared/protocol/kvm.js';
 import { common } from '../../../shared/protocol/index.js';
 import { TStackError } from '../../../shared/errors.js';
-import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../../kvmagent/main.js';
+import { registerKvmAgent, kvmCapabilities, KVM_CAPABILITIES, type KvmAgent } from '../../../kvmagent/main.js';
 import { FakeDriver } from '../../../kvmagent/hypervisor/fake-driver.js';
 import { FakeNetwork } from '../../../kvmagent/network/bridges.js';
 import { domainName } from '../../../kvmagent/domain-xml.js';
@@ -26,7 +26,7 @@ describe('kvmagent: in-process with the fake driver', () => {
   beforeEach(async () => {
     server = new AgentServer({ agent: 'tstack-kvmagent', version: 'test', token: TOKEN, capabilities: KVM_CAPABILITIES });
     driver = new FakeDriver();
-    agent = await registerKvmAgent(server, { driver, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false });
+    agent = await registerKvmAgent(server, { driver, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true } });
     server.events.emit = (type, data) => void events.push({ type, data });
     const a = await server.listen('127.0.0.1', 0);
     ep = { url: `http://127.0.0.1:${a.port}`, token: TOKEN };
@@ -52,7 +52,7 @@ describe('kvmagent: in-process with the fake driver', () => {
     d2.versions = async () => {
       throw new Error('libvirt down');
     };
-    const a2 = await registerKvmAgent(s2, { driver: d2, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false });
+    const a2 = await registerKvmAgent(s2, { driver: d2, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true } });
     const addr = await s2.listen('127.0.0.1', 0);
     try {
       const p = await client.call(common.Ping, { url: `http://127.0.0.1:${addr.port}`, token: TOKEN }, {});
@@ -63,6 +63,22 @@ describe('kvmagent: in-process with the fake driver', () => {
       await a2.stop();
       await s2.close();
     }
+  });
+
+  it('l2.vlan / l2.vxlan are advertised only when the kernel has 802.1Q / VXLAN', async () => {
+    assert.ok((await client.call(common.Ping, ep, {})).capabilities.includes('l2.vlan'));
+    const s3 = new AgentServer({ agent: 'tstack-kvmagent', version: 'test', token: TOKEN, capabilities: KVM_CAPABILITIES });
+    const a3 = await registerKvmAgent(s3, { driver: new FakeDriver(), network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: false, vxlan: true } });
+    const addr = await s3.listen('127.0.0.1', 0);
+    try {
+      const caps = (await client.call(common.Ping, { url: `http://127.0.0.1:${addr.port}`, token: TOKEN }, {})).capabilities;
+      assert.ok(!caps.includes('l2.vlan'), caps.join(' '));
+      assert.ok(caps.includes('l2.vxlan') && caps.includes('l2.novlan'));
+    } finally {
+      await a3.stop();
+      await s3.close();
+    }
+    assert.deepEqual(kvmCapabilities({ vlan8021q: true, vxlan: false }, ['vm', 'l2.vlan', 'l2.vxlan']), ['vm', 'l2.vlan']);
   });
 
   it('start → running, idempotent start, stop, destroy twice', async () => {

@@ -1,7 +1,7 @@
 // Golden-file tests of the vrouter renderers (dnsmasq files, metadata documents, config drive).
 // Regenerate after an intended change: UPDATE_GOLDEN=1 npx mocha test/unit/vrouter/render.test.ts
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { golden as goldenFile } from '../../harness/assert.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -19,15 +19,7 @@ import { ENTRIES, KEY, MD, NET, RECORDS } from './fixtures.js';
 
 const GOLDEN = join(fileURLToPath(new URL('.', import.meta.url)), 'golden');
 
-function golden(name: string, actual: string): void {
-  const file = join(GOLDEN, name);
-  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
-    if (process.env.CI === 'true' && !existsSync(file)) assert.fail(`golden file ${name} is missing`);
-    writeFileSync(file, actual);
-    return;
-  }
-  assert.equal(actual, readFileSync(file, 'utf8'), `rendered output differs from golden/${name}`);
-}
+const golden = (name: string, actual: string): void => goldenFile(GOLDEN, name, actual);
 
 describe('vrouter renderers (golden files)', () => {
   const p = dnsmasqPaths('/var/lib/tstack/vrouter/flat/6f1c2a9b0d4e4f008a0000000000abcd');
