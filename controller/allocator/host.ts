@@ -230,6 +230,14 @@ export async function releaseHost(store: InventoryStore, hostUuid: string, consu
   await unreserve(store, capacityNamespace('host', hostUuid), consumer);
 }
 
+/**
+ * Record what a VM found running on a host uses, without a fit check (it runs there already:
+ * the allocator must count it). Idempotent per consumer.
+ */
+export async function holdHost(store: InventoryStore, hostUuid: string, consumer: string, amounts: { cpu: number; memory: number }): Promise<void> {
+  await store.claim(capacityNamespace('host', hostUuid), consumer, JSON.stringify(amounts));
+}
+
 /** Capacity view of a host for the API: totals, reserved and available (after over-commit). */
 export async function hostCapacity(store: InventoryStore, host: Resource, policy: Partial<HostPolicy> = {}): Promise<Record<string, number>> {
   const p = { ...DEFAULT_HOST_POLICY, ...policy };

@@ -113,6 +113,12 @@ export async function releaseIp(store: InventoryStore, l3NetworkUuid: string, ip
   await store.release(ipNamespace(l3NetworkUuid), ip, owner);
 }
 
+/** Give back every address `owner` holds on an L3 (a rollback that never learnt which one). */
+export async function releaseIpsOf(store: InventoryStore, l3NetworkUuid: string, owner: string): Promise<void> {
+  const ns = ipNamespace(l3NetworkUuid);
+  for (const c of await store.claims(ns)) if (c.owner === owner) await store.release(ns, c.key, owner);
+}
+
 /** Addresses in use on an L3 and who holds them. */
 export async function usedIps(store: InventoryStore, l3NetworkUuid: string): Promise<Array<{ ip: string; owner: string }>> {
   return (await store.claims(ipNamespace(l3NetworkUuid))).map((c) => ({ ip: c.key, owner: c.owner }));

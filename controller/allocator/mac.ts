@@ -31,3 +31,8 @@ export async function claimMac(store: InventoryStore, mac: string, owner: string
 export async function releaseMac(store: InventoryStore, mac: string, owner?: string): Promise<void> {
   await store.release(MAC_NAMESPACE, mac.toLowerCase(), owner);
 }
+
+/** Give back every MAC `owner` holds (a rollback that never learnt which one; scans all MACs). */
+export async function releaseMacsOf(store: InventoryStore, owner: string): Promise<void> {
+  for (const c of await store.claims(MAC_NAMESPACE)) if (c.owner === owner) await store.release(MAC_NAMESPACE, c.key, owner);
+}

@@ -20,8 +20,8 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { allocateHost, releaseHost } from '../allocator/host.js';
-import { allocateIp, releaseIp } from '../allocator/ip.js';
-import { allocateMac, releaseMac } from '../allocator/mac.js';
+import { allocateIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
+import { allocateMac, releaseMac, releaseMacsOf } from '../allocator/mac.js';
 import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
@@ -54,6 +54,8 @@ export interface VmCreateData extends Record<string, unknown> {
   vm: Resource;
   hostUuid?: string;
   nics: NicRec[];
+  /** A NIC whose address and MAC are being claimed (journaled first: a crash cannot leak them). */
+  pendingNic?: { uuid: string; l3NetworkUuid: string };
   root?: VolRec;
   data: VolRec[];
   services: string[];
@@ -218,6 +220,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
       for (const [i, l3] of (vm.l3NetworkUuids as string[]).entries()) {
         if (ctx.data.nics.some((n) => n.l3NetworkUuid === l3)) continue;
         const nicUuid = randomUUID();
+        // journal the owner before claiming: the rollback releases its claims even if we die
+        // between a claim and the save that records it
+        ctx.data.pendingNic = { uuid: nicUuid, l3NetworkUuid: l3 };
+        await ctx.save();
         const req: Parameters<typeof allocateIp>[1] = { l3NetworkUuid: l3, owner: nicUuid };
         const st = statics.find((s) => s.l3NetworkUuid === l3);
         if (st) req.ip = st.ip;
@@ -225,6 +231,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
         const mac = await allocateMac(ctx.store, nicUuid, randomMac);
         const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac, netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
         ctx.data.nics.push(nic);
+        delete ctx.data.pendingNic;
         await ctx.save();
         await ctx.store.create({
           ...nic,
@@ -245,6 +252,12 @@ const steps: Array<FlowStep<VmCreateData>> = [
       injectFault(FLOW, 'ips');
     },
     async rollback(ctx) {
+      const p = ctx.data.pendingNic;
+      if (p) {
+        // claimed (or not) but never recorded: release whatever that owner holds
+        await releaseIpsOf(ctx.store, p.l3NetworkUuid, p.uuid);
+        await releaseMacsOf(ctx.store, p.uuid);
+      }
       for (const n of ctx.data.nics) {
         await releaseIp(ctx.store, n.l3NetworkUuid, n.ip, n.uuid);
         await releaseMac(ctx.store, n.mac, n.uuid);

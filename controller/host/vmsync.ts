@@ -3,9 +3,12 @@
 // VMs running on the host that the inventory does not place there are reported (log + event
 // 'host.vm.unmanaged'), never destroyed. A VM the inventory has Stopped on this very host but
 // that runs here is corrected to Running (drift the other way round, peers' pain point 2).
+// Host capacity follows: a VM corrected to Stopped gives its CPU/memory reservation back, one
+// corrected to Running holds it again.
 import { logger } from '../../shared/log.js';
 import * as kvm from '../../shared/protocol/kvm.js';
 import type { Resource } from '../store/types.js';
+import { holdHost, releaseHost } from '../allocator/host.js';
 import { endpoint, type HostAgents, type HostDeps } from './service.js';
 import { inventoryStateOf, syncDecisions, type SyncDecision } from './states.js';
 
@@ -33,6 +36,8 @@ export async function syncVms(d: HostDeps, host: Resource, reason = 'sync'): Pro
   for (const c of syncDecisions(inventory, onHost)) {
     try {
       await d.store.transition(c.vmUuid, c.from, c.to, c.to === 'Stopped' ? { hostUuid: undefined, lastHostUuid: host.uuid } : {});
+      // after the transition: if a concurrent operation won, the reservation stays its business
+      if (c.to === 'Stopped') await releaseHost(d.store, host.uuid, c.vmUuid);
       report.changed.push(c);
       log.info({ host: host.uuid, vm: c.vmUuid, from: c.from, to: c.to, reason }, 'vm state corrected from the hypervisor');
       emitHostEvent(d, host.uuid, 'vm.state.synced', { vmUuid: c.vmUuid, from: c.from, to: c.to, reason });
@@ -48,6 +53,7 @@ export async function syncVms(d: HostDeps, host: Resource, reason = 'sync'): Pro
       const to = inventoryStateOf(v.state)!;
       try {
         await d.store.transition(inv.uuid, 'Stopped', to, { hostUuid: host.uuid });
+        await holdHost(d.store, host.uuid, inv.uuid, { cpu: Number(inv.cpuNum ?? 0), memory: Number(inv.memorySize ?? 0) });
         report.changed.push({ vmUuid: inv.uuid, from: 'Stopped', to });
         log.warn({ host: host.uuid, vm: inv.uuid, to }, 'vm recorded Stopped runs on this host: inventory corrected');
         emitHostEvent(d, host.uuid, 'vm.state.synced', { vmUuid: inv.uuid, from: 'Stopped', to, reason });
