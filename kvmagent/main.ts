@@ -13,6 +13,7 @@ import type { NetworkBackend } from './network/bridges.js';
 import { StateWatcher } from './watcher.js';
 import { VmService, type VmServiceOptions } from './vm/service.js';
 import { hostCapacity, hostFacts, l2KernelFeatures } from './facts.js';
+import { MetricsCollector } from './metrics/collector.js';
 
 export interface KvmAgentOptions extends VmServiceOptions {
   /** State poll interval (default 1000 ms). */
@@ -21,6 +22,8 @@ export interface KvmAgentOptions extends VmServiceOptions {
   noWatcher?: boolean;
   /** What the kernel can do for L2 networks (default: detected, as in host facts). */
   kernelFeatures?: L2KernelFeatures;
+  /** VM and host metrics sample interval (default 10000 ms; 0 with noWatcher); 0: no metrics collection. */
+  metricsIntervalMs?: number;
 }
 
 export interface L2KernelFeatures {
@@ -120,12 +123,18 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   }
 
   if (!opts.noWatcher) await watcher.start();
+  // ZStack/VM and ZStack/Host metrics on /metrics (kvmagent/metrics)
+  // (off by default with noWatcher: a simulator with thousands of agents must not sample each)
+  const metricsMs = opts.metricsIntervalMs ?? (opts.noWatcher ? 0 : 10_000);
+  const collector = metricsMs === 0 ? undefined : new MetricsCollector(driver, server.metrics.registry, { intervalMs: metricsMs });
+  collector?.start();
   return {
     vms,
     watcher,
     driver,
     network,
     stop: async () => {
+      collector?.stop();
       watcher.stop();
       await driver.close();
     },
@@ -151,11 +160,12 @@ if (isMain()) {
       options: [
         ['--libvirt-uri <uri>', 'libvirt connection URI', 'qemu:///system'],
         ['--watch-interval-ms <ms>', 'VM state poll interval', '1000'],
+        ['--metrics-interval-ms <ms>', 'VM and host metrics sample interval (0: off)', '10000'],
       ],
     },
     async (server, cfg) => {
       const uri = String(cfg.extra.libvirtUri ?? 'qemu:///system');
-      const agent = await registerKvmAgent(server, { driver: new LibvirtDriver(uri), network: new IpNetwork() }, { watchIntervalMs: Number(cfg.extra.watchIntervalMs ?? 1000) });
+      const agent = await registerKvmAgent(server, { driver: new LibvirtDriver(uri), network: new IpNetwork() }, { watchIntervalMs: Number(cfg.extra.watchIntervalMs ?? 1000), metricsIntervalMs: Number(cfg.extra.metricsIntervalMs ?? 10_000) });
       return agent.stop;
     },
     { capabilities: KVM_CAPABILITIES },

@@ -3,6 +3,7 @@
 // policy (pre-checks, waiting, state mapping, idempotency) lives above this, in vm/service.ts,
 // so both drivers behave the same way through the protocol.
 import type { VmStateT } from '../../shared/protocol/kvm.js';
+import type { DomainStats } from '../metrics/stats.js';
 
 export interface DomainSummary {
   name: string;
@@ -62,6 +63,8 @@ export interface HypervisorDriver {
   setMemory(name: string, kib: number): Promise<void>;
   /** External, disk-only, atomic snapshot without libvirt metadata. */
   snapshotDisks(name: string, disks: DiskSnapshotSpec[], o: { quiesce: boolean; reuseExternal: boolean }): Promise<void>;
+  /** Counters of every running domain (CPU, balloon, block, interface), for metrics. */
+  domainStats?(): Promise<DomainStats[]>;
   close(): Promise<void>;
 }
 

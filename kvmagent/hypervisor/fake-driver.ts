@@ -5,6 +5,7 @@ import { TStackError } from '../../shared/errors.js';
 import { esc, parseDomainXml } from '../domain-xml.js';
 import type { VmStateT } from '../../shared/protocol/kvm.js';
 import type { DomainSummary, DiskSnapshotSpec, HypervisorDriver } from './driver.js';
+import type { DomainStats } from '../metrics/stats.js';
 
 interface FakeDomain {
   name: string;
@@ -209,6 +210,34 @@ export class FakeDriver implements HypervisorDriver {
       const re = new RegExp(`(<source file=')[^']*('/>\\s*<target dev='${s.target}')`);
       d.xml = d.xml.replace(re, `$1${s.file}$2`);
     }
+  }
+
+  private statsSince = new Map<string, number>();
+
+  /** Synthetic counters that grow with the time a domain has been seen active (about 5 % CPU). */
+  async domainStats(): Promise<DomainStats[]> {
+    const now = Date.now();
+    const out: DomainStats[] = [];
+    for (const d of this.domains.values()) {
+      if (!this.active(d)) {
+        this.statsSince.delete(d.name);
+        continue;
+      }
+      const t0 = this.statsSince.get(d.name) ?? now;
+      this.statsSince.set(d.name, t0);
+      const s = (now - t0) / 1000;
+      const vcpu = Math.round(s * 0.05 * 1e9);
+      out.push({
+        name: d.name,
+        cpuTimeNs: vcpu * d.cpuNum,
+        vcpuTimesNs: Array.from({ length: d.cpuNum }, () => vcpu),
+        memoryKiB: d.memoryKiB,
+        rssKiB: Math.round(d.memoryKiB / 2),
+        disks: [{ dev: 'vda', rdBytes: Math.round(s * 4096), wrBytes: Math.round(s * 8192), rdReqs: Math.round(s), wrReqs: Math.round(s * 2) }],
+        nics: [{ dev: `vn${d.uuid.slice(0, 8)}`, rxBytes: Math.round(s * 1000), txBytes: Math.round(s * 500), rxPkts: Math.round(s * 10), txPkts: Math.round(s * 5), rxErrs: 0, txErrs: 0 }],
+      });
+    }
+    return out;
   }
 
   async close(): Promise<void> {}

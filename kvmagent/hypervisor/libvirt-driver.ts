@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { exec, execOut } from '../../shared/exec.js';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
+import { parseDomstats, type DomainStats } from '../metrics/stats.js';
 import { stateFromLibvirt, type DomainSummary, type DiskSnapshotSpec, type HypervisorDriver } from './driver.js';
 
 const log = logger('libvirt');
@@ -81,6 +82,11 @@ export class LibvirtDriver implements HypervisorDriver {
       }
       throw libvirtError(e, what);
     }
+  }
+
+  async domainStats(): Promise<DomainStats[]> {
+    const out = await this.virsh(['domstats', '--raw', '--list-active', '--cpu-total', '--vcpu', '--balloon', '--block', '--interface'], 'virsh domstats', 30_000);
+    return parseDomstats(out);
   }
 
   private virsh(args: string[], what: string, timeoutMs = 60_000): Promise<string> {
