@@ -4,11 +4,26 @@ import { stringify as toYaml } from 'yaml';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 
-const cell = (v: unknown): string => {
+/** Longest value a list cell shows; longer ones (ssh keys, user data…) are elided. */
+export const CELL_MAX = 60;
+
+/** Terminal width (120 when not a terminal). */
+const columns = (): number => process.stdout.columns || 120;
+
+const full = (v: unknown): string => {
   if (v === undefined || v === null) return '';
   if (typeof v === 'object') return JSON.stringify(v);
   return String(v);
 };
+
+/** A table cell: one line, at most CELL_MAX characters (json/yaml output shows everything). */
+export function cell(v: unknown, max = CELL_MAX): string {
+  const s = full(v);
+  const line = s.split('\n', 1)[0]!;
+  if (line.length === s.length && s.length <= max) return s;
+  const more = `… (${s.length} chars; -o json shows all)`;
+  return line.slice(0, Math.max(8, max - more.length)) + more;
+}
 
 export function render(format: OutputFormat, data: unknown, tableView: () => string): string {
   if (format === 'json') return JSON.stringify(data, null, 2);
@@ -41,9 +56,16 @@ export function listTable(items: Array<Record<string, unknown>>, cols: string[],
   return t.toString() + foot;
 }
 
+/** One resource as key | value rows; values longer than the terminal allows are elided. */
 export function objectTable(o: unknown): string {
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) return cell(o);
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) return full(o);
+  const entries = Object.entries(o as Record<string, unknown>);
+  // a VM's addresses would otherwise hide deep inside the elided vmNics JSON
+  const ips = columnValue(o as Record<string, unknown>, 'ip');
+  if (Array.isArray((o as Record<string, unknown>).vmNics) && ips) entries.push(['ip', ips]);
+  const keyWidth = Math.max(0, ...entries.map(([k]) => k.length));
+  const max = Math.max(CELL_MAX, columns() - keyWidth - 7);
   const t = new Table({ style: { head: [], border: [] } });
-  for (const [k, v] of Object.entries(o as Record<string, unknown>)) t.push({ [k]: cell(v) });
+  for (const [k, v] of entries) t.push({ [k]: cell(v, max) });
   return t.toString();
 }
