@@ -5,7 +5,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { bodyParser } from '@koa/bodyparser';
 import { timingSafeEqual } from 'node:crypto';
-import { TStackError, httpStatusOf } from '../../shared/errors.js';
+import { TStackError, errorInfo, httpStatusOf } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.js';
 import { validate } from '../../shared/protocol/schema.js';
@@ -61,25 +61,11 @@ function bearer(ctx: Koa.Context): string | undefined {
   return m?.[1];
 }
 
-/** HTTP status of an error code: the shared mapping plus the API's own codes. */
-export function statusOf(code: string): number {
-  switch (code) {
-    case 'METHOD_NOT_ALLOWED':
-      return 405;
-    case 'NOT_IMPLEMENTED':
-      return 501;
-    case 'CAPACITY_EXCEEDED':
-      return 409;
-    case 'AGENT_UNREACHABLE':
-    case 'TASK_LOST':
-      return 503;
-    default:
-      return httpStatusOf(code);
-  }
-}
+/** HTTP status of an error code (shared/errors.ts ERROR_TABLE: one table for every server). */
+export const statusOf = httpStatusOf;
 
 function errorBody(err: TStackError): Record<string, unknown> {
-  const body: Record<string, unknown> = { code: err.code, message: err.message };
+  const body: Record<string, unknown> = { code: err.code, kind: err.kind, message: err.message };
   const field = err.details?.field;
   if (typeof field === 'string') body.field = field;
   if (err.details) {
@@ -263,7 +249,7 @@ export function buildApi(d: ApiDeps): ApiApp {
       }
       if (j?.state === 'Failed' && j.error) {
         ctx.status = statusOf(j.error.code);
-        ctx.body = { ...j.error, jobUuid: j.uuid };
+        ctx.body = { ...j.error, kind: errorInfo(j.error.code).kind, jobUuid: j.uuid };
         return;
       }
     }

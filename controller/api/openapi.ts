@@ -44,8 +44,11 @@ export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, 
   const schemas: Record<string, unknown> = {
     Error: {
       type: 'object',
-      required: ['code', 'message'],
-      properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string', description: 'the offending request field, when there is one' }, details: { type: 'object' } },
+      required: ['code', 'kind', 'message'],
+      properties: {
+        code: { type: 'string' },
+        kind: { type: 'string', enum: ['retryable', 'permanent', 'conflict', 'not-found'], description: 'retryable: may succeed later; permanent: will not until the request changes; conflict: the state forbids it now; not-found' },
+        message: { type: 'string' }, field: { type: 'string', description: 'the offending request field, when there is one' }, details: { type: 'object' } },
     },
     JobAccepted: { type: 'object', required: ['jobUuid', 'location'], properties: { jobUuid: { type: 'string' }, location: { type: 'string' } } },
     Job: {

@@ -4,7 +4,7 @@
 // registered for their type (a workflow that finishes or rolls back), else marked Failed with
 // an error that says what happened — never left Running forever.
 import { randomUUID } from 'node:crypto';
-import { TStackError, type ErrorBody } from '../../shared/errors.js';
+import { TStackError, errorInfo, type ErrorBody } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import type { InventoryStore } from '../store/types.js';
 import type { EventBus } from '../events/bus.js';
@@ -60,6 +60,8 @@ export type Resumer = (job: JobDoc, jc: JobContext) => Promise<unknown>;
 
 export function jobView(j: JobDoc): JobView {
   const { context: _c, controllerId: _i, ...v } = j;
+  // the error's kind (retryable, conflict…) comes from the one code table
+  if (v.error) v.error = { ...v.error, kind: errorInfo(v.error.code).kind } as typeof v.error;
   return v;
 }
 

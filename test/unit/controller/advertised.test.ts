@@ -112,6 +112,7 @@ describe('controller API: only handled operations are advertised', function () {
     const before = await admin.post(`/v1/zones/${zone.uuid}/actions`, { probeThing: {} });
     assert.equal(before.status, 400);
     assert.equal(before.body.code, 'INVALID_ARGUMENT');
+    assert.equal(before.body.kind, 'permanent', 'API errors carry their kind');
     assert.match(before.body.message, /probeThing: not available on zones/);
     assert.ok(reg.unhandled().includes('zones.probeThing'));
     assert.ok(!JSON.stringify((await c.anon.get('/v1/openapi.json')).body).includes('probeThing'));
