@@ -29,6 +29,7 @@ import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } f
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { addNicServices, ensureBridge, removeNicServices } from '../network/index.js';
 import { attachedFrom } from '../model/attachments.js';
+import { issueConsoleToken, vncPassword } from '../console/tokens.js';
 
 const log = logger('vm');
 
@@ -126,6 +127,18 @@ async function removeServices(d: CloudDeps, vmUuid: string, hostUuid: string, ni
   for (const n of list) await removeNicServices(d, hostUuid, n);
 }
 
+/**
+ * VNC listens on the host's management address (where the controller's console proxy reaches
+ * it; loopback when that is not an IPv4), behind the VM's console password.
+ */
+function consoleSpec(vm: Resource, host: Resource): NonNullable<K.VmSpecT['console']> {
+  const c: NonNullable<K.VmSpecT['console']> = { type: 'vnc' };
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(String(host.managementIp))) c.listen = String(host.managementIp);
+  const pw = vncPassword(vm._consolePassword);
+  if (pw) c.password = pw;
+  return c;
+}
+
 /** The full domain spec of a VM from the inventory, for a host. */
 async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.VmSpecT> {
   const root = await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
@@ -144,7 +157,7 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.
     cdroms: typeof vm._isoPath === 'string' ? [vm._isoPath] : [],
     nics,
     bootOrder: typeof vm._isoPath === 'string' && vm._bootFromIso === true ? ['cdrom', 'hd'] : ['hd'],
-    console: /^\d+\.\d+\.\d+\.\d+$/.test(String(host.managementIp)) ? { type: 'vnc', listen: String(host.managementIp) } : { type: 'vnc' },
+    console: consoleSpec(vm, host),
   };
   const ps = await psOfVolume(d, root);
   if (ps.type === 'LocalStorage' || ps.type === 'SharedMountPoint') spec.serialLogPath = `${psSpec(ps).type === 'ceph' ? '' : (psSpec(ps) as { path: string }).path}/serial-${vm.uuid}.log`;
@@ -397,7 +410,9 @@ async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<R
     ownerAccountUuid: oc.principal.accountUuid,
     canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid || r.ownerAccountUuid === oc.adminAccountUuid,
   });
-  const vm: Resource = { ...p.resource, state: 'Starting', vmNics: [], allVolumes: [] };
+  // the console password never leaves the API ('_'); one is made when none was given
+  const { consolePassword, ...rest } = p.resource;
+  const vm: Resource = { ...rest, state: 'Starting', vmNics: [], allVolumes: [], _consolePassword: typeof consolePassword === 'string' ? consolePassword : randomBytes(6).toString('base64url') } as Resource;
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [vm.uuid] };
   if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
   await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts);
@@ -640,11 +655,14 @@ async function deleteVolume(vol: Resource, _q: Record<string, string>, oc: OpCon
   });
 }
 
+/** A single-use console token for the asking account; the browser opens `url` (the console proxy) with it. */
 async function consoleOf(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<unknown> {
   const d = depsOf(oc.store);
   if (vm.state !== 'Running' && vm.state !== 'Paused') throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; the console needs it running`);
-  const c = await callHost(d, String(vm.hostUuid), 'kvmagent', K.VmConsole, { uuid: vm.uuid });
-  return { vmInstanceUuid: vm.uuid, protocol: c.protocol, hostname: c.host, port: c.port };
+  const hostUuid = String(vm.hostUuid);
+  const c = await callHost(d, hostUuid, 'kvmagent', K.VmConsole, { uuid: vm.uuid });
+  const t = await issueConsoleToken(d.store, { vmUuid: vm.uuid, accountUuid: oc.principal.accountUuid, hostUuid, vncHost: c.host, vncPort: c.port });
+  return { vmInstanceUuid: vm.uuid, protocol: c.protocol, url: `/v1/console/${t.token}`, token: t.token, expiresAt: t.expiresAt };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -690,7 +708,7 @@ export function registerComputeApi(reg: ApiRegistry): void {
   once(reg, 'vm-instances', 'expunge', { long: true, run: expungeVm });
   once(reg, 'vm-instances', 'attachVolume', { long: true, run: attachVolume });
   once(reg, 'vm-instances', 'detachVolume', { long: true, run: detachVolume });
-  once(reg, 'vm-instances', 'requestConsoleAccess', { long: false, schema: Obj({}), description: 'Where the VNC console of a running VM listens ({protocol, hostname, port})', run: consoleOf });
+  once(reg, 'vm-instances', 'requestConsoleAccess', { long: false, schema: Obj({}), description: 'A single-use console token, valid 60 s, for this account: {url, token, expiresAt}; open url as a WebSocket (RFB, no password) with subprotocols binary and tstack-session.<session token>', run: consoleOf });
   reg.setDelete('volumes', { long: true, run: deleteVolume });
 }
 

@@ -36,6 +36,7 @@ export const vmInstance: KindDef = {
     haLevel: Type.Optional(Enum(HA_LEVELS)),
     hostname: Type.Optional(Hostname()),
     userData: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+    consolePassword: Type.Optional(Type.String({ minLength: 6, maxLength: 18, pattern: '^[\\x21-\\x7e]+$', description: 'VNC console password (VNC uses its first 8 characters); generated when absent; the console proxy types it, nobody else needs it' })),
     sshKey: Type.Optional(Type.String({ maxLength: 16 * 1024, pattern: '^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\\n\\r]*)?$' })),
   }),
   updateSchema: Obj({
