@@ -28,10 +28,17 @@ const MiB = 1024 * 1024;
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'webui');
 const CHROMIUM = '/usr/bin/chromium';
 
+/** POST and insist on success; a job is polled (a busy machine can take longer than fetch's 300 s header timeout). */
 async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
-  const r = await api.post(`${path}${path.includes('?') ? '&' : '?'}wait=true`, body);
-  assert.ok(r.status === 200 || r.status === 201, `${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
+  const r = await api.post(path, body);
+  assert.ok(r.status === 200 || r.status === 201 || r.status === 202, `${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.status !== 202) return r.body;
+  for (;;) {
+    const j = await api.get(`/v1/jobs/${r.body.jobUuid}`);
+    if (j.body.state === 'Succeeded') return j.body.result;
+    assert.notEqual(j.body.state, 'Failed', `${path}: ${JSON.stringify(j.body.error)}`);
+    await new Promise((res) => setTimeout(res, 500));
+  }
 }
 
 /** Open /v1/console/<token> as noVNC does; resolves with the socket or the HTTP status of a refusal. */
