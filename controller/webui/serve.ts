@@ -1,6 +1,6 @@
 // The web console's static files (built by `npm run build` into dist/ui) at `/`, same origin as
-// /v1. Any GET that is not an API path and names no file gets index.html (the single-page app
-// routes itself). Nothing but files under dist/ui is ever read.
+// /v1. `/`, and a page request (Accept: text/html) for a path that names no file, get index.html
+// (the single-page app routes itself). Nothing but files under dist/ui is ever read.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,8 +46,10 @@ export function uiMiddleware(dir = defaultUiDir()): Koa.Middleware {
     if (!file.startsWith(root)) return next();
     const isFile = existsSync(file) && statSync(file).isFile();
     if (!isFile) {
-      // a missing asset is a 404; any other path is a route of the app
+      // a missing asset is a 404; another path is the app only for a browser asking for a page
+      // (API clients keep their JSON 404 for a mistyped path)
       if (rel.startsWith('/assets/') || extname(rel) !== '') return next();
+      if (rel !== '/' && !/\btext\/html\b/.test(ctx.get('accept'))) return next();
       file = join(root, 'index.html');
       if (!existsSync(file)) {
         ctx.status = 503;
