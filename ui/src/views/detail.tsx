@@ -158,9 +158,11 @@ export function DetailView({ col, uuid }: { col: CliCollection; uuid: string }) 
               {a.name}
             </button>
           ))}
-        <button class="danger" onClick={() => setDeleting(true)}>
-          Delete
-        </button>
+        {col.delete && (
+          <button class="danger" onClick={() => setDeleting(true)}>
+            Delete
+          </button>
+        )}
       </div>
       <table class="props">
         <tbody>
