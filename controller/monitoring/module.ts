@@ -1,16 +1,43 @@
 // The monitoring controller module: SNS (API handlers, the delivery worker), event
-// subscriptions. Installed by controller/main.ts builtinModules() (tests pass it explicitly).
+// subscriptions, the Prometheus that stores metrics (started and kept current with the hosts),
+// GET /v1/metrics and /v1/metrics/names, and the alarm evaluator. Installed by
+// controller/main.ts builtinModules() (tests pass it explicitly).
+//
+// Prometheus is used when configured: MonitoringOptions.prometheus, else the environment
+// TSTACK_PROMETHEUS = 'start' (run one on 127.0.0.1:9090) | 'start:<port>' | an http:// URL
+// of one that runs already. Without it metrics answer 503 and alarms stay InsufficientData.
 import type Koa from 'koa';
+import { logger } from '../../shared/log.js';
 import type { InventoryStore } from '../store/types.js';
 import type { EventBus } from '../events/bus.js';
 import type { ApiRegistry } from '../api/registry.js';
+import type { AuthService } from '../auth/accounts.js';
 import { registerSnsApi } from '../sns/api.js';
 import { DeliveryWorker, type DeliveryOptions } from '../sns/deliveries.js';
 import { EventEvaluator, type EventEvaluatorOptions } from './events.js';
+import { PrometheusManager, type PrometheusOptions } from './prometheus.js';
+import { metricsRoutes } from './metrics-api.js';
+import { AlarmEvaluator } from './alarms.js';
+
+const log = logger('monitoring');
 
 export interface MonitoringOptions {
   delivery?: DeliveryOptions;
   events?: EventEvaluatorOptions;
+  /** false: no Prometheus (default: from TSTACK_PROMETHEUS, else none). */
+  prometheus?: PrometheusOptions | false;
+  /** Alarm evaluation interval (default 10 s). */
+  alarmIntervalMs?: number;
+}
+
+/** TSTACK_PROMETHEUS → options. */
+export function prometheusFromEnv(v: string | undefined): PrometheusOptions | false {
+  if (!v) return false;
+  if (v === 'start') return {};
+  const m = /^start:(\d{1,5})$/.exec(v);
+  if (m) return { port: Number(m[1]) };
+  if (/^https?:\/\/[^\s]+$/.test(v)) return { url: v };
+  throw new Error(`TSTACK_PROMETHEUS: expected start, start:<port> or an http:// URL, got '${v}'`);
 }
 
 /** What the module needs (structurally a ModuleContext of controller/main.ts). */
@@ -18,7 +45,7 @@ export interface MonitoringServices {
   store: InventoryStore;
   bus: EventBus;
   registry: ApiRegistry;
-  auth: { adminAccountUuid: string };
+  auth: AuthService;
   dataDir: string;
   apiMiddleware: Koa.Middleware[];
 }
@@ -28,27 +55,53 @@ export interface MonitoringModule {
   install(s: MonitoringServices): void;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Set once installed. */
+  /** Set once installed / started. */
   worker?: DeliveryWorker;
   events?: EventEvaluator;
+  alarms?: AlarmEvaluator;
+  prometheus?: PrometheusManager;
 }
 
 export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
+  let s: MonitoringServices | undefined;
+  let off: (() => void) | undefined;
+  const promOpts = o.prometheus ?? prometheusFromEnv(process.env.TSTACK_PROMETHEUS);
   const m: MonitoringModule = {
     name: 'monitoring',
-    install(s) {
+    install(services) {
+      s = services;
       registerSnsApi(s.registry);
       const worker = new DeliveryWorker(s.store, `controller:${s.dataDir}:${process.pid}`, o.delivery);
       m.worker = worker;
-      m.events = new EventEvaluator(s.store, s.bus, () => s.auth.adminAccountUuid, () => worker.kick(), o.events);
+      m.events = new EventEvaluator(s.store, s.bus, () => services.auth.adminAccountUuid, () => worker.kick(), o.events);
+      m.alarms = new AlarmEvaluator(s.store, () => m.prometheus, () => worker.kick(), o.alarmIntervalMs !== undefined ? { intervalMs: o.alarmIntervalMs } : {});
+      s.apiMiddleware.push(metricsRoutes({ auth: s.auth, store: s.store, prometheus: () => m.prometheus }));
     },
     async start() {
       await m.events?.start();
       m.worker?.start();
+      if (s && promOpts) {
+        const p = new PrometheusManager(s.store, s.dataDir, promOpts);
+        try {
+          await p.start();
+          m.prometheus = p;
+          // hosts come and go, agents move: keep the scrape targets current
+          off = s.bus.subscribe((e) => {
+            if ('kind' in e && e.kind === 'host') void p.sync().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'prometheus target sync failed'));
+          });
+        } catch (e) {
+          log.error({ err: (e as Error).message }, 'prometheus did not start: no metrics or alarms on this controller');
+          await p.stop().catch(() => undefined);
+        }
+      }
+      m.alarms?.start();
     },
     async stop() {
+      off?.();
+      m.alarms?.stop();
       m.events?.stop();
       await m.worker?.stop();
+      await m.prometheus?.stop();
     },
   };
   return m;
