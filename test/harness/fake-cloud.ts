@@ -1,0 +1,211 @@
+// A whole cloud in one process, in about a second: a real controller (SQLite, HTTP, the cloud
+// modules, flows) and one host whose agents are in-process AgentServers — the real kvmagent
+// code on its fake hypervisor and fake network, and protocol-level fakes of the storage and
+// vrouter agents (every command of their protocol answered from memory; the ones the flows
+// read results from have explicit answers). Flows, rollbacks, fault injection and races run
+// here in seconds; e2e stays for what needs real guests.
+//
+//   const fc = await startFakeCloud(cleanup);
+//   const vm = await fc.createVm('vm1');                     // POST /v1/vm-instances?wait=true
+//   fc.storage.failNext('volume/create-root', 'STORAGE_ERROR'); // fault injection
+//   await fc.restartKvmAgent();                              // same port and token, fresh process state
+import { randomUUID } from 'node:crypto';
+import { Value } from '@sinclair/typebox/value';
+import type { TSchema } from '@sinclair/typebox';
+import { AgentServer } from '../../shared/agent/server.js';
+import { check } from '../../shared/protocol/schema.js';
+import type { CommandDef } from '../../shared/protocol/command.js';
+import * as S from '../../shared/protocol/storage.js';
+import * as V from '../../shared/protocol/vrouter.js';
+import { TStackError } from '../../shared/errors.js';
+import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../kvmagent/main.js';
+import { FakeDriver } from '../../kvmagent/hypervisor/fake-driver.js';
+import { FakeNetwork } from '../../kvmagent/network/bridges.js';
+import { ApiRegistry } from '../../controller/api/registry.js';
+import { cloudModule } from '../../controller/cloud/install.js';
+import { attach } from '../../controller/model/attachments.js';
+import type { Resource } from '../../controller/store/types.js';
+import { testController, type ApiClient, type TestController } from './controller.js';
+import type { Cleanup } from './cleanup.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+const isCommand = (x: unknown): x is CommandDef => typeof x === 'object' && x !== null && 'path' in x && 'request' in x && 'response' in x && 'name' in x;
+
+type Answer = (req: any) => unknown;
+
+/**
+ * An agent that speaks a whole protocol module from memory: `answers` for the commands whose
+ * results matter, the schema's default value for the rest. Records every call; `failNext`
+ * makes the next call of a command fail with a typed error.
+ */
+export class ProtocolFake {
+  readonly calls: Array<{ command: string; req: unknown }> = [];
+  private faults = new Map<string, TStackError[]>();
+  server!: AgentServer;
+  url = '';
+
+  constructor(
+    readonly agent: string,
+    readonly token: string,
+    private readonly commands: CommandDef[],
+    private readonly answers: Record<string, Answer>,
+  ) {}
+
+  /** The next call of `command` (its name, e.g. 'volume/create-root') fails with this error. */
+  failNext(command: string, code = 'INJECTED_FAULT', message = `fault injected at ${command}`): void {
+    if (!this.commands.some((c) => c.name === command)) throw new Error(`${this.agent} has no command ${command}`);
+    const q = this.faults.get(command) ?? [];
+    q.push(new TStackError(code, message));
+    this.faults.set(command, q);
+  }
+
+  callsOf(command: string): unknown[] {
+    return this.calls.filter((c) => c.command === command).map((c) => c.req);
+  }
+
+  async listen(port = 0): Promise<number> {
+    this.server = new AgentServer({ agent: this.agent, version: 'fake', token: this.token });
+    for (const cmd of this.commands) {
+      this.server.handle(cmd, async (req: unknown) => {
+        this.calls.push({ command: cmd.name, req });
+        const fault = this.faults.get(cmd.name)?.shift();
+        if (fault) throw fault;
+        const answer = this.answers[cmd.name];
+        const res = answer ? answer(req) : Value.Create(cmd.response as TSchema);
+        if (!answer && check(cmd.response as TSchema, res).length) {
+          throw new TStackError('INTERNAL', `fake ${this.agent}: no answer for ${cmd.name}; add one in test/harness/fake-cloud.ts`);
+        }
+        return res as never;
+      });
+    }
+    const a = await this.server.listen('127.0.0.1', port);
+    this.url = `http://127.0.0.1:${a.port}`;
+    return a.port;
+  }
+
+  close(): Promise<void> {
+    return this.server.close();
+  }
+}
+
+const commandsOf = (mod: Record<string, unknown>): CommandDef[] => Object.values(mod).filter(isCommand);
+
+/** Storage agent: volumes are records in memory; image caches always hit. */
+function fakeStorage(token: string): ProtocolFake {
+  const capacity = { totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB };
+  const volume = (req: { ps: { path?: string }; volumeUuid: string; size?: number }, size = 64 * MiB): S.VolumeInfo => {
+    const path = `${req.ps.path ?? '/fake'}/${req.volumeUuid}.qcow2`;
+    return { volumeUuid: req.volumeUuid, source: { type: 'file', path, format: 'qcow2' }, installPath: path, format: 'qcow2', size: req.size ?? size, actualSize: MiB };
+  };
+  return new ProtocolFake('tstack-storageagent', token, commandsOf(S), {
+    [S.PsInit.name]: () => capacity,
+    [S.ImageStoreInit.name]: () => capacity,
+    [S.CreateRootVolume.name]: (req) => volume(req),
+    [S.CreateEmptyVolume.name]: (req) => volume(req),
+    [S.DeleteVolume.name]: () => ({ deleted: true }),
+    [S.PsImageCache.name]: (req: { ps: { path?: string }; imageUuid: string }) => {
+      const path = `${req.ps.path ?? '/fake'}/cache/${req.imageUuid}.qcow2`;
+      return { imageUuid: req.imageUuid, source: { type: 'file', path, format: 'qcow2' }, installPath: path, format: 'qcow2', virtualSize: 64 * MiB, actualSize: 16 * MiB, alreadyCached: true };
+    },
+  });
+}
+
+/** vrouter agent: namespaces, DHCP and metadata entries are accepted and counted. */
+function fakeVrouter(token: string): ProtocolFake {
+  return new ProtocolFake('tstack-vrouteragent', token, commandsOf(V), {});
+}
+
+export interface FakeCloud {
+  controller: TestController;
+  api: ApiClient;
+  registry: ApiRegistry;
+  /** Inventory uuids: zone, cluster, host, ps, bs, image, offering, l2, l3. */
+  ids: Record<string, string>;
+  kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string };
+  storage: ProtocolFake;
+  vrouter: ProtocolFake;
+  /** Create a VM (job, waited for); returns the response ({status, body}). */
+  createVm(name: string, extra?: Record<string, unknown>): Promise<{ status: number; body: any }>;
+  /** POST an action and wait for its job. */
+  action(vmUuid: string, action: string, params?: Record<string, unknown>): Promise<{ status: number; body: any }>;
+  /** Kill the in-process kvmagent and start a fresh one on the same port and token (hypervisor state kept, as libvirt keeps domains). */
+  restartKvmAgent(): Promise<void>;
+}
+
+export async function startFakeCloud(cleanup: Cleanup): Promise<FakeCloud> {
+  const kvmToken = randomUUID() + randomUUID();
+  const driver = new FakeDriver();
+  const network = new FakeNetwork(['eth0']);
+  const startKvm = async (port = 0): Promise<{ agent: KvmAgent; server: AgentServer; port: number }> => {
+    const server = new AgentServer({ agent: 'tstack-kvmagent', version: 'fake', token: kvmToken, capabilities: KVM_CAPABILITIES });
+    const agent = await registerKvmAgent(server, { driver, network }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true } });
+    const a = await server.listen('127.0.0.1', port);
+    return { agent, server, port: a.port };
+  };
+  const kvm = { ...(await startKvm()), driver, token: kvmToken };
+  cleanup.add(async () => {
+    await kvm.agent.stop();
+    await kvm.server.close();
+  }, 'fake kvmagent');
+  const storage = fakeStorage(randomUUID() + randomUUID());
+  const vrouter = fakeVrouter(randomUUID() + randomUUID());
+  const storagePort = await storage.listen();
+  const vrouterPort = await vrouter.listen();
+  cleanup.add(() => storage.close(), 'fake storageagent');
+  cleanup.add(() => vrouter.close(), 'fake vrouteragent');
+
+  const registry = new ApiRegistry();
+  const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false })] } as never);
+  const api = await controller.login('admin', controller.adminPassword);
+  const admin = controller.auth.adminAccountUuid;
+  const now = new Date().toISOString();
+  const rec = (kind: string, name: string, extra: Record<string, unknown>): Resource => ({ uuid: randomUUID(), kind, name, createDate: now, lastOpDate: now, ownerAccountUuid: admin, tags: [], ...extra }) as Resource;
+  const post = async (path: string, body: unknown): Promise<any> => {
+    const r = await api.post(path, body);
+    if (r.status >= 300) throw new Error(`fake cloud: POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  };
+
+  const ids: Record<string, string> = {};
+  ids.zone = (await post('/v1/zones', { name: 'fc-zone' })).uuid;
+  ids.cluster = (await post('/v1/clusters', { name: 'fc-cluster', zoneUuid: ids.zone })).uuid;
+  // the host as the host module leaves it after an SSH add: Connected, agents registered
+  const host = await controller.store.create(
+    rec('host', 'fc-host', {
+      parentUuid: ids.cluster, clusterUuid: ids.cluster, zoneUuid: ids.zone, managementIp: '127.0.0.1', state: 'Enabled', status: 'Connected', hypervisorType: 'KVM', virtType: 'qemu',
+      totalCpu: 8, totalMemory: 16 * GiB,
+      _agents: { kvmagent: { port: kvm.port, token: kvmToken }, storageagent: { port: storagePort, token: storage.token }, vrouteragent: { port: vrouterPort, token: vrouter.token } },
+    }),
+  );
+  ids.host = host.uuid;
+  ids.ps = (await controller.store.create(rec('primary-storage', 'fc-ps', { parentUuid: ids.zone, zoneUuid: ids.zone, type: 'LocalStorage', url: '/fake/ps', state: 'Enabled', status: 'Connected', totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB }))).uuid;
+  await attach(controller.store, 'cluster-primary-storage', ids.cluster, ids.ps, admin);
+  ids.bs = (await controller.store.create(rec('backup-storage', 'fc-bs', { type: 'ImageStoreBackupStorage', hostname: '127.0.0.1', url: '/fake/bs', state: 'Enabled', status: 'Connected', _hostUuid: host.uuid }))).uuid;
+  ids.image = (await controller.store.create(rec('image', 'fc-image', { state: 'Enabled', status: 'Ready', mediaType: 'RootVolumeTemplate', format: 'qcow2', size: 64 * MiB, backupStorageRefs: [{ backupStorageUuid: ids.bs }] }))).uuid;
+  ids.offering = (await post('/v1/instance-offerings', { name: 'fc-small', cpuNum: 1, memorySize: 128 * MiB })).uuid;
+  ids.l2 = (await post('/v1/l2-networks', { name: 'fc-l2', zoneUuid: ids.zone, physicalInterface: 'eth0' })).uuid;
+  ids.l3 = (await post('/v1/l3-networks', { name: 'fc-l3', l2NetworkUuid: ids.l2 })).uuid;
+  await post('/v1/ip-ranges', { name: 'fc-range', l3NetworkUuid: ids.l3, startIp: '10.77.0.10', endIp: '10.77.0.50', netmask: '255.255.255.0', gateway: '10.77.0.1' });
+  await post(`/v1/clusters/${ids.cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: ids.l2 } });
+
+  const fc: FakeCloud = {
+    controller,
+    api,
+    registry,
+    ids,
+    kvm,
+    storage,
+    vrouter,
+    createVm: (name, extra = {}) => api.post('/v1/vm-instances?wait=true', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], ...extra }),
+    action: (vmUuid, action, params = {}) => api.post(`/v1/vm-instances/${vmUuid}/actions?wait=true`, { [action]: params }),
+    async restartKvmAgent() {
+      const port = kvm.port;
+      await kvm.agent.stop();
+      await kvm.server.close();
+      Object.assign(kvm, await startKvm(port));
+    },
+  };
+  return fc;
+}
