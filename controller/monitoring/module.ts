@@ -13,6 +13,7 @@ import type { EventBus } from '../events/bus.js';
 import type { ApiRegistry } from '../api/registry.js';
 import type { AuthService } from '../auth/accounts.js';
 import { registerSnsApi } from '../sns/api.js';
+import { emailSender, smtpFromEnv, type SmtpOptions } from '../sns/email.js';
 import { DeliveryWorker, type DeliveryOptions } from '../sns/deliveries.js';
 import { EventEvaluator, type EventEvaluatorOptions } from './events.js';
 import { PrometheusManager, type PrometheusOptions } from './prometheus.js';
@@ -28,6 +29,8 @@ export interface MonitoringOptions {
   prometheus?: PrometheusOptions | false;
   /** Alarm evaluation interval (default 10 s). */
   alarmIntervalMs?: number;
+  /** SMTP server for Email endpoints (default: TSTACK_SMTP_URL / TSTACK_SMTP_FROM). */
+  smtp?: SmtpOptions;
 }
 
 /** TSTACK_PROMETHEUS → options. */
@@ -71,7 +74,10 @@ export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
     install(services) {
       s = services;
       registerSnsApi(s.registry);
-      const worker = new DeliveryWorker(s.store, `controller:${s.dataDir}:${process.pid}`, o.delivery);
+      const smtp = o.smtp ?? smtpFromEnv();
+      const delivery: DeliveryOptions = { ...o.delivery };
+      if (smtp) delivery.senders = { Email: emailSender(smtp), ...delivery.senders };
+      const worker = new DeliveryWorker(s.store, `controller:${s.dataDir}:${process.pid}`, delivery);
       m.worker = worker;
       m.events = new EventEvaluator(s.store, s.bus, () => services.auth.adminAccountUuid, () => worker.kick(), o.events);
       m.alarms = new AlarmEvaluator(s.store, () => m.prometheus, () => worker.kick(), o.alarmIntervalMs !== undefined ? { intervalMs: o.alarmIntervalMs } : {});
