@@ -14,6 +14,8 @@ import { StateWatcher } from './watcher.js';
 import { VmService, type VmServiceOptions } from './vm/service.js';
 import { hostCapacity, hostFacts, l2KernelFeatures } from './facts.js';
 import { MetricsCollector } from './metrics/collector.js';
+import * as sg from '../shared/protocol/secgroup.js';
+import { FakeFirewall, type FirewallBackend } from './secgroup/firewall.js';
 
 export interface KvmAgentOptions extends VmServiceOptions {
   /** State poll interval (default 1000 ms). */
@@ -36,19 +38,22 @@ export interface KvmAgent {
   watcher: StateWatcher;
   driver: HypervisorDriver;
   network: NetworkBackend;
+  firewall: FirewallBackend;
   stop(): Promise<void>;
 }
 
 /** Everything a kvmagent can do; l2.vlan / l2.vxlan are advertised only when the kernel has them. */
-export const KVM_CAPABILITIES = ['vm', 'vm.hotplug.volume', 'vm.hotplug.nic', 'vm.snapshot.external', 'vm.cpu-memory.live', 'vm.iso.live', 'vm.volume.resize.live', 'l2.novlan', 'l2.vlan', 'l2.vxlan', 'state-events'];
+export const KVM_CAPABILITIES = ['vm', 'vm.hotplug.volume', 'vm.hotplug.nic', 'vm.snapshot.external', 'vm.cpu-memory.live', 'vm.iso.live', 'vm.volume.resize.live', 'l2.novlan', 'l2.vlan', 'l2.vxlan', 'state-events', 'secgroup'];
 
 /** The capabilities this host really has: no l2.vlan without 802.1Q, no l2.vxlan without VXLAN. */
 export function kvmCapabilities(kf: L2KernelFeatures, caps: readonly string[] = KVM_CAPABILITIES): string[] {
   return caps.filter((c) => (c !== 'l2.vlan' || kf.vlan8021q) && (c !== 'l2.vxlan' || kf.vxlan));
 }
 
-export async function registerKvmAgent(server: AgentServer, deps: { driver: HypervisorDriver; network: NetworkBackend }, opts: KvmAgentOptions = {}): Promise<KvmAgent> {
+export async function registerKvmAgent(server: AgentServer, deps: { driver: HypervisorDriver; network: NetworkBackend; firewall?: FirewallBackend }, opts: KvmAgentOptions = {}): Promise<KvmAgent> {
   const { driver, network } = deps;
+  // without a real firewall (fake-driver agents) an in-memory one keeps the last applied state
+  const firewall = deps.firewall ?? new FakeFirewall();
   const external = new client.Counter({
     name: 'tstack_kvm_external_state_changes_total',
     help: 'VM state changes seen in libvirt that tstack did not cause, by new state',
@@ -94,6 +99,9 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   server.handle(kvm.BridgeDelete, (req, ctx) => network.delete(req, ctx.signal), { key: netKey });
   server.handle(kvm.BridgeCheck, (req) => network.check(req));
 
+  server.handle(sg.SecurityGroupApply, (req) => firewall.apply(req.firewall), { key: () => 'secgroup' });
+  server.handle(sg.SecurityGroupStatus, async () => firewall.current());
+
   // metrics: VMs by state (from the watcher's last poll: a scrape never calls libvirt)
   new client.Gauge({
     name: 'tstack_kvm_vms',
@@ -133,6 +141,7 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
     watcher,
     driver,
     network,
+    firewall,
     stop: async () => {
       collector?.stop();
       watcher.stop();
@@ -152,6 +161,7 @@ function isMain(): boolean {
 if (isMain()) {
   const { LibvirtDriver } = await import('./hypervisor/libvirt-driver.js');
   const { IpNetwork } = await import('./network/bridges.js');
+  const { Firewall } = await import('./secgroup/firewall.js');
   startAgent(
     {
       name: 'tstack-kvmagent',
@@ -165,7 +175,7 @@ if (isMain()) {
     },
     async (server, cfg) => {
       const uri = String(cfg.extra.libvirtUri ?? 'qemu:///system');
-      const agent = await registerKvmAgent(server, { driver: new LibvirtDriver(uri), network: new IpNetwork() }, { watchIntervalMs: Number(cfg.extra.watchIntervalMs ?? 1000), metricsIntervalMs: Number(cfg.extra.metricsIntervalMs ?? 10_000) });
+      const agent = await registerKvmAgent(server, { driver: new LibvirtDriver(uri), network: new IpNetwork(), firewall: new Firewall() }, { watchIntervalMs: Number(cfg.extra.watchIntervalMs ?? 1000), metricsIntervalMs: Number(cfg.extra.metricsIntervalMs ?? 10_000) });
       return agent.stop;
     },
     { capabilities: KVM_CAPABILITIES },
