@@ -124,6 +124,7 @@ export function builtinModules(): ControllerModule[] {
     lazyModule('cloud', async () => (await import('./cloud/install.js')).cloudModule()),
     // SNS topics/endpoints and deliveries, event subscriptions, alarms, metrics
     lazyModule('monitoring', async () => (await import('./monitoring/module.js')).monitoringModule()),
+    lazyModule('secgroups', async () => (await import('./secgroup/module.js')).secgroupModule()),
   ];
 }
 

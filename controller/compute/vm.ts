@@ -28,6 +28,7 @@ import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { addNicServices, ensureBridge, removeNicServices } from '../network/index.js';
+import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { attachedFrom } from '../model/attachments.js';
 import { issueConsoleToken, vncPassword } from '../console/tokens.js';
 
@@ -262,6 +263,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
       }
       const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
       await ctx.store.update(vm.uuid, { vmNics });
+      // guarded before it boots: the firewall is applied by the time the tap appears (rules match tap names)
+      if (Array.isArray(vm.securityGroupUuids)) await joinVmGroups(ctx.store, vm.securityGroupUuids as string[], ctx.data.nics);
       injectFault(FLOW, 'ips');
     },
     async rollback(ctx) {
@@ -413,6 +416,7 @@ async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<R
   // the console password never leaves the API ('_'); one is made when none was given
   const { consolePassword, ...rest } = p.resource;
   const vm: Resource = { ...rest, state: 'Starting', vmNics: [], allVolumes: [], _consolePassword: typeof consolePassword === 'string' ? consolePassword : randomBytes(6).toString('base64url') } as Resource;
+  if (Array.isArray(vm.securityGroupUuids)) await checkVmGroups(d.store, vm.securityGroupUuids as string[], vm.l3NetworkUuids as string[], oc.principal.accountUuid, oc.principal.isAdmin);
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [vm.uuid] };
   if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
   await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts);

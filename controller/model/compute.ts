@@ -37,6 +37,7 @@ export const vmInstance: KindDef = {
     hostname: Type.Optional(Hostname()),
     userData: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
     consolePassword: Type.Optional(Type.String({ minLength: 6, maxLength: 18, pattern: '^[\\x21-\\x7e]+$', description: 'VNC console password (VNC uses its first 8 characters); generated when absent; the console proxy types it, nobody else needs it' })),
+    securityGroupUuids: Type.Optional(Type.Array(Uuid(), { maxItems: 16, uniqueItems: true, description: 'security groups its NICs join (each NIC the groups attached to its L3)' })),
     sshKey: Type.Optional(Type.String({ maxLength: 16 * 1024, pattern: '^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\\n\\r]*)?$' })),
   }),
   updateSchema: Obj({
@@ -54,6 +55,7 @@ export const vmInstance: KindDef = {
     { field: 'clusterUuid', kind: 'cluster' },
     { field: 'hostUuid', kind: 'host' },
     { field: 'primaryStorageUuidForRootVolume', kind: 'primary-storage' },
+    { field: 'securityGroupUuids', kind: 'security-group', many: true },
   ],
   states: VM_STATES,
   initialState: 'Created',

@@ -1,0 +1,102 @@
+// The security-group controller module: the REST handlers, and one reconcile area 'secgroup'
+// keyed by host uuid whose apply sends the host's complete desired firewall to its kvmagent.
+// What marks a host:
+//   - any change of a security group or a VM NIC (rules, members, member addresses): every
+//     Connected host (a remote group's members may sit anywhere; apply is cheap and idempotent);
+//   - a VM changing (placed, started, moved): its host and its previous host;
+//   - a host (re)connecting: that host (an agent restart flushed nothing, but a reboot did).
+// The queue's periodic pass re-applies every Connected host, which repairs drift (a hand-run
+// `iptables -F`, a lost set) and retries hosts that failed.
+import { logger } from '../../shared/log.js';
+import { SecurityGroupApply } from '../../shared/protocol/secgroup.js';
+import type { InventoryStore, Resource } from '../store/types.js';
+import type { AgentClient } from '../agent-client/client.js';
+import type { EventBus } from '../events/bus.js';
+import type { ApiRegistry } from '../api/registry.js';
+import { agentOf } from '../cloud/common.js';
+import { registerSecurityGroupApi, forgetNic } from './api.js';
+import { hostFirewall, loadSnapshot } from './desired.js';
+
+const log = logger('secgroup');
+export const AREA = 'secgroup';
+
+/** The part of the controller's reconcile queue this module uses (controller/reconcile/queue.ts). */
+export interface ReconcileRegistry {
+  register(area: { name: string; keys(): Promise<string[]>; apply(key: string): Promise<void> }): void;
+  mark(area: string, key: string): void;
+}
+
+export interface SecgroupServices {
+  store: InventoryStore;
+  agentClient: AgentClient;
+  bus: EventBus;
+  registry: ApiRegistry;
+  reconcile?: ReconcileRegistry;
+}
+
+async function connectedHosts(store: InventoryStore): Promise<Resource[]> {
+  return (await store.list({ kind: 'host', filters: [{ field: 'status', op: '=', value: 'Connected' }] })).items;
+}
+
+/** Send one host its whole firewall (no-op for a host that is gone or not connected). */
+export async function applyHost(store: InventoryStore, agentClient: AgentClient, hostUuid: string): Promise<void> {
+  const host = await store.get(hostUuid);
+  if (!host || host.kind !== 'host' || host.status !== 'Connected') return;
+  const firewall = hostFirewall(hostUuid, await loadSnapshot(store, hostUuid));
+  const ep = agentOf(host, 'kvmagent');
+  const r = await agentClient.call(SecurityGroupApply, { ...ep, refresh: async () => agentOf((await store.get(hostUuid))!, 'kvmagent') }, { firewall });
+  log.debug({ host: hostUuid, nics: r.nics, rules: r.rules, ms: r.durationMs }, 'security groups applied');
+}
+
+export function installSecgroups(s: SecgroupServices): { stop(): void } {
+  registerSecurityGroupApi(s.registry);
+  const rq = s.reconcile;
+  if (rq) {
+    rq.register({
+      name: AREA,
+      keys: async () => (await connectedHosts(s.store)).map((h) => h.uuid),
+      apply: (hostUuid) => applyHost(s.store, s.agentClient, hostUuid),
+    });
+  } else {
+    log.warn('no reconcile queue on this controller: security-group changes do not reach hosts');
+  }
+  const mark = (h: string): void => rq?.mark(AREA, h);
+  const markAll = async (): Promise<void> => {
+    if (rq) for (const h of await connectedHosts(s.store)) mark(h.uuid);
+  };
+  const connectSeen = new Set<string>();
+  const off = s.bus.subscribe((e) => {
+    if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
+    const r = e.resource;
+    const fail = (err: unknown): void => log.warn({ err: (err as Error).message, kind: e.kind, uuid: e.uuid }, 'marking hosts for security groups failed');
+    if (e.kind === 'security-group' || (e.kind === 'l3-network' && e.type === 'resource.updated')) return markAll().catch(fail);
+    if (e.kind === 'vm-nic') {
+      if (e.type === 'resource.deleted') return forgetNic(s.store, e.uuid).then(markAll).catch(fail);
+      return markAll().catch(fail);
+    }
+    if (e.kind === 'vm-instance') {
+      for (const h of [r.hostUuid, r.lastHostUuid]) if (typeof h === 'string' && h) mark(h);
+      return;
+    }
+    // once per (re)connection, not at every heartbeat update
+    const k = `${e.uuid}:${String(r.lastConnectDate ?? '')}`;
+    if (e.kind === 'host' && r.status === 'Connected' && !connectSeen.has(k)) {
+      connectSeen.add(k);
+      mark(e.uuid);
+    }
+    return;
+  });
+  return { stop: off };
+}
+
+/** As a controller module (controller/main.ts ControllerModule shape). */
+export function secgroupModule(): { name: string; install(s: SecgroupServices): void; stop(): Promise<void> } {
+  let m: { stop(): void } | undefined;
+  return {
+    name: 'secgroups',
+    install: (s) => {
+      m = installSecgroups(s);
+    },
+    stop: async () => m?.stop(),
+  };
+}
