@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     const a = median(viaAgent);
     const m = median(raw);
     process.stdout.write(`secgroup apply: ${NICS} NICs, ${NICS * PER} rules (${rules} iptables rules incl. chains' own), ${RUNS} runs each\n`);
-    process.stdout.write(`tstack apply (HTTP + read state + render + ipset + iptables-restore): median ${a.toFixed(1)} ms\n`);
+    process.stdout.write(`tstack apply (HTTP + validation + render + ipset + iptables-restore): median ${a.toFixed(1)} ms\n`);
     process.stdout.write(`raw ipset restore + iptables-restore of the same text: median ${m.toFixed(1)} ms\n`);
     process.stdout.write(`ratio: ${(a / m).toFixed(2)}\n`);
   } finally {
