@@ -23,6 +23,9 @@ const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex
 export const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
 
 export async function issueConsoleToken(store: InventoryStore, t: Omit<ConsoleTicket, 'expiresAt'>, ttlMs = CONSOLE_TOKEN_TTL_MS): Promise<{ token: string; expiresAt: string }> {
+  // tokens never used would stay forever: each issue sweeps the expired ones (few exist at a time)
+  const now = Date.now();
+  for (const { id, doc } of await store.listDocs<ConsoleTicket>(DOCS)) if (!(Date.parse(doc.expiresAt) > now)) await store.deleteDoc(DOCS, id);
   const token = randomBytes(32).toString('base64url');
   const expiresAt = new Date(Date.now() + ttlMs).toISOString();
   await store.putDoc(DOCS, sha256(token), { ...t, expiresAt } satisfies ConsoleTicket);

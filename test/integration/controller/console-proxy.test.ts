@@ -139,6 +139,12 @@ describe('console proxy (real QEMU VNC server)', function () {
     const expired = await openConsole(c.url, old.token, admin.token);
     assert.equal(expired.status, 401);
     assert.match(expired.body!, /expired/);
+    // tokens nobody used are swept when the next one is issued
+    await grant({ ttlMs: 1 });
+    await new Promise((r) => setTimeout(r, 10));
+    await grant();
+    const left = await c.store.listDocs<{ expiresAt: string }>('console-tokens');
+    assert.ok(left.length >= 1 && left.every((d) => Date.parse(d.doc.expiresAt) > Date.now()), JSON.stringify(left));
     assert.equal((await openConsole(c.url, 'A'.repeat(43), admin.token)).status, 401);
     assert.equal((await openConsole(c.url, '..%2F..%2Fetc', admin.token)).status, 401);
     const other = await c.account('console-b');

@@ -1,7 +1,7 @@
 // One resource: its fields, its actions as buttons (forms from the action's schema, a
 // confirmation for destructive ones), delete with the cascade dialog.
 import { useState } from 'preact/hooks';
-import { ApiError, del, get, isJob, post } from '../lib/api';
+import { ApiError, del, get, isJob, post, put } from '../lib/api';
 import { go, useData } from '../lib/hooks';
 import { collectionOfKind, kinds, state, toast, trackJob } from '../lib/live';
 import { fieldsOf, formFieldOf, isDestructive, toBody, type Field, type FormValues } from '../lib/schema';
@@ -55,6 +55,52 @@ function ActionDialog({ col, r, action, onClose }: { col: CliCollection; r: Reso
           </button>
           <button type="submit" class={isDestructive(action.name) ? 'danger' : 'primary'} disabled={busy} data-confirm={action.name}>
             {action.name}
+          </button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
+
+/** Edit the fields the kind's update schema allows, prefilled from the resource. */
+function EditDialog({ col, r, onClose }: { col: CliCollection; r: Resource; onClose: () => void }) {
+  const fields: Field[] = fieldsOf(state.doc!, { $ref: col.update.schema }, kinds());
+  const initial: FormValues = {};
+  for (const f of fields) {
+    const v = r[f.name];
+    if (v === undefined) continue;
+    initial[f.name] = f.input === 'boolean' ? v === true : f.input === 'refs' && Array.isArray(v) ? v.map(String) : f.input === 'json' ? JSON.stringify(v) : f.input === 'list' && Array.isArray(v) ? v.join('\n') : String(v);
+  }
+  const [values, setValues] = useState<FormValues>(initial);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [msg, setMsg] = useState<string | undefined>();
+  const submit = async (e: Event): Promise<void> => {
+    e.preventDefault();
+    const { body, errors: local } = toBody(fields, values);
+    setErrors(local);
+    if (Object.keys(local).length) return;
+    try {
+      const res = await put(`/v1/${col.collection}/${r.uuid}`, body);
+      if (isJob(res)) trackJob(res.jobUuid, `update ${r.name}`);
+      else toast('info', `${col.kind} ${r.name} updated`);
+      onClose();
+    } catch (err) {
+      const f = err instanceof ApiError ? formFieldOf(err.field, fields) : undefined;
+      if (f) setErrors({ [f]: (err as Error).message });
+      else setMsg((err as Error).message);
+    }
+  };
+  return (
+    <Dialog title={`Edit ${r.name}`} onClose={onClose}>
+      <form onSubmit={(e) => void submit(e)} noValidate>
+        <SchemaForm fields={fields} values={values} setValues={setValues} errors={errors} idPrefix="edit" />
+        {msg && <div class="error" role="alert">{msg}</div>}
+        <div class="buttons">
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" class="primary">
+            Save
           </button>
         </div>
       </form>
@@ -122,6 +168,7 @@ export function DetailView({ col, uuid }: { col: CliCollection; uuid: string }) 
   const { data: r, error } = useData(() => get<Resource>(`/v1/${col.collection}/${uuid}`), [col.collection, uuid], [col.kind]);
   const [action, setAction] = useState<CliCollection['actions'][number] | undefined>();
   const [deleting, setDeleting] = useState(false);
+  const [editing, setEditing] = useState(false);
   if (error) return <div class="error" role="alert">{error}</div>;
   if (!r) return <p class="muted">loading…</p>;
   const hasFields = (a: CliCollection['actions'][number]): boolean => fieldsOf(state.doc!, { $ref: a.schema }, kinds()).length > 0;
@@ -158,6 +205,7 @@ export function DetailView({ col, uuid }: { col: CliCollection; uuid: string }) 
               {a.name}
             </button>
           ))}
+        {fieldsOf(state.doc!, { $ref: col.update.schema }, kinds()).length > 0 && <button onClick={() => setEditing(true)}>Edit</button>}
         {col.delete && (
           <button class="danger" onClick={() => setDeleting(true)}>
             Delete
@@ -176,6 +224,7 @@ export function DetailView({ col, uuid }: { col: CliCollection; uuid: string }) 
       </table>
       {action && <ActionDialog col={col} r={r} action={action} onClose={() => setAction(undefined)} />}
       {deleting && <DeleteDialog col={col} r={r} onClose={() => setDeleting(false)} />}
+      {editing && <EditDialog col={col} r={r} onClose={() => setEditing(false)} />}
     </section>
   );
 }
