@@ -421,3 +421,13 @@ export function withVncPassword(domainXml: string, password: string | undefined)
   if (password !== undefined) g = g.replace("<graphics type='vnc'", `<graphics type='vnc' passwd='${esc(password)}'`);
   return g;
 }
+
+/**
+ * A domain XML with the listen address of its VNC <graphics> replaced (live migration: the
+ * source's address does not exist on the destination). Pure; everything else is kept.
+ */
+export function withVncListen(domainXml: string, address: string): string {
+  return domainXml.replace(/<graphics type='vnc'[^>]*?(\/>|>[\s\S]*?<\/graphics>)/, (g) =>
+    g.replace(/(<graphics type='vnc'[^>]*?\slisten=')[^']*'/, `$1${esc(address)}'`).replace(/(<listen type='address' address=')[^']*'/g, `$1${esc(address)}'`),
+  );
+}

@@ -94,6 +94,7 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   server.handle(kvm.VmResizeVolume, (req) => vms.resizeVolume(req), { key: vmKey });
   server.handle(kvm.VmSetConsolePassword, (req) => vms.setConsolePassword(req), { key: vmKey });
   server.handle(kvm.VmSnapshot, (req) => vms.snapshot(req), { key: vmKey });
+  server.handle(kvm.VmMigrate, (req) => vms.migrate(req), { key: vmKey });
 
   server.handle(kvm.BridgeCreate, (req, ctx) => network.create(req, ctx.signal), { key: netKey });
   server.handle(kvm.BridgeDelete, (req, ctx) => network.delete(req, ctx.signal), { key: netKey });

@@ -19,7 +19,16 @@ function cmdlineOf(pid: number): string[] | undefined {
 function isOurs(pid: number, p: DnsmasqPaths): boolean {
   const argv = cmdlineOf(pid);
   if (!argv || !argv[0] || !/(^|\/)dnsmasq$/.test(argv[0])) return false;
-  return argv.includes(`--conf-file=${p.conf}`);
+  return argv.includes(`--conf-file=${p.conf}`) && samePidNamespace(pid);
+}
+
+/** A dnsmasq in another PID namespace (a container, or a namespaced host on this machine) is another host's. */
+function samePidNamespace(pid: number): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`) === readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return false;
+  }
 }
 
 /** Same network namespace as /run/netns/<ns>? (compare inode numbers) */

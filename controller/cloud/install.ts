@@ -15,6 +15,9 @@ import type { HostOptions } from '../host/service.js';
 import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
+import { registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
+import { evacuateHost } from '../compute/maintenance.js';
+import { setEvacuator } from '../host/service.js';
 import { resumeJournal } from '../workflow/flow.js';
 import { setDeps, type CloudDeps } from './common.js';
 
@@ -53,8 +56,11 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   const engine = new FlowEngine({ store: s.store, controllerId: `controller:${s.dataDir}` });
   engine.register(vmCreateFlow);
   engine.register(vmStartFlow);
+  engine.register(vmMigrateFlow);
   const deps: CloudDeps = { store: s.store, agentClient: s.agentClient, bus: s.bus, jobs: s.jobs, engine, adminAccountUuid: s.auth.adminAccountUuid };
   setDeps(deps);
+  // host maintenance migrates (or, on local storage, stops) the host's VMs first
+  setEvacuator(s.store, (hostUuid) => evacuateHost(deps, hostUuid));
   let hosts: HostModule | undefined;
   if (o.hosts) {
     const hostArgs: Parameters<typeof installHostModule>[1] = { dataDir: s.dataDir, controllerUrl: s.controllerUrl };
@@ -64,6 +70,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   registerStorageApi(s.registry);
   registerNetworkApi(s.registry);
   registerComputeApi(s.registry);
+  registerMigrationApi(s.registry);
   const offs: Array<() => void> = [];
   offs.push(watchVmEvents(deps));
   // a host that (re)connects gets its cluster's bridges and primary storage

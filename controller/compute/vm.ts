@@ -97,7 +97,7 @@ function volumeSpec(vol: Resource, deviceIndex: number): K.VolumeSpecT {
 }
 
 /** The L2 of an L3 and its bridge on a host. */
-async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string): Promise<string> {
+export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string): Promise<string> {
   const l3 = await mustGet(d.store, l3NetworkUuid, 'l3-network');
   const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
   return ensureBridge(d, hostUuid, l2);
@@ -107,13 +107,13 @@ async function nicsOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
   return (await d.store.byParent('vm-nic', vmUuid)).sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
 }
 
-async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
+export async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
   const r = await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: vmUuid }] });
   return r.items.filter((v) => v.type === 'Data' && v.status === 'Ready').sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
 }
 
 /** DHCP entries + metadata of every NIC of the VM on a host. */
-async function addServices(d: CloudDeps, vm: Resource, hostUuid: string): Promise<void> {
+export async function addServices(d: CloudDeps, vm: Resource, hostUuid: string): Promise<void> {
   for (const nic of await nicsOf(d, vm.uuid)) {
     const bridge = await bridgeFor(d, hostUuid, String(nic.l3NetworkUuid));
     const meta: { hostname: string; userData?: string; sshKey?: string } = { hostname: vmHostname(vm) };
@@ -123,7 +123,7 @@ async function addServices(d: CloudDeps, vm: Resource, hostUuid: string): Promis
   }
 }
 
-async function removeServices(d: CloudDeps, vmUuid: string, hostUuid: string, nics?: Array<{ l3NetworkUuid: string; mac: string; ip: string }>): Promise<void> {
+export async function removeServices(d: CloudDeps, vmUuid: string, hostUuid: string, nics?: Array<{ l3NetworkUuid: string; mac: string; ip: string }>): Promise<void> {
   const list = nics ?? (await nicsOf(d, vmUuid)).map((n) => ({ l3NetworkUuid: String(n.l3NetworkUuid), mac: String(n.mac), ip: String(n.ip) }));
   for (const n of list) await removeNicServices(d, hostUuid, n);
 }
@@ -180,7 +180,7 @@ async function pinnedHost(d: CloudDeps, vm: Resource): Promise<string | undefine
   return ps?.type === 'LocalStorage' ? (root.hostUuid as string | undefined) : undefined;
 }
 
-async function l2sOf(d: CloudDeps, l3Uuids: string[]): Promise<string[]> {
+export async function l2sOf(d: CloudDeps, l3Uuids: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const u of l3Uuids) out.push(String((await mustGet(d.store, u, 'l3-network')).parentUuid));
   return [...new Set(out)];

@@ -348,7 +348,14 @@ export async function reconnectHost(d: HostDeps, uuid: string, hooks: OpHooks = 
   });
 }
 
-/** enable / disable / maintain (maintenance needs the host's VMs stopped or migrated first). */
+/** Moves the VMs off a host entering maintenance (installed by the cloud module: migrate or stop them). */
+export type Evacuator = (hostUuid: string) => Promise<void>;
+const evacuators = new WeakMap<InventoryStore, Evacuator>();
+export function setEvacuator(store: InventoryStore, fn: Evacuator): void {
+  evacuators.set(store, fn);
+}
+
+/** enable / disable / maintain (maintain first empties the host through the evacuator, when one is installed). */
 export async function changeHostState(d: HostDeps, uuid: string, event: StateEvent): Promise<Resource> {
   return withHost(d, uuid, async () => {
     const host = await d.store.get(uuid);
@@ -357,9 +364,23 @@ export async function changeHostState(d: HostDeps, uuid: string, event: StateEve
     if (!t.from.includes(host.state as never)) {
       throw new TStackError('CONFLICT', `cannot ${event} host ${uuid}: it is ${host.state} (allowed from ${t.from.join(', ')})`, { state: host.state });
     }
+    const evacuate = evacuators.get(d.store);
+    const before = String(host.state ?? 'Enabled');
+    if (event === 'maintain' && evacuate) {
+      // PreMaintenance: the allocator gives it no new VMs while its VMs move away
+      await d.store.transition(uuid, before, 'PreMaintenance');
+      try {
+        await evacuate(uuid);
+      } catch (e) {
+        await d.store.update(uuid, { state: before }).catch(() => undefined);
+        throw e;
+      }
+      host.state = 'PreMaintenance';
+    }
     if (event === 'maintain') {
       const vms = await d.store.list({ kind: 'vm-instance', filters: [{ field: 'hostUuid', op: '=', value: uuid }, { field: 'state', op: '?=', value: ['Running', 'Paused', 'Starting', 'Stopping', 'Rebooting', 'Pausing', 'Resuming', 'Migrating', 'Unknown'] }], limit: 5 });
       if (vms.total > 0) {
+        if (host.state === 'PreMaintenance') await d.store.update(uuid, { state: before });
         throw new TStackError('CONFLICT', `host ${uuid} still has ${vms.total} VM(s) on it (${vms.items.map((v) => v.uuid).join(', ')}${vms.total > 5 ? ', …' : ''}); stop or migrate them, then enter maintenance`, { vmCount: vms.total });
       }
     }

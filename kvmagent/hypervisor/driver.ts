@@ -22,6 +22,18 @@ export interface DiskSnapshotSpec {
   file?: string;
 }
 
+export interface MigrateOptions {
+  /** libvirt URI of the destination (qemu+tcp://<address>/system). */
+  destUri: string;
+  /** QEMU migration stream address (tcp://<address>): else the destination advertises its host name. */
+  migrateUri: string;
+  /** Domain XML for the destination (same ABI, e.g. another VNC listen address). */
+  destXml?: string;
+  copyStorage: boolean;
+  unsafe: boolean;
+  timeoutMs: number;
+}
+
 export interface HypervisorDriver {
   readonly kind: 'libvirt' | 'fake';
   versions(): Promise<{ libvirt: string; qemu: string }>;
@@ -56,7 +68,7 @@ export interface HypervisorDriver {
   /** Grow a disk of a running domain. */
   blockResize(name: string, target: string, bytes: number): Promise<void>;
   /** XML of the persistent definition (with secrets when `secure`); live XML with secrets otherwise. */
-  xmlWith(name: string, o: { inactive: boolean; secure: boolean }): Promise<string>;
+  xmlWith(name: string, o: { inactive: boolean; secure: boolean; migratable?: boolean }): Promise<string>;
   /** Replace a device (e.g. <graphics>) live and/or in the persistent config. */
   updateDevice(name: string, deviceXml: string, scope: 'live' | 'config'): Promise<void>;
   setVcpus(name: string, n: number): Promise<void>;
@@ -65,6 +77,8 @@ export interface HypervisorDriver {
   snapshotDisks(name: string, disks: DiskSnapshotSpec[], o: { quiesce: boolean; reuseExternal: boolean }): Promise<void>;
   /** Counters of every running domain (CPU, balloon, block, interface), for metrics. */
   domainStats?(): Promise<DomainStats[]>;
+  /** Live, peer-to-peer; on success the domain is persistent on the destination and undefined here. */
+  migrate(name: string, o: MigrateOptions): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -4,7 +4,7 @@
 import { TStackError } from '../../shared/errors.js';
 import { esc, parseDomainXml } from '../domain-xml.js';
 import type { VmStateT } from '../../shared/protocol/kvm.js';
-import type { DomainSummary, DiskSnapshotSpec, HypervisorDriver } from './driver.js';
+import type { DomainSummary, DiskSnapshotSpec, HypervisorDriver, MigrateOptions } from './driver.js';
 import type { DomainStats } from '../metrics/stats.js';
 
 interface FakeDomain {
@@ -238,6 +238,14 @@ export class FakeDriver implements HypervisorDriver {
       });
     }
     return out;
+  }
+
+  /** The domain leaves this fake host (a peer fake host is not modelled). */
+  async migrate(name: string, o: MigrateOptions): Promise<void> {
+    this.calls.push(['migrate', `${name} -> ${o.destUri}`]);
+    const d = this.domains.get(name);
+    if (!d || d.state !== 'Running') throw new TStackError('LIBVIRT_ERROR', `migrate ${name}: domain is not running`);
+    this.domains.delete(name);
   }
 
   async close(): Promise<void> {}

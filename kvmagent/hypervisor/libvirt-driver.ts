@@ -9,7 +9,7 @@ import { exec, execOut } from '../../shared/exec.js';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { parseDomstats, type DomainStats } from '../metrics/stats.js';
-import { stateFromLibvirt, type DomainSummary, type DiskSnapshotSpec, type HypervisorDriver } from './driver.js';
+import { stateFromLibvirt, type DomainSummary, type DiskSnapshotSpec, type HypervisorDriver, type MigrateOptions } from './driver.js';
 
 const log = logger('libvirt');
 
@@ -269,9 +269,9 @@ export class LibvirtDriver implements HypervisorDriver {
     await this.virsh(['blockresize', name, target, `${bytes}B`], `resize ${target} of ${name}`);
   }
 
-  async xmlWith(name: string, o: { inactive: boolean; secure: boolean }): Promise<string> {
+  async xmlWith(name: string, o: { inactive: boolean; secure: boolean; migratable?: boolean }): Promise<string> {
     const d = await this.must(name);
-    const flags = (o.inactive ? lv.DomainGetXMLDescFlags.INACTIVE : 0) | (o.secure ? lv.DomainGetXMLDescFlags.SECURE : 0);
+    const flags = (o.inactive ? lv.DomainGetXMLDescFlags.INACTIVE : 0) | (o.secure ? lv.DomainGetXMLDescFlags.SECURE : 0) | (o.migratable ? lv.DomainGetXMLDescFlags.MIGRATABLE : 0);
     return this.call(`XML of ${name}`, () => d.getXMLDesc(flags));
   }
 
@@ -296,6 +296,21 @@ export class LibvirtDriver implements HypervisorDriver {
       args.push('--diskspec', d.file ? `${d.target},snapshot=external,file=${d.file.replace(/,/g, ',,')}` : `${d.target},snapshot=no`);
     }
     await this.virsh(args, `snapshot ${name}`, 5 * 60_000);
+  }
+
+  async migrate(name: string, o: MigrateOptions): Promise<void> {
+    // --p2p: the source libvirtd opens the destination itself, so the agent needs no credentials
+    const args = ['migrate', '--live', '--p2p', '--persistent', '--undefinesource'];
+    if (o.copyStorage) args.push('--copy-storage-all');
+    if (o.unsafe) args.push('--unsafe');
+    const run = (xmlFile?: string): Promise<string> =>
+      this.virsh([...args, ...(xmlFile ? ['--xml', xmlFile, '--persistent-xml', xmlFile] : []), name, o.destUri, '--migrateuri', o.migrateUri], `migrate ${name} to ${o.destUri}`, o.timeoutMs).catch(async (e: unknown) => {
+        // virsh killed at the deadline: make sure libvirt's job does not go on without us
+        await execOut('virsh', ['-c', this.uri, 'domjobabort', name], { timeoutMs: 15_000, quiet: true }).catch(() => undefined);
+        throw e;
+      });
+    if (o.destXml) await this.withFile(o.destXml, run);
+    else await run();
   }
 
   async close(): Promise<void> {

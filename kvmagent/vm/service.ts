@@ -19,6 +19,7 @@ import {
   targetDev,
   volumeAlias,
   vmUuidOfDomain,
+  withVncListen,
   withVncPassword,
   type ParsedDomain,
 } from '../domain-xml.js';
@@ -283,6 +284,25 @@ export class VmService {
     const p = await this.parsed(name);
     if (!p.vnc) throw new TStackError('NOT_FOUND', `VM ${uuid} has no VNC console (start it with spec.console)`, { uuid });
     return { uuid, protocol: 'vnc', host: p.vnc.host, port: p.vnc.port };
+  }
+
+  /** Live migration to another host (peer-to-peer). The watcher stays quiet: the controller moves the VM. */
+  async migrate(req: Req<typeof kvm.VmMigrate>): Promise<Res<typeof kvm.VmMigrate>> {
+    const uuid = canonicalUuid(req.uuid);
+    const name = await this.mustRun(uuid, 'vm/migrate');
+    return this.watcher.during(uuid, async () => {
+      const started = Date.now();
+      const o: Parameters<HypervisorDriver['migrate']>[1] = {
+        destUri: `qemu+tcp://${req.destAddress}/system`,
+        migrateUri: `tcp://${req.destAddress}`,
+        copyStorage: req.copyStorage ?? false,
+        unsafe: req.unsafe ?? false,
+        timeoutMs: req.timeoutMs ?? 600_000,
+      };
+      if (req.destConsoleListen) o.destXml = withVncListen(await this.driver.xmlWith(name, { inactive: false, secure: true, migratable: true }), req.destConsoleListen);
+      await this.driver.migrate(name, o);
+      return { uuid, durationMs: Date.now() - started };
+    });
   }
 
   private async waitDeviceGone(name: string, pred: (p: ParsedDomain) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {

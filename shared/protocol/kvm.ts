@@ -448,6 +448,26 @@ export const VmSnapshot = defineCommand({
   description: 'live external disk-only snapshot of file volumes (atomic across the listed volumes)',
 });
 
+export const VmMigrate = defineCommand({
+  name: 'vm/migrate',
+  agent: 'kvm',
+  timeoutMs: 30 * 60_000,
+  request: Obj({
+    ...VmRef,
+    /** The destination host's management address: its libvirtd (qemu+tcp, port 16509) and QEMU's migration stream. */
+    destAddress: Ipv4(),
+    /** VNC listen address on the destination (the domain's own address is the source's). */
+    destConsoleListen: Type.Optional(Ipv4()),
+    /** Local storage: copy the disks too (the destination volumes must exist, same virtual size). */
+    copyStorage: Type.Optional(Type.Boolean()),
+    /** Shared storage libvirt cannot prove coherent (a shared mount point on ext4): migrate anyway. */
+    unsafe: Type.Optional(Type.Boolean()),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1_000, maximum: 1_800_000, description: 'default 10 min; the job is aborted after it' })),
+  }),
+  response: Obj({ uuid: Type.String(), durationMs: Type.Integer() }),
+  description: 'live-migrate a running VM peer-to-peer to another host; on success the domain runs (persistent) there and is gone here',
+});
+
 // ---------------------------------------------------------------------------------------------
 // L2 networks on the host
 

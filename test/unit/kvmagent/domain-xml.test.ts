@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { check } from '../../../shared/protocol/schema.js';
 import * as kvm from '../../../shared/protocol/kvm.js';
 import { minimalSpec, VM_UUID } from './fixtures.js';
-import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc, withVncPassword } from '../../../kvmagent/domain-xml.js';
+import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc, withVncListen, withVncPassword } from '../../../kvmagent/domain-xml.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
@@ -147,6 +147,13 @@ describe('kvmagent: domain XML', () => {
     assert.equal(withVncPassword(live, undefined), "<graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'>\n  <listen type='address' address='127.0.0.1'/>\n</graphics>");
     assert.equal(withVncPassword("<graphics type='vnc' port='5900'/>", 'x'), "<graphics type='vnc' passwd='x' port='5900'/>");
     assert.equal(withVncPassword('<domain/>', 'x'), undefined);
+  });
+
+  it('withVncListen moves the VNC listen address (live migration) and nothing else', () => {
+    const live = "<domain><name>x</name><devices><graphics type='vnc' port='5901' autoport='yes' listen='10.0.0.1' passwd='p'>\n  <listen type='address' address='10.0.0.1'/>\n</graphics><interface type='bridge'><source bridge='br'/></interface></devices></domain>";
+    const moved = withVncListen(live, '10.0.0.2');
+    assert.equal(moved, live.replace(/10\.0\.0\.1/g, '10.0.0.2'));
+    assert.equal(withVncListen('<domain/>', '10.0.0.2'), '<domain/>');
   });
 
   it('hot-plug snippets carry the user alias used to find them again', () => {

@@ -210,6 +210,18 @@ describe('kvmagent: in-process with the fake driver', () => {
     await assert.rejects(client.call(kvm.VmSetConsolePassword, ep, { uuid: minimalSpec().uuid, password: 'a' }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
   });
 
+  it('migrate: the domain leaves this host; a VM that is not running is VM_NOT_FOUND', async () => {
+    const spec = { ...minimalSpec(), console: { type: 'vnc' as const, listen: '10.0.0.1' } };
+    await client.call(kvm.VmStart, ep, { spec });
+    const r = await client.call(kvm.VmMigrate, ep, { uuid: spec.uuid, destAddress: '10.0.0.2', destConsoleListen: '10.0.0.2', unsafe: true });
+    assert.equal(r.uuid, spec.uuid);
+    assert.equal(await driver.get(domainName(spec.uuid)), undefined);
+    assert.ok(driver.calls.some(([op, arg]) => op === 'migrate' && arg.endsWith('qemu+tcp://10.0.0.2/system')));
+    await assert.rejects(client.call(kvm.VmMigrate, ep, { uuid: spec.uuid, destAddress: '10.0.0.2' }), (e: TStackError) => e.code === 'VM_NOT_FOUND');
+    await assert.rejects(client.call(kvm.VmMigrate, ep, { uuid: spec.uuid, destAddress: 'not an ip' } as never), (e: TStackError) => e.code === 'INVALID_ARGUMENT');
+    assert.equal(events.length, 0, 'the agent reports no state change for its own migration');
+  });
+
   it('scales for the simulator: 300 VMs started concurrently over HTTP, all in vm/sync, capacity adds up', async function () {
     this.timeout(30_000);
     const specs = Array.from({ length: 300 }, (_, i) => ({ ...minimalSpec(), uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, name: `sim-${i}` }));

@@ -1,0 +1,241 @@
+// Live migration of a running VM to another host: vm-instances action `migrate {hostUuid?}`.
+//
+// vm-migrate steps (a failure, or a controller that dies at any point, leaves the VM running on
+// exactly one host, with its DHCP entry and metadata record on that host):
+//   state     Running/Paused → Migrating                            ⟲ back to what it was
+//   reserve   CPU/memory on the destination                         ⟲ release it (unless the VM is there)
+//   prepare   the L2 bridges, DHCP entry and metadata on the destination ⟲ remove them there (idem)
+//   migrate   source kvmagent vm/migrate (libvirt peer-to-peer)      — libvirt keeps the domain on
+//             the source when it fails; a run that finds the VM already on the destination is done
+//   switch    hostUuid → destination, source reservation and services released, state restored
+// onResume 'complete': a restarted controller re-runs the step in progress; every step is
+// idempotent and `migrate` first asks the destination whether the VM is already there.
+// Test-only fault injection: TSTACK_FAULT_INJECT=vm-migrate:<step> (cloud/common.ts).
+import { TStackError } from '../../shared/errors.js';
+import { logger } from '../../shared/log.js';
+import * as K from '../../shared/protocol/kvm.js';
+import type { ApiRegistry, OpContext } from '../api/registry.js';
+import type { InventoryStore, Resource } from '../store/types.js';
+import { allocateHost, hostCandidates, rankHosts, releaseHost, type HostRequest, type Rejection } from '../allocator/host.js';
+import type { FlowContext, FlowDef } from '../workflow/flow.js';
+import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { addServices, dataVolumesOf, l2sOf, removeServices } from './vm.js';
+
+const log = logger('vm-migrate');
+const FLOW = 'vm-migrate';
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** Primary storage types whose files every host of the cluster sees at the same path. */
+const SHARED_PS = new Set(['SharedMountPoint', 'NFS', 'Ceph']);
+
+export interface VmMigrateData extends Record<string, unknown> {
+  vmUuid: string;
+  srcHostUuid: string;
+  destHostUuid: string;
+  fromState: string;
+  /** libvirt must be told to migrate although it cannot prove the storage coherent (ext4 shared mount point). */
+  unsafe: boolean;
+  reserved?: boolean;
+  prepared?: boolean;
+  /** The VM was seen running on the destination: nothing may be undone there any more. */
+  arrived?: boolean;
+}
+
+type Ctx = FlowContext<VmMigrateData>;
+
+/** Whether every volume of the VM is on shared primary storage (live migration moves no disk). */
+export async function onSharedStorage(store: InventoryStore, vm: Resource): Promise<boolean> {
+  return (await storageOf(store, vm)).local.length === 0;
+}
+
+/** Storage facts of a VM: the root volume's primary storage and whether every volume is shared. */
+async function storageOf(store: InventoryStore, vm: Resource): Promise<{ rootPs: Resource; local: Resource[]; unsafe: boolean }> {
+  const d = depsOf(store);
+  const root = await mustGet(store, String(vm.rootVolumeUuid), 'volume');
+  const vols = [root, ...(await dataVolumesOf(d, vm.uuid))];
+  const local: Resource[] = [];
+  let unsafe = false;
+  let rootPs: Resource | undefined;
+  for (const v of vols) {
+    const ps = await mustGet(store, String(v.primaryStorageUuid), 'primary-storage');
+    if (v === root) rootPs = ps;
+    if (!SHARED_PS.has(String(ps.type))) local.push(v);
+    if (ps.type === 'SharedMountPoint') unsafe = true;
+  }
+  return { rootPs: rootPs!, local, unsafe };
+}
+
+export interface MigrationTargets {
+  /** Hosts that can take the VM, best first. */
+  hosts: Array<{ uuid: string; name: string }>;
+  /** Every other host with the reason it cannot. */
+  rejected: Rejection[];
+}
+
+/** Where a running VM could live-migrate to (pure ranking over the store's snapshot; nothing is reserved). */
+export async function migrationTargets(store: InventoryStore, vm: Resource, hostUuid?: string): Promise<MigrationTargets> {
+  const d = depsOf(store);
+  const src = String(vm.hostUuid);
+  const { rootPs } = await storageOf(store, vm);
+  const req: HostRequest = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), primaryStorageUuid: rootPs.uuid, hypervisorType: 'KVM', avoidHostUuids: [src] };
+  if (hostUuid) req.hostUuid = hostUuid;
+  const cands = await hostCandidates(store, req);
+  const { ranked, rejected } = rankHosts(cands, req);
+  const hosts: MigrationTargets['hosts'] = [];
+  for (const f of ranked) {
+    const h = f.candidate.host;
+    if (!IPV4.test(String(h.managementIp))) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is not an IPv4 address (libvirt migrates over it)` });
+    else hosts.push({ uuid: h.uuid, name: h.name });
+  }
+  return { hosts, rejected: rejected.map((r) => (r.hostUuid === src ? { ...r, reason: 'the VM runs there' } : r)) };
+}
+
+const stepDeps = (ctx: Ctx): CloudDeps => depsOf(ctx.store);
+
+/** Is the VM's domain running on the destination right now? (An unreachable agent counts as no.) */
+async function runsOn(d: CloudDeps, hostUuid: string, vmUuid: string): Promise<boolean> {
+  try {
+    const s = await callHost(d, hostUuid, 'kvmagent', K.VmGetState, { uuid: vmUuid });
+    return s.state === 'Running' || s.state === 'Paused';
+  } catch {
+    return false;
+  }
+}
+
+/** The VM record follows the domain to the destination; the source's reservation and services go (idempotent). */
+async function switchToDestination(ctx: Ctx): Promise<void> {
+  const d = stepDeps(ctx);
+  const { vmUuid, srcHostUuid, destHostUuid } = ctx.data;
+  const vm = await mustGet(ctx.store, vmUuid, 'vm-instance');
+  await ctx.store.update(vmUuid, { hostUuid: destHostUuid, lastHostUuid: srcHostUuid, state: vm.state === 'Migrating' ? ctx.data.fromState : vm.state });
+  await releaseHost(ctx.store, srcHostUuid, vmUuid);
+  // the source's DHCP entry and metadata record: best effort (a dead source keeps stale ones)
+  if (await ctx.store.get(srcHostUuid)) {
+    await removeServices(d, vmUuid, srcHostUuid).catch((e: unknown) => log.warn({ vm: vmUuid, host: srcHostUuid, err: (e as Error).message }, 'could not remove the VM services on the source host'));
+  }
+}
+
+export const vmMigrateFlow: FlowDef<VmMigrateData> = {
+  name: FLOW,
+  onResume: 'complete',
+  steps: [
+    {
+      name: 'state',
+      async run(ctx) {
+        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
+        if (vm.state !== 'Migrating') await ctx.store.transition(vm.uuid, ctx.data.fromState, 'Migrating');
+      },
+      async rollback(ctx) {
+        const vm = await ctx.store.get(ctx.data.vmUuid);
+        if (vm?.state === 'Migrating') await ctx.store.update(vm.uuid, { state: ctx.data.fromState });
+      },
+    },
+    {
+      name: 'reserve',
+      async run(ctx) {
+        const d = stepDeps(ctx);
+        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
+        ctx.data.reserved = true;
+        await ctx.save();
+        ctx.progress(10, 'reserving capacity on the destination');
+        await allocateHost(ctx.store, { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), hypervisorType: 'KVM', hostUuid: ctx.data.destHostUuid }, vm.uuid);
+        injectFault(FLOW, 'reserve');
+      },
+      async rollback(ctx) {
+        if (ctx.data.reserved && !ctx.data.arrived) await releaseHost(ctx.store, ctx.data.destHostUuid, ctx.data.vmUuid);
+      },
+    },
+    {
+      name: 'prepare',
+      async run(ctx) {
+        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
+        ctx.data.prepared = true;
+        await ctx.save();
+        ctx.progress(20, 'bridges, DHCP and metadata on the destination');
+        // addServices also creates the bridges of the VM's L2 networks on the host
+        await addServices(stepDeps(ctx), vm, ctx.data.destHostUuid);
+        injectFault(FLOW, 'prepare');
+      },
+      async rollback(ctx) {
+        if (ctx.data.prepared && !ctx.data.arrived) await removeServices(stepDeps(ctx), ctx.data.vmUuid, ctx.data.destHostUuid);
+      },
+    },
+    {
+      name: 'migrate',
+      async run(ctx) {
+        const d = stepDeps(ctx);
+        const dest = await mustGet(ctx.store, ctx.data.destHostUuid, 'host');
+        if (!ctx.data.arrived && (await runsOn(d, dest.uuid, ctx.data.vmUuid))) ctx.data.arrived = true;
+        if (!ctx.data.arrived) {
+          ctx.progress(30, `migrating to ${dest.name}`);
+          const addr = String(dest.managementIp);
+          try {
+            const r = await callHost(d, ctx.data.srcHostUuid, 'kvmagent', K.VmMigrate, { uuid: ctx.data.vmUuid, destAddress: addr, destConsoleListen: addr, unsafe: ctx.data.unsafe });
+            log.info({ vm: ctx.data.vmUuid, to: dest.uuid, ms: r.durationMs }, 'live migration done');
+          } catch (e) {
+            // libvirt fails before the switch-over (the domain stays on the source) or after it
+            // (the domain already runs on the destination): ask the destination
+            if (!(await runsOn(d, dest.uuid, ctx.data.vmUuid))) throw e;
+            log.warn({ vm: ctx.data.vmUuid, err: (e as Error).message }, 'migration reported an error, but the VM runs on the destination');
+          }
+          ctx.data.arrived = true;
+          await ctx.save();
+        }
+        injectFault(FLOW, 'migrate');
+      },
+      async rollback(ctx) {
+        // the VM left the source: whatever failed afterwards, the records must follow it
+        if (ctx.data.arrived) await switchToDestination(ctx);
+      },
+    },
+    {
+      name: 'switch',
+      async run(ctx) {
+        ctx.progress(90, 'switching the VM to the destination');
+        await switchToDestination(ctx);
+      },
+    },
+  ],
+};
+
+async function migrateVm(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  return liveMigrate(depsOf(oc.store), vm.uuid, typeof params.hostUuid === 'string' ? params.hostUuid : undefined, oc.job);
+}
+
+/** Live-migrate a VM (to `want`, else the best other host). Also used by host maintenance. */
+export async function liveMigrate(d: CloudDeps, vmUuid: string, want?: string, job?: OpContext['job']): Promise<Resource> {
+  // checked outside the VM's queue (the flow takes it); the state step's compare-and-set guards the race
+  {
+    const vm = await mustGet(d.store, vmUuid, 'vm-instance');
+    if (!['Running', 'Paused'].includes(String(vm.state))) {
+      throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; live migration needs it Running or Paused`, { state: vm.state });
+    }
+    const src = String(vm.hostUuid);
+    const { local, unsafe } = await storageOf(d.store, vm);
+    if (local.length) {
+      throw new TStackError('CONFLICT', `VM ${vm.name} has volume(s) on local storage (${local.map((v) => v.name).join(', ')}); live migration with storage copy is not supported yet: use shared primary storage`, { volumes: local.map((v) => v.uuid) });
+    }
+    if (want === src) throw new TStackError('INVALID_ARGUMENT', `migrate.hostUuid: VM ${vm.name} already runs on host ${src}`, { field: 'migrate.hostUuid' });
+    if (want) await mustGet(d.store, want, 'host', 'migrate.hostUuid');
+    const t = await migrationTargets(d.store, vm, want);
+    const dest = t.hosts[0];
+    if (!dest) {
+      const why = t.rejected.filter((r) => r.hostUuid !== src).map((r) => `${r.name} (${r.hostUuid}): ${r.reason}`);
+      throw new TStackError('CAPACITY_EXCEEDED', `no host can take VM ${vm.name}: ${why.join('; ') || 'there is no other host'}`, { rejected: t.rejected.slice(0, 100) });
+    }
+    const data: VmMigrateData = { vmUuid: vm.uuid, srcHostUuid: src, destHostUuid: dest.uuid, fromState: String(vm.state), unsafe };
+    const runOpts: Parameters<typeof d.engine.run>[2] = { lockKeys: [vm.uuid] };
+    if (job) {
+      runOpts.id = job.jobUuid;
+      runOpts.onProgress = (pc, m) => job.progress(pc, m);
+    }
+    await d.engine.run(vmMigrateFlow, data, runOpts);
+    return mustGet(d.store, vm.uuid, 'vm-instance');
+  }
+}
+
+export function registerMigrationApi(reg: ApiRegistry): void {
+  if (!reg.action('vm-instances', 'migrate')?.run) {
+    // schema from the model: {hostUuid?}
+    reg.registerAction('vm-instances', 'migrate', { long: true, adminOnly: true, run: migrateVm });
+  }
+}

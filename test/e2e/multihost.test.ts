@@ -1,0 +1,257 @@
+// Several real hosts: this machine (host 1, on the management fabric's first address) and a
+// namespaced host (scripts/nshost: own libvirtd, sshd, network stack) added over SSH through
+// the host API like any server; a shared-mount-point primary storage seen by both; the flat L3
+// on an L2 that spans both hosts. Real guests: a VM on each host (they ping each other across
+// hosts), live migration both ways through the API keeping the guest's boot id and an open SSH
+// session, fault injection in the migration flow (the VM stays on exactly one host), and host
+// maintenance (its VMs live-migrate away; new VMs avoid it).
+import assert from 'node:assert/strict';
+import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
+import { exec } from '../../shared/exec.js';
+import { useCleanup } from '../harness/cleanup.js';
+import { testController, type ApiClient, type TestController } from '../harness/controller.js';
+import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.js';
+import { ensureLibvirt } from '../harness/libvirt.js';
+import { createBridge, deleteLink } from '../harness/net.js';
+import { nsFabric, nsHostUp, type NsFabric } from '../harness/nshost.js';
+import { runId, tmpDir } from '../harness/tmp.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { cloudModule } from '../../controller/cloud/install.js';
+import type { HostLayout } from '../../controller/host/render.js';
+
+const MiB = 1024 * 1024;
+
+async function ok(api: ApiClient, path: string, body: unknown, method: 'post' | 'del' = 'post'): Promise<any> {
+  const sep = path.includes('?') ? '&' : '?';
+  const r = method === 'post' ? await api.post(`${path}${sep}wait=true`, body) : await api.del(`${path}${sep}wait=true`);
+  assert.ok(r.status === 200 || r.status === 201, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** Domain names (tstack-…) running under a libvirt URI. */
+async function domains(uri: string): Promise<string[]> {
+  const out = (await exec('virsh', ['-c', uri, 'list', '--name'], { timeoutMs: 30_000 })).stdout;
+  return out.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('tstack-'));
+}
+
+describe('e2e: several hosts — namespaced host added over SSH, shared storage, cross-host network, live migration', function () {
+  this.timeout(1_800_000);
+  const cleanup = useCleanup();
+  const rid = runId();
+  const bridge = `${rid}mbr`;
+  const nic = `${rid}md0`;
+  const net = `10.${randomInt(120, 200)}.${randomInt(1, 250)}`;
+  let fab: NsFabric;
+  let c: TestController;
+  let api: ApiClient;
+  let layout: HostLayout;
+  let sharedDir: string;
+  let bsDir: string;
+  let key: { priv: string; pubKey: string };
+  let imageServer: Server;
+  const ids: Record<string, string> = {};
+  const uris: Record<string, string> = {};
+  const vms: Record<string, any> = {};
+
+  before(async function () {
+    await ensureLibvirt();
+    const img = await guestImage();
+    const tree = await builtTree();
+    const sshKey = authorizedKey(cleanup, 'multihost');
+    layout = await tempLayout(cleanup);
+    const ports = await freePorts();
+    cleanup.add(() => killAgents(layout), 'stop host 1 agents');
+    // the VM network: a bridge with this machine's address and a veth end as host 1's L2 interface
+    await createBridge(bridge, cleanup);
+    await exec('ip', ['addr', 'add', `${net}.254/24`, 'dev', bridge]);
+    await exec('ip', ['link', 'add', nic, 'type', 'veth', 'peer', 'name', `${rid}md1`]);
+    cleanup.add(() => deleteLink(nic), `veth ${nic}`);
+    // every extra host gets an interface of the same name joined to the same bridge, and its own
+    // agent config/data/run/log directories (the install directory is shared, as on one image)
+    fab = await nsFabric(cleanup, { links: [{ bridge, ifname: nic }], private: [layout.etcDir, layout.dataDir, layout.runDir, layout.logDir] });
+    const h2 = await nsHostUp(fab, 2, cleanup);
+    uris.h1 = 'qemu:///system';
+    uris.h2 = h2.uri;
+    const work = await tmpDir('multihost', cleanup);
+    sharedDir = join(work, 'shared');
+    bsDir = join(work, 'bs');
+    mkdirSync(sharedDir);
+    mkdirSync(bsDir);
+    key = await makeSshKey(join(work, 'keys'));
+    imageServer = createServer((req, res) => {
+      if (req.url !== '/tinyguest.qcow2') {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      res.setHeader('content-length', String(statSync(img.qcow2).size));
+      createReadStream(img.qcow2).pipe(res);
+    });
+    await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
+    cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
+    // the controller listens on the fabric: agents on every host post their events to it
+    c = await testController(cleanup, {
+      listenHost: fab.ip(1),
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '0.0.0.0', pingIntervalMs: 5_000 } })],
+    } as never);
+    api = await c.login('admin', c.adminPassword);
+    cleanup.add(() => {
+      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
+      if (!existsSync(pub)) return;
+      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
+      const f = '/root/.ssh/authorized_keys';
+      writeFileSync(f, readFileSync(f, 'utf8').split('\n').filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
+    }, "controller key in root's authorized_keys");
+    cleanup.add(async () => {
+      for (const vm of Object.values(vms)) {
+        const v = await api.get(`/v1/vm-instances/${vm.uuid}`);
+        if (v.status !== 200) continue;
+        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
+        await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { expunge: {} });
+      }
+      if (ids.l3) await api.del(`/v1/l3-networks/${ids.l3}?wait=true`);
+    }, 'cloud resources');
+    Object.assign(ids, { sshKey: sshKey.privateKey });
+  });
+
+  it('adds this machine and a namespaced host over SSH; shared storage, image, L2 and flat L3 span both', async () => {
+    ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
+    ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;
+    for (const n of [1, 2]) {
+      const h = await ok(api, '/v1/hosts', { name: `${rid}-host${n}`, clusterUuid: ids.cluster, managementIp: fab.ip(n), username: 'root', sshPrivateKey: ids.sshKey, virtType: 'qemu' });
+      assert.equal(h.status, 'Connected', JSON.stringify(h));
+      ids[`h${n}`] = h.uuid;
+    }
+    const h2 = (await api.get(`/v1/hosts/${ids.h2}`)).body;
+    assert.equal(h2.hostname, 'nsh-h2', 'the second host reports its own host name');
+    ids.bs = (await ok(api, '/v1/backup-storage', { name: `${rid}-bs`, hostname: fab.ip(1), url: bsDir })).uuid;
+    await ok(api, `/v1/zones/${ids.zone}/actions`, { attachBackupStorage: { backupStorageUuid: ids.bs } });
+    ids.ps = (await ok(api, '/v1/primary-storage', { name: `${rid}-shared`, zoneUuid: ids.zone, type: 'SharedMountPoint', url: sharedDir })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ids.ps } });
+    assert.equal((await api.get(`/v1/primary-storage/${ids.ps}`)).body.status, 'Connected');
+    ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 160 * MiB })).uuid;
+    const addr = imageServer.address() as AddressInfo;
+    ids.image = (await ok(api, '/v1/images', { name: `${rid}-guest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
+    ids.l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2`, zoneUuid: ids.zone, physicalInterface: nic, tags: [`bridgeName::${bridge}`] })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: ids.l2 } });
+    ids.l3 = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3`, l2NetworkUuid: ids.l2, dnsDomain: 'multi.test' })).uuid;
+    await ok(api, '/v1/ip-ranges', { l3NetworkUuid: ids.l3, startIp: `${net}.10`, endIp: `${net}.60`, netmask: '255.255.255.0', gateway: `${net}.1` });
+  });
+
+  it('a VM on each host: both boot from the shared storage, get their IPs from their own host and ping each other', async () => {
+    const mk = (name: string, hostUuid: string) =>
+      ok(api, '/v1/vm-instances', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], sshKey: key.pubKey, hostUuid });
+    // one at a time: two TCG boots at once on a shared 2-core machine only slow both down
+    vms.a = await mk(`${rid}-a`, ids.h1!);
+    vms.b = await mk(`${rid}-b`, ids.h2!);
+    assert.equal(vms.a.hostUuid, ids.h1);
+    assert.equal(vms.b.hostUuid, ids.h2);
+    assert.ok((await domains(uris.h2!)).includes(`tstack-${vms.b.uuid}`), 'VM b runs under host 2’s libvirtd');
+    assert.ok(!(await domains(uris.h1!)).includes(`tstack-${vms.b.uuid}`), 'and not under this machine’s');
+    for (const vm of [vms.a, vms.b]) {
+      await waitForSerial(vm.serialLogPath, /TINYGUEST-READY/, 300_000);
+      const line = await waitForSerial(vm.serialLogPath, /eth0 ip=/, 5_000);
+      assert.ok(line.includes(`ip=${vm.vmNics[0].ip}`), `${vm.name} got its address from its host's DHCP: ${line}`);
+      const out = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'hostname', timeoutMs: 180_000 });
+      assert.ok(out.trim().length > 0);
+    }
+    const ping = await sshRun({ host: vms.a.vmNics[0].ip, key: key.priv, cmd: `ping -c 3 -W 2 ${vms.b.vmNics[0].ip}` });
+    assert.match(ping, / 0% packet loss/, ping);
+  });
+
+  it('live-migrates a VM to the namespaced host and back through the API: same boot id, the SSH session survives', async () => {
+    const vm = vms.a;
+    const ip = vm.vmNics[0].ip;
+    const bootId = (await sshRun({ host: ip, key: key.priv, cmd: 'cat /proc/sys/kernel/random/boot_id' })).trim();
+    for (const [to, uri, from] of [['h2', uris.h2!, uris.h1!], ['h1', uris.h1!, uris.h2!]] as const) {
+      // an SSH session open across the migration: it prints the boot id when it ends
+      const session = sshRun({ host: ip, key: key.priv, cmd: 'sleep 12; cat /proc/sys/kernel/random/boot_id', timeoutMs: 60_000 });
+      await new Promise((r) => setTimeout(r, 2_000));
+      const started = Date.now();
+      // host 2 first by name; the way back without hostUuid: the only other host
+      const moved = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { migrate: to === 'h2' ? { hostUuid: ids.h2 } : {} });
+      const ms = Date.now() - started;
+      assert.equal(moved.state, 'Running');
+      assert.equal(moved.hostUuid, ids[to], `the VM record says ${to}`);
+      assert.ok((await domains(uri)).includes(`tstack-${vm.uuid}`), `the domain runs on ${to}`);
+      assert.ok(!(await domains(from)).includes(`tstack-${vm.uuid}`), 'and no longer on the source');
+      assert.equal((await session).trim(), bootId, 'the SSH session opened before the migration finished, in the same boot');
+      assert.equal((await sshRun({ host: ip, key: key.priv, cmd: 'cat /proc/sys/kernel/random/boot_id' })).trim(), bootId);
+      assert.equal((await c.store.claims(`host-capacity:${ids[to === 'h2' ? 'h1' : 'h2']}`)).some((x) => x.key === vm.uuid), false, 'the source reservation is released');
+      assert.equal((await c.store.claims(`host-capacity:${ids[to]}`)).some((x) => x.key === vm.uuid), true, 'the destination holds it');
+      console.log(`      migration to ${to} through the API: ${ms} ms`);
+    }
+    // reaches VM b on the other host after the moves
+    const ping = await sshRun({ host: ip, key: key.priv, cmd: `ping -c 2 -W 2 ${vms.b.vmNics[0].ip}` });
+    assert.match(ping, / 0% packet loss/);
+  });
+
+  it('refuses what cannot work with a 4xx: a stopped VM, the host it is on, an unknown host', async () => {
+    const vm = vms.a;
+    const same = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { migrate: { hostUuid: ids.h1 } });
+    assert.equal(same.status, 400, JSON.stringify(same.body));
+    const unknown = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { migrate: { hostUuid: '00000000-0000-4000-8000-000000000000' } });
+    assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
+    const disabled = await ok(api, `/v1/hosts/${ids.h2}/actions`, { changeState: { stateEvent: 'disable' } });
+    assert.equal(disabled.state, 'Disabled');
+    try {
+      const r = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { migrate: {} });
+      assert.ok(r.status >= 400 && r.status < 500, JSON.stringify(r.body));
+      assert.match(r.body.message, /Disabled/, 'the refusal names why the other host cannot take it');
+    } finally {
+      await ok(api, `/v1/hosts/${ids.h2}/actions`, { changeState: { stateEvent: 'enable' } });
+    }
+  });
+
+  for (const step of ['prepare', 'migrate']) {
+    it(`fault injected at the ${step} step: the VM runs on exactly one host and its record says which`, async () => {
+      const vm = vms.b;
+      process.env.TSTACK_FAULT_INJECT = `vm-migrate:${step}`;
+      let r;
+      try {
+        r = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { migrate: {} });
+      } finally {
+        delete process.env.TSTACK_FAULT_INJECT;
+      }
+      assert.equal(r.body.code, 'INJECTED_FAULT', JSON.stringify(r.body));
+      const now = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body;
+      assert.equal(now.state, 'Running');
+      // before the switch-over nothing moved; after it the record followed the domain
+      const expected = step === 'prepare' ? 'h2' : 'h1';
+      assert.equal(now.hostUuid, ids[expected]);
+      const on1 = (await domains(uris.h1!)).includes(`tstack-${vm.uuid}`);
+      const on2 = (await domains(uris.h2!)).includes(`tstack-${vm.uuid}`);
+      assert.deepEqual([on1, on2], [expected === 'h1', expected === 'h2'], 'the domain runs on exactly that host');
+      const other = ids[expected === 'h1' ? 'h2' : 'h1'];
+      assert.equal((await c.store.claims(`host-capacity:${other}`)).some((x) => x.key === vm.uuid), false, 'no reservation left on the other host');
+      await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'true', timeoutMs: 60_000 });
+    });
+  }
+
+  it('maintenance empties a host (its VMs live-migrate away) and new VMs avoid it; enable takes it back', async () => {
+    // after the fault tests both VMs are on host 1
+    for (const vm of [vms.a, vms.b]) assert.equal((await api.get(`/v1/vm-instances/${vm.uuid}`)).body.hostUuid, ids.h1);
+    const h = await ok(api, `/v1/hosts/${ids.h1}/actions`, { changeState: { stateEvent: 'maintain' } });
+    assert.equal(h.state, 'Maintenance');
+    for (const vm of [vms.a, vms.b]) {
+      const now = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body;
+      assert.equal(now.state, 'Running');
+      assert.equal(now.hostUuid, ids.h2, `${vm.name} moved to host 2`);
+      assert.ok((await domains(uris.h2!)).includes(`tstack-${vm.uuid}`));
+    }
+    assert.deepEqual((await domains(uris.h1!)).filter((n) => n.includes(vms.a.uuid) || n.includes(vms.b.uuid)), []);
+    await sshRun({ host: vms.a.vmNics[0].ip, key: key.priv, cmd: 'true' });
+    const c1 = await ok(api, '/v1/vm-instances', { name: `${rid}-c`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], strategy: 'CreateStopped' });
+    vms.c = c1;
+    const placed = await ok(api, `/v1/vm-instances/${c1.uuid}/actions`, { start: {} });
+    assert.equal(placed.hostUuid, ids.h2, 'a new VM avoids the host in maintenance');
+    const pinned = await api.post(`/v1/vm-instances/${c1.uuid}/actions?wait=true`, { migrate: { hostUuid: ids.h1 } });
+    assert.ok(pinned.status >= 400 && pinned.status < 500, JSON.stringify(pinned.body));
+    assert.match(pinned.body.message, /Maintenance/);
+    assert.equal((await ok(api, `/v1/hosts/${ids.h1}/actions`, { changeState: { stateEvent: 'enable' } })).state, 'Enabled');
+  });
+});
