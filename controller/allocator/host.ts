@@ -27,6 +27,8 @@ export interface HostRequest {
   clusterUuid?: string;
   zoneUuid?: string;
   avoidHostUuids?: string[];
+  /** Hosts excluded with the reason a refusal shows (affinity groups). */
+  excluded?: Record<string, string>;
   hypervisorType?: string;
   strategy?: HostStrategy;
 }
@@ -83,6 +85,7 @@ export function rejectReason(c: HostCandidate, req: HostRequest, p: HostPolicy):
   const h = c.host;
   if (req.hostUuid && h.uuid !== req.hostUuid) return 'not the requested host';
   if (req.avoidHostUuids?.includes(h.uuid)) return 'excluded';
+  if (req.excluded?.[h.uuid]) return req.excluded[h.uuid];
   if (req.clusterUuid && h.parentUuid !== req.clusterUuid) return 'not in the requested cluster';
   if (req.zoneUuid && (c.cluster?.parentUuid ?? h.zoneUuid) !== req.zoneUuid) return 'not in the requested zone';
   if (h.state !== 'Enabled') return `host is ${String(h.state)}`;

@@ -17,6 +17,7 @@ import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js'
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
 import { registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
 import { evacuateHost } from '../compute/maintenance.js';
+import { registerAffinityApi } from '../compute/affinity.js';
 import { setEvacuator } from '../host/service.js';
 import { resumeJournal } from '../workflow/flow.js';
 import { setDeps, type CloudDeps } from './common.js';
@@ -71,6 +72,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   registerNetworkApi(s.registry);
   registerComputeApi(s.registry);
   registerMigrationApi(s.registry);
+  registerAffinityApi(s.registry);
   const offs: Array<() => void> = [];
   offs.push(watchVmEvents(deps));
   // a host that (re)connects gets its cluster's bridges and primary storage

@@ -20,6 +20,7 @@ import { allocateHost, hostCandidates, rankHosts, releaseHost, type HostRequest,
 import type { FlowContext, FlowDef } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { addServices, dataVolumesOf, l2sOf, removeServices } from './vm.js';
+import { affinityOf } from './affinity.js';
 
 const log = logger('vm-migrate');
 const FLOW = 'vm-migrate';
@@ -78,12 +79,17 @@ export async function migrationTargets(store: InventoryStore, vm: Resource, host
   const { rootPs } = await storageOf(store, vm);
   const req: HostRequest = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), primaryStorageUuid: rootPs.uuid, hypervisorType: 'KVM', avoidHostUuids: [src] };
   if (hostUuid) req.hostUuid = hostUuid;
+  // its affinity group: antiHard hosts are refused with the reason, antiSoft ones come last
+  const aff = await affinityOf(store, vm);
+  if (aff.policy === 'antiHard') req.excluded = aff.excluded;
   const cands = await hostCandidates(store, req);
-  const { ranked, rejected } = rankHosts(cands, req);
+  const { ranked: r0, rejected } = rankHosts(cands, req);
+  const ranked = aff.policy === 'antiSoft' ? [...r0.filter((f) => !aff.excluded[f.candidate.host.uuid]), ...r0.filter((f) => aff.excluded[f.candidate.host.uuid])] : r0;
   const hosts: MigrationTargets['hosts'] = [];
   for (const f of ranked) {
     const h = f.candidate.host;
     if (!IPV4.test(String(h.managementIp))) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is not an IPv4 address (libvirt migrates over it)` });
+    else if (String(h.managementIp).startsWith('127.')) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is loopback: other hosts cannot migrate into it` });
     else hosts.push({ uuid: h.uuid, name: h.name });
   }
   return { hosts, rejected: rejected.map((r) => (r.hostUuid === src ? { ...r, reason: 'the VM runs there' } : r)) };

@@ -31,6 +31,7 @@ import { addNicServices, ensureBridge, removeNicServices } from '../network/inde
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { attachedFrom } from '../model/attachments.js';
 import { issueConsoleToken, vncPassword } from '../console/tokens.js';
+import { allocateHostFor } from './affinity.js';
 
 const log = logger('vm');
 
@@ -215,7 +216,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
       if (typeof vm.requestedZoneUuid === 'string') req.zoneUuid = vm.requestedZoneUuid;
       if (typeof vm.primaryStorageUuidForRootVolume === 'string') req.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
       if (typeof vm.allocatorStrategy === 'string') req.strategy = vm.allocatorStrategy as 'least-used';
-      const a = await allocateHost(ctx.store, req, vm.uuid);
+      const a = await allocateHostFor(ctx.store, req, vm);
       ctx.data.hostUuid = a.hostUuid;
       await ctx.save();
       await ctx.store.update(vm.uuid, { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' });
@@ -458,7 +459,7 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
         const req: Parameters<typeof allocateHost>[1] = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), hypervisorType: 'KVM' };
         const pinned = (await pinnedHost(d, vm)) ?? (ctx.data.hostUuid as string | undefined);
         if (pinned) req.hostUuid = pinned;
-        const a = await allocateHost(ctx.store, req, vm.uuid);
+        const a = await allocateHostFor(ctx.store, req, vm);
         ctx.data.hostUuid = a.hostUuid;
         await ctx.save();
       },

@@ -32,6 +32,22 @@ async function ok(api: ApiClient, path: string, body: unknown, method: 'post' | 
   return r.body;
 }
 
+/** POST as a job and wait for it (a host add deploys the agents: longer than an HTTP request may wait). */
+async function viaJob(api: ApiClient, path: string, body: unknown): Promise<any> {
+  const r = await api.post(path, body);
+  assert.equal(r.status, 202, `${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  const deadline = Date.now() + 900_000;
+  for (;;) {
+    const j = await api.get(`/v1/jobs/${r.body.jobUuid}`);
+    if (j.body.state !== 'Running') {
+      assert.equal(j.body.state, 'Succeeded', JSON.stringify(j.body));
+      return j.body.result;
+    }
+    if (Date.now() > deadline) throw new Error(`job ${r.body.jobUuid} still running`);
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
 /** Domain names (tstack-…) running under a libvirt URI. */
 async function domains(uri: string): Promise<string[]> {
   const out = (await exec('virsh', ['-c', uri, 'list', '--name'], { timeoutMs: 30_000 })).stdout;
@@ -122,7 +138,7 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
     ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;
     for (const n of [1, 2]) {
-      const h = await ok(api, '/v1/hosts', { name: `${rid}-host${n}`, clusterUuid: ids.cluster, managementIp: fab.ip(n), username: 'root', sshPrivateKey: ids.sshKey, virtType: 'qemu' });
+      const h = await viaJob(api, '/v1/hosts', { name: `${rid}-host${n}`, clusterUuid: ids.cluster, managementIp: fab.ip(n), username: 'root', sshPrivateKey: ids.sshKey, virtType: 'qemu' });
       assert.equal(h.status, 'Connected', JSON.stringify(h));
       ids[`h${n}`] = h.uuid;
     }
@@ -135,7 +151,7 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     assert.equal((await api.get(`/v1/primary-storage/${ids.ps}`)).body.status, 'Connected');
     ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 160 * MiB })).uuid;
     const addr = imageServer.address() as AddressInfo;
-    ids.image = (await ok(api, '/v1/images', { name: `${rid}-guest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
+    ids.image = (await viaJob(api, '/v1/images', { name: `${rid}-guest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
     ids.l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2`, zoneUuid: ids.zone, physicalInterface: nic, tags: [`bridgeName::${bridge}`] })).uuid;
     await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: ids.l2 } });
     ids.l3 = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3`, l2NetworkUuid: ids.l2, dnsDomain: 'multi.test' })).uuid;
@@ -253,5 +269,31 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     assert.ok(pinned.status >= 400 && pinned.status < 500, JSON.stringify(pinned.body));
     assert.match(pinned.body.message, /Maintenance/);
     assert.equal((await ok(api, `/v1/hosts/${ids.h1}/actions`, { changeState: { stateEvent: 'enable' } })).state, 'Enabled');
+  });
+
+  it('anti-affinity (antiHard): the group spreads its VMs over the two hosts and refuses a third, naming the group; migration honours it', async () => {
+    // a and b run on host 2 (maintenance moved them), c too
+    const g = await ok(api, '/v1/affinity-groups', { name: `${rid}-web`, policy: 'antiHard' });
+    await ok(api, `/v1/affinity-groups/${g.uuid}/actions`, { addVm: { vmUuid: vms.a.uuid } });
+    const clash = await api.post(`/v1/affinity-groups/${g.uuid}/actions?wait=true`, { addVm: { vmUuid: vms.c.uuid } });
+    assert.equal(clash.status, 409, 'c runs next to a: refused');
+    await ok(api, `/v1/vm-instances/${vms.c.uuid}/actions`, { stop: { type: 'cold' } });
+    await ok(api, `/v1/affinity-groups/${g.uuid}/actions`, { addVm: { vmUuid: vms.c.uuid } });
+    const c2 = await ok(api, `/v1/vm-instances/${vms.c.uuid}/actions`, { start: {} });
+    assert.equal(c2.hostUuid, ids.h1, 'c is placed away from a');
+    const mig = await api.post(`/v1/vm-instances/${vms.c.uuid}/actions?wait=true`, { migrate: { hostUuid: ids.h2 } });
+    assert.ok(mig.status >= 400 && mig.status < 500, JSON.stringify(mig.body));
+    assert.match(mig.body.message, new RegExp(`affinity group ${rid}-web \\(antiHard\\)`));
+    // a third VM of the group with both hosts taken
+    await ok(api, `/v1/vm-instances/${vms.b.uuid}/actions`, { stop: { type: 'cold' } });
+    await ok(api, `/v1/affinity-groups/${g.uuid}/actions`, { addVm: { vmUuid: vms.b.uuid } });
+    const third = await api.post(`/v1/vm-instances/${vms.b.uuid}/actions?wait=true`, { start: {} });
+    assert.ok(third.status >= 400 && third.status < 500, JSON.stringify(third.body));
+    assert.match(third.body.message, new RegExp(`${rid}-host1 .*affinity group ${rid}-web`));
+    assert.match(third.body.message, new RegExp(`${rid}-host2 .*affinity group ${rid}-web`));
+    assert.equal((await api.get(`/v1/vm-instances/${vms.b.uuid}`)).body.state, 'Stopped');
+    // the group disabled: it constrains nothing
+    await ok(api, `/v1/affinity-groups/${g.uuid}/actions`, { changeState: { stateEvent: 'disable' } });
+    assert.equal((await ok(api, `/v1/vm-instances/${vms.b.uuid}/actions`, { start: {} })).state, 'Running');
   });
 });
