@@ -9,6 +9,7 @@
 //   const vm = await fc.createVm('vm1');                     // POST /v1/vm-instances?wait=true
 //   fc.storage.failNext('volume/create-root', 'STORAGE_ERROR'); // fault injection
 //   await fc.restartKvmAgent();                              // same port and token, fresh process state
+import type { ControllerModule } from '../../controller/main.js';
 import { randomUUID } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema } from '@sinclair/typebox';
@@ -134,7 +135,8 @@ export interface FakeCloud {
   restartKvmAgent(): Promise<void>;
 }
 
-export async function startFakeCloud(cleanup: Cleanup): Promise<FakeCloud> {
+/** `modules`: more controller modules next to the cloud (e.g. monitoring). */
+export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[] } = {}): Promise<FakeCloud> {
   const kvmToken = randomUUID() + randomUUID();
   const driver = new FakeDriver();
   const network = new FakeNetwork(['eth0']);
@@ -157,7 +159,7 @@ export async function startFakeCloud(cleanup: Cleanup): Promise<FakeCloud> {
   cleanup.add(() => vrouter.close(), 'fake vrouteragent');
 
   const registry = new ApiRegistry();
-  const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false })] } as never);
+  const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false }), ...(o.modules ?? [])] } as never);
   const api = await controller.login('admin', controller.adminPassword);
   const admin = controller.auth.adminAccountUuid;
   const now = new Date().toISOString();
