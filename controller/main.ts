@@ -5,7 +5,7 @@
 // `startController(opts)` runs the same thing in-process (tests) and returns {url, close()}.
 import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { logger } from '../shared/log.js';
@@ -27,6 +27,7 @@ import { apiRegistry, type ApiRegistry } from './api/registry.js';
 import { ReconcileQueue, type ReconcileOptions } from './reconcile/queue.js';
 import { uiMiddleware } from './webui/serve.js';
 import { attachConsoleProxy, type ConsoleProxy } from './console/proxy.js';
+import { applyServerLimits, serverOptions } from '../shared/http/limits.js';
 
 const log = logger('controller');
 
@@ -61,6 +62,8 @@ export interface ControllerOptions {
   reconcile?: ReconcileOptions;
   /** Audit records older than this are deleted (default 90). */
   auditRetentionDays?: number;
+  /** API requests in progress at once before 503 + Retry-After (default API_MAX_IN_FLIGHT). */
+  maxInFlight?: number;
 }
 
 /**
@@ -193,15 +196,18 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const apiDeps: Parameters<typeof buildApi>[0] = { store, auth, jobs, bus, agents, registry, agentClient, version };
     if (o.token) apiDeps.metricsToken = o.token;
     apiDeps.middleware = [...audit.middleware(statusOf), ...apiMiddleware];
+    if (o.maxInFlight !== undefined) apiDeps.maxInFlight = o.maxInFlight;
     const { app } = buildApi(apiDeps);
     app.use(uiMiddleware(o.uiDir)); // the web console at / (after the API routes)
     const host = o.listenHost ?? '0.0.0.0';
     server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(o.listenPort ?? 8080, host, () => resolve(s));
+      const s = createServer(serverOptions(), app.callback());
       s.once('error', reject);
+      s.listen(o.listenPort ?? 8080, host, () => resolve(s));
     });
     server.keepAliveTimeout = 5_000;
     consoleProxy = attachConsoleProxy(server, { store, auth }); // WebSocket /v1/console/<token>
+    applyServerLimits(server);
     const port = (server.address() as AddressInfo).port;
     const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
     const url = `http://${urlHost}:${port}`;

@@ -57,6 +57,8 @@ export const ERROR_TABLE: Readonly<Record<string, ErrorInfo>> = {
   VOLUME_NOT_FOUND: row(404, 'not-found'),
   IMAGE_NOT_FOUND: row(404, 'not-found'),
   METHOD_NOT_ALLOWED: row(405, 'permanent'),
+  PAYLOAD_TOO_LARGE: row(413, 'permanent'),
+  UNSUPPORTED_MEDIA_TYPE: row(415, 'permanent'),
   CONFLICT: row(409, 'conflict'),
   CAPACITY_EXCEEDED: row(409, 'conflict'),
   HOST_KEY_MISMATCH: row(409, 'conflict'),
@@ -75,6 +77,7 @@ export const ERROR_TABLE: Readonly<Record<string, ErrorInfo>> = {
   HOST_UNREACHABLE: row(502, 'retryable'),
   AGENT_UNREACHABLE: row(503, 'retryable'),
   TASK_LOST: row(503, 'retryable'),
+  BUSY: row(503, 'retryable'),
   TIMEOUT: row(504, 'retryable'),
 };
 

@@ -3,12 +3,13 @@
 // field?} with a 4xx for anything the caller did wrong; a stack trace never leaves.
 import Koa from 'koa';
 import Router from '@koa/router';
-import { bodyParser } from '@koa/bodyparser';
 import { timingSafeEqual } from 'node:crypto';
 import { TStackError, errorInfo, httpStatusOf } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.js';
 import { validate } from '../../shared/protocol/schema.js';
+import { jsonBody } from '../../shared/http/body.js';
+import { WorkGate, allowedMethods, concurrencyLimit } from '../../shared/http/limits.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { SessionCreate, type AuthService, type Principal } from '../auth/accounts.js';
 import { registerAccounts } from '../auth/collection.js';
@@ -17,7 +18,7 @@ import type { EventBus } from '../events/bus.js';
 import type { AgentRegistry } from '../events/agent-events.js';
 import { sseHandler } from '../events/sse.js';
 import type { AgentClient } from '../agent-client/client.js';
-import { parseListQuery, project } from './query.js';
+import { declaredFields, parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
 import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
@@ -40,7 +41,14 @@ export interface ApiDeps {
   metricsToken?: string;
   /** Run after body parsing, before the routes (the audit recorder, feature modules' own routes). */
   middleware?: Koa.Middleware[];
+  /** Requests in progress at once before 503 + Retry-After (default API_MAX_IN_FLIGHT; /health is exempt). */
+  maxInFlight?: number;
 }
+
+/** Requests the API serves at once (issue 20: beyond it 503 + Retry-After, /health still answers). */
+export const API_MAX_IN_FLIGHT = 256;
+/** Largest request body, on the wire and decompressed. */
+export const API_BODY_LIMIT = 8 * 1024 * 1024;
 
 export interface ApiApp {
   app: Koa;
@@ -75,6 +83,22 @@ function errorBody(err: TStackError): Record<string, unknown> {
   return body;
 }
 
+const JOB_FIELDS: ReadonlySet<string> = new Set(['uuid', 'type', 'state', 'progress', 'message', 'result', 'error', 'accountUuid', 'resourceUuid', 'createDate', 'lastOpDate', 'finishDate']);
+
+// per create schema: a collection's spec object is rebuilt on every lookup, its schemas are not
+const declaredCache = new WeakMap<object, ReadonlySet<string>>();
+/** The fields list requests on this collection may name (q, sort, fields). */
+function fieldsOf(spec: CollectionSpec): ReadonlySet<string> {
+  let f = declaredCache.get(spec.createSchema);
+  if (!f) {
+    const m = spec.model;
+    const extra = [...(m?.systemFields ?? []), ...(m?.parentField ? [m.parentField] : [])];
+    f = declaredFields([spec.createSchema, spec.updateSchema, spec.viewSchema], extra, [...(spec.hiddenFields ?? []), ...(m?.secretFields ?? [])]);
+    declaredCache.set(spec.createSchema, f);
+  }
+  return f;
+}
+
 export function buildApi(d: ApiDeps): ApiApp {
   registerCollections(d.registry);
   registerAccounts(d.registry);
@@ -95,11 +119,12 @@ export function buildApi(d: ApiDeps): ApiApp {
       const status = (e as { status?: number; expose?: boolean }).status;
       if (!(e instanceof TStackError) && typeof status === 'number' && status >= 400 && status < 500) {
         // koa/bodyparser/router errors: bad JSON, body too large, method not allowed…
-        err = status === 405 ? new TStackError('METHOD_NOT_ALLOWED', `${ctx.method} is not supported on ${ctx.path}`) : new TStackError('INVALID_ARGUMENT', `bad request: ${(e as Error).message}`, { field: '(body)' });
-        ctx.status = status === 405 ? 405 : status === 413 ? 413 : 400;
+        err = new TStackError('INVALID_ARGUMENT', `bad request: ${(e as Error).message}`, { field: '(body)' });
+        ctx.status = 400;
       } else {
         ctx.status = statusOf(err.code);
       }
+      if (err.code === 'BUSY' && !ctx.response.get('Retry-After')) ctx.set('Retry-After', '1');
       if (ctx.status >= 500 && err.code === 'INTERNAL') {
         log.error({ err: e, method: ctx.method, path: ctx.path }, 'request failed');
         err = new TStackError('INTERNAL', `internal error while serving ${ctx.method} ${ctx.path}; see the controller log`);
@@ -118,7 +143,10 @@ export function buildApi(d: ApiDeps): ApiApp {
       }
     }
   });
-  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: '8mb', encoding: 'utf-8' }));
+  app.use(concurrencyLimit({ max: d.maxInFlight ?? API_MAX_IN_FLIGHT, exempt: (ctx) => ctx.path === '/health' }));
+  app.use(allowedMethods());
+  // a login is tiny: nobody unauthenticated gets to make the server parse megabytes
+  app.use(jsonBody({ limit: API_BODY_LIMIT, inflatedLimit: API_BODY_LIMIT, limitFor: (ctx) => (ctx.path === '/v1/sessions' ? 64 * 1024 : undefined) }));
   for (const mw of d.middleware ?? []) app.use(mw);
 
   const authenticate: Koa.Middleware = async (ctx, next) => {
@@ -162,10 +190,13 @@ export function buildApi(d: ApiDeps): ApiApp {
     if (!openapiCache || openapiCache.n !== n) openapiCache = { n, doc: buildOpenApi(d.registry, d.version) };
     ctx.body = openapiCache.doc;
   });
+  // password checks (scrypt) hold a libuv thread each: two at a time, so logins never take the
+  // whole thread pool (zlib, fs, DNS); a flood beyond the queue gets 503 + Retry-After
+  const loginGate = new WorkGate(2, 64, 'logins');
   router.post('/v1/sessions', async (ctx) => {
     const b = validate(SessionCreate, bodyOf(ctx), 'log in');
     try {
-      ctx.body = await d.auth.login(b.accountName, b.password);
+      ctx.body = await loginGate.run(() => d.auth.login(b.accountName, b.password));
     } catch (e) {
       // slow down password guessing a little (and blur timing)
       await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 150)));
@@ -191,7 +222,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.get('/v1/jobs', authenticate, async (ctx) => {
     // same query language as collections (q=state=Running, sort=-createDate, limit, count…)
     const p = ctx.state.principal as Principal;
-    const lp = parseListQuery('job', ctx.query as Record<string, string | string[]>);
+    const lp = parseListQuery('job', ctx.query as Record<string, string | string[]>, undefined, JOB_FIELDS);
     const jobs = (await d.jobs.list(p.isAdmin ? undefined : p.accountUuid)).map((j) => ({ ...jobView(j), kind: 'job', name: j.type, ownerAccountUuid: j.accountUuid, tags: [] }) as unknown as Resource);
     const r = runQuery(jobs, lp.query);
     const strip = (j: Resource): Record<string, unknown> => {
@@ -261,7 +292,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.get('/v1/:collection', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     const p = ctx.state.principal as Principal;
-    const lp = parseListQuery(spec.kind, ctx.query as Record<string, string | string[]>, spec.viewSchema ?? spec.createSchema);
+    const lp = parseListQuery(spec.kind, ctx.query as Record<string, string | string[]>, spec.viewSchema ?? spec.createSchema, fieldsOf(spec));
     for (const f of lp.query.filters ?? []) if (f.field.startsWith('_') || spec.hiddenFields?.includes(f.field)) throw new TStackError('INVALID_ARGUMENT', `q: cannot filter on ${f.field}`, { field: 'q' });
     if (!p.isAdmin) {
       if (spec.shared) lp.query.filters = [...(lp.query.filters ?? []), { field: 'ownerAccountUuid', op: '?=', value: [p.accountUuid, d.auth.adminAccountUuid] }];
@@ -274,7 +305,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.get('/v1/:collection/:uuid', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
-    const fields = typeof ctx.query.fields === 'string' ? ctx.query.fields.split(',').filter(Boolean) : undefined;
+    const { fields } = parseListQuery(spec.kind, typeof ctx.query.fields === 'string' ? { fields: ctx.query.fields } : {}, undefined, fieldsOf(spec));
     ctx.body = project(shape(spec, r), fields);
   });
   router.post('/v1/:collection', authenticate, async (ctx) => {
@@ -342,7 +373,6 @@ export function buildApi(d: ApiDeps): ApiApp {
   });
 
   app.use(router.routes());
-  app.use(router.allowedMethods({ throw: true }));
   return { app, metrics };
 }
 

@@ -3,9 +3,25 @@
 import type { TSchema } from '@sinclair/typebox';
 import { TStackError } from '../../shared/errors.js';
 import type { Filter, FilterOp, Query } from '../store/types.js';
+import { wildcardCount } from '../store/like.js';
 
 export const DEFAULT_LIMIT = 1000;
 export const MAX_LIMIT = 10_000;
+
+/** Bounds of one list request (issue 20: each keeps a request's cost proportional to the data). */
+export const LIST_LIMITS = {
+  /** q parameters (AND-ed filters). */
+  filters: 32,
+  /** characters of one q condition. */
+  condition: 2048,
+  /** values of one '?=' list. */
+  inValues: 256,
+  /** characters of a '~=' pattern, and its '%'/'_' wildcards. */
+  likePattern: 256,
+  likeWildcards: 16,
+  /** names in fields=. */
+  fields: 64,
+} as const;
 
 export interface ListParams {
   query: Query;
@@ -25,6 +41,7 @@ type FieldType = 'string' | 'number' | 'boolean' | 'unknown';
 export function fieldTypeOf(schema: TSchema | undefined, field: string): FieldType {
   if (!schema) return 'unknown';
   const props = (schema as { properties?: Record<string, TSchema> }).properties ?? {};
+  if (!Object.hasOwn(props, field)) return 'unknown';
   let s = props[field] as { type?: string | string[]; anyOf?: TSchema[]; items?: TSchema } | undefined;
   if (!s) return 'unknown';
   if (s.type === 'array' && s.items) s = s.items as typeof s;
@@ -70,6 +87,7 @@ function coerce(field: string, raw: string, type: FieldType): string | number | 
 
 /** One `field<op>value` condition. */
 export function parseCondition(cond: string, schema?: TSchema): Filter {
+  if (cond.length > LIST_LIMITS.condition) throw bad('q', `a condition is at most ${LIST_LIMITS.condition} characters`);
   let best: { i: number; op: FilterOp } | undefined;
   for (const op of OPS) {
     const i = cond.indexOf(op);
@@ -83,6 +101,7 @@ export function parseCondition(cond: string, schema?: TSchema): Filter {
   if (best.op === '?=') {
     const parts = raw.split(',').filter((p) => p !== '');
     if (parts.length === 0) throw bad(`q.${field}`, '?= (in) needs a comma-separated list');
+    if (parts.length > LIST_LIMITS.inValues) throw bad(`q.${field}`, `?= (in) takes at most ${LIST_LIMITS.inValues} values`);
     return {
       field,
       op: '?=',
@@ -93,7 +112,11 @@ export function parseCondition(cond: string, schema?: TSchema): Filter {
       }),
     };
   }
-  if (best.op === '~=') return { field, op: '~=', value: raw };
+  if (best.op === '~=') {
+    if (raw.length > LIST_LIMITS.likePattern) throw bad(`q.${field}`, `a ~= pattern is at most ${LIST_LIMITS.likePattern} characters`);
+    if (wildcardCount(raw) > LIST_LIMITS.likeWildcards) throw bad(`q.${field}`, `a ~= pattern has at most ${LIST_LIMITS.likeWildcards} wildcards (% and _)`);
+    return { field, op: '~=', value: raw };
+  }
   if ((best.op === '>' || best.op === '<' || best.op === '>=' || best.op === '<=') && raw === '') throw bad(`q.${field}`, `${best.op} needs a value`);
   return { field, op: best.op, value: coerce(field, raw, type) };
 }
@@ -115,16 +138,27 @@ const one = (name: string, v: string | string[] | undefined): string | undefined
 
 const KNOWN = new Set(['q', 'limit', 'start', 'sort', 'count', 'fields', 'wait', 'replyWithCount']);
 
+/** A field name the request may use: declared (first segment of a dotted name), when `known` is given. */
+function checkKnown(param: string, field: string, known: ReadonlySet<string> | undefined): void {
+  if (!known) return;
+  const top = field.split('.', 1)[0]!;
+  if (!known.has(top)) throw bad(param, `'${field}' is not a field of this collection`);
+}
+
 /**
  * Parse a list request's query string. `sort=+name` arrives as ' name' (a '+' in a query
- * string is a space), so a leading space means ascending too.
+ * string is a space), so a leading space means ascending too. `known`: the fields the
+ * collection declares; q, sort and fields naming anything else are a 400.
  */
-export function parseListQuery(kind: string, qs: Record<string, string | string[] | undefined>, schema?: TSchema): ListParams {
+export function parseListQuery(kind: string, qs: Record<string, string | string[] | undefined>, schema?: TSchema, known?: ReadonlySet<string>): ListParams {
   for (const k of Object.keys(qs)) {
     if (!KNOWN.has(k)) throw bad(k, `unknown query parameter (use q=field<op>value to filter; also limit, start, sort, count, fields)`);
   }
   const q = qs.q === undefined ? [] : Array.isArray(qs.q) ? qs.q : [qs.q];
-  const query: Query = { kind, filters: q.map((c) => parseCondition(c, schema)), limit: DEFAULT_LIMIT, start: 0 };
+  if (q.length > LIST_LIMITS.filters) throw bad('q', `at most ${LIST_LIMITS.filters} filters`);
+  const filters = q.map((c) => parseCondition(c, schema));
+  for (const f of filters) checkKnown('q', f.field, known);
+  const query: Query = { kind, filters, limit: DEFAULT_LIMIT, start: 0 };
   const limit = one('limit', qs.limit);
   if (limit !== undefined) query.limit = int('limit', limit, 0, MAX_LIMIT);
   const start = one('start', qs.start);
@@ -134,6 +168,7 @@ export function parseListQuery(kind: string, qs: Record<string, string | string[
     const m = /^([+ -]?)(.+)$/.exec(sort);
     const field = m?.[2]?.trim() ?? '';
     if (!FIELD_RE.test(field)) throw bad('sort', `expected +field or -field, got '${sort}'`);
+    checkKnown('sort', field, known);
     query.sort = { field, dir: m![1] === '-' ? 'desc' : 'asc' };
   }
   const count = one('count', qs.count);
@@ -143,7 +178,11 @@ export function parseListQuery(kind: string, qs: Record<string, string | string[
   if (fields !== undefined) {
     const fs = fields.split(',').map((f) => f.trim()).filter(Boolean);
     if (fs.length === 0) throw bad('fields', 'expected a comma-separated list of field names');
-    for (const f of fs) if (!FIELD_RE.test(f)) throw bad('fields', `'${f}' is not a field name`);
+    if (fs.length > LIST_LIMITS.fields) throw bad('fields', `at most ${LIST_LIMITS.fields} names`);
+    for (const f of fs) {
+      if (!FIELD_RE.test(f)) throw bad('fields', `'${f}' is not a field name`);
+      checkKnown('fields', f, known);
+    }
     out.fields = fs;
   }
   return out;
@@ -153,6 +192,23 @@ export function parseListQuery(kind: string, qs: Record<string, string | string[
 export function project<T extends Record<string, unknown>>(item: T, fields: string[] | undefined): Record<string, unknown> {
   if (!fields) return item;
   const out: Record<string, unknown> = {};
-  for (const f of fields) if (f in item) out[f] = item[f];
+  for (const f of fields) if (Object.hasOwn(item, f)) out[f] = item[f];
+  return out;
+}
+
+/** Fields every resource has (controller/store/types.ts Resource). */
+export const COMMON_FIELDS = ['uuid', 'kind', 'name', 'description', 'state', 'status', 'parentUuid', 'ownerAccountUuid', 'tags', 'createDate', 'lastOpDate'] as const;
+
+const propsOf = (s: TSchema | undefined): string[] => Object.keys((s as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+
+/**
+ * The fields a list request may name: the common ones, the properties of the given schemas
+ * (create, update, view) and the system-set fields, less hidden and internal ones.
+ */
+export function declaredFields(schemas: Array<TSchema | undefined>, extra: readonly string[] = [], hidden: readonly string[] = []): Set<string> {
+  const out = new Set<string>([...COMMON_FIELDS, ...extra]);
+  for (const s of schemas) for (const p of propsOf(s)) out.add(p);
+  for (const h of hidden) out.delete(h);
+  for (const f of out) if (f.startsWith('_')) out.delete(f);
   return out;
 }

@@ -12,6 +12,7 @@
 //   - `=` / `!=` on an array field (tags, l3NetworkUuids…) mean contains / does not contain.
 import { TStackError } from '../../shared/errors.js';
 import type { Filter, FilterOp, Query, Resource } from './types.js';
+import { likeMatcher, type LikeMatcher } from './like.js';
 
 export const FILTER_OPS: readonly FilterOp[] = ['=', '!=', '>', '<', '>=', '<=', '~=', '?='];
 
@@ -24,8 +25,18 @@ export function checkField(field: string): void {
   }
 }
 
+/**
+ * Hard bounds of any query (the API sets tighter ones per request, controller/api/query.ts):
+ * they keep SQL below SQLite's expression-depth and parameter limits and the in-memory
+ * evaluator's work proportional to the data.
+ */
+export const QUERY_LIMITS = { filters: 256, inValues: 4096, likePattern: 4096 } as const;
+
+const tooBig = (field: string, what: string): TStackError => new TStackError('INVALID_ARGUMENT', `query: ${what}`, { field });
+
 export function checkQuery(q: Query): void {
   if (!q.kind) throw new TStackError('INVALID_ARGUMENT', 'query: kind is required', { field: 'kind' });
+  if ((q.filters?.length ?? 0) > QUERY_LIMITS.filters) throw tooBig('q', `at most ${QUERY_LIMITS.filters} filters`);
   for (const f of q.filters ?? []) {
     checkField(f.field);
     if (!FILTER_OPS.includes(f.op)) throw new TStackError('INVALID_ARGUMENT', `query: unknown operator '${String(f.op)}'`, { field: f.field });
@@ -35,6 +46,8 @@ export function checkQuery(q: Query): void {
     if (f.op === '~=' && typeof f.value !== 'string') {
       throw new TStackError('INVALID_ARGUMENT', `query: '~=' on '${f.field}' needs a string pattern`, { field: f.field });
     }
+    if (f.op === '?=' && (f.value as unknown[]).length > QUERY_LIMITS.inValues) throw tooBig(f.field, `'?=' takes at most ${QUERY_LIMITS.inValues} values`);
+    if (f.op === '~=' && (f.value as string).length > QUERY_LIMITS.likePattern) throw tooBig(f.field, `'~=' patterns are at most ${QUERY_LIMITS.likePattern} characters`);
   }
   if (q.sort) checkField(q.sort.field);
   if (q.limit !== undefined && (!Number.isInteger(q.limit) || q.limit < 0)) {
@@ -47,12 +60,15 @@ export function checkQuery(q: Query): void {
 
 export const NUMERIC_RE = /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 
-/** The value of a (possibly dotted) field of a resource. */
+/**
+ * The value of a (possibly dotted) field of a resource: own properties only, so a field named
+ * `constructor` or `__proto__` is a missing field, never something from Object.prototype.
+ */
 export function fieldValue(r: Record<string, unknown>, field: string): unknown {
-  if (!field.includes('.')) return r[field];
+  if (!field.includes('.')) return Object.hasOwn(r, field) ? r[field] : undefined;
   let cur: unknown = r;
   for (const part of field.split('.')) {
-    if (cur === null || typeof cur !== 'object' || Array.isArray(cur)) return undefined;
+    if (cur === null || typeof cur !== 'object' || Array.isArray(cur) || !Object.hasOwn(cur, part)) return undefined;
     cur = (cur as Record<string, unknown>)[part];
   }
   return cur;
@@ -89,14 +105,12 @@ function operand(stored: Scalar, v: unknown): Scalar {
   return scalar(v);
 }
 
-export function likeToRegExp(pattern: string): RegExp {
-  let re = '';
-  for (const ch of pattern) {
-    if (ch === '%') re += '[\\s\\S]*';
-    else if (ch === '_') re += '[\\s\\S]';
-    else re += ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  }
-  return new RegExp(`^${re}$`, 'i');
+// compiled LIKE patterns of the query being evaluated (one compile per filter, not per row)
+const likeCache = new WeakMap<Filter, LikeMatcher>();
+function likeOf(f: Filter): LikeMatcher {
+  let m = likeCache.get(f);
+  if (!m) likeCache.set(f, (m = likeMatcher(String(f.value))));
+  return m;
 }
 
 function matchScalar(stored: Scalar, f: Filter): boolean {
@@ -118,7 +132,7 @@ function matchScalar(stored: Scalar, f: Filter): boolean {
     case '<=':
       return value !== null && cmp(stored, operand(stored, value)) <= 0;
     case '~=':
-      return likeToRegExp(String(value)).test(String(stored));
+      return likeOf(f)(String(stored));
     case '?=':
       return (value as unknown[]).some((v) => v !== null && cmp(stored, operand(stored, v)) === 0);
   }
@@ -149,10 +163,24 @@ export function compareResources(a: Resource, b: Resource, sort?: Query['sort'])
   return cmp(a.uuid, b.uuid);
 }
 
+/**
+ * CPU budget of one in-memory query: past it the query fails (400) instead of holding the
+ * event loop, whatever the cause (defence in depth behind the linear matcher and the limits).
+ */
+export const QUERY_BUDGET_MS = 1_500;
+
 /** Evaluate a whole query over an in-memory list (Redis store, cascade planner, tests). */
-export function runQuery<T extends Resource>(all: T[], q: Query): { items: T[]; total: number } {
+export function runQuery<T extends Resource>(all: T[], q: Query, budgetMs = QUERY_BUDGET_MS): { items: T[]; total: number } {
   checkQuery(q);
-  const hits = all.filter((r) => r.kind === q.kind && (q.ownerAccountUuid === undefined || r.ownerAccountUuid === q.ownerAccountUuid) && matchesAll(r, q.filters));
+  const deadline = performance.now() + budgetMs;
+  const hits: T[] = [];
+  for (let i = 0; i < all.length; i++) {
+    if ((i & 15) === 15 && performance.now() > deadline) {
+      throw new TStackError('INVALID_ARGUMENT', `query on ${q.kind} took longer than ${budgetMs} ms: narrow it (fewer or simpler filters)`, { field: 'q' });
+    }
+    const r = all[i]!;
+    if (r.kind === q.kind && (q.ownerAccountUuid === undefined || r.ownerAccountUuid === q.ownerAccountUuid) && matchesAll(r, q.filters)) hits.push(r);
+  }
   hits.sort((a, b) => compareResources(a, b, q.sort));
   const start = q.start ?? 0;
   const items = q.limit === undefined ? hits.slice(start) : hits.slice(start, start + q.limit);

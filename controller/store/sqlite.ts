@@ -98,9 +98,12 @@ const jsonSql = (field: string): string => `json_extract(body, '$.${field}')`;
 
 const INDEX_SQL = INDEXED_FIELDS.map((f) => `CREATE INDEX IF NOT EXISTS resources_f_${f} ON resources(kind, ${jsonSql(f)}) WHERE ${jsonSql(f)} IS NOT NULL;`).join('\n');
 
+/** The column of a common field (own keys only: `constructor` is not a column). */
+const columnOf = (field: string): string | undefined => (Object.hasOwn(COLUMNS, field) ? COLUMNS[field] : undefined);
+
 /** SQL for one field: a column or json_extract(body, '$.field'). */
 function fieldSql(field: string, _params: Bind[]): string {
-  return COLUMNS[field] ?? jsonSql(field);
+  return columnOf(field) ?? jsonSql(field);
 }
 
 const plainString = (v: unknown): v is string => typeof v === 'string' && !NUMERIC_RE.test(v);
@@ -134,7 +137,7 @@ function inSql(x: () => string, values: unknown[], params: Bind[]): string {
 }
 
 function filterSql(f: Filter, params: Bind[]): string {
-  const col = COLUMNS[f.field];
+  const col = columnOf(f.field);
   const x = (): string => fieldSql(f.field, params);
   if (f.value === null && (f.op === '=' || f.op === '!=')) return `${x()} IS ${f.op === '=' ? '' : 'NOT '}NULL`;
   if (f.op === '~=') {

@@ -8,9 +8,8 @@
 //  - per-key serial queues, per-command timeouts, typed errors, request logs, /metrics.
 import Koa from 'koa';
 import Router from '@koa/router';
-import { bodyParser } from '@koa/bodyparser';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TStackError, httpStatusOf } from '../errors.js';
 import { logger, type Logger } from '../log.js';
@@ -22,6 +21,8 @@ import { SerialQueues } from './serial-queue.js';
 import { TaskStore } from './task-store.js';
 import { EventSink } from './events.js';
 import { createHttpMetrics, type HttpMetrics } from './metrics.js';
+import { jsonBody } from '../http/body.js';
+import { allowedMethods, applyServerLimits, concurrencyLimit, serverOptions } from '../http/limits.js';
 import { bootId } from '../sysinfo.js';
 import type { TSchema } from '@sinclair/typebox';
 
@@ -54,8 +55,10 @@ export interface AgentServerOptions {
   /** Callback delivery: attempts and first backoff (default 12 attempts from 250 ms, capped at 30 s). */
   callbackAttempts?: number;
   callbackBackoffMs?: number;
-  /** Max JSON body size. */
-  bodyLimit?: string;
+  /** Max JSON body size in bytes, on the wire and decompressed (default 16 MiB). */
+  bodyLimit?: number;
+  /** Requests in progress at once before 503 + Retry-After (default 256; /health is exempt). */
+  maxInFlight?: number;
 }
 
 const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
@@ -90,6 +93,8 @@ export class AgentServer {
     this.tokenBuf = Buffer.from(opts.token);
     this.app.proxy = false;
     this.app.use(this.errorsAndLogging());
+    this.app.use(concurrencyLimit({ max: opts.maxInFlight ?? 256, exempt: (ctx) => ctx.path === '/health' }));
+    this.app.use(allowedMethods());
     this.router.get('/health', (ctx) => {
       ctx.body = { status: 'ok', agent: opts.agent, version: opts.version };
     });
@@ -102,9 +107,9 @@ export class AgentServer {
       if (!e) throw new TStackError('NOT_FOUND', `task ${ctx.params.id} is unknown to this agent (never run, expired, or the agent restarted)`);
       ctx.body = e.result;
     });
-    this.parseBody = bodyParser({ enableTypes: ['json'], jsonLimit: opts.bodyLimit ?? '16mb', encoding: 'utf-8' });
+    const limit = opts.bodyLimit ?? 16 * 1024 * 1024;
+    this.parseBody = jsonBody({ limit, inflatedLimit: limit });
     this.app.use(this.router.routes());
-    this.app.use(this.router.allowedMethods());
 
     this.handle(common.Ping, async () => this.info());
     this.handle(common.Connect, async (req) => {
@@ -334,10 +339,13 @@ export class AgentServer {
 
   async listen(host: string, port: number): Promise<AddressInfo> {
     await new Promise<void>((resolve, reject) => {
-      this.server = this.app.listen(port, host, () => resolve());
+      this.server = createServer(serverOptions(), this.app.callback());
       this.server.once('error', reject);
+      this.server.listen(port, host, () => resolve());
     });
     this.server!.keepAliveTimeout = 5_000;
+    // uploads (image import) stream for long: only the headers are timed tightly
+    applyServerLimits(this.server!, { requestTimeoutMs: 300_000 });
     const addr = this.server!.address() as AddressInfo;
     this.log.info({ host: addr.address, port: addr.port }, `${this.opts.agent} listening`);
     return addr;

@@ -44,38 +44,95 @@ export interface FieldError {
   reason: string;
 }
 
-/** All validation errors, with dotted field paths ("spec.nics.0.mac"). */
+/** At most this many errors are reported (and computed: an error per item of a huge array must not cost the square). */
+const MAX_ERRORS = 10;
+
+/** Validation errors (the first few), with dotted field paths ("spec.nics.0.mac"). Linear in the value. */
 export function check<T extends TSchema>(schema: T, value: unknown): FieldError[] {
   const c = compiled(schema);
   if (c.Check(value)) return [];
   const out: FieldError[] = [];
+  const seen = new Set<string>();
+  let looked = 0;
   for (const e of c.Errors(value)) {
+    if (out.length >= MAX_ERRORS || ++looked > 10 * MAX_ERRORS) break;
     let field = e.path.replace(/^\//, '').replace(/\//g, '.');
     let reason = e.message;
-    // name the unknown field itself, not its parent object
-    if (e.schema && (e.schema as { additionalProperties?: unknown }).additionalProperties === false && e.value && typeof e.value === 'object') {
-      const allowed = Object.keys((e.schema as TObject).properties ?? {});
-      const extra = Object.keys(e.value as object).filter((k) => !allowed.includes(k));
-      if (extra.length) {
-        field = [field, extra[0]].filter(Boolean).join('.');
+    if (reason === 'Unexpected property') {
+      // the path already names the unknown field
+      reason = 'unknown field';
+    } else if (e.schema && (e.schema as { additionalProperties?: unknown }).additionalProperties === false && e.value && typeof e.value === 'object' && !Array.isArray(e.value)) {
+      // an error about a closed object as a whole: name its unknown field, not the object
+      const allowed = (e.schema as TObject).properties ?? {};
+      const extra = Object.keys(e.value as object).find((k) => !Object.hasOwn(allowed, k));
+      if (extra !== undefined) {
+        field = [field, extra].filter(Boolean).join('.');
         reason = 'unknown field';
       }
     }
-    if (reason === 'Unexpected property') reason = 'unknown field';
-    if (!out.some((o) => o.field === field)) out.push({ field: field || '(body)', reason });
+    field ||= '(body)';
+    if (!seen.has(field)) {
+      seen.add(field);
+      out.push({ field, reason });
+    }
   }
+  if (out.length === 0) out.push({ field: '(body)', reason: 'does not match the schema' });
   return out;
+}
+
+interface SchemaNode {
+  type?: string | string[];
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: boolean | SchemaNode;
+  patternProperties?: Record<string, SchemaNode>;
+  maxProperties?: number;
+  items?: SchemaNode;
+  maxItems?: number;
+}
+
+const invalidAt = (what: string, field: string, reason: string): TStackError =>
+  new TStackError('INVALID_ARGUMENT', `${what}: field '${field}': ${reason}`, { field, reason, errors: [{ field, reason }] });
+
+/**
+ * A linear pre-pass over the value along the schema, before the full validation: the first
+ * unknown field of a closed object, and objects and arrays over the schema's maxProperties /
+ * maxItems, are refused at once (a body of 100k unknown keys or items costs one pass).
+ * Recurses only where the schema has sub-schemas, so its depth is the schema's.
+ */
+export function guardShape(schema: TSchema, value: unknown, what = 'request', path = ''): void {
+  const s = schema as SchemaNode;
+  const at = (k: string | number): string => (path ? `${path}.${k}` : String(k));
+  if (Array.isArray(value)) {
+    if (s.type !== 'array') return;
+    if (s.maxItems !== undefined && value.length > s.maxItems) throw invalidAt(what, path || '(body)', `at most ${s.maxItems} items, got ${value.length}`);
+    if (s.items && typeof s.items === 'object') for (let i = 0; i < value.length; i++) guardShape(s.items as TSchema, value[i], what, at(i));
+    return;
+  }
+  if (value === null || typeof value !== 'object' || s.type !== 'object') return;
+  const props = s.properties ?? {};
+  const closed = s.additionalProperties === false;
+  const extra = typeof s.additionalProperties === 'object' ? s.additionalProperties : s.patternProperties ? Object.values(s.patternProperties)[0] : undefined;
+  let n = 0;
+  for (const k of Object.keys(value)) {
+    const known = Object.hasOwn(props, k);
+    // a closed object stops at its first unknown field, whatever follows
+    if (closed && !known) throw invalidAt(what, at(k), 'unknown field');
+    if (s.maxProperties !== undefined && ++n > s.maxProperties) throw invalidAt(what, path || '(body)', `at most ${s.maxProperties} fields`);
+    const sub = known ? props[k] : extra;
+    if (sub) guardShape(sub as TSchema, (value as Record<string, unknown>)[k], what, at(k));
+  }
 }
 
 /** Validate or throw INVALID_ARGUMENT naming the first bad field. */
 export function validate<T extends TSchema>(schema: T, value: unknown, what = 'request'): Static<T> {
+  guardShape(schema, value, what);
   const errs = check(schema, value);
   if (errs.length > 0) {
     const e = errs[0]!;
     throw new TStackError('INVALID_ARGUMENT', `${what}: field '${e.field}': ${e.reason}`, {
       field: e.field,
       reason: e.reason,
-      errors: errs.slice(0, 10),
+      errors: errs,
     });
   }
   return value as Static<T>;

@@ -1,0 +1,105 @@
+// Background load and liveness probes for the hardening tests (issue 20):
+//   const junk = junkLogins(c.url, 8);        // eight clients sending junk logins back to back
+//   const health = watchHealth(c.url);        // GET /health every 100 ms, each timed
+//   …
+//   const j = await junk.stop(); const h = await health.stop();
+//   assert.ok(h.maxMs < 1000); assert.deepEqual(h.failures, []); assert.equal(j.fiveXx, 0);
+import { Worker } from 'node:worker_threads';
+
+export interface JunkLoginStats {
+  sent: number;
+  /** Answers by status. */
+  statuses: Record<number, number>;
+  fiveXx: number;
+}
+
+const JUNK_BODIES: Array<() => { body: string; type: string }> = [
+  () => ({ body: JSON.stringify({ accountName: `nobody-${Math.random().toString(36).slice(2)}`, password: 'wrong-password' }), type: 'application/json' }),
+  () => ({ body: JSON.stringify({ accountName: 'admin', password: Math.random().toString(36) }), type: 'application/json' }),
+  () => ({ body: '{"accountName": ', type: 'application/json' }),
+  () => ({ body: JSON.stringify({ accountName: 'x'.repeat(70), password: 1 }), type: 'application/json' }),
+  () => ({ body: 'accountName=admin&password=x', type: 'application/x-www-form-urlencoded' }),
+];
+
+/** `n` clients, each sending a junk login as soon as the previous one was answered. */
+export function junkLogins(url: string, n = 8): { stop(): Promise<JunkLoginStats> } {
+  const stats: JunkLoginStats = { sent: 0, statuses: {}, fiveXx: 0 };
+  let stopped = false;
+  const client = async (i: number): Promise<void> => {
+    for (let k = i; !stopped; k++) {
+      const { body, type } = JUNK_BODIES[k % JUNK_BODIES.length]!();
+      try {
+        const res = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': type }, body, signal: AbortSignal.timeout(30_000) });
+        await res.arrayBuffer();
+        stats.sent++;
+        stats.statuses[res.status] = (stats.statuses[res.status] ?? 0) + 1;
+        if (res.status >= 500) stats.fiveXx++;
+      } catch {
+        if (!stopped) stats.statuses[0] = (stats.statuses[0] ?? 0) + 1;
+      }
+    }
+  };
+  const all = Array.from({ length: n }, (_, i) => client(i));
+  return {
+    async stop() {
+      stopped = true;
+      await Promise.all(all);
+      return stats;
+    },
+  };
+}
+
+export interface HealthStats {
+  checks: number;
+  maxMs: number;
+  /** Checks that did not answer 200 within the limit. */
+  failures: string[];
+}
+
+// The watcher runs in a worker thread: its own event loop, so it measures the server and not
+// the test building big bodies or fuzz cases on the main thread.
+const WATCHER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { url, every, limit } = workerData;
+const stats = { checks: 0, maxMs: 0, failures: [] };
+let stopped = false;
+parentPort.on('message', () => { stopped = true; });
+(async () => {
+  while (!stopped) {
+    const t0 = performance.now();
+    try {
+      const res = await fetch(url + '/health', { signal: AbortSignal.timeout(limit * 5) });
+      await res.arrayBuffer();
+      const ms = performance.now() - t0;
+      stats.checks++;
+      stats.maxMs = Math.max(stats.maxMs, ms);
+      if (res.status !== 200 || ms > limit) stats.failures.push(new Date().toISOString() + ' ' + res.status + ' in ' + Math.round(ms) + ' ms');
+    } catch (e) {
+      stats.failures.push(new Date().toISOString() + ' ' + e.message + ' after ' + Math.round(performance.now() - t0) + ' ms');
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+  parentPort.postMessage(stats);
+})();
+`;
+
+/** GET /health every `everyMs` from a worker thread; a check slower than `limitMs` or not 200 is a failure. */
+export function watchHealth(url: string, o: { everyMs?: number; limitMs?: number } = {}): { stop(): Promise<HealthStats> } {
+  const w = new Worker(WATCHER, { eval: true, workerData: { url, every: o.everyMs ?? 100, limit: o.limitMs ?? 1_000 } });
+  const result = new Promise<HealthStats>((resolve, reject) => {
+    w.once('message', (s: HealthStats) => resolve(s));
+    w.once('error', reject);
+  });
+  let stopping: Promise<HealthStats> | undefined;
+  return {
+    stop() {
+      stopping ??= (async () => {
+        w.postMessage('stop');
+        const s = await result;
+        await w.terminate();
+        return s;
+      })();
+      return stopping;
+    },
+  };
+}
