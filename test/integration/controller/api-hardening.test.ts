@@ -8,10 +8,14 @@ import { startRedis } from '../../harness/redis.js';
 import { runId } from '../../harness/tmp.js';
 import type { ApiClient } from '../../harness/controller.js';
 import { controllerProcess, type ControllerProcess } from '../../harness/controller-process.js';
-import { junkLogins, watchHealth } from '../../harness/load.js';
+import { cpuSlowdown, junkLogins, watchHealth } from '../../harness/load.js';
 import { rawRequest, type RawResponse } from '../../harness/raw-http.js';
 
-const ANSWER_MS = 2_000;
+// the issue's limits (4xx within 2 s, /health within 1 s) on an idle machine, stretched by the
+// measured slowdown when other work shares the CPU (printed)
+const SLOWDOWN = cpuSlowdown();
+const ANSWER_MS = 2_000 * SLOWDOWN;
+const HEALTH_MS = 1_000 * SLOWDOWN;
 
 for (const backend of ['sqlite', 'redis'] as const) {
   describe(`API hardening regressions, issue 20 (${backend})`, function () {
@@ -49,7 +53,8 @@ for (const backend of ['sqlite', 'redis'] as const) {
       const doc = (await c.anon.get('/v1/openapi.json')).body;
       collections = doc['x-tstack-collections'].map((x: { collection: string }) => x.collection);
       junk = junkLogins(c.url, 8);
-      health = watchHealth(c.url, { limitMs: 1_000 });
+      health = watchHealth(c.url, { limitMs: HEALTH_MS });
+      if (SLOWDOWN > 1) console.log(`      (CPU ${SLOWDOWN.toFixed(1)}× slower than idle: answers within ${Math.round(ANSWER_MS)} ms, /health within ${Math.round(HEALTH_MS)} ms)`);
       cleanup.add(async () => {
         await junk.stop();
         await health.stop();
@@ -61,8 +66,8 @@ for (const backend of ['sqlite', 'redis'] as const) {
       const h = await health.stop();
       assert.equal(j.fiveXx, 0, `junk logins got 5xx: ${JSON.stringify(j.statuses)}`);
       assert.ok(j.sent > 8, `the junk clients sent only ${j.sent} logins`);
-      assert.ok(h.checks > 5, `only ${h.checks} health checks`);
-      assert.deepEqual(h.failures, [], `/health slower than 1 s or failing (max ${Math.round(h.maxMs)} ms)`);
+      assert.ok(h.checks > 5, `only ${h.checks} health checks: ${JSON.stringify(h)}`);
+      assert.deepEqual(h.failures, [], `/health slower than ${Math.round(HEALTH_MS)} ms or failing (max ${Math.round(h.maxMs)} ms)`);
     });
 
     it('1. a ~= pattern of many wildcards is refused at once; the worst allowed one is fast; /health answers meanwhile', async function () {
@@ -207,7 +212,7 @@ for (const backend of ['sqlite', 'redis'] as const) {
       assert.equal(busy.status, 503, busy.text);
       assert.equal(busy.headers['retry-after'], '1');
       assert.equal(h.status, 200, '/health is served while the API is saturated');
-      assert.ok(h.ms < 1_000);
+      assert.ok(h.ms < HEALTH_MS);
     });
   });
 }
