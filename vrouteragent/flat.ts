@@ -1,14 +1,18 @@
 // Flat-network services of one host: per-L3 service namespaces with dnsmasq (static DHCP for
 // this host's VMs, DNS for the L3) and the metadata service. Requests are validated in full
 // before anything is touched; state is written to the data dir, then rendered and applied.
+// flat/apply carries the complete desired state of one L3; converge() makes the host match it
+// (namespace, files, dnsmasq, leases, metadata) and is also what recovery and the watchdog run.
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TStackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { flatNames, type FlatNames, type NameScheme } from './names.js';
-import { checkBridge, ensureNamespace, deleteNamespace, netnsExists } from './netns.js';
+import { checkBridge, ensureNamespace, deleteNamespace, linkExists, netnsExists } from './netns.js';
 import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
 import { MetadataServer } from './metadata/server.js';
 import { dnsmasqPaths, renderDhcpHosts, renderDhcpOpts, renderDnsmasqConf, renderHosts, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
+import { filterLeases } from './render/leases.js';
 import { ensureDir, flatRoot, listDirs, readJson, removeDir, writeIfChanged, writeJson } from './state.js';
 import {
   validateDhcpEntries,
@@ -38,22 +42,18 @@ interface L3 {
   dns: { records: DnsRecordSpec[]; forwarders: string[] };
   metadata: Map<string, MetadataRecordSpec>;
   md?: MetadataServer;
+  /** The network spec the namespace was last fully checked against (skip the ip/sysctl calls while it holds). */
+  ensured?: string;
+}
+
+export interface FlatDesired {
+  network: FlatNetworkSpec;
+  dhcp: DhcpEntrySpec[];
+  dns: { records: DnsRecordSpec[]; forwarders: string[] };
+  metadata: MetadataRecordSpec[];
 }
 
 const key = (uuid: string): string => uuid.replace(/-/g, '').toLowerCase();
-
-/** Re-label a validation error of a merged list onto the single field of an add request. */
-function relabel<T>(fn: () => T, from: string, to: string): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof TStackError && e.code === 'INVALID_ARGUMENT' && typeof e.details?.field === 'string' && e.details.field.startsWith(from)) {
-      const field = to + (e.details.field as string).slice(from.length);
-      throw new TStackError('INVALID_ARGUMENT', `${field}: ${e.details.reason as string}`, { ...e.details, field });
-    }
-    throw e;
-  }
-}
 
 export class FlatService {
   private nets = new Map<string, L3>();
@@ -103,18 +103,43 @@ export class FlatService {
     return st;
   }
 
-  /** Namespace, files, dnsmasq and the metadata service made to match `st`. */
-  private async converge(st: L3, signal: AbortSignal | undefined): Promise<boolean> {
-    const nsChanged = await ensureNamespace(st.network, st.names, signal);
+  /**
+   * Namespace, files, dnsmasq, leases and the metadata service made to match `st`. Repairs what
+   * went missing: a deleted namespace or veth, a dead dnsmasq, a deleted lease file. dnsmasq is
+   * restarted (not just SIGHUPed) when its config changed, its namespace was recreated, its lease
+   * file is gone, or a lease is held by a MAC/IP pair that is no longer desired.
+   */
+  private async converge(st: L3, signal: AbortSignal | undefined): Promise<{ changed: boolean; releasedLeases: number }> {
+    const spec = JSON.stringify(st.network);
+    const intact = st.ensured === spec && netnsExists(st.names.namespace) && linkExists(st.names.hostVeth);
+    let nsChanged = false;
+    if (!intact) {
+      delete st.ensured;
+      nsChanged = await ensureNamespace(st.network, st.names, signal);
+      st.ensured = spec;
+    }
     const confChanged = writeIfChanged(st.paths.conf, renderDnsmasqConf(st.network, st.names.nsVeth, st.paths));
     const filesChanged = this.renderFiles(st);
     let pid = findDnsmasq(st.paths);
+    const leaseText = existsSync(st.paths.leases) ? readFileSync(st.paths.leases, 'utf8') : undefined;
+    const stale = leaseText === undefined ? [] : filterLeases(leaseText, st.dhcp).released;
+    let releasedLeases = 0;
     let changed = nsChanged || confChanged;
-    if (pid !== undefined && (nsChanged || confChanged)) {
+    if (pid !== undefined && (nsChanged || confChanged || stale.length > 0 || leaseText === undefined)) {
+      if (leaseText === undefined) this.o.log.warn({ l3: st.network.l3NetworkUuid }, 'the lease file is gone: restarting dnsmasq');
       await stopDnsmasq(st.paths);
       pid = undefined;
     }
     if (pid === undefined) {
+      // dnsmasq reads its leases only at start: drop the stale ones now (re-read: it may have written on exit)
+      if (existsSync(st.paths.leases)) {
+        const f = filterLeases(readFileSync(st.paths.leases, 'utf8'), st.dhcp);
+        if (f.released.length > 0) {
+          writeIfChanged(st.paths.leases, f.kept);
+          releasedLeases = f.released.length;
+          this.o.log.info({ l3: st.network.l3NetworkUuid, released: f.released }, 'dropped leases of MACs no longer served');
+        }
+      }
       await startDnsmasq(st.names.namespace, st.paths, signal);
       changed = true;
     } else if (filesChanged) {
@@ -122,7 +147,7 @@ export class FlatService {
       changed = true;
     }
     await this.ensureMetadata(st, nsChanged);
-    return changed || filesChanged;
+    return { changed: changed || filesChanged, releasedLeases };
   }
 
   private renderFiles(st: L3): boolean {
@@ -135,15 +160,9 @@ export class FlatService {
     return w.some(Boolean);
   }
 
-  /** Write the rendered files and SIGHUP dnsmasq when one changed (start it if it died). */
+  /** Write the rendered files and SIGHUP dnsmasq when one changed (repairing whatever went missing). */
   private async reload(st: L3): Promise<boolean> {
-    const changed = this.renderFiles(st);
-    if (findDnsmasq(st.paths) === undefined) {
-      await startDnsmasq(st.names.namespace, st.paths);
-      return true;
-    }
-    if (changed) reloadDnsmasq(st.paths);
-    return changed;
+    return (await this.converge(st, undefined)).changed;
   }
 
   private async ensureMetadata(st: L3, restart: boolean): Promise<void> {
@@ -189,13 +208,46 @@ export class FlatService {
     const wrote = writeJson(join(dir, 'network.json'), network);
     this.nets.set(k, st);
     try {
-      const changed = await this.converge(st, signal);
+      const { changed } = await this.converge(st, signal);
       return { namespace: this.info(st), changed: changed || wrote };
     } catch (e) {
       // a namespace that never worked leaves nothing behind
       if (!existing) await this.delete(network.l3NetworkUuid).catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * flat/apply: the complete desired state of one L3 on this host, validated whole before
+   * anything changes, saved (write-and-rename), then converged. Idempotent; a second identical
+   * call changes nothing but repairs drift.
+   */
+  async apply(want: FlatDesired, signal?: AbortSignal): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
+    const network = want.network;
+    validateNetwork(network);
+    validateDhcpEntries(network, want.dhcp, 'dhcp');
+    validateDnsRecords(want.dns.records, 'dns.records');
+    validateMetadataRecords(network, want.metadata, 'metadata');
+    checkBridge(network.bridge);
+    const k = key(network.l3NetworkUuid);
+    const dir = this.dirOf(network.l3NetworkUuid);
+    ensureDir(dir);
+    const existing = this.nets.get(k);
+    const st = existing ?? this.load(network, dir);
+    st.network = network;
+    st.dhcp = want.dhcp.map((e) => ({ ...e, mac: e.mac.toLowerCase() }));
+    st.dns = { records: want.dns.records, forwarders: want.dns.forwarders };
+    st.metadata = new Map(want.metadata.map((r) => [r.ip, r]));
+    // the desired state first: an agent restarting mid-apply converges to it from disk
+    const wrote = [
+      writeJson(join(dir, 'dhcp.json'), st.dhcp),
+      writeJson(join(dir, 'dns.json'), st.dns),
+      writeJson(join(dir, 'metadata.json'), want.metadata),
+      writeJson(join(dir, 'network.json'), network),
+    ].some(Boolean);
+    this.nets.set(k, st);
+    const r = await this.converge(st, signal);
+    return { namespace: this.info(st), changed: r.changed || wrote, releasedLeases: r.releasedLeases };
   }
 
   async delete(uuid: string): Promise<boolean> {
@@ -221,24 +273,9 @@ export class FlatService {
     return { entries: st.dhcp.length, reloaded };
   }
 
-  async dhcpAdd(uuid: string, entry: DhcpEntrySpec): Promise<{ entries: number; reloaded: boolean }> {
-    const st = this.get(uuid);
-    const mac = entry.mac.toLowerCase();
-    const merged = [...st.dhcp.filter((e) => e.mac !== mac), { ...entry, mac }];
-    relabel(() => validateDhcpEntries(st.network, merged, 'entries'), `entries.${merged.length - 1}`, 'entry');
-    st.dhcp = merged;
-    writeJson(join(st.dir, 'dhcp.json'), st.dhcp);
-    const reloaded = await this.reload(st);
-    return { entries: st.dhcp.length, reloaded };
-  }
 
-  async dhcpRemove(uuid: string, mac: string): Promise<{ entries: number; reloaded: boolean }> {
-    const st = this.get(uuid);
-    st.dhcp = st.dhcp.filter((e) => e.mac !== mac.toLowerCase());
-    writeJson(join(st.dir, 'dhcp.json'), st.dhcp);
-    const reloaded = await this.reload(st);
-    return { entries: st.dhcp.length, reloaded };
-  }
+
+
 
   async dnsApply(uuid: string, records: DnsRecordSpec[], forwarders: string[]): Promise<{ records: number; forwarders: number }> {
     const st = this.get(uuid);
@@ -249,16 +286,9 @@ export class FlatService {
     return { records: records.length, forwarders: forwarders.length };
   }
 
-  async dnsAdd(uuid: string, record: DnsRecordSpec): Promise<{ records: number; forwarders: number }> {
-    const st = this.get(uuid);
-    const records = [...st.dns.records.filter((r) => r.name.toLowerCase() !== record.name.toLowerCase()), record];
-    return this.dnsApply(uuid, records, st.dns.forwarders);
-  }
 
-  async dnsRemove(uuid: string, name: string): Promise<{ records: number; forwarders: number }> {
-    const st = this.get(uuid);
-    return this.dnsApply(uuid, st.dns.records.filter((r) => r.name.toLowerCase() !== name.toLowerCase()), st.dns.forwarders);
-  }
+
+
 
   private saveMetadata(st: L3): { records: number } {
     writeJson(join(st.dir, 'metadata.json'), [...st.metadata.values()]);
@@ -272,19 +302,9 @@ export class FlatService {
     return this.saveMetadata(st);
   }
 
-  async metadataAdd(uuid: string, record: MetadataRecordSpec): Promise<{ records: number }> {
-    const st = this.get(uuid);
-    const merged = [...[...st.metadata.values()].filter((r) => r.ip !== record.ip && r.instanceId !== record.instanceId), record];
-    relabel(() => validateMetadataRecords(st.network, merged, 'records'), `records.${merged.length - 1}`, 'record');
-    st.metadata = new Map(merged.map((r) => [r.ip, r]));
-    return this.saveMetadata(st);
-  }
 
-  async metadataRemove(uuid: string, ip: string): Promise<{ records: number }> {
-    const st = this.get(uuid);
-    st.metadata.delete(ip);
-    return this.saveMetadata(st);
-  }
+
+
 
   status(uuid?: string): Array<{
     namespace: ReturnType<FlatService['info']>;
@@ -313,15 +333,13 @@ export class FlatService {
     return [...this.nets.values()].map((st) => st.network.l3NetworkUuid);
   }
 
-  /** Watchdog step: restart a dnsmasq that died and reopen a metadata socket that closed. */
+  /** Watchdog step: converge again (a dead dnsmasq, a deleted namespace or lease file, a closed metadata socket). */
   async heal(uuid: string): Promise<void> {
     const st = this.nets.get(key(uuid));
-    if (!st || !netnsExists(st.names.namespace)) return;
-    if (findDnsmasq(st.paths) === undefined) {
-      this.o.log.warn({ l3: uuid, namespace: st.names.namespace }, 'dnsmasq is not running: restarting it');
-      await startDnsmasq(st.names.namespace, st.paths);
-    }
-    if (st.network.metadata !== false && !st.md?.listening) await this.ensureMetadata(st, true);
+    if (!st) return;
+    const pid = findDnsmasq(st.paths);
+    if (pid === undefined) this.o.log.warn({ l3: uuid, namespace: st.names.namespace }, 'dnsmasq is not running: restarting it');
+    await this.converge(st, undefined);
   }
 
   /** Agent shutdown: close the metadata sockets; dnsmasq keeps serving DHCP. */

@@ -31,15 +31,10 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   server.handle(vrouter.NamespaceEnsure, async (req, ctx) => flat.ensure(req.network, ctx.signal), { key: (r) => byL3.key(r.network) });
   server.handle(vrouter.NamespaceDelete, async (req) => ({ deleted: await flat.delete(req.l3NetworkUuid) }), byL3);
   server.handle(vrouter.FlatStatus, async (req) => ({ networks: flat.status(req.l3NetworkUuid) }));
+  server.handle(vrouter.FlatApply, async (req, ctx) => flat.apply(req, ctx.signal), { key: (r) => byL3.key(r.network) });
   server.handle(vrouter.DhcpApply, async (req) => flat.dhcpApply(req.l3NetworkUuid, req.entries), byL3);
-  server.handle(vrouter.DhcpAdd, async (req) => flat.dhcpAdd(req.l3NetworkUuid, req.entry), byL3);
-  server.handle(vrouter.DhcpRemove, async (req) => flat.dhcpRemove(req.l3NetworkUuid, req.mac), byL3);
   server.handle(vrouter.DnsApply, async (req) => flat.dnsApply(req.l3NetworkUuid, req.records, req.forwarders), byL3);
-  server.handle(vrouter.DnsAdd, async (req) => flat.dnsAdd(req.l3NetworkUuid, req.record), byL3);
-  server.handle(vrouter.DnsRemove, async (req) => flat.dnsRemove(req.l3NetworkUuid, req.name), byL3);
   server.handle(vrouter.MetadataApply, async (req) => flat.metadataApply(req.l3NetworkUuid, req.records), byL3);
-  server.handle(vrouter.MetadataAdd, async (req) => flat.metadataAdd(req.l3NetworkUuid, req.record), byL3);
-  server.handle(vrouter.MetadataRemove, async (req) => flat.metadataRemove(req.l3NetworkUuid, req.ip), byL3);
   server.handle(
     vrouter.ConfigDriveBuild,
     async (req, ctx) => buildConfigDrive(req.path, req, ctx.signal),

@@ -7,6 +7,7 @@ import type { EventBus } from '../events/bus.js';
 import type { JobManager } from '../jobs/jobs.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import type { FlowEngine } from '../workflow/engine.js';
+import type { ReconcileQueue } from '../reconcile/queue.js';
 import type { HostAgents } from '../host/service.js';
 import type { AgentName } from '../host/render.js';
 
@@ -17,6 +18,8 @@ export interface CloudDeps {
   jobs: JobManager;
   engine: FlowEngine;
   adminAccountUuid: string;
+  /** Desired-state areas (flat network services, …): mark a key after changing its inputs. */
+  reconcile: ReconcileQueue;
 }
 
 /** The deps of the controller that owns a store (several controllers may live in one test process). */

@@ -20,6 +20,8 @@ import { evacuateHost } from '../compute/maintenance.js';
 import { registerAffinityApi } from '../compute/affinity.js';
 import { setEvacuator } from '../host/service.js';
 import { resumeJournal } from '../workflow/flow.js';
+import { ReconcileQueue } from '../reconcile/queue.js';
+import { flatArea, markHostFlat, watchFlatChanges } from '../network/flat-reconcile.js';
 import { setDeps, type CloudDeps } from './common.js';
 
 const log = logger('cloud');
@@ -35,6 +37,8 @@ export interface CloudServices {
   auth: { adminAccountUuid: string };
   dataDir: string;
   controllerUrl: () => string;
+  /** The controller's reconcile queue; absent = the cloud runs (starts, stops) its own. */
+  reconcile?: ReconcileQueue;
 }
 
 export interface CloudModule {
@@ -58,8 +62,11 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   engine.register(vmCreateFlow);
   engine.register(vmStartFlow);
   engine.register(vmMigrateFlow);
-  const deps: CloudDeps = { store: s.store, agentClient: s.agentClient, bus: s.bus, jobs: s.jobs, engine, adminAccountUuid: s.auth.adminAccountUuid };
+  const ownQueue = s.reconcile === undefined;
+  const reconcile = s.reconcile ?? new ReconcileQueue();
+  const deps: CloudDeps = { store: s.store, agentClient: s.agentClient, bus: s.bus, jobs: s.jobs, engine, adminAccountUuid: s.auth.adminAccountUuid, reconcile };
   setDeps(deps);
+  reconcile.register(flatArea(deps));
   // host maintenance migrates (or, on local storage, stops) the host's VMs first
   setEvacuator(s.store, (hostUuid) => evacuateHost(deps, hostUuid));
   let hosts: HostModule | undefined;
@@ -75,6 +82,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   registerAffinityApi(s.registry);
   const offs: Array<() => void> = [];
   offs.push(watchVmEvents(deps));
+  offs.push(watchFlatChanges(deps, s.bus));
   // a host that (re)connects gets its cluster's bridges and primary storage
   const prepared = new Set<string>();
   offs.push(
@@ -85,6 +93,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
       prepared.add(key);
       void (async () => {
         await onHostConnectedNetwork(deps, e.resource);
+        await markHostFlat(deps, e.uuid);
         await onHostConnectedStorage(deps, e.resource);
       })().catch((err: unknown) => log.warn({ host: e.uuid, err: (err as Error).message }, 'preparing a connected host failed'));
     }),
@@ -113,9 +122,11 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
       if (o.tracker !== false) hosts?.startTracker();
       retryTimer = setInterval(() => void retryRollbacks().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'retrying failed rollbacks failed')), 30_000);
       retryTimer.unref();
+      if (ownQueue) reconcile.start();
     },
     async stop() {
       if (retryTimer) clearInterval(retryTimer);
+      if (ownQueue) await reconcile.stop();
       for (const f of offs) f();
       await hosts?.stop();
     },

@@ -27,7 +27,8 @@ import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
-import { addNicServices, ensureBridge, removeNicServices } from '../network/index.js';
+import { ensureBridge } from '../network/index.js';
+import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { attachedFrom } from '../model/attachments.js';
 import { issueConsoleToken, vncPassword } from '../console/tokens.js';
@@ -69,11 +70,7 @@ export interface VmCreateData extends Record<string, unknown> {
 const randomMac = (): string => ['fa', ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 const safeName = (s: string): string => (s.replace(/[^A-Za-z0-9_.:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'vm');
 
-export function vmHostname(vm: Resource): string {
-  if (typeof vm.hostname === 'string' && vm.hostname) return vm.hostname;
-  const n = String(vm.name).toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
-  return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(n) ? n : `vm-${vm.uuid.slice(0, 8)}`;
-}
+export { vmHostname };
 
 /** Where a volume lives for agent calls: its host (local storage) or the given host. */
 async function psOfVolume(d: CloudDeps, vol: Resource): Promise<Resource> {
@@ -113,20 +110,19 @@ export async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resou
   return r.items.filter((v) => v.type === 'Data' && v.status === 'Ready').sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
 }
 
-/** DHCP entries + metadata of every NIC of the VM on a host. */
+/**
+ * DHCP entries + metadata of the VM's NICs on a host (flat-reconcile.ts), applied before it
+ * boots; also creates the bridges of the VM's L2 networks on the host (migration relies on it).
+ */
 export async function addServices(d: CloudDeps, vm: Resource, hostUuid: string): Promise<void> {
-  for (const nic of await nicsOf(d, vm.uuid)) {
-    const bridge = await bridgeFor(d, hostUuid, String(nic.l3NetworkUuid));
-    const meta: { hostname: string; userData?: string; sshKey?: string } = { hostname: vmHostname(vm) };
-    if (typeof vm.userData === 'string') meta.userData = vm.userData;
-    if (typeof vm.sshKey === 'string') meta.sshKey = vm.sshKey;
-    await addNicServices(d, hostUuid, vm, { l3NetworkUuid: String(nic.l3NetworkUuid), mac: String(nic.mac), ip: String(nic.ip), bridge }, meta);
-  }
+  for (const nic of await nicsOf(d, vm.uuid)) await bridgeFor(d, hostUuid, String(nic.l3NetworkUuid));
+  await syncVmFlat(d, vm, hostUuid);
 }
 
-export async function removeServices(d: CloudDeps, vmUuid: string, hostUuid: string, nics?: Array<{ l3NetworkUuid: string; mac: string; ip: string }>): Promise<void> {
-  const list = nics ?? (await nicsOf(d, vmUuid)).map((n) => ({ l3NetworkUuid: String(n.l3NetworkUuid), mac: String(n.mac), ip: String(n.ip) }));
-  for (const n of list) await removeNicServices(d, hostUuid, n);
+/** The VM's NICs leave a host: its flat keys are marked and re-applied from the inventory. */
+export async function removeServices(d: CloudDeps, vmUuid: string, hostUuid: string): Promise<void> {
+  const vm = await d.store.get(vmUuid);
+  markVm(d.reconcile, { ...(vm ?? { uuid: vmUuid }), hostUuid, lastHostUuid: undefined } as Resource);
 }
 
 /**
@@ -380,7 +376,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
       injectFault(FLOW, 'dhcp');
     },
     async rollback(ctx) {
-      if (ctx.data.services.length && ctx.data.hostUuid) await removeServices(deps(ctx), ctx.data.vm.uuid, ctx.data.hostUuid, ctx.data.nics);
+      // the NICs and the record go in the earlier steps' rollbacks; each change marks the key again
+      if (ctx.data.services.length && ctx.data.hostUuid) markVm(deps(ctx).reconcile, { ...ctx.data.vm, hostUuid: ctx.data.hostUuid });
     },
   },
   {
@@ -462,9 +459,12 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
         const a = await allocateHostFor(ctx.store, req, vm);
         ctx.data.hostUuid = a.hostUuid;
         await ctx.save();
+        // the host that will serve the VM's DHCP and metadata (flat-reconcile.ts reads hostUuid)
+        await ctx.store.update(vm.uuid, { hostUuid: a.hostUuid });
       },
       async rollback(ctx) {
         if (ctx.data.hostUuid) await releaseHost(ctx.store, ctx.data.hostUuid, ctx.data.vmUuid);
+        await ctx.store.update(ctx.data.vmUuid, { hostUuid: undefined });
       },
     },
     {
@@ -472,14 +472,14 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
       async run(ctx) {
         const d = depsOf(ctx.store);
         const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
-        const last = vm.lastHostUuid as string | undefined;
-        if (last && last !== ctx.data.hostUuid && (await ctx.store.get(last))) await removeServices(d, vm.uuid, last).catch(() => undefined);
+        // the host it last ran on stops serving it (hostUuid now wins over lastHostUuid)
+        markVm(d.reconcile, vm);
         ctx.data.services = true;
         await ctx.save();
         await addServices(d, vm, ctx.data.hostUuid!);
       },
       async rollback(ctx) {
-        if (ctx.data.services) await removeServices(depsOf(ctx.store), ctx.data.vmUuid, ctx.data.hostUuid!);
+        if (ctx.data.services) markVm(depsOf(ctx.store).reconcile, { ...(await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance')), hostUuid: ctx.data.hostUuid });
       },
     },
     {
@@ -542,7 +542,7 @@ async function destroyVm(vm: Resource, _q: Record<string, string>, oc: OpContext
       await releaseHost(d.store, hostUuid, v.uuid);
     }
     const where = hostUuid ?? (v.lastHostUuid as string | undefined);
-    if (where && (await d.store.get(where))) await removeServices(d, v.uuid, where);
+    // the state change to Destroyed marks the flat keys (watchFlatChanges): the entries go there
     return { state: 'Destroyed', hostUuid: undefined, lastHostUuid: where };
   });
 }
@@ -562,7 +562,7 @@ async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContex
       const hostOk = last !== undefined && (await d.store.get(last)) !== undefined;
       if (hostOk) {
         await callHost(d, last, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
-        await removeServices(d, v.uuid, last);
+        markVm(d.reconcile, v);
         await releaseHost(d.store, last, v.uuid);
       }
       const vols = (await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: v.uuid }] })).items;

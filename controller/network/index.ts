@@ -1,7 +1,8 @@
 // Networks in the cloud: L2 networks attached to clusters become bridges on every host of the
 // cluster (and on hosts that connect later); flat L3 networks get a service namespace
 // (vrouteragent: dnsmasq DHCP/DNS + metadata on 169.254.169.254) on every host that runs one of
-// their VMs, with one DHCP entry and one metadata record per VM NIC.
+// their VMs, with one DHCP entry and one metadata record per VM NIC, applied as desired state
+// by the reconcile queue (flat-reconcile.ts).
 //
 // Decisions (docs/cloud.md):
 //  - bridge name: derived by the kvmagent from physicalInterface (br_<if>, br_<if>_<vlan>), or the
@@ -12,16 +13,14 @@ import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import * as K from '../../shared/protocol/kvm.js';
 import * as V from '../../shared/protocol/vrouter.js';
-import type { Static } from '../../shared/protocol/schema.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
-import { allocateIp, ipNamespace, releaseIp } from '../allocator/ip.js';
+import { ipNamespace, releaseIp } from '../allocator/ip.js';
 import { callHost, connectedHosts, depsOf, mustGet, tagValue, type CloudDeps } from '../cloud/common.js';
+import { FLAT_AREA, flatKey } from './flat-reconcile.js';
 
 const log = logger('network');
-type FlatNetworkT = Static<typeof V.FlatNetwork>;
-type MetadataRecordT = Static<typeof V.MetadataRecord>;
 
 export function bridgeRequest(l2: Resource): K.BridgeRequestT {
   const req: K.BridgeRequestT = { type: l2.type === 'L2VlanNetwork' ? 'Vlan' : 'NoVlan', physicalInterface: String(l2.physicalInterface), l2NetworkUuid: l2.uuid };
@@ -60,7 +59,15 @@ async function detachL2(cluster: Resource, params: Record<string, unknown>, oc: 
     if (nics.total > 0) throw new TStackError('CONFLICT', `VMs of cluster ${cluster.name} have NICs on L3 ${l3.name}; delete them first`);
   }
   for (const h of await connectedHosts(d.store, cluster.uuid)) {
-    for (const l3 of l3s) await callHost(d, h.uuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3.uuid }).catch(() => undefined);
+    for (const l3 of l3s) {
+      // the host no longer serves the L3: its DHCP server address goes, so the key has nothing left to apply
+      const mine = (await d.store.claims(ipNamespace(l3.uuid))).find((c) => c.owner === `dhcp:${h.uuid}`);
+      if (mine) await releaseIp(d.store, l3.uuid, mine.key);
+      await callHost(d, h.uuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3.uuid }).catch((e: unknown) => {
+        log.warn({ host: h.uuid, l3: l3.uuid, err: (e as Error).message }, 'namespace delete failed; the reconcile queue retries');
+        d.reconcile.mark(FLAT_AREA, flatKey(h.uuid, l3.uuid));
+      });
+    }
     // an existing bridge named by tag belongs to the operator: leave it
     if (!tagValue(l2, 'bridgeName')) await callHost(d, h.uuid, 'kvmagent', K.BridgeDelete, bridgeRequest(l2)).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'bridge delete failed'));
   }
@@ -80,64 +87,6 @@ export async function onHostConnectedNetwork(d: CloudDeps, host: Resource): Prom
 // flat network services
 
 export const isFlat = (l3: Resource): boolean => (l3.provider ?? 'Flat') === 'Flat' && ((l3.networkServices as string[] | undefined) ?? []).some((s) => s === 'DHCP' || s === 'UserData');
-
-/** Ensure the L3's service namespace on a host (bridge must exist). */
-export async function ensureFlatNamespace(d: CloudDeps, hostUuid: string, l3: Resource, bridge: string): Promise<void> {
-  const ranges = await d.store.byParent('ip-range', l3.uuid);
-  if (ranges.length === 0) throw new TStackError('INVALID_ARGUMENT', `L3 network ${l3.name} has no IP range`);
-  const server = await allocateIp(d.store, { l3NetworkUuid: l3.uuid, owner: `dhcp:${hostUuid}` });
-  const r0 = ranges[0]!;
-  const net: FlatNetworkT = {
-    l3NetworkUuid: l3.uuid,
-    bridge,
-    cidr: String(r0.networkCidr),
-    dhcpServerIp: server.ip,
-    gateway: String(r0.gateway),
-    ipRanges: ranges.map((r) => ({ startIp: String(r.startIp), endIp: String(r.endIp) })),
-    metadata: ((l3.networkServices as string[] | undefined) ?? []).includes('UserData'),
-  };
-  const dns = (l3.dns as string[] | undefined) ?? [];
-  if (dns.length) net.dnsServers = dns;
-  if (typeof l3.dnsDomain === 'string' && l3.dnsDomain) net.dnsDomain = l3.dnsDomain;
-  await callHost(d, hostUuid, 'vrouteragent', V.NamespaceEnsure, { network: net });
-}
-
-export interface NicServices {
-  l3NetworkUuid: string;
-  mac: string;
-  ip: string;
-  bridge: string;
-}
-
-/** DHCP entry + metadata record of one NIC on its host. */
-export async function addNicServices(d: CloudDeps, hostUuid: string, vm: Resource, nic: NicServices, meta: { hostname: string; userData?: string; sshKey?: string }): Promise<void> {
-  const l3 = await mustGet(d.store, nic.l3NetworkUuid, 'l3-network');
-  if (!isFlat(l3)) return;
-  await ensureFlatNamespace(d, hostUuid, l3, nic.bridge);
-  const services = (l3.networkServices as string[] | undefined) ?? [];
-  if (services.includes('DHCP')) {
-    await callHost(d, hostUuid, 'vrouteragent', V.DhcpAdd, { l3NetworkUuid: l3.uuid, entry: { mac: nic.mac, ip: nic.ip, hostname: meta.hostname, vmUuid: vm.uuid } });
-  }
-  if (services.includes('UserData')) {
-    const rec: MetadataRecordT = { ip: nic.ip, instanceId: vm.uuid, hostname: meta.hostname, mac: nic.mac };
-    if (meta.userData !== undefined) rec.userData = meta.userData;
-    if (meta.sshKey) rec.sshKeys = [meta.sshKey];
-    await callHost(d, hostUuid, 'vrouteragent', V.MetadataAdd, { l3NetworkUuid: l3.uuid, record: rec });
-  }
-}
-
-/** Remove a NIC's DHCP entry and metadata record from a host (idempotent). */
-export async function removeNicServices(d: CloudDeps, hostUuid: string, nic: { l3NetworkUuid: string; mac: string; ip: string }): Promise<void> {
-  const l3 = await d.store.get(nic.l3NetworkUuid);
-  if (!l3 || !isFlat(l3)) return;
-  const host = await d.store.get(hostUuid);
-  if (!host) return;
-  // nothing to remove where the namespace was never made
-  const st = await callHost(d, hostUuid, 'vrouteragent', V.FlatStatus, { l3NetworkUuid: l3.uuid });
-  if (st.networks.length === 0) return;
-  await callHost(d, hostUuid, 'vrouteragent', V.DhcpRemove, { l3NetworkUuid: l3.uuid, mac: nic.mac });
-  await callHost(d, hostUuid, 'vrouteragent', V.MetadataRemove, { l3NetworkUuid: l3.uuid, ip: nic.ip });
-}
 
 /** DELETE /v1/l3-networks/<uuid>: refused while NICs use it; removes the namespaces and addresses. */
 async function deleteL3(l3: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {

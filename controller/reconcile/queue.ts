@@ -56,6 +56,14 @@ interface Entry {
   /** Marked while running: queue again when the run ends. */
   again: boolean;
   retry?: NodeJS.Timeout;
+  /** sync() callers waiting for the next apply to start, and for the running one to end. */
+  next: Waiter[];
+  current: Waiter[];
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
 }
 
 const id = (area: string, key: string): string => `${area}\u0000${key}`;
@@ -102,7 +110,7 @@ export class ReconcileQueue {
     const k = id(area, key);
     let e = this.entries.get(k);
     if (!e) {
-      e = { area, key, attempts: 0, queued: false, running: false, again: false };
+      e = { area, key, attempts: 0, queued: false, running: false, again: false, next: [], current: [] };
       this.entries.set(k, e);
     }
     if (e.running) {
@@ -111,6 +119,25 @@ export class ReconcileQueue {
     }
     if (e.queued || e.retry) return;
     this.enqueue(e);
+  }
+
+  /**
+   * Mark the key and wait for an apply that starts after this call; rejects with that apply's
+   * error (the key is still retried in the background). For flows that must not go on before
+   * the key is applied (a VM must not boot before its DHCP entry exists). A key backing off is
+   * applied at once.
+   */
+  sync(area: string, key: string): Promise<void> {
+    if (this.stopped) return Promise.reject(new Error('the reconcile queue is stopped'));
+    if (!this.areas.has(area)) return Promise.reject(new Error(`reconcile area '${area}' is not registered`));
+    this.mark(area, key);
+    const e = this.entries.get(id(area, key))!;
+    if (e.retry) {
+      clearTimeout(e.retry);
+      delete e.retry;
+      this.enqueue(e);
+    }
+    return new Promise((resolve, reject) => e.next.push({ resolve, reject }));
   }
 
   /** Begin applying (marks so far included) and run a first pass, then one every periodMs. */
@@ -134,6 +161,10 @@ export class ReconcileQueue {
       delete e.retry;
     }
     this.ready.length = 0;
+    for (const e of this.entries.values()) {
+      for (const w of e.next) w.reject(new Error('the reconcile queue stopped'));
+      e.next = [];
+    }
     await this.passing;
     await Promise.allSettled([...this.runs]);
     this.wakeIdle();
@@ -208,12 +239,16 @@ export class ReconcileQueue {
     if (!area) return;
     e.running = true;
     this.running++;
+    e.current = e.next;
+    e.next = [];
     try {
       await area.apply(e.key);
       e.attempts = 0;
       delete e.lastError;
       e.lastAppliedAt = Date.now();
+      for (const w of e.current) w.resolve();
     } catch (err) {
+      for (const w of e.current) w.reject(err);
       e.attempts++;
       e.lastError = err instanceof Error ? err.message : String(err);
       const delay = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** (e.attempts - 1));
@@ -227,6 +262,7 @@ export class ReconcileQueue {
         e.retry.unref();
       }
     } finally {
+      e.current = [];
       e.running = false;
       this.running--;
       if (e.again && !this.stopped) {

@@ -3,8 +3,9 @@
 // Flat networks: every host that runs VMs of a flat L3 network gets a per-L3 "service
 // namespace" attached to the L3's bridge. Inside it: dnsmasq (static DHCP for the VMs on
 // THIS host only, DNS for the whole L3) and the metadata service on 169.254.169.254:80.
-// The controller owns all addresses (no dynamic pool) and reconciles with the *apply*
-// commands (full desired set in one call); add/remove change one entry.
+// The controller owns all addresses (no dynamic pool) and sends the complete desired state of
+// one (host, L3) with flat/apply (controller/network/flat-reconcile.ts); there are no
+// incremental add/remove commands, so a lost or repeated call can never leave drift behind.
 import { defineCommand } from './command.js';
 import { AbsPath, Ipv4, Mac, Obj, Type, Uuid } from './schema.js';
 
@@ -127,24 +128,6 @@ export const DhcpApply = defineCommand({
   description: 'replace the static DHCP entries (MAC → IP, hostname) this host answers for; others are ignored',
 });
 
-export const DhcpAdd = defineCommand({
-  name: 'flat/dhcp/add',
-  agent: 'vrouter',
-  timeoutMs: 30_000,
-  request: Obj({ ...L3Ref, entry: DhcpEntry }),
-  response: DhcpResult,
-  description: 'add or replace (by MAC) one static DHCP entry',
-});
-
-export const DhcpRemove = defineCommand({
-  name: 'flat/dhcp/remove',
-  agent: 'vrouter',
-  timeoutMs: 30_000,
-  request: Obj({ ...L3Ref, mac: Mac() }),
-  response: DhcpResult,
-  description: 'remove the static DHCP entry of a MAC (no-op when absent)',
-});
-
 export const DnsApply = defineCommand({
   name: 'flat/dns/apply',
   agent: 'vrouter',
@@ -160,24 +143,6 @@ export const DnsApply = defineCommand({
   description: 'replace the DNS records and upstream forwarders of the L3 namespace',
 });
 
-export const DnsAdd = defineCommand({
-  name: 'flat/dns/add',
-  agent: 'vrouter',
-  timeoutMs: 30_000,
-  request: Obj({ ...L3Ref, record: DnsRecord }),
-  response: Obj({ records: Type.Integer(), forwarders: Type.Integer() }),
-  description: 'add or replace (by name) one DNS record of the L3',
-});
-
-export const DnsRemove = defineCommand({
-  name: 'flat/dns/remove',
-  agent: 'vrouter',
-  timeoutMs: 30_000,
-  request: Obj({ ...L3Ref, name: Hostname() }),
-  response: Obj({ records: Type.Integer(), forwarders: Type.Integer() }),
-  description: 'remove the DNS record of a name (no-op when absent)',
-});
-
 const MetadataResult = Obj({ records: Type.Integer() });
 
 export const MetadataApply = defineCommand({
@@ -189,22 +154,30 @@ export const MetadataApply = defineCommand({
   description: 'replace the metadata records (user-data, ssh keys, hostname, instance id per VM IP)',
 });
 
-export const MetadataAdd = defineCommand({
-  name: 'flat/metadata/add',
+export const FlatApply = defineCommand({
+  name: 'flat/apply',
   agent: 'vrouter',
-  timeoutMs: 30_000,
-  request: Obj({ ...L3Ref, record: MetadataRecord }),
-  response: MetadataResult,
-  description: 'add or replace (by IP) the metadata record of one VM',
-});
-
-export const MetadataRemove = defineCommand({
-  name: 'flat/metadata/remove',
-  agent: 'vrouter',
-  timeoutMs: 30_000,
-  request: Obj({ ...L3Ref, ip: Ipv4() }),
-  response: MetadataResult,
-  description: 'remove the metadata record of a VM address (no-op when absent)',
+  timeoutMs: 60_000,
+  request: Obj({
+    network: FlatNetwork,
+    /** Every static DHCP entry this host answers for (its own VMs on the L3). */
+    dhcp: Type.Array(DhcpEntry, { maxItems: 65_536 }),
+    dns: Obj({
+      /** Names of the L3's VMs (all hosts); DHCP hostnames of this host are added automatically. */
+      records: Type.Array(DnsRecord, { maxItems: 65_536 }),
+      forwarders: Type.Array(Ipv4(), { maxItems: 8 }),
+    }),
+    /** Every metadata record this host serves (its own VMs on the L3). */
+    metadata: Type.Array(MetadataRecord, { maxItems: 65_536 }),
+  }),
+  response: Obj({
+    namespace: NamespaceInfo,
+    changed: Type.Boolean(),
+    /** DHCP leases dropped because their MAC/IP pair is no longer desired (so the address can be reused). */
+    releasedLeases: Type.Integer(),
+  }),
+  description:
+    'make the service namespace of a flat L3 on this host match the complete desired state (network, DHCP entries, DNS, metadata): validated whole, files written atomically, dnsmasq reloaded or (re)started, stale leases dropped, a missing namespace or dead dnsmasq recreated',
 });
 
 export const ConfigDriveNetwork = Obj({

@@ -5,7 +5,7 @@
 // addresses by DHCP, run user-data from the metadata service and answer SSH from the host side
 // of the bridge; lifecycle; destroy/recover/expunge; fault injection in the create flow.
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -131,6 +131,8 @@ describe('e2e: the first real cloud', function () {
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     c = await testController(cleanup, {
       modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
+      // a short periodic pass: the repair test below waits for it
+      reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
     } as never);
     api = await c.login('admin', c.adminPassword);
     // adding the host authorizes the controller's own key (for reconnects): take it away again
@@ -334,6 +336,90 @@ describe('e2e: the first real cloud', function () {
     assert.equal((await api.get(`/v1/images/${iso.uuid}`)).status, 404);
   });
 
+  /** The flat L3's state directory on the host and its dnsmasq (pid, namespace). */
+  const flatDir = (): string => join(layout.dataDir, 'vrouter/flat', ids.l3!.replace(/-/g, ''));
+  const dnsmasqPid = (): number | undefined => {
+    try {
+      const pid = Number(readFileSync(join(flatDir(), 'dnsmasq.pid'), 'utf8').trim());
+      return existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'dnsmasq' ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const until = async (what: string, cond: () => boolean | Promise<boolean>, ms: number): Promise<number> => {
+    const t0 = Date.now();
+    while (!(await cond())) {
+      if (Date.now() - t0 > ms) assert.fail(`not within ${ms / 1000} s: ${what}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return Date.now() - t0;
+  };
+  const REUSED = () => `${net}.40`;
+  let reuseVm: any;
+  const bootAndSsh = async (vm: any, ms = 300_000): Promise<void> => {
+    const line = await waitForSerial(vm.serialLogPath, /eth0 ip=/, ms);
+    assert.ok(line.includes(`ip=${vm.vmNics[0].ip}`), `${vm.name} got its assigned IP: ${line}`);
+    const out = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'hostname', timeoutMs: 120_000 });
+    assert.ok(out.includes(vm.name), out);
+  };
+
+  it('create → expunge → create reuses the address: the new VM gets it by DHCP and answers SSH (5 times)', async () => {
+    const create = async (i: number): Promise<any> => {
+      const vm = await ok(api, '/v1/vm-instances', { name: `${rid}-re${i}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], staticIps: [{ l3NetworkUuid: ids.l3, ip: REUSED() }], sshKey: key.pubKey });
+      vmUuids.push(vm.uuid);
+      assert.equal(vm.vmNics[0].ip, REUSED());
+      return vm;
+    };
+    let prev = await create(0);
+    await bootAndSsh(prev);
+    for (let i = 1; i <= 5; i++) {
+      const oldMac = String(prev.vmNics[0].mac).toLowerCase();
+      await ok(api, `/v1/vm-instances/${prev.uuid}`, undefined, 'del');
+      await ok(api, `/v1/vm-instances/${prev.uuid}/actions`, { expunge: {} });
+      const vm = await create(i);
+      assert.notEqual(String(vm.vmNics[0].mac).toLowerCase(), oldMac, 'a new MAC for the reused address');
+      // the old MAC holds no lease on the host any more (dnsmasq would refuse the address otherwise)
+      assert.doesNotMatch(readFileSync(join(flatDir(), 'leases'), 'utf8').toLowerCase(), new RegExp(oldMac));
+      await bootAndSsh(vm);
+      prev = vm;
+    }
+    reuseVm = prev;
+  });
+
+  it('the periodic pass repairs a killed dnsmasq, a deleted namespace and a deleted lease file; a new VM then gets its address within 90 s', async () => {
+    // the agent's own watchdog also converges (every 10 s); either way the host must come back
+    const pid0 = dnsmasqPid();
+    assert.ok(pid0, 'dnsmasq runs');
+    process.kill(pid0, 'SIGKILL');
+    await until('a new dnsmasq runs', () => dnsmasqPid() !== undefined && dnsmasqPid() !== pid0, 60_000);
+
+    const ns = (await exec('ip', ['netns', 'identify', String(dnsmasqPid())])).stdout.trim();
+    assert.ok(ns, 'dnsmasq runs in a named namespace');
+    await exec('ip', ['netns', 'del', ns]);
+    await until('the namespace is back with dnsmasq in it', async () => {
+      const p = dnsmasqPid();
+      return p !== undefined && existsSync(`/run/netns/${ns}`) && (await exec('ip', ['netns', 'identify', String(p)])).stdout.trim() === ns;
+    }, 60_000);
+
+    rmSync(join(flatDir(), 'leases'));
+    await until('the lease file is back', () => existsSync(join(flatDir(), 'leases')), 60_000);
+
+    // the VM that ran through all this renews and still answers
+    await sshRun({ host: reuseVm.vmNics[0].ip, key: key.priv, cmd: 'true', timeoutMs: 120_000 });
+    const t0 = Date.now();
+    const vm = await ok(api, '/v1/vm-instances', { name: `${rid}-afterfix`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], sshKey: key.pubKey });
+    vmUuids.push(vm.uuid);
+    const line = await waitForSerial(vm.serialLogPath, /eth0 ip=/, 90_000 - (Date.now() - t0));
+    assert.ok(line.includes(`ip=${vm.vmNics[0].ip}`), line);
+    await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'true', timeoutMs: 120_000 });
+    for (const v of [vm, reuseVm]) {
+      await ok(api, `/v1/vm-instances/${v.uuid}`, undefined, 'del');
+      await ok(api, `/v1/vm-instances/${v.uuid}/actions`, { expunge: {} });
+    }
+    const st = c.reconcile.status().filter((x) => x.area === 'flat');
+    assert.ok(st.length > 0 && st.every((x) => x.lastAppliedAt !== undefined), JSON.stringify(st));
+  });
+
   it('expunge removes the domain, the volumes, the IPs and the DHCP entries (checked on the host)', async () => {
     for (const vm of [vms.vm1, vms.vm2]) {
       const nic = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body.vmNics[0];
@@ -352,7 +438,7 @@ describe('e2e: the first real cloud', function () {
       const claims = await c.store.claims(ipNamespace(ids.l3));
       assert.ok(!claims.some((x) => x.key === nic.ip), `IP ${nic.ip} released`);
       assert.ok(!(await c.store.claims('mac')).some((x) => x.key === nic.mac.toLowerCase()), `MAC ${nic.mac} released`);
-      assert.ok(!flatState(layout).toLowerCase().includes(nic.mac.toLowerCase()), 'the DHCP entry is gone from the host');
+      await until('the DHCP entry is gone from the host', () => !flatState(layout).toLowerCase().includes(nic.mac.toLowerCase()), 30_000);
       assert.equal((await api.get(`/v1/vm-nics?q=vmInstanceUuid=${vm.uuid}&count=true`)).body.total, 0);
     }
   });
@@ -393,7 +479,7 @@ describe('e2e: the first real cloud', function () {
       assert.deepEqual(filesUnder(psDir).filter((f) => !f.includes('image') && !f.startsWith('serial-')), psFilesBefore.filter((f) => !f.startsWith('serial-')), 'no volume file');
       assert.deepEqual((await c.store.claims(ipNamespace(ids.l3))).map((x) => x.key).sort(), claimsBefore, 'no IP');
       assert.deepEqual((await c.store.claims('mac')).map((x) => x.key).sort(), macsBefore, 'no MAC');
-      assert.equal(flatState(layout), flatBefore, 'no DHCP entry or metadata record');
+      await until('no DHCP entry or metadata record', () => flatState(layout) === flatBefore, 30_000);
       assert.equal((await c.store.claims(`host-capacity:${ids.host}`)).length, 0, 'no host capacity reservation');
     });
   }

@@ -3,7 +3,7 @@
 // on one bridge answering only for their own VMs, SIGKILL + restart with leases renewing, and
 // typed errors with nothing applied. Real dnsmasq, real namespaces, real agent processes.
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { TStackError } from '../../../shared/errors.js';
@@ -31,6 +31,10 @@ const NET = (h: 'a' | 'b', bridge: string) => ({
 const MAC1 = '52:54:00:77:00:11';
 const MAC2 = '52:54:00:77:00:12';
 const MAC3 = '52:54:00:77:00:13';
+const MAC4 = '52:54:00:77:00:14';
+const ONE = { mac: MAC1, ip: '10.77.0.11', hostname: 'vm-one' };
+const MD1 = { ip: '10.77.0.11', instanceId: 'i-one', hostname: 'vm-one', userData: 'secret-of-vm1\n', sshKeys: ['ssh-ed25519 AAAAone one@test'] };
+const NO_DNS = { records: [], forwarders: [] };
 
 async function expectInvalid(p: Promise<unknown>, field: string): Promise<TStackError> {
   try {
@@ -44,6 +48,8 @@ async function expectInvalid(p: Promise<unknown>, field: string): Promise<TStack
   assert.fail(`expected INVALID_ARGUMENT on ${field}`);
 }
 
+const leaseFileOf = (h: Host): string => join(h.agent.dataDir, 'vrouter/flat', L3.replace(/-/g, ''), 'leases');
+
 describe('vrouteragent flat network (namespaces as VMs)', function () {
   this.timeout(180_000);
   const cleanup = useCleanup();
@@ -55,6 +61,7 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
   let vm1: Vm;
   let vm2: Vm;
   let vm3: Vm;
+  const leaseFile = (): string => leaseFileOf(A);
 
   before(async () => {
     dir = await tmpDir('vrouter', cleanup);
@@ -171,27 +178,64 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
       if (!fwd) await new Promise((r) => setTimeout(r, 250));
     }
     assert.equal(fwd, '203.0.113.7', 'forwarded to the upstream resolver');
-    await client.call(vrouter.DnsAdd, A.ep, { l3NetworkUuid: L3, record: { name: 'db', ip: '10.77.0.41' } });
+    await client.call(vrouter.DnsApply, A.ep, { l3NetworkUuid: L3, records: [{ name: 'vm-two', ip: '10.77.0.12' }, { name: 'db', ip: '10.77.0.41' }], forwarders: ['10.77.0.250'] });
     assert.equal(await nslookup(vm1, 'db.flat.test', '10.77.0.2'), '10.77.0.41', 'record replaced by name');
-    await client.call(vrouter.DnsRemove, A.ep, { l3NetworkUuid: L3, name: 'db' });
+    await client.call(vrouter.DnsApply, A.ep, { l3NetworkUuid: L3, records: [{ name: 'vm-two', ip: '10.77.0.12' }], forwarders: ['10.77.0.250'] });
     assert.equal(await nslookup(vm1, 'db.flat.test', '10.77.0.2'), undefined, 'record removed');
     await client.call(vrouter.DnsApply, A.ep, { l3NetworkUuid: L3, records: [], forwarders: [] });
     assert.equal(await nslookup(vm1, 'vm-two.flat.test', '10.77.0.2'), undefined, 'records replaced');
   });
 
-  it('add/remove one entry reloads with SIGHUP: same dnsmasq, other leases kept', async () => {
+  it('flat/apply: the whole state at once; an added entry reloads with SIGHUP (same dnsmasq, other leases kept)', async () => {
     const pid = (await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.namespace.dnsmasqPid!;
-    const r = await client.call(vrouter.DhcpAdd, A.ep, { l3NetworkUuid: L3, entry: { mac: MAC3, ip: '10.77.0.13', hostname: 'vm-three' } });
-    assert.deepEqual(r, { entries: 2, reloaded: true });
+    const r = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC3, ip: '10.77.0.13', hostname: 'vm-three' }], dns: NO_DNS, metadata: [MD1] });
+    assert.equal(r.changed, true);
+    assert.equal(r.releasedLeases, 0);
+    assert.equal(r.namespace.dnsmasqPid, pid, 'no dnsmasq restart for a new entry');
     const l3 = await dhcpOnce(vm3, script, dir);
     assert.equal(l3?.ip, '10.77.0.13');
-    const leases = readFileSync(join(A.agent.dataDir, 'vrouter/flat', L3.replace(/-/g, ''), 'leases'), 'utf8');
+    const leases = readFileSync(leaseFile(), 'utf8');
     assert.match(leases, /10\.77\.0\.11/, "vm1's lease survived the reload");
-    await client.call(vrouter.DhcpRemove, A.ep, { l3NetworkUuid: L3, mac: MAC3 });
+    assert.match(leases, /52:54:00:77:00:13 10\.77\.0\.13/);
+    const again = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC3, ip: '10.77.0.13', hostname: 'vm-three' }], dns: NO_DNS, metadata: [MD1] });
+    assert.equal(again.changed, false, 'the same state again changes nothing');
+  });
+
+  it('flat/apply: an address reused by a new MAC is answered (the old lease is dropped)', async () => {
+    // vm3's address goes to a new VM (vm3 with a new MAC): without dropping MAC3's lease dnsmasq
+    // would refuse ("not using configured address … because it is leased to …")
+    const r = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC4, ip: '10.77.0.13', hostname: 'vm-four' }], dns: NO_DNS, metadata: [MD1] });
+    assert.equal(r.releasedLeases, 1);
+    await exec('ip', ['-n', vm3.ns, 'link', 'set', 'dev', vm3.ifname, 'address', MAC4]);
+    const l = await dhcpOnce(vm3, script, dir);
+    assert.equal(l?.ip, '10.77.0.13', 'the reused address is handed to the new MAC');
+    const leases = readFileSync(leaseFile(), 'utf8');
+    assert.doesNotMatch(leases, /52:54:00:77:00:13/);
+    assert.match(leases, /52:54:00:77:00:11 10\.77\.0\.11/, "vm1's lease kept");
+    await exec('ip', ['-n', vm3.ns, 'link', 'set', 'dev', vm3.ifname, 'address', MAC3]);
+    await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE], dns: NO_DNS, metadata: [MD1] });
     assert.equal(await dhcpOnce(vm3, script, dir, 2), undefined, 'removed entry no longer answered');
-    const st = (await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!;
-    assert.equal(st.namespace.dnsmasqPid, pid, 'no dnsmasq restart');
-    assert.equal(st.dhcpEntries, 1);
+    assert.equal((await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.dhcpEntries, 1);
+  });
+
+  it('flat/apply repairs drift: a deleted lease file, a deleted namespace', async () => {
+    const want = { network: NET('a', bridge), dhcp: [ONE], dns: NO_DNS, metadata: [MD1] };
+    const pid0 = (await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.namespace.dnsmasqPid!;
+    rmSync(leaseFile());
+    const r1 = await client.call(vrouter.FlatApply, A.ep, want);
+    assert.ok(existsSync(leaseFile()), 'the lease file is back');
+    assert.notEqual(r1.namespace.dnsmasqPid, pid0, 'dnsmasq restarted onto a new lease file');
+    assert.equal((await dhcpOnce(vm1, script, dir))?.ip, '10.77.0.11');
+
+    const n = flatNames(L3, A.scheme);
+    await exec('ip', ['netns', 'del', n.namespace]);
+    assert.equal(await netnsExists(n.namespace), false);
+    const r2 = await client.call(vrouter.FlatApply, A.ep, want);
+    assert.equal(r2.changed, true);
+    assert.ok(await netnsExists(n.namespace), 'namespace recreated');
+    assert.ok(r2.namespace.dnsmasqPid !== undefined && pidAlive(r2.namespace.dnsmasqPid));
+    assert.equal((await dhcpOnce(vm1, script, dir))?.ip, '10.77.0.11');
+    assert.equal((await curl(vm1, 'http://169.254.169.254/latest/user-data')).body, 'secret-of-vm1\n', 'metadata served again');
   });
 
   it('agent SIGKILLed and restarted: dnsmasq keeps serving, leases renew, the agent re-adopts it', async () => {
@@ -225,7 +269,7 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     await waitEvents(n0 + 3);
     assert.equal(leaseEvents(dir, vm1).at(-1)!.ip, '10.77.0.11');
     // the adopted dnsmasq still takes reloads
-    await client.call(vrouter.DhcpAdd, A.ep, { l3NetworkUuid: L3, entry: { mac: MAC3, ip: '10.77.0.13' } });
+    await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC3, ip: '10.77.0.13' }], dns: NO_DNS, metadata: [MD1] });
     assert.equal((await dhcpOnce(vm3, script, dir))?.ip, '10.77.0.13');
     await udhcpc.stop();
   });
@@ -269,7 +313,7 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     const body = (await res.json()) as { code: string; details: { field: string } };
     assert.equal(body.code, 'INVALID_ARGUMENT');
     assert.equal(body.details.field, 'entries.1.hostname');
-    await expectInvalid(client.call(vrouter.DhcpAdd, A.ep, { l3NetworkUuid: L3, entry: { mac: '52:54:00:77:00:35', ip: '10.77.0.11' } }), 'entry.ip');
+    await expectInvalid(client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: '52:54:00:77:00:35', ip: '10.77.0.11' }], dns: NO_DNS, metadata: [] }), 'dhcp.1.ip');
     assert.equal(readFileSync(hostsFile, 'utf8'), before, 'dhcp-hosts untouched');
     assert.equal((await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.dhcpEntries, 2);
     // a bridge that doesn't exist: typed error, nothing left behind

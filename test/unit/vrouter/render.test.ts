@@ -15,6 +15,7 @@ import {
 } from '../../../vrouteragent/render/dnsmasq.js';
 import { ec2MetaData, metadataReply, openstackMetaData } from '../../../vrouteragent/render/metadata.js';
 import { renderMetaData, renderNetworkConfig, renderUserData, yamlScalar } from '../../../vrouteragent/render/configdrive.js';
+import { filterLeases } from '../../../vrouteragent/render/leases.js';
 import { ENTRIES, KEY, MD, NET, RECORDS } from './fixtures.js';
 
 const GOLDEN = join(fileURLToPath(new URL('.', import.meta.url)), 'golden');
@@ -103,5 +104,21 @@ describe('vrouter renderers (golden files)', () => {
     assert.match(renderNetworkConfig({ instanceId: 'i', hostname: 'h' }), /dhcp4: true/);
     assert.equal(yamlScalar('yes'), '"yes"');
     assert.equal(yamlScalar('web-1'), 'web-1');
+  });
+
+  it('leases: only desired MAC/IP pairs stay (a reused address loses its old lease); other lines kept', () => {
+    const text = [
+      'duid 00:01:00:01:2c:aa:bb:cc:52:54:00:00:00:01',
+      '1764900000 52:54:00:aa:00:11 10.20.0.11 web-1 01:52:54:00:aa:00:11', // desired: kept
+      '1764900000 52:54:00:aa:00:99 10.20.0.12 old-vm *', // 10.20.0.12 now belongs to 52:54:00:aa:00:12
+      '1764900000 52:54:00:AA:00:12 10.20.0.13 web-2 *', // desired MAC, other address
+      '1764900000 52:54:00:aa:00:20 10.20.0.150 * *', // desired: kept
+      '',
+    ].join('\n');
+    const f = filterLeases(text, ENTRIES);
+    golden('leases-filtered', f.kept);
+    assert.deepEqual(f.released, ['52:54:00:aa:00:99 10.20.0.12', '52:54:00:aa:00:12 10.20.0.13']);
+    assert.deepEqual(filterLeases(f.kept, ENTRIES).released, [], 'idempotent');
+    assert.equal(filterLeases('', ENTRIES).kept, '');
   });
 });

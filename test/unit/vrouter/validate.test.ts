@@ -75,7 +75,13 @@ describe('vrouter validation', () => {
       validate(vrouter.ConfigDriveBuild.request, { ...req, path: '/var/lib/tstack/cd/vm1.iso' });
     });
     it('ssh keys must be one line', () => {
-      assert.equal(invalidField(() => validate(vrouter.MetadataAdd.request, { l3NetworkUuid: L3, record: { ...MD, sshKeys: ['ssh-ed25519 AAAA x\nssh-rsa BBBB'] } })), 'record.sshKeys.0');
+      assert.equal(invalidField(() => validate(vrouter.MetadataApply.request, { l3NetworkUuid: L3, records: [{ ...MD, sshKeys: ['ssh-ed25519 AAAA x\nssh-rsa BBBB'] }] })), 'records.0.sshKeys.0');
+    });
+    it('flat/apply: the whole state is checked by the schema (unknown fields, bad MACs)', () => {
+      const req = { network: NET, dhcp: [{ mac: '52:54:00:aa:00:11', ip: '10.20.0.11' }], dns: { records: [], forwarders: [] }, metadata: [MD] };
+      validate(vrouter.FlatApply.request, req);
+      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, { ...req, dhcp: [{ mac: 'nope', ip: '10.20.0.11' }] })), 'dhcp.0.mac');
+      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, { ...req, extra: 1 })), 'extra');
     });
   });
 

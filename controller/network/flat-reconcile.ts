@@ -1,0 +1,193 @@
+// Flat-network services as desired state: for each (host, flat L3) key the controller computes
+// the complete set of DHCP entries, DNS records and metadata records from the inventory and sends
+// it whole (vrouter flat/apply) through the reconcile queue (area 'flat', key '<host>/<l3>').
+// Whatever changes a key's inputs only marks it (watchFlatChanges); the periodic pass repairs
+// drift on the host (a dead dnsmasq, a deleted namespace or lease file) and converges after a
+// controller or agent restart.
+//
+// Who is served where: a VM's NICs are served by the host it runs on, or last ran on while it
+// is stopped (hostUuid ?? lastHostUuid), until it is destroyed. DNS names cover the whole L3.
+import * as V from '../../shared/protocol/vrouter.js';
+import type { Static } from '../../shared/protocol/schema.js';
+import { logger } from '../../shared/log.js';
+import type { Resource } from '../store/types.js';
+import type { ReconcileArea, ReconcileQueue } from '../reconcile/queue.js';
+import type { EventBus } from '../events/bus.js';
+import { allocateIp, ipNamespace } from '../allocator/ip.js';
+import { callHost, mustGet, type CloudDeps } from '../cloud/common.js';
+import { ensureBridge, isFlat } from './index.js';
+
+const log = logger('network');
+
+export const FLAT_AREA = 'flat';
+type FlatApplyReq = Static<typeof V.FlatApply.request>;
+
+export const flatKey = (hostUuid: string, l3Uuid: string): string => `${hostUuid}/${l3Uuid}`;
+
+/** VM states whose NICs are served nowhere. */
+const GONE = new Set(['Destroying', 'Destroyed', 'Expunging', 'Expunged']);
+const servedOn = (vm: Resource): string | undefined => (GONE.has(String(vm.state)) ? undefined : ((vm.hostUuid ?? vm.lastHostUuid) as string | undefined));
+
+export function vmHostname(vm: Resource): string {
+  if (typeof vm.hostname === 'string' && vm.hostname) return vm.hostname;
+  const n = String(vm.name).toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(n) ? n : `vm-${vm.uuid.slice(0, 8)}`;
+}
+
+interface L3Nic {
+  nic: Resource;
+  vm: Resource;
+}
+
+/** The NICs on an L3 whose VM still needs them, oldest VM first (first come keeps a duplicate name). */
+async function liveNics(d: CloudDeps, l3Uuid: string): Promise<L3Nic[]> {
+  const nics = (await d.store.list({ kind: 'vm-nic', filters: [{ field: 'l3NetworkUuid', op: '=', value: l3Uuid }] })).items;
+  if (nics.length === 0) return [];
+  const vmUuids = [...new Set(nics.map((n) => String(n.parentUuid)))];
+  const vms = new Map((await d.store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: vmUuids }] })).items.map((v) => [v.uuid, v]));
+  const out: L3Nic[] = [];
+  for (const nic of nics) {
+    const vm = vms.get(String(nic.parentUuid));
+    if (vm && servedOn(vm) !== undefined) out.push({ nic, vm });
+  }
+  const order = (x: L3Nic): string => `${x.vm.createDate ?? ''}|${x.vm.uuid}|${String(x.nic.deviceId ?? 0)}`;
+  return out.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+}
+
+/** Every (host, L3) that has a service namespace or should have one. */
+export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?: string }): Promise<string[]> {
+  const out = new Set<string>();
+  const l3s = only?.l3Uuid ? [await d.store.get(only.l3Uuid)].filter((x): x is Resource => x !== undefined) : (await d.store.list({ kind: 'l3-network' })).items;
+  for (const l3 of l3s) {
+    if (l3.kind !== 'l3-network' || !isFlat(l3)) continue;
+    for (const c of await d.store.claims(ipNamespace(l3.uuid))) if (c.owner.startsWith('dhcp:')) out.add(flatKey(c.owner.slice(5), l3.uuid));
+    for (const { vm } of await liveNics(d, l3.uuid)) out.add(flatKey(servedOn(vm)!, l3.uuid));
+  }
+  return [...out].filter((k) => !only?.hostUuid || k.startsWith(`${only.hostUuid}/`));
+}
+
+/**
+ * The complete desired state of one L3 on one host, or undefined when the host serves nothing
+ * there (no VM NIC and no namespace). Allocates the host's DHCP server address on first use.
+ */
+export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource): Promise<FlatApplyReq | undefined> {
+  const live = await liveNics(d, l3.uuid);
+  const mine = live.filter((x) => servedOn(x.vm) === hostUuid);
+  const hasServer = (await d.store.claims(ipNamespace(l3.uuid))).some((c) => c.owner === `dhcp:${hostUuid}`);
+  if (mine.length === 0 && !hasServer) return undefined;
+  const ranges = await d.store.byParent('ip-range', l3.uuid);
+  if (ranges.length === 0) return undefined;
+  const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
+  const bridge = typeof l2.bridgeName === 'string' && l2.bridgeName ? l2.bridgeName : await ensureBridge(d, hostUuid, l2);
+  const server = await allocateIp(d.store, { l3NetworkUuid: l3.uuid, owner: `dhcp:${hostUuid}` });
+  const services = (l3.networkServices as string[] | undefined) ?? [];
+  const r0 = ranges[0]!;
+  const network: FlatApplyReq['network'] = {
+    l3NetworkUuid: l3.uuid,
+    bridge,
+    cidr: String(r0.networkCidr),
+    dhcpServerIp: server.ip,
+    gateway: String(r0.gateway),
+    ipRanges: ranges.map((r) => ({ startIp: String(r.startIp), endIp: String(r.endIp) })),
+    metadata: services.includes('UserData'),
+  };
+  const dns = (l3.dns as string[] | undefined) ?? [];
+  if (dns.length) network.dnsServers = dns;
+  if (typeof l3.dnsDomain === 'string' && l3.dnsDomain) network.dnsDomain = l3.dnsDomain;
+
+  // a host name is given once per L3: a later VM with the same name gets an address but no name
+  const named = new Map<string, string>(); // short name → nic uuid
+  for (const { vm, nic } of live) {
+    const h = vmHostname(vm).split('.')[0]!.toLowerCase();
+    if (!named.has(h)) named.set(h, nic.uuid);
+  }
+  const nameOf = (x: L3Nic): string | undefined => {
+    const h = vmHostname(x.vm);
+    return named.get(h.split('.')[0]!.toLowerCase()) === x.nic.uuid ? h : undefined;
+  };
+  const req: FlatApplyReq = { network, dhcp: [], dns: { records: [], forwarders: [] }, metadata: [] };
+  for (const x of live) {
+    const name = nameOf(x);
+    if (name) req.dns.records.push({ name, ip: String(x.nic.ip) });
+  }
+  for (const x of mine) {
+    const name = nameOf(x);
+    if (services.includes('DHCP')) req.dhcp.push({ mac: String(x.nic.mac), ip: String(x.nic.ip), vmUuid: x.vm.uuid, ...(name ? { hostname: name } : {}) });
+    if (services.includes('UserData')) {
+      const rec: FlatApplyReq['metadata'][number] = { ip: String(x.nic.ip), instanceId: x.vm.uuid, hostname: vmHostname(x.vm), mac: String(x.nic.mac) };
+      if (typeof x.vm.userData === 'string') rec.userData = x.vm.userData;
+      if (typeof x.vm.sshKey === 'string' && x.vm.sshKey) rec.sshKeys = [x.vm.sshKey];
+      req.metadata.push(rec);
+    }
+  }
+  return req;
+}
+
+/** Apply one key: the host's namespace for the L3 made to match the inventory. */
+export async function applyFlat(d: CloudDeps, key: string): Promise<void> {
+  const [hostUuid, l3Uuid] = key.split('/') as [string, string];
+  const host = await d.store.get(hostUuid);
+  // a host that is gone cannot be reached; one that is not connected is marked when it connects
+  if (!host || host.kind !== 'host' || host.status !== 'Connected') return;
+  const l3 = await d.store.get(l3Uuid);
+  if (!l3 || l3.kind !== 'l3-network' || !isFlat(l3)) {
+    await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3Uuid });
+    return;
+  }
+  const req = await desiredFlat(d, hostUuid, l3);
+  // nothing to serve here (any more): no namespace either
+  if (!req) {
+    await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3Uuid });
+    return;
+  }
+  const r = await callHost(d, hostUuid, 'vrouteragent', V.FlatApply, req);
+  if (r.releasedLeases > 0) log.info({ host: hostUuid, l3: l3Uuid, released: r.releasedLeases }, 'stale DHCP leases released');
+}
+
+export function flatArea(d: CloudDeps): ReconcileArea {
+  return { name: FLAT_AREA, keys: () => flatKeys(d), apply: (k) => applyFlat(d, k) };
+}
+
+/** Mark every flat key a VM's NICs touch (where it runs and where it ran). */
+export function markVm(q: ReconcileQueue, vm: Resource): void {
+  const hosts = new Set([vm.hostUuid, vm.lastHostUuid].filter((h): h is string => typeof h === 'string' && h !== ''));
+  for (const l3 of (vm.l3NetworkUuids as string[] | undefined) ?? []) for (const h of hosts) q.mark(FLAT_AREA, flatKey(h, l3));
+}
+
+/** Apply (and wait for) the flat keys of a VM on a host: its NICs are served before it boots. */
+export async function syncVmFlat(d: CloudDeps, vm: Resource, hostUuid: string): Promise<void> {
+  for (const l3 of (vm.l3NetworkUuids as string[] | undefined) ?? []) {
+    const l3r = await d.store.get(l3);
+    if (l3r && isFlat(l3r)) await d.reconcile.sync(FLAT_AREA, flatKey(hostUuid, l3));
+  }
+}
+
+/** Any inventory change that alters a flat key's desired state marks the key. */
+export function watchFlatChanges(d: CloudDeps, bus: EventBus): () => void {
+  const q = d.reconcile;
+  const markL3 = (l3Uuid: string): void => {
+    void flatKeys(d, { l3Uuid })
+      .then((ks) => ks.forEach((k) => q.mark(FLAT_AREA, k)))
+      .catch((e: unknown) => log.warn({ l3: l3Uuid, err: (e as Error).message }, 'cannot list the flat keys of an L3'));
+  };
+  return bus.subscribe((e) => {
+    if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
+    const r = e.resource;
+    if (e.kind === 'vm-instance') markVm(q, r);
+    else if (e.kind === 'vm-nic') {
+      void d.store
+        .get(String(r.parentUuid))
+        .then((vm) => {
+          const h = vm ? servedOn(vm) : undefined;
+          if (h) q.mark(FLAT_AREA, flatKey(h, String(r.l3NetworkUuid)));
+        })
+        .catch((err: unknown) => log.warn({ nic: r.uuid, err: (err as Error).message }, 'cannot mark the flat key of a NIC'));
+    } else if (e.kind === 'l3-network') markL3(r.uuid);
+    else if (e.kind === 'ip-range') markL3(String(r.parentUuid));
+  });
+}
+
+/** A host (re)connected: re-apply everything it serves (after its bridges exist). */
+export async function markHostFlat(d: CloudDeps, hostUuid: string): Promise<void> {
+  for (const k of await flatKeys(d, { hostUuid })) d.reconcile.mark(FLAT_AREA, k);
+}
