@@ -68,6 +68,9 @@ interface Waiter {
 
 const id = (area: string, key: string): string => `${area}\u0000${key}`;
 
+/** Delay before retry number `attempts` (1 = first failure): base·2^(attempts-1), at most max. */
+export const backoffMs = (attempts: number, base: number, max: number): number => Math.min(max, base * 2 ** Math.max(0, attempts - 1));
+
 export class ReconcileQueue {
   private readonly areas = new Map<string, ReconcileArea>();
   private readonly entries = new Map<string, Entry>();
@@ -130,14 +133,20 @@ export class ReconcileQueue {
   sync(area: string, key: string): Promise<void> {
     if (this.stopped) return Promise.reject(new Error('the reconcile queue is stopped'));
     if (!this.areas.has(area)) return Promise.reject(new Error(`reconcile area '${area}' is not registered`));
-    this.mark(area, key);
-    const e = this.entries.get(id(area, key))!;
+    const k = id(area, key);
+    let e = this.entries.get(k);
+    if (!e) {
+      e = { area, key, attempts: 0, queued: false, running: false, again: false, next: [], current: [] };
+      this.entries.set(k, e);
+    }
+    // waiting before the mark: an apply the mark starts right away must already count
+    const done = new Promise<void>((resolve, reject) => e.next.push({ resolve, reject }));
     if (e.retry) {
       clearTimeout(e.retry);
       delete e.retry;
-      this.enqueue(e);
     }
-    return new Promise((resolve, reject) => e.next.push({ resolve, reject }));
+    this.mark(area, key);
+    return done;
   }
 
   /** Begin applying (marks so far included) and run a first pass, then one every periodMs. */
@@ -251,7 +260,7 @@ export class ReconcileQueue {
       for (const w of e.current) w.reject(err);
       e.attempts++;
       e.lastError = err instanceof Error ? err.message : String(err);
-      const delay = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** (e.attempts - 1));
+      const delay = backoffMs(e.attempts, this.baseBackoffMs, this.maxBackoffMs);
       log.warn({ area: e.area, key: e.key, attempts: e.attempts, retryInMs: delay, err: e.lastError }, 'reconcile apply failed');
       if (!this.stopped) {
         e.again = false; // the retry applies the latest state

@@ -1,24 +1,30 @@
-// Benchmark: apply 1,000 static DHCP entries through the vrouteragent (HTTP call → validation →
-// render → atomic write → SIGHUP) vs. doing the same by hand (write the dhcp-hosts file, SIGHUP
-// dnsmasq). Alternating runs against two real dnsmasq processes in two namespaces on one test
-// bridge; prints the medians and, as the last line, `ratio: X` (agent / by hand).
-//   npx tsx scripts/bench/dhcp-apply.ts [runs=15] [entries=1000]
+// Benchmark: one full apply of a 250-VM flat L3 through tstack — the controller computes the
+// desired state from its inventory (SQLite), sends it whole (flat/apply over HTTP), the agent
+// validates, renders, writes atomically and SIGHUPs dnsmasq — against writing the same dnsmasq
+// files (dhcp-hosts, addn-hosts) by hand and sending SIGHUP. Alternating runs against two real
+// dnsmasq processes in two namespaces on one test bridge; each run changes every VM's host name
+// so both sides really rewrite and reload. Prints medians and, last, `ratio: X` (tstack / by hand).
+//   npx tsx scripts/bench/dhcp-apply.ts [runs=15] [vms=250]
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AgentServer } from '../../shared/agent/server.js';
 import { AgentClient } from '../../controller/agent-client/client.js';
 import { exec, execOk } from '../../shared/exec.js';
-import { vrouter } from '../../shared/protocol/index.js';
 import { setLogLevel } from '../../shared/log.js';
 import { registerVrouterAgent } from '../../vrouteragent/main.js';
+import { openStore } from '../../controller/store/index.js';
+import type { Resource } from '../../controller/store/types.js';
+import { EventBus } from '../../controller/events/bus.js';
+import { ReconcileQueue } from '../../controller/reconcile/queue.js';
+import { applyFlat, flatKey } from '../../controller/network/flat-reconcile.js';
+import type { CloudDeps } from '../../controller/cloud/common.js';
 
 const RUNS = Number(process.argv[2] ?? 15);
-const N = Number(process.argv[3] ?? 1000);
+const N = Number(process.argv[3] ?? 250);
 const id = 'b' + randomBytes(3).toString('hex').slice(0, 5);
 const bridge = `${id}br`;
 const manualNs = `${id}man`;
-const L3 = randomUUID();
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -26,18 +32,11 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-function entries(variant: number): Array<{ mac: string; ip: string; hostname: string }> {
-  const out = [];
-  for (let i = 0; i < N; i++) {
-    const n = i + 10; // 10.88.0.10 … inside the /20 (no network, broadcast, server or gateway address)
-    out.push({
-      mac: `52:54:00:88:${((n >> 8) & 0xff).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}`,
-      ip: `10.88.${n >> 8}.${n & 0xff}`,
-      hostname: `vm-${i}-v${variant}`,
-    });
-  }
-  return out;
-}
+const res = (kind: string, uuid: string, extra: Record<string, unknown>): Resource => ({ kind, uuid, name: `${kind}-${uuid.slice(0, 6)}`, createDate: new Date().toISOString(), lastOpDate: '', ownerAccountUuid: 'admin', tags: [], ...extra });
+
+const ipOf = (i: number): string => `10.88.${(i + 10) >> 8}.${(i + 10) & 0xff}`;
+const macOf = (i: number): string => `fa:16:3e:88:${(((i + 10) >> 8) & 0xff).toString(16).padStart(2, '0')}:${((i + 10) & 0xff).toString(16).padStart(2, '0')}`;
+const nameOf = (i: number, v: number): string => `vm-${i}-v${v}`;
 
 async function main(): Promise<void> {
   setLogLevel('warn');
@@ -51,16 +50,36 @@ async function main(): Promise<void> {
     // the agent, in process, on a loopback port
     const token = randomBytes(16).toString('hex');
     const server = new AgentServer({ agent: 'bench-vrouteragent', version: '0', token });
-    const { flat, close } = await registerVrouterAgent(server, { dataDir: join(dir, 'agent'), scheme: { nsPrefix: id, ifPrefix: id } });
+    const { flat, close } = await registerVrouterAgent(server, { dataDir: join(dir, 'agent'), scheme: { nsPrefix: id, ifPrefix: id }, watchdogMs: 0, metadataPort: 8775 });
+    const addr = await server.listen('127.0.0.1', 0);
+
+    // the controller's side: an inventory with one host, one flat L3 and N running VMs on it
+    const store = await openStore({ backend: 'sqlite', path: join(dir, 'inventory.db') });
+    undo.push(() => store.close());
+    const hostUuid = randomUUID();
+    const l2 = randomUUID();
+    const l3 = randomUUID();
     undo.push(async () => {
-      await flat.delete(L3);
+      await flat.delete(l3);
       await close();
       await server.close();
     });
-    const addr = await server.listen('127.0.0.1', 0);
-    const ep = { url: `http://127.0.0.1:${addr.port}`, token };
-    const client = new AgentClient();
-    await client.call(vrouter.NamespaceEnsure, ep, { network: { l3NetworkUuid: L3, bridge, cidr: '10.88.0.0/20', dhcpServerIp: '10.88.0.2', gateway: '10.88.0.1' } });
+    await store.create(res('host', hostUuid, { status: 'Connected', managementIp: '127.0.0.1', _agents: { vrouteragent: { port: addr.port, token } } }));
+    await store.create(res('l2-network', l2, { bridgeName: bridge, physicalInterface: 'none' }));
+    await store.create(res('l3-network', l3, { parentUuid: l2, provider: 'Flat', networkServices: ['DHCP', 'DNS', 'UserData'], dnsDomain: 'bench.test' }));
+    await store.create(res('ip-range', randomUUID(), { parentUuid: l3, startIp: '10.88.0.2', endIp: '10.88.15.250', netmask: '255.255.240.0', gateway: '10.88.0.1', networkCidr: '10.88.0.0/20' }));
+    const vmUuids: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const vm = randomUUID();
+      vmUuids.push(vm);
+      await store.create(res('vm-instance', vm, { name: nameOf(i, 0), state: 'Running', hostUuid, lastHostUuid: hostUuid, l3NetworkUuids: [l3], userData: `#!/bin/sh\necho ${i}\n` }));
+      await store.create(res('vm-nic', randomUUID(), { parentUuid: vm, vmInstanceUuid: vm, l3NetworkUuid: l3, ip: ipOf(i), mac: macOf(i), deviceId: 0 }));
+    }
+    const d = { store, agentClient: new AgentClient(), bus: new EventBus(), reconcile: new ReconcileQueue() } as unknown as CloudDeps;
+    const key = flatKey(hostUuid, l3);
+    await applyFlat(d, key); // namespace, dnsmasq, DHCP server address: set up once, outside the timing
+    const flatDir = join(dir, 'agent', 'vrouter', 'flat', l3.replace(/-/g, ''));
+    const agentPid = Number(readFileSync(join(flatDir, 'dnsmasq.pid'), 'utf8').trim());
 
     // the by-hand baseline: a second dnsmasq with the same kind of config in its own namespace
     await exec('ip', ['netns', 'add', manualNs]);
@@ -69,13 +88,15 @@ async function main(): Promise<void> {
     undo.push(() => execOk('ip', ['link', 'del', `${id}mh`]));
     await exec('ip', ['link', 'set', `${id}mh`, 'master', bridge, 'up']);
     await exec('ip', ['-n', manualNs, 'link', 'set', `${id}mn`, 'up']);
-    await exec('ip', ['-n', manualNs, 'addr', 'add', '10.88.0.3/20', 'dev', `${id}mn`]);
-    const hostsFile = join(dir, 'manual-hosts');
+    await exec('ip', ['-n', manualNs, 'addr', 'add', '10.88.15.251/20', 'dev', `${id}mn`]);
+    const hostsFile = join(dir, 'manual-dhcp-hosts');
+    const addnHosts = join(dir, 'manual-hosts');
     writeFileSync(hostsFile, '');
+    writeFileSync(addnHosts, '');
     const pidFile = join(dir, 'manual.pid');
     await exec('dnsmasq', [
-      '--conf-file=/dev/null', `--interface=${id}mn`, '--bind-interfaces', '--port=0', '--user=root', '--group=root',
-      '--dhcp-range=10.88.0.0,static,255.255.240.0', '--dhcp-ignore=tag:!known', '--no-ping',
+      '--conf-file=/dev/null', `--interface=${id}mn`, '--bind-interfaces', '--except-interface=lo', '--user=root', '--group=root', '--no-resolv', '--no-hosts',
+      `--addn-hosts=${addnHosts}`, '--dhcp-range=10.88.0.0,static,255.255.240.0', '--dhcp-ignore=tag:!known', '--no-ping',
       `--dhcp-hostsfile=${hostsFile}`, `--dhcp-leasefile=${join(dir, 'manual.leases')}`, `--pid-file=${pidFile}`, `--log-facility=${join(dir, 'manual.log')}`,
     ], { netns: manualNs });
     const manualPid = Number(readFileSync(pidFile, 'utf8').trim());
@@ -87,42 +108,49 @@ async function main(): Promise<void> {
       }
     });
 
-    const sets = [entries(0), entries(1)];
-    const agentMs: number[] = [];
+    const tstackMs: number[] = [];
     const handMs: number[] = [];
     for (let r = 0; r < RUNS * 2; r++) {
-      const set = sets[r % 2]!;
-      const agentFirst = r % 2 === 0;
-      const runAgent = async (): Promise<void> => {
+      const v = r + 1;
+      // the change both sides apply: every VM gets a new host name (inventory updated untimed)
+      for (let i = 0; i < N; i++) await store.update(vmUuids[i]!, { name: nameOf(i, v) });
+      const runTstack = async (): Promise<void> => {
         const t = process.hrtime.bigint();
-        const res = await client.call(vrouter.DhcpApply, ep, { l3NetworkUuid: L3, entries: set });
-        agentMs.push(Number(process.hrtime.bigint() - t) / 1e6);
-        if (res.entries !== N || !res.reloaded) throw new Error(`agent applied ${res.entries} entries, reloaded=${res.reloaded}`);
+        await applyFlat(d, key);
+        tstackMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+        const hosts = readFileSync(join(flatDir, 'dhcp-hosts'), 'utf8');
+        if (!hosts.includes(`,${nameOf(N - 1, v)},`) || hosts.split('\n').length !== N + 1) throw new Error('tstack did not apply the full state');
+        if (Number(readFileSync(join(flatDir, 'dnsmasq.pid'), 'utf8').trim()) !== agentPid) throw new Error('tstack restarted dnsmasq instead of reloading it');
       };
       const runHand = (): void => {
         const t = process.hrtime.bigint();
-        let text = '';
-        for (const e of set) text += `${e.mac},${e.ip},${e.hostname},86400\n`;
-        const tmp = `${hostsFile}.tmp`;
-        writeFileSync(tmp, text);
-        renameSync(tmp, hostsFile);
+        let dhcp = '';
+        let names = '';
+        for (let i = 0; i < N; i++) {
+          dhcp += `${macOf(i)},${ipOf(i)},${nameOf(i, v)},86400\n`;
+          names += `${ipOf(i)} ${nameOf(i, v)}.bench.test ${nameOf(i, v)}\n`;
+        }
+        writeFileSync(`${hostsFile}.tmp`, dhcp);
+        renameSync(`${hostsFile}.tmp`, hostsFile);
+        writeFileSync(`${addnHosts}.tmp`, names);
+        renameSync(`${addnHosts}.tmp`, addnHosts);
         process.kill(manualPid, 'SIGHUP');
         handMs.push(Number(process.hrtime.bigint() - t) / 1e6);
       };
-      if (agentFirst) {
-        await runAgent();
+      if (r % 2 === 0) {
+        await runTstack();
         runHand();
       } else {
         runHand();
-        await runAgent();
+        await runTstack();
       }
-      await new Promise((res) => setTimeout(res, 50)); // let both dnsmasqs re-read
+      await new Promise((ok) => setTimeout(ok, 50)); // let both dnsmasqs re-read
     }
-    const a = median(agentMs);
+    const a = median(tstackMs);
     const h = median(handMs);
-    console.log(`entries: ${N}, runs: ${agentMs.length} each (alternating)`);
-    console.log(`agent  (HTTP + validate + render + write + SIGHUP): median ${a.toFixed(2)} ms, min ${Math.min(...agentMs).toFixed(2)} ms`);
-    console.log(`by hand (write hosts file + SIGHUP):                median ${h.toFixed(2)} ms, min ${Math.min(...handMs).toFixed(2)} ms`);
+    console.log(`VMs: ${N}, runs: ${tstackMs.length} each (alternating)`);
+    console.log(`tstack  (inventory → desired state → HTTP → validate → render → write → SIGHUP): median ${a.toFixed(2)} ms, min ${Math.min(...tstackMs).toFixed(2)} ms`);
+    console.log(`by hand (write dhcp-hosts + addn-hosts, SIGHUP):                                 median ${h.toFixed(2)} ms, min ${Math.min(...handMs).toFixed(2)} ms`);
     console.log(`ratio: ${(a / h).toFixed(2)}`);
   } finally {
     for (const u of undo.reverse()) {

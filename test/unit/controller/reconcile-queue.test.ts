@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { ReconcileQueue, type ReconcileArea } from '../../../controller/reconcile/queue.js';
+import { backoffMs, ReconcileQueue, type ReconcileArea } from '../../../controller/reconcile/queue.js';
 import { setRootLogger } from '../../../shared/log.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -121,10 +121,13 @@ describe('controller reconcile queue', () => {
     assert.deepEqual(a.applied, ['k']);
     assert.equal(times.length, 4);
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
-    // 100, 200, then capped at 250 instead of 400 (plus the apply's own few ms)
-    assert.ok(gaps[0]! >= 95 && gaps[0]! < 200, `first gap ${gaps[0]}`);
-    assert.ok(gaps[1]! >= 195 && gaps[1]! < 400, `second gap ${gaps[1]}`);
-    assert.ok(gaps[2]! >= 245 && gaps[2]! < 390, `third gap ${gaps[2]} (capped)`);
+    // at least 100, 200, 250 (capped) ms; upper bounds mean nothing on a loaded machine, the
+    // doubling and the cap are checked on backoffMs itself
+    assert.ok(gaps[0]! >= 95, `first gap ${gaps[0]}`);
+    assert.ok(gaps[1]! >= 195, `second gap ${gaps[1]}`);
+    assert.ok(gaps[2]! >= 245, `third gap ${gaps[2]}`);
+    assert.deepEqual([1, 2, 3, 4, 10].map((n) => backoffMs(n, 100, 250)), [100, 200, 250, 250, 250]);
+    assert.deepEqual([1, 2, 3, 7].map((n) => backoffMs(n, 1_000, 60_000)), [1_000, 2_000, 4_000, 60_000].map((x, i) => (i === 3 ? Math.min(60_000, 64_000) : x)));
     const ok = q.status().find((x) => x.key === 'k')!;
     assert.equal(ok.attempts, 0);
     assert.equal(ok.lastError, undefined);
@@ -187,5 +190,30 @@ describe('controller reconcile queue', () => {
     q.mark('flat', 'k3');
     await sleep(20);
     assert.deepEqual(a.applied, ['k1']);
+  });
+
+  it('sync() waits for an apply that starts after the call, and rejects with its error', async () => {
+    const a = new FakeArea();
+    const g = gate();
+    a.holds.set('k', g.p);
+    q = new ReconcileQueue({ periodMs: 0, baseBackoffMs: 10_000 });
+    q.register(a);
+    q.start();
+    q.mark('flat', 'k');
+    await sleep(20); // an apply of the old state runs
+    let done = false;
+    const s = q.sync('flat', 'k').then(() => (done = true));
+    g.open();
+    await sleep(30);
+    assert.equal(a.applied.length, 2, 'a second apply ran for the sync');
+    assert.equal(done, true);
+    await s;
+    a.failures.set('k', 1);
+    await assert.rejects(q.sync('flat', 'k'), /apply k failed/);
+    // a key backing off (10 s here) is applied at once by sync()
+    const t0 = Date.now();
+    await q.sync('flat', 'k');
+    assert.ok(Date.now() - t0 < 1_000);
+    await assert.rejects(q.sync('nope', 'k'), /not registered/);
   });
 });
