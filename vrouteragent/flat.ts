@@ -212,7 +212,9 @@ export class FlatService {
       return { namespace: this.info(st), changed: changed || wrote };
     } catch (e) {
       // a namespace that never worked leaves nothing behind
-      if (!existing) await this.delete(network.l3NetworkUuid).catch(() => undefined);
+      if (!existing) {
+        await this.delete(network.l3NetworkUuid).catch((x: unknown) => this.o.log.warn({ l3: network.l3NetworkUuid, err: (x as Error).message }, 'cleanup after a failed ensure failed'));
+      }
       throw e;
     }
   }

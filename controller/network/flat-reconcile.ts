@@ -73,20 +73,20 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
 export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource): Promise<FlatApplyReq | undefined> {
   const live = await liveNics(d, l3.uuid);
   const mine = live.filter((x) => servedOn(x.vm) === hostUuid);
-  const hasServer = (await d.store.claims(ipNamespace(l3.uuid))).some((c) => c.owner === `dhcp:${hostUuid}`);
-  if (mine.length === 0 && !hasServer) return undefined;
+  const held = (await d.store.claims(ipNamespace(l3.uuid))).find((c) => c.owner === `dhcp:${hostUuid}`);
+  if (mine.length === 0 && !held) return undefined;
   const ranges = await d.store.byParent('ip-range', l3.uuid);
   if (ranges.length === 0) return undefined;
   const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
   const bridge = typeof l2.bridgeName === 'string' && l2.bridgeName ? l2.bridgeName : await ensureBridge(d, hostUuid, l2);
-  const server = await allocateIp(d.store, { l3NetworkUuid: l3.uuid, owner: `dhcp:${hostUuid}` });
+  const serverIp = held?.key ?? (await allocateIp(d.store, { l3NetworkUuid: l3.uuid, owner: `dhcp:${hostUuid}` })).ip;
   const services = (l3.networkServices as string[] | undefined) ?? [];
   const r0 = ranges[0]!;
   const network: FlatApplyReq['network'] = {
     l3NetworkUuid: l3.uuid,
     bridge,
     cidr: String(r0.networkCidr),
-    dhcpServerIp: server.ip,
+    dhcpServerIp: serverIp,
     gateway: String(r0.gateway),
     ipRanges: ranges.map((r) => ({ startIp: String(r.startIp), endIp: String(r.endIp) })),
     metadata: services.includes('UserData'),

@@ -161,7 +161,12 @@ describe('e2e: the first real cloud', function () {
     ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
     ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;
     const sshKey = (globalThis as any).__cloudKey as { privateKey: string };
-    const host = await ok(api, '/v1/hosts', { name: `${rid}-host`, clusterUuid: ids.cluster, managementIp: '127.0.0.1', username: 'root', sshPrivateKey: sshKey.privateKey, virtType: 'qemu' });
+    // a job, not ?wait=true: deploying the agents can outlast an HTTP response timeout on a busy machine
+    const add = await api.post('/v1/hosts', { name: `${rid}-host`, clusterUuid: ids.cluster, managementIp: '127.0.0.1', username: 'root', sshPrivateKey: sshKey.privateKey, virtType: 'qemu' });
+    assert.equal(add.status, 202, JSON.stringify(add.body));
+    const addJob = await waitJob(api, add.body.jobUuid);
+    assert.equal(addJob.state, 'Succeeded', JSON.stringify(addJob));
+    const host = (await api.get(`/v1/hosts/${addJob.result.uuid}`)).body;
     assert.equal(host.status, 'Connected');
     assert.equal(host.virtType, 'qemu');
     ids.host = host.uuid;
