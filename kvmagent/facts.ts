@@ -73,7 +73,8 @@ export async function hostFacts(driver: HypervisorDriver): Promise<Facts> {
       .map((n) => {
         const o: Facts['nics'][number] = { name: n.iface, mac: n.mac, state: n.operstate, ipv4: n.ip4 ? [n.ip4] : [], virtual: Boolean(n.virtual) };
         if (typeof n.speed === 'number' && n.speed > 0) o.speedMbps = n.speed;
-        if (typeof n.mtu === 'number') o.mtu = n.mtu;
+        // a link that vanishes while it is read reports NaN
+        if (typeof n.mtu === 'number' && Number.isInteger(n.mtu)) o.mtu = n.mtu;
         return o;
       }),
     disks: disks.filter((d) => d.type === 'disk').map((d) => ({ name: d.name, type: d.type, size: Math.round(d.size ?? 0) })),
