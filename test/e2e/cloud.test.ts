@@ -342,7 +342,7 @@ describe('e2e: the first real cloud', function () {
   });
 
   /** The flat L3's state directory on the host and its dnsmasq (pid, namespace). */
-  const flatDir = (): string => join(layout.dataDir, 'vrouter/flat', ids.l3!.replace(/-/g, ''));
+  const flatDir = (): string => join(layout.dataDir, 'vrouteragent/vrouter/flat', ids.l3!.replace(/-/g, ''));
   const dnsmasqPid = (): number | undefined => {
     try {
       const pid = Number(readFileSync(join(flatDir(), 'dnsmasq.pid'), 'utf8').trim());
