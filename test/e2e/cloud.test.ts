@@ -403,7 +403,9 @@ describe('e2e: the first real cloud', function () {
     await exec('ip', ['netns', 'del', ns]);
     await until('the namespace is back with dnsmasq in it', async () => {
       const p = dnsmasqPid();
-      return p !== undefined && existsSync(`/run/netns/${ns}`) && (await exec('ip', ['netns', 'identify', String(p)])).stdout.trim() === ns;
+      if (p === undefined || !existsSync(`/run/netns/${ns}`)) return false;
+      // the namespace may vanish and come back while we look
+      return (await exec('ip', ['netns', 'identify', String(p)]).catch(() => ({ stdout: '' }))).stdout.trim() === ns;
     }, 60_000);
 
     rmSync(join(flatDir(), 'leases'));
