@@ -44,6 +44,7 @@ export function within(root: string, ...parts: string[]): string {
  *   imagecache/<imageUuid>/<imageUuid>.<qcow2|raw|iso>
  *   volumes/<volumeUuid>/<volumeUuid>.qcow2            (the live volume, stable path)
  *   volumes/<volumeUuid>/snap-<snapshotUuid>.qcow2     (frozen snapshot layers)
+ *   volumes/<volumeUuid>/next-<snapshotUuid>.qcow2     (new top of a live snapshot in progress)
  */
 export class PsLayout {
   readonly root: string;
@@ -74,8 +75,13 @@ export class PsLayout {
     const u = checkUuid('volumeUuid', volumeUuid);
     return this.rel('volumes', u, `snap-${checkUuid('snapshotUuid', snapshotUuid)}.qcow2`);
   }
+  nextTopFileRel(volumeUuid: string, snapshotUuid: string): string {
+    const u = checkUuid('volumeUuid', volumeUuid);
+    return this.rel('volumes', u, `next-${checkUuid('snapshotUuid', snapshotUuid)}.qcow2`);
+  }
 }
 
+export const NEXT_TOP_FILE_RE = /^next-([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})\.qcow2$/;
 export const SNAP_FILE_RE = /^snap-([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})\.qcow2$/;
 
 /** Layout of a directory image store: images/<uuid>/<uuid>.<ext> + images/<uuid>/meta.json */

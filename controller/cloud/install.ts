@@ -13,6 +13,8 @@ import { FlowEngine } from '../workflow/engine.js';
 import { installHostModule, type HostModule } from '../host/api.js';
 import type { HostOptions } from '../host/service.js';
 import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
+import { registerVolumeApi } from '../storage/volumes.js';
+import { registerSnapshotApi, volumeSnapshotFlow } from '../storage/snapshots.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
 import { registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
@@ -62,6 +64,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   engine.register(vmCreateFlow);
   engine.register(vmStartFlow);
   engine.register(vmMigrateFlow);
+  engine.register(volumeSnapshotFlow);
   const ownQueue = s.reconcile === undefined;
   const reconcile = s.reconcile ?? new ReconcileQueue();
   const deps: CloudDeps = { store: s.store, agentClient: s.agentClient, bus: s.bus, jobs: s.jobs, engine, adminAccountUuid: s.auth.adminAccountUuid, reconcile };
@@ -76,6 +79,8 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
     hosts = installHostModule({ store: s.store, agentClient: s.agentClient, agents: s.agents, bus: s.bus, registry: s.registry, auth: { adminAccountUuid: s.auth.adminAccountUuid } }, hostArgs);
   }
   registerStorageApi(s.registry);
+  registerVolumeApi(s.registry);
+  registerSnapshotApi(s.registry);
   registerNetworkApi(s.registry);
   registerComputeApi(s.registry);
   registerMigrationApi(s.registry);

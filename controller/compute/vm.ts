@@ -22,15 +22,17 @@ import { mustKindDef, prepareCreate } from '../model/index.js';
 import { allocateHost, releaseHost } from '../allocator/host.js';
 import { allocateIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
 import { allocateMac, releaseMac, releaseMacsOf } from '../allocator/mac.js';
-import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
+import { allocatePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
+import { dataVolumesOf, deleteVolumeEverywhere, volumeSpec, type VolRec } from '../storage/volumes.js';
+
+export { dataVolumesOf }; // moved to storage/volumes.ts; compute/migrate.ts imports it from here
 import { ensureBridge } from '../network/index.js';
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
-import { attachedFrom } from '../model/attachments.js';
 import { issueConsoleToken, vncPassword } from '../console/tokens.js';
 import { allocateHostFor } from './affinity.js';
 
@@ -45,13 +47,6 @@ interface NicRec {
   gateway: string;
   ipRangeUuid: string;
   deviceId: number;
-}
-
-interface VolRec {
-  uuid: string;
-  psUuid?: string;
-  hostUuid?: string;
-  size: number;
 }
 
 export interface VmCreateData extends Record<string, unknown> {
@@ -77,23 +72,6 @@ async function psOfVolume(d: CloudDeps, vol: Resource): Promise<Resource> {
   return mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
 }
 
-async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string): Promise<void> {
-  const rec = await d.store.get(vol.uuid);
-  const psUuid = vol.psUuid ?? (rec?.primaryStorageUuid as string | undefined);
-  const hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
-  if (psUuid && hostUuid) {
-    const ps = await d.store.get(psUuid);
-    if (ps) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
-  }
-  if (psUuid) await releasePrimaryStorage(d.store, psUuid, vol.uuid);
-  if (rec) await d.store.delete(vol.uuid);
-}
-
-/** A volume on primary storage as the kvmagent wants it. */
-function volumeSpec(vol: Resource, deviceIndex: number): K.VolumeSpecT {
-  return { uuid: vol.uuid, source: vol.source as K.VolumeSourceT, bus: 'virtio', cache: 'writeback', serial: vol.uuid.replace(/-/g, '').slice(0, 20), deviceIndex };
-}
-
 /** The L2 of an L3 and its bridge on a host. */
 export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string): Promise<string> {
   const l3 = await mustGet(d.store, l3NetworkUuid, 'l3-network');
@@ -103,11 +81,6 @@ export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: s
 
 async function nicsOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
   return (await d.store.byParent('vm-nic', vmUuid)).sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
-}
-
-export async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
-  const r = await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: vmUuid }] });
-  return r.items.filter((v) => v.type === 'Data' && v.status === 'Ready').sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
 }
 
 /**
@@ -584,82 +557,6 @@ async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContex
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// volumes
-
-async function instantiate(d: CloudDeps, vol: Resource, vm: Resource): Promise<Resource> {
-  const hostUuid = String(vm.hostUuid ?? vm.lastHostUuid);
-  const host = await mustGet(d.store, hostUuid, 'host');
-  const size = Number(vol.size ?? 0);
-  const req: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid: String(host.parentUuid) };
-  if (typeof vol.primaryStorageUuid === 'string') req.primaryStorageUuid = vol.primaryStorageUuid;
-  const { primaryStorage: ps } = await allocatePrimaryStorage(d.store, req, vol.uuid);
-  try {
-    const info = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: vol.uuid, size });
-    return await d.store.update(vol.uuid, { status: 'Ready', primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, source: info.source, installPath: info.installPath, format: info.format, size: info.size, actualSize: info.actualSize });
-  } catch (e) {
-    await releasePrimaryStorage(d.store, ps.uuid, vol.uuid);
-    throw e;
-  }
-}
-
-async function attachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
-  const volUuid = String(params.volumeUuid);
-  return d.engine.queues.run([vm.uuid, volUuid], async () => {
-    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
-    let vol = await mustGet(d.store, volUuid, 'volume', 'attachVolume.volumeUuid');
-    if (vol.ownerAccountUuid !== v.ownerAccountUuid) throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: not your volume', { field: 'attachVolume.volumeUuid' });
-    if (vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: a root volume cannot be attached', { field: 'attachVolume.volumeUuid' });
-    if (vol.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${vol.name} is attached to VM ${String(vol.vmInstanceUuid)}`);
-    if (!['Running', 'Stopped', 'Paused'].includes(String(v.state))) throw new TStackError('CONFLICT', `VM ${v.name} is ${String(v.state)}`);
-    if (vol.status !== 'Ready') vol = await instantiate(d, vol, v);
-    else if (vol.hostUuid && vol.hostUuid !== (v.hostUuid ?? v.lastHostUuid)) {
-      const ps = await d.store.get(String(vol.primaryStorageUuid));
-      if (ps?.type === 'LocalStorage') throw new TStackError('CONFLICT', `volume ${vol.name} is on the local storage of another host`);
-    }
-    const used = new Set((await dataVolumesOf(d, v.uuid)).map((x) => Number(x.deviceId)));
-    let dev = 1;
-    while (used.has(dev)) dev++;
-    if (v.state === 'Running' || v.state === 'Paused') {
-      await callHost(d, String(v.hostUuid), 'kvmagent', K.VmAttachVolume, { uuid: v.uuid, volume: volumeSpec(vol, dev) });
-    }
-    await d.store.update(vol.uuid, { vmInstanceUuid: v.uuid, deviceId: dev, _createdWithVm: false });
-    return d.store.update(v.uuid, { allVolumes: [...new Set([...((v.allVolumes as string[] | undefined) ?? []), vol.uuid])] });
-  });
-}
-
-async function detachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
-  const volUuid = String(params.volumeUuid);
-  return d.engine.queues.run([vm.uuid, volUuid], async () => {
-    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
-    const vol = await mustGet(d.store, volUuid, 'volume', 'detachVolume.volumeUuid');
-    if (vol.vmInstanceUuid !== v.uuid || vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', `detachVolume.volumeUuid: volume ${vol.name} is not a data volume of this VM`, { field: 'detachVolume.volumeUuid' });
-    if (v.state === 'Running' || v.state === 'Paused') await callHost(d, String(v.hostUuid), 'kvmagent', K.VmDetachVolume, { uuid: v.uuid, volumeUuid: vol.uuid });
-    await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined, _createdWithVm: false });
-    return d.store.update(v.uuid, { allVolumes: ((v.allVolumes as string[] | undefined) ?? []).filter((u) => u !== vol.uuid) });
-  });
-}
-
-async function deleteVolume(vol: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
-  return d.engine.queues.run([vol.uuid], async () => {
-    const v = await mustGet(d.store, vol.uuid, 'volume');
-    if (v.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${v.name} is attached to VM ${String(v.vmInstanceUuid)}; detach it first`);
-    let hostUuid = v.hostUuid as string | undefined;
-    if (!hostUuid && v.primaryStorageUuid) {
-      for (const c of await attachedFrom(d.store, 'cluster-primary-storage', String(v.primaryStorageUuid))) {
-        const h = (await d.store.byParent('host', c)).find((x) => x.status === 'Connected');
-        if (h) hostUuid = h.uuid;
-      }
-    }
-    if (v.status === 'Ready' && !hostUuid) throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach the primary storage of volume ${v.name}`);
-    await deleteVolumeEverywhere(d, { uuid: v.uuid, size: Number(v.size ?? 0) }, hostUuid);
-    return v;
-  });
-}
-
 /** A single-use console token for the asking account; the browser opens `url` (the console proxy) with it. */
 async function consoleOf(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<unknown> {
   const d = depsOf(oc.store);
@@ -711,9 +608,6 @@ export function registerComputeApi(reg: ApiRegistry): void {
   once(reg, 'vm-instances', 'resume', { long: true, run: simple(K.VmResume, ['Paused'], 'Resuming', 'Running') });
   once(reg, 'vm-instances', 'recover', { long: true, run: recoverVm });
   once(reg, 'vm-instances', 'expunge', { long: true, run: expungeVm });
-  once(reg, 'vm-instances', 'attachVolume', { long: true, run: attachVolume });
-  once(reg, 'vm-instances', 'detachVolume', { long: true, run: detachVolume });
   once(reg, 'vm-instances', 'requestConsoleAccess', { long: false, schema: Obj({}), description: 'A single-use console token, valid 60 s, for this account: {url, token, expiresAt}; open url as a WebSocket (RFB, no password) with subprotocols binary and tstack-session.<session token>', run: consoleOf });
-  reg.setDelete('volumes', { long: true, run: deleteVolume });
 }
 

@@ -16,9 +16,15 @@ export const image: KindDef = {
   title: 'image',
   createSchema: Obj({
     ...baseCreate(),
-    url: Url(),
+    url: Type.Optional(Url()),
+    /** an image of a VM's root volume (RootVolumeTemplate) instead of a download */
+    rootVolumeUuid: Type.Optional(Uuid()),
+    /** an image of a volume (mediaType says which template; default by the volume's type) */
+    volumeUuid: Type.Optional(Uuid()),
+    /** an image of a volume snapshot */
+    volumeSnapshotUuid: Type.Optional(Uuid()),
     mediaType: Type.Optional(Enum(MEDIA_TYPES)),
-    format: Enum(IMAGE_FORMATS),
+    format: Type.Optional(Enum(IMAGE_FORMATS)),
     platform: Type.Optional(Enum(PLATFORMS)),
     guestOsType: Type.Optional(Type.String({ maxLength: 64 })),
     architecture: Type.Optional(Enum(['x86_64', 'aarch64'] as const)),
@@ -27,7 +33,12 @@ export const image: KindDef = {
     system: Type.Optional(Type.Boolean()),
   }),
   updateSchema: Obj({ ...baseUpdate(), platform: Type.Optional(Enum(PLATFORMS)), guestOsType: Type.Optional(Type.String({ maxLength: 64 })) }),
-  refs: [{ field: 'backupStorageUuids', kind: 'backup-storage', many: true }],
+  refs: [
+    { field: 'backupStorageUuids', kind: 'backup-storage', many: true },
+    { field: 'rootVolumeUuid', kind: 'volume' },
+    { field: 'volumeUuid', kind: 'volume' },
+    { field: 'volumeSnapshotUuid', kind: 'volume-snapshot' },
+  ],
   states: ENABLED_STATES,
   initialState: 'Enabled',
   statuses: IMAGE_STATUSES,
@@ -36,15 +47,29 @@ export const image: KindDef = {
   createMode: 'async',
   deleteMode: 'async',
   systemFields: ['status', 'size', 'actualSize', 'progress', 'backupStorageRefs'],
-  defaults: { mediaType: 'RootVolumeTemplate', platform: 'Linux', architecture: 'x86_64', system: false },
+  defaults: { platform: 'Linux', architecture: 'x86_64', system: false },
   check: (b) => {
+    const sources = (['url', 'rootVolumeUuid', 'volumeUuid', 'volumeSnapshotUuid'] as const).filter((f) => b[f] !== undefined);
+    if (sources.length !== 1) throw invalid(sources[1] ?? 'url', 'give exactly one of url, rootVolumeUuid, volumeUuid, volumeSnapshotUuid');
+    if (b.url === undefined) {
+      if (b.format !== undefined && b.format !== 'qcow2') throw invalid('format', 'an image of a volume is qcow2');
+      if (b.mediaType === 'ISO') throw invalid('mediaType', 'an image of a volume is a RootVolumeTemplate or a DataVolumeTemplate');
+      if (b.rootVolumeUuid !== undefined && b.mediaType !== undefined && b.mediaType !== 'RootVolumeTemplate') throw invalid('mediaType', 'an image of a root volume is a RootVolumeTemplate');
+      return;
+    }
+    if (b.format === undefined) throw invalid('format', 'required with url');
     if (b.format === 'iso' && b.mediaType !== undefined && b.mediaType !== 'ISO') throw invalid('mediaType', "format 'iso' needs mediaType 'ISO'");
     if (b.mediaType === 'ISO' && b.format !== 'iso') throw invalid('format', "mediaType 'ISO' needs format 'iso'");
     if (!/^(https?|ftp|sftp|file):\/\//.test(String(b.url)) && !String(b.url).startsWith('/')) {
       throw invalid('url', 'must be an http(s)://, ftp://, sftp://, file:// URL or an absolute path on the image server');
     }
   },
-  normalize: (b) => (b.format === 'iso' ? { ...b, mediaType: 'ISO' } : b),
+  normalize: (b, ctx) => {
+    if (b.url !== undefined) return b.format === 'iso' ? { ...b, mediaType: 'ISO' } : { ...b, mediaType: b.mediaType ?? 'RootVolumeTemplate' };
+    // an image of a volume: by default the template of what the volume is
+    const volType = (ctx.refs.rootVolumeUuid ?? ctx.refs.volumeUuid)?.type ?? ctx.refs.volumeSnapshotUuid?.volumeType;
+    return { ...b, format: 'qcow2', mediaType: b.mediaType ?? (volType === 'Data' ? 'DataVolumeTemplate' : 'RootVolumeTemplate') };
+  },
   actions: { changeState: changeStateAction() },
 };
 

@@ -147,12 +147,15 @@ export const volume: KindDef = {
     ...baseCreate(),
     diskOfferingUuid: Type.Optional(Uuid()),
     diskSize: Type.Optional(Bytes({ minimum: MiB })),
+    /** a DataVolumeTemplate image: the volume starts with its data */
+    imageUuid: Type.Optional(Uuid()),
     primaryStorageUuid: Type.Optional(Uuid()),
     format: Type.Optional(Enum(['qcow2', 'raw'] as const)),
   }),
   updateSchema: Obj({ ...baseUpdate() }),
   refs: [
     { field: 'diskOfferingUuid', kind: 'disk-offering' },
+    { field: 'imageUuid', kind: 'image' },
     { field: 'primaryStorageUuid', kind: 'primary-storage' },
   ],
   states: ENABLED_STATES,
@@ -165,9 +168,16 @@ export const volume: KindDef = {
   systemFields: ['status', 'type', 'vmInstanceUuid', 'deviceId', 'installPath', 'size', 'actualSize', 'rootImageUuid'],
   defaults: { format: 'qcow2', type: 'Data' },
   check: (b) => {
-    if ((b.diskOfferingUuid === undefined) === (b.diskSize === undefined)) throw invalid('diskSize', 'give either diskOfferingUuid or diskSize');
+    const given = (['diskOfferingUuid', 'diskSize', 'imageUuid'] as const).filter((f) => b[f] !== undefined);
+    if (given.length !== 1) throw invalid(given[1] ?? 'diskSize', 'give exactly one of diskOfferingUuid, diskSize, imageUuid');
   },
-  normalize: (b, ctx) => ({ ...b, size: b.diskSize ?? ctx.refs.diskOfferingUuid?.diskSize }),
+  normalize: (b, ctx) => {
+    const img = ctx.refs.imageUuid;
+    if (!img) return { ...b, size: b.diskSize ?? ctx.refs.diskOfferingUuid?.diskSize };
+    if (img.mediaType !== 'DataVolumeTemplate') throw invalid('imageUuid', `image ${img.name} is a ${String(img.mediaType)}; a volume needs a DataVolumeTemplate`);
+    if (img.status !== 'Ready') throw invalid('imageUuid', `image ${img.name} is ${String(img.status)}, not Ready`);
+    return { ...b, size: img.size };
+  },
   actions: {
     changeState: changeStateAction(),
     resize: action(Obj({ size: Bytes({ minimum: MiB }) }), 'Grow the volume to size bytes (never shrinks)'),

@@ -16,6 +16,7 @@ import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
 import { agentOf, connectedHosts, depsOf, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
+import { createImageFromVolume, fromVolume } from './volume-images.js';
 
 const log = logger('storage');
 
@@ -80,7 +81,8 @@ async function createBackupStorage(body: Record<string, unknown>, oc: OpContext)
 async function createImage(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = depsOf(oc.store);
   const def = mustKindDef('image');
-  const p = await prepareCreate(d.store, def, body, { ownerAccountUuid: oc.principal.accountUuid });
+  const p = await prepareCreate(d.store, def, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => r.kind !== 'volume' && r.kind !== 'volume-snapshot' ? true : r.ownerAccountUuid === oc.principal.accountUuid });
+  if (fromVolume(p.resource)) return createImageFromVolume(p.resource, oc);
   const img: Resource = await d.store.create<Resource>({ ...p.resource, status: 'Downloading', progress: 0, backupStorageRefs: [] });
   const bsUuids = img.backupStorageUuids as string[];
   let url = String(img.url);
@@ -120,7 +122,7 @@ async function createImage(body: Record<string, unknown>, oc: OpContext): Promis
   }
 }
 
-async function deleteFromBs(d: CloudDeps, bs: Resource, imageUuid: string): Promise<void> {
+export async function deleteFromBs(d: CloudDeps, bs: Resource, imageUuid: string): Promise<void> {
   const host = await bsHost(d, bs);
   await d.agentClient.call(S.ImageStoreDelete, refreshable(d, host, 'storageagent'), { store: imageStoreSpec(bs), imageUuid });
 }

@@ -358,6 +358,40 @@ export const DeleteSnapshot = defineCommand({
   description: 'delete a snapshot, merging its data into what depends on it (qemu-img commit / rebase)',
 });
 
+// Live snapshot of a file volume of a running VM: prepare here, vm/snapshot (reuseExisting) on
+// the kvmagent, commit here. A prepared top that QEMU never switched to is dropped by abort.
+const SnapReq = Obj({ ...PsReq, volumeUuid: Uuid(), snapshotUuid: Uuid() });
+
+export const PrepareLiveSnapshot = defineCommand({
+  name: 'ps/snapshot/live-prepare',
+  agent: 'storage',
+  mode: 'async',
+  timeoutMs: 2 * 60_000,
+  request: SnapReq,
+  response: Obj({ newTopPath: AbsPath() }),
+  description: 'file backends: create the new top a running VM switches to (its backing name is the snapshot-to-be)',
+});
+
+export const CommitLiveSnapshot = defineCommand({
+  name: 'ps/snapshot/live-commit',
+  agent: 'storage',
+  mode: 'async',
+  timeoutMs: 2 * 60_000,
+  request: SnapReq,
+  response: SnapshotInfo,
+  description: 'after vm/snapshot: the old live file becomes the snapshot, the new top takes the live path (idempotent)',
+});
+
+export const AbortLiveSnapshot = defineCommand({
+  name: 'ps/snapshot/live-abort',
+  agent: 'storage',
+  mode: 'async',
+  timeoutMs: 2 * 60_000,
+  request: SnapReq,
+  response: Obj({ deleted: Type.Boolean() }),
+  description: 'drop a prepared top that the VM never switched to',
+});
+
 export const VolumeToImage = defineCommand({
   name: 'ps/volume/to-image',
   agent: 'storage',
@@ -396,5 +430,8 @@ export const commands = [
   ListSnapshots,
   RevertSnapshot,
   DeleteSnapshot,
+  PrepareLiveSnapshot,
+  CommitLiveSnapshot,
+  AbortLiveSnapshot,
   VolumeToImage,
 ] as const;

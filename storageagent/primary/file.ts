@@ -3,6 +3,11 @@
 //   root volume: volumes/<vol>/<vol>.qcow2, a qcow2 overlay whose backing file is the cached image
 //   snapshots:   volumes/<vol>/snap-<snap>.qcow2 beside it; taking one freezes the live file
 //                as the snapshot and puts a fresh overlay on top (the live path never changes)
+//   live snapshots (the VM runs): prepare writes volumes/<vol>/next-<snap>.qcow2 (backing name
+//                snap-<snap>.qcow2), the kvmagent switches QEMU onto it (external disk-only
+//                snapshot, reusing it), commit renames live → snap-<snap> and next → live.
+//                QEMU holds its files open, so the renames do not disturb it; the next start
+//                opens the live path and finds the same chain by the backing names.
 // Backing-file names are relative on local/shared-mount-point storage (so a shared mount point
 // may be mounted anywhere) and absolute nfs:// URLs on libnfs-accessed NFS (QEMU's nfs driver
 // cannot resolve relative names); PsFs.backingRef decides.
@@ -12,7 +17,7 @@ import { TStackError } from '../../shared/errors.js';
 import type { TaskContext } from '../../shared/agent/server.js';
 import type { Capacity, SnapshotInfo, VolumeInfo } from '../../shared/protocol/storage.js';
 import * as qimg from '../qemu-img.js';
-import { SNAP_FILE_RE, checkUuid } from '../paths.js';
+import { NEXT_TOP_FILE_RE, SNAP_FILE_RE, checkUuid } from '../paths.js';
 import type { AgentContext } from '../context.js';
 import type { PsFs } from './fs.js';
 import type { CachedImage, ImageRef, PrimaryBackend } from './types.js';
@@ -108,14 +113,20 @@ export class FileBackend implements PrimaryBackend {
     return had;
   }
 
-  /** Finish a snapshot that was interrupted between its two renames (see createSnapshot). */
+  /** Finish a snapshot that was interrupted between its two renames (see createSnapshot, commitLive). */
   private async recover(volumeUuid: string): Promise<void> {
     const rel = this.L.volumeFileRel(volumeUuid);
     if (await this.fs.exists(rel)) return;
-    if (!(await this.fs.exists(`${rel}.new`))) return;
-    const i = await qimg.info(this.fs.target(`${rel}.new`), { format: 'qcow2' }).catch(() => undefined);
-    const m = i?.backingFile ? SNAP_FILE_RE.exec(basename(i.backingFile)) : null;
-    if (m && (await this.fs.exists(this.snapRel(volumeUuid, m[1]!)))) await this.fs.rename(`${rel}.new`, rel);
+    const nexts = (await this.fs.list(this.L.volumeDirRel(volumeUuid))).filter((n) => NEXT_TOP_FILE_RE.test(n)).map((n) => `${this.L.volumeDirRel(volumeUuid)}/${n}`);
+    for (const cand of [`${rel}.new`, ...nexts]) {
+      if (!(await this.fs.exists(cand))) continue;
+      const i = await qimg.info(this.fs.target(cand), { format: 'qcow2' }).catch(() => undefined);
+      const m = i?.backingFile ? SNAP_FILE_RE.exec(basename(i.backingFile)) : null;
+      if (m && (await this.fs.exists(this.snapRel(volumeUuid, m[1]!)))) {
+        await this.fs.rename(cand, rel);
+        return;
+      }
+    }
   }
 
   private async volumeInfo(volumeUuid: string): Promise<VolumeInfo> {
@@ -237,6 +248,46 @@ export class FileBackend implements PrimaryBackend {
     }
     await this.fs.rename(next, live);
     return this.snapInfo(volumeUuid, snapshotUuid);
+  }
+
+  /**
+   * Live snapshot, step 1: the new top QEMU will switch to. Its backing name already says
+   * snap-<snap>.qcow2 (what the current live file becomes at commit); QEMU does not read it
+   * while running (it keeps the chain it has open). Idempotent.
+   */
+  async prepareLive(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<{ newTopPath: string }> {
+    const next = this.L.nextTopFileRel(volumeUuid, snapshotUuid);
+    const snap = this.snapRel(volumeUuid, snapshotUuid);
+    if (await this.fs.exists(snap)) throw new TStackError('CONFLICT', `snapshot ${snapshotUuid} already exists`);
+    const v = await this.volumeInfo(volumeUuid);
+    if (v.source.type !== 'file') throw new TStackError('INVALID_ARGUMENT', `volume ${volumeUuid} is not a local file to QEMU (${v.source.type}); stop the VM to snapshot it`);
+    if (!(await this.fs.exists(next))) {
+      await qimg.create(this.fs.target(`${next}.part`), 'qcow2', { backing: this.fs.backingRef(next, snap), backingFormat: 'qcow2', size: v.size, unsafe: true, signal: t.signal });
+      await this.fs.rename(`${next}.part`, next);
+    }
+    return { newTopPath: this.fs.target(next) };
+  }
+
+  /** Live snapshot, step 3 (QEMU writes into next-<snap> now): the renames. Idempotent. */
+  async commitLive(volumeUuid: string, snapshotUuid: string): Promise<SnapshotInfo> {
+    const live = this.L.volumeFileRel(volumeUuid);
+    const next = this.L.nextTopFileRel(volumeUuid, snapshotUuid);
+    const snap = this.snapRel(volumeUuid, snapshotUuid);
+    if (await this.fs.exists(next)) {
+      if (!(await this.fs.exists(snap))) await this.fs.rename(live, snap);
+      await this.fs.rename(next, live);
+    }
+    if (!(await this.fs.exists(snap))) throw new TStackError('NOT_FOUND', `snapshot ${snapshotUuid} of volume ${volumeUuid} was never prepared`);
+    return this.snapInfo(volumeUuid, snapshotUuid);
+  }
+
+  /** Live snapshot that QEMU never switched to: drop the prepared top. */
+  async abortLive(volumeUuid: string, snapshotUuid: string): Promise<boolean> {
+    const next = this.L.nextTopFileRel(volumeUuid, snapshotUuid);
+    const had = await this.fs.exists(next);
+    await this.fs.rm(next);
+    await this.fs.rm(`${next}.part`);
+    return had;
   }
 
   async listSnapshots(volumeUuid: string): Promise<{ snapshots: SnapshotInfo[]; currentUuid?: string }> {

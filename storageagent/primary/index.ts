@@ -63,6 +63,15 @@ export function registerPrimaryStorage(ctx: AgentContext): void {
   server.handle(S.RevertSnapshot, async (req, t) => (await be(req.ps)).revertSnapshot(req.volumeUuid, req.snapshotUuid, t), { key: volKey });
   server.handle(S.DeleteSnapshot, async (req, t) => ({ deleted: await (await be(req.ps)).deleteSnapshot(req.volumeUuid, req.snapshotUuid, t) }), { key: volKey });
 
+  const live = async (ps: PrimaryStorageSpec): Promise<Required<Pick<PrimaryBackend, 'prepareLive' | 'commitLive' | 'abortLive'>>> => {
+    const b = await be(ps);
+    if (!b.prepareLive || !b.commitLive || !b.abortLive) throw new TStackError('INVALID_ARGUMENT', `${ps.type} primary storage snapshots a running VM's volume with ps/snapshot/create`, { field: 'ps.type' });
+    return { prepareLive: b.prepareLive.bind(b), commitLive: b.commitLive.bind(b), abortLive: b.abortLive.bind(b) };
+  };
+  server.handle(S.PrepareLiveSnapshot, async (req, t) => (await live(req.ps)).prepareLive(req.volumeUuid, req.snapshotUuid, t), { key: volKey });
+  server.handle(S.CommitLiveSnapshot, async (req) => (await live(req.ps)).commitLive(req.volumeUuid, req.snapshotUuid), { key: volKey });
+  server.handle(S.AbortLiveSnapshot, async (req) => ({ deleted: await (await live(req.ps)).abortLive(req.volumeUuid, req.snapshotUuid) }), { key: volKey });
+
   server.handle(
     S.VolumeToImage,
     async (req, t) => {

@@ -34,6 +34,10 @@ export interface PrimaryBackend {
   listSnapshots(volumeUuid: string): Promise<{ snapshots: SnapshotInfo[]; currentUuid?: string }>;
   revertSnapshot(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<VolumeInfo>;
   deleteSnapshot(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<boolean>;
+  /** live snapshots of a running VM's file volume (absent: the backend snapshots online by itself, e.g. rbd snap) */
+  prepareLive?(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<{ newTopPath: string }>;
+  commitLive?(volumeUuid: string, snapshotUuid: string): Promise<SnapshotInfo>;
+  abortLive?(volumeUuid: string, snapshotUuid: string): Promise<boolean>;
   /** flatten the volume (or one of its snapshots) into a local file of the given format */
   flattenTo(volumeUuid: string, snapshotUuid: string | undefined, dest: string, format: 'qcow2' | 'raw', t: TaskContext): Promise<void>;
 }

@@ -1,0 +1,241 @@
+// Volume snapshots: create (online or offline), revert, delete.
+//
+// On file storage (local, shared mount point, NFS) snapshots form a tree: a new snapshot is a
+// child of the one the volume sits on (parentSnapshotUuid, from the agent's backing chain);
+// revert puts the volume on a new leaf above the snapshot; deleting a snapshot deletes its
+// descendants (leaves first; the agent merges data the volume still reads). On Ceph they are
+// independent RBD snapshots (no parent).
+//
+// Online (the volume's VM runs): file storage → live-prepare, vm/snapshot (QEMU switches to the
+// new top, consistent; quiesced when a guest agent answers), live-commit; Ceph → rbd snap
+// (librbd keeps it consistent under a running QEMU). Offline → ps/snapshot/create.
+//
+// volume-snapshot flow (onResume 'complete': a controller killed mid-way finishes the snapshot
+// rather than guess whether QEMU already switched files):
+//   record    the snapshot resource (Creating)                      ⟲ delete it (unless kept)
+//   take      the agent calls above                                  ⟲ not switched: drop the
+//             prepared top / offline snapshot; switched: finish it and keep it (Ready)
+//   finish    size, parent, latest
+// Test-only fault injection: TSTACK_FAULT_INJECT=volume-snapshot:<step>.
+import { randomUUID } from 'node:crypto';
+import { TStackError } from '../../shared/errors.js';
+import * as K from '../../shared/protocol/kvm.js';
+import * as S from '../../shared/protocol/storage.js';
+import type { ApiRegistry, OpContext } from '../api/registry.js';
+import type { Resource } from '../store/types.js';
+import { mustKindDef, prepareCreate } from '../model/index.js';
+import type { FlowContext, FlowDef } from '../workflow/flow.js';
+import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { psSpec } from './index.js';
+import { hostForVolume, runningVmOf, vmInUse } from './volumes.js';
+
+const FLOW = 'volume-snapshot';
+
+export interface SnapshotData extends Record<string, unknown> {
+  snapshot: Resource;
+  volumeUuid: string;
+  /** how it is taken: set before any agent call */
+  mode?: 'offline' | 'live-file' | 'online-ceph';
+  hostUuid?: string;
+  vmUuid?: string;
+  newTopPath?: string;
+  /** the prepared top was handed to the kvmagent (QEMU may have switched to it) */
+  switching?: boolean;
+  info?: S.SnapshotInfo;
+  /** the snapshot exists for good (a rollback keeps the record) */
+  keep?: boolean;
+}
+
+const isFileType = (ps: Resource): boolean => ps.type !== 'Ceph';
+
+/** Does QEMU write into the prepared top already? (The kvmagent's view of the domain's disks.) */
+async function switched(d: CloudDeps, data: SnapshotData): Promise<boolean> {
+  if (!data.vmUuid || !data.hostUuid || !data.newTopPath) return false;
+  const st = await callHost(d, data.hostUuid, 'kvmagent', K.VmGetState, { uuid: data.vmUuid });
+  return (st.devices?.volumes ?? []).some((v) => v.uuid === data.volumeUuid && v.source === data.newTopPath);
+}
+
+async function take(ctx: FlowContext<SnapshotData>): Promise<void> {
+  const d = depsOf(ctx.store);
+  const data = ctx.data;
+  const vol = await mustGet(ctx.store, data.volumeUuid, 'volume');
+  const ps = await mustGet(ctx.store, String(vol.primaryStorageUuid), 'primary-storage');
+  const spec = psSpec(ps);
+  const req = { ps: spec, volumeUuid: vol.uuid, snapshotUuid: data.snapshot.uuid };
+  if (!data.mode) {
+    const vm = await runningVmOf(d, vol);
+    data.mode = !vm ? 'offline' : isFileType(ps) ? 'live-file' : 'online-ceph';
+    data.hostUuid = vm ? String(vm.hostUuid) : await hostForVolume(d, vol);
+    if (vm) data.vmUuid = vm.uuid;
+    await ctx.save();
+  }
+  const host = data.hostUuid!;
+  if (data.mode !== 'live-file') {
+    const have = (await callHost(d, host, 'storageagent', S.ListSnapshots, { ps: spec, volumeUuid: vol.uuid })).snapshots.find((s) => s.snapshotUuid === data.snapshot.uuid);
+    data.info = have ?? (await callHost(d, host, 'storageagent', S.CreateSnapshot, req));
+    await ctx.save();
+    injectFault(FLOW, 'take');
+    return;
+  }
+  if (!data.switching) {
+    data.newTopPath = (await callHost(d, host, 'storageagent', S.PrepareLiveSnapshot, req)).newTopPath;
+    data.switching = true;
+    await ctx.save();
+  }
+  if (!(await switched(d, data))) {
+    ctx.progress(50, 'switching the running VM to a new top');
+    await callHost(d, host, 'kvmagent', K.VmSnapshot, { uuid: data.vmUuid!, volumes: [{ volumeUuid: vol.uuid, newTopPath: data.newTopPath!, reuseExisting: true }], quiesce: 'preferred' });
+  }
+  data.keep = true;
+  await ctx.save();
+  data.info = await callHost(d, host, 'storageagent', S.CommitLiveSnapshot, req);
+  await ctx.save();
+  injectFault(FLOW, 'take');
+}
+
+async function untake(ctx: FlowContext<SnapshotData>): Promise<void> {
+  const d = depsOf(ctx.store);
+  const data = ctx.data;
+  if (!data.mode || !data.hostUuid) return;
+  const vol = await ctx.store.get(data.volumeUuid);
+  const ps = vol ? await ctx.store.get(String(vol.primaryStorageUuid)) : undefined;
+  if (!vol || !ps) return;
+  const req = { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: data.snapshot.uuid };
+  if (data.mode === 'live-file') {
+    if (data.keep || (data.switching && (await switched(d, data)))) {
+      // QEMU writes into the new top: the snapshot exists; finish the renames and keep it
+      data.keep = true;
+      await ctx.save();
+      data.info = await callHost(d, data.hostUuid, 'storageagent', S.CommitLiveSnapshot, req);
+      await finish(ctx);
+      return;
+    }
+    await callHost(d, data.hostUuid, 'storageagent', S.AbortLiveSnapshot, req);
+    return;
+  }
+  // offline or Ceph: deleting merges the frozen layer back (file) or drops the RBD snapshot
+  await callHost(d, data.hostUuid, 'storageagent', S.DeleteSnapshot, req);
+}
+
+async function finish(ctx: FlowContext<SnapshotData>): Promise<void> {
+  const info = ctx.data.info!;
+  const vol = await mustGet(ctx.store, ctx.data.volumeUuid, 'volume');
+  for (const s of await ctx.store.byParent('volume-snapshot', vol.uuid)) if (s.latest === true && s.uuid !== info.snapshotUuid) await ctx.store.update(s.uuid, { latest: false });
+  const patch: Partial<Resource> = { status: 'Ready', size: info.size, actualSize: info.actualSize, installPath: info.installPath, latest: true, parentSnapshotUuid: info.parentUuid };
+  await ctx.store.update(info.snapshotUuid, patch);
+  await ctx.store.update(vol.uuid, { _currentSnapshotUuid: info.snapshotUuid });
+}
+
+export const volumeSnapshotFlow: FlowDef<SnapshotData> = {
+  name: FLOW,
+  onResume: 'complete',
+  steps: [
+    {
+      name: 'record',
+      async run(ctx) {
+        if (!(await ctx.store.get(ctx.data.snapshot.uuid))) await ctx.store.create(ctx.data.snapshot);
+        injectFault(FLOW, 'record');
+      },
+      async rollback(ctx) {
+        if (!ctx.data.keep) await ctx.store.delete(ctx.data.snapshot.uuid);
+      },
+    },
+    { name: 'take', run: take, rollback: untake },
+    {
+      name: 'finish',
+      async run(ctx) {
+        await finish(ctx);
+        injectFault(FLOW, 'finish');
+      },
+    },
+  ],
+};
+
+async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: string; description?: string }, oc: OpContext): Promise<Resource> {
+  if (vol.status !== 'Ready') throw new TStackError('CONFLICT', `volume ${vol.name} is ${String(vol.status)}; only a Ready volume has data to snapshot`);
+  const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+  const snapshot: Resource = {
+    uuid: randomUUID(), kind: 'volume-snapshot', name: body.name, createDate: '', lastOpDate: '', ownerAccountUuid: vol.ownerAccountUuid, tags: [],
+    parentUuid: vol.uuid, volumeUuid: vol.uuid, volumeType: vol.type, primaryStorageUuid: ps.uuid, state: 'Enabled', status: 'Creating', latest: false,
+    ...(body.description !== undefined ? { description: body.description } : {}),
+  };
+  const lockKeys = [vol.uuid, ...(typeof vol.vmInstanceUuid === 'string' ? [vol.vmInstanceUuid] : [])];
+  const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys };
+  if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+  await d.engine.run(volumeSnapshotFlow, { snapshot, volumeUuid: vol.uuid }, runOpts);
+  return mustGet(d.store, snapshot.uuid, 'volume-snapshot');
+}
+
+async function createSnapshot(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const p = await prepareCreate(d.store, mustKindDef('volume-snapshot'), body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid });
+  const vol = await mustGet(d.store, String(p.resource.volumeUuid), 'volume', 'volumeUuid');
+  const b: { name: string; description?: string } = { name: String(p.resource.name) };
+  if (typeof p.resource.description === 'string') b.description = p.resource.description;
+  return snapshotVolume(d, vol, b, oc);
+}
+
+async function revertSnapshot(snap: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const volUuid = String(snap.volumeUuid);
+  return d.engine.queues.run([volUuid], async () => {
+    const vol = await mustGet(d.store, volUuid, 'volume');
+    const vm = await vmInUse(d, vol);
+    if (vm) throw new TStackError('CONFLICT', `volume ${vol.name} is in use by VM ${vm.name} (${String(vm.state)}); stop the VM or detach the volume to revert it`, { state: vm.state });
+    if (snap.status !== 'Ready') throw new TStackError('CONFLICT', `snapshot ${snap.name} is ${String(snap.status)}`);
+    const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+    const info = await callHost(d, await hostForVolume(d, vol), 'storageagent', S.RevertSnapshot, { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: snap.uuid });
+    await d.store.update(vol.uuid, { size: info.size, actualSize: info.actualSize, _currentSnapshotUuid: snap.uuid });
+    return mustGet(d.store, snap.uuid, 'volume-snapshot');
+  });
+}
+
+/** The snapshot and its descendants, leaves first. */
+async function subtree(d: CloudDeps, snap: Resource): Promise<Resource[]> {
+  const all = await d.store.byParent('volume-snapshot', String(snap.volumeUuid));
+  const out: Resource[] = [];
+  const visit = (s: Resource): void => {
+    for (const c of all.filter((x) => x.parentSnapshotUuid === s.uuid)) visit(c);
+    out.push(s);
+  };
+  visit(snap);
+  return out;
+}
+
+async function deleteSnapshot(snap: Resource, _q: Record<string, string>, oc: OpContext): Promise<unknown> {
+  const d = depsOf(oc.store);
+  const volUuid = String(snap.volumeUuid);
+  return d.engine.queues.run([volUuid], async () => {
+    const vol = await d.store.get(volUuid);
+    const victims = await subtree(d, snap);
+    if (vol) {
+      const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+      // merging layers rewrites files a running QEMU has open (qemu-img would hit its locks)
+      const vm = isFileType(ps) ? await runningVmOf(d, vol) : undefined;
+      if (vm) throw new TStackError('CONFLICT', `volume ${vol.name} is in use by running VM ${vm.name}; stop the VM or detach the volume to delete snapshots on ${String(ps.type)} storage`);
+      const host = await hostForVolume(d, vol);
+      for (const s of victims) {
+        await callHost(d, host, 'storageagent', S.DeleteSnapshot, { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: s.uuid });
+        await d.store.delete(s.uuid);
+        if (vol._currentSnapshotUuid === s.uuid) await d.store.update(vol.uuid, { _currentSnapshotUuid: s.parentSnapshotUuid });
+      }
+    } else {
+      for (const s of victims) await d.store.delete(s.uuid);
+    }
+    return { ...snap, deleted: victims.map((s) => s.uuid) };
+  });
+}
+
+const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiRegistry['registerAction']>[2]): void => {
+  if (!reg.action(col, name)?.run) reg.registerAction(col, name, spec);
+};
+
+export function registerSnapshotApi(reg: ApiRegistry): void {
+  reg.setCreate('volume-snapshots', { long: true, run: createSnapshot });
+  reg.setDelete('volume-snapshots', { long: true, run: deleteSnapshot });
+  once(reg, 'volume-snapshots', 'revert', { long: true, run: revertSnapshot });
+  once(reg, 'volumes', 'createSnapshot', {
+    long: true,
+    run: (vol, p, oc) => snapshotVolume(depsOf(oc.store), vol, p as { name: string; description?: string }, oc),
+  });
+}

@@ -1,0 +1,214 @@
+// Volumes in the cloud: instantiate (empty, or from a DataVolumeTemplate image), attach/detach
+// to a VM (hot-plug when it runs), resize (grow only: QEMU block_resize when the VM runs, the
+// storage agent otherwise), delete (with its snapshots).
+//
+// Which host does the agent work: the VM's host when it runs (its QEMU holds the files), else
+// the volume's host (local storage), else any connected host of a cluster the primary storage
+// is attached to (shared kinds).
+import { TStackError } from '../../shared/errors.js';
+import * as K from '../../shared/protocol/kvm.js';
+import * as S from '../../shared/protocol/storage.js';
+import type { ApiRegistry, OpContext } from '../api/registry.js';
+import type { Resource } from '../store/types.js';
+import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
+import { attachedFrom } from '../model/attachments.js';
+import { callHost, depsOf, mustGet, type CloudDeps } from '../cloud/common.js';
+import { imageStoreRef, psSpec } from './index.js';
+
+const MiB = 1024 * 1024;
+/** Resize granularity: sizes are rounded up to it (qcow2 and RBD both like aligned sizes). */
+export const RESIZE_STEP = 4 * MiB;
+
+export interface VolRec {
+  uuid: string;
+  psUuid?: string;
+  hostUuid?: string;
+  size: number;
+}
+
+/** A volume on primary storage as the kvmagent wants it. */
+export function volumeSpec(vol: Resource, deviceIndex: number): K.VolumeSpecT {
+  return { uuid: vol.uuid, source: vol.source as K.VolumeSourceT, bus: 'virtio', cache: 'writeback', serial: vol.uuid.replace(/-/g, '').slice(0, 20), deviceIndex };
+}
+
+export async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
+  const r = await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: vmUuid }] });
+  return r.items.filter((v) => v.type === 'Data' && v.status === 'Ready').sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
+}
+
+/** Delete a volume's files (with its snapshots), its PS reservation and its records. */
+export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string): Promise<void> {
+  const rec = await d.store.get(vol.uuid);
+  const psUuid = vol.psUuid ?? (rec?.primaryStorageUuid as string | undefined);
+  const hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
+  if (psUuid && hostUuid) {
+    const ps = await d.store.get(psUuid);
+    if (ps) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
+  }
+  if (psUuid) await releasePrimaryStorage(d.store, psUuid, vol.uuid);
+  for (const s of await d.store.byParent('volume-snapshot', vol.uuid)) await d.store.delete(s.uuid);
+  if (rec) await d.store.delete(vol.uuid);
+}
+
+/** The VM a volume is attached to, when that VM runs (or is paused) on a host. */
+export async function runningVmOf(d: CloudDeps, vol: Resource): Promise<Resource | undefined> {
+  if (typeof vol.vmInstanceUuid !== 'string') return undefined;
+  const vm = await d.store.get(vol.vmInstanceUuid);
+  if (!vm || typeof vm.hostUuid !== 'string') return undefined;
+  return ['Running', 'Paused'].includes(String(vm.state)) ? vm : undefined;
+}
+
+/** The VM a volume is attached to is neither Stopped nor gone: revert and the like must wait. */
+export async function vmInUse(d: CloudDeps, vol: Resource): Promise<Resource | undefined> {
+  if (typeof vol.vmInstanceUuid !== 'string') return undefined;
+  const vm = await d.store.get(vol.vmInstanceUuid);
+  if (!vm || ['Stopped', 'Destroyed', 'Created'].includes(String(vm.state))) return undefined;
+  return vm;
+}
+
+/** The host whose storage agent works on a volume (see the header). */
+export async function hostForVolume(d: CloudDeps, vol: Resource): Promise<string> {
+  const vm = await runningVmOf(d, vol);
+  if (vm) return String(vm.hostUuid);
+  if (typeof vol.hostUuid === 'string') {
+    const ps = await d.store.get(String(vol.primaryStorageUuid));
+    const h = await d.store.get(vol.hostUuid);
+    if (ps?.type === 'LocalStorage' || h?.status === 'Connected') return vol.hostUuid;
+  }
+  for (const c of await attachedFrom(d.store, 'cluster-primary-storage', String(vol.primaryStorageUuid))) {
+    const h = (await d.store.byParent('host', c)).find((x) => x.status === 'Connected');
+    if (h) return h.uuid;
+  }
+  throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach the primary storage of volume ${vol.name}`);
+}
+
+async function instantiate(d: CloudDeps, vol: Resource, vm: Resource): Promise<Resource> {
+  const hostUuid = String(vm.hostUuid ?? vm.lastHostUuid);
+  const host = await mustGet(d.store, hostUuid, 'host');
+  const size = Number(vol.size ?? 0);
+  const req: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid: String(host.parentUuid) };
+  if (typeof vol.primaryStorageUuid === 'string') req.primaryStorageUuid = vol.primaryStorageUuid;
+  const { primaryStorage: ps } = await allocatePrimaryStorage(d.store, req, vol.uuid);
+  try {
+    let info: S.VolumeInfo;
+    if (typeof vol.imageUuid === 'string') {
+      // from a DataVolumeTemplate image: a linked clone of its cache on the primary storage
+      const image = await mustGet(d.store, vol.imageUuid, 'image');
+      const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
+      if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
+      await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: image.uuid, imageStore: await imageStoreRef(d, ref.backupStorageUuid) });
+      info = await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: vol.uuid, imageUuid: image.uuid });
+    } else {
+      info = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: vol.uuid, size });
+    }
+    return await d.store.update(vol.uuid, { status: 'Ready', primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, source: info.source, installPath: info.installPath, format: info.format, size: info.size, actualSize: info.actualSize });
+  } catch (e) {
+    await releasePrimaryStorage(d.store, ps.uuid, vol.uuid);
+    throw e;
+  }
+}
+
+async function attachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const volUuid = String(params.volumeUuid);
+  return d.engine.queues.run([vm.uuid, volUuid], async () => {
+    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
+    let vol = await mustGet(d.store, volUuid, 'volume', 'attachVolume.volumeUuid');
+    if (vol.ownerAccountUuid !== v.ownerAccountUuid) throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: not your volume', { field: 'attachVolume.volumeUuid' });
+    if (vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: a root volume cannot be attached', { field: 'attachVolume.volumeUuid' });
+    if (vol.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${vol.name} is attached to VM ${String(vol.vmInstanceUuid)}`);
+    if (!['Running', 'Stopped', 'Paused'].includes(String(v.state))) throw new TStackError('CONFLICT', `VM ${v.name} is ${String(v.state)}`);
+    if (vol.status !== 'Ready') vol = await instantiate(d, vol, v);
+    else if (vol.hostUuid && vol.hostUuid !== (v.hostUuid ?? v.lastHostUuid)) {
+      const ps = await d.store.get(String(vol.primaryStorageUuid));
+      if (ps?.type === 'LocalStorage') throw new TStackError('CONFLICT', `volume ${vol.name} is on the local storage of another host`);
+    }
+    const used = new Set((await dataVolumesOf(d, v.uuid)).map((x) => Number(x.deviceId)));
+    let dev = 1;
+    while (used.has(dev)) dev++;
+    if (v.state === 'Running' || v.state === 'Paused') {
+      await callHost(d, String(v.hostUuid), 'kvmagent', K.VmAttachVolume, { uuid: v.uuid, volume: volumeSpec(vol, dev) });
+    }
+    await d.store.update(vol.uuid, { vmInstanceUuid: v.uuid, deviceId: dev, _createdWithVm: false });
+    return d.store.update(v.uuid, { allVolumes: [...new Set([...((v.allVolumes as string[] | undefined) ?? []), vol.uuid])] });
+  });
+}
+
+async function detachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const volUuid = String(params.volumeUuid);
+  return d.engine.queues.run([vm.uuid, volUuid], async () => {
+    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
+    const vol = await mustGet(d.store, volUuid, 'volume', 'detachVolume.volumeUuid');
+    if (vol.vmInstanceUuid !== v.uuid || vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', `detachVolume.volumeUuid: volume ${vol.name} is not a data volume of this VM`, { field: 'detachVolume.volumeUuid' });
+    if (v.state === 'Running' || v.state === 'Paused') await callHost(d, String(v.hostUuid), 'kvmagent', K.VmDetachVolume, { uuid: v.uuid, volumeUuid: vol.uuid });
+    await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined, _createdWithVm: false });
+    return d.store.update(v.uuid, { allVolumes: ((v.allVolumes as string[] | undefined) ?? []).filter((u) => u !== vol.uuid) });
+  });
+}
+
+async function deleteVolume(vol: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  return d.engine.queues.run([vol.uuid], async () => {
+    const v = await mustGet(d.store, vol.uuid, 'volume');
+    if (v.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${v.name} is attached to VM ${String(v.vmInstanceUuid)}; detach it first`);
+    let hostUuid: string | undefined;
+    if (v.status === 'Ready') hostUuid = await hostForVolume(d, v);
+    await deleteVolumeEverywhere(d, { uuid: v.uuid, size: Number(v.size ?? 0) }, hostUuid);
+    return v;
+  });
+}
+
+/** Keep the primary storage reservation in step with a grown volume (same storage, new size). */
+async function reserveGrowth(d: CloudDeps, vol: Resource, size: number): Promise<void> {
+  const psUuid = String(vol.primaryStorageUuid);
+  await releasePrimaryStorage(d.store, psUuid, vol.uuid);
+  try {
+    await allocatePrimaryStorage(d.store, { size, primaryStorageUuid: psUuid }, vol.uuid);
+  } catch (e) {
+    await allocatePrimaryStorage(d.store, { size: Number(vol.size ?? 0), primaryStorageUuid: psUuid }, vol.uuid).catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * Grow a volume. Running VM: QEMU's block_resize (the guest sees the new size at once; QEMU
+ * grows the file or RBD image itself); otherwise the storage agent. Never shrinks (400).
+ */
+async function resizeVolume(vol0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+  const d = depsOf(oc.store);
+  const asked = Number(params.size);
+  const size = Math.ceil(asked / RESIZE_STEP) * RESIZE_STEP;
+  return d.engine.queues.run([vol0.uuid, ...(typeof vol0.vmInstanceUuid === 'string' ? [vol0.vmInstanceUuid] : [])], async () => {
+    const vol = await mustGet(d.store, vol0.uuid, 'volume');
+    const cur = Number(vol.size ?? 0);
+    if (asked < cur) throw new TStackError('INVALID_ARGUMENT', `resize.size: ${asked} is smaller than the volume's ${cur} bytes; volumes only grow`, { field: 'resize.size', current: cur });
+    if (size === cur) return vol;
+    if (vol.status !== 'Ready') return d.store.update(vol.uuid, { size });
+    await reserveGrowth(d, vol, size);
+    try {
+      const vm = await runningVmOf(d, vol);
+      if (vm) {
+        const r = await callHost(d, String(vm.hostUuid), 'kvmagent', K.VmResizeVolume, { uuid: vm.uuid, volumeUuid: vol.uuid, size });
+        return await d.store.update(vol.uuid, { size: r.size });
+      }
+      const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+      const info = await callHost(d, await hostForVolume(d, vol), 'storageagent', S.ResizeVolume, { ps: psSpec(ps), volumeUuid: vol.uuid, size });
+      return await d.store.update(vol.uuid, { size: info.size, actualSize: info.actualSize });
+    } catch (e) {
+      await reserveGrowth(d, { ...vol, size }, cur).catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiRegistry['registerAction']>[2]): void => {
+  if (!reg.action(col, name)?.run) reg.registerAction(col, name, spec);
+};
+
+export function registerVolumeApi(reg: ApiRegistry): void {
+  once(reg, 'vm-instances', 'attachVolume', { long: true, run: attachVolume });
+  once(reg, 'vm-instances', 'detachVolume', { long: true, run: detachVolume });
+  once(reg, 'volumes', 'resize', { long: true, run: resizeVolume });
+  reg.setDelete('volumes', { long: true, run: deleteVolume });
+}

@@ -1,0 +1,285 @@
+// Storage depth end to end through the REST API with a real guest (qemu/TCG): one VM boots
+// and keeps running while data volumes on local and shared-mount-point primary storage are
+// hot-plugged; inside the guest raw bytes are written and read with dd (its OS lives in RAM).
+// Snapshots online, overwrite, revert refused while running and accepted when stopped, the old
+// bytes back after start; online grow seen by the guest at once, shrink refused; a
+// DataVolumeTemplate image of a snapshot and a volume made from it holding the same bytes;
+// deleting a parent snapshot deletes its child; an image of the root volume boots a VM that
+// answers SSH. Same setup as cloud.test.ts (this machine as the host over its own sshd).
+import assert from 'node:assert/strict';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
+import { exec } from '../../shared/exec.js';
+import { useCleanup } from '../harness/cleanup.js';
+import { testController, type TestController } from '../harness/controller.js';
+import type { ApiClient } from '../harness/controller.js';
+import { guestImage, makeSshKey, sshRun } from '../harness/guest.js';
+import { ensureLibvirt, virsh } from '../harness/libvirt.js';
+import { createBridge, deleteLink } from '../harness/net.js';
+import { runId, tmpDir } from '../harness/tmp.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { cloudModule } from '../../controller/cloud/install.js';
+import type { HostLayout } from '../../controller/host/render.js';
+
+const MiB = 1024 * 1024;
+
+/** POST …?wait=true and insist on success. */
+async function ok(api: ApiClient, path: string, body: unknown, method: 'post' | 'del' = 'post'): Promise<any> {
+  const sep = path.includes('?') ? '&' : '?';
+  const r = method === 'post' ? await api.post(`${path}${sep}wait=true`, body) : await api.del(`${path}${sep}wait=true`);
+  assert.ok(r.status === 200 || r.status === 201, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+
+describe('e2e: storage depth', function () {
+  this.timeout(1_800_000);
+  const cleanup = useCleanup();
+  const rid = runId();
+  const bridge = `${rid}sbr`;
+  const dummy = `${rid}sd0`;
+  const net = `10.${randomInt(120, 200)}.${randomInt(1, 250)}`;
+  let c: TestController;
+  let api: ApiClient;
+  let layout: HostLayout;
+  let psDir: string;
+  let smpDir: string;
+  let bsDir: string;
+  let key: { priv: string; pubKey: string };
+  let imageServer: Server;
+  const ids: Record<string, string> = {};
+  const vms: Record<string, any> = {};
+  const vmUuids: string[] = [];
+
+  before(async function () {
+    await ensureLibvirt();
+    const img = await guestImage();
+    const tree = await builtTree();
+    const sshKey = authorizedKey(cleanup, 'cloud');
+    layout = await tempLayout(cleanup);
+    const ports = await freePorts();
+    cleanup.add(() => killAgents(layout), 'stop deployed agents');
+    // VM domains of this run, even when a test failed half-way
+    cleanup.add(async () => {
+      for (const u of vmUuids) {
+        await virsh(['destroy', `tstack-${u}`]).catch(() => undefined);
+        await virsh(['undefine', `tstack-${u}`]).catch(() => undefined);
+      }
+    }, 'VM domains');
+    // the test network: a bridge with the host's address, a dummy NIC as the L2's interface
+    await createBridge(bridge, cleanup);
+    await exec('ip', ['addr', 'add', `${net}.254/24`, 'dev', bridge]);
+    // no dummy driver everywhere: a veth pair whose other end stays unused
+    await exec('ip', ['link', 'add', dummy, 'type', 'veth', 'peer', 'name', `${rid}sd1`]);
+    cleanup.add(() => deleteLink(dummy), `veth ${dummy}`);
+    const work = await tmpDir('cloud', cleanup);
+    psDir = join(work, 'ps');
+    smpDir = join(work, 'smp');
+    bsDir = join(work, 'bs');
+    mkdirSync(psDir);
+    mkdirSync(smpDir);
+    mkdirSync(bsDir);
+    key = await makeSshKey(join(work, 'keys'));
+    // the image server: plain HTTP on loopback
+    imageServer = createServer((req, res) => {
+      const file = req.url === '/tinyguest.qcow2' ? img.qcow2 : undefined;
+      if (!file) {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      res.setHeader('content-length', String(statSync(file).size));
+      createReadStream(file).pipe(res);
+    });
+    await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
+    cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
+    c = await testController(cleanup, {
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
+    } as never);
+    api = await c.login('admin', c.adminPassword);
+    // adding the host authorizes the controller's own key (for reconnects): take it away again
+    cleanup.add(() => {
+      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
+      if (!existsSync(pub)) return;
+      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
+      const f = '/root/.ssh/authorized_keys';
+      const lines = readFileSync(f, 'utf8').split('\n');
+      writeFileSync(f, lines.filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
+    }, "controller key in root's authorized_keys");
+    // everything the cloud made on the host, even after a failure: VMs, namespaces (via the API)
+    cleanup.add(async () => {
+      for (const u of vmUuids) {
+        const v = await api.get(`/v1/vm-instances/${u}`);
+        if (v.status !== 200) continue;
+        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
+        await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
+      }
+      if (ids.l3) await api.del(`/v1/l3-networks/${ids.l3}?wait=true`);
+    }, 'cloud resources');
+    Object.assign(globalThis, { __cloudKey: sshKey });
+  });
+
+  /** Run a shell command in a guest. */
+  const inGuest = (vm: any, cmd: string, timeoutMs = 120_000): Promise<string> => sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd, timeoutMs });
+  /** The guest's block device of a volume, by the serial tstack gives it (20 hex digits of its uuid). */
+  async function devOf(vm: any, volUuid: string, timeoutMs = 60_000): Promise<string> {
+    const serial = volUuid.replace(/-/g, '').slice(0, 20);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const out = await inGuest(vm, 'for d in /sys/block/vd*; do echo "$(basename $d) $(cat $d/serial 2>/dev/null)"; done');
+      const line = out.split('\n').find((l) => l.trim().endsWith(serial));
+      if (line) return `/dev/${line.split(' ')[0]}`;
+      if (Date.now() > deadline) throw new Error(`no disk with serial ${serial} in the guest: ${out}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  /** Write 1 MiB of fresh random bytes at the start of a device; their md5. */
+  const writeRandom = async (vm: any, dev: string): Promise<string> =>
+    (await inGuest(vm, `dd if=/dev/urandom of=/tmp/blk bs=1M count=1 2>/dev/null && dd if=/tmp/blk of=${dev} bs=1M count=1 conv=fsync 2>/dev/null && md5sum /tmp/blk`)).split(/\s+/)[0]!;
+  /** md5 of the first MiB of a device as the guest reads it now (page cache dropped). */
+  const readMd5 = async (vm: any, dev: string): Promise<string> =>
+    (await inGuest(vm, `sync; echo 3 > /proc/sys/vm/drop_caches; dd if=${dev} bs=1M count=1 2>/dev/null | md5sum`)).split(/\s+/)[0]!;
+  const guestSize = async (vm: any, dev: string): Promise<number> => Number(await inGuest(vm, `cat /sys/block/${dev.replace('/dev/', '')}/size`)) * 512;
+  const waitSsh = (vm: any): Promise<string> => inGuest(vm, 'true', 300_000);
+
+  it('builds a cloud with local and shared-mount-point primary storage, and boots a VM', async () => {
+    ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
+    ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;
+    const sshKey = (globalThis as any).__cloudKey as { privateKey: string };
+    ids.host = (await ok(api, '/v1/hosts', { name: `${rid}-host`, clusterUuid: ids.cluster, managementIp: '127.0.0.1', username: 'root', sshPrivateKey: sshKey.privateKey, virtType: 'qemu' })).uuid;
+    ids.bs = (await ok(api, '/v1/backup-storage', { name: `${rid}-bs`, hostname: '127.0.0.1', url: bsDir })).uuid;
+    await ok(api, `/v1/zones/${ids.zone}/actions`, { attachBackupStorage: { backupStorageUuid: ids.bs } });
+    ids.local = (await ok(api, '/v1/primary-storage', { name: `${rid}-local`, zoneUuid: ids.zone, type: 'LocalStorage', url: psDir })).uuid;
+    ids.smp = (await ok(api, '/v1/primary-storage', { name: `${rid}-smp`, zoneUuid: ids.zone, type: 'SharedMountPoint', url: smpDir })).uuid;
+    for (const ps of [ids.local, ids.smp]) await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ps } });
+    ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 192 * MiB })).uuid;
+    const addr = imageServer.address() as AddressInfo;
+    ids.image = (await ok(api, '/v1/images', { name: `${rid}-tinyguest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
+    ids.l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2`, zoneUuid: ids.zone, physicalInterface: dummy, tags: [`bridgeName::${bridge}`] })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: ids.l2 } });
+    ids.l3 = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3`, l2NetworkUuid: ids.l2, dnsDomain: 'cloud.test' })).uuid;
+    await ok(api, '/v1/ip-ranges', { l3NetworkUuid: ids.l3, startIp: `${net}.10`, endIp: `${net}.60`, netmask: '255.255.255.0', gateway: `${net}.1` });
+    const vm = await ok(api, '/v1/vm-instances', { name: `${rid}-vm`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], sshKey: key.pubKey, primaryStorageUuidForRootVolume: ids.local });
+    vmUuids.push(vm.uuid);
+    vms.vm = vm;
+    assert.equal(vm.state, 'Running');
+    await waitSsh(vm);
+  });
+
+  // the same volume suite on both primary storages, side by side in the one guest
+  const suite = [{ name: 'local', ps: () => ids.local! }, { name: 'shared mount point', ps: () => ids.smp! }];
+  const vols: Record<string, { uuid: string; dev: string; a: string; b: string; snap1: string; snap2: string }> = {};
+
+  it('snapshots a hot-plugged data volume online, overwrites it; revert is refused while the VM runs', async () => {
+    const vm = vms.vm;
+    for (const s of suite) {
+      const vol = await ok(api, '/v1/volumes', { name: `${rid}-${s.name}`, diskSize: 64 * MiB, primaryStorageUuid: s.ps() });
+      await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: vol.uuid } });
+      const dev = await devOf(vm, vol.uuid);
+      const a = await writeRandom(vm, dev);
+      const t0 = Date.now();
+      const snap1 = await ok(api, '/v1/volume-snapshots', { name: `${rid}-${s.name}-s1`, volumeUuid: vol.uuid });
+      assert.equal(snap1.status, 'Ready', JSON.stringify(snap1));
+      assert.equal(snap1.primaryStorageUuid, s.ps());
+      assert.equal(snap1.parentSnapshotUuid, undefined);
+      console.log(`      online snapshot on ${s.name}: ${Date.now() - t0} ms`);
+      assert.equal((await api.get(`/v1/vm-instances/${vm.uuid}`)).body.state, 'Running', 'the VM kept running');
+      const b = await writeRandom(vm, dev);
+      assert.notEqual(a, b);
+      assert.equal(await readMd5(vm, dev), b, 'the guest writes on after the snapshot');
+      const r = await api.post(`/v1/volume-snapshots/${snap1.uuid}/actions?wait=true`, { revert: {} });
+      assert.equal(r.status, 409, JSON.stringify(r.body));
+      // a second snapshot is the child of the first
+      const snap2 = await ok(api, `/v1/volumes/${vol.uuid}/actions`, { createSnapshot: { name: `${rid}-${s.name}-s2` } });
+      assert.equal(snap2.parentSnapshotUuid, snap1.uuid);
+      assert.equal((await api.get(`/v1/volume-snapshots/${snap1.uuid}`)).body.latest, false);
+      vols[s.name] = { uuid: vol.uuid, dev, a, b, snap1: snap1.uuid, snap2: snap2.uuid };
+    }
+  });
+
+  it('grows a volume online (the guest sees it at once); a shrink is refused', async () => {
+    const vm = vms.vm;
+    for (const s of suite) {
+      const v = vols[s.name]!;
+      assert.equal(await guestSize(vm, v.dev), 64 * MiB);
+      const grown = await ok(api, `/v1/volumes/${v.uuid}/actions`, { resize: { size: 96 * MiB } });
+      assert.equal(grown.size, 96 * MiB);
+      assert.equal(await guestSize(vm, v.dev), 96 * MiB, 'the guest sees the new size without a reboot');
+      const shrink = await api.post(`/v1/volumes/${v.uuid}/actions?wait=true`, { resize: { size: 64 * MiB } });
+      assert.equal(shrink.status, 400, JSON.stringify(shrink.body));
+      assert.equal(await readMd5(vm, v.dev), v.b, 'data intact after the grow');
+    }
+  });
+
+  it('stopped: an image of the root volume; revert is accepted; after start the guest reads the old bytes', async () => {
+    const vm = vms.vm;
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { stop: {} })).state, 'Stopped');
+    const img = await ok(api, '/v1/images', { name: `${rid}-root-img`, rootVolumeUuid: vm.rootVolumeUuid, backupStorageUuids: [ids.bs] });
+    assert.equal(img.status, 'Ready');
+    assert.equal(img.mediaType, 'RootVolumeTemplate');
+    assert.equal(img.format, 'qcow2');
+    ids.rootImage = img.uuid;
+    for (const s of suite) {
+      const v = vols[s.name]!;
+      await ok(api, `/v1/volume-snapshots/${v.snap1}/actions`, { revert: {} });
+      // offline: the volume grows through the storage agent
+      assert.equal((await ok(api, `/v1/volumes/${v.uuid}/actions`, { resize: { size: 100 * MiB } })).size, 100 * MiB);
+    }
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { start: {} })).state, 'Running');
+    await waitSsh(vm);
+    for (const s of suite) {
+      const v = vols[s.name]!;
+      v.dev = await devOf(vm, v.uuid);
+      assert.equal(await readMd5(vm, v.dev), v.a, `${s.name}: the bytes of the snapshot are back`);
+      assert.equal(await guestSize(vm, v.dev), 100 * MiB);
+    }
+  });
+
+  it('a DataVolumeTemplate image of a snapshot, and a volume made from it, hold the same bytes', async () => {
+    const vm = vms.vm;
+    const v = vols.local!;
+    const img = await ok(api, '/v1/images', { name: `${rid}-data-img`, volumeSnapshotUuid: v.snap1, backupStorageUuids: [ids.bs] });
+    assert.equal(img.mediaType, 'DataVolumeTemplate');
+    assert.equal(img.status, 'Ready');
+    // a running VM's live volume is refused (not consistent); its snapshot was fine
+    const busy = await api.post('/v1/images?wait=true', { name: `${rid}-busy`, volumeUuid: v.uuid, backupStorageUuids: [ids.bs] });
+    assert.equal(busy.status, 409, JSON.stringify(busy.body));
+    const bad = await api.post('/v1/vm-instances?wait=true', { name: `${rid}-bad`, instanceOfferingUuid: ids.offering, imageUuid: img.uuid, l3NetworkUuids: [ids.l3] });
+    assert.equal(bad.status, 400, 'a DataVolumeTemplate boots nothing');
+    const copy = await ok(api, '/v1/volumes', { name: `${rid}-from-img`, imageUuid: img.uuid, primaryStorageUuid: ids.smp });
+    assert.equal(copy.size, 64 * MiB);
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: copy.uuid } });
+    assert.equal(await readMd5(vm, await devOf(vm, copy.uuid)), v.a);
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: copy.uuid } });
+    await ok(api, `/v1/volumes/${copy.uuid}`, undefined, 'del');
+  });
+
+  it('deleting a parent snapshot deletes its child (refused while the running VM uses the volume)', async () => {
+    const vm = vms.vm;
+    for (const s of suite) {
+      const v = vols[s.name]!;
+      const busy = await api.del(`/v1/volume-snapshots/${v.snap1}?wait=true`);
+      assert.equal(busy.status, 409, JSON.stringify(busy.body));
+      await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: v.uuid } });
+      await ok(api, `/v1/volume-snapshots/${v.snap1}`, undefined, 'del');
+      assert.equal((await api.get(`/v1/volume-snapshots/${v.snap1}`)).status, 404);
+      assert.equal((await api.get(`/v1/volume-snapshots/${v.snap2}`)).status, 404, 'the child went with it');
+      const dir = join(s.name === 'local' ? psDir : smpDir, 'volumes', v.uuid);
+      assert.deepEqual(readdirSync(dir), [`${v.uuid}.qcow2`], 'no snapshot files left');
+      // the volume still holds what it held
+      await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: v.uuid } });
+      assert.equal(await readMd5(vm, await devOf(vm, v.uuid)), v.a);
+    }
+  });
+
+  it('the image of the root volume boots a VM that answers SSH', async () => {
+    const vm2 = await ok(api, '/v1/vm-instances', { name: `${rid}-from-root`, instanceOfferingUuid: ids.offering, imageUuid: ids.rootImage, l3NetworkUuids: [ids.l3], sshKey: key.pubKey, primaryStorageUuidForRootVolume: ids.smp });
+    vmUuids.push(vm2.uuid);
+    assert.equal(vm2.state, 'Running');
+    assert.notEqual(vm2.vmNics[0].ip, vms.vm.vmNics[0].ip);
+    assert.equal(await inGuest(vm2, 'echo up', 300_000), 'up');
+  });
+});
