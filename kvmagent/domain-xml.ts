@@ -3,7 +3,7 @@
 // hands back. Every value that reaches the XML is either schema-validated or escaped here.
 import { XMLParser } from 'fast-xml-parser';
 import { createHash } from 'node:crypto';
-import type { VmSpecT, VolumeSpecT, NicSpecT, VmDevicesT } from '../shared/protocol/kvm.js';
+import type { VmSpecT, VolumeSpecT, NicSpecT, VmDevicesT, DiskQosT, NicQosT } from '../shared/protocol/kvm.js';
 import type { FieldError } from '../shared/protocol/schema.js';
 
 /** XML namespace of tstack's <metadata> element: sync uses it to tell our domains from others. */
@@ -168,6 +168,25 @@ function diskSourceXml(v: VolumeSpecT, ind: string): { type: string; format: str
   }
 }
 
+/** libvirt <iotune> element names and values of a disk QoS. */
+export function iotuneFields(q: DiskQosT | undefined): Array<[string, number]> {
+  if (!q) return [];
+  const out: Array<[string, number]> = [];
+  if (q.totalBytesSec !== undefined) out.push(['total_bytes_sec', q.totalBytesSec]);
+  if (q.readBytesSec !== undefined) out.push(['read_bytes_sec', q.readBytesSec]);
+  if (q.writeBytesSec !== undefined) out.push(['write_bytes_sec', q.writeBytesSec]);
+  if (q.totalIopsSec !== undefined) out.push(['total_iops_sec', q.totalIopsSec]);
+  return out;
+}
+
+/** libvirt's <bandwidth> averages are KiB/s (rounded up: a limit never gets looser). */
+export function bandwidthKiB(q: NicQosT | undefined): { inbound?: number; outbound?: number } {
+  const out: { inbound?: number; outbound?: number } = {};
+  if (q?.inboundBytesSec !== undefined) out.inbound = Math.ceil(q.inboundBytesSec / 1024);
+  if (q?.outboundBytesSec !== undefined) out.outbound = Math.ceil(q.outboundBytesSec / 1024);
+  return out;
+}
+
 /** <disk> of a volume (used in the domain and for hot-plug). */
 export function diskXml(v: VolumeSpecT, opts: { bootOrder?: number; indent?: string } = {}): string {
   const i = opts.indent ?? '';
@@ -181,6 +200,8 @@ export function diskXml(v: VolumeSpecT, opts: { bootOrder?: number; indent?: str
   ];
   if (v.readonly) out.push(`${i}  <readonly/>`);
   if (v.shareable) out.push(`${i}  <shareable/>`);
+  const tune = iotuneFields(v.qos);
+  if (tune.length) out.push(`${i}  <iotune>`, ...tune.map(([k, n]) => `${i}    <${k}>${n}</${k}>`), `${i}  </iotune>`);
   if (opts.bootOrder !== undefined) out.push(`${i}  <boot order='${opts.bootOrder}'/>`);
   out.push(`${i}  <alias name='${volumeAlias(v.uuid)}'/>`, `${i}</disk>`);
   return out.join('\n');
@@ -210,6 +231,13 @@ export function nicXml(n: NicSpecT, opts: { bootOrder?: number; indent?: string 
     `${i}  <model type='${n.model}'/>`,
   ];
   if (n.mtu !== undefined) out.push(`${i}  <mtu size='${n.mtu}'/>`);
+  const bw = bandwidthKiB(n.qos);
+  if (bw.inbound !== undefined || bw.outbound !== undefined) {
+    out.push(`${i}  <bandwidth>`);
+    if (bw.inbound !== undefined) out.push(`${i}    <inbound average='${bw.inbound}'/>`);
+    if (bw.outbound !== undefined) out.push(`${i}    <outbound average='${bw.outbound}'/>`);
+    out.push(`${i}  </bandwidth>`);
+  }
   if (opts.bootOrder !== undefined) out.push(`${i}  <boot order='${opts.bootOrder}'/>`);
   out.push(`${i}  <alias name='${nicAlias(n.uuid)}'/>`, `${i}</interface>`);
   return out.join('\n');

@@ -95,6 +95,8 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   server.handle(kvm.VmSetConsolePassword, (req) => vms.setConsolePassword(req), { key: vmKey });
   server.handle(kvm.VmSnapshot, (req) => vms.snapshot(req), { key: vmKey });
   server.handle(kvm.VmMigrate, (req) => vms.migrate(req), { key: vmKey });
+  server.handle(kvm.VmSetVolumeQos, (req) => vms.setVolumeQos(req), { key: vmKey });
+  server.handle(kvm.VmSetNicQos, (req) => vms.setNicQos(req), { key: vmKey });
 
   server.handle(kvm.BridgeCreate, (req, ctx) => network.create(req, ctx.signal), { key: netKey });
   server.handle(kvm.BridgeDelete, (req, ctx) => network.delete(req, ctx.signal), { key: netKey });

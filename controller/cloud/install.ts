@@ -15,6 +15,8 @@ import type { HostOptions } from '../host/service.js';
 import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
 import { registerVolumeApi } from '../storage/volumes.js';
 import { registerSnapshotApi, volumeSnapshotFlow } from '../storage/snapshots.js';
+import { registerCloneApi } from '../compute/clone.js';
+import { registerQosApi } from '../storage/qos.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
 import { registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
@@ -81,6 +83,8 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   registerStorageApi(s.registry);
   registerVolumeApi(s.registry);
   registerSnapshotApi(s.registry);
+  registerCloneApi(s.registry);
+  registerQosApi(s.registry);
   registerNetworkApi(s.registry);
   registerComputeApi(s.registry);
   registerMigrationApi(s.registry);

@@ -28,7 +28,7 @@ import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { dataVolumesOf, deleteVolumeEverywhere, volumeSpec, type VolRec } from '../storage/volumes.js';
-
+import { nicQosSpec, type NicQos } from '../storage/qos.js';
 export { dataVolumesOf }; // moved to storage/volumes.ts; compute/migrate.ts imports it from here
 import { ensureBridge } from '../network/index.js';
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
@@ -114,7 +114,12 @@ function consoleSpec(vm: Resource, host: Resource): NonNullable<K.VmSpecT['conso
 async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.VmSpecT> {
   const root = await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
   const nics: K.NicSpecT[] = [];
-  for (const n of await nicsOf(d, vm.uuid)) nics.push({ uuid: n.uuid, mac: String(n.mac), bridge: await bridgeFor(d, host.uuid, String(n.l3NetworkUuid)), model: 'virtio' });
+  for (const n of await nicsOf(d, vm.uuid)) {
+    const nic: K.NicSpecT = { uuid: n.uuid, mac: String(n.mac), bridge: await bridgeFor(d, host.uuid, String(n.l3NetworkUuid)), model: 'virtio' };
+    const qos = nicQosSpec(n.qos as NicQos | undefined);
+    if (qos) nic.qos = qos;
+    nics.push(nic);
+  }
   const data = (await dataVolumesOf(d, vm.uuid)).map((v, i) => volumeSpec(v, Number(v.deviceId ?? i + 1)));
   const spec: K.VmSpecT = {
     uuid: vm.uuid,

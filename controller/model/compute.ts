@@ -9,6 +9,16 @@ import { ALLOCATOR_STRATEGIES } from './catalog.js';
 export const VM_CREATE_STRATEGIES = ['InstantStart', 'CreateStopped'] as const;
 export const HA_LEVELS = ['None', 'NeverStop', 'OnHostFailure'] as const;
 
+const Bps = (description: string) => Type.Optional(Bytes({ minimum: 1024, description }));
+export const VolumeQos = () =>
+  Obj({
+    totalBandwidth: Bps('bytes/s, read and write together'),
+    readBandwidth: Bps('bytes/s'),
+    writeBandwidth: Bps('bytes/s'),
+    totalIops: Type.Optional(Type.Integer({ minimum: 1, description: 'I/O operations per second' })),
+  });
+export const NicQos = () => Obj({ inboundBandwidth: Bps('bytes/s into the VM'), outboundBandwidth: Bps('bytes/s out of the VM') });
+
 const StaticIp = () => Obj({ l3NetworkUuid: Uuid(), ip: Ipv4() });
 
 export const vmInstance: KindDef = {
@@ -135,8 +145,11 @@ export const vmNic: KindDef = {
   adminOnly: false,
   createMode: 'none',
   deleteMode: 'async',
-  systemFields: ['ip', 'mac', 'netmask', 'gateway', 'deviceId', 'internalName', 'ipRangeUuid'],
-  actions: {},
+  systemFields: ['ip', 'mac', 'netmask', 'gateway', 'deviceId', 'internalName', 'ipRangeUuid', 'qos'],
+  actions: {
+    setQos: action(NicQos(), 'Limit the bandwidth of the NIC (bytes/s, as the VM sees it); applied live when its VM runs'),
+    deleteQos: emptyAction('Remove the bandwidth limits of the NIC'),
+  },
 };
 
 export const volume: KindDef = {
@@ -165,7 +178,7 @@ export const volume: KindDef = {
   adminOnly: false,
   createMode: 'sync',
   deleteMode: 'async',
-  systemFields: ['status', 'type', 'vmInstanceUuid', 'deviceId', 'installPath', 'size', 'actualSize', 'rootImageUuid'],
+  systemFields: ['status', 'type', 'vmInstanceUuid', 'deviceId', 'installPath', 'size', 'actualSize', 'rootImageUuid', 'qos'],
   defaults: { format: 'qcow2', type: 'Data' },
   check: (b) => {
     const given = (['diskOfferingUuid', 'diskSize', 'imageUuid'] as const).filter((f) => b[f] !== undefined);
@@ -182,6 +195,8 @@ export const volume: KindDef = {
     changeState: changeStateAction(),
     resize: action(Obj({ size: Bytes({ minimum: MiB }) }), 'Grow the volume to size bytes (never shrinks)'),
     createSnapshot: action(Obj({ name: Type.String({ minLength: 1, maxLength: 255 }), description: Type.Optional(Type.String({ maxLength: 2048 })) }), 'Take a snapshot'),
+    setQos: action(VolumeQos(), 'Limit the I/O of the volume (bytes/s, IOPS); applied live when its VM runs'),
+    deleteQos: emptyAction('Remove the I/O limits of the volume'),
   },
 };
 

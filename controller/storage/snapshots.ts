@@ -151,7 +151,7 @@ export const volumeSnapshotFlow: FlowDef<SnapshotData> = {
   ],
 };
 
-async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: string; description?: string }, oc: OpContext): Promise<Resource> {
+export async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: string; description?: string }, oc: OpContext): Promise<Resource> {
   if (vol.status !== 'Ready') throw new TStackError('CONFLICT', `volume ${vol.name} is ${String(vol.status)}; only a Ready volume has data to snapshot`);
   const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
   const snapshot: Resource = {

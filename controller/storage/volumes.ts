@@ -14,6 +14,7 @@ import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/prim
 import { attachedFrom } from '../model/attachments.js';
 import { callHost, depsOf, mustGet, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from './index.js';
+import { diskQosSpec, type VolumeQos } from './qos.js';
 
 const MiB = 1024 * 1024;
 /** Resize granularity: sizes are rounded up to it (qcow2 and RBD both like aligned sizes). */
@@ -28,7 +29,10 @@ export interface VolRec {
 
 /** A volume on primary storage as the kvmagent wants it. */
 export function volumeSpec(vol: Resource, deviceIndex: number): K.VolumeSpecT {
-  return { uuid: vol.uuid, source: vol.source as K.VolumeSourceT, bus: 'virtio', cache: 'writeback', serial: vol.uuid.replace(/-/g, '').slice(0, 20), deviceIndex };
+  const spec: K.VolumeSpecT = { uuid: vol.uuid, source: vol.source as K.VolumeSourceT, bus: 'virtio', cache: 'writeback', serial: vol.uuid.replace(/-/g, '').slice(0, 20), deviceIndex };
+  const qos = diskQosSpec(vol.qos as VolumeQos | undefined);
+  if (qos) spec.qos = qos;
+  return spec;
 }
 
 export async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {

@@ -67,6 +67,10 @@ export interface HypervisorDriver {
   blockCapacity(name: string, target: string): Promise<number>;
   /** Grow a disk of a running domain. */
   blockResize(name: string, target: string, bytes: number): Promise<void>;
+  /** Set a disk's I/O limits live and in the config (libvirt's iotune names; 0 = unlimited). */
+  blockIoTune(name: string, target: string, tune: Record<string, number>): Promise<void>;
+  /** Set a NIC's average bandwidth (KiB/s; 0 = unlimited) live and in the config. */
+  ifaceTune(name: string, iface: string, kib: { inbound: number; outbound: number }): Promise<void>;
   /** XML of the persistent definition (with secrets when `secure`); live XML with secrets otherwise. */
   xmlWith(name: string, o: { inactive: boolean; secure: boolean; migratable?: boolean }): Promise<string>;
   /** Replace a device (e.g. <graphics>) live and/or in the persistent config. */

@@ -178,6 +178,19 @@ export class FakeDriver implements HypervisorDriver {
     this.sizes.set(`${name}/${target}`, bytes);
   }
 
+  /** what blockIoTune / ifaceTune last set, by "<domain>/<device>" */
+  readonly tunes = new Map<string, unknown>();
+
+  async blockIoTune(name: string, target: string, tune: Record<string, number>): Promise<void> {
+    this.d(name);
+    this.tunes.set(`${name}/${target}`, tune);
+  }
+
+  async ifaceTune(name: string, iface: string, kib: { inbound: number; outbound: number }): Promise<void> {
+    this.d(name);
+    this.tunes.set(`${name}/${iface}`, kib);
+  }
+
   async xmlWith(name: string): Promise<string> {
     return this.d(name).xml;
   }

@@ -269,6 +269,16 @@ export class LibvirtDriver implements HypervisorDriver {
     await this.virsh(['blockresize', name, target, `${bytes}B`], `resize ${target} of ${name}`);
   }
 
+  async blockIoTune(name: string, target: string, tune: Record<string, number>): Promise<void> {
+    const args = ['blkdeviotune', name, target];
+    for (const [k, v] of Object.entries(tune)) args.push(`--${k.replace(/_/g, '-')}`, String(v));
+    await this.virsh([...args, '--live', '--config'], `I/O limits of ${target} of ${name}`);
+  }
+
+  async ifaceTune(name: string, iface: string, kib: { inbound: number; outbound: number }): Promise<void> {
+    await this.virsh(['domiftune', name, iface, '--inbound', String(kib.inbound), '--outbound', String(kib.outbound), '--live', '--config'], `bandwidth of ${iface} of ${name}`);
+  }
+
   async xmlWith(name: string, o: { inactive: boolean; secure: boolean; migratable?: boolean }): Promise<string> {
     const d = await this.must(name);
     const flags = (o.inactive ? lv.DomainGetXMLDescFlags.INACTIVE : 0) | (o.secure ? lv.DomainGetXMLDescFlags.SECURE : 0) | (o.migratable ? lv.DomainGetXMLDescFlags.MIGRATABLE : 0);

@@ -22,6 +22,8 @@ import {
   withVncListen,
   withVncPassword,
   type ParsedDomain,
+  iotuneFields,
+  bandwidthKiB,
 } from '../domain-xml.js';
 import type { HypervisorDriver } from '../hypervisor/driver.js';
 import type { NetworkBackend } from '../network/bridges.js';
@@ -509,6 +511,43 @@ export class VmService {
       if (req.size === cur) return { uuid, volumeUuid: volUuid, size: cur, changed: false };
       await this.driver.blockResize(name, d.target, req.size);
       return { uuid, volumeUuid: volUuid, size: await this.driver.blockCapacity(name, d.target), changed: true };
+    });
+  }
+
+  async setVolumeQos(req: Req<typeof kvm.VmSetVolumeQos>): Promise<Res<typeof kvm.VmSetVolumeQos>> {
+    const uuid = canonicalUuid(req.uuid);
+    const volUuid = canonicalUuid(req.volumeUuid);
+    const q = req.qos;
+    if (q.totalBytesSec !== undefined && (q.readBytesSec !== undefined || q.writeBytesSec !== undefined)) {
+      throw new TStackError('INVALID_ARGUMENT', 'qos: a total bandwidth excludes read/write bandwidths (QEMU refuses the mix)', { field: 'qos' });
+    }
+    return this.watcher.during(uuid, async () => {
+      const name = await this.mustRun(uuid, 'set-volume-qos');
+      const d = (await this.parsed(name)).devices.volumes.find((v) => v.uuid === volUuid);
+      if (!d) throw new TStackError('VOLUME_NOT_FOUND', `volume ${volUuid} is not attached to VM ${uuid}`, { volumeUuid: volUuid });
+      // every field is set each time: absent ones go back to 0 (unlimited)
+      const tune: Record<string, number> = { total_bytes_sec: 0, read_bytes_sec: 0, write_bytes_sec: 0, total_iops_sec: 0 };
+      if (q.totalBytesSec === undefined) delete tune.total_bytes_sec;
+      else {
+        delete tune.read_bytes_sec;
+        delete tune.write_bytes_sec;
+      }
+      for (const [k, n] of iotuneFields(q)) tune[k] = n;
+      await this.driver.blockIoTune(name, d.target, tune);
+      return { uuid, volumeUuid: volUuid, qos: q };
+    });
+  }
+
+  async setNicQos(req: Req<typeof kvm.VmSetNicQos>): Promise<Res<typeof kvm.VmSetNicQos>> {
+    const uuid = canonicalUuid(req.uuid);
+    const nicUuid = canonicalUuid(req.nicUuid);
+    return this.watcher.during(uuid, async () => {
+      const name = await this.mustRun(uuid, 'set-nic-qos');
+      const n = (await this.parsed(name)).devices.nics.find((x) => x.uuid === nicUuid);
+      if (!n?.internalName) throw new TStackError('NOT_FOUND', `NIC ${nicUuid} is not attached to VM ${uuid}`, { nicUuid });
+      const bw = bandwidthKiB(req.qos);
+      await this.driver.ifaceTune(name, n.internalName, { inbound: bw.inbound ?? 0, outbound: bw.outbound ?? 0 });
+      return { uuid, nicUuid, qos: req.qos };
     });
   }
 

@@ -52,6 +52,22 @@ export const DiskCache = Type.Union(
   { description: "'none' needs O_DIRECT (not on tmpfs)" },
 );
 
+/** Disk I/O limits (QEMU throttling; libvirt <iotune>). A total excludes read/write of the same unit. */
+export const DiskQos = Obj({
+  totalBytesSec: Type.Optional(Type.Integer({ minimum: 1 })),
+  readBytesSec: Type.Optional(Type.Integer({ minimum: 1 })),
+  writeBytesSec: Type.Optional(Type.Integer({ minimum: 1 })),
+  totalIopsSec: Type.Optional(Type.Integer({ minimum: 1 })),
+});
+export type DiskQosT = Static<typeof DiskQos>;
+
+/** NIC bandwidth from the guest's point of view: inbound = into the VM (libvirt <bandwidth>). */
+export const NicQos = Obj({
+  inboundBytesSec: Type.Optional(Type.Integer({ minimum: 1024 })),
+  outboundBytesSec: Type.Optional(Type.Integer({ minimum: 1024 })),
+});
+export type NicQosT = Static<typeof NicQos>;
+
 export const VolumeSpec = Obj({
   uuid: Uuid(),
   source: VolumeSource,
@@ -63,6 +79,7 @@ export const VolumeSpec = Obj({
   deviceIndex: Type.Integer({ minimum: 0, maximum: 25 }),
   readonly: Type.Optional(Type.Boolean()),
   shareable: Type.Optional(Type.Boolean()),
+  qos: Type.Optional(DiskQos),
 });
 export type VolumeSpecT = Static<typeof VolumeSpec>;
 
@@ -74,6 +91,7 @@ export const NicSpec = Obj({
   mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9216 })),
   /** Host tap device name; default derived from the NIC uuid ("vn" + 11 hex digits). */
   internalName: Type.Optional(IfName()),
+  qos: Type.Optional(NicQos),
 });
 export type NicSpecT = Static<typeof NicSpec>;
 
@@ -410,6 +428,24 @@ export const VmResizeVolume = defineCommand({
   request: Obj({ ...VmRef, volumeUuid: Uuid(), size: Type.Integer({ minimum: 1024 * 1024, description: 'new virtual size in bytes; never smaller' }) }),
   response: Obj({ uuid: Type.String(), volumeUuid: Type.String(), size: Type.Integer(), changed: Type.Boolean() }),
   description: 'grow a volume of a running VM (the guest sees the new size at once)',
+});
+
+export const VmSetVolumeQos = defineCommand({
+  name: 'vm/set-volume-qos',
+  agent: 'kvm',
+  timeoutMs: 60_000,
+  request: Obj({ ...VmRef, volumeUuid: Uuid(), qos: DiskQos }),
+  response: Obj({ uuid: Type.String(), volumeUuid: Type.String(), qos: DiskQos }),
+  description: 'set the I/O limits of a volume of a running VM, live and in its config (an empty qos removes them)',
+});
+
+export const VmSetNicQos = defineCommand({
+  name: 'vm/set-nic-qos',
+  agent: 'kvm',
+  timeoutMs: 60_000,
+  request: Obj({ ...VmRef, nicUuid: Uuid(), qos: NicQos }),
+  response: Obj({ uuid: Type.String(), nicUuid: Type.String(), qos: NicQos }),
+  description: 'set the bandwidth of a NIC of a running VM, live and in its config (an empty qos removes it)',
 });
 
 export const VmSetConsolePassword = defineCommand({

@@ -26,14 +26,21 @@ import type { HostLayout } from '../../controller/host/render.js';
 
 const MiB = 1024 * 1024;
 
-/** POST …?wait=true and insist on success. */
+/** POST/DELETE, wait for the job (polling: a host add may outlast an HTTP wait) and insist on success. */
 async function ok(api: ApiClient, path: string, body: unknown, method: 'post' | 'del' = 'post'): Promise<any> {
-  const sep = path.includes('?') ? '&' : '?';
-  const r = method === 'post' ? await api.post(`${path}${sep}wait=true`, body) : await api.del(`${path}${sep}wait=true`);
-  assert.ok(r.status === 200 || r.status === 201, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
+  const r = method === 'post' ? await api.post(path, body) : await api.del(path);
+  assert.ok([200, 201, 202].includes(r.status), `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.status !== 202) return r.body;
+  const deadline = Date.now() + 900_000;
+  for (;;) {
+    const j = await api.get(`/v1/jobs/${r.body.jobUuid}`);
+    assert.equal(j.status, 200, JSON.stringify(j.body));
+    if (j.body.state === 'Succeeded') return j.body.result;
+    assert.equal(j.body.state, 'Running', `${method} ${path}: ${JSON.stringify(j.body)}`);
+    if (Date.now() > deadline) throw new Error(`${method} ${path}: job still running`);
+    await new Promise((res) => setTimeout(res, 300));
+  }
 }
-
 
 describe('e2e: storage depth', function () {
   this.timeout(1_800_000);
@@ -278,8 +285,61 @@ describe('e2e: storage depth', function () {
   it('the image of the root volume boots a VM that answers SSH', async () => {
     const vm2 = await ok(api, '/v1/vm-instances', { name: `${rid}-from-root`, instanceOfferingUuid: ids.offering, imageUuid: ids.rootImage, l3NetworkUuids: [ids.l3], sshKey: key.pubKey, primaryStorageUuidForRootVolume: ids.smp });
     vmUuids.push(vm2.uuid);
+    vms.fromRoot = vm2;
     assert.equal(vm2.state, 'Running');
     assert.notEqual(vm2.vmNics[0].ip, vms.vm.vmNics[0].ip);
-    assert.equal(await inGuest(vm2, 'echo up', 300_000), 'up');
+    assert.equal((await inGuest(vm2, 'echo up', 300_000)).trim(), 'up');
+  });
+
+  it('clone: a running VM cloned twice; each clone boots from a linked clone of its root volume and answers SSH with its own address', async () => {
+    const vm = vms.vm;
+    const r = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-c1`, `${rid}-c2`] } });
+    assert.equal(r.clones.length, 2);
+    const ips = new Set([vm.vmNics[0].ip, vms.fromRoot.vmNics[0].ip]);
+    for (const c of r.clones) {
+      vmUuids.push(c.uuid);
+      assert.equal(c.state, 'Running');
+      assert.ok(!ips.has(c.vmNics[0].ip), 'its own address');
+      ips.add(c.vmNics[0].ip);
+      assert.equal((await inGuest(c, 'hostname', 300_000)).trim(), c.name.toLowerCase());
+    }
+    // the template image was only a means: no image record is left
+    assert.equal((await api.get(`/v1/images?q=name~=clone-of-&count=true`)).body.total ?? 0, 0);
+    const full = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { clone: { names: ['x'], full: true } });
+    assert.equal(full.status, 400, JSON.stringify(full.body));
+  });
+
+  it('QoS: a disk bandwidth limit holds inside the guest (dd within 20%), is removed live; NIC bandwidth is set live', async () => {
+    const vm = vms.vm;
+    const v = vols.local!;
+    const limit = 2 * MiB;
+    const q = await ok(api, `/v1/volumes/${v.uuid}/actions`, { setQos: { totalBandwidth: limit } });
+    assert.deepEqual(q.qos, { totalBandwidth: limit });
+    const dev = await devOf(vm, v.uuid);
+    // 8 MiB written with O_DIRECT-like syncing; time from the guest's own clock (centiseconds)
+    const secs = async (): Promise<number> => {
+      const out = await inGuest(vm, `a=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/zero of=${dev} bs=1M count=8 conv=fsync 2>/dev/null; b=$(cut -d' ' -f1 /proc/uptime); echo "$a $b"`);
+      const [a, b] = out.trim().split(/\s+/).map(Number);
+      return b! - a!;
+    };
+    const limited = await secs();
+    const rate = (8 * MiB) / limited;
+    console.log(`      limited to ${limit} B/s: dd measured ${Math.round(rate)} B/s (${limited.toFixed(2)} s for 8 MiB)`);
+    assert.ok(Math.abs(rate - limit) / limit <= 0.2, `within 20% of the limit: ${rate}`);
+    assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, dev.replace('/dev/', '')]), new RegExp(`total_bytes_sec\\s*:\\s*${limit}`));
+    await ok(api, `/v1/volumes/${v.uuid}/actions`, { deleteQos: {} });
+    assert.equal((await api.get(`/v1/volumes/${v.uuid}`)).body.qos, undefined);
+    assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, dev.replace('/dev/', '')]), /total_bytes_sec\s*:\s*0/);
+    const bad = await api.post(`/v1/volumes/${v.uuid}/actions?wait=true`, { setQos: { totalBandwidth: limit, readBandwidth: limit } });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    // NIC: set live (libvirt's tc shaping on the tap)
+    const nicUuid = vm.vmNics[0].uuid;
+    await ok(api, `/v1/vm-nics/${nicUuid}/actions`, { setQos: { inboundBandwidth: 1024 * 1024, outboundBandwidth: 512 * 1024 } });
+    const nic = (await api.get(`/v1/vm-nics/${nicUuid}`)).body;
+    const tune = await virsh(['domiftune', `tstack-${vm.uuid}`, nic.internalName]);
+    assert.match(tune, /inbound\.average\s*:\s*1024/);
+    assert.match(tune, /outbound\.average\s*:\s*512/);
+    await ok(api, `/v1/vm-nics/${nicUuid}/actions`, { deleteQos: {} });
+    assert.match(await virsh(['domiftune', `tstack-${vm.uuid}`, nic.internalName]), /inbound\.average\s*:\s*0/);
   });
 });

@@ -3,7 +3,7 @@
 // of three (revert to the middle, delete the middle, delete the top), volume to image, delete.
 // Data is checked through QEMU's block layer (qemu-io patterns, qemu-img compare).
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as S from '../../../shared/protocol/storage.js';
 import { exec } from '../../../shared/exec.js';
@@ -200,6 +200,45 @@ export function volumeSuite(name: string, setup: (cleanup: Cleanup) => Promise<B
       assert.ok(await same(v.source, refLive), 'live intact after merging the top snapshot');
       await ps.call(S.RevertSnapshot, { ...psReq(), volumeUuid, snapshotUuid: s1 });
       assert.ok(await same(v.source, ref1), 'the remaining snapshot still reverts correctly');
+      await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
+    });
+
+    it('live snapshot protocol: prepare a new top, commit the renames (idempotent), abort a prepared top; a commit cut between its renames is finished on next access', async function () {
+      const volumeUuid = uuid();
+      const [s1, s2, s3] = [uuid(), uuid(), uuid()];
+      const v = await ps.call(S.CreateEmptyVolume, { ...psReq(), volumeUuid, size: 32 << 20 });
+      const req = (snapshotUuid: string) => ({ ...psReq(), volumeUuid, snapshotUuid });
+      if (be.ps.type === 'ceph' || v.source.type !== 'file') {
+        await assert.rejects(ps.call(S.PrepareLiveSnapshot, req(s1)), (e: TStackError) => e.code === 'INVALID_ARGUMENT');
+        await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
+        return;
+      }
+      await write(v.source, 0, 1, 0x61);
+      const ref1 = await snapshotRef(v.source, 'live-ref1');
+      const { newTopPath } = await ps.call(S.PrepareLiveSnapshot, req(s1));
+      assert.ok(existsSync(newTopPath));
+      assert.deepEqual(await ps.call(S.PrepareLiveSnapshot, req(s1)), { newTopPath }, 'prepare is idempotent');
+      // (the kvmagent would switch QEMU onto newTopPath here)
+      const i1 = await ps.call(S.CommitLiveSnapshot, req(s1));
+      assert.deepEqual(await ps.call(S.CommitLiveSnapshot, req(s1)), i1, 'commit is idempotent');
+      assert.ok(!existsSync(newTopPath));
+      assert.ok(await same(i1.installPath, ref1), 'the snapshot holds the data of the old top');
+      assert.ok(await same(v.source, ref1), 'the live path reads the same through the new top');
+      await write(v.source, 1, 1, 0x62);
+      // abort: the prepared top goes, nothing else changes
+      const p2 = await ps.call(S.PrepareLiveSnapshot, req(s2));
+      assert.deepEqual(await ps.call(S.AbortLiveSnapshot, req(s2)), { deleted: true });
+      assert.ok(!existsSync(p2.newTopPath));
+      assert.deepEqual((await ps.call(S.ListSnapshots, { ...psReq(), volumeUuid })).snapshots.map((x) => x.snapshotUuid), [s1]);
+      // a commit cut after its first rename: the next access finishes it
+      const refLive = await snapshotRef(v.source, 'live-ref2');
+      await ps.call(S.PrepareLiveSnapshot, req(s3));
+      const live = v.source.path;
+      await exec('mv', [live, join(dirname(live), `snap-${s3}.qcow2`)]);
+      const l = await ps.call(S.ListSnapshots, { ...psReq(), volumeUuid });
+      assert.equal(l.currentUuid, s3);
+      assert.equal(l.snapshots.find((x) => x.snapshotUuid === s3)!.parentUuid, s1);
+      assert.ok(await same(v.source, refLive));
       await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
     });
 

@@ -166,6 +166,16 @@ describe('kvmagent: domain XML', () => {
     assert.match(n, /<alias name='ua-nic-cccccccc-0000-4000-8000-000000000002'\/>/);
   });
 
+  it('QoS: a volume gets <iotune> (bytes/s, IOPS), a NIC <bandwidth> in KiB/s rounded up; none without qos', () => {
+    const v = { ...fullSpec().dataVolumes[0]!, qos: { totalBytesSec: 2097152, totalIopsSec: 100 } };
+    const d = diskXml(v);
+    assert.match(d, /<iotune>\s*<total_bytes_sec>2097152<\/total_bytes_sec>\s*<total_iops_sec>100<\/total_iops_sec>\s*<\/iotune>/);
+    assert.doesNotMatch(diskXml(fullSpec().dataVolumes[0]!), /iotune/);
+    const n = nicXml({ ...fullSpec().nics[1]!, qos: { inboundBytesSec: 1048576, outboundBytesSec: 1500 } });
+    assert.match(n, /<bandwidth>\s*<inbound average='1024'\/>\s*<outbound average='2'\/>\s*<\/bandwidth>/);
+    assert.doesNotMatch(nicXml(fullSpec().nics[1]!), /bandwidth/);
+  });
+
   describe('schema + semantic validation', () => {
     const bad = (mut: (s: Record<string, unknown>) => void): string[] => {
       const s = JSON.parse(JSON.stringify(minimalSpec())) as Record<string, unknown>;
