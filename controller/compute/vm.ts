@@ -28,7 +28,7 @@ import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { dataVolumesOf, deleteVolumeEverywhere, volumeSpec, type VolRec } from '../storage/volumes.js';
-import { nicQosSpec, type NicQos } from '../storage/qos.js';
+import { nicQosSpec, qosOfOffering, type NicQos } from '../storage/qos.js';
 export { dataVolumesOf }; // moved to storage/volumes.ts; compute/migrate.ts imports it from here
 import { ensureBridge } from '../network/index.js';
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
@@ -113,10 +113,11 @@ function consoleSpec(vm: Resource, host: Resource): NonNullable<K.VmSpecT['conso
 /** The full domain spec of a VM from the inventory, for a host. */
 async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.VmSpecT> {
   const root = await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
+  const offeringQos = await qosOfOffering(d.store, vm);
   const nics: K.NicSpecT[] = [];
   for (const n of await nicsOf(d, vm.uuid)) {
     const nic: K.NicSpecT = { uuid: n.uuid, mac: String(n.mac), bridge: await bridgeFor(d, host.uuid, String(n.l3NetworkUuid)), model: 'virtio' };
-    const qos = nicQosSpec(n.qos as NicQos | undefined);
+    const qos = nicQosSpec((n.qos as NicQos | undefined) ?? offeringQos.nic);
     if (qos) nic.qos = qos;
     nics.push(nic);
   }
@@ -128,7 +129,7 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.
     memorySize: Number(vm.memorySize),
     cpuMode: 'default',
     virtType: host.virtType === 'kvm' ? 'kvm' : 'qemu',
-    rootVolume: volumeSpec(root, 0),
+    rootVolume: volumeSpec(root.qos === undefined && offeringQos.root ? { ...root, qos: offeringQos.root } : root, 0),
     dataVolumes: data,
     cdroms: typeof vm._isoPath === 'string' ? [vm._isoPath] : [],
     nics,

@@ -82,6 +82,10 @@ export const instanceOffering: KindDef = {
     cpuNum: Type.Integer({ minimum: 1, maximum: 1024 }),
     memorySize: Bytes({ minimum: 16 * MiB, description: 'bytes' }),
     allocatorStrategy: Type.Optional(Enum(ALLOCATOR_STRATEGIES)),
+    /** QoS of the VMs made from it (a volume's or NIC's own setQos wins): bytes/s */
+    volumeTotalBandwidth: Type.Optional(Bytes({ minimum: 1024, description: 'root volume I/O, bytes/s' })),
+    networkInboundBandwidth: Type.Optional(Bytes({ minimum: 1024, description: 'into each NIC, bytes/s' })),
+    networkOutboundBandwidth: Type.Optional(Bytes({ minimum: 1024, description: 'out of each NIC, bytes/s' })),
   }),
   updateSchema: Obj({ ...baseUpdate(), allocatorStrategy: Type.Optional(Enum(ALLOCATOR_STRATEGIES)) }),
   refs: [],

@@ -4,7 +4,7 @@
 import { TStackError } from '../../shared/errors.js';
 import * as K from '../../shared/protocol/kvm.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
-import type { Resource } from '../store/types.js';
+import type { InventoryStore, Resource } from '../store/types.js';
 import { callHost, depsOf, mustGet } from '../cloud/common.js';
 import { runningVmOf } from './volumes.js';
 
@@ -35,6 +35,19 @@ export function nicQosSpec(q: NicQos | undefined): K.NicQosT | undefined {
   if (q.inboundBandwidth !== undefined) out.inboundBytesSec = q.inboundBandwidth;
   if (q.outboundBandwidth !== undefined) out.outboundBytesSec = q.outboundBandwidth;
   return Object.keys(out).length ? out : undefined;
+}
+
+/** The QoS a VM's instance offering gives its root volume and NICs (when they have none of their own). */
+export async function qosOfOffering(store: InventoryStore, vm: Resource): Promise<{ root?: VolumeQos; nic?: NicQos }> {
+  const off = typeof vm.instanceOfferingUuid === 'string' ? await store.get(vm.instanceOfferingUuid) : undefined;
+  if (!off) return {};
+  const out: { root?: VolumeQos; nic?: NicQos } = {};
+  if (typeof off.volumeTotalBandwidth === 'number') out.root = { totalBandwidth: off.volumeTotalBandwidth };
+  const nic: NicQos = {};
+  if (typeof off.networkInboundBandwidth === 'number') nic.inboundBandwidth = off.networkInboundBandwidth;
+  if (typeof off.networkOutboundBandwidth === 'number') nic.outboundBandwidth = off.networkOutboundBandwidth;
+  if (Object.keys(nic).length) out.nic = nic;
+  return out;
 }
 
 const pick = <T extends object>(p: Record<string, unknown>, keys: Array<keyof T>): T => Object.fromEntries(keys.filter((k) => p[k as string] !== undefined).map((k) => [k, p[k as string]])) as T;

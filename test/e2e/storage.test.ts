@@ -162,7 +162,8 @@ describe('e2e: storage depth', function () {
     ids.local = (await ok(api, '/v1/primary-storage', { name: `${rid}-local`, zoneUuid: ids.zone, type: 'LocalStorage', url: psDir })).uuid;
     ids.smp = (await ok(api, '/v1/primary-storage', { name: `${rid}-smp`, zoneUuid: ids.zone, type: 'SharedMountPoint', url: smpDir })).uuid;
     for (const ps of [ids.local, ids.smp]) await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ps } });
-    ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 192 * MiB })).uuid;
+    // the offering's QoS applies to the NICs of its VMs (checked in the QoS test)
+    ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 192 * MiB, networkOutboundBandwidth: 8 * MiB })).uuid;
     const addr = imageServer.address() as AddressInfo;
     ids.image = (await ok(api, '/v1/images', { name: `${rid}-tinyguest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
     ids.l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2`, zoneUuid: ids.zone, physicalInterface: dummy, tags: [`bridgeName::${bridge}`] })).uuid;
@@ -309,7 +310,7 @@ describe('e2e: storage depth', function () {
     assert.equal(full.status, 400, JSON.stringify(full.body));
   });
 
-  it('QoS: a disk bandwidth limit holds inside the guest (dd within 20%), is removed live; NIC bandwidth is set live', async () => {
+  it('QoS: a disk bandwidth limit holds inside the guest (dd within 20%), is removed live; NIC bandwidth from the offering, then set live', async () => {
     const vm = vms.vm;
     const v = vols.local!;
     const limit = 2 * MiB;
@@ -334,8 +335,9 @@ describe('e2e: storage depth', function () {
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
     // NIC: set live (libvirt's tc shaping on the tap)
     const nicUuid = vm.vmNics[0].uuid;
-    await ok(api, `/v1/vm-nics/${nicUuid}/actions`, { setQos: { inboundBandwidth: 1024 * 1024, outboundBandwidth: 512 * 1024 } });
     const nic = (await api.get(`/v1/vm-nics/${nicUuid}`)).body;
+    assert.match(await virsh(['domiftune', `tstack-${vm.uuid}`, nic.internalName]), /outbound\.average\s*:\s*8192/, "the offering's outbound limit");
+    await ok(api, `/v1/vm-nics/${nicUuid}/actions`, { setQos: { inboundBandwidth: 1024 * 1024, outboundBandwidth: 512 * 1024 } });
     const tune = await virsh(['domiftune', `tstack-${vm.uuid}`, nic.internalName]);
     assert.match(tune, /inbound\.average\s*:\s*1024/);
     assert.match(tune, /outbound\.average\s*:\s*512/);
