@@ -30,7 +30,8 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
   const got: Array<Record<string, any>> = [];
 
   before(async function () {
-    if (!existsSync('/usr/bin/prometheus')) this.skip(); // scripts/setup installs it
+    // scripts/setup installs it: a missing Prometheus is a broken setup, not a reason to skip
+    if (!existsSync('/usr/bin/prometheus')) throw new Error('/usr/bin/prometheus is missing: run scripts/setup');
     const mod = monitoringModule({ prometheus: { port: await freePort(), scrapeInterval: '1s' }, alarmIntervalMs: 1000, delivery: { pollMs: 200, backoffMs: 200 } });
     fc = await startFakeCloud(cleanup, { modules: [mod] });
     // the harness's kvmagent runs without its own sampler (noWatcher): sample here, every second
