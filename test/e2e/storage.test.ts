@@ -343,7 +343,7 @@ describe('e2e: storage depth', function () {
     const sfq = await exec('tc', ['qdisc', 'add', 'dev', probe, 'root', 'sfq'], { okCodes: [0, 1, 2] }).finally(() => deleteLink(probe));
     if (sfq.code !== 0) {
       process.stdout.write(`      skipped: this kernel has no sfq qdisc (${sfq.stderr.trim()}), which libvirt's interface bandwidth needs\n`);
-      this.skip();
+      this.skip(); // kernel feature missing: the sfq qdisc
     }
     const vm = vms.vm;
     const nicUuid = vm.vmNics[0].uuid;
