@@ -21,6 +21,7 @@ import { nsFabric, nsHostUp, type NsFabric } from '../harness/nshost.js';
 import { runId, tmpDir } from '../harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
+import { secgroupModule } from '../../controller/secgroup/module.js';
 import type { HostLayout } from '../../controller/host/render.js';
 
 const MiB = 1024 * 1024;
@@ -112,7 +113,7 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     // the controller listens on the fabric: agents on every host post their events to it
     c = await testController(cleanup, {
       listenHost: fab.ip(1),
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '0.0.0.0', pingIntervalMs: 5_000 } })],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '0.0.0.0', pingIntervalMs: 5_000 } }), secgroupModule()],
     } as never);
     api = await c.login('admin', c.adminPassword);
     cleanup.add(() => {
@@ -177,6 +178,39 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     }
     const ping = await sshRun({ host: vms.a.vmNics[0].ip, key: key.priv, cmd: `ping -c 3 -W 2 ${vms.b.vmNics[0].ip}` });
     assert.match(ping, / 0% packet loss/, ping);
+  });
+
+  it('a security group across the two hosts: remote-group rules filter traffic between VMs on different hosts, each host applying its own part', async () => {
+    const sg = (body: unknown) => ok(api, `/v1/security-groups/${ids.sg}/actions`, body);
+    // ping from VM a (this machine) to VM b (the namespaced host): b's ingress is filtered by host 2's firewall
+    const pings = async (): Promise<boolean> =>
+      / 0% packet loss/.test(await sshRun({ host: vms.a.vmNics[0].ip, key: key.priv, cmd: `ping -c 2 -W 1 ${vms.b.vmNics[0].ip} || true` }));
+    const waitPing = async (want: boolean, why: string) => {
+      const end = Date.now() + 60_000;
+      for (;;) {
+        if ((await pings()) === want) return;
+        assert.ok(Date.now() < end, `ping a → b should ${want ? 'pass' : 'be dropped'}: ${why}`);
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+    };
+    const g = await ok(api, '/v1/security-groups', { name: `${rid}-sg` });
+    ids.sg = g.uuid;
+    const defaultIngress = g.rules.find((r: any) => r.type === 'Ingress' && r.remoteSecurityGroupUuid === g.uuid);
+    assert.ok(defaultIngress, 'a new group has the default member-to-member ingress rule');
+    // SSH from this test machine (outside the group) stays open so the test can drive VM a
+    await sg({ addRules: { rules: [{ type: 'Ingress', protocol: 'TCP', startPort: 22, endPort: 22 }] } });
+    await sg({ attachL3Network: { l3NetworkUuid: ids.l3 } });
+    await sg({ addVmNics: { vmNicUuids: [vms.a.vmNics[0].uuid, vms.b.vmNics[0].uuid] } });
+    await waitPing(true, 'members of one group reach each other through the default rule');
+    await sg({ removeRules: { ruleUuids: [defaultIngress.uuid] } });
+    await waitPing(false, 'without an ingress rule for ICMP, host 2 drops it');
+    await sg({ addRules: { rules: [{ type: 'Ingress', protocol: 'ICMP', remoteSecurityGroupUuid: ids.sg }] } });
+    await waitPing(true, 'an ICMP rule with the group as remote group admits VM a’s address on host 2');
+    // leave no group behind for the migration tests: deleting it unguards both NICs
+    await ok(api, `/v1/security-groups/${ids.sg}`, undefined, 'del');
+    await waitPing(true, 'deleting the group restores open traffic');
+    const out = await sshRun({ host: vms.b.vmNics[0].ip, key: key.priv, cmd: 'hostname' });
+    assert.ok(out.trim().length > 0, 'VM b answers SSH again');
   });
 
   it('live-migrates a VM to the namespaced host and back through the API: same boot id, the SSH session survives', async () => {
