@@ -18,7 +18,8 @@ import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, createNetns, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { agentPid, alive, authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import type { HostLayout } from '../../controller/host/render.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { secgroupModule } from '../../controller/secgroup/module.js';
 import { Firewall } from '../../kvmagent/secgroup/firewall.js';
@@ -90,12 +91,14 @@ describe('e2e: security groups with real guests', function () {
   const sg = (uuid: string, body: unknown) => ok(api, `/v1/security-groups/${uuid}/actions`, body);
   const timings: Record<string, number> = {};
 
+  let hostLayout: HostLayout;
   before(async function () {
     await ensureLibvirt();
     const img = await guestImage();
     const tree = await builtTree();
     const sshKey = authorizedKey(cleanup, 'secgroups');
     const layout = await tempLayout(cleanup);
+    hostLayout = layout;
     const ports = await freePorts();
     cleanup.add(() => killAgents(layout), 'stop deployed agents');
     cleanup.add(async () => {
@@ -265,6 +268,18 @@ describe('e2e: security groups with real guests', function () {
     timings.driftRepaired = await until('the periodic pass restores the rules', () => clientPing('vm1'), false, 30_000);
     const st = c.reconcile.status().find((s) => s.area === 'secgroup' && s.key === ids.host);
     assert.ok(st?.lastAppliedAt, JSON.stringify(st));
+  });
+
+  it('agent killed, chains flushed while it is down: once the agent is back, the reconcile pass restores the rules', async () => {
+    const pid = agentPid(hostLayout, 'kvmagent');
+    assert.ok(pid !== undefined && alive(pid), 'the deployed kvmagent runs');
+    process.kill(pid, 'SIGKILL');
+    await exec('iptables', ['-w', '-F', `tsg-i-${tapOf('vm1')}`]);
+    await exec('iptables', ['-w', '-F', 'tstack-sg']);
+    assert.equal(await clientPing('vm1'), true, 'flushed: unfiltered');
+    // the host tracker notices the dead agent and restarts it over SSH; the next pass re-applies
+    await until('a new kvmagent runs', async () => { const p = agentPid(hostLayout, 'kvmagent'); return p !== undefined && p !== pid && alive(p); }, true, 240_000);
+    timings.agentRestartRepaired = await until('the rules are back', () => clientPing('vm1'), false, 120_000);
   });
 
   it('bad rules are refused (400 naming the field) and change nothing', async () => {
