@@ -19,7 +19,8 @@ import type { InventoryStore, Resource } from '../store/types.js';
 import { allocateHost, hostCandidates, rankHosts, releaseHost, type HostRequest, type Rejection } from '../allocator/host.js';
 import type { FlowContext, FlowDef } from '../workflow/flow.js';
 import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
-import { addServices, dataVolumesOf, l2sOf, removeServices } from './vm.js';
+import { dataVolumesOf } from '../storage/volumes.js';
+import { addServices, l2sOf, removeServices } from './vm-spec.js';
 import { affinityOf } from './affinity.js';
 
 const log = logger('vm-migrate');

@@ -25,15 +25,13 @@ import { allocateMac, releaseMac, releaseMacsOf } from '../allocator/mac.js';
 import { allocatePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
-import { callHost, depsOf, injectFault, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
+import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
-import { dataVolumesOf, deleteVolumeEverywhere, volumeSpec, type VolRec } from '../storage/volumes.js';
-import { nicQosSpec, qosOfOffering, type NicQos } from '../storage/qos.js';
-export { dataVolumesOf }; // moved to storage/volumes.ts; compute/migrate.ts imports it from here
-import { ensureBridge } from '../network/index.js';
-import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
+import { deleteVolumeEverywhere, type VolRec } from '../storage/volumes.js';
+import { markVm, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
-import { issueConsoleToken, vncPassword } from '../console/tokens.js';
+import { issueConsoleToken } from '../console/tokens.js';
+import { addServices, bridgeFor, l2sOf, nicsOf, pinnedHost, startOnHost } from './vm-spec.js';
 import { allocateHostFor } from './affinity.js';
 
 const log = logger('vm');
@@ -63,105 +61,8 @@ export interface VmCreateData extends Record<string, unknown> {
 
 /** Locally administered MACs (fa:…); uniqueness comes from allocateMac's claim. */
 const randomMac = (): string => ['fa', ...[...randomBytes(5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
-const safeName = (s: string): string => (s.replace(/[^A-Za-z0-9_.:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'vm');
 
 export { vmHostname };
-
-/** Where a volume lives for agent calls: its host (local storage) or the given host. */
-async function psOfVolume(d: CloudDeps, vol: Resource): Promise<Resource> {
-  return mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
-}
-
-/** The L2 of an L3 and its bridge on a host. */
-export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string): Promise<string> {
-  const l3 = await mustGet(d.store, l3NetworkUuid, 'l3-network');
-  const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
-  return ensureBridge(d, hostUuid, l2);
-}
-
-async function nicsOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
-  return (await d.store.byParent('vm-nic', vmUuid)).sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
-}
-
-/**
- * DHCP entries + metadata of the VM's NICs on a host (flat-reconcile.ts), applied before it
- * boots; also creates the bridges of the VM's L2 networks on the host (migration relies on it).
- */
-export async function addServices(d: CloudDeps, vm: Resource, hostUuid: string): Promise<void> {
-  for (const nic of await nicsOf(d, vm.uuid)) await bridgeFor(d, hostUuid, String(nic.l3NetworkUuid));
-  await syncVmFlat(d, vm, hostUuid);
-}
-
-/** The VM's NICs leave a host: its flat keys are marked and re-applied from the inventory. */
-export async function removeServices(d: CloudDeps, vmUuid: string, hostUuid: string): Promise<void> {
-  const vm = await d.store.get(vmUuid);
-  markVm(d.reconcile, { ...(vm ?? { uuid: vmUuid }), hostUuid, lastHostUuid: undefined } as Resource);
-}
-
-/**
- * VNC listens on the host's management address (where the controller's console proxy reaches
- * it; loopback when that is not an IPv4), behind the VM's console password.
- */
-function consoleSpec(vm: Resource, host: Resource): NonNullable<K.VmSpecT['console']> {
-  const c: NonNullable<K.VmSpecT['console']> = { type: 'vnc' };
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(String(host.managementIp))) c.listen = String(host.managementIp);
-  const pw = vncPassword(vm._consolePassword);
-  if (pw) c.password = pw;
-  return c;
-}
-
-/** The full domain spec of a VM from the inventory, for a host. */
-async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.VmSpecT> {
-  const root = await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
-  const offeringQos = await qosOfOffering(d.store, vm);
-  const nics: K.NicSpecT[] = [];
-  for (const n of await nicsOf(d, vm.uuid)) {
-    const nic: K.NicSpecT = { uuid: n.uuid, mac: String(n.mac), bridge: await bridgeFor(d, host.uuid, String(n.l3NetworkUuid)), model: 'virtio' };
-    const qos = nicQosSpec((n.qos as NicQos | undefined) ?? offeringQos.nic);
-    if (qos) nic.qos = qos;
-    nics.push(nic);
-  }
-  const data = (await dataVolumesOf(d, vm.uuid)).map((v, i) => volumeSpec(v, Number(v.deviceId ?? i + 1)));
-  const spec: K.VmSpecT = {
-    uuid: vm.uuid,
-    name: safeName(String(vm.name)),
-    cpuNum: Number(vm.cpuNum),
-    memorySize: Number(vm.memorySize),
-    cpuMode: 'default',
-    virtType: host.virtType === 'kvm' ? 'kvm' : 'qemu',
-    rootVolume: volumeSpec(root.qos === undefined && offeringQos.root ? { ...root, qos: offeringQos.root } : root, 0),
-    dataVolumes: data,
-    cdroms: typeof vm._isoPath === 'string' ? [vm._isoPath] : [],
-    nics,
-    bootOrder: typeof vm._isoPath === 'string' && vm._bootFromIso === true ? ['cdrom', 'hd'] : ['hd'],
-    console: consoleSpec(vm, host),
-  };
-  const ps = await psOfVolume(d, root);
-  if (ps.type === 'LocalStorage' || ps.type === 'SharedMountPoint') spec.serialLogPath = `${psSpec(ps).type === 'ceph' ? '' : (psSpec(ps) as { path: string }).path}/serial-${vm.uuid}.log`;
-  return spec;
-}
-
-async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string): Promise<K.VmSpecT> {
-  const host = await mustGet(d.store, hostUuid, 'host');
-  const spec = await buildSpec(d, vm, host);
-  await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec });
-  return spec;
-}
-
-/** The host a stopped VM must start on (local storage pins it), if any. */
-async function pinnedHost(d: CloudDeps, vm: Resource): Promise<string | undefined> {
-  const root = await d.store.get(String(vm.rootVolumeUuid));
-  if (!root) return undefined;
-  const ps = await d.store.get(String(root.primaryStorageUuid));
-  return ps?.type === 'LocalStorage' ? (root.hostUuid as string | undefined) : undefined;
-}
-
-export async function l2sOf(d: CloudDeps, l3Uuids: string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const u of l3Uuids) out.push(String((await mustGet(d.store, u, 'l3-network')).parentUuid));
-  return [...new Set(out)];
-}
-
 // ---------------------------------------------------------------------------------------------
 // create flow
 
