@@ -128,6 +128,8 @@ export function builtinModules(): ControllerModule[] {
     // SNS topics/endpoints and deliveries, event subscriptions, alarms, metrics
     lazyModule('monitoring', async () => (await import('./monitoring/module.js')).monitoringModule()),
     lazyModule('secgroups', async () => (await import('./secgroup/module.js')).secgroupModule()),
+    // quotas (and, as issue 18 goes on, users, policies, sharing)
+    lazyModule('identity', async () => (await import('./identity/module.js')).identityModule()),
   ];
 }
 

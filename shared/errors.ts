@@ -61,6 +61,7 @@ export const ERROR_TABLE: Readonly<Record<string, ErrorInfo>> = {
   UNSUPPORTED_MEDIA_TYPE: row(415, 'permanent'),
   CONFLICT: row(409, 'conflict'),
   CAPACITY_EXCEEDED: row(409, 'conflict'),
+  QUOTA_EXCEEDED: row(409, 'conflict'),
   HOST_KEY_MISMATCH: row(409, 'conflict'),
   INTERNAL: row(500, 'permanent'),
   INJECTED_FAULT: row(500, 'permanent'),

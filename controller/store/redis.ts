@@ -7,6 +7,9 @@
 //   o:<kind>:<owner>         set, by owner account
 //   c:<namespace>            hash key -> owner (claims)
 //   d:<collection>           hash id -> JSON (docs)
+//   qt:<scope>               hash quota name -> total reserved (the quota ledger)
+//   qh:<scope>:<holder>      hash quota name -> amount held by one holder
+//   qs:<scope>               set of holders
 // Every resource write goes through one Lua compare-and-swap script that also maintains the
 // index sets, so a resource and its indexes never disagree and concurrent read-modify-write
 // (update, transition) is optimistic: read, compute, CAS, retry on a lost race.
@@ -15,7 +18,7 @@
 // Not for Redis Cluster: the script touches index keys it does not declare.
 import { Redis } from 'ioredis';
 import { TStackError } from '../../shared/errors.js';
-import type { InventoryStore, Query, QueryResult, Resource } from './types.js';
+import type { InventoryStore, Query, QueryResult, QuotaExceeded, Reservation, Resource } from './types.js';
 import { applyPatch, asList, checkQuery, transitionConflict, compareResources, prepareNew, nowIso, runQuery } from './query.js';
 
 const CAS = `
@@ -56,6 +59,44 @@ return 0
 const RELEASE_IF_OWNER = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
+`;
+
+// KEYS: totals, holder hash, covering ('from') hash (= holder hash when none), holder set.
+// ARGV: holder, from ('' = none), n, then n × (name, amount, limit ('' = unchecked)).
+// Returns {} when applied, else {name, limit, used}.
+const RESERVE = `
+local n = tonumber(ARGV[3])
+local from = ARGV[2]
+local plan = {}
+for i = 0, n - 1 do
+  local name = ARGV[4 + i * 3]
+  local amount = tonumber(ARGV[5 + i * 3])
+  local lim = ARGV[6 + i * 3]
+  local delta = amount - tonumber(redis.call('HGET', KEYS[2], name) or '0')
+  local cover = 0
+  if from ~= '' and delta > 0 then cover = math.min(tonumber(redis.call('HGET', KEYS[3], name) or '0'), delta) end
+  if lim ~= '' and delta > cover then
+    local used = tonumber(redis.call('HGET', KEYS[1], name) or '0')
+    if used + delta - cover > tonumber(lim) then return {name, lim, tostring(used)} end
+  end
+  plan[#plan + 1] = {name, ARGV[5 + i * 3], delta, cover}
+end
+for _, p in ipairs(plan) do
+  redis.call('HINCRBYFLOAT', KEYS[1], p[1], p[3] - p[4])
+  redis.call('HSET', KEYS[2], p[1], p[2])
+  if p[4] > 0 then redis.call('HINCRBYFLOAT', KEYS[3], p[1], -p[4]) end
+end
+if n > 0 then redis.call('SADD', KEYS[4], ARGV[1]) end
+return {}
+`;
+
+// KEYS: totals, holder hash, holder set; ARGV: holder
+const UNRESERVE = `
+local h = redis.call('HGETALL', KEYS[2])
+for j = 1, #h, 2 do redis.call('HINCRBYFLOAT', KEYS[1], h[j], -tonumber(h[j + 1])) end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
 `;
 
 const MAX_CAS_RETRIES = 200;
@@ -198,6 +239,38 @@ export class RedisStore implements InventoryStore {
     return Object.keys(h)
       .sort()
       .map((key) => ({ key, owner: h[key]! }));
+  }
+
+  async reserve(r: Reservation): Promise<QuotaExceeded | undefined> {
+    const q = (x: string): string => `${this.prefix}${x}:${r.scope}`;
+    const holderKey = `${q('qh')}:${r.holder}`;
+    const args: string[] = [r.holder, r.from ?? '', String(Object.keys(r.amounts).length)];
+    for (const [name, amount] of Object.entries(r.amounts)) args.push(name, String(amount), r.limits?.[name] !== undefined ? String(r.limits[name]) : '');
+    const fromKey = r.from !== undefined ? `${q('qh')}:${r.from}` : holderKey;
+    const out = (await this.r.eval(RESERVE, 4, q('qt'), holderKey, fromKey, q('qs'), ...args)) as string[];
+    if (out.length === 0) return undefined;
+    return { name: out[0]!, limit: Number(out[1]), used: Number(out[2]), requested: r.amounts[out[0]!]! };
+  }
+
+  async unreserve(scope: string, holder: string): Promise<void> {
+    await this.r.eval(UNRESERVE, 3, `${this.prefix}qt:${scope}`, `${this.prefix}qh:${scope}:${holder}`, `${this.prefix}qs:${scope}`, holder);
+  }
+
+  async reserved(scope: string): Promise<Record<string, number>> {
+    const h = await this.r.hgetall(`${this.prefix}qt:${scope}`);
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(h)) if (Number(v) !== 0) out[k] = Number(v);
+    return out;
+  }
+
+  async holders(scope: string): Promise<Array<{ holder: string; amounts: Record<string, number> }>> {
+    const hs = (await this.r.smembers(`${this.prefix}qs:${scope}`)).sort();
+    const out: Array<{ holder: string; amounts: Record<string, number> }> = [];
+    for (const holder of hs) {
+      const h = await this.r.hgetall(`${this.prefix}qh:${scope}:${holder}`);
+      out.push({ holder, amounts: Object.fromEntries(Object.entries(h).map(([k, v]) => [k, Number(v)])) });
+    }
+    return out;
   }
 
   async putDoc(collection: string, id: string, doc: unknown): Promise<void> {

@@ -2,6 +2,7 @@
 //   resources(uuid, kind, parent_uuid, state, owner, name, create_date, last_op_date, body JSON)
 //   claims(ns, key, owner)      unique (ns, key): allocators' set-if-absent
 //   docs(collection, id, body)  journals, jobs, sessions, settings
+//   quota_holds(scope, holder, name, amount)  the quota ledger (reserve/unreserve)
 // Common fields are real, indexed columns; any other field is reached with json_extract().
 // The columns are declared without a type (no affinity) so comparisons behave exactly like
 // the JS evaluator in query.ts (no silent text/number conversion).
@@ -11,7 +12,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
-import type { Filter, InventoryStore, Query, QueryResult, Resource } from './types.js';
+import type { Filter, InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Resource } from './types.js';
 import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
 
 const SCHEMA = `
@@ -37,6 +38,13 @@ CREATE TABLE IF NOT EXISTS claims (
   owner NOT NULL,
   create_date NOT NULL,
   PRIMARY KEY (ns, key)
+);
+CREATE TABLE IF NOT EXISTS quota_holds (
+  scope NOT NULL,
+  holder NOT NULL,
+  name NOT NULL,
+  amount NOT NULL,
+  PRIMARY KEY (scope, holder, name)
 );
 CREATE TABLE IF NOT EXISTS docs (
   collection NOT NULL,
@@ -315,6 +323,51 @@ export class SqliteStore implements InventoryStore {
 
   async claims(namespace: string): Promise<Array<{ key: string; owner: string }>> {
     return this.d.prepare('SELECT key, owner FROM claims WHERE ns = ? ORDER BY key').all(namespace) as Array<{ key: string; owner: string }>;
+  }
+
+  async reserve(r: Reservation): Promise<QuotaExceeded | undefined> {
+    const tx = this.d.transaction((): QuotaExceeded | undefined => {
+      const held = (holder: string, name: string): number =>
+        (this.d.prepare('SELECT amount FROM quota_holds WHERE scope = ? AND holder = ? AND name = ?').get(r.scope, holder, name) as { amount: number } | undefined)?.amount ?? 0;
+      const plan: Array<{ name: string; amount: number; cover: number }> = [];
+      for (const [name, amount] of Object.entries(r.amounts)) {
+        const delta = amount - held(r.holder, name);
+        const cover = r.from !== undefined && delta > 0 ? Math.min(held(r.from, name), delta) : 0;
+        const limit = r.limits?.[name];
+        if (limit !== undefined && delta > cover) {
+          const used = (this.d.prepare('SELECT COALESCE(SUM(amount), 0) AS n FROM quota_holds WHERE scope = ? AND name = ?').get(r.scope, name) as { n: number }).n;
+          if (used + delta - cover > limit) return { name, limit, used, requested: amount };
+        }
+        plan.push({ name, amount, cover });
+      }
+      const put = this.d.prepare('INSERT INTO quota_holds (scope, holder, name, amount) VALUES (?,?,?,?) ON CONFLICT (scope, holder, name) DO UPDATE SET amount = excluded.amount');
+      for (const p of plan) {
+        put.run(r.scope, r.holder, p.name, p.amount);
+        if (p.cover > 0) put.run(r.scope, r.from!, p.name, held(r.from!, p.name) - p.cover);
+      }
+      return undefined;
+    });
+    return tx.immediate();
+  }
+
+  async unreserve(scope: string, holder: string): Promise<void> {
+    this.d.prepare('DELETE FROM quota_holds WHERE scope = ? AND holder = ?').run(scope, holder);
+  }
+
+  async reserved(scope: string): Promise<Record<string, number>> {
+    const rows = this.d.prepare('SELECT name, SUM(amount) AS n FROM quota_holds WHERE scope = ? GROUP BY name').all(scope) as Array<{ name: string; n: number }>;
+    return Object.fromEntries(rows.map((x) => [x.name, x.n]));
+  }
+
+  async holders(scope: string): Promise<Array<{ holder: string; amounts: Record<string, number> }>> {
+    const rows = this.d.prepare('SELECT holder, name, amount FROM quota_holds WHERE scope = ? ORDER BY holder, name').all(scope) as Array<{ holder: string; name: string; amount: number }>;
+    const m = new Map<string, Record<string, number>>();
+    for (const x of rows) {
+      let a = m.get(x.holder);
+      if (!a) m.set(x.holder, (a = {}));
+      a[x.name] = x.amount;
+    }
+    return [...m].map(([holder, amounts]) => ({ holder, amounts }));
   }
 
   async putDoc(collection: string, id: string, doc: unknown): Promise<void> {

@@ -45,6 +45,33 @@ export interface QueryResult<T extends Resource = Resource> {
   total: number;
 }
 
+/**
+ * A quota reservation: `holder` (a resource uuid, or a provisional id while a create is in
+ * flight) holds `amounts` (quota name → amount) in `scope` (an account). Amounts are set, not
+ * added, per (holder, name), so a retry re-reserves the same thing.
+ */
+export interface Reservation {
+  scope: string;
+  holder: string;
+  amounts: Record<string, number>;
+  /** Per quota name; absent = no check (the charge of something that already exists). */
+  limits?: Record<string, number>;
+  /**
+   * Another holder (a create's provisional reservation) that covers this one: what this holder
+   * gains moves from there instead of adding to the total, in the same transaction.
+   */
+  from?: string;
+}
+
+/** Why a reservation was refused: the first quota it would exceed. */
+export interface QuotaExceeded {
+  name: string;
+  limit: number;
+  /** Usage before this request. */
+  used: number;
+  requested: number;
+}
+
 export interface InventoryStore {
   readonly backend: 'sqlite' | 'redis';
   init(): Promise<void>;
@@ -72,6 +99,18 @@ export interface InventoryStore {
   claim(namespace: string, key: string, owner: string): Promise<boolean>;
   release(namespace: string, key: string, owner?: string): Promise<void>;
   claims(namespace: string): Promise<Array<{ key: string; owner: string }>>;
+
+  /**
+   * Quota ledger: check and apply a reservation in one transaction (so concurrent creates
+   * can never overshoot a limit). Only increases are checked. Undefined when applied.
+   */
+  reserve(r: Reservation): Promise<QuotaExceeded | undefined>;
+  /** End every reservation of a holder. */
+  unreserve(scope: string, holder: string): Promise<void>;
+  /** Quota name → total reserved in a scope. */
+  reserved(scope: string): Promise<Record<string, number>>;
+  /** Every holder of a scope with its amounts. */
+  holders(scope: string): Promise<Array<{ holder: string; amounts: Record<string, number> }>>;
 
   /** Small JSON documents outside the resource model (workflow journals, jobs, sessions, settings). */
   putDoc(collection: string, id: string, doc: unknown): Promise<void>;

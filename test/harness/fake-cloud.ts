@@ -135,8 +135,8 @@ export interface FakeCloud {
   restartKvmAgent(): Promise<void>;
 }
 
-/** `modules`: more controller modules next to the cloud (e.g. monitoring). */
-export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[] } = {}): Promise<FakeCloud> {
+/** `modules`: more controller modules next to the cloud (e.g. monitoring); `store`/`storePrefix`: a redis:// inventory instead of SQLite. */
+export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[]; store?: string; storePrefix?: string } = {}): Promise<FakeCloud> {
   const kvmToken = randomUUID() + randomUUID();
   const driver = new FakeDriver();
   const network = new FakeNetwork(['eth0']);
@@ -159,7 +159,8 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
   cleanup.add(() => vrouter.close(), 'fake vrouteragent');
 
   const registry = new ApiRegistry();
-  const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false }), ...(o.modules ?? [])] } as never);
+  const stores = o.store !== undefined ? { store: o.store, ...(o.storePrefix !== undefined ? { storePrefix: o.storePrefix } : {}) } : {};
+  const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false }), ...(o.modules ?? [])], ...stores } as never);
   const api = await controller.login('admin', controller.adminPassword);
   const admin = controller.auth.adminAccountUuid;
   const now = new Date().toISOString();

@@ -271,6 +271,42 @@ export function storeSuite(fixture: StoreFixture): void {
     });
   });
 
+  describe('quota ledger', () => {
+    it('reserve sets per (holder, name), checks only increases, covers from a provisional holder, unreserve ends a holder', async () => {
+      const sc = `acct-${Math.random().toString(36).slice(2)}`;
+      const limits = { n: 3, bytes: 100 };
+      assert.equal(await store.reserve({ scope: sc, holder: 'a', amounts: { n: 1, bytes: 60 }, limits }), undefined);
+      assert.equal(await store.reserve({ scope: sc, holder: 'a', amounts: { n: 1, bytes: 60 }, limits }), undefined, 'the same again: no change');
+      assert.deepEqual(await store.reserve({ scope: sc, holder: 'b', amounts: { n: 1, bytes: 50 }, limits }), { name: 'bytes', limit: 100, used: 60, requested: 50 });
+      assert.deepEqual(await store.reserved(sc), { n: 1, bytes: 60 }, 'a refused reservation changes nothing');
+      // a create in flight holds 'pending'; the resource it makes takes it over without counting twice
+      assert.equal(await store.reserve({ scope: sc, holder: 'pending', amounts: { n: 2, bytes: 40 }, limits }), undefined);
+      assert.equal(await store.reserve({ scope: sc, holder: 'c', amounts: { n: 1, bytes: 40 }, limits, from: 'pending' }), undefined);
+      assert.deepEqual(await store.reserved(sc), { n: 3, bytes: 100 });
+      assert.deepEqual((await store.holders(sc)).find((h) => h.holder === 'pending')?.amounts, { n: 1, bytes: 0 });
+      // unchecked (no limits): what already exists is charged whatever the limits
+      assert.equal(await store.reserve({ scope: sc, holder: 'd', amounts: { n: 1 } }), undefined);
+      await store.unreserve(sc, 'pending');
+      await store.unreserve(sc, 'd');
+      assert.deepEqual(await store.reserved(sc), { n: 2, bytes: 100 });
+      assert.deepEqual((await store.holders(sc)).map((h) => h.holder), ['a', 'c']);
+      assert.equal(await store.reserve({ scope: sc, holder: 'a', amounts: { bytes: 10 }, limits }), undefined, 'lowering is never refused');
+      assert.deepEqual(await store.reserved(sc), { n: 2, bytes: 50 });
+    });
+
+    it('20 concurrent reservations from two connections against a limit of 5: exactly 5', async () => {
+      const peer = await fixture.openPeer();
+      const sc = `acct-${Math.random().toString(36).slice(2)}`;
+      try {
+        const res = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? peer : store).reserve({ scope: sc, holder: `h${i}`, amounts: { n: 1 }, limits: { n: 5 } })));
+        assert.equal(res.filter((r) => r === undefined).length, 5);
+        assert.deepEqual(await store.reserved(sc), { n: 5 });
+      } finally {
+        await peer.close();
+      }
+    });
+  });
+
   describe('docs', () => {
     it('put, get, list, delete', async () => {
       await store.putDoc('journal', 'b', { step: 2, data: { ip: '10.0.0.2' } });

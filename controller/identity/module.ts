@@ -1,0 +1,63 @@
+// The identity controller module (issue 18): per-account quotas for now — the ledger kept in
+// step with resource events, the create/start gate and /v1/quotas as API middleware, the
+// admin's updateQuota action, and a repair pass at start and every few minutes.
+import type Koa from 'koa';
+import { logger } from '../../shared/log.js';
+import type { AuthService } from '../auth/accounts.js';
+import type { ApiRegistry } from '../api/registry.js';
+import type { EventBus } from '../events/bus.js';
+import type { JobManager } from '../jobs/jobs.js';
+import type { InventoryStore } from '../store/types.js';
+import { QuotaService } from './quotas.js';
+import { quotaMiddleware, registerQuotaActions } from './quota-api.js';
+
+const log = logger('identity');
+
+export interface IdentityServices {
+  store: InventoryStore;
+  auth: AuthService;
+  bus: EventBus;
+  jobs: JobManager;
+  registry: ApiRegistry;
+  apiMiddleware: Koa.Middleware[];
+}
+
+export interface IdentityOptions {
+  /** How often the quota ledger is checked against the inventory (default 5 min; 0 = only at start). */
+  repairPeriodMs?: number;
+}
+
+export function identityModule(o: IdentityOptions = {}): { name: string; install(s: IdentityServices): void; start(): Promise<void>; stop(): Promise<void> } {
+  let quotas: QuotaService | undefined;
+  let off: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const repair = (): Promise<void> =>
+    (quotas?.reconcile() ?? Promise.resolve())
+      .then(() => undefined)
+      .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'quota ledger repair failed'));
+  return {
+    name: 'identity',
+    install(s) {
+      const q = new QuotaService(s.store, () => s.auth.adminAccountUuid);
+      quotas = q;
+      registerQuotaActions(s.registry, (store) => (store === s.store ? q : new QuotaService(store, () => s.auth.adminAccountUuid)));
+      s.apiMiddleware.push(quotaMiddleware({ store: s.store, auth: s.auth, registry: s.registry, jobs: s.jobs, quotas: q }));
+      off = s.bus.subscribe((e) => {
+        if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
+        q.onEvent(e.type, e.resource).catch((err: unknown) => log.warn({ err: (err as Error).message, kind: e.kind, uuid: e.uuid }, 'quota ledger update failed'));
+      });
+    },
+    async start() {
+      await repair();
+      const period = o.repairPeriodMs ?? 300_000;
+      if (period > 0) {
+        timer = setInterval(() => void repair(), period);
+        timer.unref();
+      }
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      off?.();
+    },
+  };
+}
