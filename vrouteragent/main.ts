@@ -5,8 +5,9 @@ import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import type { AgentServer } from '../shared/agent/server.js';
 import { startAgent } from '../shared/agent/main-helper.js';
-import { vrouter } from '../shared/protocol/index.js';
+import { vrouter, vpc } from '../shared/protocol/index.js';
 import { FlatService } from './flat.js';
+import { RouterService } from './router.js';
 import { buildConfigDrive } from './configdrive.js';
 import { checkScheme, DEFAULT_SCHEME, type NameScheme } from './names.js';
 
@@ -20,10 +21,10 @@ export interface VrouterAgentOptions {
   watchdogMs?: number;
 }
 
-export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive'];
+export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router'];
 
 /** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
-export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; close: () => Promise<void> }> {
+export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; close: () => Promise<void> }> {
   const scheme = checkScheme({ ...DEFAULT_SCHEME, ...opts.scheme });
   const flat = new FlatService({ dataDir: opts.dataDir, scheme, log: server.log, metadataPort: opts.metadataPort ?? 80 });
   const byL3 = { key: (r: { l3NetworkUuid: string }) => `l3:${r.l3NetworkUuid.replace(/-/g, '').toLowerCase()}` };
@@ -41,7 +42,14 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
     { key: (r) => `configdrive:${r.path}` },
   );
 
+  const routers = new RouterService({ dataDir: opts.dataDir, scheme, log: server.log });
+  const byRouter = { key: (r: { routerUuid: string }) => `router:${r.routerUuid.replace(/-/g, '').toLowerCase()}` };
+  server.handle(vpc.RouterApply, async (req, ctx) => routers.apply(req.router, ctx.signal), { key: (r) => byRouter.key(r.router) });
+  server.handle(vpc.RouterDelete, async (req) => ({ deleted: await routers.delete(req.routerUuid) }), byRouter);
+  server.handle(vpc.RouterStatus, async () => ({ routers: routers.status() }));
+
   await flat.recover();
+  await routers.recover();
   // watchdog: DHCP must keep working even if a dnsmasq dies between two commands
   let timer: NodeJS.Timeout | undefined;
   const watchdogMs = opts.watchdogMs ?? 10_000;
@@ -52,11 +60,17 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
           .run(byL3.key({ l3NetworkUuid: l3 }), () => flat.heal(l3))
           .catch((e: unknown) => server.log.error({ l3, err: (e as Error).message }, 'watchdog could not heal the flat L3'));
       }
+      for (const routerUuid of routers.list()) {
+        void server.queues
+          .run(byRouter.key({ routerUuid }), () => routers.heal(routerUuid))
+          .catch((e: unknown) => server.log.error({ router: routerUuid, err: (e as Error).message }, 'watchdog could not heal the VPC router'));
+      }
     }, watchdogMs);
     timer.unref();
   }
   return {
     flat,
+    routers,
     close: async () => {
       if (timer) clearInterval(timer);
       await flat.close();

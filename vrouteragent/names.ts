@@ -5,6 +5,7 @@
 //   ns veth    <ifPrefix>n<same hex chars>   ≤ 15 chars
 // The prefixes are per agent (defaults tsflat/tsf) so that two agents on one machine (tests,
 // or "hosts" simulated side by side) never collide.
+import { createHash } from 'node:crypto';
 import { TStackError } from '../shared/errors.js';
 
 export interface NameScheme {
@@ -49,6 +50,39 @@ export function flatNames(l3NetworkUuid: string, scheme: NameScheme = DEFAULT_SC
 /** The L3 uuid (dashed, lower case) back from a namespace name of this scheme, or undefined. */
 export function l3FromNamespace(ns: string, scheme: NameScheme = DEFAULT_SCHEME): string | undefined {
   const m = new RegExp(`^${scheme.nsPrefix}-([0-9a-f]{32})$`).exec(ns);
+  if (!m) return undefined;
+  const h = m[1]!;
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+// VPC routers: one namespace per router, one veth pair per interface.
+//   namespace  <nsPrefix>-r-<32 hex of the router uuid>
+//   inside     pub0 (public), g<8 hex of the L3 uuid> (gateway of one VPC network)
+//   host veth  <ifPrefix>r<hex of sha256(router/interface)>  ≤ 15 chars (stable, collision-safe)
+export interface RouterNames {
+  namespace: string;
+  /** Host-side veth of an interface ('public' or an L3 uuid). */
+  hostVeth(iface: string): string;
+  /** Namespace-side name of an interface ('public' or an L3 uuid). */
+  nsIf(iface: string): string;
+}
+
+export const PUBLIC_IF = 'pub0';
+
+export function routerNames(routerUuid: string, scheme: NameScheme = DEFAULT_SCHEME): RouterNames {
+  checkScheme(scheme);
+  const hex = uuidHex(routerUuid);
+  const n = 15 - scheme.ifPrefix.length - 1;
+  return {
+    namespace: `${scheme.nsPrefix}-r-${hex}`,
+    hostVeth: (iface) => `${scheme.ifPrefix}r${createHash('sha256').update(`${hex}/${iface === 'public' ? 'public' : uuidHex(iface)}`).digest('hex').slice(0, n)}`,
+    nsIf: (iface) => (iface === 'public' ? PUBLIC_IF : `g${uuidHex(iface).slice(0, 8)}`),
+  };
+}
+
+/** The router uuid back from a namespace name of this scheme, or undefined. */
+export function routerFromNamespace(ns: string, scheme: NameScheme = DEFAULT_SCHEME): string | undefined {
+  const m = new RegExp(`^${scheme.nsPrefix}-r-([0-9a-f]{32})$`).exec(ns);
   if (!m) return undefined;
   const h = m[1]!;
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;

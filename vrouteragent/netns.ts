@@ -17,7 +17,7 @@ interface IpAddrJson {
   addr_info?: Array<{ family: string; local: string; prefixlen: number }>;
 }
 
-async function addrsOf(ns: string, dev: string): Promise<string[]> {
+export async function addrsOf(ns: string, dev: string): Promise<string[]> {
   const out = await execOut('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', dev]);
   const j = JSON.parse(out || '[]') as IpAddrJson[];
   return (j[0]?.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`);

@@ -28,3 +28,4 @@ export interface TaskResult {
 export * as kvm from './kvm.js';
 export * as storage from './storage.js';
 export * as vrouter from './vrouter.js';
+export * as vpc from './vpc.js';

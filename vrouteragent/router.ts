@@ -1,0 +1,204 @@
+// VPC routers on this host: one network namespace per router (routerNames), a veth pair per
+// interface plugged into that network's bridge, IP forwarding on, netfilter rendered by
+// render/router.ts and applied in one iptables-restore inside the namespace, and a DNS-only
+// dnsmasq on the gateway interfaces when the router has a DNS configuration.
+// vrouter/apply saves the desired state (write + rename) before converging, so an agent that
+// restarts converges every router from disk; converge() is also what the watchdog runs.
+import { join } from 'node:path';
+import { TStackError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { exec, execOk, execOut } from '../shared/exec.js';
+import type { RouterSpecT } from '../shared/protocol/vpc.js';
+import { routerNames, type NameScheme, type RouterNames } from './names.js';
+import { addrsOf, checkBridge, linkExists, netnsExists } from './netns.js';
+import { planInterfaces, renderRouterNetfilter, type PlannedIf } from './render/router.js';
+import { renderRouterDnsmasqConf, renderRouterHosts } from './render/router-dns.js';
+import { dnsmasqPaths, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
+import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
+import { validateRouter } from './router-validate.js';
+import { ensureDir, listDirs, readJson, removeDir, writeIfChanged, writeJson } from './state.js';
+
+export interface RouterOptions {
+  dataDir: string;
+  scheme: NameScheme;
+  log: Logger;
+}
+
+const hexOf = (uuid: string): string => uuid.replace(/-/g, '').toLowerCase();
+export const routerRoot = (dataDir: string): string => join(dataDir, 'vrouter', 'router');
+
+interface Router {
+  spec: RouterSpecT;
+  names: RouterNames;
+  dir: string;
+  dns: DnsmasqPaths;
+}
+
+export class RouterService {
+  private routers = new Map<string, Router>();
+
+  constructor(private readonly o: RouterOptions) {}
+
+  private make(spec: RouterSpecT): Router {
+    const dir = join(routerRoot(this.o.dataDir), hexOf(spec.routerUuid));
+    return { spec, names: routerNames(spec.routerUuid, this.o.scheme), dir, dns: dnsmasqPaths(dir) };
+  }
+
+  /** Agent start: converge every router saved on disk. */
+  async recover(): Promise<void> {
+    for (const d of listDirs(routerRoot(this.o.dataDir))) {
+      const spec = readJson<RouterSpecT | undefined>(join(routerRoot(this.o.dataDir), d, 'router.json'), undefined);
+      if (!spec) continue;
+      const r = this.make(spec);
+      this.routers.set(hexOf(spec.routerUuid), r);
+      try {
+        await this.converge(r, undefined);
+        this.o.log.info({ router: spec.routerUuid, namespace: r.names.namespace }, 'VPC router recovered');
+      } catch (e) {
+        this.o.log.error({ router: spec.routerUuid, err: (e as Error).message }, 'cannot recover VPC router (kept on disk; the next apply retries)');
+      }
+    }
+  }
+
+  async apply(spec: RouterSpecT, signal?: AbortSignal): Promise<{ router: ReturnType<RouterService['info']>; changed: boolean; natRules: number; durationMs: number }> {
+    const t0 = Date.now();
+    validateRouter(spec);
+    checkBridge(spec.public.bridge);
+    spec.networks.forEach((n) => checkBridge(n.bridge));
+    const r = this.make(spec);
+    ensureDir(r.dir);
+    const wrote = writeJson(join(r.dir, 'router.json'), spec);
+    this.routers.set(hexOf(spec.routerUuid), r);
+    const c = await this.converge(r, signal);
+    return { router: this.info(r), changed: wrote || c.changed, natRules: c.natRules, durationMs: Date.now() - t0 };
+  }
+
+  private async converge(r: Router, signal: AbortSignal | undefined): Promise<{ changed: boolean; natRules: number }> {
+    const ns = r.names.namespace;
+    const o = { signal };
+    let changed = false;
+    if (!netnsExists(ns)) {
+      await exec('ip', ['netns', 'add', ns], o);
+      changed = true;
+    }
+    await exec('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], o);
+    await exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ...o, netns: ns });
+    const plan = planInterfaces(r.spec, r.names);
+    for (const p of plan) if (await this.ensureIf(ns, p, signal)) changed = true;
+    // interfaces of networks no longer attached
+    const links = JSON.parse((await execOut('ip', ['-n', ns, '-j', 'link', 'show'])) || '[]') as Array<{ ifname: string }>;
+    const want = new Set(plan.map((p) => p.nsIf));
+    for (const l of links) {
+      const name = l.ifname.split('@')[0]!;
+      if (name === 'lo' || want.has(name)) continue;
+      await exec('ip', ['-n', ns, 'link', 'del', name], o);
+      changed = true;
+    }
+    if (r.spec.public.gateway) await exec('ip', ['-n', ns, 'route', 'replace', 'default', 'via', r.spec.public.gateway, 'dev', plan[0]!.nsIf], o);
+    else await execOk('ip', ['-n', ns, 'route', 'del', 'default']);
+    const nf = renderRouterNetfilter(r.spec);
+    writeIfChanged(join(r.dir, 'iptables.rules'), nf.text);
+    await exec('iptables-restore', ['-w', '10'], { ...o, netns: ns, stdin: nf.text, errorCode: 'NETWORK_ERROR' });
+    if (await this.ensureDns(r, plan, changed, signal)) changed = true;
+    return { changed, natRules: nf.natRules };
+  }
+
+  /** One veth pair: created when either end is missing, plugged, up, with exactly the planned addresses. */
+  private async ensureIf(ns: string, p: PlannedIf, signal: AbortSignal | undefined): Promise<boolean> {
+    const o = { signal };
+    let changed = false;
+    const nsSide = await execOk('ip', ['-n', ns, 'link', 'show', 'dev', p.nsIf]);
+    if (!nsSide || !linkExists(p.hostVeth)) {
+      if (linkExists(p.hostVeth)) await exec('ip', ['link', 'del', p.hostVeth], o);
+      if (nsSide) await exec('ip', ['-n', ns, 'link', 'del', p.nsIf], o);
+      await exec('ip', ['link', 'add', p.hostVeth, 'type', 'veth', 'peer', 'name', p.nsIf, 'netns', ns], o);
+      changed = true;
+    }
+    await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'address', p.mac], o);
+    await exec('ip', ['link', 'set', p.hostVeth, 'master', p.bridge, 'up'], o);
+    await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'up'], o);
+    const have = await addrsOf(ns, p.nsIf);
+    for (const a of have) {
+      if (p.addrs.includes(a)) continue;
+      await exec('ip', ['-n', ns, 'addr', 'del', a, 'dev', p.nsIf], o);
+      changed = true;
+    }
+    for (const a of p.addrs) {
+      if (have.includes(a)) continue;
+      await exec('ip', ['-n', ns, 'addr', 'add', a, 'dev', p.nsIf], o);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /** The DNS forwarder: DNS-only dnsmasq on the gateway interfaces (restarted when its config or namespace changed). */
+  private async ensureDns(r: Router, plan: PlannedIf[], nsChanged: boolean, signal: AbortSignal | undefined): Promise<boolean> {
+    const dns = r.spec.dns;
+    const gws = plan.filter((p) => p.key !== 'public').map((p) => p.nsIf);
+    if (!dns || gws.length === 0) return stopDnsmasq(r.dns);
+    const conf = writeIfChanged(r.dns.conf, renderRouterDnsmasqConf(r.spec.routerUuid, gws, r.dns));
+    const files = [writeIfChanged(r.dns.hosts, renderRouterHosts(dns.records)), writeIfChanged(r.dns.servers, renderServers(dns.forwarders))].some(Boolean);
+    let pid = findDnsmasq(r.dns);
+    if (pid !== undefined && (conf || nsChanged)) {
+      await stopDnsmasq(r.dns);
+      pid = undefined;
+    }
+    if (pid === undefined) {
+      await startDnsmasq(r.names.namespace, r.dns, signal);
+      return true;
+    }
+    if (files) reloadDnsmasq(r.dns);
+    return files;
+  }
+
+  info(r: Router): { routerUuid: string; namespace: string; interfaces: Array<{ name: string; hostVeth: string; bridge: string }>; dnsmasqPid?: number } {
+    const pid = findDnsmasq(r.dns);
+    return {
+      routerUuid: r.spec.routerUuid,
+      namespace: r.names.namespace,
+      interfaces: planInterfaces(r.spec, r.names).map((p) => ({ name: p.nsIf, hostVeth: p.hostVeth, bridge: p.bridge })),
+      ...(pid !== undefined ? { dnsmasqPid: pid } : {}),
+    };
+  }
+
+  async delete(routerUuid: string): Promise<boolean> {
+    const k = hexOf(routerUuid);
+    const names = routerNames(routerUuid, this.o.scheme);
+    const dir = join(routerRoot(this.o.dataDir), k);
+    const known = this.routers.get(k);
+    let deleted = await stopDnsmasq(dnsmasqPaths(dir));
+    if (netnsExists(names.namespace)) {
+      await exec('ip', ['netns', 'del', names.namespace]);
+      deleted = true;
+    }
+    // the host ends of the veths go with the namespace; one left over by a half-made pair goes here
+    for (const p of known ? planInterfaces(known.spec, names) : []) if (linkExists(p.hostVeth)) await execOk('ip', ['link', 'del', p.hostVeth]);
+    removeDir(dir);
+    this.routers.delete(k);
+    return deleted || known !== undefined;
+  }
+
+  status(): Array<{ routerUuid: string; namespace: string; present: boolean }> {
+    return [...this.routers.values()].map((r) => ({ routerUuid: r.spec.routerUuid, namespace: r.names.namespace, present: netnsExists(r.names.namespace) }));
+  }
+
+  list(): string[] {
+    return [...this.routers.values()].map((r) => r.spec.routerUuid);
+  }
+
+  /** Watchdog step: a router whose namespace or DNS forwarder vanished is converged again. */
+  async heal(routerUuid: string): Promise<void> {
+    const r = this.routers.get(hexOf(routerUuid));
+    if (!r) return;
+    const broken = !netnsExists(r.names.namespace) || (r.spec.dns !== undefined && r.spec.networks.length > 0 && findDnsmasq(r.dns) === undefined);
+    if (!broken) return;
+    this.o.log.warn({ router: routerUuid, namespace: r.names.namespace }, 'VPC router namespace or DNS forwarder gone: converging it again');
+    await this.converge(r, undefined);
+  }
+
+  get(routerUuid: string): Router {
+    const r = this.routers.get(hexOf(routerUuid));
+    if (!r) throw new TStackError('NOT_FOUND', `VPC router ${routerUuid} does not run on this host`, { field: 'routerUuid' });
+    return r;
+  }
+}
