@@ -130,6 +130,8 @@ export function builtinModules(): ControllerModule[] {
     lazyModule('secgroups', async () => (await import('./secgroup/module.js')).secgroupModule()),
     // quotas (and, as issue 18 goes on, users, policies, sharing)
     lazyModule('identity', async () => (await import('./identity/module.js')).identityModule()),
+    // VPC routers, VIPs, EIPs, port forwarding (after 'cloud': it uses the cloud's agent plumbing)
+    lazyModule('vpc', async () => (await import('./vpc/module.js')).vpcModule()),
   ];
 }
 

@@ -11,7 +11,7 @@ import type { ApiRegistry, CollectionSpec } from './registry.js';
  * Kinds whose admin-owned resources every account may read and reference (what a tenant
  * picks to create a VM). Everything else is seen by its owner and the admin only.
  */
-export const SHARED_KINDS = ['zone', 'image', 'instance-offering', 'disk-offering', 'l3-network'];
+export const SHARED_KINDS = ['zone', 'image', 'instance-offering', 'disk-offering', 'l3-network', 'virtual-router-offering'];
 
 /** The API's own collections (not generated from the model). */
 const OWN = new Set(['accounts']);

@@ -8,6 +8,8 @@ import { intToIp, ipToInt, parseCidr, subnetOf } from './ipv4.js';
 
 export const L2_TYPES = ['L2NoVlanNetwork', 'L2VlanNetwork'] as const;
 export const L3_CATEGORIES = ['Private', 'Public', 'System'] as const;
+/** L3VpcNetwork: its gateway lives on a VPC router (controller/vpc). */
+export const L3_TYPES = ['L3BasicNetwork', 'L3VpcNetwork'] as const;
 export const NETWORK_SERVICES = ['DHCP', 'DNS', 'UserData', 'SNAT', 'EIP', 'PortForwarding', 'LoadBalancer', 'SecurityGroup', 'IPsec'] as const;
 export const NETWORK_PROVIDERS = ['Flat', 'VirtualRouter'] as const;
 
@@ -68,6 +70,7 @@ export const l3Network: KindDef = {
   createSchema: Obj({
     ...baseCreate(),
     l2NetworkUuid: Uuid(),
+    type: Type.Optional(Enum(L3_TYPES)),
     category: Type.Optional(Enum(L3_CATEGORIES)),
     system: Type.Optional(Type.Boolean()),
     dnsDomain: Type.Optional(Hostname()),
@@ -91,8 +94,9 @@ export const l3Network: KindDef = {
   adminOnly: true,
   createMode: 'sync',
   deleteMode: 'async',
-  defaults: { category: 'Private', system: false, dns: [], networkServices: ['DHCP', 'DNS', 'UserData'], provider: 'Flat', reservedIpRanges: [] },
+  defaults: { type: 'L3BasicNetwork', category: 'Private', system: false, dns: [], networkServices: ['DHCP', 'DNS', 'UserData'], provider: 'Flat', reservedIpRanges: [] },
   check: (b) => {
+    if (b.type === 'L3VpcNetwork' && b.category !== undefined && b.category !== 'Private') throw invalid('category', 'a VPC network (L3VpcNetwork) is Private');
     for (const [i, r] of ((b.reservedIpRanges as Array<{ startIp: string; endIp: string }> | undefined) ?? []).entries()) {
       if (ipToInt(r.startIp) > ipToInt(r.endIp)) throw invalid(`reservedIpRanges.${i}.endIp`, 'endIp is before startIp');
     }

@@ -13,11 +13,12 @@ import { account } from './account.js';
 import { alarm, eventSubscription, snsDelivery, snsEndpoint, snsTopic } from './monitoring.js';
 import { securityGroup } from '../secgroup/model.js';
 import { affinityGroup } from './affinity.js';
+import { vpcKinds } from '../vpc/model.js';
 
 /** Collection name (as in /v1/<collection>) -> kind definition. */
 export const resourceKinds: Readonly<Record<string, KindDef>> = Object.freeze(
   Object.fromEntries(
-    [zone, cluster, host, primaryStorage, backupStorage, image, instanceOffering, diskOffering, l2Network, l3Network, ipRange, vmInstance, vmNic, volume, volumeSnapshot, account, snsTopic, snsEndpoint, snsDelivery, eventSubscription, alarm, securityGroup, affinityGroup].map((d) => [d.collection, d]),
+    [zone, cluster, host, primaryStorage, backupStorage, image, instanceOffering, diskOffering, l2Network, l3Network, ipRange, vmInstance, vmNic, volume, volumeSnapshot, account, snsTopic, snsEndpoint, snsDelivery, eventSubscription, alarm, securityGroup, affinityGroup, ...vpcKinds].map((d) => [d.collection, d]),
   ),
 );
 

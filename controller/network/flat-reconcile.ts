@@ -92,7 +92,9 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource):
     metadata: services.includes('UserData'),
   };
   const dns = (l3.dns as string[] | undefined) ?? [];
-  if (dns.length) network.dnsServers = dns;
+  // a VPC network's VMs ask the router's DNS forwarder first: it knows every network's names
+  const viaRouter = typeof l3.vpcRouterUuid === 'string' && l3.vpcRouterUuid !== '' ? [String(r0.gateway)] : [];
+  if (viaRouter.length || dns.length) network.dnsServers = [...new Set([...viaRouter, ...dns])].slice(0, 8);
   if (typeof l3.dnsDomain === 'string' && l3.dnsDomain) network.dnsDomain = l3.dnsDomain;
 
   // a host name is given once per L3: a later VM with the same name gets an address but no name

@@ -18,6 +18,7 @@ import { check } from '../../shared/protocol/schema.js';
 import type { CommandDef } from '../../shared/protocol/command.js';
 import * as S from '../../shared/protocol/storage.js';
 import * as V from '../../shared/protocol/vrouter.js';
+import * as VPC from '../../shared/protocol/vpc.js';
 import { TStackError } from '../../shared/errors.js';
 import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../kvmagent/main.js';
 import { FakeDriver } from '../../kvmagent/hypervisor/fake-driver.js';
@@ -113,9 +114,11 @@ function fakeStorage(token: string): ProtocolFake {
   });
 }
 
-/** vrouter agent: namespaces, DHCP and metadata entries are accepted and counted. */
+/** vrouter agent: namespaces, DHCP and metadata entries, VPC routers are accepted and counted. */
 function fakeVrouter(token: string): ProtocolFake {
-  return new ProtocolFake('tstack-vrouteragent', token, commandsOf(V), {});
+  return new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC)], {
+    [VPC.RouterApply.name]: (req: { router: { routerUuid: string } }) => ({ router: { routerUuid: req.router.routerUuid, namespace: 'fake', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 }),
+  });
 }
 
 export interface FakeCloud {
