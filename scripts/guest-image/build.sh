@@ -18,7 +18,8 @@
 #   or EC2-style http://169.254.169.254/latest/... -> hostname + authorized_keys ->
 #   dropbear on :22 -> user-data script (#!...) / #cloud-config runcmd ->
 #   "TINYGUEST-READY ..." line on ttyS0; ACPI power button -> clean poweroff.
-#   Login: root with the injected key.  Not supported: network-config (DHCP on eth0 only),
+#   Login: root with the injected key; on the consoles (tty1, ttyS0) with a password from
+#   #cloud-config 'password:' or 'chpasswd: list: |' root:pw.  Not supported: network-config (DHCP on eth0 only),
 #   MIME multipart user-data, write_files, users:.
 #
 # Build host needs (scripts/setup installs them): mtools dosfstools syslinux syslinux-common
@@ -307,6 +308,13 @@ yaml_list() {  # print items of a top-level block list "$1:" from file $2
             if ($0 ~ /^".*"[ \t]*$/ || $0 ~ /^\047.*\047[ \t]*$/) { sub(/[ \t]*$/, ""); $0 = substr($0, 2, length($0) - 2) }
             print }' "$2"
 }
+yaml_chpasswd() {  # 'user:password' lines of "chpasswd: list:" (a '|' block or '- ' items) in $1
+    awk '
+        /^[^ \t#]/ { inc = ($0 ~ /^chpasswd:[ \t]*$/); inl = 0; next }
+        !inc || /^[ \t]*(#.*)?$/ { next }
+        inl { match($0, /^[ \t]*/); if (RLENGTH > li) { s = $0; sub(/^[ \t]*(-[ \t]+)?/, "", s); sub(/[ \t]*$/, "", s); print s; next }; inl = 0 }
+        /^[ \t]+list:/ { match($0, /^[ \t]*/); li = RLENGTH; inl = 1 }' "$1"
+}
 yaml_val() { sed -n "s/^$1:[ \t]*[\"']\{0,1\}\([^\"']*\)[\"']\{0,1\}[ \t]*\$/\1/p" "$2" | head -1; }
 HN=""
 if [ -f $D/meta-data ]; then
@@ -319,6 +327,7 @@ if [ -f $D/user-data ]; then
     '#cloud-config'*)
         h=$(yaml_val hostname $D/user-data); [ -n "$h" ] && HN=$h
         PW=$(yaml_val password $D/user-data)
+        yaml_chpasswd $D/user-data > $D/chpasswd
         yaml_list ssh_authorized_keys $D/user-data >> $D/keys
         yaml_list runcmd $D/user-data > $D/runcmd ;;
     '#!'*) cp $D/user-data $D/user-script; chmod 700 $D/user-script ;;
@@ -337,6 +346,16 @@ SSHD_OPTS=-s                          # key-only ...
 if [ -n "${PW:-}" ]; then             # ... unless #cloud-config 'password:' was given
     sed -i "s|^root:[^:]*:|root:$(mkpasswd -m sha512 "$PW"):|" /etc/shadow
     SSHD_OPTS=""
+fi
+# ... or 'chpasswd: list:' (the ZStack manual's example: root:word); RANDOM is not supported
+if [ -s $D/chpasswd ]; then
+    while IFS=: read -r u p; do
+        case "$u" in ''|*[!a-z0-9_-]*) continue ;; esac
+        case "$p" in ''|R|RANDOM) continue ;; esac
+        grep -q "^$u:" /etc/shadow 2>/dev/null || continue
+        sed -i "s|^$u:[^:]*:|$u:$(mkpasswd -m sha512 "$p"):|" /etc/shadow
+        PW=set SSHD_OPTS=""
+    done < $D/chpasswd
 fi
 log "hostname=$(hostname) keys=$(grep -c . /root/.ssh/authorized_keys 2>/dev/null || echo 0)${PW:+ password=set}"
 
