@@ -46,7 +46,7 @@ export const vmInstance: KindDef = {
     allocatorStrategy: Type.Optional(Enum(ALLOCATOR_STRATEGIES)),
     haLevel: Type.Optional(Enum(HA_LEVELS)),
     hostname: Type.Optional(Hostname()),
-    userData: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+    userData: Type.Optional(Type.String({ maxLength: 64 * 1024, description: 'cloud-init user-data, served to the guest by the metadata service: #cloud-config (e.g. chpasswd: list: | root:<password> for a console login) or a #! script' })),
     consolePassword: Type.Optional(Type.String({ minLength: 6, maxLength: 18, pattern: '^[\\x21-\\x7e]+$', description: 'VNC console password (VNC uses its first 8 characters); generated when absent; the console proxy types it, nobody else needs it' })),
     securityGroupUuids: Type.Optional(Type.Array(Uuid(), { maxItems: 16, uniqueItems: true, description: 'security groups its NICs join (each NIC the groups attached to its L3)' })),
     sshKey: Type.Optional(Type.String({ maxLength: 16 * 1024, pattern: '^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\\n\\r]*)?$' })),

@@ -1,10 +1,14 @@
 // The web console in a real browser (Debian's chromium driven by playwright-core) against a real
 // cloud: a controller serving the built UI, this machine as a host over SSH, the test guest image,
-// a flat L3 on a test bridge. One VM, created through the wizard and reused: it reaches Running
-// with its IP through live updates, its VNC console shows the guest's screen and takes keys,
-// a button stops it. Also: a validation error at its field, the cascade dialog, and the console
-// proxy's refusals (reused / expired / other account's token, VM not running, no session) and
-// clean ends (client gone, VNC side gone, proxy closed). Screenshots: test-artifacts/webui/.
+// a flat L3 on a test bridge, Prometheus for the metrics. One VM, created through the wizard with
+// the ZStack manual's #cloud-config (chpasswd: root's password) and reused: it reaches Running
+// with its IP through live updates, its VNC console shows the guest's screen, and root logs in
+// there with keys typed on the canvas and runs a command; a button stops it. Also: a validation
+// error at its field, the cascade dialog, the jobs page (live progress, a failed job's toast),
+// metric charts, accessibility basics (names on inputs, tab order, no sideways scroll at
+// 1280×800), and the console proxy's refusals (reused / expired / other account's token, VM not
+// running, no session) and clean ends (client gone, VNC side gone, proxy closed).
+// Screenshots of every page: test-artifacts/webui/.
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -22,11 +26,63 @@ import { createBridge, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
+import { monitoringModule } from '../../controller/monitoring/module.js';
+import { freePort } from '../harness/ports.js';
 import { issueConsoleToken } from '../../controller/console/tokens.js';
 
 const MiB = 1024 * 1024;
 const ARTIFACTS = join(REPO_ROOT, 'test-artifacts', 'webui');
 const CHROMIUM = '/usr/bin/chromium';
+/** root's console password, set by the wizard's user-data (chpasswd, as in the ZStack manual). */
+const ROOT_PW = 'tstack-console-1';
+
+/** Characters typed with Shift on a US keyboard: pressed as Shift+<key> so that noVNC sends the
+ *  shift key as well (QEMU's extended key events carry the physical key, not the character). */
+const SHIFTED: Record<string, string> = { $: 'Digit4', '(': 'Digit9', ')': 'Digit0', '*': 'Digit8', '>': 'Period', '|': 'Backslash', _: 'Minus', ':': 'Semicolon' };
+async function typeOnConsole(page: Page, text: string): Promise<void> {
+  for (const ch of text) {
+    if (ch === '\n') await page.keyboard.press('Enter');
+    else if (SHIFTED[ch]) await page.keyboard.press(`Shift+${SHIFTED[ch]}`);
+    else if (/[A-Z]/.test(ch)) await page.keyboard.press(`Shift+Key${ch}`);
+    else await page.keyboard.press(ch === ' ' ? 'Space' : ch);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Accessibility basics of the page as rendered: inputs and buttons without an accessible name,
+ *  and whether anything scrolls sideways (the document or the main pane). */
+function a11yProblems(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const doc = (globalThis as any).document;
+    const problems: string[] = [];
+    const visible = (el: any): boolean => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+    const named = (el: any): boolean =>
+      !!(el.getAttribute('aria-label')?.trim() || el.getAttribute('aria-labelledby') || el.getAttribute('title') || (el.labels && [...el.labels].some((l: any) => l.textContent.trim())));
+    for (const el of doc.querySelectorAll('input, select, textarea')) {
+      if (el.type === 'hidden' || !visible(el)) continue;
+      if (!named(el)) problems.push(`unlabelled ${el.tagName.toLowerCase()}#${el.id || '?'}`);
+    }
+    for (const el of doc.querySelectorAll('button, a[href]')) {
+      if (!visible(el)) continue;
+      if (!el.textContent.trim() && !named(el)) problems.push(`unnamed ${el.tagName.toLowerCase()} ${el.outerHTML.slice(0, 60)}`);
+    }
+    const root = doc.documentElement;
+    if (root.scrollWidth > root.clientWidth) problems.push(`the page scrolls sideways: ${root.scrollWidth} > ${root.clientWidth}`);
+    const main = doc.querySelector('main');
+    if (main && main.scrollWidth > main.clientWidth + 1) problems.push(`the main pane scrolls sideways: ${main.scrollWidth} > ${main.clientWidth}`);
+    return problems;
+  });
+}
+
+/** Press Tab from the top of a freshly loaded page until each of `targets` (text of a link/button) had the focus. */
+async function tabReaches(page: Page, targets: string[], max = 80): Promise<string[]> {
+  const seen: string[] = [];
+  for (let i = 0; i < max && !targets.every((t) => seen.includes(t)); i++) {
+    await page.keyboard.press('Tab');
+    seen.push(await page.evaluate(() => ((globalThis as any).document.activeElement?.textContent ?? '').trim()));
+  }
+  return seen;
+}
 
 /** POST and insist on success; a job is polled (a busy machine can take longer than fetch's 300 s header timeout). */
 async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
@@ -117,6 +173,7 @@ describe('e2e: the web console in a browser', function () {
   let ctx: BrowserContext;
   let page: Page;
   let imageServer: Server;
+  let imagePort = 0;
   let pubKey: string;
   const ids: Record<string, string> = {};
   let vm: any;
@@ -151,6 +208,23 @@ describe('e2e: the web console in a browser', function () {
     mkdirSync(join(work, 'bs'));
     pubKey = (await makeSshKey(join(work, 'keys'))).pubKey;
     imageServer = createServer((req, res) => {
+      if (req.url === '/slow.qcow2') {
+        // the same image in pieces over ~8 s: a download job that is seen running
+        const data = readFileSync(img.qcow2);
+        res.setHeader('content-length', String(data.length));
+        let i = 0;
+        const n = 16;
+        const t = setInterval(() => {
+          const piece = data.subarray(Math.floor((i * data.length) / n), Math.floor(((i + 1) * data.length) / n));
+          i++;
+          if (i >= n) {
+            clearInterval(t);
+            res.end(piece);
+          } else res.write(piece);
+        }, 500);
+        res.on('close', () => clearInterval(t));
+        return;
+      }
       if (req.url !== '/tinyguest.qcow2') {
         res.statusCode = 404;
         res.end();
@@ -161,8 +235,9 @@ describe('e2e: the web console in a browser', function () {
     });
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
+    if (!existsSync('/usr/bin/prometheus')) throw new Error('/usr/bin/prometheus is missing: scripts/setup installs it');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } }), monitoringModule({ prometheus: { port: await freePort(), scrapeInterval: '2s' } })],
     } as never);
     api = await c.login('admin', c.adminPassword);
     cleanup.add(() => {
@@ -190,8 +265,8 @@ describe('e2e: the web console in a browser', function () {
     ids.ps = (await ok(api, '/v1/primary-storage', { name: `${rid}-ps`, zoneUuid: ids.zone, type: 'LocalStorage', url: join(work, 'ps') })).uuid;
     await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ids.ps } });
     ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 192 * MiB })).uuid;
-    const addr = imageServer.address() as AddressInfo;
-    ids.image = (await ok(api, '/v1/images', { name: `${rid}-tinyguest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
+    imagePort = (imageServer.address() as AddressInfo).port;
+    ids.image = (await ok(api, '/v1/images', { name: `${rid}-tinyguest`, url: `http://127.0.0.1:${imagePort}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
     ids.l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2`, zoneUuid: ids.zone, physicalInterface: dummy, tags: [`bridgeName::${bridge}`] })).uuid;
     await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: ids.l2 } });
     ids.l3 = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3`, l2NetworkUuid: ids.l2 })).uuid;
@@ -219,6 +294,10 @@ describe('e2e: the web console in a browser', function () {
     const requests: string[] = [];
     page.on('request', (r) => requests.push(r.url()));
     await page.goto(`${c.url}/`);
+    await page.locator('#account').waitFor();
+    assert.deepEqual(await a11yProblems(page), [], 'login page');
+    const tabs = await tabReaches(page, ['Log in'], 10);
+    assert.deepEqual(tabs.slice(-1), ['Log in'], `Tab reaches the login button: ${JSON.stringify(tabs)}`);
     await page.fill('#account', 'admin');
     await page.fill('#password', 'wrong-password');
     await page.click('button[type=submit]');
@@ -278,6 +357,42 @@ describe('e2e: the web console in a browser', function () {
     assert.equal((await api.get(`/v1/zones/${ids.zone}`)).status, 200, 'nothing was deleted');
   });
 
+  it('jobs page: a download in progress moves its bar live and ends Succeeded; a failed job shows a toast with the API error', async () => {
+    await page.goto(`${c.url}/#/jobs`);
+    await page.getByRole('heading', { name: 'Jobs' }).waitFor();
+    const r = await api.post('/v1/images', { name: `${rid}-slow`, url: `http://127.0.0.1:${imagePort}/slow.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const row = page.locator(`tr[data-job="${r.body.jobUuid}"]`);
+    await row.locator('td[data-col=state]:has-text("Running")').waitFor({ timeout: 30_000 });
+    const bar = row.locator('progress');
+    const values: number[] = [];
+    await until('the bar to move', async () => {
+      const v = await bar.evaluate((el: any) => Number(el.value), undefined, { timeout: 1000 }).catch(() => -1);
+      if (v >= 0 && !values.includes(v)) values.push(v);
+      return values.some((x) => x > 0 && x < 100);
+    }, 60_000);
+    await shot('07-jobs-progress');
+    await row.locator('td[data-col=state]:has-text("Succeeded")').waitFor({ timeout: 120_000 });
+    // a job that fails while the page is open: an error toast with the API's text, and the row
+    const bad = await api.post('/v1/images', { name: `${rid}-missing`, url: `http://127.0.0.1:${imagePort}/missing.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] });
+    assert.equal(bad.status, 202, JSON.stringify(bad.body));
+    let failed: any;
+    await until('the job to fail', async () => {
+      failed = (await api.get(`/v1/jobs/${bad.body.jobUuid}`)).body;
+      return failed.state === 'Failed';
+    }, 120_000);
+    const t = page.locator(`.toast.error[data-job="${bad.body.jobUuid}"]`);
+    await t.waitFor({ timeout: 30_000 });
+    assert.ok((await t.textContent())!.includes(failed.error.message), `${await t.textContent()} vs ${failed.error.message}`);
+    await page.locator(`tr[data-job="${bad.body.jobUuid}"] td[data-col=state]:has-text("Failed")`).waitFor();
+    assert.ok((await page.locator(`tr[data-job="${bad.body.jobUuid}"]`).textContent())!.includes(failed.error.message));
+    await shot('08-jobs-failed-toast');
+    await page.selectOption('#job-state', 'Failed');
+    await page.locator(`tr[data-job="${r.body.jobUuid}"]`).waitFor({ state: 'detached' });
+    await page.locator(`tr[data-job="${bad.body.jobUuid}"]`).waitFor();
+    await t.locator('button[aria-label=dismiss]').click();
+  });
+
   it('creates a VM through the wizard; live updates show it Running with its IP', async () => {
     await page.goto(`${c.url}/#/vm-wizard`);
     await page.fill('#vm-name', `${rid}-vm`);
@@ -290,30 +405,32 @@ describe('e2e: the web console in a browser', function () {
     await page.locator('#vm-l3NetworkUuids label', { hasText: `${rid}-l3` }).locator('input').check();
     await page.click('button:has-text("Next")');
     await page.fill('#vm-sshKey', pubKey);
-    await page.fill('#vm-userData', '#!/bin/sh\necho WEBUI-USERDATA\n');
-    await shot('07-wizard-access');
+    // the ZStack manual's user-data for a password login (cloud-init's chpasswd)
+    await page.fill('#vm-userData', `#cloud-config\ndisable_root: false\nssh_pwauth: yes\nchpasswd:\n  list: |\n    root:${ROOT_PW}\n  expire: False\nruncmd:\n  - echo WEBUI-USERDATA\n`);
+    await shot('09-wizard-access');
     await page.click('button:has-text("Next")');
     await page.getByRole('heading', { name: 'Review' }).waitFor();
-    await shot('08-wizard-review');
+    await shot('10-wizard-review');
     await page.click('button:has-text("Create VM")');
     // the job's toast with its progress bar, then the list: the row turns Running by itself
     await page.locator('.toast.job progress').waitFor();
-    await shot('09-create-progress');
+    await shot('11-create-progress');
     const row = page.locator(`tr:has-text("${rid}-vm")`);
     await row.waitFor({ timeout: 60_000 });
     const r = await api.get(`/v1/vm-instances?q=name=${rid}-vm`);
     vm = r.body.inventories[0];
     vmUuids.push(vm.uuid);
     await row.locator('td[data-col=state]:has-text("Running")').waitFor({ timeout: 600_000 });
-    await shot('10-vm-running-list');
+    await shot('12-vm-running-list');
     vm = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body;
     await page.click(`a:has-text("${rid}-vm")`);
     await page.locator(`tr[data-prop=vmNics]:has-text("${vm.vmNics[0].ip}")`).waitFor();
     await page.locator('[data-testid=state]:has-text("Running")').waitFor();
-    await shot('11-vm-detail');
+    await shot('13-vm-detail');
   });
 
-  it("opens the VM's console: noVNC shows the guest's screen and takes keys", async () => {
+  it("opens the VM's console: noVNC shows the guest's screen; root logs in there and runs a command", async () => {
+    assert.match(await waitForSerial(vm.serialLogPath, /hostname=.* password=set/, 600_000), /password=set/, 'the user-data set the password');
     await waitForSerial(vm.serialLogPath, /TINYGUEST-READY/, 600_000);
     await page.click('a.button:has-text("Console")');
     await page.locator('[data-testid=console-status]:has-text("connected")').waitFor({ timeout: 60_000 });
@@ -328,14 +445,81 @@ describe('e2e: the web console in a browser', function () {
         return n;
       });
     await until('text on the console', async () => (await bright()) > 500, 60_000);
-    await shot('12-console');
+    await shot('14-console');
     // keys go to the guest: Enter makes getty print new login prompts
     const before = await bright();
     await canvas.click();
     for (let i = 0; i < 4; i++) await page.keyboard.press('Enter');
     await until('the guest to answer the keys', async () => (await bright()) !== before, 30_000);
-    await shot('13-console-after-keys');
+    // log in on tty1 (the VGA console) and run a command whose output goes to the serial port:
+    // only a shell on tty1 that got these keys can print the computed marker there. login
+    // flushes typed-ahead input before asking for the password, hence the pauses and retries.
+    let line: string | undefined;
+    for (let attempt = 0; attempt < 4 && !line; attempt++) {
+      await typeOnConsole(page, 'root\n');
+      await new Promise((r) => setTimeout(r, 4000));
+      await typeOnConsole(page, `${ROOT_PW}\n`);
+      await new Promise((r) => setTimeout(r, 4000));
+      await typeOnConsole(page, `echo WEBUI-CONSOLE-$((6*7)) $(id -un) > /dev/ttyS0\n`);
+      line = await waitForSerial(vm.serialLogPath, /WEBUI-CONSOLE-42/, 20_000).catch(() => undefined);
+    }
+    assert.ok(line, 'the command typed on the console ran in a root shell');
+    assert.match(line, /WEBUI-CONSOLE-42 root/);
+    await shot('15-console-logged-in');
     assert.equal(c.consoleProxy.active, 1);
+  });
+
+  it('charts the monitoring metrics: host CPU and memory on the dashboard, the VM\'s CPU on its page', async () => {
+    await page.goto(`${c.url}/#/c/vm-instances/${vm.uuid}`);
+    const vmCpu = page.locator('figure[data-metric="ZStack/VM/CPUAverageUsedUtilization"]');
+    await vmCpu.waitFor();
+    // the chart polls /v1/metrics every 10 s: the agent samples every 10 s, Prometheus scrapes every 2 s
+    await until('VM CPU samples in the chart', async () => (await vmCpu.getAttribute('data-series')) === '1', 120_000);
+    assert.match((await vmCpu.locator('svg').getAttribute('aria-label'))!, new RegExp(`CPU: ${rid}-vm \\d`));
+    assert.ok(((await vmCpu.locator('polyline').getAttribute('points')) ?? '').length > 0);
+    await vmCpu.scrollIntoViewIfNeeded();
+    await shot('16-vm-metrics');
+    await page.goto(`${c.url}/#/`);
+    for (const m of ['CPUAverageUsedUtilization', 'MemoryUsedInPercent']) {
+      const f = page.locator(`figure[data-metric="ZStack/Host/${m}"]`);
+      await f.locator('ul.legend').waitFor({ timeout: 30_000 });
+      assert.match((await f.locator('ul.legend').textContent())!, new RegExp(`${rid}-host: \\d`));
+    }
+    await shot('17-dashboard-charts');
+  });
+
+  it('accessibility basics: every input and button has a name, nothing scrolls sideways at 1280×800, Tab reaches the main actions', async () => {
+    const pages: Array<[string, string, string]> = [
+      ['dashboard', '#/', 'h2:has-text("Host metrics")'],
+      ['zones', '#/c/zones', `tr:has-text("${rid}-zone")`],
+      ['zone', `#/c/zones/${ids.zone}`, 'tr[data-prop=uuid]'],
+      ['vm-instances', '#/c/vm-instances', `tr:has-text("${rid}-vm")`],
+      ['vm', `#/c/vm-instances/${vm.uuid}`, 'tr[data-prop=uuid]'],
+      ['offering-form', '#/c/instance-offerings/new', '#create-name'],
+      ['wizard', '#/vm-wizard', '#vm-name'],
+      ['jobs', '#/jobs', 'tr[data-job]'],
+      ['images', '#/c/images', `tr:has-text("${rid}-tinyguest")`],
+    ];
+    const found: Record<string, string[]> = {};
+    for (const [name, hash, ready] of pages) {
+      await page.goto(`${c.url}/${hash}`);
+      await page.locator(ready).first().waitFor();
+      const p = await a11yProblems(page);
+      if (p.length) found[name] = p;
+      await page.screenshot({ path: join(ARTIFACTS, `a11y-${name}.png`) });
+    }
+    assert.deepEqual(found, {}, 'accessibility problems');
+    // keyboard: from the top, Tab reaches the navigation, then the VM's own actions
+    await page.goto(`${c.url}/#/c/vm-instances/${vm.uuid}`);
+    await page.reload();
+    await page.locator('tr[data-prop=uuid]').waitFor();
+    const seen = await tabReaches(page, ['Skip to content', 'New VM', 'Jobs', 'Console', 'stop']);
+    for (const t of ['Skip to content', 'New VM', 'Jobs', 'Console', 'stop']) assert.ok(seen.includes(t), `Tab reaches ${t}: ${JSON.stringify(seen)}`);
+    // and Enter on the focused stop button opens its confirmation; Escape closes it
+    await page.keyboard.press('Enter');
+    await page.locator('[role=dialog]').waitFor();
+    await page.keyboard.press('Escape');
+    await page.locator('[role=dialog]').waitFor({ state: 'detached' });
   });
 
   it('console proxy: a token is single-use, expires, belongs to its account; no session is refused', async () => {
@@ -382,10 +566,10 @@ describe('e2e: the web console in a browser', function () {
     await page.locator('[data-testid=state]:has-text("Running")').waitFor();
     await page.click('.actions button:has-text("stop")');
     await page.locator('[role=dialog]').waitFor();
-    await shot('14-stop-confirm');
+    await shot('18-stop-confirm');
     await page.click('[role=dialog] button[data-confirm=stop]');
     await page.locator('[data-testid=state]:has-text("Stopped")').waitFor({ timeout: 300_000 });
-    await shot('15-vm-stopped');
+    await shot('19-vm-stopped');
     // the VNC server went away with the VM: the proxy closed the browser's socket, not crashed
     const end = await liveClosed;
     assert.equal(end.code, 1000, JSON.stringify(end));
@@ -412,7 +596,7 @@ describe('e2e: the web console in a browser', function () {
     assert.equal(r.status, 204);
     await page.goto(`${c.url}/#/c/zones`);
     await page.getByText(/session has expired/).waitFor();
-    await shot('16-session-expired');
+    await shot('20-session-expired');
   });
 
   it('closing the proxy ends open console sessions cleanly (1001)', async () => {

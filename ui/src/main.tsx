@@ -8,6 +8,7 @@ import { ConsoleView } from './views/console';
 import { CreateView } from './views/create';
 import { Dashboard } from './views/dashboard';
 import { DetailView } from './views/detail';
+import { JobsView } from './views/jobs';
 import { ListView } from './views/list';
 import { Login } from './views/login';
 import { VmWizard } from './views/wizard';
@@ -27,6 +28,7 @@ function Nav() {
     <nav class="side" aria-label="main">
       <a href="#/">Dashboard</a>
       <a href="#/vm-wizard">New VM</a>
+      <a href="#/jobs">Jobs</a>
       {groups
         .filter(([, cs]) => cs.length)
         .map(([g, cs]) => (
@@ -62,6 +64,7 @@ function Toasts() {
 function Page({ route }: { route: string[] }) {
   const [a, b, c] = route;
   if (a === 'vm-wizard') return <VmWizard />;
+  if (a === 'jobs') return <JobsView />;
   if (a === 'console' && b) return <ConsoleView uuid={b} />;
   if (a === 'c' && b) {
     const col = collections().find((x) => x.collection === b);
@@ -103,6 +106,9 @@ function App() {
   if (!session) return <Login reason={reason} />;
   return (
     <div class="shell">
+      <button class="skip" onClick={() => document.getElementById('main')?.focus()}>
+        Skip to content
+      </button>
       <header class="top">
         <a href="#/" class="brand">
           tstack
@@ -114,7 +120,7 @@ function App() {
         <button onClick={() => void logout()}>Log out</button>
       </header>
       <Nav />
-      <main class="content">{ready ? <Page route={route} /> : <p class="muted">loading…</p>}</main>
+      <main class="content" id="main" tabIndex={-1}>{ready ? <Page route={route} /> : <p class="muted">loading…</p>}</main>
       <Toasts />
     </div>
   );

@@ -1,9 +1,11 @@
 // The dashboard: how many of each kind, capacity per zone (CPU and memory of the hosts against
-// the VMs on them, primary storage used/total), hosts and their status, recent failed jobs.
+// the VMs on them, primary storage used/total), hosts and their status, charts of the hosts'
+// CPU and memory from the monitoring metrics, recent failed jobs.
 import { get, type List } from '../lib/api';
 import { useData } from '../lib/hooks';
 import { collections } from '../lib/live';
 import type { JobView, Resource } from '../lib/types';
+import { MetricChart } from './chart';
 
 const GiB = 1024 ** 3;
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0)) || 0;
@@ -78,7 +80,14 @@ export function Dashboard() {
           ))}
         </tbody>
       </table>
-      <h2>Recent failed jobs</h2>
+      <h2>Host metrics</h2>
+      <div class="charts">
+        <MetricChart title="Host CPU" namespace="ZStack/Host" metricName="CPUAverageUsedUtilization" by="HostUuid" unit="%" names={Object.fromEntries(data.hosts.map((h) => [h.uuid, h.name]))} />
+        <MetricChart title="Host memory used" namespace="ZStack/Host" metricName="MemoryUsedInPercent" by="HostUuid" unit="%" names={Object.fromEntries(data.hosts.map((h) => [h.uuid, h.name]))} />
+      </div>
+      <h2>
+        Recent failed jobs <a href="#/jobs" class="small">all jobs</a>
+      </h2>
       {data.failed.length === 0 ? (
         <p class="muted">none</p>
       ) : (

@@ -6,6 +6,7 @@ import { go, useData } from '../lib/hooks';
 import { collectionOfKind, kinds, state, toast, trackJob } from '../lib/live';
 import { fieldsOf, formFieldOf, isDestructive, toBody, type Field, type FormValues } from '../lib/schema';
 import type { CliCollection, Dependent, Resource } from '../lib/types';
+import { MetricChart } from './chart';
 import { Dialog } from './dialog';
 import { SchemaForm } from './form';
 import { cell } from './list';
@@ -222,6 +223,15 @@ export function DetailView({ col, uuid }: { col: CliCollection; uuid: string }) 
           ))}
         </tbody>
       </table>
+      {col.kind === 'vm-instance' && (
+        <>
+          <h2>Metrics</h2>
+          <div class="charts">
+            <MetricChart title="CPU" namespace="ZStack/VM" metricName="CPUAverageUsedUtilization" by="VMUuid" labels={`VMUuid=${r.uuid}`} unit="%" names={{ [r.uuid]: r.name }} />
+            <MetricChart title="Memory used" namespace="ZStack/VM" metricName="MemoryUsedInPercent" by="VMUuid" labels={`VMUuid=${r.uuid}`} unit="%" names={{ [r.uuid]: r.name }} />
+          </div>
+        </>
+      )}
       {action && <ActionDialog col={col} r={r} action={action} onClose={() => setAction(undefined)} />}
       {deleting && <DeleteDialog col={col} r={r} onClose={() => setDeleting(false)} />}
       {editing && <EditDialog col={col} r={r} onClose={() => setEditing(false)} />}

@@ -15,7 +15,7 @@ export function RefOptions({ kind, multiple, value, onInput, id }: { kind: strin
   if (multiple) {
     const sel = Array.isArray(value) ? value : [];
     return (
-      <div class="checks" id={id} role="group">
+      <div class="checks" id={id} role="group" aria-labelledby={`${id}-label`}>
         {items.length === 0 && <span class="muted">none yet</span>}
         {items.map((r) => (
           <label key={r.uuid} class="check">
@@ -74,7 +74,7 @@ export function SchemaForm({ fields, values, setValues, errors, idPrefix }: { fi
     <div class="form">
       {fields.map((f) => (
         <div key={f.name} class={`field${errors[f.name] ? ' invalid' : ''}`} data-field={f.name}>
-          <label for={`${idPrefix}-${f.name}`}>
+          <label for={`${idPrefix}-${f.name}`} id={`${idPrefix}-${f.name}-label`}>
             {f.label}
             {f.required && <span aria-label="required"> *</span>}
           </label>
