@@ -50,29 +50,28 @@ async function typeOnConsole(page: Page, text: string): Promise<void> {
 }
 
 /** Accessibility basics of the page as rendered: inputs and buttons without an accessible name,
- *  and whether anything scrolls sideways (the document or the main pane). */
-function a11yProblems(page: Page): Promise<string[]> {
-  return page.evaluate(() => {
-    const doc = (globalThis as any).document;
-    const problems: string[] = [];
-    const visible = (el: any): boolean => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
-    const named = (el: any): boolean =>
-      !!(el.getAttribute('aria-label')?.trim() || el.getAttribute('aria-labelledby') || el.getAttribute('title') || (el.labels && [...el.labels].some((l: any) => l.textContent.trim())));
-    for (const el of doc.querySelectorAll('input, select, textarea')) {
-      if (el.type === 'hidden' || !visible(el)) continue;
-      if (!named(el)) problems.push(`unlabelled ${el.tagName.toLowerCase()}#${el.id || '?'}`);
-    }
-    for (const el of doc.querySelectorAll('button, a[href]')) {
-      if (!visible(el)) continue;
-      if (!el.textContent.trim() && !named(el)) problems.push(`unnamed ${el.tagName.toLowerCase()} ${el.outerHTML.slice(0, 60)}`);
-    }
-    const root = doc.documentElement;
-    if (root.scrollWidth > root.clientWidth) problems.push(`the page scrolls sideways: ${root.scrollWidth} > ${root.clientWidth}`);
-    const main = doc.querySelector('main');
-    if (main && main.scrollWidth > main.clientWidth + 1) problems.push(`the main pane scrolls sideways: ${main.scrollWidth} > ${main.clientWidth}`);
-    return problems;
-  });
-}
+ *  and whether anything scrolls sideways (the document or the main pane). A string, not a
+ *  function: the test's TypeScript transform would add helpers the page does not have. */
+const A11Y_PROBLEMS = `(() => {
+  const problems = [];
+  const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const named = (el) => !!((el.getAttribute('aria-label') || '').trim() || el.getAttribute('aria-labelledby') || el.getAttribute('title') ||
+    (el.labels && [...el.labels].some((l) => l.textContent.trim())));
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (el.type === 'hidden' || !visible(el)) continue;
+    if (!named(el)) problems.push('unlabelled ' + el.tagName.toLowerCase() + '#' + (el.id || '?'));
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    if (!visible(el)) continue;
+    if (!el.textContent.trim() && !named(el)) problems.push('unnamed ' + el.outerHTML.slice(0, 80));
+  }
+  const root = document.documentElement;
+  if (root.scrollWidth > root.clientWidth) problems.push('the page scrolls sideways: ' + root.scrollWidth + ' > ' + root.clientWidth);
+  const main = document.querySelector('main');
+  if (main && main.scrollWidth > main.clientWidth + 1) problems.push('the main pane scrolls sideways: ' + main.scrollWidth + ' > ' + main.clientWidth);
+  return problems;
+})()`;
+const a11yProblems = (page: Page): Promise<string[]> => page.evaluate(A11Y_PROBLEMS) as Promise<string[]>;
 
 /** Press Tab from the top of a freshly loaded page until each of `targets` (text of a link/button) had the focus. */
 async function tabReaches(page: Page, targets: string[], max = 80): Promise<string[]> {
