@@ -29,25 +29,28 @@ export function MetricChart(p: MetricChartProps) {
   const [error, setError] = useState<string | undefined>();
   useEffect(() => {
     let live = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const load = async (): Promise<void> => {
       const t1 = Math.floor(Date.now() / 1000);
       const q = new URLSearchParams({ namespace: p.namespace, metricName: p.metricName, startTime: String(t1 - minutes * 60), endTime: String(t1), period: String(Math.max(5, minutes * 2)) });
       if (p.labels) q.set('labels', p.labels);
       try {
         const r = await get<{ data: MetricPoint[] }>(`/v1/metrics?${q.toString()}`);
-        if (live) {
-          setData({ points: r.data, t1 });
-          setError(undefined);
-        }
+        if (!live) return;
+        setData({ points: r.data, t1 });
+        setError(undefined);
+        timer = setTimeout(() => void load(), p.refreshMs ?? 10_000);
       } catch (e) {
-        if (live) setError((e as Error).message);
+        if (!live) return;
+        setError((e as Error).message);
+        // no metrics store (or no permission): ask again now and then, not every few seconds
+        timer = setTimeout(() => void load(), 60_000);
       }
     };
     void load();
-    const t = setInterval(() => void load(), p.refreshMs ?? 10_000);
     return () => {
       live = false;
-      clearInterval(t);
+      clearTimeout(timer);
     };
   }, [p.namespace, p.metricName, p.labels, minutes]);
   const id = `${p.namespace}/${p.metricName}`;
