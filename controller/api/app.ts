@@ -196,7 +196,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.post('/v1/sessions', async (ctx) => {
     const b = validate(SessionCreate, bodyOf(ctx), 'log in');
     try {
-      ctx.body = await loginGate.run(() => d.auth.login(b.accountName, b.password));
+      ctx.body = await loginGate.run(() => d.auth.login(b.accountName, b.password, b.userName));
     } catch (e) {
       // slow down password guessing a little (and blur timing)
       await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 150)));

@@ -16,6 +16,8 @@ const log = logger('auth');
 
 export const SESSION_DOCS = 'sessions';
 const NAME_CLAIMS = 'account-names';
+/** Users of an account (controller/identity/users.ts). */
+export const USER_KIND = 'user';
 
 // the collection's one definition (schemas, kind) lives in the model; re-exported for callers
 export { ACCOUNT_KIND, AccountCreate, AccountUpdate, AccountView, type AccountType } from '../model/account.js';
@@ -31,16 +33,21 @@ export interface Principal {
   accountName: string;
   isAdmin: boolean;
   sessionId: string;
+  /** Set when a user of the account logged in (controller/identity): policies decide what it may do. */
+  userUuid?: string;
+  userName?: string;
 }
 
 interface SessionDoc {
   accountUuid: string;
+  userUuid?: string;
   createDate: string;
   expiresAt: string;
 }
 
 export const SessionCreate = Obj({
   accountName: Type.String({ minLength: 1, maxLength: 64 }),
+  userName: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'log in as this user of the account (its own password)' })),
   password: Type.String({ minLength: 1, maxLength: 256 }),
 });
 
@@ -192,17 +199,26 @@ export class AuthService {
     await this.store.release(NAME_CLAIMS, a.name, a.uuid);
   }
 
-  async login(accountName: string, password: string): Promise<{ token: string; expiresAt: string; accountUuid: string }> {
+  async login(accountName: string, password: string, userName?: string): Promise<{ token: string; expiresAt: string; accountUuid: string; userUuid?: string }> {
     const a = await this.findByName(accountName);
+    const u = a && userName !== undefined ? await this.findUser(a.uuid, userName) : undefined;
+    const hash = userName !== undefined ? u?._passwordHash : a?._passwordHash;
     // same answer (and similar time) for an unknown name and a wrong password
-    const ok = a ? await verifyPassword(password, a._passwordHash) : (await hashPassword(password), false);
-    if (!a || !ok) throw new TStackError('UNAUTHORIZED', 'wrong account name or password');
+    const ok = hash ? await verifyPassword(password, hash) : (await hashPassword(password), false);
+    if (!a || !ok) throw new TStackError('UNAUTHORIZED', userName !== undefined ? 'wrong account name, user name or password' : 'wrong account name or password');
     if (a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is disabled; ask the admin to enable it`);
     const token = randomBytes(32).toString('base64url');
     const now = Date.now();
     const doc: SessionDoc = { accountUuid: a.uuid, createDate: new Date(now).toISOString(), expiresAt: new Date(now + this.sessionTtlMs).toISOString() };
+    if (u) doc.userUuid = u.uuid;
     await this.store.putDoc(SESSION_DOCS, sha256(token), doc);
-    return { token, expiresAt: doc.expiresAt, accountUuid: a.uuid };
+    return u ? { token, expiresAt: doc.expiresAt, accountUuid: a.uuid, userUuid: u.uuid } : { token, expiresAt: doc.expiresAt, accountUuid: a.uuid };
+  }
+
+  /** A user (controller/identity) of an account by name. */
+  async findUser(accountUuid: string, name: string): Promise<(Resource & { _passwordHash: string }) | undefined> {
+    const r = await this.store.list<Resource & { _passwordHash: string }>({ kind: USER_KIND, ownerAccountUuid: accountUuid, filters: [{ field: 'name', op: '=', value: name }], limit: 1 });
+    return r.items[0];
   }
 
   /** The principal of a bearer token, or UNAUTHORIZED. */
@@ -218,17 +234,24 @@ export class AuthService {
     const a = await this.store.get<Account>(s.accountUuid);
     if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('UNAUTHORIZED', 'the account of this session no longer exists');
     if (a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is disabled`);
-    return { accountUuid: a.uuid, accountName: a.name, isAdmin: a.type === 'SystemAdmin', sessionId: id };
+    const p: Principal = { accountUuid: a.uuid, accountName: a.name, isAdmin: a.type === 'SystemAdmin', sessionId: id };
+    if (s.userUuid !== undefined) {
+      const u = await this.store.get(s.userUuid);
+      if (!u || u.kind !== USER_KIND || u.ownerAccountUuid !== a.uuid) throw new TStackError('UNAUTHORIZED', 'the user of this session no longer exists');
+      p.userUuid = u.uuid;
+      p.userName = u.name;
+    }
+    return p;
   }
 
   async logout(p: Principal): Promise<void> {
     await this.store.deleteDoc(SESSION_DOCS, p.sessionId);
   }
 
-  /** End all sessions of an account (except `keep`). */
-  async revokeSessions(accountUuid: string, keep?: string): Promise<void> {
+  /** End all sessions of an account (except `keep`); with `userUuid`, only that user's. */
+  async revokeSessions(accountUuid: string, keep?: string, userUuid?: string): Promise<void> {
     for (const { id, doc } of await this.store.listDocs<SessionDoc>(SESSION_DOCS)) {
-      if (doc.accountUuid === accountUuid && id !== keep) await this.store.deleteDoc(SESSION_DOCS, id);
+      if (doc.accountUuid === accountUuid && id !== keep && (userUuid === undefined || doc.userUuid === userUuid)) await this.store.deleteDoc(SESSION_DOCS, id);
     }
   }
 

@@ -1,4 +1,5 @@
-// The identity controller module (issue 18): per-account quotas for now — the ledger kept in
+// The identity controller module (issue 18): users, groups and policies of an account (the
+// policy gate runs first for users' sessions), and per-account quotas — the ledger kept in
 // step with resource events, the create/start gate and /v1/quotas as API middleware, the
 // admin's updateQuota action, and a repair pass at start and every few minutes.
 import type Koa from 'koa';
@@ -10,6 +11,8 @@ import type { JobManager } from '../jobs/jobs.js';
 import type { InventoryStore } from '../store/types.js';
 import { QuotaService } from './quotas.js';
 import { quotaMiddleware, registerQuotaActions } from './quota-api.js';
+import { registerIdentityCollections } from './users.js';
+import { policyMiddleware } from './policy-gate.js';
 
 const log = logger('identity');
 
@@ -40,6 +43,8 @@ export function identityModule(o: IdentityOptions = {}): { name: string; install
     install(s) {
       const q = new QuotaService(s.store, () => s.auth.adminAccountUuid);
       quotas = q;
+      registerIdentityCollections(s.registry);
+      s.apiMiddleware.push(policyMiddleware({ store: s.store, auth: s.auth, registry: s.registry }));
       registerQuotaActions(s.registry, (store) => (store === s.store ? q : new QuotaService(store, () => s.auth.adminAccountUuid)));
       s.apiMiddleware.push(quotaMiddleware({ store: s.store, auth: s.auth, registry: s.registry, jobs: s.jobs, quotas: q }));
       off = s.bus.subscribe((e) => {
