@@ -46,7 +46,7 @@ const COUNTED: Record<string, string> = {
   'security-group': 'securityGroup.num',
   vip: 'vip.num',
   eip: 'eip.num',
-  'port-forwarding': 'portForwarding.num',
+  'port-forwarding-rule': 'portForwarding.num',
   'load-balancer': 'loadBalancer.num',
   'load-balancer-listener': 'listener.num',
   'volume-snapshot': 'snapshot.volume.num',
