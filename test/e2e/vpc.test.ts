@@ -1,0 +1,260 @@
+// VPC routers end to end through the REST API with real guests: this machine added as a host
+// over its own sshd (agents deployed from this tree), a public network on a test bridge whose
+// only other member is an "internet" namespace holding the public gateway address (never the
+// real uplink), two VPC networks on two more test bridges behind one router, and two tiny VMs
+// (qemu/TCG) booted once and reused by every case. The host has an address on each VPC bridge
+// only to steer the guests over SSH; every probe of the router's work runs from inside a guest
+// or from the internet namespace.
+import assert from 'node:assert/strict';
+import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
+import { exec, execOk, startProcess } from '../../shared/exec.js';
+import { useCleanup } from '../harness/cleanup.js';
+import { testController, type ApiClient, type TestController } from '../harness/controller.js';
+import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.js';
+import { ensureLibvirt, virsh } from '../harness/libvirt.js';
+import { createBridge, createNetns, deleteLink, deleteNetns } from '../harness/net.js';
+import { runId, tmpDir } from '../harness/tmp.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { cloudModule } from '../../controller/cloud/install.js';
+import { vpcModule } from '../../controller/vpc/module.js';
+import { routerNames } from '../../vrouteragent/names.js';
+
+const MiB = 1024 * 1024;
+
+async function ok(api: ApiClient, path: string, body: unknown, method: 'post' | 'del' = 'post', timeoutMs = 1_200_000): Promise<any> {
+  const r = method === 'post' ? await api.post(path, body) : await api.del(path);
+  assert.ok([200, 201, 202].includes(r.status), `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.status !== 202) return r.body;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const j = await api.get(`/v1/jobs/${r.body.jobUuid}`);
+    if (j.body.state !== 'Running') {
+      assert.equal(j.body.state, 'Succeeded', `${method} ${path}: ${JSON.stringify(j.body)}`);
+      return j.body.result;
+    }
+    if (Date.now() > deadline) throw new Error(`${method} ${path}: job ${r.body.jobUuid} still running`);
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
+async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<number> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    if (await probe()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.fail(`${what}: not true after ${timeoutMs} ms`);
+}
+
+describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', function () {
+  this.timeout(1_800_000);
+  const cleanup = useCleanup();
+  const rid = runId();
+  const inetNs = `${rid}inet`;
+  const o2 = randomInt(64, 127);
+  const o3 = randomInt(1, 250);
+  const PUB = `100.${o2}.${o3}`; // the public network (shared address space, never routed here)
+  const INET = `${PUB}.1`; // "the internet": the public gateway, in its own namespace
+  const vnet = `10.${randomInt(120, 200)}`;
+  let c: TestController;
+  let api: ApiClient;
+  let key: { priv: string; pubKey: string };
+  let imageServer: Server;
+  const ids: Record<string, string> = {};
+  const vms: Record<string, any> = {};
+  const vmUuids: string[] = [];
+  const ipOf = (vm: string): string => vms[vm].vmNics[0].ip;
+  const inGuest = (vm: string, cmd: string): Promise<string> => sshRun({ host: ipOf(vm), key: key.priv, cmd, timeoutMs: 120_000 });
+  /** The address the internet sees a guest's TCP connection come from. */
+  const seenAs = async (vm: string): Promise<string> => (await inGuest(vm, `echo | nc -w 3 ${INET} 7000 2>/dev/null || true`)).trim();
+  /** A real SSH login from the internet namespace; returns the guest's hostname, or undefined. */
+  const sshFromInet = (host: string, port = 22, timeoutMs = 30_000): Promise<string | undefined> =>
+    sshRun({ host, port, key: key.priv, cmd: 'hostname', netns: inetNs, timeoutMs }).then(
+      (s) => s.trim(),
+      () => undefined,
+    );
+  const timings: Record<string, number> = {};
+
+  before(async function () {
+    await ensureLibvirt();
+    const img = await guestImage();
+    const tree = await builtTree();
+    const sshKey = authorizedKey(cleanup, 'vpc');
+    const layout = await tempLayout(cleanup);
+    const ports = await freePorts();
+    cleanup.add(() => killAgents(layout), 'stop deployed agents');
+    cleanup.add(async () => {
+      for (const u of vmUuids) {
+        await virsh(['destroy', `tstack-${u}`]).catch(() => undefined);
+        await virsh(['undefine', `tstack-${u}`]).catch(() => undefined);
+      }
+    }, 'VM domains');
+    const bridges = { pub: `${rid}vp`, a: `${rid}va`, b: `${rid}vb` };
+    for (const [k, br] of Object.entries(bridges)) {
+      await createBridge(br, cleanup);
+      // the L2's physicalInterface: a veth end of our own (never a real NIC)
+      await exec('ip', ['link', 'add', `${br}d0`, 'type', 'veth', 'peer', 'name', `${br}d1`]);
+      cleanup.add(() => deleteLink(`${br}d0`), `veth ${br}d0`);
+      if (k !== 'pub') await exec('ip', ['addr', 'add', `${vnet}.${k === 'a' ? 1 : 2}.254/24`, 'dev', br]); // steering only
+    }
+    await createNetns(inetNs, cleanup);
+    await exec('ip', ['link', 'add', `${rid}vi0`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', inetNs]);
+    cleanup.add(() => deleteLink(`${rid}vi0`), 'internet veth');
+    await exec('ip', ['link', 'set', `${rid}vi0`, 'master', bridges.pub, 'up']);
+    await exec('ip', ['-n', inetNs, 'addr', 'add', `${INET}/24`, 'dev', 'eth0']);
+    await exec('ip', ['-n', inetNs, 'link', 'set', 'eth0', 'up']);
+    await exec('ip', ['-n', inetNs, 'link', 'set', 'lo', 'up']);
+    // tells every TCP client the address it came from
+    const who = await startProcess('socat', ['TCP-LISTEN:7000,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR'], { netns: inetNs });
+    cleanup.add(() => who.stop(500), 'whoami listener');
+    const work = await tmpDir('vpc', cleanup);
+    const psDir = join(work, 'ps');
+    const bsDir = join(work, 'bs');
+    mkdirSync(psDir);
+    mkdirSync(bsDir);
+    key = await makeSshKey(join(work, 'keys'));
+    imageServer = createServer((req, res) => {
+      if (req.url !== '/tinyguest.qcow2') {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      res.setHeader('content-length', String(statSync(img.qcow2).size));
+      createReadStream(img.qcow2).pipe(res);
+    });
+    await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
+    cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
+    c = await testController(cleanup, {
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } }), vpcModule()],
+      reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
+    } as never);
+    api = await c.login('admin', c.adminPassword);
+    cleanup.add(() => {
+      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
+      if (!existsSync(pub)) return;
+      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
+      const f = '/root/.ssh/authorized_keys';
+      writeFileSync(f, readFileSync(f, 'utf8').split('\n').filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
+    }, "controller key in root's authorized_keys");
+    cleanup.add(async () => {
+      for (const u of vmUuids) {
+        const v = await api.get(`/v1/vm-instances/${u}`);
+        if (v.status !== 200) continue;
+        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
+        await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
+      }
+      if (ids.router) await api.del(`/v1/vpc-routers/${ids.router}?cascade=true`);
+      for (const k of ['a', 'b', 'pub']) if (ids[`l3${k}`]) await api.del(`/v1/l3-networks/${ids[`l3${k}`]}?wait=true`);
+    }, 'cloud resources');
+
+    ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
+    ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;
+    ids.host = (await ok(api, '/v1/hosts', { name: `${rid}-host`, clusterUuid: ids.cluster, managementIp: '127.0.0.1', username: 'root', sshPrivateKey: sshKey.privateKey, virtType: 'qemu' })).uuid;
+    ids.bs = (await ok(api, '/v1/backup-storage', { name: `${rid}-bs`, hostname: '127.0.0.1', url: bsDir })).uuid;
+    await ok(api, `/v1/zones/${ids.zone}/actions`, { attachBackupStorage: { backupStorageUuid: ids.bs } });
+    ids.ps = (await ok(api, '/v1/primary-storage', { name: `${rid}-ps`, zoneUuid: ids.zone, type: 'LocalStorage', url: psDir })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ids.ps } });
+    ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 160 * MiB })).uuid;
+    const addr = imageServer.address() as AddressInfo;
+    ids.image = (await ok(api, '/v1/images', { name: `${rid}-tinyguest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
+    const l3 = async (k: string, extra: Record<string, unknown>, range: Record<string, unknown>): Promise<string> => {
+      const br = bridges[k as keyof typeof bridges];
+      const l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2${k}`, zoneUuid: ids.zone, physicalInterface: `${br}d0`, tags: [`bridgeName::${br}`] })).uuid;
+      await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: l2 } });
+      const u = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3${k}`, l2NetworkUuid: l2, ...extra })).uuid;
+      await ok(api, '/v1/ip-ranges', { l3NetworkUuid: u, netmask: '255.255.255.0', ...range });
+      ids[`l3${k}`] = u;
+      return u;
+    };
+    await l3('pub', { category: 'Public' }, { startIp: `${PUB}.10`, endIp: `${PUB}.60`, gateway: INET });
+    await l3('a', { type: 'L3VpcNetwork' }, { startIp: `${vnet}.1.10`, endIp: `${vnet}.1.60`, gateway: `${vnet}.1.1` });
+    await l3('b', { type: 'L3VpcNetwork' }, { startIp: `${vnet}.2.10`, endIp: `${vnet}.2.60`, gateway: `${vnet}.2.1` });
+    ids.vro = (await ok(api, '/v1/virtual-router-offerings', { name: `${rid}-vro`, zoneUuid: ids.zone, publicNetworkUuid: ids.l3pub })).uuid;
+    const t0 = Date.now();
+    const router = await ok(api, '/v1/vpc-routers', { name: `${rid}-router`, virtualRouterOfferingUuid: ids.vro, dns: [INET] });
+    timings.routerCreateMs = Date.now() - t0;
+    ids.router = router.uuid;
+    ids.publicIp = router.publicIp;
+    const ns = routerNames(router.uuid).namespace;
+    cleanup.add(() => deleteNetns(ns), `router namespace ${ns}`);
+    assert.equal(router.state, 'Running');
+    assert.equal(router.status, 'Connected');
+    await ok(api, `/v1/vpc-routers/${ids.router}/actions`, { attachL3Network: { l3NetworkUuid: ids.l3a } });
+    await ok(api, `/v1/vpc-routers/${ids.router}/actions`, { attachL3Network: { l3NetworkUuid: ids.l3b } });
+    // the outside knows the way to the private networks: only the router keeps them closed
+    await exec('ip', ['-n', inetNs, 'route', 'add', `${vnet}.0.0/16`, 'via', ids.publicIp]);
+    const mk = (name: string, l3u: string) =>
+      ok(api, '/v1/vm-instances', { name: `${rid}-${name}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [l3u], sshKey: key.pubKey, userData: `#!/bin/sh\necho USERDATA-${name}-RAN\n` });
+    const made = await Promise.all([mk('vm1', ids.l3a), mk('vm2', ids.l3b)]);
+    for (const [i, vm] of made.entries()) {
+      vmUuids.push(vm.uuid);
+      vms[`vm${i + 1}`] = vm;
+    }
+    for (const [name, vm] of Object.entries(vms)) {
+      await waitForSerial(vm.serialLogPath, new RegExp(`USERDATA-${name}-RAN`), 600_000);
+      await inGuest(name, 'true');
+    }
+  });
+
+  after(() => {
+    if (Object.keys(timings).length) process.stdout.write(`      VPC timings: ${JSON.stringify(timings)}\n`);
+  });
+
+  it('VMs of two VPC networks got addresses (gateway = the router) and reach each other through the router', async () => {
+    assert.equal(vms.vm1.vmNics[0].gateway, `${vnet}.1.1`);
+    assert.match(await inGuest('vm1', 'ip route'), new RegExp(`default via ${vnet}\\.1\\.1`));
+    assert.match(await inGuest('vm1', `ping -c 2 -W 2 ${ipOf('vm2')} >/dev/null && echo REACHED || echo NO`), /REACHED/);
+    assert.match(await inGuest('vm2', `ping -c 2 -W 2 ${ipOf('vm1')} >/dev/null && echo REACHED || echo NO`), /REACHED/);
+  });
+
+  it('SNAT: a guest reaches the internet as the router\'s public IP; the guest is closed from outside', async () => {
+    assert.equal(await seenAs('vm1'), ids.publicIp);
+    assert.equal(await seenAs('vm2'), ids.publicIp);
+    assert.equal(await execOk('ping', ['-c', '1', '-W', '1', ipOf('vm1')], { netns: inetNs, timeoutMs: 10_000 }), false);
+    assert.equal(await sshFromInet(ipOf('vm1'), 22, 4_000), undefined);
+  });
+
+  it('DNS: a VM resolves the other VM\'s name through the router', async () => {
+    const name = `${rid}-vm2`.toLowerCase();
+    const out = await inGuest('vm1', `nslookup ${name} ${vnet}.1.1 2>&1 || true`);
+    assert.match(out, new RegExp(ipOf('vm2').replace(/\./g, '\\.')), out);
+  });
+
+  it('EIP: SSH in from the internet through the EIP; traffic leaves as the EIP, and after detach as the public IP again', async () => {
+    const bad = await api.post('/v1/vips', { name: 'bad', l3NetworkUuid: ids.l3a });
+    assert.equal(bad.status, 400);
+    const vip = await ok(api, '/v1/vips', { name: `${rid}-eipvip`, l3NetworkUuid: ids.l3pub });
+    const t0 = Date.now();
+    const eip = await ok(api, '/v1/eips', { name: `${rid}-eip`, vipUuid: vip.uuid, vmNicUuid: vms.vm1.vmNics[0].uuid });
+    ids.eip = eip.uuid;
+    assert.equal(await sshFromInet(vip.ip), `${rid}-vm1`.toLowerCase());
+    timings.eipToSshMs = Date.now() - t0;
+    assert.equal(await seenAs('vm1'), vip.ip);
+    assert.equal(await seenAs('vm2'), ids.publicIp, 'the other VM still leaves as the public IP');
+    await ok(api, `/v1/eips/${ids.eip}/actions`, { detach: {} });
+    assert.equal(await seenAs('vm1'), ids.publicIp);
+    assert.equal(await sshFromInet(vip.ip, 22, 4_000), undefined, 'detached: closed again');
+  });
+
+  it('port forwarding VIP:2222 → vm2:22; an overlapping rule is refused', async () => {
+    const vip = await ok(api, '/v1/vips', { name: `${rid}-pfvip`, l3NetworkUuid: ids.l3pub });
+    await ok(api, '/v1/port-forwarding-rules', { name: `${rid}-ssh`, vipUuid: vip.uuid, vipPortStart: 2222, privatePortStart: 22, protocolType: 'TCP', vmNicUuid: vms.vm2.vmNics[0].uuid });
+    assert.equal(await sshFromInet(vip.ip, 2222), `${rid}-vm2`.toLowerCase());
+    assert.equal(await sshFromInet(vip.ip, 22, 4_000), undefined, 'only the forwarded port');
+    const clash = await api.post('/v1/port-forwarding-rules', { name: 'clash', vipUuid: vip.uuid, vipPortStart: 2200, vipPortEnd: 2300, privatePortStart: 2200, privatePortEnd: 2300, protocolType: 'TCP' });
+    assert.equal(clash.status, 409, JSON.stringify(clash.body));
+  });
+
+  it('the router namespace deleted behind tstack\'s back comes back and traffic resumes', async () => {
+    const ns = routerNames(ids.router).namespace;
+    await exec('ip', ['netns', 'del', ns]);
+    const t0 = Date.now();
+    await until('SNAT works again', async () => (await seenAs('vm1')) === ids.publicIp, 60_000);
+    timings.namespaceRestoredMs = Date.now() - t0;
+    assert.match(await inGuest('vm1', `ping -c 1 -W 2 ${ipOf('vm2')} >/dev/null && echo REACHED || echo NO`), /REACHED/);
+  });
+});
