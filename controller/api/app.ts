@@ -10,32 +10,24 @@ import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.
 import { validate } from '../../shared/protocol/schema.js';
 import { jsonBody } from '../../shared/http/body.js';
 import { WorkGate, allowedMethods, concurrencyLimit } from '../../shared/http/limits.js';
-import type { InventoryStore, Resource } from '../store/types.js';
-import { SessionCreate, type AuthService, type Principal } from '../auth/accounts.js';
+import type { Resource } from '../store/types.js';
+import { SessionCreate, type Principal } from '../auth/accounts.js';
 import { registerAccounts } from '../auth/collection.js';
-import { jobView, type JobContext, type JobManager } from '../jobs/jobs.js';
-import type { EventBus } from '../events/bus.js';
-import type { AgentRegistry } from '../events/agent-events.js';
+import { jobView, type JobContext } from '../jobs/jobs.js';
 import { sseHandler } from '../events/sse.js';
-import type { AgentClient } from '../agent-client/client.js';
 import { declaredFields, parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
 import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
 import { notServed, registerCollections } from './collections.js';
 import { prepareCreate } from '../model/index.js';
-import type { ApiRegistry, CollectionSpec, OpContext, Verb } from './registry.js';
+import type { CollectionSpec, OpContext, Verb } from './registry.js';
+import type { ControllerContext } from '../context.js';
 
 const log = logger('api');
 
-export interface ApiDeps {
-  store: InventoryStore;
-  auth: AuthService;
-  jobs: JobManager;
-  bus: EventBus;
-  agents: AgentRegistry;
-  registry: ApiRegistry;
-  agentClient?: AgentClient;
+/** The controller's context plus what only the HTTP layer needs. */
+export interface ApiDeps extends ControllerContext {
   version: string;
   /** Bearer token that may read /metrics (the controller's --token-file secret). */
   metricsToken?: string;
@@ -100,6 +92,7 @@ function fieldsOf(spec: CollectionSpec): ReadonlySet<string> {
 }
 
 export function buildApi(d: ApiDeps): ApiApp {
+  const { version: _v, metricsToken: _t, middleware: _m, maxInFlight: _i, ...context } = d;
   registerCollections(d.registry);
   registerAccounts(d.registry);
   const app = new Koa();
@@ -154,7 +147,7 @@ export function buildApi(d: ApiDeps): ApiApp {
     await next();
   };
   const opCtx = (ctx: Koa.Context, job?: JobContext): OpContext => {
-    const o: OpContext = { principal: ctx.state.principal as Principal, store: d.store, jobs: d.jobs, bus: d.bus, agents: d.agents, registry: d.registry, adminAccountUuid: d.auth.adminAccountUuid };
+    const o: OpContext = { ...context, principal: ctx.state.principal as Principal };
     if (job) o.job = job;
     return o;
   };

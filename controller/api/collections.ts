@@ -1,7 +1,7 @@
 // The collections the API serves, generated from the resource model (controller/model):
 // schemas, parents, references, admin-only writes, sync/async create and delete, declared
 // actions. Generic handlers cover sync kinds; async creates/deletes and actions are neither
-// advertised nor served until the code that owns them registers a handler (apiRegistry.setCreate /
+// advertised nor served until the code that owns them registers a handler (registry.setCreate /
 // setDelete / registerAction).
 import { TStackError } from '../../shared/errors.js';
 import { resourceKinds, type KindDef } from '../model/index.js';

@@ -3,35 +3,29 @@
 // update or delete with its own handler (optionally long: it then runs as a job) and
 // registers actions:
 //
-//   apiRegistry.registerAction('vm-instances', 'start', { run: async (vm, params, ctx) => … });  // schema/long from the model
-//   apiRegistry.setCreate('vm-instances', { long: true, run: async (body, ctx) => … });
-// Registration order does not matter (handlers may be set before the model's collections are).
+//   ctx.registry.registerAction('vm-instances', 'start', { run: async (vm, params, oc) => … });  // schema/long from the model
+//   ctx.registry.setCreate('vm-instances', { long: true, run: async (body, oc) => … });
+// Each controller has its own registry (ControllerContext.registry, filled by its modules'
+// install()); handlers read the controller's services from their OpContext `oc`, never from
+// module-level state. Registration order does not matter (handlers may be set before the
+// model's collections are).
 //
 // The same schemas validate requests and produce /v1/openapi.json. Only what has a handler is
 // advertised (OpenAPI, CLI): an action, async create or async delete the model declares but
 // nobody handles yet is absent, and requests for it are refused like unknown ones (never 501).
 // `unhandled()` lists them; test/unit/controller/advertised.test.ts pins that list.
 import type { TObject } from '@sinclair/typebox';
-import type { InventoryStore, Resource } from '../store/types.js';
+import type { Resource } from '../store/types.js';
 import type { Principal } from '../auth/accounts.js';
-import type { JobContext, JobManager } from '../jobs/jobs.js';
-import type { EventBus } from '../events/bus.js';
-import type { AgentRegistry } from '../events/agent-events.js';
+import type { JobContext } from '../jobs/jobs.js';
+import type { ControllerContext } from '../context.js';
 import type { KindDef } from '../model/index.js';
 
-/** Everything an operation handler gets. */
-export interface OpContext {
+/** Everything an operation handler gets: the serving controller's context, who asks, and the job. */
+export interface OpContext extends ControllerContext {
   principal: Principal;
-  /** The inventory (writes publish resource events). */
-  store: InventoryStore;
-  jobs: JobManager;
-  bus: EventBus;
-  agents: AgentRegistry;
-  registry: ApiRegistry;
   /** Set inside long operations (job progress). */
   job?: JobContext;
-  /** The admin account uuid (owner of infrastructure). */
-  adminAccountUuid: string;
 }
 
 export interface Operation<A extends unknown[], R> {
@@ -214,6 +208,3 @@ export class ApiRegistry {
     return spec.adminOnly === true || (Array.isArray(spec.adminOnly) && spec.adminOnly.includes(verb));
   }
 }
-
-/** The process-wide registry that resource modules register into at import time. */
-export const apiRegistry = new ApiRegistry();

@@ -1,37 +1,16 @@
-// Shared plumbing of the cloud modules (storage, network, compute): how to reach a host's agents,
-// the per-controller dependencies the API handlers look up, and the test-only fault injection.
+// Shared plumbing of the cloud modules (storage, network, compute): how to reach a host's agents
+// and the test-only fault injection. Handlers get the controller's context as their OpContext,
+// flow steps as ctx.controller.
 import { TStackError } from '../../shared/errors.js';
 import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
-import type { AgentClient, AgentEndpoint } from '../agent-client/client.js';
-import type { EventBus } from '../events/bus.js';
-import type { JobManager } from '../jobs/jobs.js';
+import type { AgentEndpoint } from '../agent-client/client.js';
 import type { InventoryStore, Resource } from '../store/types.js';
-import type { FlowEngine } from '../workflow/engine.js';
-import type { ReconcileQueue } from '../reconcile/queue.js';
+import type { ControllerContext } from '../context.js';
 import type { HostAgents } from '../host/service.js';
 import type { AgentName } from '../host/render.js';
 
-export interface CloudDeps {
-  store: InventoryStore;
-  agentClient: AgentClient;
-  bus: EventBus;
-  jobs: JobManager;
-  engine: FlowEngine;
-  adminAccountUuid: string;
-  /** Desired-state areas (flat network services, …): mark a key after changing its inputs. */
-  reconcile: ReconcileQueue;
-}
-
-/** The deps of the controller that owns a store (several controllers may live in one test process). */
-const depsByStore = new WeakMap<InventoryStore, CloudDeps>();
-export function setDeps(d: CloudDeps): void {
-  depsByStore.set(d.store, d);
-}
-export function depsOf(store: InventoryStore): CloudDeps {
-  const d = depsByStore.get(store);
-  if (!d) throw new TStackError('INTERNAL', 'the cloud modules are not installed on this controller');
-  return d;
-}
+/** What the cloud modules' code needs: the controller's context (controller/context.ts). */
+export type CloudDeps = ControllerContext;
 
 export async function mustGet(store: InventoryStore, uuid: string, kind: string, field?: string): Promise<Resource> {
   const r = await store.get(uuid);

@@ -3,13 +3,6 @@
 // hosts that connect get the bridges and primary storage of their cluster; kvmagent VM state
 // events update VM states. Called from controller/main.ts (startController).
 import { logger } from '../../shared/log.js';
-import type { InventoryStore } from '../store/types.js';
-import type { AgentClient } from '../agent-client/client.js';
-import type { EventBus } from '../events/bus.js';
-import type { JobManager } from '../jobs/jobs.js';
-import type { AgentRegistry } from '../events/agent-events.js';
-import type { ApiRegistry } from '../api/registry.js';
-import { FlowEngine } from '../workflow/engine.js';
 import { installHostModule, type HostModule } from '../host/api.js';
 import type { HostOptions } from '../host/service.js';
 import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
@@ -22,28 +15,15 @@ import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '..
 import { registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
 import { evacuateHost } from '../compute/maintenance.js';
 import { registerAffinityApi } from '../compute/affinity.js';
-import { setEvacuator } from '../host/service.js';
 import { resumeJournal } from '../workflow/flow.js';
-import { ReconcileQueue } from '../reconcile/queue.js';
 import { flatArea, markHostFlat, watchFlatChanges } from '../network/flat-reconcile.js';
-import { setDeps, type CloudDeps } from './common.js';
+import type { CloudDeps } from './common.js';
+import type { ControllerContext } from '../context.js';
 
 const log = logger('cloud');
 
-/** What a controller module gets (structurally the ModuleContext of controller/main.ts). */
-export interface CloudServices {
-  store: InventoryStore;
-  agentClient: AgentClient;
-  bus: EventBus;
-  jobs: JobManager;
-  agents: AgentRegistry;
-  registry: ApiRegistry;
-  auth: { adminAccountUuid: string };
-  dataDir: string;
-  controllerUrl: () => string;
-  /** The controller's reconcile queue; absent = the cloud runs (starts, stops) its own. */
-  reconcile?: ReconcileQueue;
-}
+/** What the cloud module gets: the controller's context (controller/context.ts). */
+export type CloudServices = ControllerContext;
 
 export interface CloudModule {
   deps: CloudDeps;
@@ -62,24 +42,17 @@ export interface CloudOptions {
 }
 
 export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModule {
-  const engine = new FlowEngine({ store: s.store, controllerId: `controller:${s.dataDir}` });
+  const { engine, reconcile } = s;
+  const deps: CloudDeps = s;
   engine.register(vmCreateFlow);
   engine.register(vmStartFlow);
   engine.register(vmMigrateFlow);
   engine.register(volumeSnapshotFlow);
-  const ownQueue = s.reconcile === undefined;
-  const reconcile = s.reconcile ?? new ReconcileQueue();
-  const deps: CloudDeps = { store: s.store, agentClient: s.agentClient, bus: s.bus, jobs: s.jobs, engine, adminAccountUuid: s.auth.adminAccountUuid, reconcile };
-  setDeps(deps);
   reconcile.register(flatArea(deps));
   // host maintenance migrates (or, on local storage, stops) the host's VMs first
-  setEvacuator(s.store, (hostUuid) => evacuateHost(deps, hostUuid));
+  s.evacuate = (hostUuid) => evacuateHost(deps, hostUuid);
   let hosts: HostModule | undefined;
-  if (o.hosts) {
-    const hostArgs: Parameters<typeof installHostModule>[1] = { dataDir: s.dataDir, controllerUrl: s.controllerUrl };
-    if (o.hostOptions) hostArgs.options = o.hostOptions;
-    hosts = installHostModule({ store: s.store, agentClient: s.agentClient, agents: s.agents, bus: s.bus, registry: s.registry, auth: { adminAccountUuid: s.auth.adminAccountUuid } }, hostArgs);
-  }
+  if (o.hosts) hosts = installHostModule(s, o.hostOptions ? { options: o.hostOptions } : {});
   registerStorageApi(s.registry);
   registerVolumeApi(s.registry);
   registerSnapshotApi(s.registry);
@@ -115,7 +88,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
       if (j.state !== 'rollback-failed' || !def || retrying.has(j.id)) continue;
       retrying.add(j.id);
       try {
-        const r = await engine.queues.run(j.lockKeys ?? [], () => resumeJournal(s.store, def, j));
+        const r = await engine.queues.run(j.lockKeys ?? [], () => resumeJournal(s.store, def, j, undefined, () => s));
         log.info({ flow: j.flow, id: j.id, action: r.action }, 'retried a failed rollback');
       } finally {
         retrying.delete(j.id);
@@ -131,11 +104,9 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
       if (o.tracker !== false) hosts?.startTracker();
       retryTimer = setInterval(() => void retryRollbacks().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'retrying failed rollbacks failed')), 30_000);
       retryTimer.unref();
-      if (ownQueue) reconcile.start();
     },
     async stop() {
       if (retryTimer) clearInterval(retryTimer);
-      if (ownQueue) await reconcile.stop();
       for (const f of offs) f();
       await hosts?.stop();
     },

@@ -9,7 +9,7 @@ import { TStackError } from '../../shared/errors.js';
 import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
-import { depsOf, mustGet } from '../cloud/common.js';
+import { mustGet } from '../cloud/common.js';
 import { deleteFromBs } from '../storage/index.js';
 import { snapshotVolume } from '../storage/snapshots.js';
 import { createImageFromVolume } from '../storage/volume-images.js';
@@ -29,7 +29,7 @@ const noJob = (oc: OpContext): OpContext => {
 };
 
 async function cloneVm(vm0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<unknown> {
-  const d = depsOf(oc.store);
+  const d = oc;
   if (params.full === true) throw new TStackError('INVALID_ARGUMENT', 'clone.full: full clones are not supported yet; clones are linked to a template of the source', { field: 'clone.full' });
   if (params.withDataVolumes === true) throw new TStackError('INVALID_ARGUMENT', 'clone.withDataVolumes: copying data volumes is not supported yet', { field: 'clone.withDataVolumes' });
   const vm = await mustGet(d.store, vm0.uuid, 'vm-instance');

@@ -18,7 +18,7 @@ export async function evacuateHost(d: CloudDeps, hostUuid: string): Promise<void
   for (const vm of vms) {
     try {
       if (!['Running', 'Paused'].includes(String(vm.state))) continue;
-      if (await onSharedStorage(d.store, vm)) {
+      if (await onSharedStorage(d, vm)) {
         const moved = await liveMigrate(d, vm.uuid);
         log.info({ vm: vm.uuid, from: hostUuid, to: moved.hostUuid }, 'migrated away for host maintenance');
       } else {

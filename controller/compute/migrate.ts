@@ -15,10 +15,10 @@ import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import * as K from '../../shared/protocol/kvm.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
-import type { InventoryStore, Resource } from '../store/types.js';
+import type { Resource } from '../store/types.js';
 import { allocateHost, hostCandidates, rankHosts, releaseHost, type HostRequest, type Rejection } from '../allocator/host.js';
 import type { FlowContext, FlowDef } from '../workflow/flow.js';
-import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { dataVolumesOf } from '../storage/volumes.js';
 import { addServices, l2sOf, removeServices } from './vm-spec.js';
 import { affinityOf } from './affinity.js';
@@ -45,13 +45,13 @@ export interface VmMigrateData extends Record<string, unknown> {
 type Ctx = FlowContext<VmMigrateData>;
 
 /** Whether every volume of the VM is on shared primary storage (live migration moves no disk). */
-export async function onSharedStorage(store: InventoryStore, vm: Resource): Promise<boolean> {
-  return (await storageOf(store, vm)).local.length === 0;
+export async function onSharedStorage(d: CloudDeps, vm: Resource): Promise<boolean> {
+  return (await storageOf(d, vm)).local.length === 0;
 }
 
 /** Storage facts of a VM: the root volume's primary storage and whether every volume is shared. */
-async function storageOf(store: InventoryStore, vm: Resource): Promise<{ rootPs: Resource; local: Resource[]; unsafe: boolean }> {
-  const d = depsOf(store);
+async function storageOf(d: CloudDeps, vm: Resource): Promise<{ rootPs: Resource; local: Resource[]; unsafe: boolean }> {
+  const store = d.store;
   const root = await mustGet(store, String(vm.rootVolumeUuid), 'volume');
   const vols = [root, ...(await dataVolumesOf(d, vm.uuid))];
   const local: Resource[] = [];
@@ -74,10 +74,10 @@ export interface MigrationTargets {
 }
 
 /** Where a running VM could live-migrate to (pure ranking over the store's snapshot; nothing is reserved). */
-export async function migrationTargets(store: InventoryStore, vm: Resource, hostUuid?: string): Promise<MigrationTargets> {
-  const d = depsOf(store);
+export async function migrationTargets(d: CloudDeps, vm: Resource, hostUuid?: string): Promise<MigrationTargets> {
+  const store = d.store;
   const src = String(vm.hostUuid);
-  const { rootPs } = await storageOf(store, vm);
+  const { rootPs } = await storageOf(d, vm);
   const req: HostRequest = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), primaryStorageUuid: rootPs.uuid, hypervisorType: 'KVM', avoidHostUuids: [src] };
   if (hostUuid) req.hostUuid = hostUuid;
   // its affinity group: antiHard hosts are refused with the reason, antiSoft ones come last
@@ -96,7 +96,7 @@ export async function migrationTargets(store: InventoryStore, vm: Resource, host
   return { hosts, rejected: rejected.map((r) => (r.hostUuid === src ? { ...r, reason: 'the VM runs there' } : r)) };
 }
 
-const stepDeps = (ctx: Ctx): CloudDeps => depsOf(ctx.store);
+const stepDeps = (ctx: Ctx): CloudDeps => ctx.controller;
 
 /** Is the VM's domain running on the destination right now? (An unreachable agent counts as no.) */
 async function runsOn(d: CloudDeps, hostUuid: string, vmUuid: string): Promise<boolean> {
@@ -205,7 +205,7 @@ export const vmMigrateFlow: FlowDef<VmMigrateData> = {
 };
 
 async function migrateVm(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  return liveMigrate(depsOf(oc.store), vm.uuid, typeof params.hostUuid === 'string' ? params.hostUuid : undefined, oc.job);
+  return liveMigrate(oc, vm.uuid, typeof params.hostUuid === 'string' ? params.hostUuid : undefined, oc.job);
 }
 
 /** Live-migrate a VM (to `want`, else the best other host). Also used by host maintenance. */
@@ -217,13 +217,13 @@ export async function liveMigrate(d: CloudDeps, vmUuid: string, want?: string, j
       throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; live migration needs it Running or Paused`, { state: vm.state });
     }
     const src = String(vm.hostUuid);
-    const { local, unsafe } = await storageOf(d.store, vm);
+    const { local, unsafe } = await storageOf(d, vm);
     if (local.length) {
       throw new TStackError('CONFLICT', `VM ${vm.name} has volume(s) on local storage (${local.map((v) => v.name).join(', ')}); live migration with storage copy is not supported yet: use shared primary storage`, { volumes: local.map((v) => v.uuid) });
     }
     if (want === src) throw new TStackError('INVALID_ARGUMENT', `migrate.hostUuid: VM ${vm.name} already runs on host ${src}`, { field: 'migrate.hostUuid' });
     if (want) await mustGet(d.store, want, 'host', 'migrate.hostUuid');
-    const t = await migrationTargets(d.store, vm, want);
+    const t = await migrationTargets(d, vm, want);
     const dest = t.hosts[0];
     if (!dest) {
       const why = t.rejected.filter((r) => r.hostUuid !== src).map((r) => `${r.name} (${r.hostUuid}): ${r.reason}`);

@@ -25,7 +25,7 @@ import { allocateMac, releaseMac, releaseMacsOf } from '../allocator/mac.js';
 import { allocatePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
-import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { deleteVolumeEverywhere, type VolRec } from '../storage/volumes.js';
 import { markVm, vmHostname } from '../network/flat-reconcile.js';
@@ -68,7 +68,7 @@ export { vmHostname };
 
 const FLOW = 'vm-create';
 type Ctx = FlowContext<VmCreateData>;
-const deps = (ctx: Ctx): CloudDeps => depsOf(ctx.store);
+const deps = (ctx: Ctx): CloudDeps => ctx.controller;
 
 const steps: Array<FlowStep<VmCreateData>> = [
   {
@@ -286,7 +286,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
 export const vmCreateFlow: FlowDef<VmCreateData> = { name: FLOW, steps, onResume: 'rollback' };
 
 async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const p = await prepareCreate(d.store, mustKindDef('vm-instance'), body, {
     ownerAccountUuid: oc.principal.accountUuid,
     canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid || r.ownerAccountUuid === oc.adminAccountUuid,
@@ -331,7 +331,7 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
     {
       name: 'host',
       async run(ctx) {
-        const d = depsOf(ctx.store);
+        const d = ctx.controller;
         const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
         const req: Parameters<typeof allocateHost>[1] = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), hypervisorType: 'KVM' };
         const pinned = (await pinnedHost(d, vm)) ?? (ctx.data.hostUuid as string | undefined);
@@ -350,7 +350,7 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
     {
       name: 'dhcp',
       async run(ctx) {
-        const d = depsOf(ctx.store);
+        const d = ctx.controller;
         const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
         // the host it last ran on stops serving it (hostUuid now wins over lastHostUuid)
         markVm(d.reconcile, vm);
@@ -359,7 +359,7 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
         await addServices(d, vm, ctx.data.hostUuid!);
       },
       async rollback(ctx) {
-        if (ctx.data.services) markVm(depsOf(ctx.store).reconcile, { ...(await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance')), hostUuid: ctx.data.hostUuid });
+        if (ctx.data.services) markVm(ctx.controller.reconcile, { ...(await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance')), hostUuid: ctx.data.hostUuid });
       },
     },
     {
@@ -368,18 +368,18 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
         const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
         ctx.data.started = true;
         await ctx.save();
-        const spec = await startOnHost(depsOf(ctx.store), vm, ctx.data.hostUuid!);
+        const spec = await startOnHost(ctx.controller, vm, ctx.data.hostUuid!);
         await ctx.store.update(vm.uuid, { serialLogPath: spec.serialLogPath, _bootFromIso: false });
       },
       async rollback(ctx) {
-        if (ctx.data.started) await callHost(depsOf(ctx.store), ctx.data.hostUuid!, 'kvmagent', K.VmDestroy, { uuid: ctx.data.vmUuid });
+        if (ctx.data.started) await callHost(ctx.controller, ctx.data.hostUuid!, 'kvmagent', K.VmDestroy, { uuid: ctx.data.vmUuid });
       },
     },
   ],
 };
 
 async function startVm(vm0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const vm = await mustGet(d.store, vm0.uuid, 'vm-instance');
   if (!['Stopped', 'Created'].includes(String(vm.state))) throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; only a Stopped VM can be started`, { state: vm.state });
   await d.store.transition(vm.uuid, String(vm.state), 'Starting');
@@ -395,7 +395,7 @@ async function startVm(vm0: Resource, params: Record<string, unknown>, oc: OpCon
 }
 
 async function stopVm(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   return withTransition(d, vm.uuid, ['Running', 'Paused', 'Unknown'], 'Stopping', async (v) => {
     const hostUuid = String(v.hostUuid);
     await callHost(d, hostUuid, 'kvmagent', K.VmStop, { uuid: v.uuid, type: params.type === 'cold' ? 'force' : 'grace', timeoutMs: 60_000 });
@@ -405,7 +405,7 @@ async function stopVm(vm: Resource, params: Record<string, unknown>, oc: OpConte
 }
 
 const simple = (cmd: typeof K.VmReboot | typeof K.VmPause | typeof K.VmResume, from: string[], via: string, to: string) => async (vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> => {
-  const d = depsOf(oc.store);
+  const d = oc;
   return withTransition(d, vm.uuid, from, via, async (v) => {
     await callHost(d, String(v.hostUuid), 'kvmagent', cmd as typeof K.VmPause, { uuid: v.uuid });
     return { state: to };
@@ -414,7 +414,7 @@ const simple = (cmd: typeof K.VmReboot | typeof K.VmPause | typeof K.VmResume, f
 
 /** DELETE: destroy (recoverable until expunged): the domain goes, the VM keeps its volumes and IPs. */
 async function destroyVm(vm: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   return withTransition(d, vm.uuid, ['Running', 'Paused', 'Stopped', 'Unknown', 'Created', 'Error'], 'Destroying', async (v) => {
     const hostUuid = v.hostUuid as string | undefined;
     if (hostUuid) {
@@ -428,13 +428,13 @@ async function destroyVm(vm: Resource, _q: Record<string, string>, oc: OpContext
 }
 
 async function recoverVm(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   return inQueue(d, vm.uuid, () => d.store.transition(vm.uuid, 'Destroyed', 'Stopped'));
 }
 
 /** Remove a destroyed VM for good: domain (again), volumes, DHCP entries, IPs, NICs, the record. */
 async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   return inQueue(d, vm.uuid, async () => {
     const v = await d.store.transition(vm.uuid, 'Destroyed', 'Expunging');
     try {
@@ -466,7 +466,7 @@ async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContex
 
 /** A single-use console token for the asking account; the browser opens `url` (the console proxy) with it. */
 async function consoleOf(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<unknown> {
-  const d = depsOf(oc.store);
+  const d = oc;
   if (vm.state !== 'Running' && vm.state !== 'Paused') throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; the console needs it running`);
   const hostUuid = String(vm.hostUuid);
   const c = await callHost(d, hostUuid, 'kvmagent', K.VmConsole, { uuid: vm.uuid });

@@ -11,17 +11,15 @@ import { randomBytes } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
-import { SerialQueues } from '../../shared/agent/serial-queue.js';
 import { PROTOCOL_VERSION, common } from '../../shared/protocol/index.js';
 import * as kvm from '../../shared/protocol/kvm.js';
 import type { ResponseOf } from '../../shared/protocol/command.js';
-import type { AgentClient } from '../agent-client/client.js';
-import type { AgentRegistry } from '../events/agent-events.js';
-import type { EventBus } from '../events/bus.js';
-import type { InventoryStore, Resource } from '../store/types.js';
+import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { deployHost, stopAgents, type DeployedAgent, type DeployResult } from './deploy.js';
 import { buildPackage, ownRoot, readVersion, type BuiltPackage } from './package.js';
+import type { ControllerContext } from '../context.js';
+import type { HostRuntime } from './runtime.js';
 import { AGENTS, DEFAULT_AGENT_PORTS, DEFAULT_LAYOUT, type AgentName, type HostLayout } from './render.js';
 import { stateTransition, type StateEvent } from './states.js';
 import { syncVms } from './vmsync.js';
@@ -51,20 +49,16 @@ export interface HostOptions {
   autoReconnectMs?: number;
 }
 
-export interface HostDeps {
-  store: InventoryStore;
-  agentClient: AgentClient;
-  /** Event tokens for POST /v1/agent-events (one per host). */
-  agents?: AgentRegistry;
-  bus?: EventBus;
-  /** URL agents reach the controller at (events). */
-  controllerUrl: string | (() => string);
-  /** Controller data dir: package cache (<dataDir>/host-packages), controller SSH key (<dataDir>/ssh). */
-  dataDir: string;
-  /** Owner of hosts (the admin account). */
-  adminAccountUuid?: string;
-  options?: HostOptions;
-}
+/**
+ * What host operations need: a part of the controller's context (controller/context.ts) plus
+ * this controller's host options. `hostRuntime` is the controller's own (busy hosts, queues).
+ */
+export type HostDeps = Pick<ControllerContext, 'store' | 'agentClient' | 'dataDir' | 'hostRuntime'> &
+  Partial<Pick<ControllerContext, 'agents' | 'bus' | 'adminAccountUuid' | 'evacuate'>> & {
+    /** URL agents reach the controller at (events). */
+    controllerUrl: string | (() => string);
+    options?: HostOptions;
+  };
 
 /** Hidden per-host agent data (fields starting with '_' are never shown by the API). */
 export interface HostAgentRecord {
@@ -78,21 +72,8 @@ export interface OpHooks {
   progress?: (percent: number, message?: string) => void;
 }
 
-interface Runtime {
-  queues: SerialQueues;
-  busy: Set<string>;
-  /** Hosts whose agents got an event token from this controller process (tokens live in memory). */
-  bound: Set<string>;
-  /** Agent packages being built or built, by tree and install mode. */
-  pkgs: Map<string, Promise<BuiltPackage>>;
-}
-const runtimes = new WeakMap<InventoryStore, Runtime>();
-/** Shared per-store runtime (service and tracker of one controller see the same busy set). */
-export function runtimeOf(deps: HostDeps): Runtime {
-  let r = runtimes.get(deps.store);
-  if (!r) runtimes.set(deps.store, (r = { queues: new SerialQueues(), busy: new Set(), bound: new Set(), pkgs: new Map() }));
-  return r;
-}
+/** The controller's in-memory host state (service and tracker of one controller see the same busy set). */
+export const runtimeOf = (deps: HostDeps): HostRuntime => deps.hostRuntime;
 
 export const controllerUrlOf = (d: HostDeps): string => (typeof d.controllerUrl === 'function' ? d.controllerUrl() : d.controllerUrl);
 export const layoutOf = (d: HostDeps): HostLayout => ({ ...DEFAULT_LAYOUT, ...(d.options?.layout ?? {}) });
@@ -348,13 +329,6 @@ export async function reconnectHost(d: HostDeps, uuid: string, hooks: OpHooks = 
   });
 }
 
-/** Moves the VMs off a host entering maintenance (installed by the cloud module: migrate or stop them). */
-export type Evacuator = (hostUuid: string) => Promise<void>;
-const evacuators = new WeakMap<InventoryStore, Evacuator>();
-export function setEvacuator(store: InventoryStore, fn: Evacuator): void {
-  evacuators.set(store, fn);
-}
-
 /** enable / disable / maintain (maintain first empties the host through the evacuator, when one is installed). */
 export async function changeHostState(d: HostDeps, uuid: string, event: StateEvent): Promise<Resource> {
   return withHost(d, uuid, async () => {
@@ -364,7 +338,7 @@ export async function changeHostState(d: HostDeps, uuid: string, event: StateEve
     if (!t.from.includes(host.state as never)) {
       throw new TStackError('CONFLICT', `cannot ${event} host ${uuid}: it is ${host.state} (allowed from ${t.from.join(', ')})`, { state: host.state });
     }
-    const evacuate = evacuators.get(d.store);
+    const evacuate = d.evacuate;
     const before = String(host.state ?? 'Enabled');
     if (event === 'maintain' && evacuate) {
       // PreMaintenance: the allocator gives it no new VMs while its VMs move away

@@ -6,12 +6,8 @@
 // Prometheus is used when configured: MonitoringOptions.prometheus, else the environment
 // TSTACK_PROMETHEUS = 'start' (run one on 127.0.0.1:9090) | 'start:<port>' | an http:// URL
 // of one that runs already. Without it metrics answer 503 and alarms stay InsufficientData.
-import type Koa from 'koa';
 import { logger } from '../../shared/log.js';
-import type { InventoryStore } from '../store/types.js';
-import type { EventBus } from '../events/bus.js';
-import type { ApiRegistry } from '../api/registry.js';
-import type { AuthService } from '../auth/accounts.js';
+import type { ControllerContext } from '../context.js';
 import { registerSnsApi } from '../sns/api.js';
 import { emailSender, smtpFromEnv, type SmtpOptions } from '../sns/email.js';
 import { DeliveryWorker, type DeliveryOptions } from '../sns/deliveries.js';
@@ -43,15 +39,8 @@ export function prometheusFromEnv(v: string | undefined): PrometheusOptions | fa
   throw new Error(`TSTACK_PROMETHEUS: expected start, start:<port> or an http:// URL, got '${v}'`);
 }
 
-/** What the module needs (structurally a ModuleContext of controller/main.ts). */
-export interface MonitoringServices {
-  store: InventoryStore;
-  bus: EventBus;
-  registry: ApiRegistry;
-  auth: AuthService;
-  dataDir: string;
-  apiMiddleware: Koa.Middleware[];
-}
+/** What the module uses of the controller's context (controller/context.ts). */
+export type MonitoringServices = Pick<ControllerContext, 'store' | 'bus' | 'registry' | 'auth' | 'dataDir' | 'apiMiddleware'>;
 
 export interface MonitoringModule {
   name: string;

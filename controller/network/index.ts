@@ -17,7 +17,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
 import { ipNamespace, releaseIp } from '../allocator/ip.js';
-import { callHost, connectedHosts, depsOf, mustGet, tagValue, type CloudDeps } from '../cloud/common.js';
+import { callHost, connectedHosts, mustGet, tagValue, type CloudDeps } from '../cloud/common.js';
 import { FLAT_AREA, flatKey } from './flat-reconcile.js';
 
 const log = logger('network');
@@ -38,7 +38,7 @@ export async function ensureBridge(d: CloudDeps, hostUuid: string, l2: Resource)
 }
 
 async function attachL2(cluster: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const l2 = await mustGet(d.store, String(params.l2NetworkUuid), 'l2-network', 'l2NetworkUuid');
   await attach(d.store, 'cluster-l2-network', cluster.uuid, l2.uuid, oc.adminAccountUuid);
   try {
@@ -51,7 +51,7 @@ async function attachL2(cluster: Resource, params: Record<string, unknown>, oc: 
 }
 
 async function detachL2(cluster: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const l2 = await mustGet(d.store, String(params.l2NetworkUuid), 'l2-network', 'l2NetworkUuid');
   const l3s = await d.store.byParent('l3-network', l2.uuid);
   for (const l3 of l3s) {
@@ -90,7 +90,7 @@ export const isFlat = (l3: Resource): boolean => (l3.provider ?? 'Flat') === 'Fl
 
 /** DELETE /v1/l3-networks/<uuid>: refused while NICs use it; removes the namespaces and addresses. */
 async function deleteL3(l3: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const nics = await d.store.list({ kind: 'vm-nic', filters: [{ field: 'l3NetworkUuid', op: '=', value: l3.uuid }], limit: 5 });
   if (nics.total > 0) throw new TStackError('CONFLICT', `L3 network ${l3.name} still has ${nics.total} VM NIC(s); delete the VMs first`);
   for (const c of await d.store.claims(ipNamespace(l3.uuid))) {

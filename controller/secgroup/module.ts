@@ -11,8 +11,7 @@ import { logger } from '../../shared/log.js';
 import { SecurityGroupApply } from '../../shared/protocol/secgroup.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import type { AgentClient } from '../agent-client/client.js';
-import type { EventBus } from '../events/bus.js';
-import type { ApiRegistry } from '../api/registry.js';
+import type { ControllerContext } from '../context.js';
 import { agentOf } from '../cloud/common.js';
 import { registerSecurityGroupApi, forgetNic } from './api.js';
 import { hostFirewall, loadSnapshot } from './desired.js';
@@ -26,13 +25,8 @@ export interface ReconcileRegistry {
   mark(area: string, key: string): void;
 }
 
-export interface SecgroupServices {
-  store: InventoryStore;
-  agentClient: AgentClient;
-  bus: EventBus;
-  registry: ApiRegistry;
-  reconcile?: ReconcileRegistry;
-}
+/** What the module uses of the controller's context (controller/context.ts). */
+export type SecgroupServices = Pick<ControllerContext, 'store' | 'agentClient' | 'bus' | 'registry'> & { reconcile?: ReconcileRegistry };
 
 async function connectedHosts(store: InventoryStore): Promise<Resource[]> {
   return (await store.list({ kind: 'host', filters: [{ field: 'status', op: '=', value: 'Connected' }] })).items;

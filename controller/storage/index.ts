@@ -15,7 +15,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
-import { agentOf, connectedHosts, depsOf, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
+import { agentOf, connectedHosts, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { createImageFromVolume, fromVolume } from './volume-images.js';
 
 const log = logger('storage');
@@ -60,7 +60,7 @@ async function connectBs(d: CloudDeps, bs: Resource): Promise<Resource> {
 }
 
 async function createBackupStorage(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const p = await prepareCreate(d.store, mustKindDef('backup-storage'), body, { ownerAccountUuid: oc.adminAccountUuid });
   if (p.resource.type === 'Ceph') throw invalid('type', 'Ceph backup storage is not wired into the controller yet; use ImageStoreBackupStorage');
   if (!String(p.resource.url).replace(/^file:\/\//, '').startsWith('/')) throw new TStackError('INVALID_ARGUMENT', 'url: the image store directory must be an absolute path on the host', { field: 'url' });
@@ -79,7 +79,7 @@ async function createBackupStorage(body: Record<string, unknown>, oc: OpContext)
 // images
 
 async function createImage(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const def = mustKindDef('image');
   const p = await prepareCreate(d.store, def, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => r.kind !== 'volume' && r.kind !== 'volume-snapshot' ? true : r.ownerAccountUuid === oc.principal.accountUuid });
   if (fromVolume(p.resource)) return createImageFromVolume(p.resource, oc);
@@ -128,7 +128,7 @@ export async function deleteFromBs(d: CloudDeps, bs: Resource, imageUuid: string
 }
 
 async function deleteImage(img: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   for (const r of (img.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined) ?? []) {
     const bs = await d.store.get(r.backupStorageUuid);
     if (bs) await deleteFromBs(d, bs, img.uuid);
@@ -182,7 +182,7 @@ export async function initPsOnHost(d: CloudDeps, ps: Resource, host: Resource): 
 }
 
 async function attachPs(cluster: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const ps = await mustGet(d.store, String(params.primaryStorageUuid), 'primary-storage', 'primaryStorageUuid');
   await attach(d.store, 'cluster-primary-storage', cluster.uuid, ps.uuid, oc.adminAccountUuid);
   try {
@@ -195,7 +195,7 @@ async function attachPs(cluster: Resource, params: Record<string, unknown>, oc: 
 }
 
 async function detachPs(cluster: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const psUuid = String(params.primaryStorageUuid);
   const vols = await d.store.list({ kind: 'volume', filters: [{ field: 'primaryStorageUuid', op: '=', value: psUuid }, { field: 'clusterUuid', op: '=', value: cluster.uuid }], limit: 1 });
   if (vols.total > 0) throw new TStackError('CONFLICT', `volumes of cluster ${cluster.name} are on primary storage ${psUuid}; delete them first`);
@@ -204,7 +204,7 @@ async function detachPs(cluster: Resource, params: Record<string, unknown>, oc: 
 }
 
 async function reconnectPs(ps: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   for (const c of await attachedFrom(d.store, 'cluster-primary-storage', ps.uuid)) {
     for (const h of await connectedHosts(d.store, c)) await initPsOnHost(d, ps, h);
   }
@@ -235,7 +235,7 @@ const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiR
 
 export function registerStorageApi(reg: ApiRegistry): void {
   reg.setCreate('backup-storage', { long: true, run: createBackupStorage });
-  once(reg, 'backup-storage', 'reconnect', { long: true, adminOnly: true, run: (bs, _p, oc) => connectBs(depsOf(oc.store), bs) });
+  once(reg, 'backup-storage', 'reconnect', { long: true, adminOnly: true, run: (bs, _p, oc) => connectBs(oc, bs) });
   reg.setCreate('images', { long: true, run: createImage });
   reg.setDelete('images', { long: true, run: deleteImage });
   once(reg, 'clusters', 'attachPrimaryStorage', { long: true, adminOnly: true, run: attachPs });

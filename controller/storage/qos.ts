@@ -5,7 +5,7 @@ import { TStackError } from '../../shared/errors.js';
 import * as K from '../../shared/protocol/kvm.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { InventoryStore, Resource } from '../store/types.js';
-import { callHost, depsOf, mustGet } from '../cloud/common.js';
+import { callHost, mustGet } from '../cloud/common.js';
 import { runningVmOf } from './volumes.js';
 
 export interface VolumeQos {
@@ -53,7 +53,7 @@ export async function qosOfOffering(store: InventoryStore, vm: Resource): Promis
 const pick = <T extends object>(p: Record<string, unknown>, keys: Array<keyof T>): T => Object.fromEntries(keys.filter((k) => p[k as string] !== undefined).map((k) => [k, p[k as string]])) as T;
 
 async function applyVolumeQos(vol0: Resource, qos: VolumeQos | undefined, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   if (qos?.totalBandwidth !== undefined && (qos.readBandwidth !== undefined || qos.writeBandwidth !== undefined)) {
     throw new TStackError('INVALID_ARGUMENT', 'setQos.totalBandwidth: give either totalBandwidth or readBandwidth/writeBandwidth', { field: 'setQos.totalBandwidth' });
   }
@@ -66,7 +66,7 @@ async function applyVolumeQos(vol0: Resource, qos: VolumeQos | undefined, oc: Op
 }
 
 async function applyNicQos(nic0: Resource, qos: NicQos | undefined, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const vmUuid = String(nic0.vmInstanceUuid);
   return d.engine.queues.run([vmUuid], async () => {
     const nic = await mustGet(d.store, nic0.uuid, 'vm-nic');

@@ -25,7 +25,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import type { FlowContext, FlowDef } from '../workflow/flow.js';
-import { callHost, depsOf, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { psSpec } from './index.js';
 import { hostForVolume, runningVmOf, vmInUse } from './volumes.js';
 
@@ -56,7 +56,7 @@ async function switched(d: CloudDeps, data: SnapshotData): Promise<boolean> {
 }
 
 async function take(ctx: FlowContext<SnapshotData>): Promise<void> {
-  const d = depsOf(ctx.store);
+  const d = ctx.controller;
   const data = ctx.data;
   const vol = await mustGet(ctx.store, data.volumeUuid, 'volume');
   const ps = await mustGet(ctx.store, String(vol.primaryStorageUuid), 'primary-storage');
@@ -94,7 +94,7 @@ async function take(ctx: FlowContext<SnapshotData>): Promise<void> {
 }
 
 async function untake(ctx: FlowContext<SnapshotData>): Promise<void> {
-  const d = depsOf(ctx.store);
+  const d = ctx.controller;
   const data = ctx.data;
   if (!data.mode || !data.hostUuid) return;
   const vol = await ctx.store.get(data.volumeUuid);
@@ -167,7 +167,7 @@ export async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: 
 }
 
 async function createSnapshot(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const p = await prepareCreate(d.store, mustKindDef('volume-snapshot'), body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid });
   const vol = await mustGet(d.store, String(p.resource.volumeUuid), 'volume', 'volumeUuid');
   const b: { name: string; description?: string } = { name: String(p.resource.name) };
@@ -176,7 +176,7 @@ async function createSnapshot(body: Record<string, unknown>, oc: OpContext): Pro
 }
 
 async function revertSnapshot(snap: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const volUuid = String(snap.volumeUuid);
   return d.engine.queues.run([volUuid], async () => {
     const vol = await mustGet(d.store, volUuid, 'volume');
@@ -203,7 +203,7 @@ async function subtree(d: CloudDeps, snap: Resource): Promise<Resource[]> {
 }
 
 async function deleteSnapshot(snap: Resource, _q: Record<string, string>, oc: OpContext): Promise<unknown> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const volUuid = String(snap.volumeUuid);
   return d.engine.queues.run([volUuid], async () => {
     const vol = await d.store.get(volUuid);
@@ -236,6 +236,6 @@ export function registerSnapshotApi(reg: ApiRegistry): void {
   once(reg, 'volume-snapshots', 'revert', { long: true, run: revertSnapshot });
   once(reg, 'volumes', 'createSnapshot', {
     long: true,
-    run: (vol, p, oc) => snapshotVolume(depsOf(oc.store), vol, p as { name: string; description?: string }, oc),
+    run: (vol, p, oc) => snapshotVolume(oc, vol, p as { name: string; description?: string }, oc),
   });
 }

@@ -9,7 +9,7 @@ import { TStackError } from '../../shared/errors.js';
 import * as S from '../../shared/protocol/storage.js';
 import type { OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
-import { callHost, depsOf, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, mustGet, type CloudDeps } from '../cloud/common.js';
 import { deleteFromBs, imageStoreRef, psSpec } from './index.js';
 import { hostForVolume, runningVmOf } from './volumes.js';
 
@@ -29,7 +29,7 @@ async function source(d: CloudDeps, img: Resource): Promise<{ vol: Resource; sna
 
 /** Create the image (the record was validated by prepareCreate; not stored yet). */
 export async function createImageFromVolume(img0: Resource, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const { vol, snapshotUuid } = await source(d, img0);
   if (vol.status !== 'Ready') throw new TStackError('CONFLICT', `volume ${vol.name} is ${String(vol.status)}; it has no data yet`);
   const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');

@@ -12,7 +12,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
 import { attachedFrom } from '../model/attachments.js';
-import { callHost, depsOf, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, mustGet, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from './index.js';
 import { diskQosSpec, type VolumeQos } from './qos.js';
 
@@ -113,7 +113,7 @@ async function instantiate(d: CloudDeps, vol: Resource, vm: Resource): Promise<R
 }
 
 async function attachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const volUuid = String(params.volumeUuid);
   return d.engine.queues.run([vm.uuid, volUuid], async () => {
     const v = await mustGet(d.store, vm.uuid, 'vm-instance');
@@ -139,7 +139,7 @@ async function attachVolume(vm: Resource, params: Record<string, unknown>, oc: O
 }
 
 async function detachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const volUuid = String(params.volumeUuid);
   return d.engine.queues.run([vm.uuid, volUuid], async () => {
     const v = await mustGet(d.store, vm.uuid, 'vm-instance');
@@ -152,7 +152,7 @@ async function detachVolume(vm: Resource, params: Record<string, unknown>, oc: O
 }
 
 async function deleteVolume(vol: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   return d.engine.queues.run([vol.uuid], async () => {
     const v = await mustGet(d.store, vol.uuid, 'volume');
     if (v.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${v.name} is attached to VM ${String(v.vmInstanceUuid)}; detach it first`);
@@ -180,7 +180,7 @@ async function reserveGrowth(d: CloudDeps, vol: Resource, size: number): Promise
  * grows the file or RBD image itself); otherwise the storage agent. Never shrinks (400).
  */
 async function resizeVolume(vol0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = depsOf(oc.store);
+  const d = oc;
   const asked = Number(params.size);
   const size = Math.ceil(asked / RESIZE_STEP) * RESIZE_STEP;
   return d.engine.queues.run([vol0.uuid, ...(typeof vol0.vmInstanceUuid === 'string' ? [vol0.vmInstanceUuid] : [])], async () => {

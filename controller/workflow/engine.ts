@@ -3,6 +3,7 @@
 import { TStackError } from '../../shared/errors.js';
 import { logger, type Logger } from '../../shared/log.js';
 import type { InventoryStore } from '../store/types.js';
+import type { ControllerContext } from '../context.js';
 import { JOURNALS, resumeJournal, runFlow, type FlowData, type FlowDef, type FlowJournal, type ResumeReport, type RunOptions } from './flow.js';
 import { KeyedLimiter, ResourceQueues } from './queues.js';
 import { Leases } from './lease.js';
@@ -48,6 +49,8 @@ export interface EngineOptions {
    * (how long a flow waits for a busy resource) default 10 min.
    */
   leases?: { ttlMs?: number; waitMs?: number };
+  /** The controller this engine belongs to (steps read it as ctx.controller). */
+  controller?: () => ControllerContext;
 }
 
 type Guard = <T>(keys: readonly string[], fn: () => Promise<T>) => Promise<T>;
@@ -70,9 +73,11 @@ export class FlowEngine {
   private readonly ttlMs: number;
   private readonly waitMs: number;
   private heartbeat: NodeJS.Timeout | undefined;
+  readonly controller: (() => ControllerContext) | undefined;
 
   constructor(opts: EngineOptions) {
     this.store = opts.store;
+    this.controller = opts.controller;
     this.registry = opts.registry ?? new FlowRegistry();
     this.controllerId = opts.controllerId ?? 'default';
     if (this.controllerId.includes('#')) throw new Error(`controllerId must not contain '#': ${this.controllerId}`);
@@ -136,6 +141,7 @@ export class FlowEngine {
     // flow code must keep its state in ctx.data, not in closures, since resume uses that first one
     if (typeof flow !== 'string' && !this.registry.get(def.name)) this.registry.register(def);
     const runOpts: RunOptions = { ...opts, controllerId: this.controllerId };
+    if (this.controller) runOpts.controller = this.controller;
     return this.guard(opts.lockKeys ?? [], () => this.hosts.run(opts.hostUuid, () => runFlow(this.store, def, data, runOpts)));
   }
 
@@ -151,7 +157,7 @@ export class FlowEngine {
    */
   async resume(): Promise<ResumeReport[]> {
     if (this.leases) await this.takeOverDeadControllers();
-    return resumeFlows(this.store, this.registry, { controllerId: this.controllerId, guard: this.guard, hosts: this.hosts, log: this.log });
+    return resumeFlows(this.store, this.registry, { controllerId: this.controllerId, guard: this.guard, hosts: this.hosts, log: this.log, ...(this.controller ? { controller: this.controller } : {}) });
   }
 
   /**
@@ -189,7 +195,7 @@ export class FlowEngine {
 export async function resumeFlows(
   store: InventoryStore,
   registry: FlowRegistry,
-  opts: { controllerId?: string; queues?: ResourceQueues; guard?: Guard; hosts?: KeyedLimiter; log?: Logger } = {},
+  opts: { controllerId?: string; queues?: ResourceQueues; guard?: Guard; hosts?: KeyedLimiter; log?: Logger; controller?: () => ControllerContext } = {},
 ): Promise<ResumeReport[]> {
   const log = opts.log ?? logger('flow-engine');
   const journals = (await store.listDocs<FlowJournal>(JOURNALS)).map((d) => d.doc);
@@ -206,7 +212,7 @@ export async function resumeFlows(
       }
       let rep: ResumeReport;
       try {
-        rep = await guard(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }))));
+        rep = await guard(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }), opts.controller)));
       } catch (e) {
         rep = { id: j.id, flow: j.flow, action: 'error', error: TStackError.from(e).toJSON() };
         log.error({ flowId: j.id, flow: j.flow, err: rep.error }, 'could not resume an unfinished flow; it stays for the next start');

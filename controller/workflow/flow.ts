@@ -24,6 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { TStackError, type ErrorBody } from '../../shared/errors.js';
 import { logger, type Logger } from '../../shared/log.js';
 import type { InventoryStore } from '../store/types.js';
+import type { ControllerContext } from '../context.js';
 
 export const JOURNALS = 'flow-journals';
 
@@ -33,6 +34,8 @@ export interface FlowContext<D extends FlowData = FlowData> {
   readonly flowId: string;
   readonly flowName: string;
   readonly store: InventoryStore;
+  /** The context of the controller running the flow (its engine's; throws for a bare runFlow without one). */
+  readonly controller: ControllerContext;
   readonly log: Logger;
   /** What the steps acquired / produced. Mutate it, then save(). Persisted in the journal. */
   data: D;
@@ -92,6 +95,8 @@ export interface RunOptions {
   hostUuid?: string;
   onProgress?: (percent: number, message?: string) => void;
   log?: Logger;
+  /** The controller whose flow this is (FlowContext.controller). */
+  controller?: () => ControllerContext;
 }
 
 /** Thrown when a flow failed and was rolled back (details: flow, step, rolledBack, rollbackErrors). */
@@ -115,6 +120,7 @@ class Runner<D extends FlowData> {
     resumed: boolean,
     onProgress: RunOptions['onProgress'],
     log: Logger | undefined,
+    controller: RunOptions['controller'],
   ) {
     this.log = log ?? logger('flow', { flow: def.name, flowId: j.id });
     const journal = this.j;
@@ -122,6 +128,10 @@ class Runner<D extends FlowData> {
       flowId: j.id,
       flowName: def.name,
       store,
+      get controller(): ControllerContext {
+        if (!controller) throw new TStackError('INTERNAL', `flow ${def.name} runs without a controller context`);
+        return controller();
+      },
       log: this.log,
       get data() {
         return journal.data as D;
@@ -214,7 +224,7 @@ export function newJournal(def: FlowDef<FlowData>, data: FlowData, opts: RunOpti
 export async function runFlow<D extends FlowData>(store: InventoryStore, def: FlowDef<D>, data: D, opts: RunOptions = {}): Promise<D> {
   const j = newJournal(def as unknown as FlowDef<FlowData>, data, opts);
   if (await store.getDoc(JOURNALS, j.id)) throw new TStackError('CONFLICT', `flow ${j.id} already exists`, { flowId: j.id });
-  return new Runner(store, def, j, false, opts.onProgress, opts.log).forward();
+  return new Runner(store, def, j, false, opts.onProgress, opts.log, opts.controller).forward();
 }
 
 export interface ResumeReport {
@@ -226,8 +236,8 @@ export interface ResumeReport {
 }
 
 /** Continue one unfinished journal per its flow's policy. */
-export async function resumeJournal(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger): Promise<ResumeReport> {
-  const r = new Runner(store, def, j, true, undefined, log);
+export async function resumeJournal(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger, controller?: () => ControllerContext): Promise<ResumeReport> {
+  const r = new Runner(store, def, j, true, undefined, log, controller);
   if (j.state === 'running' && def.onResume === 'complete') {
     try {
       await r.forward();

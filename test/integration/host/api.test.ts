@@ -43,7 +43,7 @@ describe('hosts through the REST API', function () {
     const hosts: ControllerModule = {
       name: 'hosts',
       install: (s) => {
-        mod = installHostModule(s, { dataDir: s.dataDir, controllerUrl: s.controllerUrl, options: { packageRoot: tree, layout, ports, listenHost: '127.0.0.1', pingIntervalMs: 500, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 } });
+        mod = installHostModule(s, { options: { packageRoot: tree, layout, ports, listenHost: '127.0.0.1', pingIntervalMs: 500, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 } });
       },
       start: () => void mod?.startTracker(),
       stop: async () => mod?.stop(),

@@ -24,6 +24,7 @@ import type { TStackError } from '../../../shared/errors.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { agentPid, alive, authorizedKey, removeKeysTagged, builtTree, freePorts, killAgents, tempLayout, type TestKey } from './fixture.js';
+import { newHostRuntime } from '../../../controller/host/runtime.js';
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -68,6 +69,7 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
       agentClient: client,
       controllerUrl: 'http://127.0.0.1:9',
       dataDir,
+      hostRuntime: newHostRuntime(),
       options: { packageRoot: tree, layout, ports: await freePorts(), listenHost: '127.0.0.1', pingIntervalMs: 400, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 },
     };
     const zone = await store.create({ uuid: randomUUID(), kind: 'zone', name: `${runId()}-zone`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], state: 'Enabled' });
@@ -167,7 +169,7 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     const agents = new SpyRegistry();
     const store2 = await openStore({ backend: 'sqlite', path: join(deps.dataDir, 'inventory.db') });
     try {
-      const d2: HostDeps = { ...deps, store: store2, agents };
+      const d2: HostDeps = { ...deps, store: store2, agents, hostRuntime: newHostRuntime() };
       const t = new HostTracker(d2);
       await t.track((await store2.get(host.uuid))!);
       await t.track((await store2.get(host.uuid))!);

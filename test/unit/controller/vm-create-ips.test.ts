@@ -31,6 +31,9 @@ describe('vm-create ips step: journal before claiming', () => {
     const data: VmCreateData = { vm: res('vm-instance', 'vm1', { l3NetworkUuids: ['l3a'] }), hostUuid: 'h1', nics: [], data: [], services: [] };
     const ctx: FlowContext<VmCreateData> = {
       flowId: 'f1', flowName: 'vm-create', store: s, log: logger('test'), data, resumed: false,
+      get controller(): never {
+        throw new Error('this step needs no controller context');
+      },
       save: async () => void journal.push(structuredClone(ctx.data)),
       progress: () => undefined,
     };

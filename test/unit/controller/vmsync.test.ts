@@ -9,6 +9,7 @@ import { holdHost } from '../../../controller/allocator/host.js';
 import { reserved, capacityNamespace } from '../../../controller/allocator/capacity.js';
 import type { HostDeps } from '../../../controller/host/service.js';
 import type { AgentClient } from '../../../controller/agent-client/client.js';
+import { newHostRuntime } from '../../../controller/host/runtime.js';
 
 const MiB = 1024 * 1024;
 const res = (kind: string, uuid: string, extra: Record<string, unknown> = {}): Resource =>
@@ -23,7 +24,7 @@ describe('host vm/sync: capacity follows the corrected state', () => {
     store = await openStore({ backend: 'sqlite', path: ':memory:' });
     onHost = [];
     const agentClient = { call: async () => ({ vms: onHost, foreign: [] }) } as unknown as AgentClient;
-    deps = { store, agentClient, controllerUrl: 'http://127.0.0.1:1', dataDir: '/nonexistent' };
+    deps = { store, agentClient, controllerUrl: 'http://127.0.0.1:1', dataDir: '/nonexistent', hostRuntime: newHostRuntime() };
     await store.create(res('host', 'h1', { managementIp: '127.0.0.1', _agents: { kvmagent: { port: 1, token: 't' } } }));
   });
   afterEach(() => store.close());

@@ -1,0 +1,20 @@
+// What one controller keeps in memory about its host operations. It lives in the controller's
+// context (controller/context.ts), so two controllers in one process never share it.
+import { SerialQueues } from '../../shared/agent/serial-queue.js';
+import type { BuiltPackage } from './package.js';
+
+export interface HostRuntime {
+  /** One operation at a time per host. */
+  queues: SerialQueues;
+  /** Hosts with an operation in progress (the tracker skips them). */
+  busy: Set<string>;
+  /** Hosts whose agents got an event token from this controller (tokens live in memory). */
+  bound: Set<string>;
+  /** Agent packages being built or built, by tree and install mode. */
+  pkgs: Map<string, Promise<BuiltPackage>>;
+}
+
+export const newHostRuntime = (): HostRuntime => ({ queues: new SerialQueues(), busy: new Set(), bound: new Set(), pkgs: new Map() });
+
+/** Moves the VMs off a host entering maintenance (installed by the cloud module: migrate or stop them). */
+export type Evacuator = (hostUuid: string) => Promise<void>;
