@@ -2,13 +2,8 @@
 // policy gate runs first for users' sessions), and per-account quotas — the ledger kept in
 // step with resource events, the create/start gate and /v1/quotas as API middleware, the
 // admin's updateQuota action, and a repair pass at start and every few minutes.
-import type Koa from 'koa';
 import { logger } from '../../shared/log.js';
-import type { AuthService } from '../auth/accounts.js';
-import type { ApiRegistry } from '../api/registry.js';
-import type { EventBus } from '../events/bus.js';
-import type { JobManager } from '../jobs/jobs.js';
-import type { InventoryStore } from '../store/types.js';
+import type { ControllerContext } from '../context.js';
 import { QuotaService } from './quotas.js';
 import { quotaMiddleware, registerQuotaActions } from './quota-api.js';
 import { registerIdentityCollections } from './users.js';
@@ -16,14 +11,8 @@ import { policyMiddleware } from './policy-gate.js';
 
 const log = logger('identity');
 
-export interface IdentityServices {
-  store: InventoryStore;
-  auth: AuthService;
-  bus: EventBus;
-  jobs: JobManager;
-  registry: ApiRegistry;
-  apiMiddleware: Koa.Middleware[];
-}
+/** What the module uses of the controller's context (controller/context.ts). */
+export type IdentityServices = Pick<ControllerContext, 'store' | 'auth' | 'bus' | 'jobs' | 'registry' | 'apiMiddleware'>;
 
 export interface IdentityOptions {
   /** How often the quota ledger is checked against the inventory (default 5 min; 0 = only at start). */
