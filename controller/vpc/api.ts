@@ -11,7 +11,7 @@ import type { InventoryStore, Resource } from '../store/types.js';
 import { prepareCreate } from '../model/registry.js';
 import { canUse, cascadeParam } from '../api/crud.js';
 import { allocateIp, releaseIp } from '../allocator/ip.js';
-import { callHost, depsOf } from '../cloud/common.js';
+import { callHost } from '../cloud/common.js';
 import { attachedTo } from '../model/attachments.js';
 import { parseCidr } from '../model/ipv4.js';
 import { eip as eipKind, portForwardingRule, vip as vipKind, vpcRouter } from './model.js';
@@ -106,7 +106,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
         await apply(uuid);
       } catch (e) {
         // nothing half-made stays: the namespace, the inventory, the address
-        await callHost(depsOf(oc.store), host.uuid, 'vrouteragent', VPC.RouterDelete, { routerUuid: uuid }).catch(() => undefined);
+        await callHost(oc, host.uuid, 'vrouteragent', VPC.RouterDelete, { routerUuid: uuid }).catch(() => undefined);
         await oc.store.delete(router.uuid);
         await oc.store.delete(sysVip.uuid);
         await releaseIp(oc.store, pubL3.uuid, a.ip);
@@ -137,7 +137,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
         }
         for (const l3 of l3s) if (await oc.store.get(l3)) await oc.store.update(l3, { vpcRouterUuid: undefined });
         if (typeof r.hostUuid === 'string' && (await oc.store.get(r.hostUuid))) {
-          await callHost(depsOf(oc.store), r.hostUuid, 'vrouteragent', VPC.RouterDelete, { routerUuid: r.uuid }).catch((e: unknown) => {
+          await callHost(oc, r.hostUuid, 'vrouteragent', VPC.RouterDelete, { routerUuid: r.uuid }).catch((e: unknown) => {
             if (!cascade) throw e;
             log.warn({ router: r.uuid, err: (e as Error).message }, 'router namespace not deleted (host unreachable); it is left on the host');
           });

@@ -12,25 +12,20 @@
 import { logger } from '../../shared/log.js';
 import * as VPC from '../../shared/protocol/vpc.js';
 import type { InventoryStore, Resource } from '../store/types.js';
-import type { EventBus } from '../events/bus.js';
-import type { ApiRegistry } from '../api/registry.js';
-import type { ReconcileQueue } from '../reconcile/queue.js';
-import { callHost, depsOf } from '../cloud/common.js';
+import { callHost, type CloudDeps } from '../cloud/common.js';
+import type { ControllerContext } from '../context.js';
 import { ensureBridge } from '../network/index.js';
 import { AREA, registerVpcApi } from './api.js';
 import { desiredRouter } from './desired.js';
 
 const log = logger('vpc');
 
-export interface VpcServices {
-  store: InventoryStore;
-  bus: EventBus;
-  registry: ApiRegistry;
-  reconcile: ReconcileQueue;
-}
+/** What the module gets: the controller's context (controller/context.ts). */
+export type VpcServices = ControllerContext;
 
 /** Make one router's host match the inventory. */
-export async function applyRouter(store: InventoryStore, routerUuid: string): Promise<void> {
+export async function applyRouter(d: CloudDeps, routerUuid: string): Promise<void> {
+  const store = d.store;
   const r = await store.get(routerUuid);
   if (!r || r.kind !== 'vpc-router') return; // its delete removed the namespace
   const hostUuid = String(r.hostUuid);
@@ -39,7 +34,6 @@ export async function applyRouter(store: InventoryStore, routerUuid: string): Pr
     if (r.status !== 'Disconnected') await store.update(r.uuid, { status: 'Disconnected' });
     return; // marked again when the host connects
   }
-  const d = depsOf(store);
   if (r.state === 'Stopped') {
     await callHost(d, hostUuid, 'vrouteragent', VPC.RouterDelete, { routerUuid });
     return;
@@ -73,7 +67,7 @@ export function installVpc(s: VpcServices): { stop(): void } {
   q.register({
     name: AREA,
     keys: async () => (await s.store.list({ kind: 'vpc-router' })).items.map((r) => r.uuid),
-    apply: (k) => applyRouter(s.store, k),
+    apply: (k) => applyRouter(s, k),
   });
   const markAll = async (): Promise<void> => {
     for (const r of (await s.store.list({ kind: 'vpc-router' })).items) q.mark(AREA, r.uuid);
