@@ -292,7 +292,14 @@ export function buildApi(d: ApiDeps): ApiApp {
       else lp.query.ownerAccountUuid = p.accountUuid;
     }
     if (lp.count) lp.query.limit = 0;
-    const r = await d.store.list(lp.query);
+    const { limit: _l, start: _s, ...unpaged } = lp.query;
+    let r = await d.store.list(!p.isAdmin && spec.shared ? unpaged : lp.query);
+    if (!p.isAdmin && spec.shared) {
+      // the admin's resources shared with this account only (sharing is a per-resource choice)
+      const seen = r.items.filter((i) => visible(p, i, spec, d.auth.adminAccountUuid));
+      const start = lp.query.start ?? 0;
+      r = { items: lp.query.limit === undefined ? seen.slice(start) : seen.slice(start, start + lp.query.limit), total: seen.length };
+    }
     ctx.body = lp.count ? { total: r.total } : { inventories: r.items.map((i) => project(shape(spec, i), lp.fields)), total: r.total };
   });
   router.get('/v1/:collection/:uuid', authenticate, async (ctx) => {

@@ -13,7 +13,19 @@ import type { ApiRegistry, CollectionSpec, OpContext } from './registry.js';
  */
 export function visible(p: Principal, r: Resource, spec?: CollectionSpec, adminAccountUuid?: string): boolean {
   if (p.isAdmin || r.ownerAccountUuid === p.accountUuid) return true;
-  return spec?.shared === true && adminAccountUuid !== undefined && r.ownerAccountUuid === adminAccountUuid;
+  return spec?.shared === true && adminAccountUuid !== undefined && r.ownerAccountUuid === adminAccountUuid && sharedWith(r, p.accountUuid);
+}
+
+/** How the admin shares one of its resources (controller/identity/sharing.ts); absent = with all. */
+export interface Sharing {
+  public: boolean;
+  accountUuids: string[];
+}
+
+/** Is the admin's resource shared with the account? Default (never shared or revoked): with all, so the catalog works for a new account at once. */
+export function sharedWith(r: Resource, accountUuid: string): boolean {
+  const s = r._sharing as Sharing | undefined;
+  return s === undefined || s.public || s.accountUuids.includes(accountUuid);
 }
 
 /** May the caller reference this resource (in a create/update body or an action)? */

@@ -8,6 +8,7 @@ import { QuotaService } from './quotas.js';
 import { quotaMiddleware, registerQuotaActions } from './quota-api.js';
 import { registerIdentityCollections } from './users.js';
 import { policyMiddleware } from './policy-gate.js';
+import { registerSharing } from './sharing.js';
 
 const log = logger('identity');
 
@@ -33,6 +34,7 @@ export function identityModule(o: IdentityOptions = {}): { name: string; install
       const q = new QuotaService(s.store, () => s.auth.adminAccountUuid);
       quotas = q;
       registerIdentityCollections(s.registry);
+      registerSharing(s.registry);
       s.apiMiddleware.push(policyMiddleware({ store: s.store, auth: s.auth, registry: s.registry }));
       registerQuotaActions(s.registry, (store) => (store === s.store ? q : new QuotaService(store, () => s.auth.adminAccountUuid)));
       s.apiMiddleware.push(quotaMiddleware({ store: s.store, auth: s.auth, registry: s.registry, jobs: s.jobs, quotas: q }));

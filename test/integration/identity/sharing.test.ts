@@ -1,0 +1,76 @@
+// Sharing (issue 18) on a real controller — SQLite and Redis — with the fake-cloud host: the
+// all-in-one catalog is shared with all until the admin decides; a revoked image is invisible
+// (404, missing from lists and counts, 400 as a reference) and shared again with chosen
+// accounts only; an account's own image is never another account's.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { useCleanup } from '../../harness/cleanup.js';
+import { startRedis } from '../../harness/redis.js';
+import { startFakeCloud, type FakeCloud } from '../../harness/fake-cloud.js';
+import type { ApiClient } from '../../harness/controller.js';
+import { identityModule } from '../../../controller/identity/module.js';
+import type { Resource } from '../../../controller/store/types.js';
+
+for (const backend of ['sqlite', 'redis'] as const) {
+  describe(`identity: sharing (${backend})`, function () {
+    this.timeout(60_000);
+    const cleanup = useCleanup();
+    let fc: FakeCloud;
+    let a: ApiClient & { accountUuid: string };
+    let b: ApiClient & { accountUuid: string };
+    const vmBody = (name: string, image: string): Record<string, unknown> => ({ name, instanceOfferingUuid: fc.ids.offering, imageUuid: image, l3NetworkUuids: [fc.ids.l3] });
+    const imageUuids = async (c: ApiClient): Promise<string[]> => (await c.get('/v1/images')).body.inventories.map((i: { uuid: string }) => i.uuid);
+
+    before(async function () {
+      const o: Parameters<typeof startFakeCloud>[1] = { modules: [identityModule({ repairPeriodMs: 0 }) as never] };
+      if (backend === 'redis') {
+        const redis = await startRedis(cleanup);
+        o.store = redis.url;
+        o.storePrefix = `s-${randomUUID().slice(0, 8)}:`;
+      }
+      fc = await startFakeCloud(cleanup, o);
+      a = await fc.controller.account(`share-a-${backend}`);
+      b = await fc.controller.account(`share-b-${backend}`);
+    });
+
+    it('the catalog is shared with all by default: a new account creates a VM at once', async function () {
+      assert.ok((await imageUuids(a)).includes(fc.ids.image));
+      const vm = await a.post('/v1/vm-instances?wait=true', vmBody('share-vm', fc.ids.image));
+      assert.equal(vm.status, 200, JSON.stringify(vm.body));
+    });
+
+    it('revoke from all, then share with A only: B neither sees nor uses it; share with all again', async function () {
+      const img = fc.ids.image;
+      assert.equal((await a.post(`/v1/images/${img}/actions`, { revoke: { toPublic: true } })).status, 403, 'admin only');
+      const rv = await fc.api.post(`/v1/images/${img}/actions`, { revoke: { toPublic: true } });
+      assert.equal(rv.status, 200, JSON.stringify(rv.body));
+      assert.deepEqual(rv.body.sharing, { public: false, accountUuids: [] });
+      for (const c of [a, b]) {
+        assert.equal((await c.get(`/v1/images/${img}`)).status, 404);
+        assert.ok(!(await imageUuids(c)).includes(img));
+        assert.equal((await c.get('/v1/images?count=true')).body.total, 0);
+        const r = await c.post('/v1/vm-instances?wait=true', vmBody('nope', img));
+        assert.equal(r.status, 400, JSON.stringify(r.body));
+        assert.equal(r.body.field, 'imageUuid');
+      }
+      const sh = await fc.api.post(`/v1/images/${img}/actions`, { share: { accountUuids: [a.accountUuid] } });
+      assert.equal(sh.status, 200, JSON.stringify(sh.body));
+      assert.equal((await a.get(`/v1/images/${img}`)).status, 200);
+      assert.equal((await b.get(`/v1/images/${img}`)).status, 404);
+      assert.equal((await a.post('/v1/vm-instances?wait=true', vmBody('shared-vm', img))).status, 200);
+      assert.equal((await b.post('/v1/vm-instances?wait=true', vmBody('unshared-vm', img))).status, 400);
+      assert.equal((await fc.api.post(`/v1/images/${img}/actions`, { share: { toPublic: true } })).status, 200);
+      assert.equal((await b.get(`/v1/images/${img}`)).status, 200);
+      assert.equal((await fc.api.post(`/v1/images/${img}/actions`, { share: {} })).status, 400);
+    });
+
+    it("an account's own image is never visible to another account, and the admin cannot share it", async function () {
+      const now = new Date().toISOString();
+      const own = await fc.controller.store.create<Resource>({ uuid: randomUUID(), kind: 'image', name: 'a-private', ownerAccountUuid: a.accountUuid, tags: [], createDate: now, lastOpDate: now, state: 'Enabled', status: 'Ready', mediaType: 'RootVolumeTemplate', format: 'qcow2', size: 1 << 26 });
+      assert.equal((await a.get(`/v1/images/${own.uuid}`)).status, 200);
+      assert.equal((await b.get(`/v1/images/${own.uuid}`)).status, 404);
+      assert.equal((await b.post('/v1/vm-instances?wait=true', vmBody('steal', own.uuid))).status, 400);
+      assert.equal((await fc.api.post(`/v1/images/${own.uuid}/actions`, { share: { toPublic: true } })).status, 409);
+    });
+  });
+}
