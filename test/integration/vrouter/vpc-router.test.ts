@@ -2,8 +2,8 @@
 // (a namespace on the public bridge holding the public gateway address; never the real uplink):
 // routing between two networks of one router, SNAT as the public IP, EIP 1:1 NAT both ways,
 // port forwarding with a shifted port, private addresses closed from outside, the DNS
-// forwarder, interfaces of detached networks removed, and a deleted namespace restored by the
-// agent's watchdog. Real namespaces, iptables-restore, dnsmasq, a real agent process.
+// forwarder, interfaces of detached networks removed, a deleted namespace restored by the
+// agent's watchdog and by a restarted agent (from its state on disk). Real namespaces, iptables-restore, dnsmasq, a real agent process.
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
 import { exec, startProcess, type ExecResult } from '../../../shared/exec.js';
@@ -13,11 +13,11 @@ import { useCleanup } from '../../harness/cleanup.js';
 import { createBridge, deleteNetns, netnsExists } from '../../harness/net.js';
 import { runId } from '../../harness/tmp.js';
 import { routerNames } from '../../../vrouteragent/names.js';
-import { client, fakeVm, nslookup, startHost, type Host, type Vm } from './helpers.js';
+import { client, fakeVm, nslookup, restartHost, startHost, type Host, type Vm } from './helpers.js';
 
 /** GET with a short timeout (closed paths are expected to time out). */
 async function curl(vm: Vm, url: string): Promise<{ status: number; body: string }> {
-  const r: ExecResult = await exec('curl', ['-s', '-m', '2', '-w', '\\n%{http_code}', url], { netns: vm.ns, timeoutMs: 10_000, okCodes: [0, 7, 28] });
+  const r: ExecResult = await exec('curl', ['-s', '-m', '2', '-w', '\\n%{http_code}', url], { netns: vm.ns, timeoutMs: 10_000, okCodes: [0, 7, 28, 52, 56] });
   const i = r.stdout.lastIndexOf('\n');
   return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i) };
 }
@@ -145,6 +145,14 @@ describe('vrouteragent: VPC router in a namespace (SNAT, EIP, port forwarding, D
     await apply(spec);
     await exec('ip', ['netns', 'del', routerNames(R, host.scheme).namespace]);
     assert.ok(await until(async () => (await netnsExists(routerNames(R, host.scheme).namespace)) && (await curl(a, 'http://198.51.100.1:8080/')).body === '198.51.100.10', 15_000), 'the router is back and SNAT works');
+  });
+
+  it('agent SIGKILLed and the namespace deleted while it is down: the restarted agent rebuilds the router from disk', async () => {
+    await host.agent.kill9();
+    await exec('ip', ['netns', 'del', routerNames(R, host.scheme).namespace]);
+    await restartHost(host, cleanup);
+    assert.ok(await until(async () => (await curl(a, 'http://198.51.100.1:8080/')).body === '198.51.100.10', 30_000), `SNAT works again (agent log: ${host.agent.logTail(20)})`);
+    assert.equal((await client.call(vpc.RouterStatus, host.ep, {})).routers.find((x) => x.routerUuid === R)?.present, true);
   });
 
   it('bad input is refused with the field named, nothing applied', async () => {
