@@ -67,7 +67,11 @@ export function sourceFor(url: string, o: SourceOptions & { headers?: Record<str
   }
 }
 
-/** Sink that writes at explicit positions and hashes only what reached the file. */
+/**
+ * Sink that writes at explicit positions and hashes each batch while the thread pool writes it
+ * (hash and disk overlap; no second read pass). A short write means the disk is full: fatal,
+ * since the hashes already cover the whole batch and a resume would not match them.
+ */
 class FileSink extends Writable {
   constructor(
     private readonly fh: FileHandle,
@@ -79,19 +83,14 @@ class FileSink extends Writable {
   }
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (e?: Error | null) => void): void {
     const bufs = chunks.map((c) => c.chunk);
-    this.fh.writev(bufs, this.pos).then(
+    const want = bufs.reduce((a, b) => a + b.length, 0);
+    const written = this.fh.writev(bufs, this.pos);
+    for (const b of bufs) for (const h of this.hashes) h.update(b);
+    written.then(
       ({ bytesWritten }) => {
-        let n = bytesWritten;
-        for (const b of bufs) {
-          const part = n >= b.length ? b : b.subarray(0, n);
-          for (const h of this.hashes) h.update(part);
-          n -= part.length;
-          if (n <= 0) break;
-        }
         this.pos += bytesWritten;
         this.onBytes(bytesWritten);
-        const want = bufs.reduce((a, b) => a + b.length, 0);
-        cb(bytesWritten === want ? null : new Error('short write'));
+        cb(bytesWritten === want ? null : new FatalDownloadError(`short write (${bytesWritten} of ${want} bytes): is the disk full?`));
       },
       (e: Error) => cb(e),
     );
