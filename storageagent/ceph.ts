@@ -1,4 +1,7 @@
 // Thin wrappers around the rbd / ceph CLIs for one cluster connection (conf + user + pool).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exec, execOk } from '../shared/exec.js';
 import { TStackError } from '../shared/errors.js';
 import { checkName } from './paths.js';
@@ -138,6 +141,28 @@ export class Ceph {
   async fsid(): Promise<string> {
     this.fsidCache ??= (await this.ceph(['fsid'])).trim();
     return this.fsidCache;
+  }
+
+  /**
+   * The libvirt secret `uuid` holds this user's cephx key (`<auth><secret type='ceph'>` in the
+   * VMs' RBD disks). Defined (or updated) on every ps/init, so a rotated key reaches libvirt. The
+   * key goes through a 0600 file in a private temp dir (removed at once), never argv: virsh
+   * cannot read /dev/stdin when stdin is a socket, as node's pipes are.
+   */
+  async ensureLibvirtSecret(uuid: string): Promise<void> {
+    const key = (await this.ceph(['auth', 'get-key', `client.${this.user}`])).trim();
+    if (!/^[A-Za-z0-9+/=]{16,200}$/.test(key)) throw new TStackError('STORAGE_ERROR', `ceph auth get-key client.${this.user} returned no usable key`);
+    const id = checkName('secret uuid', uuid);
+    const xml = `<secret ephemeral='no' private='yes'><uuid>${id}</uuid><usage type='ceph'><name>tstack ${id} client.${this.user}</name></usage></secret>`;
+    const dir = await mkdtemp(join(tmpdir(), 'tstack-secret-'));
+    try {
+      await writeFile(join(dir, 'secret.xml'), xml, { mode: 0o600 });
+      await writeFile(join(dir, 'key'), key, { mode: 0o600 });
+      await exec('virsh', ['secret-define', join(dir, 'secret.xml')], { timeoutMs: 30_000, errorCode: 'STORAGE_ERROR' });
+      await exec('virsh', ['secret-set-value', '--secret', id, '--file', join(dir, 'key')], { timeoutMs: 30_000, errorCode: 'STORAGE_ERROR' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   /** Capacity as primary or backup storage reports it; fails clearly when the pool is missing (df checks it). */

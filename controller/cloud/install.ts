@@ -7,8 +7,8 @@ import { installHostModule, type HostModule } from '../host/api.js';
 import type { HostOptions } from '../host/service.js';
 import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
 import { registerVolumeApi } from '../storage/volumes.js';
-import { registerSnapshotApi, volumeSnapshotFlow } from '../storage/snapshots.js';
-import { registerCloneApi } from '../compute/clone.js';
+import { registerSnapshotApi, volumeRevertFlow, volumeSnapshotFlow } from '../storage/snapshots.js';
+import { registerCloneApi, vmCloneFlow } from '../compute/clone.js';
 import { registerQosApi } from '../storage/qos.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
@@ -48,6 +48,8 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   engine.register(vmStartFlow);
   engine.register(vmMigrateFlow);
   engine.register(volumeSnapshotFlow);
+  engine.register(volumeRevertFlow);
+  engine.register(vmCloneFlow);
   reconcile.register(flatArea(deps));
   // host maintenance migrates (or, on local storage, stops) the host's VMs first
   s.evacuate = (hostUuid) => evacuateHost(deps, hostUuid);

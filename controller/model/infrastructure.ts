@@ -1,6 +1,6 @@
 // Hardware facilities (white paper §2.1.2.2): zone ⊃ cluster ⊃ host; primary storage (zone child,
 // attached to clusters); backup storage (attached to zones).
-import { Type, Obj } from '../../shared/protocol/schema.js';
+import { Type, Obj, AbsPath } from '../../shared/protocol/schema.js';
 import { baseCreate, baseUpdate, Enum, Port, Url, Uuid, Hostname } from './fields.js';
 import { action, changeStateAction, emptyAction, type KindDef } from './kind.js';
 import { CONNECTION_STATUSES, ENABLED_STATES, HOST_STATES, PRIMARY_STORAGE_STATES } from './states.js';
@@ -8,6 +8,13 @@ import { CONNECTION_STATUSES, ENABLED_STATES, HOST_STATES, PRIMARY_STORAGE_STATE
 export const HYPERVISOR_TYPES = ['KVM'] as const;
 export const PRIMARY_STORAGE_TYPES = ['LocalStorage', 'NFS', 'SharedMountPoint', 'Ceph'] as const;
 export const BACKUP_STORAGE_TYPES = ['ImageStoreBackupStorage', 'Ceph'] as const;
+
+/** Ceph (url ceph://pool): which cluster and cephx user the agents use; the user's key is read
+ *  from the cluster by the storage agent and kept in a libvirt secret for the VMs' RBD disks. */
+const cephConn = () => ({
+  cephConf: Type.Optional(AbsPath({ description: 'Ceph: ceph.conf of the cluster on the hosts (default /etc/ceph/ceph.conf)' })),
+  cephUser: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: "Ceph: cephx user without 'client.' (default admin)" })),
+});
 
 export const zone: KindDef = {
   kind: 'zone',
@@ -98,6 +105,7 @@ export const primaryStorage: KindDef = {
     type: Enum(PRIMARY_STORAGE_TYPES),
     url: Url(),
     mountOptions: Type.Optional(Type.String({ maxLength: 1024, pattern: '^[A-Za-z0-9_,=.:/-]*$' })),
+    ...cephConn(),
   }),
   updateSchema: Obj({ ...baseUpdate() }),
   parentField: 'zoneUuid',
@@ -127,6 +135,7 @@ export const backupStorage: KindDef = {
     url: Url(),
     hostname: Hostname({ description: 'IPv4 address or DNS name of the image server' }),
     agentPort: Type.Optional(Port()),
+    ...cephConn(),
   }),
   updateSchema: Obj({ ...baseUpdate() }),
   refs: [],

@@ -8,7 +8,7 @@
 //  - primary storage `url`: a directory (LocalStorage, SharedMountPoint), nfs://server/export or
 //    server:/export (NFS), ceph://pool (Ceph). LocalStorage capacity is the sum over the hosts.
 import { randomUUID } from 'node:crypto';
-import { TStackError, invalid } from '../../shared/errors.js';
+import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import * as S from '../../shared/protocol/storage.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
@@ -23,8 +23,18 @@ const log = logger('storage');
 // ---------------------------------------------------------------------------------------------
 // backup storage (image store)
 
+/** ceph://pool → the cluster connection (conf, user) the agents get; a bad pool name is a 400. */
+function cephConn(r: Resource): { pool: string; confPath?: string; user?: string } {
+  const m = /^ceph:\/\/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\/?$/.exec(String(r.url));
+  if (!m) throw new TStackError('INVALID_ARGUMENT', `url: a Ceph storage url is ceph://<pool> (pool: letters, digits, '_', '.', '-'), not ${String(r.url)}`, { field: 'url' });
+  const c: { pool: string; confPath?: string; user?: string } = { pool: m[1]! };
+  if (typeof r.cephConf === 'string') c.confPath = r.cephConf;
+  if (typeof r.cephUser === 'string') c.user = r.cephUser;
+  return c;
+}
+
 export function imageStoreSpec(bs: Resource): S.ImageStoreSpec {
-  if (bs.type === 'Ceph') return { type: 'ceph', uuid: bs.uuid, pool: String(bs.url).replace(/^ceph:\/\//, '') };
+  if (bs.type === 'Ceph') return { type: 'ceph', uuid: bs.uuid, ...cephConn(bs) };
   return { type: 'dir', uuid: bs.uuid, path: String(bs.url).replace(/^file:\/\//, '') };
 }
 
@@ -62,8 +72,9 @@ async function connectBs(d: CloudDeps, bs: Resource): Promise<Resource> {
 async function createBackupStorage(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
   const p = await prepareCreate(d.store, mustKindDef('backup-storage'), body, { ownerAccountUuid: oc.adminAccountUuid });
-  if (p.resource.type === 'Ceph') throw invalid('type', 'Ceph backup storage is not wired into the controller yet; use ImageStoreBackupStorage');
-  if (!String(p.resource.url).replace(/^file:\/\//, '').startsWith('/')) throw new TStackError('INVALID_ARGUMENT', 'url: the image store directory must be an absolute path on the host', { field: 'url' });
+  // a Ceph image store is a pool that the storage agent of host `hostname` reaches
+  if (p.resource.type === 'Ceph') cephConn(p.resource);
+  else if (!String(p.resource.url).replace(/^file:\/\//, '').startsWith('/')) throw new TStackError('INVALID_ARGUMENT', 'url: the image store directory must be an absolute path on the host', { field: 'url' });
   const host = await hostByAddress(d, String(p.resource.hostname));
   p.resource._hostUuid = host.uuid;
   const bs = await d.store.create(p.resource);
@@ -154,7 +165,8 @@ export function psSpec(ps: Resource): S.PrimaryStorageSpec {
       return spec;
     }
     case 'Ceph':
-      return { type: 'ceph', uuid: ps.uuid, pool: url.replace(/^ceph:\/\//, '').replace(/\/.*$/, '') };
+      // the libvirt secret with the cephx key for the VMs' disks is named after the storage
+      return { type: 'ceph', uuid: ps.uuid, ...cephConn(ps), secretUuid: ps.uuid };
     default:
       throw new TStackError('INVALID_ARGUMENT', `primary storage type ${String(ps.type)} is not supported`);
   }

@@ -121,7 +121,11 @@ async function finish(ctx: FlowContext<SnapshotData>): Promise<void> {
   const info = ctx.data.info!;
   const vol = await mustGet(ctx.store, ctx.data.volumeUuid, 'volume');
   for (const s of await ctx.store.byParent('volume-snapshot', vol.uuid)) if (s.latest === true && s.uuid !== info.snapshotUuid) await ctx.store.update(s.uuid, { latest: false });
-  const patch: Partial<Resource> = { status: 'Ready', size: info.size, actualSize: info.actualSize, installPath: info.installPath, latest: true, parentSnapshotUuid: info.parentUuid };
+  // the Ceph agent lists RBD snapshots in creation order with the previous one as "parent"; they
+  // do not depend on each other, so no tree (deleting one must not take the later ones with it)
+  const ps = await ctx.store.get(String(vol.primaryStorageUuid));
+  const parent = ps && isFileType(ps) ? info.parentUuid : undefined;
+  const patch: Partial<Resource> = { status: 'Ready', size: info.size, actualSize: info.actualSize, installPath: info.installPath, latest: true, parentSnapshotUuid: parent };
   await ctx.store.update(info.snapshotUuid, patch);
   await ctx.store.update(vol.uuid, { _currentSnapshotUuid: info.snapshotUuid });
 }
@@ -175,19 +179,49 @@ async function createSnapshot(body: Record<string, unknown>, oc: OpContext): Pro
   return snapshotVolume(d, vol, b, oc);
 }
 
+// volume-revert flow (onResume 'complete': the agent's revert is atomic and may run again — a
+// controller killed mid-way reverts again at start, so the record matches the disk):
+//   check     refused while a VM uses the volume (409), the snapshot must be Ready
+//   revert    ps/snapshot/revert, then the volume's size and current snapshot
+export interface RevertData extends Record<string, unknown> {
+  snapshotUuid: string;
+  volumeUuid: string;
+}
+
+export const volumeRevertFlow: FlowDef<RevertData> = {
+  name: 'volume-revert',
+  onResume: 'complete',
+  steps: [
+    {
+      name: 'check',
+      async run(ctx) {
+        const d = ctx.controller;
+        const vol = await mustGet(d.store, ctx.data.volumeUuid, 'volume');
+        const vm = await vmInUse(d, vol);
+        if (vm) throw new TStackError('CONFLICT', `volume ${vol.name} is in use by VM ${vm.name} (${String(vm.state)}); stop the VM or detach the volume to revert it`, { state: vm.state });
+        const snap = await mustGet(d.store, ctx.data.snapshotUuid, 'volume-snapshot');
+        if (snap.status !== 'Ready') throw new TStackError('CONFLICT', `snapshot ${snap.name} is ${String(snap.status)}`);
+      },
+    },
+    {
+      name: 'revert',
+      async run(ctx) {
+        const d = ctx.controller;
+        const vol = await mustGet(d.store, ctx.data.volumeUuid, 'volume');
+        const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+        const info = await callHost(d, await hostForVolume(d, vol), 'storageagent', S.RevertSnapshot, { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: ctx.data.snapshotUuid });
+        injectFault('volume-revert', 'revert');
+        await d.store.update(vol.uuid, { size: info.size, actualSize: info.actualSize, _currentSnapshotUuid: ctx.data.snapshotUuid });
+      },
+    },
+  ],
+};
+
 async function revertSnapshot(snap: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
   const volUuid = String(snap.volumeUuid);
-  return d.engine.queues.run([volUuid], async () => {
-    const vol = await mustGet(d.store, volUuid, 'volume');
-    const vm = await vmInUse(d, vol);
-    if (vm) throw new TStackError('CONFLICT', `volume ${vol.name} is in use by VM ${vm.name} (${String(vm.state)}); stop the VM or detach the volume to revert it`, { state: vm.state });
-    if (snap.status !== 'Ready') throw new TStackError('CONFLICT', `snapshot ${snap.name} is ${String(snap.status)}`);
-    const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
-    const info = await callHost(d, await hostForVolume(d, vol), 'storageagent', S.RevertSnapshot, { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: snap.uuid });
-    await d.store.update(vol.uuid, { size: info.size, actualSize: info.actualSize, _currentSnapshotUuid: snap.uuid });
-    return mustGet(d.store, snap.uuid, 'volume-snapshot');
-  });
+  await d.engine.run(volumeRevertFlow, { snapshotUuid: snap.uuid, volumeUuid: volUuid }, { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [volUuid] });
+  return mustGet(d.store, snap.uuid, 'volume-snapshot');
 }
 
 /** The snapshot and its descendants, leaves first. */
@@ -234,8 +268,7 @@ export function registerSnapshotApi(reg: ApiRegistry): void {
   reg.setCreate('volume-snapshots', { long: true, run: createSnapshot });
   reg.setDelete('volume-snapshots', { long: true, run: deleteSnapshot });
   once(reg, 'volume-snapshots', 'revert', { long: true, run: revertSnapshot });
-  once(reg, 'volumes', 'createSnapshot', {
-    long: true,
-    run: (vol, p, oc) => snapshotVolume(oc, vol, p as { name: string; description?: string }, oc),
-  });
+  // the action is the create with volumeUuid filled in: one path for validation, ownership and
+  // quota (snapshot.volume.num counts volume-snapshot records made through prepareCreate)
+  once(reg, 'volumes', 'createSnapshot', { long: true, run: (vol, p, oc) => createSnapshot({ ...p, volumeUuid: vol.uuid }, oc) });
 }

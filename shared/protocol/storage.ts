@@ -296,6 +296,16 @@ export const ResizeVolume = defineCommand({
   description: 'grow a volume (shrinking is refused)',
 });
 
+export const FlattenVolume = defineCommand({
+  name: 'ps/volume/flatten',
+  agent: 'storage',
+  mode: 'async',
+  timeoutMs: 6 * 3600_000,
+  request: Obj({ ...PsReq, volumeUuid: Uuid() }),
+  response: VolumeInfo,
+  description: 'make a linked clone standalone: copy in what it reads from the image cache (qemu-img rebase -b "" / rbd flatten); the volume must have no snapshots and no running VM',
+});
+
 export const VolumeInfoCmd = defineCommand({
   name: 'ps/volume/info',
   agent: 'storage',

@@ -39,7 +39,9 @@ export class CephBackend implements PrimaryBackend {
   }
 
   async init(): Promise<Capacity> {
-    return this.ceph.capacity();
+    const cap = await this.ceph.capacity(); // also proves the pool exists
+    if (this.ceph.spec.secretUuid) await this.ceph.ensureLibvirtSecret(this.ceph.spec.secretUuid);
+    return cap;
   }
 
   capacity(): Promise<Capacity> {
@@ -139,6 +141,13 @@ export class CephBackend implements PrimaryBackend {
         throw e;
       });
     }
+    return this.info(volumeUuid);
+  }
+
+  async flatten(volumeUuid: string, t: TaskContext): Promise<VolumeInfo> {
+    const name = this.volName(volumeUuid);
+    if ((await this.ceph.snaps(name)).length > 0) throw new TStackError('CONFLICT', `volume ${volumeUuid} has snapshots; only a volume without snapshots is flattened`);
+    if ((await this.ceph.info(name)).parent) await this.ceph.rbd(['flatten', '--no-progress', this.ceph.spec_(name)], { signal: t.signal, timeoutMs: 6 * 3600_000 });
     return this.info(volumeUuid);
   }
 

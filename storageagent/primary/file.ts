@@ -195,6 +195,13 @@ export class FileBackend implements PrimaryBackend {
     return this.volumeInfo(volumeUuid);
   }
 
+  async flatten(volumeUuid: string, t: TaskContext): Promise<VolumeInfo> {
+    if ((await this.listSnapshots(volumeUuid)).snapshots.length > 0) throw new TStackError('CONFLICT', `volume ${volumeUuid} has snapshots; only a volume without snapshots is flattened`);
+    // safe rebase onto nothing: every cluster the image provides is copied into the volume
+    await qimg.rebase(this.fs.target(this.L.volumeFileRel(volumeUuid)), undefined, { signal: t.signal });
+    return this.volumeInfo(volumeUuid);
+  }
+
   async deleteVolume(volumeUuid: string): Promise<boolean> {
     const dir = this.L.volumeDirRel(volumeUuid);
     const had = (await this.fs.list(dir)).length > 0;

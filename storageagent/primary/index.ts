@@ -55,6 +55,7 @@ export function registerPrimaryStorage(ctx: AgentContext): void {
   server.handle(S.CreateRootVolume, async (req, t) => (await be(req.ps)).createRoot(req.volumeUuid, req.imageUuid, req.size, t), { key: volKey });
   server.handle(S.CreateEmptyVolume, async (req, t) => (await be(req.ps)).createEmpty(req.volumeUuid, req.size, t), { key: volKey });
   server.handle(S.ResizeVolume, async (req, t) => (await be(req.ps)).resize(req.volumeUuid, req.size, t), { key: volKey });
+  server.handle(S.FlattenVolume, async (req, t) => (await be(req.ps)).flatten(req.volumeUuid, t), { key: volKey });
   server.handle(S.VolumeInfoCmd, async (req) => (await be(req.ps)).info(req.volumeUuid));
   server.handle(S.DeleteVolume, async (req, t) => ({ deleted: await (await be(req.ps)).deleteVolume(req.volumeUuid, t) }), { key: volKey });
 

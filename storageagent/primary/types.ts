@@ -28,6 +28,8 @@ export interface PrimaryBackend {
   createRoot(volumeUuid: string, imageUuid: string, size: number | undefined, t: TaskContext): Promise<VolumeInfo>;
   createEmpty(volumeUuid: string, size: number, t: TaskContext): Promise<VolumeInfo>;
   resize(volumeUuid: string, size: number, t: TaskContext): Promise<VolumeInfo>;
+  /** a linked clone becomes standalone (no snapshots allowed) */
+  flatten(volumeUuid: string, t: TaskContext): Promise<VolumeInfo>;
   info(volumeUuid: string): Promise<VolumeInfo>;
   deleteVolume(volumeUuid: string, t: TaskContext): Promise<boolean>;
   createSnapshot(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<SnapshotInfo>;

@@ -5,14 +5,17 @@
 // bytes back after start; online grow seen by the guest at once, shrink refused; a
 // DataVolumeTemplate image of a snapshot and a volume made from it holding the same bytes;
 // deleting a parent snapshot deletes its child; an image of the root volume boots a VM that
-// answers SSH. Same setup as cloud.test.ts (this machine as the host over its own sshd).
+// answers SSH. The same volume suite runs on Ceph RBD primary storage (a throwaway single-node
+// cluster; the VM reaches it through a libvirt cephx secret) with a Ceph image store, all added
+// through the API. Same setup as cloud.test.ts (this machine as the host over its own sshd).
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
-import { exec } from '../../shared/exec.js';
+import { exec, execOut } from '../../shared/exec.js';
+import { cephAvailable, startCeph, type TestCeph } from '../harness/ceph.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { testController, type TestController } from '../harness/controller.js';
 import type { ApiClient } from '../harness/controller.js';
@@ -57,12 +60,16 @@ describe('e2e: storage depth', function () {
   let bsDir: string;
   let key: { priv: string; pubKey: string };
   let imageServer: Server;
+  let ceph: TestCeph;
   const ids: Record<string, string> = {};
   const vms: Record<string, any> = {};
   const vmUuids: string[] = [];
 
   before(async function () {
     await ensureLibvirt();
+    const missing = await cephAvailable();
+    if (missing) throw new Error(`the storage e2e needs the ceph packages: ${missing}`);
+    ceph = await startCeph(cleanup, { pool: 'tstack' });
     const img = await guestImage();
     const tree = await builtTree();
     const sshKey = authorizedKey(cleanup, 'cloud');
@@ -161,7 +168,16 @@ describe('e2e: storage depth', function () {
     await ok(api, `/v1/zones/${ids.zone}/actions`, { attachBackupStorage: { backupStorageUuid: ids.bs } });
     ids.local = (await ok(api, '/v1/primary-storage', { name: `${rid}-local`, zoneUuid: ids.zone, type: 'LocalStorage', url: psDir })).uuid;
     ids.smp = (await ok(api, '/v1/primary-storage', { name: `${rid}-smp`, zoneUuid: ids.zone, type: 'SharedMountPoint', url: smpDir })).uuid;
-    for (const ps of [ids.local, ids.smp]) await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ps } });
+    // Ceph: primary storage and image store in one pool of the test cluster (names do not clash:
+    // vol-/cache-/img- prefixes); ps/init puts the cephx key in a libvirt secret for the VM's disks
+    ids.ceph = (await ok(api, '/v1/primary-storage', { name: `${rid}-ceph`, zoneUuid: ids.zone, type: 'Ceph', url: `ceph://${ceph.pool}`, cephConf: ceph.conf })).uuid;
+    ids.cephBs = (await ok(api, '/v1/backup-storage', { name: `${rid}-cephbs`, type: 'Ceph', hostname: '127.0.0.1', url: `ceph://${ceph.pool}`, cephConf: ceph.conf })).uuid;
+    assert.equal((await api.get(`/v1/backup-storage/${ids.cephBs}`)).body.status, 'Connected');
+    await ok(api, `/v1/zones/${ids.zone}/actions`, { attachBackupStorage: { backupStorageUuid: ids.cephBs } });
+    const badPool = await api.post('/v1/backup-storage?wait=true', { name: `${rid}-badbs`, type: 'Ceph', hostname: '127.0.0.1', url: 'ceph://a:b' });
+    assert.equal(badPool.status, 400, JSON.stringify(badPool.body));
+    cleanup.add(() => virsh(['secret-undefine', ids.ceph!]).then(() => undefined, () => undefined), 'libvirt secret of the Ceph storage');
+    for (const ps of [ids.local, ids.smp, ids.ceph]) await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ps } });
     // the offering's QoS applies to the root volumes of its VMs (checked in the QoS test)
     ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 192 * MiB, volumeTotalBandwidth: 64 * MiB })).uuid;
     const addr = imageServer.address() as AddressInfo;
@@ -174,11 +190,13 @@ describe('e2e: storage depth', function () {
     vmUuids.push(vm.uuid);
     vms.vm = vm;
     assert.equal(vm.state, 'Running');
+    assert.match(await virsh(['secret-list']), new RegExp(`${ids.ceph}\\s+ceph tstack ${ids.ceph} client\\.admin`), 'the cephx key is in a libvirt secret');
     await waitSsh(vm);
   });
 
   // the same volume suite on both primary storages, side by side in the one guest
-  const suite = [{ name: 'local', ps: () => ids.local! }, { name: 'shared mount point', ps: () => ids.smp! }];
+  // (Ceph snapshots are independent RBD snapshots: no tree)
+  const suite = [{ name: 'local', ps: () => ids.local!, tree: true }, { name: 'shared mount point', ps: () => ids.smp!, tree: true }, { name: 'ceph', ps: () => ids.ceph!, tree: false }];
   const vols: Record<string, { uuid: string; dev: string; a: string; b: string; snap1: string; snap2: string }> = {};
 
   it('snapshots a hot-plugged data volume online, overwrites it; revert is refused while the VM runs', async () => {
@@ -202,7 +220,7 @@ describe('e2e: storage depth', function () {
       assert.equal(r.status, 409, JSON.stringify(r.body));
       // a second snapshot is the child of the first
       const snap2 = await ok(api, `/v1/volumes/${vol.uuid}/actions`, { createSnapshot: { name: `${rid}-${s.name}-s2` } });
-      assert.equal(snap2.parentSnapshotUuid, snap1.uuid);
+      assert.equal(snap2.parentSnapshotUuid, s.tree ? snap1.uuid : undefined);
       assert.equal((await api.get(`/v1/volume-snapshots/${snap1.uuid}`)).body.latest, false);
       vols[s.name] = { uuid: vol.uuid, dev, a, b, snap1: snap1.uuid, snap2: snap2.uuid };
     }
@@ -263,11 +281,25 @@ describe('e2e: storage depth', function () {
     assert.equal(await readMd5(vm, await devOf(vm, copy.uuid)), v.a);
     await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: copy.uuid } });
     await ok(api, `/v1/volumes/${copy.uuid}`, undefined, 'del');
+    // Ceph: the image of a Ceph snapshot lands in the Ceph image store (an RBD image), and a
+    // volume on Ceph primary storage is made from it inside the cluster
+    const cv = vols.ceph!;
+    const cimg = await ok(api, '/v1/images', { name: `${rid}-ceph-img`, volumeSnapshotUuid: cv.snap1, backupStorageUuids: [ids.cephBs] });
+    assert.equal(cimg.status, 'Ready');
+    assert.match(cimg.backupStorageRefs[0].installPath, new RegExp(`^ceph://${ceph.pool}/img-`));
+    const ccopy = await ok(api, '/v1/volumes', { name: `${rid}-ceph-from-img`, imageUuid: cimg.uuid, primaryStorageUuid: ids.ceph });
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: ccopy.uuid } });
+    assert.equal(await readMd5(vm, await devOf(vm, ccopy.uuid)), cv.a, 'the Ceph copy holds the snapshot bytes');
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: ccopy.uuid } });
+    await ok(api, `/v1/volumes/${ccopy.uuid}`, undefined, 'del');
+    await ok(api, `/v1/images/${cimg.uuid}`, undefined, 'del');
+    const rbdLs = JSON.parse(await execOut('rbd', ['-c', ceph.conf, 'ls', '--format', 'json', ceph.pool])) as string[];
+    assert.ok(!rbdLs.includes(`img-${cimg.uuid}`), 'the image left the Ceph image store');
   });
 
   it('deleting a parent snapshot deletes its child (refused while the running VM uses the volume)', async () => {
     const vm = vms.vm;
-    for (const s of suite) {
+    for (const s of suite.filter((x) => x.tree)) {
       const v = vols[s.name]!;
       const busy = await api.del(`/v1/volume-snapshots/${v.snap1}?wait=true`);
       assert.equal(busy.status, 409, JSON.stringify(busy.body));
@@ -281,6 +313,14 @@ describe('e2e: storage depth', function () {
       await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: v.uuid } });
       assert.equal(await readMd5(vm, await devOf(vm, v.uuid)), v.a);
     }
+    // Ceph: independent snapshots, deleted online one at a time
+    const cv = vols.ceph!;
+    const snaps = async (): Promise<string[]> => (JSON.parse(await execOut('rbd', ['-c', ceph.conf, 'snap', 'ls', '--format', 'json', `${ceph.pool}/vol-${cv.uuid}`])) as Array<{ name: string }>).map((x) => x.name);
+    assert.deepEqual((await snaps()).sort(), [`snap-${cv.snap1}`, `snap-${cv.snap2}`].sort());
+    await ok(api, `/v1/volume-snapshots/${cv.snap1}`, undefined, 'del');
+    assert.equal((await api.get(`/v1/volume-snapshots/${cv.snap2}`)).status, 200, 'RBD snapshots are independent');
+    assert.deepEqual(await snaps(), [`snap-${cv.snap2}`]);
+    assert.equal(await readMd5(vm, await devOf(vm, cv.uuid)), cv.a);
   });
 
   it('the image of the root volume boots a VM that answers SSH', async () => {
@@ -306,8 +346,8 @@ describe('e2e: storage depth', function () {
     }
     // the template image was only a means: no image record is left
     assert.equal((await api.get(`/v1/images?q=name~=clone-of-&count=true`)).body.total ?? 0, 0);
-    const full = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { clone: { names: ['x'], full: true } });
-    assert.equal(full.status, 400, JSON.stringify(full.body));
+    const withData = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { clone: { names: ['x'], withDataVolumes: true } });
+    assert.equal(withData.status, 400, JSON.stringify(withData.body));
   });
 
   it("QoS: the offering's root volume limit; a disk bandwidth limit holds inside the guest (dd within 20%) and is removed live", async () => {

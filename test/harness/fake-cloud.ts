@@ -45,6 +45,7 @@ type Answer = (req: any) => unknown;
 export class ProtocolFake {
   readonly calls: Array<{ command: string; req: unknown }> = [];
   private faults = new Map<string, TStackError[]>();
+  private holds = new Map<string, Array<{ skip: number; after: boolean; reached: () => void; gate: Promise<void> }>>();
   server!: AgentServer;
   url = '';
 
@@ -63,6 +64,23 @@ export class ProtocolFake {
     this.faults.set(command, q);
   }
 
+  /**
+   * Hold a call of `command` (the `skip`+1-th from now) until release(): `after` applies its
+   * effect first (the agent did the work, its answer is lost), otherwise nothing happens. The
+   * held call then fails as if the caller's connection had dropped — to stand for a controller
+   * killed while waiting for the agent.
+   */
+  hold(command: string, o: { after?: boolean; skip?: number } = {}): { reached: Promise<void>; release(): void } {
+    let reached!: () => void;
+    let release!: () => void;
+    const r = new Promise<void>((res) => (reached = res));
+    const gate = new Promise<void>((res) => (release = res));
+    const q = this.holds.get(command) ?? [];
+    q.push({ skip: o.skip ?? 0, after: o.after ?? false, reached, gate });
+    this.holds.set(command, q);
+    return { reached: r, release };
+  }
+
   callsOf(command: string): unknown[] {
     return this.calls.filter((c) => c.command === command).map((c) => c.req);
   }
@@ -74,6 +92,14 @@ export class ProtocolFake {
         this.calls.push({ command: cmd.name, req });
         const fault = this.faults.get(cmd.name)?.shift();
         if (fault) throw fault;
+        const held = this.holds.get(cmd.name)?.[0];
+        if (held && held.skip-- <= 0) {
+          this.holds.get(cmd.name)!.shift();
+          if (held.after) this.answers[cmd.name]?.(req);
+          held.reached();
+          await held.gate;
+          throw new TStackError('AGENT_UNREACHABLE', `${cmd.name}: the caller went away (held by the test)`);
+        }
         const answer = this.answers[cmd.name];
         const res = answer ? answer(req) : Value.Create(cmd.response as TSchema);
         if (!answer && check(cmd.response as TSchema, res).length) {
@@ -94,14 +120,49 @@ export class ProtocolFake {
 
 const commandsOf = (mod: Record<string, unknown>): CommandDef[] => Object.values(mod).filter(isCommand);
 
+/** What the fake storage agent holds: snapshots per volume, images in the image store, reverts done. */
+export interface FakeStorageState {
+  snapshots: Map<string, S.SnapshotInfo[]>;
+  images: Set<string>;
+  reverts: Array<{ volumeUuid: string; snapshotUuid: string }>;
+}
+
 /** Storage agent: volumes are records in memory; image caches always hit. */
-function fakeStorage(token: string): ProtocolFake {
+function fakeStorage(token: string, st: FakeStorageState): ProtocolFake {
   const capacity = { totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB };
   const volume = (req: { ps: { path?: string }; volumeUuid: string; size?: number }, size = 64 * MiB): S.VolumeInfo => {
     const path = `${req.ps.path ?? '/fake'}/${req.volumeUuid}.qcow2`;
     return { volumeUuid: req.volumeUuid, source: { type: 'file', path, format: 'qcow2' }, installPath: path, format: 'qcow2', size: req.size ?? size, actualSize: MiB };
   };
+  const snaps = (v: string): S.SnapshotInfo[] => st.snapshots.get(v) ?? st.snapshots.set(v, []).get(v)!;
+  const snapshot = (req: { ps: { path?: string }; volumeUuid: string; snapshotUuid: string }): S.SnapshotInfo => {
+    const have = snaps(req.volumeUuid).find((x) => x.snapshotUuid === req.snapshotUuid);
+    if (have) return have;
+    const info: S.SnapshotInfo = { snapshotUuid: req.snapshotUuid, volumeUuid: req.volumeUuid, size: 64 * MiB, actualSize: MiB, installPath: `${req.ps.path ?? '/fake'}/${req.volumeUuid}/${req.snapshotUuid}.qcow2` };
+    snaps(req.volumeUuid).push(info);
+    return info;
+  };
   return new ProtocolFake('tstack-storageagent', token, commandsOf(S), {
+    [S.CreateSnapshot.name]: snapshot,
+    [S.CommitLiveSnapshot.name]: snapshot,
+    [S.PrepareLiveSnapshot.name]: (req: { ps: { path?: string }; volumeUuid: string; snapshotUuid: string }) => ({ newTopPath: `${req.ps.path ?? '/fake'}/${req.volumeUuid}/top-${req.snapshotUuid}.qcow2` }),
+    [S.ListSnapshots.name]: (req: { volumeUuid: string }) => ({ snapshots: snaps(req.volumeUuid) }),
+    [S.DeleteSnapshot.name]: (req: { volumeUuid: string; snapshotUuid: string }) => {
+      const l = snaps(req.volumeUuid);
+      const i = l.findIndex((x) => x.snapshotUuid === req.snapshotUuid);
+      if (i >= 0) l.splice(i, 1);
+      return { deleted: i >= 0 };
+    },
+    [S.RevertSnapshot.name]: (req: { ps: { path?: string }; volumeUuid: string; snapshotUuid: string }) => {
+      st.reverts.push({ volumeUuid: req.volumeUuid, snapshotUuid: req.snapshotUuid });
+      return volume(req);
+    },
+    [S.VolumeToImage.name]: (req: { imageUuid: string }) => {
+      st.images.add(req.imageUuid);
+      return { imageUuid: req.imageUuid, format: 'qcow2', virtualSize: 64 * MiB, actualSize: 16 * MiB, installPath: `/fake/bs/${req.imageUuid}.qcow2` };
+    },
+    [S.FlattenVolume.name]: (req) => volume(req),
+    [S.ImageStoreDelete.name]: (req: { imageUuid: string }) => ({ deleted: st.images.delete(req.imageUuid) }),
     [S.PsInit.name]: () => capacity,
     [S.ImageStoreInit.name]: () => capacity,
     [S.CreateRootVolume.name]: (req) => volume(req),
@@ -136,6 +197,15 @@ export interface FakeCloud {
   action(vmUuid: string, action: string, params?: Record<string, unknown>): Promise<{ status: number; body: any }>;
   /** Kill the in-process kvmagent and start a fresh one on the same port and token (hypervisor state kept, as libvirt keeps domains). */
   restartKvmAgent(): Promise<void>;
+  /** The fake storage agent's snapshots, images and reverts. */
+  storageState: FakeStorageState;
+  /**
+   * A controller killed mid-way: the running one is closed without waiting for its flows (its
+   * inventory file and flow journals stay as they are) and a fresh one starts on the same data
+   * dir, resuming the unfinished flows; `controller`, `api` and `registry` then point to it.
+   * Only for clouds started without extra modules.
+   */
+  crashController(): Promise<void>;
 }
 
 /** `modules`: more controller modules next to the cloud (e.g. monitoring); `store`/`storePrefix`: a redis:// inventory instead of SQLite. */
@@ -154,7 +224,8 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     await kvm.agent.stop();
     await kvm.server.close();
   }, 'fake kvmagent');
-  const storage = fakeStorage(randomUUID() + randomUUID());
+  const storageState: FakeStorageState = { snapshots: new Map(), images: new Set(), reverts: [] };
+  const storage = fakeStorage(randomUUID() + randomUUID(), storageState);
   const vrouter = fakeVrouter(randomUUID() + randomUUID());
   const storagePort = await storage.listen();
   const vrouterPort = await vrouter.listen();
@@ -204,8 +275,17 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     kvm,
     storage,
     vrouter,
-    createVm: (name, extra = {}) => api.post('/v1/vm-instances?wait=true', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], ...extra }),
-    action: (vmUuid, action, params = {}) => api.post(`/v1/vm-instances/${vmUuid}/actions?wait=true`, { [action]: params }),
+    createVm: (name, extra = {}) => fc.api.post('/v1/vm-instances?wait=true', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], ...extra }),
+    action: (vmUuid, action, params = {}) => fc.api.post(`/v1/vm-instances/${vmUuid}/actions?wait=true`, { [action]: params }),
+    storageState,
+    async crashController() {
+      if (o.modules?.length) throw new Error('crashController: only for a fake cloud without extra modules');
+      const old = fc.controller;
+      await old.stop();
+      const reg = new ApiRegistry();
+      const next = await testController(cleanup, { registry: reg, dataDir: old.dataDir, adminPassword: old.adminPassword, modules: [cloudModule({ hosts: false })], ...stores } as never);
+      Object.assign(fc, { controller: next, registry: reg, api: await next.login('admin', next.adminPassword) });
+    },
     async restartKvmAgent() {
       const port = kvm.port;
       await kvm.agent.stop();

@@ -111,6 +111,26 @@ export function volumeSuite(name: string, setup: (cleanup: Cleanup) => Promise<B
       assert.deepEqual(await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid }), { deleted: false });
     });
 
+    it('flattens a linked clone into a standalone volume (full clone): same bytes, no link to the cache; refused with snapshots', async function () {
+      const volumeUuid = uuid();
+      const v = await ps.call(S.CreateRootVolume, { ...psReq(), volumeUuid, imageUuid });
+      await write(v.source, 0, 1, 0x66);
+      const f = await ps.call(S.FlattenVolume, { ...psReq(), volumeUuid });
+      assert.ok(await read(f.source, 0, 1, 0x66), 'its own writes');
+      assert.ok(await read(f.source, 1, 3, 0x5a), 'and the image data, now copied in');
+      if (be.ps.type === 'ceph') {
+        const info = JSON.parse((await exec('rbd', ['-c', be.ps.confPath!, 'info', '--format', 'json', `${be.ps.pool}/vol-${volumeUuid}`])).stdout) as { parent?: unknown };
+        assert.equal(info.parent, undefined, 'no RBD parent');
+      } else {
+        const t = T(f.source);
+        const info = JSON.parse((await exec('qemu-img', ['info', '--output', 'json', '-f', t.format, t.target])).stdout) as Record<string, unknown>;
+        assert.equal(info['backing-filename'], undefined, 'no backing file');
+      }
+      await ps.call(S.CreateSnapshot, { ...psReq(), volumeUuid, snapshotUuid: uuid() });
+      await assert.rejects(ps.call(S.FlattenVolume, { ...psReq(), volumeUuid }), (e: TStackError) => e.code === 'CONFLICT');
+      assert.deepEqual(await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid }), { deleted: true });
+    });
+
     it('creates, grows and deletes an empty data volume', async function () {
       const volumeUuid = uuid();
       const v = await ps.call(S.CreateEmptyVolume, { ...psReq(), volumeUuid, size: 64 << 20 });
