@@ -42,6 +42,12 @@ export function sseHandler(bus: EventBus, heartbeatMs = 15_000, canSee?: (p: Pri
     ctx.respond = false;
     const res = ctx.res;
     res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    // HEAD: Node drops body writes and so never sends the head either; without this end() the
+    // connection would stay open, silent, for good (found by the API fuzz)
+    if (ctx.method === 'HEAD') {
+      res.end();
+      return;
+    }
     const write = (s: string): void => {
       if (!res.writableEnded && !res.destroyed) res.write(s);
     };

@@ -18,15 +18,15 @@ export interface FuzzRequest {
 type Schema = Record<string, any>;
 
 /** Percent-encode every byte (encodeURIComponent throws on lone surrogates). */
-const pct = (s: string): string => [...Buffer.from(s, 'utf8')].map((b) => '%' + b.toString(16).padStart(2, '0')).join('');
+export const pct = (s: string): string => [...Buffer.from(s, 'utf8')].map((b) => '%' + b.toString(16).padStart(2, '0')).join('');
 
-const junkString = fc.oneof(
+export const junkString = fc.oneof(
   fc.string({ maxLength: 20 }),
   fc.constantFrom('', ' ', '\u0000', '\ud800', 'a\udc00b', '😀', '%', '%'.repeat(300), '_'.repeat(50), '../../etc/passwd', '$(reboot)', "'; drop table x;--", 'constructor', '__proto__', 'toString'),
   fc.integer({ min: 1, max: 5000 }).map((n) => 'x'.repeat(n)),
 );
 
-const junkValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+export const junkValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   v: fc.oneof(
     { depthSize: 'small' },
     junkString,
@@ -40,7 +40,7 @@ const junkValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
 })).v;
 
 /** A value near the schema: valid-looking, then maybe broken. */
-function fromSchema(s: Schema | undefined, doc: Schema, depth = 0): fc.Arbitrary<unknown> {
+export function fromSchema(s: Schema | undefined, doc: Schema, depth = 0): fc.Arbitrary<unknown> {
   if (!s || depth > 4) return junkValue;
   if (s.$ref) return fromSchema(s.$ref.replace(/^#\//, '').split('/').reduce((o: any, k: string) => o?.[k], doc), doc, depth + 1);
   const variants: Array<fc.Arbitrary<unknown>> = [junkValue];
@@ -81,11 +81,11 @@ const queryAbuse = fc.oneof(
   fc.tuple(fc.constantFrom('name', 'uuid', 'state', 'createDate', 'tags', 'description'), fc.constantFrom('=', '!=', '>', '<', '>=', '<=', '~=', '?='), fc.string({ maxLength: 30 })).map(([f, op, v]) => `q=${pct(f + op + v)}`),
 );
 
-const oddMethod = fc.constantFrom('TRACE', 'PROPFIND', 'PURGE', 'OPTIONS', 'HEAD', 'CONNECTX', 'DELETE', 'PATCH', 'PUT', 'POST', 'GET');
-const contentType = fc.constantFrom('application/json', 'application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', 'application/merge-patch+json', '');
-const encoding = fc.constantFrom('', '', '', 'gzip', 'gzip-real', 'deflate', 'br', 'identity');
+export const oddMethod = fc.constantFrom('TRACE', 'PROPFIND', 'PURGE', 'OPTIONS', 'HEAD', 'CONNECTX', 'DELETE', 'PATCH', 'PUT', 'POST', 'GET');
+export const contentType = fc.constantFrom('application/json', 'application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', 'application/merge-patch+json', '');
+export const encoding = fc.constantFrom('', '', '', 'gzip', 'gzip-real', 'deflate', 'br', 'identity');
 
-function encodeBody(value: unknown, raw: string | undefined, enc: string): { body: Buffer; enc: string } {
+export function encodeBody(value: unknown, raw: string | undefined, enc: string): { body: Buffer; enc: string } {
   let b = Buffer.from(raw ?? JSON.stringify(value) ?? 'null');
   if (enc === 'gzip-real') {
     b = gzipSync(b);
@@ -93,6 +93,16 @@ function encodeBody(value: unknown, raw: string | undefined, enc: string): { bod
   }
   return { body: b, enc };
 }
+
+/** The request as sent: with the bearer token of the account it is sent as. */
+export const withCredentials =
+  (tokens: Record<string, string | undefined>) =>
+  (r: FuzzRequest): FuzzRequest => {
+    // a logout with the fuzzer's own session would turn every later request into a 401
+    const logout = r.method === 'DELETE' && r.path.startsWith('/v1/sessions/current');
+    const token = r.as === 'anon' || logout ? undefined : tokens[r.as];
+    return token ? { ...r, headers: { ...r.headers, authorization: `Bearer ${token}` } } : r;
+  };
 
 /** Arbitrary requests for every operation of the document; `uuids` are real resource ids to aim at. */
 export function requestArbitrary(doc: Schema, uuids: string[]): fc.Arbitrary<FuzzRequest> {

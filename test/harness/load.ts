@@ -52,6 +52,8 @@ export function junkLogins(url: string, n = 8): { stop(): Promise<JunkLoginStats
 export interface HealthStats {
   checks: number;
   maxMs: number;
+  /** Median check, ms. */
+  medianMs: number;
   /** Checks that did not answer 200 within the limit. */
   failures: string[];
 }
@@ -61,7 +63,8 @@ export interface HealthStats {
 const WATCHER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { url, every, limit } = workerData;
-const stats = { checks: 0, maxMs: 0, failures: [] };
+const stats = { checks: 0, maxMs: 0, medianMs: NaN, failures: [] };
+const times = [];
 let stopped = false;
 parentPort.on('message', () => { stopped = true; });
 (async () => {
@@ -73,12 +76,15 @@ parentPort.on('message', () => { stopped = true; });
       const ms = performance.now() - t0;
       stats.checks++;
       stats.maxMs = Math.max(stats.maxMs, ms);
+      times.push(ms);
       if (res.status !== 200 || ms > limit) stats.failures.push(new Date().toISOString() + ' ' + res.status + ' in ' + Math.round(ms) + ' ms');
     } catch (e) {
       stats.failures.push(new Date().toISOString() + ' ' + e.message + ' after ' + Math.round(performance.now() - t0) + ' ms');
     }
     await new Promise((r) => setTimeout(r, every));
   }
+  times.sort((a, b) => a - b);
+  if (times.length) stats.medianMs = times[Math.floor(times.length / 2)];
   parentPort.postMessage(stats);
 })();
 `;
