@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Server } from 'node:http';
 import Koa from 'koa';
-import { bodyParser } from '@koa/bodyparser';
 import { AgentServer } from '../../../shared/agent/server.js';
 import { AgentClient, type AgentEndpoint } from '../../../controller/agent-client/client.js';
 import { common, defineCommand, Obj, Type } from '../../../shared/protocol/index.js';
@@ -14,6 +13,7 @@ import { TStackError } from '../../../shared/errors.js';
 import { setLogLevel } from '../../../shared/log.js';
 import { useCleanup, type Cleanup } from '../../harness/cleanup.js';
 import { freePort, startAgentScript } from '../../harness/agents.js';
+import { jsonBody } from '../../../shared/http/body.js';
 
 const ECHO_AGENT = join(fileURLToPath(new URL('.', import.meta.url)), 'fixtures/echo-agent.ts');
 const TOKEN = 'test-token-0123456789abcdef';
@@ -44,7 +44,7 @@ async function startController(cleanup: Cleanup, opts: { failFirst?: number; pol
       ctx.body = err.toJSON();
     }
   });
-  app.use(bodyParser());
+  app.use(jsonBody({ limit: 16 * 1024 * 1024 }));
   const handler = client.callbackHandler();
   app.use(async (ctx, next) => {
     if (ctx.method !== 'POST' || ctx.path !== '/v1/agent-callbacks') return next();
@@ -53,7 +53,7 @@ async function startController(cleanup: Cleanup, opts: { failFirst?: number; pol
       ctx.status = 503;
       return undefined;
     }
-    received.push((ctx.request as { body: CallbackBody }).body);
+    received.push((ctx.request as unknown as { body: CallbackBody }).body);
     return handler(ctx, next);
   });
   const server: Server = await new Promise((resolve) => {

@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import Koa from 'koa';
-import { bodyParser } from '@koa/bodyparser';
 import { AgentServer } from '../../../shared/agent/server.js';
 import { AgentClient, type AgentEndpoint } from '../../../controller/agent-client/client.js';
 import { common } from '../../../shared/protocol/index.js';
 import { TStackError } from '../../../shared/errors.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { freePort } from '../../harness/agents.js';
+import { jsonBody } from '../../../shared/http/body.js';
 
 const OLD = 'old-token-0123456789abcdef';
 const NEW = 'new-token-0123456789abcdef';
@@ -23,7 +23,7 @@ describe('agent client: agent token rotated while a task is awaited', function (
     const cbPort = await freePort();
     const client = new AgentClient({ callbackUrl: `http://127.0.0.1:${cbPort}/cb`, pollIntervalMs: 200, requestTimeoutMs: 2_000 });
     const app = new Koa();
-    app.use(bodyParser());
+    app.use(jsonBody({ limit: 16 * 1024 * 1024 }));
     app.use(client.callbackHandler());
     const srv: Server = app.listen(cbPort, '127.0.0.1');
     cleanup.add(() => new Promise<void>((r) => srv.close(() => r())));

@@ -3,13 +3,13 @@
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
 import Koa from 'koa';
-import { bodyParser } from '@koa/bodyparser';
 import { AgentServer } from '../../../shared/agent/server.js';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { common } from '../../../shared/protocol/index.js';
 import { setLogLevel } from '../../../shared/log.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { freePort } from '../../harness/ports.js';
+import { jsonBody } from '../../../shared/http/body.js';
 
 interface Received {
   auth: string;
@@ -32,7 +32,7 @@ describe('foundation: agent events', function () {
     const got: Received[] = [];
     let fail = 2;
     const app = new Koa();
-    app.use(bodyParser());
+    app.use(jsonBody({ limit: 16 * 1024 * 1024 }));
     app.use((ctx) => {
       if (ctx.path !== '/v1/agent-events') return;
       if (fail > 0) {
@@ -40,7 +40,7 @@ describe('foundation: agent events', function () {
         ctx.status = 503;
         return;
       }
-      got.push({ auth: ctx.get('authorization'), events: (ctx.request as { body: Received }).body.events });
+      got.push({ auth: ctx.get('authorization'), events: (ctx.request as unknown as { body: Received }).body.events });
       ctx.status = 204;
     });
     let server: Server | undefined;

@@ -2,7 +2,6 @@
 // capabilities, and an async command answered through the callback protocol.
 import assert from 'node:assert/strict';
 import Koa from 'koa';
-import { bodyParser } from '@koa/bodyparser';
 import { join } from 'node:path';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { common } from '../../../shared/protocol/index.js';
@@ -11,6 +10,7 @@ import { useCleanup } from '../../harness/cleanup.js';
 import { startAgentProcess } from '../../harness/agents.js';
 import { tmpDir } from '../../harness/tmp.js';
 import { listen, makeQcow2, uuid } from './helpers.js';
+import { jsonBody } from '../../../shared/http/body.js';
 
 describe('storage: the tstack-storageagent daemon', function () {
   this.timeout(120_000);
@@ -19,7 +19,7 @@ describe('storage: the tstack-storageagent daemon', function () {
   it('starts, answers ping with its capabilities and runs a download with a callback', async function () {
     const agent = await startAgentProcess('storageagent', { cleanup, logLevel: 'warn' });
     const app = new Koa();
-    app.use(bodyParser());
+    app.use(jsonBody({ limit: 16 * 1024 * 1024 }));
     // the callback URL is only known once the receiver listens; the handler is looked up late
     const late: { client?: AgentClient } = {};
     app.use((ctx, next) => late.client!.callbackHandler()(ctx, next));

@@ -2,7 +2,6 @@
 // command registered, a Koa endpoint standing in for the controller's /v1/agent-events (events
 // are captured), and an AgentClient to call it.
 import Koa from 'koa';
-import { bodyParser } from '@koa/bodyparser';
 import { randomBytes, randomUUID, createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { Server } from 'node:http';
@@ -15,6 +14,7 @@ import { exec } from '../../../shared/exec.js';
 import { registerStorageAgent } from '../../../storageagent/main.js';
 import type { Cleanup } from '../../harness/cleanup.js';
 import { tmpDir } from '../../harness/tmp.js';
+import { jsonBody } from '../../../shared/http/body.js';
 
 export interface TestAgent {
   server: AgentServer;
@@ -38,7 +38,7 @@ export async function startTestAgent(cleanup: Cleanup, label = 'sa'): Promise<Te
   const events: AgentEvent[] = [];
   // stand-in for the controller's event endpoint
   const ctl = new Koa();
-  ctl.use(bodyParser());
+  ctl.use(jsonBody({ limit: 16 * 1024 * 1024 }));
   ctl.use((ctx) => {
     if (ctx.method === 'POST' && ctx.path === '/v1/agent-events') {
       const b = (ctx.request as { body?: { events?: AgentEvent[] } }).body;
