@@ -6,6 +6,7 @@
 // never read another VM's user-data.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
+import { MAX_HEADER_BYTES } from '../../shared/http/limits.js';
 import type { Server } from 'node:net';
 import { TStackError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -62,6 +63,55 @@ export function listenInNamespace(ns: string, host: string, port: number, timeou
 
 export type RecordLookup = (sourceIp: string) => MetadataRecordSpec | undefined;
 
+/** Longest request path answered (the longest real one is ~40 bytes); longer is 414. */
+export const METADATA_MAX_PATH = 1024;
+/** Connections at once: a guest network has at most a few hundred VMs. */
+export const METADATA_MAX_CONNECTIONS = 512;
+
+const plain = (status: number, body: string): MetadataReply => ({ status, contentType: 'text/plain', body });
+
+/**
+ * The answer to one guest request: only GET/HEAD (405 + Allow otherwise), bounded paths (414),
+ * only the requester's own record (404 for an unknown source). Never throws: a bug in a
+ * renderer is a 500 for that request, not a crash of the agent serving every namespace.
+ */
+export function metadataAnswer(lookup: RecordLookup, method: string | undefined, url: string | undefined, src: string, log?: Logger): MetadataReply {
+  if (method !== 'GET' && method !== 'HEAD') return plain(405, 'method not allowed\n');
+  const path = url ?? '/';
+  if (path.length > METADATA_MAX_PATH) return plain(414, `path longer than ${METADATA_MAX_PATH} bytes\n`);
+  try {
+    const rec = lookup(src);
+    if (!rec) return plain(404, `no instance with address ${src} on this network\n`);
+    return metadataReply(rec, path);
+  } catch (e) {
+    log?.error({ err: e, src, path: path.slice(0, 200) }, 'metadata request failed');
+    return plain(500, 'internal error\n');
+  }
+}
+
+/**
+ * The metadata HTTP server (not yet listening): answers with metadataAnswer for the source
+ * address of each connection, under the same limits as the agents' API servers (header size
+ * and count, timeouts, connections). Request bodies are never read; Node discards them.
+ */
+export function createMetadataHttpServer(lookup: RecordLookup, log?: Logger): http.Server {
+  const srv = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+    const src = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const reply = metadataAnswer(lookup, req.method, req.url, src, log);
+    const headers: Record<string, string | number> = { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.body) };
+    if (reply.status === 405) headers.allow = 'GET, HEAD';
+    res.writeHead(reply.status, headers);
+    res.end(req.method === 'HEAD' ? undefined : reply.body);
+    log?.debug({ src, path: req.url?.slice(0, 200), status: reply.status }, 'metadata request');
+  });
+  srv.keepAliveTimeout = 5_000;
+  srv.headersTimeout = 10_000;
+  srv.requestTimeout = 15_000;
+  srv.maxHeadersCount = 100;
+  srv.maxConnections = METADATA_MAX_CONNECTIONS;
+  return srv;
+}
+
 export class MetadataServer {
   private http?: http.Server;
 
@@ -79,32 +129,13 @@ export class MetadataServer {
   async start(): Promise<void> {
     if (this.listening) return;
     const handle = await listenInNamespace(this.namespace, METADATA_IP, this.port);
-    const srv = http.createServer((req, res) => this.serve(req, res));
-    srv.keepAliveTimeout = 5_000;
-    srv.headersTimeout = 10_000;
-    srv.requestTimeout = 15_000;
+    const srv = createMetadataHttpServer(this.lookup, this.log.child({ namespace: this.namespace }));
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
       srv.listen(handle, () => resolve());
     });
     this.http = srv;
     this.log.info({ namespace: this.namespace }, 'metadata service listening on 169.254.169.254:80');
-  }
-
-  private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const src = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    let reply: MetadataReply;
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      reply = { status: 405, contentType: 'text/plain', body: 'method not allowed\n' };
-    } else {
-      const rec = this.lookup(src);
-      if (!rec) reply = { status: 404, contentType: 'text/plain', body: `no instance with address ${src} on this network\n` };
-      else reply = metadataReply(rec, req.url ?? '/');
-    }
-    const status = reply.status;
-    res.writeHead(status, { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.body) });
-    res.end(req.method === 'HEAD' ? undefined : reply.body);
-    this.log.debug({ namespace: this.namespace, src, path: req.url, status }, 'metadata request');
   }
 
   async stop(): Promise<void> {
