@@ -136,12 +136,6 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
           }
         }
         for (const l3 of l3s) if (await oc.store.get(l3)) await oc.store.update(l3, { vpcRouterUuid: undefined });
-        if (typeof r.hostUuid === 'string' && (await oc.store.get(r.hostUuid))) {
-          await callHost(oc, r.hostUuid, 'vrouteragent', VPC.RouterDelete, { routerUuid: r.uuid }).catch((e: unknown) => {
-            if (!cascade) throw e;
-            log.warn({ router: r.uuid, err: (e as Error).message }, 'router namespace not deleted (host unreachable); it is left on the host');
-          });
-        }
         for (const v of (await oc.store.list({ kind: 'vip', filters: [{ field: 'vpcRouterUuid', op: '=', value: r.uuid }] })).items) {
           if (v.system === true) {
             await oc.store.delete(v.uuid);
@@ -149,6 +143,14 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
           } else await oc.store.update(v.uuid, { vpcRouterUuid: undefined, useFor: [] });
         }
         await oc.store.delete(r.uuid);
+        // an apply already running for it ends before this sync resolves (one apply per key at a
+        // time; the next sees no router), so the namespace deleted below is not re-created
+        await q.sync(AREA, r.uuid).catch(() => undefined);
+        if (typeof r.hostUuid === 'string' && (await oc.store.get(r.hostUuid))) {
+          await callHost(oc, r.hostUuid, 'vrouteragent', VPC.RouterDelete, { routerUuid: r.uuid }).catch((e: unknown) => {
+            log.warn({ router: r.uuid, err: (e as Error).message }, 'router namespace not deleted (host unreachable); it is left on the host');
+          });
+        }
         return r;
       }),
   });

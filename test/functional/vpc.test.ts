@@ -188,6 +188,8 @@ describe('functional: VPC routers, VIPs, EIPs, port forwarding (fake cloud)', fu
     const publicIp = (await fc.api.get(`/v1/vpc-routers/${ids.router}`)).body.publicIp;
     const del = await fc.api.del(`/v1/vpc-routers/${ids.router}?cascade=true`);
     assert.ok(del.status < 300, JSON.stringify(del.body));
+    const mine = fc.vrouter.calls.filter((x) => (x.req as any)?.routerUuid === ids.router || (x.req as any)?.router?.routerUuid === ids.router);
+    assert.equal(mine.at(-1)!.command, VPC.RouterDelete.name, 'no apply re-creates the namespace after the delete');
     assert.ok(!(await fc.controller.store.claims(ipNamespace(ids.pub))).some((c) => c.key === publicIp), 'public IP released');
     assert.equal((await fc.api.get(`/v1/eips/${ids.eip}`)).body.vmNicUuid, undefined, 'its EIP stays, detached');
     assert.equal((await fc.controller.store.get(ids.a))!.vpcRouterUuid, undefined);
