@@ -47,6 +47,8 @@ export interface ControllerOptions {
   /** Secret that may read /metrics (the --token-file content). */
   token?: string;
   sessionTtlMs?: number;
+  /** A session unused this long ends (default 7200 s). */
+  sessionIdleMs?: number;
   /** Shared (Redis) store: a controller silent this long has its Running jobs taken over (default 45 s). */
   jobStaleMs?: number;
   /** URL agents use to reach this controller (callbacks, events); default http://<listen>. */
@@ -165,7 +167,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   let stopAudit = (): void => undefined;
   let consoleProxy: ConsoleProxy | undefined;
   try {
-    const auth = new AuthService(store, o.sessionTtlMs !== undefined ? { sessionTtlMs: o.sessionTtlMs } : {});
+    const auth = new AuthService(store, { ...(o.sessionTtlMs !== undefined ? { sessionTtlMs: o.sessionTtlMs } : {}), ...(o.sessionIdleMs !== undefined ? { sessionIdleMs: o.sessionIdleMs } : {}) });
     const pw = o.adminPassword ?? process.env.TSTACK_ADMIN_PASSWORD;
     const boot = await auth.bootstrapAdmin(pw !== undefined && pw !== '' ? { dataDir: o.dataDir, password: pw } : { dataDir: o.dataDir });
     if (boot.generatedPassword && o.printAdminPassword) {

@@ -2,7 +2,7 @@
 // Normal) whose scrypt hash rides in the internal field `_passwordHash` (fields starting
 // with '_' never leave the API). Sessions are store docs keyed by the SHA-256 of the token,
 // so the inventory never holds a usable token.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
@@ -43,7 +43,12 @@ interface SessionDoc {
   userUuid?: string;
   createDate: string;
   expiresAt: string;
+  /** Last use (written at most once a minute); idle longer than sessionIdleMs ends the session. */
+  lastUsed?: string;
 }
+
+/** Access keys (controller/identity/access-keys.ts): `Authorization: Bearer ak:<accessKeyId>:<secret>`. */
+export const ACCESS_KEY_KIND = 'access-key';
 
 export const SessionCreate = Obj({
   accountName: Type.String({ minLength: 1, maxLength: 64 }),
@@ -56,10 +61,13 @@ const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex
 export interface AuthOptions {
   /** Session lifetime (default 12 h). */
   sessionTtlMs?: number;
+  /** A session unused this long ends (default 7200 s, the manual's idle timeout). */
+  sessionIdleMs?: number;
 }
 
 export class AuthService {
   readonly sessionTtlMs: number;
+  readonly sessionIdleMs: number;
   private adminUuid?: string;
 
   constructor(
@@ -67,6 +75,7 @@ export class AuthService {
     o: AuthOptions = {},
   ) {
     this.sessionTtlMs = o.sessionTtlMs ?? 12 * 3600_000;
+    this.sessionIdleMs = o.sessionIdleMs ?? 7200_000;
   }
 
   get adminAccountUuid(): string {
@@ -224,13 +233,19 @@ export class AuthService {
   /** The principal of a bearer token, or UNAUTHORIZED. */
   async authenticate(token: string | undefined): Promise<Principal> {
     if (!token) throw new TStackError('UNAUTHORIZED', 'missing session: log in with POST /v1/sessions and send Authorization: Bearer <token>');
+    if (token.startsWith('ak:')) return this.authenticateKey(token);
     const id = sha256(token);
     const s = await this.store.getDoc<SessionDoc>(SESSION_DOCS, id);
     if (!s) throw new TStackError('UNAUTHORIZED', 'unknown or ended session: log in again');
-    if (s.expiresAt < new Date().toISOString()) {
+    const now = Date.now();
+    if (s.expiresAt < new Date(now).toISOString()) {
       await this.store.deleteDoc(SESSION_DOCS, id);
       throw new TStackError('UNAUTHORIZED', `session expired at ${s.expiresAt}: log in again`);
     }
+    const last = Date.parse(s.lastUsed ?? s.createDate);
+    // (kept until gcSessions: deleting it here would turn this answer into "unknown session" for the next check of the same request)
+    if (now - last > this.sessionIdleMs) throw new TStackError('UNAUTHORIZED', `session idle for more than ${Math.round(this.sessionIdleMs / 1000)} s: log in again`);
+    if (now - last > Math.min(60_000, this.sessionIdleMs / 4)) await this.store.putDoc(SESSION_DOCS, id, { ...s, lastUsed: new Date(now).toISOString() });
     const a = await this.store.get<Account>(s.accountUuid);
     if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('UNAUTHORIZED', 'the account of this session no longer exists');
     if (a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is disabled`);
@@ -238,6 +253,27 @@ export class AuthService {
     if (s.userUuid !== undefined) {
       const u = await this.store.get(s.userUuid);
       if (!u || u.kind !== USER_KIND || u.ownerAccountUuid !== a.uuid) throw new TStackError('UNAUTHORIZED', 'the user of this session no longer exists');
+      p.userUuid = u.uuid;
+      p.userName = u.name;
+    }
+    return p;
+  }
+
+  /** `ak:<accessKeyId>:<secret>`: the principal of an enabled access key (its account, or its user). */
+  private async authenticateKey(token: string): Promise<Principal> {
+    const m = /^ak:([A-Za-z0-9]{8,64}):([A-Za-z0-9_-]{16,128})$/.exec(token);
+    const bad = new TStackError('UNAUTHORIZED', 'unknown, revoked or malformed access key');
+    if (!m) throw bad;
+    const k = (await this.store.list({ kind: ACCESS_KEY_KIND, filters: [{ field: 'accessKeyId', op: '=', value: m[1]! }], limit: 1 })).items[0];
+    const want = Buffer.from(String(k?._secretHash ?? ''), 'hex');
+    const got = createHash('sha256').update(m[2]!).digest();
+    if (!k || k.state !== 'Enabled' || want.length !== got.length || !timingSafeEqual(want, got)) throw bad;
+    const a = await this.store.get<Account>(k.ownerAccountUuid);
+    if (!a || a.kind !== ACCOUNT_KIND || a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', 'the account of this access key is gone or disabled');
+    const p: Principal = { accountUuid: a.uuid, accountName: a.name, isAdmin: a.type === 'SystemAdmin', sessionId: `ak:${k.uuid}` };
+    if (typeof k.userUuid === 'string') {
+      const u = await this.store.get(k.userUuid);
+      if (!u || u.kind !== USER_KIND || u.ownerAccountUuid !== a.uuid) throw bad;
       p.userUuid = u.uuid;
       p.userName = u.name;
     }

@@ -9,6 +9,8 @@ import { quotaMiddleware, registerQuotaActions } from './quota-api.js';
 import { registerIdentityCollections } from './users.js';
 import { policyMiddleware } from './policy-gate.js';
 import { registerSharing } from './sharing.js';
+import { registerAccessKeys } from './access-keys.js';
+import { LoginLimiter, loginLimitMiddleware, type LoginLimitOptions } from './login-limit.js';
 
 const log = logger('identity');
 
@@ -18,6 +20,8 @@ export type IdentityServices = Pick<ControllerContext, 'store' | 'auth' | 'bus' 
 export interface IdentityOptions {
   /** How often the quota ledger is checked against the inventory (default 5 min; 0 = only at start). */
   repairPeriodMs?: number;
+  /** Failed-login rate limit (default 5 failures per 5 minutes per account name and per client address). */
+  loginLimit?: LoginLimitOptions;
 }
 
 export function identityModule(o: IdentityOptions = {}): { name: string; install(s: IdentityServices): void; start(): Promise<void>; stop(): Promise<void> } {
@@ -35,6 +39,8 @@ export function identityModule(o: IdentityOptions = {}): { name: string; install
       quotas = q;
       registerIdentityCollections(s.registry);
       registerSharing(s.registry);
+      registerAccessKeys(s.registry);
+      s.apiMiddleware.push(loginLimitMiddleware(new LoginLimiter(o.loginLimit)));
       s.apiMiddleware.push(policyMiddleware({ store: s.store, auth: s.auth, registry: s.registry }));
       registerQuotaActions(s.registry, (store) => (store === s.store ? q : new QuotaService(store, () => s.auth.adminAccountUuid)));
       s.apiMiddleware.push(quotaMiddleware({ store: s.store, auth: s.auth, registry: s.registry, jobs: s.jobs, quotas: q }));
