@@ -62,7 +62,7 @@ export const ERROR_TABLE: Readonly<Record<string, ErrorInfo>> = {
   CONFLICT: row(409, 'conflict'),
   CAPACITY_EXCEEDED: row(409, 'conflict'),
   QUOTA_EXCEEDED: row(409, 'conflict'),
-  RATE_LIMITED: row(429, 'retryable'),
+  RATE_LIMITED: row(429, 'conflict'), // 4xx: never 'retryable' (the same call fails until Retry-After has passed)
   HOST_KEY_MISMATCH: row(409, 'conflict'),
   INTERNAL: row(500, 'permanent'),
   INJECTED_FAULT: row(500, 'permanent'),
