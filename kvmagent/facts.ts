@@ -2,7 +2,7 @@
 import si from 'systeminformation';
 import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import type { ResponseOf } from '../shared/protocol/command.js';
 import type * as kvm from '../shared/protocol/kvm.js';
 import type { HypervisorDriver } from './hypervisor/driver.js';
@@ -59,14 +59,16 @@ export async function hostFacts(driver: HypervisorDriver): Promise<Facts> {
       model: cpu?.brand ?? '',
       arch: os?.arch ?? process.arch,
       sockets: cpu?.processors ?? 1,
-      cores: cpu?.physicalCores ?? 0,
-      threads: cpu?.cores ?? 0,
+      // systeminformation can be slower than its timeout on a loaded host: the capacity the
+      // allocator needs then comes from Node (0 CPUs would make the host unusable)
+      cores: cpu?.physicalCores || availableParallelism(),
+      threads: cpu?.cores || availableParallelism(),
       mhz: Math.round((cpu?.speed ?? 0) * 1000),
       flags: String(flags ?? '')
         .split(/\s+/)
         .filter(Boolean),
     },
-    memory: { total: mem?.total ?? 0 },
+    memory: { total: mem?.total || totalmem() },
     os: { distro: os?.distro ?? '', release: os?.release ?? '', kernel: os?.kernel ?? '', arch: os?.arch ?? process.arch },
     nics: netList
       .filter((n) => n.iface !== 'lo')
