@@ -3,7 +3,7 @@
 // before anything is touched; state is written to the data dir, then rendered and applied.
 // flat/apply carries the complete desired state of one L3; converge() makes the host match it
 // (namespace, files, dnsmasq, leases, metadata) and is also what recovery and the watchdog run.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { TStackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -13,7 +13,7 @@ import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq
 import { MetadataServer } from './metadata/server.js';
 import { dnsmasqPaths, renderDhcpHosts, renderDhcpOpts, renderDnsmasqConf, renderHosts, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
 import { filterLeases } from './render/leases.js';
-import { ensureDir, flatRoot, listDirs, readJson, removeDir, writeIfChanged, writeJson } from './state.js';
+import { ensureDir, flatRoot, listDirs, readJson, removeDir, writeIfChanged } from './state.js';
 import {
   validateDhcpEntries,
   validateDnsRecords,
@@ -44,7 +44,12 @@ interface L3 {
   md?: MetadataServer;
   /** The network spec the namespace was last fully checked against (skip the ip/sysctl calls while it holds). */
   ensured?: string;
+  /** Loaded from the per-part files of an older agent. */
+  legacy?: boolean;
 }
+
+/** The saved desired state of an L3 (FlatDesired as JSON). */
+const DESIRED = 'desired.json';
 
 export interface FlatDesired {
   network: FlatNetworkSpec;
@@ -77,7 +82,7 @@ export class FlatService {
     for (const d of listDirs(flatRoot(this.o.dataDir))) {
       const dir = join(flatRoot(this.o.dataDir), d);
       try {
-        const network = readJson<FlatNetworkSpec | undefined>(join(dir, 'network.json'), undefined);
+        const network = readJson<Partial<FlatDesired>>(join(dir, DESIRED), {}).network ?? readJson<FlatNetworkSpec | undefined>(join(dir, 'network.json'), undefined);
         if (!network) continue;
         const st = this.load(network, dir);
         this.nets.set(key(network.l3NetworkUuid), st);
@@ -91,16 +96,31 @@ export class FlatService {
   }
 
   private load(network: FlatNetworkSpec, dir: string): L3 {
-    const st: L3 = {
-      network,
-      names: flatNames(network.l3NetworkUuid, this.o.scheme),
-      dir,
-      paths: dnsmasqPaths(dir),
+    const base = { network, names: flatNames(network.l3NetworkUuid, this.o.scheme), dir, paths: dnsmasqPaths(dir) };
+    const saved = readJson<FlatDesired | undefined>(join(dir, DESIRED), undefined);
+    if (saved) return { ...base, dhcp: saved.dhcp, dns: saved.dns, metadata: new Map(saved.metadata.map((r) => [r.ip, r])) };
+    // state written by an older agent: one file per part (removed once desired.json is written)
+    return {
+      ...base,
       dhcp: readJson<DhcpEntrySpec[]>(join(dir, 'dhcp.json'), []),
       dns: readJson(join(dir, 'dns.json'), { records: [], forwarders: [] }),
       metadata: new Map(readJson<MetadataRecordSpec[]>(join(dir, 'metadata.json'), []).map((r) => [r.ip, r])),
+      legacy: true,
     };
-    return st;
+  }
+
+  /**
+   * Save the L3's desired state (one file: each write-and-rename costs a flush on ext4, and
+   * an apply changes several parts at once). True when it changed.
+   */
+  private save(st: L3): boolean {
+    const d: FlatDesired = { network: st.network, dhcp: st.dhcp, dns: st.dns, metadata: [...st.metadata.values()] };
+    const wrote = writeIfChanged(join(st.dir, DESIRED), JSON.stringify(d) + '\n', 0o600);
+    if (st.legacy) {
+      for (const f of ['network.json', 'dhcp.json', 'dns.json', 'metadata.json']) rmSync(join(st.dir, f), { force: true });
+      delete st.legacy;
+    }
+    return wrote;
   }
 
   /**
@@ -205,7 +225,7 @@ export class FlatService {
     ensureDir(dir);
     const st = existing ?? this.load(network, dir);
     st.network = network;
-    const wrote = writeJson(join(dir, 'network.json'), network);
+    const wrote = this.save(st);
     this.nets.set(k, st);
     try {
       const { changed } = await this.converge(st, signal);
@@ -241,12 +261,7 @@ export class FlatService {
     st.dns = { records: want.dns.records, forwarders: want.dns.forwarders };
     st.metadata = new Map(want.metadata.map((r) => [r.ip, r]));
     // the desired state first: an agent restarting mid-apply converges to it from disk
-    const wrote = [
-      writeJson(join(dir, 'dhcp.json'), st.dhcp),
-      writeJson(join(dir, 'dns.json'), st.dns),
-      writeJson(join(dir, 'metadata.json'), want.metadata),
-      writeJson(join(dir, 'network.json'), network),
-    ].some(Boolean);
+    const wrote = this.save(st);
     this.nets.set(k, st);
     const r = await this.converge(st, signal);
     return { namespace: this.info(st), changed: r.changed || wrote, releasedLeases: r.releasedLeases };
@@ -270,7 +285,7 @@ export class FlatService {
     const st = this.get(uuid);
     validateDhcpEntries(st.network, entries);
     st.dhcp = entries.map((e) => ({ ...e, mac: e.mac.toLowerCase() }));
-    writeJson(join(st.dir, 'dhcp.json'), st.dhcp);
+    this.save(st);
     const reloaded = await this.reload(st);
     return { entries: st.dhcp.length, reloaded };
   }
@@ -283,7 +298,7 @@ export class FlatService {
     const st = this.get(uuid);
     validateDnsRecords(records);
     st.dns = { records, forwarders };
-    writeJson(join(st.dir, 'dns.json'), st.dns);
+    this.save(st);
     await this.reload(st);
     return { records: records.length, forwarders: forwarders.length };
   }
@@ -293,7 +308,7 @@ export class FlatService {
 
 
   private saveMetadata(st: L3): { records: number } {
-    writeJson(join(st.dir, 'metadata.json'), [...st.metadata.values()]);
+    this.save(st);
     return { records: st.metadata.size };
   }
 

@@ -204,6 +204,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async close(): Promise<void> {
+    this.stmts.clear();
     this.db?.close();
     this.db = undefined;
   }
@@ -213,10 +214,22 @@ export class SqliteStore implements InventoryStore {
     return this.db;
   }
 
+  /** Prepared statements by SQL text (preparing costs more than running a small query); bounded. */
+  private stmts = new Map<string, Database.Statement>();
+  private prep(sql: string): Database.Statement {
+    let st = this.stmts.get(sql);
+    if (!st) {
+      if (this.stmts.size >= 256) this.stmts.delete(this.stmts.keys().next().value!);
+      st = this.d.prepare(sql);
+      this.stmts.set(sql, st);
+    }
+    return st;
+  }
+
   private write(r: Resource, insert: boolean): void {
     const args = [r.uuid, r.kind, r.parentUuid ?? null, r.state ?? null, r.ownerAccountUuid ?? null, r.name ?? null, r.createDate, r.lastOpDate, JSON.stringify(r)];
     if (insert) {
-      this.d.prepare('INSERT INTO resources (uuid, kind, parent_uuid, state, owner, name, create_date, last_op_date, body) VALUES (?,?,?,?,?,?,?,?,?)').run(...args);
+      this.prep('INSERT INTO resources (uuid, kind, parent_uuid, state, owner, name, create_date, last_op_date, body) VALUES (?,?,?,?,?,?,?,?,?)').run(...args);
     } else {
       this.d
         .prepare('UPDATE resources SET kind=?, parent_uuid=?, state=?, owner=?, name=?, create_date=?, last_op_date=?, body=? WHERE uuid=?')
@@ -225,7 +238,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   private read<T extends Resource>(uuid: string): T | undefined {
-    const row = this.d.prepare('SELECT body FROM resources WHERE uuid = ?').get(uuid) as Row | undefined;
+    const row = this.prep('SELECT body FROM resources WHERE uuid = ?').get(uuid) as Row | undefined;
     return row ? (JSON.parse(row.body) as T) : undefined;
   }
 
@@ -273,7 +286,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async delete(uuid: string): Promise<boolean> {
-    return this.d.prepare('DELETE FROM resources WHERE uuid = ?').run(uuid).changes > 0;
+    return this.prep('DELETE FROM resources WHERE uuid = ?').run(uuid).changes > 0;
   }
 
   async list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>> {
@@ -286,61 +299,63 @@ export class SqliteStore implements InventoryStore {
     }
     for (const f of q.filters ?? []) where.push(filterSql(f, params));
     const whereSql = where.join(' AND ');
-    const total = (this.d.prepare(`SELECT COUNT(*) AS n FROM resources WHERE ${whereSql}`).get(...params) as { n: number }).n;
+    // unpaged: the total is the number of rows (no COUNT query)
+    const paged = q.limit !== undefined || (q.start ?? 0) > 0;
+    const total = paged ? (this.prep(`SELECT COUNT(*) AS n FROM resources WHERE ${whereSql}`).get(...params) as { n: number }).n : undefined;
     const pageParams = [...params];
     let order = '';
     if (q.sort) order = `${fieldSql(q.sort.field, pageParams)} ${q.sort.dir === 'desc' ? 'DESC' : 'ASC'}, `;
     order += 'create_date ASC, uuid ASC';
     pageParams.push(q.limit ?? -1, q.start ?? 0);
-    const rows = this.d.prepare(`SELECT body FROM resources WHERE ${whereSql} ORDER BY ${order} LIMIT ? OFFSET ?`).all(...pageParams) as Row[];
-    return { items: rows.map((r) => JSON.parse(r.body) as T), total };
+    const rows = this.prep(`SELECT body FROM resources WHERE ${whereSql} ORDER BY ${order} LIMIT ? OFFSET ?`).all(...pageParams) as Row[];
+    return { items: rows.map((r) => JSON.parse(r.body) as T), total: total ?? rows.length };
   }
 
   async byParent<T extends Resource = Resource>(kind: string, parentUuid: string): Promise<T[]> {
-    const rows = this.d.prepare('SELECT body FROM resources WHERE kind = ? AND parent_uuid = ? ORDER BY create_date, uuid').all(kind, parentUuid) as Row[];
+    const rows = this.prep('SELECT body FROM resources WHERE kind = ? AND parent_uuid = ? ORDER BY create_date, uuid').all(kind, parentUuid) as Row[];
     return rows.map((r) => JSON.parse(r.body) as T);
   }
 
   async byState<T extends Resource = Resource>(kind: string, state: string): Promise<T[]> {
-    const rows = this.d.prepare('SELECT body FROM resources WHERE kind = ? AND state = ? ORDER BY create_date, uuid').all(kind, state) as Row[];
+    const rows = this.prep('SELECT body FROM resources WHERE kind = ? AND state = ? ORDER BY create_date, uuid').all(kind, state) as Row[];
     return rows.map((r) => JSON.parse(r.body) as T);
   }
 
   async claim(namespace: string, key: string, owner: string): Promise<boolean> {
     const tx = this.d.transaction((): boolean => {
-      const ins = this.d.prepare('INSERT OR IGNORE INTO claims (ns, key, owner, create_date) VALUES (?,?,?,?)').run(namespace, key, owner, nowIso());
+      const ins = this.prep('INSERT OR IGNORE INTO claims (ns, key, owner, create_date) VALUES (?,?,?,?)').run(namespace, key, owner, nowIso());
       if (ins.changes > 0) return true;
-      const row = this.d.prepare('SELECT owner FROM claims WHERE ns = ? AND key = ?').get(namespace, key) as { owner: string } | undefined;
+      const row = this.prep('SELECT owner FROM claims WHERE ns = ? AND key = ?').get(namespace, key) as { owner: string } | undefined;
       return row?.owner === owner;
     });
     return tx.immediate();
   }
 
   async release(namespace: string, key: string, owner?: string): Promise<void> {
-    if (owner === undefined) this.d.prepare('DELETE FROM claims WHERE ns = ? AND key = ?').run(namespace, key);
-    else this.d.prepare('DELETE FROM claims WHERE ns = ? AND key = ? AND owner = ?').run(namespace, key, owner);
+    if (owner === undefined) this.prep('DELETE FROM claims WHERE ns = ? AND key = ?').run(namespace, key);
+    else this.prep('DELETE FROM claims WHERE ns = ? AND key = ? AND owner = ?').run(namespace, key, owner);
   }
 
   async claims(namespace: string): Promise<Array<{ key: string; owner: string }>> {
-    return this.d.prepare('SELECT key, owner FROM claims WHERE ns = ? ORDER BY key').all(namespace) as Array<{ key: string; owner: string }>;
+    return this.prep('SELECT key, owner FROM claims WHERE ns = ? ORDER BY key').all(namespace) as Array<{ key: string; owner: string }>;
   }
 
   async reserve(r: Reservation): Promise<QuotaExceeded | undefined> {
     const tx = this.d.transaction((): QuotaExceeded | undefined => {
       const held = (holder: string, name: string): number =>
-        (this.d.prepare('SELECT amount FROM quota_holds WHERE scope = ? AND holder = ? AND name = ?').get(r.scope, holder, name) as { amount: number } | undefined)?.amount ?? 0;
+        (this.prep('SELECT amount FROM quota_holds WHERE scope = ? AND holder = ? AND name = ?').get(r.scope, holder, name) as { amount: number } | undefined)?.amount ?? 0;
       const plan: Array<{ name: string; amount: number; cover: number }> = [];
       for (const [name, amount] of Object.entries(r.amounts)) {
         const delta = amount - held(r.holder, name);
         const cover = r.from !== undefined && delta > 0 ? Math.min(held(r.from, name), delta) : 0;
         const limit = r.limits?.[name];
         if (limit !== undefined && delta > cover) {
-          const used = (this.d.prepare('SELECT COALESCE(SUM(amount), 0) AS n FROM quota_holds WHERE scope = ? AND name = ?').get(r.scope, name) as { n: number }).n;
+          const used = (this.prep('SELECT COALESCE(SUM(amount), 0) AS n FROM quota_holds WHERE scope = ? AND name = ?').get(r.scope, name) as { n: number }).n;
           if (used + delta - cover > limit) return { name, limit, used, requested: amount };
         }
         plan.push({ name, amount, cover });
       }
-      const put = this.d.prepare('INSERT INTO quota_holds (scope, holder, name, amount) VALUES (?,?,?,?) ON CONFLICT (scope, holder, name) DO UPDATE SET amount = excluded.amount');
+      const put = this.prep('INSERT INTO quota_holds (scope, holder, name, amount) VALUES (?,?,?,?) ON CONFLICT (scope, holder, name) DO UPDATE SET amount = excluded.amount');
       for (const p of plan) {
         put.run(r.scope, r.holder, p.name, p.amount);
         if (p.cover > 0) put.run(r.scope, r.from!, p.name, held(r.from!, p.name) - p.cover);
@@ -351,16 +366,16 @@ export class SqliteStore implements InventoryStore {
   }
 
   async unreserve(scope: string, holder: string): Promise<void> {
-    this.d.prepare('DELETE FROM quota_holds WHERE scope = ? AND holder = ?').run(scope, holder);
+    this.prep('DELETE FROM quota_holds WHERE scope = ? AND holder = ?').run(scope, holder);
   }
 
   async reserved(scope: string): Promise<Record<string, number>> {
-    const rows = this.d.prepare('SELECT name, SUM(amount) AS n FROM quota_holds WHERE scope = ? GROUP BY name').all(scope) as Array<{ name: string; n: number }>;
+    const rows = this.prep('SELECT name, SUM(amount) AS n FROM quota_holds WHERE scope = ? GROUP BY name').all(scope) as Array<{ name: string; n: number }>;
     return Object.fromEntries(rows.map((x) => [x.name, x.n]));
   }
 
   async holders(scope: string): Promise<Array<{ holder: string; amounts: Record<string, number> }>> {
-    const rows = this.d.prepare('SELECT holder, name, amount FROM quota_holds WHERE scope = ? ORDER BY holder, name').all(scope) as Array<{ holder: string; name: string; amount: number }>;
+    const rows = this.prep('SELECT holder, name, amount FROM quota_holds WHERE scope = ? ORDER BY holder, name').all(scope) as Array<{ holder: string; name: string; amount: number }>;
     const m = new Map<string, Record<string, number>>();
     for (const x of rows) {
       let a = m.get(x.holder);
@@ -377,16 +392,16 @@ export class SqliteStore implements InventoryStore {
   }
 
   async getDoc<T = unknown>(collection: string, id: string): Promise<T | undefined> {
-    const row = this.d.prepare('SELECT body FROM docs WHERE collection = ? AND id = ?').get(collection, id) as Row | undefined;
+    const row = this.prep('SELECT body FROM docs WHERE collection = ? AND id = ?').get(collection, id) as Row | undefined;
     return row ? (JSON.parse(row.body) as T) : undefined;
   }
 
   async deleteDoc(collection: string, id: string): Promise<void> {
-    this.d.prepare('DELETE FROM docs WHERE collection = ? AND id = ?').run(collection, id);
+    this.prep('DELETE FROM docs WHERE collection = ? AND id = ?').run(collection, id);
   }
 
   async listDocs<T = unknown>(collection: string): Promise<Array<{ id: string; doc: T }>> {
-    const rows = this.d.prepare('SELECT id, body FROM docs WHERE collection = ? ORDER BY id').all(collection) as Array<{ id: string; body: string }>;
+    const rows = this.prep('SELECT id, body FROM docs WHERE collection = ? ORDER BY id').all(collection) as Array<{ id: string; body: string }>;
     return rows.map((r) => ({ id: r.id, doc: JSON.parse(r.body) as T }));
   }
 }

@@ -110,20 +110,27 @@ async function main(): Promise<void> {
 
     const tstackMs: number[] = [];
     const handMs: number[] = [];
+    // CPU time of this process (controller and agent both run here): what load on the machine does not inflate
+    const tstackCpu: number[] = [];
+    const handCpu: number[] = [];
+    const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
     for (let r = 0; r < RUNS * 2; r++) {
       const v = r + 1;
       // the change both sides apply: every VM gets a new host name (inventory updated untimed)
       for (let i = 0; i < N; i++) await store.update(vmUuids[i]!, { name: nameOf(i, v) });
       const runTstack = async (): Promise<void> => {
         const t = process.hrtime.bigint();
+        const c = process.cpuUsage();
         await applyFlat(d, key);
         tstackMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+        tstackCpu.push(cpuMs(process.cpuUsage(c)));
         const hosts = readFileSync(join(flatDir, 'dhcp-hosts'), 'utf8');
         if (!hosts.includes(`,${nameOf(N - 1, v)},`) || hosts.split('\n').length !== N + 1) throw new Error('tstack did not apply the full state');
         if (Number(readFileSync(join(flatDir, 'dnsmasq.pid'), 'utf8').trim()) !== agentPid) throw new Error('tstack restarted dnsmasq instead of reloading it');
       };
       const runHand = (): void => {
         const t = process.hrtime.bigint();
+        const c = process.cpuUsage();
         let dhcp = '';
         let names = '';
         for (let i = 0; i < N; i++) {
@@ -136,6 +143,7 @@ async function main(): Promise<void> {
         renameSync(`${addnHosts}.tmp`, addnHosts);
         process.kill(manualPid, 'SIGHUP');
         handMs.push(Number(process.hrtime.bigint() - t) / 1e6);
+        handCpu.push(cpuMs(process.cpuUsage(c)));
       };
       if (r % 2 === 0) {
         await runTstack();
@@ -151,6 +159,7 @@ async function main(): Promise<void> {
     console.log(`VMs: ${N}, runs: ${tstackMs.length} each (alternating)`);
     console.log(`tstack  (inventory → desired state → HTTP → validate → render → write → SIGHUP): median ${a.toFixed(2)} ms, min ${Math.min(...tstackMs).toFixed(2)} ms`);
     console.log(`by hand (write dhcp-hosts + addn-hosts, SIGHUP):                                 median ${h.toFixed(2)} ms, min ${Math.min(...handMs).toFixed(2)} ms`);
+    console.log(`CPU time: tstack median ${median(tstackCpu).toFixed(2)} ms, by hand ${median(handCpu).toFixed(2)} ms (cpu ratio ${(median(tstackCpu) / median(handCpu)).toFixed(2)}; wall times above also count waiting for the CPU on a busy machine)`);
     console.log(`ratio: ${(a / h).toFixed(2)}`);
   } finally {
     for (const u of undo.reverse()) {

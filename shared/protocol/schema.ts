@@ -125,6 +125,8 @@ export function guardShape(schema: TSchema, value: unknown, what = 'request', pa
 
 /** Validate or throw INVALID_ARGUMENT naming the first bad field. */
 export function validate<T extends TSchema>(schema: T, value: unknown, what = 'request'): Static<T> {
+  // the compiled check is one linear pass; only a value that fails it is walked again to name the bad field
+  if (compiled(schema).Check(value)) return value as Static<T>;
   guardShape(schema, value, what);
   const errs = check(schema, value);
   if (errs.length > 0) {
