@@ -3,7 +3,8 @@
 // this machine's sshd (removed afterwards), and a temp on-host layout with free ports.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { utils } from 'ssh2';
+// default import: ssh2 is CommonJS without static named exports (scripts run as ESM, not only mocha)
+import ssh2 from 'ssh2';
 import { exec } from '../../../shared/exec.js';
 import { REPO_ROOT } from '../../harness/guest.js';
 import { freePort } from '../../harness/ports.js';
@@ -55,7 +56,7 @@ export interface TestKey {
 /** A fresh ed25519 key authorized for root (a line tagged with the run id, removed by cleanup). */
 export function authorizedKey(cleanup: Cleanup, tag = 'key'): TestKey {
   const comment = `tstack-test-${runId()}-${tag}`;
-  const k = utils.generateKeyPairSync('ed25519', { comment });
+  const k = ssh2.utils.generateKeyPairSync('ed25519', { comment });
   const publicKey = k.public.trim();
   authorize(publicKey, cleanup, comment);
   return { privateKey: k.private, publicKey, comment };
