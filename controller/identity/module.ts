@@ -10,6 +10,7 @@ import { registerIdentityCollections } from './users.js';
 import { policyMiddleware } from './policy-gate.js';
 import { registerSharing } from './sharing.js';
 import { registerAccessKeys } from './access-keys.js';
+import { logoutAllMiddleware } from './logout-all.js';
 import { LoginLimiter, loginLimitMiddleware, type LoginLimitOptions } from './login-limit.js';
 
 const log = logger('identity');
@@ -41,6 +42,7 @@ export function identityModule(o: IdentityOptions = {}): { name: string; install
       registerSharing(s.registry);
       registerAccessKeys(s.registry);
       s.apiMiddleware.push(loginLimitMiddleware(new LoginLimiter(o.loginLimit)));
+      s.apiMiddleware.push(logoutAllMiddleware(s.auth));
       s.apiMiddleware.push(policyMiddleware({ store: s.store, auth: s.auth, registry: s.registry }));
       registerQuotaActions(s.registry, (store) => (store === s.store ? q : new QuotaService(store, () => s.auth.adminAccountUuid)));
       s.apiMiddleware.push(quotaMiddleware({ store: s.store, auth: s.auth, registry: s.registry, jobs: s.jobs, quotas: q }));

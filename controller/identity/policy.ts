@@ -30,7 +30,7 @@ export const ENDPOINTS: Array<{ method: string; path: RegExp; to: RequestAction 
   { method: 'GET', path: /^\/metrics$/, to: { open: true } }, // admin session or controller token, checked by its route
   { method: 'GET', path: /^\/v1\/openapi\.json$/, to: { open: true } },
   { method: 'POST', path: /^\/v1\/sessions$/, to: { open: true } },
-  { method: 'DELETE', path: /^\/v1\/sessions\/current$/, to: { open: true } },
+  { method: 'DELETE', path: /^\/v1\/sessions(\/current)?$/, to: { open: true } }, // logout, logout everywhere
   { method: 'POST', path: /^\/v1\/agent-(callbacks|events)$/, to: { open: true } }, // agents' tokens, no sessions
   { method: 'GET', path: /^\/v1\/jobs(\/([^/]+))?$/, to: (m) => (m[2] ? { action: 'jobs:read', resourceUuid: m[2] } : { action: 'jobs:read' }) },
   { method: 'GET', path: /^\/v1\/events$/, to: { action: 'events:read' } },

@@ -75,8 +75,21 @@ for (const backend of ['sqlite', 'redis'] as const) {
       assert.equal((await anon.post('/v1/sessions', { accountName: acctName, password: 'account-pw-123' })).status, 200);
     });
 
-    it('a session unused longer than the idle timeout ends; one in use stays', async function () {
+    it('logout everywhere ends all of the caller\'s sessions (a user: its own only)', async function () {
       await sleep(3_200); // the login limiter's window from the previous test (same client address)
+      const s1 = await c.login(acctName, 'account-pw-123');
+      const s2 = await c.login(acctName, 'account-pw-123');
+      const u = await c.anon.post('/v1/sessions', { accountName: acctName, userName: 'robot', password: 'robot-password-1' });
+      const robot = new ApiClient(c.url, u.body.token);
+      const robot2 = new ApiClient(c.url, (await c.anon.post('/v1/sessions', { accountName: acctName, userName: 'robot', password: 'robot-password-1' })).body.token);
+      assert.equal((await robot.req('DELETE', '/v1/sessions')).status, 204);
+      assert.equal((await robot2.get('/v1/zones')).status, 401);
+      assert.equal((await s2.get('/v1/zones')).status, 200, "a user's logout-all leaves the account's sessions");
+      assert.equal((await s1.req('DELETE', '/v1/sessions')).status, 204);
+      assert.equal((await s2.get('/v1/zones')).status, 401);
+    });
+
+    it('a session unused longer than the idle timeout ends; one in use stays', async function () {
       const s = await c.login(acctName, 'account-pw-123');
       const busy = await c.login(acctName, 'account-pw-123');
       assert.equal((await s.get('/v1/zones')).status, 200);
