@@ -2,7 +2,8 @@
 // a real Prometheus, a real HTTP receiver on 127.0.0.1): a VM created through the API shows in
 // CPUAverageUsedUtilization; a GreaterThan alarm (the fake guest uses ~5 % CPU) posts through
 // its topic; a VmStateChanged subscription receives the stop; the audit log holds the VM's
-// create and stop with the account. (The real-guest version of this chain is not written yet.)
+// create and stop with the account; HostStatusChanged, PrimaryStorageLowCapacity and JobFailed
+// arrive. (The real-guest version of this chain is in test/e2e/cloud.test.ts.)
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +13,8 @@ import { MetricsCollector } from '../../kvmagent/metrics/collector.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { freePort } from '../harness/ports.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { HostTracker } from '../../controller/host/tracker.js';
+import * as S from '../../shared/protocol/storage.js';
 
 const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
   const end = Date.now() + ms;
@@ -28,6 +31,7 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
   const cleanup = useCleanup();
   let fc: FakeCloud;
   const got: Array<Record<string, any>> = [];
+  let topic = '';
 
   before(async function () {
     // scripts/setup installs it: a missing Prometheus is a broken setup, not a reason to skip
@@ -50,6 +54,7 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
     cleanup.add(() => new Promise<void>((r) => rx.close(() => r())), 'receiver');
     const ep = await fc.api.post('/v1/sns-endpoints', { name: 'rx', type: 'HTTP', url: `http://127.0.0.1:${(rx.address() as AddressInfo).port}/` });
     const t = await fc.api.post('/v1/sns-topics', { name: 'ops' });
+    topic = t.body.uuid as string;
     await fc.api.post(`/v1/sns-topics/${t.body.uuid}/actions`, { subscribe: { endpointUuid: ep.body.uuid } });
     const es = await fc.api.post('/v1/event-subscriptions', { name: 'vm-state', namespace: 'ZStack/VM', eventName: 'VmStateChanged', actions: [{ actionType: 'sns', actionUuid: t.body.uuid }] });
     assert.equal(es.status, 201, JSON.stringify(es.body));
@@ -75,5 +80,36 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
     const names = audits.map((x) => x.apiName);
     assert.ok(names.includes('vm-instances.create') && names.includes('vm-instances.stop'), JSON.stringify(names));
     for (const x of audits) assert.equal(x.accountName, 'admin');
+  });
+
+  it('HostStatusChanged, PrimaryStorageLowCapacity and JobFailed reach a subscribed endpoint', async () => {
+    const actions = [{ actionType: 'sns', actionUuid: topic }];
+    for (const [ns, eventName] of [['ZStack/Host', 'HostStatusChanged'], ['ZStack/PrimaryStorage', 'PrimaryStorageLowCapacity'], ['ZStack/System', 'JobFailed']]) {
+      const r = await fc.api.post('/v1/event-subscriptions', { name: eventName, namespace: ns, eventName, actions });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+    }
+    // JobFailed: a VM create whose root volume fails on the storage agent
+    fc.storage.failNext(S.CreateRootVolume.name, 'STORAGE_ERROR');
+    const failed = await fc.createVm('doomed');
+    assert.ok(failed.status >= 400, JSON.stringify(failed.body));
+    const jf = await until('JobFailed', async () => got.find((g) => g.eventName === 'JobFailed'));
+    assert.equal(jf.labels.ErrorCode, 'STORAGE_ERROR');
+    assert.match(jf.labels.JobType, /vm-instances/);
+    // PrimaryStorageLowCapacity: the storage agent reports 5 % free on a reconnect
+    fc.storage.capacity.availableCapacity = Math.floor(fc.storage.capacity.totalCapacity * 0.05);
+    const rc = await fc.api.post(`/v1/primary-storage/${fc.ids.ps}/actions?wait=true`, { reconnect: {} });
+    assert.equal(rc.status, 200, JSON.stringify(rc.body));
+    const low = await until('PrimaryStorageLowCapacity', async () => got.find((g) => g.eventName === 'PrimaryStorageLowCapacity'));
+    assert.equal(low.labels.PrimaryStorageUuid, fc.ids.ps);
+    assert.equal(Number(low.labels.AvailableCapacityInPercent), 5);
+    // HostStatusChanged: the host tracker misses the kvmagent's pings → Disconnected
+    const tracker = new HostTracker({ store: fc.controller.store, agentClient: fc.controller.agentClient, agents: fc.controller.agents, bus: fc.controller.bus, controllerUrl: fc.controller.url, dataDir: fc.controller.dataDir, options: { pingIntervalMs: 300, maxMisses: 2, autoReconnectMs: 3_600_000 } });
+    await fc.kvm.agent.stop();
+    await fc.kvm.server.close();
+    tracker.start();
+    cleanup.add(() => tracker.stop(), 'host tracker');
+    const hs = await until('HostStatusChanged', async () => got.find((g) => g.eventName === 'HostStatusChanged'));
+    await tracker.stop();
+    assert.deepEqual([hs.labels.HostUuid, hs.labels.OldStatus, hs.labels.NewStatus], [fc.ids.host, 'Connected', 'Disconnected']);
   });
 });

@@ -128,8 +128,8 @@ export interface FakeStorageState {
 }
 
 /** Storage agent: volumes are records in memory; image caches always hit. */
-function fakeStorage(token: string, st: FakeStorageState): ProtocolFake {
-  const capacity = { totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB };
+function fakeStorage(token: string, st: FakeStorageState): ProtocolFake & { capacity: S.Capacity } {
+  const capacity = { totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB, usedByTstack: 0 };
   const volume = (req: { ps: { path?: string }; volumeUuid: string; size?: number }, size = 64 * MiB): S.VolumeInfo => {
     const path = `${req.ps.path ?? '/fake'}/${req.volumeUuid}.qcow2`;
     return { volumeUuid: req.volumeUuid, source: { type: 'file', path, format: 'qcow2' }, installPath: path, format: 'qcow2', size: req.size ?? size, actualSize: MiB };
@@ -142,7 +142,7 @@ function fakeStorage(token: string, st: FakeStorageState): ProtocolFake {
     snaps(req.volumeUuid).push(info);
     return info;
   };
-  return new ProtocolFake('tstack-storageagent', token, commandsOf(S), {
+  const fake = new ProtocolFake('tstack-storageagent', token, commandsOf(S), {
     [S.CreateSnapshot.name]: snapshot,
     [S.CommitLiveSnapshot.name]: snapshot,
     [S.PrepareLiveSnapshot.name]: (req: { ps: { path?: string }; volumeUuid: string; snapshotUuid: string }) => ({ newTopPath: `${req.ps.path ?? '/fake'}/${req.volumeUuid}/top-${req.snapshotUuid}.qcow2` }),
@@ -173,6 +173,8 @@ function fakeStorage(token: string, st: FakeStorageState): ProtocolFake {
       return { imageUuid: req.imageUuid, source: { type: 'file', path, format: 'qcow2' }, installPath: path, format: 'qcow2', virtualSize: 64 * MiB, actualSize: 16 * MiB, alreadyCached: true };
     },
   });
+  // what ps/init and image-store/init report: tests change it to move capacity
+  return Object.assign(fake, { capacity });
 }
 
 /** vrouter agent: namespaces, DHCP and metadata entries, VPC routers are accepted and counted. */
@@ -189,7 +191,8 @@ export interface FakeCloud {
   /** Inventory uuids: zone, cluster, host, ps, bs, image, offering, l2, l3. */
   ids: Record<string, string>;
   kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string };
-  storage: ProtocolFake;
+  /** `capacity`: what ps/init reports (change it, then reconnect the storage). */
+  storage: ProtocolFake & { capacity: S.Capacity };
   vrouter: ProtocolFake;
   /** Create a VM (job, waited for); returns the response ({status, body}). */
   createVm(name: string, extra?: Record<string, unknown>): Promise<{ status: number; body: any }>;
