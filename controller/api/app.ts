@@ -179,7 +179,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   });
   let openapiCache: { n: number; doc: unknown } | undefined;
   router.get('/v1/openapi.json', (ctx) => {
-    const n = d.registry.collections().length * 1000 + d.registry.collections().reduce((s, c) => s + d.registry.actions(c.collection).length, 0) * 10 + d.registry.unhandled().length;
+    const n = d.registry.collections().length * 1000 + d.registry.collections().reduce((s, c) => s + d.registry.actions(c.collection).length, 0) * 10 + d.registry.unhandled().length + d.registry.routeDocs().length * 1e6;
     if (!openapiCache || openapiCache.n !== n) openapiCache = { n, doc: buildOpenApi(d.registry, d.version) };
     ctx.body = openapiCache.doc;
   });

@@ -19,7 +19,7 @@ export interface CliCollection {
   actions: Array<{ name: string; schema: string; long: boolean; description?: string }>;
 }
 
-const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+export const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
 const json = (ref: string, description: string) => ({ description, content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } });
 const accepted = json('JobAccepted', 'long operation started: poll the job at `location` (or call with ?wait=true)');
 const cascadeParam = {
@@ -31,7 +31,7 @@ const cascadeParam = {
 };
 const waitParam = { name: 'wait', in: 'query', required: false, schema: { type: 'string', enum: ['true', 'false'] }, description: 'block until the job ends; answer 200 with the result or the error' };
 const uuidParam = { name: 'uuid', in: 'path', required: true, schema: { type: 'string' } };
-const listParams = [
+export const listParams = [
   { name: 'q', in: 'query', required: false, style: 'form', explode: true, schema: { type: 'array', items: { type: 'string' } }, description: 'filter field<op>value; ops = != > < >= <= ~= (like, % and _) ?= (in, comma list); repeat to AND' },
   { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 10000, default: 1000 } },
   { name: 'start', in: 'query', required: false, schema: { type: 'integer', minimum: 0, default: 0 } },
@@ -202,6 +202,10 @@ export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, 
     if (c.parentField !== undefined) entry.parentField = c.parentField;
     if (createRef) entry.create = { schema: createRef, long: c.create?.long === true };
     cli.push(entry);
+  }
+  for (const d of reg.routeDocs()) {
+    Object.assign(paths, d.paths);
+    Object.assign(schemas, d.schemas ?? {});
   }
   return {
     openapi: '3.1.0',

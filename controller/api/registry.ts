@@ -89,12 +89,28 @@ export interface ActionSpec {
 
 type Handlers = { create?: CreateOp; update?: UpdateOp; remove?: DeleteOp };
 
+/** OpenAPI 3.1 `paths` entries and `components.schemas` a module adds to /v1/openapi.json. */
+export interface RouteDocs {
+  paths: Record<string, unknown>;
+  schemas?: Record<string, unknown>;
+}
+
 export class ApiRegistry {
   private cols = new Map<string, CollectionSpec>();
   private kinds = new Map<string, string>();
   private handlers = new Map<string, Handlers>();
   private declared = new Map<string, Map<string, ActionSpec>>();
   private acts = new Map<string, Map<string, Partial<ActionSpec> & { name: string }>>();
+  private docs: RouteDocs[] = [];
+
+  /** OpenAPI paths (and component schemas) of routes a module serves itself, outside the collections. */
+  documentRoutes(d: RouteDocs): void {
+    this.docs.push(d);
+  }
+
+  routeDocs(): readonly RouteDocs[] {
+    return this.docs;
+  }
 
   /** Add or replace a collection's description. Handlers set with setCreate/… always win. */
   registerCollection(spec: CollectionSpec): void {

@@ -9,11 +9,13 @@ import { METRIC_NAMESPACES, fromPromName, promName } from '../../shared/metric-n
 import type { AuthService, Principal } from '../auth/accounts.js';
 import type { InventoryStore } from '../store/types.js';
 import type { PrometheusManager } from './prometheus.js';
+import { INVENTORY_METRICS } from './inventory-metrics.js';
 
 /** Metric names tstack's agents export, by namespace (listed even before the first sample). */
 export const KNOWN_METRICS: Readonly<Record<string, readonly string[]>> = {
   'ZStack/VM': ['CPUAverageUsedUtilization', 'CPUUsedUtilization', 'MemoryUsedBytes', 'MemoryFreeBytes', 'MemoryUsedInPercent', 'DiskReadBytes', 'DiskWriteBytes', 'DiskReadOps', 'DiskWriteOps', 'NetworkInBytes', 'NetworkOutBytes', 'NetworkInPackets', 'NetworkOutPackets', 'NetworkInErrors', 'NetworkOutErrors'],
   'ZStack/Host': ['CPUAverageUsedUtilization', 'CPUUsedUtilization', 'MemoryUsedBytes', 'MemoryFreeBytes', 'MemoryUsedInPercent', 'DiskReadBytes', 'DiskWriteBytes', 'DiskReadOps', 'DiskWriteOps', 'NetworkInBytes', 'NetworkOutBytes', 'NetworkInPackets', 'NetworkOutPackets', 'NetworkInErrors', 'NetworkOutErrors'],
+  ...INVENTORY_METRICS,
 };
 
 const LABEL_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;

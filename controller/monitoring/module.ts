@@ -15,6 +15,8 @@ import { EventEvaluator, type EventEvaluatorOptions } from './events.js';
 import { PrometheusManager, type PrometheusOptions } from './prometheus.js';
 import { metricsRoutes } from './metrics-api.js';
 import { AlarmEvaluator } from './alarms.js';
+import { exportRoute } from './inventory-metrics.js';
+import { randomBytes } from 'node:crypto';
 
 const log = logger('monitoring');
 
@@ -39,8 +41,9 @@ export function prometheusFromEnv(v: string | undefined): PrometheusOptions | fa
   throw new Error(`TSTACK_PROMETHEUS: expected start, start:<port> or an http:// URL, got '${v}'`);
 }
 
-/** What the module uses of the controller's context (controller/context.ts). */
-export type MonitoringServices = Pick<ControllerContext, 'store' | 'bus' | 'registry' | 'auth' | 'dataDir' | 'apiMiddleware'>;
+/** What the module uses of the controller's context (controller/context.ts); controllerUrl: its
+ * Prometheus scrapes the inventory metrics there (without it, no tstack-controller job). */
+export type MonitoringServices = Pick<ControllerContext, 'store' | 'bus' | 'registry' | 'auth' | 'dataDir' | 'apiMiddleware'> & Partial<Pick<ControllerContext, 'controllerUrl'>>;
 
 export interface MonitoringModule {
   name: string;
@@ -58,6 +61,8 @@ export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
   let s: MonitoringServices | undefined;
   let off: (() => void) | undefined;
   const promOpts = o.prometheus ?? prometheusFromEnv(process.env.TSTACK_PROMETHEUS);
+  // what this controller's Prometheus presents at /v1/metrics/export (memory only: rewritten each start)
+  const scrapeToken = randomBytes(32).toString('base64url');
   const m: MonitoringModule = {
     name: 'monitoring',
     install(services) {
@@ -70,6 +75,7 @@ export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
       m.worker = worker;
       m.events = new EventEvaluator(s.store, s.bus, () => services.auth.adminAccountUuid, () => worker.kick(), o.events);
       m.alarms = new AlarmEvaluator(s.store, () => m.prometheus, () => worker.kick(), o.alarmIntervalMs !== undefined ? { intervalMs: o.alarmIntervalMs } : {});
+      s.apiMiddleware.push(exportRoute({ auth: s.auth, store: s.store, token: scrapeToken }));
       s.apiMiddleware.push(metricsRoutes({ auth: s.auth, store: s.store, prometheus: () => m.prometheus }));
     },
     async start() {
@@ -77,6 +83,8 @@ export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
       m.worker?.start();
       if (s && promOpts) {
         const p = new PrometheusManager(s.store, s.dataDir, promOpts);
+        // an external Prometheus (url) is configured elsewhere: it scrapes what its operator set up
+        if (s.controllerUrl && !promOpts.url) p.self = { url: s.controllerUrl(), token: scrapeToken };
         try {
           await p.start();
           m.prometheus = p;

@@ -4,6 +4,8 @@
 //   <dataDir>/prometheus/prometheus.yml        one scrape job per connected host's kvmagent
 //   <dataDir>/prometheus/targets/<host>.json   file SD: the agent's address, label HostUuid
 //   <dataDir>/prometheus/tokens/<host>         the agent's bearer token (0600; re-read per scrape)
+//   <dataDir>/prometheus/tokens/controller     the controller's own scrape token (job tstack-controller:
+//                                              L3 / storage metrics from the inventory, /v1/metrics/export)
 //   <dataDir>/prometheus/data                  the TSDB (retention: --storage.tsdb.retention.time)
 //
 // Agents have one token each and Prometheus takes credentials per job, not per target: hence a
@@ -30,6 +32,13 @@ export interface PrometheusOptions {
   scrapeInterval?: string;
 }
 
+/** The controller as a scrape target of its own (set by the monitoring module once it listens). */
+export interface SelfTarget {
+  /** http(s)://host:port of this controller. */
+  url: string;
+  token: string;
+}
+
 export interface ScrapeTarget {
   hostUuid: string;
   address: string;
@@ -53,8 +62,20 @@ export function targetsOf(hosts: Resource[]): ScrapeTarget[] {
 }
 
 /** prometheus.yml for these hosts (pure). */
-export function renderConfig(dir: string, hosts: string[], scrapeInterval: string): string {
+export function renderConfig(dir: string, hosts: string[], scrapeInterval: string, self?: { scheme: 'http' | 'https'; address: string }): string {
   const lines = ['# written by tstack-controller (controller/monitoring/prometheus.ts); do not edit', 'global:', `  scrape_interval: ${scrapeInterval}`, `  evaluation_interval: ${scrapeInterval}`, 'scrape_configs:'];
+  if (self) {
+    lines.push(
+      '  - job_name: tstack-controller',
+      '    metrics_path: /v1/metrics/export',
+      `    scheme: ${self.scheme}`,
+      '    authorization:',
+      '      type: Bearer',
+      `      credentials_file: ${JSON.stringify(join(dir, 'tokens', 'controller'))}`,
+      '    static_configs:',
+      `      - targets: [${JSON.stringify(self.address)}]`,
+    );
+  }
   for (const h of hosts) {
     lines.push(
       `  - job_name: kvmagent-${h}`,
@@ -67,8 +88,18 @@ export function renderConfig(dir: string, hosts: string[], scrapeInterval: strin
       '        refresh_interval: 30s',
     );
   }
-  if (hosts.length === 0) lines.push('  []');
+  if (hosts.length === 0 && !self) lines.push('  []');
   return lines.join('\n') + '\n';
+}
+
+/** scheme and host:port of a controller URL (validated: it goes into the config file). */
+export function selfAddress(url: string): { scheme: 'http' | 'https'; address: string } | undefined {
+  const m = /^(https?):\/\/([A-Za-z0-9.-]+:\d{1,5})\/?$/.exec(url);
+  if (!m) {
+    log.warn({ url }, 'the controller URL is not http(s)://host:port: its inventory metrics are not scraped');
+    return undefined;
+  }
+  return { scheme: m[1] as 'http' | 'https', address: m[2]! };
 }
 
 async function writeAtomic(path: string, text: string, mode = 0o644): Promise<void> {
@@ -85,6 +116,8 @@ export class PrometheusManager {
   readonly url: string;
   /** When this manager's Prometheus started answering (ms): data older than that may be missing. */
   startedAt = Date.now();
+  /** The controller's own target (see SelfTarget); a change reloads the config on the next sync. */
+  self?: SelfTarget;
 
   constructor(
     private readonly store: InventoryStore,
@@ -146,9 +179,11 @@ export class PrometheusManager {
       await writeAtomic(join(this.dir, 'tokens', t.hostUuid), t.token, 0o600);
       await writeAtomic(join(this.dir, 'targets', `${t.hostUuid}.json`), JSON.stringify([{ targets: [t.address], labels: { HostUuid: t.hostUuid } }]) + '\n');
     }
-    const jobs = [...keep].join(',');
+    const self = this.self ? selfAddress(this.self.url) : undefined;
+    if (self && this.self) await writeAtomic(join(this.dir, 'tokens', 'controller'), this.self.token, 0o600);
+    const jobs = [...keep, self ? `${self.scheme}://${self.address}` : ''].join(',');
     if (jobs !== this.jobs || !reload) {
-      await writeAtomic(join(this.dir, 'prometheus.yml'), renderConfig(this.dir, [...keep], this.o.scrapeInterval ?? '15s'));
+      await writeAtomic(join(this.dir, 'prometheus.yml'), renderConfig(this.dir, [...keep], this.o.scrapeInterval ?? '15s', self));
       if (reload && !this.o.url) {
         const r = await fetch(`${this.url}/-/reload`, { method: 'POST', signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => e as Error);
         if (r instanceof Error || !r.ok) log.warn({ err: r instanceof Error ? r.message : `HTTP ${r.status}` }, 'prometheus reload failed');

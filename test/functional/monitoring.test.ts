@@ -15,6 +15,7 @@ import { freePort } from '../harness/ports.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import { HostTracker } from '../../controller/host/tracker.js';
 import * as S from '../../shared/protocol/storage.js';
+import { ipNamespace } from '../../controller/allocator/ip.js';
 
 const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
   const end = Date.now() + ms;
@@ -71,6 +72,20 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
       return m.body.data?.length > 0 ? (m.body.data as Array<{ value: number; labels: Record<string, string> }>) : undefined;
     });
     assert.equal(points[0]!.labels.HostUuid, fc.ids.host);
+    // the controller's own metrics (its Prometheus scrapes /v1/metrics/export): the addresses
+    // held on the L3 (the VM's and the DHCP server's) of the 41 in its range
+    const ip = await until('UsedIpInNumber', async () => {
+      const m = await fc.api.get(`/v1/metrics?namespace=ZStack/L3Network&metricName=UsedIpInNumber&labels=L3NetworkUuid=${fc.ids.l3}&period=1`);
+      return (m.body.data as Array<{ value: number }> | undefined)?.find((p) => p.value >= 1);
+    });
+    const held = (await fc.controller.store.claims(ipNamespace(fc.ids.l3))).length;
+    assert.equal(ip.value, held);
+    const pct = (await fc.api.get(`/v1/metrics?namespace=ZStack/L3Network&metricName=UsedIpInPercent&labels=L3NetworkUuid=${fc.ids.l3}&period=1`)).body.data.at(-1).value as number;
+    assert.equal(pct, Math.round((held / 41) * 10_000) / 100);
+    const ps = await until('AvailableCapacityInPercent', async () => (await fc.api.get(`/v1/metrics?namespace=ZStack/PrimaryStorage&metricName=AvailableCapacityInPercent&labels=PrimaryStorageUuid=${fc.ids.ps}&period=1`)).body.data?.at(-1) as { value: number } | undefined);
+    assert.ok(ps.value > 90 && ps.value < 100, JSON.stringify(ps));
+    assert.equal((await fc.api.get('/v1/metrics/export')).status, 200, 'an admin may read the export');
+    assert.equal((await fc.api.get('/v1/metrics/names?namespace=ZStack/L3Network')).body.names.length, 5);
     const alarm = await until('the alarm notification', async () => got.find((g) => g.type === 'alarm' && g.labels?.VMUuid === vm.uuid));
     assert.equal(alarm.status, 'Alarm');
     assert.equal((await fc.action(vm.uuid, 'stop')).body.state, 'Stopped');
