@@ -101,15 +101,19 @@ export class ApiRegistry {
   private handlers = new Map<string, Handlers>();
   private declared = new Map<string, Map<string, ActionSpec>>();
   private acts = new Map<string, Map<string, Partial<ActionSpec> & { name: string }>>();
-  private docs: RouteDocs[] = [];
+  private docs = new Map<string, RouteDocs>();
 
-  /** OpenAPI paths (and component schemas) of routes a module serves itself, outside the collections. */
-  documentRoutes(d: RouteDocs): void {
-    this.docs.push(d);
+  /**
+   * OpenAPI paths (and component schemas) of routes a module serves itself, outside the
+   * collections; `id` names the module (registering again replaces: controllers in one process
+   * share the default registry).
+   */
+  documentRoutes(id: string, d: RouteDocs): void {
+    this.docs.set(id, d);
   }
 
-  routeDocs(): readonly RouteDocs[] {
-    return this.docs;
+  routeDocs(): RouteDocs[] {
+    return [...this.docs.values()];
   }
 
   /** Add or replace a collection's description. Handlers set with setCreate/… always win. */

@@ -7,6 +7,8 @@ import type { JobManager } from '../jobs/jobs.js';
 import type { EventBus } from '../events/bus.js';
 import { AuditLog, type AuditOptions } from './log.js';
 import { auditMiddleware, auditRoutes } from './http.js';
+import { AUDIT_ROUTE_DOCS } from './openapi.js';
+import type { ApiRegistry } from '../api/registry.js';
 
 export { AuditLog, AUDIT_KIND, type AuditRecord, type AuditOptions } from './log.js';
 export { redact, isSecretField, REDACTED } from './redact.js';
@@ -18,8 +20,9 @@ export interface Audit {
   middleware(statusOf: (code: string) => number): Koa.Middleware[];
 }
 
-export function createAudit(d: { store: InventoryStore; auth: AuthService; jobs: JobManager; bus: EventBus }, o: AuditOptions = {}): Audit {
+export function createAudit(d: { store: InventoryStore; auth: AuthService; jobs: JobManager; bus: EventBus; registry?: ApiRegistry }, o: AuditOptions = {}): Audit {
   const log = new AuditLog(d.store, d.jobs, d.bus, o);
+  d.registry?.documentRoutes('audit', AUDIT_ROUTE_DOCS);
   return {
     log,
     middleware: (statusOf) => [auditMiddleware(log, statusOf), auditRoutes(d.auth, d.store)],

@@ -16,6 +16,7 @@ import { PrometheusManager, type PrometheusOptions } from './prometheus.js';
 import { metricsRoutes } from './metrics-api.js';
 import { AlarmEvaluator } from './alarms.js';
 import { exportRoute } from './inventory-metrics.js';
+import { METRICS_ROUTE_DOCS } from './openapi.js';
 import { randomBytes } from 'node:crypto';
 
 const log = logger('monitoring');
@@ -75,6 +76,7 @@ export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
       m.worker = worker;
       m.events = new EventEvaluator(s.store, s.bus, () => services.auth.adminAccountUuid, () => worker.kick(), o.events);
       m.alarms = new AlarmEvaluator(s.store, () => m.prometheus, () => worker.kick(), o.alarmIntervalMs !== undefined ? { intervalMs: o.alarmIntervalMs } : {});
+      s.registry.documentRoutes('monitoring', METRICS_ROUTE_DOCS);
       s.apiMiddleware.push(exportRoute({ auth: s.auth, store: s.store, token: scrapeToken }));
       s.apiMiddleware.push(metricsRoutes({ auth: s.auth, store: s.store, prometheus: () => m.prometheus }));
     },

@@ -3,7 +3,8 @@
 // CPUAverageUsedUtilization; a GreaterThan alarm (the fake guest uses ~5 % CPU) posts through
 // its topic; a VmStateChanged subscription receives the stop; the audit log holds the VM's
 // create and stop with the account; HostStatusChanged, PrimaryStorageLowCapacity and JobFailed
-// arrive. (The real-guest version of this chain is in test/e2e/cloud.test.ts.)
+// arrive; /v1/audits and /v1/metrics are in the OpenAPI document with their answers' schemas.
+// (The real-guest version of this chain is in test/e2e/cloud.test.ts.)
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -69,7 +70,7 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
     const vm = r.body;
     const points = await until('CPUAverageUsedUtilization', async () => {
       const m = await fc.api.get(`/v1/metrics?namespace=ZStack/VM&metricName=CPUAverageUsedUtilization&labels=VMUuid=${vm.uuid}&period=1`);
-      return m.body.data?.length > 0 ? (m.body.data as Array<{ value: number; labels: Record<string, string> }>) : undefined;
+      return m.body.data?.length > 0 ? (m.body.data as Array<{ time: number; value: number; labels: Record<string, string> }>) : undefined;
     });
     assert.equal(points[0]!.labels.HostUuid, fc.ids.host);
     // the controller's own metrics (its Prometheus scrapes /v1/metrics/export): the addresses
@@ -95,6 +96,20 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
     const names = audits.map((x) => x.apiName);
     assert.ok(names.includes('vm-instances.create') && names.includes('vm-instances.stop'), JSON.stringify(names));
     for (const x of audits) assert.equal(x.accountName, 'admin');
+    // both routes are in the OpenAPI document with the schemas of what they answer
+    const doc = (await fc.controller.anon.get('/v1/openapi.json')).body;
+    const listed = doc.paths['/v1/audits'].get.responses['200'].content['application/json'].schema.properties.inventories.items.$ref;
+    assert.equal(listed, '#/components/schemas/AuditRecord');
+    const auditSchema = doc.components.schemas.AuditRecord;
+    for (const x of audits) {
+      for (const k of auditSchema.required as string[]) assert.ok(k in x, `audit record has ${k}`);
+      for (const k of Object.keys(x)) assert.ok(k in auditSchema.properties, `AuditRecord documents ${k}`);
+    }
+    assert.equal(doc.paths['/v1/metrics'].get.responses['200'].content['application/json'].schema.$ref, '#/components/schemas/MetricData');
+    const point = doc.components.schemas.MetricData.properties.data.items;
+    for (const k of point.required as string[]) assert.ok(k in points[0]!, `a metric point has ${k}`);
+    assert.deepEqual(Object.keys(points[0]!).sort(), Object.keys(point.properties).sort());
+    assert.ok(doc.paths['/v1/metrics/names'].get && doc.paths['/v1/metrics/export'].get && doc.paths['/v1/audits/{uuid}'].get);
   });
 
   it('HostStatusChanged, PrimaryStorageLowCapacity and JobFailed reach a subscribed endpoint', async () => {
