@@ -17,6 +17,7 @@ import { jobView, type JobContext } from '../jobs/jobs.js';
 import { sseHandler } from '../events/sse.js';
 import { declaredFields, parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
+import { searchResources } from './resources.js';
 import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
 import { notServed, registerCollections } from './collections.js';
@@ -282,6 +283,10 @@ export function buildApi(d: ApiDeps): ApiApp {
     ctx.body = { jobUuid: job.uuid, location: `/v1/jobs/${job.uuid}` };
   };
 
+  // user tags (and names) across kinds: controller/api/resources.ts
+  router.get('/v1/resources', authenticate, async (ctx) => {
+    ctx.body = await searchResources({ store: d.store, registry: d.registry, adminAccountUuid: d.auth.adminAccountUuid }, ctx.state.principal as Principal, ctx.query as Record<string, string | string[]>);
+  });
   router.get('/v1/:collection', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     const p = ctx.state.principal as Principal;

@@ -100,6 +100,18 @@ export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, 
       },
     },
     '/v1/sessions/current': { delete: { summary: 'log out', responses: { 204: { description: 'session ended' }, 401: err('no session') } } },
+    '/v1/resources': {
+      get: {
+        tags: ['resources'],
+        operationId: 'search-resources',
+        summary: 'resources of every collection matching q= on the common fields (uuid, kind, name, state, status, tags, dates…), e.g. q=tags=env::prod; newest first',
+        parameters: listParams,
+        responses: {
+          200: { description: '{inventories, total} (or {total} with count=true); each item shaped as its collection lists it', content: { 'application/json': { schema: { type: 'object', properties: { inventories: { type: 'array', items: { $ref: '#/components/schemas/Resource' } }, total: { type: 'integer' } } } } } },
+          400: err('a field outside the common ones, or a bad query'),
+        },
+      },
+    },
     '/v1/jobs': { get: { summary: 'jobs of the caller (admin: all)', responses: { 200: { description: '{inventories: Job[], total}' } } } },
     '/v1/jobs/{uuid}': { get: { summary: 'a job', parameters: [uuidParam], responses: { 200: json('Job', 'the job'), 404: err('no such job') } } },
     '/v1/events': {

@@ -275,6 +275,9 @@ describe('e2e: the first real cloud', function () {
   // queued when the controller is restarted below.
   const notes: Array<Record<string, any>> = [];
   const mon = { refuse: true, refused: 0, rx: '', down: '', alarm: '' };
+  // the alarm's threshold (%): a burning 1-vCPU TCG guest is ~100 % on an idle machine, but only
+  // what the host scheduler gives its thread on a crowded one
+  const BUSY = 30;
 
   it('monitoring: a guest burning CPU shows in CPUAverageUsedUtilization; a GreaterThan 30 alarm posts through its topic once across a controller restart; host, memory, disk and network metrics; a down endpoint is retried, then Failed', async () => {
     const vm = vms.vm1;
@@ -301,7 +304,7 @@ describe('e2e: the first real cloud', function () {
     for (const e of [mon.rx, mon.down]) await ok(api, `/v1/sns-topics/${topic}/actions`, { subscribe: { endpointUuid: e } });
     const actions = [{ actionType: 'sns', actionUuid: topic }];
     await ok(api, '/v1/event-subscriptions', { name: `${rid}-vm-state`, namespace: 'ZStack/VM', eventName: 'VmStateChanged', actions });
-    mon.alarm = (await ok(api, '/v1/alarms', { name: `${rid}-cpu`, namespace: 'ZStack/VM', metricName: 'CPUAverageUsedUtilization', comparisonOperator: 'GreaterThan', threshold: 30, period: 6, labels: [{ key: 'VMUuid', op: 'Equal', value: vm.uuid }], actions })).uuid;
+    mon.alarm = (await ok(api, '/v1/alarms', { name: `${rid}-cpu`, namespace: 'ZStack/VM', metricName: 'CPUAverageUsedUtilization', comparisonOperator: 'GreaterThan', threshold: BUSY, period: 6, labels: [{ key: 'VMUuid', op: 'Equal', value: vm.uuid }], actions })).uuid;
 
     const metric = async (ns: string, name: string, labels: string): Promise<Array<{ time: number; value: number; labels: Record<string, string> }>> => {
       const r = await api.get(`/v1/metrics?namespace=${ns}&metricName=${name}&labels=${labels}&period=2&startTime=${Math.floor(Date.now() / 1000) - 20}`);
@@ -310,7 +313,7 @@ describe('e2e: the first real cloud', function () {
     };
     // the idle guest first (so the alarm below is the burn's doing)
     const idle = await waitFor('the idle CPUAverageUsedUtilization', async () => (await metric('ZStack/VM', 'CPUAverageUsedUtilization', `VMUuid=${vm.uuid}`)).at(-1), 90_000);
-    assert.ok(idle.value < 30, `the idle guest uses ${idle.value} %`);
+    assert.ok(idle.value < BUSY, `the idle guest uses ${idle.value} %`);
     assert.equal(idle.labels.HostUuid, ids.host);
     const pid = (await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: "sh -c 'while :; do :; done' >/dev/null 2>&1 </dev/null & echo $!" })).trim();
     assert.match(pid, /^\d+$/);
@@ -321,7 +324,7 @@ describe('e2e: the first real cloud', function () {
       async () => {
         const pts = (await metric('ZStack/VM', 'CPUAverageUsedUtilization', `VMUuid=${vm.uuid}`)).filter((p) => p.time * 1000 >= t0);
         seen.push(...pts.map((p) => Math.round(p.value)));
-        return pts.find((p) => p.value > 30);
+        return pts.find((p) => p.value > BUSY);
       },
       120_000,
     ).catch(async (e: Error) => {
@@ -369,7 +372,7 @@ describe('e2e: the first real cloud', function () {
     assert.equal(sent.status, 'Alarm');
     assert.equal(sent.alarmUuid, mon.alarm);
     assert.equal(sent.labels.VMUuid, vm.uuid);
-    assert.ok(sent.value > 30, JSON.stringify(sent));
+    assert.ok(sent.value > BUSY, JSON.stringify(sent));
     // several evaluations by the restarted controller (the first wait for a full period of samples)
     const evaluated = Date.now() + 16_000;
     await waitFor('evaluations after the restart', async () => (Date.now() > evaluated ? true : undefined), 30_000);
