@@ -15,6 +15,7 @@ import { useCleanup } from '../harness/cleanup.js';
 import { freePort } from '../harness/ports.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import { HostTracker } from '../../controller/host/tracker.js';
+import { newHostRuntime } from '../../controller/host/runtime.js';
 import * as S from '../../shared/protocol/storage.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 
@@ -133,7 +134,7 @@ describe('functional: monitoring chain on the fake cloud (real Prometheus)', fun
     assert.equal(low.labels.PrimaryStorageUuid, fc.ids.ps);
     assert.equal(Number(low.labels.AvailableCapacityInPercent), 5);
     // HostStatusChanged: the host tracker misses the kvmagent's pings → Disconnected
-    const tracker = new HostTracker({ store: fc.controller.store, agentClient: fc.controller.agentClient, agents: fc.controller.agents, bus: fc.controller.bus, controllerUrl: fc.controller.url, dataDir: fc.controller.dataDir, options: { pingIntervalMs: 300, maxMisses: 2, autoReconnectMs: 3_600_000 } });
+    const tracker = new HostTracker({ hostRuntime: newHostRuntime(), store: fc.controller.store, agentClient: fc.controller.agentClient, agents: fc.controller.agents, bus: fc.controller.bus, controllerUrl: fc.controller.url, dataDir: fc.controller.dataDir, options: { pingIntervalMs: 300, maxMisses: 2, autoReconnectMs: 3_600_000 } });
     await fc.kvm.agent.stop();
     await fc.kvm.server.close();
     tracker.start();
