@@ -35,7 +35,8 @@ export const ENDPOINTS: Array<{ method: string; path: RegExp; to: RequestAction 
   { method: 'GET', path: /^\/v1\/jobs(\/([^/]+))?$/, to: (m) => (m[2] ? { action: 'jobs:read', resourceUuid: m[2] } : { action: 'jobs:read' }) },
   { method: 'GET', path: /^\/v1\/events$/, to: { action: 'events:read' } },
   { method: 'GET', path: /^\/v1\/quotas$/, to: { action: 'quotas:read' } },
-  { method: 'GET', path: /^\/v1\/metrics(\/names)?$/, to: { action: 'metrics:read' } },
+  { method: 'GET', path: /^\/v1\/metrics(\/names|\/export)?$/, to: { action: 'metrics:read' } },
+  { method: 'GET', path: /^\/v1\/resources$/, to: { action: 'resources:read' } }, // tags across kinds; each kind still scoped
   { method: 'GET', path: /^\/v1\/audits(\/([^/]+))?$/, to: { action: 'audits:read' } },
 ];
 
