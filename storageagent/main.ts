@@ -9,13 +9,15 @@ import type { AgentServer } from '../shared/agent/server.js';
 import { makeContext, type AgentContext, type StorageAgentOptions } from './context.js';
 import { registerImageStore } from './imagestore/index.js';
 import { registerPrimaryStorage } from './primary/index.js';
+import { registerHa } from './ha.js';
 
-export const CAPABILITIES = ['imagestore', 'imagestore.ceph', 'ps.local', 'ps.sharedmountpoint', 'ps.nfs', 'ps.ceph', 'download.http', 'download.ftp', 'download.sftp', 'download.file'];
+export const CAPABILITIES = ['imagestore', 'imagestore.ceph', 'ps.local', 'ps.sharedmountpoint', 'ps.nfs', 'ps.ceph', 'download.http', 'download.ftp', 'download.sftp', 'download.file', 'ha.heartbeat'];
 
 export function registerStorageAgent(server: AgentServer, opts: StorageAgentOptions): AgentContext {
   const ctx = makeContext(server, opts);
   registerImageStore(ctx);
   registerPrimaryStorage(ctx);
+  registerHa(ctx);
   return ctx;
 }
 

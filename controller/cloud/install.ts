@@ -12,9 +12,10 @@ import { registerCloneApi, vmCloneFlow } from '../compute/clone.js';
 import { registerQosApi } from '../storage/qos.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
-import { registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
+import { migrationTargetRoutes, registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
 import { evacuateHost } from '../compute/maintenance.js';
 import { registerAffinityApi } from '../compute/affinity.js';
+import { HaMonitor, registerHaApi, type HaOptions } from '../compute/ha.js';
 import { resumeJournal } from '../workflow/flow.js';
 import { flatArea, markHostFlat, watchFlatChanges } from '../network/flat-reconcile.js';
 import type { CloudDeps } from './common.js';
@@ -39,6 +40,8 @@ export interface CloudOptions {
   hostOptions?: HostOptions;
   /** Start host tracking (with hosts: true); default true. */
   tracker?: boolean;
+  /** VM HA monitor timings; false: no HA monitor. */
+  ha?: HaOptions | false;
 }
 
 export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModule {
@@ -64,6 +67,8 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   registerComputeApi(s.registry);
   registerMigrationApi(s.registry);
   registerAffinityApi(s.registry);
+  registerHaApi(s.registry);
+  s.apiMiddleware.push(migrationTargetRoutes(deps, (t) => s.auth.authenticate(t)));
   const offs: Array<() => void> = [];
   offs.push(watchVmEvents(deps));
   offs.push(watchFlatChanges(deps, s.bus));
@@ -98,6 +103,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
     }
   };
   let retryTimer: NodeJS.Timeout | undefined;
+  const ha = o.ha === false ? undefined : new HaMonitor(deps, o.ha ?? {});
   const m: CloudModule = {
     deps,
     async start() {
@@ -106,9 +112,11 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
       if (o.tracker !== false) hosts?.startTracker();
       retryTimer = setInterval(() => void retryRollbacks().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'retrying failed rollbacks failed')), 30_000);
       retryTimer.unref();
+      ha?.start();
     },
     async stop() {
       if (retryTimer) clearInterval(retryTimer);
+      await ha?.stop();
       for (const f of offs) f();
       await hosts?.stop();
     },

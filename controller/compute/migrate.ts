@@ -11,6 +11,8 @@
 // onResume 'complete': a restarted controller re-runs the step in progress; every step is
 // idempotent and `migrate` first asks the destination whether the VM is already there.
 // Test-only fault injection: TSTACK_FAULT_INJECT=vm-migrate:<step> (cloud/common.ts).
+import type Koa from 'koa';
+import Router from '@koa/router';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import * as K from '../../shared/protocol/kvm.js';
@@ -25,6 +27,7 @@ import { affinityOf } from './affinity.js';
 
 const log = logger('vm-migrate');
 const FLOW = 'vm-migrate';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 /** Primary storage types whose files every host of the cluster sees at the same path. */
 const SHARED_PS = new Set(['SharedMountPoint', 'NFS', 'Ceph']);
@@ -245,4 +248,24 @@ export function registerMigrationApi(reg: ApiRegistry): void {
     // schema from the model: {hostUuid?}
     reg.registerAction('vm-instances', 'migrate', { long: true, adminOnly: true, run: migrateVm });
   }
+}
+
+/**
+ * GET /v1/vm-instances/<uuid>/migration-targets (ZStack getVmMigrationCandidateHosts): the hosts
+ * a running VM could live-migrate to, best first (`inventories`), and every other host with the
+ * reason it cannot (`rejected`). Admin only, as migrate is.
+ */
+export function migrationTargetRoutes(d: CloudDeps, authenticate: (token: string | undefined) => Promise<{ isAdmin: boolean }>): Koa.Middleware {
+  const router = new Router();
+  router.get('/v1/vm-instances/:uuid/migration-targets', async (ctx) => {
+    const p = await authenticate(/^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'))?.[1]);
+    const uuid = String(ctx.params.uuid);
+    if (!UUID.test(uuid)) throw new TStackError('INVALID_ARGUMENT', `uuid: not a uuid: ${JSON.stringify(uuid.slice(0, 64))}`, { field: 'uuid' });
+    if (!p.isAdmin) throw new TStackError('FORBIDDEN', 'migration targets are for admins (migrate is an admin action)');
+    const vm = await mustGet(d.store, uuid, 'vm-instance');
+    if (!['Running', 'Paused'].includes(String(vm.state))) throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; migration targets are computed for a Running or Paused VM`, { state: vm.state });
+    const t = await migrationTargets(d, vm);
+    ctx.body = { inventories: t.hosts, rejected: t.rejected };
+  });
+  return router.routes() as Koa.Middleware;
 }

@@ -379,15 +379,20 @@ export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?
 };
 
 async function startVm(vm0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = oc;
-  const vm = await mustGet(d.store, vm0.uuid, 'vm-instance');
+  return startStoppedVm(oc, vm0.uuid, typeof params.hostUuid === 'string' ? params.hostUuid : undefined);
+}
+
+/** Start a Stopped (or Created) VM on `hostUuid`, else where the allocator places it (the API's start; HA restarts). */
+export async function startStoppedVm(d: CloudDeps, vmUuid: string, hostUuid?: string, patch: Partial<Resource> = {}): Promise<Resource> {
+  const vm = await mustGet(d.store, vmUuid, 'vm-instance');
   if (!['Stopped', 'Created'].includes(String(vm.state))) throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; only a Stopped VM can be started`, { state: vm.state });
   await d.store.transition(vm.uuid, String(vm.state), 'Starting');
   try {
     const data: { vmUuid: string; hostUuid?: string } = { vmUuid: vm.uuid };
-    if (typeof params.hostUuid === 'string') data.hostUuid = params.hostUuid;
+    if (hostUuid) data.hostUuid = hostUuid;
     const out = await d.engine.run(vmStartFlow, data, { lockKeys: [vm.uuid] });
-    return await d.store.update(vm.uuid, { state: 'Running', hostUuid: out.hostUuid, lastHostUuid: out.hostUuid });
+    // a started VM owes no HA restart any more
+    return await d.store.update(vm.uuid, { ...patch, state: 'Running', hostUuid: out.hostUuid, lastHostUuid: out.hostUuid, _haPending: undefined, haReason: undefined });
   } catch (e) {
     await d.store.update(vm.uuid, { state: 'Stopped' }).catch(() => undefined);
     throw e;
@@ -494,6 +499,8 @@ export function watchVmEvents(d: CloudDeps): () => void {
         await releaseHost(d.store, String(cur.hostUuid), vmUuid);
         patch.hostUuid = undefined;
         patch.lastHostUuid = cur.hostUuid;
+        // stopped without an API call (QEMU killed, guest poweroff): NeverStop brings it back (compute/ha.ts)
+        if (cur.haLevel === 'NeverStop') patch._haPending = `stopped on its host (${String(e.data.reason ?? 'no reason given')})`;
       }
       await d.store.transition(vmUuid, String(cur.state), inv, patch);
       log.info({ vm: vmUuid, from: cur.state, to: inv, reason: e.data.reason }, 'VM state changed on its host');

@@ -1,7 +1,8 @@
 // VM state sync of one host from kvmagent vm/sync: the inventory is corrected to what the
 // hypervisor reports (every change through store.transition, so a concurrent workflow wins);
 // VMs running on the host that the inventory does not place there are reported (log + event
-// 'host.vm.unmanaged'), never destroyed. A VM the inventory has Stopped on this very host but
+// 'host.vm.unmanaged'), never destroyed — except the stale copy of a VM that HA restarted on
+// another host after declaring this one dead (compute/ha.ts): that copy is destroyed (fencing). A VM the inventory has Stopped on this very host but
 // that runs here is corrected to Running (drift the other way round, peers' pain point 2).
 // Host capacity follows: a VM corrected to Stopped gives its CPU/memory reservation back, one
 // corrected to Running holds it again.
@@ -49,6 +50,17 @@ export async function syncVms(d: HostDeps, host: Resource, reason = 'sync'): Pro
   for (const v of res.vms) {
     if (known.has(v.uuid) || !['Running', 'Paused'].includes(v.state)) continue;
     const inv = await d.store.get(v.uuid);
+    if (inv && inv.kind === 'vm-instance' && inv._haFromHost === host.uuid && typeof inv.hostUuid === 'string' && inv.hostUuid !== host.uuid) {
+      // HA declared this host dead and started the VM elsewhere: this copy is the stale one (fencing on return)
+      try {
+        await d.agentClient.call(kvm.VmDestroy, endpoint(host, agents.kvmagent), { uuid: v.uuid }, { timeoutMs: 60_000 });
+        log.warn({ host: host.uuid, vm: v.uuid, runsOn: inv.hostUuid }, 'destroyed the stale copy of a VM HA restarted on another host');
+        emitHostEvent(d, host.uuid, 'host.vm.fenced', { vmUuid: v.uuid, runsOn: inv.hostUuid });
+        continue;
+      } catch (e) {
+        log.warn({ host: host.uuid, vm: v.uuid, err: (e as Error).message }, 'could not destroy the stale copy of a VM HA restarted elsewhere');
+      }
+    }
     if (inv && inv.kind === 'vm-instance' && inv.state === 'Stopped' && (inv.lastHostUuid === host.uuid || inv.hostUuid === undefined)) {
       const to = inventoryStateOf(v.state)!;
       try {

@@ -17,6 +17,7 @@ export const METRIC_NAMESPACES = ['ZStack/VM', 'ZStack/Host', 'ZStack/L3Network'
 /** Event name → its namespace (what an event subscription may ask for). */
 export const EVENT_NAMESPACES: Readonly<Record<string, string>> = {
   VmStateChanged: 'ZStack/VM',
+  VmHaStarted: 'ZStack/VM',
   HostStatusChanged: 'ZStack/Host',
   PrimaryStorageLowCapacity: 'ZStack/PrimaryStorage',
   JobFailed: 'ZStack/System',

@@ -2,6 +2,7 @@
 // bus, matched against enabled subscriptions, published to the subscriptions' SNS topics.
 //
 //   VmStateChanged             a VM's state changed           labels VMUuid, OldState, NewState, HostUuid
+//   VmHaStarted                HA started a VM (compute/ha.ts) labels VMUuid, HostUuid
 //   HostStatusChanged          Connected ⇄ Disconnected       labels HostUuid, OldStatus, NewStatus
 //   PrimaryStorageLowCapacity  available capacity fell below  labels PrimaryStorageUuid, AvailableCapacityInPercent
 //                              the threshold (default 10 %)
@@ -42,6 +43,8 @@ interface Last {
   state?: string;
   status?: string;
   percent?: number;
+  /** a VM's lastHaStartDate */
+  ha?: string;
 }
 
 const WATCHED = ['vm-instance', 'host', 'primary-storage'];
@@ -57,6 +60,7 @@ const lastOf = (r: Resource): Last => {
   const l: Last = {};
   if (typeof r.state === 'string') l.state = r.state;
   if (typeof r.status === 'string') l.status = r.status;
+  if (typeof r.lastHaStartDate === 'string') l.ha = r.lastHaStartDate;
   const p = r.kind === 'primary-storage' ? availablePercent(r) : undefined;
   if (p !== undefined) l.percent = p;
   return l;
@@ -85,6 +89,19 @@ export function deriveEvents(e: NumberedEvent, before: Last | undefined, o: { lo
   if (e.type !== 'resource.updated' || !before) return [];
   const r = e.resource;
   const base = { resourceUuid: r.uuid, resourceName: r.name, ownerAccountUuid: r.ownerAccountUuid, time: r.lastOpDate || e.time };
+  if (r.kind === 'vm-instance' && typeof r.lastHaStartDate === 'string' && before.ha !== r.lastHaStartDate) {
+    // the HA start's own update also changes the state: both events
+    const ha: RaisedEvent = {
+      ...base,
+      eventName: 'VmHaStarted',
+      namespace: EVENT_NAMESPACES.VmHaStarted!,
+      resourceType: 'vm-instance',
+      labels: { VMUuid: r.uuid, ...(typeof r.hostUuid === 'string' ? { HostUuid: r.hostUuid } : {}) },
+      detail: `HA started the VM${typeof r.hostUuid === 'string' ? ` on host ${r.hostUuid}` : ''}`,
+      key: `VmHaStarted|${r.uuid}|${r.lastHaStartDate}`,
+    };
+    return [...deriveEvents(e, { ...before, ha: r.lastHaStartDate }, o), ha];
+  }
   if (r.kind === 'vm-instance' && typeof r.state === 'string' && before.state !== undefined && before.state !== r.state) {
     return [
       {

@@ -4,7 +4,9 @@
 // on an L2 that spans both hosts. Real guests: a VM on each host (they ping each other across
 // hosts), live migration both ways through the API keeping the guest's boot id and an open SSH
 // session, fault injection in the migration flow (the VM stays on exactly one host), and host
-// maintenance (its VMs live-migrate away; new VMs avoid it).
+// maintenance (its VMs live-migrate away; new VMs avoid it); anti-affinity; HA (the namespaced
+// host's kvmagent killed alone: no restart; every process of it killed: its NeverStop VM comes
+// back on this machine). The HA cases run last: they leave host 2 dead.
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -17,12 +19,12 @@ import { testController, type ApiClient, type TestController } from '../harness/
 import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.js';
 import { ensureLibvirt } from '../harness/libvirt.js';
 import { createBridge, deleteLink } from '../harness/net.js';
-import { nsFabric, nsHostUp, type NsFabric } from '../harness/nshost.js';
+import { nsExec, nsFabric, nsHostUp, type NsFabric, type NsHost } from '../harness/nshost.js';
 import { runId, tmpDir } from '../harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { secgroupModule } from '../../controller/secgroup/module.js';
-import type { HostLayout } from '../../controller/host/render.js';
+import { pidPath, type HostLayout } from '../../controller/host/render.js';
 
 const MiB = 1024 * 1024;
 
@@ -63,6 +65,7 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
   const nic = `${rid}md0`;
   const net = `10.${randomInt(120, 200)}.${randomInt(1, 250)}`;
   let fab: NsFabric;
+  let host2: NsHost;
   let c: TestController;
   let api: ApiClient;
   let layout: HostLayout;
@@ -91,6 +94,7 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     // agent config/data/run/log directories (the install directory is shared, as on one image)
     fab = await nsFabric(cleanup, { links: [{ bridge, ifname: nic }], private: [layout.etcDir, layout.dataDir, layout.runDir, layout.logDir] });
     const h2 = await nsHostUp(fab, 2, cleanup);
+    host2 = h2;
     uris.h1 = 'qemu:///system';
     uris.h2 = h2.uri;
     const work = await tmpDir('multihost', cleanup);
@@ -113,7 +117,8 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     // the controller listens on the fabric: agents on every host post their events to it
     c = await testController(cleanup, {
       listenHost: fab.ip(1),
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '0.0.0.0', pingIntervalMs: 5_000 } }), secgroupModule()],
+      // HA: a host is dead 8 s after its storage heartbeat stopped (production: 12 s)
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '0.0.0.0', pingIntervalMs: 5_000 }, ha: { checkIntervalMs: 2_000, heartbeatIntervalMs: 1_000, hostDeadAfterMs: 8_000 } }), secgroupModule()],
     } as never);
     api = await c.login('admin', c.adminPassword);
     cleanup.add(() => {
@@ -329,5 +334,55 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     // the group disabled: it constrains nothing
     await ok(api, `/v1/affinity-groups/${g.uuid}/actions`, { changeState: { stateEvent: 'disable' } });
     assert.equal((await ok(api, `/v1/vm-instances/${vms.b.uuid}/actions`, { start: {} })).state, 'Running');
+  });
+  const vmNow = async (uuid: string): Promise<any> => (await api.get(`/v1/vm-instances/${uuid}`)).body;
+  const waitFor = async (what: string, ms: number, fn: () => Promise<boolean>): Promise<number> => {
+    const t0 = Date.now();
+    while (!(await fn())) {
+      assert.ok(Date.now() - t0 < ms, `timed out after ${ms} ms waiting until ${what}`);
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    return Date.now() - t0;
+  };
+
+  it('HA: host 2’s kvmagent killed alone (its VM still runs, its storage heartbeat beats): the NeverStop VM is not started twice', async () => {
+    const vm = vms.a;
+    assert.equal((await vmNow(vm.uuid)).hostUuid, ids.h2, 'VM a runs on host 2 (anti-affinity test)');
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { setHaLevel: { level: 'NeverStop' } })).haLevel, 'NeverStop');
+    const runDir = fab.privateDir(2, layout.runDir);
+    const pid = readFileSync(pidPath({ ...layout, runDir }, 'kvmagent'), 'utf8').trim();
+    assert.match(pid, /^\d+$/);
+    await nsExec(fab, 2, 'kill', ['-9', pid]);
+    await waitFor('host 2 is Disconnected and VM a Unknown', 60_000, async () => (await vmNow(vm.uuid)).state === 'Unknown');
+    // longer than the dead-after time (8 s) plus monitor rounds: a silent agent alone proves nothing
+    await new Promise((r) => setTimeout(r, 16_000));
+    const now = await vmNow(vm.uuid);
+    assert.equal(now.state, 'Unknown');
+    assert.equal(now.hostUuid, ids.h2);
+    assert.match(String(now.haReason), /not proven dead: the storage heartbeat still beats/);
+    assert.ok((await domains(uris.h2!)).includes(`tstack-${vm.uuid}`), 'still running on host 2');
+    assert.ok(!(await domains(uris.h1!)).includes(`tstack-${vm.uuid}`), 'and not started on this machine');
+    // reconnecting re-deploys the agent: the VM is Running on host 2 again
+    await viaJob(api, `/v1/hosts/${ids.h2}/actions`, { reconnect: {} });
+    await waitFor('VM a is Running again on host 2', 60_000, async () => (await vmNow(vm.uuid)).state === 'Running');
+    assert.equal((await vmNow(vm.uuid)).hostUuid, ids.h2);
+  });
+
+  it('HA: every process of host 2 killed (QEMUs included): the NeverStop VM restarts on this machine and answers SSH', async () => {
+    const vm = vms.a;
+    const heartbeat = join(sharedDir, '.tstack-ha', `${ids.h2}.json`);
+    assert.ok(existsSync(heartbeat), 'host 2 writes its storage heartbeat on the shared storage');
+    const t0 = Date.now();
+    await host2.down();
+    const ms = await waitFor('VM a runs on host 1', 180_000, async () => {
+      const v = await vmNow(vm.uuid);
+      return v.state === 'Running' && v.hostUuid === ids.h1;
+    });
+    const now = await vmNow(vm.uuid);
+    assert.ok(now.lastHaStartDate, 'lastHaStartDate');
+    assert.ok((await domains(uris.h1!)).includes(`tstack-${vm.uuid}`), 'its domain runs on this machine');
+    const out = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'cat /proc/sys/kernel/random/boot_id', timeoutMs: 240_000 });
+    assert.ok(out.trim().length > 0);
+    console.log(`      host 2 killed → VM a Running on host 1 after ${ms} ms; SSH back after ${Date.now() - t0} ms`);
   });
 });

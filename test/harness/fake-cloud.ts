@@ -19,12 +19,14 @@ import type { CommandDef } from '../../shared/protocol/command.js';
 import * as S from '../../shared/protocol/storage.js';
 import * as V from '../../shared/protocol/vrouter.js';
 import * as VPC from '../../shared/protocol/vpc.js';
+import * as H from '../../shared/protocol/ha.js';
 import { TStackError } from '../../shared/errors.js';
 import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../kvmagent/main.js';
 import { FakeDriver } from '../../kvmagent/hypervisor/fake-driver.js';
 import { FakeNetwork } from '../../kvmagent/network/bridges.js';
 import { ApiRegistry } from '../../controller/api/registry.js';
 import { cloudModule } from '../../controller/cloud/install.js';
+import type { HaOptions } from '../../controller/compute/ha.js';
 import { attach } from '../../controller/model/attachments.js';
 import type { Resource } from '../../controller/store/types.js';
 import { testController, type ApiClient, type TestController } from './controller.js';
@@ -127,8 +129,15 @@ export interface FakeStorageState {
   reverts: Array<{ volumeUuid: string; snapshotUuid: string }>;
 }
 
+/** What the fake storage agents answer for VM HA: every check of a host's heartbeat sees a new beat unless the host is `dead`; `locked` disk paths are held by a QEMU. */
+export interface FakeHa {
+  dead: Set<string>;
+  locked: Set<string>;
+}
+
 /** Storage agent: volumes are records in memory; image caches always hit. */
-function fakeStorage(token: string, st: FakeStorageState): ProtocolFake & { capacity: S.Capacity } {
+function fakeStorage(token: string, st: FakeStorageState, ha: FakeHa): ProtocolFake & { capacity: S.Capacity } {
+  let seq = 0;
   const capacity = { totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB, usedByTstack: 0 };
   const volume = (req: { ps: { path?: string }; volumeUuid: string; size?: number }, size = 64 * MiB): S.VolumeInfo => {
     const path = `${req.ps.path ?? '/fake'}/${req.volumeUuid}.qcow2`;
@@ -142,7 +151,12 @@ function fakeStorage(token: string, st: FakeStorageState): ProtocolFake & { capa
     snaps(req.volumeUuid).push(info);
     return info;
   };
-  const fake = new ProtocolFake('tstack-storageagent', token, commandsOf(S), {
+  const fake = new ProtocolFake('tstack-storageagent', token, [...commandsOf(S), ...commandsOf(H)], {
+    [H.HeartbeatSet.name]: () => ({ files: [], writer: 'fake' }),
+    [H.HeartbeatCheck.name]: (req: { hostUuid: string; ps: Array<{ uuid: string }>; volumePaths: string[] }) => ({
+      beats: req.ps.map((p) => ({ psUuid: p.uuid, writer: 'fake', seq: ha.dead.has(req.hostUuid) ? 0 : ++seq })),
+      volumesInUse: req.volumePaths.filter((v) => ha.locked.has(v)),
+    }),
     [S.CreateSnapshot.name]: snapshot,
     [S.CommitLiveSnapshot.name]: snapshot,
     [S.PrepareLiveSnapshot.name]: (req: { ps: { path?: string }; volumeUuid: string; snapshotUuid: string }) => ({ newTopPath: `${req.ps.path ?? '/fake'}/${req.volumeUuid}/top-${req.snapshotUuid}.qcow2` }),
@@ -191,6 +205,10 @@ export interface FakeCloud {
   /** Inventory uuids: zone, cluster, host, ps, bs, image, offering, l2, l3. */
   ids: Record<string, string>;
   kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string };
+  /** Every host: [0] is fc-host (ids.host, kvm above), then the extra hosts fc-host2, fc-host3, … */
+  hosts: Array<{ uuid: string; kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string }; kill(): Promise<void> }>;
+  /** The storage agents' HA answers (test/harness: dead heartbeats, locked disks). */
+  ha: FakeHa;
   /** `capacity`: what ps/init reports (change it, then reconnect the storage). */
   storage: ProtocolFake & { capacity: S.Capacity };
   vrouter: ProtocolFake;
@@ -211,14 +229,19 @@ export interface FakeCloud {
   crashController(): Promise<void>;
 }
 
-/** `modules`: more controller modules next to the cloud (e.g. monitoring); `store`/`storePrefix`: a redis:// inventory instead of SQLite. */
-export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[]; store?: string; storePrefix?: string } = {}): Promise<FakeCloud> {
+/**
+ * `modules`: more controller modules next to the cloud (e.g. monitoring); `store`/`storePrefix`: a
+ * redis:// inventory instead of SQLite; `extraHosts`: hosts besides fc-host, each with its own
+ * in-process kvmagent (the storage and vrouter fakes are shared); `psType`: the primary
+ * storage's type (SharedMountPoint for HA and migration); `ha`: HA monitor timings (default: fast, for tests).
+ */
+export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[]; store?: string; storePrefix?: string; extraHosts?: number; psType?: 'LocalStorage' | 'SharedMountPoint'; ha?: HaOptions | false } = {}): Promise<FakeCloud> {
   const kvmToken = randomUUID() + randomUUID();
   const driver = new FakeDriver();
   const network = new FakeNetwork(['eth0']);
-  const startKvm = async (port = 0): Promise<{ agent: KvmAgent; server: AgentServer; port: number }> => {
-    const server = new AgentServer({ agent: 'tstack-kvmagent', version: 'fake', token: kvmToken, capabilities: KVM_CAPABILITIES });
-    const agent = await registerKvmAgent(server, { driver, network }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true } });
+  const startKvm = async (port = 0, token = kvmToken, drv = driver, net = network): Promise<{ agent: KvmAgent; server: AgentServer; port: number }> => {
+    const server = new AgentServer({ agent: 'tstack-kvmagent', version: 'fake', token, capabilities: KVM_CAPABILITIES });
+    const agent = await registerKvmAgent(server, { driver: drv, network: net }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true } });
     const a = await server.listen('127.0.0.1', port);
     return { agent, server, port: a.port };
   };
@@ -228,7 +251,8 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     await kvm.server.close();
   }, 'fake kvmagent');
   const storageState: FakeStorageState = { snapshots: new Map(), images: new Set(), reverts: [] };
-  const storage = fakeStorage(randomUUID() + randomUUID(), storageState);
+  const ha: FakeHa = { dead: new Set(), locked: new Set() };
+  const storage = fakeStorage(randomUUID() + randomUUID(), storageState, ha);
   const vrouter = fakeVrouter(randomUUID() + randomUUID());
   const storagePort = await storage.listen();
   const vrouterPort = await vrouter.listen();
@@ -237,7 +261,7 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
 
   const registry = new ApiRegistry();
   const stores = o.store !== undefined ? { store: o.store, ...(o.storePrefix !== undefined ? { storePrefix: o.storePrefix } : {}) } : {};
-  const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false }), ...(o.modules ?? [])], ...stores } as never);
+  const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false, ha: o.ha ?? { checkIntervalMs: 100, hostDeadAfterMs: 400, retryMs: 300 } }), ...(o.modules ?? [])], ...stores } as never);
   const api = await controller.login('admin', controller.adminPassword);
   const admin = controller.auth.adminAccountUuid;
   const now = new Date().toISOString();
@@ -260,7 +284,38 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     }),
   );
   ids.host = host.uuid;
-  ids.ps = (await controller.store.create(rec('primary-storage', 'fc-ps', { parentUuid: ids.zone, zoneUuid: ids.zone, type: 'LocalStorage', url: '/fake/ps', state: 'Enabled', status: 'Connected', totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB }))).uuid;
+  const hosts: FakeCloud['hosts'] = [];
+  const killer = (k: { agent: KvmAgent; server: AgentServer }) => async (): Promise<void> => {
+    await k.agent.stop();
+    await k.server.close();
+  };
+  hosts.push({ uuid: host.uuid, kvm, kill: killer(kvm) });
+  for (let n = 2; n <= (o.extraHosts ?? 0) + 1; n++) {
+    const token = randomUUID() + randomUUID();
+    const drv = new FakeDriver();
+    const k: FakeCloud['kvm'] = { ...(await startKvm(0, token, drv, new FakeNetwork(['eth0']))), driver: drv, token };
+    let dead = false;
+    cleanup.add(async () => {
+      if (!dead) await killer(k)();
+    }, `fake kvmagent of fc-host${n}`);
+    const h = await controller.store.create(
+      rec('host', `fc-host${n}`, {
+        parentUuid: ids.cluster, clusterUuid: ids.cluster, zoneUuid: ids.zone, managementIp: '127.0.0.1', state: 'Enabled', status: 'Connected', hypervisorType: 'KVM', virtType: 'qemu',
+        totalCpu: 8, totalMemory: 16 * GiB,
+        _agents: { kvmagent: { port: k.port, token }, storageagent: { port: storagePort, token: storage.token }, vrouteragent: { port: vrouterPort, token: vrouter.token } },
+      }),
+    );
+    ids[`host${n}`] = h.uuid;
+    hosts.push({
+      uuid: h.uuid,
+      kvm: k,
+      kill: async () => {
+        dead = true;
+        await killer(k)();
+      },
+    });
+  }
+  ids.ps = (await controller.store.create(rec('primary-storage', 'fc-ps', { parentUuid: ids.zone, zoneUuid: ids.zone, type: o.psType ?? 'LocalStorage', url: '/fake/ps', state: 'Enabled', status: 'Connected', totalCapacity: 1024 * GiB, availableCapacity: 1000 * GiB }))).uuid;
   await attach(controller.store, 'cluster-primary-storage', ids.cluster, ids.ps, admin);
   ids.bs = (await controller.store.create(rec('backup-storage', 'fc-bs', { type: 'ImageStoreBackupStorage', hostname: '127.0.0.1', url: '/fake/bs', state: 'Enabled', status: 'Connected', _hostUuid: host.uuid }))).uuid;
   ids.image = (await controller.store.create(rec('image', 'fc-image', { state: 'Enabled', status: 'Ready', mediaType: 'RootVolumeTemplate', format: 'qcow2', size: 64 * MiB, backupStorageRefs: [{ backupStorageUuid: ids.bs }] }))).uuid;
@@ -276,6 +331,8 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     registry,
     ids,
     kvm,
+    hosts,
+    ha,
     storage,
     vrouter,
     createVm: (name, extra = {}) => fc.api.post('/v1/vm-instances?wait=true', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], ...extra }),

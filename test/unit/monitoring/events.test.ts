@@ -23,6 +23,16 @@ describe('monitoring: event derivation', () => {
     assert.equal(deriveEvents(e, undefined, O).length, 0);
   });
 
+  it('VmHaStarted when HA started the VM (a new lastHaStartDate), next to its VmStateChanged', () => {
+    const e = upd(res('vm-instance', { state: 'Running', hostUuid: 'h2', lastHaStartDate: 't9' }));
+    const evs = deriveEvents(e, { state: 'Starting' }, O);
+    assert.deepEqual(evs.map((x) => x.eventName), ['VmStateChanged', 'VmHaStarted']);
+    assert.deepEqual(evs[1]?.labels, { VMUuid: 'u1', HostUuid: 'h2' });
+    assert.equal(evs[1]?.key, 'VmHaStarted|u1|t9');
+    assert.equal(evs[1]?.namespace, 'ZStack/VM');
+    assert.equal(deriveEvents(e, { state: 'Running', ha: 't9' }, O).length, 0, 'the same HA start once');
+  });
+
   it('HostStatusChanged between Connected and Disconnected', () => {
     assert.equal(deriveEvents(upd(res('host', { status: 'Disconnected' })), { status: 'Connected' }, O)[0]?.eventName, 'HostStatusChanged');
     assert.equal(deriveEvents(upd(res('host', { status: 'Connected' })), { status: 'Disconnected' }, O)[0]?.labels.NewStatus, 'Connected');

@@ -1,0 +1,126 @@
+// VM HA on the storage agent (protocol: shared/protocol/ha.ts): this host's heartbeat on every
+// shared primary storage, and a peer's view of another host's heartbeat and disk locks.
+// The heartbeat lives in the storage agent, not kvmagent: a kvmagent that died alone (its VMs
+// still running) leaves the heartbeat beating, so the controller does not restart those VMs.
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { exec } from '../shared/exec.js';
+import { logger } from '../shared/log.js';
+import { TStackError } from '../shared/errors.js';
+import * as H from '../shared/protocol/ha.js';
+import type { PrimaryStorageSpec } from '../shared/protocol/storage.js';
+import type { AgentContext } from './context.js';
+import { checkRoot, checkUuid } from './paths.js';
+
+const log = logger('ha');
+const DIR = '.tstack-ha';
+
+/** The directory of heartbeat files on a shared primary storage; only file-backed shared storage has one. */
+async function haDir(ps: PrimaryStorageSpec): Promise<string> {
+  checkUuid('ps.uuid', ps.uuid);
+  if (ps.type === 'sharedmountpoint') return join(checkRoot('ps.path', ps.path), DIR);
+  if (ps.type === 'nfs' && ps.access !== 'libnfs') {
+    const root = checkRoot('ps.mountPath', ps.mountPath);
+    // never beat into the empty mount point directory of an export that is not mounted
+    const [a, b] = await Promise.all([stat(root), stat(dirname(root))]);
+    if (a.dev === b.dev) throw new TStackError('STORAGE_ERROR', `${root} is not mounted`);
+    return join(root, DIR);
+  }
+  throw new TStackError('INVALID_ARGUMENT', `ps ${ps.uuid}: a ${ps.type} primary storage has no heartbeat files (shared mount point or mounted NFS only)`, { field: 'ps' });
+}
+
+export function registerHa(ctx: AgentContext): { stop(): void } {
+  const writer = randomBytes(8).toString('hex');
+  let seq = 0;
+  let cfg: { hostUuid: string; files: string[]; intervalMs: number } | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let writing = false;
+
+  const beat = async (): Promise<void> => {
+    // a hung NFS write must not pile up writes behind it
+    if (!cfg || writing) return;
+    writing = true;
+    try {
+      seq += 1;
+      const body = JSON.stringify({ hostUuid: cfg.hostUuid, writer, seq, at: new Date().toISOString() });
+      await Promise.all(
+        cfg.files.map(async (f) => {
+          try {
+            const tmp = `${f}.${writer}.tmp`;
+            await writeFile(tmp, body);
+            await rename(tmp, f);
+          } catch (e) {
+            log.warn({ file: f, err: (e as Error).message }, 'heartbeat write failed');
+          }
+        }),
+      );
+    } finally {
+      writing = false;
+    }
+  };
+
+  ctx.server.handle(H.HeartbeatSet, async (req) => {
+    const hostUuid = checkUuid('hostUuid', req.hostUuid);
+    const files: string[] = [];
+    for (const ps of req.ps) {
+      const dir = await haDir(ps);
+      await mkdir(dir, { recursive: true });
+      files.push(join(dir, `${hostUuid}.json`));
+    }
+    const changed = cfg?.intervalMs !== req.intervalMs;
+    cfg = { hostUuid, files, intervalMs: req.intervalMs };
+    if (changed || !timer) {
+      if (timer) clearInterval(timer);
+      timer = setInterval(() => void beat(), req.intervalMs);
+      timer.unref();
+    }
+    await beat();
+    return { files, writer };
+  });
+
+  ctx.server.handle(H.HeartbeatCheck, async (req) => {
+    const hostUuid = checkUuid('hostUuid', req.hostUuid);
+    const beats: H.Beat[] = [];
+    for (const ps of req.ps) {
+      const b: H.Beat = { psUuid: ps.uuid };
+      try {
+        const j = JSON.parse(await readFile(join(await haDir(ps), `${hostUuid}.json`), 'utf8')) as { writer?: unknown; seq?: unknown; at?: unknown };
+        if (typeof j.writer === 'string') b.writer = j.writer.slice(0, 64);
+        if (Number.isInteger(j.seq) && Number(j.seq) >= 0) b.seq = Number(j.seq);
+        if (typeof j.at === 'string') b.at = j.at.slice(0, 64);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') b.error = (e as Error).message.slice(0, 1000);
+      }
+      beats.push(b);
+    }
+    const volumesInUse: string[] = [];
+    for (const p of req.volumePaths) if (await lockedByQemu(p)) volumesInUse.push(p);
+    return { beats, volumesInUse };
+  });
+
+  return {
+    stop() {
+      if (timer) clearInterval(timer);
+      cfg = undefined;
+    },
+  };
+}
+
+/** Does a running QEMU hold its image lock on this file? (qemu-img refuses to open it then.) */
+export async function lockedByQemu(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+  } catch {
+    return false;
+  }
+  try {
+    await exec('qemu-img', ['info', '--output=json', path], { timeoutMs: 20_000, quiet: true });
+    return false;
+  } catch (e) {
+    // a hung storage answers nothing: unknown counts as held (never start a VM twice)
+    if ((e as TStackError).code === 'TIMEOUT') return true;
+    const msg = `${(e as Error).message} ${String((e as TStackError).details?.stderr ?? '')}`;
+    return /lock/i.test(msg);
+  }
+}

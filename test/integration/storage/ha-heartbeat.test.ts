@@ -1,0 +1,56 @@
+// The storage heartbeat and disk-lock check behind VM HA (storageagent/ha.ts): one storage agent
+// beats on a shared mount point, another reads it as a peer would; a disk opened by a QEMU
+// process (qemu-io holding its image lock) is reported in use, a closed one is not.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import * as H from '../../../shared/protocol/ha.js';
+import { useCleanup } from '../../harness/cleanup.js';
+import { tmpDir } from '../../harness/tmp.js';
+import { makeQcow2, startTestAgent, uuid } from './helpers.js';
+
+describe('storage agent: HA heartbeat and disk locks', function () {
+  this.timeout(60_000);
+  const cleanup = useCleanup('all');
+
+  it('a host’s heartbeat changes while it beats and stops changing when it stops; a peer sees both', async () => {
+    const [a, b] = [await startTestAgent(cleanup, 'ha-a'), await startTestAgent(cleanup, 'ha-b')];
+    const shared = await tmpDir('ha-shared', cleanup);
+    const ps = { type: 'sharedmountpoint' as const, uuid: uuid(), path: shared };
+    const hostA = uuid();
+    const set = await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [ps], intervalMs: 200 });
+    assert.deepEqual(set.files, [join(shared, '.tstack-ha', `${hostA}.json`)]);
+    const look = async () => (await b.call(H.HeartbeatCheck, { hostUuid: hostA, ps: [ps], volumePaths: [] })).beats[0]!;
+    const first = await look();
+    assert.equal(first.writer, set.writer);
+    await new Promise((r) => setTimeout(r, 700));
+    const second = await look();
+    assert.ok(second.seq! > first.seq!, `beats: ${first.seq} → ${second.seq}`);
+    await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [], intervalMs: 200 });
+    const stopped = await look();
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal((await look()).seq, stopped.seq, 'no beat once stopped');
+    const never = (await b.call(H.HeartbeatCheck, { hostUuid: uuid(), ps: [ps], volumePaths: [] })).beats[0]!;
+    assert.equal(never.seq, undefined, 'a host that never beat has no heartbeat');
+    assert.equal(never.error, undefined);
+    const local = await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [{ type: 'local', uuid: uuid(), path: shared }], intervalMs: 200 }).catch((e: Error & { code?: string }) => e);
+    assert.equal((local as { code?: string }).code, 'INVALID_ARGUMENT', 'local storage has no heartbeat');
+  });
+
+  it('reports a disk held by a QEMU process, not a closed one', async () => {
+    const a = await startTestAgent(cleanup, 'ha-lock');
+    const dir = await tmpDir('ha-disks', cleanup);
+    const [held, free] = [join(dir, 'held.qcow2'), join(dir, 'free.qcow2')];
+    await makeQcow2(held, 8, 0);
+    await makeQcow2(free, 8, 0);
+    const q = spawn('qemu-io', ['-c', 'sleep 20000', held], { stdio: 'ignore' });
+    cleanup.add(() => void q.kill('SIGKILL'), 'qemu-io');
+    await new Promise((r) => setTimeout(r, 700));
+    const ps = { type: 'sharedmountpoint' as const, uuid: uuid(), path: dir };
+    const r = await a.call(H.HeartbeatCheck, { hostUuid: uuid(), ps: [ps], volumePaths: [held, free, join(dir, 'missing.qcow2')] });
+    assert.deepEqual(r.volumesInUse, [held]);
+    q.kill('SIGKILL');
+    await new Promise((res) => q.once('exit', res));
+    assert.deepEqual((await a.call(H.HeartbeatCheck, { hostUuid: uuid(), ps: [ps], volumePaths: [held] })).volumesInUse, [], 'the lock goes with the process');
+  });
+});
