@@ -63,10 +63,17 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
   ctx.server.handle(H.HeartbeatSet, async (req) => {
     const hostUuid = checkUuid('hostUuid', req.hostUuid);
     const files: string[] = [];
+    const skipped: string[] = [];
     for (const ps of req.ps) {
-      const dir = await haDir(ps);
-      await mkdir(dir, { recursive: true });
-      files.push(join(dir, `${hostUuid}.json`));
+      try {
+        const dir = await haDir(ps);
+        await mkdir(dir, { recursive: true });
+        files.push(join(dir, `${hostUuid}.json`));
+      } catch (e) {
+        // one storage this host cannot beat on (an NFS export not mounted here) does not stop the others
+        if (req.ps.length === 1) throw e;
+        skipped.push(`${ps.uuid}: ${(e as Error).message}`.slice(0, 1000));
+      }
     }
     const changed = cfg?.intervalMs !== req.intervalMs;
     cfg = { hostUuid, files, intervalMs: req.intervalMs };
@@ -76,7 +83,7 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
       timer.unref();
     }
     await beat();
-    return { files, writer };
+    return skipped.length ? { files, writer, skipped } : { files, writer };
   });
 
   ctx.server.handle(H.HeartbeatCheck, async (req) => {

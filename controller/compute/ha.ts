@@ -138,8 +138,10 @@ export class HaMonitor {
     const agents = h._agents as HostAgents | undefined;
     const key = `${ps.map((p) => p.uuid).sort().join(',')}|${String(agents?.storageagent?.startedAt ?? '')}|${String(h.lastConnectDate ?? '')}`;
     if (this.configured.get(h.uuid) === key) return;
-    await callHost(this.d, h.uuid, 'storageagent', H.HeartbeatSet, { hostUuid: h.uuid, ps: ps.map((p) => psSpec(p)), intervalMs: this.heartbeatIntervalMs });
+    // tried once per agent start / reconnect / storage change: a storage it cannot beat on is logged, not retried every round
     this.configured.set(h.uuid, key);
+    const r = await callHost(this.d, h.uuid, 'storageagent', H.HeartbeatSet, { hostUuid: h.uuid, ps: ps.map((p) => psSpec(p)), intervalMs: this.heartbeatIntervalMs });
+    if (r.skipped?.length) log.warn({ host: h.uuid, skipped: r.skipped }, 'no storage heartbeat on some shared primary storage of this host');
   }
 
   private async checkHost(host: Resource, all: Resource[]): Promise<void> {

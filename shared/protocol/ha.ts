@@ -22,7 +22,12 @@ export const HeartbeatSet = defineCommand({
     ps: Type.Array(PrimaryStorageSpec, { maxItems: 64 }),
     intervalMs: Type.Integer({ minimum: 200, maximum: 60_000 }),
   }),
-  response: Obj({ files: Type.Array(Type.String()), writer: Type.String() }),
+  response: Obj({
+    files: Type.Array(Type.String()),
+    writer: Type.String(),
+    /** storages it cannot beat on, with the reason (with several storages; a single one fails the call) */
+    skipped: Type.Optional(Type.Array(Type.String())),
+  }),
   description: 'start (or change) writing this host’s heartbeat file on each shared primary storage',
 });
 
