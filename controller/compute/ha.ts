@@ -63,7 +63,8 @@ export function judgeHeartbeat(beats: H.Beat[], seen: { key: string; since: numb
   const next = seen && seen.key === key ? seen : { key, since: now };
   if (unreadable.length) return { verdict: { dead: false, reason: `the heartbeat on primary storage ${unreadable.map((b) => b.psUuid).join(', ')} is unreadable from the peer: ${unreadable[0]!.error}` }, seen: next };
   const silentFor = now - next.since;
-  if (silentFor < deadAfterMs) return { verdict: { dead: false, reason: seen && seen.key !== key ? 'the storage heartbeat still beats' : `the storage heartbeat is unchanged for ${silentFor} ms (dead after ${deadAfterMs} ms)` }, seen: next };
+  // reasons without running numbers: they are stored on the VM only when they change
+  if (silentFor < deadAfterMs) return { verdict: { dead: false, reason: seen && seen.key !== key ? 'the storage heartbeat still beats' : `the storage heartbeat has not changed for ${deadAfterMs} ms yet` }, seen: next };
   return { verdict: { dead: true, reason: `no agent answers and the storage heartbeat stopped ${silentFor} ms ago` }, seen: next };
 }
 
