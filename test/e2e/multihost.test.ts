@@ -346,14 +346,16 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
   };
 
   it('HA: host 2’s kvmagent killed alone (its VM still runs, its storage heartbeat beats): the NeverStop VM is not started twice', async () => {
-    const vm = vms.a;
-    assert.equal((await vmNow(vm.uuid)).hostUuid, ids.h2, 'VM a runs on host 2 (anti-affinity test)');
+    // VM b: on host 2 since its create; moved there if earlier tests left it elsewhere
+    const vm = vms.b;
+    if ((await vmNow(vm.uuid)).hostUuid !== ids.h2) await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { migrate: { hostUuid: ids.h2 } });
+    assert.equal((await vmNow(vm.uuid)).hostUuid, ids.h2);
     assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { setHaLevel: { level: 'NeverStop' } })).haLevel, 'NeverStop');
     const runDir = fab.privateDir(2, layout.runDir);
     const pid = readFileSync(pidPath({ ...layout, runDir }, 'kvmagent'), 'utf8').trim();
     assert.match(pid, /^\d+$/);
     await nsExec(fab, 2, 'kill', ['-9', pid]);
-    await waitFor('host 2 is Disconnected and VM a Unknown', 60_000, async () => (await vmNow(vm.uuid)).state === 'Unknown');
+    await waitFor('host 2 is Disconnected and VM b Unknown', 60_000, async () => (await vmNow(vm.uuid)).state === 'Unknown');
     // longer than the dead-after time (8 s) plus monitor rounds: a silent agent alone proves nothing
     await new Promise((r) => setTimeout(r, 16_000));
     const now = await vmNow(vm.uuid);
@@ -364,17 +366,17 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     assert.ok(!(await domains(uris.h1!)).includes(`tstack-${vm.uuid}`), 'and not started on this machine');
     // reconnecting re-deploys the agent: the VM is Running on host 2 again
     await viaJob(api, `/v1/hosts/${ids.h2}/actions`, { reconnect: {} });
-    await waitFor('VM a is Running again on host 2', 60_000, async () => (await vmNow(vm.uuid)).state === 'Running');
+    await waitFor('VM b is Running again on host 2', 60_000, async () => (await vmNow(vm.uuid)).state === 'Running');
     assert.equal((await vmNow(vm.uuid)).hostUuid, ids.h2);
   });
 
   it('HA: every process of host 2 killed (QEMUs included): the NeverStop VM restarts on this machine and answers SSH', async () => {
-    const vm = vms.a;
+    const vm = vms.b;
     const heartbeat = join(sharedDir, '.tstack-ha', `${ids.h2}.json`);
     assert.ok(existsSync(heartbeat), 'host 2 writes its storage heartbeat on the shared storage');
     const t0 = Date.now();
     await host2.down();
-    const ms = await waitFor('VM a runs on host 1', 180_000, async () => {
+    const ms = await waitFor('VM b runs on host 1', 180_000, async () => {
       const v = await vmNow(vm.uuid);
       return v.state === 'Running' && v.hostUuid === ids.h1;
     });
@@ -383,6 +385,6 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     assert.ok((await domains(uris.h1!)).includes(`tstack-${vm.uuid}`), 'its domain runs on this machine');
     const out = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'cat /proc/sys/kernel/random/boot_id', timeoutMs: 240_000 });
     assert.ok(out.trim().length > 0);
-    console.log(`      host 2 killed → VM a Running on host 1 after ${ms} ms; SSH back after ${Date.now() - t0} ms`);
+    console.log(`      host 2 killed → VM b Running on host 1 after ${ms} ms; SSH back after ${Date.now() - t0} ms`);
   });
 });
