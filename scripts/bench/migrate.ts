@@ -108,8 +108,12 @@ async function main(): Promise<void> {
     const ip = [fab.ip(1), fab.ip(2)];
     const uri = ['qemu:///system', h2.uri];
     const dom = `tstack-${vm.uuid}`;
+    // the console listens on the host's own address: the destination's XML names the destination's (as kvmagent's destConsoleListen does)
+    const xmlFile = join(work, 'dest.xml');
     const virshMove = async (from: number, to: number): Promise<void> => {
-      await exec('virsh', ['-c', uri[from]!, 'migrate', '--live', '--p2p', '--unsafe', dom, `qemu+tcp://${ip[to]}/system`, '--migrateuri', `tcp://${ip[to]}`], { timeoutMs: 300_000 });
+      const xml = (await exec('virsh', ['-c', uri[from]!, 'dumpxml', '--migratable', dom])).stdout;
+      writeFileSync(xmlFile, xml.split(`'${ip[from]!}'`).join(`'${ip[to]!}'`).split(`"${ip[from]!}"`).join(`"${ip[to]!}"`));
+      await exec('virsh', ['-c', uri[from]!, 'migrate', '--live', '--p2p', '--unsafe', '--xml', xmlFile, dom, `qemu+tcp://${ip[to]}/system`, '--migrateuri', `tcp://${ip[to]}`], { timeoutMs: 300_000 });
     };
     const samples = { tstack: [] as number[], virsh: [] as number[] };
     const time = async (fn: () => Promise<unknown>): Promise<number> => {
