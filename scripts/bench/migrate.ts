@@ -20,7 +20,6 @@ import { nsFabric, nsHostUp } from '../../test/harness/nshost.js';
 import { runId, tmpDir } from '../../test/harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../../test/integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
-import { depsOf } from '../../controller/cloud/common.js';
 
 const MiB = 1024 * 1024;
 const runsArg = process.argv.indexOf('--runs');
@@ -121,7 +120,7 @@ async function main(): Promise<void> {
       await fn();
       return Number(process.hrtime.bigint() - t0) / 1e6;
     };
-    const engine = depsOf(c.store).engine;
+    const engine = c.engine;
     for (let i = 0; i < RUNS; i++) {
       for (const to of [1, 0]) {
         const ms = await time(() => ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { migrate: { hostUuid: hosts[to] } }));
