@@ -253,7 +253,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     const ns = routerNames(ids.router).namespace;
     await exec('ip', ['netns', 'del', ns]);
     const t0 = Date.now();
-    await until('SNAT works again', async () => (await seenAs('vm1')) === ids.publicIp, 60_000);
+    await until('SNAT works again', async () => (await seenAs('vm1')) === ids.publicIp, 120_000);
     timings.namespaceRestoredMs = Date.now() - t0;
     assert.match(await inGuest('vm1', `ping -c 1 -W 2 ${ipOf('vm2')} >/dev/null && echo REACHED || echo NO`), /REACHED/);
   });
