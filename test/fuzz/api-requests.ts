@@ -82,8 +82,18 @@ const queryAbuse = fc.oneof(
 );
 
 export const oddMethod = fc.constantFrom('TRACE', 'PROPFIND', 'PURGE', 'OPTIONS', 'HEAD', 'CONNECTX', 'DELETE', 'PATCH', 'PUT', 'POST', 'GET');
-export const contentType = fc.constantFrom('application/json', 'application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', 'application/merge-patch+json', '');
-export const encoding = fc.constantFrom('', '', '', 'gzip', 'gzip-real', 'deflate', 'br', 'identity');
+/** `a` one time in `oneIn`, else null: the abuse stays the exception, so most requests reach the
+ * handlers' validation with schema-shaped bodies instead of stopping at a 405/415 in front of them. */
+export const rare = <T>(a: fc.Arbitrary<T>, oneIn: number): fc.Arbitrary<T | null> =>
+  fc.oneof({ arbitrary: fc.constant(null), weight: oneIn - 1 }, { arbitrary: a, weight: 1 });
+export const contentType = fc.oneof(
+  { arbitrary: fc.constant('application/json'), weight: 6 },
+  { arbitrary: fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', 'application/merge-patch+json', ''), weight: 1 },
+);
+export const encoding = fc.oneof(
+  { arbitrary: fc.constant(''), weight: 6 },
+  { arbitrary: fc.constantFrom('gzip', 'gzip-real', 'deflate', 'br', 'identity'), weight: 1 },
+);
 
 export function encodeBody(value: unknown, raw: string | undefined, enc: string): { body: Buffer; enc: string } {
   let b = Buffer.from(raw ?? JSON.stringify(value) ?? 'null');
@@ -115,10 +125,10 @@ export function requestArbitrary(doc: Schema, uuids: string[]): fc.Arbitrary<Fuz
     .record({
       pick: fc.constantFrom(...ops),
       uuid,
-      method: fc.option(oddMethod, { freq: 4 }),
-      query: fc.option(queryAbuse, { freq: 2 }),
+      method: rare(oddMethod, 5),
+      query: rare(queryAbuse, 3),
       value: fc.constant(null),
-      rawBody: fc.option(fc.constantFrom('{"name": ', '[' .repeat(5000), '{"a":' + '1'.repeat(10_000) + '}', 'null', '12', '"s"', '{"\\ud800":1}'), { freq: 6 }),
+      rawBody: rare(fc.constantFrom('{"name": ', '[' .repeat(5000), '{"a":' + '1'.repeat(10_000) + '}', 'null', '12', '"s"', '{"\\ud800":1}'), 6),
       type: contentType,
       enc: encoding,
       as: fc.constantFrom('admin', 'admin', 'user', 'anon') as fc.Arbitrary<'admin' | 'user' | 'anon'>,
