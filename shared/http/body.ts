@@ -3,7 +3,8 @@
 //  - only POST/PUT/PATCH bodies are read; a body must be JSON (415 otherwise, charset utf-8);
 //  - Content-Encoding identity, gzip or deflate (415 for others, 400 when the body is not what
 //    the header says); inflation stops at a cap (413), so a gzip bomb is never inflated;
-//  - the raw size is capped before reading (Content-Length) and while reading (413);
+//  - the raw size is capped before reading (Content-Length) and while reading (413; the rest of the
+//    body, up to a bound, is read and discarded first so the client sees the answer, not a reset);
 //  - UTF-8 must be valid (no silent U+FFFD), strings and keys well-formed Unicode (no lone
 //    surrogates), nesting at most `maxDepth` deep (later recursive walks cannot overflow).
 import type Koa from 'koa';
@@ -47,6 +48,32 @@ export function isJsonType(contentType: string): boolean {
   return true;
 }
 
+// A refused body is read and thrown away (up to these bounds) before the 413 is sent: Node destroys
+// a `Connection: close` client's socket as soon as the answer is written, and a client still sending
+// then gets a reset (EPIPE) instead of the 413. Beyond the bounds the answer goes out anyway.
+const DRAIN_BYTES = 16 * 1024 * 1024;
+const DRAIN_MS = 5_000;
+
+/** Read and discard the rest of a request body: until its end, `maxBytes`, `ms`, or an error. */
+function discard(req: Koa.Context['req'], maxBytes: number, ms: number): Promise<void> {
+  if (req.readableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    let n = 0;
+    const finish = (): void => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', finish).off('error', finish).off('aborted', finish);
+      resolve();
+    };
+    const onData = (chunk: Buffer): void => {
+      n += chunk.length;
+      if (n > maxBytes) finish();
+    };
+    const timer = setTimeout(finish, ms);
+    req.on('data', onData).on('end', finish).on('error', finish).on('aborted', finish);
+    req.resume();
+  });
+}
+
 function readRaw(ctx: Koa.Context, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const req = ctx.req;
@@ -63,8 +90,8 @@ function readRaw(ctx: Koa.Context, limit: number): Promise<Buffer> {
         // answer at once; Node discards the rest of the body (bounded by the request timeout),
         // so the client reads the 413 instead of a connection reset
         chunks.length = 0;
-        done(tooLarge(`request body larger than ${limit} bytes`));
-        req.resume();
+        req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
+        void discard(req, DRAIN_BYTES, DRAIN_MS).then(() => done(tooLarge(`request body larger than ${limit} bytes`)));
         return;
       }
       chunks.push(chunk);
@@ -149,8 +176,10 @@ export async function readJsonBody(ctx: Koa.Context, opts: JsonBodyOptions): Pro
   const o = small === undefined ? opts : { ...opts, limit: small, inflatedLimit: Math.min(small, opts.inflatedLimit ?? small) };
   const type = ctx.get('content-type');
   if (!isJsonType(type)) throw unsupported(`request body must be JSON (Content-Type: application/json), got '${type || '(none)'}'`);
-  // refused unread; Node discards the body after the answer
-  if (Number(ctx.get('content-length') || '0') > o.limit) throw tooLarge(`request body larger than ${o.limit} bytes`);
+  if (Number(ctx.get('content-length') || '0') > o.limit) {
+    await discard(ctx.req, DRAIN_BYTES, DRAIN_MS);
+    throw tooLarge(`request body larger than ${o.limit} bytes`);
+  }
   const raw = await readRaw(ctx, o.limit);
   const bytes = await undoEncoding(ctx, raw, o.inflatedLimit ?? o.limit);
   if (bytes.length === 0) return undefined;
