@@ -22,6 +22,8 @@ import { agentPid, authorizedKey, builtTree, freePorts, killAgents, tempLayout }
 import { cloudModule } from '../../controller/cloud/install.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 import type { HostLayout } from '../../controller/host/render.js';
+import { monitoringModule } from '../../controller/monitoring/module.js';
+import { freePort } from '../harness/ports.js';
 
 const MiB = 1024 * 1024;
 
@@ -44,6 +46,17 @@ async function ok(api: ApiClient, path: string, body: unknown, method: 'post' | 
   const r = method === 'post' ? await api.post(`${path}${sep}wait=true`, body) : await api.del(`${path}${sep}wait=true`);
   assert.ok(r.status === 200 || r.status === 201, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body;
+}
+
+/** Poll `fn` until it gives a value. */
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
 }
 
 const domainExists = async (uuid: string): Promise<boolean> => (await virsh(['list', '--all', '--name'])).split('\n').some((l) => l.trim() === `tstack-${uuid}`);
@@ -88,6 +101,7 @@ describe('e2e: the first real cloud', function () {
   const ids: Record<string, string> = {};
   const vms: Record<string, any> = {};
   const vmUuids: string[] = [];
+  let startCtl: (dataDir?: string, listenPort?: number) => Promise<void>;
 
   before(async function () {
     await ensureLibvirt();
@@ -129,12 +143,24 @@ describe('e2e: the first real cloud', function () {
     });
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
-    c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
-      // a short periodic pass: the repair test below waits for it
-      reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
-    } as never);
-    api = await c.login('admin', c.adminPassword);
+    const promPort = await freePort();
+    // fresh module instances each time: the monitoring test restarts the controller (same data
+    // dir and port). Short metric intervals through configuration: agent sampling 2 s,
+    // Prometheus scrape 2 s, alarm evaluation 2 s; deliveries: 3 attempts, 4 s then 8 s apart.
+    startCtl = async (dataDir?: string, listenPort?: number) => {
+      c = await testController(cleanup, {
+        modules: [
+          cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, agentExtra: { kvmagent: { metricsIntervalMs: 2_000 } } } }),
+          monitoringModule({ prometheus: { port: promPort, scrapeInterval: '2s' }, alarmIntervalMs: 2_000, delivery: { pollMs: 250, backoffMs: 4_000, maxAttempts: 3 } }),
+        ],
+        // a short periodic pass: the repair test below waits for it
+        reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
+        ...(dataDir ? { dataDir } : {}),
+        ...(listenPort ? { listenPort } : {}),
+      } as never);
+      api = await c.login('admin', c.adminPassword);
+    };
+    await startCtl();
     // adding the host authorizes the controller's own key (for reconnects): take it away again
     cleanup.add(() => {
       const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
@@ -244,6 +270,108 @@ describe('e2e: the first real cloud', function () {
     assert.ok(/vdb/.test(lsblk), `vm2 sees its data disk: ${lsblk}`);
   });
 
+  // Issue 17 with a real guest. The receiver is an HTTP server on 127.0.0.1; while `refuse` is
+  // set it answers alarm posts 503 (a receiver that is busy), so the alarm's delivery is still
+  // queued when the controller is restarted below.
+  const notes: Array<Record<string, any>> = [];
+  const mon = { refuse: true, refused: 0, rx: '', down: '', alarm: '' };
+
+  it('monitoring: a guest burning CPU shows in CPUAverageUsedUtilization; a GreaterThan 30 alarm posts through its topic once across a controller restart; host, memory, disk and network metrics; a down endpoint is retried, then Failed', async () => {
+    const vm = vms.vm1;
+    const rx = createServer((req, res) => {
+      let d = '';
+      req.on('data', (b: Buffer) => (d += b.toString()));
+      req.on('end', () => {
+        const body = JSON.parse(d) as Record<string, any>;
+        if (body.type === 'alarm' && mon.refuse) {
+          mon.refused++;
+          res.writeHead(503).end();
+          return;
+        }
+        notes.push(body);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => rx.listen(0, '127.0.0.1', r));
+    cleanup.add(() => new Promise<void>((r) => rx.close(() => r())), 'notification receiver');
+    mon.rx = (await ok(api, '/v1/sns-endpoints', { name: `${rid}-rx`, type: 'HTTP', url: `http://127.0.0.1:${(rx.address() as AddressInfo).port}/` })).uuid;
+    // nothing listens there: every attempt is refused
+    mon.down = (await ok(api, '/v1/sns-endpoints', { name: `${rid}-down`, type: 'HTTP', url: `http://127.0.0.1:${await freePort()}/` })).uuid;
+    const topic = (await ok(api, '/v1/sns-topics', { name: `${rid}-ops` })).uuid;
+    for (const e of [mon.rx, mon.down]) await ok(api, `/v1/sns-topics/${topic}/actions`, { subscribe: { endpointUuid: e } });
+    const actions = [{ actionType: 'sns', actionUuid: topic }];
+    await ok(api, '/v1/event-subscriptions', { name: `${rid}-vm-state`, namespace: 'ZStack/VM', eventName: 'VmStateChanged', actions });
+    mon.alarm = (await ok(api, '/v1/alarms', { name: `${rid}-cpu`, namespace: 'ZStack/VM', metricName: 'CPUAverageUsedUtilization', comparisonOperator: 'GreaterThan', threshold: 30, period: 6, labels: [{ key: 'VMUuid', op: 'Equal', value: vm.uuid }], actions })).uuid;
+
+    const metric = async (ns: string, name: string, labels: string): Promise<Array<{ time: number; value: number; labels: Record<string, string> }>> => {
+      const r = await api.get(`/v1/metrics?namespace=${ns}&metricName=${name}&labels=${labels}&period=2&startTime=${Math.floor(Date.now() / 1000) - 20}`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body.data;
+    };
+    // the idle guest first (so the alarm below is the burn's doing)
+    const idle = await waitFor('the idle CPUAverageUsedUtilization', async () => (await metric('ZStack/VM', 'CPUAverageUsedUtilization', `VMUuid=${vm.uuid}`)).at(-1), 90_000);
+    assert.ok(idle.value < 30, `the idle guest uses ${idle.value} %`);
+    assert.equal(idle.labels.HostUuid, ids.host);
+    const pid = (await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: "sh -c 'while :; do :; done' >/dev/null 2>&1 </dev/null & echo $!" })).trim();
+    assert.match(pid, /^\d+$/);
+    const t0 = Date.now();
+    const busy = await waitFor('CPUAverageUsedUtilization > 30', async () => (await metric('ZStack/VM', 'CPUAverageUsedUtilization', `VMUuid=${vm.uuid}`)).find((p) => p.time * 1000 >= t0 && p.value > 30), 120_000);
+    console.log(`      the burn shows after ${Math.round((Date.now() - t0) / 1000)} s (${busy.value.toFixed(0)} %)`);
+
+    // host, memory, disk and network metrics of this VM and host
+    for (const [ns, name, labels, letter] of [
+      ['ZStack/Host', 'CPUAverageUsedUtilization', `HostUuid=${ids.host}`, ''],
+      ['ZStack/Host', 'MemoryUsedInPercent', `HostUuid=${ids.host}`, ''],
+      ['ZStack/VM', 'MemoryUsedBytes', `VMUuid=${vm.uuid}`, ''],
+      ['ZStack/VM', 'DiskReadBytes', `VMUuid=${vm.uuid}`, 'DiskDeviceLetter'],
+      ['ZStack/VM', 'DiskWriteOps', `VMUuid=${vm.uuid}`, 'DiskDeviceLetter'],
+      ['ZStack/VM', 'NetworkInBytes', `VMUuid=${vm.uuid}`, 'NetworkDeviceLetter'],
+      ['ZStack/VM', 'NetworkOutPackets', `VMUuid=${vm.uuid}`, 'NetworkDeviceLetter'],
+    ] as const) {
+      const pts = await metric(ns, name, labels);
+      assert.ok(pts.length > 0, `${ns} ${name} ${labels}`);
+      if (letter) assert.ok(pts.some((p) => /^[a-z]+$/.test(p.labels[letter] ?? '')), `${name} has ${letter}: ${JSON.stringify(pts[0])}`);
+    }
+    assert.ok((await metric('ZStack/VM', 'MemoryUsedBytes', `VMUuid=${vm.uuid}`)).some((p) => p.value > 0));
+    assert.ok((await metric('ZStack/VM', 'NetworkInBytes', `VMUuid=${vm.uuid}`)).length > 0);
+
+    // the alarm fires; its first post is refused (503) and the delivery waits for a retry
+    const alarmDelivery = async (): Promise<Record<string, any> | undefined> => (await api.get(`/v1/sns-deliveries?q=endpointUuid=${mon.rx}&q=sourceUuid=${mon.alarm}`)).body.inventories?.[0];
+    await waitFor('the refused first post', async () => (mon.refused > 0 ? true : undefined), 60_000);
+    const firing = (await api.get(`/v1/alarms/${mon.alarm}`)).body;
+    assert.equal(firing.status, 'Alarm');
+    const pending = await alarmDelivery();
+    assert.equal(pending?.state, 'Pending', JSON.stringify(pending));
+
+    // the controller restarts while the alarm fires (same data dir and port; Prometheus restarts with it)
+    const dataDir = c.dataDir;
+    const port = Number(new URL(c.url).port);
+    await c.stop();
+    mon.refuse = false;
+    await startCtl(dataDir, port);
+    const sent = await waitFor('the alarm notification', async () => notes.find((n) => n.type === 'alarm'), 60_000);
+    assert.equal(sent.status, 'Alarm');
+    assert.equal(sent.alarmUuid, mon.alarm);
+    assert.equal(sent.labels.VMUuid, vm.uuid);
+    assert.ok(sent.value > 30, JSON.stringify(sent));
+    // several evaluations by the restarted controller (the first wait for a full period of samples)
+    const evaluated = Date.now() + 16_000;
+    await waitFor('evaluations after the restart', async () => (Date.now() > evaluated ? true : undefined), 30_000);
+    const after = (await api.get(`/v1/alarms/${mon.alarm}`)).body;
+    assert.equal(after.status, 'Alarm');
+    assert.equal(after.transitionCount, firing.transitionCount, 'no new transition after the restart');
+    assert.equal(notes.filter((n) => n.type === 'alarm').length, 1, 'sent once');
+    const done = await alarmDelivery();
+    assert.equal(done?.state, 'Succeeded', JSON.stringify(done));
+    assert.ok(done.attempts >= 2, JSON.stringify(done));
+
+    // the endpoint that is down: retried (4 s, 8 s apart), then Failed with the reason
+    const failed = await waitFor('the Failed delivery', async () => (await api.get(`/v1/sns-deliveries?q=endpointUuid=${mon.down}&q=state=Failed`)).body.inventories?.[0] as Record<string, any> | undefined, 60_000);
+    assert.equal(failed.attempts, 3);
+    assert.match(String(failed.lastError), /fetch failed|ECONNREFUSED/);
+    await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: `kill ${pid}` });
+  });
+
   it('stop, start and reboot', async () => {
     const vm = vms.vm1;
     // through the CLI: it waits for the job and prints the VM
@@ -270,6 +398,19 @@ describe('e2e: the first real cloud', function () {
     assert.equal(con.protocol, 'vnc');
     assert.match(con.url, /^\/v1\/console\/[A-Za-z0-9_-]{43}$/);
     assert.ok(Date.parse(con.expiresAt) > Date.now());
+  });
+
+  it('monitoring: the VmStateChanged subscription received the stop; the audit log holds the VM\'s create and stop with the account', async () => {
+    const vm = vms.vm1;
+    const ev = await waitFor('the VmStateChanged notification', async () => notes.find((n) => n.eventName === 'VmStateChanged' && n.resourceUuid === vm.uuid && n.labels?.NewState === 'Stopped'), 30_000);
+    assert.equal(ev.labels.VMUuid, vm.uuid);
+    const audits = (await api.get(`/v1/audits?resourceUuid=${vm.uuid}`)).body.inventories as Array<Record<string, any>>;
+    const mine = audits.filter((x) => x.apiName === 'vm-instances.create' || x.apiName === 'vm-instances.stop');
+    assert.deepEqual([...new Set(mine.map((x) => x.apiName))].sort(), ['vm-instances.create', 'vm-instances.stop'], JSON.stringify(audits.map((x) => x.apiName)));
+    for (const x of mine) {
+      assert.equal(x.accountName, 'admin');
+      assert.equal(x.resourceUuid, vm.uuid);
+    }
   });
 
   it('pause/resume, data volume attach/detach (hot-plug), and a guest powering itself off becomes Stopped (kvmagent event)', async () => {
