@@ -330,7 +330,8 @@ describe('e2e: the first real cloud', function () {
     ] as const) {
       const pts = await metric(ns, name, labels);
       assert.ok(pts.length > 0, `${ns} ${name} ${labels}`);
-      if (letter) assert.ok(pts.some((p) => /^[a-z]+$/.test(p.labels[letter] ?? '')), `${name} has ${letter}: ${JSON.stringify(pts[0])}`);
+      // disks by letter (vda → a), NICs by their host-side device name
+      if (letter) assert.ok(pts.some((p) => (letter === 'DiskDeviceLetter' ? /^[a-z]+$/ : /^[A-Za-z0-9._-]+$/).test(p.labels[letter] ?? '')), `${name} has ${letter}: ${JSON.stringify(pts[0])}`);
     }
     assert.ok((await metric('ZStack/VM', 'MemoryUsedBytes', `VMUuid=${vm.uuid}`)).some((p) => p.value > 0));
     assert.ok((await metric('ZStack/VM', 'NetworkInBytes', `VMUuid=${vm.uuid}`)).length > 0);
