@@ -111,12 +111,8 @@ export const vip: KindDef = {
   actions: {},
 };
 
-export const eip: KindDef = {
-  kind: 'eip',
-  collection: 'eips',
-  title: 'elastic IP',
-  createSchema: Obj({ ...baseCreate(), vipUuid: Uuid(), vmNicUuid: Type.Optional(Uuid()) }),
-  updateSchema: Obj({ ...baseUpdate() }),
+/** What EIPs and port-forwarding rules share: a service on a VIP, bound to a VM NIC behind a router. */
+const vipService = {
   refs: [
     { field: 'vipUuid', kind: 'vip' },
     { field: 'vmNicUuid', kind: 'vm-nic' },
@@ -127,6 +123,15 @@ export const eip: KindDef = {
   createMode: 'sync',
   deleteMode: 'sync',
   systemFields: ['vipIp', 'guestIp', 'vmInstanceUuid', 'vpcRouterUuid'],
+} satisfies Partial<KindDef>;
+
+export const eip: KindDef = {
+  kind: 'eip',
+  collection: 'eips',
+  title: 'elastic IP',
+  createSchema: Obj({ ...baseCreate(), vipUuid: Uuid(), vmNicUuid: Type.Optional(Uuid()) }),
+  updateSchema: Obj({ ...baseUpdate() }),
+  ...vipService,
   actions: {
     attach: action(Obj({ vmNicUuid: Uuid() }), 'Attach to a VM NIC (on a network of a VPC router)', false),
     detach: emptyAction('Detach from its VM NIC', false),
@@ -149,16 +154,7 @@ export const portForwardingRule: KindDef = {
     vmNicUuid: Type.Optional(Uuid()),
   }),
   updateSchema: Obj({ ...baseUpdate() }),
-  refs: [
-    { field: 'vipUuid', kind: 'vip' },
-    { field: 'vmNicUuid', kind: 'vm-nic' },
-  ],
-  states: ['Enabled', 'Disabled'],
-  initialState: 'Enabled',
-  adminOnly: false,
-  createMode: 'sync',
-  deleteMode: 'sync',
-  systemFields: ['vipIp', 'guestIp', 'vmInstanceUuid', 'vpcRouterUuid'],
+  ...vipService,
   /** Manual 端口转发 (~12332): ranges of equal length, end ≥ start, a valid source CIDR. */
   check: (b) => {
     const vs = Number(b.vipPortStart);
