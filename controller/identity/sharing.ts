@@ -1,5 +1,6 @@
-// Sharing (the manual's 共享/召回): the admin shares its images, instance and disk offerings and
-// L3 networks with chosen accounts or with all, and revokes them. Until the admin decides, its
+// Sharing (the manual's 共享/召回): the admin shares its images, instance and disk offerings, L3
+// networks and router offerings (every kind in SHARED_KINDS but zones: a kind opts in there, e.g.
+// VXLAN pools) with chosen accounts or with all, and revokes them. Until the admin decides, its
 // resources of these kinds are shared with all (the all-in-one catalog works for a new account
 // at once). The choice rides in the internal field `_sharing` (controller/api/crud.ts sharedWith);
 // what is not shared with an account is invisible to it: 404 to read, 400 to reference.
@@ -10,9 +11,11 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Sharing } from '../api/crud.js';
 import type { Resource } from '../store/types.js';
 import { ACCOUNT_KIND } from '../model/account.js';
+import { mustKindDef } from '../model/index.js';
+import { SHARED_KINDS } from '../api/collections.js';
 
-/** Collections whose admin resources are shared (controller/api/collections.ts SHARED_KINDS, less zones). */
-export const SHAREABLE = ['images', 'instance-offerings', 'disk-offerings', 'l3-networks'];
+/** Collections whose admin resources are shared: controller/api/collections.ts SHARED_KINDS, less zones (every account needs them). */
+export const SHAREABLE: readonly string[] = SHARED_KINDS.filter((k) => k !== 'zone').map((k) => mustKindDef(k).collection);
 
 export const ShareParams = Obj({
   accountUuids: Type.Optional(Type.Array(Uuid(), { maxItems: 1024, uniqueItems: true })),

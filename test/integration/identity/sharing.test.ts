@@ -10,6 +10,7 @@ import { startFakeCloud, type FakeCloud } from '../../harness/fake-cloud.js';
 import type { ApiClient } from '../../harness/controller.js';
 import { identityModule } from '../../../controller/identity/module.js';
 import type { Resource } from '../../../controller/store/types.js';
+import { SHAREABLE } from '../../../controller/identity/sharing.js';
 
 for (const backend of ['sqlite', 'redis'] as const) {
   describe(`identity: sharing (${backend})`, function () {
@@ -71,6 +72,22 @@ for (const backend of ['sqlite', 'redis'] as const) {
       assert.equal((await b.get(`/v1/images/${own.uuid}`)).status, 404);
       assert.equal((await b.post('/v1/vm-instances?wait=true', vmBody('steal', own.uuid))).status, 400);
       assert.equal((await fc.api.post(`/v1/images/${own.uuid}/actions`, { share: { toPublic: true } })).status, 409);
+    });
+
+    it('router offerings are shared and revoked the same way (every SHARED_KINDS kind but zones opts in)', async function () {
+      assert.ok(SHAREABLE.includes('virtual-router-offerings'));
+      const pub = await fc.api.post('/v1/l3-networks', { name: 'share-pub', l2NetworkUuid: fc.ids.l2, category: 'Public' });
+      assert.equal(pub.status, 201, JSON.stringify(pub.body));
+      const vro = await fc.api.post('/v1/virtual-router-offerings', { name: 'share-vro', zoneUuid: fc.ids.zone, publicNetworkUuid: pub.body.uuid });
+      assert.equal(vro.status, 201, JSON.stringify(vro.body));
+      const u = vro.body.uuid as string;
+      assert.equal((await b.get(`/v1/virtual-router-offerings/${u}`)).status, 200, 'shared with all by default');
+      assert.equal((await fc.api.post(`/v1/virtual-router-offerings/${u}/actions`, { revoke: { toPublic: true } })).status, 200);
+      assert.equal((await fc.api.post(`/v1/virtual-router-offerings/${u}/actions`, { share: { accountUuids: [a.accountUuid] } })).status, 200);
+      assert.equal((await a.get(`/v1/virtual-router-offerings/${u}`)).status, 200);
+      assert.equal((await b.get(`/v1/virtual-router-offerings/${u}`)).status, 404);
+      assert.equal((await b.get('/v1/virtual-router-offerings?count=true')).body.total, 0);
+      assert.equal((await b.post(`/v1/virtual-router-offerings/${u}/actions`, { share: { toPublic: true } })).status, 404);
     });
   });
 }
