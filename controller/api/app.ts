@@ -13,6 +13,7 @@ import { WorkGate, allowedMethods, concurrencyLimit } from '../../shared/http/li
 import type { Resource } from '../store/types.js';
 import { SessionCreate, type Principal } from '../auth/accounts.js';
 import { registerAccounts } from '../auth/collection.js';
+import { HMAC_DATE_HEADER, isSignedAuthorization } from '../auth/hmac.js';
 import { jobView, type JobContext } from '../jobs/jobs.js';
 import { sseHandler } from '../events/sse.js';
 import { declaredFields, parseListQuery, project } from './query.js';
@@ -141,6 +142,20 @@ export function buildApi(d: ApiDeps): ApiApp {
   app.use(allowedMethods());
   // a login is tiny: nobody unauthenticated gets to make the server parse megabytes
   app.use(jsonBody({ limit: API_BODY_LIMIT, inflatedLimit: API_BODY_LIMIT, limitFor: (ctx) => (ctx.path === '/v1/sessions' ? 64 * 1024 : undefined) }));
+  // an HMAC-signed request (controller/auth/hmac.ts) is verified once, here; the rest of the
+  // request (every module's middleware, the routes) sees a bearer token valid for it alone
+  app.use(async (ctx, next) => {
+    const h = ctx.get('authorization');
+    if (!isSignedAuthorization(h)) return next();
+    const body = (ctx.state.rawBody as Buffer | undefined) ?? '';
+    const token = await d.auth.verifySigned({ authorization: h, method: ctx.method, url: ctx.url, date: ctx.get(HMAC_DATE_HEADER), body });
+    ctx.req.headers.authorization = `Bearer ${token}`;
+    try {
+      await next();
+    } finally {
+      d.auth.endSigned(token);
+    }
+  });
   for (const mw of d.middleware ?? []) app.use(mw);
 
   const authenticate: Koa.Middleware = async (ctx, next) => {

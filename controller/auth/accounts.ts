@@ -11,6 +11,7 @@ import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
 import { ACCOUNT_KIND, type AccountType } from '../model/account.js';
+import { HMAC_SKEW_MS, NONCE_CLAIMS, parseSignedAuthorization, signature, signaturesEqual, stringToSign } from './hmac.js';
 
 const log = logger('auth');
 
@@ -69,6 +70,9 @@ export class AuthService {
   readonly sessionTtlMs: number;
   readonly sessionIdleMs: number;
   private adminUuid?: string;
+  /** Signed requests in progress: a per-request token (`hm:…`) → its principal (verifySigned/endSigned). */
+  private readonly signed = new Map<string, Principal>();
+  private nonceGcAt = 0;
 
   constructor(
     private readonly store: InventoryStore,
@@ -234,6 +238,11 @@ export class AuthService {
   async authenticate(token: string | undefined): Promise<Principal> {
     if (!token) throw new TStackError('UNAUTHORIZED', 'missing session: log in with POST /v1/sessions and send Authorization: Bearer <token>');
     if (token.startsWith('ak:')) return this.authenticateKey(token);
+    if (token.startsWith('hm:')) {
+      const p = this.signed.get(token);
+      if (!p) throw new TStackError('UNAUTHORIZED', 'unknown signed request');
+      return p;
+    }
     const id = sha256(token);
     const s = await this.store.getDoc<SessionDoc>(SESSION_DOCS, id);
     if (!s) throw new TStackError('UNAUTHORIZED', 'unknown or ended session: log in again');
@@ -264,12 +273,22 @@ export class AuthService {
     const m = /^ak:([A-Za-z0-9]{8,64}):([A-Za-z0-9_-]{16,128})$/.exec(token);
     const bad = new TStackError('UNAUTHORIZED', 'unknown, revoked or malformed access key');
     if (!m) throw bad;
-    const k = (await this.store.list({ kind: ACCESS_KEY_KIND, filters: [{ field: 'accessKeyId', op: '=', value: m[1]! }], limit: 1 })).items[0];
-    const want = Buffer.from(String(k?._secretHash ?? ''), 'hex');
+    const k = await this.enabledKey(m[1]!, bad);
+    const want = Buffer.from(String(k._secretHash ?? ''), 'hex');
     const got = createHash('sha256').update(m[2]!).digest();
-    if (!k || k.state !== 'Enabled' || want.length !== got.length || !timingSafeEqual(want, got)) throw bad;
+    if (want.length !== got.length || !timingSafeEqual(want, got)) throw bad;
+    return this.keyPrincipal(k, bad);
+  }
+
+  private async enabledKey(accessKeyId: string, bad: TStackError): Promise<Resource> {
+    const k = (await this.store.list({ kind: ACCESS_KEY_KIND, filters: [{ field: 'accessKeyId', op: '=', value: accessKeyId }], limit: 1 })).items[0];
+    if (!k || k.state !== 'Enabled') throw bad;
+    return k;
+  }
+
+  private async keyPrincipal(k: Resource, bad: TStackError): Promise<Principal> {
     const a = await this.store.get<Account>(k.ownerAccountUuid);
-    if (!a || a.kind !== ACCOUNT_KIND || a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', 'the account of this access key is gone or disabled');
+    if (!a || a.kind !== ACCOUNT_KIND || a.state !== 'Enabled') throw new TStackError('UNAUTHORIZED', 'the account of this access key is gone or disabled');
     const p: Principal = { accountUuid: a.uuid, accountName: a.name, isAdmin: a.type === 'SystemAdmin', sessionId: `ak:${k.uuid}` };
     if (typeof k.userUuid === 'string') {
       const u = await this.store.get(k.userUuid);
@@ -278,6 +297,45 @@ export class AuthService {
       p.userName = u.name;
     }
     return p;
+  }
+
+  /**
+   * Verify an HMAC-signed request (controller/auth/hmac.ts): key, signature (constant time),
+   * date within the skew window, nonce unused (claimed here). Answers a token for this request
+   * only, valid until endSigned: the API's later checks authenticate it like a bearer token.
+   */
+  async verifySigned(r: { authorization: string; method: string; url: string; date: string; body: Buffer | string }, now = Date.now()): Promise<string> {
+    const parts = parseSignedAuthorization(r.authorization);
+    if (!parts) throw new TStackError('UNAUTHORIZED', 'malformed signed request: expected Authorization: TSTACK-HMAC-SHA256 Credential=<accessKeyId>, Nonce=<16-64 of A-Za-z0-9_->, Signature=<64 hex>');
+    const t = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$/.test(r.date) ? Date.parse(r.date) : NaN;
+    if (!Number.isFinite(t)) throw new TStackError('UNAUTHORIZED', 'signed request: X-Tstack-Date must be an ISO 8601 UTC time (e.g. 2026-01-01T00:00:00.000Z)');
+    if (Math.abs(now - t) > HMAC_SKEW_MS) throw new TStackError('UNAUTHORIZED', `signed request: X-Tstack-Date is more than ${HMAC_SKEW_MS / 1000} s from the controller's clock`);
+    const bad = new TStackError('UNAUTHORIZED', 'signed request: unknown or revoked access key, or a wrong signature');
+    const k = await this.enabledKey(parts.keyId, bad);
+    const want = signature(String(k._secretHash ?? ''), stringToSign(r.method, r.url, r.date, parts.nonce, r.body));
+    if (!signaturesEqual(want, parts.signature)) throw bad;
+    const p = await this.keyPrincipal(k, bad);
+    await this.gcNonces(now);
+    if (!(await this.store.claim(NONCE_CLAIMS, `${parts.keyId}:${parts.nonce}`, `${t}:${randomBytes(8).toString('hex')}`))) {
+      throw new TStackError('UNAUTHORIZED', 'signed request: this nonce was already used (a replay); sign every request with a new nonce');
+    }
+    const token = `hm:${randomBytes(24).toString('base64url')}`;
+    this.signed.set(token, p);
+    return token;
+  }
+
+  endSigned(token: string): void {
+    this.signed.delete(token);
+  }
+
+  /** Nonces older than two skew windows: their dates are refused anyway. At most once a minute. */
+  private async gcNonces(now: number): Promise<void> {
+    if (now - this.nonceGcAt < 60_000) return;
+    this.nonceGcAt = now;
+    for (const c of await this.store.claims(NONCE_CLAIMS)) {
+      const t = Number(c.owner.split(':')[0]);
+      if (!(now - t < 2 * HMAC_SKEW_MS)) await this.store.release(NONCE_CLAIMS, c.key, c.owner);
+    }
   }
 
   async logout(p: Principal): Promise<void> {

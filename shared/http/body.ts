@@ -182,6 +182,8 @@ export async function readJsonBody(ctx: Koa.Context, opts: JsonBodyOptions): Pro
   }
   const raw = await readRaw(ctx, o.limit);
   const bytes = await undoEncoding(ctx, raw, o.inflatedLimit ?? o.limit);
+  // the body as sent, decoded: what a signed request's signature covers (controller/auth/hmac.ts)
+  ctx.state.rawBody = bytes;
   if (bytes.length === 0) return undefined;
   let text: string;
   try {

@@ -6,6 +6,7 @@ import { useCleanup } from '../../harness/cleanup.js';
 import { startRedis } from '../../harness/redis.js';
 import { ApiClient, testController, type TestController } from '../../harness/controller.js';
 import { identityModule } from '../../../controller/identity/module.js';
+import { signRequest } from '../../../controller/auth/hmac.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -52,6 +53,35 @@ for (const backend of ['sqlite', 'redis'] as const) {
       const other = await c.account(`keys-other-${backend}`);
       const k2 = await acct.post('/v1/access-keys', {});
       assert.equal((await other.req('DELETE', `/v1/access-keys/${k2.body.uuid}`)).status, 404);
+    });
+
+    it('HMAC-signed requests: signature over method, path, date, nonce and body; skew window; a replay and a tampered request are refused', async function () {
+      const k = await acct.post('/v1/access-keys', { description: 'signed' });
+      const sign = (method: string, url: string, body?: string, o: { date?: Date; nonce?: string; secret?: string } = {}): Record<string, string> =>
+        signRequest({ accessKeyId: k.body.accessKeyId, secret: o.secret ?? k.body.secret, method, url, ...(body !== undefined ? { body } : {}), ...(o.date ? { date: o.date } : {}), ...(o.nonce ? { nonce: o.nonce } : {}) });
+      const raw = (method: string, url: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: any }> =>
+        c.anon.req(method, url, body, body !== undefined ? { ...headers, 'content-type': 'application/json' } : headers);
+      const url = `/v1/accounts/${acct.accountUuid}?fields=uuid,name`;
+      const h = sign('GET', url);
+      const r = await raw('GET', url, h);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.uuid, acct.accountUuid);
+      const again = await raw('GET', url, h);
+      assert.equal(again.status, 401, 'a replay');
+      assert.match(again.body.message, /nonce was already used/);
+      const body = JSON.stringify({ description: 'signed change' });
+      const put = await raw('PUT', `/v1/accounts/${acct.accountUuid}`, sign('PUT', `/v1/accounts/${acct.accountUuid}`, body), body);
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      assert.equal(put.body.description, 'signed change');
+      const tampered = await raw('PUT', `/v1/accounts/${acct.accountUuid}`, sign('PUT', `/v1/accounts/${acct.accountUuid}`, body), JSON.stringify({ description: 'evil' }));
+      assert.equal(tampered.status, 401, 'body changed after signing');
+      assert.equal((await raw('GET', '/v1/zones', sign('GET', url))).status, 401, 'path changed after signing');
+      assert.equal((await raw('GET', url, sign('GET', url, undefined, { date: new Date(Date.now() - 301_000) }))).status, 401, 'outside the skew window');
+      assert.equal((await raw('GET', url, sign('GET', url, undefined, { date: new Date(Date.now() - 60_000) }))).status, 200, 'within it');
+      assert.equal((await raw('GET', url, sign('GET', url, undefined, { secret: 'x'.repeat(43) }))).status, 401, 'wrong secret');
+      assert.equal((await raw('GET', url, { authorization: 'TSTACK-HMAC-SHA256 Credential=zz', 'x-tstack-date': new Date().toISOString() })).status, 401, 'malformed');
+      assert.equal((await acct.req('DELETE', `/v1/access-keys/${k.body.uuid}`)).status, 200);
+      assert.equal((await raw('GET', url, sign('GET', url))).status, 401, 'revoked');
     });
 
     it("a user's key acts as the user, under its policies", async function () {
