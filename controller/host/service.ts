@@ -155,6 +155,8 @@ function connectedFields(r: DeployResult): Partial<Resource> {
     f.hostname = r.facts.hostname;
     f.libvirtVersion = r.facts.hypervisor.libvirtVersion;
     f.qemuVersion = r.facts.hypervisor.qemuVersion;
+    // where a VXLAN pool's VTEP CIDR finds this host's tunnel endpoint (network/vxlan.ts)
+    f.ipv4Addresses = [...new Set(r.facts.nics.flatMap((n) => n.ipv4))];
   }
   return f;
 }

@@ -54,7 +54,8 @@ const COUNTED: Record<string, string> = {
 
 export const CHARGED_KINDS: ReadonlySet<string> = new Set(['vm-instance', 'volume', 'image', 'l2-network', ...Object.keys(COUNTED)]);
 
-const isVxlan = (r: Record<string, unknown>): boolean => typeof r.type === 'string' && /vxlan/i.test(r.type);
+/** A VXLAN network (not a pool: pools are the admin's infrastructure). */
+const isVxlan = (r: Record<string, unknown>): boolean => (typeof r.type === 'string' && /vxlan/i.test(r.type) && !/pool/i.test(r.type)) || (r.type === undefined && r.poolUuid !== undefined);
 
 /** What an existing resource holds (every name of its kind, zeros included, so a re-sync lowers too). */
 export function chargeOf(r: Resource): Charge | undefined {

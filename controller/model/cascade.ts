@@ -63,6 +63,8 @@ export const deleteRules: Readonly<Record<string, DepRule[]>> = {
     { kind: 'zone-backup-storage', where: (t) => [eq('backupStorageUuid', t.uuid)], action: 'delete', what: 'zone attachments' },
   ],
   'l2-network': [
+    // manual (VXLAN Pool 删除): a pool's VXLAN networks go with it
+    { kind: 'l2-network', where: (t) => [eq('poolUuid', t.uuid)], action: 'cascade', what: 'VXLAN networks of the pool' },
     child('l3-network', 'cascade', 'L3 networks'),
     { kind: 'cluster-l2-network', where: (t) => [eq('l2NetworkUuid', t.uuid)], action: 'delete', what: 'cluster attachments' },
   ],

@@ -54,7 +54,14 @@ export const cluster: KindDef = {
     changeState: changeStateAction(),
     attachPrimaryStorage: action(Obj({ primaryStorageUuid: Uuid() }), 'Attach a primary storage: every host of the cluster mounts it', true),
     detachPrimaryStorage: action(Obj({ primaryStorageUuid: Uuid() }), 'Detach a primary storage (refused while VMs of the cluster use it)', true),
-    attachL2Network: action(Obj({ l2NetworkUuid: Uuid() }), 'Attach an L2 network: every host of the cluster gets its bridge', true),
+    attachL2Network: action(
+      Obj({
+        l2NetworkUuid: Uuid(),
+        vtepCidr: Type.Optional(Type.String({ maxLength: 18, description: "VXLAN pool only (required): the CIDR holding each host's tunnel endpoint address, e.g. 192.168.98.0/24" })),
+      }),
+      'Attach an L2 network: every host of the cluster gets its bridge (a VXLAN pool: with the VTEP CIDR; its VXLAN networks follow)',
+      true,
+    ),
     detachL2Network: action(Obj({ l2NetworkUuid: Uuid() }), 'Detach an L2 network (refused while VMs of the cluster use it)', true),
   },
 };
@@ -86,7 +93,7 @@ export const host: KindDef = {
   createMode: 'async',
   deleteMode: 'async',
   secretFields: ['password', 'sshPrivateKey'],
-  systemFields: ['status', 'zoneUuid', 'hypervisorType', 'totalCpu', 'totalMemory', 'cpuSockets', 'cpuModelName', 'architecture', 'osDistribution', 'osVersion', 'kernelVersion'],
+  systemFields: ['status', 'zoneUuid', 'hypervisorType', 'totalCpu', 'totalMemory', 'cpuSockets', 'cpuModelName', 'architecture', 'osDistribution', 'osVersion', 'kernelVersion', 'ipv4Addresses'],
   defaults: { username: 'root', sshPort: 22, agentPort: 7070, virtType: 'kvm' },
   normalize: (body, ctx) => ({ ...body, zoneUuid: ctx.refs.clusterUuid?.parentUuid, hypervisorType: ctx.refs.clusterUuid?.hypervisorType ?? 'KVM' }),
   actions: {

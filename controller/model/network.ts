@@ -6,7 +6,21 @@ import { baseCreate, baseUpdate, Enum, Uuid, Hostname } from './fields.js';
 import { action, type KindDef } from './kind.js';
 import { intToIp, ipToInt, parseCidr, subnetOf } from './ipv4.js';
 
-export const L2_TYPES = ['L2NoVlanNetwork', 'L2VlanNetwork'] as const;
+export const L2_TYPES = ['L2NoVlanNetwork', 'L2VlanNetwork', 'L2VxlanNetworkPool', 'L2VxlanNetwork'] as const;
+/** The issue's (and ZStack UI's) short names of the VXLAN types; stored as the L2… names. */
+const L2_TYPE_ALIASES: Record<string, string> = { VxlanNetworkPool: 'L2VxlanNetworkPool', VxlanNetwork: 'L2VxlanNetwork' };
+/** VNIs a pool may hand out (manual: 1-16777214; the last ones are reserved). */
+export const VNI_MIN = 1;
+export const VNI_MAX = 16_777_214;
+const Vni = (description: string) => Type.Integer({ minimum: VNI_MIN, maximum: VNI_MAX, description });
+
+function l2TypeOf(b: Record<string, unknown>): string {
+  if (typeof b.type === 'string') return L2_TYPE_ALIASES[b.type] ?? b.type;
+  if (b.poolUuid !== undefined) return 'L2VxlanNetwork';
+  return b.vlan === undefined ? 'L2NoVlanNetwork' : 'L2VlanNetwork';
+}
+export const isVxlanPool = (l2: object): boolean => (l2 as { type?: unknown }).type === 'L2VxlanNetworkPool';
+export const isVxlanNetwork = (l2: object): boolean => (l2 as { type?: unknown }).type === 'L2VxlanNetwork';
 export const L3_CATEGORIES = ['Private', 'Public', 'System'] as const;
 /** L3VpcNetwork: its gateway lives on a VPC router (controller/vpc). */
 export const L3_TYPES = ['L3BasicNetwork', 'L3VpcNetwork'] as const;
@@ -23,25 +37,56 @@ export const l2Network: KindDef = {
   createSchema: Obj({
     ...baseCreate(),
     zoneUuid: Uuid(),
-    type: Type.Optional(Enum(L2_TYPES)),
-    physicalInterface: IfName(),
+    type: Type.Optional(Enum([...L2_TYPES, ...Object.keys(L2_TYPE_ALIASES)])),
+    /** NoVlan/Vlan: the host NIC; VXLAN: optional underlay NIC (the VTEP address decides). */
+    physicalInterface: Type.Optional(IfName()),
     vlan: Type.Optional(Type.Integer({ minimum: 1, maximum: 4094 })),
+    vniStartInclusive: Type.Optional(Vni('VXLAN pool: first VNI it hands out')),
+    vniEndInclusive: Type.Optional(Vni('VXLAN pool: last VNI it hands out')),
+    poolUuid: Type.Optional(Uuid({ description: 'VXLAN network: its VXLAN pool' })),
+    vni: Type.Optional(Vni('VXLAN network: its VNI (allocated from the pool unless given; unique in the pool)')),
   }),
   updateSchema: Obj({ ...baseUpdate() }),
   parentField: 'zoneUuid',
   parentKind: 'zone',
-  refs: [{ field: 'zoneUuid', kind: 'zone' }],
+  refs: [
+    { field: 'zoneUuid', kind: 'zone' },
+    { field: 'poolUuid', kind: 'l2-network' },
+  ],
   states: [],
   adminOnly: true,
   createMode: 'sync',
   deleteMode: 'sync',
   check: (b) => {
-    const type = b.type ?? (b.vlan === undefined ? 'L2NoVlanNetwork' : 'L2VlanNetwork');
+    const type = l2TypeOf(b);
+    const vx = type === 'L2VxlanNetworkPool' || type === 'L2VxlanNetwork';
+    if (!vx && b.physicalInterface === undefined) throw invalid('physicalInterface', `required for an ${type}`);
     if (type === 'L2VlanNetwork' && b.vlan === undefined) throw invalid('vlan', 'an L2VlanNetwork needs a vlan id (1-4094)');
     if (type === 'L2NoVlanNetwork' && b.vlan !== undefined) throw invalid('vlan', 'an L2NoVlanNetwork has no vlan; use type L2VlanNetwork');
+    if (vx && b.vlan !== undefined) throw invalid('vlan', `an ${type} has no vlan`);
+    const poolFields = ['vniStartInclusive', 'vniEndInclusive'];
+    const netFields = ['poolUuid', 'vni'];
+    for (const f of type === 'L2VxlanNetworkPool' ? netFields : type === 'L2VxlanNetwork' ? poolFields : [...poolFields, ...netFields]) {
+      if (b[f] !== undefined) throw invalid(f, `not a field of an ${type}`);
+    }
+    if (type === 'L2VxlanNetworkPool') {
+      for (const f of poolFields) if (b[f] === undefined) throw invalid(f, `required for a VXLAN pool (${VNI_MIN}-${VNI_MAX})`);
+      if (Number(b.vniStartInclusive) > Number(b.vniEndInclusive)) throw invalid('vniEndInclusive', 'must be at least vniStartInclusive');
+    }
+    if (type === 'L2VxlanNetwork' && b.poolUuid === undefined) throw invalid('poolUuid', 'required for a VxlanNetwork: the VXLAN pool its VNI comes from');
   },
   normalize: async (b, ctx) => {
-    const type = b.type ?? (b.vlan === undefined ? 'L2NoVlanNetwork' : 'L2VlanNetwork');
+    const type = l2TypeOf(b);
+    if (type === 'L2VxlanNetworkPool') return { ...b, type };
+    if (type === 'L2VxlanNetwork') {
+      const pool = ctx.refs.poolUuid!;
+      if (!isVxlanPool(pool)) throw invalid('poolUuid', `L2 network ${pool.name} (${pool.uuid}) is not a VXLAN pool`);
+      if (pool.parentUuid !== b.zoneUuid) throw invalid('zoneUuid', `the VXLAN pool ${pool.name} is in zone ${String(pool.parentUuid)}`);
+      if (b.vni !== undefined && (Number(b.vni) < Number(pool.vniStartInclusive) || Number(b.vni) > Number(pool.vniEndInclusive))) {
+        throw invalid('vni', `${String(b.vni)} is outside the VNI range ${String(pool.vniStartInclusive)}-${String(pool.vniEndInclusive)} of pool ${pool.name}`);
+      }
+      return { ...b, type };
+    }
     // one L2 per (interface, vlan) in a zone: two would be the same broadcast domain
     const same = await ctx.store.list({
       kind: 'l2-network',
@@ -101,7 +146,10 @@ export const l3Network: KindDef = {
       if (ipToInt(r.startIp) > ipToInt(r.endIp)) throw invalid(`reservedIpRanges.${i}.endIp`, 'endIp is before startIp');
     }
   },
-  normalize: (b, ctx) => ({ ...b, zoneUuid: ctx.refs.l2NetworkUuid?.parentUuid }),
+  normalize: (b, ctx) => {
+    if (isVxlanPool(ctx.refs.l2NetworkUuid ?? {})) throw invalid('l2NetworkUuid', 'a VXLAN pool carries no L3 network; create a VxlanNetwork from the pool and use it');
+    return { ...b, zoneUuid: ctx.refs.l2NetworkUuid?.parentUuid };
+  },
   actions: {
     addDns: action(Obj({ dns: Ipv4() }), 'Add a DNS server handed out by DHCP', false),
     removeDns: action(Obj({ dns: Ipv4() }), 'Remove a DNS server', false),

@@ -204,9 +204,9 @@ export interface FakeCloud {
   registry: ApiRegistry;
   /** Inventory uuids: zone, cluster, host, ps, bs, image, offering, l2, l3. */
   ids: Record<string, string>;
-  kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string };
+  kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string; network?: FakeNetwork };
   /** Every host: [0] is fc-host (ids.host, kvm above), then the extra hosts fc-host2, fc-host3, … */
-  hosts: Array<{ uuid: string; kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string }; kill(): Promise<void> }>;
+  hosts: Array<{ uuid: string; kvm: { agent: KvmAgent; driver: FakeDriver; server: AgentServer; port: number; token: string; network?: FakeNetwork }; kill(): Promise<void> }>;
   /** The storage agents' HA answers (test/harness: dead heartbeats, locked disks). */
   ha: FakeHa;
   /** `capacity`: what ps/init reports (change it, then reconnect the storage). */
@@ -245,7 +245,7 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     const a = await server.listen('127.0.0.1', port);
     return { agent, server, port: a.port };
   };
-  const kvm = { ...(await startKvm()), driver, token: kvmToken };
+  const kvm = { ...(await startKvm()), driver, token: kvmToken, network };
   cleanup.add(async () => {
     await kvm.agent.stop();
     await kvm.server.close();
@@ -293,7 +293,8 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
   for (let n = 2; n <= (o.extraHosts ?? 0) + 1; n++) {
     const token = randomUUID() + randomUUID();
     const drv = new FakeDriver();
-    const k: FakeCloud['kvm'] = { ...(await startKvm(0, token, drv, new FakeNetwork(['eth0']))), driver: drv, token };
+    const net = new FakeNetwork(['eth0']);
+    const k: FakeCloud['kvm'] = { ...(await startKvm(0, token, drv, net)), driver: drv, token, network: net };
     let dead = false;
     cleanup.add(async () => {
       if (!dead) await killer(k)();
