@@ -361,7 +361,7 @@ export function buildApi(d: ApiDeps): ApiApp {
     const q = Object.fromEntries(Object.entries(ctx.query).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
     // the cascade rules refuse early (409 naming the dependents, ownership checked) also for
     // deletes served by a module (a host with VMs on it…), before any job starts
-    if (spec.remove) await planApiDelete(r, q, opCtx(ctx), { blockersOnly: true });
+    if (spec.remove && !spec.remove.deletesDependents) await planApiDelete(r, q, opCtx(ctx), { blockersOnly: true });
     await operate(ctx, spec, { long: spec.remove?.long === true, type: `${spec.collection}.delete`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.remove ? spec.remove.run(r, q, c) : genericDelete(spec, r, c, q)));
   });
   router.post('/v1/:collection/:uuid/actions', authenticate, async (ctx) => {

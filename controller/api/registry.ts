@@ -36,8 +36,12 @@ export interface Operation<A extends unknown[], R> {
 
 export type CreateOp = Operation<[body: Record<string, unknown>], Resource>;
 export type UpdateOp = Operation<[resource: Resource, body: Record<string, unknown>], Resource>;
-/** Result: the deleted resource (or anything; shown as the job result for long deletes). */
-export type DeleteOp = Operation<[resource: Resource, query: Record<string, string>], unknown>;
+/**
+ * Result: the deleted resource (or anything; shown as the job result for long deletes).
+ * `deletesDependents`: the handler deletes what the cascade rules would block on (an account's
+ * resources), so the API skips its early refusal.
+ */
+export type DeleteOp = Operation<[resource: Resource, query: Record<string, string>], unknown> & { deletesDependents?: boolean };
 
 export type Verb = 'create' | 'update' | 'delete';
 

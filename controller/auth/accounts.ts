@@ -190,6 +190,7 @@ export class AuthService {
     const a = await this.store.get<Account>(uuid);
     if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('NOT_FOUND', `account ${uuid} not found`);
     if (a.type === 'SystemAdmin') throw new TStackError('CONFLICT', 'the admin account cannot be disabled');
+    if (a.state === 'Deleting') throw new TStackError('CONFLICT', `account '${a.name}' is being deleted; DELETE it again to resume`);
     const to = stateEvent === 'disable' ? 'Disabled' : 'Enabled';
     const out = await this.store.update<Account>(uuid, { state: to });
     if (to === 'Disabled') await this.revokeSessions(uuid);
@@ -219,7 +220,7 @@ export class AuthService {
     // same answer (and similar time) for an unknown name and a wrong password
     const ok = hash ? await verifyPassword(password, hash) : (await hashPassword(password), false);
     if (!a || !ok) throw new TStackError('UNAUTHORIZED', userName !== undefined ? 'wrong account name, user name or password' : 'wrong account name or password');
-    if (a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is disabled; ask the admin to enable it`);
+    if (a.state !== 'Enabled') throw new TStackError('UNAUTHORIZED', a.state === 'Deleting' ? `account '${a.name}' is being deleted` : `account '${a.name}' is disabled; ask the admin to enable it`);
     const token = randomBytes(32).toString('base64url');
     const now = Date.now();
     const doc: SessionDoc = { accountUuid: a.uuid, createDate: new Date(now).toISOString(), expiresAt: new Date(now + this.sessionTtlMs).toISOString() };
@@ -257,7 +258,7 @@ export class AuthService {
     if (now - last > Math.min(60_000, this.sessionIdleMs / 4)) await this.store.putDoc(SESSION_DOCS, id, { ...s, lastUsed: new Date(now).toISOString() });
     const a = await this.store.get<Account>(s.accountUuid);
     if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('UNAUTHORIZED', 'the account of this session no longer exists');
-    if (a.state === 'Disabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is disabled`);
+    if (a.state !== 'Enabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is ${a.state === 'Deleting' ? 'being deleted' : 'disabled'}`);
     const p: Principal = { accountUuid: a.uuid, accountName: a.name, isAdmin: a.type === 'SystemAdmin', sessionId: id };
     if (s.userUuid !== undefined) {
       const u = await this.store.get(s.userUuid);

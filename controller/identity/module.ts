@@ -10,6 +10,7 @@ import { registerIdentityCollections } from './users.js';
 import { policyMiddleware } from './policy-gate.js';
 import { registerSharing } from './sharing.js';
 import { registerAccessKeys } from './access-keys.js';
+import { deleteAccount } from './account-delete.js';
 import { logoutAllMiddleware } from './logout-all.js';
 import { LoginLimiter, loginLimitMiddleware, type LoginLimitOptions } from './login-limit.js';
 
@@ -41,6 +42,7 @@ export function identityModule(o: IdentityOptions = {}): { name: string; install
       registerIdentityCollections(s.registry);
       registerSharing(s.registry);
       registerAccessKeys(s.registry);
+      s.registry.setDelete('accounts', { long: true, deletesDependents: true, run: (r, _q, oc) => deleteAccount(r, oc) });
       s.apiMiddleware.push(loginLimitMiddleware(new LoginLimiter(o.loginLimit)));
       s.apiMiddleware.push(logoutAllMiddleware(s.auth));
       s.apiMiddleware.push(policyMiddleware({ store: s.store, auth: s.auth, registry: s.registry }));

@@ -93,6 +93,12 @@ export class QuotaService {
     return this.flight.run({ scope: accountUuid, pending }, () => run(pending));
   }
 
+  /** A deleted account: every holder of its ledger and its quota settings go. */
+  async purge(accountUuid: string): Promise<void> {
+    for (const h of await this.store.holders(accountUuid)) await this.store.unreserve(accountUuid, h.holder);
+    await this.store.deleteDoc(QUOTA_DOCS, accountUuid);
+  }
+
   async end(accountUuid: string, holder: string): Promise<void> {
     await this.store.unreserve(accountUuid, holder);
   }

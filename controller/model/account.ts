@@ -36,7 +36,8 @@ export const AccountView = Obj({
   name: Type.String(),
   description: Type.Optional(Type.String()),
   type: Type.Union(ACCOUNT_TYPES.map((t) => Type.Literal(t))),
-  state: Type.Optional(Type.Union(ENABLED_STATES.map((s) => Type.Literal(s)))),
+  // Deleting: DELETE emptied part of it and stopped (controller/identity/account-delete.ts); DELETE again resumes
+  state: Type.Optional(Type.Union([...ENABLED_STATES, 'Deleting'].map((s) => Type.Literal(s)))),
   createDate: Type.String(),
   lastOpDate: Type.String(),
 });

@@ -66,6 +66,11 @@ export class ProtocolFake {
     this.faults.set(command, q);
   }
 
+  /** Drop the faults still queued for `command`. */
+  clearFaults(command: string): void {
+    this.faults.delete(command);
+  }
+
   /**
    * Hold a call of `command` (the `skip`+1-th from now) until release(): `after` applies its
    * effect first (the agent did the work, its answer is lost), otherwise nothing happens. The
