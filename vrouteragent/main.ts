@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import type { AgentServer } from '../shared/agent/server.js';
 import { startAgent } from '../shared/agent/main-helper.js';
-import { vrouter, vpc } from '../shared/protocol/index.js';
+import { lb, vrouter, vpc } from '../shared/protocol/index.js';
 import { FlatService } from './flat.js';
 import { RouterService } from './router.js';
 import { buildConfigDrive } from './configdrive.js';
@@ -21,7 +21,7 @@ export interface VrouterAgentOptions {
   watchdogMs?: number;
 }
 
-export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router'];
+export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb'];
 
 /** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
 export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; close: () => Promise<void> }> {
@@ -47,6 +47,7 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   server.handle(vpc.RouterApply, async (req, ctx) => routers.apply(req.router, ctx.signal), { key: (r) => byRouter.key(r.router) });
   server.handle(vpc.RouterDelete, async (req) => ({ deleted: await routers.delete(req.routerUuid) }), byRouter);
   server.handle(vpc.RouterStatus, async () => ({ routers: routers.status() }));
+  server.handle(lb.LbStatus, async (req) => routers.lbStatus(req.routerUuid));
 
   await flat.recover();
   await routers.recover();

@@ -17,6 +17,7 @@ import { dnsmasqPaths, renderServers, type DnsmasqPaths } from './render/dnsmasq
 import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
 import { validateRouter } from './router-validate.js';
 import { ensureDir, listDirs, readJson, removeDir, writeIfChanged, writeJson } from './state.js';
+import { ensureLoadBalancer, loadBalancerBroken, loadBalancerStatus, stopLoadBalancer, validateLoadBalancers } from './lb.js';
 
 export interface RouterOptions {
   dataDir: string;
@@ -63,6 +64,7 @@ export class RouterService {
   async apply(spec: RouterSpecT, signal?: AbortSignal): Promise<{ router: ReturnType<RouterService['info']>; changed: boolean; natRules: number; durationMs: number }> {
     const t0 = Date.now();
     validateRouter(spec);
+    validateLoadBalancers(spec);
     checkBridge(spec.public.bridge);
     spec.networks.forEach((n) => checkBridge(n.bridge));
     const r = this.make(spec);
@@ -100,6 +102,7 @@ export class RouterService {
     writeIfChanged(join(r.dir, 'iptables.rules'), nf.text);
     await exec('iptables-restore', ['-w', '10'], { ...o, netns: ns, stdin: nf.text, errorCode: 'NETWORK_ERROR' });
     if (await this.ensureDns(r, plan, changed, signal)) changed = true;
+    if (await ensureLoadBalancer({ spec: r.spec, namespace: ns, dir: r.dir }, signal)) changed = true;
     return { changed, natRules: nf.natRules };
   }
 
@@ -167,6 +170,7 @@ export class RouterService {
     const dir = join(routerRoot(this.o.dataDir), k);
     const known = this.routers.get(k);
     let deleted = await stopDnsmasq(dnsmasqPaths(dir));
+    if (await stopLoadBalancer(dir)) deleted = true;
     if (netnsExists(names.namespace)) {
       await exec('ip', ['netns', 'del', names.namespace]);
       deleted = true;
@@ -190,10 +194,19 @@ export class RouterService {
   async heal(routerUuid: string): Promise<void> {
     const r = this.routers.get(hexOf(routerUuid));
     if (!r) return;
-    const broken = !netnsExists(r.names.namespace) || (r.spec.dns !== undefined && r.spec.networks.length > 0 && findDnsmasq(r.dns) === undefined);
+    const broken =
+      !netnsExists(r.names.namespace) ||
+      (r.spec.dns !== undefined && r.spec.networks.length > 0 && findDnsmasq(r.dns) === undefined) ||
+      loadBalancerBroken({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
     if (!broken) return;
     this.o.log.warn({ router: routerUuid, namespace: r.names.namespace }, 'VPC router namespace or DNS forwarder gone: converging it again');
     await this.converge(r, undefined);
+  }
+
+  /** Per-listener backend state from the router's haproxy. */
+  lbStatus(routerUuid: string): ReturnType<typeof loadBalancerStatus> {
+    const r = this.get(routerUuid);
+    return loadBalancerStatus({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
   }
 
   get(routerUuid: string): Router {

@@ -29,3 +29,4 @@ export * as kvm from './kvm.js';
 export * as storage from './storage.js';
 export * as vrouter from './vrouter.js';
 export * as vpc from './vpc.js';
+export * as lb from './lb.js';

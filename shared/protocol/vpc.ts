@@ -10,6 +10,7 @@ import { defineCommand } from './command.js';
 import { Ipv4, Mac, Obj, Type, Uuid, type Static } from './schema.js';
 import { IfName } from './kvm.js';
 import { Cidr, DnsRecord } from './vrouter.js';
+import { RouterLbListener } from './lb.js';
 
 const Prefix = () => Type.Integer({ minimum: 1, maximum: 30 });
 const PortNum = () => Type.Integer({ minimum: 1, maximum: 65535 });
@@ -65,6 +66,8 @@ export const RouterSpec = Obj({
   portForwards: Type.Array(RouterPortForward, { maxItems: 4096 }),
   /** DNS forwarder on the gateway addresses: upstream servers and the names of the networks' VMs. */
   dns: Type.Optional(Obj({ forwarders: Type.Array(Ipv4(), { maxItems: 8 }), records: Type.Array(DnsRecord, { maxItems: 65_536 }) })),
+  /** Load-balancer listeners (haproxy in the namespace; shared/protocol/lb.ts). */
+  loadBalancers: Type.Optional(Type.Array(RouterLbListener, { maxItems: 1024 })),
 });
 export type RouterSpecT = Static<typeof RouterSpec>;
 
