@@ -14,11 +14,13 @@ import { alarm, eventSubscription, snsDelivery, snsEndpoint, snsTopic } from './
 import { securityGroup } from '../secgroup/model.js';
 import { affinityGroup } from './affinity.js';
 import { vpcKinds } from '../vpc/model.js';
+import { lbKinds } from '../lb/model.js';
+import { certificate } from '../lb/certificate.js';
 
 /** Collection name (as in /v1/<collection>) -> kind definition. */
 export const resourceKinds: Readonly<Record<string, KindDef>> = Object.freeze(
   Object.fromEntries(
-    [zone, cluster, host, primaryStorage, backupStorage, image, instanceOffering, diskOffering, l2Network, l3Network, ipRange, vmInstance, vmNic, volume, volumeSnapshot, account, snsTopic, snsEndpoint, snsDelivery, eventSubscription, alarm, securityGroup, affinityGroup, ...vpcKinds].map((d) => [d.collection, d]),
+    [zone, cluster, host, primaryStorage, backupStorage, image, instanceOffering, diskOffering, l2Network, l3Network, ipRange, vmInstance, vmNic, volume, volumeSnapshot, account, snsTopic, snsEndpoint, snsDelivery, eventSubscription, alarm, securityGroup, affinityGroup, ...vpcKinds, ...lbKinds, certificate].map((d) => [d.collection, d]),
   ),
 );
 

@@ -16,6 +16,7 @@ import { attachedTo } from '../model/attachments.js';
 import { parseCidr } from '../model/ipv4.js';
 import { eip as eipKind, portForwardingRule, vip as vipKind, vpcRouter } from './model.js';
 import { networkInfo } from './desired.js';
+import { checkVipPort } from '../lb/api.js';
 
 const log = logger('vpc');
 export const AREA = 'vrouter';
@@ -130,7 +131,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
           throw new TStackError('CONFLICT', `VPC router ${r.name} has networks with VMs (${[...new Set(busy)].join(', ')}); delete them first, or delete with ?cascade=true`, { vmInstanceUuids: [...new Set(busy)] });
         }
         // services pointing at its networks lose their target; its networks lose their gateway
-        for (const kind of ['eip', 'port-forwarding-rule']) {
+        for (const kind of ['eip', 'port-forwarding-rule', 'load-balancer']) {
           for (const x of (await oc.store.list({ kind, filters: [{ field: 'vpcRouterUuid', op: '=', value: r.uuid }] })).items) {
             await oc.store.update(x.uuid, { vmNicUuid: undefined, guestIp: undefined, vmInstanceUuid: undefined, vpcRouterUuid: undefined });
           }
@@ -246,6 +247,11 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
           await oc.store.delete(x.uuid);
         }
       }
+      for (const lb of (await oc.store.list({ kind: 'load-balancer', filters: [{ field: 'vipUuid', op: '=', value: v.uuid }] })).items) {
+        if (typeof lb.vpcRouterUuid === 'string') routers.add(lb.vpcRouterUuid);
+        for (const l of await oc.store.byParent('load-balancer-listener', lb.uuid)) await oc.store.delete(l.uuid);
+        await oc.store.delete(lb.uuid);
+      }
       await oc.store.delete(v.uuid);
       await releaseIp(oc.store, String(v.l3NetworkUuid), String(v.ip));
       for (const r of routers) await apply(r).catch((e: unknown) => log.warn({ router: r, err: (e as Error).message }, 'router not applied after a VIP delete; the queue retries'));
@@ -279,8 +285,9 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     const v = await store.get(vipUuid);
     if (!v || v.system === true) return;
     const s = await servicesOn(store, vipUuid, '');
-    const bound = [...s.eips, ...s.pfs].find((x) => typeof x.vpcRouterUuid === 'string' && x.vpcRouterUuid);
-    await store.update(vipUuid, { useFor: [...(s.eips.length ? ['EIP'] : []), ...(s.pfs.length ? ['PortForwarding'] : [])], vpcRouterUuid: (bound?.vpcRouterUuid as string | undefined) ?? undefined });
+    const lbs = (await store.list({ kind: 'load-balancer', filters: [{ field: 'vipUuid', op: '=', value: vipUuid }] })).items;
+    const bound = [...s.eips, ...s.pfs, ...lbs].find((x) => typeof x.vpcRouterUuid === 'string' && x.vpcRouterUuid);
+    await store.update(vipUuid, { useFor: [...(s.eips.length ? ['EIP'] : []), ...(s.pfs.length ? ['PortForwarding'] : []), ...(lbs.length ? ['LoadBalancer'] : [])], vpcRouterUuid: (bound?.vpcRouterUuid as string | undefined) ?? undefined });
   };
 
   // ---------------------------------------------------------------------------------------
@@ -316,6 +323,8 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
       if (vipR.system === true) throw invalid('vipUuid', `VIP ${String(vipR.ip)} is a router's system VIP: it serves SNAT and port forwarding, not an EIP`);
       return locked(`vip:${vipR.uuid}`, async () => {
         const s = await servicesOn(oc.store, vipR.uuid, '');
+        const lbOnVip = (await oc.store.list({ kind: 'load-balancer', filters: [{ field: 'vipUuid', op: '=', value: vipR.uuid }] })).items[0];
+        if (lbOnVip) throw invalid('vipUuid', `VIP ${String(vipR.ip)} already serves load balancer ${lbOnVip.name}; an EIP needs a VIP of its own`);
         if (s.eips.length || s.pfs.length) throw invalid('vipUuid', `VIP ${String(vipR.ip)} already serves ${s.eips.length ? `EIP ${s.eips[0]!.name}` : `port forwarding ${s.pfs[0]!.name}`}; an EIP needs a VIP of its own`);
         const { vmNicUuid: _nic, ...fields } = p.resource;
         const e = await oc.store.create({ ...fields, vipIp: vipR.ip });
@@ -366,6 +375,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
             throw new TStackError('CONFLICT', `${String(r.protocolType)} ports ${String(r.vipPortStart)}-${String(r.vipPortEnd)} on VIP ${String(vipR.ip)} overlap rule ${o.name} (${String(o.vipPortStart)}-${String(o.vipPortEnd)})`, { field: 'vipPortStart', ruleUuid: o.uuid });
           }
         }
+        await checkVipPort(oc.store, vipR.uuid, String(r.protocolType).toLowerCase(), Number(r.vipPortStart), Number(r.vipPortEnd), 'vipPortStart');
         const { vmNicUuid: _nic, ...fields } = r;
         const pf = await oc.store.create({ ...fields, vipIp: vipR.ip });
         await vipUse(oc.store, vipR.uuid);

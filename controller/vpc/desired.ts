@@ -11,6 +11,7 @@ import type { InventoryStore, Resource } from '../store/types.js';
 import { TStackError } from '../../shared/errors.js';
 import { netmaskToPrefix } from '../model/ipv4.js';
 import { vmHostname } from '../network/flat-reconcile.js';
+import { routerListeners } from '../lb/desired.js';
 
 /** VM states whose NICs still hold their addresses and names. */
 const GONE = new Set(['Destroying', 'Destroyed', 'Expunging', 'Expunged']);
@@ -110,6 +111,9 @@ export async function desiredRouter(store: InventoryStore, router: Resource, bri
     if (typeof p.allowedCidr === 'string') pf.allowedCidr = p.allowedCidr;
     spec.portForwards.push(pf);
   }
+  const listeners = await routerListeners(store, router);
+  for (const l of listeners) if (l.vip !== spec.public.ip) vips.add(l.vip);
+  if (listeners.length) spec.loadBalancers = listeners;
   spec.vips = [...vips].sort();
   return spec;
 }

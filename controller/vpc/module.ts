@@ -17,6 +17,7 @@ import type { ControllerContext } from '../context.js';
 import { ensureBridge } from '../network/index.js';
 import { AREA, registerVpcApi } from './api.js';
 import { desiredRouter } from './desired.js';
+import { registerLbApi } from '../lb/api.js';
 
 const log = logger('vpc');
 
@@ -64,6 +65,7 @@ const WATCHED = new Set(['eip', 'port-forwarding-rule', 'vip', 'vm-instance', 'v
 export function installVpc(s: VpcServices): { stop(): void } {
   const q = s.reconcile;
   registerVpcApi(s.registry, q);
+  registerLbApi(s.registry, q);
   q.register({
     name: AREA,
     keys: async () => (await s.store.list({ kind: 'vpc-router' })).items.map((r) => r.uuid),
@@ -105,6 +107,11 @@ async function forgetNic(store: InventoryStore, nicUuid: string): Promise<void> 
     for (const x of (await store.list({ kind, filters: [{ field: 'vmNicUuid', op: '=', value: nicUuid }] })).items) {
       await store.update(x.uuid, { vmNicUuid: undefined, guestIp: undefined, vmInstanceUuid: undefined, vpcRouterUuid: undefined });
     }
+  }
+  // and it stops being a load-balancer backend
+  for (const l of (await store.list({ kind: 'load-balancer-listener' })).items) {
+    const nics = (l.vmNicUuids as string[] | undefined) ?? [];
+    if (nics.includes(nicUuid)) await store.update(l.uuid, { vmNicUuids: nics.filter((u) => u !== nicUuid) });
   }
 }
 

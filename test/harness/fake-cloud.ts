@@ -19,6 +19,7 @@ import type { CommandDef } from '../../shared/protocol/command.js';
 import * as S from '../../shared/protocol/storage.js';
 import * as V from '../../shared/protocol/vrouter.js';
 import * as VPC from '../../shared/protocol/vpc.js';
+import * as LB from '../../shared/protocol/lb.js';
 import * as H from '../../shared/protocol/ha.js';
 import { TStackError } from '../../shared/errors.js';
 import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../kvmagent/main.js';
@@ -198,8 +199,17 @@ function fakeStorage(token: string, st: FakeStorageState, ha: FakeHa): ProtocolF
 
 /** vrouter agent: namespaces, DHCP and metadata entries, VPC routers are accepted and counted. */
 function fakeVrouter(token: string): ProtocolFake {
-  return new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC)], {
-    [VPC.RouterApply.name]: (req: { router: { routerUuid: string } }) => ({ router: { routerUuid: req.router.routerUuid, namespace: 'fake', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 }),
+  const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
+  return new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB)], {
+    [VPC.RouterApply.name]: (req: { router: VPC.RouterSpecT }) => {
+      lbs.set(req.router.routerUuid, req.router.loadBalancers);
+      return { router: { routerUuid: req.router.routerUuid, namespace: 'fake', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 };
+    },
+    // every backend of the last applied state is UP (haproxy's checks are not simulated)
+    [LB.LbStatus.name]: (req: { routerUuid: string }) => ({
+      running: (lbs.get(req.routerUuid) ?? []).length > 0,
+      listeners: (lbs.get(req.routerUuid) ?? []).map((l) => ({ listenerUuid: l.listenerUuid, servers: l.backends.map((b) => ({ vmNicUuid: b.vmNicUuid, ip: b.ip, status: 'UP', checkStatus: 'L4OK' })) })),
+    }),
   });
 }
 
