@@ -11,6 +11,7 @@ import { policyMiddleware } from './policy-gate.js';
 import { registerSharing } from './sharing.js';
 import { registerAccessKeys } from './access-keys.js';
 import { deleteAccount } from './account-delete.js';
+import { registerChangeOwner } from './change-owner.js';
 import { logoutAllMiddleware } from './logout-all.js';
 import { LoginLimiter, loginLimitMiddleware, type LoginLimitOptions } from './login-limit.js';
 
@@ -42,6 +43,7 @@ export function identityModule(o: IdentityOptions = {}): { name: string; install
       registerIdentityCollections(s.registry);
       registerSharing(s.registry);
       registerAccessKeys(s.registry);
+      registerChangeOwner(s.registry);
       s.registry.setDelete('accounts', { long: true, deletesDependents: true, run: (r, _q, oc) => deleteAccount(r, oc) });
       s.apiMiddleware.push(loginLimitMiddleware(new LoginLimiter(o.loginLimit)));
       s.apiMiddleware.push(logoutAllMiddleware(s.auth));
