@@ -34,6 +34,8 @@ export interface DownloadOptions extends SourceOptions {
   log?: Logger;
   /** extra request headers (http) */
   headers?: Record<string, string>;
+  /** fsync the file at the end (default true); false: the caller does (syncFile), e.g. while it checks the file */
+  fsync?: boolean;
 }
 
 export interface DownloadResult {
@@ -97,6 +99,16 @@ class FileSink extends Writable {
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
     this._writev([{ chunk }], cb);
+  }
+}
+
+/** fsync a file written earlier (its dirty pages, whoever wrote them). */
+export async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 
@@ -167,7 +179,7 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
         await sleep(Math.min(500 * 2 ** attempt, 10_000), o.signal);
       }
     }
-    await fh.sync();
+    if (o.fsync !== false) await fh.sync();
     ok = true;
     sample('downloading'); // the final count; the caller reports verifying/done
     const r: DownloadResult = { bytes, resumes };

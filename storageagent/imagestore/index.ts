@@ -9,7 +9,7 @@ import type Koa from 'koa';
 import { TStackError } from '../../shared/errors.js';
 import * as S from '../../shared/protocol/storage.js';
 import type { ImageInfo } from '../../shared/protocol/storage.js';
-import { download } from '../download/index.js';
+import { download, syncFile } from '../download/index.js';
 import { checkImage } from '../image-check.js';
 import { checkUuid } from '../paths.js';
 import type { AgentContext } from '../context.js';
@@ -87,6 +87,8 @@ export function registerImageStore(ctx: AgentContext): StoreRegistry {
           ...(req.sshPrivateKey ? { sshPrivateKey: req.sshPrivateKey } : {}),
           onProgress: emit,
           log: tctx.log,
+          // fsynced below, while qemu-img checks it (both wait on the disk, not on each other)
+          fsync: false,
         });
         if (req.md5 && r.md5 !== req.md5.toLowerCase()) {
           throw new TStackError('CHECKSUM_MISMATCH', `md5 of the downloaded file is ${r.md5}, expected ${req.md5}; the file was discarded`, { expected: req.md5, actual: r.md5 });
@@ -95,7 +97,7 @@ export function registerImageStore(ctx: AgentContext): StoreRegistry {
           throw new TStackError('CHECKSUM_MISMATCH', `sha256 of the downloaded file is ${r.sha256}, expected ${req.sha256}; the file was discarded`, { expected: req.sha256, actual: r.sha256 });
         }
         emit({ bytes: r.bytes, total: r.bytes, percent: 100, rate: 0, stage: 'verifying' });
-        const checked = await checkImage(tmp, req.format, { signal: t.signal });
+        const [checked] = await Promise.all([checkImage(tmp, req.format, { signal: t.signal }), syncFile(tmp)]);
         const sums: { md5?: string; sha256?: string } = {};
         if (r.md5) sums.md5 = r.md5;
         if (r.sha256) sums.sha256 = r.sha256;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { parseRange } from '../../../storageagent/imagestore/index.js';
-import { sniff, looksLikeText } from '../../../storageagent/image-check.js';
+import { sniff, looksLikeText, qcow2Header } from '../../../storageagent/image-check.js';
 import { parseNfsUrl } from '../../../storageagent/primary/nfs.js';
 import { Transfers } from '../../../storageagent/transfers.js';
 import { sourceFor, redact } from '../../../storageagent/download/index.js';
@@ -16,6 +16,31 @@ describe('storage unit: ranges, sniffing, URLs, transfers, schemas', function ()
     assert.deepEqual(parseRange('bytes=-10', 100), { start: 90, end: 99 });
     assert.deepEqual(parseRange('bytes=50-500', 100), { start: 50, end: 99 });
     for (const bad of ['bytes=100-', 'bytes=5-1', 'bytes=-', 'bytes=-0', 'items=0-1', 'bytes=0-1,5-6']) assert.equal(parseRange(bad, 100), 'invalid', bad);
+  });
+
+  it('reads what decides a qcow2 image from its header: backing file, encryption, external data file, corrupt bit', function () {
+    const hdr = (o: { backing?: string; crypt?: number; incompatible?: bigint; version?: number } = {}): Buffer => {
+      const b = Buffer.alloc(1024);
+      b.writeUInt32BE(0x514649fb, 0);
+      b.writeUInt32BE(o.version ?? 3, 4);
+      if (o.backing) {
+        b.writeBigUInt64BE(512n, 8);
+        b.writeUInt32BE(o.backing.length, 16);
+        b.write(o.backing, 512, 'utf8');
+      }
+      b.writeBigUInt64BE(BigInt(64 * 1024 * 1024), 24);
+      b.writeUInt32BE(o.crypt ?? 0, 32);
+      b.writeBigUInt64BE(o.incompatible ?? 0n, 72);
+      return b;
+    };
+    assert.deepEqual(qcow2Header(hdr()), { version: 3, virtualSize: 64 * 1024 * 1024, encrypted: false, corrupt: false, dataFile: false });
+    assert.equal(qcow2Header(hdr({ backing: '/etc/shadow' })).backingFile, '/etc/shadow');
+    assert.equal(qcow2Header(hdr({ crypt: 2 })).encrypted, true);
+    assert.equal(qcow2Header(hdr({ incompatible: 4n })).dataFile, true);
+    assert.equal(qcow2Header(hdr({ incompatible: 2n })).corrupt, true);
+    // version 2 has no feature bits: whatever sits there means nothing
+    assert.equal(qcow2Header(hdr({ version: 2, incompatible: 6n })).dataFile, false);
+    assert.throws(() => qcow2Header(hdr().subarray(0, 40)), /truncated/);
   });
 
   it('recognises image formats by their magic', function () {
