@@ -10,14 +10,16 @@ import { makeContext, type AgentContext, type StorageAgentOptions } from './cont
 import { registerImageStore } from './imagestore/index.js';
 import { registerPrimaryStorage } from './primary/index.js';
 import { registerHa } from './ha.js';
+import { registerVolumeTransfer } from './primary/volume-transfer.js';
 
-export const CAPABILITIES = ['imagestore', 'imagestore.ceph', 'ps.local', 'ps.sharedmountpoint', 'ps.nfs', 'ps.ceph', 'download.http', 'download.ftp', 'download.sftp', 'download.file', 'ha.heartbeat'];
+export const CAPABILITIES = ['imagestore', 'imagestore.ceph', 'ps.local', 'ps.sharedmountpoint', 'ps.nfs', 'ps.ceph', 'download.http', 'download.ftp', 'download.sftp', 'download.file', 'ha.heartbeat', 'ps.volume-transfer'];
 
 export function registerStorageAgent(server: AgentServer, opts: StorageAgentOptions): AgentContext {
   const ctx = makeContext(server, opts);
   registerImageStore(ctx);
   registerPrimaryStorage(ctx);
   registerHa(ctx);
+  registerVolumeTransfer(ctx);
   return ctx;
 }
 

@@ -13,6 +13,7 @@ import { registerQosApi } from '../storage/qos.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
 import { migrationTargetRoutes, registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
+import { vmColdMigrateFlow } from '../compute/cold-migrate.js';
 import { evacuateHost } from '../compute/maintenance.js';
 import { registerAffinityApi } from '../compute/affinity.js';
 import { HaMonitor, registerHaApi, type HaOptions } from '../compute/ha.js';
@@ -50,6 +51,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   engine.register(vmCreateFlow);
   engine.register(vmStartFlow);
   engine.register(vmMigrateFlow);
+  engine.register(vmColdMigrateFlow);
   engine.register(volumeSnapshotFlow);
   engine.register(volumeRevertFlow);
   engine.register(vmCloneFlow);

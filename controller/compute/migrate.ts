@@ -1,4 +1,5 @@
-// Live migration of a running VM to another host: vm-instances action `migrate {hostUuid?}`.
+// Live migration of a running VM to another host: vm-instances action `migrate {hostUuid?}` (a
+// Stopped VM on local storage is migrated cold: cold-migrate.ts).
 //
 // vm-migrate steps (a failure, or a controller that dies at any point, leaves the VM running on
 // exactly one host, with its DHCP entry and metadata record on that host):
@@ -22,7 +23,8 @@ import { allocateHost, hostCandidates, rankHosts, releaseHost, type HostRequest,
 import type { FlowContext, FlowDef } from '../workflow/flow.js';
 import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { dataVolumesOf } from '../storage/volumes.js';
-import { addServices, l2sOf, removeServices } from './vm-spec.js';
+import { addServices, l2sOf, pinnedHost, removeServices } from './vm-spec.js';
+import { coldMigrate } from './cold-migrate.js';
 import { affinityOf } from './affinity.js';
 
 const log = logger('vm-migrate');
@@ -76,10 +78,15 @@ export interface MigrationTargets {
   rejected: Rejection[];
 }
 
-/** Where a running VM could live-migrate to (pure ranking over the store's snapshot; nothing is reserved). */
-export async function migrationTargets(d: CloudDeps, vm: Resource, hostUuid?: string): Promise<MigrationTargets> {
+/**
+ * Where a VM could migrate to (pure ranking over the store's snapshot; nothing is reserved): a
+ * running VM live, from its host; a stopped one on local storage cold (`cold`), from the host its
+ * volumes are on — its volumes travel between the storage agents, so the libvirt address checks
+ * do not apply.
+ */
+export async function migrationTargets(d: CloudDeps, vm: Resource, hostUuid?: string, o: { cold?: boolean } = {}): Promise<MigrationTargets> {
   const store = d.store;
-  const src = String(vm.hostUuid);
+  const src = String(o.cold ? await pinnedHost(d, vm) : vm.hostUuid);
   const { rootPs } = await storageOf(d, vm);
   const req: HostRequest = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), primaryStorageUuid: rootPs.uuid, hypervisorType: 'KVM', avoidHostUuids: [src] };
   if (hostUuid) req.hostUuid = hostUuid;
@@ -92,7 +99,8 @@ export async function migrationTargets(d: CloudDeps, vm: Resource, hostUuid?: st
   const hosts: MigrationTargets['hosts'] = [];
   for (const f of ranked) {
     const h = f.candidate.host;
-    if (!IPV4.test(String(h.managementIp))) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is not an IPv4 address (libvirt migrates over it)` });
+    if (o.cold) hosts.push({ uuid: h.uuid, name: h.name });
+    else if (!IPV4.test(String(h.managementIp))) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is not an IPv4 address (libvirt migrates over it)` });
     else if (String(h.managementIp).startsWith('127.')) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is loopback: other hosts cannot migrate into it` });
     else hosts.push({ uuid: h.uuid, name: h.name });
   }
@@ -208,7 +216,33 @@ export const vmMigrateFlow: FlowDef<VmMigrateData> = {
 };
 
 async function migrateVm(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  return liveMigrate(oc, vm.uuid, typeof params.hostUuid === 'string' ? params.hostUuid : undefined, oc.job);
+  const want = typeof params.hostUuid === 'string' ? params.hostUuid : undefined;
+  if (vm.state === 'Stopped') return coldMigrateVm(oc, vm, want, oc.job);
+  return liveMigrate(oc, vm.uuid, want, oc.job);
+}
+
+/** The best target of a migration (or `want`), or a 4xx naming why each host cannot take the VM. */
+async function pickTarget(d: CloudDeps, vm: Resource, src: string, want: string | undefined, cold: boolean): Promise<string> {
+  if (want === src) throw new TStackError('INVALID_ARGUMENT', `migrate.hostUuid: VM ${vm.name} is already on host ${src}`, { field: 'migrate.hostUuid' });
+  if (want) await mustGet(d.store, want, 'host', 'migrate.hostUuid');
+  const t = await migrationTargets(d, vm, want, { cold });
+  const dest = t.hosts[0];
+  if (!dest) {
+    const why = t.rejected.filter((r) => r.hostUuid !== src).map((r) => `${r.name} (${r.hostUuid}): ${r.reason}`);
+    throw new TStackError('CAPACITY_EXCEEDED', `no host can take VM ${vm.name}: ${why.join('; ') || 'there is no other host'}`, { rejected: t.rejected.slice(0, 100) });
+  }
+  return dest.uuid;
+}
+
+/** Cold migration of a Stopped VM on local storage (cold-migrate.ts); shared storage needs none. */
+async function coldMigrateVm(d: CloudDeps, vm: Resource, want: string | undefined, job?: OpContext['job']): Promise<Resource> {
+  const { local } = await storageOf(d, vm);
+  const src = await pinnedHost(d, vm);
+  if (!local.length || !src) {
+    throw new TStackError('CONFLICT', `VM ${vm.name} is Stopped on shared primary storage: nothing to migrate, it starts on any host of its cluster (start {hostUuid})`, { state: vm.state });
+  }
+  const dest = await pickTarget(d, vm, src, want, true);
+  return coldMigrate(d, vm, src, dest, job);
 }
 
 /** Live-migrate a VM (to `want`, else the best other host). Also used by host maintenance. */
@@ -224,15 +258,8 @@ export async function liveMigrate(d: CloudDeps, vmUuid: string, want?: string, j
     if (local.length) {
       throw new TStackError('CONFLICT', `VM ${vm.name} has volume(s) on local storage (${local.map((v) => v.name).join(', ')}); live migration with storage copy is not supported yet: use shared primary storage`, { volumes: local.map((v) => v.uuid) });
     }
-    if (want === src) throw new TStackError('INVALID_ARGUMENT', `migrate.hostUuid: VM ${vm.name} already runs on host ${src}`, { field: 'migrate.hostUuid' });
-    if (want) await mustGet(d.store, want, 'host', 'migrate.hostUuid');
-    const t = await migrationTargets(d, vm, want);
-    const dest = t.hosts[0];
-    if (!dest) {
-      const why = t.rejected.filter((r) => r.hostUuid !== src).map((r) => `${r.name} (${r.hostUuid}): ${r.reason}`);
-      throw new TStackError('CAPACITY_EXCEEDED', `no host can take VM ${vm.name}: ${why.join('; ') || 'there is no other host'}`, { rejected: t.rejected.slice(0, 100) });
-    }
-    const data: VmMigrateData = { vmUuid: vm.uuid, srcHostUuid: src, destHostUuid: dest.uuid, fromState: String(vm.state), unsafe };
+    const dest = await pickTarget(d, vm, src, want, false);
+    const data: VmMigrateData = { vmUuid: vm.uuid, srcHostUuid: src, destHostUuid: dest, fromState: String(vm.state), unsafe };
     const runOpts: Parameters<typeof d.engine.run>[2] = { lockKeys: [vm.uuid] };
     if (job) {
       runOpts.id = job.jobUuid;
@@ -252,7 +279,7 @@ export function registerMigrationApi(reg: ApiRegistry): void {
 
 /**
  * GET /v1/vm-instances/<uuid>/migration-targets (ZStack getVmMigrationCandidateHosts): the hosts
- * a running VM could live-migrate to, best first (`inventories`), and every other host with the
+ * a running VM could live-migrate to (a stopped one on local storage: cold-migrate to), best first (`inventories`), and every other host with the
  * reason it cannot (`rejected`). Admin only, as migrate is.
  */
 export function migrationTargetRoutes(d: CloudDeps, authenticate: (token: string | undefined) => Promise<{ isAdmin: boolean }>): Koa.Middleware {
@@ -263,8 +290,11 @@ export function migrationTargetRoutes(d: CloudDeps, authenticate: (token: string
     if (!UUID.test(uuid)) throw new TStackError('INVALID_ARGUMENT', `uuid: not a uuid: ${JSON.stringify(uuid.slice(0, 64))}`, { field: 'uuid' });
     if (!p.isAdmin) throw new TStackError('FORBIDDEN', 'migration targets are for admins (migrate is an admin action)');
     const vm = await mustGet(d.store, uuid, 'vm-instance');
-    if (!['Running', 'Paused'].includes(String(vm.state))) throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; migration targets are computed for a Running or Paused VM`, { state: vm.state });
-    const t = await migrationTargets(d, vm);
+    const cold = vm.state === 'Stopped' && (await storageOf(d, vm)).local.length > 0 && (await pinnedHost(d, vm)) !== undefined;
+    if (!cold && !['Running', 'Paused'].includes(String(vm.state))) {
+      throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; migration targets are computed for a Running or Paused VM, or a Stopped one on local storage`, { state: vm.state });
+    }
+    const t = await migrationTargets(d, vm, undefined, { cold });
     ctx.body = { inventories: t.hosts, rejected: t.rejected };
   });
   return router.routes() as Koa.Middleware;

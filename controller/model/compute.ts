@@ -125,7 +125,7 @@ export const vmInstance: KindDef = {
     detachVolume: action(Obj({ volumeUuid: Uuid() }), 'Detach a data volume'),
     attachL3Network: action(Obj({ l3NetworkUuid: Uuid(), staticIp: Type.Optional(Ipv4()) }), 'Add a NIC on an L3 network'),
     detachL3Network: action(Obj({ vmNicUuid: Uuid() }), 'Remove a NIC'),
-    migrate: action(Obj({ hostUuid: Type.Optional(Uuid()) }), 'Live-migrate to another host'),
+    migrate: action(Obj({ hostUuid: Type.Optional(Uuid()) }), 'Migrate to another host: live when Running/Paused; cold (its local-storage volumes copied) when Stopped'),
     setHaLevel: action(Obj({ level: Enum(HA_LEVELS) }), 'HA (ZStack levels): NeverStop restarts the VM when it stops unasked or its host fails, OnHostFailure only on a host failure, None never'),
   },
 };

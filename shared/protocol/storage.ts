@@ -420,6 +420,74 @@ export const VolumeToImage = defineCommand({
   description: 'flatten a volume (qemu-img convert) and upload it to an image store as a new image',
 });
 
+
+// Copy of a local-storage volume to another host (cold migration): the source agent lists and
+// hashes the volume's files (and the image cache it is a clone of) and serves them under a
+// ticket; the destination agent pulls them, verifies each sha256 and makes the copy live.
+/** Where a transferred file goes, relative to the primary storage root. */
+const TransferRel = Type.String({
+  pattern: '^(volumes/[0-9a-f-]{36}/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}|imagecache/[0-9a-f-]{36}/[0-9a-f-]{36}\\.(qcow2|raw))$',
+  maxLength: 256,
+});
+export const TransferFile = Obj({ rel: TransferRel, size: Bytes(), sha256: Sha256 });
+export type TransferFile = Static<typeof TransferFile>;
+const Ticket = Type.String({ pattern: '^[0-9a-f]{32}$' });
+
+export const VolumeExport = defineCommand({
+  name: 'ps/volume/export',
+  agent: 'storage',
+  mode: 'async',
+  timeoutMs: 6 * 3600_000,
+  request: Obj({ ...PsReq, volumeUuid: Uuid() }),
+  response: Obj({
+    ticket: Ticket,
+    /** the image cache first (when the volume is a linked clone), then the volume's files */
+    files: Type.Array(TransferFile),
+    /** the volume's virtual size */
+    size: Bytes(),
+  }),
+  description: 'local / shared-mount-point storage: hash the files of a volume (with its snapshots and the image cache it is a clone of) and serve them for 1 h at GET /export/ps-files/<ticket>/<index> (bearer token, Range)',
+});
+
+export const VolumeExportEnd = defineCommand({
+  name: 'ps/volume/export-end',
+  agent: 'storage',
+  mode: 'sync',
+  timeoutMs: 30_000,
+  request: Obj({ ticket: Ticket }),
+  response: Obj({ ended: Type.Boolean() }),
+  description: 'stop serving an export ticket (idempotent)',
+});
+
+export const VolumeImport = defineCommand({
+  name: 'ps/volume/import',
+  agent: 'storage',
+  mode: 'async',
+  timeoutMs: 6 * 3600_000,
+  request: Obj({
+    ...PsReq,
+    volumeUuid: Uuid(),
+    from: Obj({
+      /** base URL of the source host's storage agent */
+      url: Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 1024 }),
+      token: Type.String({ minLength: 1, maxLength: 1024 }),
+      ticket: Ticket,
+      files: Type.Array(TransferFile, { minItems: 1, maxItems: 1024 }),
+    }),
+  }),
+  response: VolumeInfo,
+  description: 'pull a volume exported by another host (ps/volume/export) into this host’s storage: every file sha256-verified, the chain checked, then moved in place at once (an earlier copy is replaced; a cached image already here is kept)',
+});
+
+export const VOLUME_TRANSFER_EVENT = 'volume.transfer.progress';
+export const VolumeTransferProgress = Obj({
+  volumeUuid: Uuid(),
+  taskId: Type.String(),
+  bytes: Bytes(),
+  total: Bytes(),
+  percent: Type.Number(),
+});
+
 export const commands = [
   ImageStoreInit,
   ImageStoreCapacity,
@@ -444,4 +512,7 @@ export const commands = [
   CommitLiveSnapshot,
   AbortLiveSnapshot,
   VolumeToImage,
+  VolumeExport,
+  VolumeExportEnd,
+  VolumeImport,
 ] as const;

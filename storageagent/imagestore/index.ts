@@ -15,7 +15,7 @@ import { checkUuid } from '../paths.js';
 import type { AgentContext } from '../context.js';
 import { StoreRegistry } from './stores.js';
 
-function tokenOk(ctx: Koa.Context, token: string): void {
+export function tokenOk(ctx: Koa.Context, token: string): void {
   const m = /^Bearer (.+)$/.exec(ctx.get('authorization'));
   const given = Buffer.from(m ? m[1]! : '');
   const want = Buffer.from(token);

@@ -186,6 +186,12 @@ function fakeStorage(token: string, st: FakeStorageState, ha: FakeHa): ProtocolF
     [S.PsInit.name]: () => capacity,
     [S.ImageStoreInit.name]: () => capacity,
     [S.CreateRootVolume.name]: (req) => volume(req),
+    [S.VolumeExport.name]: (req: { volumeUuid: string }) => ({
+      ticket: randomUUID().replace(/-/g, ''),
+      files: [{ rel: `volumes/${req.volumeUuid}/${req.volumeUuid}.qcow2`, size: MiB, sha256: 'a'.repeat(64) }],
+      size: 64 * MiB,
+    }),
+    [S.VolumeImport.name]: (req) => volume(req),
     [S.CreateEmptyVolume.name]: (req) => volume(req),
     [S.DeleteVolume.name]: () => ({ deleted: true }),
     [S.PsImageCache.name]: (req: { ps: { path?: string }; imageUuid: string }) => {
@@ -226,6 +232,8 @@ export interface FakeCloud {
   ha: FakeHa;
   /** `capacity`: what ps/init reports (change it, then reconnect the storage). */
   storage: ProtocolFake & { capacity: S.Capacity };
+  /** Each host's storage agent, in `hosts` order: `storage` for all, unless started with `storagePerHost`. */
+  storages: Array<ProtocolFake & { capacity: S.Capacity }>;
   vrouter: ProtocolFake;
   /** Create a VM (job, waited for); returns the response ({status, body}). */
   createVm(name: string, extra?: Record<string, unknown>): Promise<{ status: number; body: any }>;
@@ -248,9 +256,11 @@ export interface FakeCloud {
  * `modules`: more controller modules next to the cloud (e.g. monitoring); `store`/`storePrefix`: a
  * redis:// inventory instead of SQLite; `extraHosts`: hosts besides fc-host, each with its own
  * in-process kvmagent (the storage and vrouter fakes are shared); `psType`: the primary
- * storage's type (SharedMountPoint for HA and migration); `ha`: HA monitor timings (default: fast, for tests).
+ * storage's type (SharedMountPoint for HA and migration); `ha`: HA monitor timings (default: fast, for tests);
+ * `storagePerHost`: every extra host gets its own fake storage agent (same state), so a test sees
+ * which host's agent a call went to (local storage: cold migration).
  */
-export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[]; store?: string; storePrefix?: string; extraHosts?: number; psType?: 'LocalStorage' | 'SharedMountPoint'; ha?: HaOptions | false } = {}): Promise<FakeCloud> {
+export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[]; store?: string; storePrefix?: string; extraHosts?: number; psType?: 'LocalStorage' | 'SharedMountPoint'; ha?: HaOptions | false; storagePerHost?: boolean } = {}): Promise<FakeCloud> {
   const kvmToken = randomUUID() + randomUUID();
   const driver = new FakeDriver();
   const network = new FakeNetwork(['eth0']);
@@ -305,7 +315,15 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     await k.server.close();
   };
   hosts.push({ uuid: host.uuid, kvm, kill: killer(kvm) });
+  const storages = [storage];
   for (let n = 2; n <= (o.extraHosts ?? 0) + 1; n++) {
+    let st = { port: storagePort, token: storage.token };
+    if (o.storagePerHost) {
+      const own = fakeStorage(randomUUID() + randomUUID(), storageState, ha);
+      st = { port: await own.listen(), token: own.token };
+      cleanup.add(() => own.close(), `fake storageagent of fc-host${n}`);
+      storages.push(own);
+    } else storages.push(storage);
     const token = randomUUID() + randomUUID();
     const drv = new FakeDriver();
     const net = new FakeNetwork(['eth0']);
@@ -318,7 +336,7 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
       rec('host', `fc-host${n}`, {
         parentUuid: ids.cluster, clusterUuid: ids.cluster, zoneUuid: ids.zone, managementIp: '127.0.0.1', state: 'Enabled', status: 'Connected', hypervisorType: 'KVM', virtType: 'qemu',
         totalCpu: 8, totalMemory: 16 * GiB,
-        _agents: { kvmagent: { port: k.port, token }, storageagent: { port: storagePort, token: storage.token }, vrouteragent: { port: vrouterPort, token: vrouter.token } },
+        _agents: { kvmagent: { port: k.port, token }, storageagent: st, vrouteragent: { port: vrouterPort, token: vrouter.token } },
       }),
     );
     ids[`host${n}`] = h.uuid;
@@ -350,6 +368,7 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     hosts,
     ha,
     storage,
+    storages,
     vrouter,
     createVm: (name, extra = {}) => fc.api.post('/v1/vm-instances?wait=true', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], ...extra }),
     action: (vmUuid, action, params = {}) => fc.api.post(`/v1/vm-instances/${vmUuid}/actions?wait=true`, { [action]: params }),

@@ -1,0 +1,159 @@
+// Functional tier: cold migration of a Stopped VM on local storage (controller/compute/cold-migrate.ts)
+// on the fake cloud with three hosts, each with its own fake storage agent, so every call is seen
+// on the host it went to: the volumes are exported by the source host and imported by the
+// destination, then repointed; the source is freed only after success. An agent failure, a fault
+// injected at any step and a controller killed mid-copy all leave the VM Stopped on the source
+// with its files, and no copy on the destination.
+import assert from 'node:assert/strict';
+import { useCleanup } from '../harness/cleanup.js';
+import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { JOURNALS } from '../../controller/workflow/flow.js';
+import * as S from '../../shared/protocol/storage.js';
+
+const MiB = 1024 * 1024;
+
+describe('functional: cold migration of a stopped VM on local storage (three hosts)', function () {
+  this.timeout(60_000);
+  const cleanup = useCleanup('all');
+  let fc: FakeCloud;
+  let h: string[];
+
+  before(async () => {
+    fc = await startFakeCloud(cleanup, { extraHosts: 2, storagePerHost: true, psType: 'LocalStorage' });
+    h = fc.hosts.map((x) => x.uuid);
+    fc.ids.disk = (await fc.api.post('/v1/disk-offerings', { name: 'cm-disk', diskSize: 32 * MiB })).body.uuid;
+  });
+
+  const store = () => fc.controller.store;
+  const journals = async (): Promise<string[]> => (await store().listDocs<{ flow: string }>(JOURNALS)).map((j) => j.doc.flow);
+  /** Calls of a storage command made on host i's agent. */
+  const seen = (i: number, command: string): any[] => fc.storages[i]!.callsOf(command);
+  const counts = () => fc.storages.map((s) => ({ imp: s.callsOf(S.VolumeImport.name).length, exp: s.callsOf(S.VolumeExport.name).length, del: s.callsOf(S.DeleteVolume.name).length }));
+  /** A VM with a root and a data volume on host 0's local storage, stopped. */
+  async function stoppedVm(name: string): Promise<{ vm: any; vols: string[] }> {
+    const r = await fc.createVm(name, { hostUuid: h[0], dataDiskOfferingUuids: [fc.ids.disk] });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((await fc.action(r.body.uuid, 'stop')).body.state, 'Stopped');
+    const vols = (await store().list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: r.body.uuid }] })).items;
+    assert.equal(vols.length, 2);
+    for (const v of vols) assert.equal(v.hostUuid, h[0]);
+    return { vm: r.body, vols: vols.map((v) => v.uuid) };
+  }
+  /** The VM and its volumes are on host i, Stopped, with no flow left. */
+  async function on(i: number, vmUuid: string, vols: string[]): Promise<void> {
+    const vm = await store().get(vmUuid);
+    assert.equal(vm?.state, 'Stopped');
+    assert.equal(vm?.lastHostUuid, h[i]);
+    for (const u of vols) assert.equal((await store().get(u))?.hostUuid, h[i], `volume ${u} on host ${i}`);
+    assert.deepEqual(await journals(), []);
+  }
+
+  it('GET …/migration-targets of a stopped local-storage VM lists the other two hosts', async () => {
+    const { vm } = await stoppedVm('cm-targets');
+    const t = await fc.api.get(`/v1/vm-instances/${vm.uuid}/migration-targets`);
+    assert.equal(t.status, 200, JSON.stringify(t.body));
+    assert.deepEqual(t.body.inventories.map((x: any) => x.uuid).sort(), [h[1], h[2]].sort());
+    assert.equal(t.body.rejected.find((x: any) => x.hostUuid === h[0])?.reason, 'the VM runs there');
+  });
+
+  it('migrates both volumes to the chosen host: exported by the source, imported by the destination with the source’s ticket, source freed after; it starts there', async () => {
+    const { vm, vols } = await stoppedVm('cm-ok');
+    const before = counts();
+    const r = await fc.api.post(`/v1/vm-instances/${vm.uuid}/actions`, { migrate: { hostUuid: h[2] } });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    let job: any;
+    for (;;) {
+      job = (await fc.api.get(`/v1/jobs/${r.body.jobUuid}`)).body;
+      if (job.state !== 'Running') break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.equal(job.state, 'Succeeded', JSON.stringify(job));
+    assert.equal(job.progress, 100);
+    await on(2, vm.uuid, vols);
+    const after = counts();
+    assert.equal(after[0]!.exp - before[0]!.exp, 2, 'the source exported both volumes');
+    assert.equal(after[2]!.imp - before[2]!.imp, 2, 'the destination imported both');
+    assert.equal(after[1]!.imp, before[1]!.imp, 'the third host took no part');
+    assert.equal(after[0]!.del - before[0]!.del, 2, 'the source files were freed');
+    assert.equal(after[2]!.del, before[2]!.del, 'nothing deleted on the destination');
+    const imp = seen(2, S.VolumeImport.name).slice(-2);
+    const exp = seen(0, S.VolumeExport.name).slice(-2);
+    assert.deepEqual(imp.map((x) => x.volumeUuid).sort(), [...vols].sort());
+    assert.deepEqual(exp.map((x) => x.volumeUuid).sort(), [...vols].sort());
+    for (const x of imp) assert.match(x.from.ticket, /^[0-9a-f]{32}$/);
+    assert.equal(imp[0].from.url, fc.storages[0]!.url, 'pulled from the source host’s storage agent');
+    assert.equal(imp[0].from.token, fc.storages[0]!.token);
+    assert.equal(seen(0, S.VolumeExportEnd.name).length >= 2, true, 'the export tickets were ended');
+    const started = await fc.action(vm.uuid, 'start');
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    assert.equal(started.body.hostUuid, h[2], 'local storage pins it to its new host');
+    assert.ok(fc.hosts[2]!.kvm.driver.domains.has(`tstack-${vm.uuid}`), 'its domain runs on host 2’s hypervisor');
+    assert.equal((await fc.action(vm.uuid, 'stop')).body.state, 'Stopped');
+  });
+
+  it('refuses with a 4xx: the host it is on, an unknown host, a running VM on local storage (no live storage copy)', async () => {
+    const { vm } = await stoppedVm('cm-4xx');
+    const same = await fc.action(vm.uuid, 'migrate', { hostUuid: h[0] });
+    assert.equal(same.status, 400, JSON.stringify(same.body));
+    const unknown = await fc.action(vm.uuid, 'migrate', { hostUuid: '00000000-0000-4000-8000-000000000000' });
+    assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
+    await fc.action(vm.uuid, 'start');
+    const live = await fc.action(vm.uuid, 'migrate', {});
+    assert.ok(live.status >= 400 && live.status < 500, JSON.stringify(live.body));
+    await fc.action(vm.uuid, 'stop');
+  });
+
+  it('the destination’s import fails: rolled back — the VM stays Stopped on the source, the copies on the destination are deleted, the source is not touched', async () => {
+    const { vm, vols } = await stoppedVm('cm-fail');
+    const before = counts();
+    fc.storages[1]!.failNext(S.VolumeImport.name, 'CHECKSUM_MISMATCH', 'sha256 differs');
+    const r = await fc.action(vm.uuid, 'migrate', { hostUuid: h[1] });
+    assert.equal(r.body.code, 'CHECKSUM_MISMATCH', JSON.stringify(r.body));
+    await on(0, vm.uuid, vols);
+    const after = counts();
+    assert.equal(after[0]!.del, before[0]!.del, 'the source keeps its files');
+    assert.deepEqual(seen(1, S.DeleteVolume.name).slice(before[1]!.del).map((x) => x.volumeUuid), [vols[0]], 'the (partial) copy on the destination is deleted');
+  });
+
+  for (const step of ['copy', 'switch']) {
+    it(`fault injected at the ${step} step: rolled back to the source, the destination’s copies deleted`, async () => {
+      const { vm, vols } = await stoppedVm(`cm-fault-${step}`);
+      const before = counts();
+      process.env.TSTACK_FAULT_INJECT = `vm-cold-migrate:${step}`;
+      let r;
+      try {
+        r = await fc.action(vm.uuid, 'migrate', { hostUuid: h[1] });
+      } finally {
+        delete process.env.TSTACK_FAULT_INJECT;
+      }
+      assert.equal(r.body.code, 'INJECTED_FAULT', JSON.stringify(r.body));
+      await on(0, vm.uuid, vols);
+      const after = counts();
+      assert.equal(after[0]!.del, before[0]!.del, 'the source keeps its files');
+      const deleted = seen(1, S.DeleteVolume.name).slice(before[1]!.del).map((x) => x.volumeUuid);
+      assert.deepEqual(deleted.sort(), (step === 'copy' ? [vols[0]] : [...vols]).sort());
+      // it migrates fine afterwards
+      const ok = await fc.action(vm.uuid, 'migrate', { hostUuid: h[1] });
+      assert.equal(ok.status, 200, JSON.stringify(ok.body));
+      await on(1, vm.uuid, vols);
+    });
+  }
+
+  it('a controller killed while the destination copies: the restarted controller rolls back — VM Stopped on the source, copy deleted there', async () => {
+    const { vm, vols } = await stoppedVm('cm-crash');
+    const before = counts();
+    const held = fc.storages[2]!.hold(S.VolumeImport.name);
+    const r = await fc.api.post(`/v1/vm-instances/${vm.uuid}/actions`, { migrate: { hostUuid: h[2] } });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    await Promise.race([held.reached, new Promise((_, rej) => setTimeout(() => rej(new Error('import never called')), 20_000))]);
+    assert.equal((await store().get(vm.uuid))?.state, 'Migrating');
+    await fc.crashController();
+    held.release();
+    await on(0, vm.uuid, vols);
+    assert.equal(counts()[0]!.del, before[0]!.del, 'the source keeps its files');
+    assert.ok(seen(2, S.DeleteVolume.name).slice(before[2]!.del).some((x) => x.volumeUuid === vols[0]), 'the destination’s copy is deleted');
+    const started = await fc.action(vm.uuid, 'start');
+    assert.equal(started.body.hostUuid, h[0], 'and it starts on the source');
+    await fc.action(vm.uuid, 'stop');
+  });
+});
