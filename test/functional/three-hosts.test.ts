@@ -1,9 +1,13 @@
-// Functional tier: cold migration of a Stopped VM on local storage (controller/compute/cold-migrate.ts)
-// on the fake cloud with three hosts, each with its own fake storage agent, so every call is seen
-// on the host it went to: the volumes are exported by the source host and imported by the
-// destination, then repointed; the source is freed only after success. An agent failure, a fault
-// injected at any step and a controller killed mid-copy all leave the VM Stopped on the source
-// with its files, and no copy on the destination.
+// Functional tier: placement and cold migration on the fake cloud with three hosts, each with its
+// own fake storage agent (so every call is seen on the host it went to).
+//  - affinity groups across three hosts: antiHard spreads three VMs over the three hosts and
+//    refuses a fourth naming the group and every host; antiSoft places the fourth anyway; a
+//    stopped member cannot cold-migrate next to a running one.
+//  - cold migration of a Stopped VM on local storage (controller/compute/cold-migrate.ts): the
+//    volumes are exported by the source host and imported by the destination, then repointed; the
+//    source is freed only after success. An agent failure, a fault injected at any step and a
+//    controller killed mid-copy all leave the VM Stopped on the source with its files, and no
+//    copy on the destination.
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
@@ -12,7 +16,7 @@ import * as S from '../../shared/protocol/storage.js';
 
 const MiB = 1024 * 1024;
 
-describe('functional: cold migration of a stopped VM on local storage (three hosts)', function () {
+describe('functional: three hosts — affinity placement, cold migration of a stopped VM on local storage', function () {
   this.timeout(60_000);
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
@@ -47,6 +51,50 @@ describe('functional: cold migration of a stopped VM on local storage (three hos
     for (const u of vols) assert.equal((await store().get(u))?.hostUuid, h[i], `volume ${u} on host ${i}`);
     assert.deepEqual(await journals(), []);
   }
+
+  const hostsOf = async (uuids: string[]): Promise<string[]> => Promise.all(uuids.map(async (u) => String((await store().get(u))?.hostUuid)));
+
+  it('antiHard across three hosts: three VMs on three hosts, a fourth refused naming the group and each host; antiSoft places the fourth', async () => {
+    const hard = (await fc.api.post('/v1/affinity-groups', { name: 'three-hard', policy: 'antiHard' })).body;
+    const soft = (await fc.api.post('/v1/affinity-groups', { name: 'three-soft', policy: 'antiSoft' })).body;
+    for (const g of [hard, soft]) {
+      const made: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await fc.createVm(`${g.name}-${i}`, { affinityGroupUuid: g.uuid });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        made.push(r.body.uuid);
+      }
+      assert.deepEqual((await hostsOf(made)).sort(), [...h].sort(), `${g.name}: one VM per host`);
+      const fourth = await fc.createVm(`${g.name}-3`, { affinityGroupUuid: g.uuid });
+      if (g === hard) {
+        assert.ok(fourth.status >= 400 && fourth.status < 500, JSON.stringify(fourth.body));
+        for (const n of ['fc-host ', 'fc-host2', 'fc-host3']) assert.match(fourth.body.message, new RegExp(`${n}.*affinity group three-hard \\(antiHard\\)`), n);
+      } else {
+        assert.equal(fourth.status, 200, JSON.stringify(fourth.body));
+        made.push(fourth.body.uuid);
+      }
+      for (const u of made) await fc.api.del(`/v1/vm-instances/${u}?wait=true`);
+    }
+  });
+
+  it('antiHard and cold migration: a stopped member does not move next to a running one (refused naming the group); it goes to the free host', async () => {
+    const g = (await fc.api.post('/v1/affinity-groups', { name: 'cold-hard', policy: 'antiHard' })).body;
+    const x0 = (await fc.createVm('cold-hard-0', { hostUuid: h[0], affinityGroupUuid: g.uuid })).body;
+    const y = (await fc.createVm('cold-hard-y', { hostUuid: h[2], affinityGroupUuid: g.uuid })).body;
+    assert.equal((await fc.action(y.uuid, 'stop')).body.state, 'Stopped');
+    const x1 = (await fc.createVm('cold-hard-1', { hostUuid: h[1], affinityGroupUuid: g.uuid })).body;
+    assert.equal(x1.hostUuid, h[1]);
+    const next = await fc.action(y.uuid, 'migrate', { hostUuid: h[0] });
+    assert.ok(next.status >= 400 && next.status < 500, JSON.stringify(next.body));
+    assert.match(next.body.message, /affinity group cold-hard \(antiHard\) already has cold-hard-0/);
+    const none = await fc.action(y.uuid, 'migrate', {});
+    assert.ok(none.status >= 400 && none.status < 500, 'both other hosts run a member');
+    await fc.api.del(`/v1/vm-instances/${x1.uuid}?wait=true`);
+    const moved = await fc.action(y.uuid, 'migrate', {});
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    assert.equal(moved.body.lastHostUuid, h[1], 'to the host no member runs on');
+    for (const u of [x0.uuid, y.uuid]) await fc.api.del(`/v1/vm-instances/${u}?wait=true`);
+  });
 
   it('GET …/migration-targets of a stopped local-storage VM lists the other two hosts', async () => {
     const { vm } = await stoppedVm('cm-targets');
