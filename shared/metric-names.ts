@@ -3,7 +3,7 @@
 // series is `ZStack_VM_CPUAverageUsedUtilization` (reversible: namespaces have no '_').
 // Agents export under these names; the controller's /v1/metrics and alarms translate back.
 
-export const METRIC_NAMESPACES = ['ZStack/VM', 'ZStack/Host', 'ZStack/L3Network', 'ZStack/VRouter', 'ZStack/PrimaryStorage', 'ZStack/BackupStorage'] as const;
+export const METRIC_NAMESPACES = ['ZStack/VM', 'ZStack/Host', 'ZStack/L3Network', 'ZStack/VRouter', 'ZStack/VIP', 'ZStack/PrimaryStorage', 'ZStack/BackupStorage'] as const;
 export type MetricNamespace = (typeof METRIC_NAMESPACES)[number];
 
 const NAME_RE = /^[A-Za-z][A-Za-z0-9]*$/;

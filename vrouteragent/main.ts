@@ -10,6 +10,7 @@ import { FlatService } from './flat.js';
 import { RouterService } from './router.js';
 import { buildConfigDrive } from './configdrive.js';
 import { checkScheme, DEFAULT_SCHEME, type NameScheme } from './names.js';
+import { VipMetrics } from './vip-metrics.js';
 
 export interface VrouterAgentOptions {
   dataDir: string;
@@ -19,6 +20,8 @@ export interface VrouterAgentOptions {
   metadataPort?: number;
   /** How often the watchdog restarts dead dnsmasq / metadata listeners (default 10 s; 0 = off). */
   watchdogMs?: number;
+  /** ZStack/VIP metrics sample interval (default 10 s; 0 = off). */
+  metricsIntervalMs?: number;
 }
 
 export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb'];
@@ -51,6 +54,9 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
 
   await flat.recover();
   await routers.recover();
+  const metricsMs = opts.metricsIntervalMs ?? 10_000;
+  const vipMetrics = metricsMs > 0 ? new VipMetrics(routers, server.metrics.registry, server.log, metricsMs) : undefined;
+  vipMetrics?.start();
   // watchdog: DHCP must keep working even if a dnsmasq dies between two commands
   let timer: NodeJS.Timeout | undefined;
   const watchdogMs = opts.watchdogMs ?? 10_000;
@@ -74,6 +80,7 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
     routers,
     close: async () => {
       if (timer) clearInterval(timer);
+      vipMetrics?.stop();
       await flat.close();
     },
   };
@@ -97,6 +104,7 @@ if (isMain()) {
         ['--name-prefix <prefix>', 'prefix of namespace names (default tsflat)'],
         ['--if-prefix <prefix>', 'prefix of interface names, ≤ 7 chars (default tsf)'],
         ['--watchdog-ms <ms>', 'how often dead dnsmasq / metadata listeners are restarted (default 10000; 0 = off)'],
+        ['--metrics-interval-ms <ms>', 'ZStack/VIP metrics sample interval (default 10000; 0 = off)'],
       ],
     },
     async (server, cfg) => {
@@ -108,7 +116,10 @@ if (isMain()) {
       const wd = cfg.extra.watchdogMs;
       const watchdogMs = wd === undefined ? undefined : Number(wd);
       if (watchdogMs !== undefined && !(Number.isInteger(watchdogMs) && watchdogMs >= 0)) throw new Error(`--watchdog-ms: expected a number of milliseconds, got ${String(wd)}`);
-      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme, ...(watchdogMs !== undefined ? { watchdogMs } : {}) });
+      const mi = cfg.extra.metricsIntervalMs;
+      const metricsIntervalMs = mi === undefined ? undefined : Number(mi);
+      if (metricsIntervalMs !== undefined && !(Number.isInteger(metricsIntervalMs) && metricsIntervalMs >= 0)) throw new Error(`--metrics-interval-ms: expected a number of milliseconds, got ${String(mi)}`);
+      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme, ...(watchdogMs !== undefined ? { watchdogMs } : {}), ...(metricsIntervalMs !== undefined ? { metricsIntervalMs } : {}) });
       return close;
     },
     { capabilities: VROUTER_CAPABILITIES },

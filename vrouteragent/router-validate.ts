@@ -85,6 +85,14 @@ export function validateRouter(r: RouterSpecT, field = 'router'): void {
       }
     }
   });
+  const counted = new Set<string>();
+  (r.vipUuids ?? []).forEach((v, i) => {
+    const f = `${field}.vipUuids.${i}`;
+    if (!/^[0-9a-fA-F-]{32,36}$/.test(v.vipUuid)) throw invalid(`${f}.vipUuid`, 'not a uuid');
+    if (v.ip !== r.public.ip && !vips.has(v.ip)) throw invalid(`${f}.ip`, `${v.ip} is not an address of the router`);
+    if (counted.has(v.ip)) throw invalid(`${f}.ip`, `${v.ip} is given twice`);
+    counted.add(v.ip);
+  });
   if (r.dns) validateDnsRecords(r.dns.records, `${field}.dns.records`);
 }
 

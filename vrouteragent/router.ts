@@ -12,6 +12,7 @@ import type { RouterSpecT } from '../shared/protocol/vpc.js';
 import { routerNames, type NameScheme, type RouterNames } from './names.js';
 import { addrsOf, checkBridge, linkExists, netnsExists } from './netns.js';
 import { planInterfaces, renderRouterNetfilter, type PlannedIf } from './render/router.js';
+import { parseVipCounters, type VipCounters } from './render/vip-accounting.js';
 import { renderRouterDnsmasqConf, renderRouterHosts } from './render/router-dns.js';
 import { dnsmasqPaths, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
 import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
@@ -79,6 +80,7 @@ export class RouterService {
     const ns = r.names.namespace;
     const o = { signal };
     let changed = false;
+    const counters = netnsExists(ns) ? await this.vipCounters(ns) : undefined;
     if (!netnsExists(ns)) {
       await exec('ip', ['netns', 'add', ns], o);
       changed = true;
@@ -100,10 +102,18 @@ export class RouterService {
     else await execOk('ip', ['-n', ns, 'route', 'del', 'default']);
     const nf = renderRouterNetfilter(r.spec);
     writeIfChanged(join(r.dir, 'iptables.rules'), nf.text);
-    await exec('iptables-restore', ['-w', '10'], { ...o, netns: ns, stdin: nf.text, errorCode: 'NETWORK_ERROR' });
+    // the same rules, with the VIP counters read above carried over the replacement
+    const withCounters = counters?.size ? renderRouterNetfilter(r.spec, counters).text : nf.text;
+    await exec('iptables-restore', ['-w', '10', '-c'], { ...o, netns: ns, stdin: withCounters, errorCode: 'NETWORK_ERROR' });
     if (await this.ensureDns(r, plan, changed, signal)) changed = true;
     if (await ensureLoadBalancer({ spec: r.spec, namespace: ns, dir: r.dir }, signal)) changed = true;
     return { changed, natRules: nf.natRules };
+  }
+
+  /** The per-VIP traffic counters of a router namespace (empty when it cannot be read). */
+  async vipCounters(ns: string): Promise<Map<string, VipCounters>> {
+    const r = await exec('iptables-save', ['-c', '-t', 'mangle'], { netns: ns, timeoutMs: 10_000, quiet: true }).catch(() => undefined);
+    return r ? parseVipCounters(r.stdout) : new Map();
   }
 
   /** One veth pair: created when either end is missing, plugged, up, with exactly the planned addresses. */
@@ -184,6 +194,11 @@ export class RouterService {
 
   status(): Array<{ routerUuid: string; namespace: string; present: boolean }> {
     return [...this.routers.values()].map((r) => ({ routerUuid: r.spec.routerUuid, namespace: r.names.namespace, present: netnsExists(r.names.namespace) }));
+  }
+
+  /** The namespaces of the routers that exist on the host now. */
+  namespaces(): string[] {
+    return [...this.routers.values()].map((r) => r.names.namespace).filter((ns) => netnsExists(ns));
   }
 
   list(): string[] {

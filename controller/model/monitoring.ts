@@ -12,7 +12,7 @@ export const DELIVERY_STATES = ['Pending', 'Sending', 'Succeeded', 'Failed'] as 
 export const ALARM_STATUSES = ['OK', 'Alarm', 'InsufficientData'] as const;
 export const COMPARISON_OPERATORS = ['GreaterThan', 'GreaterThanOrEqualTo', 'LessThan', 'LessThanOrEqualTo'] as const;
 export const LABEL_OPS = ['Equal', 'NotEqual', 'Regex'] as const;
-export const METRIC_NAMESPACES = ['ZStack/VM', 'ZStack/Host', 'ZStack/L3Network', 'ZStack/VRouter', 'ZStack/PrimaryStorage', 'ZStack/BackupStorage'] as const;
+export const METRIC_NAMESPACES = ['ZStack/VM', 'ZStack/Host', 'ZStack/L3Network', 'ZStack/VRouter', 'ZStack/VIP', 'ZStack/PrimaryStorage', 'ZStack/BackupStorage'] as const;
 
 /** Event name → its namespace (what an event subscription may ask for). */
 export const EVENT_NAMESPACES: Readonly<Record<string, string>> = {

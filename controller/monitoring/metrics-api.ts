@@ -15,6 +15,7 @@ import { INVENTORY_METRICS } from './inventory-metrics.js';
 export const KNOWN_METRICS: Readonly<Record<string, readonly string[]>> = {
   'ZStack/VM': ['CPUAverageUsedUtilization', 'CPUUsedUtilization', 'MemoryUsedBytes', 'MemoryFreeBytes', 'MemoryUsedInPercent', 'DiskReadBytes', 'DiskWriteBytes', 'DiskReadOps', 'DiskWriteOps', 'NetworkInBytes', 'NetworkOutBytes', 'NetworkInPackets', 'NetworkOutPackets', 'NetworkInErrors', 'NetworkOutErrors'],
   'ZStack/Host': ['CPUAverageUsedUtilization', 'CPUUsedUtilization', 'MemoryUsedBytes', 'MemoryFreeBytes', 'MemoryUsedInPercent', 'DiskReadBytes', 'DiskWriteBytes', 'DiskReadOps', 'DiskWriteOps', 'NetworkInBytes', 'NetworkOutBytes', 'NetworkInPackets', 'NetworkOutPackets', 'NetworkInErrors', 'NetworkOutErrors'],
+  'ZStack/VIP': ['VIPInBoundTrafficInBytes', 'VIPInBoundTrafficInPackages', 'VIPOutBoundTrafficInBytes', 'VIPOutBoundTrafficInPackages'],
   ...INVENTORY_METRICS,
 };
 

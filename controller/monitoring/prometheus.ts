@@ -1,9 +1,10 @@
 // The Prometheus that stores the metrics (Debian's `prometheus` package), run by the controller
 // as a child process listening on 127.0.0.1, and its scrape configuration kept current:
 //
-//   <dataDir>/prometheus/prometheus.yml        one scrape job per connected host's kvmagent
-//   <dataDir>/prometheus/targets/<host>.json   file SD: the agent's address, label HostUuid
-//   <dataDir>/prometheus/tokens/<host>         the agent's bearer token (0600; re-read per scrape)
+//   <dataDir>/prometheus/prometheus.yml        one scrape job per connected host's agent (kvmagent:
+//                                              ZStack/VM and ZStack/Host; vrouteragent: ZStack/VIP)
+//   <dataDir>/prometheus/targets/<host>[-vrouteragent].json   file SD: the agent's address, label HostUuid
+//   <dataDir>/prometheus/tokens/<host>[-vrouteragent]         its bearer token (0600; re-read per scrape)
 //   <dataDir>/prometheus/tokens/controller     the controller's own scrape token (job tstack-controller:
 //                                              L3 / storage metrics from the inventory, /v1/metrics/export)
 //   <dataDir>/prometheus/data                  the TSDB (retention: --storage.tsdb.retention.time)
@@ -41,28 +42,39 @@ export interface SelfTarget {
 
 export interface ScrapeTarget {
   hostUuid: string;
+  agent: ScrapedAgent;
   address: string;
   token: string;
 }
 
+/** The agents Prometheus scrapes; the kvmagent's files keep their historical names (<host>). */
+export const SCRAPED_AGENTS = ['kvmagent', 'vrouteragent'] as const;
+export type ScrapedAgent = (typeof SCRAPED_AGENTS)[number];
+/** The file-name key of one agent's target and token files. */
+export const targetKey = (t: { hostUuid: string; agent: ScrapedAgent }): string => (t.agent === 'kvmagent' ? t.hostUuid : `${t.hostUuid}-${t.agent}`);
+
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const KEY_RE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(-vrouteragent)?$/i;
 const ADDR_RE = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 const DURATION_RE = /^\d+(ms|s|m|h|d|w|y)$/;
 
-/** The kvmagent scrape targets of the inventory's connected hosts (validated: they go into files). */
+/** The agents' scrape targets of the inventory's connected hosts (validated: they go into files). */
 export function targetsOf(hosts: Resource[]): ScrapeTarget[] {
   const out: ScrapeTarget[] = [];
   for (const h of hosts) {
-    const kvm = (h._agents as Record<string, { port?: number; token?: string }> | undefined)?.kvmagent;
-    const address = `${String(h.managementIp)}:${String(kvm?.port)}`;
-    if (h.status !== 'Connected' || !kvm?.token || !UUID_RE.test(h.uuid) || !ADDR_RE.test(address)) continue;
-    out.push({ hostUuid: h.uuid, address, token: kvm.token });
+    if (h.status !== 'Connected' || !UUID_RE.test(h.uuid)) continue;
+    for (const agent of SCRAPED_AGENTS) {
+      const a = (h._agents as Record<string, { port?: number; token?: string }> | undefined)?.[agent];
+      const address = `${String(h.managementIp)}:${String(a?.port)}`;
+      if (!a?.token || !ADDR_RE.test(address)) continue;
+      out.push({ hostUuid: h.uuid, agent, address, token: a.token });
+    }
   }
-  return out.sort((a, b) => a.hostUuid.localeCompare(b.hostUuid));
+  return out.sort((a, b) => targetKey(a).localeCompare(targetKey(b)));
 }
 
-/** prometheus.yml for these hosts (pure). */
-export function renderConfig(dir: string, hosts: string[], scrapeInterval: string, self?: { scheme: 'http' | 'https'; address: string }): string {
+/** prometheus.yml for these agents (pure); `keys` are targetKey()s. */
+export function renderConfig(dir: string, keys: string[], scrapeInterval: string, self?: { scheme: 'http' | 'https'; address: string }): string {
   const lines = ['# written by tstack-controller (controller/monitoring/prometheus.ts); do not edit', 'global:', `  scrape_interval: ${scrapeInterval}`, `  evaluation_interval: ${scrapeInterval}`, 'scrape_configs:'];
   if (self) {
     lines.push(
@@ -76,9 +88,11 @@ export function renderConfig(dir: string, hosts: string[], scrapeInterval: strin
       `      - targets: [${JSON.stringify(self.address)}]`,
     );
   }
-  for (const h of hosts) {
+  for (const h of keys) {
+    const m = KEY_RE.exec(h);
+    if (!m) throw new TStackError('INVALID_ARGUMENT', `not a scrape target key: ${h}`);
     lines.push(
-      `  - job_name: kvmagent-${h}`,
+      `  - job_name: ${m[2] ? `vrouteragent-${m[1]!}` : `kvmagent-${h}`}`,
       '    metrics_path: /metrics',
       '    authorization:',
       '      type: Bearer',
@@ -88,7 +102,7 @@ export function renderConfig(dir: string, hosts: string[], scrapeInterval: strin
       '        refresh_interval: 30s',
     );
   }
-  if (hosts.length === 0 && !self) lines.push('  []');
+  if (keys.length === 0 && !self) lines.push('  []');
   return lines.join('\n') + '\n';
 }
 
@@ -174,10 +188,10 @@ export class PrometheusManager {
   private async doSync(reload: boolean): Promise<void> {
     const hosts = (await this.store.list({ kind: 'host', limit: 100_000 })).items;
     const targets = targetsOf(hosts);
-    const keep = new Set(targets.map((t) => t.hostUuid));
+    const keep = new Set(targets.map(targetKey));
     for (const t of targets) {
-      await writeAtomic(join(this.dir, 'tokens', t.hostUuid), t.token, 0o600);
-      await writeAtomic(join(this.dir, 'targets', `${t.hostUuid}.json`), JSON.stringify([{ targets: [t.address], labels: { HostUuid: t.hostUuid } }]) + '\n');
+      await writeAtomic(join(this.dir, 'tokens', targetKey(t)), t.token, 0o600);
+      await writeAtomic(join(this.dir, 'targets', `${targetKey(t)}.json`), JSON.stringify([{ targets: [t.address], labels: { HostUuid: t.hostUuid } }]) + '\n');
     }
     const self = this.self ? selfAddress(this.self.url) : undefined;
     if (self && this.self) await writeAtomic(join(this.dir, 'tokens', 'controller'), this.self.token, 0o600);
@@ -194,7 +208,7 @@ export class PrometheusManager {
     for (const dirName of ['targets', 'tokens']) {
       for (const f of await readdir(join(this.dir, dirName)).catch(() => [] as string[])) {
         const h = f.replace(/\.json$/, '');
-        if (!keep.has(h) && UUID_RE.test(h)) await rm(join(this.dir, dirName, f), { force: true });
+        if (!keep.has(h) && KEY_RE.test(h)) await rm(join(this.dir, dirName, f), { force: true });
       }
     }
   }

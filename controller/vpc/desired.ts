@@ -5,6 +5,7 @@
 //   eips       attached EIPs whose NIC is on one of those networks: VIP → NIC address
 //   ports      attached port-forwarding rules likewise (on the system VIP or a custom VIP)
 //   vips       the custom VIPs those use (extra addresses on the public interface)
+//   vipUuids   the uuids of the system VIP and those VIPs (per-VIP traffic metrics)
 //   dns        the router's `dns` list as forwarders, and the names of every VM on its networks
 import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 import type { InventoryStore, Resource } from '../store/types.js';
@@ -85,9 +86,14 @@ export async function desiredRouter(store: InventoryStore, router: Resource, bri
   spec.dns = { forwarders: (router.dns as string[] | undefined) ?? [], records: [...names].map(([name, ip]) => ({ name, ip })) };
   const { eips, pfs, nics } = await routerServices(store, router);
   const vips = new Set<string>();
+  // VIP address → uuid, for the per-VIP traffic counters (the system VIP counts the SNAT traffic)
+  const uuidOf = new Map<string, string>();
+  if (typeof router.vipUuid === 'string') uuidOf.set(spec.public.ip, router.vipUuid);
   const vipIp = async (uuid: unknown): Promise<string | undefined> => {
     const v = await store.get(String(uuid));
-    return v && v.kind === 'vip' ? String(v.ip) : undefined;
+    if (!v || v.kind !== 'vip') return undefined;
+    uuidOf.set(String(v.ip), v.uuid);
+    return String(v.ip);
   };
   for (const e of eips) {
     const ip = await vipIp(e.vipUuid);
@@ -115,5 +121,6 @@ export async function desiredRouter(store: InventoryStore, router: Resource, bri
   for (const l of listeners) if (l.vip !== spec.public.ip) vips.add(l.vip);
   if (listeners.length) spec.loadBalancers = listeners;
   spec.vips = [...vips].sort();
+  spec.vipUuids = [...uuidOf].filter(([ip]) => ip === spec.public.ip || vips.has(ip)).map(([ip, vipUuid]) => ({ ip, vipUuid })).sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
   return spec;
 }

@@ -64,6 +64,11 @@ export const RouterSpec = Obj({
   vips: Type.Array(Ipv4(), { maxItems: 1024 }),
   eips: Type.Array(RouterEip, { maxItems: 1024 }),
   portForwards: Type.Array(RouterPortForward, { maxItems: 4096 }),
+  /**
+   * The VIP uuids of the router's addresses (the system VIP and custom VIPs): each one's traffic
+   * through the public interface is counted and exported as ZStack/VIP metrics labelled VipUUID.
+   */
+  vipUuids: Type.Optional(Type.Array(Obj({ ip: Ipv4(), vipUuid: Uuid() }), { maxItems: 1025 })),
   /** DNS forwarder on the gateway addresses: upstream servers and the names of the networks' VMs. */
   dns: Type.Optional(Obj({ forwarders: Type.Array(Ipv4(), { maxItems: 8 }), records: Type.Array(DnsRecord, { maxItems: 65_536 }) })),
   /** Load-balancer listeners (haproxy in the namespace; shared/protocol/lb.ts). */

@@ -19,6 +19,7 @@ import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, createNetns, deleteLink, deleteNetns } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { tokenPath, type HostLayout } from '../../controller/host/render.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { vpcModule } from '../../controller/vpc/module.js';
 import { routerNames } from '../../vrouteragent/names.js';
@@ -78,14 +79,23 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
       () => undefined,
     );
   const timings: Record<string, number> = {};
+  let layout: HostLayout;
+  let ports: Awaited<ReturnType<typeof freePorts>>;
+  /** One ZStack/VIP metric of a VIP as the vrouteragent exports it (bytes or packets per second). */
+  const vipMetric = async (name: string, vipUuid: string): Promise<number> => {
+    const token = readFileSync(tokenPath(layout, 'vrouteragent'), 'utf8').trim();
+    const text = await (await fetch(`http://127.0.0.1:${ports.vrouteragent}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+    const m = new RegExp(`^ZStack_VIP_${name}\\{VipUUID="${vipUuid}"\\} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : NaN;
+  };
 
   before(async function () {
     await ensureLibvirt();
     const img = await guestImage();
     const tree = await builtTree();
     const sshKey = authorizedKey(cleanup, 'vpc');
-    const layout = await tempLayout(cleanup);
-    const ports = await freePorts();
+    layout = await tempLayout(cleanup);
+    ports = await freePorts();
     cleanup.add(() => killAgents(layout), 'stop deployed agents');
     cleanup.add(async () => {
       for (const u of vmUuids) {
@@ -129,7 +139,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } }), vpcModule()],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, agentExtra: { vrouteragent: { metricsIntervalMs: 1_000 } } } }), vpcModule()],
       reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
     } as never);
     api = await c.login('admin', c.adminPassword);
@@ -235,6 +245,14 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     timings.eipToSshMs = Date.now() - t0;
     assert.equal(await seenAs('vm1'), vip.ip);
     assert.equal(await seenAs('vm2'), ids.publicIp, 'the other VM still leaves as the public IP');
+    // ZStack/VIP metrics: pings from the internet to the EIP (1000-byte payloads, answered by vm1)
+    // show as the VIP's inbound and outbound traffic on the vrouteragent's /metrics
+    const pinging = execOk('ping', ['-c', '40', '-i', '0.2', '-s', '1000', vip.ip], { netns: inetNs, timeoutMs: 30_000 });
+    const t1 = Date.now();
+    await until('VIPInBoundTrafficInBytes and VIPOutBoundTrafficInBytes of the EIP > 1000 B/s', async () => (await vipMetric('VIPInBoundTrafficInBytes', vip.uuid)) > 1000 && (await vipMetric('VIPOutBoundTrafficInBytes', vip.uuid)) > 1000, 20_000);
+    timings.vipMetricMs = Date.now() - t1;
+    assert.ok((await vipMetric('VIPInBoundTrafficInPackages', vip.uuid)) > 0);
+    assert.ok(await pinging, 'the EIP answered the pings');
     await ok(api, `/v1/eips/${ids.eip}/actions`, { detach: {} });
     assert.equal(await seenAs('vm1'), ids.publicIp);
     assert.equal(await sshFromInet(vip.ip, 22, 4_000), undefined, 'detached: closed again');

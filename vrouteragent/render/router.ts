@@ -7,10 +7,12 @@
 //                     leaves as the router's public IP
 // filter: FORWARD from the public side only for replies and DNATed traffic: private addresses
 //         are unreachable from outside until an EIP or a port forward points at them.
+// mangle: per-VIP traffic counters (render/vip-accounting.ts).
 import { createHash } from 'node:crypto';
 import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 import { PUBLIC_IF, type RouterNames } from '../names.js';
 import { parseCidr, sortByIp } from '../ip.js';
+import { renderVipAccounting, type VipCounters } from './vip-accounting.js';
 
 export interface PlannedIf {
   /** 'public' or the L3 uuid. */
@@ -73,7 +75,8 @@ export interface RenderedNetfilter {
   natRules: number;
 }
 
-export function renderRouterNetfilter(r: RouterSpecT): RenderedNetfilter {
+/** `counters`: the VIP counters read before this apply, carried into the new rules (iptables-restore -c). */
+export function renderRouterNetfilter(r: RouterSpecT, counters?: ReadonlyMap<string, VipCounters>): RenderedNetfilter {
   const eips = sortByIp(r.eips.map((e) => ({ ip: e.privateIp, eip: e.eip })));
   const pre = [...eips.map((e) => `-A PREROUTING -d ${e.eip}/32 -i ${PUBLIC_IF} -j DNAT --to-destination ${e.ip}`), ...portForwardRules(r)];
   const post = [
@@ -102,6 +105,7 @@ export function renderRouterNetfilter(r: RouterSpecT): RenderedNetfilter {
     `-A FORWARD -i ${PUBLIC_IF} -m conntrack --ctstate DNAT -j ACCEPT`,
     `-A FORWARD -i ${PUBLIC_IF} -j DROP`,
     'COMMIT',
+    ...renderVipAccounting(r, counters),
     '',
   ];
   return { text: lines.join('\n'), natRules: pre.length + post.length };

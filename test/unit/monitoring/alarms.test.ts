@@ -31,14 +31,22 @@ describe('monitoring: alarms and PromQL', () => {
     assert.throws(() => parseLabels('nokey'));
   });
 
-  it('scrapes connected hosts only, with valid addresses; a job per host', () => {
-    const h = (f: Record<string, unknown>): Resource => ({ uuid: U, kind: 'host', name: 'h', createDate: '', lastOpDate: '', ownerAccountUuid: 'x', tags: [], status: 'Connected', managementIp: '10.0.0.1', _agents: { kvmagent: { port: 7070, token: 't' } }, ...f });
-    assert.deepEqual(targetsOf([h({})]), [{ hostUuid: U, address: '10.0.0.1:7070', token: 't' }]);
+  it('scrapes connected hosts only, with valid addresses; a job per host and agent (kvmagent, vrouteragent)', () => {
+    const h = (f: Record<string, unknown>): Resource => ({ uuid: U, kind: 'host', name: 'h', createDate: '', lastOpDate: '', ownerAccountUuid: 'x', tags: [], status: 'Connected', managementIp: '10.0.0.1', _agents: { kvmagent: { port: 7070, token: 't' }, vrouteragent: { port: 7272, token: 'v' }, storageagent: { port: 7171, token: 's' } }, ...f });
+    assert.deepEqual(targetsOf([h({})]), [
+      { hostUuid: U, agent: 'kvmagent', address: '10.0.0.1:7070', token: 't' },
+      { hostUuid: U, agent: 'vrouteragent', address: '10.0.0.1:7272', token: 'v' },
+    ]);
     assert.equal(targetsOf([h({ status: 'Disconnected' })]).length, 0);
     assert.equal(targetsOf([h({ managementIp: '1.2.3.4\nx' })]).length, 0);
-    const y = renderConfig('/d/prometheus', [U], '15s');
+    assert.deepEqual(targetsOf([h({ _agents: { kvmagent: { port: 7070, token: 't' } } })]).map((t) => t.agent), ['kvmagent'], 'a host without a vrouteragent token: kvmagent only');
+    const y = renderConfig('/d/prometheus', [U, `${U}-vrouteragent`], '15s');
     assert.match(y, new RegExp(`job_name: kvmagent-${U}`));
     assert.match(y, new RegExp(`credentials_file: "/d/prometheus/tokens/${U}"`));
+    assert.match(y, new RegExp(`job_name: vrouteragent-${U}\n`));
+    assert.match(y, new RegExp(`credentials_file: "/d/prometheus/tokens/${U}-vrouteragent"`));
+    assert.match(y, new RegExp(`files: \\["/d/prometheus/targets/${U}-vrouteragent.json"\\]`));
+    assert.throws(() => renderConfig('/d', ['../x'], '15s'), /not a scrape target key/);
     assert.match(renderConfig('/d', [], '15s'), /scrape_configs:\n {2}\[\]/);
   });
 
