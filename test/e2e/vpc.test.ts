@@ -85,7 +85,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
   const vipMetric = async (name: string, vipUuid: string): Promise<number> => {
     const token = readFileSync(tokenPath(layout, 'vrouteragent'), 'utf8').trim();
     const text = await (await fetch(`http://127.0.0.1:${ports.vrouteragent}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
-    const m = new RegExp(`^ZStack_VIP_${name}\\{VipUUID="${vipUuid}"\\} (\\S+)$`, 'm').exec(text);
+    const m = new RegExp(`^ZStack_VIP_${name}\\{[^}]*VipUUID="${vipUuid}"[^}]*\\} (\\S+)$`, 'm').exec(text);
     return m ? Number(m[1]) : NaN;
   };
 

@@ -23,7 +23,7 @@ export interface Host {
 /** A vrouteragent process standing in for one host; its namespaces are removed by cleanup. */
 export async function startHost(letter: string, cleanup: Cleanup, l3s: string[], opts: { watchdogMs?: number } = {}): Promise<Host> {
   const scheme = { nsPrefix: `${runId()}${letter}`, ifPrefix: `${runId()}${letter}` };
-  const args = ['--name-prefix', scheme.nsPrefix, '--if-prefix', scheme.ifPrefix, '--watchdog-ms', String(opts.watchdogMs ?? 1000)];
+  const args = ['--name-prefix', scheme.nsPrefix, '--if-prefix', scheme.ifPrefix, '--watchdog-ms', String(opts.watchdogMs ?? 1000), '--metrics-interval-ms', '500'];
   for (const l3 of l3s) {
     const n = flatNames(l3, scheme);
     cleanup.add(async () => {

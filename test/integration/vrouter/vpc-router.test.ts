@@ -114,10 +114,22 @@ describe('vrouteragent: VPC router in a namespace (SNAT, EIP, port forwarding, D
     assert.equal(again.changed, false, 'the same state again changes nothing');
   });
 
-  it('EIP: the outside reaches the VM at its EIP, and the VM leaves as its EIP', async () => {
-    await apply({ ...spec, vips: ['198.51.100.20'], eips: [{ eip: '198.51.100.20', privateIp: '10.1.0.5' }] });
+  it('EIP: the outside reaches the VM at its EIP, and the VM leaves as its EIP; its traffic shows in ZStack/VIP metrics', async () => {
+    const VIP = randomUUID();
+    await apply({ ...spec, vips: ['198.51.100.20'], eips: [{ eip: '198.51.100.20', privateIp: '10.1.0.5' }], vipUuids: [{ ip: '198.51.100.20', vipUuid: VIP }] });
     assert.equal((await curl(inet, 'http://198.51.100.20:8081/')).body, '198.51.100.1');
     assert.equal((await curl(a, 'http://198.51.100.1:8080/')).body, '198.51.100.20');
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(`${host.ep.url}/metrics`, { headers: { authorization: `Bearer ${host.ep.token}` } })).text();
+      return Number(new RegExp(`^ZStack_VIP_${name}\\{[^}]*VipUUID="${VIP}"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    };
+    // traffic both ways through the EIP while the agent samples (every 500 ms here)
+    const seen = await until(async () => {
+      await curl(inet, 'http://198.51.100.20:8081/');
+      await curl(a, 'http://198.51.100.1:8080/');
+      return (await metric('VIPInBoundTrafficInBytes')) > 0 && (await metric('VIPOutBoundTrafficInBytes')) > 0 && (await metric('VIPInBoundTrafficInPackages')) > 0 && (await metric('VIPOutBoundTrafficInPackages')) > 0;
+    });
+    assert.ok(seen, `VIP metrics: ${await metric('VIPInBoundTrafficInBytes')} B/s in, ${await metric('VIPOutBoundTrafficInBytes')} B/s out`);
     assert.equal((await curl(b, 'http://198.51.100.1:8080/')).body, '198.51.100.10', 'others still leave as the public IP');
     await apply(spec);
     assert.notEqual((await curl(inet, 'http://198.51.100.20:8081/')).status, 200, 'detached: the EIP leads nowhere');
