@@ -130,6 +130,8 @@ export function builtinModules(): ControllerModule[] {
     lazyModule('identity', async () => (await import('./identity/module.js')).identityModule()),
     // VPC routers, VIPs, EIPs, port forwarding (after 'cloud': it uses the cloud's agent plumbing)
     lazyModule('vpc', async () => (await import('./vpc/module.js')).vpcModule()),
+    // scheduler jobs and triggers (定时任务): after 'cloud', whose VM and volume actions its jobs run
+    lazyModule('scheduler', async () => (await import('./scheduler/module.js')).schedulerModule()),
   ];
 }
 

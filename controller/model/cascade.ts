@@ -79,6 +79,8 @@ export const deleteRules: Readonly<Record<string, DepRule[]>> = {
     { kind: 'volume', where: (t) => [eq('vmInstanceUuid', t.uuid), { field: 'type', op: '!=', value: 'Root' }], action: 'detach', what: 'data volumes', patch: { vmInstanceUuid: undefined, deviceId: undefined } },
   ],
   volume: [child('volume-snapshot', 'delete', 'snapshots')],
+  // manual 定时器: deleting a trigger unloads its jobs (they can be loaded on another one)
+  'scheduler-trigger': [{ kind: 'scheduler-job', where: (t) => [eq('schedulerTriggerUuid', t.uuid)], action: 'detach', what: 'scheduler jobs', patch: { schedulerTriggerUuid: undefined } }],
   account: OWNED_KINDS.map((kind) => ({ kind, where: (t: Resource): Filter[] => [eq('ownerAccountUuid', t.uuid)], action: 'block' as const, what: `${kind}s it owns`, hint: 'delete them or change their owner first' })),
 };
 

@@ -122,6 +122,9 @@ describe('functional: VPC routers, VIPs, EIPs, port forwarding (fake cloud)', fu
     assert.equal(e.guestIp, ids.vmIp);
     assert.deepEqual(lastSpec().eips, [{ eip: '198.51.100.200', privateIp: ids.vmIp }]);
     assert.deepEqual(lastSpec().vips, ['198.51.100.200']);
+    // the VIP uuids the agent labels its ZStack/VIP traffic metrics with: the system VIP's and the EIP's
+    const router = (await fc.api.get(`/v1/vpc-routers/${ids.router}`)).body;
+    assert.deepEqual(lastSpec().vipUuids, [{ ip: router.publicIp, vipUuid: sys }, { ip: '198.51.100.200', vipUuid: ids.vip1 }].sort((a, b) => (a.ip < b.ip ? -1 : 1)));
     const vip = (await fc.api.get(`/v1/vips/${ids.vip1}`)).body;
     assert.deepEqual(vip.useFor, ['EIP']);
     const pfOnEip = await fc.api.post('/v1/port-forwarding-rules', { name: 'x', vipUuid: ids.vip1, vipPortStart: 80, privatePortStart: 80, protocolType: 'TCP' });

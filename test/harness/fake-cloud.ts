@@ -247,9 +247,9 @@ export interface FakeCloud {
    * A controller killed mid-way: the running one is closed without waiting for its flows (its
    * inventory file and flow journals stay as they are) and a fresh one starts on the same data
    * dir, resuming the unfinished flows; `controller`, `api` and `registry` then point to it.
-   * Only for clouds started without extra modules.
+   * A cloud started with extra modules passes fresh instances of them (module objects hold state).
    */
-  crashController(): Promise<void>;
+  crashController(modules?: ControllerModule[]): Promise<void>;
 }
 
 /**
@@ -373,12 +373,12 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     createVm: (name, extra = {}) => fc.api.post('/v1/vm-instances?wait=true', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], ...extra }),
     action: (vmUuid, action, params = {}) => fc.api.post(`/v1/vm-instances/${vmUuid}/actions?wait=true`, { [action]: params }),
     storageState,
-    async crashController() {
-      if (o.modules?.length) throw new Error('crashController: only for a fake cloud without extra modules');
+    async crashController(modules?: ControllerModule[]) {
+      if (o.modules?.length && !modules) throw new Error('crashController: a fake cloud with extra modules needs fresh instances of them');
       const old = fc.controller;
       await old.stop();
       const reg = new ApiRegistry();
-      const next = await testController(cleanup, { registry: reg, dataDir: old.dataDir, adminPassword: old.adminPassword, modules: [cloudModule({ hosts: false })], ...stores } as never);
+      const next = await testController(cleanup, { registry: reg, dataDir: old.dataDir, adminPassword: old.adminPassword, modules: [cloudModule({ hosts: false }), ...(modules ?? [])], ...stores } as never);
       Object.assign(fc, { controller: next, registry: reg, api: await next.login('admin', next.adminPassword) });
     },
     async restartKvmAgent() {
