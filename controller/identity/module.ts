@@ -23,7 +23,7 @@ export type IdentityServices = Pick<ControllerContext, 'store' | 'auth' | 'bus' 
 export interface IdentityOptions {
   /** How often the quota ledger is checked against the inventory (default 5 min; 0 = only at start). */
   repairPeriodMs?: number;
-  /** Failed-login rate limit (default 5 failures per 5 minutes per account name and per client address). */
+  /** Failed-login rate limit (default 5 failures per 5 minutes per account name and per client address; counted in the store, shared by its controllers). */
   loginLimit?: LoginLimitOptions;
 }
 
@@ -45,7 +45,7 @@ export function identityModule(o: IdentityOptions = {}): { name: string; install
       registerAccessKeys(s.registry);
       registerChangeOwner(s.registry);
       s.registry.setDelete('accounts', { long: true, deletesDependents: true, run: (r, _q, oc) => deleteAccount(r, oc) });
-      s.apiMiddleware.push(loginLimitMiddleware(new LoginLimiter(o.loginLimit)));
+      s.apiMiddleware.push(loginLimitMiddleware(new LoginLimiter(o.loginLimit, s.store)));
       s.apiMiddleware.push(logoutAllMiddleware(s.auth));
       s.apiMiddleware.push(policyMiddleware({ store: s.store, auth: s.auth, registry: s.registry }));
       registerQuotaActions(s.registry, (store) => (store === s.store ? q : new QuotaService(store, () => s.auth.adminAccountUuid)));

@@ -7,6 +7,7 @@ import { startRedis } from '../../harness/redis.js';
 import { ApiClient, testController, type TestController } from '../../harness/controller.js';
 import { identityModule } from '../../../controller/identity/module.js';
 import { signRequest } from '../../../controller/auth/hmac.js';
+import { LoginLimiter } from '../../../controller/identity/login-limit.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -56,7 +57,8 @@ for (const backend of ['sqlite', 'redis'] as const) {
     });
 
     it('HMAC-signed requests: signature over method, path, date, nonce and body; skew window; a replay and a tampered request are refused', async function () {
-      const k = await acct.post('/v1/access-keys', { description: 'signed' });
+      const me = await c.login(acctName, 'account-pw-123'); // a fresh session: the describe's idle timeout is short
+      const k = await me.post('/v1/access-keys', { description: 'signed' });
       const sign = (method: string, url: string, body?: string, o: { date?: Date; nonce?: string; secret?: string } = {}): Record<string, string> =>
         signRequest({ accessKeyId: k.body.accessKeyId, secret: o.secret ?? k.body.secret, method, url, ...(body !== undefined ? { body } : {}), ...(o.date ? { date: o.date } : {}), ...(o.nonce ? { nonce: o.nonce } : {}) });
       const raw = (method: string, url: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: any }> =>
@@ -80,7 +82,7 @@ for (const backend of ['sqlite', 'redis'] as const) {
       assert.equal((await raw('GET', url, sign('GET', url, undefined, { date: new Date(Date.now() - 60_000) }))).status, 200, 'within it');
       assert.equal((await raw('GET', url, sign('GET', url, undefined, { secret: 'x'.repeat(43) }))).status, 401, 'wrong secret');
       assert.equal((await raw('GET', url, { authorization: 'TSTACK-HMAC-SHA256 Credential=zz', 'x-tstack-date': new Date().toISOString() })).status, 401, 'malformed');
-      assert.equal((await acct.req('DELETE', `/v1/access-keys/${k.body.uuid}`)).status, 200);
+      assert.equal((await me.req('DELETE', `/v1/access-keys/${k.body.uuid}`)).status, 200);
       assert.equal((await raw('GET', url, sign('GET', url))).status, 401, 'revoked');
     });
 
@@ -130,6 +132,27 @@ for (const backend of ['sqlite', 'redis'] as const) {
       const r = await s.get('/v1/zones');
       assert.equal(r.status, 401);
       assert.match(r.body.message, /idle/);
+    });
+
+    it('failed-login counts live in the store: failures counted by another controller refuse a login here', async function () {
+      await sleep(3_200); // no failures of earlier tests left in the window
+      const other = new LoginLimiter({ maxFailures: 3, windowMs: 3_000 }, c.store); // another controller's limiter on the same store
+      for (let i = 0; i < 3; i++) await other.failed([`account:${acctName}`]);
+      const r = await c.anon.post('/v1/sessions', { accountName: acctName, password: 'account-pw-123' });
+      assert.equal(r.status, 429, JSON.stringify(r.body));
+      assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    });
+
+    it('failed logins per client address: after 3 with any names, 429 for every name from that address', async function () {
+      await sleep(3_200);
+      for (let i = 0; i < 3; i++) assert.equal((await c.anon.post('/v1/sessions', { accountName: `nobody-${i}-${backend}`, password: 'wrong-password' })).status, 401);
+      const r = await c.anon.post('/v1/sessions', { accountName: acctName, password: 'account-pw-123' });
+      assert.equal(r.status, 429, 'the right password for an untouched name, from the same address');
+      assert.match(r.body.message, /from this address/);
+      const ra = Number(r.headers.get('retry-after'));
+      assert.ok(ra >= 1 && ra <= 3, `Retry-After ${ra}`);
+      await sleep(ra * 1000 + 200);
+      assert.equal((await c.anon.post('/v1/sessions', { accountName: acctName, password: 'account-pw-123' })).status, 200);
     });
   });
 }
