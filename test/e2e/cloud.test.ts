@@ -13,7 +13,7 @@ import { randomInt } from 'node:crypto';
 import { exec } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { testController, type TestController } from '../harness/controller.js';
-import type { ApiClient } from '../harness/controller.js';
+import { ApiClient } from '../harness/controller.js';
 import { guestImage, makeSshKey, sshRun, waitForSerial, REPO_ROOT } from '../harness/guest.js';
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, deleteLink } from '../harness/net.js';
@@ -23,6 +23,7 @@ import { cloudModule } from '../../controller/cloud/install.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 import type { HostLayout } from '../../controller/host/render.js';
 import { monitoringModule } from '../../controller/monitoring/module.js';
+import { identityModule } from '../../controller/identity/module.js';
 import { freePort } from '../harness/ports.js';
 
 const MiB = 1024 * 1024;
@@ -152,6 +153,7 @@ describe('e2e: the first real cloud', function () {
         modules: [
           cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, agentExtra: { kvmagent: { metricsIntervalMs: 2_000 } } } }),
           monitoringModule({ prometheus: { port: promPort, scrapeInterval: '2s' }, alarmIntervalMs: 2_000, delivery: { pollMs: 250, backoffMs: 4_000, maxAttempts: 3 } }),
+          identityModule({ repairPeriodMs: 0 }),
         ],
         // a short periodic pass: the repair test below waits for it
         reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
@@ -569,8 +571,46 @@ describe('e2e: the first real cloud', function () {
     assert.ok(st.length > 0 && st.every((x) => x.lastAppliedAt !== undefined), JSON.stringify(st));
   });
 
+  // Issue 18 with a real guest: vm2 is given to a tenant, whose user may only start/stop VMs;
+  // a quota refuses a second VM; deleting the tenant takes vm2 off the host and frees its IP.
+  it('tenancy: a user allowed vm-instances:start/stop stops the tenant\'s VM but may not delete it; vm.totalNum=1 refuses a second VM; deleting the account removes the VM from the host and releases its IP', async () => {
+    const vm = vms.vm2;
+    const t = await ok(api, '/v1/accounts', { name: `${rid}-tenant`, password: 'tenant-pw-123' });
+    const moved = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { changeOwner: { accountUuid: t.uuid } });
+    assert.deepEqual(moved.moved.map((m: { kind: string }) => m.kind).sort(), ['vm-instance', 'vm-nic', 'volume', 'volume']);
+    const tenant = await c.login(`${rid}-tenant`, 'tenant-pw-123');
+    const user = await ok(tenant, '/v1/users', { name: 'operator', password: 'operator-pw-123' });
+    const pol = await ok(tenant, '/v1/policies', { name: 'start-stop', statements: [{ effect: 'Allow', actions: ['vm-instances:start', 'vm-instances:stop'] }] });
+    await ok(tenant, `/v1/users/${user.uuid}/actions`, { attachPolicy: { policyUuid: pol.uuid } });
+    const s = await c.anon.post('/v1/sessions', { accountName: `${rid}-tenant`, userName: 'operator', password: 'operator-pw-123' });
+    assert.equal(s.status, 200, JSON.stringify(s.body));
+    const op = new ApiClient(c.url, s.body.token);
+    const del = await op.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
+    assert.equal(del.status, 403, JSON.stringify(del.body));
+    assert.equal((await ok(op, `/v1/vm-instances/${vm.uuid}/actions`, { stop: {} })).state, 'Stopped');
+    assert.equal(await domainExists(vm.uuid), false);
+
+    await ok(api, `/v1/accounts/${t.uuid}/actions`, { updateQuota: { name: 'vm.totalNum', value: 1 } });
+    const second = await tenant.post('/v1/vm-instances?wait=true', { name: `${rid}-vm3`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] });
+    assert.equal(second.status, 409, JSON.stringify(second.body));
+    assert.match(second.body.message, /vm\.totalNum/);
+    assert.equal((await tenant.get('/v1/vm-instances?count=true')).body.total, 1, 'the refused create left nothing');
+
+    const nic = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body.vmNics[0];
+    const vols = (await api.get(`/v1/volumes?q=vmInstanceUuid=${vm.uuid}`)).body.inventories as any[];
+    const gone = await ok(api, `/v1/accounts/${t.uuid}`, undefined, 'del');
+    assert.equal(gone.uuid, t.uuid);
+    assert.equal((await api.get(`/v1/vm-instances/${vm.uuid}`)).status, 404);
+    assert.equal(await domainExists(vm.uuid), false);
+    for (const v of vols) assert.ok(!existsSync(v.installPath), `volume file ${v.installPath} is gone`);
+    assert.ok(!(await c.store.claims(ipNamespace(ids.l3))).some((x) => x.key === nic.ip), `IP ${nic.ip} released`);
+    await until('the DHCP entry is gone from the host', () => !flatState(layout).toLowerCase().includes(nic.mac.toLowerCase()), 30_000);
+    assert.equal((await c.anon.post('/v1/sessions', { accountName: `${rid}-tenant`, password: 'tenant-pw-123' })).status, 401);
+  });
+
   it('expunge removes the domain, the volumes, the IPs and the DHCP entries (checked on the host)', async () => {
-    for (const vm of [vms.vm1, vms.vm2]) {
+    // (vm2 went with its account in the tenancy test above, through the same expunge)
+    for (const vm of [vms.vm1]) {
       const nic = (await api.get(`/v1/vm-instances/${vm.uuid}`)).body.vmNics[0];
       const vols = (await api.get(`/v1/volumes?q=vmInstanceUuid=${vm.uuid}`)).body.inventories as any[];
       assert.ok(vols.length >= 1);
