@@ -55,7 +55,9 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   await flat.recover();
   await routers.recover();
   const metricsMs = opts.metricsIntervalMs ?? 10_000;
-  const vipMetrics = metricsMs > 0 ? new VipMetrics(routers, server.metrics.registry, server.log, metricsMs) : undefined;
+  // a router is read in its own queue: never while an apply rewrites its rules
+  const vipSource = { routers: () => routers.list(), vipCounters: (routerUuid: string) => server.queues.run(byRouter.key({ routerUuid }), () => routers.vipCountersOf(routerUuid)) };
+  const vipMetrics = metricsMs > 0 ? new VipMetrics(vipSource, server.metrics.registry, server.log, metricsMs) : undefined;
   vipMetrics?.start();
   // watchdog: DHCP must keep working even if a dnsmasq dies between two commands
   let timer: NodeJS.Timeout | undefined;

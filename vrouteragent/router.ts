@@ -196,9 +196,10 @@ export class RouterService {
     return [...this.routers.values()].map((r) => ({ routerUuid: r.spec.routerUuid, namespace: r.names.namespace, present: netnsExists(r.names.namespace) }));
   }
 
-  /** The namespaces of the routers that exist on the host now. */
-  namespaces(): string[] {
-    return [...this.routers.values()].map((r) => r.names.namespace).filter((ns) => netnsExists(ns));
+  /** A router's per-VIP counters (empty when it or its namespace is missing). */
+  async vipCountersOf(routerUuid: string): Promise<Map<string, VipCounters>> {
+    const r = this.routers.get(hexOf(routerUuid));
+    return r && netnsExists(r.names.namespace) ? this.vipCounters(r.names.namespace) : new Map();
   }
 
   list(): string[] {

@@ -38,9 +38,10 @@ export function vipRates(prev: VipSample | undefined, cur: VipSample): Map<VipMe
 }
 
 export interface VipCounterSource {
-  /** Router namespaces that exist on this host. */
-  namespaces(): string[];
-  vipCounters(ns: string): Promise<Map<string, VipCounters>>;
+  /** The routers of this host (uuids). */
+  routers(): string[];
+  /** One router's counters (empty when its namespace is missing). */
+  vipCounters(routerUuid: string): Promise<Map<string, VipCounters>>;
 }
 
 export class VipMetrics {
@@ -78,7 +79,7 @@ export class VipMetrics {
 
   private async doSample(): Promise<void> {
     const cur: VipSample = { at: Date.now(), vips: new Map() };
-    for (const ns of this.source.namespaces()) for (const [u, c] of await this.source.vipCounters(ns)) cur.vips.set(u, c);
+    for (const r of this.source.routers()) for (const [u, c] of await this.source.vipCounters(r)) cur.vips.set(u, c);
     const values = vipRates(this.prev, cur);
     this.prev = cur;
     // reset and set in one synchronous stretch: a scrape sees a whole sample
