@@ -4,15 +4,18 @@
 // on an L2 that spans both hosts. Real guests: a VM on each host (they ping each other across
 // hosts), live migration both ways through the API keeping the guest's boot id and an open SSH
 // session, fault injection in the migration flow (the VM stays on exactly one host), and host
-// maintenance (its VMs live-migrate away; new VMs avoid it); anti-affinity; HA (the namespaced
-// host's kvmagent killed alone: no restart; every process of it killed: its NeverStop VM comes
-// back on this machine). The HA cases run last: they leave host 2 dead.
+// maintenance (its VMs live-migrate away; new VMs avoid it); anti-affinity; a third namespaced
+// host and a local primary storage (a private disk per host at one path): a stopped VM cold-migrates
+// to host 3 with its volume and boots there with its data, then host 3's maintenance stops it (and
+// keeps host 3 out of the HA cases); HA (the namespaced host's kvmagent killed alone: no restart;
+// every process of it killed: its NeverStop VM comes back on this machine). The HA cases run
+// last: they leave host 2 dead.
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { exec } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
@@ -66,6 +69,8 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
   const net = `10.${randomInt(120, 200)}.${randomInt(1, 250)}`;
   let fab: NsFabric;
   let host2: NsHost;
+  /** Local primary storage: the same path on every host, each namespaced host with its own disk there. */
+  let localDir: string;
   let c: TestController;
   let api: ApiClient;
   let layout: HostLayout;
@@ -92,7 +97,8 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     cleanup.add(() => deleteLink(nic), `veth ${nic}`);
     // every extra host gets an interface of the same name joined to the same bridge, and its own
     // agent config/data/run/log directories (the install directory is shared, as on one image)
-    fab = await nsFabric(cleanup, { links: [{ bridge, ifname: nic }], private: [layout.etcDir, layout.dataDir, layout.runDir, layout.logDir] });
+    localDir = await tmpDir('multihost-local', cleanup);
+    fab = await nsFabric(cleanup, { links: [{ bridge, ifname: nic }], private: [layout.etcDir, layout.dataDir, layout.runDir, layout.logDir, localDir] });
     const h2 = await nsHostUp(fab, 2, cleanup);
     host2 = h2;
     uris.h1 = 'qemu:///system';
@@ -335,6 +341,52 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     await ok(api, `/v1/affinity-groups/${g.uuid}/actions`, { changeState: { stateEvent: 'disable' } });
     assert.equal((await ok(api, `/v1/vm-instances/${vms.b.uuid}/actions`, { start: {} })).state, 'Running');
   });
+
+  it('three hosts: a third namespaced host added over SSH; a stopped VM on local storage cold-migrates to it (volume copied, source freed) and boots there with its data; maintenance of that host stops it', async () => {
+    const t0 = Date.now();
+    await nsHostUp(fab, 3, cleanup);
+    uris.h3 = `qemu+tcp://${fab.ip(3)}/system`;
+    const h3 = await viaJob(api, '/v1/hosts', { name: `${rid}-host3`, clusterUuid: ids.cluster, managementIp: fab.ip(3), username: 'root', sshPrivateKey: ids.sshKey, virtType: 'qemu' });
+    assert.equal(h3.status, 'Connected', JSON.stringify(h3));
+    ids.h3 = h3.uuid;
+    ids.local = (await ok(api, '/v1/primary-storage', { name: `${rid}-local`, zoneUuid: ids.zone, type: 'LocalStorage', url: localDir })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ids.local } });
+    // created stopped on host 1's local disk; data written into its root volume beyond the image (at 40 MiB)
+    vms.d = await ok(api, '/v1/vm-instances', { name: `${rid}-d`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], sshKey: key.pubKey, hostUuid: ids.h1, primaryStorageUuidForRootVolume: ids.local, rootDiskSize: 64 * MiB, strategy: 'CreateStopped' });
+    const root = vms.d.rootVolumeUuid as string;
+    const rel = join('volumes', root, `${root}.qcow2`);
+    assert.ok(existsSync(join(localDir, rel)), 'the root volume is on host 1’s local disk');
+    await exec('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 40M 1M', join(localDir, rel)]);
+    const want = createHash('md5').update(Buffer.alloc(MiB, 0x5a)).digest('hex');
+    const targets = (await api.get(`/v1/vm-instances/${vms.d.uuid}/migration-targets`)).body;
+    assert.deepEqual(targets.inventories.map((h: any) => h.uuid).sort(), [ids.h2, ids.h3].sort(), 'both other hosts can take it');
+    const t1 = Date.now();
+    const moved = await ok(api, `/v1/vm-instances/${vms.d.uuid}/actions`, { migrate: { hostUuid: ids.h3 } });
+    console.log(`      cold migration of a 64 MiB root volume to host 3: ${Date.now() - t1} ms`);
+    assert.equal(moved.state, 'Stopped');
+    assert.equal((await api.get(`/v1/volumes/${root}`)).body.hostUuid, ids.h3);
+    assert.ok(existsSync(join(fab.privateDir(3, localDir), rel)), 'the copy is on host 3’s local disk');
+    assert.ok(!existsSync(join(localDir, rel)), 'host 1’s copy is freed');
+    const started = await ok(api, `/v1/vm-instances/${vms.d.uuid}/actions`, { start: {} });
+    assert.equal(started.hostUuid, ids.h3, 'it starts where its disk is');
+    assert.ok((await domains(uris.h3)).includes(`tstack-${vms.d.uuid}`), 'under host 3’s libvirtd');
+    const ip = started.vmNics[0].ip;
+    const got = (await sshRun({ host: ip, key: key.priv, cmd: 'dd if=/dev/vda bs=1M skip=40 count=1 2>/dev/null | md5sum', timeoutMs: 300_000 })).split(/\s+/)[0];
+    assert.equal(got, want, 'the data written on host 1 reads back in the guest on host 3');
+    // maintenance with local storage (the manual): the VM is stopped, not moved; new VMs avoid the host
+    const m = await ok(api, `/v1/hosts/${ids.h3}/actions`, { changeState: { stateEvent: 'maintain' } });
+    assert.equal(m.state, 'Maintenance');
+    const d = (await api.get(`/v1/vm-instances/${vms.d.uuid}`)).body;
+    assert.equal(d.state, 'Stopped');
+    assert.ok(!(await domains(uris.h3)).includes(`tstack-${vms.d.uuid}`));
+    // gone while host 3 still runs (the cleanup stops host 3 before it deletes the cloud's VMs)
+    await ok(api, `/v1/vm-instances/${vms.d.uuid}`, undefined, 'del');
+    await ok(api, `/v1/vm-instances/${vms.d.uuid}/actions`, { expunge: {} });
+    assert.ok(!existsSync(join(fab.privateDir(3, localDir), rel)), 'expunged from host 3’s local disk');
+    delete vms.d;
+    console.log(`      third host added, cold migration, boot on host 3, maintenance: ${Date.now() - t0} ms`);
+  });
+
   const vmNow = async (uuid: string): Promise<any> => (await api.get(`/v1/vm-instances/${uuid}`)).body;
   const waitFor = async (what: string, ms: number, fn: () => Promise<boolean>): Promise<number> => {
     const t0 = Date.now();
