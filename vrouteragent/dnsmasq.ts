@@ -92,9 +92,9 @@ export async function stopDnsmasq(p: DnsmasqPaths): Promise<boolean> {
   return true;
 }
 
-/** SIGHUP: re-read hosts/opts/addn-hosts/servers files; leases and other clients stay. */
-export function reloadDnsmasq(p: DnsmasqPaths): boolean {
-  const pid = findDnsmasq(p);
+/** SIGHUP (`known`: the pid just found): re-read hosts/opts/addn-hosts/servers files; leases and other clients stay. */
+export function reloadDnsmasq(p: DnsmasqPaths, known?: number): boolean {
+  const pid = known ?? findDnsmasq(p);
   if (pid === undefined) return false;
   process.kill(pid, 'SIGHUP');
   return true;

@@ -13,7 +13,7 @@ import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq
 import { MetadataServer } from './metadata/server.js';
 import { dnsmasqPaths, renderDhcpHosts, renderDhcpOpts, renderDnsmasqConf, renderHosts, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
 import { filterLeases } from './render/leases.js';
-import { ensureDir, flatRoot, listDirs, readJson, removeDir, writeIfChanged } from './state.js';
+import { ensureDir, FileMemory, flatRoot, listDirs, readJson, removeDir, writeIfChanged } from './state.js';
 import {
   validateDhcpEntries,
   validateDnsRecords,
@@ -46,6 +46,8 @@ interface L3 {
   ensured?: string;
   /** Loaded from the per-part files of an older agent. */
   legacy?: boolean;
+  /** What was last written to this L3's files (desired.json and dnsmasq's). */
+  files: FileMemory;
 }
 
 /** The saved desired state of an L3 (FlatDesired as JSON). */
@@ -96,7 +98,7 @@ export class FlatService {
   }
 
   private load(network: FlatNetworkSpec, dir: string): L3 {
-    const base = { network, names: flatNames(network.l3NetworkUuid, this.o.scheme), dir, paths: dnsmasqPaths(dir) };
+    const base = { network, names: flatNames(network.l3NetworkUuid, this.o.scheme), dir, paths: dnsmasqPaths(dir), files: new FileMemory() };
     const saved = readJson<FlatDesired | undefined>(join(dir, DESIRED), undefined);
     if (saved) return { ...base, dhcp: saved.dhcp, dns: saved.dns, metadata: new Map(saved.metadata.map((r) => [r.ip, r])) };
     // state written by an older agent: one file per part (removed once desired.json is written)
@@ -111,11 +113,18 @@ export class FlatService {
 
   /**
    * Save the L3's desired state (one file: each write-and-rename costs a flush on ext4, and
-   * an apply changes several parts at once). True when it changed.
+   * an apply changes several parts at once). True when it changed. The same state again (the
+   * controller's periodic pass) is a drift check: every file is compared with the disk.
    */
   private save(st: L3): boolean {
     const d: FlatDesired = { network: st.network, dhcp: st.dhcp, dns: st.dns, metadata: [...st.metadata.values()] };
-    const wrote = writeIfChanged(join(st.dir, DESIRED), JSON.stringify(d) + '\n', 0o600);
+    const file = join(st.dir, DESIRED);
+    const text = JSON.stringify(d) + '\n';
+    let wrote = st.files.write(file, text, 0o600);
+    if (!wrote) {
+      st.files.forget();
+      wrote = st.files.write(file, text, 0o600);
+    }
     if (st.legacy) {
       for (const f of ['network.json', 'dhcp.json', 'dns.json', 'metadata.json']) rmSync(join(st.dir, f), { force: true });
       delete st.legacy;
@@ -129,7 +138,7 @@ export class FlatService {
    * restarted (not just SIGHUPed) when its config changed, its namespace was recreated, its lease
    * file is gone, or a lease is held by a MAC/IP pair that is no longer desired.
    */
-  private async converge(st: L3, signal: AbortSignal | undefined): Promise<{ changed: boolean; releasedLeases: number }> {
+  private async converge(st: L3, signal: AbortSignal | undefined): Promise<{ changed: boolean; releasedLeases: number; pid: number | undefined }> {
     const spec = JSON.stringify(st.network);
     const intact = st.ensured === spec && netnsExists(st.names.namespace) && linkExists(st.names.hostVeth);
     let nsChanged = false;
@@ -138,7 +147,7 @@ export class FlatService {
       nsChanged = await ensureNamespace(st.network, st.names, signal);
       st.ensured = spec;
     }
-    const confChanged = writeIfChanged(st.paths.conf, renderDnsmasqConf(st.network, st.names.nsVeth, st.paths));
+    const confChanged = st.files.write(st.paths.conf, renderDnsmasqConf(st.network, st.names.nsVeth, st.paths));
     const filesChanged = this.renderFiles(st);
     let pid = findDnsmasq(st.paths);
     const leaseText = existsSync(st.paths.leases) ? readFileSync(st.paths.leases, 'utf8') : undefined;
@@ -163,19 +172,19 @@ export class FlatService {
       await startDnsmasq(st.names.namespace, st.paths, signal);
       changed = true;
     } else if (filesChanged) {
-      reloadDnsmasq(st.paths);
+      reloadDnsmasq(st.paths, pid);
       changed = true;
     }
     await this.ensureMetadata(st, nsChanged);
-    return { changed: changed || filesChanged, releasedLeases };
+    return { changed: changed || filesChanged, releasedLeases, pid: pid ?? findDnsmasq(st.paths) };
   }
 
   private renderFiles(st: L3): boolean {
     const w = [
-      writeIfChanged(st.paths.dhcpHosts, renderDhcpHosts(st.network, st.dhcp)),
-      writeIfChanged(st.paths.dhcpOpts, renderDhcpOpts(st.network)),
-      writeIfChanged(st.paths.hosts, renderHosts(st.network, st.dns.records, st.dhcp)),
-      writeIfChanged(st.paths.servers, renderServers(st.dns.forwarders)),
+      st.files.write(st.paths.dhcpHosts, renderDhcpHosts(st.network, st.dhcp)),
+      st.files.write(st.paths.dhcpOpts, renderDhcpOpts(st.network)),
+      st.files.write(st.paths.hosts, renderHosts(st.network, st.dns.records, st.dhcp)),
+      st.files.write(st.paths.servers, renderServers(st.dns.forwarders)),
     ];
     return w.some(Boolean);
   }
@@ -199,8 +208,8 @@ export class FlatService {
     await st.md.start();
   }
 
-  info(st: L3): { l3NetworkUuid: string; namespace: string; hostVeth: string; nsVeth: string; dnsmasqPid?: number; metadata: boolean } {
-    const pid = findDnsmasq(st.paths);
+  /** `pid`: dnsmasq's pid when the caller just found it. */
+  info(st: L3, pid = findDnsmasq(st.paths)): { l3NetworkUuid: string; namespace: string; hostVeth: string; nsVeth: string; dnsmasqPid?: number; metadata: boolean } {
     return {
       l3NetworkUuid: st.network.l3NetworkUuid,
       namespace: st.names.namespace,
@@ -228,8 +237,8 @@ export class FlatService {
     const wrote = this.save(st);
     this.nets.set(k, st);
     try {
-      const { changed } = await this.converge(st, signal);
-      return { namespace: this.info(st), changed: changed || wrote };
+      const { changed, pid } = await this.converge(st, signal);
+      return { namespace: this.info(st, pid), changed: changed || wrote };
     } catch (e) {
       // a namespace that never worked leaves nothing behind
       if (!existing) {
@@ -252,10 +261,13 @@ export class FlatService {
     validateMetadataRecords(network, want.metadata, 'metadata');
     checkBridge(network.bridge);
     const k = key(network.l3NetworkUuid);
-    const dir = this.dirOf(network.l3NetworkUuid);
-    ensureDir(dir);
     const existing = this.nets.get(k);
-    const st = existing ?? this.load(network, dir);
+    let st = existing;
+    if (!st) {
+      const dir = this.dirOf(network.l3NetworkUuid);
+      ensureDir(dir);
+      st = this.load(network, dir);
+    }
     st.network = network;
     st.dhcp = want.dhcp.map((e) => ({ ...e, mac: e.mac.toLowerCase() }));
     st.dns = { records: want.dns.records, forwarders: want.dns.forwarders };
@@ -264,7 +276,7 @@ export class FlatService {
     const wrote = this.save(st);
     this.nets.set(k, st);
     const r = await this.converge(st, signal);
-    return { namespace: this.info(st), changed: r.changed || wrote, releasedLeases: r.releasedLeases };
+    return { namespace: this.info(st, r.pid), changed: r.changed || wrote, releasedLeases: r.releasedLeases };
   }
 
   async delete(uuid: string): Promise<boolean> {
@@ -290,10 +302,6 @@ export class FlatService {
     return { entries: st.dhcp.length, reloaded };
   }
 
-
-
-
-
   async dnsApply(uuid: string, records: DnsRecordSpec[], forwarders: string[]): Promise<{ records: number; forwarders: number }> {
     const st = this.get(uuid);
     validateDnsRecords(records);
@@ -302,10 +310,6 @@ export class FlatService {
     await this.reload(st);
     return { records: records.length, forwarders: forwarders.length };
   }
-
-
-
-
 
   private saveMetadata(st: L3): { records: number } {
     this.save(st);
@@ -318,10 +322,6 @@ export class FlatService {
     st.metadata = new Map(records.map((r) => [r.ip, r]));
     return this.saveMetadata(st);
   }
-
-
-
-
 
   status(uuid?: string): Array<{
     namespace: ReturnType<FlatService['info']>;
@@ -356,6 +356,7 @@ export class FlatService {
     if (!st) return;
     const pid = findDnsmasq(st.paths);
     if (pid === undefined) this.o.log.warn({ l3: uuid, namespace: st.names.namespace }, 'dnsmasq is not running: restarting it');
+    st.files.forget();
     await this.converge(st, undefined);
   }
 

@@ -15,10 +15,45 @@ export function writeIfChanged(file: string, content: string, mode = 0o644): boo
   } catch {
     /* absent */
   }
+  writeAtomic(file, content, mode);
+  return true;
+}
+
+/**
+ * What this agent last wrote (or found) in its files. An apply compares rendered text with this
+ * memory instead of re-reading each file (a changed file is written without reading the old
+ * one). forget() makes the next write of every file compare with the disk again: done at start,
+ * by the watchdog and by a re-apply of an unchanged desired state, which is how drift (a file
+ * edited or deleted by hand) is repaired.
+ */
+export class FileMemory {
+  private known = new Map<string, string>();
+
+  /** Write atomically when the content differs; true when it did. */
+  write(file: string, content: string, mode = 0o644): boolean {
+    const k = this.known.get(file);
+    if (k === content) return false;
+    let wrote = true;
+    if (k === undefined) wrote = writeIfChanged(file, content, mode);
+    else writeAtomic(file, content, mode);
+    this.known.set(file, content);
+    return wrote;
+  }
+
+  /** A file changed behind the memory's back (e.g. rewritten by another writer). */
+  drop(file: string): void {
+    this.known.delete(file);
+  }
+
+  forget(): void {
+    this.known.clear();
+  }
+}
+
+function writeAtomic(file: string, content: string, mode: number): void {
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, content, { mode });
   renameSync(tmp, file);
-  return true;
 }
 
 export function readJson<T>(file: string, dflt: T): T {

@@ -38,8 +38,9 @@ export function validateNetwork(net: FlatNetworkSpec, field = 'network'): Subnet
 
 /** A VM address must be a host address of the L3 that isn't taken by the network itself. */
 function checkVmIp(net: FlatNetworkSpec, s: Subnet, ip: string, field: string): void {
-  if (!inSubnet(s, ip)) throw invalid(field, `${ip} is outside the network ${net.cidr}`);
-  if (!isHostAddress(s, ip)) throw invalid(field, `${ip} is the network or broadcast address of ${net.cidr}`);
+  const n = ipToInt(ip);
+  if (n < s.first || n > s.last) throw invalid(field, `${ip} is outside the network ${net.cidr}`);
+  if (s.prefix < 31 && (n === s.first || n === s.last)) throw invalid(field, `${ip} is the network or broadcast address of ${net.cidr}`);
   if (ip === net.dhcpServerIp) throw invalid(field, `${ip} is the DHCP server address`);
   if (ip === net.gateway) throw invalid(field, `${ip} is the gateway address`);
 }

@@ -10,6 +10,7 @@ import { logger } from '../../shared/log.js';
 import { Headers, type TaskResult } from '../../shared/protocol/index.js';
 import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
 import { check, validate } from '../../shared/protocol/schema.js';
+import { Transport, type Reply } from './transport.js';
 
 const log = logger('agent-client');
 
@@ -54,6 +55,7 @@ export class AgentClient {
   private early = new Map<string, { r: TaskResult; at: number; token: string }>();
 
   private readonly opts: AgentClientOptions;
+  private readonly http = new Transport();
 
   constructor(opts: AgentClientOptions = {}) {
     this.opts = { ...opts };
@@ -95,15 +97,16 @@ export class AgentClient {
       // The initial POST is retried only when the connection was never made (the request cannot
       // have reached the agent). A connection that broke after sending is settled by asking
       // GET /task/<id> instead: re-sending could run a task twice on a restarted agent.
-      let res: Response | undefined;
+      let res: Reply | undefined;
       let lastErr = '';
+      const body = JSON.stringify(req);
       for (let attempt = 0; attempt < 3 && Date.now() < deadline; attempt++) {
         try {
-          res = await fetch(host.url + cmd.path, {
+          res = await this.http.send(host.url + cmd.path, {
             method: 'POST',
             headers,
-            body: JSON.stringify(req),
-            signal: AbortSignal.timeout(Math.max(1, Math.min(useCallback ? this.reqTimeout() : Infinity, deadline - Date.now()))),
+            body,
+            timeoutMs: Math.max(1, Math.min(useCallback ? this.reqTimeout() : Infinity, deadline - Date.now())),
           });
           break;
         } catch (e) {
@@ -123,12 +126,12 @@ export class AgentClient {
         const timedOut = /timeout/i.test(lastErr);
         throw new TStackError(timedOut ? 'TIMEOUT' : 'AGENT_UNREACHABLE', `${cmd.name}: agent ${host.url} ${timedOut ? 'did not answer in time' : 'unreachable'}: ${lastErr}`, { taskId, url: host.url });
       }
-      const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+      const answer = parseObject(res.text);
       if (res.status === 202 && waiter) {
         return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter.promise, deadline));
       }
-      if (res.ok) return this.unwrapBody(cmd, body);
-      throw errorFromBody(body, res.status, cmd.name);
+      if (res.status >= 200 && res.status < 300) return this.unwrapBody(cmd, answer);
+      throw errorFromBody(answer, res.status, cmd.name);
     } finally {
       waiter?.cancel();
     }
@@ -197,14 +200,15 @@ export class AgentClient {
 
   private async query(host: AgentEndpoint, taskId: string, maxMs = Infinity): Promise<Outcome> {
     try {
-      const res = await fetch(`${host.url}/task/${encodeURIComponent(taskId)}`, {
+      const res = await this.http.send(`${host.url}/task/${encodeURIComponent(taskId)}`, {
+        method: 'GET',
         headers: { authorization: `Bearer ${host.token}` },
-        signal: AbortSignal.timeout(Math.min(this.reqTimeout(), maxMs)),
+        timeoutMs: Math.min(this.reqTimeout(), maxMs),
       });
       if (res.status === 404) return { kind: 'unknown' };
       if (res.status === 401) return { kind: 'unreachable', err: 'HTTP 401 (agent token changed?)', unauthorized: true };
-      if (!res.ok) return { kind: 'unreachable', err: `HTTP ${res.status}` };
-      return { kind: 'result', result: (await res.json()) as TaskResult };
+      if (res.status < 200 || res.status >= 300) return { kind: 'unreachable', err: `HTTP ${res.status}` };
+      return { kind: 'result', result: JSON.parse(res.text) as TaskResult };
     } catch (e) {
       return { kind: 'unreachable', err: errText(e) };
     }
@@ -282,12 +286,24 @@ function errorFromBody(body: Record<string, unknown>, status: number, command: s
 }
 
 /** Errors that mean the TCP connection was never established. */
-const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'EADDRNOTAVAIL']);
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNECTTIMEOUT', 'EADDRNOTAVAIL']);
 const NEVER = new Promise<TaskResult>(() => undefined);
 
+/** The error's code (what NOT_CONNECTED and the timeout test look at), else its message. */
 function errText(e: unknown): string {
-  const err = e as Error & { cause?: { code?: string; message?: string } };
-  return err.cause?.code ?? err.cause?.message ?? err.message ?? String(e);
+  const err = e as Error & { code?: string };
+  if (err.code === 'ETIMEOUT') return `ETIMEOUT (${err.message})`;
+  return err.code ?? err.message ?? String(e);
+}
+
+/** A JSON object body, or {} for anything else (an empty or non-JSON answer). */
+function parseObject(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }
 
 function sleep(ms: number): Promise<void> {

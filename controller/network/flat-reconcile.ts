@@ -37,6 +37,10 @@ export function vmHostname(vm: Resource): string {
 interface L3Nic {
   nic: Resource;
   vm: Resource;
+  /** Where it is served (servedOn). */
+  host: string;
+  /** vmHostname(vm), computed once. */
+  hostname: string;
 }
 
 /** The NICs on an L3 whose VM still needs them, oldest VM first (first come keeps a duplicate name). */
@@ -45,13 +49,13 @@ async function liveNics(d: CloudDeps, l3Uuid: string): Promise<L3Nic[]> {
   if (nics.length === 0) return [];
   const vmUuids = [...new Set(nics.map((n) => String(n.parentUuid)))];
   const vms = new Map((await d.store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: vmUuids }] })).items.map((v) => [v.uuid, v]));
-  const out: L3Nic[] = [];
+  const out: Array<L3Nic & { order: string }> = [];
   for (const nic of nics) {
     const vm = vms.get(String(nic.parentUuid));
-    if (vm && servedOn(vm) !== undefined) out.push({ nic, vm });
+    const host = vm && servedOn(vm);
+    if (vm && host !== undefined) out.push({ nic, vm, host, hostname: vmHostname(vm), order: `${vm.createDate ?? ''}|${vm.uuid}|${String(nic.deviceId ?? 0)}` });
   }
-  const order = (x: L3Nic): string => `${x.vm.createDate ?? ''}|${x.vm.uuid}|${String(x.nic.deviceId ?? 0)}`;
-  return out.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+  return out.sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
 }
 
 /** Every (host, L3) that has a service namespace or should have one. */
@@ -61,7 +65,7 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
   for (const l3 of l3s) {
     if (l3.kind !== 'l3-network' || !isFlat(l3)) continue;
     for (const c of await d.store.claims(ipNamespace(l3.uuid))) if (c.owner.startsWith('dhcp:')) out.add(flatKey(c.owner.slice(5), l3.uuid));
-    for (const { vm } of await liveNics(d, l3.uuid)) out.add(flatKey(servedOn(vm)!, l3.uuid));
+    for (const { host } of await liveNics(d, l3.uuid)) out.add(flatKey(host, l3.uuid));
   }
   return [...out].filter((k) => !only?.hostUuid || k.startsWith(`${only.hostUuid}/`));
 }
@@ -72,7 +76,7 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
  */
 export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource): Promise<FlatApplyReq | undefined> {
   const live = await liveNics(d, l3.uuid);
-  const mine = live.filter((x) => servedOn(x.vm) === hostUuid);
+  const mine = live.filter((x) => x.host === hostUuid);
   const held = (await d.store.claims(ipNamespace(l3.uuid))).find((c) => c.owner === `dhcp:${hostUuid}`);
   if (mine.length === 0 && !held) return undefined;
   const ranges = await d.store.byParent('ip-range', l3.uuid);
@@ -99,14 +103,12 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource):
 
   // a host name is given once per L3: a later VM with the same name gets an address but no name
   const named = new Map<string, string>(); // short name → nic uuid
-  for (const { vm, nic } of live) {
-    const h = vmHostname(vm).split('.')[0]!.toLowerCase();
+  const shortOf = (h: string): string => h.split('.')[0]!.toLowerCase();
+  for (const { hostname, nic } of live) {
+    const h = shortOf(hostname);
     if (!named.has(h)) named.set(h, nic.uuid);
   }
-  const nameOf = (x: L3Nic): string | undefined => {
-    const h = vmHostname(x.vm);
-    return named.get(h.split('.')[0]!.toLowerCase()) === x.nic.uuid ? h : undefined;
-  };
+  const nameOf = (x: L3Nic): string | undefined => (named.get(shortOf(x.hostname)) === x.nic.uuid ? x.hostname : undefined);
   const req: FlatApplyReq = { network, dhcp: [], dns: { records: [], forwarders: [] }, metadata: [] };
   for (const x of live) {
     const name = nameOf(x);
@@ -116,7 +118,7 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource):
     const name = nameOf(x);
     if (services.includes('DHCP')) req.dhcp.push({ mac: String(x.nic.mac), ip: String(x.nic.ip), vmUuid: x.vm.uuid, ...(name ? { hostname: name } : {}) });
     if (services.includes('UserData')) {
-      const rec: FlatApplyReq['metadata'][number] = { ip: String(x.nic.ip), instanceId: x.vm.uuid, hostname: vmHostname(x.vm), mac: String(x.nic.mac) };
+      const rec: FlatApplyReq['metadata'][number] = { ip: String(x.nic.ip), instanceId: x.vm.uuid, hostname: x.hostname, mac: String(x.nic.mac) };
       if (typeof x.vm.userData === 'string') rec.userData = x.vm.userData;
       if (typeof x.vm.sshKey === 'string' && x.vm.sshKey) rec.sshKeys = [x.vm.sshKey];
       req.metadata.push(rec);

@@ -165,6 +165,12 @@ function filterSql(f: Filter, params: Bind[]): string {
       return `${x()} IN (${vs.map(() => '?').join(',')})`;
     }
   }
+  if (f.op === '?=' && col && (f.value as unknown[]).every(plainString)) {
+    // a column and non-numeric strings: the CASE of inSql would pick the same plain IN, but hide it from the index
+    const vs = f.value as string[];
+    params.push(...vs);
+    return `${col} IN (${vs.map(() => '?').join(',')})`;
+  }
   if (f.op === '?=') return inSql(x, f.value as unknown[], params);
   if (!col && (f.op === '=' || f.op === '!=')) {
     // array fields: '=' means contains, '!=' does not contain

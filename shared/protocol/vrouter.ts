@@ -157,6 +157,9 @@ export const MetadataApply = defineCommand({
 export const FlatApply = defineCommand({
   name: 'flat/apply',
   agent: 'vrouter',
+  // answered inline: a whole-state apply is idempotent and the reconcile queue retries it, so a
+  // broken connection needs no task record, and a 202 + callback would double the round trips
+  mode: 'sync',
   timeoutMs: 60_000,
   request: Obj({
     network: FlatNetwork,

@@ -30,6 +30,8 @@ import { cloudModule } from '../../controller/cloud/install.js';
 import type { HaOptions } from '../../controller/compute/ha.js';
 import { attach } from '../../controller/model/attachments.js';
 import type { Resource } from '../../controller/store/types.js';
+import type { ReconcileOptions } from '../../controller/reconcile/queue.js';
+import type { Static } from '../../shared/protocol/schema.js';
 import { testController, type ApiClient, type TestController } from './controller.js';
 import type { Cleanup } from './cleanup.js';
 
@@ -203,10 +205,23 @@ function fakeStorage(token: string, st: FakeStorageState, ha: FakeHa): ProtocolF
   return Object.assign(fake, { capacity });
 }
 
-/** vrouter agent: namespaces, DHCP and metadata entries, VPC routers are accepted and counted. */
-function fakeVrouter(token: string): ProtocolFake {
+export type FlatState = Static<typeof V.FlatApply.request>;
+
+/**
+ * vrouter agent: VPC routers are accepted and counted; flat/apply keeps each L3's whole desired
+ * state in `flat` (what the real agent keeps in its data dir), namespace/delete drops it.
+ */
+function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState> } {
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
-  return new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB)], {
+  const flat = new Map<string, FlatState>();
+  const fake = new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB)], {
+    [V.FlatApply.name]: (req: FlatState) => {
+      const l3 = req.network.l3NetworkUuid;
+      const changed = JSON.stringify(flat.get(l3)) !== JSON.stringify(req);
+      flat.set(l3, structuredClone(req));
+      return { namespace: { l3NetworkUuid: l3, namespace: `fake-${l3.slice(0, 8)}`, hostVeth: 'fakeh', nsVeth: 'faken', metadata: req.network.metadata !== false }, changed, releasedLeases: 0 };
+    },
+    [V.NamespaceDelete.name]: (req: { l3NetworkUuid: string }) => ({ deleted: flat.delete(req.l3NetworkUuid) }),
     [VPC.RouterApply.name]: (req: { router: VPC.RouterSpecT }) => {
       lbs.set(req.router.routerUuid, req.router.loadBalancers);
       return { router: { routerUuid: req.router.routerUuid, namespace: 'fake', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 };
@@ -217,6 +232,7 @@ function fakeVrouter(token: string): ProtocolFake {
       listeners: (lbs.get(req.routerUuid) ?? []).map((l) => ({ listenerUuid: l.listenerUuid, servers: l.backends.map((b) => ({ vmNicUuid: b.vmNicUuid, ip: b.ip, status: 'UP', checkStatus: 'L4OK' })) })),
     }),
   });
+  return Object.assign(fake, { flat });
 }
 
 export interface FakeCloud {
@@ -234,7 +250,13 @@ export interface FakeCloud {
   storage: ProtocolFake & { capacity: S.Capacity };
   /** Each host's storage agent, in `hosts` order: `storage` for all, unless started with `storagePerHost`. */
   storages: Array<ProtocolFake & { capacity: S.Capacity }>;
-  vrouter: ProtocolFake;
+  /** `flat`: each L3's desired state as last applied (flat/apply). */
+  vrouter: ProtocolFake & { flat: Map<string, FlatState> };
+  /**
+   * The vrouter agent killed and started again on the same port and token: connections in
+   * progress break. `lose`: it comes back without its state (a wiped data dir).
+   */
+  restartVrouter(o?: { lose?: boolean }): Promise<void>;
   /** Create a VM (job, waited for); returns the response ({status, body}). */
   createVm(name: string, extra?: Record<string, unknown>): Promise<{ status: number; body: any }>;
   /** POST an action and wait for its job. */
@@ -248,8 +270,9 @@ export interface FakeCloud {
    * inventory file and flow journals stay as they are) and a fresh one starts on the same data
    * dir, resuming the unfinished flows; `controller`, `api` and `registry` then point to it.
    * A cloud started with extra modules passes fresh instances of them (module objects hold state).
+   * `whileDown` runs between the two.
    */
-  crashController(modules?: ControllerModule[]): Promise<void>;
+  crashController(modules?: ControllerModule[], c?: { whileDown?: () => unknown }): Promise<void>;
 }
 
 /**
@@ -260,7 +283,7 @@ export interface FakeCloud {
  * `storagePerHost`: every extra host gets its own fake storage agent (same state), so a test sees
  * which host's agent a call went to (local storage: cold migration).
  */
-export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[]; store?: string; storePrefix?: string; extraHosts?: number; psType?: 'LocalStorage' | 'SharedMountPoint'; ha?: HaOptions | false; storagePerHost?: boolean } = {}): Promise<FakeCloud> {
+export async function startFakeCloud(cleanup: Cleanup, o: { modules?: ControllerModule[]; store?: string; storePrefix?: string; extraHosts?: number; psType?: 'LocalStorage' | 'SharedMountPoint'; ha?: HaOptions | false; storagePerHost?: boolean; reconcile?: ReconcileOptions } = {}): Promise<FakeCloud> {
   const kvmToken = randomUUID() + randomUUID();
   const driver = new FakeDriver();
   const network = new FakeNetwork(['eth0']);
@@ -285,7 +308,10 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
   cleanup.add(() => vrouter.close(), 'fake vrouteragent');
 
   const registry = new ApiRegistry();
-  const stores = o.store !== undefined ? { store: o.store, ...(o.storePrefix !== undefined ? { storePrefix: o.storePrefix } : {}) } : {};
+  const stores = {
+    ...(o.store !== undefined ? { store: o.store, ...(o.storePrefix !== undefined ? { storePrefix: o.storePrefix } : {}) } : {}),
+    ...(o.reconcile ? { reconcile: o.reconcile } : {}),
+  };
   const controller = await testController(cleanup, { registry, modules: [cloudModule({ hosts: false, ha: o.ha ?? { checkIntervalMs: 100, hostDeadAfterMs: 400, retryMs: 300 } }), ...(o.modules ?? [])], ...stores } as never);
   const api = await controller.login('admin', controller.adminPassword);
   const admin = controller.auth.adminAccountUuid;
@@ -373,10 +399,16 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
     createVm: (name, extra = {}) => fc.api.post('/v1/vm-instances?wait=true', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], ...extra }),
     action: (vmUuid, action, params = {}) => fc.api.post(`/v1/vm-instances/${vmUuid}/actions?wait=true`, { [action]: params }),
     storageState,
-    async crashController(modules?: ControllerModule[]) {
+    async restartVrouter(r = {}) {
+      await vrouter.close();
+      if (r.lose) vrouter.flat.clear();
+      await vrouter.listen(vrouterPort);
+    },
+    async crashController(modules?: ControllerModule[], c = {}) {
       if (o.modules?.length && !modules) throw new Error('crashController: a fake cloud with extra modules needs fresh instances of them');
       const old = fc.controller;
       await old.stop();
+      await c.whileDown?.();
       const reg = new ApiRegistry();
       const next = await testController(cleanup, { registry: reg, dataDir: old.dataDir, adminPassword: old.adminPassword, modules: [cloudModule({ hosts: false }), ...(modules ?? [])], ...stores } as never);
       Object.assign(fc, { controller: next, registry: reg, api: await next.login('admin', next.adminPassword) });

@@ -1,0 +1,84 @@
+// Functional tier: the flat network services (DHCP, DNS, metadata per host × L3) converge to the
+// inventory after restarts, on the fake cloud. The fake vrouter agent keeps each L3's state as
+// last applied (as the real agent keeps it in its data dir); "converged" means it equals what the
+// controller computes from the inventory now. Real-agent versions of these cases (real dnsmasq,
+// SIGKILL) are in test/integration/vrouter/flat-reconcile.test.ts.
+import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
+import { useCleanup } from '../harness/cleanup.js';
+import { until } from '../harness/assert.js';
+import { startFakeCloud, type FakeCloud, type FlatState } from '../harness/fake-cloud.js';
+import { desiredFlat, FLAT_AREA, flatKey } from '../../controller/network/flat-reconcile.js';
+import * as V from '../../shared/protocol/vrouter.js';
+
+describe('functional: flat network services converge after restarts', function () {
+  this.timeout(30_000);
+  const cleanup = useCleanup('all');
+  let fc: FakeCloud;
+  const vms: string[] = [];
+
+  // a short periodic pass and retries, so "the next pass" comes within a second
+  before(async () => {
+    fc = await startFakeCloud(cleanup, { reconcile: { periodMs: 500, baseBackoffMs: 100, maxBackoffMs: 400 } });
+    for (const name of ['fr-a', 'fr-b', 'fr-c']) {
+      const r = await fc.createVm(name);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      vms.push(r.body.uuid);
+    }
+  });
+
+  const applied = (): FlatState | undefined => fc.vrouter.flat.get(fc.ids.l3);
+  const desired = async (): Promise<FlatState | undefined> => desiredFlat(fc.controller, fc.ids.host, (await fc.controller.store.get(fc.ids.l3))!);
+  const converged = async (): Promise<boolean> => {
+    const want = await desired();
+    return want !== undefined && isDeepStrictEqual(applied(), want);
+  };
+  const names = (s: FlatState | undefined): string[] => (s?.dhcp ?? []).map((e) => e.hostname ?? '').sort();
+  const rename = async (vm: string, name: string): Promise<void> => {
+    const r = await fc.api.put(`/v1/vm-instances/${vm}`, { name });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  };
+  const keyStatus = () => fc.controller.reconcile.status().find((s) => s.area === FLAT_AREA && s.key === flatKey(fc.ids.host, fc.ids.l3));
+
+  it('starts converged: the three VMs are served', async () => {
+    await until('converged', converged, 5_000);
+    assert.deepEqual(names(applied()), ['fr-a', 'fr-b', 'fr-c']);
+  });
+
+  it('agent restarted in the middle of an apply: the apply fails, the retry converges once it is back', async () => {
+    const calls = fc.vrouter.callsOf(V.FlatApply.name).length;
+    const held = fc.vrouter.hold(V.FlatApply.name); // the agent dies before doing anything
+    await rename(vms[0]!, 'fr-a2');
+    await held.reached;
+    await fc.restartVrouter(); // same port and token, state as it was on disk (the old names)
+    held.release();
+    assert.deepEqual(names(applied()), ['fr-a', 'fr-b', 'fr-c'], 'the interrupted apply changed nothing');
+    await until('converged after the restart', converged, 10_000);
+    assert.deepEqual(names(applied()), ['fr-a2', 'fr-b', 'fr-c']);
+    assert.ok(fc.vrouter.callsOf(V.FlatApply.name).length >= calls + 2, 'the interrupted apply was sent again');
+    await until('the key is healthy', () => keyStatus()?.attempts === 0 && keyStatus()?.lastError === undefined, 5_000);
+  });
+
+  it('controller restarted with an apply in flight and a mark queued behind it: the new controller’s first pass converges', async () => {
+    const held = fc.vrouter.hold(V.FlatApply.name);
+    await rename(vms[1]!, 'fr-b2');
+    await held.reached;
+    // marked again while the first apply runs: queued behind it, never applied by this controller
+    await rename(vms[2]!, 'fr-c2');
+    let whileDown: string[] = [];
+    const crashed = fc.crashController(undefined, { whileDown: () => (whileDown = names(applied())) });
+    held.release(); // the controller went away while waiting for the agent
+    await crashed;
+    assert.deepEqual(whileDown, ['fr-a2', 'fr-b', 'fr-c'], 'the old controller applied neither change');
+    await until('converged by the new controller', converged, 10_000);
+    assert.deepEqual(names(applied()), ['fr-a2', 'fr-b2', 'fr-c2']);
+  });
+
+  it('an agent that comes back without its state (wiped data dir) is refilled by the periodic pass', async () => {
+    await fc.restartVrouter({ lose: true });
+    assert.equal(applied(), undefined);
+    // nothing marks the key: only the periodic pass (500 ms here) can repair it
+    await until('refilled by the periodic pass', converged, 10_000);
+    assert.deepEqual(names(applied()), ['fr-a2', 'fr-b2', 'fr-c2']);
+  });
+});
