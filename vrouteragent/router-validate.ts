@@ -94,6 +94,29 @@ export function validateRouter(r: RouterSpecT, field = 'router'): void {
     counted.add(v.ip);
   });
   if (r.dns) validateDnsRecords(r.dns.records, `${field}.dns.records`);
+  // route table: network-aligned destinations outside the router's own subnets; a static route's
+  // next hop is a neighbour on one of them (never the router itself)
+  const own = [pub, ...nets.map((n) => n.s)];
+  const dests = new Set<string>();
+  (r.routes ?? []).forEach((rt, i) => {
+    const f = `${field}.routes.${i}`;
+    const d = parseCidr(rt.destination);
+    if (d.network !== rt.destination.split('/')[0]) throw invalid(`${f}.destination`, `${rt.destination} has host bits set (the network is ${d.network}/${d.prefix})`);
+    if (d.prefix === 0) throw invalid(`${f}.destination`, 'the default route is the public gateway\'s');
+    const mine = own.find((s) => overlaps(s, d));
+    if (mine) throw invalid(`${f}.destination`, `${rt.destination} overlaps the router's own network ${mine.network}/${mine.prefix}`);
+    const key = `${d.network}/${d.prefix}`;
+    if (dests.has(key)) throw invalid(`${f}.destination`, `${key} is given twice`);
+    dests.add(key);
+    if (rt.type === 'Blackhole') {
+      if (rt.nextHop !== undefined) throw invalid(`${f}.nextHop`, 'a blackhole route has no next hop');
+      return;
+    }
+    if (rt.nextHop === undefined) throw invalid(`${f}.nextHop`, 'a static route needs a next hop');
+    const on = own.find((s) => inSubnet(s, rt.nextHop!));
+    if (!on || !isHostAddress(on, rt.nextHop)) throw invalid(`${f}.nextHop`, `${rt.nextHop} is not a host address on any of the router's networks`);
+    if (rt.nextHop === r.public.ip || nets.some((n) => n.ip === rt.nextHop)) throw invalid(`${f}.nextHop`, `${rt.nextHop} is the router's own address`);
+  });
 }
 
 /** The public subnet's prefix length as a dotted mask (for messages and tests). */

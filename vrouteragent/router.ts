@@ -100,6 +100,7 @@ export class RouterService {
     }
     if (r.spec.public.gateway) await exec('ip', ['-n', ns, 'route', 'replace', 'default', 'via', r.spec.public.gateway, 'dev', plan[0]!.nsIf], o);
     else await execOk('ip', ['-n', ns, 'route', 'del', 'default']);
+    if (await this.ensureRoutes(ns, r.spec.routes ?? [], signal)) changed = true;
     const nf = renderRouterNetfilter(r.spec);
     writeIfChanged(join(r.dir, 'iptables.rules'), nf.text);
     // the same rules, with the VIP counters read above carried over the replacement
@@ -114,6 +115,32 @@ export class RouterService {
   async vipCounters(ns: string): Promise<Map<string, VipCounters>> {
     const r = await exec('iptables-save', ['-c', '-t', 'mangle'], { netns: ns, timeoutMs: 10_000, quiet: true }).catch(() => undefined);
     return r ? parseVipCounters(r.stdout) : new Map();
+  }
+
+  /**
+   * The route table's routes, marked `proto static` (only they are: the connected and default
+   * routes are the kernel's and `boot`): routes no longer wanted are deleted, the rest replaced.
+   */
+  private async ensureRoutes(ns: string, want: NonNullable<RouterSpecT['routes']>, signal: AbortSignal | undefined): Promise<boolean> {
+    const o = { signal };
+    const have = JSON.parse((await execOut('ip', ['-n', ns, '-j', 'route', 'show', 'proto', 'static'])) || '[]') as Array<{ dst: string; type?: string; gateway?: string; metric?: number }>;
+    const keyOf = (dst: string, type: string, via: string | undefined, metric: number | undefined): string => `${dst}|${type}|${via ?? ''}|${metric ?? 0}`;
+    const wanted = new Set(want.map((w) => keyOf(w.destination, w.type === 'Blackhole' ? 'blackhole' : 'unicast', w.nextHop, w.metric)));
+    let changed = false;
+    for (const h of have) {
+      const dst = h.dst.includes('/') ? h.dst : `${h.dst}/32`;
+      if (wanted.has(keyOf(dst, h.type ?? 'unicast', h.gateway, h.metric))) continue;
+      await exec('ip', ['-n', ns, 'route', 'del', ...(h.type === 'blackhole' ? ['blackhole'] : []), dst, ...(h.metric ? ['metric', String(h.metric)] : []), 'proto', 'static'], o);
+      changed = true;
+    }
+    const present = new Set(have.map((h) => keyOf(h.dst.includes('/') ? h.dst : `${h.dst}/32`, h.type ?? 'unicast', h.gateway, h.metric)));
+    for (const w of want) {
+      if (present.has(keyOf(w.destination, w.type === 'Blackhole' ? 'blackhole' : 'unicast', w.nextHop, w.metric))) continue;
+      const target = w.type === 'Blackhole' ? ['blackhole', w.destination] : [w.destination, 'via', w.nextHop!];
+      await exec('ip', ['-n', ns, 'route', 'replace', ...target, ...(w.metric ? ['metric', String(w.metric)] : []), 'proto', 'static'], o);
+      changed = true;
+    }
+    return changed;
   }
 
   /** One veth pair: created when either end is missing, plugged, up, with exactly the planned addresses. */

@@ -7,12 +7,14 @@
 //   vips       the custom VIPs those use (extra addresses on the public interface)
 //   vipUuids   the uuids of the system VIP and those VIPs (per-VIP traffic metrics)
 //   dns        the router's `dns` list as forwarders, and the names of every VM on its networks
+//   routes     the entries of its route table (route-table.ts)
 import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { TStackError } from '../../shared/errors.js';
 import { netmaskToPrefix } from '../model/ipv4.js';
 import { vmHostname } from '../network/flat-reconcile.js';
 import { routerListeners } from '../lb/desired.js';
+import { routerRoutes } from './route-table.js';
 
 /** VM states whose NICs still hold their addresses and names. */
 const GONE = new Set(['Destroying', 'Destroyed', 'Expunging', 'Expunged']);
@@ -122,5 +124,7 @@ export async function desiredRouter(store: InventoryStore, router: Resource, bri
   if (listeners.length) spec.loadBalancers = listeners;
   spec.vips = [...vips].sort();
   spec.vipUuids = [...uuidOf].filter(([ip]) => ip === spec.public.ip || vips.has(ip)).map(([ip, vipUuid]) => ({ ip, vipUuid })).sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
+  const routes = await routerRoutes(store, router);
+  if (routes.length) spec.routes = routes;
   return spec;
 }

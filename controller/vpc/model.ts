@@ -16,6 +16,7 @@ import { invalid } from '../../shared/errors.js';
 import { baseCreate, baseUpdate, Bytes, Enum, Ipv4, Port, Uuid } from '../model/fields.js';
 import { action, emptyAction, type KindDef } from '../model/kind.js';
 import { intToIp, parseCidr } from '../model/ipv4.js';
+import { routeTable } from './route-table-model.js';
 
 export const ROUTER_STATES = ['Running', 'Stopped'] as const;
 export const ROUTER_STATUSES = ['Connected', 'Disconnected'] as const;
@@ -181,4 +182,4 @@ export const portForwardingRule: KindDef = {
   },
 };
 
-export const vpcKinds: KindDef[] = [virtualRouterOffering, vpcRouter, vip, eip, portForwardingRule];
+export const vpcKinds: KindDef[] = [virtualRouterOffering, vpcRouter, vip, eip, portForwardingRule, routeTable];

@@ -18,6 +18,7 @@ import { ensureBridge } from '../network/index.js';
 import { AREA, registerVpcApi } from './api.js';
 import { desiredRouter } from './desired.js';
 import { registerLbApi } from '../lb/api.js';
+import { registerRouteTableApi } from './route-table.js';
 
 const log = logger('vpc');
 
@@ -66,6 +67,7 @@ export function installVpc(s: VpcServices): { stop(): void } {
   const q = s.reconcile;
   registerVpcApi(s.registry, q);
   registerLbApi(s.registry, q);
+  registerRouteTableApi(s.registry, q, AREA);
   q.register({
     name: AREA,
     keys: async () => (await s.store.list({ kind: 'vpc-router' })).items.map((r) => r.uuid),

@@ -56,6 +56,16 @@ export const RouterPortForward = Obj({
   allowedCidr: Type.Optional(Cidr()),
 });
 
+/** A route of the router's route table (manual 路由表): static via a next hop, or blackhole. */
+export const RouterRoute = Obj({
+  destination: Cidr(),
+  type: Type.Union([Type.Literal('Static'), Type.Literal('Blackhole')]),
+  /** Static: the next hop, an address on one of the router's networks (or the public one). */
+  nextHop: Type.Optional(Ipv4()),
+  /** Route priority (manual: 1-254, lower wins): the kernel metric. */
+  metric: Type.Optional(Type.Integer({ minimum: 1, maximum: 254 })),
+});
+
 export const RouterSpec = Obj({
   routerUuid: Uuid(),
   public: RouterPublic,
@@ -73,6 +83,8 @@ export const RouterSpec = Obj({
   dns: Type.Optional(Obj({ forwarders: Type.Array(Ipv4(), { maxItems: 8 }), records: Type.Array(DnsRecord, { maxItems: 65_536 }) })),
   /** Load-balancer listeners (haproxy in the namespace; shared/protocol/lb.ts). */
   loadBalancers: Type.Optional(Type.Array(RouterLbListener, { maxItems: 1024 })),
+  /** Routes of the route table attached to the router (absent: none). */
+  routes: Type.Optional(Type.Array(RouterRoute, { maxItems: 1024 })),
 });
 export type RouterSpecT = Static<typeof RouterSpec>;
 

@@ -167,6 +167,28 @@ describe('vrouteragent: VPC router in a namespace (SNAT, EIP, port forwarding, D
     assert.equal((await client.call(vpc.RouterStatus, host.ep, {})).routers.find((x) => x.routerUuid === R)?.present, true);
   });
 
+  it('route table: a static route via a neighbour on a network and a blackhole; both leave when the table does', async () => {
+    const ns = routerNames(R, host.scheme).namespace;
+    // VM b stands for another router: it owns 172.16.5.9 behind it
+    await exec('ip', ['-n', b.ns, 'addr', 'add', '172.16.5.9/32', 'dev', 'lo']);
+    const routes: RouterSpecT['routes'] = [
+      { destination: '172.16.5.0/24', type: 'Static', nextHop: '10.2.0.7', metric: 128 },
+      { destination: '172.16.6.0/24', type: 'Blackhole', metric: 128 },
+    ];
+    await apply({ ...spec, routes });
+    assert.ok(await until(() => ping(a, '172.16.5.9')), 'A reaches the address behind B through the static route');
+    const shown = (await exec('ip', ['-n', ns, 'route', 'show', 'proto', 'static'])).stdout;
+    assert.match(shown, /172\.16\.5\.0\/24 via 10\.2\.0\.7/);
+    assert.match(shown, /blackhole 172\.16\.6\.0\/24/);
+    assert.equal((await apply({ ...spec, routes })).changed, false, 'the same routes again change nothing');
+    await apply(spec);
+    assert.equal((await exec('ip', ['-n', ns, 'route', 'show', 'proto', 'static'])).stdout.trim(), '', 'no table: no routes');
+    assert.equal(await ping(a, '172.16.5.9'), false);
+    await assert.rejects(apply({ ...spec, routes: [{ destination: '10.1.0.0/25', type: 'Blackhole' }] }), (e: Error & { details?: { field?: string } }) => e.details?.field === 'router.routes.0.destination');
+    await assert.rejects(apply({ ...spec, routes: [{ destination: '172.16.7.0/24', type: 'Static', nextHop: '10.2.0.1' }] }), (e: Error & { details?: { field?: string } }) => e.details?.field === 'router.routes.0.nextHop');
+    await assert.rejects(apply({ ...spec, routes: [{ destination: '172.16.7.0/24', type: 'Static', nextHop: '192.0.2.1' }] }), (e: Error & { details?: { field?: string } }) => e.details?.field === 'router.routes.0.nextHop');
+  });
+
   it('bad input is refused with the field named, nothing applied', async () => {
     await assert.rejects(apply({ ...spec, eips: [{ eip: '198.51.100.10', privateIp: '10.1.0.5' }] }), (e: Error & { details?: { field?: string } }) => e.details?.field === 'router.eips.0.eip');
     await assert.rejects(apply({ ...spec, public: { ...spec.public, bridge: 'nosuchbr0' } }), /bridge nosuchbr0 does not exist/);
