@@ -23,7 +23,12 @@ export default tseslint.config(
   },
   {
     files: ['controller/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: forbid(agentDirs) }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: forbid([...agentDirs, 'simulator']) }] },
+  },
+  // the simulator hosts agents' code in one process; it never imports the controller or tests
+  {
+    files: ['simulator/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: forbid(['controller', 'test']) }] },
   },
   ...agentDirs.map((a) => ({
     files: [`${a}/**/*.ts`],

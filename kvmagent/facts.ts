@@ -115,3 +115,22 @@ export async function hostCapacity(driver: HypervisorDriver): Promise<Capacity> 
     vmCount: running.length,
   };
 }
+
+/**
+ * Facts made up from the driver alone (its CPUs and memory), with no look at the machine: for
+ * the scale simulator, whose thousands of hosts must neither run systeminformation nor all
+ * report this machine's size.
+ */
+export async function driverFacts(driver: HypervisorDriver, name: string): Promise<Facts> {
+  const [node, versions] = await Promise.all([driver.nodeInfo(), driver.versions()]);
+  return {
+    hostname: name,
+    cpu: { manufacturer: 'tstack', model: 'simulated', arch: 'x86_64', sockets: 1, cores: node.cpus, threads: node.cpus, mhz: 2000, flags: [] },
+    memory: { total: node.memoryKiB * 1024 },
+    os: { distro: 'Debian GNU/Linux', release: '12', kernel: 'simulated', arch: 'x86_64' },
+    nics: [{ name: 'eth0', mac: '52:54:00:00:00:01', state: 'up', ipv4: [], virtual: true }],
+    disks: [],
+    hypervisor: { libvirtVersion: versions.libvirt, qemuVersion: versions.qemu, kvmDevice: false, virtTypes: ['qemu'], defaultVirtType: 'qemu' },
+    kernelFeatures: { vlan8021q: true, vxlan: true, bridge: true },
+  };
+}

@@ -12,7 +12,7 @@ import type { HypervisorDriver } from './hypervisor/driver.js';
 import type { NetworkBackend } from './network/bridges.js';
 import { StateWatcher } from './watcher.js';
 import { VmService, type VmServiceOptions } from './vm/service.js';
-import { hostCapacity, hostFacts, l2KernelFeatures } from './facts.js';
+import { driverFacts, hostCapacity, hostFacts, l2KernelFeatures } from './facts.js';
 import { MetricsCollector } from './metrics/collector.js';
 import * as sg from '../shared/protocol/secgroup.js';
 import { FakeFirewall, type FirewallBackend } from './secgroup/firewall.js';
@@ -26,6 +26,8 @@ export interface KvmAgentOptions extends VmServiceOptions {
   kernelFeatures?: L2KernelFeatures;
   /** VM and host metrics sample interval (default 10000 ms; 0 with noWatcher); 0: no metrics collection. */
   metricsIntervalMs?: number;
+  /** host/facts from the driver alone, named so (the scale simulator), instead of this machine's. */
+  driverFactsName?: string;
 }
 
 export interface L2KernelFeatures {
@@ -72,7 +74,8 @@ export async function registerKvmAgent(server: AgentServer, deps: { driver: Hype
   const vmKey = (r: { uuid: string }): string => kvm.vmQueueKey(r);
   const netKey = (): string => kvm.networkQueueKey();
 
-  server.handle(kvm.HostFacts, () => hostFacts(driver));
+  const factsName = opts.driverFactsName;
+  server.handle(kvm.HostFacts, () => (factsName !== undefined ? driverFacts(driver, factsName) : hostFacts(driver)));
   server.handle(kvm.HostCapacity, () => hostCapacity(driver));
 
   server.handle(kvm.VmStart, (req, ctx) => vms.start(req, ctx.signal), { key: (r) => vmKey(r.spec) });

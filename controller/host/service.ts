@@ -23,6 +23,7 @@ import type { HostRuntime } from './runtime.js';
 import { AGENTS, DEFAULT_AGENT_PORTS, DEFAULT_LAYOUT, type AgentName, type HostLayout } from './render.js';
 import { stateTransition, type StateEvent } from './states.js';
 import { syncVms } from './vmsync.js';
+import { connectSimulatedHost, isSimulated, simulatedAgents } from './simulated.js';
 
 const sshUtils = ssh2.utils;
 const log = logger('host');
@@ -212,23 +213,28 @@ async function deploy(d: HostDeps, host: Resource, creds: Credentials, hooks: Op
 export async function addHost(d: HostDeps, body: Record<string, unknown>, hooks: OpHooks = {}): Promise<Resource> {
   const def = mustKindDef('host');
   // sshPrivateKey is a secret field of the model; accepted here too if a model lacks it
-  const { sshPrivateKey, ...rest } = body;
+  const { sshPrivateKey, ssh, ...rest } = body;
   if (sshPrivateKey !== undefined && (def.createSchema.properties as Record<string, unknown>).sshPrivateKey !== undefined) rest.sshPrivateKey = sshPrivateKey;
   const prepared = await prepareCreate(d.store, def, rest, { ownerAccountUuid: d.adminAccountUuid ?? 'admin' });
+  // ssh: false — a tstack-simulator host: no deploy (controller/host/simulated.ts)
+  const simAgents = ssh === false ? simulatedAgents(body, prepared.secrets) : undefined;
+  if (!simAgents && prepared.secrets.agentToken !== undefined) throw new TStackError('INVALID_ARGUMENT', 'agentToken: only with ssh: false', { field: 'agentToken' });
   const creds: Credentials = {};
   if (typeof prepared.secrets.password === 'string') creds.password = prepared.secrets.password;
   const pk = prepared.secrets.sshPrivateKey ?? sshPrivateKey;
   if (typeof pk === 'string' && pk) creds.privateKey = pk;
-  if (!creds.password && !creds.privateKey) throw new TStackError('INVALID_ARGUMENT', 'password: give the SSH password (or sshPrivateKey) of the host', { field: 'password' });
+  if (!simAgents && !creds.password && !creds.privateKey) throw new TStackError('INVALID_ARGUMENT', 'password: give the SSH password (or sshPrivateKey) of the host', { field: 'password' });
   const ip = String(prepared.resource.managementIp);
   const dup = await d.store.list({ kind: 'host', filters: [{ field: 'managementIp', op: '=', value: ip }], limit: 1 });
   if (dup.total > 0) throw new TStackError('CONFLICT', `a host with managementIp ${ip} exists already (${dup.items[0]!.uuid})`, { field: 'managementIp' });
   const res = prepared.resource;
   res.status = 'Connecting';
   if (res.virtType) res.requestedVirtType = res.virtType;
+  if (simAgents) Object.assign(res, { simulated: true, _agents: simAgents, virtType: 'qemu', requestedVirtType: 'qemu' });
   const host = await d.store.create(res);
   return withHost(d, host.uuid, async () => {
     try {
+      if (simAgents) return await connectSimulatedHost(d, host, hooks);
       const r = await deploy(d, host, creds, hooks);
       log.info({ host: host.uuid, ip, install: r.install, virtType: r.virtType }, 'host added');
       return await d.store.update(host.uuid, connectedFields(r));
@@ -302,6 +308,8 @@ export async function reconnectHost(d: HostDeps, uuid: string, hooks: OpHooks = 
         const facts = await d.agentClient.call(kvm.HostFacts, endpoint(host, agents.kvmagent), {}, { timeoutMs: 70_000 });
         Object.assign(patch, { totalCpu: facts.cpu.threads, cpuSockets: facts.cpu.sockets, cpuModelName: facts.cpu.model, totalMemory: facts.memory.total });
         updated = await d.store.update(uuid, patch);
+      } else if (isSimulated(host)) {
+        throw new TStackError('HOST_UNREACHABLE', `simulated host ${uuid}: its agents do not answer with this version (${version}); nothing to re-deploy`);
       } else {
         const why = AGENTS.map((a) => (pings[a] ? (pings[a]!.version !== version ? `${a} runs ${pings[a]!.version}` : '') : `${a} does not answer`)).filter(Boolean);
         log.info({ host: uuid, why }, 'reconnect: re-deploying over SSH');
@@ -373,6 +381,7 @@ export async function deleteHost(d: HostDeps, uuid: string): Promise<Resource> {
       throw new TStackError('CONFLICT', `host ${uuid} is ${host.state}/${host.status}: put it in maintenance (or let it be Disconnected) before deleting it`);
     }
     try {
+      if (isSimulated(host)) throw new Error('a simulated host: nothing to log in to');
       const key = controllerKey(d.dataDir);
       const target = { host: String(host.managementIp), port: Number(host.sshPort ?? 22), username: String(host.username ?? 'root'), privateKey: key.privateKey, readyTimeoutMs: 10_000 } as Parameters<typeof stopAgents>[0];
       if (typeof host.sshHostKey === 'string') target.expectedHostKey = host.sshHostKey;

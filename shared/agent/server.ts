@@ -59,6 +59,11 @@ export interface AgentServerOptions {
   bodyLimit?: number;
   /** Requests in progress at once before 503 + Retry-After (default 256; /health is exempt). */
   maxInFlight?: number;
+  /**
+   * Runs before every command handler (in its queue slot, under its timeout): the scale
+   * simulator injects latency (sleep) and failures (throw) here.
+   */
+  intercept?: (command: string, signal: AbortSignal) => Promise<void>;
 }
 
 const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
@@ -228,6 +233,7 @@ export class AgentServer {
             reject(new TStackError('TIMEOUT', `${def.name} did not finish within ${timeoutMs} ms`, { command: def.name, timeoutMs }));
           }, timeoutMs);
           try {
+            if (this.opts.intercept) await this.opts.intercept(def.name, ac.signal);
             resolve(await reg.handler(req as never, tctx));
           } catch (e) {
             reject(e);

@@ -1,0 +1,80 @@
+// The simulator's control API (bearer token = the simulator's token file):
+//   GET  /health                      no auth
+//   GET  /hosts                       {hosts: [{index, managementIp, port, token, powered, vms}]}
+//   GET  /stats                       {hosts, powered, vms, byState}
+//   POST /hosts/<index>/power-off     stop answering (connections refused)
+//   POST /hosts/<index>/power-on      answer again (a restarted agent; domains kept)
+//   PUT  /faults                      {"<command>"|"*": {latencyMs, jitterMs, failRate}}
+import Koa from 'koa';
+import Router from '@koa/router';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { TStackError, httpStatusOf } from '../shared/errors.js';
+import { jsonBody } from '../shared/http/body.js';
+import { validateFaults, type Simulator } from './simulator.js';
+
+export async function startControl(sim: Simulator, token: string, host: string, port: number): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+  const app = new Koa();
+  const router = new Router();
+  const want = Buffer.from(token);
+  app.use(async (ctx, next) => {
+    try {
+      if (ctx.path !== '/health') {
+        const m = /^Bearer (.+)$/.exec(ctx.get('authorization'));
+        const given = Buffer.from(m?.[1] ?? '');
+        if (given.length !== want.length || !timingSafeEqual(given, want)) throw new TStackError('UNAUTHORIZED', 'missing or wrong bearer token (the simulator token file)');
+      }
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) throw new TStackError('NOT_FOUND', `no such endpoint: ${ctx.method} ${ctx.path}`);
+    } catch (e) {
+      const err = TStackError.from(e);
+      ctx.status = httpStatusOf(err.code);
+      ctx.body = err.toJSON();
+    }
+  });
+  app.use(jsonBody({ limit: 1024 * 1024 }));
+  const index = (s: string | undefined): number => {
+    if (!s || !/^\d{1,6}$/.test(s)) throw new TStackError('INVALID_ARGUMENT', `host index: expected a number, got ${s}`, { field: 'index' });
+    return Number(s);
+  };
+  router.get('/health', (ctx) => {
+    ctx.body = { status: 'ok', agent: 'tstack-simulator' };
+  });
+  router.get('/hosts', (ctx) => {
+    ctx.body = { hosts: sim.hosts.map((h) => sim.info(h)) };
+  });
+  router.get('/stats', (ctx) => {
+    ctx.body = sim.stats();
+  });
+  router.post('/hosts/:i/power-off', async (ctx) => {
+    await sim.powerOff(index(ctx.params.i));
+    ctx.body = sim.info(sim.hosts[index(ctx.params.i)]!);
+  });
+  router.post('/hosts/:i/power-on', async (ctx) => {
+    await sim.powerOn(index(ctx.params.i));
+    ctx.body = sim.info(sim.hosts[index(ctx.params.i)]!);
+  });
+  router.put('/faults', (ctx) => {
+    const rules = (ctx.request as { body?: unknown }).body;
+    validateFaults(rules);
+    sim.setFaults(rules);
+    ctx.body = sim.faults;
+  });
+  app.use(router.routes());
+  const server = createServer(app.callback());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const a = server.address() as AddressInfo;
+  return {
+    server,
+    url: `http://${a.address}:${a.port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}

@@ -1,0 +1,109 @@
+// The storage and vrouter sides of a simulated host: every command of shared/protocol's storage,
+// ha, vrouter and vpc modules answered from memory (the commands whose results the controller
+// reads have explicit answers, the rest the schema's default value), on the host's AgentServer.
+// The hypervisor side is kvmagent's own code on its FakeDriver (simulator/host.ts).
+import { Value } from '@sinclair/typebox/value';
+import type { TSchema } from '@sinclair/typebox';
+import { TStackError } from '../shared/errors.js';
+import type { AgentServer } from '../shared/agent/server.js';
+import type { CommandDef } from '../shared/protocol/command.js';
+import { check } from '../shared/protocol/schema.js';
+import * as S from '../shared/protocol/storage.js';
+import * as H from '../shared/protocol/ha.js';
+import * as V from '../shared/protocol/vrouter.js';
+import * as VPC from '../shared/protocol/vpc.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each answer types its own request; the server validated it against the schema
+type Answer = (req: any) => unknown;
+
+const isCommand = (x: unknown): x is CommandDef => typeof x === 'object' && x !== null && 'path' in x && 'request' in x && 'response' in x && 'name' in x;
+const commandsOf = (mod: Record<string, unknown>): CommandDef[] => Object.values(mod).filter(isCommand);
+
+/** What a simulated host's storage holds (per host: local storage is local). */
+export interface FakeStorageState {
+  volumes: Map<string, S.VolumeInfo>;
+  snapshots: Map<string, S.SnapshotInfo[]>;
+  images: Set<string>;
+}
+
+export const newStorageState = (): FakeStorageState => ({ volumes: new Map(), snapshots: new Map(), images: new Set() });
+
+function storageAnswers(st: FakeStorageState): Record<string, Answer> {
+  let seq = 0;
+  const capacity = (): S.Capacity => ({ totalCapacity: 10 * 1024 * GiB, availableCapacity: 10 * 1024 * GiB - st.volumes.size * MiB, usedByTstack: st.volumes.size * MiB });
+  const volume = (req: { ps: { path?: string }; volumeUuid: string; size?: number }, size = 64 * MiB): S.VolumeInfo => {
+    const path = `${req.ps.path ?? '/sim'}/${req.volumeUuid}.qcow2`;
+    const v: S.VolumeInfo = { volumeUuid: req.volumeUuid, source: { type: 'file', path, format: 'qcow2' }, installPath: path, format: 'qcow2', size: req.size ?? size, actualSize: MiB };
+    st.volumes.set(req.volumeUuid, v);
+    return v;
+  };
+  const snaps = (v: string): S.SnapshotInfo[] => st.snapshots.get(v) ?? st.snapshots.set(v, []).get(v)!;
+  const snapshot = (req: { ps: { path?: string }; volumeUuid: string; snapshotUuid: string }): S.SnapshotInfo => {
+    const have = snaps(req.volumeUuid).find((x) => x.snapshotUuid === req.snapshotUuid);
+    if (have) return have;
+    const info: S.SnapshotInfo = { snapshotUuid: req.snapshotUuid, volumeUuid: req.volumeUuid, size: 64 * MiB, actualSize: MiB, installPath: `${req.ps.path ?? '/sim'}/${req.volumeUuid}/${req.snapshotUuid}.qcow2` };
+    snaps(req.volumeUuid).push(info);
+    return info;
+  };
+  const image = (imageUuid: string): S.ImageInfo => {
+    st.images.add(imageUuid);
+    return { imageUuid, format: 'qcow2', virtualSize: 64 * MiB, actualSize: 16 * MiB, installPath: `/sim/bs/${imageUuid}.qcow2` };
+  };
+  return {
+    [H.HeartbeatSet.name]: () => ({ files: [], writer: 'sim' }),
+    [H.HeartbeatCheck.name]: (req: { ps: Array<{ uuid: string }> }) => ({ beats: req.ps.map((p) => ({ psUuid: p.uuid, writer: 'sim', seq: ++seq })), volumesInUse: [] }),
+    [S.ImageStoreInit.name]: capacity,
+    [S.ImageStoreCapacity.name]: capacity,
+    [S.ImageStoreDownload.name]: (req: { imageUuid: string }) => image(req.imageUuid),
+    [S.ImageStoreImageInfo.name]: (req: { imageUuid: string }) => image(req.imageUuid),
+    [S.ImageStoreDelete.name]: (req: { imageUuid: string }) => ({ deleted: st.images.delete(req.imageUuid) }),
+    [S.PsInit.name]: capacity,
+    [S.PsCapacity.name]: capacity,
+    [S.PsImageCache.name]: (req: { ps: { path?: string }; imageUuid: string }) => {
+      const path = `${req.ps.path ?? '/sim'}/cache/${req.imageUuid}.qcow2`;
+      return { imageUuid: req.imageUuid, source: { type: 'file', path, format: 'qcow2' }, installPath: path, format: 'qcow2', virtualSize: 64 * MiB, actualSize: 16 * MiB, alreadyCached: true };
+    },
+    [S.CreateRootVolume.name]: (req) => volume(req),
+    [S.CreateEmptyVolume.name]: (req) => volume(req),
+    [S.FlattenVolume.name]: (req) => volume(req),
+    [S.ResizeVolume.name]: (req) => volume(req),
+    [S.DeleteVolume.name]: (req: { volumeUuid: string }) => ({ deleted: st.volumes.delete(req.volumeUuid) }),
+    [S.CreateSnapshot.name]: snapshot,
+    [S.CommitLiveSnapshot.name]: snapshot,
+    [S.PrepareLiveSnapshot.name]: (req: { ps: { path?: string }; volumeUuid: string; snapshotUuid: string }) => ({ newTopPath: `${req.ps.path ?? '/sim'}/${req.volumeUuid}/top-${req.snapshotUuid}.qcow2` }),
+    [S.ListSnapshots.name]: (req: { volumeUuid: string }) => ({ snapshots: snaps(req.volumeUuid) }),
+    [S.DeleteSnapshot.name]: (req: { volumeUuid: string; snapshotUuid: string }) => {
+      const l = snaps(req.volumeUuid);
+      const i = l.findIndex((x) => x.snapshotUuid === req.snapshotUuid);
+      if (i >= 0) l.splice(i, 1);
+      return { deleted: i >= 0 };
+    },
+    [S.RevertSnapshot.name]: (req) => volume(req),
+    [S.VolumeToImage.name]: (req: { imageUuid: string }) => image(req.imageUuid),
+  };
+}
+
+const vrouterAnswers: Record<string, Answer> = {
+  [VPC.RouterApply.name]: (req: { router: { routerUuid: string } }) => ({ router: { routerUuid: req.router.routerUuid, namespace: 'sim', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 }),
+};
+
+function register(server: AgentServer, commands: CommandDef[], answers: Record<string, Answer>): void {
+  for (const cmd of commands) {
+    const answer = answers[cmd.name];
+    server.handle(cmd, async (req: unknown) => {
+      if (answer) return answer(req) as never;
+      const res = Value.Create(cmd.response as TSchema);
+      if (check(cmd.response as TSchema, res).length) throw new TStackError('NOT_IMPLEMENTED', `the simulator has no answer for ${cmd.name} (add one in simulator/fakes.ts)`);
+      return res as never;
+    });
+  }
+}
+
+/** Register the storage (+ha) and vrouter (+vpc) commands of a simulated host on its server. */
+export function registerFakeStorageAndVrouter(server: AgentServer, st: FakeStorageState): void {
+  register(server, [...commandsOf(S), ...commandsOf(H)], storageAnswers(st));
+  register(server, [...commandsOf(V), ...commandsOf(VPC)], vrouterAnswers);
+}

@@ -1,0 +1,63 @@
+// Build a cloud on tstack-simulator hosts through the REST API only (the scale bench and the
+// simulator suite test): zone, cluster, local primary storage, flat L2/L3 with a range big
+// enough for `vms`, an offering, the hosts (POST /v1/hosts with ssh: false, `hostConcurrency`
+// at a time), an image store on host 0 and an image.
+import type { ApiClient } from './controller.js';
+import type { SimHostInfo } from '../../simulator/simulator.js';
+
+const MiB = 1024 * 1024;
+
+export interface SimCloudIds {
+  zone: string;
+  cluster: string;
+  ps: string;
+  bs: string;
+  image: string;
+  offering: string;
+  l2: string;
+  l3: string;
+  hosts: string[];
+}
+
+async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
+  const r = await api.post(path, body);
+  if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  if (r.status === 202 && r.body?.jobUuid) throw new Error(`POST ${path}: a job; use ?wait=true`);
+  return r.body?.result ?? r.body;
+}
+
+/** Add simulated hosts to a cluster, `concurrency` at a time; returns their uuids in order. */
+export async function addSimulatedHosts(api: ApiClient, clusterUuid: string, hosts: SimHostInfo[], prefix: string, concurrency = 16): Promise<string[]> {
+  const out: string[] = new Array<string>(hosts.length);
+  const queue = hosts.map((h, i) => ({ h, i }));
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
+      for (let x = queue.shift(); x; x = queue.shift()) {
+        const body = { name: `${prefix}-h${x.h.index}`, clusterUuid, managementIp: x.h.managementIp, agentPort: x.h.port, ssh: false, agentToken: x.h.token };
+        out[x.i] = (await ok(api, '/v1/hosts?wait=true', body)).uuid;
+      }
+    }),
+  );
+  return out;
+}
+
+export async function setupSimulatedCloud(api: ApiClient, hosts: SimHostInfo[], o: { prefix: string; vms: number; hostConcurrency?: number }): Promise<SimCloudIds> {
+  const p = o.prefix;
+  const zone = (await ok(api, '/v1/zones', { name: `${p}-zone` })).uuid;
+  const cluster = (await ok(api, '/v1/clusters', { name: `${p}-cluster`, zoneUuid: zone })).uuid;
+  const hostUuids = await addSimulatedHosts(api, cluster, hosts, p, o.hostConcurrency);
+  const ps = (await ok(api, '/v1/primary-storage?wait=true', { name: `${p}-ps`, zoneUuid: zone, type: 'LocalStorage', url: '/sim/ps' })).uuid;
+  await ok(api, `/v1/clusters/${cluster}/actions?wait=true`, { attachPrimaryStorage: { primaryStorageUuid: ps } });
+  const bs = (await ok(api, '/v1/backup-storage?wait=true', { name: `${p}-bs`, hostname: hosts[0]!.managementIp, url: '/sim/bs' })).uuid;
+  const image = (await ok(api, '/v1/images?wait=true', { name: `${p}-image`, url: 'http://images.invalid/sim.qcow2', format: 'qcow2', backupStorageUuids: [bs] })).uuid;
+  const offering = (await ok(api, '/v1/instance-offerings', { name: `${p}-small`, cpuNum: 1, memorySize: 128 * MiB })).uuid;
+  const l2 = (await ok(api, '/v1/l2-networks', { name: `${p}-l2`, zoneUuid: zone, physicalInterface: 'eth0' })).uuid;
+  const l3 = (await ok(api, '/v1/l3-networks', { name: `${p}-l3`, l2NetworkUuid: l2 })).uuid;
+  // 10.64.0.0/10 holds ~4 million addresses: any --vms fits
+  const size = Math.max(64, o.vms + 16);
+  const end = 10 * 2 ** 24 + 64 * 2 ** 16 + 10 + size;
+  const endIp = [end >>> 24, (end >>> 16) & 255, (end >>> 8) & 255, end & 255].join('.');
+  await ok(api, '/v1/ip-ranges', { name: `${p}-range`, l3NetworkUuid: l3, startIp: '10.64.0.10', endIp, netmask: '255.192.0.0', gateway: '10.64.0.1' });
+  await ok(api, `/v1/clusters/${cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2 } });
+  return { zone, cluster, ps, bs, image, offering, l2, l3, hosts: hostUuids };
+}
