@@ -1,0 +1,272 @@
+// Scale benchmark (issue 19): C controller processes (tstack-controller, SQLite or one Redis),
+// a tstack-simulator process with N hosts, all added through POST /v1/hosts (ssh: false), then M
+// VMs created through the REST API with bounded client concurrency and counted until every one is
+// Running or failed; then the filtered, paginated VM list is measured at 30 req/s and the read
+// throughput with 16 concurrent readers. Prints one JSON line and, last, `ratio: X` =
+// create_s ÷ (M ÷ 7.2): ZStack's published 10,000 VMs in 23 minutes is 7.2 VMs/s, so X < 1 is faster.
+//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--cpu-prof <dir>]
+// Not yet: --inventory K (bulk-loaded records for the list goal) and --kill-one (controller takeover).
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startProcess, type RunningProcess } from '../../shared/exec.js';
+import { freePort, waitForPort } from '../../test/harness/ports.js';
+import { ApiClient } from '../../test/harness/controller.js';
+import { setupSimulatedCloud } from '../../test/harness/simulated-cloud.js';
+import type { SimHostInfo } from '../../simulator/simulator.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const TRANSITIONAL = new Set(['Created', 'Starting', 'Stopping', 'Rebooting', 'Pausing', 'Resuming', 'Migrating', 'Destroying', 'Creating', 'Expunging']);
+
+function flags(argv: string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
+    const next = argv[i + 1];
+    if (next === undefined || next.startsWith('--')) o[a.slice(2)] = 'true';
+    else o[a.slice(2)] = argv[++i]!;
+  }
+  return o;
+}
+
+const f = flags(process.argv.slice(2));
+const int = (k: string, d: number): number => {
+  const n = f[k] === undefined ? d : Number(f[k]);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${k}: expected a non-negative integer, got ${f[k]}`);
+  return n;
+};
+const HOSTS = int('hosts', 50);
+const VMS = int('vms', 500);
+const CONTROLLERS = int('controllers', 1);
+const CONCURRENCY = int('concurrency', 64);
+const STORE = f.store ?? 'sqlite';
+if (!['sqlite', 'redis'].includes(STORE)) throw new Error('--store: sqlite or redis');
+if (CONTROLLERS < 1 || (CONTROLLERS > 1 && STORE !== 'redis')) throw new Error('--controllers: 1, or several with --store redis');
+if (f.inventory !== undefined || f['kill-one'] !== undefined) throw new Error('--inventory and --kill-one are not implemented yet (issue 19)');
+const PROF = f['cpu-prof'];
+
+const dir = mkdtempSync(join(tmpdir(), 'tstack-scale-'));
+const procs: RunningProcess[] = [];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const log = (m: string): void => void process.stderr.write(`[scale ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+
+async function cleanupAll(): Promise<void> {
+  for (const p of procs.reverse()) await p.stop(15_000).catch(() => undefined);
+  if (!f['keep-dir']) rmSync(dir, { recursive: true, force: true });
+}
+
+async function startSimulator(): Promise<{ control: string; hosts: SimHostInfo[] }> {
+  const sdir = join(dir, 'sim');
+  // a random 127/8 block: other runs on this machine use others
+  const b = 64 + Math.floor(Math.random() * 60);
+  const p = await startProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'simulator/main.ts'), '--hosts', String(HOSTS), '--first-ip', `127.${b}.0.1`, '--host-port', String(await freePort()), '--listen', '127.0.0.1:0', '--data-dir', sdir, '--token-file', join(sdir, 'token'), '--log-level', 'warn'], {
+    cwd: ROOT,
+    logFile: join(dir, 'simulator.log'),
+  });
+  procs.push(p);
+  const file = join(sdir, 'simulator-hosts.json');
+  const end = Date.now() + 300_000;
+  while (!existsSync(file)) {
+    if (!p.running) throw new Error(`simulator exited: ${readFileSync(join(dir, 'simulator.log'), 'utf8').slice(-2000)}`);
+    if (Date.now() > end) throw new Error('simulator did not start in 300 s');
+    await sleep(200);
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as { control: string; hosts: SimHostInfo[] };
+}
+
+async function startController(i: number, store: string): Promise<string> {
+  const cdir = join(dir, `ctl${i}`);
+  const port = await freePort();
+  const pw = join(dir, 'admin-password');
+  const node = PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [];
+  const p = await startProcess(process.execPath, [...node, '--import', 'tsx', join(ROOT, 'controller/main.ts'), '--listen', `127.0.0.1:${port}`, '--data-dir', cdir, '--token-file', join(cdir, 'token'), '--store', store, '--admin-password-file', pw, '--log-level', 'warn'], {
+    cwd: ROOT,
+    logFile: join(dir, `controller${i}.log`),
+  });
+  procs.push(p);
+  await waitForPort('127.0.0.1', port, 120_000);
+  const url = `http://127.0.0.1:${port}`;
+  for (let t = Date.now(); Date.now() - t < 60_000; await sleep(200)) {
+    if ((await fetch(`${url}/health`).catch(() => undefined))?.ok) return url;
+  }
+  throw new Error(`controller ${i} did not get healthy`);
+}
+
+/** GET with a few retries: a request that never got an answer under load is asked again. */
+async function get(api: ApiClient, path: string): Promise<{ status: number; body: any }> {
+  for (let i = 0; ; i++) {
+    try {
+      return await api.get(path);
+    } catch (e) {
+      if (i >= 5) throw e;
+      await sleep(500 * (i + 1));
+    }
+  }
+}
+
+async function listAll(api: ApiClient): Promise<Array<{ name: string; state: string }>> {
+  const out: Array<{ name: string; state: string }> = [];
+  for (let start = 0; ; start += 5000) {
+    const r = await get(api, `/v1/vm-instances?limit=5000&start=${start}&fields=name,state`);
+    if (r.status !== 200) throw new Error(`list VMs: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+    const items = r.body.inventories as Array<{ name: string; state: string }>;
+    out.push(...items);
+    if (items.length < 5000) return out;
+  }
+}
+
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
+};
+
+async function main(): Promise<void> {
+  writeFileSync(join(dir, 'admin-password'), 'scale-bench-admin-pw-1\n', { mode: 0o600 });
+  let store = 'sqlite';
+  if (STORE === 'redis') {
+    const port = await freePort();
+    const rdir = join(dir, 'redis');
+    const p = await startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { cwd: dir, logFile: join(dir, 'redis.log') });
+    procs.push(p);
+    await waitForPort('127.0.0.1', port, 15_000);
+    store = `redis://127.0.0.1:${port}/0`;
+    void rdir;
+  }
+  const load0 = loadavg()[0]!;
+  log(`starting the simulator (${HOSTS} hosts) and ${CONTROLLERS} controller(s) on ${STORE}; load ${load0.toFixed(2)}`);
+  const [sim, ...urls] = await Promise.all([startSimulator(), ...Array.from({ length: CONTROLLERS }, (_, i) => startController(i, store))]);
+  const apis: ApiClient[] = [];
+  for (const url of urls) {
+    const r = await new ApiClient(url).post('/v1/sessions', { accountName: 'admin', password: 'scale-bench-admin-pw-1' });
+    if (r.status !== 200) throw new Error(`login: ${r.status} ${JSON.stringify(r.body)}`);
+    apis.push(new ApiClient(url, r.body.token));
+  }
+  const api = apis[0]!;
+  const tHosts = Date.now();
+  const ids = await setupSimulatedCloud(api, sim.hosts, { prefix: 'scale', vms: VMS, hostConcurrency: 32 });
+  const hostsS = (Date.now() - tHosts) / 1000;
+  const connected = (await get(api, '/v1/hosts?q=status=Connected&count=true')).body.total as number;
+  log(`${connected}/${HOSTS} hosts Connected, cloud set up in ${hostsS.toFixed(1)} s; creating ${VMS} VMs, ${CONCURRENCY} requests at a time`);
+
+  // --- create: every request acknowledged (202) counts; names identify the VMs afterwards
+  const acked = new Set<string>();
+  const refused: string[] = [];
+  let next = 0;
+  const t0 = Date.now();
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENCY, VMS) }, async (_, w) => {
+      for (let i = next++; i < VMS; i = next++) {
+        const name = `s${i}`;
+        const a = apis[(w + i) % apis.length]!;
+        for (let attempt = 0; ; attempt++) {
+          const r = await a.post('/v1/vm-instances', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] }).catch((e: Error) => ({ status: 0, body: e.message }));
+          if (r.status === 202 || r.status === 201 || r.status === 200) {
+            acked.add(name);
+            break;
+          }
+          if ((r.status === 503 || r.status === 429 || r.status === 0) && attempt < 20) {
+            await sleep(250 * (attempt + 1));
+            continue;
+          }
+          refused.push(`${name}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+          break;
+        }
+      }
+    }),
+  );
+  const tAcked = (Date.now() - t0) / 1000;
+  log(`${acked.size} creates acknowledged in ${tAcked.toFixed(1)} s (${refused.length} refused${refused.length ? `, e.g. ${refused[0]}` : ''}); waiting for Running`);
+  // --- until every VM is Running or failed (or nothing moves for 120 s)
+  let settled = 0;
+  let lastChange = Date.now();
+  let lastSettled = t0;
+  for (;;) {
+    const n = (await get(api, '/v1/vm-instances?q=state=Running&count=true')).body?.total as number;
+    const err = (await get(api, '/v1/vm-instances?q=state?=Error,Destroyed,Stopped&count=true')).body?.total as number;
+    const failedJobs = (await get(api, '/v1/jobs?q=type=vm-instances.create&q=state=Failed&count=true')).body?.total as number;
+    const now = n + err + (failedJobs ?? 0);
+    if (now !== settled) lastChange = lastSettled = Date.now();
+    settled = now;
+    if (settled >= acked.size) break;
+    if (Date.now() - lastChange > 120_000) {
+      log(`no progress for 120 s: ${settled}/${acked.size} settled`);
+      break;
+    }
+    await sleep(500);
+  }
+  // the time until the last VM settled (Running, or its create failed)
+  const createS = (lastSettled - t0) / 1000;
+
+  // --- stuck / lost (transitional VMs get up to 60 s more)
+  let all = await listAll(api);
+  for (let t = Date.now(); all.some((v) => TRANSITIONAL.has(v.state)) && Date.now() - t < 60_000; all = await listAll(api)) await sleep(2_000);
+  const names = new Set(all.map((v) => v.name));
+  const failedJobs = ((await get(api, '/v1/jobs?q=type=vm-instances.create&q=state=Failed&count=true')).body?.total as number) ?? 0;
+  // an acknowledged create whose job failed (and rolled back) is failed, not lost
+  const lost = Math.max(0, [...acked].filter((n) => !names.has(n)).length - failedJobs);
+  const stuck = all.filter((v) => TRANSITIONAL.has(v.state)).length;
+  // a failed create leaves an Error VM or none (rolled back): the larger count, not their sum
+  const failed = Math.max(all.filter((v) => !TRANSITIONAL.has(v.state) && v.state !== 'Running').length, failedJobs) + refused.length;
+  const running = all.filter((v) => v.state === 'Running').length;
+  log(`${running} Running; the last VM settled after ${createS.toFixed(1)} s; ${failedJobs} create jobs failed`);
+  const simStats = (await (await fetch(`${sim.control}/stats`, { headers: { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}` } })).json()) as { vms: number; byState: Record<string, number> };
+  log(`simulator: ${simStats.vms} domains ${JSON.stringify(simStats.byState)}`);
+
+  // --- list latency at 30 req/s for 10 s; read throughput: 16 readers for 5 s
+  const hostUuid = ids.hosts[0]!;
+  const listPath = `/v1/vm-instances?q=state=Running&q=hostUuid=${hostUuid}&limit=50&sort=createDate`;
+  const lat: number[] = [];
+  const timed = async (a: ApiClient): Promise<void> => {
+    const s = performance.now();
+    const r = await a.get(listPath);
+    if (r.status !== 200) throw new Error(`list: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+    lat.push(performance.now() - s);
+  };
+  const pending: Array<Promise<void>> = [];
+  for (let i = 0; i < 300; i++) {
+    pending.push(timed(apis[i % apis.length]!));
+    await sleep(1000 / 30);
+  }
+  await Promise.all(pending);
+  let reads = 0;
+  const tr = Date.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async (_, w) => {
+      while (Date.now() - tr < 5_000) {
+        const r = await apis[w % apis.length]!.get(listPath).catch(() => undefined);
+        if (r?.status === 200) reads++;
+      }
+    }),
+  );
+  const readsS = reads / ((Date.now() - tr) / 1000);
+  const out = {
+    hosts: HOSTS,
+    vms: VMS,
+    create_s: Number(createS.toFixed(2)),
+    vms_per_s: Number((running / createS).toFixed(1)),
+    running,
+    failed,
+    stuck,
+    lost,
+    hosts_connected: connected,
+    list_p50_ms: Number(pct(lat, 50).toFixed(1)),
+    list_p95_ms: Number(pct(lat, 95).toFixed(1)),
+    reads_per_s: Number(readsS.toFixed(0)),
+    controllers: CONTROLLERS,
+    store: STORE,
+    hosts_add_s: Number(hostsS.toFixed(1)),
+    load1_start: Number(load0.toFixed(2)),
+    load1_end: Number(loadavg()[0]!.toFixed(2)),
+  };
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.stdout.write(`ratio: ${(createS / (VMS / 7.2)).toFixed(3)}\n`);
+}
+
+main()
+  .catch((e: unknown) => {
+    process.stderr.write(`scale bench failed: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => cleanupAll());
