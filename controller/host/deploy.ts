@@ -53,6 +53,56 @@ export const STOP_SCRIPT =
   'pidf=$1; pat=$2; [ -f "$pidf" ] || exit 0; pid=$(cat "$pidf"); case "$pid" in ""|*[!0-9]*) rm -f "$pidf"; exit 0;; esac; ' +
   'if [ -r "/proc/$pid/cmdline" ] && tr "\\000" " " <"/proc/$pid/cmdline" | grep -qF -- "$pat"; then kill "$pid" 2>/dev/null; ' +
   'i=0; while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -9 "$pid" 2>/dev/null; fi; rm -f "$pidf"; exit 0';
+/**
+ * Everything the deploy needs to know about a host, in one SSH round trip: key=value lines, then the
+ * os-release file after a separator. $1 is the install marker of the version being deployed.
+ */
+export const PROBE_SCRIPT =
+  'printf "arch=%s\\n" "$(uname -m)"; printf "kernel=%s\\n" "$(uname -r)"; ' +
+  'if [ -c /dev/kvm ]; then echo kvm=1; else echo kvm=0; fi; ' +
+  'if grep -qE "^flags.*\\b(vmx|svm)\\b" /proc/cpuinfo 2>/dev/null; then echo vmx=1; else echo vmx=0; fi; ' +
+  'if [ -d /run/systemd/system ]; then echo systemd=1; else echo systemd=0; fi; ' +
+  'printf "machineId=%s\\n" "$(cat /etc/machine-id 2>/dev/null)"; ' +
+  'printf "node=%s\\n" "$(node --version 2>/dev/null)"; printf "nodePath=%s\\n" "$(command -v node 2>/dev/null)"; ' +
+  'printf "marker=%s\\n" "$(tr -d "\\n" 2>/dev/null <"$1")"; echo "--- os-release"; cat /etc/os-release';
+
+export interface HostProbe {
+  arch: string;
+  kernel: string;
+  kvmDevice: boolean;
+  cpuVirtFlag: boolean;
+  systemd: boolean;
+  machineId: string;
+  nodeVersion: string;
+  nodePath: string;
+  marker: string;
+  osRelease: string;
+}
+
+/** Parse PROBE_SCRIPT's output (pure). */
+export function parseProbe(out: string): HostProbe {
+  const sep = out.indexOf('--- os-release\n');
+  const head = sep < 0 ? out : out.slice(0, sep);
+  const kv = new Map<string, string>();
+  for (const line of head.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1).trim());
+  }
+  const v = (k: string): string => kv.get(k) ?? '';
+  return {
+    arch: v('arch'),
+    kernel: v('kernel'),
+    kvmDevice: v('kvm') === '1',
+    cpuVirtFlag: v('vmx') === '1',
+    systemd: v('systemd') === '1',
+    machineId: v('machineId'),
+    nodeVersion: v('node'),
+    nodePath: v('nodePath'),
+    marker: v('marker'),
+    osRelease: sep < 0 ? '' : out.slice(sep + '--- os-release\n'.length),
+  };
+}
+
 /** Add a public key line to the login user's authorized_keys once. */
 export const AUTHORIZE_SCRIPT =
   'umask 077; f="$HOME/.ssh/authorized_keys"; mkdir -p "$HOME/.ssh" && touch "$f" && { grep -qxF -- "$1" "$f" || { ' +
@@ -165,7 +215,15 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
   const layout = checkLayout(cfg.layout);
   const version = cfg.pkg.version;
   const vdir = versionDir(layout, version);
-  const progress = cfg.progress ?? (() => undefined);
+  // each step's duration goes to the log: a slow deploy shows which step was slow
+  let stepAt = Date.now();
+  let step = '';
+  const progress = (pct: number, msg: string): void => {
+    if (step) log.info({ host: req.managementIp, step, ms: Date.now() - stepAt }, 'deploy step done');
+    step = msg;
+    stepAt = Date.now();
+    cfg.progress?.(pct, msg);
+  };
   const target: SshTarget = { host: req.managementIp, port: req.sshPort, username: req.username };
   if (req.password) target.password = req.password;
   if (req.privateKey) target.privateKey = req.privateKey;
@@ -182,17 +240,15 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
 
     // --- checks
     progress(10, 'checking the operating system');
-    const os = checkOs(parseOsRelease((await ssh.run(['cat', '/etc/os-release'])).stdout));
+    const probe = parseProbe((await ssh.run(['sh', '-c', PROBE_SCRIPT, 'sh', installedMarker(layout, version)], { timeoutMs: 60_000 })).stdout);
+    const os = checkOs(parseOsRelease(probe.osRelease));
     if (!os.supported && !req.allowUnsupportedOs) {
       throw new TStackError('HOST_OS_UNSUPPORTED', `${req.managementIp} runs ${os.prettyName}; tstack hosts need Debian 12 (bookworm)`, { id: os.id, versionId: os.versionId });
     }
-    const arch = (await ssh.run(['uname', '-m'])).stdout.trim();
-    const kernel = (await ssh.run(['uname', '-r'])).stdout.trim();
-    const kvmDevice = await ssh.ok(['test', '-c', '/dev/kvm']);
-    const cpuVirtFlag = await ssh.ok(['grep', '-qE', '^flags.*\\b(vmx|svm)\\b', '/proc/cpuinfo']);
+    const { arch, kernel, kvmDevice, cpuVirtFlag } = probe;
     const virt = chooseVirtType(req.virtType, kvmDevice);
     if (virt.note) log.warn({ host: req.managementIp }, virt.note);
-    const remoteMachineId = (await ssh.run(['cat', '/etc/machine-id'], { okCodes: [0, 1] })).stdout.trim();
+    const remoteMachineId = probe.machineId;
     const sameTree = remoteMachineId !== '' && remoteMachineId === localMachineId() && resolve(cfg.pkg.root) === vdir;
     if (cfg.pkg.bundled && arch !== nodeArch() && !sameTree) {
       throw new TStackError('HOST_ARCH_MISMATCH', `${req.managementIp} is ${arch}, the controller's bundled agent package is built for ${nodeArch()}`, { arch });
@@ -200,9 +256,9 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
 
     // --- node
     const shippedNode = `${vdir}/bin/node`;
-    const hostNode = (await ssh.run(['node', '--version'], { okCodes: [0, 1, 126, 127] })).stdout.trim();
+    const hostNode = probe.nodeVersion;
     let nodePath = '';
-    if (nodeMajor(hostNode) >= 20) nodePath = (await ssh.run(['which', 'node'], { okCodes: [0, 1] })).stdout.trim() || '/usr/bin/node';
+    if (nodeMajor(hostNode) >= 20) nodePath = probe.nodePath || '/usr/bin/node';
     const needNode = nodePath === '';
     if (needNode && (cfg.shipNode === false || arch !== nodeArch() || !cfg.pkg.bundled)) {
       throw new TStackError('HOST_NODE_MISSING', `${req.managementIp} has no Node.js ≥ 20 (found ${hostNode || 'none'}); install nodejs 20 and npm on the host, or deploy a bundled package (the controller then ships its own node)`, { found: hostNode });
@@ -210,7 +266,7 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     if (needNode) nodePath = shippedNode;
 
     // --- install
-    const marker = (await ssh.run(['cat', installedMarker(layout, version)], { okCodes: [0, 1] })).stdout.trim();
+    const marker = probe.marker;
     let installedVersion = '';
     try {
       installedVersion = marker ? String((JSON.parse(marker) as { version?: string }).version ?? '') : '';
@@ -228,10 +284,8 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
       await ssh.put(cfg.pkg.path, `${tmp}/tstack.tar.gz`);
       const staging = `${vdir}.staging-${randomBytes(4).toString('hex')}`;
       progress(35, 'unpacking');
-      await ssh.run(['mkdir', '-p', '-m', '0755', layout.installRoot], { root: true });
-      await ssh.run(['mkdir', '-m', '0755', staging], { root: true });
       try {
-        await ssh.run(['tar', '-xzf', `${tmp}/tstack.tar.gz`, '-C', staging, '--no-same-owner'], { root: true, timeoutMs: 10 * 60_000 });
+        await ssh.run(['sh', '-c', 'mkdir -p -m 0755 -- "$1" && mkdir -m 0755 -- "$2" && tar -xzf "$3" -C "$2" --no-same-owner', 'sh', layout.installRoot, staging, `${tmp}/tstack.tar.gz`], { root: true, timeoutMs: 10 * 60_000 });
         if (needNode) {
           progress(40, 'uploading node');
           await ssh.put(process.execPath, `${tmp}/node`, 0o700);
@@ -263,10 +317,10 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     }
     progress(75, `writing agent configs and starting ${targets.join(', ')}`);
     tmp ??= await ssh.mkTemp();
-    const systemd = await ssh.ok(['test', '-d', '/run/systemd/system']);
-    await ssh.run(['mkdir', '-p', '-m', '0700', layout.etcDir], { root: true });
-    await ssh.run(['mkdir', '-p', layout.runDir, layout.logDir, ...AGENTS.map((a) => `${layout.dataDir}/${a}`)], { root: true });
+    const systemd = probe.systemd;
+    await ssh.run(['sh', '-c', 'mkdir -p -m 0700 -- "$1" && shift && mkdir -p -- "$@"', 'sh', layout.etcDir, layout.runDir, layout.logDir, ...AGENTS.map((a) => `${layout.dataDir}/${a}`)], { root: true });
     const tokens = {} as Record<AgentName, string>;
+    const files: Array<{ dest: string; content: string; mode: number }> = [];
     for (const a of targets) {
       tokens[a] = randomBytes(32).toString('hex');
       const conf = renderAgentConfig({
@@ -280,12 +334,12 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
         logLevel: cfg.logLevel ?? 'info',
         extra: cfg.agentExtra?.[a] ?? {},
       });
-      await ssh.installFile(tokenPath(layout, a), tokens[a] + '\n', 0o600, tmp);
-      await ssh.installFile(configPath(layout, a), conf, 0o600, tmp);
+      files.push({ dest: tokenPath(layout, a), content: tokens[a] + '\n', mode: 0o600 }, { dest: configPath(layout, a), content: conf, mode: 0o600 });
+      if (systemd) files.push({ dest: `${layout.unitDir}/${unitName(a)}`, content: renderSystemdUnit({ agent: a, nodePath, layout, version }), mode: 0o644 });
     }
+    await ssh.installFiles(files, tmp);
     started = true;
     if (systemd) {
-      for (const a of targets) await ssh.installFile(`${layout.unitDir}/${unitName(a)}`, renderSystemdUnit({ agent: a, nodePath, layout, version }), 0o644, tmp);
       await ssh.run(['systemctl', 'daemon-reload'], { root: true });
       for (const a of targets) {
         await ssh.run(['systemctl', 'enable', unitName(a)], { root: true });
@@ -294,9 +348,9 @@ export async function deployHost(req: DeployRequest, cfg: DeployConfig): Promise
     } else {
       // stopping waits for each agent to exit: do it for all at once (SSH channels run in parallel)
       await Promise.all(targets.map((a) => ssh.run(['sh', '-c', STOP_SCRIPT, 'sh', pidPath(layout, a), configPath(layout, a)], { root: true, timeoutMs: 30_000 })));
-      for (const a of targets) {
-        await ssh.run(['sh', '-c', START_SCRIPT, 'sh', logPath(layout, a), pidPath(layout, a), nodePath, agentMain(layout, version, a), '--config', configPath(layout, a)], { root: true, timeoutMs: 30_000 });
-      }
+      await Promise.all(
+        targets.map((a) => ssh.run(['sh', '-c', START_SCRIPT, 'sh', logPath(layout, a), pidPath(layout, a), nodePath, agentMain(layout, version, a), '--config', configPath(layout, a)], { root: true, timeoutMs: 30_000 })),
+      );
     }
 
     // --- health, connect, facts

@@ -43,6 +43,9 @@ export interface RunResult {
 
 const fingerprint = (key: Buffer): string => 'SHA256:' + createHash('sha256').update(key).digest('base64').replace(/=+$/, '');
 
+/** `install -D -m MODE SRC DEST` for each (mode, src, dest) triple of its arguments; stops at the first failure. */
+export const INSTALL_SCRIPT = 'while [ $# -ge 3 ]; do install -D -m "$1" -- "$2" "$3" || exit 1; shift 3; done';
+
 export class SshSession {
   /** How root is reached: '' (logged in as root), 'sudo' (NOPASSWD), 'sudo-password'. */
   privilege: '' | 'sudo' | 'sudo-password' | 'none' = 'none';
@@ -229,9 +232,31 @@ export class SshSession {
 
   /** Install content as a root-owned file with `mode` (through a private temp file). */
   async installFile(dest: string, content: string | Buffer, mode: number, tmpDir: string): Promise<void> {
-    const tmp = `${tmpDir}/f-${randomBytes(6).toString('hex')}`;
-    await this.putContent(tmp, content, 0o600);
-    await this.run(['install', '-D', '-m', mode.toString(8).padStart(4, '0'), tmp, dest], { root: true, timeoutMs: 30_000 });
-    await this.run(['rm', '-f', tmp]);
+    await this.installFiles([{ dest, content, mode }], tmpDir);
+  }
+
+  /**
+   * Install several root-owned files: one sftp session writes them all to private temp files, one
+   * root command installs them (every SSH round trip costs, most on a busy host).
+   */
+  async installFiles(files: ReadonlyArray<{ dest: string; content: string | Buffer; mode: number }>, tmpDir: string): Promise<void> {
+    if (files.length === 0) return;
+    const staged = files.map((f) => ({ ...f, tmp: `${tmpDir}/f-${randomBytes(6).toString('hex')}` }));
+    const s = await this.sftp();
+    try {
+      for (const f of staged) {
+        await new Promise<void>((resolve, reject) =>
+          s.writeFile(f.tmp, f.content, { mode: 0o600 }, (e) => (e ? reject(new TStackError('HOST_COPY_FAILED', `sftp write to ${this.target.host}:${f.tmp} failed: ${e.message}`)) : resolve())),
+        );
+      }
+    } finally {
+      s.end();
+    }
+    const args = staged.flatMap((f) => [f.mode.toString(8).padStart(4, '0'), f.tmp, f.dest]);
+    try {
+      await this.run(['sh', '-c', INSTALL_SCRIPT, 'sh', ...args], { root: true, timeoutMs: 30_000 });
+    } finally {
+      await this.run(['rm', '-f', '--', ...staged.map((f) => f.tmp)]).catch(() => undefined);
+    }
   }
 }

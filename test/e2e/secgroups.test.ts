@@ -139,7 +139,7 @@ describe('e2e: security groups with real guests', function () {
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } }), secgroupModule()],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, autoReconnectMs: 5_000 } }), secgroupModule()],
       reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
     } as never);
     api = await c.login('admin', c.adminPassword);

@@ -1,10 +1,11 @@
-// The three constant shell snippets deploy.ts runs on hosts, run here with a real sh.
+// The constant shell snippets deploy.ts runs on hosts, run here with a real sh.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AUTHORIZE_SCRIPT, START_SCRIPT, STOP_SCRIPT } from '../../../controller/host/deploy.js';
+import { AUTHORIZE_SCRIPT, PROBE_SCRIPT, START_SCRIPT, STOP_SCRIPT, parseProbe } from '../../../controller/host/deploy.js';
+import { INSTALL_SCRIPT } from '../../../controller/host/ssh.js';
 
 const alive = (pid: number): boolean => {
   try {
@@ -63,5 +64,34 @@ describe('host/deploy shell snippets', () => {
     writeFileSync(join(dir, 'bad.pid'), '1; rm -rf /\n');
     execFileSync('sh', ['-c', STOP_SCRIPT, 'sh', join(dir, 'bad.pid'), 'x']);
     assert.equal(existsSync(join(dir, 'bad.pid')), false);
+  });
+
+  it('PROBE_SCRIPT reports this machine in one run, and the install marker only when it exists', () => {
+    const sh = (marker: string): string => execFileSync('sh', ['-c', PROBE_SCRIPT, 'sh', marker]).toString();
+    const uname = (flag: string): string => execFileSync('uname', [flag]).toString().trim();
+    const none = parseProbe(sh(join(dir, 'absent')));
+    assert.equal(none.arch, uname('-m'));
+    assert.equal(none.kernel, uname('-r'));
+    assert.equal(none.kvmDevice, existsSync('/dev/kvm'));
+    assert.equal(none.systemd, existsSync('/run/systemd/system'));
+    assert.equal(none.machineId, readFileSync('/etc/machine-id', 'utf8').trim());
+    assert.equal(none.nodeVersion, execFileSync('node', ['--version']).toString().trim());
+    assert.match(none.nodePath, /\/node$/);
+    assert.equal(none.marker, '');
+    assert.match(none.osRelease, /^ID=/m);
+    const m = join(dir, 'marker');
+    writeFileSync(m, '{"version":"1.2.3"}\n');
+    assert.equal(parseProbe(sh(m)).marker, '{"version":"1.2.3"}');
+  });
+
+  it('INSTALL_SCRIPT installs each (mode, source, destination) triple, creating directories, and stops at the first failure', () => {
+    writeFileSync(join(dir, 'a'), 'A');
+    writeFileSync(join(dir, 'b'), 'B');
+    execFileSync('sh', ['-c', INSTALL_SCRIPT, 'sh', '0600', join(dir, 'a'), join(dir, 'x/y/a'), '0644', join(dir, 'b'), join(dir, 'b2')]);
+    assert.equal(readFileSync(join(dir, 'x/y/a'), 'utf8'), 'A');
+    assert.equal(execFileSync('stat', ['-c', '%a', join(dir, 'x/y/a')]).toString().trim(), '600');
+    assert.equal(execFileSync('stat', ['-c', '%a', join(dir, 'b2')]).toString().trim(), '644');
+    assert.throws(() => execFileSync('sh', ['-c', INSTALL_SCRIPT, 'sh', '0600', join(dir, 'missing'), join(dir, 'c'), '0600', join(dir, 'a'), join(dir, 'd')], { stdio: 'ignore' }));
+    assert.equal(existsSync(join(dir, 'd')), false, 'nothing after the failure is installed');
   });
 });
