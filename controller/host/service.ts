@@ -7,8 +7,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-// ssh2 is CommonJS: under plain Node ESM (the built daemon) only some names are static exports; utils is not
-import ssh2 from 'ssh2';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { PROTOCOL_VERSION, common } from '../../shared/protocol/index.js';
@@ -18,6 +16,7 @@ import type { Resource } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { deployHost, stopAgents, type DeployedAgent, type DeployResult } from './deploy.js';
 import { buildPackage, ownRoot, readVersion, type BuiltPackage } from './package.js';
+import { newEd25519KeyPair } from './sshkeys.js';
 import type { ControllerContext } from '../context.js';
 import type { HostRuntime } from './runtime.js';
 import { AGENTS, DEFAULT_AGENT_PORTS, DEFAULT_LAYOUT, type AgentName, type HostLayout } from './render.js';
@@ -25,7 +24,6 @@ import { stateTransition, type StateEvent } from './states.js';
 import { syncVms } from './vmsync.js';
 import { connectSimulatedHost, isSimulated, simulatedAgents } from './simulated.js';
 
-const sshUtils = ssh2.utils;
 const log = logger('host');
 
 export interface HostOptions {
@@ -93,7 +91,7 @@ export function controllerKey(dataDir: string): { privateKey: string; publicKey:
   const pub = priv + '.pub';
   if (!existsSync(priv) || !existsSync(pub)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const k = sshUtils.generateKeyPairSync('ed25519', { comment: `tstack-controller@${hostname().replace(/[^A-Za-z0-9.-]/g, '') || 'controller'}` });
+    const k = newEd25519KeyPair(`tstack-controller@${hostname().replace(/[^A-Za-z0-9.-]/g, '') || 'controller'}`);
     writeFileSync(priv, k.private, { mode: 0o600 });
     writeFileSync(pub, k.public.trim() + '\n', { mode: 0o644 });
   }

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { utils } from 'ssh2';
 import { ApiRegistry } from '../../../controller/api/registry.js';
 import { installHostModule, type HostModule } from '../../../controller/host/api.js';
 import type { ControllerModule } from '../../../controller/main.js';
@@ -15,6 +14,7 @@ import { testController, type ApiClient, type TestController } from '../../harne
 import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { agentPid, alive, authorizedKey, builtTree, freePorts, killAgents, removeKeysTagged, tempLayout, type TestKey } from './fixture.js';
+import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
 describe('hosts through the REST API', function () {
   this.timeout(900_000);
@@ -34,7 +34,7 @@ describe('hosts through the REST API', function () {
     key = authorizedKey(cleanup, 'api');
     const dataDir = await tmpDir('hostapi', cleanup);
     const ctlTag = `tstack-test-${runId()}-apictl`;
-    const ctl = utils.generateKeyPairSync('ed25519', { comment: ctlTag });
+    const ctl = newEd25519KeyPair(ctlTag);
     mkdirSync(join(dataDir, 'ssh'), { recursive: true, mode: 0o700 });
     writeFileSync(join(dataDir, 'ssh/id_ed25519'), ctl.private, { mode: 0o600 });
     writeFileSync(join(dataDir, 'ssh/id_ed25519.pub'), ctl.public.trim() + '\n');

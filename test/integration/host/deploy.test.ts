@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { utils } from 'ssh2';
 import { join } from 'node:path';
 import { execOut } from '../../../shared/exec.js';
 import { AgentClient } from '../../../controller/agent-client/client.js';
@@ -15,6 +14,7 @@ import { TStackError } from '../../../shared/errors.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { freePort } from '../../harness/ports.js';
 import { agentPid, alive, authorizedKey, builtTree, bundledPackage, freePorts, killAgents, tempLayout, type TestKey } from './fixture.js';
+import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
 describe('host deploy over SSH to this machine', function () {
   this.timeout(900_000);
@@ -109,7 +109,7 @@ describe('host deploy over SSH to this machine', function () {
   });
 
   it('a key that is not authorized is HOST_AUTH_FAILED', async () => {
-    const stranger = utils.generateKeyPairSync('ed25519');
+    const stranger = newEd25519KeyPair();
     await assert.rejects(deployHost(request({ privateKey: stranger.private }), { layout, pkg, agentClient: client }), (e: TStackError) => e.code === 'HOST_AUTH_FAILED');
   });
 

@@ -3,8 +3,6 @@
 // this machine's sshd (removed afterwards), and a temp on-host layout with free ports.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-// default import: ssh2 is CommonJS without static named exports (scripts run as ESM, not only mocha)
-import ssh2 from 'ssh2';
 import { exec } from '../../../shared/exec.js';
 import { REPO_ROOT } from '../../harness/guest.js';
 import { freePort } from '../../harness/ports.js';
@@ -12,6 +10,7 @@ import { runId, tmpDir } from '../../harness/tmp.js';
 import type { Cleanup } from '../../harness/cleanup.js';
 import { buildPackage, type BuiltPackage } from '../../../controller/host/package.js';
 import { AGENTS, pidPath, type AgentName, type HostLayout } from '../../../controller/host/render.js';
+import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
 let treeP: Promise<string> | undefined;
 const longLived: string[] = [];
@@ -56,7 +55,7 @@ export interface TestKey {
 /** A fresh ed25519 key authorized for root (a line tagged with the run id, removed by cleanup). */
 export function authorizedKey(cleanup: Cleanup, tag = 'key'): TestKey {
   const comment = `tstack-test-${runId()}-${tag}`;
-  const k = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+  const k = newEd25519KeyPair(comment);
   const publicKey = k.public.trim();
   authorize(publicKey, cleanup, comment);
   return { privateKey: k.private, publicKey, comment };

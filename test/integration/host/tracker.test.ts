@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { utils } from 'ssh2';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { openStore } from '../../../controller/store/index.js';
 import { EventBus, type AgentEventIn } from '../../../controller/events/bus.js';
@@ -25,6 +24,7 @@ import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { agentPid, alive, authorizedKey, removeKeysTagged, builtTree, freePorts, killAgents, tempLayout, type TestKey } from './fixture.js';
 import { newHostRuntime } from '../../../controller/host/runtime.js';
+import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -58,7 +58,7 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
     key = authorizedKey(cleanup, 'hostsvc');
     // the controller's own key, tagged so that cleanup removes exactly it from authorized_keys
     const ctlTag = `tstack-test-${runId()}-controller`;
-    const ctl = utils.generateKeyPairSync('ed25519', { comment: ctlTag });
+    const ctl = newEd25519KeyPair(ctlTag);
     mkdirSync(join(dataDir, 'ssh'), { recursive: true, mode: 0o700 });
     writeFileSync(join(dataDir, 'ssh/id_ed25519'), ctl.private, { mode: 0o600 });
     writeFileSync(join(dataDir, 'ssh/id_ed25519.pub'), ctl.public.trim() + '\n');

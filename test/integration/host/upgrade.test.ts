@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { utils } from 'ssh2';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore } from '../../../controller/store/types.js';
@@ -18,6 +17,7 @@ import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, removeKeysTagged, tempLayout } from './fixture.js';
 import { newHostRuntime } from '../../../controller/host/runtime.js';
+import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
 describe('hosts: a newer controller re-deploys agents of an older version', function () {
   this.timeout(900_000);
@@ -46,7 +46,7 @@ describe('hosts: a newer controller re-deploys agents of an older version', func
 
     const dataDir = await tmpDir('hostupgctl', cleanup);
     const tag = `tstack-test-${runId()}-upgctl`;
-    const ctl = utils.generateKeyPairSync('ed25519', { comment: tag });
+    const ctl = newEd25519KeyPair(tag);
     mkdirSync(join(dataDir, 'ssh'), { recursive: true, mode: 0o700 });
     writeFileSync(join(dataDir, 'ssh/id_ed25519'), ctl.private, { mode: 0o600 });
     writeFileSync(join(dataDir, 'ssh/id_ed25519.pub'), ctl.public.trim() + '\n');

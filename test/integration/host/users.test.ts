@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { utils } from 'ssh2';
 import { AgentClient } from '../../../controller/agent-client/client.js';
 import { deployHost, type DeployRequest } from '../../../controller/host/deploy.js';
 import type { BuiltPackage } from '../../../controller/host/package.js';
@@ -16,6 +15,7 @@ import { common } from '../../../shared/protocol/index.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { runId } from '../../harness/tmp.js';
 import { bundledPackage, freePorts, killAgents, tempLayout } from './fixture.js';
+import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
 describe('host deploy as a non-root user', function () {
   this.timeout(900_000);
@@ -23,7 +23,7 @@ describe('host deploy as a non-root user', function () {
   const user = `${runId()}u`;
   const password = randomBytes(12).toString('base64url');
   const sudoers = `/etc/sudoers.d/${user}`;
-  const key = utils.generateKeyPairSync('ed25519', { comment: `tstack-test-${runId()}-user` });
+  const key = newEd25519KeyPair(`tstack-test-${runId()}-user`);
   const client = new AgentClient();
   let pkg: BuiltPackage;
   let layout: HostLayout;
