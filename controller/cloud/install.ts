@@ -9,6 +9,7 @@ import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js'
 import { registerVolumeApi } from '../storage/volumes.js';
 import { registerSnapshotApi, volumeRevertFlow, volumeSnapshotFlow } from '../storage/snapshots.js';
 import { registerCloneApi, vmCloneFlow } from '../compute/clone.js';
+import { imageFromVolumeFlow } from '../storage/volume-images.js';
 import { registerQosApi } from '../storage/qos.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
@@ -55,6 +56,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   engine.register(volumeSnapshotFlow);
   engine.register(volumeRevertFlow);
   engine.register(vmCloneFlow);
+  engine.register(imageFromVolumeFlow);
   reconcile.register(flatArea(deps));
   // host maintenance migrates (or, on local storage, stops) the host's VMs first
   s.evacuate = (hostUuid) => evacuateHost(deps, hostUuid);

@@ -5,8 +5,12 @@
 // image record is removed afterwards (the cache stays while clones use it). A flow, so that a
 // controller killed mid-clone leaves no template and no half-made clone.
 //
-// full: true → each clone is made stopped, its root volume flattened (ps/volume/flatten), then
-// started if the source runs. Not yet: copies of data volumes (400 says so).
+// withDataVolumes: true → each data volume of the source becomes a DataVolumeTemplate image too
+// (from a snapshot when the VM runs, as the root), and each clone gets a linked clone of each
+// (vm-create's dataVolumeTemplateUuids: made, attached and rolled back with the clone).
+//
+// full: true → each clone is made stopped, its volumes flattened (ps/volume/flatten), then
+// started if the source runs.
 import { TStackError } from '../../shared/errors.js';
 import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
@@ -18,13 +22,13 @@ import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.
 import { deleteFromBs, psSpec } from '../storage/index.js';
 import { snapshotVolume } from '../storage/snapshots.js';
 import { createImageFromVolume } from '../storage/volume-images.js';
-import { hostForVolume, runningVmOf } from '../storage/volumes.js';
+import { dataVolumesOf, hostForVolume, runningVmOf } from '../storage/volumes.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 
 export const CloneSchema = Obj({
   names: Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { minItems: 1, maxItems: 16 }),
   full: Type.Optional(Type.Boolean({ description: 'standalone copies: each root volume is flattened (no link to the template image cache)' })),
-  withDataVolumes: Type.Optional(Type.Boolean({ description: 'also copy the data volumes (not supported yet)' })),
+  withDataVolumes: Type.Optional(Type.Boolean({ description: 'also copy the data volumes (each clone gets its own copy of each, same device order)' })),
 });
 
 /** One flow per operation: the nested operations get no job of their own (their flow ids stay unique). */
@@ -40,6 +44,9 @@ interface CloneData extends Record<string, unknown> {
   /** the template image (its uuid is saved before it is made, so a rollback finds it) */
   imageUuid?: string;
   cloneUuids: string[];
+  /** withDataVolumes: the source's data volumes, and their template images (uuid saved before each is made) */
+  dataVolumeUuids?: string[];
+  dataImageUuids?: string[];
   /** full clones: each root volume is flattened (made while stopped, started after if the source ran) */
   full?: boolean;
   startAfter?: boolean;
@@ -60,11 +67,16 @@ async function dropTemplate(d: CloudDeps, imageUuid: string | undefined): Promis
   await d.store.delete(image.uuid);
 }
 
-// vm-clone flow (onResume 'rollback': a controller killed mid-clone drops the template; clones
+async function dropTemplates(d: CloudDeps, data: CloneData): Promise<void> {
+  for (const u of [data.imageUuid, ...(data.dataImageUuids ?? [])]) await dropTemplate(d, u);
+}
+
+// vm-clone flow (onResume 'rollback': a controller killed mid-clone drops the templates; clones
 // already made are whole VMs and stay; the one being made is rolled back by its own vm-create flow):
-//   template  a RootVolumeTemplate image of the root volume      ⟲ delete it
+//   template  a RootVolumeTemplate image of the root volume,     ⟲ delete them
+//             a DataVolumeTemplate image of each data volume
 //   clones    one VM create per name
-//   cleanup   delete the template: the clones' root volumes sit on its cache
+//   cleanup   delete the templates: the clones' volumes sit on their caches
 export const vmCloneFlow: FlowDef<CloneData> = {
   name: 'vm-clone',
   onResume: 'rollback',
@@ -89,9 +101,23 @@ export const vmCloneFlow: FlowDef<CloneData> = {
         ctx.data.imageUuid = prepared.resource.uuid;
         await ctx.save();
         await createImageFromVolume(prepared.resource, oc);
+        for (const [i, volUuid] of (ctx.data.dataVolumeUuids ?? []).entries()) {
+          ctx.progress(5, `template of data volume ${i + 1}`);
+          const vol = await mustGet(d.store, volUuid, 'volume');
+          const body: Record<string, unknown> = { name: `clone-of-${String(vm.name)}-data${i + 1}-${stamp}`.slice(0, 255), backupStorageUuids: [ctx.data.bsUuid], mediaType: 'DataVolumeTemplate', system: true };
+          if ((await runningVmOf(d, vol)) && (await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage')).type !== 'Ceph') {
+            body.volumeSnapshotUuid = (await snapshotVolume(d, vol, { name: `clone-source-${stamp}`, description: `taken to clone VM ${String(vm.name)} while it runs` }, oc)).uuid;
+          } else {
+            body.volumeUuid = vol.uuid;
+          }
+          const prepared = await prepareCreate(d.store, mustKindDef('image'), body, { ownerAccountUuid: vm.ownerAccountUuid });
+          (ctx.data.dataImageUuids ??= []).push(prepared.resource.uuid);
+          await ctx.save();
+          await createImageFromVolume(prepared.resource, oc);
+        }
         injectFault('vm-clone', 'template');
       },
-      rollback: (ctx) => dropTemplate(ctx.controller, ctx.data.imageUuid),
+      rollback: (ctx) => dropTemplates(ctx.controller, ctx.data),
     },
     {
       name: 'clones',
@@ -109,6 +135,7 @@ export const vmCloneFlow: FlowDef<CloneData> = {
           if (typeof vm.instanceOfferingUuid === 'string' && (await d.store.get(vm.instanceOfferingUuid))) body.instanceOfferingUuid = vm.instanceOfferingUuid;
           else Object.assign(body, { cpuNum: vm.cpuNum, memorySize: vm.memorySize });
           for (const f of ['sshKey', 'userData', 'primaryStorageUuidForRootVolume', 'haLevel'] as const) if (vm[f] !== undefined) body[f] = vm[f];
+          if (ctx.data.dataImageUuids?.length) body.dataVolumeTemplateUuids = ctx.data.dataImageUuids;
           if (vm.state === 'Stopped' || ctx.data.full) body.strategy = 'CreateStopped';
           const clone = await create.run(body, oc);
           ctx.data.cloneUuids.push(clone.uuid);
@@ -118,16 +145,17 @@ export const vmCloneFlow: FlowDef<CloneData> = {
         }
       },
     },
-    { name: 'cleanup', run: (ctx) => dropTemplate(ctx.controller, ctx.data.imageUuid) },
+    { name: 'cleanup', run: (ctx) => dropTemplates(ctx.controller, ctx.data) },
   ],
 };
 
-/** A full clone: its root volume stops depending on the template's cache; then it starts. */
+/** A full clone: its volumes stop depending on the templates' caches; then it starts. */
 async function flattenAndStart(d: CloudDeps, clone: Resource, start: boolean, oc: OpContext): Promise<void> {
-  const vol = await mustGet(d.store, String(clone.rootVolumeUuid), 'volume');
-  const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
-  const info = await callHost(d, await hostForVolume(d, vol), 'storageagent', S.FlattenVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
-  await d.store.update(vol.uuid, { actualSize: info.actualSize, size: info.size });
+  for (const vol of [await mustGet(d.store, String(clone.rootVolumeUuid), 'volume'), ...(await dataVolumesOf(d, clone.uuid))]) {
+    const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+    const info = await callHost(d, await hostForVolume(d, vol), 'storageagent', S.FlattenVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
+    await d.store.update(vol.uuid, { actualSize: info.actualSize, size: info.size });
+  }
   if (!start) return;
   const act = oc.registry.action('vm-instances', 'start');
   if (!act?.run) throw new TStackError('INTERNAL', 'VM start is not installed');
@@ -136,7 +164,6 @@ async function flattenAndStart(d: CloudDeps, clone: Resource, start: boolean, oc
 
 async function cloneVm(vm0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<unknown> {
   const d = oc;
-  if (params.withDataVolumes === true) throw new TStackError('INVALID_ARGUMENT', 'clone.withDataVolumes: copying data volumes is not supported yet', { field: 'clone.withDataVolumes' });
   const vm = await mustGet(d.store, vm0.uuid, 'vm-instance');
   if (!['Running', 'Stopped', 'Paused'].includes(String(vm.state))) throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}`, { state: vm.state });
   const srcImage = await d.store.get(String(vm.imageUuid));
@@ -150,6 +177,7 @@ async function cloneVm(vm0: Resource, params: Record<string, unknown>, oc: OpCon
   try {
     const data: CloneData = { vmUuid: vm.uuid, names: params.names as string[], bsUuid, cloneUuids: [] };
     if (params.full === true) Object.assign(data, { full: true, startAfter: vm.state === 'Running' });
+    if (params.withDataVolumes === true) data.dataVolumeUuids = (await dataVolumesOf(d, vm.uuid)).map((v) => v.uuid);
     const out = await d.engine.run(vmCloneFlow, data, runOpts);
     oc.job?.progress(100, 'cloned');
     return { vmInstanceUuid: vm.uuid, clones: await Promise.all(out.cloneUuids.map((u) => mustGet(d.store, u, 'vm-instance'))) };

@@ -68,6 +68,15 @@ export { vmHostname };
 
 const FLOW = 'vm-create';
 type Ctx = FlowContext<VmCreateData>;
+
+/** A dataVolumeTemplateUuids entry: a Ready DataVolumeTemplate image on some image store (else 400). */
+async function dataTemplate(ctx: Ctx, uuid: string, n: number): Promise<Resource> {
+  const field = `dataVolumeTemplateUuids.${n}`;
+  const img = await mustGet(ctx.store, uuid, 'image', field);
+  if (img.mediaType !== 'DataVolumeTemplate') throw new TStackError('INVALID_ARGUMENT', `${field}: image ${img.name} is a ${String(img.mediaType)}, not a DataVolumeTemplate`, { field });
+  if (img.status !== 'Ready' || !(img.backupStorageRefs as unknown[] | undefined)?.length) throw new TStackError('INVALID_ARGUMENT', `${field}: image ${img.name} is ${String(img.status)} and on no image store`, { field });
+  return img;
+}
 const deps = (ctx: Ctx): CloudDeps => ctx.controller;
 
 const steps: Array<FlowStep<VmCreateData>> = [
@@ -213,11 +222,14 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const vm = ctx.data.vm;
       const hostUuid = ctx.data.hostUuid!;
       const host = await mustGet(ctx.store, hostUuid, 'host');
+      // one empty volume per disk offering, then one linked clone per DataVolumeTemplate image
       const offerings = (vm.dataDiskOfferingUuids as string[] | undefined) ?? [];
-      for (const [i, off] of offerings.entries()) {
+      const templates = (vm.dataVolumeTemplateUuids as string[] | undefined) ?? [];
+      const sources = [...offerings.map((uuid) => ({ uuid, image: false })), ...templates.map((uuid) => ({ uuid, image: true }))];
+      for (const [i, src] of sources.entries()) {
         if (ctx.data.data[i]?.psUuid && (await ctx.store.get(ctx.data.data[i]!.uuid))?.status === 'Ready') continue;
-        const o = await mustGet(ctx.store, off, 'disk-offering');
-        const rec: VolRec = ctx.data.data[i] ?? { uuid: randomUUID(), size: Number(o.diskSize), hostUuid };
+        const o = src.image ? await dataTemplate(ctx, src.uuid, i - offerings.length) : await mustGet(ctx.store, src.uuid, 'disk-offering');
+        const rec: VolRec = ctx.data.data[i] ?? { uuid: randomUUID(), size: Number(src.image ? o.size : o.diskSize), hostUuid };
         ctx.data.data[i] = rec;
         await ctx.save();
         const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, { size: rec.size, clusterUuid: String(host.parentUuid) }, rec.uuid);
@@ -226,10 +238,18 @@ const steps: Array<FlowStep<VmCreateData>> = [
         if (!(await ctx.store.get(rec.uuid))) {
           await ctx.store.create({
             uuid: rec.uuid, kind: 'volume', name: `DATA-${i + 1}-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
-            type: 'Data', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, diskOfferingUuid: off, deviceId: i + 1, size: rec.size, format: 'qcow2',
+            type: 'Data', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, deviceId: i + 1, size: rec.size, format: 'qcow2',
+            ...(src.image ? { imageUuid: src.uuid } : { diskOfferingUuid: src.uuid }),
           });
         }
-        const vol = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, size: rec.size });
+        let vol: S.VolumeInfo;
+        if (src.image) {
+          const ref = (o.backupStorageRefs as Array<{ backupStorageUuid: string }>)[0]!;
+          await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: o.uuid, imageStore: await imageStoreRef(d, ref.backupStorageUuid) });
+          vol = await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, imageUuid: o.uuid });
+        } else {
+          vol = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, size: rec.size });
+        }
         await ctx.store.update(rec.uuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize });
       }
       if (ctx.data.data.length) await ctx.store.update(vm.uuid, { allVolumes: [ctx.data.root!.uuid, ...ctx.data.data.map((v) => v.uuid)] });

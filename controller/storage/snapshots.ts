@@ -180,7 +180,8 @@ async function createSnapshot(body: Record<string, unknown>, oc: OpContext): Pro
 }
 
 // volume-revert flow (onResume 'complete': the agent's revert is atomic and may run again — a
-// controller killed mid-way reverts again at start, so the record matches the disk):
+// controller killed mid-way reverts again at start, and a revert an agent lost by restarting
+// is sent again, so the record matches the disk):
 //   check     refused while a VM uses the volume (409), the snapshot must be Ready
 //   revert    ps/snapshot/revert, then the volume's size and current snapshot
 export interface RevertData extends Record<string, unknown> {
@@ -209,7 +210,15 @@ export const volumeRevertFlow: FlowDef<RevertData> = {
         const d = ctx.controller;
         const vol = await mustGet(d.store, ctx.data.volumeUuid, 'volume');
         const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
-        const info = await callHost(d, await hostForVolume(d, vol), 'storageagent', S.RevertSnapshot, { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: ctx.data.snapshotUuid });
+        const req = { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: ctx.data.snapshotUuid };
+        const host = await hostForVolume(d, vol);
+        // an agent that restarted mid-revert may or may not have reverted: revert again (it is
+        // atomic and repeatable), so that the record matches the disk
+        const info = await callHost(d, host, 'storageagent', S.RevertSnapshot, req).catch((e: unknown) => {
+          if (!(e instanceof TStackError && e.code === 'TASK_LOST')) throw e;
+          ctx.log.warn({ volumeUuid: vol.uuid, err: e.message }, 'the storage agent lost the revert; reverting again');
+          return callHost(d, host, 'storageagent', S.RevertSnapshot, req);
+        });
         injectFault('volume-revert', 'revert');
         await d.store.update(vol.uuid, { size: info.size, actualSize: info.actualSize, _currentSnapshotUuid: ctx.data.snapshotUuid });
       },

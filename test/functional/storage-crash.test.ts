@@ -2,12 +2,16 @@
 // clone (fake cloud: the storage agent holds the call, the controller is closed without waiting
 // for its flows, a fresh one starts on the same inventory and resumes them). Whatever the moment,
 // what is left is whole: a Ready snapshot that the agent has too, a volume record matching a
-// finished revert, clones that are complete VMs, and no template, half-made VM or volume.
+// finished revert, clones that are complete VMs, and no template, half-made VM, volume or image.
+// Then the same with an agent killed instead (the fake storage agent restarted mid-call, or the
+// kvmagent while QEMU switches to a snapshot's new top): the job fails or completes, nothing is
+// half-made, and the same request made again succeeds. And clones that copy data volumes.
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import { JOURNALS } from '../../controller/workflow/flow.js';
 import * as S from '../../shared/protocol/storage.js';
+import { randomUUID } from 'node:crypto';
 
 describe('functional: controller killed mid snapshot / revert / clone; full clones', function () {
   this.timeout(60_000);
@@ -125,7 +129,251 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
     assert.deepEqual(flattened.map((x) => x.volumeUuid), [c.rootVolumeUuid]);
     assert.deepEqual(await journals(), []);
     assert.deepEqual([...fc.storageState.images], [], 'the template is gone');
-    const bad = await fc.action(vm.uuid, 'clone', { names: ['x'], withDataVolumes: true });
-    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  });
+
+  /** A second image store on the fake host (the image goes to both). */
+  async function secondBs(): Promise<string> {
+    const now = new Date().toISOString();
+    const bs = await store().create({ uuid: randomUUID(), kind: 'backup-storage', name: 'fc-bs2', createDate: now, lastOpDate: now, ownerAccountUuid: fc.controller.auth.adminAccountUuid, tags: [], type: 'ImageStoreBackupStorage', hostname: '127.0.0.1', url: '/fake/bs2', state: 'Enabled', status: 'Connected', _hostUuid: fc.ids.host });
+    return bs.uuid;
+  }
+  /** A VM created stopped with one data volume (64 MiB, from a disk offering). */
+  async function vmWithData(name: string, extra: Record<string, unknown> = {}): Promise<{ vm: any; data: any }> {
+    fc.ids.disk ??= (await ok('/v1/disk-offerings', { name: 'fc-disk', diskSize: 64 * 1024 * 1024 })).uuid;
+    const r = await fc.createVm(name, { strategy: 'CreateStopped', dataDiskOfferingUuids: [fc.ids.disk], ...extra });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const data = (await store().list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: r.body.uuid }] })).items.find((v) => v.type === 'Data');
+    assert.ok(data, 'the data volume');
+    return { vm: r.body, data };
+  }
+  const imagesNamed = async (name: string): Promise<any[]> => (await store().list({ kind: 'image', filters: [{ field: 'name', op: '=', value: name }] })).items;
+
+  it('image of a root volume: killed while the agent uploads it (it did); no image, no copy; the same request then succeeds', async () => {
+    const vol = await volume('crash-img-root');
+    const body = { name: 'img-root', rootVolumeUuid: vol.uuid, backupStorageUuids: [fc.ids.bs] };
+    await crashDuring(S.VolumeToImage.name, { after: true }, '/v1/images', body);
+    assert.deepEqual(await journals(), []);
+    assert.deepEqual(await imagesNamed('img-root'), [], 'no image left Creating');
+    assert.deepEqual([...fc.storageState.images], [], 'no copy in the image store');
+    const img = await ok('/v1/images', body);
+    assert.equal(img.status, 'Ready');
+    assert.equal(img.mediaType, 'RootVolumeTemplate');
+    assert.deepEqual([...fc.storageState.images], [img.uuid]);
+    assert.equal((await fc.api.del(`/v1/images/${img.uuid}?wait=true`)).status, 200);
+  });
+
+  it('image of a data volume: killed before the agent made it; nothing is left', async () => {
+    const { data } = await vmWithData('crash-img-data');
+    await crashDuring(S.VolumeToImage.name, { after: false }, '/v1/images', { name: 'img-data', volumeUuid: data.uuid, mediaType: 'DataVolumeTemplate', backupStorageUuids: [fc.ids.bs] });
+    assert.deepEqual(await journals(), []);
+    assert.deepEqual(await imagesNamed('img-data'), []);
+    assert.deepEqual([...fc.storageState.images], []);
+  });
+
+  it('image of a snapshot on two image stores: killed during the second upload; the first copy goes too', async () => {
+    const vol = await volume('crash-img-snap');
+    const snap = await ok('/v1/volume-snapshots', { name: 's', volumeUuid: vol.uuid });
+    const bs2 = await secondBs();
+    await crashDuring(S.VolumeToImage.name, { after: true, skip: 1 }, '/v1/images', { name: 'img-snap', volumeSnapshotUuid: snap.uuid, backupStorageUuids: [fc.ids.bs, bs2] });
+    assert.deepEqual(await journals(), []);
+    assert.deepEqual(await imagesNamed('img-snap'), []);
+    assert.deepEqual([...fc.storageState.images], [], 'neither copy is left');
+    const deletes = (fc.storage.callsOf(S.ImageStoreDelete.name) as Array<{ store: { uuid: string } }>).map((c) => c.store.uuid);
+    assert.ok(deletes.includes(fc.ids.bs) && deletes.includes(bs2), 'deleted on both stores');
+    await store().delete(bs2);
+  });
+
+  it('clone with data volumes: each clone gets its own copy of each data volume; full clones flatten them too', async () => {
+    const { vm, data } = await vmWithData('clone-data-src');
+    const images = await count('image');
+    const r = await fc.action(vm.uuid, 'clone', { names: ['cdv1', 'cdv2'], withDataVolumes: true });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const uploads = fc.storage.callsOf(S.VolumeToImage.name).slice(-2) as Array<{ volumeUuid: string }>;
+    assert.deepEqual(uploads.map((u) => u.volumeUuid), [vm.rootVolumeUuid, data.uuid], 'a template of the root and of the data volume');
+    const copies = new Set<string>();
+    for (const c of r.body.clones) {
+      assert.equal(c.state, 'Stopped');
+      const vols = (await store().list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: c.uuid }] })).items;
+      const d = vols.filter((v) => v.type === 'Data');
+      assert.equal(d.length, 1, 'one data volume');
+      assert.equal(d[0]!.status, 'Ready');
+      assert.equal(d[0]!.deviceId, 1);
+      assert.ok(c.allVolumes.includes(d[0]!.uuid));
+      copies.add(d[0]!.uuid);
+    }
+    assert.equal(copies.size, 2);
+    assert.ok(!copies.has(data.uuid));
+    assert.equal(await count('image'), images, 'the templates are gone');
+    assert.deepEqual([...fc.storageState.images], []);
+    assert.deepEqual(await journals(), []);
+    const full = await fc.action(vm.uuid, 'clone', { names: ['cdv-full'], withDataVolumes: true, full: true });
+    assert.equal(full.status, 200, JSON.stringify(full.body));
+    const c = full.body.clones[0];
+    const flat = (fc.storage.callsOf(S.FlattenVolume.name) as Array<{ volumeUuid: string }>).map((x) => x.volumeUuid);
+    const cd = (c.allVolumes as string[]).filter((u) => u !== c.rootVolumeUuid);
+    assert.equal(cd.length, 1);
+    assert.ok(flat.includes(c.rootVolumeUuid) && flat.includes(cd[0]!), 'root and data volume flattened');
+  });
+
+  it('clone with data volumes of a running VM: the data volume is copied from an online snapshot; the clones run with it', async () => {
+    fc.ids.disk ??= (await ok('/v1/disk-offerings', { name: 'fc-disk', diskSize: 64 * 1024 * 1024 })).uuid;
+    const vm = (await fc.createVm('clone-data-run', { dataDiskOfferingUuids: [fc.ids.disk] })).body;
+    assert.equal(vm.state, 'Running');
+    const r = await fc.action(vm.uuid, 'clone', { names: ['cdr1'], withDataVolumes: true });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const c = r.body.clones[0];
+    assert.equal(c.state, 'Running');
+    assert.equal(c.allVolumes.length, 2);
+    const up = fc.storage.callsOf(S.VolumeToImage.name).slice(-2) as Array<{ snapshotUuid?: string }>;
+    assert.ok(up.every((u) => typeof u.snapshotUuid === 'string'), 'both templates from snapshots');
+    const xml = fc.kvm.driver.domains.get(`tstack-${c.uuid}`)?.xml ?? '';
+    assert.equal((xml.match(/<disk /g) ?? []).length, 2, 'the clone runs with its data volume');
+  });
+
+  it('clone with data volumes: killed while the data template is uploaded; no template, clone or volume is left', async () => {
+    const { vm } = await vmWithData('crash-clone-data');
+    const [vms, vols, images] = [await count('vm-instance'), await count('volume'), await count('image')];
+    await crashDuring(S.VolumeToImage.name, { after: true, skip: 1 }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['ccd1'], withDataVolumes: true } });
+    assert.deepEqual(await journals(), []);
+    assert.deepEqual([await count('vm-instance'), await count('volume'), await count('image')], [vms, vols, images]);
+    assert.deepEqual([...fc.storageState.images], []);
+  });
+
+  it('a VM from a RootVolumeTemplate as a data volume template: 400', async () => {
+    const r = await fc.createVm('bad-dvt', { dataVolumeTemplateUuids: [fc.ids.image] });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.match(r.body.message, /dataVolumeTemplateUuids\.0/);
+  });
+});
+
+describe('functional: an agent killed mid snapshot / revert / clone / image upload', function () {
+  this.timeout(60_000);
+  const cleanup = useCleanup('all');
+  let fc: FakeCloud;
+
+  before(async () => {
+    fc = await startFakeCloud(cleanup);
+  });
+
+  const store = () => fc.controller.store;
+  const journals = async (): Promise<string[]> => (await store().listDocs<{ flow: string }>(JOURNALS)).map((j) => j.doc.flow);
+  const count = async (kind: string): Promise<number> => (await store().list({ kind })).total;
+  const creating = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (const kind of ['volume', 'volume-snapshot', 'image', 'vm-instance']) for (const r of (await store().list({ kind })).items) if (r.status === 'Creating' || r.state === 'Starting') out.push(`${kind} ${r.name}`);
+    return out;
+  };
+  async function ok(path: string, body: unknown): Promise<any> {
+    const r = await fc.api.post(`${path}?wait=true`, body);
+    assert.ok(r.status === 200 || r.status === 201, `${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+  const volume = async (name: string): Promise<any> => {
+    const r = await fc.createVm(name, { strategy: 'CreateStopped' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return store().get(r.body.rootVolumeUuid);
+  };
+
+  /** Start the operation, restart the storage agent while it holds `command`; the job's outcome. */
+  async function killDuring(command: string, o: { after?: boolean; skip?: number }, path: string, body: unknown): Promise<{ status: number; body: any }> {
+    const h = fc.storage.hold(command, o);
+    const res = fc.api.post(`${path}?wait=true`, body);
+    await Promise.race([h.reached, new Promise((_, rej) => setTimeout(() => rej(new Error(`${command} was never called`)), 20_000))]);
+    await fc.restartStorageAgent();
+    h.release();
+    return res;
+  }
+  /** Nothing half-made: no unfinished flow, nothing Creating. */
+  async function whole(): Promise<void> {
+    assert.deepEqual(await journals(), [], 'no unfinished flow');
+    assert.deepEqual(await creating(), [], 'nothing half-made');
+  }
+
+  for (const after of [true, false]) {
+    it(`snapshot: the storage agent restarts while it takes it (${after ? 'it did' : 'it did not'}); the job fails, no snapshot on either side; again: Ready`, async () => {
+      const vol = await volume(`kill-snap-${after}`);
+      const r = await killDuring(S.CreateSnapshot.name, { after }, '/v1/volume-snapshots', { name: 's1', volumeUuid: vol.uuid });
+      assert.ok(r.status >= 500 || r.status === 409, JSON.stringify(r.body));
+      assert.match(JSON.stringify(r.body), /TASK_LOST|AGENT_UNREACHABLE/);
+      await whole();
+      assert.deepEqual(await store().byParent('volume-snapshot', vol.uuid), []);
+      assert.deepEqual(fc.storageState.snapshots.get(vol.uuid) ?? [], [], 'the agent dropped what it had made');
+      const s = await ok('/v1/volume-snapshots', { name: 's1', volumeUuid: vol.uuid });
+      assert.equal(s.status, 'Ready');
+      assert.deepEqual(fc.storageState.snapshots.get(vol.uuid)?.map((x) => x.snapshotUuid), [s.uuid]);
+    });
+  }
+
+  it('snapshot online: the kvmagent restarts while QEMU switches to the new top; what is left is whole either way, and a second snapshot succeeds', async () => {
+    const vm = (await fc.createVm('kill-live')).body;
+    const drv = fc.kvm.driver;
+    const orig = drv.snapshotDisks.bind(drv);
+    let reached!: () => void;
+    const r0 = new Promise<void>((res) => (reached = res));
+    let gate!: () => void;
+    const g = new Promise<void>((res) => (gate = res));
+    drv.snapshotDisks = async (name, disks, o) => {
+      drv.snapshotDisks = orig;
+      await orig(name, disks, { ...o, quiesce: false }); // QEMU switched; the answer is lost with the agent
+      reached();
+      await g;
+    };
+    const res = fc.api.post('/v1/volume-snapshots?wait=true', { name: 'live', volumeUuid: vm.rootVolumeUuid });
+    await r0;
+    await fc.restartKvmAgent();
+    gate();
+    const r = await res;
+    await whole();
+    const snaps = await store().byParent('volume-snapshot', vm.rootVolumeUuid);
+    const agent = (fc.storageState.snapshots.get(vm.rootVolumeUuid) ?? []).map((x) => x.snapshotUuid);
+    assert.deepEqual(agent, snaps.map((x) => x.uuid), `record and agent agree (job: ${r.status} ${JSON.stringify(r.body)})`);
+    assert.ok(snaps.every((x) => x.status === 'Ready'));
+    // QEMU writes into the new top: the snapshot exists and is kept
+    assert.equal(snaps.length, 1);
+    const again = await ok('/v1/volume-snapshots', { name: 'live2', volumeUuid: vm.rootVolumeUuid });
+    assert.equal(again.status, 'Ready');
+  });
+
+  it('revert: the storage agent restarts mid-revert; the revert is sent again and the job completes with the record matching the disk', async () => {
+    const vol = await volume('kill-revert');
+    const s1 = await ok('/v1/volume-snapshots', { name: 's1', volumeUuid: vol.uuid });
+    await ok(`/v1/volumes/${vol.uuid}/actions`, { createSnapshot: { name: 's2' } });
+    const before = fc.storageState.reverts.length;
+    const r = await killDuring(S.RevertSnapshot.name, { after: true }, `/v1/volume-snapshots/${s1.uuid}/actions`, { revert: {} });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    await whole();
+    assert.deepEqual(fc.storageState.reverts.slice(before).map((x) => x.snapshotUuid), [s1.uuid, s1.uuid], 'reverted again');
+    assert.equal((await store().get(vol.uuid))?._currentSnapshotUuid, s1.uuid);
+  });
+
+  it('image upload: the storage agent restarts mid-upload; the job fails, no image, no copy; again: Ready', async () => {
+    const vol = await volume('kill-img');
+    const body = { name: 'kill-img', rootVolumeUuid: vol.uuid, backupStorageUuids: [fc.ids.bs] };
+    const r = await killDuring(S.VolumeToImage.name, { after: true }, '/v1/images', body);
+    assert.ok(r.status >= 500, JSON.stringify(r.body));
+    await whole();
+    assert.equal((await store().list({ kind: 'image', filters: [{ field: 'name', op: '=', value: 'kill-img' }] })).total, 0);
+    assert.deepEqual([...fc.storageState.images], []);
+    const img = await ok('/v1/images', body);
+    assert.equal(img.status, 'Ready');
+    assert.equal((await fc.api.del(`/v1/images/${img.uuid}?wait=true`)).status, 200);
+  });
+
+  it('clone: the storage agent restarts while the template is made, then while a clone is made; each job fails whole; again: the clones', async () => {
+    const vm = (await fc.createVm('kill-clone-src', { strategy: 'CreateStopped' })).body;
+    const [vms, vols, images] = [await count('vm-instance'), await count('volume'), await count('image')];
+    const r1 = await killDuring(S.VolumeToImage.name, { after: true }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['kc1'] } });
+    assert.ok(r1.status >= 500, JSON.stringify(r1.body));
+    await whole();
+    assert.deepEqual([await count('vm-instance'), await count('volume'), await count('image')], [vms, vols, images]);
+    assert.deepEqual([...fc.storageState.images], []);
+    const r2 = await killDuring(S.CreateRootVolume.name, { after: true }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['kc1'] } });
+    assert.ok(r2.status >= 500, JSON.stringify(r2.body));
+    await whole();
+    assert.deepEqual([await count('vm-instance'), await count('volume'), await count('image')], [vms, vols, images], 'the half-made clone was rolled back');
+    assert.deepEqual([...fc.storageState.images], []);
+    const r3 = await fc.action(vm.uuid, 'clone', { names: ['kc1'] });
+    assert.equal(r3.status, 200, JSON.stringify(r3.body));
+    assert.equal(r3.body.clones[0].state, 'Stopped');
   });
 });

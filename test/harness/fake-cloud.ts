@@ -9,6 +9,7 @@
 //   const vm = await fc.createVm('vm1');                     // POST /v1/vm-instances?wait=true
 //   fc.storage.failNext('volume/create-root', 'STORAGE_ERROR'); // fault injection
 //   await fc.restartKvmAgent();                              // same port and token, fresh process state
+//   await fc.restartStorageAgent();                          // its calls in flight break; tasks forgotten, disk state kept
 import type { ControllerModule } from '../../controller/main.js';
 import { randomUUID } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
@@ -263,6 +264,12 @@ export interface FakeCloud {
   action(vmUuid: string, action: string, params?: Record<string, unknown>): Promise<{ status: number; body: any }>;
   /** Kill the in-process kvmagent and start a fresh one on the same port and token (hypervisor state kept, as libvirt keeps domains). */
   restartKvmAgent(): Promise<void>;
+  /**
+   * Kill the fake storage agent and start it again on the same port and token: calls in flight
+   * lose their connection and the new one knows none of the old tasks (the controller sees
+   * TASK_LOST); what it holds (snapshots, images) stays, as files on disk would.
+   */
+  restartStorageAgent(): Promise<void>;
   /** The fake storage agent's snapshots, images and reverts. */
   storageState: FakeStorageState;
   /**
@@ -412,6 +419,10 @@ export async function startFakeCloud(cleanup: Cleanup, o: { modules?: Controller
       const reg = new ApiRegistry();
       const next = await testController(cleanup, { registry: reg, dataDir: old.dataDir, adminPassword: old.adminPassword, modules: [cloudModule({ hosts: false }), ...(modules ?? [])], ...stores } as never);
       Object.assign(fc, { controller: next, registry: reg, api: await next.login('admin', next.adminPassword) });
+    },
+    async restartStorageAgent() {
+      await storage.close();
+      await storage.listen(storagePort);
     },
     async restartKvmAgent() {
       const port = kvm.port;
