@@ -27,7 +27,7 @@ import { mustKindDef, prepareCreate } from '../model/index.js';
 
 export const CloneSchema = Obj({
   names: Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { minItems: 1, maxItems: 16 }),
-  full: Type.Optional(Type.Boolean({ description: 'standalone copies: each root volume is flattened (no link to the template image cache)' })),
+  full: Type.Optional(Type.Boolean({ description: 'standalone copies: each volume is flattened (no link to the template images caches)' })),
   withDataVolumes: Type.Optional(Type.Boolean({ description: 'also copy the data volumes (each clone gets its own copy of each, same device order)' })),
 });
 
