@@ -215,7 +215,9 @@ export const volumeRevertFlow: FlowDef<RevertData> = {
         // an agent that restarted mid-revert may or may not have reverted: revert again (it is
         // atomic and repeatable), so that the record matches the disk
         const info = await callHost(d, host, 'storageagent', S.RevertSnapshot, req).catch((e: unknown) => {
-          if (!(e instanceof TStackError && e.code === 'TASK_LOST')) throw e;
+          // TASK_LOST: the restarted agent does not know the task; AGENT_UNREACHABLE: the answer was
+          // lost with the connection (a second call to an agent still down fails the same way)
+          if (!(e instanceof TStackError && (e.code === 'TASK_LOST' || e.code === 'AGENT_UNREACHABLE'))) throw e;
           ctx.log.warn({ volumeUuid: vol.uuid, err: e.message }, 'the storage agent lost the revert; reverting again');
           return callHost(d, host, 'storageagent', S.RevertSnapshot, req);
         });

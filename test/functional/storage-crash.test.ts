@@ -342,7 +342,9 @@ describe('functional: an agent killed mid snapshot / revert / clone / image uplo
     const r = await killDuring(S.RevertSnapshot.name, { after: true }, `/v1/volume-snapshots/${s1.uuid}/actions`, { revert: {} });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await whole();
-    assert.deepEqual(fc.storageState.reverts.slice(before).map((x) => x.snapshotUuid), [s1.uuid, s1.uuid], 'reverted again');
+    // sent again at least once (the agent client may also have resent it on a fresh connection)
+    const sent = fc.storageState.reverts.slice(before).map((x) => x.snapshotUuid);
+    assert.ok(sent.length >= 2 && sent.every((u) => u === s1.uuid), `reverted again to s1: ${JSON.stringify(sent)}`);
     assert.equal((await store().get(vol.uuid))?._currentSnapshotUuid, s1.uuid);
   });
 
