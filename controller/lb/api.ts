@@ -15,6 +15,7 @@ import { canUse } from '../api/crud.js';
 import { callHost } from '../cloud/common.js';
 import { certificate as certificateKind, checkCertificate } from './certificate.js';
 import { loadBalancer as lbKind, loadBalancerListener as listenerKind } from './model.js';
+import { locked } from '../cloud/keyed-lock.js';
 
 export const AREA = 'vrouter';
 
@@ -23,19 +24,6 @@ export interface LbQueue {
   sync(area: string, key: string): Promise<void>;
 }
 
-const locks = new Map<string, Promise<unknown>>();
-/** Changes to one VIP's load balancers and listeners are serialised (port and NIC checks). */
-async function locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const prev = locks.get(key) ?? Promise.resolve();
-  const run = prev.then(fn, fn);
-  const tail = run.catch(() => undefined);
-  locks.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (locks.get(key) === tail) locks.delete(key);
-  }
-}
 
 async function must(store: InventoryStore, uuid: string, kind: string): Promise<Resource> {
   const r = await store.get(uuid);

@@ -8,20 +8,8 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { prepareCreate } from '../model/registry.js';
 import { checkRules, defaultRules, securityGroup, type SecurityGroup, type SecurityGroupRule } from './model.js';
+import { locked } from '../cloud/keyed-lock.js';
 
-const locks = new Map<string, Promise<unknown>>();
-/** One change at a time per group (read-modify-write of its arrays). */
-async function locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const prev = locks.get(key) ?? Promise.resolve();
-  const run = prev.then(fn, fn);
-  const tail = run.catch(() => undefined);
-  locks.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (locks.get(key) === tail) locks.delete(key);
-  }
-}
 
 /** Re-name an INVALID_ARGUMENT's field as "<action>.<field>" (as the API does for schema errors). */
 async function inAction<T>(action: string, fn: () => Promise<T>): Promise<T> {

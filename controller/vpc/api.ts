@@ -17,6 +17,7 @@ import { parseCidr } from '../model/ipv4.js';
 import { eip as eipKind, portForwardingRule, vip as vipKind, vpcRouter } from './model.js';
 import { networkInfo } from './desired.js';
 import { checkVipPort } from '../lb/api.js';
+import { locked } from '../cloud/keyed-lock.js';
 
 const log = logger('vpc');
 export const AREA = 'vrouter';
@@ -26,18 +27,6 @@ export interface VpcQueue {
   sync(area: string, key: string): Promise<void>;
 }
 
-const locks = new Map<string, Promise<unknown>>();
-async function locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const prev = locks.get(key) ?? Promise.resolve();
-  const run = prev.then(fn, fn);
-  const tail = run.catch(() => undefined);
-  locks.set(key, tail);
-  try {
-    return await run;
-  } finally {
-    if (locks.get(key) === tail) locks.delete(key);
-  }
-}
 
 async function must(store: InventoryStore, uuid: string, kind: string): Promise<Resource> {
   const r = await store.get(uuid);
