@@ -12,7 +12,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { prepareCreate } from '../model/registry.js';
 import { canUse } from '../api/crud.js';
-import { callHost } from '../cloud/common.js';
+import { callHost, mustGet } from '../cloud/common.js';
 import { certificate as certificateKind, checkCertificate } from './certificate.js';
 import { loadBalancer as lbKind, loadBalancerListener as listenerKind } from './model.js';
 import { locked } from '../cloud/keyed-lock.js';
@@ -25,11 +25,6 @@ export interface LbQueue {
 }
 
 
-async function must(store: InventoryStore, uuid: string, kind: string): Promise<Resource> {
-  const r = await store.get(uuid);
-  if (!r || r.kind !== kind) throw new TStackError('NOT_FOUND', `no ${kind} with uuid ${uuid}`, { uuid });
-  return r;
-}
 
 const transport = (protocol: unknown): string => (protocol === 'udp' ? 'udp' : 'tcp');
 
@@ -128,7 +123,7 @@ export function registerLbApi(reg: ApiRegistry, q: LbQueue): void {
    * and network they pin the load balancer to.
    */
   async function backendsOk(oc: OpContext, lb: Resource, nicUuids: string[], except?: Resource): Promise<{ routerUuid: string; l3NetworkUuid: string }> {
-    const vip = await must(oc.store, String(lb.vipUuid), 'vip');
+    const vip = await mustGet(oc.store, String(lb.vipUuid), 'vip');
     let router = typeof lb.vpcRouterUuid === 'string' && lb.vpcRouterUuid ? lb.vpcRouterUuid : undefined;
     let l3 = typeof lb.l3NetworkUuid === 'string' && lb.l3NetworkUuid ? lb.l3NetworkUuid : undefined;
     // the network pinned by other listeners' backends (a listener being changed does not count)
@@ -140,9 +135,9 @@ export function registerLbApi(reg: ApiRegistry, q: LbQueue): void {
       const field = `vmNicUuids.${i}`;
       const nic = await oc.store.get(u);
       if (!nic || nic.kind !== 'vm-nic' || !canUse(oc, nic) || (!oc.principal.isAdmin && nic.ownerAccountUuid !== lb.ownerAccountUuid)) throw invalid(field, `no vm-nic with uuid ${u}`);
-      const net = await must(oc.store, String(nic.l3NetworkUuid), 'l3-network');
+      const net = await mustGet(oc.store, String(nic.l3NetworkUuid), 'l3-network');
       if (net.type !== 'L3VpcNetwork' || typeof net.vpcRouterUuid !== 'string' || !net.vpcRouterUuid) throw invalid(field, `NIC ${u} is on L3 network ${net.name}, which is not a VPC network attached to a router`);
-      const r = await must(oc.store, net.vpcRouterUuid, 'vpc-router');
+      const r = await mustGet(oc.store, net.vpcRouterUuid, 'vpc-router');
       if (r.publicNetworkUuid !== vip.l3NetworkUuid) throw invalid(field, `the router of NIC ${u} is on public network ${String(r.publicNetworkUuid)}, the VIP on ${String(vip.l3NetworkUuid)}`);
       if (router && router !== r.uuid) throw invalid(field, `NIC ${u} is behind router ${r.uuid}; the load balancer is served by router ${router}`);
       if (l3 && l3 !== net.uuid) throw invalid(field, `NIC ${u} is on L3 network ${net.name}; all backends of a load balancer are on one network (${l3})`);
@@ -183,7 +178,7 @@ export function registerLbApi(reg: ApiRegistry, q: LbQueue): void {
           await apply(at?.routerUuid ?? lb.vpcRouterUuid).catch(() => undefined);
           throw e;
         }
-        return must(oc.store, l.uuid, 'load-balancer-listener');
+        return mustGet(oc.store, l.uuid, 'load-balancer-listener');
       });
     },
   });
@@ -206,21 +201,21 @@ export function registerLbApi(reg: ApiRegistry, q: LbQueue): void {
     if (reg.action('load-balancer-listeners', name)?.run) return;
     reg.registerAction('load-balancer-listeners', name, {
       run: async (l0, params, oc) => {
-        const lb0 = await must(oc.store, String(l0.parentUuid), 'load-balancer');
+        const lb0 = await mustGet(oc.store, String(l0.parentUuid), 'load-balancer');
         return locked(`vip:${String(lb0.vipUuid)}`, async () => {
-          const l = await must(oc.store, l0.uuid, 'load-balancer-listener');
-          const lb = await must(oc.store, lb0.uuid, 'load-balancer');
+          const l = await mustGet(oc.store, l0.uuid, 'load-balancer-listener');
+          const lb = await mustGet(oc.store, lb0.uuid, 'load-balancer');
           const before = (l.vmNicUuids as string[] | undefined) ?? [];
           const after = await fn(l, lb, params.vmNicUuids as string[], oc);
           await oc.store.update(l.uuid, { vmNicUuids: after });
           await unpinIfEmpty(oc.store, lb);
           try {
-            await apply((await must(oc.store, lb.uuid, 'load-balancer')).vpcRouterUuid);
+            await apply((await mustGet(oc.store, lb.uuid, 'load-balancer')).vpcRouterUuid);
           } catch (e) {
             await oc.store.update(l.uuid, { vmNicUuids: before });
             throw e;
           }
-          return must(oc.store, l.uuid, 'load-balancer-listener');
+          return mustGet(oc.store, l.uuid, 'load-balancer-listener');
         });
       },
     });
@@ -244,8 +239,8 @@ export function registerLbApi(reg: ApiRegistry, q: LbQueue): void {
   if (!reg.action('load-balancer-listeners', 'getStatus')?.run) {
     reg.registerAction('load-balancer-listeners', 'getStatus', {
       run: async (l0, _p, oc) => {
-        const l = await must(oc.store, l0.uuid, 'load-balancer-listener');
-        const lb = await must(oc.store, String(l.parentUuid), 'load-balancer');
+        const l = await mustGet(oc.store, l0.uuid, 'load-balancer-listener');
+        const lb = await mustGet(oc.store, String(l.parentUuid), 'load-balancer');
         const nics = (l.vmNicUuids as string[] | undefined) ?? [];
         const router = typeof lb.vpcRouterUuid === 'string' ? await oc.store.get(lb.vpcRouterUuid) : undefined;
         let servers: Array<{ vmNicUuid: string; ip?: string; status: string; checkStatus?: string; lastChangeSec?: number }> = nics.map((u) => ({ vmNicUuid: u, status: 'Unknown' }));

@@ -11,7 +11,7 @@ import type { InventoryStore, Resource } from '../store/types.js';
 import { prepareCreate } from '../model/registry.js';
 import { canUse, cascadeParam } from '../api/crud.js';
 import { allocateIp, releaseIp } from '../allocator/ip.js';
-import { callHost } from '../cloud/common.js';
+import { callHost, mustGet } from '../cloud/common.js';
 import { attachedTo } from '../model/attachments.js';
 import { parseCidr } from '../model/ipv4.js';
 import { eip as eipKind, portForwardingRule, vip as vipKind, vpcRouter } from './model.js';
@@ -28,11 +28,6 @@ export interface VpcQueue {
 }
 
 
-async function must(store: InventoryStore, uuid: string, kind: string): Promise<Resource> {
-  const r = await store.get(uuid);
-  if (!r || r.kind !== kind) throw new TStackError('NOT_FOUND', `no ${kind} with uuid ${uuid}`, { uuid });
-  return r;
-}
 
 /** A resource the caller named in a body: missing or not usable → 400 naming the field. */
 async function usable(oc: OpContext, uuid: string, kind: string, field: string): Promise<Resource> {
@@ -102,7 +97,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
         await releaseIp(oc.store, pubL3.uuid, a.ip);
         throw e;
       }
-      return must(oc.store, uuid, 'vpc-router');
+      return mustGet(oc.store, uuid, 'vpc-router');
     },
   });
 
@@ -150,11 +145,11 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     reg.registerAction('vpc-routers', name, {
       run: async (r0, params, oc) =>
         locked(r0.uuid, async () => {
-          const r = await must(oc.store, r0.uuid, 'vpc-router');
+          const r = await mustGet(oc.store, r0.uuid, 'vpc-router');
           const patch = await fn(r, params, oc);
           if (patch && Object.keys(patch).length) await oc.store.update(r.uuid, patch);
           await apply(r.uuid);
-          return must(oc.store, r.uuid, 'vpc-router');
+          return mustGet(oc.store, r.uuid, 'vpc-router');
         }),
     });
   };
@@ -167,12 +162,12 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     if (typeof l3.vpcRouterUuid === 'string' && l3.vpcRouterUuid) throw new TStackError('CONFLICT', `L3 network ${l3.name} is attached to router ${l3.vpcRouterUuid}`, { field: 'l3NetworkUuid' });
     const n = await networkInfo(oc.store, l3);
     const mine = parseCidr(n.cidr);
-    const pub = await networkInfo(oc.store, await must(oc.store, String(r.publicNetworkUuid), 'l3-network'), 'publicNetworkUuid');
-    for (const other of [pub, ...(await Promise.all(attached.map(async (u) => networkInfo(oc.store, await must(oc.store, u, 'l3-network')))))]) {
+    const pub = await networkInfo(oc.store, await mustGet(oc.store, String(r.publicNetworkUuid), 'l3-network'), 'publicNetworkUuid');
+    for (const other of [pub, ...(await Promise.all(attached.map(async (u) => networkInfo(oc.store, await mustGet(oc.store, u, 'l3-network')))))]) {
       const o = parseCidr(other.cidr);
       if (mine.network <= o.broadcast && o.network <= mine.broadcast) throw invalid('l3NetworkUuid', `${n.cidr} of ${l3.name} overlaps ${other.cidr} of ${other.l3.name}: CIDRs under one router must not overlap`);
     }
-    const host = await must(oc.store, String(r.hostUuid), 'host');
+    const host = await mustGet(oc.store, String(r.hostUuid), 'host');
     if (!(await attachedTo(oc.store, 'cluster-l2-network', String(host.parentUuid))).includes(n.l2Uuid)) {
       throw invalid('l3NetworkUuid', `the L2 network of ${l3.name} is not attached to the cluster of the router's host ${host.name}`);
     }
@@ -252,11 +247,11 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
   async function targetNic(oc: OpContext, svc: Resource, vipR: Resource, nicUuid: string): Promise<{ nic: Resource; router: Resource }> {
     const nic = await usable(oc, nicUuid, 'vm-nic', 'vmNicUuid');
     if (!oc.principal.isAdmin && nic.ownerAccountUuid !== svc.ownerAccountUuid) throw invalid('vmNicUuid', `no vm-nic with uuid ${nicUuid}`);
-    const l3 = await must(oc.store, String(nic.l3NetworkUuid), 'l3-network');
+    const l3 = await mustGet(oc.store, String(nic.l3NetworkUuid), 'l3-network');
     if (!isVpcL3(l3) || typeof l3.vpcRouterUuid !== 'string' || !l3.vpcRouterUuid) {
       throw invalid('vmNicUuid', `NIC ${nicUuid} is on L3 network ${l3.name}, which is not a VPC network attached to a router (EIPs on flat networks are not implemented yet)`);
     }
-    const router = await must(oc.store, l3.vpcRouterUuid, 'vpc-router');
+    const router = await mustGet(oc.store, l3.vpcRouterUuid, 'vpc-router');
     if (router.publicNetworkUuid !== vipR.l3NetworkUuid) throw invalid('vmNicUuid', `the router of NIC ${nicUuid} is on public network ${String(router.publicNetworkUuid)}, the VIP on ${String(vipR.l3NetworkUuid)}`);
     if (typeof vipR.vpcRouterUuid === 'string' && vipR.vpcRouterUuid && vipR.vpcRouterUuid !== router.uuid) {
       throw invalid('vmNicUuid', `VIP ${String(vipR.ip)} serves router ${vipR.vpcRouterUuid}; NIC ${nicUuid} is behind router ${router.uuid}`);
@@ -284,7 +279,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
 
   const attachService = async (kind: 'eip' | 'port-forwarding-rule', x: Resource, nicUuid: string, oc: OpContext): Promise<Resource> => {
     if (typeof x.vmNicUuid === 'string' && x.vmNicUuid) throw new TStackError('CONFLICT', `${kind} ${x.name} is already attached to NIC ${x.vmNicUuid}; detach it first`, { field: 'vmNicUuid' });
-    const vipR = await must(oc.store, String(x.vipUuid), 'vip');
+    const vipR = await mustGet(oc.store, String(x.vipUuid), 'vip');
     const { nic, router } = await targetNic(oc, x, vipR, nicUuid);
     if (kind === 'eip') {
       const other = (await oc.store.list({ kind: 'eip', filters: [{ field: 'vmNicUuid', op: '=', value: nic.uuid }] })).items[0];
@@ -294,7 +289,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     await oc.store.update(x.uuid, { vmNicUuid: nic.uuid, guestIp: nic.ip, vmInstanceUuid: nic.parentUuid, vpcRouterUuid: router.uuid });
     await vipUse(oc.store, vipR.uuid);
     await apply(router.uuid);
-    return must(oc.store, x.uuid, kind);
+    return mustGet(oc.store, x.uuid, kind);
   };
 
   const detachService = async (kind: 'eip' | 'port-forwarding-rule', x: Resource, oc: OpContext): Promise<Resource> => {
@@ -302,7 +297,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     await oc.store.update(x.uuid, { vmNicUuid: undefined, guestIp: undefined, vmInstanceUuid: undefined, vpcRouterUuid: undefined });
     await vipUse(oc.store, String(x.vipUuid));
     if (typeof router === 'string' && (await oc.store.get(router))) await apply(router);
-    return must(oc.store, x.uuid, kind);
+    return mustGet(oc.store, x.uuid, kind);
   };
 
   reg.setCreate('eips', {
@@ -338,10 +333,10 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     },
   });
   if (!reg.action('eips', 'attach')?.run) {
-    reg.registerAction('eips', 'attach', { run: async (e, params, oc) => attachService('eip', await must(oc.store, e.uuid, 'eip'), String(params.vmNicUuid), oc) });
+    reg.registerAction('eips', 'attach', { run: async (e, params, oc) => attachService('eip', await mustGet(oc.store, e.uuid, 'eip'), String(params.vmNicUuid), oc) });
     reg.registerAction('eips', 'detach', {
       run: async (e0, _p, oc) => {
-        const e = await must(oc.store, e0.uuid, 'eip');
+        const e = await mustGet(oc.store, e0.uuid, 'eip');
         if (typeof e.vmNicUuid !== 'string' || !e.vmNicUuid) throw new TStackError('CONFLICT', `EIP ${e.name} is not attached`);
         return detachService('eip', e, oc);
       },
@@ -388,10 +383,10 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     },
   });
   if (!reg.action('port-forwarding-rules', 'attach')?.run) {
-    reg.registerAction('port-forwarding-rules', 'attach', { run: async (x, params, oc) => attachService('port-forwarding-rule', await must(oc.store, x.uuid, 'port-forwarding-rule'), String(params.vmNicUuid), oc) });
+    reg.registerAction('port-forwarding-rules', 'attach', { run: async (x, params, oc) => attachService('port-forwarding-rule', await mustGet(oc.store, x.uuid, 'port-forwarding-rule'), String(params.vmNicUuid), oc) });
     reg.registerAction('port-forwarding-rules', 'detach', {
       run: async (x0, _p, oc) => {
-        const x = await must(oc.store, x0.uuid, 'port-forwarding-rule');
+        const x = await mustGet(oc.store, x0.uuid, 'port-forwarding-rule');
         if (typeof x.vmNicUuid !== 'string' || !x.vmNicUuid) throw new TStackError('CONFLICT', `port forwarding rule ${x.name} is not attached`);
         return detachService('port-forwarding-rule', x, oc);
       },
