@@ -120,6 +120,7 @@ describe('vrouteragent: load balancer (haproxy in the router namespace)', functi
     for (let i = 0; i < 4; i++) seen.push((await curl(inet, 'http://198.51.100.10/')).body.trim());
     assert.deepEqual([...new Set(seen)].sort(), ['web0', 'web1']);
     assert.notEqual(seen[0], seen[1], `round robin: ${seen.join(',')}`);
+    assert.match((await curl(web[0]!, 'http://198.51.100.10/')).body, /^web[01]$/m, 'east-west: from a VM behind the router');
     assert.equal((await apply(spec)).changed, false);
   });
 
