@@ -3,22 +3,13 @@
 // checked is the router's desired state each change sends (RouterSpec.loadBalancers), the
 // manual's defaults, and the API's refusals naming the field.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { exec } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import { tmpDir } from '../harness/tmp.js';
+import { selfSignedCert } from '../harness/lb.js';
 import { vpcModule } from '../../controller/vpc/module.js';
 import * as VPC from '../../shared/protocol/vpc.js';
 import type { RouterSpecT } from '../../shared/protocol/vpc.js';
-
-async function selfSigned(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const key = join(dir, `${name}.key`);
-  const crt = join(dir, `${name}.crt`);
-  await exec('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', crt, '-subj', `/CN=${name}`, '-days', '2'], { timeoutMs: 30_000 });
-  return { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') };
-}
 
 describe('functional: load balancers, listeners, certificates (fake cloud)', function () {
   this.timeout(60_000);
@@ -51,7 +42,7 @@ describe('functional: load balancers, listeners, certificates (fake cloud)', fun
 
   before(async () => {
     const dir = await tmpDir('lbcert', cleanup);
-    [pemA, pemB] = await Promise.all([selfSigned(dir, 'a.example.test'), selfSigned(dir, 'b.example.test')]);
+    [pemA, pemB] = await Promise.all([selfSignedCert(dir, 'a.example.test'), selfSignedCert(dir, 'b.example.test')]);
     fc = await startFakeCloud(cleanup, { modules: [vpcModule() as never] });
     ids.pub = await l3('lb-public', 110, { category: 'Public' }, '198.51.100.0/24');
     ids.a = await l3('lb-vpc-a', 111, { type: 'L3VpcNetwork' }, '10.11.0.0/24');

@@ -4,14 +4,14 @@
 // request, UP/DOWN through vrouter/lb/status, TLS terminated with the given certificate, a
 // reload under load that drops nothing, a deleted namespace restored with its listeners.
 import { strict as assert } from 'node:assert';
-import { randomUUID, X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { exec, startProcess, type RunningProcess } from '../../../shared/exec.js';
+import { exec, type RunningProcess } from '../../../shared/exec.js';
 import { lb, vpc } from '../../../shared/protocol/index.js';
 import type { RouterLbListenerT } from '../../../shared/protocol/lb.js';
 import type { RouterSpecT } from '../../../shared/protocol/vpc.js';
 import { useCleanup } from '../../harness/cleanup.js';
+import { routerListener, selfSignedCert, servedCertFingerprint, startWebBackend, type SelfSigned } from '../../harness/lb.js';
 import { createBridge, deleteNetns, netnsExists } from '../../harness/net.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { routerNames } from '../../../vrouteragent/names.js';
@@ -42,36 +42,22 @@ describe('vrouteragent: load balancer (haproxy in the router namespace)', functi
   let web: Vm[];
   const httpd: RunningProcess[] = [];
   let work: string;
-  let pem: string;
-  let certPem: string;
+  let cert: SelfSigned;
 
   const apply = (s: RouterSpecT) => client.call(vpc.RouterApply, host.ep, { router: s });
   const status = () => client.call(lb.LbStatus, host.ep, { routerUuid: R });
-  const listener = (o: Partial<RouterLbListenerT>): RouterLbListenerT => ({
-    listenerUuid: TCP,
-    vip: '198.51.100.10',
-    protocol: 'tcp',
-    port: 80,
-    instancePort: 8080,
-    algorithm: 'roundrobin',
-    idleTimeoutSec: 60,
-    healthyThreshold: 2,
-    unhealthyThreshold: 2,
-    healthCheckIntervalSec: 1,
-    healthCheckTimeoutSec: 1,
-    healthCheckTarget: 'tcp:default',
-    maxConnection: 5000,
-    backends: [
-      { vmNicUuid: NIC1, ip: '10.1.0.5' },
-      { vmNicUuid: NIC2, ip: '10.1.0.6' },
-    ],
-    ...o,
-  });
+  const listener = (o: Partial<RouterLbListenerT>): RouterLbListenerT =>
+    routerListener({
+      listenerUuid: TCP,
+      vip: '198.51.100.10',
+      backends: [
+        { vmNicUuid: NIC1, ip: '10.1.0.5' },
+        { vmNicUuid: NIC2, ip: '10.1.0.6' },
+      ],
+      ...o,
+    });
   const startWeb = async (i: number): Promise<void> => {
-    const dir = join(work, `www${i}`);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'index.html'), `web${i}\n`);
-    httpd[i] = await startProcess('busybox', ['httpd', '-f', '-p', '8080', '-h', dir], { netns: web[i]!.ns });
+    httpd[i] = await startWebBackend(web[i]!.ns, join(work, `www${i}`), `web${i}`);
     cleanup.add(() => httpd[i]!.stop(500), `httpd ${i}`);
   };
   const serversUp = async (n: number, listenerUuid = TCP): Promise<boolean> => {
@@ -97,11 +83,7 @@ describe('vrouteragent: load balancer (haproxy in the router namespace)', functi
     for (const vm of [inet, ...web]) await exec('ip', ['-n', vm.ns, 'link', 'set', 'lo', 'up']);
     await startWeb(0);
     await startWeb(1);
-    const key = join(work, 'key.pem');
-    const crt = join(work, 'crt.pem');
-    await exec('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', crt, '-subj', '/CN=lb.example.test', '-days', '2'], { timeoutMs: 30_000 });
-    certPem = readFileSync(crt, 'utf8');
-    pem = certPem + readFileSync(key, 'utf8');
+    cert = await selfSignedCert(work, 'lb.example.test');
     spec = {
       routerUuid: R,
       public: { bridge: brP, ip: '198.51.100.10', prefix: 24, gateway: '198.51.100.1' },
@@ -155,7 +137,7 @@ describe('vrouteragent: load balancer (haproxy in the router namespace)', functi
     const loop = (async () => {
       while (!stop) if ((await curl(inet, 'http://198.51.100.10/')).status !== 200) failures++;
     })();
-    const https = listener({ listenerUuid: HTTPS, vip: '198.51.100.20', protocol: 'https', port: 443, certificate: { certificateUuid: CERT, pem }, healthCheckTarget: 'http:/index.html' });
+    const https = listener({ listenerUuid: HTTPS, vip: '198.51.100.20', protocol: 'https', port: 443, certificate: { certificateUuid: CERT, pem: cert.pem }, healthCheckTarget: 'http:/index.html' });
     const r = await apply({ ...spec, loadBalancers: [listener({}), https] });
     assert.equal(r.changed, true);
     stop = true;
@@ -164,10 +146,7 @@ describe('vrouteragent: load balancer (haproxy in the router namespace)', functi
     assert.ok(await until(() => serversUp(2, HTTPS)), JSON.stringify(await status()));
     const body = await exec('curl', ['-sk', '-m', '5', 'https://198.51.100.20/'], { netns: inet.ns, timeoutMs: 10_000 });
     assert.match(body.stdout, /^web[01]$/m);
-    const sc = await exec('openssl', ['s_client', '-connect', '198.51.100.20:443', '-servername', 'lb.example.test'], { netns: inet.ns, stdin: '', timeoutMs: 10_000, okCodes: [0, 1] });
-    const presented = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(sc.stdout)?.[0];
-    assert.ok(presented, sc.stdout + sc.stderr);
-    assert.equal(new X509Certificate(presented).fingerprint256, new X509Certificate(certPem).fingerprint256);
+    assert.equal(await servedCertFingerprint(inet.ns, '198.51.100.20', 443, 'lb.example.test'), cert.fingerprint256);
     spec = { ...spec, loadBalancers: [listener({}), https] };
   });
 
