@@ -16,12 +16,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createHash, randomInt } from 'node:crypto';
-import { exec } from '../../shared/exec.js';
+import { exec, execOk } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
 import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.js';
 import { ensureLibvirt } from '../harness/libvirt.js';
-import { createBridge, deleteLink } from '../harness/net.js';
+import { createBridge, createNetns, deleteLink } from '../harness/net.js';
 import { nsExec, nsFabric, nsHostUp, type NsFabric, type NsHost } from '../harness/nshost.js';
 import { runId, tmpDir } from '../harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
@@ -168,6 +168,42 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: ids.l2 } });
     ids.l3 = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3`, l2NetworkUuid: ids.l2, dnsDomain: 'multi.test' })).uuid;
     await ok(api, '/v1/ip-ranges', { l3NetworkUuid: ids.l3, startIp: `${net}.10`, endIp: `${net}.60`, netmask: '255.255.255.0', gateway: `${net}.1` });
+  });
+
+  it('VXLAN across the two hosts: a pool with the fabric as VTEP CIDR; each host tunnels its br_vx_<vni> to the other', async () => {
+    const vni0 = randomInt(1_000_000, 16_000_000);
+    const pool = await ok(api, '/v1/l2-networks', { name: `${rid}-vxpool`, zoneUuid: ids.zone, type: 'VxlanNetworkPool', vniStartInclusive: vni0, vniEndInclusive: vni0 + 4 });
+    cleanup.add(async () => void (await api.del(`/v1/l2-networks/${pool.uuid}?cascade=true`)), 'VXLAN pool');
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: pool.uuid, vtepCidr: `${fab.net}.0/24` } });
+    const vx = await ok(api, '/v1/l2-networks', { name: `${rid}-vx`, zoneUuid: ids.zone, type: 'VxlanNetwork', poolUuid: pool.uuid });
+    cleanup.add(() => deleteLink(`vxlan${vx.vni}`), `vxlan${vx.vni}`);
+    cleanup.add(() => deleteLink(`br_vx_${vx.vni}`), `br_vx_${vx.vni}`);
+    // each host's tunnel device: its own fabric address, the other host's as flood peer
+    for (const [n, run] of [[1, (c: string, a: string[]) => exec(c, a)], [2, (c: string, a: string[]) => nsExec(fab, 2, c, a)]] as const) {
+      const dev = (await run('ip', ['-d', 'link', 'show', `vxlan${vx.vni}`])).stdout;
+      assert.match(dev, new RegExp(`vxlan id ${vx.vni} local ${fab.ip(n).replace(/\./g, '\\.')}`), dev);
+      assert.match((await run('bridge', ['fdb', 'show', 'dev', `vxlan${vx.vni}`])).stdout, new RegExp(`00:00:00:00:00:00 dst ${fab.ip(3 - n).replace(/\./g, '\\.')}`));
+    }
+    // one endpoint on each host's bridge (a namespace here, a veth end in host 2): they ping through the tunnel
+    const sub = `172.31.${randomInt(1, 250)}`;
+    const ns = `${rid}vx1`;
+    await createNetns(ns, cleanup);
+    await exec('ip', ['link', 'add', `${rid}vxa`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    cleanup.add(() => deleteLink(`${rid}vxa`), 'VXLAN endpoint veth');
+    await exec('ip', ['link', 'set', `${rid}vxa`, 'master', vx.bridgeName, 'up']);
+    await exec('ip', ['-n', ns, 'addr', 'add', `${sub}.1/24`, 'dev', 'eth0']);
+    await exec('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    await nsExec(fab, 2, 'ip', ['link', 'add', `${rid}vxb`, 'type', 'veth', 'peer', 'name', `${rid}vxc`]);
+    await nsExec(fab, 2, 'ip', ['link', 'set', `${rid}vxb`, 'master', vx.bridgeName, 'up']);
+    await nsExec(fab, 2, 'ip', ['addr', 'add', `${sub}.2/24`, 'dev', `${rid}vxc`]);
+    await nsExec(fab, 2, 'ip', ['link', 'set', `${rid}vxc`, 'up']);
+    const ping = await exec('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-W', '2', `${sub}.2`], { timeoutMs: 30_000 });
+    assert.match(ping.stdout, / 0% packet loss/, ping.stdout);
+    // our endpoints leave first: the kvmagent never deletes a bridge that still has foreign members
+    await nsExec(fab, 2, 'ip', ['link', 'del', `${rid}vxb`]);
+    await deleteLink(`${rid}vxa`);
+    await ok(api, `/v1/l2-networks/${pool.uuid}?cascade=true`, undefined, 'del');
+    assert.equal(await execOk('ip', ['link', 'show', `vxlan${vx.vni}`]), false, 'deleting the pool removes the tunnel device');
   });
 
   it('a VM on each host: both boot from the shared storage, get their IPs from their own host and ping each other', async () => {
