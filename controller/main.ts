@@ -132,6 +132,8 @@ export function builtinModules(): ControllerModule[] {
     lazyModule('vpc', async () => (await import('./vpc/module.js')).vpcModule()),
     // scheduler jobs and triggers (定时任务): after 'cloud', whose VM and volume actions its jobs run
     lazyModule('scheduler', async () => (await import('./scheduler/module.js')).schedulerModule()),
+    // bare metal: chassis (IPMI through a host's vrouteragent); after 'cloud'
+    lazyModule('baremetal', async () => (await import('./baremetal/module.js')).baremetalModule()),
   ];
 }
 

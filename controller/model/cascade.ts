@@ -50,6 +50,7 @@ export const deleteRules: Readonly<Record<string, DepRule[]>> = {
     child('host', 'cascade', 'hosts'),
     child('cluster-primary-storage', 'delete', 'primary storage attachments'),
     child('cluster-l2-network', 'delete', 'L2 network attachments'),
+    { kind: 'baremetal-chassis', where: (t) => [eq('clusterUuid', t.uuid)], action: 'block', what: 'bare-metal chassis', hint: 'delete them first' },
   ],
   host: [{ kind: 'vm-instance', where: (t) => [eq('hostUuid', t.uuid)], action: 'block', what: 'VMs on it', hint: 'stop or migrate them first' }],
   'primary-storage': [

@@ -30,3 +30,4 @@ export * as storage from './storage.js';
 export * as vrouter from './vrouter.js';
 export * as vpc from './vpc.js';
 export * as lb from './lb.js';
+export * as baremetal from './baremetal.js';

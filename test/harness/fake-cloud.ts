@@ -22,6 +22,7 @@ import * as V from '../../shared/protocol/vrouter.js';
 import * as VPC from '../../shared/protocol/vpc.js';
 import * as LB from '../../shared/protocol/lb.js';
 import * as H from '../../shared/protocol/ha.js';
+import * as BM from '../../shared/protocol/baremetal.js';
 import { TStackError } from '../../shared/errors.js';
 import { registerKvmAgent, KVM_CAPABILITIES, type KvmAgent } from '../../kvmagent/main.js';
 import { FakeDriver } from '../../kvmagent/hypervisor/fake-driver.js';
@@ -212,10 +213,35 @@ export type FlatState = Static<typeof V.FlatApply.request>;
  * vrouter agent: VPC routers are accepted and counted; flat/apply keeps each L3's whole desired
  * state in `flat` (what the real agent keeps in its data dir), namespace/delete drops it.
  */
-function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState> } {
+/** A BMC the fake vrouter answers for ("address:port" → its password and state); others are unreachable. */
+export interface FakeBmc {
+  password: string;
+  power: 'on' | 'off';
+  bootDevice?: string;
+}
+
+function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>, step: string): FakeBmc {
+  const b = bmcs.get(`${bmc.address}:${bmc.port}`);
+  if (!b) throw new TStackError('BMC_UNREACHABLE', `${step}: no answer from the BMC at ${bmc.address}:${bmc.port} (fake)`, { step });
+  if (b.password !== bmc.password) throw new TStackError('IPMI_AUTH_FAILED', `${step}: the BMC at ${bmc.address}:${bmc.port} refused user '${bmc.username}' (fake)`, { step });
+  return b;
+}
+
+function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc> } {
+  const bmcs = new Map<string, FakeBmc>();
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
   const flat = new Map<string, FlatState>();
-  const fake = new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB)], {
+  const steps: Record<string, string> = { on: 'powerOn', off: 'powerOff', reset: 'powerReset', status: 'powerStatus' };
+  const fake = new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB), ...commandsOf(BM)], {
+    [BM.IpmiPower.name]: (req: { bmc: Static<typeof BM.BmcTarget>; op: BM.PowerOp }) => {
+      const b = fakeBmcOf(bmcs, req.bmc, steps[req.op]!);
+      if (req.op === 'on' || req.op === 'off') b.power = req.op;
+      return { powerState: b.power };
+    },
+    [BM.IpmiBootDevice.name]: (req: { bmc: Static<typeof BM.BmcTarget>; device: BM.BootDevice }) => {
+      fakeBmcOf(bmcs, req.bmc, 'setBootDevice').bootDevice = req.device;
+      return { device: req.device };
+    },
     [V.FlatApply.name]: (req: FlatState) => {
       const l3 = req.network.l3NetworkUuid;
       const changed = JSON.stringify(flat.get(l3)) !== JSON.stringify(req);
@@ -233,7 +259,7 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       listeners: (lbs.get(req.routerUuid) ?? []).map((l) => ({ listenerUuid: l.listenerUuid, servers: l.backends.map((b) => ({ vmNicUuid: b.vmNicUuid, ip: b.ip, status: 'UP', checkStatus: 'L4OK' })) })),
     }),
   });
-  return Object.assign(fake, { flat });
+  return Object.assign(fake, { flat, bmcs });
 }
 
 export interface FakeCloud {
@@ -252,7 +278,7 @@ export interface FakeCloud {
   /** Each host's storage agent, in `hosts` order: `storage` for all, unless started with `storagePerHost`. */
   storages: Array<ProtocolFake & { capacity: S.Capacity }>;
   /** `flat`: each L3's desired state as last applied (flat/apply). */
-  vrouter: ProtocolFake & { flat: Map<string, FlatState> };
+  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc> };
   /**
    * The vrouter agent killed and started again on the same port and token: connections in
    * progress break. `lose`: it comes back without its state (a wiped data dir).

@@ -1,0 +1,78 @@
+// API of bare-metal chassis (model: ./model.ts). Create and update seal the BMC password; the
+// power and boot-device actions call the IPMI commands of a host's vrouteragent (the host of
+// the zone's PXE server once there is one, else a Connected host of the chassis's cluster) and
+// store what the BMC reports. Failures keep their typed code (IPMI_AUTH_FAILED,
+// BMC_UNREACHABLE, IPMI_ERROR) and name the step, e.g. "powerOn: the BMC at … refused user …".
+import { TStackError } from '../../shared/errors.js';
+import { baremetal as BM } from '../../shared/protocol/index.js';
+import type { Static } from '../../shared/protocol/schema.js';
+import type { Resource } from '../store/types.js';
+import type { ApiRegistry, OpContext } from '../api/registry.js';
+import type { ControllerContext } from '../context.js';
+import { kindDef, prepareCreate } from '../model/index.js';
+import { callHost, connectedHosts } from '../cloud/common.js';
+import { SecretBox } from '../auth/secret-box.js';
+
+// one box per data dir: the key file is read once, not at every request
+const boxes = new Map<string, SecretBox>();
+/** The controller's secret box (its key file under the data dir). */
+export function secretBoxOf(c: ControllerContext): SecretBox {
+  let b = boxes.get(c.dataDir);
+  if (!b) {
+    b = SecretBox.forDataDir(c.dataDir);
+    boxes.set(c.dataDir, b);
+  }
+  return b;
+}
+
+/** The BMC of a chassis as the agent wants it (password opened). */
+export function bmcOf(c: ControllerContext, ch: Resource): Static<typeof BM.BmcTarget> {
+  const sealed = ch._ipmiPassword;
+  if (typeof sealed !== 'string') throw new TStackError('CONFLICT', `chassis ${ch.uuid} has no stored IPMI password; set ipmiPassword with an update`, { uuid: ch.uuid });
+  return { address: String(ch.ipmiAddress), port: Number(ch.ipmiPort ?? 623), username: String(ch.ipmiUsername), password: secretBoxOf(c).open(sealed, ch.uuid) };
+}
+
+/** The host whose vrouteragent talks to the chassis's BMC (and, later, serves its PXE). */
+export async function ipmiHostOf(c: ControllerContext, ch: Resource, step: string): Promise<string> {
+  const pxe = (await c.store.list({ kind: 'baremetal-pxe-server', filters: [{ field: 'zoneUuid', op: '=', value: String(ch.zoneUuid) }], limit: 1 })).items[0];
+  if (pxe && typeof pxe.hostUuid === 'string') return pxe.hostUuid;
+  const hosts = await connectedHosts(c.store, String(ch.parentUuid ?? ch.clusterUuid));
+  if (hosts.length === 0) throw new TStackError('HOST_NOT_CONNECTED', `${step}: cluster ${String(ch.clusterUuid)} has no Connected host to reach the BMC of chassis ${ch.name} from`, { step, uuid: ch.uuid });
+  return hosts[0]!.uuid;
+}
+
+const POWER: Record<string, BM.PowerOp> = { powerOn: 'on', powerOff: 'off', powerReset: 'reset', powerStatus: 'status' };
+const asState = (s: 'on' | 'off'): string => (s === 'on' ? 'On' : 'Off');
+
+/** Power on/off/reset/status of a chassis; stores and returns what the BMC reports. */
+export async function chassisPower(c: ControllerContext, ch: Resource, step: keyof typeof POWER): Promise<Resource> {
+  const host = await ipmiHostOf(c, ch, step);
+  const r = await callHost(c, host, 'vrouteragent', BM.IpmiPower, { bmc: bmcOf(c, ch), op: POWER[step]! });
+  return c.store.update(ch.uuid, { powerState: asState(r.powerState), lastPowerCheck: new Date().toISOString() });
+}
+
+export async function chassisBootDevice(c: ControllerContext, ch: Resource, device: BM.BootDevice): Promise<Resource> {
+  const host = await ipmiHostOf(c, ch, 'setBootDevice');
+  await callHost(c, host, 'vrouteragent', BM.IpmiBootDevice, { bmc: bmcOf(c, ch), device });
+  return c.store.update(ch.uuid, { bootDevice: device });
+}
+
+export function registerBaremetalApi(reg: ApiRegistry): void {
+  reg.setCreate('baremetal-chassis', {
+    run: async (body, oc) => {
+      const p = await prepareCreate(oc.store, kindDef('baremetal-chassis')!, body, { ownerAccountUuid: oc.principal.accountUuid });
+      p.resource._ipmiPassword = secretBoxOf(oc).seal(String(p.secrets.ipmiPassword), p.resource.uuid);
+      return oc.store.create(p.resource);
+    },
+  });
+  reg.setUpdate('baremetal-chassis', {
+    run: async (r, body, oc) => {
+      const patch: Record<string, unknown> = { ...body };
+      if (typeof body.ipmiPassword === 'string') patch._ipmiPassword = secretBoxOf(oc).seal(body.ipmiPassword, r.uuid);
+      delete patch.ipmiPassword;
+      return Object.keys(patch).length === 0 ? r : oc.store.update(r.uuid, patch);
+    },
+  });
+  for (const step of Object.keys(POWER)) reg.registerAction('baremetal-chassis', step, { run: (r, _p, oc: OpContext) => chassisPower(oc, r, step) });
+  reg.registerAction('baremetal-chassis', 'setBootDevice', { run: (r, p, oc) => chassisBootDevice(oc, r, p.bootDevice as BM.BootDevice) });
+}
