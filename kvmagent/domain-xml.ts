@@ -150,22 +150,33 @@ function diskSourceXml(v: VolumeSpecT, ind: string): { type: string; format: str
       lines.push(`${ind}</source>`);
       return { type: 'network', format: s.format ?? 'raw', lines };
     }
-    case 'nfs': {
-      const name = s.path.startsWith('/') ? s.path : `${s.export.replace(/\/+$/, '')}/${s.path}`;
-      const [host, port] = s.server.split(':');
-      return {
-        type: 'network',
-        format: s.format ?? 'qcow2',
-        // libvirt's schema wants <identity> for NFS: the uid/gid QEMU's NFS client presents
-        lines: [
-          `${ind}<source protocol='nfs' name='${esc(name)}'>`,
-          `${ind}  <host name='${esc(host!)}'${port ? ` port='${esc(port)}'` : ''}/>`,
-          `${ind}  <identity user='root' group='root'/>`,
-          `${ind}</source>`,
-        ],
-      };
-    }
+    case 'nfs':
+      return { type: 'network', format: s.format ?? 'qcow2', lines: nfsSourceLines(s, ind) };
   }
+}
+
+/**
+ * The file's path on the NFS server: the export joined with the path inside it. QEMU's nfs
+ * driver MOUNTs the file's directory, so a path without the export names a directory the
+ * server does not export (MNT3ERR_ACCES).
+ */
+export function nfsServerPath(s: { export: string; path: string }): string {
+  return `${s.export.replace(/\/+$/, '')}/${s.path.replace(/^\/+/, '')}`;
+}
+
+/**
+ * <source> of a disk on NFS opened by QEMU itself (libnfs). libvirt's schema wants <identity>:
+ * the uid/gid QEMU's NFS client presents. root, because the storage agent writes the files as
+ * root (mode 0600); QEMU runs as libvirt-qemu, so the export needs no_root_squash.
+ */
+export function nfsSourceLines(s: { server: string; export: string; path: string }, ind: string): string[] {
+  const [host, port] = s.server.split(':');
+  return [
+    `${ind}<source protocol='nfs' name='${esc(nfsServerPath(s))}'>`,
+    `${ind}  <host name='${esc(host!)}'${port ? ` port='${esc(port)}'` : ''}/>`,
+    `${ind}  <identity user='root' group='root'/>`,
+    `${ind}</source>`,
+  ];
 }
 
 /** libvirt <iotune> element names and values of a disk QoS. */

@@ -39,7 +39,7 @@ export const NfsSource = Obj({
   type: Type.Literal('nfs'),
   server: HostPort(),
   export: AbsPath(),
-  /** Path of the file inside the export (relative, or absolute below the export). */
+  /** Path of the file inside the export; a leading '/' is still inside the export ('/v/x.qcow2' = '<export>/v/x.qcow2'). */
   path: Type.String({ pattern: '^(?!.*(^|/)\\.\\.(/|$))[A-Za-z0-9_./-]{1,1024}$' }),
   format: Type.Optional(Type.Union([Type.Literal('qcow2'), Type.Literal('raw')], { description: 'default qcow2' })),
 });

@@ -10,7 +10,8 @@
 //                opens the live path and finds the same chain by the backing names.
 // Backing-file names are relative on local/shared-mount-point storage (so a shared mount point
 // may be mounted anywhere) and absolute nfs:// URLs on libnfs-accessed NFS (QEMU's nfs driver
-// cannot resolve relative names); PsFs.backingRef decides.
+// cannot resolve relative names); PsFs.backingRef decides. A URL may carry libnfs options
+// (?uid=0&gid=0), so backing names are compared without their query.
 import { basename } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { TStackError } from '../../shared/errors.js';
@@ -26,6 +27,11 @@ import { pullImage } from './transfer.js';
 const IMAGE_EXTS = ['qcow2', 'raw', 'iso'] as const;
 /** staging files older than this are leftovers of a killed agent */
 export const STALE_STAGING_MS = 3600_000;
+
+/** A backing reference without its URL query (libnfs options); local names have none. */
+const withoutQuery = (ref: string): string => ref.replace(/\?.*$/, '');
+/** The snapshot a backing reference names (snap-<uuid>.qcow2), if it names one. */
+const snapOf = (ref: string | undefined): RegExpExecArray | null => (ref ? SNAP_FILE_RE.exec(basename(withoutQuery(ref))) : null);
 
 export class FileBackend implements PrimaryBackend {
   constructor(
@@ -121,7 +127,7 @@ export class FileBackend implements PrimaryBackend {
     for (const cand of [`${rel}.new`, ...nexts]) {
       if (!(await this.fs.exists(cand))) continue;
       const i = await qimg.info(this.fs.target(cand), { format: 'qcow2' }).catch(() => undefined);
-      const m = i?.backingFile ? SNAP_FILE_RE.exec(basename(i.backingFile)) : null;
+      const m = snapOf(i?.backingFile);
       if (m && (await this.fs.exists(this.snapRel(volumeUuid, m[1]!)))) {
         await this.fs.rename(cand, rel);
         return;
@@ -225,7 +231,7 @@ export class FileBackend implements PrimaryBackend {
       actualSize: await this.fs.allocated(rel).catch(() => i.actualSize),
       installPath: this.fs.installPath(rel),
     };
-    const m = i.backingFile ? SNAP_FILE_RE.exec(basename(i.backingFile)) : null;
+    const m = snapOf(i.backingFile);
     if (m) s.parentUuid = m[1]!;
     return s;
   }
@@ -308,7 +314,7 @@ export class FileBackend implements PrimaryBackend {
       if (m) snapshots.push(await this.snapInfo(volumeUuid, m[1]!));
     }
     const out: { snapshots: SnapshotInfo[]; currentUuid?: string } = { snapshots };
-    const cur = live.backingFile ? SNAP_FILE_RE.exec(basename(live.backingFile)) : null;
+    const cur = snapOf(live.backingFile);
     if (cur) out.currentUuid = cur[1]!;
     return out;
   }
@@ -348,7 +354,7 @@ export class FileBackend implements PrimaryBackend {
     for (const n of files) {
       if (n === snapName) continue;
       const i = await qimg.info(this.fs.target(`${volDir}/${n}`), { format: 'qcow2' });
-      if (i.backingFile && i.backingFile === this.fs.backingRef(`${volDir}/${n}`, snap)) children.push(`${volDir}/${n}`);
+      if (i.backingFile && withoutQuery(i.backingFile) === withoutQuery(this.fs.backingRef(`${volDir}/${n}`, snap))) children.push(`${volDir}/${n}`);
     }
     if (children.length === 0) {
       await this.fs.rm(snap);

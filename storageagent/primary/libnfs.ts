@@ -37,8 +37,13 @@ export class LibnfsFs implements PsFs {
   installPath(rel: string): string {
     return this.url(rel);
   }
+  /**
+   * An absolute URL (QEMU's nfs driver resolves no relative names) that says uid=0/gid=0: QEMU
+   * opens backing layers from these names with its own uid (libvirt-qemu) otherwise, and the
+   * layers are root's 0600 files (NFS3ERR_ACCES). The top layer gets root from <identity>.
+   */
   backingRef(_fromRel: string, toRel: string): string {
-    return this.url(toRel);
+    return `${this.url(toRel)}?uid=0&gid=0`;
   }
   private async nfs(): Promise<Nfs3Client> {
     this.client ??= await Nfs3Client.connect(this.server, this.exportPath);

@@ -166,6 +166,15 @@ describe('kvmagent: domain XML', () => {
     assert.match(n, /<alias name='ua-nic-cccccccc-0000-4000-8000-000000000002'\/>/);
   });
 
+  it('an NFS disk names its file by the path on the server: the export joined with the path inside it, with or without a leading /', () => {
+    // the storage agent's libnfs sources say path '/volumes/…': QEMU MOUNTs the file's directory,
+    // and '/volumes/<v>' is not exported (MNT3ERR_ACCES); it must be '/export/ps/volumes/<v>'
+    for (const path of ['/volumes/v/v.qcow2', 'volumes/v/v.qcow2']) {
+      const v = { ...fullSpec().dataVolumes[1]!, source: { type: 'nfs' as const, server: '10.0.0.5', export: '/export/ps/', path } };
+      assert.match(diskXml(v), /<source protocol='nfs' name='\/export\/ps\/volumes\/v\/v.qcow2'>\s*<host name='10.0.0.5'\/>\s*<identity user='root' group='root'\/>/);
+    }
+  });
+
   it('QoS: a volume gets <iotune> (bytes/s, IOPS), a NIC <bandwidth> in KiB/s rounded up; none without qos', () => {
     const v = { ...fullSpec().dataVolumes[0]!, qos: { totalBytesSec: 2097152, totalIopsSec: 100 } };
     const d = diskXml(v);
