@@ -7,7 +7,8 @@
 // deleting a parent snapshot deletes its child; an image of the root volume boots a VM that
 // answers SSH; a clone with its data volume answers SSH and reads the data. The same volume suite runs on Ceph RBD primary storage (a throwaway single-node
 // cluster; the VM reaches it through a libvirt cephx secret) with a Ceph image store, all added
-// through the API. Same setup as cloud.test.ts (this machine as the host over its own sshd).
+// through the API. NFS primary storage through the API with a nfs-ganesha server in a test
+// namespace: the kernel client where the kernel has one, else the agent's libnfs access. Same setup as cloud.test.ts (this machine as the host over its own sshd).
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -16,6 +17,8 @@ import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { exec, execOut } from '../../shared/exec.js';
 import { cephAvailable, startCeph, type TestCeph } from '../harness/ceph.js';
+import { startNfs } from '../harness/nfs.js';
+import { kernelHasNfs } from '../../storageagent/primary/nfs.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { testController, type TestController } from '../harness/controller.js';
 import type { ApiClient } from '../harness/controller.js';
@@ -382,6 +385,41 @@ describe('e2e: storage depth', function () {
     assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, dev.replace('/dev/', '')]), /total_bytes_sec\s*:\s*0\b/);
     const bad = await api.post(`/v1/volumes/${v.uuid}/actions?wait=true`, { setQos: { totalBandwidth: limit, readBandwidth: limit } });
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  });
+
+  it('NFS primary storage through the API (the kernel client where there is one, else libnfs): offline snapshot, revert, the old bytes back; online grow', async function () {
+    // the storage agent picks its access (ps/init 'auto'): a kernel mount, or libnfs when this
+    // kernel has no NFS client (QEMU then opens the disks as nfs:// itself)
+    const kernel = await kernelHasNfs();
+    console.log(`      NFS access here: ${kernel ? 'kernel mount' : 'libnfs (this kernel has no NFS client)'}`);
+    const nfs = await startNfs(cleanup, 'snfs');
+    ids.nfs = (await ok(api, '/v1/primary-storage', { name: `${rid}-nfs`, zoneUuid: ids.zone, type: 'NFS', url: `nfs://${nfs.server}${nfs.exportPath}` })).uuid;
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachPrimaryStorage: { primaryStorageUuid: ids.nfs } });
+    const vm = vms.vm;
+    const vol = await ok(api, '/v1/volumes', { name: `${rid}-nfs`, diskSize: 64 * MiB, primaryStorageUuid: ids.nfs });
+    const attach = async (): Promise<string> => {
+      await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: vol.uuid } });
+      return devOf(vm, vol.uuid);
+    };
+    const detach = () => ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: vol.uuid } });
+    let dev = await attach();
+    assert.equal((await api.get(`/v1/volumes/${vol.uuid}`)).body.source.type, kernel ? 'file' : 'nfs');
+    const a = await writeRandom(vm, dev);
+    await detach();
+    const snap = await ok(api, '/v1/volume-snapshots', { name: `${rid}-nfs-s1`, volumeUuid: vol.uuid });
+    assert.equal(snap.status, 'Ready');
+    dev = await attach();
+    const b = await writeRandom(vm, dev);
+    assert.notEqual(a, b);
+    assert.equal((await ok(api, `/v1/volumes/${vol.uuid}/actions`, { resize: { size: 96 * MiB } })).size, 96 * MiB);
+    assert.equal(await guestSize(vm, dev), 96 * MiB, 'the guest sees the new size at once');
+    await detach();
+    await ok(api, `/v1/volume-snapshots/${snap.uuid}/actions`, { revert: {} });
+    dev = await attach();
+    assert.equal(await readMd5(vm, dev), a, 'the bytes of the snapshot are back');
+    await detach();
+    await ok(api, `/v1/volumes/${vol.uuid}`, undefined, 'del');
+    assert.deepEqual(readdirSync(join(nfs.dir, 'volumes')).filter((x) => x === vol.uuid), [], 'the volume left the export');
   });
 
   it('QoS: NIC bandwidth set and removed live (libvirt shapes the tap with tc htb + sfq)', async function () {
