@@ -5,13 +5,36 @@
 // setDelete / registerAction).
 import { TStackError } from '../../shared/errors.js';
 import { resourceKinds, type KindDef } from '../model/index.js';
+import { isVxlanPool } from '../model/network.js';
 import type { ApiRegistry, CollectionSpec } from './registry.js';
 
 /**
- * Kinds whose admin-owned resources every account may read and reference (what a tenant
- * picks to create a VM). Everything else is seen by its owner and the admin only.
+ * How the admin's resources of a kind are shared with the other accounts, which may then read
+ * and reference them (what a tenant picks to create a VM or a VXLAN network).
+ *  - `byDefault`: shared with all until the admin shares or revokes (the catalog works for a
+ *    new account at once); false: with nobody until the admin shares it.
+ *  - `only`: the resources of the kind that can be shared at all; the others stay the admin's
+ *    own whatever `_sharing` says (the admin's physical L2s, unlike its VXLAN pools).
+ *  - `fixed`: always shared with all, no share/revoke (zones: every account needs them).
+ * Kinds absent here are seen by their owner and the admin only.
  */
-export const SHARED_KINDS = ['zone', 'image', 'instance-offering', 'disk-offering', 'l3-network', 'virtual-router-offering'];
+export interface ShareRule {
+  byDefault: boolean;
+  only?: { test: (r: Record<string, unknown>) => boolean; why: string };
+  fixed?: boolean;
+}
+
+export const SHARE_RULES: Readonly<Record<string, ShareRule>> = {
+  zone: { byDefault: true, fixed: true },
+  image: { byDefault: true },
+  'instance-offering': { byDefault: true },
+  'disk-offering': { byDefault: true },
+  'l3-network': { byDefault: true },
+  'virtual-router-offering': { byDefault: true },
+  'l2-network': { byDefault: false, only: { test: isVxlanPool, why: 'among L2 networks only VXLAN pools are shared' } },
+};
+
+export const SHARED_KINDS: readonly string[] = Object.keys(SHARE_RULES);
 
 /** The API's own collections (not generated from the model). */
 const OWN = new Set(['accounts']);
@@ -27,11 +50,12 @@ export function specFromKind(def: KindDef): CollectionSpec {
     updateSchema: def.updateSchema,
     refs,
     adminOnly: def.adminOnly,
-    shared: SHARED_KINDS.includes(def.kind),
     createMode: def.createMode,
     deleteMode: def.deleteMode,
     model: def,
   };
+  const rule = SHARE_RULES[def.kind];
+  if (rule) spec.shared = rule;
   if (def.parentField) spec.parentField = def.parentField;
   if (def.initialState) spec.initialState = def.initialState;
   if (def.createMode === 'none') spec.noCreate = true;

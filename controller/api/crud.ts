@@ -6,26 +6,35 @@ import type { Resource } from '../store/types.js';
 import type { Principal } from '../auth/accounts.js';
 import { blockedError, executeDeletePlan, planDelete, prepareCreate, storeLookup, type DeletePlan, type Dependent } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec, OpContext } from './registry.js';
+import type { ShareRule } from './collections.js';
 
 /**
- * Admin sees everything; a normal account what it owns, plus the admin's resources of
- * shared collections (zones, images, offerings, L3 networks: what a tenant needs to pick).
+ * Admin sees everything; a normal account what it owns, plus the admin's resources of shared
+ * collections that are shared with it (zones, images, offerings, L3 networks, VXLAN pools:
+ * what a tenant needs to pick; collections.ts SHARE_RULES).
  */
 export function visible(p: Principal, r: Resource, spec?: CollectionSpec, adminAccountUuid?: string): boolean {
   if (p.isAdmin || r.ownerAccountUuid === p.accountUuid) return true;
-  return spec?.shared === true && adminAccountUuid !== undefined && r.ownerAccountUuid === adminAccountUuid && sharedWith(r, p.accountUuid);
+  return spec?.shared !== undefined && adminAccountUuid !== undefined && r.ownerAccountUuid === adminAccountUuid && sharedWith(r, p.accountUuid, spec.shared);
 }
 
-/** How the admin shares one of its resources (controller/identity/sharing.ts); absent = with all. */
+/** How the admin shares one of its resources (controller/identity/sharing.ts); absent = the kind's default. */
 export interface Sharing {
   public: boolean;
   accountUuids: string[];
 }
 
-/** Is the admin's resource shared with the account? Default (never shared or revoked): with all, so the catalog works for a new account at once. */
-export function sharedWith(r: Resource, accountUuid: string): boolean {
+/**
+ * Is the admin's resource shared with the account? Only resources the kind's rule lets be
+ * shared ever are; until the admin decides, the kind's default applies (the catalog: with all,
+ * so it works for a new account at once; VXLAN pools: with none).
+ */
+export function sharedWith(r: Resource, accountUuid: string, rule: ShareRule): boolean {
+  if (rule.only && !rule.only.test(r)) return false;
+  if (rule.fixed) return true;
   const s = r._sharing as Sharing | undefined;
-  return s === undefined || s.public || s.accountUuids.includes(accountUuid);
+  if (s === undefined) return rule.byDefault;
+  return s.public || s.accountUuids.includes(accountUuid);
 }
 
 /** May the caller reference this resource (in a create/update body or an action)? */

@@ -20,6 +20,7 @@ import type { Principal } from '../auth/accounts.js';
 import type { JobContext } from '../jobs/jobs.js';
 import type { ControllerContext } from '../context.js';
 import type { KindDef } from '../model/index.js';
+import type { ShareRule } from './collections.js';
 
 /** Everything an operation handler gets: the serving controller's context, who asks, and the job. */
 export interface OpContext extends ControllerContext {
@@ -65,8 +66,8 @@ export interface CollectionSpec {
   adminOnly?: boolean | Verb[];
   /** No POST (resources made by other operations, e.g. VM NICs). */
   noCreate?: boolean;
-  /** Admin-owned resources of this collection are readable and referenceable by every account. */
-  shared?: boolean;
+  /** Admin-owned resources of this collection are readable and referenceable by the accounts they are shared with (collections.ts SHARE_RULES). */
+  shared?: ShareRule;
   /** 'async': create needs a registered handler (a workflow); without one it is not offered. */
   createMode?: 'sync' | 'async' | 'none';
   /** 'async': delete needs a registered handler; without one it is not offered. */

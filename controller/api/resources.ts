@@ -9,7 +9,7 @@ import { TStackError } from '../../shared/errors.js';
 import type { Principal } from '../auth/accounts.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { COMMON_FIELDS, parseListQuery, project } from './query.js';
-import { shape } from './crud.js';
+import { shape, visible } from './crud.js';
 import type { ApiRegistry } from './registry.js';
 
 const KNOWN = new Set<string>(COMMON_FIELDS);
@@ -30,8 +30,15 @@ export async function searchResources(
     // kind=x narrows the kinds asked (the filter itself stays and is applied by the store too)
     if (kindFilter?.op === '=' && kindFilter.value !== spec.kind) continue;
     const query = { kind: spec.kind, filters: [...filters], sort, start: 0, limit: lp.count ? 0 : page.start + page.limit };
-    const scoped = p.isAdmin ? query : spec.shared ? { ...query, filters: [...filters, { field: 'ownerAccountUuid', op: '?=' as const, value: [p.accountUuid, d.adminAccountUuid] }] } : { ...query, ownerAccountUuid: p.accountUuid };
-    const r = await d.store.list(scoped);
+    if (!p.isAdmin && spec.shared) {
+      // the admin's resources count only where shared with this account (a per-resource choice)
+      const all = await d.store.list({ kind: spec.kind, filters: [...filters, { field: 'ownerAccountUuid', op: '?=' as const, value: [p.accountUuid, d.adminAccountUuid] }], sort });
+      const seen = all.items.filter((i) => visible(p, i, spec, d.adminAccountUuid));
+      total += seen.length;
+      if (!lp.count) for (const item of seen.slice(0, page.start + page.limit)) found.push({ r: item, spec });
+      continue;
+    }
+    const r = await d.store.list(p.isAdmin ? query : { ...query, ownerAccountUuid: p.accountUuid });
     total += r.total;
     for (const item of r.items) found.push({ r: item, spec });
   }

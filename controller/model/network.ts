@@ -14,7 +14,8 @@ export const VNI_MIN = 1;
 export const VNI_MAX = 16_777_214;
 const Vni = (description: string) => Type.Integer({ minimum: VNI_MIN, maximum: VNI_MAX, description });
 
-function l2TypeOf(b: Record<string, unknown>): string {
+/** The stored type an L2 create body asks for (explicit, aliased, or implied by its fields). */
+export function l2TypeOf(b: Record<string, unknown>): string {
   if (typeof b.type === 'string') return L2_TYPE_ALIASES[b.type] ?? b.type;
   if (b.poolUuid !== undefined) return 'L2VxlanNetwork';
   return b.vlan === undefined ? 'L2NoVlanNetwork' : 'L2VlanNetwork';
@@ -54,7 +55,9 @@ export const l2Network: KindDef = {
     { field: 'poolUuid', kind: 'l2-network' },
   ],
   states: [],
-  adminOnly: true,
+  // a normal account creates VXLAN networks in pools shared with it (controller/network
+  // createL2 refuses it anything else) and updates/deletes its own; the rest is the admin's
+  adminOnly: false,
   createMode: 'sync',
   deleteMode: 'sync',
   check: (b) => {

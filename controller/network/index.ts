@@ -20,7 +20,7 @@ import { ipNamespace, releaseIp } from '../allocator/ip.js';
 import { callHost, connectedHosts, mustGet, tagValue, type CloudDeps } from '../cloud/common.js';
 import { canUse, planApiDelete } from '../api/crud.js';
 import { executeDeletePlan } from '../model/cascade.js';
-import { isVxlanNetwork, isVxlanPool, l2Network } from '../model/network.js';
+import { isVxlanNetwork, isVxlanPool, l2Network, l2TypeOf } from '../model/network.js';
 import { prepareCreate } from '../model/registry.js';
 import { FLAT_AREA, flatKey } from './flat-reconcile.js';
 import { allocateVni, checkVtepCidr, poolClusters, poolNetworks, poolVteps, releaseVni, vtepIpOf, vxlanBridgeRequest } from './vxlan.js';
@@ -85,7 +85,8 @@ async function attachPool(d: CloudDeps, cluster: Resource, pool: Resource, vtepC
   const done: string[] = [];
   try {
     for (const n of await poolNetworks(d.store, pool.uuid)) {
-      await attach(d.store, 'cluster-l2-network', cluster.uuid, n.uuid, adminAccountUuid);
+      // owned like the network: a tenant's network (in a shared pool) is deleted with its attachments
+      await attach(d.store, 'cluster-l2-network', cluster.uuid, n.uuid, n.ownerAccountUuid);
       done.push(n.uuid);
     }
     // new VTEPs: the cluster's hosts build the bridges, the other clusters' hosts learn the peers
@@ -174,6 +175,9 @@ export async function onHostConnectedNetwork(d: CloudDeps, host: Resource): Prom
 
 async function createL2(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
+  if (!oc.principal.isAdmin && l2TypeOf(body) !== 'L2VxlanNetwork') {
+    throw new TStackError('FORBIDDEN', `only the admin account may create an ${l2TypeOf(body)}; an account creates VXLAN networks (poolUuid) in a VXLAN pool shared with it`, { field: 'type' });
+  }
   const p = await prepareCreate(d.store, l2Network, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => canUse(oc, r) });
   if (!isVxlanNetwork(p.resource)) return d.store.create(p.resource);
   const pool = p.refs.poolUuid!;
@@ -183,7 +187,7 @@ async function createL2(body: Record<string, unknown>, oc: OpContext): Promise<R
   try {
     const l2 = await d.store.create({ ...p.resource, vni });
     for (const c of (await poolClusters(d.store, pool.uuid)).keys()) {
-      await attach(d.store, 'cluster-l2-network', c, uuid, oc.adminAccountUuid);
+      await attach(d.store, 'cluster-l2-network', c, uuid, l2.ownerAccountUuid);
       clusters.push(c);
     }
     for (const { host } of await poolVteps(d.store, pool.uuid)) await ensureBridge(d, host.uuid, l2);
