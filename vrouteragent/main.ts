@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import type { AgentServer } from '../shared/agent/server.js';
 import { startAgent } from '../shared/agent/main-helper.js';
-import { baremetal, lb, vrouter, vpc } from '../shared/protocol/index.js';
+import { baremetal, ipsec, lb, vrouter, vpc } from '../shared/protocol/index.js';
 import { FlatService } from './flat.js';
 import { RouterService } from './router.js';
 import { buildConfigDrive } from './configdrive.js';
@@ -25,7 +25,7 @@ export interface VrouterAgentOptions {
   metricsIntervalMs?: number;
 }
 
-export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi'];
+export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi', 'vpc-ipsec'];
 
 /** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
 export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; close: () => Promise<void> }> {
@@ -52,6 +52,7 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   server.handle(vpc.RouterDelete, async (req) => ({ deleted: await routers.delete(req.routerUuid) }), byRouter);
   server.handle(vpc.RouterStatus, async () => ({ routers: routers.status() }));
   server.handle(lb.LbStatus, async (req) => routers.lbStatus(req.routerUuid));
+  server.handle(ipsec.IpsecStatus, async (req) => routers.ipsecStatus(req.routerUuid), byRouter);
 
   // bare metal: one IPMI conversation at a time per BMC (a power-on must not cross a status read)
   const byBmc = { key: (r: { bmc: { address: string; port: number } }) => `bmc:${r.bmc.address}:${r.bmc.port}` };

@@ -19,6 +19,7 @@ import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq
 import { validateRouter } from './router-validate.js';
 import { ensureDir, listDirs, readJson, removeDir, writeIfChanged, writeJson } from './state.js';
 import { ensureLoadBalancer, loadBalancerBroken, loadBalancerStatus, stopLoadBalancer, validateLoadBalancers } from './lb.js';
+import { ensureIpsec, ipsecBroken, ipsecStatus, kernelEsp, reviveIpsec, stopIpsec, validateIpsec } from './ipsec.js';
 
 export interface RouterOptions {
   dataDir: string;
@@ -66,6 +67,7 @@ export class RouterService {
     const t0 = Date.now();
     validateRouter(spec);
     validateLoadBalancers(spec);
+    validateIpsec(spec);
     checkBridge(spec.public.bridge);
     spec.networks.forEach((n) => checkBridge(n.bridge));
     const r = this.make(spec);
@@ -94,20 +96,23 @@ export class RouterService {
     const want = new Set(plan.map((p) => p.nsIf));
     for (const l of links) {
       const name = l.ifname.split('@')[0]!;
-      if (name === 'lo' || want.has(name)) continue;
+      // ipsec0: charon's TUN device (kernel-libipsec), not one of the router's interfaces
+      if (name === 'lo' || name === 'ipsec0' || want.has(name)) continue;
       await exec('ip', ['-n', ns, 'link', 'del', name], o);
       changed = true;
     }
     if (r.spec.public.gateway) await exec('ip', ['-n', ns, 'route', 'replace', 'default', 'via', r.spec.public.gateway, 'dev', plan[0]!.nsIf], o);
     else await execOk('ip', ['-n', ns, 'route', 'del', 'default']);
     if (await this.ensureRoutes(ns, r.spec.routes ?? [], signal)) changed = true;
-    const nf = renderRouterNetfilter(r.spec);
+    const nfo = { kernelEsp: (r.spec.ipsec ?? []).length > 0 && (await kernelEsp(ns)) };
+    const nf = renderRouterNetfilter(r.spec, undefined, nfo);
     writeIfChanged(join(r.dir, 'iptables.rules'), nf.text);
     // the same rules, with the VIP counters read above carried over the replacement
-    const withCounters = counters?.size ? renderRouterNetfilter(r.spec, counters).text : nf.text;
+    const withCounters = counters?.size ? renderRouterNetfilter(r.spec, counters, nfo).text : nf.text;
     await exec('iptables-restore', ['-w', '10', '-c'], { ...o, netns: ns, stdin: withCounters, errorCode: 'NETWORK_ERROR' });
     if (await this.ensureDns(r, plan, changed, signal)) changed = true;
     if (await ensureLoadBalancer({ spec: r.spec, namespace: ns, dir: r.dir }, signal)) changed = true;
+    if (await ensureIpsec({ spec: r.spec, namespace: ns, dir: r.dir }, signal)) changed = true;
     return { changed, natRules: nf.natRules };
   }
 
@@ -208,6 +213,7 @@ export class RouterService {
     const known = this.routers.get(k);
     let deleted = await stopDnsmasq(dnsmasqPaths(dir));
     if (await stopLoadBalancer(dir)) deleted = true;
+    if (await stopIpsec(dir)) deleted = true;
     if (netnsExists(names.namespace)) {
       await exec('ip', ['netns', 'del', names.namespace]);
       deleted = true;
@@ -240,9 +246,14 @@ export class RouterService {
     const broken =
       !netnsExists(r.names.namespace) ||
       (r.spec.dns !== undefined && r.spec.networks.length > 0 && findDnsmasq(r.dns) === undefined) ||
-      loadBalancerBroken({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
-    if (!broken) return;
-    this.o.log.warn({ router: routerUuid, namespace: r.names.namespace }, 'VPC router namespace or DNS forwarder gone: converging it again');
+      loadBalancerBroken({ spec: r.spec, namespace: r.names.namespace, dir: r.dir }) ||
+      ipsecBroken({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
+    if (!broken) {
+      const revived = await reviveIpsec({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
+      if (revived.length) this.o.log.info({ router: routerUuid, connections: revived }, 'IPsec connections down: initiated again');
+      return;
+    }
+    this.o.log.warn({ router: routerUuid, namespace: r.names.namespace }, 'VPC router namespace, DNS forwarder, haproxy or charon gone: converging it again');
     await this.converge(r, undefined);
   }
 
@@ -250,6 +261,12 @@ export class RouterService {
   lbStatus(routerUuid: string): ReturnType<typeof loadBalancerStatus> {
     const r = this.get(routerUuid);
     return loadBalancerStatus({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
+  }
+
+  /** The router's IPsec connections as charon sees them. */
+  ipsecStatus(routerUuid: string): ReturnType<typeof ipsecStatus> {
+    const r = this.get(routerUuid);
+    return ipsecStatus({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
   }
 
   get(routerUuid: string): Router {

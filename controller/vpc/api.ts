@@ -115,7 +115,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
           throw new TStackError('CONFLICT', `VPC router ${r.name} has networks with VMs (${[...new Set(busy)].join(', ')}); delete them first, or delete with ?cascade=true`, { vmInstanceUuids: [...new Set(busy)] });
         }
         // services pointing at its networks lose their target; its networks lose their gateway
-        for (const kind of ['eip', 'port-forwarding-rule', 'load-balancer']) {
+        for (const kind of ['eip', 'port-forwarding-rule', 'load-balancer', 'ipsec-connection']) {
           for (const x of (await oc.store.list({ kind, filters: [{ field: 'vpcRouterUuid', op: '=', value: r.uuid }] })).items) {
             await oc.store.update(x.uuid, { vmNicUuid: undefined, guestIp: undefined, vmInstanceUuid: undefined, vpcRouterUuid: undefined });
           }
@@ -225,7 +225,7 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
       if (v.system === true) throw new TStackError('CONFLICT', `VIP ${v.ip as string} is the system VIP of router ${String(v.vpcRouterUuid)}; it goes with the router`);
       // manual 虚拟IP: deleting a VIP deletes the services on it
       const routers = new Set<string>();
-      for (const kind of ['eip', 'port-forwarding-rule']) {
+      for (const kind of ['eip', 'port-forwarding-rule', 'ipsec-connection']) {
         for (const x of (await oc.store.list({ kind, filters: [{ field: 'vipUuid', op: '=', value: v.uuid }] })).items) {
           if (typeof x.vpcRouterUuid === 'string') routers.add(x.vpcRouterUuid);
           await oc.store.delete(x.uuid);

@@ -8,12 +8,14 @@
 //   vipUuids   the uuids of the system VIP and those VIPs (per-VIP traffic metrics)
 //   dns        the router's `dns` list as forwarders, and the names of every VM on its networks
 //   routes     the entries of its route table (route-table.ts)
+//   ipsec      its IPsec connections (controller/ipsec/desired.ts); their custom VIPs join vips
 import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { TStackError } from '../../shared/errors.js';
 import { netmaskToPrefix } from '../model/ipv4.js';
 import { vmHostname } from '../network/flat-reconcile.js';
 import { routerListeners } from '../lb/desired.js';
+import { routerIpsec } from '../ipsec/desired.js';
 import { routerRoutes } from './route-table.js';
 
 /** VM states whose NICs still hold their addresses and names. */
@@ -122,6 +124,9 @@ export async function desiredRouter(store: InventoryStore, router: Resource, bri
   const listeners = await routerListeners(store, router);
   for (const l of listeners) if (l.vip !== spec.public.ip) vips.add(l.vip);
   if (listeners.length) spec.loadBalancers = listeners;
+  const ipsec = await routerIpsec(store, router);
+  for (const c of ipsec) if (c.vip !== spec.public.ip) vips.add(c.vip);
+  if (ipsec.length) spec.ipsec = ipsec;
   spec.vips = [...vips].sort();
   spec.vipUuids = [...uuidOf].filter(([ip]) => ip === spec.public.ip || vips.has(ip)).map(([ip, vipUuid]) => ({ ip, vipUuid })).sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
   const routes = await routerRoutes(store, router);

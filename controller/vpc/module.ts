@@ -18,6 +18,7 @@ import { ensureBridge } from '../network/index.js';
 import { AREA, registerVpcApi } from './api.js';
 import { desiredRouter } from './desired.js';
 import { registerLbApi } from '../lb/api.js';
+import { registerIpsecApi } from '../ipsec/api.js';
 import { registerRouteTableApi } from './route-table.js';
 
 const log = logger('vpc');
@@ -67,6 +68,7 @@ export function installVpc(s: VpcServices): { stop(): void } {
   const q = s.reconcile;
   registerVpcApi(s.registry, q);
   registerLbApi(s.registry, q);
+  registerIpsecApi(s.registry, q);
   registerRouteTableApi(s.registry, q, AREA);
   q.register({
     name: AREA,

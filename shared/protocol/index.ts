@@ -31,3 +31,4 @@ export * as vrouter from './vrouter.js';
 export * as vpc from './vpc.js';
 export * as lb from './lb.js';
 export * as baremetal from './baremetal.js';
+export * as ipsec from './ipsec.js';

@@ -11,6 +11,7 @@ import { Ipv4, Mac, Obj, Type, Uuid, type Static } from './schema.js';
 import { IfName } from './kvm.js';
 import { Cidr, DnsRecord } from './vrouter.js';
 import { RouterLbListener } from './lb.js';
+import { RouterIpsecConnection } from './ipsec.js';
 
 const Prefix = () => Type.Integer({ minimum: 1, maximum: 30 });
 const PortNum = () => Type.Integer({ minimum: 1, maximum: 65535 });
@@ -85,6 +86,8 @@ export const RouterSpec = Obj({
   loadBalancers: Type.Optional(Type.Array(RouterLbListener, { maxItems: 1024 })),
   /** Routes of the route table attached to the router (absent: none). */
   routes: Type.Optional(Type.Array(RouterRoute, { maxItems: 1024 })),
+  /** IPsec site-to-site connections (charon in the namespace; shared/protocol/ipsec.ts). */
+  ipsec: Type.Optional(Type.Array(RouterIpsecConnection, { maxItems: 256 })),
 });
 export type RouterSpecT = Static<typeof RouterSpec>;
 

@@ -21,6 +21,7 @@ import * as S from '../../shared/protocol/storage.js';
 import * as V from '../../shared/protocol/vrouter.js';
 import * as VPC from '../../shared/protocol/vpc.js';
 import * as LB from '../../shared/protocol/lb.js';
+import * as IPSEC from '../../shared/protocol/ipsec.js';
 import * as H from '../../shared/protocol/ha.js';
 import * as BM from '../../shared/protocol/baremetal.js';
 import { TStackError } from '../../shared/errors.js';
@@ -230,9 +231,10 @@ function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>,
 function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc> } {
   const bmcs = new Map<string, FakeBmc>();
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
+  const tunnels = new Map<string, VPC.RouterSpecT['ipsec']>();
   const flat = new Map<string, FlatState>();
   const steps: Record<string, string> = { on: 'powerOn', off: 'powerOff', reset: 'powerReset', status: 'powerStatus' };
-  const fake = new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB), ...commandsOf(BM)], {
+  const fake = new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB), ...commandsOf(BM), ...commandsOf(IPSEC)], {
     [BM.IpmiPower.name]: (req: { bmc: Static<typeof BM.BmcTarget>; op: BM.PowerOp }) => {
       const b = fakeBmcOf(bmcs, req.bmc, steps[req.op]!);
       if (req.op === 'on' || req.op === 'off') b.power = req.op;
@@ -251,12 +253,19 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
     [V.NamespaceDelete.name]: (req: { l3NetworkUuid: string }) => ({ deleted: flat.delete(req.l3NetworkUuid) }),
     [VPC.RouterApply.name]: (req: { router: VPC.RouterSpecT }) => {
       lbs.set(req.router.routerUuid, req.router.loadBalancers);
+      tunnels.set(req.router.routerUuid, req.router.ipsec);
       return { router: { routerUuid: req.router.routerUuid, namespace: 'fake', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 };
     },
     // every backend of the last applied state is UP (haproxy's checks are not simulated)
     [LB.LbStatus.name]: (req: { routerUuid: string }) => ({
       running: (lbs.get(req.routerUuid) ?? []).length > 0,
       listeners: (lbs.get(req.routerUuid) ?? []).map((l) => ({ listenerUuid: l.listenerUuid, servers: l.backends.map((b) => ({ vmNicUuid: b.vmNicUuid, ip: b.ip, status: 'UP', checkStatus: 'L4OK' })) })),
+    }),
+    // every connection of the last applied state is up (no peer is simulated)
+    [IPSEC.IpsecStatus.name]: (req: { routerUuid: string }) => ({
+      running: (tunnels.get(req.routerUuid) ?? []).length > 0,
+      dataPlane: 'libipsec',
+      connections: (tunnels.get(req.routerUuid) ?? []).map((c) => ({ connectionUuid: c.connectionUuid, status: 'up', ikeState: 'ESTABLISHED', childState: 'INSTALLED' })),
     }),
   });
   return Object.assign(fake, { flat, bmcs });

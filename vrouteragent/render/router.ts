@@ -3,8 +3,10 @@
 // The namespace belongs to the router alone, so the nat and filter tables are replaced whole.
 //
 // nat:    PREROUTING  EIP → private address (1:1), port forwards (DNAT), from the public side only
-//         POSTROUTING EIP holders leave as their EIP; every other address of an SNAT network
-//                     leaves as the router's public IP
+//         POSTROUTING traffic between an IPsec connection's local and peer CIDRs is not NATed
+//                     (it must enter the tunnel with its private addresses); EIP holders leave
+//                     as their EIP; every other address of an SNAT network leaves as the
+//                     router's public IP
 // filter: FORWARD from the public side only for replies and DNATed traffic: private addresses
 //         are unreachable from outside until an EIP or a port forward points at them.
 // mangle: per-VIP traffic counters (render/vip-accounting.ts).
@@ -75,11 +77,38 @@ export interface RenderedNetfilter {
   natRules: number;
 }
 
+/** Local → peer CIDR pairs of the router's IPsec connections (sorted, no duplicates). */
+function ipsecPairs(r: RouterSpecT): Array<{ local: string; peer: string }> {
+  const seen = new Set<string>();
+  const out: Array<{ local: string; peer: string }> = [];
+  for (const c of r.ipsec ?? []) {
+    for (const local of c.localCidrs) {
+      for (const peer of c.peerCidrs) {
+        if (seen.has(`${local} ${peer}`)) continue;
+        seen.add(`${local} ${peer}`);
+        out.push({ local, peer });
+      }
+    }
+  }
+  return out.sort((a, b) => (a.local === b.local ? (a.peer < b.peer ? -1 : 1) : a.local < b.local ? -1 : 1));
+}
+
+export interface NetfilterOptions {
+  /**
+   * IPsec by kernel XFRM: decrypted traffic from the peer arrives on the public interface, so it
+   * is let through (only if it came through an IPsec policy). With kernel-libipsec it arrives on
+   * ipsec0, which the public-side rules do not touch.
+   */
+  kernelEsp?: boolean;
+}
+
 /** `counters`: the VIP counters read before this apply, carried into the new rules (iptables-restore -c). */
-export function renderRouterNetfilter(r: RouterSpecT, counters?: ReadonlyMap<string, VipCounters>): RenderedNetfilter {
+export function renderRouterNetfilter(r: RouterSpecT, counters?: ReadonlyMap<string, VipCounters>, o: NetfilterOptions = {}): RenderedNetfilter {
   const eips = sortByIp(r.eips.map((e) => ({ ip: e.privateIp, eip: e.eip })));
   const pre = [...eips.map((e) => `-A PREROUTING -d ${e.eip}/32 -i ${PUBLIC_IF} -j DNAT --to-destination ${e.ip}`), ...portForwardRules(r)];
+  const tunnels = ipsecPairs(r);
   const post = [
+    ...tunnels.map((t) => `-A POSTROUTING -s ${t.local} -d ${t.peer} -j ACCEPT`),
     ...eips.map((e) => `-A POSTROUTING -s ${e.ip}/32 -o ${PUBLIC_IF} -j SNAT --to-source ${e.eip}`),
     ...r.networks
       .filter((n) => n.snat !== false)
@@ -103,6 +132,7 @@ export function renderRouterNetfilter(r: RouterSpecT, counters?: ReadonlyMap<str
     ':OUTPUT ACCEPT [0:0]',
     `-A FORWARD -i ${PUBLIC_IF} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
     `-A FORWARD -i ${PUBLIC_IF} -m conntrack --ctstate DNAT -j ACCEPT`,
+    ...(o.kernelEsp ? tunnels.map((t) => `-A FORWARD -i ${PUBLIC_IF} -s ${t.peer} -d ${t.local} -m policy --dir in --pol ipsec -j ACCEPT`) : []),
     `-A FORWARD -i ${PUBLIC_IF} -j DROP`,
     'COMMIT',
     ...renderVipAccounting(r, counters),
