@@ -30,6 +30,7 @@ import { ReconcileQueue, type ReconcileOptions } from './reconcile/queue.js';
 import { uiMiddleware } from './webui/serve.js';
 import { attachConsoleProxy, type ConsoleProxy } from './console/proxy.js';
 import { applyServerLimits, serverOptions } from '../shared/http/limits.js';
+import { ensureGlobalConfigs, registerGlobalConfigApi } from './config/global-config.js';
 
 const log = logger('controller');
 
@@ -195,6 +196,9 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       hostRuntime: newHostRuntime(),
     };
     const audit = createAudit(services, o.auditRetentionDays !== undefined ? { retentionDays: o.auditRetentionDays } : {});
+    // global configs are core: every module may read them, whichever modules run
+    registerGlobalConfigApi(registry);
+    await ensureGlobalConfigs(store, auth.adminAccountUuid);
     for (const m of modules) await m.install(services);
     await o.beforeListen?.(services);
     await jobs.init();

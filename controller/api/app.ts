@@ -355,6 +355,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.delete('/v1/:collection/:uuid', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
+    if (spec.deleteMode === 'none') throw new TStackError('METHOD_NOT_ALLOWED', `${spec.collection} are not deleted`);
     if (!d.registry.canDelete(spec)) throw notServed(`deleting ${spec.collection}`);
     requireVerb(ctx, spec, 'delete');
     requireOwner(ctx, spec, r);

@@ -70,8 +70,8 @@ export interface CollectionSpec {
   shared?: ShareRule;
   /** 'async': create needs a registered handler (a workflow); without one it is not offered. */
   createMode?: 'sync' | 'async' | 'none';
-  /** 'async': delete needs a registered handler; without one it is not offered. */
-  deleteMode?: 'sync' | 'async';
+  /** 'async': delete needs a registered handler; without one it is not offered. 'none': never deleted. */
+  deleteMode?: 'sync' | 'async' | 'none';
   /** The model's definition, when generated from it. */
   model?: KindDef;
   /** Fields never shown (in addition to every field starting with '_'). */
@@ -202,6 +202,7 @@ export class ApiRegistry {
 
   /** Whether DELETE /v1/<collection>/<uuid> is served. */
   canDelete(spec: CollectionSpec): boolean {
+    if (spec.deleteMode === 'none') return false;
     return spec.remove !== undefined || spec.deleteMode !== 'async';
   }
 
@@ -213,7 +214,7 @@ export class ApiRegistry {
     const out: string[] = [];
     for (const c of this.collections()) {
       if (!c.noCreate && !this.canCreate(c)) out.push(`${c.collection}.create`);
-      if (!this.canDelete(c)) out.push(`${c.collection}.delete`);
+      if (!this.canDelete(c) && c.deleteMode !== 'none') out.push(`${c.collection}.delete`);
       for (const a of this.allActions(c.collection)) if (!a.run) out.push(`${c.collection}.${a.name}`);
     }
     return out.sort();

@@ -1,14 +1,22 @@
 // Live migration of a running VM to another host: vm-instances action `migrate {hostUuid?}` (a
-// Stopped VM on local storage is migrated cold: cold-migrate.ts).
+// Stopped VM on local storage is migrated cold: cold-migrate.ts). A VM whose root volume is on
+// local storage migrates live with its disk (libvirt --copy-storage-all into an empty volume
+// made on the destination first) when the global config
+// localStoragePrimaryStorage.liveMigrationWithStorage.allow is true (default false, as ZStack);
+// like ZStack, not with data volumes on local storage, and not with snapshots (they would stay
+// behind: cold migration carries them).
 //
 // vm-migrate steps (a failure, or a controller that dies at any point, leaves the VM running on
 // exactly one host, with its DHCP entry and metadata record on that host):
 //   state     Running/Paused → Migrating                            ⟲ back to what it was
 //   reserve   CPU/memory on the destination                         ⟲ release it (unless the VM is there)
 //   prepare   the L2 bridges, DHCP entry and metadata on the destination ⟲ remove them there (idem)
+//   disks     local storage only: an empty volume of the same virtual size on the destination
+//                                                                    ⟲ delete it there (idem)
 //   migrate   source kvmagent vm/migrate (libvirt peer-to-peer)      — libvirt keeps the domain on
 //             the source when it fails; a run that finds the VM already on the destination is done
-//   switch    hostUuid → destination, source reservation and services released, state restored
+//   switch    hostUuid → destination (the local volumes' too), source reservation and services
+//             released, state restored; after the flow the source's copy of the disks is deleted
 // onResume 'complete': a restarted controller re-runs the step in progress; every step is
 // idempotent and `migrate` first asks the destination whether the VM is already there.
 // Test-only fault injection: TSTACK_FAULT_INJECT=vm-migrate:<step> (cloud/common.ts).
@@ -26,6 +34,9 @@ import { dataVolumesOf } from '../storage/volumes.js';
 import { addServices, l2sOf, pinnedHost, removeServices } from './vm-spec.js';
 import { coldMigrate } from './cold-migrate.js';
 import { affinityOf } from './affinity.js';
+import * as S from '../../shared/protocol/storage.js';
+import { psSpec } from '../storage/index.js';
+import { globalConfigBool } from '../config/global-config.js';
 
 const log = logger('vm-migrate');
 const FLOW = 'vm-migrate';
@@ -41,8 +52,11 @@ export interface VmMigrateData extends Record<string, unknown> {
   fromState: string;
   /** libvirt must be told to migrate although it cannot prove the storage coherent (ext4 shared mount point). */
   unsafe: boolean;
+  /** Local-storage volumes copied by the migration (created empty on the destination first). */
+  copyVolumeUuids?: string[];
   reserved?: boolean;
   prepared?: boolean;
+  disksCreated?: boolean;
   /** The VM was seen running on the destination: nothing may be undone there any more. */
   arrived?: boolean;
 }
@@ -97,11 +111,13 @@ export async function migrationTargets(d: CloudDeps, vm: Resource, hostUuid?: st
   const { ranked: r0, rejected } = rankHosts(cands, req);
   const ranked = aff.policy === 'antiSoft' ? [...r0.filter((f) => !aff.excluded[f.candidate.host.uuid]), ...r0.filter((f) => aff.excluded[f.candidate.host.uuid])] : r0;
   const hosts: MigrationTargets['hosts'] = [];
+  // a destination on loopback is reachable only from a source on the same machine (simulated hosts)
+  const srcLoopback = String((await store.get(src))?.managementIp ?? '').startsWith('127.');
   for (const f of ranked) {
     const h = f.candidate.host;
     if (o.cold) hosts.push({ uuid: h.uuid, name: h.name });
     else if (!IPV4.test(String(h.managementIp))) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is not an IPv4 address (libvirt migrates over it)` });
-    else if (String(h.managementIp).startsWith('127.')) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is loopback: other hosts cannot migrate into it` });
+    else if (String(h.managementIp).startsWith('127.') && !srcLoopback) rejected.push({ hostUuid: h.uuid, name: h.name, reason: `management address ${String(h.managementIp)} is loopback: other hosts cannot migrate into it` });
     else hosts.push({ uuid: h.uuid, name: h.name });
   }
   return { hosts, rejected: rejected.map((r) => (r.hostUuid === src ? { ...r, reason: 'the VM runs there' } : r)) };
@@ -124,6 +140,10 @@ async function switchToDestination(ctx: Ctx): Promise<void> {
   const d = stepDeps(ctx);
   const { vmUuid, srcHostUuid, destHostUuid } = ctx.data;
   const vm = await mustGet(ctx.store, vmUuid, 'vm-instance');
+  if (ctx.data.copyVolumeUuids?.length) {
+    const dest = await mustGet(ctx.store, destHostUuid, 'host');
+    for (const u of ctx.data.copyVolumeUuids) await ctx.store.update(u, { hostUuid: destHostUuid, clusterUuid: dest.parentUuid });
+  }
   await ctx.store.update(vmUuid, { hostUuid: destHostUuid, lastHostUuid: srcHostUuid, state: vm.state === 'Migrating' ? ctx.data.fromState : vm.state });
   await releaseHost(ctx.store, srcHostUuid, vmUuid);
   // the source's DHCP entry and metadata record: best effort (a dead source keeps stale ones)
@@ -178,6 +198,36 @@ export const vmMigrateFlow: FlowDef<VmMigrateData> = {
       },
     },
     {
+      name: 'disks',
+      async run(ctx) {
+        const vols = ctx.data.copyVolumeUuids ?? [];
+        if (!vols.length) return;
+        const d = stepDeps(ctx);
+        // a resumed flow whose VM already moved: the destination's disks are the VM's now
+        if (ctx.data.arrived || (await runsOn(d, ctx.data.destHostUuid, ctx.data.vmUuid))) return;
+        ctx.data.disksCreated = true;
+        await ctx.save();
+        ctx.progress(25, 'empty volumes on the destination for the disk copy');
+        for (const u of vols) {
+          const ps = psSpec(await mustGet(ctx.store, String((await mustGet(ctx.store, u, 'volume')).primaryStorageUuid), 'primary-storage'));
+          const info = await callHost(d, ctx.data.srcHostUuid, 'storageagent', S.VolumeInfoCmd, { ps, volumeUuid: u });
+          // left over by an earlier attempt that failed: the source's disk is the VM's
+          await callHost(d, ctx.data.destHostUuid, 'storageagent', S.DeleteVolume, { ps, volumeUuid: u });
+          await callHost(d, ctx.data.destHostUuid, 'storageagent', S.CreateEmptyVolume, { ps, volumeUuid: u, size: info.size });
+        }
+        injectFault(FLOW, 'disks');
+      },
+      async rollback(ctx) {
+        if (!ctx.data.disksCreated || ctx.data.arrived) return;
+        for (const u of ctx.data.copyVolumeUuids ?? []) {
+          const vol = await ctx.store.get(u);
+          if (!vol) continue;
+          const ps = psSpec(await mustGet(ctx.store, String(vol.primaryStorageUuid), 'primary-storage'));
+          await callHost(stepDeps(ctx), ctx.data.destHostUuid, 'storageagent', S.DeleteVolume, { ps, volumeUuid: u });
+        }
+      },
+    },
+    {
       name: 'migrate',
       async run(ctx) {
         const d = stepDeps(ctx);
@@ -187,7 +237,8 @@ export const vmMigrateFlow: FlowDef<VmMigrateData> = {
           ctx.progress(30, `migrating to ${dest.name}`);
           const addr = String(dest.managementIp);
           try {
-            const r = await callHost(d, ctx.data.srcHostUuid, 'kvmagent', K.VmMigrate, { uuid: ctx.data.vmUuid, destAddress: addr, destConsoleListen: addr, unsafe: ctx.data.unsafe });
+            const copyStorage = (ctx.data.copyVolumeUuids?.length ?? 0) > 0;
+            const r = await callHost(d, ctx.data.srcHostUuid, 'kvmagent', K.VmMigrate, { uuid: ctx.data.vmUuid, destAddress: addr, destConsoleListen: addr, unsafe: ctx.data.unsafe, copyStorage });
             log.info({ vm: ctx.data.vmUuid, to: dest.uuid, ms: r.durationMs }, 'live migration done');
           } catch (e) {
             // libvirt fails before the switch-over (the domain stays on the source) or after it
@@ -255,18 +306,48 @@ export async function liveMigrate(d: CloudDeps, vmUuid: string, want?: string, j
     }
     const src = String(vm.hostUuid);
     const { local, unsafe } = await storageOf(d, vm);
-    if (local.length) {
-      throw new TStackError('CONFLICT', `VM ${vm.name} has volume(s) on local storage (${local.map((v) => v.name).join(', ')}); live migration with storage copy is not supported yet: use shared primary storage`, { volumes: local.map((v) => v.uuid) });
-    }
+    if (local.length) await mayCopyStorage(d, vm, local);
     const dest = await pickTarget(d, vm, src, want, false);
     const data: VmMigrateData = { vmUuid: vm.uuid, srcHostUuid: src, destHostUuid: dest, fromState: String(vm.state), unsafe };
-    const runOpts: Parameters<typeof d.engine.run>[2] = { lockKeys: [vm.uuid] };
+    if (local.length) data.copyVolumeUuids = local.map((v) => v.uuid);
+    const runOpts: Parameters<typeof d.engine.run>[2] = { lockKeys: [vm.uuid, ...local.map((v) => v.uuid)] };
     if (job) {
       runOpts.id = job.jobUuid;
       runOpts.onProgress = (pc, m) => job.progress(pc, m);
     }
-    await d.engine.run(vmMigrateFlow, data, runOpts);
+    try {
+      await d.engine.run(vmMigrateFlow, data, runOpts);
+    } finally {
+      // the source's copy of a disk that moved (also when the flow failed after the move): best
+      // effort, outside the flow (a controller killed here leaves orphan files, never a VM without a disk)
+      if (local.length && (await d.store.get(vm.uuid))?.hostUuid === dest) {
+        for (const v of local) {
+          const ps = psSpec(await mustGet(d.store, String(v.primaryStorageUuid), 'primary-storage'));
+          await callHost(d, src, 'storageagent', S.DeleteVolume, { ps, volumeUuid: v.uuid }).catch((e: unknown) =>
+            log.warn({ vm: vm.uuid, volume: v.uuid, host: src, err: (e as Error).message }, 'the disk runs on the destination; its source copy could not be deleted (orphan)'),
+          );
+        }
+      }
+    }
     return mustGet(d.store, vm.uuid, 'vm-instance');
+  }
+}
+
+const LIVE_WITH_STORAGE = 'localStoragePrimaryStorage.liveMigrationWithStorage.allow';
+
+/** May this VM with volumes on local storage migrate live (its root disk copied)? A 409 saying why not. */
+async function mayCopyStorage(d: CloudDeps, vm: Resource, local: Resource[]): Promise<void> {
+  const names = local.map((v) => v.name).join(', ');
+  if (!(await globalConfigBool(d.store, LIVE_WITH_STORAGE))) {
+    throw new TStackError('CONFLICT', `VM ${vm.name} has volume(s) on local storage (${names}): live migration copies them only when the global config ${LIVE_WITH_STORAGE} is true (it is false); or stop the VM and migrate it cold`, { volumes: local.map((v) => v.uuid), globalConfig: LIVE_WITH_STORAGE });
+  }
+  const data = local.filter((v) => v.uuid !== vm.rootVolumeUuid);
+  if (data.length) {
+    throw new TStackError('CONFLICT', `VM ${vm.name} has data volume(s) on local storage (${data.map((v) => v.name).join(', ')}): live migration with storage copies the root volume only; detach them first (they migrate cold) or stop the VM`, { volumes: data.map((v) => v.uuid) });
+  }
+  const snaps = (await Promise.all(local.map((v) => d.store.byParent('volume-snapshot', v.uuid)))).flat();
+  if (snaps.length) {
+    throw new TStackError('CONFLICT', `VM ${vm.name}: volume ${local[0]!.name} on local storage has ${snaps.length} snapshot(s), which a live disk copy would leave behind; stop the VM and migrate it cold (snapshots travel with it)`, { volumes: local.map((v) => v.uuid) });
   }
 }
 

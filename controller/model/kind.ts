@@ -55,8 +55,8 @@ export interface KindDef {
    * e.g. VM NICs by creating a VM or an attachL3Network action).
    */
   createMode: 'sync' | 'async' | 'none';
-  /** DELETE needs a workflow (agents must remove something). */
-  deleteMode: 'sync' | 'async';
+  /** DELETE needs a workflow (agents must remove something); 'none': never deleted (global configs). */
+  deleteMode: 'sync' | 'async' | 'none';
   actions: Record<string, ActionDef>;
   /** Create-body fields that must never be stored or returned (passwords). */
   secretFields?: string[];

@@ -19,11 +19,12 @@ import { ipsecKinds } from '../ipsec/model.js';
 import { certificate } from '../lb/certificate.js';
 import { schedulerKinds } from '../scheduler/model.js';
 import { baremetalKinds } from '../baremetal/model.js';
+import { globalConfigKind } from '../config/model.js';
 
 /** Collection name (as in /v1/<collection>) -> kind definition. */
 export const resourceKinds: Readonly<Record<string, KindDef>> = Object.freeze(
   Object.fromEntries(
-    [zone, cluster, host, primaryStorage, backupStorage, image, instanceOffering, diskOffering, l2Network, l3Network, ipRange, vmInstance, vmNic, volume, volumeSnapshot, account, snsTopic, snsEndpoint, snsDelivery, eventSubscription, alarm, securityGroup, affinityGroup, ...vpcKinds, ...lbKinds, certificate, ...ipsecKinds, ...schedulerKinds, ...baremetalKinds].map((d) => [d.collection, d]),
+    [zone, cluster, host, primaryStorage, backupStorage, image, instanceOffering, diskOffering, l2Network, l3Network, ipRange, vmInstance, vmNic, volume, volumeSnapshot, account, snsTopic, snsEndpoint, snsDelivery, eventSubscription, alarm, securityGroup, affinityGroup, ...vpcKinds, ...lbKinds, certificate, ...ipsecKinds, ...schedulerKinds, ...baremetalKinds, globalConfigKind].map((d) => [d.collection, d]),
   ),
 );
 

@@ -198,6 +198,7 @@ function fakeStorage(token: string, st: FakeStorageState, ha: FakeHa): ProtocolF
     }),
     [S.VolumeImport.name]: (req) => volume(req),
     [S.CreateEmptyVolume.name]: (req) => volume(req),
+    [S.VolumeInfoCmd.name]: (req) => volume(req),
     [S.DeleteVolume.name]: () => ({ deleted: true }),
     [S.PsImageCache.name]: (req: { ps: { path?: string }; imageUuid: string }) => {
       const path = `${req.ps.path ?? '/fake'}/cache/${req.imageUuid}.qcow2`;
