@@ -1,8 +1,8 @@
 // VPC routers end to end through the REST API with real guests: this machine added as a host
 // over its own sshd (agents deployed from this tree), a public network on a test bridge whose
 // only other member is an "internet" namespace holding the public gateway address (never the
-// real uplink), two VPC networks on two more test bridges behind one router, and two tiny VMs
-// (qemu/TCG) booted once and reused by every case. The host has an address on each VPC bridge
+// real uplink), two VPC networks on VXLAN networks of a pool behind one router, and two tiny VMs
+// (qemu/TCG) booted once and reused by every case. The host has an address on each VXLAN bridge
 // only to steer the guests over SSH; every probe of the router's work runs from inside a guest
 // or from the internet namespace.
 import assert from 'node:assert/strict';
@@ -103,13 +103,14 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
         await virsh(['undefine', `tstack-${u}`]).catch(() => undefined);
       }
     }, 'VM domains');
-    const bridges = { pub: `${rid}vp`, a: `${rid}va`, b: `${rid}vb` };
-    for (const [k, br] of Object.entries(bridges)) {
+    // the public network: a test bridge; the VPC networks: VXLAN networks of a pool (their
+    // bridges br_vx_<vni> are made by the kvmagent; VNIs random so parallel runs never clash)
+    const bridges = { pub: `${rid}vp` };
+    for (const br of Object.values(bridges)) {
       await createBridge(br, cleanup);
       // the L2's physicalInterface: a veth end of our own (never a real NIC)
       await exec('ip', ['link', 'add', `${br}d0`, 'type', 'veth', 'peer', 'name', `${br}d1`]);
       cleanup.add(() => deleteLink(`${br}d0`), `veth ${br}d0`);
-      if (k !== 'pub') await exec('ip', ['addr', 'add', `${vnet}.${k === 'a' ? 1 : 2}.254/24`, 'dev', br]); // steering only
     }
     await createNetns(inetNs, cleanup);
     await exec('ip', ['link', 'add', `${rid}vi0`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', inetNs]);
@@ -159,6 +160,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
       }
       if (ids.router) await api.del(`/v1/vpc-routers/${ids.router}?cascade=true`);
       for (const k of ['a', 'b', 'pub']) if (ids[`l3${k}`]) await api.del(`/v1/l3-networks/${ids[`l3${k}`]}?wait=true`);
+      if (ids.pool) await api.del(`/v1/l2-networks/${ids.pool}?cascade=true`);
     }, 'cloud resources');
 
     ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
@@ -171,10 +173,29 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     ids.offering = (await ok(api, '/v1/instance-offerings', { name: `${rid}-tiny`, cpuNum: 1, memorySize: 160 * MiB })).uuid;
     const addr = imageServer.address() as AddressInfo;
     ids.image = (await ok(api, '/v1/images', { name: `${rid}-tinyguest`, url: `http://127.0.0.1:${addr.port}/tinyguest.qcow2`, format: 'qcow2', backupStorageUuids: [ids.bs] })).uuid;
+    const vni0 = randomInt(1_000_000, 16_000_000);
+    ids.pool = (await ok(api, '/v1/l2-networks', { name: `${rid}-vxpool`, zoneUuid: ids.zone, type: 'VxlanNetworkPool', vniStartInclusive: vni0, vniEndInclusive: vni0 + 9 })).uuid;
+    // one host: its management IP is its tunnel endpoint
+    await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: ids.pool, vtepCidr: '127.0.0.0/8' } });
+    const outOfPool = await api.post('/v1/l2-networks', { name: 'bad', zoneUuid: ids.zone, type: 'VxlanNetwork', poolUuid: ids.pool, vni: vni0 + 10 });
+    assert.equal(outOfPool.status, 400, JSON.stringify(outOfPool.body));
+    assert.equal(outOfPool.body.error?.details?.field ?? outOfPool.body.details?.field ?? outOfPool.body.field, 'vni');
     const l3 = async (k: string, extra: Record<string, unknown>, range: Record<string, unknown>): Promise<string> => {
-      const br = bridges[k as keyof typeof bridges];
-      const l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2${k}`, zoneUuid: ids.zone, physicalInterface: `${br}d0`, tags: [`bridgeName::${br}`] })).uuid;
-      await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: l2 } });
+      let l2: string;
+      if (k === 'pub') {
+        const br = bridges.pub;
+        l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2${k}`, zoneUuid: ids.zone, physicalInterface: `${br}d0`, tags: [`bridgeName::${br}`] })).uuid;
+        await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: l2 } });
+      } else {
+        const vx = await ok(api, '/v1/l2-networks', { name: `${rid}-l2${k}`, zoneUuid: ids.zone, type: 'VxlanNetwork', poolUuid: ids.pool });
+        l2 = vx.uuid;
+        cleanup.add(() => deleteLink(`vxlan${vx.vni}`), `vxlan${vx.vni}`);
+        cleanup.add(() => deleteLink(`br_vx_${vx.vni}`), `br_vx_${vx.vni}`);
+        assert.equal(vx.bridgeName, `br_vx_${vx.vni}`);
+        const dev = (await exec('ip', ['-d', 'link', 'show', `vxlan${vx.vni}`])).stdout;
+        assert.match(dev, new RegExp(`vxlan id ${vx.vni} local 127\\.0\\.0\\.1`), dev);
+        await exec('ip', ['addr', 'add', `${vnet}.${k === 'a' ? 1 : 2}.254/24`, 'dev', vx.bridgeName]); // steering only
+      }
       const u = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3${k}`, l2NetworkUuid: l2, ...extra })).uuid;
       await ok(api, '/v1/ip-ranges', { l3NetworkUuid: u, netmask: '255.255.255.0', ...range });
       ids[`l3${k}`] = u;
