@@ -44,11 +44,15 @@ export async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resou
 export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string): Promise<void> {
   const rec = await d.store.get(vol.uuid);
   const psUuid = vol.psUuid ?? (rec?.primaryStorageUuid as string | undefined);
-  const hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
-  if (psUuid && hostUuid) {
-    const ps = await d.store.get(psUuid);
-    if (ps) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
+  let hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
+  const ps = psUuid ? await d.store.get(psUuid) : undefined;
+  if (ps && hostUuid && !(await d.store.get(hostUuid))) {
+    // the host the volume was made on is gone (removed after the VM migrated away): shared storage
+    // is reached from another host; a local disk went with its host
+    hostUuid = ps.type === 'LocalStorage' ? undefined : await connectedHostOf(d, ps.uuid);
+    if (!hostUuid && ps.type !== 'LocalStorage') throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach primary storage ${ps.name} to delete volume ${vol.uuid}`);
   }
+  if (ps && hostUuid) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
   if (psUuid) await releasePrimaryStorage(d.store, psUuid, vol.uuid);
   for (const s of await d.store.byParent('volume-snapshot', vol.uuid)) await d.store.delete(s.uuid);
   if (rec) await d.store.delete(vol.uuid);
@@ -79,11 +83,18 @@ export async function hostForVolume(d: CloudDeps, vol: Resource): Promise<string
     const h = await d.store.get(vol.hostUuid);
     if (ps?.type === 'LocalStorage' || h?.status === 'Connected') return vol.hostUuid;
   }
-  for (const c of await attachedFrom(d.store, 'cluster-primary-storage', String(vol.primaryStorageUuid))) {
+  const h = await connectedHostOf(d, String(vol.primaryStorageUuid));
+  if (h) return h;
+  throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach the primary storage of volume ${vol.name}`);
+}
+
+/** A connected host of a cluster the primary storage is attached to. */
+async function connectedHostOf(d: CloudDeps, psUuid: string): Promise<string | undefined> {
+  for (const c of await attachedFrom(d.store, 'cluster-primary-storage', psUuid)) {
     const h = (await d.store.byParent('host', c)).find((x) => x.status === 'Connected');
     if (h) return h.uuid;
   }
-  throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach the primary storage of volume ${vol.name}`);
+  return undefined;
 }
 
 async function instantiate(d: CloudDeps, vol: Resource, vm: Resource): Promise<Resource> {
