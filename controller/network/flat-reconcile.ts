@@ -116,7 +116,8 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource):
   }
   for (const x of mine) {
     const name = nameOf(x);
-    if (services.includes('DHCP')) req.dhcp.push({ mac: String(x.nic.mac), ip: String(x.nic.ip), vmUuid: x.vm.uuid, ...(name ? { hostname: name } : {}) });
+    // no vmUuid: the agent does not use it (the metadata record names the VM), and it is a sixth of the body
+    if (services.includes('DHCP')) req.dhcp.push({ mac: String(x.nic.mac), ip: String(x.nic.ip), ...(name ? { hostname: name } : {}) });
     if (services.includes('UserData')) {
       const rec: FlatApplyReq['metadata'][number] = { ip: String(x.nic.ip), instanceId: x.vm.uuid, hostname: x.hostname, mac: String(x.nic.mac) };
       if (typeof x.vm.userData === 'string') rec.userData = x.vm.userData;
