@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { exec, execOk, startProcess } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
+import { selfSignedCert, servedCertFingerprint } from '../harness/lb.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
 import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.js';
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
@@ -218,9 +219,17 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     await ok(api, `/v1/vpc-routers/${ids.router}/actions`, { attachL3Network: { l3NetworkUuid: ids.l3b } });
     // the outside knows the way to the private networks: only the router keeps them closed
     await exec('ip', ['-n', inetNs, 'route', 'add', `${vnet}.0.0/16`, 'via', ids.publicIp]);
+    // every guest serves its hostname on :8080 (busybox httpd, a load-balancer backend); a stop
+    // through the API (ACPI) stops accepting first and lets requests in flight finish
+    const web = [
+      'mkdir -p /www && hostname > /www/index.html',
+      'setsid busybox httpd -f -p 8080 -h /www </dev/null >/dev/null 2>&1 & echo $! > /run/httpd.pid',
+      "printf '#!/bin/sh\\nkill $(cat /run/httpd.pid)\\nsleep 1\\n' > /etc/rc.shutdown && chmod 755 /etc/rc.shutdown",
+    ].join('\n');
     const mk = (name: string, l3u: string) =>
-      ok(api, '/v1/vm-instances', { name: `${rid}-${name}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [l3u], sshKey: key.pubKey, userData: `#!/bin/sh\necho USERDATA-${name}-RAN\n` });
-    const made = await Promise.all([mk('vm1', ids.l3a), mk('vm2', ids.l3b)]);
+      ok(api, '/v1/vm-instances', { name: `${rid}-${name}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [l3u], sshKey: key.pubKey, userData: `#!/bin/sh\n${web}\necho USERDATA-${name}-RAN\n` });
+    // vm3: a second web VM on network A (a load balancer's backends share one network)
+    const made = await Promise.all([mk('vm1', ids.l3a), mk('vm2', ids.l3b), mk('vm3', ids.l3a)]);
     for (const [i, vm] of made.entries()) {
       vmUuids.push(vm.uuid);
       vms[`vm${i + 1}`] = vm;
@@ -295,5 +304,83 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     await until('SNAT works again', async () => (await seenAs('vm1')) === ids.publicIp, 120_000);
     timings.namespaceRestoredMs = Date.now() - t0;
     assert.match(await inGuest('vm1', `ping -c 1 -W 2 ${ipOf('vm2')} >/dev/null && echo REACHED || echo NO`), /REACHED/);
+  });
+
+  // issue 14: its own block on the file's bring-up (vm1 and vm3 on network A are the backends)
+  describe('load balancer', () => {
+    it('vm1 and vm3 answer in turn through a TCP listener on a public VIP, from outside and east-west; an HTTPS listener presents the uploaded certificate; a port clash → 409', async () => {
+      const work = await tmpDir('vpclb', cleanup);
+      const [mine, other] = await Promise.all([selfSignedCert(work, 'lb.e2e.test'), selfSignedCert(work, 'other.e2e.test')]);
+      const mismatched = await api.post('/v1/certificates', { name: `${rid}-bad`, certificate: mine.cert, privateKey: other.key });
+      assert.equal(mismatched.status, 400, JSON.stringify(mismatched.body));
+      assert.equal(mismatched.body?.field, 'privateKey');
+      const cert = await ok(api, '/v1/certificates', { name: `${rid}-cert`, certificate: mine.cert, privateKey: mine.key });
+      const vip = await ok(api, '/v1/vips', { name: `${rid}-lbvip`, l3NetworkUuid: ids.l3pub });
+      ids.lbVip = vip.ip;
+      const lb = await ok(api, '/v1/load-balancers', { name: `${rid}-lb`, vipUuid: vip.uuid });
+      const nics = [vms.vm1.vmNics[0].uuid, vms.vm3.vmNics[0].uuid];
+      const fast = { healthCheckInterval: 1, healthCheckTimeout: 1 };
+      const t0 = Date.now();
+      const tcp = await ok(api, '/v1/load-balancer-listeners', { name: `${rid}-tcp`, loadBalancerUuid: lb.uuid, protocol: 'tcp', loadBalancerPort: 80, instancePort: 8080, vmNicUuids: nics, ...fast });
+      ids.tcpListener = tcp.uuid;
+      const status = async (u: string): Promise<Record<string, string>> => Object.fromEntries((await ok(api, `/v1/load-balancer-listeners/${u}/actions`, { getStatus: {} })).backends.map((b: any) => [b.vmNicUuid, b.status]));
+      await until('both backends UP', async () => Object.values(await status(tcp.uuid)).filter((x) => x === 'UP').length === 2);
+      const get = async (url: string): Promise<string> => (await exec('curl', ['-sk', '-m', '20', url], { netns: inetNs, timeoutMs: 30_000 })).stdout.trim();
+      const seen: string[] = [];
+      for (let i = 0; i < 4; i++) seen.push(await get(`http://${vip.ip}/`));
+      timings.lbListenerToAnswerMs = Date.now() - t0;
+      const names = [`${rid}-vm1`.toLowerCase(), `${rid}-vm3`.toLowerCase()];
+      assert.deepEqual([...new Set(seen)].sort(), names.sort(), seen.join(','));
+      assert.notEqual(seen[0], seen[1], `in turn: ${seen.join(',')}`);
+      // east-west: from a VM inside the VPC: vm2 (the other network) and vm1 (a backend itself, on
+      // the backends' network: haproxy connects from the router's address, so no hairpin NAT)
+      // (busybox 1.35's static wget segfaults with -T: the time limit comes from `timeout`)
+      for (const from of ['vm2', 'vm1']) {
+        const got = new Set<string>();
+        for (let i = 0; i < 2; i++) got.add((await inGuest(from, `timeout 15 wget -qO- http://${vip.ip}/ 2>&1 || echo WGET-FAILED`)).trim());
+        assert.deepEqual([...got].sort(), names.sort(), `east-west from ${from}`);
+      }
+      const https = await ok(api, '/v1/load-balancer-listeners', { name: `${rid}-https`, loadBalancerUuid: lb.uuid, protocol: 'https', loadBalancerPort: 443, instancePort: 8080, certificateUuid: cert.uuid, healthCheckTarget: 'http:/index.html', vmNicUuids: nics, ...fast });
+      await until('https backends UP', async () => Object.values(await status(https.uuid)).filter((x) => x === 'UP').length === 2);
+      assert.ok(names.includes(await get(`https://${vip.ip}/`)));
+      assert.equal(await servedCertFingerprint(inetNs, vip.ip, 443, 'lb.e2e.test'), cert.fingerprint);
+      assert.equal(cert.fingerprint, mine.fingerprint256);
+      const clash = await api.post('/v1/load-balancer-listeners', { name: 'clash', loadBalancerUuid: lb.uuid, protocol: 'http', loadBalancerPort: 80, instancePort: 8080 });
+      assert.equal(clash.status, 409, JSON.stringify(clash.body));
+      assert.equal(clash.body?.field, 'loadBalancerPort');
+    });
+
+    it('vm3 stopped through the API is taken out by the health check with no failed client request', async () => {
+      let n = 0;
+      const failed: string[] = [];
+      let done = false;
+      const loop = (async () => {
+        while (!done) {
+          const r = await exec('curl', ['-s', '-m', '20', '-o', '/dev/null', '-w', '%{http_code}', `http://${ids.lbVip}/`], { netns: inetNs, timeoutMs: 30_000, okCodes: [0, 7, 28, 52, 56] });
+          n++;
+          if (r.stdout !== '200') failed.push(`${r.code}/${r.stdout}`);
+          await new Promise((res) => setTimeout(res, 100));
+        }
+      })();
+      const t0 = Date.now();
+      await ok(api, `/v1/vm-instances/${vms.vm3.uuid}/actions`, { stop: {} });
+      const nic3 = vms.vm3.vmNics[0].uuid;
+      await until('vm3 DOWN', async () => (await ok(api, `/v1/load-balancer-listeners/${ids.tcpListener}/actions`, { getStatus: {} })).backends.find((b: any) => b.vmNicUuid === nic3).status === 'DOWN', 60_000);
+      timings.lbBackendDownMs = Date.now() - t0;
+      await new Promise((res) => setTimeout(res, 1_000));
+      done = true;
+      await loop;
+      assert.deepEqual(failed, [], `${failed.length} of ${n} requests failed`);
+      assert.ok(n >= 5, `${n} requests`);
+    });
+
+    it('the router namespace deleted: the TCP and HTTPS listeners come back', async () => {
+      await exec('ip', ['netns', 'del', routerNames(ids.router).namespace]);
+      const t0 = Date.now();
+      for (const url of [`http://${ids.lbVip}/`, `https://${ids.lbVip}/`]) {
+        await until(`the listener ${url} answers again`, async () => (await exec('curl', ['-sk', '-m', '5', url], { netns: inetNs, timeoutMs: 15_000, okCodes: [0, 7, 28, 35, 52, 56] })).stdout.trim() === `${rid}-vm1`.toLowerCase(), 60_000);
+      }
+      timings.lbRestoredMs = Date.now() - t0;
+    });
   });
 });
