@@ -376,7 +376,11 @@ export function migrationTargetRoutes(d: CloudDeps, authenticate: (token: string
       throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; migration targets are computed for a Running or Paused VM, or a Stopped one on local storage`, { state: vm.state });
     }
     const t = await migrationTargets(d, vm, undefined, { cold });
-    ctx.body = { inventories: t.hosts, rejected: t.rejected };
+    // a running VM on local storage: no host can take it while its disk may not be copied live
+    const local = cold ? [] : (await storageOf(d, vm)).local;
+    const refused = local.length ? await mayCopyStorage(d, vm, local).then(() => undefined, (e: unknown) => (e as Error).message) : undefined;
+    if (refused) ctx.body = { inventories: [], rejected: [...t.hosts.map((h) => ({ hostUuid: h.uuid, name: h.name, reason: refused })), ...t.rejected] };
+    else ctx.body = { inventories: t.hosts, rejected: t.rejected };
   });
   return router.routes() as Koa.Middleware;
 }

@@ -68,6 +68,9 @@ describe('functional: live migration of a VM on local storage (its root disk cop
     const cfg = (await fc.api.get(`/v1/global-configs/${globalConfigUuid(CONFIG)}`)).body;
     assert.deepEqual([cfg.category, cfg.name, cfg.value, cfg.defaultValue], ['localStoragePrimaryStorage', 'liveMigrationWithStorage.allow', 'false', 'false']);
     const vm = await runningVm('lm-off');
+    const t = (await fc.api.get(`/v1/vm-instances/${vm.uuid}/migration-targets`)).body;
+    assert.deepEqual(t.inventories, [], 'no migration target while the config is false');
+    assert.match(t.rejected.find((x: any) => x.hostUuid === h[1])?.reason, /liveMigrationWithStorage\.allow/);
     const r = await fc.action(vm.uuid, 'migrate', {});
     assert.equal(r.status, 409, JSON.stringify(r.body));
     assert.match(r.body.message, new RegExp(CONFIG.replace(/\./g, '\\.')));
@@ -78,6 +81,7 @@ describe('functional: live migration of a VM on local storage (its root disk cop
   it('allowed: an empty volume of the root’s virtual size on the destination, migrated with copyStorage; the volume follows the VM, the source copy is deleted', async () => {
     await setAllow('true');
     const vm = await runningVm('lm-ok');
+    assert.deepEqual((await fc.api.get(`/v1/vm-instances/${vm.uuid}/migration-targets`)).body.inventories.map((x: any) => x.uuid), [h[1]], 'the other host can take it now');
     const before = { c1: creates(1).length, d0: dels(0).length, d1: dels(1).length };
     const r = await fc.action(vm.uuid, 'migrate', {});
     assert.equal(r.status, 200, JSON.stringify(r.body));
