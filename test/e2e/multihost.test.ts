@@ -6,10 +6,11 @@
 // session, fault injection in the migration flow (the VM stays on exactly one host), and host
 // maintenance (its VMs live-migrate away; new VMs avoid it); anti-affinity; a third namespaced
 // host and a local primary storage (a private disk per host at one path): a stopped VM cold-migrates
-// to host 3 with its volume and boots there with its data, then host 3's maintenance stops it (and
-// keeps host 3 out of the HA cases); HA (the namespaced host's kvmagent killed alone: no restart;
-// every process of it killed: its NeverStop VM comes back on this machine). The HA cases run
-// last: they leave host 2 dead.
+// to host 3 with its volume and boots there with its data, live-migrates with its disk to host 2
+// and back once the global config allows it, then host 3's maintenance stops it; host 3 enabled
+// again; HA on three hosts (the namespaced host's kvmagent killed alone: no restart; every process
+// of it killed: its NeverStop VM comes back on one of the two others). The HA cases run last: they
+// leave host 2 dead.
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -378,7 +379,49 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     assert.equal((await ok(api, `/v1/vm-instances/${vms.b.uuid}/actions`, { start: {} })).state, 'Running');
   });
 
-  it('three hosts: a third namespaced host added over SSH; a stopped VM on local storage cold-migrates to it (volume copied, source freed) and boots there with its data; maintenance of that host stops it', async () => {
+  /**
+   * Live migration of a running VM on local storage (global config
+   * localStoragePrimaryStorage.liveMigrationWithStorage.allow): refused while it is false; then host 3 →
+   * host 2 and back, the root disk copied each way — same boot id, an SSH session open across it, the
+   * data written on host 1 still there, the source's copy freed. Used by the three-host case on VM d.
+   */
+  async function liveWithStorage(vm: any, ip: string, md5: string): Promise<void> {
+    const t0 = Date.now();
+    const cfg = (await api.get('/v1/global-configs?q=name=liveMigrationWithStorage.allow')).body.inventories[0];
+    assert.equal(cfg?.value, 'false', 'off by default');
+    const off = await api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { migrate: { hostUuid: ids.h2 } });
+    assert.equal(off.status, 409, JSON.stringify(off.body));
+    assert.match(off.body.message, /liveMigrationWithStorage\.allow/);
+    await ok(api, `/v1/global-configs/${cfg.uuid}/actions`, { updateGlobalConfig: { value: 'true' } });
+    const root = vm.rootVolumeUuid as string;
+    const rel = join('volumes', root, `${root}.qcow2`);
+    const bootId = (await sshRun({ host: ip, key: key.priv, cmd: 'cat /proc/sys/kernel/random/boot_id' })).trim();
+    try {
+      for (const [to, from] of [['h2', 'h3'], ['h3', 'h2']] as const) {
+        const session = sshRun({ host: ip, key: key.priv, cmd: 'sleep 10; cat /proc/sys/kernel/random/boot_id', timeoutMs: 120_000 });
+        await new Promise((r) => setTimeout(r, 2_000));
+        const t1 = Date.now();
+        const moved = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { migrate: { hostUuid: ids[to] } });
+        console.log(`      live migration with its disk, ${from} → ${to}: ${Date.now() - t1} ms`);
+        assert.equal(moved.state, 'Running');
+        assert.equal(moved.hostUuid, ids[to]);
+        assert.equal((await api.get(`/v1/volumes/${root}`)).body.hostUuid, ids[to], 'the root volume’s record follows');
+        assert.ok((await domains(uris[to]!)).includes(`tstack-${vm.uuid}`), `runs under ${to}’s libvirtd`);
+        assert.ok(!(await domains(uris[from]!)).includes(`tstack-${vm.uuid}`), `gone from ${from}`);
+        const n = (h: string) => Number(h.slice(1));
+        assert.ok(existsSync(join(fab.privateDir(n(to), localDir), rel)), `the disk is on ${to}’s local disk`);
+        assert.ok(!existsSync(join(fab.privateDir(n(from), localDir), rel)), `${from}’s copy is freed`);
+        assert.equal((await session).trim(), bootId, 'the SSH session lived through the migration, in the same boot');
+      }
+      const got = (await sshRun({ host: ip, key: key.priv, cmd: 'dd if=/dev/vda bs=1M skip=40 count=1 iflag=direct 2>/dev/null | md5sum' })).split(/\s+/)[0];
+      assert.equal(got, md5, 'the data is intact after two disk copies');
+    } finally {
+      await ok(api, `/v1/global-configs/${cfg.uuid}/actions`, { updateGlobalConfig: { value: 'false' } });
+    }
+    console.log(`      live migration with storage, both ways: ${Date.now() - t0} ms`);
+  }
+
+  it('three hosts: a third namespaced host added over SSH; a stopped VM on local storage cold-migrates to it (volume copied, source freed) and boots there with its data; with the global config on it live-migrates with its disk to host 2 and back (boot id, SSH session, data kept); maintenance of that host stops it', async () => {
     const t0 = Date.now();
     await nsHostUp(fab, 3, cleanup);
     uris.h3 = `qemu+tcp://${fab.ip(3)}/system`;
@@ -409,6 +452,8 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     const ip = started.vmNics[0].ip;
     const got = (await sshRun({ host: ip, key: key.priv, cmd: 'dd if=/dev/vda bs=1M skip=40 count=1 2>/dev/null | md5sum', timeoutMs: 300_000 })).split(/\s+/)[0];
     assert.equal(got, want, 'the data written on host 1 reads back in the guest on host 3');
+    console.log(`      third host added, cold migration, boot on host 3: ${Date.now() - t0} ms`);
+    await liveWithStorage(vms.d, ip, want);
     // maintenance with local storage (the manual): the VM is stopped, not moved; new VMs avoid the host
     const m = await ok(api, `/v1/hosts/${ids.h3}/actions`, { changeState: { stateEvent: 'maintain' } });
     assert.equal(m.state, 'Maintenance');
@@ -420,7 +465,7 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     await ok(api, `/v1/vm-instances/${vms.d.uuid}/actions`, { expunge: {} });
     assert.ok(!existsSync(join(fab.privateDir(3, localDir), rel)), 'expunged from host 3’s local disk');
     delete vms.d;
-    console.log(`      third host added, cold migration, boot on host 3, maintenance: ${Date.now() - t0} ms`);
+    console.log(`      third host added, cold migration, boot on host 3, live migration with storage, maintenance: ${Date.now() - t0} ms`);
   });
 
   const vmNow = async (uuid: string): Promise<any> => (await api.get(`/v1/vm-instances/${uuid}`)).body;
@@ -432,6 +477,11 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     }
     return Date.now() - t0;
   };
+
+  it('three hosts for HA: host 3 (empty after its maintenance) enabled again, so a failed host’s VMs have two hosts to go to', async () => {
+    assert.equal((await ok(api, `/v1/hosts/${ids.h3}/actions`, { changeState: { stateEvent: 'enable' } })).state, 'Enabled');
+    assert.equal((await api.get(`/v1/hosts/${ids.h3}`)).body.status, 'Connected');
+  });
 
   it('HA: host 2’s kvmagent killed alone (its VM still runs, its storage heartbeat beats): the NeverStop VM is not started twice', async () => {
     // VM b: on host 2 since its create; moved there if earlier tests left it elsewhere
@@ -451,28 +501,30 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     assert.equal(now.hostUuid, ids.h2);
     assert.match(String(now.haReason), /not proven dead: the storage heartbeat still beats/);
     assert.ok((await domains(uris.h2!)).includes(`tstack-${vm.uuid}`), 'still running on host 2');
-    assert.ok(!(await domains(uris.h1!)).includes(`tstack-${vm.uuid}`), 'and not started on this machine');
+    for (const h of ['h1', 'h3']) assert.ok(!(await domains(uris[h]!)).includes(`tstack-${vm.uuid}`), `and not started on ${h}`);
     // reconnecting re-deploys the agent: the VM is Running on host 2 again
     await viaJob(api, `/v1/hosts/${ids.h2}/actions`, { reconnect: {} });
     await waitFor('VM b is Running again on host 2', 60_000, async () => (await vmNow(vm.uuid)).state === 'Running');
     assert.equal((await vmNow(vm.uuid)).hostUuid, ids.h2);
   });
 
-  it('HA: every process of host 2 killed (QEMUs included): the NeverStop VM restarts on this machine and answers SSH', async () => {
+  it('HA: every process of host 2 killed (QEMUs included): the NeverStop VM restarts on one of the two other hosts and answers SSH', async () => {
     const vm = vms.b;
     const heartbeat = join(sharedDir, '.tstack-ha', `${ids.h2}.json`);
     assert.ok(existsSync(heartbeat), 'host 2 writes its storage heartbeat on the shared storage');
     const t0 = Date.now();
     await host2.down();
-    const ms = await waitFor('VM b runs on host 1', 180_000, async () => {
+    const ms = await waitFor('VM b runs on host 1 or 3', 180_000, async () => {
       const v = await vmNow(vm.uuid);
-      return v.state === 'Running' && v.hostUuid === ids.h1;
+      return v.state === 'Running' && (v.hostUuid === ids.h1 || v.hostUuid === ids.h3);
     });
     const now = await vmNow(vm.uuid);
     assert.ok(now.lastHaStartDate, 'lastHaStartDate');
-    assert.ok((await domains(uris.h1!)).includes(`tstack-${vm.uuid}`), 'its domain runs on this machine');
+    const on = now.hostUuid === ids.h1 ? 'h1' : 'h3';
+    assert.ok((await domains(uris[on]!)).includes(`tstack-${vm.uuid}`), `its domain runs on ${on}`);
+    assert.ok(!(await domains(uris[on === 'h1' ? 'h3' : 'h1']!)).includes(`tstack-${vm.uuid}`), 'and only there');
     const out = await sshRun({ host: vm.vmNics[0].ip, key: key.priv, cmd: 'cat /proc/sys/kernel/random/boot_id', timeoutMs: 240_000 });
     assert.ok(out.trim().length > 0);
-    console.log(`      host 2 killed → VM b Running on host 1 after ${ms} ms; SSH back after ${Date.now() - t0} ms`);
+    console.log(`      host 2 killed → VM b Running on ${on} after ${ms} ms; SSH back after ${Date.now() - t0} ms`);
   });
 });
