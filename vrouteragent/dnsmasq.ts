@@ -4,7 +4,10 @@
 import { readFileSync, readdirSync, existsSync, readlinkSync, statSync } from 'node:fs';
 import { TStackError } from '../shared/errors.js';
 import { exec } from '../shared/exec.js';
-import type { DnsmasqPaths } from './render/dnsmasq.js';
+import type { DnsmasqPaths as AllPaths } from './render/dnsmasq.js';
+
+/** What finding, starting and stopping a dnsmasq reads of its paths (flat L3s and PXE servers alike). */
+export type DnsmasqPaths = Pick<AllPaths, 'dir' | 'conf' | 'pid' | 'log'>;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

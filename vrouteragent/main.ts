@@ -12,6 +12,8 @@ import { buildConfigDrive } from './configdrive.js';
 import { checkScheme, DEFAULT_SCHEME, type NameScheme } from './names.js';
 import { VipMetrics } from './vip-metrics.js';
 import { ipmiBootDevice, ipmiPower } from './baremetal/ipmi.js';
+import { PxeService } from './baremetal/pxe.js';
+import { join } from 'node:path';
 
 export interface VrouterAgentOptions {
   dataDir: string;
@@ -23,12 +25,14 @@ export interface VrouterAgentOptions {
   watchdogMs?: number;
   /** ZStack/VIP metrics sample interval (default 10 s; 0 = off). */
   metricsIntervalMs?: number;
+  /** Where the bare-metal ramdisks are (vmlinuz, inspect.img, deploy.img; default <dataDir>/baremetal/images). */
+  baremetalImagesDir?: string;
 }
 
-export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi', 'vpc-ipsec'];
+export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi', 'vpc-ipsec', 'baremetal-pxe'];
 
 /** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
-export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; close: () => Promise<void> }> {
+export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; pxe: PxeService; close: () => Promise<void> }> {
   const scheme = checkScheme({ ...DEFAULT_SCHEME, ...opts.scheme });
   const flat = new FlatService({ dataDir: opts.dataDir, scheme, log: server.log, metadataPort: opts.metadataPort ?? 80 });
   const byL3 = { key: (r: { l3NetworkUuid: string }) => `l3:${r.l3NetworkUuid.replace(/-/g, '').toLowerCase()}` };
@@ -58,9 +62,18 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   const byBmc = { key: (r: { bmc: { address: string; port: number } }) => `bmc:${r.bmc.address}:${r.bmc.port}` };
   server.handle(baremetal.IpmiPower, async (req, ctx) => ipmiPower(req.bmc, req.op, { signal: ctx.signal }), byBmc);
   server.handle(baremetal.IpmiBootDevice, async (req, ctx) => ipmiBootDevice(req.bmc, req.device, { signal: ctx.signal }), byBmc);
+  const pxe = new PxeService({ dataDir: opts.dataDir, scheme, imagesDir: opts.baremetalImagesDir ?? join(opts.dataDir, 'baremetal', 'images'), log: server.log });
+  const byPxe = { key: (r: { pxeServerUuid: string }) => `pxe:${r.pxeServerUuid.toLowerCase()}` };
+  server.handle(baremetal.PxeApply, async (req, ctx) => pxe.apply(req.server, ctx.signal), { key: (r) => byPxe.key(r.server) });
+  server.handle(baremetal.PxeDelete, async (req) => ({ deleted: await pxe.delete(req.pxeServerUuid) }), byPxe);
+  server.handle(baremetal.PxeStatus, async (req) => {
+    const state = pxe.status(req.pxeServerUuid);
+    return state ? { state } : {};
+  });
 
   await flat.recover();
   await routers.recover();
+  await pxe.recover();
   const metricsMs = opts.metricsIntervalMs ?? 10_000;
   // a router is read in its own queue: never while an apply rewrites its rules
   const vipSource = { routers: () => routers.list(), vipCounters: (routerUuid: string) => server.queues.run(byRouter.key({ routerUuid }), () => routers.vipCountersOf(routerUuid)) };
@@ -87,9 +100,11 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   return {
     flat,
     routers,
+    pxe,
     close: async () => {
       if (timer) clearInterval(timer);
       vipMetrics?.stop();
+      await pxe.close();
       await flat.close();
     },
   };
@@ -114,6 +129,7 @@ if (isMain()) {
         ['--if-prefix <prefix>', 'prefix of interface names, ≤ 7 chars (default tsf)'],
         ['--watchdog-ms <ms>', 'how often dead dnsmasq / metadata listeners are restarted (default 10000; 0 = off)'],
         ['--metrics-interval-ms <ms>', 'ZStack/VIP metrics sample interval (default 10000; 0 = off)'],
+        ['--baremetal-images <dir>', 'bare-metal ramdisks served by PXE servers: vmlinuz, inspect.img, deploy.img (default <data-dir>/baremetal/images)'],
       ],
     },
     async (server, cfg) => {
@@ -128,7 +144,8 @@ if (isMain()) {
       const mi = cfg.extra.metricsIntervalMs;
       const metricsIntervalMs = mi === undefined ? undefined : Number(mi);
       if (metricsIntervalMs !== undefined && !(Number.isInteger(metricsIntervalMs) && metricsIntervalMs >= 0)) throw new Error(`--metrics-interval-ms: expected a number of milliseconds, got ${String(mi)}`);
-      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme, ...(watchdogMs !== undefined ? { watchdogMs } : {}), ...(metricsIntervalMs !== undefined ? { metricsIntervalMs } : {}) });
+      const bmi = (cfg.extra.baremetalImages ?? cfg.extra['baremetal-images']) as string | undefined;
+      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme, ...(watchdogMs !== undefined ? { watchdogMs } : {}), ...(metricsIntervalMs !== undefined ? { metricsIntervalMs } : {}), ...(bmi ? { baremetalImagesDir: bmi } : {}) });
       return close;
     },
     { capabilities: VROUTER_CAPABILITIES },

@@ -12,6 +12,7 @@ import type { ControllerContext } from '../context.js';
 import { kindDef, prepareCreate } from '../model/index.js';
 import { callHost, connectedHosts } from '../cloud/common.js';
 import { SecretBox } from '../auth/secret-box.js';
+import { PXE_AREA, pxeServerOfZone } from './pxe.js';
 
 // one box per data dir: the key file is read once, not at every request
 const boxes = new Map<string, SecretBox>();
@@ -34,7 +35,7 @@ export function bmcOf(c: ControllerContext, ch: Resource): Static<typeof BM.BmcT
 
 /** The host whose vrouteragent talks to the chassis's BMC (and, later, serves its PXE). */
 export async function ipmiHostOf(c: ControllerContext, ch: Resource, step: string): Promise<string> {
-  const pxe = (await c.store.list({ kind: 'baremetal-pxe-server', filters: [{ field: 'zoneUuid', op: '=', value: String(ch.zoneUuid) }], limit: 1 })).items[0];
+  const pxe = await pxeServerOfZone(c, String(ch.zoneUuid));
   if (pxe && typeof pxe.hostUuid === 'string') return pxe.hostUuid;
   const hosts = await connectedHosts(c.store, String(ch.parentUuid ?? ch.clusterUuid));
   if (hosts.length === 0) throw new TStackError('HOST_NOT_CONNECTED', `${step}: cluster ${String(ch.clusterUuid)} has no Connected host to reach the BMC of chassis ${ch.name} from`, { step, uuid: ch.uuid });
@@ -75,4 +76,36 @@ export function registerBaremetalApi(reg: ApiRegistry): void {
   });
   for (const step of Object.keys(POWER)) reg.registerAction('baremetal-chassis', step, { run: (r, _p, oc: OpContext) => chassisPower(oc, r, step) });
   reg.registerAction('baremetal-chassis', 'setBootDevice', { run: (r, p, oc) => chassisBootDevice(oc, r, p.bootDevice as BM.BootDevice) });
+
+  // PXE servers: one per zone; created Starting and applied at once (an apply that fails
+  // leaves it in status Error with lastError, retried by the reconcile queue)
+  reg.setCreate('baremetal-pxe-servers', {
+    run: async (body, oc) => {
+      const p = await prepareCreate(oc.store, kindDef('baremetal-pxe-server')!, body, { ownerAccountUuid: oc.principal.accountUuid });
+      const other = await pxeServerOfZone(oc, String(p.resource.zoneUuid));
+      if (other) throw new TStackError('CONFLICT', `zone ${String(p.resource.zoneUuid)} already has PXE server ${other.name} (${other.uuid}): one per zone`, { field: 'zoneUuid' });
+      const r = await oc.store.create(p.resource);
+      await syncPxe(oc, r.uuid);
+      return (await oc.store.get(r.uuid)) ?? r;
+    },
+  });
+  reg.setDelete('baremetal-pxe-servers', {
+    run: async (r, _q, oc) => {
+      await callHost(oc, String(r.hostUuid), 'vrouteragent', BM.PxeDelete, { pxeServerUuid: r.uuid });
+      await oc.store.delete(r.uuid);
+      return r;
+    },
+  });
+  const setState = async (r: Resource, state: 'Enabled' | 'Disabled', oc: OpContext): Promise<Resource> => {
+    await oc.store.update(r.uuid, { state });
+    await syncPxe(oc, r.uuid);
+    return (await oc.store.get(r.uuid)) ?? r;
+  };
+  reg.registerAction('baremetal-pxe-servers', 'start', { run: (r, _p, oc) => setState(r, 'Enabled', oc) });
+  reg.registerAction('baremetal-pxe-servers', 'stop', { run: (r, _p, oc) => setState(r, 'Disabled', oc) });
+}
+
+/** Apply a PXE server now (the caller sees the outcome in its status; failures stay queued for retry). */
+async function syncPxe(c: ControllerContext, uuid: string): Promise<void> {
+  await c.reconcile.sync(PXE_AREA, uuid).catch(() => undefined);
 }

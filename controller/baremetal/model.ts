@@ -4,9 +4,12 @@
 // into the internal field `_ipmiPassword` and never returned. Power and boot-device actions go
 // through a host's vrouteragent (ipmitool), see ./api.ts.
 import { Type, Obj } from '../../shared/protocol/schema.js';
-import { BMC_ADDRESS_RE, IPMI_PASSWORD_MAX, IPMI_USERNAME_RE, BOOT_DEVICES } from '../../shared/protocol/baremetal.js';
+import { BMC_ADDRESS_RE, IPMI_PASSWORD_MAX, IPMI_USERNAME_RE, BOOT_DEVICES, checkPxeRange } from '../../shared/protocol/baremetal.js';
+import { Ipv4 } from '../../shared/protocol/schema.js';
 import { baseCreate, baseUpdate, Enum, Port, Uuid } from '../model/fields.js';
 import { action, emptyAction, type KindDef } from '../model/kind.js';
+import { ENABLED_STATES } from '../model/states.js';
+import { invalid } from '../../shared/errors.js';
 
 /** What the BMC last reported (Unknown until the first power action or status read). */
 export const POWER_STATES = ['On', 'Off', 'Unknown'] as const;
@@ -58,4 +61,62 @@ export const baremetalChassis: KindDef = {
   },
 };
 
-export const baremetalKinds: KindDef[] = [baremetalChassis];
+export const PXE_SERVER_STATUSES = ['Starting', 'Running', 'Stopped', 'Error'] as const;
+/** The boot endpoint's port inside the PXE server's own namespace. */
+export const PXE_HTTP_PORT = 80;
+
+/** The server's own address: given, or the subnet's first host address when that is outside the range. */
+export function pxeServerIp(b: Record<string, unknown>): string {
+  if (typeof b.dhcpInterfaceAddress === 'string') return b.dhcpInterfaceAddress;
+  const o = String(b.dhcpRangeBegin).split('.').map(Number);
+  const m = String(b.dhcpRangeNetmask).split('.').map(Number);
+  const first = o.map((x, i) => x & m[i]!);
+  first[3] = first[3]! + 1;
+  return first.join('.');
+}
+
+export const baremetalPxeServer: KindDef = {
+  kind: 'baremetal-pxe-server',
+  collection: 'baremetal-pxe-servers',
+  title: 'bare-metal PXE server',
+  createSchema: Obj({
+    ...baseCreate(),
+    zoneUuid: Uuid(),
+    hostUuid: Uuid({ description: 'the host whose vrouteragent runs it (and talks to the BMCs of the zone)' }),
+    l2NetworkUuid: Uuid({ description: 'the provisioning L2 network the machines PXE-boot on' }),
+    dhcpRangeBegin: Ipv4(),
+    dhcpRangeEnd: Ipv4(),
+    dhcpRangeNetmask: Ipv4(),
+    dhcpInterfaceAddress: Type.Optional(Ipv4({ description: "the server's address on the provisioning network (default: the subnet's first host address)" })),
+  }),
+  updateSchema: Obj({ ...baseUpdate() }),
+  parentField: 'zoneUuid',
+  parentKind: 'zone',
+  refs: [
+    { field: 'zoneUuid', kind: 'zone' },
+    { field: 'hostUuid', kind: 'host' },
+    { field: 'l2NetworkUuid', kind: 'l2-network' },
+  ],
+  states: ENABLED_STATES,
+  initialState: 'Enabled',
+  statuses: PXE_SERVER_STATUSES,
+  initialStatus: 'Starting',
+  adminOnly: true,
+  createMode: 'sync',
+  deleteMode: 'sync',
+  systemFields: ['status', 'namespace', 'lastError', 'recentBoots'],
+  check: (b) => {
+    checkPxeRange({ serverIp: pxeServerIp(b), dhcpRangeBegin: String(b.dhcpRangeBegin), dhcpRangeEnd: String(b.dhcpRangeEnd), dhcpRangeNetmask: String(b.dhcpRangeNetmask) }, '', 'dhcpInterfaceAddress');
+  },
+  normalize: (body, ctx) => {
+    if (ctx.refs.hostUuid?.zoneUuid !== body.zoneUuid) throw invalid('hostUuid', `host ${String(body.hostUuid)} is not in zone ${String(body.zoneUuid)}`);
+    if (ctx.refs.l2NetworkUuid?.zoneUuid !== body.zoneUuid) throw invalid('l2NetworkUuid', `L2 network ${String(body.l2NetworkUuid)} is not in zone ${String(body.zoneUuid)}`);
+    return { ...body, dhcpInterfaceAddress: pxeServerIp(body) };
+  },
+  actions: {
+    start: emptyAction('Start the PXE server (state Enabled): DHCP, TFTP and HTTP serve again', false),
+    stop: emptyAction('Stop the PXE server (state Disabled): its namespace and dnsmasq are removed; the definition stays', false),
+  },
+};
+
+export const baremetalKinds: KindDef[] = [baremetalChassis, baremetalPxeServer];

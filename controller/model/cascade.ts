@@ -40,6 +40,7 @@ const OWNED_KINDS = ['vm-instance', 'volume', 'volume-snapshot', 'image', 'vm-ni
 export const deleteRules: Readonly<Record<string, DepRule[]>> = {
   zone: [
     { kind: 'vm-instance', where: (t) => [eq('zoneUuid', t.uuid)], action: 'block', what: 'VMs', hint: 'destroy and expunge them first' },
+    { kind: 'baremetal-pxe-server', where: (t) => [eq('zoneUuid', t.uuid)], action: 'block', what: 'bare-metal PXE servers', hint: 'delete them first (their host stops serving)' },
     child('cluster', 'cascade', 'clusters'),
     child('l2-network', 'cascade', 'L2 networks'),
     child('primary-storage', 'cascade', 'primary storages'),
@@ -52,7 +53,10 @@ export const deleteRules: Readonly<Record<string, DepRule[]>> = {
     child('cluster-l2-network', 'delete', 'L2 network attachments'),
     { kind: 'baremetal-chassis', where: (t) => [eq('clusterUuid', t.uuid)], action: 'block', what: 'bare-metal chassis', hint: 'delete them first' },
   ],
-  host: [{ kind: 'vm-instance', where: (t) => [eq('hostUuid', t.uuid)], action: 'block', what: 'VMs on it', hint: 'stop or migrate them first' }],
+  host: [
+    { kind: 'vm-instance', where: (t) => [eq('hostUuid', t.uuid)], action: 'block', what: 'VMs on it', hint: 'stop or migrate them first' },
+    { kind: 'baremetal-pxe-server', where: (t) => [eq('hostUuid', t.uuid)], action: 'block', what: 'bare-metal PXE servers on it', hint: 'delete them first' },
+  ],
   'primary-storage': [
     { kind: 'volume', where: (t) => [eq('primaryStorageUuid', t.uuid)], action: 'block', what: 'volumes', hint: 'delete them or migrate them to another primary storage first' },
     { kind: 'volume-snapshot', where: (t) => [eq('primaryStorageUuid', t.uuid)], action: 'block', what: 'volume snapshots', hint: 'delete them first' },

@@ -4,8 +4,9 @@
 // provisioning L2. The BMC password travels in the request body (agent HTTP + bearer token,
 // like a load balancer's private key) and reaches ipmitool through its environment (-E), never
 // its command line (which the exec helper logs).
+import { invalid } from '../errors.js';
 import { defineCommand } from './command.js';
-import { Obj, Type } from './schema.js';
+import { Ipv4, Mac, Obj, Type, Uuid, type Static } from './schema.js';
 
 /** IPv4 address or DNS name of a BMC; never starts with '-' (it is an ipmitool argument). */
 export const BMC_ADDRESS_RE = '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$';
@@ -52,3 +53,99 @@ export const IpmiBootDevice = defineCommand({
   response: Obj({ device: Type.Union(BOOT_DEVICES.map((d) => Type.Literal(d))) }),
   description: 'set the boot device (persistent) through the BMC',
 });
+
+// ---- PXE servers --------------------------------------------------------------------------
+// A PXE server is desired state, like a flat L3's DHCP: the controller sends the whole spec
+// (pxe/apply); the agent renders dnsmasq's configuration (DHCP + TFTP + router advertisements,
+// the last because iPXE otherwise waits ~13 s for IPv6 autoconfiguration) with a pure function
+// and makes the namespace, dnsmasq and the HTTP endpoint (boot scripts, kernels and ramdisks,
+// callbacks) match it. `running: false` keeps the spec and stops the services.
+
+/** One machine the PXE server knows: what its iPXE script boots. */
+export const PxeMachine = Obj({
+  mac: Mac(),
+  /** 'inspect' / 'deploy': the kernel + that ramdisk; 'local': iPXE exits (the firmware boots the next device, the disk). */
+  boot: Type.Union([Type.Literal('inspect'), Type.Literal('deploy'), Type.Literal('local')]),
+  /** One-time token the ramdisk presents to the callback (and that names its instructions). */
+  token: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{16,128}$' })),
+});
+
+export const PxeServerSpec = Obj({
+  pxeServerUuid: Uuid(),
+  /** The provisioning L2's bridge on this host (must exist). */
+  bridge: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' }),
+  /** The server's own address on the provisioning network (outside the DHCP range). */
+  serverIp: Ipv4(),
+  dhcpRangeBegin: Ipv4(),
+  dhcpRangeEnd: Ipv4(),
+  dhcpRangeNetmask: Ipv4(),
+  /** HTTP port of the boot endpoint inside the namespace. */
+  httpPort: Type.Integer({ minimum: 1, maximum: 65535 }),
+  running: Type.Boolean(),
+  machines: Type.Array(PxeMachine, { maxItems: 4096 }),
+});
+export type PxeServerSpecT = Static<typeof PxeServerSpec>;
+
+export const PxeServerState = Obj({
+  pxeServerUuid: Type.String(),
+  namespace: Type.String(),
+  running: Type.Boolean(),
+  dnsmasqPid: Type.Optional(Type.Integer()),
+  http: Type.Boolean(),
+  /** Boot scripts served, latest first (MAC, what it got, when). */
+  recentBoots: Type.Array(Obj({ mac: Type.String(), boot: Type.String(), at: Type.String() })),
+});
+
+export const PxeApply = defineCommand({
+  name: 'baremetal/pxe/apply',
+  agent: 'vrouter',
+  mode: 'sync',
+  timeoutMs: 60_000,
+  request: Obj({ server: PxeServerSpec }),
+  response: Obj({ state: PxeServerState, changed: Type.Boolean() }),
+  description: "make a PXE server's namespace, dnsmasq and HTTP endpoint match its spec",
+});
+
+export const PxeDelete = defineCommand({
+  name: 'baremetal/pxe/delete',
+  agent: 'vrouter',
+  mode: 'sync',
+  timeoutMs: 30_000,
+  request: Obj({ pxeServerUuid: Uuid() }),
+  response: Obj({ deleted: Type.Boolean() }),
+  description: 'stop a PXE server and remove its namespace and files (idempotent)',
+});
+
+export const PxeStatus = defineCommand({
+  name: 'baremetal/pxe/status',
+  agent: 'vrouter',
+  mode: 'sync',
+  timeoutMs: 15_000,
+  request: Obj({ pxeServerUuid: Uuid() }),
+  response: Obj({ state: Type.Optional(PxeServerState) }),
+  description: 'what runs of a PXE server on this host',
+});
+
+const ip4 = (ip: string): number => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+
+/**
+ * A PXE server's addresses (controller and agent check the same): a contiguous netmask /8–/30,
+ * the DHCP range inside the server's subnet and without its network/broadcast address, the
+ * server outside the range. Errors name `<prefix><field>`.
+ */
+export function checkPxeRange(s: { serverIp: string; dhcpRangeBegin: string; dhcpRangeEnd: string; dhcpRangeNetmask: string }, prefix = '', serverField = 'serverIp'): void {
+  const mask = ip4(s.dhcpRangeNetmask);
+  const bits = mask.toString(2).padStart(32, '0');
+  const len = bits.indexOf('0') === -1 ? 32 : bits.indexOf('0');
+  if (!/^1*0*$/.test(bits) || len < 8 || len > 30) throw invalid(`${prefix}dhcpRangeNetmask`, 'not a contiguous netmask between /8 and /30');
+  const net = Math.floor(ip4(s.serverIp) / 2 ** (32 - len)) * 2 ** (32 - len);
+  const bcast = net + 2 ** (32 - len) - 1;
+  const [ip, b, e] = [ip4(s.serverIp), ip4(s.dhcpRangeBegin), ip4(s.dhcpRangeEnd)];
+  const inNet = (x: number): boolean => x >= net && x <= bcast;
+  if (ip === net || ip === bcast) throw invalid(`${prefix}${serverField}`, 'is the network or broadcast address');
+  if (!inNet(b)) throw invalid(`${prefix}dhcpRangeBegin`, `not in the server's subnet ${s.serverIp}/${len}`);
+  if (!inNet(e)) throw invalid(`${prefix}dhcpRangeEnd`, `not in the server's subnet ${s.serverIp}/${len}`);
+  if (b > e) throw invalid(`${prefix}dhcpRangeEnd`, 'before dhcpRangeBegin');
+  if (b === net || e === bcast) throw invalid(`${prefix}dhcpRangeBegin`, 'the range includes the network or broadcast address');
+  if (ip >= b && ip <= e) throw invalid(`${prefix}${serverField}`, 'inside the DHCP range');
+}

@@ -90,6 +90,49 @@ describe('functional: bare-metal chassis and IPMI actions', function () {
     assert.equal(r.body.powerState, 'Off');
   });
 
+  it('PXE server: bad ranges → 400 naming the field; one per zone; applied with the L2 bridge; stop/start; delete', async () => {
+    const ok = { name: 'pxe1', zoneUuid: fc.ids.zone, hostUuid: fc.ids.host, l2NetworkUuid: fc.ids.l2, dhcpRangeBegin: '10.88.0.100', dhcpRangeEnd: '10.88.0.150', dhcpRangeNetmask: '255.255.255.0' };
+    const bad = async (over: Record<string, unknown>, f: string): Promise<void> => {
+      const r = await fc.api.post('/v1/baremetal-pxe-servers', { ...ok, ...over });
+      assert.equal(r.status, 400, `${JSON.stringify(over)} → ${r.status} ${JSON.stringify(r.body)}`);
+      assert.equal(field(r), f, JSON.stringify(r.body));
+    };
+    await bad({ dhcpRangeBegin: '10.89.0.1', dhcpInterfaceAddress: '10.88.0.1' }, 'dhcpRangeBegin');
+    await bad({ dhcpRangeEnd: '10.88.0.50' }, 'dhcpRangeEnd');
+    await bad({ dhcpRangeNetmask: '255.0.255.0' }, 'dhcpRangeNetmask');
+    await bad({ dhcpInterfaceAddress: '10.88.0.120' }, 'dhcpInterfaceAddress');
+    await bad({ hostUuid: fc.ids.zone }, 'hostUuid');
+    await bad({ l2NetworkUuid: fc.ids.cluster }, 'l2NetworkUuid');
+    let r = await fc.api.post('/v1/baremetal-pxe-servers', ok);
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const pxe = r.body;
+    assert.equal(pxe.dhcpInterfaceAddress, '10.88.0.1');
+    assert.equal(pxe.status, 'Running', JSON.stringify(pxe));
+    const spec = fc.vrouter.pxe.get(pxe.uuid)!;
+    assert.equal(spec.running, true);
+    assert.equal(spec.serverIp, '10.88.0.1');
+    assert.ok(spec.bridge.length > 0);
+    r = await fc.api.post('/v1/baremetal-pxe-servers', { ...ok, name: 'pxe2' });
+    assert.equal(r.status, 409, 'one PXE server per zone');
+    r = await fc.api.post(`/v1/baremetal-pxe-servers/${pxe.uuid}/actions`, { stop: {} });
+    assert.equal(r.body.state, 'Disabled');
+    assert.equal(r.body.status, 'Stopped');
+    assert.equal(fc.vrouter.pxe.get(pxe.uuid)!.running, false);
+    r = await fc.api.post(`/v1/baremetal-pxe-servers/${pxe.uuid}/actions`, { start: {} });
+    assert.equal(r.body.status, 'Running');
+    // a failing agent: status Error with the cause, retried by the queue
+    for (let i = 0; i < 5; i++) fc.vrouter.failNext('baremetal/pxe/apply', 'NETWORK_ERROR', 'bridge gone');
+    r = await fc.api.post(`/v1/baremetal-pxe-servers/${pxe.uuid}/actions`, { stop: {} });
+    assert.equal(r.body.status, 'Error');
+    assert.match(r.body.lastError, /NETWORK_ERROR: bridge gone/);
+    fc.vrouter.clearFaults('baremetal/pxe/apply');
+    r = await fc.api.post(`/v1/baremetal-pxe-servers/${pxe.uuid}/actions`, { start: {} });
+    assert.equal(r.body.status, 'Running');
+    r = await fc.api.req('DELETE', `/v1/baremetal-pxe-servers/${pxe.uuid}`);
+    assert.ok(r.status < 300, JSON.stringify(r.body));
+    assert.equal(fc.vrouter.pxe.has(pxe.uuid), false);
+  });
+
   it('a cluster with chassis is not deleted; the chassis is', async () => {
     const r = await fc.api.req('DELETE', `/v1/clusters/${fc.ids.cluster}`);
     assert.equal(r.status, 409, JSON.stringify(r.body));

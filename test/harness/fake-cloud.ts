@@ -229,8 +229,9 @@ function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>,
   return b;
 }
 
-function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc> } {
+function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT> } {
   const bmcs = new Map<string, FakeBmc>();
+  const pxe = new Map<string, BM.PxeServerSpecT>();
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
   const tunnels = new Map<string, VPC.RouterSpecT['ipsec']>();
   const flat = new Map<string, FlatState>();
@@ -241,6 +242,11 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       if (req.op === 'on' || req.op === 'off') b.power = req.op;
       return { powerState: b.power };
     },
+    [BM.PxeApply.name]: (req: { server: BM.PxeServerSpecT }) => {
+      pxe.set(req.server.pxeServerUuid, structuredClone(req.server));
+      return { state: { pxeServerUuid: req.server.pxeServerUuid, namespace: `fake-pxe-${req.server.pxeServerUuid.slice(0, 8)}`, running: req.server.running, http: req.server.running, recentBoots: [] }, changed: true };
+    },
+    [BM.PxeDelete.name]: (req: { pxeServerUuid: string }) => ({ deleted: pxe.delete(req.pxeServerUuid) }),
     [BM.IpmiBootDevice.name]: (req: { bmc: Static<typeof BM.BmcTarget>; device: BM.BootDevice }) => {
       fakeBmcOf(bmcs, req.bmc, 'setBootDevice').bootDevice = req.device;
       return { device: req.device };
@@ -269,7 +275,7 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       connections: (tunnels.get(req.routerUuid) ?? []).map((c) => ({ connectionUuid: c.connectionUuid, status: 'up', ikeState: 'ESTABLISHED', childState: 'INSTALLED' })),
     }),
   });
-  return Object.assign(fake, { flat, bmcs });
+  return Object.assign(fake, { flat, bmcs, pxe });
 }
 
 export interface FakeCloud {
@@ -288,7 +294,7 @@ export interface FakeCloud {
   /** Each host's storage agent, in `hosts` order: `storage` for all, unless started with `storagePerHost`. */
   storages: Array<ProtocolFake & { capacity: S.Capacity }>;
   /** `flat`: each L3's desired state as last applied (flat/apply). */
-  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc> };
+  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT> };
   /**
    * The vrouter agent killed and started again on the same port and token: connections in
    * progress break. `lose`: it comes back without its state (a wiped data dir).

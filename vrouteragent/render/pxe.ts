@@ -1,0 +1,93 @@
+// Pure renderers of a PXE server (golden files in test/unit/vrouter/golden/pxe-*): dnsmasq's
+// configuration (DHCP range, TFTP for firmware that is not iPXE yet, router advertisements so
+// iPXE does not wait ~13 s for IPv6 autoconfiguration) and the iPXE scripts the HTTP endpoint
+// answers. Chain: firmware PXE → DHCP → (BIOS: undionly.kpxe, UEFI: ipxe.efi over TFTP, or
+// straight on when the NIC ROM is iPXE: option 175) → iPXE → DHCP again → boot.ipxe over HTTP
+// → /boot/<mac>.ipxe, the machine's own script.
+import { invalid } from '../../shared/errors.js';
+import { checkPxeRange, type PxeServerSpecT } from '../../shared/protocol/baremetal.js';
+
+export interface PxePaths {
+  dir: string;
+  conf: string;
+  tftpRoot: string;
+  leases: string;
+  pid: string;
+  log: string;
+}
+
+export const pxePaths = (dir: string): PxePaths => ({ dir, conf: `${dir}/dnsmasq.conf`, tftpRoot: `${dir}/tftp`, leases: `${dir}/leases`, pid: `${dir}/dnsmasq.pid`, log: `${dir}/dnsmasq.log` });
+
+/** The IPv6 prefix of the router advertisements (ULA, per server; nothing routes it). */
+export const raPrefix = (pxeServerUuid: string): string => `fd${pxeServerUuid.replace(/-/g, '').slice(0, 2)}:${pxeServerUuid.replace(/-/g, '').slice(2, 6)}::`;
+
+/** Range inside the netmask's subnet with the server, server outside it, machines once each (fields under `server.`). */
+export function checkPxeSpec(s: PxeServerSpecT): void {
+  checkPxeRange(s, 'server.');
+  const macs = new Set<string>();
+  for (const [i, m] of s.machines.entries()) {
+    const k = m.mac.toLowerCase();
+    if (macs.has(k)) throw invalid(`server.machines.${i}.mac`, `${m.mac} appears twice`);
+    macs.add(k);
+    if (m.boot !== 'local' && !m.token) throw invalid(`server.machines.${i}.token`, `a machine that boots '${m.boot}' needs a token`);
+  }
+}
+
+/** dnsmasq.conf of a PXE server listening on `iface` in its namespace. */
+export function renderPxeDnsmasqConf(s: PxeServerSpecT, iface: string, p: PxePaths): string {
+  const base = `http://${s.serverIp}:${s.httpPort}`;
+  return [
+    `# tstack-vrouteragent: PXE server ${s.pxeServerUuid} (generated; do not edit)`,
+    `interface=${iface}`,
+    'bind-interfaces',
+    'except-interface=lo',
+    'user=root',
+    'group=root',
+    `pid-file=${p.pid}`,
+    `log-facility=${p.log}`,
+    'port=0',
+    'no-resolv',
+    'no-hosts',
+    `dhcp-range=set:pxe,${s.dhcpRangeBegin},${s.dhcpRangeEnd},${s.dhcpRangeNetmask},10m`,
+    `dhcp-leasefile=${p.leases}`,
+    'no-ping',
+    'dhcp-authoritative',
+    'log-dhcp',
+    '# firmware that is not iPXE yet gets iPXE over TFTP; iPXE (option 175) gets the boot script over HTTP',
+    'dhcp-match=set:ipxe,175',
+    'dhcp-match=set:efi64,option:client-arch,7',
+    'dhcp-match=set:efi64,option:client-arch,9',
+    'dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe',
+    'dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi',
+    `dhcp-boot=tag:ipxe,${base}/boot.ipxe`,
+    'enable-tftp',
+    `tftp-root=${p.tftpRoot}`,
+    'tftp-secure',
+    '# router advertisements: iPXE stops waiting for IPv6 autoconfiguration (~13 s otherwise)',
+    'enable-ra',
+    `dhcp-range=::,constructor:${iface},ra-stateless`,
+    '',
+  ].join('\n');
+}
+
+/** The first script every iPXE gets: fetch the machine's own one by its MAC. */
+export function renderBootstrapIpxe(s: PxeServerSpecT): string {
+  return `#!ipxe\nchain http://${s.serverIp}:${s.httpPort}/boot/\${net0/mac:hexhyp}.ipxe || exit\n`;
+}
+
+/** Kernel command line of the ramdisks: where to call back, with which token. */
+export function ramdiskCmdline(s: PxeServerSpecT, token: string, mode: 'inspect' | 'deploy'): string {
+  return `console=ttyS0,115200 panic=-1 tstack.mode=${mode} tstack.callback=http://${s.serverIp}:${s.httpPort}/callback/${token}`;
+}
+
+/** The script of one machine (by MAC): inspect/deploy ramdisk, or exit to the next boot device. */
+export function renderMachineIpxe(s: PxeServerSpecT, mac: string): { boot: string; script: string } {
+  const m = s.machines.find((x) => x.mac.toLowerCase() === mac.toLowerCase());
+  if (!m || m.boot === 'local' || !m.token) return { boot: 'local', script: '#!ipxe\necho tstack: no PXE boot for this machine; booting the next device\nexit\n' };
+  const base = `http://${s.serverIp}:${s.httpPort}/images`;
+  const initrd = m.boot === 'inspect' ? 'inspect.img' : 'deploy.img';
+  return {
+    boot: m.boot,
+    script: ['#!ipxe', `kernel ${base}/vmlinuz initrd=${initrd} ${ramdiskCmdline(s, m.token, m.boot)}`, `initrd ${base}/${initrd}`, 'boot', ''].join('\n'),
+  };
+}
