@@ -4,6 +4,8 @@
 import { XMLParser } from 'fast-xml-parser';
 import { createHash } from 'node:crypto';
 import type { VmSpecT, VolumeSpecT, NicSpecT, VmDevicesT, DiskQosT, NicQosT } from '../shared/protocol/kvm.js';
+import { nfsServerPath } from '../shared/protocol/kvm.js';
+import type { DiskSnapshotSpec } from './hypervisor/driver.js';
 import type { FieldError } from '../shared/protocol/schema.js';
 
 /** XML namespace of tstack's <metadata> element: sync uses it to tell our domains from others. */
@@ -153,15 +155,6 @@ function diskSourceXml(v: VolumeSpecT, ind: string): { type: string; format: str
     case 'nfs':
       return { type: 'network', format: s.format ?? 'qcow2', lines: nfsSourceLines(s, ind) };
   }
-}
-
-/**
- * The file's path on the NFS server: the export joined with the path inside it. QEMU's nfs
- * driver MOUNTs the file's directory, so a path without the export names a directory the
- * server does not export (MNT3ERR_ACCES).
- */
-export function nfsServerPath(s: { export: string; path: string }): string {
-  return `${s.export.replace(/\/+$/, '')}/${s.path.replace(/^\/+/, '')}`;
 }
 
 /**
@@ -469,4 +462,20 @@ export function withVncListen(domainXml: string, address: string): string {
   return domainXml.replace(/<graphics type='vnc'[^>]*?(\/>|>[\s\S]*?<\/graphics>)/, (g) =>
     g.replace(/(<graphics type='vnc'[^>]*?\slisten=')[^']*'/, `$1${esc(address)}'`).replace(/(<listen type='address' address=')[^']*'/g, `$1${esc(address)}'`),
   );
+}
+
+/** <domainsnapshot> of an external disk-only snapshot: new tops on files or on NFS (libnfs). */
+export function snapshotXml(disks: DiskSnapshotSpec[], name = `tstack-${Date.now()}`): string {
+  const x = ['<domainsnapshot>', `  <name>${esc(name)}</name>`, '  <disks>'];
+  for (const d of disks) {
+    if (d.nfs) {
+      x.push(`    <disk name='${esc(d.target)}' snapshot='external' type='network'>`, "      <driver type='qcow2'/>", ...nfsSourceLines(d.nfs, '      '), '    </disk>');
+    } else if (d.file) {
+      x.push(`    <disk name='${esc(d.target)}' snapshot='external' type='file'>`, "      <driver type='qcow2'/>", `      <source file='${esc(d.file)}'/>`, '    </disk>');
+    } else {
+      x.push(`    <disk name='${esc(d.target)}' snapshot='no'/>`);
+    }
+  }
+  x.push('  </disks>', '</domainsnapshot>', '');
+  return x.join('\n');
 }

@@ -39,6 +39,8 @@ export interface SnapshotData extends Record<string, unknown> {
   hostUuid?: string;
   vmUuid?: string;
   newTopPath?: string;
+  /** the prepared top's NFS source when QEMU opens the volume over NFS (libnfs) */
+  newTop?: S.LiveTop['newTop'];
   /** the prepared top was handed to the kvmagent (QEMU may have switched to it) */
   switching?: boolean;
   info?: S.SnapshotInfo;
@@ -52,7 +54,9 @@ const isFileType = (ps: Resource): boolean => ps.type !== 'Ceph';
 async function switched(d: CloudDeps, data: SnapshotData): Promise<boolean> {
   if (!data.vmUuid || !data.hostUuid || !data.newTopPath) return false;
   const st = await callHost(d, data.hostUuid, 'kvmagent', K.VmGetState, { uuid: data.vmUuid });
-  return (st.devices?.volumes ?? []).some((v) => v.uuid === data.volumeUuid && v.source === data.newTopPath);
+  // the kvmagent reports a disk on NFS as nfs:<path on the server>
+  const want = data.newTop ? `nfs:${data.newTopPath}` : data.newTopPath;
+  return (st.devices?.volumes ?? []).some((v) => v.uuid === data.volumeUuid && v.source === want);
 }
 
 async function take(ctx: FlowContext<SnapshotData>): Promise<void> {
@@ -78,13 +82,15 @@ async function take(ctx: FlowContext<SnapshotData>): Promise<void> {
     return;
   }
   if (!data.switching) {
-    data.newTopPath = (await callHost(d, host, 'storageagent', S.PrepareLiveSnapshot, req)).newTopPath;
+    const top = await callHost(d, host, 'storageagent', S.PrepareLiveSnapshot, req);
+    data.newTopPath = top.newTopPath;
+    if (top.newTop) data.newTop = top.newTop;
     data.switching = true;
     await ctx.save();
   }
   if (!(await switched(d, data))) {
     ctx.progress(50, 'switching the running VM to a new top');
-    await callHost(d, host, 'kvmagent', K.VmSnapshot, { uuid: data.vmUuid!, volumes: [{ volumeUuid: vol.uuid, newTopPath: data.newTopPath!, reuseExisting: true }], quiesce: 'preferred' });
+    await callHost(d, host, 'kvmagent', K.VmSnapshot, { uuid: data.vmUuid!, volumes: [{ volumeUuid: vol.uuid, newTopPath: data.newTopPath!, ...(data.newTop ? { newTop: data.newTop } : {}), reuseExisting: true }], quiesce: 'preferred' });
   }
   data.keep = true;
   await ctx.save();

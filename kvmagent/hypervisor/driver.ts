@@ -18,8 +18,10 @@ export interface DomainSummary {
 
 export interface DiskSnapshotSpec {
   target: string;
-  /** Undefined: this disk is not snapshotted. */
+  /** The new top on this host. Neither this nor nfs: this disk is not snapshotted. */
   file?: string;
+  /** The new top on NFS, opened by QEMU itself (libnfs). */
+  nfs?: { server: string; export: string; path: string };
 }
 
 export interface MigrateOptions {

@@ -3,7 +3,7 @@
 // on its own (power off, crash, I/O-error pause) so state reporting can be exercised.
 import { TStackError } from '../../shared/errors.js';
 import { esc, parseDomainXml } from '../domain-xml.js';
-import type { VmStateT } from '../../shared/protocol/kvm.js';
+import { nfsServerPath, type VmStateT } from '../../shared/protocol/kvm.js';
 import type { DomainSummary, DiskSnapshotSpec, HypervisorDriver, MigrateOptions } from './driver.js';
 import type { DomainStats } from '../metrics/stats.js';
 
@@ -219,6 +219,10 @@ export class FakeDriver implements HypervisorDriver {
     const d = this.d(name);
     if (o.quiesce) throw new TStackError('LIBVIRT_ERROR', 'QEMU guest agent is not connected');
     for (const s of disks) {
+      if (s.nfs) {
+        const re = new RegExp(`(<source protocol='nfs' name=')[^']*('>(?:(?!</disk>)[\\s\\S])*?<target dev='${s.target}')`);
+        d.xml = d.xml.replace(re, `$1${nfsServerPath(s.nfs)}$2`);
+      }
       if (!s.file) continue;
       const re = new RegExp(`(<source file=')[^']*('/>\\s*<target dev='${s.target}')`);
       d.xml = d.xml.replace(re, `$1${s.file}$2`);

@@ -9,6 +9,7 @@ import { exec, execOut } from '../../shared/exec.js';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { parseDomstats, type DomainStats } from '../metrics/stats.js';
+import { snapshotXml } from '../domain-xml.js';
 import { stateFromLibvirt, type DomainSummary, type DiskSnapshotSpec, type HypervisorDriver, type MigrateOptions } from './driver.js';
 
 const log = logger('libvirt');
@@ -298,9 +299,13 @@ export class LibvirtDriver implements HypervisorDriver {
   }
 
   async snapshotDisks(name: string, disks: DiskSnapshotSpec[], o: { quiesce: boolean; reuseExternal: boolean }): Promise<void> {
-    const args = ['snapshot-create-as', name, '--name', `tstack-${Date.now()}`, '--disk-only', '--atomic', '--no-metadata'];
-    if (o.quiesce) args.push('--quiesce');
-    if (o.reuseExternal) args.push('--reuse-external');
+    const flags = ['--disk-only', '--atomic', '--no-metadata', ...(o.quiesce ? ['--quiesce'] : []), ...(o.reuseExternal ? ['--reuse-external'] : [])];
+    if (disks.some((d) => d.nfs)) {
+      // a network target (NFS opened by QEMU) has no --diskspec form: snapshot XML
+      await this.withFile(snapshotXml(disks), (f) => this.virsh(['snapshot-create', name, f, ...flags], `snapshot ${name}`, 5 * 60_000));
+      return;
+    }
+    const args = ['snapshot-create-as', name, '--name', `tstack-${Date.now()}`, ...flags];
     for (const d of disks) {
       // virsh splits diskspec on ',', and ',,' stands for a literal comma
       args.push('--diskspec', d.file ? `${d.target},snapshot=external,file=${d.file.replace(/,/g, ',,')}` : `${d.target},snapshot=no`);

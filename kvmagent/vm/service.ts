@@ -25,7 +25,7 @@ import {
   iotuneFields,
   bandwidthKiB,
 } from '../domain-xml.js';
-import type { HypervisorDriver } from '../hypervisor/driver.js';
+import type { DiskSnapshotSpec, HypervisorDriver } from '../hypervisor/driver.js';
 import type { NetworkBackend } from '../network/bridges.js';
 import type { StateWatcher } from '../watcher.js';
 
@@ -574,7 +574,7 @@ export class VmService {
       const name = await this.mustRun(uuid, 'snapshot');
       const p = await this.parsed(name);
       const wanted = new Map(req.volumes.map((v) => [canonicalUuid(v.volumeUuid), v]));
-      const plan: Array<{ target: string; file?: string }> = [];
+      const plan: DiskSnapshotSpec[] = [];
       const result: Res<typeof kvm.VmSnapshot>['volumes'] = [];
       for (const d of p.devices.volumes) {
         if (d.device !== 'disk') continue;
@@ -583,10 +583,17 @@ export class VmService {
           plan.push({ target: d.target });
           continue;
         }
-        if (!d.source || !d.source.startsWith('/')) {
-          throw new TStackError('INVALID_ARGUMENT', `volume ${d.uuid} is not a file volume; snapshot it through its storage (e.g. rbd snap)`, { volumeUuid: d.uuid });
+        if (d.source?.startsWith('nfs:')) {
+          // QEMU opens it over NFS (libnfs): the new top is a network snapshot target
+          if (!w.newTop || kvm.nfsServerPath(w.newTop) !== w.newTopPath) {
+            throw new TStackError('INVALID_ARGUMENT', `volume ${d.uuid} is on NFS (QEMU opens it itself): newTop must be the NFS source of newTopPath`, { field: 'volumes.newTop', volumeUuid: d.uuid });
+          }
+          plan.push({ target: d.target, nfs: w.newTop });
+        } else if (d.source?.startsWith('/')) {
+          plan.push({ target: d.target, file: w.newTopPath });
+        } else {
+          throw new TStackError('INVALID_ARGUMENT', `volume ${d.uuid} is neither a file nor on NFS (${d.source ?? 'no source'}); snapshot it through its storage (e.g. rbd snap)`, { volumeUuid: d.uuid });
         }
-        plan.push({ target: d.target, file: w.newTopPath });
         result.push({ volumeUuid: d.uuid!, snapshotPath: d.source, newTopPath: w.newTopPath });
       }
       for (const u of wanted.keys()) {

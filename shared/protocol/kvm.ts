@@ -44,6 +44,15 @@ export const NfsSource = Obj({
   format: Type.Optional(Type.Union([Type.Literal('qcow2'), Type.Literal('raw')], { description: 'default qcow2' })),
 });
 export const VolumeSource = Type.Union([FileSource, RbdSource, NfsSource]);
+
+/**
+ * An NFS file's path on the server: the export joined with the path inside it. QEMU's nfs
+ * driver MOUNTs the file's directory, so a path without the export names a directory the
+ * server does not export (MNT3ERR_ACCES).
+ */
+export function nfsServerPath(s: { export: string; path: string }): string {
+  return `${s.export.replace(/\/+$/, '')}/${s.path.replace(/^\/+/, '')}`;
+}
 export type VolumeSourceT = Static<typeof VolumeSource>;
 
 export const DiskBus = Type.Union([Type.Literal('virtio'), Type.Literal('scsi'), Type.Literal('ide'), Type.Literal('sata')]);
@@ -468,6 +477,8 @@ export const VmSnapshot = defineCommand({
       Obj({
         volumeUuid: Uuid(),
         newTopPath: AbsPath(),
+        /** A volume QEMU opens over NFS (libnfs) switches to this source; newTopPath is its path on the server. */
+        newTop: Type.Optional(NfsSource),
         /** The storage agent already created newTopPath (a qcow2 whose backing file is the current one). */
         reuseExisting: Type.Optional(Type.Boolean()),
       }),
@@ -481,7 +492,7 @@ export const VmSnapshot = defineCommand({
     quiesced: Type.Boolean(),
     volumes: Type.Array(Obj({ volumeUuid: Type.String(), snapshotPath: Type.String(), newTopPath: Type.String() })),
   }),
-  description: 'live external disk-only snapshot of file volumes (atomic across the listed volumes)',
+  description: 'live external disk-only snapshot of file and NFS (libnfs) volumes (atomic across the listed volumes)',
 });
 
 export const VmMigrate = defineCommand({

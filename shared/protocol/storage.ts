@@ -11,7 +11,7 @@
 // Every volume result carries `source`, the disk source in the shape kvmagent's VmSpec uses.
 import { defineCommand } from './command.js';
 import { Obj, Type, Uuid, AbsPath, type Static } from './schema.js';
-import { VolumeSource as KvmVolumeSource } from './kvm.js';
+import { VolumeSource as KvmVolumeSource, NfsSource as KvmNfsSource } from './kvm.js';
 
 // ---------------------------------------------------------------------------------------------
 // shared shapes
@@ -378,9 +378,16 @@ export const PrepareLiveSnapshot = defineCommand({
   mode: 'async',
   timeoutMs: 2 * 60_000,
   request: SnapReq,
-  response: Obj({ newTopPath: AbsPath() }),
-  description: 'file backends: create the new top a running VM switches to (its backing name is the snapshot-to-be)',
+  response: Obj({
+    /** the new top's path: on this host, or on the NFS server when QEMU opens it over NFS */
+    newTopPath: AbsPath(),
+    /** NFS through libnfs: the source QEMU opens the new top by */
+    newTop: Type.Optional(KvmNfsSource),
+  }),
+  description: 'file backends (local, shared mount point, NFS): create the new top a running VM switches to (its backing name is the snapshot-to-be)',
 });
+
+export type LiveTop = Static<typeof PrepareLiveSnapshot.response>;
 
 export const CommitLiveSnapshot = defineCommand({
   name: 'ps/snapshot/live-commit',

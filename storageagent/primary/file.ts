@@ -16,12 +16,13 @@ import { basename } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { TStackError } from '../../shared/errors.js';
 import type { TaskContext } from '../../shared/agent/server.js';
-import type { Capacity, SnapshotInfo, VolumeInfo } from '../../shared/protocol/storage.js';
+import type { Capacity, LiveTop, SnapshotInfo, VolumeInfo } from '../../shared/protocol/storage.js';
 import * as qimg from '../qemu-img.js';
 import { NEXT_TOP_FILE_RE, SNAP_FILE_RE, checkUuid } from '../paths.js';
 import type { AgentContext } from '../context.js';
 import type { PsFs } from './fs.js';
 import type { CachedImage, ImageRef, PrimaryBackend } from './types.js';
+import { nfsServerPath } from '../../shared/protocol/kvm.js';
 import { pullImage } from './transfer.js';
 
 const IMAGE_EXTS = ['qcow2', 'raw', 'iso'] as const;
@@ -268,17 +269,20 @@ export class FileBackend implements PrimaryBackend {
    * snap-<snap>.qcow2 (what the current live file becomes at commit); QEMU does not read it
    * while running (it keeps the chain it has open). Idempotent.
    */
-  async prepareLive(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<{ newTopPath: string }> {
+  async prepareLive(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<LiveTop> {
     const next = this.L.nextTopFileRel(volumeUuid, snapshotUuid);
     const snap = this.snapRel(volumeUuid, snapshotUuid);
     if (await this.fs.exists(snap)) throw new TStackError('CONFLICT', `snapshot ${snapshotUuid} already exists`);
     const v = await this.volumeInfo(volumeUuid);
-    if (v.source.type !== 'file') throw new TStackError('INVALID_ARGUMENT', `volume ${volumeUuid} is not a local file to QEMU (${v.source.type}); stop the VM to snapshot it`);
     if (!(await this.fs.exists(next))) {
       await qimg.create(this.fs.target(`${next}.part`), 'qcow2', { backing: this.fs.backingRef(next, snap), backingFormat: 'qcow2', size: v.size, unsafe: true, signal: t.signal });
       await this.fs.rename(`${next}.part`, next);
     }
-    return { newTopPath: this.fs.target(next) };
+    // QEMU opens a libnfs volume's new top over NFS too (libvirt: a network snapshot target)
+    const src = this.fs.source(next, 'qcow2');
+    if (src.type === 'file') return { newTopPath: src.path };
+    if (src.type !== 'nfs') throw new TStackError('INVALID_ARGUMENT', `volume ${volumeUuid} (${src.type}) has no live snapshot on file storage`);
+    return { newTopPath: nfsServerPath(src), newTop: src };
   }
 
   /** Live snapshot, step 3 (QEMU writes into next-<snap> now): the renames. Idempotent. */

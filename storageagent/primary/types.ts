@@ -1,6 +1,6 @@
 // The contract every primary-storage backend implements (file: local / shared mount point /
 // NFS; ceph: RBD). Handlers in index.ts validate, queue and dispatch to these.
-import type { Capacity, ImageFormat, SnapshotInfo, VolumeInfo, VolumeSource } from '../../shared/protocol/storage.js';
+import type { Capacity, ImageFormat, LiveTop, SnapshotInfo, VolumeInfo, VolumeSource } from '../../shared/protocol/storage.js';
 import type { TaskContext } from '../../shared/agent/server.js';
 
 export interface CachedImage {
@@ -37,7 +37,7 @@ export interface PrimaryBackend {
   revertSnapshot(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<VolumeInfo>;
   deleteSnapshot(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<boolean>;
   /** live snapshots of a running VM's file volume (absent: the backend snapshots online by itself, e.g. rbd snap) */
-  prepareLive?(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<{ newTopPath: string }>;
+  prepareLive?(volumeUuid: string, snapshotUuid: string, t: TaskContext): Promise<LiveTop>;
   commitLive?(volumeUuid: string, snapshotUuid: string): Promise<SnapshotInfo>;
   abortLive?(volumeUuid: string, snapshotUuid: string): Promise<boolean>;
   /** flatten the volume (or one of its snapshots) into a local file of the given format */

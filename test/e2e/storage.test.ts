@@ -8,7 +8,9 @@
 // answers SSH; a clone with its data volume answers SSH and reads the data. The same volume suite runs on Ceph RBD primary storage (a throwaway single-node
 // cluster; the VM reaches it through a libvirt cephx secret) with a Ceph image store, all added
 // through the API. NFS primary storage through the API with a nfs-ganesha server in a test
-// namespace: the kernel client where the kernel has one, else the agent's libnfs access. Same setup as cloud.test.ts (this machine as the host over its own sshd).
+// namespace: the kernel client where the kernel has one, else the agent's libnfs access (QEMU
+// opens the disks over NFS; an online snapshot switches it to a new top on the export). Same
+// setup as cloud.test.ts (this machine as the host over its own sshd).
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -387,9 +389,9 @@ describe('e2e: storage depth', function () {
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
   });
 
-  it('NFS primary storage through the API (the kernel client where there is one, else libnfs): offline snapshot, revert, the old bytes back; online grow', async function () {
+  it('NFS primary storage through the API (the kernel client where there is one, else libnfs): online snapshot, overwrite, revert refused while attached, revert, the old bytes back; online grow', async function () {
     // the storage agent picks its access (ps/init 'auto'): a kernel mount, or libnfs when this
-    // kernel has no NFS client (QEMU then opens the disks as nfs:// itself)
+    // kernel has no NFS client (QEMU then opens the disks as nfs:// itself, snapshots included)
     const kernel = await kernelHasNfs();
     console.log(`      NFS access here: ${kernel ? 'kernel mount' : 'libnfs (this kernel has no NFS client)'}`);
     const nfs = await startNfs(cleanup, 'snfs');
@@ -405,14 +407,16 @@ describe('e2e: storage depth', function () {
     let dev = await attach();
     assert.equal((await api.get(`/v1/volumes/${vol.uuid}`)).body.source.type, kernel ? 'file' : 'nfs');
     const a = await writeRandom(vm, dev);
-    await detach();
+    // online: the running VM switches to a new top on the export (a network snapshot target)
     const snap = await ok(api, '/v1/volume-snapshots', { name: `${rid}-nfs-s1`, volumeUuid: vol.uuid });
     assert.equal(snap.status, 'Ready');
-    dev = await attach();
     const b = await writeRandom(vm, dev);
     assert.notEqual(a, b);
+    assert.equal(await readMd5(vm, dev), b, 'the guest writes on after the snapshot');
     assert.equal((await ok(api, `/v1/volumes/${vol.uuid}/actions`, { resize: { size: 96 * MiB } })).size, 96 * MiB);
     assert.equal(await guestSize(vm, dev), 96 * MiB, 'the guest sees the new size at once');
+    const busy = await api.post(`/v1/volume-snapshots/${snap.uuid}/actions?wait=true`, { revert: {} });
+    assert.equal(busy.status, 409, JSON.stringify(busy.body));
     await detach();
     await ok(api, `/v1/volume-snapshots/${snap.uuid}/actions`, { revert: {} });
     dev = await attach();

@@ -228,11 +228,33 @@ export function volumeSuite(name: string, setup: (cleanup: Cleanup) => Promise<B
       const [s1, s2, s3] = [uuid(), uuid(), uuid()];
       const v = await ps.call(S.CreateEmptyVolume, { ...psReq(), volumeUuid, size: 32 << 20 });
       const req = (snapshotUuid: string) => ({ ...psReq(), volumeUuid, snapshotUuid });
-      if (be.ps.type === 'ceph' || v.source.type !== 'file') {
+      if (be.ps.type === 'ceph') {
         await assert.rejects(ps.call(S.PrepareLiveSnapshot, req(s1)), (e: TStackError) => e.code === 'INVALID_ARGUMENT');
         await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
         return;
       }
+      if (v.source.type === 'nfs') {
+        // NFS through libnfs: the new top is an NFS source QEMU opens (newTopPath: its path on the server)
+        await write(v.source, 0, 1, 0x61);
+        const ref1 = await snapshotRef(v.source, 'live-nfs-ref1');
+        const top = await ps.call(S.PrepareLiveSnapshot, req(s1));
+        assert.ok(top.newTop, JSON.stringify(top));
+        assert.equal(top.newTopPath, `${v.source.export.replace(/\/+$/, '')}/volumes/${volumeUuid}/next-${s1}.qcow2`);
+        assert.equal(`/${top.newTop.path.replace(/^\/+/, '')}`, `/volumes/${volumeUuid}/next-${s1}.qcow2`);
+        assert.deepEqual(await ps.call(S.PrepareLiveSnapshot, req(s1)), top, 'prepare is idempotent');
+        const i1 = await ps.call(S.CommitLiveSnapshot, req(s1));
+        assert.ok(await same(i1.installPath, ref1), 'the snapshot holds the data of the old top');
+        assert.ok(await same(v.source, ref1), 'the live path reads the same through the new top');
+        const l = await ps.call(S.ListSnapshots, { ...psReq(), volumeUuid });
+        assert.deepEqual([l.currentUuid, l.snapshots.map((x) => x.snapshotUuid)], [s1, [s1]]);
+        const p2 = await ps.call(S.PrepareLiveSnapshot, req(s2));
+        assert.ok(p2.newTop);
+        assert.deepEqual(await ps.call(S.AbortLiveSnapshot, req(s2)), { deleted: true });
+        assert.deepEqual((await ps.call(S.ListSnapshots, { ...psReq(), volumeUuid })).snapshots.map((x) => x.snapshotUuid), [s1]);
+        await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
+        return;
+      }
+      assert.equal(v.source.type, 'file');
       await write(v.source, 0, 1, 0x61);
       const ref1 = await snapshotRef(v.source, 'live-ref1');
       const { newTopPath } = await ps.call(S.PrepareLiveSnapshot, req(s1));

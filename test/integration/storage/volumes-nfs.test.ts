@@ -12,12 +12,13 @@ import type * as S from '../../../shared/protocol/storage.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec } from '../../../shared/exec.js';
+import { nfsServerPath } from '../../../shared/protocol/kvm.js';
 
 const nfsTarget = (nfs: TestNfs, mountPath?: string) => (x: S.VolumeSource | string): { target: string; format: string } => {
   if (typeof x === 'string') return { target: x, format: x.endsWith('.raw') ? 'raw' : 'qcow2' };
   if (x.type === 'nfs') {
     if (x.server !== nfs.server || x.export !== nfs.exportPath) throw new Error(`unexpected nfs source ${JSON.stringify(x)}`);
-    return { target: `nfs://${x.server}${x.export}${x.path}`, format: x.format ?? 'qcow2' };
+    return { target: `nfs://${x.server}${nfsServerPath(x)}`, format: x.format ?? 'qcow2' };
   }
   if (x.type === 'file' && mountPath && x.path.startsWith(mountPath + '/')) return { target: x.path, format: x.format };
   throw new Error(`unexpected source ${JSON.stringify(x)}`);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { check } from '../../../shared/protocol/schema.js';
 import * as kvm from '../../../shared/protocol/kvm.js';
 import { minimalSpec, VM_UUID } from './fixtures.js';
-import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc, withVncListen, withVncPassword } from '../../../kvmagent/domain-xml.js';
+import { buildDomainXml, specProblems, parseDomainXml, diskXml, nicXml, domainName, vmUuidOfDomain, nicInternalName, targetDev, cdromSlots, esc, withVncListen, withVncPassword, snapshotXml } from '../../../kvmagent/domain-xml.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden');
 
@@ -173,6 +173,13 @@ describe('kvmagent: domain XML', () => {
       const v = { ...fullSpec().dataVolumes[1]!, source: { type: 'nfs' as const, server: '10.0.0.5', export: '/export/ps/', path } };
       assert.match(diskXml(v), /<source protocol='nfs' name='\/export\/ps\/volumes\/v\/v.qcow2'>\s*<host name='10.0.0.5'\/>\s*<identity user='root' group='root'\/>/);
     }
+  });
+
+  it('snapshot XML: file and NFS (network) targets for the snapshotted disks, snapshot=no for the rest', () => {
+    const x = snapshotXml([{ target: 'vda' }, { target: 'vdb', file: "/ps/v/next-1.qcow2" }, { target: 'vdc', nfs: { server: '10.0.0.5:2049', export: '/export', path: '/volumes/v/next-2.qcow2' } }], 's1');
+    golden('snapshot.xml', x);
+    assert.match(x, /<disk name='vda' snapshot='no'\/>/);
+    assert.match(x, /<disk name='vdc' snapshot='external' type='network'>\s*<driver type='qcow2'\/>\s*<source protocol='nfs' name='\/export\/volumes\/v\/next-2.qcow2'>\s*<host name='10.0.0.5' port='2049'\/>/);
   });
 
   it('QoS: a volume gets <iotune> (bytes/s, IOPS), a NIC <bandwidth> in KiB/s rounded up; none without qos', () => {

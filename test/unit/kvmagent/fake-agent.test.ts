@@ -199,6 +199,21 @@ describe('kvmagent: in-process with the fake driver', () => {
     await assert.rejects(client.call(kvm.VmResizeVolume, ep, { uuid: spec.uuid, volumeUuid: vol, size: 1024 ** 3 }), (e: TStackError) => e.code === 'INVALID_ARGUMENT');
   });
 
+  it('vm/snapshot through the fake: a volume on NFS (QEMU opens it) switches to the NFS new top; a mismatched newTop is refused', async () => {
+    const spec = minimalSpec();
+    await client.call(kvm.VmStart, ep, { spec });
+    const src = { type: 'nfs' as const, server: '10.0.0.5', export: '/export', path: '/volumes/v/v.qcow2' };
+    const vol: kvm.VolumeSpecT = { uuid: '99999999-0000-4000-8000-000000000003', source: src, bus: 'virtio', cache: 'none', serial: 'd3', deviceIndex: 1 };
+    await client.call(kvm.VmAttachVolume, ep, { uuid: spec.uuid, volume: vol });
+    const newTop = { ...src, path: '/volumes/v/next-1.qcow2' };
+    const bad = client.call(kvm.VmSnapshot, ep, { uuid: spec.uuid, volumes: [{ volumeUuid: vol.uuid, newTopPath: '/export/volumes/v/other.qcow2', newTop, reuseExisting: true }], quiesce: 'no' });
+    await assert.rejects(bad, (e: TStackError) => e.code === 'INVALID_ARGUMENT');
+    const r = await client.call(kvm.VmSnapshot, ep, { uuid: spec.uuid, volumes: [{ volumeUuid: vol.uuid, newTopPath: '/export/volumes/v/next-1.qcow2', newTop, reuseExisting: true }], quiesce: 'no' });
+    assert.deepEqual(r.volumes, [{ volumeUuid: vol.uuid, snapshotPath: 'nfs:/export/volumes/v/v.qcow2', newTopPath: '/export/volumes/v/next-1.qcow2' }]);
+    const st = await client.call(kvm.VmGetState, ep, { uuid: spec.uuid });
+    assert.equal(st.devices!.volumes.find((v) => v.uuid === vol.uuid)!.source, 'nfs:/export/volumes/v/next-1.qcow2');
+  });
+
   it('console password through the fake', async () => {
     const spec = { ...minimalSpec(), console: { type: 'vnc' as const, password: 'abc' } };
     await client.call(kvm.VmStart, ep, { spec });
