@@ -10,7 +10,7 @@ import { TStackError, invalid } from '../shared/errors.js';
 import { exec, execOk } from '../shared/exec.js';
 import type { RouterIpsecConnectionT } from '../shared/protocol/ipsec.js';
 import type { RouterSpecT } from '../shared/protocol/vpc.js';
-import { connectionDigest, connName, ipsecPaths, renderStrongswanConf, renderSwanctlConf, type IpsecPaths } from './render/strongswan.js';
+import { connectionDigest, connName, ipsecPaths, renderStrongswanConf, renderSwanctlConf, VICI_URI, type IpsecPaths } from './render/strongswan.js';
 import { parseCidr, type Subnet } from './ip.js';
 import { uuidHex } from './names.js';
 import { ensureDir, readJson, writeIfChanged, writeJson } from './state.js';
@@ -104,19 +104,21 @@ export interface IpsecRouter {
   dir: string;
 }
 
+/** swanctl on the router's charon (run in the ipsec dir: the socket is named relative to it). */
 const swanctl = (p: IpsecPaths, args: string[], ns: string, signal?: AbortSignal) =>
-  exec('swanctl', [...args, '--uri', `unix://${p.vici}`], { netns: ns, signal, timeoutMs: 20_000, errorCode: 'NETWORK_ERROR' });
+  exec('swanctl', [...args, '--uri', VICI_URI], { netns: ns, cwd: p.dir, signal, timeoutMs: 20_000, errorCode: 'NETWORK_ERROR' });
+const swanctlOk = (p: IpsecPaths, args: string[], ns: string, timeoutMs = 10_000) => execOk('swanctl', [...args, '--uri', VICI_URI], { netns: ns, cwd: p.dir, timeoutMs });
 
 async function startCharon(p: IpsecPaths, ns: string, signal?: AbortSignal): Promise<number> {
   rmSync(p.vici, { force: true });
   rmSync(p.pid, { force: true });
   // sh only mounts the private /run, records its pid (which exec keeps) and becomes charon; the
   // paths are positional arguments, never part of the script
-  const script = 'exec </dev/null >>"$3" 2>&1; echo $$ >"$2"; mount -t tmpfs -o size=1m,mode=0755 tstack-ipsec /run && exec env STRONGSWAN_CONF="$1" "$4"';
-  await exec('setsid', ['-f', 'ip', 'netns', 'exec', ns, 'sh', '-c', script, 'tstack-charon', p.strongswanConf, p.pid, `${p.log}.out`, CHARON], { signal, timeoutMs: 10_000, errorCode: 'NETWORK_ERROR' });
+  const script = 'cd "$5" || exit 1; exec </dev/null >>"$3" 2>&1; echo $$ >"$2"; mount -t tmpfs -o size=1m,mode=0755 tstack-ipsec /run && exec env STRONGSWAN_CONF="$1" "$4"';
+  await exec('setsid', ['-f', 'ip', 'netns', 'exec', ns, 'sh', '-c', script, 'tstack-charon', p.strongswanConf, p.pid, `${p.log}.out`, CHARON, p.dir], { signal, timeoutMs: 10_000, errorCode: 'NETWORK_ERROR' });
   for (let i = 0; i < 250; i++) {
     const pid = findCharon(p);
-    if (pid !== undefined && existsSync(p.vici) && (await execOk('swanctl', ['--stats', '--uri', `unix://${p.vici}`], { netns: ns, timeoutMs: 5_000 }))) return pid;
+    if (pid !== undefined && existsSync(p.vici) && (await swanctlOk(p, ['--stats'], ns, 5_000))) return pid;
     await sleep(40);
   }
   throw new TStackError('NETWORK_ERROR', `charon of ${p.dir} did not start (see ${p.log})`);
@@ -138,7 +140,6 @@ export async function ensureIpsec(r: IpsecRouter, signal?: AbortSignal): Promise
     rmSync(p.dir, { recursive: true, force: true });
     return pid !== undefined;
   }
-  if (p.vici.length > 107) throw new TStackError('INVALID_ARGUMENT', `the vici socket path ${p.vici} is too long for a unix socket: use a shorter agent data directory`);
   ensureDir(p.dir);
   const userspace = !(await kernelEsp(r.namespace));
   const daemon = writeIfChanged(p.strongswanConf, renderStrongswanConf(r.spec.routerUuid, p, userspace));
@@ -159,9 +160,9 @@ export async function ensureIpsec(r: IpsecRouter, signal?: AbortSignal): Promise
   await swanctl(p, ['--load-all', '--noprompt', '--file', p.swanctlConf], r.namespace, signal);
   for (const [name, digest] of Object.entries(before)) {
     if (now[name] === digest) continue;
-    await execOk('swanctl', ['--terminate', '--ike', name, '--force', '--timeout', '3', '--uri', `unix://${p.vici}`], { netns: r.namespace, timeoutMs: 10_000 });
+    await swanctlOk(p, ['--terminate', '--ike', name, '--force', '--timeout', '3'], r.namespace);
     // changed: up again now with the new selectors (a removed one stays down)
-    if (now[name] !== undefined) await execOk('swanctl', ['--initiate', '--child', name, '--timeout', '2', '--uri', `unix://${p.vici}`], { netns: r.namespace, timeoutMs: 10_000 });
+    if (now[name] !== undefined) await swanctlOk(p, ['--initiate', '--child', name, '--timeout', '2'], r.namespace);
   }
   writeJson(p.loaded, now);
   return true;
@@ -170,7 +171,7 @@ export async function ensureIpsec(r: IpsecRouter, signal?: AbortSignal): Promise
 /** The SAs charon has, by connection name (an ESTABLISHED one wins over a duplicate in another state). */
 async function listSas(p: IpsecPaths, ns: string): Promise<Map<string, RawNode>> {
   const sas = new Map<string, RawNode>();
-  const out = await exec('swanctl', ['--list-sas', '--raw', '--uri', `unix://${p.vici}`], { netns: ns, timeoutMs: 10_000, quiet: true }).catch(() => undefined);
+  const out = await exec('swanctl', ['--list-sas', '--raw', '--uri', VICI_URI], { netns: ns, cwd: p.dir, timeoutMs: 10_000, quiet: true }).catch(() => undefined);
   for (const m of parseRaw(out?.stdout ?? '')) {
     for (const [name, sa] of Object.entries(m)) {
       if (typeof sa !== 'object' || Array.isArray(sa)) continue;
@@ -200,7 +201,7 @@ export async function reviveIpsec(r: IpsecRouter): Promise<string[]> {
     const sa = sas.get(name);
     const live = sa !== undefined && (sa.state !== 'ESTABLISHED' || childrenOf(sa).some((x) => x.state === 'INSTALLED' || x.state === 'CREATED' || x.state === 'REKEYING' || x.state === 'REKEYED'));
     if (live) continue;
-    await execOk('swanctl', ['--initiate', '--child', name, '--timeout', '1', '--uri', `unix://${p.vici}`], { netns: r.namespace, timeoutMs: 10_000 });
+    await swanctlOk(p, ['--initiate', '--child', name, '--timeout', '1'], r.namespace);
     out.push(name);
   }
   return out;

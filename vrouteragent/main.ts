@@ -56,7 +56,8 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   server.handle(vpc.RouterDelete, async (req) => ({ deleted: await routers.delete(req.routerUuid) }), byRouter);
   server.handle(vpc.RouterStatus, async () => ({ routers: routers.status() }));
   server.handle(lb.LbStatus, async (req) => routers.lbStatus(req.routerUuid));
-  server.handle(ipsec.IpsecStatus, async (req) => routers.ipsecStatus(req.routerUuid), byRouter);
+  // not in the router's queue: a status read must not wait behind a long apply
+  server.handle(ipsec.IpsecStatus, async (req) => routers.ipsecStatus(req.routerUuid));
 
   // bare metal: one IPMI conversation at a time per BMC (a power-on must not cross a status read)
   const byBmc = { key: (r: { bmc: { address: string; port: number } }) => `bmc:${r.bmc.address}:${r.bmc.port}` };

@@ -5,12 +5,17 @@
 //   kernel-libipsec        this kernel has no XFRM ESP: ESP is done in userspace over a TUN device
 //                          (ipsec0) with routes in table 220; only loaded when the agent's probe
 //                          found no kernel ESP
-//   vici socket            under the router's state directory: one charon per namespace, and the
-//                          agent (in the host's mount namespace) reaches it there
+//   vici socket            in the router's state directory (one charon per namespace; the agent,
+//                          in the host's mount namespace, reaches it there), named relative to
+//                          it: charon and swanctl run there, and a unix socket path is limited
+//                          to 107 bytes, which a deep agent data directory would exceed
 //   retransmit_*           a peer that is down is retried within seconds, not minutes
 //   start_action = start   the tunnel is brought up at load, not on first packet: the far side
 //   dpd_action = restart   sees traffic at once, and a restarted router re-establishes by itself
-//   keyingtries = 0        (forever) a peer that comes up later is still reached
+//   keyingtries = 1        charon does not retry by itself: with a wrong key or algorithms it
+//                          would renegotiate (a DH exchange each time) in a tight loop; the
+//                          agent's watchdog pass initiates a connection that has no SA again,
+//                          so a peer that comes up later is still reached, at that pace
 //   no close_action        a side that tears a connection down on purpose (changed selectors)
 //                          brings it up again itself; the peer re-initiating at the same moment
 //                          would race it. A connection left down is revived by the agent's pass.
@@ -19,6 +24,9 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { RouterIpsecConnectionT } from '../../shared/protocol/ipsec.js';
 import { compareIp } from '../ip.js';
+
+/** The vici socket as charon and swanctl name it: relative to their working directory, IpsecPaths.dir. */
+export const VICI_URI = 'unix://charon.vici';
 
 export interface IpsecPaths {
   dir: string;
@@ -73,7 +81,7 @@ export function renderStrongswanConf(routerUuid: string, p: IpsecPaths, userspac
     '  plugins {',
     '    include /etc/strongswan.d/charon/*.conf',
     '    vici {',
-    `      socket = unix://${p.vici}`,
+    `      socket = ${VICI_URI}`,
     '    }',
     '    kernel-libipsec {',
     `      load = ${userspaceEsp ? 'yes' : 'no'}`,
@@ -94,7 +102,7 @@ function connectionLines(c: RouterIpsecConnectionT): string[] {
     `    remote_addrs = ${c.peerAddress}`,
     `    proposals = ${p.ike}`,
     '    aggressive = no',
-    '    keyingtries = 0',
+    '    keyingtries = 1',
     '    dpd_delay = 10s',
     '    local {',
     '      auth = psk',
