@@ -8,6 +8,7 @@ import { startAgent } from '../shared/agent/main-helper.js';
 import { baremetal, ipsec, lb, vrouter, vpc } from '../shared/protocol/index.js';
 import { FlatService } from './flat.js';
 import { RouterService } from './router.js';
+import { FlatEipService } from './flat-eip.js';
 import { buildConfigDrive } from './configdrive.js';
 import { checkScheme, DEFAULT_SCHEME, type NameScheme } from './names.js';
 import { VipMetrics } from './vip-metrics.js';
@@ -29,7 +30,7 @@ export interface VrouterAgentOptions {
   baremetalImagesDir?: string;
 }
 
-export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi', 'vpc-ipsec', 'baremetal-pxe'];
+export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi', 'vpc-ipsec', 'baremetal-pxe', 'flat-eip'];
 
 /** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
 export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; pxe: PxeService; close: () => Promise<void> }> {
@@ -58,6 +59,9 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   server.handle(lb.LbStatus, async (req) => routers.lbStatus(req.routerUuid));
   // not in the router's queue: a status read must not wait behind a long apply
   server.handle(ipsec.IpsecStatus, async (req) => routers.ipsecStatus(req.routerUuid));
+  const eips = new FlatEipService({ dataDir: opts.dataDir, scheme, log: server.log });
+  const byEip = { key: () => 'flat-eip' };
+  server.handle(vrouter.FlatEipApply, async (req, ctx) => eips.apply(req, ctx.signal), byEip);
 
   // bare metal: one IPMI conversation at a time per BMC (a power-on must not cross a status read)
   const byBmc = { key: (r: { bmc: { address: string; port: number } }) => `bmc:${r.bmc.address}:${r.bmc.port}` };
@@ -75,6 +79,7 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   await flat.recover();
   await routers.recover();
   await pxe.recover();
+  await eips.recover();
   const metricsMs = opts.metricsIntervalMs ?? 10_000;
   // a router is read in its own queue: never while an apply rewrites its rules
   const vipSource = { routers: () => routers.list(), vipCounters: (routerUuid: string) => server.queues.run(byRouter.key({ routerUuid }), () => routers.vipCountersOf(routerUuid)) };
@@ -94,6 +99,9 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
         void server.queues
           .run(byRouter.key({ routerUuid }), () => routers.heal(routerUuid))
           .catch((e: unknown) => server.log.error({ router: routerUuid, err: (e as Error).message }, 'watchdog could not heal the VPC router'));
+      }
+      if (eips.active) {
+        void server.queues.run(byEip.key(), () => eips.heal()).catch((e: unknown) => server.log.error({ err: (e as Error).message }, 'watchdog could not heal the flat EIPs'));
       }
     }, watchdogMs);
     timer.unref();

@@ -87,3 +87,29 @@ export function routerFromNamespace(ns: string, scheme: NameScheme = DEFAULT_SCH
   const h = m[1]!;
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
+
+// Flat-network EIPs: one namespace per host (not per L3), one veth pair per network it touches.
+//   namespace  <nsPrefix>-eip
+//   inside     p<8 hex of the public L3 uuid>, g<8 hex of the private L3 uuid>
+//   host veth  <ifPrefix>e<hex of sha256(p|g/l3)>  ≤ 15 chars
+//   ebtables   <IFPREFIX>-EIP (nat, steering) and <IFPREFIX>-EIPF (filter, the namespace's ports)
+export interface FlatEipNames {
+  namespace: string;
+  nsIf(side: 'p' | 'g', l3NetworkUuid: string): string;
+  hostVeth(side: 'p' | 'g', l3NetworkUuid: string): string;
+  natChain: string;
+  filterChain: string;
+}
+
+export function flatEipNames(scheme: NameScheme = DEFAULT_SCHEME): FlatEipNames {
+  checkScheme(scheme);
+  const n = 15 - scheme.ifPrefix.length - 1;
+  const up = scheme.ifPrefix.toUpperCase();
+  return {
+    namespace: `${scheme.nsPrefix}-eip`,
+    nsIf: (side, l3) => `${side}${uuidHex(l3).slice(0, 8)}`,
+    hostVeth: (side, l3) => `${scheme.ifPrefix}e${createHash('sha256').update(`${side}/${uuidHex(l3)}`).digest('hex').slice(0, n)}`,
+    natChain: `${up}-EIP`,
+    filterChain: `${up}-EIPF`,
+  };
+}

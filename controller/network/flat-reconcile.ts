@@ -26,7 +26,7 @@ export const flatKey = (hostUuid: string, l3Uuid: string): string => `${hostUuid
 
 /** VM states whose NICs are served nowhere. */
 const GONE = new Set(['Destroying', 'Destroyed', 'Expunging', 'Expunged']);
-const servedOn = (vm: Resource): string | undefined => (GONE.has(String(vm.state)) ? undefined : ((vm.hostUuid ?? vm.lastHostUuid) as string | undefined));
+export const servedOn = (vm: Resource): string | undefined => (GONE.has(String(vm.state)) ? undefined : ((vm.hostUuid ?? vm.lastHostUuid) as string | undefined));
 
 export function vmHostname(vm: Resource): string {
   if (typeof vm.hostname === 'string' && vm.hostname) return vm.hostname;

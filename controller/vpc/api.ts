@@ -18,6 +18,8 @@ import { eip as eipKind, portForwardingRule, vip as vipKind, vpcRouter } from '.
 import { networkInfo } from './desired.js';
 import { checkVipPort } from '../lb/api.js';
 import { locked } from '../cloud/keyed-lock.js';
+import { FLAT_EIP_AREA, takesFlatEip } from '../network/flat-eip.js';
+import { servedOn } from '../network/flat-reconcile.js';
 
 const log = logger('vpc');
 export const AREA = 'vrouter';
@@ -243,14 +245,20 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     },
   });
 
-  /** The NIC a service may target: usable, on a VPC network with a router on the VIP's public network. */
-  async function targetNic(oc: OpContext, svc: Resource, vipR: Resource, nicUuid: string): Promise<{ nic: Resource; router: Resource }> {
+  /**
+   * The NIC a service may target: usable, and on a VPC network with a router on the VIP's public
+   * network, or (EIPs only) on a flat network whose VM's host has the VIP's public L2 (the EIP
+   * is then 1:1 NAT on that host: controller/network/flat-eip.ts).
+   */
+  async function targetNic(oc: OpContext, svc: Resource, vipR: Resource, nicUuid: string, kind: 'eip' | 'port-forwarding-rule'): Promise<{ nic: Resource; router?: Resource }> {
     const nic = await usable(oc, nicUuid, 'vm-nic', 'vmNicUuid');
     if (!oc.principal.isAdmin && nic.ownerAccountUuid !== svc.ownerAccountUuid) throw invalid('vmNicUuid', `no vm-nic with uuid ${nicUuid}`);
     const l3 = await mustGet(oc.store, String(nic.l3NetworkUuid), 'l3-network');
-    if (!isVpcL3(l3) || typeof l3.vpcRouterUuid !== 'string' || !l3.vpcRouterUuid) {
-      throw invalid('vmNicUuid', `NIC ${nicUuid} is on L3 network ${l3.name}, which is not a VPC network attached to a router (EIPs on flat networks are not implemented yet)`);
+    if (!isVpcL3(l3)) {
+      if (kind !== 'eip' || !takesFlatEip(l3)) throw invalid('vmNicUuid', `NIC ${nicUuid} is on L3 network ${l3.name}, which is not a VPC network attached to a router${kind === 'eip' ? '' : ' (flat networks serve EIPs only)'}`);
+      return { nic: await flatTarget(oc, vipR, nic, l3) };
     }
+    if (typeof l3.vpcRouterUuid !== 'string' || !l3.vpcRouterUuid) throw invalid('vmNicUuid', `NIC ${nicUuid} is on VPC network ${l3.name}, which is not attached to a router`);
     const router = await mustGet(oc.store, l3.vpcRouterUuid, 'vpc-router');
     if (router.publicNetworkUuid !== vipR.l3NetworkUuid) throw invalid('vmNicUuid', `the router of NIC ${nicUuid} is on public network ${String(router.publicNetworkUuid)}, the VIP on ${String(vipR.l3NetworkUuid)}`);
     if (typeof vipR.vpcRouterUuid === 'string' && vipR.vpcRouterUuid && vipR.vpcRouterUuid !== router.uuid) {
@@ -258,6 +266,28 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
     }
     return { nic, router };
   }
+
+  /** A flat network's NIC as an EIP target: a gateway to stand in for, the public L2 on the VM's host. */
+  async function flatTarget(oc: OpContext, vipR: Resource, nic: Resource, l3: Resource): Promise<Resource> {
+    if (typeof vipR.vpcRouterUuid === 'string' && vipR.vpcRouterUuid) throw invalid('vmNicUuid', `VIP ${String(vipR.ip)} serves router ${vipR.vpcRouterUuid}; NIC ${nic.uuid} is on the flat network ${l3.name}`);
+    const r0 = (await oc.store.byParent('ip-range', l3.uuid))[0];
+    if (!r0 || typeof r0.gateway !== 'string' || !r0.gateway) throw invalid('vmNicUuid', `the flat network ${l3.name} has no gateway: its VMs would have no route for the EIP's traffic`);
+    const vm = await mustGet(oc.store, String(nic.parentUuid), 'vm-instance');
+    const hostUuid = servedOn(vm);
+    const host = hostUuid ? await oc.store.get(hostUuid) : undefined;
+    const pubL3 = await mustGet(oc.store, String(vipR.l3NetworkUuid), 'l3-network');
+    if (host && !(await attachedTo(oc.store, 'cluster-l2-network', String(host.parentUuid))).includes(String(pubL3.parentUuid))) {
+      throw invalid('vmNicUuid', `the public network ${pubL3.name} of VIP ${String(vipR.ip)} is not attached to the cluster of host ${host.name}, where the VM of NIC ${nic.uuid} runs`);
+    }
+    return nic;
+  }
+
+  /** The hosts whose flat EIP sets a NIC's EIP changes (its VM's current and last host). */
+  const flatHosts = async (store: InventoryStore, nicUuid: unknown): Promise<string[]> => {
+    const nic = typeof nicUuid === 'string' ? await store.get(nicUuid) : undefined;
+    const vm = nic ? await store.get(String(nic.parentUuid)) : undefined;
+    return [...new Set([vm?.hostUuid, vm?.lastHostUuid].filter((h): h is string => typeof h === 'string' && h !== ''))];
+  };
 
   /** Other services on a VIP (for the "one EIP, or any mix of the rest" rule). */
   const servicesOn = async (store: InventoryStore, vipUuid: string, except: string): Promise<{ eips: Resource[]; pfs: Resource[] }> => ({
@@ -280,23 +310,26 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
   const attachService = async (kind: 'eip' | 'port-forwarding-rule', x: Resource, nicUuid: string, oc: OpContext): Promise<Resource> => {
     if (typeof x.vmNicUuid === 'string' && x.vmNicUuid) throw new TStackError('CONFLICT', `${kind} ${x.name} is already attached to NIC ${x.vmNicUuid}; detach it first`, { field: 'vmNicUuid' });
     const vipR = await mustGet(oc.store, String(x.vipUuid), 'vip');
-    const { nic, router } = await targetNic(oc, x, vipR, nicUuid);
+    const { nic, router } = await targetNic(oc, x, vipR, nicUuid, kind);
     if (kind === 'eip') {
       const other = (await oc.store.list({ kind: 'eip', filters: [{ field: 'vmNicUuid', op: '=', value: nic.uuid }] })).items[0];
       if (other) throw new TStackError('CONFLICT', `NIC ${nic.uuid} already has EIP ${other.name}`, { field: 'vmNicUuid' });
     }
-    if (vipR.system === true && vipR.vpcRouterUuid !== router.uuid) throw invalid('vmNicUuid', `the system VIP ${String(vipR.ip)} belongs to another router`);
-    await oc.store.update(x.uuid, { vmNicUuid: nic.uuid, guestIp: nic.ip, vmInstanceUuid: nic.parentUuid, vpcRouterUuid: router.uuid });
+    if (vipR.system === true && vipR.vpcRouterUuid !== router?.uuid) throw invalid('vmNicUuid', `the system VIP ${String(vipR.ip)} belongs to another router`);
+    await oc.store.update(x.uuid, { vmNicUuid: nic.uuid, guestIp: nic.ip, vmInstanceUuid: nic.parentUuid, vpcRouterUuid: router?.uuid });
     await vipUse(oc.store, vipR.uuid);
-    await apply(router.uuid);
+    if (router) await apply(router.uuid);
+    else for (const h of await flatHosts(oc.store, nic.uuid)) await q.sync(FLAT_EIP_AREA, h);
     return mustGet(oc.store, x.uuid, kind);
   };
 
   const detachService = async (kind: 'eip' | 'port-forwarding-rule', x: Resource, oc: OpContext): Promise<Resource> => {
     const router = x.vpcRouterUuid;
+    const hosts = typeof router === 'string' && router ? [] : await flatHosts(oc.store, x.vmNicUuid);
     await oc.store.update(x.uuid, { vmNicUuid: undefined, guestIp: undefined, vmInstanceUuid: undefined, vpcRouterUuid: undefined });
     await vipUse(oc.store, String(x.vipUuid));
     if (typeof router === 'string' && (await oc.store.get(router))) await apply(router);
+    for (const h of hosts) await q.sync(FLAT_EIP_AREA, h);
     return mustGet(oc.store, x.uuid, kind);
   };
 

@@ -20,6 +20,7 @@ import { desiredRouter } from './desired.js';
 import { registerLbApi } from '../lb/api.js';
 import { registerIpsecApi } from '../ipsec/api.js';
 import { registerRouteTableApi } from './route-table.js';
+import { flatEipArea, watchFlatEips } from '../network/flat-eip.js';
 
 const log = logger('vpc');
 
@@ -75,6 +76,10 @@ export function installVpc(s: VpcServices): { stop(): void } {
     keys: async () => (await s.store.list({ kind: 'vpc-router' })).items.map((r) => r.uuid),
     apply: (k) => applyRouter(s, k),
   });
+  // EIPs of flat networks: 1:1 NAT on the VM's host, the host's whole set as desired state
+  const eipArea = flatEipArea(s);
+  q.register(eipArea);
+  const offEip = watchFlatEips(s, s.bus, eipArea);
   const markAll = async (): Promise<void> => {
     for (const r of (await s.store.list({ kind: 'vpc-router' })).items) q.mark(AREA, r.uuid);
   };
@@ -102,7 +107,12 @@ export function installVpc(s: VpcServices): { stop(): void } {
         .catch(fail);
     }
   });
-  return { stop: off };
+  return {
+    stop: () => {
+      off();
+      offEip();
+    },
+  };
 }
 
 /** A deleted NIC's EIPs and port forwards are detached (they stay, as in the manual). */

@@ -210,3 +210,51 @@ export const ConfigDriveBuild = defineCommand({
   response: Obj({ path: Type.String(), sizeBytes: Type.Integer(), sha256: Type.String() }),
   description: 'build a NoCloud "cidata" ISO (user-data, meta-data, network-config) for a VM',
 });
+
+// EIPs of flat networks (manual 弹性IP, flat network provider): distributed 1:1 NAT on the VM's
+// host. One "EIP namespace" per host with a veth into each public network's bridge (the VIPs
+// as /32s) and one into each private flat L3's bridge; the host's bridge steers the EIP VMs'
+// off-subnet frames into it (ebtables: an ARP reply for the L3 gateway, a MAC rewrite).
+// flat/eip/apply carries the host's WHOLE EIP set; an empty set removes everything.
+export const FlatEipPublicNetwork = Obj({
+  l3NetworkUuid: Uuid(),
+  bridge: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' }),
+  cidr: Cidr(),
+  /** Next hop of the EIP VMs' outbound traffic (the public range's gateway). */
+  gateway: Type.Optional(Ipv4()),
+});
+
+export const FlatEipPrivateNetwork = Obj({
+  l3NetworkUuid: Uuid(),
+  bridge: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$' }),
+  cidr: Cidr(),
+  /** The L3's gateway: the EIP VMs' ARP requests for it are answered with the namespace's MAC. */
+  gateway: Ipv4(),
+});
+
+export const FlatEipEntry = Obj({
+  /** The EIP (a VIP of the public network). */
+  eip: Ipv4(),
+  publicL3NetworkUuid: Uuid(),
+  privateL3NetworkUuid: Uuid(),
+  /** The VM NIC's address and MAC on the private L3. */
+  privateIp: Ipv4(),
+  mac: Mac(),
+});
+
+export const FlatEipApply = defineCommand({
+  name: 'flat/eip/apply',
+  agent: 'vrouter',
+  mode: 'sync',
+  timeoutMs: 60_000,
+  request: Obj({
+    /** This host (its namespace interfaces' MACs derive from it: unique on an L2 that spans hosts). */
+    hostUuid: Uuid(),
+    publicNetworks: Type.Array(FlatEipPublicNetwork, { maxItems: 64 }),
+    privateNetworks: Type.Array(FlatEipPrivateNetwork, { maxItems: 256 }),
+    eips: Type.Array(FlatEipEntry, { maxItems: 4096 }),
+  }),
+  response: Obj({ namespace: Type.Optional(Type.String()), eips: Type.Integer({ minimum: 0 }), changed: Type.Boolean() }),
+  description:
+    "make this host's flat-network EIPs match the complete desired set: validated whole, the EIP namespace's links, addresses, routes and netfilter (one iptables-restore) and the bridge steering (one ebtables-restore) replaced; an empty set removes the namespace and the rules",
+});

@@ -160,7 +160,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
         await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
       }
       if (ids.router) await api.del(`/v1/vpc-routers/${ids.router}?cascade=true`);
-      for (const k of ['a', 'b', 'pub']) if (ids[`l3${k}`]) await api.del(`/v1/l3-networks/${ids[`l3${k}`]}?wait=true`);
+      for (const k of ['a', 'b', 'f', 'pub']) if (ids[`l3${k}`]) await api.del(`/v1/l3-networks/${ids[`l3${k}`]}?wait=true`);
       if (ids.pool) await api.del(`/v1/l2-networks/${ids.pool}?cascade=true`);
     }, 'cloud resources');
 
@@ -265,8 +265,18 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
   });
 
   it('EIP: SSH in from the internet through the EIP; traffic leaves as the EIP, and after detach as the public IP again', async () => {
+    const field = (r: { body: any }): unknown => r.body?.error?.details?.field ?? r.body?.details?.field ?? r.body?.field;
     const bad = await api.post('/v1/vips', { name: 'bad', l3NetworkUuid: ids.l3a });
     assert.equal(bad.status, 400);
+    assert.equal(field(bad), 'l3NetworkUuid', 'a private L3 as the VIP network');
+    // another account's EIP cannot take this account's NIC
+    const other = await c.account(`${rid}-other`);
+    const ov = await other.post('/v1/vips', { name: `${rid}-other-vip`, l3NetworkUuid: ids.l3pub });
+    assert.equal(ov.status, 201, JSON.stringify(ov.body));
+    const theirs = await other.post('/v1/eips', { name: `${rid}-other-eip`, vipUuid: ov.body.uuid, vmNicUuid: vms.vm1.vmNics[0].uuid });
+    assert.equal(theirs.status, 400, JSON.stringify(theirs.body));
+    assert.equal(field(theirs), 'vmNicUuid', "an EIP on another account's NIC");
+    assert.ok((await other.del(`/v1/vips/${ov.body.uuid}`)).status < 300);
     const vip = await ok(api, '/v1/vips', { name: `${rid}-eipvip`, l3NetworkUuid: ids.l3pub });
     const t0 = Date.now();
     const eip = await ok(api, '/v1/eips', { name: `${rid}-eip`, vipUuid: vip.uuid, vmNicUuid: vms.vm1.vmNics[0].uuid });
@@ -295,6 +305,50 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     assert.equal(await sshFromInet(vip.ip, 22, 4_000), undefined, 'only the forwarded port');
     const clash = await api.post('/v1/port-forwarding-rules', { name: 'clash', vipUuid: vip.uuid, vipPortStart: 2200, vipPortEnd: 2300, privatePortStart: 2200, privatePortEnd: 2300, protocolType: 'TCP' });
     assert.equal(clash.status, 409, JSON.stringify(clash.body));
+  });
+
+  // issue 13: an EIP on a flat network is 1:1 NAT on the VM's host (vrouteragent/flat-eip.ts);
+  // its own flat L3 on a test bridge (gateway .1 exists nowhere: the host answers for it) and VM
+  describe('EIP on a flat-network VM', function () {
+    const FLAT = `10.${randomInt(201, 250)}.${randomInt(1, 250)}`;
+
+    before(async function () {
+      const br = `${rid}vf`;
+      await createBridge(br, cleanup);
+      await exec('ip', ['link', 'add', `${br}d0`, 'type', 'veth', 'peer', 'name', `${br}d1`]);
+      cleanup.add(() => deleteLink(`${br}d0`), `veth ${br}d0`);
+      await exec('ip', ['addr', 'add', `${FLAT}.254/24`, 'dev', br]); // steering only
+      const l2 = (await ok(api, '/v1/l2-networks', { name: `${rid}-l2f`, zoneUuid: ids.zone, physicalInterface: `${br}d0`, tags: [`bridgeName::${br}`] })).uuid;
+      await ok(api, `/v1/clusters/${ids.cluster}/actions`, { attachL2Network: { l2NetworkUuid: l2 } });
+      ids.l3f = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3f`, l2NetworkUuid: l2 })).uuid;
+      await ok(api, '/v1/ip-ranges', { l3NetworkUuid: ids.l3f, netmask: '255.255.255.0', startIp: `${FLAT}.10`, endIp: `${FLAT}.60`, gateway: `${FLAT}.1` });
+      const t0 = Date.now();
+      const vm = await ok(api, '/v1/vm-instances', { name: `${rid}-fvm`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3f], sshKey: key.pubKey, userData: '#!/bin/sh\necho USERDATA-fvm-RAN\n' });
+      vmUuids.push(vm.uuid);
+      vms.fvm = vm;
+      await waitForSerial(vm.serialLogPath, /USERDATA-fvm-RAN/, 600_000);
+      await inGuest('fvm', 'true');
+      timings.flatVmBootMs = Date.now() - t0;
+    });
+
+    it('SSH and ping from outside through the EIP; traffic leaves as the EIP; repaired after its namespace is deleted; detach closes it', async () => {
+      const vip = await ok(api, '/v1/vips', { name: `${rid}-fvip`, l3NetworkUuid: ids.l3pub });
+      const t0 = Date.now();
+      const eip = await ok(api, '/v1/eips', { name: `${rid}-feip`, vipUuid: vip.uuid, vmNicUuid: vms.fvm.vmNics[0].uuid });
+      assert.equal(eip.vpcRouterUuid, undefined, 'served by the host, not a router');
+      assert.equal(await sshFromInet(vip.ip), `${rid}-fvm`.toLowerCase());
+      timings.flatEipToSshMs = Date.now() - t0;
+      assert.ok(await execOk('ping', ['-c', '2', '-W', '2', vip.ip], { netns: inetNs, timeoutMs: 10_000 }), 'the EIP answers pings');
+      assert.equal(await seenAs('fvm'), vip.ip, 'outbound traffic leaves as the EIP');
+      // the host's EIP namespace deleted behind tstack's back: the agent's watchdog or the reconcile pass rebuilds it
+      await exec('ip', ['netns', 'del', 'tsflat-eip']);
+      const t1 = Date.now();
+      await until('the flat EIP answers again', () => execOk('ping', ['-c', '1', '-W', '1', vip.ip], { netns: inetNs, timeoutMs: 5_000 }), 60_000);
+      timings.flatEipRestoredMs = Date.now() - t1;
+      await ok(api, `/v1/eips/${eip.uuid}/actions`, { detach: {} });
+      assert.equal(await sshFromInet(vip.ip, 22, 4_000), undefined, 'detached: closed');
+      assert.notEqual(await seenAs('fvm'), vip.ip, 'detached: no longer leaves as the EIP');
+    });
   });
 
   it('the router namespace deleted behind tstack\'s back comes back and traffic resumes', async () => {

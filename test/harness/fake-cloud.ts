@@ -210,6 +210,7 @@ function fakeStorage(token: string, st: FakeStorageState, ha: FakeHa): ProtocolF
 }
 
 export type FlatState = Static<typeof V.FlatApply.request>;
+export type FlatEipState = Static<typeof V.FlatEipApply.request>;
 
 /**
  * vrouter agent: VPC routers are accepted and counted; flat/apply keeps each L3's whole desired
@@ -229,12 +230,13 @@ function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>,
   return b;
 }
 
-function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT> } {
+function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState> } {
   const bmcs = new Map<string, FakeBmc>();
   const pxe = new Map<string, BM.PxeServerSpecT>();
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
   const tunnels = new Map<string, VPC.RouterSpecT['ipsec']>();
   const flat = new Map<string, FlatState>();
+  const flatEips = new Map<string, FlatEipState>();
   const steps: Record<string, string> = { on: 'powerOn', off: 'powerOff', reset: 'powerReset', status: 'powerStatus' };
   const fake = new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB), ...commandsOf(BM), ...commandsOf(IPSEC)], {
     [BM.IpmiPower.name]: (req: { bmc: Static<typeof BM.BmcTarget>; op: BM.PowerOp }) => {
@@ -258,6 +260,13 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       return { namespace: { l3NetworkUuid: l3, namespace: `fake-${l3.slice(0, 8)}`, hostVeth: 'fakeh', nsVeth: 'faken', metadata: req.network.metadata !== false }, changed, releasedLeases: 0 };
     },
     [V.NamespaceDelete.name]: (req: { l3NetworkUuid: string }) => ({ deleted: flat.delete(req.l3NetworkUuid) }),
+    // one agent stands for every host: the host's set is kept under its uuid
+    [V.FlatEipApply.name]: (req: FlatEipState) => {
+      const changed = JSON.stringify(flatEips.get(req.hostUuid)?.eips ?? []) !== JSON.stringify(req.eips);
+      if (req.eips.length) flatEips.set(req.hostUuid, structuredClone(req));
+      else flatEips.delete(req.hostUuid);
+      return { ...(req.eips.length ? { namespace: 'fake-eip' } : {}), eips: req.eips.length, changed };
+    },
     [VPC.RouterApply.name]: (req: { router: VPC.RouterSpecT }) => {
       lbs.set(req.router.routerUuid, req.router.loadBalancers);
       tunnels.set(req.router.routerUuid, req.router.ipsec);
@@ -275,7 +284,7 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       connections: (tunnels.get(req.routerUuid) ?? []).map((c) => ({ connectionUuid: c.connectionUuid, status: 'up', ikeState: 'ESTABLISHED', childState: 'INSTALLED' })),
     }),
   });
-  return Object.assign(fake, { flat, bmcs, pxe });
+  return Object.assign(fake, { flat, bmcs, pxe, flatEips });
 }
 
 export interface FakeCloud {
@@ -294,7 +303,8 @@ export interface FakeCloud {
   /** Each host's storage agent, in `hosts` order: `storage` for all, unless started with `storagePerHost`. */
   storages: Array<ProtocolFake & { capacity: S.Capacity }>;
   /** `flat`: each L3's desired state as last applied (flat/apply). */
-  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT> };
+  /** `flatEips`: each host's flat EIP set as last applied (flat/eip/apply), by host uuid. */
+  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState> };
   /**
    * The vrouter agent killed and started again on the same port and token: connections in
    * progress break. `lose`: it comes back without its state (a wiped data dir).
