@@ -80,6 +80,7 @@ export const ERROR_TABLE: Readonly<Record<string, ErrorInfo>> = {
   HOST_UNREACHABLE: row(502, 'retryable'),
   BMC_UNREACHABLE: row(502, 'retryable'),
   IPMI_ERROR: row(502, 'permanent'),
+  PXE_TIMEOUT: row(504, 'retryable'),
   AGENT_UNREACHABLE: row(503, 'retryable'),
   TASK_LOST: row(503, 'retryable'),
   BUSY: row(503, 'retryable'),

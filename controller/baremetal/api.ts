@@ -13,6 +13,7 @@ import { kindDef, prepareCreate } from '../model/index.js';
 import { callHost, connectedHosts } from '../cloud/common.js';
 import { SecretBox } from '../auth/secret-box.js';
 import { PXE_AREA, pxeServerOfZone } from './pxe.js';
+import { randomBytes } from 'node:crypto';
 
 // one box per data dir: the key file is read once, not at every request
 const boxes = new Map<string, SecretBox>();
@@ -58,6 +59,50 @@ export async function chassisBootDevice(c: ControllerContext, ch: Resource, devi
   return c.store.update(ch.uuid, { bootDevice: device });
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * inspect: the zone's PXE server boots machines it does not know into the inspection ramdisk
+ * with a one-time discovery token (one inspection per zone at a time: the token is what ties
+ * the report to this chassis); set PXE, power on, wait for the report, store it as
+ * `hardware`. Whatever happens, the token is withdrawn, the machine powered off and the
+ * chassis Available again (reusable). Errors name the step.
+ */
+export async function inspectChassis(c: ControllerContext, ch: Resource, timeoutSec = 600): Promise<Resource> {
+  const srv = await pxeServerOfZone(c, String(ch.zoneUuid));
+  if (!srv) throw new TStackError('CONFLICT', `inspect: zone ${String(ch.zoneUuid)} has no PXE server; create one (baremetal-pxe-servers) first`, { step: 'inspect' });
+  if (ch.status !== 'Available') throw new TStackError('CONFLICT', `inspect: chassis ${ch.name} is ${String(ch.status)}`, { step: 'inspect' });
+  if (typeof srv._discoveryToken === 'string') throw new TStackError('CONFLICT', `inspect: another chassis of zone ${String(ch.zoneUuid)} is being inspected; try again when it is done`, { step: 'inspect' });
+  const token = randomBytes(24).toString('base64url');
+  await c.store.update(srv.uuid, { _discoveryToken: token });
+  await c.store.update(ch.uuid, { status: 'Inspecting' });
+  try {
+    await c.reconcile.sync(PXE_AREA, srv.uuid).catch((e: unknown) => {
+      throw new TStackError(TStackError.from(e).code, `inspect: the PXE server could not be prepared: ${TStackError.from(e).message}`, { step: 'pxe' });
+    });
+    await chassisBootDevice(c, ch, 'pxe');
+    await chassisPower(c, ch, 'powerOff');
+    await chassisPower(c, ch, 'powerOn');
+    const deadline = Date.now() + timeoutSec * 1000;
+    for (;;) {
+      const st = await callHost(c, String(srv.hostUuid), 'vrouteragent', BM.PxeStatus, { pxeServerUuid: srv.uuid });
+      const got = st.state?.reports.find((r) => r.token === token);
+      if (got) {
+        const r = got.report;
+        const hardware = { cpuNum: r.cpuNum, memorySize: Math.ceil(r.memoryBytes / 2 ** 20) * 2 ** 20, disks: r.disks, nics: r.nics, inspectedAt: got.at };
+        return await c.store.update(ch.uuid, { hardware });
+      }
+      if (Date.now() > deadline) throw new TStackError('PXE_TIMEOUT', `inspect: no report from the inspection ramdisk within ${timeoutSec} s (the machine did not PXE-boot from server ${srv.name}, or its callback failed)`, { step: 'inspect-wait' });
+      await sleep(1000);
+    }
+  } finally {
+    await c.store.update(srv.uuid, { _discoveryToken: undefined }).catch(() => undefined);
+    await c.reconcile.sync(PXE_AREA, srv.uuid).catch(() => undefined);
+    await chassisPower(c, (await c.store.get(ch.uuid)) ?? ch, 'powerOff').catch(() => undefined);
+    await c.store.update(ch.uuid, { status: 'Available' }).catch(() => undefined);
+  }
+}
+
 export function registerBaremetalApi(reg: ApiRegistry): void {
   reg.setCreate('baremetal-chassis', {
     run: async (body, oc) => {
@@ -75,6 +120,7 @@ export function registerBaremetalApi(reg: ApiRegistry): void {
     },
   });
   for (const step of Object.keys(POWER)) reg.registerAction('baremetal-chassis', step, { run: (r, _p, oc: OpContext) => chassisPower(oc, r, step) });
+  reg.registerAction('baremetal-chassis', 'inspect', { run: async (r, p, oc) => (await oc.store.get((await inspectChassis(oc, r, typeof p.timeoutSec === 'number' ? p.timeoutSec : undefined)).uuid)) ?? r });
   reg.registerAction('baremetal-chassis', 'setBootDevice', { run: (r, p, oc) => chassisBootDevice(oc, r, p.bootDevice as BM.BootDevice) });
 
   // PXE servers: one per zone; created Starting and applied at once (an apply that fails

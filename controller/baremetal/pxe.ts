@@ -33,6 +33,7 @@ export async function pxeSpecOf(c: ControllerContext, srv: Resource, bridge: str
     httpPort: PXE_HTTP_PORT,
     running: srv.state !== 'Disabled',
     machines,
+    ...(typeof srv._discoveryToken === 'string' ? { discoveryToken: srv._discoveryToken } : {}),
   };
 }
 

@@ -83,8 +83,20 @@ export const PxeServerSpec = Obj({
   httpPort: Type.Integer({ minimum: 1, maximum: 65535 }),
   running: Type.Boolean(),
   machines: Type.Array(PxeMachine, { maxItems: 4096 }),
+  /** While a chassis of the zone is inspected: machines not in `machines` boot the inspection ramdisk with this token. */
+  discoveryToken: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{16,128}$' })),
 });
 export type PxeServerSpecT = Static<typeof PxeServerSpec>;
+
+/** What the inspection ramdisk reports (scripts/baremetal/inspect-rcS). */
+export const InspectionReport = Obj({
+  cpuNum: Type.Integer({ minimum: 0, maximum: 65_536 }),
+  /** Sum of the firmware's System RAM ranges (a little under the installed memory). */
+  memoryBytes: Type.Integer({ minimum: 0 }),
+  disks: Type.Array(Obj({ name: Type.String({ pattern: '^[a-z0-9]{1,32}$' }), size: Type.Integer({ minimum: 0 }) }), { maxItems: 256 }),
+  nics: Type.Array(Obj({ name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,15}$' }), mac: Mac() }), { maxItems: 256 }),
+});
+export type InspectionReportT = Static<typeof InspectionReport>;
 
 export const PxeServerState = Obj({
   pxeServerUuid: Type.String(),
@@ -94,6 +106,8 @@ export const PxeServerState = Obj({
   http: Type.Boolean(),
   /** Boot scripts served, latest first (MAC, what it got, when). */
   recentBoots: Type.Array(Obj({ mac: Type.String(), boot: Type.String(), at: Type.String() })),
+  /** What ramdisks reported to /callback/<token> (each token once), latest first. */
+  reports: Type.Array(Obj({ token: Type.String(), at: Type.String(), report: InspectionReport })),
 });
 
 export const PxeApply = defineCommand({

@@ -128,6 +128,23 @@ describe('functional: bare-metal chassis and IPMI actions', function () {
     fc.vrouter.clearFaults('baremetal/pxe/apply');
     r = await fc.api.post(`/v1/baremetal-pxe-servers/${pxe.uuid}/actions`, { start: {} });
     assert.equal(r.body.status, 'Running');
+    // inspect: the chassis PXE-boots the inspection ramdisk, its report becomes `hardware`, it ends powered off
+    await fc.api.put(`/v1/baremetal-chassis/${ch.uuid}`, { ipmiPort: 6230, ipmiPassword: 'bmc-pw' });
+    let j = await fc.api.post(`/v1/baremetal-chassis/${ch.uuid}/actions?wait=true`, { inspect: { timeoutSec: 10 } });
+    assert.equal(j.status, 504, JSON.stringify(j.body));
+    assert.equal(j.body.code, 'PXE_TIMEOUT');
+    assert.match(j.body.message, /^inspect: no report from the inspection ramdisk within 10 s/);
+    let c = (await fc.api.get(`/v1/baremetal-chassis/${ch.uuid}`)).body;
+    assert.equal(c.status, 'Available', 'reusable after a PXE timeout');
+    assert.equal(c.powerState, 'Off');
+    assert.equal(fc.vrouter.pxe.get(pxe.uuid)!.discoveryToken, undefined, 'the token is withdrawn');
+    fc.vrouter.inspect.hardware = { cpuNum: 2, memoryBytes: 267_910_144, disks: [{ name: 'vda', size: 2 ** 30 }], nics: [{ name: 'eth0', mac: '52:54:00:21:00:01' }] };
+    j = await fc.api.post(`/v1/baremetal-chassis/${ch.uuid}/actions?wait=true`, { inspect: {} });
+    assert.equal(j.status, 200, JSON.stringify(j.body));
+    c = (await fc.api.get(`/v1/baremetal-chassis/${ch.uuid}`)).body;
+    assert.deepEqual({ ...c.hardware, inspectedAt: undefined }, { cpuNum: 2, memorySize: 256 * 2 ** 20, disks: [{ name: 'vda', size: 2 ** 30 }], nics: [{ name: 'eth0', mac: '52:54:00:21:00:01' }], inspectedAt: undefined });
+    assert.equal(c.status, 'Available');
+    assert.equal(c.powerState, 'Off');
     r = await fc.api.req('DELETE', `/v1/baremetal-pxe-servers/${pxe.uuid}`);
     assert.ok(r.status < 300, JSON.stringify(r.body));
     assert.equal(fc.vrouter.pxe.has(pxe.uuid), false);

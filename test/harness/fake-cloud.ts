@@ -230,9 +230,10 @@ function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>,
   return b;
 }
 
-function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState> } {
+function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT } } {
   const bmcs = new Map<string, FakeBmc>();
   const pxe = new Map<string, BM.PxeServerSpecT>();
+  const inspect: { hardware?: BM.InspectionReportT } = {};
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
   const tunnels = new Map<string, VPC.RouterSpecT['ipsec']>();
   const flat = new Map<string, FlatState>();
@@ -246,7 +247,15 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
     },
     [BM.PxeApply.name]: (req: { server: BM.PxeServerSpecT }) => {
       pxe.set(req.server.pxeServerUuid, structuredClone(req.server));
-      return { state: { pxeServerUuid: req.server.pxeServerUuid, namespace: `fake-pxe-${req.server.pxeServerUuid.slice(0, 8)}`, running: req.server.running, http: req.server.running, recentBoots: [] }, changed: true };
+      return { state: { pxeServerUuid: req.server.pxeServerUuid, namespace: `fake-pxe-${req.server.pxeServerUuid.slice(0, 8)}`, running: req.server.running, http: req.server.running, recentBoots: [], reports: [] }, changed: true };
+    },
+    // a machine PXE-booting the inspection ramdisk reports `hardware` (when the test set it)
+    [BM.PxeStatus.name]: (req: { pxeServerUuid: string }) => {
+      const sp = pxe.get(req.pxeServerUuid);
+      if (!sp) return {};
+      const hw = inspect.hardware;
+      const reports = sp.discoveryToken && hw ? [{ token: sp.discoveryToken, at: new Date().toISOString(), report: hw }] : [];
+      return { state: { pxeServerUuid: sp.pxeServerUuid, namespace: 'fake', running: sp.running, http: sp.running, recentBoots: [], reports } };
     },
     [BM.PxeDelete.name]: (req: { pxeServerUuid: string }) => ({ deleted: pxe.delete(req.pxeServerUuid) }),
     [BM.IpmiBootDevice.name]: (req: { bmc: Static<typeof BM.BmcTarget>; device: BM.BootDevice }) => {
@@ -284,7 +293,7 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       connections: (tunnels.get(req.routerUuid) ?? []).map((c) => ({ connectionUuid: c.connectionUuid, status: 'up', ikeState: 'ESTABLISHED', childState: 'INSTALLED' })),
     }),
   });
-  return Object.assign(fake, { flat, bmcs, pxe, flatEips });
+  return Object.assign(fake, { flat, bmcs, pxe, flatEips, inspect });
 }
 
 export interface FakeCloud {
@@ -304,7 +313,7 @@ export interface FakeCloud {
   storages: Array<ProtocolFake & { capacity: S.Capacity }>;
   /** `flat`: each L3's desired state as last applied (flat/apply). */
   /** `flatEips`: each host's flat EIP set as last applied (flat/eip/apply), by host uuid. */
-  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState> };
+  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT } };
   /**
    * The vrouter agent killed and started again on the same port and token: connections in
    * progress break. `lose`: it comes back without its state (a wiped data dir).

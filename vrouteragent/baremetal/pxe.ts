@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
 import { exec, execOk } from '../../shared/exec.js';
 import type { Logger } from '../../shared/log.js';
-import type { PxeServerSpecT } from '../../shared/protocol/baremetal.js';
+import { InspectionReport, type InspectionReportT, type PxeServerSpecT } from '../../shared/protocol/baremetal.js';
+import { validate } from '../../shared/protocol/schema.js';
 import { MAX_HEADER_BYTES } from '../../shared/http/limits.js';
 import { findDnsmasq, startDnsmasq, stopDnsmasq } from '../dnsmasq.js';
 import { listenInNamespace } from '../metadata/server.js';
@@ -48,6 +49,7 @@ interface Server {
   paths: PxePaths;
   http?: http.Server;
   recentBoots: Array<{ mac: string; boot: string; at: string }>;
+  reports: Array<{ token: string; at: string; report: InspectionReportT }>;
 }
 
 export interface PxeServiceOptions {
@@ -76,7 +78,7 @@ export class PxeService {
     mkdirSync(dir, { recursive: true });
     let s = this.servers.get(spec.pxeServerUuid);
     if (!s) {
-      s = { spec, names: pxeNames(spec.pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [] };
+      s = { spec, names: pxeNames(spec.pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [], reports: [] };
       this.servers.set(spec.pxeServerUuid, s);
     }
     s.spec = spec;
@@ -156,7 +158,7 @@ export class PxeService {
 
   async delete(pxeServerUuid: string): Promise<boolean> {
     const dir = this.dirOf(pxeServerUuid);
-    const s = this.servers.get(pxeServerUuid) ?? { spec: undefined as never, names: pxeNames(pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [] };
+    const s = this.servers.get(pxeServerUuid) ?? { spec: undefined as never, names: pxeNames(pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [], reports: [] };
     const had = this.servers.delete(pxeServerUuid) || existsSync(dir);
     const changed = await this.down(s);
     rmSync(dir, { recursive: true, force: true });
@@ -168,7 +170,7 @@ export class PxeService {
     return s ? this.stateOf(s) : undefined;
   }
 
-  stateOf(s: Server): { pxeServerUuid: string; namespace: string; running: boolean; dnsmasqPid?: number; http: boolean; recentBoots: Array<{ mac: string; boot: string; at: string }> } {
+  stateOf(s: Server): { pxeServerUuid: string; namespace: string; running: boolean; dnsmasqPid?: number; http: boolean; recentBoots: Array<{ mac: string; boot: string; at: string }>; reports: Server['reports'] } {
     const pid = findDnsmasq(s.paths);
     return {
       pxeServerUuid: s.spec.pxeServerUuid,
@@ -177,6 +179,7 @@ export class PxeService {
       ...(pid !== undefined ? { dnsmasqPid: pid } : {}),
       http: s.http !== undefined,
       recentBoots: s.recentBoots.slice(0, 50),
+      reports: s.reports.slice(0, 50),
     };
   }
 
@@ -243,6 +246,26 @@ export class PxeService {
     return srv;
   }
 
+  /**
+   * The default callback: a ramdisk's report, accepted once per token the spec holds (the
+   * discovery token or a machine's), kept for the controller to read with pxe/status.
+   */
+  private keepReport(s: Server, token: string, body: unknown, reply: (status: number, body: unknown) => void): void {
+    const valid = token === s.spec.discoveryToken || s.spec.machines.some((m) => m.token === token);
+    if (!valid) return reply(404, { error: 'unknown or expired token' });
+    if (s.reports.some((r) => r.token === token)) return reply(409, { error: 'this token has already reported' });
+    let report: InspectionReportT;
+    try {
+      report = validate(InspectionReport, body, 'inspection report');
+    } catch (e) {
+      return reply(400, { error: (e as Error).message });
+    }
+    s.reports.unshift({ token, at: new Date().toISOString(), report });
+    s.reports.length = Math.min(s.reports.length, 50);
+    this.o.log.info({ pxeServer: s.spec.pxeServerUuid, cpus: report.cpuNum, nics: report.nics.length }, 'inspection report received');
+    reply(200, { ok: true });
+  }
+
   private callback(s: Server, token: string, req: http.IncomingMessage, res: http.ServerResponse): void {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -266,7 +289,7 @@ export class PxeService {
       } catch {
         return reply(400, { error: 'body is not JSON' });
       }
-      if (!this.onCallback) return reply(503, { error: 'no callback handler' });
+      if (!this.onCallback) return this.keepReport(s, token, body, reply);
       this.onCallback(s.spec.pxeServerUuid, token, body).then(
         (r) => reply(200, r ?? {}),
         (e: unknown) => {

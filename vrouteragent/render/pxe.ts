@@ -82,7 +82,8 @@ export function ramdiskCmdline(s: PxeServerSpecT, token: string, mode: 'inspect'
 
 /** The script of one machine (by MAC): inspect/deploy ramdisk, or exit to the next boot device. */
 export function renderMachineIpxe(s: PxeServerSpecT, mac: string): { boot: string; script: string } {
-  const m = s.machines.find((x) => x.mac.toLowerCase() === mac.toLowerCase());
+  const known = s.machines.find((x) => x.mac.toLowerCase() === mac.toLowerCase());
+  const m = known ?? (s.discoveryToken ? { mac, boot: 'inspect' as const, token: s.discoveryToken } : undefined);
   if (!m || m.boot === 'local' || !m.token) return { boot: 'local', script: '#!ipxe\necho tstack: no PXE boot for this machine; booting the next device\nexit\n' };
   const base = `http://${s.serverIp}:${s.httpPort}/images`;
   const initrd = m.boot === 'inspect' ? 'inspect.img' : 'deploy.img';
