@@ -19,6 +19,11 @@ export function observedStore(inner: InventoryStore, bus: EventBus): InventorySt
       pub('resource.created', out);
       return out;
     },
+    async createMany<T extends Resource>(rs: T[]): Promise<T[]> {
+      const out = await inner.createMany(rs);
+      for (const r of out) pub('resource.created', r);
+      return out;
+    },
     get: <T extends Resource = Resource>(uuid: string) => inner.get<T>(uuid),
     async update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T> {
       const out = await inner.update<T>(uuid, patch);

@@ -23,6 +23,7 @@ const StaticIp = () => Obj({ l3NetworkUuid: Uuid(), ip: Ipv4() });
 
 export const vmInstance: KindDef = {
   kind: 'vm-instance',
+  indexes: ['lastHostUuid', 'instanceOfferingUuid'],
   collection: 'vm-instances',
   title: 'VM instance',
   createSchema: Obj({

@@ -64,6 +64,11 @@ export interface KindDef {
   systemFields?: string[];
   /** Defaults applied to create bodies. */
   defaults?: Record<string, unknown>;
+  /**
+   * Scalar fields that lists filter on (beyond the common columns and INDEXED_FIELDS): the
+   * stores index them (controller/model/indexes.ts), so such a filter never reads the whole kind.
+   */
+  indexes?: readonly string[];
   /** Extra cross-field checks of a create body (after schema validation). Throw invalid(field). */
   check?(body: Record<string, unknown>): void;
   /** Derive / normalise stored fields once refs are resolved (e.g. zoneUuid of a host). */

@@ -113,6 +113,7 @@ export const snsDelivery: KindDef = {
 
 export const eventSubscription: KindDef = {
   kind: 'event-subscription',
+  indexes: ['eventName'],
   collection: 'event-subscriptions',
   title: 'event subscription',
   createSchema: Obj({

@@ -5,8 +5,8 @@ import { SqliteStore } from './sqlite.js';
 import { RedisStore } from './redis.js';
 
 export type StoreConfig =
-  | { backend: 'sqlite'; path: string; busyTimeoutMs?: number }
-  | { backend: 'redis'; url: string; prefix?: string };
+  | { backend: 'sqlite'; path: string; busyTimeoutMs?: number; indexedFields?: readonly string[] }
+  | { backend: 'redis'; url: string; prefix?: string; indexedFields?: readonly string[] };
 
 /** Create and init() a store. Close it with `store.close()`. */
 export async function openStore(cfg: StoreConfig): Promise<InventoryStore> {
@@ -18,4 +18,5 @@ export async function openStore(cfg: StoreConfig): Promise<InventoryStore> {
 export type * from './types.js';
 export { SqliteStore } from './sqlite.js';
 export { RedisStore } from './redis.js';
+export { INDEXED_FIELDS } from './indexes.js';
 export { matchesAll, matchesFilter, runQuery, FILTER_OPS } from './query.js';

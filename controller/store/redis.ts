@@ -19,17 +19,15 @@
 import { Redis } from 'ioredis';
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Query, QueryResult, QuotaExceeded, Reservation, Resource } from './types.js';
-import { applyPatch, asList, checkQuery, transitionConflict, compareResources, prepareNew, nowIso, runQuery } from './query.js';
+import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
+import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, compareResources, prepareNew, nowIso, runQuery } from './query.js';
 
-const CAS = `
-local cur = redis.call('GET', KEYS[1])
-local expected = ARGV[2]
-if expected == '' then
-  if cur then return 0 end
-elseif expected ~= '*' then
-  if cur ~= expected then return 0 end
-end
+// The index maintenance both write scripts share. ARGV[1] is the key prefix, ARGV[2] the indexed
+// fields joined by ',': a string value (or each string of an array) is in f:<kind>:<field>:<value>.
+const INDEX_LUA = `
 local p = ARGV[1]
+local fields = {}
+for f in string.gmatch(ARGV[2], '[^,]+') do fields[#fields + 1] = f end
 local function index(doc, op)
   local r = cjson.decode(doc)
   local u = r['uuid']
@@ -38,15 +36,55 @@ local function index(doc, op)
   if type(r['parentUuid']) == 'string' then redis.call(op, p .. 'p:' .. k .. ':' .. r['parentUuid'], u) end
   if type(r['state']) == 'string' then redis.call(op, p .. 's:' .. k .. ':' .. r['state'], u) end
   if type(r['ownerAccountUuid']) == 'string' then redis.call(op, p .. 'o:' .. k .. ':' .. r['ownerAccountUuid'], u) end
+  for _, f in ipairs(fields) do
+    local v = r[f]
+    if type(v) == 'string' then
+      redis.call(op, p .. 'f:' .. k .. ':' .. f .. ':' .. v, u)
+    elseif type(v) == 'table' then
+      for _, x in ipairs(v) do
+        if type(x) == 'string' then redis.call(op, p .. 'f:' .. k .. ':' .. f .. ':' .. x, u) end
+      end
+    end
+  end
+end
+`;
+
+// KEYS[1]: the resource; ARGV[3]: expected current JSON ('' = absent, '*' = any), ARGV[4]: next ('' = delete)
+const CAS = `${INDEX_LUA}
+local cur = redis.call('GET', KEYS[1])
+local expected = ARGV[3]
+if expected == '' then
+  if cur then return 0 end
+elseif expected ~= '*' then
+  if cur ~= expected then return 0 end
 end
 if cur then index(cur, 'SREM') end
-if ARGV[3] == '' then
+if ARGV[4] == '' then
   if not cur then return 0 end
   redis.call('DEL', KEYS[1])
 else
-  redis.call('SET', KEYS[1], ARGV[3])
-  index(ARGV[3], 'SADD')
+  redis.call('SET', KEYS[1], ARGV[4])
+  index(ARGV[4], 'SADD')
 end
+return 1
+`;
+
+// KEYS: the resources; ARGV[3..]: their JSON. All or none: returns 0 when all were created,
+// else the 1-based position of the first that exists.
+const CREATE_MANY = `${INDEX_LUA}
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return i end
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 2])
+  index(ARGV[i + 2], 'SADD')
+end
+return 0
+`;
+
+// ARGV[3..]: JSON of resources to index again (after the indexed fields changed)
+const REINDEX = `${INDEX_LUA}
+for i = 3, #ARGV do index(ARGV[i], 'SADD') end
 return 1
 `;
 
@@ -101,19 +139,29 @@ return 1
 
 const MAX_CAS_RETRIES = 200;
 
+const plainString = (v: unknown): v is string => typeof v === 'string' && !NUMERIC_RE.test(v);
+
 export interface RedisStoreOptions {
   url: string;
   /** Key prefix, so several inventories (or test runs) can share one server. Default 'tstack:'. */
   prefix?: string;
+  /** Fields with index sets (the controller passes those its kinds declare); default INDEXED_FIELDS. */
+  indexedFields?: readonly string[];
 }
 
 export class RedisStore implements InventoryStore {
   readonly backend = 'redis' as const;
   private client: Redis | undefined;
   private readonly prefix: string;
+  private readonly indexed: ReadonlySet<string>;
+  /** ARGV[2] of the scripts. */
+  private readonly fieldsArg: string;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.prefix = opts.prefix ?? 'tstack:';
+    const fields = checkIndexedFields(opts.indexedFields ?? INDEXED_FIELDS);
+    this.indexed = new Set(fields);
+    this.fieldsArg = fields.join(',');
   }
 
   async init(): Promise<void> {
@@ -124,6 +172,30 @@ export class RedisStore implements InventoryStore {
     });
     await c.connect();
     this.client = c;
+    await this.reindexIfChanged();
+  }
+
+  /**
+   * Records written while other fields were indexed (an older controller) are missing from the
+   * new fields' sets: index every record again once. Sets only ever narrow candidates that the
+   * query then checks in full, so a stale member is harmless and a missing one is not.
+   */
+  private async reindexIfChanged(): Promise<void> {
+    const meta = `${this.prefix}meta:indexed`;
+    if ((await this.r.get(meta)) === this.fieldsArg) return;
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.r.scan(cursor, 'MATCH', `${this.prefix}k:*`, 'COUNT', 1000);
+      cursor = next;
+      for (const k of keys) {
+        const uuids = await this.r.smembers(k);
+        for (let i = 0; i < uuids.length; i += 500) {
+          const vals = (await this.r.mget(...uuids.slice(i, i + 500).map((u) => this.key(u)))).filter((v): v is string => v !== null);
+          if (vals.length) await this.r.eval(REINDEX, 0, this.prefix, this.fieldsArg, ...vals);
+        }
+      }
+    } while (cursor !== '0');
+    await this.r.set(meta, this.fieldsArg);
   }
 
   async close(): Promise<void> {
@@ -142,7 +214,7 @@ export class RedisStore implements InventoryStore {
   }
 
   private async cas(uuid: string, expected: string, next: string): Promise<boolean> {
-    const ok = await this.r.eval(CAS, 1, this.key(uuid), this.prefix, expected, next);
+    const ok = await this.r.eval(CAS, 1, this.key(uuid), this.prefix, this.fieldsArg, expected, next);
     return ok === 1;
   }
 
@@ -152,6 +224,18 @@ export class RedisStore implements InventoryStore {
       throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
     }
     return res;
+  }
+
+  async createMany<T extends Resource>(rs: T[]): Promise<T[]> {
+    // each its own instant, as separate creates would have: the list order is the given order
+    const out = rs.map((r) => prepareNew(r, nowIso()));
+    if (out.length === 0) return out;
+    const at = (await this.r.eval(CREATE_MANY, out.length, ...out.map((r) => this.key(r.uuid)), this.prefix, this.fieldsArg, ...out.map((r) => JSON.stringify(r)))) as number;
+    if (at > 0) {
+      const r = out[at - 1]!;
+      throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
+    }
+    return out;
   }
 
   async get<T extends Resource = Resource>(uuid: string): Promise<T | undefined> {
@@ -204,11 +288,16 @@ export class RedisStore implements InventoryStore {
     const sets = [`${this.prefix}k:${q.kind}`];
     if (q.ownerAccountUuid !== undefined) sets.push(`${this.prefix}o:${q.kind}:${q.ownerAccountUuid}`);
     for (const f of q.filters ?? []) {
-      if (f.op !== '=' || typeof f.value !== 'string') continue;
+      // a non-numeric text: the set holds exactly the candidates (a numeric text also matches numbers)
+      if (f.op !== '=' || !plainString(f.value)) continue;
       if (f.field === 'parentUuid') sets.push(`${this.prefix}p:${q.kind}:${f.value}`);
-      if (f.field === 'state') sets.push(`${this.prefix}s:${q.kind}:${f.value}`);
+      else if (f.field === 'state') sets.push(`${this.prefix}s:${q.kind}:${f.value}`);
+      else if (f.field === 'ownerAccountUuid') sets.push(`${this.prefix}o:${q.kind}:${f.value}`);
+      else if (this.indexed.has(f.field)) sets.push(`${this.prefix}f:${q.kind}:${f.field}:${f.value}`);
     }
-    const uuids = sets.length === 1 ? await this.r.smembers(sets[0]!) : await this.r.sinter(...sets);
+    // the kind's set only when nothing narrower applies (SINTER walks the smallest set)
+    const narrow = sets.length > 1 ? sets.slice(1) : sets;
+    const uuids = narrow.length === 1 ? await this.r.smembers(narrow[0]!) : await this.r.sinter(...narrow);
     return runQuery(await this.load<T>(uuids), q);
   }
 

@@ -13,6 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
 import type { Filter, InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Resource } from './types.js';
+import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
 import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
 
 const SCHEMA = `
@@ -79,32 +80,11 @@ function bindValue(v: unknown): Bind {
   return JSON.stringify(v);
 }
 
-/**
- * Reference and status fields that are always scalars: they get partial expression indexes,
- * and `=` / `?=` on them with non-numeric strings compile to a plain comparison the planner
- * can serve from the index (cascade and allocator lookups: VMs of a host, NICs of an L3…).
- */
-export const INDEXED_FIELDS = [
-  'hostUuid',
-  'zoneUuid',
-  'clusterUuid',
-  'l2NetworkUuid',
-  'l3NetworkUuid',
-  'ipRangeUuid',
-  'vmInstanceUuid',
-  'volumeUuid',
-  'primaryStorageUuid',
-  'backupStorageUuid',
-  'imageUuid',
-  'status',
-  'type',
-] as const;
-const INDEXED = new Set<string>(INDEXED_FIELDS);
-
 /** json_extract with the path inlined (field names are validated identifiers: checkField). */
 const jsonSql = (field: string): string => `json_extract(body, '$.${field}')`;
 
-const INDEX_SQL = INDEXED_FIELDS.map((f) => `CREATE INDEX IF NOT EXISTS resources_f_${f} ON resources(kind, ${jsonSql(f)}) WHERE ${jsonSql(f)} IS NOT NULL;`).join('\n');
+/** One partial expression index per indexed field, over every kind (a filter `kind = ? AND field = ?` uses it). */
+const indexSql = (fields: readonly string[]): string => fields.map((f) => `CREATE INDEX IF NOT EXISTS resources_f_${f.replace(/\./g, '_')} ON resources(kind, ${jsonSql(f)}) WHERE ${jsonSql(f)} IS NOT NULL;`).join('\n');
 
 /** The column of a common field (own keys only: `constructor` is not a column). */
 const columnOf = (field: string): string | undefined => (Object.hasOwn(COLUMNS, field) ? COLUMNS[field] : undefined);
@@ -144,7 +124,7 @@ function inSql(x: () => string, values: unknown[], params: Bind[]): string {
   return `(CASE WHEN typeof(${a}) IN ('integer','real') THEN ${b} IN (${ph1}) ELSE ${c} IN (${ph2}) END)`;
 }
 
-function filterSql(f: Filter, params: Bind[]): string {
+function filterSql(f: Filter, params: Bind[], indexed: ReadonlySet<string>): string {
   const col = columnOf(f.field);
   const x = (): string => fieldSql(f.field, params);
   if (f.value === null && (f.op === '=' || f.op === '!=')) return `${x()} IS ${f.op === '=' ? '' : 'NOT '}NULL`;
@@ -153,7 +133,7 @@ function filterSql(f: Filter, params: Bind[]): string {
     params.push(String(f.value));
     return `${e} LIKE ?`;
   }
-  if (INDEXED.has(f.field)) {
+  if (indexed.has(f.field)) {
     // scalar fields with an index: plain comparisons the planner can use
     if (f.op === '=' && plainString(f.value)) {
       params.push(f.value);
@@ -188,13 +168,18 @@ export interface SqliteStoreOptions {
   path: string;
   /** ms to wait for another process's write lock (default 10 s). */
   busyTimeoutMs?: number;
+  /** Scalar fields with an index (the controller passes those its kinds declare); default INDEXED_FIELDS. */
+  indexedFields?: readonly string[];
 }
 
 export class SqliteStore implements InventoryStore {
   readonly backend = 'sqlite' as const;
   private db: Database.Database | undefined;
+  private readonly indexed: ReadonlySet<string>;
 
-  constructor(private readonly opts: SqliteStoreOptions) {}
+  constructor(private readonly opts: SqliteStoreOptions) {
+    this.indexed = new Set(checkIndexedFields(opts.indexedFields ?? INDEXED_FIELDS));
+  }
 
   async init(): Promise<void> {
     if (this.db) return;
@@ -205,7 +190,7 @@ export class SqliteStore implements InventoryStore {
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.exec(SCHEMA);
-    db.exec(INDEX_SQL);
+    db.exec(indexSql([...this.indexed]));
     this.db = db;
   }
 
@@ -237,9 +222,7 @@ export class SqliteStore implements InventoryStore {
     if (insert) {
       this.prep('INSERT INTO resources (uuid, kind, parent_uuid, state, owner, name, create_date, last_op_date, body) VALUES (?,?,?,?,?,?,?,?,?)').run(...args);
     } else {
-      this.d
-        .prepare('UPDATE resources SET kind=?, parent_uuid=?, state=?, owner=?, name=?, create_date=?, last_op_date=?, body=? WHERE uuid=?')
-        .run(...args.slice(1), r.uuid);
+      this.prep('UPDATE resources SET kind=?, parent_uuid=?, state=?, owner=?, name=?, create_date=?, last_op_date=?, body=? WHERE uuid=?').run(...args.slice(1), r.uuid);
     }
   }
 
@@ -259,6 +242,23 @@ export class SqliteStore implements InventoryStore {
       throw e;
     }
     return res;
+  }
+
+  async createMany<T extends Resource>(rs: T[]): Promise<T[]> {
+    // each its own instant, as separate creates would have: the list order is the given order
+    const out = rs.map((r) => prepareNew(r, nowIso()));
+    const tx = this.d.transaction((): void => {
+      for (const r of out) {
+        try {
+          this.write(r, true);
+        } catch (e) {
+          if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
+          throw e;
+        }
+      }
+    });
+    tx.immediate();
+    return out;
   }
 
   async get<T extends Resource = Resource>(uuid: string): Promise<T | undefined> {
@@ -303,7 +303,7 @@ export class SqliteStore implements InventoryStore {
       where.push('owner = ?');
       params.push(q.ownerAccountUuid);
     }
-    for (const f of q.filters ?? []) where.push(filterSql(f, params));
+    for (const f of q.filters ?? []) where.push(filterSql(f, params, this.indexed));
     const whereSql = where.join(' AND ');
     // unpaged: the total is the number of rows (no COUNT query)
     const paged = q.limit !== undefined || (q.start ?? 0) > 0;
@@ -392,9 +392,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async putDoc(collection: string, id: string, doc: unknown): Promise<void> {
-    this.d
-      .prepare('INSERT INTO docs (collection, id, body, last_op_date) VALUES (?,?,?,?) ON CONFLICT (collection, id) DO UPDATE SET body = excluded.body, last_op_date = excluded.last_op_date')
-      .run(collection, id, JSON.stringify(doc ?? null), nowIso());
+    this.prep('INSERT INTO docs (collection, id, body, last_op_date) VALUES (?,?,?,?) ON CONFLICT (collection, id) DO UPDATE SET body = excluded.body, last_op_date = excluded.last_op_date').run(collection, id, JSON.stringify(doc ?? null), nowIso());
   }
 
   async getDoc<T = unknown>(collection: string, id: string): Promise<T | undefined> {

@@ -79,6 +79,11 @@ export interface InventoryStore {
 
   /** Insert; CONFLICT if the uuid exists. createDate/lastOpDate are set when absent. */
   create<T extends Resource>(r: T): Promise<T>;
+  /**
+   * Insert several in one write (one transaction / one round trip): all or none; CONFLICT
+   * naming the first uuid that exists.
+   */
+  createMany<T extends Resource>(rs: T[]): Promise<T[]>;
   get<T extends Resource = Resource>(uuid: string): Promise<T | undefined>;
   /** Merge a patch (undefined values delete fields); bumps lastOpDate; NOT_FOUND if absent. */
   update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T>;

@@ -128,6 +128,7 @@ const vipService = {
 
 export const eip: KindDef = {
   kind: 'eip',
+  indexes: ['vipUuid', 'vmNicUuid'],
   collection: 'eips',
   title: 'elastic IP',
   createSchema: Obj({ ...baseCreate(), vipUuid: Uuid(), vmNicUuid: Type.Optional(Uuid()) }),
@@ -141,6 +142,7 @@ export const eip: KindDef = {
 
 export const portForwardingRule: KindDef = {
   kind: 'port-forwarding-rule',
+  indexes: ['vipUuid', 'vmNicUuid'],
   collection: 'port-forwarding-rules',
   title: 'port forwarding rule',
   createSchema: Obj({

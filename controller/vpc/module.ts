@@ -80,9 +80,15 @@ export function installVpc(s: VpcServices): { stop(): void } {
   const eipArea = flatEipArea(s);
   q.register(eipArea);
   const offEip = watchFlatEips(s, s.bus, eipArea);
-  const markAll = async (): Promise<void> => {
-    for (const r of (await s.store.list({ kind: 'vpc-router' })).items) q.mark(AREA, r.uuid);
-  };
+  // a burst of changes (a VM create writes its VM and NICs several times) lists the routers
+  // once: calls while a listing is pending share it
+  let pendingMark: Promise<void> | undefined;
+  const markAll = (): Promise<void> =>
+    (pendingMark ??= new Promise<void>((resolve) => setImmediate(resolve))
+      .then(async () => {
+        pendingMark = undefined;
+        for (const r of (await s.store.list({ kind: 'vpc-router' })).items) q.mark(AREA, r.uuid);
+      }));
   const connectSeen = new Set<string>();
   const off = s.bus.subscribe((e) => {
     if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;

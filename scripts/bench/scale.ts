@@ -4,8 +4,12 @@
 // Running or failed; then the filtered, paginated VM list is measured at 30 req/s and the read
 // throughput with 16 concurrent readers. Prints one JSON line and, last, `ratio: X` =
 // create_s ÷ (M ÷ 7.2): ZStack's published 10,000 VMs in 23 minutes is 7.2 VMs/s, so X < 1 is faster.
-//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--cpu-prof <dir>]
-// Not yet: --inventory K (bulk-loaded records for the list goal) and --kill-one (controller takeover).
+//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>]
+// --inventory K: K Running VM records spread over the hosts are written straight into the store
+// (createMany, 1,000 a write) before the creates, so creates and lists run against that inventory;
+// they have no domain in the simulator (the list goal is about the controller's reads).
+// Not yet: --kill-one (controller takeover).
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +19,8 @@ import { freePort, waitForPort } from '../../test/harness/ports.js';
 import { ApiClient } from '../../test/harness/controller.js';
 import { setupSimulatedCloud } from '../../test/harness/simulated-cloud.js';
 import type { SimHostInfo } from '../../simulator/simulator.js';
+import { openStore, type Resource } from '../../controller/store/index.js';
+import { storeIndexedFields } from '../../controller/model/indexes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TRANSITIONAL = new Set(['Created', 'Starting', 'Stopping', 'Rebooting', 'Pausing', 'Resuming', 'Migrating', 'Destroying', 'Creating', 'Expunging']);
@@ -44,7 +50,8 @@ const CONCURRENCY = int('concurrency', 64);
 const STORE = f.store ?? 'sqlite';
 if (!['sqlite', 'redis'].includes(STORE)) throw new Error('--store: sqlite or redis');
 if (CONTROLLERS < 1 || (CONTROLLERS > 1 && STORE !== 'redis')) throw new Error('--controllers: 1, or several with --store redis');
-if (f.inventory !== undefined || f['kill-one'] !== undefined) throw new Error('--inventory and --kill-one are not implemented yet (issue 19)');
+if (f['kill-one'] !== undefined) throw new Error('--kill-one is not implemented yet (issue 19)');
+const INVENTORY = int('inventory', 0);
 const PROF = f['cpu-prof'];
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-scale-'));
@@ -109,12 +116,31 @@ async function get(api: ApiClient, path: string): Promise<{ status: number; body
 async function listAll(api: ApiClient): Promise<Array<{ name: string; state: string }>> {
   const out: Array<{ name: string; state: string }> = [];
   for (let start = 0; ; start += 5000) {
-    const r = await get(api, `/v1/vm-instances?limit=5000&start=${start}&fields=name,state`);
+    // the bench's own VMs (s<i>), not the loaded inventory (inv<i>)
+    const r = await get(api, `/v1/vm-instances?q=name~=s%25&limit=5000&start=${start}&fields=name,state`);
     if (r.status !== 200) throw new Error(`list VMs: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
     const items = r.body.inventories as Array<{ name: string; state: string }>;
     out.push(...items);
     if (items.length < 5000) return out;
   }
+}
+
+/** K Running VM records over the hosts, straight into the controller's store. */
+async function loadInventory(spec: string, ids: { hosts: string[]; zone: string; cluster: string; offering: string; image: string }, owner: string): Promise<void> {
+  const t = Date.now();
+  const st = await openStore({ ...(spec === 'sqlite' ? { backend: 'sqlite' as const, path: join(dir, 'ctl0', 'inventory.db') } : { backend: 'redis' as const, url: spec }), indexedFields: storeIndexedFields() });
+  try {
+    for (let i = 0; i < INVENTORY; i += 1000) {
+      const batch: Resource[] = [];
+      for (let j = i; j < Math.min(INVENTORY, i + 1000); j++) {
+        batch.push({ uuid: randomUUID(), kind: 'vm-instance', name: `inv${j}`, createDate: '', lastOpDate: '', ownerAccountUuid: owner, tags: [], state: 'Running', hostUuid: ids.hosts[j % ids.hosts.length]!, lastHostUuid: ids.hosts[j % ids.hosts.length]!, zoneUuid: ids.zone, clusterUuid: ids.cluster, instanceOfferingUuid: ids.offering, imageUuid: ids.image, cpuNum: 1, memorySize: 64 * 1024 * 1024, type: 'UserVm', hypervisorType: 'KVM', platform: 'Linux' });
+      }
+      await st.createMany(batch);
+    }
+  } finally {
+    await st.close();
+  }
+  log(`${INVENTORY} VM records loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 }
 
 const pct = (xs: number[], p: number): number => {
@@ -148,6 +174,7 @@ async function main(): Promise<void> {
   const ids = await setupSimulatedCloud(api, sim.hosts, { prefix: 'scale', vms: VMS, hostConcurrency: 32 });
   const hostsS = (Date.now() - tHosts) / 1000;
   const connected = (await get(api, '/v1/hosts?q=status=Connected&count=true')).body.total as number;
+  if (INVENTORY > 0) await loadInventory(store, ids, (await get(api, '/v1/accounts?q=name=admin')).body.inventories[0].uuid as string);
   log(`${connected}/${HOSTS} hosts Connected, cloud set up in ${hostsS.toFixed(1)} s; creating ${VMS} VMs, ${CONCURRENCY} requests at a time`);
 
   // --- create: every request acknowledged (202) counts; names identify the VMs afterwards
@@ -183,7 +210,7 @@ async function main(): Promise<void> {
   let lastChange = Date.now();
   let lastSettled = t0;
   for (;;) {
-    const n = (await get(api, '/v1/vm-instances?q=state=Running&count=true')).body?.total as number;
+    const n = ((await get(api, '/v1/vm-instances?q=state=Running&count=true')).body?.total as number) - INVENTORY;
     const err = (await get(api, '/v1/vm-instances?q=state?=Error,Destroyed,Stopped&count=true')).body?.total as number;
     const failedJobs = (await get(api, '/v1/jobs?q=type=vm-instances.create&q=state=Failed&count=true')).body?.total as number;
     const now = n + err + (failedJobs ?? 0);
@@ -256,6 +283,7 @@ async function main(): Promise<void> {
     reads_per_s: Number(readsS.toFixed(0)),
     controllers: CONTROLLERS,
     store: STORE,
+    inventory: INVENTORY,
     hosts_add_s: Number(hostsS.toFixed(1)),
     load1_start: Number(load0.toFixed(2)),
     load1_end: Number(loadavg()[0]!.toFixed(2)),

@@ -161,6 +161,14 @@ export function storeSuite(fixture: StoreFixture): void {
       assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: null }]), hn(7, 8, 9, 10, 11, 12));
       assert.deepEqual(await names([{ field: 'status', op: '=', value: 'Connected' }, { field: 'hostUuid', op: '~=', value: 'hv-%' }]), hn(1));
       assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: 'hv-1' }], { sort: { field: 'hostUuid', dir: 'desc' } }), hn(1, 4));
+      // the index follows updates, transitions and deletes
+      await store.update(hosts[0]!.uuid, { hostUuid: 'hv-2' });
+      await store.transition(hosts[3]!.uuid, 'Disabled', 'Enabled', { hostUuid: 'hv-0' });
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: 'hv-1' }]), []);
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: 'hv-2' }]), hn(1, 2, 5));
+      await store.delete(hosts[1]!.uuid);
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: 'hv-2' }, { field: 'state', op: '=', value: 'Enabled' }]), hn(1, 5));
+      assert.deepEqual(await names([{ field: 'hostUuid', op: '=', value: 'hv-0' }, { field: 'state', op: '=', value: 'Enabled' }], { owner: 'acc-a' }), hn(4, 6));
     });
 
     it('= / != on an array field mean contains / does not contain', async () => {
@@ -196,6 +204,21 @@ export function storeSuite(fixture: StoreFixture): void {
       await rejectsWith(store.list({ kind: 'host', sort: { field: 'name;drop', dir: 'asc' } }), 'INVALID_ARGUMENT');
       await rejectsWith(store.list({ kind: 'host', filters: [{ field: 'name', op: '?=', value: 'x' }] }), 'INVALID_ARGUMENT');
       await rejectsWith(store.list({ kind: 'host', filters: [{ field: 'name', op: '<>' as '=', value: 'x' }] }), 'INVALID_ARGUMENT');
+    });
+  });
+
+  describe('createMany', () => {
+    it('inserts all in one write, or none when one uuid exists (CONFLICT naming it)', async () => {
+      const made = await store.createMany([host(1, { hostUuid: 'hv-1' }), host(2, { hostUuid: 'hv-1' })]);
+      assert.equal(made.length, 2);
+      assert.deepEqual(made.map((h) => h.tags), [['ssd'], ['ssd']]);
+      const dup = made[1]!;
+      const fresh = host(3, { hostUuid: 'hv-1' });
+      const e = await rejectsWith(store.createMany([fresh, { ...dup, name: 'again' }]), 'CONFLICT');
+      assert.equal(e.details?.uuid, dup.uuid);
+      assert.equal(await store.get(fresh.uuid), undefined, 'nothing of a refused batch is written');
+      assert.deepEqual((await store.list({ kind: 'host', filters: [{ field: 'hostUuid', op: '=', value: 'hv-1' }] })).items.map((h) => h.name), ['host-01', 'host-02']);
+      assert.deepEqual(await store.createMany([]), []);
     });
   });
 

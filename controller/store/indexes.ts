@@ -1,0 +1,34 @@
+// Secondary indexes of resource fields (beyond the common columns: kind, parent, state, owner,
+// name, dates). The controller generates the list from its kind declarations (KindDef.indexes,
+// controller/model/indexes.ts); a store opened without one uses INDEXED_FIELDS. SQLite makes a
+// partial expression index per field; Redis keeps a set per (kind, field, value).
+// A filter `field = 'text'` (or `?=` of texts) on an indexed field reads the index only, never
+// the whole kind. Indexed fields hold scalars (or arrays of scalars: each element is indexed).
+import { checkField } from './query.js';
+
+/**
+ * Reference and status fields that every store indexes: cascade and allocator lookups (VMs of a
+ * host, NICs of an L3…), the audit record of a job, and what kinds outside the registry use.
+ */
+export const INDEXED_FIELDS = [
+  'hostUuid',
+  'zoneUuid',
+  'clusterUuid',
+  'l2NetworkUuid',
+  'l3NetworkUuid',
+  'ipRangeUuid',
+  'vmInstanceUuid',
+  'volumeUuid',
+  'primaryStorageUuid',
+  'backupStorageUuid',
+  'imageUuid',
+  'status',
+  'type',
+  'jobUuid',
+] as const;
+
+/** Field names go into SQL and Redis keys: identifiers only (checkField), no duplicates. */
+export function checkIndexedFields(fields: readonly string[]): string[] {
+  for (const f of fields) checkField(f);
+  return [...new Set(fields)].sort();
+}
