@@ -130,10 +130,14 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
 }
 
 /** The cloud as a controller module (controller/main.ts ControllerModule shape). */
-export function cloudModule(o: CloudOptions = {}): { name: string; install(s: CloudServices): void; start(): Promise<void>; stop(): Promise<void> } {
+export function cloudModule(o: CloudOptions = {}): { name: string; install(s: CloudServices): void; start(): Promise<void>; stop(): Promise<void>; readonly installed: CloudModule | undefined } {
   let m: CloudModule | undefined;
   return {
     name: 'cloud',
+    /** What install() made (tests reach the host module and its tracker through it). */
+    get installed() {
+      return m;
+    },
     install: (s) => {
       m = installCloud(s, o);
     },

@@ -44,6 +44,10 @@ export interface HostOptions {
   pingIntervalMs?: number;
   maxMisses?: number;
   pingTimeoutMs?: number;
+  /** Hosts pinged at once by the tracker (default 32). */
+  trackerConcurrency?: number;
+  /** Shared inventory: how long a controller's hold on tracking a host lasts without renewal (default 3 × the ping interval, ≥ 5 s). */
+  trackerLeaseTtlMs?: number;
   /** A Disconnected host (not in Maintenance) is reconnected over SSH this often, restarting dead agents (default 60 s; 0 = never). */
   autoReconnectMs?: number;
 }

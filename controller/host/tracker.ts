@@ -11,7 +11,17 @@
 //    autoReconnectMs (60 s): the re-deploy restarts dead agents.
 //  - a host left Connecting by a controller that stopped mid-add/reconnect is resolved the same
 //    way (never stuck): pinged if its agents are known, else Disconnected at once.
+//  - several controllers on one (Redis) inventory: each host is tracked by the one controller
+//    holding its lease 'host-tracker:<uuid>' (store compare-and-set, renewed every round). A
+//    controller that dies stops renewing; after the TTL the next round of another controller
+//    takes the host, rebinds its agents (their events now go there) and tracks it. A clean stop
+//    gives the leases back at once.
+//  - pings are spread: each round's hosts are started over the first half of the interval in a
+//    per-host order that changes every round, at most `concurrency` at a time, so 1,000 hosts
+//    coming back after a controller restart are rebound in waves, not all at once.
+import { randomUUID } from 'node:crypto';
 import { logger } from '../../shared/log.js';
+import { Leases } from '../workflow/lease.js';
 import type { Resource } from '../store/types.js';
 import { AGENTS, type AgentName } from './render.js';
 import { controllerVersion, pingAgents, rebind, reconnectHost, runtimeOf, type HostAgents, type HostDeps } from './service.js';
@@ -30,12 +40,28 @@ export class HostTracker {
   readonly pingTimeoutMs: number;
   readonly autoReconnectMs: number;
   private lastAuto = new Map<string, number>();
+  /** Shared inventory only: which controller tracks which host. */
+  private readonly leases: Leases | undefined;
+  /** This tracker (one per controller process) as a lease holder. */
+  readonly holder = `tracker-${randomUUID()}`;
+  readonly leaseTtlMs: number;
+  readonly concurrency: number;
+  private held = new Set<string>();
 
   constructor(private readonly d: HostDeps) {
     this.intervalMs = d.options?.pingIntervalMs ?? 10_000;
     this.maxMisses = d.options?.maxMisses ?? 3;
     this.pingTimeoutMs = d.options?.pingTimeoutMs ?? Math.min(5_000, Math.max(500, this.intervalMs));
     this.autoReconnectMs = d.options?.autoReconnectMs ?? 60_000;
+    this.concurrency = Math.max(1, d.options?.trackerConcurrency ?? 32);
+    // a round lasts the interval plus its pings: the lease outlives two of them
+    this.leaseTtlMs = d.options?.trackerLeaseTtlMs ?? Math.max(3 * this.intervalMs, 3 * this.pingTimeoutMs, 5_000);
+    this.leases = d.store.backend === 'redis' ? new Leases(d.store) : undefined;
+  }
+
+  /** Hosts this tracker holds the lease of (shared inventory), else undefined. */
+  leased(): ReadonlySet<string> | undefined {
+    return this.leases ? this.held : undefined;
   }
 
   start(): this {
@@ -52,23 +78,71 @@ export class HostTracker {
     return this;
   }
 
+  private halted = false;
+
+  /** Stop tracking and keep the leases, as a controller that died would (tests; another controller takes over after the TTL). */
+  async halt(): Promise<void> {
+    this.halted = true;
+    await this.stop();
+  }
+
+  /** Stop tracking and give the host leases back, so another controller takes over at once. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    if (this.leases && !this.halted) {
+      await Promise.all([...this.held].map((u) => this.leases!.release(leaseKey(u), this.holder).catch(() => undefined)));
+      this.held.clear();
+    }
   }
 
-  /** One round over all hosts (bounded parallelism). */
+  /** One round over the hosts this controller tracks: spread over half the interval, bounded parallelism. */
   async round(): Promise<void> {
-    const hosts = (await this.d.store.list({ kind: 'host' })).items;
+    const hosts = await this.mine((await this.d.store.list({ kind: 'host' })).items);
     const busy = runtimeOf(this.d).busy;
-    const queue = hosts.filter((h) => !busy.has(h.uuid));
-    const workers = Array.from({ length: Math.min(16, queue.length) }, async () => {
-      for (let h = queue.shift(); h; h = queue.shift()) {
+    const queue = hosts.filter((h) => !busy.has(h.uuid)).sort(() => Math.random() - 0.5);
+    const spreadMs = queue.length > this.concurrency ? this.intervalMs / 2 : 0;
+    const t0 = Date.now();
+    const total = queue.length;
+    let started = 0;
+    const workers = Array.from({ length: Math.min(this.concurrency, queue.length) }, async () => {
+      for (let h = queue.shift(); h && !this.stopped; h = queue.shift()) {
+        // the n-th host of the round starts no earlier than n/total of the spread
+        const due = t0 + (spreadMs * started++) / total;
+        if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
         await this.track(h).catch((e: unknown) => log.warn({ host: h!.uuid, err: (e as Error).message }, 'tracking a host failed'));
       }
     });
     await Promise.all(workers);
+  }
+
+  /** With a shared inventory, the hosts whose lease this controller holds or takes now. */
+  private async mine(hosts: Resource[]): Promise<Resource[]> {
+    if (!this.leases) return hosts;
+    const out: Resource[] = [];
+    const queue = [...hosts];
+    const workers = Array.from({ length: Math.min(this.concurrency, queue.length) }, async () => {
+      for (let h = queue.shift(); h && !this.stopped; h = queue.shift()) {
+        let ok = false;
+        try {
+          ok = await this.leases!.tryAcquire(leaseKey(h.uuid), this.holder, this.leaseTtlMs);
+        } catch (e) {
+          log.warn({ host: h.uuid, err: (e as Error).message }, 'host tracker lease: store error');
+        }
+        if (ok) {
+          if (!this.held.has(h.uuid)) log.info({ host: h.uuid }, 'tracking this host (lease taken)');
+          this.held.add(h.uuid);
+          out.push(h);
+        } else {
+          // another controller tracks it: forget our count, and its event binding is theirs
+          this.held.delete(h.uuid);
+          this.misses.delete(h.uuid);
+        }
+      }
+    });
+    await Promise.all(workers);
+    return out;
   }
 
   /** Ping one host and apply the rules above. */
@@ -159,6 +233,8 @@ export class HostTracker {
     if (vms.length) log.warn({ host: host.uuid, vms: vms.length }, 'VMs of the disconnected host are Unknown');
   }
 }
+
+const leaseKey = (hostUuid: string): string => `host-tracker:${hostUuid}`;
 
 /** Start tracking all hosts; returns the tracker (stop() it on shutdown). */
 export function startHostTracker(d: HostDeps): HostTracker {

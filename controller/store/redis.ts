@@ -295,6 +295,9 @@ export class RedisStore implements InventoryStore {
       else if (f.field === 'ownerAccountUuid') sets.push(`${this.prefix}o:${q.kind}:${f.value}`);
       else if (this.indexed.has(f.field)) sets.push(`${this.prefix}f:${q.kind}:${f.field}:${f.value}`);
     }
+    // uuid = / ?= (the flat reconciler's VMs of its NICs…): those records only
+    const byUuid = (q.filters ?? []).find((f) => f.field === 'uuid' && (f.op === '=' || f.op === '?=') && (f.op === '=' ? typeof f.value === 'string' : (f.value as unknown[]).every((v) => typeof v === 'string')));
+    if (byUuid) return runQuery(await this.load<T>(byUuid.op === '=' ? [byUuid.value as string] : [...new Set(byUuid.value as string[])]), q);
     // the kind's set only when nothing narrower applies (SINTER walks the smallest set)
     const narrow = sets.length > 1 ? sets.slice(1) : sets;
     const uuids = narrow.length === 1 ? await this.r.smembers(narrow[0]!) : await this.r.sinter(...narrow);
