@@ -1,23 +1,15 @@
 // One dnsmasq per service namespace. It daemonizes (own session), so it keeps serving DHCP
 // while the agent is down or restarting; the agent finds it again by its pid file (checked
 // against /proc: comm = dnsmasq and our --conf-file on the command line), or by scanning /proc.
-import { readFileSync, readdirSync, existsSync, readlinkSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, readlinkSync } from 'node:fs';
 import { TStackError } from '../shared/errors.js';
 import { exec } from '../shared/exec.js';
 import type { DnsmasqPaths as AllPaths } from './render/dnsmasq.js';
+import { cmdlineOf, inNamespace, sleep } from './proc.js';
 
 /** What finding, starting and stopping a dnsmasq reads of its paths (flat L3s and PXE servers alike). */
 export type DnsmasqPaths = Pick<AllPaths, 'dir' | 'conf' | 'pid' | 'log'>;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function cmdlineOf(pid: number): string[] | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  } catch {
-    return undefined;
-  }
-}
 
 function isOurs(pid: number, p: DnsmasqPaths): boolean {
   const argv = cmdlineOf(pid);
@@ -29,17 +21,6 @@ function isOurs(pid: number, p: DnsmasqPaths): boolean {
 function samePidNamespace(pid: number): boolean {
   try {
     return readlinkSync(`/proc/${pid}/ns/pid`) === readlinkSync('/proc/self/ns/pid');
-  } catch {
-    return false;
-  }
-}
-
-/** Same network namespace as /run/netns/<ns>? (compare inode numbers) */
-function inNamespace(pid: number, ns: string): boolean {
-  try {
-    const link = readlinkSync(`/proc/${pid}/ns/net`); // "net:[4026532...]"
-    const ino = statSync(`/run/netns/${ns}`).ino;
-    return link === `net:[${ino}]`;
   } catch {
     return false;
   }

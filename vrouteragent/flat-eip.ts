@@ -9,9 +9,9 @@ import { invalid } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { exec, execOk, execOut } from '../shared/exec.js';
 import { flatEipNames, uuidHex, type FlatEipNames, type NameScheme } from './names.js';
-import { addrsOf, checkBridge, linkExists, netnsExists } from './netns.js';
+import { checkBridge, ensureVeth, linkExists, netnsExists } from './netns.js';
 import { isHostAddress, parseCidr, type Subnet } from './ip.js';
-import { planFlatEips, type EipIf, type FlatEipPlan, type FlatEipSpec } from './render/flat-eip.js';
+import { planFlatEips, type FlatEipPlan, type FlatEipSpec } from './render/flat-eip.js';
 import { ensureDir, readJson, writeIfChanged, writeJson } from './state.js';
 
 export interface FlatEipOptions {
@@ -110,7 +110,7 @@ export class FlatEipService {
     await exec('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], o);
     // VIPs answered in ARP only on their own interface; no IPv6 chatter on the L2s
     await exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ...o, netns: ns });
-    for (const i of plan.ifs) if (await this.ensureIf(ns, i, signal)) changed = true;
+    for (const i of plan.ifs) if (await ensureVeth(ns, i, signal)) changed = true;
     const links = JSON.parse((await execOut('ip', ['-n', ns, '-j', 'link', 'show'])) || '[]') as Array<{ ifname: string }>;
     const want = new Set(plan.ifs.map((i) => i.nsIf));
     for (const l of links) {
@@ -123,37 +123,6 @@ export class FlatEipService {
     writeIfChanged(join(this.o.dataDir, 'vrouter', 'flat-eip', 'iptables.rules'), plan.iptables);
     await exec('iptables-restore', ['-w', '10'], { ...o, netns: ns, stdin: plan.iptables, errorCode: 'NETWORK_ERROR' });
     if (await this.ensureSteering(plan, signal)) changed = true;
-    return changed;
-  }
-
-  /** One veth pair: created when either end is missing, plugged, up, with exactly the planned addresses. */
-  private async ensureIf(ns: string, p: EipIf, signal: AbortSignal | undefined): Promise<boolean> {
-    const o = { signal };
-    let changed = false;
-    const nsSide = await execOk('ip', ['-n', ns, 'link', 'show', 'dev', p.nsIf]);
-    if (!nsSide || !linkExists(p.hostVeth)) {
-      if (linkExists(p.hostVeth)) await exec('ip', ['link', 'del', p.hostVeth], o);
-      if (nsSide) await exec('ip', ['-n', ns, 'link', 'del', p.nsIf], o);
-      await exec('ip', ['link', 'add', p.hostVeth, 'type', 'veth', 'peer', 'name', p.nsIf, 'netns', ns], o);
-      changed = true;
-    }
-    // only when it differs: a MAC change flushes the interface's neighbours, permanent ones too
-    const link = JSON.parse((await execOut('ip', ['-n', ns, '-j', 'link', 'show', 'dev', p.nsIf])) || '[]') as Array<{ address?: string }>;
-    if (link[0]?.address?.toLowerCase() !== p.mac) {
-      await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'address', p.mac], o);
-      changed = true;
-    }
-    await exec('ip', ['link', 'set', p.hostVeth, 'master', p.bridge, 'up'], o);
-    await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'up'], o);
-    const have = await addrsOf(ns, p.nsIf);
-    for (const a of have) if (!p.addrs.includes(a)) {
-      await exec('ip', ['-n', ns, 'addr', 'del', a, 'dev', p.nsIf], o);
-      changed = true;
-    }
-    for (const a of p.addrs) if (!have.includes(a)) {
-      await exec('ip', ['-n', ns, 'addr', 'add', a, 'dev', p.nsIf], o);
-      changed = true;
-    }
     return changed;
   }
 

@@ -5,7 +5,7 @@
 // outlives an agent restart; the agent finds it again by a pid file checked against /proc.
 // Data plane: kernel ESP (XFRM) when the probe finds it, else kernel-libipsec (userspace ESP over
 // the TUN device ipsec0, routes in table 220): this host's kernel has no ESP.
-import { existsSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { TStackError, invalid } from '../shared/errors.js';
 import { exec, execOk } from '../shared/exec.js';
 import type { RouterIpsecConnectionT } from '../shared/protocol/ipsec.js';
@@ -13,10 +13,10 @@ import type { RouterSpecT } from '../shared/protocol/vpc.js';
 import { connectionDigest, connName, ipsecPaths, renderStrongswanConf, renderSwanctlConf, VICI_URI, type IpsecPaths } from './render/strongswan.js';
 import { parseCidr, type Subnet } from './ip.js';
 import { uuidHex } from './names.js';
+import { inNamespace, readProc, sleep, stopPid } from './proc.js';
 import { ensureDir, readJson, writeIfChanged, writeJson } from './state.js';
 
 const CHARON = '/usr/lib/ipsec/charon';
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const overlaps = (a: Subnet, b: Subnet): boolean => a.first <= b.last && b.first <= a.last;
 
 /** Semantic checks of the connections against the rest of the router (the schema checked shapes). */
@@ -43,14 +43,6 @@ export function validateIpsec(r: RouterSpecT, field = 'router.ipsec'): void {
   });
 }
 
-function readProc(pid: number, what: 'cmdline' | 'environ'): string[] | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/${what}`, 'utf8').split('\0').filter(Boolean);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The charon running with this router's strongswan.conf, if any (any namespace). */
 export function findCharon(p: IpsecPaths): number | undefined {
   try {
@@ -64,27 +56,7 @@ export function findCharon(p: IpsecPaths): number | undefined {
   }
 }
 
-function inNamespace(pid: number, ns: string): boolean {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/net`) === `net:[${statSync(`/run/netns/${ns}`).ino}]`;
-  } catch {
-    return false;
-  }
-}
-
-async function stop(pid: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 150 && existsSync(`/proc/${pid}`) && readProc(pid, 'cmdline')?.length; i++) await sleep(20);
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-}
+const stop = (pid: number): Promise<void> => stopPid(pid, 3_000);
 
 /** Kernel ESP in this namespace? (an ESP state is added and removed: the namespace's own SAD) */
 const espCache = new Map<string, boolean>();

@@ -6,7 +6,7 @@
 // read back by the new process. haproxy daemonizes, so it keeps serving while the agent is down;
 // the agent finds it again by its pid file, checked against /proc.
 import { createConnection } from 'node:net';
-import { existsSync, readFileSync, readlinkSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { TStackError, invalid } from '../shared/errors.js';
 import { exec } from '../shared/exec.js';
 import type { RouterLbListenerT } from '../shared/protocol/lb.js';
@@ -14,9 +14,9 @@ import type { RouterSpecT } from '../shared/protocol/vpc.js';
 import { backendName, certFile, haproxyPaths, proxied, renderHaproxyConfig, serverName, SOCKET_DIR, type HaproxyPaths } from './render/haproxy.js';
 import { inSubnet, parseCidr } from './ip.js';
 import { uuidHex } from './names.js';
+import { cmdlineOf, inNamespace, sleep, stopPid } from './proc.js';
 import { ensureDir, writeIfChanged } from './state.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Semantic checks of the listeners against the rest of the router (the schema checked shapes). */
 export function validateLoadBalancers(r: RouterSpecT, field = 'router.loadBalancers'): void {
@@ -44,14 +44,6 @@ export function validateLoadBalancers(r: RouterSpecT, field = 'router.loadBalanc
   });
 }
 
-function cmdlineOf(pid: number): string[] | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The haproxy serving this router's configuration, if one runs (any namespace). */
 export function findHaproxy(p: HaproxyPaths): number | undefined {
   try {
@@ -64,27 +56,7 @@ export function findHaproxy(p: HaproxyPaths): number | undefined {
   return undefined;
 }
 
-function inNamespace(pid: number, ns: string): boolean {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/net`) === `net:[${statSync(`/run/netns/${ns}`).ino}]`;
-  } catch {
-    return false;
-  }
-}
-
-async function stop(pid: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await sleep(20);
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-}
+const stop = (pid: number): Promise<void> => stopPid(pid, 2_000);
 
 /** One command on haproxy's stats socket (the "runtime API"); its whole answer. */
 export function haproxyCommand(sock: string, cmd: string, timeoutMs = 5_000): Promise<string> {

@@ -29,6 +29,47 @@ export function checkBridge(bridge: string): void {
   }
 }
 
+/** An interface of a service namespace: a veth pair, one end in the namespace, the other on a bridge. */
+export interface VethIf {
+  nsIf: string;
+  hostVeth: string;
+  bridge: string;
+  mac: string;
+  /** a.b.c.d/p, primary first. */
+  addrs: string[];
+}
+
+/** One veth pair: created when either end is missing, plugged, up, with exactly the planned MAC and addresses; true when anything changed. */
+export async function ensureVeth(ns: string, p: VethIf, signal?: AbortSignal): Promise<boolean> {
+  const o = { signal };
+  let changed = false;
+  const nsSide = await execOk('ip', ['-n', ns, 'link', 'show', 'dev', p.nsIf]);
+  if (!nsSide || !linkExists(p.hostVeth)) {
+    if (linkExists(p.hostVeth)) await exec('ip', ['link', 'del', p.hostVeth], o);
+    if (nsSide) await exec('ip', ['-n', ns, 'link', 'del', p.nsIf], o);
+    await exec('ip', ['link', 'add', p.hostVeth, 'type', 'veth', 'peer', 'name', p.nsIf, 'netns', ns], o);
+    changed = true;
+  }
+  // only when it differs: setting a MAC flushes the interface's neighbours, permanent ones too
+  const link = JSON.parse((await execOut('ip', ['-n', ns, '-j', 'link', 'show', 'dev', p.nsIf])) || '[]') as Array<{ address?: string }>;
+  if (link[0]?.address?.toLowerCase() !== p.mac.toLowerCase()) {
+    await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'address', p.mac], o);
+    changed = true;
+  }
+  await exec('ip', ['link', 'set', p.hostVeth, 'master', p.bridge, 'up'], o);
+  await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'up'], o);
+  const have = await addrsOf(ns, p.nsIf);
+  for (const a of have) if (!p.addrs.includes(a)) {
+    await exec('ip', ['-n', ns, 'addr', 'del', a, 'dev', p.nsIf], o);
+    changed = true;
+  }
+  for (const a of p.addrs) if (!have.includes(a)) {
+    await exec('ip', ['-n', ns, 'addr', 'add', a, 'dev', p.nsIf], o);
+    changed = true;
+  }
+  return changed;
+}
+
 /** Make the namespace match the network; returns true when anything had to change. */
 export async function ensureNamespace(net: FlatNetworkSpec, n: FlatNames, signal?: AbortSignal): Promise<boolean> {
   const o = { signal };

@@ -10,7 +10,7 @@ import type { Logger } from '../shared/log.js';
 import { exec, execOk, execOut } from '../shared/exec.js';
 import type { RouterSpecT } from '../shared/protocol/vpc.js';
 import { routerNames, type NameScheme, type RouterNames } from './names.js';
-import { addrsOf, checkBridge, linkExists, netnsExists } from './netns.js';
+import { checkBridge, ensureVeth, linkExists, netnsExists } from './netns.js';
 import { planInterfaces, renderRouterNetfilter, type PlannedIf } from './render/router.js';
 import { parseVipCounters, type VipCounters } from './render/vip-accounting.js';
 import { renderRouterDnsmasqConf, renderRouterHosts } from './render/router-dns.js';
@@ -90,7 +90,7 @@ export class RouterService {
     await exec('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], o);
     await exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ...o, netns: ns });
     const plan = planInterfaces(r.spec, r.names);
-    for (const p of plan) if (await this.ensureIf(ns, p, signal)) changed = true;
+    for (const p of plan) if (await ensureVeth(ns, p, signal)) changed = true;
     // interfaces of networks no longer attached
     const links = JSON.parse((await execOut('ip', ['-n', ns, '-j', 'link', 'show'])) || '[]') as Array<{ ifname: string }>;
     const want = new Set(plan.map((p) => p.nsIf));
@@ -143,34 +143,6 @@ export class RouterService {
       if (present.has(keyOf(w.destination, w.type === 'Blackhole' ? 'blackhole' : 'unicast', w.nextHop, w.metric))) continue;
       const target = w.type === 'Blackhole' ? ['blackhole', w.destination] : [w.destination, 'via', w.nextHop!];
       await exec('ip', ['-n', ns, 'route', 'replace', ...target, ...(w.metric ? ['metric', String(w.metric)] : []), 'proto', 'static'], o);
-      changed = true;
-    }
-    return changed;
-  }
-
-  /** One veth pair: created when either end is missing, plugged, up, with exactly the planned addresses. */
-  private async ensureIf(ns: string, p: PlannedIf, signal: AbortSignal | undefined): Promise<boolean> {
-    const o = { signal };
-    let changed = false;
-    const nsSide = await execOk('ip', ['-n', ns, 'link', 'show', 'dev', p.nsIf]);
-    if (!nsSide || !linkExists(p.hostVeth)) {
-      if (linkExists(p.hostVeth)) await exec('ip', ['link', 'del', p.hostVeth], o);
-      if (nsSide) await exec('ip', ['-n', ns, 'link', 'del', p.nsIf], o);
-      await exec('ip', ['link', 'add', p.hostVeth, 'type', 'veth', 'peer', 'name', p.nsIf, 'netns', ns], o);
-      changed = true;
-    }
-    await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'address', p.mac], o);
-    await exec('ip', ['link', 'set', p.hostVeth, 'master', p.bridge, 'up'], o);
-    await exec('ip', ['-n', ns, 'link', 'set', p.nsIf, 'up'], o);
-    const have = await addrsOf(ns, p.nsIf);
-    for (const a of have) {
-      if (p.addrs.includes(a)) continue;
-      await exec('ip', ['-n', ns, 'addr', 'del', a, 'dev', p.nsIf], o);
-      changed = true;
-    }
-    for (const a of p.addrs) {
-      if (have.includes(a)) continue;
-      await exec('ip', ['-n', ns, 'addr', 'add', a, 'dev', p.nsIf], o);
       changed = true;
     }
     return changed;
