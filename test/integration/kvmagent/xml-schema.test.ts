@@ -21,8 +21,22 @@ describe('kvmagent: rendered XML against libvirt\'s schema', function () {
   this.timeout(120_000);
   const cleanup = useCleanup();
 
-  for (const f of readdirSync(GOLDEN).filter((n) => n.endsWith('.xml'))) {
+  const goldens = readdirSync(GOLDEN).filter((n) => n.endsWith('.xml'));
+  const rootOf = (n: string): string | undefined => /^<(\w+)/.exec(readFileSync(join(GOLDEN, n), 'utf8'))?.[1];
+  for (const f of goldens.filter((n) => rootOf(n) === 'domain')) {
     it(`golden ${f} is a valid libvirt domain`, async () => validate(join(GOLDEN, f), 'domain'));
+  }
+
+  for (const f of goldens.filter((n) => rootOf(n) === 'domainsnapshot')) {
+    it(`golden ${f} is a valid libvirt domain snapshot`, async () => {
+      // libvirt 9.0 takes a <driver> on a network disk of a snapshot (the NFS case of
+      // test/e2e/storage.test.ts makes such a snapshot), but its domainsnapshot.rng has no driver for
+      // network disks: checked without it, everything else against the schema
+      const xml = readFileSync(join(GOLDEN, f), 'utf8').replace(/(<disk [^>]*type='network'>\s*)<driver [^>]*\/>\s*/g, '$1');
+      const file = join(await tmpDir('kvm-xsd-snap', cleanup), f);
+      writeFileSync(file, xml);
+      await validate(file, 'domainsnapshot');
+    });
   }
 
   it('hot-plug snippets are valid devices (inside the minimal domain: file, rbd, nfs disks; NIC)', async () => {
