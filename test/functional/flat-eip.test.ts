@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { fakeCloudApi } from '../harness/fake-cloud-api.js';
 import { vpcModule } from '../../controller/vpc/module.js';
 import * as VPC from '../../shared/protocol/vpc.js';
 import * as V from '../../shared/protocol/vrouter.js';
@@ -14,13 +15,7 @@ describe('functional: EIPs on flat networks (fake cloud, two hosts)', function (
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
   const ids: Record<string, string> = {};
-  const field = (r: { body: any }): string | undefined => r.body?.error?.details?.field ?? r.body?.details?.field ?? r.body?.field;
-  const post = async (path: string, body: unknown, expect = 201): Promise<any> => {
-    const r = await fc.api.post(path, body);
-    assert.equal(r.status, expect, `POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
-  const act = (col: string, uuid: string, action: string, params: Record<string, unknown> = {}) => fc.api.post(`/v1/${col}/${uuid}/actions?wait=true`, { [action]: params });
+  const { post, act, field } = fakeCloudApi(() => fc);
   const setOf = (host: string) => fc.vrouter.flatEips.get(host);
   const settle = async (): Promise<void> => {
     await new Promise((r) => setTimeout(r, 50));

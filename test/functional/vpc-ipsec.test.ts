@@ -6,9 +6,8 @@
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { fakeCloudApi, vpcNetworks, vpcRouter } from '../harness/fake-cloud-api.js';
 import { vpcModule } from '../../controller/vpc/module.js';
-import * as VPC from '../../shared/protocol/vpc.js';
-import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 
 describe('functional: IPsec connections (fake cloud)', function () {
   this.timeout(60_000);
@@ -16,39 +15,20 @@ describe('functional: IPsec connections (fake cloud)', function () {
   let fc: FakeCloud;
   const ids: Record<string, string> = {};
 
-  const post = async (path: string, body: unknown, expect = 201): Promise<any> => {
-    const r = await fc.api.post(path, body);
-    assert.equal(r.status, expect, `POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
-  const act = (uuid: string, action: string, params: Record<string, unknown> = {}) => fc.api.post(`/v1/ipsec-connections/${uuid}/actions?wait=true`, { [action]: params });
-  const lastSpec = (): RouterSpecT => (fc.vrouter.callsOf(VPC.RouterApply.name).at(-1) as { router: RouterSpecT }).router;
-  const field = (r: { body: any }): string | undefined => r.body?.error?.details?.field ?? r.body?.details?.field ?? r.body?.field;
-  const refused = (r: { status: number; body: any }, status: number, f: string): void => {
-    assert.equal(r.status, status, JSON.stringify(r.body));
-    assert.equal(field(r), f, JSON.stringify(r.body));
-  };
-  const l3 = async (name: string, vlan: number, extra: Record<string, unknown>, cidr: string): Promise<string> => {
-    const l2 = await post('/v1/l2-networks', { name: `${name}-l2`, zoneUuid: fc.ids.zone, physicalInterface: 'eth0', vlan });
-    await post(`/v1/clusters/${fc.ids.cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2.uuid } }, 200);
-    const n = await post('/v1/l3-networks', { name, l2NetworkUuid: l2.uuid, ...extra });
-    await post('/v1/ip-ranges', { l3NetworkUuid: n.uuid, networkCidr: cidr });
-    return n.uuid;
-  };
+  const api = fakeCloudApi(() => fc);
+  const { post, refused, lastRouterSpec: lastSpec } = api;
+  const act = (uuid: string, action: string, params: Record<string, unknown> = {}) => api.act('ipsec-connections', uuid, action, params);
   const base = (): Record<string, unknown> => ({ name: 'to-site-b', vipUuid: ids.sysVip, l3NetworkUuids: [ids.a], peerAddress: '203.0.113.7', peerCidrs: ['10.50.0.0/24'], authKey: 'k3y "with" quotes' });
 
   before(async () => {
     fc = await startFakeCloud(cleanup, { modules: [vpcModule() as never] });
-    ids.pub = await l3('ipsec-public', 120, { category: 'Public' }, '198.51.100.0/24');
-    ids.a = await l3('ipsec-vpc-a', 121, { type: 'L3VpcNetwork' }, '10.21.0.0/24');
-    ids.b = await l3('ipsec-vpc-b', 122, { type: 'L3VpcNetwork' }, '10.22.0.0/24');
-    ids.c = await l3('ipsec-vpc-c', 123, { type: 'L3VpcNetwork' }, '10.23.0.0/24');
-    const off = (await post('/v1/virtual-router-offerings', { name: 'ipsec-vr', zoneUuid: fc.ids.zone, publicNetworkUuid: ids.pub })).uuid;
-    const r = await post('/v1/vpc-routers', { name: 'ipsec-router', virtualRouterOfferingUuid: off });
+    const nets = await vpcNetworks(post, fc, 'ipsec', 120, '198.51.100.0/24', ['10.21.0.0/24', '10.22.0.0/24', '10.23.0.0/24']);
+    ids.pub = nets.pub;
+    [ids.a, ids.b, ids.c] = nets.vpc as [string, string, string];
+    const r = await vpcRouter(post, fc, nets, [ids.a, ids.b]);
     ids.router = r.uuid;
     ids.sysVip = r.vipUuid;
     ids.publicIp = r.publicIp;
-    for (const n of [ids.a, ids.b]) assert.equal((await fc.api.post(`/v1/vpc-routers/${ids.router}/actions?wait=true`, { attachL3Network: { l3NetworkUuid: n } })).status, 200);
     ids.vip = (await post('/v1/vips', { name: 'ipsec-vip', l3NetworkUuid: ids.pub })).uuid;
   });
 

@@ -5,11 +5,10 @@
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { fakeCloudApi, vpcNetworks, vpcRouter } from '../harness/fake-cloud-api.js';
 import { tmpDir } from '../harness/tmp.js';
 import { selfSignedCert } from '../harness/lb.js';
 import { vpcModule } from '../../controller/vpc/module.js';
-import * as VPC from '../../shared/protocol/vpc.js';
-import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 
 describe('functional: load balancers, listeners, certificates (fake cloud)', function () {
   this.timeout(60_000);
@@ -18,41 +17,21 @@ describe('functional: load balancers, listeners, certificates (fake cloud)', fun
   const ids: Record<string, string> = {};
   let pemA: { cert: string; key: string };
   let pemB: { cert: string; key: string };
+  const { post, act, refused, lastRouterSpec: lastSpec } = fakeCloudApi(() => fc);
 
-  const post = async (path: string, body: unknown, expect = 201): Promise<any> => {
-    const r = await fc.api.post(path, body);
-    assert.equal(r.status, expect, `POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
-  const act = (col: string, uuid: string, action: string, params: Record<string, unknown> = {}) => fc.api.post(`/v1/${col}/${uuid}/actions?wait=true`, { [action]: params });
-  const lastSpec = (): RouterSpecT => (fc.vrouter.callsOf(VPC.RouterApply.name).at(-1) as { router: RouterSpecT }).router;
-  const field = (r: { body: any }): string | undefined => r.body?.error?.details?.field ?? r.body?.details?.field ?? r.body?.field;
-  const refused = (r: { status: number; body: any }, status: number, f: string): void => {
-    assert.equal(r.status, status, JSON.stringify(r.body));
-    assert.equal(field(r), f, JSON.stringify(r.body));
-  };
 
-  const l3 = async (name: string, vlan: number, extra: Record<string, unknown>, cidr: string): Promise<string> => {
-    const l2 = await post('/v1/l2-networks', { name: `${name}-l2`, zoneUuid: fc.ids.zone, physicalInterface: 'eth0', vlan });
-    await post(`/v1/clusters/${fc.ids.cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2.uuid } }, 200);
-    const n = await post('/v1/l3-networks', { name, l2NetworkUuid: l2.uuid, ...extra });
-    await post('/v1/ip-ranges', { l3NetworkUuid: n.uuid, networkCidr: cidr });
-    return n.uuid;
-  };
 
   before(async () => {
     const dir = await tmpDir('lbcert', cleanup);
     [pemA, pemB] = await Promise.all([selfSignedCert(dir, 'a.example.test'), selfSignedCert(dir, 'b.example.test')]);
     fc = await startFakeCloud(cleanup, { modules: [vpcModule() as never] });
-    ids.pub = await l3('lb-public', 110, { category: 'Public' }, '198.51.100.0/24');
-    ids.a = await l3('lb-vpc-a', 111, { type: 'L3VpcNetwork' }, '10.11.0.0/24');
-    ids.b = await l3('lb-vpc-b', 112, { type: 'L3VpcNetwork' }, '10.12.0.0/24');
-    const off = (await post('/v1/virtual-router-offerings', { name: 'lb-vr', zoneUuid: fc.ids.zone, publicNetworkUuid: ids.pub })).uuid;
-    const r = await post('/v1/vpc-routers', { name: 'lb-router', virtualRouterOfferingUuid: off });
+    const nets = await vpcNetworks(post, fc, 'lb', 110, '198.51.100.0/24', ['10.11.0.0/24', '10.12.0.0/24']);
+    ids.pub = nets.pub;
+    [ids.a, ids.b] = nets.vpc as [string, string];
+    const r = await vpcRouter(post, fc, nets);
     ids.router = r.uuid;
     ids.sysVip = r.vipUuid;
     ids.publicIp = r.publicIp;
-    for (const n of [ids.a, ids.b]) assert.equal((await act('vpc-routers', ids.router, 'attachL3Network', { l3NetworkUuid: n })).status, 200);
     for (const [k, net] of [['web1', ids.a], ['web2', ids.a], ['other', ids.b]] as const) {
       const vm = await fc.createVm(`lb-${k}`, { l3NetworkUuids: [net] });
       assert.equal(vm.status, 200, JSON.stringify(vm.body));

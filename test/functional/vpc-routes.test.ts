@@ -3,9 +3,8 @@
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { fakeCloudApi, vpcNetworks, vpcRouter } from '../harness/fake-cloud-api.js';
 import { vpcModule } from '../../controller/vpc/module.js';
-import * as VPC from '../../shared/protocol/vpc.js';
-import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 
 describe('functional: route tables of VPC routers (fake cloud)', function () {
   this.timeout(30_000);
@@ -13,14 +12,9 @@ describe('functional: route tables of VPC routers (fake cloud)', function () {
   let fc: FakeCloud;
   const ids: Record<string, string> = {};
 
-  const post = async (path: string, body: unknown, expect = 201): Promise<any> => {
-    const r = await fc.api.post(path, body);
-    assert.equal(r.status, expect, `POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
-  const field = (r: { body: any }): string | undefined => r.body?.error?.details?.field ?? r.body?.details?.field ?? r.body?.field;
-  const act = (uuid: string, action: string, params: Record<string, unknown>) => fc.api.post(`/v1/route-tables/${uuid}/actions?wait=true`, { [action]: params });
-  const lastSpec = (): RouterSpecT => (fc.vrouter.callsOf(VPC.RouterApply.name).at(-1) as { router: RouterSpecT }).router;
+  const api = fakeCloudApi(() => fc);
+  const { post, field, lastRouterSpec: lastSpec } = api;
+  const act = (uuid: string, action: string, params: Record<string, unknown>) => api.act('route-tables', uuid, action, params);
   const refused = async (uuid: string, action: string, params: Record<string, unknown>, status: number, f: string): Promise<void> => {
     const r = await act(uuid, action, params);
     assert.equal(r.status, status, `${action} ${JSON.stringify(params)}: ${r.status} ${JSON.stringify(r.body)}`);
@@ -29,18 +23,10 @@ describe('functional: route tables of VPC routers (fake cloud)', function () {
 
   before(async () => {
     fc = await startFakeCloud(cleanup, { modules: [vpcModule() as never] });
-    const l3 = async (name: string, vlan: number, extra: Record<string, unknown>, cidr: string): Promise<string> => {
-      const l2 = await post('/v1/l2-networks', { name: `${name}-l2`, zoneUuid: fc.ids.zone, physicalInterface: 'eth0', vlan });
-      await post(`/v1/clusters/${fc.ids.cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2.uuid } }, 200);
-      const n = await post('/v1/l3-networks', { name, l2NetworkUuid: l2.uuid, ...extra });
-      await post('/v1/ip-ranges', { l3NetworkUuid: n.uuid, networkCidr: cidr });
-      return n.uuid;
-    };
-    ids.pub = await l3('rt-public', 100, { category: 'Public' }, '198.51.100.0/24');
-    ids.a = await l3('rt-vpc-a', 101, { type: 'L3VpcNetwork' }, '10.1.0.0/24');
-    const vro = await post('/v1/virtual-router-offerings', { name: 'rt-vr', zoneUuid: fc.ids.zone, publicNetworkUuid: ids.pub });
-    ids.router = (await post('/v1/vpc-routers', { name: 'rt-router', virtualRouterOfferingUuid: vro.uuid })).uuid;
-    assert.equal((await fc.api.post(`/v1/vpc-routers/${ids.router}/actions?wait=true`, { attachL3Network: { l3NetworkUuid: ids.a } })).status, 200);
+    const nets = await vpcNetworks(post, fc, 'rt', 100, '198.51.100.0/24', ['10.1.0.0/24']);
+    ids.pub = nets.pub;
+    ids.a = nets.vpc[0]!;
+    ids.router = (await vpcRouter(post, fc, nets)).uuid;
   });
 
   it('a table attached at create; entries appear in the router\'s desired state as static and blackhole routes', async () => {

@@ -4,41 +4,26 @@
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { fakeCloudApi, vpcNetworks } from '../harness/fake-cloud-api.js';
 import { vpcModule } from '../../controller/vpc/module.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 import * as VPC from '../../shared/protocol/vpc.js';
 import * as V from '../../shared/protocol/vrouter.js';
-import type { RouterSpecT } from '../../shared/protocol/vpc.js';
 
 describe('functional: VPC routers, VIPs, EIPs, port forwarding (fake cloud)', function () {
   this.timeout(30_000);
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
   const ids: Record<string, string> = {};
+  const { post, act, field, lastRouterSpec: lastSpec } = fakeCloudApi(() => fc);
 
-  const post = async (path: string, body: unknown, expect = 201): Promise<any> => {
-    const r = await fc.api.post(path, body);
-    assert.equal(r.status, expect, `POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
-  const act = (col: string, uuid: string, action: string, params: Record<string, unknown> = {}) => fc.api.post(`/v1/${col}/${uuid}/actions?wait=true`, { [action]: params });
-  const lastSpec = (): RouterSpecT => (fc.vrouter.callsOf(VPC.RouterApply.name).at(-1) as { router: RouterSpecT }).router;
-  const field = (r: { body: any }): string | undefined => r.body?.error?.details?.field ?? r.body?.details?.field ?? r.body?.field;
 
-  const l3 = async (name: string, vlan: number, extra: Record<string, unknown>, cidr: string): Promise<string> => {
-    const l2 = await post('/v1/l2-networks', { name: `${name}-l2`, zoneUuid: fc.ids.zone, physicalInterface: 'eth0', vlan });
-    await post(`/v1/clusters/${fc.ids.cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2.uuid } }, 200);
-    const n = await post('/v1/l3-networks', { name, l2NetworkUuid: l2.uuid, ...extra });
-    await post('/v1/ip-ranges', { l3NetworkUuid: n.uuid, networkCidr: cidr });
-    return n.uuid;
-  };
 
   before(async () => {
     fc = await startFakeCloud(cleanup, { modules: [vpcModule() as never] });
-    ids.pub = await l3('fc-public', 100, { category: 'Public' }, '198.51.100.0/24');
-    ids.a = await l3('fc-vpc-a', 101, { type: 'L3VpcNetwork' }, '10.1.0.0/24');
-    ids.b = await l3('fc-vpc-b', 102, { type: 'L3VpcNetwork' }, '10.2.0.0/24');
-    ids.overlap = await l3('fc-vpc-c', 103, { type: 'L3VpcNetwork' }, '10.1.0.0/25');
+    const nets = await vpcNetworks(post, fc, 'fc', 100, '198.51.100.0/24', ['10.1.0.0/24', '10.2.0.0/24', '10.1.0.0/25']);
+    ids.pub = nets.pub;
+    [ids.a, ids.b, ids.overlap] = nets.vpc as [string, string, string];
     ids.offering = (await post('/v1/virtual-router-offerings', { name: 'fc-vr', zoneUuid: fc.ids.zone, publicNetworkUuid: ids.pub, cpuNum: 1, memorySize: 268435456 })).uuid;
   });
 

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { fakeCloudApi } from '../harness/fake-cloud-api.js';
 import { attachedFrom } from '../../controller/model/attachments.js';
 import { vniNamespace } from '../../controller/network/vxlan.js';
 
@@ -14,13 +15,8 @@ describe('functional: VXLAN pools and networks (fake cloud, two hosts)', functio
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
   const ids: Record<string, string> = {};
+  const { post, field } = fakeCloudApi(() => fc);
 
-  const field = (r: { body: any }): string | undefined => r.body?.error?.details?.field ?? r.body?.details?.field ?? r.body?.field;
-  const post = async (path: string, body: unknown, expect = 201): Promise<any> => {
-    const r = await fc.api.post(path, body);
-    assert.equal(r.status, expect, `POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  };
   const refused = async (path: string, body: unknown, status: number, f: string): Promise<void> => {
     const r = await fc.api.post(path, body);
     assert.equal(r.status, status, `POST ${path} ${JSON.stringify(body)}: ${r.status} ${JSON.stringify(r.body)}`);
