@@ -9,8 +9,9 @@
 // cluster; the VM reaches it through a libvirt cephx secret) with a Ceph image store, all added
 // through the API. NFS primary storage through the API with a nfs-ganesha server in a test
 // namespace: the kernel client where the kernel has one, else the agent's libnfs access (QEMU
-// opens the disks over NFS; an online snapshot switches it to a new top on the export). Same
-// setup as cloud.test.ts (this machine as the host over its own sshd).
+// opens the disks over NFS; an online snapshot switches it to a new top on the export): the
+// same volume suite in one case. Same setup as cloud.test.ts (this machine as the host over its
+// own sshd).
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -389,7 +390,7 @@ describe('e2e: storage depth', function () {
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
   });
 
-  it('NFS primary storage through the API (the kernel client where there is one, else libnfs): online snapshot, overwrite, revert refused while attached, revert, the old bytes back; online grow', async function () {
+  it('NFS primary storage through the API (the kernel client where there is one, else libnfs): online snapshot, overwrite, revert refused while attached, revert, the old bytes back; online grow, shrink refused; a DataVolumeTemplate image of a snapshot and a volume made from it hold the same bytes; deleting a parent snapshot deletes its child', async function () {
     // the storage agent picks its access (ps/init 'auto'): a kernel mount, or libnfs when this
     // kernel has no NFS client (QEMU then opens the disks as nfs:// itself, snapshots included)
     const kernel = await kernelHasNfs();
@@ -415,12 +416,38 @@ describe('e2e: storage depth', function () {
     assert.equal(await readMd5(vm, dev), b, 'the guest writes on after the snapshot');
     assert.equal((await ok(api, `/v1/volumes/${vol.uuid}/actions`, { resize: { size: 96 * MiB } })).size, 96 * MiB);
     assert.equal(await guestSize(vm, dev), 96 * MiB, 'the guest sees the new size at once');
+    const shrink = await api.post(`/v1/volumes/${vol.uuid}/actions?wait=true`, { resize: { size: 64 * MiB } });
+    assert.equal(shrink.status, 400, JSON.stringify(shrink.body));
     const busy = await api.post(`/v1/volume-snapshots/${snap.uuid}/actions?wait=true`, { revert: {} });
     assert.equal(busy.status, 409, JSON.stringify(busy.body));
+    // a second online snapshot is the child of the first
+    const snap2 = await ok(api, `/v1/volumes/${vol.uuid}/actions`, { createSnapshot: { name: `${rid}-nfs-s2` } });
+    assert.equal(snap2.parentSnapshotUuid, snap.uuid);
+    const busyDel = await api.del(`/v1/volume-snapshots/${snap.uuid}?wait=true`);
+    assert.equal(busyDel.status, 409, JSON.stringify(busyDel.body));
     await detach();
     await ok(api, `/v1/volume-snapshots/${snap.uuid}/actions`, { revert: {} });
     dev = await attach();
     assert.equal(await readMd5(vm, dev), a, 'the bytes of the snapshot are back');
+    // a DataVolumeTemplate image of the snapshot (read off the export), and a volume on NFS made from it
+    const img = await ok(api, '/v1/images', { name: `${rid}-nfs-data-img`, volumeSnapshotUuid: snap.uuid, backupStorageUuids: [ids.bs] });
+    assert.equal(img.mediaType, 'DataVolumeTemplate');
+    assert.equal(img.status, 'Ready');
+    const copy = await ok(api, '/v1/volumes', { name: `${rid}-nfs-from-img`, imageUuid: img.uuid, primaryStorageUuid: ids.nfs });
+    assert.equal(copy.size, 64 * MiB);
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: copy.uuid } });
+    assert.equal(await readMd5(vm, await devOf(vm, copy.uuid)), a, 'the volume made from the image holds the snapshot bytes');
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: copy.uuid } });
+    await ok(api, `/v1/volumes/${copy.uuid}`, undefined, 'del');
+    await ok(api, `/v1/images/${img.uuid}`, undefined, 'del');
+    // deleting the parent snapshot deletes its child; the volume keeps its bytes
+    await detach();
+    await ok(api, `/v1/volume-snapshots/${snap.uuid}`, undefined, 'del');
+    assert.equal((await api.get(`/v1/volume-snapshots/${snap.uuid}`)).status, 404);
+    assert.equal((await api.get(`/v1/volume-snapshots/${snap2.uuid}`)).status, 404, 'the child went with it');
+    assert.deepEqual(readdirSync(join(nfs.dir, 'volumes', vol.uuid)), [`${vol.uuid}.qcow2`], 'no snapshot files left on the export');
+    dev = await attach();
+    assert.equal(await readMd5(vm, dev), a, 'the volume still holds what it held');
     await detach();
     await ok(api, `/v1/volumes/${vol.uuid}`, undefined, 'del');
     assert.deepEqual(readdirSync(join(nfs.dir, 'volumes')).filter((x) => x === vol.uuid), [], 'the volume left the export');
