@@ -6,6 +6,7 @@
 //   owner      JSON of the amounts {"cpu":2,"memory":536870912}
 // Reserving is optimistic: claim, re-read the total, and if a concurrent reservation (another
 // process) pushed it over the limit, give the claim back and report a lost race; callers retry.
+// Every claim and release of these namespaces goes through this module (its view follows them).
 import type { InventoryStore } from '../store/types.js';
 import { ResourceQueues } from '../workflow/queues.js';
 
@@ -13,21 +14,94 @@ export type Amounts = Record<string, number>;
 
 export const capacityNamespace = (what: string, uuid: string): string => `${what}-capacity:${uuid}`;
 
-/** Sum of all reservations in a namespace (and the consumers). */
-export async function reserved(store: InventoryStore, ns: string): Promise<{ total: Amounts; consumers: string[] }> {
-  const total: Amounts = {};
-  const consumers: string[] = [];
-  for (const c of await store.claims(ns)) {
-    consumers.push(c.key);
-    let a: Amounts;
-    try {
-      a = JSON.parse(c.owner) as Amounts;
-    } catch {
-      continue;
-    }
-    for (const [k, v] of Object.entries(a)) if (typeof v === 'number') total[k] = (total[k] ?? 0) + v;
+// What this process knows of each namespace (issue 19: ranking 1,000 hosts read 1,000
+// namespaces per VM, and a local primary storage's namespace holds every volume). The view
+// ranks candidates and answers the fit check; it follows this process's reservations and
+// releases, and is re-read after 30 s. The claim is still the store's; after it the namespace
+// is re-read to catch a concurrent reservation of another connection — except a big namespace
+// on SQLite (one controller per file, its allocator queue already serialises the decisions).
+interface Ledger {
+  total: Amounts;
+  consumers: Map<string, Amounts>;
+  loadedAt: number;
+  /** Bumped by every change of this process: a read that overlapped one is not kept. */
+  gen: number;
+}
+
+const LEDGER_MAX_AGE_MS = 30_000;
+/** Above this many consumers, a SQLite namespace is not re-read after a claim. */
+const POST_CHECK_MAX = 256;
+const ledgers = new WeakMap<InventoryStore, Map<string, Ledger>>();
+
+function ledgersOf(store: InventoryStore): Map<string, Ledger> {
+  let m = ledgers.get(store);
+  if (!m) ledgers.set(store, (m = new Map()));
+  return m;
+}
+
+const parseAmounts = (owner: string): Amounts | undefined => {
+  try {
+    const a = JSON.parse(owner) as unknown;
+    return a && typeof a === 'object' ? (a as Amounts) : undefined;
+  } catch {
+    return undefined;
   }
-  return { total, consumers };
+};
+
+function add(total: Amounts, a: Amounts, sign: 1 | -1): void {
+  for (const [k, v] of Object.entries(a)) if (typeof v === 'number') total[k] = (total[k] ?? 0) + sign * v;
+}
+
+const view = (l: Ledger): { total: Amounts; consumers: string[] } => ({ total: { ...l.total }, consumers: [...l.consumers.keys()] });
+
+/** Sum of all reservations in a namespace (and the consumers), read from the store. */
+export async function reserved(store: InventoryStore, ns: string): Promise<{ total: Amounts; consumers: string[] }> {
+  const m = ledgersOf(store);
+  const gen = m.get(ns)?.gen ?? 0;
+  const l: Ledger = { total: {}, consumers: new Map(), loadedAt: Date.now(), gen };
+  for (const c of await store.claims(ns)) {
+    const a = parseAmounts(c.owner) ?? {};
+    l.consumers.set(c.key, a);
+    add(l.total, a, 1);
+  }
+  if ((m.get(ns)?.gen ?? 0) === gen) m.set(ns, l);
+  else m.delete(ns);
+  return view(l);
+}
+
+/** Like reserved(), from this process's view when it is recent (for ranking candidates). */
+export async function knownReserved(store: InventoryStore, ns: string): Promise<{ total: Amounts; consumers: string[] }> {
+  const l = ledgersOf(store).get(ns);
+  if (l && Date.now() - l.loadedAt <= LEDGER_MAX_AGE_MS) return view(l);
+  return reserved(store, ns);
+}
+
+/**
+ * This process's view of a namespace without copying it (ranking reads hundreds per decision):
+ * the totals (read-only) and whether a consumer holds a reservation there.
+ */
+export async function knownUsage(store: InventoryStore, ns: string): Promise<{ total: Readonly<Amounts>; holds: (consumer: string) => boolean }> {
+  let l = ledgersOf(store).get(ns);
+  if (!l || Date.now() - l.loadedAt > LEDGER_MAX_AGE_MS) {
+    await reserved(store, ns);
+    l = ledgersOf(store).get(ns);
+    // changed while it was read: the next decision reads it again
+    if (!l) return knownReserved(store, ns).then((v) => ({ total: v.total, holds: (c: string) => v.consumers.includes(c) }));
+  }
+  const led = l;
+  return { total: led.total, holds: (c: string) => led.consumers.has(c) };
+}
+
+function noteHeld(store: InventoryStore, ns: string, consumer: string, amounts: Amounts | undefined): void {
+  const l = ledgersOf(store).get(ns);
+  if (!l) return;
+  const had = l.consumers.get(consumer);
+  if (had) add(l.total, had, -1);
+  if (amounts) {
+    l.consumers.set(consumer, amounts);
+    add(l.total, amounts, 1);
+  } else l.consumers.delete(consumer);
+  l.gen++;
 }
 
 export type ReserveResult = 'reserved' | 'full' | 'race';
@@ -38,18 +112,24 @@ export type ReserveResult = 'reserved' | 'full' | 'race';
  */
 export async function reserve(store: InventoryStore, ns: string, consumer: string, amounts: Amounts, fits: (totalAfter: Amounts) => boolean): Promise<ReserveResult> {
   const owner = JSON.stringify(amounts);
-  const before = await reserved(store, ns);
+  const fitsWith = (b: { total: Amounts; consumers: string[] }): boolean => {
+    const after = { ...b.total };
+    add(after, amounts, 1);
+    return fits(after);
+  };
+  let before = await knownReserved(store, ns);
+  // the view may miss another connection's release: 'full' only from a fresh read
+  if (!before.consumers.includes(consumer) && !fitsWith(before)) before = await reserved(store, ns);
   const mine = before.consumers.includes(consumer);
-  if (!mine) {
-    const after = { ...before.total };
-    for (const [k, v] of Object.entries(amounts)) after[k] = (after[k] ?? 0) + v;
-    if (!fits(after)) return 'full';
-  }
+  if (!mine && !fitsWith(before)) return 'full';
   if (!(await store.claim(ns, consumer, owner))) return 'race'; // same consumer, other amounts
   if (mine) return 'reserved';
+  noteHeld(store, ns, consumer, amounts);
+  if (store.backend === 'sqlite' && before.consumers.length > POST_CHECK_MAX) return 'reserved';
   const now = await reserved(store, ns);
   if (!fits(now.total)) {
     await store.release(ns, consumer, owner);
+    noteHeld(store, ns, consumer, undefined);
     return 'race';
   }
   return 'reserved';
@@ -57,6 +137,14 @@ export async function reserve(store: InventoryStore, ns: string, consumer: strin
 
 export async function unreserve(store: InventoryStore, ns: string, consumer: string): Promise<void> {
   await store.release(ns, consumer);
+  noteHeld(store, ns, consumer, undefined);
+}
+
+/** Record a claim made without a fit check (holdHost): the view counts it. */
+export async function hold(store: InventoryStore, ns: string, consumer: string, amounts: Amounts): Promise<boolean> {
+  const ok = await store.claim(ns, consumer, JSON.stringify(amounts));
+  if (ok) noteHeld(store, ns, consumer, amounts);
+  return ok;
 }
 
 /** In-process serialisation of allocators (one decision at a time per allocator kind). */

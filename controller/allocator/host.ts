@@ -8,10 +8,15 @@
 //   free cpu    = totalCpu    × cpuOvercommit    − reserved cpu
 //   free memory = totalMemory × memoryOvercommit − reservedMemoryPerHost − reserved memory
 // A refusal names every host and why it was rejected (no bare "no host found").
+// Candidates are ranked from a snapshot of the hosts (a few seconds old at most) and this
+// process's view of their reservations (capacity.ts); the chosen host is read again from the
+// store and re-checked before its capacity is claimed, and a refusal is always decided on
+// fresh reads (issue 19: reading 1,000 hosts and their reservations per VM made creates
+// quadratic).
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { attachedTo } from '../model/attachments.js';
-import { allocatorQueues, capacityNamespace, jitter, reserve, reserved, unreserve } from './capacity.js';
+import { allocatorQueues, capacityNamespace, hold, jitter, knownUsage, reserve, reserved, unreserve } from './capacity.js';
 
 export type HostStrategy = 'least-used' | 'random' | 'first-fit';
 
@@ -142,8 +147,38 @@ export function noHostError(req: HostRequest, rejected: Rejection[]): TStackErro
   return new TStackError('CAPACITY_EXCEEDED', `no host can run ${req.cpuNum} vCPU / ${fmtBytes(req.memorySize)}: ${why}`, { rejected: rejected.slice(0, 100) });
 }
 
+/** Snapshots of candidates without their usage, per store and hint (see allocateHost). */
+const SNAPSHOT_MAX_AGE_MS = 3_000;
+const snapshots = new WeakMap<InventoryStore, Map<string, { at: number; cands: Promise<HostCandidate[]> }>>();
+
+async function snapshotCandidates(store: InventoryStore, req: HostRequest, consumer: string): Promise<{ cands: HostCandidate[]; held: boolean }> {
+  const key = req.clusterUuid ? `c:${req.clusterUuid}` : req.zoneUuid ? `z:${req.zoneUuid}` : '*';
+  let m = snapshots.get(store);
+  if (!m) snapshots.set(store, (m = new Map()));
+  let s = m.get(key);
+  if (!s || Date.now() - s.at > SNAPSHOT_MAX_AGE_MS) {
+    const wide: HostRequest = { cpuNum: req.cpuNum, memorySize: req.memorySize };
+    if (req.clusterUuid) wide.clusterUuid = req.clusterUuid;
+    else if (req.zoneUuid) wide.zoneUuid = req.zoneUuid;
+    s = { at: Date.now(), cands: hostCandidates(store, wide, { usage: false }) };
+    m.set(key, s);
+    s.cands.catch(() => m.delete(key));
+  }
+  const cands = await s.cands;
+  // usage from this process's view of the reservations (no store read while it is recent)
+  let held = false;
+  const out = await Promise.all(
+    cands.map(async (c) => {
+      const u = await knownUsage(store, capacityNamespace('host', c.host.uuid));
+      if (u.holds(consumer)) held = true;
+      return { ...c, usedCpu: u.total.cpu ?? 0, usedMemory: u.total.memory ?? 0 };
+    }),
+  );
+  return { cands: out, held };
+}
+
 /** Gather candidates from the store (hosts narrowed by the hints). */
-export async function hostCandidates(store: InventoryStore, req: HostRequest): Promise<HostCandidate[]> {
+export async function hostCandidates(store: InventoryStore, req: HostRequest, o: { usage?: boolean } = {}): Promise<HostCandidate[]> {
   let hosts: Resource[];
   if (req.hostUuid) {
     const h = await store.get(req.hostUuid);
@@ -171,7 +206,7 @@ export async function hostCandidates(store: InventoryStore, req: HostRequest): P
       const cluster = await get(host.parentUuid);
       const zone = await get(cluster?.parentUuid ?? host.zoneUuid);
       const [ps, l2] = cluster ? await attachments(cluster.uuid) : [[], []];
-      const r = await reserved(store, capacityNamespace('host', host.uuid));
+      const r = o.usage === false ? { total: {} as Record<string, number>, consumers: [] } : await reserved(store, capacityNamespace('host', host.uuid));
       return { host, ...(cluster ? { cluster } : {}), ...(zone ? { zone } : {}), usedCpu: r.total.cpu ?? 0, usedMemory: r.total.memory ?? 0, primaryStorageUuids: ps, l2NetworkUuids: l2, consumers: r.consumers };
     }),
   );
@@ -193,6 +228,10 @@ export interface HostAllocation {
 export async function allocateHost(store: InventoryStore, req: HostRequest, consumer: string, policy: Partial<HostPolicy> = {}): Promise<HostAllocation> {
   const p = { ...DEFAULT_HOST_POLICY, ...policy };
   return allocatorQueues.run('host-allocator', async () => {
+    if (!req.hostUuid) {
+      const got = await fromSnapshot(store, req, consumer, p);
+      if (got) return got;
+    }
     for (let attempt = 0; attempt < 20; attempt++) {
       const cands = await hostCandidates(store, req);
       const held = cands.find((c) => c.consumers?.includes(consumer));
@@ -229,6 +268,35 @@ export async function allocateHost(store: InventoryStore, req: HostRequest, cons
   });
 }
 
+const allocationOf = (h: Resource, cluster: Resource | undefined, alternatives: string[]): HostAllocation => ({
+  hostUuid: h.uuid,
+  clusterUuid: String(h.parentUuid),
+  zoneUuid: String(cluster?.parentUuid ?? h.zoneUuid),
+  host: h,
+  alternatives,
+});
+
+/**
+ * The fast path: rank the snapshot, re-read the best host (and its cluster, zone, attachments
+ * and reservations) and re-check it, then reserve. Undefined when the snapshot offers nothing
+ * that still fits: the caller decides on fresh reads.
+ */
+async function fromSnapshot(store: InventoryStore, req: HostRequest, consumer: string, p: HostPolicy): Promise<HostAllocation | undefined> {
+  const { cands, held } = await snapshotCandidates(store, req, consumer);
+  if (held) return undefined; // a resumed flow: the fresh path answers it
+  const { ranked } = rankHosts(cands, req, p);
+  for (const [i, fit] of ranked.slice(0, 8).entries()) {
+    const [fresh] = await hostCandidates(store, { ...req, hostUuid: fit.candidate.host.uuid });
+    if (!fresh || rejectReason(fresh, req, p)) continue;
+    const res = await reserve(store, capacityNamespace('host', fresh.host.uuid), consumer, { cpu: req.cpuNum, memory: req.memorySize }, (after) => {
+      const f = freeOf({ ...fresh, usedCpu: after.cpu ?? 0, usedMemory: after.memory ?? 0 }, p);
+      return f.freeCpu >= 0 && f.freeMemory >= 0;
+    });
+    if (res === 'reserved') return allocationOf(fresh.host, fresh.cluster, ranked.filter((_, j) => j !== i).map((x) => x.candidate.host.uuid));
+  }
+  return undefined;
+}
+
 export async function releaseHost(store: InventoryStore, hostUuid: string, consumer: string): Promise<void> {
   await unreserve(store, capacityNamespace('host', hostUuid), consumer);
 }
@@ -238,7 +306,7 @@ export async function releaseHost(store: InventoryStore, hostUuid: string, consu
  * the allocator must count it). Idempotent per consumer.
  */
 export async function holdHost(store: InventoryStore, hostUuid: string, consumer: string, amounts: { cpu: number; memory: number }): Promise<void> {
-  await store.claim(capacityNamespace('host', hostUuid), consumer, JSON.stringify(amounts));
+  await hold(store, capacityNamespace('host', hostUuid), consumer, amounts);
 }
 
 /** Capacity view of a host for the API: totals, reserved and available (after over-commit). */

@@ -3,6 +3,10 @@
 // allocations never get the same address, across concurrent flows and across controllers.
 // Never handed out: the network and broadcast addresses of the range's subnet, the gateway,
 // and the L3's reservedIpRanges.
+// A new owner's next address comes from an in-memory view of the L3's claims (issue 19: reading
+// every claim of a 10,000-VM network per allocation made creates quadratic). The view is a hint:
+// the store claim still decides, a taken address is skipped; it is reloaded every 30 s and
+// follows this process's claims and releases, so the lowest free address is still the one given.
 import { TStackError, invalid } from '../../shared/errors.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { intToIp, ipToInt, subnetOf } from '../model/ipv4.js';
@@ -17,6 +21,92 @@ export interface IpRequest {
   ip?: string;
   /** 'sequential' (lowest free, default) or 'random'. */
   strategy?: 'sequential' | 'random';
+  /**
+   * The owner was just made (a fresh NIC uuid) and holds nothing yet: no need to read every
+   * claim of the L3 to find what it holds; the next address comes from the in-memory view.
+   */
+  newOwner?: boolean;
+}
+
+/** What this process knows of an L3's claims (a hint; the store claim decides). */
+interface IpView {
+  used: Set<string>;
+  /** No free address below this one (as an integer), as far as this process knows. */
+  low: number;
+  loadedAt: number;
+  /** Bumped by every change of this process: a load that overlapped one is not kept. */
+  gen: number;
+}
+
+const VIEW_MAX_AGE_MS = 30_000;
+const views = new WeakMap<InventoryStore, Map<string, IpView>>();
+
+function viewsOf(store: InventoryStore): Map<string, IpView> {
+  let m = views.get(store);
+  if (!m) views.set(store, (m = new Map()));
+  return m;
+}
+
+async function loadView(store: InventoryStore, ns: string): Promise<IpView> {
+  const m = viewsOf(store);
+  const gen = m.get(ns)?.gen ?? 0;
+  const v: IpView = { used: new Set((await store.claims(ns)).map((c) => c.key)), low: 0, loadedAt: Date.now(), gen };
+  const cur = m.get(ns);
+  if ((cur?.gen ?? 0) === gen) m.set(ns, v);
+  else m.delete(ns); // changed meanwhile: the next allocation loads again
+  return v;
+}
+
+function noteClaim(store: InventoryStore, ns: string, ip: string): void {
+  const v = viewsOf(store).get(ns);
+  if (!v) return;
+  v.used.add(ip);
+  v.gen++;
+}
+
+function noteRelease(store: InventoryStore, ns: string, ip: string): void {
+  forgetHeld(store, ns, ip);
+  const v = viewsOf(store).get(ns);
+  if (!v) return;
+  v.used.delete(ip);
+  const n = ipToIntOrNaN(ip);
+  if (n < v.low) v.low = n;
+  v.gen++;
+}
+
+/**
+ * Addresses of long-lived service owners (a host's DHCP server `dhcp:<host>`), by namespace and
+ * owner: each flat apply asks for it, and finding it read every claim of the L3. Kept for a
+ * minute, dropped by releaseIp; a release by another controller is seen after that minute.
+ */
+const held = new WeakMap<InventoryStore, Map<string, { ip: string; at: number }>>();
+const HELD_MAX_AGE_MS = 60_000;
+
+/** The address `owner` holds on an L3, if any (one owner, one address). */
+export async function heldIp(store: InventoryStore, l3NetworkUuid: string, owner: string): Promise<string | undefined> {
+  let m = held.get(store);
+  if (!m) held.set(store, (m = new Map()));
+  const k = `${ipNamespace(l3NetworkUuid)} ${owner}`;
+  const hit = m.get(k);
+  if (hit && Date.now() - hit.at <= HELD_MAX_AGE_MS) return hit.ip;
+  const ip = (await store.claims(ipNamespace(l3NetworkUuid))).find((c) => c.owner === owner)?.key;
+  if (ip) m.set(k, { ip, at: Date.now() });
+  else m.delete(k);
+  return ip;
+}
+
+function forgetHeld(store: InventoryStore, ns: string, ip: string): void {
+  const m = held.get(store);
+  if (!m) return;
+  for (const [k, v] of m) if (v.ip === ip && k.startsWith(`${ns} `)) m.delete(k);
+}
+
+function ipToIntOrNaN(ip: string): number {
+  try {
+    return ipToInt(ip);
+  } catch {
+    return NaN;
+  }
 }
 
 export interface IpAllocation {
@@ -72,11 +162,15 @@ export async function allocateIp(store: InventoryStore, req: IpRequest): Promise
     const r = ranges.find((x) => ip >= x.start && ip <= x.end);
     if (!r) throw invalid('ip', `${req.ip} is not in any IP range of L3 network ${l3.name}`);
     if (isReserved(ip, r, reserved)) throw invalid('ip', `${req.ip} is reserved on L3 network ${l3.name} (network, broadcast, gateway or a reserved range)`);
-    if (await store.claim(ns, req.ip, req.owner)) return allocation(r, ip, req);
+    if (await store.claim(ns, req.ip, req.owner)) {
+      noteClaim(store, ns, req.ip);
+      return allocation(r, ip, req);
+    }
     const holder = (await store.claims(ns)).find((c) => c.key === req.ip)?.owner;
     throw new TStackError('CONFLICT', `${req.ip} on L3 network ${l3.name} is already in use${holder ? ` by ${holder}` : ''}`, { field: 'ip', ip: req.ip, owner: holder });
   }
 
+  if (req.newOwner && req.strategy !== 'random') return nextFree(store, ns, l3, ranges, reserved, req);
   const claims = await store.claims(ns);
   const mine = claims.find((c) => c.owner === req.owner);
   if (mine) {
@@ -100,23 +194,67 @@ export async function allocateIp(store: InventoryStore, req: IpRequest): Promise
     candidates.push(...candidates.splice(0, k));
   }
   for (const c of candidates) {
-    if (await store.claim(ns, intToIp(c.ip), req.owner)) return allocation(c.r, c.ip, req);
+    if (await store.claim(ns, intToIp(c.ip), req.owner)) {
+      noteClaim(store, ns, intToIp(c.ip));
+      return allocation(c.r, c.ip, req);
+    }
   }
-  throw new TStackError('CAPACITY_EXCEEDED', `L3 network ${l3.name} (${l3.uuid}) has no free IP address: all ${total} usable addresses of its ${ranges.length} range(s) are in use`, {
+  throw full(l3, ranges, total);
+}
+
+function full(l3: Resource, ranges: RangeInfo[], total: number): TStackError {
+  return new TStackError('CAPACITY_EXCEEDED', `L3 network ${l3.name} (${l3.uuid}) has no free IP address: all ${total} usable addresses of its ${ranges.length} range(s) are in use`, {
     l3NetworkUuid: l3.uuid,
     usable: total,
   });
 }
 
+/**
+ * The lowest address the view has free, claimed in the store; a taken one (another process,
+ * or a claim made outside this module) is marked and skipped. A stale view is reloaded first,
+ * and once more before the L3 is declared full.
+ */
+async function nextFree(store: InventoryStore, ns: string, l3: Resource, ranges: RangeInfo[], reserved: Array<[number, number]>, req: IpRequest): Promise<IpAllocation> {
+  for (let pass = 0; pass < 2; pass++) {
+    let v = viewsOf(store).get(ns);
+    if (!v || pass > 0 || Date.now() - v.loadedAt > VIEW_MAX_AGE_MS) v = await loadView(store, ns);
+    for (const r of ranges) {
+      if (r.end < v.low) continue;
+      for (let ip = Math.max(r.start, v.low); ip <= r.end; ip++) {
+        if (isReserved(ip, r, reserved)) continue;
+        const text = intToIp(ip);
+        if (v.used.has(text)) continue;
+        const got = await store.claim(ns, text, req.owner);
+        v.used.add(text);
+        v.gen++;
+        if (got) {
+          // everything below is taken, as far as this process knows
+          if (v.low < ip) v.low = ip;
+          return allocation(r, ip, req);
+        }
+      }
+    }
+  }
+  let total = 0;
+  for (const r of ranges) for (let ip = r.start; ip <= r.end; ip++) if (!isReserved(ip, r, reserved)) total++;
+  throw full(l3, ranges, total);
+}
+
 /** Give an address back (only if `owner` holds it, when given). Idempotent. */
 export async function releaseIp(store: InventoryStore, l3NetworkUuid: string, ip: string, owner?: string): Promise<void> {
   await store.release(ipNamespace(l3NetworkUuid), ip, owner);
+  // with an owner that did not hold it nothing was released: the view reloads on a failed claim
+  noteRelease(store, ipNamespace(l3NetworkUuid), ip);
 }
 
 /** Give back every address `owner` holds on an L3 (a rollback that never learnt which one). */
 export async function releaseIpsOf(store: InventoryStore, l3NetworkUuid: string, owner: string): Promise<void> {
   const ns = ipNamespace(l3NetworkUuid);
-  for (const c of await store.claims(ns)) if (c.owner === owner) await store.release(ns, c.key, owner);
+  for (const c of await store.claims(ns)) {
+    if (c.owner !== owner) continue;
+    await store.release(ns, c.key, owner);
+    noteRelease(store, ns, c.key);
+  }
 }
 
 /** Addresses in use on an L3 and who holds them. */

@@ -9,7 +9,7 @@
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { attachedTo } from '../model/attachments.js';
-import { allocatorQueues, capacityNamespace, jitter, reserve, reserved, unreserve } from './capacity.js';
+import { allocatorQueues, capacityNamespace, jitter, knownUsage, reserve, reserved, unreserve } from './capacity.js';
 
 export interface PsRequest {
   /** bytes (virtual size of the volume) */
@@ -77,17 +77,27 @@ export function rankPrimaryStorage(cands: PsCandidate[], req: PsRequest, p: PsPo
   return { ranked, rejected };
 }
 
-async function psCandidates(store: InventoryStore, req: PsRequest): Promise<PsCandidate[]> {
+/**
+ * `fresh`: usage read from the store; else from this process's view (capacity.ts): a local
+ * storage's namespace holds every volume, reading it per allocation made creates quadratic.
+ * `consumer`: the candidate it already holds a reservation on is marked `held`.
+ */
+async function psCandidates(store: InventoryStore, req: PsRequest, o: { fresh?: boolean; consumer?: string } = {}): Promise<Array<PsCandidate & { held?: boolean }>> {
   let uuids: string[];
   if (req.primaryStorageUuid) uuids = [req.primaryStorageUuid];
   else if (req.clusterUuid) uuids = await attachedTo(store, 'cluster-primary-storage', req.clusterUuid);
   else throw new TStackError('INVALID_ARGUMENT', 'primary storage allocation needs clusterUuid or primaryStorageUuid', { field: 'clusterUuid' });
-  const out: PsCandidate[] = [];
+  const out: Array<PsCandidate & { held?: boolean }> = [];
   for (const u of uuids) {
     const ps = await store.get(u);
     if (!ps || ps.kind !== 'primary-storage') continue;
-    const r = await reserved(store, capacityNamespace('ps', u));
-    out.push({ ps, used: r.total.size ?? 0, consumers: r.consumers });
+    if (o.fresh) {
+      const r = await reserved(store, capacityNamespace('ps', u));
+      out.push({ ps, used: r.total.size ?? 0, consumers: r.consumers, held: o.consumer !== undefined && r.consumers.includes(o.consumer) });
+    } else {
+      const r = await knownUsage(store, capacityNamespace('ps', u));
+      out.push({ ps, used: r.total.size ?? 0, held: o.consumer !== undefined && r.holds(o.consumer) });
+    }
   }
   return out;
 }
@@ -102,10 +112,12 @@ export async function allocatePrimaryStorage(store: InventoryStore, req: PsReque
   const p = { ...DEFAULT_PS_POLICY, ...policy };
   return allocatorQueues.run('ps-allocator', async () => {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const cands = await psCandidates(store, req);
-      const held = cands.find((c) => c.consumers?.includes(consumer));
+      // the first attempt ranks from the view; a retry after a lost race reads the store
+      const cands = await psCandidates(store, req, { fresh: attempt > 0, consumer });
+      const held = cands.find((c) => c.held);
       if (held) return { primaryStorageUuid: held.ps.uuid, primaryStorage: held.ps };
       const { ranked, rejected } = rankPrimaryStorage(cands, req, p);
+      if (ranked.length === 0 && attempt === 0) continue; // the view may be behind: decide on a fresh read
       if (ranked.length === 0) throw noPsError(req, rejected);
       let raced = false;
       for (const c of ranked) {
@@ -116,7 +128,7 @@ export async function allocatePrimaryStorage(store: InventoryStore, req: PsReque
       if (!raced) break;
       await jitter(attempt);
     }
-    throw noPsError(req, rankPrimaryStorage(await psCandidates(store, req), req, p).rejected);
+    throw noPsError(req, rankPrimaryStorage(await psCandidates(store, req, { fresh: true }), req, p).rejected);
   });
 }
 

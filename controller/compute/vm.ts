@@ -124,7 +124,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
         // between a claim and the save that records it
         ctx.data.pendingNic = { uuid: nicUuid, l3NetworkUuid: l3 };
         await ctx.save();
-        const req: Parameters<typeof allocateIp>[1] = { l3NetworkUuid: l3, owner: nicUuid };
+        const req: Parameters<typeof allocateIp>[1] = { l3NetworkUuid: l3, owner: nicUuid, newOwner: true };
         const st = statics.find((s) => s.l3NetworkUuid === l3);
         if (st) req.ip = st.ip;
         const a = await allocateIp(ctx.store, req);

@@ -13,7 +13,7 @@ import { logger } from '../../shared/log.js';
 import type { Resource } from '../store/types.js';
 import type { ReconcileArea, ReconcileQueue } from '../reconcile/queue.js';
 import type { EventBus } from '../events/bus.js';
-import { allocateIp, ipNamespace } from '../allocator/ip.js';
+import { allocateIp, heldIp, ipNamespace } from '../allocator/ip.js';
 import { callHost, mustGet, type CloudDeps } from '../cloud/common.js';
 import { ensureBridge, isFlat } from './index.js';
 
@@ -43,19 +43,63 @@ interface L3Nic {
   hostname: string;
 }
 
-/** The NICs on an L3 whose VM still needs them, oldest VM first (first come keeps a duplicate name). */
-async function liveNics(d: CloudDeps, l3Uuid: string): Promise<L3Nic[]> {
-  const nics = (await d.store.list({ kind: 'vm-nic', filters: [{ field: 'l3NetworkUuid', op: '=', value: l3Uuid }] })).items;
-  if (nics.length === 0) return [];
-  const vmUuids = [...new Set(nics.map((n) => String(n.parentUuid)))];
-  const vms = new Map((await d.store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: vmUuids }] })).items.map((v) => [v.uuid, v]));
-  const out: Array<L3Nic & { order: string }> = [];
+type OrderedNic = L3Nic & { order: string };
+const byOrder = (a: OrderedNic, b: OrderedNic): number => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0);
+
+function live(nics: Resource[], vms: Map<string, Resource>): OrderedNic[] {
+  const out: OrderedNic[] = [];
   for (const nic of nics) {
     const vm = vms.get(String(nic.parentUuid));
     const host = vm && servedOn(vm);
     if (vm && host !== undefined) out.push({ nic, vm, host, hostname: vmHostname(vm), order: `${vm.createDate ?? ''}|${vm.uuid}|${String(nic.deviceId ?? 0)}` });
   }
-  return out.sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+  return out.sort(byOrder);
+}
+
+/** The NICs on an L3 whose VM still needs them, oldest VM first (first come keeps a duplicate name). */
+async function liveNics(d: CloudDeps, l3Uuid: string): Promise<OrderedNic[]> {
+  const nics = (await d.store.list({ kind: 'vm-nic', filters: [{ field: 'l3NetworkUuid', op: '=', value: l3Uuid }] })).items;
+  if (nics.length === 0) return [];
+  const vmUuids = [...new Set(nics.map((n) => String(n.parentUuid)))];
+  const vms = new Map((await d.store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: vmUuids }] })).items.map((v) => [v.uuid, v]));
+  return live(nics, vms);
+}
+
+/** The NICs on an L3 served on one host, read through the VMs there (indexed: hostUuid, lastHostUuid). */
+async function hostLiveNics(d: CloudDeps, hostUuid: string, l3Uuid: string): Promise<OrderedNic[]> {
+  const vms = new Map<string, Resource>();
+  for (const field of ['hostUuid', 'lastHostUuid']) {
+    for (const vm of (await d.store.list({ kind: 'vm-instance', filters: [{ field, op: '=', value: hostUuid }] })).items) if (servedOn(vm) === hostUuid) vms.set(vm.uuid, vm);
+  }
+  if (vms.size === 0) return [];
+  const nics = (await d.store.list({ kind: 'vm-nic', filters: [{ field: 'parentUuid', op: '?=', value: [...vms.keys()] }, { field: 'l3NetworkUuid', op: '=', value: l3Uuid }] })).items;
+  return live(nics, vms);
+}
+
+/**
+ * The whole L3's live NICs (its DNS names) for the applies of one host after another: read at
+ * most once a second per L3 (issue 19: every VM create's apply read the L3's 10,000 NICs and
+ * VMs). The applying host's own NICs are always read fresh and merged in, so a host's DHCP and
+ * metadata entries are exact; other hosts' VMs may be a second late in its DNS (they reach the
+ * other hosts only at those hosts' next apply anyway).
+ */
+const L3_NAMES_MAX_AGE_MS = 1_000;
+const l3Names = new WeakMap<object, Map<string, { at: number; nics: Promise<OrderedNic[]> }>>();
+
+async function l3LiveNics(d: CloudDeps, hostUuid: string, l3Uuid: string): Promise<{ all: OrderedNic[]; mine: OrderedNic[] }> {
+  let m = l3Names.get(d.store);
+  if (!m) l3Names.set(d.store, (m = new Map()));
+  let c = m.get(l3Uuid);
+  if (!c || Date.now() - c.at > L3_NAMES_MAX_AGE_MS) {
+    c = { at: Date.now(), nics: liveNics(d, l3Uuid) };
+    m.set(l3Uuid, c);
+    const mm = m;
+    c.nics.catch(() => mm.delete(l3Uuid));
+  }
+  const [cached, mine] = await Promise.all([c.nics, hostLiveNics(d, hostUuid, l3Uuid)]);
+  const mineUuids = new Set(mine.map((x) => x.nic.uuid));
+  const all = cached.filter((x) => x.host !== hostUuid && !mineUuids.has(x.nic.uuid)).concat(mine).sort(byOrder);
+  return { all, mine };
 }
 
 /** Every (host, L3) that has a service namespace or should have one. */
@@ -75,9 +119,9 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
  * there (no VM NIC and no namespace). Allocates the host's DHCP server address on first use.
  */
 export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource): Promise<FlatApplyReq | undefined> {
-  const live = await liveNics(d, l3.uuid);
-  const mine = live.filter((x) => x.host === hostUuid);
-  const held = (await d.store.claims(ipNamespace(l3.uuid))).find((c) => c.owner === `dhcp:${hostUuid}`);
+  const { all: live, mine } = await l3LiveNics(d, hostUuid, l3.uuid);
+  const heldKey = await heldIp(d.store, l3.uuid, `dhcp:${hostUuid}`);
+  const held = heldKey === undefined ? undefined : { key: heldKey };
   if (mine.length === 0 && !held) return undefined;
   const ranges = await d.store.byParent('ip-range', l3.uuid);
   if (ranges.length === 0) return undefined;

@@ -32,6 +32,10 @@ async function connectedHosts(store: InventoryStore): Promise<Resource[]> {
   return (await store.list({ kind: 'host', filters: [{ field: 'status', op: '=', value: 'Connected' }] })).items;
 }
 
+async function inSomeGroup(store: InventoryStore, nicUuid: string): Promise<boolean> {
+  return (await store.list<Resource & { vmNicUuids?: string[] }>({ kind: 'security-group' })).items.some((g) => (g.vmNicUuids ?? []).includes(nicUuid));
+}
+
 /** Send one host its whole firewall (no-op for a host that is gone or not connected). */
 export async function applyHost(store: InventoryStore, agentClient: AgentClient, hostUuid: string): Promise<void> {
   const host = await store.get(hostUuid);
@@ -65,8 +69,13 @@ export function installSecgroups(s: SecgroupServices): { stop(): void } {
     const fail = (err: unknown): void => log.warn({ err: (err as Error).message, kind: e.kind, uuid: e.uuid }, 'marking hosts for security groups failed');
     if (e.kind === 'security-group' || (e.kind === 'l3-network' && e.type === 'resource.updated')) return markAll().catch(fail);
     if (e.kind === 'vm-nic') {
-      if (e.type === 'resource.deleted') return forgetNic(s.store, e.uuid).then(markAll).catch(fail);
-      return markAll().catch(fail);
+      // a NIC's address and host matter to every host only while it is in a group (remote-group
+      // ipsets); joining or leaving a group updates the group, which marks every host (issue 19:
+      // marking 1,000 hosts for every NIC a create made was most of the controller's work)
+      if (e.type === 'resource.deleted') return forgetNic(s.store, e.uuid).catch(fail);
+      return inSomeGroup(s.store, e.uuid)
+        .then((yes) => (yes ? markAll() : undefined))
+        .catch(fail);
     }
     if (e.kind === 'vm-instance') {
       for (const h of [r.hostUuid, r.lastHostUuid]) if (typeof h === 'string' && h) mark(h);

@@ -4,7 +4,7 @@
 // Running or failed; then the filtered, paginated VM list is measured at 30 req/s and the read
 // throughput with 16 concurrent readers. Prints one JSON line and, last, `ratio: X` =
 // create_s ÷ (M ÷ 7.2): ZStack's published 10,000 VMs in 23 minutes is 7.2 VMs/s, so X < 1 is faster.
-//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>]
+//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator]
 // --inventory K: K Running VM records spread over the hosts are written straight into the store
 // (createMany, 1,000 a write) before the creates, so creates and lists run against that inventory;
 // they have no domain in the simulator (the list goal is about the controller's reads).
@@ -68,7 +68,8 @@ async function startSimulator(): Promise<{ control: string; hosts: SimHostInfo[]
   const sdir = join(dir, 'sim');
   // a random 127/8 block: other runs on this machine use others
   const b = 64 + Math.floor(Math.random() * 60);
-  const p = await startProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'simulator/main.ts'), '--hosts', String(HOSTS), '--first-ip', `127.${b}.0.1`, '--host-port', String(await freePort()), '--listen', '127.0.0.1:0', '--data-dir', sdir, '--token-file', join(sdir, 'token'), '--log-level', 'warn'], {
+  const node = PROF ? ['--cpu-prof', '--cpu-prof-dir', join(PROF, 'simulator')] : [];
+  const p = await startProcess(process.execPath, [...node, '--import', 'tsx', join(ROOT, 'simulator/main.ts'), '--hosts', String(HOSTS), '--first-ip', `127.${b}.0.1`, '--host-port', String(await freePort()), '--listen', '127.0.0.1:0', '--data-dir', sdir, '--token-file', join(sdir, 'token'), '--log-level', 'warn'], {
     cwd: ROOT,
     logFile: join(dir, 'simulator.log'),
   });
@@ -87,7 +88,7 @@ async function startController(i: number, store: string): Promise<string> {
   const cdir = join(dir, `ctl${i}`);
   const port = await freePort();
   const pw = join(dir, 'admin-password');
-  const node = PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [];
+  const node = PROF ? ['--cpu-prof', '--cpu-prof-dir', join(PROF, `controller${i}`)] : [];
   const p = await startProcess(process.execPath, [...node, '--import', 'tsx', join(ROOT, 'controller/main.ts'), '--listen', `127.0.0.1:${port}`, '--data-dir', cdir, '--token-file', join(cdir, 'token'), '--store', store, '--admin-password-file', pw, '--log-level', 'warn'], {
     cwd: ROOT,
     logFile: join(dir, `controller${i}.log`),

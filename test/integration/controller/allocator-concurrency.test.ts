@@ -74,6 +74,26 @@ function suite(name: string, setup: (cleanup: ReturnType<typeof useCleanup>) => 
       assert.equal(again.ip, ok[0]!.ip, 'a released address is reused');
     });
 
+    it('new owners from the in-memory view (two connections): distinct addresses, lowest first, CAPACITY_EXCEEDED when full, a released address reused', async () => {
+      const l3 = await l3With({ networkCidr: '10.21.0.0/28' });
+      // the views of both connections are loaded before the other one claims: each must skip what the other took
+      await allocateIp(a, { l3NetworkUuid: l3, owner: 'warm-a', newOwner: true });
+      await allocateIp(b, { l3NetworkUuid: l3, owner: 'warm-b', newOwner: true });
+      const results = await Promise.allSettled(Array.from({ length: 14 }, (_, i) => allocateIp(i % 2 ? b : a, { l3NetworkUuid: l3, owner: `new-${i}`, newOwner: true })));
+      const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as TStackError] : []));
+      assert.equal(ok.length, 11);
+      assert.equal(new Set([...ok.map((x) => x.ip), '10.21.0.2', '10.21.0.3']).size, 13, 'no address handed out twice');
+      assert.equal(failed.length, 3);
+      for (const e of failed) assert.equal(e.code, 'CAPACITY_EXCEEDED');
+      await releaseIp(b, l3, '10.21.0.9', ok.find((x) => x.ip === '10.21.0.9')!.owner);
+      await releaseIp(b, l3, '10.21.0.4', ok.find((x) => x.ip === '10.21.0.4')!.owner);
+      assert.equal((await allocateIp(b, { l3NetworkUuid: l3, owner: 'late-1', newOwner: true })).ip, '10.21.0.4', 'the lowest released address first');
+      // connection a never saw the release: its view is behind, the store claim still decides
+      assert.equal((await allocateIp(a, { l3NetworkUuid: l3, owner: 'late-2', newOwner: true })).ip, '10.21.0.9');
+      await assert.rejects(allocateIp(a, { l3NetworkUuid: l3, owner: 'late-3', newOwner: true }), (e: TStackError) => e.code === 'CAPACITY_EXCEEDED');
+    });
+
     it('explicit addresses: reserved ones refused, a taken one is a CONFLICT, the same owner is idempotent', async () => {
       const l3 = await l3With({ startIp: '10.30.0.1', endIp: '10.30.0.30', netmask: '255.255.255.0', gateway: '10.30.0.1' }, [{ startIp: '10.30.0.10', endIp: '10.30.0.19' }]);
       const x = await allocateIp(a, { l3NetworkUuid: l3, owner: 'nic-a', ip: '10.30.0.5' });
