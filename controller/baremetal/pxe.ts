@@ -45,13 +45,25 @@ export async function applyPxe(c: ControllerContext, uuid: string): Promise<void
     if (!l2) throw new TStackError('NOT_FOUND', `L2 network ${String(srv.l2NetworkUuid)} of PXE server ${srv.name} is gone`);
     const bridge = await ensureBridge(c, String(srv.hostUuid), l2);
     const r = await callHost(c, String(srv.hostUuid), 'vrouteragent', BM.PxeApply, { server: await pxeSpecOf(c, srv, bridge) });
+    if (await deletedMeanwhile(c, srv)) return;
     const status = r.state.running ? 'Running' : 'Stopped';
     if (srv.status !== status || srv.namespace !== r.state.namespace || srv.lastError !== undefined) await c.store.update(uuid, { status, namespace: r.state.namespace, lastError: undefined });
   } catch (e) {
+    if (await deletedMeanwhile(c, srv)) return;
     const err = TStackError.from(e);
     await c.store.update(uuid, { status: 'Error', lastError: `${err.code}: ${err.message}` }).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A DELETE while an apply was in flight: the delete's PxeDelete may have run before the apply
+ * re-made the namespace on the host, so remove it again (else it leaks, with no record of it).
+ */
+async function deletedMeanwhile(c: ControllerContext, srv: Resource): Promise<boolean> {
+  if (await c.store.get(srv.uuid)) return false;
+  await callHost(c, String(srv.hostUuid), 'vrouteragent', BM.PxeDelete, { pxeServerUuid: srv.uuid }).catch(() => undefined);
+  return true;
 }
 
 export function pxeArea(c: ControllerContext): ReconcileArea {
