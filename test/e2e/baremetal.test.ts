@@ -8,53 +8,27 @@
 // IPMI credentials and an unreachable BMC — every failure names its step and leaves the chassis
 // powered off and usable. One bring-up for the file.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomInt } from 'node:crypto';
 import { exec } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
-import { testController, type ApiClient, type TestController } from '../harness/controller.js';
-import { REPO_ROOT } from '../harness/guest.js';
-import { ensureLibvirt } from '../harness/libvirt.js';
-import { deleteLink, deleteNetns, netnsExists } from '../harness/net.js';
-import { runId, tmpDir } from '../harness/tmp.js';
+import type { ApiClient } from '../harness/controller.js';
+import { netnsExists } from '../harness/net.js';
 import { freePort } from '../harness/ports.js';
 import { SIM_MACHINE } from '../harness/baremetal.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
-import { cloudModule } from '../../controller/cloud/install.js';
-import { baremetalModule } from '../../controller/baremetal/module.js';
-
-/** A job's final state (long operations answer 202 + job; polled, not held on one connection). */
-async function settle(api: ApiClient, r: { status: number; body: any }, timeoutMs = 900_000): Promise<any> {
-  if (r.status !== 202) return { state: r.status < 300 ? 'Succeeded' : 'Failed', result: r.body, error: r.body, status: r.status };
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const j = await api.get(`/v1/jobs/${r.body.jobUuid}`);
-    if (j.body.state !== 'Running') return j.body;
-    if (Date.now() > deadline) throw new Error(`job ${r.body.jobUuid} still running`);
-    await new Promise((res) => setTimeout(res, 500));
-  }
-}
-async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
-  const j = await settle(api, await api.post(path, body));
-  assert.equal(j.state, 'Succeeded', `${path}: ${JSON.stringify(j.error ?? j)}`);
-  return j.result;
-}
+import { ok, settle, startBaremetalCloud, type BaremetalCloud } from '../harness/baremetal-cloud.js';
 
 describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine from scripts/aio add-baremetal', function () {
   this.timeout(1_800_000);
   const cleanup = useCleanup();
-  const rid = runId();
-  const net = `10.${randomInt(120, 200)}.${randomInt(1, 250)}`;
-  let c: TestController;
+  let cloud: BaremetalCloud;
   let api: ApiClient;
-  let aioEnv: Record<string, string>;
   let ch: any;
   let bmcPort: number;
   let bmcPw: string;
   let bmDir: string;
   const t: Record<string, number> = {};
-  const aio = (...args: string[]) => exec(join(REPO_ROOT, 'scripts/aio'), args, { env: aioEnv, timeoutMs: 300_000 });
+  const aio = (...args: string[]) => cloud.aio(...args);
   const chassis = async (): Promise<any> => (await api.get(`/v1/baremetal-chassis/${ch.uuid}`)).body;
   const act = (body: unknown) => api.post(`/v1/baremetal-chassis/${ch.uuid}/actions`, body);
   /** What the BMC itself says, asked with ipmitool directly (not through tstack). */
@@ -70,56 +44,21 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
     }
   };
 
+  /** The BMC starts QEMU in the background: wait for a running one (other than `not`). */
+  const runningPid = async (not?: number): Promise<number> => {
+    for (const end = Date.now() + 60_000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+      const pid = qemuPid();
+      if (pid !== undefined && pid !== not && !existsSync(join(bmDir, 'starting'))) return pid;
+    }
+    throw new Error('the machine did not start');
+  };
+
   before(async () => {
     const t0 = Date.now();
-    await ensureLibvirt();
-    const tree = await builtTree();
-    const sshKey = authorizedKey(cleanup, 'baremetal');
-    const layout = await tempLayout(cleanup);
-    const ports = await freePorts();
-    cleanup.add(() => killAgents(layout), 'stop deployed agents');
-    c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, autoReconnectMs: 5_000 } }), baremetalModule()],
-      reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
-    } as never);
-    api = await c.login('admin', c.adminPassword);
-    // the names scripts/aio add-baremetal looks for
-    const zone = await ok(api, '/v1/zones', { name: 'aio-zone' });
-    const cluster = await ok(api, '/v1/clusters', { name: 'aio-cluster', zoneUuid: zone.uuid });
-    await ok(api, '/v1/hosts', { name: 'aio-host', clusterUuid: cluster.uuid, managementIp: '127.0.0.1', username: 'root', sshPrivateKey: sshKey.privateKey, virtType: 'qemu' });
+    cloud = await startBaremetalCloud(cleanup);
+    api = cloud.api;
+    bmDir = cloud.machineDir(1);
     t.cloudSec = (Date.now() - t0) / 1000;
-
-    const dir = await tmpDir('aio-bm', cleanup);
-    aioEnv = {
-      AIO_DATA_DIR: join(dir, 'data'),
-      AIO_ETC_DIR: join(dir, 'etc'),
-      AIO_LOG_DIR: join(dir, 'log'),
-      AIO_RUN_DIR: join(dir, 'run'),
-      AIO_CONTROLLER_LISTEN: `127.0.0.1:${new URL(c.url).port}`,
-      TSTACK_ADMIN_PASSWORD: c.adminPassword,
-      AIO_PXE_NET: net,
-      AIO_PXE_BRIDGE: `${rid}pxb`,
-      AIO_PXE_NIC: `${rid}pxn`,
-      AIO_BM_TAP_PREFIX: `${rid}bm`,
-      AIO_BM_PORT_BASE: String((await freePort()) - 1),
-      AIO_BAREMETAL_IMAGES: join(layout.dataDir, 'vrouteragent', 'baremetal', 'images'),
-      AIO_BM_MEM: '256',
-      AIO_BM_CPUS: '2',
-      AIO_BM_DISK: '1G',
-    };
-    bmDir = join(dir, 'data', 'baremetal', 'bm1');
-    cleanup.add(async () => {
-      await deleteLink(`${rid}pxb`);
-      await deleteLink(`${rid}pxn`);
-    }, 'provisioning bridge and veth');
-    cleanup.add(async () => {
-      const srv = (await api.get('/v1/baremetal-pxe-servers')).body.inventories?.[0];
-      if (srv) {
-        await settle(api, await api.del(`/v1/baremetal-pxe-servers/${srv.uuid}`));
-        await deleteNetns(srv.namespace ?? `tsflat-p-${String(srv.uuid).replace(/-/g, '')}`);
-      }
-    }, 'PXE server');
-    cleanup.add(async () => void (await exec(SIM_MACHINE, ['stop', bmDir], { timeoutMs: 20_000 }).catch(() => undefined)), 'bare-metal machine');
   });
 
   after(() => process.stdout.write(`      bare-metal timings (s): ${JSON.stringify(t)}\n`));
@@ -133,7 +72,7 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
     bmcPort = ch.ipmiPort;
     bmcPw = readFileSync(join(bmDir, 'bmc-password'), 'utf8');
     assert.equal(ch.ipmiAddress, '127.0.0.1');
-    assert.equal(bmcPort, Number(aioEnv.AIO_BM_PORT_BASE) + 1);
+    assert.equal(bmcPort, Number(cloud.env.AIO_BM_PORT_BASE) + 1);
     assert.equal(ch.powerState, 'Off');
     assert.ok(!JSON.stringify(ch).includes(bmcPw), 'the BMC password is never returned');
     const srv = (await api.get('/v1/baremetal-pxe-servers')).body.inventories[0];
@@ -149,7 +88,7 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
   });
 
   it('a PXE timeout (the machine is cut off the provisioning network) fails naming the step; the chassis ends powered off and Available', async () => {
-    const tap = `${rid}bm1`;
+    const tap = cloud.tap(1);
     await exec('ip', ['link', 'set', tap, 'nomaster']);
     try {
       const t0 = Date.now();
@@ -159,7 +98,7 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
       assert.equal(j.error.code, 'PXE_TIMEOUT', JSON.stringify(j.error));
       assert.match(j.error.message, /^inspect: no report from the inspection ramdisk within 10 s/);
     } finally {
-      await exec('ip', ['link', 'set', tap, 'master', `${rid}pxb`]);
+      await exec('ip', ['link', 'set', tap, 'master', cloud.bridge]);
     }
     const after = await chassis();
     assert.equal(after.status, 'Available');
@@ -194,13 +133,12 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.powerState, 'On');
     assert.equal(await bmcPower(), 'Chassis Power is on');
-    const pid = qemuPid();
-    assert.ok(pid);
+    const pid = await runningPid();
     r = await act({ powerReset: {} });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.powerState, 'On');
     assert.equal(await bmcPower(), 'Chassis Power is on');
-    assert.notEqual(qemuPid(), pid, 'reset restarted the machine');
+    await runningPid(pid); // reset restarted the machine
     r = await act({ powerOff: {} });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.powerState, 'Off');
@@ -210,15 +148,19 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
   });
 
   it('wrong IPMI credentials: IPMI_AUTH_FAILED naming the step, the machine stays off; fixed credentials make the chassis usable again', async () => {
+    await act({ powerOff: {} }); // whatever the case before left
     let r = await api.put(`/v1/baremetal-chassis/${ch.uuid}`, { ipmiPassword: 'wrong-pass' });
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    r = await act({ powerOn: {} });
-    assert.equal(r.status, 400, JSON.stringify(r.body));
-    assert.equal(r.body.code, 'IPMI_AUTH_FAILED');
-    assert.match(r.body.message, /^powerOn: /);
-    assert.equal(await bmcPower(), 'Chassis Power is off');
-    r = await api.put(`/v1/baremetal-chassis/${ch.uuid}`, { ipmiPassword: bmcPw });
-    assert.equal(r.status, 200);
+    try {
+      r = await act({ powerOn: {} });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.code, 'IPMI_AUTH_FAILED');
+      assert.match(r.body.message, /^powerOn: /);
+      assert.equal(await bmcPower(), 'Chassis Power is off');
+    } finally {
+      r = await api.put(`/v1/baremetal-chassis/${ch.uuid}`, { ipmiPassword: bmcPw });
+      assert.equal(r.status, 200);
+    }
     r = await act({ powerStatus: {} });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.powerState, 'Off');
@@ -228,14 +170,17 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
   it('an unreachable BMC: BMC_UNREACHABLE naming the step; the chassis is usable again at the right address', async () => {
     let r = await api.put(`/v1/baremetal-chassis/${ch.uuid}`, { ipmiPort: await freePort() });
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    const t0 = Date.now();
-    r = await act({ powerOn: {} });
-    t.unreachableSec = (Date.now() - t0) / 1000;
-    assert.equal(r.status, 502, JSON.stringify(r.body));
-    assert.equal(r.body.code, 'BMC_UNREACHABLE');
-    assert.match(r.body.message, /^powerOn: /);
-    r = await api.put(`/v1/baremetal-chassis/${ch.uuid}`, { ipmiPort: bmcPort });
-    assert.equal(r.status, 200);
+    try {
+      const t0 = Date.now();
+      r = await act({ powerOn: {} });
+      t.unreachableSec = (Date.now() - t0) / 1000;
+      assert.equal(r.status, 502, JSON.stringify(r.body));
+      assert.equal(r.body.code, 'BMC_UNREACHABLE');
+      assert.match(r.body.message, /^powerOn: /);
+    } finally {
+      r = await api.put(`/v1/baremetal-chassis/${ch.uuid}`, { ipmiPort: bmcPort });
+      assert.equal(r.status, 200);
+    }
     r = await act({ powerStatus: {} });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.powerState, 'Off');

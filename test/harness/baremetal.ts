@@ -28,8 +28,10 @@ export interface SimulatedMachine {
   password: string;
   dir: string;
   serialLog: string;
-  /** The QEMU process of the machine runs (what the BMC reports as power). */
+  /** What the BMC reports as power: the QEMU process runs or is being started. */
   poweredOn(): boolean;
+  /** Wait until the QEMU process runs (the BMC starts it in the background); its command line. */
+  whenRunning(timeoutMs?: number): Promise<string>;
   /** What the BMC holds as boot device (pxe, default, …). */
   bootDevice(): string;
   /** The QEMU command line of the current power-on, if on. */
@@ -69,7 +71,14 @@ export function simulatedMachineIn(dir: string, bmc: { address: string; port: nu
     ...bmc,
     dir,
     serialLog: join(dir, 'serial.log'),
-    poweredOn: () => qemuPid() !== undefined,
+    poweredOn: () => qemuPid() !== undefined || (existsSync(join(dir, 'starting')) && !existsSync(join(dir, 'off'))),
+    whenRunning: async (timeoutMs = 60_000) => {
+      for (const end = Date.now() + timeoutMs; ; await new Promise((r) => setTimeout(r, 100))) {
+        const pid = qemuPid();
+        if (pid !== undefined && !existsSync(join(dir, 'starting'))) return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+        if (Date.now() > end) throw new Error(`the machine in ${dir} did not start within ${timeoutMs} ms: ${readFileSync(join(dir, 'qemu.out'), 'utf8').slice(-500)}`);
+      }
+    },
     bootDevice: () => (existsSync(join(dir, 'boot.dev')) ? readFileSync(join(dir, 'boot.dev'), 'utf8').trim() : 'default'),
     qemuCmdline: () => {
       const pid = qemuPid();

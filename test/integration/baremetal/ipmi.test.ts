@@ -30,10 +30,10 @@ describe('integration: IPMI through the vrouteragent against ipmi_sim + QEMU', f
     assert.equal(m.poweredOn(), false);
     assert.deepEqual(await power('on'), { powerState: 'on' });
     assert.ok(m.poweredOn(), 'the QEMU machine runs');
-    assert.match(m.qemuCmdline() ?? '', /-accel tcg/);
-    const before = m.qemuCmdline();
+    const before = await m.whenRunning();
+    assert.match(before, /-accel tcg/);
     assert.deepEqual(await power('reset'), { powerState: 'on' });
-    assert.equal(m.qemuCmdline(), before);
+    assert.equal(await m.whenRunning(), before);
     assert.deepEqual(await power('off'), { powerState: 'off' });
     await until('QEMU gone', () => !m.poweredOn(), 5_000);
     assert.deepEqual(await power('status'), { powerState: 'off' });
@@ -43,7 +43,7 @@ describe('integration: IPMI through the vrouteragent against ipmi_sim + QEMU', f
     await client.call(BM.IpmiBootDevice, { url: agent.url, token: agent.token }, { bmc: bmc(), device: 'pxe' });
     assert.equal(m.bootDevice(), 'pxe');
     await power('on');
-    assert.match(m.qemuCmdline() ?? '', /-boot order=n/);
+    assert.match(await m.whenRunning(), /-boot order=n/);
     await power('off');
     await client.call(BM.IpmiBootDevice, { url: agent.url, token: agent.token }, { bmc: bmc(), device: 'disk' });
     assert.notEqual(m.bootDevice(), 'pxe');
