@@ -62,6 +62,8 @@ export interface FlatDesired {
 
 const key = (uuid: string): string => uuid.replace(/-/g, '').toLowerCase();
 
+const lowerMacs = (entries: DhcpEntrySpec[]): DhcpEntrySpec[] => entries.map((e) => ({ ...e, mac: e.mac.toLowerCase() }));
+
 export class FlatService {
   private nets = new Map<string, L3>();
 
@@ -100,7 +102,8 @@ export class FlatService {
   private load(network: FlatNetworkSpec, dir: string): L3 {
     const base = { network, names: flatNames(network.l3NetworkUuid, this.o.scheme), dir, paths: dnsmasqPaths(dir), files: new FileMemory() };
     const saved = readJson<FlatDesired | undefined>(join(dir, DESIRED), undefined);
-    if (saved) return { ...base, dhcp: saved.dhcp, dns: saved.dns, metadata: new Map(saved.metadata.map((r) => [r.ip, r])) };
+    // (saved as received: MACs in the sender's case)
+    if (saved) return { ...base, dhcp: lowerMacs(saved.dhcp), dns: saved.dns, metadata: new Map(saved.metadata.map((r) => [r.ip, r])) };
     // state written by an older agent: one file per part (removed once desired.json is written)
     return {
       ...base,
@@ -115,11 +118,11 @@ export class FlatService {
    * Save the L3's desired state (one file: each write-and-rename costs a flush on ext4, and
    * an apply changes several parts at once). True when it changed. The same state again (the
    * controller's periodic pass) is a drift check: every file is compared with the disk.
+   * `asReceived`: the flat/apply body that set `st`, saved as it is (no second serialization).
    */
-  private save(st: L3): boolean {
-    const d: FlatDesired = { network: st.network, dhcp: st.dhcp, dns: st.dns, metadata: [...st.metadata.values()] };
+  private save(st: L3, asReceived?: Buffer): boolean {
     const file = join(st.dir, DESIRED);
-    const text = JSON.stringify(d) + '\n';
+    const text = asReceived ? asReceived.toString('utf8') : JSON.stringify({ network: st.network, dhcp: st.dhcp, dns: st.dns, metadata: [...st.metadata.values()] } satisfies FlatDesired) + '\n';
     let wrote = st.files.write(file, text, 0o600);
     if (!wrote) {
       st.files.forget();
@@ -251,9 +254,9 @@ export class FlatService {
   /**
    * flat/apply: the complete desired state of one L3 on this host, validated whole before
    * anything changes, saved (write-and-rename), then converged. Idempotent; a second identical
-   * call changes nothing but repairs drift.
+   * call changes nothing but repairs drift. `body`: the request's JSON as received (saved as is).
    */
-  async apply(want: FlatDesired, signal?: AbortSignal): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
+  async apply(want: FlatDesired, signal?: AbortSignal, body?: Buffer): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
     const network = want.network;
     validateNetwork(network);
     validateDhcpEntries(network, want.dhcp, 'dhcp');
@@ -269,11 +272,11 @@ export class FlatService {
       st = this.load(network, dir);
     }
     st.network = network;
-    st.dhcp = want.dhcp.map((e) => ({ ...e, mac: e.mac.toLowerCase() }));
+    st.dhcp = lowerMacs(want.dhcp);
     st.dns = { records: want.dns.records, forwarders: want.dns.forwarders };
     st.metadata = new Map(want.metadata.map((r) => [r.ip, r]));
     // the desired state first: an agent restarting mid-apply converges to it from disk
-    const wrote = this.save(st);
+    const wrote = this.save(st, body);
     this.nets.set(k, st);
     const r = await this.converge(st, signal);
     return { namespace: this.info(st, r.pid), changed: r.changed || wrote, releasedLeases: r.releasedLeases };
@@ -296,7 +299,7 @@ export class FlatService {
   async dhcpApply(uuid: string, entries: DhcpEntrySpec[]): Promise<{ entries: number; reloaded: boolean }> {
     const st = this.get(uuid);
     validateDhcpEntries(st.network, entries);
-    st.dhcp = entries.map((e) => ({ ...e, mac: e.mac.toLowerCase() }));
+    st.dhcp = lowerMacs(entries);
     this.save(st);
     const reloaded = await this.reload(st);
     return { entries: st.dhcp.length, reloaded };

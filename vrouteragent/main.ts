@@ -41,7 +41,7 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   server.handle(vrouter.NamespaceEnsure, async (req, ctx) => flat.ensure(req.network, ctx.signal), { key: (r) => byL3.key(r.network) });
   server.handle(vrouter.NamespaceDelete, async (req) => ({ deleted: await flat.delete(req.l3NetworkUuid) }), byL3);
   server.handle(vrouter.FlatStatus, async (req) => ({ networks: flat.status(req.l3NetworkUuid) }));
-  server.handle(vrouter.FlatApply, async (req, ctx) => flat.apply(req, ctx.signal), { key: (r) => byL3.key(r.network) });
+  server.handle(vrouter.FlatApply, async (req, ctx) => flat.apply(req, ctx.signal, ctx.body), { key: (r) => byL3.key(r.network) });
   server.handle(vrouter.DhcpApply, async (req) => flat.dhcpApply(req.l3NetworkUuid, req.entries), byL3);
   server.handle(vrouter.DnsApply, async (req) => flat.dnsApply(req.l3NetworkUuid, req.records, req.forwarders), byL3);
   server.handle(vrouter.MetadataApply, async (req) => flat.metadataApply(req.l3NetworkUuid, req.records), byL3);

@@ -33,6 +33,11 @@ export interface TaskContext {
   signal: AbortSignal;
   log: Logger;
   events: EventSink;
+  /**
+   * The request body as it arrived (JSON, UTF-8), for a handler that stores the request whole:
+   * it can write these bytes instead of serializing the parsed request again.
+   */
+  body?: Buffer;
 }
 
 export type Handler<C> = (req: RequestOf<C>, ctx: TaskContext) => Promise<ResponseOf<C>>;
@@ -92,6 +97,8 @@ export class AgentServer {
   readonly log: Logger;
   hostUuid?: string;
   private commands = new Map<string, Registered>();
+  /** Commands by path: a command request is found with one lookup, not by trying every route. */
+  private byPath = new Map<string, Registered>();
   private server?: Server;
   private readonly startedAt = new Date().toISOString();
   private readonly tokenBuf: Buffer;
@@ -121,6 +128,14 @@ export class AgentServer {
     });
     const limit = opts.bodyLimit ?? 16 * 1024 * 1024;
     this.parseBody = jsonBody({ limit, inflatedLimit: limit });
+    // a command POST goes straight to its handler; the router sees the rest (and answers 405
+    // with Allow for other methods on a command path, from the routes handle() also adds)
+    const auth = this.auth();
+    this.app.use((ctx, next) => {
+      const reg = ctx.method === 'POST' ? this.byPath.get(ctx.path) : undefined;
+      if (!reg) return next();
+      return auth(ctx, () => this.parseBody(ctx, () => this.dispatch(ctx, reg)));
+    });
     this.app.use(this.router.routes());
 
     this.handle(common.Ping, async () => this.info());
@@ -165,6 +180,7 @@ export class AgentServer {
     const reg: Registered = { def, handler: handler as unknown as Handler<CommandDef> };
     if (opts.key) reg.key = opts.key as (req: unknown) => string | undefined;
     this.commands.set(def.name, reg);
+    this.byPath.set(def.path, reg);
     // bodies are parsed only after the token was checked
     this.router.post(def.path, this.auth(), this.parseBody, async (ctx) => this.dispatch(ctx, reg));
   }
@@ -184,8 +200,9 @@ export class AgentServer {
     ctx.set(Headers.taskId, taskId);
     ctx.state.taskId = taskId;
 
+    const body = (ctx.state as { rawBody?: Buffer }).rawBody;
     if (def.mode === 'sync') {
-      const result = await this.execute(reg, req, taskId);
+      const result = await this.execute(reg, req, taskId, body);
       this.reply(ctx, result);
       return;
     }
@@ -195,7 +212,7 @@ export class AgentServer {
       throw new TStackError('CONFLICT', `task id ${taskId} was already used for ${entry.result.command}`);
     }
     if (!entry) {
-      entry = this.tasks.start(taskId, def.name, () => this.execute(reg, req, taskId));
+      entry = this.tasks.start(taskId, def.name, () => this.execute(reg, req, taskId, body));
     } else {
       this.log.info({ taskId, command: def.name }, 'repeated task id: joining the first run');
     }
@@ -220,7 +237,7 @@ export class AgentServer {
   }
 
   /** Run a handler in its queue with the command's timeout; never throws. */
-  private async execute(reg: Registered, req: unknown, taskId: string): Promise<TaskResult> {
+  private async execute(reg: Registered, req: unknown, taskId: string, body?: Buffer): Promise<TaskResult> {
     const { def } = reg;
     const startedAt = new Date().toISOString();
     const log = this.log.child({ taskId, command: def.name });
@@ -235,6 +252,7 @@ export class AgentServer {
         void this.queues.run(key, async () => {
           const ac = new AbortController();
           const tctx: TaskContext = { taskId, signal: ac.signal, log, events: this.events };
+          if (body) tctx.body = body;
           const timer = setTimeout(() => {
             ac.abort();
             reject(new TStackError('TIMEOUT', `${def.name} did not finish within ${timeoutMs} ms`, { command: def.name, timeoutMs }));
@@ -347,7 +365,7 @@ export class AgentServer {
 
   private routeLabel(path: string): string {
     if (path.startsWith('/task/')) return '/task/:id';
-    for (const r of this.commands.values()) if (r.def.path === path) return path;
+    if (this.byPath.has(path)) return path;
     return ['/health', '/metrics'].includes(path) ? path : 'other';
   }
 
