@@ -20,6 +20,7 @@ import { registerAffinityApi } from '../compute/affinity.js';
 import { HaMonitor, registerHaApi, type HaOptions } from '../compute/ha.js';
 import { resumeJournal } from '../workflow/flow.js';
 import { flatArea, markHostFlat, watchFlatChanges } from '../network/flat-reconcile.js';
+import { FlatNicCache } from '../network/flat-nics.js';
 import type { CloudDeps } from './common.js';
 import type { ControllerContext } from '../context.js';
 
@@ -57,7 +58,11 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   engine.register(volumeRevertFlow);
   engine.register(vmCloneFlow);
   engine.register(imageFromVolumeFlow);
-  reconcile.register(flatArea(deps));
+  // the flat L3s' NICs in memory, fed by resource events: subscribed before watchFlatChanges, so
+  // an apply that a change marks reads that change
+  const flatNics = new FlatNicCache(s.store);
+  const offFlatNics = flatNics.watch(s.bus);
+  reconcile.register(flatArea(deps, flatNics));
   // host maintenance migrates (or, on local storage, stops) the host's VMs first
   s.evacuate = (hostUuid) => evacuateHost(deps, hostUuid);
   let hosts: HostModule | undefined;
@@ -73,7 +78,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   registerAffinityApi(s.registry);
   registerHaApi(s.registry);
   s.apiMiddleware.push(migrationTargetRoutes(deps, (t) => s.auth.authenticate(t)));
-  const offs: Array<() => void> = [];
+  const offs: Array<() => void> = [offFlatNics];
   offs.push(watchVmEvents(deps));
   offs.push(watchFlatChanges(deps, s.bus));
   // a host that (re)connects gets its cluster's bridges and primary storage

@@ -1,0 +1,186 @@
+// The NICs a flat L3 serves, with what the desired state needs of their VMs. Read fresh from the
+// inventory (storeNics: two lists per L3), or from FlatNicCache: the same rows kept in memory and
+// fed by the store's resource events, so a reconcile apply of a 250-VM L3 costs no inventory scan.
+//
+// The cache never guesses: an event it cannot apply exactly (a NIC whose VM it has not seen)
+// drops that L3's view, which the next read loads from the inventory again; a load that an
+// event overlapped is used once but not kept. Events relayed from other controllers arrive late
+// or may be lost, so the periodic reconcile pass refresh()es the cache: at worst a key is
+// applied from state one pass old, then repaired (what the periodic pass is for).
+import type { InventoryStore, Resource } from '../store/types.js';
+import type { EventBus, ResourceEvent } from '../events/bus.js';
+
+/** One NIC to serve, in the order names are given (oldest VM first: it keeps a duplicate name). */
+export interface LiveNic {
+  nicUuid: string;
+  ip: string;
+  mac: string;
+  vmUuid: string;
+  /** The host that serves it (servedOn). */
+  host: string;
+  /** vmHostname(vm). */
+  hostname: string;
+  userData?: string;
+  sshKey?: string;
+}
+
+export interface NicSource {
+  /** The NICs on an L3 whose VM still needs them, oldest VM first. */
+  liveNics(l3Uuid: string): Promise<readonly LiveNic[]>;
+  /** Forget what is kept (the periodic pass re-reads the inventory). */
+  refresh?(): void;
+}
+
+/** VM states whose NICs are served nowhere. */
+const GONE = new Set(['Destroying', 'Destroyed', 'Expunging', 'Expunged']);
+export const servedOn = (vm: Resource): string | undefined => (GONE.has(String(vm.state)) ? undefined : ((vm.hostUuid ?? vm.lastHostUuid) as string | undefined));
+
+export function vmHostname(vm: Resource): string {
+  if (typeof vm.hostname === 'string' && vm.hostname) return vm.hostname;
+  const n = String(vm.name).toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(n) ? n : `vm-${vm.uuid.slice(0, 8)}`;
+}
+
+/** What a NIC contributes, by itself. */
+interface NicRow {
+  uuid: string;
+  vmUuid: string;
+  ip: string;
+  mac: string;
+  deviceId: string;
+}
+
+/** What a VM contributes: undefined host when its NICs are served nowhere. */
+interface VmRow {
+  uuid: string;
+  host: string | undefined;
+  hostname: string;
+  createDate: string;
+  userData?: string;
+  sshKey?: string;
+}
+
+const nicRow = (n: Resource): NicRow => ({ uuid: n.uuid, vmUuid: String(n.parentUuid), ip: String(n.ip), mac: String(n.mac), deviceId: String(n.deviceId ?? 0) });
+
+function vmRow(vm: Resource): VmRow {
+  const r: VmRow = { uuid: vm.uuid, host: servedOn(vm), hostname: vmHostname(vm), createDate: String(vm.createDate ?? '') };
+  if (typeof vm.userData === 'string') r.userData = vm.userData;
+  if (typeof vm.sshKey === 'string' && vm.sshKey) r.sshKey = vm.sshKey;
+  return r;
+}
+
+/** The served NICs of an L3 from its rows, in name order. */
+function join(nics: Iterable<NicRow>, vms: Map<string, VmRow>): LiveNic[] {
+  const out: Array<[string, LiveNic]> = [];
+  for (const n of nics) {
+    const vm = vms.get(n.vmUuid);
+    if (!vm || vm.host === undefined) continue;
+    const x: LiveNic = { nicUuid: n.uuid, ip: n.ip, mac: n.mac, vmUuid: vm.uuid, host: vm.host, hostname: vm.hostname };
+    if (vm.userData !== undefined) x.userData = vm.userData;
+    if (vm.sshKey !== undefined) x.sshKey = vm.sshKey;
+    out.push([`${vm.createDate}|${vm.uuid}|${n.deviceId}`, x]);
+  }
+  out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return out.map((p) => p[1]);
+}
+
+async function loadRows(store: InventoryStore, l3Uuid: string): Promise<{ nics: NicRow[]; vms: Map<string, VmRow> }> {
+  const nics = (await store.list({ kind: 'vm-nic', filters: [{ field: 'l3NetworkUuid', op: '=', value: l3Uuid }] })).items.map(nicRow);
+  if (nics.length === 0) return { nics, vms: new Map() };
+  const vmUuids = [...new Set(nics.map((n) => n.vmUuid))];
+  const vms = (await store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: vmUuids }] })).items;
+  return { nics, vms: new Map(vms.map((v) => [v.uuid, vmRow(v)])) };
+}
+
+/** Straight from the inventory, every time. */
+export function storeNics(store: InventoryStore): NicSource {
+  return {
+    async liveNics(l3Uuid) {
+      const { nics, vms } = await loadRows(store, l3Uuid);
+      return join(nics, vms);
+    },
+  };
+}
+
+interface View {
+  nics: Map<string, NicRow>;
+  /** The VMs of those NICs, and VMs that name this L3 (their NICs may follow). */
+  vms: Map<string, VmRow>;
+  /** join() of the above, until either changes. */
+  joined?: readonly LiveNic[];
+}
+
+export class FlatNicCache implements NicSource {
+  private views = new Map<string, View>();
+  /** L3s being loaded → whether an event touched VMs or NICs meanwhile (then the load is not kept). */
+  private loading = new Map<string, { overlapped: boolean }>();
+
+  constructor(private readonly store: InventoryStore) {}
+
+  /** Follow the inventory. Subscribe before anything that applies on the same events. */
+  watch(bus: EventBus): () => void {
+    return bus.subscribe((e) => {
+      if (e.type === 'resource.created' || e.type === 'resource.updated' || e.type === 'resource.deleted') this.onEvent(e);
+    });
+  }
+
+  refresh(): void {
+    this.views.clear();
+    for (const l of this.loading.values()) l.overlapped = true;
+  }
+
+  /** L3s held in memory (tests). */
+  get size(): number {
+    return this.views.size;
+  }
+
+  async liveNics(l3Uuid: string): Promise<readonly LiveNic[]> {
+    const v = this.views.get(l3Uuid);
+    if (v) return (v.joined ??= join(v.nics.values(), v.vms));
+    const mark = { overlapped: false };
+    this.loading.set(l3Uuid, mark);
+    try {
+      const { nics, vms } = await loadRows(this.store, l3Uuid);
+      const view: View = { nics: new Map(nics.map((n) => [n.uuid, n])), vms };
+      view.joined = join(nics, vms);
+      if (!mark.overlapped && this.loading.get(l3Uuid) === mark) this.views.set(l3Uuid, view);
+      return view.joined;
+    } finally {
+      if (this.loading.get(l3Uuid) === mark) this.loading.delete(l3Uuid);
+    }
+  }
+
+  private onEvent(e: ResourceEvent): void {
+    if (e.kind !== 'vm-instance' && e.kind !== 'vm-nic') return;
+    // a load in flight may have read either side of this change
+    for (const l of this.loading.values()) l.overlapped = true;
+    if (this.views.size === 0) return;
+    const r = e.resource;
+    if (e.kind === 'vm-instance') {
+      const row = e.type === 'resource.deleted' ? undefined : vmRow(r);
+      const named = new Set(e.type === 'resource.deleted' ? [] : ((r.l3NetworkUuids as string[] | undefined) ?? []));
+      for (const [l3, v] of this.views) {
+        if (!v.vms.has(r.uuid) && !named.has(l3)) continue;
+        if (row) v.vms.set(r.uuid, row);
+        else v.vms.delete(r.uuid);
+        delete v.joined;
+      }
+      return;
+    }
+    // a NIC: out of any view it was in (it may have moved), into its L3's view
+    const l3 = e.type === 'resource.deleted' ? undefined : String(r.l3NetworkUuid);
+    for (const [u, v] of this.views) {
+      if (u !== l3 && v.nics.delete(r.uuid)) delete v.joined;
+    }
+    const v = l3 === undefined ? undefined : this.views.get(l3);
+    if (!v) return;
+    const row = nicRow(r);
+    // its VM not seen here: only the inventory knows it
+    if (!v.vms.has(row.vmUuid)) {
+      this.views.delete(l3!);
+      return;
+    }
+    v.nics.set(row.uuid, row);
+    delete v.joined;
+  }
+}

@@ -1,0 +1,185 @@
+// The flat L3s' NIC cache (controller/network/flat-nics.ts) against the inventory it follows: after
+// every change of a long random sequence (VMs and NICs created, renamed, moved between hosts,
+// stopped, destroyed, deleted; NICs moved between L3s, created before their VM), what the cache
+// serves equals a fresh read, and so does the desired state built from it. Also: a warm cache reads
+// nothing from the inventory, and a load that an event overlapped is not kept.
+import assert from 'node:assert/strict';
+import { openStore } from '../../../controller/store/index.js';
+import type { InventoryStore, Query, Resource } from '../../../controller/store/types.js';
+import { EventBus } from '../../../controller/events/bus.js';
+import { observedStore } from '../../../controller/events/observed-store.js';
+import { FlatNicCache, storeNics } from '../../../controller/network/flat-nics.js';
+import { desiredFlat } from '../../../controller/network/flat-reconcile.js';
+import type { CloudDeps } from '../../../controller/cloud/common.js';
+
+const uuid = (n: number): string => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+const HOSTS = [uuid(1), uuid(2)];
+const L2 = uuid(3);
+const L3S = [uuid(4), uuid(5)];
+
+/** Deterministic pseudo-random numbers (a failing sequence can be replayed). */
+function rng(seed: number): (n: number) => number {
+  let x = seed >>> 0 || 1;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+}
+
+const res = (kind: string, u: string, extra: Record<string, unknown>): Resource => ({ kind, uuid: u, name: `${kind}-${u.slice(-4)}`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], ...extra });
+
+interface Counting {
+  store: InventoryStore;
+  lists: () => number;
+  /** While set, list() waits for it. */
+  gate?: Promise<void>;
+}
+
+/** The inventory with list() counted and optionally held (what the cache's loads call). */
+function counting(inner: InventoryStore): Counting {
+  let n = 0;
+  const c: Counting = {
+    store: {
+      ...inner,
+      get backend() {
+        return inner.backend;
+      },
+      list: async <T extends Resource = Resource>(q: Query) => {
+        n++;
+        if (c.gate) await c.gate;
+        return inner.list<T>(q);
+      },
+    },
+    lists: () => n,
+  };
+  return c;
+}
+
+async function setup(): Promise<{ store: InventoryStore; bus: EventBus; cache: FlatNicCache; c: Counting; d: CloudDeps }> {
+  const bus = new EventBus();
+  const store = observedStore(await openStore({ backend: 'sqlite', path: ':memory:' }), bus);
+  for (const h of HOSTS) await store.create(res('host', h, { status: 'Connected' }));
+  await store.create(res('l2-network', L2, { bridgeName: 'br-test' }));
+  for (const [i, l3] of L3S.entries()) {
+    await store.create(res('l3-network', l3, { parentUuid: L2, provider: 'Flat', networkServices: ['DHCP', 'DNS', 'UserData'], dnsDomain: 'test.local' }));
+    await store.create(res('ip-range', uuid(100 + i), { parentUuid: l3, startIp: `10.${i}.0.2`, endIp: `10.${i}.0.250`, netmask: '255.255.255.0', gateway: `10.${i}.0.1`, networkCidr: `10.${i}.0.0/24` }));
+  }
+  const c = counting(store);
+  const cache = new FlatNicCache(c.store);
+  cache.watch(bus);
+  return { store, bus, cache, c, d: { store } as unknown as CloudDeps };
+}
+
+describe('flat NIC cache', () => {
+  it('serves what a fresh read of the inventory gives, after every change of a random sequence', async function () {
+    this.timeout(60_000);
+    const { store, cache, d } = await setup();
+    const fresh = storeNics(store);
+    const rand = rng(20261205);
+    const vms: string[] = [];
+    const nics: Array<{ uuid: string; vm: string }> = [];
+    let next = 1000;
+    const states = ['Running', 'Stopped', 'Starting', 'Destroying', 'Destroyed', 'Running'];
+    const ops = 400;
+    for (let step = 0; step < ops; step++) {
+      const op = rand(12);
+      const vm = vms.length ? vms[rand(vms.length)]! : undefined;
+      if (op <= 2 || !vm) {
+        // a VM and its NICs (sometimes the NIC first, as a flow could write them)
+        const v = uuid(next++);
+        const l3 = L3S[rand(2)]!;
+        const nic = uuid(next++);
+        const nicRes = res('vm-nic', nic, { parentUuid: v, l3NetworkUuid: l3, ip: `10.${L3S.indexOf(l3)}.0.${10 + (next % 200)}`, mac: `fa:16:3e:00:${(next >> 8) & 0xff}:${(next & 0xff).toString(16).padStart(2, '0')}`, deviceId: 0 });
+        const vmRes = res('vm-instance', v, { name: `vm-${rand(40)}`, state: 'Running', hostUuid: HOSTS[rand(2)], l3NetworkUuids: [l3], userData: `#cloud-config ${step}` });
+        if (rand(4) === 0) {
+          await store.create(nicRes);
+          await store.create(vmRes);
+        } else {
+          await store.create(vmRes);
+          await store.create(nicRes);
+        }
+        vms.push(v);
+        nics.push({ uuid: nic, vm: v });
+      } else if (op <= 6) {
+        const patch: Record<string, unknown> = [
+          { name: `vm-${rand(40)}` },
+          { hostname: rand(2) ? `h${rand(30)}.test.local` : undefined },
+          { state: states[rand(states.length)] },
+          { hostUuid: rand(3) ? HOSTS[rand(2)] : undefined, lastHostUuid: HOSTS[rand(2)] },
+          { userData: rand(2) ? `#!/bin/sh\necho ${step}` : undefined, sshKey: rand(2) ? `ssh-ed25519 AAAA${step}` : '' },
+        ][rand(5)]!;
+        await store.update(vm, patch);
+      } else if (op === 7 && nics.length) {
+        const n = nics.splice(rand(nics.length), 1)[0]!;
+        await store.delete(n.uuid);
+      } else if (op === 8) {
+        await store.delete(vm);
+        vms.splice(vms.indexOf(vm), 1);
+      } else if (op === 9 && nics.length) {
+        // a NIC moved to the other L3
+        const n = nics[rand(nics.length)]!;
+        const cur = await store.get(n.uuid);
+        if (cur) await store.update(n.uuid, { l3NetworkUuid: cur.l3NetworkUuid === L3S[0] ? L3S[1] : L3S[0] });
+      } else if (op === 10) {
+        // a second NIC of a VM
+        const nic = uuid(next++);
+        await store.create(res('vm-nic', nic, { parentUuid: vm, l3NetworkUuid: L3S[rand(2)], ip: `10.9.0.${next % 250}`, mac: `fa:16:3e:01:00:${(next & 0xff).toString(16).padStart(2, '0')}`, deviceId: 1 }));
+        nics.push({ uuid: nic, vm });
+      } else {
+        cache.refresh();
+      }
+      for (const l3 of L3S) {
+        assert.deepEqual(await cache.liveNics(l3), await fresh.liveNics(l3), `step ${step} (op ${op}), L3 ${l3}`);
+      }
+      if (step % 25 === 0) {
+        for (const l3 of L3S) {
+          const l3r = (await store.get(l3))!;
+          for (const h of HOSTS) assert.deepEqual(await desiredFlat(d, h, l3r, cache), await desiredFlat(d, h, l3r), `desired state, step ${step}, host ${h}, L3 ${l3}`);
+        }
+      }
+    }
+    assert.ok(vms.length > 20, `the sequence built an inventory (${vms.length} VMs)`);
+  });
+
+  it('a warm cache follows VM changes without reading the inventory', async () => {
+    const { store, cache, c } = await setup();
+    const vms: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const v = uuid(2000 + i);
+      vms.push(v);
+      await store.create(res('vm-instance', v, { name: `vm-${i}`, state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
+      await store.create(res('vm-nic', uuid(3000 + i), { parentUuid: v, l3NetworkUuid: L3S[0], ip: `10.0.0.${10 + i}`, mac: `fa:16:3e:00:00:${(10 + i).toString(16)}`, deviceId: 0 }));
+    }
+    assert.equal((await cache.liveNics(L3S[0]!)).length, 20);
+    const loads = c.lists();
+    for (const [i, v] of vms.entries()) await store.update(v, { name: `renamed-${i}` });
+    await store.update(vms[0]!, { state: 'Destroyed' });
+    const live = await cache.liveNics(L3S[0]!);
+    assert.equal(c.lists(), loads, 'no inventory read');
+    assert.equal(live.length, 19);
+    assert.ok(live.every((x) => x.hostname.startsWith('renamed-')));
+    // a NIC whose VM the cache has not seen: that L3 is read again
+    await store.create(res('vm-nic', uuid(3999), { parentUuid: uuid(4999), l3NetworkUuid: L3S[0], ip: '10.0.0.99', mac: 'fa:16:3e:00:00:99', deviceId: 0 }));
+    await cache.liveNics(L3S[0]!);
+    assert.ok(c.lists() > loads, 'reloaded');
+  });
+
+  it('a load overlapped by a change is used once but not kept', async () => {
+    const { store, cache, c } = await setup();
+    const v = uuid(5000);
+    await store.create(res('vm-instance', v, { name: 'before', state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
+    await store.create(res('vm-nic', uuid(5001), { parentUuid: v, l3NetworkUuid: L3S[0], ip: '10.0.0.50', mac: 'fa:16:3e:00:00:50', deviceId: 0 }));
+    let open!: () => void;
+    c.gate = new Promise((r) => (open = r));
+    const loading = cache.liveNics(L3S[0]!);
+    await store.update(v, { name: 'after' }); // while the load waits for the inventory
+    delete c.gate;
+    open();
+    await loading;
+    assert.equal(cache.size, 0, 'the overlapped load was not kept');
+    assert.equal((await cache.liveNics(L3S[0]!))[0]!.hostname, 'after');
+    assert.equal(cache.size, 1);
+  });
+});
