@@ -4,7 +4,8 @@
 // real uplink), two VPC networks on VXLAN networks of a pool behind one router, and two tiny VMs
 // (qemu/TCG) booted once and reused by every case. The host has an address on each VXLAN bridge
 // only to steer the guests over SSH; every probe of the router's work runs from inside a guest
-// or from the internet namespace.
+// or from the internet namespace. A second router with its own VPC network and vm4 on it is the
+// far end of the IPsec cases.
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -80,6 +81,30 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
       () => undefined,
     );
   const timings: Record<string, number> = {};
+  /** A process's name; undefined once it is gone (a zombie is gone too). */
+  const commOf = (pid: number): string | undefined => {
+    try {
+      const m = /^\d+ \((.*)\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      return m && m[2] !== 'Z' ? m[1] : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  /** The processes named `comm` in a namespace (none while it does not exist). */
+  const daemonsIn = async (ns: string, comm: string): Promise<number[]> =>
+    (await exec('ip', ['netns', 'pids', ns], { okCodes: [0, 1, 255], quiet: true })).stdout.split(/\s+/).filter(Boolean).map(Number).filter((p) => commOf(p) === comm);
+  /**
+   * A router namespace deleted behind tstack's back lives on, orphaned, while its daemons run, and
+   * keeps forwarding until the agent replaces its interfaces: traffic proves the repair only once
+   * the old daemons are gone and new ones run in the re-made namespace.
+   */
+  const deleteRouterNs = async (routerUuid: string, comm: string): Promise<() => Promise<boolean>> => {
+    const ns = routerNames(routerUuid).namespace;
+    const old = await daemonsIn(ns, comm);
+    assert.ok(old.length > 0, `${comm} runs in ${ns}`);
+    await exec('ip', ['netns', 'del', ns]);
+    return async () => old.every((p) => commOf(p) === undefined) && (await daemonsIn(ns, comm)).length > 0;
+  };
   let layout: HostLayout;
   let ports: Awaited<ReturnType<typeof freePorts>>;
   /** One ZStack/VIP metric of a VIP as the vrouteragent exports it (bytes or packets per second). */
@@ -159,8 +184,8 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
         if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
         await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
       }
-      if (ids.router) await api.del(`/v1/vpc-routers/${ids.router}?cascade=true`);
-      for (const k of ['a', 'b', 'f', 'pub']) if (ids[`l3${k}`]) await api.del(`/v1/l3-networks/${ids[`l3${k}`]}?wait=true`);
+      for (const r of [ids.router, ids.router2]) if (r) await api.del(`/v1/vpc-routers/${r}?cascade=true`);
+      for (const k of ['a', 'b', 'c', 'f', 'pub']) if (ids[`l3${k}`]) await api.del(`/v1/l3-networks/${ids[`l3${k}`]}?wait=true`);
       if (ids.pool) await api.del(`/v1/l2-networks/${ids.pool}?cascade=true`);
     }, 'cloud resources');
 
@@ -195,7 +220,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
         assert.equal(vx.bridgeName, `br_vx_${vx.vni}`);
         const dev = (await exec('ip', ['-d', 'link', 'show', `vxlan${vx.vni}`])).stdout;
         assert.match(dev, new RegExp(`vxlan id ${vx.vni} local 127\\.0\\.0\\.1`), dev);
-        await exec('ip', ['addr', 'add', `${vnet}.${k === 'a' ? 1 : 2}.254/24`, 'dev', vx.bridgeName]); // steering only
+        await exec('ip', ['addr', 'add', `${vnet}.${{ a: 1, b: 2, c: 3 }[k]}.254/24`, 'dev', vx.bridgeName]); // steering only
       }
       const u = (await ok(api, '/v1/l3-networks', { name: `${rid}-l3${k}`, l2NetworkUuid: l2, ...extra })).uuid;
       await ok(api, '/v1/ip-ranges', { l3NetworkUuid: u, netmask: '255.255.255.0', ...range });
@@ -205,6 +230,8 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     await l3('pub', { category: 'Public' }, { startIp: `${PUB}.10`, endIp: `${PUB}.60`, gateway: INET });
     await l3('a', { type: 'L3VpcNetwork' }, { startIp: `${vnet}.1.10`, endIp: `${vnet}.1.60`, gateway: `${vnet}.1.1` });
     await l3('b', { type: 'L3VpcNetwork' }, { startIp: `${vnet}.2.10`, endIp: `${vnet}.2.60`, gateway: `${vnet}.2.1` });
+    // VPC B: the far end of the IPsec cases, behind a second router
+    await l3('c', { type: 'L3VpcNetwork' }, { startIp: `${vnet}.3.10`, endIp: `${vnet}.3.60`, gateway: `${vnet}.3.1` });
     ids.vro = (await ok(api, '/v1/virtual-router-offerings', { name: `${rid}-vro`, zoneUuid: ids.zone, publicNetworkUuid: ids.l3pub })).uuid;
     const t0 = Date.now();
     const router = await ok(api, '/v1/vpc-routers', { name: `${rid}-router`, virtualRouterOfferingUuid: ids.vro, dns: [INET] });
@@ -217,6 +244,12 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     assert.equal(router.status, 'Connected');
     await ok(api, `/v1/vpc-routers/${ids.router}/actions`, { attachL3Network: { l3NetworkUuid: ids.l3a } });
     await ok(api, `/v1/vpc-routers/${ids.router}/actions`, { attachL3Network: { l3NetworkUuid: ids.l3b } });
+    const router2 = await ok(api, '/v1/vpc-routers', { name: `${rid}-router2`, virtualRouterOfferingUuid: ids.vro });
+    ids.router2 = router2.uuid;
+    ids.publicIp2 = router2.publicIp;
+    const ns2 = routerNames(router2.uuid).namespace;
+    cleanup.add(() => deleteNetns(ns2), `router namespace ${ns2}`);
+    await ok(api, `/v1/vpc-routers/${ids.router2}/actions`, { attachL3Network: { l3NetworkUuid: ids.l3c } });
     // the outside knows the way to the private networks: only the router keeps them closed
     await exec('ip', ['-n', inetNs, 'route', 'add', `${vnet}.0.0/16`, 'via', ids.publicIp]);
     // every guest serves its hostname on :8080 (busybox httpd, a load-balancer backend); a stop
@@ -228,8 +261,10 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     ].join('\n');
     const mk = (name: string, l3u: string) =>
       ok(api, '/v1/vm-instances', { name: `${rid}-${name}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [l3u], sshKey: key.pubKey, userData: `#!/bin/sh\n${web}\necho USERDATA-${name}-RAN\n` });
-    // vm3: a second web VM on network A (a load balancer's backends share one network)
-    const made = await Promise.all([mk('vm1', ids.l3a), mk('vm2', ids.l3b), mk('vm3', ids.l3a)]);
+    // vm3: a second web VM on network A (a load balancer's backends share one network); vm4: in
+    // VPC B, behind the second router
+    const tBoot = Date.now();
+    const made = await Promise.all([mk('vm1', ids.l3a), mk('vm2', ids.l3b), mk('vm3', ids.l3a), mk('vm4', ids.l3c)]);
     for (const [i, vm] of made.entries()) {
       vmUuids.push(vm.uuid);
       vms[`vm${i + 1}`] = vm;
@@ -237,6 +272,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     for (const [name, vm] of Object.entries(vms)) {
       await waitForSerial(vm.serialLogPath, new RegExp(`USERDATA-${name}-RAN`), 600_000);
       await inGuest(name, 'true');
+      timings[`${name}ReadyMs`] = Date.now() - tBoot;
     }
   });
 
@@ -429,12 +465,57 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     });
 
     it('the router namespace deleted: the TCP and HTTPS listeners come back', async () => {
-      await exec('ip', ['netns', 'del', routerNames(ids.router).namespace]);
+      const rebuilt = await deleteRouterNs(ids.router, 'haproxy');
       const t0 = Date.now();
+      await until('the old haproxy stopped, a new one in the re-made namespace', rebuilt, 60_000);
       for (const url of [`http://${ids.lbVip}/`, `https://${ids.lbVip}/`]) {
         await until(`the listener ${url} answers again`, async () => (await exec('curl', ['-sk', '-m', '5', url], { netns: inetNs, timeoutMs: 15_000, okCodes: [0, 7, 28, 35, 52, 56] })).stdout.trim() === `${rid}-vm1`.toLowerCase(), 60_000);
       }
       timings.lbRestoredMs = Date.now() - t0;
+    });
+  });
+
+  // issue 14: a site-to-site tunnel between the two routers, vm1 (VPC A) ↔ vm4 (VPC B)
+  describe('IPsec', () => {
+    const ipsec: Record<string, string> = {};
+    const reaches = async (): Promise<boolean> => /REACHED/.test(await inGuest('vm1', `ping -c 1 -W 2 ${ipOf('vm4')} >/dev/null && echo REACHED || echo NO`));
+
+    it('a connection on each router through the API carries a ping from vm1 to vm4\'s private address (unNATed); both report up', async () => {
+      assert.equal(await reaches(), false, 'no tunnel yet: VPC B is not reachable from VPC A');
+      const r1 = (await api.get(`/v1/vpc-routers/${ids.router}`)).body;
+      const r2 = (await api.get(`/v1/vpc-routers/${ids.router2}`)).body;
+      const t0 = Date.now();
+      ipsec.c1 = (await ok(api, '/v1/ipsec-connections', { name: `${rid}-to-r2`, vipUuid: r1.vipUuid, l3NetworkUuids: [ids.l3a], peerAddress: ids.publicIp2, peerCidrs: [`${vnet}.3.0/24`], authKey: `${rid}-psk` })).uuid;
+      ipsec.c2 = (await ok(api, '/v1/ipsec-connections', { name: `${rid}-to-r1`, vipUuid: r2.vipUuid, l3NetworkUuids: [ids.l3c], peerAddress: ids.publicIp, peerCidrs: [`${vnet}.1.0/24`], authKey: `${rid}-psk` })).uuid;
+      await until('vm1 pings vm4 through the tunnel', reaches, 60_000);
+      timings.ipsecTunnelMs = Date.now() - t0;
+      // the tunnel's selectors are the private CIDRs: a ping SNATed to the public IP would not
+      // enter it, so vm4 answering (and reaching vm1 back) shows the private addresses are kept
+      assert.match(await inGuest('vm4', `ping -c 1 -W 2 ${ipOf('vm1')} >/dev/null && echo REACHED || echo NO`), /REACHED/, 'and back');
+      assert.equal((await inGuest('vm1', `timeout 15 wget -qO- http://${ipOf('vm4')}:8080/ 2>&1 || echo WGET-FAILED`)).trim(), `${rid}-vm4`.toLowerCase(), 'TCP through the tunnel');
+      for (const u of [ipsec.c1, ipsec.c2]) {
+        const st = await ok(api, `/v1/ipsec-connections/${u}/actions`, { getStatus: {} });
+        assert.equal(st.status, 'up', JSON.stringify(st));
+      }
+    });
+
+    it('the router namespace deleted behind tstack\'s back: a new charon in the new namespace brings the tunnel back', async () => {
+      const rebuilt = await deleteRouterNs(ids.router, 'charon');
+      const t0 = Date.now();
+      await until('the old charon stopped, a new one in the re-made namespace', rebuilt, 60_000);
+      await until('vm1 pings vm4 through the tunnel again', reaches, 60_000);
+      timings.ipsecRestoredMs = Date.now() - t0;
+    });
+
+    it('deleting the connection stops the tunnel, and no reconcile brings it back', async () => {
+      await ok(api, `/v1/ipsec-connections/${ipsec.c1}`, undefined, 'del');
+      const t0 = Date.now();
+      await until('the tunnel is gone with the connection', async () => !(await reaches()), 30_000);
+      timings.ipsecStoppedMs = Date.now() - t0;
+      await new Promise((r) => setTimeout(r, 4_000)); // longer than a reconcile period
+      assert.equal(await reaches(), false, 'still gone after a reconcile pass');
+      const st = await ok(api, `/v1/ipsec-connections/${ipsec.c2}/actions`, { getStatus: {} });
+      assert.notEqual(st.status, 'up', `the peer's connection is down too: ${JSON.stringify(st)}`);
     });
   });
 });
