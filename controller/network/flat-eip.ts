@@ -105,15 +105,33 @@ const WATCHED = new Set(['eip', 'vip', 'vm-instance', 'vm-nic', 'l3-network', 'i
 /** Mark the hosts whose flat EIPs an inventory change may alter; and every host that connects. */
 export function watchFlatEips(d: CloudDeps, bus: EventBus, area: { keysNow(): Promise<string[]> }): () => void {
   const connectSeen = new Set<string>();
+  // one evaluation at a time, and one more after it when events came meanwhile: every event is
+  // followed by a full evaluation, but a burst (a VM create is a dozen events) costs one or two
+  // reads of every EIP, not one per event (issue 19)
+  let running = false;
+  let again = false;
+  const markKeys = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    again = false;
+    void area
+      .keysNow()
+      .then((ks) => ks.forEach((k) => d.reconcile.mark(FLAT_EIP_AREA, k)))
+      .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cannot mark the flat EIP hosts'))
+      .finally(() => {
+        running = false;
+        if (again) markKeys();
+      });
+  };
   return bus.subscribe((e) => {
     if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
     const r = e.resource;
     if (WATCHED.has(e.kind)) {
       // a VM that moved: its new host has its EIP now, its old one was given it (both keys)
-      void area
-        .keysNow()
-        .then((ks) => ks.forEach((k) => d.reconcile.mark(FLAT_EIP_AREA, k)))
-        .catch((err: unknown) => log.warn({ kind: e.kind, uuid: e.uuid, err: (err as Error).message }, 'cannot mark the flat EIP hosts'));
+      markKeys();
       return;
     }
     const k = `${e.uuid}:${String(r.lastConnectDate ?? '')}`;

@@ -56,6 +56,8 @@ const PROF = f['cpu-prof'];
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-scale-'));
 const procs: RunningProcess[] = [];
+let simPid: number | undefined;
+const ctlPids: number[] = [];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const log = (m: string): void => void process.stderr.write(`[scale ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
@@ -74,6 +76,7 @@ async function startSimulator(): Promise<{ control: string; hosts: SimHostInfo[]
     logFile: join(dir, 'simulator.log'),
   });
   procs.push(p);
+  simPid = p.pid;
   const file = join(sdir, 'simulator-hosts.json');
   const end = Date.now() + 300_000;
   while (!existsSync(file)) {
@@ -94,6 +97,7 @@ async function startController(i: number, store: string): Promise<string> {
     logFile: join(dir, `controller${i}.log`),
   });
   procs.push(p);
+  ctlPids.push(p.pid);
   await waitForPort('127.0.0.1', port, 120_000);
   const url = `http://127.0.0.1:${port}`;
   for (let t = Date.now(); Date.now() - t < 60_000; await sleep(200)) {
@@ -144,6 +148,16 @@ async function loadInventory(spec: string, ids: { hosts: string[]; zone: string;
   log(`${INVENTORY} VM records loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 }
 
+/** CPU seconds (user + system) a process has used: on a shared machine the honest cost, wall time is not. */
+function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14, 15) in USER_HZ (100)
+  } catch {
+    return NaN;
+  }
+}
+
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
@@ -182,6 +196,7 @@ async function main(): Promise<void> {
   const acked = new Set<string>();
   const refused: string[] = [];
   let next = 0;
+  const cpu0 = { sim: simPid ? cpuSeconds(simPid) : NaN, ctl: ctlPids.reduce((a, p) => a + cpuSeconds(p), 0) };
   const t0 = Date.now();
   await Promise.all(
     Array.from({ length: Math.min(CONCURRENCY, VMS) }, async (_, w) => {
@@ -226,6 +241,9 @@ async function main(): Promise<void> {
   }
   // the time until the last VM settled (Running, or its create failed)
   const createS = (lastSettled - t0) / 1000;
+  const cpuCtl = ctlPids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0.ctl;
+  const cpuSim = simPid ? cpuSeconds(simPid) - cpu0.sim : NaN;
+  log(`CPU during the creates: controller(s) ${cpuCtl.toFixed(1)} s (${((cpuCtl * 1000) / Math.max(1, VMS)).toFixed(1)} ms per VM), simulator ${cpuSim.toFixed(1)} s; load ${loadavg()[0]!.toFixed(2)}`);
 
   // --- stuck / lost (transitional VMs get up to 60 s more)
   let all = await listAll(api);
@@ -286,6 +304,8 @@ async function main(): Promise<void> {
     store: STORE,
     inventory: INVENTORY,
     hosts_add_s: Number(hostsS.toFixed(1)),
+    controller_cpu_s: Number(cpuCtl.toFixed(1)),
+    simulator_cpu_s: Number(cpuSim.toFixed(1)),
     load1_start: Number(load0.toFixed(2)),
     load1_end: Number(loadavg()[0]!.toFixed(2)),
   };

@@ -85,7 +85,7 @@ interface Registered {
  * Callbacks go over one keep-alive pool per process (node:http): fetch cost ~2 ms of CPU and
  * often a new connection per callback, which a simulator of 1,000 hosts paid 10,000 times.
  */
-const callbackTransport = new Transport();
+const callbackTransport = new Transport({ maxFreeSockets: 128 });
 
 export class AgentServer {
   readonly app = new Koa();

@@ -36,10 +36,16 @@ export class Transport {
   // idle sockets are dropped well before the agents' 5 s keep-alive timeout, so a request is
   // never written to a socket the agent is closing at that moment, even when a loaded event
   // loop runs the idle timer late (at 4 s, creates failed TASK_LOST at load 20 on 2 cores)
-  private readonly agents = {
-    'http:': new http.Agent({ keepAlive: true, timeout: 2_000, maxFreeSockets: 16 }),
-    'https:': new https.Agent({ keepAlive: true, timeout: 2_000, maxFreeSockets: 16 }),
-  };
+  private readonly agents: { 'http:': http.Agent; 'https:': https.Agent };
+
+  /** maxFreeSockets: idle connections kept per origin (default 16; a simulator's callbacks to one controller need more). */
+  constructor(o: { maxFreeSockets?: number } = {}) {
+    const free = o.maxFreeSockets ?? 16;
+    this.agents = {
+      'http:': new http.Agent({ keepAlive: true, timeout: 2_000, maxFreeSockets: free }),
+      'https:': new https.Agent({ keepAlive: true, timeout: 2_000, maxFreeSockets: free }),
+    };
+  }
 
   async send(url: string, o: SendOptions): Promise<Reply> {
     const u = new URL(url);

@@ -3,8 +3,8 @@
 // swanctl.conf + strongswan.conf per router (vrouteragent/render/strongswan.ts), runs charon in
 // the router's namespace and loads the connections with swanctl over the router's vici socket.
 // vrouter/ipsec/status reads the IKE/CHILD SAs back (up/down) with the last error from charon's log.
-import { defineCommand } from './command.js';
-import { Ipv4, Obj, Type, Uuid, type Static } from './schema.js';
+import { routerServiceStatus } from './router-service.js';
+import { Ipv4, Obj, OneOf, Type, Uuid, type Static } from './schema.js';
 import { Cidr } from './vrouter.js';
 
 /** ike = either version (initiates IKEv2), as ZStack's "ike". */
@@ -15,8 +15,6 @@ export const IPSEC_AUTHS = ['md5', 'sha1', 'sha256', 'sha384', 'sha512'] as cons
 export const IKE_DH_GROUPS = [2, 5, 14, 15, 16, 19, 20, 21] as const;
 export const IPSEC_PFS = ['none', 'dh-group2', 'dh-group5', 'dh-group14', 'dh-group15', 'dh-group16', 'dh-group19', 'dh-group20', 'dh-group21'] as const;
 
-const lit = <T extends string | number>(xs: readonly T[]) => Type.Union(xs.map((x) => Type.Literal(x)));
-
 export const RouterIpsecConnection = Obj({
   connectionUuid: Uuid(),
   /** The local end: the router's public IP or one of its VIPs. */
@@ -26,13 +24,13 @@ export const RouterIpsecConnection = Obj({
   peerCidrs: Type.Array(Cidr(), { minItems: 1, maxItems: 64 }),
   /** The pre-shared key (rendered hex-encoded, so any byte is safe in swanctl.conf). */
   psk: Type.String({ minLength: 1, maxLength: 256 }),
-  ikeVersion: lit(IKE_VERSIONS),
-  ikeAuthAlgorithm: lit(IPSEC_AUTHS),
-  ikeEncryptionAlgorithm: lit(IPSEC_ENCRYPTIONS),
-  ikeDhGroup: lit(IKE_DH_GROUPS),
-  policyAuthAlgorithm: lit(IPSEC_AUTHS),
-  policyEncryptionAlgorithm: lit(IPSEC_ENCRYPTIONS),
-  pfs: lit(IPSEC_PFS),
+  ikeVersion: OneOf(IKE_VERSIONS),
+  ikeAuthAlgorithm: OneOf(IPSEC_AUTHS),
+  ikeEncryptionAlgorithm: OneOf(IPSEC_ENCRYPTIONS),
+  ikeDhGroup: OneOf(IKE_DH_GROUPS),
+  policyAuthAlgorithm: OneOf(IPSEC_AUTHS),
+  policyEncryptionAlgorithm: OneOf(IPSEC_ENCRYPTIONS),
+  pfs: OneOf(IPSEC_PFS),
 });
 export type RouterIpsecConnectionT = Static<typeof RouterIpsecConnection>;
 
@@ -46,17 +44,12 @@ export const IpsecConnectionStatus = Obj({
   lastError: Type.Optional(Type.String()),
 });
 
-export const IpsecStatus = defineCommand({
+export const IpsecStatus = routerServiceStatus({
   name: 'vrouter/ipsec/status',
-  agent: 'vrouter',
-  mode: 'sync',
-  timeoutMs: 15_000,
-  request: Obj({ routerUuid: Uuid() }),
-  response: Obj({
-    running: Type.Boolean(),
+  fields: {
     /** 'kernel' (XFRM ESP) or 'libipsec' (userspace ESP over a TUN device). */
     dataPlane: Type.Optional(Type.String()),
     connections: Type.Array(IpsecConnectionStatus),
-  }),
-  description: "the IPsec connections of a VPC router as charon sees them (up/down, last error)",
+  },
+  description: 'the IPsec connections of a VPC router as charon sees them (up/down, last error)',
 });

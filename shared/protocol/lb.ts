@@ -3,8 +3,8 @@
 // haproxy configuration per router (vrouteragent/render/haproxy.ts), checks it with
 // `haproxy -c` and reloads haproxy seamlessly; haproxy's own health checks take dead backends
 // out. vrouter/lb/status reads the per-server state from haproxy's stats socket.
-import { defineCommand } from './command.js';
-import { Ipv4, Obj, Type, Uuid, type Static } from './schema.js';
+import { routerServiceStatus } from './router-service.js';
+import { Ipv4, Obj, OneOf, Type, Uuid, type Static } from './schema.js';
 
 export const LB_PROTOCOLS = ['tcp', 'udp', 'http', 'https'] as const;
 export const LB_ALGORITHMS = ['roundrobin', 'leastconn', 'source'] as const;
@@ -23,10 +23,10 @@ export const RouterLbBackend = Obj({
 export const RouterLbListener = Obj({
   listenerUuid: Uuid(),
   vip: Ipv4(),
-  protocol: Type.Union(LB_PROTOCOLS.map((p) => Type.Literal(p))),
+  protocol: OneOf(LB_PROTOCOLS),
   port: PortNum(),
   instancePort: PortNum(),
-  algorithm: Type.Union(LB_ALGORITHMS.map((a) => Type.Literal(a))),
+  algorithm: OneOf(LB_ALGORITHMS),
   idleTimeoutSec: Seconds(86_400),
   healthyThreshold: Type.Integer({ minimum: 1, maximum: 10 }),
   unhealthyThreshold: Type.Integer({ minimum: 1, maximum: 10 }),
@@ -53,15 +53,8 @@ export const LbServerStatus = Obj({
   totalSessions: Type.Optional(Type.Integer()),
 });
 
-export const LbStatus = defineCommand({
+export const LbStatus = routerServiceStatus({
   name: 'vrouter/lb/status',
-  agent: 'vrouter',
-  mode: 'sync',
-  timeoutMs: 15_000,
-  request: Obj({ routerUuid: Uuid() }),
-  response: Obj({
-    running: Type.Boolean(),
-    listeners: Type.Array(Obj({ listenerUuid: Type.String(), servers: Type.Array(LbServerStatus) })),
-  }),
+  fields: { listeners: Type.Array(Obj({ listenerUuid: Type.String(), servers: Type.Array(LbServerStatus) })) },
   description: "per-listener backend state of a VPC router's load balancer, read from haproxy's stats socket",
 });

@@ -29,6 +29,9 @@ export const Ipv4 = (opts: Record<string, unknown> = {}) =>
 export const Mac = (opts: Record<string, unknown> = {}) =>
   Type.String({ pattern: '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$', ...opts });
 
+/** One of a fixed list of values (the list stays the single source for docs and UIs). */
+export const OneOf = <T extends string | number>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
+
 const cache = new WeakMap<TSchema, TypeCheck<TSchema>>();
 function compiled<T extends TSchema>(schema: T): TypeCheck<T> {
   let c = cache.get(schema);

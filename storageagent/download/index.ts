@@ -2,7 +2,7 @@
 // (hashing what was written), and after an interruption reopen at the byte where it stopped.
 // Progress goes to a callback at least once a second.
 import { createHash, type Hash } from 'node:crypto';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TStackError } from '../../shared/errors.js';
@@ -10,6 +10,7 @@ import type { Logger } from '../../shared/log.js';
 import { FileSource } from './file.js';
 import { FtpSource } from './ftp.js';
 import { HttpSource } from './http.js';
+import { BlockWriter } from './blocks.js';
 import { SftpSource } from './sftp.js';
 import { FatalDownloadError, redact, type Source, type SourceOptions } from './types.js';
 
@@ -69,37 +70,19 @@ export function sourceFor(url: string, o: SourceOptions & { headers?: Record<str
   }
 }
 
-/**
- * Sink that writes at explicit positions and hashes each batch while the thread pool writes it
- * (hash and disk overlap; no second read pass). A short write means the disk is full: fatal,
- * since the hashes already cover the whole batch and a resume would not match them.
- */
-class FileSink extends Writable {
-  constructor(
-    private readonly fh: FileHandle,
-    public pos: number,
-    private readonly hashes: Hash[],
-    private readonly onBytes: (n: number) => void,
-  ) {
-    super({ highWaterMark: 4 << 20 });
-  }
-  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (e?: Error | null) => void): void {
-    const bufs = chunks.map((c) => c.chunk);
-    const want = bufs.reduce((a, b) => a + b.length, 0);
-    const written = this.fh.writev(bufs, this.pos);
-    for (const b of bufs) for (const h of this.hashes) h.update(b);
-    written.then(
-      ({ bytesWritten }) => {
-        this.pos += bytesWritten;
-        this.onBytes(bytesWritten);
-        cb(bytesWritten === want ? null : new FatalDownloadError(`short write (${bytesWritten} of ${want} bytes): is the disk full?`));
-      },
-      (e: Error) => cb(e),
-    );
-  }
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    this._writev([{ chunk }], cb);
-  }
+/** Stream side of the block writer, for sources that hand out a Readable. */
+function blockSink(w: BlockWriter): Writable {
+  return new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      try {
+        if (w.write(chunk)) cb();
+        else w.ready().then(() => cb(), cb);
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+  });
 }
 
 /** fsync a file written earlier (its dirty pages, whoever wrote them). */
@@ -128,7 +111,10 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
   const fh = await open(dest, 'w', 0o644);
   let md5 = o.md5 ? createHash('md5') : undefined;
   let sha = o.sha256 ? createHash('sha256') : undefined;
+  /** bytes written and hashed (where a resume starts) */
   let bytes = 0;
+  /** bytes arrived (progress; ahead of `bytes` by what is still buffered) */
+  let received = 0;
   let total: number | null = null;
   let resumes = 0;
   let lastBytes = 0;
@@ -136,10 +122,10 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
   const sample = (stage: ProgressSample['stage']): void => {
     const now = Date.now();
     const dt = (now - lastAt) / 1000;
-    const rate = dt > 0 ? Math.max(0, (bytes - lastBytes) / dt) : 0;
-    lastBytes = bytes;
+    const rate = dt > 0 ? Math.max(0, (received - lastBytes) / dt) : 0;
+    lastBytes = received;
     lastAt = now;
-    o.onProgress?.({ bytes, total, percent: total ? Math.min(100, Math.round((bytes / total) * 1000) / 10) : null, rate: Math.round(rate), stage });
+    o.onProgress?.({ bytes: received, total, percent: total ? Math.min(100, Math.round((received / total) * 1000) / 10) : null, rate: Math.round(rate), stage });
   };
   const timer = setInterval(() => sample('downloading'), o.progressIntervalMs ?? 1000);
   let ok = false;
@@ -154,16 +140,29 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
           o.log?.info({ url: src.display, had: bytes }, 'server does not resume; restarting from 0');
           await fh.truncate(0);
           bytes = 0;
+          received = 0;
           md5 = o.md5 ? createHash('md5') : undefined;
           sha = o.sha256 ? createHash('sha256') : undefined;
         }
         if (opened.total !== null) total = opened.total;
-        const sink = new FileSink(fh, bytes, [md5, sha].filter((h): h is Hash => h !== undefined), (n) => (bytes += n));
+        // what arrived is written and hashed even when the transfer breaks: the resume starts after it
+        const w = new BlockWriter(fh, bytes, [md5, sha].filter((h): h is Hash => h !== undefined), (n) => (received += n));
+        let broke: unknown;
         try {
-          await pipeline(opened.stream, sink, { signal: o.signal });
-        } finally {
-          opened.close?.();
+          if (opened.pump) await opened.pump(w);
+          else if (opened.stream) await pipeline(opened.stream, blockSink(w), { signal: o.signal });
+        } catch (e) {
+          broke = e;
         }
+        opened.close?.();
+        const written = await w.flush().then(
+          () => undefined,
+          (e: Error) => e,
+        );
+        bytes = w.pos;
+        received = bytes;
+        if (written) throw new FatalDownloadError(`writing ${dest}: ${written.message}`);
+        if (broke !== undefined) throw broke;
         if (total !== null && bytes < total) throw new TStackError('DOWNLOAD_FAILED', `${src.display}: connection ended at byte ${bytes} of ${total}`);
         if (total !== null && bytes > total) throw new FatalDownloadError(`${src.display}: got ${bytes} bytes, more than the announced ${total}`);
         break;

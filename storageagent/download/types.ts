@@ -1,10 +1,14 @@
 // A download source opens a byte stream at an offset; the generic loop in index.ts does the
 // rest (writing, hashing, progress, retries with resume).
 import type { Readable } from 'node:stream';
+import type { BlockWriter } from './blocks.js';
 import { TStackError } from '../../shared/errors.js';
 
 export interface Opened {
-  stream: Readable;
+  /** the body as a stream; or, from a source with its own reused buffers, pump */
+  stream?: Readable;
+  /** reads the body into w itself; resolves at its end (or when the connection ends early: the caller compares counts) */
+  pump?: (w: BlockWriter) => Promise<void>;
   /** total size of the remote file when known */
   total: number | null;
   /** where the stream actually starts (0 when the server ignored a range request) */

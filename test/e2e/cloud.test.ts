@@ -5,13 +5,14 @@
 // addresses by DHCP, run user-data from the metadata service and answer SSH from the host side
 // of the bridge; lifecycle; destroy/recover/expunge; fault injection in the create flow.
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { exec } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
+import { expungeCloud, removeControllerKey } from '../harness/cloud-teardown.js';
 import { testController, type TestController } from '../harness/controller.js';
 import { ApiClient } from '../harness/controller.js';
 import { guestImage, makeSshKey, sshRun, waitForSerial, REPO_ROOT } from '../harness/guest.js';
@@ -164,24 +165,9 @@ describe('e2e: the first real cloud', function () {
     };
     await startCtl();
     // adding the host authorizes the controller's own key (for reconnects): take it away again
-    cleanup.add(() => {
-      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
-      if (!existsSync(pub)) return;
-      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
-      const f = '/root/.ssh/authorized_keys';
-      const lines = readFileSync(f, 'utf8').split('\n');
-      writeFileSync(f, lines.filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
-    }, "controller key in root's authorized_keys");
-    // everything the cloud made on the host, even after a failure: VMs, namespaces (via the API)
-    cleanup.add(async () => {
-      for (const u of vmUuids) {
-        const v = await api.get(`/v1/vm-instances/${u}`);
-        if (v.status !== 200) continue;
-        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
-        await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
-      }
-      if (ids.l3) await api.del(`/v1/l3-networks/${ids.l3}?wait=true`);
-    }, 'cloud resources');
+    cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");
+    // everything the cloud made on the host, even after a failure: every VM and network the API lists
+    cleanup.add(() => expungeCloud(api), 'cloud resources');
     Object.assign(globalThis, { __cloudKey: sshKey });
   });
 

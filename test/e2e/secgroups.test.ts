@@ -6,13 +6,14 @@
 // firewall) and from inside the guests over SSH from the host (the host's own traffic is not
 // bridged and never filtered, so the test can always steer the guests).
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { exec, execOk, execOut, startProcess } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
+import { expungeCloud, removeControllerKey } from '../harness/cloud-teardown.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
 import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.js';
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
@@ -143,22 +144,8 @@ describe('e2e: security groups with real guests', function () {
       reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
     } as never);
     api = await c.login('admin', c.adminPassword);
-    cleanup.add(() => {
-      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
-      if (!existsSync(pub)) return;
-      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
-      const f = '/root/.ssh/authorized_keys';
-      writeFileSync(f, readFileSync(f, 'utf8').split('\n').filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
-    }, "controller key in root's authorized_keys");
-    cleanup.add(async () => {
-      for (const u of vmUuids) {
-        const v = await api.get(`/v1/vm-instances/${u}`);
-        if (v.status !== 200) continue;
-        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
-        await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
-      }
-      if (ids.l3) await api.del(`/v1/l3-networks/${ids.l3}?wait=true`);
-    }, 'cloud resources');
+    cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");
+    cleanup.add(() => expungeCloud(api), 'cloud resources');
 
     ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
     ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;

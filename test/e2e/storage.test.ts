@@ -13,7 +13,7 @@
 // same volume suite in one case. Same setup as cloud.test.ts (this machine as the host over its
 // own sshd).
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { cephAvailable, startCeph, type TestCeph } from '../harness/ceph.js';
 import { startNfs } from '../harness/nfs.js';
 import { kernelHasNfs } from '../../storageagent/primary/nfs.js';
 import { useCleanup } from '../harness/cleanup.js';
+import { expungeCloud, removeControllerKey } from '../harness/cloud-teardown.js';
 import { testController, type TestController } from '../harness/controller.js';
 import type { ApiClient } from '../harness/controller.js';
 import { guestImage, makeSshKey, sshRun } from '../harness/guest.js';
@@ -121,24 +122,9 @@ describe('e2e: storage depth', function () {
     } as never);
     api = await c.login('admin', c.adminPassword);
     // adding the host authorizes the controller's own key (for reconnects): take it away again
-    cleanup.add(() => {
-      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
-      if (!existsSync(pub)) return;
-      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
-      const f = '/root/.ssh/authorized_keys';
-      const lines = readFileSync(f, 'utf8').split('\n');
-      writeFileSync(f, lines.filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
-    }, "controller key in root's authorized_keys");
-    // everything the cloud made on the host, even after a failure: VMs, namespaces (via the API)
-    cleanup.add(async () => {
-      for (const u of vmUuids) {
-        const v = await api.get(`/v1/vm-instances/${u}`);
-        if (v.status !== 200) continue;
-        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
-        await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
-      }
-      if (ids.l3) await api.del(`/v1/l3-networks/${ids.l3}?wait=true`);
-    }, 'cloud resources');
+    cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");
+    // everything the cloud made on the host, even after a failure: every VM and network the API lists
+    cleanup.add(() => expungeCloud(api), 'cloud resources');
     Object.assign(globalThis, { __cloudKey: sshKey });
   });
 

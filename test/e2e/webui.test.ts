@@ -10,7 +10,7 @@
 // running, no session) and clean ends (client gone, VNC side gone, proxy closed).
 // Screenshots of every page: test-artifacts/webui/.
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import WebSocket from 'ws';
 import { exec } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
+import { expungeCloud, removeControllerKey } from '../harness/cloud-teardown.js';
 import { testController, type TestController, type ApiClient } from '../harness/controller.js';
 import { guestImage, makeSshKey, waitForSerial, REPO_ROOT } from '../harness/guest.js';
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
@@ -239,22 +240,8 @@ describe('e2e: the web console in a browser', function () {
       modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } }), monitoringModule({ prometheus: { port: await freePort(), scrapeInterval: '2s' } })],
     } as never);
     api = await c.login('admin', c.adminPassword);
-    cleanup.add(() => {
-      const pub = join(c.dataDir, 'ssh', 'id_ed25519.pub');
-      if (!existsSync(pub)) return;
-      const k = readFileSync(pub, 'utf8').trim().split(/\s+/)[1]!;
-      const f = '/root/.ssh/authorized_keys';
-      writeFileSync(f, readFileSync(f, 'utf8').split('\n').filter((l) => !l.includes(k)).join('\n'), { mode: 0o600 });
-    }, "controller key in root's authorized_keys");
-    cleanup.add(async () => {
-      for (const u of vmUuids) {
-        const v = await api.get(`/v1/vm-instances/${u}`);
-        if (v.status !== 200) continue;
-        if (v.body.state !== 'Destroyed') await api.del(`/v1/vm-instances/${u}?wait=true`);
-        await api.post(`/v1/vm-instances/${u}/actions?wait=true`, { expunge: {} });
-      }
-      if (ids.l3) await api.del(`/v1/l3-networks/${ids.l3}?wait=true`);
-    }, 'cloud resources');
+    cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");
+    cleanup.add(() => expungeCloud(api), 'cloud resources');
     // the cloud the VM needs, through the API (the browser part starts at the VM)
     ids.zone = (await ok(api, '/v1/zones', { name: `${rid}-zone` })).uuid;
     ids.cluster = (await ok(api, '/v1/clusters', { name: `${rid}-cluster`, zoneUuid: ids.zone })).uuid;

@@ -61,5 +61,16 @@ if (typeof after === 'function') {
   after('global harness cleanup', async function () {
     this.timeout(120_000);
     await globalCleanup.run();
+    // every test file is done: what still carries this run's id was missed by its cleanup
+    const { currentRunId } = await import('./tmp.js');
+    const id = currentRunId();
+    // once per process, though the loader may have instantiated this module twice
+    const done = Symbol.for('tstack.test.ownRunSwept');
+    const g = globalThis as { [done]?: boolean };
+    if (id !== undefined && !g[done]) {
+      g[done] = true;
+      const { sweepOwnRun } = await import('./sweep.js');
+      await sweepOwnRun(id);
+    }
   });
 }

@@ -1,8 +1,10 @@
 // Leftovers of test runs that died without cleaning up (SIGKILL, a `timeout` wrapper, a crash):
 // every process that calls runId() registers "<pid> <start time>" in /tmp/tstack-runs/<runId>.
 // sweepDeadRuns() removes, for each registered run whose process is gone, the libvirt domains,
-// network namespaces, links, processes and /tmp dirs named with that run's prefix. Runs that are
-// alive (or unregistered) are never touched.
+// network namespaces, links, processes and /tmp dirs named with that run's prefix (a domain also
+// when its disks or serial log lie in the run's /tmp dirs: VM domains are named tstack-<uuid>).
+// Runs that are alive (or unregistered) are never touched. sweepOwnRun() is the same check on the
+// process's own run at its end.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execOk, execOut } from '../../shared/exec.js';
@@ -54,15 +56,41 @@ export function deadRuns(): string[] {
 export async function sweepDeadRuns(): Promise<string[]> {
   const dead = deadRuns();
   if (dead.length === 0) return [];
+  const removed = await sweepRuns(dead, { tmpDirs: true });
+  for (const id of dead) rmSync(join(RUNS_DIR, id), { force: true });
+  if (removed.length) process.stderr.write(`harness: removed leftovers of dead test runs ${dead.join(', ')}: ${removed.join(', ')}\n`);
+  return removed;
+}
+
+/**
+ * The teardown's check on this process's own run (a root after() hook, when every test file is
+ * done): whatever still carries the run id was missed by a test's cleanup. It is removed and
+ * named on stderr. The /tmp dirs are left to tmp.ts (removed at exit).
+ */
+export async function sweepOwnRun(id: string): Promise<string[]> {
+  const removed = await sweepRuns([id], { tmpDirs: false });
+  if (removed.length) process.stderr.write(`harness: leftovers of this run ${id} that its tests' cleanup missed (removed now): ${removed.join(', ')}\n`);
+  return removed;
+}
+
+/** Is this libvirt domain one of the runs'? Its name starts with a run id, or it uses a run's /tmp files (disks, serial log). */
+async function domainOfRuns(name: string, ids: string[], q: { timeoutMs: number }): Promise<boolean> {
+  if (ids.some((id) => name.startsWith(id))) return true;
+  if (!name.startsWith('tstack-')) return false;
+  const xml = await execOut('virsh', ['-c', 'qemu:///system', 'dumpxml', '--inactive', name], q).catch(() => '');
+  return ids.some((id) => xml.includes(`/tmp/${id}-`));
+}
+
+async function sweepRuns(ids: string[], o: { tmpDirs: boolean }): Promise<string[]> {
   const removed: string[] = [];
-  const owned = (name: string): boolean => dead.some((id) => name.startsWith(id));
+  const owned = (name: string): boolean => ids.some((id) => name.startsWith(id));
   const q = { timeoutMs: 30_000 };
-  // processes started by a dead run that outlived it (redis-server, agents, dnsmasq): they name
+  // processes started by the run that outlived it (redis-server, agents, dnsmasq): they name
   // the run's /tmp dirs on their command line
   for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (dead.some((id) => cmd.includes(`/tmp/${id}-`))) {
+      if (Number(p) !== process.pid && ids.some((id) => cmd.includes(`/tmp/${id}-`))) {
         process.kill(Number(p), 'SIGKILL');
         removed.push(`process ${p}`);
       }
@@ -72,9 +100,10 @@ export async function sweepDeadRuns(): Promise<string[]> {
   }
   try {
     const doms = (await execOut('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'], q)).split('\n').map((s) => s.trim());
-    for (const d of doms.filter((n) => n && owned(n))) {
+    for (const d of doms.filter((n) => n)) {
+      if (!(await domainOfRuns(d, ids, q))) continue;
       await execOk('virsh', ['-c', 'qemu:///system', 'destroy', d], q);
-      await execOk('virsh', ['-c', 'qemu:///system', 'undefine', d], q);
+      await execOk('virsh', ['-c', 'qemu:///system', 'undefine', '--snapshots-metadata', '--checkpoints-metadata', d], q);
       removed.push(`domain ${d}`);
     }
   } catch {
@@ -100,11 +129,11 @@ export async function sweepDeadRuns(): Promise<string[]> {
   } catch {
     /* no iproute2 */
   }
-  for (const d of readdirSync('/tmp').filter((n) => dead.some((id) => n.startsWith(`${id}-`)))) {
-    rmSync(join('/tmp', d), { recursive: true, force: true });
-    removed.push(`/tmp/${d}`);
+  if (o.tmpDirs) {
+    for (const d of readdirSync('/tmp').filter((n) => ids.some((id) => n.startsWith(`${id}-`)))) {
+      rmSync(join('/tmp', d), { recursive: true, force: true });
+      removed.push(`/tmp/${d}`);
+    }
   }
-  for (const id of dead) rmSync(join(RUNS_DIR, id), { force: true });
-  if (removed.length) process.stderr.write(`harness: removed leftovers of dead test runs ${dead.join(', ')}: ${removed.join(', ')}\n`);
   return removed;
 }

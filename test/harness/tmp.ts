@@ -5,18 +5,26 @@ import { join } from 'node:path';
 import { globalCleanup, type Cleanup } from './cleanup.js';
 import { registerRun } from './sweep.js';
 
-let id: string | undefined;
+// kept on globalThis: the loader may instantiate this module twice (a static import of a test
+// and a dynamic import of the harness), and both must see one run id
+const RUN_ID = Symbol.for('tstack.test.runId');
+const g = globalThis as { [RUN_ID]?: string };
 
 /**
  * Short run prefix, stable for this process ('t' + 5 hex chars, or $TSTACK_RUN_ID). Everything a
  * test creates (domains, netns, bridges, files) starts with it, so leftovers are attributable.
  */
 export function runId(): string {
-  if (id === undefined) {
-    id = process.env.TSTACK_RUN_ID && /^[a-z][a-z0-9]{1,7}$/.test(process.env.TSTACK_RUN_ID) ? process.env.TSTACK_RUN_ID : 't' + randomBytes(3).toString('hex').slice(0, 5);
-    registerRun(id);
+  if (g[RUN_ID] === undefined) {
+    g[RUN_ID] = process.env.TSTACK_RUN_ID && /^[a-z][a-z0-9]{1,7}$/.test(process.env.TSTACK_RUN_ID) ? process.env.TSTACK_RUN_ID : 't' + randomBytes(3).toString('hex').slice(0, 5);
+    registerRun(g[RUN_ID]);
   }
-  return id;
+  return g[RUN_ID];
+}
+
+/** The run id if runId() was called in this process (without making one). */
+export function currentRunId(): string | undefined {
+  return g[RUN_ID];
 }
 
 const made = new Set<string>();
