@@ -56,3 +56,15 @@ export class SecretBox {
     }
   }
 }
+
+const boxes = new Map<string, SecretBox>();
+
+/** The box of a controller data dir, read once per process. */
+export function secretBoxFor(dataDir: string): SecretBox {
+  let b = boxes.get(dataDir);
+  if (!b) {
+    b = SecretBox.forDataDir(dataDir);
+    boxes.set(dataDir, b);
+  }
+  return b;
+}

@@ -11,6 +11,8 @@ import type { ControllerContext } from '../context.js';
 import { registerSnsApi } from '../sns/api.js';
 import { emailSender, smtpFromEnv, type SmtpOptions } from '../sns/email.js';
 import { DeliveryWorker, type DeliveryOptions } from '../sns/deliveries.js';
+import { migrateEndpointPasswords } from '../sns/endpoint-secret.js';
+import { secretBoxFor } from '../auth/secret-box.js';
 import { EventEvaluator, type EventEvaluatorOptions } from './events.js';
 import { PrometheusManager, type PrometheusOptions } from './prometheus.js';
 import { metricsRoutes } from './metrics-api.js';
@@ -72,6 +74,7 @@ export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
       const smtp = o.smtp ?? smtpFromEnv();
       const delivery: DeliveryOptions = { ...o.delivery };
       if (smtp) delivery.senders = { Email: emailSender(smtp), ...delivery.senders };
+      delivery.secretBox = secretBoxFor(s.dataDir);
       const worker = new DeliveryWorker(s.store, `controller:${s.dataDir}:${process.pid}`, delivery);
       m.worker = worker;
       m.events = new EventEvaluator(s.store, s.bus, () => services.auth.adminAccountUuid, () => worker.kick(), o.events);
@@ -81,6 +84,10 @@ export function monitoringModule(o: MonitoringOptions = {}): MonitoringModule {
       s.apiMiddleware.push(metricsRoutes({ auth: s.auth, store: s.store, prometheus: () => m.prometheus }));
     },
     async start() {
+      if (s) {
+        const sealed = await migrateEndpointPasswords(s.store, secretBoxFor(s.dataDir));
+        if (sealed) log.info({ sealed }, 'SNS endpoint passwords stored in clear are sealed now');
+      }
       await m.events?.start();
       m.worker?.start();
       if (s && promOpts) {

@@ -8,6 +8,8 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import { canUse, canWrite } from '../api/crud.js';
 import { kindDef, prepareCreate } from '../model/index.js';
 import { checkLabels } from '../model/monitoring.js';
+import { secretBoxFor } from '../auth/secret-box.js';
+import { sealedPassword } from './endpoint-secret.js';
 
 type Actions = Array<{ actionType: string; actionUuid: string }>;
 
@@ -23,8 +25,8 @@ async function create(collection: string, body: Record<string, unknown>, oc: OpC
   const def = kindDef(collection === 'alarms' ? 'alarm' : collection === 'event-subscriptions' ? 'event-subscription' : 'sns-endpoint')!;
   const p = await prepareCreate(oc.store, def, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => canUse(oc, r) });
   await checkActions(oc, p.resource.actions);
-  // the endpoint's basic-auth password is needed to deliver: kept internal, never shown
-  if (typeof p.secrets.password === 'string') p.resource._password = p.secrets.password;
+  // the endpoint's basic-auth password is needed to deliver: sealed, internal, never shown
+  if (typeof p.secrets.password === 'string') Object.assign(p.resource, sealedPassword(secretBoxFor(oc.dataDir), p.resource.uuid, p.secrets.password));
   return oc.store.create(p.resource);
 }
 

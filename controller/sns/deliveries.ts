@@ -15,6 +15,8 @@ import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { stableUuid } from './ids.js';
 import { httpSender, type Message, type Sender } from './senders.js';
+import { endpointPassword, SEALED_PASSWORD } from './endpoint-secret.js';
+import type { SecretBox } from '../auth/secret-box.js';
 
 const log = logger('sns');
 
@@ -33,6 +35,8 @@ export interface DeliveryOptions {
   /** Poll interval for due retries (default 1 s). */
   pollMs?: number;
   senders?: Partial<Record<'HTTP' | 'Email', Sender>>;
+  /** Opens the endpoints' sealed passwords (endpoint-secret.ts); without it senders get none. */
+  secretBox?: SecretBox;
 }
 
 export interface PublishSource {
@@ -92,7 +96,8 @@ export class DeliveryWorker {
   private running = false;
   private again = false;
   private stopped = false;
-  private readonly o: Required<Omit<DeliveryOptions, 'senders'>>;
+  private readonly o: Required<Omit<DeliveryOptions, 'senders' | 'secretBox'>>;
+  private readonly box: SecretBox | undefined;
   private readonly senders: Partial<Record<string, Sender>>;
   private readonly inflight = new Set<Promise<void>>();
 
@@ -103,6 +108,7 @@ export class DeliveryWorker {
   ) {
     this.o = { maxAttempts: o.maxAttempts ?? 5, backoffMs: o.backoffMs ?? 2_000, maxBackoffMs: o.maxBackoffMs ?? 300_000, timeoutMs: o.timeoutMs ?? 10_000, staleMs: o.staleMs ?? 120_000, pollMs: o.pollMs ?? 1_000 };
     this.senders = { HTTP: httpSender, ...o.senders };
+    this.box = o.secretBox;
   }
 
   start(): void {
@@ -170,7 +176,10 @@ export class DeliveryWorker {
       if (!ep || ep.kind !== 'sns-endpoint') throw new Error('the endpoint was deleted');
       const sender = this.senders[String(ep.type)];
       if (!sender) throw new Error(`no sender for ${String(ep.type)} endpoints is configured on this controller`);
-      await sender(ep, { subject: String(d.subject), message: String(d.message), payload: { ...(d.payload as Record<string, unknown>), deliveryUuid: d.uuid } }, AbortSignal.timeout(this.o.timeoutMs));
+      // the sender sees the password in clear, in memory only
+      const password = this.box ? endpointPassword(this.box, ep) : undefined;
+      const { [SEALED_PASSWORD]: _sealed, ...plain } = ep;
+      await sender(password !== undefined ? { ...plain, _password: password } : plain, { subject: String(d.subject), message: String(d.message), payload: { ...(d.payload as Record<string, unknown>), deliveryUuid: d.uuid } }, AbortSignal.timeout(this.o.timeoutMs));
     } catch (e) {
       error = (e as Error).message || String(e);
     }

@@ -17,6 +17,7 @@ export const httpSender: Sender = async (ep, m, signal) => {
   if (!/^https?:\/\//.test(url)) throw new Error(`endpoint ${ep.uuid} has no http(s) url`);
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'tstack-sns' };
   if (typeof ep.username === 'string') {
+    // opened by the delivery worker (endpoint-secret.ts): the record holds it sealed
     const pw = typeof ep._password === 'string' ? ep._password : '';
     headers.authorization = `Basic ${Buffer.from(`${ep.username}:${pw}`).toString('base64')}`;
   }

@@ -85,6 +85,10 @@ describe('SNS + event subscriptions (real controller, real HTTP receiver)', func
     assert.equal(ep.status, 201, JSON.stringify(ep.body));
     assert.equal(ep.body.password, undefined);
     assert.ok(!JSON.stringify((await admin.get(`/v1/sns-endpoints/${ep.body.uuid}`)).body).includes('hook-secret-1'));
+    // stored sealed (AES-256-GCM under the controller's secret.key): the inventory holds no clear password
+    const raw = await c.store.get(ep.body.uuid);
+    assert.ok(!JSON.stringify(raw).includes('hook-secret-1'), 'not in the stored record');
+    assert.match(String(raw?._passwordSealed), /^v1:/);
     const t = await admin.post('/v1/sns-topics', { name: 'ops' });
     topicUuid = t.body.uuid;
     const sub = await admin.post(`/v1/sns-topics/${topicUuid}/actions`, { subscribe: { endpointUuid: ep.body.uuid } });
