@@ -18,7 +18,12 @@ export async function buildConfigDrive(path: string, spec: ConfigDriveSpec, sign
     writeFileSync(join(stage, 'meta-data'), renderMetaData(spec));
     writeFileSync(join(stage, 'user-data'), renderUserData(spec));
     writeFileSync(join(stage, 'network-config'), renderNetworkConfig(spec));
-    const files = ['user-data', 'meta-data', 'network-config'].map((f) => join(stage, f));
+    const names = ['user-data', 'meta-data', 'network-config'];
+    if (spec.vendorData !== undefined) {
+      writeFileSync(join(stage, 'vendor-data'), spec.vendorData);
+      names.push('vendor-data');
+    }
+    const files = names.map((f) => join(stage, f));
     if (which('genisoimage')) {
       await exec('genisoimage', ['-quiet', '-output', tmpIso, '-volid', 'cidata', '-joliet', '-rock', ...files], { signal, errorCode: 'STORAGE_ERROR' });
     } else if (which('xorriso')) {

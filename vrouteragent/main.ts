@@ -14,6 +14,7 @@ import { checkScheme, DEFAULT_SCHEME, type NameScheme } from './names.js';
 import { VipMetrics } from './vip-metrics.js';
 import { ipmiBootDevice, ipmiPower } from './baremetal/ipmi.js';
 import { PxeService } from './baremetal/pxe.js';
+import { DeployFiles } from './baremetal/deploy.js';
 import { join } from 'node:path';
 
 export interface VrouterAgentOptions {
@@ -30,7 +31,7 @@ export interface VrouterAgentOptions {
   baremetalImagesDir?: string;
 }
 
-export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi', 'vpc-ipsec', 'baremetal-pxe', 'flat-eip'];
+export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', 'configdrive', 'vpc-router', 'vpc-lb', 'baremetal-ipmi', 'vpc-ipsec', 'baremetal-pxe', 'flat-eip', 'baremetal-deploy'];
 
 /** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
 export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; pxe: PxeService; close: () => Promise<void> }> {
@@ -67,7 +68,10 @@ export async function registerVrouterAgent(server: AgentServer, opts: VrouterAge
   const byBmc = { key: (r: { bmc: { address: string; port: number } }) => `bmc:${r.bmc.address}:${r.bmc.port}` };
   server.handle(baremetal.IpmiPower, async (req, ctx) => ipmiPower(req.bmc, req.op, { signal: ctx.signal }), byBmc);
   server.handle(baremetal.IpmiBootDevice, async (req, ctx) => ipmiBootDevice(req.bmc, req.device, { signal: ctx.signal }), byBmc);
-  const pxe = new PxeService({ dataDir: opts.dataDir, scheme, imagesDir: opts.baremetalImagesDir ?? join(opts.dataDir, 'baremetal', 'images'), log: server.log });
+  const deployFiles = new DeployFiles(opts.dataDir);
+  const pxe = new PxeService({ dataDir: opts.dataDir, scheme, imagesDir: opts.baremetalImagesDir ?? join(opts.dataDir, 'baremetal', 'images'), log: server.log, deploy: deployFiles });
+  server.handle(baremetal.DeployPrepare, async (req, ctx) => deployFiles.prepare(req, ctx.signal), { key: (r) => `bm-instance:${r.instanceUuid.toLowerCase()}` });
+  server.handle(baremetal.DeployCleanup, async (req) => ({ removed: deployFiles.cleanup(req.instanceUuid) }), { key: (r) => `bm-instance:${r.instanceUuid.toLowerCase()}` });
   const byPxe = { key: (r: { pxeServerUuid: string }) => `pxe:${r.pxeServerUuid.toLowerCase()}` };
   server.handle(baremetal.PxeApply, async (req, ctx) => pxe.apply(req.server, ctx.signal), { key: (r) => byPxe.key(r.server) });
   server.handle(baremetal.PxeDelete, async (req) => ({ deleted: await pxe.delete(req.pxeServerUuid) }), byPxe);

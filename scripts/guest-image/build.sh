@@ -19,7 +19,8 @@
 #   dropbear on :22 -> user-data script (#!...) / #cloud-config runcmd ->
 #   "TINYGUEST-READY ..." line on ttyS0; ACPI power button -> clean poweroff.
 #   Login: root with the injected key; on the consoles (tty1, ttyS0) with a password from
-#   #cloud-config 'password:' or 'chpasswd: list: |' root:pw.  Not supported: network-config (DHCP on eth0 only),
+#   #cloud-config 'password:' or 'chpasswd: list: |' root:pw (or a '$6$…' hash; vendor-data's list too).
+#   network-config: only a static address for eth0 that DHCP did not give is applied. Not supported:
 #   MIME multipart user-data, write_files, users:.
 #
 # Build host needs (scripts/setup installs them): mtools dosfstools syslinux syslinux-common
@@ -334,6 +335,8 @@ if [ -f $D/user-data ]; then
     '#!'*) cp $D/user-data $D/user-script; chmod 700 $D/user-script ;;
     esac
 fi
+# vendor-data (#cloud-config): its chpasswd list too (bare metal puts the root password hash there)
+case "$(head -c 64 $D/vendor-data 2>/dev/null)" in '#cloud-config'*) yaml_chpasswd $D/vendor-data >> $D/chpasswd ;; esac
 if [ -n "$HN" ]; then
     HN=${HN%%.*}; hostname "$HN"; echo "$HN" > /etc/hostname
     printf '127.0.1.1\t%s\n' "$HN" >> /etc/hosts
@@ -342,6 +345,26 @@ if [ -s $D/keys ]; then
     mkdir -p -m 700 /root/.ssh
     grep -v '^[[:space:]]*$' $D/keys > /root/.ssh/authorized_keys
     chmod 600 /root/.ssh/authorized_keys
+fi
+# --- network-config v2 (as tstack's config drives write it): a static address for eth0 (by
+#     MAC, else the only entry) that DHCP did not give wins, e.g. a bare-metal instance's
+#     address on its provisioning network; the DHCP client stops. DHCP-only configs change nothing.
+if [ -f $D/network-config ]; then
+    set -- $(awk -v mac="$(cat /sys/class/net/eth0/address 2>/dev/null)" '
+        /^  [A-Za-z0-9_-]+:[ \t]*$/ { n++; next }
+        /^[ \t]+macaddress:/ { v = $2; gsub(/"/, "", v); m[n] = tolower(v); next }
+        /^[ \t]+- [0-9.]+\/[0-9]+[ \t]*$/ { if (!(n in a)) a[n] = $2; next }
+        /^[ \t]+via:/ { if (!(n in g)) g[n] = $2; next }
+        END { p = 0; for (i = 1; i <= n; i++) if ((i in a) && m[i] == tolower(mac)) p = i
+              if (!p && n == 1 && (1 in a) && !(1 in m)) p = 1
+              if (p) print a[p], g[p] }' $D/network-config)
+    if [ -n "${1:-}" ] && [ "${1%/*}" != "$IP" ]; then
+        [ -f /run/udhcpc.eth0.pid ] && kill "$(cat /run/udhcpc.eth0.pid)" 2>/dev/null
+        ip -4 addr flush dev eth0; ip addr add "$1" dev eth0; ip link set eth0 up
+        [ -n "${2:-}" ] && ip route replace default via "$2" dev eth0
+        IP=${1%/*}; echo "$IP" > /run/ipv4
+        log "eth0 static ip=$1${2:+ gw=$2} (network-config)"
+    fi
 fi
 SSHD_OPTS=-s                          # key-only ...
 if [ -n "${PW:-}" ]; then             # ... unless #cloud-config 'password:' was given
@@ -354,7 +377,12 @@ if [ -s $D/chpasswd ]; then
         case "$u" in ''|*[!a-z0-9_-]*) continue ;; esac
         case "$p" in ''|R|RANDOM) continue ;; esac
         grep -q "^$u:" /etc/shadow 2>/dev/null || continue
-        sed -i "s|^$u:[^:]*:|$u:$(mkpasswd -m sha512 "$p"):|" /etc/shadow
+        case "$p" in                  # a crypt(3) hash ('$6$salt$hash') is taken as is
+            '$'[0-9]'$'*'$'*|'$'[0-9][a-z]'$'*'$'*) h=$p ;;
+            *) h=$(mkpasswd -m sha512 "$p") ;;
+        esac
+        case "$h" in *[!A-Za-z0-9./\$]*) continue ;; esac
+        sed -i "s|^$u:[^:]*:|$u:$h:|" /etc/shadow
         PW=set SSHD_OPTS=""
     done < $D/chpasswd
 fi

@@ -7,6 +7,8 @@
 import { invalid } from '../errors.js';
 import { defineCommand } from './command.js';
 import { Ipv4, Mac, Obj, Type, Uuid, type Static } from './schema.js';
+import { Hostname, SshPublicKey } from './vrouter.js';
+import { ImageStoreRef } from './storage.js';
 
 /** IPv4 address or DNS name of a BMC; never starts with '-' (it is an ipmitool argument). */
 export const BMC_ADDRESS_RE = '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$';
@@ -68,6 +70,17 @@ export const PxeMachine = Obj({
   boot: Type.Union([Type.Literal('inspect'), Type.Literal('deploy'), Type.Literal('local')]),
   /** One-time token the ramdisk presents to the callback (and that names its instructions). */
   token: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{16,128}$' })),
+  /** boot 'deploy': what the deploy ramdisk does (GET /deploy/<token>/instructions); the files come from baremetal/deploy/prepare. */
+  deploy: Type.Optional(
+    Obj({
+      action: Type.Union([Type.Literal('deploy'), Type.Literal('wipe')]),
+      instanceUuid: Uuid(),
+      /** deploy: the prepared image (raw, in the agent's image cache). */
+      imageUuid: Type.Optional(Uuid()),
+      /** The disk to write (a kernel name like vda/sda); default the ramdisk's first disk. */
+      rootDevice: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9]{1,31}$' })),
+    }),
+  ),
 });
 
 export const PxeServerSpec = Obj({
@@ -98,6 +111,18 @@ export const InspectionReport = Obj({
 });
 export type InspectionReportT = Static<typeof InspectionReport>;
 
+/** What the deploy ramdisk reports (scripts/baremetal/deploy-rcS): done, or the step that failed and why. */
+export const DeployReport = Obj({
+  ok: Type.Boolean(),
+  /** The ramdisk's step that failed: instructions, disk, image, checksum, configdrive, wipe. */
+  step: Type.Optional(Type.String({ pattern: '^[a-z-]{1,32}$' })),
+  message: Type.Optional(Type.String({ maxLength: 2000 })),
+  disk: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9]{0,31}$' })),
+  /** Seconds the ramdisk spent writing (image + config drive) or wiping. */
+  seconds: Type.Optional(Type.Integer({ minimum: 0 })),
+});
+export type DeployReportT = Static<typeof DeployReport>;
+
 export const PxeServerState = Obj({
   pxeServerUuid: Type.String(),
   namespace: Type.String(),
@@ -108,6 +133,8 @@ export const PxeServerState = Obj({
   recentBoots: Type.Array(Obj({ mac: Type.String(), boot: Type.String(), at: Type.String() })),
   /** What ramdisks reported to /callback/<token> (each token once), latest first. */
   reports: Type.Array(Obj({ token: Type.String(), at: Type.String(), report: InspectionReport })),
+  /** What deploy ramdisks reported (each token once), latest first. */
+  deployReports: Type.Optional(Type.Array(Obj({ token: Type.String(), at: Type.String(), report: DeployReport }))),
 });
 
 export const PxeApply = defineCommand({
@@ -138,6 +165,55 @@ export const PxeStatus = defineCommand({
   request: Obj({ pxeServerUuid: Uuid() }),
   response: Obj({ state: Type.Optional(PxeServerState) }),
   description: 'what runs of a PXE server on this host',
+});
+
+// ---- provisioning (image-based, like Ironic's direct deploy) -----------------------------
+// The provisioning network is isolated: the deploy ramdisk reaches only the PXE server. So the
+// PXE server's agent pulls the image from the image store (its HTTP export, bearer token that
+// never leaves the hosts), converts it to raw once (the busybox ramdisk has no qemu-img) and
+// serves it with its sha256, and builds the instance's config drive (NoCloud 'cidata' ISO);
+// the ramdisk streams both onto the disk and checks the checksums.
+
+export const ConfigDriveInput = Obj({
+  hostname: Hostname(),
+  sshKeys: Type.Optional(Type.Array(SshPublicKey(), { maxItems: 32 })),
+  userData: Type.Optional(Type.String({ maxLength: 65_536 })),
+  /** Root password in clear over the agent channel (like the BMC password); the drive holds its sha512-crypt hash only. */
+  rootPassword: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x20-\\x7e]+$' })),
+  /** The instance's static address on the provisioning network (network-config v2). */
+  network: Obj({ mac: Mac(), ip: Ipv4(), netmask: Ipv4(), gateway: Type.Optional(Ipv4()) }),
+});
+
+export const DeployPrepare = defineCommand({
+  name: 'baremetal/deploy/prepare',
+  agent: 'vrouter',
+  mode: 'async',
+  timeoutMs: 60 * 60_000,
+  request: Obj({
+    instanceUuid: Uuid(),
+    image: Obj({
+      imageUuid: Uuid(),
+      imageStore: ImageStoreRef,
+      md5: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{32}$' })),
+      sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
+    }),
+    configDrive: ConfigDriveInput,
+  }),
+  response: Obj({
+    image: Obj({ sizeBytes: Type.Integer({ minimum: 0 }), sha256: Type.String(), cached: Type.Boolean() }),
+    configDrive: Obj({ sizeBytes: Type.Integer({ minimum: 0 }), sha256: Type.String() }),
+  }),
+  description: "pull an image from the image store into this host's raw image cache (once) and build an instance's config drive, for the deploy ramdisk",
+});
+
+export const DeployCleanup = defineCommand({
+  name: 'baremetal/deploy/cleanup',
+  agent: 'vrouter',
+  mode: 'sync',
+  timeoutMs: 30_000,
+  request: Obj({ instanceUuid: Uuid() }),
+  response: Obj({ removed: Type.Boolean() }),
+  description: "remove an instance's config drive (it holds its keys and password hash) from this host",
 });
 
 const ip4 = (ip: string): number => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);

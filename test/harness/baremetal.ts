@@ -8,6 +8,7 @@
 // in a /tmp/<runId>-… directory (the sweeper finds a leaked QEMU by it) and stops on cleanup.
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { exec } from '../../shared/exec.js';
 import type { Cleanup } from './cleanup.js';
 import { REPO_ROOT } from './guest.js';
@@ -86,4 +87,15 @@ export function simulatedMachineIn(dir: string, bmc: { address: string; port: nu
     },
     stop,
   };
+}
+
+/** QEMU arguments of a simulated machine: a virtio NIC on `tap` with `mac`, an empty raw virtio disk (created here when missing). */
+export function machineQemuArgs(o: { tap: string; mac: string; disk: string; diskSize?: string; memoryMiB?: number; cpus?: number }): string[] {
+  if (!existsSync(o.disk)) execFileSync('truncate', ['-s', o.diskSize ?? '1G', o.disk]);
+  return ['-accel', 'tcg', '-machine', 'pc', '-m', String(o.memoryMiB ?? 256), '-smp', String(o.cpus ?? 1), '-nodefaults', '-netdev', `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n0,mac=${o.mac}`, '-drive', `file=${o.disk},format=raw,if=virtio`];
+}
+
+/** The bare-metal ramdisks (vmlinuz, inspect.img, deploy.img) built into a fresh temp dir (scripts/baremetal/build-ramdisk.sh). */
+export async function buildRamdisks(cleanup: Cleanup): Promise<string> {
+  return execFileSync(join(REPO_ROOT, 'scripts/baremetal/build-ramdisk.sh'), [await tmpDir('ramdisk', cleanup)], { encoding: 'utf8' }).trim();
 }

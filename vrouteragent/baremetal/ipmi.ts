@@ -59,7 +59,15 @@ const STEP: Record<PowerOp, string> = { on: 'powerOn', off: 'powerOff', reset: '
 /** Power on/off/reset (then read back) or just read the state the BMC reports. */
 export async function ipmiPower(bmc: Bmc, op: PowerOp, o: IpmiOptions = {}): Promise<{ powerState: 'on' | 'off' }> {
   const step = STEP[op];
-  if (op !== 'status') await ipmitool(step, bmc, ['chassis', 'power', op], o);
+  if (op === 'on' || op === 'off') {
+    // a BMC whose power hook is slow (a loaded host) can answer after ipmitool gave up
+    // ("IPMI Request Match NOT FOUND"): what counts is the state it reports afterwards
+    await ipmitool(step, bmc, ['chassis', 'power', op], o).catch(async (e: unknown) => {
+      if (TStackError.from(e).code !== 'IPMI_ERROR') throw e;
+      await new Promise((r) => setTimeout(r, 1000));
+      if (parsePowerState(await ipmitool(step, bmc, ['chassis', 'power', 'status'], o)) !== op) throw e;
+    });
+  } else if (op !== 'status') await ipmitool(step, bmc, ['chassis', 'power', op], o);
   const out = await ipmitool(step, bmc, ['chassis', 'power', 'status'], o);
   const powerState = parsePowerState(out);
   if (!powerState) throw new TStackError('IPMI_ERROR', `${step}: the BMC at ${bmc.address}:${bmc.port} answered no power state: ${out.trim().slice(0, 200)}`, { step });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
 import { exec, execOk } from '../../shared/exec.js';
 import type { Logger } from '../../shared/log.js';
-import { InspectionReport, type InspectionReportT, type PxeServerSpecT } from '../../shared/protocol/baremetal.js';
+import { DeployReport, InspectionReport, type DeployReportT, type InspectionReportT, type PxeServerSpecT } from '../../shared/protocol/baremetal.js';
 import { validate } from '../../shared/protocol/schema.js';
 import { MAX_HEADER_BYTES } from '../../shared/http/limits.js';
 import { findDnsmasq, startDnsmasq, stopDnsmasq } from '../dnsmasq.js';
@@ -18,7 +18,8 @@ import { listenInNamespace } from '../metadata/server.js';
 import { addrsOf, checkBridge, linkExists, netnsExists } from '../netns.js';
 import { netmaskToPrefix } from '../ip.js';
 import { checkScheme, uuidHex, type NameScheme } from '../names.js';
-import { checkPxeSpec, pxePaths, raPrefix, renderBootstrapIpxe, renderMachineIpxe, renderPxeDnsmasqConf, type PxePaths } from '../render/pxe.js';
+import { checkPxeSpec, pxePaths, raPrefix, renderBootstrapIpxe, renderDeployInstructions, renderMachineIpxe, renderPxeDnsmasqConf, type PxePaths } from '../render/pxe.js';
+import type { DeployFiles } from './deploy.js';
 
 export const PXE_IF = 'pxe0';
 /** Files the images directory may hold (nothing else is served). */
@@ -50,6 +51,7 @@ interface Server {
   http?: http.Server;
   recentBoots: Array<{ mac: string; boot: string; at: string }>;
   reports: Array<{ token: string; at: string; report: InspectionReportT }>;
+  deployReports: Array<{ token: string; at: string; report: DeployReportT }>;
 }
 
 export interface PxeServiceOptions {
@@ -58,6 +60,8 @@ export interface PxeServiceOptions {
   imagesDir: string;
   log: Logger;
   onCallback?: CallbackHandler;
+  /** Prepared images and config drives (GET /deploy/<token>/…). */
+  deploy?: DeployFiles;
 }
 
 export class PxeService {
@@ -78,7 +82,7 @@ export class PxeService {
     mkdirSync(dir, { recursive: true });
     let s = this.servers.get(spec.pxeServerUuid);
     if (!s) {
-      s = { spec, names: pxeNames(spec.pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [], reports: [] };
+      s = { spec, names: pxeNames(spec.pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [], reports: [], deployReports: [] };
       this.servers.set(spec.pxeServerUuid, s);
     }
     s.spec = spec;
@@ -158,7 +162,7 @@ export class PxeService {
 
   async delete(pxeServerUuid: string): Promise<boolean> {
     const dir = this.dirOf(pxeServerUuid);
-    const s = this.servers.get(pxeServerUuid) ?? { spec: undefined as never, names: pxeNames(pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [], reports: [] };
+    const s = this.servers.get(pxeServerUuid) ?? { spec: undefined as never, names: pxeNames(pxeServerUuid, this.o.scheme), paths: pxePaths(dir), recentBoots: [], reports: [], deployReports: [] };
     const had = this.servers.delete(pxeServerUuid) || existsSync(dir);
     const changed = await this.down(s);
     rmSync(dir, { recursive: true, force: true });
@@ -170,7 +174,7 @@ export class PxeService {
     return s ? this.stateOf(s) : undefined;
   }
 
-  stateOf(s: Server): { pxeServerUuid: string; namespace: string; running: boolean; dnsmasqPid?: number; http: boolean; recentBoots: Array<{ mac: string; boot: string; at: string }>; reports: Server['reports'] } {
+  stateOf(s: Server): { pxeServerUuid: string; namespace: string; running: boolean; dnsmasqPid?: number; http: boolean; recentBoots: Array<{ mac: string; boot: string; at: string }>; reports: Server['reports']; deployReports: Server['deployReports'] } {
     const pid = findDnsmasq(s.paths);
     return {
       pxeServerUuid: s.spec.pxeServerUuid,
@@ -180,6 +184,7 @@ export class PxeService {
       http: s.http !== undefined,
       recentBoots: s.recentBoots.slice(0, 50),
       reports: s.reports.slice(0, 50),
+      deployReports: s.deployReports.slice(0, 50),
     };
   }
 
@@ -232,6 +237,8 @@ export class PxeService {
           createReadStream(f).pipe(res);
           return;
         }
+        const dep = /^\/deploy\/([A-Za-z0-9_-]{16,128})\/(instructions|image|configdrive)$/.exec(url);
+        if ((req.method === 'GET' || req.method === 'HEAD') && dep) return this.deployFile(s, dep[1]!, dep[2]!, req, res, send);
         const cb = /^\/callback\/([A-Za-z0-9_-]{16,128})$/.exec(url);
         if (req.method === 'POST' && cb) return void this.callback(s, cb[1]!, req, res);
         return send(404, 'not found\n');
@@ -247,12 +254,49 @@ export class PxeService {
   }
 
   /**
+   * A deploy ramdisk's files, by its token: its instructions, the raw image, the config drive.
+   * Only a machine the spec sends to 'deploy' has them; an unprepared file is a 409.
+   */
+  private deployFile(s: Server, token: string, what: string, req: http.IncomingMessage, res: http.ServerResponse, send: (status: number, body: string) => void): void {
+    const m = s.spec.machines.find((x) => x.boot === 'deploy' && x.token === token && x.deploy);
+    const files = this.o.deploy;
+    if (!m?.deploy || !files) return send(404, 'unknown or expired token\n');
+    if (what === 'instructions') {
+      try {
+        return send(200, renderDeployInstructions(s.spec, m, files.info(m.deploy.instanceUuid, m.deploy.imageUuid)));
+      } catch (e) {
+        return send(409, `${(e as Error).message}\n`);
+      }
+    }
+    if (m.deploy.action !== 'deploy' || (what === 'image' && !m.deploy.imageUuid)) return send(404, 'nothing to fetch for this action\n');
+    const f = what === 'image' ? files.imagePath(m.deploy.imageUuid!) : files.configDrivePath(m.deploy.instanceUuid);
+    if (!existsSync(f)) return send(409, `${what} was not prepared on this host\n`);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': statSync(f).size });
+    if (req.method === 'HEAD') return void res.end();
+    this.o.log.info({ pxeServer: s.spec.pxeServerUuid, mac: m.mac, what }, 'deploy file served');
+    createReadStream(f).pipe(res);
+  }
+
+  /**
    * The default callback: a ramdisk's report, accepted once per token the spec holds (the
    * discovery token or a machine's), kept for the controller to read with pxe/status.
    */
   private keepReport(s: Server, token: string, body: unknown, reply: (status: number, body: unknown) => void): void {
     const valid = token === s.spec.discoveryToken || s.spec.machines.some((m) => m.token === token);
     if (!valid) return reply(404, { error: 'unknown or expired token' });
+    if (s.spec.machines.some((m) => m.token === token && m.boot === 'deploy')) {
+      if (s.deployReports.some((r) => r.token === token)) return reply(409, { error: 'this token has already reported' });
+      let rep: DeployReportT;
+      try {
+        rep = validate(DeployReport, body, 'deploy report');
+      } catch (e) {
+        return reply(400, { error: (e as Error).message });
+      }
+      s.deployReports.unshift({ token, at: new Date().toISOString(), report: rep });
+      s.deployReports.length = Math.min(s.deployReports.length, 50);
+      this.o.log.info({ pxeServer: s.spec.pxeServerUuid, ok: rep.ok, step: rep.step, message: rep.message }, 'deploy report received');
+      return reply(200, { ok: true });
+    }
     if (s.reports.some((r) => r.token === token)) return reply(409, { error: 'this token has already reported' });
     let report: InspectionReportT;
     try {

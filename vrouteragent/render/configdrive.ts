@@ -11,6 +11,8 @@ export interface ConfigDriveSpec {
   userData?: string;
   sshKeys?: string[];
   networks?: ConfigDriveNetworkSpec[];
+  /** vendor-data (cloud-init merges it under user-data): bare metal puts the root password hash here. */
+  vendorData?: string;
 }
 
 /** A YAML scalar: plain when safe, else a JSON (= YAML double-quoted) string. */

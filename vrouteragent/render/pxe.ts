@@ -4,7 +4,7 @@
 // answers. Chain: firmware PXE → DHCP → (BIOS: undionly.kpxe, UEFI: ipxe.efi over TFTP, or
 // straight on when the NIC ROM is iPXE: option 175) → iPXE → DHCP again → boot.ipxe over HTTP
 // → /boot/<mac>.ipxe, the machine's own script.
-import { invalid } from '../../shared/errors.js';
+import { invalid, TStackError } from '../../shared/errors.js';
 import { checkPxeRange, type PxeServerSpecT } from '../../shared/protocol/baremetal.js';
 
 export interface PxePaths {
@@ -91,4 +91,28 @@ export function renderMachineIpxe(s: PxeServerSpecT, mac: string): { boot: strin
     boot: m.boot,
     script: ['#!ipxe', `kernel ${base}/vmlinuz initrd=${initrd} ${ramdiskCmdline(s, m.token, m.boot)}`, `initrd ${base}/${initrd}`, 'boot', ''].join('\n'),
   };
+}
+
+/** What the deploy ramdisk gets from GET /deploy/<token>/instructions (parsed line by line by scripts/baremetal/deploy-rcS, never sourced). */
+export interface DeployFilesInfo {
+  image?: { sizeBytes: number; sha256: string };
+  configDrive?: { sizeBytes: number; sha256: string };
+}
+
+/**
+ * The instructions of one deploy/wipe as KEY=value lines (every value from the spec's schema
+ * or the agent's own files: no shell metacharacters). Throws CONFLICT when a deploy's files
+ * were not prepared.
+ */
+export function renderDeployInstructions(s: PxeServerSpecT, m: PxeServerSpecT['machines'][number], files: DeployFilesInfo): string {
+  if (!m.deploy || !m.token) throw invalid('machine.deploy', 'the machine has no deploy instructions');
+  const base = `http://${s.serverIp}:${s.httpPort}/deploy/${m.token}`;
+  const lines = [`ACTION=${m.deploy.action}`, `INSTANCE=${m.deploy.instanceUuid}`];
+  if (m.deploy.rootDevice) lines.push(`ROOT_DEVICE=${m.deploy.rootDevice}`);
+  if (m.deploy.action === 'deploy') {
+    if (!files.image || !files.configDrive) throw new TStackError('CONFLICT', `instance ${m.deploy.instanceUuid}: its image or config drive was not prepared on this host (baremetal/deploy/prepare)`);
+    lines.push(`IMAGE_URL=${base}/image`, `IMAGE_SIZE=${files.image.sizeBytes}`, `IMAGE_SHA256=${files.image.sha256}`);
+    lines.push(`CONFIGDRIVE_URL=${base}/configdrive`, `CONFIGDRIVE_SIZE=${files.configDrive.sizeBytes}`, `CONFIGDRIVE_SHA256=${files.configDrive.sha256}`);
+  }
+  return lines.join('\n') + '\n';
 }
