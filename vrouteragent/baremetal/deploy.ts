@@ -29,9 +29,7 @@ function checkUuid(u: string, field: string): string {
 
 async function sha256Of(file: string, signal?: AbortSignal): Promise<string> {
   const h = createHash('sha256');
-  await pipeline(createReadStream(file), async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) h.update(c);
-  }, signal ? { signal } : {});
+  for await (const c of createReadStream(file, signal ? { signal } : {})) h.update(c as Buffer);
   return h.digest('hex');
 }
 
