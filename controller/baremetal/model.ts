@@ -10,11 +10,12 @@ import { baseCreate, baseUpdate, Enum, Port, Uuid } from '../model/fields.js';
 import { action, emptyAction, type KindDef } from '../model/kind.js';
 import { ENABLED_STATES } from '../model/states.js';
 import { invalid } from '../../shared/errors.js';
+import { baremetalInstance } from './instance-model.js';
 
 /** What the BMC last reported (Unknown until the first power action or status read). */
 export const POWER_STATES = ['On', 'Off', 'Unknown'] as const;
 /** Available: free; Inspecting / Provisioning: a workflow owns it; Provisioned: a bare-metal instance runs on it. */
-export const CHASSIS_STATUSES = ['Available', 'Inspecting', 'Provisioning', 'Provisioned'] as const;
+export const CHASSIS_STATUSES = ['Available', 'Inspecting', 'Provisioning', 'Provisioned', 'Deleting'] as const;
 
 const IpmiAddress = () => Type.String({ minLength: 1, maxLength: 253, pattern: BMC_ADDRESS_RE, description: 'IPv4 address or DNS name of the BMC' });
 const IpmiUsername = () => Type.String({ pattern: IPMI_USERNAME_RE, description: 'BMC user (IPMI 2.0: at most 16 characters)' });
@@ -49,7 +50,7 @@ export const baremetalChassis: KindDef = {
   createMode: 'sync',
   deleteMode: 'sync',
   secretFields: ['ipmiPassword'],
-  systemFields: ['zoneUuid', 'powerState', 'bootDevice', 'lastPowerCheck', 'hardware', 'status'],
+  systemFields: ['zoneUuid', 'powerState', 'bootDevice', 'lastPowerCheck', 'hardware', 'status', 'instanceUuid'],
   defaults: { ipmiPort: 623, powerState: 'Unknown' },
   normalize: (body, ctx) => ({ ...body, zoneUuid: ctx.refs.clusterUuid?.parentUuid }),
   actions: {
@@ -124,4 +125,4 @@ export const baremetalPxeServer: KindDef = {
   },
 };
 
-export const baremetalKinds: KindDef[] = [baremetalChassis, baremetalPxeServer];
+export const baremetalKinds: KindDef[] = [baremetalChassis, baremetalPxeServer, baremetalInstance];

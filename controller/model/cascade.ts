@@ -53,6 +53,8 @@ export const deleteRules: Readonly<Record<string, DepRule[]>> = {
     child('cluster-l2-network', 'delete', 'L2 network attachments'),
     { kind: 'baremetal-chassis', where: (t) => [eq('clusterUuid', t.uuid)], action: 'block', what: 'bare-metal chassis', hint: 'delete them first' },
   ],
+  'baremetal-chassis': [{ kind: 'baremetal-instance', where: (t) => [eq('chassisUuid', t.uuid)], action: 'block', what: 'a bare-metal instance on it', hint: 'delete the instance first (it wipes the disk)' }],
+  'baremetal-pxe-server': [{ kind: 'baremetal-instance', where: (t) => [eq('pxeServerUuid', t.uuid)], action: 'block', what: 'bare-metal instances it provisioned', hint: 'delete them first' }],
   host: [
     { kind: 'vm-instance', where: (t) => [eq('hostUuid', t.uuid)], action: 'block', what: 'VMs on it', hint: 'stop or migrate them first' },
     { kind: 'baremetal-pxe-server', where: (t) => [eq('hostUuid', t.uuid)], action: 'block', what: 'bare-metal PXE servers on it', hint: 'delete them first' },

@@ -223,6 +223,12 @@ export interface FakeBmc {
   bootDevice?: string;
 }
 
+/** What the fake deploy ramdisk reports ('silent': nothing, as a machine that never PXE-boots); the instances whose files were prepared. */
+export interface FakeDeploy {
+  result: BM.DeployReportT | 'silent';
+  prepared: Set<string>;
+}
+
 function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>, step: string): FakeBmc {
   const b = bmcs.get(`${bmc.address}:${bmc.port}`);
   if (!b) throw new TStackError('BMC_UNREACHABLE', `${step}: no answer from the BMC at ${bmc.address}:${bmc.port} (fake)`, { step });
@@ -230,10 +236,11 @@ function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>,
   return b;
 }
 
-function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT } } {
+function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT }; deploy: FakeDeploy } {
   const bmcs = new Map<string, FakeBmc>();
   const pxe = new Map<string, BM.PxeServerSpecT>();
   const inspect: { hardware?: BM.InspectionReportT } = {};
+  const deploy: FakeDeploy = { result: { ok: true }, prepared: new Set() };
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
   const tunnels = new Map<string, VPC.RouterSpecT['ipsec']>();
   const flat = new Map<string, FlatState>();
@@ -255,8 +262,17 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       if (!sp) return {};
       const hw = inspect.hardware;
       const reports = sp.discoveryToken && hw ? [{ token: sp.discoveryToken, at: new Date().toISOString(), report: hw }] : [];
-      return { state: { pxeServerUuid: sp.pxeServerUuid, namespace: 'fake', running: sp.running, http: sp.running, recentBoots: [], reports } };
+      // a machine sent to the deploy ramdisk reports deploy.result at once (none while 'silent')
+      const deploying = sp.machines.filter((m) => m.boot === 'deploy' && m.token);
+      const deployReports = deploy.result === 'silent' ? [] : deploying.map((m) => ({ token: m.token!, at: new Date().toISOString(), report: deploy.result as BM.DeployReportT }));
+      const recentBoots = deploying.map((m) => ({ mac: m.mac, boot: 'deploy', at: new Date().toISOString() }));
+      return { state: { pxeServerUuid: sp.pxeServerUuid, namespace: 'fake', running: sp.running, http: sp.running, recentBoots, reports, deployReports } };
     },
+    [BM.DeployPrepare.name]: (req: { instanceUuid: string }) => {
+      deploy.prepared.add(req.instanceUuid);
+      return { image: { sizeBytes: 18 * MiB, sha256: 'a'.repeat(64), cached: false }, configDrive: { sizeBytes: 360_448, sha256: 'b'.repeat(64) } };
+    },
+    [BM.DeployCleanup.name]: (req: { instanceUuid: string }) => ({ removed: deploy.prepared.delete(req.instanceUuid) }),
     [BM.PxeDelete.name]: (req: { pxeServerUuid: string }) => ({ deleted: pxe.delete(req.pxeServerUuid) }),
     [BM.IpmiBootDevice.name]: (req: { bmc: Static<typeof BM.BmcTarget>; device: BM.BootDevice }) => {
       fakeBmcOf(bmcs, req.bmc, 'setBootDevice').bootDevice = req.device;
@@ -293,7 +309,7 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       connections: (tunnels.get(req.routerUuid) ?? []).map((c) => ({ connectionUuid: c.connectionUuid, status: 'up', ikeState: 'ESTABLISHED', childState: 'INSTALLED' })),
     }),
   });
-  return Object.assign(fake, { flat, bmcs, pxe, flatEips, inspect });
+  return Object.assign(fake, { flat, bmcs, pxe, flatEips, inspect, deploy });
 }
 
 export interface FakeCloud {
@@ -313,7 +329,7 @@ export interface FakeCloud {
   storages: Array<ProtocolFake & { capacity: S.Capacity }>;
   /** `flat`: each L3's desired state as last applied (flat/apply). */
   /** `flatEips`: each host's flat EIP set as last applied (flat/eip/apply), by host uuid. */
-  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT } };
+  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT }; deploy: FakeDeploy };
   /**
    * The vrouter agent killed and started again on the same port and token: connections in
    * progress break. `lose`: it comes back without its state (a wiped data dir).
