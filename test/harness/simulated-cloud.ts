@@ -53,8 +53,8 @@ export async function setupSimulatedCloud(api: ApiClient, hosts: SimHostInfo[], 
   const offering = (await ok(api, '/v1/instance-offerings', { name: `${p}-small`, cpuNum: 1, memorySize: 128 * MiB })).uuid;
   const l2 = (await ok(api, '/v1/l2-networks', { name: `${p}-l2`, zoneUuid: zone, physicalInterface: 'eth0' })).uuid;
   const l3 = (await ok(api, '/v1/l3-networks', { name: `${p}-l3`, l2NetworkUuid: l2 })).uuid;
-  // 10.64.0.0/10 holds ~4 million addresses: any --vms fits
-  const size = Math.max(64, o.vms + 16);
+  // 10.64.0.0/10 holds ~4 million addresses: any --vms fits; every host's DHCP server takes one too
+  const size = Math.max(64, o.vms + hosts.length + 16);
   const end = 10 * 2 ** 24 + 64 * 2 ** 16 + 10 + size;
   const endIp = [end >>> 24, (end >>> 16) & 255, (end >>> 8) & 255, end & 255].join('.');
   await ok(api, '/v1/ip-ranges', { name: `${p}-range`, l3NetworkUuid: l3, startIp: '10.64.0.10', endIp, netmask: '255.192.0.0', gateway: '10.64.0.1' });
