@@ -14,10 +14,12 @@ import type { Resource } from '../store/types.js';
 import { SessionCreate, type Principal } from '../auth/accounts.js';
 import { registerAccounts } from '../auth/collection.js';
 import { HMAC_DATE_HEADER, isSignedAuthorization } from '../auth/hmac.js';
+import { requestPrincipal } from '../auth/request.js';
 import { jobView, type JobContext } from '../jobs/jobs.js';
 import { sseHandler } from '../events/sse.js';
 import { declaredFields, parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
 import { searchResources } from './resources.js';
 import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
@@ -159,7 +161,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   for (const mw of d.middleware ?? []) app.use(mw);
 
   const authenticate: Koa.Middleware = async (ctx, next) => {
-    ctx.state.principal = await d.auth.authenticate(bearer(ctx));
+    ctx.state.principal = await requestPrincipal(d.auth, ctx.req, bearer(ctx));
     await next();
   };
   const opCtx = (ctx: Koa.Context, job?: JobContext): OpContext => {
@@ -305,22 +307,42 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.get('/v1/:collection', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     const p = ctx.state.principal as Principal;
-    const lp = parseListQuery(spec.kind, ctx.query as Record<string, string | string[]>, spec.viewSchema ?? spec.createSchema, fieldsOf(spec));
+    const lp = parseListQuery(spec.kind, ctx.query as Record<string, string | string[]>, spec.viewSchema ?? spec.createSchema, fieldsOf(spec), { cursors: true });
     for (const f of lp.query.filters ?? []) if (f.field.startsWith('_') || spec.hiddenFields?.includes(f.field)) throw new TStackError('INVALID_ARGUMENT', `q: cannot filter on ${f.field}`, { field: 'q' });
     if (!p.isAdmin) {
       if (spec.shared) lp.query.filters = [...(lp.query.filters ?? []), { field: 'ownerAccountUuid', op: '?=', value: [p.accountUuid, d.auth.adminAccountUuid] }];
       else lp.query.ownerAccountUuid = p.accountUuid;
     }
+    // a cursor page starts after the cursor's item and is not counted (the count costs every match)
+    if (lp.cursor !== undefined) {
+      lp.query.after = decodeCursor(lp.cursor, lp.query);
+      lp.query.skipTotal = true;
+    }
     if (lp.count) lp.query.limit = 0;
+    // one item more than asked tells whether a next page exists
+    const pageLimit = lp.query.limit;
+    if (!lp.count && pageLimit !== undefined) lp.query.limit = pageLimit + 1;
     const { limit: _l, start: _s, ...unpaged } = lp.query;
     let r = await d.store.list(!p.isAdmin && spec.shared ? unpaged : lp.query);
     if (!p.isAdmin && spec.shared) {
       // the admin's resources shared with this account only (sharing is a per-resource choice)
       const seen = r.items.filter((i) => visible(p, i, spec, d.auth.adminAccountUuid));
       const start = lp.query.start ?? 0;
-      r = { items: lp.query.limit === undefined ? seen.slice(start) : seen.slice(start, start + lp.query.limit), total: seen.length };
+      r = { items: lp.query.limit === undefined ? seen.slice(start) : seen.slice(start, start + lp.query.limit), total: lp.query.skipTotal ? -1 : seen.length };
     }
-    ctx.body = lp.count ? { total: r.total } : { inventories: r.items.map((i) => project(shape(spec, i), lp.fields)), total: r.total };
+    if (lp.count) {
+      ctx.body = { total: r.total };
+      return;
+    }
+    let next: string | undefined;
+    if (pageLimit !== undefined && r.items.length > pageLimit) {
+      r.items = r.items.slice(0, pageLimit);
+      if (pageLimit > 0) next = encodeCursor(lp.query, r.items[pageLimit - 1]!);
+    }
+    const body: Record<string, unknown> = { inventories: r.items.map((i) => project(shape(spec, i), lp.fields)) };
+    if (!lp.query.skipTotal) body.total = r.total;
+    if (next !== undefined) body.next = next;
+    ctx.body = body;
   });
   router.get('/v1/:collection/:uuid', authenticate, async (ctx) => {
     const spec = specOf(ctx);

@@ -27,6 +27,8 @@ export interface ListParams {
   query: Query;
   count: boolean;
   fields?: string[];
+  /** `cursor=`: the `next` of a previous page (controller/api/cursor.ts), when the caller allows cursors. */
+  cursor?: string;
 }
 
 const FIELD_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
@@ -150,9 +152,9 @@ function checkKnown(param: string, field: string, known: ReadonlySet<string> | u
  * string is a space), so a leading space means ascending too. `known`: the fields the
  * collection declares; q, sort and fields naming anything else are a 400.
  */
-export function parseListQuery(kind: string, qs: Record<string, string | string[] | undefined>, schema?: TSchema, known?: ReadonlySet<string>): ListParams {
+export function parseListQuery(kind: string, qs: Record<string, string | string[] | undefined>, schema?: TSchema, known?: ReadonlySet<string>, o: { cursors?: boolean } = {}): ListParams {
   for (const k of Object.keys(qs)) {
-    if (!KNOWN.has(k)) throw bad(k, `unknown query parameter (use q=field<op>value to filter; also limit, start, sort, count, fields)`);
+    if (!KNOWN.has(k) && !(k === 'cursor' && o.cursors)) throw bad(k, `unknown query parameter (use q=field<op>value to filter; also limit, start, sort, count, fields${o.cursors ? ', cursor' : ''})`);
   }
   const q = qs.q === undefined ? [] : Array.isArray(qs.q) ? qs.q : [qs.q];
   if (q.length > LIST_LIMITS.filters) throw bad('q', `at most ${LIST_LIMITS.filters} filters`);
@@ -171,9 +173,12 @@ export function parseListQuery(kind: string, qs: Record<string, string | string[
     checkKnown('sort', field, known);
     query.sort = { field, dir: m![1] === '-' ? 'desc' : 'asc' };
   }
+  const cursor = one('cursor', qs.cursor);
+  if (cursor !== undefined && start !== undefined) throw bad('cursor', 'cursor and start exclude each other (a cursor already says where the page starts)');
   const count = one('count', qs.count);
   if (count !== undefined && count !== 'true' && count !== 'false') throw bad('count', `expected true or false, got '${count}'`);
   const out: ListParams = { query, count: count === 'true' };
+  if (cursor !== undefined) out.cursor = cursor;
   const fields = one('fields', qs.fields);
   if (fields !== undefined) {
     const fs = fields.split(',').map((f) => f.trim()).filter(Boolean);

@@ -5,6 +5,7 @@
 import type Koa from 'koa';
 import { TStackError } from '../../shared/errors.js';
 import type { AuthService } from '../auth/accounts.js';
+import { requestPrincipal } from '../auth/request.js';
 import type { ApiRegistry } from '../api/registry.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { decide, requestAction, statementsOf } from './policy.js';
@@ -28,7 +29,7 @@ export function policyMiddleware(d: PolicyGateDeps): Koa.Middleware {
     if (!token || !ctx.path.startsWith('/v1/')) return next();
     let p;
     try {
-      p = await d.auth.authenticate(token);
+      p = await requestPrincipal(d.auth, ctx.req, token);
     } catch {
       return next(); // the route answers 401
     }

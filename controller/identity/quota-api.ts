@@ -9,6 +9,7 @@ import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { Obj, validate } from '../../shared/protocol/schema.js';
 import type { AuthService, Principal } from '../auth/accounts.js';
+import { requestPrincipal } from '../auth/request.js';
 import type { ApiRegistry } from '../api/registry.js';
 import type { JobManager } from '../jobs/jobs.js';
 import type { InventoryStore } from '../store/types.js';
@@ -47,7 +48,7 @@ const valid = (f: () => unknown): boolean => {
 
 async function principalOf(d: QuotaApiDeps, ctx: Koa.Context): Promise<Principal | undefined> {
   try {
-    return await d.auth.authenticate(bearer(ctx));
+    return await requestPrincipal(d.auth, ctx.req, bearer(ctx));
   } catch {
     return undefined; // the route answers 401
   }

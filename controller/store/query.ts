@@ -11,7 +11,7 @@
 //   - `?=` is IN over a list;
 //   - `=` / `!=` on an array field (tags, l3NetworkUuids…) mean contains / does not contain.
 import { TStackError } from '../../shared/errors.js';
-import type { Filter, FilterOp, Query, Resource } from './types.js';
+import type { Filter, FilterOp, Position, Query, Resource } from './types.js';
 import { likeMatcher, type LikeMatcher } from './like.js';
 
 export const FILTER_OPS: readonly FilterOp[] = ['=', '!=', '>', '<', '>=', '<=', '~=', '?='];
@@ -55,6 +55,19 @@ export function checkQuery(q: Query): void {
   }
   if (q.start !== undefined && (!Number.isInteger(q.start) || q.start < 0)) {
     throw new TStackError('INVALID_ARGUMENT', 'query: start must be a non-negative integer', { field: 'start' });
+  }
+  if (q.after !== undefined) checkPosition(q.after, q.sort);
+}
+
+/** A position fits its query: texts for createDate and uuid, a scalar sort value exactly when sorted. */
+function checkPosition(p: Position, sort: Query['sort']): void {
+  const bad = (why: string): TStackError => new TStackError('INVALID_ARGUMENT', `query: after: ${why}`, { field: 'after' });
+  if (typeof p !== 'object' || p === null) throw bad('expected a position');
+  if (typeof p.createDate !== 'string' || typeof p.uuid !== 'string') throw bad('createDate and uuid must be texts');
+  if (sort === undefined) {
+    if (p.sort !== undefined) throw bad('a sort value without a sort');
+  } else if (p.sort !== null && typeof p.sort !== 'string' && !(typeof p.sort === 'number' && Number.isFinite(p.sort))) {
+    throw bad('the sort value must be a text, a finite number or null');
   }
 }
 
@@ -163,6 +176,24 @@ export function compareResources(a: Resource, b: Resource, sort?: Query['sort'])
   return cmp(a.uuid, b.uuid);
 }
 
+/** Where a resource stands in a query's order (Query.after: the next page starts after it). */
+export function positionOf(r: Resource, sort?: Query['sort']): Position {
+  const p: Position = { createDate: r.createDate, uuid: r.uuid };
+  if (sort) p.sort = scalar(fieldValue(r, sort.field));
+  return p;
+}
+
+/** The order of compareResources between a resource and a position (> 0: the resource comes after). */
+export function compareToPosition(r: Resource, p: Position, sort?: Query['sort']): number {
+  if (sort) {
+    const c = cmp(scalar(fieldValue(r, sort.field)), p.sort ?? null);
+    if (c !== 0) return sort.dir === 'desc' ? -c : c;
+  }
+  const d = cmp(r.createDate, p.createDate);
+  if (d !== 0) return d;
+  return cmp(r.uuid, p.uuid);
+}
+
 /**
  * CPU budget of one in-memory query: past it the query fails (400) instead of holding the
  * event loop, whatever the cause (defence in depth behind the linear matcher and the limits).
@@ -181,10 +212,13 @@ export function runQuery<T extends Resource>(all: T[], q: Query, budgetMs = QUER
     const r = all[i]!;
     if (r.kind === q.kind && (q.ownerAccountUuid === undefined || r.ownerAccountUuid === q.ownerAccountUuid) && matchesAll(r, q.filters)) hits.push(r);
   }
-  hits.sort((a, b) => compareResources(a, b, q.sort));
+  const total = q.skipTotal ? -1 : hits.length;
+  const after = q.after;
+  const rest = after === undefined ? hits : hits.filter((r) => compareToPosition(r, after, q.sort) > 0);
+  rest.sort((a, b) => compareResources(a, b, q.sort));
   const start = q.start ?? 0;
-  const items = q.limit === undefined ? hits.slice(start) : hits.slice(start, start + q.limit);
-  return { items, total: hits.length };
+  const items = q.limit === undefined ? rest.slice(start) : rest.slice(start, start + q.limit);
+  return { items, total };
 }
 
 /** Apply a patch: undefined values delete fields. uuid and kind never change. */

@@ -5,6 +5,8 @@
 //   p:<kind>:<parentUuid>    set, by parent
 //   s:<kind>:<state>         set, by state
 //   o:<kind>:<owner>         set, by owner account
+//   f:<kind>:<field>:<value> set, by an indexed field (KindDef.indexes)
+//   z:<kind>                 sorted set of uuids by createDate (ms), for ordered pages
 //   c:<namespace>            hash key -> owner (claims)
 //   d:<collection>           hash id -> JSON (docs)
 //   qt:<scope>               hash quota name -> total reserved (the quota ledger)
@@ -16,11 +18,12 @@
 // Queries narrow candidates with the index sets, then filter/sort/page in JS with the same
 // evaluator (query.ts) whose semantics mirror the SQLite store.
 // Not for Redis Cluster: the script touches index keys it does not declare.
+import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Query, QueryResult, QuotaExceeded, Reservation, Resource } from './types.js';
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
-import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, compareResources, prepareNew, nowIso, runQuery } from './query.js';
+import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, compareResources, matchesAll, prepareNew, nowIso, runQuery } from './query.js';
 
 // The index maintenance both write scripts share. ARGV[1] is the key prefix, ARGV[2] the indexed
 // fields joined by ',': a string value (or each string of an array) is in f:<kind>:<field>:<value>.
@@ -28,11 +31,28 @@ const INDEX_LUA = `
 local p = ARGV[1]
 local fields = {}
 for f in string.gmatch(ARGV[2], '[^,]+') do fields[#fields + 1] = f end
+-- createDate (ISO 8601, UTC, as nowIso() writes it) in ms since 1970; anything else sorts as 0
+local function ms(d)
+  if type(d) ~= 'string' then return 0 end
+  local y, mo, da, h, mi, s, f = string.match(d, '^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)%.?(%d*)Z$')
+  if not y then return 0 end
+  y, mo, da = tonumber(y), tonumber(mo), tonumber(da)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + da - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  local frac = 0
+  if f ~= '' then frac = tonumber(string.sub(f .. '00', 1, 3)) end
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + tonumber(s) * 1000 + frac
+end
 local function index(doc, op)
   local r = cjson.decode(doc)
   local u = r['uuid']
   local k = r['kind']
   redis.call(op, p .. 'k:' .. k, u)
+  if op == 'SADD' then redis.call('ZADD', p .. 'z:' .. k, string.format('%.0f', ms(r['createDate'])), u)
+  else redis.call('ZREM', p .. 'z:' .. k, u) end
   if type(r['parentUuid']) == 'string' then redis.call(op, p .. 'p:' .. k .. ':' .. r['parentUuid'], u) end
   if type(r['state']) == 'string' then redis.call(op, p .. 's:' .. k .. ':' .. r['state'], u) end
   if type(r['ownerAccountUuid']) == 'string' then redis.call(op, p .. 'o:' .. k .. ':' .. r['ownerAccountUuid'], u) end
@@ -88,6 +108,56 @@ for i = 3, #ARGV do index(ARGV[i], 'SADD') end
 return 1
 `;
 
+// An ordered page of a kind narrowed by exact index sets. KEYS[1]: the kind's z: set, KEYS[2..n-1]:
+// the filter sets, KEYS[n]: a scratch key. ARGV: key prefix, offset, limit, position score ('' =
+// none), position uuid, count ('1'/'0'). Returns {total or -1, JSON of each page item}.
+// The intersection costs the smallest set; the position is found with ZCOUNT (log n) plus the
+// uuids sharing its millisecond (nowIso() gives each write of a process its own).
+const LIST_PAGE = `
+local p = ARGV[1]
+local n = #KEYS - 1
+if ARGV[3] == '0' and ARGV[4] == '' then
+  -- a count: no ordering needed
+  if ARGV[6] ~= '1' then return {-1} end
+  if n == 1 then return {redis.call('ZCARD', KEYS[1])} end
+  if n == 2 then return {redis.call('SCARD', KEYS[2])} end
+  local args = {'SINTERCARD', n - 1}
+  for i = 2, n do args[#args + 1] = KEYS[i] end
+  return {redis.call(unpack(args))}
+end
+local src = KEYS[1]
+if n > 1 then
+  local args = {'ZINTERSTORE', KEYS[#KEYS], n}
+  for i = 1, n do args[#args + 1] = KEYS[i] end
+  args[#args + 1] = 'WEIGHTS'
+  args[#args + 1] = 1
+  for i = 2, n do args[#args + 1] = 0 end
+  redis.call(unpack(args))
+  src = KEYS[#KEYS]
+end
+local total = -1
+if ARGV[6] == '1' then total = redis.call('ZCARD', src) end
+local offset = tonumber(ARGV[2])
+if ARGV[4] ~= '' then
+  offset = offset + redis.call('ZCOUNT', src, '-inf', '(' .. ARGV[4])
+  for _, u in ipairs(redis.call('ZRANGEBYSCORE', src, ARGV[4], ARGV[4])) do
+    if u <= ARGV[5] then offset = offset + 1 end
+  end
+end
+local out = {total}
+local limit = tonumber(ARGV[3])
+if limit ~= 0 then
+  local last = -1
+  if limit > 0 then last = offset + limit - 1 end
+  for _, u in ipairs(redis.call('ZRANGE', src, offset, last)) do
+    local d = redis.call('GET', p .. 'r:' .. u)
+    if d then out[#out + 1] = d end
+  end
+end
+if n > 1 then redis.call('DEL', KEYS[#KEYS]) end
+return out
+`;
+
 const CLAIM = `
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then return 1 end
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 1 end
@@ -139,6 +209,9 @@ return 1
 
 const MAX_CAS_RETRIES = 200;
 
+/** SHA1 of each script text (EVALSHA). */
+const shas = new Map<string, string>();
+
 const plainString = (v: unknown): v is string => typeof v === 'string' && !NUMERIC_RE.test(v);
 
 export interface RedisStoreOptions {
@@ -166,7 +239,9 @@ export class RedisStore implements InventoryStore {
 
   async init(): Promise<void> {
     if (this.client) return;
-    const c = new Redis(this.opts.url, { lazyConnect: true, maxRetriesPerRequest: 3, enableReadyCheck: true });
+    // auto-pipelining: the commands of concurrent requests issued in one tick go out in one
+    // write (a syscall per small command was a large part of the controller's CPU under load)
+    const c = new Redis(this.opts.url, { lazyConnect: true, maxRetriesPerRequest: 3, enableReadyCheck: true, enableAutoPipelining: true });
     c.on('error', () => {
       /* connection errors surface on the commands; avoid unhandled 'error' events */
     });
@@ -182,7 +257,9 @@ export class RedisStore implements InventoryStore {
    */
   private async reindexIfChanged(): Promise<void> {
     const meta = `${this.prefix}meta:indexed`;
-    if ((await this.r.get(meta)) === this.fieldsArg) return;
+    // the value also names the layout version: z1 = the createDate sorted sets
+    const want = `${this.fieldsArg}|z1`;
+    if ((await this.r.get(meta)) === want) return;
     let cursor = '0';
     do {
       const [next, keys] = await this.r.scan(cursor, 'MATCH', `${this.prefix}k:*`, 'COUNT', 1000);
@@ -191,11 +268,11 @@ export class RedisStore implements InventoryStore {
         const uuids = await this.r.smembers(k);
         for (let i = 0; i < uuids.length; i += 500) {
           const vals = (await this.r.mget(...uuids.slice(i, i + 500).map((u) => this.key(u)))).filter((v): v is string => v !== null);
-          if (vals.length) await this.r.eval(REINDEX, 0, this.prefix, this.fieldsArg, ...vals);
+          if (vals.length) await this.script(REINDEX, 0, this.prefix, this.fieldsArg, ...vals);
         }
       }
     } while (cursor !== '0');
-    await this.r.set(meta, this.fieldsArg);
+    await this.r.set(meta, want);
   }
 
   async close(): Promise<void> {
@@ -209,12 +286,28 @@ export class RedisStore implements InventoryStore {
     return this.client;
   }
 
+  /**
+   * Run a Lua script by its SHA1 (EVALSHA), sending its text only when the server does not
+   * know it yet: the write scripts are kilobytes, and sending them with every write and list
+   * was most of the controller's Redis traffic.
+   */
+  private async script(lua: string, numKeys: number, ...args: Array<string | number>): Promise<unknown> {
+    let sha = shas.get(lua);
+    if (sha === undefined) shas.set(lua, (sha = createHash('sha1').update(lua).digest('hex')));
+    try {
+      return await this.r.evalsha(sha, numKeys, ...args);
+    } catch (e) {
+      if (!String((e as Error).message).startsWith('NOSCRIPT')) throw e;
+      return this.r.eval(lua, numKeys, ...args);
+    }
+  }
+
   private key(uuid: string): string {
     return `${this.prefix}r:${uuid}`;
   }
 
   private async cas(uuid: string, expected: string, next: string): Promise<boolean> {
-    const ok = await this.r.eval(CAS, 1, this.key(uuid), this.prefix, this.fieldsArg, expected, next);
+    const ok = await this.script(CAS, 1, this.key(uuid), this.prefix, this.fieldsArg, expected, next);
     return ok === 1;
   }
 
@@ -230,7 +323,7 @@ export class RedisStore implements InventoryStore {
     // each its own instant, as separate creates would have: the list order is the given order
     const out = rs.map((r) => prepareNew(r, nowIso()));
     if (out.length === 0) return out;
-    const at = (await this.r.eval(CREATE_MANY, out.length, ...out.map((r) => this.key(r.uuid)), this.prefix, this.fieldsArg, ...out.map((r) => JSON.stringify(r)))) as number;
+    const at = (await this.script(CREATE_MANY, out.length, ...out.map((r) => this.key(r.uuid)), this.prefix, this.fieldsArg, ...out.map((r) => JSON.stringify(r)))) as number;
     if (at > 0) {
       const r = out[at - 1]!;
       throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
@@ -295,6 +388,8 @@ export class RedisStore implements InventoryStore {
       else if (f.field === 'ownerAccountUuid') sets.push(`${this.prefix}o:${q.kind}:${f.value}`);
       else if (this.indexed.has(f.field)) sets.push(`${this.prefix}f:${q.kind}:${f.field}:${f.value}`);
     }
+    const page = await this.orderedPage<T>(q, sets);
+    if (page) return page;
     // uuid = / ?= (the flat reconciler's VMs of its NICs…): those records only
     const byUuid = (q.filters ?? []).find((f) => f.field === 'uuid' && (f.op === '=' || f.op === '?=') && (f.op === '=' ? typeof f.value === 'string' : (f.value as unknown[]).every((v) => typeof v === 'string')));
     if (byUuid) return runQuery(await this.load<T>(byUuid.op === '=' ? [byUuid.value as string] : [...new Set(byUuid.value as string[])]), q);
@@ -302,6 +397,29 @@ export class RedisStore implements InventoryStore {
     const narrow = sets.length > 1 ? sets.slice(1) : sets;
     const uuids = narrow.length === 1 ? await this.r.smembers(narrow[0]!) : await this.r.sinter(...narrow);
     return runQuery(await this.load<T>(uuids), q);
+  }
+
+  /**
+   * The page straight from the sorted set when the sets answer every filter exactly (each
+   * filter `=` a text on an indexed field) and the order is createDate's: no record outside
+   * the page is read. Undefined when that does not apply (or a page item disagrees with its
+   * sets, a record of an older controller): the caller evaluates the query in full.
+   */
+  private async orderedPage<T extends Resource>(q: Query, sets: string[]): Promise<QueryResult<T> | undefined> {
+    // paged only: an unbounded page would hold Redis for the whole kind in one script
+    if (q.limit === undefined || (q.sort && !(q.sort.field === 'createDate' && q.sort.dir === 'asc'))) return undefined;
+    if ((q.filters ?? []).length + (q.ownerAccountUuid !== undefined ? 1 : 0) !== sets.length - 1) return undefined;
+    let score = '';
+    if (q.after) {
+      score = String(Date.parse(q.after.createDate));
+      // a position not in nowIso()'s form would not meet the scores
+      if (score === 'NaN' || new Date(Number(score)).toISOString() !== q.after.createDate) return undefined;
+    }
+    const keys = [`${this.prefix}z:${q.kind}`, ...sets.slice(1), `${this.prefix}tmp:${randomUUID()}`];
+    const out = (await this.script(LIST_PAGE, keys.length, ...keys, this.prefix, String(q.start ?? 0), String(q.limit ?? -1), score, q.after?.uuid ?? '', q.skipTotal ? '0' : '1')) as [number, ...string[]];
+    const items = out.slice(1).map((d) => JSON.parse(d as string) as T);
+    if (!items.every((r) => r.kind === q.kind && (q.ownerAccountUuid === undefined || r.ownerAccountUuid === q.ownerAccountUuid) && matchesAll(r, q.filters))) return undefined;
+    return { items, total: out[0] };
   }
 
   private async fromSet<T extends Resource>(set: string): Promise<T[]> {
@@ -318,12 +436,12 @@ export class RedisStore implements InventoryStore {
   }
 
   async claim(namespace: string, key: string, owner: string): Promise<boolean> {
-    return (await this.r.eval(CLAIM, 1, `${this.prefix}c:${namespace}`, key, owner)) === 1;
+    return (await this.script(CLAIM, 1, `${this.prefix}c:${namespace}`, key, owner)) === 1;
   }
 
   async release(namespace: string, key: string, owner?: string): Promise<void> {
     if (owner === undefined) await this.r.hdel(`${this.prefix}c:${namespace}`, key);
-    else await this.r.eval(RELEASE_IF_OWNER, 1, `${this.prefix}c:${namespace}`, key, owner);
+    else await this.script(RELEASE_IF_OWNER, 1, `${this.prefix}c:${namespace}`, key, owner);
   }
 
   async claims(namespace: string): Promise<Array<{ key: string; owner: string }>> {
@@ -339,13 +457,13 @@ export class RedisStore implements InventoryStore {
     const args: string[] = [r.holder, r.from ?? '', String(Object.keys(r.amounts).length)];
     for (const [name, amount] of Object.entries(r.amounts)) args.push(name, String(amount), r.limits?.[name] !== undefined ? String(r.limits[name]) : '');
     const fromKey = r.from !== undefined ? `${q('qh')}:${r.from}` : holderKey;
-    const out = (await this.r.eval(RESERVE, 4, q('qt'), holderKey, fromKey, q('qs'), ...args)) as string[];
+    const out = (await this.script(RESERVE, 4, q('qt'), holderKey, fromKey, q('qs'), ...args)) as string[];
     if (out.length === 0) return undefined;
     return { name: out[0]!, limit: Number(out[1]), used: Number(out[2]), requested: r.amounts[out[0]!]! };
   }
 
   async unreserve(scope: string, holder: string): Promise<void> {
-    await this.r.eval(UNRESERVE, 3, `${this.prefix}qt:${scope}`, `${this.prefix}qh:${scope}:${holder}`, `${this.prefix}qs:${scope}`, holder);
+    await this.script(UNRESERVE, 3, `${this.prefix}qt:${scope}`, `${this.prefix}qh:${scope}:${holder}`, `${this.prefix}qs:${scope}`, holder);
   }
 
   async reserved(scope: string): Promise<Record<string, number>> {

@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
-import type { Filter, InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Resource } from './types.js';
+import type { Filter, InventoryStore, Position, Query, QuotaExceeded, QueryResult, Reservation, Resource } from './types.js';
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
 import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
 
@@ -122,6 +122,28 @@ function inSql(x: () => string, values: unknown[], params: Bind[]): string {
   params.push(...raws);
   const ph2 = raws.map(() => '?').join(',');
   return `(CASE WHEN typeof(${a}) IN ('integer','real') THEN ${b} IN (${ph1}) ELSE ${c} IN (${ph2}) END)`;
+}
+
+/**
+ * Rows strictly after a position in the order `sort, create_date ASC, uuid ASC` (keyset
+ * pagination). NULL sorts first ascending and last descending, as in ORDER BY; a comparison
+ * with NULL is never true, hence the IS forms.
+ */
+function afterSql(p: Position, sort: Query['sort'], params: Bind[]): string {
+  const tail = '(create_date > ? OR (create_date = ? AND uuid > ?))';
+  const tailParams = [p.createDate, p.createDate, p.uuid];
+  let sql = tail;
+  if (sort) {
+    const s = fieldSql(sort.field, params);
+    const v = p.sort ?? null;
+    if (v === null) sql = sort.dir === 'desc' ? `(${s} IS NULL AND ${tail})` : `(${s} IS NOT NULL OR (${s} IS NULL AND ${tail}))`;
+    else {
+      sql = `(${sort.dir === 'desc' ? `(${s} < ? OR ${s} IS NULL)` : `${s} > ?`} OR (${s} = ? AND ${tail}))`;
+      params.push(v, v);
+    }
+  }
+  params.push(...tailParams);
+  return sql;
 }
 
 function filterSql(f: Filter, params: Bind[], indexed: ReadonlySet<string>): string {
@@ -325,14 +347,15 @@ export class SqliteStore implements InventoryStore {
     for (const f of q.filters ?? []) where.push(filterSql(f, params, this.indexed));
     const whereSql = where.join(' AND ');
     // unpaged: the total is the number of rows (no COUNT query)
-    const paged = q.limit !== undefined || (q.start ?? 0) > 0;
-    const total = paged ? (this.prep(`SELECT COUNT(*) AS n FROM resources WHERE ${whereSql}`).get(...params) as { n: number }).n : undefined;
+    const paged = q.limit !== undefined || (q.start ?? 0) > 0 || q.after !== undefined;
+    const total = q.skipTotal ? -1 : paged ? (this.prep(`SELECT COUNT(*) AS n FROM resources WHERE ${whereSql}`).get(...params) as { n: number }).n : undefined;
     const pageParams = [...params];
+    const pageWhere = q.after === undefined ? whereSql : `${whereSql} AND ${afterSql(q.after, q.sort, pageParams)}`;
     let order = '';
     if (q.sort) order = `${fieldSql(q.sort.field, pageParams)} ${q.sort.dir === 'desc' ? 'DESC' : 'ASC'}, `;
     order += 'create_date ASC, uuid ASC';
     pageParams.push(q.limit ?? -1, q.start ?? 0);
-    const rows = this.prep(`SELECT body FROM resources WHERE ${whereSql} ORDER BY ${order} LIMIT ? OFFSET ?`).all(...pageParams) as Row[];
+    const rows = this.prep(`SELECT body FROM resources WHERE ${pageWhere} ORDER BY ${order} LIMIT ? OFFSET ?`).all(...pageParams) as Row[];
     return { items: rows.map((r) => JSON.parse(r.body) as T), total: total ?? rows.length };
   }
 

@@ -37,11 +37,26 @@ export interface Query {
   limit?: number;
   start?: number;
   sort?: { field: string; dir: 'asc' | 'desc' };
+  /**
+   * Keyset pagination: only matches strictly after this position in the query's order (the
+   * sort field's value, then createDate, then uuid: `positionOf` the last item of a page), so a
+   * page costs the same whatever its depth. Combined with `start`, skips that many more.
+   */
+  after?: Position;
+  /** Do not count the matches: `total` is then -1 (cursor pages; the count costs all matches). */
+  skipTotal?: boolean;
+}
+
+/** A place in a query's order (Query.after). `sort`: the sort field's value as stored (SQL scalar). */
+export interface Position {
+  sort?: string | number | null;
+  createDate: string;
+  uuid: string;
 }
 
 export interface QueryResult<T extends Resource = Resource> {
   items: T[];
-  /** Number of matches ignoring limit/start. */
+  /** Number of matches ignoring limit/start/after; -1 with Query.skipTotal. */
   total: number;
 }
 

@@ -1,7 +1,8 @@
 // The inventory store contract, run against every backend (store-sqlite / store-redis).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import type { Filter, InventoryStore, Resource } from '../../../controller/store/types.js';
+import type { Filter, InventoryStore, Position, Query, Resource } from '../../../controller/store/types.js';
+import { positionOf } from '../../../controller/store/query.js';
 import { TStackError } from '../../../shared/errors.js';
 
 export interface StoreFixture {
@@ -188,6 +189,37 @@ export function storeSuite(fixture: StoreFixture): void {
       assert.equal(none.total, 12);
       assert.deepEqual(none.items, []);
       assert.deepEqual(await names([], { start: 11 }), hn(12));
+    });
+
+    it('keyset pages (after = the last item) walk every order exactly like one unpaged list', async () => {
+      // three more hosts in host-05's millisecond: ties ordered by uuid
+      for (const n of [21, 22, 23]) await store.create(host(n, { createDate: hosts[4]!.createDate, state: 'Enabled', parentUuid: 'cluster-2' }));
+      const sorts: Array<Query['sort']> = [undefined, { field: 'createDate', dir: 'asc' }, { field: 'cpuNum', dir: 'desc' }, { field: 'hypervisorType', dir: 'asc' }, { field: 'hypervisorType', dir: 'desc' }, { field: 'state', dir: 'desc' }, { field: 'hasGpu', dir: 'asc' }, { field: 'name', dir: 'asc' }];
+      const filterSets: Filter[][] = [[], [{ field: 'state', op: '=', value: 'Enabled' }], [{ field: 'parentUuid', op: '=', value: 'cluster-2' }, { field: 'state', op: '=', value: 'Enabled' }], [{ field: 'cpuNum', op: '>', value: 3 }]];
+      for (const sort of sorts) {
+        for (const filters of filterSets) {
+          const base: Query = { kind: 'host', filters, ...(sort ? { sort } : {}) };
+          const all = (await store.list(base)).items.map((h) => h.uuid);
+          assert.equal((await store.list({ ...base, limit: 0 })).total, all.length, `count of ${JSON.stringify(filters)}`);
+          for (const size of [1, 4]) {
+            const seen: string[] = [];
+            let after: Query['after'];
+            for (let i = 0; i < 30; i++) {
+              const page = await store.list({ ...base, limit: size, skipTotal: true, ...(after ? { after } : {}) });
+              assert.equal(page.total, -1, 'no count with skipTotal');
+              seen.push(...page.items.map((h) => h.uuid));
+              if (page.items.length < size) break;
+              after = positionOf(page.items.at(-1)!, sort);
+            }
+            assert.deepEqual(seen, all, `sort ${JSON.stringify(sort)}, filters ${JSON.stringify(filters)}, pages of ${size}`);
+          }
+        }
+      }
+      const counted = await store.list({ kind: 'host', limit: 2, after: positionOf(hosts[0]!), filters: [{ field: 'state', op: '=', value: 'Enabled' }] });
+      assert.equal(counted.total, 12, 'the total ignores the position');
+      assert.deepEqual(counted.items.map((h) => h.name), hn(2, 3));
+      await rejectsWith(store.list({ kind: 'host', after: { createDate: 5, uuid: 'x' } as unknown as Position }), 'INVALID_ARGUMENT');
+      await rejectsWith(store.list({ kind: 'host', sort: { field: 'name', dir: 'asc' }, after: { sort: { a: 1 }, createDate: '', uuid: '' } as unknown as Position }), 'INVALID_ARGUMENT');
     });
 
     it('owner restriction, byParent and byState', async () => {
