@@ -188,7 +188,9 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       return advertised;
     };
     const apiMiddleware: Koa.Middleware[] = [];
-    const engine = new FlowEngine({ store, controllerId: `controller:${o.dataDir}`, controller: () => services });
+    // on a shared (Redis) inventory each controller keeps a heartbeat lease and takes over the
+    // flows of one whose heartbeat expired (flows still serialise per resource in-process only)
+    const engine = new FlowEngine({ store, controllerId: `controller:${o.dataDir}`, controller: () => services, ...(raw.backend === 'redis' ? { leases: { perResource: false } } : {}) });
     // the one context of this controller: every module's install() gets this same object
     const services: ControllerContext = {
       store, auth, jobs, bus, agents, agentClient, registry, engine, reconcile, controllerUrl, apiMiddleware,
@@ -224,7 +226,9 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     // the agent client needs to know where agents call back
     advertised = (o.advertiseUrl ?? url).replace(/\/+$/, '');
     agentClient.setCallbackUrl(`${advertised}/v1/agent-callbacks`);
+    await engine.start();
     for (const m of modules) await m.start?.();
+    engine.startTakeover();
     reconcile.start();
     audit.log.start();
     stopAudit = () => audit.log.stop();
@@ -246,6 +250,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         consoleProxy?.close();
         await relay?.close();
         for (const m of [...modules].reverse()) await m.stop?.().catch((e: unknown) => log.warn({ err: e, module: m.name }, 'module stop failed'));
+        await engine.stop().catch((e: unknown) => log.warn({ err: e }, 'giving back the heartbeat lease failed'));
         jobs.close();
         server!.closeAllConnections?.();
         await new Promise<void>((r) => server!.close(() => r()));

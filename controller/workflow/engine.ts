@@ -46,9 +46,10 @@ export interface EngineOptions {
    * runs (so controllers serialise on a resource too), keep a heartbeat lease per controller
    * (start()/stop()), and let resume() take over the journals of controllers whose heartbeat
    * expired. All controllers sharing the inventory must enable it. TTL default 15 s; waitMs
-   * (how long a flow waits for a busy resource) default 10 min.
+   * (how long a flow waits for a busy resource) default 10 min. `perResource: false`: the
+   * heartbeat and the takeover only (flows serialise per resource inside each controller).
    */
-  leases?: { ttlMs?: number; waitMs?: number };
+  leases?: { ttlMs?: number; waitMs?: number; perResource?: boolean };
   /** The controller this engine belongs to (steps read it as ctx.controller). */
   controller?: () => ControllerContext;
 }
@@ -73,6 +74,8 @@ export class FlowEngine {
   private readonly ttlMs: number;
   private readonly waitMs: number;
   private heartbeat: NodeJS.Timeout | undefined;
+  private takeover: NodeJS.Timeout | undefined;
+  private readonly perResource: boolean;
   readonly controller: (() => ControllerContext) | undefined;
 
   constructor(opts: EngineOptions) {
@@ -86,12 +89,13 @@ export class FlowEngine {
     this.leases = opts.leases ? new Leases(opts.store) : undefined;
     this.ttlMs = opts.leases?.ttlMs ?? 15_000;
     this.waitMs = opts.leases?.waitMs ?? 600_000;
+    this.perResource = opts.leases?.perResource ?? true;
   }
 
   /** Local queue, then (with leases) the store leases of the keys, then fn. */
   private readonly guard: Guard = (keys, fn) =>
     this.queues.run(keys, () => {
-      if (!this.leases || keys.length === 0) return fn();
+      if (!this.leases || !this.perResource || keys.length === 0) return fn();
       return this.leases.withLeases(
         keys.map((k) => `resource:${k}`),
         this.controllerId,
@@ -116,16 +120,46 @@ export class FlowEngine {
     this.heartbeat.unref();
   }
 
+  /**
+   * With leases: every `everyMs` (default a third of the TTL), take over and resume the flows
+   * of controllers whose heartbeat expired, so a controller that dies leaves nothing for a
+   * restart to finish: its flows go on (or roll back) on a live one within about the TTL.
+   */
+  startTakeover(everyMs = Math.max(1000, Math.floor(this.ttlMs / 3))): void {
+    if (!this.leases || this.takeover) return;
+    let busy = false;
+    this.takeover = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void this.adoptDead()
+        .catch((e: unknown) => this.log.warn({ err: String(e) }, 'taking over the flows of a dead controller failed'))
+        .finally(() => (busy = false));
+    }, everyMs);
+    this.takeover.unref();
+  }
+
+  /** Take over the journals of controllers whose heartbeat expired and resume those (only). */
+  async adoptDead(): Promise<ResumeReport[]> {
+    if (!this.leases) return [];
+    const taken = await this.takeOverDeadControllers();
+    if (taken.size === 0) return [];
+    const reports = await resumeFlows(this.store, this.registry, { controllerId: this.controllerId, only: taken, guard: this.guard, hosts: this.hosts, log: this.log, ...(this.controller ? { controller: this.controller } : {}) });
+    for (const r of reports) this.log.warn({ flowId: r.id, flow: r.flow, action: r.action }, 'finished the flow of a dead controller');
+    return reports;
+  }
+
   /** Stop renewing the heartbeat without giving it back, as a crashed controller would (tests; emergency stop). */
   halt(): void {
     if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
+    if (this.takeover) clearInterval(this.takeover);
+    this.heartbeat = this.takeover = undefined;
   }
 
   /** Stop the heartbeat and give the lease back (a clean shutdown: nobody takes over). */
   async stop(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
+    if (this.takeover) clearInterval(this.takeover);
+    this.heartbeat = this.takeover = undefined;
     if (this.leases) await this.leases.release(`controller:${this.controllerId}`, this.controllerId);
   }
 
@@ -165,7 +199,8 @@ export class FlowEngine {
    * that controller's heartbeat lease while reassigning makes the takeover exclusive (one
    * taker; the dead controller, if it comes back, waits in start() and then finds nothing).
    */
-  private async takeOverDeadControllers(): Promise<void> {
+  private async takeOverDeadControllers(): Promise<Set<string>> {
+    const taken = new Set<string>();
     const byController = new Map<string, FlowJournal[]>();
     for (const { doc } of await this.store.listDocs<FlowJournal>(JOURNALS)) {
       if (doc.controllerId === this.controllerId) continue;
@@ -179,12 +214,14 @@ export class FlowEngine {
           const cur = await this.store.getDoc<FlowJournal>(JOURNALS, j.id);
           if (!cur || cur.controllerId !== dead) continue;
           await this.store.putDoc(JOURNALS, j.id, { ...cur, controllerId: this.controllerId, takenOverFrom: dead });
+          taken.add(j.id);
           this.log.warn({ flowId: j.id, flow: j.flow, from: dead }, 'took over the unfinished flow of a controller whose heartbeat expired');
         }
       } finally {
         await this.leases!.release(key, this.controllerId);
       }
     }
+    return taken;
   }
 }
 
@@ -195,10 +232,10 @@ export class FlowEngine {
 export async function resumeFlows(
   store: InventoryStore,
   registry: FlowRegistry,
-  opts: { controllerId?: string; queues?: ResourceQueues; guard?: Guard; hosts?: KeyedLimiter; log?: Logger; controller?: () => ControllerContext } = {},
+  opts: { controllerId?: string; only?: ReadonlySet<string>; queues?: ResourceQueues; guard?: Guard; hosts?: KeyedLimiter; log?: Logger; controller?: () => ControllerContext } = {},
 ): Promise<ResumeReport[]> {
   const log = opts.log ?? logger('flow-engine');
-  const journals = (await store.listDocs<FlowJournal>(JOURNALS)).map((d) => d.doc);
+  const journals = (await store.listDocs<FlowJournal>(JOURNALS)).map((d) => d.doc).filter((j) => !opts.only || opts.only.has(j.id));
   const queues = opts.queues ?? new ResourceQueues();
   const guard: Guard = opts.guard ?? ((keys, fn) => queues.run(keys, fn));
   const hosts = opts.hosts ?? new KeyedLimiter(4);

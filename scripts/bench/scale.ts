@@ -8,7 +8,10 @@
 // --inventory K: K Running VM records spread over the hosts are written straight into the store
 // (createMany, 1,000 a write) before the creates, so creates and lists run against that inventory;
 // they have no domain in the simulator (the list goal is about the controller's reads).
-// Not yet: --kill-one (controller takeover).
+// --kill-one (with --controllers C ≥ 2): once half the creates are acknowledged, the last
+// controller is SIGKILLed; requests go on to the others (a create that got no answer is sent
+// again elsewhere). lost = acknowledged creates with neither a VM nor a failed job; stuck = VMs
+// still transitional 60 s after the run.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
@@ -50,7 +53,8 @@ const CONCURRENCY = int('concurrency', 64);
 const STORE = f.store ?? 'sqlite';
 if (!['sqlite', 'redis'].includes(STORE)) throw new Error('--store: sqlite or redis');
 if (CONTROLLERS < 1 || (CONTROLLERS > 1 && STORE !== 'redis')) throw new Error('--controllers: 1, or several with --store redis');
-if (f['kill-one'] !== undefined) throw new Error('--kill-one is not implemented yet (issue 19)');
+const KILL_ONE = f['kill-one'] !== undefined;
+if (KILL_ONE && CONTROLLERS < 2) throw new Error('--kill-one needs --controllers 2 or more');
 const INVENTORY = int('inventory', 0);
 const PROF = f['cpu-prof'];
 
@@ -206,6 +210,15 @@ async function main(): Promise<void> {
   // --- create: every request acknowledged (202) counts; names identify the VMs afterwards
   const acked = new Set<string>();
   const refused: string[] = [];
+  const alive = apis.map(() => true);
+  let killedAt: number | undefined;
+  const killOne = (): void => {
+    const i = apis.length - 1;
+    controllerProcs[i]!.kill('SIGKILL');
+    alive[i] = false;
+    killedAt = Date.now();
+    log(`SIGKILLed controller ${i} after ${acked.size} acknowledged creates`);
+  };
   let next = 0;
   const cpu0 = { sim: simPid ? cpuSeconds(simPid) : NaN, ctl: ctlPids.reduce((a, p) => a + cpuSeconds(p), 0) };
   const t0 = Date.now();
@@ -213,11 +226,13 @@ async function main(): Promise<void> {
     Array.from({ length: Math.min(CONCURRENCY, VMS) }, async (_, w) => {
       for (let i = next++; i < VMS; i = next++) {
         const name = `s${i}`;
-        const a = apis[(w + i) % apis.length]!;
         for (let attempt = 0; ; attempt++) {
+          const live = apis.filter((_a, k) => alive[k]);
+          const a = live[(w + i + attempt) % live.length]!;
           const r = await a.post('/v1/vm-instances', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] }).catch((e: Error) => ({ status: 0, body: e.message }));
           if (r.status === 202 || r.status === 201 || r.status === 200) {
             acked.add(name);
+            if (KILL_ONE && killedAt === undefined && acked.size >= VMS / 2) killOne();
             break;
           }
           if ((r.status === 503 || r.status === 429 || r.status === 0) && attempt < 20) {
@@ -263,6 +278,7 @@ async function main(): Promise<void> {
   for (let t = Date.now(); all.some((v) => TRANSITIONAL.has(v.state)) && Date.now() - t < 60_000; all = await listAll(api, ids.image)) await sleep(2_000);
   const names = new Set(all.map((v) => v.name));
   const failedJobs = ((await get(api, '/v1/jobs?q=type=vm-instances.create&q=state=Failed&count=true')).body?.total as number) ?? 0;
+  if (killedAt !== undefined) log(`${((Date.now() - killedAt) / 1000).toFixed(0)} s since the kill; ${failedJobs} create jobs failed (a dead controller's jobs fail as INTERRUPTED)`);
   // an acknowledged create whose job failed (and rolled back) is failed, not lost
   const lost = Math.max(0, [...acked].filter((n) => !names.has(n)).length - failedJobs);
   const stuck = all.filter((v) => TRANSITIONAL.has(v.state)).length;
@@ -289,9 +305,10 @@ async function main(): Promise<void> {
       listError ||= `${r.status} ${JSON.stringify(r.body).slice(0, 200)}`;
     }
   };
+  const readers = apis.filter((_a, k) => alive[k]);
   const pending: Array<Promise<void>> = [];
   for (let i = 0; i < 300; i++) {
-    pending.push(timed(apis[i % apis.length]!));
+    pending.push(timed(readers[i % readers.length]!));
     await sleep(1000 / 30);
   }
   await Promise.all(pending);
@@ -302,7 +319,7 @@ async function main(): Promise<void> {
   await Promise.all(
     Array.from({ length: 16 }, async (_, w) => {
       while (Date.now() - tr < 5_000) {
-        const r = await apis[w % apis.length]!.get(listPath).catch(() => undefined);
+        const r = await readers[w % readers.length]!.get(listPath).catch(() => undefined);
         if (r?.status === 200) reads++;
       }
     }),
@@ -326,6 +343,7 @@ async function main(): Promise<void> {
     list_errors: listErrors,
     ctl_cpu_ms_per_read: Number(cpuMsPerRead.toFixed(2)),
     controllers: CONTROLLERS,
+    killed_one: KILL_ONE,
     store: STORE,
     inventory: INVENTORY,
     hosts_add_s: Number(hostsS.toFixed(1)),

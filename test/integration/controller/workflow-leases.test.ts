@@ -129,6 +129,35 @@ function suite(name: string, setup: (cleanup: ReturnType<typeof useCleanup>) => 
       await me.stop();
       await b.deleteDoc(JOURNALS, 'j-alive');
     });
+
+    it('while running, takes over (only) the flows of a controller that dies later (startTakeover)', async () => {
+      const ttl = 300;
+      const ran: string[] = [];
+      const flow: FlowDef<Record<string, never>> = {
+        name: 'takeover-live',
+        onResume: 'complete',
+        steps: [{ name: 's1', run: async (ctx) => void ran.push(`run ${ctx.flowId}`) }],
+      };
+      const journal = (id: string, controllerId: string): FlowJournal => ({ id, flow: 'takeover-live', controllerId, state: 'running', completed: 0, current: 0, rolledBack: [], data: {}, lockKeys: [id], startedAt: '', updatedAt: '' });
+      const me = new FlowEngine({ store: b, controllerId: 'ctl-me2', leases: { ttlMs: ttl, waitMs: 10_000, perResource: false } });
+      me.register(flow);
+      await me.start();
+      // a journal of my own (a flow of this process in progress) is never resumed by the takeover
+      await b.putDoc(JOURNALS, 'j-mine', journal('j-mine', 'ctl-me2'));
+      me.startTakeover(100);
+      const dying = new FlowEngine({ store: a, controllerId: 'ctl-dying', leases: { ttlMs: ttl } });
+      await dying.start();
+      await a.putDoc(JOURNALS, 'j-dying', journal('j-dying', 'ctl-dying'));
+      await sleep(ttl);
+      assert.deepEqual(ran, [], 'nothing taken while its controller renews its heartbeat');
+      dying.halt();
+      for (let t = Date.now(); ran.length === 0 && Date.now() - t < 10_000; ) await sleep(50);
+      assert.deepEqual(ran, ['run j-dying']);
+      assert.equal(await b.getDoc(JOURNALS, 'j-dying'), undefined, 'finished and gone');
+      assert.equal((await b.getDoc<FlowJournal>(JOURNALS, 'j-mine'))?.controllerId, 'ctl-me2', 'my own flow left alone');
+      await me.stop();
+      await b.deleteDoc(JOURNALS, 'j-mine');
+    });
   });
 }
 
