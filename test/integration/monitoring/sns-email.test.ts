@@ -8,16 +8,9 @@ import { ApiRegistry } from '../../../controller/api/registry.js';
 import { monitoringModule } from '../../../controller/monitoring/module.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../../harness/controller.js';
+import { until as pollUntil } from '../../harness/assert.js';
 
-const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-};
+const until = <T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> => pollUntil(what, fn, ms, 100);
 
 describe('SNS email endpoints (real SMTP sink)', function () {
   this.timeout(60_000);

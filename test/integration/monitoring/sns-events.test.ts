@@ -11,6 +11,7 @@ import { monitoringModule, type MonitoringModule } from '../../../controller/mon
 import type { Resource } from '../../../controller/store/types.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../../harness/controller.js';
+import { until as pollUntil } from '../../harness/assert.js';
 
 interface Received {
   auth: string | undefined;
@@ -32,15 +33,7 @@ async function receiver(cleanup: ReturnType<typeof useCleanup>): Promise<{ url: 
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, got, server };
 }
 
-const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-};
+const until = <T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> => pollUntil(what, fn, ms, 100);
 
 describe('SNS + event subscriptions (real controller, real HTTP receiver)', function () {
   this.timeout(60_000);
