@@ -6,7 +6,10 @@
 // created, the chassis registered by its IPMI address). Then through the API: a PXE timeout, the
 // inspection (hardware = the QEMU command line), power on/reset/off as the BMC reports them, wrong
 // IPMI credentials and an unreachable BMC — every failure names its step and leaves the chassis
-// powered off and usable. One bring-up for the file.
+// powered off and usable. Provisioning (baremetal-instances): two machines at once from the test
+// guest image boot from their own disks (PXE off) and answer SSH with the injected key on their
+// assigned addresses; stop/start/reboot as the BMC reports them; reinstall gives a fresh disk;
+// delete frees the chassis. One bring-up for the file.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +19,8 @@ import type { ApiClient } from '../harness/controller.js';
 import { netnsExists } from '../harness/net.js';
 import { freePort } from '../harness/ports.js';
 import { SIM_MACHINE } from '../harness/baremetal.js';
+import { guestImage, makeSshKey, sshRun } from '../harness/guest.js';
+import { tmpDir } from '../harness/tmp.js';
 import { ok, settle, startBaremetalCloud, type BaremetalCloud } from '../harness/baremetal-cloud.js';
 
 describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine from scripts/aio add-baremetal', function () {
@@ -184,6 +189,85 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
     r = await act({ powerStatus: {} });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.powerState, 'Off');
+    assert.equal(await bmcPower(), 'Chassis Power is off');
+  });
+
+  // provisioning (baremetal-instances): two machines at once; the second made and inspected here
+  let key: { priv: string; pubKey: string };
+  const insts: any[] = [];
+  const inGuest = (ip: string, cmd: string): Promise<string> => sshRun({ host: ip, key: key.priv, cmd, timeoutMs: 300_000 });
+  const inst = async (i: number): Promise<any> => (await api.get(`/v1/baremetal-instances/${insts[i].uuid}`)).body;
+  const instAct = async (i: number, body: unknown) => settle(api, await api.post(`/v1/baremetal-instances/${insts[i].uuid}/actions`, body));
+
+  it('two machines provisioned at once from the test guest image boot from their own disks (PXE off) and answer SSH with the injected key on their assigned addresses', async () => {
+    const work = await tmpDir('bm-prov', cleanup);
+    key = await makeSshKey(join(work, 'keys'));
+    const img = await guestImage();
+    const bs = await ok(api, '/v1/backup-storage', { name: 'bm-bs', hostname: '127.0.0.1', url: join(work, 'bs') });
+    await ok(api, `/v1/zones/${cloud.ids.zone}/actions`, { attachBackupStorage: { backupStorageUuid: bs.uuid } });
+    const image = await ok(api, '/v1/images', { name: 'bm-guest', url: `file://${img.qcow2}`, format: 'qcow2', backupStorageUuids: [bs.uuid] });
+    await aio('add-baremetal', '2');
+    const ch2 = (await api.get('/v1/baremetal-chassis?q=name=aio-bm-2')).body.inventories[0];
+    await ok(api, `/v1/baremetal-chassis/${ch2.uuid}/actions`, { inspect: { timeoutSec: 300 } });
+    const t0 = Date.now();
+    const rs = await Promise.all([ch, ch2].map((c, i) => api.post('/v1/baremetal-instances', { name: `bm${i + 1}`, chassisUuid: c.uuid, imageUuid: image.uuid, sshKey: key.pubKey })));
+    const jobs = await Promise.all(rs.map((r) => settle(api, r)));
+    t.provisionTwoSec = (Date.now() - t0) / 1000;
+    for (const j of jobs) assert.equal(j.state, 'Succeeded', JSON.stringify(j.error ?? j));
+    for (const j of jobs) insts.push(j.result);
+    for (const [i, n] of [1, 2].entries()) {
+      const x = await inst(i);
+      assert.equal(x.state, 'Running', JSON.stringify(x));
+      const c = (await api.get(`/v1/baremetal-chassis/${x.chassisUuid}`)).body;
+      assert.equal(c.status, 'Provisioned');
+      // PXE off: the BMC boots the machine from its disk
+      assert.notEqual(readFileSync(join(cloud.machineDir(n), 'boot.dev'), 'utf8').trim(), 'pxe');
+      assert.match(readFileSync(`/proc/${Number(readFileSync(join(cloud.machineDir(n), 'qemu.pid'), 'utf8'))}/cmdline`, 'utf8'), /-boot\0order=c/);
+      assert.equal((await inGuest(x.ip, 'hostname')).trim(), x.hostname);
+      assert.match(await inGuest(x.ip, 'ip -4 addr show eth0'), new RegExp(`inet ${x.ip.replace(/\./g, '\\.')}/`));
+    }
+    if (insts[0].phases) t.phases = insts[0].phases;
+  });
+
+  it('stop / start / reboot through IPMI change the power state the BMC reports', async () => {
+    const bm1 = cloud.machineDir(1);
+    let j = await instAct(0, { stop: {} });
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j));
+    assert.equal(await bmcPower(), 'Chassis Power is off');
+    assert.equal((await inst(0)).state, 'Stopped');
+    j = await instAct(0, { start: {} });
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j));
+    assert.equal(await bmcPower(), 'Chassis Power is on');
+    assert.equal((await inst(0)).state, 'Running');
+    const pid = await runningPid();
+    j = await instAct(0, { reboot: {} });
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j));
+    assert.equal(await bmcPower(), 'Chassis Power is on');
+    await runningPid(pid);
+    // it comes back from its disk
+    assert.equal((await inGuest((await inst(0)).ip, 'hostname')).trim(), (await inst(0)).hostname);
+    void bm1;
+  });
+
+  it('reinstall gives a fresh system: a marker written onto the disk before is gone', async () => {
+    const ip = (await inst(0)).ip;
+    // the test guest runs from its initramfs (the disk is its boot medium only): the marker goes
+    // onto the disk itself, into the gap after the MBR that the image's own bytes cover
+    await inGuest(ip, 'printf TSTACK-OLD-SYSTEM | dd of=/dev/vda bs=512 seek=1 conv=notrunc 2>/dev/null; sync; dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | grep -c TSTACK-OLD-SYSTEM');
+    const t0 = Date.now();
+    const j = await instAct(0, { reinstall: {} });
+    t.reinstallSec = (Date.now() - t0) / 1000;
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j));
+    assert.equal((await inst(0)).state, 'Running');
+    assert.equal((await inGuest(ip, 'dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | grep -c TSTACK-OLD-SYSTEM || true')).trim(), '0');
+  });
+
+  it('deleting the instances wipes and frees the chassis (powered off)', async () => {
+    for (const x of insts) {
+      const j = await settle(api, await api.del(`/v1/baremetal-instances/${x.uuid}`));
+      assert.equal(j.state, 'Succeeded', JSON.stringify(j));
+    }
+    assert.equal((await chassis()).status, 'Available');
     assert.equal(await bmcPower(), 'Chassis Power is off');
   });
 
