@@ -88,8 +88,12 @@ async function loadRows(store: InventoryStore, l3Uuid: string): Promise<{ nics: 
   const nics = (await store.list({ kind: 'vm-nic', filters: [{ field: 'l3NetworkUuid', op: '=', value: l3Uuid }] })).items.map(nicRow);
   if (nics.length === 0) return { nics, vms: new Map() };
   const vmUuids = [...new Set(nics.map((n) => n.vmUuid))];
-  const vms = (await store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: vmUuids }] })).items;
-  return { nics, vms: new Map(vms.map((v) => [v.uuid, vmRow(v)])) };
+  const vms = new Map<string, VmRow>();
+  // a query takes at most 4,096 values per '?=': an L3 with more VMs failed every flat apply
+  for (let i = 0; i < vmUuids.length; i += 4000) {
+    for (const v of (await store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: vmUuids.slice(i, i + 4000) }] })).items) vms.set(v.uuid, vmRow(v));
+  }
+  return { nics, vms };
 }
 
 /** Straight from the inventory, every time. */
