@@ -464,11 +464,13 @@ async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContex
     const v = await d.store.transition(vm.uuid, 'Destroyed', 'Expunging');
     try {
       const last = v.lastHostUuid as string | undefined;
-      const hostOk = last !== undefined && (await d.store.get(last)) !== undefined;
-      if (hostOk) {
-        await callHost(d, last, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
+      const lastHost = last !== undefined ? await d.store.get(last) : undefined;
+      if (lastHost) {
+        // the domain went at destroy; this is a second sweep, skipped while the host is down
+        // (a dead host must not keep its VMs from being expunged)
+        if (lastHost.status === 'Connected') await callHost(d, last!, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
         markVm(d.reconcile, v);
-        await releaseHost(d.store, last, v.uuid);
+        await releaseHost(d.store, last!, v.uuid);
       }
       const vols = (await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: v.uuid }] })).items;
       for (const vol of vols) {

@@ -46,9 +46,11 @@ export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallback
   const psUuid = vol.psUuid ?? (rec?.primaryStorageUuid as string | undefined);
   let hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
   const ps = psUuid ? await d.store.get(psUuid) : undefined;
-  if (ps && hostUuid && !(await d.store.get(hostUuid))) {
-    // the host the volume was made on is gone (removed after the VM migrated away): shared storage
-    // is reached from another host; a local disk went with its host
+  const host = ps && hostUuid ? await d.store.get(hostUuid) : undefined;
+  if (ps && hostUuid && (!host || (ps.type !== 'LocalStorage' && host.status !== 'Connected'))) {
+    // the host the volume was made on is gone (removed after the VM migrated away) or down (dead,
+    // disconnected): shared storage is reached from another host; a local disk went with its host
+    // (and one on a host that is only down waits for it: the call below fails and can be retried)
     hostUuid = ps.type === 'LocalStorage' ? undefined : await connectedHostOf(d, ps.uuid);
     if (!hostUuid && ps.type !== 'LocalStorage') throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach primary storage ${ps.name} to delete volume ${vol.uuid}`);
   }

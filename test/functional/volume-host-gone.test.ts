@@ -1,19 +1,25 @@
 // Functional tier: a VM on shared primary storage whose volumes were made on a host that is gone
 // (the VM migrated away, then the host was removed — scripts/aio remove-host does exactly this)
 // is expunged through another connected host of the storage's clusters (it failed with a 404
-// naming the removed host).
+// naming the removed host), and likewise when that host is still there but dead (the expunge
+// failed with 503: the delete went to the dead host).
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import * as S from '../../shared/protocol/storage.js';
 
-describe('functional: expunging a VM on shared storage whose volume’s host was removed', function () {
+describe('functional: expunging a VM on shared storage whose volume’s host was removed or died', function () {
   this.timeout(60_000);
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
+  /** The volumes each host's storage agent was asked to delete, in `fc.hosts` order. */
+  const deletes = (): string[][] => fc.storages.map((s) => s.callsOf(S.DeleteVolume.name).map((x: any) => String(x.volumeUuid)));
+  /** Which hosts' storage agents deleted `volume` since `before`. */
+  const deletedBy = (before: string[][], volume: string): number[] =>
+    deletes().flatMap((calls, i) => (calls.slice(before[i]!.length).includes(volume) ? [i] : []));
 
   before(async () => {
-    fc = await startFakeCloud(cleanup, { extraHosts: 1, storagePerHost: true, psType: 'SharedMountPoint' });
+    fc = await startFakeCloud(cleanup, { extraHosts: 2, storagePerHost: true, psType: 'SharedMountPoint' });
   });
 
   it('the volume’s files are deleted through a connected host; the VM and its volume records go', async () => {
@@ -27,10 +33,29 @@ describe('functional: expunging a VM on shared storage whose volume’s host was
     await fc.controller.store.update(vm.uuid, { lastHostUuid: h1 });
     await fc.controller.store.delete(h2!);
     assert.equal((await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`)).status, 200);
-    const before = fc.storages[0]!.callsOf(S.DeleteVolume.name).length;
+    const before = deletes();
     const r = await fc.api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { expunge: {} });
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.deepEqual(fc.storages[0]!.callsOf(S.DeleteVolume.name).slice(before).map((x: any) => x.volumeUuid), [root], 'deleted through host 1’s storage agent');
+    const by = deletedBy(before, root);
+    assert.equal(by.length, 1, `deleted once, by ${JSON.stringify(by)}`);
+    assert.notEqual(by[0], 1, 'not through the removed host 2’s agent');
+    assert.equal(await fc.controller.store.get(root), undefined);
+    assert.equal(await fc.controller.store.get(vm.uuid), undefined);
+  });
+
+  it('the host is dead, not removed: the files are deleted through a connected host all the same', async () => {
+    const h3 = fc.hosts[2]!.uuid;
+    const vm = (await fc.createVm('dead-host-vm', { hostUuid: h3 })).body;
+    const root = String(vm.rootVolumeUuid);
+    assert.equal((await fc.controller.store.get(root))?.hostUuid, h3);
+    assert.equal((await fc.action(vm.uuid, 'stop')).body.state, 'Stopped');
+    await fc.hosts[2]!.kill();
+    await fc.controller.store.update(h3, { status: 'Disconnected' });
+    assert.equal((await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`)).status, 200);
+    const before = deletes();
+    const r = await fc.api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { expunge: {} });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(deletedBy(before, root), [0], 'through host 1’s storage agent, the only connected one left');
     assert.equal(await fc.controller.store.get(root), undefined);
     assert.equal(await fc.controller.store.get(vm.uuid), undefined);
   });
