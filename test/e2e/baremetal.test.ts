@@ -39,9 +39,9 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
   /** What the BMC itself says, asked with ipmitool directly (not through tstack). */
   const bmcPower = async (): Promise<string> =>
     (await exec('ipmitool', ['-I', 'lanplus', '-C', '3', '-E', '-H', '127.0.0.1', '-p', String(bmcPort), '-U', 'admin', 'chassis', 'power', 'status'], { env: { IPMI_PASSWORD: bmcPw }, timeoutMs: 30_000 })).stdout.trim();
-  const qemuPid = (): number | undefined => {
+  const qemuPid = (dir = bmDir): number | undefined => {
     try {
-      const pid = Number(readFileSync(join(bmDir, 'qemu.pid'), 'utf8'));
+      const pid = Number(readFileSync(join(dir, 'qemu.pid'), 'utf8'));
       process.kill(pid, 0);
       return pid;
     } catch {
@@ -50,10 +50,10 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
   };
 
   /** The BMC starts QEMU in the background: wait for a running one (other than `not`). */
-  const runningPid = async (not?: number): Promise<number> => {
+  const runningPid = async (not?: number, dir = bmDir): Promise<number> => {
     for (const end = Date.now() + 60_000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
-      const pid = qemuPid();
-      if (pid !== undefined && pid !== not && !existsSync(join(bmDir, 'starting'))) return pid;
+      const pid = qemuPid(dir);
+      if (pid !== undefined && pid !== not && !existsSync(join(dir, 'starting'))) return pid;
     }
     throw new Error('the machine did not start');
   };
@@ -222,7 +222,8 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
       assert.equal(c.status, 'Provisioned');
       // PXE off: the BMC boots the machine from its disk
       assert.notEqual(readFileSync(join(cloud.machineDir(n), 'boot.dev'), 'utf8').trim(), 'pxe');
-      assert.match(readFileSync(`/proc/${Number(readFileSync(join(cloud.machineDir(n), 'qemu.pid'), 'utf8'))}/cmdline`, 'utf8'), /-boot\0order=c/);
+      // the BMC starts QEMU in the background after the flow's reset: wait for it
+      assert.match(readFileSync(`/proc/${await runningPid(undefined, cloud.machineDir(n))}/cmdline`, 'utf8'), /-boot\0order=c/);
       assert.equal((await inGuest(x.ip, 'hostname')).trim(), x.hostname);
       assert.match(await inGuest(x.ip, 'ip -4 addr show eth0'), new RegExp(`inet ${x.ip.replace(/\./g, '\\.')}/`));
     }
