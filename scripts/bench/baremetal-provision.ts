@@ -21,14 +21,9 @@ import { Cleanup } from '../../test/harness/cleanup.js';
 import { guestImage, makeSshKey, sshRun } from '../../test/harness/guest.js';
 import { tmpDir } from '../../test/harness/tmp.js';
 import { ok, settle, startBaremetalCloud } from '../../test/harness/baremetal-cloud.js';
+import { median, runsFlag } from './stats.js';
 
-const runsArg = process.argv.indexOf('--runs');
-const RUNS = runsArg > 0 ? Math.max(1, Number(process.argv[runsArg + 1])) : 3;
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+const RUNS = runsFlag(3);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Watches a serial log for markers in order and records when each was first seen (ms since t0). */

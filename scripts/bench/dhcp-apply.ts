@@ -26,18 +26,13 @@ import { flatArea, flatKey } from '../../controller/network/flat-reconcile.js';
 import { FlatNicCache } from '../../controller/network/flat-nics.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 import type { CloudDeps } from '../../controller/cloud/common.js';
+import { median } from './stats.js';
 
 const RUNS = Number(process.argv[2] ?? 15);
 const N = Number(process.argv[3] ?? 250);
 const id = 'b' + randomBytes(3).toString('hex').slice(0, 5);
 const bridge = `${id}br`;
 const manualNs = `${id}man`;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const res = (kind: string, uuid: string, extra: Record<string, unknown>): Resource => ({ kind, uuid, name: `${kind}-${uuid.slice(0, 6)}`, createDate: new Date().toISOString(), lastOpDate: '', ownerAccountUuid: 'admin', tags: [], ...extra });
 

@@ -18,17 +18,12 @@ import { RouterService } from '../../vrouteragent/router.js';
 import { routerNames } from '../../vrouteragent/names.js';
 import { haproxyPaths } from '../../vrouteragent/render/haproxy.js';
 import type { RouterSpecT } from '../../shared/protocol/vpc.js';
+import { median } from './stats.js';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const SECONDS = Number(process.argv[3] ?? 4);
 const CONC = Number(process.argv[4] ?? 16);
 const id = 'b' + randomBytes(3).toString('hex').slice(0, 5);
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** Load generator (runs in the client namespace): prints completed 200s per second. */
 const LOAD = `

@@ -20,16 +20,10 @@ import { nsFabric, nsHostUp } from '../../test/harness/nshost.js';
 import { runId, tmpDir } from '../../test/harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../../test/integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
+import { median, runsFlag } from './stats.js';
 
 const MiB = 1024 * 1024;
-const runsArg = process.argv.indexOf('--runs');
-const RUNS = runsArg > 0 ? Math.max(1, Number(process.argv[runsArg + 1])) : 3;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+const RUNS = runsFlag(3);
 
 async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
   const r = await api.post(`${path}${path.includes('?') ? '&' : '?'}wait=true`, body);

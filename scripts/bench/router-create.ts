@@ -18,16 +18,11 @@ import { renderRouterNetfilter, stableMac } from '../../vrouteragent/render/rout
 import { vpcModule } from '../../controller/vpc/module.js';
 import { Cleanup } from '../../test/harness/cleanup.js';
 import { startFakeCloud } from '../../test/harness/fake-cloud.js';
+import { median } from './stats.js';
 
 const RUNS = Number(process.argv[2] ?? 10);
 const id = 'b' + randomBytes(3).toString('hex').slice(0, 5);
 const BR = `${id}pub`;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** What the agent runs for a router with only its public interface, as plain commands. */
 async function rawRouter(n: number): Promise<void> {

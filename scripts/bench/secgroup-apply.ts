@@ -16,6 +16,7 @@ import { IpNetwork } from '../../kvmagent/network/bridges.js';
 import { Firewall } from '../../kvmagent/secgroup/firewall.js';
 import { parseCurrent, renderFirewall } from '../../kvmagent/secgroup/render.js';
 import { SecurityGroupApply, type GuardedNicT, type HostFirewallT } from '../../shared/protocol/secgroup.js';
+import { median } from './stats.js';
 
 const RUNS = Number(process.argv[2] ?? 15);
 const NICS = Number(process.argv[3] ?? 100);
@@ -23,12 +24,6 @@ const PER = Number(process.argv[4] ?? 10);
 const id = 'b' + randomBytes(3).toString('hex').slice(0, 5);
 const NS = `${id}fw`;
 const GROUP = '0badcafe-0000-4000-8000-000000000001';
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function firewall(variant: number): HostFirewallT {
   const nics: GuardedNicT[] = [];

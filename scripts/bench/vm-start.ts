@@ -17,16 +17,10 @@ import { LibvirtDriver } from '../../kvmagent/hypervisor/libvirt-driver.js';
 import { IpNetwork } from '../../kvmagent/network/bridges.js';
 import { buildDomainXml } from '../../kvmagent/domain-xml.js';
 import { guestImage } from '../../test/harness/guest.js';
+import { median, runsFlag } from './stats.js';
 
 const URI = 'qemu:///system';
-const runsArg = process.argv.indexOf('--runs');
-const RUNS = runsArg > 0 ? Math.max(1, Number(process.argv[runsArg + 1])) : 5;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
+const RUNS = runsFlag(5);
 
 async function main(): Promise<void> {
   // a copy libvirt-qemu can read wherever this clone lives (see test/harness/guest.ts)
