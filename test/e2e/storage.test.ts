@@ -258,21 +258,26 @@ describe('e2e: storage depth', function () {
 
   it('a DataVolumeTemplate image of a snapshot, and a volume made from it, hold the same bytes', async () => {
     const vm = vms.vm;
-    const v = vols.local!;
-    const img = await ok(api, '/v1/images', { name: `${rid}-data-img`, volumeSnapshotUuid: v.snap1, backupStorageUuids: [ids.bs] });
-    assert.equal(img.mediaType, 'DataVolumeTemplate');
-    assert.equal(img.status, 'Ready');
-    // a running VM's live volume is refused (not consistent); its snapshot was fine
-    const busy = await api.post('/v1/images?wait=true', { name: `${rid}-busy`, volumeUuid: v.uuid, backupStorageUuids: [ids.bs] });
-    assert.equal(busy.status, 409, JSON.stringify(busy.body));
-    const bad = await api.post('/v1/vm-instances?wait=true', { name: `${rid}-bad`, instanceOfferingUuid: ids.offering, imageUuid: img.uuid, l3NetworkUuids: [ids.l3] });
-    assert.equal(bad.status, 400, 'a DataVolumeTemplate boots nothing');
-    const copy = await ok(api, '/v1/volumes', { name: `${rid}-from-img`, imageUuid: img.uuid, primaryStorageUuid: ids.smp });
-    assert.equal(copy.size, 64 * MiB);
-    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: copy.uuid } });
-    assert.equal(await readMd5(vm, await devOf(vm, copy.uuid)), v.a);
-    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: copy.uuid } });
-    await ok(api, `/v1/volumes/${copy.uuid}`, undefined, 'del');
+    // the local snapshot's image makes a volume on the shared mount point, and the other way round
+    for (const [from, to] of [['local', ids.smp!], ['shared mount point', ids.local!]] as const) {
+      const v = vols[from]!;
+      const img = await ok(api, '/v1/images', { name: `${rid}-data-img-${to.slice(0, 8)}`, volumeSnapshotUuid: v.snap1, backupStorageUuids: [ids.bs] });
+      assert.equal(img.mediaType, 'DataVolumeTemplate');
+      assert.equal(img.status, 'Ready');
+      if (from === 'local') {
+        // a running VM's live volume is refused (not consistent); its snapshot was fine
+        const busy = await api.post('/v1/images?wait=true', { name: `${rid}-busy`, volumeUuid: v.uuid, backupStorageUuids: [ids.bs] });
+        assert.equal(busy.status, 409, JSON.stringify(busy.body));
+        const bad = await api.post('/v1/vm-instances?wait=true', { name: `${rid}-bad`, instanceOfferingUuid: ids.offering, imageUuid: img.uuid, l3NetworkUuids: [ids.l3] });
+        assert.equal(bad.status, 400, 'a DataVolumeTemplate boots nothing');
+      }
+      const copy = await ok(api, '/v1/volumes', { name: `${rid}-from-img`, imageUuid: img.uuid, primaryStorageUuid: to });
+      assert.equal(copy.size, 64 * MiB);
+      await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: copy.uuid } });
+      assert.equal(await readMd5(vm, await devOf(vm, copy.uuid)), v.a, `${from} -> ${to === ids.smp ? 'shared mount point' : 'local'}: the snapshot bytes`);
+      await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: copy.uuid } });
+      await ok(api, `/v1/volumes/${copy.uuid}`, undefined, 'del');
+    }
     // Ceph: the image of a Ceph snapshot lands in the Ceph image store (an RBD image), and a
     // volume on Ceph primary storage is made from it inside the cluster
     const cv = vols.ceph!;
