@@ -137,8 +137,10 @@ async function detachOne(d: CloudDeps, cluster: Resource, l2: Resource): Promise
       if (mine) await releaseIp(d.store, l3.uuid, mine.key);
       await callHost(d, h.uuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3.uuid }).catch((e: unknown) => {
         log.warn({ host: h.uuid, l3: l3.uuid, err: (e as Error).message }, 'namespace delete failed; the reconcile queue retries');
-        d.reconcile.mark(FLAT_AREA, flatKey(h.uuid, l3.uuid));
       });
+      // the key has nothing left to apply: its next apply deletes the namespace again (a retry,
+      // or after an apply that was already on its way and made it again)
+      d.reconcile.mark(FLAT_AREA, flatKey(h.uuid, l3.uuid));
     }
     await deleteBridge(d, h.uuid, l2);
   }
@@ -208,7 +210,12 @@ async function deleteL2(l2: Resource, query: Record<string, string>, oc: OpConte
   for (const n of nets) {
     for (const c of await attachedFrom(d.store, 'cluster-l2-network', n.uuid)) for (const h of await connectedHosts(d.store, c)) await deleteBridge(d, h.uuid, n);
   }
+  // its L3s go as DELETE /v1/l3-networks would take them: namespaces and addresses too
+  const l3s = plan.blockers.length === 0 ? plan.deletes.filter((r) => r.kind === 'l3-network') : [];
+  const served = new Map<Resource, string[]>();
+  for (const l3 of l3s) served.set(l3, await dropL3Addresses(d, l3));
   await executeDeletePlan(d.store, plan);
+  for (const [l3, hosts] of served) await afterL3Deleted(d, l3, hosts);
   for (const n of nets) await releaseVni(d.store, String(n.poolUuid), Number(n.vni), n.uuid);
   return l2;
 }
@@ -223,16 +230,40 @@ async function deleteL3(l3: Resource, _q: Record<string, string>, oc: OpContext)
   const d = oc;
   const nics = await d.store.list({ kind: 'vm-nic', filters: [{ field: 'l3NetworkUuid', op: '=', value: l3.uuid }], limit: 5 });
   if (nics.total > 0) throw new TStackError('CONFLICT', `L3 network ${l3.name} still has ${nics.total} VM NIC(s); delete the VMs first`);
+  const served = await dropL3Addresses(d, l3);
+  for (const r of await d.store.byParent('ip-range', l3.uuid)) await d.store.delete(r.uuid);
+  await d.store.delete(l3.uuid);
+  await afterL3Deleted(d, l3, served);
+  return l3;
+}
+
+/**
+ * An L3 about to be deleted: each host's service namespace goes and every address claim is
+ * released. Returns the hosts that served it (for afterL3Deleted).
+ */
+async function dropL3Addresses(d: CloudDeps, l3: Resource): Promise<string[]> {
+  const served: string[] = [];
   for (const c of await d.store.claims(ipNamespace(l3.uuid))) {
     if (c.owner.startsWith('dhcp:')) {
       const hostUuid = c.owner.slice(5);
+      served.push(hostUuid);
       if (await d.store.get(hostUuid)) await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3.uuid });
     }
     await releaseIp(d.store, l3.uuid, c.key);
   }
-  for (const r of await d.store.byParent('ip-range', l3.uuid)) await d.store.delete(r.uuid);
-  await d.store.delete(l3.uuid);
-  return l3;
+  return served;
+}
+
+/**
+ * The L3 is gone from the inventory. An apply of one of its keys that was already on its way (a
+ * periodic pass) may reach the agent after the namespace delete and make the namespace again:
+ * one more apply per key, now that the L3 is gone, deletes it (the queue runs it after the one
+ * in flight).
+ */
+async function afterL3Deleted(d: CloudDeps, l3: Resource, served: string[]): Promise<void> {
+  for (const h of served) {
+    await d.reconcile.sync(FLAT_AREA, flatKey(h, l3.uuid)).catch((e: unknown) => log.warn({ host: h, l3: l3.uuid, err: (e as Error).message }, 'namespace delete failed; the reconcile queue retries'));
+  }
 }
 
 export async function clustersOfL2(d: CloudDeps, l2Uuid: string): Promise<string[]> {

@@ -10,6 +10,7 @@ import { until } from '../harness/assert.js';
 import { startFakeCloud, type FakeCloud, type FlatState } from '../harness/fake-cloud.js';
 import { desiredFlat, FLAT_AREA, flatKey } from '../../controller/network/flat-reconcile.js';
 import * as V from '../../shared/protocol/vrouter.js';
+import { fakeCloudApi, vlanL3 } from '../harness/fake-cloud-api.js';
 
 describe('functional: flat network services converge after restarts', function () {
   this.timeout(30_000);
@@ -80,5 +81,46 @@ describe('functional: flat network services converge after restarts', function (
     // nothing marks the key: only the periodic pass (500 ms here) can repair it
     await until('refilled by the periodic pass', converged, 10_000);
     assert.deepEqual(names(applied()), ['fr-a2', 'fr-b2', 'fr-c2']);
+  });
+
+  // an L3 deleted while an apply of its key is still on its way to the agent: the late apply
+  // must not leave a namespace of an L3 that no longer exists (it leaked tsflat-<uuid> in e2e)
+  it('an L3 deleted while an apply of its key is in flight leaves no namespace on the host', async () => {
+    const { post } = fakeCloudApi(() => fc);
+    const l3 = await vlanL3(post, fc, 'fr-gone', 310, {}, '10.78.0.0/24');
+    const vm = await fc.createVm('fr-gone-vm', { l3NetworkUuids: [l3] });
+    assert.equal(vm.status, 200, JSON.stringify(vm.body));
+    assert.ok(fc.vrouter.flat.has(l3), 'served');
+    assert.equal((await fc.api.del(`/v1/vm-instances/${vm.body.uuid}?wait=true`)).status, 200);
+    assert.equal((await fc.action(vm.body.uuid, 'expunge')).status, 200);
+    await fc.controller.reconcile.idle();
+    // an apply of the key (here: what a periodic pass starts) is on its way to the agent
+    const slow = fc.vrouter.hold(V.FlatApply.name, { late: true, match: (r: FlatState) => r.network.l3NetworkUuid === l3 });
+    fc.controller.reconcile.mark(FLAT_AREA, flatKey(fc.ids.host, l3));
+    await slow.reached;
+    const deletes = fc.vrouter.callsOf(V.NamespaceDelete.name).length;
+    const del = fc.api.del(`/v1/l3-networks/${l3}?wait=true`);
+    await until('the L3 delete reached the agent', () => fc.vrouter.callsOf(V.NamespaceDelete.name).length > deletes, 5_000);
+    slow.release(); // the overtaken apply lands after the delete
+    assert.equal((await del).status, 200);
+    await fc.controller.reconcile.idle();
+    assert.equal(fc.vrouter.flat.has(l3), false, 'the deleted L3 still has a namespace on the host');
+  });
+
+  it('an L2 deleted with cascade takes its L3s\' namespaces and DHCP addresses with it', async () => {
+    const { post } = fakeCloudApi(() => fc);
+    const l3 = await vlanL3(post, fc, 'fr-l2gone', 311, {}, '10.79.0.0/24');
+    const vm = await fc.createVm('fr-l2gone-vm', { l3NetworkUuids: [l3] });
+    assert.equal(vm.status, 200, JSON.stringify(vm.body));
+    assert.equal((await fc.api.del(`/v1/vm-instances/${vm.body.uuid}?wait=true`)).status, 200);
+    assert.equal((await fc.action(vm.body.uuid, 'expunge')).status, 200);
+    assert.ok(fc.vrouter.flat.has(l3), 'the namespace stays while the L3 exists');
+    const l2 = String((await fc.controller.store.get(l3))!.parentUuid);
+    const del = await fc.api.del(`/v1/l2-networks/${l2}?cascade=true&wait=true`);
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+    await fc.controller.reconcile.idle();
+    assert.equal(await fc.controller.store.get(l3), undefined);
+    assert.equal(fc.vrouter.flat.has(l3), false, 'the cascaded L3 still has a namespace on the host');
+    assert.deepEqual(await fc.controller.store.claims(`ip:${l3}`), [], 'its DHCP server address is released');
   });
 });

@@ -53,7 +53,7 @@ type Answer = (req: any) => unknown;
 export class ProtocolFake {
   readonly calls: Array<{ command: string; req: unknown }> = [];
   private faults = new Map<string, TStackError[]>();
-  private holds = new Map<string, Array<{ skip: number; after: boolean; reached: () => void; gate: Promise<void> }>>();
+  private holds = new Map<string, Array<{ skip: number; after: boolean; late: boolean; match?: (req: any) => boolean; reached: () => void; gate: Promise<void> }>>();
   server!: AgentServer;
   url = '';
 
@@ -81,15 +81,17 @@ export class ProtocolFake {
    * Hold a call of `command` (the `skip`+1-th from now) until release(): `after` applies its
    * effect first (the agent did the work, its answer is lost), otherwise nothing happens. The
    * held call then fails as if the caller's connection had dropped — to stand for a controller
-   * killed while waiting for the agent.
+   * killed while waiting for the agent. `late`: the call is only slow — on release it takes
+   * effect and answers normally (a request overtaken by a later one). `match`: only calls whose
+   * request it accepts count.
    */
-  hold(command: string, o: { after?: boolean; skip?: number } = {}): { reached: Promise<void>; release(): void } {
+  hold(command: string, o: { after?: boolean; late?: boolean; skip?: number; match?: (req: any) => boolean } = {}): { reached: Promise<void>; release(): void } {
     let reached!: () => void;
     let release!: () => void;
     const r = new Promise<void>((res) => (reached = res));
     const gate = new Promise<void>((res) => (release = res));
     const q = this.holds.get(command) ?? [];
-    q.push({ skip: o.skip ?? 0, after: o.after ?? false, reached, gate });
+    q.push({ skip: o.skip ?? 0, after: o.after ?? false, late: o.late ?? false, ...(o.match ? { match: o.match } : {}), reached, gate });
     this.holds.set(command, q);
     return { reached: r, release };
   }
@@ -106,12 +108,12 @@ export class ProtocolFake {
         const fault = this.faults.get(cmd.name)?.shift();
         if (fault) throw fault;
         const held = this.holds.get(cmd.name)?.[0];
-        if (held && held.skip-- <= 0) {
+        if (held && (held.match?.(req) ?? true) && held.skip-- <= 0) {
           this.holds.get(cmd.name)!.shift();
           if (held.after) this.answers[cmd.name]?.(req);
           held.reached();
           await held.gate;
-          throw new TStackError('AGENT_UNREACHABLE', `${cmd.name}: the caller went away (held by the test)`);
+          if (!held.late) throw new TStackError('AGENT_UNREACHABLE', `${cmd.name}: the caller went away (held by the test)`);
         }
         const answer = this.answers[cmd.name];
         const res = answer ? answer(req) : Value.Create(cmd.response as TSchema);
