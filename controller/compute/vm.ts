@@ -27,12 +27,13 @@ import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
-import { deleteVolumeEverywhere, type VolRec } from '../storage/volumes.js';
+import { deleteVolumeEverywhere, type LeftFiles, type VolRec } from '../storage/volumes.js';
 import { markVm, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { issueConsoleToken } from '../console/tokens.js';
 import { addServices, bridgeFor, l2sOf, nicsOf, pinnedHost, startOnHost } from './vm-spec.js';
 import { allocateHostFor } from './affinity.js';
+import { fenceOnReturn } from '../host/fence.js';
 
 const log = logger('vm');
 
@@ -443,7 +444,14 @@ async function destroyVm(vm: Resource, _q: Record<string, string>, oc: OpContext
   return withTransition(d, vm.uuid, ['Running', 'Paused', 'Stopped', 'Unknown', 'Created', 'Error'], 'Destroying', async (v) => {
     const hostUuid = v.hostUuid as string | undefined;
     if (hostUuid) {
-      await callHost(d, hostUuid, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
+      const host = await d.store.get(hostUuid);
+      if (host?.status === 'Connected') await callHost(d, hostUuid, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
+      else if (host) {
+        // the host is down (the VM is Unknown there): it cannot be asked, and must not keep the VM
+        // from going (ZStack's way); the domain is destroyed when the host comes back (vmsync)
+        await fenceOnReturn(d.store, host.uuid, v.uuid);
+        log.warn({ vm: v.uuid, host: hostUuid, status: host.status }, 'VM destroyed while its host is down: its domain goes when the host reconnects');
+      }
       await releaseHost(d.store, hostUuid, v.uuid);
     }
     const where = hostUuid ?? (v.lastHostUuid as string | undefined);
@@ -473,17 +481,21 @@ async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContex
         await releaseHost(d.store, last!, v.uuid);
       }
       const vols = (await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: v.uuid }] })).items;
+      const leftFiles: LeftFiles[] = [];
       for (const vol of vols) {
-        if (vol.type === 'Root' || vol._createdWithVm !== false) await deleteVolumeEverywhere(d, { uuid: vol.uuid, size: Number(vol.size ?? 0) }, last);
-        else await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined }); // attached later: kept, detached
+        if (vol.type === 'Root' || vol._createdWithVm !== false) {
+          const left = await deleteVolumeEverywhere(d, { uuid: vol.uuid, size: Number(vol.size ?? 0) }, last, { localHostDown: 'leave' });
+          if (left) leftFiles.push(left);
+        } else await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined }); // attached later: kept, detached
       }
+      if (leftFiles.length) log.warn({ vm: v.uuid, leftFiles }, 'expunged with its host down: these local-storage files stay on the host (delete them there)');
       for (const nic of await nicsOf(d, v.uuid)) {
         await releaseIp(d.store, String(nic.l3NetworkUuid), String(nic.ip), nic.uuid);
         await releaseMac(d.store, String(nic.mac), nic.uuid);
         await d.store.delete(nic.uuid);
       }
       await d.store.delete(v.uuid);
-      return { ...v, state: 'Expunged' };
+      return { ...v, state: 'Expunged', ...(leftFiles.length ? { leftFiles } : {}) };
     } catch (e) {
       await d.store.update(v.uuid, { state: 'Destroyed' }).catch(() => undefined);
       throw e;

@@ -5,13 +5,15 @@
 // another host after declaring this one dead (compute/ha.ts): that copy is destroyed (fencing). A VM the inventory has Stopped on this very host but
 // that runs here is corrected to Running (drift the other way round, peers' pain point 2).
 // Host capacity follows: a VM corrected to Stopped gives its CPU/memory reservation back, one
-// corrected to Running holds it again.
+// corrected to Running holds it again. The domain of a VM destroyed while this host was down
+// is destroyed (host/fence.ts).
 import { logger } from '../../shared/log.js';
 import * as kvm from '../../shared/protocol/kvm.js';
 import type { Resource } from '../store/types.js';
 import { holdHost, releaseHost } from '../allocator/host.js';
 import { endpoint, type HostAgents, type HostDeps } from './service.js';
 import { inventoryStateOf, syncDecisions, type SyncDecision } from './states.js';
+import { fencedOn, unfence } from './fence.js';
 
 const log = logger('host-vmsync');
 
@@ -47,7 +49,24 @@ export async function syncVms(d: HostDeps, host: Resource, reason = 'sync'): Pro
     }
   }
   const known = new Set(inventory.map((v) => v.uuid));
+  // domains of VMs destroyed while this host was down (host/fence.ts)
+  const fenced = fencedOn((await d.store.get(host.uuid)) ?? host);
+  // gone from the host already, or legitimately back on it (recovered and started here)
+  const settled = fenced.filter((u) => !onHost.has(u) || known.has(u));
+  for (const u of fenced.filter((x) => onHost.has(x) && !known.has(x))) {
+    try {
+      await d.agentClient.call(kvm.VmDestroy, endpoint(host, agents.kvmagent), { uuid: u }, { timeoutMs: 60_000 });
+      settled.push(u);
+      onHost.delete(u);
+      log.warn({ host: host.uuid, vm: u }, 'destroyed the domain of a VM destroyed while this host was down');
+      emitHostEvent(d, host.uuid, 'host.vm.fenced', { vmUuid: u, reason: 'destroyed while the host was down' });
+    } catch (e) {
+      log.warn({ host: host.uuid, vm: u, err: (e as Error).message }, 'could not destroy the domain of a VM destroyed while this host was down (next sync retries)');
+    }
+  }
+  await unfence(d.store, host.uuid, settled);
   for (const v of res.vms) {
+    if (!onHost.has(v.uuid)) continue;
     if (known.has(v.uuid) || !['Running', 'Paused'].includes(v.state)) continue;
     const inv = await d.store.get(v.uuid);
     if (inv && inv.kind === 'vm-instance' && inv._haFromHost === host.uuid && typeof inv.hostUuid === 'string' && inv.hostUuid !== host.uuid) {

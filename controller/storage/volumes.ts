@@ -40,24 +40,42 @@ export async function dataVolumesOf(d: CloudDeps, vmUuid: string): Promise<Resou
   return r.items.filter((v) => v.type === 'Data' && v.status === 'Ready').sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
 }
 
-/** Delete a volume's files (with its snapshots), its PS reservation and its records. */
-export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string): Promise<void> {
+/** A local-storage volume whose files stay on a host that could not be reached. */
+export interface LeftFiles {
+  volumeUuid: string;
+  hostUuid: string;
+  primaryStorageUuid: string;
+  installPath?: string;
+}
+
+/**
+ * Delete a volume's files (with its snapshots), its PS reservation and its records.
+ * `localHostDown: 'leave'`: a local-storage volume whose host is down (not Connected) loses its
+ * records anyway and its files are left there and returned (expunging a VM of a dead host);
+ * otherwise the call to the down host fails and the delete can be retried.
+ */
+export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string, o: { localHostDown?: 'fail' | 'leave' } = {}): Promise<LeftFiles | undefined> {
   const rec = await d.store.get(vol.uuid);
   const psUuid = vol.psUuid ?? (rec?.primaryStorageUuid as string | undefined);
   let hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
   const ps = psUuid ? await d.store.get(psUuid) : undefined;
   const host = ps && hostUuid ? await d.store.get(hostUuid) : undefined;
+  let left: LeftFiles | undefined;
   if (ps && hostUuid && (!host || (ps.type !== 'LocalStorage' && host.status !== 'Connected'))) {
     // the host the volume was made on is gone (removed after the VM migrated away) or down (dead,
     // disconnected): shared storage is reached from another host; a local disk went with its host
-    // (and one on a host that is only down waits for it: the call below fails and can be retried)
     hostUuid = ps.type === 'LocalStorage' ? undefined : await connectedHostOf(d, ps.uuid);
     if (!hostUuid && ps.type !== 'LocalStorage') throw new TStackError('HOST_NOT_CONNECTED', `no connected host can reach primary storage ${ps.name} to delete volume ${vol.uuid}`);
+  } else if (ps && host && host.status !== 'Connected' && o.localHostDown === 'leave') {
+    // a local disk on a host that is down: nothing else can reach it
+    left = { volumeUuid: vol.uuid, hostUuid: host.uuid, primaryStorageUuid: ps.uuid, ...(typeof rec?.installPath === 'string' ? { installPath: rec.installPath } : {}) };
+    hostUuid = undefined;
   }
   if (ps && hostUuid) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
   if (psUuid) await releasePrimaryStorage(d.store, psUuid, vol.uuid);
   for (const s of await d.store.byParent('volume-snapshot', vol.uuid)) await d.store.delete(s.uuid);
   if (rec) await d.store.delete(vol.uuid);
+  return left;
 }
 
 /** The VM a volume is attached to, when that VM runs (or is paused) on a host. */

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import * as S from '../../shared/protocol/storage.js';
+import { hostCapacity } from '../../controller/allocator/host.js';
+import { ipNamespace } from '../../controller/allocator/ip.js';
 
 describe('functional: expunging a VM on shared storage whose volume’s host was removed or died', function () {
   this.timeout(60_000);
@@ -58,5 +60,76 @@ describe('functional: expunging a VM on shared storage whose volume’s host was
     assert.deepEqual(deletedBy(before, root), [0], 'through host 1’s storage agent, the only connected one left');
     assert.equal(await fc.controller.store.get(root), undefined);
     assert.equal(await fc.controller.store.get(vm.uuid), undefined);
+  });
+});
+
+describe('functional: a VM Unknown on a dead host with local storage', function () {
+  this.timeout(60_000);
+  const cleanup = useCleanup('all');
+  let fc: FakeCloud;
+
+  before(async () => {
+    fc = await startFakeCloud(cleanup, { extraHosts: 1, storagePerHost: true });
+  });
+
+  it('is destroyed and expunged; its local files stay on the host and are named in the result', async () => {
+    const h2 = fc.hosts[1]!;
+    const vm = (await fc.createVm('unknown-local-vm', { hostUuid: h2.uuid })).body;
+    const root = String(vm.rootVolumeUuid);
+    const installPath = (await fc.controller.store.get(root))!.installPath;
+    await h2.kill();
+    await fc.controller.store.update(h2.uuid, { status: 'Disconnected' });
+    await fc.controller.store.update(vm.uuid, { state: 'Unknown' });
+    const del = await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+    const calls = fc.storages.map((s) => s.callsOf(S.DeleteVolume.name).length);
+    const ex = await fc.api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { expunge: {} });
+    assert.equal(ex.status, 200, JSON.stringify(ex.body));
+    const result = ex.body.result ?? ex.body;
+    assert.deepEqual(result.leftFiles, [{ volumeUuid: root, hostUuid: h2.uuid, primaryStorageUuid: fc.ids.ps, ...(installPath ? { installPath } : {}) }]);
+    assert.deepEqual(fc.storages.map((s) => s.callsOf(S.DeleteVolume.name).length), calls, 'no storage agent was asked: only the dead host has the files');
+    assert.equal(await fc.controller.store.get(root), undefined);
+    assert.equal(await fc.controller.store.get(vm.uuid), undefined);
+  });
+});
+
+describe('functional: a VM Unknown on a dead host with shared storage', function () {
+  this.timeout(60_000);
+  const cleanup = useCleanup('all');
+  let fc: FakeCloud;
+  const deletes = (): string[][] => fc.storages.map((s) => s.callsOf(S.DeleteVolume.name).map((x: any) => String(x.volumeUuid)));
+  const deletedBy = (before: string[][], volume: string): number[] =>
+    deletes().flatMap((calls, i) => (calls.slice(before[i]!.length).includes(volume) ? [i] : []));
+
+  before(async () => {
+    fc = await startFakeCloud(cleanup, { extraHosts: 1, storagePerHost: true, psType: 'SharedMountPoint' });
+  });
+
+  // ZStack's way: a VM Unknown on a host that is down can be destroyed and expunged; the
+  // controller lets go of its capacity, addresses and volumes (shared files through a connected
+  // host); the domain is destroyed when the host comes back (vmsync fences it)
+  it('a VM Unknown on a dead host is destroyed and expunged: capacity, address and shared files released', async () => {
+    const h2 = fc.hosts[1]!;
+    const vm = (await fc.createVm('unknown-vm', { hostUuid: h2.uuid })).body;
+    const root = String(vm.rootVolumeUuid);
+    const ip = String((await fc.api.get(`/v1/vm-instances/${vm.uuid}`)).body.vmNics[0].ip);
+    // what the host tracker does when the host goes silent
+    await h2.kill();
+    await fc.controller.store.update(h2.uuid, { status: 'Disconnected' });
+    await fc.controller.store.update(vm.uuid, { state: 'Unknown' });
+    const del = await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+    assert.equal((await fc.api.get(`/v1/vm-instances/${vm.uuid}`)).body.state, 'Destroyed');
+    const cap = await hostCapacity(fc.controller.store, (await fc.controller.store.get(h2.uuid))!);
+    assert.equal(cap.usedCpu, 0, 'the dead host holds no capacity for it');
+    const before = deletes();
+    const ex = await fc.api.post(`/v1/vm-instances/${vm.uuid}/actions?wait=true`, { expunge: {} });
+    assert.equal(ex.status, 200, JSON.stringify(ex.body));
+    assert.deepEqual(deletedBy(before, root), [0], 'the shared file through host 1');
+    assert.equal(await fc.controller.store.get(root), undefined);
+    assert.equal(await fc.controller.store.get(vm.uuid), undefined);
+    const claims = await fc.controller.store.claims(ipNamespace(fc.ids.l3));
+    assert.equal(claims.some((c) => c.key === ip), false, 'its address is free');
+    assert.deepEqual((await fc.controller.store.get(h2.uuid))!._fenceOnReturn, [vm.uuid], 'its domain goes when the host returns (vmsync)');
   });
 });

@@ -10,6 +10,7 @@ import { reserved, capacityNamespace } from '../../../controller/allocator/capac
 import type { HostDeps } from '../../../controller/host/service.js';
 import type { AgentClient } from '../../../controller/agent-client/client.js';
 import { newHostRuntime } from '../../../controller/host/runtime.js';
+import { fenceOnReturn } from '../../../controller/host/fence.js';
 
 const MiB = 1024 * 1024;
 const res = (kind: string, uuid: string, extra: Record<string, unknown> = {}): Resource =>
@@ -19,11 +20,22 @@ describe('host vm/sync: capacity follows the corrected state', () => {
   let store: InventoryStore;
   let onHost: Array<{ uuid: string; state: string }>;
   let deps: HostDeps;
+  let destroyed: string[];
 
   beforeEach(async () => {
     store = await openStore({ backend: 'sqlite', path: ':memory:' });
     onHost = [];
-    const agentClient = { call: async () => ({ vms: onHost, foreign: [] }) } as unknown as AgentClient;
+    destroyed = [];
+    const agentClient = {
+      call: async (cmd: { name: string }, _ep: unknown, req: { uuid?: string }) => {
+        if (cmd.name === 'vm/destroy') {
+          destroyed.push(String(req.uuid));
+          onHost = onHost.filter((v) => v.uuid !== req.uuid);
+          return {};
+        }
+        return { vms: onHost, foreign: [] };
+      },
+    } as unknown as AgentClient;
     deps = { store, agentClient, controllerUrl: 'http://127.0.0.1:1', dataDir: '/nonexistent', hostRuntime: newHostRuntime() };
     await store.create(res('host', 'h1', { managementIp: '127.0.0.1', _agents: { kvmagent: { port: 1, token: 't' } } }));
   });
@@ -53,5 +65,20 @@ describe('host vm/sync: capacity follows the corrected state', () => {
     assert.deepEqual(r.changed, [{ vmUuid: 'vm-back', from: 'Stopped', to: 'Running' }]);
     assert.deepEqual(await held(), ['vm-back']);
     assert.deepEqual((await reserved(store, capacityNamespace('host', 'h1'))).total, { cpu: 2, memory: 128 * MiB });
+  });
+
+  it('the domain of a VM destroyed while the host was down is destroyed when it comes back, once', async () => {
+    // compute/vm.ts destroyVm on a Disconnected host: the VM record is Destroyed (or expunged: gone)
+    await store.create(res('vm-instance', 'vm-destroyed', { state: 'Destroyed', lastHostUuid: 'h1', cpuNum: 1, memorySize: 64 * MiB }));
+    await fenceOnReturn(store, 'h1', 'vm-destroyed');
+    await fenceOnReturn(store, 'h1', 'vm-expunged');
+    await fenceOnReturn(store, 'h1', 'vm-not-there');
+    onHost = [{ uuid: 'vm-destroyed', state: 'Running' }, { uuid: 'vm-expunged', state: 'Paused' }, { uuid: 'vm-other', state: 'Running' }];
+    const r = await syncVms(deps, (await store.get('h1'))!);
+    assert.deepEqual(destroyed.sort(), ['vm-destroyed', 'vm-expunged']);
+    assert.deepEqual(r.unmanaged.map((u) => u.vmUuid), ['vm-other'], 'anything else is only reported');
+    assert.equal((await store.get('h1'))!._fenceOnReturn, undefined, 'nothing left to fence');
+    await syncVms(deps, (await store.get('h1'))!);
+    assert.equal(destroyed.length, 2);
   });
 });
