@@ -116,10 +116,17 @@ export function registerVpcApi(reg: ApiRegistry, q: VpcQueue): void {
         if (busy.length > 0 && !cascade) {
           throw new TStackError('CONFLICT', `VPC router ${r.name} has networks with VMs (${[...new Set(busy)].join(', ')}); delete them first, or delete with ?cascade=true`, { vmInstanceUuids: [...new Set(busy)] });
         }
-        // services pointing at its networks lose their target; its networks lose their gateway
+        // ZStack: the router's system VIP goes, and every service on it; an IPsec connection joins
+        // the router's own networks, so it goes on any VIP. Services on custom VIPs stay, without
+        // their target; its networks lose their gateway
+        const sysVips = new Set((await oc.store.list({ kind: 'vip', filters: [{ field: 'vpcRouterUuid', op: '=', value: r.uuid }] })).items.filter((v) => v.system === true).map((v) => v.uuid));
         for (const kind of ['eip', 'port-forwarding-rule', 'load-balancer', 'ipsec-connection']) {
           for (const x of (await oc.store.list({ kind, filters: [{ field: 'vpcRouterUuid', op: '=', value: r.uuid }] })).items) {
-            await oc.store.update(x.uuid, { vmNicUuid: undefined, guestIp: undefined, vmInstanceUuid: undefined, vpcRouterUuid: undefined });
+            if (kind === 'ipsec-connection' || sysVips.has(String(x.vipUuid))) {
+              for (const l of kind === 'load-balancer' ? await oc.store.byParent('load-balancer-listener', x.uuid) : []) await oc.store.delete(l.uuid);
+              await oc.store.delete(x.uuid);
+              log.info({ router: r.uuid, kind, uuid: x.uuid }, 'deleted with its router');
+            } else await oc.store.update(x.uuid, { vmNicUuid: undefined, guestIp: undefined, vmInstanceUuid: undefined, vpcRouterUuid: undefined });
           }
         }
         for (const l3 of l3s) if (await oc.store.get(l3)) await oc.store.update(l3, { vpcRouterUuid: undefined });

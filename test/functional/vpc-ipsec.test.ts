@@ -126,4 +126,23 @@ describe('functional: IPsec connections (fake cloud)', function () {
     assert.equal((await fc.api.get(`/v1/ipsec-connections/${ids.aes}`)).status, 404);
     assert.equal(lastSpec().ipsec, undefined);
   });
+
+  // ZStack: deleting a VPC router deletes its system VIP and every service on it; a connection
+  // joins the router's own networks, so one on a custom VIP goes with the router too
+  it('deleting the router deletes its connections (system and custom VIP) and the load balancer and listeners on its system VIP', async () => {
+    const vip2 = (await post('/v1/vips', { name: 'ipsec-vip2', l3NetworkUuid: ids.pub })).uuid;
+    const onSys = await post('/v1/ipsec-connections', { ...base(), peerAddress: '203.0.113.9' });
+    const onCustom = await post('/v1/ipsec-connections', { ...base(), vipUuid: vip2, peerAddress: '203.0.113.10' });
+    const lb = await post('/v1/load-balancers', { name: 'sys-lb', vipUuid: ids.sysVip });
+    const l = await post('/v1/load-balancer-listeners', { name: 'web', loadBalancerUuid: lb.uuid, protocol: 'tcp', loadBalancerPort: 80, instancePort: 8080 });
+    const del = await fc.api.del(`/v1/vpc-routers/${ids.router}`);
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+    for (const [what, path] of [['connection on the system VIP', `ipsec-connections/${onSys.uuid}`], ['connection on a custom VIP', `ipsec-connections/${onCustom.uuid}`], ['load balancer', `load-balancers/${lb.uuid}`], ['listener', `load-balancer-listeners/${l.uuid}`]]) {
+      assert.equal((await fc.api.get(`/v1/${path}`)).status, 404, `the ${what} went with the router`);
+    }
+    const v2 = (await fc.api.get(`/v1/vips/${vip2}`)).body;
+    assert.equal(v2.vpcRouterUuid, undefined, 'the custom VIP stays, free');
+    assert.ok(!(v2.useFor ?? []).includes('IPsec'));
+    assert.equal((await fc.controller.store.list({ kind: 'ipsec-connection' })).total, 0);
+  });
 });
