@@ -31,6 +31,9 @@ export interface HostOptions {
   layout?: Partial<HostLayout>;
   /** The built tree to deploy (default: the controller's own). */
   packageRoot?: string;
+  /** Where built agent packages are kept (default <dataDir>/host-packages). Tests point all their
+   * controllers at one directory: a package is keyed by version and build stamp, so each is built once. */
+  packageCacheDir?: string;
   /** 'bundle' (default): production node_modules (and node, if the host lacks it) ship in the package; 'npm': the host runs npm ci --omit=dev. */
   installMode?: 'bundle' | 'npm';
   ports?: Partial<Record<AgentName, number>>;
@@ -109,7 +112,7 @@ function packageOf(d: HostDeps): Promise<BuiltPackage> {
   const key = `${root}|${bundle}`;
   let p = rt.pkgs.get(key);
   if (!p) {
-    p = buildPackage({ root, bundleNodeModules: bundle }, join(d.dataDir, 'host-packages')).catch((e: unknown) => {
+    p = buildPackage({ root, bundleNodeModules: bundle }, d.options?.packageCacheDir ?? join(d.dataDir, 'host-packages')).catch((e: unknown) => {
       rt.pkgs.delete(key);
       throw e;
     });

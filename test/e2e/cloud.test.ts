@@ -19,7 +19,7 @@ import { guestImage, makeSshKey, sshRun, waitForSerial, REPO_ROOT } from '../har
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { agentPid, authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { agentPid, authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 import type { HostLayout } from '../../controller/host/render.js';
@@ -152,7 +152,7 @@ describe('e2e: the first real cloud', function () {
     startCtl = async (dataDir?: string, listenPort?: number) => {
       c = await testController(cleanup, {
         modules: [
-          cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, agentExtra: { kvmagent: { metricsIntervalMs: 2_000 } } } }),
+          cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000, agentExtra: { kvmagent: { metricsIntervalMs: 2_000 } } } }),
           monitoringModule({ prometheus: { port: promPort, scrapeInterval: '2s' }, alarmIntervalMs: 2_000, delivery: { pollMs: 250, backoffMs: 4_000, maxAttempts: 3 } }),
           identityModule({ repairPeriodMs: 0 }),
         ],

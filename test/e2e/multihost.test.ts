@@ -26,7 +26,7 @@ import { ensureLibvirt } from '../harness/libvirt.js';
 import { createBridge, createNetns, deleteLink } from '../harness/net.js';
 import { nsExec, nsFabric, nsHostUp, type NsFabric, type NsHost } from '../harness/nshost.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { secgroupModule } from '../../controller/secgroup/module.js';
 import { pidPath, type HostLayout } from '../../controller/host/render.js';
@@ -129,7 +129,7 @@ describe('e2e: several hosts — namespaced host added over SSH, shared storage,
     c = await testController(cleanup, {
       listenHost: fab.ip(1),
       // HA: a host is dead 8 s after its storage heartbeat stopped (production: 12 s)
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '0.0.0.0', pingIntervalMs: 5_000, agentExtra: { vrouteragent: runPrefixes } }, ha: { checkIntervalMs: 2_000, heartbeatIntervalMs: 1_000, hostDeadAfterMs: 8_000 } }), secgroupModule()],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '0.0.0.0', pingIntervalMs: 5_000, agentExtra: { vrouteragent: runPrefixes } }, ha: { checkIntervalMs: 2_000, heartbeatIntervalMs: 1_000, hostDeadAfterMs: 8_000 } }), secgroupModule()],
     } as never);
     api = await c.login('admin', c.adminPassword);
     cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");

@@ -19,7 +19,7 @@ import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, createNetns, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { agentPid, alive, authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { agentPid, alive, authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import type { HostLayout } from '../../controller/host/render.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { secgroupModule } from '../../controller/secgroup/module.js';
@@ -140,7 +140,7 @@ describe('e2e: security groups with real guests', function () {
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, autoReconnectMs: 5_000 } }), secgroupModule()],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000, autoReconnectMs: 5_000 } }), secgroupModule()],
       reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
     } as never);
     api = await c.login('admin', c.adminPassword);

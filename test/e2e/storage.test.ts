@@ -30,7 +30,7 @@ import { guestImage, makeSshKey, sshRun } from '../harness/guest.js';
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import type { HostLayout } from '../../controller/host/render.js';
 
@@ -118,7 +118,7 @@ describe('e2e: storage depth', function () {
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
     } as never);
     api = await c.login('admin', c.adminPassword);
     // adding the host authorizes the controller's own key (for reconnects): take it away again

@@ -20,7 +20,7 @@ import { guestImage, makeSshKey, sshRun, waitForSerial } from '../harness/guest.
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, createNetns, deleteLink, deleteNetns } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import { tokenPath, type HostLayout } from '../../controller/host/render.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { vpcModule } from '../../controller/vpc/module.js';
@@ -166,7 +166,7 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, agentExtra: { vrouteragent: { metricsIntervalMs: 1_000 } } } }), vpcModule()],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000, agentExtra: { vrouteragent: { metricsIntervalMs: 1_000 } } } }), vpcModule()],
       reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
     } as never);
     api = await c.login('admin', c.adminPassword);

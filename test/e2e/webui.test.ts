@@ -25,7 +25,7 @@ import { guestImage, makeSshKey, waitForSerial, REPO_ROOT } from '../harness/gue
 import { ensureLibvirt, virsh } from '../harness/libvirt.js';
 import { createBridge, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { monitoringModule } from '../../controller/monitoring/module.js';
 import { freePort } from '../harness/ports.js';
@@ -237,7 +237,7 @@ describe('e2e: the web console in a browser', function () {
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     if (!existsSync('/usr/bin/prometheus')) throw new Error('/usr/bin/prometheus is missing: scripts/setup installs it');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000 } }), monitoringModule({ prometheus: { port: await freePort(), scrapeInterval: '2s' } })],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000 } }), monitoringModule({ prometheus: { port: await freePort(), scrapeInterval: '2s' } })],
     } as never);
     api = await c.login('admin', c.adminPassword);
     cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");

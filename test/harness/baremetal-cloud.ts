@@ -16,7 +16,7 @@ import { deleteLink, deleteNetns } from './net.js';
 import { freePort } from './ports.js';
 import { runId, tmpDir } from './tmp.js';
 import { SIM_MACHINE } from './baremetal.js';
-import { authorizedKey, builtTree, freePorts, killAgents, tempLayout } from '../integration/host/fixture.js';
+import { authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
 import { baremetalModule } from '../../controller/baremetal/module.js';
 
@@ -62,7 +62,7 @@ export async function startBaremetalCloud(cleanup: Cleanup, o: { machineMemMiB?:
   const ports = await freePorts();
   cleanup.add(() => killAgents(layout), 'stop deployed agents');
   const c = await testController(cleanup, {
-    modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, listenHost: '127.0.0.1', pingIntervalMs: 5_000, autoReconnectMs: 5_000 } }), baremetalModule()],
+    modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000, autoReconnectMs: 5_000 } }), baremetalModule()],
     reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
   } as never);
   const api = await c.login('admin', c.adminPassword);

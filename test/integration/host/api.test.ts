@@ -13,7 +13,7 @@ import { AGENTS } from '../../../controller/host/render.js';
 import { testController, type ApiClient, type TestController } from '../../harness/controller.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
-import { agentPid, alive, authorizedKey, builtTree, freePorts, killAgents, removeKeysTagged, tempLayout, type TestKey } from './fixture.js';
+import { agentPid, alive, authorizedKey, builtTree, freePorts, killAgents, removeKeysTagged, tempLayout, type TestKey, pkgCache } from './fixture.js';
 import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
 describe('hosts through the REST API', function () {
@@ -43,7 +43,7 @@ describe('hosts through the REST API', function () {
     const hosts: ControllerModule = {
       name: 'hosts',
       install: (s) => {
-        mod = installHostModule(s, { options: { packageRoot: tree, layout, ports, listenHost: '127.0.0.1', pingIntervalMs: 500, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 } });
+        mod = installHostModule(s, { options: { packageRoot: tree, packageCacheDir: pkgCache(tree), layout, ports, listenHost: '127.0.0.1', pingIntervalMs: 500, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 } });
       },
       start: () => void mod?.startTracker(),
       stop: async () => mod?.stop(),

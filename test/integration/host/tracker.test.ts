@@ -22,7 +22,7 @@ import { startProcess } from '../../../shared/exec.js';
 import type { TStackError } from '../../../shared/errors.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
-import { agentPid, alive, authorizedKey, removeKeysTagged, builtTree, freePorts, killAgents, tempLayout, type TestKey } from './fixture.js';
+import { agentPid, alive, authorizedKey, removeKeysTagged, builtTree, freePorts, killAgents, tempLayout, type TestKey, pkgCache } from './fixture.js';
 import { newHostRuntime } from '../../../controller/host/runtime.js';
 import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
@@ -70,7 +70,7 @@ describe('hosts: add over SSH, reconnect, state, tracking', function () {
       controllerUrl: 'http://127.0.0.1:9',
       dataDir,
       hostRuntime: newHostRuntime(),
-      options: { packageRoot: tree, layout, ports: await freePorts(), listenHost: '127.0.0.1', pingIntervalMs: 400, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 },
+      options: { packageRoot: tree, packageCacheDir: pkgCache(tree), layout, ports: await freePorts(), listenHost: '127.0.0.1', pingIntervalMs: 400, maxMisses: 3, pingTimeoutMs: 1_000, autoReconnectMs: 0 },
     };
     const zone = await store.create({ uuid: randomUUID(), kind: 'zone', name: `${runId()}-zone`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], state: 'Enabled' });
     clusterUuid = randomUUID();

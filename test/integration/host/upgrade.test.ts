@@ -15,7 +15,7 @@ import { readVersion } from '../../../controller/host/package.js';
 import { common } from '../../../shared/protocol/index.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
-import { authorizedKey, builtTree, freePorts, killAgents, removeKeysTagged, tempLayout } from './fixture.js';
+import { authorizedKey, builtTree, freePorts, killAgents, removeKeysTagged, tempLayout, pkgCache } from './fixture.js';
 import { newHostRuntime } from '../../../controller/host/runtime.js';
 import { newEd25519KeyPair } from '../../../controller/host/sshkeys.js';
 
@@ -55,7 +55,7 @@ describe('hosts: a newer controller re-deploys agents of an older version', func
     const layout = await tempLayout(cleanup);
     cleanup.add(() => killAgents(layout), 'stop deployed agents');
     const client = new AgentClient();
-    const options = { packageRoot: tree1, layout, ports: await freePorts(), listenHost: '127.0.0.1', pingIntervalMs: 400, maxMisses: 3, pingTimeoutMs: 1_000 };
+    const options = { packageRoot: tree1, packageCacheDir: pkgCache(tree1), layout, ports: await freePorts(), listenHost: '127.0.0.1', pingIntervalMs: 400, maxMisses: 3, pingTimeoutMs: 1_000 };
     const deps1: HostDeps = { store, agentClient: client, controllerUrl: 'http://127.0.0.1:9', dataDir, options, hostRuntime: newHostRuntime() };
 
     const zone = await store.create({ uuid: randomUUID(), kind: 'zone', name: `${runId()}-z`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], state: 'Enabled' });
