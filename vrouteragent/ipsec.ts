@@ -5,7 +5,7 @@
 // outlives an agent restart; the agent finds it again by a pid file checked against /proc.
 // Data plane: kernel ESP (XFRM) when the probe finds it, else kernel-libipsec (userspace ESP over
 // the TUN device ipsec0, routes in table 220): this host's kernel has no ESP.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { TStackError, invalid } from '../shared/errors.js';
 import { exec, execOk } from '../shared/exec.js';
 import type { RouterIpsecConnectionT } from '../shared/protocol/ipsec.js';
@@ -186,6 +186,41 @@ export async function stopIpsec(dir: string): Promise<boolean> {
   if (pid === undefined) return false;
   await stop(pid);
   return true;
+}
+
+/** charon's log past this size is moved aside (one old copy, `.1`) and started anew. */
+export const CHARON_LOG_MAX_BYTES = 4 * 1024 * 1024;
+
+const sizeOf = (file: string): number | undefined => {
+  try {
+    return statSync(file).size;
+  } catch {
+    return undefined;
+  }
+};
+
+/** Which of charon's log files are over the cap: `log` is moved aside, `out` (stderr, O_APPEND) cut. */
+export function logsToCap(sizes: { log?: number; out?: number }, max: number): { rotate: boolean; truncate: boolean } {
+  return { rotate: (sizes.log ?? 0) > max, truncate: (sizes.out ?? 0) > max };
+}
+
+/**
+ * Watchdog step: charon's filelog grows without bound (strongSwan has no size cap). Past `max`
+ * it is renamed to charon.log.1 (replacing the older copy) and charon reopens its loggers
+ * (swanctl --reload-settings; append = no makes a fresh file). Its stdout/stderr file is opened
+ * O_APPEND, so it is simply cut to zero. Returns what was done.
+ */
+export async function capIpsecLogs(r: IpsecRouter, max = CHARON_LOG_MAX_BYTES): Promise<{ rotated: boolean; truncated: boolean }> {
+  const p = ipsecPaths(r.dir);
+  const out = `${p.log}.out`;
+  const todo = logsToCap({ log: sizeOf(p.log), out: sizeOf(out) }, max);
+  if (todo.truncate) truncateSync(out, 0);
+  if (todo.rotate) {
+    renameSync(p.log, `${p.log}.1`);
+    // a charon that is not running opens a fresh file when it starts
+    if (findCharon(p) !== undefined) await swanctlOk(p, ['--reload-settings'], r.namespace);
+  }
+  return { rotated: todo.rotate, truncated: todo.truncate };
 }
 
 /** Watchdog: connections to serve but no charon in the router's namespace. */

@@ -19,7 +19,7 @@ import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq
 import { validateRouter } from './router-validate.js';
 import { ensureDir, listDirs, readJson, removeDir, writeIfChanged, writeJson } from './state.js';
 import { ensureLoadBalancer, loadBalancerBroken, loadBalancerStatus, stopLoadBalancer, validateLoadBalancers } from './lb.js';
-import { ensureIpsec, ipsecBroken, ipsecStatus, kernelEsp, reviveIpsec, stopIpsec, validateIpsec } from './ipsec.js';
+import { capIpsecLogs, ensureIpsec, ipsecBroken, ipsecStatus, kernelEsp, reviveIpsec, stopIpsec, validateIpsec } from './ipsec.js';
 
 export interface RouterOptions {
   dataDir: string;
@@ -211,7 +211,7 @@ export class RouterService {
     return [...this.routers.values()].map((r) => r.spec.routerUuid);
   }
 
-  /** Watchdog step: a router whose namespace or DNS forwarder vanished is converged again. */
+  /** Watchdog step: a router whose namespace or DNS forwarder vanished is converged again; charon's log is capped. */
   async heal(routerUuid: string): Promise<void> {
     const r = this.routers.get(hexOf(routerUuid));
     if (!r) return;
@@ -221,6 +221,8 @@ export class RouterService {
       loadBalancerBroken({ spec: r.spec, namespace: r.names.namespace, dir: r.dir }) ||
       ipsecBroken({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
     if (!broken) {
+      const capped = await capIpsecLogs({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
+      if (capped.rotated) this.o.log.info({ router: routerUuid }, 'charon.log over its cap: moved to charon.log.1');
       const revived = await reviveIpsec({ spec: r.spec, namespace: r.names.namespace, dir: r.dir });
       if (revived.length) this.o.log.info({ router: routerUuid, connections: revived }, 'IPsec connections down: initiated again');
       return;

@@ -6,7 +6,7 @@
 // killed charon come back with the tunnel; removing the connection stops the traffic.
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exec, execOk, startProcess } from '../../../shared/exec.js';
 import { ipsec, vpc } from '../../../shared/protocol/index.js';
@@ -17,8 +17,8 @@ import { createBridge, deleteNetns, netnsExists } from '../../harness/net.js';
 import { runId } from '../../harness/tmp.js';
 import { routerNames } from '../../../vrouteragent/names.js';
 import { routerRoot } from '../../../vrouteragent/router.js';
-import { ipsecPaths } from '../../../vrouteragent/render/strongswan.js';
-import { findCharon } from '../../../vrouteragent/ipsec.js';
+import { connName, ipsecPaths, VICI_URI } from '../../../vrouteragent/render/strongswan.js';
+import { capIpsecLogs, findCharon } from '../../../vrouteragent/ipsec.js';
 import { client, fakeVm, startHost, type Host, type Vm } from './helpers.js';
 
 const until = async (fn: () => Promise<boolean>, ms = 20_000): Promise<boolean> => {
@@ -131,6 +131,17 @@ describe('vrouteragent: IPsec site-to-site between two VPC routers (charon in th
     assert.equal((await apply(spec1)).changed, false, 'the same state again changes nothing');
     const conf = readFileSync(ipsecPaths(join(routerRoot(host.agent.dataDir), R1.replace(/-/g, ''))).swanctlConf, 'utf8');
     assert.ok(!conf.includes('with quotes'), 'the key is not written in clear text');
+  });
+
+  it('charon.log over its cap is moved to charon.log.1 and charon writes a fresh one (the watchdog\'s capIpsecLogs); the tunnel stays up', async () => {
+    const r = { spec: spec1, namespace: routerNames(R1, host.scheme).namespace, dir: join(routerRoot(host.agent.dataDir), R1.replace(/-/g, '')) };
+    const p = ipsecPaths(r.dir);
+    assert.deepEqual(await capIpsecLogs(r, 1), { rotated: true, truncated: false });
+    assert.ok(readFileSync(`${p.log}.1`, 'utf8').includes(connName(C1)), 'the old log kept as .1');
+    // something charon logs at level 1, without touching the tunnel
+    await exec('swanctl', ['--rekey', '--ike', connName(C1), '--uri', VICI_URI], { netns: r.namespace, cwd: p.dir, timeoutMs: 10_000 });
+    assert.ok(await until(async () => existsSync(p.log) && readFileSync(p.log, 'utf8').includes(connName(C1)), 10_000), 'charon writes to a fresh charon.log');
+    assert.ok(await pings(10_000), 'the tunnel still carries the ping');
   });
 
   it('a wrong key on one side: down, with the authentication failure as the last error; the right key brings it back', async () => {

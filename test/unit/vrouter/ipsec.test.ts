@@ -12,7 +12,9 @@ import type { RouterIpsecConnectionT } from '../../../shared/protocol/ipsec.js';
 import { RouterSpec, type RouterSpecT } from '../../../shared/protocol/vpc.js';
 import { connectionDigest, ipsecPaths, proposals, renderStrongswanConf, renderSwanctlConf } from '../../../vrouteragent/render/strongswan.js';
 import { renderRouterNetfilter } from '../../../vrouteragent/render/router.js';
-import { lastErrors, parseRaw, validateIpsec } from '../../../vrouteragent/ipsec.js';
+import { capIpsecLogs, CHARON_LOG_MAX_BYTES, lastErrors, logsToCap, parseRaw, validateIpsec } from '../../../vrouteragent/ipsec.js';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { checkNoOverlap, cidrsOf, IPSEC_DEFAULTS } from '../../../controller/ipsec/model.js';
 
 const GOLDEN = join(fileURLToPath(new URL('.', import.meta.url)), 'golden');
@@ -161,5 +163,32 @@ describe('VPC router IPsec (strongSwan renderers, validation, status parsing)', 
     checkNoOverlap(['10.1.0.0/24'], ['10.2.0.0/24', '10.1.1.0/24'], 'peerCidrs');
     assert.equal(field(() => checkNoOverlap(['10.1.0.0/24'], ['10.2.0.0/24', '10.0.0.0/8'], 'peerCidrs')), 'peerCidrs.1');
     assert.equal(field(() => checkNoOverlap(['10.1.0.0/24', '10.2.0.128/25'], ['10.2.0.0/24'], 'localCidrs')), 'localCidrs.1');
+  });
+
+  it('charon\'s log over its cap is moved to charon.log.1 (one old copy), its stderr file cut; under the cap nothing changes', async () => {
+    assert.deepEqual(logsToCap({}, 10), { rotate: false, truncate: false }, 'no files yet');
+    assert.deepEqual(logsToCap({ log: 10, out: 10 }, 10), { rotate: false, truncate: false }, 'at the cap');
+    assert.deepEqual(logsToCap({ log: 11, out: 3 }, 10), { rotate: true, truncate: false });
+    assert.deepEqual(logsToCap({ log: 3, out: 11 }, 10), { rotate: false, truncate: true });
+    assert.ok(CHARON_LOG_MAX_BYTES >= 1024 * 1024 && CHARON_LOG_MAX_BYTES <= 64 * 1024 * 1024);
+    const dir = mkdtempSync(join(tmpdir(), 'tstack-charonlog-'));
+    try {
+      const p = ipsecPaths(dir);
+      mkdirSync(p.dir);
+      const r = { spec: SPEC, namespace: 'tstack-none', dir };
+      writeFileSync(p.log, 'a'.repeat(100));
+      writeFileSync(`${p.log}.1`, 'older');
+      writeFileSync(`${p.log}.out`, 'b'.repeat(20));
+      assert.deepEqual(await capIpsecLogs(r, 50), { rotated: true, truncated: false });
+      assert.equal(existsSync(p.log), false, 'charon (not running here) makes a fresh one');
+      assert.equal(readFileSync(`${p.log}.1`, 'utf8'), 'a'.repeat(100), 'the full log is the one old copy');
+      writeFileSync(p.log, 'c'.repeat(10));
+      writeFileSync(`${p.log}.out`, 'b'.repeat(60));
+      assert.deepEqual(await capIpsecLogs(r, 50), { rotated: false, truncated: true });
+      assert.equal(statSync(`${p.log}.out`).size, 0);
+      assert.equal(readFileSync(p.log, 'utf8'), 'c'.repeat(10));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
