@@ -60,6 +60,10 @@ async function until(what: string, probe: () => Promise<boolean>, want: boolean,
   return Date.now() - t0;
 }
 
+// the tracker's short test periods: a killed agent is Disconnected after 3 pings 2 s apart and
+// re-deployed 2 s later (production: 10 s, 60 s); a ping still waits 5 s for a busy agent
+const FAST_TRACKER = { pingIntervalMs: 2_000, pingTimeoutMs: 5_000, autoReconnectMs: 2_000 };
+
 describe('e2e: security groups with real guests', function () {
   this.timeout(1_800_000);
   const cleanup = useCleanup();
@@ -140,7 +144,7 @@ describe('e2e: security groups with real guests', function () {
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
     c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000, autoReconnectMs: 5_000 } }), secgroupModule()],
+      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', ...FAST_TRACKER } }), secgroupModule()],
       reconcile: { periodMs: 3_000, baseBackoffMs: 500, maxBackoffMs: 3_000 },
     } as never);
     api = await c.login('admin', c.adminPassword);
