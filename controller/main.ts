@@ -181,7 +181,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     }
     const agents = new AgentRegistry();
     const registry = o.registry ?? new ApiRegistry();
-    const agentClient = new AgentClient({});
+    // agents check every request they receive: no second schema pass here (see checkRequests)
+    const agentClient = new AgentClient({ checkRequests: false });
     let advertised = o.advertiseUrl;
     const controllerUrl = (): string => {
       if (!advertised) throw new Error('the controller URL is known once it listens');

@@ -17,10 +17,14 @@ function isOurs(pid: number, p: DnsmasqPaths): boolean {
   return argv.includes(`--conf-file=${p.conf}`) && samePidNamespace(pid);
 }
 
+let ownPidNs: string | undefined;
+
 /** A dnsmasq in another PID namespace (a container, or a namespaced host on this machine) is another host's. */
 function samePidNamespace(pid: number): boolean {
   try {
-    return readlinkSync(`/proc/${pid}/ns/pid`) === readlinkSync('/proc/self/ns/pid');
+    // a process never changes its own PID namespace: read once
+    ownPidNs ??= readlinkSync('/proc/self/ns/pid');
+    return readlinkSync(`/proc/${pid}/ns/pid`) === ownPidNs;
   } catch {
     return false;
   }

@@ -12,15 +12,18 @@ import { checkBridge, ensureNamespace, deleteNamespace, linkExists, netnsExists 
 import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
 import { MetadataServer } from './metadata/server.js';
 import { dnsmasqPaths, renderDhcpHosts, renderDhcpOpts, renderDnsmasqConf, renderHosts, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
+import { expandFlat, partsOfSaved, type SavedFlat } from './render/flat-desired.js';
 import { filterLeases } from './render/leases.js';
-import { ensureDir, FileMemory, flatRoot, listDirs, readJson, removeDir, writeIfChanged } from './state.js';
+import { ensureDir, FileMemory, flatRoot, listDirs, readJson, readReplacedJson, removeDir, writeIfChanged, writeUnflushed } from './state.js';
 import {
   validateDhcpEntries,
   validateDnsRecords,
+  validateFlatApply,
   validateMetadataRecords,
   validateNetwork,
   type DhcpEntrySpec,
   type DnsRecordSpec,
+  type FlatApplySpec,
   type FlatNetworkSpec,
   type MetadataRecordSpec,
 } from './validate.js';
@@ -50,14 +53,28 @@ interface L3 {
   files: FileMemory;
 }
 
-/** The saved desired state of an L3 (FlatDesired as JSON). */
+/**
+ * The saved desired state of an L3: the last flat/apply request as received (FlatApplySpec),
+ * or FlatDesired after a per-part command (and from agents of protocol 1).
+ */
 const DESIRED = 'desired.json';
 
+/** The desired state as parts (the per-part commands and protocol 1's flat/apply). */
 export interface FlatDesired {
   network: FlatNetworkSpec;
   dhcp: DhcpEntrySpec[];
   dns: { records: DnsRecordSpec[]; forwarders: string[] };
   metadata: MetadataRecordSpec[];
+}
+
+/** A file's text, or undefined when it does not exist (one call, not an existsSync before it). */
+function readIfExists(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
 }
 
 const key = (uuid: string): string => uuid.replace(/-/g, '').toLowerCase();
@@ -86,7 +103,7 @@ export class FlatService {
     for (const d of listDirs(flatRoot(this.o.dataDir))) {
       const dir = join(flatRoot(this.o.dataDir), d);
       try {
-        const network = readJson<Partial<FlatDesired>>(join(dir, DESIRED), {}).network ?? readJson<FlatNetworkSpec | undefined>(join(dir, 'network.json'), undefined);
+        const network = readReplacedJson<Partial<FlatDesired>>(join(dir, DESIRED), {}).network ?? readJson<FlatNetworkSpec | undefined>(join(dir, 'network.json'), undefined);
         if (!network) continue;
         const st = this.load(network, dir);
         this.nets.set(key(network.l3NetworkUuid), st);
@@ -101,9 +118,11 @@ export class FlatService {
 
   private load(network: FlatNetworkSpec, dir: string): L3 {
     const base = { network, names: flatNames(network.l3NetworkUuid, this.o.scheme), dir, paths: dnsmasqPaths(dir), files: new FileMemory() };
-    const saved = readJson<FlatDesired | undefined>(join(dir, DESIRED), undefined);
-    // (saved as received: MACs in the sender's case)
-    if (saved) return { ...base, dhcp: lowerMacs(saved.dhcp), dns: saved.dns, metadata: new Map(saved.metadata.map((r) => [r.ip, r])) };
+    const saved = readReplacedJson<SavedFlat | undefined>(join(dir, DESIRED), undefined);
+    if (saved) {
+      const parts = partsOfSaved(saved);
+      return { ...base, dhcp: parts.dhcp, dns: parts.dns, metadata: new Map(parts.metadata.map((r) => [r.ip, r])) };
+    }
     // state written by an older agent: one file per part (removed once desired.json is written)
     return {
       ...base,
@@ -123,10 +142,11 @@ export class FlatService {
   private save(st: L3, asReceived?: Buffer): boolean {
     const file = join(st.dir, DESIRED);
     const text = asReceived ? asReceived.toString('utf8') : JSON.stringify({ network: st.network, dhcp: st.dhcp, dns: st.dns, metadata: [...st.metadata.values()] } satisfies FlatDesired) + '\n';
-    let wrote = st.files.write(file, text, 0o600);
+    // the agent's own file: replaced without ext4's flush (dnsmasq's files are renamed over)
+    let wrote = st.files.write(file, text, 0o600, writeUnflushed);
     if (!wrote) {
       st.files.forget();
-      wrote = st.files.write(file, text, 0o600);
+      wrote = st.files.write(file, text, 0o600, writeUnflushed);
     }
     if (st.legacy) {
       for (const f of ['network.json', 'dhcp.json', 'dns.json', 'metadata.json']) rmSync(join(st.dir, f), { force: true });
@@ -153,7 +173,7 @@ export class FlatService {
     const confChanged = st.files.write(st.paths.conf, renderDnsmasqConf(st.network, st.names.nsVeth, st.paths));
     const filesChanged = this.renderFiles(st);
     let pid = findDnsmasq(st.paths);
-    const leaseText = existsSync(st.paths.leases) ? readFileSync(st.paths.leases, 'utf8') : undefined;
+    const leaseText = readIfExists(st.paths.leases);
     const stale = leaseText === undefined ? [] : filterLeases(leaseText, st.dhcp).released;
     let releasedLeases = 0;
     let changed = nsChanged || confChanged;
@@ -256,12 +276,9 @@ export class FlatService {
    * anything changes, saved (write-and-rename), then converged. Idempotent; a second identical
    * call changes nothing but repairs drift. `body`: the request's JSON as received (saved as is).
    */
-  async apply(want: FlatDesired, signal?: AbortSignal, body?: Buffer): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
+  async apply(want: FlatApplySpec, signal?: AbortSignal, body?: Buffer): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
     const network = want.network;
-    validateNetwork(network);
-    validateDhcpEntries(network, want.dhcp, 'dhcp');
-    validateDnsRecords(want.dns.records, 'dns.records');
-    validateMetadataRecords(network, want.metadata, 'metadata');
+    validateFlatApply(want);
     checkBridge(network.bridge);
     const k = key(network.l3NetworkUuid);
     const existing = this.nets.get(k);
@@ -271,10 +288,11 @@ export class FlatService {
       ensureDir(dir);
       st = this.load(network, dir);
     }
+    const parts = expandFlat(want);
     st.network = network;
-    st.dhcp = lowerMacs(want.dhcp);
-    st.dns = { records: want.dns.records, forwarders: want.dns.forwarders };
-    st.metadata = new Map(want.metadata.map((r) => [r.ip, r]));
+    st.dhcp = parts.dhcp;
+    st.dns = parts.dns;
+    st.metadata = new Map(parts.metadata.map((r) => [r.ip, r]));
     // the desired state first: an agent restarting mid-apply converges to it from disk
     const wrote = this.save(st, body);
     this.nets.set(k, st);

@@ -3,13 +3,15 @@
 // becomes INVALID_ARGUMENT naming the field ("network.ipRanges.1", "entries.3.mac", …).
 import { invalid } from '../shared/errors.js';
 import type { Static } from '../shared/protocol/schema.js';
-import type { DhcpEntry, DnsRecord, FlatNetwork, MetadataRecord } from '../shared/protocol/vrouter.js';
+import type { DhcpEntry, DnsRecord, FlatApply, FlatNetwork, MetadataRecord } from '../shared/protocol/vrouter.js';
 import { inSubnet, ipToInt, isHostAddress, parseCidr, type Subnet } from './ip.js';
 
 export type FlatNetworkSpec = Static<typeof FlatNetwork>;
 export type DhcpEntrySpec = Static<typeof DhcpEntry>;
 export type DnsRecordSpec = Static<typeof DnsRecord>;
 export type MetadataRecordSpec = Static<typeof MetadataRecord>;
+/** A flat/apply request: the complete desired state of one L3 on this host, each NIC once. */
+export type FlatApplySpec = Static<typeof FlatApply.request>;
 
 export function validateNetwork(net: FlatNetworkSpec, field = 'network'): Subnet {
   const s = parseCidr(net.cidr);
@@ -86,6 +88,47 @@ export function validateMetadataRecords(net: FlatNetworkSpec, records: MetadataR
     ips.set(r.ip, i);
     if (ids.has(r.instanceId)) throw invalid(`${f}.instanceId`, `duplicate instanceId ${r.instanceId} (also ${field}.${ids.get(r.instanceId)})`);
     ids.set(r.instanceId, i);
+  });
+}
+
+/**
+ * flat/apply as a whole: what the NICs' derived DHCP entries, DNS names and metadata records
+ * must satisfy (as the per-part checks above), named after the field the controller sent
+ * ("nics.3.mac"). One pass with maps: linear in the request.
+ */
+export function validateFlatApply(want: FlatApplySpec): void {
+  const net = want.network;
+  const s = validateNetwork(net);
+  const metadata = net.metadata !== false;
+  const records = new Map<string, number>();
+  want.dns.records.forEach((r, i) => {
+    const n = r.name.toLowerCase();
+    if (records.has(n)) throw invalid(`dns.records.${i}.name`, `duplicate name ${r.name} (also dns.records.${records.get(n)})`);
+    records.set(n, i);
+  });
+  const macs = new Map<string, number>();
+  const ips = new Map<string, number>();
+  const names = new Map<string, number>();
+  const vms = new Map<string, number>();
+  want.nics.forEach((x, i) => {
+    const f = `nics.${i}`;
+    checkVmIp(net, s, x.ip, `${f}.ip`);
+    const mac = x.mac.toLowerCase();
+    if (macs.has(mac)) throw invalid(`${f}.mac`, `duplicate MAC ${x.mac} (also nics.${macs.get(mac)})`);
+    macs.set(mac, i);
+    if (ips.has(x.ip)) throw invalid(`${f}.ip`, `duplicate IP ${x.ip} (also nics.${ips.get(x.ip)})`);
+    ips.set(x.ip, i);
+    if (x.named !== false) {
+      const h = shortName(x.hostname);
+      if (names.has(h)) throw invalid(`${f}.hostname`, `duplicate hostname ${x.hostname} (also nics.${names.get(h)})`);
+      names.set(h, i);
+      const r = records.get(x.hostname.toLowerCase());
+      if (r !== undefined) throw invalid(`${f}.hostname`, `the name ${x.hostname} is also dns.records.${r} (records name other hosts' VMs)`);
+    }
+    if (metadata) {
+      if (vms.has(x.vmUuid)) throw invalid(`${f}.vmUuid`, `duplicate vmUuid ${x.vmUuid} (also nics.${vms.get(x.vmUuid)}): one metadata record per VM`);
+      vms.set(x.vmUuid, i);
+    }
   });
 }
 

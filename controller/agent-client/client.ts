@@ -38,6 +38,13 @@ export interface AgentClientOptions {
   callbackUrl?: string;
   /** How often to re-query GET /task/<id> while waiting (default 3 s). */
   pollIntervalMs?: number;
+  /**
+   * Check each request against its command's schema before sending (default true: a caller's
+   * mistake fails at the call, naming the field). The controller turns it off: the agent checks
+   * every request it receives, so a second pass over a big desired state (a 250-NIC flat/apply)
+   * only doubles the hot path's cost; a bad request still fails, 400 from the agent, same error.
+   */
+  checkRequests?: boolean;
   /** Per-HTTP-request timeout for the initial POST and polls (default 15 s). */
   requestTimeoutMs?: number;
 }
@@ -82,7 +89,7 @@ export class AgentClient {
   }
 
   async call<C extends CommandDef>(cmd: C, host: AgentEndpoint, req: RequestOf<C>, o: CallOptions = {}): Promise<ResponseOf<C>> {
-    validate(cmd.request, req, cmd.name);
+    if (this.opts.checkRequests !== false) validate(cmd.request, req, cmd.name);
     const taskId = o.taskId ?? randomUUID();
     const deadline = Date.now() + (o.timeoutMs ?? cmd.timeoutMs + 10_000);
     const useCallback = cmd.mode === 'async' && this.opts.callbackUrl !== undefined;

@@ -14,7 +14,7 @@ import type { Resource } from '../store/types.js';
 import type { ReconcileArea, ReconcileQueue } from '../reconcile/queue.js';
 import type { EventBus } from '../events/bus.js';
 import { allocateIp, heldIp, ipNamespace } from '../allocator/ip.js';
-import { callHost, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { ensureBridge, isFlat } from './index.js';
 import { servedOn, storeNics, vmHostname, type LiveNic, type NicSource } from './flat-nics.js';
 
@@ -46,10 +46,10 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
  */
 export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource = storeNics(d.store)): Promise<FlatApplyReq | undefined> {
   const live = await nics.liveNics(l3.uuid);
-  const mine = live.filter((x) => x.host === hostUuid);
+  const mine = live.some((x) => x.host === hostUuid);
   const heldKey = await heldIp(d.store, l3.uuid, `dhcp:${hostUuid}`);
   const held = heldKey === undefined ? undefined : { key: heldKey };
-  if (mine.length === 0 && !held) return undefined;
+  if (!mine && !held) return undefined;
   const ranges = await d.store.byParent('ip-range', l3.uuid);
   if (ranges.length === 0) return undefined;
   const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
@@ -79,22 +79,20 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, 
     const h = shortOf(hostname);
     if (!named.has(h)) named.set(h, nicUuid);
   }
-  const nameOf = (x: LiveNic): string | undefined => (named.get(shortOf(x.hostname)) === x.nicUuid ? x.hostname : undefined);
-  const req: FlatApplyReq = { network, dhcp: [], dns: { records: [], forwarders: [] }, metadata: [] };
+  const owns = (x: LiveNic): boolean => named.get(shortOf(x.hostname)) === x.nicUuid;
+  // each NIC of this host once (the agent derives its DHCP entry, DNS name and metadata record);
+  // DNS records only for the names other hosts serve
+  const metadata = network.metadata;
+  const req: FlatApplyReq = { network, nics: [], dns: { records: [], forwarders: [] } };
+  if (!services.includes('DHCP')) req.dhcp = false;
   for (const x of live) {
-    const name = nameOf(x);
-    if (name) req.dns.records.push({ name, ip: x.ip });
-  }
-  for (const x of mine) {
-    const name = nameOf(x);
-    // no vmUuid: the agent does not use it (the metadata record names the VM), and it is a sixth of the body
-    if (services.includes('DHCP')) req.dhcp.push(name ? { mac: x.mac, ip: x.ip, hostname: name } : { mac: x.mac, ip: x.ip });
-    if (services.includes('UserData')) {
-      const rec: FlatApplyReq['metadata'][number] = { ip: x.ip, instanceId: x.vmUuid, hostname: x.hostname, mac: x.mac };
-      if (x.userData !== undefined) rec.userData = x.userData;
-      if (x.sshKey !== undefined) rec.sshKeys = [x.sshKey];
-      req.metadata.push(rec);
-    }
+    if (x.host === hostUuid) {
+      const nic: FlatApplyReq['nics'][number] = { mac: x.mac, ip: x.ip, vmUuid: x.vmUuid, hostname: x.hostname };
+      if (!owns(x)) nic.named = false;
+      if (metadata && x.userData !== undefined) nic.userData = x.userData;
+      if (metadata && x.sshKey !== undefined) nic.sshKeys = [x.sshKey];
+      req.nics.push(nic);
+    } else if (owns(x)) req.dns.records.push({ name: x.hostname, ip: x.ip });
   }
   return req;
 }
@@ -116,7 +114,8 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
     await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3Uuid });
     return;
   }
-  const r = await callHost(d, hostUuid, 'vrouteragent', V.FlatApply, req);
+  // the host just read: its endpoint as callHost would read it again
+  const r = await d.agentClient.call(V.FlatApply, refreshable(d, host, 'vrouteragent'), req);
   if (r.releasedLeases > 0) log.info({ host: hostUuid, l3: l3Uuid, released: r.releasedLeases }, 'stale DHCP leases released');
 }
 

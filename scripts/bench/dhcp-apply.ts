@@ -80,7 +80,8 @@ async function main(): Promise<void> {
       await store.create(res('vm-nic', nic, { parentUuid: vm, vmInstanceUuid: vm, l3NetworkUuid: l3, ip: ipOf(i), mac: macOf(i), deviceId: 0 }));
       await store.claim(ipNamespace(l3), ipOf(i), nic);
     }
-    const d = { store, agentClient: new AgentClient(), bus, reconcile: new ReconcileQueue() } as unknown as CloudDeps;
+    // as the controller's (controller/main.ts): the agent checks the request, the client does not
+    const d = { store, agentClient: new AgentClient({ checkRequests: false }), bus, reconcile: new ReconcileQueue() } as unknown as CloudDeps;
     // as installCloud wires it: the NIC cache follows the bus, the area applies through it
     const nics = new FlatNicCache(store);
     undo.push(nics.watch(bus));

@@ -1,5 +1,7 @@
 // The agent protocol: versions, capabilities, and every command declared once.
-export const PROTOCOL_VERSION = 1;
+// 2: flat/apply sends each NIC once (nics) instead of parallel dhcp/dns/metadata lists. A host
+// whose agents answer another version is re-deployed on reconnect.
+export const PROTOCOL_VERSION = 2;
 
 export * from './command.js';
 export * from './schema.js';

@@ -154,6 +154,23 @@ export const MetadataApply = defineCommand({
   description: 'replace the metadata records (user-data, ssh keys, hostname, instance id per VM IP)',
 });
 
+/**
+ * One VM NIC a host serves on a flat L3, sent once (flat/apply): the agent derives its DHCP
+ * entry, its DNS name and its metadata record from it.
+ */
+export const FlatNic = Obj({
+  mac: Mac(),
+  ip: Ipv4(),
+  /** The VM (the metadata service's instance-id). */
+  vmUuid: Uuid(),
+  /** The VM's host name (metadata); also its DHCP name and DNS record unless `named` is false. */
+  hostname: Hostname(),
+  /** false: an older VM of the L3 holds this name; this NIC gets an address but no name. */
+  named: Type.Optional(Type.Boolean()),
+  userData: Type.Optional(Type.String({ maxLength: 65_536 })),
+  sshKeys: Type.Optional(Type.Array(SshPublicKey(), { maxItems: 32 })),
+});
+
 export const FlatApply = defineCommand({
   name: 'flat/apply',
   agent: 'vrouter',
@@ -161,17 +178,18 @@ export const FlatApply = defineCommand({
   // broken connection needs no task record, and a 202 + callback would double the round trips
   mode: 'sync',
   timeoutMs: 60_000,
+  // protocol 2: each NIC once (protocol 1 sent parallel dhcp/dns/metadata lists repeating it)
   request: Obj({
     network: FlatNetwork,
-    /** Every static DHCP entry this host answers for (its own VMs on the L3). */
-    dhcp: Type.Array(DhcpEntry, { maxItems: 65_536 }),
+    /** Answer DHCP for `nics` (the L3 has the DHCP service); default true. */
+    dhcp: Type.Optional(Type.Boolean()),
+    /** Every NIC of the L3 this host serves (its own VMs): DHCP entries, DNS names, metadata records (when network.metadata). */
+    nics: Type.Array(FlatNic, { maxItems: 65_536 }),
     dns: Obj({
-      /** Names of the L3's VMs (all hosts); DHCP hostnames of this host are added automatically. */
+      /** Names of the L3's VMs on other hosts (the named `nics` are added). */
       records: Type.Array(DnsRecord, { maxItems: 65_536 }),
       forwarders: Type.Array(Ipv4(), { maxItems: 8 }),
     }),
-    /** Every metadata record this host serves (its own VMs on the L3). */
-    metadata: Type.Array(MetadataRecord, { maxItems: 65_536 }),
   }),
   response: Obj({
     namespace: NamespaceInfo,
@@ -180,7 +198,7 @@ export const FlatApply = defineCommand({
     releasedLeases: Type.Integer(),
   }),
   description:
-    'make the service namespace of a flat L3 on this host match the complete desired state (network, DHCP entries, DNS, metadata): validated whole, files written atomically, dnsmasq reloaded or (re)started, stale leases dropped, a missing namespace or dead dnsmasq recreated',
+    'make the service namespace of a flat L3 on this host match the complete desired state (network, the NICs it serves, DNS): validated whole, files written atomically, dnsmasq reloaded or (re)started, stale leases dropped, a missing namespace or dead dnsmasq recreated',
 });
 
 export const ConfigDriveNetwork = Obj({

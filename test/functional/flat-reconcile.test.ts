@@ -34,7 +34,7 @@ describe('functional: flat network services converge after restarts', function (
     const want = await desired();
     return want !== undefined && isDeepStrictEqual(applied(), want);
   };
-  const names = (s: FlatState | undefined): string[] => (s?.dhcp ?? []).map((e) => e.hostname ?? '').sort();
+  const names = (s: FlatState | undefined): string[] => (s?.nics ?? []).filter((n) => n.named !== false).map((n) => n.hostname).sort();
   const rename = async (vm: string, name: string): Promise<void> => {
     const r = await fc.api.put(`/v1/vm-instances/${vm}`, { name });
     assert.equal(r.status, 200, JSON.stringify(r.body));

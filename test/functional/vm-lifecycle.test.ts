@@ -37,7 +37,7 @@ describe('functional: VM lifecycle on the fake cloud', function () {
     assert.equal(vm.hostUuid, fc.ids.host);
     assert.match(vm.vmNics[0].ip, /^10\.77\.0\.\d+$/);
     assert.equal((await fc.kvm.driver.list()).filter((d) => d.active).length, 1);
-    assert.ok(fc.vrouter.callsOf(V.FlatApply.name).some((x: any) => x.dhcp.some((e: any) => e.ip === vm.vmNics[0].ip)), 'DHCP entry sent (the whole flat state)');
+    assert.ok(fc.vrouter.callsOf(V.FlatApply.name).some((x: any) => x.nics.some((e: any) => e.ip === vm.vmNics[0].ip)), 'the NIC sent (the whole flat state)');
     const stopped = await fc.action(vm.uuid, 'stop');
     assert.equal(stopped.body.state, 'Stopped', JSON.stringify(stopped.body));
     assert.equal((await reserved(fc.controller.store, capacityNamespace('host', fc.ids.host))).consumers.length, 0, 'a stopped VM holds no host capacity');

@@ -3,7 +3,7 @@
 // addn-hosts, servers-file), which keeps the lease database and other clients untouched.
 import type { DhcpEntrySpec, DnsRecordSpec, FlatNetworkSpec } from '../validate.js';
 import { shortName } from '../validate.js';
-import { parseCidr, sortByIp } from '../ip.js';
+import { ipToInt, parseCidr, sortByIp } from '../ip.js';
 
 export const METADATA_IP = '169.254.169.254';
 export const DEFAULT_LEASE_SEC = 86_400;
@@ -74,8 +74,9 @@ export function renderDnsmasqConf(net: FlatNetworkSpec, iface: string, p: Dnsmas
 /** dhcp-hostsfile: one `mac,ip[,hostname],leasetime` line per entry, sorted by IP. */
 export function renderDhcpHosts(net: FlatNetworkSpec, entries: DhcpEntrySpec[]): string {
   const lease = net.leaseTimeSec ?? DEFAULT_LEASE_SEC;
-  const sorted = sortByIp(entries);
-  return sorted.map((e) => [e.mac.toLowerCase(), e.ip, ...(e.hostname ? [shortName(e.hostname)] : []), String(lease)].join(',') + '\n').join('');
+  let out = '';
+  for (const e of sortByIp(entries)) out += e.hostname ? `${e.mac.toLowerCase()},${e.ip},${shortName(e.hostname)},${lease}\n` : `${e.mac.toLowerCase()},${e.ip},${lease}\n`;
+  return out;
 }
 
 /** dhcp-optsfile (re-read on SIGHUP): router, DNS servers, domain. */
@@ -116,17 +117,17 @@ export function renderHosts(net: FlatNetworkSpec, records: DnsRecordSpec[], entr
     const n = e.hostname.toLowerCase();
     if (!byName.has(n)) byName.set(n, { name: n, ip: e.ip });
   }
-  const rows = sortByIp([...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)));
-  return rows
-    .map(({ name, ip }) => {
-      const names: string[] = [];
-      const d = net.dnsDomain?.toLowerCase();
-      if (d && !name.includes('.')) names.push(`${name}.${d}`, name);
-      else if (d && name.endsWith(`.${d}`)) names.push(name, name.slice(0, -d.length - 1));
-      else names.push(name);
-      return `${ip} ${names.join(' ')}\n`;
-    })
-    .join('');
+  // by address, then name: one sort on keys computed once
+  const rows = [...byName.values()].map((r) => ({ ...r, n: ipToInt(r.ip) }));
+  rows.sort((a, b) => a.n - b.n || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const d = net.dnsDomain?.toLowerCase();
+  let out = '';
+  for (const { name, ip } of rows) {
+    if (d && !name.includes('.')) out += `${ip} ${name}.${d} ${name}\n`;
+    else if (d && name.endsWith(`.${d}`)) out += `${ip} ${name} ${name.slice(0, -d.length - 1)}\n`;
+    else out += `${ip} ${name}\n`;
+  }
+  return out;
 }
 
 /** servers-file: upstream forwarders. */

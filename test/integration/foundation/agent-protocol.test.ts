@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import Koa from 'koa';
 import { AgentServer } from '../../../shared/agent/server.js';
 import { AgentClient, type AgentEndpoint } from '../../../controller/agent-client/client.js';
-import { common, defineCommand, Obj, Type } from '../../../shared/protocol/index.js';
+import { common, defineCommand, Obj, PROTOCOL_VERSION, Type } from '../../../shared/protocol/index.js';
 import { TStackError } from '../../../shared/errors.js';
 import { setLogLevel } from '../../../shared/log.js';
 import { useCleanup, type Cleanup } from '../../harness/cleanup.js';
@@ -118,7 +118,7 @@ describe('foundation: agent protocol over real HTTP', function () {
     }
     const ping = await post(host, '/ping', {});
     assert.equal(ping.status, 200);
-    assert.equal(ping.body.protocolVersion, 1);
+    assert.equal(ping.body.protocolVersion, PROTOCOL_VERSION);
     assert.deepEqual(ping.body.capabilities, ['echo']);
   });
 

@@ -32,9 +32,10 @@ const MAC1 = '52:54:00:77:00:11';
 const MAC2 = '52:54:00:77:00:12';
 const MAC3 = '52:54:00:77:00:13';
 const MAC4 = '52:54:00:77:00:14';
-const ONE = { mac: MAC1, ip: '10.77.0.11', hostname: 'vm-one' };
-const MD1 = { ip: '10.77.0.11', instanceId: 'i-one', hostname: 'vm-one', userData: 'secret-of-vm1\n', sshKeys: ['ssh-ed25519 AAAAone one@test'] };
 const NO_DNS = { records: [], forwarders: [] };
+// flat/apply's form: each NIC once (its DHCP entry, DNS name and metadata record)
+const NIC1 = { mac: MAC1, ip: '10.77.0.11', vmUuid: randomUUID(), hostname: 'vm-one', userData: 'secret-of-vm1\n', sshKeys: ['ssh-ed25519 AAAAone one@test'] };
+const nic = (mac: string, ip: string, hostname: string, named = true) => ({ mac, ip, vmUuid: randomUUID(), hostname, ...(named ? {} : { named: false }) });
 
 async function expectInvalid(p: Promise<unknown>, field: string): Promise<TStackError> {
   try {
@@ -188,7 +189,8 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
 
   it('flat/apply: the whole state at once; an added entry reloads with SIGHUP (same dnsmasq, other leases kept)', async () => {
     const pid = (await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.namespace.dnsmasqPid!;
-    const r = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC3, ip: '10.77.0.13', hostname: 'vm-three' }], dns: NO_DNS, metadata: [MD1] });
+    const NIC3 = nic(MAC3, '10.77.0.13', 'vm-three');
+    const r = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1, NIC3], dns: NO_DNS });
     assert.equal(r.changed, true);
     assert.equal(r.releasedLeases, 0);
     assert.equal(r.namespace.dnsmasqPid, pid, 'no dnsmasq restart for a new entry');
@@ -197,14 +199,14 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     const leases = readFileSync(leaseFile(), 'utf8');
     assert.match(leases, /10\.77\.0\.11/, "vm1's lease survived the reload");
     assert.match(leases, /52:54:00:77:00:13 10\.77\.0\.13/);
-    const again = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC3, ip: '10.77.0.13', hostname: 'vm-three' }], dns: NO_DNS, metadata: [MD1] });
+    const again = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1, NIC3], dns: NO_DNS });
     assert.equal(again.changed, false, 'the same state again changes nothing');
   });
 
   it('flat/apply: an address reused by a new MAC is answered (the old lease is dropped)', async () => {
     // vm3's address goes to a new VM (vm3 with a new MAC): without dropping MAC3's lease dnsmasq
     // would refuse ("not using configured address … because it is leased to …")
-    const r = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC4, ip: '10.77.0.13', hostname: 'vm-four' }], dns: NO_DNS, metadata: [MD1] });
+    const r = await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1, nic(MAC4, '10.77.0.13', 'vm-four')], dns: NO_DNS });
     assert.equal(r.releasedLeases, 1);
     await exec('ip', ['-n', vm3.ns, 'link', 'set', 'dev', vm3.ifname, 'address', MAC4]);
     const l = await dhcpOnce(vm3, script, dir);
@@ -213,13 +215,13 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     assert.doesNotMatch(leases, /52:54:00:77:00:13/);
     assert.match(leases, /52:54:00:77:00:11 10\.77\.0\.11/, "vm1's lease kept");
     await exec('ip', ['-n', vm3.ns, 'link', 'set', 'dev', vm3.ifname, 'address', MAC3]);
-    await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE], dns: NO_DNS, metadata: [MD1] });
+    await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1], dns: NO_DNS });
     assert.equal(await dhcpOnce(vm3, script, dir, 2), undefined, 'removed entry no longer answered');
     assert.equal((await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.dhcpEntries, 1);
   });
 
   it('flat/apply repairs drift: a deleted lease file, a deleted namespace', async () => {
-    const want = { network: NET('a', bridge), dhcp: [ONE], dns: NO_DNS, metadata: [MD1] };
+    const want = { network: NET('a', bridge), nics: [NIC1], dns: NO_DNS };
     const pid0 = (await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.namespace.dnsmasqPid!;
     rmSync(leaseFile());
     const r1 = await client.call(vrouter.FlatApply, A.ep, want);
@@ -269,7 +271,7 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     await waitEvents(n0 + 3);
     assert.equal(leaseEvents(dir, vm1).at(-1)!.ip, '10.77.0.11');
     // the adopted dnsmasq still takes reloads
-    await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: MAC3, ip: '10.77.0.13' }], dns: NO_DNS, metadata: [MD1] });
+    await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1, nic(MAC3, '10.77.0.13', 'vm-three', false)], dns: NO_DNS });
     assert.equal((await dhcpOnce(vm3, script, dir))?.ip, '10.77.0.13');
     await udhcpc.stop();
   });
@@ -313,7 +315,8 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     const body = (await res.json()) as { code: string; details: { field: string } };
     assert.equal(body.code, 'INVALID_ARGUMENT');
     assert.equal(body.details.field, 'entries.1.hostname');
-    await expectInvalid(client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), dhcp: [ONE, { mac: '52:54:00:77:00:35', ip: '10.77.0.11' }], dns: NO_DNS, metadata: [] }), 'dhcp.1.ip');
+    await expectInvalid(client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1, nic('52:54:00:77:00:35', '10.77.0.11', 'vm-35')], dns: NO_DNS }), 'nics.1.ip');
+    await expectInvalid(client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1], dns: { records: [{ name: 'VM-one', ip: '10.77.0.40' }], forwarders: [] } }), 'nics.0.hostname');
     assert.equal(readFileSync(hostsFile, 'utf8'), before, 'dhcp-hosts untouched');
     assert.equal((await client.call(vrouter.FlatStatus, A.ep, { l3NetworkUuid: L3 })).networks[0]!.dhcpEntries, 2);
     // a bridge that doesn't exist: typed error, nothing left behind

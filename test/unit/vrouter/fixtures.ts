@@ -1,5 +1,5 @@
 // Shared inputs of the vrouter unit tests.
-import type { DhcpEntrySpec, DnsRecordSpec, FlatNetworkSpec, MetadataRecordSpec } from '../../../vrouteragent/validate.js';
+import type { DhcpEntrySpec, DnsRecordSpec, FlatApplySpec, FlatNetworkSpec, MetadataRecordSpec } from '../../../vrouteragent/validate.js';
 
 export const L3 = '6f1c2a9b-0d4e-4f00-8a00-00000000abcd';
 
@@ -40,3 +40,14 @@ export const MD: MetadataRecordSpec = {
   sshKeys: [KEY],
   mac: '52:54:00:AA:00:11',
 };
+
+/**
+ * The same host's state in flat/apply's form (each NIC once): ENTRIES' NICs, web-1 with MD's
+ * metadata, the third NIC without a name; OTHER_RECORDS: the names other hosts serve.
+ */
+export const NICS: FlatApplySpec['nics'] = [
+  { mac: '52:54:00:AA:00:12', ip: '10.20.0.12', vmUuid: '22222222-2222-3333-4444-555555555555', hostname: 'web-2.flat.example' },
+  { mac: MD.mac!, ip: '10.20.0.11', vmUuid: MD.instanceId, hostname: 'web-1', userData: MD.userData!, sshKeys: MD.sshKeys! },
+  { mac: '52:54:00:aa:00:20', ip: '10.20.0.150', vmUuid: '33333333-2222-3333-4444-555555555555', hostname: 'web-1', named: false },
+];
+export const OTHER_RECORDS: DnsRecordSpec[] = [{ name: 'db', ip: '10.20.0.30' }];

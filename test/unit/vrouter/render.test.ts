@@ -16,7 +16,8 @@ import {
 import { ec2MetaData, metadataReply, openstackMetaData } from '../../../vrouteragent/render/metadata.js';
 import { renderMetaData, renderNetworkConfig, renderUserData, yamlScalar } from '../../../vrouteragent/render/configdrive.js';
 import { filterLeases } from '../../../vrouteragent/render/leases.js';
-import { ENTRIES, KEY, MD, NET, RECORDS } from './fixtures.js';
+import { expandFlat, partsOfSaved } from '../../../vrouteragent/render/flat-desired.js';
+import { ENTRIES, KEY, MD, NET, NICS, OTHER_RECORDS, RECORDS } from './fixtures.js';
 
 const GOLDEN = join(fileURLToPath(new URL('.', import.meta.url)), 'golden');
 
@@ -59,6 +60,34 @@ describe('vrouter renderers (golden files)', () => {
     assert.match(s, /^10\.20\.0\.11 web-1\.flat\.example web-1$/m);
     assert.match(s, /^10\.20\.0\.12 web-2\.flat\.example web-2$/m);
     assert.equal(s.match(/web-1/g)!.length, 2, 'web-1 appears once as a row');
+  });
+
+  it('flat/apply sends each NIC once: the same dhcp-hosts and hosts as the parts, and the metadata records', () => {
+    const parts = expandFlat({ network: NET, nics: NICS, dns: { records: OTHER_RECORDS, forwarders: ['192.0.2.53'] } });
+    golden('dhcp-hosts', renderDhcpHosts(NET, parts.dhcp));
+    golden('hosts', renderHosts(NET, parts.dns.records, parts.dhcp));
+    assert.deepEqual(parts.dns.forwarders, ['192.0.2.53']);
+    assert.deepEqual(
+      parts.metadata.map((r) => [r.ip, r.instanceId, r.hostname]),
+      NICS.map((n) => [n.ip, n.vmUuid, n.hostname]),
+      'a metadata record per NIC, named or not',
+    );
+    assert.deepEqual(parts.metadata[1], MD);
+    // the DNS names come from the NICs even where the L3 has no DHCP; no metadata where it serves none
+    const noDhcp = expandFlat({ network: { ...NET, metadata: false }, dhcp: false, nics: NICS, dns: { records: OTHER_RECORDS, forwarders: [] } });
+    assert.deepEqual(noDhcp.dhcp, []);
+    assert.deepEqual(noDhcp.metadata, []);
+    golden('hosts', renderHosts(NET, noDhcp.dns.records, noDhcp.dhcp));
+  });
+
+  it('a saved desired.json of either form: the last flat/apply, or the parts (per-part commands, protocol 1 agents)', () => {
+    const apply = { network: NET, nics: NICS, dns: { records: OTHER_RECORDS, forwarders: [] } };
+    assert.deepEqual(partsOfSaved(JSON.parse(JSON.stringify(apply))), expandFlat(apply));
+    const v1 = { network: NET, dhcp: ENTRIES, dns: { records: RECORDS, forwarders: [] }, metadata: [MD] };
+    const parts = partsOfSaved(JSON.parse(JSON.stringify(v1)));
+    golden('dhcp-hosts', renderDhcpHosts(NET, parts.dhcp));
+    assert.ok(parts.dhcp.every((e) => e.mac === e.mac.toLowerCase()), 'MACs in lower case (as the leases compare them)');
+    assert.deepEqual(parts.metadata, [MD]);
   });
 
   it('servers', () => {

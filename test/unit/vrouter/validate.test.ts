@@ -3,9 +3,9 @@ import { strict as assert } from 'node:assert';
 import { TStackError } from '../../../shared/errors.js';
 import { validate } from '../../../shared/protocol/schema.js';
 import { vrouter } from '../../../shared/protocol/index.js';
-import { validateDhcpEntries, validateDnsRecords, validateMetadataRecords, validateNetwork } from '../../../vrouteragent/validate.js';
+import { validateDhcpEntries, validateDnsRecords, validateFlatApply, validateMetadataRecords, validateNetwork } from '../../../vrouteragent/validate.js';
 import { checkScheme, flatNames, l3FromNamespace } from '../../../vrouteragent/names.js';
-import { ENTRIES, L3, MD, NET } from './fixtures.js';
+import { ENTRIES, L3, MD, NET, NICS, OTHER_RECORDS } from './fixtures.js';
 
 function invalidField(fn: () => unknown): string {
   try {
@@ -77,11 +77,38 @@ describe('vrouter validation', () => {
     it('ssh keys must be one line', () => {
       assert.equal(invalidField(() => validate(vrouter.MetadataApply.request, { l3NetworkUuid: L3, records: [{ ...MD, sshKeys: ['ssh-ed25519 AAAA x\nssh-rsa BBBB'] }] })), 'records.0.sshKeys.0');
     });
-    it('flat/apply: the whole state is checked by the schema (unknown fields, bad MACs)', () => {
-      const req = { network: NET, dhcp: [{ mac: '52:54:00:aa:00:11', ip: '10.20.0.11' }], dns: { records: [], forwarders: [] }, metadata: [MD] };
+    it('flat/apply: the whole state is checked by the schema (unknown fields, bad MACs, protocol 1 lists)', () => {
+      const req = { network: NET, nics: NICS, dns: { records: OTHER_RECORDS, forwarders: [] } };
       validate(vrouter.FlatApply.request, req);
-      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, { ...req, dhcp: [{ mac: 'nope', ip: '10.20.0.11' }] })), 'dhcp.0.mac');
+      const nic = (over: Record<string, unknown>) => ({ ...req, nics: [{ ...NICS[0]!, ...over }] });
+      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, nic({ mac: 'nope' }))), 'nics.0.mac');
+      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, nic({ hostname: 'my vm' }))), 'nics.0.hostname');
+      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, nic({ vmUuid: '../etc' }))), 'nics.0.vmUuid');
+      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, nic({ sshKeys: ['ssh-ed25519 AAAA x\nssh-rsa BBBB'] }))), 'nics.0.sshKeys.0');
       assert.equal(invalidField(() => validate(vrouter.FlatApply.request, { ...req, extra: 1 })), 'extra');
+      assert.equal(invalidField(() => validate(vrouter.FlatApply.request, { ...req, metadata: [MD] })), 'metadata', 'a protocol-1 body is refused');
+    });
+  });
+
+  describe('flat/apply as a whole (each NIC once)', () => {
+    const want = { network: NET, nics: NICS, dns: { records: OTHER_RECORDS, forwarders: [] } };
+    const nics = (i: number, over: Record<string, unknown>) => ({ ...want, nics: NICS.map((x, j) => (j === i ? { ...x, ...over } : x)) });
+    it('accepts the fixture', () => validateFlatApply(want));
+    it('IP outside the CIDR, or the DHCP server / gateway / broadcast address', () => {
+      for (const ip of ['10.99.0.5', '10.20.0.2', '10.20.0.1', '10.20.0.255']) assert.equal(invalidField(() => validateFlatApply(nics(1, { ip }))), 'nics.1.ip', ip);
+    });
+    it('duplicate MAC (case-insensitive), duplicate IP', () => {
+      assert.equal(invalidField(() => validateFlatApply(nics(1, { mac: '52:54:00:aa:00:12' }))), 'nics.1.mac');
+      assert.equal(invalidField(() => validateFlatApply(nics(1, { ip: '10.20.0.12' }))), 'nics.1.ip');
+    });
+    it('a name given twice: two named NICs, or a named NIC and a record of another host', () => {
+      assert.equal(invalidField(() => validateFlatApply(nics(1, { hostname: 'WEB-2' }))), 'nics.1.hostname');
+      assert.equal(invalidField(() => validateFlatApply({ ...want, dns: { records: [{ name: 'Web-1', ip: '10.20.0.40' }], forwarders: [] } })), 'nics.1.hostname');
+      assert.equal(invalidField(() => validateFlatApply({ ...want, dns: { records: [...OTHER_RECORDS, { name: 'DB', ip: '10.20.0.40' }], forwarders: [] } })), 'dns.records.1.name');
+    });
+    it('one metadata record per VM: a VM twice only where the L3 serves no metadata', () => {
+      assert.equal(invalidField(() => validateFlatApply(nics(2, { vmUuid: NICS[0]!.vmUuid }))), 'nics.2.vmUuid');
+      validateFlatApply({ ...nics(2, { vmUuid: NICS[0]!.vmUuid }), network: { ...NET, metadata: false } });
     });
   });
 

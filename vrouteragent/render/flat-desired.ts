@@ -1,0 +1,42 @@
+// flat/apply carries each NIC once; this pure function derives from it what the dnsmasq and
+// metadata renderers read: the DHCP entries (when the L3 has DHCP), the DNS records (other
+// hosts' names as sent, then this host's named NICs) and the metadata records (when the L3
+// serves metadata). The request is validated first (validateFlatApply).
+import type { DhcpEntrySpec, DnsRecordSpec, FlatApplySpec, MetadataRecordSpec } from '../validate.js';
+
+export interface FlatParts {
+  dhcp: DhcpEntrySpec[];
+  dns: { records: DnsRecordSpec[]; forwarders: string[] };
+  metadata: MetadataRecordSpec[];
+}
+
+export function expandFlat(want: FlatApplySpec): FlatParts {
+  const dhcpOn = want.dhcp !== false;
+  const metadataOn = want.network.metadata !== false;
+  const dhcp: DhcpEntrySpec[] = [];
+  const records = want.dns.records.slice();
+  const metadata: MetadataRecordSpec[] = [];
+  for (const x of want.nics) {
+    const named = x.named !== false;
+    if (dhcpOn) dhcp.push(named ? { mac: x.mac.toLowerCase(), ip: x.ip, hostname: x.hostname } : { mac: x.mac.toLowerCase(), ip: x.ip });
+    if (named) records.push({ name: x.hostname, ip: x.ip });
+    if (metadataOn) {
+      const r: MetadataRecordSpec = { ip: x.ip, instanceId: x.vmUuid, hostname: x.hostname, mac: x.mac };
+      if (x.userData !== undefined) r.userData = x.userData;
+      if (x.sshKeys !== undefined) r.sshKeys = x.sshKeys;
+      metadata.push(r);
+    }
+  }
+  return { dhcp, dns: { records, forwarders: want.dns.forwarders }, metadata };
+}
+
+/**
+ * What a saved desired.json holds: the last flat/apply request as received, or the parts
+ * (written after a per-part command, and by agents of protocol 1, as sent: MACs in any case).
+ */
+export type SavedFlat = FlatApplySpec | (FlatParts & { network: FlatApplySpec['network'] });
+
+export function partsOfSaved(saved: SavedFlat): FlatParts {
+  if ('nics' in saved) return expandFlat(saved);
+  return { dhcp: saved.dhcp.map((e) => ({ ...e, mac: e.mac.toLowerCase() })), dns: saved.dns, metadata: saved.metadata };
+}
