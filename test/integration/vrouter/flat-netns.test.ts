@@ -233,7 +233,7 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     await exec('ip', ['netns', 'del', n.namespace]);
     assert.equal(await netnsExists(n.namespace), false);
     const r2 = await client.call(vrouter.FlatApply, A.ep, want);
-    assert.equal(r2.changed, true);
+    // not r2.changed: this agent's watchdog (1 s) may have repaired it first on a busy machine
     assert.ok(await netnsExists(n.namespace), 'namespace recreated');
     assert.ok(r2.namespace.dnsmasqPid !== undefined && pidAlive(r2.namespace.dnsmasqPid));
     assert.equal((await dhcpOnce(vm1, script, dir))?.ip, '10.77.0.11');
