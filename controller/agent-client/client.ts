@@ -47,6 +47,11 @@ export interface AgentClientOptions {
   checkRequests?: boolean;
   /** Per-HTTP-request timeout for the initial POST and polls (default 15 s). */
   requestTimeoutMs?: number;
+  /**
+   * Async commands: how long the agent may hold its answer to return a task that finished by
+   * then inline, sparing the callback (default 100 ms; 0: always 202 + callback).
+   */
+  inlineWaitMs?: number;
 }
 
 interface Pending {
@@ -100,7 +105,11 @@ export class AgentClient {
         authorization: `Bearer ${host.token}`,
         [Headers.taskId]: taskId,
       };
-      if (useCallback) headers[Headers.callbackUrl] = this.opts.callbackUrl!;
+      if (useCallback) {
+        headers[Headers.callbackUrl] = this.opts.callbackUrl!;
+        const w = this.opts.inlineWaitMs ?? 100;
+        if (w > 0) headers[Headers.inlineWaitMs] = String(w);
+      }
       // The initial POST is retried only when the connection was never made (the request cannot
       // have reached the agent). A connection that broke after sending is settled by asking
       // GET /task/<id> instead: re-sending could run a task twice on a restarted agent.
@@ -138,7 +147,7 @@ export class AgentClient {
         return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter.promise, deadline));
       }
       if (res.status >= 200 && res.status < 300) return this.unwrapBody(cmd, answer);
-      throw errorFromBody(answer, res.status, cmd.name);
+      throw errorFromBody(answer, res.status, cmd.name, taskId);
     } finally {
       waiter?.cancel();
     }
@@ -285,11 +294,11 @@ function tokenMatches(given: string, want: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function errorFromBody(body: Record<string, unknown>, status: number, command: string): TStackError {
+function errorFromBody(body: Record<string, unknown>, status: number, command: string, taskId: string): TStackError {
   if (typeof body.code === 'string' && typeof body.message === 'string') {
-    return new TStackError(body.code, body.message, { ...((body.details as Record<string, unknown>) ?? {}), command, httpStatus: status });
+    return new TStackError(body.code, body.message, { ...((body.details as Record<string, unknown>) ?? {}), taskId, command, httpStatus: status });
   }
-  return new TStackError('AGENT_ERROR', `${command}: agent answered HTTP ${status}`, { command, httpStatus: status });
+  return new TStackError('AGENT_ERROR', `${command}: agent answered HTTP ${status}`, { taskId, command, httpStatus: status });
 }
 
 /** Errors that mean the TCP connection was never established. */

@@ -72,6 +72,8 @@ export interface AgentServerOptions {
   intercept?: (command: string, signal: AbortSignal) => Promise<void>;
 }
 
+/** The longest a client may ask an answer to be held for an inline result (X-Inline-Wait-Ms). */
+const MAX_INLINE_WAIT_MS = 1_000;
 const TASK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 const RESERVED = new Set(['taskId', 'command', 'success', 'error', 'state']);
 
@@ -217,6 +219,18 @@ export class AgentServer {
       this.log.info({ taskId, command: def.name }, 'repeated task id: joining the first run');
     }
     if (callbackUrl) {
+      const waitMs = Math.min(MAX_INLINE_WAIT_MS, Number(ctx.get(Headers.inlineWaitMs)) || 0);
+      if (waitMs > 0) {
+        // 102 first: the client then knows the agent has the request, and a connection that
+        // breaks during the wait is never taken for a stale pooled one (which it sends again)
+        ctx.res.writeProcessing();
+        const done = entry.done;
+        let timer: NodeJS.Timeout | undefined;
+        const r = await Promise.race([done, new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), waitMs)))]);
+        clearTimeout(timer);
+        // finished in time: the answer carries the result and no callback follows
+        if (r) return this.reply(ctx, r);
+      }
       ctx.status = 202;
       ctx.body = { taskId, state: entry.result.state };
       void entry.done.then((r) => this.deliver(callbackUrl, r));
@@ -375,7 +389,10 @@ export class AgentServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => resolve());
     });
-    this.server!.keepAliveTimeout = 5_000;
+    // Idle connections stay open well past the clients' 2 s pool timeout (shared/http/transport.ts),
+    // so it is always the client that closes them: a server closing one the client just reused
+    // failed requests with ECONNRESET under load (event loops late on their idle timers).
+    this.server!.keepAliveTimeout = 30_000;
     // uploads (image import) stream for long: only the headers are timed tightly
     applyServerLimits(this.server!, { requestTimeoutMs: 300_000 });
     const addr = this.server!.address() as AddressInfo;

@@ -98,6 +98,8 @@ export class Transport {
         req.destroy(e);
       }, o.timeoutMs);
       let connectTimer: NodeJS.Timeout | undefined;
+      // 102 Processing: the agent has the request (it holds the answer for an inline result)
+      req.on('information', () => (answered = true));
       req.on('socket', (s) => {
         if (!s.connecting) return;
         connectTimer = setTimeout(() => {

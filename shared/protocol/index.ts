@@ -11,6 +11,12 @@ export * as common from './common.js';
 export const Headers = {
   taskId: 'x-task-id',
   callbackUrl: 'x-callback-url',
+  /**
+   * With a callback URL: the agent may hold the answer this long (ms, at most 1,000) and, if
+   * the task finished by then, answer inline (200 with the result, or the error) instead of 202
+   * + callback. A fast task then costs one exchange instead of two (and no polls).
+   */
+  inlineWaitMs: 'x-inline-wait-ms',
   /** Set by the agent on callbacks so the controller can check the caller. */
   agentToken: 'authorization',
 } as const;

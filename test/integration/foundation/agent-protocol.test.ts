@@ -28,10 +28,11 @@ interface CallbackBody {
 }
 
 /** A controller stand-in: Koa + bodyparser + the AgentClient's callback receiver. */
-async function startController(cleanup: Cleanup, opts: { failFirst?: number; pollIntervalMs?: number } = {}) {
+// inlineWaitMs 0 by default: these tests are about the callback path, which a fast task skips otherwise
+async function startController(cleanup: Cleanup, opts: { failFirst?: number; pollIntervalMs?: number; inlineWaitMs?: number } = {}) {
   const port = await freePort();
   const callbackUrl = `http://127.0.0.1:${port}/v1/agent-callbacks`;
-  const client = new AgentClient({ callbackUrl, pollIntervalMs: opts.pollIntervalMs ?? 60_000, requestTimeoutMs: 5_000 });
+  const client = new AgentClient({ callbackUrl, pollIntervalMs: opts.pollIntervalMs ?? 60_000, requestTimeoutMs: 5_000, inlineWaitMs: opts.inlineWaitMs ?? 0 });
   const received: CallbackBody[] = [];
   let failures = opts.failFirst ?? 0;
   const app = new Koa();
@@ -180,6 +181,29 @@ describe('foundation: agent protocol over real HTTP', function () {
     const cb2 = ctl.received.find((b) => b.taskId === 'cb-2')!;
     assert.equal(cb2.success, false);
     assert.equal(cb2.error?.code, 'AGENT_ERROR');
+  });
+
+  it('X-Inline-Wait-Ms: a task done within the wait is answered inline (200 or its error) and no callback follows; a slower one gets 202 + callback', async () => {
+    const { host } = await startInProcessAgent(cleanup);
+    const ctl = await startController(cleanup, { inlineWaitMs: 300 });
+    const raw = await post(host, '/echo', { message: 'quick' }, { 'x-task-id': 'inl-raw-1', 'x-callback-url': ctl.callbackUrl, 'x-inline-wait-ms': '300' });
+    assert.equal(raw.status, 200);
+    assert.equal(raw.body.message, 'quick');
+    const r = await ctl.client.call(common.Echo, host, { message: 'inline' }, { taskId: 'inl-1' });
+    assert.equal(r.message, 'inline');
+    const e = await rejectsWithCode(ctl.client.call(common.Echo, host, { message: 'bad', fail: true }, { taskId: 'inl-2' }), 'AGENT_ERROR');
+    assert.equal(e.details?.taskId, 'inl-2');
+    const slow = await ctl.client.call(common.Echo, host, { message: 'slow', delayMs: 800 }, { taskId: 'inl-3' });
+    assert.equal(slow.message, 'slow');
+    await sleep(200);
+    assert.deepEqual(
+      ctl.received.map((b) => b.taskId),
+      ['inl-3'],
+      'only the task that outlived the wait was called back',
+    );
+    // the result stays readable either way
+    const g = await fetch(`${host.url}/task/inl-1`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(((await g.json()) as { state: string }).state, 'succeeded');
   });
 
   it('callback delivery is retried when the controller answers 503', async () => {
