@@ -28,7 +28,7 @@ import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { deleteVolumeEverywhere, type LeftFiles, type VolRec } from '../storage/volumes.js';
-import { markVm, vmHostname } from '../network/flat-reconcile.js';
+import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { issueConsoleToken } from '../console/tokens.js';
 import { addServices, bridgeFor, l2sOf, nicsOf, pinnedHost, startOnHost } from './vm-spec.js';
@@ -273,7 +273,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
       ctx.data.services = ctx.data.nics.map((n) => n.uuid);
       await ctx.save();
       const vm = await mustGet(ctx.store, ctx.data.vm.uuid, 'vm-instance');
-      await addServices(deps(ctx), vm, ctx.data.hostUuid!);
+      // the bridges step has just made the bridges (addServices would ask the host a second time)
+      await syncVmFlat(deps(ctx), vm, ctx.data.hostUuid!);
       injectFault(FLOW, 'dhcp');
     },
     async rollback(ctx) {
