@@ -95,6 +95,13 @@ export async function heldIp(store: InventoryStore, l3NetworkUuid: string, owner
   return ip;
 }
 
+/** `owner` was just given `ip` (a service's first address): heldIp answers it without a read. */
+export function noteHeld(store: InventoryStore, l3NetworkUuid: string, owner: string, ip: string): void {
+  let m = held.get(store);
+  if (!m) held.set(store, (m = new Map()));
+  m.set(`${ipNamespace(l3NetworkUuid)} ${owner}`, { ip, at: Date.now() });
+}
+
 function forgetHeld(store: InventoryStore, ns: string, ip: string): void {
   const m = held.get(store);
   if (!m) return;
