@@ -110,15 +110,16 @@ export function forcedOptions(net: FlatNetworkSpec): string[] {
  * names that no record gives. With a domain, each name answers as name.domain and name.
  */
 export function renderHosts(net: FlatNetworkSpec, records: DnsRecordSpec[], entries: DhcpEntrySpec[]): string {
-  const byName = new Map<string, { name: string; ip: string }>();
-  for (const r of records) byName.set(r.name.toLowerCase(), { name: r.name.toLowerCase(), ip: r.ip });
+  const byName = new Map<string, string>(); // name (lower case) → ip
+  for (const r of records) byName.set(r.name.toLowerCase(), r.ip);
   for (const e of entries) {
     if (!e.hostname) continue;
     const n = e.hostname.toLowerCase();
-    if (!byName.has(n)) byName.set(n, { name: n, ip: e.ip });
+    if (!byName.has(n)) byName.set(n, e.ip);
   }
   // by address, then name: one sort on keys computed once
-  const rows = [...byName.values()].map((r) => ({ ...r, n: ipToInt(r.ip) }));
+  const rows: Array<{ name: string; ip: string; n: number }> = [];
+  for (const [name, ip] of byName) rows.push({ name, ip, n: ipToInt(ip) });
   rows.sort((a, b) => a.n - b.n || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const d = net.dnsDomain?.toLowerCase();
   let out = '';

@@ -17,14 +17,14 @@ export interface LeaseFilter {
 
 /** Keep only leases whose MAC is desired with exactly that address. */
 export function filterLeases(text: string, desired: DhcpEntrySpec[]): LeaseFilter {
-  const want = new Map(desired.map((e) => [e.mac.toLowerCase(), e.ip]));
+  let want: Map<string, string> | undefined; // built at the first lease (none in a new L3's file)
   const kept: string[] = [];
   const released: string[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
     const f = line.trim().split(/\s+/);
     const isV4Lease = f.length >= 3 && /^\d+$/.test(f[0]!) && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(f[1]!) && /^\d+\.\d+\.\d+\.\d+$/.test(f[2]!);
-    if (isV4Lease && want.get(f[1]!.toLowerCase()) !== f[2]) {
+    if (isV4Lease && (want ??= new Map(desired.map((e) => [e.mac.toLowerCase(), e.ip]))).get(f[1]!.toLowerCase()) !== f[2]) {
       released.push(`${f[1]!.toLowerCase()} ${f[2]!}`);
       continue;
     }
