@@ -9,8 +9,9 @@
 //    descriptor `ps` whose `type` ('local' | 'sharedmountpoint' | 'nfs' | 'ceph') selects the
 //    backend. The agent keeps no database: the descriptor plus uuids name everything.
 // Every volume result carries `source`, the disk source in the shape kvmagent's VmSpec uses.
-import { defineCommand } from './command.js';
-import { Obj, Type, Uuid, AbsPath, type Static } from './schema.js';
+import { defineCommand, type CommandDef } from './command.js';
+import type { TProperties } from '@sinclair/typebox';
+import { Obj, Type, Uuid, AbsPath, type Static, type TSchema } from './schema.js';
 import { VolumeSource as KvmVolumeSource, NfsSource as KvmNfsSource } from './kvm.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -33,6 +34,18 @@ export const Capacity = Obj({
   usedByTstack: Bytes(),
 });
 export type Capacity = Static<typeof Capacity>;
+
+/** Timeouts: a task on one volume or image; a transfer or conversion of a whole disk. */
+const TASK = 10 * 60_000;
+const TRANSFER = 6 * 3600_000;
+
+/** A storage-agent command: `async` ones run as tasks, `sync` ones answer at once. */
+function storageCommand<Req extends TSchema, Res extends TSchema>(mode: 'sync' | 'async', timeoutMs: number, def: { name: string; request: Req; response: Res; description?: string }): CommandDef<Req, Res> {
+  return defineCommand({ ...def, agent: 'storage', mode, timeoutMs });
+}
+
+/** What a delete answers (idempotent: false when there was nothing to delete). */
+const Deleted = Obj({ deleted: Type.Boolean() });
 
 // ---------------------------------------------------------------------------------------------
 // image store (backup storage)
@@ -69,30 +82,24 @@ export const ImageInfo = Obj({
 });
 export type ImageInfo = Static<typeof ImageInfo>;
 
-export const ImageStoreInit = defineCommand({
+const StoreReq = Obj({ store: ImageStoreSpec });
+const StoreImageReq = Obj({ store: ImageStoreSpec, imageUuid: Uuid() });
+
+export const ImageStoreInit = storageCommand('sync', 60_000, {
   name: 'imagestore/init',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 60_000,
-  request: Obj({ store: ImageStoreSpec }),
+  request: StoreReq,
   response: Capacity,
   description: 'prepare an image store (directory or Ceph pool) and register it for export',
 });
 
-export const ImageStoreCapacity = defineCommand({
+export const ImageStoreCapacity = storageCommand('sync', 60_000, {
   name: 'imagestore/capacity',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 60_000,
-  request: Obj({ store: ImageStoreSpec }),
+  request: StoreReq,
   response: Capacity,
 });
 
-export const ImageStoreDownload = defineCommand({
+export const ImageStoreDownload = storageCommand('async', TRANSFER, {
   name: 'imagestore/download',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 6 * 3600_000,
   request: Obj({
     store: ImageStoreSpec,
     imageUuid: Uuid(),
@@ -111,31 +118,22 @@ export const ImageStoreDownload = defineCommand({
   description: 'download an image into the store with resume, progress events and verification',
 });
 
-export const ImageStoreCancel = defineCommand({
+export const ImageStoreCancel = storageCommand('sync', 30_000, {
   name: 'imagestore/download/cancel',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 30_000,
   request: Obj({ imageUuid: Type.Optional(Uuid()), taskId: Type.Optional(Type.String({ maxLength: 128 })) }),
   response: Obj({ cancelled: Type.Integer({ description: 'number of transfers cancelled' }) }),
   description: 'cancel a running image download or image-cache pull, by image uuid or task id',
 });
 
-export const ImageStoreDelete = defineCommand({
+export const ImageStoreDelete = storageCommand('async', TASK, {
   name: 'imagestore/delete',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 10 * 60_000,
-  request: Obj({ store: ImageStoreSpec, imageUuid: Uuid() }),
-  response: Obj({ deleted: Type.Boolean() }),
+  request: StoreImageReq,
+  response: Deleted,
 });
 
-export const ImageStoreImageInfo = defineCommand({
+export const ImageStoreImageInfo = storageCommand('sync', 60_000, {
   name: 'imagestore/image/info',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 60_000,
-  request: Obj({ store: ImageStoreSpec, imageUuid: Uuid() }),
+  request: StoreImageReq,
   response: ImageInfo,
 });
 
@@ -204,33 +202,30 @@ export const SnapshotInfo = Obj({
 export type SnapshotInfo = Static<typeof SnapshotInfo>;
 
 const PsReq = { ps: PrimaryStorageSpec };
+/** A request on one volume of a primary storage (and `extra`). */
+const volumeReq = <P extends TProperties>(extra: P) => Obj({ ...PsReq, volumeUuid: Uuid(), ...extra });
+const VolReq = volumeReq({});
+// also the live snapshot's three steps: prepare here, vm/snapshot (reuseExisting) on the
+// kvmagent, commit here; a prepared top that QEMU never switched to is dropped by abort
+const SnapReq = volumeReq({ snapshotUuid: Uuid() });
 const volKey = (r: { ps: { uuid: string }; volumeUuid: string }): string => `ps:${r.ps.uuid}:vol:${r.volumeUuid}`;
 export const volumeQueueKey = volKey;
 
-export const PsInit = defineCommand({
+export const PsInit = storageCommand('sync', 120_000, {
   name: 'ps/init',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 120_000,
   request: Obj(PsReq),
   response: Obj({ ...Capacity.properties, access: Type.Optional(Type.String({ description: 'nfs: mount | libnfs' })) }),
   description: 'prepare a primary storage on this host (create dirs, mount NFS, check the Ceph pool)',
 });
 
-export const PsCapacity = defineCommand({
+export const PsCapacity = storageCommand('sync', 120_000, {
   name: 'ps/capacity',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 120_000,
   request: Obj(PsReq),
   response: Capacity,
 });
 
-export const PsImageCache = defineCommand({
+export const PsImageCache = storageCommand('async', TRANSFER, {
   name: 'ps/image-cache',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 6 * 3600_000,
   request: Obj({
     ...PsReq,
     imageUuid: Uuid(),
@@ -251,23 +246,15 @@ export const PsImageCache = defineCommand({
   description: 'pull an image from the image store into this primary storage once; later calls reuse it',
 });
 
-export const PsImageCacheDelete = defineCommand({
+export const PsImageCacheDelete = storageCommand('async', TASK, {
   name: 'ps/image-cache/delete',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 10 * 60_000,
   request: Obj({ ...PsReq, imageUuid: Uuid() }),
-  response: Obj({ deleted: Type.Boolean() }),
+  response: Deleted,
 });
 
-export const CreateRootVolume = defineCommand({
+export const CreateRootVolume = storageCommand('async', TASK, {
   name: 'ps/volume/create-root',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 10 * 60_000,
-  request: Obj({
-    ...PsReq,
-    volumeUuid: Uuid(),
+  request: volumeReq({
     imageUuid: Uuid(),
     /** grow the root volume beyond the image's virtual size */
     size: Type.Optional(Bytes()),
@@ -276,71 +263,50 @@ export const CreateRootVolume = defineCommand({
   description: 'root volume as a linked clone of the cached image (qcow2 backing file / rbd clone): O(1)',
 });
 
-export const CreateEmptyVolume = defineCommand({
+export const CreateEmptyVolume = storageCommand('async', TASK, {
   name: 'ps/volume/create-empty',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 10 * 60_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid(), size: Bytes({ minimum: 1 }) }),
+  request: volumeReq({ size: Bytes({ minimum: 1 }) }),
   response: VolumeInfo,
   description: 'thin data volume of a size',
 });
 
-export const ResizeVolume = defineCommand({
+export const ResizeVolume = storageCommand('async', TASK, {
   name: 'ps/volume/resize',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 10 * 60_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid(), size: Bytes({ minimum: 1 }) }),
+  request: volumeReq({ size: Bytes({ minimum: 1 }) }),
   response: VolumeInfo,
   description: 'grow a volume (shrinking is refused)',
 });
 
-export const FlattenVolume = defineCommand({
+export const FlattenVolume = storageCommand('async', TRANSFER, {
   name: 'ps/volume/flatten',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 6 * 3600_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid() }),
+  request: VolReq,
   response: VolumeInfo,
   description: 'make a linked clone standalone: copy in what it reads from the image cache (qemu-img rebase -b "" / rbd flatten); the volume must have no snapshots and no running VM',
 });
 
-export const VolumeInfoCmd = defineCommand({
+export const VolumeInfoCmd = storageCommand('sync', 60_000, {
   name: 'ps/volume/info',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 60_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid() }),
+  request: VolReq,
   response: VolumeInfo,
 });
 
-export const DeleteVolume = defineCommand({
+export const DeleteVolume = storageCommand('async', TASK, {
   name: 'ps/volume/delete',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 10 * 60_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid() }),
-  response: Obj({ deleted: Type.Boolean() }),
+  request: VolReq,
+  response: Deleted,
   description: 'delete a volume and all its snapshots (idempotent)',
 });
 
-export const CreateSnapshot = defineCommand({
+export const CreateSnapshot = storageCommand('async', TASK, {
   name: 'ps/snapshot/create',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 10 * 60_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid(), snapshotUuid: Uuid() }),
+  request: SnapReq,
   response: SnapshotInfo,
   description: 'offline snapshot: file backends freeze the live file as the snapshot and put a new qcow2 overlay on top',
 });
 
-export const ListSnapshots = defineCommand({
+export const ListSnapshots = storageCommand('sync', 60_000, {
   name: 'ps/snapshot/list',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 60_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid() }),
+  request: VolReq,
   response: Obj({
     snapshots: Type.Array(SnapshotInfo),
     /** the snapshot the live volume currently sits on (after a revert: that snapshot) */
@@ -348,35 +314,24 @@ export const ListSnapshots = defineCommand({
   }),
 });
 
-export const RevertSnapshot = defineCommand({
+export const RevertSnapshot = storageCommand('async', 60 * 60_000, {
   name: 'ps/snapshot/revert',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 60 * 60_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid(), snapshotUuid: Uuid() }),
+  request: SnapReq,
   response: VolumeInfo,
   description: 'discard the live data and return the volume to a snapshot (the volume must not be in use)',
 });
 
-export const DeleteSnapshot = defineCommand({
+export const DeleteSnapshot = storageCommand('async', TRANSFER, {
   name: 'ps/snapshot/delete',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 6 * 3600_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid(), snapshotUuid: Uuid() }),
-  response: Obj({ deleted: Type.Boolean() }),
+  request: SnapReq,
+  response: Deleted,
   description: 'delete a snapshot, merging its data into what depends on it (qemu-img commit / rebase)',
 });
 
-// Live snapshot of a file volume of a running VM: prepare here, vm/snapshot (reuseExisting) on
-// the kvmagent, commit here. A prepared top that QEMU never switched to is dropped by abort.
-const SnapReq = Obj({ ...PsReq, volumeUuid: Uuid(), snapshotUuid: Uuid() });
+// Live snapshot of a file volume of a running VM (SnapReq above).
 
-export const PrepareLiveSnapshot = defineCommand({
+export const PrepareLiveSnapshot = storageCommand('async', 2 * 60_000, {
   name: 'ps/snapshot/live-prepare',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 2 * 60_000,
   request: SnapReq,
   response: Obj({
     /** the new top's path: on this host, or on the NFS server when QEMU opens it over NFS */
@@ -389,34 +344,23 @@ export const PrepareLiveSnapshot = defineCommand({
 
 export type LiveTop = Static<typeof PrepareLiveSnapshot.response>;
 
-export const CommitLiveSnapshot = defineCommand({
+export const CommitLiveSnapshot = storageCommand('async', 2 * 60_000, {
   name: 'ps/snapshot/live-commit',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 2 * 60_000,
   request: SnapReq,
   response: SnapshotInfo,
   description: 'after vm/snapshot: the old live file becomes the snapshot, the new top takes the live path (idempotent)',
 });
 
-export const AbortLiveSnapshot = defineCommand({
+export const AbortLiveSnapshot = storageCommand('async', 2 * 60_000, {
   name: 'ps/snapshot/live-abort',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 2 * 60_000,
   request: SnapReq,
-  response: Obj({ deleted: Type.Boolean() }),
+  response: Deleted,
   description: 'drop a prepared top that the VM never switched to',
 });
 
-export const VolumeToImage = defineCommand({
+export const VolumeToImage = storageCommand('async', TRANSFER, {
   name: 'ps/volume/to-image',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 6 * 3600_000,
-  request: Obj({
-    ...PsReq,
-    volumeUuid: Uuid(),
+  request: volumeReq({
     /** image from this snapshot instead of the live volume */
     snapshotUuid: Type.Optional(Uuid()),
     imageUuid: Uuid(),
@@ -440,12 +384,9 @@ export const TransferFile = Obj({ rel: TransferRel, size: Bytes(), sha256: Sha25
 export type TransferFile = Static<typeof TransferFile>;
 const Ticket = Type.String({ pattern: '^[0-9a-f]{32}$' });
 
-export const VolumeExport = defineCommand({
+export const VolumeExport = storageCommand('async', TRANSFER, {
   name: 'ps/volume/export',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 6 * 3600_000,
-  request: Obj({ ...PsReq, volumeUuid: Uuid() }),
+  request: VolReq,
   response: Obj({
     ticket: Ticket,
     /** the image cache first (when the volume is a linked clone), then the volume's files */
@@ -456,24 +397,16 @@ export const VolumeExport = defineCommand({
   description: 'local / shared-mount-point storage: hash the files of a volume (with its snapshots and the image cache it is a clone of) and serve them for 1 h at GET /export/ps-files/<ticket>/<index> (bearer token, Range)',
 });
 
-export const VolumeExportEnd = defineCommand({
+export const VolumeExportEnd = storageCommand('sync', 30_000, {
   name: 'ps/volume/export-end',
-  agent: 'storage',
-  mode: 'sync',
-  timeoutMs: 30_000,
   request: Obj({ ticket: Ticket }),
   response: Obj({ ended: Type.Boolean() }),
   description: 'stop serving an export ticket (idempotent)',
 });
 
-export const VolumeImport = defineCommand({
+export const VolumeImport = storageCommand('async', TRANSFER, {
   name: 'ps/volume/import',
-  agent: 'storage',
-  mode: 'async',
-  timeoutMs: 6 * 3600_000,
-  request: Obj({
-    ...PsReq,
-    volumeUuid: Uuid(),
+  request: volumeReq({
     from: Obj({
       /** base URL of the source host's storage agent */
       url: Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 1024 }),

@@ -34,26 +34,36 @@ export function dnsmasqPaths(dir: string): DnsmasqPaths {
   };
 }
 
-/** dnsmasq.conf: static-only DHCP (unknown MACs ignored) and DNS on the namespace's veth. */
-export function renderDnsmasqConf(net: FlatNetworkSpec, iface: string, p: DnsmasqPaths): string {
-  const s = parseCidr(net.cidr);
-  const lines = [
-    `# tstack-vrouteragent: flat L3 ${net.l3NetworkUuid} (generated; do not edit)`,
-    `interface=${iface}`,
+/**
+ * The lines every dnsmasq of the agent starts with (flat L3, VPC router DNS, PXE): what it
+ * serves, the interfaces it binds in its namespace, root (the namespace is its sandbox), its
+ * pid and log files.
+ */
+export function dnsmasqHead(what: string, interfaces: string[], p: { pid: string; log: string }): string[] {
+  return [
+    `# tstack-vrouteragent: ${what} (generated; do not edit)`,
+    ...interfaces.map((i) => `interface=${i}`),
     'bind-interfaces',
     'except-interface=lo',
     'user=root',
     'group=root',
     `pid-file=${p.pid}`,
     `log-facility=${p.log}`,
+  ];
+}
+
+/** DNS from the agent's files only: names in addn-hosts, forwarders in servers-file (never the host's). */
+export function dnsmasqDns(p: { hosts: string; servers: string }): string[] {
+  return ['no-resolv', 'no-hosts', 'no-poll', 'domain-needed', 'cache-size=1000', `addn-hosts=${p.hosts}`, `servers-file=${p.servers}`];
+}
+
+/** dnsmasq.conf: static-only DHCP (unknown MACs ignored) and DNS on the namespace's veth. */
+export function renderDnsmasqConf(net: FlatNetworkSpec, iface: string, p: DnsmasqPaths): string {
+  const s = parseCidr(net.cidr);
+  const lines = [
+    ...dnsmasqHead(`flat L3 ${net.l3NetworkUuid}`, [iface], p),
     '# DNS: local names from addn-hosts, everything else to the forwarders in servers-file',
-    'no-resolv',
-    'no-hosts',
-    'no-poll',
-    'domain-needed',
-    'cache-size=1000',
-    `addn-hosts=${p.hosts}`,
-    `servers-file=${p.servers}`,
+    ...dnsmasqDns(p),
   ];
   if (net.dnsDomain) lines.push(`domain=${net.dnsDomain}`, `local=/${net.dnsDomain}/`);
   lines.push(

@@ -6,6 +6,7 @@
 // → /boot/<mac>.ipxe, the machine's own script.
 import { invalid, TStackError } from '../../shared/errors.js';
 import { checkPxeRange, type PxeServerSpecT } from '../../shared/protocol/baremetal.js';
+import { dnsmasqHead } from './dnsmasq.js';
 
 export interface PxePaths {
   dir: string;
@@ -37,14 +38,7 @@ export function checkPxeSpec(s: PxeServerSpecT): void {
 export function renderPxeDnsmasqConf(s: PxeServerSpecT, iface: string, p: PxePaths): string {
   const base = `http://${s.serverIp}:${s.httpPort}`;
   return [
-    `# tstack-vrouteragent: PXE server ${s.pxeServerUuid} (generated; do not edit)`,
-    `interface=${iface}`,
-    'bind-interfaces',
-    'except-interface=lo',
-    'user=root',
-    'group=root',
-    `pid-file=${p.pid}`,
-    `log-facility=${p.log}`,
+    ...dnsmasqHead(`PXE server ${s.pxeServerUuid}`, [iface], p),
     'port=0',
     'no-resolv',
     'no-hosts',

@@ -3,26 +3,13 @@
 // interfaces. It answers the names of every VM on the router's networks (addn-hosts) and
 // forwards the rest to the router's `dns` list (servers-file).
 import type { DnsRecordSpec } from '../validate.js';
-import type { DnsmasqPaths } from './dnsmasq.js';
+import { dnsmasqDns, dnsmasqHead, type DnsmasqPaths } from './dnsmasq.js';
 import { sortByIp } from '../ip.js';
 
 export function renderRouterDnsmasqConf(routerUuid: string, interfaces: string[], p: DnsmasqPaths): string {
   return [
-    `# tstack-vrouteragent: VPC router ${routerUuid} DNS forwarder (generated; do not edit)`,
-    ...[...interfaces].sort().map((i) => `interface=${i}`),
-    'bind-interfaces',
-    'except-interface=lo',
-    'user=root',
-    'group=root',
-    `pid-file=${p.pid}`,
-    `log-facility=${p.log}`,
-    'no-resolv',
-    'no-hosts',
-    'no-poll',
-    'domain-needed',
-    'cache-size=1000',
-    `addn-hosts=${p.hosts}`,
-    `servers-file=${p.servers}`,
+    ...dnsmasqHead(`VPC router ${routerUuid} DNS forwarder`, [...interfaces].sort(), p),
+    ...dnsmasqDns(p),
     '',
   ].join('\n');
 }
