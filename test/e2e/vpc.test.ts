@@ -388,9 +388,10 @@ describe('e2e: VPC router with real guests (SNAT, EIP, port forwarding, DNS)', f
   });
 
   it('the router namespace deleted behind tstack\'s back comes back and traffic resumes', async () => {
-    const ns = routerNames(ids.router).namespace;
-    await exec('ip', ['netns', 'del', ns]);
+    // its DNS forwarder marks the namespace: SNAT is probed once the old one is gone (see deleteRouterNs)
+    const rebuilt = await deleteRouterNs(ids.router, 'dnsmasq');
     const t0 = Date.now();
+    await until('the old DNS forwarder stopped, a new one in the re-made namespace', rebuilt, 120_000);
     await until('SNAT works again', async () => (await seenAs('vm1')) === ids.publicIp, 120_000);
     timings.namespaceRestoredMs = Date.now() - t0;
     assert.match(await inGuest('vm1', `ping -c 1 -W 2 ${ipOf('vm2')} >/dev/null && echo REACHED || echo NO`), /REACHED/);
