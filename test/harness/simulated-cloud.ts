@@ -45,19 +45,22 @@ export async function setupSimulatedCloud(api: ApiClient, hosts: SimHostInfo[], 
   const p = o.prefix;
   const zone = (await ok(api, '/v1/zones', { name: `${p}-zone` })).uuid;
   const cluster = (await ok(api, '/v1/clusters', { name: `${p}-cluster`, zoneUuid: zone })).uuid;
-  const hostUuids = await addSimulatedHosts(api, cluster, hosts, p, o.hostConcurrency);
+  // storage and network are attached before the hosts come: each host's connect sets them up
+  // (ps/init, bridge) as it joins; attached afterwards, one request walked every host in turn,
+  // past the client's 300 s at 1,000 hosts on a loaded machine
   const ps = (await ok(api, '/v1/primary-storage?wait=true', { name: `${p}-ps`, zoneUuid: zone, type: 'LocalStorage', url: '/sim/ps' })).uuid;
   await ok(api, `/v1/clusters/${cluster}/actions?wait=true`, { attachPrimaryStorage: { primaryStorageUuid: ps } });
+  const l2 = (await ok(api, '/v1/l2-networks', { name: `${p}-l2`, zoneUuid: zone, physicalInterface: 'eth0' })).uuid;
+  await ok(api, `/v1/clusters/${cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2 } });
+  const hostUuids = await addSimulatedHosts(api, cluster, hosts, p, o.hostConcurrency);
   const bs = (await ok(api, '/v1/backup-storage?wait=true', { name: `${p}-bs`, hostname: hosts[0]!.managementIp, url: '/sim/bs' })).uuid;
   const image = (await ok(api, '/v1/images?wait=true', { name: `${p}-image`, url: 'http://images.invalid/sim.qcow2', format: 'qcow2', backupStorageUuids: [bs] })).uuid;
   const offering = (await ok(api, '/v1/instance-offerings', { name: `${p}-small`, cpuNum: 1, memorySize: 128 * MiB })).uuid;
-  const l2 = (await ok(api, '/v1/l2-networks', { name: `${p}-l2`, zoneUuid: zone, physicalInterface: 'eth0' })).uuid;
   const l3 = (await ok(api, '/v1/l3-networks', { name: `${p}-l3`, l2NetworkUuid: l2 })).uuid;
   // 10.64.0.0/10 holds ~4 million addresses: any --vms fits; every host's DHCP server takes one too
   const size = Math.max(64, o.vms + hosts.length + 16);
   const end = 10 * 2 ** 24 + 64 * 2 ** 16 + 10 + size;
   const endIp = [end >>> 24, (end >>> 16) & 255, (end >>> 8) & 255, end & 255].join('.');
   await ok(api, '/v1/ip-ranges', { name: `${p}-range`, l3NetworkUuid: l3, startIp: '10.64.0.10', endIp, netmask: '255.192.0.0', gateway: '10.64.0.1' });
-  await ok(api, `/v1/clusters/${cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2 } });
   return { zone, cluster, ps, bs, image, offering, l2, l3, hosts: hostUuids };
 }
