@@ -1,20 +1,24 @@
 // Benchmark: storageagent image download vs curl, same file, same loopback HTTP server, same
 // destination filesystem.
 //   npx tsx scripts/bench/image-download.ts [sizeMiB=512] [runs=5]
-// The agent runs as its own process (like curl), the HTTP server in this one. Runs alternate
-// (agent, curl, curl, agent, ...) to spread cache and CPU noise. An agent run is timed from the
-// imagestore/download request to its answer: the stream to disk hashed on the way (sha256, the
-// image's integrity record), the qcow2 check, one fsync, the move into the store. The baseline
-// does the same job with standard tools: `curl -o` the file, `openssl dgst -sha256` it (a second
-// pass, from the page cache: curl cannot hash while it writes) and fsync it (`sync FILE`).
-// Prints the medians, the CPU seconds each side used (the agent's own from /proc, the tools'
-// as this process's waited-for children), the ratio against plain curl + fsync, and on the last
-// line `ratio: X` (agent time / baseline time; 1.0 = as fast as the tools).
+// The agent runs as its own process (like curl), the HTTP server in this one, its file in the page
+// cache for every run (a warm-up download first). Each run times three jobs, in an order that
+// rotates from run to run to spread cache and CPU noise:
+// - the agent: from the imagestore/download request to its answer: the stream to disk hashed on
+//   the way (sha256, the image's integrity record), the qcow2 check, one fsync, the move into the
+//   store;
+// - curl + fsync (the baseline of `ratio:`): `curl -o` the file, then `sync FILE` (an fsync of
+//   it: the durability the agent gives its file), timed as one;
+// - curl + `openssl dgst -sha256` + fsync, for information: the same job as the agent's with
+//   standard tools (a second pass over the file: curl cannot hash while it writes).
+// Each output file is removed after its run, outside the timing. Prints the medians, the CPU
+// seconds each side used (the agent's own from /proc, the tools' as this process's waited-for
+// children), and on the last line `ratio: X` (agent time / curl+fsync time; 1.0 = as fast as curl).
 // The agent runs under tsx here (the installed agent runs the built JS): tsx compiles each
 // module once at start, before the first timed run.
 import http from 'node:http';
 import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -28,6 +32,11 @@ const sizeMb = Number(process.argv[2] ?? 512);
 const runs = Number(process.argv[3] ?? 5);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const TICK = 100; // USER_HZ
+interface Sample {
+  ms: number;
+  /** CPU seconds */
+  cpu: number;
+}
 /** CPU seconds of a process (own + waited-for children), from /proc/<pid>/stat */
 function cpuOf(pid: number | 'self', children = true): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -73,64 +82,55 @@ async function main(): Promise<void> {
     const store: S.ImageStoreSpec = { type: 'dir', uuid: randomUUID(), path: join(dir, 'store') };
     await client.call(S.ImageStoreInit, ep, { store });
 
-    const cpu = { agent: [] as number[], tools: [] as number[], curl: [] as number[] };
-    const agentRun = async (): Promise<number> => {
+    const agentRun = async (): Promise<Sample> => {
       const imageUuid = randomUUID();
       const c0 = cpuOf(agentProc!.pid);
       const t0 = process.hrtime.bigint();
       await client.call(S.ImageStoreDownload, ep, { store, imageUuid, url });
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      cpu.agent.push(cpuOf(agentProc!.pid) - c0);
+      const cpu = cpuOf(agentProc!.pid) - c0;
       await client.call(S.ImageStoreDelete, ep, { store, imageUuid });
-      return ms;
+      return { ms, cpu };
     };
     const out = join(dir, 'curl.out');
-    const curlRun = async (): Promise<{ ms: number; curlMs: number }> => {
+    /** curl -o, optionally openssl over the file, then fsync it; timed and CPU-counted as one */
+    const toolsRun = async (sha256: boolean): Promise<Sample> => {
       const c0 = cpuOf('self');
       const t0 = process.hrtime.bigint();
       await exec('curl', ['-sS', '--fail', '-o', out, url], { timeoutMs: 600_000 });
-      const curlNs = process.hrtime.bigint() - t0;
-      const c1 = cpuOf('self');
-      await exec('openssl', ['dgst', '-sha256', '-r', out], { timeoutMs: 600_000 }); // the checksum the agent makes
-      const t2 = process.hrtime.bigint();
-      const c2 = cpuOf('self');
+      if (sha256) await exec('openssl', ['dgst', '-sha256', '-r', out], { timeoutMs: 600_000 });
       await exec('sync', [out]); // fsync this file, as the agent does
-      const t3 = process.hrtime.bigint();
-      const ms = Number(t3 - t0) / 1e6;
-      cpu.tools.push(cpuOf('self') - c0);
-      cpu.curl.push(c1 - c0 + (cpuOf('self') - c2));
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const cpu = cpuOf('self') - c0;
       rmSync(out, { force: true });
-      return { ms, curlMs: Number(curlNs + (t3 - t2)) / 1e6 };
+      return { ms, cpu };
     };
-    await curlRun(); // warm the page cache for both
-    const a: number[] = [];
-    const c: number[] = [];
-    const plain: number[] = [];
-    const tool = async (): Promise<void> => {
-      const r = await curlRun();
-      c.push(r.ms);
-      plain.push(r.curlMs);
+    const sides = {
+      agent: { label: 'agent', run: agentRun, got: [] as Sample[] },
+      curl: { label: 'curl+fsync', run: () => toolsRun(false), got: [] as Sample[] },
+      openssl: { label: 'curl+sha256+fsync', run: () => toolsRun(true), got: [] as Sample[] },
     };
+    const order = [sides.agent, sides.curl, sides.openssl];
+    await sides.curl.run(); // warm the server's file in the page cache, for every side alike
+    const fmt = (x: Sample): string => `${x.ms.toFixed(0)} ms (${x.cpu.toFixed(2)} s CPU)`;
     for (let i = 0; i < runs; i++) {
-      if (i % 2 === 0) {
-        a.push(await agentRun());
-        await tool();
-      } else {
-        await tool();
-        a.push(await agentRun());
+      for (let k = 0; k < order.length; k++) {
+        const side = order[(i + k) % order.length]!;
+        side.got.push(await side.run());
       }
       const load = loadavg()[0]!.toFixed(1);
-      process.stdout.write(`run ${i + 1}: agent ${a[i]!.toFixed(0)} ms (${cpu.agent[i]!.toFixed(2)} s CPU), curl+sha256+fsync ${c[i]!.toFixed(0)} ms (${cpu.tools[i]!.toFixed(2)} s CPU; curl+fsync alone ${plain[i]!.toFixed(0)} ms), load ${load}\n`);
+      process.stdout.write(`run ${i + 1}: ${order.map((x) => `${x.label} ${fmt(x.got[i]!)}`).join(', ')}, load ${load}\n`);
     }
-    const ma = median(a);
-    const mc = median(c);
-    const mp = median(plain);
     const mib = size / 2 ** 20;
-    const rate = (ms: number): string => `${((mib / ms) * 1000).toFixed(0)} MiB/s`;
-    process.stdout.write(`file: ${mib.toFixed(0)} MiB over loopback, ${runs} runs each, load average now ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${(await import('node:os')).cpus().length} CPUs\n`);
-    process.stdout.write(`median agent ${ma.toFixed(0)} ms (${rate(ma)}, ${median(cpu.agent).toFixed(2)} s CPU); curl+sha256+fsync ${mc.toFixed(0)} ms (${rate(mc)}, ${median(cpu.tools).toFixed(2)} s CPU)\n`);
-    process.stdout.write(`against curl+fsync without a checksum: ${mp.toFixed(0)} ms (${rate(mp)}, ${median(cpu.curl).toFixed(2)} s CPU), ratio ${(ma / mp).toFixed(2)}\n`);
-    process.stdout.write(`ratio: ${(ma / mc).toFixed(2)}\n`);
+    const med = (xs: Sample[]): { ms: number; cpu: number } => ({ ms: median(xs.map((x) => x.ms)), cpu: median(xs.map((x) => x.cpu)) });
+    const line = (x: { ms: number; cpu: number }): string => `${x.ms.toFixed(0)} ms (${((mib / x.ms) * 1000).toFixed(0)} MiB/s, ${x.cpu.toFixed(2)} s CPU)`;
+    const ma = med(sides.agent.got);
+    const mc = med(sides.curl.got);
+    const mo = med(sides.openssl.got);
+    process.stdout.write(`file: ${mib.toFixed(0)} MiB over loopback, ${runs} runs each, load average now ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
+    process.stdout.write(`median agent ${line(ma)}; curl+fsync ${line(mc)}\n`);
+    process.stdout.write(`for information, curl+sha256+fsync (the agent's job with standard tools): ${line(mo)}, agent ratio to it ${(ma.ms / mo.ms).toFixed(2)}\n`);
+    process.stdout.write(`ratio: ${(ma.ms / mc.ms).toFixed(2)}\n`);
   } finally {
     await agentProc?.stop(5_000);
     server?.closeAllConnections();

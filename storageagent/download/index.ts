@@ -1,7 +1,6 @@
 // Generic resumable download: open the source at the current offset, stream into the file
 // (hashing what was written), and after an interruption reopen at the byte where it stopped.
 // Progress goes to a callback at least once a second.
-import { createHash, type Hash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +10,7 @@ import { FileSource } from './file.js';
 import { FtpSource } from './ftp.js';
 import { HttpSource } from './http.js';
 import { BlockWriter } from './blocks.js';
+import { InlineHasher, ThreadHasher, type BlockHasher } from './hash-thread.js';
 import { SftpSource } from './sftp.js';
 import { FatalDownloadError, redact, type Source, type SourceOptions } from './types.js';
 
@@ -109,8 +109,9 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
   const src = sourceFor(url, o);
   const retries = o.retries ?? 5;
   const fh = await open(dest, 'w', 0o644);
-  let md5 = o.md5 ? createHash('md5') : undefined;
-  let sha = o.sha256 ? createHash('sha256') : undefined;
+  const algos = [...(o.md5 ? ['md5'] : []), ...(o.sha256 ? ['sha256'] : [])];
+  const newHasher = (): BlockHasher => (algos.length > 0 ? new ThreadHasher(algos) : new InlineHasher([]));
+  let hasher = newHasher();
   /** bytes written and hashed (where a resume starts) */
   let bytes = 0;
   /** bytes arrived (progress; ahead of `bytes` by what is still buffered) */
@@ -141,12 +142,12 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
           await fh.truncate(0);
           bytes = 0;
           received = 0;
-          md5 = o.md5 ? createHash('md5') : undefined;
-          sha = o.sha256 ? createHash('sha256') : undefined;
+          hasher.close();
+          hasher = newHasher();
         }
         if (opened.total !== null) total = opened.total;
         // what arrived is written and hashed even when the transfer breaks: the resume starts after it
-        const w = new BlockWriter(fh, bytes, [md5, sha].filter((h): h is Hash => h !== undefined), (n) => (received += n));
+        const w = new BlockWriter(fh, bytes, hasher, (n) => (received += n));
         let broke: unknown;
         try {
           if (opened.pump) await opened.pump(w);
@@ -178,15 +179,16 @@ export async function download(url: string, dest: string, o: DownloadOptions): P
         await sleep(Math.min(500 * 2 ** attempt, 10_000), o.signal);
       }
     }
-    if (o.fsync !== false) await fh.sync();
+    const [digests] = await Promise.all([hasher.digest(), o.fsync !== false ? fh.sync() : undefined]);
     ok = true;
     sample('downloading'); // the final count; the caller reports verifying/done
     const r: DownloadResult = { bytes, resumes };
-    if (md5) r.md5 = md5.digest('hex');
-    if (sha) r.sha256 = sha.digest('hex');
+    if (o.md5) r.md5 = digests[0];
+    if (o.sha256) r.sha256 = digests[algos.indexOf('sha256')];
     return r;
   } finally {
     clearInterval(timer);
+    hasher.close();
     await fh.close().catch(() => undefined);
     await src.dispose?.().catch(() => undefined);
     if (!ok) await rm(dest, { force: true });

@@ -5,6 +5,7 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlockWriter } from '../../../storageagent/download/blocks.js';
+import { InlineHasher, ThreadHasher, type BlockHasher } from '../../../storageagent/download/hash-thread.js';
 import { checkQcow2Tables } from '../../../storageagent/image-check.js';
 import { TStackError } from '../../../shared/errors.js';
 
@@ -37,14 +38,14 @@ describe('storage unit: download blocks and the qcow2 table check', function () 
   before(() => (dir = mkdtempSync(join(tmpdir(), 'tstack-blocks-'))));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('writes what it is given at its file positions across blocks, hashes it once in order, copied or read in place', async function () {
-    const path = join(dir, 'out');
+  /** Feed 10,000 patterned bytes (seeded by `salt`) through a writer at file offset 100; check the file and the digests. */
+  async function writeAndCheck(name: string, hasher: BlockHasher, salt = 7): Promise<void> {
+    const path = join(dir, name);
     const fh = await open(path, 'w');
     const data = Buffer.alloc(10_000);
-    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
-    const h = createHash('sha256');
+    for (let i = 0; i < data.length; i++) data[i] = (i * salt) % 251;
     let seen = 0;
-    const w = new BlockWriter(fh, 100, [h], (n) => (seen += n), 1024);
+    const w = new BlockWriter(fh, 100, hasher, (n) => (seen += n), 1024);
     let off = 0;
     // alternate copied chunks and reads straight into the block, of odd sizes
     for (let i = 0; off < data.length; i++) {
@@ -73,14 +74,30 @@ describe('storage unit: download blocks and the qcow2 table check', function () 
     const file = readFileSync(path);
     assert.equal(file.length, 100 + data.length);
     assert.deepEqual(file.subarray(100), data);
-    assert.equal(h.digest('hex'), createHash('sha256').update(data).digest('hex'));
+    assert.deepEqual(await hasher.digest(), [createHash('md5').update(data).digest('hex'), createHash('sha256').update(data).digest('hex')]);
+  }
+
+  it('writes what it is given at its file positions across blocks, hashes it once in order, copied or read in place', async function () {
+    await writeAndCheck('inline', new InlineHasher(['md5', 'sha256']));
+  });
+
+  it('hashes on the hash thread: shared blocks, several downloads at once each get their own digests', async function () {
+    await Promise.all([3, 7, 11, 13].map((salt) => writeAndCheck(`thread-${salt}`, new ThreadHasher(['md5', 'sha256']), salt)));
+    // a session that was closed (a failed download) refuses more blocks, and a writer reports it
+    const h = new ThreadHasher(['sha256']);
+    h.close();
+    const fh = await open(join(dir, 'closed'), 'w');
+    const w = new BlockWriter(fh, 0, h, () => undefined, 16);
+    w.write(Buffer.alloc(16));
+    await assert.rejects(w.flush(), /hash session is closed/);
+    await fh.close();
   });
 
   it('reports a failed write to the writer of the next bytes and to flush', async function () {
     const path = join(dir, 'ro');
     writeFileSync(path, '');
     const fh = await open(path, 'r'); // writes fail: EBADF
-    const w = new BlockWriter(fh, 0, [], () => undefined, 16);
+    const w = new BlockWriter(fh, 0, new InlineHasher([]), () => undefined, 16);
     w.write(Buffer.alloc(16));
     await w.ready();
     await assert.rejects(w.flush(), /EBADF|bad file/i);
