@@ -81,10 +81,12 @@ export function rawGet(url: URL, headers: Record<string, string>, signal: AbortS
           if (head !== undefined) {
             head = Buffer.concat([head, data]);
             const end = head.indexOf('\r\n\r\n');
-            if (end < 0) {
-              if (head.length > MAX_HEAD) socket.destroy(new Error(`response head larger than ${MAX_HEAD} bytes`));
-              return true;
+            // (a whole head can come in one read, so its size is checked when it is complete too)
+            if (end < 0 ? head.length > MAX_HEAD : end > MAX_HEAD) {
+              socket.destroy(new Error(`response head larger than ${MAX_HEAD} bytes`));
+              return false;
             }
+            if (end < 0) return true;
             let parsed: ReturnType<typeof parseHead>;
             try {
               parsed = parseHead(head.subarray(0, end).toString('latin1'));

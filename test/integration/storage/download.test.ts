@@ -231,7 +231,7 @@ describe('storage: image store downloads (http, file) and export', function () {
     assert.deepEqual(await agent.call(S.ImageStoreDelete, { store, imageUuid }), { deleted: false });
   });
 
-  it('plain HTTP read off the socket: a redirect followed, a body ended by the connection, a chunked body (left to node\'s client), a head in pieces', async function () {
+  it('plain HTTP read off the socket: a redirect followed, a body ended by the connection, a chunked body (left to node\'s client), a head in pieces; a huge head, a short body and a bad Content-Length fail cleanly', async function () {
     const bytes = readFileSync(img);
     const seen: string[] = [];
     // a raw server, to answer exactly as written (HTTP/1.0 close-delimited, chunked, a head split over writes)
@@ -263,7 +263,13 @@ describe('storage: image store downloads (http, file) and export', function () {
             sock.write(bytes.subarray(0, 1000)); // body bytes right behind the head
             setTimeout(() => sock.end(bytes.subarray(1000)), 50);
           }, 50);
-        } else sock.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+        } else if (path === '/huge') {
+          sock.end(`HTTP/1.1 200 OK\r\n${'X-Pad: 0123456789abcdef\r\n'.repeat(3000)}\r\n`);
+        } else if (path === '/short') {
+          sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${bytes.length + 1000}\r\n\r\n`);
+          sock.end(bytes);
+        } else if (path === '/badlen') sock.end('HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\nabc');
+        else sock.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -277,6 +283,10 @@ describe('storage: image store downloads (http, file) and export', function () {
     }
     // the chunked body was asked for twice: the raw reader leaves it to node's client
     assert.deepEqual(seen, ['/moved', '/close', '/chunked', '/chunked', '/split']);
+    // hostile answers: a failed download with the reason, nothing kept, the agent still serving
+    for (const [path, why] of [['/huge', /response head larger than/], ['/short', /connection ended at byte/], ['/badlen', /bad Content-Length/]] as const) {
+      await assert.rejects(agent.call(S.ImageStoreDownload, { store, imageUuid: uuid(), url: `${base}${path}`, retries: 0 }), (e: TStackError) => e.code === 'DOWNLOAD_FAILED' && why.test(e.message), path);
+    }
     assert.deepEqual(leftovers(), []);
   });
 
