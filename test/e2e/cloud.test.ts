@@ -57,7 +57,7 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: nu
     const v = await fn().catch(() => undefined);
     if (v !== undefined) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1_000));
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 

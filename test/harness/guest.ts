@@ -210,7 +210,8 @@ export async function sshRun(o: SshRunOptions): Promise<string> {
       last = `${err.message}`;
       if (rc !== 255 && err.code !== 'TIMEOUT') throw e;
     }
-    if (Date.now() + 1_000 > deadline) throw new TStackError('TIMEOUT', `ssh ${o.host}:${o.port ?? 22} did not succeed in time: ${last}`);
-    await new Promise((r) => setTimeout(r, 1_000));
+    if (Date.now() + 250 > deadline) throw new TStackError('TIMEOUT', `ssh ${o.host}:${o.port ?? 22} did not succeed in time: ${last}`);
+    // short: a booting guest refuses at once until dropbear listens, and every e2e boot waits here
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
