@@ -264,10 +264,9 @@ describe('e2e: bare metal (chassis, PXE server, inspection, IPMI) with a machine
   });
 
   it('deleting the instances wipes and frees the chassis (powered off)', async () => {
-    for (const x of insts) {
-      const j = await settle(api, await api.del(`/v1/baremetal-instances/${x.uuid}`));
-      assert.equal(j.state, 'Succeeded', JSON.stringify(j));
-    }
+    // both at once, as they were provisioned: each wipe is a ramdisk boot of its own machine
+    const jobs = await Promise.all(insts.map(async (x) => settle(api, await api.del(`/v1/baremetal-instances/${x.uuid}`))));
+    for (const j of jobs) assert.equal(j.state, 'Succeeded', JSON.stringify(j));
     assert.equal((await chassis()).status, 'Available');
     assert.equal(await bmcPower(), 'Chassis Power is off');
   });
