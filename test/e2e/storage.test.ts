@@ -1,17 +1,20 @@
 // Storage depth end to end through the REST API with a real guest (qemu/TCG): one VM boots
-// and keeps running while data volumes on local and shared-mount-point primary storage are
-// hot-plugged; inside the guest raw bytes are written and read with dd (its OS lives in RAM).
-// Snapshots online, overwrite, revert refused while running and accepted when stopped, the old
-// bytes back after start; online grow seen by the guest at once, shrink refused; a
-// DataVolumeTemplate image of a snapshot and a volume made from it holding the same bytes;
-// deleting a parent snapshot deletes its child; an image of the root volume boots a VM that
-// answers SSH; a clone with its data volume answers SSH and reads the data. The same volume suite runs on Ceph RBD primary storage (a throwaway single-node
-// cluster; the VM reaches it through a libvirt cephx secret) with a Ceph image store, all added
-// through the API. NFS primary storage through the API with a nfs-ganesha server in a test
-// namespace: the kernel client where the kernel has one, else the agent's libnfs access (QEMU
-// opens the disks over NFS; an online snapshot switches it to a new top on the export): the
-// same volume suite in one case. Same setup as cloud.test.ts (this machine as the host over its
-// own sshd).
+// and keeps running while data volumes on local, shared-mount-point (SMP) and Ceph RBD primary
+// storage are hot-plugged; inside the guest raw bytes are written and read with dd (its OS
+// lives in RAM). Snapshots online, overwrite, revert refused while running and accepted when
+// stopped, the old bytes back after start; online grow seen by the guest at once, shrink
+// refused; DataVolumeTemplate images of snapshots and volumes made from them holding the same
+// bytes (local -> SMP, SMP -> local, Ceph -> Ceph image store -> Ceph); deleting a parent
+// snapshot deletes its child; a disk bandwidth limit on a local and a Ceph volume measured with
+// dd; images of root volumes on local, SMP and Ceph storage boot VMs that answer SSH; clones on
+// all three (linked: qcow2 overlay / rbd clone) answer SSH with their own addresses. Ceph is a
+// throwaway single-node cluster (the VM reaches it through a libvirt cephx secret), added
+// through the API as primary storage and image store. NFS primary storage through the API with
+// a nfs-ganesha server in a test namespace: the kernel client where the kernel has one, else
+// the agent's libnfs access (QEMU opens the disks over NFS; an online snapshot switches it to a
+// new top on the export): the same volume suite in one case, the VM restarted with its NFS disk
+// after the revert. Guests are booted in parallel where a step needs several. Same setup as
+// cloud.test.ts (this machine as the host over its own sshd).
 import assert from 'node:assert/strict';
 import { createReadStream, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -320,68 +323,132 @@ describe('e2e: storage depth', function () {
     assert.equal(await readMd5(vm, await devOf(vm, cv.uuid)), cv.a);
   });
 
-  it('the image of the root volume boots a VM that answers SSH', async () => {
-    const vm2 = await ok(api, '/v1/vm-instances', { name: `${rid}-from-root`, instanceOfferingUuid: ids.offering, imageUuid: ids.rootImage, l3NetworkUuids: [ids.l3], sshKey: key.pubKey, primaryStorageUuidForRootVolume: ids.smp });
-    vmUuids.push(vm2.uuid);
-    vms.fromRoot = vm2;
-    assert.equal(vm2.state, 'Running');
-    assert.notEqual(vm2.vmNics[0].ip, vms.vm.vmNics[0].ip);
-    assert.equal((await inGuest(vm2, 'echo up', 300_000)).trim(), 'up');
-  });
-
-  it('clone: a running VM cloned twice with its data volume; each clone boots from a linked clone of its root volume, answers SSH with its own address and reads the data', async () => {
-    const vm = vms.vm;
-    // one data volume goes with the clones (the local one); the others stay behind
-    for (const s of suite.filter((x) => x.name !== 'local')) await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: vols[s.name]!.uuid } });
-    const local = vols.local!;
-    const r = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-c1`, `${rid}-c2`], withDataVolumes: true } });
-    assert.equal(r.clones.length, 2);
-    const ips = new Set([vm.vmNics[0].ip, vms.fromRoot.vmNics[0].ip]);
-    for (const c of r.clones) {
-      vmUuids.push(c.uuid);
-      assert.equal(c.state, 'Running');
-      assert.ok(!ips.has(c.vmNics[0].ip), 'its own address');
-      ips.add(c.vmNics[0].ip);
-      assert.equal((await inGuest(c, 'hostname', 300_000)).trim(), c.name.toLowerCase());
-      const data = (c.allVolumes as string[]).filter((u) => u !== c.rootVolumeUuid);
-      assert.equal(data.length, 1, 'its own copy of the data volume');
-      assert.notEqual(data[0], local.uuid);
-      assert.equal(await readMd5(c, await devOf(c, data[0]!)), local.a, 'the copy holds the bytes of the source volume');
-    }
-    // the template images were only a means: no image record is left
-    assert.equal((await api.get(`/v1/images?q=name~=clone-of-&count=true`)).body.total ?? 0, 0);
-  });
-
-  it("QoS: the offering's root volume limit; a disk bandwidth limit holds inside the guest (dd within 20%) and is removed live", async () => {
+  it("QoS: the offering's root volume limit; a disk bandwidth limit on a local and on a Ceph volume holds inside the guest (dd within 20%) and is removed live", async () => {
     const vm = vms.vm;
     assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, 'vda']), new RegExp(`total_bytes_sec\\s*:\\s*${64 * MiB}\\b`), "the offering's root volume limit");
-    const v = vols.local!;
     const limit = 2 * MiB;
-    const q = await ok(api, `/v1/volumes/${v.uuid}/actions`, { setQos: { totalBandwidth: limit } });
-    assert.deepEqual(q.qos, { totalBandwidth: limit });
-    const dev = await devOf(vm, v.uuid);
+    const qosVols = [vols.local!, vols.ceph!];
+    const devs: string[] = [];
+    for (const v of qosVols) {
+      const q = await ok(api, `/v1/volumes/${v.uuid}/actions`, { setQos: { totalBandwidth: limit } });
+      assert.deepEqual(q.qos, { totalBandwidth: limit });
+      devs.push(await devOf(vm, v.uuid));
+    }
     // 16 MiB written and synced, timed on the host: a TCG guest's own clock drifted under load (one CI
     // run read 2.94 s where 4 s were due). The SSH round trip of a no-op (the faster of two, just
-    // before) is taken off.
+    // before) is taken off. Both volumes at once, each over its own SSH session: each has its own limit.
     const timed = async (cmd: string): Promise<number> => {
       const t = performance.now();
       await inGuest(vm, cmd);
       return (performance.now() - t) / 1000;
     };
     const rtt = Math.min(await timed('true'), await timed('true'));
-    const limited = (await timed(`dd if=/dev/zero of=${dev} bs=1M count=16 conv=fsync 2>/dev/null`)) - rtt;
-    const rate = (16 * MiB) / limited;
-    console.log(`      limited to ${limit} B/s: dd measured ${Math.round(rate)} B/s (${limited.toFixed(2)} s for 16 MiB, SSH round trip ${rtt.toFixed(2)} s taken off)`);
-    assert.ok(Math.abs(rate - limit) / limit <= 0.2, `within 20% of the limit: ${rate}`);
-    assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, dev.replace('/dev/', '')]), new RegExp(`total_bytes_sec\\s*:\\s*${limit}\\b`));
-    await ok(api, `/v1/volumes/${v.uuid}/actions`, { deleteQos: {} });
-    assert.equal((await api.get(`/v1/volumes/${v.uuid}`)).body.qos, undefined);
-    assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, dev.replace('/dev/', '')]), /total_bytes_sec\s*:\s*0\b/);
-    const bad = await api.post(`/v1/volumes/${v.uuid}/actions?wait=true`, { setQos: { totalBandwidth: limit, readBandwidth: limit } });
+    const took = await Promise.all(devs.map((dev) => timed(`dd if=/dev/zero of=${dev} bs=1M count=16 conv=fsync 2>/dev/null`)));
+    for (const [i, dev] of devs.entries()) {
+      const limited = took[i]! - rtt;
+      const rate = (16 * MiB) / limited;
+      const where = i === 0 ? 'local' : 'ceph';
+      console.log(`      ${where} limited to ${limit} B/s: dd measured ${Math.round(rate)} B/s (${limited.toFixed(2)} s for 16 MiB, SSH round trip ${rtt.toFixed(2)} s taken off)`);
+      assert.ok(Math.abs(rate - limit) / limit <= 0.2, `${where}: within 20% of the limit: ${rate}`);
+      assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, dev.replace('/dev/', '')]), new RegExp(`total_bytes_sec\\s*:\\s*${limit}\\b`));
+    }
+    for (const [i, v] of qosVols.entries()) {
+      await ok(api, `/v1/volumes/${v.uuid}/actions`, { deleteQos: {} });
+      assert.equal((await api.get(`/v1/volumes/${v.uuid}`)).body.qos, undefined);
+      assert.match(await virsh(['blkdeviotune', `tstack-${vm.uuid}`, devs[i]!.replace('/dev/', '')]), /total_bytes_sec\s*:\s*0\b/);
+    }
+    const bad = await api.post(`/v1/volumes/${vols.local!.uuid}/actions?wait=true`, { setQos: { totalBandwidth: limit, readBandwidth: limit } });
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
   });
 
-  it('NFS primary storage through the API (the kernel client where there is one, else libnfs): online snapshot, overwrite, revert refused while attached, revert, the old bytes back; online grow, shrink refused; a DataVolumeTemplate image of a snapshot and a volume made from it hold the same bytes; deleting a parent snapshot deletes its child', async function () {
+  /** Create VMs at once; each answers SSH. */
+  async function bootAll(specs: Array<{ name: string; imageUuid: string; ps: string }>): Promise<any[]> {
+    const made = await Promise.all(specs.map((s) => ok(api, '/v1/vm-instances', { name: `${rid}-${s.name}`, instanceOfferingUuid: ids.offering, imageUuid: s.imageUuid, l3NetworkUuids: [ids.l3], sshKey: key.pubKey, primaryStorageUuidForRootVolume: s.ps })));
+    for (const v of made) {
+      vmUuids.push(v.uuid);
+      assert.equal(v.state, 'Running');
+    }
+    await Promise.all(made.map(async (v) => assert.equal((await inGuest(v, 'echo up', 300_000)).trim(), 'up', `${v.name} answers SSH`)));
+    return made;
+  }
+  /** The primary storage of a VM's root volume. */
+  const rootPs = async (vm: any): Promise<string> => (await api.get(`/v1/volumes/${vm.rootVolumeUuid}`)).body.primaryStorageUuid;
+
+  it('the image of the local root volume boots VMs on shared mount point and Ceph storage that answer SSH', async () => {
+    const [s, c] = await bootAll([
+      { name: 'from-root', imageUuid: ids.rootImage!, ps: ids.smp! },
+      { name: 'from-root-ceph', imageUuid: ids.rootImage!, ps: ids.ceph! },
+    ]);
+    vms.fromRoot = s;
+    vms.fromRootCeph = c;
+    assert.equal(await rootPs(s), ids.smp);
+    assert.equal(await rootPs(c), ids.ceph);
+    assert.equal(new Set([vms.vm.vmNics[0].ip, s.vmNics[0].ip, c.vmNics[0].ip]).size, 3);
+  });
+
+  it('clone on local (twice, with a data volume), shared mount point and Ceph: each clone is a linked clone of the template on its storage (qcow2 backing file / rbd clone) and answers SSH with its own address', async () => {
+    const vm = vms.vm;
+    // one data volume goes with the local clones (the local one); the others stay behind
+    for (const s of suite.filter((x) => x.name !== 'local')) await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: vols[s.name]!.uuid } });
+    const local = vols.local!;
+    // what the source volume holds now (the QoS case wrote zeros over its snapshot bytes)
+    const held = await readMd5(vm, await devOf(vm, local.uuid));
+    const [r, rs, rc] = await Promise.all([
+      ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-c1`, `${rid}-c2`], withDataVolumes: true } }),
+      ok(api, `/v1/vm-instances/${vms.fromRoot.uuid}/actions`, { clone: { names: [`${rid}-cs`] } }),
+      ok(api, `/v1/vm-instances/${vms.fromRootCeph.uuid}/actions`, { clone: { names: [`${rid}-cc`] } }),
+    ]);
+    assert.equal(r.clones.length, 2);
+    const clones = [...r.clones, ...rs.clones, ...rc.clones];
+    for (const c of clones) {
+      vmUuids.push(c.uuid);
+      assert.equal(c.state, 'Running');
+    }
+    const ips = new Set([vm.vmNics[0].ip, vms.fromRoot.vmNics[0].ip, vms.fromRootCeph.vmNics[0].ip, ...clones.map((c) => c.vmNics[0].ip)]);
+    assert.equal(ips.size, 3 + clones.length, 'each clone has its own address');
+    await Promise.all(clones.map(async (c) => assert.equal((await inGuest(c, 'hostname', 300_000)).trim(), c.name.toLowerCase(), `${c.name} answers SSH at ${c.vmNics[0].ip}`)));
+    for (const c of r.clones) {
+      const data = (c.allVolumes as string[]).filter((u) => u !== c.rootVolumeUuid);
+      assert.equal(data.length, 1, 'its own copy of the data volume');
+      assert.notEqual(data[0], local.uuid);
+      assert.equal(await readMd5(c, await devOf(c, data[0]!)), held, 'the copy holds the bytes of the source volume');
+    }
+    // linked clones: on the shared mount point a qcow2 overlay on the template's cache, on Ceph an RBD clone
+    const [cs] = rs.clones;
+    assert.equal(await rootPs(cs), ids.smp);
+    const overlay = JSON.parse(await execOut('qemu-img', ['info', '-U', '--output=json', join(smpDir, 'volumes', cs.rootVolumeUuid, `${cs.rootVolumeUuid}.qcow2`)]));
+    assert.ok(overlay['backing-filename'], `the SMP clone's root has a backing file: ${JSON.stringify(overlay)}`);
+    const [cc] = rc.clones;
+    assert.equal(await rootPs(cc), ids.ceph);
+    const rbdInfo = JSON.parse(await execOut('rbd', ['-c', ceph.conf, 'info', '--format', 'json', `${ceph.pool}/vol-${cc.rootVolumeUuid}`]));
+    assert.match(rbdInfo.parent?.image ?? '', /^cache-/, `the Ceph clone's root is an RBD clone: ${JSON.stringify(rbdInfo.parent)}`);
+    // the template images were only a means: no image record is left
+    assert.equal((await api.get(`/v1/images?q=name~=clone-of-&count=true`)).body.total ?? 0, 0);
+  });
+
+  it('images of a shared-mount-point root volume (VM stopped) and of a Ceph root volume (into the Ceph image store) boot VMs that answer SSH', async () => {
+    const rootImage = async (vm: any, bs: string): Promise<any> => {
+      const img = await ok(api, '/v1/images', { name: `${rid}-root-img-${vm.name}`, rootVolumeUuid: vm.rootVolumeUuid, backupStorageUuids: [bs] });
+      assert.equal(img.status, 'Ready');
+      assert.equal(img.mediaType, 'RootVolumeTemplate');
+      return img;
+    };
+    const [simg, cimg] = await Promise.all([
+      (async () => {
+        assert.equal((await ok(api, `/v1/vm-instances/${vms.fromRoot.uuid}/actions`, { stop: {} })).state, 'Stopped');
+        return rootImage(vms.fromRoot, ids.bs!);
+      })(),
+      // RBD: no write lock to respect, the image is exported from the running VM's volume
+      rootImage(vms.fromRootCeph, ids.cephBs!),
+    ]);
+    assert.match(cimg.backupStorageRefs[0].installPath, new RegExp(`^ceph://${ceph.pool}/img-`));
+    await bootAll([
+      { name: 'from-smp-root', imageUuid: simg.uuid, ps: ids.smp! },
+      { name: 'from-ceph-root', imageUuid: cimg.uuid, ps: ids.ceph! },
+    ]);
+  });
+
+  it('NFS primary storage through the API (the kernel client where there is one, else libnfs): online snapshot, overwrite, revert refused while its VM runs, accepted with the VM stopped, the VM started with the NFS disk reads the old bytes; online grow, shrink refused; a DataVolumeTemplate image of a snapshot and a volume made from it hold the same bytes; deleting a parent snapshot deletes its child', async function () {
     // the storage agent picks its access (ps/init 'auto'): a kernel mount, or libnfs when this
     // kernel has no NFS client (QEMU then opens the disks as nfs:// itself, snapshots included)
     const kernel = await kernelHasNfs();
@@ -416,10 +483,13 @@ describe('e2e: storage depth', function () {
     assert.equal(snap2.parentSnapshotUuid, snap.uuid);
     const busyDel = await api.del(`/v1/volume-snapshots/${snap.uuid}?wait=true`);
     assert.equal(busyDel.status, 409, JSON.stringify(busyDel.body));
-    await detach();
+    // revert with the VM stopped (the disk stays attached), then the VM starts with its NFS disk
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { stop: {} })).state, 'Stopped');
     await ok(api, `/v1/volume-snapshots/${snap.uuid}/actions`, { revert: {} });
-    dev = await attach();
-    assert.equal(await readMd5(vm, dev), a, 'the bytes of the snapshot are back');
+    assert.equal((await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { start: {} })).state, 'Running');
+    await waitSsh(vm);
+    dev = await devOf(vm, vol.uuid);
+    assert.equal(await readMd5(vm, dev), a, 'the bytes of the snapshot are back in the restarted guest');
     // a DataVolumeTemplate image of the snapshot (read off the export), and a volume on NFS made from it
     const img = await ok(api, '/v1/images', { name: `${rid}-nfs-data-img`, volumeSnapshotUuid: snap.uuid, backupStorageUuids: [ids.bs] });
     assert.equal(img.mediaType, 'DataVolumeTemplate');
