@@ -4,6 +4,8 @@
 //   GET  /stats                       {hosts, powered, vms, byState}
 //   POST /hosts/<index>/power-off     stop answering (connections refused)
 //   POST /hosts/<index>/power-on      answer again (a restarted agent; domains kept)
+//   GET  /traffic                     requests the hosts answered since the last reset (simulator/traffic.ts)
+//   POST /traffic/reset               start a new traffic window
 //   PUT  /faults                      {"<command>"|"*": {latencyMs, jitterMs, failRate}}
 import Koa from 'koa';
 import Router from '@koa/router';
@@ -46,6 +48,13 @@ export async function startControl(sim: Simulator, token: string, host: string, 
   });
   router.get('/stats', (ctx) => {
     ctx.body = sim.stats();
+  });
+  router.get('/traffic', (ctx) => {
+    ctx.body = sim.traffic.report();
+  });
+  router.post('/traffic/reset', (ctx) => {
+    sim.traffic.reset();
+    ctx.body = sim.traffic.report();
   });
   router.post('/hosts/:i/power-off', async (ctx) => {
     await sim.powerOff(index(ctx.params.i));

@@ -17,6 +17,7 @@ import { FakeDriver } from '../kvmagent/hypervisor/fake-driver.js';
 import { FakeNetwork } from '../kvmagent/network/bridges.js';
 import { KVM_CAPABILITIES, registerKvmAgent, type KvmAgent } from '../kvmagent/main.js';
 import { newStorageState, registerFakeStorageAndVrouter, type FakeStorageState } from './fakes.js';
+import { Traffic } from './traffic.js';
 
 export interface FaultRule {
   /** Added before the command runs (ms). */
@@ -88,6 +89,8 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
 export class Simulator {
   readonly hosts: SimHost[] = [];
   faults: FaultRules;
+  /** Requests the hosts answered (control API GET /traffic). */
+  readonly traffic = new Traffic();
   private readonly version = tstackVersion();
 
   constructor(readonly opts: SimulatorOptions) {
@@ -134,6 +137,7 @@ export class Simulator {
       // results are read by callback or at once; a short retention keeps 1,000 hosts' memory flat
       retentionMs: 5 * 60_000,
       intercept: (command, signal) => this.intercept(command, signal),
+      observe: this.traffic.observer(h.index),
     });
     const agent = await registerKvmAgent(server, { driver: h.driver, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true }, driverFactsName: `sim-${h.index}` });
     registerFakeStorageAndVrouter(server, h.storage);

@@ -14,12 +14,14 @@
 //  - several controllers on one (Redis) inventory: each host is tracked by the one controller
 //    holding its lease 'host-tracker:<uuid>' (store compare-and-set, renewed every round). A
 //    controller that dies stops renewing; after the TTL the next round of another controller
-//    takes the host, rebinds its agents (their events now go there) and tracks it. A clean stop
-//    gives the leases back at once.
+//    takes the host, rebinds its agents (their events now go there), syncs its VM states and
+//    tracks it. A clean stop gives the leases back at once; the same controller restarted
+//    (same machine and data directory) takes its leases back at once.
 //  - pings are spread: each round's hosts are started over the first half of the interval in a
 //    per-host order that changes every round, at most `concurrency` at a time, so 1,000 hosts
 //    coming back after a controller restart are rebound in waves, not all at once.
-import { randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { logger } from '../../shared/log.js';
 import { Leases } from '../workflow/lease.js';
 import type { Resource } from '../store/types.js';
@@ -42,8 +44,12 @@ export class HostTracker {
   private lastAuto = new Map<string, number>();
   /** Shared inventory only: which controller tracks which host. */
   private readonly leases: Leases | undefined;
-  /** This tracker (one per controller process) as a lease holder. */
-  readonly holder = `tracker-${randomUUID()}`;
+  /**
+   * This controller as a lease holder: the same after a restart on this machine with this data
+   * directory, so a restarted controller takes its own hosts back at once instead of waiting
+   * out the TTL of the leases its previous process held.
+   */
+  readonly holder: string;
   readonly leaseTtlMs: number;
   readonly concurrency: number;
   private held = new Set<string>();
@@ -57,6 +63,7 @@ export class HostTracker {
     // a round lasts the interval plus its pings: the lease outlives two of them
     this.leaseTtlMs = d.options?.trackerLeaseTtlMs ?? Math.max(3 * this.intervalMs, 3 * this.pingTimeoutMs, 5_000);
     this.leases = d.store.backend === 'redis' ? new Leases(d.store) : undefined;
+    this.holder = `tracker-${createHash('sha256').update(`${hostname()}\0${d.dataDir}`).digest('hex').slice(0, 24)}`;
   }
 
   /** Hosts this tracker holds the lease of (shared inventory), else undefined. */
@@ -183,8 +190,13 @@ export class HostTracker {
     const kvmInfo = pings.kvmagent!;
     const rebooted = typeof host.bootId === 'string' && host.bootId !== kvmInfo.bootId;
     if (status === 'Connected' && restarted.length === 0 && !rebooted) {
-      // a controller that restarted lost the event tokens (memory only): hand out a new one
-      if (!runtimeOf(d).bound.has(host.uuid)) await rebind(d, host);
+      // a controller that restarted (or took the host over) lost the event tokens (memory
+      // only): hand out a new one; the events the agents sent meanwhile were refused, so the
+      // VM states are read again
+      if (!runtimeOf(d).bound.has(host.uuid)) {
+        await rebind(d, host);
+        await syncVms(d, host, 'controller (re)connected');
+      }
       return;
     }
 

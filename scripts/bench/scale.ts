@@ -4,7 +4,7 @@
 // Running or failed; then the filtered, paginated VM list is measured at 30 req/s and the read
 // throughput with 16 concurrent readers. Prints one JSON line and, last, `ratio: X` =
 // create_s ÷ (M ÷ 7.2): ZStack's published 10,000 VMs in 23 minutes is 7.2 VMs/s, so X < 1 is faster.
-//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator] [--idle 10]
+//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator] [--idle 10] [--kill-one | --restart [--down-s 5]]
 // CPU per VM is also given net of what the processes use idle (measured --idle seconds before the creates).
 // --inventory K: K Running VM records spread over the hosts are written straight into the store
 // (createMany, 1,000 a write) before the creates, so creates and lists run against that inventory;
@@ -13,6 +13,12 @@
 // controller is SIGKILLed; requests go on to the others (a create that got no answer is sent
 // again elsewhere). lost = acknowledged creates with neither a VM nor a failed job; stuck = VMs
 // still transitional 60 s after the run.
+// --restart (instead of the list measurements): with the hosts Connected and the VMs made, every
+// controller is SIGKILLed, stays down --down-s seconds (default 5), and is started again on its
+// port and data (same SQLite file / same Redis). The simulator counts what the hosts are asked
+// (simulator/traffic.ts): reconnect_s = from the restart until every host was bound again by a
+// controller (its last `connect`); the storm figures are the peak requests in progress at once
+// and per second at the hosts, requests per host, and the spread of the hosts' reconnects.
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
@@ -60,6 +66,9 @@ const INVENTORY = int('inventory', 0);
 const PROF = f['cpu-prof'];
 /** Seconds of quiet before the creates, to measure the idle CPU (default 10). */
 const IDLE_S = int('idle', 10);
+const RESTART = f.restart !== undefined;
+const DOWN_S = int('down-s', 5);
+if (RESTART && KILL_ONE) throw new Error('--restart and --kill-one: one at a time');
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-scale-'));
 const procs: RunningProcess[] = [];
@@ -98,9 +107,12 @@ const controllerProcs: RunningProcess[] = [];
 
 const controllersCpu = (): number => controllerProcs.reduce((s, p) => s + (p.running ? cpuSeconds(p.pid) || 0 : 0), 0);
 
+const ctlPorts: number[] = [];
+
 async function startController(i: number, store: string): Promise<string> {
   const cdir = join(dir, `ctl${i}`);
-  const port = await freePort();
+  // a restart keeps the controller's port (and its data directory)
+  const port = (ctlPorts[i] ??= await freePort());
   const pw = join(dir, 'admin-password');
   const node = PROF ? ['--cpu-prof', '--cpu-prof-dir', join(PROF, `controller${i}`)] : [];
   const p = await startProcess(process.execPath, [...node, '--import', 'tsx', join(ROOT, 'controller/main.ts'), '--listen', `127.0.0.1:${port}`, '--data-dir', cdir, '--token-file', join(cdir, 'token'), '--store', store, '--admin-password-file', pw, '--log-level', 'warn'], {
@@ -305,6 +317,13 @@ async function main(): Promise<void> {
   const simStats = (await (await fetch(`${sim.control}/stats`, { headers: { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}` } })).json()) as { vms: number; byState: Record<string, number> };
   log(`simulator: ${simStats.vms} domains ${JSON.stringify(simStats.byState)}`);
 
+  if (RESTART) {
+    const r = await restartPhase(sim, store, apis.length);
+    const out = { hosts: HOSTS, vms: VMS, running, failed, stuck, lost, hosts_connected: connected, controllers: CONTROLLERS, store: STORE, ...r, load1_start: Number(load0.toFixed(2)), load1_end: Number(loadavg()[0]!.toFixed(2)) };
+    process.stdout.write(JSON.stringify(out) + '\n');
+    return;
+  }
+
   // --- list latency at 30 req/s for 10 s; read throughput: 16 readers for 5 s
   const hostUuid = ids.hosts[0]!;
   const listPath = `/v1/vm-instances?q=state=Running&q=hostUuid=${hostUuid}&limit=50&sort=createDate`;
@@ -372,6 +391,75 @@ async function main(): Promise<void> {
   };
   process.stdout.write(JSON.stringify(out) + '\n');
   process.stdout.write(`ratio: ${(createS / (VMS / 7.2)).toFixed(3)}\n`);
+}
+
+interface TrafficReport {
+  since: number;
+  requests: number;
+  byRoute: Record<string, number>;
+  perSecond: Array<[number, number]>;
+  peakInFlight: number;
+  connectedAt: Record<string, number>;
+}
+
+/** Kill every controller, start them again, and measure the hosts' reconnect at the hosts. */
+async function restartPhase(sim: { control: string }, store: string, controllers: number): Promise<Record<string, unknown>> {
+  const auth = { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}` };
+  const traffic = async (reset = false): Promise<TrafficReport> => (await (await fetch(`${sim.control}/traffic${reset ? '/reset' : ''}`, { method: reset ? 'POST' : 'GET', headers: auth })).json()) as TrafficReport;
+  // the steady state first: what tracking costs the hosts with nothing happening
+  await traffic(true);
+  await sleep(15_000);
+  const steady = await traffic();
+  const steadyRps = steady.requests / ((Date.now() - steady.since) / 1000);
+  log(`steady state: ${steadyRps.toFixed(0)} requests/s at the hosts ${JSON.stringify(steady.byRoute)}; SIGKILLing ${controllers} controller(s)`);
+  for (const p of controllerProcs) p.kill('SIGKILL');
+  for (const p of controllerProcs) while (p.running) await sleep(50);
+  await traffic(true);
+  await sleep(DOWN_S * 1000);
+  const tStart = Date.now();
+  const cpu0 = { sim: simPid ? cpuSeconds(simPid) : NaN };
+  const urls = await Promise.all(Array.from({ length: controllers }, (_, i) => startController(i, store)));
+  const tHealthy = Date.now();
+  log(`controller(s) restarted, healthy after ${((tHealthy - tStart) / 1000).toFixed(1)} s; waiting for every host to be bound again`);
+  let tr = await traffic();
+  for (const end = Date.now() + 300_000; Object.keys(tr.connectedAt).length < HOSTS && Date.now() < end; tr = await traffic()) await sleep(500);
+  const times = Object.values(tr.connectedAt).sort((a, b) => a - b);
+  const rebound = times.length;
+  const tLast = times[times.length - 1] ?? NaN;
+  // a little longer, so the traffic right after the reconnect (VM syncs still going) is counted
+  await sleep(3_000);
+  tr = await traffic();
+  const cpuCtl = controllersCpu();
+  const cpuSim = simPid ? cpuSeconds(simPid) - cpu0.sim : NaN;
+  const api = new ApiClient(urls[0]!, (await new ApiClient(urls[0]!).post('/v1/sessions', { accountName: 'admin', password: 'scale-bench-admin-pw-1' })).body.token as string);
+  const connectedNow = (await get(api, '/v1/hosts?q=status=Connected&count=true')).body.total as number;
+  const unknownVms = (await get(api, '/v1/vm-instances?q=state=Unknown&count=true')).body.total as number;
+  const rates = tr.perSecond.map(([, n]) => n);
+  const rel = (t: number): number => Number(((t - tStart) / 1000).toFixed(1));
+  const hist = new Map<number, number>();
+  for (const t of times) hist.set(Math.floor((t - tStart) / 1000), (hist.get(Math.floor((t - tStart) / 1000)) ?? 0) + 1);
+  log(`hosts bound again per second after the restart: ${JSON.stringify(Object.fromEntries(hist))}`);
+  log(`requests at the hosts since the kill: ${JSON.stringify(tr.byRoute)}`);
+  return {
+    mode: 'restart',
+    down_s: DOWN_S,
+    restart_to_healthy_s: rel(tHealthy),
+    reconnect_s: rel(tLast),
+    hosts_rebound: rebound,
+    first_rebound_s: rel(times[0] ?? NaN),
+    p50_rebound_s: rel(pct(times, 50)),
+    p95_rebound_s: rel(pct(times, 95)),
+    hosts_connected_after: connectedNow,
+    vms_unknown_after: unknownVms,
+    requests: tr.requests,
+    requests_per_host: Number((tr.requests / Math.max(1, HOSTS)).toFixed(1)),
+    peak_requests_per_s: Math.max(0, ...rates),
+    mean_requests_per_s_reconnect: Number((tr.requests / Math.max(0.001, (tLast - tHealthy + 3_000) / 1000)).toFixed(0)),
+    peak_in_flight: tr.peakInFlight,
+    steady_requests_per_s: Number(steadyRps.toFixed(0)),
+    controller_cpu_s_since_restart: Number(cpuCtl.toFixed(1)),
+    simulator_cpu_s_since_restart: Number(cpuSim.toFixed(1)),
+  };
 }
 
 main()

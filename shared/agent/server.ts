@@ -70,6 +70,8 @@ export interface AgentServerOptions {
    * simulator injects latency (sleep) and failures (throw) here.
    */
   intercept?: (command: string, signal: AbortSignal) => Promise<void>;
+  /** Sees every HTTP request (its route label) and, through the returned function, its status at the end: the simulator's traffic counts. */
+  observe?: (route: string) => (status: number) => void;
 }
 
 /** The longest a client may ask an answer to be held for an inline result (X-Inline-Wait-Ms). */
@@ -350,6 +352,7 @@ export class AgentServer {
     return async (ctx, next) => {
       const start = process.hrtime.bigint();
       const route = this.routeLabel(ctx.path);
+      const observed = this.opts.observe?.(route);
       this.metrics.inflight.inc({ route });
       try {
         await next();
@@ -368,6 +371,7 @@ export class AgentServer {
       } finally {
         const secs = Number(process.hrtime.bigint() - start) / 1e9;
         this.metrics.inflight.dec({ route });
+        observed?.(ctx.status);
         this.metrics.requests.inc({ method: ctx.method, route, status: String(ctx.status) });
         this.metrics.duration.observe({ method: ctx.method, route }, secs);
         if (ctx.path !== '/health' && ctx.path !== '/metrics') {

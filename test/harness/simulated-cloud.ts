@@ -19,11 +19,18 @@ export interface SimCloudIds {
   hosts: string[];
 }
 
+/** POST; a long operation's job is followed by polling (one HTTP wait can outlast the client's header timeout on a loaded machine, e.g. attaching storage to 1,000 hosts). */
 async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
-  const r = await api.post(path, body);
+  const r = await api.post(path.replace(/[?&]wait=true$/, ''), body);
   if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  if (r.status === 202 && r.body?.jobUuid) throw new Error(`POST ${path}: a job; use ?wait=true`);
-  return r.body?.result ?? r.body;
+  if (r.status !== 202 || !r.body?.jobUuid) return r.body?.result ?? r.body;
+  for (let delay = 50; ; delay = Math.min(1_000, delay * 2)) {
+    await new Promise((res) => setTimeout(res, delay));
+    const j = await api.get(`/v1/jobs/${r.body.jobUuid as string}`);
+    if (j.status !== 200) throw new Error(`job of POST ${path}: ${j.status} ${JSON.stringify(j.body)}`);
+    if (j.body.state === 'Succeeded') return j.body.result;
+    if (j.body.state !== 'Running') throw new Error(`POST ${path}: job ${j.body.state as string} ${JSON.stringify(j.body.error ?? j.body)}`);
+  }
 }
 
 /** Add simulated hosts to a cluster, `concurrency` at a time; returns their uuids in order. */
