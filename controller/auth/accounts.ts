@@ -59,6 +59,23 @@ export const SessionCreate = Obj({
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
+/**
+ * Principals of sessions recently checked, per store (every AuthService on one inventory shares
+ * it: modules make their own instances to revoke sessions). The session doc is still read on
+ * every request (a logout through another controller counts at once); the account (and user)
+ * reads behind it are skipped for PRINCIPAL_CACHE_MS: one of a list's three Redis round trips
+ * (issue 19). That is safe because whatever ends an account's or user's access (disable,
+ * delete, password change) also deletes its sessions; an entry also goes when its session
+ * ends here.
+ */
+export const PRINCIPAL_CACHE_MS = 1_000;
+const principalCaches = new WeakMap<object, Map<string, { p: Principal; until: number }>>();
+const cacheOf = (store: object): Map<string, { p: Principal; until: number }> => {
+  let m = principalCaches.get(store);
+  if (!m) principalCaches.set(store, (m = new Map()));
+  return m;
+};
+
 export interface AuthOptions {
   /** Session lifetime (default 12 h). */
   sessionTtlMs?: number;
@@ -245,17 +262,20 @@ export class AuthService {
       return p;
     }
     const id = sha256(token);
+    const now = Date.now();
     const s = await this.store.getDoc<SessionDoc>(SESSION_DOCS, id);
     if (!s) throw new TStackError('UNAUTHORIZED', 'unknown or ended session: log in again');
-    const now = Date.now();
     if (s.expiresAt < new Date(now).toISOString()) {
-      await this.store.deleteDoc(SESSION_DOCS, id);
+      await this.endSession(id);
       throw new TStackError('UNAUTHORIZED', `session expired at ${s.expiresAt}: log in again`);
     }
     const last = Date.parse(s.lastUsed ?? s.createDate);
     // (kept until gcSessions: deleting it here would turn this answer into "unknown session" for the next check of the same request)
     if (now - last > this.sessionIdleMs) throw new TStackError('UNAUTHORIZED', `session idle for more than ${Math.round(this.sessionIdleMs / 1000)} s: log in again`);
     if (now - last > Math.min(60_000, this.sessionIdleMs / 4)) await this.store.putDoc(SESSION_DOCS, id, { ...s, lastUsed: new Date(now).toISOString() });
+    const cache = cacheOf(this.store);
+    const hit = cache.get(id);
+    if (hit && hit.until > now && hit.p.accountUuid === s.accountUuid && hit.p.userUuid === s.userUuid) return hit.p;
     const a = await this.store.get<Account>(s.accountUuid);
     if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('UNAUTHORIZED', 'the account of this session no longer exists');
     if (a.state !== 'Enabled') throw new TStackError('UNAUTHORIZED', `account '${a.name}' is ${a.state === 'Deleting' ? 'being deleted' : 'disabled'}`);
@@ -266,7 +286,15 @@ export class AuthService {
       p.userUuid = u.uuid;
       p.userName = u.name;
     }
+    if (cache.size >= 10_000) cache.clear();
+    cache.set(id, { p, until: now + PRINCIPAL_CACHE_MS });
     return p;
+  }
+
+  /** Delete a session doc and forget its cached principal. */
+  private async endSession(id: string): Promise<void> {
+    cacheOf(this.store).delete(id);
+    await this.store.deleteDoc(SESSION_DOCS, id);
   }
 
   /** `ak:<accessKeyId>:<secret>`: the principal of an enabled access key (its account, or its user). */
@@ -340,13 +368,13 @@ export class AuthService {
   }
 
   async logout(p: Principal): Promise<void> {
-    await this.store.deleteDoc(SESSION_DOCS, p.sessionId);
+    await this.endSession(p.sessionId);
   }
 
   /** End all sessions of an account (except `keep`); with `userUuid`, only that user's. */
   async revokeSessions(accountUuid: string, keep?: string, userUuid?: string): Promise<void> {
     for (const { id, doc } of await this.store.listDocs<SessionDoc>(SESSION_DOCS)) {
-      if (doc.accountUuid === accountUuid && id !== keep && (userUuid === undefined || doc.userUuid === userUuid)) await this.store.deleteDoc(SESSION_DOCS, id);
+      if (doc.accountUuid === accountUuid && id !== keep && (userUuid === undefined || doc.userUuid === userUuid)) await this.endSession(id);
     }
   }
 
@@ -356,7 +384,7 @@ export class AuthService {
     let n = 0;
     for (const { id, doc } of await this.store.listDocs<SessionDoc>(SESSION_DOCS)) {
       if (doc.expiresAt < now) {
-        await this.store.deleteDoc(SESSION_DOCS, id);
+        await this.endSession(id);
         n++;
       }
     }
