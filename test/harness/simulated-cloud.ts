@@ -24,9 +24,14 @@ async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
   const r = await api.post(path.replace(/[?&]wait=true$/, ''), body);
   if (r.status >= 300) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
   if (r.status !== 202 || !r.body?.jobUuid) return r.body?.result ?? r.body;
-  for (let delay = 50; ; delay = Math.min(1_000, delay * 2)) {
+  for (let delay = 50, failures = 0; ; delay = Math.min(1_000, delay * 2)) {
     await new Promise((res) => setTimeout(res, delay));
-    const j = await api.get(`/v1/jobs/${r.body.jobUuid as string}`);
+    // a read: asked again when the connection failed (a reused keep-alive socket under load)
+    const j = await api.get(`/v1/jobs/${r.body.jobUuid as string}`).catch((e: Error) => {
+      if (++failures > 5) throw e;
+      return undefined;
+    });
+    if (!j) continue;
     if (j.status !== 200) throw new Error(`job of POST ${path}: ${j.status} ${JSON.stringify(j.body)}`);
     if (j.body.state === 'Succeeded') return j.body.result;
     if (j.body.state !== 'Running') throw new Error(`POST ${path}: job ${j.body.state as string} ${JSON.stringify(j.body.error ?? j.body)}`);
@@ -41,7 +46,16 @@ export async function addSimulatedHosts(api: ApiClient, clusterUuid: string, hos
     Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
       for (let x = queue.shift(); x; x = queue.shift()) {
         const body = { name: `${prefix}-h${x.h.index}`, clusterUuid, managementIp: x.h.managementIp, agentPort: x.h.port, ssh: false, agentToken: x.h.token };
-        out[x.i] = (await ok(api, '/v1/hosts?wait=true', body)).uuid;
+        // a failed add removes its half-made host: a retryable failure (a connection reset on
+        // a machine at load 25) is simply sent again
+        for (let attempt = 1; ; attempt++) {
+          try {
+            out[x.i] = (await ok(api, '/v1/hosts?wait=true', body)).uuid;
+            break;
+          } catch (e) {
+            if (attempt >= 3 || !/"kind":"retryable"/.test((e as Error).message)) throw e;
+          }
+        }
       }
     }),
   );
