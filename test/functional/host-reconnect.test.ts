@@ -14,7 +14,7 @@ import { freePort } from '../harness/ports.js';
 
 const HOSTS = 50;
 const CONCURRENCY = 8;
-const hostOptions = { pingIntervalMs: 1_000, maxMisses: 3, autoReconnectMs: 0, trackerConcurrency: CONCURRENCY };
+const hostOptions = { pingIntervalMs: 1_000, pingTimeoutMs: 5_000, maxMisses: 3, autoReconnectMs: 0, trackerConcurrency: CONCURRENCY };
 const controller = (cleanup: Cleanup, dataDir?: string): Promise<TestController> =>
   testController(cleanup, { modules: [cloudModule({ hosts: true, hostOptions, ha: false })], ...(dataDir ? { dataDir } : {}) } as never);
 
