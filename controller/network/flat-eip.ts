@@ -110,6 +110,16 @@ export function watchFlatEips(d: CloudDeps, bus: EventBus, area: { keysNow(): Pr
   // reads of every EIP, not one per event (issue 19)
   let running = false;
   let again = false;
+  // EIP records in the inventory (undefined: not counted yet). With none, a VM or NIC change
+  // cannot alter any host's flat EIPs: a cloud without EIPs read the EIPs at every VM event
+  // (six per VM create, scale bench). Bumped by EIP events, so a count that overlapped one is not kept.
+  let eips: number | undefined;
+  let eipGen = 0;
+  const countEips = async (): Promise<void> => {
+    const gen = eipGen;
+    const n = (await d.store.list({ kind: 'eip', limit: 1 })).total;
+    if (gen === eipGen) eips = n;
+  };
   const markKeys = (): void => {
     if (running) {
       again = true;
@@ -117,8 +127,8 @@ export function watchFlatEips(d: CloudDeps, bus: EventBus, area: { keysNow(): Pr
     }
     running = true;
     again = false;
-    void area
-      .keysNow()
+    void (eips === undefined ? countEips() : Promise.resolve())
+      .then(() => area.keysNow())
       .then((ks) => ks.forEach((k) => d.reconcile.mark(FLAT_EIP_AREA, k)))
       .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cannot mark the flat EIP hosts'))
       .finally(() => {
@@ -129,7 +139,12 @@ export function watchFlatEips(d: CloudDeps, bus: EventBus, area: { keysNow(): Pr
   return bus.subscribe((e) => {
     if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
     const r = e.resource;
+    if (e.kind === 'eip') {
+      eipGen++;
+      if (eips !== undefined) eips += e.type === 'resource.created' ? 1 : e.type === 'resource.deleted' ? -1 : 0;
+    }
     if (WATCHED.has(e.kind)) {
+      if (eips === 0 && (e.kind === 'vm-instance' || e.kind === 'vm-nic')) return;
       // a VM that moved: its new host has its EIP now, its old one was given it (both keys)
       markKeys();
       return;
