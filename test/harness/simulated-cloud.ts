@@ -38,6 +38,26 @@ async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
   }
 }
 
+/**
+ * One host add; a request that got no answer (a connection reset on a loaded machine) or a
+ * retryable failure is asked again, and a name already taken by then is the first request's host.
+ */
+async function addOne(api: ApiClient, body: { name: string }): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    const r = await api.post('/v1/hosts?wait=true', body).catch((e: Error) => (attempt < 5 ? undefined : Promise.reject(e)));
+    if (!r) continue;
+    if (r.status === 409 && attempt > 0) {
+      const found = await api.get(`/v1/hosts?q=name=${encodeURIComponent(body.name)}`);
+      const h = (found.body?.inventories as Array<{ uuid: string }> | undefined)?.[0];
+      if (h) return h.uuid;
+    }
+    // a failed add removes its half-made host: a retryable failure is simply sent again
+    if (r.status >= 300 && attempt < 3 && r.body?.kind === 'retryable') continue;
+    if (r.status >= 300) throw new Error(`POST /v1/hosts: ${r.status} ${JSON.stringify(r.body)}`);
+    return (r.body?.result ?? r.body).uuid as string;
+  }
+}
+
 /** Add simulated hosts to a cluster, `concurrency` at a time; returns their uuids in order. */
 export async function addSimulatedHosts(api: ApiClient, clusterUuid: string, hosts: SimHostInfo[], prefix: string, concurrency = 16): Promise<string[]> {
   const out: string[] = new Array<string>(hosts.length);
@@ -46,16 +66,7 @@ export async function addSimulatedHosts(api: ApiClient, clusterUuid: string, hos
     Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
       for (let x = queue.shift(); x; x = queue.shift()) {
         const body = { name: `${prefix}-h${x.h.index}`, clusterUuid, managementIp: x.h.managementIp, agentPort: x.h.port, ssh: false, agentToken: x.h.token };
-        // a failed add removes its half-made host: a retryable failure (a connection reset on
-        // a machine at load 25) is simply sent again
-        for (let attempt = 1; ; attempt++) {
-          try {
-            out[x.i] = (await ok(api, '/v1/hosts?wait=true', body)).uuid;
-            break;
-          } catch (e) {
-            if (attempt >= 3 || !/"kind":"retryable"/.test((e as Error).message)) throw e;
-          }
-        }
+        out[x.i] = await addOne(api, body);
       }
     }),
   );
