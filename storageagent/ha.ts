@@ -2,38 +2,103 @@
 // shared primary storage, and a peer's view of another host's heartbeat and disk locks.
 // The heartbeat lives in the storage agent, not kvmagent: a kvmagent that died alone (its VMs
 // still running) leaves the heartbeat beating, so the controller does not restart those VMs.
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+// On NFS reached through libnfs (no kernel client: nothing is mounted) the heartbeat file is
+// written and read the way the driver reaches volumes: nfs-cp to a temp name, an NFS RENAME
+// over the heartbeat (atomic on the server), nfs-cat to read it.
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { exec } from '../shared/exec.js';
+import { exec, execOut } from '../shared/exec.js';
 import { logger } from '../shared/log.js';
 import { TStackError } from '../shared/errors.js';
 import * as H from '../shared/protocol/ha.js';
 import type { PrimaryStorageSpec } from '../shared/protocol/storage.js';
 import type { AgentContext } from './context.js';
 import { checkRoot, checkUuid } from './paths.js';
+import { libnfsOf, nfsAccess } from './primary/nfs.js';
 
 const log = logger('ha');
 const DIR = '.tstack-ha';
 
-/** The directory of heartbeat files on a shared primary storage; only file-backed shared storage has one. */
+/** One host's heartbeat file on one storage. */
+interface BeatFile {
+  /** where it is (a path, or an nfs:// URL) */
+  name: string;
+  write(body: string, writer: string): Promise<void>;
+  /** its content; undefined when there is none */
+  read(): Promise<string | undefined>;
+  close?(): void;
+}
+
+/** The directory of heartbeat files on a mounted shared primary storage. */
 async function haDir(ps: PrimaryStorageSpec): Promise<string> {
-  checkUuid('ps.uuid', ps.uuid);
   if (ps.type === 'sharedmountpoint') return join(checkRoot('ps.path', ps.path), DIR);
-  if (ps.type === 'nfs' && ps.access !== 'libnfs') {
+  if (ps.type === 'nfs') {
     const root = checkRoot('ps.mountPath', ps.mountPath);
     // never beat into the empty mount point directory of an export that is not mounted
     const [a, b] = await Promise.all([stat(root), stat(dirname(root))]);
     if (a.dev === b.dev) throw new TStackError('STORAGE_ERROR', `${root} is not mounted`);
     return join(root, DIR);
   }
-  throw new TStackError('INVALID_ARGUMENT', `ps ${ps.uuid}: a ${ps.type} primary storage has no heartbeat files (shared mount point or mounted NFS only)`, { field: 'ps' });
+  throw new TStackError('INVALID_ARGUMENT', `ps ${ps.uuid}: a ${ps.type} primary storage has no heartbeat files (shared mount point or NFS only)`, { field: 'ps' });
+}
+
+/** `create`: make the directory (the writer); a reader only looks. */
+async function beatFile(ps: PrimaryStorageSpec, hostUuid: string, ctx: AgentContext, create: boolean): Promise<BeatFile> {
+  checkUuid('ps.uuid', ps.uuid);
+  const name = `${checkUuid('hostUuid', hostUuid)}.json`;
+  if (ps.type === 'nfs' && (await nfsAccess(ps)) === 'libnfs') {
+    const fs = libnfsOf(ps, ctx);
+    const rel = `${DIR}/${name}`;
+    if (create) await fs.mkdirp(DIR).catch((e: unknown) => (fs.close(), Promise.reject(e)));
+    return {
+      name: fs.url(rel),
+      async write(body, writer) {
+        const local = await ctx.tmpFile(`ha-${writer}.json`);
+        try {
+          await writeFile(local, body);
+          await exec('nfs-cp', [local, fs.url(`${rel}.${writer}.tmp`)], { timeoutMs: 30_000, errorCode: 'STORAGE_ERROR' });
+          await fs.rename(`${rel}.${writer}.tmp`, rel);
+        } catch (e) {
+          fs.close(); // a broken connection: the next beat connects again
+          throw e;
+        } finally {
+          await rm(local, { force: true });
+        }
+      },
+      async read() {
+        try {
+          if (!(await fs.exists(rel))) return undefined;
+          return await execOut('nfs-cat', [fs.url(rel)], { timeoutMs: 30_000, errorCode: 'STORAGE_ERROR' });
+        } finally {
+          fs.close();
+        }
+      },
+      close: () => fs.close(),
+    };
+  }
+  const dir = await haDir(ps);
+  if (create) await mkdir(dir, { recursive: true });
+  const f = join(dir, name);
+  return {
+    name: f,
+    async write(body, writer) {
+      const tmp = `${f}.${writer}.tmp`;
+      await writeFile(tmp, body);
+      await rename(tmp, f);
+    },
+    read: () =>
+      readFile(f, 'utf8').catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return undefined;
+        throw e;
+      }),
+  };
 }
 
 export function registerHa(ctx: AgentContext): { stop(): void } {
   const writer = randomBytes(8).toString('hex');
   let seq = 0;
-  let cfg: { hostUuid: string; files: string[]; intervalMs: number } | undefined;
+  let cfg: { hostUuid: string; files: BeatFile[]; intervalMs: number } | undefined;
   let timer: NodeJS.Timeout | undefined;
   let writing = false;
 
@@ -47,11 +112,9 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
       await Promise.all(
         cfg.files.map(async (f) => {
           try {
-            const tmp = `${f}.${writer}.tmp`;
-            await writeFile(tmp, body);
-            await rename(tmp, f);
+            await f.write(body, writer);
           } catch (e) {
-            log.warn({ file: f, err: (e as Error).message }, 'heartbeat write failed');
+            log.warn({ file: f.name, err: (e as Error).message }, 'heartbeat write failed');
           }
         }),
       );
@@ -62,13 +125,11 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
 
   ctx.server.handle(H.HeartbeatSet, async (req) => {
     const hostUuid = checkUuid('hostUuid', req.hostUuid);
-    const files: string[] = [];
+    const files: BeatFile[] = [];
     const skipped: string[] = [];
     for (const ps of req.ps) {
       try {
-        const dir = await haDir(ps);
-        await mkdir(dir, { recursive: true });
-        files.push(join(dir, `${hostUuid}.json`));
+        files.push(await beatFile(ps, hostUuid, ctx, true));
       } catch (e) {
         // one storage this host cannot beat on (an NFS export not mounted here) does not stop the others
         if (req.ps.length === 1) throw e;
@@ -76,6 +137,7 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
       }
     }
     const changed = cfg?.intervalMs !== req.intervalMs;
+    for (const f of cfg?.files ?? []) f.close?.();
     cfg = { hostUuid, files, intervalMs: req.intervalMs };
     if (changed || !timer) {
       if (timer) clearInterval(timer);
@@ -83,7 +145,8 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
       timer.unref();
     }
     await beat();
-    return skipped.length ? { files, writer, skipped } : { files, writer };
+    const names = files.map((f) => f.name);
+    return skipped.length ? { files: names, writer, skipped } : { files: names, writer };
   });
 
   ctx.server.handle(H.HeartbeatCheck, async (req) => {
@@ -92,7 +155,8 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
     for (const ps of req.ps) {
       const b: H.Beat = { psUuid: ps.uuid };
       try {
-        const j = JSON.parse(await readFile(join(await haDir(ps), `${hostUuid}.json`), 'utf8')) as { writer?: unknown; seq?: unknown; at?: unknown };
+        const text = await (await beatFile(ps, hostUuid, ctx, false)).read();
+        const j = (text === undefined ? {} : JSON.parse(text)) as { writer?: unknown; seq?: unknown; at?: unknown };
         if (typeof j.writer === 'string') b.writer = j.writer.slice(0, 64);
         if (Number.isInteger(j.seq) && Number(j.seq) >= 0) b.seq = Number(j.seq);
         if (typeof j.at === 'string') b.at = j.at.slice(0, 64);
@@ -109,6 +173,7 @@ export function registerHa(ctx: AgentContext): { stop(): void } {
   return {
     stop() {
       if (timer) clearInterval(timer);
+      for (const f of cfg?.files ?? []) f.close?.();
       cfg = undefined;
     },
   };

@@ -49,6 +49,11 @@ export class LibnfsFs implements PsFs {
     this.client ??= await Nfs3Client.connect(this.server, this.exportPath);
     return this.client;
   }
+  /** Drop the NFS connection (the next operation connects again: a long-lived user recovers from a broken one). */
+  close(): void {
+    this.client?.close();
+    this.client = undefined;
+  }
   async list(relDir: string): Promise<string[]> {
     try {
       return await (await this.nfs()).readdir(relDir ? this.relOk(relDir) : '');

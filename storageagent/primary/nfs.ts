@@ -41,11 +41,22 @@ async function mountedAt(path: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** How this host reaches the export: the spec's access, or for 'auto' a mount where there is (or can be) one, else libnfs. */
+export async function nfsAccess(ps: NfsSpec): Promise<'mount' | 'libnfs'> {
+  const access = ps.access ?? 'auto';
+  if (access !== 'auto') return access;
+  return (await mountedAt(ps.mountPath)) !== undefined || (await kernelHasNfs()) ? 'mount' : 'libnfs';
+}
+
+/** The export through libnfs (what the driver uses when nfsAccess() says 'libnfs'). */
+export function libnfsOf(ps: NfsSpec, ctx: AgentContext): LibnfsFs {
+  const target = parseNfsUrl(ps.url);
+  return new LibnfsFs(target.server, target.export, ctx);
+}
+
 export async function openNfs(ps: NfsSpec, ctx: AgentContext): Promise<PrimaryBackend> {
   const target = parseNfsUrl(ps.url);
-  const access = ps.access ?? 'auto';
-  const useMount = access === 'mount' || (access === 'auto' && ((await mountedAt(ps.mountPath)) !== undefined || (await kernelHasNfs())));
-  if (!useMount) return new FileBackend(new LibnfsFs(target.server, target.export, ctx), ctx, { access: 'libnfs' });
+  if ((await nfsAccess(ps)) === 'libnfs') return new FileBackend(libnfsOf(ps, ctx), ctx, { access: 'libnfs' });
   const src = await mountedAt(ps.mountPath);
   if (src === undefined) {
     await mkdir(ps.mountPath, { recursive: true });

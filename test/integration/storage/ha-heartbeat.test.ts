@@ -1,9 +1,13 @@
 // The storage heartbeat and disk-lock check behind VM HA (storageagent/ha.ts): one storage agent
 // beats on a shared mount point, another reads it as a peer would; a disk opened by a QEMU
-// process (qemu-io holding its image lock) is reported in use, a closed one is not.
+// process (qemu-io holding its image lock) is reported in use, a closed one is not. On NFS with
+// no kernel client (libnfs access: nothing is mounted) the heartbeat goes through libnfs.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startNfs } from '../../harness/nfs.js';
+import { kernelHasNfs } from '../../../storageagent/primary/nfs.js';
 import * as H from '../../../shared/protocol/ha.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { tmpDir } from '../../harness/tmp.js';
@@ -35,6 +39,37 @@ describe('storage agent: HA heartbeat and disk locks', function () {
     assert.equal(never.error, undefined);
     const local = await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [{ type: 'local', uuid: uuid(), path: shared }], intervalMs: 200 }).catch((e: Error & { code?: string }) => e);
     assert.equal((local as { code?: string }).code, 'INVALID_ARGUMENT', 'local storage has no heartbeat');
+  });
+
+  it('NFS through libnfs (nothing mounted): the heartbeat is written and read on the export', async () => {
+    const [a, b] = [await startTestAgent(cleanup, 'ha-na'), await startTestAgent(cleanup, 'ha-nb')];
+    const nfs = await startNfs(cleanup, 'hanfs');
+    const mountPath = await tmpDir('ha-nfs-mnt', cleanup);
+    // as the controller sends it (access 'auto'), which means libnfs where the kernel has no NFS client
+    const ps = { type: 'nfs' as const, uuid: uuid(), url: nfs.url, mountPath, ...((await kernelHasNfs()) ? { access: 'libnfs' as const } : {}) };
+    const hostA = uuid();
+    const set = await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [ps], intervalMs: 300 });
+    assert.deepEqual(set.files, [`nfs://${nfs.server}${nfs.exportPath}/.tstack-ha/${hostA}.json`]);
+    assert.equal(set.skipped, undefined);
+    const onServer = join(nfs.dir, '.tstack-ha', `${hostA}.json`);
+    assert.equal(JSON.parse(readFileSync(onServer, 'utf8')).writer, set.writer, 'the file is on the export');
+    assert.deepEqual(readdirSync(mountPath), [], 'nothing was written under the mount point');
+    const look = async () => (await b.call(H.HeartbeatCheck, { hostUuid: hostA, ps: [ps], volumePaths: [] })).beats[0]!;
+    const first = await look();
+    assert.equal(first.error, undefined);
+    assert.equal(first.writer, set.writer);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const second = await look();
+    assert.ok(second.seq! > first.seq!, `beats: ${first.seq} → ${second.seq}`);
+    await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [], intervalMs: 300 });
+    const stopped = await look();
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal((await look()).seq, stopped.seq, 'no beat once stopped');
+    assert.deepEqual(readdirSync(join(nfs.dir, '.tstack-ha')), [`${hostA}.json`], 'no temp file left');
+    const never = (await b.call(H.HeartbeatCheck, { hostUuid: uuid(), ps: [ps], volumePaths: [] })).beats[0]!;
+    assert.equal(never.seq, undefined, 'a host that never beat has no heartbeat');
+    assert.equal(never.error, undefined);
+    assert.ok(!existsSync(join(mountPath, '.tstack-ha')));
   });
 
   it('reports a disk held by a QEMU process, not a closed one', async () => {
