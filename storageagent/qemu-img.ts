@@ -98,9 +98,10 @@ export async function create(
 export async function convert(
   src: string,
   dst: string,
-  o: Opts & { srcFormat: string; dstFormat: string; noCreate?: boolean; compress?: boolean } ,
+  o: Opts & { srcFormat: string; dstFormat: string; noCreate?: boolean; compress?: boolean; /** -U: read although a QEMU holds the source's lock */ forceShare?: boolean },
 ): Promise<void> {
   const args = ['convert', '-q', '-f', o.srcFormat, '-O', o.dstFormat];
+  if (o.forceShare) args.push('-U');
   if (o.noCreate) args.push('-n');
   if (o.compress) args.push('-c');
   args.push(src, dst);

@@ -379,6 +379,9 @@ export class FileBackend implements PrimaryBackend {
 
   async flattenTo(volumeUuid: string, snapshotUuid: string | undefined, dest: string, format: 'qcow2' | 'raw', t: TaskContext): Promise<void> {
     const rel = snapshotUuid ? await this.requireSnap(volumeUuid, snapshotUuid) : (await this.volumeInfo(volumeUuid), this.L.volumeFileRel(volumeUuid));
-    await qimg.convert(this.fs.target(rel), dest, { srcFormat: 'qcow2', dstFormat: format, signal: t.signal });
+    // a snapshot layer is frozen, but a running QEMU may still hold it writable: after a second
+    // live snapshot the first one's top stays open read-write as a backing node (libvirt adds
+    // snapshot overlays without auto-read-only), and qemu-img would fail on its write lock
+    await qimg.convert(this.fs.target(rel), dest, { srcFormat: 'qcow2', dstFormat: format, forceShare: snapshotUuid !== undefined, signal: t.signal });
   }
 }

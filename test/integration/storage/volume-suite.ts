@@ -3,6 +3,7 @@
 // of three (revert to the middle, delete the middle, delete the top), volume to image, delete.
 // Data is checked through QEMU's block layer (qemu-io patterns, qemu-img compare).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as S from '../../../shared/protocol/storage.js';
@@ -299,6 +300,31 @@ export function volumeSuite(name: string, setup: (cleanup: Cleanup) => Promise<B
       const cmp = await exec('qemu-img', ['compare', '-f', t.format, '-F', 'qcow2', t.target, info.installPath], { okCodes: [0, 1], timeoutMs: 120_000 });
       assert.equal(cmp.code, 0, 'image content equals the volume');
       assert.deepEqual(await bs.call(S.ImageStoreImageInfo, { store, imageUuid: newImage }), info);
+      await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
+    });
+
+    it('an image of a snapshot layer a QEMU still holds writable (a frozen layer under a running VM) is made all the same', async function () {
+      const volumeUuid = uuid();
+      const snapshotUuid = uuid();
+      const v = await ps.call(S.CreateEmptyVolume, { ...psReq(), volumeUuid, size: 16 << 20 });
+      if (v.source.type !== 'file') {
+        // image locks are taken on local files only (Ceph and libnfs have none)
+        await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
+        return;
+      }
+      await write(v.source, 0, 1, 0x3c);
+      const snap = await ps.call(S.CreateSnapshot, { ...psReq(), volumeUuid, snapshotUuid });
+      // what QEMU keeps after a second live snapshot: the layer open read-write (its write lock)
+      const q = spawn('qemu-io', ['-f', 'qcow2', '-c', 'sleep 20000', snap.installPath], { stdio: 'ignore' });
+      cleanup.add(() => void q.kill('SIGKILL'), 'qemu-io');
+      await new Promise((r) => setTimeout(r, 700));
+      const locked = await exec('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', snap.installPath, join(work, 'locked.raw')], { okCodes: [0, 1], timeoutMs: 60_000 });
+      assert.equal(locked.code, 1, 'the layer is write-locked');
+      const newImage = uuid();
+      const info = await ps.call(S.VolumeToImage, { ...psReq(), volumeUuid, snapshotUuid, imageUuid: newImage, imageStore: imageStoreRef });
+      assert.ok(await qemuRead(info.installPath, 'qcow2', 0, 1, 0x3c), 'the image holds the snapshot bytes');
+      q.kill('SIGKILL');
+      await new Promise((r) => q.once('exit', r));
       await ps.call(S.DeleteVolume, { ...psReq(), volumeUuid });
     });
 
