@@ -2,6 +2,7 @@
 // and the test-only fault injection. Handlers get the controller's context as their OpContext,
 // flow steps as ctx.controller.
 import { TStackError } from '../../shared/errors.js';
+import { faultPause } from '../../shared/fault-pause.js';
 import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
 import type { AgentEndpoint } from '../agent-client/client.js';
 import type { InventoryStore, Resource } from '../store/types.js';
@@ -43,6 +44,8 @@ export async function callHost<C extends CommandDef>(d: CloudDeps, hostUuid: str
  * Read at every check, so a test may set and clear it at run time. Never set it in production.
  */
 export function injectFault(flow: string, step: string): void {
+  // TSTACK_FAULT_PAUSE (shared/fault-pause.ts) freezes the process at the same points instead
+  faultPause(`${flow}:${step}`);
   const spec = process.env.TSTACK_FAULT_INJECT;
   if (!spec) return;
   const names = spec.split(',').map((s) => s.trim());

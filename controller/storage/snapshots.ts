@@ -16,7 +16,8 @@
 //   take      the agent calls above                                  ⟲ not switched: drop the
 //             prepared top / offline snapshot; switched: finish it and keep it (Ready)
 //   finish    size, parent, latest
-// Test-only fault injection: TSTACK_FAULT_INJECT=volume-snapshot:<step>.
+// Test-only fault injection: TSTACK_FAULT_INJECT=volume-snapshot:<step> (record, switch, take,
+// finish; 'switch': QEMU switched to the new top, the agent has not renamed the files yet).
 import { randomUUID } from 'node:crypto';
 import { TStackError } from '../../shared/errors.js';
 import * as K from '../../shared/protocol/kvm.js';
@@ -91,6 +92,7 @@ async function take(ctx: FlowContext<SnapshotData>): Promise<void> {
   if (!(await switched(d, data))) {
     ctx.progress(50, 'switching the running VM to a new top');
     await callHost(d, host, 'kvmagent', K.VmSnapshot, { uuid: data.vmUuid!, volumes: [{ volumeUuid: vol.uuid, newTopPath: data.newTopPath!, ...(data.newTop ? { newTop: data.newTop } : {}), reuseExisting: true }], quiesce: 'preferred' });
+    injectFault(FLOW, 'switch'); // QEMU writes into the new top; the files are not renamed yet
   }
   data.keep = true;
   await ctx.save();

@@ -25,6 +25,7 @@ import { jsonBody } from '../http/body.js';
 import { Transport } from '../http/transport.js';
 import { allowedMethods, applyServerLimits, concurrencyLimit, serverOptions } from '../http/limits.js';
 import { bootId } from '../sysinfo.js';
+import { faultPause } from '../fault-pause.js';
 import type { TSchema } from '@sinclair/typebox';
 
 export interface TaskContext {
@@ -275,7 +276,9 @@ export class AgentServer {
           }, timeoutMs);
           try {
             if (this.opts.intercept) await this.opts.intercept(def.name, ac.signal);
-            resolve(await reg.handler(req as never, tctx));
+            const result = await reg.handler(req as never, tctx);
+            faultPause(`${def.name}:done`); // tests only: the work is done, the answer not given
+            resolve(result);
           } catch (e) {
             reject(e);
           } finally {

@@ -13,13 +13,17 @@
 // a nfs-ganesha server in a test namespace: the kernel client where the kernel has one, else
 // the agent's libnfs access (QEMU opens the disks over NFS; an online snapshot switches it to a
 // new top on the export): the same volume suite in one case, the VM restarted with its NFS disk
-// after the revert. Guests are booted in parallel where a step needs several. Same setup as
-// cloud.test.ts (this machine as the host over its own sshd).
+// after the revert. Guests are booted in parallel where a step needs several. Last, the controller
+// moves into its own process on the same inventory (SQLite) and is SIGKILLed in the middle of an
+// online snapshot, a revert and a clone (TSTACK_FAULT_PAUSE freezes it at a flow step), the
+// storage agent once in the middle of a revert: after the restart no record is half-made, records
+// and qcow2 files agree one to one, libvirt and QEMU use the recorded chain, and each operation
+// succeeds again. Same setup as cloud.test.ts (this machine as the host over its own sshd).
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { exec, execOut } from '../../shared/exec.js';
 import { cephAvailable, startCeph, type TestCeph } from '../harness/ceph.js';
@@ -35,7 +39,12 @@ import { createBridge, deleteLink } from '../harness/net.js';
 import { runId, tmpDir } from '../harness/tmp.js';
 import { authorizedKey, builtTree, freePorts, killAgents, tempLayout, pkgCache } from '../integration/host/fixture.js';
 import { cloudModule } from '../../controller/cloud/install.js';
-import type { HostLayout } from '../../controller/host/render.js';
+import { logPath, pidPath, type HostLayout } from '../../controller/host/render.js';
+import type { HostOptions } from '../../controller/host/service.js';
+import { START_SCRIPT } from '../../controller/host/deploy.js';
+import { cloudControllerProcess, type CloudControllerProcess } from '../harness/cloud-controller-process.js';
+import { until } from '../harness/assert.js';
+import { waitForPort } from '../harness/ports.js';
 
 const MiB = 1024 * 1024;
 
@@ -71,6 +80,9 @@ describe('e2e: storage depth', function () {
   let key: { priv: string; pubKey: string };
   let imageServer: Server;
   let ceph: TestCeph;
+  let hostOptions: HostOptions;
+  /** the controller in its own process (the last test) */
+  let proc: CloudControllerProcess | undefined;
   const ids: Record<string, string> = {};
   const vms: Record<string, any> = {};
   const vmUuids: string[] = [];
@@ -120,10 +132,11 @@ describe('e2e: storage depth', function () {
     });
     await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
     cleanup.add(() => new Promise<void>((r) => imageServer.close(() => r())), 'image server');
-    c = await testController(cleanup, {
-      modules: [cloudModule({ hosts: true, hostOptions: { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000 } })],
-    } as never);
+    hostOptions = { layout, ports, packageRoot: tree, packageCacheDir: pkgCache(tree), listenHost: '127.0.0.1', pingIntervalMs: 5_000 };
+    c = await testController(cleanup, { modules: [cloudModule({ hosts: true, hostOptions })] } as never);
     api = await c.login('admin', c.adminPassword);
+    // the last test's controller process (after the cloud's resources are expunged through it)
+    cleanup.add(async () => proc?.stop(), 'controller process');
     // adding the host authorizes the controller's own key (for reconnects): take it away again
     cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");
     // everything the cloud made on the host, even after a failure: every VM and network the API lists
@@ -532,5 +545,170 @@ describe('e2e: storage depth', function () {
     assert.match(tune, /outbound\.average\s*:\s*512\b/);
     await ok(api, `/v1/vm-nics/${nicUuid}/actions`, { deleteQos: {} });
     assert.match(await virsh(['domiftune', `tstack-${vm.uuid}`, nic.internalName]), /inbound\.average\s*:\s*0\b/);
+  });
+
+  it('SIGKILL mid online snapshot, mid revert, mid clone (controller) and mid revert (storage agent): nothing half-made, records and qcow2 files agree, libvirt uses the recorded chain, each operation succeeds again', async () => {
+    const vm = vms.vm;
+    const v = vols.local!;
+    const work = await tmpDir('crash', cleanup);
+    const pauseFile = join(work, 'paused');
+    const t0 = Date.now();
+    const list = async (col: string): Promise<any[]> => (await api.get(`/v1/${col}${col.includes('?') ? '&' : '?'}limit=10000`)).body.inventories ?? [];
+    /** The layers of a qcow2 chain, top first (absolute paths; -U: QEMU holds its locks). */
+    const chain = async (file: string): Promise<string[]> => (JSON.parse(await execOut('qemu-img', ['info', '-U', '--backing-chain', '--output=json', file])) as Array<{ filename: string }>).map((l) => resolve(dirname(file), l.filename));
+    const volDir = (u: string): string => join(psDir, 'volumes', u);
+    const liveFile = (u: string): string => join(volDir(u), `${u}.qcow2`);
+
+    /** After convergence: no transitional record, and records and files of the local primary storage agree one to one. */
+    async function converged(what: string): Promise<void> {
+      const volumes = await list('volumes');
+      const snaps = await list('volume-snapshots');
+      const images = await list('images');
+      for (const x of volumes) assert.notEqual(x.status, 'Creating', `${what}: volume ${x.name} is half-made`);
+      for (const x of snaps) assert.equal(x.status, 'Ready', `${what}: snapshot ${x.name} is ${x.status}`);
+      const vol = new Map(volumes.map((x) => [x.uuid as string, x]));
+      const snap = new Map(snaps.map((x) => [x.uuid as string, x]));
+      const files: string[] = [];
+      for (const d of readdirSync(join(psDir, 'volumes'))) {
+        for (const f of readdirSync(volDir(d))) {
+          const p = join(volDir(d), f);
+          files.push(p);
+          const m = /^snap-([0-9a-f-]{36})\.qcow2$/.exec(f);
+          if (f === `${d}.qcow2`) assert.equal(vol.get(d)?.primaryStorageUuid, ids.local, `${what}: ${p} belongs to no volume record`);
+          else assert.equal(m ? snap.get(m[1]!)?.volumeUuid : undefined, d, `${what}: ${p} belongs to no snapshot record (orphan)`);
+        }
+      }
+      for (const x of volumes) if (x.primaryStorageUuid === ids.local && x.status === 'Ready') assert.ok(existsSync(liveFile(x.uuid)), `${what}: volume ${x.name} has no file`);
+      for (const x of snaps) if (x.primaryStorageUuid === ids.local) assert.ok(existsSync(join(volDir(x.volumeUuid), `snap-${x.uuid}.qcow2`)), `${what}: snapshot ${x.name} has no file`);
+      // an image cache belongs to an image, or to the volumes made from it (clones outlive their template)
+      const used = new Set<string>();
+      for (const f of files) for (const l of await chain(f)) used.add(l);
+      for (const d of readdirSync(join(psDir, 'imagecache'))) {
+        for (const f of readdirSync(join(psDir, 'imagecache', d))) {
+          const p = join(psDir, 'imagecache', d, f);
+          assert.ok(images.some((i) => i.uuid === d) || used.has(p), `${what}: ${p} is an orphan image cache`);
+        }
+      }
+    }
+    /** libvirt's disk of the volume is the recorded chain, and QEMU has exactly the on-disk chain open. */
+    async function libvirtMatches(volUuid: string): Promise<void> {
+      const dom = `tstack-${vm.uuid}`;
+      const src = (await virsh(['domblklist', dom])).split('\n').map((l) => l.trim().split(/\s+/)[1]).find((x) => x?.startsWith(`${volDir(volUuid)}/`));
+      assert.ok(src, `libvirt has volume ${volUuid} attached`);
+      // after a live snapshot libvirt names the top QEMU switched to (next-<snapshot>), which the
+      // agent then renamed to the live path (QEMU keeps its open file); the next start uses the live path
+      const next = /\/next-([0-9a-f-]{36})\.qcow2$/.exec(src);
+      if (next) assert.equal((await api.get(`/v1/volume-snapshots/${next[1]}`)).body.status, 'Ready', `libvirt's top ${src} is the top of a recorded snapshot`);
+      else assert.equal(src, liveFile(volUuid));
+      const pidFile = `/run/libvirt/qemu/${dom}.pid`;
+      const pid = existsSync(pidFile)
+        ? readFileSync(pidFile, 'utf8').trim()
+        : readdirSync('/proc').find((p) => /^\d+$/.test(p) && (() => {
+            try {
+              return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`guest=${dom},`);
+            } catch {
+              return false;
+            }
+          })());
+      assert.ok(pid, `the QEMU process of ${dom}`);
+      const open = new Set<string>();
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        const t = (() => {
+          try {
+            return readlinkSync(`/proc/${pid}/fd/${fd}`);
+          } catch {
+            return '';
+          }
+        })();
+        if (t.startsWith(`${volDir(volUuid)}/`)) open.add(t);
+      }
+      const onDisk = (await chain(liveFile(volUuid))).filter((l) => l.startsWith(`${volDir(volUuid)}/`));
+      assert.deepEqual([...open].sort(), onDisk.sort(), 'QEMU has open exactly the chain the live file names (no deleted or stray layer)');
+    }
+    const start = async (pause?: string): Promise<void> => {
+      proc = await cloudControllerProcess({ dataDir: c.dataDir, adminPassword: c.adminPassword, port: c.port, hostOptions, env: pause ? { TSTACK_FAULT_PAUSE: pause, TSTACK_FAULT_PAUSE_FILE: pauseFile } : {} });
+      api = await proc.login();
+    };
+    /** Start an operation (a job) and wait until whoever has TSTACK_FAULT_PAUSE set is frozen at `point`. */
+    const frozenAt = async (point: string, path: string, body: unknown): Promise<string> => {
+      rmSync(pauseFile, { force: true });
+      const r = await api.post(path, body);
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      await until(`frozen at ${point}`, () => existsSync(pauseFile) && readFileSync(pauseFile, 'utf8').trim() === point, 120_000, 100);
+      return r.body.jobUuid as string;
+    };
+    const job = (uuid: string): Promise<any> => until(`job ${uuid} ends`, async () => {
+      const j = (await api.get(`/v1/jobs/${uuid}`)).body;
+      return j.state !== 'Running' && j;
+    }, 120_000, 300);
+
+    // the inventory moves to a controller in its own process (same data dir and port: the agents keep reaching it)
+    await c.stop();
+    await start('volume-snapshot:switch');
+    const dev = await devOf(vm, v.uuid);
+    const x = await writeRandom(vm, dev);
+
+    // (a) online snapshot: killed once QEMU writes into the new top, before the agent renamed the files
+    await frozenAt('volume-snapshot:switch', `/v1/volumes/${v.uuid}/actions`, { createSnapshot: { name: `${rid}-crash-s1` } });
+    await proc!.kill9();
+    await start('volume-revert:revert'); // at start-up it completes the snapshot
+    const s1 = (await list(`volume-snapshots?q=name=${rid}-crash-s1`))[0];
+    assert.equal(s1?.status, 'Ready', 'the restarted controller finished the snapshot');
+    await converged('snapshot');
+    await libvirtMatches(v.uuid);
+    assert.ok((await chain(liveFile(v.uuid))).includes(join(volDir(v.uuid), `snap-${s1.uuid}.qcow2`)), 'the volume sits on the snapshot');
+    const y = await writeRandom(vm, dev);
+    const s2 = await ok(api, `/v1/volumes/${v.uuid}/actions`, { createSnapshot: { name: `${rid}-crash-s2` } });
+    assert.equal(s2.parentSnapshotUuid, s1.uuid, 'a snapshot again, the child of the first');
+    await libvirtMatches(v.uuid);
+    assert.equal(await readMd5(vm, dev), y);
+
+    // (b) revert (detached): killed after the agent reverted, before the record says so
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { detachVolume: { volumeUuid: v.uuid } });
+    await frozenAt('volume-revert:revert', `/v1/volume-snapshots/${s2.uuid}/actions`, { revert: {} });
+    await proc!.kill9();
+    await start('vm-clone:template'); // at start-up it reverts again and records it
+    await converged('revert');
+    assert.equal((await chain(liveFile(v.uuid)))[1], join(volDir(v.uuid), `snap-${s2.uuid}.qcow2`), 'the volume is a fresh leaf on the snapshot');
+
+    // the storage agent killed after it reverted, before it answered: restarted, it no longer knows
+    // the task, and the controller reverts again (TASK_LOST)
+    const pidf = pidPath(layout, 'storageagent');
+    const argv = readFileSync(`/proc/${readFileSync(pidf, 'utf8').trim()}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    const restartAgent = async (env: string[] = []): Promise<void> => {
+      const old = Number(readFileSync(pidf, 'utf8').trim());
+      process.kill(old, 'SIGKILL');
+      await until('the storage agent is gone', () => !existsSync(`/proc/${old}`), 10_000);
+      await exec('sh', ['-c', START_SCRIPT, 'sh', logPath(layout, 'storageagent'), pidf, 'env', ...env, ...argv]);
+      await waitForPort('127.0.0.1', hostOptions.ports!.storageagent!, 30_000);
+    };
+    await restartAgent([`TSTACK_FAULT_PAUSE=ps/snapshot/revert:done`, `TSTACK_FAULT_PAUSE_FILE=${pauseFile}`]);
+    const revertJob = await frozenAt('ps/snapshot/revert:done', `/v1/volume-snapshots/${s1.uuid}/actions`, { revert: {} });
+    await restartAgent();
+    assert.equal((await job(revertJob)).state, 'Succeeded', 'the revert completes after the agent restarted');
+    await converged('revert, agent killed');
+    assert.equal((await chain(liveFile(v.uuid)))[1], join(volDir(v.uuid), `snap-${s1.uuid}.qcow2`));
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { attachVolume: { volumeUuid: v.uuid } });
+    assert.equal(await readMd5(vm, await devOf(vm, v.uuid)), x, 'the bytes of the snapshot are back');
+    await libvirtMatches(v.uuid);
+
+    // (c) clone of the running VM: killed once the template exists; the restarted controller drops it
+    const bsFiles = (): string[] => readdirSync(join(bsDir, 'images'), { recursive: true }).map(String).sort();
+    const bsBefore = bsFiles();
+    const vmsBefore = (await list('vm-instances')).length;
+    await frozenAt('vm-clone:template', `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-kc1`] } });
+    await proc!.kill9();
+    await start();
+    await converged('clone');
+    assert.equal((await list('images?q=name~=clone-of-')).length, 0, 'no template image record');
+    assert.deepEqual(bsFiles(), bsBefore, 'nor its copy in the image store');
+    assert.equal((await list('vm-instances')).length, vmsBefore, 'no clone');
+    await libvirtMatches(vm.rootVolumeUuid);
+    const r = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-kc2`] } });
+    vmUuids.push(r.clones[0].uuid);
+    assert.equal(r.clones[0].state, 'Running');
+    await converged('clone again');
+    await libvirtMatches(vm.rootVolumeUuid);
+    console.log(`      crash cases: ${Math.round((Date.now() - t0) / 1000)} s`);
   });
 });
