@@ -19,6 +19,7 @@
 // Test-only fault injection: TSTACK_FAULT_INJECT=volume-snapshot:<step> (record, switch, take,
 // finish; 'switch': QEMU switched to the new top, the agent has not renamed the files yet).
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { TStackError } from '../../shared/errors.js';
 import * as K from '../../shared/protocol/kvm.js';
 import * as S from '../../shared/protocol/storage.js';
@@ -192,6 +193,9 @@ async function createSnapshot(body: Record<string, unknown>, oc: OpContext): Pro
 // is sent again, so the record matches the disk):
 //   check     refused while a VM uses the volume (409), the snapshot must be Ready
 //   revert    ps/snapshot/revert, then the volume's size and current snapshot
+/** Revert calls an agent that lost them (restarting) gets, ~40 s in all. */
+const REVERT_ATTEMPTS = 12;
+
 export interface RevertData extends Record<string, unknown> {
   snapshotUuid: string;
   volumeUuid: string;
@@ -221,14 +225,19 @@ export const volumeRevertFlow: FlowDef<RevertData> = {
         const req = { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: ctx.data.snapshotUuid };
         const host = await hostForVolume(d, vol);
         // an agent that restarted mid-revert may or may not have reverted: revert again (it is
-        // atomic and repeatable), so that the record matches the disk
-        const info = await callHost(d, host, 'storageagent', S.RevertSnapshot, req).catch((e: unknown) => {
-          // TASK_LOST: the restarted agent does not know the task; AGENT_UNREACHABLE: the answer was
-          // lost with the connection (a second call to an agent still down fails the same way)
-          if (!(e instanceof TStackError && (e.code === 'TASK_LOST' || e.code === 'AGENT_UNREACHABLE'))) throw e;
-          ctx.log.warn({ volumeUuid: vol.uuid, err: e.message }, 'the storage agent lost the revert; reverting again');
-          return callHost(d, host, 'storageagent', S.RevertSnapshot, req);
-        });
+        // atomic and repeatable), so that the record matches the disk. TASK_LOST: the restarted
+        // agent does not know the task; AGENT_UNREACHABLE: the answer was lost with the
+        // connection, and an agent still starting fails the same way — so for a while, not once
+        let info: S.VolumeInfo | undefined;
+        for (let attempt = 1; !info; attempt++) {
+          try {
+            info = await callHost(d, host, 'storageagent', S.RevertSnapshot, req);
+          } catch (e) {
+            if (!(e instanceof TStackError && (e.code === 'TASK_LOST' || e.code === 'AGENT_UNREACHABLE')) || attempt >= REVERT_ATTEMPTS) throw e;
+            ctx.log.warn({ volumeUuid: vol.uuid, attempt, err: e.message }, 'the storage agent lost the revert; reverting again');
+            await delay(Math.min(5_000, 500 * attempt));
+          }
+        }
         injectFault('volume-revert', 'revert');
         await d.store.update(vol.uuid, { size: info.size, actualSize: info.actualSize, _currentSnapshotUuid: ctx.data.snapshotUuid });
       },

@@ -79,6 +79,18 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
     assert.equal(v?.status, 'Ready');
   });
 
+  it('revert: the storage agent loses it several times (TASK_LOST, then unreachable while it starts); it is sent again until answered, and recorded', async () => {
+    const vol = await volume('revert-retry');
+    const s1 = await ok('/v1/volume-snapshots', { name: 's1', volumeUuid: vol.uuid });
+    await ok(`/v1/volumes/${vol.uuid}/actions`, { createSnapshot: { name: 's2' } });
+    for (const code of ['TASK_LOST', 'AGENT_UNREACHABLE', 'AGENT_UNREACHABLE']) fc.storage.failNext(S.RevertSnapshot.name, code);
+    const before = fc.storageState.reverts.length;
+    await ok(`/v1/volume-snapshots/${s1.uuid}/actions`, { revert: {} });
+    assert.deepEqual(fc.storageState.reverts.slice(before), [{ volumeUuid: vol.uuid, snapshotUuid: s1.uuid }]);
+    assert.equal((await store().get(vol.uuid))?._currentSnapshotUuid, s1.uuid, 'the record matches the disk');
+    assert.deepEqual(await journals(), []);
+  });
+
   it('revert through the common path: refused (409) while a running VM uses the volume, nothing left behind', async () => {
     const vm = (await fc.createVm('crash-revert-vm')).body;
     const s = await ok('/v1/volume-snapshots', { name: 'root-s', volumeUuid: vm.rootVolumeUuid });
