@@ -162,12 +162,20 @@ describe('e2e: the first real cloud', function () {
         ...(listenPort ? { listenPort } : {}),
       } as never);
       api = await c.login('admin', c.adminPassword);
+      // everything the cloud made on the host, even after a failure: every VM and network the API
+      // lists. Added after each start so that it runs (LIFO) before the running controller's stop:
+      // registered once, it ran after a restarted controller had stopped ("fetch failed") and the
+      // L3's tsflat-<uuid> namespace was left on the machine. Only the latest registration runs.
+      cleanup.add(async () => {
+        if (expunged) return;
+        expunged = true;
+        await expungeCloud(api);
+      }, 'cloud resources');
     };
+    let expunged = false;
     await startCtl();
     // adding the host authorizes the controller's own key (for reconnects): take it away again
     cleanup.add(() => removeControllerKey(c.dataDir), "controller key in root's authorized_keys");
-    // everything the cloud made on the host, even after a failure: every VM and network the API lists
-    cleanup.add(() => expungeCloud(api), 'cloud resources');
     Object.assign(globalThis, { __cloudKey: sshKey });
   });
 
