@@ -10,15 +10,26 @@ import * as S from '../../shared/protocol/storage.js';
 import { hostCapacity } from '../../controller/allocator/host.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 
+
+/** The DeleteVolume calls each host's storage agent got (in `fc.hosts` order), and which hosts deleted a volume since `before`. */
+function deleteCalls(cloud: () => FakeCloud): { deletes: () => string[][]; deletedBy: (before: string[][], volume: string) => number[] } {
+  const deletes = (): string[][] => cloud().storages.map((s) => s.callsOf(S.DeleteVolume.name).map((x: any) => String(x.volumeUuid)));
+  const deletedBy = (before: string[][], volume: string): number[] => deletes().flatMap((calls, i) => (calls.slice(before[i]!.length).includes(volume) ? [i] : []));
+  return { deletes, deletedBy };
+}
+
+/** What the host tracker does when a host goes silent: the host Disconnected, its VM Unknown. */
+async function hostDies(fc: FakeCloud, host: FakeCloud['hosts'][number], vmUuid: string): Promise<void> {
+  await host.kill();
+  await fc.controller.store.update(host.uuid, { status: 'Disconnected' });
+  await fc.controller.store.update(vmUuid, { state: 'Unknown' });
+}
+
 describe('functional: expunging a VM on shared storage whose volume’s host was removed or died', function () {
   this.timeout(60_000);
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
-  /** The volumes each host's storage agent was asked to delete, in `fc.hosts` order. */
-  const deletes = (): string[][] => fc.storages.map((s) => s.callsOf(S.DeleteVolume.name).map((x: any) => String(x.volumeUuid)));
-  /** Which hosts' storage agents deleted `volume` since `before`. */
-  const deletedBy = (before: string[][], volume: string): number[] =>
-    deletes().flatMap((calls, i) => (calls.slice(before[i]!.length).includes(volume) ? [i] : []));
+  const { deletes, deletedBy } = deleteCalls(() => fc);
 
   before(async () => {
     fc = await startFakeCloud(cleanup, { extraHosts: 2, storagePerHost: true, psType: 'SharedMountPoint' });
@@ -77,9 +88,7 @@ describe('functional: a VM Unknown on a dead host with local storage', function 
     const vm = (await fc.createVm('unknown-local-vm', { hostUuid: h2.uuid })).body;
     const root = String(vm.rootVolumeUuid);
     const installPath = (await fc.controller.store.get(root))!.installPath;
-    await h2.kill();
-    await fc.controller.store.update(h2.uuid, { status: 'Disconnected' });
-    await fc.controller.store.update(vm.uuid, { state: 'Unknown' });
+    await hostDies(fc, h2, vm.uuid);
     const del = await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
     assert.equal(del.status, 200, JSON.stringify(del.body));
     const calls = fc.storages.map((s) => s.callsOf(S.DeleteVolume.name).length);
@@ -97,9 +106,7 @@ describe('functional: a VM Unknown on a dead host with shared storage', function
   this.timeout(60_000);
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
-  const deletes = (): string[][] => fc.storages.map((s) => s.callsOf(S.DeleteVolume.name).map((x: any) => String(x.volumeUuid)));
-  const deletedBy = (before: string[][], volume: string): number[] =>
-    deletes().flatMap((calls, i) => (calls.slice(before[i]!.length).includes(volume) ? [i] : []));
+  const { deletes, deletedBy } = deleteCalls(() => fc);
 
   before(async () => {
     fc = await startFakeCloud(cleanup, { extraHosts: 1, storagePerHost: true, psType: 'SharedMountPoint' });
@@ -113,10 +120,7 @@ describe('functional: a VM Unknown on a dead host with shared storage', function
     const vm = (await fc.createVm('unknown-vm', { hostUuid: h2.uuid })).body;
     const root = String(vm.rootVolumeUuid);
     const ip = String((await fc.api.get(`/v1/vm-instances/${vm.uuid}`)).body.vmNics[0].ip);
-    // what the host tracker does when the host goes silent
-    await h2.kill();
-    await fc.controller.store.update(h2.uuid, { status: 'Disconnected' });
-    await fc.controller.store.update(vm.uuid, { state: 'Unknown' });
+    await hostDies(fc, h2, vm.uuid);
     const del = await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
     assert.equal(del.status, 200, JSON.stringify(del.body));
     assert.equal((await fc.api.get(`/v1/vm-instances/${vm.uuid}`)).body.state, 'Destroyed');
