@@ -8,8 +8,8 @@ import { strict as assert } from 'node:assert';
 import { Cleanup } from '../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
 import { cloudModule } from '../../controller/cloud/install.js';
-import { Simulator, nthIp } from '../../simulator/simulator.js';
-import { setupSimulatedCloud, type SimCloudIds } from '../harness/simulated-cloud.js';
+import { Simulator } from '../../simulator/simulator.js';
+import { setupSimulatedCloud, type SimCloudIds, randomSimFirstIp } from '../harness/simulated-cloud.js';
 import { freePort } from '../harness/ports.js';
 
 const HOSTS = 50;
@@ -27,7 +27,7 @@ describe('functional: 50 simulated hosts reconnect after a controller restart', 
   let ids: SimCloudIds;
 
   before(async () => {
-    const firstIp = nthIp('127.64.0.1', Math.floor(Math.random() * 60) * 65_536 + Math.floor(Math.random() * 250) * 256);
+    const firstIp = randomSimFirstIp();
     sim = new Simulator({ hosts: HOSTS, firstIp, port: await freePort() });
     await sim.start();
     cleanup.add(() => sim.stop(), 'simulator');

@@ -6,8 +6,8 @@ import { strict as assert } from 'node:assert';
 import { Cleanup } from '../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
 import { cloudModule } from '../../controller/cloud/install.js';
-import { Simulator, nthIp } from '../../simulator/simulator.js';
-import { setupSimulatedCloud, type SimCloudIds } from '../harness/simulated-cloud.js';
+import { Simulator } from '../../simulator/simulator.js';
+import { setupSimulatedCloud, type SimCloudIds, randomSimFirstIp } from '../harness/simulated-cloud.js';
 import { freePort } from '../harness/ports.js';
 
 const waitFor = async (what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> => {
@@ -27,8 +27,7 @@ describe('functional: tstack-simulator hosts behind a controller', function () {
   let ids: SimCloudIds;
 
   before(async () => {
-    // a random 127/8 block and a free port: parallel runs never collide
-    const firstIp = nthIp('127.64.0.1', Math.floor(Math.random() * 60) * 65_536 + Math.floor(Math.random() * 250) * 256);
+    const firstIp = randomSimFirstIp();
     sim = new Simulator({ hosts: 4, firstIp, port: await freePort() });
     await sim.start();
     cleanup.add(() => sim.stop(), 'simulator');

@@ -3,7 +3,10 @@
 // enough for `vms`, an offering, the hosts (POST /v1/hosts with ssh: false, `hostConcurrency`
 // at a time), an image store on host 0 and an image.
 import type { ApiClient } from './controller.js';
-import type { SimHostInfo } from '../../simulator/simulator.js';
+import { nthIp, type SimHostInfo } from '../../simulator/simulator.js';
+
+/** A random 256-address block of 127.64.0.0–127.123.255.255 for a simulator's hosts: parallel runs never collide. */
+export const randomSimFirstIp = (): string => nthIp('127.64.0.1', Math.floor(Math.random() * 60) * 65_536 + Math.floor(Math.random() * 250) * 256);
 
 const MiB = 1024 * 1024;
 

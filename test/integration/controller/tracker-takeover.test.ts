@@ -9,8 +9,8 @@ import { Cleanup } from '../../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../../harness/controller.js';
 import { startRedis } from '../../harness/redis.js';
 import { cloudModule } from '../../../controller/cloud/install.js';
-import { Simulator, nthIp } from '../../../simulator/simulator.js';
-import { setupSimulatedCloud, type SimCloudIds } from '../../harness/simulated-cloud.js';
+import { Simulator } from '../../../simulator/simulator.js';
+import { setupSimulatedCloud, type SimCloudIds, randomSimFirstIp } from '../../harness/simulated-cloud.js';
 import { freePort } from '../../harness/ports.js';
 import { leaseUuid } from '../../../controller/workflow/lease.js';
 
@@ -48,7 +48,7 @@ describe('two controllers on one Redis: host tracking leases and takeover', func
 
   before(async () => {
     redisUrl = (await startRedis(cleanup)).url;
-    const firstIp = nthIp('127.64.0.1', Math.floor(Math.random() * 60) * 65_536 + Math.floor(Math.random() * 250) * 256);
+    const firstIp = randomSimFirstIp();
     sim = new Simulator({ hosts: 4, firstIp, port: await freePort() });
     await sim.start();
     cleanup.add(() => sim.stop(), 'simulator');
