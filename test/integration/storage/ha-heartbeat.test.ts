@@ -9,9 +9,35 @@ import { join } from 'node:path';
 import { startNfs } from '../../harness/nfs.js';
 import { kernelHasNfs } from '../../../storageagent/primary/nfs.js';
 import * as H from '../../../shared/protocol/ha.js';
+import type { RequestOf } from '../../../shared/protocol/command.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { tmpDir } from '../../harness/tmp.js';
 import { makeQcow2, startTestAgent, uuid } from './helpers.js';
+
+type Agent = Awaited<ReturnType<typeof startTestAgent>>;
+type Ps = RequestOf<typeof H.HeartbeatSet>['ps'][number];
+
+/** `a` beats for `hostA` on `ps` (already set): peer `b` sees the seq rise, then stay once `a` stops. */
+async function beatsThenStops(a: Agent, b: Agent, hostA: string, ps: Ps, writer: string | undefined, t: { intervalMs: number; beatWaitMs: number; stopWaitMs: number }): Promise<void> {
+  const look = async () => (await b.call(H.HeartbeatCheck, { hostUuid: hostA, ps: [ps], volumePaths: [] })).beats[0]!;
+  const first = await look();
+  assert.equal(first.error, undefined);
+  assert.equal(first.writer, writer);
+  await new Promise((r) => setTimeout(r, t.beatWaitMs));
+  const second = await look();
+  assert.ok(second.seq! > first.seq!, `beats: ${first.seq} → ${second.seq}`);
+  await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [], intervalMs: t.intervalMs });
+  const stopped = await look();
+  await new Promise((r) => setTimeout(r, t.stopWaitMs));
+  assert.equal((await look()).seq, stopped.seq, 'no beat once stopped');
+}
+
+/** A host that never beat on `ps` has no heartbeat there, and that is no error. */
+async function neverBeat(b: Agent, ps: Ps): Promise<void> {
+  const never = (await b.call(H.HeartbeatCheck, { hostUuid: uuid(), ps: [ps], volumePaths: [] })).beats[0]!;
+  assert.equal(never.seq, undefined, 'a host that never beat has no heartbeat');
+  assert.equal(never.error, undefined);
+}
 
 describe('storage agent: HA heartbeat and disk locks', function () {
   this.timeout(60_000);
@@ -24,19 +50,8 @@ describe('storage agent: HA heartbeat and disk locks', function () {
     const hostA = uuid();
     const set = await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [ps], intervalMs: 200 });
     assert.deepEqual(set.files, [join(shared, '.tstack-ha', `${hostA}.json`)]);
-    const look = async () => (await b.call(H.HeartbeatCheck, { hostUuid: hostA, ps: [ps], volumePaths: [] })).beats[0]!;
-    const first = await look();
-    assert.equal(first.writer, set.writer);
-    await new Promise((r) => setTimeout(r, 700));
-    const second = await look();
-    assert.ok(second.seq! > first.seq!, `beats: ${first.seq} → ${second.seq}`);
-    await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [], intervalMs: 200 });
-    const stopped = await look();
-    await new Promise((r) => setTimeout(r, 700));
-    assert.equal((await look()).seq, stopped.seq, 'no beat once stopped');
-    const never = (await b.call(H.HeartbeatCheck, { hostUuid: uuid(), ps: [ps], volumePaths: [] })).beats[0]!;
-    assert.equal(never.seq, undefined, 'a host that never beat has no heartbeat');
-    assert.equal(never.error, undefined);
+    await beatsThenStops(a, b, hostA, ps, set.writer, { intervalMs: 200, beatWaitMs: 700, stopWaitMs: 700 });
+    await neverBeat(b, ps);
     const local = await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [{ type: 'local', uuid: uuid(), path: shared }], intervalMs: 200 }).catch((e: Error & { code?: string }) => e);
     assert.equal((local as { code?: string }).code, 'INVALID_ARGUMENT', 'local storage has no heartbeat');
   });
@@ -54,21 +69,9 @@ describe('storage agent: HA heartbeat and disk locks', function () {
     const onServer = join(nfs.dir, '.tstack-ha', `${hostA}.json`);
     assert.equal(JSON.parse(readFileSync(onServer, 'utf8')).writer, set.writer, 'the file is on the export');
     assert.deepEqual(readdirSync(mountPath), [], 'nothing was written under the mount point');
-    const look = async () => (await b.call(H.HeartbeatCheck, { hostUuid: hostA, ps: [ps], volumePaths: [] })).beats[0]!;
-    const first = await look();
-    assert.equal(first.error, undefined);
-    assert.equal(first.writer, set.writer);
-    await new Promise((r) => setTimeout(r, 1_500));
-    const second = await look();
-    assert.ok(second.seq! > first.seq!, `beats: ${first.seq} → ${second.seq}`);
-    await a.call(H.HeartbeatSet, { hostUuid: hostA, ps: [], intervalMs: 300 });
-    const stopped = await look();
-    await new Promise((r) => setTimeout(r, 1_000));
-    assert.equal((await look()).seq, stopped.seq, 'no beat once stopped');
+    await beatsThenStops(a, b, hostA, ps, set.writer, { intervalMs: 300, beatWaitMs: 1_500, stopWaitMs: 1_000 });
     assert.deepEqual(readdirSync(join(nfs.dir, '.tstack-ha')), [`${hostA}.json`], 'no temp file left');
-    const never = (await b.call(H.HeartbeatCheck, { hostUuid: uuid(), ps: [ps], volumePaths: [] })).beats[0]!;
-    assert.equal(never.seq, undefined, 'a host that never beat has no heartbeat');
-    assert.equal(never.error, undefined);
+    await neverBeat(b, ps);
     assert.ok(!existsSync(join(mountPath, '.tstack-ha')));
   });
 
