@@ -282,10 +282,33 @@ export const endpoint = (host: Resource, rec: HostAgentRecord): { url: string; t
 export async function rebind(d: HostDeps, host: Resource): Promise<void> {
   const agents = host._agents as HostAgents;
   const eventToken = d.agents?.register(host.uuid) ?? randomBytes(24).toString('base64url');
-  for (const a of AGENTS) {
-    await d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs: 15_000 });
-  }
+  // the agents are separate processes: connected side by side
+  await Promise.all(AGENTS.map((a) => d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs: 15_000 })));
   runtimeOf(d).bound.add(host.uuid);
+}
+
+/**
+ * Connect every agent (fresh event token) and return what each answered, as pingAgents does
+ * (a connect answers the same agent info as a ping); an agent that does not answer is left
+ * out. The host counts as bound only when all of them answered.
+ */
+export async function connectAgents(d: HostDeps, host: Resource, timeoutMs: number): Promise<Partial<Record<AgentName, AgentInfo>>> {
+  const agents = host._agents as HostAgents | undefined;
+  const out: Partial<Record<AgentName, AgentInfo>> = {};
+  if (!agents) return out;
+  const eventToken = d.agents?.register(host.uuid) ?? randomBytes(24).toString('base64url');
+  await Promise.all(
+    AGENTS.map(async (a) => {
+      if (!agents[a]) return;
+      try {
+        out[a] = await d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs });
+      } catch {
+        /* no answer (or refused: e.g. an agent of another protocol) */
+      }
+    }),
+  );
+  if (AGENTS.every((a) => out[a])) runtimeOf(d).bound.add(host.uuid);
+  return out;
 }
 
 /**

@@ -4,7 +4,8 @@
 //    (store.transition; VMs in transitional states belong to their workflow).
 //  - answers again → connect again (new event token), Connected, VM state sync from vm/sync.
 //  - an agent that restarted (startedAt changed) is connected again (it lost its controller binding);
-//    so is every host once per controller process (event tokens live in the controller's memory).
+//    so is every host once per controller process (event tokens live in the controller's memory):
+//    a Connected host not yet bound by this process is connected without a ping first.
 //  - a changed bootId: the host rebooted → VM sync (VMs not running there → Stopped) + event.
 //  - an agent of another version → reconnect (re-deploy).
 //  - a host that stays Disconnected (and is not in Maintenance) is reconnected over SSH every
@@ -26,7 +27,7 @@ import { logger } from '../../shared/log.js';
 import { Leases } from '../workflow/lease.js';
 import type { Resource } from '../store/types.js';
 import { AGENTS, type AgentName } from './render.js';
-import { controllerVersion, pingAgents, rebind, reconnectHost, runtimeOf, type HostAgents, type HostDeps } from './service.js';
+import { connectAgents, controllerVersion, pingAgents, rebind, reconnectHost, runtimeOf, type HostAgents, type HostDeps } from './service.js';
 import { nextStatus, VM_STATES_TO_UNKNOWN, type HostStatus } from './states.js';
 import { emitHostEvent, syncVms } from './vmsync.js';
 
@@ -163,7 +164,14 @@ export class HostTracker {
       }
       return;
     }
-    const pings = await pingAgents(d, host, this.pingTimeoutMs);
+    // a host recorded Connected that this controller has not bound (its first round after a
+    // start or a takeover): its agents are connected straight away, since a connect answers
+    // what a ping does; one request per agent instead of a ping and then a connect. An agent
+    // that refuses the connect but answers a ping (another version) goes the ping way.
+    const unbound = status === 'Connected' && !runtimeOf(d).bound.has(host.uuid);
+    const pings = unbound ? await connectAgents(d, host, this.pingTimeoutMs) : await pingAgents(d, host, this.pingTimeoutMs);
+    const justBound = unbound && runtimeOf(d).bound.has(host.uuid);
+    if (unbound && !justBound) Object.assign(pings, await pingAgents(d, { ...host, _agents: onlyAgents(agents, AGENTS.filter((a) => !pings[a])) }, this.pingTimeoutMs));
     const silent = AGENTS.filter((a) => !pings[a]);
     const prev = { status, misses: this.misses.get(host.uuid) ?? 0 };
     const next = nextStatus(prev, silent.length === 0, this.maxMisses);
@@ -191,16 +199,17 @@ export class HostTracker {
     const rebooted = typeof host.bootId === 'string' && host.bootId !== kvmInfo.bootId;
     if (status === 'Connected' && restarted.length === 0 && !rebooted) {
       // a controller that restarted (or took the host over) lost the event tokens (memory
-      // only): hand out a new one; the events the agents sent meanwhile were refused, so the
-      // VM states are read again
-      if (!runtimeOf(d).bound.has(host.uuid)) {
+      // only): hand out a new one (done above when every agent took the connect); the events
+      // the agents sent meanwhile were refused, so the VM states are read again
+      if (justBound) await syncVms(d, host, 'controller (re)connected');
+      else if (!runtimeOf(d).bound.has(host.uuid)) {
         await rebind(d, host);
         await syncVms(d, host, 'controller (re)connected');
       }
       return;
     }
 
-    if (restarted.length || status !== 'Connected') await rebind(d, host);
+    if ((restarted.length || status !== 'Connected') && !justBound) await rebind(d, host);
     const newAgents: HostAgents = { ...agents };
     for (const a of AGENTS) newAgents[a] = { ...agents[a], startedAt: pings[a]!.startedAt };
     const updated = await d.store.update(host.uuid, { status: 'Connected', statusReason: undefined, bootId: kvmInfo.bootId, _agents: newAgents, lastConnectDate: new Date().toISOString() });
@@ -212,8 +221,8 @@ export class HostTracker {
       log.warn({ host: host.uuid, was: host.bootId, now: kvmInfo.bootId }, 'host rebooted');
       emitHostEvent(d, host.uuid, 'host.rebooted', { previousBootId: host.bootId, bootId: kvmInfo.bootId });
     }
-    if (status !== 'Connected' || rebooted || restarted.includes('kvmagent')) {
-      await syncVms(d, updated, rebooted ? 'host rebooted' : status !== 'Connected' ? 'host reconnected' : 'kvmagent restarted');
+    if (status !== 'Connected' || rebooted || restarted.includes('kvmagent') || justBound) {
+      await syncVms(d, updated, rebooted ? 'host rebooted' : status !== 'Connected' ? 'host reconnected' : restarted.includes('kvmagent') ? 'kvmagent restarted' : 'controller (re)connected');
     }
   }
 
@@ -247,6 +256,9 @@ export class HostTracker {
 }
 
 const leaseKey = (hostUuid: string): string => `host-tracker:${hostUuid}`;
+
+/** The agents record with only `names` (the others left out: pingAgents skips them). */
+const onlyAgents = (agents: HostAgents, names: readonly AgentName[]): HostAgents => Object.fromEntries(names.map((a) => [a, agents[a]])) as HostAgents;
 
 /** Start tracking all hosts; returns the tracker (stop() it on shutdown). */
 export function startHostTracker(d: HostDeps): HostTracker {
