@@ -76,33 +76,74 @@ function noteRelease(store: InventoryStore, ns: string, ip: string): void {
 
 /**
  * Addresses of long-lived service owners (a host's DHCP server `dhcp:<host>`), by namespace and
- * owner: each flat apply asks for it, and finding it read every claim of the L3. Kept for a
- * minute, dropped by releaseIp; a release by another controller is seen after that minute.
+ * owner: each flat apply asks for it, and finding it read every claim of the L3. One read fills
+ * in every `dhcp:` owner of the L3 (a controller's first reconcile pass asks for all its hosts'
+ * at once, and they all age out together: per host, that was hosts × claims rows read each
+ * minute); concurrent misses share that read. Kept for a minute, dropped by releaseIp; a
+ * release by another controller is seen after that minute.
  */
 const held = new WeakMap<InventoryStore, Map<string, { ip: string; at: number }>>();
 const HELD_MAX_AGE_MS = 60_000;
+const SERVICE_OWNER = 'dhcp:';
+/** The read of a namespace's claims in progress, by store and namespace. */
+const refreshing = new WeakMap<InventoryStore, Map<string, Promise<Array<{ key: string; owner: string }>>>>();
+/** Releases seen by this process, by store and namespace: a read that overlapped one fills nothing in. */
+const releases = new WeakMap<InventoryStore, Map<string, number>>();
+
+function heldOf(store: InventoryStore): Map<string, { ip: string; at: number }> {
+  let m = held.get(store);
+  if (!m) held.set(store, (m = new Map()));
+  return m;
+}
+
+/** Read the namespace's claims once (shared by concurrent callers) and refresh its service owners' entries. */
+function refreshHeld(store: InventoryStore, ns: string): Promise<Array<{ key: string; owner: string }>> {
+  let r = refreshing.get(store);
+  if (!r) refreshing.set(store, (r = new Map()));
+  const inFlight = r.get(ns);
+  if (inFlight) return inFlight;
+  const startedAt = Date.now();
+  const gen = releases.get(store)?.get(ns) ?? 0;
+  const p = store
+    .claims(ns)
+    .then((claims) => {
+      if ((releases.get(store)?.get(ns) ?? 0) !== gen) return claims;
+      const m = heldOf(store);
+      const seen = new Set<string>();
+      for (const c of claims) {
+        if (!c.owner.startsWith(SERVICE_OWNER)) continue;
+        const k = `${ns} ${c.owner}`;
+        seen.add(k);
+        m.set(k, { ip: c.key, at: startedAt });
+      }
+      // owners that hold nothing any more; an entry noted after the read began stays
+      for (const [k, v] of m) if (k.startsWith(`${ns} `) && !seen.has(k) && v.at <= startedAt) m.delete(k);
+      return claims;
+    })
+    .finally(() => r.delete(ns));
+  r.set(ns, p);
+  return p;
+}
 
 /** The address `owner` holds on an L3, if any (one owner, one address). */
 export async function heldIp(store: InventoryStore, l3NetworkUuid: string, owner: string): Promise<string | undefined> {
-  let m = held.get(store);
-  if (!m) held.set(store, (m = new Map()));
-  const k = `${ipNamespace(l3NetworkUuid)} ${owner}`;
-  const hit = m.get(k);
+  const ns = ipNamespace(l3NetworkUuid);
+  const k = `${ns} ${owner}`;
+  const hit = heldOf(store).get(k);
   if (hit && Date.now() - hit.at <= HELD_MAX_AGE_MS) return hit.ip;
-  const ip = (await store.claims(ipNamespace(l3NetworkUuid))).find((c) => c.owner === owner)?.key;
-  if (ip) m.set(k, { ip, at: Date.now() });
-  else m.delete(k);
-  return ip;
+  // a miss is never cached: the read answers (an owner without an address gets one next)
+  return (await refreshHeld(store, ns)).find((c) => c.owner === owner)?.key;
 }
 
 /** `owner` was just given `ip` (a service's first address): heldIp answers it without a read. */
 export function noteHeld(store: InventoryStore, l3NetworkUuid: string, owner: string, ip: string): void {
-  let m = held.get(store);
-  if (!m) held.set(store, (m = new Map()));
-  m.set(`${ipNamespace(l3NetworkUuid)} ${owner}`, { ip, at: Date.now() });
+  heldOf(store).set(`${ipNamespace(l3NetworkUuid)} ${owner}`, { ip, at: Date.now() });
 }
 
 function forgetHeld(store: InventoryStore, ns: string, ip: string): void {
+  let g = releases.get(store);
+  if (!g) releases.set(store, (g = new Map()));
+  g.set(ns, (g.get(ns) ?? 0) + 1);
   const m = held.get(store);
   if (!m) return;
   for (const [k, v] of m) if (v.ip === ip && k.startsWith(`${ns} `)) m.delete(k);
