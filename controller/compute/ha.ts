@@ -112,6 +112,16 @@ export class HaMonitor {
 
   /** One pass: heartbeats configured, dead hosts' VMs restarted, pending restarts retried. */
   async round(): Promise<void> {
+    this.psThisRound = new Map();
+    try {
+      await this.roundHosts();
+    } finally {
+      this.psThisRound = undefined;
+    }
+    await this.retryPending();
+  }
+
+  private async roundHosts(): Promise<void> {
     const hosts = (await this.d.store.list({ kind: 'host' })).items;
     for (const h of hosts) {
       if (h.status === 'Connected') {
@@ -121,10 +131,24 @@ export class HaMonitor {
         await this.checkHost(h, hosts).catch((e: unknown) => log.warn({ host: h.uuid, err: (e as Error).message }, 'HA check of a disconnected host failed'));
       }
     }
-    await this.retryPending();
   }
 
-  private async sharedPs(clusterUuid: string): Promise<Resource[]> {
+  /** A round's shared storages by cluster: read once per cluster per round, not per host (a local primary storage's record holds every host's capacity: ~90 KB at 1,000 hosts). */
+  private psThisRound: Map<string, Promise<Resource[]>> | undefined;
+
+  private sharedPs(clusterUuid: string): Promise<Resource[]> {
+    const memo = this.psThisRound;
+    let p = memo?.get(clusterUuid);
+    if (!p) {
+      p = this.readSharedPs(clusterUuid);
+      memo?.set(clusterUuid, p);
+      // a failed read is not kept for the rest of the round
+      p.catch(() => memo?.delete(clusterUuid));
+    }
+    return p;
+  }
+
+  private async readSharedPs(clusterUuid: string): Promise<Resource[]> {
     const out: Resource[] = [];
     for (const u of await attachedTo(this.d.store, 'cluster-primary-storage', clusterUuid)) {
       const ps = await this.d.store.get(u);
