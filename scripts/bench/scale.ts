@@ -4,7 +4,7 @@
 // Running or failed; then the filtered, paginated VM list is measured at 30 req/s and the read
 // throughput with 16 concurrent readers. Prints one JSON line and, last, `ratio: X` =
 // create_s ÷ (M ÷ 7.2): ZStack's published 10,000 VMs in 23 minutes is 7.2 VMs/s, so X < 1 is faster.
-//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator] [--idle 10] [--kill-one | --restart [--down-s 5]]
+//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator] [--idle 10] [--start-timeout-s 300] [--kill-one | --restart [--down-s 5]]
 // CPU per VM is also given net of what the processes use idle (measured --idle seconds before the creates).
 // --inventory K: K Running VM records spread over the hosts are written straight into the store
 // (createMany, 1,000 a write) before the creates, so creates and lists run against that inventory;
@@ -68,6 +68,8 @@ const PROF = f['cpu-prof'];
 const IDLE_S = int('idle', 10);
 const RESTART = f.restart !== undefined;
 const DOWN_S = int('down-s', 5);
+/** How long a controller may take to listen and answer /health (start and restart). */
+const START_TIMEOUT_S = int('start-timeout-s', 300);
 if (RESTART && KILL_ONE) throw new Error('--restart and --kill-one: one at a time');
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-scale-'));
@@ -122,12 +124,16 @@ async function startController(i: number, store: string): Promise<string> {
   procs.push(p);
   ctlPids.push(p.pid);
   controllerProcs[i] = p;
-  await waitForPort('127.0.0.1', port, 120_000);
+  // one deadline for listening and healthy: a start (tsx compiling, the store opened) at load 30
+  // on two cores took ~50 s, close to the 60 s the health wait alone used to allow
+  const end = Date.now() + START_TIMEOUT_S * 1000;
+  await waitForPort('127.0.0.1', port, START_TIMEOUT_S * 1000);
   const url = `http://127.0.0.1:${port}`;
-  for (let t = Date.now(); Date.now() - t < 60_000; await sleep(200)) {
-    if ((await fetch(`${url}/health`).catch(() => undefined))?.ok) return url;
+  for (; Date.now() < end; await sleep(200)) {
+    if ((await fetch(`${url}/health`, { signal: AbortSignal.timeout(10_000) }).catch(() => undefined))?.ok) return url;
+    if (!p.running) throw new Error(`controller ${i} exited: ${readFileSync(join(dir, `controller${i}.log`), 'utf8').slice(-2000)}`);
   }
-  throw new Error(`controller ${i} did not get healthy`);
+  throw new Error(`controller ${i} did not get healthy in ${START_TIMEOUT_S} s`);
 }
 
 /** GET with a few retries: a request that never got an answer under load is asked again. */

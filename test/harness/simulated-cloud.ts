@@ -43,19 +43,29 @@ async function ok(api: ApiClient, path: string, body: unknown): Promise<any> {
 
 /**
  * One host add; a request that got no answer (a connection reset on a loaded machine) or a
- * retryable failure is asked again, and a name already taken by then is the first request's host.
+ * retryable failure (the controller busy, a simulated host slow to answer its first ping) is
+ * asked again with a growing pause, up to ~2 minutes, and a name already taken by then is the
+ * first request's host.
  */
 async function addOne(api: ApiClient, body: { name: string }): Promise<string> {
+  const pause = (attempt: number): Promise<void> => new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** attempt)));
+  const ATTEMPTS = 15;
   for (let attempt = 0; ; attempt++) {
-    const r = await api.post('/v1/hosts?wait=true', body).catch((e: Error) => (attempt < 5 ? undefined : Promise.reject(e)));
-    if (!r) continue;
+    const r = await api.post('/v1/hosts?wait=true', body).catch((e: Error) => (attempt < ATTEMPTS ? undefined : Promise.reject(e)));
+    if (!r) {
+      await pause(attempt);
+      continue;
+    }
     if (r.status === 409 && attempt > 0) {
       const found = await api.get(`/v1/hosts?q=name=${encodeURIComponent(body.name)}`);
       const h = (found.body?.inventories as Array<{ uuid: string }> | undefined)?.[0];
       if (h) return h.uuid;
     }
     // a failed add removes its half-made host: a retryable failure is simply sent again
-    if (r.status >= 300 && attempt < 3 && r.body?.kind === 'retryable') continue;
+    if (r.status >= 300 && attempt < ATTEMPTS && (r.body?.kind === 'retryable' || r.status === 503 || r.status === 429)) {
+      await pause(attempt);
+      continue;
+    }
     if (r.status >= 300) throw new Error(`POST /v1/hosts: ${r.status} ${JSON.stringify(r.body)}`);
     return (r.body?.result ?? r.body).uuid as string;
   }
