@@ -1,7 +1,8 @@
 // What the controller asks of the simulated hosts, counted where it lands (the scale bench's
 // "no storm" figures): requests per route, requests per wall-clock second, requests in
 // progress at once (peak), and per host the time of its last successful `connect` (a
-// controller binding the host: its reconnect after a controller restart). reset() starts a
+// controller binding the host: its reconnect after a controller restart) and the first route it
+// was asked in the window (a restarted controller connects without pinging first). reset() starts a
 // new measurement window (the peak and the counts; the connect times are kept per window too).
 
 export interface TrafficReport {
@@ -15,6 +16,8 @@ export interface TrafficReport {
   peakInFlight: number;
   /** Per host index: ms since the epoch of its last connect answered 200 in this window. */
   connectedAt: Record<number, number>;
+  /** Per host index: the route of its first request in this window. */
+  firstRoute: Record<number, string>;
 }
 
 export class Traffic {
@@ -25,6 +28,7 @@ export class Traffic {
   private inFlight = 0;
   private peak = 0;
   private connectedAt = new Map<number, number>();
+  private firstRoute = new Map<number, string>();
 
   /** The AgentServer `observe` hook of host `index`. */
   observer(index: number): (route: string) => (status: number) => void {
@@ -32,6 +36,7 @@ export class Traffic {
       const now = Date.now();
       this.requests++;
       this.byRoute.set(route, (this.byRoute.get(route) ?? 0) + 1);
+      if (!this.firstRoute.has(index)) this.firstRoute.set(index, route);
       const sec = Math.floor(now / 1000);
       this.perSecond.set(sec, (this.perSecond.get(sec) ?? 0) + 1);
       // a day of seconds at most: the map never grows without bound
@@ -51,6 +56,7 @@ export class Traffic {
     this.perSecond.clear();
     this.peak = this.inFlight;
     this.connectedAt.clear();
+    this.firstRoute.clear();
   }
 
   report(): TrafficReport {
@@ -62,6 +68,7 @@ export class Traffic {
       inFlight: this.inFlight,
       peakInFlight: this.peak,
       connectedAt: Object.fromEntries(this.connectedAt),
+      firstRoute: Object.fromEntries(this.firstRoute),
     };
   }
 }

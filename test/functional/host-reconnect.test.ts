@@ -2,8 +2,9 @@
 // `scale.ts --restart`): the restarted controller (same data directory, so the same SQLite
 // inventory) binds every host again within a few ping rounds, without a storm: the requests in
 // progress at the hosts stay within the tracker's concurrency and each host is asked a bounded
-// number of things; and a VM that stopped while no controller was there (its event had nowhere
-// to go) is Stopped in the inventory after the reconnect.
+// number of things (a connect per agent first, no ping before it); and a VM that stopped while
+// no controller was there (its event had nowhere to go) is Stopped in the inventory after the
+// reconnect.
 import { strict as assert } from 'node:assert';
 import { Cleanup } from '../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
@@ -71,6 +72,9 @@ describe('functional: 50 simulated hosts reconnect after a controller restart', 
     assert.ok(t.peakInFlight <= 3 * CONCURRENCY + 16, `peak in flight ${t.peakInFlight}: ${JSON.stringify(t.byRoute)}`);
     assert.equal(t.byRoute['/connect'], 3 * HOSTS, `one connect per agent and host: ${JSON.stringify(t.byRoute)}`);
     assert.equal(t.byRoute['/vm/sync'], HOSTS, `one VM sync per host: ${JSON.stringify(t.byRoute)}`);
+    // a host recorded Connected is connected straight away (the connect answers what a ping would)
+    const pingedFirst = Object.entries(t.firstRoute).filter(([, r]) => r === '/ping');
+    assert.equal(pingedFirst.length, 0, `hosts pinged before their connect: ${JSON.stringify(pingedFirst.slice(0, 5))}`);
     const hosts = (await apiB.get(`/v1/hosts?q=status=Connected&count=true`)).body.total;
     assert.equal(hosts, HOSTS);
     const vm = (await apiB.get(`/v1/vm-instances/${victim.uuid}`)).body;
