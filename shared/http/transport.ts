@@ -5,6 +5,7 @@
 // client sorts into "never connected" (safe to resend) and "broke after sending" (ask the agent).
 import http from 'node:http';
 import https from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 
 export interface Reply {
   status: number;
@@ -47,9 +48,24 @@ export class Transport {
     };
   }
 
+  /** Parsed request targets by URL: a client calls the same few paths of the same hosts again and again. */
+  private readonly targets = new Map<string, Target>();
+
+  private target(url: string): Target {
+    let t = this.targets.get(url);
+    if (!t) {
+      const u = new URL(url);
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new TransportError('EPROTO', `unsupported URL scheme ${u.protocol}`);
+      t = { ...urlToHttpOptions(u), protocol: u.protocol };
+      // bounded: per-task URLs (GET /task/<id>) would otherwise pile up
+      if (this.targets.size >= 4096) this.targets.clear();
+      this.targets.set(url, t);
+    }
+    return t;
+  }
+
   async send(url: string, o: SendOptions): Promise<Reply> {
-    const u = new URL(url);
-    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new TransportError('EPROTO', `unsupported URL scheme ${u.protocol}`);
+    const u = this.target(url);
     const pool = this.agents[u.protocol];
     try {
       return await this.once(u, o, pool);
@@ -67,7 +83,7 @@ export class Transport {
     }
   }
 
-  private once(u: URL, o: SendOptions, agent: http.Agent | false): Promise<Reply> {
+  private once(u: Target, o: SendOptions, agent: http.Agent | false): Promise<Reply> {
     const mod = u.protocol === 'https:' ? https : http;
     const body = o.body === undefined ? undefined : Buffer.from(o.body);
     const headers: Record<string, string | number> = { ...o.headers };
@@ -84,7 +100,7 @@ export class Transport {
         if (e) reject(e);
         else resolve(r!);
       };
-      const req = mod.request(u, { method: o.method, headers, agent }, (res) => {
+      const req = mod.request({ ...u, method: o.method, headers, agent }, (res) => {
         answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (b: Buffer) => chunks.push(b));
@@ -119,6 +135,9 @@ export class Transport {
     });
   }
 }
+
+/** What http.request needs of a URL, parsed once. */
+type Target = http.RequestOptions & { protocol: 'http:' | 'https:' };
 
 /** How soon a reset must follow the write to count as a stale pooled connection. */
 const STALE_WINDOW_MS = 1_000;
