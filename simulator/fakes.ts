@@ -90,20 +90,31 @@ const vrouterAnswers: Record<string, Answer> = {
   [VPC.RouterApply.name]: (req: { router: { routerUuid: string } }) => ({ router: { routerUuid: req.router.routerUuid, namespace: 'sim', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 }),
 };
 
+/** The schema's default value of each command without an explicit answer (made once; never mutated). */
+const defaults = new Map<CommandDef, unknown>();
+function defaultAnswer(cmd: CommandDef): unknown {
+  if (!defaults.has(cmd)) {
+    const res = Value.Create(cmd.response as TSchema);
+    defaults.set(cmd, check(cmd.response as TSchema, res).length ? undefined : res);
+  }
+  const res = defaults.get(cmd);
+  if (res === undefined) throw new TStackError('NOT_IMPLEMENTED', `the simulator has no answer for ${cmd.name} (add one in simulator/fakes.ts)`);
+  return res;
+}
+
 function register(server: AgentServer, commands: CommandDef[], answers: Record<string, Answer>): void {
   for (const cmd of commands) {
     const answer = answers[cmd.name];
-    server.handle(cmd, async (req: unknown) => {
-      if (answer) return answer(req) as never;
-      const res = Value.Create(cmd.response as TSchema);
-      if (check(cmd.response as TSchema, res).length) throw new TStackError('NOT_IMPLEMENTED', `the simulator has no answer for ${cmd.name} (add one in simulator/fakes.ts)`);
-      return res as never;
-    });
+    server.handle(cmd, async (req: unknown) => (answer ? answer(req) : defaultAnswer(cmd)) as never);
   }
 }
 
+// listed once per process, not once per host
+const storageCommands = [...commandsOf(S), ...commandsOf(H)];
+const vrouterCommands = [...commandsOf(V), ...commandsOf(VPC)];
+
 /** Register the storage (+ha) and vrouter (+vpc) commands of a simulated host on its server. */
 export function registerFakeStorageAndVrouter(server: AgentServer, st: FakeStorageState): void {
-  register(server, [...commandsOf(S), ...commandsOf(H)], storageAnswers(st));
-  register(server, [...commandsOf(V), ...commandsOf(VPC)], vrouterAnswers);
+  register(server, storageCommands, storageAnswers(st));
+  register(server, vrouterCommands, vrouterAnswers);
 }

@@ -136,7 +136,7 @@ export class Simulator {
       capabilities: KVM_CAPABILITIES,
       // results are read by callback or at once; a short retention keeps 1,000 hosts' memory flat
       retentionMs: 5 * 60_000,
-      intercept: (command, signal) => this.intercept(command, signal),
+      intercept: (command, task) => this.intercept(command, task),
       observe: this.traffic.observer(h.index),
     });
     const agent = await registerKvmAgent(server, { driver: h.driver, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true }, driverFactsName: `sim-${h.index}` });
@@ -184,11 +184,11 @@ export class Simulator {
     return { hosts: this.hosts.length, powered: this.hosts.filter((h) => h.powered).length, vms, byState };
   }
 
-  private async intercept(command: string, signal: AbortSignal): Promise<void> {
+  private async intercept(command: string, task: { readonly signal: AbortSignal }): Promise<void> {
     const rule = this.faults[command] ?? (command === 'ping' || command === 'connect' ? undefined : this.faults['*']);
     if (!rule) return;
     const ms = (rule.latencyMs ?? 0) + Math.random() * (rule.jitterMs ?? 0);
-    if (ms > 0) await sleep(ms, signal);
+    if (ms > 0) await sleep(ms, task.signal);
     if (rule.failRate && Math.random() < rule.failRate) throw new TStackError('SIMULATED_FAILURE', `${command}: failure injected by the simulator (failRate ${rule.failRate})`);
   }
 }
