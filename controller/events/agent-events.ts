@@ -23,17 +23,24 @@ export const AgentEventsBody = Obj({
 });
 
 export class AgentRegistry {
+  /** Token hash → host; one token per host, so `byHost` finds a host's entry without a scan (1,000 hosts bound again after a restart). */
   private tokens = new Map<string, string>();
+  private byHost = new Map<string, string>();
 
   /** Bind an event token to a host; returns the token (a fresh random one when not given). */
   register(hostUuid: string, token = randomBytes(24).toString('base64url')): string {
-    for (const [k, v] of this.tokens) if (v === hostUuid) this.tokens.delete(k);
-    this.tokens.set(sha(token), hostUuid);
+    this.unregister(hostUuid);
+    const h = sha(token);
+    this.tokens.set(h, hostUuid);
+    this.byHost.set(hostUuid, h);
     return token;
   }
 
   unregister(hostUuid: string): void {
-    for (const [k, v] of this.tokens) if (v === hostUuid) this.tokens.delete(k);
+    const h = this.byHost.get(hostUuid);
+    if (h === undefined) return;
+    this.byHost.delete(hostUuid);
+    if (this.tokens.get(h) === hostUuid) this.tokens.delete(h);
   }
 
   hostOf(token: string | undefined): string | undefined {
