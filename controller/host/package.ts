@@ -32,18 +32,30 @@ export interface BuiltPackage {
 }
 
 /** The root of the running controller's tree (…/dist/controller/host → …; source: controller/host → …). */
+let own: string | undefined;
+
 export function ownRoot(): string {
+  if (own) return own;
   let d = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    if (existsSync(join(d, 'package.json'))) return d;
+    if (existsSync(join(d, 'package.json'))) return (own = d);
     d = dirname(d);
   }
   throw new TStackError('INTERNAL', 'cannot find the tstack root (package.json) above controller/host');
 }
 
+/** Versions read, by root, with the package.json mtime they were read at (the tracker asks for every host each round). */
+const versions = new Map<string, { mtimeMs: number; version: string }>();
+
 export function readVersion(root: string): string {
-  const v = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version?: string }).version;
-  return checkVersion(v ?? '');
+  const file = join(root, 'package.json');
+  const mtimeMs = statSync(file).mtimeMs;
+  const hit = versions.get(root);
+  if (hit && hit.mtimeMs === mtimeMs) return hit.version;
+  const v = (JSON.parse(readFileSync(file, 'utf8')) as { version?: string }).version;
+  const version = checkVersion(v ?? '');
+  versions.set(root, { mtimeMs, version });
+  return version;
 }
 
 function stamp(root: string, bundled: boolean): string {
