@@ -17,8 +17,9 @@ export async function fenceOnReturn(store: InventoryStore, hostUuid: string, vmU
 
 /** Forget these VMs (their domains are gone from the host). */
 export async function unfence(store: InventoryStore, hostUuid: string, vmUuids: string[]): Promise<void> {
+  if (vmUuids.length === 0) return; // every VM sync calls this: no read for nothing to forget
   const host = await store.get(hostUuid);
-  if (!host || vmUuids.length === 0) return;
+  if (!host) return;
   const keep = fencedOn(host).filter((u) => !vmUuids.includes(u));
   await store.update(hostUuid, { [FIELD]: keep.length ? keep : undefined });
 }
