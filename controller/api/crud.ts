@@ -60,15 +60,29 @@ export async function getVisible(ctx: OpContext, spec: CollectionSpec, uuid: str
 
 const FIRST = ['uuid', 'name', 'description', 'kind', 'state', 'status'];
 const LAST = ['parentUuid', 'ownerAccountUuid', 'tags', 'createDate', 'lastOpDate'];
+const PLACED = new Set([...FIRST, ...LAST]);
+const UNDERSCORE = 95;
 
-/** Strip internal fields (leading '_' and the collection's hidden fields); common fields first. */
+/**
+ * Strip internal fields (leading '_' and the collection's hidden fields); common fields first.
+ * On every item of every list page (issue 19): plain loops, no per-key arrays.
+ */
 export function shape(spec: CollectionSpec | undefined, r: Resource): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const hidden = spec?.hiddenFields;
-  const keep = (k: string): boolean => !k.startsWith('_') && !hidden?.includes(k) && r[k] !== undefined;
-  for (const k of FIRST) if (keep(k)) out[k] = r[k];
-  for (const [k, v] of Object.entries(r)) if (keep(k) && !FIRST.includes(k) && !LAST.includes(k)) out[k] = v;
-  for (const k of LAST) if (keep(k)) out[k] = r[k];
+  const hidden = spec?.hiddenFields?.length ? spec.hiddenFields : undefined;
+  for (const k of FIRST) {
+    const v = r[k];
+    if (v !== undefined && !hidden?.includes(k)) out[k] = v;
+  }
+  for (const k of Object.keys(r)) {
+    if (k.charCodeAt(0) === UNDERSCORE || PLACED.has(k)) continue;
+    const v = r[k];
+    if (v !== undefined && !hidden?.includes(k)) out[k] = v;
+  }
+  for (const k of LAST) {
+    const v = r[k];
+    if (v !== undefined && !hidden?.includes(k)) out[k] = v;
+  }
   return out;
 }
 

@@ -16,10 +16,20 @@ const SORT_VALUE_MAX = 2048;
 
 const bad = (reason: string): TStackError => new TStackError('INVALID_ARGUMENT', `cursor: ${reason}`, { field: 'cursor', reason });
 
+// the same few queries come again and again (a page polled by a UI): their hashes are kept
+const hashes = new Map<string, string>();
+
 /** What a cursor must agree with: the query without its page bounds. */
 function queryHash(q: Query): string {
   const id = JSON.stringify([q.kind, q.filters ?? [], q.ownerAccountUuid ?? null, q.sort ?? null]);
-  return createHash('sha256').update(id).digest('base64url').slice(0, 16);
+  let h = hashes.get(id);
+  if (h === undefined) {
+    h = createHash('sha256').update(id).digest('base64url').slice(0, 16);
+    if (hashes.size >= 1000) hashes.clear();
+    // a long query (hostile or not) is hashed each time rather than kept
+    if (id.length <= 1024) hashes.set(id, h);
+  }
+  return h;
 }
 
 /** The cursor of the page after `last` (undefined when its sort value is too long to carry). */

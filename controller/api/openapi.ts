@@ -40,6 +40,9 @@ export const listParams = [
   { name: 'fields', in: 'query', required: false, schema: { type: 'string' }, description: 'comma-separated fields to return' },
 ];
 
+/** A collection's list also takes replyWithCount (controller/api/query.ts). */
+const collectionListParams = [...listParams, { name: 'replyWithCount', in: 'query', required: false, schema: { type: 'string', enum: ['true', 'false'], default: 'true' }, description: 'false: no total in the page (the count of every match is skipped)' }];
+
 export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, unknown> {
   const schemas: Record<string, unknown> = {
     Error: {
@@ -143,7 +146,7 @@ export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, 
         tags: [tag],
         operationId: `list-${c.collection}`,
         summary: `list ${c.collection}`,
-        parameters: listParams,
+        parameters: collectionListParams,
         responses: {
           200: { description: '{inventories, total} (or {total} with count=true)', content: { 'application/json': { schema: { type: 'object', properties: { inventories: { type: 'array', items: { $ref: viewRef } }, total: { type: 'integer' } } } } } },
           400: err('bad query'),

@@ -178,6 +178,10 @@ export function parseListQuery(kind: string, qs: Record<string, string | string[
   const count = one('count', qs.count);
   if (count !== undefined && count !== 'true' && count !== 'false') throw bad('count', `expected true or false, got '${count}'`);
   const out: ListParams = { query, count: count === 'true' };
+  // ZStack's replyWithCount: a page without `total` skips counting every match (issue 19)
+  const withCount = one('replyWithCount', qs.replyWithCount);
+  if (withCount !== undefined && withCount !== 'true' && withCount !== 'false') throw bad('replyWithCount', `expected true or false, got '${withCount}'`);
+  if (withCount === 'false' && !out.count && o.cursors) query.skipTotal = true;
   if (cursor !== undefined) out.cursor = cursor;
   const fields = one('fields', qs.fields);
   if (fields !== undefined) {

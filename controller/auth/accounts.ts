@@ -61,16 +61,21 @@ const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex
 
 /**
  * Principals of sessions recently checked, per store (every AuthService on one inventory shares
- * it: modules make their own instances to revoke sessions). The session doc is still read on
- * every request (a logout through another controller counts at once); the account (and user)
- * reads behind it are skipped for PRINCIPAL_CACHE_MS: one of a list's three Redis round trips
- * (issue 19). That is safe because whatever ends an account's or user's access (disable,
+ * it: modules make their own instances to revoke sessions). On Redis the session doc is still
+ * read on every request (a logout through another controller counts at once); the account (and
+ * user) reads behind it are skipped for PRINCIPAL_CACHE_MS: one of a list's three Redis round
+ * trips (issue 19). On SQLite (one controller) the session doc is not read either while fresh. That is safe because whatever ends an account's or user's access (disable,
  * delete, password change) also deletes its sessions; an entry also goes when its session
  * ends here.
  */
 export const PRINCIPAL_CACHE_MS = 1_000;
-const principalCaches = new WeakMap<object, Map<string, { p: Principal; until: number }>>();
-const cacheOf = (store: object): Map<string, { p: Principal; until: number }> => {
+interface CachedSession {
+  p: Principal;
+  s: SessionDoc;
+  until: number;
+}
+const principalCaches = new WeakMap<object, Map<string, CachedSession>>();
+const cacheOf = (store: object): Map<string, CachedSession> => {
   let m = principalCaches.get(store);
   if (!m) principalCaches.set(store, (m = new Map()));
   return m;
@@ -263,7 +268,12 @@ export class AuthService {
     }
     const id = sha256(token);
     const now = Date.now();
-    const s = await this.store.getDoc<SessionDoc>(SESSION_DOCS, id);
+    const cache = cacheOf(this.store);
+    const hit = cache.get(id);
+    // one controller on its own SQLite file ends every session through endSession here, which
+    // drops the entry: a fresh one is exact without reading the doc again (issue 19). On a
+    // shared Redis another controller may end it: the doc is read on every request there.
+    let s = hit && hit.until > now && this.store.backend === 'sqlite' ? hit.s : await this.store.getDoc<SessionDoc>(SESSION_DOCS, id);
     if (!s) throw new TStackError('UNAUTHORIZED', 'unknown or ended session: log in again');
     if (s.expiresAt < new Date(now).toISOString()) {
       await this.endSession(id);
@@ -272,9 +282,11 @@ export class AuthService {
     const last = Date.parse(s.lastUsed ?? s.createDate);
     // (kept until gcSessions: deleting it here would turn this answer into "unknown session" for the next check of the same request)
     if (now - last > this.sessionIdleMs) throw new TStackError('UNAUTHORIZED', `session idle for more than ${Math.round(this.sessionIdleMs / 1000)} s: log in again`);
-    if (now - last > Math.min(60_000, this.sessionIdleMs / 4)) await this.store.putDoc(SESSION_DOCS, id, { ...s, lastUsed: new Date(now).toISOString() });
-    const cache = cacheOf(this.store);
-    const hit = cache.get(id);
+    if (now - last > Math.min(60_000, this.sessionIdleMs / 4)) {
+      s = { ...s, lastUsed: new Date(now).toISOString() };
+      await this.store.putDoc(SESSION_DOCS, id, s);
+      if (hit) hit.s = s;
+    }
     if (hit && hit.until > now && hit.p.accountUuid === s.accountUuid && hit.p.userUuid === s.userUuid) return hit.p;
     const a = await this.store.get<Account>(s.accountUuid);
     if (!a || a.kind !== ACCOUNT_KIND) throw new TStackError('UNAUTHORIZED', 'the account of this session no longer exists');
@@ -287,7 +299,7 @@ export class AuthService {
       p.userName = u.name;
     }
     if (cache.size >= 10_000) cache.clear();
-    cache.set(id, { p, until: now + PRINCIPAL_CACHE_MS });
+    cache.set(id, { p, s, until: now + PRINCIPAL_CACHE_MS });
     return p;
   }
 

@@ -233,6 +233,7 @@ export class SqliteStore implements InventoryStore {
 
   async close(): Promise<void> {
     this.stmts.clear();
+    this.counts.clear();
     this.db?.close();
     this.db = undefined;
   }
@@ -362,7 +363,7 @@ export class SqliteStore implements InventoryStore {
     const whereSql = where.join(' AND ');
     // unpaged: the total is the number of rows (no COUNT query)
     const paged = q.limit !== undefined || (q.start ?? 0) > 0 || q.after !== undefined;
-    const total = q.skipTotal ? -1 : paged ? (this.prep(`SELECT COUNT(*) AS n FROM resources WHERE ${whereSql}`).get(...params) as { n: number }).n : undefined;
+    const total = q.skipTotal ? -1 : paged ? this.count(whereSql, params) : undefined;
     const pageParams = [...params];
     // sort=createDate (ascending) is the default order: said once, the planner walks an index in it
     const sort = q.sort?.field === 'createDate' && q.sort.dir !== 'desc' ? undefined : q.sort;
@@ -373,6 +374,31 @@ export class SqliteStore implements InventoryStore {
     pageParams.push(q.limit ?? -1, q.start ?? 0);
     const rows = this.prep(`SELECT body FROM resources WHERE ${pageWhere} ORDER BY ${order} LIMIT ? OFFSET ?`).all(...pageParams) as Row[];
     return { items: rows.map((r) => JSON.parse(r.body) as T), total: total ?? rows.length };
+  }
+
+  /**
+   * Counts of paged lists, kept while nothing is written (issue 19: counting a host's 2,000
+   * Running VMs costs more than reading its page of 50). Never stale: they are dropped when the
+   * connection's total_changes() (every row it wrote) or data_version (commits of any other
+   * connection, another process on the file) moves.
+   */
+  private counts = new Map<string, number>();
+  private countsAt = '';
+  private count(whereSql: string, params: Bind[]): number {
+    const g = this.prep('SELECT total_changes() AS c, (SELECT data_version FROM pragma_data_version) AS v').get() as { c: number; v: number };
+    const at = `${g.c}:${g.v}`;
+    if (at !== this.countsAt) {
+      this.counts.clear();
+      this.countsAt = at;
+    }
+    const key = `${whereSql}\0${JSON.stringify(params)}`;
+    let n = this.counts.get(key);
+    if (n === undefined) {
+      n = (this.prep(`SELECT COUNT(*) AS n FROM resources WHERE ${whereSql}`).get(...params) as { n: number }).n;
+      if (this.counts.size >= 1024) this.counts.clear();
+      this.counts.set(key, n);
+    }
+    return n;
   }
 
   async byParent<T extends Resource = Resource>(kind: string, parentUuid: string): Promise<T[]> {

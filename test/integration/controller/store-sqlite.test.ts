@@ -24,6 +24,26 @@ describe('controller store: SQLite', () => {
     openPeer: async () => openStore({ backend: 'sqlite', path }),
   });
 
+  it('a page\'s total follows writes of this connection and of another one on the file (counts are reused only while nothing changed)', async () => {
+    const p = join(dir, `counts-${randomUUID()}.db`);
+    const a = await openStore({ backend: 'sqlite', path: p });
+    const b = await openStore({ backend: 'sqlite', path: p });
+    const zone = (name: string) => ({ uuid: randomUUID(), kind: 'zone', name, createDate: '', lastOpDate: '', ownerAccountUuid: 'x', tags: [], state: 'Enabled' });
+    const page = async () => (await a.list({ kind: 'zone', filters: [{ field: 'state', op: '=', value: 'Enabled' }], limit: 1 })).total;
+    await a.createMany([zone('z1'), zone('z2')]);
+    assert.equal(await page(), 2);
+    assert.equal(await page(), 2);
+    const z3 = await a.create(zone('z3'));
+    assert.equal(await page(), 3, 'a write of this connection');
+    await b.create(zone('z4'));
+    assert.equal(await page(), 4, 'a write of another connection');
+    await b.update(z3.uuid, { state: 'Disabled' });
+    assert.equal(await page(), 3, 'an update elsewhere that leaves the filter');
+    await b.delete(z3.uuid);
+    await a.close();
+    await b.close();
+  });
+
   it('persists across reopen, in WAL mode', async () => {
     const p = join(dir, 'persist.db');
     const a = await openStore({ backend: 'sqlite', path: p });

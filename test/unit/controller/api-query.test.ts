@@ -85,6 +85,13 @@ describe('controller api: query parsing', function () {
     assert.deepEqual(parseListQuery('x', { q: 'name=a' }).query.filters, [{ field: 'name', op: '=', value: 'a' }]);
   });
 
+  it('replyWithCount=false skips the total of a collection page (not of a count)', function () {
+    assert.equal(parseListQuery('x', { replyWithCount: 'false' }, undefined, undefined, { cursors: true }).query.skipTotal, true);
+    assert.equal(parseListQuery('x', { replyWithCount: 'true' }, undefined, undefined, { cursors: true }).query.skipTotal, undefined);
+    assert.equal(parseListQuery('x', { replyWithCount: 'false', count: 'true' }, undefined, undefined, { cursors: true }).query.skipTotal, undefined);
+    assert.equal(fieldOf(() => parseListQuery('x', { replyWithCount: 'no' }, undefined, undefined, { cursors: true })), 'replyWithCount');
+  });
+
   it('rejects bad paging, sort, count, fields and unknown parameters naming them', function () {
     assert.equal(fieldOf(() => parseListQuery('x', { limit: 'ten' })), 'limit');
     assert.equal(fieldOf(() => parseListQuery('x', { limit: '1.5' })), 'limit');
