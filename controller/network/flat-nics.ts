@@ -69,16 +69,23 @@ function vmRow(vm: Resource): VmRow {
   return r;
 }
 
+/** Same row (what a served NIC shows of its VM, and its place in the order)? */
+const sameVmRow = (a: VmRow, b: VmRow): boolean => a.host === b.host && a.hostname === b.hostname && a.createDate === b.createDate && a.userData === b.userData && a.sshKey === b.sshKey;
+
+function liveNic(nicUuid: string, ip: string, mac: string, vm: VmRow & { host: string }): LiveNic {
+  const x: LiveNic = { nicUuid, ip, mac, vmUuid: vm.uuid, host: vm.host, hostname: vm.hostname };
+  if (vm.userData !== undefined) x.userData = vm.userData;
+  if (vm.sshKey !== undefined) x.sshKey = vm.sshKey;
+  return x;
+}
+
 /** The served NICs of an L3 from its rows, in name order. */
 function join(nics: Iterable<NicRow>, vms: Map<string, VmRow>): LiveNic[] {
   const out: Array<[string, LiveNic]> = [];
   for (const n of nics) {
     const vm = vms.get(n.vmUuid);
     if (!vm || vm.host === undefined) continue;
-    const x: LiveNic = { nicUuid: n.uuid, ip: n.ip, mac: n.mac, vmUuid: vm.uuid, host: vm.host, hostname: vm.hostname };
-    if (vm.userData !== undefined) x.userData = vm.userData;
-    if (vm.sshKey !== undefined) x.sshKey = vm.sshKey;
-    out.push([`${vm.createDate}|${vm.uuid}|${n.deviceId}`, x]);
+    out.push([`${vm.createDate}|${vm.uuid}|${n.deviceId}`, liveNic(n.uuid, n.ip, n.mac, vm as VmRow & { host: string })]);
   }
   out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return out.map((p) => p[1]);
@@ -112,6 +119,16 @@ interface View {
   vms: Map<string, VmRow>;
   /** join() of the above, until either changes. */
   joined?: readonly LiveNic[];
+  /** VMs whose row changed since `joined` without moving or hiding their NICs (the next read patches just those). */
+  patch?: Set<string>;
+}
+
+/** `joined` with the NICs of the `patch` VMs rebuilt from their rows: no new join, no sort (a rename of every VM of a 250-VM L3 allocated ~124 KB per apply). */
+function patched(v: View & { joined: readonly LiveNic[] }): readonly LiveNic[] {
+  const p = v.patch;
+  delete v.patch;
+  if (!p) return v.joined;
+  return v.joined.map((x) => (p.has(x.vmUuid) ? liveNic(x.nicUuid, x.ip, x.mac, v.vms.get(x.vmUuid) as VmRow & { host: string }) : x));
 }
 
 export class FlatNicCache implements NicSource {
@@ -140,7 +157,13 @@ export class FlatNicCache implements NicSource {
 
   async liveNics(l3Uuid: string): Promise<readonly LiveNic[]> {
     const v = this.views.get(l3Uuid);
-    if (v) return (v.joined ??= join(v.nics.values(), v.vms));
+    if (v) {
+      if (!v.joined) {
+        delete v.patch;
+        v.joined = join(v.nics.values(), v.vms);
+      } else if (v.patch) v.joined = patched(v as View & { joined: readonly LiveNic[] });
+      return v.joined;
+    }
     const mark = { overlapped: false };
     this.loading.set(l3Uuid, mark);
     try {
@@ -164,10 +187,17 @@ export class FlatNicCache implements NicSource {
       const row = e.type === 'resource.deleted' ? undefined : vmRow(r);
       const named = new Set(e.type === 'resource.deleted' ? [] : ((r.l3NetworkUuids as string[] | undefined) ?? []));
       for (const [l3, v] of this.views) {
-        if (!v.vms.has(r.uuid) && !named.has(l3)) continue;
+        const was = v.vms.get(r.uuid);
+        if (!was && !named.has(l3)) continue;
+        if (row && was && sameVmRow(was, row)) continue; // nothing the NICs show changed (a state or date)
         if (row) v.vms.set(r.uuid, row);
         else v.vms.delete(r.uuid);
-        delete v.joined;
+        // same place in the order and still served: only its NICs' fields change
+        if (row && was && v.joined && was.createDate === row.createDate && (was.host === undefined) === (row.host === undefined)) (v.patch ??= new Set()).add(r.uuid);
+        else {
+          delete v.joined;
+          delete v.patch;
+        }
       }
       return;
     }

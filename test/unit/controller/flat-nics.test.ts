@@ -166,6 +166,26 @@ describe('flat NIC cache', () => {
     assert.ok(c.lists() > loads, 'reloaded');
   });
 
+  it('a rename patches the kept list: the other NICs stay the same objects, nothing is joined or sorted again', async () => {
+    const { store, cache } = await setup();
+    const vms: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const v = uuid(5000 + i);
+      vms.push(v);
+      await store.create(res('vm-instance', v, { name: `p-${i}`, state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
+      await store.create(res('vm-nic', uuid(6000 + i), { parentUuid: v, l3NetworkUuid: L3S[0], ip: `10.0.0.${30 + i}`, mac: `fa:16:3e:00:01:${(30 + i).toString(16)}`, deviceId: 0 }));
+    }
+    const before = await cache.liveNics(L3S[0]!);
+    await store.update(vms[2]!, { lastOpDate: 'now' }); // nothing a NIC shows: the same list
+    assert.equal(await cache.liveNics(L3S[0]!), before);
+    await store.update(vms[2]!, { name: 'p-renamed', hostUuid: HOSTS[1] });
+    const after = await cache.liveNics(L3S[0]!);
+    assert.notEqual(after, before, 'a new list (an apply in flight keeps the old one)');
+    assert.deepEqual(after.map((x) => x.vmUuid), vms);
+    after.forEach((x, i) => (i === 2 ? assert.notEqual(x, before[i]) : assert.equal(x, before[i], `NIC ${i} rebuilt`)));
+    assert.deepEqual([after[2]!.hostname, after[2]!.host, before[2]!.hostname], ['p-renamed', HOSTS[1], 'p-2']);
+  });
+
   it('a load overlapped by a change is used once but not kept', async () => {
     const { store, cache, c } = await setup();
     const v = uuid(5000);
