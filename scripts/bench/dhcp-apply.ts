@@ -5,13 +5,15 @@
 // addn-hosts) by hand and sending SIGHUP. Alternating runs against two real dnsmasq processes in
 // two namespaces on one test bridge; each run changes every VM's host name (through the observed
 // store, untimed: the cache follows those events) so both sides really rewrite and reload. The
-// inventory is what a real L3 has: a NIC, a VM and an IP claim per VM. Prints medians, the load
-// average and, last, `ratio: X` (tstack / by hand).
+// inventory is what a real L3 has: a NIC, a VM and an IP claim per VM. After each run (untimed)
+// both dnsmasqs are asked for the last VM's new name over DNS: each side must really serve its new
+// state. Prints medians, the load average and, last, `ratio: X` (tstack / by hand).
 //   npx tsx scripts/bench/dhcp-apply.ts [runs=15] [vms=250]
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { Resolver } from 'node:dns/promises';
 import { AgentServer } from '../../shared/agent/server.js';
 import { AgentClient } from '../../controller/agent-client/client.js';
 import { exec, execOk } from '../../shared/exec.js';
@@ -22,7 +24,7 @@ import type { Resource } from '../../controller/store/types.js';
 import { EventBus } from '../../controller/events/bus.js';
 import { observedStore } from '../../controller/events/observed-store.js';
 import { ReconcileQueue } from '../../controller/reconcile/queue.js';
-import { flatArea, flatKey } from '../../controller/network/flat-reconcile.js';
+import { desiredFlat, flatArea, flatKey } from '../../controller/network/flat-reconcile.js';
 import { FlatNicCache } from '../../controller/network/flat-nics.js';
 import { ipNamespace } from '../../controller/allocator/ip.js';
 import type { CloudDeps } from '../../controller/cloud/common.js';
@@ -48,6 +50,8 @@ async function main(): Promise<void> {
     await exec('ip', ['link', 'add', bridge, 'type', 'bridge']);
     undo.push(() => execOk('ip', ['link', 'del', bridge]));
     await exec('ip', ['link', 'set', bridge, 'up']);
+    // this side of the test bridge asks both dnsmasqs over DNS (the bridge leads nowhere else)
+    await exec('ip', ['addr', 'add', '10.88.15.252/20', 'dev', bridge]);
 
     // the agent, in process, on a loopback port
     const token = randomBytes(16).toString('hex');
@@ -90,6 +94,7 @@ async function main(): Promise<void> {
     await area.apply(key); // namespace, dnsmasq, DHCP server address: set up once, outside the timing
     const flatDir = join(dir, 'agent', 'vrouter', 'flat', l3.replace(/-/g, ''));
     const agentPid = Number(readFileSync(join(flatDir, 'dnsmasq.pid'), 'utf8').trim());
+    const agentDns = (await desiredFlat(d, hostUuid, (await store.get(l3))!, nics))!.network.dhcpServerIp;
 
     // the by-hand baseline: a second dnsmasq with the same kind of config in its own namespace
     await exec('ip', ['netns', 'add', manualNs]);
@@ -110,6 +115,18 @@ async function main(): Promise<void> {
       `--dhcp-hostsfile=${hostsFile}`, `--dhcp-leasefile=${join(dir, 'manual.leases')}`, `--pid-file=${pidFile}`, `--log-facility=${join(dir, 'manual.log')}`,
     ], { netns: manualNs });
     const manualPid = Number(readFileSync(pidFile, 'utf8').trim());
+    /** The address `server` gives the last VM's name of version `v` (it must have re-read its hosts file). */
+    const serves = async (server: string, v: number): Promise<void> => {
+      const r = new Resolver({ timeout: 1000, tries: 3 });
+      r.setServers([server]);
+      const name = `${nameOf(N - 1, v)}.bench.test`;
+      for (let t = 0; ; t++) {
+        const got = await r.resolve4(name).catch((e: NodeJS.ErrnoException) => [e.code ?? String(e)]);
+        if (got.length === 1 && got[0] === ipOf(N - 1)) return;
+        if (t >= 20) throw new Error(`dnsmasq at ${server} does not serve ${name} (answer: ${got.join(', ')})`);
+        await new Promise((ok) => setTimeout(ok, 50)); // SIGHUP is handled in dnsmasq's own time
+      }
+    };
     undo.push(() => {
       try {
         process.kill(manualPid, 'SIGTERM');
@@ -164,6 +181,8 @@ async function main(): Promise<void> {
         await runTstack();
       }
       await new Promise((ok) => setTimeout(ok, 50)); // let both dnsmasqs re-read
+      await serves(agentDns, v);
+      await serves('10.88.15.251', v);
     }
     const a = median(tstackMs);
     const h = median(handMs);
