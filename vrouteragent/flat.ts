@@ -34,7 +34,17 @@ export interface FlatOptions {
   log: Logger;
   /** Port of the metadata service in the namespaces (80; tests may change it). */
   metadataPort?: number;
+  /** How long after answering a flat/apply its desired state is saved (default SAVE_DELAY_MS). */
+  saveDelayMs?: number;
 }
+
+/**
+ * A flat/apply is answered once dnsmasq has its files; desired.json is written this much later,
+ * off the answer path (one state per L3 however many applies came meanwhile). It only serves a
+ * restarting agent, and an agent killed before writing it is sent the state again: the
+ * controller re-applies every key of a host whose agent restarted (and every periodic pass).
+ */
+export const SAVE_DELAY_MS = 20;
 
 interface L3 {
   network: FlatNetworkSpec;
@@ -51,6 +61,10 @@ interface L3 {
   legacy?: boolean;
   /** What was last written to this L3's files (desired.json and dnsmasq's). */
   files: FileMemory;
+  /** The text of the flat/apply this state came from (undefined after a per-part command or a restart). */
+  applied?: string;
+  /** desired.json's next content, written by flushSaves(). */
+  pendingSave?: string;
 }
 
 /**
@@ -83,6 +97,7 @@ const lowerMacs = (entries: DhcpEntrySpec[]): DhcpEntrySpec[] => entries.map((e)
 
 export class FlatService {
   private nets = new Map<string, L3>();
+  private saveTimer?: NodeJS.Timeout;
 
   constructor(private readonly o: FlatOptions) {}
 
@@ -137,22 +152,50 @@ export class FlatService {
    * Save the L3's desired state (one file: each write-and-rename costs a flush on ext4, and
    * an apply changes several parts at once). True when it changed. The same state again (the
    * controller's periodic pass) is a drift check: every file is compared with the disk.
-   * `asReceived`: the flat/apply body that set `st`, saved as it is (no second serialization).
+   * Written at once (namespace/ensure and the per-part commands; flat/apply saves later: saveSoon).
    */
-  private save(st: L3, asReceived?: Buffer): boolean {
-    const file = join(st.dir, DESIRED);
-    const text = asReceived ? asReceived.toString('utf8') : JSON.stringify({ network: st.network, dhcp: st.dhcp, dns: st.dns, metadata: [...st.metadata.values()] } satisfies FlatDesired) + '\n';
-    // the agent's own file: replaced without ext4's flush (dnsmasq's files are renamed over)
-    let wrote = st.files.write(file, text, 0o600, writeUnflushed);
+  private save(st: L3): boolean {
+    const text = JSON.stringify({ network: st.network, dhcp: st.dhcp, dns: st.dns, metadata: [...st.metadata.values()] } satisfies FlatDesired) + '\n';
+    delete st.applied;
+    let wrote = this.writeDesired(st, text);
     if (!wrote) {
       st.files.forget();
-      wrote = st.files.write(file, text, 0o600, writeUnflushed);
+      wrote = this.writeDesired(st, text);
     }
+    return wrote;
+  }
+
+  private writeDesired(st: L3, text: string): boolean {
+    delete st.pendingSave;
+    // the agent's own file: replaced without ext4's flush (dnsmasq's files are renamed over)
+    const wrote = st.files.write(join(st.dir, DESIRED), text, 0o600, writeUnflushed);
     if (st.legacy) {
       for (const f of ['network.json', 'dhcp.json', 'dns.json', 'metadata.json']) rmSync(join(st.dir, f), { force: true });
       delete st.legacy;
     }
     return wrote;
+  }
+
+  /** desired.json of `st` written SAVE_DELAY_MS from now, after the answer (the latest state, once). */
+  private saveSoon(st: L3, text: string): void {
+    st.pendingSave = text;
+    this.saveTimer ??= setTimeout(() => this.flushSaves(), this.o.saveDelayMs ?? SAVE_DELAY_MS);
+  }
+
+  /** Write every pending desired.json (also on shutdown). */
+  flushSaves(): void {
+    clearTimeout(this.saveTimer);
+    delete this.saveTimer;
+    for (const st of this.nets.values()) {
+      if (st.pendingSave === undefined) continue;
+      try {
+        this.writeDesired(st, st.pendingSave);
+      } catch (e) {
+        // nothing lost while the agent runs (it serves from memory); the next apply saves again
+        st.files.drop(join(st.dir, DESIRED));
+        this.o.log.error({ l3: st.network.l3NetworkUuid, err: (e as Error).message }, 'cannot save the desired state of a flat L3');
+      }
+    }
   }
 
   /**
@@ -273,8 +316,9 @@ export class FlatService {
 
   /**
    * flat/apply: the complete desired state of one L3 on this host, validated whole before
-   * anything changes, saved (write-and-rename), then converged. Idempotent; a second identical
-   * call changes nothing but repairs drift. `body`: the request's JSON as received (saved as is).
+   * anything changes, converged, then saved after the answer (saveSoon). Idempotent; a second
+   * identical call changes nothing but repairs drift. `body`: the request's JSON as received
+   * (saved as is: no second serialization).
    */
   async apply(want: FlatApplySpec, signal?: AbortSignal, body?: Buffer): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
     const network = want.network;
@@ -293,11 +337,18 @@ export class FlatService {
     st.dhcp = parts.dhcp;
     st.dns = parts.dns;
     st.metadata = new Map(parts.metadata.map((r) => [r.ip, r]));
-    // the desired state first: an agent restarting mid-apply converges to it from disk
-    const wrote = this.save(st, body);
+    const text = body ? body.toString('utf8') : JSON.stringify(want);
+    // the same state again (the controller's periodic pass) is a drift check: every file is compared with the disk
+    const again = st.applied === text;
+    if (again) st.files.forget();
+    st.applied = text;
     this.nets.set(k, st);
-    const r = await this.converge(st, signal);
-    return { namespace: this.info(st, r.pid), changed: r.changed || wrote, releasedLeases: r.releasedLeases };
+    try {
+      const r = await this.converge(st, signal);
+      return { namespace: this.info(st, r.pid), changed: r.changed || !again, releasedLeases: r.releasedLeases };
+    } finally {
+      this.saveSoon(st, text);
+    }
   }
 
   async delete(uuid: string): Promise<boolean> {
@@ -306,6 +357,7 @@ export class FlatService {
     const names = flatNames(uuid, this.o.scheme);
     const dir = this.dirOf(uuid);
     const paths = dnsmasqPaths(dir);
+    if (st) delete st.pendingSave;
     await st?.md?.stop();
     const stopped = await stopDnsmasq(paths);
     const deleted = await deleteNamespace(names);
@@ -381,8 +433,9 @@ export class FlatService {
     await this.converge(st, undefined);
   }
 
-  /** Agent shutdown: close the metadata sockets; dnsmasq keeps serving DHCP. */
+  /** Agent shutdown: the pending saves written, the metadata sockets closed; dnsmasq keeps serving DHCP. */
   async close(): Promise<void> {
+    this.flushSaves();
     for (const st of this.nets.values()) await st.md?.stop();
   }
 }

@@ -27,6 +27,8 @@ export interface VrouterAgentOptions {
   watchdogMs?: number;
   /** ZStack/VIP metrics sample interval (default 10 s; 0 = off). */
   metricsIntervalMs?: number;
+  /** How long after answering a flat/apply its desired.json is written (default 20 ms; tests widen the window). */
+  saveDelayMs?: number;
   /** Where the bare-metal ramdisks are (vmlinuz, inspect.img, deploy.img; default <dataDir>/baremetal/images). */
   baremetalImagesDir?: string;
 }
@@ -36,7 +38,7 @@ export const VROUTER_CAPABILITIES = ['flat-dhcp', 'flat-dns', 'flat-metadata', '
 /** Register every vrouter command on `server`, re-adopt what runs on the host; returns the shutdown hook. */
 export async function registerVrouterAgent(server: AgentServer, opts: VrouterAgentOptions): Promise<{ flat: FlatService; routers: RouterService; pxe: PxeService; close: () => Promise<void> }> {
   const scheme = checkScheme({ ...DEFAULT_SCHEME, ...opts.scheme });
-  const flat = new FlatService({ dataDir: opts.dataDir, scheme, log: server.log, metadataPort: opts.metadataPort ?? 80 });
+  const flat = new FlatService({ dataDir: opts.dataDir, scheme, log: server.log, metadataPort: opts.metadataPort ?? 80, ...(opts.saveDelayMs !== undefined ? { saveDelayMs: opts.saveDelayMs } : {}) });
   const byL3 = { key: (r: { l3NetworkUuid: string }) => `l3:${r.l3NetworkUuid.replace(/-/g, '').toLowerCase()}` };
 
   server.handle(vrouter.NamespaceEnsure, async (req, ctx) => flat.ensure(req.network, ctx.signal), { key: (r) => byL3.key(r.network) });
@@ -142,6 +144,7 @@ if (isMain()) {
         ['--if-prefix <prefix>', 'prefix of interface names, ≤ 7 chars (default tsf)'],
         ['--watchdog-ms <ms>', 'how often dead dnsmasq / metadata listeners are restarted (default 10000; 0 = off)'],
         ['--metrics-interval-ms <ms>', 'ZStack/VIP metrics sample interval (default 10000; 0 = off)'],
+        ['--save-delay-ms <ms>', 'how long after answering a flat/apply its desired.json is written (default 20)'],
         ['--baremetal-images <dir>', 'bare-metal ramdisks served by PXE servers: vmlinuz, inspect.img, deploy.img (default <data-dir>/baremetal/images)'],
       ],
     },
@@ -157,8 +160,11 @@ if (isMain()) {
       const mi = cfg.extra.metricsIntervalMs;
       const metricsIntervalMs = mi === undefined ? undefined : Number(mi);
       if (metricsIntervalMs !== undefined && !(Number.isInteger(metricsIntervalMs) && metricsIntervalMs >= 0)) throw new Error(`--metrics-interval-ms: expected a number of milliseconds, got ${String(mi)}`);
+      const sd = cfg.extra.saveDelayMs;
+      const saveDelayMs = sd === undefined ? undefined : Number(sd);
+      if (saveDelayMs !== undefined && !(Number.isInteger(saveDelayMs) && saveDelayMs >= 0)) throw new Error(`--save-delay-ms: expected a number of milliseconds, got ${String(sd)}`);
       const bmi = (cfg.extra.baremetalImages ?? cfg.extra['baremetal-images']) as string | undefined;
-      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme, ...(watchdogMs !== undefined ? { watchdogMs } : {}), ...(metricsIntervalMs !== undefined ? { metricsIntervalMs } : {}), ...(bmi ? { baremetalImagesDir: bmi } : {}) });
+      const { close } = await registerVrouterAgent(server, { dataDir: cfg.dataDir, scheme, ...(watchdogMs !== undefined ? { watchdogMs } : {}), ...(metricsIntervalMs !== undefined ? { metricsIntervalMs } : {}), ...(saveDelayMs !== undefined ? { saveDelayMs } : {}), ...(bmi ? { baremetalImagesDir: bmi } : {}) });
       return close;
     },
     { capabilities: VROUTER_CAPABILITIES },

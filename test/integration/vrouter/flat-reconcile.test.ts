@@ -103,6 +103,8 @@ describe('flat services reconciled from the inventory (real agent, real dnsmasq)
     const outcome = await inFlight;
     // meanwhile the queue's own passes fail against the dead agent and back off
     await new Promise((r) => setTimeout(r, 1_500));
+    // restarted to save desired.json 10 minutes after answering: the next test kills it in that window
+    A.args = [...A.args, '--save-delay-ms', '600000'];
     await restartHost(A, cleanup);
     await store.update(hostUuid, { _agents: { vrouteragent: { port: A.agent.port, token: A.agent.token } } });
 
@@ -117,5 +119,28 @@ describe('flat services reconciled from the inventory (real agent, real dnsmasq)
     const l = await dhcpOnce(vm0, script, dir);
     assert.equal(l?.ip, ipOf(0), `reused address answered (in-flight apply: ${outcome}; status then: ${JSON.stringify(st)})`);
     assert.doesNotMatch(readFileSync(join(flatDir(), 'leases'), 'utf8'), new RegExp(macOf(0)));
+  });
+
+  // the agent answers once dnsmasq has the new files and writes desired.json after: killed in
+  // between, it restarts from the older saved state, and the controller's next pass re-sends
+  it('agent killed after answering, before it saved desired.json: the next pass sends the state again, it is served and saved', async () => {
+    const saved = (): string => (existsSync(join(flatDir(), 'desired.json')) ? readFileSync(join(flatDir(), 'desired.json'), 'utf8') : '');
+    const reconnect = (): Promise<Resource> => store.update(hostUuid, { _agents: { vrouteragent: { port: A.agent.port, token: A.agent.token } } });
+    assert.deepEqual(A.args.slice(-2), ['--save-delay-ms', '600000'], 'the agent saves late (restarted so by the test before)');
+    const mac = 'fa:16:3e:79:01:0b';
+    const vm = randomUUID();
+    await store.create(res('vm-instance', vm, { name: 'late-save', state: 'Running', hostUuid, lastHostUuid: hostUuid, l3NetworkUuids: [l3] }));
+    await store.create(res('vm-nic', randomUUID(), { parentUuid: vm, vmInstanceUuid: vm, l3NetworkUuid: l3, ip: ipOf(70), mac, deviceId: 0 }));
+    q!.mark(FLAT_AREA, flatKey(hostUuid, l3));
+    await until('the new NIC is served', () => dhcpHosts().includes(mac));
+    assert.doesNotMatch(saved(), new RegExp(mac), 'answered before desired.json was saved');
+
+    await A.agent.kill9();
+    A.args = A.args.slice(0, -2);
+    await restartHost(A, cleanup); // from its saved (older) state, until the state is sent again
+    await reconnect();
+    await until('sent again by the periodic pass, and saved', () => dhcpHosts().includes(mac) && saved().includes(mac));
+    await exec('ip', ['-n', vm0.ns, 'link', 'set', 'dev', vm0.ifname, 'address', mac]);
+    assert.equal((await dhcpOnce(vm0, script, dir))?.ip, ipOf(70), 'dnsmasq answers the NIC the lost save had');
   });
 });
