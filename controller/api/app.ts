@@ -342,6 +342,8 @@ export function buildApi(d: ApiDeps): ApiApp {
     const body: Record<string, unknown> = { inventories: r.items.map((i) => project(shape(spec, i), lp.fields)) };
     if (!lp.query.skipTotal) body.total = r.total;
     if (next !== undefined) body.next = next;
+    // said here, koa does not look the type up for every page
+    ctx.set('Content-Type', 'application/json; charset=utf-8');
     ctx.body = body;
   });
   router.get('/v1/:collection/:uuid', authenticate, async (ctx) => {
