@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { openStore } from '../../../controller/store/index.js';
+import Database from 'better-sqlite3';
+import { openStore, SqliteStore, INDEXED_FIELDS } from '../../../controller/store/index.js';
+import type { Query, Resource } from '../../../controller/store/types.js';
 import { tmpDir } from '../../harness/tmp.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { storeSuite } from './store.suite.js';
@@ -54,5 +56,79 @@ describe('controller store: SQLite', () => {
     const all = await b.list({ kind: 'zone' });
     assert.deepEqual(all.items.map((z) => z.name), ['kept']);
     await b.close();
+  });
+
+  const vm = (n: number, extra: Partial<Resource> = {}): Resource => ({
+    uuid: randomUUID(), kind: 'vm-instance', name: `vm${n}`, createDate: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(), lastOpDate: '', ownerAccountUuid: 'acc',
+    tags: [], state: 'Running', hostUuid: `host-${n % 3}`, zoneUuid: 'z1', type: 'UserVm', cpuNum: n, hasGpu: n % 2 === 0, ...extra,
+  });
+  const hostPage: Query = { kind: 'vm-instance', filters: [{ field: 'state', op: '=', value: 'Running' }, { field: 'hostUuid', op: '=', value: 'host-1' }], limit: 50 };
+
+  it('opens a database of the expression-index schema: columns filled, old indexes dropped, data and queries intact', async () => {
+    const p = join(dir, `old-${randomUUID()}.db`);
+    // the schema and rows as the store before issue 19's field columns wrote them
+    const raw = new Database(p);
+    raw.pragma('journal_mode = WAL');
+    raw.exec('CREATE TABLE resources (uuid PRIMARY KEY NOT NULL, kind NOT NULL, parent_uuid, state, owner, name, create_date NOT NULL, last_op_date NOT NULL, body NOT NULL)');
+    for (const f of INDEXED_FIELDS) raw.exec(`CREATE INDEX resources_os_${f} ON resources(kind, json_extract(body, '$.${f}'), state, create_date, uuid) WHERE json_extract(body, '$.${f}') IS NOT NULL`);
+    raw.exec("CREATE INDEX resources_f_status ON resources(kind, json_extract(body, '$.status')) WHERE json_extract(body, '$.status') IS NOT NULL");
+    const rows: Resource[] = Array.from({ length: 12 }, (_, n) => ({ ...vm(n), lastOpDate: vm(n).createDate }));
+    const ins = raw.prepare('INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?)');
+    for (const r of rows) ins.run(r.uuid, r.kind, null, r.state, r.ownerAccountUuid, r.name, r.createDate, r.lastOpDate, JSON.stringify(r));
+    raw.close();
+
+    const s = new SqliteStore({ path: p });
+    await s.init();
+    try {
+      const inHost1 = rows.filter((r) => r.hostUuid === 'host-1').map((r) => r.uuid);
+      const page = await s.list(hostPage);
+      assert.deepEqual(page.items.map((r) => r.uuid), inHost1);
+      assert.equal(page.total, 4);
+      assert.deepEqual(await s.get(rows[5]!.uuid), rows[5]);
+      assert.deepEqual((await s.list({ kind: 'vm-instance', filters: [{ field: 'type', op: '=', value: 'UserVm' }, { field: 'cpuNum', op: '>', value: 9 }] })).items.map((r) => r.name), ['vm10', 'vm11']);
+      assert.match(s.planOf(hostPage), /resources_f:hostUuid/);
+      await s.update(rows[1]!.uuid, { hostUuid: 'host-2' });
+      assert.deepEqual((await s.list(hostPage)).items.map((r) => r.uuid), inHost1.slice(1), 'the column follows updates');
+    } finally {
+      await s.close();
+    }
+    const check = new Database(p, { readonly: true });
+    const names = (check.prepare("SELECT name FROM sqlite_master WHERE type = 'index'").all() as Array<{ name: string }>).map((r) => r.name);
+    check.close();
+    assert.deepEqual(names.filter((n) => n.startsWith('resources_os_') || n.startsWith('resources_f_')), [], 'expression indexes dropped');
+    assert.ok(names.includes('resources_f:hostUuid'));
+  });
+
+  it('field columns hold what json_extract gives of the body after creates, updates, transitions; a host page walks its index', async () => {
+    const p = join(dir, `cols-${randomUUID()}.db`);
+    const s = new SqliteStore({ path: p, indexedFields: [...INDEXED_FIELDS, 'cpuNum', 'hasGpu', 'nested.x'] });
+    await s.init();
+    try {
+      const made = await s.createMany(Array.from({ length: 30 }, (_, n) => vm(n, n % 5 ? {} : { nested: { x: n } })));
+      await s.create(vm(31, { hostUuid: undefined, status: 'Connected' }));
+      for (const [i, r] of made.entries()) {
+        if (i % 3 === 0) await s.update(r.uuid, { hostUuid: undefined, lastHostUuid: r.hostUuid, hasGpu: true });
+        if (i % 3 === 1) await s.transition(r.uuid, 'Running', 'Stopped', { cpuNum: 99, nested: { x: 'text' } });
+        if (i % 3 === 2) await s.update(r.uuid, { description: 'nothing indexed changes' });
+      }
+      const cols = [...INDEXED_FIELDS, 'cpuNum', 'hasGpu', 'nested.x'];
+      const db = new Database(p, { readonly: true });
+      try {
+        for (const f of cols) {
+          const bad = db.prepare(`SELECT COUNT(*) AS n FROM resources WHERE "f:${f}" IS NOT json_extract(body, '$.${f}')`).get() as { n: number };
+          assert.equal(bad.n, 0, `column of ${f}`);
+        }
+      } finally {
+        db.close();
+      }
+      assert.equal((await s.list({ kind: 'vm-instance', filters: [{ field: 'nested.x', op: '=', value: 'text' }] })).total, 10);
+      assert.equal((await s.list({ kind: 'vm-instance', filters: [{ field: 'hasGpu', op: '=', value: true }] })).total, 20);
+      assert.equal((await s.list({ kind: 'vm-instance', filters: [{ field: 'cpuNum', op: '>=', value: '99' }] })).total, 10);
+      const plan = s.planOf(hostPage);
+      assert.match(plan, /USING (COVERING )?INDEX resources_f:hostUuid/);
+      assert.doesNotMatch(plan, /TEMP B-TREE/, 'no sort: the index is in list order');
+    } finally {
+      await s.close();
+    }
   });
 });
