@@ -268,7 +268,7 @@ async function main(): Promise<void> {
             await sleep(250 * (attempt + 1));
             continue;
           }
-          refused.push(`${name}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+          refused.push(`${name}: ${r.status} ${String(JSON.stringify(r.body)).slice(0, 200)}`);
           break;
         }
       }
