@@ -1,7 +1,7 @@
 // Secondary indexes of resource fields (beyond the common columns: kind, parent, state, owner,
 // name, dates). The controller generates the list from its kind declarations (KindDef.indexes,
 // controller/model/indexes.ts); a store opened without one uses INDEXED_FIELDS. SQLite makes a
-// partial expression index per field; Redis keeps a set per (kind, field, value).
+// column and a partial index on it per field (sqlite.ts); Redis keeps a set per (kind, field, value).
 // A filter `field = 'text'` (or `?=` of texts) on an indexed field reads the index only, never
 // the whole kind. Indexed fields hold scalars (or arrays of scalars: each element is indexed).
 import { checkField } from './query.js';
