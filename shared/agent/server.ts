@@ -9,7 +9,7 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TStackError, httpStatusOf } from '../errors.js';
 import { logger, type Logger } from '../log.js';
@@ -108,6 +108,10 @@ export class AgentServer {
   private readonly startedAt = new Date().toISOString();
   private readonly tokenBuf: Buffer;
   private readonly parseBody: Koa.Middleware;
+  private readonly logged: Koa.Middleware;
+  /** One in-flight count for both ways in (Koa and the command path). */
+  private readonly limit: Koa.Middleware;
+  private readonly commandAuth: Koa.Middleware;
 
   constructor(readonly opts: AgentServerOptions) {
     this.log = logger(opts.agent);
@@ -116,8 +120,10 @@ export class AgentServer {
     this.metrics = createHttpMetrics(opts.agent);
     this.tokenBuf = Buffer.from(opts.token);
     this.app.proxy = false;
-    this.app.use(this.errorsAndLogging());
-    this.app.use(concurrencyLimit({ max: opts.maxInFlight ?? 256, exempt: (ctx) => ctx.path === '/health' }));
+    this.logged = this.errorsAndLogging();
+    this.limit = concurrencyLimit({ max: opts.maxInFlight ?? 256, exempt: (ctx) => ctx.path === '/health' });
+    this.app.use(this.logged);
+    this.app.use(this.limit);
     this.app.use(allowedMethods());
     this.router.get('/health', (ctx) => {
       ctx.body = { status: 'ok', agent: opts.agent, version: opts.version };
@@ -137,11 +143,11 @@ export class AgentServer {
     // straight to its handler, other methods get 405 (OPTIONS 204) with Allow. A router route per
     // command cost a compiled path regexp per command per server (a 1,000-host simulator has
     // 150,000 of them).
-    const auth = this.auth();
+    this.commandAuth = this.auth();
     this.app.use((ctx, next) => {
       const reg = this.byPath.get(ctx.path);
       if (!reg) return next();
-      if (ctx.method === 'POST') return auth(ctx, () => this.parseBody(ctx, () => this.dispatch(ctx, reg)));
+      if (ctx.method === 'POST') return this.command(ctx, reg);
       ctx.set('Allow', 'POST');
       if (ctx.method === 'OPTIONS') {
         ctx.status = 204;
@@ -194,6 +200,38 @@ export class AgentServer {
     if (opts.key) reg.key = opts.key as (req: unknown) => string | undefined;
     this.commands.set(def.name, reg);
     this.byPath.set(def.path, reg);
+  }
+
+  /** A command POST after the errors/log and in-flight layers: token, body, dispatch. */
+  private command(ctx: Koa.Context, reg: Registered): Promise<void> {
+    // bodies are parsed only after the token was checked
+    return this.commandAuth(ctx, () => this.parseBody(ctx, () => this.dispatch(ctx, reg))) as Promise<void>;
+  }
+
+  /**
+   * The HTTP entry point. A command POST (the protocol's hot path: every call a controller
+   * makes) runs the same layers as through Koa — errors and request log, in-flight limit,
+   * token, bounded body, dispatch — on a plain context, and is answered with one writeHead:
+   * Koa's context, delegation and respond were a good part of an agent's CPU per call.
+   * Everything else (health, metrics, task results, uploads, other methods) goes through Koa.
+   */
+  private listener(): (req: IncomingMessage, res: ServerResponse) => void {
+    const koa = this.app.callback();
+    return (req, res) => {
+      const url = req.url ?? '';
+      const q = url.indexOf('?');
+      const path = q < 0 ? url : url.slice(0, q);
+      const reg = req.method === 'POST' ? this.byPath.get(path) : undefined;
+      if (!reg) return void koa(req, res);
+      const ctx = new CommandContext(req, res, path) as unknown as Koa.Context;
+      this.logged(ctx, () => this.limit(ctx, () => this.command(ctx, reg)))
+        .then(() => sendJson(ctx as unknown as CommandContext))
+        .catch((e: unknown) => {
+          this.log.error({ err: e }, 'command request failed outside the error layer');
+          if (!res.headersSent) res.writeHead(500);
+          res.end();
+        });
+    };
   }
 
   private timeoutOf(def: CommandDef): number {
@@ -404,7 +442,7 @@ export class AgentServer {
 
   async listen(host: string, port: number): Promise<AddressInfo> {
     await new Promise<void>((resolve, reject) => {
-      this.server = createServer(serverOptions(), this.app.callback());
+      this.server = createServer(serverOptions(), this.listener());
       this.server.once('error', reject);
       this.server.listen(port, host, () => resolve());
     });
@@ -425,6 +463,44 @@ export class AgentServer {
     this.server.closeAllConnections?.();
     await new Promise<void>((resolve) => this.server!.close(() => resolve()));
   }
+}
+
+/**
+ * What the command path uses of a Koa context (method, path, headers in and out, status, body,
+ * state, request.body, req, res), without Koa's per-request objects.
+ */
+class CommandContext {
+  readonly method: string;
+  status = 404;
+  body: unknown;
+  readonly state: Record<string, unknown> = {};
+  readonly request: { body?: unknown } = {};
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly path: string,
+  ) {
+    this.method = req.method ?? '';
+  }
+
+  get(name: string): string {
+    const v = this.req.headers[name.toLowerCase()];
+    return v === undefined ? '' : Array.isArray(v) ? v.join(', ') : v;
+  }
+
+  set(name: string, value: string): void {
+    this.res.setHeader(name, value);
+  }
+}
+
+/** Answer a command context as Koa answers a JSON body (application/json; charset=utf-8). */
+function sendJson(ctx: CommandContext): void {
+  const res = ctx.res;
+  if (res.writableEnded || res.destroyed) return;
+  const buf = Buffer.from(JSON.stringify(ctx.body ?? null));
+  res.writeHead(ctx.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': buf.length });
+  res.end(buf);
 }
 
 /** Resolves (undefined) once the current event-loop turn, microtasks included, is over. */
