@@ -268,13 +268,14 @@ export class AgentServer {
     if (callbackUrl) {
       const waitMs = Math.min(MAX_INLINE_WAIT_MS, Number(ctx.get(Headers.inlineWaitMs)) || 0);
       if (waitMs > 0) {
-        // a task that finished within this event-loop turn (most do: in-memory work) is answered
-        // at once, with no 102 and no timer
-        const now = await Promise.race([entry.done, nextTurn()]);
-        if (now) return this.reply(ctx, now);
-        // 102 first: the client then knows the agent has the request, and a connection that
-        // breaks during the wait is never taken for a stale pooled one (which it sends again)
+        // 102 first, before anything else can run: the client then knows the agent has the
+        // request, and a connection that breaks during the wait (the agent shutting down) is
+        // never taken for a stale pooled one, which it would send again. Skipping it for a task
+        // that settles within a few microtasks was tried: an agent closed in those microtasks
+        // had the call re-sent to its successor (functional/storage-crash).
         ctx.res.writeProcessing();
+        const now = await settledSoon(entry.done);
+        if (now) return this.reply(ctx, now);
         let timer: NodeJS.Timeout | undefined;
         const r = await Promise.race([entry.done, new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), waitMs)))]);
         clearTimeout(timer);
@@ -503,8 +504,20 @@ function sendJson(ctx: CommandContext): void {
   res.end(buf);
 }
 
-/** Resolves (undefined) once the current event-loop turn, microtasks included, is over. */
-const nextTurn = (): Promise<undefined> => new Promise((r) => setImmediate(() => r(undefined)));
+/** Microtask hops a task may take to settle and be answered without arming the wait timer. */
+const SETTLE_HOPS = 32;
+
+/** The promise's value if it settles within SETTLE_HOPS microtasks (no timer needed), else undefined. */
+async function settledSoon<T>(p: Promise<T>): Promise<T | undefined> {
+  let v: T | undefined;
+  let done = false;
+  void p.then((x) => {
+    v = x;
+    done = true;
+  });
+  for (let i = 0; i < SETTLE_HOPS && !done; i++) await undefined;
+  return v;
+}
 
 /**
  * A handler's TaskContext whose AbortController and child logger are made on first use: an
