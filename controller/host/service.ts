@@ -288,28 +288,33 @@ export async function rebind(d: HostDeps, host: Resource): Promise<void> {
 }
 
 /**
- * Connect every agent (fresh event token) and return what each answered, as pingAgents does
- * (a connect answers the same agent info as a ping); an agent that does not answer is left
- * out. The host counts as bound only when all of them answered.
+ * Connect every agent (fresh event token) and return what each answered in `infos`, as
+ * pingAgents does (a connect answers the same agent info as a ping); `refused` are the agents
+ * that answered with an error (e.g. another protocol version), as opposed to no answer at all.
+ * The host counts as bound only when all of them took the connect.
  */
-export async function connectAgents(d: HostDeps, host: Resource, timeoutMs: number): Promise<Partial<Record<AgentName, AgentInfo>>> {
+export async function connectAgents(d: HostDeps, host: Resource, timeoutMs: number): Promise<{ infos: Partial<Record<AgentName, AgentInfo>>; refused: AgentName[] }> {
   const agents = host._agents as HostAgents | undefined;
-  const out: Partial<Record<AgentName, AgentInfo>> = {};
-  if (!agents) return out;
+  const infos: Partial<Record<AgentName, AgentInfo>> = {};
+  const refused: AgentName[] = [];
+  if (!agents) return { infos, refused };
   const eventToken = d.agents?.register(host.uuid) ?? randomBytes(24).toString('base64url');
   await Promise.all(
     AGENTS.map(async (a) => {
       if (!agents[a]) return;
       try {
-        out[a] = await d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs });
-      } catch {
-        /* no answer (or refused: e.g. an agent of another protocol) */
+        infos[a] = await d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs });
+      } catch (e) {
+        if (!NO_ANSWER.has((e as TStackError).code)) refused.push(a);
       }
     }),
   );
-  if (AGENTS.every((a) => out[a])) runtimeOf(d).bound.add(host.uuid);
-  return out;
+  if (AGENTS.every((a) => infos[a])) runtimeOf(d).bound.add(host.uuid);
+  return { infos, refused };
 }
+
+/** Agent client errors that mean the agent did not answer at all. */
+const NO_ANSWER = new Set(['AGENT_UNREACHABLE', 'TIMEOUT', 'TASK_LOST']);
 
 /**
  * Reconnect: when every agent answers with the controller's version, connect again, refresh

@@ -167,11 +167,16 @@ export class HostTracker {
     // a host recorded Connected that this controller has not bound (its first round after a
     // start or a takeover): its agents are connected straight away, since a connect answers
     // what a ping does; one request per agent instead of a ping and then a connect. An agent
-    // that refuses the connect but answers a ping (another version) goes the ping way.
+    // that refuses the connect (another version) is pinged, and goes the ping way; one that
+    // does not answer is silent, as to a ping.
     const unbound = status === 'Connected' && !runtimeOf(d).bound.has(host.uuid);
-    const pings = unbound ? await connectAgents(d, host, this.pingTimeoutMs) : await pingAgents(d, host, this.pingTimeoutMs);
+    let pings: Awaited<ReturnType<typeof pingAgents>>;
+    if (unbound) {
+      const c = await connectAgents(d, host, this.pingTimeoutMs);
+      pings = c.infos;
+      if (c.refused.length) Object.assign(pings, await pingAgents(d, { ...host, _agents: onlyAgents(agents, c.refused) }, this.pingTimeoutMs));
+    } else pings = await pingAgents(d, host, this.pingTimeoutMs);
     const justBound = unbound && runtimeOf(d).bound.has(host.uuid);
-    if (unbound && !justBound) Object.assign(pings, await pingAgents(d, { ...host, _agents: onlyAgents(agents, AGENTS.filter((a) => !pings[a])) }, this.pingTimeoutMs));
     const silent = AGENTS.filter((a) => !pings[a]);
     const prev = { status, misses: this.misses.get(host.uuid) ?? 0 };
     const next = nextStatus(prev, silent.length === 0, this.maxMisses);
