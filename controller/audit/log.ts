@@ -55,10 +55,11 @@ export class AuditLog {
   private off?: () => void;
   /**
    * Records of long operations this process wrote and has not completed yet, by job: their
-   * completion reads the record, not a query (on SQLite without statistics the query walked
-   * every audit record: 7 ms per create at 2,000). Another controller's job falls back to it.
+   * completion neither queries (on SQLite without statistics the query walked every audit
+   * record: 7 ms per create at 2,000) nor reads the record (only completeJob changes it).
+   * Another controller's job falls back to the query.
    */
-  private pendingByJob = new Map<string, string>();
+  private pendingByJob = new Map<string, AuditRecord>();
 
   constructor(
     private readonly store: InventoryStore,
@@ -101,7 +102,7 @@ export class AuditLog {
       tags: [],
     };
     const out = await this.store.create(r);
-    if (r.jobUuid && r.result === 'Accepted' && this.pendingByJob.size < 100_000) this.pendingByJob.set(r.jobUuid, r.uuid);
+    if (r.jobUuid && r.result === 'Accepted' && this.pendingByJob.size < 100_000) this.pendingByJob.set(r.jobUuid, out);
     if (r.jobUuid) {
       // the job may have finished before this record existed (its event found nothing)
       const j = await this.jobs.get(r.jobUuid);
@@ -115,9 +116,7 @@ export class AuditLog {
     if (j.state === 'Running') return;
     const known = this.pendingByJob.get(j.uuid);
     this.pendingByJob.delete(j.uuid);
-    const a = known
-      ? await this.store.get<AuditRecord>(known)
-      : (await this.store.list<AuditRecord>({ kind: AUDIT_KIND, filters: [{ field: 'jobUuid', op: '=', value: j.uuid }], limit: 1 })).items[0];
+    const a = known ?? (await this.store.list<AuditRecord>({ kind: AUDIT_KIND, filters: [{ field: 'jobUuid', op: '=', value: j.uuid }], limit: 1 })).items[0];
     if (!a || a.result !== 'Accepted') return;
     const patch: Partial<AuditRecord> = { result: j.state === 'Succeeded' ? 'Succeeded' : 'Failed' };
     const resultUuid = (j.result as { uuid?: unknown } | undefined)?.uuid;

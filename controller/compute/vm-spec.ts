@@ -55,13 +55,14 @@ function consoleSpec(vm: Resource, host: Resource): NonNullable<K.VmSpecT['conso
   return c;
 }
 
-/** The full domain spec of a VM from the inventory, for a host. */
-async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.VmSpecT> {
+/** The full domain spec of a VM from the inventory, for a host. `bridges`: L3 → bridge already made on that host. */
+async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, bridges: Readonly<Record<string, string>> = {}): Promise<K.VmSpecT> {
   const root = await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
   const offeringQos = await qosOfOffering(d.store, vm);
   const nics: K.NicSpecT[] = [];
   for (const n of await nicsOf(d, vm.uuid)) {
-    const nic: K.NicSpecT = { uuid: n.uuid, mac: String(n.mac), bridge: await bridgeFor(d, host.uuid, String(n.l3NetworkUuid)), model: 'virtio' };
+    const l3 = String(n.l3NetworkUuid);
+    const nic: K.NicSpecT = { uuid: n.uuid, mac: String(n.mac), bridge: bridges[l3] ?? (await bridgeFor(d, host.uuid, l3)), model: 'virtio' };
     const qos = nicQosSpec((n.qos as NicQos | undefined) ?? offeringQos.nic);
     if (qos) nic.qos = qos;
     nics.push(nic);
@@ -86,9 +87,10 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource): Promise<K.
   return spec;
 }
 
-export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string): Promise<K.VmSpecT> {
+/** `o.bridges`: the bridges the caller has just made on that host (L3 → name; issue 19: vm-create asked the host twice). */
+export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, o: { bridges?: Readonly<Record<string, string>> } = {}): Promise<K.VmSpecT> {
   const host = await mustGet(d.store, hostUuid, 'host');
-  const spec = await buildSpec(d, vm, host);
+  const spec = await buildSpec(d, vm, host, o.bridges);
   await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec });
   return spec;
 }

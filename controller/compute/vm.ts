@@ -49,8 +49,13 @@ interface NicRec {
 }
 
 export interface VmCreateData extends Record<string, unknown> {
+  /** The VM record as this flow last wrote it (its later steps read it here, not from the store). */
   vm: Resource;
   hostUuid?: string;
+  /** The allocated host's cluster. */
+  clusterUuid?: string;
+  /** L3 → the bridge the bridges step made on the host (the start step sends it as is). */
+  bridges?: Record<string, string>;
   nics: NicRec[];
   /** A NIC whose address and MAC are being claimed (journaled first: a crash cannot leak them). */
   pendingNic?: { uuid: string; l3NetworkUuid: string };
@@ -79,12 +84,15 @@ async function dataTemplate(ctx: Ctx, uuid: string, n: number): Promise<Resource
   return img;
 }
 const deps = (ctx: Ctx): CloudDeps => ctx.controller;
+/** The allocated host's cluster (journals written before clusterUuid was kept: from the host). */
+const clusterOf = async (ctx: Ctx): Promise<string> => ctx.data.clusterUuid ?? String((await mustGet(ctx.store, ctx.data.hostUuid!, 'host')).parentUuid);
 
 const steps: Array<FlowStep<VmCreateData>> = [
   {
     name: 'record',
     async run(ctx) {
-      if (!(await ctx.store.get(ctx.data.vm.uuid))) await ctx.store.create({ ...ctx.data.vm, state: 'Starting' });
+      // runs once (onResume: rollback): the uuid is new, no need to look first
+      ctx.data.vm = await ctx.store.create({ ...ctx.data.vm, state: 'Starting' });
       injectFault(FLOW, 'record');
     },
     async rollback(ctx) {
@@ -104,8 +112,9 @@ const steps: Array<FlowStep<VmCreateData>> = [
       if (typeof vm.allocatorStrategy === 'string') req.strategy = vm.allocatorStrategy as 'least-used';
       const a = await allocateHostFor(ctx.store, req, vm);
       ctx.data.hostUuid = a.hostUuid;
+      ctx.data.clusterUuid = a.clusterUuid;
       await ctx.save();
-      await ctx.store.update(vm.uuid, { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' });
+      ctx.data.vm = await ctx.store.update(vm.uuid, { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' });
       injectFault(FLOW, 'host');
     },
     async rollback(ctx) {
@@ -117,7 +126,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
     async run(ctx) {
       const vm = ctx.data.vm;
       const statics = (vm.staticIps as Array<{ l3NetworkUuid: string; ip: string }> | undefined) ?? [];
-      const host = await mustGet(ctx.store, ctx.data.hostUuid!, 'host');
+      const clusterUuid = await clusterOf(ctx);
       for (const [i, l3] of (vm.l3NetworkUuids as string[]).entries()) {
         if (ctx.data.nics.some((n) => n.l3NetworkUuid === l3)) continue;
         const nicUuid = randomUUID();
@@ -131,9 +140,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
         const a = await allocateIp(ctx.store, req);
         const mac = await allocateMac(ctx.store, nicUuid, randomMac);
         const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac, netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
+        // not saved here: the journal's pendingNic covers the claims and the NIC record until
+        // the next save (the next NIC's, or the root volume's) records the NIC itself
         ctx.data.nics.push(nic);
         delete ctx.data.pendingNic;
-        await ctx.save();
         await ctx.store.create({
           ...nic,
           kind: 'vm-nic',
@@ -144,12 +154,12 @@ const steps: Array<FlowStep<VmCreateData>> = [
           tags: [],
           parentUuid: vm.uuid,
           vmInstanceUuid: vm.uuid,
-          clusterUuid: host.parentUuid,
+          clusterUuid,
           internalName: `vn${nicUuid.replace(/-/g, '').slice(0, 11)}`,
         });
       }
       const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
-      await ctx.store.update(vm.uuid, { vmNics });
+      ctx.data.vm = await ctx.store.update(vm.uuid, { vmNics });
       // guarded before it boots: the firewall is applied by the time the tap appears (rules match tap names)
       if (Array.isArray(vm.securityGroupUuids)) await joinVmGroups(ctx.store, vm.securityGroupUuids as string[], ctx.data.nics);
       injectFault(FLOW, 'ips');
@@ -157,9 +167,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
     async rollback(ctx) {
       const p = ctx.data.pendingNic;
       if (p) {
-        // claimed (or not) but never recorded: release whatever that owner holds
+        // claimed (or not) but never journaled as a NIC: release whatever that owner holds
         await releaseIpsOf(ctx.store, p.l3NetworkUuid, p.uuid);
         await releaseMacsOf(ctx.store, p.uuid);
+        await ctx.store.delete(p.uuid);
       }
       for (const n of ctx.data.nics) {
         await releaseIp(ctx.store, n.l3NetworkUuid, n.ip, n.uuid);
@@ -174,7 +185,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const d = deps(ctx);
       const vm = ctx.data.vm;
       const hostUuid = ctx.data.hostUuid!;
-      const host = await mustGet(ctx.store, hostUuid, 'host');
+      const clusterUuid = await clusterOf(ctx);
       const image = await mustGet(ctx.store, String(vm.imageUuid), 'image');
       if (image.status !== 'Ready') throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is ${String(image.status)}, not Ready`, { field: 'imageUuid' });
       const iso = image.mediaType === 'ISO';
@@ -184,17 +195,16 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const volUuid = ctx.data.root?.uuid ?? randomUUID();
       ctx.data.root = { uuid: volUuid, size, hostUuid };
       await ctx.save();
-      const psReq: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid: String(host.parentUuid) };
+      const psReq: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid };
       if (typeof vm.primaryStorageUuidForRootVolume === 'string') psReq.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
       const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, psReq, volUuid);
       ctx.data.root.psUuid = ps.uuid;
       await ctx.save();
-      if (!(await ctx.store.get(volUuid))) {
-        await ctx.store.create({
-          uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
-          type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, rootImageUuid: image.uuid, deviceId: 0, size,
-        });
-      }
+      // runs once (onResume: rollback): the volume's uuid is new
+      await ctx.store.create({
+        uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
+        type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
+      });
       const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
       if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
       const storeRef = await imageStoreRef(d, ref.backupStorageUuid);
@@ -209,7 +219,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
         patch._isoPath = cached.source.path;
         patch._bootFromIso = true;
       }
-      await ctx.store.update(vm.uuid, patch);
+      ctx.data.vm = await ctx.store.update(vm.uuid, patch);
       injectFault(FLOW, 'root-volume');
     },
     async rollback(ctx) {
@@ -222,24 +232,24 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const d = deps(ctx);
       const vm = ctx.data.vm;
       const hostUuid = ctx.data.hostUuid!;
-      const host = await mustGet(ctx.store, hostUuid, 'host');
       // one empty volume per disk offering, then one linked clone per DataVolumeTemplate image
       const offerings = (vm.dataDiskOfferingUuids as string[] | undefined) ?? [];
       const templates = (vm.dataVolumeTemplateUuids as string[] | undefined) ?? [];
       const sources = [...offerings.map((uuid) => ({ uuid, image: false })), ...templates.map((uuid) => ({ uuid, image: true }))];
+      const clusterUuid = sources.length ? await clusterOf(ctx) : '';
       for (const [i, src] of sources.entries()) {
         if (ctx.data.data[i]?.psUuid && (await ctx.store.get(ctx.data.data[i]!.uuid))?.status === 'Ready') continue;
         const o = src.image ? await dataTemplate(ctx, src.uuid, i - offerings.length) : await mustGet(ctx.store, src.uuid, 'disk-offering');
         const rec: VolRec = ctx.data.data[i] ?? { uuid: randomUUID(), size: Number(src.image ? o.size : o.diskSize), hostUuid };
         ctx.data.data[i] = rec;
         await ctx.save();
-        const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, { size: rec.size, clusterUuid: String(host.parentUuid) }, rec.uuid);
+        const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, { size: rec.size, clusterUuid }, rec.uuid);
         rec.psUuid = ps.uuid;
         await ctx.save();
         if (!(await ctx.store.get(rec.uuid))) {
           await ctx.store.create({
             uuid: rec.uuid, kind: 'volume', name: `DATA-${i + 1}-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
-            type: 'Data', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, deviceId: i + 1, size: rec.size, format: 'qcow2',
+            type: 'Data', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, deviceId: i + 1, size: rec.size, format: 'qcow2',
             ...(src.image ? { imageUuid: src.uuid } : { diskOfferingUuid: src.uuid }),
           });
         }
@@ -253,7 +263,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
         }
         await ctx.store.update(rec.uuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize });
       }
-      if (ctx.data.data.length) await ctx.store.update(vm.uuid, { allVolumes: [ctx.data.root!.uuid, ...ctx.data.data.map((v) => v.uuid)] });
+      if (ctx.data.data.length) ctx.data.vm = await ctx.store.update(vm.uuid, { allVolumes: [ctx.data.root!.uuid, ...ctx.data.data.map((v) => v.uuid)] });
       injectFault(FLOW, 'data-volumes');
     },
     async rollback(ctx) {
@@ -263,7 +273,9 @@ const steps: Array<FlowStep<VmCreateData>> = [
   {
     name: 'bridges',
     async run(ctx) {
-      for (const l3 of ctx.data.vm.l3NetworkUuids as string[]) await bridgeFor(deps(ctx), ctx.data.hostUuid!, l3);
+      const bridges: Record<string, string> = {};
+      for (const l3 of ctx.data.vm.l3NetworkUuids as string[]) bridges[l3] = await bridgeFor(deps(ctx), ctx.data.hostUuid!, l3);
+      ctx.data.bridges = bridges;
       injectFault(FLOW, 'bridges');
     },
   },
@@ -272,9 +284,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
     async run(ctx) {
       ctx.data.services = ctx.data.nics.map((n) => n.uuid);
       await ctx.save();
-      const vm = await mustGet(ctx.store, ctx.data.vm.uuid, 'vm-instance');
       // the bridges step has just made the bridges (addServices would ask the host a second time)
-      await syncVmFlat(deps(ctx), vm, ctx.data.hostUuid!);
+      await syncVmFlat(deps(ctx), ctx.data.vm, ctx.data.hostUuid!);
       injectFault(FLOW, 'dhcp');
     },
     async rollback(ctx) {
@@ -286,17 +297,17 @@ const steps: Array<FlowStep<VmCreateData>> = [
     name: 'start',
     async run(ctx) {
       const d = deps(ctx);
-      const vm = await mustGet(ctx.store, ctx.data.vm.uuid, 'vm-instance');
+      const vm = ctx.data.vm;
       if (vm.strategy === 'CreateStopped') {
         await releaseHost(ctx.store, ctx.data.hostUuid!, vm.uuid);
-        await ctx.store.update(vm.uuid, { state: 'Stopped', hostUuid: undefined });
+        ctx.data.vm = await ctx.store.update(vm.uuid, { state: 'Stopped', hostUuid: undefined });
         return;
       }
       ctx.data.started = true;
       await ctx.save();
       ctx.progress(80, 'starting the VM');
-      const spec = await startOnHost(d, vm, ctx.data.hostUuid!);
-      await ctx.store.update(vm.uuid, { state: 'Running', serialLogPath: spec.serialLogPath });
+      const spec = await startOnHost(d, vm, ctx.data.hostUuid!, ctx.data.bridges ? { bridges: ctx.data.bridges } : {});
+      ctx.data.vm = await ctx.store.update(vm.uuid, { state: 'Running', serialLogPath: spec.serialLogPath });
       injectFault(FLOW, 'start');
     },
     async rollback(ctx) {
@@ -305,7 +316,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
   },
 ];
 
-export const vmCreateFlow: FlowDef<VmCreateData> = { name: FLOW, steps, onResume: 'rollback' };
+// journal: 'saves' — each step saves before its first effect a rollback undoes (issue 19)
+export const vmCreateFlow: FlowDef<VmCreateData> = { name: FLOW, steps, onResume: 'rollback', journal: 'saves' };
 
 async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
@@ -319,8 +331,7 @@ async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<R
   if (Array.isArray(vm.securityGroupUuids)) await checkVmGroups(d.store, vm.securityGroupUuids as string[], vm.l3NetworkUuids as string[], oc.principal.accountUuid, oc.principal.isAdmin);
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [vm.uuid] };
   if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
-  await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts);
-  return mustGet(d.store, vm.uuid, 'vm-instance');
+  return (await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts)).vm;
 }
 
 // ---------------------------------------------------------------------------------------------

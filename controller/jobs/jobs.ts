@@ -1,5 +1,6 @@
 // Jobs: the handle of every long operation. A job is persisted in the store (docs collection
-// 'jobs') at start, on progress (throttled) and at the end, so `GET /v1/jobs/<uuid>` answers
+// 'jobs') at start, on progress (at most every 2 s, the first 2 s after the start: a short job
+// is written twice) and at the end, so `GET /v1/jobs/<uuid>` answers
 // after a controller restart too. Jobs found Running at start-up are handed to the resumer
 // registered for their type (a workflow that finishes or rolls back), else marked Failed with
 // an error that says what happened — never left Running forever.
@@ -12,6 +13,8 @@ import type { EventBus } from '../events/bus.js';
 const log = logger('jobs');
 export const JOB_DOCS = 'jobs';
 const CONTROLLER_DOCS = 'controllers';
+/** Progress reaches the store at most this often (issue 19: a VM create wrote its job 3-5 times). */
+const PROGRESS_SAVE_MS = 2000;
 
 export type JobState = 'Running' | 'Succeeded' | 'Failed';
 
@@ -42,7 +45,7 @@ export type JobView = Omit<JobDoc, 'context' | 'controllerId'>;
 
 export interface JobContext {
   readonly jobUuid: string;
-  /** Report progress (0..100) and an optional message; persisted at most every 500 ms. */
+  /** Report progress (0..100) and an optional message; persisted at most every PROGRESS_SAVE_MS (live readers of this process see every one). */
   progress(percent: number, message?: string): void;
   /** Attach data for a resumer (persisted at once). */
   setContext(ctx: Record<string, unknown>): Promise<void>;
@@ -161,7 +164,8 @@ export class JobManager {
   }
 
   private track<T>(doc: JobDoc, fn: JobFn<T>): void {
-    let lastSave = 0;
+    // the doc was just written (start, or the takeover of an orphan)
+    let lastSave = Date.now();
     let saving: Promise<void> = Promise.resolve();
     const jc: JobContext = {
       jobUuid: doc.uuid,
@@ -171,7 +175,7 @@ export class JobManager {
         if (message !== undefined) doc.message = message;
         doc.lastOpDate = new Date().toISOString();
         this.emit('job.progress', doc);
-        if (Date.now() - lastSave > 500 && !this.closed) {
+        if (Date.now() - lastSave > PROGRESS_SAVE_MS && !this.closed) {
           lastSave = Date.now();
           const snapshot = { ...doc };
           saving = saving.then(() => this.store.putDoc(JOB_DOCS, doc.uuid, snapshot)).catch((e: unknown) => log.warn({ err: e }, 'saving job progress failed'));

@@ -9,10 +9,16 @@
 //   rollback-failed: journal kept with the errors; retried by resumeFlows at the next start
 //
 // Every step records what it acquired in ctx.data (an IP, a volume path, a claim…); the
-// journal (a store doc in 'flow-journals') is written before each step starts, after it ends,
-// whenever the step calls ctx.save(), and after each rollback. A controller that dies
-// mid-flow finds the journal at start: resumeFlows() completes it (re-running the step that
-// was in progress) or rolls it back, per the flow definition's onResume policy.
+// journal (a store doc in 'flow-journals') is written before each step starts, whenever the
+// step calls ctx.save(), and after each rollback. A controller that dies mid-flow finds the
+// journal at start: resumeFlows() completes it (re-running the step that was in progress) or
+// rolls it back, per the flow definition's onResume policy.
+//
+// A flow with `journal: 'saves'` (vm-create: issue 19, the journal was most of its writes) is
+// written once before its first step and then only when a step calls ctx.save(); each save
+// records the step in progress. After a crash the journal may name an earlier step than the
+// one that ran, so in such a flow every step must call ctx.save() before its first effect that
+// a rollback has to undo (a step with nothing to undo needs no save).
 //
 // Contract for step authors:
 //   - record an acquisition in ctx.data and `await ctx.save()` right after acquiring it, so a
@@ -60,6 +66,8 @@ export interface FlowDef<D extends FlowData = FlowData> {
   steps: Array<FlowStep<D>>;
   /** What a restarted controller does with an unfinished run. */
   onResume: 'rollback' | 'complete';
+  /** When the journal is written going forward: before every step (default) or at the start and on ctx.save() only (see the header). */
+  journal?: 'steps' | 'saves';
 }
 
 export type JournalState = 'running' | 'rolling-back' | 'rollback-failed';
@@ -122,6 +130,7 @@ class Runner<D extends FlowData> {
     log: Logger | undefined,
     controller: RunOptions['controller'],
   ) {
+    this.written = resumed;
     this.log = log ?? logger('flow', { flow: def.name, flowId: j.id });
     const journal = this.j;
     this.ctx = {
@@ -145,9 +154,13 @@ class Runner<D extends FlowData> {
     };
   }
 
+  /** The journal is in the store (a resumed flow's always is). */
+  private written: boolean;
+
   private async persist(): Promise<void> {
     this.j.updatedAt = new Date().toISOString();
     await this.store.putDoc(JOURNALS, this.j.id, this.j);
+    this.written = true;
   }
 
   /** Run forward from the journal's position. Returns the data or throws after rolling back. */
@@ -157,7 +170,7 @@ class Runner<D extends FlowData> {
     for (let i = from; i < steps.length; i++) {
       const step = steps[i]!;
       this.j.current = i;
-      await this.persist();
+      if (!this.written || this.def.journal !== 'saves') await this.persist();
       try {
         await step.run(this.ctx);
       } catch (e) {

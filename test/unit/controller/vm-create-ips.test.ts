@@ -76,10 +76,29 @@ describe('vm-create ips step: journal before claiming', () => {
     await ips.run(ctx);
     assert.equal(ctx.data.nics.length, 1);
     assert.equal(ctx.data.pendingNic, undefined);
-    assert.equal(journal.at(-1)!.nics[0]!.ip, '10.0.0.10');
+    assert.equal(ctx.data.nics[0]!.ip, '10.0.0.10');
+    assert.equal(journal.length, 1, 'one journal write per NIC: its owner, before the claims (the next save records the NIC)');
     await ips.rollback!(ctx);
     assert.deepEqual(await store.claims(ipNamespace('l3a')), []);
     assert.deepEqual(await store.claims(MAC_NAMESPACE), []);
     assert.equal(await store.get(ctx.data.nics[0]!.uuid), undefined);
+  });
+
+  it('a crash after the NIC record was made, before the next save: the journaled owner rolls back its claims and its record', async () => {
+    const { ctx, journal } = ctxFor(store);
+    await store.create(ctx.data.vm);
+    await ips.run(ctx);
+    const nic = ctx.data.nics[0]!;
+    assert.ok(await store.get(nic.uuid), 'the NIC record exists');
+    // what a restarted controller finds: the last journal write (pendingNic, no NIC yet)
+    const last = journal.at(-1)!;
+    assert.equal(last.pendingNic?.uuid, nic.uuid);
+    assert.equal(last.nics.length, 0);
+    const resumed = ctxFor(store);
+    resumed.ctx.data = structuredClone(last);
+    await ips.rollback!(resumed.ctx);
+    assert.deepEqual(await store.claims(ipNamespace('l3a')), []);
+    assert.deepEqual(await store.claims(MAC_NAMESPACE), []);
+    assert.equal(await store.get(nic.uuid), undefined, 'the NIC record is gone');
   });
 });

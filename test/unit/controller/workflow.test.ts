@@ -106,6 +106,44 @@ describe('controller workflow engine', () => {
     assert.deepEqual(await store.listDocs(JOURNALS), []);
   });
 
+  it("journal: 'saves' writes the journal at the start and on ctx.save() only; a crash after a step with no save rolls back what the saves recorded", async () => {
+    let puts = 0;
+    const counting: InventoryStore = Object.create(store, {
+      putDoc: { value: (c: string, id: string, d: unknown) => (c === JOURNALS && puts++, store.putDoc(c, id, d)) },
+    });
+    const plain: FlowStep<Data> = { name: 'plain', run: async () => void events.push('run plain') };
+    const steps = (hang?: Promise<void>): Array<FlowStep<Data>> => [acquire('s1'), plain, acquire('s3'), { name: 'quiet', run: async () => { events.push('run quiet'); if (hang) await hang; } }, acquire('s5')];
+    const undo = async (): Promise<void> => {
+      for (const k of ['s1', 's3', 's5']) {
+        await store.release('wf-test', k);
+        unlinkSync(join(dir, k));
+      }
+    };
+    await runFlow(counting, { name: 'saves', onResume: 'rollback', journal: 'saves', steps: steps() }, { acquired: [], files: [] });
+    assert.equal(puts, 1 + 3, 'the start, then one per ctx.save() (5 steps)');
+    await undo();
+    puts = 0;
+    await runFlow(counting, { name: 'steps', onResume: 'rollback', steps: steps() }, { acquired: [], files: [] });
+    assert.equal(puts, 5 + 3, 'default: before every step, and on ctx.save()');
+    await undo();
+
+    // the "dead" controller hangs in 'quiet' (index 3): the journal still names s3 (its last save)
+    void runFlow(store, { name: 'saves', onResume: 'rollback', journal: 'saves', steps: steps(new Promise<void>(() => undefined)) }, { acquired: [], files: [] }, { id: 'f-saves', controllerId: 'c1' });
+    for (let i = 0; i < 100 && !events.includes('run quiet'); i++) await sleep(5);
+    await sleep(10);
+    const j = (await store.getDoc<FlowJournal>(JOURNALS, 'f-saves'))!;
+    assert.equal(j.current, 2, 'the step of the last save');
+    assert.deepEqual(j.data.acquired, ['s1', 's3']);
+    const engine = new FlowEngine({ store, controllerId: 'c1' });
+    engine.register({ name: 'saves', onResume: 'rollback', journal: 'saves', steps: steps() });
+    events.length = 0;
+    assert.deepEqual((await engine.resume()).map((r) => r.action), ['rolled-back']);
+    assert.deepEqual(events, ['rollback s3', 'rollback s1']);
+    assert.deepEqual(await store.claims('wf-test'), []);
+    assert.deepEqual(readdirSync(dir), []);
+    assert.deepEqual(await store.listDocs(JOURNALS), []);
+  });
+
   for (const policy of ['rollback', 'complete'] as const) {
     it(`a flow interrupted in step 3 is ${policy === 'rollback' ? 'rolled back' : 'completed'} by resume (onResume: ${policy})`, async () => {
       const never = new Promise<void>(() => undefined);

@@ -1,0 +1,56 @@
+// What one VM create costs the store (issue 19): journal, job and resource writes and the reads,
+// per create on the fake cloud, counted by the controller's observed store. Each figure is
+// pinned as an upper bound, so a change that adds writes or reads to the create path fails here
+// rather than showing up as a slower 10k-VM benchmark. (Crash safety of the fewer journal
+// writes: vm-create-crash.test.ts.)
+import assert from 'node:assert/strict';
+import { useCleanup } from '../harness/cleanup.js';
+import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import { diffOpCounts, storeOpCounts, type StoreOpCounts } from '../../controller/events/observed-store.js';
+
+describe('functional: store calls per VM create', function () {
+  this.timeout(60_000);
+  const cleanup = useCleanup('all');
+  let fc: FakeCloud;
+
+  before(async () => {
+    fc = await startFakeCloud(cleanup, { ha: false });
+    // the first create warms the caches (flat views, image cache on the host…): not counted
+    assert.equal((await fc.createVm('ops-warm')).status, 200);
+  });
+
+  const counts = (): StoreOpCounts => storeOpCounts(fc.controller.store)!;
+
+  it('a create (one NIC, a root volume) stays within the pinned writes and reads', async () => {
+    const N = 4;
+    const before = counts();
+    for (let i = 0; i < N; i++) {
+      // as the benchmark creates: 202 and the job polled, so the audit record is completed later
+      const r = await fc.api.post('/v1/vm-instances', { name: `ops-${i}`, instanceOfferingUuid: fc.ids.offering, imageUuid: fc.ids.image, l3NetworkUuids: [fc.ids.l3] });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      const j = await fc.controller.jobs.wait(r.body.jobUuid as string, 20_000);
+      assert.equal(j?.state, 'Succeeded', JSON.stringify(j?.error));
+    }
+    // the event listeners and reconcile passes the creates set off
+    await new Promise((r) => setTimeout(r, 300));
+    const d = diffOpCounts(before, counts());
+    const per = (k: string): number => (d[k] ?? 0) / N;
+    const seen = Object.fromEntries(Object.keys(d).sort().map((k) => [k, per(k)]));
+    if (process.env.TSTACK_PRINT_STORE_OPS) console.log(JSON.stringify(seen));
+    const pins: Record<string, number> = {
+      // before issue 19's cuts: 15 journal writes, 3-5 job writes, an audit read per create
+      'putDoc:flow-journals': 7, // the start, host, NIC owner, root volume ×2, DHCP, start
+      'deleteDoc:flow-journals': 1,
+      'getDoc:flow-journals': 1,
+      'putDoc:jobs': 2, // start, end (progress at most every 2 s)
+      create: 4, // VM, NIC, root volume, audit record
+      update: 6, // VM ×4, root volume Ready, audit record completed
+      'get:audit': 0,
+      'list:audit': 0,
+      'get:vm-instance': 1,
+      get: 40,
+    };
+    for (const [k, max] of Object.entries(pins)) assert.ok(per(k) <= max, `${k}: ${per(k)} per create, at most ${max} pinned\n${JSON.stringify(seen)}`);
+    assert.ok(per('putDoc:flow-journals') >= 5, 'the create is journaled at all');
+  });
+});
