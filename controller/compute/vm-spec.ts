@@ -55,9 +55,19 @@ function consoleSpec(vm: Resource, host: Resource): NonNullable<K.VmSpecT['conso
   return c;
 }
 
-/** The full domain spec of a VM from the inventory, for a host. `bridges`: L3 → bridge already made on that host. */
-async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, bridges: Readonly<Record<string, string>> = {}): Promise<K.VmSpecT> {
-  const root = await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
+/** What a caller has just read or made, so the spec needs no second look (issue 19). */
+export interface KnownForSpec {
+  /** L3 → the bridge already made on the host. */
+  bridges?: Readonly<Record<string, string>>;
+  /** The root volume's record and its primary storage (a local PS record holds every host's capacity: a costly read). */
+  root?: Resource;
+  rootPs?: Resource;
+}
+
+/** The full domain spec of a VM from the inventory, for a host. */
+async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, known: KnownForSpec = {}): Promise<K.VmSpecT> {
+  const bridges = known.bridges ?? {};
+  const root = known.root && known.root.uuid === vm.rootVolumeUuid ? known.root : await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
   const offeringQos = await qosOfOffering(d.store, vm);
   const nics: K.NicSpecT[] = [];
   for (const n of await nicsOf(d, vm.uuid)) {
@@ -82,15 +92,15 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, bridges: Re
     bootOrder: typeof vm._isoPath === 'string' && vm._bootFromIso === true ? ['cdrom', 'hd'] : ['hd'],
     console: consoleSpec(vm, host),
   };
-  const ps = await psOfVolume(d, root);
+  const ps = known.rootPs && known.rootPs.uuid === root.primaryStorageUuid ? known.rootPs : await psOfVolume(d, root);
   if (ps.type === 'LocalStorage' || ps.type === 'SharedMountPoint') spec.serialLogPath = `${psSpec(ps).type === 'ceph' ? '' : (psSpec(ps) as { path: string }).path}/serial-${vm.uuid}.log`;
   return spec;
 }
 
-/** `o.bridges`: the bridges the caller has just made on that host (L3 → name; issue 19: vm-create asked the host twice). */
-export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, o: { bridges?: Readonly<Record<string, string>> } = {}): Promise<K.VmSpecT> {
+/** `known`: what the caller has just made or read (vm-create: the bridges, asked of the host twice before; the root volume). */
+export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, known: KnownForSpec = {}): Promise<K.VmSpecT> {
   const host = await mustGet(d.store, hostUuid, 'host');
-  const spec = await buildSpec(d, vm, host, o.bridges);
+  const spec = await buildSpec(d, vm, host, known);
   await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec });
   return spec;
 }

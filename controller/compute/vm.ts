@@ -31,7 +31,7 @@ import { deleteVolumeEverywhere, type LeftFiles, type VolRec } from '../storage/
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { issueConsoleToken } from '../console/tokens.js';
-import { addServices, bridgeFor, l2sOf, nicsOf, pinnedHost, startOnHost } from './vm-spec.js';
+import { addServices, bridgeFor, l2sOf, nicsOf, pinnedHost, startOnHost, type KnownForSpec } from './vm-spec.js';
 import { allocateHostFor } from './affinity.js';
 import { fenceOnReturn } from '../host/fence.js';
 
@@ -198,6 +198,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const psReq: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid };
       if (typeof vm.primaryStorageUuidForRootVolume === 'string') psReq.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
       const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, psReq, volUuid);
+      ctx.memo.set('rootPs', ps);
       ctx.data.root.psUuid = ps.uuid;
       await ctx.save();
       // runs once (onResume: rollback): the volume's uuid is new
@@ -213,7 +214,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const vol = iso
         ? await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size })
         : await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid });
-      await ctx.store.update(volUuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize });
+      ctx.memo.set('root', await ctx.store.update(volUuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize }));
       const patch: Partial<Resource> = { rootVolumeUuid: volUuid, allVolumes: [volUuid] };
       if (iso && cached.source.type === 'file') {
         patch._isoPath = cached.source.path;
@@ -306,7 +307,9 @@ const steps: Array<FlowStep<VmCreateData>> = [
       ctx.data.started = true;
       await ctx.save();
       ctx.progress(80, 'starting the VM');
-      const spec = await startOnHost(d, vm, ctx.data.hostUuid!, ctx.data.bridges ? { bridges: ctx.data.bridges } : {});
+      const known: KnownForSpec = { root: ctx.memo.get('root') as Resource | undefined, rootPs: ctx.memo.get('rootPs') as Resource | undefined };
+      if (ctx.data.bridges) known.bridges = ctx.data.bridges;
+      const spec = await startOnHost(d, vm, ctx.data.hostUuid!, known);
       ctx.data.vm = await ctx.store.update(vm.uuid, { state: 'Running', serialLogPath: spec.serialLogPath });
       injectFault(FLOW, 'start');
     },

@@ -47,6 +47,11 @@ export interface FlowContext<D extends FlowData = FlowData> {
   data: D;
   /** Persist ctx.data now (call right after acquiring something). */
   save(): Promise<void>;
+  /**
+   * Records a step read or wrote, for the later steps of this run (not journaled: empty after a
+   * restart, so a reader falls back to the store). Saves re-reading what the flow just wrote.
+   */
+  readonly memo: Map<string, unknown>;
   /** True when this run was picked up by resumeFlows after a restart. */
   readonly resumed: boolean;
   /** Report progress (0-100) to whoever watches the flow (the job). */
@@ -149,6 +154,7 @@ class Runner<D extends FlowData> {
         journal.data = d;
       },
       save: () => this.persist(),
+      memo: new Map(),
       resumed,
       progress: (p, m) => onProgress?.(Math.max(0, Math.min(100, p)), m),
     };

@@ -35,6 +35,7 @@ describe('vm-create ips step: journal before claiming', () => {
         throw new Error('this step needs no controller context');
       },
       save: async () => void journal.push(structuredClone(ctx.data)),
+      memo: new Map(),
       progress: () => undefined,
     };
     return { ctx, journal };
