@@ -156,6 +156,13 @@ export class EventEvaluator {
   private last = new Map<string, Last>();
   private off?: () => void;
   private readonly lowCapacityPercent: number;
+  /**
+   * How many event subscriptions exist (undefined: count again). With none, an event costs no
+   * query (issue 19: one per VM state change, two per create). Creates count up; a delete makes
+   * it unknown; `subsGen` keeps a count that raced with a create from being kept.
+   */
+  private subs: number | undefined;
+  private subsGen = 0;
 
   constructor(
     private readonly store: InventoryStore,
@@ -173,12 +180,30 @@ export class EventEvaluator {
     this.off = this.bus.subscribe((e) => this.onEvent(e));
   }
 
+  private noteSubscriptions(e: NumberedEvent): void {
+    if (!('kind' in e) || e.kind !== 'event-subscription') return;
+    this.subsGen++;
+    if (e.type === 'resource.created' && this.subs !== undefined) this.subs++;
+    else if (e.type === 'resource.deleted') this.subs = undefined;
+  }
+
+  private async anySubscription(): Promise<boolean> {
+    if (this.subs === undefined) {
+      const gen = this.subsGen;
+      const n = (await this.store.list({ kind: 'event-subscription', limit: 1 })).total;
+      if (gen === this.subsGen) this.subs = n;
+      else return true; // changed meanwhile: look this time, count again next time
+    }
+    return this.subs > 0;
+  }
+
   stop(): void {
     this.off?.();
   }
 
   /** Handle one bus event (exposed for tests). */
   async onEvent(e: NumberedEvent): Promise<void> {
+    this.noteSubscriptions(e);
     let before: Last | undefined;
     if (e.type === 'resource.created' || e.type === 'resource.updated' || e.type === 'resource.deleted') {
       if (!WATCHED.includes(e.kind)) return;
@@ -190,6 +215,7 @@ export class EventEvaluator {
   }
 
   async dispatch(ev: RaisedEvent): Promise<number> {
+    if (!(await this.anySubscription())) return 0;
     const subs = await this.store.list({
       kind: 'event-subscription',
       filters: [
