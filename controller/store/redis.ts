@@ -125,65 +125,6 @@ if ARGV[3] == '0' and ARGV[4] == '' then
   for i = 2, n do args[#args + 1] = KEYS[i] end
   return {redis.call(unpack(args))}
 end
-local offset0 = tonumber(ARGV[2])
-local limit0 = tonumber(ARGV[3])
-if n > 1 and limit0 > 0 and offset0 + limit0 <= 1000 then
-  -- a short page of a small intersection (a host's VMs): its members' scores, and the first
-  -- offset + limit of them kept in order; building the intersection as a sorted set (below)
-  -- cost Redis ~4 ms at 2,000 members (issue 19)
-  local small = -1
-  for i = 2, n do
-    local c = redis.call('SCARD', KEYS[i])
-    if small < 0 or c < small then small = c end
-  end
-  if small <= 20000 then
-    local cands
-    if n == 2 then cands = redis.call('SMEMBERS', KEYS[2]) else
-      local args = {'SINTER'}
-      for i = 2, n do args[#args + 1] = KEYS[i] end
-      cands = redis.call(unpack(args))
-    end
-    local want = offset0 + limit0
-    local hasAfter = ARGV[4] ~= ''
-    local as = tonumber(ARGV[4])
-    local au = ARGV[5]
-    local best = {}
-    local total = 0
-    for c = 1, #cands, 500 do
-      local chunk = {}
-      for i = c, math.min(c + 499, #cands) do chunk[#chunk + 1] = cands[i] end
-      local scores = redis.call('ZMSCORE', KEYS[1], unpack(chunk))
-      for i = 1, #chunk do
-        local s = scores[i]
-        if s then
-          total = total + 1
-          s = tonumber(s)
-          local u = chunk[i]
-          if not hasAfter or s > as or (s == as and u > au) then
-            local nb = #best
-            if nb < want or s < best[nb][1] or (s == best[nb][1] and u < best[nb][2]) then
-              local lo, hi = 1, nb + 1
-              while lo < hi do
-                local mid = math.floor((lo + hi) / 2)
-                local m = best[mid]
-                if m[1] < s or (m[1] == s and m[2] < u) then lo = mid + 1 else hi = mid end
-              end
-              table.insert(best, lo, {s, u})
-              if #best > want then best[#best] = nil end
-            end
-          end
-        end
-      end
-    end
-    local out = {-1}
-    if ARGV[6] == '1' then out[1] = total end
-    for i = offset0 + 1, #best do
-      local d = redis.call('GET', p .. 'r:' .. best[i][2])
-      if d then out[#out + 1] = d end
-    end
-    return out
-  end
-end
 local src = KEYS[1]
 if n > 1 then
   local args = {'ZINTERSTORE', KEYS[#KEYS], n}
