@@ -79,3 +79,36 @@ describe('monitoring: labels, templates, ids, backoff', () => {
     assert.deepEqual([1, 2, 3, 4, 5].map((a) => w.backoff(a)), [100, 200, 400, 500, 500]);
   });
 });
+
+describe('monitoring: the event evaluator with no subscription', () => {
+  it('asks the store for subscriptions only while some exist (counted once, +1 per create, again after a delete)', async () => {
+    const { openStore } = await import('../../../controller/store/index.js');
+    const { EventBus } = await import('../../../controller/events/bus.js');
+    const { observedStore, storeOpCounts } = await import('../../../controller/events/observed-store.js');
+    const { EventEvaluator } = await import('../../../controller/monitoring/events.js');
+    const raw = await openStore({ backend: 'sqlite', path: ':memory:' });
+    try {
+      const bus = new EventBus();
+      const store = observedStore(raw, bus);
+      const ev = new EventEvaluator(store, bus, () => 'admin', () => undefined);
+      await ev.start();
+      const lists = (): number => storeOpCounts(store)!['list:event-subscription'] ?? 0;
+      const [raised] = deriveEvents(upd(res('vm-instance', { state: 'Stopped' })), { state: 'Running' }, O);
+      assert.equal(await ev.dispatch(raised!), 0);
+      assert.equal(lists(), 1, 'one count');
+      for (let i = 0; i < 5; i++) await ev.dispatch(raised!);
+      assert.equal(lists(), 1, 'none while there is no subscription');
+      const sub = await store.create(res('event-subscription', { uuid: 's1', eventName: 'VmStateChanged', state: 'Enabled', actions: [] }));
+      await ev.dispatch(raised!);
+      assert.equal(lists(), 2, 'a created subscription is looked for at once');
+      await store.delete(sub.uuid);
+      await ev.dispatch(raised!);
+      assert.equal(lists(), 3, 'counted again after a delete');
+      await ev.dispatch(raised!);
+      assert.equal(lists(), 3);
+      ev.stop();
+    } finally {
+      await raw.close();
+    }
+  });
+});
