@@ -51,6 +51,8 @@ export interface ControllerOptions {
   sessionTtlMs?: number;
   /** A session unused this long ends (default 7200 s). */
   sessionIdleMs?: number;
+  /** Shared (Redis) store: a controller whose flow heartbeat lease is this old has its flows taken over (default 15 s; tests use less). */
+  flowLeaseTtlMs?: number;
   /** Shared (Redis) store: a controller silent this long has its Running jobs taken over (default 45 s). */
   jobStaleMs?: number;
   /** URL agents use to reach this controller (callbacks, events); default http://<listen>. */
@@ -191,7 +193,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     const apiMiddleware: Koa.Middleware[] = [];
     // on a shared (Redis) inventory each controller keeps a heartbeat lease and takes over the
     // flows of one whose heartbeat expired (flows still serialise per resource in-process only)
-    const engine = new FlowEngine({ store, controllerId: `controller:${o.dataDir}`, controller: () => services, ...(raw.backend === 'redis' ? { leases: { perResource: false } } : {}) });
+    const engine = new FlowEngine({ store, controllerId: `controller:${o.dataDir}`, controller: () => services, ...(raw.backend === 'redis' ? { leases: { perResource: false, ...(o.flowLeaseTtlMs !== undefined ? { ttlMs: o.flowLeaseTtlMs } : {}) } } : {}) });
     // the one context of this controller: every module's install() gets this same object
     const services: ControllerContext = {
       store, auth, jobs, bus, agents, agentClient, registry, engine, reconcile, controllerUrl, apiMiddleware,

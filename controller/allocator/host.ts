@@ -36,6 +36,11 @@ export interface HostRequest {
   excluded?: Record<string, string>;
   hypervisorType?: string;
   strategy?: HostStrategy;
+  /**
+   * Read the reservations from the store, not this process's recent view: a flow resumed from
+   * another controller may already hold one that this view has not seen.
+   */
+  fromStore?: boolean;
 }
 
 export interface HostPolicy {
@@ -228,7 +233,7 @@ export interface HostAllocation {
 export async function allocateHost(store: InventoryStore, req: HostRequest, consumer: string, policy: Partial<HostPolicy> = {}): Promise<HostAllocation> {
   const p = { ...DEFAULT_HOST_POLICY, ...policy };
   return allocatorQueues.run('host-allocator', async () => {
-    if (!req.hostUuid) {
+    if (!req.hostUuid && !req.fromStore) {
       const got = await fromSnapshot(store, req, consumer, p);
       if (got) return got;
     }

@@ -3,7 +3,7 @@
 // field?} with a 4xx for anything the caller did wrong; a stack trace never leaves.
 import Koa from 'koa';
 import Router from '@koa/router';
-import { timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { TStackError, errorInfo, httpStatusOf } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.js';
@@ -271,7 +271,7 @@ export function buildApi(d: ApiDeps): ApiApp {
    * Run an operation: inline (status `okStatus`), or as a job when `long`: 202 + location,
    * or with ?wait=true 200 with the result / the job's error with its status.
    */
-  const operate = async (ctx: Koa.Context, spec: CollectionSpec, o: { long?: boolean; type: string; resourceUuid?: string; okStatus: number }, fn: (oc: OpContext) => Promise<unknown>): Promise<void> => {
+  const operate = async (ctx: Koa.Context, spec: CollectionSpec, o: { long?: boolean; type: string; resourceUuid?: string; okStatus: number; context?: Record<string, unknown> }, fn: (oc: OpContext) => Promise<unknown>): Promise<void> => {
     if (!o.long) {
       const r = await fn(opCtx(ctx));
       ctx.status = o.okStatus;
@@ -279,8 +279,9 @@ export function buildApi(d: ApiDeps): ApiApp {
       return;
     }
     const p = ctx.state.principal as Principal;
-    const start: { type: string; accountUuid: string; resourceUuid?: string } = { type: o.type, accountUuid: p.accountUuid };
+    const start: { type: string; accountUuid: string; resourceUuid?: string; context?: Record<string, unknown> } = { type: o.type, accountUuid: p.accountUuid };
     if (o.resourceUuid) start.resourceUuid = o.resourceUuid;
+    if (o.context) start.context = o.context;
     const job = await d.jobs.start(start, async (jc) => out(spec, await fn(opCtx(ctx, jc))));
     if (ctx.query.wait === 'true') {
       const j = await d.jobs.wait(job.uuid);
@@ -362,6 +363,14 @@ export function buildApi(d: ApiDeps): ApiApp {
       // check the model's rules and references now: a bad body is a 400 at once, not a failed job
       const oc = opCtx(ctx);
       await prepareCreate(d.store, spec.model, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => canUse(oc, r) });
+    }
+    if (spec.create?.long && spec.create.resumable) {
+      // the job carries what another controller needs to finish it (api/resume.ts)
+      const newUuid = randomUUID();
+      const { sessionId: _s, ...principal } = ctx.state.principal as Principal;
+      const create = spec.create;
+      await operate(ctx, spec, { long: true, type: `${spec.collection}.create`, resourceUuid: newUuid, okStatus: 201, context: { body, principal } }, (oc) => create.run(body, { ...oc, newUuid }));
+      return;
     }
     await operate(ctx, spec, { long: spec.create?.long === true, type: `${spec.collection}.create`, okStatus: 201 }, (oc) => (spec.create ? spec.create.run(body, oc) : genericCreate(spec, body, oc)));
   });

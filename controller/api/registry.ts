@@ -27,6 +27,8 @@ export interface OpContext extends ControllerContext {
   principal: Principal;
   /** Set inside long operations (job progress). */
   job?: JobContext;
+  /** The uuid a resumable create gives its resource (named in its job from the start). */
+  newUuid?: string;
 }
 
 export interface Operation<A extends unknown[], R> {
@@ -35,7 +37,11 @@ export interface Operation<A extends unknown[], R> {
   run: (...args: [...A, OpContext]) => Promise<R>;
 }
 
-export type CreateOp = Operation<[body: Record<string, unknown>], Resource>;
+/**
+ * `resumable`: the job keeps the request (body, principal, the new uuid), so a controller that
+ * takes the job over from a dead one can see it through (see api/resume.ts).
+ */
+export type CreateOp = Operation<[body: Record<string, unknown>], Resource> & { resumable?: boolean };
 export type UpdateOp = Operation<[resource: Resource, body: Record<string, unknown>], Resource>;
 /**
  * Result: the deleted resource (or anything; shown as the job result for long deletes).

@@ -4,7 +4,7 @@
 import { TStackError } from '../../shared/errors.js';
 import { faultPause } from '../../shared/fault-pause.js';
 import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
-import type { AgentEndpoint } from '../agent-client/client.js';
+import type { AgentEndpoint, CallOptions } from '../agent-client/client.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import type { ControllerContext } from '../context.js';
 import type { HostAgents } from '../host/service.js';
@@ -33,9 +33,10 @@ export function refreshable(d: CloudDeps, host: Resource, agent: AgentName): Age
 }
 
 /** Call an agent command on a host (looked up fresh: tokens rotate on reconnect). */
-export async function callHost<C extends CommandDef>(d: CloudDeps, hostUuid: string, agent: AgentName, cmd: C, req: RequestOf<C>): Promise<ResponseOf<C>> {
+/** `o.taskId`: a stable id (FlowContext.taskId) makes a command sent again after a crash join its first run. */
+export async function callHost<C extends CommandDef>(d: CloudDeps, hostUuid: string, agent: AgentName, cmd: C, req: RequestOf<C>, o?: CallOptions): Promise<ResponseOf<C>> {
   const host = await mustGet(d.store, hostUuid, 'host');
-  return d.agentClient.call(cmd, refreshable(d, host, agent), req);
+  return d.agentClient.call(cmd, refreshable(d, host, agent), req, o);
 }
 
 /**

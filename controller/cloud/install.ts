@@ -12,6 +12,7 @@ import { registerCloneApi, vmCloneFlow } from '../compute/clone.js';
 import { imageFromVolumeFlow } from '../storage/volume-images.js';
 import { registerQosApi } from '../storage/qos.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
+import { createJobResumer } from '../api/resume.js';
 import { registerComputeApi, vmCreateFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
 import { migrationTargetRoutes, registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
 import { vmColdMigrateFlow } from '../compute/cold-migrate.js';
@@ -51,6 +52,8 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   const { engine, reconcile } = s;
   const deps: CloudDeps = s;
   engine.register(vmCreateFlow);
+  // a VM create acknowledged by a controller that died is seen through by the one taking its job
+  s.jobs.registerResumer('vm-instances.create', createJobResumer(s, 'vm-instances'));
   engine.register(vmStartFlow);
   engine.register(vmMigrateFlow);
   engine.register(vmColdMigrateFlow);

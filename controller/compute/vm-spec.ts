@@ -3,6 +3,7 @@
 import * as K from '../../shared/protocol/kvm.js';
 import type { Resource } from '../store/types.js';
 import { mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
+import type { CallOptions } from '../agent-client/client.js';
 import { psSpec } from '../storage/index.js';
 import { dataVolumesOf, volumeSpec } from '../storage/volumes.js';
 import { nicQosSpec, qosOfOffering, type NicQos } from '../storage/qos.js';
@@ -98,10 +99,10 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, known: Know
 }
 
 /** `known`: what the caller has just made or read (vm-create: the bridges, asked of the host twice before; the root volume). */
-export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, known: KnownForSpec = {}): Promise<K.VmSpecT> {
+export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, known: KnownForSpec = {}, o?: CallOptions): Promise<K.VmSpecT> {
   const host = await mustGet(d.store, hostUuid, 'host');
   const spec = await buildSpec(d, vm, host, known);
-  await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec });
+  await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec }, o);
   return spec;
 }
 

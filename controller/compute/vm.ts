@@ -26,6 +26,7 @@ import { allocatePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { faultPause } from '../../shared/fault-pause.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
 import { deleteVolumeEverywhere, type LeftFiles, type VolRec } from '../storage/volumes.js';
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
@@ -91,8 +92,9 @@ const steps: Array<FlowStep<VmCreateData>> = [
   {
     name: 'record',
     async run(ctx) {
-      // runs once (onResume: rollback): the uuid is new, no need to look first
-      ctx.data.vm = await ctx.store.create({ ...ctx.data.vm, state: 'Starting' });
+      // the uuid is new: only a resumed run (which may follow a crash after it) looks first
+      const had = ctx.resumed ? await ctx.store.get(ctx.data.vm.uuid) : undefined;
+      ctx.data.vm = had ?? (await ctx.store.create({ ...ctx.data.vm, state: 'Starting' }));
       injectFault(FLOW, 'record');
     },
     async rollback(ctx) {
@@ -110,6 +112,9 @@ const steps: Array<FlowStep<VmCreateData>> = [
       if (typeof vm.requestedZoneUuid === 'string') req.zoneUuid = vm.requestedZoneUuid;
       if (typeof vm.primaryStorageUuidForRootVolume === 'string') req.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
       if (typeof vm.allocatorStrategy === 'string') req.strategy = vm.allocatorStrategy as 'least-used';
+      // resumed (maybe on another controller): the reservation may exist already; the store's
+      // view finds it (allocation is idempotent per VM) where this process's may not
+      if (ctx.resumed) req.fromStore = true;
       const a = await allocateHostFor(ctx.store, req, vm);
       ctx.data.hostUuid = a.hostUuid;
       ctx.data.clusterUuid = a.clusterUuid;
@@ -127,8 +132,35 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const vm = ctx.data.vm;
       const statics = (vm.staticIps as Array<{ l3NetworkUuid: string; ip: string }> | undefined) ?? [];
       const clusterUuid = await clusterOf(ctx);
+      const p = ctx.data.pendingNic;
+      if (p) {
+        // resumed after a crash mid-claim (or before the save that journals the NIC): give back
+        // what that NIC may hold and claim afresh
+        await releaseIpsOf(ctx.store, p.l3NetworkUuid, p.uuid);
+        await releaseMacsOf(ctx.store, p.uuid);
+        await ctx.store.delete(p.uuid);
+        delete ctx.data.pendingNic;
+      }
+      const nicRecord = (nic: NicRec, i: number): Resource => ({
+        ...nic,
+        kind: 'vm-nic',
+        name: `${vm.name}-nic${i}`,
+        createDate: '',
+        lastOpDate: '',
+        ownerAccountUuid: vm.ownerAccountUuid,
+        tags: [],
+        parentUuid: vm.uuid,
+        vmInstanceUuid: vm.uuid,
+        clusterUuid,
+        internalName: `vn${nic.uuid.replace(/-/g, '').slice(0, 11)}`,
+      });
       for (const [i, l3] of (vm.l3NetworkUuids as string[]).entries()) {
-        if (ctx.data.nics.some((n) => n.l3NetworkUuid === l3)) continue;
+        const had = ctx.data.nics.find((n) => n.l3NetworkUuid === l3);
+        if (had) {
+          // journaled before a crash: its record may not have been written
+          if (ctx.resumed && !(await ctx.store.get(had.uuid))) await ctx.store.create(nicRecord(had, i));
+          continue;
+        }
         const nicUuid = randomUUID();
         // journal the owner before claiming: the rollback releases its claims even if we die
         // between a claim and the save that records it
@@ -144,19 +176,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
         // the next save (the next NIC's, or the root volume's) records the NIC itself
         ctx.data.nics.push(nic);
         delete ctx.data.pendingNic;
-        await ctx.store.create({
-          ...nic,
-          kind: 'vm-nic',
-          name: `${vm.name}-nic${i}`,
-          createDate: '',
-          lastOpDate: '',
-          ownerAccountUuid: vm.ownerAccountUuid,
-          tags: [],
-          parentUuid: vm.uuid,
-          vmInstanceUuid: vm.uuid,
-          clusterUuid,
-          internalName: `vn${nicUuid.replace(/-/g, '').slice(0, 11)}`,
-        });
+        await ctx.store.create(nicRecord(nic, i));
       }
       const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
       ctx.data.vm = await ctx.store.update(vm.uuid, { vmNics });
@@ -201,19 +221,22 @@ const steps: Array<FlowStep<VmCreateData>> = [
       ctx.memo.set('rootPs', ps);
       ctx.data.root.psUuid = ps.uuid;
       await ctx.save();
-      // runs once (onResume: rollback): the volume's uuid is new
-      await ctx.store.create({
-        uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
-        type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
-      });
+      // the volume's uuid is new: only a resumed run looks first
+      if (!ctx.resumed || !(await ctx.store.get(volUuid))) {
+        await ctx.store.create({
+          uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
+          type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
+        });
+      }
       const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
       if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
       const storeRef = await imageStoreRef(d, ref.backupStorageUuid);
       ctx.progress(30, 'image cache');
-      const cached = await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: image.uuid, imageStore: storeRef });
+      // stable task ids: sent again after a crash, the agent answers with the first run
+      const cached = await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: image.uuid, imageStore: storeRef }, { taskId: ctx.taskId('cache') });
       const vol = iso
-        ? await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size })
-        : await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid });
+        ? await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size }, { taskId: ctx.taskId('vol') })
+        : await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid }, { taskId: ctx.taskId('vol') });
       ctx.memo.set('root', await ctx.store.update(volUuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize }));
       const patch: Partial<Resource> = { rootVolumeUuid: volUuid, allVolumes: [volUuid] };
       if (iso && cached.source.type === 'file') {
@@ -257,10 +280,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
         let vol: S.VolumeInfo;
         if (src.image) {
           const ref = (o.backupStorageRefs as Array<{ backupStorageUuid: string }>)[0]!;
-          await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: o.uuid, imageStore: await imageStoreRef(d, ref.backupStorageUuid) });
-          vol = await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, imageUuid: o.uuid });
+          await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: o.uuid, imageStore: await imageStoreRef(d, ref.backupStorageUuid) }, { taskId: ctx.taskId(`cache${i}`) });
+          vol = await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, imageUuid: o.uuid }, { taskId: ctx.taskId(`vol${i}`) });
         } else {
-          vol = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, size: rec.size });
+          vol = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, size: rec.size }, { taskId: ctx.taskId(`vol${i}`) });
         }
         await ctx.store.update(rec.uuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize });
       }
@@ -309,7 +332,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
       ctx.progress(80, 'starting the VM');
       const known: KnownForSpec = { root: ctx.memo.get('root') as Resource | undefined, rootPs: ctx.memo.get('rootPs') as Resource | undefined };
       if (ctx.data.bridges) known.bridges = ctx.data.bridges;
-      const spec = await startOnHost(d, vm, ctx.data.hostUuid!, known);
+      const spec = await startOnHost(d, vm, ctx.data.hostUuid!, known, { taskId: ctx.taskId('start') });
       ctx.data.vm = await ctx.store.update(vm.uuid, { state: 'Running', serialLogPath: spec.serialLogPath });
       injectFault(FLOW, 'start');
     },
@@ -320,11 +343,15 @@ const steps: Array<FlowStep<VmCreateData>> = [
 ];
 
 // journal: 'saves' — each step saves before its first effect a rollback undoes (issue 19)
-export const vmCreateFlow: FlowDef<VmCreateData> = { name: FLOW, steps, onResume: 'rollback', journal: 'saves' };
+// an acknowledged create is finished by whichever controller resumes it: every step is safe to
+// run again (allocations idempotent per VM/NIC/volume, records looked up first when resumed,
+// agent commands with stable task ids), including the earlier ones a 'saves' journal may name
+export const vmCreateFlow: FlowDef<VmCreateData> = { name: FLOW, steps, onResume: 'complete', journal: 'saves' };
 
 async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
   const p = await prepareCreate(d.store, mustKindDef('vm-instance'), body, {
+    ...(oc.newUuid ? { uuid: oc.newUuid } : {}),
     ownerAccountUuid: oc.principal.accountUuid,
     canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid || r.ownerAccountUuid === oc.adminAccountUuid,
   });
@@ -332,6 +359,7 @@ async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<R
   const { consolePassword, ...rest } = p.resource;
   const vm: Resource = { ...rest, state: 'Starting', vmNics: [], allVolumes: [], _consolePassword: typeof consolePassword === 'string' ? consolePassword : randomBytes(6).toString('base64url') } as Resource;
   if (Array.isArray(vm.securityGroupUuids)) await checkVmGroups(d.store, vm.securityGroupUuids as string[], vm.l3NetworkUuids as string[], oc.principal.accountUuid, oc.principal.isAdmin);
+  faultPause(`${FLOW}:accepted`); // tests: frozen after the job was acknowledged, before the flow's journal
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [vm.uuid] };
   if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
   return (await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts)).vm;
@@ -562,7 +590,7 @@ const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiR
 };
 
 export function registerComputeApi(reg: ApiRegistry): void {
-  reg.setCreate('vm-instances', { long: true, run: createVm });
+  reg.setCreate('vm-instances', { long: true, resumable: true, run: createVm });
   reg.setDelete('vm-instances', { long: true, run: destroyVm });
   once(reg, 'vm-instances', 'start', { long: true, run: startVm });
   once(reg, 'vm-instances', 'stop', { long: true, run: stopVm });

@@ -25,7 +25,11 @@
 //     crash cannot leak it;
 //   - rollback(ctx) must be idempotent and must cope with a partial run (it is also called for
 //     the step that failed, and after a crash for the step that was in progress);
-//   - with onResume 'complete', run(ctx) must be idempotent too (it may run again after a crash).
+//   - with onResume 'complete', run(ctx) must be idempotent too (it may run again after a crash):
+//     send agent commands with ctx.taskId(label), so a command sent again after a crash joins
+//     (or returns the result of) its first run on the agent instead of doing the work twice;
+//     a step that cannot be made safe to repeat sets redo: 'rollback-first' (a resumed run of
+//     it undoes its partial work, then runs it afresh with new task ids).
 import { randomUUID } from 'node:crypto';
 import { TStackError, type ErrorBody } from '../../shared/errors.js';
 import { logger, type Logger } from '../../shared/log.js';
@@ -56,6 +60,12 @@ export interface FlowContext<D extends FlowData = FlowData> {
   readonly resumed: boolean;
   /** Report progress (0-100) to whoever watches the flow (the job). */
   progress(percent: number, message?: string): void;
+  /**
+   * A task id for an agent command of the current step, the same when the step runs again
+   * after a crash (the agent then joins or answers the first run); `label` tells the step's
+   * commands apart.
+   */
+  taskId(label: string): string;
 }
 
 export interface FlowStep<D extends FlowData = FlowData> {
@@ -63,6 +73,11 @@ export interface FlowStep<D extends FlowData = FlowData> {
   run(ctx: FlowContext<D>): Promise<void>;
   /** Undo what run acquired (idempotent; copes with a partial run). Omit if nothing to undo. */
   rollback?(ctx: FlowContext<D>): Promise<void>;
+  /**
+   * A 'complete' flow resumed while this step was running: 'rerun' (default) runs it again;
+   * 'rollback-first' rolls back its partial run first (for a step that cannot be repeated).
+   */
+  redo?: 'rerun' | 'rollback-first';
 }
 
 export interface FlowDef<D extends FlowData = FlowData> {
@@ -94,6 +109,8 @@ export interface FlowJournal {
   /** Serial-queue keys the flow held (re-taken on resume). */
   lockKeys?: string[];
   hostUuid?: string;
+  /** Steps rolled back to be run afresh on resume (part of their task ids: the new run's commands are new tasks). */
+  redone?: number;
   /** Set when another controller took this flow over (its controller's heartbeat expired). */
   takenOverFrom?: string;
   startedAt: string;
@@ -157,6 +174,7 @@ class Runner<D extends FlowData> {
       memo: new Map(),
       resumed,
       progress: (p, m) => onProgress?.(Math.max(0, Math.min(100, p)), m),
+      taskId: (label) => `${journal.id}.${journal.current ?? journal.completed}.${journal.redone ?? 0}.${label}`,
     };
   }
 
@@ -175,9 +193,16 @@ class Runner<D extends FlowData> {
     const from = this.j.current ?? this.j.completed;
     for (let i = from; i < steps.length; i++) {
       const step = steps[i]!;
+      const interrupted = this.ctx.resumed && i === this.j.current;
       this.j.current = i;
       if (!this.written || this.def.journal !== 'saves') await this.persist();
       try {
+        if (interrupted && step.redo === 'rollback-first') {
+          this.log.info({ step: step.name }, 'resumed mid-step: rolling the step back before running it again');
+          await step.rollback?.(this.ctx);
+          this.j.redone = (this.j.redone ?? 0) + 1;
+          await this.persist();
+        }
         await step.run(this.ctx);
       } catch (e) {
         const err = TStackError.from(e);
@@ -254,8 +279,33 @@ export interface ResumeReport {
   error?: ErrorBody;
 }
 
+/**
+ * How resumed flows ended ('flow-outcomes', by flow id): a job whose controller died reads the
+ * error of its flow here once another controller finished it (jobs of flows that completed
+ * find their resource; only failures are written, and only for resumed flows).
+ */
+export const OUTCOMES = 'flow-outcomes';
+
+export interface FlowOutcome {
+  flow: string;
+  action: ResumeReport['action'];
+  error?: ErrorBody;
+  at: string;
+}
+
 /** Continue one unfinished journal per its flow's policy. */
 export async function resumeJournal(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger, controller?: () => ControllerContext): Promise<ResumeReport> {
+  const rep = await resumeRun(store, def, j, log, controller);
+  if (rep.action !== 'completed') {
+    const o: FlowOutcome = { flow: j.flow, action: rep.action, at: new Date().toISOString() };
+    const err = rep.error ?? j.error;
+    if (err) o.error = err;
+    await store.putDoc(OUTCOMES, j.id, o);
+  }
+  return rep;
+}
+
+async function resumeRun(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger, controller?: () => ControllerContext): Promise<ResumeReport> {
   const r = new Runner(store, def, j, true, undefined, log, controller);
   if (j.state === 'running' && def.onResume === 'complete') {
     try {

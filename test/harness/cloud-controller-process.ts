@@ -22,9 +22,18 @@ export interface CloudControllerProcess {
   stop(): Promise<void>;
 }
 
-export async function cloudControllerProcess(o: { dataDir: string; adminPassword: string; port: number; hostOptions: HostOptions; env?: Record<string, string> }): Promise<CloudControllerProcess> {
+/** `shared`: a Redis inventory shared with other controllers, and their takeover timings. */
+export interface SharedStore {
+  store: string;
+  storePrefix: string;
+  jobStaleMs?: number;
+  flowLeaseTtlMs?: number;
+  ha?: false;
+}
+
+export async function cloudControllerProcess(o: { dataDir: string; adminPassword: string; port: number; hostOptions: HostOptions; env?: Record<string, string>; shared?: SharedStore }): Promise<CloudControllerProcess> {
   const logFile = join(o.dataDir, 'controller-process.log');
-  const p = await startProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'test/harness/cloud-controller-child.ts'), JSON.stringify({ dataDir: o.dataDir, adminPassword: o.adminPassword, port: o.port, hostOptions: o.hostOptions })], {
+  const p = await startProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'test/harness/cloud-controller-child.ts'), JSON.stringify({ dataDir: o.dataDir, adminPassword: o.adminPassword, port: o.port, hostOptions: o.hostOptions, ...(o.shared ?? {}) })], {
     cwd: ROOT,
     logFile,
     env: { TSTACK_LOG_LEVEL: process.env.TSTACK_LOG_LEVEL ?? 'warn', TSTACK_FAULT_PAUSE: '', ...(o.env ?? {}) },

@@ -37,6 +37,7 @@ describe('vm-create ips step: journal before claiming', () => {
       save: async () => void journal.push(structuredClone(ctx.data)),
       memo: new Map(),
       progress: () => undefined,
+      taskId: (l: string) => `t.${l}`,
     };
     return { ctx, journal };
   }
