@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore } from '../../../controller/store/types.js';
-import { JOURNALS, runFlow, type FlowContext, type FlowDef, type FlowJournal, type FlowStep } from '../../../controller/workflow/flow.js';
+import { JOURNALS, OUTCOMES, runFlow, type FlowContext, type FlowDef, type FlowJournal, type FlowOutcome, type FlowStep } from '../../../controller/workflow/flow.js';
 import { FlowEngine, FlowRegistry, resumeFlows } from '../../../controller/workflow/engine.js';
 import { KeyedLimiter, ResourceQueues } from '../../../controller/workflow/queues.js';
 import { TStackError } from '../../../shared/errors.js';
@@ -175,6 +175,56 @@ describe('controller workflow engine', () => {
       assert.deepEqual(await store.listDocs(JOURNALS), []);
     });
   }
+
+  it('a resumed step sends its agent commands with the task ids of its first run; rollback-first undoes it and runs it with new ones; a resumed flow that fails leaves its outcome', async () => {
+    const never = new Promise<void>(() => undefined);
+    const sent: string[] = [];
+    // an agent that does each task id's work once (as the agent server's task store does)
+    const agentRan = new Map<string, number>();
+    const agent = (taskId: string): void => {
+      sent.push(taskId);
+      agentRan.set(taskId, (agentRan.get(taskId) ?? 0) + 1);
+    };
+    type D = { n: number };
+    const def = (hang: boolean, redo?: 'rollback-first', failLast = false): FlowDef<D> => ({
+      name: 'tasks',
+      onResume: 'complete',
+      steps: [
+        { name: 'a', async run(ctx) { agent(ctx.taskId('cmd')); } },
+        {
+          name: 'b',
+          ...(redo ? { redo } : {}),
+          async run(ctx) {
+            agent(ctx.taskId('cmd'));
+            if (hang) await never;
+          },
+          async rollback() { events.push('rollback b'); },
+        },
+        { name: 'c', async run() { if (failLast) throw new TStackError('AGENT_ERROR', 'c failed'); } },
+      ],
+    });
+    for (const [id, redo] of [['f-rerun', undefined], ['f-redo', 'rollback-first']] as const) {
+      sent.length = 0;
+      events.length = 0;
+      void runFlow(store, def(true, redo), { n: 0 }, { id, controllerId: 'c1' });
+      for (let i = 0; i < 100 && sent.length < 2; i++) await sleep(5);
+      const engine = new FlowEngine({ store, controllerId: 'c1', registry: new FlowRegistry() });
+      engine.register(def(false, redo, id === 'f-redo'));
+      const [rep] = await engine.resume();
+      if (!redo) {
+        assert.equal(rep!.action, 'completed');
+        assert.deepEqual(sent, [`${id}.0.0.cmd`, `${id}.1.0.cmd`, `${id}.1.0.cmd`], 'the same task id again: the agent joins the first run');
+        assert.equal(agentRan.get(`${id}.1.0.cmd`), 2);
+        assert.equal(await store.getDoc(OUTCOMES, id), undefined, 'completed flows leave no outcome');
+      } else {
+        assert.deepEqual(sent, [`${id}.0.0.cmd`, `${id}.1.0.cmd`, `${id}.1.1.cmd`], 'rolled back first, then a new task');
+        assert.deepEqual(events, ['rollback b', 'rollback b']);
+        assert.equal(rep!.action, 'failed-and-rolled-back');
+        const o = (await store.getDoc<FlowOutcome>(OUTCOMES, id))!;
+        assert.equal(o.error?.code, 'AGENT_ERROR', 'the job of a resumed flow reads why it failed');
+      }
+    }
+  });
 
   it('resume leaves other controllers\' journals and unknown flows alone', async () => {
     const base = { completed: 1, rolledBack: [], data: {}, startedAt: '', updatedAt: '', state: 'running' as const };
