@@ -19,7 +19,7 @@ import { vmColdMigrateFlow } from '../compute/cold-migrate.js';
 import { evacuateHost } from '../compute/maintenance.js';
 import { registerAffinityApi } from '../compute/affinity.js';
 import { HaMonitor, registerHaApi, type HaOptions } from '../compute/ha.js';
-import { resumeJournal } from '../workflow/flow.js';
+import { pruneOutcomes, resumeJournal } from '../workflow/flow.js';
 import { flatArea, markHostFlat, watchFlatChanges } from '../network/flat-reconcile.js';
 import { FlatNicCache } from '../network/flat-nics.js';
 import type { CloudDeps } from './common.js';
@@ -102,6 +102,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   // a rollback that failed (an agent was down) is retried until it succeeds: nothing stays leaked
   const retrying = new Set<string>();
   const retryRollbacks = async (): Promise<void> => {
+    await pruneOutcomes(s.store);
     for (const j of await engine.unfinished()) {
       const def = engine.registry.get(j.flow);
       if (j.state !== 'rollback-failed' || !def || retrying.has(j.id)) continue;

@@ -293,6 +293,12 @@ export interface FlowOutcome {
   at: string;
 }
 
+/** Drop outcomes older than `maxAgeMs` (a job reads its flow's within a minute or so; nobody reads the others). */
+export async function pruneOutcomes(store: InventoryStore, maxAgeMs = 24 * 3600_000): Promise<void> {
+  const cutoff = new Date(Date.now() - maxAgeMs).toISOString();
+  for (const { id, doc } of await store.listDocs<FlowOutcome>(OUTCOMES)) if (doc.at < cutoff) await store.deleteDoc(OUTCOMES, id);
+}
+
 /** Continue one unfinished journal per its flow's policy. */
 export async function resumeJournal(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger, controller?: () => ControllerContext): Promise<ResumeReport> {
   const rep = await resumeRun(store, def, j, log, controller);
