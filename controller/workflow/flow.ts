@@ -3,7 +3,7 @@
 //   running:      step 0 … step k … step n-1  ──all done──▶ journal deleted, result returned
 //                               │ throws
 //                               ▼
-//   rolling-back: rollback k, k-1, … 0 (reverse) ──all ok──▶ journal deleted, error thrown
+//   rolling-back: rollback k, k-1, … 0 (reverse) ──all ok──▶ outcome kept, journal deleted, error thrown
 //                               │ a rollback throws (the others still run)
 //                               ▼
 //   rollback-failed: journal kept with the errors; retried by resumeFlows at the next start
@@ -242,6 +242,11 @@ class Runner<D extends FlowData> {
       this.j.state = 'rollback-failed';
       await this.persist();
     } else {
+      // a job whose controller dies before it records the failure reads it here (only failed
+      // flows write one); written before the journal goes, so one of the two is always there
+      const o: FlowOutcome = { flow: this.j.flow, action: 'rolled-back', at: new Date().toISOString() };
+      if (this.j.error) o.error = this.j.error;
+      await this.store.putDoc(OUTCOMES, this.j.id, o);
       await this.store.deleteDoc(JOURNALS, this.j.id);
     }
   }
@@ -280,9 +285,9 @@ export interface ResumeReport {
 }
 
 /**
- * How resumed flows ended ('flow-outcomes', by flow id): a job whose controller died reads the
- * error of its flow here once another controller finished it (jobs of flows that completed
- * find their resource; only failures are written, and only for resumed flows).
+ * How failed flows ended ('flow-outcomes', by flow id): a job whose controller died reads the
+ * error of its flow here once the flow was rolled back (jobs of flows that completed find their
+ * resource: only failures are written). Pruned after a day.
  */
 export const OUTCOMES = 'flow-outcomes';
 
@@ -301,17 +306,6 @@ export async function pruneOutcomes(store: InventoryStore, maxAgeMs = 24 * 3600_
 
 /** Continue one unfinished journal per its flow's policy. */
 export async function resumeJournal(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger, controller?: () => ControllerContext): Promise<ResumeReport> {
-  const rep = await resumeRun(store, def, j, log, controller);
-  if (rep.action !== 'completed') {
-    const o: FlowOutcome = { flow: j.flow, action: rep.action, at: new Date().toISOString() };
-    const err = rep.error ?? j.error;
-    if (err) o.error = err;
-    await store.putDoc(OUTCOMES, j.id, o);
-  }
-  return rep;
-}
-
-async function resumeRun(store: InventoryStore, def: FlowDef<FlowData>, j: FlowJournal, log?: Logger, controller?: () => ControllerContext): Promise<ResumeReport> {
   const r = new Runner(store, def, j, true, undefined, log, controller);
   if (j.state === 'running' && def.onResume === 'complete') {
     try {
