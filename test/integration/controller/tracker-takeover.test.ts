@@ -2,7 +2,7 @@
 // by exactly one controller (a lease per host); when that controller dies (its tracker stops
 // renewing, its job heartbeat stops, its API is gone) the other takes every host over within
 // the lease TTL, gets the agents' events, sees a host power off and come back, settles the dead
-// controller's Running job, and serves the API for everything.
+// controller's Running VM create (it ends Running), and serves the API for everything.
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
 import { Cleanup } from '../../harness/cleanup.js';
@@ -73,7 +73,7 @@ describe('two controllers on one Redis: host tracking leases and takeover', func
 
   it('A dies: B takes every host within the TTL, tracks them (power off / on) and settles A\'s Running job', async () => {
     // a job in flight on A: its start of a VM waits on a slow simulated host
-    sim.setFaults({ 'vm/start': { latencyMs: 30_000 } });
+    sim.setFaults({ 'vm/start': { latencyMs: 8_000 } });
     const started = await apiA.post('/v1/vm-instances', { name: 'tk-vm1', instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] });
     assert.equal(started.status, 202, JSON.stringify(started.body));
     const jobUuid = started.body.uuid ?? started.body.jobUuid;
@@ -101,7 +101,11 @@ describe('two controllers on one Redis: host tracking leases and takeover', func
     await sim.powerOn(2);
     await waitFor('host 2 Connected', async () => (await apiB.get(`/v1/hosts/${hostUuid}`)).body.status === 'Connected', 10_000);
 
-    // A's job does not stay Running: B adopts it once A's heartbeat is stale
-    await waitFor('A\'s job settled by B', async () => (await apiB.get(`/v1/jobs/${jobUuid}`)).body.state !== 'Running', 20_000);
+    // A's job does not stay Running: B adopts it once A's heartbeat is stale and finishes the
+    // create (its vm/start, sent again with the same task id, joins the slow first one)
+    await waitFor('A\'s job settled by B', async () => (await apiB.get(`/v1/jobs/${jobUuid}`)).body.state !== 'Running', 30_000);
+    const j = (await apiB.get(`/v1/jobs/${jobUuid}`)).body;
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j.error));
+    assert.equal((await apiB.get(`/v1/vm-instances/${j.resourceUuid as string}`)).body.state, 'Running');
   });
 });
