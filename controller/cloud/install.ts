@@ -120,9 +120,16 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   const m: CloudModule = {
     deps,
     async start() {
-      const reports = await engine.resume();
-      for (const r of reports) if (r.action !== 'skipped') log.info({ flow: r.flow, id: r.id, action: r.action }, 'resumed flow');
       if (o.tracker !== false) hosts?.startTracker();
+      // not awaited: a resumed create completes (issue 19), and its agent commands are answered
+      // through this controller's API (task callbacks), which serves only once start() returned;
+      // each resumed flow holds its resources' locks meanwhile
+      void engine
+        .resume()
+        .then((reports) => {
+          for (const r of reports) if (r.action !== 'skipped') log.info({ flow: r.flow, id: r.id, action: r.action }, 'resumed flow');
+        })
+        .catch((e: unknown) => log.error({ err: (e as Error).message }, 'resuming unfinished flows failed; they stay for the next start'));
       retryTimer = setInterval(() => void retryRollbacks().catch((e: unknown) => log.warn({ err: (e as Error).message }, 'retrying failed rollbacks failed')), 30_000);
       retryTimer.unref();
       ha?.start();

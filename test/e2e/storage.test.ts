@@ -45,6 +45,8 @@ import { START_SCRIPT } from '../../controller/host/deploy.js';
 import { cloudControllerProcess, type CloudControllerProcess } from '../harness/cloud-controller-process.js';
 import { until } from '../harness/assert.js';
 import { waitForPort } from '../harness/ports.js';
+import Database from 'better-sqlite3';
+import { JOURNALS } from '../../controller/workflow/flow.js';
 
 const MiB = 1024 * 1024;
 
@@ -628,6 +630,15 @@ describe('e2e: storage depth', function () {
     const start = async (pause?: string): Promise<void> => {
       proc = await cloudControllerProcess({ dataDir: c.dataDir, adminPassword: c.adminPassword, port: c.port, hostOptions, env: pause ? { TSTACK_FAULT_PAUSE: pause, TSTACK_FAULT_PAUSE_FILE: pauseFile } : {} });
       api = await proc.login();
+      // it serves while it resumes the killed one's flows in the background: wait for them to end
+      await until('the restarted controller resumed every unfinished flow', () => {
+        const db = new Database(join(c.dataDir, 'inventory.db'), { readonly: true, fileMustExist: true });
+        try {
+          return (db.prepare('SELECT COUNT(*) AS n FROM docs WHERE collection = ?').get(JOURNALS) as { n: number }).n === 0;
+        } finally {
+          db.close();
+        }
+      }, 120_000, 200);
     };
     /** Start an operation (a job) and wait until whoever has TSTACK_FAULT_PAUSE set is frozen at `point`. */
     const frozenAt = async (point: string, path: string, body: unknown): Promise<string> => {
