@@ -57,6 +57,18 @@ function counting(inner: InventoryStore): Counting {
   return c;
 }
 
+/** `n` Running VMs on the first host, each with one NIC on the first L3 (10.0.0.<ipBase + i>); their uuids. */
+async function runningVms(store: InventoryStore, o: { n: number; vmBase: number; nicBase: number; name: string; ipBase: number; macByte: string }): Promise<string[]> {
+  const vms: string[] = [];
+  for (let i = 0; i < o.n; i++) {
+    const v = uuid(o.vmBase + i);
+    vms.push(v);
+    await store.create(res('vm-instance', v, { name: `${o.name}-${i}`, state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
+    await store.create(res('vm-nic', uuid(o.nicBase + i), { parentUuid: v, l3NetworkUuid: L3S[0], ip: `10.0.0.${o.ipBase + i}`, mac: `fa:16:3e:00:${o.macByte}:${(o.ipBase + i).toString(16)}`, deviceId: 0 }));
+  }
+  return vms;
+}
+
 async function setup(): Promise<{ store: InventoryStore; bus: EventBus; cache: FlatNicCache; c: Counting; d: CloudDeps }> {
   const bus = new EventBus();
   const store = observedStore(await openStore({ backend: 'sqlite', path: ':memory:' }), bus);
@@ -145,13 +157,7 @@ describe('flat NIC cache', () => {
 
   it('a warm cache follows VM changes without reading the inventory', async () => {
     const { store, cache, c } = await setup();
-    const vms: string[] = [];
-    for (let i = 0; i < 20; i++) {
-      const v = uuid(2000 + i);
-      vms.push(v);
-      await store.create(res('vm-instance', v, { name: `vm-${i}`, state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
-      await store.create(res('vm-nic', uuid(3000 + i), { parentUuid: v, l3NetworkUuid: L3S[0], ip: `10.0.0.${10 + i}`, mac: `fa:16:3e:00:00:${(10 + i).toString(16)}`, deviceId: 0 }));
-    }
+    const vms = await runningVms(store, { n: 20, vmBase: 2000, nicBase: 3000, name: 'vm', ipBase: 10, macByte: '00' });
     assert.equal((await cache.liveNics(L3S[0]!)).length, 20);
     const loads = c.lists();
     for (const [i, v] of vms.entries()) await store.update(v, { name: `renamed-${i}` });
@@ -168,13 +174,7 @@ describe('flat NIC cache', () => {
 
   it('a rename patches the kept list: the other NICs stay the same objects, nothing is joined or sorted again', async () => {
     const { store, cache } = await setup();
-    const vms: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      const v = uuid(5000 + i);
-      vms.push(v);
-      await store.create(res('vm-instance', v, { name: `p-${i}`, state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
-      await store.create(res('vm-nic', uuid(6000 + i), { parentUuid: v, l3NetworkUuid: L3S[0], ip: `10.0.0.${30 + i}`, mac: `fa:16:3e:00:01:${(30 + i).toString(16)}`, deviceId: 0 }));
-    }
+    const vms = await runningVms(store, { n: 5, vmBase: 5000, nicBase: 6000, name: 'p', ipBase: 30, macByte: '01' });
     const before = await cache.liveNics(L3S[0]!);
     await store.update(vms[2]!, { lastOpDate: 'now' }); // nothing a NIC shows: the same list
     assert.equal(await cache.liveNics(L3S[0]!), before);
