@@ -27,19 +27,24 @@ setTimeout(() => process.exit(2), 15000).unref();
 
 const NETNS_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-/** A listening socket bound inside a network namespace. */
-export function listenInNamespace(ns: string, host: string, port: number, timeoutMs = 15_000): Promise<Server> {
-  if (!NETNS_RE.test(ns)) return Promise.reject(new TStackError('INVALID_ARGUMENT', `bad netns name ${ns}`));
+/** What awaitHandle needs of the helper process (a ChildProcess; tests pass an emitter). */
+export interface HandleChild {
+  on(ev: 'message', fn: (m: { listening?: boolean; error?: string }, handle?: unknown) => void): unknown;
+  on(ev: 'error', fn: (e: Error) => void): unknown;
+  on(ev: 'close', fn: (code: number | null) => void): unknown;
+  kill(sig: NodeJS.Signals): unknown;
+}
+
+/**
+ * The listening handle the helper sends. The helper exits as soon as the handle is sent, and
+ * its exit can be seen before the message carrying the handle: only 'close' (after the IPC
+ * channel is drained) means no handle is coming. A handle that arrives after the wait ended
+ * (timeout, error) is closed at once — kept, it would hold the address until the agent exits
+ * and every later bind in that namespace would fail with EADDRINUSE.
+ */
+export function awaitHandle(child: HandleChild, what: string, timeoutMs: number, stderr: () => string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', HELPER, host, String(port)], {
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
-    });
-    let stderr = '';
     let done = false;
-    child.stderr?.on('data', (b: Buffer) => {
-      stderr = (stderr + b.toString()).slice(-2000);
-    });
     const finish = (err?: Error, srv?: Server): void => {
       if (done) return;
       done = true;
@@ -49,16 +54,32 @@ export function listenInNamespace(ns: string, host: string, port: number, timeou
         reject(err);
       } else resolve(srv!);
     };
-    const timer = setTimeout(() => finish(new TStackError('TIMEOUT', `binding ${host}:${port} in ${ns} timed out`)), timeoutMs);
-    child.on('message', (m: { listening?: boolean; error?: string }, handle?: unknown) => {
-      if (m.error) finish(new TStackError('NETWORK_ERROR', `cannot listen on ${host}:${port} in ${ns}: ${m.error}`));
+    const timer = setTimeout(() => finish(new TStackError('TIMEOUT', `binding ${what} timed out`)), timeoutMs);
+    child.on('message', (m, handle) => {
+      if (done) {
+        if (handle) (handle as Server).close();
+        return;
+      }
+      if (m.error) finish(new TStackError('NETWORK_ERROR', `cannot listen on ${what}: ${m.error}`));
       else if (m.listening && handle) finish(undefined, handle as Server);
     });
-    child.on('error', (e) => finish(new TStackError('NETWORK_ERROR', `cannot start the listener helper in ${ns}: ${e.message}`)));
-    child.on('exit', (code) => {
-      if (!done) finish(new TStackError('NETWORK_ERROR', `listener helper in ${ns} exited with ${code}: ${stderr.trim()}`));
-    });
+    child.on('error', (e) => finish(new TStackError('NETWORK_ERROR', `cannot start the listener helper for ${what}: ${e.message}`)));
+    child.on('close', (code) => finish(new TStackError('NETWORK_ERROR', `listener helper for ${what} exited with ${code} and sent no socket: ${stderr().trim()}`)));
   });
+}
+
+/** A listening socket bound inside a network namespace. */
+export function listenInNamespace(ns: string, host: string, port: number, timeoutMs = 15_000): Promise<Server> {
+  if (!NETNS_RE.test(ns)) return Promise.reject(new TStackError('INVALID_ARGUMENT', `bad netns name ${ns}`));
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', HELPER, host, String(port)], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => {
+    stderr = (stderr + b.toString()).slice(-2000);
+  });
+  return awaitHandle(child, `${host}:${port} in ${ns}`, timeoutMs, () => stderr);
 }
 
 export type RecordLookup = (sourceIp: string) => MetadataRecordSpec | undefined;
