@@ -208,7 +208,10 @@ export class JobManager {
     doc.finishDate = now;
     if (error !== undefined) {
       const err = TStackError.from(error);
-      if (err.code === 'INTERNAL') log.error({ err: error, job: doc.uuid, type: doc.type }, 'job failed unexpectedly');
+      // after close() a job's failure is this instance stopping under it (its store closed): the
+      // next controller takes the job over, so it is no error of the job's
+      if (this.closed) log.debug({ job: doc.uuid, type: doc.type, msg: err.message }, 'job ended while its controller stopped');
+      else if (err.code === 'INTERNAL') log.error({ err: error, job: doc.uuid, type: doc.type }, 'job failed unexpectedly');
       else log.info({ job: doc.uuid, type: doc.type, code: err.code, msg: err.message }, 'job failed');
       doc.state = 'Failed';
       const body: JobDoc['error'] = err.toJSON();
