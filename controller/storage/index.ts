@@ -17,6 +17,7 @@ import { mustKindDef, prepareCreate } from '../model/index.js';
 import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
 import { agentOf, connectedHosts, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { createImageFromVolume, fromVolume } from './volume-images.js';
+import { ResourceQueues } from '../workflow/queues.js';
 
 const log = logger('storage');
 
@@ -172,24 +173,40 @@ export function psSpec(ps: Resource): S.PrimaryStorageSpec {
   }
 }
 
+// A storage's capacity as each host's agent reported it: one small doc per (storage, host), so
+// the storage record stays small (issue 19: as a field of the record, 1,000 hosts made every
+// read of the storage, several per VM create, parse ~90 KB).
+const hostCapacityDocs = (psUuid: string): string => `ps-host-capacity:${psUuid}`;
+type HostCap = { total: number; available: number };
+/** One recomputation of a storage's totals at a time (hosts connect concurrently). */
+const psTotals = new ResourceQueues();
+
 /** ps/init on one host; records the host's capacity and recomputes the totals. */
 export async function initPsOnHost(d: CloudDeps, ps: Resource, host: Resource): Promise<void> {
   const cap = await d.agentClient.call(S.PsInit, refreshable(d, host, 'storageagent'), { ps: psSpec(ps) });
-  const fresh = (await d.store.get(ps.uuid)) ?? ps;
-  const per = { ...((fresh._hostCapacity as Record<string, { total: number; available: number }> | undefined) ?? {}), [host.uuid]: { total: cap.totalCapacity, available: cap.availableCapacity } };
-  const vals = Object.values(per);
-  // local storage: every host has its own; shared kinds: the same space seen from every host
-  const shared = ps.type !== 'LocalStorage';
-  const total = shared ? Math.max(...vals.map((v) => v.total)) : vals.reduce((a, v) => a + v.total, 0);
-  const avail = shared ? Math.max(...vals.map((v) => v.available)) : vals.reduce((a, v) => a + v.available, 0);
-  await d.store.update(ps.uuid, {
-    _hostCapacity: per,
-    status: 'Connected',
-    statusReason: undefined,
-    totalCapacity: total,
-    availableCapacity: avail,
-    totalPhysicalCapacity: total,
-    availablePhysicalCapacity: avail,
+  await psTotals.run(ps.uuid, async () => {
+    const col = hostCapacityDocs(ps.uuid);
+    const fresh = (await d.store.get(ps.uuid)) ?? ps;
+    // a record written before the split: its hosts' capacities move to docs (a doc is newer)
+    const legacy = fresh._hostCapacity as Record<string, HostCap> | undefined;
+    if (legacy) {
+      for (const [h, v] of Object.entries(legacy)) if (h !== host.uuid && (await d.store.getDoc(col, h)) === undefined) await d.store.putDoc(col, h, v);
+    }
+    await d.store.putDoc(col, host.uuid, { total: cap.totalCapacity, available: cap.availableCapacity } satisfies HostCap);
+    const vals = (await d.store.listDocs<HostCap>(col)).map((x) => x.doc);
+    // local storage: every host has its own; shared kinds: the same space seen from every host
+    const shared = ps.type !== 'LocalStorage';
+    const total = shared ? Math.max(...vals.map((v) => v.total)) : vals.reduce((a, v) => a + v.total, 0);
+    const avail = shared ? Math.max(...vals.map((v) => v.available)) : vals.reduce((a, v) => a + v.available, 0);
+    await d.store.update(ps.uuid, {
+      ...(legacy ? { _hostCapacity: undefined } : {}),
+      status: 'Connected',
+      statusReason: undefined,
+      totalCapacity: total,
+      availableCapacity: avail,
+      totalPhysicalCapacity: total,
+      availablePhysicalCapacity: avail,
+    });
   });
 }
 
