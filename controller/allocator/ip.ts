@@ -80,7 +80,8 @@ function noteRelease(store: InventoryStore, ns: string, ip: string): void {
  * in every `dhcp:` owner of the L3 (a controller's first reconcile pass asks for all its hosts'
  * at once, and they all age out together: per host, that was hosts × claims rows read each
  * minute); concurrent misses share that read. Kept for a minute, dropped by releaseIp; a
- * release by another controller is seen after that minute.
+ * release by another controller is seen after that minute. Every service address this process
+ * gives is noted (allocateIp), so on SQLite a recent whole read also answers a miss.
  */
 const held = new WeakMap<InventoryStore, Map<string, { ip: string; at: number }>>();
 const HELD_MAX_AGE_MS = 60_000;
@@ -89,6 +90,15 @@ const SERVICE_OWNER = 'dhcp:';
 const refreshing = new WeakMap<InventoryStore, Map<string, Promise<Array<{ key: string; owner: string }>>>>();
 /** Releases seen by this process, by store and namespace: a read that overlapped one fills nothing in. */
 const releases = new WeakMap<InventoryStore, Map<string, number>>();
+
+/** When each namespace's service owners were last read whole (a read no release overlapped). */
+const complete = new WeakMap<InventoryStore, Map<string, number>>();
+
+function completeOf(store: InventoryStore): Map<string, number> {
+  let m = complete.get(store);
+  if (!m) complete.set(store, (m = new Map()));
+  return m;
+}
 
 function heldOf(store: InventoryStore): Map<string, { ip: string; at: number }> {
   let m = held.get(store);
@@ -118,6 +128,7 @@ function refreshHeld(store: InventoryStore, ns: string): Promise<Array<{ key: st
       }
       // owners that hold nothing any more; an entry noted after the read began stays
       for (const [k, v] of m) if (k.startsWith(`${ns} `) && !seen.has(k) && v.at <= startedAt) m.delete(k);
+      completeOf(store).set(ns, startedAt);
       return claims;
     })
     .finally(() => r.delete(ns));
@@ -131,7 +142,12 @@ export async function heldIp(store: InventoryStore, l3NetworkUuid: string, owner
   const k = `${ns} ${owner}`;
   const hit = heldOf(store).get(k);
   if (hit && Date.now() - hit.at <= HELD_MAX_AGE_MS) return hit.ip;
-  // a miss is never cached: the read answers (an owner without an address gets one next)
+  // SQLite has one controller: after a recent whole read, this process noted every service
+  // address given since (noteHeld), so an owner it does not know holds none (issue 19: each
+  // host's first flat apply read every claim of the L3). Redis: another controller may have
+  // given one: the read answers.
+  const whole = completeOf(store).get(ns);
+  if (store.backend === 'sqlite' && whole !== undefined && Date.now() - whole <= HELD_MAX_AGE_MS) return undefined;
   return (await refreshHeld(store, ns)).find((c) => c.owner === owner)?.key;
 }
 
@@ -144,6 +160,7 @@ function forgetHeld(store: InventoryStore, ns: string, ip: string): void {
   let g = releases.get(store);
   if (!g) releases.set(store, (g = new Map()));
   g.set(ns, (g.get(ns) ?? 0) + 1);
+  complete.get(store)?.delete(ns); // misses read again (conservative; releases are rare at scale)
   const m = held.get(store);
   if (!m) return;
   for (const [k, v] of m) if (v.ip === ip && k.startsWith(`${ns} `)) m.delete(k);
@@ -199,6 +216,13 @@ function allocation(r: RangeInfo, ip: number, req: IpRequest): IpAllocation {
 
 /** Allocate one address. CAPACITY_EXCEEDED when the L3 is full; CONFLICT when a requested address is taken. */
 export async function allocateIp(store: InventoryStore, req: IpRequest): Promise<IpAllocation> {
+  const a = await allocateIpIn(store, req);
+  // a service owner's address: heldIp answers it from memory (and relies on knowing every one)
+  if (a.owner.startsWith(SERVICE_OWNER)) noteHeld(store, a.l3NetworkUuid, a.owner, a.ip);
+  return a;
+}
+
+async function allocateIpIn(store: InventoryStore, req: IpRequest): Promise<IpAllocation> {
   const { l3, ranges, reserved } = await loadL3(store, req.l3NetworkUuid);
   const ns = ipNamespace(req.l3NetworkUuid);
   if (ranges.length === 0) {

@@ -13,7 +13,7 @@ import { logger } from '../../shared/log.js';
 import type { Resource } from '../store/types.js';
 import type { ReconcileArea, ReconcileQueue } from '../reconcile/queue.js';
 import type { EventBus } from '../events/bus.js';
-import { allocateIp, heldIp, ipNamespace, noteHeld } from '../allocator/ip.js';
+import { allocateIp, heldIp, ipNamespace } from '../allocator/ip.js';
 import { callHost, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { ensureBridge, isFlat } from './index.js';
 import { servedOn, storeNics, vmHostname, type LiveNic, type NicSource } from './flat-nics.js';
@@ -56,12 +56,11 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, 
   const bridge = typeof l2.bridgeName === 'string' && l2.bridgeName ? l2.bridgeName : await ensureBridge(d, hostUuid, l2);
   let serverIp = held?.key;
   if (serverIp === undefined) {
-    // heldIp has just read the store (a miss is never cached) and applies of a key run one at a
-    // time: the owner holds nothing, so the address comes from the allocator's view instead of
-    // another read of every claim of the L3 (per host: quadratic at 1,000 hosts × 10,000 VMs)
-    const owner = `dhcp:${hostUuid}`;
-    serverIp = (await allocateIp(d.store, { l3NetworkUuid: l3.uuid, owner, newOwner: true })).ip;
-    noteHeld(d.store, l3.uuid, owner, serverIp);
+    // heldIp has just answered from the store or a recent whole read of it, and applies of a
+    // key run one at a time: the owner holds nothing, so the address comes from the allocator's
+    // view instead of another read of every claim of the L3 (per host: quadratic at 1,000
+    // hosts × 10,000 VMs); allocateIp notes it for heldIp
+    serverIp = (await allocateIp(d.store, { l3NetworkUuid: l3.uuid, owner: `dhcp:${hostUuid}`, newOwner: true })).ip;
   }
   const services = (l3.networkServices as string[] | undefined) ?? [];
   const r0 = ranges[0]!;
