@@ -92,6 +92,15 @@ export async function knownUsage(store: InventoryStore, ns: string): Promise<{ t
   return { total: led.total, holds: (c: string) => led.consumers.has(c) };
 }
 
+/**
+ * This process's recent view of a namespace without a store read, or undefined (then
+ * knownUsage reads it): ranking 1,000 hosts per VM awaited 1,000 promises for views in memory.
+ */
+export function cachedUsage(store: InventoryStore, ns: string, now = Date.now()): { total: Readonly<Amounts>; consumers: ReadonlyMap<string, Amounts> } | undefined {
+  const l = ledgersOf(store).get(ns);
+  return l && now - l.loadedAt <= LEDGER_MAX_AGE_MS ? l : undefined;
+}
+
 function noteHeld(store: InventoryStore, ns: string, consumer: string, amounts: Amounts | undefined): void {
   const l = ledgersOf(store).get(ns);
   if (!l) return;

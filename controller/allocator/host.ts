@@ -16,7 +16,7 @@
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { attachedTo } from '../model/attachments.js';
-import { allocatorQueues, capacityNamespace, hold, jitter, knownUsage, reserve, reserved, unreserve } from './capacity.js';
+import { allocatorQueues, cachedUsage, capacityNamespace, hold, jitter, knownUsage, reserve, reserved, unreserve } from './capacity.js';
 
 export type HostStrategy = 'least-used' | 'random' | 'first-fit';
 
@@ -154,7 +154,7 @@ export function noHostError(req: HostRequest, rejected: Rejection[]): TStackErro
 
 /** Snapshots of candidates without their usage, per store and hint (see allocateHost). */
 const SNAPSHOT_MAX_AGE_MS = 3_000;
-const snapshots = new WeakMap<InventoryStore, Map<string, { at: number; cands: Promise<HostCandidate[]> }>>();
+const snapshots = new WeakMap<InventoryStore, Map<string, { at: number; cands: Promise<Array<{ c: HostCandidate; ns: string }>> }>>();
 
 async function snapshotCandidates(store: InventoryStore, req: HostRequest, consumer: string): Promise<{ cands: HostCandidate[]; held: boolean }> {
   const key = req.clusterUuid ? `c:${req.clusterUuid}` : req.zoneUuid ? `z:${req.zoneUuid}` : '*';
@@ -165,20 +165,34 @@ async function snapshotCandidates(store: InventoryStore, req: HostRequest, consu
     const wide: HostRequest = { cpuNum: req.cpuNum, memorySize: req.memorySize };
     if (req.clusterUuid) wide.clusterUuid = req.clusterUuid;
     else if (req.zoneUuid) wide.zoneUuid = req.zoneUuid;
-    s = { at: Date.now(), cands: hostCandidates(store, wide, { usage: false }) };
+    // each host's namespace string made once (a new string per lookup was hashed each time)
+    s = { at: Date.now(), cands: hostCandidates(store, wide, { usage: false }).then((cs) => cs.map((c) => ({ c, ns: capacityNamespace('host', c.host.uuid) }))) };
     m.set(key, s);
     s.cands.catch(() => m.delete(key));
   }
   const cands = await s.cands;
-  // usage from this process's view of the reservations (no store read while it is recent)
+  // usage from this process's view of the reservations (no store read while it is recent);
+  // what is in memory is taken synchronously, only the rest awaited
   let held = false;
-  const out = await Promise.all(
-    cands.map(async (c) => {
-      const u = await knownUsage(store, capacityNamespace('host', c.host.uuid));
-      if (u.holds(consumer)) held = true;
-      return { ...c, usedCpu: u.total.cpu ?? 0, usedMemory: u.total.memory ?? 0 };
-    }),
-  );
+  const now = Date.now();
+  const out: HostCandidate[] = new Array<HostCandidate>(cands.length);
+  const reads: Array<Promise<void>> = [];
+  for (let i = 0; i < cands.length; i++) {
+    const { c, ns } = cands[i]!;
+    const u = cachedUsage(store, ns, now);
+    if (u) {
+      if (u.consumers.has(consumer)) held = true;
+      out[i] = { ...c, usedCpu: u.total.cpu ?? 0, usedMemory: u.total.memory ?? 0 };
+      continue;
+    }
+    reads.push(
+      knownUsage(store, ns).then((k) => {
+        if (k.holds(consumer)) held = true;
+        out[i] = { ...c, usedCpu: k.total.cpu ?? 0, usedMemory: k.total.memory ?? 0 };
+      }),
+    );
+  }
+  await Promise.all(reads);
   return { cands: out, held };
 }
 
