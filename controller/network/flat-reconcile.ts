@@ -46,7 +46,7 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
  */
 export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource = storeNics(d.store)): Promise<FlatApplyReq | undefined> {
   const live = await nics.liveNics(l3.uuid);
-  const mine = live.some((x) => x.host === hostUuid);
+  const mine = layoutOf(live).byHost.has(hostUuid);
   const heldKey = await heldIp(d.store, l3.uuid, `dhcp:${hostUuid}`);
   const held = heldKey === undefined ? undefined : { key: heldKey };
   if (!mine && !held) return undefined;
@@ -79,29 +79,54 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, 
   if (viaRouter.length || dns.length) network.dnsServers = [...new Set([...viaRouter, ...dns])].slice(0, 8);
   if (typeof l3.dnsDomain === 'string' && l3.dnsDomain) network.dnsDomain = l3.dnsDomain;
 
-  // a host name is given once per L3: a later VM with the same name gets an address but no name
-  const named = new Map<string, string>(); // short name → nic uuid
-  const shortOf = (h: string): string => h.split('.')[0]!.toLowerCase();
-  for (const { hostname, nicUuid } of live) {
-    const h = shortOf(hostname);
-    if (!named.has(h)) named.set(h, nicUuid);
-  }
-  const owns = (x: LiveNic): boolean => named.get(shortOf(x.hostname)) === x.nicUuid;
+  const { byHost, records } = layoutOf(live);
   // each NIC of this host once (the agent derives its DHCP entry, DNS name and metadata record);
   // DNS records only for the names other hosts serve
   const metadata = network.metadata;
   const req: FlatApplyReq = { network, nics: [], dns: { records: [], forwarders: [] } };
   if (!services.includes('DHCP')) req.dhcp = false;
-  for (const x of live) {
-    if (x.host === hostUuid) {
-      const nic: FlatApplyReq['nics'][number] = { mac: x.mac, ip: x.ip, vmUuid: x.vmUuid, hostname: x.hostname };
-      if (!owns(x)) nic.named = false;
-      if (metadata && x.userData !== undefined) nic.userData = x.userData;
-      if (metadata && x.sshKey !== undefined) nic.sshKeys = [x.sshKey];
-      req.nics.push(nic);
-    } else if (owns(x)) req.dns.records.push({ name: x.hostname, ip: x.ip });
+  for (const { x, named } of byHost.get(hostUuid) ?? []) {
+    const nic: FlatApplyReq['nics'][number] = { mac: x.mac, ip: x.ip, vmUuid: x.vmUuid, hostname: x.hostname };
+    if (!named) nic.named = false;
+    if (metadata && x.userData !== undefined) nic.userData = x.userData;
+    if (metadata && x.sshKey !== undefined) nic.sshKeys = [x.sshKey];
+    req.nics.push(nic);
   }
+  for (const r of records) if (r.host !== hostUuid) req.dns.records.push(r.record);
   return req;
+}
+
+/** An L3's NICs by serving host, and the DNS record of each named NIC (with its host). */
+interface FlatLayout {
+  byHost: Map<string, Array<{ x: LiveNic; named: boolean }>>;
+  records: Array<{ host: string; record: { name: string; ip: string } }>;
+}
+
+/**
+ * Per list of NICs (a NicSource hands out the same list until the L3 changes): a periodic pass
+ * applies every host of an L3 from one list, and each apply walked and named all its NICs.
+ */
+const layouts = new WeakMap<readonly LiveNic[], FlatLayout>();
+
+function layoutOf(live: readonly LiveNic[]): FlatLayout {
+  const hit = layouts.get(live);
+  if (hit) return hit;
+  // a host name is given once per L3: a later VM with the same name gets an address but no name
+  const named = new Map<string, string>(); // short name → nic uuid
+  const shorts = live.map((x) => x.hostname.split('.')[0]!.toLowerCase());
+  live.forEach((x, i) => {
+    if (!named.has(shorts[i]!)) named.set(shorts[i]!, x.nicUuid);
+  });
+  const out: FlatLayout = { byHost: new Map(), records: [] };
+  live.forEach((x, i) => {
+    const owns = named.get(shorts[i]!) === x.nicUuid;
+    let mine = out.byHost.get(x.host);
+    if (!mine) out.byHost.set(x.host, (mine = []));
+    mine.push({ x, named: owns });
+    if (owns) out.records.push({ host: x.host, record: { name: x.hostname, ip: x.ip } });
+  });
+  layouts.set(live, out);
+  return out;
 }
 
 /** Apply one key: the host's namespace for the L3 made to match the inventory. */

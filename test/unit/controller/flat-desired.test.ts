@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore, Resource } from '../../../controller/store/types.js';
 import { desiredFlat } from '../../../controller/network/flat-reconcile.js';
+import { storeNics, type NicSource } from '../../../controller/network/flat-nics.js';
 import type { CloudDeps } from '../../../controller/cloud/common.js';
 import { expandFlat } from '../../../vrouteragent/render/flat-desired.js';
 import { validateFlatApply } from '../../../vrouteragent/validate.js';
@@ -70,6 +71,17 @@ describe('flat desired state (flat/apply: each NIC once)', () => {
       { name: 'web', ip: '10.0.0.11' },
       { name: 'cache', ip: '10.0.0.14' },
     ]);
+    await store.close();
+  });
+
+  it('one list of NICs for every host (a periodic pass): each host gets what a fresh read gives it', async () => {
+    const { store, l3 } = await inventory(['DHCP', 'DNS', 'UserData']);
+    const d = { store } as unknown as CloudDeps;
+    const list = await storeNics(store).liveNics(L3);
+    const same: NicSource = { liveNics: () => Promise.resolve(list) };
+    for (const h of [H1, H2, H1]) assert.deepEqual(await desiredFlat(d, h, l3, same), await desiredFlat(d, h, l3), h);
+    // a host that serves nothing there (and holds no address) gets nothing from the same list
+    assert.equal(await desiredFlat(d, uuid(9), l3, same), undefined);
     await store.close();
   });
 
