@@ -180,6 +180,32 @@ export async function syncVmFlat(d: CloudDeps, vm: Resource, hostUuid: string): 
   }
 }
 
+/** What the flat keys take of a VM (markVm's keys and flat-nics' row of it). */
+interface FlatVmInputs {
+  host: unknown;
+  lastHost: unknown;
+  served: string | undefined;
+  hostname: string;
+  createDate: unknown;
+  userData: unknown;
+  sshKey: unknown;
+  l3s: string;
+}
+
+const flatInputs = (vm: Resource): FlatVmInputs => ({
+  host: vm.hostUuid,
+  lastHost: vm.lastHostUuid,
+  served: servedOn(vm),
+  hostname: vmHostname(vm),
+  createDate: vm.createDate,
+  userData: vm.userData,
+  sshKey: vm.sshKey,
+  l3s: ((vm.l3NetworkUuids as string[] | undefined) ?? []).join(','),
+});
+
+const sameInputs = (a: FlatVmInputs, b: FlatVmInputs): boolean =>
+  a.host === b.host && a.lastHost === b.lastHost && a.served === b.served && a.hostname === b.hostname && a.createDate === b.createDate && a.userData === b.userData && a.sshKey === b.sshKey && a.l3s === b.l3s;
+
 /** Any inventory change that alters a flat key's desired state marks the key. */
 export function watchFlatChanges(d: CloudDeps, bus: EventBus): () => void {
   const q = d.reconcile;
@@ -188,10 +214,22 @@ export function watchFlatChanges(d: CloudDeps, bus: EventBus): () => void {
       .then((ks) => ks.forEach((k) => q.mark(FLAT_AREA, k)))
       .catch((e: unknown) => log.warn({ l3: l3Uuid, err: (e as Error).message }, 'cannot list the flat keys of an L3'));
   };
+  const shown = new Map<string, FlatVmInputs>();
   return bus.subscribe((e) => {
     if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
     const r = e.resource;
-    if (e.kind === 'vm-instance') markVm(q, r);
+    if (e.kind === 'vm-instance') {
+      if (e.type === 'resource.deleted') shown.delete(r.uuid);
+      else {
+        // a change the desired state does not show (Starting → Running, a date) marks nothing:
+        // a create made ~4 applies of its key, each as big as the L3 (issue 19)
+        const now = flatInputs(r);
+        const was = shown.get(r.uuid);
+        shown.set(r.uuid, now);
+        if (was && sameInputs(was, now)) return;
+      }
+      markVm(q, r);
+    }
     else if (e.kind === 'vm-nic') {
       void d.store
         .get(String(r.parentUuid))

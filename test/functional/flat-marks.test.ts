@@ -1,0 +1,36 @@
+// Functional tier: which VM changes re-apply a flat key. A change the desired state shows (a
+// rename) applies the key again; one it does not show (a state change, a description) does not —
+// a create made ~4 applies of its key, each carrying the whole L3 (issue 19).
+import assert from 'node:assert/strict';
+import { useCleanup } from '../harness/cleanup.js';
+import { until } from '../harness/assert.js';
+import { startFakeCloud } from '../harness/fake-cloud.js';
+import * as V from '../../shared/protocol/vrouter.js';
+
+describe('functional: flat keys marked only by changes they show', function () {
+  this.timeout(30_000);
+  const cleanup = useCleanup('all');
+
+  it('a state or description change applies nothing; a rename applies the key once', async () => {
+    const fc = await startFakeCloud(cleanup, { reconcile: { periodMs: 0 } }); // no periodic pass
+    const r = await fc.createVm('fm-a');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const vm = String(r.body.uuid);
+    const applies = (): number => fc.vrouter.callsOf(V.FlatApply.name).length;
+    const idle = (): boolean => fc.controller.reconcile.status().every((s) => s.attempts === 0);
+    await until('the create settled', idle, 5_000);
+    await new Promise((res) => setTimeout(res, 300));
+    const settled = applies();
+    assert.ok(settled >= 1, 'the create applied its key');
+    await fc.controller.store.update(vm, { state: 'Paused' });
+    await fc.controller.store.update(vm, { description: 'no DNS in it' });
+    await fc.controller.store.update(vm, { state: 'Running' });
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(applies(), settled, 'nothing the flat state shows changed');
+    const put = await fc.api.put(`/v1/vm-instances/${vm}`, { name: 'fm-b' });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await until('the rename applied', () => applies() > settled, 5_000);
+    const last = fc.vrouter.callsOf(V.FlatApply.name).at(-1) as { nics: Array<{ hostname: string }> };
+    assert.deepEqual(last.nics.map((n) => n.hostname), ['fm-b']);
+  });
+});
