@@ -262,6 +262,7 @@ async function main(): Promise<void> {
   await sleep(IDLE_S * 1000);
   const idleS = (Date.now() - idle0.at) / 1000;
   const cpu0 = { sim: simPid ? cpuSeconds(simPid) : NaN, ctl: ctlCpuSeconds() };
+  await simTraffic(sim, true); // the agent requests of the creates, per route
   const idleRate = { sim: (cpu0.sim - idle0.sim) / idleS, ctl: (cpu0.ctl - idle0.ctl) / idleS };
   const t0 = Date.now();
   await Promise.all(
@@ -320,6 +321,9 @@ async function main(): Promise<void> {
   const createWallS = (Date.now() - t0) / 1000;
   const netMs = (cpu: number, rate: number): number => Number((((cpu - rate * createWallS) * 1000) / Math.max(1, VMS)).toFixed(1));
   const net = { ctl: netMs(cpuCtl, idleRate.ctl), sim: netMs(cpuSim, idleRate.sim) };
+  const createTraffic = await simTraffic(sim);
+  const perVm = Object.entries(createTraffic.byRoute).sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${(n / Math.max(1, VMS)).toFixed(2)}`);
+  log(`agent requests during the creates, per VM: ${(createTraffic.requests / Math.max(1, VMS)).toFixed(2)} (${perVm.join(', ')})`);
   log(`idle: controller(s) ${(idleRate.ctl * 1000).toFixed(0)} ms/s, simulator ${(idleRate.sim * 1000).toFixed(0)} ms/s; net of it per VM: controller(s) ${net.ctl} ms, simulator ${net.sim} ms`);
 
   // --- stuck / lost (transitional VMs get up to 60 s more)
@@ -435,6 +439,12 @@ interface TrafficReport {
   perSecond: Array<[number, number]>;
   peakInFlight: number;
   connectedAt: Record<string, number>;
+}
+
+/** The simulator's count of agent requests (simulator/traffic.ts); `reset`: start a new window. */
+async function simTraffic(sim: { control: string }, reset = false): Promise<TrafficReport> {
+  const auth = { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}` };
+  return (await (await fetch(`${sim.control}/traffic${reset ? '/reset' : ''}`, { method: reset ? 'POST' : 'GET', headers: auth })).json()) as TrafficReport;
 }
 
 /** Kill every controller, start them again, and measure the hosts' reconnect at the hosts. */
