@@ -63,6 +63,8 @@ export function installSecgroups(s: SecgroupServices): { stop(): void } {
     if (rq) for (const h of await connectedHosts(s.store)) mark(h.uuid);
   };
   const connectSeen = new Set<string>();
+  /** Each VM's host and last host as last marked. */
+  const placed = new Map<string, string>();
   const off = s.bus.subscribe((e) => {
     if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
     const r = e.resource;
@@ -78,6 +80,12 @@ export function installSecgroups(s: SecgroupServices): { stop(): void } {
         .catch(fail);
     }
     if (e.kind === 'vm-instance') {
+      // a host's firewall takes only where the VMs are (loadSnapshot): a state change such as
+      // Starting → Running marked the host again (issue 19: 1.4 applies per VM created)
+      const at = `${String(r.hostUuid ?? '')} ${String(r.lastHostUuid ?? '')}`;
+      if (e.type === 'resource.deleted') placed.delete(e.uuid);
+      else if (placed.get(e.uuid) === at) return;
+      else placed.set(e.uuid, at);
       for (const h of [r.hostUuid, r.lastHostUuid]) if (typeof h === 'string' && h) mark(h);
       return;
     }

@@ -1,13 +1,16 @@
-// Functional tier: which VM changes re-apply a flat key. A change the desired state shows (a
-// rename) applies the key again; one it does not show (a state change, a description) does not —
-// a create made ~4 applies of its key, each carrying the whole L3 (issue 19).
+// Functional tier: which VM changes re-apply a flat key or a host's firewall. A change the desired
+// state shows (a rename; a move to another host) applies it again; one it does not show (a state
+// change, a description) does not — a create made ~4 applies of its flat key, each carrying the
+// whole L3, and 1.4 firewall applies (issue 19).
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { until } from '../harness/assert.js';
 import { startFakeCloud } from '../harness/fake-cloud.js';
 import * as V from '../../shared/protocol/vrouter.js';
+import { SecurityGroupApply } from '../../shared/protocol/secgroup.js';
+import { secgroupModule } from '../../controller/secgroup/module.js';
 
-describe('functional: flat keys marked only by changes they show', function () {
+describe('functional: flat keys and firewalls marked only by changes they show', function () {
   this.timeout(30_000);
   const cleanup = useCleanup('all');
 
@@ -32,5 +35,29 @@ describe('functional: flat keys marked only by changes they show', function () {
     await until('the rename applied', () => applies() > settled, 5_000);
     const last = fc.vrouter.callsOf(V.FlatApply.name).at(-1) as { nics: Array<{ hostname: string }> };
     assert.deepEqual(last.nics.map((n) => n.hostname), ['fm-b']);
+  });
+
+  it("a host's firewall: a state change applies nothing, a new host applies it", async () => {
+    const fc = await startFakeCloud(cleanup, { reconcile: { periodMs: 0 }, modules: [secgroupModule()] });
+    const sent: string[] = [];
+    const client = fc.controller.agentClient as unknown as { call: (cmd: { name: string }, ...rest: unknown[]) => Promise<unknown> };
+    const call = client.call.bind(client);
+    client.call = (cmd, ...rest) => {
+      if (cmd.name === SecurityGroupApply.name) sent.push(cmd.name);
+      return call(cmd, ...rest);
+    };
+    const r = await fc.createVm('fm-sg');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const vm = String(r.body.uuid);
+    await fc.controller.reconcile.idle();
+    await new Promise((res) => setTimeout(res, 300));
+    const settled = sent.length;
+    assert.ok(settled >= 1, 'the create applied its host');
+    await fc.controller.store.update(vm, { state: 'Paused' });
+    await fc.controller.store.update(vm, { state: 'Running' });
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(sent.length, settled, 'where the VM is did not change');
+    await fc.controller.store.update(vm, { state: 'Stopped', hostUuid: undefined });
+    await until('the host applied again', () => sent.length > settled, 5_000);
   });
 });
