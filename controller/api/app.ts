@@ -10,7 +10,7 @@ import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.
 import { validate } from '../../shared/protocol/schema.js';
 import { jsonBody } from '../../shared/http/body.js';
 import { WorkGate, allowedMethods, concurrencyLimit } from '../../shared/http/limits.js';
-import type { Resource } from '../store/types.js';
+import type { Query, Resource, ViewPage } from '../store/types.js';
 import { SessionCreate, type Principal } from '../auth/accounts.js';
 import { registerAccounts } from '../auth/collection.js';
 import { HMAC_DATE_HEADER, isSignedAuthorization } from '../auth/hmac.js';
@@ -93,6 +93,32 @@ function fieldsOf(spec: CollectionSpec): ReadonlySet<string> {
     declaredCache.set(spec.createSchema, f);
   }
   return f;
+}
+
+/**
+ * May a list page be the store's view texts as they are? Only when the shaped page would hold
+ * exactly them: no `fields=` projection, no hidden field in the kind (the views lack only the
+ * internal '_' ones), and every match visible (not a normal account's page of a shared kind,
+ * which is filtered here per resource).
+ */
+export function viewsServe(spec: CollectionSpec, p: Principal, fields: string[] | undefined): boolean {
+  return fields === undefined && !spec.hiddenFields?.length && (p.isAdmin || !spec.shared);
+}
+
+/** The JSON text of a list page from view texts: what JSON.stringify gives of the shaped page. */
+export function viewsBody(v: ViewPage, q: Query, pageLimit: number | undefined): string {
+  let n = v.views.length;
+  let next: string | undefined;
+  if (pageLimit !== undefined && n > pageLimit) {
+    n = pageLimit;
+    if (pageLimit > 0) next = encodeCursor(q, v.item(pageLimit - 1));
+  }
+  let s = '{"inventories":[';
+  for (let i = 0; i < n; i++) s += i === 0 ? v.views[i] : `,${v.views[i]}`;
+  s += ']';
+  if (!q.skipTotal) s += `,"total":${JSON.stringify(v.total)}`;
+  if (next !== undefined) s += `,"next":${JSON.stringify(next)}`;
+  return `${s}}`;
 }
 
 export function buildApi(d: ApiDeps): ApiApp {
@@ -323,6 +349,13 @@ export function buildApi(d: ApiDeps): ApiApp {
     // one item more than asked tells whether a next page exists
     const pageLimit = lp.query.limit;
     if (!lp.count && pageLimit !== undefined) lp.query.limit = pageLimit + 1;
+    // the stored view texts as they are (issue 19: no parse, shape and stringify of the page)
+    if (!lp.count && d.store.listViews && viewsServe(spec, p, lp.fields)) {
+      const v = await d.store.listViews(lp.query);
+      ctx.set('Content-Type', 'application/json; charset=utf-8');
+      ctx.body = viewsBody(v, lp.query, pageLimit);
+      return;
+    }
     const { limit: _l, start: _s, ...unpaged } = lp.query;
     let r = await d.store.list(!p.isAdmin && spec.shared ? unpaged : lp.query);
     if (!p.isAdmin && spec.shared) {

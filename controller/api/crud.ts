@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { TStackError } from '../../shared/errors.js';
 import type { Resource } from '../store/types.js';
+import { viewOf } from '../store/view.js';
 import type { Principal } from '../auth/accounts.js';
 import { blockedError, executeDeletePlan, planDelete, prepareCreate, storeLookup, type DeletePlan, type Dependent } from '../model/index.js';
 import type { ApiRegistry, CollectionSpec, OpContext } from './registry.js';
@@ -58,32 +59,12 @@ export async function getVisible(ctx: OpContext, spec: CollectionSpec, uuid: str
   return r;
 }
 
-const FIRST = ['uuid', 'name', 'description', 'kind', 'state', 'status'];
-const LAST = ['parentUuid', 'ownerAccountUuid', 'tags', 'createDate', 'lastOpDate'];
-const PLACED = new Set([...FIRST, ...LAST]);
-const UNDERSCORE = 95;
-
 /**
  * Strip internal fields (leading '_' and the collection's hidden fields); common fields first.
- * On every item of every list page (issue 19): plain loops, no per-key arrays.
+ * The SQLite store keeps this view's text with each row (controller/store/view.ts).
  */
 export function shape(spec: CollectionSpec | undefined, r: Resource): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  const hidden = spec?.hiddenFields?.length ? spec.hiddenFields : undefined;
-  for (const k of FIRST) {
-    const v = r[k];
-    if (v !== undefined && !hidden?.includes(k)) out[k] = v;
-  }
-  for (const k of Object.keys(r)) {
-    if (k.charCodeAt(0) === UNDERSCORE || PLACED.has(k)) continue;
-    const v = r[k];
-    if (v !== undefined && !hidden?.includes(k)) out[k] = v;
-  }
-  for (const k of LAST) {
-    const v = r[k];
-    if (v !== undefined && !hidden?.includes(k)) out[k] = v;
-  }
-  return out;
+  return viewOf(r, spec?.hiddenFields);
 }
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());

@@ -3,7 +3,7 @@
 // without thinking about it. It also counts every store call (by operation, and by kind,
 // collection or namespace), so a test can pin what one VM create costs and the scale bench can
 // print store calls per VM (storeOpCounts).
-import type { InventoryStore, Query, QueryResult, Resource } from '../store/types.js';
+import type { InventoryStore, Query, QueryResult, Resource, ViewPage } from '../store/types.js';
 import type { EventBus, ResourceEventType } from './bus.js';
 
 export type StoreOpCounts = Record<string, number>;
@@ -92,6 +92,8 @@ export function observedStore(inner: InventoryStore, bus: EventBus): InventorySt
     deleteDoc: (c, id) => (count('deleteDoc', c), inner.deleteDoc(c, id)),
     listDocs: <T = unknown>(c: string) => (count('listDocs', c), inner.listDocs<T>(c)),
   };
+  const listViews = inner.listViews?.bind(inner);
+  if (listViews) s.listViews = (q: Query): Promise<ViewPage> => (count('list', q.kind), listViews(q));
   counters.set(s, counts);
   return s;
 }

@@ -12,13 +12,18 @@
 // the JS evaluator in query.ts (no silent text/number conversion).
 // Writes that read first (update, transition) run in BEGIN IMMEDIATE transactions, so two
 // processes on the same file cannot interleave between the read and the write.
+// The body is written as the resource's API view then its internal fields (view.ts
+// storedText), and view_len says where the view ends: listViews sends a page's views without
+// parsing them (issue 19). A body written by anything else (an older version on the same file)
+// has its view_len cleared by a trigger, and such a row's view is made the slow way.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
-import type { Filter, InventoryStore, Position, Query, QuotaExceeded, QueryResult, Reservation, Resource } from './types.js';
+import type { Filter, InventoryStore, Position, Query, QuotaExceeded, QueryResult, Reservation, Resource, ViewPage } from './types.js';
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
 import { NUMERIC_RE, applyPatch, checkField, fieldValue, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
+import { storedText, viewOf, viewText } from './view.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resources (
@@ -86,6 +91,24 @@ const COMMON_MUTABLE: ReadonlyArray<[string, string]> = [
 interface Row {
   body: string;
 }
+
+/** A row with where its view ends (negative every other write: viewLenAfter). */
+interface ViewRow {
+  body: string;
+  view_len: number | null;
+}
+
+/**
+ * The view_len column of a rewritten row: its view's length, with the sign flipped from the
+ * row's current value, so that the value always changes on a write of this code and the
+ * trigger (VIEW_TRIGGER) can tell a body written without it (the value left as it was).
+ */
+const viewLenAfter = (cur: number | null, viewLen: number): number => (cur !== null && cur > 0 ? -viewLen : viewLen);
+
+/** A body rewritten without a new view_len (another program, an older tstack): its view is unknown. */
+const VIEW_TRIGGER = `CREATE TRIGGER IF NOT EXISTS resources_view_len AFTER UPDATE OF body ON resources
+  WHEN NEW.view_len IS NOT NULL AND NEW.view_len IS OLD.view_len
+  BEGIN UPDATE resources SET view_len = NULL WHERE uuid = NEW.uuid; END`;
 
 function bindValue(v: unknown): Bind {
   if (v === null || v === undefined) return null;
@@ -250,7 +273,7 @@ export class SqliteStore implements InventoryStore {
     this.db = db;
     const m = this.migrate();
     this.cols = m.cols;
-    const names = ['uuid', 'kind', 'parent_uuid', 'state', 'owner', 'name', 'create_date', 'last_op_date', 'body', ...this.cols.map(fieldCol)];
+    const names = ['uuid', 'kind', 'parent_uuid', 'state', 'owner', 'name', 'create_date', 'last_op_date', 'body', 'view_len', ...this.cols.map(fieldCol)];
     this.insertSql = `INSERT INTO resources (${names.join(', ')}) VALUES (${names.map(() => '?').join(',')})`;
     // a migrated file's statistics describe the old indexes: PRAGMA optimize then leaves estimates
     // rough enough for the planner to walk a kind's state index instead of a field's (~10× slower
@@ -272,6 +295,9 @@ export class SqliteStore implements InventoryStore {
       const have = new Set((d.prepare('SELECT name FROM pragma_table_info(?)').all('resources') as Array<{ name: string }>).map((c) => c.name));
       const existing = [...have].filter((c) => c.startsWith(FIELD_COL_PREFIX)).map((c) => c.slice(FIELD_COL_PREFIX.length));
       const missing = [...this.indexed].filter((f) => !have.has(FIELD_COL_PREFIX + f));
+      // rows from before view_len keep NULL: their views are made from the body (listViews)
+      if (!have.has('view_len')) d.exec('ALTER TABLE resources ADD COLUMN view_len');
+      d.exec(VIEW_TRIGGER);
       for (const f of missing) d.exec(`ALTER TABLE resources ADD COLUMN ${fieldCol(f)}`);
       if (missing.length) d.exec(`UPDATE resources SET ${missing.map((f) => `${fieldCol(f)} = ${jsonSql(f)}`).join(', ')}`);
       const old = d.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'resources' AND (name LIKE 'resources\\_os\\_%' ESCAPE '\\' OR name LIKE 'resources\\_f\\_%' ESCAPE '\\')").all() as Array<{ name: string }>;
@@ -301,14 +327,21 @@ export class SqliteStore implements InventoryStore {
 
   /** Prepared statements by SQL text (preparing costs more than running a small query); bounded. */
   private stmts = new Map<string, Database.Statement>();
-  private prep(sql: string): Database.Statement {
-    let st = this.stmts.get(sql);
+  private prep(sql: string, raw = false): Database.Statement {
+    const key = raw ? `raw:${sql}` : sql;
+    let st = this.stmts.get(key);
     if (!st) {
       if (this.stmts.size >= 512) this.stmts.delete(this.stmts.keys().next().value!);
       st = this.d.prepare(sql);
-      this.stmts.set(sql, st);
+      if (raw) st.raw(true);
+      this.stmts.set(key, st);
     }
     return st;
+  }
+
+  /** prep() of a statement giving rows as arrays (its own entry: raw() changes the statement). */
+  private prepRaw(sql: string): Database.Statement {
+    return this.prep(sql, true);
   }
 
   /**
@@ -343,16 +376,18 @@ export class SqliteStore implements InventoryStore {
 
   private insert(r: Resource): void {
     this.counted();
-    const args: Bind[] = [r.uuid, r.kind, r.parentUuid ?? null, r.state ?? null, r.ownerAccountUuid ?? null, r.name ?? null, r.createDate, r.lastOpDate, JSON.stringify(r)];
+    const st = storedText(r);
+    const args: Bind[] = [r.uuid, r.kind, r.parentUuid ?? null, r.state ?? null, r.ownerAccountUuid ?? null, r.name ?? null, r.createDate, r.lastOpDate, st.text, st.viewLen];
     for (const f of this.cols) args.push(columnValue(r, f));
     this.prep(this.insertSql).run(...args);
   }
 
-  /** Rewrite a row from `cur` to `next`: the body, and only the columns whose value changed. */
-  private rewrite(cur: Resource, next: Resource): void {
+  /** Rewrite a row from `cur` (its view_len `curViewLen`) to `next`: the body, and only the columns whose value changed. */
+  private rewrite(cur: Resource, curViewLen: number | null, next: Resource): void {
     this.counted();
-    let set = 'last_op_date=?, body=?';
-    const args: Bind[] = [next.lastOpDate, JSON.stringify(next)];
+    let set = 'last_op_date=?, body=?, view_len=?';
+    const st = storedText(next);
+    const args: Bind[] = [next.lastOpDate, st.text, viewLenAfter(curViewLen, st.viewLen)];
     for (const [field, col] of COMMON_MUTABLE) {
       const v = bindValue(next[field]);
       if (v !== bindValue(cur[field])) {
@@ -374,6 +409,12 @@ export class SqliteStore implements InventoryStore {
   private read<T extends Resource>(uuid: string): T | undefined {
     const row = this.prep('SELECT body FROM resources WHERE uuid = ?').get(uuid) as Row | undefined;
     return row ? (JSON.parse(row.body) as T) : undefined;
+  }
+
+  /** A resource to rewrite, with its row's view_len. */
+  private readForWrite<T extends Resource>(uuid: string): { cur: T; viewLen: number | null } | undefined {
+    const row = this.prep('SELECT body, view_len FROM resources WHERE uuid = ?').get(uuid) as ViewRow | undefined;
+    return row ? { cur: JSON.parse(row.body) as T, viewLen: row.view_len } : undefined;
   }
 
   async create<T extends Resource>(r: T): Promise<T> {
@@ -412,10 +453,10 @@ export class SqliteStore implements InventoryStore {
 
   async update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T> {
     const tx = this.d.transaction((): T => {
-      const cur = this.read<T>(uuid);
-      if (!cur) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
-      const next = applyPatch(cur, patch, nowIso());
-      this.rewrite(cur, next);
+      const row = this.readForWrite<T>(uuid);
+      if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+      const next = applyPatch(row.cur, patch, nowIso());
+      this.rewrite(row.cur, row.viewLen, next);
       return next;
     });
     return tx.immediate();
@@ -424,13 +465,14 @@ export class SqliteStore implements InventoryStore {
   async transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch: Partial<Resource> = {}): Promise<T> {
     const allowed = asList(from);
     const tx = this.d.transaction((): T => {
-      const cur = this.read<T>(uuid);
-      if (!cur) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+      const row = this.readForWrite<T>(uuid);
+      if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+      const cur = row.cur;
       if (!allowed.includes(cur.state ?? '')) {
         throw transitionConflict(cur, allowed, to);
       }
       const next = applyPatch(cur, { ...patch, state: to }, nowIso());
-      this.rewrite(cur, next);
+      this.rewrite(cur, row.viewLen, next);
       return next;
     });
     return tx.immediate();
@@ -441,7 +483,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   /** The count's WHERE (when the query wants one) and the page statement of a query, with their parameters. */
-  private listSql(q: Query): { count?: { where: string; params: Bind[] }; page: { sql: string; params: Bind[] } } {
+  private listSql(q: Query, columns = 'body'): { count?: { where: string; params: Bind[] }; page: { sql: string; params: Bind[] } } {
     checkQuery(q);
     const params: Bind[] = [q.kind];
     const where = ['kind = ?'];
@@ -462,7 +504,7 @@ export class SqliteStore implements InventoryStore {
     if (sort) order = `${fieldSql(sort.field, this.indexed)} ${sort.dir === 'desc' ? 'DESC' : 'ASC'}, `;
     order += 'create_date ASC, uuid ASC';
     pageParams.push(q.limit ?? -1, q.start ?? 0);
-    return { ...(count ? { count } : {}), page: { sql: `SELECT body FROM resources WHERE ${pageWhere} ORDER BY ${order} LIMIT ? OFFSET ?`, params: pageParams } };
+    return { ...(count ? { count } : {}), page: { sql: `SELECT ${columns} FROM resources WHERE ${pageWhere} ORDER BY ${order} LIMIT ? OFFSET ?`, params: pageParams } };
   }
 
   async list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>> {
@@ -470,6 +512,19 @@ export class SqliteStore implements InventoryStore {
     const total = q.skipTotal ? -1 : count ? this.count(count.where, count.params) : undefined;
     const rows = this.prep(page.sql).all(...page.params) as Row[];
     return { items: rows.map((r) => JSON.parse(r.body) as T), total: total ?? rows.length };
+  }
+
+  async listViews(q: Query): Promise<ViewPage> {
+    const { count, page } = this.listSql(q, 'body, view_len');
+    const total = q.skipTotal ? -1 : count ? this.count(count.where, count.params) : undefined;
+    // rows as arrays [body, view_len]: no object per row
+    const rows = this.prepRaw(page.sql).all(...page.params) as Array<[string, number | null]>;
+    const views: string[] = new Array<string>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const [body, len] = rows[i]!;
+      views[i] = len === null ? JSON.stringify(viewOf(JSON.parse(body) as Resource)) : viewText(body, Math.abs(len));
+    }
+    return { views, total: total ?? rows.length, item: (i) => JSON.parse(rows[i]![0]) as Resource };
   }
 
   /**

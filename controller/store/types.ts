@@ -60,6 +60,15 @@ export interface QueryResult<T extends Resource = Resource> {
   total: number;
 }
 
+/** A list page as the JSON texts of its items' views (InventoryStore.listViews). */
+export interface ViewPage {
+  /** JSON.stringify(viewOf(item)) of each match (controller/store/view.ts): no internal field. */
+  views: string[];
+  total: number;
+  /** The whole resource of views[i] (parsed when asked: a page's cursor needs its last). */
+  item(i: number): Resource;
+}
+
 /**
  * A quota reservation: `holder` (a resource uuid, or a provisional id while a create is in
  * flight) holds `amounts` (quota name → amount) in `scope` (an account). Amounts are set, not
@@ -107,6 +116,12 @@ export interface InventoryStore {
   /** True if something was deleted. */
   delete(uuid: string): Promise<boolean>;
   list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>>;
+  /**
+   * list() as each match's view text (no internal field; a kind's hidden fields are NOT
+   * removed: only for kinds without any). Optional: a store that keeps the views' texts
+   * (SQLite) saves a page's parse and stringify; the API shapes items itself otherwise.
+   */
+  listViews?(q: Query): Promise<ViewPage>;
   /** Indexed lookups. */
   byParent<T extends Resource = Resource>(kind: string, parentUuid: string): Promise<T[]>;
   byState<T extends Resource = Resource>(kind: string, state: string): Promise<T[]>;

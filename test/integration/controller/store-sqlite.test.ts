@@ -9,6 +9,7 @@ import type { Query, Resource } from '../../../controller/store/types.js';
 import { tmpDir } from '../../harness/tmp.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { storeSuite } from './store.suite.js';
+import { viewOf } from '../../../controller/store/view.js';
 
 describe('controller store: SQLite', () => {
   const cleanup = useCleanup();
@@ -112,6 +113,40 @@ describe('controller store: SQLite', () => {
     assert.deepEqual(stat?.stat.split(' ').slice(0, 2), [String(n), String(Math.floor((n + 1) / 2))], `statistics of the new hostUuid index after the migration: ${stat?.stat}`);
     assert.deepEqual(names.filter((n) => n.startsWith('resources_os_') || n.startsWith('resources_f_')), [], 'expression indexes dropped');
     assert.ok(names.includes('resources_f:hostUuid'));
+  });
+
+  it('a database from before view_len: views are made from the bodies, a write of this version keeps the row\'s view again; internal fields never in a view', async () => {
+    const p = join(dir, `noview-${randomUUID()}.db`);
+    const raw = new Database(p);
+    raw.pragma('journal_mode = WAL');
+    raw.exec('CREATE TABLE resources (uuid PRIMARY KEY NOT NULL, kind NOT NULL, parent_uuid, state, owner, name, create_date NOT NULL, last_op_date NOT NULL, body NOT NULL)');
+    // as the previous version wrote them: JSON.stringify of the resource, internal fields anywhere
+    const rows: Resource[] = Array.from({ length: 6 }, (_, n) => ({ _first: 'internal', ...vm(n), lastOpDate: vm(n).createDate, _last: { n } }));
+    const ins = raw.prepare('INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?)');
+    for (const r of rows) ins.run(r.uuid, r.kind, null, r.state, r.ownerAccountUuid, r.name, r.createDate, r.lastOpDate, JSON.stringify(r));
+    raw.close();
+    const s = new SqliteStore({ path: p });
+    await s.init();
+    try {
+      const q: Query = { kind: 'vm-instance', limit: 10 };
+      const expected = async (): Promise<string[]> => (await s.list(q)).items.map((r) => JSON.stringify(viewOf(r)));
+      const before = await s.listViews(q);
+      assert.deepEqual(before.views, await expected());
+      assert.equal(before.total, 6);
+      assert.ok(before.views.every((v) => !v.includes('"_')), before.views.join('\n'));
+      await s.update(rows[2]!.uuid, { name: 'rewritten', _more: 'internal' });
+      const db = new Database(p, { readonly: true });
+      const lens = db.prepare('SELECT uuid, view_len FROM resources').all() as Array<{ uuid: string; view_len: number | null }>;
+      db.close();
+      assert.deepEqual(lens.filter((l) => l.view_len !== null).map((l) => l.uuid), [rows[2]!.uuid], 'only the row this version wrote has its view kept');
+      const after = await s.listViews(q);
+      assert.deepEqual(after.views, await expected());
+      assert.ok(after.views.every((v) => !v.includes('"_')));
+      assert.equal(JSON.parse(after.views[2]!).name, 'rewritten');
+      assert.deepEqual(after.item(2), await s.get(rows[2]!.uuid), 'item(i) is the whole resource');
+    } finally {
+      await s.close();
+    }
   });
 
   it('field columns hold what json_extract gives of the body after creates, updates, transitions; a host page walks its index', async () => {
