@@ -7,6 +7,7 @@
 //   o:<kind>:<owner>         set, by owner account
 //   f:<kind>:<field>:<value> set, by an indexed field (KindDef.indexes)
 //   z:<kind>                 sorted set of uuids by createDate (ms), for ordered pages
+//   pz: sz: oz: fz:          the same for each p: s: o: f: set (same members, createDate scores)
 //   c:<namespace>            hash key -> owner (claims)
 //   d:<collection>           hash id -> JSON (docs)
 //   qt:<scope>               hash quota name -> total reserved (the quota ledger)
@@ -15,8 +16,9 @@
 // Every resource write goes through one Lua compare-and-swap script that also maintains the
 // index sets, so a resource and its indexes never disagree and concurrent read-modify-write
 // (update, transition) is optimistic: read, compute, CAS, retry on a lost race.
-// Queries narrow candidates with the index sets, then filter/sort/page in JS with the same
-// evaluator (query.ts) whose semantics mirror the SQLite store.
+// A page in createDate order whose filters the sets answer exactly is cut in Redis (LIST_PAGE,
+// reading only the page's records); other queries narrow candidates with the index sets, then
+// filter/sort/page in JS with the same evaluator (query.ts) whose semantics mirror SQLite's.
 // Not for Redis Cluster: the script touches index keys it does not declare.
 import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -46,23 +48,27 @@ local function ms(d)
   if f ~= '' then frac = tonumber(string.sub(f .. '00', 1, 3)) end
   return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + tonumber(s) * 1000 + frac
 end
+-- a set and its sorted set by createDate (walked in order by LIST_PAGE) change together
+local function both(op, key, zkey, u, sc)
+  redis.call(op, key, u)
+  if op == 'SADD' then redis.call('ZADD', zkey, sc, u) else redis.call('ZREM', zkey, u) end
+end
 local function index(doc, op)
   local r = cjson.decode(doc)
   local u = r['uuid']
   local k = r['kind']
-  redis.call(op, p .. 'k:' .. k, u)
-  if op == 'SADD' then redis.call('ZADD', p .. 'z:' .. k, string.format('%.0f', ms(r['createDate'])), u)
-  else redis.call('ZREM', p .. 'z:' .. k, u) end
-  if type(r['parentUuid']) == 'string' then redis.call(op, p .. 'p:' .. k .. ':' .. r['parentUuid'], u) end
-  if type(r['state']) == 'string' then redis.call(op, p .. 's:' .. k .. ':' .. r['state'], u) end
-  if type(r['ownerAccountUuid']) == 'string' then redis.call(op, p .. 'o:' .. k .. ':' .. r['ownerAccountUuid'], u) end
+  local sc = string.format('%.0f', ms(r['createDate']))
+  both(op, p .. 'k:' .. k, p .. 'z:' .. k, u, sc)
+  if type(r['parentUuid']) == 'string' then both(op, p .. 'p:' .. k .. ':' .. r['parentUuid'], p .. 'pz:' .. k .. ':' .. r['parentUuid'], u, sc) end
+  if type(r['state']) == 'string' then both(op, p .. 's:' .. k .. ':' .. r['state'], p .. 'sz:' .. k .. ':' .. r['state'], u, sc) end
+  if type(r['ownerAccountUuid']) == 'string' then both(op, p .. 'o:' .. k .. ':' .. r['ownerAccountUuid'], p .. 'oz:' .. k .. ':' .. r['ownerAccountUuid'], u, sc) end
   for _, f in ipairs(fields) do
     local v = r[f]
     if type(v) == 'string' then
-      redis.call(op, p .. 'f:' .. k .. ':' .. f .. ':' .. v, u)
+      both(op, p .. 'f:' .. k .. ':' .. f .. ':' .. v, p .. 'fz:' .. k .. ':' .. f .. ':' .. v, u, sc)
     elseif type(v) == 'table' then
       for _, x in ipairs(v) do
-        if type(x) == 'string' then redis.call(op, p .. 'f:' .. k .. ':' .. f .. ':' .. x, u) end
+        if type(x) == 'string' then both(op, p .. 'f:' .. k .. ':' .. f .. ':' .. x, p .. 'fz:' .. k .. ':' .. f .. ':' .. x, u, sc) end
       end
     end
   end
@@ -102,59 +108,172 @@ end
 return 0
 `;
 
-// ARGV[3..]: JSON of resources to index again (after the indexed fields changed)
+// ARGV[3..]: uuids of resources to index again (the layout or the indexed fields changed); each
+// record is read here, so a write between the caller's listing and this cannot be indexed stale
 const REINDEX = `${INDEX_LUA}
-for i = 3, #ARGV do index(ARGV[i], 'SADD') end
+for i = 3, #ARGV do
+  local d = redis.call('GET', p .. 'r:' .. ARGV[i])
+  if d then index(d, 'SADD') end
+end
 return 1
 `;
 
-// An ordered page of a kind narrowed by exact index sets. KEYS[1]: the kind's z: set, KEYS[2..n-1]:
-// the filter sets, KEYS[n]: a scratch key. ARGV: key prefix, offset, limit, position score ('' =
-// none), position uuid, count ('1'/'0'). Returns {total or -1, JSON of each page item}.
-// The intersection costs the smallest set; the position is found with ZCOUNT (log n) plus the
-// uuids sharing its millisecond (nowIso() gives each write of a process its own).
+// An ordered page of a kind narrowed by exact index sets, in O(page) when the matches are not
+// rare: the sorted set (by createDate) of the smallest filter set is walked in order from the
+// position, each candidate checked against the other sets (SISMEMBER) until the page is full.
+// When the walk would exceed a bound (sparse matches) the intersection is built as a sorted set
+// (ZINTERSTORE, O(smallest set)) and walked instead, so a page costs at most about that.
+// KEYS[1]: the kind's z: set, then the m filter sets, then their m sorted sets, last a scratch
+// key. ARGV: key prefix, offset, limit, position score ('' = none), position uuid, count
+// ('1'/'0'), 'asc'/'desc'. Returns {total or -1, JSON of each page item}.
+// Order (compareResources): createDate (the score) then uuid ascending, in both directions, so a
+// descending walk (uuid descending within a score) re-emits each group of equal scores reversed.
 const LIST_PAGE = `
 local p = ARGV[1]
-local n = #KEYS - 1
-if ARGV[3] == '0' and ARGV[4] == '' then
-  -- a count: no ordering needed
-  if ARGV[6] ~= '1' then return {-1} end
-  if n == 1 then return {redis.call('ZCARD', KEYS[1])} end
-  if n == 2 then return {redis.call('SCARD', KEYS[2])} end
-  local args = {'SINTERCARD', n - 1}
-  for i = 2, n do args[#args + 1] = KEYS[i] end
-  return {redis.call(unpack(args))}
-end
-local src = KEYS[1]
-if n > 1 then
-  local args = {'ZINTERSTORE', KEYS[#KEYS], n}
-  for i = 1, n do args[#args + 1] = KEYS[i] end
-  args[#args + 1] = 'WEIGHTS'
-  args[#args + 1] = 1
-  for i = 2, n do args[#args + 1] = 0 end
-  redis.call(unpack(args))
-  src = KEYS[#KEYS]
-end
+local m = (#KEYS - 2) / 2
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local S, U, desc = ARGV[4], ARGV[5], ARGV[7] == 'desc'
 local total = -1
-if ARGV[6] == '1' then total = redis.call('ZCARD', src) end
-local offset = tonumber(ARGV[2])
-if ARGV[4] ~= '' then
-  offset = offset + redis.call('ZCOUNT', src, '-inf', '(' .. ARGV[4])
-  for _, u in ipairs(redis.call('ZRANGEBYSCORE', src, ARGV[4], ARGV[4])) do
-    if u <= ARGV[5] then offset = offset + 1 end
+local function count()
+  if m == 0 then return redis.call('ZCARD', KEYS[1]) end
+  if m == 1 then return redis.call('SCARD', KEYS[2]) end
+  local args = {'SINTERCARD', m}
+  for i = 2, m + 1 do args[#args + 1] = KEYS[i] end
+  return redis.call(unpack(args))
+end
+if limit == 0 then
+  if ARGV[6] == '1' then total = count() end
+  return {total}
+end
+
+-- the page of w in order after the position, skipping 'skip' matches: uuids, or nil when more
+-- than 'budget' candidates (-1: no bound) were looked at
+local function walk(w, chk, budget, skip)
+  local out, seen = {}, 0
+  -- 0: go on, 1: the page is full, 2: over budget
+  local function take(u)
+    seen = seen + 1
+    if budget >= 0 and seen > budget then return 2 end
+    for _, k in ipairs(chk) do
+      if redis.call('SISMEMBER', k, u) == 0 then return 0 end
+    end
+    if skip > 0 then skip = skip - 1 return 0 end
+    out[#out + 1] = u
+    if #out >= limit then return 1 end
+    return 0
+  end
+  local bs = math.min(math.max(limit + skip + 1, 16), 1024)
+  local rank = 0
+  if not desc then
+    if S ~= '' then
+      rank = redis.call('ZCOUNT', w, '-inf', '(' .. S)
+      for _, u in ipairs(redis.call('ZRANGEBYSCORE', w, S, S)) do
+        if u <= U then rank = rank + 1 end
+      end
+    end
+    if #chk == 0 then rank, skip = rank + skip, 0 end
+    while true do
+      local b = redis.call('ZRANGE', w, rank, rank + bs - 1)
+      for _, u in ipairs(b) do
+        local t = take(u)
+        if t == 1 then return out elseif t == 2 then return nil end
+      end
+      if #b < bs then return out end
+      rank, bs = rank + bs, math.min(bs * 2, 1024)
+    end
+  end
+  if S ~= '' then
+    -- the position's own score first: uuids after it, ascending
+    for _, u in ipairs(redis.call('ZRANGEBYSCORE', w, S, S)) do
+      if u > U then
+        local t = take(u)
+        if t == 1 then return out elseif t == 2 then return nil end
+      end
+    end
+    rank = redis.call('ZCOUNT', w, S, '+inf')
+  end
+  if #chk == 0 and skip > 0 then
+    -- jump, to the start of the group of equal scores holding the target
+    local e = redis.call('ZREVRANGE', w, rank + skip, rank + skip, 'WITHSCORES')
+    if #e == 0 then return out end
+    local g = redis.call('ZCOUNT', w, '(' .. e[2], '+inf')
+    rank, skip = g, rank + skip - g
+  end
+  local group, score = {}, nil
+  local function flush()
+    for i = #group, 1, -1 do
+      local t = take(group[i])
+      if t ~= 0 then return t end
+    end
+    group = {}
+    return 0
+  end
+  while true do
+    local b = redis.call('ZREVRANGE', w, rank, rank + bs - 1, 'WITHSCORES')
+    for i = 1, #b, 2 do
+      if b[i + 1] ~= score then
+        local t = flush()
+        if t == 1 then return out elseif t == 2 then return nil end
+        score = b[i + 1]
+      end
+      group[#group + 1] = b[i]
+      if budget >= 0 and #group > budget then return nil end
+    end
+    if #b < 2 * bs then
+      if flush() == 2 then return nil end
+      return out
+    end
+    rank, bs = rank + bs, math.min(bs * 2, 1024)
+  end
+end
+
+local page = nil
+if m == 0 then
+  if ARGV[6] == '1' then total = count() end
+  page = walk(KEYS[1], {}, -1, offset)
+else
+  -- walk the smallest set when the matches' density (the count) predicts a short walk, with a
+  -- bound; a page deep in the set (offset) goes to the intersection at once, counted by ZCARD
+  local best, size = 2, redis.call('SCARD', KEYS[2])
+  for i = 3, m + 1 do
+    local n = redis.call('SCARD', KEYS[i])
+    if n < size then best, size = i, n end
+  end
+  if size == 0 then
+    if ARGV[6] == '1' then total = 0 end
+    return {total}
+  end
+  local need = offset + limit
+  if 4 * need + 64 <= size / 2 then
+    local chk = {}
+    for i = 2, m + 1 do if i ~= best then chk[#chk + 1] = KEYS[i] end end
+    local est = need
+    if ARGV[6] == '1' then
+      total = count()
+      if total == 0 then return {0} end
+      est = math.ceil(need * size / total)
+    end
+    local budget = 4 * est + 64
+    if budget <= size / 2 then page = walk(KEYS[best + m], chk, budget, offset) end
+  end
+  if not page then
+    local tmp = KEYS[#KEYS]
+    local args = {'ZINTERSTORE', tmp, m + 1}
+    for i = 1, m + 1 do args[#args + 1] = KEYS[i] end
+    args[#args + 1] = 'WEIGHTS'
+    args[#args + 1] = 1
+    for i = 2, m + 1 do args[#args + 1] = 0 end
+    redis.call(unpack(args))
+    if ARGV[6] == '1' and total < 0 then total = redis.call('ZCARD', tmp) end
+    page = walk(tmp, {}, -1, offset)
+    redis.call('DEL', tmp)
   end
 end
 local out = {total}
-local limit = tonumber(ARGV[3])
-if limit ~= 0 then
-  local last = -1
-  if limit > 0 then last = offset + limit - 1 end
-  for _, u in ipairs(redis.call('ZRANGE', src, offset, last)) do
-    local d = redis.call('GET', p .. 'r:' .. u)
-    if d then out[#out + 1] = d end
-  end
+for _, u in ipairs(page) do
+  local d = redis.call('GET', p .. 'r:' .. u)
+  if d then out[#out + 1] = d end
 end
-if n > 1 then redis.call('DEL', KEYS[#KEYS]) end
 return out
 `;
 
@@ -257,8 +376,10 @@ export class RedisStore implements InventoryStore {
    */
   private async reindexIfChanged(): Promise<void> {
     const meta = `${this.prefix}meta:indexed`;
-    // the value also names the layout version: z1 = the createDate sorted sets
-    const want = `${this.fieldsArg}|z1`;
+    // the value also names the layout version: z1 = the kind's createDate sorted set, z2 = one
+    // for every index set too (pz/sz/oz/fz, walked by LIST_PAGE). Several controllers starting
+    // at once all index again: REINDEX reads each record itself, so that is idempotent.
+    const want = `${this.fieldsArg}|z2`;
     if ((await this.r.get(meta)) === want) return;
     let cursor = '0';
     do {
@@ -266,10 +387,8 @@ export class RedisStore implements InventoryStore {
       cursor = next;
       for (const k of keys) {
         const uuids = await this.r.smembers(k);
-        for (let i = 0; i < uuids.length; i += 500) {
-          const vals = (await this.r.mget(...uuids.slice(i, i + 500).map((u) => this.key(u)))).filter((v): v is string => v !== null);
-          if (vals.length) await this.script(REINDEX, 0, this.prefix, this.fieldsArg, ...vals);
-        }
+        // bounded batches: one script holds Redis for a few milliseconds at a time
+        for (let i = 0; i < uuids.length; i += 500) await this.script(REINDEX, 0, this.prefix, this.fieldsArg, ...uuids.slice(i, i + 500));
       }
     } while (cursor !== '0');
     await this.r.set(meta, want);
@@ -378,17 +497,23 @@ export class RedisStore implements InventoryStore {
 
   async list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>> {
     checkQuery(q);
+    // each index set with its sorted set by createDate (same name, 'z' after the type letter)
     const sets = [`${this.prefix}k:${q.kind}`];
-    if (q.ownerAccountUuid !== undefined) sets.push(`${this.prefix}o:${q.kind}:${q.ownerAccountUuid}`);
+    const zsets = [`${this.prefix}z:${q.kind}`];
+    const add = (type: string, rest: string): void => {
+      sets.push(`${this.prefix}${type}:${q.kind}:${rest}`);
+      zsets.push(`${this.prefix}${type}z:${q.kind}:${rest}`);
+    };
+    if (q.ownerAccountUuid !== undefined) add('o', q.ownerAccountUuid);
     for (const f of q.filters ?? []) {
       // a non-numeric text: the set holds exactly the candidates (a numeric text also matches numbers)
       if (f.op !== '=' || !plainString(f.value)) continue;
-      if (f.field === 'parentUuid') sets.push(`${this.prefix}p:${q.kind}:${f.value}`);
-      else if (f.field === 'state') sets.push(`${this.prefix}s:${q.kind}:${f.value}`);
-      else if (f.field === 'ownerAccountUuid') sets.push(`${this.prefix}o:${q.kind}:${f.value}`);
-      else if (this.indexed.has(f.field)) sets.push(`${this.prefix}f:${q.kind}:${f.field}:${f.value}`);
+      if (f.field === 'parentUuid') add('p', f.value);
+      else if (f.field === 'state') add('s', f.value);
+      else if (f.field === 'ownerAccountUuid') add('o', f.value);
+      else if (this.indexed.has(f.field)) add('f', `${f.field}:${f.value}`);
     }
-    const page = await this.orderedPage<T>(q, sets);
+    const page = await this.orderedPage<T>(q, sets, zsets);
     if (page) return page;
     // uuid = / ?= (the flat reconciler's VMs of its NICs…): those records only
     const byUuid = (q.filters ?? []).find((f) => f.field === 'uuid' && (f.op === '=' || f.op === '?=') && (f.op === '=' ? typeof f.value === 'string' : (f.value as unknown[]).every((v) => typeof v === 'string')));
@@ -400,23 +525,25 @@ export class RedisStore implements InventoryStore {
   }
 
   /**
-   * The page straight from the sorted set when the sets answer every filter exactly (each
-   * filter `=` a text on an indexed field) and the order is createDate's: no record outside
-   * the page is read. Undefined when that does not apply (or a page item disagrees with its
+   * The page straight from the sorted sets when the sets answer every filter exactly (each
+   * filter `=` a text on an indexed field) and the order is createDate's (either direction):
+   * no record outside the page is read (LIST_PAGE). Undefined when that does not apply (or a page item disagrees with its
    * sets, a record of an older controller): the caller evaluates the query in full.
    */
-  private async orderedPage<T extends Resource>(q: Query, sets: string[]): Promise<QueryResult<T> | undefined> {
+  private async orderedPage<T extends Resource>(q: Query, sets: string[], zsets: string[]): Promise<QueryResult<T> | undefined> {
     // paged only: an unbounded page would hold Redis for the whole kind in one script
-    if (q.limit === undefined || (q.sort && !(q.sort.field === 'createDate' && q.sort.dir === 'asc'))) return undefined;
+    if (q.limit === undefined || (q.sort && q.sort.field !== 'createDate')) return undefined;
     if ((q.filters ?? []).length + (q.ownerAccountUuid !== undefined ? 1 : 0) !== sets.length - 1) return undefined;
     let score = '';
     if (q.after) {
+      // sorted by createDate, a position's sort value is its createDate (positionOf)
+      if (q.sort && q.after.sort !== q.after.createDate) return undefined;
       score = String(Date.parse(q.after.createDate));
       // a position not in nowIso()'s form would not meet the scores
       if (score === 'NaN' || new Date(Number(score)).toISOString() !== q.after.createDate) return undefined;
     }
-    const keys = [`${this.prefix}z:${q.kind}`, ...sets.slice(1), `${this.prefix}tmp:${randomUUID()}`];
-    const out = (await this.script(LIST_PAGE, keys.length, ...keys, this.prefix, String(q.start ?? 0), String(q.limit ?? -1), score, q.after?.uuid ?? '', q.skipTotal ? '0' : '1')) as [number, ...string[]];
+    const keys = [zsets[0]!, ...sets.slice(1), ...zsets.slice(1), `${this.prefix}tmp:${randomUUID()}`];
+    const out = (await this.script(LIST_PAGE, keys.length, ...keys, this.prefix, String(q.start ?? 0), String(q.limit), score, q.after?.uuid ?? '', q.skipTotal ? '0' : '1', q.sort?.dir ?? 'asc')) as [number, ...string[]];
     const items = out.slice(1).map((d) => JSON.parse(d as string) as T);
     if (!items.every((r) => r.kind === q.kind && (q.ownerAccountUuid === undefined || r.ownerAccountUuid === q.ownerAccountUuid) && matchesAll(r, q.filters))) return undefined;
     return { items, total: out[0] };
