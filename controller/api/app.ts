@@ -456,7 +456,13 @@ export function buildApi(d: ApiDeps): ApiApp {
       }
       throw e;
     }
-    await operate(ctx, spec, { long: a.long === true, type: `${spec.collection}.${name}`, resourceUuid: r.uuid, okStatus: 200 }, (c) => run(r, params, c));
+    const o: Parameters<typeof operate>[2] = { long: a.long === true, type: `${spec.collection}.${name}`, resourceUuid: r.uuid, okStatus: 200 };
+    if (a.long && a.resumable) {
+      // the job carries what another controller needs to run it if its flow never started (api/resume.ts)
+      const { sessionId: _s, ...principal } = ctx.state.principal as Principal;
+      o.context = { params, principal };
+    }
+    await operate(ctx, spec, o, (c) => run(r, params, c));
   });
 
   app.use(router.routes());

@@ -93,6 +93,12 @@ export interface ActionSpec {
   /** Schema of the action's parameters (the value under the action's key). */
   schema: TObject;
   long?: boolean;
+  /**
+   * (long) The job keeps the parameters and the principal, and the action's flow runs under the
+   * job's uuid with its outcome kept, so a controller that takes the job over from a dead one
+   * sees it through (api/resume.ts actionJobResumer, registered for the job type).
+   */
+  resumable?: boolean;
   adminOnly?: boolean;
   /** Absent: declared by the model but nobody handles it yet (not advertised, refused). */
   run?: (resource: Resource, params: Record<string, unknown>, ctx: OpContext) => Promise<unknown>;

@@ -1,5 +1,5 @@
-// Jobs of resumable creates whose controller died (issue 19: killing a controller loses no
-// acknowledged request). The create's flow runs under the job's uuid, so:
+// Jobs of resumable creates and actions whose controller died (issue 19: killing a controller
+// loses no acknowledged request). The create's flow runs under the job's uuid, so:
 //   - journal still there: another controller (its engine's takeover, or this one's resume at
 //     start) is finishing it; wait for it to end;
 //   - a resumed flow that failed left its error in the flow outcomes: the job fails with it;
@@ -8,25 +8,32 @@
 //     request the job kept (same principal, same uuid).
 import { TStackError } from '../../shared/errors.js';
 import type { Principal } from '../auth/accounts.js';
+import type { Resource } from '../store/types.js';
 import type { Resumer } from '../jobs/jobs.js';
 import type { ControllerContext } from '../context.js';
 import { JOURNALS, OUTCOMES, type FlowJournal, type FlowOutcome } from '../workflow/flow.js';
 import { shape } from './crud.js';
+
+/** Waits while the job's flow journal is there (another controller is finishing it); then its outcome, taken. */
+async function flowEnd(d: ControllerContext, jobUuid: string, pollMs: number): Promise<FlowOutcome | undefined> {
+  for (;;) {
+    const j = await d.store.getDoc<FlowJournal>(JOURNALS, jobUuid);
+    if (!j) break;
+    if (j.state === 'rollback-failed') throw new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'the operation failed'} (its rollback is incomplete and retried)`, { flowId: j.id });
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  const outcome = await d.store.getDoc<FlowOutcome>(OUTCOMES, jobUuid);
+  if (outcome) await d.store.deleteDoc(OUTCOMES, jobUuid);
+  return outcome;
+}
 
 export function createJobResumer(d: ControllerContext, collection: string, pollMs = 500): Resumer {
   return async (job, jc) => {
     const spec = d.registry.collection(collection);
     const interrupted = (why: string): TStackError =>
       new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and ${why}; check ${job.resourceUuid ?? 'the resource'} and retry`, job.resourceUuid ? { resourceUuid: job.resourceUuid } : undefined);
-    for (;;) {
-      const j = await d.store.getDoc<FlowJournal>(JOURNALS, job.uuid);
-      if (!j) break;
-      if (j.state === 'rollback-failed') throw new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'the create failed'} (its rollback is incomplete and retried)`, { flowId: j.id });
-      await new Promise((r) => setTimeout(r, pollMs));
-    }
-    const outcome = await d.store.getDoc<FlowOutcome>(OUTCOMES, job.uuid);
-    if (outcome) {
-      await d.store.deleteDoc(OUTCOMES, job.uuid);
+    const outcome = await flowEnd(d, job.uuid, pollMs);
+    if (outcome && outcome.action !== 'completed') {
       throw outcome.error ? new TStackError(outcome.error.code, outcome.error.message, outcome.error.details) : interrupted(`its flow ended ${outcome.action}`);
     }
     const uuid = job.resourceUuid;
@@ -37,5 +44,31 @@ export function createJobResumer(d: ControllerContext, collection: string, pollM
     // acknowledged, but its flow never started: run the create now
     const created = await spec.create.run(kept.body, { ...d, principal: { ...kept.principal, sessionId: '' }, job: jc, newUuid: uuid });
     return shape(spec, created);
+  };
+}
+
+/**
+ * Jobs of resumable actions (`ActionSpec.resumable`: VM start, stop, reboot…) whose controller
+ * died. The action's flow runs under the job's uuid and keeps its outcome when it completes too
+ * (the resource tells nothing of an action), so: journal there → wait; outcome 'completed' → the
+ * job succeeds with the resource as it is now; a failure outcome → the job fails with its error;
+ * neither → the flow never started: run the action now, from the parameters the job kept.
+ */
+export function actionJobResumer(d: ControllerContext, collection: string, action: string, pollMs = 500): Resumer {
+  return async (job, jc) => {
+    const spec = d.registry.collection(collection);
+    const outcome = await flowEnd(d, job.uuid, pollMs);
+    if (outcome && outcome.action !== 'completed') {
+      throw outcome.error ? new TStackError(outcome.error.code, outcome.error.message, outcome.error.details) : new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and its flow ended ${outcome.action}`);
+    }
+    const r = job.resourceUuid ? await d.store.get(job.resourceUuid) : undefined;
+    if (!r) throw new TStackError('NOT_FOUND', `job ${job.uuid} (${job.type}): ${job.resourceUuid ?? 'its resource'} is gone`);
+    if (outcome) return shape(spec, r);
+    const a = d.registry.action(collection, action);
+    const kept = job.context as { params?: Record<string, unknown>; principal?: Omit<Principal, 'sessionId'> } | undefined;
+    if (!a?.run || !kept?.params || !kept.principal) throw new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and its request was not kept; check ${r.uuid} and retry`, { resourceUuid: r.uuid });
+    // acknowledged, but its flow never started: run the action now (under the job's uuid)
+    const out = await a.run(r, kept.params, { ...d, principal: { ...kept.principal, sessionId: '' }, job: jc });
+    return out !== null && typeof out === 'object' && (out as Resource).kind === r.kind ? shape(spec, out as Resource) : out;
   };
 }

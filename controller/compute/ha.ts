@@ -29,7 +29,7 @@ import { attachedTo } from '../model/attachments.js';
 import { psSpec } from '../storage/index.js';
 import type { HostAgents } from '../host/service.js';
 import { callHost, mustGet, type CloudDeps } from '../cloud/common.js';
-import { startStoppedVm } from './vm.js';
+import { startStoppedVm } from './vm-power.js';
 
 const log = logger('vm-ha');
 

@@ -1,4 +1,4 @@
-// VMs in the cloud: create as a journaled flow with rollback, and the lifecycle actions.
+// VMs in the cloud: create as a journaled flow with rollback, destroy, expunge and the console (start, stop, reboot, pause, resume: vm-power.ts).
 //
 // vm-create steps (each rollback releases what its run acquired; a failure anywhere leaves no
 // domain, volume, IP, DHCP entry or reservation — only the error):
@@ -32,9 +32,12 @@ import { deleteVolumeEverywhere, type LeftFiles, type VolRec } from '../storage/
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { issueConsoleToken } from '../console/tokens.js';
-import { addServices, bridgeFor, l2sOf, nicsOf, pinnedHost, startOnHost, type KnownForSpec } from './vm-spec.js';
+import { bridgeFor, l2sOf, nicsOf, startOnHost, type KnownForSpec } from './vm-spec.js';
 import { allocateHostFor } from './affinity.js';
 import { fenceOnReturn } from '../host/fence.js';
+import { powerAction, startVm, stopVm } from './vm-power.js';
+
+export { startStoppedVm, vmPowerFlow, vmStartFlow } from './vm-power.js';
 
 const log = logger('vm');
 
@@ -388,99 +391,6 @@ async function withTransition(d: CloudDeps, vmUuid: string, from: string[], via:
   });
 }
 
-export const vmStartFlow: FlowDef<{ vmUuid: string; hostUuid?: string; services?: boolean; started?: boolean }> = {
-  name: 'vm-start',
-  onResume: 'rollback',
-  steps: [
-    {
-      name: 'host',
-      async run(ctx) {
-        const d = ctx.controller;
-        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
-        const req: Parameters<typeof allocateHost>[1] = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), hypervisorType: 'KVM' };
-        const pinned = (await pinnedHost(d, vm)) ?? (ctx.data.hostUuid as string | undefined);
-        if (pinned) req.hostUuid = pinned;
-        const a = await allocateHostFor(ctx.store, req, vm);
-        ctx.data.hostUuid = a.hostUuid;
-        await ctx.save();
-        // the host that will serve the VM's DHCP and metadata (flat-reconcile.ts reads hostUuid)
-        await ctx.store.update(vm.uuid, { hostUuid: a.hostUuid });
-      },
-      async rollback(ctx) {
-        if (ctx.data.hostUuid) await releaseHost(ctx.store, ctx.data.hostUuid, ctx.data.vmUuid);
-        await ctx.store.update(ctx.data.vmUuid, { hostUuid: undefined });
-      },
-    },
-    {
-      name: 'dhcp',
-      async run(ctx) {
-        const d = ctx.controller;
-        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
-        // the host it last ran on stops serving it (hostUuid now wins over lastHostUuid)
-        markVm(d.reconcile, vm);
-        ctx.data.services = true;
-        await ctx.save();
-        await addServices(d, vm, ctx.data.hostUuid!);
-      },
-      async rollback(ctx) {
-        if (ctx.data.services) markVm(ctx.controller.reconcile, { ...(await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance')), hostUuid: ctx.data.hostUuid });
-      },
-    },
-    {
-      name: 'start',
-      async run(ctx) {
-        const vm = await mustGet(ctx.store, ctx.data.vmUuid, 'vm-instance');
-        ctx.data.started = true;
-        await ctx.save();
-        const spec = await startOnHost(ctx.controller, vm, ctx.data.hostUuid!);
-        await ctx.store.update(vm.uuid, { serialLogPath: spec.serialLogPath, _bootFromIso: false });
-      },
-      async rollback(ctx) {
-        if (ctx.data.started) await callHost(ctx.controller, ctx.data.hostUuid!, 'kvmagent', K.VmDestroy, { uuid: ctx.data.vmUuid });
-      },
-    },
-  ],
-};
-
-async function startVm(vm0: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  return startStoppedVm(oc, vm0.uuid, typeof params.hostUuid === 'string' ? params.hostUuid : undefined);
-}
-
-/** Start a Stopped (or Created) VM on `hostUuid`, else where the allocator places it (the API's start; HA restarts). */
-export async function startStoppedVm(d: CloudDeps, vmUuid: string, hostUuid?: string, patch: Partial<Resource> = {}): Promise<Resource> {
-  const vm = await mustGet(d.store, vmUuid, 'vm-instance');
-  if (!['Stopped', 'Created'].includes(String(vm.state))) throw new TStackError('CONFLICT', `VM ${vm.name} is ${String(vm.state)}; only a Stopped VM can be started`, { state: vm.state });
-  await d.store.transition(vm.uuid, String(vm.state), 'Starting');
-  try {
-    const data: { vmUuid: string; hostUuid?: string } = { vmUuid: vm.uuid };
-    if (hostUuid) data.hostUuid = hostUuid;
-    const out = await d.engine.run(vmStartFlow, data, { lockKeys: [vm.uuid] });
-    // a started VM owes no HA restart any more
-    return await d.store.update(vm.uuid, { ...patch, state: 'Running', hostUuid: out.hostUuid, lastHostUuid: out.hostUuid, _haPending: undefined, haReason: undefined });
-  } catch (e) {
-    await d.store.update(vm.uuid, { state: 'Stopped' }).catch(() => undefined);
-    throw e;
-  }
-}
-
-async function stopVm(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = oc;
-  return withTransition(d, vm.uuid, ['Running', 'Paused', 'Unknown'], 'Stopping', async (v) => {
-    const hostUuid = String(v.hostUuid);
-    await callHost(d, hostUuid, 'kvmagent', K.VmStop, { uuid: v.uuid, type: params.type === 'cold' ? 'force' : 'grace', timeoutMs: 60_000 });
-    await releaseHost(d.store, hostUuid, v.uuid);
-    return { state: 'Stopped', hostUuid: undefined, lastHostUuid: hostUuid };
-  });
-}
-
-const simple = (cmd: typeof K.VmReboot | typeof K.VmPause | typeof K.VmResume, from: string[], via: string, to: string) => async (vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> => {
-  const d = oc;
-  return withTransition(d, vm.uuid, from, via, async (v) => {
-    await callHost(d, String(v.hostUuid), 'kvmagent', cmd as typeof K.VmPause, { uuid: v.uuid });
-    return { state: to };
-  });
-};
-
 /** DELETE: destroy (recoverable until expunged): the domain goes, the VM keeps its volumes and IPs. */
 async function destroyVm(vm: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
   const d = oc;
@@ -592,11 +502,12 @@ const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiR
 export function registerComputeApi(reg: ApiRegistry): void {
   reg.setCreate('vm-instances', { long: true, resumable: true, run: createVm });
   reg.setDelete('vm-instances', { long: true, run: destroyVm });
-  once(reg, 'vm-instances', 'start', { long: true, run: startVm });
-  once(reg, 'vm-instances', 'stop', { long: true, run: stopVm });
-  once(reg, 'vm-instances', 'reboot', { long: true, run: simple(K.VmReboot, ['Running'], 'Rebooting', 'Running') });
-  once(reg, 'vm-instances', 'pause', { long: true, run: simple(K.VmPause, ['Running'], 'Pausing', 'Paused') });
-  once(reg, 'vm-instances', 'resume', { long: true, run: simple(K.VmResume, ['Paused'], 'Resuming', 'Running') });
+  // flows under the job's uuid: a controller taking the job over sees it through (vm-power.ts)
+  once(reg, 'vm-instances', 'start', { long: true, resumable: true, run: startVm });
+  once(reg, 'vm-instances', 'stop', { long: true, resumable: true, run: stopVm });
+  once(reg, 'vm-instances', 'reboot', { long: true, resumable: true, run: powerAction('reboot') });
+  once(reg, 'vm-instances', 'pause', { long: true, resumable: true, run: powerAction('pause') });
+  once(reg, 'vm-instances', 'resume', { long: true, resumable: true, run: powerAction('resume') });
   once(reg, 'vm-instances', 'recover', { long: true, run: recoverVm });
   once(reg, 'vm-instances', 'expunge', { long: true, run: expungeVm });
   once(reg, 'vm-instances', 'requestConsoleAccess', { long: false, schema: Obj({}), description: 'A single-use console token, valid 60 s, for this account: {url, token, expiresAt}; open url as a WebSocket (RFB, no password) with subprotocols binary and tstack-session.<session token>', run: consoleOf });

@@ -113,6 +113,8 @@ export interface FlowJournal {
   redone?: number;
   /** Set when another controller took this flow over (its controller's heartbeat expired). */
   takenOverFrom?: string;
+  /** Write the outcome when the flow completes too (RunOptions.keepOutcome). */
+  keepOutcome?: boolean;
   startedAt: string;
   updatedAt: string;
 }
@@ -127,6 +129,12 @@ export interface RunOptions {
   log?: Logger;
   /** The controller whose flow this is (FlowContext.controller). */
   controller?: () => ControllerContext;
+  /**
+   * Write the outcome when the flow completes too, not only when it fails: a job's flow whose
+   * resource tells nothing of it (an action on a VM, unlike a create) lets the job's resumer
+   * tell a flow that completed from one that never started (api/resume.ts).
+   */
+  keepOutcome?: boolean;
 }
 
 /** Thrown when a flow failed and was rolled back (details: flow, step, rolledBack, rollbackErrors). */
@@ -215,6 +223,8 @@ class Runner<D extends FlowData> {
       delete this.j.current;
       this.ctx.progress(Math.round(((i + 1) / steps.length) * 100), step.name);
     }
+    // written before the journal goes, as a failure's is (backward)
+    if (this.j.keepOutcome) await this.store.putDoc(OUTCOMES, this.j.id, { flow: this.j.flow, action: 'completed', at: new Date().toISOString() } satisfies FlowOutcome);
     await this.store.deleteDoc(JOURNALS, this.j.id);
     return this.j.data as D;
   }
@@ -264,6 +274,7 @@ export function newJournal(def: FlowDef<FlowData>, data: FlowData, opts: RunOpti
     data,
     ...(opts.lockKeys ? { lockKeys: opts.lockKeys } : {}),
     ...(opts.hostUuid ? { hostUuid: opts.hostUuid } : {}),
+    ...(opts.keepOutcome ? { keepOutcome: true } : {}),
     startedAt: now,
     updatedAt: now,
   };
@@ -286,8 +297,9 @@ export interface ResumeReport {
 
 /**
  * How failed flows ended ('flow-outcomes', by flow id): a job whose controller died reads the
- * error of its flow here once the flow was rolled back (jobs of flows that completed find their
- * resource: only failures are written). Pruned after a day.
+ * error of its flow here once the flow was rolled back (a create's job finds its resource when
+ * its flow completed: only failures are written, unless the run asked for keepOutcome). Pruned
+ * after a day.
  */
 export const OUTCOMES = 'flow-outcomes';
 

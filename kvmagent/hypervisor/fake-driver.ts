@@ -142,6 +142,7 @@ export class FakeDriver implements HypervisorDriver {
   }
 
   async reboot(name: string): Promise<void> {
+    this.calls.push(['reboot', name]);
     const d = this.d(name);
     if (!this.active(d)) throw new TStackError('LIBVIRT_ERROR', `domain ${name} is not running`);
   }
