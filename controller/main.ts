@@ -32,6 +32,7 @@ import { uiMiddleware } from './webui/serve.js';
 import { attachConsoleProxy, type ConsoleProxy } from './console/proxy.js';
 import { applyServerLimits, serverOptions } from '../shared/http/limits.js';
 import { ensureGlobalConfigs, registerGlobalConfigApi } from './config/global-config.js';
+import { registerJobResumers } from './api/resume.js';
 
 const log = logger('controller');
 
@@ -207,6 +208,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     await ensureGlobalConfigs(store, auth.adminAccountUuid);
     for (const m of modules) await m.install(services);
     await o.beforeListen?.(services);
+    // the jobs of resumable creates and actions are seen through by the controller that takes them over
+    registerJobResumers(services);
     await jobs.init();
     const apiDeps: Parameters<typeof buildApi>[0] = { ...services, version };
     if (o.token) apiDeps.metricsToken = o.token;

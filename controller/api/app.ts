@@ -457,12 +457,14 @@ export function buildApi(d: ApiDeps): ApiApp {
       throw e;
     }
     const o: Parameters<typeof operate>[2] = { long: a.long === true, type: `${spec.collection}.${name}`, resourceUuid: r.uuid, okStatus: 200 };
+    let newUuid: string | undefined;
     if (a.long && a.resumable) {
       // the job carries what another controller needs to run it if its flow never started (api/resume.ts)
       const { sessionId: _s, ...principal } = ctx.state.principal as Principal;
       o.context = { params, principal };
+      if (a.newUuid) o.context.newUuid = newUuid = randomUUID();
     }
-    await operate(ctx, spec, o, (c) => run(r, params, c));
+    await operate(ctx, spec, o, (c) => run(r, params, newUuid ? { ...c, newUuid } : c));
   });
 
   app.use(router.routes());

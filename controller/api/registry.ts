@@ -99,6 +99,11 @@ export interface ActionSpec {
    * sees it through (api/resume.ts actionJobResumer, registered for the job type).
    */
   resumable?: boolean;
+  /**
+   * (resumable) The action makes a resource (volumes.createSnapshot): its uuid is chosen before
+   * the job starts (OpContext.newUuid) and kept in the job, which a resumed job answers with.
+   */
+  newUuid?: boolean;
   adminOnly?: boolean;
   /** Absent: declared by the model but nobody handles it yet (not advertised, refused). */
   run?: (resource: Resource, params: Record<string, unknown>, ctx: OpContext) => Promise<unknown>;
@@ -194,6 +199,23 @@ export class ApiRegistry {
     if (!m) this.acts.set(collection, (m = new Map()));
     if (m.has(name)) throw new Error(`action ${collection}.${name} registered twice`);
     m.set(name, { ...spec, name });
+  }
+
+  /**
+   * The resumable long operations by collection ('create' or an action's name): each job type gets
+   * a resumer (api/resume.ts registerJobResumers). Read from the handlers: works before the
+   * collections are registered.
+   */
+  resumables(): Array<{ collection: string; op: string }> {
+    const out: Array<{ collection: string; op: string }> = [];
+    for (const [collection, h] of this.handlers) if (h.create?.long && h.create.resumable) out.push({ collection, op: 'create' });
+    for (const [collection, m] of this.acts) for (const a of m.values()) if (a.resumable) out.push({ collection, op: a.name });
+    return out;
+  }
+
+  /** An action's handler as registered (no model declaration needed: usable before the collections are registered). */
+  actionHandler(collection: string, name: string): ActionSpec['run'] {
+    return this.acts.get(collection)?.get(name)?.run;
   }
 
   /** The actions served on a collection: those with a handler (what OpenAPI and the CLI show). */

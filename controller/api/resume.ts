@@ -55,20 +55,30 @@ export function createJobResumer(d: ControllerContext, collection: string, pollM
  * neither → the flow never started: run the action now, from the parameters the job kept.
  */
 export function actionJobResumer(d: ControllerContext, collection: string, action: string, pollMs = 500): Resumer {
+  const shaped = (v: unknown): unknown => (v !== null && typeof v === 'object' && typeof (v as Resource).kind === 'string' && typeof (v as Resource).uuid === 'string' ? shape(d.registry.byKind((v as Resource).kind), v as Resource) : v);
   return async (job, jc) => {
-    const spec = d.registry.collection(collection);
     const outcome = await flowEnd(d, job.uuid, pollMs);
     if (outcome && outcome.action !== 'completed') {
       throw outcome.error ? new TStackError(outcome.error.code, outcome.error.message, outcome.error.details) : new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and its flow ended ${outcome.action}`);
     }
+    const kept = job.context as { params?: Record<string, unknown>; principal?: Omit<Principal, 'sessionId'>; newUuid?: string } | undefined;
     const r = job.resourceUuid ? await d.store.get(job.resourceUuid) : undefined;
+    if (outcome) {
+      // completed: what the action answers with (the resource it made, else the one it acted on)
+      const made = kept?.newUuid ? await d.store.get(kept.newUuid) : r;
+      if (!made) throw new TStackError('NOT_FOUND', `job ${job.uuid} (${job.type}) completed, but ${kept?.newUuid ?? job.resourceUuid ?? 'its resource'} is gone`);
+      return shaped(made);
+    }
     if (!r) throw new TStackError('NOT_FOUND', `job ${job.uuid} (${job.type}): ${job.resourceUuid ?? 'its resource'} is gone`);
-    if (outcome) return shape(spec, r);
-    const a = d.registry.action(collection, action);
-    const kept = job.context as { params?: Record<string, unknown>; principal?: Omit<Principal, 'sessionId'> } | undefined;
-    if (!a?.run || !kept?.params || !kept.principal) throw new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and its request was not kept; check ${r.uuid} and retry`, { resourceUuid: r.uuid });
+    const run = d.registry.actionHandler(collection, action);
+    if (!run || !kept?.params || !kept.principal) throw new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and its request was not kept; check ${r.uuid} and retry`, { resourceUuid: r.uuid });
     // acknowledged, but its flow never started: run the action now (under the job's uuid)
-    const out = await a.run(r, kept.params, { ...d, principal: { ...kept.principal, sessionId: '' }, job: jc });
-    return out !== null && typeof out === 'object' && (out as Resource).kind === r.kind ? shape(spec, out as Resource) : out;
+    const oc = { ...d, principal: { ...kept.principal, sessionId: '' }, job: jc, ...(kept.newUuid ? { newUuid: kept.newUuid } : {}) };
+    return shaped(await run(r, kept.params, oc));
   };
+}
+
+/** A resumer for the job type of every resumable create and action (call before JobManager.init()). */
+export function registerJobResumers(d: ControllerContext): void {
+  for (const { collection, op } of d.registry.resumables()) d.jobs.registerResumer(`${collection}.${op}`, op === 'create' ? createJobResumer(d, collection) : actionJobResumer(d, collection, op));
 }

@@ -12,9 +12,7 @@ import { registerCloneApi, vmCloneFlow } from '../compute/clone.js';
 import { imageFromVolumeFlow } from '../storage/volume-images.js';
 import { registerQosApi } from '../storage/qos.js';
 import { registerNetworkApi, onHostConnectedNetwork } from '../network/index.js';
-import { actionJobResumer, createJobResumer } from '../api/resume.js';
 import { registerComputeApi, vmCreateFlow, vmPowerFlow, vmStartFlow, watchVmEvents } from '../compute/vm.js';
-import { RESUMABLE_VM_ACTIONS } from '../compute/vm-power.js';
 import { migrationTargetRoutes, registerMigrationApi, vmMigrateFlow } from '../compute/migrate.js';
 import { vmColdMigrateFlow } from '../compute/cold-migrate.js';
 import { evacuateHost } from '../compute/maintenance.js';
@@ -53,12 +51,8 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   const { engine, reconcile } = s;
   const deps: CloudDeps = s;
   engine.register(vmCreateFlow);
-  // a VM create acknowledged by a controller that died is seen through by the one taking its job
-  s.jobs.registerResumer('vm-instances.create', createJobResumer(s, 'vm-instances'));
   engine.register(vmStartFlow);
   engine.register(vmPowerFlow);
-  // so are its starts, stops, reboots, pauses and resumes
-  for (const a of RESUMABLE_VM_ACTIONS) s.jobs.registerResumer(`vm-instances.${a}`, actionJobResumer(s, 'vm-instances', a));
   engine.register(vmMigrateFlow);
   engine.register(vmColdMigrateFlow);
   engine.register(volumeSnapshotFlow);

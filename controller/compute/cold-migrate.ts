@@ -148,6 +148,7 @@ export async function coldMigrate(d: CloudDeps, vm: Resource, srcHostUuid: strin
   const runOpts: Parameters<typeof d.engine.run>[2] = { lockKeys: [vm.uuid, ...data.volumeUuids] };
   if (job) {
     runOpts.id = job.jobUuid;
+    runOpts.keepOutcome = true; // for the job's resumer (api/resume.ts)
     runOpts.onProgress = (pc, m) => job.progress(pc, m);
   }
   await d.engine.run(vmColdMigrateFlow, data, runOpts);

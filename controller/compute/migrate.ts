@@ -16,7 +16,9 @@
 //   migrate   source kvmagent vm/migrate (libvirt peer-to-peer)      — libvirt keeps the domain on
 //             the source when it fails; a run that finds the VM already on the destination is done
 //   switch    hostUuid → destination (the local volumes' too), source reservation and services
-//             released, state restored; after the flow the source's copy of the disks is deleted
+//             released, state restored
+//   source-disks  the source's copy of the disks that moved is deleted (best effort; also after a
+//             flow that failed once the VM had moved)
 // onResume 'complete': a restarted controller re-runs the step in progress; every step is
 // idempotent and `migrate` first asks the destination whether the VM is already there.
 // Test-only fault injection: TSTACK_FAULT_INJECT=vm-migrate:<step> (cloud/common.ts).
@@ -238,7 +240,8 @@ export const vmMigrateFlow: FlowDef<VmMigrateData> = {
           const addr = String(dest.managementIp);
           try {
             const copyStorage = (ctx.data.copyVolumeUuids?.length ?? 0) > 0;
-            const r = await callHost(d, ctx.data.srcHostUuid, 'kvmagent', K.VmMigrate, { uuid: ctx.data.vmUuid, destAddress: addr, destConsoleListen: addr, unsafe: ctx.data.unsafe, copyStorage });
+            // sent again after a crash (the VM not yet on the destination), it joins the first run
+            const r = await callHost(d, ctx.data.srcHostUuid, 'kvmagent', K.VmMigrate, { uuid: ctx.data.vmUuid, destAddress: addr, destConsoleListen: addr, unsafe: ctx.data.unsafe, copyStorage }, { taskId: ctx.taskId('migrate') });
             log.info({ vm: ctx.data.vmUuid, to: dest.uuid, ms: r.durationMs }, 'live migration done');
           } catch (e) {
             // libvirt fails before the switch-over (the domain stays on the source) or after it
@@ -263,8 +266,28 @@ export const vmMigrateFlow: FlowDef<VmMigrateData> = {
         await switchToDestination(ctx);
       },
     },
+    {
+      // in the flow, so a controller that takes it over deletes them too
+      name: 'source-disks',
+      async run(ctx) {
+        await deleteSourceCopies(stepDeps(ctx), ctx.data);
+      },
+    },
   ],
 };
+
+/** The source's copy of the disks that moved (best effort: a failure leaves orphan files, never a VM without a disk). */
+async function deleteSourceCopies(d: CloudDeps, data: VmMigrateData): Promise<void> {
+  if (!data.copyVolumeUuids?.length || (await d.store.get(data.vmUuid))?.hostUuid !== data.destHostUuid) return;
+  for (const u of data.copyVolumeUuids) {
+    const vol = await d.store.get(u);
+    if (!vol) continue;
+    const ps = psSpec(await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage'));
+    await callHost(d, data.srcHostUuid, 'storageagent', S.DeleteVolume, { ps, volumeUuid: u }).catch((e: unknown) =>
+      log.warn({ vm: data.vmUuid, volume: u, host: data.srcHostUuid, err: (e as Error).message }, 'the disk runs on the destination; its source copy could not be deleted (orphan)'),
+    );
+  }
+}
 
 async function migrateVm(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const want = typeof params.hostUuid === 'string' ? params.hostUuid : undefined;
@@ -312,22 +335,17 @@ export async function liveMigrate(d: CloudDeps, vmUuid: string, want?: string, j
     if (local.length) data.copyVolumeUuids = local.map((v) => v.uuid);
     const runOpts: Parameters<typeof d.engine.run>[2] = { lockKeys: [vm.uuid, ...local.map((v) => v.uuid)] };
     if (job) {
+      // the job's resumer (api/resume.ts) tells a completed flow from one that never started by its outcome
       runOpts.id = job.jobUuid;
+      runOpts.keepOutcome = true;
       runOpts.onProgress = (pc, m) => job.progress(pc, m);
     }
     try {
       await d.engine.run(vmMigrateFlow, data, runOpts);
-    } finally {
-      // the source's copy of a disk that moved (also when the flow failed after the move): best
-      // effort, outside the flow (a controller killed here leaves orphan files, never a VM without a disk)
-      if (local.length && (await d.store.get(vm.uuid))?.hostUuid === dest) {
-        for (const v of local) {
-          const ps = psSpec(await mustGet(d.store, String(v.primaryStorageUuid), 'primary-storage'));
-          await callHost(d, src, 'storageagent', S.DeleteVolume, { ps, volumeUuid: v.uuid }).catch((e: unknown) =>
-            log.warn({ vm: vm.uuid, volume: v.uuid, host: src, err: (e as Error).message }, 'the disk runs on the destination; its source copy could not be deleted (orphan)'),
-          );
-        }
-      }
+    } catch (e) {
+      // the flow failed after the move (its rollback switched the records over): the source's copy goes too
+      await deleteSourceCopies(d, data);
+      throw e;
     }
     return mustGet(d.store, vm.uuid, 'vm-instance');
   }
@@ -354,7 +372,9 @@ async function mayCopyStorage(d: CloudDeps, vm: Resource, local: Resource[]): Pr
 export function registerMigrationApi(reg: ApiRegistry): void {
   if (!reg.action('vm-instances', 'migrate')?.run) {
     // schema from the model: {hostUuid?}
-    reg.registerAction('vm-instances', 'migrate', { long: true, adminOnly: true, run: migrateVm });
+    // resumable: a controller taking the job over from a dead one sees it through (live: the flow
+    // completes; cold: it rolls back, the job fails with why)
+    reg.registerAction('vm-instances', 'migrate', { long: true, adminOnly: true, resumable: true, run: migrateVm });
   }
 }
 

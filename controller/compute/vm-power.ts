@@ -237,6 +237,3 @@ export const powerAction =
   (op: Exclude<PowerOp, 'stop'>) =>
   (vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> =>
     power(oc, vm.uuid, op, oc.job);
-
-/** The VM actions whose jobs a controller taking over from a dead one sees through (install.ts registers their resumers). */
-export const RESUMABLE_VM_ACTIONS = ['start', 'stop', 'reboot', 'pause', 'resume'] as const;

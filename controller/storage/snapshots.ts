@@ -168,13 +168,16 @@ export async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: 
   if (vol.status !== 'Ready') throw new TStackError('CONFLICT', `volume ${vol.name} is ${String(vol.status)}; only a Ready volume has data to snapshot`);
   const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
   const snapshot: Resource = {
-    uuid: randomUUID(), kind: 'volume-snapshot', name: body.name, createDate: '', lastOpDate: '', ownerAccountUuid: vol.ownerAccountUuid, tags: [],
+    uuid: oc.newUuid ?? randomUUID(), kind: 'volume-snapshot', name: body.name, createDate: '', lastOpDate: '', ownerAccountUuid: vol.ownerAccountUuid, tags: [],
     parentUuid: vol.uuid, volumeUuid: vol.uuid, volumeType: vol.type, primaryStorageUuid: ps.uuid, state: 'Enabled', status: 'Creating', latest: false,
     ...(body.description !== undefined ? { description: body.description } : {}),
   };
   const lockKeys = [vol.uuid, ...(typeof vol.vmInstanceUuid === 'string' ? [vol.vmInstanceUuid] : [])];
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys };
-  if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+  if (oc.job) {
+    runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+    runOpts.keepOutcome = true; // the job's resumer tells completed from never started (api/resume.ts)
+  }
   await d.engine.run(volumeSnapshotFlow, { snapshot, volumeUuid: vol.uuid }, runOpts);
   return mustGet(d.store, snapshot.uuid, 'volume-snapshot');
 }
@@ -248,7 +251,7 @@ export const volumeRevertFlow: FlowDef<RevertData> = {
 async function revertSnapshot(snap: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
   const volUuid = String(snap.volumeUuid);
-  await d.engine.run(volumeRevertFlow, { snapshotUuid: snap.uuid, volumeUuid: volUuid }, { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [volUuid] });
+  await d.engine.run(volumeRevertFlow, { snapshotUuid: snap.uuid, volumeUuid: volUuid }, { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [volUuid], keepOutcome: oc.job !== undefined });
   return mustGet(d.store, snap.uuid, 'volume-snapshot');
 }
 
@@ -293,10 +296,12 @@ const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiR
 };
 
 export function registerSnapshotApi(reg: ApiRegistry): void {
-  reg.setCreate('volume-snapshots', { long: true, run: createSnapshot });
+  // snapshots and reverts are flows under the job's uuid: a controller taking the job over from a
+  // dead one sees it through (api/resume.ts)
+  reg.setCreate('volume-snapshots', { long: true, resumable: true, run: createSnapshot });
   reg.setDelete('volume-snapshots', { long: true, run: deleteSnapshot });
-  once(reg, 'volume-snapshots', 'revert', { long: true, run: revertSnapshot });
+  once(reg, 'volume-snapshots', 'revert', { long: true, resumable: true, run: revertSnapshot });
   // the action is the create with volumeUuid filled in: one path for validation, ownership and
   // quota (snapshot.volume.num counts volume-snapshot records made through prepareCreate)
-  once(reg, 'volumes', 'createSnapshot', { long: true, run: (vol, p, oc) => createSnapshot({ ...p, volumeUuid: vol.uuid }, oc) });
+  once(reg, 'volumes', 'createSnapshot', { long: true, resumable: true, newUuid: true, run: (vol, p, oc) => createSnapshot({ ...p, volumeUuid: vol.uuid }, oc) });
 }

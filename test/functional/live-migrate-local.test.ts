@@ -12,6 +12,8 @@ import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import type { MigrateOptions } from '../../kvmagent/hypervisor/driver.js';
 import { globalConfigUuid } from '../../controller/config/global-config.js';
 import * as S from '../../shared/protocol/storage.js';
+import { JOURNALS } from '../../controller/workflow/flow.js';
+import { until } from '../harness/assert.js';
 
 const MiB = 1024 * 1024;
 const CONFIG = 'localStoragePrimaryStorage.liveMigrationWithStorage.allow';
@@ -143,6 +145,47 @@ describe('functional: live migration of a VM on local storage (its root disk cop
       await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
     });
   }
+
+  it('a controller killed while the VM migrates: the restarted one completes the flow and the job (Succeeded, the VM on the destination), migrated once, the source copy deleted', async () => {
+    await setAllow('true');
+    const vm = await runningVm('lm-crash');
+    const before = { n: migrations.length, d0: dels(0).length };
+    // the source's hypervisor holds the migration until the controller is gone
+    const drv = fc.hosts[0]!.kvm.driver;
+    const orig = drv.migrate;
+    let reached!: () => void;
+    let release!: () => void;
+    const inMigrate = new Promise<void>((r) => (reached = r));
+    const gate = new Promise<void>((r) => (release = r));
+    drv.migrate = async (name, o) => {
+      reached();
+      await gate;
+      return orig(name, o);
+    };
+    let job: any;
+    try {
+      const r = await fc.api.post(`/v1/vm-instances/${vm.uuid}/actions`, { migrate: {} });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      await Promise.race([inMigrate, new Promise((_, rej) => setTimeout(() => rej(new Error('the migration never started')), 20_000))]);
+      await fc.crashController();
+      release();
+      job = await until('the migrate job ended', async () => {
+        const j = (await fc.api.get(`/v1/jobs/${r.body.jobUuid as string}`)).body;
+        return j.state !== 'Running' && j;
+      }, 30_000, 100);
+    } finally {
+      release();
+      drv.migrate = orig;
+    }
+    assert.equal(job.state, 'Succeeded', JSON.stringify(job.error));
+    assert.equal(job.result?.hostUuid, h[1]);
+    await on(1, vm.uuid);
+    assert.equal(migrations.length - before.n, 1, 'migrated once: the vm/migrate sent again joined the first run');
+    assert.deepEqual(dels(0).slice(before.d0), [vm.rootVolumeUuid], 'the source’s copy is deleted');
+    assert.deepEqual((await store().listDocs(JOURNALS)).map((j) => j.id), []);
+    assert.equal((await store().claims(`host-capacity:${h[0]}`)).some((x) => x.key === vm.uuid), false, 'no reservation left on the source');
+    await fc.api.del(`/v1/vm-instances/${vm.uuid}?wait=true`);
+  });
 
   it('false again: refused again', async () => {
     await setAllow('false');

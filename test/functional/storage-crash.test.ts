@@ -26,10 +26,20 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
   const journals = async (): Promise<string[]> => (await store().listDocs<{ flow: string }>(JOURNALS)).map((j) => j.doc.flow);
   const count = async (kind: string): Promise<number> => (await store().list({ kind })).total;
 
-  /** POST, expecting a job (202); the job's outcome is lost with the controller. */
-  async function start(path: string, body: unknown): Promise<void> {
+  /** POST, expecting a job (202): its uuid. */
+  async function start(path: string, body: unknown): Promise<string> {
     const r = await fc.api.post(path, body);
     assert.equal(r.status, 202, JSON.stringify(r.body));
+    return r.body.jobUuid as string;
+  }
+  /** The job once it ended (the restarted controller took it over). */
+  async function jobEnd(uuid: string): Promise<any> {
+    const end = Date.now() + 20_000;
+    for (;;) {
+      const j = (await fc.api.get(`/v1/jobs/${uuid}`)).body;
+      if (j.state !== 'Running' || Date.now() > end) return j;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
   async function ok(path: string, body: unknown): Promise<any> {
     const r = await fc.api.post(`${path}?wait=true`, body);
@@ -44,29 +54,47 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
   };
 
   /** Hold `command` on the storage agent, start the operation, crash the controller while the agent works, let the held call go. */
-  async function crashDuring(command: string, o: { after?: boolean; skip?: number }, path: string, body: unknown): Promise<void> {
+  async function crashDuring(command: string, o: { after?: boolean; skip?: number }, path: string, body: unknown): Promise<string> {
     const h = fc.storage.hold(command, o);
-    await start(path, body);
+    const job = await start(path, body);
     await Promise.race([h.reached, new Promise((_, rej) => setTimeout(() => rej(new Error(`${command} was never called`)), 20_000))]);
     await fc.crashController();
     h.release();
     // the restarted controller resumes unfinished flows in the background (it serves meanwhile)
     const end = Date.now() + 20_000;
     while ((await journals()).length > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    return job;
   }
 
   for (const after of [true, false]) {
     it(`snapshot: killed while the agent takes it (${after ? 'it did' : 'it did not'}); the restarted controller completes it`, async () => {
       const vol = await volume(`crash-snap-${after}`);
-      await crashDuring(S.CreateSnapshot.name, { after }, '/v1/volume-snapshots', { name: 's1', volumeUuid: vol.uuid });
+      const job = await crashDuring(S.CreateSnapshot.name, { after }, '/v1/volume-snapshots', { name: 's1', volumeUuid: vol.uuid });
       assert.deepEqual(await journals(), [], 'no unfinished flow');
       const snaps = await store().byParent('volume-snapshot', vol.uuid);
       assert.equal(snaps.length, 1);
       assert.equal(snaps[0]!.status, 'Ready');
+      // the acknowledged job ends with the snapshot, not INTERRUPTED
+      const j = await jobEnd(job);
+      assert.equal(j.state, 'Succeeded', JSON.stringify(j.error));
+      assert.equal(j.result?.uuid, snaps[0]!.uuid);
+      assert.equal(j.result?.status, 'Ready');
       assert.deepEqual(fc.storageState.snapshots.get(vol.uuid)?.map((x) => x.snapshotUuid), [snaps[0]!.uuid], 'the agent has exactly that snapshot');
       assert.equal((await store().get(vol.uuid))?._currentSnapshotUuid, snaps[0]!.uuid);
     });
   }
+
+  it('snapshot through the volume action: killed while the agent takes it; the job ends with the snapshot (its uuid chosen before the job started)', async () => {
+    const vol = await volume('crash-snap-action');
+    const job = await crashDuring(S.CreateSnapshot.name, { after: true }, `/v1/volumes/${vol.uuid}/actions`, { createSnapshot: { name: 's1' } });
+    assert.deepEqual(await journals(), [], 'no unfinished flow');
+    const snaps = await store().byParent('volume-snapshot', vol.uuid);
+    assert.deepEqual(snaps.map((x) => x.status), ['Ready']);
+    const j = await jobEnd(job);
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j.error));
+    assert.equal(j.result?.uuid, snaps[0]!.uuid);
+    assert.deepEqual([j.result?.status, j.result?.volumeUuid], ['Ready', vol.uuid], 'the snapshot, not the volume');
+  });
 
   it('revert: killed while the agent reverts; the restarted controller reverts again and records it', async () => {
     const vol = await volume('crash-revert');
@@ -74,8 +102,11 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
     const s2 = await ok(`/v1/volumes/${vol.uuid}/actions`, { createSnapshot: { name: 's2' } });
     assert.equal((await store().get(vol.uuid))?._currentSnapshotUuid, s2.uuid);
     const before = fc.storageState.reverts.length;
-    await crashDuring(S.RevertSnapshot.name, { after: true }, `/v1/volume-snapshots/${s1.uuid}/actions`, { revert: {} });
+    const job = await crashDuring(S.RevertSnapshot.name, { after: true }, `/v1/volume-snapshots/${s1.uuid}/actions`, { revert: {} });
     assert.deepEqual(await journals(), []);
+    const j = await jobEnd(job);
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j.error));
+    assert.equal(j.result?.uuid, s1.uuid);
     assert.deepEqual(fc.storageState.reverts.slice(before), [{ volumeUuid: vol.uuid, snapshotUuid: s1.uuid }, { volumeUuid: vol.uuid, snapshotUuid: s1.uuid }], 'reverted again after the restart');
     const v = await store().get(vol.uuid);
     assert.equal(v?._currentSnapshotUuid, s1.uuid, 'the record matches the disk');

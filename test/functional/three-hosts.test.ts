@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import { JOURNALS } from '../../controller/workflow/flow.js';
+import { until } from '../harness/assert.js';
 import * as S from '../../shared/protocol/storage.js';
 
 const MiB = 1024 * 1024;
@@ -198,6 +199,14 @@ describe('functional: three hosts — affinity placement, cold migration of a st
     await fc.crashController();
     held.release();
     await on(0, vm.uuid, vols);
+    // the acknowledged job ends with why (the flow rolled back on resume), not INTERRUPTED
+    const j = await until('the migrate job ended', async () => {
+      const x = (await fc.api.get(`/v1/jobs/${r.body.jobUuid as string}`)).body;
+      return x.state !== 'Running' && x;
+    }, 20_000, 100);
+    assert.equal(j.state, 'Failed');
+    assert.equal(j.error.code, 'CANCELLED', JSON.stringify(j.error));
+    assert.match(j.error.message, /restarted during this flow; rolled back/);
     assert.equal(counts()[0]!.del, before[0]!.del, 'the source keeps its files');
     assert.ok(seen(2, S.DeleteVolume.name).slice(before[2]!.del).some((x) => x.volumeUuid === vols[0]), 'the destination’s copy is deleted');
     const started = await fc.action(vm.uuid, 'start');

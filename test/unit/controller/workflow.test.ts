@@ -226,6 +226,22 @@ describe('controller workflow engine', () => {
     }
   });
 
+  it('keepOutcome: a completed run (and a resumed one) writes its outcome before the journal goes; without it none', async () => {
+    const def: FlowDef = { name: 'kept', onResume: 'complete', steps: [{ name: 'a', async run() {} }, { name: 'b', async run() {} }] };
+    await runFlow(store, def, {}, { id: 'k-live', keepOutcome: true });
+    assert.equal((await store.getDoc<FlowOutcome>(OUTCOMES, 'k-live'))?.action, 'completed');
+    await runFlow(store, def, {}, { id: 'k-none' });
+    assert.equal(await store.getDoc(OUTCOMES, 'k-none'), undefined);
+    // a journal left mid-flow by a dead controller keeps the option for whoever resumes it
+    const now = new Date().toISOString();
+    await store.putDoc(JOURNALS, 'k-resumed', { id: 'k-resumed', flow: 'kept', controllerId: 'me', state: 'running', completed: 1, current: 1, rolledBack: [], data: {}, keepOutcome: true, startedAt: now, updatedAt: now } satisfies FlowJournal);
+    const engine = new FlowEngine({ store, controllerId: 'me', registry: new FlowRegistry() });
+    engine.register(def);
+    assert.deepEqual((await engine.resume()).map((r) => [r.id, r.action]), [['k-resumed', 'completed']]);
+    assert.equal((await store.getDoc<FlowOutcome>(OUTCOMES, 'k-resumed'))?.action, 'completed');
+    assert.equal(await store.getDoc(JOURNALS, 'k-resumed'), undefined);
+  });
+
   it('resume leaves other controllers\' journals and unknown flows alone', async () => {
     const base = { completed: 1, rolledBack: [], data: {}, startedAt: '', updatedAt: '', state: 'running' as const };
     await store.putDoc(JOURNALS, 'a', { ...base, id: 'a', flow: 'six', controllerId: 'other' });
