@@ -14,7 +14,7 @@ import type { ControllerContext } from '../context.js';
 import { JOURNALS, OUTCOMES, type FlowJournal, type FlowOutcome } from '../workflow/flow.js';
 import { shape } from './crud.js';
 
-/** Waits while the job's flow journal is there (another controller is finishing it); then its outcome, taken. */
+/** Waits while the job's flow journal is there (another controller is finishing it); then its outcome (deleted once the job's end is persisted: registerJobResumers). */
 async function flowEnd(d: ControllerContext, jobUuid: string, pollMs: number): Promise<FlowOutcome | undefined> {
   for (;;) {
     const j = await d.store.getDoc<FlowJournal>(JOURNALS, jobUuid);
@@ -22,9 +22,7 @@ async function flowEnd(d: ControllerContext, jobUuid: string, pollMs: number): P
     if (j.state === 'rollback-failed') throw new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'the operation failed'} (its rollback is incomplete and retried)`, { flowId: j.id });
     await new Promise((r) => setTimeout(r, pollMs));
   }
-  const outcome = await d.store.getDoc<FlowOutcome>(OUTCOMES, jobUuid);
-  if (outcome) await d.store.deleteDoc(OUTCOMES, jobUuid);
-  return outcome;
+  return d.store.getDoc<FlowOutcome>(OUTCOMES, jobUuid);
 }
 
 export function createJobResumer(d: ControllerContext, collection: string, pollMs = 500): Resumer {
@@ -80,5 +78,17 @@ export function actionJobResumer(d: ControllerContext, collection: string, actio
 
 /** A resumer for the job type of every resumable create and action (call before JobManager.init()). */
 export function registerJobResumers(d: ControllerContext): void {
-  for (const { collection, op } of d.registry.resumables()) d.jobs.registerResumer(`${collection}.${op}`, op === 'create' ? createJobResumer(d, collection) : actionJobResumer(d, collection, op));
+  const actions = new Set<string>();
+  const creates = new Set<string>();
+  for (const { collection, op } of d.registry.resumables()) {
+    const type = `${collection}.${op}`;
+    (op === 'create' ? creates : actions).add(type);
+    d.jobs.registerResumer(type, op === 'create' ? createJobResumer(d, collection) : actionJobResumer(d, collection, op));
+  }
+  // the flow's outcome is for the job's resumer: it goes once the job's end is persisted (deleted
+  // earlier, a controller dying before that end would leave the next resumer nothing to read).
+  // An action's flow keeps one always; a create's only when it failed.
+  d.jobs.onFinished(async (job) => {
+    if (actions.has(job.type) || (creates.has(job.type) && job.state === 'Failed')) await d.store.deleteDoc(OUTCOMES, job.uuid);
+  });
 }

@@ -91,6 +91,13 @@ export class JobManager {
     this.staleMs = o.staleMs ?? 45_000;
   }
 
+  private finishHooks: Array<(doc: JobDoc) => Promise<void>> = [];
+
+  /** Run `fn` (in the background) once a job's end is persisted: what only a resumer of the job needed can go then, not before. */
+  onFinished(fn: (doc: JobDoc) => Promise<void>): void {
+    this.finishHooks.push(fn);
+  }
+
   /** Register how to resume jobs of a type interrupted by a controller restart. Call before init(). */
   registerResumer(type: string, fn: Resumer): void {
     this.resumers.set(type, fn);
@@ -226,6 +233,8 @@ export class JobManager {
     for (let i = 0; !this.closed; i++) {
       try {
         await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+        const ended = { ...doc };
+        for (const fn of this.finishHooks) void fn(ended).catch((e: unknown) => log.warn({ err: e, job: doc.uuid }, 'a job-finished hook failed'));
         break;
       } catch (e) {
         if (i >= 4) {

@@ -9,6 +9,7 @@
 // controllers on one store. The cost of that order is at-most-once: a controller that dies
 // between the claim and starting the jobs loses that one fire (recorded as the trigger's
 // lastFireTime without job runs), which for start/stop/reboot/snapshot is the safe side.
+import { randomUUID } from 'node:crypto';
 import { logger } from '../../shared/log.js';
 import { validate } from '../../shared/protocol/schema.js';
 import type { ControllerContext } from '../context.js';
@@ -123,7 +124,14 @@ export class Scheduler {
     try {
       params = validate(spec.schema, params, type.action) as Record<string, unknown>;
       const run = spec.run;
-      job = await this.ctx.jobs.start({ type: `${type.collection}.${type.action}`, accountUuid: account.uuid, resourceUuid: target.uuid, context: { schedulerJobUuid: sj.uuid } }, (jc) => run(target, params, { ...this.ctx, principal, job: jc }));
+      // a resumable action keeps what the API's job keeps (api/resume.ts: run again if its flow never started)
+      const context: Record<string, unknown> = { schedulerJobUuid: sj.uuid };
+      const newUuid = spec.resumable && spec.newUuid ? randomUUID() : undefined;
+      if (spec.resumable) {
+        const { sessionId: _s, ...kept } = principal;
+        Object.assign(context, { params, principal: kept }, newUuid ? { newUuid } : {});
+      }
+      job = await this.ctx.jobs.start({ type: `${type.collection}.${type.action}`, accountUuid: account.uuid, resourceUuid: target.uuid, context }, (jc) => run(target, params, { ...this.ctx, principal, job: jc, ...(newUuid ? { newUuid } : {}) }));
     } catch (e) {
       return void (await failed((e as Error).message));
     }

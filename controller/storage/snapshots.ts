@@ -164,7 +164,8 @@ export const volumeSnapshotFlow: FlowDef<SnapshotData> = {
   ],
 };
 
-export async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: string; description?: string }, oc: OpContext): Promise<Resource> {
+/** `keepOutcome`: the run is the job's own (volumes.createSnapshot: its resumer reads the outcome, api/resume.ts). */
+export async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: string; description?: string }, oc: OpContext, o: { keepOutcome?: boolean } = {}): Promise<Resource> {
   if (vol.status !== 'Ready') throw new TStackError('CONFLICT', `volume ${vol.name} is ${String(vol.status)}; only a Ready volume has data to snapshot`);
   const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
   const snapshot: Resource = {
@@ -176,19 +177,19 @@ export async function snapshotVolume(d: CloudDeps, vol: Resource, body: { name: 
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys };
   if (oc.job) {
     runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
-    runOpts.keepOutcome = true; // the job's resumer tells completed from never started (api/resume.ts)
+    if (o.keepOutcome) runOpts.keepOutcome = true;
   }
   await d.engine.run(volumeSnapshotFlow, { snapshot, volumeUuid: vol.uuid }, runOpts);
   return mustGet(d.store, snapshot.uuid, 'volume-snapshot');
 }
 
-async function createSnapshot(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
+async function createSnapshot(body: Record<string, unknown>, oc: OpContext, o: { keepOutcome?: boolean } = {}): Promise<Resource> {
   const d = oc;
   const p = await prepareCreate(d.store, mustKindDef('volume-snapshot'), body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid });
   const vol = await mustGet(d.store, String(p.resource.volumeUuid), 'volume', 'volumeUuid');
   const b: { name: string; description?: string } = { name: String(p.resource.name) };
   if (typeof p.resource.description === 'string') b.description = p.resource.description;
-  return snapshotVolume(d, vol, b, oc);
+  return snapshotVolume(d, vol, b, oc, o);
 }
 
 // volume-revert flow (onResume 'complete': the agent's revert is atomic and may run again — a
@@ -298,10 +299,10 @@ const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiR
 export function registerSnapshotApi(reg: ApiRegistry): void {
   // snapshots and reverts are flows under the job's uuid: a controller taking the job over from a
   // dead one sees it through (api/resume.ts)
-  reg.setCreate('volume-snapshots', { long: true, resumable: true, run: createSnapshot });
+  reg.setCreate('volume-snapshots', { long: true, resumable: true, run: (body, oc) => createSnapshot(body, oc) });
   reg.setDelete('volume-snapshots', { long: true, run: deleteSnapshot });
   once(reg, 'volume-snapshots', 'revert', { long: true, resumable: true, run: revertSnapshot });
   // the action is the create with volumeUuid filled in: one path for validation, ownership and
   // quota (snapshot.volume.num counts volume-snapshot records made through prepareCreate)
-  once(reg, 'volumes', 'createSnapshot', { long: true, resumable: true, newUuid: true, run: (vol, p, oc) => createSnapshot({ ...p, volumeUuid: vol.uuid }, oc) });
+  once(reg, 'volumes', 'createSnapshot', { long: true, resumable: true, newUuid: true, run: (vol, p, oc) => createSnapshot({ ...p, volumeUuid: vol.uuid }, oc, { keepOutcome: true }) });
 }

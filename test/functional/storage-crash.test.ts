@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
-import { JOURNALS } from '../../controller/workflow/flow.js';
+import { JOURNALS, OUTCOMES } from '../../controller/workflow/flow.js';
 import * as S from '../../shared/protocol/storage.js';
 import { randomUUID } from 'node:crypto';
 
@@ -94,6 +94,9 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
     assert.equal(j.state, 'Succeeded', JSON.stringify(j.error));
     assert.equal(j.result?.uuid, snaps[0]!.uuid);
     assert.deepEqual([j.result?.status, j.result?.volumeUuid], ['Ready', vol.uuid], 'the snapshot, not the volume');
+    // the flow's outcome was for the resumer: it goes once the job's end is stored
+    for (let i = 0; i < 100 && (await store().getDoc(OUTCOMES, job)); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await store().getDoc(OUTCOMES, job), undefined, 'the outcome is deleted');
   });
 
   it('revert: killed while the agent reverts; the restarted controller reverts again and records it', async () => {
