@@ -208,14 +208,16 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     await ensureGlobalConfigs(store, auth.adminAccountUuid);
     for (const m of modules) await m.install(services);
     await o.beforeListen?.(services);
-    // the jobs of resumable creates and actions are seen through by the controller that takes them over
-    registerJobResumers(services);
-    await jobs.init();
     const apiDeps: Parameters<typeof buildApi>[0] = { ...services, version };
     if (o.token) apiDeps.metricsToken = o.token;
     apiDeps.middleware = [...audit.middleware(statusOf), ...apiMiddleware];
     if (o.maxInFlight !== undefined) apiDeps.maxInFlight = o.maxInFlight;
     const { app } = buildApi(apiDeps);
+    // the jobs of resumable creates and actions are seen through by the controller that takes them
+    // over; after buildApi, which registers the collections a create's resumer shapes with (before
+    // it, a create never started was refused as 'request not kept' and a result shown unhidden)
+    registerJobResumers(services);
+    await jobs.init();
     app.use(uiMiddleware(o.uiDir)); // the web console at / (after the API routes)
     const host = o.listenHost ?? '0.0.0.0';
     server = await new Promise<Server>((resolve, reject) => {

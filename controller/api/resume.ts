@@ -1,10 +1,13 @@
 // Jobs of resumable creates and actions whose controller died (issue 19: killing a controller
-// loses no acknowledged request). The create's flow runs under the job's uuid, so:
+// loses no acknowledged request). The create's flow runs under the job's uuid and keeps its
+// outcome, completed or failed, until the job's end is stored; so:
 //   - journal still there: another controller (its engine's takeover, or this one's resume at
 //     start) is finishing it; wait for it to end;
-//   - a resumed flow that failed left its error in the flow outcomes: the job fails with it;
+//   - a failed flow's outcome: the job fails with its error;
 //   - the resource exists: the flow completed; the job succeeds with it;
-//   - neither: the controller died before the flow started; run the create now, from the
+//   - a completed outcome (or a journal seen) but no resource: it was made and deleted since;
+//     the job fails NOT_FOUND, nothing is made again;
+//   - none of these: the controller died before the flow started; run the create now, from the
 //     request the job kept (same principal, same uuid).
 import { TStackError } from '../../shared/errors.js';
 import type { Principal } from '../auth/accounts.js';
@@ -14,15 +17,22 @@ import type { ControllerContext } from '../context.js';
 import { JOURNALS, OUTCOMES, type FlowJournal, type FlowOutcome } from '../workflow/flow.js';
 import { shape } from './crud.js';
 
-/** Waits while the job's flow journal is there (another controller is finishing it); then its outcome (deleted once the job's end is persisted: registerJobResumers). */
-async function flowEnd(d: ControllerContext, jobUuid: string, pollMs: number): Promise<FlowOutcome | undefined> {
+/**
+ * Waits while the job's flow journal is there (another controller is finishing it); then its
+ * outcome (deleted once the job's end is persisted: registerJobResumers). `started`: a journal
+ * was seen, so the flow ran — whatever is missing now was made and since removed, never to be
+ * made again.
+ */
+async function flowEnd(d: ControllerContext, jobUuid: string, pollMs: number): Promise<{ outcome: FlowOutcome | undefined; started: boolean }> {
+  let started = false;
   for (;;) {
     const j = await d.store.getDoc<FlowJournal>(JOURNALS, jobUuid);
     if (!j) break;
+    started = true;
     if (j.state === 'rollback-failed') throw new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'the operation failed'} (its rollback is incomplete and retried)`, { flowId: j.id });
     await new Promise((r) => setTimeout(r, pollMs));
   }
-  return d.store.getDoc<FlowOutcome>(OUTCOMES, jobUuid);
+  return { outcome: await d.store.getDoc<FlowOutcome>(OUTCOMES, jobUuid), started };
 }
 
 export function createJobResumer(d: ControllerContext, collection: string, pollMs = 500): Resumer {
@@ -30,13 +40,15 @@ export function createJobResumer(d: ControllerContext, collection: string, pollM
     const spec = d.registry.collection(collection);
     const interrupted = (why: string): TStackError =>
       new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and ${why}; check ${job.resourceUuid ?? 'the resource'} and retry`, job.resourceUuid ? { resourceUuid: job.resourceUuid } : undefined);
-    const outcome = await flowEnd(d, job.uuid, pollMs);
+    const { outcome, started } = await flowEnd(d, job.uuid, pollMs);
     if (outcome && outcome.action !== 'completed') {
       throw outcome.error ? new TStackError(outcome.error.code, outcome.error.message, outcome.error.details) : interrupted(`its flow ended ${outcome.action}`);
     }
     const uuid = job.resourceUuid;
     const r = uuid ? await d.store.get(uuid) : undefined;
     if (r) return shape(spec, r);
+    // the flow ran to its end and its resource was deleted since (before this poll saw it): made once, not again
+    if (started || outcome) throw new TStackError('NOT_FOUND', `job ${job.uuid} (${job.type}) completed, but ${uuid ?? 'its resource'} is gone`);
     const kept = job.context as { body?: Record<string, unknown>; principal?: Omit<Principal, 'sessionId'> } | undefined;
     if (!spec?.create || !uuid || !kept?.body || !kept.principal) throw interrupted('its request was not kept');
     // acknowledged, but its flow never started: run the create now
@@ -55,7 +67,7 @@ export function createJobResumer(d: ControllerContext, collection: string, pollM
 export function actionJobResumer(d: ControllerContext, collection: string, action: string, pollMs = 500): Resumer {
   const shaped = (v: unknown): unknown => (v !== null && typeof v === 'object' && typeof (v as Resource).kind === 'string' && typeof (v as Resource).uuid === 'string' ? shape(d.registry.byKind((v as Resource).kind), v as Resource) : v);
   return async (job, jc) => {
-    const outcome = await flowEnd(d, job.uuid, pollMs);
+    const { outcome } = await flowEnd(d, job.uuid, pollMs);
     if (outcome && outcome.action !== 'completed') {
       throw outcome.error ? new TStackError(outcome.error.code, outcome.error.message, outcome.error.details) : new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and its flow ended ${outcome.action}`);
     }
@@ -87,8 +99,8 @@ export function registerJobResumers(d: ControllerContext): void {
   }
   // the flow's outcome is for the job's resumer: it goes once the job's end is persisted (deleted
   // earlier, a controller dying before that end would leave the next resumer nothing to read).
-  // An action's flow keeps one always; a create's only when it failed.
+  // The flows of resumable creates and actions run as a job keep one, completed or failed.
   d.jobs.onFinished(async (job) => {
-    if (actions.has(job.type) || (creates.has(job.type) && job.state === 'Failed')) await d.store.deleteDoc(OUTCOMES, job.uuid);
+    if (actions.has(job.type) || creates.has(job.type)) await d.store.deleteDoc(OUTCOMES, job.uuid);
   });
 }

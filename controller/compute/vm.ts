@@ -364,7 +364,12 @@ async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<R
   if (Array.isArray(vm.securityGroupUuids)) await checkVmGroups(d.store, vm.securityGroupUuids as string[], vm.l3NetworkUuids as string[], oc.principal.accountUuid, oc.principal.isAdmin);
   faultPause(`${FLOW}:accepted`); // tests: frozen after the job was acknowledged, before the flow's journal
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [vm.uuid] };
-  if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+  if (oc.job) {
+    runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+    // a completed create is told from one never started by its outcome, not by its VM (deleted
+    // since, it must not be made again by the job's resumer: api/resume.ts)
+    runOpts.keepOutcome = true;
+  }
   return (await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts)).vm;
 }
 
