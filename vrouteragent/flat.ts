@@ -317,10 +317,10 @@ export class FlatService {
   /**
    * flat/apply: the complete desired state of one L3 on this host, validated whole before
    * anything changes, converged, then saved after the answer (saveSoon). Idempotent; a second
-   * identical call changes nothing but repairs drift. `body`: the request's JSON as received
+   * identical call changes nothing but repairs drift. `body`: the request's JSON text as received
    * (saved as is: no second serialization).
    */
-  async apply(want: FlatApplySpec, signal?: AbortSignal, body?: Buffer): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
+  async apply(want: FlatApplySpec, signal?: AbortSignal, body?: string): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
     const network = want.network;
     validateFlatApply(want);
     checkBridge(network.bridge);
@@ -337,7 +337,7 @@ export class FlatService {
     st.dhcp = parts.dhcp;
     st.dns = parts.dns;
     st.metadata = new Map(parts.metadata.map((r) => [r.ip, r]));
-    const text = body ? body.toString('utf8') : JSON.stringify(want);
+    const text = body ?? JSON.stringify(want);
     // the same state again (the controller's periodic pass) is a drift check: every file is compared with the disk
     const again = st.applied === text;
     if (again) st.files.forget();

@@ -38,13 +38,19 @@ export function validateNetwork(net: FlatNetworkSpec, field = 'network'): Subnet
   return s;
 }
 
-/** A VM address must be a host address of the L3 that isn't taken by the network itself. */
-function checkVmIp(net: FlatNetworkSpec, s: Subnet, ip: string, field: string): void {
+/** A VM address must be a host address of the L3 that isn't taken by the network itself: what is wrong with it, if anything. */
+function vmIpProblem(net: FlatNetworkSpec, s: Subnet, ip: string): string | undefined {
   const n = ipToInt(ip);
-  if (n < s.first || n > s.last) throw invalid(field, `${ip} is outside the network ${net.cidr}`);
-  if (s.prefix < 31 && (n === s.first || n === s.last)) throw invalid(field, `${ip} is the network or broadcast address of ${net.cidr}`);
-  if (ip === net.dhcpServerIp) throw invalid(field, `${ip} is the DHCP server address`);
-  if (ip === net.gateway) throw invalid(field, `${ip} is the gateway address`);
+  if (n < s.first || n > s.last) return `${ip} is outside the network ${net.cidr}`;
+  if (s.prefix < 31 && (n === s.first || n === s.last)) return `${ip} is the network or broadcast address of ${net.cidr}`;
+  if (ip === net.dhcpServerIp) return `${ip} is the DHCP server address`;
+  if (ip === net.gateway) return `${ip} is the gateway address`;
+  return undefined;
+}
+
+function checkVmIp(net: FlatNetworkSpec, s: Subnet, ip: string, field: string): void {
+  const p = vmIpProblem(net, s, ip);
+  if (p !== undefined) throw invalid(field, p);
 }
 
 export function validateDhcpEntries(net: FlatNetworkSpec, entries: DhcpEntrySpec[], field = 'entries'): void {
@@ -110,27 +116,35 @@ export function validateFlatApply(want: FlatApplySpec): void {
   const ips = new Map<string, number>();
   const names = new Map<string, number>();
   const vms = new Map<string, number>();
-  want.nics.forEach((x, i) => {
-    const f = `nics.${i}`;
-    checkVmIp(net, s, x.ip, `${f}.ip`);
+  // field names are built only for an error: a string per NIC and check was most of this pass
+  const nics = want.nics;
+  for (let i = 0; i < nics.length; i++) {
+    const x = nics[i]!;
+    const bad = vmIpProblem(net, s, x.ip);
+    if (bad !== undefined) throw invalid(`nics.${i}.ip`, bad);
     const mac = x.mac.toLowerCase();
-    if (macs.has(mac)) throw invalid(`${f}.mac`, `duplicate MAC ${x.mac} (also nics.${macs.get(mac)})`);
+    if (macs.has(mac)) throw invalid(`nics.${i}.mac`, `duplicate MAC ${x.mac} (also nics.${macs.get(mac)})`);
     macs.set(mac, i);
-    if (ips.has(x.ip)) throw invalid(`${f}.ip`, `duplicate IP ${x.ip} (also nics.${ips.get(x.ip)})`);
+    if (ips.has(x.ip)) throw invalid(`nics.${i}.ip`, `duplicate IP ${x.ip} (also nics.${ips.get(x.ip)})`);
     ips.set(x.ip, i);
     if (x.named !== false) {
       const h = shortName(x.hostname);
-      if (names.has(h)) throw invalid(`${f}.hostname`, `duplicate hostname ${x.hostname} (also nics.${names.get(h)})`);
+      if (names.has(h)) throw invalid(`nics.${i}.hostname`, `duplicate hostname ${x.hostname} (also nics.${names.get(h)})`);
       names.set(h, i);
-      const r = records.get(x.hostname.toLowerCase());
-      if (r !== undefined) throw invalid(`${f}.hostname`, `the name ${x.hostname} is also dns.records.${r} (records name other hosts' VMs)`);
+      if (records.size > 0) {
+        const r = records.get(x.hostname.toLowerCase());
+        if (r !== undefined) throw invalid(`nics.${i}.hostname`, `the name ${x.hostname} is also dns.records.${r} (records name other hosts' VMs)`);
+      }
     }
     if (metadata) {
-      if (vms.has(x.vmUuid)) throw invalid(`${f}.vmUuid`, `duplicate vmUuid ${x.vmUuid} (also nics.${vms.get(x.vmUuid)}): one metadata record per VM`);
+      if (vms.has(x.vmUuid)) throw invalid(`nics.${i}.vmUuid`, `duplicate vmUuid ${x.vmUuid} (also nics.${vms.get(x.vmUuid)}): one metadata record per VM`);
       vms.set(x.vmUuid, i);
     }
-  });
+  }
 }
 
-/** Host part of a name (what DHCP hands out as option 12). */
-export const shortName = (h: string): string => h.split('.')[0]!.toLowerCase();
+/** Host part of a name (what DHCP hands out as option 12); no array per call (validation and rendering call it per NIC). */
+export const shortName = (h: string): string => {
+  const dot = h.indexOf('.');
+  return (dot < 0 ? h : h.slice(0, dot)).toLowerCase();
+};

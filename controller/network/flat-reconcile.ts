@@ -113,7 +113,11 @@ function layoutOf(live: readonly LiveNic[]): FlatLayout {
   if (hit) return hit;
   // a host name is given once per L3: a later VM with the same name gets an address but no name
   const named = new Map<string, string>(); // short name → nic uuid
-  const shorts = live.map((x) => x.hostname.split('.')[0]!.toLowerCase());
+  // the part before the first dot, lower case (indexOf/slice: no array per NIC as split made)
+  const shorts = live.map(({ hostname: h }) => {
+    const dot = h.indexOf('.');
+    return (dot < 0 ? h : h.slice(0, dot)).toLowerCase();
+  });
   live.forEach((x, i) => {
     if (!named.has(shorts[i]!)) named.set(shorts[i]!, x.nicUuid);
   });

@@ -35,10 +35,10 @@ export interface TaskContext {
   log: Logger;
   events: EventSink;
   /**
-   * The request body as it arrived (JSON, UTF-8), for a handler that stores the request whole:
-   * it can write these bytes instead of serializing the parsed request again.
+   * The request body as it arrived (the JSON text, decoded once), for a handler that stores the
+   * request whole: it can keep this text instead of serializing the parsed request again.
    */
-  body?: Buffer;
+  body?: string;
 }
 
 export type Handler<C> = (req: RequestOf<C>, ctx: TaskContext) => Promise<ResponseOf<C>>;
@@ -249,7 +249,7 @@ export class AgentServer {
     ctx.set(Headers.taskId, taskId);
     ctx.state.taskId = taskId;
 
-    const body = (ctx.state as { rawBody?: Buffer }).rawBody;
+    const body = (ctx.state as { rawText?: string }).rawText;
     if (def.mode === 'sync') {
       const result = await this.execute(reg, req, taskId, body);
       this.reply(ctx, result);
@@ -302,7 +302,7 @@ export class AgentServer {
   }
 
   /** Run a handler in its queue with the command's timeout; never throws. */
-  private async execute(reg: Registered, req: unknown, taskId: string, body?: Buffer): Promise<TaskResult> {
+  private async execute(reg: Registered, req: unknown, taskId: string, body?: string): Promise<TaskResult> {
     const { def } = reg;
     const startedAt = new Date().toISOString();
     // the child logger and the abort signal are made only when used: most tasks need neither
@@ -529,15 +529,15 @@ class LazyTaskContext implements TaskContext {
   private ac?: AbortController;
   private aborted = false;
   private logger?: Logger;
-  body?: Buffer;
+  body?: string;
 
   constructor(
     readonly taskId: string,
     readonly events: EventSink,
     private readonly logOf: () => Logger,
-    body: Buffer | undefined,
+    body: string | undefined,
   ) {
-    if (body) this.body = body;
+    if (body !== undefined) this.body = body;
   }
 
   get signal(): AbortSignal {

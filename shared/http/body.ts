@@ -82,7 +82,8 @@ function readRaw(ctx: Koa.Context, limit: number): Promise<Buffer> {
     const done = (e?: Error): void => {
       req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
       if (e) reject(e);
-      else resolve(Buffer.concat(chunks, n));
+      // a body that came in one chunk (most: up to 64 KB) is used as is, not copied
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n));
     };
     const onData = (chunk: Buffer): void => {
       n += chunk.length;
@@ -204,6 +205,8 @@ export async function readJsonBody(ctx: Koa.Context, opts: JsonBodyOptions): Pro
     throw bad(`request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
   }
   checkJsonValue(value, o.maxDepth ?? 32);
+  // the same body as text, for a handler that stores the request whole (no second decode)
+  ctx.state.rawText = text;
   return value;
 }
 
