@@ -5,7 +5,7 @@
 import { logger } from '../../shared/log.js';
 import { installHostModule, type HostModule } from '../host/api.js';
 import type { HostOptions } from '../host/service.js';
-import { registerStorageApi, onHostConnectedStorage } from '../storage/index.js';
+import { registerStorageApi, onHostConnectedStorage, forgetHostCapacity, forgetPsCapacity } from '../storage/index.js';
 import { registerVolumeApi } from '../storage/volumes.js';
 import { registerSnapshotApi, volumeRevertFlow, volumeSnapshotFlow } from '../storage/snapshots.js';
 import { registerCloneApi, vmCloneFlow } from '../compute/clone.js';
@@ -95,6 +95,14 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
         await markHostFlat(deps, e.uuid);
         await onHostConnectedStorage(deps, e.resource);
       })().catch((err: unknown) => log.warn({ host: e.uuid, err: (err as Error).message }, 'preparing a connected host failed'));
+    }),
+  );
+  // a deleted host's capacity leaves its storages' totals; a deleted storage's per-host docs go
+  offs.push(
+    s.bus.subscribe((e) => {
+      if (e.type !== 'resource.deleted') return;
+      const done = e.kind === 'host' ? forgetHostCapacity(deps, e.resource) : e.kind === 'primary-storage' ? forgetPsCapacity(deps, e.uuid) : undefined;
+      void done?.catch((err: unknown) => log.warn({ [e.kind]: e.uuid, err: (err as Error).message }, 'forgetting per-host storage capacity failed'));
     }),
   );
   // a rollback that failed (an agent was down) is retried until it succeeds: nothing stays leaked

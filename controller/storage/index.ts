@@ -193,20 +193,39 @@ export async function initPsOnHost(d: CloudDeps, ps: Resource, host: Resource): 
       for (const [h, v] of Object.entries(legacy)) if (h !== host.uuid && (await d.store.getDoc(col, h)) === undefined) await d.store.putDoc(col, h, v);
     }
     await d.store.putDoc(col, host.uuid, { total: cap.totalCapacity, available: cap.availableCapacity } satisfies HostCap);
-    const vals = (await d.store.listDocs<HostCap>(col)).map((x) => x.doc);
-    // local storage: every host has its own; shared kinds: the same space seen from every host
-    const shared = ps.type !== 'LocalStorage';
-    const total = shared ? Math.max(...vals.map((v) => v.total)) : vals.reduce((a, v) => a + v.total, 0);
-    const avail = shared ? Math.max(...vals.map((v) => v.available)) : vals.reduce((a, v) => a + v.available, 0);
-    await d.store.update(ps.uuid, {
-      ...(legacy ? { _hostCapacity: undefined } : {}),
-      status: 'Connected',
-      statusReason: undefined,
-      totalCapacity: total,
-      availableCapacity: avail,
-      totalPhysicalCapacity: total,
-      availablePhysicalCapacity: avail,
+    await writeTotals(d, fresh, { ...(legacy ? { _hostCapacity: undefined } : {}), status: 'Connected', statusReason: undefined });
+  });
+}
+
+/** A storage's totals from its hosts' docs (run under psTotals). */
+async function writeTotals(d: CloudDeps, ps: Resource, patch: Record<string, unknown> = {}): Promise<void> {
+  const vals = (await d.store.listDocs<HostCap>(hostCapacityDocs(ps.uuid))).map((x) => x.doc);
+  // local storage: every host has its own; shared kinds: the same space seen from every host
+  const shared = ps.type !== 'LocalStorage';
+  const sum = (f: (v: HostCap) => number): number => (shared ? Math.max(0, ...vals.map(f)) : vals.reduce((a, v) => a + f(v), 0));
+  const total = sum((v) => v.total);
+  const avail = sum((v) => v.available);
+  await d.store.update(ps.uuid, { ...patch, totalCapacity: total, availableCapacity: avail, totalPhysicalCapacity: total, availablePhysicalCapacity: avail });
+}
+
+/** A deleted host's capacity leaves the totals of its cluster's storages. */
+export async function forgetHostCapacity(d: CloudDeps, host: Resource): Promise<void> {
+  for (const psUuid of await attachedTo(d.store, 'cluster-primary-storage', String(host.parentUuid))) {
+    await psTotals.run(psUuid, async () => {
+      const col = hostCapacityDocs(psUuid);
+      if ((await d.store.getDoc(col, host.uuid)) === undefined) return;
+      await d.store.deleteDoc(col, host.uuid);
+      const ps = await d.store.get(psUuid);
+      if (ps) await writeTotals(d, ps);
     });
+  }
+}
+
+/** A deleted storage's per-host docs go with it. */
+export async function forgetPsCapacity(d: CloudDeps, psUuid: string): Promise<void> {
+  await psTotals.run(psUuid, async () => {
+    const col = hostCapacityDocs(psUuid);
+    for (const { id } of await d.store.listDocs(col)) await d.store.deleteDoc(col, id);
   });
 }
 

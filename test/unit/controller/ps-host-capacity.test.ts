@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore, Resource } from '../../../controller/store/types.js';
-import { initPsOnHost } from '../../../controller/storage/index.js';
+import { initPsOnHost, forgetHostCapacity, forgetPsCapacity } from '../../../controller/storage/index.js';
+import { attach } from '../../../controller/model/attachments.js';
 import type { CloudDeps } from '../../../controller/cloud/common.js';
 
 const GiB = 1024 ** 3;
@@ -25,7 +26,7 @@ function deps(store: InventoryStore, caps: Record<string, { totalCapacity: numbe
 async function setup(type: string, psExtra: Record<string, unknown> = {}): Promise<{ store: InventoryStore; ps: Resource; hosts: Resource[] }> {
   const store = await openStore({ backend: 'sqlite', path: ':memory:' });
   const hosts: Resource[] = [];
-  for (const h of ['h1', 'h2', 'h3']) hosts.push(await store.create(res('host', h, { managementIp: h, status: 'Connected', _agents: { storageagent: { port: 1, token: 't' } } })));
+  for (const h of ['h1', 'h2', 'h3']) hosts.push(await store.create(res('host', h, { parentUuid: 'c1', managementIp: h, status: 'Connected', _agents: { storageagent: { port: 1, token: 't' } } })));
   const ps = await store.create(res('primary-storage', 'ps', { type, url: '/ps', state: 'Enabled', ...psExtra }));
   return { store, ps, hosts };
 }
@@ -72,5 +73,28 @@ describe('primary storage capacity per host (ps/init)', () => {
     r = (await store.get(ps.uuid))!;
     assert.equal(r.totalCapacity, 158 * GiB);
     assert.equal(r.availableCapacity, 118 * GiB);
+  });
+
+  it('a deleted host leaves the totals of its cluster\'s storages; a deleted storage leaves no per-host docs', async () => {
+    const { store, ps, hosts } = await setup('LocalStorage');
+    await store.create(res('cluster', 'c1', {}));
+    await attach(store, 'cluster-primary-storage', 'c1', ps.uuid, 'admin');
+    const d = deps(store, { h1: { totalCapacity: 100 * GiB, availableCapacity: 90 * GiB }, h2: { totalCapacity: 50 * GiB, availableCapacity: 10 * GiB }, h3: { totalCapacity: 7 * GiB, availableCapacity: 7 * GiB } });
+    for (const h of hosts) await initPsOnHost(d, ps, h);
+    await store.delete(hosts[1]!.uuid);
+    await forgetHostCapacity(d, hosts[1]!);
+    let r = (await store.get(ps.uuid))!;
+    assert.equal(r.totalCapacity, 107 * GiB);
+    assert.equal(r.availableCapacity, 97 * GiB);
+    await forgetHostCapacity(d, hosts[1]!); // again (every controller sees the event): no change
+    await forgetHostCapacity(d, hosts[0]!);
+    await forgetHostCapacity(d, hosts[2]!);
+    r = (await store.get(ps.uuid))!;
+    assert.equal(r.totalCapacity, 0, 'no host left');
+    assert.equal(r.availableCapacity, 0);
+    await initPsOnHost(d, ps, hosts[0]!);
+    assert.equal((await store.listDocs(`ps-host-capacity:${ps.uuid}`)).length, 1);
+    await forgetPsCapacity(d, ps.uuid);
+    assert.deepEqual(await store.listDocs(`ps-host-capacity:${ps.uuid}`), []);
   });
 });
