@@ -8,11 +8,9 @@
 // the host reservations are exactly the Running VMs'.
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { Cleanup } from '../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
-import { cloudControllerProcess } from '../harness/cloud-controller-process.js';
+import { pausingControllerProcess } from '../harness/cloud-controller-process.js';
 import { startRedis } from '../harness/redis.js';
 import { tmpDir } from '../harness/tmp.js';
 import { freePort } from '../harness/ports.js';
@@ -85,30 +83,18 @@ describe('two controllers on one Redis: a controller killed mid-start, stop or r
 
   /** Controller A in its own process sends `op` on every pool VM, is frozen at `point` and SIGKILLed; the jobs it acknowledged. */
   const killMidway = async (op: string, point: string): Promise<string[]> => {
-    const dataDir = await tmpDir('ka-a', cleanup);
-    const pauseFile = join(dataDir, 'paused');
-    const a = await cloudControllerProcess({
-      dataDir,
-      adminPassword: PW,
-      port: await freePort(),
-      hostOptions,
-      env: { TSTACK_FAULT_PAUSE: point, TSTACK_FAULT_PAUSE_FILE: pauseFile },
-      shared: { store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, ha: false },
-    });
-    cleanup.add(() => a.stop(), `controller A pid ${a.pid}`);
-    const apiA = await a.login();
+    const a = await pausingControllerProcess({ point, dataDir: await tmpDir('ka-a', cleanup), adminPassword: PW, port: await freePort(), hostOptions, cleanup, shared: { store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, ha: false } });
     // the action on three VMs at once: the first to reach the point freezes A
     const acked: string[] = [];
     const posts = vms.map((uuid) =>
-      apiA
+      a.api
         .post(`/v1/vm-instances/${uuid}/actions`, { [op]: {} })
         .then((r) => void (r.status === 202 && acked.push(r.body.jobUuid as string)))
         .catch(() => undefined), // no answer: A froze before writing it (not acknowledged)
     );
-    await until(`A frozen at ${point}`, () => existsSync(pauseFile) && readFileSync(pauseFile, 'utf8').trim() === point, 60_000, 50);
+    await a.frozen();
     await a.kill9();
     await Promise.all(posts);
-    rmSync(pauseFile, { force: true });
     return acked;
   };
   /** The jobs of `op` not in `earlier`, once none is Running. */

@@ -8,11 +8,9 @@
 // without its owner.
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { Cleanup } from '../harness/cleanup.js';
 import { testController, type ApiClient, type TestController } from '../harness/controller.js';
-import { cloudControllerProcess, type CloudControllerProcess } from '../harness/cloud-controller-process.js';
+import { pausingControllerProcess, type PausingController } from '../harness/cloud-controller-process.js';
 import { startRedis } from '../harness/redis.js';
 import { tmpDir } from '../harness/tmp.js';
 import { freePort } from '../harness/ports.js';
@@ -54,40 +52,27 @@ describe('two controllers on one Redis: a controller killed mid-create, the othe
   after(() => cleanup.run());
 
   /** Controller A in its own process, frozen at `point` by the first create that gets there. */
-  const startA = async (point: string): Promise<{ a: CloudControllerProcess; apiA: ApiClient; pauseFile: string }> => {
-    const dataDir = await tmpDir('kc-a', cleanup);
-    const pauseFile = join(dataDir, 'paused');
-    const a = await cloudControllerProcess({
-      dataDir,
-      adminPassword: PW,
-      port: await freePort(),
-      hostOptions,
-      env: { TSTACK_FAULT_PAUSE: point, TSTACK_FAULT_PAUSE_FILE: pauseFile },
-      shared: { store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, ha: false },
-    });
-    cleanup.add(() => a.stop(), `controller A pid ${a.pid}`);
-    return { a, apiA: await a.login(), pauseFile };
-  };
+  const startA = async (point: string): Promise<PausingController> =>
+    pausingControllerProcess({ point, dataDir: await tmpDir('kc-a', cleanup), adminPassword: PW, port: await freePort(), hostOptions, cleanup, shared: { store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, ha: false } });
 
   const createJobs = async (): Promise<Array<{ uuid: string; state: string; resourceUuid?: string; error?: unknown }>> =>
     (await apiB.get('/v1/jobs?q=type=vm-instances.create&limit=1000')).body.inventories;
 
   for (const point of ['vm-create:accepted', 'vm-create:ips', 'vm-create:root-volume', 'vm-create:start']) {
     it(`A SIGKILLed at ${point}: every create it took ends Running through B`, async () => {
-      const { a, apiA, pauseFile } = await startA(point);
+      const a = await startA(point);
       // three creates at once: the first to reach the point freezes A, the others are wherever they are
       const acked: string[] = [];
       const posts = Array.from({ length: 3 }, (_, i) =>
-        apiA
+        a.api
           .post('/v1/vm-instances', { name: `kc-${n}-${i}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] })
           .then((r) => void (r.status === 202 && acked.push(r.body.jobUuid as string)))
           .catch(() => undefined), // no answer: A froze before writing it (not acknowledged)
       );
       n++;
-      await until(`A frozen at ${point}`, () => existsSync(pauseFile) && readFileSync(pauseFile, 'utf8').trim() === point, 60_000, 50);
+      await a.frozen();
       await a.kill9();
       await Promise.all(posts);
-      rmSync(pauseFile, { force: true });
 
       // B adopts A's journals and jobs: every create job ends, Succeeded, its VM Running
       const jobs = await until('every create job settled', async () => {

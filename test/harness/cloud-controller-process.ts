@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { startProcess } from '../../shared/exec.js';
 import type { HostOptions } from '../../controller/host/service.js';
 import { ApiClient } from './controller.js';
+import { until } from './assert.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -71,5 +72,44 @@ export async function cloudControllerProcess(o: { dataDir: string; adminPassword
       await p.exited;
     },
     stop: () => p.stop(10_000),
+  };
+}
+
+/** Controller A of a two-controller test, set to freeze at a fault point (TSTACK_FAULT_PAUSE). */
+export interface PausingController {
+  proc: CloudControllerProcess;
+  api: ApiClient;
+  /** Resolves once A froze at its point. */
+  frozen(timeoutMs?: number): Promise<void>;
+  /** SIGKILL A (frozen or not) and forget the point it froze at. */
+  kill9(): Promise<void>;
+}
+
+/**
+ * A controller in its own process on a shared (Redis) inventory, frozen by the first operation
+ * that reaches `point`; registered with `cleanup`. Its data dir is `dataDir` (a fresh tmp dir).
+ */
+export async function pausingControllerProcess(o: { point: string; dataDir: string; adminPassword: string; port: number; hostOptions: HostOptions; shared: SharedStore; cleanup: { add(fn: () => unknown, what: string): void } }): Promise<PausingController> {
+  const pauseFile = join(o.dataDir, 'paused');
+  const proc = await cloudControllerProcess({
+    dataDir: o.dataDir,
+    adminPassword: o.adminPassword,
+    port: o.port,
+    hostOptions: o.hostOptions,
+    env: { TSTACK_FAULT_PAUSE: o.point, TSTACK_FAULT_PAUSE_FILE: pauseFile },
+    shared: o.shared,
+  });
+  o.cleanup.add(() => proc.stop(), `controller A pid ${proc.pid}`);
+  const api = await proc.login();
+  return {
+    proc,
+    api,
+    async frozen(timeoutMs = 60_000) {
+      await until(`A frozen at ${o.point}`, () => existsSync(pauseFile) && readFileSync(pauseFile, 'utf8').trim() === o.point, timeoutMs, 50);
+    },
+    async kill9() {
+      await proc.kill9();
+      rmSync(pauseFile, { force: true });
+    },
   };
 }
