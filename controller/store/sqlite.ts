@@ -20,10 +20,11 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
-import type { Filter, InventoryStore, Position, Query, QuotaExceeded, QueryResult, Reservation, Resource, ViewPage } from './types.js';
+import type { InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Resource, ViewPage } from './types.js';
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
-import { NUMERIC_RE, applyPatch, checkField, fieldValue, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
+import { applyPatch, checkField, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
 import { storedText, viewOf, viewText } from './view.js';
+import { afterSql, bindValue, columnValue, FIELD_COL_PREFIX, fieldCol, fieldSql, filterSql, indexSql, jsonSql, type Bind } from './sqlite-sql.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resources (
@@ -67,19 +68,6 @@ CREATE TABLE IF NOT EXISTS docs (
 );
 `;
 
-const COLUMNS: Record<string, string> = {
-  uuid: 'uuid',
-  kind: 'kind',
-  parentUuid: 'parent_uuid',
-  state: 'state',
-  ownerAccountUuid: 'owner',
-  name: 'name',
-  createDate: 'create_date',
-  lastOpDate: 'last_op_date',
-};
-
-type Bind = string | number | null;
-
 /** Common columns an update may change (uuid, kind and createDate never change: applyPatch). */
 const COMMON_MUTABLE: ReadonlyArray<[string, string]> = [
   ['parentUuid', 'parent_uuid'],
@@ -109,136 +97,6 @@ const viewLenAfter = (cur: number | null, viewLen: number): number => (cur !== n
 const VIEW_TRIGGER = `CREATE TRIGGER IF NOT EXISTS resources_view_len AFTER UPDATE OF body ON resources
   WHEN NEW.view_len IS NOT NULL AND NEW.view_len IS OLD.view_len
   BEGIN UPDATE resources SET view_len = NULL WHERE uuid = NEW.uuid; END`;
-
-function bindValue(v: unknown): Bind {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'boolean') return v ? 1 : 0;
-  if (typeof v === 'number' || typeof v === 'string') return v;
-  return JSON.stringify(v);
-}
-
-/** json_extract with the path inlined (field names are validated identifiers: checkField). */
-const jsonSql = (field: string): string => `json_extract(body, '$.${field}')`;
-
-/** The column of an indexed field (quoted: field names are identifiers and dots, checkField). */
-const fieldCol = (field: string): string => `"f:${field}"`;
-const FIELD_COL_PREFIX = 'f:';
-
-/**
- * One partial index per indexed field's column, over every kind, then state, in list order:
- * a filter `kind = ? AND field = ?` uses it; with `state = ?` too (a host's Running VMs) the
- * count is read from the index alone and a page in the default order (createDate, uuid) reads
- * only the page's rows (51 of a host's 1,000 VMs), not every match then a sort. Rows without
- * the field (most kinds) are not in it.
- */
-const indexSql = (field: string): string =>
-  `CREATE INDEX IF NOT EXISTS "resources_f:${field}" ON resources(kind, ${fieldCol(field)}, state, create_date, uuid) WHERE ${fieldCol(field)} IS NOT NULL`;
-
-/** The value json_extract(body, '$.<field>') gives of the stored JSON: what the column holds. */
-function columnValue(r: Record<string, unknown>, field: string): Bind {
-  return bindValue(fieldValue(r, field));
-}
-
-/** The column of a common field (own keys only: `constructor` is not a column). */
-const columnOf = (field: string): string | undefined => (Object.hasOwn(COLUMNS, field) ? COLUMNS[field] : undefined);
-
-/** SQL for one field: a column or json_extract(body, '$.field'). */
-function fieldSql(field: string, indexed: ReadonlySet<string>): string {
-  return columnOf(field) ?? (indexed.has(field) ? fieldCol(field) : jsonSql(field));
-}
-
-const plainString = (v: unknown): v is string => typeof v === 'string' && !NUMERIC_RE.test(v);
-
-/** `x <op> value`, comparing numerically when x is a number and value a numeric string. */
-function compareSql(x: () => string, op: string, value: unknown, params: Bind[]): string {
-  if (typeof value === 'string' && NUMERIC_RE.test(value)) {
-    const a = x();
-    const b = x();
-    params.push(Number(value));
-    const c = x();
-    params.push(value);
-    return `(CASE WHEN typeof(${a}) IN ('integer','real') THEN ${b} ${op} ? ELSE ${c} ${op} ? END)`;
-  }
-  const e = x();
-  params.push(bindValue(value));
-  return `${e} ${op} ?`;
-}
-
-function inSql(x: () => string, values: unknown[], params: Bind[]): string {
-  const a = x();
-  const b = x();
-  const nums = values.map((v) => (typeof v === 'string' && NUMERIC_RE.test(v) ? Number(v) : bindValue(v)));
-  params.push(...nums);
-  const ph1 = nums.map(() => '?').join(',');
-  const c = x();
-  const raws = values.map(bindValue);
-  params.push(...raws);
-  const ph2 = raws.map(() => '?').join(',');
-  return `(CASE WHEN typeof(${a}) IN ('integer','real') THEN ${b} IN (${ph1}) ELSE ${c} IN (${ph2}) END)`;
-}
-
-/**
- * Rows strictly after a position in the order `sort, create_date ASC, uuid ASC` (keyset
- * pagination). NULL sorts first ascending and last descending, as in ORDER BY; a comparison
- * with NULL is never true, hence the IS forms.
- */
-function afterSql(p: Position, sort: Query['sort'], params: Bind[], indexed: ReadonlySet<string>): string {
-  const tail = '(create_date > ? OR (create_date = ? AND uuid > ?))';
-  const tailParams = [p.createDate, p.createDate, p.uuid];
-  let sql = tail;
-  if (sort) {
-    const s = fieldSql(sort.field, indexed);
-    const v = p.sort ?? null;
-    if (v === null) sql = sort.dir === 'desc' ? `(${s} IS NULL AND ${tail})` : `(${s} IS NOT NULL OR (${s} IS NULL AND ${tail}))`;
-    else {
-      sql = `(${sort.dir === 'desc' ? `(${s} < ? OR ${s} IS NULL)` : `${s} > ?`} OR (${s} = ? AND ${tail}))`;
-      params.push(v, v);
-    }
-  }
-  params.push(...tailParams);
-  return sql;
-}
-
-function filterSql(f: Filter, params: Bind[], indexed: ReadonlySet<string>): string {
-  const col = columnOf(f.field);
-  const x = (): string => fieldSql(f.field, indexed);
-  if (f.value === null && (f.op === '=' || f.op === '!=')) return `${x()} IS ${f.op === '=' ? '' : 'NOT '}NULL`;
-  if (f.op === '~=') {
-    const e = x();
-    params.push(String(f.value));
-    return `${e} LIKE ?`;
-  }
-  if (indexed.has(f.field)) {
-    // scalar fields with an index: plain comparisons the planner can use
-    if (f.op === '=' && plainString(f.value)) {
-      params.push(f.value);
-      return `${x()} = ?`;
-    }
-    if (f.op === '?=' && (f.value as unknown[]).every(plainString)) {
-      const vs = f.value as string[];
-      params.push(...vs);
-      return `${x()} IN (${vs.map(() => '?').join(',')})`;
-    }
-  }
-  if (f.op === '?=' && col && (f.value as unknown[]).every(plainString)) {
-    // a column and non-numeric strings: the CASE of inSql would pick the same plain IN, but hide it from the index
-    const vs = f.value as string[];
-    params.push(...vs);
-    return `${col} IN (${vs.map(() => '?').join(',')})`;
-  }
-  if (f.op === '?=') return inSql(x, f.value as unknown[], params);
-  if (!col && (f.op === '=' || f.op === '!=')) {
-    // array fields: '=' means contains, '!=' does not contain (an indexed field's column holds
-    // an array as JSON text, as json_extract gives it: the body decides)
-    params.push(`$.${f.field}`);
-    const isArray = `json_type(body, ?) = 'array'`;
-    params.push(`$.${f.field}`);
-    const each = `EXISTS (SELECT 1 FROM json_each(body, ?) WHERE ${compareSql(() => 'value', '=', f.value, params)})`;
-    const scalar = compareSql(x, f.op, f.value, params);
-    return `(CASE WHEN ${isArray} THEN ${f.op === '=' ? '' : 'NOT '}${each} ELSE ${scalar} END)`;
-  }
-  return compareSql(x, f.op, f.value, params);
-}
 
 export interface SqliteStoreOptions {
   path: string;
