@@ -7,25 +7,15 @@
 // command once per VM (a command re-sent by B joined its first run through the task id), and
 // the host reservations are exactly the Running VMs'.
 import { strict as assert } from 'node:assert';
-import { randomUUID } from 'node:crypto';
 import { Cleanup } from '../harness/cleanup.js';
-import { testController, type ApiClient, type TestController } from '../harness/controller.js';
-import { pausingControllerProcess } from '../harness/cloud-controller-process.js';
-import { startRedis } from '../harness/redis.js';
-import { tmpDir } from '../harness/tmp.js';
-import { freePort } from '../harness/ports.js';
+import type { ApiClient, TestController } from '../harness/controller.js';
+import { twoControllerCloud, type TwoControllerCloud } from '../harness/two-controllers.js';
+import type { SimCloudIds } from '../harness/simulated-cloud.js';
+import type { Simulator } from '../../simulator/simulator.js';
 import { until } from '../harness/assert.js';
-import { setupSimulatedCloud, randomSimFirstIp, type SimCloudIds } from '../harness/simulated-cloud.js';
-import { Simulator } from '../../simulator/simulator.js';
-import { cloudModule } from '../../controller/cloud/install.js';
-import type { HostOptions } from '../../controller/host/service.js';
 import { capacityNamespace } from '../../controller/allocator/capacity.js';
 import { JOURNALS } from '../../controller/workflow/flow.js';
 import { domainName } from '../../kvmagent/domain-xml.js';
-
-const TTL = 1_500;
-const PW = 'kill-actions-admin-pw-1';
-const hostOptions: HostOptions = { pingIntervalMs: 500, pingTimeoutMs: 3_000, maxMisses: 3, autoReconnectMs: 0, trackerLeaseTtlMs: TTL };
 
 interface Job {
   uuid: string;
@@ -44,8 +34,7 @@ const CASES = [
 describe('two controllers on one Redis: a controller killed mid-start, stop or reboot, the other finishes its jobs', function () {
   this.timeout(600_000);
   const cleanup = new Cleanup();
-  const prefix = `ka-${randomUUID().slice(0, 8)}:`;
-  let redisUrl = '';
+  let c: TwoControllerCloud;
   let sim: Simulator;
   let b: TestController;
   let apiB: ApiClient;
@@ -53,14 +42,8 @@ describe('two controllers on one Redis: a controller killed mid-start, stop or r
   const vms: string[] = [];
 
   before(async () => {
-    redisUrl = (await startRedis(cleanup)).url;
-    sim = new Simulator({ hosts: 3, firstIp: randomSimFirstIp(), port: await freePort() });
-    await sim.start();
-    cleanup.add(() => sim.stop(), 'simulator');
-    const mod = cloudModule({ hosts: true, hostOptions, ha: false });
-    b = await testController(cleanup, { modules: [mod], store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, adminPassword: PW });
-    apiB = await b.login('admin', PW);
-    ids = await setupSimulatedCloud(apiB, sim.hosts.map((h) => sim.info(h)), { prefix: 'ka', vms: 8 });
+    c = await twoControllerCloud(cleanup, { tag: 'ka', vms: 8 });
+    ({ sim, b, apiB, ids } = c);
     for (let i = 0; i < 3; i++) {
       const r = await apiB.post('/v1/vm-instances?wait=true', { name: `ka-${i}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] });
       assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -83,7 +66,7 @@ describe('two controllers on one Redis: a controller killed mid-start, stop or r
 
   /** Controller A in its own process sends `op` on every pool VM, is frozen at `point` and SIGKILLed; the jobs it acknowledged. */
   const killMidway = async (op: string, point: string): Promise<string[]> => {
-    const a = await pausingControllerProcess({ point, dataDir: await tmpDir('ka-a', cleanup), adminPassword: PW, port: await freePort(), hostOptions, cleanup, shared: { store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, ha: false } });
+    const a = await c.startA(point);
     // the action on three VMs at once: the first to reach the point freezes A
     const acked: string[] = [];
     const posts = vms.map((uuid) =>

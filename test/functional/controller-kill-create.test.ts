@@ -7,32 +7,21 @@
 // first run through the task id), and no IP, MAC, host or storage reservation or volume is left
 // without its owner.
 import { strict as assert } from 'node:assert';
-import { randomUUID } from 'node:crypto';
 import { Cleanup } from '../harness/cleanup.js';
-import { testController, type ApiClient, type TestController } from '../harness/controller.js';
-import { pausingControllerProcess, type PausingController } from '../harness/cloud-controller-process.js';
-import { startRedis } from '../harness/redis.js';
-import { tmpDir } from '../harness/tmp.js';
-import { freePort } from '../harness/ports.js';
+import type { ApiClient, TestController } from '../harness/controller.js';
+import { twoControllerCloud, type TwoControllerCloud } from '../harness/two-controllers.js';
+import type { SimCloudIds } from '../harness/simulated-cloud.js';
+import type { Simulator } from '../../simulator/simulator.js';
 import { until } from '../harness/assert.js';
-import { setupSimulatedCloud, randomSimFirstIp, type SimCloudIds } from '../harness/simulated-cloud.js';
-import { Simulator } from '../../simulator/simulator.js';
-import { cloudModule } from '../../controller/cloud/install.js';
-import type { HostOptions } from '../../controller/host/service.js';
 import { capacityNamespace } from '../../controller/allocator/capacity.js';
 import { usedIps } from '../../controller/allocator/ip.js';
 import { MAC_NAMESPACE } from '../../controller/allocator/mac.js';
 import { JOURNALS } from '../../controller/workflow/flow.js';
 
-const TTL = 1_500;
-const PW = 'kill-create-admin-pw-1';
-const hostOptions: HostOptions = { pingIntervalMs: 500, pingTimeoutMs: 3_000, maxMisses: 3, autoReconnectMs: 0, trackerLeaseTtlMs: TTL };
-
 describe('two controllers on one Redis: a controller killed mid-create, the other finishes its creates', function () {
   this.timeout(240_000);
   const cleanup = new Cleanup();
-  const prefix = `kc-${randomUUID().slice(0, 8)}:`;
-  let redisUrl = '';
+  let c: TwoControllerCloud;
   let sim: Simulator;
   let b: TestController;
   let apiB: ApiClient;
@@ -40,27 +29,17 @@ describe('two controllers on one Redis: a controller killed mid-create, the othe
   let n = 0;
 
   before(async () => {
-    redisUrl = (await startRedis(cleanup)).url;
-    sim = new Simulator({ hosts: 3, firstIp: randomSimFirstIp(), port: await freePort() });
-    await sim.start();
-    cleanup.add(() => sim.stop(), 'simulator');
-    const mod = cloudModule({ hosts: true, hostOptions, ha: false });
-    b = await testController(cleanup, { modules: [mod], store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, adminPassword: PW });
-    apiB = await b.login('admin', PW);
-    ids = await setupSimulatedCloud(apiB, sim.hosts.map((h) => sim.info(h)), { prefix: 'kc', vms: 32 });
+    c = await twoControllerCloud(cleanup, { tag: 'kc', vms: 32 });
+    ({ sim, b, apiB, ids } = c);
   });
   after(() => cleanup.run());
-
-  /** Controller A in its own process, frozen at `point` by the first create that gets there. */
-  const startA = async (point: string): Promise<PausingController> =>
-    pausingControllerProcess({ point, dataDir: await tmpDir('kc-a', cleanup), adminPassword: PW, port: await freePort(), hostOptions, cleanup, shared: { store: redisUrl, storePrefix: prefix, jobStaleMs: TTL, flowLeaseTtlMs: TTL, ha: false } });
 
   const createJobs = async (): Promise<Array<{ uuid: string; state: string; resourceUuid?: string; error?: unknown }>> =>
     (await apiB.get('/v1/jobs?q=type=vm-instances.create&limit=1000')).body.inventories;
 
   for (const point of ['vm-create:accepted', 'vm-create:ips', 'vm-create:root-volume', 'vm-create:start']) {
     it(`A SIGKILLed at ${point}: every create it took ends Running through B`, async () => {
-      const a = await startA(point);
+      const a = await c.startA(point);
       // three creates at once: the first to reach the point freezes A, the others are wherever they are
       const acked: string[] = [];
       const posts = Array.from({ length: 3 }, (_, i) =>
