@@ -429,7 +429,13 @@ export function buildApi(d: ApiDeps): ApiApp {
     // the cascade rules refuse early (409 naming the dependents, ownership checked) also for
     // deletes served by a module (a host with VMs on it…), before any job starts
     if (spec.remove && !spec.remove.deletesDependents) await planApiDelete(r, q, opCtx(ctx), { blockersOnly: true });
-    await operate(ctx, spec, { long: spec.remove?.long === true, type: `${spec.collection}.delete`, resourceUuid: r.uuid, okStatus: 200 }, (c) => (spec.remove ? spec.remove.run(r, q, c) : genericDelete(spec, r, c, q)));
+    const o: Parameters<typeof operate>[2] = { long: spec.remove?.long === true, type: `${spec.collection}.delete`, resourceUuid: r.uuid, okStatus: 200 };
+    if (spec.remove?.long && spec.remove.resumable) {
+      // as an action's: what another controller needs to run it if its flow never started (api/resume.ts)
+      const { sessionId: _s, ...principal } = ctx.state.principal as Principal;
+      o.context = { params: q, principal };
+    }
+    await operate(ctx, spec, o, (c) => (spec.remove ? spec.remove.run(r, q, c) : genericDelete(spec, r, c, q)));
   });
   router.post('/v1/:collection/:uuid/actions', authenticate, async (ctx) => {
     const spec = specOf(ctx);

@@ -46,9 +46,10 @@ export type UpdateOp = Operation<[resource: Resource, body: Record<string, unkno
 /**
  * Result: the deleted resource (or anything; shown as the job result for long deletes).
  * `deletesDependents`: the handler deletes what the cascade rules would block on (an account's
- * resources), so the API skips its early refusal.
+ * resources), so the API skips its early refusal. `resumable` (long): as an action's (ActionSpec),
+ * the job keeping the query as its parameters.
  */
-export type DeleteOp = Operation<[resource: Resource, query: Record<string, string>], unknown> & { deletesDependents?: boolean };
+export type DeleteOp = Operation<[resource: Resource, query: Record<string, string>], unknown> & { deletesDependents?: boolean; resumable?: boolean };
 
 export type Verb = 'create' | 'update' | 'delete';
 
@@ -202,13 +203,16 @@ export class ApiRegistry {
   }
 
   /**
-   * The resumable long operations by collection ('create' or an action's name): each job type gets
+   * The resumable long operations by collection ('create', 'delete' or an action's name): each job type gets
    * a resumer (api/resume.ts registerJobResumers). Read from the handlers: works before the
    * collections are registered.
    */
   resumables(): Array<{ collection: string; op: string }> {
     const out: Array<{ collection: string; op: string }> = [];
-    for (const [collection, h] of this.handlers) if (h.create?.long && h.create.resumable) out.push({ collection, op: 'create' });
+    for (const [collection, h] of this.handlers) {
+      if (h.create?.long && h.create.resumable) out.push({ collection, op: 'create' });
+      if (h.remove?.long && h.remove.resumable) out.push({ collection, op: 'delete' });
+    }
     for (const [collection, m] of this.acts) for (const a of m.values()) if (a.resumable) out.push({ collection, op: a.name });
     return out;
   }

@@ -58,11 +58,13 @@ export function createJobResumer(d: ControllerContext, collection: string, pollM
 }
 
 /**
- * Jobs of resumable actions (`ActionSpec.resumable`: VM start, stop, reboot…) whose controller
- * died. The action's flow runs under the job's uuid and keeps its outcome when it completes too
- * (the resource tells nothing of an action), so: journal there → wait; outcome 'completed' → the
- * job succeeds with the resource as it is now; a failure outcome → the job fails with its error;
- * neither → the flow never started: run the action now, from the parameters the job kept.
+ * Jobs of resumable actions (`ActionSpec.resumable`: VM start, stop, reboot…) and deletes
+ * (`DeleteOp.resumable`, action 'delete': the query is the parameters) whose controller died.
+ * The flow runs under the job's uuid and keeps its outcome when it completes too (the resource
+ * tells nothing of an action), so: journal there → wait; outcome 'completed' → the job succeeds
+ * with the answer the outcome kept (FlowDef.result: the flow removed its resource), else with the
+ * resource as it is now; a failure outcome → the job fails with its error; neither → the flow
+ * never started: run the action now, from the parameters the job kept.
  */
 export function actionJobResumer(d: ControllerContext, collection: string, action: string, pollMs = 500): Resumer {
   const shaped = (v: unknown): unknown => (v !== null && typeof v === 'object' && typeof (v as Resource).kind === 'string' && typeof (v as Resource).uuid === 'string' ? shape(d.registry.byKind((v as Resource).kind), v as Resource) : v);
@@ -74,17 +76,18 @@ export function actionJobResumer(d: ControllerContext, collection: string, actio
     const kept = job.context as { params?: Record<string, unknown>; principal?: Omit<Principal, 'sessionId'>; newUuid?: string } | undefined;
     const r = job.resourceUuid ? await d.store.get(job.resourceUuid) : undefined;
     if (outcome) {
+      if (outcome.result !== undefined) return shaped(outcome.result);
       // completed: what the action answers with (the resource it made, else the one it acted on)
       const made = kept?.newUuid ? await d.store.get(kept.newUuid) : r;
       if (!made) throw new TStackError('NOT_FOUND', `job ${job.uuid} (${job.type}) completed, but ${kept?.newUuid ?? job.resourceUuid ?? 'its resource'} is gone`);
       return shaped(made);
     }
     if (!r) throw new TStackError('NOT_FOUND', `job ${job.uuid} (${job.type}): ${job.resourceUuid ?? 'its resource'} is gone`);
-    const run = d.registry.actionHandler(collection, action);
+    const run = action === 'delete' ? d.registry.collection(collection)?.remove?.run : d.registry.actionHandler(collection, action);
     if (!run || !kept?.params || !kept.principal) throw new TStackError('INTERRUPTED', `the controller running job ${job.uuid} (${job.type}) stopped and its request was not kept; check ${r.uuid} and retry`, { resourceUuid: r.uuid });
     // acknowledged, but its flow never started: run the action now (under the job's uuid)
     const oc = { ...d, principal: { ...kept.principal, sessionId: '' }, job: jc, ...(kept.newUuid ? { newUuid: kept.newUuid } : {}) };
-    return shaped(await run(r, kept.params, oc));
+    return shaped(await run(r, kept.params as Record<string, string>, oc));
   };
 }
 

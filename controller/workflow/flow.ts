@@ -88,6 +88,12 @@ export interface FlowDef<D extends FlowData = FlowData> {
   onResume: 'rollback' | 'complete';
   /** When the journal is written going forward: before every step (default) or at the start and on ctx.save() only (see the header). */
   journal?: 'steps' | 'saves';
+  /**
+   * What a job's resumer answers with when the flow completed, kept in the outcome of a
+   * keepOutcome run: for a flow whose resource is gone once it completes (an expunge, a delete),
+   * so the store cannot show it any more.
+   */
+  result?: (data: D) => unknown;
 }
 
 export type JournalState = 'running' | 'rolling-back' | 'rollback-failed';
@@ -224,7 +230,11 @@ class Runner<D extends FlowData> {
       this.ctx.progress(Math.round(((i + 1) / steps.length) * 100), step.name);
     }
     // written before the journal goes, as a failure's is (backward)
-    if (this.j.keepOutcome) await this.store.putDoc(OUTCOMES, this.j.id, { flow: this.j.flow, action: 'completed', at: new Date().toISOString() } satisfies FlowOutcome);
+    if (this.j.keepOutcome) {
+      const o: FlowOutcome = { flow: this.j.flow, action: 'completed', at: new Date().toISOString() };
+      if (this.def.result) o.result = this.def.result(this.j.data as D);
+      await this.store.putDoc(OUTCOMES, this.j.id, o);
+    }
     await this.store.deleteDoc(JOURNALS, this.j.id);
     return this.j.data as D;
   }
@@ -307,6 +317,8 @@ export interface FlowOutcome {
   flow: string;
   action: ResumeReport['action'];
   error?: ErrorBody;
+  /** A completed flow's answer (FlowDef.result). */
+  result?: unknown;
   at: string;
 }
 
