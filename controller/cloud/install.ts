@@ -7,7 +7,9 @@ import { installHostModule, type HostModule } from '../host/api.js';
 import type { HostOptions } from '../host/service.js';
 import { registerStorageApi, onHostConnectedStorage, forgetHostCapacity, forgetPsCapacity } from '../storage/index.js';
 import { registerVolumeApi } from '../storage/volumes.js';
-import { registerSnapshotApi, volumeRevertFlow, volumeSnapshotFlow } from '../storage/snapshots.js';
+import { registerVolumeAttachApi, volumeAttachFlow, volumeDetachFlow } from '../storage/volume-attach.js';
+import { vmDestroyFlow, vmExpungeFlow, vmRecoverFlow } from '../compute/vm-destroy.js';
+import { registerSnapshotApi, snapshotDeleteFlow, volumeRevertFlow, volumeSnapshotFlow } from '../storage/snapshots.js';
 import { registerCloneApi, vmCloneFlow } from '../compute/clone.js';
 import { imageFromVolumeFlow } from '../storage/volume-images.js';
 import { registerQosApi } from '../storage/qos.js';
@@ -53,10 +55,16 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   engine.register(vmCreateFlow);
   engine.register(vmStartFlow);
   engine.register(vmPowerFlow);
+  engine.register(vmDestroyFlow);
+  engine.register(vmRecoverFlow);
+  engine.register(vmExpungeFlow);
+  engine.register(volumeAttachFlow);
+  engine.register(volumeDetachFlow);
   engine.register(vmMigrateFlow);
   engine.register(vmColdMigrateFlow);
   engine.register(volumeSnapshotFlow);
   engine.register(volumeRevertFlow);
+  engine.register(snapshotDeleteFlow);
   engine.register(vmCloneFlow);
   engine.register(imageFromVolumeFlow);
   // the flat L3s' NICs in memory, fed by resource events: subscribed before watchFlatChanges, so
@@ -70,6 +78,7 @@ export function installCloud(s: CloudServices, o: CloudOptions = {}): CloudModul
   if (o.hosts) hosts = installHostModule(s, o.hostOptions ? { options: o.hostOptions } : {});
   registerStorageApi(s.registry);
   registerVolumeApi(s.registry);
+  registerVolumeAttachApi(s.registry);
   registerSnapshotApi(s.registry);
   registerCloneApi(s.registry);
   registerQosApi(s.registry);

@@ -25,7 +25,7 @@ import type { FlowContext, FlowData, FlowDef, FlowStep } from '../workflow/flow.
 import { allocateHostFor } from './affinity.js';
 import { addServices, l2sOf, pinnedHost, startOnHost } from './vm-spec.js';
 
-interface VmOpData extends FlowData {
+export interface VmOpData extends FlowData {
   vmUuid: string;
   /** The state the VM had (journaled before it moves; the rollback restores it). */
   from?: string;
@@ -35,7 +35,7 @@ interface VmOpData extends FlowData {
 }
 
 /** Moves the VM to `via` once, from one of `move(data).from`; rolled back to `restore(data)`. */
-function stateStep<D extends VmOpData>(fault: (d: D) => string, move: (d: D) => { from: string[]; via: string; refusal: (vm: Resource) => string }, restore: (d: D) => string, onMove?: (d: D, vm: Resource) => void): FlowStep<D> {
+export function stateStep<D extends VmOpData>(fault: (d: D) => string, move: (d: D) => { from: string[]; via: string; refusal: (vm: Resource) => string }, restore: (d: D) => string, onMove?: (d: D, vm: Resource) => void): FlowStep<D> {
   return {
     name: 'state',
     async run(ctx) {
@@ -146,7 +146,7 @@ export const vmStartFlow: FlowDef<VmStartData> = {
 };
 
 /** How a flow of a job runs: under the job's uuid, its outcome kept, its progress the job's. */
-function runOptsOf(vmUuid: string, job?: JobContext): Parameters<CloudDeps['engine']['run']>[2] {
+export function runOptsOf(vmUuid: string, job?: JobContext): Parameters<CloudDeps['engine']['run']>[2] {
   const o: Parameters<CloudDeps['engine']['run']>[2] = { lockKeys: [vmUuid] };
   if (job) {
     o.id = job.jobUuid;

@@ -1,4 +1,4 @@
-// VMs in the cloud: create as a journaled flow with rollback, destroy, expunge and the console (start, stop, reboot, pause, resume: vm-power.ts).
+// VMs in the cloud: create as a journaled flow with rollback, and the console (start, stop, reboot, pause, resume: vm-power.ts; destroy, recover, expunge: vm-destroy.ts).
 //
 // vm-create steps (each rollback releases what its run acquired; a failure anywhere leaves no
 // domain, volume, IP, DHCP entry or reservation — only the error):
@@ -28,14 +28,14 @@ import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { faultPause } from '../../shared/fault-pause.js';
 import { imageStoreRef, psSpec } from '../storage/index.js';
-import { deleteVolumeEverywhere, type LeftFiles, type VolRec } from '../storage/volumes.js';
+import { deleteVolumeEverywhere, type VolRec } from '../storage/volumes.js';
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { issueConsoleToken } from '../console/tokens.js';
-import { bridgeFor, l2sOf, nicsOf, startOnHost, type KnownForSpec } from './vm-spec.js';
+import { bridgeFor, l2sOf, startOnHost, type KnownForSpec } from './vm-spec.js';
 import { allocateHostFor } from './affinity.js';
-import { fenceOnReturn } from '../host/fence.js';
 import { powerAction, startVm, stopVm } from './vm-power.js';
+import { destroyVm, expungeVm, recoverVm } from './vm-destroy.js';
 
 export { startStoppedVm, vmPowerFlow, vmStartFlow } from './vm-power.js';
 
@@ -380,87 +380,6 @@ async function inQueue<T>(d: CloudDeps, vmUuid: string, fn: () => Promise<T>): P
   return d.engine.queues.run([vmUuid], fn);
 }
 
-/** Move state from → via (transitional) and run fn; on failure go back to the state it had. */
-async function withTransition(d: CloudDeps, vmUuid: string, from: string[], via: string, fn: (vm: Resource) => Promise<Partial<Resource> & { state: string }>): Promise<Resource> {
-  return inQueue(d, vmUuid, async () => {
-    const cur = await mustGet(d.store, vmUuid, 'vm-instance');
-    if (!from.includes(String(cur.state))) throw new TStackError('CONFLICT', `VM ${cur.name} is ${String(cur.state)}; this needs it ${from.join(' or ')}`, { state: cur.state });
-    const vm = await d.store.transition(vmUuid, String(cur.state), via);
-    try {
-      const patch = await fn(vm);
-      return await d.store.update(vmUuid, patch);
-    } catch (e) {
-      await d.store.update(vmUuid, { state: String(cur.state) }).catch(() => undefined);
-      throw e;
-    }
-  });
-}
-
-/** DELETE: destroy (recoverable until expunged): the domain goes, the VM keeps its volumes and IPs. */
-async function destroyVm(vm: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
-  const d = oc;
-  return withTransition(d, vm.uuid, ['Running', 'Paused', 'Stopped', 'Unknown', 'Created', 'Error'], 'Destroying', async (v) => {
-    const hostUuid = v.hostUuid as string | undefined;
-    if (hostUuid) {
-      const host = await d.store.get(hostUuid);
-      if (host?.status === 'Connected') await callHost(d, hostUuid, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
-      else if (host) {
-        // the host is down (the VM is Unknown there): it cannot be asked, and must not keep the VM
-        // from going (ZStack's way); the domain is destroyed when the host comes back (vmsync)
-        await fenceOnReturn(d.store, host.uuid, v.uuid);
-        log.warn({ vm: v.uuid, host: hostUuid, status: host.status }, 'VM destroyed while its host is down: its domain goes when the host reconnects');
-      }
-      await releaseHost(d.store, hostUuid, v.uuid);
-    }
-    const where = hostUuid ?? (v.lastHostUuid as string | undefined);
-    // the state change to Destroyed marks the flat keys (watchFlatChanges): the entries go there
-    return { state: 'Destroyed', hostUuid: undefined, lastHostUuid: where };
-  });
-}
-
-async function recoverVm(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = oc;
-  return inQueue(d, vm.uuid, () => d.store.transition(vm.uuid, 'Destroyed', 'Stopped'));
-}
-
-/** Remove a destroyed VM for good: domain (again), volumes, DHCP entries, IPs, NICs, the record. */
-async function expungeVm(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = oc;
-  return inQueue(d, vm.uuid, async () => {
-    const v = await d.store.transition(vm.uuid, 'Destroyed', 'Expunging');
-    try {
-      const last = v.lastHostUuid as string | undefined;
-      const lastHost = last !== undefined ? await d.store.get(last) : undefined;
-      if (lastHost) {
-        // the domain went at destroy; this is a second sweep, skipped while the host is down
-        // (a dead host must not keep its VMs from being expunged)
-        if (lastHost.status === 'Connected') await callHost(d, last!, 'kvmagent', K.VmDestroy, { uuid: v.uuid });
-        markVm(d.reconcile, v);
-        await releaseHost(d.store, last!, v.uuid);
-      }
-      const vols = (await d.store.list({ kind: 'volume', filters: [{ field: 'vmInstanceUuid', op: '=', value: v.uuid }] })).items;
-      const leftFiles: LeftFiles[] = [];
-      for (const vol of vols) {
-        if (vol.type === 'Root' || vol._createdWithVm !== false) {
-          const left = await deleteVolumeEverywhere(d, { uuid: vol.uuid, size: Number(vol.size ?? 0) }, last, { localHostDown: 'leave' });
-          if (left) leftFiles.push(left);
-        } else await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined }); // attached later: kept, detached
-      }
-      if (leftFiles.length) log.warn({ vm: v.uuid, leftFiles }, 'expunged with its host down: these local-storage files stay on the host (delete them there)');
-      for (const nic of await nicsOf(d, v.uuid)) {
-        await releaseIp(d.store, String(nic.l3NetworkUuid), String(nic.ip), nic.uuid);
-        await releaseMac(d.store, String(nic.mac), nic.uuid);
-        await d.store.delete(nic.uuid);
-      }
-      await d.store.delete(v.uuid);
-      return { ...v, state: 'Expunged', ...(leftFiles.length ? { leftFiles } : {}) };
-    } catch (e) {
-      await d.store.update(v.uuid, { state: 'Destroyed' }).catch(() => undefined);
-      throw e;
-    }
-  });
-}
-
 /** A single-use console token for the asking account; the browser opens `url` (the console proxy) with it. */
 async function consoleOf(vm: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<unknown> {
   const d = oc;
@@ -506,15 +425,15 @@ const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiR
 
 export function registerComputeApi(reg: ApiRegistry): void {
   reg.setCreate('vm-instances', { long: true, resumable: true, run: createVm });
-  reg.setDelete('vm-instances', { long: true, run: destroyVm });
-  // flows under the job's uuid: a controller taking the job over sees it through (vm-power.ts)
+  // flows under the job's uuid: a controller taking the job over sees it through (vm-power.ts, vm-destroy.ts)
+  reg.setDelete('vm-instances', { long: true, resumable: true, run: destroyVm });
   once(reg, 'vm-instances', 'start', { long: true, resumable: true, run: startVm });
   once(reg, 'vm-instances', 'stop', { long: true, resumable: true, run: stopVm });
   once(reg, 'vm-instances', 'reboot', { long: true, resumable: true, run: powerAction('reboot') });
   once(reg, 'vm-instances', 'pause', { long: true, resumable: true, run: powerAction('pause') });
   once(reg, 'vm-instances', 'resume', { long: true, resumable: true, run: powerAction('resume') });
-  once(reg, 'vm-instances', 'recover', { long: true, run: recoverVm });
-  once(reg, 'vm-instances', 'expunge', { long: true, run: expungeVm });
+  once(reg, 'vm-instances', 'recover', { long: true, resumable: true, run: recoverVm });
+  once(reg, 'vm-instances', 'expunge', { long: true, resumable: true, run: expungeVm });
   once(reg, 'vm-instances', 'requestConsoleAccess', { long: false, schema: Obj({}), description: 'A single-use console token, valid 60 s, for this account: {url, token, expiresAt}; open url as a WebSocket (RFB, no password) with subprotocols binary and tstack-session.<session token>', run: consoleOf });
 }
 

@@ -21,6 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { TStackError } from '../../shared/errors.js';
+import { faultPause } from '../../shared/fault-pause.js';
 import * as K from '../../shared/protocol/kvm.js';
 import * as S from '../../shared/protocol/storage.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
@@ -268,28 +269,76 @@ async function subtree(d: CloudDeps, snap: Resource): Promise<Resource[]> {
   return out;
 }
 
+// volume-snapshot-delete flow (onResume 'complete', the job's uuid, its answer kept in the outcome:
+// the snapshot is gone once it completes):
+//   plan    the snapshot and its descendants (leaves first) and the host that deletes them;
+//           refused while a running VM has the files open (file storage)
+//   delete  ps/snapshot/delete of each (its task id: sent again after a crash it joins its first
+//           run), the volume's current snapshot moved to the parent, the record; a snapshot
+//           whose record is gone was deleted before a crash
+interface SnapshotDeleteData extends Record<string, unknown> {
+  /** The snapshot asked for (the answer). */
+  snapshot: Resource;
+  volumeUuid: string;
+  victims?: Array<{ uuid: string; parentSnapshotUuid?: string }>;
+  hostUuid?: string;
+}
+
+export const snapshotDeleteFlow: FlowDef<SnapshotDeleteData> = {
+  name: 'volume-snapshot-delete',
+  onResume: 'complete',
+  result: (d) => ({ ...d.snapshot, deleted: (d.victims ?? []).map((v) => v.uuid) }),
+  steps: [
+    {
+      name: 'plan',
+      async run(ctx) {
+        const d = ctx.controller;
+        const vol = await ctx.store.get(ctx.data.volumeUuid);
+        const victims = await subtree(d, ctx.data.snapshot);
+        if (vol) {
+          const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
+          // merging layers rewrites files a running QEMU has open (qemu-img would hit its locks)
+          const vm = isFileType(ps) ? await runningVmOf(d, vol) : undefined;
+          if (vm) throw new TStackError('CONFLICT', `volume ${vol.name} is in use by running VM ${vm.name}; stop the VM or detach the volume to delete snapshots on ${String(ps.type)} storage`);
+          ctx.data.hostUuid = await hostForVolume(d, vol);
+        }
+        ctx.data.victims = victims.map((v) => ({ uuid: v.uuid, ...(typeof v.parentSnapshotUuid === 'string' ? { parentSnapshotUuid: v.parentSnapshotUuid } : {}) }));
+        injectFault('volume-snapshot-delete', 'plan');
+      },
+    },
+    {
+      name: 'delete',
+      async run(ctx) {
+        const d = ctx.controller;
+        const { volumeUuid, hostUuid } = ctx.data;
+        const vol = await ctx.store.get(volumeUuid);
+        const ps = vol && hostUuid ? await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage') : undefined;
+        for (const s of ctx.data.victims!) {
+          if (!(await ctx.store.get(s.uuid))) continue;
+          if (ps) {
+            await callHost(d, hostUuid!, 'storageagent', S.DeleteSnapshot, { ps: psSpec(ps), volumeUuid, snapshotUuid: s.uuid }, { taskId: ctx.taskId(`snap-${s.uuid}`) });
+            injectFault('volume-snapshot-delete', 'agent');
+            // read again: deleting this one's child may just have moved the volume's current snapshot to this one
+            const cur = await ctx.store.get(volumeUuid);
+            if (cur?._currentSnapshotUuid === s.uuid) await ctx.store.update(volumeUuid, { _currentSnapshotUuid: s.parentSnapshotUuid });
+          }
+          await ctx.store.delete(s.uuid);
+        }
+        injectFault('volume-snapshot-delete', 'delete');
+      },
+    },
+  ],
+};
+
 async function deleteSnapshot(snap: Resource, _q: Record<string, string>, oc: OpContext): Promise<unknown> {
-  const d = oc;
-  const volUuid = String(snap.volumeUuid);
-  return d.engine.queues.run([volUuid], async () => {
-    const vol = await d.store.get(volUuid);
-    const victims = await subtree(d, snap);
-    if (vol) {
-      const ps = await mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
-      // merging layers rewrites files a running QEMU has open (qemu-img would hit its locks)
-      const vm = isFileType(ps) ? await runningVmOf(d, vol) : undefined;
-      if (vm) throw new TStackError('CONFLICT', `volume ${vol.name} is in use by running VM ${vm.name}; stop the VM or detach the volume to delete snapshots on ${String(ps.type)} storage`);
-      const host = await hostForVolume(d, vol);
-      for (const s of victims) {
-        await callHost(d, host, 'storageagent', S.DeleteSnapshot, { ps: psSpec(ps), volumeUuid: vol.uuid, snapshotUuid: s.uuid });
-        await d.store.delete(s.uuid);
-        if (vol._currentSnapshotUuid === s.uuid) await d.store.update(vol.uuid, { _currentSnapshotUuid: s.parentSnapshotUuid });
-      }
-    } else {
-      for (const s of victims) await d.store.delete(s.uuid);
-    }
-    return { ...snap, deleted: victims.map((s) => s.uuid) };
-  });
+  const volumeUuid = String(snap.volumeUuid);
+  faultPause('volume-snapshot-delete:accepted'); // tests: frozen after the job was acknowledged, before the flow's journal
+  const o: Parameters<typeof oc.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [volumeUuid] };
+  if (oc.job) {
+    o.keepOutcome = true;
+    o.onProgress = (p, m) => oc.job!.progress(p, m);
+  }
+  return snapshotDeleteFlow.result!(await oc.engine.run<SnapshotDeleteData>(snapshotDeleteFlow, { snapshot: snap, volumeUuid }, o));
 }
 
 const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiRegistry['registerAction']>[2]): void => {
@@ -300,7 +349,7 @@ export function registerSnapshotApi(reg: ApiRegistry): void {
   // snapshots and reverts are flows under the job's uuid: a controller taking the job over from a
   // dead one sees it through (api/resume.ts)
   reg.setCreate('volume-snapshots', { long: true, resumable: true, run: (body, oc) => createSnapshot(body, oc) });
-  reg.setDelete('volume-snapshots', { long: true, run: deleteSnapshot });
+  reg.setDelete('volume-snapshots', { long: true, resumable: true, run: deleteSnapshot });
   once(reg, 'volume-snapshots', 'revert', { long: true, resumable: true, run: revertSnapshot });
   // the action is the create with volumeUuid filled in: one path for validation, ownership and
   // quota (snapshot.volume.num counts volume-snapshot records made through prepareCreate)

@@ -1,6 +1,6 @@
-// Volumes in the cloud: instantiate (empty, or from a DataVolumeTemplate image), attach/detach
-// to a VM (hot-plug when it runs), resize (grow only: QEMU block_resize when the VM runs, the
-// storage agent otherwise), delete (with its snapshots).
+// Volumes in the cloud: resize (grow only: QEMU block_resize when the VM runs, the storage agent
+// otherwise), delete (with its snapshots); attach/detach to a VM (instantiated on attach):
+// volume-attach.ts.
 //
 // Which host does the agent work: the VM's host when it runs (its QEMU holds the files), else
 // the volume's host (local storage), else any connected host of a cluster the primary storage
@@ -13,7 +13,7 @@ import type { Resource } from '../store/types.js';
 import { allocatePrimaryStorage, releasePrimaryStorage } from '../allocator/primary-storage.js';
 import { attachedFrom } from '../model/attachments.js';
 import { callHost, mustGet, type CloudDeps } from '../cloud/common.js';
-import { imageStoreRef, psSpec } from './index.js';
+import { psSpec } from './index.js';
 import { diskQosSpec, type VolumeQos } from './qos.js';
 
 const MiB = 1024 * 1024;
@@ -50,11 +50,12 @@ export interface LeftFiles {
 
 /**
  * Delete a volume's files (with its snapshots), its PS reservation and its records.
+ * `taskId`: the agent command's (a flow's: sent again after a crash, it joins its first run).
  * `localHostDown: 'leave'`: a local-storage volume whose host is down (not Connected) loses its
  * records anyway and its files are left there and returned (expunging a VM of a dead host);
  * otherwise the call to the down host fails and the delete can be retried.
  */
-export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string, o: { localHostDown?: 'fail' | 'leave' } = {}): Promise<LeftFiles | undefined> {
+export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallbackHost?: string, o: { localHostDown?: 'fail' | 'leave'; taskId?: string } = {}): Promise<LeftFiles | undefined> {
   const rec = await d.store.get(vol.uuid);
   const psUuid = vol.psUuid ?? (rec?.primaryStorageUuid as string | undefined);
   let hostUuid = (rec?.hostUuid as string | undefined) ?? vol.hostUuid ?? fallbackHost;
@@ -71,7 +72,7 @@ export async function deleteVolumeEverywhere(d: CloudDeps, vol: VolRec, fallback
     left = { volumeUuid: vol.uuid, hostUuid: host.uuid, primaryStorageUuid: ps.uuid, ...(typeof rec?.installPath === 'string' ? { installPath: rec.installPath } : {}) };
     hostUuid = undefined;
   }
-  if (ps && hostUuid) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid });
+  if (ps && hostUuid) await callHost(d, hostUuid, 'storageagent', S.DeleteVolume, { ps: psSpec(ps), volumeUuid: vol.uuid }, o.taskId ? { taskId: o.taskId } : undefined);
   if (psUuid) await releasePrimaryStorage(d.store, psUuid, vol.uuid);
   for (const s of await d.store.byParent('volume-snapshot', vol.uuid)) await d.store.delete(s.uuid);
   if (rec) await d.store.delete(vol.uuid);
@@ -115,71 +116,6 @@ async function connectedHostOf(d: CloudDeps, psUuid: string): Promise<string | u
     if (h) return h.uuid;
   }
   return undefined;
-}
-
-async function instantiate(d: CloudDeps, vol: Resource, vm: Resource): Promise<Resource> {
-  const hostUuid = String(vm.hostUuid ?? vm.lastHostUuid);
-  const host = await mustGet(d.store, hostUuid, 'host');
-  const size = Number(vol.size ?? 0);
-  const req: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid: String(host.parentUuid) };
-  if (typeof vol.primaryStorageUuid === 'string') req.primaryStorageUuid = vol.primaryStorageUuid;
-  const { primaryStorage: ps } = await allocatePrimaryStorage(d.store, req, vol.uuid);
-  try {
-    let info: S.VolumeInfo;
-    if (typeof vol.imageUuid === 'string') {
-      // from a DataVolumeTemplate image: a linked clone of its cache on the primary storage
-      const image = await mustGet(d.store, vol.imageUuid, 'image');
-      const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
-      if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
-      await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: image.uuid, imageStore: await imageStoreRef(d, ref.backupStorageUuid) });
-      info = await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: vol.uuid, imageUuid: image.uuid });
-    } else {
-      info = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: vol.uuid, size });
-    }
-    return await d.store.update(vol.uuid, { status: 'Ready', primaryStorageUuid: ps.uuid, hostUuid, clusterUuid: host.parentUuid, source: info.source, installPath: info.installPath, format: info.format, size: info.size, actualSize: info.actualSize });
-  } catch (e) {
-    await releasePrimaryStorage(d.store, ps.uuid, vol.uuid);
-    throw e;
-  }
-}
-
-async function attachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = oc;
-  const volUuid = String(params.volumeUuid);
-  return d.engine.queues.run([vm.uuid, volUuid], async () => {
-    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
-    let vol = await mustGet(d.store, volUuid, 'volume', 'attachVolume.volumeUuid');
-    if (vol.ownerAccountUuid !== v.ownerAccountUuid) throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: not your volume', { field: 'attachVolume.volumeUuid' });
-    if (vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', 'attachVolume.volumeUuid: a root volume cannot be attached', { field: 'attachVolume.volumeUuid' });
-    if (vol.vmInstanceUuid) throw new TStackError('CONFLICT', `volume ${vol.name} is attached to VM ${String(vol.vmInstanceUuid)}`);
-    if (!['Running', 'Stopped', 'Paused'].includes(String(v.state))) throw new TStackError('CONFLICT', `VM ${v.name} is ${String(v.state)}`);
-    if (vol.status !== 'Ready') vol = await instantiate(d, vol, v);
-    else if (vol.hostUuid && vol.hostUuid !== (v.hostUuid ?? v.lastHostUuid)) {
-      const ps = await d.store.get(String(vol.primaryStorageUuid));
-      if (ps?.type === 'LocalStorage') throw new TStackError('CONFLICT', `volume ${vol.name} is on the local storage of another host`);
-    }
-    const used = new Set((await dataVolumesOf(d, v.uuid)).map((x) => Number(x.deviceId)));
-    let dev = 1;
-    while (used.has(dev)) dev++;
-    if (v.state === 'Running' || v.state === 'Paused') {
-      await callHost(d, String(v.hostUuid), 'kvmagent', K.VmAttachVolume, { uuid: v.uuid, volume: volumeSpec(vol, dev) });
-    }
-    await d.store.update(vol.uuid, { vmInstanceUuid: v.uuid, deviceId: dev, _createdWithVm: false });
-    return d.store.update(v.uuid, { allVolumes: [...new Set([...((v.allVolumes as string[] | undefined) ?? []), vol.uuid])] });
-  });
-}
-
-async function detachVolume(vm: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
-  const d = oc;
-  const volUuid = String(params.volumeUuid);
-  return d.engine.queues.run([vm.uuid, volUuid], async () => {
-    const v = await mustGet(d.store, vm.uuid, 'vm-instance');
-    const vol = await mustGet(d.store, volUuid, 'volume', 'detachVolume.volumeUuid');
-    if (vol.vmInstanceUuid !== v.uuid || vol.type === 'Root') throw new TStackError('INVALID_ARGUMENT', `detachVolume.volumeUuid: volume ${vol.name} is not a data volume of this VM`, { field: 'detachVolume.volumeUuid' });
-    if (v.state === 'Running' || v.state === 'Paused') await callHost(d, String(v.hostUuid), 'kvmagent', K.VmDetachVolume, { uuid: v.uuid, volumeUuid: vol.uuid });
-    await d.store.update(vol.uuid, { vmInstanceUuid: undefined, deviceId: undefined, _createdWithVm: false });
-    return d.store.update(v.uuid, { allVolumes: ((v.allVolumes as string[] | undefined) ?? []).filter((u) => u !== vol.uuid) });
-  });
 }
 
 async function deleteVolume(vol: Resource, _q: Record<string, string>, oc: OpContext): Promise<Resource> {
@@ -242,8 +178,6 @@ const once = (reg: ApiRegistry, col: string, name: string, spec: Parameters<ApiR
 };
 
 export function registerVolumeApi(reg: ApiRegistry): void {
-  once(reg, 'vm-instances', 'attachVolume', { long: true, run: attachVolume });
-  once(reg, 'vm-instances', 'detachVolume', { long: true, run: detachVolume });
   once(reg, 'volumes', 'resize', { long: true, run: resizeVolume });
   reg.setDelete('volumes', { long: true, run: deleteVolume });
 }
