@@ -27,9 +27,13 @@ export interface FakeStorageState {
   volumes: Map<string, S.VolumeInfo>;
   snapshots: Map<string, S.SnapshotInfo[]>;
   images: Set<string>;
+  /** Storage commands on a snapshot, volume or image that ran (not those a repeated task id joined): [command, that uuid]; the last MAX_CALLS. */
+  calls: Array<[string, string]>;
 }
 
-export const newStorageState = (): FakeStorageState => ({ volumes: new Map(), snapshots: new Map(), images: new Set() });
+const MAX_CALLS = 100_000;
+
+export const newStorageState = (): FakeStorageState => ({ volumes: new Map(), snapshots: new Map(), images: new Set(), calls: [] });
 
 function storageAnswers(st: FakeStorageState): Record<string, Answer> {
   let seq = 0;
@@ -102,10 +106,19 @@ function defaultAnswer(cmd: CommandDef): unknown {
   return res;
 }
 
-function register(server: AgentServer, commands: CommandDef[], answers: Record<string, Answer>): void {
+function register(server: AgentServer, commands: CommandDef[], answers: Record<string, Answer>, calls?: FakeStorageState['calls']): void {
   for (const cmd of commands) {
     const answer = answers[cmd.name];
-    server.handle(cmd, async (req: unknown) => (answer ? answer(req) : defaultAnswer(cmd)) as never);
+    server.handle(cmd, async (req: unknown) => {
+      const r = req as { snapshotUuid?: unknown; volumeUuid?: unknown; imageUuid?: unknown };
+      const on = r.snapshotUuid ?? r.volumeUuid ?? r.imageUuid;
+      // the periodic commands (capacity, heartbeats) name none; bounded for long simulator runs
+      if (calls && typeof on === 'string') {
+        if (calls.length >= MAX_CALLS) calls.splice(0, MAX_CALLS / 2);
+        calls.push([cmd.name, on]);
+      }
+      return (answer ? answer(req) : defaultAnswer(cmd)) as never;
+    });
   }
 }
 
@@ -115,6 +128,6 @@ const vrouterCommands = [...commandsOf(V), ...commandsOf(VPC)];
 
 /** Register the storage (+ha) and vrouter (+vpc) commands of a simulated host on its server. */
 export function registerFakeStorageAndVrouter(server: AgentServer, st: FakeStorageState): void {
-  register(server, storageCommands, storageAnswers(st));
+  register(server, storageCommands, storageAnswers(st), st.calls);
   register(server, vrouterCommands, vrouterAnswers);
 }

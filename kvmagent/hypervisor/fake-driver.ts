@@ -148,11 +148,13 @@ export class FakeDriver implements HypervisorDriver {
   }
 
   async attachDevice(name: string, deviceXml: string): Promise<void> {
+    this.calls.push(['attachDevice', name]);
     const d = this.d(name);
     d.xml = d.xml.replace('</devices>', `${deviceXml}\n  </devices>`);
   }
 
   async detachDeviceAlias(name: string, alias: string): Promise<void> {
+    this.calls.push(['detachDevice', name]);
     const d = this.d(name);
     const re = new RegExp(`\\s*<(disk|interface)\\b(?:(?!</\\1>)[\\s\\S])*?<alias name='${alias.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'/>[\\s\\S]*?</\\1>`);
     if (!re.test(d.xml)) throw new TStackError('LIBVIRT_ERROR', `no device with alias ${alias}`);
