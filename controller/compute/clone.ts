@@ -12,6 +12,8 @@
 // full: true → each clone is made stopped, its volumes flattened (ps/volume/flatten), then
 // started if the source runs.
 import { TStackError } from '../../shared/errors.js';
+import { faultPause } from '../../shared/fault-pause.js';
+import { shape } from '../api/crud.js';
 import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
@@ -72,7 +74,10 @@ async function dropTemplates(d: CloudDeps, data: CloneData): Promise<void> {
 }
 
 // vm-clone flow (onResume 'rollback': a controller killed mid-clone drops the templates; clones
-// already made are whole VMs and stay; the one being made is rolled back by its own vm-create flow):
+// already made are whole VMs and stay; the one being made is finished or rolled back by its own
+// vm-create flow). Run as a job it keeps its outcome: the job's resumer (api/resume.ts) fails the
+// job CANCELLED once the flow rolled back, answers with the outcome's result once it completed,
+// and runs the clone from the job's parameters when its flow never started:
 //   template  a RootVolumeTemplate image of the root volume,     ⟲ delete them
 //             a DataVolumeTemplate image of each data volume
 //   clones    one VM create per name
@@ -80,6 +85,8 @@ async function dropTemplates(d: CloudDeps, data: CloneData): Promise<void> {
 export const vmCloneFlow: FlowDef<CloneData> = {
   name: 'vm-clone',
   onResume: 'rollback',
+  // a resumed job's answer: the clones' uuids (the live answer also has their records)
+  result: (d) => ({ vmInstanceUuid: d.vmUuid, cloneUuids: d.cloneUuids }),
   steps: [
     {
       name: 'template',
@@ -172,20 +179,26 @@ async function cloneVm(vm0: Resource, params: Record<string, unknown>, oc: OpCon
   oc.job?.progress(5, 'template of the root volume');
   const id = oc.job?.jobUuid ?? randomUUID();
   const runOpts: Parameters<typeof d.engine.run>[2] = { id };
-  if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+  if (oc.job) {
+    runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+    runOpts.keepOutcome = true;
+  }
   callers.set(id, noJob(oc));
   try {
     const data: CloneData = { vmUuid: vm.uuid, names: params.names as string[], bsUuid, cloneUuids: [] };
     if (params.full === true) Object.assign(data, { full: true, startAfter: vm.state === 'Running' });
     if (params.withDataVolumes === true) data.dataVolumeUuids = (await dataVolumesOf(d, vm.uuid)).map((v) => v.uuid);
+    faultPause('vm-clone:accepted'); // tests: frozen after the job was acknowledged, before the flow's journal
     const out = await d.engine.run(vmCloneFlow, data, runOpts);
     oc.job?.progress(100, 'cloned');
-    return { vmInstanceUuid: vm.uuid, clones: await Promise.all(out.cloneUuids.map((u) => mustGet(d.store, u, 'vm-instance'))) };
+    // shaped here: the job shapes only a resource it is answered with, not one inside (the console password)
+    const spec = oc.registry.byKind('vm-instance');
+    return { ...(vmCloneFlow.result!(out) as object), clones: await Promise.all(out.cloneUuids.map(async (u) => shape(spec, await mustGet(d.store, u, 'vm-instance')))) };
   } finally {
     callers.delete(id);
   }
 }
 
 export function registerCloneApi(reg: ApiRegistry): void {
-  if (!reg.action('vm-instances', 'clone')?.run) reg.registerAction('vm-instances', 'clone', { long: true, schema: CloneSchema, description: 'Clone the VM: N new VMs (linked clones of its root volume), each with its own NICs and addresses', run: cloneVm });
+  if (!reg.action('vm-instances', 'clone')?.run) reg.registerAction('vm-instances', 'clone', { long: true, resumable: true, schema: CloneSchema, description: 'Clone the VM: N new VMs (linked clones of its root volume), each with its own NICs and addresses', run: cloneVm });
 }

@@ -77,10 +77,10 @@ describe('two controllers on one Redis: a controller killed mid-destroy, -recove
     sim.hosts.reduce((k, h) => k + (where === 'driver' ? h.driver.calls.filter(([m, x]) => m === cmd && x === domainName(on)) : h.storage.calls.filter(([m, x]) => m === cmd && x === on)).length, 0);
   const act = (api: ApiClient, vm: string, action: string, params: Record<string, unknown> = {}): Promise<ApiResponse> => api.post(`/v1/vm-instances/${vm}/actions`, { [action]: params });
 
-  /** Three new VMs (through B) in `state`. */
-  const pool = async (state: Case['from']): Promise<string[]> => {
+  /** New VMs (through B) in `state`. */
+  const pool = async (state: Case['from'], count = 3): Promise<string[]> => {
     const vms: string[] = [];
-    for (let i = 0; i < 3; i++) vms.push((await ok(apiB.post('/v1/vm-instances?wait=true', { name: `kl-${n++}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] }), 'create')).uuid as string);
+    for (let i = 0; i < count; i++) vms.push((await ok(apiB.post('/v1/vm-instances?wait=true', { name: `kl-${n++}`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] }), 'create')).uuid as string);
     for (const vm of vms) {
       if (state === 'Stopped') await ok(apiB.post(`/v1/vm-instances/${vm}/actions?wait=true`, { stop: {} }), 'stop');
       if (state === 'Destroyed') await ok(apiB.del(`/v1/vm-instances/${vm}?wait=true`), 'destroy');
@@ -241,6 +241,49 @@ describe('two controllers on one Redis: a controller killed mid-destroy, -recove
         }
       });
     }
+  }
+
+  // clone: its flow rolls back when resumed (its nested creates and images are flows of their
+  // own), so a killed clone's job fails CANCELLED, keeping the clones made; one never started is run
+  const CLONE = [
+    { at: 'accepted', ends: 'Succeeded', clones: 2 },
+    { at: 'template', ends: 'CANCELLED', clones: 0 },
+    { at: 'clones', ends: 'CANCELLED', clones: 1 },
+  ];
+  for (const k of CLONE) {
+    it(`A SIGKILLed at vm-clone:${k.at}: B ends the clone job ${k.ends} with ${k.clones} clone(s) and no template left`, async () => {
+      const [source] = await pool('Stopped', 1);
+      const ts: Target[] = [{ vm: source!, resource: source! }];
+      try {
+        const vmsBefore = new Set((await b.store.list({ kind: 'vm-instance' })).items.map((v) => v.uuid));
+        const images = (await b.store.list({ kind: 'image' })).items.length;
+        const earlier = new Set((await jobsOf('vm-instances.clone')).map((j) => j.uuid));
+        const names = [`kl-c${n++}`, `kl-c${n++}`];
+        const a = await c.startA(`vm-clone:${k.at}`);
+        const sent = a.api.post(`/v1/vm-instances/${source!}/actions`, { clone: { names } }).catch(() => undefined);
+        await a.frozen();
+        await a.kill9();
+        await sent;
+        const [job, ...more] = await until('the clone job of A settled', async () => {
+          const js = (await jobsOf('vm-instances.clone')).filter((j) => !earlier.has(j.uuid));
+          return js.length > 0 && js.every((j) => j.state !== 'Running') && js;
+        }, 90_000, 300);
+        assert.equal(more.length, 0);
+        const made = (await b.store.list({ kind: 'vm-instance' })).items.filter((v) => !vmsBefore.has(v.uuid));
+        for (const v of made) ts.push({ vm: v.uuid, resource: v.uuid });
+        if (k.ends === 'Succeeded') {
+          assert.equal(job!.state, 'Succeeded', JSON.stringify(job!.error));
+          assert.deepEqual([...(job!.result?.cloneUuids as string[])].sort(), made.map((v) => v.uuid).sort());
+        } else assert.equal((job!.error as { code?: string } | undefined)?.code, k.ends, `${job!.state} ${JSON.stringify(job!.error)}`);
+        // the clones made are whole (Stopped like their source), in the order of the names
+        assert.deepEqual(made.map((v) => [v.name, v.state]).sort(), names.slice(0, k.clones).map((x) => [x, 'Stopped']));
+        assert.equal((await b.store.list({ kind: 'image' })).items.length, images, 'no template image left');
+        assert.equal((await b.store.listDocs(JOURNALS)).length, 0, 'no flow journal left');
+        await checkHosts(ts.map((t) => t.vm));
+      } finally {
+        await clear(ts);
+      }
+    });
   }
 
   /** Each Running VM has its domain and its one reservation on its host; any other VM has neither. */
