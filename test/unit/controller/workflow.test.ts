@@ -242,6 +242,29 @@ describe('controller workflow engine', () => {
     assert.equal(await store.getDoc(JOURNALS, 'k-resumed'), undefined);
   });
 
+  it('FlowDef.result: a completed keepOutcome run keeps its answer in the outcome (resumed too); a failed one has none', async () => {
+    const def: FlowDef<{ n: number; fail?: boolean }> = {
+      name: 'answered',
+      onResume: 'complete',
+      result: (d) => ({ n: d.n }),
+      steps: [
+        { name: 'a', async run(ctx) { ctx.data.n++; } },
+        { name: 'b', async run(ctx) { if (ctx.data.fail) throw new TStackError('CONFLICT', 'no'); } },
+      ],
+    };
+    await runFlow(store, def, { n: 1 }, { id: 'r-live', keepOutcome: true });
+    assert.deepEqual((await store.getDoc<FlowOutcome>(OUTCOMES, 'r-live'))?.result, { n: 2 });
+    await assert.rejects(runFlow(store, def, { n: 1, fail: true }, { id: 'r-failed', keepOutcome: true }));
+    const failed = await store.getDoc<FlowOutcome>(OUTCOMES, 'r-failed');
+    assert.deepEqual([failed?.action, failed?.result], ['rolled-back', undefined]);
+    const now = new Date().toISOString();
+    await store.putDoc(JOURNALS, 'r-resumed', { id: 'r-resumed', flow: 'answered', controllerId: 'me', state: 'running', completed: 1, current: 1, rolledBack: [], data: { n: 7 }, keepOutcome: true, startedAt: now, updatedAt: now } satisfies FlowJournal);
+    const engine = new FlowEngine({ store, controllerId: 'me', registry: new FlowRegistry() });
+    engine.register(def);
+    await engine.resume();
+    assert.deepEqual((await store.getDoc<FlowOutcome>(OUTCOMES, 'r-resumed'))?.result, { n: 7 });
+  });
+
   it('resume leaves other controllers\' journals and unknown flows alone', async () => {
     const base = { completed: 1, rolledBack: [], data: {}, startedAt: '', updatedAt: '', state: 'running' as const };
     await store.putDoc(JOURNALS, 'a', { ...base, id: 'a', flow: 'six', controllerId: 'other' });
