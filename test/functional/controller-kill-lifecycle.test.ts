@@ -274,6 +274,7 @@ describe('two controllers on one Redis: a controller killed mid-destroy, -recove
         if (k.ends === 'Succeeded') {
           assert.equal(job!.state, 'Succeeded', JSON.stringify(job!.error));
           assert.deepEqual([...(job!.result?.cloneUuids as string[])].sort(), made.map((v) => v.uuid).sort());
+          for (const v of job!.result?.clones as Array<Record<string, unknown>>) assert.deepEqual(Object.keys(v).filter((f) => f.startsWith('_')), [], 'clones as the API shows VMs');
         } else assert.equal((job!.error as { code?: string } | undefined)?.code, k.ends, `${job!.state} ${JSON.stringify(job!.error)}`);
         // the clones made are whole (Stopped like their source), in the order of the names
         assert.deepEqual(made.map((v) => [v.name, v.state]).sort(), names.slice(0, k.clones).map((x) => [x, 'Stopped']));
