@@ -28,10 +28,27 @@ interface Ledger {
   gen: number;
 }
 
-const LEDGER_MAX_AGE_MS = 30_000;
+export const LEDGER_MAX_AGE_MS = 30_000;
 /** Above this many consumers, a SQLite namespace is not re-read after a claim. */
 const POST_CHECK_MAX = 256;
 const ledgers = new WeakMap<InventoryStore, Map<string, Ledger>>();
+
+/**
+ * Called with a namespace whenever this process's view of it changes (a change of its own, a
+ * re-read, a view dropped): the host ranking (host-snapshot.ts) updates only those hosts.
+ */
+type Watcher = (ns: string) => void;
+const watchers = new WeakMap<InventoryStore, Watcher[]>();
+
+export function watchLedgers(store: InventoryStore, w: Watcher): void {
+  const ws = watchers.get(store);
+  if (ws) ws.push(w);
+  else watchers.set(store, [w]);
+}
+
+function changed(store: InventoryStore, ns: string): void {
+  for (const w of watchers.get(store) ?? []) w(ns);
+}
 
 function ledgersOf(store: InventoryStore): Map<string, Ledger> {
   let m = ledgers.get(store);
@@ -66,6 +83,7 @@ export async function reserved(store: InventoryStore, ns: string): Promise<{ tot
   }
   if ((m.get(ns)?.gen ?? 0) === gen) m.set(ns, l);
   else m.delete(ns);
+  changed(store, ns);
   return view(l);
 }
 
@@ -77,31 +95,39 @@ export async function knownReserved(store: InventoryStore, ns: string): Promise<
 }
 
 /**
- * This process's view of a namespace without copying it (ranking reads hundreds per decision):
- * the totals (read-only) and whether a consumer holds a reservation there.
+ * This process's view of a namespace without copying it (ranking reads hundreds per decision,
+ * and a local primary storage's namespace holds every volume): the totals (read-only, live),
+ * whether a consumer holds a reservation there, and how many do (now).
  */
-export async function knownUsage(store: InventoryStore, ns: string): Promise<{ total: Readonly<Amounts>; holds: (consumer: string) => boolean }> {
+export async function knownUsage(store: InventoryStore, ns: string): Promise<{ total: Readonly<Amounts>; holds: (consumer: string) => boolean; count: number }> {
   let l = ledgersOf(store).get(ns);
   if (!l || Date.now() - l.loadedAt > LEDGER_MAX_AGE_MS) {
     await reserved(store, ns);
     l = ledgersOf(store).get(ns);
     // changed while it was read: the next decision reads it again
-    if (!l) return knownReserved(store, ns).then((v) => ({ total: v.total, holds: (c: string) => v.consumers.includes(c) }));
+    if (!l) return knownReserved(store, ns).then(usageOf);
   }
   const led = l;
-  return { total: led.total, holds: (c: string) => led.consumers.has(c) };
+  return { total: led.total, holds: (c: string) => led.consumers.has(c), count: led.consumers.size };
 }
+
+const usageOf = (v: { total: Amounts; consumers: string[] }): { total: Readonly<Amounts>; holds: (consumer: string) => boolean; count: number } => ({
+  total: v.total,
+  holds: (c: string) => v.consumers.includes(c),
+  count: v.consumers.length,
+});
 
 /**
  * This process's recent view of a namespace without a store read, or undefined (then
  * knownUsage reads it): ranking 1,000 hosts per VM awaited 1,000 promises for views in memory.
  */
-export function cachedUsage(store: InventoryStore, ns: string, now = Date.now()): { total: Readonly<Amounts>; consumers: ReadonlyMap<string, Amounts> } | undefined {
+export function cachedUsage(store: InventoryStore, ns: string, now = Date.now()): { total: Readonly<Amounts>; consumers: ReadonlyMap<string, Amounts>; loadedAt: number } | undefined {
   const l = ledgersOf(store).get(ns);
   return l && now - l.loadedAt <= LEDGER_MAX_AGE_MS ? l : undefined;
 }
 
 function noteHeld(store: InventoryStore, ns: string, consumer: string, amounts: Amounts | undefined): void {
+  changed(store, ns);
   const l = ledgersOf(store).get(ns);
   if (!l) return;
   const had = l.consumers.get(consumer);
@@ -121,20 +147,22 @@ export type ReserveResult = 'reserved' | 'full' | 'race';
  */
 export async function reserve(store: InventoryStore, ns: string, consumer: string, amounts: Amounts, fits: (totalAfter: Amounts) => boolean): Promise<ReserveResult> {
   const owner = JSON.stringify(amounts);
-  const fitsWith = (b: { total: Amounts; consumers: string[] }): boolean => {
-    const after = { ...b.total };
+  const fitsWith = (total: Readonly<Amounts>): boolean => {
+    const after = { ...total };
     add(after, amounts, 1);
     return fits(after);
   };
-  let before = await knownReserved(store, ns);
+  // the view itself, not a copy of its consumers (10,000 volumes on one local primary storage)
+  let before = await knownUsage(store, ns);
   // the view may miss another connection's release: 'full' only from a fresh read
-  if (!before.consumers.includes(consumer) && !fitsWith(before)) before = await reserved(store, ns);
-  const mine = before.consumers.includes(consumer);
-  if (!mine && !fitsWith(before)) return 'full';
+  if (!before.holds(consumer) && !fitsWith(before.total)) before = usageOf(await reserved(store, ns));
+  const mine = before.holds(consumer);
+  const count = before.count;
+  if (!mine && !fitsWith(before.total)) return 'full';
   if (!(await store.claim(ns, consumer, owner))) return 'race'; // same consumer, other amounts
   if (mine) return 'reserved';
   noteHeld(store, ns, consumer, amounts);
-  if (store.backend === 'sqlite' && before.consumers.length > POST_CHECK_MAX) return 'reserved';
+  if (store.backend === 'sqlite' && count > POST_CHECK_MAX) return 'reserved';
   const now = await reserved(store, ns);
   if (!fits(now.total)) {
     await store.release(ns, consumer, owner);

@@ -1,4 +1,4 @@
-// Host allocator. A pure part decides from a snapshot (filterHosts / rankHosts), an impure
+// Host allocator. A pure part (host-rank.ts: rejectReason / rankHosts) decides from a snapshot, an impure
 // part gathers the snapshot from the store and reserves the capacity (allocateHost).
 //
 // A host is eligible when: host state Enabled and status Connected; its cluster and zone are
@@ -9,192 +9,19 @@
 //   free memory = totalMemory × memoryOvercommit − reservedMemoryPerHost − reserved memory
 // A refusal names every host and why it was rejected (no bare "no host found").
 // Candidates are ranked from a snapshot of the hosts (a few seconds old at most) and this
-// process's view of their reservations (capacity.ts); the chosen host is read again from the
+// process's view of their reservations (capacity.ts), kept in ranking order between decisions
+// (host-snapshot.ts); the chosen host is read again from the
 // store and re-checked before its capacity is claimed, and a refusal is always decided on
 // fresh reads (issue 19: reading 1,000 hosts and their reservations per VM made creates
 // quadratic).
-import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { attachedTo } from '../model/attachments.js';
-import { allocatorQueues, cachedUsage, capacityNamespace, hold, jitter, knownUsage, reserve, reserved, unreserve } from './capacity.js';
+import { allocatorQueues, capacityNamespace, hold, jitter, reserve, reserved, unreserve } from './capacity.js';
+import { DEFAULT_HOST_POLICY, freeOf, noHostError, rankHosts, rejectReason, type HostCandidate, type HostPolicy, type HostRequest } from './host-rank.js';
+import { hostIndex } from './host-snapshot.js';
 
-export type HostStrategy = 'least-used' | 'random' | 'first-fit';
-
-export interface HostRequest {
-  cpuNum: number;
-  /** bytes */
-  memorySize: number;
-  /** The root volume's primary storage, if already chosen: the host's cluster must have it. */
-  primaryStorageUuid?: string;
-  /** L2 networks of the VM's L3 networks: all must be attached to the host's cluster. */
-  l2NetworkUuids?: string[];
-  hostUuid?: string;
-  clusterUuid?: string;
-  zoneUuid?: string;
-  avoidHostUuids?: string[];
-  /** Hosts excluded with the reason a refusal shows (affinity groups). */
-  excluded?: Record<string, string>;
-  hypervisorType?: string;
-  strategy?: HostStrategy;
-  /**
-   * Read the reservations from the store, not this process's recent view: a flow resumed from
-   * another controller may already hold one that this view has not seen.
-   */
-  fromStore?: boolean;
-}
-
-export interface HostPolicy {
-  /** vCPUs per physical CPU thread (ZStack default 10). */
-  cpuOvercommit: number;
-  /** memory over-commit (default 1.0: none). */
-  memoryOvercommit: number;
-  /** bytes kept for the host itself. */
-  reservedMemoryPerHost: number;
-}
-
-export const DEFAULT_HOST_POLICY: HostPolicy = { cpuOvercommit: 10, memoryOvercommit: 1, reservedMemoryPerHost: 0 };
-
-export interface HostCandidate {
-  host: Resource;
-  cluster?: Resource;
-  zone?: Resource;
-  usedCpu: number;
-  usedMemory: number;
-  primaryStorageUuids: string[];
-  l2NetworkUuids: string[];
-  /** Consumers holding a reservation on this host. */
-  consumers?: string[];
-}
-
-export interface Rejection {
-  hostUuid: string;
-  name: string;
-  reason: string;
-}
-
-export interface HostFit {
-  candidate: HostCandidate;
-  freeCpu: number;
-  freeMemory: number;
-}
-
-const GiB = 1024 ** 3;
-const fmtBytes = (n: number): string => (Math.abs(n) >= GiB ? `${(n / GiB).toFixed(1)} GiB` : `${Math.round(n / 1024 ** 2)} MiB`);
-
-export function freeOf(c: HostCandidate, p: HostPolicy): { freeCpu: number; freeMemory: number } {
-  const totalCpu = Number(c.host.totalCpu ?? 0);
-  const totalMemory = Number(c.host.totalMemory ?? 0);
-  return {
-    freeCpu: Math.floor(totalCpu * p.cpuOvercommit) - c.usedCpu,
-    freeMemory: Math.floor(totalMemory * p.memoryOvercommit) - p.reservedMemoryPerHost - c.usedMemory,
-  };
-}
-
-/** Why this host cannot take the request, or undefined if it can. */
-export function rejectReason(c: HostCandidate, req: HostRequest, p: HostPolicy): string | undefined {
-  const h = c.host;
-  if (req.hostUuid && h.uuid !== req.hostUuid) return 'not the requested host';
-  if (req.avoidHostUuids?.includes(h.uuid)) return 'excluded';
-  if (req.excluded?.[h.uuid]) return req.excluded[h.uuid];
-  if (req.clusterUuid && h.parentUuid !== req.clusterUuid) return 'not in the requested cluster';
-  if (req.zoneUuid && (c.cluster?.parentUuid ?? h.zoneUuid) !== req.zoneUuid) return 'not in the requested zone';
-  if (h.state !== 'Enabled') return `host is ${String(h.state)}`;
-  if (h.status !== 'Connected') return `host is ${String(h.status ?? 'not connected')}`;
-  if (!c.cluster) return 'its cluster is missing';
-  if (c.cluster.state !== 'Enabled') return `cluster ${c.cluster.name} is ${String(c.cluster.state)}`;
-  if (c.zone && c.zone.state !== 'Enabled') return `zone ${c.zone.name} is ${String(c.zone.state)}`;
-  if (req.hypervisorType && c.cluster.hypervisorType !== req.hypervisorType) return `cluster hypervisor is ${String(c.cluster.hypervisorType)}, not ${req.hypervisorType}`;
-  if (req.primaryStorageUuid ? !c.primaryStorageUuids.includes(req.primaryStorageUuid) : c.primaryStorageUuids.length === 0) {
-    return req.primaryStorageUuid ? `primary storage ${req.primaryStorageUuid} is not attached to cluster ${c.cluster.name}` : `cluster ${c.cluster.name} has no primary storage attached`;
-  }
-  const missing = (req.l2NetworkUuids ?? []).filter((l2) => !c.l2NetworkUuids.includes(l2));
-  if (missing.length) return `L2 network(s) ${missing.join(', ')} not attached to cluster ${c.cluster.name}`;
-  const { freeCpu, freeMemory } = freeOf(c, p);
-  if (freeCpu < req.cpuNum) return `not enough CPU: ${freeCpu} vCPU free (${String(h.totalCpu ?? 0)} × ${p.cpuOvercommit} − ${c.usedCpu} used), ${req.cpuNum} needed`;
-  if (freeMemory < req.memorySize) return `not enough memory: ${fmtBytes(freeMemory)} free, ${fmtBytes(req.memorySize)} needed`;
-  return undefined;
-}
-
-/** Eligible hosts best-first per strategy, and every rejected host with its reason. */
-export function rankHosts(cands: HostCandidate[], req: HostRequest, p: HostPolicy = DEFAULT_HOST_POLICY, rand: () => number = Math.random): { ranked: HostFit[]; rejected: Rejection[] } {
-  const ranked: HostFit[] = [];
-  const rejected: Rejection[] = [];
-  for (const c of cands) {
-    const reason = rejectReason(c, req, p);
-    if (reason) rejected.push({ hostUuid: c.host.uuid, name: c.host.name, reason });
-    else ranked.push({ candidate: c, ...freeOf(c, p) });
-  }
-  const byAge = (a: HostFit, b: HostFit): number => String(a.candidate.host.createDate).localeCompare(String(b.candidate.host.createDate)) || a.candidate.host.uuid.localeCompare(b.candidate.host.uuid);
-  switch (req.strategy ?? 'least-used') {
-    case 'first-fit':
-      ranked.sort(byAge);
-      break;
-    case 'random':
-      for (let i = ranked.length - 1; i > 0; i--) {
-        const j = Math.floor(rand() * (i + 1));
-        [ranked[i], ranked[j]] = [ranked[j]!, ranked[i]!];
-      }
-      break;
-    case 'least-used': {
-      // most free memory share first, then most free CPU, then oldest
-      const share = (f: HostFit): number => f.freeMemory / Math.max(1, Number(f.candidate.host.totalMemory ?? 1) * p.memoryOvercommit);
-      ranked.sort((a, b) => share(b) - share(a) || b.freeCpu - a.freeCpu || byAge(a, b));
-      break;
-    }
-  }
-  return { ranked, rejected };
-}
-
-export function noHostError(req: HostRequest, rejected: Rejection[]): TStackError {
-  const list = rejected.slice(0, 20).map((r) => `${r.name} (${r.hostUuid}): ${r.reason}`);
-  const more = rejected.length > 20 ? `; and ${rejected.length - 20} more` : '';
-  const why = rejected.length === 0 ? 'there are no hosts' + (req.clusterUuid ? ' in the cluster' : req.zoneUuid ? ' in the zone' : '') : list.join('; ') + more;
-  return new TStackError('CAPACITY_EXCEEDED', `no host can run ${req.cpuNum} vCPU / ${fmtBytes(req.memorySize)}: ${why}`, { rejected: rejected.slice(0, 100) });
-}
-
-/** Snapshots of candidates without their usage, per store and hint (see allocateHost). */
-const SNAPSHOT_MAX_AGE_MS = 3_000;
-const snapshots = new WeakMap<InventoryStore, Map<string, { at: number; cands: Promise<Array<{ c: HostCandidate; ns: string }>> }>>();
-
-async function snapshotCandidates(store: InventoryStore, req: HostRequest, consumer: string): Promise<{ cands: HostCandidate[]; held: boolean }> {
-  const key = req.clusterUuid ? `c:${req.clusterUuid}` : req.zoneUuid ? `z:${req.zoneUuid}` : '*';
-  let m = snapshots.get(store);
-  if (!m) snapshots.set(store, (m = new Map()));
-  let s = m.get(key);
-  if (!s || Date.now() - s.at > SNAPSHOT_MAX_AGE_MS) {
-    const wide: HostRequest = { cpuNum: req.cpuNum, memorySize: req.memorySize };
-    if (req.clusterUuid) wide.clusterUuid = req.clusterUuid;
-    else if (req.zoneUuid) wide.zoneUuid = req.zoneUuid;
-    // each host's namespace string made once (a new string per lookup was hashed each time)
-    s = { at: Date.now(), cands: hostCandidates(store, wide, { usage: false }).then((cs) => cs.map((c) => ({ c, ns: capacityNamespace('host', c.host.uuid) }))) };
-    m.set(key, s);
-    s.cands.catch(() => m.delete(key));
-  }
-  const cands = await s.cands;
-  // usage from this process's view of the reservations (no store read while it is recent);
-  // what is in memory is taken synchronously, only the rest awaited
-  let held = false;
-  const now = Date.now();
-  const out: HostCandidate[] = new Array<HostCandidate>(cands.length);
-  const reads: Array<Promise<void>> = [];
-  for (let i = 0; i < cands.length; i++) {
-    const { c, ns } = cands[i]!;
-    const u = cachedUsage(store, ns, now);
-    if (u) {
-      if (u.consumers.has(consumer)) held = true;
-      out[i] = { ...c, usedCpu: u.total.cpu ?? 0, usedMemory: u.total.memory ?? 0 };
-      continue;
-    }
-    reads.push(
-      knownUsage(store, ns).then((k) => {
-        if (k.holds(consumer)) held = true;
-        out[i] = { ...c, usedCpu: k.total.cpu ?? 0, usedMemory: k.total.memory ?? 0 };
-      }),
-    );
-  }
-  await Promise.all(reads);
-  return { cands: out, held };
-}
+export * from './host-rank.js';
+export { forgetHostIndexes } from './host-snapshot.js';
 
 /** Gather candidates from the store (hosts narrowed by the hints). */
 export async function hostCandidates(store: InventoryStore, req: HostRequest, o: { usage?: boolean } = {}): Promise<HostCandidate[]> {
@@ -236,7 +63,7 @@ export interface HostAllocation {
   clusterUuid: string;
   zoneUuid: string;
   host: Resource;
-  /** Other eligible hosts, best first (for a retry elsewhere). */
+  /** Other eligible hosts, best first (for a retry elsewhere): from the snapshot, the next few only. */
   alternatives: string[];
 }
 
@@ -287,6 +114,9 @@ export async function allocateHost(store: InventoryStore, req: HostRequest, cons
   });
 }
 
+/** How many of the snapshot's best hosts the fast path re-reads and tries before the fresh path. */
+const SNAPSHOT_TRIES = 8;
+
 const allocationOf = (h: Resource, cluster: Resource | undefined, alternatives: string[]): HostAllocation => ({
   hostUuid: h.uuid,
   clusterUuid: String(h.parentUuid),
@@ -301,10 +131,10 @@ const allocationOf = (h: Resource, cluster: Resource | undefined, alternatives: 
  * that still fits: the caller decides on fresh reads.
  */
 async function fromSnapshot(store: InventoryStore, req: HostRequest, consumer: string, p: HostPolicy): Promise<HostAllocation | undefined> {
-  const { cands, held } = await snapshotCandidates(store, req, consumer);
-  if (held) return undefined; // a resumed flow: the fresh path answers it
-  const { ranked } = rankHosts(cands, req, p);
-  for (const [i, fit] of ranked.slice(0, 8).entries()) {
+  const index = await hostIndex(store, req, p, (wide) => hostCandidates(store, wide, { usage: false }));
+  if (index.holds(consumer)) return undefined; // a resumed flow: the fresh path answers it
+  const ranked = index.best(req, SNAPSHOT_TRIES);
+  for (const [i, fit] of ranked.entries()) {
     const [fresh] = await hostCandidates(store, { ...req, hostUuid: fit.candidate.host.uuid });
     if (!fresh || rejectReason(fresh, req, p)) continue;
     const res = await reserve(store, capacityNamespace('host', fresh.host.uuid), consumer, { cpu: req.cpuNum, memory: req.memorySize }, (after) => {
