@@ -10,7 +10,7 @@ import { logger } from '../../shared/log.js';
 import { Headers, type TaskResult } from '../../shared/protocol/index.js';
 import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
 import { check, validate } from '../../shared/protocol/schema.js';
-import { Transport, type Reply } from './transport.js';
+import { AGENT_POOL_IDLE_MS, Transport, type Reply } from './transport.js';
 
 const log = logger('agent-client');
 
@@ -67,7 +67,8 @@ export class AgentClient {
   private early = new Map<string, { r: TaskResult; at: number; token: string }>();
 
   private readonly opts: AgentClientOptions;
-  private readonly http = new Transport();
+  // a host is called every few seconds at 1,000 hosts: keep its connection between the calls
+  private readonly http = new Transport({ idleMs: AGENT_POOL_IDLE_MS });
 
   constructor(opts: AgentClientOptions = {}) {
     this.opts = { ...opts };

@@ -22,7 +22,7 @@ import { TaskStore } from './task-store.js';
 import { EventSink } from './events.js';
 import { createHttpMetrics, type HttpMetrics } from './metrics.js';
 import { jsonBody } from '../http/body.js';
-import { Transport } from '../http/transport.js';
+import { AGENT_KEEP_ALIVE_MS, Transport } from '../http/transport.js';
 import { allowedMethods, applyServerLimits, concurrencyLimit, serverOptions } from '../http/limits.js';
 import { bootId } from '../sysinfo.js';
 import { faultPause } from '../fault-pause.js';
@@ -447,10 +447,10 @@ export class AgentServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => resolve());
     });
-    // Idle connections stay open well past the clients' 2 s pool timeout (shared/http/transport.ts),
-    // so it is always the client that closes them: a server closing one the client just reused
-    // failed requests with ECONNRESET under load (event loops late on their idle timers).
-    this.server!.keepAliveTimeout = 30_000;
+    // Idle connections stay open well past the controller's pool timeout (AGENT_POOL_IDLE_MS, half
+    // of this), so it is always the client that closes them: a server closing one the client just
+    // reused failed requests with ECONNRESET under load (event loops late on their idle timers).
+    this.server!.keepAliveTimeout = AGENT_KEEP_ALIVE_MS;
     // uploads (image import) stream for long: only the headers are timed tightly
     applyServerLimits(this.server!, { requestTimeoutMs: 300_000 });
     const addr = this.server!.address() as AddressInfo;

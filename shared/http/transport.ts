@@ -33,18 +33,34 @@ export class TransportError extends Error {
   }
 }
 
+/**
+ * How long the agents (shared/agent/server.ts) keep an idle connection, and how long the
+ * controller's pool keeps one to them: half as long, so it is always the client that closes an
+ * idle connection, with 15 s to spare for late idle timers. At 1,000 hosts a host is called
+ * every few seconds: a 2 s pool reconnected for nearly every call (issue 19: connect, close and
+ * the agent's idle timer were ~7 s of controller CPU in a 10k-VM run).
+ */
+export const AGENT_KEEP_ALIVE_MS = 30_000;
+export const AGENT_POOL_IDLE_MS = 15_000;
+
 export class Transport {
-  // idle sockets are dropped well before the agents' 5 s keep-alive timeout, so a request is
-  // never written to a socket the agent is closing at that moment, even when a loaded event
-  // loop runs the idle timer late (at 4 s, creates failed TASK_LOST at load 20 on 2 cores)
+  // idle sockets are dropped well before the server's keep-alive timeout, so a request is never
+  // written to a socket the server is closing at that moment, even when a loaded event loop runs
+  // the idle timer late (a 4 s pool against a 5 s server failed creates TASK_LOST at load 20 on
+  // 2 cores). The default, 2 s, is for servers that keep 5 s (the controller, for the agents'
+  // callbacks); the controller's pool to the agents (30 s) keeps AGENT_POOL_IDLE_MS.
   private readonly agents: { 'http:': http.Agent; 'https:': https.Agent };
 
-  /** maxFreeSockets: idle connections kept per origin (default 16; a simulator's callbacks to one controller need more). */
-  constructor(o: { maxFreeSockets?: number } = {}) {
+  /**
+   * maxFreeSockets: idle connections kept per origin (default 16; a simulator's callbacks to one
+   * controller need more). idleMs: how long one is kept (default 2 s: see above).
+   */
+  constructor(o: { maxFreeSockets?: number; idleMs?: number } = {}) {
     const free = o.maxFreeSockets ?? 16;
+    const timeout = o.idleMs ?? 2_000;
     this.agents = {
-      'http:': new http.Agent({ keepAlive: true, timeout: 2_000, maxFreeSockets: free }),
-      'https:': new https.Agent({ keepAlive: true, timeout: 2_000, maxFreeSockets: free }),
+      'http:': new http.Agent({ keepAlive: true, timeout, maxFreeSockets: free }),
+      'https:': new https.Agent({ keepAlive: true, timeout, maxFreeSockets: free }),
     };
   }
 

@@ -43,6 +43,26 @@ describe('controller agent client: HTTP transport', () => {
     await close(b);
   });
 
+  it('keeps an idle connection for idleMs, then connects again', async () => {
+    const a = createServer(handler());
+    let conns = 0;
+    a.on('connection', () => conns++);
+    a.keepAliveTimeout = 10_000;
+    const url = `http://127.0.0.1:${await listen(a)}/x`;
+    const call = async (t: Transport, body: string): Promise<void> => assert.equal((await t.send(url, { method: 'POST', headers: {}, body, timeoutMs: 5_000 })).status, 200);
+    const short = new Transport({ idleMs: 200 });
+    await call(short, '1');
+    await new Promise((r) => setTimeout(r, 500));
+    await call(short, '2');
+    assert.equal(conns, 2, 'idle longer than idleMs: a new connection');
+    const long = new Transport({ idleMs: 5_000 });
+    await call(long, '3');
+    await new Promise((r) => setTimeout(r, 500));
+    await call(long, '4');
+    assert.equal(conns, 3, 'idle shorter than idleMs: the same connection');
+    await close(a);
+  });
+
   it('a pooled connection reset while the agent is down: the reset is reported, not the refused retry', async () => {
     const t = new Transport();
     const a = createServer(handler());
