@@ -113,14 +113,15 @@ export const imageFromVolumeFlow: FlowDef<ImageFromVolumeData> = {
   ],
 };
 
-/** Create the image (the record was validated by prepareCreate; not stored yet). */
-export async function createImageFromVolume(img: Resource, oc: OpContext): Promise<Resource> {
+/** Create the image (the record was validated by prepareCreate; not stored yet). `keepOutcome`: a clone's nested run (compute/clone.ts). */
+export async function createImageFromVolume(img: Resource, oc: OpContext, o: { keepOutcome?: boolean } = {}): Promise<Resource> {
   const d = oc;
   const { vol, snapshotUuid } = await source(d, img);
   const data: ImageFromVolumeData = { image: img, volumeUuid: vol.uuid, bsUuids: img.backupStorageUuids as string[], refs: [] };
   if (snapshotUuid) data.snapshotUuid = snapshotUuid;
   const runOpts: Parameters<typeof d.engine.run>[2] = { id: oc.job?.jobUuid ?? randomUUID(), lockKeys: [vol.uuid] };
   if (oc.job) runOpts.onProgress = (pc, m) => oc.job!.progress(pc, m);
+  if (o.keepOutcome) runOpts.keepOutcome = true;
   await d.engine.run(imageFromVolumeFlow, data, runOpts);
   return mustGet(d.store, img.uuid, 'image');
 }

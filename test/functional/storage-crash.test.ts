@@ -2,7 +2,7 @@
 // clone (fake cloud: the storage agent holds the call, the controller is closed without waiting
 // for its flows, a fresh one starts on the same inventory and resumes them). Whatever the moment,
 // what is left is whole: a Ready snapshot that the agent has too, a volume record matching a
-// finished revert, clones that are complete VMs, and no template, half-made VM, volume or image.
+// finished revert, finished clones, and no template, half-made VM, volume or image.
 // Then the same with an agent killed instead (the fake storage agent restarted mid-call, or the
 // kvmagent while QEMU switches to a snapshot's new top): the job fails or completes, nothing is
 // half-made, and the same request made again succeeds. And clones that copy data volumes.
@@ -137,25 +137,32 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
     assert.equal((await fc.action(vm.uuid, 'stop')).body.state, 'Stopped');
   });
 
-  it('clone: killed while the template is copied; no template, no clone, no volume is left', async () => {
+  it('clone: killed while the template is copied (its image flow rolls back); the restarted controller makes the template again and finishes the clone', async () => {
     const vm = (await fc.createVm('crash-clone-src', { strategy: 'CreateStopped' })).body;
     const vms = await count('vm-instance');
     const vols = await count('volume');
     const images = await count('image');
-    await crashDuring(S.VolumeToImage.name, { after: true }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['cc1', 'cc2'] } });
+    const job = await crashDuring(S.VolumeToImage.name, { after: true }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['cc1', 'cc2'] } });
+    const j = await jobEnd(job);
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j.error));
     assert.deepEqual(await journals(), []);
     assert.equal(await count('image'), images, 'the template record is gone');
     assert.deepEqual([...fc.storageState.images], [], 'and so is its copy in the image store');
-    assert.equal(await count('vm-instance'), vms);
-    assert.equal(await count('volume'), vols);
+    const clones = (await store().list({ kind: 'vm-instance' })).items.filter((x) => x.name === 'cc1' || x.name === 'cc2');
+    assert.deepEqual(clones.map((c) => [c.name, c.state]).sort(), [['cc1', 'Stopped'], ['cc2', 'Stopped']]);
+    assert.deepEqual([...(j.result.cloneUuids as string[])].sort(), clones.map((c) => c.uuid).sort());
+    assert.equal(await count('vm-instance'), vms + 2);
+    assert.equal(await count('volume'), vols + 2, 'a root volume each');
   });
 
-  it("clone: killed while the second clone's root volume is made; the first clone is whole, the second and the template are gone", async () => {
+  it("clone: killed while the second clone's root volume is made, and the agent then fails that task (its caller went away); the restarted controller's clone fails with it: the first clone is whole, the second and the template are gone", async () => {
     const vm = (await fc.createVm('crash-clone-src2', { strategy: 'CreateStopped' })).body;
     const vms = await count('vm-instance');
     const vols = await count('volume');
     const images = await count('image');
-    await crashDuring(S.CreateRootVolume.name, { skip: 1 }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['cd1', 'cd2'] } });
+    const job = await crashDuring(S.CreateRootVolume.name, { skip: 1 }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['cd1', 'cd2'] } });
+    const j = await jobEnd(job);
+    assert.equal(j.error?.code, 'AGENT_UNREACHABLE', `${j.state} ${JSON.stringify(j.error)}`);
     assert.deepEqual(await journals(), []);
     assert.equal(await count('image'), images);
     assert.deepEqual([...fc.storageState.images], []);
@@ -166,6 +173,7 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
     assert.equal(c1.state, 'Stopped');
     assert.ok(await store().get(String(c1.rootVolumeUuid)), 'with its root volume');
     assert.equal(await count('volume'), vols + 1, 'no volume of the second clone');
+    assert.equal((await store().listDocs(OUTCOMES)).filter((o) => o.id.startsWith(`${job}.`)).length, 0, "no nested flow's outcome left");
   });
 
   it('clone full: each clone is made stopped, its root volume flattened, then started like the running source', async () => {
@@ -279,12 +287,14 @@ describe('functional: controller killed mid snapshot / revert / clone; full clon
     assert.equal((xml.match(/<disk /g) ?? []).length, 2, 'the clone runs with its data volume');
   });
 
-  it('clone with data volumes: killed while the data template is uploaded; no template, clone or volume is left', async () => {
+  it('clone with data volumes: killed while the data template is uploaded; the restarted controller makes it again and finishes the clone, no template left', async () => {
     const { vm } = await vmWithData('crash-clone-data');
     const [vms, vols, images] = [await count('vm-instance'), await count('volume'), await count('image')];
-    await crashDuring(S.VolumeToImage.name, { after: true, skip: 1 }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['ccd1'], withDataVolumes: true } });
+    const job = await crashDuring(S.VolumeToImage.name, { after: true, skip: 1 }, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: ['ccd1'], withDataVolumes: true } });
+    const j = await jobEnd(job);
+    assert.equal(j.state, 'Succeeded', JSON.stringify(j.error));
     assert.deepEqual(await journals(), []);
-    assert.deepEqual([await count('vm-instance'), await count('volume'), await count('image')], [vms, vols, images]);
+    assert.deepEqual([await count('vm-instance'), await count('volume'), await count('image')], [vms + 1, vols + 2, images], 'the clone with a root and a data volume');
     assert.deepEqual([...fc.storageState.images], []);
   });
 
