@@ -172,6 +172,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async close(): Promise<void> {
+    this.runTx = undefined;
     this.stmts.clear();
     this.counts.clear();
     this.db?.close();
@@ -230,6 +231,17 @@ export class SqliteStore implements InventoryStore {
   private counted(): void {
     // after the current transaction, not inside it
     if (++this.writesSinceOptimize === 2000) setImmediate(() => this.optimize());
+  }
+
+  /**
+   * Run fn in a BEGIN IMMEDIATE transaction. One transaction function per connection, given the
+   * work as an argument: better-sqlite3 builds each transaction function with four variants and
+   * their properties, and making one per write was 1.1 s self of a 10k-VM run (issue 19).
+   */
+  private runTx: Database.Transaction<(fn: () => unknown) => unknown> | undefined;
+  private immediate<T>(fn: () => T): T {
+    this.runTx ??= this.d.transaction((f: () => unknown) => f());
+    return this.runTx.immediate(fn) as T;
   }
 
   private insert(r: Resource): void {
@@ -291,7 +303,7 @@ export class SqliteStore implements InventoryStore {
   async createMany<T extends Resource>(rs: T[]): Promise<T[]> {
     // each its own instant, as separate creates would have: the list order is the given order
     const out = rs.map((r) => prepareNew(r, nowIso()));
-    const tx = this.d.transaction((): void => {
+    this.immediate((): void => {
       for (const r of out) {
         try {
           this.insert(r);
@@ -301,7 +313,6 @@ export class SqliteStore implements InventoryStore {
         }
       }
     });
-    tx.immediate();
     return out;
   }
 
@@ -310,19 +321,18 @@ export class SqliteStore implements InventoryStore {
   }
 
   async update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T> {
-    const tx = this.d.transaction((): T => {
+    return this.immediate((): T => {
       const row = this.readForWrite<T>(uuid);
       if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
       const next = applyPatch(row.cur, patch, nowIso());
       this.rewrite(row.cur, row.viewLen, next);
       return next;
     });
-    return tx.immediate();
   }
 
   async transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch: Partial<Resource> = {}): Promise<T> {
     const allowed = asList(from);
-    const tx = this.d.transaction((): T => {
+    return this.immediate((): T => {
       const row = this.readForWrite<T>(uuid);
       if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
       const cur = row.cur;
@@ -333,7 +343,6 @@ export class SqliteStore implements InventoryStore {
       this.rewrite(cur, row.viewLen, next);
       return next;
     });
-    return tx.immediate();
   }
 
   async delete(uuid: string): Promise<boolean> {
@@ -429,13 +438,12 @@ export class SqliteStore implements InventoryStore {
   }
 
   async claim(namespace: string, key: string, owner: string): Promise<boolean> {
-    const tx = this.d.transaction((): boolean => {
+    return this.immediate((): boolean => {
       const ins = this.prep('INSERT OR IGNORE INTO claims (ns, key, owner, create_date) VALUES (?,?,?,?)').run(namespace, key, owner, nowIso());
       if (ins.changes > 0) return true;
       const row = this.prep('SELECT owner FROM claims WHERE ns = ? AND key = ?').get(namespace, key) as { owner: string } | undefined;
       return row?.owner === owner;
     });
-    return tx.immediate();
   }
 
   async release(namespace: string, key: string, owner?: string): Promise<void> {
@@ -448,7 +456,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async reserve(r: Reservation): Promise<QuotaExceeded | undefined> {
-    const tx = this.d.transaction((): QuotaExceeded | undefined => {
+    return this.immediate((): QuotaExceeded | undefined => {
       const held = (holder: string, name: string): number =>
         (this.prep('SELECT amount FROM quota_holds WHERE scope = ? AND holder = ? AND name = ?').get(r.scope, holder, name) as { amount: number } | undefined)?.amount ?? 0;
       const plan: Array<{ name: string; amount: number; cover: number }> = [];
@@ -469,7 +477,6 @@ export class SqliteStore implements InventoryStore {
       }
       return undefined;
     });
-    return tx.immediate();
   }
 
   async unreserve(scope: string, holder: string): Promise<void> {
