@@ -3,7 +3,7 @@
 // addn-hosts, servers-file), which keeps the lease database and other clients untouched.
 import type { DhcpEntrySpec, DnsRecordSpec, FlatNetworkSpec } from '../validate.js';
 import { shortName } from '../validate.js';
-import { ipToInt, parseCidr, sortByIp } from '../ip.js';
+import { ipOrder, parseCidr } from '../ip.js';
 
 export const METADATA_IP = '169.254.169.254';
 export const DEFAULT_LEASE_SEC = 86_400;
@@ -85,7 +85,10 @@ export function renderDnsmasqConf(net: FlatNetworkSpec, iface: string, p: Dnsmas
 export function renderDhcpHosts(net: FlatNetworkSpec, entries: DhcpEntrySpec[]): string {
   const lease = net.leaseTimeSec ?? DEFAULT_LEASE_SEC;
   let out = '';
-  for (const e of sortByIp(entries)) out += e.hostname ? `${e.mac.toLowerCase()},${e.ip},${shortName(e.hostname)},${lease}\n` : `${e.mac.toLowerCase()},${e.ip},${lease}\n`;
+  for (const i of ipOrder(entries.length, (j) => entries[j]!.ip)) {
+    const e = entries[i]!;
+    out += e.hostname ? `${e.mac.toLowerCase()},${e.ip},${shortName(e.hostname)},${lease}\n` : `${e.mac.toLowerCase()},${e.ip},${lease}\n`;
+  }
   return out;
 }
 
@@ -127,13 +130,14 @@ export function renderHosts(net: FlatNetworkSpec, records: DnsRecordSpec[], entr
     const n = e.hostname.toLowerCase();
     if (!byName.has(n)) byName.set(n, e.ip);
   }
-  // by address, then name: one sort on keys computed once
-  const rows: Array<{ name: string; ip: string; n: number }> = [];
-  for (const [name, ip] of byName) rows.push({ name, ip, n: ipToInt(ip) });
-  rows.sort((a, b) => a.n - b.n || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // by address, then name: names sorted first, then a stable sort by address (ipOrder), with
+  // no row object per name
+  const names = [...byName.keys()].sort();
   const d = net.dnsDomain?.toLowerCase();
   let out = '';
-  for (const { name, ip } of rows) {
+  for (const i of ipOrder(names.length, (j) => byName.get(names[j]!)!)) {
+    const name = names[i]!;
+    const ip = byName.get(name)!;
     if (d && !name.includes('.')) out += `${ip} ${name}.${d} ${name}\n`;
     else if (d && name.endsWith(`.${d}`)) out += `${ip} ${name} ${name.slice(0, -d.length - 1)}\n`;
     else out += `${ip} ${name}\n`;
