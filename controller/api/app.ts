@@ -4,6 +4,7 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TStackError, errorInfo, httpStatusOf } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.js';
@@ -25,6 +26,7 @@ import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
 import { notServed, registerCollections } from './collections.js';
 import { prepareCreate } from '../model/index.js';
+import { chain, readListener, readStanceOf, routerClaims, type ReadRoute } from './read-path.js';
 import type { CollectionSpec, OpContext, Verb } from './registry.js';
 import type { ControllerContext } from '../context.js';
 
@@ -49,6 +51,13 @@ export const API_BODY_LIMIT = 8 * 1024 * 1024;
 export interface ApiApp {
   app: Koa;
   metrics: HttpMetrics;
+  /**
+   * The HTTP listener: API reads through the read path (api/read-path.ts), the rest through the
+   * Koa app. Made after every app.use (the web console is added after buildApi).
+   */
+  listener(): (req: IncomingMessage, res: ServerResponse) => void;
+  /** Off: every request goes through Koa (tests compare both ways). */
+  readPath: { enabled: boolean; served: number };
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -132,7 +141,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   const router = new Router();
 
   // errors, metrics, request log
-  app.use(async (ctx, next) => {
+  const logged: Koa.Middleware = async (ctx, next) => {
     const start = process.hrtime.bigint();
     try {
       await next();
@@ -165,8 +174,11 @@ export function buildApi(d: ApiDeps): ApiApp {
         else log.info(line, 'request');
       }
     }
-  });
-  app.use(concurrencyLimit({ max: d.maxInFlight ?? API_MAX_IN_FLIGHT, exempt: (ctx) => ctx.path === '/health' }));
+  };
+  // one in-flight count for both ways in (Koa and the read path)
+  const limit = concurrencyLimit({ max: d.maxInFlight ?? API_MAX_IN_FLIGHT, exempt: (ctx) => ctx.path === '/health' });
+  app.use(logged);
+  app.use(limit);
   app.use(allowedMethods());
   // a login is tiny: nobody unauthenticated gets to make the server parse megabytes
   app.use(jsonBody({ limit: API_BODY_LIMIT, inflatedLimit: API_BODY_LIMIT, limitFor: (ctx) => (ctx.path === '/v1/sessions' ? 64 * 1024 : undefined) }));
@@ -185,6 +197,18 @@ export function buildApi(d: ApiDeps): ApiApp {
     }
   });
   for (const mw of d.middleware ?? []) app.use(mw);
+  // the middlewares a read meets (those that check reads) and the paths they serve themselves
+  const readLayers: Koa.Middleware[] = [];
+  const claimed = new Set<string>();
+  let readable = true;
+  for (const mw of d.middleware ?? []) {
+    const st = readStanceOf(mw);
+    if (!st) readable = false;
+    else {
+      if (st.reads === 'checks') readLayers.push(mw);
+      for (const c of st.claims ?? []) claimed.add(c);
+    }
+  }
 
   const authenticate: Koa.Middleware = async (ctx, next) => {
     ctx.state.principal = await requestPrincipal(d.auth, ctx.req, bearer(ctx));
@@ -331,7 +355,7 @@ export function buildApi(d: ApiDeps): ApiApp {
   router.get('/v1/resources', authenticate, async (ctx) => {
     ctx.body = await searchResources({ store: d.store, registry: d.registry, adminAccountUuid: d.auth.adminAccountUuid }, ctx.state.principal as Principal, ctx.query as Record<string, string | string[]>);
   });
-  router.get('/v1/:collection', authenticate, async (ctx) => {
+  const list = async (ctx: Koa.Context): Promise<void> => {
     const spec = specOf(ctx);
     const p = ctx.state.principal as Principal;
     const lp = parseListQuery(spec.kind, ctx.query as Record<string, string | string[]>, spec.viewSchema ?? spec.createSchema, fieldsOf(spec), { cursors: true });
@@ -379,13 +403,15 @@ export function buildApi(d: ApiDeps): ApiApp {
     // said here, koa does not look the type up for every page
     ctx.set('Content-Type', 'application/json; charset=utf-8');
     ctx.body = body;
-  });
-  router.get('/v1/:collection/:uuid', authenticate, async (ctx) => {
+  };
+  const getOne = async (ctx: Koa.Context): Promise<void> => {
     const spec = specOf(ctx);
     const r = await getVisible(opCtx(ctx), spec, String(ctx.params.uuid));
     const { fields } = parseListQuery(spec.kind, typeof ctx.query.fields === 'string' ? { fields: ctx.query.fields } : {}, undefined, fieldsOf(spec));
     ctx.body = project(shape(spec, r), fields);
-  });
+  };
+  router.get('/v1/:collection', authenticate, list);
+  router.get('/v1/:collection/:uuid', authenticate, getOne);
   router.post('/v1/:collection', authenticate, async (ctx) => {
     const spec = specOf(ctx);
     if (spec.noCreate) throw new TStackError('METHOD_NOT_ALLOWED', `${spec.collection} are not created directly`);
@@ -474,7 +500,27 @@ export function buildApi(d: ApiDeps): ApiApp {
   });
 
   app.use(router.routes());
-  return { app, metrics };
+
+  // the read path (api/read-path.ts): the layers above a GET of a collection or resource meets
+  // through Koa (the others pass it on untouched: allowedMethods, jsonBody and the HMAC layer
+  // for unsigned requests without a body to read), on a plain context
+  const own = routerClaims(router as never, (path) => path.startsWith('/v1/:collection'));
+  if (!own) readable = false;
+  for (const c of own ?? []) claimed.add(c);
+  const readHandlers: Record<ReadRoute, (ctx: Koa.Context) => Promise<void>> = { '/v1/:collection': list, '/v1/:collection/:uuid': getOne };
+  const readPath = { enabled: readable, served: 0 };
+  const layers = (ctx: Koa.Context): Promise<void> =>
+    logged(ctx, () => limit(ctx, () => chain(ctx, readLayers, () => authenticate(ctx, () => readHandlers[(ctx as unknown as { _matchedRoute: ReadRoute })._matchedRoute](ctx))))) as Promise<void>;
+  const listener = (): ((req: IncomingMessage, res: ServerResponse) => void) =>
+    readListener({
+      koa: app.callback(),
+      served: (c) => !claimed.has(c) && d.registry.collection(c) !== undefined,
+      layers,
+      enabled: () => readPath.enabled,
+      onServed: () => readPath.served++,
+      onError: (e) => log.error({ err: e }, 'read request failed outside the error layer'),
+    });
+  return { app, metrics, listener, readPath };
 }
 
 export { visible, notFound };

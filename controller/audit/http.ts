@@ -13,6 +13,7 @@ import { parseListQuery, project } from '../api/query.js';
 import { shape } from '../api/crud.js';
 import { AUDIT_KIND, type AuditInput, type AuditLog, type AuditRecord, type AuditResult } from './log.js';
 import { redact } from './redact.js';
+import { withReadStance } from '../api/read-path.js';
 
 const log = logger('audit');
 
@@ -51,7 +52,8 @@ function errorStatus(e: unknown, statusOf: (code: string) => number): { status: 
  * (failed logins are what an auditor looks for); other anonymous noise is not.
  */
 export function auditMiddleware(audit: AuditLog, statusOf: (code: string) => number = httpStatusOf): Koa.Middleware {
-  return async (ctx, next) => {
+  // changes only: reads pass
+  return withReadStance(async (ctx: Koa.Context, next: Koa.Next) => {
     if (!MUTATING.has(ctx.method) || !ctx.path.startsWith('/v1/') || NOT_AUDITED.has(ctx.path)) return next();
     const started = Date.now();
     let error: unknown;
@@ -97,7 +99,7 @@ export function auditMiddleware(audit: AuditLog, statusOf: (code: string) => num
         await audit.record(rec).catch((e: unknown) => log.error({ err: (e as Error).message, api: d.apiName }, 'could not write an audit record'));
       }
     }
-  };
+  }, { reads: 'ignores' });
 }
 
 /** Query-string parameters of GET /v1/audits besides the list language. */

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type Koa from 'koa';
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore } from '../store/types.js';
+import { withReadStance } from '../api/read-path.js';
 
 export interface LoginLimitOptions {
   /** Failures allowed within the window (default 5). */
@@ -83,7 +84,7 @@ export class LoginLimiter {
 }
 
 export function loginLimitMiddleware(l: LoginLimiter): Koa.Middleware {
-  return async (ctx, next) => {
+  return withReadStance(async (ctx: Koa.Context, next: Koa.Next) => {
     if (ctx.method !== 'POST' || ctx.path !== '/v1/sessions') return next();
     const body = (ctx.request as { body?: unknown }).body as Record<string, unknown> | undefined;
     const name = typeof body?.accountName === 'string' ? body.accountName.slice(0, 64) : '';
@@ -101,5 +102,5 @@ export function loginLimitMiddleware(l: LoginLimiter): Koa.Middleware {
       throw e;
     }
     if (ctx.status === 200) await l.succeeded(keys[1]!);
-  };
+  }, { reads: 'ignores' }); // logins only
 }

@@ -7,6 +7,7 @@ import { TStackError } from '../../shared/errors.js';
 import type { AuthService } from '../auth/accounts.js';
 import { requestPrincipal } from '../auth/request.js';
 import type { ApiRegistry } from '../api/registry.js';
+import { withReadStance } from '../api/read-path.js';
 import type { InventoryStore, Resource } from '../store/types.js';
 import { decide, requestAction, statementsOf } from './policy.js';
 import { GROUP_KIND, POLICY_KIND } from './users.js';
@@ -24,7 +25,8 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 const selfService = (body: unknown): boolean => isObj(body) && Object.keys(body).every((k) => k === 'password' || k === 'oldPassword');
 
 export function policyMiddleware(d: PolicyGateDeps): Koa.Middleware {
-  return async (ctx, next) => {
+  // a user's reads need its policies too: the read path runs this gate as well
+  return withReadStance(async (ctx: Koa.Context, next: Koa.Next) => {
     const token = bearer(ctx);
     if (!token || !ctx.path.startsWith('/v1/')) return next();
     let p;
@@ -51,5 +53,5 @@ export function policyMiddleware(d: PolicyGateDeps): Koa.Middleware {
     const dec = decide(statementsOf(user, groups, policies), ra.action, ra.resourceUuid);
     if (!dec.allowed) throw new TStackError('FORBIDDEN', `user '${p.userName}' may not ${ra.action}: ${dec.reason}; ask the account to attach a policy allowing it`, { action: ra.action });
     return next();
-  };
+  }, { reads: 'checks' });
 }

@@ -15,6 +15,7 @@ import type { JobManager } from '../jobs/jobs.js';
 import type { InventoryStore } from '../store/types.js';
 import { QUOTA_NAMES, chargeOfAction, chargeOfCreate, type Charge } from './quota-defs.js';
 import type { QuotaService } from './quotas.js';
+import { withReadStance } from '../api/read-path.js';
 
 const log = logger('quotas');
 
@@ -99,7 +100,8 @@ async function chargeOfRequest(d: QuotaApiDeps, ctx: Koa.Context, p: Principal):
 }
 
 export function quotaMiddleware(d: QuotaApiDeps): Koa.Middleware {
-  return async (ctx, next) => {
+  // GET /v1/quotas is its own; other reads pass
+  return withReadStance(async (ctx: Koa.Context, next: Koa.Next) => {
     if (ctx.path === '/v1/quotas' && ctx.method === 'GET') {
       const p = await principalOf(d, ctx);
       if (!p) throw new TStackError('UNAUTHORIZED', 'missing session: log in with POST /v1/sessions and send Authorization: Bearer <token>');
@@ -147,7 +149,7 @@ export function quotaMiddleware(d: QuotaApiDeps): Koa.Middleware {
         }
       }
     });
-  };
+  }, { reads: 'ignores', claims: ['quotas'] });
 }
 
 /** accounts/<uuid>/actions {updateQuota: {name, value}} (admin only). */
