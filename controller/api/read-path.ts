@@ -147,6 +147,8 @@ export class ReadContext {
   readonly _matchedRoute: string;
   private explicitStatus = false;
   private bodyValue: unknown;
+  /** A text body's bytes: encoded once for its length and the write (Koa measures, then Node encodes). */
+  private bytes?: Buffer;
   private queryValue?: Record<string, string | string[]>;
 
   constructor(
@@ -195,6 +197,7 @@ export class ReadContext {
   /** Koa's body setter, for what the read handlers and the error layer assign: text and JSON. */
   set body(v: unknown) {
     this.bodyValue = v;
+    this.bytes = undefined;
     const res = this.res;
     if (v === undefined || v === null) {
       if (!EMPTY_STATUS.has(res.statusCode)) {
@@ -212,7 +215,8 @@ export class ReadContext {
     if (!this.explicitStatus) this.status = 200;
     if (typeof v === 'string') {
       if (!res.hasHeader('Content-Type')) this.set('Content-Type', /^\s*</.test(v) ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8');
-      this.setLength(Buffer.byteLength(v));
+      this.bytes = Buffer.from(v);
+      this.setLength(this.bytes.length);
       return;
     }
     res.removeHeader('Content-Length');
@@ -242,10 +246,10 @@ export class ReadContext {
       this.setLength(Buffer.byteLength(text));
       return void res.end(text);
     }
-    if (typeof body === 'string') return void res.end(body);
-    const text = JSON.stringify(body);
-    if (!res.headersSent) this.setLength(Buffer.byteLength(text));
-    res.end(text);
+    if (typeof body === 'string') return void res.end(this.bytes ?? body);
+    const bytes = Buffer.from(JSON.stringify(body));
+    if (!res.headersSent) this.setLength(bytes.length);
+    res.end(bytes);
   }
 }
 

@@ -125,6 +125,8 @@ export class ApiRegistry {
   private declared = new Map<string, Map<string, ActionSpec>>();
   private acts = new Map<string, Map<string, Partial<ActionSpec> & { name: string }>>();
   private docs = new Map<string, RouteDocs>();
+  /** collection() answers (a spec merged with its handlers), until a spec or handler changes: asked twice per API request. */
+  private merged = new Map<string, CollectionSpec>();
 
   /**
    * OpenAPI paths (and component schemas) of routes a module serves itself, outside the
@@ -143,6 +145,7 @@ export class ApiRegistry {
   registerCollection(spec: CollectionSpec): void {
     this.cols.set(spec.collection, spec);
     this.kinds.set(spec.kind, spec.collection);
+    this.merged.clear();
   }
 
   collections(): CollectionSpec[] {
@@ -151,6 +154,8 @@ export class ApiRegistry {
 
   /** The collection with the handlers registered for it merged in. */
   collection(name: string): CollectionSpec | undefined {
+    const known = this.merged.get(name);
+    if (known) return known;
     const base = this.cols.get(name);
     if (!base) return undefined;
     const h = this.handlers.get(name);
@@ -159,6 +164,7 @@ export class ApiRegistry {
     if (h.create) out.create = h.create;
     if (h.update) out.update = h.update;
     if (h.remove) out.remove = h.remove;
+    this.merged.set(name, out);
     return out;
   }
 
@@ -168,6 +174,7 @@ export class ApiRegistry {
   }
 
   private h(collection: string): Handlers {
+    this.merged.clear();
     let x = this.handlers.get(collection);
     if (!x) this.handlers.set(collection, (x = {}));
     return x;

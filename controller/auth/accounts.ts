@@ -59,6 +59,15 @@ export const SessionCreate = Obj({
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
+// the session id (sha256) of tokens that named a session: every API request hashed its token
+// again (issue 19: a few % of a read's CPU); bounded, and only tokens that found a session
+const sessionIds = new Map<string, string>();
+const sessionIdOf = (token: string): string => sessionIds.get(token) ?? sha256(token);
+const rememberSessionId = (token: string, id: string): void => {
+  if (sessionIds.size >= 10_000) sessionIds.clear();
+  sessionIds.set(token, id);
+};
+
 /**
  * Principals of sessions recently checked, per store (every AuthService on one inventory shares
  * it: modules make their own instances to revoke sessions). On Redis the session doc is still
@@ -266,7 +275,7 @@ export class AuthService {
       if (!p) throw new TStackError('UNAUTHORIZED', 'unknown signed request');
       return p;
     }
-    const id = sha256(token);
+    const id = sessionIdOf(token);
     const now = Date.now();
     const cache = cacheOf(this.store);
     const hit = cache.get(id);
@@ -275,6 +284,7 @@ export class AuthService {
     // shared Redis another controller may end it: the doc is read on every request there.
     let s = hit && hit.until > now && this.store.backend === 'sqlite' ? hit.s : await this.store.getDoc<SessionDoc>(SESSION_DOCS, id);
     if (!s) throw new TStackError('UNAUTHORIZED', 'unknown or ended session: log in again');
+    if (!hit) rememberSessionId(token, id);
     if (s.expiresAt < new Date(now).toISOString()) {
       await this.endSession(id);
       throw new TStackError('UNAUTHORIZED', `session expired at ${s.expiresAt}: log in again`);
