@@ -65,6 +65,8 @@ export const ERROR_TABLE: Readonly<Record<string, ErrorInfo>> = {
   QUOTA_EXCEEDED: row(409, 'conflict'),
   RATE_LIMITED: row(429, 'conflict'), // 4xx: never 'retryable' (the same call fails until Retry-After has passed)
   HOST_KEY_MISMATCH: row(409, 'conflict'),
+  // flat/apply's DNS delta names a base the agent does not hold: the controller sends the whole set
+  DNS_BASE_MISMATCH: row(409, 'conflict'),
   INTERNAL: row(500, 'permanent'),
   INJECTED_FAULT: row(500, 'permanent'),
   AGENT_ERROR: row(500, 'permanent'),

@@ -12,7 +12,8 @@ import { checkBridge, ensureNamespace, deleteNamespace, linkExists, netnsExists 
 import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
 import { MetadataServer } from './metadata/server.js';
 import { dnsmasqPaths, renderDhcpHosts, renderDhcpOpts, renderDnsmasqConf, renderHosts, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
-import { expandFlat, partsOfSaved, type SavedFlat } from './render/flat-desired.js';
+import { expandFlat, partsOfSaved, wholeFlat, type SavedFlat } from './render/flat-desired.js';
+import { DnsSet } from '../shared/dns-set.js';
 import { filterLeases } from './render/leases.js';
 import { ensureDir, FileMemory, flatRoot, listDirs, readJson, readReplacedJson, removeDir, writeIfChanged, writeUnflushed } from './state.js';
 import {
@@ -23,7 +24,7 @@ import {
   validateNetwork,
   type DhcpEntrySpec,
   type DnsRecordSpec,
-  type FlatApplySpec,
+  type FlatApplyRequest,
   type FlatNetworkSpec,
   type MetadataRecordSpec,
 } from './validate.js';
@@ -53,6 +54,8 @@ interface L3 {
   paths: DnsmasqPaths;
   dhcp: DhcpEntrySpec[];
   dns: { records: DnsRecordSpec[]; forwarders: string[] };
+  /** The other hosts' DNS records as flat/apply last sent them (the base of the next delta); none after a per-part command. */
+  set?: DnsSet;
   metadata: Map<string, MetadataRecordSpec>;
   md?: MetadataServer;
   /** The network spec the namespace was last fully checked against (skip the ip/sysctl calls while it holds). */
@@ -63,8 +66,10 @@ interface L3 {
   files: FileMemory;
   /** The text of the flat/apply this state came from (undefined after a per-part command or a restart). */
   applied?: string;
-  /** desired.json's next content, written by flushSaves(). */
-  pendingSave?: string;
+  /** The last flat/apply sent its DNS records as a delta (the next whole one is a drift check). */
+  viaDelta?: boolean;
+  /** desired.json's next content, written by flushSaves() (a function: made then, once). */
+  pendingSave?: string | (() => string);
 }
 
 /**
@@ -136,7 +141,9 @@ export class FlatService {
     const saved = readReplacedJson<SavedFlat | undefined>(join(dir, DESIRED), undefined);
     if (saved) {
       const parts = partsOfSaved(saved);
-      return { ...base, dhcp: parts.dhcp, dns: parts.dns, metadata: new Map(parts.metadata.map((r) => [r.ip, r])) };
+      // a saved flat/apply holds the other hosts' records whole: the base of the next delta
+      const set = 'nics' in saved ? DnsSet.of(saved.dns.records) : undefined;
+      return { ...base, dhcp: parts.dhcp, dns: parts.dns, ...(set ? { set } : {}), metadata: new Map(parts.metadata.map((r) => [r.ip, r])) };
     }
     // state written by an older agent: one file per part (removed once desired.json is written)
     return {
@@ -177,7 +184,7 @@ export class FlatService {
   }
 
   /** desired.json of `st` written SAVE_DELAY_MS from now, after the answer (the latest state, once). */
-  private saveSoon(st: L3, text: string): void {
+  private saveSoon(st: L3, text: string | (() => string)): void {
     st.pendingSave = text;
     this.saveTimer ??= setTimeout(() => this.flushSaves(), this.o.saveDelayMs ?? SAVE_DELAY_MS);
   }
@@ -187,9 +194,10 @@ export class FlatService {
     clearTimeout(this.saveTimer);
     delete this.saveTimer;
     for (const st of this.nets.values()) {
-      if (st.pendingSave === undefined) continue;
+      const p = st.pendingSave;
+      if (p === undefined) continue;
       try {
-        this.writeDesired(st, st.pendingSave);
+        this.writeDesired(st, typeof p === 'string' ? p : p());
       } catch (e) {
         // nothing lost while the agent runs (it serves from memory); the next apply saves again
         st.files.drop(join(st.dir, DESIRED));
@@ -318,14 +326,17 @@ export class FlatService {
    * flat/apply: the complete desired state of one L3 on this host, validated whole before
    * anything changes, converged, then saved after the answer (saveSoon). Idempotent; a second
    * identical call changes nothing but repairs drift. `body`: the request's JSON text as received
-   * (saved as is: no second serialization).
+   * (saved as is: no second serialization). DNS records sent as a delta are applied to the ones
+   * held first (wholeFlat); the state saved is then the whole request.
    */
-  async apply(want: FlatApplySpec, signal?: AbortSignal, body?: string): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number }> {
-    const network = want.network;
-    validateFlatApply(want);
-    checkBridge(network.bridge);
+  async apply(req: FlatApplyRequest, signal?: AbortSignal, body?: string): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number; dnsDigest?: string }> {
+    const network = req.network;
     const k = key(network.l3NetworkUuid);
     const existing = this.nets.get(k);
+    const whole = wholeFlat(req, existing?.set);
+    const want = whole.want;
+    validateFlatApply(want);
+    checkBridge(network.bridge);
     let st = existing;
     if (!st) {
       const dir = this.dirOf(network.l3NetworkUuid);
@@ -337,17 +348,22 @@ export class FlatService {
     st.dhcp = parts.dhcp;
     st.dns = parts.dns;
     st.metadata = new Map(parts.metadata.map((r) => [r.ip, r]));
-    const text = body ?? JSON.stringify(want);
-    // the same state again (the controller's periodic pass) is a drift check: every file is compared with the disk
-    const again = st.applied === text;
+    st.set = whole.set ?? DnsSet.of(want.dns.records);
+    const delta = whole.set !== undefined;
+    const text = delta ? undefined : (body ?? JSON.stringify(want));
+    // the same state again (the controller's periodic pass) is a drift check: every file is
+    // compared with the disk; so is the first whole state after deltas (the periodic pass's)
+    const again = text !== undefined && (st.applied === text || st.viaDelta === true);
     if (again) st.files.forget();
-    st.applied = text;
+    if (text === undefined) delete st.applied;
+    else st.applied = text;
+    st.viaDelta = delta;
     this.nets.set(k, st);
     try {
       const r = await this.converge(st, signal);
-      return { namespace: this.info(st, r.pid), changed: r.changed || !again, releasedLeases: r.releasedLeases };
+      return { namespace: this.info(st, r.pid), changed: r.changed || !again, releasedLeases: r.releasedLeases, dnsDigest: st.set.digest };
     } finally {
-      this.saveSoon(st, text);
+      this.saveSoon(st, text ?? (() => JSON.stringify(want)));
     }
   }
 
@@ -379,6 +395,7 @@ export class FlatService {
     const st = this.get(uuid);
     validateDnsRecords(records);
     st.dns = { records, forwarders };
+    delete st.set;
     this.save(st);
     await this.reload(st);
     return { records: records.length, forwarders: forwarders.length };

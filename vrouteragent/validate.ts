@@ -10,8 +10,10 @@ export type FlatNetworkSpec = Static<typeof FlatNetwork>;
 export type DhcpEntrySpec = Static<typeof DhcpEntry>;
 export type DnsRecordSpec = Static<typeof DnsRecord>;
 export type MetadataRecordSpec = Static<typeof MetadataRecord>;
-/** A flat/apply request: the complete desired state of one L3 on this host, each NIC once. */
-export type FlatApplySpec = Static<typeof FlatApply.request>;
+/** A flat/apply request as sent: the DNS records whole or as a delta. */
+export type FlatApplyRequest = Static<typeof FlatApply.request>;
+/** A flat/apply with its DNS records whole: the complete desired state of one L3 on this host, each NIC once. */
+export type FlatApplySpec = Omit<FlatApplyRequest, 'dns'> & { dns: { records: DnsRecordSpec[]; forwarders: string[] } };
 
 export function validateNetwork(net: FlatNetworkSpec, field = 'network'): Subnet {
   const s = parseCidr(net.cidr);

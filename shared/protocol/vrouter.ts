@@ -57,6 +57,9 @@ export const DhcpEntry = Obj({
 
 export const DnsRecord = Obj({ name: Hostname(), ip: Ipv4() });
 
+/** A DNS record set's digest (shared/dns-set.ts): the count, then two 32-bit lane sums in hex. */
+export const DnsDigest = Type.String({ pattern: '^[0-9]{1,6}-[0-9a-f]{16}$' });
+
 export const MetadataRecord = Obj({
   /** The VM's address on this L3: the metadata service answers requests from this source only. */
   ip: Ipv4(),
@@ -186,8 +189,27 @@ export const FlatApply = defineCommand({
     /** Every NIC of the L3 this host serves (its own VMs): DHCP entries, DNS names, metadata records (when network.metadata). */
     nics: Type.Array(FlatNic, { maxItems: 65_536 }),
     dns: Obj({
-      /** Names of the L3's VMs on other hosts (the named `nics` are added). */
-      records: Type.Array(DnsRecord, { maxItems: 65_536 }),
+      /**
+       * Names of the L3's VMs on other hosts (the named `nics` are added): the whole set. Either
+       * this or `delta`.
+       */
+      records: Type.Optional(Type.Array(DnsRecord, { maxItems: 65_536 })),
+      /**
+       * The same set as the changes to the one the agent holds (issue 19: the whole set made each
+       * apply O(L3 size)): the agent checks it holds `base`, applies them and checks the result
+       * is `digest` (shared/dns-set.ts), else answers DNS_BASE_MISMATCH and the controller sends
+       * `records`. The agent always ends up with the complete set.
+       */
+      delta: Type.Optional(
+        Obj({
+          base: DnsDigest,
+          digest: DnsDigest,
+          /** Records no longer in the set, as held (a changed record is removed and added). */
+          remove: Type.Array(DnsRecord, { maxItems: 65_536 }),
+          /** Records new to the set. */
+          add: Type.Array(DnsRecord, { maxItems: 65_536 }),
+        }),
+      ),
       forwarders: Type.Array(Ipv4(), { maxItems: 8 }),
     }),
   }),
@@ -196,6 +218,8 @@ export const FlatApply = defineCommand({
     changed: Type.Boolean(),
     /** DHCP leases dropped because their MAC/IP pair is no longer desired (so the address can be reused). */
     releasedLeases: Type.Integer(),
+    /** The digest of the other hosts' records the agent now holds (an agent that sends none is never sent a delta). */
+    dnsDigest: Type.Optional(DnsDigest),
   }),
   description:
     'make the service namespace of a flat L3 on this host match the complete desired state (network, the NICs it serves, DNS): validated whole, files written atomically, dnsmasq reloaded or (re)started, stale leases dropped, a missing namespace or dead dnsmasq recreated',

@@ -14,6 +14,7 @@ import { createBridge, createNetns, createVeth, moveToNetns, netnsExists } from 
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { exec } from '../../../shared/exec.js';
 import { flatNames } from '../../../vrouteragent/names.js';
+import { digestOf } from '../../../shared/dns-set.js';
 import { client, curl, dhcpOnce, fakeVm, leaseEvents, nslookup, pidAlive, restartHost, startHost, writeUdhcpcScript, type Host, type Vm } from './helpers.js';
 
 const L3 = randomUUID();
@@ -274,6 +275,44 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics: [NIC1, nic(MAC3, '10.77.0.13', 'vm-three', false)], dns: NO_DNS });
     assert.equal((await dhcpOnce(vm3, script, dir))?.ip, '10.77.0.13');
     await udhcpc.stop();
+  });
+
+  it('flat/apply: DNS records as a delta on the set held, served at once; a base not held is DNS_BASE_MISMATCH, nothing changed; the set survives a restart', async () => {
+    // the NICs the case before left (the cases after count them)
+    const nics = [NIC1, nic(MAC3, '10.77.0.13', 'vm-three', false)];
+    const want = (dns: Record<string, unknown>): any => ({ network: NET('a', bridge), nics, dns: { forwarders: [], ...dns } });
+    const base = [
+      { name: 'db', ip: '10.77.0.40' },
+      { name: 'cache', ip: '10.77.0.41' },
+    ];
+    const r0 = await client.call(vrouter.FlatApply, A.ep, want({ records: base }));
+    assert.equal(r0.dnsDigest, digestOf(base));
+    const next = [
+      { name: 'db', ip: '10.77.0.42' },
+      { name: 'web', ip: '10.77.0.43' },
+    ];
+    const delta = { base: digestOf(base), digest: digestOf(next), remove: base, add: next };
+    const r1 = await client.call(vrouter.FlatApply, A.ep, want({ delta }));
+    assert.equal(r1.dnsDigest, digestOf(next));
+    assert.equal(await nslookup(vm1, 'db.flat.test', '10.77.0.2'), '10.77.0.42');
+    assert.equal(await nslookup(vm1, 'web.flat.test', '10.77.0.2'), '10.77.0.43');
+    assert.equal(await nslookup(vm1, 'cache.flat.test', '10.77.0.2'), undefined, 'removed');
+    // the same delta again: its base is no longer what the agent holds
+    assert.equal(((await client.call(vrouter.FlatApply, A.ep, want({ delta })).catch((e: TStackError) => e)) as TStackError).code, 'DNS_BASE_MISMATCH');
+    // a hostile name in a delta is refused like one in whole records (dnsmasq file injection)
+    const bad = await client.call(vrouter.FlatApply, A.ep, want({ delta: { base: digestOf(next), digest: digestOf(next), remove: [], add: [{ name: 'x\n10.0.0.1 evil', ip: '10.77.0.44' }] } })).catch((e: TStackError) => e);
+    assert.equal((bad as TStackError).code, 'INVALID_ARGUMENT');
+    assert.equal(await nslookup(vm1, 'web.flat.test', '10.77.0.2'), '10.77.0.43', 'nothing changed');
+    // restarted, the agent holds the set again (desired.json, written 20 ms after the answer): a delta on it applies
+    await new Promise((r) => setTimeout(r, 200));
+    await A.agent.kill9();
+    await restartHost(A, cleanup);
+    const last = [{ name: 'web', ip: '10.77.0.43' }];
+    const r2 = await client.call(vrouter.FlatApply, A.ep, want({ delta: { base: digestOf(next), digest: digestOf(last), remove: [next[0]], add: [] } }));
+    assert.equal(r2.dnsDigest, digestOf(last));
+    assert.equal(await nslookup(vm1, 'db.flat.test', '10.77.0.2'), undefined);
+    assert.equal(await nslookup(vm1, 'web.flat.test', '10.77.0.2'), '10.77.0.43');
+    await client.call(vrouter.FlatApply, A.ep, { network: NET('a', bridge), nics, dns: NO_DNS });
   });
 
   it('watchdog: a dnsmasq that dies is restarted and serves the same entries', async () => {
