@@ -12,6 +12,7 @@ import * as S from '../shared/protocol/storage.js';
 import * as H from '../shared/protocol/ha.js';
 import * as V from '../shared/protocol/vrouter.js';
 import * as VPC from '../shared/protocol/vpc.js';
+import { digestAfter, digestOf, dnsMismatch } from '../shared/dns-set.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -90,9 +91,42 @@ function storageAnswers(st: FakeStorageState): Record<string, Answer> {
   };
 }
 
-const vrouterAnswers: Record<string, Answer> = {
-  [VPC.RouterApply.name]: (req: { router: { routerUuid: string } }) => ({ router: { routerUuid: req.router.routerUuid, namespace: 'sim', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 }),
-};
+/** What a simulated host's vrouter holds: per L3, the digest of the DNS records it was sent (lost when the host's agent restarts). */
+export interface FakeVrouterState {
+  dnsDigests: Map<string, string>;
+}
+
+export const newVrouterState = (): FakeVrouterState => ({ dnsDigests: new Map() });
+
+type FlatApplyReq = { network: { l3NetworkUuid: string; metadata?: boolean }; dns: { records?: Array<{ name: string; ip: string }>; delta?: Parameters<typeof digestAfter>[0] } };
+
+/**
+ * A host's vrouter: flat/apply keeps, per L3, only the digest of the DNS records it was sent
+ * (1,000 hosts holding each L3's 10,000 names would not fit): a delta is checked by digest
+ * arithmetic, as the real agent checks it (a base it does not hold, a result that is not the
+ * digest sent: DNS_BASE_MISMATCH), and answered with the digest held.
+ */
+function vrouterAnswers(vr: FakeVrouterState): Record<string, Answer> {
+  const digests = vr.dnsDigests;
+  return {
+    [VPC.RouterApply.name]: (req: { router: { routerUuid: string } }) => ({ router: { routerUuid: req.router.routerUuid, namespace: 'sim', interfaces: [] }, changed: true, natRules: 0, durationMs: 0 }),
+    [V.FlatApply.name]: (req: FlatApplyReq) => {
+      const l3 = req.network.l3NetworkUuid;
+      const held = digests.get(l3);
+      const d = req.dns.delta;
+      let digest: string;
+      if (d) {
+        if (held !== d.base) throw dnsMismatch(`the DNS records held (${held ?? 'none'}) are not the delta's base ${d.base} (simulator)`, held, 'dns.delta.base');
+        const got = digestAfter(d);
+        if (got !== d.digest) throw dnsMismatch(`the DNS records after the delta (${got}) are not ${d.digest} (simulator)`, held, 'dns.delta.digest');
+        digest = got;
+      } else digest = digestOf(req.dns.records ?? []);
+      digests.set(l3, digest);
+      return { namespace: { l3NetworkUuid: l3, namespace: 'sim', hostVeth: 'simh', nsVeth: 'simn', metadata: req.network.metadata !== false }, changed: digest !== held, releasedLeases: 0, dnsDigest: digest };
+    },
+    [V.NamespaceDelete.name]: (req: { l3NetworkUuid: string }) => ({ deleted: digests.delete(req.l3NetworkUuid) }),
+  };
+}
 
 /** The schema's default value of each command without an explicit answer (made once; never mutated). */
 const defaults = new Map<CommandDef, unknown>();
@@ -127,7 +161,7 @@ const storageCommands = [...commandsOf(S), ...commandsOf(H)];
 const vrouterCommands = [...commandsOf(V), ...commandsOf(VPC)];
 
 /** Register the storage (+ha) and vrouter (+vpc) commands of a simulated host on its server. */
-export function registerFakeStorageAndVrouter(server: AgentServer, st: FakeStorageState): void {
+export function registerFakeStorageAndVrouter(server: AgentServer, st: FakeStorageState, vr: FakeVrouterState = newVrouterState()): void {
   register(server, storageCommands, storageAnswers(st), st.calls);
-  register(server, vrouterCommands, vrouterAnswers);
+  register(server, vrouterCommands, vrouterAnswers(vr));
 }

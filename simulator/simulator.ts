@@ -16,7 +16,7 @@ import { tstackVersion } from '../shared/sysinfo.js';
 import { FakeDriver } from '../kvmagent/hypervisor/fake-driver.js';
 import { FakeNetwork } from '../kvmagent/network/bridges.js';
 import { KVM_CAPABILITIES, registerKvmAgent, type KvmAgent } from '../kvmagent/main.js';
-import { newStorageState, registerFakeStorageAndVrouter, type FakeStorageState } from './fakes.js';
+import { newStorageState, newVrouterState, registerFakeStorageAndVrouter, type FakeStorageState, type FakeVrouterState } from './fakes.js';
 import { Traffic } from './traffic.js';
 
 export interface FaultRule {
@@ -53,6 +53,8 @@ export interface SimHost {
   powered: boolean;
   driver: FakeDriver;
   storage: FakeStorageState;
+  /** The vrouter's state: a fresh one at each power-on (a restarted agent that lost its data). */
+  vrouter?: FakeVrouterState;
   server?: AgentServer;
   agent?: KvmAgent;
 }
@@ -140,7 +142,8 @@ export class Simulator {
       observe: this.traffic.observer(h.index),
     });
     const agent = await registerKvmAgent(server, { driver: h.driver, network: new FakeNetwork(['eth0']) }, { noWatcher: true, checkHostResources: false, kernelFeatures: { vlan8021q: true, vxlan: true }, driverFactsName: `sim-${h.index}` });
-    registerFakeStorageAndVrouter(server, h.storage);
+    const vrouter = newVrouterState();
+    registerFakeStorageAndVrouter(server, h.storage, vrouter);
     try {
       await server.listen(h.managementIp, h.port);
     } catch (e) {
@@ -148,7 +151,7 @@ export class Simulator {
       await server.close();
       throw new TStackError('SIMULATOR_ERROR', `host ${i}: cannot listen on ${h.managementIp}:${h.port}: ${(e as Error).message}`);
     }
-    Object.assign(h, { server, agent, powered: true });
+    Object.assign(h, { server, agent, vrouter, powered: true });
   }
 
   /** Stop answering (connections refused); the domains stay in the fake driver. */

@@ -35,6 +35,9 @@ import { attach } from '../../controller/model/attachments.js';
 import type { Resource } from '../../controller/store/types.js';
 import type { ReconcileOptions } from '../../controller/reconcile/queue.js';
 import type { Static } from '../../shared/protocol/schema.js';
+import { DnsSet } from '../../shared/dns-set.js';
+import { wholeFlat } from '../../vrouteragent/render/flat-desired.js';
+import type { FlatApplyRequest, FlatApplySpec } from '../../vrouteragent/validate.js';
 import { testController, type ApiClient, type TestController } from './controller.js';
 import type { Cleanup } from './cleanup.js';
 
@@ -211,7 +214,8 @@ function fakeStorage(token: string, st: FakeStorageState, ha: FakeHa): ProtocolF
   return Object.assign(fake, { capacity });
 }
 
-export type FlatState = Static<typeof V.FlatApply.request>;
+/** A flat/apply with its DNS records whole (as the fake keeps it). */
+export type FlatState = FlatApplySpec;
 export type FlatEipState = Static<typeof V.FlatEipApply.request>;
 
 /**
@@ -280,11 +284,16 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       fakeBmcOf(bmcs, req.bmc, 'setBootDevice').bootDevice = req.device;
       return { device: req.device };
     },
-    [V.FlatApply.name]: (req: FlatState) => {
+    // DNS records sent as a delta are applied to the set held, as the real agent does (a base
+    // not held: DNS_BASE_MISMATCH); `flat` keeps the request with its records whole
+    [V.FlatApply.name]: (req: FlatApplyRequest) => {
       const l3 = req.network.l3NetworkUuid;
-      const changed = JSON.stringify(flat.get(l3)) !== JSON.stringify(req);
-      flat.set(l3, structuredClone(req));
-      return { namespace: { l3NetworkUuid: l3, namespace: `fake-${l3.slice(0, 8)}`, hostVeth: 'fakeh', nsVeth: 'faken', metadata: req.network.metadata !== false }, changed, releasedLeases: 0 };
+      const was = flat.get(l3);
+      const { want } = wholeFlat(req, was && DnsSet.of(was.dns.records));
+      const changed = JSON.stringify(was) !== JSON.stringify(want);
+      const held = DnsSet.of(want.dns.records);
+      flat.set(l3, structuredClone(want));
+      return { namespace: { l3NetworkUuid: l3, namespace: `fake-${l3.slice(0, 8)}`, hostVeth: 'fakeh', nsVeth: 'faken', metadata: req.network.metadata !== false }, changed, releasedLeases: 0, dnsDigest: held.digest };
     },
     [V.NamespaceDelete.name]: (req: { l3NetworkUuid: string }) => ({ deleted: flat.delete(req.l3NetworkUuid) }),
     // one agent stands for every host: the host's set is kept under its uuid
