@@ -6,7 +6,9 @@
 // controller or agent restart.
 //
 // Who is served where: a VM's NICs are served by the host it runs on, or last ran on while it
-// is stopped (hostUuid ?? lastHostUuid), until it is destroyed. DNS names cover the whole L3.
+// is stopped (hostUuid ?? lastHostUuid), until it is destroyed. DNS names cover the whole L3:
+// the other hosts' names go as the changes since what the agent acknowledged when it can
+// (flat-dns.ts), else whole.
 import * as V from '../../shared/protocol/vrouter.js';
 import type { Static } from '../../shared/protocol/schema.js';
 import { logger } from '../../shared/log.js';
@@ -17,11 +19,15 @@ import { allocateIp, heldIp, ipNamespace } from '../allocator/ip.js';
 import { callHost, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { ensureBridge, isFlat } from './index.js';
 import { servedOn, storeNics, vmHostname, type LiveNic, type NicSource } from './flat-nics.js';
+import { FlatDns, type HostRecord } from './flat-dns.js';
+import { DNS_BASE_MISMATCH, type DnsRec } from '../../shared/dns-set.js';
 
 const log = logger('network');
 
 export const FLAT_AREA = 'flat';
 type FlatApplyReq = Static<typeof V.FlatApply.request>;
+/** A flat/apply with the other hosts' DNS records whole. */
+export type FlatApplyWhole = Omit<FlatApplyReq, 'dns'> & { dns: { records: DnsRec[]; forwarders: string[] } };
 
 export const flatKey = (hostUuid: string, l3Uuid: string): string => `${hostUuid}/${l3Uuid}`;
 
@@ -44,8 +50,21 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
  * there (no VM NIC and no namespace). Allocates the host's DHCP server address on first use.
  * `nics`: where the L3's NICs come from (default: the inventory, read now).
  */
-export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource = storeNics(d.store)): Promise<FlatApplyReq | undefined> {
-  const live = await nics.liveNics(l3.uuid);
+export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource = storeNics(d.store)): Promise<FlatApplyWhole | undefined> {
+  const p = await desiredParts(d, hostUuid, l3, nics);
+  return p && withRecords(p.req, p.records, hostUuid);
+}
+
+/** `req` with the records of the L3's other hosts, whole. */
+function withRecords(req: FlatApplyReq, records: readonly HostRecord[], hostUuid: string): FlatApplyWhole {
+  const out: DnsRec[] = [];
+  for (const r of records) if (r.host !== hostUuid) out.push(r.record);
+  return { ...req, dns: { records: out, forwarders: req.dns.forwarders } };
+}
+
+/** desiredFlat without the DNS records, and the L3's named records with their hosts. */
+async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource): Promise<{ req: FlatApplyReq; records: readonly HostRecord[] } | undefined> {
+  let live = await nics.liveNics(l3.uuid);
   const mine = layoutOf(live).byHost.has(hostUuid);
   const heldKey = await heldIp(d.store, l3.uuid, `dhcp:${hostUuid}`);
   const held = heldKey === undefined ? undefined : { key: heldKey };
@@ -79,11 +98,14 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, 
   if (viaRouter.length || dns.length) network.dnsServers = [...new Set([...viaRouter, ...dns])].slice(0, 8);
   if (typeof l3.dnsDomain === 'string' && l3.dnsDomain) network.dnsDomain = l3.dnsDomain;
 
+  // the NICs as they are now (the reads above waited): an L3's DNS log follows one list to the
+  // next, and a list older than another apply's made it step back and forth
+  live = await nics.liveNics(l3.uuid);
   const { byHost, records } = layoutOf(live);
   // each NIC of this host once (the agent derives its DHCP entry, DNS name and metadata record);
-  // DNS records only for the names other hosts serve
+  // DNS records only for the names other hosts serve (added by the caller)
   const metadata = network.metadata;
-  const req: FlatApplyReq = { network, nics: [], dns: { records: [], forwarders: [] } };
+  const req: FlatApplyReq = { network, nics: [], dns: { forwarders: [] } };
   if (!services.includes('DHCP')) req.dhcp = false;
   for (const { x, named } of byHost.get(hostUuid) ?? []) {
     const nic: FlatApplyReq['nics'][number] = { mac: x.mac, ip: x.ip, vmUuid: x.vmUuid, hostname: x.hostname };
@@ -92,14 +114,13 @@ export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, 
     if (metadata && x.sshKey !== undefined) nic.sshKeys = [x.sshKey];
     req.nics.push(nic);
   }
-  for (const r of records) if (r.host !== hostUuid) req.dns.records.push(r.record);
-  return req;
+  return { req, records };
 }
 
 /** An L3's NICs by serving host, and the DNS record of each named NIC (with its host). */
 interface FlatLayout {
   byHost: Map<string, Array<{ x: LiveNic; named: boolean }>>;
-  records: Array<{ host: string; record: { name: string; ip: string } }>;
+  records: HostRecord[];
 }
 
 /**
@@ -133,25 +154,59 @@ function layoutOf(live: readonly LiveNic[]): FlatLayout {
   return out;
 }
 
-/** Apply one key: the host's namespace for the L3 made to match the inventory. */
-export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = storeNics(d.store)): Promise<void> {
+/**
+ * Apply one key: the host's namespace for the L3 made to match the inventory. With `dns` (the
+ * area's), the other hosts' DNS records go as a delta when the agent acknowledged a base.
+ */
+export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = storeNics(d.store), dns?: FlatDns): Promise<void> {
   const [hostUuid, l3Uuid] = key.split('/') as [string, string];
   const host = await d.store.get(hostUuid);
   // a host that is gone cannot be reached; one that is not connected is marked when it connects
   if (!host || host.kind !== 'host' || host.status !== 'Connected') return;
+  const epoch = dns?.currentEpoch ?? 0;
   const l3 = await d.store.get(l3Uuid);
   if (!l3 || l3.kind !== 'l3-network' || !isFlat(l3)) {
+    dns?.forgetL3(l3Uuid);
+    dns?.drop(key);
     await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3Uuid });
     return;
   }
-  const req = await desiredFlat(d, hostUuid, l3, nics);
+  const p = await desiredParts(d, hostUuid, l3, nics);
   // nothing to serve here (any more): no namespace either
-  if (!req) {
+  if (!p) {
+    dns?.drop(key);
     await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3Uuid });
     return;
   }
   // the host just read: its endpoint as callHost would read it again
-  const r = await d.agentClient.call(V.FlatApply, refreshable(d, host, 'vrouteragent'), req);
+  const ep = refreshable(d, host, 'vrouteragent');
+  const whole = (): Promise<Static<typeof V.FlatApply.response>> => d.agentClient.call(V.FlatApply, ep, withRecords(p.req, p.records, hostUuid));
+  let r: Static<typeof V.FlatApply.response> | undefined;
+  if (!dns) r = await whole();
+  else {
+    const dnsLog = dns.log(l3Uuid);
+    dnsLog.sync(p.records);
+    const v = dnsLog.version;
+    const digest = dnsLog.digestFor(hostUuid);
+    const delta = dns.delta(key, hostUuid, dnsLog);
+    try {
+      if (delta) {
+        try {
+          r = await d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders, delta } });
+        } catch (e) {
+          if ((e as { code?: string }).code !== DNS_BASE_MISMATCH) throw e;
+          // the agent restarted without its state, or another controller applied since: the whole set
+          log.info({ host: hostUuid, l3: l3Uuid, err: (e as Error).message }, 'the agent does not hold the DNS base: sending the whole set');
+        }
+      }
+      r ??= await whole();
+    } catch (e) {
+      dns.drop(key);
+      throw e;
+    }
+    if (r.dnsDigest === digest) dns.acknowledged(key, dnsLog, v, digest, epoch);
+    else dns.drop(key);
+  }
   if (r.releasedLeases > 0) log.info({ host: hostUuid, l3: l3Uuid, released: r.releasedLeases }, 'stale DHCP leases released');
 }
 
@@ -159,14 +214,16 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
  * The reconcile area. With a FlatNicCache (the controller's), applies read NICs from memory and
  * each periodic pass (keys()) reloads them from the inventory first.
  */
-export function flatArea(d: CloudDeps, nics: NicSource = storeNics(d.store)): ReconcileArea {
+export function flatArea(d: CloudDeps, nics: NicSource = storeNics(d.store), dns = new FlatDns()): ReconcileArea {
   return {
     name: FLAT_AREA,
     keys: () => {
       nics.refresh?.();
+      // the pass sends every key's DNS records whole (drift repair)
+      dns.wholeNext();
       return flatKeys(d, undefined, nics);
     },
-    apply: (k) => applyFlat(d, k, nics),
+    apply: (k) => applyFlat(d, k, nics, dns),
   };
 }
 

@@ -1,0 +1,208 @@
+// The controller's side of flat/apply's DNS delta (issue 19). Each host's flat/apply carries the
+// names of the L3's VMs on other hosts: sent whole, every apply was O(L3 size) to build,
+// serialize, send and parse (~5,000-10,000 records at 10,000 VMs). An L3DnsLog keeps the L3's
+// named records (with the host serving each) as numbered versions: the changes between two
+// NIC lists, found once per list (as the list itself is made once per change of the L3), not
+// once per host. A host whose agent acknowledged the records of version v (with their digest)
+// is sent the changes since v that concern it; the agent checks the digests and answers
+// DNS_BASE_MISMATCH when it does not hold the base (restarted, lost, another controller's
+// apply since), and the whole set is sent instead. The periodic pass, a restarted controller,
+// and any failed apply send the whole set. shared/dns-set.ts: the digest.
+import { addTo, digestText, emptySum, minus, recHash, type DigestSum, type DnsDelta, type DnsRec } from '../../shared/dns-set.js';
+
+/** A named NIC's record and the host that serves it (flat-reconcile's layout). */
+export interface HostRecord {
+  host: string;
+  record: DnsRec;
+}
+
+interface Rec {
+  name: string;
+  ip: string;
+  host: string;
+  h: [number, number];
+  /** The last sync that found it. */
+  seen: number;
+}
+
+interface Change {
+  /** The version it leads to. */
+  v: number;
+  key: string;
+  before?: Rec;
+  after?: Rec;
+}
+
+/** Changes kept at least (more when the L3 has more names: twice as many as it has). */
+const MIN_KEPT = 1024;
+
+export class L3DnsLog {
+  private v = 0;
+  private syncs = 0;
+  private recs = new Map<string, Rec>();
+  private total = emptySum();
+  /** Per host: the sum of the records it serves (the others' digest is total minus this). */
+  private hostSums = new Map<string, DigestSum>();
+  private changes: Change[] = [];
+  /** Changes leading to versions up to this one are no longer kept. */
+  private dropped = 0;
+  private synced?: readonly HostRecord[];
+
+  get version(): number {
+    return this.v;
+  }
+
+  /** Follow the L3's records now (a new version when they changed). O(1) for the list last synced. */
+  sync(records: readonly HostRecord[]): void {
+    if (records === this.synced) return;
+    this.synced = records;
+    const stamp = ++this.syncs;
+    const v = this.v + 1;
+    let changed = false;
+    for (const { host, record } of records) {
+      const key = record.name.toLowerCase();
+      const was = this.recs.get(key);
+      if (was && was.name === record.name && was.ip === record.ip && was.host === host) {
+        was.seen = stamp;
+        continue;
+      }
+      const now: Rec = { name: record.name, ip: record.ip, host, h: recHash(record.name, record.ip), seen: stamp };
+      this.recs.set(key, now);
+      if (was) this.account(was, -1);
+      this.account(now, 1);
+      this.changes.push({ v, key, before: was, after: now });
+      changed = true;
+    }
+    for (const [key, was] of this.recs) {
+      if (was.seen === stamp) continue;
+      this.recs.delete(key);
+      this.account(was, -1);
+      this.changes.push({ v, key, before: was });
+      changed = true;
+    }
+    if (!changed) return;
+    this.v = v;
+    this.trim();
+  }
+
+  private account(r: Rec, sign: 1 | -1): void {
+    addTo(this.total, r.h, sign);
+    let s = this.hostSums.get(r.host);
+    if (!s) this.hostSums.set(r.host, (s = emptySum()));
+    addTo(s, r.h, sign);
+    if (s.n === 0) this.hostSums.delete(r.host);
+  }
+
+  /** The oldest half of the changes dropped once there are many (whole versions). */
+  private trim(): void {
+    const len = this.changes.length;
+    if (len <= Math.max(MIN_KEPT, 2 * this.recs.size)) return;
+    let cut = len >> 1;
+    while (cut < len && this.changes[cut]!.v === this.changes[cut - 1]!.v) cut++;
+    this.dropped = this.changes[cut - 1]!.v;
+    this.changes = this.changes.slice(cut);
+  }
+
+  /** The digest of the records other hosts than `host` serve (what its flat/apply carries). */
+  digestFor(host: string): string {
+    return digestText(minus(this.total, this.hostSums.get(host)));
+  }
+
+  /** How many records other hosts than `host` serve. */
+  countFor(host: string): number {
+    return this.total.n - (this.hostSums.get(host)?.n ?? 0);
+  }
+
+  /**
+   * What changed for `host` (records of other hosts) since version `from`: the records taken out
+   * (as they were) and added; undefined when those changes are no longer kept. O(changes).
+   */
+  changesFor(host: string, from: number): { remove: DnsRec[]; add: DnsRec[] } | undefined {
+    if (from < this.dropped || from > this.v) return undefined;
+    const cs = this.changes;
+    let lo = 0;
+    let hi = cs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cs[mid]!.v <= from) lo = mid + 1;
+      else hi = mid;
+    }
+    // per name: as it was at `from`, and as it is now
+    const net = new Map<string, { before: Rec | undefined; after: Rec | undefined }>();
+    for (let i = lo; i < cs.length; i++) {
+      const c = cs[i]!;
+      const x = net.get(c.key);
+      if (x) x.after = c.after;
+      else net.set(c.key, { before: c.before, after: c.after });
+    }
+    const remove: DnsRec[] = [];
+    const add: DnsRec[] = [];
+    for (const { before, after } of net.values()) {
+      const was = before !== undefined && before.host !== host ? before : undefined;
+      const now = after !== undefined && after.host !== host ? after : undefined;
+      if (was && now && was.name === now.name && was.ip === now.ip) continue;
+      if (was) remove.push({ name: was.name, ip: was.ip });
+      if (now) add.push({ name: now.name, ip: now.ip });
+    }
+    return { remove, add };
+  }
+}
+
+/** What an agent acknowledged holding for a key. */
+interface Ack {
+  log: L3DnsLog;
+  v: number;
+  digest: string;
+}
+
+/** One controller's logs (per L3) and what each (host, L3) key's agent acknowledged. */
+export class FlatDns {
+  private logs = new Map<string, L3DnsLog>();
+  private acks = new Map<string, Ack>();
+  /** Raised by each periodic pass: acknowledgements from before it are not used (the pass sends the whole set). */
+  private epoch = 0;
+
+  log(l3Uuid: string): L3DnsLog {
+    let l = this.logs.get(l3Uuid);
+    if (!l) this.logs.set(l3Uuid, (l = new L3DnsLog()));
+    return l;
+  }
+
+  /** The L3 is gone (or no longer flat). */
+  forgetL3(l3Uuid: string): void {
+    this.logs.delete(l3Uuid);
+  }
+
+  /** The periodic pass: every key's next apply sends the whole set (drift repair). */
+  wholeNext(): void {
+    this.epoch++;
+    this.acks.clear();
+  }
+
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+
+  /**
+   * The delta for `key`'s next apply, or undefined when the whole set is to be sent: nothing
+   * acknowledged (since the last pass), the changes since are gone, or they are not smaller
+   * than the set.
+   */
+  delta(key: string, host: string, log: L3DnsLog): DnsDelta | undefined {
+    const a = this.acks.get(key);
+    if (!a || a.log !== log) return undefined;
+    const ch = log.changesFor(host, a.v);
+    if (!ch || ch.remove.length + ch.add.length >= log.countFor(host)) return undefined;
+    return { base: a.digest, digest: log.digestFor(host), ...ch };
+  }
+
+  /** `key`'s agent answered holding `digest`, the records of `v` (the epoch read when its apply began). */
+  acknowledged(key: string, log: L3DnsLog, v: number, digest: string, epoch: number): void {
+    if (epoch === this.epoch) this.acks.set(key, { log, v, digest });
+  }
+
+  /** What `key`'s agent holds is unknown: its next apply sends the whole set. */
+  drop(key: string): void {
+    this.acks.delete(key);
+  }
+}

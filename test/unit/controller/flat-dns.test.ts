@@ -1,0 +1,135 @@
+// flat/apply's DNS delta, the controller's side (controller/network/flat-dns.ts): an L3's named
+// records followed list to list as versions; a host is sent the changes since what its agent
+// acknowledged, and applying them to what it holds gives exactly the other hosts' records;
+// the whole set when nothing is acknowledged, after a periodic pass, or when the changes are
+// gone or not smaller than the set.
+import assert from 'node:assert/strict';
+import { FlatDns, L3DnsLog, type HostRecord } from '../../../controller/network/flat-dns.js';
+import { DnsSet, digestOf, type DnsRec } from '../../../shared/dns-set.js';
+
+const HOSTS = ['h1', 'h2', 'h3'];
+
+/** A random L3: `n` names spread over the hosts. */
+function randomL3(rand: () => number, n: number, tag: string): HostRecord[] {
+  const out: HostRecord[] = [];
+  for (let i = 0; i < n; i++) out.push({ host: HOSTS[Math.floor(rand() * HOSTS.length)]!, record: { name: `${tag}${i}`, ip: `10.0.${i >> 8}.${i & 0xff}` } });
+  return out;
+}
+
+/** The list after random changes: removed, moved to another host, readdressed, renamed in case, added. */
+function mutate(rand: () => number, list: HostRecord[], next: { i: number }): HostRecord[] {
+  const out: HostRecord[] = [];
+  for (const r of list) {
+    const p = rand();
+    if (p < 0.05) continue;
+    if (p < 0.1) out.push({ host: HOSTS[Math.floor(rand() * HOSTS.length)]!, record: r.record });
+    else if (p < 0.13) out.push({ host: r.host, record: { name: r.record.name, ip: `10.9.${Math.floor(rand() * 255)}.${Math.floor(rand() * 255)}` } });
+    else if (p < 0.15) out.push({ host: r.host, record: { name: r.record.name.toUpperCase(), ip: r.record.ip } });
+    else out.push(r);
+  }
+  const adds = Math.floor(rand() * 5);
+  for (let k = 0; k < adds; k++) {
+    const i = next.i++;
+    out.push({ host: HOSTS[Math.floor(rand() * HOSTS.length)]!, record: { name: `new${i}`, ip: `10.5.${i >> 8}.${i & 0xff}` } });
+  }
+  return out;
+}
+
+const others = (list: HostRecord[], host: string): DnsRec[] => list.filter((r) => r.host !== host).map((r) => r.record);
+const byName = (rs: DnsRec[]): DnsRec[] => [...rs].sort((a, b) => (a.name.toLowerCase() < b.name.toLowerCase() ? -1 : 1));
+
+function seeded(seed: number): () => number {
+  let s = seed;
+  return () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+}
+
+describe('flat DNS log (the controller side of the delta)', () => {
+  it('per host: the digest of the other hosts records, kept in step with the lists', () => {
+    const rand = seeded(7);
+    const log = new L3DnsLog();
+    let list = randomL3(rand, 200, 'vm');
+    const next = { i: 0 };
+    for (let step = 0; step < 30; step++) {
+      log.sync(list);
+      for (const h of HOSTS) {
+        assert.equal(log.digestFor(h), digestOf(others(list, h)), `step ${step}, ${h}`);
+        assert.equal(log.countFor(h), others(list, h).length);
+      }
+      list = mutate(rand, list, next);
+    }
+  });
+
+  it('the changes since any acknowledged version, applied to what the agent holds, give the other hosts records exactly', () => {
+    const rand = seeded(42);
+    const log = new L3DnsLog();
+    let list = randomL3(rand, 150, 'vm');
+    log.sync(list);
+    // each host's agent: the set it holds and the version it was acknowledged at
+    const agents = new Map(HOSTS.map((h) => [h, { set: DnsSet.of(others(list, h)), v: log.version }]));
+    const next = { i: 0 };
+    for (let step = 0; step < 60; step++) {
+      list = mutate(rand, list, next);
+      log.sync(list);
+      // a random host applies (the others fall further behind)
+      const h = HOSTS[Math.floor(rand() * HOSTS.length)]!;
+      const a = agents.get(h)!;
+      const ch = log.changesFor(h, a.v)!;
+      a.set.applyDelta({ base: a.set.digest, digest: log.digestFor(h), ...ch });
+      a.v = log.version;
+      assert.deepEqual(byName(a.set.records()), byName(others(list, h)), `step ${step}, ${h}`);
+    }
+  });
+
+  it('the same list again is no new version; a list of the same records is no change', () => {
+    const log = new L3DnsLog();
+    const list = randomL3(seeded(1), 20, 'vm');
+    log.sync(list);
+    const v = log.version;
+    log.sync(list);
+    log.sync(list.map((r) => ({ ...r })));
+    assert.equal(log.version, v);
+    assert.deepEqual(log.changesFor('h1', v), { remove: [], add: [] });
+  });
+
+  it('changes no longer kept: undefined (the whole set is sent)', () => {
+    const log = new L3DnsLog();
+    let list: HostRecord[] = [{ host: 'h1', record: { name: 'a', ip: '10.0.0.1' } }];
+    log.sync(list);
+    const v0 = log.version;
+    // readdress one name of h2 over and over: more than 1,024 changes
+    for (let i = 0; i < 1500; i++) {
+      list = [list[0]!, { host: 'h2', record: { name: 'b', ip: `10.1.${i >> 8}.${i & 0xff}` } }];
+      log.sync(list);
+    }
+    assert.equal(log.changesFor('h1', v0), undefined);
+    assert.deepEqual(log.changesFor('h1', log.version - 1)?.add, [{ name: 'b', ip: '10.1.5.219' }]);
+  });
+
+  it('FlatDns: the whole set until acknowledged, a delta after, the whole set again after a pass, a drop, or big changes', () => {
+    const dns = new FlatDns();
+    const log = dns.log('l3');
+    let list: HostRecord[] = Array.from({ length: 20 }, (_, i) => ({ host: i % 2 ? 'h1' : 'h2', record: { name: `vm${i}`, ip: `10.0.0.${i + 10}` } }));
+    log.sync(list);
+    assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'nothing acknowledged');
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), dns.currentEpoch);
+    list = [...list, { host: 'h2', record: { name: 'new', ip: '10.0.1.1' } }];
+    log.sync(list);
+    const d = dns.delta('h1/l3', 'h1', log)!;
+    assert.deepEqual(d.add, [{ name: 'new', ip: '10.0.1.1' }]);
+    assert.deepEqual(d.remove, []);
+    assert.equal(d.digest, digestOf(others(list, 'h1')));
+    // an apply that began before a pass does not acknowledge
+    const epoch = dns.currentEpoch;
+    dns.wholeNext();
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), epoch);
+    assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'after a periodic pass');
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), dns.currentEpoch);
+    assert.ok(dns.delta('h1/l3', 'h1', log));
+    dns.drop('h1/l3');
+    assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'dropped');
+    // changes as many as the set: whole
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), dns.currentEpoch);
+    log.sync(list.map((r) => (r.host === 'h2' ? { ...r, record: { ...r.record, ip: r.record.ip.replace('10.0.', '10.7.') } } : r)));
+    assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'every record of the others changed');
+  });
+});
