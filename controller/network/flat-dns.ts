@@ -190,9 +190,11 @@ export class FlatDns {
    */
   delta(key: string, host: string, log: L3DnsLog): DnsDelta | undefined {
     const a = this.acks.get(key);
-    if (!a || a.log !== log) return undefined;
+    const count = log.countFor(host);
+    // no other host's names (one host serves the L3): the whole set is empty, nothing to compose
+    if (!a || a.log !== log || count === 0) return undefined;
     const ch = log.changesFor(host, a.v);
-    if (!ch || ch.remove.length + ch.add.length >= log.countFor(host)) return undefined;
+    if (!ch || ch.remove.length + ch.add.length >= count) return undefined;
     return { base: a.digest, digest: log.digestFor(host), ...ch };
   }
 
