@@ -703,17 +703,24 @@ describe('e2e: storage depth', function () {
     assert.equal(await readMd5(vm, await devOf(vm, v.uuid)), x, 'the bytes of the snapshot are back');
     await libvirtMatches(v.uuid);
 
-    // (c) clone of the running VM: killed once the template exists; the restarted controller drops it
+    // (c) clone of the running VM: killed once the template exists; the restarted controller
+    // finishes the clone (ab08860: clones resume forward) and then drops the template
     const bsFiles = (): string[] => readdirSync(join(bsDir, 'images'), { recursive: true }).map(String).sort();
     const bsBefore = bsFiles();
     const vmsBefore = (await list('vm-instances')).length;
-    await frozenAt('vm-clone:template', `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-kc1`] } });
+    const cloneJob = await frozenAt('vm-clone:template', `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-kc1`] } });
     await proc!.kill9();
     await start();
+    const cj = await job(cloneJob);
+    assert.equal(cj.state, 'Succeeded', `the restarted controller finished the clone: ${JSON.stringify(cj.error)}`);
+    const kc1 = await list(`vm-instances?q=name=${rid}-kc1`);
+    assert.equal(kc1.length, 1, 'exactly one clone');
+    vmUuids.push(kc1[0].uuid);
+    assert.equal(kc1[0].state, 'Running', 'started like its running source');
+    assert.equal((await list('vm-instances')).length, vmsBefore + 1, 'no other VM');
     await converged('clone');
     assert.equal((await list('images?q=name~=clone-of-')).length, 0, 'no template image record');
     assert.deepEqual(bsFiles(), bsBefore, 'nor its copy in the image store');
-    assert.equal((await list('vm-instances')).length, vmsBefore, 'no clone');
     await libvirtMatches(vm.rootVolumeUuid);
     const r = await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { clone: { names: [`${rid}-kc2`] } });
     vmUuids.push(r.clones[0].uuid);

@@ -150,7 +150,9 @@ export async function waitForSerial(logPath: string, pattern: RegExp, timeoutMs:
     } catch {
       text = '';
     }
-    const line = text.split(/\r?\n/).find((l) => pattern.test(l));
+    // complete lines only: the serial console writes a line in pieces, and a match on the first
+    // piece returned a line cut short ('TINYGUEST-READY hostname=… dataso')
+    const line = text.slice(0, text.lastIndexOf('\n') + 1).split(/\r?\n/).find((l) => pattern.test(l));
     if (line !== undefined) return line.replace(/\r$/, '');
     if (Date.now() > deadline) {
       const tail = text.split(/\r?\n/).slice(-15).join('\n');
