@@ -2,8 +2,10 @@
 // every successful write, so that workflows, allocators and the API all feed the SSE stream
 // without thinking about it. It also counts every store call (by operation, and by kind,
 // collection or namespace), so a test can pin what one VM create costs and the scale bench can
-// print store calls per VM (storeOpCounts).
-import type { InventoryStore, Query, QueryResult, Resource, ViewPage } from '../store/types.js';
+// print store calls per VM (storeOpCounts). A batch counts each of its writes as the single
+// call would ('update:vm-instance'…), plus 'batch' and 'batched' (its writes): the commits are
+// the writes less 'batched' plus 'batch'.
+import type { InventoryStore, Query, QueryResult, Resource, StoreWrite, ViewPage } from '../store/types.js';
 import type { EventBus, ResourceEventType } from './bus.js';
 
 export type StoreOpCounts = Record<string, number>;
@@ -51,6 +53,18 @@ export function observedStore(inner: InventoryStore, bus: EventBus): InventorySt
       count('createMany', rs[0]?.kind ?? 'none');
       const out = await inner.createMany(rs);
       for (const r of out) pub('resource.created', r);
+      return out;
+    },
+    async batch(writes: StoreWrite[]): Promise<Array<Resource | undefined>> {
+      const out = await inner.batch(writes);
+      count('batch', String(writes.length));
+      counts.batched = (counts.batched ?? 0) + writes.length;
+      writes.forEach((w, i) => {
+        const r = out[i];
+        if (w.op === 'create' || w.op === 'update') count(w.op, r!.kind);
+        else count(w.op, w.collection);
+        if (r) pub(w.op === 'create' ? 'resource.created' : 'resource.updated', r);
+      });
       return out;
     },
     async get<T extends Resource = Resource>(uuid: string): Promise<T | undefined> {

@@ -83,6 +83,36 @@ end
 return 0
 `;
 
+// Several writes at once (InventoryStore.batch). KEYS: the n resource keys, then the doc hashes.
+// ARGV[3]: n; then per resource key its expected JSON ('' = absent) and next JSON; then per doc
+// hash 'put' or 'del', the id and the JSON ('' for del). Every expectation is checked before
+// anything is written: returns 0 when all were written, else the 1-based position of the first
+// resource key whose current value is not the expected one (nothing written).
+export const BATCH = `${INDEX_LUA}
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[i])
+  local expected = ARGV[2 + 2 * i]
+  if expected == '' then
+    if cur then return i end
+  elseif cur ~= expected then
+    return i
+  end
+end
+for i = 1, n do
+  local expected = ARGV[2 + 2 * i]
+  if expected ~= '' then index(expected, 'SREM') end
+  redis.call('SET', KEYS[i], ARGV[3 + 2 * i])
+  index(ARGV[3 + 2 * i], 'SADD')
+end
+local a = 4 + 2 * n
+for j = n + 1, #KEYS do
+  if ARGV[a] == 'put' then redis.call('HSET', KEYS[j], ARGV[a + 1], ARGV[a + 2]) else redis.call('HDEL', KEYS[j], ARGV[a + 1]) end
+  a = a + 3
+end
+return 0
+`;
+
 // ARGV[3..]: uuids of resources to index again (the layout or the indexed fields changed); each
 // record is read here, so a write between the caller's listing and this cannot be indexed stale
 export const REINDEX = `${INDEX_LUA}

@@ -23,9 +23,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { TStackError } from '../../shared/errors.js';
-import type { InventoryStore, Query, QueryResult, QuotaExceeded, Reservation, Resource } from './types.js';
+import type { InventoryStore, Query, QueryResult, QuotaExceeded, Reservation, Resource, StoreWrite } from './types.js';
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
-import { CAS, CREATE_MANY, REINDEX, LIST_PAGE, CLAIM, RELEASE_IF_OWNER, RESERVE, UNRESERVE } from './redis-scripts.js';
+import { BATCH, CAS, CREATE_MANY, REINDEX, LIST_PAGE, CLAIM, RELEASE_IF_OWNER, RESERVE, UNRESERVE } from './redis-scripts.js';
 import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, compareResources, matchesAll, prepareNew, nowIso, runQuery } from './query.js';
 
 const MAX_CAS_RETRIES = 200;
@@ -150,6 +150,58 @@ export class RedisStore implements InventoryStore {
       throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
     }
     return out;
+  }
+
+  /**
+   * One BATCH script: the records the updates change are read first (one MGET), every write is
+   * computed in JS (a later write of the same record on the earlier one's result), and the script
+   * writes all only if none of those records moved meanwhile; else read again and retry (as
+   * modify() does for one record).
+   */
+  async batch(writes: StoreWrite[]): Promise<Array<Resource | undefined>> {
+    if (writes.length === 0) return [];
+    const updated = [...new Set(writes.flatMap((w) => (w.op === 'update' ? [w.uuid] : [])))];
+    for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt++) {
+      const raws = updated.length ? await this.r.mget(...updated.map((u) => this.key(u))) : [];
+      // per record: the JSON expected in Redis ('' = absent) and its latest version in this batch
+      const recs = new Map<string, { expected: string; next: Resource | undefined }>();
+      updated.forEach((u, i) => recs.set(u, { expected: raws[i] ?? '', next: raws[i] == null ? undefined : (JSON.parse(raws[i]!) as Resource) }));
+      const docs: Array<{ key: string; op: 'put' | 'del'; id: string; body: string }> = [];
+      const out = writes.map((w): Resource | undefined => {
+        switch (w.op) {
+          case 'create': {
+            const res = prepareNew(w.resource, nowIso());
+            const had = recs.get(res.uuid);
+            if (had?.next) throw new TStackError('CONFLICT', `${res.kind} ${res.uuid} already exists`, { uuid: res.uuid, kind: res.kind });
+            recs.set(res.uuid, { expected: had?.expected ?? '', next: res });
+            return res;
+          }
+          case 'update': {
+            const rec = recs.get(w.uuid)!;
+            if (!rec.next) throw new TStackError('NOT_FOUND', `resource ${w.uuid} not found`, { uuid: w.uuid });
+            rec.next = applyPatch(rec.next, w.patch, nowIso());
+            return rec.next;
+          }
+          case 'putDoc':
+            docs.push({ key: `${this.prefix}d:${w.collection}`, op: 'put', id: w.id, body: JSON.stringify(w.doc ?? null) });
+            return undefined;
+          case 'deleteDoc':
+            docs.push({ key: `${this.prefix}d:${w.collection}`, op: 'del', id: w.id, body: '' });
+            return undefined;
+        }
+      });
+      const res = [...recs].filter(([, r]) => r.next !== undefined) as Array<[string, { expected: string; next: Resource }]>;
+      const args: string[] = [String(res.length)];
+      for (const [, r] of res) args.push(r.expected, JSON.stringify(r.next));
+      for (const d of docs) args.push(d.op, d.id, d.body);
+      const keys = [...res.map(([u]) => this.key(u)), ...docs.map((d) => d.key)];
+      const at = (await this.script(BATCH, keys.length, ...keys, this.prefix, this.fieldsArg, ...args)) as number;
+      if (at === 0) return out;
+      const [uuid, r] = res[at - 1]!;
+      // a record this batch creates exists already: CONFLICT; one it updates moved: again
+      if (r.expected === '' && !updated.includes(uuid)) throw new TStackError('CONFLICT', `${r.next.kind} ${uuid} already exists`, { uuid, kind: r.next.kind });
+    }
+    throw new TStackError('CONFLICT', 'batch: too many concurrent writers, try again');
   }
 
   async get<T extends Resource = Resource>(uuid: string): Promise<T | undefined> {

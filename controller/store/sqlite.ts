@@ -20,7 +20,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
-import type { InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Resource, ViewPage } from './types.js';
+import type { InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Resource, StoreWrite, ViewPage } from './types.js';
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
 import { applyPatch, checkField, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
 import { storedText, viewOf, viewText } from './view.js';
@@ -287,16 +287,19 @@ export class SqliteStore implements InventoryStore {
     return row ? { cur: JSON.parse(row.body) as T, viewLen: row.view_len } : undefined;
   }
 
-  async create<T extends Resource>(r: T): Promise<T> {
-    const res = prepareNew(r, nowIso());
+  /** insert(), an existing uuid as CONFLICT. */
+  private insertNew(r: Resource): void {
     try {
-      this.insert(res);
+      this.insert(r);
     } catch (e) {
-      if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) {
-        throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
-      }
+      if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
       throw e;
     }
+  }
+
+  async create<T extends Resource>(r: T): Promise<T> {
+    const res = prepareNew(r, nowIso());
+    this.insertNew(res);
     return res;
   }
 
@@ -304,30 +307,49 @@ export class SqliteStore implements InventoryStore {
     // each its own instant, as separate creates would have: the list order is the given order
     const out = rs.map((r) => prepareNew(r, nowIso()));
     this.immediate((): void => {
-      for (const r of out) {
-        try {
-          this.insert(r);
-        } catch (e) {
-          if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) throw new TStackError('CONFLICT', `${r.kind} ${r.uuid} already exists`, { uuid: r.uuid, kind: r.kind });
-          throw e;
-        }
-      }
+      for (const r of out) this.insertNew(r);
     });
     return out;
+  }
+
+  async batch(writes: StoreWrite[]): Promise<Array<Resource | undefined>> {
+    if (writes.length === 0) return [];
+    return this.immediate((): Array<Resource | undefined> =>
+      writes.map((w): Resource | undefined => {
+        switch (w.op) {
+          case 'create': {
+            const res = prepareNew(w.resource, nowIso());
+            this.insertNew(res);
+            return res;
+          }
+          case 'update':
+            return this.updateRow(w.uuid, w.patch);
+          case 'putDoc':
+            this.writeDoc(w.collection, w.id, w.doc);
+            return undefined;
+          case 'deleteDoc':
+            this.prep('DELETE FROM docs WHERE collection = ? AND id = ?').run(w.collection, w.id);
+            return undefined;
+        }
+      }),
+    );
   }
 
   async get<T extends Resource = Resource>(uuid: string): Promise<T | undefined> {
     return this.read<T>(uuid);
   }
 
+  /** An update's read and rewrite (inside a transaction). */
+  private updateRow<T extends Resource>(uuid: string, patch: Partial<Resource>): T {
+    const row = this.readForWrite<T>(uuid);
+    if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+    const next = applyPatch(row.cur, patch, nowIso());
+    this.rewrite(row.cur, row.viewLen, next);
+    return next;
+  }
+
   async update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T> {
-    return this.immediate((): T => {
-      const row = this.readForWrite<T>(uuid);
-      if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
-      const next = applyPatch(row.cur, patch, nowIso());
-      this.rewrite(row.cur, row.viewLen, next);
-      return next;
-    });
+    return this.immediate((): T => this.updateRow<T>(uuid, patch));
   }
 
   async transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch: Partial<Resource> = {}): Promise<T> {
@@ -500,6 +522,10 @@ export class SqliteStore implements InventoryStore {
   }
 
   async putDoc(collection: string, id: string, doc: unknown): Promise<void> {
+    this.writeDoc(collection, id, doc);
+  }
+
+  private writeDoc(collection: string, id: string, doc: unknown): void {
     this.prep('INSERT INTO docs (collection, id, body, last_op_date) VALUES (?,?,?,?) ON CONFLICT (collection, id) DO UPDATE SET body = excluded.body, last_op_date = excluded.last_op_date').run(collection, id, JSON.stringify(doc ?? null), nowIso());
   }
 

@@ -96,6 +96,16 @@ export interface QuotaExceeded {
   requested: number;
 }
 
+/**
+ * One write of a batch (InventoryStore.batch): the same operations as the single calls, with
+ * the same semantics (a create CONFLICTs on an existing uuid, an update NOT_FOUNDs on a missing one).
+ */
+export type StoreWrite =
+  | { op: 'create'; resource: Resource }
+  | { op: 'update'; uuid: string; patch: Partial<Resource> }
+  | { op: 'putDoc'; collection: string; id: string; doc: unknown }
+  | { op: 'deleteDoc'; collection: string; id: string };
+
 export interface InventoryStore {
   readonly backend: 'sqlite' | 'redis';
   init(): Promise<void>;
@@ -108,6 +118,15 @@ export interface InventoryStore {
    * naming the first uuid that exists.
    */
   createMany<T extends Resource>(rs: T[]): Promise<T[]>;
+  /**
+   * Several writes as one (issue 19: a commit was about half of a lone write's CPU): one
+   * transaction on SQLite, one script on Redis; all or none, in order (a later write sees an
+   * earlier one's result), atomic against other writers. Returns, per write, the resource a
+   * create or update wrote (undefined for a doc). The writes of a flow step that belong
+   * together: a journal save with the resource write it precedes, an outcome with the journal
+   * delete. Throws the first failing write's error (nothing written).
+   */
+  batch(writes: StoreWrite[]): Promise<Array<Resource | undefined>>;
   get<T extends Resource = Resource>(uuid: string): Promise<T | undefined>;
   /** Merge a patch (undefined values delete fields); bumps lastOpDate; NOT_FOUND if absent. */
   update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T>;

@@ -276,6 +276,57 @@ export function storeSuite(fixture: StoreFixture): void {
     });
   });
 
+  describe('batch', () => {
+    it('writes resources and docs together, a later write on an earlier one, with the indexes', async () => {
+      const h = await store.create(host(1, { hostUuid: 'hv-1' }));
+      const vm = { ...host(2), kind: 'vm-instance', state: 'Starting' };
+      const out = await store.batch([
+        { op: 'putDoc', collection: 'journals', id: 'j1', doc: { step: 1 } },
+        { op: 'create', resource: vm },
+        { op: 'update', uuid: vm.uuid, patch: { hostUuid: 'hv-1' } },
+        { op: 'update', uuid: h.uuid, patch: { state: 'Maintenance', note: 'x' } },
+        { op: 'deleteDoc', collection: 'journals', id: 'gone' },
+      ]);
+      assert.equal(out.length, 5);
+      assert.equal(out[0], undefined);
+      assert.equal(out[1]?.hostUuid, undefined, 'each write returns its own result');
+      assert.equal(out[2]?.hostUuid, 'hv-1');
+      assert.equal(out[3]?.note, 'x');
+      assert.deepEqual(await store.getDoc('journals', 'j1'), { step: 1 });
+      assert.equal((await store.get(vm.uuid))?.hostUuid, 'hv-1');
+      assert.deepEqual((await store.byState('vm-instance', 'Starting')).map((v) => v.uuid), [vm.uuid]);
+      assert.deepEqual((await store.list({ kind: 'vm-instance', filters: [{ field: 'hostUuid', op: '=', value: 'hv-1' }], limit: 10 })).items.map((v) => v.uuid), [vm.uuid]);
+      assert.deepEqual((await store.byState('host', 'Maintenance')).map((x) => x.uuid), [h.uuid]);
+      assert.deepEqual(await store.byState('host', h.state!), []);
+      assert.deepEqual(await store.batch([]), []);
+    });
+
+    it('writes nothing when one write fails (CONFLICT, NOT_FOUND)', async () => {
+      const h = await store.create(host(1));
+      const fresh = host(2);
+      const e = await rejectsWith(store.batch([{ op: 'putDoc', collection: 'journals', id: 'j2', doc: 1 }, { op: 'create', resource: fresh }, { op: 'create', resource: { ...h, name: 'again' } }]), 'CONFLICT');
+      assert.equal(e.details?.uuid, h.uuid);
+      await rejectsWith(store.batch([{ op: 'update', uuid: h.uuid, patch: { name: 'renamed' } }, { op: 'update', uuid: randomUUID(), patch: { name: 'x' } }]), 'NOT_FOUND');
+      assert.equal(await store.get(fresh.uuid), undefined);
+      assert.equal(await store.getDoc('journals', 'j2'), undefined);
+      assert.equal((await store.get(h.uuid))?.name, h.name);
+    });
+
+    it('concurrent batches and updates of one record from two connections lose no write', async () => {
+      const peer = await fixture.openPeer();
+      try {
+        const r = await store.create({ ...host(1), n: 0 });
+        const bump = (s: InventoryStore, i: number): Promise<unknown> => s.batch([{ op: 'update', uuid: r.uuid, patch: { [`f${i}`]: i } }, { op: 'putDoc', collection: 'c', id: `d${i}`, doc: i }]);
+        await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? bump(peer, i) : store.update(r.uuid, { [`f${i}`]: i }))));
+        const got = await store.get(r.uuid);
+        for (let i = 0; i < 10; i++) assert.equal(got?.[`f${i}`], i, `f${i}`);
+        assert.equal((await store.listDocs('c')).length, 5);
+      } finally {
+        await peer.close();
+      }
+    });
+  });
+
   describe('transition', () => {
     it('moves state only from an expected state, with a patch', async () => {
       const vm = await store.create({ ...host(1), kind: 'vm-instance', state: 'Stopped' });
