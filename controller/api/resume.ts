@@ -100,10 +100,8 @@ export function registerJobResumers(d: ControllerContext): void {
     (op === 'create' ? creates : actions).add(type);
     d.jobs.registerResumer(type, op === 'create' ? createJobResumer(d, collection) : actionJobResumer(d, collection, op));
   }
-  // the flow's outcome is for the job's resumer: it goes once the job's end is persisted (deleted
-  // earlier, a controller dying before that end would leave the next resumer nothing to read).
-  // The flows of resumable creates and actions run as a job keep one, completed or failed.
-  d.jobs.onFinished(async (job) => {
-    if (actions.has(job.type) || creates.has(job.type)) await d.store.deleteDoc(OUTCOMES, job.uuid);
-  });
+  // the flow's outcome is for the job's resumer: it goes with the job's end, in its commit
+  // (deleted earlier, a controller dying before that end would leave the next resumer nothing
+  // to read). The flows of resumable creates and actions run as a job keep one, completed or failed.
+  d.jobs.onFinishWrites((job) => (actions.has(job.type) || creates.has(job.type) ? [{ op: 'deleteDoc', collection: OUTCOMES, id: job.uuid }] : []));
 }

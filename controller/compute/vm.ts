@@ -17,7 +17,7 @@ import { logger } from '../../shared/log.js';
 import * as K from '../../shared/protocol/kvm.js';
 import * as S from '../../shared/protocol/storage.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
-import type { Resource } from '../store/types.js';
+import type { Resource, StoreWrite } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { allocateHost, releaseHost } from '../allocator/host.js';
 import { allocateIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
@@ -94,10 +94,13 @@ const clusterOf = async (ctx: Ctx): Promise<string> => ctx.data.clusterUuid ?? S
 const steps: Array<FlowStep<VmCreateData>> = [
   {
     name: 'record',
+    // the journal's first write is the VM record's: one commit, and never one without the other
+    journalsItself: true,
     async run(ctx) {
+      const vm: Resource = { ...ctx.data.vm, state: 'Starting' };
       // the uuid is new: only a resumed run (which may follow a crash after it) looks first
-      const had = ctx.resumed ? await ctx.store.get(ctx.data.vm.uuid) : undefined;
-      ctx.data.vm = had ?? (await ctx.store.create({ ...ctx.data.vm, state: 'Starting' }));
+      if (ctx.resumed) ctx.data.vm = (await ctx.store.get(vm.uuid)) ?? (await ctx.store.create(vm));
+      else ctx.data.vm = (await ctx.saveWith([{ op: 'create', resource: vm }]))[0]!;
       injectFault(FLOW, 'record');
     },
     async rollback(ctx) {
@@ -121,8 +124,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const a = await allocateHostFor(ctx.store, req, vm);
       ctx.data.hostUuid = a.hostUuid;
       ctx.data.clusterUuid = a.clusterUuid;
-      await ctx.save();
-      ctx.data.vm = await ctx.store.update(vm.uuid, { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' });
+      // the journal (the reservation's host) and the VM's placement: one commit
+      ctx.data.vm = (await ctx.saveWith([{ op: 'update', uuid: vm.uuid, patch: { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' } }]))[0]!;
       injectFault(FLOW, 'host');
     },
     async rollback(ctx) {
@@ -157,11 +160,13 @@ const steps: Array<FlowStep<VmCreateData>> = [
         clusterUuid,
         internalName: `vn${nic.uuid.replace(/-/g, '').slice(0, 11)}`,
       });
+      // the NIC records, written with the VM's vmNics in one commit at the end of the step
+      const writes: StoreWrite[] = [];
       for (const [i, l3] of (vm.l3NetworkUuids as string[]).entries()) {
         const had = ctx.data.nics.find((n) => n.l3NetworkUuid === l3);
         if (had) {
           // journaled before a crash: its record may not have been written
-          if (ctx.resumed && !(await ctx.store.get(had.uuid))) await ctx.store.create(nicRecord(had, i));
+          if (ctx.resumed && !(await ctx.store.get(had.uuid))) writes.push({ op: 'create', resource: nicRecord(had, i) });
           continue;
         }
         const nicUuid = randomUUID();
@@ -176,13 +181,15 @@ const steps: Array<FlowStep<VmCreateData>> = [
         const mac = await allocateMac(ctx.store, nicUuid, randomMac);
         const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac, netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
         // not saved here: the journal's pendingNic covers the claims and the NIC record until
-        // the next save (the next NIC's, or the root volume's) records the NIC itself
+        // the next save (the next NIC's, or the root volume's) records the NIC itself; a NIC
+        // journaled whose record is not written yet is made by a resumed run (above)
         ctx.data.nics.push(nic);
         delete ctx.data.pendingNic;
-        await ctx.store.create(nicRecord(nic, i));
+        writes.push({ op: 'create', resource: nicRecord(nic, i) });
       }
       const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
-      ctx.data.vm = await ctx.store.update(vm.uuid, { vmNics });
+      writes.push({ op: 'update', uuid: vm.uuid, patch: { vmNics } });
+      ctx.data.vm = (await ctx.store.batch(writes)).at(-1)!;
       // guarded before it boots: the firewall is applied by the time the tap appears (rules match tap names)
       if (Array.isArray(vm.securityGroupUuids)) await joinVmGroups(ctx.store, vm.securityGroupUuids as string[], ctx.data.nics);
       injectFault(FLOW, 'ips');
@@ -223,14 +230,17 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, psReq, volUuid);
       ctx.memo.set('rootPs', ps);
       ctx.data.root.psUuid = ps.uuid;
-      await ctx.save();
-      // the volume's uuid is new: only a resumed run looks first
+      // the journal (the volume's storage) and the volume record: one commit
+      // (the volume's uuid is new: only a resumed run looks first)
       if (!ctx.resumed || !(await ctx.store.get(volUuid))) {
-        await ctx.store.create({
-          uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
-          type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
-        });
-      }
+        await ctx.saveWith([{
+          op: 'create',
+          resource: {
+            uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
+            type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
+          },
+        }]);
+      } else await ctx.save();
       const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
       if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
       const storeRef = await imageStoreRef(d, ref.backupStorageUuid);
@@ -240,13 +250,18 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const vol = iso
         ? await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size }, { taskId: ctx.taskId('vol') })
         : await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid }, { taskId: ctx.taskId('vol') });
-      ctx.memo.set('root', await ctx.store.update(volUuid, { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize }));
       const patch: Partial<Resource> = { rootVolumeUuid: volUuid, allVolumes: [volUuid] };
       if (iso && cached.source.type === 'file') {
         patch._isoPath = cached.source.path;
         patch._bootFromIso = true;
       }
-      ctx.data.vm = await ctx.store.update(vm.uuid, patch);
+      // the volume made and the VM's root: one commit
+      const [root, next] = await ctx.store.batch([
+        { op: 'update', uuid: volUuid, patch: { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize } },
+        { op: 'update', uuid: vm.uuid, patch },
+      ]);
+      ctx.memo.set('root', root);
+      ctx.data.vm = next!;
       injectFault(FLOW, 'root-volume');
     },
     async rollback(ctx) {
@@ -336,7 +351,9 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const known: KnownForSpec = { root: ctx.memo.get('root') as Resource | undefined, rootPs: ctx.memo.get('rootPs') as Resource | undefined };
       if (ctx.data.bridges) known.bridges = ctx.data.bridges;
       const spec = await startOnHost(d, vm, ctx.data.hostUuid!, known, { taskId: ctx.taskId('start') });
-      ctx.data.vm = await ctx.store.update(vm.uuid, { state: 'Running', serialLogPath: spec.serialLogPath });
+      // Running with the flow's end (outcome, journal delete): one commit; a crash before it
+      // resumes this step, whose vm/start (same task id) answers with its first run
+      ctx.finishWith([{ op: 'update', uuid: vm.uuid, patch: { state: 'Running', serialLogPath: spec.serialLogPath } }], ([r]) => (ctx.data.vm = r!));
       injectFault(FLOW, 'start');
     },
     async rollback(ctx) {

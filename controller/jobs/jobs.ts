@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { TStackError, errorInfo, type ErrorBody } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
-import type { InventoryStore } from '../store/types.js';
+import type { InventoryStore, StoreWrite } from '../store/types.js';
 import type { EventBus } from '../events/bus.js';
 
 const log = logger('jobs');
@@ -91,11 +91,14 @@ export class JobManager {
     this.staleMs = o.staleMs ?? 45_000;
   }
 
-  private finishHooks: Array<(doc: JobDoc) => Promise<void>> = [];
+  private finishWrites: Array<(doc: JobDoc) => StoreWrite[]> = [];
 
-  /** Run `fn` (in the background) once a job's end is persisted: what only a resumer of the job needed can go then, not before. */
-  onFinished(fn: (doc: JobDoc) => Promise<void>): void {
-    this.finishHooks.push(fn);
+  /**
+   * Store writes to commit with a job's end, in the same batch (one commit): what only a
+   * resumer of the job needed goes with the end itself (issue 19), never before it.
+   */
+  onFinishWrites(fn: (doc: JobDoc) => StoreWrite[]): void {
+    this.finishWrites.push(fn);
   }
 
   /** Register how to resume jobs of a type interrupted by a controller restart. Call before init(). */
@@ -232,9 +235,9 @@ export class JobManager {
     }
     for (let i = 0; !this.closed; i++) {
       try {
-        await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
-        const ended = { ...doc };
-        for (const fn of this.finishHooks) void fn(ended).catch((e: unknown) => log.warn({ err: e, job: doc.uuid }, 'a job-finished hook failed'));
+        const extra = this.finishWrites.flatMap((fn) => fn(doc));
+        if (extra.length) await this.store.batch([{ op: 'putDoc', collection: JOB_DOCS, id: doc.uuid, doc }, ...extra]);
+        else await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
         break;
       } catch (e) {
         if (i >= 4) {

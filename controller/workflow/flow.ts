@@ -20,6 +20,13 @@
 // one that ran, so in such a flow every step must call ctx.save() before its first effect that
 // a rollback has to undo (a step with nothing to undo needs no save).
 //
+// Fewer commits (issue 19): ctx.saveWith(writes) saves the journal and store writes in one
+// store batch (one commit), for a save that precedes those writes anyway; a 'saves' flow's first
+// step may be `journalsItself` (its first effect is a saveWith, so the journal is not written
+// before it alone); ctx.finishWith(writes) leaves the last step's final store writes to the
+// flow's end, committed with the outcome and the journal delete (only writes that may be lost
+// with the step: a crash before that commit resumes the step, which makes them again).
+//
 // Contract for step authors:
 //   - record an acquisition in ctx.data and `await ctx.save()` right after acquiring it, so a
 //     crash cannot leak it;
@@ -33,7 +40,7 @@
 import { randomUUID } from 'node:crypto';
 import { TStackError, type ErrorBody } from '../../shared/errors.js';
 import { logger, type Logger } from '../../shared/log.js';
-import type { InventoryStore } from '../store/types.js';
+import type { InventoryStore, Resource, StoreWrite } from '../store/types.js';
 import type { ControllerContext } from '../context.js';
 
 export const JOURNALS = 'flow-journals';
@@ -51,6 +58,14 @@ export interface FlowContext<D extends FlowData = FlowData> {
   data: D;
   /** Persist ctx.data now (call right after acquiring something). */
   save(): Promise<void>;
+  /** save() and these writes in one store batch (one commit); their results (store.batch). */
+  saveWith(writes: StoreWrite[]): Promise<Array<Resource | undefined>>;
+  /**
+   * The last step's closing store writes, committed with the flow's end (outcome, journal
+   * delete) in one batch; `then` gets their results before the flow returns. Only after every
+   * effect of the step: a crash before the end resumes the step.
+   */
+  finishWith(writes: StoreWrite[], then?: (results: Array<Resource | undefined>) => void): void;
   /**
    * Records a step read or wrote, for the later steps of this run (not journaled: empty after a
    * restart, so a reader falls back to the store). Saves re-reading what the flow just wrote.
@@ -78,6 +93,11 @@ export interface FlowStep<D extends FlowData = FlowData> {
    * 'rollback-first' rolls back its partial run first (for a step that cannot be repeated).
    */
   redo?: 'rerun' | 'rollback-first';
+  /**
+   * The first step of a 'saves' flow whose run starts with ctx.saveWith (the journal with its
+   * first effect, one commit): the journal is not written alone before it.
+   */
+  journalsItself?: boolean;
 }
 
 export interface FlowDef<D extends FlowData = FlowData> {
@@ -185,6 +205,10 @@ class Runner<D extends FlowData> {
         journal.data = d;
       },
       save: () => this.persist(),
+      saveWith: (writes) => this.persist(writes),
+      finishWith: (writes, then) => {
+        this.closing.push({ writes, then });
+      },
       memo: new Map(),
       resumed,
       progress: (p, m) => onProgress?.(Math.max(0, Math.min(100, p)), m),
@@ -194,11 +218,17 @@ class Runner<D extends FlowData> {
 
   /** The journal is in the store (a resumed flow's always is). */
   private written: boolean;
+  /** ctx.finishWith's writes, for the end's batch. */
+  private closing: Array<{ writes: StoreWrite[]; then: ((results: Array<Resource | undefined>) => void) | undefined }> = [];
 
-  private async persist(): Promise<void> {
+  private async persist(): Promise<void>;
+  private async persist(writes: StoreWrite[]): Promise<Array<Resource | undefined>>;
+  private async persist(writes?: StoreWrite[]): Promise<Array<Resource | undefined> | void> {
     this.j.updatedAt = new Date().toISOString();
-    await this.store.putDoc(JOURNALS, this.j.id, this.j);
+    if (!writes) await this.store.putDoc(JOURNALS, this.j.id, this.j);
+    const out = writes ? (await this.store.batch([{ op: 'putDoc', collection: JOURNALS, id: this.j.id, doc: this.j }, ...writes])).slice(1) : undefined;
     this.written = true;
+    return out;
   }
 
   /** Run forward from the journal's position. Returns the data or throws after rolling back. */
@@ -209,7 +239,7 @@ class Runner<D extends FlowData> {
       const step = steps[i]!;
       const interrupted = this.ctx.resumed && i === this.j.current;
       this.j.current = i;
-      if (!this.written || this.def.journal !== 'saves') await this.persist();
+      if (this.def.journal !== 'saves' || (!this.written && !(i === 0 && step.journalsItself))) await this.persist();
       try {
         if (interrupted && step.redo === 'rollback-first') {
           this.log.info({ step: step.name }, 'resumed mid-step: rolling the step back before running it again');
@@ -229,14 +259,46 @@ class Runner<D extends FlowData> {
       delete this.j.current;
       this.ctx.progress(Math.round(((i + 1) / steps.length) * 100), step.name);
     }
-    // written before the journal goes, as a failure's is (backward)
-    if (this.j.keepOutcome) {
-      const o: FlowOutcome = { flow: this.j.flow, action: 'completed', at: new Date().toISOString() };
-      if (this.def.result) o.result = this.def.result(this.j.data as D);
-      await this.store.putDoc(OUTCOMES, this.j.id, o);
+    // the last step's closing writes, the outcome and the journal's delete: one commit
+    const closing = this.closing;
+    this.closing = [];
+    const writes: StoreWrite[] = closing.flatMap((c) => c.writes);
+    let results: Array<Resource | undefined>;
+    try {
+      results = await this.store.batch([...writes, ...this.endWrites('completed')]);
+    } catch (e) {
+      if (!writes.length) throw e; // the end alone: the journal stays for a resume
+      // nothing of it was written: as if the last step had failed
+      const err = TStackError.from(e);
+      const last = steps.length - 1;
+      this.j.current = last;
+      this.j.completed = last;
+      this.j.error = err.toJSON();
+      await this.backward();
+      throw flowError(this.j, steps[last]!.name, err);
     }
-    await this.store.deleteDoc(JOURNALS, this.j.id);
+    let at = 0;
+    for (const c of closing) {
+      c.then?.(results.slice(at, at + c.writes.length));
+      at += c.writes.length;
+    }
     return this.j.data as D;
+  }
+
+  /**
+   * The outcome (when kept) and the journal's delete, for one batch: a job whose controller dies
+   * reads the outcome once the journal is gone, so the two go together.
+   */
+  private endWrites(action: 'completed' | 'rolled-back'): StoreWrite[] {
+    const out: StoreWrite[] = [];
+    if (action === 'rolled-back' || this.j.keepOutcome) {
+      const o: FlowOutcome = { flow: this.j.flow, action, at: new Date().toISOString() };
+      if (action === 'completed' && this.def.result) o.result = this.def.result(this.j.data as D);
+      if (action === 'rolled-back' && this.j.error) o.error = this.j.error;
+      out.push({ op: 'putDoc', collection: OUTCOMES, id: this.j.id, doc: o });
+    }
+    out.push({ op: 'deleteDoc', collection: JOURNALS, id: this.j.id });
+    return out;
   }
 
   /** Roll back every step that ran or was running, in reverse; keep the journal if one fails. */
@@ -262,12 +324,9 @@ class Runner<D extends FlowData> {
       this.j.state = 'rollback-failed';
       await this.persist();
     } else {
-      // a job whose controller dies before it records the failure reads it here (only failed
-      // flows write one); written before the journal goes, so one of the two is always there
-      const o: FlowOutcome = { flow: this.j.flow, action: 'rolled-back', at: new Date().toISOString() };
-      if (this.j.error) o.error = this.j.error;
-      await this.store.putDoc(OUTCOMES, this.j.id, o);
-      await this.store.deleteDoc(JOURNALS, this.j.id);
+      // a job whose controller dies before it records the failure reads it here; written with
+      // the journal's delete, so one of the two is always there
+      await this.store.batch(this.endWrites('rolled-back'));
     }
   }
 }

@@ -37,7 +37,8 @@ describe('two controllers on one Redis: a controller killed mid-create, the othe
   const createJobs = async (): Promise<Array<{ uuid: string; state: string; resourceUuid?: string; error?: unknown }>> =>
     (await apiB.get('/v1/jobs?q=type=vm-instances.create&limit=1000')).body.inventories;
 
-  for (const point of ['vm-create:accepted', 'vm-create:ips', 'vm-create:root-volume', 'vm-create:start']) {
+  // record: the journal's first write is the VM's (one batch); start: Running rides on the flow's end
+  for (const point of ['vm-create:accepted', 'vm-create:record', 'vm-create:host', 'vm-create:ips', 'vm-create:root-volume', 'vm-create:start']) {
     it(`A SIGKILLed at ${point}: every create it took ends Running through B`, async () => {
       const a = await c.startA(point);
       // three creates at once: the first to reach the point freezes A, the others are wherever they are

@@ -39,7 +39,7 @@ describe('functional: store calls per VM create', function () {
     if (process.env.TSTACK_PRINT_STORE_OPS) console.log(JSON.stringify(seen));
     const pins: Record<string, number> = {
       // before issue 19's cuts: 15 journal writes, 3-5 job writes, an audit read per create
-      'putDoc:flow-journals': 7, // the start, host, NIC owner, root volume ×2, DHCP, start
+      'putDoc:flow-journals': 7, // the start (with the VM record), host, NIC owner, root volume ×2, DHCP, start
       'deleteDoc:flow-journals': 1,
       'getDoc:flow-journals': 1,
       'putDoc:jobs': 2, // start, end (progress at most every 2 s)
@@ -53,6 +53,15 @@ describe('functional: store calls per VM create', function () {
       get: 38, // was 52 (with the flat reconcile pass, ~10 of them)
     };
     for (const [k, max] of Object.entries(pins)) assert.ok(per(k) <= max, `${k}: ${per(k)} per create, at most ${max} pinned\n${JSON.stringify(seen)}`);
+    // commits: each write alone, less those of batches plus one per batch (a commit was about
+    // half a lone write's CPU). 26 writes, 26 commits before store batches; the batches: the
+    // journal's first save with the VM record, the host's save with the VM's placement, the NIC
+    // with vmNics, the PS save with the volume record, the volume Ready with the VM's root, the
+    // VM Running with the outcome and the journal delete, the job's end with the outcome delete
+    const writes = ['create', 'update', 'transition', 'delete', 'putDoc', 'deleteDoc', 'claim', 'release', 'reserve', 'unreserve'].reduce((n, k) => n + per(k), 0);
+    const commits = writes - per('batched') + per('batch');
+    assert.ok(writes <= 26, `${writes} writes per create\n${JSON.stringify(seen)}`);
+    assert.ok(commits <= 18, `${commits} commits per create\n${JSON.stringify(seen)}`);
     assert.ok(per('putDoc:flow-journals') >= 5, 'the create is journaled at all');
   });
 });

@@ -35,6 +35,11 @@ describe('vm-create ips step: journal before claiming', () => {
         throw new Error('this step needs no controller context');
       },
       save: async () => void journal.push(structuredClone(ctx.data)),
+      saveWith: async (writes) => {
+        journal.push(structuredClone(ctx.data));
+        return s.batch(writes);
+      },
+      finishWith: () => assert.fail('the ips step leaves nothing to the flow end'),
       memo: new Map(),
       progress: () => undefined,
       taskId: (l: string) => `t.${l}`,
