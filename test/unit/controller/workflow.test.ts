@@ -242,6 +242,48 @@ describe('controller workflow engine', () => {
     assert.equal(await store.getDoc(JOURNALS, 'k-resumed'), undefined);
   });
 
+  it('saveWith, journalsItself and finishWith: the journal with the writes it precedes, the closing writes with the end, one commit each', async () => {
+    const batches: string[][] = [];
+    let puts = 0;
+    const counting: InventoryStore = Object.create(store, {
+      putDoc: { value: (c: string, id: string, d: unknown) => (puts++, store.putDoc(c, id, d)) },
+      batch: { value: (ws: Parameters<InventoryStore['batch']>[0]) => (batches.push(ws.map((w) => (w.op === 'create' ? `create ${w.resource.uuid}` : w.op === 'update' ? `update ${w.uuid}` : `${w.op} ${w.collection}`))), store.batch(ws)) },
+    });
+    const res = { uuid: 'r1', kind: 'thing', name: 'r1', createDate: '', lastOpDate: '', ownerAccountUuid: 'a', tags: [] };
+    let atFirst: unknown = 'unset';
+    const def = (fail: boolean): FlowDef<{ n?: number; state?: string }> => ({
+      name: 'batched', onResume: 'complete', journal: 'saves',
+      steps: [
+        { name: 'make', journalsItself: true, async run(ctx) {
+          atFirst = await store.getDoc(JOURNALS, ctx.flowId);
+          ctx.data.n = 1;
+          const [made] = await ctx.saveWith([{ op: 'create', resource: res }]);
+          assert.equal(made?.uuid, 'r1');
+        }, async rollback() { await store.delete('r1'); } },
+        { name: 'close', async run(ctx) {
+          ctx.finishWith([{ op: 'update', uuid: 'r1', patch: { state: 'Done' } }], ([r]) => (ctx.data.state = r?.state));
+          // not written before the flow's end
+          assert.equal((await store.get('r1'))?.state, undefined);
+          if (fail) throw new TStackError('INTERNAL', 'closing failed');
+        } },
+      ],
+    });
+    const out = await runFlow(counting, def(false), {}, { id: 'b1', keepOutcome: true });
+    assert.equal(atFirst, undefined, 'no journal written alone before a journalsItself step');
+    assert.equal(puts, 0, 'every journal write rode on a batch');
+    assert.deepEqual(batches, [['putDoc flow-journals', 'create r1'], ['update r1', 'putDoc flow-outcomes', 'deleteDoc flow-journals']]);
+    assert.equal((out as { state?: string }).state, 'Done', 'the closing writes\' results reach the data');
+    assert.equal((await store.get('r1'))?.state, 'Done');
+    assert.equal(await store.getDoc(JOURNALS, 'b1'), undefined);
+    // a step failing after finishWith: its closing writes are dropped with the rollback
+    await store.delete('r1');
+    batches.length = 0;
+    await assert.rejects(runFlow(counting, def(true), {}, { id: 'b2' }), /closing failed/);
+    assert.equal(await store.get('r1'), undefined);
+    assert.ok(!batches.some((b) => b.includes('update r1')));
+    assert.deepEqual(batches.at(-1), ['putDoc flow-outcomes', 'deleteDoc flow-journals'], 'a rolled-back flow: outcome and journal delete in one batch');
+  });
+
   it('FlowDef.result: a completed keepOutcome run keeps its answer in the outcome (resumed too); a failed one has none', async () => {
     const def: FlowDef<{ n: number; fail?: boolean }> = {
       name: 'answered',
