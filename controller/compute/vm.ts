@@ -324,8 +324,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
   {
     name: 'dhcp',
     async run(ctx) {
+      // not journaled (issue 19): the flat keys are desired state made from the store, and what
+      // the rollback does (mark them again) the record's rollback does too (a VM's delete marks
+      // its keys), so a crash here needs nothing from the journal
       ctx.data.services = ctx.data.nics.map((n) => n.uuid);
-      await ctx.save();
       // the bridges step has just made the bridges (addServices would ask the host a second time)
       await syncVmFlat(deps(ctx), ctx.data.vm, ctx.data.hostUuid!);
       injectFault(FLOW, 'dhcp');
