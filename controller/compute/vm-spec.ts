@@ -1,15 +1,18 @@
 // A VM's domain spec and host-side services, built from the inventory: what vm-create,
 // vm-start and migration send to a host (split from vm.ts).
 import * as K from '../../shared/protocol/kvm.js';
+import { logger } from '../../shared/log.js';
 import type { Resource } from '../store/types.js';
 import { mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import type { CallOptions } from '../agent-client/client.js';
 import { psSpec } from '../storage/index.js';
 import { dataVolumesOf, volumeSpec } from '../storage/volumes.js';
 import { nicQosSpec, qosOfOffering, type NicQos } from '../storage/qos.js';
-import { ensureBridge } from '../network/index.js';
+import { bridgeFactPrefix, ensureBridge } from '../network/index.js';
 import { markVm, syncVmFlat } from '../network/flat-reconcile.js';
 import { vncPassword } from '../console/tokens.js';
+
+const log = logger('vm');
 
 const safeName = (s: string): string => (s.replace(/[^A-Za-z0-9_.:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'vm');
 
@@ -18,11 +21,11 @@ async function psOfVolume(d: CloudDeps, vol: Resource): Promise<Resource> {
   return mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
 }
 
-/** The L2 of an L3 and its bridge on a host. */
-export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string): Promise<string> {
+/** The L2 of an L3 and its bridge on a host (`reuse`: ensureBridge's). */
+export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string, o: { reuse?: boolean } = {}): Promise<string> {
   const l3 = await mustGet(d.store, l3NetworkUuid, 'l3-network');
   const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
-  return ensureBridge(d, hostUuid, l2);
+  return ensureBridge(d, hostUuid, l2, o);
 }
 
 export async function nicsOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
@@ -58,7 +61,7 @@ function consoleSpec(vm: Resource, host: Resource): NonNullable<K.VmSpecT['conso
 
 /** What a caller has just read or made, so the spec needs no second look (issue 19). */
 export interface KnownForSpec {
-  /** L3 → the bridge already made on the host. */
+  /** L3 → the bridge already made on the host (or known to be there: see startOnHost). */
   bridges?: Readonly<Record<string, string>>;
   /** The root volume's record and its primary storage (a local PS record holds every host's capacity: a costly read). */
   root?: Resource;
@@ -98,12 +101,34 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, known: Know
   return spec;
 }
 
-/** `known`: what the caller has just made or read (vm-create: the bridges, asked of the host twice before; the root volume). */
+/** The host lacks a bridge the spec names (kvmagent's pre-check, vm/precheck.ts). */
+const missingBridge = (e: unknown): boolean => {
+  const err = e as { code?: string; details?: { bridge?: unknown; field?: unknown } };
+  return err.code === 'NETWORK_ERROR' && typeof err.details?.bridge === 'string' && /^spec\.nics\.\d+\.bridge$/.test(String(err.details.field));
+};
+
+/**
+ * `known`: what the caller has just made or read (vm-create: the bridges, asked of the host
+ * twice before; the root volume). Bridges the controller only knew of (host knowledge, not asked
+ * this time) may be gone (a reboot or a hand-deleted bridge not noticed yet): when the host
+ * says one is missing, every bridge of the VM is asked for and the start sent once more.
+ */
 export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, known: KnownForSpec = {}, o?: CallOptions): Promise<K.VmSpecT> {
   const host = await mustGet(d.store, hostUuid, 'host');
   const spec = await buildSpec(d, vm, host, known);
-  await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec }, o);
-  return spec;
+  try {
+    await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec }, o);
+    return spec;
+  } catch (e) {
+    if (!missingBridge(e)) throw e;
+    log.info({ host: hostUuid, vm: vm.uuid, err: (e as Error).message }, 'the host lacks a bridge of the VM: making its bridges again');
+    d.hostRuntime.known.forgetPrefix(hostUuid, bridgeFactPrefix);
+    const { bridges: _stale, ...rest } = known;
+    const again = await buildSpec(d, vm, host, rest);
+    // the first task's failure is kept by the agent under its id: the retry is a task of its own
+    await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec: again }, o?.taskId ? { ...o, taskId: `${o.taskId}-bridges` } : o);
+    return again;
+  }
 }
 
 /** The host a stopped VM must start on (local storage pins it), if any. */

@@ -27,7 +27,8 @@ import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
 import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { faultPause } from '../../shared/fault-pause.js';
-import { imageStoreRef, psSpec } from '../storage/index.js';
+import { psSpec } from '../storage/index.js';
+import { withCachedImage } from '../storage/image-cache.js';
 import { deleteVolumeEverywhere, type VolRec } from '../storage/volumes.js';
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
@@ -248,13 +249,14 @@ const steps: Array<FlowStep<VmCreateData>> = [
       } else await ctx.save();
       const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
       if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
-      const storeRef = await imageStoreRef(d, ref.backupStorageUuid);
       ctx.progress(30, 'image cache');
-      // stable task ids: sent again after a crash, the agent answers with the first run
-      const cached = await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: image.uuid, imageStore: storeRef }, { taskId: ctx.taskId('cache') });
-      const vol = iso
-        ? await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size }, { taskId: ctx.taskId('vol') })
-        : await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid }, { taskId: ctx.taskId('vol') });
+      // stable task ids: sent again after a crash, the agent answers with the first run; an image
+      // this controller saw the host cache is not pulled again (an ISO's path goes into the VM: always asked)
+      const { cached, made: vol } = await withCachedImage(d, { hostUuid, ps, image, backupStorageUuid: ref.backupStorageUuid, taskId: ctx.taskId('cache'), reuse: !iso }, (_c, again) =>
+        iso
+          ? callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size }, { taskId: ctx.taskId(`vol${again}`) })
+          : callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid }, { taskId: ctx.taskId(`vol${again}`) }),
+      );
       const patch: Partial<Resource> = { rootVolumeUuid: volUuid, allVolumes: [volUuid] };
       if (iso && cached.source.type === 'file') {
         patch._isoPath = cached.source.path;
@@ -303,8 +305,11 @@ const steps: Array<FlowStep<VmCreateData>> = [
         let vol: S.VolumeInfo;
         if (src.image) {
           const ref = (o.backupStorageRefs as Array<{ backupStorageUuid: string }>)[0]!;
-          await callHost(d, hostUuid, 'storageagent', S.PsImageCache, { ps: psSpec(ps), imageUuid: o.uuid, imageStore: await imageStoreRef(d, ref.backupStorageUuid) }, { taskId: ctx.taskId(`cache${i}`) });
-          vol = await callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, imageUuid: o.uuid }, { taskId: ctx.taskId(`vol${i}`) });
+          vol = (
+            await withCachedImage(d, { hostUuid, ps, image: o, backupStorageUuid: ref.backupStorageUuid, taskId: ctx.taskId(`cache${i}`), reuse: true }, (_c, again) =>
+              callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, imageUuid: o.uuid }, { taskId: ctx.taskId(`vol${i}${again}`) }),
+            )
+          ).made;
         } else {
           vol = await callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, size: rec.size }, { taskId: ctx.taskId(`vol${i}`) });
         }
@@ -321,7 +326,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
     name: 'bridges',
     async run(ctx) {
       const bridges: Record<string, string> = {};
-      for (const l3 of ctx.data.vm.l3NetworkUuids as string[]) bridges[l3] = await bridgeFor(deps(ctx), ctx.data.hostUuid!, l3);
+      // a bridge this controller saw the host make is not asked for again (startOnHost asks if it is gone)
+      for (const l3 of ctx.data.vm.l3NetworkUuids as string[]) bridges[l3] = await bridgeFor(deps(ctx), ctx.data.hostUuid!, l3, { reuse: true });
       ctx.data.bridges = bridges;
       injectFault(FLOW, 'bridges');
     },

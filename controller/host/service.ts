@@ -325,6 +325,7 @@ export async function reconnectHost(d: HostDeps, uuid: string, hooks: OpHooks = 
   return withHost(d, uuid, async () => {
     const host = await d.store.get(uuid);
     if (!host || host.kind !== 'host') throw new TStackError('NOT_FOUND', `no host ${uuid}`);
+    runtimeOf(d).known.forget(uuid);
     await setStatus(d, uuid, 'Connecting');
     try {
       const version = controllerVersion(d);

@@ -214,6 +214,8 @@ export class HostTracker {
       return;
     }
 
+    // an agent restarted, the host rebooted or came back: what it was known to have is asked again
+    runtimeOf(d).known.forget(host.uuid);
     if ((restarted.length || status !== 'Connected') && !justBound) await rebind(d, host);
     const newAgents: HostAgents = { ...agents };
     for (const a of AGENTS) newAgents[a] = { ...agents[a], startedAt: pings[a]!.startedAt };
@@ -245,6 +247,7 @@ export class HostTracker {
     const d = this.d;
     const reason = `no answer from ${silent.join(', ')} for ${this.maxMisses} pings`;
     await d.store.update(host.uuid, { status: 'Disconnected', statusReason: reason });
+    runtimeOf(d).known.forget(host.uuid);
     log.warn({ host: host.uuid, silent }, `host Disconnected: ${reason}`);
     emitHostEvent(d, host.uuid, 'host.disconnected', { reason, silent });
     if (!silent.includes('kvmagent')) return; // VM states are still known from kvmagent

@@ -17,7 +17,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { attach, attachedFrom, attachedTo, detach } from '../model/attachments.js';
 import { ipNamespace, releaseIp } from '../allocator/ip.js';
-import { callHost, connectedHosts, mustGet, tagValue, type CloudDeps } from '../cloud/common.js';
+import { callHost, connectedHosts, mustGet, refreshable, tagValue, type CloudDeps } from '../cloud/common.js';
 import { canUse, planApiDelete } from '../api/crud.js';
 import { executeDeletePlan } from '../model/cascade.js';
 import { isVxlanNetwork, isVxlanPool, l2Network, l2TypeOf } from '../model/network.js';
@@ -41,10 +41,35 @@ export async function hostBridgeRequest(d: CloudDeps, hostUuid: string, l2: Reso
   return isVxlanNetwork(l2) ? vxlanBridgeRequest(d.store, hostUuid, l2) : bridgeRequest(l2);
 }
 
-/** Create (idempotently) the L2's bridge on a host; returns the bridge name. */
-export async function ensureBridge(d: CloudDeps, hostUuid: string, l2: Resource): Promise<string> {
-  const r = await callHost(d, hostUuid, 'kvmagent', K.BridgeCreate, await hostBridgeRequest(d, hostUuid, l2));
+/** The host knowledge key of an L2's bridge (controller/host/known.ts). */
+export const bridgeFactPrefix = 'bridge:';
+export const bridgeFact = (l2Uuid: string): string => `${bridgeFactPrefix}${l2Uuid}`;
+
+interface KnownBridge {
+  /** The request the agent answered (a VXLAN network's changes with its peers). */
+  req: string;
+  bridgeName: string;
+}
+
+/**
+ * Create (idempotently) the L2's bridge on a host; returns the bridge name. `reuse`: not asked
+ * again when this controller saw the host make it with the same request (VM creates; the caller
+ * must ask again if the host turns out to lack it, see startOnHost).
+ */
+export async function ensureBridge(d: CloudDeps, hostUuid: string, l2: Resource, o: { reuse?: boolean } = {}): Promise<string> {
+  const host = await mustGet(d.store, hostUuid, 'host');
+  const req = await hostBridgeRequest(d, hostUuid, l2);
+  const text = JSON.stringify(req);
+  const key = bridgeFact(l2.uuid);
+  const known = d.hostRuntime.known;
+  if (o.reuse) {
+    const k = known.get<KnownBridge>(host, key);
+    if (k && k.req === text && k.bridgeName === l2.bridgeName) return k.bridgeName;
+  }
+  const token = known.begin(hostUuid, key);
+  const r = await d.agentClient.call(K.BridgeCreate, refreshable(d, host, 'kvmagent'), req);
   if (l2.bridgeName !== r.bridgeName) await d.store.update(l2.uuid, { bridgeName: r.bridgeName });
+  known.set(host, key, { req: text, bridgeName: r.bridgeName } satisfies KnownBridge, token);
   return r.bridgeName;
 }
 
@@ -149,6 +174,8 @@ async function detachOne(d: CloudDeps, cluster: Resource, l2: Resource): Promise
 
 /** Remove the L2's bridge from a host (best effort); an existing bridge named by tag belongs to the operator. */
 async function deleteBridge(d: CloudDeps, hostUuid: string, l2: Resource): Promise<void> {
+  // an overtaken create's answer must not make it known again (begin)
+  d.hostRuntime.known.begin(hostUuid, bridgeFact(l2.uuid));
   if (tagValue(l2, 'bridgeName')) return;
   try {
     await callHost(d, hostUuid, 'kvmagent', K.BridgeDelete, await hostBridgeRequest(d, hostUuid, l2));

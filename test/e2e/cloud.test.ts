@@ -5,10 +5,10 @@
 // addresses by DHCP, run user-data from the metadata service and answer SSH from the host side
 // of the bridge; lifecycle; destroy/recover/expunge; fault injection in the create flow.
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { exec } from '../../shared/exec.js';
 import { useCleanup } from '../harness/cleanup.js';
@@ -676,6 +676,26 @@ describe('e2e: the first real cloud', function () {
       assert.equal((await c.store.claims(`host-capacity:${ids.host}`)).length, 0, 'no host capacity reservation');
     });
   }
+
+  it('the image cache taken away behind the controller (which knows the host has it): the next create pulls it again and the VM boots', async () => {
+    const isCache = (f: string): boolean => basename(f) === `${ids.image}.qcow2`;
+    // a create first, so that the controller has just seen the host cache the image
+    const warm = await ok(api, '/v1/vm-instances', { name: `${rid}-cachewarm`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] });
+    vmUuids.push(warm.uuid);
+    await ok(api, `/v1/vm-instances/${warm.uuid}`, undefined, 'del');
+    await ok(api, `/v1/vm-instances/${warm.uuid}/actions`, { expunge: {} });
+    const cached = filesUnder(psDir).filter(isCache);
+    assert.equal(cached.length, 1, `the image is cached once: ${filesUnder(psDir).join(' ')}`);
+    // moved, not deleted: the running VMs' backing file keeps its inode
+    renameSync(join(psDir, cached[0]!), join(psDir, `moved-${ids.image}`));
+    const vm = await ok(api, '/v1/vm-instances', { name: `${rid}-recache`, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], sshKey: key.pubKey });
+    vmUuids.push(vm.uuid);
+    assert.equal(vm.state, 'Running');
+    assert.deepEqual(filesUnder(psDir).filter(isCache), cached, 'pulled into the cache again');
+    await bootAndSsh(vm);
+    await ok(api, `/v1/vm-instances/${vm.uuid}`, undefined, 'del');
+    await ok(api, `/v1/vm-instances/${vm.uuid}/actions`, { expunge: {} });
+  });
 
   it('kvmagent killed (SIGKILL) during a VM create: the job fails or completes cleanly and nothing is leaked', async () => {
     const domains = async (): Promise<string[]> => (await virsh(['list', '--all', '--name'])).split('\n').filter((l) => l.startsWith('tstack-')).sort();

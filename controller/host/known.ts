@@ -1,0 +1,99 @@
+// What this controller knows a host to have (an L2's bridge, an image in a primary storage's
+// cache), learned from its agents' successful answers, so that a VM create does not ask for them
+// again (issue 19: network/bridge/create and ps/image-cache went to the agent for every VM).
+//
+// Knowledge is a hint, never the truth: it is kept only while the host is the same as when it was
+// learned — its stamp (boot id, every agent's start time, last connect date, status, all from the
+// host record the tracker and reconnects keep up to date) — and at most maxAgeMs (60 s: no
+// periodic pass checks bridges, so what changed behind the controller's back is asked about
+// again at least once a minute). The tracker and reconnects also
+// forget a host outright. A caller that acted on knowledge and then met a sign the thing is gone
+// (a missing bridge at vm/start, IMAGE_NOT_FOUND) forgets it and asks the agent again, once.
+import type { Resource } from '../store/types.js';
+import type { HostAgents } from './service.js';
+
+interface Fact {
+  value: unknown;
+  at: number;
+}
+
+interface HostFacts {
+  stamp: string;
+  facts: Map<string, Fact>;
+}
+
+/** The host as it was when a fact was learned: any change (agent restart, reboot, reconnect, disconnect) voids what was learned. */
+export function hostStamp(host: Resource): string {
+  const a = host._agents as HostAgents | undefined;
+  return `${String(host.status)}|${String(host.bootId)}|${String(host.lastConnectDate)}|${a?.kvmagent?.startedAt ?? ''}|${a?.storageagent?.startedAt ?? ''}|${a?.vrouteragent?.startedAt ?? ''}`;
+}
+
+export class HostKnowledge {
+  private hosts = new Map<string, HostFacts>();
+  /** host + key → the latest request begun: an answer to an older one (overtaken) teaches nothing. */
+  private asked = new Map<string, number>();
+  private seq = 0;
+
+  constructor(
+    readonly maxAgeMs = 60_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** What was learned of `key` on this host (the record just read), if it still holds. */
+  get<T>(host: Resource, key: string): T | undefined {
+    const h = this.hosts.get(host.uuid);
+    if (!h) return undefined;
+    if (host.status !== 'Connected' || h.stamp !== hostStamp(host)) {
+      this.hosts.delete(host.uuid);
+      return undefined;
+    }
+    const f = h.facts.get(key);
+    if (!f) return undefined;
+    if (this.now() - f.at >= this.maxAgeMs) {
+      h.facts.delete(key);
+      return undefined;
+    }
+    return f.value as T;
+  }
+
+  /** A request for `key` is sent: until it is answered, what the host holds is unknown. Returns the token set() takes. */
+  begin(hostUuid: string, key: string): number {
+    this.forget(hostUuid, key);
+    const t = ++this.seq;
+    this.asked.set(`${hostUuid}\u0000${key}`, t);
+    return t;
+  }
+
+  /**
+   * The agent answered the request `token` (begin()) for `key`: it is in place on this host, unless
+   * another request for it began since. `host`: the record read before the request (a restart since voids it).
+   */
+  set(host: Resource, key: string, value: unknown, token: number): void {
+    const id = `${host.uuid}\u0000${key}`;
+    if (this.asked.get(id) !== token) return;
+    this.asked.delete(id);
+    if (host.status !== 'Connected' || this.maxAgeMs <= 0) return;
+    const stamp = hostStamp(host);
+    let h = this.hosts.get(host.uuid);
+    if (!h || h.stamp !== stamp) this.hosts.set(host.uuid, (h = { stamp, facts: new Map() }));
+    h.facts.set(key, { value, at: this.now() });
+  }
+
+  /** Forget one fact, or everything known of the host. */
+  forget(hostUuid: string, key?: string): void {
+    if (key === undefined) this.hosts.delete(hostUuid);
+    else this.hosts.get(hostUuid)?.facts.delete(key);
+  }
+
+  /** Forget the facts of a host whose key starts with `prefix` (e.g. every bridge). */
+  forgetPrefix(hostUuid: string, prefix: string): void {
+    const h = this.hosts.get(hostUuid);
+    if (!h) return;
+    for (const k of [...h.facts.keys()]) if (k.startsWith(prefix)) h.facts.delete(k);
+  }
+
+  /** Hosts with facts kept (tests). */
+  get size(): number {
+    return this.hosts.size;
+  }
+}

@@ -1,0 +1,92 @@
+// What a VM create asks of its host's agents (issue 19): a bridge or a cached image the
+// controller saw the host make is not asked for again; when the host turns out to lack one
+// (the storage agent's IMAGE_NOT_FOUND, the kvmagent's missing-bridge pre-check), it is asked
+// for again and the step sent once more; a reconnect forgets what the host was known to have.
+import assert from 'node:assert/strict';
+import { TStackError } from '../../shared/errors.js';
+import { useCleanup } from '../harness/cleanup.js';
+import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
+import type { AgentClient } from '../../controller/agent-client/client.js';
+
+describe('functional: agent requests per VM create', function () {
+  this.timeout(60_000);
+  const cleanup = useCleanup('all');
+  let fc: FakeCloud;
+  const sent: string[] = [];
+  /** Answers the next call of a command with this error instead of sending it (the agent's answer). */
+  const inject = new Map<string, TStackError>();
+
+  before(async () => {
+    fc = await startFakeCloud(cleanup, { ha: false });
+    const ac = fc.controller.agentClient as AgentClient;
+    const call = ac.call.bind(ac);
+    ac.call = (async (cmd, host, req, o) => {
+      sent.push(cmd.name);
+      const e = inject.get(cmd.name);
+      if (e) {
+        inject.delete(cmd.name);
+        throw e;
+      }
+      return call(cmd, host, req, o);
+    }) as AgentClient['call'];
+  });
+
+  const create = async (name: string): Promise<Record<string, string>> => {
+    sent.length = 0;
+    const r = await fc.createVm(name);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const vm = (r.body.result ?? r.body) as Record<string, string>;
+    assert.equal(vm.state, 'Running');
+    return vm;
+  };
+  const count = (name: string): number => sent.filter((c) => c === name).length;
+
+  it('the first create on a host asks for the image cache, the next ones do not (the bridge: known since the L2 was attached)', async () => {
+    await create('req-0');
+    assert.equal(count('network/bridge/create'), 0, sent.join(' '));
+    assert.equal(count('ps/image-cache'), 1);
+    for (const n of ['req-1', 'req-2']) {
+      await create(n);
+      assert.equal(count('network/bridge/create'), 0, sent.join(' '));
+      assert.equal(count('ps/image-cache'), 0, sent.join(' '));
+      assert.equal(count('ps/volume/create-root'), 1);
+      assert.equal(count('vm/start'), 1);
+    }
+  });
+
+  it('an image cache gone from the host is pulled again and the root volume made once more', async () => {
+    fc.storage.failNext('ps/volume/create-root', 'IMAGE_NOT_FOUND', 'image is not cached on this primary storage');
+    await create('req-img');
+    assert.equal(count('ps/image-cache'), 1, sent.join(' '));
+    assert.equal(count('ps/volume/create-root'), 2, sent.join(' '));
+    // pulled again: known again
+    await create('req-img2');
+    assert.equal(count('ps/image-cache'), 0, sent.join(' '));
+  });
+
+  it('a bridge gone from the host (vm/start pre-check) is made again and the start sent once more', async () => {
+    inject.set('vm/start', new TStackError('NETWORK_ERROR', "NIC x: bridge 'br_eth0' does not exist on this host", { field: 'spec.nics.0.bridge', bridge: 'br_eth0' }));
+    await create('req-br');
+    assert.equal(count('network/bridge/create'), 1, sent.join(' '));
+    assert.equal(count('vm/start'), 2, sent.join(' '));
+    await create('req-br2');
+    assert.equal(count('network/bridge/create'), 0, sent.join(' '));
+  });
+
+  it('another start failure is not retried', async () => {
+    inject.set('vm/start', new TStackError('INTERNAL', 'libvirt said no'));
+    sent.length = 0;
+    const r = await fc.createVm('req-fail');
+    assert.notEqual(r.status, 200, JSON.stringify(r.body));
+    assert.equal(count('vm/start'), 1, sent.join(' '));
+  });
+
+  it('an agent restart in the host record (as the tracker writes it) forgets what the host was known to have', async () => {
+    const host = (await fc.controller.store.get(fc.ids.host))!;
+    const agents = host._agents as Record<string, Record<string, unknown>>;
+    await fc.controller.store.update(host.uuid, { _agents: { ...agents, kvmagent: { ...agents.kvmagent, startedAt: new Date().toISOString() } } });
+    await create('req-rc');
+    assert.equal(count('ps/image-cache'), 1, sent.join(' '));
+    assert.ok(count('network/bridge/create') >= 1, sent.join(' '));
+  });
+});
