@@ -5,6 +5,7 @@
 // client sorts into "never connected" (safe to resend) and "broke after sending" (ask the agent).
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import { urlToHttpOptions } from 'node:url';
 
 export interface Reply {
@@ -57,10 +58,10 @@ export class Transport {
    */
   constructor(o: { maxFreeSockets?: number; idleMs?: number } = {}) {
     const free = o.maxFreeSockets ?? 16;
-    const timeout = o.idleMs ?? 2_000;
+    const idleMs = o.idleMs ?? 2_000;
     this.agents = {
-      'http:': new http.Agent({ keepAlive: true, timeout, maxFreeSockets: free }),
-      'https:': new https.Agent({ keepAlive: true, timeout, maxFreeSockets: free }),
+      'http:': idlePool(new http.Agent({ keepAlive: true, maxFreeSockets: free }), idleMs),
+      'https:': idlePool(new https.Agent({ keepAlive: true, maxFreeSockets: free }), idleMs),
     };
   }
 
@@ -152,6 +153,43 @@ export class Transport {
       req.end(body);
     });
   }
+}
+
+/**
+ * Idle connections of a pool closed by one sweep every idleMs/4 (so kept idleMs to 1.25·idleMs)
+ * instead of the agent's `timeout`: Node's agent handles each socket timeout by looking for the
+ * socket in every origin's idle list (O(origins): 3,000 at 1,000 hosts, issue 19). A swept
+ * socket leaves its idle list before it is destroyed, so it is never handed to a request.
+ */
+function idlePool<A extends http.Agent>(agent: A, idleMs: number): A {
+  const idle = new Map<Socket, { options: http.ClientRequestArgs; since: number }>();
+  const free = agent.freeSockets as Record<string, Socket[] | undefined>;
+  // after the agent's own 'free' listener (its constructor's): the socket is in its idle list,
+  // or was given to a waiting request (then the sweep finds it in no idle list and lets it be)
+  agent.on('free', (socket: Socket, options: http.ClientRequestArgs) => idle.set(socket, { options, since: Date.now() }));
+  const reuse = agent.reuseSocket.bind(agent);
+  agent.reuseSocket = (socket: Socket, req: http.ClientRequest) => {
+    idle.delete(socket);
+    reuse(socket, req);
+  };
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [s, e] of idle) {
+      if (s.destroyed) idle.delete(s);
+      else if (now - e.since >= idleMs) {
+        idle.delete(s);
+        const name = agent.getName(e.options);
+        const list = free[name];
+        const i = list ? list.indexOf(s) : -1;
+        if (i < 0) continue; // in use
+        list!.splice(i, 1);
+        if (list!.length === 0) delete free[name];
+        s.destroy();
+      }
+    }
+  }, Math.max(10, idleMs / 4));
+  sweep.unref();
+  return agent;
 }
 
 /** What http.request needs of a URL, parsed once. */

@@ -63,6 +63,26 @@ describe('controller agent client: HTTP transport', () => {
     await close(a);
   });
 
+  it('idle connections carry no timer of their own and are swept out of the idle list (Node scans every origin per socket timeout)', async () => {
+    const a = createServer(handler());
+    a.keepAliveTimeout = 10_000;
+    const urls = [`http://127.0.0.1:${await listen(a)}/x`];
+    const b = createServer(handler());
+    b.keepAliveTimeout = 10_000;
+    urls.push(`http://127.0.0.1:${await listen(b)}/x`);
+    const t = new Transport({ idleMs: 200 });
+    for (const url of urls) assert.equal((await t.send(url, { method: 'POST', headers: {}, body: '1', timeoutMs: 5_000 })).status, 200);
+    const pool = (t as unknown as { agents: Record<string, import('node:http').Agent> }).agents['http:']!;
+    const idle = Object.values(pool.freeSockets).flat();
+    assert.equal(idle.length, 2, 'one idle connection per origin');
+    for (const s of idle) assert.ok(!(s as unknown as { timeout?: number }).timeout, 'no socket timeout');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(Object.keys(pool.freeSockets), [], 'swept');
+    assert.ok(idle.every((s) => s!.destroyed), 'and closed');
+    await close(a);
+    await close(b);
+  });
+
   it('a pooled connection reset while the agent is down: the reset is reported, not the refused retry', async () => {
     const t = new Transport();
     const a = createServer(handler());
