@@ -1,10 +1,14 @@
 import type { ComponentChildren } from 'preact';
-import { useEffect, useRef } from 'preact/hooks';
+import { useLayoutEffect, useRef } from 'preact/hooks';
 
-/** A modal dialog: focus moves into it, Escape closes it. */
+/**
+ * A modal dialog: focus moves into it, Escape closes it. Both are set up in a layout effect, in
+ * the same task as the dialog enters the DOM: with useEffect (after paint) an Escape pressed as
+ * soon as the dialog shows was lost (the browser e2e test met it).
+ */
 export function Dialog({ title, onClose, children }: { title: string; onClose: () => void; children: ComponentChildren }) {
   const ref = useRef<HTMLDivElement>(null);
-  useEffect(() => {
+  useLayoutEffect(() => {
     ref.current?.querySelector<HTMLElement>('button, input, select, textarea')?.focus();
     const k = (e: KeyboardEvent): void => {
       if (e.key === 'Escape') onClose();
