@@ -328,7 +328,7 @@ export class SqliteStore implements InventoryStore {
             this.writeDoc(w.collection, w.id, w.doc);
             return undefined;
           case 'deleteDoc':
-            this.prep('DELETE FROM docs WHERE collection = ? AND id = ?').run(w.collection, w.id);
+            this.removeDoc(w.collection, w.id);
             return undefined;
         }
       }),
@@ -535,6 +535,10 @@ export class SqliteStore implements InventoryStore {
   }
 
   async deleteDoc(collection: string, id: string): Promise<void> {
+    this.removeDoc(collection, id);
+  }
+
+  private removeDoc(collection: string, id: string): void {
     this.prep('DELETE FROM docs WHERE collection = ? AND id = ?').run(collection, id);
   }
 
