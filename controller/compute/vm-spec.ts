@@ -76,7 +76,9 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, known: Know
   const nics: K.NicSpecT[] = [];
   for (const n of await nicsOf(d, vm.uuid)) {
     const l3 = String(n.l3NetworkUuid);
-    const nic: K.NicSpecT = { uuid: n.uuid, mac: String(n.mac), bridge: bridges[l3] ?? (await bridgeFor(d, host.uuid, l3)), model: 'virtio' };
+    // a bridge the host was just seen making (addServices on a start) is not asked for again: if it
+    // is gone after all, the host's pre-check says so and startOnHost forgets and asks again
+    const nic: K.NicSpecT = { uuid: n.uuid, mac: String(n.mac), bridge: bridges[l3] ?? (await bridgeFor(d, host.uuid, l3, { reuse: true })), model: 'virtio' };
     const qos = nicQosSpec((n.qos as NicQos | undefined) ?? offeringQos.nic);
     if (qos) nic.qos = qos;
     nics.push(nic);

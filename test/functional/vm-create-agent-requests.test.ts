@@ -81,6 +81,17 @@ describe('functional: agent requests per VM create', function () {
     assert.equal(count('vm/start'), 1, sent.join(' '));
   });
 
+  it('starting a stopped VM asks for its bridges once (addServices), not again for the domain spec', async () => {
+    const vm = await create('req-restart');
+    const stop = await fc.action(vm.uuid, 'stop');
+    assert.equal(stop.status, 200, JSON.stringify(stop.body));
+    sent.length = 0;
+    const start = await fc.action(vm.uuid, 'start');
+    assert.equal(start.status, 200, JSON.stringify(start.body));
+    assert.equal(count('network/bridge/create'), 1, sent.join(' '));
+    assert.equal(count('vm/start'), 1, sent.join(' '));
+  });
+
   it('an agent restart in the host record (as the tracker writes it) forgets what the host was known to have', async () => {
     const host = (await fc.controller.store.get(fc.ids.host))!;
     const agents = host._agents as Record<string, Record<string, unknown>>;
