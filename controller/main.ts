@@ -12,7 +12,7 @@ import { logger } from '../shared/log.js';
 import { parseDaemonArgs, runDaemon } from '../shared/daemon.js';
 import { tstackVersion } from '../shared/sysinfo.js';
 import { openStore, type StoreConfig } from './store/index.js';
-import { storeIndexedFields } from './model/indexes.js';
+import { storeIndexes } from './model/indexes.js';
 import { AuthService } from './auth/accounts.js';
 import { JobManager } from './jobs/jobs.js';
 import { EventBus } from './events/bus.js';
@@ -168,7 +168,7 @@ export function storeConfig(spec: string | undefined, dataDir: string, prefix?: 
 export async function startController(o: ControllerOptions): Promise<RunningController> {
   const version = tstackVersion();
   const bus = new EventBus();
-  const raw = await openStore({ ...storeConfig(o.store, o.dataDir, o.storePrefix), indexedFields: storeIndexedFields() });
+  const raw = await openStore({ ...storeConfig(o.store, o.dataDir, o.storePrefix), ...storeIndexes() });
   const store = observedStore(raw, bus);
   let server: Server | undefined;
   const jobs = new JobManager(store, bus, o.jobStaleMs !== undefined ? { staleMs: o.jobStaleMs } : {});

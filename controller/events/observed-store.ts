@@ -41,6 +41,9 @@ export function observedStore(inner: InventoryStore, bus: EventBus): InventorySt
     get backend() {
       return inner.backend;
     },
+    get layout() {
+      return inner.layout;
+    },
     init: () => inner.init(),
     close: () => inner.close(),
     async create<T extends Resource>(r: T): Promise<T> {

@@ -126,7 +126,8 @@ export class JobManager {
   }
 
   private async heartbeat(): Promise<void> {
-    await this.store.putDoc(CONTROLLER_DOCS, this.instanceId, { at: Date.now() });
+    // the store's index layout: the Redis store uses an index only once every live controller maintains it
+    await this.store.putDoc(CONTROLLER_DOCS, this.instanceId, { at: Date.now(), ...(this.store.layout !== undefined ? { store: this.store.layout } : {}) });
   }
 
   private async isOrphan(doc: JobDoc): Promise<boolean> {

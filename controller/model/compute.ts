@@ -24,6 +24,8 @@ const StaticIp = () => Obj({ l3NetworkUuid: Uuid(), ip: Ipv4() });
 export const vmInstance: KindDef = {
   kind: 'vm-instance',
   indexes: ['lastHostUuid', 'instanceOfferingUuid'],
+  // a host's Running VMs, paged (issue 19)
+  compoundIndexes: [['hostUuid', 'state']],
   collection: 'vm-instances',
   title: 'VM instance',
   createSchema: Obj({

@@ -69,6 +69,11 @@ export interface KindDef {
    * stores index them (controller/model/indexes.ts), so such a filter never reads the whole kind.
    */
   indexes?: readonly string[];
+  /**
+   * Field combinations that lists filter on together, each `=` a text (the VMs of a host in a
+   * state): the Redis store keeps a set per combination of values (controller/store/indexes.ts).
+   */
+  compoundIndexes?: ReadonlyArray<readonly string[]>;
   /** Extra cross-field checks of a create body (after schema validation). Throw invalid(field). */
   check?(body: Record<string, unknown>): void;
   /** Derive / normalise stored fields once refs are resolved (e.g. zoneUuid of a host). */

@@ -5,8 +5,8 @@ import { SqliteStore } from './sqlite.js';
 import { RedisStore } from './redis.js';
 
 export type StoreConfig =
-  | { backend: 'sqlite'; path: string; busyTimeoutMs?: number; indexedFields?: readonly string[] }
-  | { backend: 'redis'; url: string; prefix?: string; indexedFields?: readonly string[] };
+  | { backend: 'sqlite'; path: string; busyTimeoutMs?: number; indexedFields?: readonly string[]; compoundIndexes?: ReadonlyArray<readonly string[]> }
+  | { backend: 'redis'; url: string; prefix?: string; indexedFields?: readonly string[]; compoundIndexes?: ReadonlyArray<readonly string[]>; layoutCheckMs?: number };
 
 /** Create and init() a store. Close it with `store.close()`. */
 export async function openStore(cfg: StoreConfig): Promise<InventoryStore> {

@@ -3,11 +3,20 @@
 // ledger. The key layout is described at the top of redis.ts.
 
 // The index maintenance both write scripts share. ARGV[1] is the key prefix, ARGV[2] the indexed
-// fields joined by ',': a string value (or each string of an array) is in f:<kind>:<field>:<value>.
+// fields joined by ',', then (after '|') the compound indexes joined by ',' (each its fields
+// joined by '+'): a string value (or each string of an array) is in f:<kind>:<field>:<value>;
+// a record is in x:<kind>:<f1+f2>:<len1>:<v1>:<len2>:<v2> for each combination of its fields'
+// strings (the byte length before each value keeps values holding ':' apart).
 const INDEX_LUA = `
 local p = ARGV[1]
-local fields = {}
-for f in string.gmatch(ARGV[2], '[^,]+') do fields[#fields + 1] = f end
+local fields, combos = {}, {}
+local fieldsArg, combosArg = string.match(ARGV[2], '^([^|]*)|?(.*)$')
+for f in string.gmatch(fieldsArg, '[^,]+') do fields[#fields + 1] = f end
+for c in string.gmatch(combosArg, '[^,]+') do
+  local cf = {}
+  for f in string.gmatch(c, '[^+]+') do cf[#cf + 1] = f end
+  combos[#combos + 1] = {c, cf}
+end
 -- createDate (ISO 8601, UTC, as nowIso() writes it) in ms since 1970; anything else sorts as 0
 local function ms(d)
   if type(d) ~= 'string' then return 0 end
@@ -46,6 +55,24 @@ local function index(doc, op)
         if type(x) == 'string' then both(op, p .. 'f:' .. k .. ':' .. f .. ':' .. x, p .. 'fz:' .. k .. ':' .. f .. ':' .. x, u, sc) end
       end
     end
+  end
+  for _, c in ipairs(combos) do
+    local tails = {''}
+    for _, f in ipairs(c[2]) do
+      local v, vals, nxt = r[f], {}, {}
+      if type(v) == 'string' then
+        vals[1] = v
+      elseif type(v) == 'table' then
+        for _, x in ipairs(v) do
+          if type(x) == 'string' then vals[#vals + 1] = x end
+        end
+      end
+      for _, t in ipairs(tails) do
+        for _, x in ipairs(vals) do nxt[#nxt + 1] = t .. ':' .. #x .. ':' .. x end
+      end
+      tails = nxt
+    end
+    for _, t in ipairs(tails) do both(op, p .. 'x:' .. k .. ':' .. c[1] .. t, p .. 'xz:' .. k .. ':' .. c[1] .. t, u, sc) end
   end
 end
 `;
@@ -128,9 +155,12 @@ return 1
 // position, each candidate checked against the other sets (SISMEMBER) until the page is full.
 // When the walk would exceed a bound (sparse matches) the intersection is built as a sorted set
 // (ZINTERSTORE, O(smallest set)) and walked instead, so a page costs at most about that.
+// One filter set (a compound index's, or a lone filter's): its sorted set walked as is.
 // KEYS[1]: the kind's z: set, then the m filter sets, then their m sorted sets, last a scratch
 // key. ARGV: key prefix, offset, limit, position score ('' = none), position uuid, count
-// ('1'/'0'), 'asc'/'desc'. Returns {total or -1, JSON of each page item}.
+// ('1'/'0'), 'asc'/'desc', then the layout the sets need ('' = any) and the compound indexes
+// that must be on. Returns {total or -1, JSON of each page item}, or {-2} when the store's
+// layout is not the one named (a compound index is off: the caller pages without it).
 // Order (compareResources): createDate (the score) then uuid ascending, in both directions, so a
 // descending walk (uuid descending within a score) re-emits each group of equal scores reversed.
 export const LIST_PAGE = `
@@ -139,6 +169,7 @@ local m = (#KEYS - 2) / 2
 local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local S, U, desc = ARGV[4], ARGV[5], ARGV[7] == 'desc'
 local total = -1
+if ARGV[8] ~= '' and (redis.call('GET', p .. 'meta:indexed') ~= ARGV[8] or redis.call('GET', p .. 'meta:compound') ~= ARGV[9]) then return {-2} end
 local function count()
   if m == 0 then return redis.call('ZCARD', KEYS[1]) end
   if m == 1 then return redis.call('SCARD', KEYS[2]) end
@@ -236,6 +267,9 @@ local page = nil
 if m == 0 then
   if ARGV[6] == '1' then total = count() end
   page = walk(KEYS[1], {}, -1, offset)
+elseif m == 1 then
+  if ARGV[6] == '1' then total = count() end
+  page = walk(KEYS[3], {}, -1, offset)
 else
   -- walk the smallest set when the matches' density (the count) predicts a short walk, with a
   -- bound; a page deep in the set (offset) goes to the intersection at once, counted by ZCARD
@@ -280,6 +314,17 @@ for _, u in ipairs(page) do
   if d then out[#out + 1] = d end
 end
 return out
+`;
+
+// The compound indexes on, after their rebuild: the layout the sets now have and the compound
+// indexes reads may use, only while the rebuild's lock is still the caller's. ARGV: key
+// prefix, lock token, layout, compound indexes. Returns 1 when set.
+export const COMPOUND_ON = `
+local p = ARGV[1]
+if redis.call('GET', p .. 'meta:compound-build') ~= ARGV[2] then return 0 end
+redis.call('SET', p .. 'meta:indexed', ARGV[3])
+redis.call('SET', p .. 'meta:compound', ARGV[4])
+return 1
 `;
 
 export const CLAIM = `

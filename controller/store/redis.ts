@@ -6,8 +6,11 @@
 //   s:<kind>:<state>         set, by state
 //   o:<kind>:<owner>         set, by owner account
 //   f:<kind>:<field>:<value> set, by an indexed field (KindDef.indexes)
+//   x:<kind>:<f1+f2>:<len1>:<v1>:<len2>:<v2>  set, by a compound index (KindDef.compoundIndexes)
 //   z:<kind>                 sorted set of uuids by createDate (ms), for ordered pages
-//   pz: sz: oz: fz:          the same for each p: s: o: f: set (same members, createDate scores)
+//   pz: sz: oz: fz: xz:      the same for each p: s: o: f: x: set (same members, createDate scores)
+//   meta:indexed             the layout the sets were last built for (reindexIfChanged)
+//   meta:compound            the compound indexes reads may use (checkLayout)
 //   c:<namespace>            hash key -> owner (claims)
 //   d:<collection>           hash id -> JSON (docs)
 //   qt:<scope>               hash quota name -> total reserved (the quota ledger)
@@ -19,16 +22,23 @@
 // A page in createDate order whose filters the sets answer exactly is cut in Redis (LIST_PAGE,
 // reading only the page's records); other queries narrow candidates with the index sets, then
 // filter/sort/page in JS with the same evaluator (query.ts) whose semantics mirror SQLite's.
+// A compound index is read only while meta:compound names it, set once every live controller
+// maintains it (their heartbeats name their layout) and the sets were rebuilt (checkLayout):
+// a controller of an older version writes without it. LIST_PAGE checks that in the same script.
 // Not for Redis Cluster: the script touches index keys it does not declare.
 import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { TStackError } from '../../shared/errors.js';
 import type { InventoryStore, Query, QueryResult, QuotaExceeded, Reservation, Resource, StoreWrite } from './types.js';
-import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
-import { BATCH, CAS, CREATE_MANY, REINDEX, LIST_PAGE, CLAIM, RELEASE_IF_OWNER, RESERVE, UNRESERVE } from './redis-scripts.js';
+import { INDEXED_FIELDS, checkCompoundIndexes, checkIndexedFields } from './indexes.js';
+import { BATCH, CAS, CREATE_MANY, REINDEX, LIST_PAGE, CLAIM, RELEASE_IF_OWNER, RESERVE, UNRESERVE, COMPOUND_ON } from './redis-scripts.js';
 import { NUMERIC_RE, applyPatch, asList, checkQuery, transitionConflict, compareResources, matchesAll, prepareNew, nowIso, runQuery } from './query.js';
 
 const MAX_CAS_RETRIES = 200;
+/** A controller heartbeat (jobs, every 15 s by default) younger than this is a live writer. */
+const LIVE_WRITER_MS = 60_000;
+/** The controllers' heartbeats (controller/jobs/jobs.ts): id → {at, store: its layout}. */
+const CONTROLLER_DOCS = 'controllers';
 
 /** SHA1 of each script text (EVALSHA). */
 const shas = new Map<string, string>();
@@ -41,6 +51,10 @@ export interface RedisStoreOptions {
   prefix?: string;
   /** Fields with index sets (the controller passes those its kinds declare); default INDEXED_FIELDS. */
   indexedFields?: readonly string[];
+  /** Field combinations with a set per combination of values (KindDef.compoundIndexes); default none. */
+  compoundIndexes?: ReadonlyArray<readonly string[]>;
+  /** How often the store looks at the other controllers' layouts (checkLayout); default 10 s. */
+  layoutCheckMs?: number;
 }
 
 export class RedisStore implements InventoryStore {
@@ -48,14 +62,32 @@ export class RedisStore implements InventoryStore {
   private client: Redis | undefined;
   private readonly prefix: string;
   private readonly indexed: ReadonlySet<string>;
-  /** ARGV[2] of the scripts. */
+  /** Compound indexes, their fields (sorted) joined by '+', with the fields. */
+  private readonly combos: Array<{ name: string; fields: string[] }>;
+  /** ARGV[2] of the scripts: the indexed fields, then '|' and the compound indexes (when any). */
   private readonly fieldsArg: string;
+  /** meta:compound when this store's compound indexes are on. */
+  private readonly combosTag: string;
+  readonly layout: string;
+  /** Whether the compound indexes were on when last seen (a read finding them off clears it). */
+  private compoundOn = false;
+  private layoutTimer: NodeJS.Timeout | undefined;
+  private readonly layoutCheckMs: number;
+  /** Since when every check found no other layout live (and the compound indexes off). */
+  private aloneSince: number | undefined;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.prefix = opts.prefix ?? 'tstack:';
     const fields = checkIndexedFields(opts.indexedFields ?? INDEXED_FIELDS);
     this.indexed = new Set(fields);
-    this.fieldsArg = fields.join(',');
+    const combos = checkCompoundIndexes(opts.compoundIndexes ?? []);
+    this.combos = combos.map((name) => ({ name, fields: name.split('+') })).sort((a, b) => b.fields.length - a.fields.length);
+    this.combosTag = combos.join(',');
+    this.fieldsArg = combos.length ? `${fields.join(',')}|${this.combosTag}` : fields.join(',');
+    // the value also names the layout version: z1 = the kind's createDate sorted set, z2 = one
+    // for every index set too (pz/sz/oz/fz, walked by LIST_PAGE); x: sets are named in fieldsArg
+    this.layout = `${this.fieldsArg}|z2`;
+    this.layoutCheckMs = opts.layoutCheckMs ?? 10_000;
   }
 
   async init(): Promise<void> {
@@ -68,21 +100,109 @@ export class RedisStore implements InventoryStore {
     });
     await c.connect();
     this.client = c;
-    await this.reindexIfChanged();
+    await this.checkLayout(true);
+    if (this.combos.length) {
+      this.layoutTimer = setInterval(() => void this.checkLayout().catch(() => undefined), this.layoutCheckMs);
+      this.layoutTimer.unref();
+    }
+  }
+
+  /** Whether reads use the compound indexes (as last seen). */
+  get compoundIndexesOn(): boolean {
+    return this.compoundOn;
+  }
+
+  /**
+   * Turn the compound indexes on or off (at init, then every layoutCheckMs; tests call it).
+   * A controller of an older version (or other indexes) writes without maintaining them, so they
+   * are off while one may be writing: a live heartbeat naming another layout, or meta:indexed
+   * rewritten by another layout's start (reindexIfChanged). Turned on only after no other layout
+   * was seen for a whole check period (a controller that just started has heartbeaten by then),
+   * then a rebuild (every x: set emptied, every record indexed again: what such a writer left
+   * stale goes), by one store at a time, and only if still no other layout is live at the end.
+   * A store never written (no meta:indexed) turns them on at once.
+   */
+  async checkLayout(atInit = false): Promise<void> {
+    const [indexed, compound] = await this.r.mget(`${this.prefix}meta:indexed`, `${this.prefix}meta:compound`);
+    if (!this.combos.length) {
+      this.compoundOn = false;
+      if (atInit && indexed !== this.layout) await this.reindexIfChanged();
+      return;
+    }
+    const alone = await this.onlyThisLayoutLive();
+    if (indexed === this.layout && compound === this.combosTag && alone) {
+      this.compoundOn = true;
+      return;
+    }
+    this.compoundOn = false;
+    if (compound !== null && (!alone || indexed !== this.layout)) await this.r.del(`${this.prefix}meta:compound`);
+    if (!alone) {
+      this.aloneSince = undefined;
+      if (atInit && indexed !== this.layout) await this.reindexIfChanged();
+      return;
+    }
+    const now = Date.now();
+    if (indexed === null || (this.aloneSince !== undefined && now - this.aloneSince >= this.layoutCheckMs)) await this.rebuildCompound();
+    else {
+      this.aloneSince ??= now;
+      // the single-field sets meanwhile, as before there were compound ones
+      if (atInit && indexed !== this.layout) await this.reindexIfChanged();
+    }
+  }
+
+  /** No live controller heartbeat names a layout other than this store's. */
+  private async onlyThisLayoutLive(): Promise<boolean> {
+    const h = await this.r.hgetall(`${this.prefix}d:${CONTROLLER_DOCS}`);
+    const now = Date.now();
+    for (const v of Object.values(h)) {
+      let d: { at?: unknown; store?: unknown };
+      try {
+        d = JSON.parse(v) as { at?: unknown; store?: unknown };
+      } catch {
+        continue;
+      }
+      if (typeof d?.at === 'number' && now - d.at < LIVE_WRITER_MS && d.store !== this.layout) return false;
+    }
+    return true;
+  }
+
+  /** The x: sets built again from the records, then the compound indexes on (one store at a time). */
+  private async rebuildCompound(): Promise<void> {
+    const lock = `${this.prefix}meta:compound-build`;
+    const token = randomUUID();
+    if ((await this.r.set(lock, token, 'PX', 600_000, 'NX')) !== 'OK') return;
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.r.scan(cursor, 'MATCH', `${this.prefix}x*:*`, 'COUNT', 1000);
+        cursor = next;
+        const xs = keys.filter((k) => k.startsWith(`${this.prefix}x:`) || k.startsWith(`${this.prefix}xz:`));
+        if (xs.length) await this.r.del(...xs);
+      } while (cursor !== '0');
+      await this.reindexAll();
+      // a controller of another layout that started meanwhile: stay off (the next check rebuilds)
+      if (!(await this.onlyThisLayoutLive())) return;
+      this.compoundOn = (await this.script(COMPOUND_ON, 0, this.prefix, token, this.layout, this.combosTag)) === 1;
+    } finally {
+      await this.r.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1`, 1, lock, token);
+    }
   }
 
   /**
    * Records written while other fields were indexed (an older controller) are missing from the
    * new fields' sets: index every record again once. Sets only ever narrow candidates that the
-   * query then checks in full, so a stale member is harmless and a missing one is not.
+   * query then checks in full, so a stale member is harmless and a missing one is not (the
+   * compound indexes, whose count is their set's size, are rebuilt instead: rebuildCompound).
    */
   private async reindexIfChanged(): Promise<void> {
-    const meta = `${this.prefix}meta:indexed`;
-    // the value also names the layout version: z1 = the kind's createDate sorted set, z2 = one
-    // for every index set too (pz/sz/oz/fz, walked by LIST_PAGE). Several controllers starting
-    // at once all index again: REINDEX reads each record itself, so that is idempotent.
-    const want = `${this.fieldsArg}|z2`;
-    if ((await this.r.get(meta)) === want) return;
+    // Several controllers starting at once all index again: REINDEX reads each record itself,
+    // so that is idempotent.
+    if ((await this.r.get(`${this.prefix}meta:indexed`)) === this.layout) return;
+    await this.reindexAll();
+    await this.r.set(`${this.prefix}meta:indexed`, this.layout);
+  }
+
+  private async reindexAll(): Promise<void> {
     let cursor = '0';
     do {
       const [next, keys] = await this.r.scan(cursor, 'MATCH', `${this.prefix}k:*`, 'COUNT', 1000);
@@ -93,10 +213,11 @@ export class RedisStore implements InventoryStore {
         for (let i = 0; i < uuids.length; i += 500) await this.script(REINDEX, 0, this.prefix, this.fieldsArg, ...uuids.slice(i, i + 500));
       }
     } while (cursor !== '0');
-    await this.r.set(meta, want);
   }
 
   async close(): Promise<void> {
+    clearInterval(this.layoutTimer);
+    this.layoutTimer = undefined;
     const c = this.client;
     this.client = undefined;
     if (c) await c.quit().catch(() => c.disconnect());
@@ -251,24 +372,22 @@ export class RedisStore implements InventoryStore {
 
   async list<T extends Resource = Resource>(q: Query): Promise<QueryResult<T>> {
     checkQuery(q);
-    // each index set with its sorted set by createDate (same name, 'z' after the type letter)
-    const sets = [`${this.prefix}k:${q.kind}`];
-    const zsets = [`${this.prefix}z:${q.kind}`];
-    const add = (type: string, rest: string): void => {
-      sets.push(`${this.prefix}${type}:${q.kind}:${rest}`);
-      zsets.push(`${this.prefix}${type}z:${q.kind}:${rest}`);
-    };
-    if (q.ownerAccountUuid !== undefined) add('o', q.ownerAccountUuid);
+    // the filters the index sets answer exactly: field = value
+    const exact: Array<[string, string]> = [];
+    if (q.ownerAccountUuid !== undefined) exact.push(['ownerAccountUuid', q.ownerAccountUuid]);
+    let inexact = 0;
     for (const f of q.filters ?? []) {
       // a non-numeric text: the set holds exactly the candidates (a numeric text also matches numbers)
-      if (f.op !== '=' || !plainString(f.value)) continue;
-      if (f.field === 'parentUuid') add('p', f.value);
-      else if (f.field === 'state') add('s', f.value);
-      else if (f.field === 'ownerAccountUuid') add('o', f.value);
-      else if (this.indexed.has(f.field)) add('f', `${f.field}:${f.value}`);
+      if (f.op === '=' && plainString(f.value) && (f.field === 'parentUuid' || f.field === 'state' || f.field === 'ownerAccountUuid' || this.indexed.has(f.field))) exact.push([f.field, f.value]);
+      else inexact++;
     }
-    const page = await this.orderedPage<T>(q, sets, zsets);
-    if (page) return page;
+    const plain = this.indexSets(q.kind, exact, false);
+    if (inexact === 0) {
+      const compound = this.compoundOn ? this.indexSets(q.kind, exact, true) : undefined;
+      const page = (compound?.usesCompound ? await this.orderedPage<T>(q, compound) : undefined) ?? (await this.orderedPage<T>(q, plain));
+      if (page) return page;
+    }
+    const { sets } = plain;
     // uuid = / ?= (the flat reconciler's VMs of its NICs…): those records only
     const byUuid = (q.filters ?? []).find((f) => f.field === 'uuid' && (f.op === '=' || f.op === '?=') && (f.op === '=' ? typeof f.value === 'string' : (f.value as unknown[]).every((v) => typeof v === 'string')));
     if (byUuid) return runQuery(await this.load<T>(byUuid.op === '=' ? [byUuid.value as string] : [...new Set(byUuid.value as string[])]), q);
@@ -279,15 +398,49 @@ export class RedisStore implements InventoryStore {
   }
 
   /**
-   * The page straight from the sorted sets when the sets answer every filter exactly (each
-   * filter `=` a text on an indexed field) and the order is createDate's (either direction):
-   * no record outside the page is read (LIST_PAGE). Undefined when that does not apply (or a page item disagrees with its
-   * sets, a record of an older controller): the caller evaluates the query in full.
+   * The index sets of exact filters, each with its sorted set by createDate (same name, 'z'
+   * after the type letter); the kind's first. `compound`: a compound index's set stands for the
+   * filters it covers (its fields' first filters), the largest indexes first.
    */
-  private async orderedPage<T extends Resource>(q: Query, sets: string[], zsets: string[]): Promise<QueryResult<T> | undefined> {
+  private indexSets(kind: string, exact: Array<[string, string]>, compound: boolean): { sets: string[]; zsets: string[]; usesCompound: boolean } {
+    const sets = [`${this.prefix}k:${kind}`];
+    const zsets = [`${this.prefix}z:${kind}`];
+    const add = (type: string, rest: string): void => {
+      sets.push(`${this.prefix}${type}:${kind}:${rest}`);
+      zsets.push(`${this.prefix}${type}z:${kind}:${rest}`);
+    };
+    let rest = exact;
+    let usesCompound = false;
+    if (compound) {
+      for (const c of this.combos) {
+        const at = c.fields.map((f) => rest.findIndex(([field]) => field === f));
+        if (at.some((i) => i < 0)) continue;
+        // as INDEX_LUA names it: each value after its length in bytes
+        add('x', `${c.name}:${at.map((i) => `${Buffer.byteLength(rest[i]![1])}:${rest[i]![1]}`).join(':')}`);
+        rest = rest.filter((_e, i) => !at.includes(i));
+        usesCompound = true;
+      }
+    }
+    for (const [field, value] of rest) {
+      if (field === 'parentUuid') add('p', value);
+      else if (field === 'state') add('s', value);
+      else if (field === 'ownerAccountUuid') add('o', value);
+      else add('f', `${field}:${value}`);
+    }
+    return { sets, zsets, usesCompound };
+  }
+
+  /**
+   * The page straight from the sorted sets (the caller checked that the sets answer every filter
+   * exactly) when the order is createDate's (either direction): no record outside the page is
+   * read (LIST_PAGE). Undefined when that does not apply, when a compound index turned out off,
+   * or when a page item disagrees with its sets (a record of an older controller): the caller
+   * then pages without the compound index, or evaluates the query in full.
+   */
+  private async orderedPage<T extends Resource>(q: Query, plan: { sets: string[]; zsets: string[]; usesCompound: boolean }): Promise<QueryResult<T> | undefined> {
+    const { sets, zsets } = plan;
     // paged only: an unbounded page would hold Redis for the whole kind in one script
     if (q.limit === undefined || (q.sort && q.sort.field !== 'createDate')) return undefined;
-    if ((q.filters ?? []).length + (q.ownerAccountUuid !== undefined ? 1 : 0) !== sets.length - 1) return undefined;
     let score = '';
     if (q.after) {
       // sorted by createDate, a position's sort value is its createDate (positionOf)
@@ -297,7 +450,12 @@ export class RedisStore implements InventoryStore {
       if (score === 'NaN' || new Date(Number(score)).toISOString() !== q.after.createDate) return undefined;
     }
     const keys = [zsets[0]!, ...sets.slice(1), ...zsets.slice(1), `${this.prefix}tmp:${randomUUID()}`];
-    const out = (await this.script(LIST_PAGE, keys.length, ...keys, this.prefix, String(q.start ?? 0), String(q.limit), score, q.after?.uuid ?? '', q.skipTotal ? '0' : '1', q.sort?.dir ?? 'asc')) as [number, ...string[]];
+    const gate = plan.usesCompound ? [this.layout, this.combosTag] : ['', ''];
+    const out = (await this.script(LIST_PAGE, keys.length, ...keys, this.prefix, String(q.start ?? 0), String(q.limit), score, q.after?.uuid ?? '', q.skipTotal ? '0' : '1', q.sort?.dir ?? 'asc', ...gate)) as [number, ...string[]];
+    if (out[0] === -2 && out.length === 1) {
+      this.compoundOn = false;
+      return undefined;
+    }
     const items = out.slice(1).map((d) => JSON.parse(d as string) as T);
     if (!items.every((r) => r.kind === q.kind && (q.ownerAccountUuid === undefined || r.ownerAccountUuid === q.ownerAccountUuid) && matchesAll(r, q.filters))) return undefined;
     return { items, total: out[0] };

@@ -108,6 +108,12 @@ export type StoreWrite =
 
 export interface InventoryStore {
   readonly backend: 'sqlite' | 'redis';
+  /**
+   * The index layout this store's writes maintain (Redis: indexed fields, compound indexes,
+   * version). Controllers sharing a store put it in their heartbeat (jobs), so a store turns
+   * on an index only once every live controller maintains it. Undefined: nothing to agree on.
+   */
+  readonly layout?: string;
   init(): Promise<void>;
   close(): Promise<void>;
 

@@ -30,7 +30,7 @@ import { ApiClient } from '../../test/harness/controller.js';
 import { setupSimulatedCloud } from '../../test/harness/simulated-cloud.js';
 import type { SimHostInfo } from '../../simulator/simulator.js';
 import { openStore, type Resource } from '../../controller/store/index.js';
-import { storeIndexedFields } from '../../controller/model/indexes.js';
+import { storeIndexes } from '../../controller/model/indexes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TRANSITIONAL = new Set(['Created', 'Starting', 'Stopping', 'Rebooting', 'Pausing', 'Resuming', 'Migrating', 'Destroying', 'Creating', 'Expunging']);
@@ -165,7 +165,7 @@ async function listAll(api: ApiClient, image: string): Promise<Array<{ name: str
 /** K Running VM records over the hosts, straight into the controller's store. */
 async function loadInventory(spec: string, ids: { hosts: string[]; zone: string; cluster: string; offering: string; image: string }, owner: string): Promise<void> {
   const t = Date.now();
-  const st = await openStore({ ...(spec === 'sqlite' ? { backend: 'sqlite' as const, path: join(dir, 'ctl0', 'inventory.db') } : { backend: 'redis' as const, url: spec }), indexedFields: storeIndexedFields() });
+  const st = await openStore({ ...(spec === 'sqlite' ? { backend: 'sqlite' as const, path: join(dir, 'ctl0', 'inventory.db') } : { backend: 'redis' as const, url: spec }), ...storeIndexes() });
   try {
     // an image of their own, so the bench's VMs are listed by theirs without reading these
     const image = await st.get(ids.image);

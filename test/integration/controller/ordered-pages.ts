@@ -53,6 +53,13 @@ export const ORDERED_FILTERS: Array<{ filters: Filter[]; owner?: string }> = [
   { filters: [eq('hostUuid', 'nowhere')] },
 ];
 
+/** Compound indexes that cover some of ORDERED_FILTERS (whole, or some of their filters). */
+export const COMPOUND: string[][] = [
+  ['hostUuid', 'state'],
+  ['parentUuid', 'state'],
+  ['clusterUuid', 'zoneUuid'],
+];
+
 export const ORDERED_SORTS: Array<Query['sort']> = [undefined, { field: 'createDate', dir: 'asc' }, { field: 'createDate', dir: 'desc' }];
 
 /**

@@ -3,13 +3,15 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { openStore, type Resource } from '../../../controller/store/index.js';
+import { openStore, type InventoryStore, type RedisStore, type Resource } from '../../../controller/store/index.js';
 import { startRedis, type TestRedis } from '../../harness/redis.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { storeSuite } from './store.suite.js';
 import { tmpDir } from '../../harness/tmp.js';
-import { churn, orderedAnswers, orderedVms } from './ordered-pages.js';
+import { COMPOUND, churn, orderedAnswers, orderedVms } from './ordered-pages.js';
+import { storeCompoundIndexes } from '../../../controller/model/indexes.js';
 
 describe('controller store: Redis', () => {
   const cleanup = useCleanup();
@@ -20,17 +22,20 @@ describe('controller store: Redis', () => {
     redis = await startRedis(cleanup);
   });
 
+  // the contract with compound indexes on (as the controller opens it: storeIndexes()), and
+  // combinations the suite's queries filter on
+  const compoundIndexes = [...storeCompoundIndexes(), ...COMPOUND];
   storeSuite({
     open: async () => {
       prefix = `t-${randomUUID().slice(0, 8)}:`;
-      return openStore({ backend: 'redis', url: redis.url, prefix });
+      return openStore({ backend: 'redis', url: redis.url, prefix, compoundIndexes });
     },
-    openPeer: async () => openStore({ backend: 'redis', url: redis.url, prefix }),
+    openPeer: async () => openStore({ backend: 'redis', url: redis.url, prefix, compoundIndexes }),
   });
 
   it('leaves no index keys behind after deletes', async () => {
     const p = `t-${randomUUID().slice(0, 8)}:`;
-    const s = await openStore({ backend: 'redis', url: redis.url, prefix: p });
+    const s = await openStore({ backend: 'redis', url: redis.url, prefix: p, compoundIndexes: [['hostUuid', 'state'], ['status', 'hostUuid']] });
     const uuid = randomUUID();
     await s.create({ uuid, kind: 'host', name: 'h', parentUuid: 'c1', state: 'Enabled', createDate: '', lastOpDate: '', ownerAccountUuid: 'a', tags: [], hostUuid: 'hv-1', status: 'Connected' });
     await s.transition(uuid, 'Enabled', 'Disabled', { hostUuid: 'hv-2' });
@@ -38,7 +43,7 @@ describe('controller store: Redis', () => {
     await s.close();
     const raw = new Redis(redis.url);
     try {
-      assert.deepEqual(await raw.keys(`${p}*`), [`${p}meta:indexed`], 'only the record of which fields are indexed');
+      assert.deepEqual((await raw.keys(`${p}*`)).sort(), [`${p}meta:compound`, `${p}meta:indexed`], 'only the record of which fields are indexed');
     } finally {
       raw.disconnect();
     }
@@ -79,22 +84,131 @@ describe('controller store: Redis', () => {
       await s.close();
     }
   });
-  it('ordered pages (asc/desc, offsets, cursors, dense and sparse filters) equal the SQLite store\'s, after updates and deletes too', async function () {
-    this.timeout(60_000);
+  it('ordered pages (asc/desc, offsets, cursors, dense and sparse filters) equal the SQLite store\'s, with and without compound indexes, after updates and deletes too', async function () {
+    this.timeout(90_000);
     const dir = await tmpDir('store-redis-vs-sqlite', cleanup);
+    const p = `t-${randomUUID().slice(0, 8)}:`;
     const r = await openStore({ backend: 'redis', url: redis.url, prefix: `t-${randomUUID().slice(0, 8)}:` });
+    const x = (await openStore({ backend: 'redis', url: redis.url, prefix: p, compoundIndexes: COMPOUND })) as RedisStore;
     const q = await openStore({ backend: 'sqlite', path: join(dir, 'inv.db') });
+    const raw = new Redis(redis.url);
     try {
+      assert.equal(x.compoundIndexesOn, true);
       const vms = orderedVms('vs-sqlite');
-      await r.createMany(vms);
-      await q.createMany(vms);
-      assert.deepEqual(await orderedAnswers(r), await orderedAnswers(q));
-      await churn(r, vms);
-      await churn(q, vms);
-      assert.deepEqual(await orderedAnswers(r), await orderedAnswers(q));
+      for (const s of [r, x, q]) await s.createMany(vms);
+      const want = await orderedAnswers(q);
+      assert.deepEqual(await orderedAnswers(r), want);
+      assert.deepEqual(await orderedAnswers(x), want);
+      for (const s of [r, x, q]) await churn(s, vms);
+      const after = await orderedAnswers(q);
+      assert.notDeepEqual(after, want);
+      assert.deepEqual(await orderedAnswers(r), after);
+      assert.deepEqual(await orderedAnswers(x), after);
+      // the compound sets hold exactly the matches
+      const running = (await q.list({ kind: 'vm-instance', filters: [{ field: 'hostUuid', op: '=', value: 'h1' }, { field: 'state', op: '=', value: 'Running' }] })).items.map((v) => v.uuid);
+      assert.deepEqual((await raw.smembers(`${p}x:vm-instance:hostUuid+state:2:h1:7:Running`)).sort(), running.sort());
+      assert.deepEqual(await raw.zrange(`${p}xz:vm-instance:hostUuid+state:2:h9:6:Paused`, '0', '-1'), (await q.list({ kind: 'vm-instance', filters: [{ field: 'hostUuid', op: '=', value: 'h9' }, { field: 'state', op: '=', value: 'Paused' }] })).items.map((v) => v.uuid));
     } finally {
+      raw.disconnect();
       await r.close();
+      await x.close();
       await q.close();
+    }
+  });
+
+  it('a compound index answers its filters: the count is its set\'s size, the page its sorted set\'s range', async () => {
+    const p = `t-${randomUUID().slice(0, 8)}:`;
+    const s = await openStore({ backend: 'redis', url: redis.url, prefix: p, compoundIndexes: [['hostUuid', 'state']] });
+    const raw = new Redis(redis.url);
+    try {
+      const vms = orderedVms('compound', 600);
+      await s.createMany(vms);
+      const page = async (dir: 'asc' | 'desc') => {
+        const r = await s.list({ kind: 'vm-instance', filters: [{ field: 'state', op: '=', value: 'Running' }, { field: 'hostUuid', op: '=', value: 'h1' }], limit: 4, sort: { field: 'createDate', dir } });
+        return { total: r.total, names: r.items.map((v) => v.name) };
+      };
+      assert.deepEqual(await page('asc'), { total: 129, names: ['vm1', 'vm5', 'vm9', 'vm13'] });
+      // a member missing from the compound sets is neither counted nor paged: the reads use them
+      await raw.srem(`${p}x:vm-instance:hostUuid+state:2:h1:7:Running`, vms[5]!.uuid);
+      await raw.zrem(`${p}xz:vm-instance:hostUuid+state:2:h1:7:Running`, vms[5]!.uuid, vms[593]!.uuid);
+      assert.deepEqual(await page('asc'), { total: 128, names: ['vm1', 'vm9', 'vm13', 'vm17'] });
+      assert.deepEqual(await page('desc'), { total: 128, names: ['vm597', 'vm589', 'vm585', 'vm577'] });
+      // a value holding ':' stays apart from a split of another pair (the value's length is in the key)
+      const odd = (n: number, hostUuid: string, state: string): Resource => ({ ...vms[0]!, uuid: randomUUID(), name: `odd${n}`, hostUuid, state });
+      await s.createMany([odd(1, 'a:1', 'b'), odd(2, 'a', '1:b')]);
+      const names = async (hostUuid: string, state: string) => (await s.list({ kind: 'vm-instance', filters: [{ field: 'hostUuid', op: '=', value: hostUuid }, { field: 'state', op: '=', value: state }], limit: 5 })).items.map((v) => v.name);
+      assert.deepEqual(await names('a:1', 'b'), ['odd1']);
+      assert.deepEqual(await names('a', '1:b'), ['odd2']);
+    } finally {
+      raw.disconnect();
+      await s.close();
+    }
+  });
+
+  it('a compound index is read only while every live writer maintains it: off while a controller of an older layout writes, rebuilt when it is gone', async function () {
+    this.timeout(60_000);
+    const p = `t-${randomUUID().slice(0, 8)}:`;
+    const compoundIndexes = [['hostUuid', 'state']];
+    // no other layout seen for a whole check period before it turns them on (timer: the same period)
+    const layoutCheckMs = 400;
+    const fresh = (await openStore({ backend: 'redis', url: redis.url, prefix: p, compoundIndexes, layoutCheckMs })) as RedisStore;
+    const raw = new Redis(redis.url);
+    const stores: InventoryStore[] = [fresh];
+    try {
+      assert.equal(fresh.compoundIndexesOn, true, 'a store with no other writer turns it on at once');
+      const vms = orderedVms('switch', 300);
+      await fresh.createMany(vms);
+      // an older controller (no compound index: its layout is the previous one) is live and starts
+      await fresh.putDoc('controllers', 'old-ctl', { at: Date.now() });
+      await fresh.putDoc('controllers', 'new-ctl', { at: Date.now(), store: fresh.layout });
+      const old = await openStore({ backend: 'redis', url: redis.url, prefix: p });
+      stores.push(old);
+      assert.notEqual(old.layout, fresh.layout);
+      // its writes leave the compound sets stale: a VM moved away, a new one missing
+      await old.update(vms[1]!.uuid, { hostUuid: 'h9' });
+      await old.transition(vms[5]!.uuid, 'Running', 'Stopped');
+      const added = { ...vms[1]!, uuid: randomUUID(), name: 'added', createDate: '', lastOpDate: '' };
+      await old.create(added);
+      const xkey = `${p}x:vm-instance:hostUuid+state:2:h1:7:Running`;
+      assert.equal(await raw.sismember(xkey, vms[1]!.uuid), 1, 'stale member left by the old writer');
+      assert.equal(await raw.sismember(xkey, added.uuid), 0, 'member missing');
+      // the first read already finds the layout changed (in its script), before any check
+      const reference = await orderedAnswers(old);
+      assert.deepEqual(await orderedAnswers(fresh), reference);
+      assert.equal(fresh.compoundIndexesOn, false);
+      // the old controller still live: stays off, the switch is dropped
+      await fresh.checkLayout();
+      assert.equal(fresh.compoundIndexesOn, false);
+      assert.equal(await raw.get(`${p}meta:compound`), null);
+      assert.deepEqual(await orderedAnswers(fresh), reference);
+      // a newer controller restarting meanwhile does not turn it on either
+      const again = (await openStore({ backend: 'redis', url: redis.url, prefix: p, compoundIndexes, layoutCheckMs })) as RedisStore;
+      stores.push(again);
+      assert.equal(again.compoundIndexesOn, false);
+      assert.equal(await raw.get(`${p}meta:compound`), null);
+      // the old controller is gone (heartbeat stale): rebuilt, on, the same answers
+      await old.close();
+      stores.splice(stores.indexOf(old), 1);
+      await fresh.putDoc('controllers', 'old-ctl', { at: Date.now() - 10 * 60_000 });
+      await fresh.checkLayout();
+      assert.equal(fresh.compoundIndexesOn, false, 'not before a whole check period without another layout');
+      await sleep(layoutCheckMs + 50);
+      // (the other store's timer may be the one rebuilding: then this one finds it on next time)
+      for (let i = 0; i < 50 && !fresh.compoundIndexesOn; i++) {
+        await fresh.checkLayout();
+        if (!fresh.compoundIndexesOn) await sleep(100);
+      }
+      assert.equal(fresh.compoundIndexesOn, true);
+      assert.equal(await raw.get(`${p}meta:indexed`), fresh.layout);
+      assert.equal(await raw.sismember(xkey, vms[1]!.uuid), 0, 'the stale member went in the rebuild');
+      assert.equal(await raw.sismember(xkey, added.uuid), 1);
+      assert.deepEqual(await orderedAnswers(fresh), reference);
+      await again.checkLayout();
+      assert.equal(again.compoundIndexesOn, true);
+      assert.deepEqual(await orderedAnswers(again), reference);
+    } finally {
+      raw.disconnect();
+      for (const s of stores) await s.close();
     }
   });
 
