@@ -12,6 +12,7 @@ import { storeSuite } from './store.suite.js';
 import { tmpDir } from '../../harness/tmp.js';
 import { COMPOUND, churn, orderedAnswers, orderedVms } from './ordered-pages.js';
 import { storeCompoundIndexes } from '../../../controller/model/indexes.js';
+import { JobManager } from '../../../controller/jobs/jobs.js';
 
 describe('controller store: Redis', () => {
   const cleanup = useCleanup();
@@ -209,6 +210,29 @@ describe('controller store: Redis', () => {
     } finally {
       raw.disconnect();
       for (const s of stores) await s.close();
+    }
+  });
+
+  it('a controller\'s jobs heartbeat names its store\'s layout: stores of that layout keep the compound indexes on, others turn them off', async () => {
+    const p = `t-${randomUUID().slice(0, 8)}:`;
+    const s = (await openStore({ backend: 'redis', url: redis.url, prefix: p, compoundIndexes: [['hostUuid', 'state']] })) as RedisStore;
+    const other = (await openStore({ backend: 'redis', url: redis.url, prefix: `t-${randomUUID().slice(0, 8)}:`, compoundIndexes: [['hostUuid', 'state']] })) as RedisStore;
+    const jobs = new JobManager(s);
+    try {
+      await jobs.init();
+      const hb = await s.getDoc<{ at: number; store?: string }>('controllers', jobs.instanceId);
+      assert.equal(hb?.store, s.layout);
+      await s.checkLayout();
+      assert.equal(s.compoundIndexesOn, true);
+      // the same heartbeat from a controller whose store has other indexes
+      await other.putDoc('controllers', 'x', { at: Date.now(), store: s.layout });
+      await s.putDoc('controllers', 'y', { at: Date.now(), store: `${s.layout},more` });
+      await s.checkLayout();
+      assert.equal(s.compoundIndexesOn, false);
+    } finally {
+      jobs.close();
+      await s.close();
+      await other.close();
     }
   });
 
