@@ -94,11 +94,17 @@ function storageAnswers(st: FakeStorageState): Record<string, Answer> {
 /** What a simulated host's vrouter holds: per L3, the digest of the DNS records it was sent (lost when the host's agent restarts). */
 export interface FakeVrouterState {
   dnsDigests: Map<string, string>;
+  /**
+   * L3s whose files on the host differ from the state (tests add them): repaired by what the
+   * real agent checks against the disk, a flat/apply with `verify` (the controller's periodic
+   * pass) or the same whole set again.
+   */
+  drifted: Set<string>;
 }
 
-export const newVrouterState = (): FakeVrouterState => ({ dnsDigests: new Map() });
+export const newVrouterState = (): FakeVrouterState => ({ dnsDigests: new Map(), drifted: new Set() });
 
-type FlatApplyReq = { network: { l3NetworkUuid: string; metadata?: boolean }; dns: { records?: Array<{ name: string; ip: string }>; delta?: Parameters<typeof digestAfter>[0] } };
+type FlatApplyReq = { network: { l3NetworkUuid: string; metadata?: boolean }; verify?: boolean; dns: { records?: Array<{ name: string; ip: string }>; delta?: Parameters<typeof digestAfter>[0] } };
 
 /**
  * A host's vrouter: flat/apply keeps, per L3, only the digest of the DNS records it was sent
@@ -121,10 +127,14 @@ function vrouterAnswers(vr: FakeVrouterState): Record<string, Answer> {
         if (got !== d.digest) throw dnsMismatch(`the DNS records after the delta (${got}) are not ${d.digest} (simulator)`, held, 'dns.delta.digest');
         digest = got;
       } else digest = digestOf(req.dns.records ?? []);
+      if (req.verify === true || (d === undefined && digest === held)) vr.drifted.delete(l3);
       digests.set(l3, digest);
       return { namespace: { l3NetworkUuid: l3, namespace: 'sim', hostVeth: 'simh', nsVeth: 'simn', metadata: req.network.metadata !== false }, changed: digest !== held, releasedLeases: 0, dnsDigest: digest };
     },
-    [V.NamespaceDelete.name]: (req: { l3NetworkUuid: string }) => ({ deleted: digests.delete(req.l3NetworkUuid) }),
+    [V.NamespaceDelete.name]: (req: { l3NetworkUuid: string }) => {
+      vr.drifted.delete(req.l3NetworkUuid);
+      return { deleted: digests.delete(req.l3NetworkUuid) };
+    },
   };
 }
 

@@ -327,7 +327,8 @@ export class FlatService {
    * anything changes, converged, then saved after the answer (saveSoon). Idempotent; a second
    * identical call changes nothing but repairs drift. `body`: the request's JSON text as received
    * (saved as is: no second serialization). DNS records sent as a delta are applied to the ones
-   * held first (wholeFlat); the state saved is then the whole request.
+   * held first (wholeFlat); the state saved is then the whole request. `verify` (the periodic
+   * pass): everything is checked against the host as for an identical state.
    */
   async apply(req: FlatApplyRequest, signal?: AbortSignal, body?: string): Promise<{ namespace: ReturnType<FlatService['info']>; changed: boolean; releasedLeases: number; dnsDigest?: string }> {
     const network = req.network;
@@ -351,10 +352,14 @@ export class FlatService {
     st.set = whole.set ?? DnsSet.of(want.dns.records);
     const delta = whole.set !== undefined;
     const text = delta ? undefined : (body ?? JSON.stringify(want));
-    // the same state again (the controller's periodic pass) is a drift check: every file is
-    // compared with the disk; so is the first whole state after deltas (the periodic pass's)
+    // the same state again is a drift check: every file is compared with the disk; so is the
+    // first whole state after deltas (a pass of a controller that sends no `verify`)
     const again = text !== undefined && (st.applied === text || st.viaDelta === true);
-    if (again) st.files.forget();
+    // the periodic pass says so (its DNS records usually come as an empty delta): the files
+    // compared with the disk and the namespace checked in full (addresses, veth, routes), not
+    // only its existence; converge() always looks for dnsmasq and its lease file
+    if (again || req.verify === true) st.files.forget();
+    if (req.verify === true) delete st.ensured;
     if (text === undefined) delete st.applied;
     else st.applied = text;
     st.viaDelta = delta;

@@ -6,8 +6,11 @@
 // once per host. A host whose agent acknowledged the records of version v (with their digest)
 // is sent the changes since v that concern it; the agent checks the digests and answers
 // DNS_BASE_MISMATCH when it does not hold the base (restarted, lost, another controller's
-// apply since), and the whole set is sent instead. The periodic pass, a restarted controller,
-// and any failed apply send the whole set. shared/dns-set.ts: the digest.
+// apply since), and the whole set is sent instead. A restarted controller and any failed apply
+// send the whole set. The periodic pass asks each agent to check its host (`verify`) and sends
+// an empty delta when the set rebuilt from the inventory has the digest the agent acknowledged
+// (whole sets made the pass seconds of controller CPU at 1,000 hosts), else the whole set.
+// shared/dns-set.ts: the digest.
 import { addTo, digestText, emptySum, minus, recHash, type DigestSum, type DnsDelta, type DnsRec } from '../../shared/dns-set.js';
 
 /** A named NIC's record and the host that serves it (flat-reconcile's layout). */
@@ -159,8 +162,10 @@ interface Ack {
 export class FlatDns {
   private logs = new Map<string, L3DnsLog>();
   private acks = new Map<string, Ack>();
-  /** Raised by each periodic pass: acknowledgements from before it are not used (the pass sends the whole set). */
+  /** Raised by each periodic pass: a key whose last checked apply began before it is checked again. */
   private epoch = 0;
+  /** Per key: the epoch its last checked apply (flat/apply `verify`) began in. */
+  private checked = new Map<string, number>();
 
   log(l3Uuid: string): L3DnsLog {
     let l = this.logs.get(l3Uuid);
@@ -173,10 +178,9 @@ export class FlatDns {
     this.logs.delete(l3Uuid);
   }
 
-  /** The periodic pass: every key's next apply sends the whole set (drift repair). */
-  wholeNext(): void {
+  /** The periodic pass: every key's next apply is a check of the host (drift repair). */
+  passNext(): void {
     this.epoch++;
-    this.acks.clear();
   }
 
   get currentEpoch(): number {
@@ -184,9 +188,21 @@ export class FlatDns {
   }
 
   /**
+   * `key`'s next apply is to check the host (flat/apply `verify`): none began since the last
+   * pass (nor since this controller started).
+   */
+  checkDue(key: string): boolean {
+    return this.checked.get(key) !== this.epoch;
+  }
+
+  /** `key`'s apply with `verify`, begun in `epoch`, succeeded. */
+  checkedIn(key: string, epoch: number): void {
+    if (epoch > (this.checked.get(key) ?? -1)) this.checked.set(key, epoch);
+  }
+
+  /**
    * The delta for `key`'s next apply, or undefined when the whole set is to be sent: nothing
-   * acknowledged (since the last pass), the changes since are gone, or they are not smaller
-   * than the set.
+   * acknowledged, the changes since are gone, or they are not smaller than the set.
    */
   delta(key: string, host: string, log: L3DnsLog): DnsDelta | undefined {
     const a = this.acks.get(key);
@@ -198,13 +214,31 @@ export class FlatDns {
     return { base: a.digest, digest: log.digestFor(host), ...ch };
   }
 
-  /** `key`'s agent answered holding `digest`, the records of `v` (the epoch read when its apply began). */
-  acknowledged(key: string, log: L3DnsLog, v: number, digest: string, epoch: number): void {
-    if (epoch === this.epoch) this.acks.set(key, { log, v, digest });
+  /**
+   * A check's DNS records (the periodic pass): an empty delta when the set rebuilt from the
+   * inventory has the digest `key`'s agent acknowledged (the agent checks it still holds it),
+   * else undefined: the whole set, not the changes (what was acknowledged may be another list's).
+   */
+  unchanged(key: string, host: string, log: L3DnsLog): DnsDelta | undefined {
+    const a = this.acks.get(key);
+    if (!a || log.countFor(host) === 0) return undefined;
+    const digest = log.digestFor(host);
+    return a.digest === digest ? { base: digest, digest, remove: [], add: [] } : undefined;
+  }
+
+  /** `key`'s agent answered holding `digest`, the records of `v`. */
+  acknowledged(key: string, log: L3DnsLog, v: number, digest: string): void {
+    this.acks.set(key, { log, v, digest });
   }
 
   /** What `key`'s agent holds is unknown: its next apply sends the whole set. */
   drop(key: string): void {
     this.acks.delete(key);
+  }
+
+  /** `key` is gone from its host (namespace deleted): nothing held, nothing to check. */
+  forgetKey(key: string): void {
+    this.acks.delete(key);
+    this.checked.delete(key);
   }
 }

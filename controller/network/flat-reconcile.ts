@@ -2,8 +2,8 @@
 // the complete set of DHCP entries, DNS records and metadata records from the inventory and sends
 // it whole (vrouter flat/apply) through the reconcile queue (area 'flat', key '<host>/<l3>').
 // Whatever changes a key's inputs only marks it (watchFlatChanges); the periodic pass repairs
-// drift on the host (a dead dnsmasq, a deleted namespace or lease file) and converges after a
-// controller or agent restart.
+// drift on the host (a dead dnsmasq, a deleted namespace or lease file: flat/apply `verify`)
+// and converges after a controller or agent restart.
 //
 // Who is served where: a VM's NICs are served by the host it runs on, or last ran on while it
 // is stopped (hostUuid ?? lastHostUuid), until it is destroyed. DNS names cover the whole L3:
@@ -168,19 +168,22 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
   const l3 = await d.store.get(l3Uuid);
   if (!l3 || l3.kind !== 'l3-network' || !isFlat(l3)) {
     dns?.forgetL3(l3Uuid);
-    dns?.drop(key);
+    dns?.forgetKey(key);
     await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3Uuid });
     return;
   }
   const p = await desiredParts(d, hostUuid, l3, nics);
   // nothing to serve here (any more): no namespace either
   if (!p) {
-    dns?.drop(key);
+    dns?.forgetKey(key);
     await callHost(d, hostUuid, 'vrouteragent', V.NamespaceDelete, { l3NetworkUuid: l3Uuid });
     return;
   }
   // the host just read: its endpoint as callHost would read it again
   const ep = refreshable(d, host, 'vrouteragent');
+  // the first apply since the periodic pass (or since this controller started) checks the host
+  const check = dns?.checkDue(key) === true;
+  if (check) p.req.verify = true;
   const whole = (): Promise<Static<typeof V.FlatApply.response>> => d.agentClient.call(V.FlatApply, ep, withRecords(p.req, p.records, hostUuid));
   let r: Static<typeof V.FlatApply.response> | undefined;
   if (!dns || p.alone) {
@@ -193,7 +196,9 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
     dnsLog.sync(p.records);
     const v = dnsLog.version;
     const digest = dnsLog.digestFor(hostUuid);
-    const delta = dns.delta(key, hostUuid, dnsLog);
+    // a check sends the DNS records as an empty delta when they are what the agent acknowledged
+    // (the whole set for every key made each pass O(hosts × L3 size) on the controller)
+    const delta = check ? dns.unchanged(key, hostUuid, dnsLog) : dns.delta(key, hostUuid, dnsLog);
     try {
       if (delta) {
         try {
@@ -209,9 +214,10 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
       dns.drop(key);
       throw e;
     }
-    if (r.dnsDigest === digest) dns.acknowledged(key, dnsLog, v, digest, epoch);
+    if (r.dnsDigest === digest) dns.acknowledged(key, dnsLog, v, digest);
     else dns.drop(key);
   }
+  if (check) dns?.checkedIn(key, epoch);
   if (r.releasedLeases > 0) log.info({ host: hostUuid, l3: l3Uuid, released: r.releasedLeases }, 'stale DHCP leases released');
 }
 
@@ -224,8 +230,9 @@ export function flatArea(d: CloudDeps, nics: NicSource = storeNics(d.store), dns
     name: FLAT_AREA,
     keys: () => {
       nics.refresh?.();
-      // the pass sends every key's DNS records whole (drift repair)
-      dns.wholeNext();
+      // each key's next apply checks its host (drift repair), its DNS records as an empty delta
+      // when unchanged
+      dns.passNext();
       return flatKeys(d, undefined, nics);
     },
     apply: (k) => applyFlat(d, k, nics, dns),

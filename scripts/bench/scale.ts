@@ -4,8 +4,10 @@
 // Running or failed; then the filtered, paginated VM list is measured at 30 req/s and the read
 // throughput with 16 concurrent readers. Prints one JSON line and, last, `ratio: X` =
 // create_s ÷ (M ÷ 7.2): ZStack's published 10,000 VMs in 23 minutes is 7.2 VMs/s, so X < 1 is faster.
-//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator] [--idle 10] [--start-timeout-s 300] [--kill-one | --restart [--down-s 5]]
+//   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator] [--idle 10] [--idle-after S] [--start-timeout-s 300] [--kill-one | --restart [--down-s 5]]
 // CPU per VM is also given net of what the processes use idle (measured --idle seconds before the creates).
+// --idle-after S: after the reads, S more seconds of quiet measured the same way (with S >= the
+// controller's reconcile period, 60 s, it holds a periodic pass over every VM: what the pass costs).
 // --inventory K: K Running VM records spread over the hosts are written straight into the store
 // (createMany, 1,000 a write) before the creates, so creates and lists run against that inventory;
 // they have no domain in the simulator (the list goal is about the controller's reads).
@@ -66,6 +68,7 @@ const INVENTORY = int('inventory', 0);
 const PROF = f['cpu-prof'];
 /** Seconds of quiet before the creates, to measure the idle CPU (default 10). */
 const IDLE_S = int('idle', 10);
+const IDLE_AFTER_S = int('idle-after', 0);
 const RESTART = f.restart !== undefined;
 const DOWN_S = int('down-s', 5);
 /** How long a controller may take to listen and answer /health (start and restart). */
@@ -399,6 +402,23 @@ async function main(): Promise<void> {
   // hundred reads a second on a loaded machine that is a fair part of the figure
   const cpuMsPerReadNet = reads ? ((controllersCpu() - readCpu0 - idleRate.ctl * readS) * 1000) / reads : NaN;
   const redisMsPerRead = reads && redisPid ? ((cpuSeconds(redisPid) - redisCpu0) * 1000) / reads : NaN;
+  // quiet again, with every VM made: the periodic passes (flat, firewalls) are what runs now
+  let idleAfter: Record<string, unknown> = {};
+  if (IDLE_AFTER_S > 0) {
+    await simTraffic(sim, true);
+    const a0 = { ctl: controllersCpu(), sim: simPid ? cpuSeconds(simPid) : NaN, at: Date.now() };
+    await sleep(IDLE_AFTER_S * 1000);
+    const s = (Date.now() - a0.at) / 1000;
+    const tr = await simTraffic(sim);
+    idleAfter = {
+      idle_after_s: Number(s.toFixed(1)),
+      idle_after_ctl_ms_per_s: Number((((controllersCpu() - a0.ctl) * 1000) / s).toFixed(0)),
+      idle_after_sim_ms_per_s: Number((((simPid ? cpuSeconds(simPid) : NaN) - a0.sim) * 1000 / s).toFixed(0)),
+      idle_after_flat_applies: tr.byRoute['/flat/apply'] ?? 0,
+      idle_before_ctl_ms_per_s: Number((idleRate.ctl * 1000).toFixed(0)),
+    };
+    log(`idle after the creates (${s.toFixed(0)} s): ${JSON.stringify(idleAfter)}`);
+  }
   const out = {
     hosts: HOSTS,
     vms: VMS,
@@ -426,6 +446,7 @@ async function main(): Promise<void> {
     controller_cpu_ms_per_vm_net: net.ctl,
     simulator_cpu_ms_per_vm_net: net.sim,
     load1_start: Number(load0.toFixed(2)),
+    ...idleAfter,
     load1_end: Number(loadavg()[0]!.toFixed(2)),
   };
   process.stdout.write(JSON.stringify(out) + '\n');

@@ -188,6 +188,13 @@ export const FlatApply = defineCommand({
     dhcp: Type.Optional(Type.Boolean()),
     /** Every NIC of the L3 this host serves (its own VMs): DHCP entries, DNS names, metadata records (when network.metadata). */
     nics: Type.Array(FlatNic, { maxItems: 65_536 }),
+    /**
+     * Check the host against the state even where it is unchanged (the controller's periodic
+     * pass): every file compared with the disk, the namespace checked in full, dnsmasq and its
+     * lease file. Needed because a pass's DNS records usually come as an empty delta (issue 19),
+     * which says nothing about the files; default false.
+     */
+    verify: Type.Optional(Type.Boolean()),
     dns: Obj({
       /**
        * Names of the L3's VMs on other hosts (the named `nics` are added): the whole set. Either

@@ -27,6 +27,7 @@ const waitFor = async (what: string, f: () => Promise<boolean>, ms = 15_000): Pr
 interface Sent {
   url: string;
   form: 'delta' | 'whole';
+  verify: boolean;
   delta?: { remove: unknown[]; add: unknown[] };
   error?: string;
 }
@@ -45,7 +46,7 @@ describe('functional: flat DNS records as deltas, the whole set on a mismatch', 
     sim = new Simulator({ hosts: 3, firstIp: randomSimFirstIp(), port: await freePort() });
     await sim.start();
     cleanup.add(() => sim.stop(), 'simulator');
-    // no periodic pass: it sends every key whole, and these cases count the forms; retries come
+    // no periodic pass (the last case runs one): these cases count the forms; retries come
     // late, so a refused delta converges only if the apply itself falls back to the whole set
     c = await testController(cleanup, { reconcile: { periodMs: 0, baseBackoffMs: 30_000, maxBackoffMs: 30_000 }, modules: [cloudModule({ hosts: true, hostOptions: { pingIntervalMs: 200, maxMisses: 2, autoReconnectMs: 0 }, ha: false })] } as never);
     api = await c.login('admin', c.adminPassword);
@@ -55,7 +56,7 @@ describe('functional: flat DNS records as deltas, the whole set on a mismatch', 
     const call = client.call.bind(client);
     client.call = (async (cmd: { name: string }, ep: { url: string }, req: any, ...rest: unknown[]) => {
       if (cmd.name !== V.FlatApply.name) return (call as any)(cmd, ep, req, ...rest);
-      const s: Sent = { url: ep.url, form: req.dns.delta ? 'delta' : 'whole', ...(req.dns.delta ? { delta: req.dns.delta } : {}) };
+      const s: Sent = { url: ep.url, form: req.dns.delta ? 'delta' : 'whole', verify: req.verify === true, ...(req.dns.delta ? { delta: req.dns.delta } : {}) };
       sent.push(s);
       try {
         return await (call as any)(cmd, ep, req, ...rest);
@@ -130,5 +131,36 @@ describe('functional: flat DNS records as deltas, the whole set on a mismatch', 
     await syncAll();
     assert.ok(sent.slice(from2).every((s) => s.form === 'delta' && s.error === undefined), JSON.stringify(sent.slice(from2)));
     for (let i = 0; i < 3; i++) assert.ok(await converged(i), `host ${i} converged`);
+  });
+
+  it("a periodic pass checks every host with an empty delta; the drift is repaired; a host that lost its set refuses it and converges in the same apply", async () => {
+    await syncAll();
+    for (let i = 0; i < 3; i++) assert.ok(await converged(i), `host ${i} converged before the pass`);
+    // files on every host drifted; host 2's agent lost its set without the controller knowing
+    for (const h of sim.hosts) h.vrouter!.drifted.add(ids.l3);
+    sim.hosts[2]!.vrouter!.dnsDigests.delete(ids.l3);
+    const from = sent.length;
+    await c.reconcile.passNow();
+    await c.reconcile.idle();
+    const now = sent.slice(from);
+    for (const i of [0, 1]) {
+      const mine = now.filter((s) => s.url === urlOf(i)).map((s) => [s.form, s.verify, s.delta?.remove.length, s.delta?.add.length, s.error]);
+      assert.deepEqual(mine, [['delta', true, 0, 0, undefined]], `host ${i}: one empty delta, checked`);
+    }
+    const two = now.filter((s) => s.url === urlOf(2)).map((s) => [s.form, s.verify, s.error]);
+    assert.deepEqual(two, [
+      ['delta', true, 'DNS_BASE_MISMATCH'],
+      ['whole', true, undefined],
+    ]);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(sim.hosts[i]!.vrouter!.drifted.has(ids.l3), false, `host ${i}: the check repaired the drift`);
+      assert.ok(await converged(i), `host ${i} converged`);
+    }
+    const st = c.reconcile.status().find((s) => s.area === FLAT_AREA && s.key === flatKey(ids.hosts[2]!, ids.l3));
+    assert.equal(st?.lastError, undefined, 'no error: the fallback is part of the apply');
+    // marks between passes do not check again
+    const from2 = sent.length;
+    await syncAll();
+    assert.ok(sent.slice(from2).every((s) => !s.verify && s.form === 'delta'), JSON.stringify(sent.slice(from2)));
   });
 });

@@ -46,6 +46,21 @@ describe('functional: flat network services converge after restarts', function (
     assert.deepEqual(names(applied()), ['fr-a', 'fr-b', 'fr-c']);
   });
 
+  it('each periodic pass asks the agent to check its host (verify): drift behind its back is repaired', async () => {
+    await until('converged', converged, 5_000);
+    const calls = fc.vrouter.callsOf(V.FlatApply.name).length;
+    fc.vrouter.flatDrift.add(fc.ids.l3);
+    await until('repaired by the periodic pass', () => !fc.vrouter.flatDrift.has(fc.ids.l3), 10_000);
+    const since = fc.vrouter.callsOf(V.FlatApply.name).slice(calls) as Array<{ verify?: boolean }>;
+    assert.ok(since.length > 0, 'applied by the pass');
+    // nothing marks the key: every apply since is a pass's first apply of it
+    assert.deepEqual(
+      since.map((r) => r.verify),
+      since.map(() => true),
+    );
+    assert.ok(await converged());
+  });
+
   it('agent restarted in the middle of an apply: the apply fails, the retry converges once it is back', async () => {
     const calls = fc.vrouter.callsOf(V.FlatApply.name).length;
     const held = fc.vrouter.hold(V.FlatApply.name); // the agent dies before doing anything

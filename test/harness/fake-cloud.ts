@@ -242,7 +242,7 @@ function fakeBmcOf(bmcs: Map<string, FakeBmc>, bmc: Static<typeof BM.BmcTarget>,
   return b;
 }
 
-function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT }; deploy: FakeDeploy } {
+function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatState>; flatDrift: Set<string>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT }; deploy: FakeDeploy } {
   const bmcs = new Map<string, FakeBmc>();
   const pxe = new Map<string, BM.PxeServerSpecT>();
   const inspect: { hardware?: BM.InspectionReportT } = {};
@@ -250,6 +250,7 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
   const lbs = new Map<string, VPC.RouterSpecT['loadBalancers']>();
   const tunnels = new Map<string, VPC.RouterSpecT['ipsec']>();
   const flat = new Map<string, FlatState>();
+  const flatDrift = new Set<string>();
   const flatEips = new Map<string, FlatEipState>();
   const steps: Record<string, string> = { on: 'powerOn', off: 'powerOff', reset: 'powerReset', status: 'powerStatus' };
   const fake = new ProtocolFake('tstack-vrouteragent', token, [...commandsOf(V), ...commandsOf(VPC), ...commandsOf(LB), ...commandsOf(BM), ...commandsOf(IPSEC)], {
@@ -285,12 +286,17 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       return { device: req.device };
     },
     // DNS records sent as a delta are applied to the set held, as the real agent does (a base
-    // not held: DNS_BASE_MISMATCH); `flat` keeps the request with its records whole
+    // not held: DNS_BASE_MISMATCH); `flat` keeps the request with its records whole (and without
+    // `verify`, which is no part of the state). `flatDrift`: L3s whose host files a test made
+    // drift; what the real agent checks against the disk repairs them: `verify` (the periodic
+    // pass) or the same whole state again
     [V.FlatApply.name]: (req: FlatApplyRequest) => {
       const l3 = req.network.l3NetworkUuid;
       const was = flat.get(l3);
-      const { want } = wholeFlat(req, was && DnsSet.of(was.dns.records));
+      const { verify, ...state } = req;
+      const { want } = wholeFlat(state, was && DnsSet.of(was.dns.records));
       const changed = JSON.stringify(was) !== JSON.stringify(want);
+      if (verify === true || (req.dns.records !== undefined && !changed)) flatDrift.delete(l3);
       const held = DnsSet.of(want.dns.records);
       flat.set(l3, structuredClone(want));
       return { namespace: { l3NetworkUuid: l3, namespace: `fake-${l3.slice(0, 8)}`, hostVeth: 'fakeh', nsVeth: 'faken', metadata: req.network.metadata !== false }, changed, releasedLeases: 0, dnsDigest: held.digest };
@@ -320,7 +326,7 @@ function fakeVrouter(token: string): ProtocolFake & { flat: Map<string, FlatStat
       connections: (tunnels.get(req.routerUuid) ?? []).map((c) => ({ connectionUuid: c.connectionUuid, status: 'up', ikeState: 'ESTABLISHED', childState: 'INSTALLED' })),
     }),
   });
-  return Object.assign(fake, { flat, bmcs, pxe, flatEips, inspect, deploy });
+  return Object.assign(fake, { flat, flatDrift, bmcs, pxe, flatEips, inspect, deploy });
 }
 
 export interface FakeCloud {
@@ -339,8 +345,9 @@ export interface FakeCloud {
   /** Each host's storage agent, in `hosts` order: `storage` for all, unless started with `storagePerHost`. */
   storages: Array<ProtocolFake & { capacity: S.Capacity }>;
   /** `flat`: each L3's desired state as last applied (flat/apply). */
+  /** `flatDrift`: L3s whose files on the host differ from the state (a test adds them; a check repairs them). */
   /** `flatEips`: each host's flat EIP set as last applied (flat/eip/apply), by host uuid. */
-  vrouter: ProtocolFake & { flat: Map<string, FlatState>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT }; deploy: FakeDeploy };
+  vrouter: ProtocolFake & { flat: Map<string, FlatState>; flatDrift: Set<string>; bmcs: Map<string, FakeBmc>; pxe: Map<string, BM.PxeServerSpecT>; flatEips: Map<string, FlatEipState>; inspect: { hardware?: BM.InspectionReportT }; deploy: FakeDeploy };
   /**
    * The vrouter agent killed and started again on the same port and token: connections in
    * progress break. `lose`: it comes back without its state (a wiped data dir).

@@ -3,7 +3,7 @@
 // converges after a controller restart with marks still queued and after the agent is killed
 // in the middle of an apply. The agent's own watchdog is off: only the controller repairs here.
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { AgentClient } from '../../../controller/agent-client/client.js';
@@ -13,6 +13,7 @@ import { ReconcileQueue } from '../../../controller/reconcile/queue.js';
 import { applyFlat, FLAT_AREA, flatArea, flatKey } from '../../../controller/network/flat-reconcile.js';
 import type { CloudDeps } from '../../../controller/cloud/common.js';
 import { exec } from '../../../shared/exec.js';
+import { flatNames } from '../../../vrouteragent/names.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { createBridge } from '../../harness/net.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
@@ -142,5 +143,24 @@ describe('flat services reconciled from the inventory (real agent, real dnsmasq)
     await until('sent again by the periodic pass, and saved', () => dhcpHosts().includes(mac) && saved().includes(mac));
     await exec('ip', ['-n', vm0.ns, 'link', 'set', 'dev', vm0.ifname, 'address', mac]);
     assert.equal((await dhcpOnce(vm0, script, dir))?.ip, ipOf(70), 'dnsmasq answers the NIC the lost save had');
+  });
+
+  // drift only a check sees: a file dnsmasq reads rewritten behind the agent's back, and the DHCP
+  // server address gone from the namespace (the namespace and veth exist, so an apply without
+  // `verify` trusts both); the watchdog is off, so the periodic pass (1 s here) must repair them
+  it('the periodic pass checks the host: a rewritten dhcp-hosts file and a removed DHCP server address are repaired', async () => {
+    const hostsFile = join(flatDir(), 'dhcp-hosts');
+    await until('applied', () => dhcpHosts().split('\n').filter(Boolean).length > 0);
+    const good = dhcpHosts();
+    const n = flatNames(l3, A.scheme);
+    const addrs = async (): Promise<string> => (await exec('ip', ['-n', n.namespace, '-o', '-4', 'addr', 'show', 'dev', n.nsVeth])).stdout;
+    const server = /inet (\S+)/.exec(await addrs())?.[1];
+    assert.ok(server, 'the DHCP server address is on the namespace veth');
+    writeFileSync(hostsFile, 'fa:16:3e:00:00:01,10.79.0.99\n');
+    await exec('ip', ['-n', n.namespace, 'addr', 'del', server, 'dev', n.nsVeth]);
+    assert.doesNotMatch(await addrs(), /inet /);
+    await until('dhcp-hosts back', () => dhcpHosts() === good, 15_000);
+    await until('the DHCP server address back', async () => (await addrs()).includes(`inet ${server}`), 15_000);
+    assert.equal((await dhcpOnce(vm0, script, dir))?.ip, ipOf(70), 'dnsmasq answers again (vm0 has the MAC of the case before)');
   });
 });

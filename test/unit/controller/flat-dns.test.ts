@@ -1,8 +1,8 @@
 // flat/apply's DNS delta, the controller's side (controller/network/flat-dns.ts): an L3's named
 // records followed list to list as versions; a host is sent the changes since what its agent
 // acknowledged, and applying them to what it holds gives exactly the other hosts' records;
-// the whole set when nothing is acknowledged, after a periodic pass, or when the changes are
-// gone or not smaller than the set.
+// the whole set when nothing is acknowledged or when the changes are gone or not smaller than
+// the set; a periodic pass's check sends an empty delta when the digest is the acknowledged one.
 import assert from 'node:assert/strict';
 import { FlatDns, L3DnsLog, type HostRecord } from '../../../controller/network/flat-dns.js';
 import { DnsSet, digestOf, type DnsRec } from '../../../shared/dns-set.js';
@@ -105,31 +105,64 @@ describe('flat DNS log (the controller side of the delta)', () => {
     assert.deepEqual(log.changesFor('h1', log.version - 1)?.add, [{ name: 'b', ip: '10.1.5.219' }]);
   });
 
-  it('FlatDns: the whole set until acknowledged, a delta after, the whole set again after a pass, a drop, or big changes', () => {
+  it('FlatDns: the whole set until acknowledged, a delta after, the whole set again after a drop or big changes', () => {
     const dns = new FlatDns();
     const log = dns.log('l3');
     let list: HostRecord[] = Array.from({ length: 20 }, (_, i) => ({ host: i % 2 ? 'h1' : 'h2', record: { name: `vm${i}`, ip: `10.0.0.${i + 10}` } }));
     log.sync(list);
     assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'nothing acknowledged');
-    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), dns.currentEpoch);
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'));
     list = [...list, { host: 'h2', record: { name: 'new', ip: '10.0.1.1' } }];
     log.sync(list);
     const d = dns.delta('h1/l3', 'h1', log)!;
     assert.deepEqual(d.add, [{ name: 'new', ip: '10.0.1.1' }]);
     assert.deepEqual(d.remove, []);
     assert.equal(d.digest, digestOf(others(list, 'h1')));
-    // an apply that began before a pass does not acknowledge
-    const epoch = dns.currentEpoch;
-    dns.wholeNext();
-    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), epoch);
-    assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'after a periodic pass');
-    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), dns.currentEpoch);
-    assert.ok(dns.delta('h1/l3', 'h1', log));
     dns.drop('h1/l3');
     assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'dropped');
     // changes as many as the set: whole
-    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'), dns.currentEpoch);
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'));
     log.sync(list.map((r) => (r.host === 'h2' ? { ...r, record: { ...r.record, ip: r.record.ip.replace('10.0.', '10.7.') } } : r)));
     assert.equal(dns.delta('h1/l3', 'h1', log), undefined, 'every record of the others changed');
+  });
+
+  it('FlatDns checks: due once per pass (and after a start); an empty delta when the rebuilt set has the acknowledged digest, the whole set otherwise', () => {
+    const dns = new FlatDns();
+    const log = dns.log('l3');
+    const list: HostRecord[] = Array.from({ length: 20 }, (_, i) => ({ host: i % 2 ? 'h1' : 'h2', record: { name: `vm${i}`, ip: `10.0.0.${i + 10}` } }));
+    log.sync(list);
+    assert.equal(dns.checkDue('h1/l3'), true, 'never checked since the controller started');
+    dns.checkedIn('h1/l3', dns.currentEpoch);
+    assert.equal(dns.checkDue('h1/l3'), false);
+    // an apply that began before a pass and ended after it does not count for the pass
+    const before = dns.currentEpoch;
+    dns.passNext();
+    dns.checkedIn('h1/l3', before);
+    assert.equal(dns.checkDue('h1/l3'), true, 'the pass raised the epoch');
+    assert.equal(dns.checkDue('h2/l3'), true);
+
+    assert.equal(dns.unchanged('h1/l3', 'h1', log), undefined, 'nothing acknowledged: the whole set');
+    const held = log.digestFor('h1');
+    dns.acknowledged('h1/l3', log, log.version, held);
+    // the pass rebuilds the list from the inventory: a new list with the same records
+    log.sync(list.map((r) => ({ host: r.host, record: { ...r.record } })));
+    assert.deepEqual(dns.unchanged('h1/l3', 'h1', log), { base: held, digest: held, remove: [], add: [] }, 'same digest: an empty delta on the acknowledged base');
+    // a record of another host changed since the acknowledgement: the whole set (not the changes)
+    log.sync([...list, { host: 'h2', record: { name: 'late', ip: '10.0.1.1' } }]);
+    assert.notEqual(log.digestFor('h1'), held);
+    assert.equal(dns.unchanged('h1/l3', 'h1', log), undefined, 'digest differs: the whole set');
+    // a record of its own host changed: the other hosts' set (and digest) is unchanged
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'));
+    const now = log.digestFor('h1');
+    log.sync([...list, { host: 'h2', record: { name: 'late', ip: '10.0.1.1' } }, { host: 'h1', record: { name: 'own', ip: '10.0.1.2' } }]);
+    assert.deepEqual(dns.unchanged('h1/l3', 'h1', log), { base: now, digest: now, remove: [], add: [] });
+    dns.drop('h1/l3');
+    assert.equal(dns.unchanged('h1/l3', 'h1', log), undefined, 'dropped: the whole set');
+    // forgetKey: nothing held and the next apply checks
+    dns.checkedIn('h1/l3', dns.currentEpoch);
+    dns.acknowledged('h1/l3', log, log.version, log.digestFor('h1'));
+    dns.forgetKey('h1/l3');
+    assert.equal(dns.checkDue('h1/l3'), true);
+    assert.equal(dns.unchanged('h1/l3', 'h1', log), undefined);
   });
 });
