@@ -7,10 +7,11 @@
 // is sent the changes since v that concern it; the agent checks the digests and answers
 // DNS_BASE_MISMATCH when it does not hold the base (restarted, lost, another controller's
 // apply since), and the whole set is sent instead. A restarted controller and any failed apply
-// send the whole set. The periodic pass asks each agent to check its host (`verify`) and sends
-// an empty delta when the set rebuilt from the inventory has the digest the agent acknowledged
-// (whole sets made the pass seconds of controller CPU at 1,000 hosts), else the whole set.
-// shared/dns-set.ts: the digest.
+// send the whole set. The periodic pass asks each agent to check its host (`verify`) and its
+// records go as any apply's: an empty delta when the set rebuilt from the inventory has the
+// digest the agent acknowledged, the changes since when they are smaller than the set (the
+// agent checks the result's digest either way), else whole; it sent every key's set whole, at
+// 1,000 hosts seconds of controller CPU per pass. shared/dns-set.ts: the digest.
 import { addTo, digestText, emptySum, minus, recHash, type DigestSum, type DnsDelta, type DnsRec } from '../../shared/dns-set.js';
 
 /** A named NIC's record and the host that serves it (flat-reconcile's layout). */
@@ -212,18 +213,6 @@ export class FlatDns {
     const ch = log.changesFor(host, a.v);
     if (!ch || ch.remove.length + ch.add.length >= count) return undefined;
     return { base: a.digest, digest: log.digestFor(host), ...ch };
-  }
-
-  /**
-   * A check's DNS records (the periodic pass): an empty delta when the set rebuilt from the
-   * inventory has the digest `key`'s agent acknowledged (the agent checks it still holds it),
-   * else undefined: the whole set, not the changes (what was acknowledged may be another list's).
-   */
-  unchanged(key: string, host: string, log: L3DnsLog): DnsDelta | undefined {
-    const a = this.acks.get(key);
-    if (!a || log.countFor(host) === 0) return undefined;
-    const digest = log.digestFor(host);
-    return a.digest === digest ? { base: digest, digest, remove: [], add: [] } : undefined;
   }
 
   /** `key`'s agent answered holding `digest`, the records of `v`. */

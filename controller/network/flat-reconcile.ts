@@ -196,9 +196,10 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
     dnsLog.sync(p.records);
     const v = dnsLog.version;
     const digest = dnsLog.digestFor(hostUuid);
-    // a check sends the DNS records as an empty delta when they are what the agent acknowledged
-    // (the whole set for every key made each pass O(hosts × L3 size) on the controller)
-    const delta = check ? dns.unchanged(key, hostUuid, dnsLog) : dns.delta(key, hostUuid, dnsLog);
+    // a check too (the periodic pass): an empty delta when the records are what the agent
+    // acknowledged, whose digests the agent checks (the whole set for every key made each pass
+    // O(hosts × L3 size) on the controller); the files are checked because of `verify`
+    const delta = dns.delta(key, hostUuid, dnsLog);
     try {
       if (delta) {
         try {

@@ -1,7 +1,8 @@
 // The periodic flat pass (issue 19): each key's first apply after a pass asks the agent to check
 // its host (flat/apply `verify`) and sends the other hosts' DNS records as an empty delta when the
-// set rebuilt from the inventory has the digest the agent acknowledged, the whole set when it
-// does not, and the whole set in the same apply when the agent refuses the delta. applyFlat
+// set rebuilt from the inventory has the digest the agent acknowledged, the changes when they are
+// smaller than the set, the whole set when they are not, and the whole set in the same apply when
+// the agent refuses the delta. applyFlat
 // against a recording agent client that keeps each agent's set as the real agent does (wholeFlat).
 import assert from 'node:assert/strict';
 import { openStore } from '../../../controller/store/index.js';
@@ -89,7 +90,7 @@ describe('flat periodic pass: a check of each host, the DNS records as an empty 
     assert.deepEqual(held.get(URL1)!.records().map((r) => r.name).sort(), ['vm2', 'vm4', 'vm6'], "the agent holds the other host's names");
   });
 
-  it('a pass after the records changed sends the whole set; an agent that lost its set refuses the empty delta and gets the whole set in the same apply', async () => {
+  it('a pass after the records changed sends the changes (the whole set when not smaller); an agent that lost its set refuses the empty delta and gets the whole set in the same apply', async () => {
     const { client, sent, held } = recordingAgents();
     const d = { store, agentClient: client } as unknown as CloudDeps;
     const dns = new FlatDns();
@@ -100,21 +101,27 @@ describe('flat periodic pass: a check of each host, the DNS records as an empty 
     await store.update(vm.uuid, { name: 'renamed' });
     dns.passNext();
     await applyFlat(d, key, undefined, dns);
-    assert.deepEqual(sent[1], { url: URL1, verify: true, form: 'whole', records: 3 }, 'digest differs: the whole set');
+    assert.deepEqual(sent[1], { url: URL1, verify: true, form: 'delta', records: 2 }, 'one record out, one in');
     assert.deepEqual(held.get(URL1)!.records().map((r) => r.name).sort(), ['renamed', 'vm4', 'vm6']);
+    // every record of the other host changed: as many changes as the set, the whole set
+    for (const n of [102, 104, 106]) await store.update(uuid(n), { name: `again${n}` });
+    dns.passNext();
+    await applyFlat(d, key, undefined, dns);
+    assert.deepEqual(sent[2], { url: URL1, verify: true, form: 'whole', records: 3 });
+    assert.deepEqual(held.get(URL1)!.records().map((r) => r.name).sort(), ['again102', 'again104', 'again106']);
     // the agent restarts without its state; the next pass's empty delta is refused, then whole
     held.delete(URL1);
     dns.passNext();
     await applyFlat(d, key, undefined, dns);
     assert.deepEqual(
-      sent.slice(2).map((s) => [s.form, s.verify, s.records, s.error]),
+      sent.slice(3).map((s) => [s.form, s.verify, s.records, s.error]),
       [
         ['delta', true, 0, 'DNS_BASE_MISMATCH'],
         ['whole', true, 3, undefined],
       ],
     );
-    assert.deepEqual(held.get(URL1)!.records().map((r) => r.name).sort(), ['renamed', 'vm4', 'vm6']);
+    assert.deepEqual(held.get(URL1)!.records().map((r) => r.name).sort(), ['again102', 'again104', 'again106']);
     await applyFlat(d, key, undefined, dns);
-    assert.deepEqual(sent[4], { url: URL1, verify: false, form: 'delta', records: 0 }, 'back on deltas');
+    assert.deepEqual(sent[5], { url: URL1, verify: false, form: 'delta', records: 0 }, 'back on deltas');
   });
 });
