@@ -18,6 +18,8 @@ export interface TrafficReport {
   connectedAt: Record<number, number>;
   /** Per host index: the route of its first request in this window. */
   firstRoute: Record<number, string>;
+  /** Per host index: its requests in this window by route (which hosts were pinged). */
+  hostRoutes: Record<number, Record<string, number>>;
 }
 
 export class Traffic {
@@ -29,6 +31,7 @@ export class Traffic {
   private peak = 0;
   private connectedAt = new Map<number, number>();
   private firstRoute = new Map<number, string>();
+  private hostRoutes = new Map<number, Map<string, number>>();
 
   /** The AgentServer `observe` hook of host `index`. */
   observer(index: number): (route: string) => (status: number) => void {
@@ -37,6 +40,9 @@ export class Traffic {
       this.requests++;
       this.byRoute.set(route, (this.byRoute.get(route) ?? 0) + 1);
       if (!this.firstRoute.has(index)) this.firstRoute.set(index, route);
+      let mine = this.hostRoutes.get(index);
+      if (!mine) this.hostRoutes.set(index, (mine = new Map()));
+      mine.set(route, (mine.get(route) ?? 0) + 1);
       const sec = Math.floor(now / 1000);
       this.perSecond.set(sec, (this.perSecond.get(sec) ?? 0) + 1);
       // a day of seconds at most: the map never grows without bound
@@ -57,6 +63,7 @@ export class Traffic {
     this.peak = this.inFlight;
     this.connectedAt.clear();
     this.firstRoute.clear();
+    this.hostRoutes.clear();
   }
 
   report(): TrafficReport {
@@ -69,6 +76,7 @@ export class Traffic {
       peakInFlight: this.peak,
       connectedAt: Object.fromEntries(this.connectedAt),
       firstRoute: Object.fromEntries(this.firstRoute),
+      hostRoutes: Object.fromEntries([...this.hostRoutes].map(([i, m]) => [i, Object.fromEntries(m)])),
     };
   }
 }

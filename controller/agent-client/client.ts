@@ -7,7 +7,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import { TStackError } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
-import { Headers, type TaskResult } from '../../shared/protocol/index.js';
+import { Headers, type AgentLiveness, type TaskResult } from '../../shared/protocol/index.js';
 import type { CommandDef, RequestOf, ResponseOf } from '../../shared/protocol/command.js';
 import { check, validate } from '../../shared/protocol/schema.js';
 import { AGENT_POOL_IDLE_MS, Transport, type Reply } from './transport.js';
@@ -70,8 +70,40 @@ export class AgentClient {
   // a host is called every few seconds at 1,000 hosts: keep its connection between the calls
   private readonly http = new Transport({ idleMs: AGENT_POOL_IDLE_MS });
 
+  /**
+   * Per agent URL: its last X-Agent-Info (what a ping tells) and when it came. The host tracker
+   * skips the ping of an agent that answered a real request since its last round.
+   */
+  private answers = new Map<string, { text: string; at: number; info?: AgentLiveness }>();
+
   constructor(opts: AgentClientOptions = {}) {
     this.opts = { ...opts };
+  }
+
+  /** What the agent at `url` told with its last command answer, if that came after `since` (epoch ms). */
+  answeredSince(url: string, since: number): AgentLiveness | undefined {
+    const a = this.answers.get(url);
+    if (!a || a.at <= since) return undefined;
+    if (!a.info) {
+      try {
+        const v = JSON.parse(a.text) as Partial<AgentLiveness>;
+        if (typeof v.version !== 'string' || typeof v.startedAt !== 'string' || typeof v.bootId !== 'string') return undefined;
+        a.info = { version: v.version, startedAt: v.startedAt, bootId: v.bootId };
+        if (typeof v.hostUuid === 'string') a.info.hostUuid = v.hostUuid;
+      } catch {
+        return undefined;
+      }
+    }
+    return a.info;
+  }
+
+  /** Note the agent's X-Agent-Info (parsed only when asked for, and only when it changed). */
+  private noteAnswer(url: string, res: Reply): void {
+    const h = res.headers[Headers.agentInfo];
+    if (typeof h !== 'string') return;
+    const a = this.answers.get(url);
+    if (a && a.text === h) a.at = Date.now();
+    else this.answers.set(url, { text: h, at: Date.now() });
   }
 
   /**
@@ -143,6 +175,7 @@ export class AgentClient {
         const timedOut = /timeout/i.test(lastErr);
         throw new TStackError(timedOut ? 'TIMEOUT' : 'AGENT_UNREACHABLE', `${cmd.name}: agent ${host.url} ${timedOut ? 'did not answer in time' : 'unreachable'}: ${lastErr}`, { taskId, url: host.url });
       }
+      this.noteAnswer(host.url, res);
       const answer = parseObject(res.text);
       if (res.status === 202 && waiter) {
         return this.unwrap(cmd, await this.wait(cmd, host, taskId, waiter.promise, deadline));

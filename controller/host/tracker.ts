@@ -1,4 +1,5 @@
-// Host tracking: ping every agent of every host each interval.
+// Host tracking: ping every agent of every host each interval (an agent that answered a real
+// request since its host's last round is not pinged: its answer told what a ping tells).
 //  - maxMisses (3) rounds in a row without an answer from an agent → host Disconnected (with the
 //    reason); if kvmagent is among the silent ones, the host's Running/Paused VMs → Unknown
 //    (store.transition; VMs in transitional states belong to their workflow).
@@ -27,7 +28,8 @@ import { logger } from '../../shared/log.js';
 import { Leases } from '../workflow/lease.js';
 import type { Resource } from '../store/types.js';
 import { AGENTS, type AgentName } from './render.js';
-import { connectAgents, controllerVersion, pingAgents, rebind, reconnectHost, runtimeOf, type HostAgents, type HostDeps } from './service.js';
+import { connectAgents, controllerVersion, endpoint, pingAgents, rebind, reconnectHost, runtimeOf, type HostAgents, type HostDeps } from './service.js';
+import type { AgentLiveness } from '../../shared/protocol/index.js';
 import { nextStatus, VM_STATES_TO_UNKNOWN, type HostStatus } from './states.js';
 import { emitHostEvent, syncVms } from './vmsync.js';
 
@@ -43,6 +45,8 @@ export class HostTracker {
   readonly pingTimeoutMs: number;
   readonly autoReconnectMs: number;
   private lastAuto = new Map<string, number>();
+  /** When each host's last track ended: only agent answers after it stand in for a ping. */
+  private tracked = new Map<string, number>();
   /** Shared inventory only: which controller tracks which host. */
   private readonly leases: Leases | undefined;
   /**
@@ -170,12 +174,45 @@ export class HostTracker {
     // that refuses the connect (another version) is pinged, and goes the ping way; one that
     // does not answer is silent, as to a ping.
     const unbound = status === 'Connected' && !runtimeOf(d).bound.has(host.uuid);
-    let pings: Awaited<ReturnType<typeof pingAgents>>;
-    if (unbound) {
-      const c = await connectAgents(d, host, this.pingTimeoutMs);
-      pings = c.infos;
-      if (c.refused.length) Object.assign(pings, await pingAgents(d, { ...host, _agents: onlyAgents(agents, c.refused) }, this.pingTimeoutMs));
-    } else pings = await pingAgents(d, host, this.pingTimeoutMs);
+    let pings: Partial<Record<AgentName, AgentLiveness>>;
+    const since = this.tracked.get(host.uuid);
+    try {
+      if (unbound) {
+        const c = await connectAgents(d, host, this.pingTimeoutMs);
+        pings = c.infos;
+        if (c.refused.length) Object.assign(pings, await pingAgents(d, { ...host, _agents: onlyAgents(agents, c.refused) }, this.pingTimeoutMs));
+      } else pings = await this.pingUnproven(host, agents, status, since);
+      await this.judge(host, agents, status, unbound, pings);
+    } finally {
+      // answers before this (to this round's pings, connects, syncs) prove nothing for the next round
+      this.tracked.set(host.uuid, Date.now());
+    }
+  }
+
+  /**
+   * Ping the agents of a Connected host that did not prove alive since its last round: an
+   * agent that answered a real request after it (within the interval) told what a ping tells
+   * (X-Agent-Info: version, startedAt, bootId, hostUuid), so its answer stands in for the ping
+   * and the rules below see a restart, a reboot or a new version the same way. A host not
+   * Connected is always pinged (its way back is unchanged).
+   */
+  private async pingUnproven(host: Resource, agents: HostAgents, status: HostStatus, since: number | undefined): Promise<Partial<Record<AgentName, AgentLiveness>>> {
+    const d = this.d;
+    const proven: Partial<Record<AgentName, AgentLiveness>> = {};
+    const ask: AgentName[] = [];
+    const after = Math.max(since ?? Infinity, Date.now() - this.intervalMs);
+    for (const a of AGENTS) {
+      const info = status === 'Connected' && agents[a] ? d.agentClient.answeredSince(endpoint(host, agents[a]).url, after) : undefined;
+      if (info) proven[a] = info;
+      else ask.push(a);
+    }
+    if (ask.length === 0) return proven;
+    return { ...proven, ...(await pingAgents(d, ask.length === AGENTS.length ? host : { ...host, _agents: onlyAgents(agents, ask) }, this.pingTimeoutMs)) };
+  }
+
+  /** Apply the rules above to what the host's agents answered (undefined: silent). */
+  private async judge(host: Resource, agents: HostAgents, status: HostStatus, unbound: boolean, pings: Partial<Record<AgentName, AgentLiveness>>): Promise<void> {
+    const d = this.d;
     const justBound = unbound && runtimeOf(d).bound.has(host.uuid);
     const silent = AGENTS.filter((a) => !pings[a]);
     const prev = { status, misses: this.misses.get(host.uuid) ?? 0 };

@@ -13,7 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { TStackError, httpStatusOf } from '../errors.js';
 import { logger, type Logger } from '../log.js';
-import { PROTOCOL_VERSION, Headers, type TaskResult } from '../protocol/index.js';
+import { PROTOCOL_VERSION, Headers, type AgentLiveness, type TaskResult } from '../protocol/index.js';
 import { type CommandDef, type RequestOf, type ResponseOf } from '../protocol/command.js';
 import { common } from '../protocol/index.js';
 import { validate, check } from '../protocol/schema.js';
@@ -205,7 +205,29 @@ export class AgentServer {
   /** A command POST after the errors/log and in-flight layers: token, body, dispatch. */
   private command(ctx: Koa.Context, reg: Registered): Promise<void> {
     // bodies are parsed only after the token was checked
-    return this.commandAuth(ctx, () => this.parseBody(ctx, () => this.dispatch(ctx, reg))) as Promise<void>;
+    return this.commandAuth(ctx, async () => {
+      try {
+        await this.parseBody(ctx, () => this.dispatch(ctx, reg));
+      } finally {
+        // set when answering (a connect changes hostUuid), on errors too: the agent is alive
+        ctx.set(Headers.agentInfo, this.livenessHeader());
+      }
+    }) as Promise<void>;
+  }
+
+  private liveness?: { hostUuid: string | undefined; text: string };
+
+  /** The X-Agent-Info value (made again only when the hostUuid changed). */
+  private livenessHeader(): string {
+    if (this.liveness?.hostUuid !== this.hostUuid) this.liveness = undefined;
+    if (!this.liveness) {
+      const l: AgentLiveness = { version: this.opts.version, startedAt: this.startedAt, bootId: bootId() };
+      if (this.hostUuid !== undefined) l.hostUuid = this.hostUuid;
+      // a header value is Latin-1: anything beyond ASCII (a strange hostUuid) goes escaped
+      const text = JSON.stringify(l).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+      this.liveness = { hostUuid: this.hostUuid, text };
+    }
+    return this.liveness.text;
   }
 
   /**

@@ -12,6 +12,7 @@ export interface Reply {
   status: number;
   /** The body as text ('' when empty). */
   text: string;
+  headers: http.IncomingHttpHeaders;
 }
 
 export interface SendOptions {
@@ -123,7 +124,7 @@ export class Transport {
         answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (b: Buffer) => chunks.push(b));
-        res.on('end', () => finish(undefined, { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () => finish(undefined, { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
         res.on('error', (e: NodeJS.ErrnoException) => finish(new TransportError(e.code ?? 'ECONNRESET', e.message)));
         res.on('aborted', () => finish(new TransportError('ECONNRESET', 'the agent closed the connection mid-answer')));
       });

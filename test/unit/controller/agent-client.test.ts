@@ -54,3 +54,48 @@ describe('controller agent client: setCallbackUrl', () => {
     assert.equal(client.callbackUrl, 'https://b:2/cb');
   });
 });
+
+describe('controller agent client: X-Agent-Info (the host tracker skips pings of agents that answered)', () => {
+  let server: Server;
+  let url: string;
+  let info: string | undefined;
+
+  before(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        if (info !== undefined) res.setHeader('x-agent-info', info);
+        res.statusCode = req.url === '/echo' ? 200 : 404;
+        res.end(JSON.stringify(req.url === '/echo' ? { message: 'hi', runs: 1, startedAt: 1, finishedAt: 2 } : { code: 'NOT_FOUND', message: 'no' }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('keeps the last answer per agent URL with its time; a changed header is read again; no header, nothing', async () => {
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    const host = { url, token: 't' };
+    info = undefined;
+    await client.call(Echo, host, { message: 'a' });
+    assert.equal(client.answeredSince(url, 0), undefined, 'an answer without the header proves nothing');
+
+    info = JSON.stringify({ version: '1.0', startedAt: 's1', bootId: 'b1', hostUuid: 'h1' });
+    const t0 = Date.now() - 1;
+    await client.call(Echo, host, { message: 'b' });
+    assert.deepEqual(client.answeredSince(url, t0), { version: '1.0', startedAt: 's1', bootId: 'b1', hostUuid: 'h1' });
+    assert.equal(client.answeredSince(url, Date.now() + 1), undefined, 'not after a later time');
+    assert.equal(client.answeredSince('http://127.0.0.1:1', 0), undefined, 'another agent');
+
+    // restarted: another start time, not bound (no hostUuid); an error answer counts too
+    info = JSON.stringify({ version: '1.0', startedAt: 's2', bootId: 'b1' });
+    await assert.rejects(client.call({ ...Echo, path: '/other' }, host, { message: 'c' }));
+    assert.deepEqual(client.answeredSince(url, t0), { version: '1.0', startedAt: 's2', bootId: 'b1' });
+
+    info = 'not json';
+    await client.call(Echo, host, { message: 'd' });
+    assert.equal(client.answeredSince(url, t0), undefined, 'a garbled header proves nothing');
+  });
+});
