@@ -172,8 +172,6 @@ export class SqliteStore implements InventoryStore {
   }
 
   async close(): Promise<void> {
-    // writes of this turn go in before the file closes
-    if (this.db) this.flush();
     this.runTx = undefined;
     this.stmts.clear();
     this.counts.clear();
@@ -246,53 +244,6 @@ export class SqliteStore implements InventoryStore {
     return this.runTx.immediate(fn) as T;
   }
 
-  /**
-   * Group commit (issue 19: a commit was about half of a lone write's CPU, and a VM create made
-   * ~17): every write of one turn of the event loop runs in one transaction, each in its own
-   * savepoint, so each keeps its own outcome (a failing write rolls back alone, the others
-   * commit). A write's promise settles after the commit: it is durable when its caller goes on,
-   * as before; what changes is that the write happens at the end of the turn, not at the call.
-   */
-  private readonly queued: Array<{ fn: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
-  private write<T>(fn: () => T): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.queued.push({ fn, resolve: resolve as (v: unknown) => void, reject }) === 1) setImmediate(() => this.flush());
-    });
-  }
-
-  private flush(): void {
-    // emptied in place, never replaced: a store made with Object.create(store) shares the queue
-    const q = this.queued.splice(0);
-    if (q.length === 0) return;
-    if (q.length === 1) {
-      const w = q[0]!;
-      let v: unknown;
-      try {
-        v = this.immediate(w.fn);
-      } catch (e) {
-        return w.reject(e);
-      }
-      return w.resolve(v);
-    }
-    const out: Array<{ ok: boolean; v: unknown }> = [];
-    try {
-      this.immediate((): void => {
-        // a transaction function called inside a transaction is a savepoint
-        for (const w of q) {
-          try {
-            out.push({ ok: true, v: this.runTx!(w.fn) });
-          } catch (e) {
-            out.push({ ok: false, v: e });
-          }
-        }
-      });
-    } catch (e) {
-      for (const w of q) w.reject(e);
-      return;
-    }
-    q.forEach((w, i) => (out[i]!.ok ? w.resolve(out[i]!.v) : w.reject(out[i]!.v)));
-  }
-
   private insert(r: Resource): void {
     this.counted();
     const st = storedText(r);
@@ -348,27 +299,23 @@ export class SqliteStore implements InventoryStore {
 
   async create<T extends Resource>(r: T): Promise<T> {
     const res = prepareNew(r, nowIso());
-    return this.write((): T => {
-      this.insertNew(res);
-      return res;
-    });
+    this.insertNew(res);
+    return res;
   }
 
   async createMany<T extends Resource>(rs: T[]): Promise<T[]> {
     // each its own instant, as separate creates would have: the list order is the given order
     const out = rs.map((r) => prepareNew(r, nowIso()));
-    return this.write((): T[] => {
+    this.immediate((): void => {
       for (const r of out) this.insertNew(r);
-      return out;
     });
+    return out;
   }
 
   async batch(writes: StoreWrite[]): Promise<Array<Resource | undefined>> {
     if (writes.length === 0) return [];
-    // docs serialized now (the write runs at the end of the turn; the caller's objects may change by then)
-    const docs = writes.map((w) => (w.op === 'putDoc' ? JSON.stringify(w.doc ?? null) : undefined));
-    return this.write((): Array<Resource | undefined> =>
-      writes.map((w, i): Resource | undefined => {
+    return this.immediate((): Array<Resource | undefined> =>
+      writes.map((w): Resource | undefined => {
         switch (w.op) {
           case 'create': {
             const res = prepareNew(w.resource, nowIso());
@@ -378,7 +325,7 @@ export class SqliteStore implements InventoryStore {
           case 'update':
             return this.updateRow(w.uuid, w.patch);
           case 'putDoc':
-            this.writeDocText(w.collection, w.id, docs[i]!);
+            this.writeDoc(w.collection, w.id, w.doc);
             return undefined;
           case 'deleteDoc':
             this.removeDoc(w.collection, w.id);
@@ -402,12 +349,12 @@ export class SqliteStore implements InventoryStore {
   }
 
   async update<T extends Resource = Resource>(uuid: string, patch: Partial<Resource>): Promise<T> {
-    return this.write((): T => this.updateRow<T>(uuid, patch));
+    return this.immediate((): T => this.updateRow<T>(uuid, patch));
   }
 
   async transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch: Partial<Resource> = {}): Promise<T> {
     const allowed = asList(from);
-    return this.write((): T => {
+    return this.immediate((): T => {
       const row = this.readForWrite<T>(uuid);
       if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
       const cur = row.cur;
@@ -421,7 +368,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async delete(uuid: string): Promise<boolean> {
-    return this.write((): boolean => this.prep('DELETE FROM resources WHERE uuid = ?').run(uuid).changes > 0);
+    return this.prep('DELETE FROM resources WHERE uuid = ?').run(uuid).changes > 0;
   }
 
   /** The count's WHERE (when the query wants one) and the page statement of a query, with their parameters. */
@@ -513,7 +460,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async claim(namespace: string, key: string, owner: string): Promise<boolean> {
-    return this.write((): boolean => {
+    return this.immediate((): boolean => {
       const ins = this.prep('INSERT OR IGNORE INTO claims (ns, key, owner, create_date) VALUES (?,?,?,?)').run(namespace, key, owner, nowIso());
       if (ins.changes > 0) return true;
       const row = this.prep('SELECT owner FROM claims WHERE ns = ? AND key = ?').get(namespace, key) as { owner: string } | undefined;
@@ -522,10 +469,8 @@ export class SqliteStore implements InventoryStore {
   }
 
   async release(namespace: string, key: string, owner?: string): Promise<void> {
-    await this.write((): void => {
-      if (owner === undefined) this.prep('DELETE FROM claims WHERE ns = ? AND key = ?').run(namespace, key);
-      else this.prep('DELETE FROM claims WHERE ns = ? AND key = ? AND owner = ?').run(namespace, key, owner);
-    });
+    if (owner === undefined) this.prep('DELETE FROM claims WHERE ns = ? AND key = ?').run(namespace, key);
+    else this.prep('DELETE FROM claims WHERE ns = ? AND key = ? AND owner = ?').run(namespace, key, owner);
   }
 
   async claims(namespace: string): Promise<Array<{ key: string; owner: string }>> {
@@ -533,7 +478,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async reserve(r: Reservation): Promise<QuotaExceeded | undefined> {
-    return this.write((): QuotaExceeded | undefined => {
+    return this.immediate((): QuotaExceeded | undefined => {
       const held = (holder: string, name: string): number =>
         (this.prep('SELECT amount FROM quota_holds WHERE scope = ? AND holder = ? AND name = ?').get(r.scope, holder, name) as { amount: number } | undefined)?.amount ?? 0;
       const plan: Array<{ name: string; amount: number; cover: number }> = [];
@@ -557,7 +502,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async unreserve(scope: string, holder: string): Promise<void> {
-    await this.write((): void => void this.prep('DELETE FROM quota_holds WHERE scope = ? AND holder = ?').run(scope, holder));
+    this.prep('DELETE FROM quota_holds WHERE scope = ? AND holder = ?').run(scope, holder);
   }
 
   async reserved(scope: string): Promise<Record<string, number>> {
@@ -577,13 +522,11 @@ export class SqliteStore implements InventoryStore {
   }
 
   async putDoc(collection: string, id: string, doc: unknown): Promise<void> {
-    // serialized now: the caller may change the object once this returns
-    const body = JSON.stringify(doc ?? null);
-    await this.write((): void => this.writeDocText(collection, id, body));
+    this.writeDoc(collection, id, doc);
   }
 
-  private writeDocText(collection: string, id: string, body: string): void {
-    this.prep('INSERT INTO docs (collection, id, body, last_op_date) VALUES (?,?,?,?) ON CONFLICT (collection, id) DO UPDATE SET body = excluded.body, last_op_date = excluded.last_op_date').run(collection, id, body, nowIso());
+  private writeDoc(collection: string, id: string, doc: unknown): void {
+    this.prep('INSERT INTO docs (collection, id, body, last_op_date) VALUES (?,?,?,?) ON CONFLICT (collection, id) DO UPDATE SET body = excluded.body, last_op_date = excluded.last_op_date').run(collection, id, JSON.stringify(doc ?? null), nowIso());
   }
 
   async getDoc<T = unknown>(collection: string, id: string): Promise<T | undefined> {
@@ -592,7 +535,7 @@ export class SqliteStore implements InventoryStore {
   }
 
   async deleteDoc(collection: string, id: string): Promise<void> {
-    await this.write((): void => this.removeDoc(collection, id));
+    this.removeDoc(collection, id);
   }
 
   private removeDoc(collection: string, id: string): void {
