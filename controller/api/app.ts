@@ -16,7 +16,7 @@ import { SessionCreate, type Principal } from '../auth/accounts.js';
 import { registerAccounts } from '../auth/collection.js';
 import { HMAC_DATE_HEADER, isSignedAuthorization } from '../auth/hmac.js';
 import { requestPrincipal } from '../auth/request.js';
-import { jobView, type JobContext } from '../jobs/jobs.js';
+import { ACCEPT_WRITES, jobView, type AcceptWrites, type JobContext, type StartOptions } from '../jobs/jobs.js';
 import { sseHandler } from '../events/sse.js';
 import { declaredFields, parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
@@ -329,9 +329,13 @@ export function buildApi(d: ApiDeps): ApiApp {
       return;
     }
     const p = ctx.state.principal as Principal;
-    const start: { type: string; accountUuid: string; resourceUuid?: string; context?: Record<string, unknown> } = { type: o.type, accountUuid: p.accountUuid };
+    const start: StartOptions = { type: o.type, accountUuid: p.accountUuid };
     if (o.resourceUuid) start.resourceUuid = o.resourceUuid;
     if (o.context) start.context = o.context;
+    // answered 202 once the job is stored: what records the request (the audit middleware's
+    // record) is written with the job's doc, one commit (issue 19)
+    const accepted = ctx.state[ACCEPT_WRITES] as AcceptWrites | undefined;
+    if (accepted && ctx.query.wait !== 'true') start.writes = accepted;
     const job = await d.jobs.start(start, async (jc) => out(spec, await fn(opCtx(ctx, jc))));
     if (ctx.query.wait === 'true') {
       const j = await d.jobs.wait(job.uuid);

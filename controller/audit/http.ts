@@ -14,6 +14,7 @@ import { shape } from '../api/crud.js';
 import { AUDIT_KIND, type AuditInput, type AuditLog, type AuditRecord, type AuditResult } from './log.js';
 import { redact } from './redact.js';
 import { withReadStance } from '../api/read-path.js';
+import { ACCEPT_WRITES, type AcceptWrites } from '../jobs/jobs.js';
 
 const log = logger('audit');
 
@@ -46,16 +47,65 @@ function errorStatus(e: unknown, statusOf: (code: string) => number): { status: 
   return { status: 500, code: 'INTERNAL' };
 }
 
+/** The record of a call from its outcome: `error`, else the answer's status and body. */
+function recordOf(ctx: Koa.Context, started: number, answer: { error?: unknown; status: number; body: unknown }, statusOf: (code: string) => number): AuditInput | undefined {
+  const body = (ctx.request as { body?: unknown }).body;
+  const d = describeCall(ctx.method, ctx.path, body);
+  const p = ctx.state.principal as Principal | undefined;
+  const login = d.apiName === 'sessions.login';
+  if (!p && !login) return undefined;
+  const err = answer.error === undefined ? undefined : errorStatus(answer.error, statusOf);
+  const status = err?.status ?? answer.status;
+  const out = answer.body as Record<string, unknown> | undefined;
+  const result: AuditResult = status >= 400 ? 'Failed' : status === 202 ? 'Accepted' : 'Succeeded';
+  const loginAccount = login && body && typeof body === 'object' ? (body as { accountName?: unknown }).accountName : undefined;
+  const accountName = p?.accountName ?? (typeof loginAccount === 'string' ? loginAccount.slice(0, 64) : undefined);
+  const rec: AuditInput = {
+    apiName: d.apiName,
+    method: ctx.method,
+    path: ctx.path.slice(0, 512),
+    accountUuid: p?.accountUuid ?? (login && status < 400 && typeof out?.accountUuid === 'string' ? out.accountUuid : ''),
+    clientIp: ctx.ip,
+    startTime: new Date(started).toISOString(),
+    duration: Date.now() - started,
+    result,
+    httpStatus: status,
+  };
+  if (accountName) {
+    rec.accountName = accountName;
+    rec.userName = accountName;
+  }
+  if (d.resourceType) rec.resourceType = d.resourceType;
+  const createdUuid = status < 400 && !d.resourceUuid && typeof out?.uuid === 'string' ? out.uuid : undefined;
+  if (d.resourceUuid ?? createdUuid) rec.resourceUuid = (d.resourceUuid ?? createdUuid)!;
+  if (err) rec.errorCode = err.code;
+  else if (status >= 400 && typeof out?.code === 'string') rec.errorCode = out.code;
+  if (status === 202 && typeof out?.jobUuid === 'string') rec.jobUuid = out.jobUuid;
+  if (body !== undefined && !(typeof body === 'object' && body !== null && Object.keys(body).length === 0)) rec.requestBody = redact(body);
+  return rec;
+}
+
 /**
  * Records every mutating /v1 call. `statusOf` maps error codes to HTTP statuses as the API
  * does. Calls refused before any account was known (401) are recorded only for logins
- * (failed logins are what an auditor looks for); other anonymous noise is not.
+ * (failed logins are what an auditor looks for); other anonymous noise is not. A call answered
+ * with a job (202) is recorded Accepted in the job's first commit (ACCEPT_WRITES: issue 19, one
+ * commit fewer per long call) and completed in its last (AuditLog.finishWrites).
  */
 export function auditMiddleware(audit: AuditLog, statusOf: (code: string) => number = httpStatusOf): Koa.Middleware {
   // changes only: reads pass
   return withReadStance(async (ctx: Koa.Context, next: Koa.Next) => {
     if (!MUTATING.has(ctx.method) || !ctx.path.startsWith('/v1/') || NOT_AUDITED.has(ctx.path)) return next();
     const started = Date.now();
+    let accepted: AuditRecord | undefined;
+    const atAccept: AcceptWrites = (jobUuid) => {
+      // as the call will be answered: 202 with the job
+      const rec = recordOf(ctx, started, { status: 202, body: { jobUuid } }, statusOf);
+      if (!rec) return [];
+      accepted = audit.accept(rec);
+      return [{ op: 'create', resource: accepted }];
+    };
+    ctx.state[ACCEPT_WRITES] = atAccept;
     let error: unknown;
     try {
       await next();
@@ -63,40 +113,12 @@ export function auditMiddleware(audit: AuditLog, statusOf: (code: string) => num
       error = e;
       throw e;
     } finally {
-      const body = (ctx.request as { body?: unknown }).body;
-      const d = describeCall(ctx.method, ctx.path, body);
-      const p = ctx.state.principal as Principal | undefined;
-      const login = d.apiName === 'sessions.login';
-      if (p || login) {
-        const err = error === undefined ? undefined : errorStatus(error, statusOf);
-        const status = err?.status ?? ctx.status;
-        const out = ctx.body as Record<string, unknown> | undefined;
-        const result: AuditResult = status >= 400 ? 'Failed' : status === 202 ? 'Accepted' : 'Succeeded';
-        const loginAccount = login && body && typeof body === 'object' ? (body as { accountName?: unknown }).accountName : undefined;
-        const accountName = p?.accountName ?? (typeof loginAccount === 'string' ? loginAccount.slice(0, 64) : undefined);
-        const rec: AuditInput = {
-          apiName: d.apiName,
-          method: ctx.method,
-          path: ctx.path.slice(0, 512),
-          accountUuid: p?.accountUuid ?? (login && status < 400 && typeof out?.accountUuid === 'string' ? out.accountUuid : ''),
-          clientIp: ctx.ip,
-          startTime: new Date(started).toISOString(),
-          duration: Date.now() - started,
-          result,
-          httpStatus: status,
-        };
-        if (accountName) {
-          rec.accountName = accountName;
-          rec.userName = accountName;
-        }
-        if (d.resourceType) rec.resourceType = d.resourceType;
-        const createdUuid = status < 400 && !d.resourceUuid && typeof out?.uuid === 'string' ? out.uuid : undefined;
-        if (d.resourceUuid ?? createdUuid) rec.resourceUuid = (d.resourceUuid ?? createdUuid)!;
-        if (err) rec.errorCode = err.code;
-        else if (status >= 400 && typeof out?.code === 'string') rec.errorCode = out.code;
-        if (status === 202 && typeof out?.jobUuid === 'string') rec.jobUuid = out.jobUuid;
-        if (body !== undefined && !(typeof body === 'object' && body !== null && Object.keys(body).length === 0)) rec.requestBody = redact(body);
-        await audit.record(rec).catch((e: unknown) => log.error({ err: (e as Error).message, api: d.apiName }, 'could not write an audit record'));
+      const rec = recordOf(ctx, started, { error, status: ctx.status, body: ctx.body }, statusOf);
+      if (accepted && rec?.result === 'Accepted' && rec.jobUuid === accepted.jobUuid) {
+        // written with the job (the job's start threw otherwise: recorded below as failed)
+      } else if (rec) {
+        if (accepted) audit.forget(accepted);
+        await audit.record(rec).catch((e: unknown) => log.error({ err: (e as Error).message, api: rec.apiName }, 'could not write an audit record'));
       }
     }
   }, { reads: 'ignores' });

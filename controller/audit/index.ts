@@ -22,6 +22,8 @@ export interface Audit {
 
 export function createAudit(d: { store: InventoryStore; auth: AuthService; jobs: JobManager; bus: EventBus; registry?: ApiRegistry }, o: AuditOptions = {}): Audit {
   const log = new AuditLog(d.store, d.jobs, d.bus, o);
+  // a long call's record is completed in its job's last commit
+  d.jobs.onFinishWrites((j) => log.finishWrites(j));
   d.registry?.documentRoutes('audit', AUDIT_ROUTE_DOCS);
   return {
     log,

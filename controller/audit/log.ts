@@ -5,7 +5,7 @@
 // completed (result, error, resource, duration) when its job finishes.
 import { randomUUID } from 'node:crypto';
 import { logger } from '../../shared/log.js';
-import type { InventoryStore, Resource, Filter } from '../store/types.js';
+import type { InventoryStore, Resource, Filter, StoreWrite } from '../store/types.js';
 import type { JobManager, JobView } from '../jobs/jobs.js';
 import type { EventBus } from '../events/bus.js';
 
@@ -60,6 +60,8 @@ export class AuditLog {
    * Another controller's job falls back to the query.
    */
   private pendingByJob = new Map<string, AuditRecord>();
+  /** Jobs whose end carried their record's completion (finishWrites). */
+  private withJobEnd = new Set<string>();
 
   constructor(
     private readonly store: InventoryStore,
@@ -90,8 +92,35 @@ export class AuditLog {
     if (this.timer) clearInterval(this.timer);
   }
 
-  async record(input: AuditInput): Promise<AuditRecord> {
-    const r: AuditRecord = {
+  /**
+   * The record of a call answered with a job, for the job's first commit (the caller writes
+   * it: jobs' StartOptions.writes); completed in the job's last commit (finishWrites).
+   */
+  accept(input: AuditInput): AuditRecord {
+    const r = this.recordOf(input);
+    if (r.jobUuid && this.pendingByJob.size < 100_000) this.pendingByJob.set(r.jobUuid, r);
+    return r;
+  }
+
+  /** An accepted record that was not written after all (the job's start failed). */
+  forget(r: AuditRecord): void {
+    if (r.jobUuid && this.pendingByJob.get(r.jobUuid) === r) this.pendingByJob.delete(r.jobUuid);
+  }
+
+  /**
+   * For JobManager.onFinishWrites: the completion of this process's accepted record of the
+   * job, committed with the job's end. The job.finished event then leaves it alone (the end
+   * was written with it, or not at all: then the job stays Running for the next start).
+   */
+  finishWrites(j: JobView): StoreWrite[] {
+    const a = this.pendingByJob.get(j.uuid);
+    if (!a || a.result !== 'Accepted' || j.state === 'Running') return [];
+    this.withJobEnd.add(j.uuid);
+    return [{ op: 'update', uuid: a.uuid, patch: this.completion(a, j) }];
+  }
+
+  private recordOf(input: AuditInput): AuditRecord {
+    return {
       ...input,
       uuid: randomUUID(),
       kind: AUDIT_KIND,
@@ -101,6 +130,10 @@ export class AuditLog {
       ownerAccountUuid: input.accountUuid,
       tags: [],
     };
+  }
+
+  async record(input: AuditInput): Promise<AuditRecord> {
+    const r = this.recordOf(input);
     const out = await this.store.create(r);
     if (r.jobUuid && r.result === 'Accepted' && this.pendingByJob.size < 100_000) this.pendingByJob.set(r.jobUuid, out);
     if (r.jobUuid) {
@@ -116,15 +149,20 @@ export class AuditLog {
     if (j.state === 'Running') return;
     const known = this.pendingByJob.get(j.uuid);
     this.pendingByJob.delete(j.uuid);
+    if (this.withJobEnd.delete(j.uuid)) return;
     const a = known ?? (await this.store.list<AuditRecord>({ kind: AUDIT_KIND, filters: [{ field: 'jobUuid', op: '=', value: j.uuid }], limit: 1 })).items[0];
     if (!a || a.result !== 'Accepted') return;
+    await this.store.update(a.uuid, this.completion(a, j));
+  }
+
+  private completion(a: AuditRecord, j: Pick<JobView, 'state' | 'error' | 'result' | 'resourceUuid' | 'finishDate'>): Partial<AuditRecord> {
     const patch: Partial<AuditRecord> = { result: j.state === 'Succeeded' ? 'Succeeded' : 'Failed' };
     const resultUuid = (j.result as { uuid?: unknown } | undefined)?.uuid;
     const resourceUuid = a.resourceUuid ?? j.resourceUuid ?? (typeof resultUuid === 'string' ? resultUuid : undefined);
     if (resourceUuid) patch.resourceUuid = resourceUuid;
     if (j.error?.code) patch.errorCode = j.error.code;
     if (j.finishDate) patch.duration = Math.max(0, Date.parse(j.finishDate) - Date.parse(a.startTime));
-    await this.store.update(a.uuid, patch);
+    return patch;
   }
 
   /** Delete records older than the retention; returns how many. */

@@ -130,7 +130,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
       // the VM record gets its placement with its NICs in the next step (only store claims in
       // between, no agent call): journaled, so a resumed ips step writes it too
       ctx.data.placement = { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' };
-      await ctx.save();
+      // no save of its own (issue 19): the ips step's first save, the next store write of this
+      // flow (only reads in between), journals the host with the NIC it is about to claim; a
+      // crash before it finds the journal at an earlier step, whose resumed run reaches this
+      // step again and finds the reservation (allocation is idempotent per VM)
       injectFault(FLOW, 'host');
     },
     async rollback(ctx) {

@@ -56,7 +56,19 @@ export interface StartOptions {
   accountUuid: string;
   resourceUuid?: string;
   context?: Record<string, unknown>;
+  /**
+   * Store writes to commit with the job's first doc (one commit, before the job is acknowledged):
+   * what records the request itself (its audit record, issue 19). Given the job's uuid.
+   */
+  writes?: AcceptWrites;
 }
+
+/**
+ * A request answered with a job (202) may carry, in its Koa `ctx.state[ACCEPT_WRITES]`, store
+ * writes for the job's first doc (StartOptions.writes): the API passes them on.
+ */
+export const ACCEPT_WRITES = 'jobAcceptWrites';
+export type AcceptWrites = (jobUuid: string) => StoreWrite[];
 
 export type JobFn<T> = (jc: JobContext) => Promise<T>;
 export type Resumer = (job: JobDoc, jc: JobContext) => Promise<unknown>;
@@ -168,7 +180,9 @@ export class JobManager {
     const doc: JobDoc = { uuid: randomUUID(), type: o.type, state: 'Running', progress: 0, accountUuid: o.accountUuid, controllerId: this.instanceId, createDate: now, lastOpDate: now };
     if (o.resourceUuid) doc.resourceUuid = o.resourceUuid;
     if (o.context) doc.context = o.context;
-    await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+    const extra = o.writes?.(doc.uuid) ?? [];
+    if (extra.length) await this.store.batch([{ op: 'putDoc', collection: JOB_DOCS, id: doc.uuid, doc }, ...extra]);
+    else await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
     this.emit('job.created', doc);
     this.track(doc, fn);
     return jobView(doc);
@@ -234,13 +248,20 @@ export class JobManager {
       doc.progress = 100;
       if (result !== undefined) doc.result = result;
     }
+    // a resource the end's writes update may be gone (an audit record pruned meanwhile): the
+    // end is then written without those updates rather than not at all
+    let updates = true;
     for (let i = 0; !this.closed; i++) {
       try {
-        const extra = this.finishWrites.flatMap((fn) => fn(doc));
+        const extra = this.finishWrites.flatMap((fn) => fn(doc)).filter((w) => updates || w.op !== 'update');
         if (extra.length) await this.store.batch([{ op: 'putDoc', collection: JOB_DOCS, id: doc.uuid, doc }, ...extra]);
         else await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
         break;
       } catch (e) {
+        if (updates && e instanceof TStackError && e.code === 'NOT_FOUND') {
+          updates = false;
+          continue;
+        }
         if (i >= 4) {
           log.error({ err: e, job: doc.uuid }, 'could not persist the end of a job');
           break;
