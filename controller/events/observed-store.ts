@@ -65,6 +65,7 @@ export function observedStore(inner: InventoryStore, bus: EventBus): InventorySt
       writes.forEach((w, i) => {
         const r = out[i];
         if (w.op === 'create' || w.op === 'update') count(w.op, r!.kind);
+        else if (w.op === 'claim' || w.op === 'release') count(w.op, ns(w.namespace));
         else count(w.op, w.collection);
         if (r) pub(w.op === 'create' ? 'resource.created' : 'resource.updated', r);
       });

@@ -110,32 +110,62 @@ end
 return 0
 `;
 
-// Several writes at once (InventoryStore.batch). KEYS: the n resource keys, then the doc hashes.
-// ARGV[3]: n; then per resource key its expected JSON ('' = absent) and next JSON; then per doc
-// hash 'put' or 'del', the id and the JSON ('' for del). Every expectation is checked before
-// anything is written: returns 0 when all were written, else the 1-based position of the first
-// resource key whose current value is not the expected one (nothing written).
+// Several writes at once (InventoryStore.batch). KEYS: the n resource keys, then the d doc
+// hashes, then a claims hash per claim or release. ARGV[3]: n, ARGV[4]: d; then per resource key
+// its expected JSON ('' = absent) and next JSON; then per doc hash 'put' or 'del', the id and the
+// JSON ('' for del); then per claims hash 'claim', 'release' (only the owner's) or 'release-any',
+// the key and the owner. Every expectation and claim is checked before anything is written (a
+// claim against what the earlier claims and releases of the batch did): returns 0 when all were
+// written, else the 1-based position of the first resource key whose current value is not the
+// expected one, or minus the 1-based position of the first claim held by another owner (nothing
+// written).
 export const BATCH = `${INDEX_LUA}
-local n = tonumber(ARGV[3])
+local n, d = tonumber(ARGV[3]), tonumber(ARGV[4])
 for i = 1, n do
   local cur = redis.call('GET', KEYS[i])
-  local expected = ARGV[2 + 2 * i]
+  local expected = ARGV[3 + 2 * i]
   if expected == '' then
     if cur then return i end
   elseif cur ~= expected then
     return i
   end
 end
-for i = 1, n do
-  local expected = ARGV[2 + 2 * i]
-  if expected ~= '' then index(expected, 'SREM') end
-  redis.call('SET', KEYS[i], ARGV[3 + 2 * i])
-  index(ARGV[3 + 2 * i], 'SADD')
+local c0 = 5 + 2 * n + 3 * d
+-- (claims hash, key) -> owner after the batch's claims so far (false: released)
+local held = {}
+local function slot(j) return KEYS[n + d + j] .. ' ' .. ARGV[c0 + 3 * (j - 1) + 1] end
+for j = 1, #KEYS - n - d do
+  local a = c0 + 3 * (j - 1)
+  local id = slot(j)
+  local cur = held[id]
+  if cur == nil then cur = redis.call('HGET', KEYS[n + d + j], ARGV[a + 1]) end
+  if ARGV[a] == 'claim' then
+    if cur and cur ~= ARGV[a + 2] then return -j end
+    held[id] = ARGV[a + 2]
+  elseif ARGV[a] == 'release-any' or cur == ARGV[a + 2] then
+    held[id] = false
+  end
 end
-local a = 4 + 2 * n
-for j = n + 1, #KEYS do
-  if ARGV[a] == 'put' then redis.call('HSET', KEYS[j], ARGV[a + 1], ARGV[a + 2]) else redis.call('HDEL', KEYS[j], ARGV[a + 1]) end
+for i = 1, n do
+  local expected = ARGV[3 + 2 * i]
+  if expected ~= '' then index(expected, 'SREM') end
+  redis.call('SET', KEYS[i], ARGV[4 + 2 * i])
+  index(ARGV[4 + 2 * i], 'SADD')
+end
+local a = 5 + 2 * n
+for k = n + 1, n + d do
+  if ARGV[a] == 'put' then redis.call('HSET', KEYS[k], ARGV[a + 1], ARGV[a + 2]) else redis.call('HDEL', KEYS[k], ARGV[a + 1]) end
   a = a + 3
+end
+local done = {}
+for j = 1, #KEYS - n - d do
+  local id = slot(j)
+  local v = held[id]
+  if v ~= nil and not done[id] then
+    done[id] = true
+    local k, key = KEYS[n + d + j], ARGV[c0 + 3 * (j - 1) + 1]
+    if v then redis.call('HSET', k, key, v) else redis.call('HDEL', k, key) end
+  end
 end
 return 0
 `;

@@ -29,6 +29,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { TStackError } from '../../shared/errors.js';
+import { claimConflict } from './claim-conflict.js';
 import type { InventoryStore, Query, QueryResult, QuotaExceeded, Reservation, Resource, StoreWrite } from './types.js';
 import { INDEXED_FIELDS, checkCompoundIndexes, checkIndexedFields } from './indexes.js';
 import { BATCH, CAS, CREATE_MANY, REINDEX, LIST_PAGE, CLAIM, RELEASE_IF_OWNER, RESERVE, UNRESERVE, COMPOUND_ON } from './redis-scripts.js';
@@ -288,6 +289,7 @@ export class RedisStore implements InventoryStore {
       const recs = new Map<string, { expected: string; next: Resource | undefined }>();
       updated.forEach((u, i) => recs.set(u, { expected: raws[i] ?? '', next: raws[i] == null ? undefined : (JSON.parse(raws[i]!) as Resource) }));
       const docs: Array<{ key: string; op: 'put' | 'del'; id: string; body: string }> = [];
+      const claims: Array<{ namespace: string; op: 'claim' | 'release' | 'release-any'; key: string; owner: string }> = [];
       const out = writes.map((w): Resource | undefined => {
         switch (w.op) {
           case 'create': {
@@ -309,15 +311,27 @@ export class RedisStore implements InventoryStore {
           case 'deleteDoc':
             docs.push({ key: `${this.prefix}d:${w.collection}`, op: 'del', id: w.id, body: '' });
             return undefined;
+          case 'claim':
+            claims.push({ namespace: w.namespace, op: 'claim', key: w.key, owner: w.owner });
+            return undefined;
+          case 'release':
+            claims.push({ namespace: w.namespace, op: w.owner === undefined ? 'release-any' : 'release', key: w.key, owner: w.owner ?? '' });
+            return undefined;
         }
       });
       const res = [...recs].filter(([, r]) => r.next !== undefined) as Array<[string, { expected: string; next: Resource }]>;
-      const args: string[] = [String(res.length)];
+      const args: string[] = [String(res.length), String(docs.length)];
       for (const [, r] of res) args.push(r.expected, JSON.stringify(r.next));
       for (const d of docs) args.push(d.op, d.id, d.body);
-      const keys = [...res.map(([u]) => this.key(u)), ...docs.map((d) => d.key)];
+      for (const c of claims) args.push(c.op, c.key, c.owner);
+      const keys = [...res.map(([u]) => this.key(u)), ...docs.map((d) => d.key), ...claims.map((c) => `${this.prefix}c:${c.namespace}`)];
       const at = (await this.script(BATCH, keys.length, ...keys, this.prefix, this.fieldsArg, ...args)) as number;
       if (at === 0) return out;
+      if (at < 0) {
+        const c = claims[-at - 1]!;
+        // the holder as it is now (the error's detail only)
+        throw claimConflict(c.namespace, c.key, (await this.r.hget(`${this.prefix}c:${c.namespace}`, c.key)) ?? undefined);
+      }
       const [uuid, r] = res[at - 1]!;
       // a record this batch creates exists already: CONFLICT; one it updates moved: again
       if (r.expected === '' && !updated.includes(uuid)) throw new TStackError('CONFLICT', `${r.next.kind} ${uuid} already exists`, { uuid, kind: r.next.kind });

@@ -20,6 +20,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TStackError } from '../../shared/errors.js';
+import { claimConflict } from './claim-conflict.js';
 import type { InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Resource, StoreWrite, ViewPage } from './types.js';
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
 import { applyPatch, checkField, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
@@ -330,6 +331,14 @@ export class SqliteStore implements InventoryStore {
           case 'deleteDoc':
             this.removeDoc(w.collection, w.id);
             return undefined;
+          case 'claim': {
+            const holder = this.claimRow(w.namespace, w.key, w.owner);
+            if (holder !== undefined) throw claimConflict(w.namespace, w.key, holder);
+            return undefined;
+          }
+          case 'release':
+            this.releaseRow(w.namespace, w.key, w.owner);
+            return undefined;
         }
       }),
     );
@@ -459,18 +468,25 @@ export class SqliteStore implements InventoryStore {
     return rows.map((r) => JSON.parse(r.body) as T);
   }
 
+  /** A claim's insert (inside a transaction): undefined when granted, else the other owner holding it. */
+  private claimRow(namespace: string, key: string, owner: string): string | undefined {
+    const ins = this.prep('INSERT OR IGNORE INTO claims (ns, key, owner, create_date) VALUES (?,?,?,?)').run(namespace, key, owner, nowIso());
+    if (ins.changes > 0) return undefined;
+    const row = this.prep('SELECT owner FROM claims WHERE ns = ? AND key = ?').get(namespace, key) as { owner: string } | undefined;
+    return row?.owner === owner ? undefined : (row?.owner ?? '');
+  }
+
+  private releaseRow(namespace: string, key: string, owner: string | undefined): void {
+    if (owner === undefined) this.prep('DELETE FROM claims WHERE ns = ? AND key = ?').run(namespace, key);
+    else this.prep('DELETE FROM claims WHERE ns = ? AND key = ? AND owner = ?').run(namespace, key, owner);
+  }
+
   async claim(namespace: string, key: string, owner: string): Promise<boolean> {
-    return this.immediate((): boolean => {
-      const ins = this.prep('INSERT OR IGNORE INTO claims (ns, key, owner, create_date) VALUES (?,?,?,?)').run(namespace, key, owner, nowIso());
-      if (ins.changes > 0) return true;
-      const row = this.prep('SELECT owner FROM claims WHERE ns = ? AND key = ?').get(namespace, key) as { owner: string } | undefined;
-      return row?.owner === owner;
-    });
+    return this.immediate((): boolean => this.claimRow(namespace, key, owner) === undefined);
   }
 
   async release(namespace: string, key: string, owner?: string): Promise<void> {
-    if (owner === undefined) this.prep('DELETE FROM claims WHERE ns = ? AND key = ?').run(namespace, key);
-    else this.prep('DELETE FROM claims WHERE ns = ? AND key = ? AND owner = ?').run(namespace, key, owner);
+    this.releaseRow(namespace, key, owner);
   }
 
   async claims(namespace: string): Promise<Array<{ key: string; owner: string }>> {

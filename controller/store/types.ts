@@ -99,12 +99,19 @@ export interface QuotaExceeded {
 /**
  * One write of a batch (InventoryStore.batch): the same operations as the single calls, with
  * the same semantics (a create CONFLICTs on an existing uuid, an update NOT_FOUNDs on a missing one).
+ * A claim is store.claim's (issue 19: an allocator's claim rides with the writes that record it):
+ * granted when the key is free or `owner` holds it already; held by another owner, the whole
+ * batch is refused with CONFLICT, details {namespace, key, holder} (claimRefused tells it apart).
  */
 export type StoreWrite =
   | { op: 'create'; resource: Resource }
   | { op: 'update'; uuid: string; patch: Partial<Resource> }
   | { op: 'putDoc'; collection: string; id: string; doc: unknown }
-  | { op: 'deleteDoc'; collection: string; id: string };
+  | { op: 'deleteDoc'; collection: string; id: string }
+  | ClaimWrite
+  | { op: 'release'; namespace: string; key: string; owner?: string };
+
+export type ClaimWrite = { op: 'claim'; namespace: string; key: string; owner: string };
 
 export interface InventoryStore {
   readonly backend: 'sqlite' | 'redis';

@@ -85,7 +85,9 @@ async function single(s: SqliteStore, w: StoreWrite): Promise<void> {
   if (w.op === 'create') await s.create(w.resource);
   else if (w.op === 'update') await s.update(w.uuid, w.patch);
   else if (w.op === 'putDoc') await s.putDoc(w.collection, w.id, w.doc);
-  else await s.deleteDoc(w.collection, w.id);
+  else if (w.op === 'deleteDoc') await s.deleteDoc(w.collection, w.id);
+  else if (w.op === 'claim') await s.claim(w.namespace, w.key, w.owner);
+  else await s.release(w.namespace, w.key, w.owner);
 }
 
 async function replay(s: SqliteStore, j: number, shape: Shape): Promise<number> {

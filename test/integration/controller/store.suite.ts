@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Filter, InventoryStore, Position, Query, Resource } from '../../../controller/store/types.js';
 import { positionOf } from '../../../controller/store/query.js';
 import { TStackError } from '../../../shared/errors.js';
+import { claimRefused } from '../../../controller/store/claim-conflict.js';
 import { ORDERED_FILTERS, churn, orderedAnswers, orderedVms, unpagedAnswers } from './ordered-pages.js';
 
 export interface StoreFixture {
@@ -310,6 +311,89 @@ export function storeSuite(fixture: StoreFixture): void {
       assert.equal(await store.get(fresh.uuid), undefined);
       assert.equal(await store.getDoc('journals', 'j2'), undefined);
       assert.equal((await store.get(h.uuid))?.name, h.name);
+    });
+
+    it('claims with the other writes: granted, again by the same owner, refused by another (CONFLICT, nothing written)', async () => {
+      const vm = { ...host(1), kind: 'vm-instance' };
+      const out = await store.batch([
+        { op: 'claim', namespace: 'ip:l3', key: '10.0.0.2', owner: 'nic-1' },
+        { op: 'create', resource: vm },
+        { op: 'claim', namespace: 'mac', key: 'fa:00', owner: 'nic-1' },
+        { op: 'putDoc', collection: 'journals', id: 'j1', doc: { n: 1 } },
+      ]);
+      assert.deepEqual([out[0], out[2], out[3]], [undefined, undefined, undefined]);
+      assert.equal(out[1]?.uuid, vm.uuid);
+      assert.deepEqual(await store.claims('ip:l3'), [{ key: '10.0.0.2', owner: 'nic-1' }]);
+      assert.deepEqual(await store.claims('mac'), [{ key: 'fa:00', owner: 'nic-1' }]);
+      // a resumed step claims again what its owner holds: granted, as store.claim
+      await store.batch([{ op: 'claim', namespace: 'ip:l3', key: '10.0.0.2', owner: 'nic-1' }, { op: 'update', uuid: vm.uuid, patch: { n: 2 } }]);
+      assert.equal((await store.get(vm.uuid))?.n, 2);
+      assert.equal(await store.claim('ip:l3', '10.0.0.2', 'nic-2'), false, 'store.claim agrees');
+      // held by another owner: the whole batch is refused, the claim before it included
+      const fresh = host(2);
+      const e = await rejectsWith(
+        store.batch([
+          { op: 'claim', namespace: 'ip:l3', key: '10.0.0.3', owner: 'nic-2' },
+          { op: 'create', resource: fresh },
+          { op: 'update', uuid: vm.uuid, patch: { n: 3 } },
+          { op: 'putDoc', collection: 'journals', id: 'j2', doc: 1 },
+          { op: 'claim', namespace: 'mac', key: 'fa:00', owner: 'nic-2' },
+        ]),
+        'CONFLICT',
+      );
+      assert.deepEqual(claimRefused(e), { namespace: 'mac', key: 'fa:00' });
+      assert.equal(e.details?.holder, 'nic-1');
+      assert.equal(await store.get(fresh.uuid), undefined);
+      assert.equal((await store.get(vm.uuid))?.n, 2);
+      assert.equal(await store.getDoc('journals', 'j2'), undefined);
+      assert.deepEqual(await store.claims('ip:l3'), [{ key: '10.0.0.2', owner: 'nic-1' }]);
+      assert.deepEqual(await store.claims('mac'), [{ key: 'fa:00', owner: 'nic-1' }]);
+      // another batch conflict is not a claim's
+      assert.equal(claimRefused(await rejectsWith(store.batch([{ op: 'create', resource: vm }]), 'CONFLICT')), undefined);
+    });
+
+    it('claims and releases in order: a later one sees an earlier one; a release by a non-owner does nothing', async () => {
+      await store.claim('ip:l3', 'a', 'x');
+      await store.claim('ip:l3', 'b', 'y');
+      await store.batch([
+        { op: 'release', namespace: 'ip:l3', key: 'a', owner: 'x' },
+        { op: 'claim', namespace: 'ip:l3', key: 'a', owner: 'z' },
+        { op: 'release', namespace: 'ip:l3', key: 'b', owner: 'not-y' },
+        { op: 'claim', namespace: 'ip:l3', key: 'c', owner: 'z' },
+        { op: 'release', namespace: 'ip:l3', key: 'c' },
+      ]);
+      assert.deepEqual(await store.claims('ip:l3'), [
+        { key: 'a', owner: 'z' },
+        { key: 'b', owner: 'y' },
+      ]);
+      // claimed twice in one batch by two owners: refused
+      const e = await rejectsWith(store.batch([{ op: 'claim', namespace: 'mac', key: 'm', owner: 'p' }, { op: 'claim', namespace: 'mac', key: 'm', owner: 'q' }]), 'CONFLICT');
+      assert.deepEqual(claimRefused(e), { namespace: 'mac', key: 'm' });
+      assert.deepEqual(await store.claims('mac'), []);
+      // a release then the claim in one batch takes it from another owner
+      await store.batch([{ op: 'release', namespace: 'ip:l3', key: 'b' }, { op: 'claim', namespace: 'ip:l3', key: 'b', owner: 'z' }]);
+      assert.deepEqual((await store.claims('ip:l3')).map((c) => c.owner), ['z', 'z']);
+    });
+
+    it('20 concurrent batches claiming one key from two connections: one wins, the others write nothing', async () => {
+      const peer = await fixture.openPeer();
+      try {
+        const res = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) =>
+            (i % 2 ? peer : store).batch([
+              { op: 'putDoc', collection: 'c', id: `d${i}`, doc: i },
+              { op: 'claim', namespace: 'mac', key: '52:54:00:00:00:01', owner: `owner-${i}` },
+            ]),
+          ),
+        );
+        const won = res.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+        assert.equal(won.length, 1, JSON.stringify(res.map((r) => r.status)));
+        for (const r of res) if (r.status === 'rejected') assert.deepEqual(claimRefused(r.reason), { namespace: 'mac', key: '52:54:00:00:00:01' });
+        assert.deepEqual(await store.claims('mac'), [{ key: '52:54:00:00:00:01', owner: `owner-${won[0]}` }]);
+        assert.deepEqual((await store.listDocs('c')).map((d) => d.id), [`d${won[0]}`]);
+      } finally {
+        await peer.close();
+      }
     });
 
     it('concurrent batches and updates of one record from two connections lose no write', async () => {
