@@ -7,7 +7,8 @@
 // Reserving is optimistic: claim, re-read the total, and if a concurrent reservation (another
 // process) pushed it over the limit, give the claim back and report a lost race; callers retry.
 // Every claim and release of these namespaces goes through this module (its view follows them).
-import type { InventoryStore } from '../store/types.js';
+import type { ClaimWrite, InventoryStore } from '../store/types.js';
+import { claimRefused } from '../store/claim-conflict.js';
 import { ResourceQueues } from '../workflow/queues.js';
 
 export type Amounts = Record<string, number>;
@@ -141,11 +142,32 @@ function noteHeld(store: InventoryStore, ns: string, consumer: string, amounts: 
 
 export type ReserveResult = 'reserved' | 'full' | 'race';
 
+/** How a reservation's claim is written: true when granted (store.claim by default). */
+export type Claimer = (claim: ClaimWrite) => Promise<boolean>;
+
+/**
+ * A claimer writing the claim with other writes (a flow's journal save, a record: one commit,
+ * issue 19) through `commit`, a store batch: refused for this claim → false; any other error
+ * is thrown (nothing of the batch was written).
+ */
+export function batchClaimer(commit: (claim: ClaimWrite) => Promise<unknown>): Claimer {
+  return async (w) => {
+    try {
+      await commit(w);
+      return true;
+    } catch (e) {
+      const c = claimRefused(e);
+      if (c?.namespace === w.namespace && c.key === w.key) return false;
+      throw e;
+    }
+  };
+}
+
 /**
  * Reserve `amounts` for `consumer` if `fits(totalAfter)` holds. Idempotent for the same
- * consumer and amounts (a resumed flow may reserve again).
+ * consumer and amounts (a resumed flow may reserve again). `claim`: how the claim is written.
  */
-export async function reserve(store: InventoryStore, ns: string, consumer: string, amounts: Amounts, fits: (totalAfter: Amounts) => boolean): Promise<ReserveResult> {
+export async function reserve(store: InventoryStore, ns: string, consumer: string, amounts: Amounts, fits: (totalAfter: Amounts) => boolean, claim?: Claimer): Promise<ReserveResult> {
   const owner = JSON.stringify(amounts);
   const fitsWith = (total: Readonly<Amounts>): boolean => {
     const after = { ...total };
@@ -159,7 +181,9 @@ export async function reserve(store: InventoryStore, ns: string, consumer: strin
   const mine = before.holds(consumer);
   const count = before.count;
   if (!mine && !fitsWith(before.total)) return 'full';
-  if (!(await store.claim(ns, consumer, owner))) return 'race'; // same consumer, other amounts
+  // refused: the consumer holds other amounts here
+  const granted = claim ? await claim({ op: 'claim', namespace: ns, key: consumer, owner }) : await store.claim(ns, consumer, owner);
+  if (!granted) return 'race';
   if (mine) return 'reserved';
   noteHeld(store, ns, consumer, amounts);
   if (store.backend === 'sqlite' && count > POST_CHECK_MAX) return 'reserved';

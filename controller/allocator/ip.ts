@@ -8,7 +8,7 @@
 // the store claim still decides, a taken address is skipped; it is reloaded every 30 s and
 // follows this process's claims and releases, so the lowest free address is still the one given.
 import { TStackError, invalid } from '../../shared/errors.js';
-import type { InventoryStore, Resource } from '../store/types.js';
+import type { ClaimWrite, InventoryStore, Resource } from '../store/types.js';
 import { intToIp, ipToInt, subnetOf } from '../model/ipv4.js';
 
 export const ipNamespace = (l3NetworkUuid: string): string => `ip:${l3NetworkUuid}`;
@@ -225,24 +225,18 @@ export async function allocateIp(store: InventoryStore, req: IpRequest): Promise
 async function allocateIpIn(store: InventoryStore, req: IpRequest): Promise<IpAllocation> {
   const { l3, ranges, reserved } = await loadL3(store, req.l3NetworkUuid);
   const ns = ipNamespace(req.l3NetworkUuid);
-  if (ranges.length === 0) {
-    throw new TStackError('CAPACITY_EXCEEDED', `L3 network ${l3.name} (${l3.uuid}) has no IP range; add one first`, { l3NetworkUuid: l3.uuid, field: 'l3NetworkUuid' });
-  }
+  if (ranges.length === 0) throw noRange(l3);
 
   if (req.ip !== undefined) {
-    const ip = ipToInt(req.ip, 'ip');
-    const r = ranges.find((x) => ip >= x.start && ip <= x.end);
-    if (!r) throw invalid('ip', `${req.ip} is not in any IP range of L3 network ${l3.name}`);
-    if (isReserved(ip, r, reserved)) throw invalid('ip', `${req.ip} is reserved on L3 network ${l3.name} (network, broadcast, gateway or a reserved range)`);
+    const r = staticRange(l3, ranges, reserved, req.ip);
     if (await store.claim(ns, req.ip, req.owner)) {
       noteClaim(store, ns, req.ip);
-      return allocation(r, ip, req);
+      return allocation(r, ipToInt(req.ip), req);
     }
-    const holder = (await store.claims(ns)).find((c) => c.key === req.ip)?.owner;
-    throw new TStackError('CONFLICT', `${req.ip} on L3 network ${l3.name} is already in use${holder ? ` by ${holder}` : ''}`, { field: 'ip', ip: req.ip, owner: holder });
+    throw await inUse(store, l3, req.ip);
   }
 
-  if (req.newOwner && req.strategy !== 'random') return nextFree(store, ns, l3, ranges, reserved, req);
+  if (req.newOwner && req.strategy !== 'random') return nextFree(store, ns, l3, ranges, reserved, req, (ip) => store.claim(ns, ip, req.owner));
   const claims = await store.claims(ns);
   const mine = claims.find((c) => c.owner === req.owner);
   if (mine) {
@@ -274,6 +268,22 @@ async function allocateIpIn(store: InventoryStore, req: IpRequest): Promise<IpAl
   throw full(l3, ranges, total);
 }
 
+const noRange = (l3: Resource): TStackError => new TStackError('CAPACITY_EXCEEDED', `L3 network ${l3.name} (${l3.uuid}) has no IP range; add one first`, { l3NetworkUuid: l3.uuid, field: 'l3NetworkUuid' });
+
+/** The range of a requested (static) address; INVALID_ARGUMENT outside the ranges or on a reserved one. */
+function staticRange(l3: Resource, ranges: RangeInfo[], reserved: Array<[number, number]>, text: string): RangeInfo {
+  const ip = ipToInt(text, 'ip');
+  const r = ranges.find((x) => ip >= x.start && ip <= x.end);
+  if (!r) throw invalid('ip', `${text} is not in any IP range of L3 network ${l3.name}`);
+  if (isReserved(ip, r, reserved)) throw invalid('ip', `${text} is reserved on L3 network ${l3.name} (network, broadcast, gateway or a reserved range)`);
+  return r;
+}
+
+async function inUse(store: InventoryStore, l3: Resource, ip: string): Promise<TStackError> {
+  const holder = (await store.claims(ipNamespace(l3.uuid))).find((c) => c.key === ip)?.owner;
+  return new TStackError('CONFLICT', `${ip} on L3 network ${l3.name} is already in use${holder ? ` by ${holder}` : ''}`, { field: 'ip', ip, owner: holder });
+}
+
 function full(l3: Resource, ranges: RangeInfo[], total: number): TStackError {
   return new TStackError('CAPACITY_EXCEEDED', `L3 network ${l3.name} (${l3.uuid}) has no free IP address: all ${total} usable addresses of its ${ranges.length} range(s) are in use`, {
     l3NetworkUuid: l3.uuid,
@@ -282,11 +292,11 @@ function full(l3: Resource, ranges: RangeInfo[], total: number): TStackError {
 }
 
 /**
- * The lowest address the view has free, claimed in the store; a taken one (another process,
- * or a claim made outside this module) is marked and skipped. A stale view is reloaded first,
- * and once more before the L3 is declared full.
+ * The lowest address the view has free, taken with `take` (the store claim; a pick's: true, its
+ * caller claims it); a taken one (another process, or a claim made outside this module) is
+ * marked and skipped. A stale view is reloaded first, and once more before the L3 is declared full.
  */
-async function nextFree(store: InventoryStore, ns: string, l3: Resource, ranges: RangeInfo[], reserved: Array<[number, number]>, req: IpRequest): Promise<IpAllocation> {
+async function nextFree(store: InventoryStore, ns: string, l3: Resource, ranges: RangeInfo[], reserved: Array<[number, number]>, req: IpRequest, take: (ip: string) => Promise<boolean>): Promise<IpAllocation> {
   for (let pass = 0; pass < 2; pass++) {
     let v = viewsOf(store).get(ns);
     if (!v || pass > 0 || Date.now() - v.loadedAt > VIEW_MAX_AGE_MS) v = await loadView(store, ns);
@@ -296,7 +306,7 @@ async function nextFree(store: InventoryStore, ns: string, l3: Resource, ranges:
         if (isReserved(ip, r, reserved)) continue;
         const text = intToIp(ip);
         if (v.used.has(text)) continue;
-        const got = await store.claim(ns, text, req.owner);
+        const got = await take(text);
         v.used.add(text);
         v.gen++;
         if (got) {
@@ -310,6 +320,50 @@ async function nextFree(store: InventoryStore, ns: string, l3: Resource, ranges:
   let total = 0;
   for (const r of ranges) for (let ip = r.start; ip <= r.end; ip++) if (!isReserved(ip, r, reserved)) total++;
   throw full(l3, ranges, total);
+}
+
+/**
+ * An address for a new owner (IpRequest.newOwner) or a static one, not claimed yet: the caller
+ * writes `claim` with its own writes (the NIC record: one commit, issue 19), then tells how it
+ * went with ipTaken or ipUnclaimed. The view counts it as used meanwhile, so concurrent picks
+ * of this process differ. Other requests are allocated (claimed) here: `claim` is then the
+ * owner's claim again (granted).
+ */
+export async function pickIp(store: InventoryStore, req: IpRequest): Promise<{ allocation: IpAllocation; claim: ClaimWrite }> {
+  const ns = ipNamespace(req.l3NetworkUuid);
+  let a: IpAllocation;
+  if (req.ip !== undefined || (req.newOwner && req.strategy !== 'random')) {
+    const { l3, ranges, reserved } = await loadL3(store, req.l3NetworkUuid);
+    if (ranges.length === 0) throw noRange(l3);
+    if (req.ip === undefined) a = await nextFree(store, ns, l3, ranges, reserved, req, async () => true);
+    else {
+      a = allocation(staticRange(l3, ranges, reserved, req.ip), ipToInt(req.ip), req);
+      noteClaim(store, ns, req.ip);
+    }
+  } else a = await allocateIp(store, req);
+  return { allocation: a, claim: claimOf({ ...req, ip: a.ip }) };
+}
+
+const claimOf = (req: IpRequest): ClaimWrite => ({ op: 'claim', namespace: ipNamespace(req.l3NetworkUuid), key: String(req.ip), owner: req.owner });
+
+/**
+ * A picked address was claimed by another owner (the caller's batch was refused for it): the
+ * view keeps it as used. A static address: the CONFLICT naming its holder to throw; else
+ * undefined (pick again).
+ */
+export async function ipTaken(store: InventoryStore, l3NetworkUuid: string, ip: string, wasStatic: boolean): Promise<TStackError | undefined> {
+  if (!wasStatic) return undefined;
+  const l3 = await store.get(l3NetworkUuid);
+  return inUse(store, l3 ?? ({ uuid: l3NetworkUuid, name: l3NetworkUuid } as Resource), ip);
+}
+
+/** A picked address was not claimed (the caller's batch failed otherwise): free again in the view. */
+export function ipUnclaimed(store: InventoryStore, l3NetworkUuid: string, ip: string): void {
+  const v = viewsOf(store).get(ipNamespace(l3NetworkUuid));
+  if (!v || !v.used.delete(ip)) return;
+  const n = ipToIntOrNaN(ip);
+  if (n < v.low) v.low = n;
+  v.gen++;
 }
 
 /** Give an address back (only if `owner` holds it, when given). Idempotent. */

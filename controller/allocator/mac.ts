@@ -4,9 +4,15 @@
 // collision just tries another.
 import { randomBytes } from 'node:crypto';
 import { TStackError } from '../../shared/errors.js';
-import type { InventoryStore } from '../store/types.js';
+import type { ClaimWrite, InventoryStore } from '../store/types.js';
 
 export const MAC_NAMESPACE = 'mac';
+const TRIES = 64;
+
+/** A MAC's claim for `owner`, for a caller writing it with other writes (a batch): refused → pick another (macExhausted after MAC_TRIES). */
+export const macClaim = (mac: string, owner: string): ClaimWrite => ({ op: 'claim', namespace: MAC_NAMESPACE, key: mac.toLowerCase(), owner });
+export const MAC_TRIES = TRIES;
+export const macExhausted = (owner: string): TStackError => new TStackError('CAPACITY_EXCEEDED', `could not find a free MAC address after ${TRIES} tries`, { owner });
 
 export function randomKvmMac(): string {
   const b = randomBytes(3);
@@ -15,11 +21,11 @@ export function randomKvmMac(): string {
 
 /** A unique MAC held by `owner` (the NIC uuid). Record it in the flow's data and release it on rollback. */
 export async function allocateMac(store: InventoryStore, owner: string, gen: () => string = randomKvmMac): Promise<string> {
-  for (let i = 0; i < 64; i++) {
+  for (let i = 0; i < TRIES; i++) {
     const mac = gen();
     if (await store.claim(MAC_NAMESPACE, mac, owner)) return mac;
   }
-  throw new TStackError('CAPACITY_EXCEEDED', 'could not find a free MAC address after 64 tries', { owner });
+  throw macExhausted(owner);
 }
 
 /** Reserve a given MAC (imported VM, recovered NIC); CONFLICT if another owner holds it. */

@@ -7,9 +7,9 @@
 // LocalStorage note: capacity is tracked per storage, not per host (a local PS is one
 // resource per cluster here); a per-host split is future work.
 import { TStackError } from '../../shared/errors.js';
-import type { InventoryStore, Resource } from '../store/types.js';
+import type { ClaimWrite, InventoryStore, Resource } from '../store/types.js';
 import { attachedTo } from '../model/attachments.js';
-import { allocatorQueues, capacityNamespace, jitter, knownUsage, reserve, reserved, unreserve } from './capacity.js';
+import { allocatorQueues, batchClaimer, capacityNamespace, jitter, knownUsage, reserve, reserved, unreserve } from './capacity.js';
 
 export interface PsRequest {
   /** bytes (virtual size of the volume) */
@@ -107,8 +107,17 @@ function noPsError(req: PsRequest, rejected: Array<{ primaryStorageUuid: string;
   return new TStackError('CAPACITY_EXCEEDED', `no primary storage can hold ${fmt(req.size)}: ${why}`, { rejected });
 }
 
-/** Choose a primary storage and reserve `size` on it for `consumer` (the volume uuid). Idempotent per consumer. */
-export async function allocatePrimaryStorage(store: InventoryStore, req: PsRequest, consumer: string, policy: Partial<PsPolicy> = {}): Promise<{ primaryStorageUuid: string; primaryStorage: Resource }> {
+/**
+ * Writes a reservation's claim with the caller's writes in one batch (the volume's record),
+ * told the storage it is on; throws claimRefused's CONFLICT when refused.
+ */
+export type PsCommit = (claim: ClaimWrite, ps: Resource) => Promise<unknown>;
+
+/**
+ * Choose a primary storage and reserve `size` on it for `consumer` (the volume uuid). Idempotent
+ * per consumer (a consumer holding a reservation already gets it back without `commit`).
+ */
+export async function allocatePrimaryStorage(store: InventoryStore, req: PsRequest, consumer: string, policy: Partial<PsPolicy> = {}, commit?: PsCommit): Promise<{ primaryStorageUuid: string; primaryStorage: Resource }> {
   const p = { ...DEFAULT_PS_POLICY, ...policy };
   return allocatorQueues.run('ps-allocator', async () => {
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -121,7 +130,7 @@ export async function allocatePrimaryStorage(store: InventoryStore, req: PsReque
       if (ranked.length === 0) throw noPsError(req, rejected);
       let raced = false;
       for (const c of ranked) {
-        const res = await reserve(store, capacityNamespace('ps', c.ps.uuid), consumer, { size: req.size }, (after) => psFree({ ps: c.ps, used: after.size ?? 0 }, p) >= 0);
+        const res = await reserve(store, capacityNamespace('ps', c.ps.uuid), consumer, { size: req.size }, (after) => psFree({ ps: c.ps, used: after.size ?? 0 }, p) >= 0, commit && batchClaimer((w) => commit(w, c.ps)));
         if (res === 'reserved') return { primaryStorageUuid: c.ps.uuid, primaryStorage: c.ps };
         if (res === 'race') raced = true;
       }

@@ -20,8 +20,9 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource, StoreWrite } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { allocateHost, releaseHost } from '../allocator/host.js';
-import { allocateIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
-import { allocateMac, releaseMac, releaseMacsOf } from '../allocator/mac.js';
+import { ipNamespace, ipTaken, ipUnclaimed, pickIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
+import { MAC_NAMESPACE, MAC_TRIES, macClaim, macExhausted, releaseMac, releaseMacsOf } from '../allocator/mac.js';
+import { claimRefused } from '../store/claim-conflict.js';
 import { allocatePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
@@ -93,6 +94,52 @@ async function dataTemplate(ctx: Ctx, uuid: string, n: number): Promise<Resource
 const deps = (ctx: Ctx): CloudDeps => ctx.controller;
 /** The allocated host's cluster (journals written before clusterUuid was kept: from the host). */
 const clusterOf = async (ctx: Ctx): Promise<string> => ctx.data.clusterUuid ?? String((await mustGet(ctx.store, ctx.data.hostUuid!, 'host')).parentUuid);
+
+/** A NIC whose address and MAC claims and record the ips step's commit writes. */
+interface FreshNic {
+  nic: NicRec;
+  /** Its record (as the NIC is now: an address or MAC may be picked again). */
+  record: () => Resource;
+  staticIp: boolean;
+}
+
+/**
+ * The NICs' address and MAC claims with their records and the VM's vmNics and placement: one
+ * commit (issue 19: each claim was a commit of its own). Their owners are journaled before
+ * (pendingNic or nics), so a crash on either side leaks nothing. A claim another owner got
+ * first: that NIC's address (a static one: its CONFLICT) or MAC is picked again, journaled (a
+ * rollback releases the journaled address), and the commit tried again.
+ */
+async function commitNics(ctx: Ctx, fresh: FreshNic[]): Promise<Resource> {
+  for (let attempt = 0; ; attempt++) {
+    const writes: StoreWrite[] = [];
+    for (const { nic, record } of fresh) {
+      writes.push({ op: 'claim', namespace: ipNamespace(nic.l3NetworkUuid), key: nic.ip, owner: nic.uuid }, macClaim(nic.mac, nic.uuid), { op: 'create', resource: record() });
+    }
+    const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
+    // with the placement the host step journaled (absent in a journal of an older version, which wrote it there)
+    writes.push({ op: 'update', uuid: ctx.data.vm.uuid, patch: { ...ctx.data.placement, vmNics } });
+    try {
+      return (await ctx.store.batch(writes)).at(-1)!;
+    } catch (e) {
+      const c = claimRefused(e);
+      const f = c && fresh.find(({ nic }) => (c.namespace === MAC_NAMESPACE ? nic.mac.toLowerCase() === c.key : c.namespace === ipNamespace(nic.l3NetworkUuid) && nic.ip === c.key));
+      const taken = f && c.namespace !== MAC_NAMESPACE ? await ipTaken(ctx.store, f.nic.l3NetworkUuid, f.nic.ip, f.staticIp) : undefined;
+      if (!f || taken || attempt >= MAC_TRIES) {
+        // nothing claimed: the addresses are free again in the allocator's view (but the one another owner holds)
+        const held = f && c.namespace !== MAC_NAMESPACE ? f.nic : undefined;
+        for (const { nic } of fresh) if (nic !== held) ipUnclaimed(ctx.store, nic.l3NetworkUuid, nic.ip);
+        throw taken ?? (f && c.namespace === MAC_NAMESPACE ? macExhausted(f.nic.uuid) : e);
+      }
+      if (c.namespace === MAC_NAMESPACE) f.nic.mac = randomMac();
+      else {
+        const { allocation: a } = await pickIp(ctx.store, { l3NetworkUuid: f.nic.l3NetworkUuid, owner: f.nic.uuid, newOwner: true });
+        Object.assign(f.nic, { ip: a.ip, netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid });
+      }
+      await ctx.save();
+    }
+  }
+}
 
 const steps: Array<FlowStep<VmCreateData>> = [
   {
@@ -168,13 +215,13 @@ const steps: Array<FlowStep<VmCreateData>> = [
         clusterUuid,
         internalName: `vn${nic.uuid.replace(/-/g, '').slice(0, 11)}`,
       });
-      // the NIC records, written with the VM's vmNics in one commit at the end of the step
-      const writes: StoreWrite[] = [];
+      // the NICs whose claims and records are written with the VM's vmNics in one commit at the end of the step
+      const fresh: FreshNic[] = [];
       for (const [i, l3] of (vm.l3NetworkUuids as string[]).entries()) {
         const had = ctx.data.nics.find((n) => n.l3NetworkUuid === l3);
         if (had) {
-          // journaled before a crash: its record may not have been written
-          if (ctx.resumed && !(await ctx.store.get(had.uuid))) writes.push({ op: 'create', resource: nicRecord(had, i) });
+          // journaled before a crash: its record (and its claims, written with it) may not have been written
+          if (ctx.resumed && !(await ctx.store.get(had.uuid))) fresh.push({ nic: had, record: () => nicRecord(had, i), staticIp: statics.some((s) => s.l3NetworkUuid === l3) });
           continue;
         }
         const nicUuid = randomUUID();
@@ -182,23 +229,20 @@ const steps: Array<FlowStep<VmCreateData>> = [
         // between a claim and the save that records it
         ctx.data.pendingNic = { uuid: nicUuid, l3NetworkUuid: l3 };
         await ctx.save();
-        const req: Parameters<typeof allocateIp>[1] = { l3NetworkUuid: l3, owner: nicUuid, newOwner: true };
+        const req: Parameters<typeof pickIp>[1] = { l3NetworkUuid: l3, owner: nicUuid, newOwner: true };
         const st = statics.find((s) => s.l3NetworkUuid === l3);
         if (st) req.ip = st.ip;
-        const a = await allocateIp(ctx.store, req);
-        const mac = await allocateMac(ctx.store, nicUuid, randomMac);
-        const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac, netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
+        // picked, claimed by the step's commit (commitNics)
+        const { allocation: a } = await pickIp(ctx.store, req);
+        const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac: randomMac(), netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
         // not saved here: the journal's pendingNic covers the claims and the NIC record until
         // the next save (the next NIC's, or the root volume's) records the NIC itself; a NIC
         // journaled whose record is not written yet is made by a resumed run (above)
         ctx.data.nics.push(nic);
         delete ctx.data.pendingNic;
-        writes.push({ op: 'create', resource: nicRecord(nic, i) });
+        fresh.push({ nic, record: () => nicRecord(nic, i), staticIp: st !== undefined });
       }
-      const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
-      // with the placement the host step journaled (absent in a journal of an older version, which wrote it there)
-      writes.push({ op: 'update', uuid: vm.uuid, patch: { ...ctx.data.placement, vmNics } });
-      ctx.data.vm = (await ctx.store.batch(writes)).at(-1)!;
+      ctx.data.vm = await commitNics(ctx, fresh);
       // guarded before it boots: the firewall is applied by the time the tap appears (rules match tap names)
       if (Array.isArray(vm.securityGroupUuids)) await joinVmGroups(ctx.store, vm.securityGroupUuids as string[], ctx.data.nics);
       injectFault(FLOW, 'ips');
@@ -236,20 +280,37 @@ const steps: Array<FlowStep<VmCreateData>> = [
       await ctx.save();
       const psReq: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid };
       if (typeof vm.primaryStorageUuidForRootVolume === 'string') psReq.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
-      const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, psReq, volUuid);
+      const record = (psUuid: string): StoreWrite => ({
+        op: 'create',
+        resource: {
+          uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
+          type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: psUuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
+        },
+      });
+      const rec = ctx.data.root;
+      // the volume's uuid is new: only a resumed run looks whether its record was written
+      const exists = ctx.resumed && (await ctx.store.get(volUuid)) !== undefined;
+      let made = false;
+      // the reservation's claim, the journal (the volume's storage) and the volume record: one
+      // commit (issue 19). Refused: the storage is not kept.
+      const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, psReq, volUuid, {}, async (claim, at) => {
+        rec.psUuid = at.uuid;
+        try {
+          await ctx.saveWith(exists ? [claim] : [claim, record(at.uuid)]);
+        } catch (e) {
+          delete rec.psUuid;
+          throw e;
+        }
+        made = true;
+      });
       ctx.memo.set('rootPs', ps);
-      ctx.data.root.psUuid = ps.uuid;
-      // the journal (the volume's storage) and the volume record: one commit
-      // (the volume's uuid is new: only a resumed run looks first)
-      if (!ctx.resumed || !(await ctx.store.get(volUuid))) {
-        await ctx.saveWith([{
-          op: 'create',
-          resource: {
-            uuid: volUuid, kind: 'volume', name: `ROOT-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
-            type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
-          },
-        }]);
-      } else await ctx.save();
+      rec.psUuid = ps.uuid;
+      // a resumed run's reservation was there already (no claim written): the record too, unless
+      // the journal is of an older version (claim, then record)
+      if (!made) {
+        if (!exists) await ctx.saveWith([record(ps.uuid)]);
+        else await ctx.save();
+      }
       const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
       if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
       ctx.progress(30, 'image cache');

@@ -3,12 +3,13 @@
 // rollback of the resumed flow releases what that owner holds.
 import assert from 'node:assert/strict';
 import { openStore } from '../../../controller/store/index.js';
-import type { InventoryStore, Resource } from '../../../controller/store/types.js';
+import type { InventoryStore, Resource, StoreWrite } from '../../../controller/store/types.js';
 import { vmCreateFlow, type VmCreateData } from '../../../controller/compute/vm.js';
 import { ipNamespace } from '../../../controller/allocator/ip.js';
 import { MAC_NAMESPACE } from '../../../controller/allocator/mac.js';
 import type { FlowContext } from '../../../controller/workflow/flow.js';
 import { logger } from '../../../shared/log.js';
+import type { TStackError } from '../../../shared/errors.js';
 
 const res = (kind: string, uuid: string, extra: Record<string, unknown> = {}): Resource =>
   ({ uuid, kind, name: uuid, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], ...extra }) as Resource;
@@ -48,21 +49,22 @@ describe('vm-create ips step: journal before claiming', () => {
   }
 
   it('the claim owner is in the journal before any claim; a crash right after claiming leaks nothing once rolled back', async () => {
-    // the "crash": the store dies right after the MAC claim succeeds
+    // the "crash": the store dies right after the commit with the claims (and the NIC record)
     let claims = 0;
     const crashing: InventoryStore = Object.create(store, {
-      claim: {
-        value: async (ns: string, key: string, owner: string) => {
-          const ok = await store.claim(ns, key, owner);
-          if (ns === MAC_NAMESPACE && ok) throw new Error('controller died');
-          claims++;
-          return ok;
+      batch: {
+        value: async (ws: StoreWrite[]) => {
+          const out = await store.batch(ws);
+          claims += ws.filter((w) => w.op === 'claim').length;
+          if (claims) throw new Error('controller died');
+          return out;
         },
       },
     });
     const { ctx, journal } = ctxFor(crashing);
+    await store.create(ctx.data.vm);
     await assert.rejects(ips.run(ctx), /controller died/);
-    assert.equal(claims, 1, 'the address was claimed');
+    assert.equal(claims, 2, 'the address and the MAC were claimed in one commit');
     const last = journal.at(-1)!;
     assert.ok(last.pendingNic, 'the NIC owner was journaled before claiming');
     assert.equal(last.nics.length, 0, 'the claims themselves never reached the journal');
@@ -89,6 +91,42 @@ describe('vm-create ips step: journal before claiming', () => {
     assert.deepEqual(await store.claims(ipNamespace('l3a')), []);
     assert.deepEqual(await store.claims(MAC_NAMESPACE), []);
     assert.equal(await store.get(ctx.data.nics[0]!.uuid), undefined);
+  });
+
+  it('an address another owner claimed meanwhile: the next one is picked, journaled and claimed with the NIC', async () => {
+    const first = ctxFor(store);
+    await store.create(first.ctx.data.vm);
+    await ips.run(first.ctx);
+    assert.equal(first.ctx.data.nics[0]!.ip, '10.0.0.10');
+    // behind the allocator's back (another controller): the address its view has next
+    assert.equal(await store.claim(ipNamespace('l3a'), '10.0.0.11', 'other'), true);
+    const { ctx, journal } = ctxFor(store);
+    ctx.data.vm = res('vm-instance', 'vm2', { l3NetworkUuids: ['l3a'] });
+    await store.create(ctx.data.vm);
+    await ips.run(ctx);
+    const nic = ctx.data.nics[0]!;
+    assert.equal(nic.ip, '10.0.0.12');
+    assert.equal(journal.at(-1)!.nics[0]?.ip, '10.0.0.12', 'the address picked again is journaled before its claim');
+    assert.equal((await store.get(nic.uuid))?.ip, '10.0.0.12');
+    assert.deepEqual((await store.claims(ipNamespace('l3a'))).map((c) => [c.key, c.owner]), [['10.0.0.10', first.ctx.data.nics[0]!.uuid], ['10.0.0.11', 'other'], ['10.0.0.12', nic.uuid]]);
+    assert.equal(((await store.get('vm2'))?.vmNics as Array<{ ip: string }>)[0]?.ip, '10.0.0.12');
+  });
+
+  it('a static address another owner holds: CONFLICT naming it, nothing written', async () => {
+    assert.equal(await store.claim(ipNamespace('l3a'), '10.0.0.15', 'other'), true);
+    const { ctx } = ctxFor(store);
+    ctx.data.vm = res('vm-instance', 'vm1', { l3NetworkUuids: ['l3a'], staticIps: [{ l3NetworkUuid: 'l3a', ip: '10.0.0.15' }] });
+    await store.create(ctx.data.vm);
+    await assert.rejects(ips.run(ctx), (e: TStackError) => e.code === 'CONFLICT' && /10\.0\.0\.15 on L3 network l3a is already in use by other/.test(e.message));
+    assert.deepEqual(await store.claims(MAC_NAMESPACE), []);
+    assert.deepEqual((await store.claims(ipNamespace('l3a'))).map((c) => c.owner), ['other']);
+    assert.equal((await store.list({ kind: 'vm-nic' })).total, 0);
+    // the next dynamic address is still the lowest free one
+    const next = ctxFor(store);
+    next.ctx.data.vm = res('vm-instance', 'vm3', { l3NetworkUuids: ['l3a'] });
+    await store.create(next.ctx.data.vm);
+    await ips.run(next.ctx);
+    assert.equal(next.ctx.data.nics[0]!.ip, '10.0.0.10');
   });
 
   it('a crash after the NIC record was made, before the next save: the journaled owner rolls back its claims and its record', async () => {
