@@ -21,6 +21,8 @@ describe('observed store: batch', () => {
         { op: 'create', resource: r },
         { op: 'update', uuid: 'v1', patch: { state: 'Running' } },
         { op: 'deleteDoc', collection: 'flow-journals', id: 'j' },
+        { op: 'claim', namespace: 'ip:l3a', key: '10.0.0.2', owner: 'n1' },
+        { op: 'release', namespace: 'mac', key: 'fa:00' },
       ]);
       assert.deepEqual(seen, ['resource.created v1 Starting', 'resource.updated v1 Running']);
       const c = storeOpCounts(store)!;
@@ -28,9 +30,11 @@ describe('observed store: batch', () => {
       assert.equal(c['create:vm-instance'], 1);
       assert.equal(c['update:vm-instance'], 1);
       assert.equal(c['deleteDoc:flow-journals'], 1);
+      assert.equal(c['claim:ip'], 1, 'a claim by its namespace without the L3, as store.claim counts');
+      assert.equal(c['release:mac'], 1);
       assert.equal(c.batch, 1);
-      assert.equal(c['batch:4'], 1);
-      assert.equal(c.batched, 4);
+      assert.equal(c['batch:6'], 1);
+      assert.equal(c.batched, 6);
       // a refused batch publishes and counts nothing
       await assert.rejects(store.batch([{ op: 'update', uuid: 'v1', patch: { x: 1 } }, { op: 'create', resource: r }]));
       assert.equal(seen.length, 2);
