@@ -30,6 +30,22 @@ function samePidNamespace(pid: number): boolean {
   }
 }
 
+/**
+ * Field 22 of /proc/<pid>/stat, the process's start time (clock ticks since boot): with the pid it
+ * names one process for good (a reused pid has another). Undefined when no such process runs.
+ */
+export function startTimeOf(pid: number): string | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2, in parentheses) may hold spaces: count from the last ')'
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ', 20);
+    // a killed process not yet reaped (zombie, dead) keeps its stat line: it runs no more
+    return f[0] === 'Z' || f[0] === 'X' ? undefined : f[19];
+  } catch {
+    return undefined;
+  }
+}
+
 /** The pid of the dnsmasq serving this directory, if it runs. */
 export function findDnsmasq(p: DnsmasqPaths): number | undefined {
   try {

@@ -9,7 +9,7 @@ import { TStackError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { flatNames, type FlatNames, type NameScheme } from './names.js';
 import { checkBridge, ensureNamespace, deleteNamespace, linkExists, netnsExists } from './netns.js';
-import { findDnsmasq, reloadDnsmasq, startDnsmasq, stopDnsmasq } from './dnsmasq.js';
+import { findDnsmasq, reloadDnsmasq, startDnsmasq, startTimeOf, stopDnsmasq } from './dnsmasq.js';
 import { MetadataServer } from './metadata/server.js';
 import { dnsmasqPaths, renderDhcpHosts, renderDhcpOpts, renderDnsmasqConf, renderHosts, renderServers, type DnsmasqPaths } from './render/dnsmasq.js';
 import { expandFlat, partsOfSaved, wholeFlat, type SavedFlat } from './render/flat-desired.js';
@@ -70,6 +70,37 @@ interface L3 {
   viaDelta?: boolean;
   /** desired.json's next content, written by flushSaves() (a function: made then, once). */
   pendingSave?: string | (() => string);
+  /** The dnsmasq found and checked by the last converge, and the DHCP entries its lease file was checked against (CheckedDnsmasq). */
+  checked?: CheckedDnsmasq;
+}
+
+/**
+ * What a converge found: dnsmasq's pid and start time (/proc/<pid>/stat) once findDnsmasq()
+ * had checked it (pid file, command line, PID namespace), and the entries its leases were
+ * filtered for. The next apply of the L3 takes the same process for its own by the start time
+ * alone (one read instead of three), and reads the lease file again only when a MAC/IP pair
+ * changed: while the pairs stay, dnsmasq (which answers only known MACs) writes no lease that
+ * filterLeases would drop. Dropped at every drift check (the periodic pass's `verify`, an
+ * identical re-send, the watchdog's heal), which checks everything again.
+ */
+interface CheckedDnsmasq {
+  pid: number;
+  start: string;
+  dhcp: DhcpEntrySpec[];
+}
+
+/** The same MAC/IP pairs in the same order (hostnames aside)? */
+function samePairs(a: DhcpEntrySpec[], b: DhcpEntrySpec[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.mac !== b[i]!.mac || a[i]!.ip !== b[i]!.ip) return false;
+  return true;
+}
+
+/** A drift check follows: every file compared with the disk, dnsmasq and its leases looked up in full. */
+function forgetChecks(st: L3): void {
+  st.files.forget();
+  delete st.checked;
 }
 
 /**
@@ -166,7 +197,7 @@ export class FlatService {
     delete st.applied;
     let wrote = this.writeDesired(st, text);
     if (!wrote) {
-      st.files.forget();
+      forgetChecks(st);
       wrote = this.writeDesired(st, text);
     }
     return wrote;
@@ -223,9 +254,14 @@ export class FlatService {
     }
     const confChanged = st.files.write(st.paths.conf, renderDnsmasqConf(st.network, st.names.nsVeth, st.paths));
     const filesChanged = this.renderFiles(st);
-    let pid = findDnsmasq(st.paths);
-    const leaseText = readIfExists(st.paths.leases);
-    const stale = leaseText === undefined ? [] : filterLeases(leaseText, st.dhcp).released;
+    const known = st.checked;
+    delete st.checked;
+    const same = known !== undefined && startTimeOf(known.pid) === known.start;
+    let pid = same ? known.pid : findDnsmasq(st.paths);
+    // the same process with the same pairs: its lease file holds nothing to drop (see CheckedDnsmasq)
+    const leasesKnown = same && samePairs(known.dhcp, st.dhcp);
+    const leaseText = leasesKnown ? '' : readIfExists(st.paths.leases);
+    const stale = leaseText === undefined || leasesKnown ? [] : filterLeases(leaseText, st.dhcp).released;
     let releasedLeases = 0;
     let changed = nsChanged || confChanged;
     if (pid !== undefined && (nsChanged || confChanged || stale.length > 0 || leaseText === undefined)) {
@@ -233,6 +269,7 @@ export class FlatService {
       await stopDnsmasq(st.paths);
       pid = undefined;
     }
+    const kept = pid !== undefined;
     if (pid === undefined) {
       // dnsmasq reads its leases only at start: drop the stale ones now (re-read: it may have written on exit)
       if (existsSync(st.paths.leases)) {
@@ -250,7 +287,10 @@ export class FlatService {
       changed = true;
     }
     await this.ensureMetadata(st, nsChanged);
-    return { changed: changed || filesChanged, releasedLeases, pid: pid ?? findDnsmasq(st.paths) };
+    pid ??= findDnsmasq(st.paths);
+    const start = pid === undefined ? undefined : same && kept && pid === known.pid ? known.start : startTimeOf(pid);
+    if (pid !== undefined && start !== undefined) st.checked = { pid, start, dhcp: st.dhcp };
+    return { changed: changed || filesChanged, releasedLeases, pid };
   }
 
   private renderFiles(st: L3): boolean {
@@ -357,8 +397,8 @@ export class FlatService {
     const again = text !== undefined && (st.applied === text || st.viaDelta === true);
     // the periodic pass says so (its DNS records usually come as an empty delta): the files
     // compared with the disk and the namespace checked in full (addresses, veth, routes), not
-    // only its existence; converge() always looks for dnsmasq and its lease file
-    if (again || req.verify === true) st.files.forget();
+    // only its existence; dnsmasq and its lease file are looked up in full (forgetChecks)
+    if (again || req.verify === true) forgetChecks(st);
     if (req.verify === true) delete st.ensured;
     if (text === undefined) delete st.applied;
     else st.applied = text;
@@ -451,7 +491,7 @@ export class FlatService {
     if (!st) return;
     const pid = findDnsmasq(st.paths);
     if (pid === undefined) this.o.log.warn({ l3: uuid, namespace: st.names.namespace }, 'dnsmasq is not running: restarting it');
-    st.files.forget();
+    forgetChecks(st);
     await this.converge(st, undefined);
   }
 

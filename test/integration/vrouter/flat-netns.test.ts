@@ -239,6 +239,15 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     assert.ok(r2.namespace.dnsmasqPid !== undefined && pidAlive(r2.namespace.dnsmasqPid));
     assert.equal((await dhcpOnce(vm1, script, dir))?.ip, '10.77.0.11');
     assert.equal((await curl(vm1, 'http://169.254.169.254/latest/user-data')).body, 'secret-of-vm1\n', 'metadata served again');
+
+    // killed between two applies that change the state (no drift check: the apply takes the
+    // dnsmasq it checked last by its pid and start time): the next apply finds it gone, starts another
+    const pid2 = r2.namespace.dnsmasqPid!;
+    process.kill(pid2, 'SIGKILL');
+    const r3 = await client.call(vrouter.FlatApply, A.ep, { ...want, nics: [{ ...NIC1, hostname: 'vm-one-renamed' }] });
+    assert.ok(r3.namespace.dnsmasqPid !== undefined && r3.namespace.dnsmasqPid !== pid2 && pidAlive(r3.namespace.dnsmasqPid), 'a new dnsmasq runs');
+    assert.equal((await dhcpOnce(vm1, script, dir))?.ip, '10.77.0.11');
+    await client.call(vrouter.FlatApply, A.ep, want);
   });
 
   it('agent SIGKILLed and restarted: dnsmasq keeps serving, leases renew, the agent re-adopts it', async () => {
