@@ -356,15 +356,31 @@ const steps: Array<FlowStep<VmCreateData>> = [
         const rec: VolRec = ctx.data.data[i] ?? { uuid: randomUUID(), size: Number(src.image ? o.size : o.diskSize), hostUuid };
         ctx.data.data[i] = rec;
         await ctx.save();
-        const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, { size: rec.size, clusterUuid }, rec.uuid);
-        rec.psUuid = ps.uuid;
-        await ctx.save();
-        if (!(await ctx.store.get(rec.uuid))) {
-          await ctx.store.create({
+        const record = (psUuid: string): StoreWrite => ({
+          op: 'create',
+          resource: {
             uuid: rec.uuid, kind: 'volume', name: `DATA-${i + 1}-for-${vm.name}`, createDate: '', lastOpDate: '', ownerAccountUuid: vm.ownerAccountUuid, tags: [],
-            type: 'Data', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: ps.uuid, hostUuid, clusterUuid, deviceId: i + 1, size: rec.size, format: 'qcow2',
+            type: 'Data', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: psUuid, hostUuid, clusterUuid, deviceId: i + 1, size: rec.size, format: 'qcow2',
             ...(src.image ? { imageUuid: src.uuid } : { diskOfferingUuid: src.uuid }),
-          });
+          },
+        });
+        const exists = (await ctx.store.get(rec.uuid)) !== undefined;
+        let made = false;
+        // as the root volume's: the claim, the journal (the volume's storage) and the record in one commit
+        const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, { size: rec.size, clusterUuid }, rec.uuid, {}, async (claim, at) => {
+          rec.psUuid = at.uuid;
+          try {
+            await ctx.saveWith(exists ? [claim] : [claim, record(at.uuid)]);
+          } catch (e) {
+            delete rec.psUuid;
+            throw e;
+          }
+          made = true;
+        });
+        rec.psUuid = ps.uuid;
+        if (!made) {
+          if (!exists) await ctx.saveWith([record(ps.uuid)]);
+          else await ctx.save();
         }
         let vol: S.VolumeInfo;
         if (src.image) {
