@@ -276,8 +276,9 @@ const steps: Array<FlowStep<VmCreateData>> = [
       if (typeof vm.rootDiskOfferingUuid === 'string') rootSize = Number((await mustGet(ctx.store, vm.rootDiskOfferingUuid, 'disk-offering')).diskSize);
       const size = Math.max(rootSize, iso ? 0 : Number(image.size ?? 0));
       const volUuid = ctx.data.root?.uuid ?? randomUUID();
+      // journaled with the storage's claim (the commit below): a crash before it resumes an
+      // earlier step, and nothing of this one was written (issue 19: was a save of its own)
       ctx.data.root = { uuid: volUuid, size, hostUuid };
-      await ctx.save();
       const psReq: Parameters<typeof allocatePrimaryStorage>[1] = { size, clusterUuid };
       if (typeof vm.primaryStorageUuidForRootVolume === 'string') psReq.primaryStorageUuid = vm.primaryStorageUuidForRootVolume;
       const record = (psUuid: string): StoreWrite => ({
