@@ -66,6 +66,8 @@ export interface KnownForSpec {
   /** The root volume's record and its primary storage (a local PS record holds every host's capacity: a costly read). */
   root?: Resource;
   rootPs?: Resource;
+  /** The VM's Ready data volumes (vm-create: none when it asked for none; it holds the VM's queue, so none attached meanwhile). */
+  dataVolumes?: readonly Resource[];
 }
 
 /** The full domain spec of a VM from the inventory, for a host. */
@@ -83,7 +85,7 @@ async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, known: Know
     if (qos) nic.qos = qos;
     nics.push(nic);
   }
-  const data = (await dataVolumesOf(d, vm.uuid)).map((v, i) => volumeSpec(v, Number(v.deviceId ?? i + 1)));
+  const data = (known.dataVolumes ?? (await dataVolumesOf(d, vm.uuid))).map((v, i) => volumeSpec(v, Number(v.deviceId ?? i + 1)));
   const spec: K.VmSpecT = {
     uuid: vm.uuid,
     name: safeName(String(vm.name)),

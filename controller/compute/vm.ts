@@ -444,6 +444,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
       ctx.progress(80, 'starting the VM');
       const known: KnownForSpec = { root: ctx.memo.get('root') as Resource | undefined, rootPs: ctx.memo.get('rootPs') as Resource | undefined };
       if (ctx.data.bridges) known.bridges = ctx.data.bridges;
+      // no data volume asked for: none to read (issue 19: a volume listing per create)
+      if (ctx.data.data.length === 0) known.dataVolumes = [];
       const spec = await startOnHost(d, vm, ctx.data.hostUuid!, known, { taskId: ctx.taskId('start') });
       // Running with the flow's end (outcome, journal delete): one commit; a crash before it
       // resumes this step, whose vm/start (same task id) answers with its first run

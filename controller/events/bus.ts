@@ -62,7 +62,9 @@ export class EventBus {
   publish(e: ApiEvent, o: { remote?: boolean } = {}): void {
     const n: NumberedEvent = { ...e, id: ++this.seq };
     this.recent.push(n);
-    if (this.recent.length > this.keep) this.recent.splice(0, this.recent.length - this.keep);
+    // shift, not splice(0, 1): V8 drops an array's first element in place, where splice moves
+    // all 2,000 (issue 19: 1.8 % of the controller's busy time during 2,000 creates)
+    while (this.recent.length > this.keep) this.recent.shift();
     this.ee.emit('api', n);
     if (!o.remote) this.ee.emit('local', n);
   }

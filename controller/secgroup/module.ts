@@ -32,8 +32,34 @@ async function connectedHosts(store: InventoryStore): Promise<Resource[]> {
   return (await store.list({ kind: 'host', filters: [{ field: 'status', op: '=', value: 'Connected' }] })).items;
 }
 
-async function inSomeGroup(store: InventoryStore, nicUuid: string): Promise<boolean> {
-  return (await store.list<Resource & { vmNicUuids?: string[] }>({ kind: 'security-group' })).items.some((g) => (g.vmNicUuids ?? []).includes(nicUuid));
+type Group = Resource & { vmNicUuids?: string[] };
+
+/** How long a listing of the groups answers inSomeGroup at most (a backstop: any group event drops it at once). */
+const GROUPS_TTL_MS = 5_000;
+
+/**
+ * Whether a NIC is in some group, from one listing of the groups shared by the NIC events that
+ * follow (issue 19: a listing per NIC event, with no group at all, was ~1 % of the controller's
+ * time during 2,000 creates). Every security-group event, this controller's or relayed from
+ * another, drops the listing, and that same event marks every host anyway.
+ */
+function groupMembership(store: InventoryStore): { inSomeGroup(nicUuid: string): Promise<boolean>; drop(): void } {
+  let groups: { at: number; list: Promise<Group[]> } | undefined;
+  return {
+    async inSomeGroup(nicUuid) {
+      if (!groups || Date.now() - groups.at > GROUPS_TTL_MS) {
+        const mine = { at: Date.now(), list: store.list<Group>({ kind: 'security-group' }).then((r) => r.items) };
+        groups = mine;
+        mine.list.catch(() => {
+          if (groups === mine) groups = undefined;
+        });
+      }
+      return (await groups.list).some((g) => (g.vmNicUuids ?? []).includes(nicUuid));
+    },
+    drop() {
+      groups = undefined;
+    },
+  };
 }
 
 /** Send one host its whole firewall (no-op for a host that is gone or not connected). */
@@ -62,6 +88,7 @@ export function installSecgroups(s: SecgroupServices): { stop(): void } {
   const markAll = async (): Promise<void> => {
     if (rq) for (const h of await connectedHosts(s.store)) mark(h.uuid);
   };
+  const membership = groupMembership(s.store);
   const connectSeen = new Set<string>();
   /** Each VM's host and last host as last marked. */
   const placed = new Map<string, string>();
@@ -69,13 +96,15 @@ export function installSecgroups(s: SecgroupServices): { stop(): void } {
     if (e.type !== 'resource.created' && e.type !== 'resource.updated' && e.type !== 'resource.deleted') return;
     const r = e.resource;
     const fail = (err: unknown): void => log.warn({ err: (err as Error).message, kind: e.kind, uuid: e.uuid }, 'marking hosts for security groups failed');
+    if (e.kind === 'security-group') membership.drop();
     if (e.kind === 'security-group' || (e.kind === 'l3-network' && e.type === 'resource.updated')) return markAll().catch(fail);
     if (e.kind === 'vm-nic') {
       // a NIC's address and host matter to every host only while it is in a group (remote-group
       // ipsets); joining or leaving a group updates the group, which marks every host (issue 19:
       // marking 1,000 hosts for every NIC a create made was most of the controller's work)
       if (e.type === 'resource.deleted') return forgetNic(s.store, e.uuid).catch(fail);
-      return inSomeGroup(s.store, e.uuid)
+      return membership
+        .inSomeGroup(e.uuid)
         .then((yes) => (yes ? markAll() : undefined))
         .catch(fail);
     }

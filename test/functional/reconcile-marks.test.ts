@@ -60,4 +60,35 @@ describe('functional: flat keys and firewalls marked only by changes they show',
     await fc.controller.store.update(vm, { state: 'Stopped', hostUuid: undefined });
     await until('the host applied again', () => sent.length > settled, 5_000);
   });
+
+  it("a NIC's change applies every host only while the NIC is in a group, as the groups are now", async () => {
+    const fc = await startFakeCloud(cleanup, { reconcile: { periodMs: 0 }, extraHosts: 1, modules: [secgroupModule()] });
+    let applies = 0;
+    const client = fc.controller.agentClient as unknown as { call: (cmd: { name: string }, ...rest: unknown[]) => Promise<unknown> };
+    const call = client.call.bind(client);
+    client.call = (cmd, ...rest) => {
+      if (cmd.name === SecurityGroupApply.name) applies++;
+      return call(cmd, ...rest);
+    };
+    const settle = async (): Promise<number> => {
+      await fc.controller.reconcile.idle();
+      await new Promise((res) => setTimeout(res, 200));
+      await fc.controller.reconcile.idle();
+      return applies;
+    };
+    const r = await fc.createVm('fm-nic');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const nic = String((r.body.vmNics as Array<{ uuid: string }>)[0]!.uuid);
+    const g = await fc.api.post('/v1/security-groups', { name: 'fm-group' });
+    assert.equal(g.status, 201, JSON.stringify(g.body));
+    const before = await settle();
+    await fc.controller.store.update(nic, { description: 'in no group' });
+    assert.equal(await settle(), before, 'a NIC in no group applies nothing');
+    await fc.controller.store.update(String(g.body.uuid), { vmNicUuids: [nic] });
+    const joined = await settle();
+    assert.equal(joined, before + 2, 'the group changed: both hosts applied');
+    // the NIC is a member now: the membership read before the join must not answer
+    await fc.controller.store.update(nic, { description: 'in a group' });
+    assert.equal(await settle(), joined + 2, "a member's change applies both hosts");
+  });
 });
