@@ -141,6 +141,32 @@ async function commitNics(ctx: Ctx, fresh: FreshNic[]): Promise<Resource> {
   }
 }
 
+/**
+ * A new volume's primary storage: the reservation's claim, the journal (the volume's storage in
+ * `rec`) and the volume's record (unless it `exists`) in one commit (issue 19). Refused: the
+ * storage is not kept. A resumed run's reservation was there already (no claim written): the
+ * record then too, unless the journal is of an older version (claim, then record).
+ */
+async function claimVolumeStorage(ctx: Ctx, rec: VolRec, req: Parameters<typeof allocatePrimaryStorage>[1], exists: boolean, record: (psUuid: string) => StoreWrite): Promise<Resource> {
+  let made = false;
+  const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, req, rec.uuid, {}, async (claim, at) => {
+    rec.psUuid = at.uuid;
+    try {
+      await ctx.saveWith(exists ? [claim] : [claim, record(at.uuid)]);
+    } catch (e) {
+      delete rec.psUuid;
+      throw e;
+    }
+    made = true;
+  });
+  rec.psUuid = ps.uuid;
+  if (!made) {
+    if (!exists) await ctx.saveWith([record(ps.uuid)]);
+    else await ctx.save();
+  }
+  return ps;
+}
+
 const steps: Array<FlowStep<VmCreateData>> = [
   {
     name: 'record',
@@ -288,30 +314,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
           type: 'Root', state: 'Enabled', status: 'Creating', vmInstanceUuid: vm.uuid, primaryStorageUuid: psUuid, hostUuid, clusterUuid, rootImageUuid: image.uuid, deviceId: 0, size,
         },
       });
-      const rec = ctx.data.root;
       // the volume's uuid is new: only a resumed run looks whether its record was written
       const exists = ctx.resumed && (await ctx.store.get(volUuid)) !== undefined;
-      let made = false;
-      // the reservation's claim, the journal (the volume's storage) and the volume record: one
-      // commit (issue 19). Refused: the storage is not kept.
-      const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, psReq, volUuid, {}, async (claim, at) => {
-        rec.psUuid = at.uuid;
-        try {
-          await ctx.saveWith(exists ? [claim] : [claim, record(at.uuid)]);
-        } catch (e) {
-          delete rec.psUuid;
-          throw e;
-        }
-        made = true;
-      });
+      const ps = await claimVolumeStorage(ctx, ctx.data.root, psReq, exists, record);
       ctx.memo.set('rootPs', ps);
-      rec.psUuid = ps.uuid;
-      // a resumed run's reservation was there already (no claim written): the record too, unless
-      // the journal is of an older version (claim, then record)
-      if (!made) {
-        if (!exists) await ctx.saveWith([record(ps.uuid)]);
-        else await ctx.save();
-      }
       const ref = (image.backupStorageRefs as Array<{ backupStorageUuid: string }> | undefined)?.[0];
       if (!ref) throw new TStackError('INVALID_ARGUMENT', `image ${image.name} is on no backup storage`, { field: 'imageUuid' });
       ctx.progress(30, 'image cache');
@@ -366,23 +372,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
           },
         });
         const exists = (await ctx.store.get(rec.uuid)) !== undefined;
-        let made = false;
-        // as the root volume's: the claim, the journal (the volume's storage) and the record in one commit
-        const { primaryStorage: ps } = await allocatePrimaryStorage(ctx.store, { size: rec.size, clusterUuid }, rec.uuid, {}, async (claim, at) => {
-          rec.psUuid = at.uuid;
-          try {
-            await ctx.saveWith(exists ? [claim] : [claim, record(at.uuid)]);
-          } catch (e) {
-            delete rec.psUuid;
-            throw e;
-          }
-          made = true;
-        });
-        rec.psUuid = ps.uuid;
-        if (!made) {
-          if (!exists) await ctx.saveWith([record(ps.uuid)]);
-          else await ctx.save();
-        }
+        const ps = await claimVolumeStorage(ctx, rec, { size: rec.size, clusterUuid }, exists, record);
         let vol: S.VolumeInfo;
         if (src.image) {
           const ref = (o.backupStorageRefs as Array<{ backupStorageUuid: string }>)[0]!;
