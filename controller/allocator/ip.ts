@@ -324,12 +324,12 @@ async function nextFree(store: InventoryStore, ns: string, l3: Resource, ranges:
 
 /**
  * An address for a new owner (IpRequest.newOwner) or a static one, not claimed yet: the caller
- * writes `claim` with its own writes (the NIC record: one commit, issue 19), then tells how it
+ * writes its ipClaim with its own writes (the NIC record: one commit, issue 19), then tells how it
  * went with ipTaken or ipUnclaimed. The view counts it as used meanwhile, so concurrent picks
- * of this process differ. Other requests are allocated (claimed) here: `claim` is then the
+ * of this process differ. Other requests are allocated (claimed) here: the ipClaim is then the
  * owner's claim again (granted).
  */
-export async function pickIp(store: InventoryStore, req: IpRequest): Promise<{ allocation: IpAllocation; claim: ClaimWrite }> {
+export async function pickIp(store: InventoryStore, req: IpRequest): Promise<{ allocation: IpAllocation }> {
   const ns = ipNamespace(req.l3NetworkUuid);
   let a: IpAllocation;
   if (req.ip !== undefined || (req.newOwner && req.strategy !== 'random')) {
@@ -341,10 +341,11 @@ export async function pickIp(store: InventoryStore, req: IpRequest): Promise<{ a
       noteClaim(store, ns, req.ip);
     }
   } else a = await allocateIp(store, req);
-  return { allocation: a, claim: claimOf({ ...req, ip: a.ip }) };
+  return { allocation: a };
 }
 
-const claimOf = (req: IpRequest): ClaimWrite => ({ op: 'claim', namespace: ipNamespace(req.l3NetworkUuid), key: String(req.ip), owner: req.owner });
+/** An address's claim for `owner`, for a caller writing it with other writes (a batch). */
+export const ipClaim = (l3NetworkUuid: string, ip: string, owner: string): ClaimWrite => ({ op: 'claim', namespace: ipNamespace(l3NetworkUuid), key: ip, owner });
 
 /**
  * A picked address was claimed by another owner (the caller's batch was refused for it): the

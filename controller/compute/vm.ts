@@ -20,7 +20,7 @@ import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource, StoreWrite } from '../store/types.js';
 import { mustKindDef, prepareCreate } from '../model/index.js';
 import { allocateHost, releaseHost } from '../allocator/host.js';
-import { ipNamespace, ipTaken, ipUnclaimed, pickIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
+import { ipClaim, ipNamespace, ipTaken, ipUnclaimed, pickIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
 import { MAC_NAMESPACE, MAC_TRIES, macClaim, macExhausted, releaseMac, releaseMacsOf } from '../allocator/mac.js';
 import { claimRefused } from '../store/claim-conflict.js';
 import { allocatePrimaryStorage } from '../allocator/primary-storage.js';
@@ -114,7 +114,7 @@ async function commitNics(ctx: Ctx, fresh: FreshNic[]): Promise<Resource> {
   for (let attempt = 0; ; attempt++) {
     const writes: StoreWrite[] = [];
     for (const { nic, record } of fresh) {
-      writes.push({ op: 'claim', namespace: ipNamespace(nic.l3NetworkUuid), key: nic.ip, owner: nic.uuid }, macClaim(nic.mac, nic.uuid), { op: 'create', resource: record() });
+      writes.push(ipClaim(nic.l3NetworkUuid, nic.ip, nic.uuid), macClaim(nic.mac, nic.uuid), { op: 'create', resource: record() });
     }
     const vmNics = ctx.data.nics.map(({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }) => ({ uuid, l3NetworkUuid, ip, mac, netmask, gateway, deviceId }));
     // with the placement the host step journaled (absent in a journal of an older version, which wrote it there)
