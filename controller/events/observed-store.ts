@@ -6,6 +6,7 @@
 // call would ('update:vm-instance'…), plus 'batch' and 'batched' (its writes): the commits are
 // the writes less 'batched' plus 'batch'.
 import type { InventoryStore, Query, QueryResult, Resource, StoreWrite, ViewPage } from '../store/types.js';
+import { LEASE_KIND } from '../workflow/lease.js';
 import type { EventBus, ResourceEventType } from './bus.js';
 
 export type StoreOpCounts = Record<string, number>;
@@ -35,6 +36,9 @@ export function observedStore(inner: InventoryStore, bus: EventBus): InventorySt
   // a claim/reservation namespace without its per-resource part ('ip:<l3>' → 'ip')
   const ns = (n: string): string => n.split(':', 1)[0]!;
   const pub = (type: ResourceEventType, r: Resource): void => {
+    // leases are the controllers' own bookkeeping, renewed per tracked host every round (issue
+    // 19: 1,000 hosts made 100 events/s, each relayed through Redis to every controller)
+    if (r.kind === LEASE_KIND) return;
     bus.publish({ type, kind: r.kind, uuid: r.uuid, ownerAccountUuid: r.ownerAccountUuid, resource: r, time: new Date().toISOString() });
   };
   const s: InventoryStore = {
@@ -64,7 +68,7 @@ export function observedStore(inner: InventoryStore, bus: EventBus): InventorySt
       counts.batched = (counts.batched ?? 0) + writes.length;
       writes.forEach((w, i) => {
         const r = out[i];
-        if (w.op === 'create' || w.op === 'update') count(w.op, r!.kind);
+        if (w.op === 'create' || w.op === 'update' || w.op === 'transition') count(w.op, r!.kind);
         else if (w.op === 'claim' || w.op === 'release') count(w.op, ns(w.namespace));
         else count(w.op, w.collection);
         if (r) pub(w.op === 'create' ? 'resource.created' : 'resource.updated', r);

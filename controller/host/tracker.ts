@@ -129,31 +129,32 @@ export class HostTracker {
     await Promise.all(workers);
   }
 
-  /** With a shared inventory, the hosts whose lease this controller holds or takes now. */
+  /**
+   * With a shared inventory, the hosts whose lease this controller holds or takes now: all of
+   * them in a few store calls (issue 19: one lease read and renewal per host cost 3 round trips
+   * and an event each, 300 Redis calls/s at 1,000 hosts).
+   */
   private async mine(hosts: Resource[]): Promise<Resource[]> {
     if (!this.leases) return hosts;
+    let ours = new Set<string>();
+    try {
+      ours = await this.leases.tryAcquireMany(hosts.map((h) => leaseKey(h.uuid)), this.holder, this.leaseTtlMs, this.concurrency);
+    } catch (e) {
+      // as a lease not taken: not tracked this round (another controller may take it)
+      log.warn({ err: (e as Error).message }, 'host tracker leases: store error');
+    }
     const out: Resource[] = [];
-    const queue = [...hosts];
-    const workers = Array.from({ length: Math.min(this.concurrency, queue.length) }, async () => {
-      for (let h = queue.shift(); h && !this.stopped; h = queue.shift()) {
-        let ok = false;
-        try {
-          ok = await this.leases!.tryAcquire(leaseKey(h.uuid), this.holder, this.leaseTtlMs);
-        } catch (e) {
-          log.warn({ host: h.uuid, err: (e as Error).message }, 'host tracker lease: store error');
-        }
-        if (ok) {
-          if (!this.held.has(h.uuid)) log.info({ host: h.uuid }, 'tracking this host (lease taken)');
-          this.held.add(h.uuid);
-          out.push(h);
-        } else {
-          // another controller tracks it: forget our count, and its event binding is theirs
-          this.held.delete(h.uuid);
-          this.misses.delete(h.uuid);
-        }
+    for (const h of hosts) {
+      if (ours.has(leaseKey(h.uuid))) {
+        if (!this.held.has(h.uuid)) log.info({ host: h.uuid }, 'tracking this host (lease taken)');
+        this.held.add(h.uuid);
+        out.push(h);
+      } else {
+        // another controller tracks it: forget our count, and its event binding is theirs
+        this.held.delete(h.uuid);
+        this.misses.delete(h.uuid);
       }
-    });
-    await Promise.all(workers);
+    }
     return out;
   }
 

@@ -282,7 +282,7 @@ export class RedisStore implements InventoryStore {
    */
   async batch(writes: StoreWrite[]): Promise<Array<Resource | undefined>> {
     if (writes.length === 0) return [];
-    const updated = [...new Set(writes.flatMap((w) => (w.op === 'update' ? [w.uuid] : [])))];
+    const updated = [...new Set(writes.flatMap((w) => (w.op === 'update' || w.op === 'transition' ? [w.uuid] : [])))];
     for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt++) {
       const raws = updated.length ? await this.r.mget(...updated.map((u) => this.key(u))) : [];
       // per record: the JSON expected in Redis ('' = absent) and its latest version in this batch
@@ -303,6 +303,15 @@ export class RedisStore implements InventoryStore {
             const rec = recs.get(w.uuid)!;
             if (!rec.next) throw new TStackError('NOT_FOUND', `resource ${w.uuid} not found`, { uuid: w.uuid });
             rec.next = applyPatch(rec.next, w.patch, nowIso());
+            return rec.next;
+          }
+          case 'transition': {
+            // checked on what this attempt read: the script writes only if that is still the record
+            const rec = recs.get(w.uuid)!;
+            if (!rec.next) throw new TStackError('NOT_FOUND', `resource ${w.uuid} not found`, { uuid: w.uuid });
+            const allowed = asList(w.from);
+            if (!allowed.includes(rec.next.state ?? '')) throw transitionConflict(rec.next, allowed, w.to);
+            rec.next = applyPatch(rec.next, { ...w.patch, state: w.to }, nowIso());
             return rec.next;
           }
           case 'putDoc':

@@ -325,6 +325,8 @@ export class SqliteStore implements InventoryStore {
           }
           case 'update':
             return this.updateRow(w.uuid, w.patch);
+          case 'transition':
+            return this.transitionRow(w.uuid, asList(w.from), w.to, w.patch ?? {});
           case 'putDoc':
             this.writeDoc(w.collection, w.id, w.doc);
             return undefined;
@@ -363,17 +365,20 @@ export class SqliteStore implements InventoryStore {
 
   async transition<T extends Resource = Resource>(uuid: string, from: string | string[], to: string, patch: Partial<Resource> = {}): Promise<T> {
     const allowed = asList(from);
-    return this.immediate((): T => {
-      const row = this.readForWrite<T>(uuid);
-      if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
-      const cur = row.cur;
-      if (!allowed.includes(cur.state ?? '')) {
-        throw transitionConflict(cur, allowed, to);
-      }
-      const next = applyPatch(cur, { ...patch, state: to }, nowIso());
-      this.rewrite(cur, row.viewLen, next);
-      return next;
-    });
+    return this.immediate((): T => this.transitionRow<T>(uuid, allowed, to, patch));
+  }
+
+  /** A transition's check, read and rewrite (inside a transaction). */
+  private transitionRow<T extends Resource>(uuid: string, allowed: string[], to: string, patch: Partial<Resource>): T {
+    const row = this.readForWrite<T>(uuid);
+    if (!row) throw new TStackError('NOT_FOUND', `resource ${uuid} not found`, { uuid });
+    const cur = row.cur;
+    if (!allowed.includes(cur.state ?? '')) {
+      throw transitionConflict(cur, allowed, to);
+    }
+    const next = applyPatch(cur, { ...patch, state: to }, nowIso());
+    this.rewrite(cur, row.viewLen, next);
+    return next;
   }
 
   async delete(uuid: string): Promise<boolean> {

@@ -106,6 +106,8 @@ export interface QuotaExceeded {
 export type StoreWrite =
   | { op: 'create'; resource: Resource }
   | { op: 'update'; uuid: string; patch: Partial<Resource> }
+  /** As transition(): CONFLICT (the whole batch) unless the record's state is one of `from`. */
+  | { op: 'transition'; uuid: string; from: string | string[]; to: string; patch?: Partial<Resource> }
   | { op: 'putDoc'; collection: string; id: string; doc: unknown }
   | { op: 'deleteDoc'; collection: string; id: string }
   | ClaimWrite

@@ -14,6 +14,8 @@ import type { InventoryStore, Resource } from '../store/types.js';
 
 export const LEASE_KIND = 'lease';
 const FREE = 'Free';
+/** Leases read and renewed per store call in tryAcquireMany (a bounded Redis script). */
+const MANY_CHUNK = 500;
 
 export function leaseUuid(key: string): string {
   const h = createHash('sha1').update(`tstack-lease:${key}`).digest('hex');
@@ -70,6 +72,47 @@ export class Leases {
       }
     }
     return false;
+  }
+
+  /**
+   * tryAcquire for many keys in a few round trips (the host tracker: one lease per host, every
+   * round): one read of all the records, the renewals of ours in one batch (a store batch is
+   * all or none: if one of them moved meanwhile, that chunk goes key by key), foreign live ones
+   * skipped without a write, free, expired or absent ones tried one by one (`concurrency` at a time). Returns the keys held now.
+   */
+  async tryAcquireMany(keys: readonly string[], holder: string, ttlMs: number, concurrency = 16): Promise<Set<string>> {
+    if (holder.includes('#')) throw new TStackError('INVALID_ARGUMENT', `lease holder '${holder}' must not contain '#'`);
+    const held = new Set<string>();
+    const byUuid = new Map<string, Resource>();
+    for (let i = 0; i < keys.length; i += MANY_CHUNK) {
+      const uuids = keys.slice(i, i + MANY_CHUNK).map(leaseUuid);
+      for (const r of (await this.store.list({ kind: LEASE_KIND, filters: [{ field: 'uuid', op: '?=', value: uuids }] })).items) byUuid.set(r.uuid, r);
+    }
+    const renew: Array<{ key: string; state: string }> = [];
+    const single: string[] = [];
+    for (const key of new Set(keys)) {
+      const r = byUuid.get(leaseUuid(key));
+      const cur = r?.state ?? FREE;
+      if (r && holderOf(cur) === holder) renew.push({ key, state: cur });
+      else if (!r || cur === FREE || Number(r.expiresAt ?? 0) <= this.now()) single.push(key);
+      // else: another holder's live lease
+    }
+    for (let i = 0; i < renew.length; i += MANY_CHUNK) {
+      const chunk = renew.slice(i, i + MANY_CHUNK);
+      const expiresAt = this.now() + ttlMs;
+      try {
+        await this.store.batch(chunk.map(({ key, state }) => ({ op: 'transition' as const, uuid: leaseUuid(key), from: state, to: `${holder}#${epochOf(state) + 1}`, patch: { expiresAt } })));
+        for (const { key } of chunk) held.add(key);
+      } catch (e) {
+        if (!(e instanceof TStackError && (e.code === 'CONFLICT' || e.code === 'NOT_FOUND'))) throw e;
+        single.push(...chunk.map((c) => c.key));
+      }
+    }
+    const workers = Array.from({ length: Math.min(concurrency, single.length) }, async () => {
+      for (let key = single.shift(); key !== undefined; key = single.shift()) if (await this.tryAcquire(key, holder, ttlMs)) held.add(key);
+    });
+    await Promise.all(workers);
+    return held;
   }
 
   /** Extend a lease we hold (never takes a free or foreign one). False if it is not ours any more. */

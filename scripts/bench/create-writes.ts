@@ -88,6 +88,7 @@ function createWrites(j: number): Array<{ w: StoreWrite; with?: Shape[]; only?: 
 async function single(s: SqliteStore, w: StoreWrite): Promise<void> {
   if (w.op === 'create') await s.create(w.resource);
   else if (w.op === 'update') await s.update(w.uuid, w.patch);
+  else if (w.op === 'transition') await s.transition(w.uuid, w.from, w.to, w.patch);
   else if (w.op === 'putDoc') await s.putDoc(w.collection, w.id, w.doc);
   else if (w.op === 'deleteDoc') await s.deleteDoc(w.collection, w.id);
   else if (w.op === 'claim') await s.claim(w.namespace, w.key, w.owner);

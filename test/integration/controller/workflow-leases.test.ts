@@ -9,7 +9,7 @@ import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore } from '../../../controller/store/types.js';
 import { FlowEngine } from '../../../controller/workflow/engine.js';
 import { JOURNALS, type FlowDef, type FlowJournal } from '../../../controller/workflow/flow.js';
-import { Leases } from '../../../controller/workflow/lease.js';
+import { Leases, leaseUuid } from '../../../controller/workflow/lease.js';
 import { setRootLogger } from '../../../shared/log.js';
 import { startRedis } from '../../harness/redis.js';
 import { tmpDir } from '../../harness/tmp.js';
@@ -59,6 +59,56 @@ function suite(name: string, setup: (cleanup: ReturnType<typeof useCleanup>) => 
       now += 5000;
       const won = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? la : lb).tryAcquire('k', `C${i}`, 1000)));
       assert.equal(won.filter(Boolean).length, 1);
+    });
+
+    it('tryAcquireMany: takes free ones, renews its own in one batch, skips live foreign ones, takes expired ones', async () => {
+      let now = 2_000_000;
+      const la = new Leases(a, () => now);
+      const lb = new Leases(b, () => now);
+      const keys = Array.from({ length: 7 }, (_, i) => `m${i}`);
+      assert.equal(await lb.tryAcquire('m0', 'B', 1000), true);
+      assert.deepEqual([...(await la.tryAcquireMany(keys, 'A', 1000))].sort(), keys.slice(1), 'all but the one B holds');
+      const epoch = async (k: string): Promise<string | undefined> => (await a.get(leaseUuid(k)))?.state;
+      assert.equal(await epoch('m1'), 'A#1');
+      const batches: number[] = [];
+      const counted: typeof a = Object.create(a, { batch: { value: (ws: Parameters<typeof a.batch>[0]) => (batches.push(ws.length), a.batch(ws)) } });
+      now += 500;
+      assert.deepEqual([...(await new Leases(counted, () => now).tryAcquireMany(keys, 'A', 1000))].sort(), keys.slice(1), 'renewed');
+      assert.deepEqual(batches, [6], 'the six renewals in one batch');
+      assert.equal(await epoch('m1'), 'A#2');
+      assert.equal((await la.info('m1')).expiresAt, now + 1000);
+      assert.equal(await lb.tryAcquire('m1', 'B', 1000), false, 'a renewed lease is not takeable');
+      // B's lease expires: A takes it; one of A's moved meanwhile (B took it after expiry): A's batch conflicts, key by key
+      now += 1500;
+      assert.equal(await lb.tryAcquire('m2', 'B', 1000), true, "A's expired lease taken by B");
+      const got = await la.tryAcquireMany(keys, 'A', 1000);
+      assert.deepEqual([...got].sort(), ['m0', 'm1', 'm3', 'm4', 'm5', 'm6']);
+      assert.equal((await la.info('m2')).holder, 'B');
+      assert.equal((await la.info('m0')).holder, 'A');
+    });
+
+    it('a batched transition is all or none: a state that moved fails the whole batch', async () => {
+      const mk = (uuid: string): Parameters<typeof a.create>[0] => ({ uuid, kind: 'thing', name: uuid, createDate: '', lastOpDate: '', ownerAccountUuid: 'o', tags: [], state: 'S1' });
+      const [u1, u2] = [randomUUID(), randomUUID()];
+      await a.create(mk(u1));
+      await a.create(mk(u2));
+      await b.transition(u2, 'S1', 'S2');
+      await assert.rejects(
+        a.batch([
+          { op: 'transition', uuid: u1, from: 'S1', to: 'S3', patch: { x: 1 } },
+          { op: 'transition', uuid: u2, from: 'S1', to: 'S3' },
+        ]),
+        (e: { code?: string }) => e.code === 'CONFLICT',
+      );
+      assert.equal((await a.get(u1))?.state, 'S1', 'nothing written');
+      const [r1, r2] = await a.batch([
+        { op: 'transition', uuid: u1, from: ['S0', 'S1'], to: 'S3', patch: { x: 1 } },
+        { op: 'transition', uuid: u2, from: 'S2', to: 'S3' },
+      ]);
+      assert.equal(r1?.state, 'S3');
+      assert.equal(r1?.x, 1);
+      assert.equal(r2?.state, 'S3');
+      assert.equal((await b.get(u2))?.state, 'S3');
     });
 
     it('two controllers never run flows on the same resource at once', async () => {

@@ -247,7 +247,7 @@ describe('controller workflow engine', () => {
     let puts = 0;
     const counting: InventoryStore = Object.create(store, {
       putDoc: { value: (c: string, id: string, d: unknown) => (puts++, store.putDoc(c, id, d)) },
-      batch: { value: (ws: Parameters<InventoryStore['batch']>[0]) => (batches.push(ws.map((w) => (w.op === 'create' ? `create ${w.resource.uuid}` : w.op === 'update' ? `update ${w.uuid}` : `${w.op} ${'collection' in w ? w.collection : w.namespace}`))), store.batch(ws)) },
+      batch: { value: (ws: Parameters<InventoryStore['batch']>[0]) => (batches.push(ws.map((w) => (w.op === 'create' ? `create ${w.resource.uuid}` : w.op === 'update' || w.op === 'transition' ? `${w.op} ${w.uuid}` : `${w.op} ${'collection' in w ? w.collection : w.namespace}`))), store.batch(ws)) },
     });
     const res = { uuid: 'r1', kind: 'thing', name: 'r1', createDate: '', lastOpDate: '', ownerAccountUuid: 'a', tags: [] };
     let atFirst: unknown = 'unset';
