@@ -6,6 +6,7 @@
 // create_s ÷ (M ÷ 7.2): ZStack's published 10,000 VMs in 23 minutes is 7.2 VMs/s, so X < 1 is faster.
 //   npx tsx scripts/bench/scale.ts --hosts 50 --vms 500 --store sqlite [--controllers 1] [--concurrency 64] [--inventory K] [--cpu-prof <dir>: <dir>/controller<i>, <dir>/simulator] [--idle 10] [--idle-after S] [--start-timeout-s 300] [--kill-one | --restart [--down-s 5]]
 // CPU per VM is also given net of what the processes use idle (measured --idle seconds before the creates).
+// With --store redis the idle wait also gives Redis's commands/s by command and its longest scripts (redis-stats.ts).
 // --idle-after S: after the reads, S more seconds of quiet measured the same way (with S >= the
 // controller's reconcile period, 60 s, it holds a periodic pass over every VM: what the pass costs).
 // --inventory K: K Running VM records spread over the hosts are written straight into the store
@@ -33,6 +34,7 @@ import { setupSimulatedCloud } from '../../test/harness/simulated-cloud.js';
 import type { SimHostInfo } from '../../simulator/simulator.js';
 import { openStore, type Resource } from '../../controller/store/index.js';
 import { storeIndexes } from '../../controller/model/indexes.js';
+import { redisWindow, type RedisWindow } from './redis-stats.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TRANSITIONAL = new Set(['Created', 'Starting', 'Stopping', 'Rebooting', 'Pausing', 'Resuming', 'Migrating', 'Destroying', 'Creating', 'Expunging']);
@@ -261,10 +263,13 @@ async function main(): Promise<void> {
   let next = 0;
   // what the controllers and the simulator burn with nothing to do (pings, periodic passes): a
   // long run on a loaded machine pays more of it, so the CPU per VM is also given net of it
+  const endRedisIdle = STORE === 'redis' ? await redisWindow(store) : undefined;
   const idle0 = { sim: simPid ? cpuSeconds(simPid) : NaN, ctl: ctlCpuSeconds(), at: Date.now() };
   await sleep(IDLE_S * 1000);
   const idleS = (Date.now() - idle0.at) / 1000;
   const cpu0 = { sim: simPid ? cpuSeconds(simPid) : NaN, ctl: ctlCpuSeconds() };
+  const redisIdle: RedisWindow | undefined = await endRedisIdle?.();
+  if (redisIdle) log(`redis while idle: ${JSON.stringify(redisIdle)}`);
   await simTraffic(sim, true); // the agent requests of the creates, per route
   const idleRate = { sim: (cpu0.sim - idle0.sim) / idleS, ctl: (cpu0.ctl - idle0.ctl) / idleS };
   const t0 = Date.now();
@@ -446,6 +451,9 @@ async function main(): Promise<void> {
     controller_cpu_ms_per_vm_net: net.ctl,
     simulator_cpu_ms_per_vm_net: net.sim,
     load1_start: Number(load0.toFixed(2)),
+    idle_ctl_ms_per_s: Number((idleRate.ctl * 1000).toFixed(0)),
+    idle_sim_ms_per_s: Number((idleRate.sim * 1000).toFixed(0)),
+    ...(redisIdle ? { redis_idle: redisIdle } : {}),
     ...idleAfter,
     load1_end: Number(loadavg()[0]!.toFixed(2)),
   };

@@ -411,6 +411,56 @@ export function storeSuite(fixture: StoreFixture): void {
     });
   });
 
+  describe('transition in a batch', () => {
+    it('moves state only from an expected state; one from another state refuses the whole batch', async () => {
+      const [v1, v2] = [await store.create({ ...host(1), kind: 'vm-instance', state: 'Stopped' }), await store.create({ ...host(2), kind: 'vm-instance', state: 'Running' })];
+      const e = await rejectsWith(
+        store.batch([
+          { op: 'transition', uuid: v1.uuid, from: 'Stopped', to: 'Starting', patch: { n: 1 } },
+          { op: 'putDoc', collection: 'journals', id: 'jt', doc: 1 },
+          { op: 'transition', uuid: v2.uuid, from: 'Stopped', to: 'Starting' },
+        ]),
+        'CONFLICT',
+      );
+      assert.equal(e.details?.state, 'Running');
+      assert.equal((await store.get(v1.uuid))?.state, 'Stopped', 'nothing of a refused batch is written');
+      assert.equal(await store.getDoc('journals', 'jt'), undefined);
+      await rejectsWith(store.batch([{ op: 'transition', uuid: randomUUID(), from: 'Stopped', to: 'Starting' }]), 'NOT_FOUND');
+      const out = await store.batch([
+        { op: 'transition', uuid: v1.uuid, from: ['Created', 'Stopped'], to: 'Starting', patch: { n: 1 } },
+        { op: 'transition', uuid: v1.uuid, from: 'Starting', to: 'Running' },
+        { op: 'transition', uuid: v2.uuid, from: 'Running', to: 'Stopping' },
+      ]);
+      assert.deepEqual(out.map((r) => r?.state), ['Starting', 'Running', 'Stopping'], 'a later transition sees an earlier one');
+      assert.equal((await store.get(v1.uuid))?.n, 1);
+      assert.deepEqual((await store.byState('vm-instance', 'Running')).map((v) => v.uuid), [v1.uuid]);
+      assert.deepEqual((await store.byState('vm-instance', 'Stopping')).map((v) => v.uuid), [v2.uuid]);
+      assert.deepEqual(await store.byState('vm-instance', 'Stopped'), []);
+    });
+
+    it('exactly one of 20 concurrent batches transitioning one record wins; the others write nothing (two connections)', async () => {
+      const peer = await fixture.openPeer();
+      try {
+        const vm = await store.create({ ...host(1), kind: 'vm-instance', state: 'Stopped' });
+        const res = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) =>
+            (i % 2 ? peer : store).batch([
+              { op: 'putDoc', collection: 'c', id: `t${i}`, doc: i },
+              { op: 'transition', uuid: vm.uuid, from: 'Stopped', to: 'Starting', patch: { winner: i } },
+            ]),
+          ),
+        );
+        const won = res.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+        assert.equal(won.length, 1, JSON.stringify(res.map((r) => r.status)));
+        for (const r of res) if (r.status === 'rejected') assert.equal((r.reason as TStackError).code, 'CONFLICT');
+        assert.equal((await store.get(vm.uuid))?.winner, won[0]);
+        assert.deepEqual((await store.listDocs('c')).map((d) => d.id), [`t${won[0]}`]);
+      } finally {
+        await peer.close();
+      }
+    });
+  });
+
   describe('transition', () => {
     it('moves state only from an expected state, with a patch', async () => {
       const vm = await store.create({ ...host(1), kind: 'vm-instance', state: 'Stopped' });

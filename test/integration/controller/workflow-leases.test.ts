@@ -9,7 +9,7 @@ import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore } from '../../../controller/store/types.js';
 import { FlowEngine } from '../../../controller/workflow/engine.js';
 import { JOURNALS, type FlowDef, type FlowJournal } from '../../../controller/workflow/flow.js';
-import { Leases, leaseUuid } from '../../../controller/workflow/lease.js';
+import { Leases, RENEW_CHUNK, leaseUuid } from '../../../controller/workflow/lease.js';
 import { setRootLogger } from '../../../shared/log.js';
 import { startRedis } from '../../harness/redis.js';
 import { tmpDir } from '../../harness/tmp.js';
@@ -87,28 +87,50 @@ function suite(name: string, setup: (cleanup: ReturnType<typeof useCleanup>) => 
       assert.equal((await la.info('m0')).holder, 'A');
     });
 
-    it('a batched transition is all or none: a state that moved fails the whole batch', async () => {
-      const mk = (uuid: string): Parameters<typeof a.create>[0] => ({ uuid, kind: 'thing', name: uuid, createDate: '', lastOpDate: '', ownerAccountUuid: 'o', tags: [], state: 'S1' });
-      const [u1, u2] = [randomUUID(), randomUUID()];
-      await a.create(mk(u1));
-      await a.create(mk(u2));
-      await b.transition(u2, 'S1', 'S2');
-      await assert.rejects(
-        a.batch([
-          { op: 'transition', uuid: u1, from: 'S1', to: 'S3', patch: { x: 1 } },
-          { op: 'transition', uuid: u2, from: 'S1', to: 'S3' },
-        ]),
-        (e: { code?: string }) => e.code === 'CONFLICT',
-      );
-      assert.equal((await a.get(u1))?.state, 'S1', 'nothing written');
-      const [r1, r2] = await a.batch([
-        { op: 'transition', uuid: u1, from: ['S0', 'S1'], to: 'S3', patch: { x: 1 } },
-        { op: 'transition', uuid: u2, from: 'S2', to: 'S3' },
-      ]);
-      assert.equal(r1?.state, 'S3');
-      assert.equal(r1?.x, 1);
-      assert.equal(r2?.state, 'S3');
-      assert.equal((await b.get(u2))?.state, 'S3');
+    it('tryAcquireMany: another controller takes one of our leases between the read and the renewal batch: that chunk is refused whole, then key by key', async () => {
+      let now = 3_000_000;
+      const lb = new Leases(b, () => now);
+      // two renewal chunks; the stolen key is in the first
+      const keys = Array.from({ length: RENEW_CHUNK + 3 }, (_, i) => `c${i}`);
+      const stolen = keys[5]!;
+      const batches: Array<{ n: number; err?: string }> = [];
+      let steal = false;
+      const spied: typeof a = Object.create(a, {
+        batch: {
+          value: async (ws: Parameters<typeof a.batch>[0]) => {
+            if (steal) {
+              steal = false;
+              assert.equal(await lb.tryAcquire(stolen, 'B', 1000), true, 'B takes the expired lease');
+            }
+            try {
+              const out = await a.batch(ws);
+              batches.push({ n: ws.length });
+              return out;
+            } catch (e) {
+              batches.push({ n: ws.length, err: (e as { code?: string }).code });
+              throw e;
+            }
+          },
+        },
+      });
+      const la = new Leases(spied, () => now);
+      assert.equal((await la.tryAcquireMany(keys, 'A', 1000)).size, keys.length, 'all free: taken one by one');
+      assert.deepEqual(batches, [], 'nothing to renew yet');
+      // A's leases expired but untaken: A's next round renews them; B takes one after A read it
+      now += 1500;
+      steal = true;
+      const got = await la.tryAcquireMany(keys, 'A', 1000);
+      assert.deepEqual(batches, [{ n: RENEW_CHUNK, err: 'CONFLICT' }, { n: 3 }], 'the chunk with the moved lease refused, the other renewed');
+      assert.deepEqual([...got].sort(), keys.filter((k) => k !== stolen).sort());
+      const states = await Promise.all(keys.map(async (k) => (await b.get(leaseUuid(k)))?.state));
+      // epoch 2 everywhere: the refused batch wrote none of its 99 others (they were renewed once, key by key)
+      assert.deepEqual(states, keys.map((k) => (k === stolen ? 'B#2' : 'A#2')));
+      // each holds exactly its own: neither takes the other's live leases
+      assert.deepEqual([...(await lb.tryAcquireMany(keys, 'B', 1000))], [stolen]);
+      batches.length = 0;
+      assert.deepEqual([...(await la.tryAcquireMany(keys, 'A', 1000))].sort(), keys.filter((k) => k !== stolen).sort());
+      assert.deepEqual(batches, [{ n: RENEW_CHUNK }, { n: 2 }], 'the next round renews in batches again');
+      for (const k of keys) assert.equal((await lb.info(k)).holder, k === stolen ? 'B' : 'A', k);
     });
 
     it('two controllers never run flows on the same resource at once', async () => {
