@@ -136,12 +136,14 @@ export class HostTracker {
    */
   private async mine(hosts: Resource[]): Promise<Resource[]> {
     if (!this.leases) return hosts;
-    let ours = new Set<string>();
+    let ours: Set<string>;
     try {
       ours = await this.leases.tryAcquireMany(hosts.map((h) => leaseKey(h.uuid)), this.holder, this.leaseTtlMs, this.concurrency);
     } catch (e) {
-      // as a lease not taken: not tracked this round (another controller may take it)
+      // nothing tracked this round; what we hold and the miss counts are kept (the leases outlive
+      // two rounds: the next one renews them, or another controller takes them after the TTL)
       log.warn({ err: (e as Error).message }, 'host tracker leases: store error');
+      return [];
     }
     const out: Resource[] = [];
     for (const h of hosts) {
