@@ -31,6 +31,12 @@ export interface CallOptions {
   taskId?: string;
   /** Overall deadline; default: the command's timeout + 10 s. */
   timeoutMs?: number;
+  /**
+   * The request's JSON text, made by the caller (sent as is, checked as `req` would be): a body
+   * whose bulk is the same for many hosts is cut from text serialized once (issue 19: a flat
+   * apply's whole DNS set). `req` then only tells observers which form the request has.
+   */
+  json?: string;
 }
 
 export interface AgentClientOptions {
@@ -127,7 +133,7 @@ export class AgentClient {
   }
 
   async call<C extends CommandDef>(cmd: C, host: AgentEndpoint, req: RequestOf<C>, o: CallOptions = {}): Promise<ResponseOf<C>> {
-    if (this.opts.checkRequests !== false) validate(cmd.request, req, cmd.name);
+    if (this.opts.checkRequests !== false) validate(cmd.request, o.json === undefined ? req : JSON.parse(o.json), cmd.name);
     const taskId = o.taskId ?? randomUUID();
     const deadline = Date.now() + (o.timeoutMs ?? cmd.timeoutMs + 10_000);
     const useCallback = cmd.mode === 'async' && this.opts.callbackUrl !== undefined;
@@ -148,7 +154,7 @@ export class AgentClient {
       // GET /task/<id> instead: re-sending could run a task twice on a restarted agent.
       let res: Reply | undefined;
       let lastErr = '';
-      const body = JSON.stringify(req);
+      const body = o.json ?? JSON.stringify(req);
       for (let attempt = 0; attempt < 3 && Date.now() < deadline; attempt++) {
         try {
           res = await this.http.send(host.url + cmd.path, {

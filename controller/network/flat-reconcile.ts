@@ -20,6 +20,7 @@ import { callHost, mustGet, refreshable, type CloudDeps } from '../cloud/common.
 import { ensureBridge, isFlat } from './index.js';
 import { servedOn, storeNics, vmHostname, type LiveNic, type NicSource } from './flat-nics.js';
 import { FlatDns, type HostRecord } from './flat-dns.js';
+import { wholeJson } from './flat-whole.js';
 import { DNS_BASE_MISMATCH, type DnsRec } from '../../shared/dns-set.js';
 
 const log = logger('network');
@@ -184,7 +185,10 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
   // the first apply since the periodic pass (or since this controller started) checks the host
   const check = dns?.checkDue(key) === true;
   if (check) p.req.verify = true;
-  const whole = (): Promise<Static<typeof V.FlatApply.response>> => d.agentClient.call(V.FlatApply, ep, withRecords(p.req, p.records, hostUuid));
+  // the whole set's text cut from the L3's records serialized once (flat-whole.ts); the request
+  // object without them tells observers the form
+  const whole = (): Promise<Static<typeof V.FlatApply.response>> =>
+    d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders } }, { json: wholeJson(p.req, p.records, hostUuid) });
   let r: Static<typeof V.FlatApply.response> | undefined;
   if (!dns || p.alone) {
     // alone, the L3's log is not kept in step (a 250-VM L3 on one host paid ~0.6 ms per apply

@@ -99,3 +99,38 @@ describe('controller agent client: X-Agent-Info (the host tracker skips pings of
     assert.equal(client.answeredSince(url, t0), undefined, 'a garbled header proves nothing');
   });
 });
+
+describe('controller agent client: a request given as JSON text (CallOptions.json)', () => {
+  let server: Server;
+  let url: string;
+  const bodies: string[] = [];
+
+  before(async () => {
+    server = createServer((req, res) => {
+      let b = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (b += c));
+      req.on('end', () => {
+        bodies.push(b);
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ message: 'hi', runs: 1, startedAt: 1, finishedAt: 2 }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('sends the text as is, not the request object', async () => {
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    await client.call(Echo, { url, token: 't' }, { message: 'object' }, { json: '{"message":"text"}' });
+    assert.equal(bodies.at(-1), '{"message":"text"}');
+  });
+
+  it('checks the text against the schema when requests are checked, not the object', async () => {
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    const n = bodies.length;
+    await assert.rejects(client.call(Echo, { url, token: 't' }, { message: 'fine' }, { json: '{"message":7}' }), /message/);
+    assert.equal(bodies.length, n, 'nothing sent');
+  });
+});

@@ -47,7 +47,9 @@ function recordingAgents(): { client: CloudDeps['agentClient']; sent: Sent[]; he
   const held = new Map<string, DnsSet>();
   const sent: Sent[] = [];
   const client = {
-    call: (_cmd: unknown, ep: { url: string }, req: FlatApplyRequest) => {
+    // as the real client: a request given as text (CallOptions.json) is that text
+    call: (_cmd: unknown, ep: { url: string }, given: FlatApplyRequest, o?: { json?: string }) => {
+      const req = o?.json === undefined ? given : (JSON.parse(o.json) as FlatApplyRequest);
       const delta = req.dns.delta;
       const s: Sent = { url: ep.url, verify: req.verify === true, form: delta ? 'delta' : 'whole', records: delta ? delta.add.length + delta.remove.length : req.dns.records!.length };
       sent.push(s);

@@ -1,0 +1,62 @@
+// A flat/apply with the whole DNS set, as JSON text (issue 19). A host's whole set is the L3's
+// named records but its own: the same bulk for every host of the L3, each first apply of a
+// host serialized it again (2,000 creates over 1,000 hosts: ~1,300 whole sets of up to 2,000
+// records, 6 % of the controller's busy time in JSON.stringify). The records are serialized
+// once per list (flat-reconcile hands out one list per change of the L3) and each host's set is
+// the list's text with the host's own records cut out.
+import type { HostRecord } from './flat-dns.js';
+
+interface ListText {
+  /** The records' JSON, comma separated (no brackets). */
+  text: string;
+  /** Where record i's JSON starts and ends in `text`. */
+  start: number[];
+  end: number[];
+}
+
+const texts = new WeakMap<readonly HostRecord[], ListText>();
+
+function textOf(records: readonly HostRecord[]): ListText {
+  const hit = texts.get(records);
+  if (hit) return hit;
+  const parts = records.map((r) => JSON.stringify(r.record));
+  const start: number[] = [];
+  const end: number[] = [];
+  let at = 0;
+  for (const p of parts) {
+    start.push(at);
+    end.push(at + p.length);
+    at += p.length + 1;
+  }
+  const t: ListText = { text: parts.join(','), start, end };
+  texts.set(records, t);
+  return t;
+}
+
+/** The JSON array of the records hosts other than `host` serve, in list order (as JSON.stringify of them would be). */
+export function recordsJson(records: readonly HostRecord[], host: string): string {
+  const t = textOf(records);
+  // runs of other hosts' records are slices of the list's text
+  const runs: string[] = [];
+  let from = -1;
+  for (let i = 0; i < records.length; i++) {
+    if (records[i]!.host !== host) {
+      if (from < 0) from = i;
+    } else if (from >= 0) {
+      runs.push(t.text.slice(t.start[from], t.end[i - 1]));
+      from = -1;
+    }
+  }
+  if (from >= 0) runs.push(t.text.slice(t.start[from], t.end[records.length - 1]));
+  return `[${runs.join(',')}]`;
+}
+
+/**
+ * The JSON text of `req` with `dns` as the records other hosts than `host` serve and `req`'s
+ * forwarders (what JSON.stringify of flat-reconcile's withRecords gives, field order aside).
+ */
+export function wholeJson(req: { dns: { forwarders: string[] } } & Record<string, unknown>, records: readonly HostRecord[], host: string): string {
+  const { dns, ...rest } = req;
+  const head = JSON.stringify(rest);
+  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"dns":{"records":${recordsJson(records, host)},"forwarders":${JSON.stringify(dns.forwarders)}}}`;
+}
