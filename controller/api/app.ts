@@ -25,7 +25,7 @@ import { searchResources } from './resources.js';
 import { buildOpenApi } from './openapi.js';
 import { canUse, canWrite, genericCreate, genericDelete, genericUpdate, getVisible, notFound, planApiDelete, shape, visible } from './crud.js';
 import { notServed, registerCollections } from './collections.js';
-import { prepareCreate } from '../model/index.js';
+import { prepareCreate, type PreparedCreate } from '../model/index.js';
 import { chain, readListener, readStanceOf, routerClaims, type ReadRoute } from './read-path.js';
 import type { CollectionSpec, OpContext, Verb } from './registry.js';
 import type { ControllerContext } from '../context.js';
@@ -422,17 +422,19 @@ export function buildApi(d: ApiDeps): ApiApp {
     if (!d.registry.canCreate(spec)) throw notServed(`creating ${spec.collection}`);
     requireVerb(ctx, spec, 'create');
     const body = validate(spec.createSchema, bodyOf(ctx), `create ${spec.kind}`) as Record<string, unknown>;
+    const resumable = spec.create?.long === true && spec.create.resumable === true;
+    const newUuid = resumable ? randomUUID() : undefined;
+    let prepared: PreparedCreate | undefined;
     if (spec.model && (spec.create?.long || !spec.create)) {
       // check the model's rules and references now: a bad body is a 400 at once, not a failed job
       const oc = opCtx(ctx);
-      await prepareCreate(d.store, spec.model, body, { ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => canUse(oc, r) });
+      prepared = await prepareCreate(d.store, spec.model, body, { ...(newUuid ? { uuid: newUuid } : {}), ownerAccountUuid: oc.principal.accountUuid, canUse: (r) => canUse(oc, r) });
     }
-    if (spec.create?.long && spec.create.resumable) {
+    if (resumable) {
       // the job carries what another controller needs to finish it (api/resume.ts)
-      const newUuid = randomUUID();
       const { sessionId: _s, ...principal } = ctx.state.principal as Principal;
-      const create = spec.create;
-      await operate(ctx, spec, { long: true, type: `${spec.collection}.create`, resourceUuid: newUuid, okStatus: 201, context: { body, principal } }, (oc) => create.run(body, { ...oc, newUuid }));
+      const create = spec.create!;
+      await operate(ctx, spec, { long: true, type: `${spec.collection}.create`, resourceUuid: newUuid, okStatus: 201, context: { body, principal } }, (oc) => create.run(body, { ...oc, newUuid, ...(prepared ? { prepared } : {}) }));
       return;
     }
     await operate(ctx, spec, { long: spec.create?.long === true, type: `${spec.collection}.create`, okStatus: 201 }, (oc) => (spec.create ? spec.create.run(body, oc) : genericCreate(spec, body, oc)));

@@ -19,7 +19,7 @@ import type { Resource } from '../store/types.js';
 import type { Principal } from '../auth/accounts.js';
 import type { JobContext } from '../jobs/jobs.js';
 import type { ControllerContext } from '../context.js';
-import type { KindDef } from '../model/index.js';
+import type { KindDef, PreparedCreate } from '../model/index.js';
 import type { ShareRule } from './collections.js';
 
 /** Everything an operation handler gets: the serving controller's context, who asks, and the job. */
@@ -29,6 +29,12 @@ export interface OpContext extends ControllerContext {
   job?: JobContext;
   /** The uuid a resumable create gives its resource (named in its job from the start). */
   newUuid?: string;
+  /**
+   * The API's check of this create's body (prepareCreate with what the caller may see as
+   * canUse, the uuid newUuid): a create that prepared the body again takes it (issue 19), held
+   * to its own rules with recheckUse. Absent when resumed by another controller.
+   */
+  prepared?: PreparedCreate;
 }
 
 export interface Operation<A extends unknown[], R> {

@@ -18,7 +18,7 @@ import * as K from '../../shared/protocol/kvm.js';
 import * as S from '../../shared/protocol/storage.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource, StoreWrite } from '../store/types.js';
-import { mustKindDef, prepareCreate } from '../model/index.js';
+import { mustKindDef, prepareCreate, recheckUse } from '../model/index.js';
 import { allocateHost, releaseHost } from '../allocator/host.js';
 import { ipClaim, ipNamespace, ipTaken, ipUnclaimed, pickIp, releaseIp, releaseIpsOf } from '../allocator/ip.js';
 import { MAC_NAMESPACE, MAC_TRIES, macClaim, macExhausted, releaseMac, releaseMacsOf } from '../allocator/mac.js';
@@ -456,11 +456,11 @@ export const vmCreateFlow: FlowDef<VmCreateData> = { name: FLOW, steps, onResume
 
 async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
-  const p = await prepareCreate(d.store, mustKindDef('vm-instance'), body, {
-    ...(oc.newUuid ? { uuid: oc.newUuid } : {}),
-    ownerAccountUuid: oc.principal.accountUuid,
-    canUse: (r) => r.ownerAccountUuid === oc.principal.accountUuid || r.ownerAccountUuid === oc.adminAccountUuid,
-  });
+  // a VM uses its account's resources and the admin's (the API checked what the caller may see)
+  const usable = (r: Resource): boolean => r.ownerAccountUuid === oc.principal.accountUuid || r.ownerAccountUuid === oc.adminAccountUuid;
+  // the API's check of the body, held to that rule (issue 19: the body was prepared twice, its references read twice)
+  const p = oc.prepared ?? (await prepareCreate(d.store, mustKindDef('vm-instance'), body, { ...(oc.newUuid ? { uuid: oc.newUuid } : {}), ownerAccountUuid: oc.principal.accountUuid, canUse: usable }));
+  if (oc.prepared) recheckUse(oc.prepared, usable);
   // the console password never leaves the API ('_'); one is made when none was given
   const { consolePassword, ...rest } = p.resource;
   const vm: Resource = { ...rest, state: 'Starting', vmNics: [], allVolumes: [], _consolePassword: typeof consolePassword === 'string' ? consolePassword : randomBytes(6).toString('base64url') } as Resource;

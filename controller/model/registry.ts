@@ -85,6 +85,8 @@ export interface PreparedCreate {
   secrets: Record<string, unknown>;
   /** The referenced resources by field (first one of a list). */
   refs: Record<string, Resource>;
+  /** Every referenced resource with the field that named it (`l3NetworkUuids.1`…), in body order. */
+  used: Array<{ field: string; kind: string; resource: Resource }>;
 }
 
 /**
@@ -96,6 +98,7 @@ export async function prepareCreate(store: InventoryStore, def: KindDef, body: u
   const valid = validateBody(def.createSchema, body, `create ${def.kind}`);
   def.check?.(valid);
   const refs: Record<string, Resource> = {};
+  const used: PreparedCreate['used'] = [];
   for (const ref of def.refs) {
     const v = valid[ref.field];
     if (v === undefined) continue;
@@ -103,8 +106,9 @@ export async function prepareCreate(store: InventoryStore, def: KindDef, body: u
     for (const [i, u] of uuids.entries()) {
       const field = ref.many ? `${ref.field}.${i}` : ref.field;
       const r = await store.get(u);
-      if (!r || r.kind !== ref.kind || (opts.canUse && !opts.canUse(r))) throw invalid(field, `no ${ref.kind} with uuid ${u}`);
+      if (!r || r.kind !== ref.kind || (opts.canUse && !opts.canUse(r))) throw refused(field, ref.kind, u);
       if (i === 0) refs[ref.field] = r;
+      used.push({ field, kind: ref.kind, resource: r });
     }
   }
   let fields: Record<string, unknown> = { ...(def.defaults ?? {}), ...valid };
@@ -127,7 +131,17 @@ export async function prepareCreate(store: InventoryStore, def: KindDef, body: u
   if (def.parentField) resource.parentUuid = String(fields[def.parentField]);
   if (def.initialState) resource.state = def.initialState;
   if (def.initialStatus) resource.status = def.initialStatus;
-  return { resource, secrets, refs };
+  return { resource, secrets, refs, used };
+}
+
+const refused = (field: string, kind: string, uuid: string): Error => invalid(field, `no ${kind} with uuid ${uuid}`);
+
+/**
+ * A create prepared under a wider `canUse` (the API's check of the body) held to a narrower one:
+ * the error prepareCreate with `canUse` would have thrown for the first reference it refuses.
+ */
+export function recheckUse(p: PreparedCreate, canUse: (r: Resource) => boolean): void {
+  for (const { field, kind, resource } of p.used) if (!canUse(resource)) throw refused(field, kind, resource.uuid);
 }
 
 /** Validate an update body; returns the patch (only the fields given). */

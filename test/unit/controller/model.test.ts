@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { resourceKinds, kindDef, prepareCreate, validateAction, validateBody, validateUpdate } from '../../../controller/model/registry.js';
+import { resourceKinds, kindDef, prepareCreate, recheckUse, validateAction, validateBody, validateUpdate } from '../../../controller/model/registry.js';
 import { attach, attachedFrom, attachedTo, detach, isAttached } from '../../../controller/model/attachments.js';
 import { normalizeIpRange } from '../../../controller/model/network.js';
 import { openStore } from '../../../controller/store/index.js';
@@ -135,6 +135,26 @@ describe('controller model', () => {
     assert.equal(vm.requestedZoneUuid, z.uuid);
     assert.equal(vm.zoneUuid, undefined);
     await fails(prepareCreate(store, resourceKinds['vm-instances']!, { name: 'vm', instanceOfferingUuid: o.uuid, imageUuid: img.uuid, l3NetworkUuids: [l3.uuid] }, { ownerAccountUuid: 'acc-b', canUse: (r) => r.kind !== 'image' }), 'INVALID_ARGUMENT', 'imageUuid');
+  });
+
+  it('a create prepared under a wider canUse, held to a narrower one (recheckUse): the error prepareCreate would give', async () => {
+    const o = await create('instance-offerings', { name: 'small', cpuNum: 1, memorySize: 256 * 1024 * 1024 });
+    const bs = await create('backup-storage', { name: 'bs', url: '/bs', hostname: '127.0.0.1' });
+    const img = await create('images', { name: 'img', url: 'http://x/a.qcow2', format: 'qcow2', backupStorageUuids: [bs.uuid] });
+    const z = await create('zones', { name: 'z1' });
+    const l2 = await create('l2-networks', { name: 'l2', zoneUuid: z.uuid, physicalInterface: 'eth0' });
+    const l3a = await create('l3-networks', { name: 'l3a', l2NetworkUuid: l2.uuid });
+    const l3b = await create('l3-networks', { name: 'l3b', l2NetworkUuid: l2.uuid });
+    const body = { name: 'vm', instanceOfferingUuid: o.uuid, imageUuid: img.uuid, l3NetworkUuids: [l3a.uuid, l3b.uuid] };
+    const p = await prepareCreate(store, resourceKinds['vm-instances']!, body, { ownerAccountUuid: ADMIN, canUse: () => true });
+    // every element of a list, with its index
+    assert.deepEqual(p.used.filter((u) => u.kind !== 'l3-network').map((u) => [u.field, u.resource.uuid]).sort(), [['imageUuid', img.uuid], ['instanceOfferingUuid', o.uuid]]);
+    assert.deepEqual(p.used.filter((u) => u.kind === 'l3-network').map((u) => [u.field, u.resource.uuid]), [['l3NetworkUuids.0', l3a.uuid], ['l3NetworkUuids.1', l3b.uuid]]);
+    recheckUse(p, () => true);
+    const narrow = (r: Resource): boolean => r.uuid !== l3b.uuid;
+    await fails(() => recheckUse(p, narrow), 'INVALID_ARGUMENT', 'l3NetworkUuids.1');
+    // the same error as preparing with the narrower rule
+    await fails(prepareCreate(store, resourceKinds['vm-instances']!, body, { ownerAccountUuid: ADMIN, canUse: narrow }), 'INVALID_ARGUMENT', 'l3NetworkUuids.1');
   });
 
   it('validates updates and actions', () => {
