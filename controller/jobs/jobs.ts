@@ -15,6 +15,13 @@ export const JOB_DOCS = 'jobs';
 const CONTROLLER_DOCS = 'controllers';
 /** Progress reaches the store at most this often (issue 19: a VM create wrote its job 3-5 times). */
 const PROGRESS_SAVE_MS = 2000;
+/**
+ * A job's progress events are published at most this often: a burst (a VM create's quick steps
+ * report 3-4 within milliseconds) goes out as its first report and, at the window's end, the
+ * last one, unless the job finished meanwhile (job.finished carries it). Issue 19: ~10 events
+ * per create, each fanned out to every bus listener. The job itself (GET) shows every report.
+ */
+export const PROGRESS_EVENT_MS = 250;
 
 export type JobState = 'Running' | 'Succeeded' | 'Failed';
 
@@ -192,6 +199,15 @@ export class JobManager {
     // the doc was just written (start, or the takeover of an orphan)
     let lastSave = Date.now();
     let saving: Promise<void> = Promise.resolve();
+    // the last progress event's time, and the event waiting for the window's end
+    let lastEvent = 0;
+    let pendingEvent: NodeJS.Timeout | undefined;
+    const progressEvent = (): void => {
+      pendingEvent = undefined;
+      if (doc.state !== 'Running') return;
+      lastEvent = Date.now();
+      this.emit('job.progress', doc);
+    };
     const jc: JobContext = {
       jobUuid: doc.uuid,
       progress: (percent, message) => {
@@ -199,7 +215,9 @@ export class JobManager {
         doc.progress = Math.max(0, Math.min(100, Math.round(percent)));
         if (message !== undefined) doc.message = message;
         doc.lastOpDate = new Date().toISOString();
-        this.emit('job.progress', doc);
+        const since = Date.now() - lastEvent;
+        if (since >= PROGRESS_EVENT_MS) progressEvent();
+        else pendingEvent ??= setTimeout(progressEvent, PROGRESS_EVENT_MS - since).unref();
         if (Date.now() - lastSave > PROGRESS_SAVE_MS && !this.closed) {
           lastSave = Date.now();
           const snapshot = { ...doc };
@@ -220,6 +238,8 @@ export class JobManager {
         error = e;
       }
       await saving;
+      // job.finished carries the last report
+      if (pendingEvent) clearTimeout(pendingEvent);
       await this.finish(doc, result, error);
       return doc;
     })();
