@@ -44,17 +44,24 @@ export function ownRoot(): string {
   throw new TStackError('INTERNAL', 'cannot find the tstack root (package.json) above controller/host');
 }
 
-/** Versions read, by root, with the package.json mtime they were read at (the tracker asks for every host each round). */
-const versions = new Map<string, { mtimeMs: number; version: string }>();
+/**
+ * Versions read, by root, once per process: the tracker asks for every host each round (issue
+ * 19: it stat'ed package.json per host). The version the controller speaks is that of the package it deploys,
+ * which is built once per runtime (service.ts packageOf): a package.json edited under a
+ * running controller is not deployed, so re-reading it (as an mtime check did) only made the
+ * tracker see every host as stale and re-deploy the old package. A package build reads it
+ * afresh (`fresh`), so what is deployed and what the agents are checked against stay the same.
+ */
+const versions = new Map<string, string>();
 
-export function readVersion(root: string): string {
-  const file = join(root, 'package.json');
-  const mtimeMs = statSync(file).mtimeMs;
-  const hit = versions.get(root);
-  if (hit && hit.mtimeMs === mtimeMs) return hit.version;
-  const v = (JSON.parse(readFileSync(file, 'utf8')) as { version?: string }).version;
+export function readVersion(root: string, o: { fresh?: boolean } = {}): string {
+  // the build's root is resolved, the tracker's as configured: one entry for both
+  const key = resolve(root);
+  const hit = versions.get(key);
+  if (hit !== undefined && !o.fresh) return hit;
+  const v = (JSON.parse(readFileSync(join(key, 'package.json'), 'utf8')) as { version?: string }).version;
   const version = checkVersion(v ?? '');
-  versions.set(root, { mtimeMs, version });
+  versions.set(key, version);
   return version;
 }
 
@@ -99,7 +106,7 @@ const inflight = new Map<string, Promise<BuiltPackage>>();
 export function buildPackage(src: PackageSource, cacheDir: string): Promise<BuiltPackage> {
   const root = resolve(src.root);
   const bundled = src.bundleNodeModules === true;
-  const version = readVersion(root);
+  const version = readVersion(root, { fresh: true });
   const key = `${version}-${bundled ? 'bundle' : 'npm'}-${stamp(root, bundled)}`;
   const file = join(cacheDir, `tstack-${key}.tar.gz`);
   let p = inflight.get(file);

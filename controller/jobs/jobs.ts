@@ -135,7 +135,7 @@ export class JobManager {
     if (!this.exclusive) {
       await this.heartbeat();
       this.hbTimer = setInterval(() => {
-        void this.heartbeat().then(() => this.adoptOrphans()).catch((e: unknown) => log.warn({ err: e }, 'job heartbeat failed'));
+        void this.heartbeat().then(() => this.adoptFromStale()).catch((e: unknown) => log.warn({ err: e }, 'job heartbeat failed'));
       }, Math.max(1000, Math.floor(this.staleMs / 3)));
       this.hbTimer.unref();
     }
@@ -154,6 +154,27 @@ export class JobManager {
     if (this.exclusive || !doc.controllerId) return true;
     const hb = await this.store.getDoc<{ at: number }>(CONTROLLER_DOCS, doc.controllerId);
     return !hb || Date.now() - hb.at > this.staleMs;
+  }
+
+  /** Controllers found stale whose jobs were looked for, with the heartbeat they were stale at. */
+  private staleSeen = new Map<string, number>();
+
+  /**
+   * A round of the heartbeat: the jobs are read only when a controller's heartbeat went stale
+   * since the last look (its Running jobs are then orphans); issue 19: every round parsed every
+   * job doc, finished ones included (kept 7 days). Jobs with no live heartbeat behind them from
+   * before this process started were taken at init().
+   */
+  private async adoptFromStale(): Promise<void> {
+    const now = Date.now();
+    const beats = await this.store.listDocs<{ at: number }>(CONTROLLER_DOCS);
+    const fresh = beats.filter(({ id, doc }) => id !== this.instanceId && now - doc.at > this.staleMs && this.staleSeen.get(id) !== doc.at);
+    if (fresh.length === 0) return;
+    await this.adoptOrphans();
+    // a controller that beats again and stops again is a new episode (another `at`)
+    for (const { id, doc } of fresh) this.staleSeen.set(id, doc.at);
+    const listed = new Set(beats.map((b) => b.id));
+    for (const id of this.staleSeen.keys()) if (!listed.has(id)) this.staleSeen.delete(id);
   }
 
   private async adoptOrphans(): Promise<void> {

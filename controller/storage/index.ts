@@ -178,46 +178,88 @@ export function psSpec(ps: Resource): S.PrimaryStorageSpec {
 // read of the storage, several per VM create, parse ~90 KB).
 const hostCapacityDocs = (psUuid: string): string => `ps-host-capacity:${psUuid}`;
 type HostCap = { total: number; available: number };
-/** One recomputation of a storage's totals at a time (hosts connect concurrently). */
+/** A storage's per-host docs and totals are written one operation at a time (hosts connect concurrently). */
 const psTotals = new ResourceQueues();
+/**
+ * A recomputation reads every host's doc (issue 19: one per joining host made 1,000 hosts
+ * joining cost ~500,000 doc reads). Hosts that report while one is pending share it, and one
+ * starts at most every TOTALS_GAP_MS per storage: a burst of hosts costs a few recomputations.
+ */
+const TOTALS_GAP_MS = 200;
+const pendingTotals = new Map<string, { patch: Record<string, unknown>; done: Promise<void> }>();
+const lastTotals = new Map<string, number>();
 
-/** ps/init on one host; records the host's capacity and recomputes the totals. */
-export async function initPsOnHost(d: CloudDeps, ps: Resource, host: Resource): Promise<void> {
+/**
+ * The storage's totals recomputed from a read that starts after this call: resolves when they
+ * are written. `patch` goes into the same record update.
+ */
+export function recomputeTotals(d: CloudDeps, psUuid: string, patch: Record<string, unknown> = {}): Promise<void> {
+  const pending = pendingTotals.get(psUuid);
+  if (pending) {
+    Object.assign(pending.patch, patch);
+    return pending.done;
+  }
+  const entry = { patch: { ...patch }, done: Promise.resolve() };
+  pendingTotals.set(psUuid, entry);
+  entry.done = (async () => {
+    const wait = (lastTotals.get(psUuid) ?? 0) + TOTALS_GAP_MS - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    await psTotals.run(psUuid, async () => {
+      // from here on a caller's doc may be missed by the read below: it needs the next one
+      if (pendingTotals.get(psUuid) === entry) pendingTotals.delete(psUuid);
+      lastTotals.set(psUuid, Date.now());
+      const ps = await d.store.get(psUuid);
+      if (ps) await writeTotals(d, ps, entry.patch);
+    });
+  })();
+  // a failure reaches every caller that shares it; none is left unhandled
+  entry.done.catch(() => undefined);
+  return entry.done;
+}
+
+/**
+ * ps/init on one host; records the host's capacity and (unless `totals: false`: the caller
+ * recomputes once after many hosts) waits for the totals that include it.
+ */
+export async function initPsOnHost(d: CloudDeps, ps: Resource, host: Resource, o: { totals?: boolean } = {}): Promise<void> {
   const cap = await d.agentClient.call(S.PsInit, refreshable(d, host, 'storageagent'), { ps: psSpec(ps) });
-  await psTotals.run(ps.uuid, async () => {
-    const col = hostCapacityDocs(ps.uuid);
-    const fresh = (await d.store.get(ps.uuid)) ?? ps;
-    // a record written before the split: its hosts' capacities move to docs (a doc is newer)
-    const legacy = fresh._hostCapacity as Record<string, HostCap> | undefined;
-    if (legacy) {
-      for (const [h, v] of Object.entries(legacy)) if (h !== host.uuid && (await d.store.getDoc(col, h)) === undefined) await d.store.putDoc(col, h, v);
-    }
-    await d.store.putDoc(col, host.uuid, { total: cap.totalCapacity, available: cap.availableCapacity } satisfies HostCap);
-    await writeTotals(d, fresh, { ...(legacy ? { _hostCapacity: undefined } : {}), status: 'Connected', statusReason: undefined });
-  });
+  await psTotals.run(ps.uuid, () => d.store.putDoc(hostCapacityDocs(ps.uuid), host.uuid, { total: cap.totalCapacity, available: cap.availableCapacity } satisfies HostCap));
+  if (o.totals !== false) await recomputeTotals(d, ps.uuid, { status: 'Connected', statusReason: undefined });
 }
 
 /** A storage's totals from its hosts' docs (run under psTotals). */
-async function writeTotals(d: CloudDeps, ps: Resource, patch: Record<string, unknown> = {}): Promise<void> {
-  const vals = (await d.store.listDocs<HostCap>(hostCapacityDocs(ps.uuid))).map((x) => x.doc);
+async function writeTotals(d: CloudDeps, ps: Resource, patch: Record<string, unknown>): Promise<void> {
+  const col = hostCapacityDocs(ps.uuid);
+  const docs = await d.store.listDocs<HostCap>(col);
+  // a record written before the split: its hosts' capacities move to docs (a doc is newer)
+  const legacy = ps._hostCapacity as Record<string, HostCap> | undefined;
+  if (legacy) {
+    const have = new Set(docs.map((x) => x.id));
+    for (const [h, v] of Object.entries(legacy)) {
+      if (have.has(h)) continue;
+      await d.store.putDoc(col, h, v);
+      docs.push({ id: h, doc: v });
+    }
+  }
+  const vals = docs.map((x) => x.doc);
   // local storage: every host has its own; shared kinds: the same space seen from every host
   const shared = ps.type !== 'LocalStorage';
   const sum = (f: (v: HostCap) => number): number => (shared ? Math.max(0, ...vals.map(f)) : vals.reduce((a, v) => a + f(v), 0));
   const total = sum((v) => v.total);
   const avail = sum((v) => v.available);
-  await d.store.update(ps.uuid, { ...patch, totalCapacity: total, availableCapacity: avail, totalPhysicalCapacity: total, availablePhysicalCapacity: avail });
+  await d.store.update(ps.uuid, { ...patch, ...(legacy ? { _hostCapacity: undefined } : {}), totalCapacity: total, availableCapacity: avail, totalPhysicalCapacity: total, availablePhysicalCapacity: avail });
 }
 
 /** A deleted host's capacity leaves the totals of its cluster's storages. */
 export async function forgetHostCapacity(d: CloudDeps, host: Resource): Promise<void> {
   for (const psUuid of await attachedTo(d.store, 'cluster-primary-storage', String(host.parentUuid))) {
-    await psTotals.run(psUuid, async () => {
+    const had = await psTotals.run(psUuid, async () => {
       const col = hostCapacityDocs(psUuid);
-      if ((await d.store.getDoc(col, host.uuid)) === undefined) return;
+      if ((await d.store.getDoc(col, host.uuid)) === undefined) return false;
       await d.store.deleteDoc(col, host.uuid);
-      const ps = await d.store.get(psUuid);
-      if (ps) await writeTotals(d, ps);
+      return true;
     });
+    if (had) await recomputeTotals(d, psUuid);
   }
 }
 
@@ -227,6 +269,19 @@ export async function forgetPsCapacity(d: CloudDeps, psUuid: string): Promise<vo
     const col = hostCapacityDocs(psUuid);
     for (const { id } of await d.store.listDocs(col)) await d.store.deleteDoc(col, id);
   });
+  lastTotals.delete(psUuid);
+}
+
+/** ps/init on every Connected host of the clusters, then the totals once. */
+async function initPsOnClusters(d: CloudDeps, ps: Resource, clusters: string[]): Promise<void> {
+  let n = 0;
+  for (const c of clusters) {
+    for (const h of await connectedHosts(d.store, c)) {
+      await initPsOnHost(d, ps, h, { totals: false });
+      n++;
+    }
+  }
+  if (n > 0) await recomputeTotals(d, ps.uuid, { status: 'Connected', statusReason: undefined });
 }
 
 async function attachPs(cluster: Resource, params: Record<string, unknown>, oc: OpContext): Promise<Resource> {
@@ -234,7 +289,7 @@ async function attachPs(cluster: Resource, params: Record<string, unknown>, oc: 
   const ps = await mustGet(d.store, String(params.primaryStorageUuid), 'primary-storage', 'primaryStorageUuid');
   await attach(d.store, 'cluster-primary-storage', cluster.uuid, ps.uuid, oc.adminAccountUuid);
   try {
-    for (const h of await connectedHosts(d.store, cluster.uuid)) await initPsOnHost(d, ps, h);
+    await initPsOnClusters(d, ps, [cluster.uuid]);
   } catch (e) {
     await detach(d.store, 'cluster-primary-storage', cluster.uuid, ps.uuid);
     throw e;
@@ -253,9 +308,7 @@ async function detachPs(cluster: Resource, params: Record<string, unknown>, oc: 
 
 async function reconnectPs(ps: Resource, _p: Record<string, unknown>, oc: OpContext): Promise<Resource> {
   const d = oc;
-  for (const c of await attachedFrom(d.store, 'cluster-primary-storage', ps.uuid)) {
-    for (const h of await connectedHosts(d.store, c)) await initPsOnHost(d, ps, h);
-  }
+  await initPsOnClusters(d, ps, await attachedFrom(d.store, 'cluster-primary-storage', ps.uuid));
   return mustGet(d.store, ps.uuid, 'primary-storage');
 }
 

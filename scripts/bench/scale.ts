@@ -16,6 +16,9 @@
 // controller is SIGKILLed; requests go on to the others (a create that got no answer is sent
 // again elsewhere). lost = acknowledged creates with neither a VM nor a failed job; stuck = VMs
 // still transitional 60 s after the run.
+// Host add: hosts_connected_s / _ctl_cpu_s = until every POST /v1/hosts answered (Connected);
+// hosts_storage_settled_s / _ctl_cpu_s = until the primary storage's totals include every host
+// (ps/init runs after each connect); hosts_add_s = the whole cloud setup (as before).
 // --restart (instead of the list measurements): with the hosts Connected and the VMs made, every
 // controller is SIGKILLed, stays down --down-s seconds (default 5), and is started again on its
 // port and data (same SQLite file / same Redis). The simulator counts what the hosts are asked
@@ -241,9 +244,20 @@ async function main(): Promise<void> {
   }
   const api = apis[0]!;
   const tHosts = Date.now();
-  const ids = await setupSimulatedCloud(api, sim.hosts, { prefix: 'scale', vms: VMS, hostConcurrency: 32 });
+  const hostsCpu0 = ctlCpuSeconds();
+  let hostsAdded = { s: NaN, cpu: NaN };
+  const ids = await setupSimulatedCloud(api, sim.hosts, { prefix: 'scale', vms: VMS, hostConcurrency: 32, onHostsAdded: () => (hostsAdded = { s: (Date.now() - tHosts) / 1000, cpu: ctlCpuSeconds() - hostsCpu0 }) });
   const hostsS = (Date.now() - tHosts) / 1000;
   const connected = (await get(api, '/v1/hosts?q=status=Connected&count=true')).body.total as number;
+  const storage = await storageSettled(api, ids.ps, tHosts, hostsCpu0);
+  log(`hosts: every add answered (Connected) after ${hostsAdded.s.toFixed(1)} s, controller CPU ${hostsAdded.cpu.toFixed(1)} s; the storage totals (${storage.total} B) settled after ${storage.s.toFixed(1)} s, controller CPU ${storage.cpu.toFixed(1)} s; load ${loadavg()[0]!.toFixed(2)}`);
+  const hostFigures = {
+    hosts_add_s: Number(hostsS.toFixed(1)),
+    hosts_connected_s: Number(hostsAdded.s.toFixed(1)),
+    hosts_connected_ctl_cpu_s: Number(hostsAdded.cpu.toFixed(1)),
+    hosts_storage_settled_s: Number(storage.s.toFixed(1)),
+    hosts_storage_settled_ctl_cpu_s: Number(storage.cpu.toFixed(1)),
+  };
   if (INVENTORY > 0) await loadInventory(store, ids, (await get(api, '/v1/accounts?q=name=admin')).body.inventories[0].uuid as string);
   log(`${connected}/${HOSTS} hosts Connected, cloud set up in ${hostsS.toFixed(1)} s; creating ${VMS} VMs, ${CONCURRENCY} requests at a time`);
 
@@ -352,7 +366,7 @@ async function main(): Promise<void> {
 
   if (RESTART) {
     const r = await restartPhase(sim, store, apis.length);
-    const out = { hosts: HOSTS, vms: VMS, running, failed, stuck, lost, hosts_connected: connected, controllers: CONTROLLERS, store: STORE, ...r, load1_start: Number(load0.toFixed(2)), load1_end: Number(loadavg()[0]!.toFixed(2)) };
+    const out = { hosts: HOSTS, vms: VMS, running, failed, stuck, lost, hosts_connected: connected, controllers: CONTROLLERS, store: STORE, ...hostFigures, ...r, load1_start: Number(load0.toFixed(2)), load1_end: Number(loadavg()[0]!.toFixed(2)) };
     process.stdout.write(JSON.stringify(out) + '\n');
     return;
   }
@@ -445,7 +459,7 @@ async function main(): Promise<void> {
     killed_one: KILL_ONE,
     store: STORE,
     inventory: INVENTORY,
-    hosts_add_s: Number(hostsS.toFixed(1)),
+    ...hostFigures,
     controller_cpu_s: Number(cpuCtl.toFixed(1)),
     simulator_cpu_s: Number(cpuSim.toFixed(1)),
     controller_cpu_ms_per_vm_net: net.ctl,
@@ -459,6 +473,23 @@ async function main(): Promise<void> {
   };
   process.stdout.write(JSON.stringify(out) + '\n');
   process.stdout.write(`ratio: ${(createS / (VMS / 7.2)).toFixed(3)}\n`);
+}
+
+/**
+ * The primary storage's totals after the hosts joined: each host's ps/init runs after its
+ * connect (in the background), so a host add's cost ends when they stop changing. Polled until
+ * unchanged for 3 s; returns when (seconds after `t0`) and at what controller CPU (since `cpu0`)
+ * the final value was first seen.
+ */
+async function storageSettled(api: ApiClient, ps: string, t0: number, cpu0: number): Promise<{ s: number; cpu: number; total: number }> {
+  let last = { total: NaN, s: NaN, cpu: NaN };
+  for (const end = Date.now() + 300_000; Date.now() < end; await sleep(250)) {
+    const total = Number((await get(api, `/v1/primary-storage/${ps}`)).body?.totalCapacity);
+    const now = { s: (Date.now() - t0) / 1000, cpu: ctlCpuSeconds() - cpu0 };
+    if (total !== last.total) last = { total, ...now };
+    else if (now.s - last.s >= 3) break;
+  }
+  return last;
 }
 
 interface TrafficReport {

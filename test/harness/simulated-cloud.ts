@@ -86,7 +86,7 @@ export async function addSimulatedHosts(api: ApiClient, clusterUuid: string, hos
   return out;
 }
 
-export async function setupSimulatedCloud(api: ApiClient, hosts: SimHostInfo[], o: { prefix: string; vms: number; hostConcurrency?: number }): Promise<SimCloudIds> {
+export async function setupSimulatedCloud(api: ApiClient, hosts: SimHostInfo[], o: { prefix: string; vms: number; hostConcurrency?: number; onHostsAdded?: () => void }): Promise<SimCloudIds> {
   const p = o.prefix;
   const zone = (await ok(api, '/v1/zones', { name: `${p}-zone` })).uuid;
   const cluster = (await ok(api, '/v1/clusters', { name: `${p}-cluster`, zoneUuid: zone })).uuid;
@@ -98,6 +98,7 @@ export async function setupSimulatedCloud(api: ApiClient, hosts: SimHostInfo[], 
   const l2 = (await ok(api, '/v1/l2-networks', { name: `${p}-l2`, zoneUuid: zone, physicalInterface: 'eth0' })).uuid;
   await ok(api, `/v1/clusters/${cluster}/actions?wait=true`, { attachL2Network: { l2NetworkUuid: l2 } });
   const hostUuids = await addSimulatedHosts(api, cluster, hosts, p, o.hostConcurrency);
+  o.onHostsAdded?.();
   const bs = (await ok(api, '/v1/backup-storage?wait=true', { name: `${p}-bs`, hostname: hosts[0]!.managementIp, url: '/sim/bs' })).uuid;
   const image = (await ok(api, '/v1/images?wait=true', { name: `${p}-image`, url: 'http://images.invalid/sim.qcow2', format: 'qcow2', backupStorageUuids: [bs] })).uuid;
   const offering = (await ok(api, '/v1/instance-offerings', { name: `${p}-small`, cpuNum: 1, memorySize: 128 * MiB })).uuid;

@@ -97,4 +97,86 @@ describe('primary storage capacity per host (ps/init)', () => {
     await forgetPsCapacity(d, ps.uuid);
     assert.deepEqual(await store.listDocs(`ps-host-capacity:${ps.uuid}`), []);
   });
+
+  // issue 19: each joining host recomputed the totals from every host's doc (quadratic at 1,000)
+  for (const type of ['LocalStorage', 'SharedMountPoint']) {
+    it(`${type}: hosts joining, leaving and reporting new figures at once leave exact totals, for a few recomputations`, async function () {
+      this.timeout(30_000);
+      const store = await openStore({ backend: 'sqlite', path: ':memory:' });
+      const col = 'ps-host-capacity:ps';
+      let recomputes = 0;
+      // the recomputations are the reads of every host's doc
+      const counted = new Proxy(store, {
+        get(t, k, r) {
+          if (k === 'listDocs') return (c: string) => ((c === col && recomputes++), t.listDocs(c));
+          const v = Reflect.get(t, k, r) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+        },
+      });
+      await store.create(res('cluster', 'c1', {}));
+      const ps = await store.create(res('primary-storage', 'ps', { type, url: '/ps', state: 'Enabled' }));
+      await attach(store, 'cluster-primary-storage', 'c1', ps.uuid, 'admin');
+      let seed = 7;
+      const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+      const caps = new Map<string, { totalCapacity: number; availableCapacity: number }>();
+      const report = (h: string): void => {
+        const total = (1 + rnd(1000)) * GiB;
+        caps.set(h, { totalCapacity: total, availableCapacity: total - rnd(total / GiB) * GiB });
+      };
+      // each agent answers after 0-300 ms: the reports spread over more than one recomputation gap
+      const agentClient = {
+        call: async (_cmd: unknown, ep: { url: string }) => {
+          const h = /\/\/([^:]+):/.exec(ep.url)![1]!;
+          const cap = caps.get(h)!;
+          await new Promise((r) => setTimeout(r, rnd(300)));
+          return cap;
+        },
+      };
+      const d = { store: counted, agentClient } as unknown as CloudDeps;
+      const hosts = new Map<string, Resource>();
+      const join = async (h: string): Promise<void> => {
+        report(h);
+        const host = await store.create(res('host', h, { parentUuid: 'c1', managementIp: h, status: 'Connected', _agents: { storageagent: { port: 1, token: 't' } } }));
+        hosts.set(h, host);
+        await initPsOnHost(d, ps, host);
+      };
+      const expect = async (what: string): Promise<void> => {
+        const vals = [...hosts.keys()].map((h) => caps.get(h)!);
+        const agg = (f: (v: { totalCapacity: number; availableCapacity: number }) => number): number => (type === 'LocalStorage' ? vals.reduce((a, v) => a + f(v), 0) : Math.max(0, ...vals.map(f)));
+        const r = (await store.get(ps.uuid))!;
+        assert.equal(r.totalCapacity, agg((v) => v.totalCapacity), `${what}: total`);
+        assert.equal(r.availableCapacity, agg((v) => v.availableCapacity), `${what}: available`);
+        assert.equal(r.availablePhysicalCapacity, agg((v) => v.availableCapacity), `${what}: available physical`);
+        assert.equal((await store.listDocs(col)).length, hosts.size, `${what}: one doc per host`);
+      };
+
+      await Promise.all(Array.from({ length: 300 }, (_, i) => join(`h${i}`)));
+      await expect('300 hosts joined');
+      assert.equal((await store.get(ps.uuid))!.status, 'Connected');
+      assert.ok(recomputes <= 8, `300 hosts joining within ~300 ms: ${recomputes} recomputations (at most one per 200 ms, plus the first)`);
+
+      // 100 leave, 100 report new figures and 50 join, all at once
+      recomputes = 0;
+      const names = [...hosts.keys()];
+      const leave = async (h: string): Promise<void> => {
+        const host = hosts.get(h)!;
+        hosts.delete(h);
+        await store.delete(h);
+        await forgetHostCapacity(d, host);
+      };
+      const again = async (h: string): Promise<void> => {
+        report(h);
+        await initPsOnHost(d, ps, hosts.get(h)!);
+      };
+      await Promise.all([...names.slice(0, 100).map(leave), ...names.slice(100, 200).map(again), ...Array.from({ length: 50 }, (_, i) => join(`n${i}`))]);
+      await expect('after 100 left, 100 reported again and 50 joined');
+      assert.ok(recomputes <= 8, `${recomputes} recomputations`);
+
+      // every host leaves
+      await Promise.all([...hosts.keys()].map(leave));
+      await expect('every host left');
+      assert.equal((await store.get(ps.uuid))!.totalCapacity, 0);
+      await store.close();
+    });
+  }
 });
