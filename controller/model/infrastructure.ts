@@ -68,6 +68,8 @@ export const cluster: KindDef = {
 
 export const host: KindDef = {
   kind: 'host',
+  // a host add checks that its address is new (issue 19: scanning every host made 1,000 adds quadratic)
+  indexes: ['managementIp'],
   collection: 'hosts',
   title: 'host',
   createSchema: Obj({
