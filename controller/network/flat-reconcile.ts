@@ -53,18 +53,20 @@ export async function flatKeys(d: CloudDeps, only?: { hostUuid?: string; l3Uuid?
  */
 export async function desiredFlat(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource = storeNics(d.store)): Promise<FlatApplyWhole | undefined> {
   const p = await desiredParts(d, hostUuid, l3, nics);
-  return p && withRecords(p.req, p.records, hostUuid);
+  return p && withRecords(p.req, p.layout, p.alone, hostUuid);
 }
 
-/** `req` with the records of the L3's other hosts, whole. */
-function withRecords(req: FlatApplyReq, records: readonly HostRecord[], hostUuid: string): FlatApplyWhole {
+const NO_RECORDS: readonly HostRecord[] = [];
+
+/** `req` with the records of the L3's other hosts (none when it serves the L3 alone), whole. */
+function withRecords(req: FlatApplyReq, layout: FlatLayout, alone: boolean, hostUuid: string): FlatApplyWhole {
   const out: DnsRec[] = [];
-  for (const r of records) if (r.host !== hostUuid) out.push(r.record);
+  if (!alone) for (const r of layout.records) if (r.host !== hostUuid) out.push(r.record);
   return { ...req, dns: { records: out, forwarders: req.dns.forwarders } };
 }
 
 /** desiredFlat without the DNS records, and the L3's named records with their hosts. */
-async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource): Promise<{ req: FlatApplyReq; records: readonly HostRecord[]; alone: boolean } | undefined> {
+async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource): Promise<{ req: FlatApplyReq; layout: FlatLayout; alone: boolean } | undefined> {
   let live = await nics.liveNics(l3.uuid);
   const mine = layoutOf(live).byHost.has(hostUuid);
   const heldKey = await heldIp(d.store, l3.uuid, `dhcp:${hostUuid}`);
@@ -102,7 +104,8 @@ async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: 
   // the NICs as they are now (the reads above waited): an L3's DNS log follows one list to the
   // next, and a list older than another apply's made it step back and forth
   live = await nics.liveNics(l3.uuid);
-  const { byHost, records } = layoutOf(live);
+  const layout = layoutOf(live);
+  const byHost = layout.byHost;
   // each NIC of this host once (the agent derives its DHCP entry, DNS name and metadata record);
   // DNS records only for the names other hosts serve (added by the caller)
   const metadata = network.metadata;
@@ -116,13 +119,34 @@ async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: 
     req.nics.push(nic);
   }
   // alone: no other host serves the L3 (no names to send: the whole set is empty)
-  return { req, records, alone: byHost.size === 0 || (byHost.size === 1 && byHost.has(hostUuid)) };
+  return { req, layout, alone: byHost.size === 0 || (byHost.size === 1 && byHost.has(hostUuid)) };
 }
 
-/** An L3's NICs by serving host, and the DNS record of each named NIC (with its host). */
-interface FlatLayout {
-  byHost: Map<string, Array<{ x: LiveNic; named: boolean }>>;
-  records: HostRecord[];
+/**
+ * An L3's NICs by serving host, and the DNS record of each named NIC (with its host). The
+ * records are made on first use: an L3 that one host serves alone sends none (a 250-VM L3 made
+ * 500 objects per apply for nothing).
+ */
+class FlatLayout {
+  readonly byHost = new Map<string, Array<{ x: LiveNic; named: boolean }>>();
+  private made?: HostRecord[];
+
+  constructor(
+    private readonly live: readonly LiveNic[],
+    private readonly named: readonly boolean[],
+  ) {}
+
+  get records(): readonly HostRecord[] {
+    if (!this.made) {
+      const out: HostRecord[] = [];
+      for (let i = 0; i < this.live.length; i++) {
+        const x = this.live[i]!;
+        if (this.named[i]) out.push({ host: x.host, record: { name: x.hostname, ip: x.ip } });
+      }
+      this.made = out;
+    }
+    return this.made;
+  }
 }
 
 /**
@@ -135,23 +159,21 @@ function layoutOf(live: readonly LiveNic[]): FlatLayout {
   const hit = layouts.get(live);
   if (hit) return hit;
   // a host name is given once per L3: a later VM with the same name gets an address but no name
-  const named = new Map<string, string>(); // short name → nic uuid
-  // the part before the first dot, lower case (indexOf/slice: no array per NIC as split made)
-  const shorts = live.map(({ hostname: h }) => {
+  const taken = new Set<string>(); // short names (before the first dot, lower case)
+  const named: boolean[] = new Array<boolean>(live.length);
+  const out = new FlatLayout(live, named);
+  for (let i = 0; i < live.length; i++) {
+    const x = live[i]!;
+    const h = x.hostname;
     const dot = h.indexOf('.');
-    return (dot < 0 ? h : h.slice(0, dot)).toLowerCase();
-  });
-  live.forEach((x, i) => {
-    if (!named.has(shorts[i]!)) named.set(shorts[i]!, x.nicUuid);
-  });
-  const out: FlatLayout = { byHost: new Map(), records: [] };
-  live.forEach((x, i) => {
-    const owns = named.get(shorts[i]!) === x.nicUuid;
+    const short = (dot < 0 ? h : h.slice(0, dot)).toLowerCase();
+    const owns = !taken.has(short);
+    if (owns) taken.add(short);
+    named[i] = owns;
     let mine = out.byHost.get(x.host);
     if (!mine) out.byHost.set(x.host, (mine = []));
     mine.push({ x, named: owns });
-    if (owns) out.records.push({ host: x.host, record: { name: x.hostname, ip: x.ip } });
-  });
+  }
   layouts.set(live, out);
   return out;
 }
@@ -186,9 +208,9 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
   const check = dns?.checkDue(key) === true;
   if (check) p.req.verify = true;
   // the whole set's text cut from the L3's records serialized once (flat-whole.ts); the request
-  // object without them tells observers the form
+  // object without them tells observers the form. Alone, the host has no other hosts' records.
   const whole = (): Promise<Static<typeof V.FlatApply.response>> =>
-    d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders } }, { json: wholeJson(p.req, p.records, hostUuid) });
+    d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders } }, { json: wholeJson(p.req, p.alone ? NO_RECORDS : p.layout.records, hostUuid) });
   let r: Static<typeof V.FlatApply.response> | undefined;
   if (!dns || p.alone) {
     // alone, the L3's log is not kept in step (a 250-VM L3 on one host paid ~0.6 ms per apply
@@ -197,7 +219,7 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
     r = await whole();
   } else {
     const dnsLog = dns.log(l3Uuid);
-    dnsLog.sync(p.records);
+    dnsLog.sync(p.layout.records);
     const v = dnsLog.version;
     const digest = dnsLog.digestFor(hostUuid);
     // a check too (the periodic pass): an empty delta when the records are what the agent
