@@ -15,7 +15,7 @@ import { dnsmasqPaths, renderDhcpHosts, renderDhcpOpts, renderDnsmasqConf, rende
 import { expandFlat, partsOfSaved, wholeFlat, type SavedFlat } from './render/flat-desired.js';
 import { DnsSet } from '../shared/dns-set.js';
 import { filterLeases } from './render/leases.js';
-import { ensureDir, FileMemory, flatRoot, listDirs, readJson, readReplacedJson, removeDir, writeIfChanged, writeUnflushed } from './state.js';
+import { ensureDir, FileMemory, flatRoot, listDirs, readJson, readReplacedJson, removeDir, writeIfChanged, writeLinked, writeUnflushed } from './state.js';
 import {
   validateDhcpEntries,
   validateDnsRecords,
@@ -293,12 +293,13 @@ export class FlatService {
     return { changed: changed || filesChanged, releasedLeases, pid };
   }
 
+  /** The files dnsmasq re-reads on SIGHUP, each swapped in through a symlink (writeLinked). */
   private renderFiles(st: L3): boolean {
     const w = [
-      st.files.write(st.paths.dhcpHosts, renderDhcpHosts(st.network, st.dhcp)),
-      st.files.write(st.paths.dhcpOpts, renderDhcpOpts(st.network)),
-      st.files.write(st.paths.hosts, renderHosts(st.network, st.dns.records, st.dhcp)),
-      st.files.write(st.paths.servers, renderServers(st.dns.forwarders)),
+      st.files.write(st.paths.dhcpHosts, renderDhcpHosts(st.network, st.dhcp), 0o644, writeLinked),
+      st.files.write(st.paths.dhcpOpts, renderDhcpOpts(st.network), 0o644, writeLinked),
+      st.files.write(st.paths.hosts, renderHosts(st.network, st.dns.records, st.dhcp), 0o644, writeLinked),
+      st.files.write(st.paths.servers, renderServers(st.dns.forwarders), 0o644, writeLinked),
     ];
     return w.some(Boolean);
   }

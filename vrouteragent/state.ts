@@ -1,8 +1,8 @@
 // Agent state on disk: one directory per flat L3 under <data-dir>/vrouter/flat/<l3 uuid>/,
 // holding the last applied request data (JSON) and the files rendered from it. A restarted
 // agent rebuilds everything from these files.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 export function flatRoot(dataDir: string): string {
   return join(dataDir, 'vrouter', 'flat');
@@ -59,6 +59,35 @@ function writeAtomic(file: string, content: string, mode: number): void {
   writeFileSync(tmp, content, { mode, encoding: 'utf8' });
   renameSync(tmp, file);
 }
+
+/**
+ * Put a file dnsmasq re-reads on SIGHUP (hosts, DHCP hosts and options, servers) in place
+ * without ext4's flush on replace, yet never missing or partial for dnsmasq: the content goes
+ * to a new inode, `<file>.0` or `<file>.1` (the one `<file>` does not point to, unlinked first),
+ * then a new symlink to it is renamed over `<file>`. ext4 (auto_da_alloc) starts writing out the
+ * renamed inode's delayed blocks when a rename replaces a file; a symlink has none. 12 KB on
+ * this dev box's ext4: rename-over 145 µs median, 600 µs p90; this 36 / 57 µs. A crash may
+ * leave a file empty (nothing was flushed): the agent renders these again at start (FileMemory
+ * begins empty: each file is compared with the disk) before dnsmasq is started or reloaded.
+ */
+export const writeLinked: Writer = (file, content, mode) => {
+  const base = basename(file);
+  let current: string | undefined;
+  try {
+    current = readlinkSync(file);
+  } catch {
+    /* a regular file (written by an older agent) or none */
+  }
+  const gen = `${base}.${current === `${base}.0` ? 1 : 0}`;
+  const target = join(dirname(file), gen);
+  // a new inode: a dnsmasq still reading the old one (an earlier SIGHUP) reads it whole
+  rmSync(target, { force: true });
+  writeFileSync(target, content, { mode, encoding: 'utf8' });
+  const link = `${file}.lnk-${process.pid}`;
+  rmSync(link, { force: true });
+  symlinkSync(gen, link);
+  renameSync(link, file);
+};
 
 /**
  * Replace the agent's own state file without ext4's flush on replace (auto_da_alloc: a rename

@@ -2,10 +2,10 @@
 // unlink the file, rename): whatever point the writer was killed at, the reader finds the old
 // content or the new one, complete — never nothing when either existed, never a torn file.
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileMemory, readReplacedJson, writeUnflushed } from '../../../vrouteragent/state.js';
+import { FileMemory, readReplacedJson, writeLinked, writeUnflushed } from '../../../vrouteragent/state.js';
 
 describe('agent state files replaced without a flush', () => {
   let dir: string;
@@ -52,5 +52,63 @@ describe('agent state files replaced without a flush', () => {
     assert.equal(m.write(file, 'b', 0o600, writeUnflushed), true);
     assert.equal(readFileSync(file, 'utf8'), 'b');
     assert.equal(existsSync(`${file}.new`), false);
+  });
+});
+
+// dnsmasq's files swapped in through a symlink (writeLinked): no ext4 flush on replace, and a
+// dnsmasq reading at any moment finds a complete file
+describe('dnsmasq files swapped in through a symlink', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tstack-linked-'));
+    file = join(dir, 'dhcp-hosts');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('each write goes to the generation the link does not name; two files at most, nothing else left', () => {
+    for (let v = 1; v <= 5; v++) {
+      writeLinked(file, `v${v}\n`, 0o644);
+      assert.equal(readFileSync(file, 'utf8'), `v${v}\n`);
+      assert.equal(lstatSync(file).isSymbolicLink(), true);
+      assert.equal(readlinkSync(file), `dhcp-hosts.${(v + 1) % 2}`, 'a relative link to the other generation');
+    }
+    assert.deepEqual(readdirSync(dir).sort(), ['dhcp-hosts', 'dhcp-hosts.0', 'dhcp-hosts.1']);
+    assert.equal(statSync(file).mode & 0o777, 0o644);
+  });
+
+  it('replaces a regular file (an older agent\'s) and a link whose target is gone', () => {
+    writeFileSync(file, 'old\n');
+    writeLinked(file, 'new\n', 0o644);
+    assert.equal(readFileSync(file, 'utf8'), 'new\n');
+    rmSync(join(dir, readlinkSync(file)));
+    assert.throws(() => readFileSync(file), /ENOENT/);
+    writeLinked(file, 'again\n', 0o644);
+    assert.equal(readFileSync(file, 'utf8'), 'again\n');
+  });
+
+  it('a reader that opened the file before later writes still reads what it opened, whole', () => {
+    writeLinked(file, 'first\n', 0o644);
+    const fd = openSync(file, 'r');
+    try {
+      // two more writes: the second reuses the first's generation name, on a new inode
+      writeLinked(file, 'second\n', 0o644);
+      writeLinked(file, 'third, longer\n', 0o644);
+      const buf = Buffer.alloc(64);
+      assert.equal(buf.toString('utf8', 0, readSync(fd, buf, 0, 64, 0)), 'first\n');
+    } finally {
+      closeSync(fd);
+    }
+    assert.equal(readFileSync(file, 'utf8'), 'third, longer\n');
+  });
+
+  it('FileMemory through it: a deleted link is put back once the memory is forgotten (drift repair)', () => {
+    const m = new FileMemory();
+    assert.equal(m.write(file, 'a\n', 0o644, writeLinked), true);
+    assert.equal(m.write(file, 'a\n', 0o644, writeLinked), false);
+    rmSync(file);
+    m.forget();
+    assert.equal(m.write(file, 'a\n', 0o644, writeLinked), true);
+    assert.equal(readFileSync(file, 'utf8'), 'a\n');
   });
 });
