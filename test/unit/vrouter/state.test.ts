@@ -2,7 +2,7 @@
 // unlink the file, rename): whatever point the writer was killed at, the reader finds the old
 // content or the new one, complete — never nothing when either existed, never a torn file.
 import { strict as assert } from 'node:assert';
-import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileMemory, readReplacedJson, writeLinked, writeUnflushed } from '../../../vrouteragent/state.js';
@@ -75,6 +75,14 @@ describe('dnsmasq files swapped in through a symlink', () => {
     }
     assert.deepEqual(readdirSync(dir).sort(), ['dhcp-hosts', 'dhcp-hosts.0', 'dhcp-hosts.1']);
     assert.equal(statSync(file).mode & 0o777, 0o644);
+  });
+
+  it('a link left by a writer killed before its rename is replaced', () => {
+    writeLinked(file, 'a\n', 0o644);
+    symlinkSync('elsewhere', `${file}.lnk-${process.pid}`);
+    writeLinked(file, 'b\n', 0o644);
+    assert.equal(readFileSync(file, 'utf8'), 'b\n');
+    assert.deepEqual(readdirSync(dir).sort(), ['dhcp-hosts', 'dhcp-hosts.0', 'dhcp-hosts.1']);
   });
 
   it('replaces a regular file (an older agent\'s) and a link whose target is gone', () => {
