@@ -10,6 +10,7 @@ import { TStackError } from '../../../shared/errors.js';
 import { startProcess } from '../../../shared/exec.js';
 import { vrouter } from '../../../shared/protocol/index.js';
 import { useCleanup } from '../../harness/cleanup.js';
+import { until } from '../../harness/assert.js';
 import { createBridge, createNetns, createVeth, moveToNetns, netnsExists } from '../../harness/net.js';
 import { runId, tmpDir } from '../../harness/tmp.js';
 import { exec } from '../../../shared/exec.js';
@@ -244,6 +245,9 @@ describe('vrouteragent flat network (namespaces as VMs)', function () {
     // dnsmasq it checked last by its pid and start time): the next apply finds it gone, starts another
     const pid2 = r2.namespace.dnsmasqPid!;
     process.kill(pid2, 'SIGKILL');
+    // a signal is delivered asynchronously: on a busy machine the process may still run (not even
+    // a zombie yet) for a moment after kill() returned; "between two applies" means it is gone
+    await until('dnsmasq is gone after SIGKILL', () => !pidAlive(pid2), 5_000, 10);
     const r3 = await client.call(vrouter.FlatApply, A.ep, { ...want, nics: [{ ...NIC1, hostname: 'vm-one-renamed' }] });
     assert.ok(r3.namespace.dnsmasqPid !== undefined && r3.namespace.dnsmasqPid !== pid2 && pidAlive(r3.namespace.dnsmasqPid), 'a new dnsmasq runs');
     assert.equal((await dhcpOnce(vm1, script, dir))?.ip, '10.77.0.11');
