@@ -81,7 +81,8 @@ function filesUnder(dir: string): string[] {
 function flatState(layout: HostLayout): string {
   const base = layout.dataDir;
   return filesUnder(base)
-    .filter((f) => /flat/.test(f) && !/\.(pid|log|sock)$/.test(f) && !/lease/.test(f))
+    // dnsmasq's files by the names it reads (links to a generation, `<name>.0|1`, which alternates)
+    .filter((f) => /flat/.test(f) && !/\.(pid|log|sock)$/.test(f) && !/lease/.test(f) && !/(^|\/)(dhcp-hosts|dhcp-opts|hosts|servers)\.[01]$/.test(f))
     .map((f) => `${f}\n${readFileSync(join(base, f), 'utf8')}`)
     .join('\n');
 }
