@@ -80,8 +80,8 @@ export const writeLinked: Writer = (file, content, mode) => {
   }
   const gen = `${base}.${current === `${base}.0` ? 1 : 0}`;
   const target = join(dirname(file), gen);
-  // a new inode: a dnsmasq still reading the old one (an earlier SIGHUP) reads it whole
-  // (unlinkSync, not rmSync: that stats first, a syscall per file per apply)
+  // always a new inode (a dnsmasq still reading an older one reads it whole): the target exists
+  // only when a writer was killed before removing it (unlinkSync: rmSync stats first)
   unlinkIfThere(target);
   writeFileSync(target, content, { mode, encoding: 'utf8' });
   const link = `${file}.lnk-${process.pid}`;
