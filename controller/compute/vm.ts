@@ -65,7 +65,7 @@ export interface VmCreateData extends Record<string, unknown> {
   /** L3 → the bridge the bridges step made on the host (the start step sends it as is). */
   bridges?: Record<string, string>;
   nics: NicRec[];
-  /** A NIC whose address and MAC are being claimed (journaled first: a crash cannot leak them). */
+  /** A NIC whose address and MAC were being claimed (journals of older versions: journaled first; now the claims' commit journals the NIC). */
   pendingNic?: { uuid: string; l3NetworkUuid: string };
   root?: VolRec;
   data: VolRec[];
@@ -92,6 +92,8 @@ async function dataTemplate(ctx: Ctx, uuid: string, n: number): Promise<Resource
   return img;
 }
 const deps = (ctx: Ctx): CloudDeps => ctx.controller;
+/** The VM asks for data volumes (their step writes the VM's allVolumes itself). */
+const hasDataVolumes = (vm: Resource): boolean => ((vm.dataDiskOfferingUuids as unknown[] | undefined)?.length ?? 0) + ((vm.dataVolumeTemplateUuids as unknown[] | undefined)?.length ?? 0) > 0;
 /** The allocated host's cluster (journals written before clusterUuid was kept: from the host). */
 const clusterOf = async (ctx: Ctx): Promise<string> => ctx.data.clusterUuid ?? String((await mustGet(ctx.store, ctx.data.hostUuid!, 'host')).parentUuid);
 
@@ -104,11 +106,12 @@ interface FreshNic {
 }
 
 /**
- * The NICs' address and MAC claims with their records and the VM's vmNics and placement: one
- * commit (issue 19: each claim was a commit of its own). Their owners are journaled before
- * (pendingNic or nics), so a crash on either side leaks nothing. A claim another owner got
- * first: that NIC's address (a static one: its CONFLICT) or MAC is picked again, journaled (a
- * rollback releases the journaled address), and the commit tried again.
+ * The journal (the host and the NICs in ctx.data), the NICs' address and MAC claims, their
+ * records and the VM's vmNics and placement: one commit (issue 19: each claim was a commit of
+ * its own, and each NIC's owner a journal save before them). All or nothing, so a crash on
+ * either side leaks nothing: before it the journal names an earlier step and nothing of this one
+ * was written. A claim another owner got first: that NIC's address (a static one: its CONFLICT)
+ * or MAC is picked again and the commit tried again.
  */
 async function commitNics(ctx: Ctx, fresh: FreshNic[]): Promise<Resource> {
   for (let attempt = 0; ; attempt++) {
@@ -120,7 +123,7 @@ async function commitNics(ctx: Ctx, fresh: FreshNic[]): Promise<Resource> {
     // with the placement the host step journaled (absent in a journal of an older version, which wrote it there)
     writes.push({ op: 'update', uuid: ctx.data.vm.uuid, patch: { ...ctx.data.placement, vmNics } });
     try {
-      return (await ctx.store.batch(writes)).at(-1)!;
+      return (await ctx.saveWith(writes)).at(-1)!;
     } catch (e) {
       const c = claimRefused(e);
       const f = c && fresh.find(({ nic }) => (c.namespace === MAC_NAMESPACE ? nic.mac.toLowerCase() === c.key : c.namespace === ipNamespace(nic.l3NetworkUuid) && nic.ip === c.key));
@@ -136,7 +139,6 @@ async function commitNics(ctx: Ctx, fresh: FreshNic[]): Promise<Resource> {
         const { allocation: a } = await pickIp(ctx.store, { l3NetworkUuid: f.nic.l3NetworkUuid, owner: f.nic.uuid, newOwner: true });
         Object.assign(f.nic, { ip: a.ip, netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid });
       }
-      await ctx.save();
     }
   }
 }
@@ -203,10 +205,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
       // the VM record gets its placement with its NICs in the next step (only store claims in
       // between, no agent call): journaled, so a resumed ips step writes it too
       ctx.data.placement = { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' };
-      // no save of its own (issue 19): the ips step's first save, the next store write of this
-      // flow (only reads in between), journals the host with the NIC it is about to claim; a
-      // crash before it finds the journal at an earlier step, whose resumed run reaches this
-      // step again and finds the reservation (allocation is idempotent per VM)
+      // no save of its own (issue 19): the ips step's commit, the next store write of this flow
+      // (only reads in between), journals the host with the NICs it claims; a crash before it
+      // finds the journal at an earlier step, whose resumed run reaches this step again and
+      // finds the reservation (allocation is idempotent per VM)
       injectFault(FLOW, 'host');
     },
     async rollback(ctx) {
@@ -221,8 +223,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const clusterUuid = await clusterOf(ctx);
       const p = ctx.data.pendingNic;
       if (p) {
-        // resumed after a crash mid-claim (or before the save that journals the NIC): give back
-        // what that NIC may hold and claim afresh
+        // a journal of an older version, resumed after a crash mid-claim (or before the save
+        // that journals the NIC): give back what that NIC may hold and claim afresh
         await releaseIpsOf(ctx.store, p.l3NetworkUuid, p.uuid);
         await releaseMacsOf(ctx.store, p.uuid);
         await ctx.store.delete(p.uuid);
@@ -251,21 +253,14 @@ const steps: Array<FlowStep<VmCreateData>> = [
           continue;
         }
         const nicUuid = randomUUID();
-        // journal the owner before claiming: the rollback releases its claims even if we die
-        // between a claim and the save that records it
-        ctx.data.pendingNic = { uuid: nicUuid, l3NetworkUuid: l3 };
-        await ctx.save();
         const req: Parameters<typeof pickIp>[1] = { l3NetworkUuid: l3, owner: nicUuid, newOwner: true };
         const st = statics.find((s) => s.l3NetworkUuid === l3);
         if (st) req.ip = st.ip;
         // picked, claimed by the step's commit (commitNics)
         const { allocation: a } = await pickIp(ctx.store, req);
         const nic: NicRec = { uuid: nicUuid, l3NetworkUuid: l3, ip: a.ip, mac: randomMac(), netmask: a.netmask, gateway: a.gateway, ipRangeUuid: a.ipRangeUuid, deviceId: i };
-        // not saved here: the journal's pendingNic covers the claims and the NIC record until
-        // the next save (the next NIC's, or the root volume's) records the NIC itself; a NIC
-        // journaled whose record is not written yet is made by a resumed run (above)
+        // journaled by the commit that claims its address and MAC and writes its record (commitNics)
         ctx.data.nics.push(nic);
-        delete ctx.data.pendingNic;
         fresh.push({ nic, record: () => nicRecord(nic, i), staticIp: st !== undefined });
       }
       ctx.data.vm = await commitNics(ctx, fresh);
@@ -334,12 +329,24 @@ const steps: Array<FlowStep<VmCreateData>> = [
         patch._bootFromIso = true;
       }
       // the volume made and the VM's root: one commit
-      const [root, next] = await ctx.store.batch([
+      const writes: StoreWrite[] = [
         { op: 'update', uuid: volUuid, patch: { status: 'Ready', source: vol.source, installPath: vol.installPath, format: vol.format, size: vol.size, actualSize: vol.actualSize } },
         { op: 'update', uuid: vm.uuid, patch },
-      ]);
-      ctx.memo.set('root', root);
-      ctx.data.vm = next!;
+      ];
+      const done = ([root, next]: Array<Resource | undefined>): void => {
+        ctx.memo.set('root', root);
+        ctx.data.vm = next!;
+      };
+      if (hasDataVolumes(vm) || vm.strategy === 'CreateStopped') done(await ctx.store.batch(writes));
+      else {
+        // with the start step's save (issue 19: a commit fewer): the bridges and dhcp steps in
+        // between read neither record from the store, and until that save the journal names
+        // this step or an earlier one, so a crash before it runs this step again (the agent
+        // answers its task ids with the first run). The journal and the next steps see the root
+        // now; the records' own copies come with the commit.
+        ctx.data.vm = { ...vm, ...patch };
+        ctx.defer(writes, done);
+      }
       injectFault(FLOW, 'root-volume');
     },
     async rollback(ctx) {
@@ -430,13 +437,15 @@ const steps: Array<FlowStep<VmCreateData>> = [
         return;
       }
       ctx.data.started = true;
+      // with the root volume's deferred writes (ctx.defer), before vm/start
       await ctx.save();
       ctx.progress(80, 'starting the VM');
       const known: KnownForSpec = { root: ctx.memo.get('root') as Resource | undefined, rootPs: ctx.memo.get('rootPs') as Resource | undefined };
       if (ctx.data.bridges) known.bridges = ctx.data.bridges;
       // no data volume asked for: none to read (issue 19: a volume listing per create)
       if (ctx.data.data.length === 0) known.dataVolumes = [];
-      const spec = await startOnHost(d, vm, ctx.data.hostUuid!, known, { taskId: ctx.taskId('start') });
+      // the VM as that save wrote it (with its root)
+      const spec = await startOnHost(d, ctx.data.vm, ctx.data.hostUuid!, known, { taskId: ctx.taskId('start') });
       // Running with the flow's end (outcome, journal delete): one commit; a crash before it
       // resumes this step, whose vm/start (same task id) answers with its first run
       ctx.finishWith([{ op: 'update', uuid: vm.uuid, patch: { state: 'Running', serialLogPath: spec.serialLogPath } }], ([r]) => (ctx.data.vm = r!));

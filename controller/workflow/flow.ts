@@ -26,6 +26,11 @@
 // before it alone); ctx.finishWith(writes) leaves the last step's final store writes to the
 // flow's end, committed with the outcome and the journal delete (only writes that may be lost
 // with the step: a crash before that commit resumes the step, which makes them again).
+// ctx.defer(writes) leaves a step's closing writes to the flow's next commit (the next save or
+// saveWith, or the end's batch), ahead of that commit's own writes: until then the journal names
+// this step or an earlier one, so a crash before it resumes a run that makes them again. Only for
+// writes that the later steps up to that commit do not read from the store and that no direct
+// store write of theirs overwrites. A rollback drops them.
 //
 // Contract for step authors:
 //   - record an acquisition in ctx.data and `await ctx.save()` right after acquiring it, so a
@@ -66,6 +71,11 @@ export interface FlowContext<D extends FlowData = FlowData> {
    * effect of the step: a crash before the end resumes the step.
    */
   finishWith(writes: StoreWrite[], then?: (results: Array<Resource | undefined>) => void): void;
+  /**
+   * These writes with the flow's next commit (save, saveWith or the end), before its own; `then`
+   * gets their results once committed. See the header for when that is safe.
+   */
+  defer(writes: StoreWrite[], then?: (results: Array<Resource | undefined>) => void): void;
   /**
    * Records a step read or wrote, for the later steps of this run (not journaled: empty after a
    * restart, so a reader falls back to the store). Saves re-reading what the flow just wrote.
@@ -209,6 +219,9 @@ class Runner<D extends FlowData> {
       finishWith: (writes, then) => {
         this.closing.push({ writes, then });
       },
+      defer: (writes, then) => {
+        this.deferred.push({ writes, then });
+      },
       memo: new Map(),
       resumed,
       progress: (p, m) => onProgress?.(Math.max(0, Math.min(100, p)), m),
@@ -219,16 +232,42 @@ class Runner<D extends FlowData> {
   /** The journal is in the store (a resumed flow's always is). */
   private written: boolean;
   /** ctx.finishWith's writes, for the end's batch. */
-  private closing: Array<{ writes: StoreWrite[]; then: ((results: Array<Resource | undefined>) => void) | undefined }> = [];
+  private closing: Closing[] = [];
+  /** ctx.defer's writes, for the next commit. */
+  private deferred: Closing[] = [];
+
+  /** The deferred writes (taken) ahead of `writes`, and what hands their results out. */
+  private takeDeferred(writes: StoreWrite[]): { all: StoreWrite[]; settle: (results: Array<Resource | undefined>) => Array<Resource | undefined> } {
+    const d = this.deferred;
+    this.deferred = [];
+    const all = [...d.flatMap((c) => c.writes), ...writes];
+    return {
+      all,
+      settle: (results) => {
+        let at = 0;
+        for (const c of d) {
+          c.then?.(results.slice(at, at + c.writes.length));
+          at += c.writes.length;
+        }
+        return results.slice(at);
+      },
+    };
+  }
 
   private async persist(): Promise<void>;
   private async persist(writes: StoreWrite[]): Promise<Array<Resource | undefined>>;
   private async persist(writes?: StoreWrite[]): Promise<Array<Resource | undefined> | void> {
     this.j.updatedAt = new Date().toISOString();
-    if (!writes) await this.store.putDoc(JOURNALS, this.j.id, this.j);
-    const out = writes ? (await this.store.batch([{ op: 'putDoc', collection: JOURNALS, id: this.j.id, doc: this.j }, ...writes])).slice(1) : undefined;
+    const journal: StoreWrite = { op: 'putDoc', collection: JOURNALS, id: this.j.id, doc: this.j };
+    if (!writes && !this.deferred.length) {
+      await this.store.putDoc(JOURNALS, this.j.id, this.j);
+      this.written = true;
+      return;
+    }
+    const { all, settle } = this.takeDeferred([journal, ...(writes ?? [])]);
+    const out = settle(await this.store.batch(all)).slice(1);
     this.written = true;
-    return out;
+    return writes ? out : undefined;
   }
 
   /** Run forward from the journal's position. Returns the data or throws after rolling back. */
@@ -259,13 +298,13 @@ class Runner<D extends FlowData> {
       delete this.j.current;
       this.ctx.progress(Math.round(((i + 1) / steps.length) * 100), step.name);
     }
-    // the last step's closing writes, the outcome and the journal's delete: one commit
+    // the deferred writes, the last step's closing writes, the outcome and the journal's delete: one commit
     const closing = this.closing;
     this.closing = [];
-    const writes: StoreWrite[] = closing.flatMap((c) => c.writes);
+    const { all: writes, settle } = this.takeDeferred(closing.flatMap((c) => c.writes));
     let results: Array<Resource | undefined>;
     try {
-      results = await this.store.batch([...writes, ...this.endWrites('completed')]);
+      results = settle(await this.store.batch([...writes, ...this.endWrites('completed')]));
     } catch (e) {
       if (!writes.length) throw e; // the end alone: the journal stays for a resume
       // nothing of it was written: as if the last step had failed
@@ -303,6 +342,8 @@ class Runner<D extends FlowData> {
 
   /** Roll back every step that ran or was running, in reverse; keep the journal if one fails. */
   async backward(): Promise<void> {
+    // never committed: what they would have written is undone anyway
+    this.deferred = [];
     const last = this.j.current ?? this.j.completed - 1;
     this.j.state = 'rolling-back';
     this.j.rollbackErrors = [];
@@ -329,6 +370,11 @@ class Runner<D extends FlowData> {
       await this.store.batch(this.endWrites('rolled-back'));
     }
   }
+}
+
+interface Closing {
+  writes: StoreWrite[];
+  then: ((results: Array<Resource | undefined>) => void) | undefined;
 }
 
 export function newJournal(def: FlowDef<FlowData>, data: FlowData, opts: RunOptions): FlowJournal {

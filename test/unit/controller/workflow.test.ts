@@ -284,6 +284,43 @@ describe('controller workflow engine', () => {
     assert.deepEqual(batches.at(-1), ['putDoc flow-outcomes', 'deleteDoc flow-journals'], 'a rolled-back flow: outcome and journal delete in one batch');
   });
 
+  it('defer: the writes ride on the next save (before its own writes), else on the end; a rollback drops them', async () => {
+    const batches: string[][] = [];
+    const counting: InventoryStore = Object.create(store, {
+      batch: { value: (ws: Parameters<InventoryStore['batch']>[0]) => (batches.push(ws.map((w) => (w.op === 'create' ? `create ${w.resource.uuid}` : w.op === 'update' ? `update ${w.uuid}` : `${w.op} ${'collection' in w ? w.collection : ''}`))), store.batch(ws)) },
+    });
+    const res = (uuid: string) => ({ uuid, kind: 'thing', name: uuid, createDate: '', lastOpDate: '', ownerAccountUuid: 'a', tags: [] });
+    await store.create(res('d1'));
+    const seen: Array<string | undefined> = [];
+    const def = (mode: 'save' | 'end' | 'fail'): FlowDef<{ state?: string }> => ({
+      name: 'deferring', onResume: 'complete', journal: 'saves',
+      steps: [
+        { name: 'make', async run(ctx) {
+          ctx.defer([{ op: 'update', uuid: 'd1', patch: { state: mode } }], ([r]) => (ctx.data.state = r?.state));
+          // not written yet
+          seen.push((await store.get('d1'))?.state as string | undefined);
+        } },
+        { name: 'next', async run(ctx) {
+          if (mode === 'save') await ctx.saveWith([{ op: 'create', resource: res('d2') }]);
+          if (mode === 'fail') throw new TStackError('INTERNAL', 'next failed');
+        }, async rollback() { await store.delete('d2').catch(() => undefined); } },
+      ],
+    });
+    const saved: { state?: string } = await runFlow(counting, def('save'), {}, { id: 'd-save' });
+    assert.deepEqual(batches, [['update d1', 'putDoc flow-journals', 'create d2'], ['deleteDoc flow-journals']]);
+    assert.equal(saved.state, 'save', 'then got the results');
+    assert.equal((await store.get('d1'))?.state, 'save');
+    batches.length = 0;
+    const ended: { state?: string } = await runFlow(counting, def('end'), {}, { id: 'd-end' });
+    assert.deepEqual(batches, [['update d1', 'deleteDoc flow-journals']]);
+    assert.equal(ended.state, 'end');
+    batches.length = 0;
+    await assert.rejects(runFlow(counting, def('fail'), {}, { id: 'd-fail' }), /next failed/);
+    assert.ok(!batches.some((b) => b.includes('update d1')), 'dropped with the rollback');
+    assert.equal((await store.get('d1'))?.state, 'end');
+    assert.deepEqual(seen, [undefined, 'save', 'end']);
+  });
+
   it('FlowDef.result: a completed keepOutcome run keeps its answer in the outcome (resumed too); a failed one has none', async () => {
     const def: FlowDef<{ n: number; fail?: boolean }> = {
       name: 'answered',
