@@ -3,7 +3,8 @@
 // What marks a host:
 //   - any change of a security group or a VM NIC (rules, members, member addresses): every
 //     Connected host (a remote group's members may sit anywhere; apply is cheap and idempotent);
-//   - a VM changing (placed, started, moved): its host and its previous host;
+//   - a VM placed or moved: its host and its previous host, while some group has a member NIC
+//     (a firewall holds member NICs only);
 //   - a host (re)connecting: that host (an agent restart flushed nothing, but a reboot did).
 // The queue's periodic pass re-applies every Connected host, which repairs drift (a hand-run
 // `iptables -F`, a lost set) and retries hosts that failed.
@@ -43,18 +44,24 @@ const GROUPS_TTL_MS = 5_000;
  * time during 2,000 creates). Every security-group event, this controller's or relayed from
  * another, drops the listing, and that same event marks every host anyway.
  */
-function groupMembership(store: InventoryStore): { inSomeGroup(nicUuid: string): Promise<boolean>; drop(): void } {
+function groupMembership(store: InventoryStore): { inSomeGroup(nicUuid: string): Promise<boolean>; anyMember(): Promise<boolean>; drop(): void } {
   let groups: { at: number; list: Promise<Group[]> } | undefined;
+  const list = (): Promise<Group[]> => {
+    if (!groups || Date.now() - groups.at > GROUPS_TTL_MS) {
+      const mine = { at: Date.now(), list: store.list<Group>({ kind: 'security-group' }).then((r) => r.items) };
+      groups = mine;
+      mine.list.catch(() => {
+        if (groups === mine) groups = undefined;
+      });
+    }
+    return groups.list;
+  };
   return {
     async inSomeGroup(nicUuid) {
-      if (!groups || Date.now() - groups.at > GROUPS_TTL_MS) {
-        const mine = { at: Date.now(), list: store.list<Group>({ kind: 'security-group' }).then((r) => r.items) };
-        groups = mine;
-        mine.list.catch(() => {
-          if (groups === mine) groups = undefined;
-        });
-      }
-      return (await groups.list).some((g) => (g.vmNicUuids ?? []).includes(nicUuid));
+      return (await list()).some((g) => (g.vmNicUuids ?? []).includes(nicUuid));
+    },
+    async anyMember() {
+      return (await list()).some((g) => (g.vmNicUuids ?? []).length > 0);
     },
     drop() {
       groups = undefined;
@@ -115,8 +122,18 @@ export function installSecgroups(s: SecgroupServices): { stop(): void } {
       if (e.type === 'resource.deleted') placed.delete(e.uuid);
       else if (placed.get(e.uuid) === at) return;
       else placed.set(e.uuid, at);
-      for (const h of [r.hostUuid, r.lastHostUuid]) if (typeof h === 'string' && h) mark(h);
-      return;
+      const hosts = [r.hostUuid, r.lastHostUuid].filter((h): h is string => typeof h === 'string' && h !== '');
+      // and only of member NICs (hostFirewall): while no group has a member, where a VM is changes
+      // no host's firewall (issue 19: one secgroup/apply per host a create burst touched, and its
+      // new connection, with no group in use). A member joining marks every host (the group's
+      // event), and that event drops the listing this answer came from.
+      if (hosts.length === 0) return;
+      return membership
+        .anyMember()
+        .then((yes) => {
+          if (yes) for (const h of hosts) mark(h);
+        })
+        .catch(fail);
     }
     // once per (re)connection, not at every heartbeat update
     const k = `${e.uuid}:${String(r.lastConnectDate ?? '')}`;

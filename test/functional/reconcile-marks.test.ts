@@ -1,7 +1,8 @@
 // Functional tier: which VM changes re-apply a flat key or a host's firewall. A change the desired
 // state shows (a rename; a move to another host) applies it again; one it does not show (a state
 // change, a description) does not — a create made ~4 applies of its flat key, each carrying the
-// whole L3, and 1.4 firewall applies (issue 19).
+// whole L3, and 1.4 firewall applies (issue 19). A VM with no NIC in a group is in no firewall:
+// while no group has a member, no VM change applies one.
 import assert from 'node:assert/strict';
 import { useCleanup } from '../harness/cleanup.js';
 import { until } from '../harness/assert.js';
@@ -37,8 +38,10 @@ describe('functional: flat keys and firewalls marked only by changes they show',
     assert.deepEqual(last.nics.map((n) => n.hostname), ['fm-b']);
   });
 
-  it("a host's firewall: a state change applies nothing, a new host applies it", async () => {
+  it("a host's firewall: a VM without a member NIC applies nothing; a member's VM applies its host when placed, not on a state change", async () => {
     const fc = await startFakeCloud(cleanup, { reconcile: { periodMs: 0 }, modules: [secgroupModule()] });
+    // the host's own apply at connect is not what is counted
+    await fc.controller.reconcile.idle();
     const sent: string[] = [];
     const client = fc.controller.agentClient as unknown as { call: (cmd: { name: string }, ...rest: unknown[]) => Promise<unknown> };
     const call = client.call.bind(client);
@@ -46,19 +49,33 @@ describe('functional: flat keys and firewalls marked only by changes they show',
       if (cmd.name === SecurityGroupApply.name) sent.push(cmd.name);
       return call(cmd, ...rest);
     };
+    const settle = async (): Promise<number> => {
+      await fc.controller.reconcile.idle();
+      await new Promise((res) => setTimeout(res, 300));
+      await fc.controller.reconcile.idle();
+      return sent.length;
+    };
     const r = await fc.createVm('fm-sg');
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const vm = String(r.body.uuid);
-    await fc.controller.reconcile.idle();
-    await new Promise((res) => setTimeout(res, 300));
-    const settled = sent.length;
-    assert.ok(settled >= 1, 'the create applied its host');
+    const host = String(r.body.hostUuid);
+    const nic = String((r.body.vmNics as Array<{ uuid: string }>)[0]!.uuid);
+    assert.equal(await settle(), 0, 'no group has a member: placing the VM changed no firewall');
+    await fc.controller.store.update(vm, { state: 'Stopped', hostUuid: undefined, lastHostUuid: host });
+    assert.equal(await settle(), 0, 'nor did its leaving the host');
+    const g = await fc.api.post('/v1/security-groups', { name: 'fm-sg-group' });
+    assert.equal(g.status, 201, JSON.stringify(g.body));
+    await fc.controller.store.update(String(g.body.uuid), { vmNicUuids: [nic] });
+    const joined = await settle();
+    assert.ok(joined >= 1, 'the group changed: the host applied');
+    await fc.controller.store.update(vm, { state: 'Running', hostUuid: host });
+    await until('the member placed again: its host applied', () => sent.length > joined, 5_000);
+    const placed = await settle();
     await fc.controller.store.update(vm, { state: 'Paused' });
     await fc.controller.store.update(vm, { state: 'Running' });
-    await new Promise((res) => setTimeout(res, 300));
-    assert.equal(sent.length, settled, 'where the VM is did not change');
+    assert.equal(await settle(), placed, 'where the VM is did not change');
     await fc.controller.store.update(vm, { state: 'Stopped', hostUuid: undefined });
-    await until('the host applied again', () => sent.length > settled, 5_000);
+    await until('the member left its host: the host applied again', () => sent.length > placed, 5_000);
   });
 
   it("a NIC's change applies every host only while the NIC is in a group, as the groups are now", async () => {
