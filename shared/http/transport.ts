@@ -69,27 +69,34 @@ export class Transport {
     };
   }
 
-  /** Parsed request targets by URL: a client calls the same few paths of the same hosts again and again. */
-  private readonly targets = new Map<string, Target>();
+  /**
+   * Parsed origins: a client calls the same few paths of the same hosts again and again. Keyed
+   * by origin, not URL: 1,000 hosts' commands and task polls overflowed a per-URL cache, which
+   * then parsed most URLs again (issue 19).
+   */
+  private readonly origins = new Map<string, Target>();
 
-  private target(url: string): Target {
-    let t = this.targets.get(url);
-    if (!t) {
-      const u = new URL(url);
-      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new TransportError('EPROTO', `unsupported URL scheme ${u.protocol}`);
-      t = { ...urlToHttpOptions(u), protocol: u.protocol };
-      // bounded: per-task URLs (GET /task/<id>) would otherwise pile up
-      if (this.targets.size >= 4096) this.targets.clear();
-      this.targets.set(url, t);
+  private target(url: string): { t: Target; path: string } {
+    const m = PLAIN.exec(url);
+    if (m && !DOT_SEGMENT.test(m[2]!)) {
+      let t = this.origins.get(m[1]!);
+      if (!t) {
+        t = parseTarget(`${m[1]}/`);
+        if (this.origins.size >= 4096) this.origins.clear();
+        this.origins.set(m[1]!, t);
+      }
+      return { t, path: m[2]! };
     }
-    return t;
+    // anything else (a query, dot segments, escapes to normalize) as the URL parser has it
+    const t = parseTarget(url);
+    return { t, path: String(t.path) };
   }
 
   async send(url: string, o: SendOptions): Promise<Reply> {
-    const u = this.target(url);
+    const { t: u, path } = this.target(url);
     const pool = this.agents[u.protocol];
     try {
-      return await this.once(u, o, pool);
+      return await this.once(u, path, o, pool);
     } catch (e) {
       // A pooled connection the agent had just closed (it restarted, or dropped an idle one) is
       // reset as soon as it is written to, before the agent read anything: send again, once, on
@@ -97,14 +104,14 @@ export class Transport {
       // that might have reached an agent that died is never handed to its successor.
       if (!(e instanceof StaleSocket)) throw e;
       try {
-        return await this.once(u, o, false);
+        return await this.once(u, path, o, false);
       } catch (e2) {
         throw (e2 as TransportError).code !== undefined && CONNECT_FAILURES.has((e2 as TransportError).code) ? e.cause : e2;
       }
     }
   }
 
-  private once(u: Target, o: SendOptions, agent: http.Agent | false): Promise<Reply> {
+  private once(u: Target, path: string, o: SendOptions, agent: http.Agent | false): Promise<Reply> {
     const mod = u.protocol === 'https:' ? https : http;
     // the string goes to the socket as is (encoded once, into the write): a Buffer.from copy of a
     // 40 KB desired state first cost a JS-side allocation and a second pass over it per call
@@ -123,7 +130,7 @@ export class Transport {
         if (e) reject(e);
         else resolve(r!);
       };
-      const req = mod.request({ ...u, method: o.method, headers, agent }, (res) => {
+      const req = mod.request({ ...u, path, method: o.method, headers, agent }, (res) => {
         answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (b: Buffer) => chunks.push(b));
@@ -198,6 +205,16 @@ function idlePool<A extends http.Agent>(agent: A, idleMs: number): A {
 
 /** What http.request needs of a URL, parsed once. */
 type Target = http.RequestOptions & { protocol: 'http:' | 'https:' };
+
+/** An origin and a plain path (no query or fragment), which the URL parser would leave as it is but for dot segments. */
+const PLAIN = /^(https?:\/\/[^/?#\\]+)(\/[A-Za-z0-9\-._~%/]*)$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+
+function parseTarget(url: string): Target {
+  const u = new URL(url);
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new TransportError('EPROTO', `unsupported URL scheme ${u.protocol}`);
+  return { ...urlToHttpOptions(u), protocol: u.protocol };
+}
 
 /** How soon a reset must follow the write to count as a stale pooled connection. */
 const STALE_WINDOW_MS = 1_000;

@@ -43,6 +43,25 @@ describe('controller agent client: HTTP transport', () => {
     await close(b);
   });
 
+  it('sends each path as the URL parser has it, plain paths of one origin on one connection', async () => {
+    const paths: string[] = [];
+    let conns = 0;
+    const a = createServer((req, res) => {
+      paths.push(String(req.url));
+      req.resume();
+      req.on('end', () => res.end('{}'));
+    });
+    a.on('connection', () => conns++);
+    const base = `http://127.0.0.1:${await listen(a)}`;
+    const t = new Transport();
+    const sent = ['/vm/start', '/task/ab%2Fc-1', '/ps/volume/create-root', '/x/../y', '/a/./b', '/q?x=1&y=%20', '/sp ace', '/x/..'];
+    for (const p of sent) assert.equal((await t.send(base + p, { method: 'GET', headers: {}, timeoutMs: 5_000 })).status, 200);
+    assert.deepEqual(paths, sent.map((p) => { const u = new URL(base + p); return u.pathname + u.search; }));
+    assert.deepEqual(paths.slice(3), ['/y', '/a/b', '/q?x=1&y=%20', '/sp%20ace', '/']);
+    assert.equal(conns, 1);
+    await close(a);
+  });
+
   it('keeps an idle connection for idleMs, then connects again', async () => {
     const a = createServer(handler());
     let conns = 0;
