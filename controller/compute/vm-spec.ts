@@ -121,7 +121,15 @@ export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, 
   const host = await mustGet(d.store, hostUuid, 'host');
   const spec = await buildSpec(d, vm, host, known);
   try {
-    await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec }, o);
+    const sentAt = d.hostRuntime.known.time();
+    const r = await d.agentClient.call(K.VmStart, refreshable(d, host, 'kvmagent'), { spec }, o);
+    // defined and started: the host had every bridge the spec names (its pre-check fails naming
+    // one), so the next create need not ask either (issue 19: a host kept busy for longer than a
+    // minute was asked again each minute)
+    if (!r.alreadyRunning) {
+      const named = new Set(spec.nics.map((n) => n.bridge));
+      d.hostRuntime.known.confirm(host, bridgeFactPrefix, sentAt, (v) => named.has((v as Partial<{ bridgeName: string }>).bridgeName ?? ''));
+    }
     return spec;
   } catch (e) {
     if (!missingBridge(e)) throw e;

@@ -6,7 +6,8 @@
 // learned — its stamp (boot id, every agent's start time, last connect date, status, all from the
 // host record the tracker and reconnects keep up to date) — and at most maxAgeMs (60 s: no
 // periodic pass checks bridges, so what changed behind the controller's back is asked about
-// again at least once a minute). The tracker and reconnects also
+// again at least once a minute while nothing uses it); a request that could only succeed with
+// the thing in place renews it (confirm). The tracker and reconnects also
 // forget a host outright. A caller that acted on knowledge and then met a sign the thing is gone
 // (a missing bridge at vm/start, IMAGE_NOT_FOUND) forgets it and asks the agent again, once.
 import type { Resource } from '../store/types.js';
@@ -77,6 +78,28 @@ export class HostKnowledge {
     let h = this.hosts.get(host.uuid);
     if (!h || h.stamp !== stamp) this.hosts.set(host.uuid, (h = { stamp, facts: new Map() }));
     h.facts.set(key, { value, at: this.now() });
+  }
+
+  /** This knowledge's clock (epoch ms): what confirm() takes as a request's send time. */
+  time(): number {
+    return this.now();
+  }
+
+  /**
+   * A request sent at `since` (time()) succeeded only because the host had the fact's thing
+   * (a root volume made from the cached image, a VM started on its bridges: each fails, naming
+   * it, when it is missing): the fact holds as of then, as if just learned. `key` a fact key, or
+   * a prefix with `match` choosing among its facts by value. Only a fact still kept for the same
+   * host and with no request for it begun since is renewed (a forgotten value is not restored).
+   */
+  confirm(host: Resource, key: string, since: number, match?: (value: unknown) => boolean): void {
+    const h = this.hosts.get(host.uuid);
+    if (!h || host.status !== 'Connected' || h.stamp !== hostStamp(host)) return;
+    for (const [k, f] of match ? h.facts : [[key, h.facts.get(key)] as const]) {
+      if (!f || (match ? !k.startsWith(key) || !match(f.value) : false)) continue;
+      if (this.asked.has(`${host.uuid}\u0000${k}`) || f.at >= since) continue;
+      f.at = Math.min(since, this.now());
+    }
   }
 
   /** Forget one fact, or everything known of the host. */

@@ -48,7 +48,12 @@ export async function withCachedImage<T>(d: CloudDeps, a: CacheImageArgs, make: 
   const known = a.reuse ? d.hostRuntime.known.get<Cached>(host, imageFact(a.ps.uuid, a.image.uuid)) : undefined;
   const cached = known ?? (await pull(d, host, a, a.taskId));
   try {
-    return { cached, made: await make(cached, '') };
+    const sentAt = d.hostRuntime.known.time();
+    const made = await make(cached, '');
+    // made from the cache: it was there (else IMAGE_NOT_FOUND), so the next create need not ask
+    // either (issue 19: a host creating VMs for longer than a minute was asked again each minute)
+    d.hostRuntime.known.confirm(host, imageFact(a.ps.uuid, a.image.uuid), sentAt);
+    return { cached, made };
   } catch (e) {
     // gone since it was cached (or known to be): pulled again, once (a resumed flow may meet its first try's failure here too)
     if ((e as { code?: string }).code !== 'IMAGE_NOT_FOUND') throw e;

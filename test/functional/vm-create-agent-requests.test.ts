@@ -1,12 +1,14 @@
 // What a VM create asks of its host's agents (issue 19): a bridge or a cached image the
 // controller saw the host make is not asked for again; when the host turns out to lack one
 // (the storage agent's IMAGE_NOT_FOUND, the kvmagent's missing-bridge pre-check), it is asked
-// for again and the step sent once more; a reconnect forgets what the host was known to have.
+// for again and the step sent once more; a reconnect forgets what the host was known to have; a
+// create that used what the host was known to have renews it.
 import assert from 'node:assert/strict';
 import { TStackError } from '../../shared/errors.js';
 import { useCleanup } from '../harness/cleanup.js';
 import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
 import type { AgentClient } from '../../controller/agent-client/client.js';
+import { HostKnowledge } from '../../controller/host/known.js';
 
 describe('functional: agent requests per VM create', function () {
   this.timeout(60_000);
@@ -99,5 +101,24 @@ describe('functional: agent requests per VM create', function () {
     await create('req-rc');
     assert.equal(count('ps/image-cache'), 1, sent.join(' '));
     assert.ok(count('network/bridge/create') >= 1, sent.join(' '));
+  });
+  it('a create made with what the host was known to have renews it: a host kept busy is not asked again each minute', async () => {
+    let offset = 0;
+    fc.controller.hostRuntime.known = new HostKnowledge(60_000, () => Date.now() + offset);
+    await create('ren-0');
+    assert.equal(count('ps/image-cache'), 1, sent.join(' '));
+    assert.equal(count('network/bridge/create'), 1, sent.join(' '));
+    offset = 50_000;
+    await create('ren-1');
+    assert.equal(count('ps/image-cache') + count('network/bridge/create'), 0, sent.join(' '));
+    // 100 s after they were learned, 50 s after the last create used them
+    offset = 100_000;
+    await create('ren-2');
+    assert.equal(count('ps/image-cache') + count('network/bridge/create'), 0, sent.join(' '));
+    // nothing used them for 60 s: asked again
+    offset = 160_000;
+    await create('ren-3');
+    assert.equal(count('ps/image-cache'), 1, sent.join(' '));
+    assert.equal(count('network/bridge/create'), 1, sent.join(' '));
   });
 });

@@ -90,4 +90,33 @@ describe('host/known', () => {
     off.set(host(), 'bridge:a', 'x', off.begin('h1', 'bridge:a'));
     assert.equal(off.get(host(), 'bridge:a'), undefined);
   });
+  it('a request that needed the thing renews its fact as of its send; nothing else is renewed or restored', () => {
+    now = 0;
+    const kn = k();
+    kn.set(host(), 'image:ps:img', { path: '/x' }, kn.begin('h1', 'image:ps:img'));
+    kn.set(host(), 'bridge:l2a', { bridgeName: 'br_a' }, kn.begin('h1', 'bridge:l2a'));
+    kn.set(host(), 'bridge:l2b', { bridgeName: 'br_b' }, kn.begin('h1', 'bridge:l2b'));
+    now = 50_000;
+    kn.confirm(host(), 'image:ps:img', 40_000);
+    kn.confirm(host(), 'bridge:', 40_000, (v) => (v as { bridgeName: string }).bridgeName === 'br_a');
+    now = 99_999;
+    assert.deepEqual(kn.get(host(), 'image:ps:img'), { path: '/x' }, 'known 60 s from the confirming send');
+    assert.deepEqual(kn.get(host(), 'bridge:l2a'), { bridgeName: 'br_a' });
+    assert.equal(kn.get(host(), 'bridge:l2b'), undefined, 'a bridge the start did not name is not renewed');
+    now = 100_000;
+    assert.equal(kn.get(host(), 'image:ps:img'), undefined, 'and no longer');
+    // forgotten (or asked again meanwhile): a confirmation brings nothing back
+    kn.confirm(host(), 'image:ps:img', 100_000);
+    assert.equal(kn.get(host(), 'image:ps:img'), undefined);
+    kn.set(host(), 'image:ps:img', { path: '/y' }, kn.begin('h1', 'image:ps:img'));
+    const t = kn.begin('h1', 'image:ps:img');
+    kn.confirm(host(), 'image:ps:img', 100_000);
+    assert.equal(kn.get(host(), 'image:ps:img'), undefined, 'a request out for it: unknown until answered');
+    kn.set(host(), 'image:ps:img', { path: '/z' }, t);
+    // on another host record (restart since the send): not renewed
+    now = 130_000;
+    kn.confirm(host({ _agents: agents('k2') }), 'image:ps:img', 129_000);
+    now = 160_000;
+    assert.equal(kn.get(host(), 'image:ps:img'), undefined, 'learned at 100 s, not renewed at 129 s');
+  });
 });
