@@ -137,7 +137,7 @@ export class AgentClient {
     const taskId = o.taskId ?? randomUUID();
     const deadline = Date.now() + (o.timeoutMs ?? cmd.timeoutMs + 10_000);
     const useCallback = cmd.mode === 'async' && this.opts.callbackUrl !== undefined;
-    const waiter = useCallback ? this.waitFor(taskId, host) : undefined;
+    let waiter = useCallback ? this.waitFor(taskId, host) : undefined;
     try {
       const headers: Record<string, string> = {
         'content-type': 'application/json',
@@ -155,19 +155,36 @@ export class AgentClient {
       let res: Reply | undefined;
       let lastErr = '';
       const body = o.json ?? JSON.stringify(req);
-      for (let attempt = 0; attempt < 3 && Date.now() < deadline; attempt++) {
-        try {
-          res = await this.http.send(host.url + cmd.path, {
-            method: 'POST',
-            headers,
-            body,
-            timeoutMs: Math.max(1, Math.min(useCallback ? this.reqTimeout() : Infinity, deadline - Date.now())),
-          });
-          break;
-        } catch (e) {
-          lastErr = errText(e);
-          if (!NOT_CONNECTED.has(lastErr)) break;
-          await sleep(300 * (attempt + 1));
+      for (let refreshed = false; ; refreshed = true) {
+        res = undefined;
+        for (let attempt = 0; attempt < 3 && Date.now() < deadline; attempt++) {
+          try {
+            res = await this.http.send(host.url + cmd.path, {
+              method: 'POST',
+              headers,
+              body,
+              timeoutMs: Math.max(1, Math.min(useCallback ? this.reqTimeout() : Infinity, deadline - Date.now())),
+            });
+            break;
+          } catch (e) {
+            lastErr = errText(e);
+            if (!NOT_CONNECTED.has(lastErr)) break;
+            await sleep(300 * (attempt + 1));
+          }
+        }
+        // refused by the agent's auth (a token rotated by a reconnect) or never connected (an agent
+        // moved): nothing ran, so the request is sent once more if the endpoint's record (a caller
+        // may hold one read a while ago) says otherwise now
+        const notRun = res ? res.status === 401 : NOT_CONNECTED.has(lastErr);
+        if (!notRun || refreshed || !host.refresh) break;
+        const fresh = await host.refresh().catch(() => undefined);
+        if (!fresh || (fresh.token === host.token && fresh.url === host.url)) break;
+        log.info({ taskId, url: fresh.url }, 'agent credentials changed before the request ran; sending it with the new ones');
+        host = { ...fresh, refresh: host.refresh };
+        headers.authorization = `Bearer ${host.token}`;
+        if (waiter) {
+          waiter.cancel();
+          waiter = this.waitFor(taskId, host);
         }
       }
       if (!res) {

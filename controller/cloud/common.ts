@@ -35,7 +35,15 @@ export function refreshable(d: CloudDeps, host: Resource, agent: AgentName): Age
 /** Call an agent command on a host (looked up fresh: tokens rotate on reconnect). */
 /** `o.taskId`: a stable id (FlowContext.taskId) makes a command sent again after a crash join its first run. */
 export async function callHost<C extends CommandDef>(d: CloudDeps, hostUuid: string, agent: AgentName, cmd: C, req: RequestOf<C>, o?: CallOptions): Promise<ResponseOf<C>> {
-  const host = await mustGet(d.store, hostUuid, 'host');
+  return callOn(d, await mustGet(d.store, hostUuid, 'host'), agent, cmd, req, o);
+}
+
+/**
+ * callHost with a host record the caller holds (a flow's, read earlier by it): a token rotated
+ * or an agent moved since is met by the agent client, which re-reads the record (refreshable)
+ * and sends the request again when the agent refused it or was never reached.
+ */
+export function callOn<C extends CommandDef>(d: CloudDeps, host: Resource, agent: AgentName, cmd: C, req: RequestOf<C>, o?: CallOptions): Promise<ResponseOf<C>> {
   return d.agentClient.call(cmd, refreshable(d, host, agent), req, o);
 }
 

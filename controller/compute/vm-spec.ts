@@ -21,9 +21,24 @@ async function psOfVolume(d: CloudDeps, vol: Resource): Promise<Resource> {
   return mustGet(d.store, String(vol.primaryStorageUuid), 'primary-storage');
 }
 
-/** The L2 of an L3 and its bridge on a host (`reuse`: ensureBridge's). */
-export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string, o: { reuse?: boolean } = {}): Promise<string> {
-  const l3 = await mustGet(d.store, l3NetworkUuid, 'l3-network');
+/**
+ * L3 records a flow has read (uuid → record): what it takes of them (the L2, the provider and
+ * network services) cannot change after the L3's create (its update schema), so a later step
+ * reuses them (issue 19: a VM create read its L3 5 times).
+ */
+export type L3sRead = Map<string, Resource>;
+
+async function l3Of(d: CloudDeps, uuid: string, read?: L3sRead): Promise<Resource> {
+  const had = read?.get(uuid);
+  if (had) return had;
+  const l3 = await mustGet(d.store, uuid, 'l3-network');
+  read?.set(uuid, l3);
+  return l3;
+}
+
+/** The L2 of an L3 and its bridge on a host (`reuse`, `host`: ensureBridge's; `l3s`: records read already). */
+export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: string, o: { reuse?: boolean; host?: Resource; l3s?: L3sRead } = {}): Promise<string> {
+  const l3 = await l3Of(d, l3NetworkUuid, o.l3s);
   const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
   return ensureBridge(d, hostUuid, l2, o);
 }
@@ -68,6 +83,8 @@ export interface KnownForSpec {
   rootPs?: Resource;
   /** The VM's Ready data volumes (vm-create: none when it asked for none; it holds the VM's queue, so none attached meanwhile). */
   dataVolumes?: readonly Resource[];
+  /** The host's record (vm-create: the allocator's; see callOn). */
+  host?: Resource;
 }
 
 /** The full domain spec of a VM from the inventory, for a host. */
@@ -118,7 +135,7 @@ const missingBridge = (e: unknown): boolean => {
  * says one is missing, every bridge of the VM is asked for and the start sent once more.
  */
 export async function startOnHost(d: CloudDeps, vm: Resource, hostUuid: string, known: KnownForSpec = {}, o?: CallOptions): Promise<K.VmSpecT> {
-  const host = await mustGet(d.store, hostUuid, 'host');
+  const host = known.host?.uuid === hostUuid ? known.host : await mustGet(d.store, hostUuid, 'host');
   const spec = await buildSpec(d, vm, host, known);
   try {
     const sentAt = d.hostRuntime.known.time();
@@ -151,8 +168,9 @@ export async function pinnedHost(d: CloudDeps, vm: Resource): Promise<string | u
   return ps?.type === 'LocalStorage' ? (root.hostUuid as string | undefined) : undefined;
 }
 
-export async function l2sOf(d: CloudDeps, l3Uuids: string[]): Promise<string[]> {
+/** The L2s of L3s (`read`: records read already, and where the ones read here are kept). */
+export async function l2sOf(d: CloudDeps, l3Uuids: string[], read?: L3sRead): Promise<string[]> {
   const out: string[] = [];
-  for (const u of l3Uuids) out.push(String((await mustGet(d.store, u, 'l3-network')).parentUuid));
+  for (const u of l3Uuids) out.push(String((await l3Of(d, u, read)).parentUuid));
   return [...new Set(out)];
 }

@@ -26,7 +26,7 @@ import { claimRefused } from '../store/claim-conflict.js';
 import { allocatePrimaryStorage } from '../allocator/primary-storage.js';
 import { Obj } from '../../shared/protocol/schema.js';
 import type { FlowContext, FlowDef, FlowStep } from '../workflow/flow.js';
-import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
+import { callHost, callOn, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { faultPause } from '../../shared/fault-pause.js';
 import { psSpec } from '../storage/index.js';
 import { withCachedImage } from '../storage/image-cache.js';
@@ -34,7 +34,7 @@ import { deleteVolumeEverywhere, type VolRec } from '../storage/volumes.js';
 import { markVm, syncVmFlat, vmHostname } from '../network/flat-reconcile.js';
 import { checkVmGroups, joinVmGroups } from '../secgroup/api.js';
 import { issueConsoleToken } from '../console/tokens.js';
-import { bridgeFor, l2sOf, startOnHost, type KnownForSpec } from './vm-spec.js';
+import { bridgeFor, l2sOf, startOnHost, type KnownForSpec, type L3sRead } from './vm-spec.js';
 import { allocateHostFor } from './affinity.js';
 import { powerAction, startVm, stopVm } from './vm-power.js';
 import { destroyVm, expungeVm, recoverVm } from './vm-destroy.js';
@@ -94,6 +94,23 @@ async function dataTemplate(ctx: Ctx, uuid: string, n: number): Promise<Resource
 const deps = (ctx: Ctx): CloudDeps => ctx.controller;
 /** The VM asks for data volumes (their step writes the VM's allVolumes itself). */
 const hasDataVolumes = (vm: Resource): boolean => ((vm.dataDiskOfferingUuids as unknown[] | undefined)?.length ?? 0) + ((vm.dataVolumeTemplateUuids as unknown[] | undefined)?.length ?? 0) > 0;
+
+// What the flow's earlier steps read, for its later ones (ctx.memo: this run only, so a run
+// resumed after a crash reads afresh; issue 19: a create read its host 5 times, its L3s 4).
+/** The VM's L3 records (vm-spec.ts L3sRead: nothing a create takes of them can change). */
+function l3sRead(ctx: Ctx): L3sRead {
+  let m = ctx.memo.get('l3s') as L3sRead | undefined;
+  if (!m) ctx.memo.set('l3s', (m = new Map()));
+  return m;
+}
+/**
+ * The allocated host's record as the allocator read it, for the agent calls (the flow writes no
+ * host record; a token rotated or an agent moved since is met by the agent client: callOn).
+ */
+const flowHost = (ctx: Ctx): Resource | undefined => {
+  const h = ctx.memo.get('host') as Resource | undefined;
+  return h && h.uuid === ctx.data.hostUuid ? h : undefined;
+};
 /** The allocated host's cluster (journals written before clusterUuid was kept: from the host). */
 const clusterOf = async (ctx: Ctx): Promise<string> => ctx.data.clusterUuid ?? String((await mustGet(ctx.store, ctx.data.hostUuid!, 'host')).parentUuid);
 
@@ -190,7 +207,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
     async run(ctx) {
       const d = deps(ctx);
       const vm = ctx.data.vm;
-      const req: Parameters<typeof allocateHost>[1] = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[]), hypervisorType: 'KVM' };
+      const req: Parameters<typeof allocateHost>[1] = { cpuNum: Number(vm.cpuNum), memorySize: Number(vm.memorySize), l2NetworkUuids: await l2sOf(d, vm.l3NetworkUuids as string[], l3sRead(ctx)), hypervisorType: 'KVM' };
       if (typeof vm.requestedHostUuid === 'string') req.hostUuid = vm.requestedHostUuid;
       if (typeof vm.requestedClusterUuid === 'string') req.clusterUuid = vm.requestedClusterUuid;
       if (typeof vm.requestedZoneUuid === 'string') req.zoneUuid = vm.requestedZoneUuid;
@@ -202,6 +219,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
       const a = await allocateHostFor(ctx.store, req, vm);
       ctx.data.hostUuid = a.hostUuid;
       ctx.data.clusterUuid = a.clusterUuid;
+      ctx.memo.set('host', a.host);
       // the VM record gets its placement with its NICs in the next step (only store claims in
       // between, no agent call): journaled, so a resumed ips step writes it too
       ctx.data.placement = { hostUuid: a.hostUuid, lastHostUuid: a.hostUuid, clusterUuid: a.clusterUuid, zoneUuid: a.zoneUuid, hypervisorType: 'KVM' };
@@ -318,10 +336,13 @@ const steps: Array<FlowStep<VmCreateData>> = [
       ctx.progress(30, 'image cache');
       // stable task ids: sent again after a crash, the agent answers with the first run; an image
       // this controller saw the host cache is not pulled again (an ISO's path goes into the VM: always asked)
-      const { cached, made: vol } = await withCachedImage(d, { hostUuid, ps, image, backupStorageUuid: ref.backupStorageUuid, taskId: ctx.taskId('cache'), reuse: !iso }, (_c, again) =>
+      const cacheArgs: Parameters<typeof withCachedImage>[1] = { hostUuid, ps, image, backupStorageUuid: ref.backupStorageUuid, taskId: ctx.taskId('cache'), reuse: !iso };
+      const host = flowHost(ctx);
+      if (host) cacheArgs.host = host;
+      const { cached, made: vol } = await withCachedImage(d, cacheArgs, (_c, again, h) =>
         iso
-          ? callHost(d, hostUuid, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size }, { taskId: ctx.taskId(`vol${again}`) })
-          : callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid }, { taskId: ctx.taskId(`vol${again}`) }),
+          ? callOn(d, h, 'storageagent', S.CreateEmptyVolume, { ps: psSpec(ps), volumeUuid: volUuid, size }, { taskId: ctx.taskId(`vol${again}`) })
+          : callOn(d, h, 'storageagent', S.CreateRootVolume, rootSize > Number(image.size ?? 0) ? { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid, size: rootSize } : { ps: psSpec(ps), volumeUuid: volUuid, imageUuid: image.uuid }, { taskId: ctx.taskId(`vol${again}`) }),
       );
       const patch: Partial<Resource> = { rootVolumeUuid: volUuid, allVolumes: [volUuid] };
       if (iso && cached.source.type === 'file') {
@@ -384,8 +405,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
         if (src.image) {
           const ref = (o.backupStorageRefs as Array<{ backupStorageUuid: string }>)[0]!;
           vol = (
-            await withCachedImage(d, { hostUuid, ps, image: o, backupStorageUuid: ref.backupStorageUuid, taskId: ctx.taskId(`cache${i}`), reuse: true }, (_c, again) =>
-              callHost(d, hostUuid, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, imageUuid: o.uuid }, { taskId: ctx.taskId(`vol${i}${again}`) }),
+            await withCachedImage(d, { hostUuid, ps, image: o, backupStorageUuid: ref.backupStorageUuid, taskId: ctx.taskId(`cache${i}`), reuse: true }, (_c, again, h) =>
+              callOn(d, h, 'storageagent', S.CreateRootVolume, { ps: psSpec(ps), volumeUuid: rec.uuid, imageUuid: o.uuid }, { taskId: ctx.taskId(`vol${i}${again}`) }),
             )
           ).made;
         } else {
@@ -405,7 +426,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
     async run(ctx) {
       const bridges: Record<string, string> = {};
       // a bridge this controller saw the host make is not asked for again (startOnHost asks if it is gone)
-      for (const l3 of ctx.data.vm.l3NetworkUuids as string[]) bridges[l3] = await bridgeFor(deps(ctx), ctx.data.hostUuid!, l3, { reuse: true });
+      const host = flowHost(ctx);
+      for (const l3 of ctx.data.vm.l3NetworkUuids as string[]) bridges[l3] = await bridgeFor(deps(ctx), ctx.data.hostUuid!, l3, { reuse: true, l3s: l3sRead(ctx), ...(host ? { host } : {}) });
       ctx.data.bridges = bridges;
       injectFault(FLOW, 'bridges');
     },
@@ -418,7 +440,7 @@ const steps: Array<FlowStep<VmCreateData>> = [
       // its keys), so a crash here needs nothing from the journal
       ctx.data.services = ctx.data.nics.map((n) => n.uuid);
       // the bridges step has just made the bridges (addServices would ask the host a second time)
-      await syncVmFlat(deps(ctx), ctx.data.vm, ctx.data.hostUuid!);
+      await syncVmFlat(deps(ctx), ctx.data.vm, ctx.data.hostUuid!, l3sRead(ctx));
       injectFault(FLOW, 'dhcp');
     },
     async rollback(ctx) {
@@ -442,6 +464,8 @@ const steps: Array<FlowStep<VmCreateData>> = [
       ctx.progress(80, 'starting the VM');
       const known: KnownForSpec = { root: ctx.memo.get('root') as Resource | undefined, rootPs: ctx.memo.get('rootPs') as Resource | undefined };
       if (ctx.data.bridges) known.bridges = ctx.data.bridges;
+      const host = flowHost(ctx);
+      if (host) known.host = host;
       // no data volume asked for: none to read (issue 19: a volume listing per create)
       if (ctx.data.data.length === 0) known.dataVolumes = [];
       // the VM as that save wrote it (with its root)

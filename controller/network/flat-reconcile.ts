@@ -272,10 +272,13 @@ export function markVm(q: ReconcileQueue, vm: Resource): void {
   for (const l3 of (vm.l3NetworkUuids as string[] | undefined) ?? []) for (const h of hosts) q.mark(FLAT_AREA, flatKey(h, l3));
 }
 
-/** Apply (and wait for) the flat keys of a VM on a host: its NICs are served before it boots. */
-export async function syncVmFlat(d: CloudDeps, vm: Resource, hostUuid: string): Promise<void> {
+/**
+ * Apply (and wait for) the flat keys of a VM on a host: its NICs are served before it boots.
+ * `l3s`: L3 records the caller read already (whether an L3 is flat cannot change: vm-spec.ts L3sRead).
+ */
+export async function syncVmFlat(d: CloudDeps, vm: Resource, hostUuid: string, l3s?: ReadonlyMap<string, Resource>): Promise<void> {
   for (const l3 of (vm.l3NetworkUuids as string[] | undefined) ?? []) {
-    const l3r = await d.store.get(l3);
+    const l3r = l3s?.get(l3) ?? (await d.store.get(l3));
     if (l3r && isFlat(l3r)) await d.reconcile.sync(FLAT_AREA, flatKey(hostUuid, l3));
   }
 }

@@ -54,10 +54,11 @@ interface KnownBridge {
 /**
  * Create (idempotently) the L2's bridge on a host; returns the bridge name. `reuse`: not asked
  * again when this controller saw the host make it with the same request (VM creates; the caller
- * must ask again if the host turns out to lack it, see startOnHost).
+ * must ask again if the host turns out to lack it, see startOnHost). `host`: its record the
+ * caller holds (a create flow's; see callOn), else read here.
  */
-export async function ensureBridge(d: CloudDeps, hostUuid: string, l2: Resource, o: { reuse?: boolean } = {}): Promise<string> {
-  const host = await mustGet(d.store, hostUuid, 'host');
+export async function ensureBridge(d: CloudDeps, hostUuid: string, l2: Resource, o: { reuse?: boolean; host?: Resource } = {}): Promise<string> {
+  const host = o.host?.uuid === hostUuid ? o.host : await mustGet(d.store, hostUuid, 'host');
   const req = await hostBridgeRequest(d, hostUuid, l2);
   const text = JSON.stringify(req);
   const key = bridgeFact(l2.uuid);

@@ -27,6 +27,8 @@ export interface CacheImageArgs {
   taskId?: string;
   /** Not asked again when known to be cached. */
   reuse?: boolean;
+  /** The host's record the caller holds (a create flow's; see callOn), else read here. */
+  host?: Resource;
 }
 
 async function pull(d: CloudDeps, host: Resource, a: CacheImageArgs, taskId: string | undefined): Promise<Cached> {
@@ -41,15 +43,15 @@ async function pull(d: CloudDeps, host: Resource, a: CacheImageArgs, taskId: str
 /**
  * The image cached in the primary storage (through the host), then `make` (the volume made from
  * it, given a suffix for its task id: '' the first time, '-again' after the cache was pulled
- * again because `make` said the image is not cached).
+ * again because `make` said the image is not cached), given the host record to call it with.
  */
-export async function withCachedImage<T>(d: CloudDeps, a: CacheImageArgs, make: (cached: Cached, again: string) => Promise<T>): Promise<{ cached: Cached; made: T }> {
-  const host = await mustGet(d.store, a.hostUuid, 'host');
+export async function withCachedImage<T>(d: CloudDeps, a: CacheImageArgs, make: (cached: Cached, again: string, host: Resource) => Promise<T>): Promise<{ cached: Cached; made: T }> {
+  const host = a.host ?? (await mustGet(d.store, a.hostUuid, 'host'));
   const known = a.reuse ? d.hostRuntime.known.get<Cached>(host, imageFact(a.ps.uuid, a.image.uuid)) : undefined;
   const cached = known ?? (await pull(d, host, a, a.taskId));
   try {
     const sentAt = d.hostRuntime.known.time();
-    const made = await make(cached, '');
+    const made = await make(cached, '', host);
     // made from the cache: it was there (else IMAGE_NOT_FOUND), so the next create need not ask
     // either (issue 19: a host creating VMs for longer than a minute was asked again each minute)
     d.hostRuntime.known.confirm(host, imageFact(a.ps.uuid, a.image.uuid), sentAt);
@@ -58,7 +60,8 @@ export async function withCachedImage<T>(d: CloudDeps, a: CacheImageArgs, make: 
     // gone since it was cached (or known to be): pulled again, once (a resumed flow may meet its first try's failure here too)
     if ((e as { code?: string }).code !== 'IMAGE_NOT_FOUND') throw e;
     log.info({ host: a.hostUuid, ps: a.ps.uuid, image: a.image.uuid, known: known !== undefined }, 'the image is not cached on the host (any more): pulling it again');
-    const again = await pull(d, await mustGet(d.store, a.hostUuid, 'host'), a, a.taskId ? `${a.taskId}-again` : undefined);
-    return { cached: again, made: await make(again, '-again') };
+    const fresh = await mustGet(d.store, a.hostUuid, 'host');
+    const again = await pull(d, fresh, a, a.taskId ? `${a.taskId}-again` : undefined);
+    return { cached: again, made: await make(again, '-again', fresh) };
   }
 }

@@ -134,3 +134,63 @@ describe('controller agent client: a request given as JSON text (CallOptions.jso
     assert.equal(bodies.length, n, 'nothing sent');
   });
 });
+
+describe('controller agent client: an endpoint held a while (refresh before the request ran)', () => {
+  let server: Server;
+  let url: string;
+  let token = 'new';
+  const seen: string[] = [];
+
+  before(async () => {
+    // answers only the current token, as an agent's auth does (401 before any task is made)
+    server = createServer((req, res) => {
+      seen.push(String(req.headers.authorization));
+      req.resume();
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        const ok = req.headers.authorization === `Bearer ${token}`;
+        res.statusCode = ok ? 200 : 401;
+        res.end(JSON.stringify(ok ? { message: 'hi', runs: 1, startedAt: 1, finishedAt: 2 } : { code: 'UNAUTHORIZED', message: 'missing or wrong bearer token' }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+  beforeEach(() => {
+    seen.length = 0;
+    token = 'new';
+  });
+
+  it('a token rotated since: refused, re-read once, sent again with the new one', async () => {
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    let refreshes = 0;
+    const r = await client.call(Echo, { url, token: 'old', refresh: async () => (refreshes++, { url, token: 'new' }) }, { message: 'a' });
+    assert.equal(r.message, 'hi');
+    assert.deepEqual(seen, ['Bearer old', 'Bearer new']);
+    assert.equal(refreshes, 1);
+  });
+
+  it('the record says the same (or is refused again): the 401 stands, after one re-read', async () => {
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    let refreshes = 0;
+    await assert.rejects(client.call(Echo, { url, token: 'old', refresh: async () => (refreshes++, { url, token: 'old' }) }, { message: 'a' }), (e: Error & { code?: string }) => e.code === 'UNAUTHORIZED');
+    assert.deepEqual(seen, ['Bearer old']);
+    token = 'newest';
+    await assert.rejects(client.call(Echo, { url, token: 'old', refresh: async () => (refreshes++, { url, token: 'new' }) }, { message: 'a' }), (e: Error & { code?: string }) => e.code === 'UNAUTHORIZED');
+    assert.deepEqual(seen, ['Bearer old', 'Bearer old', 'Bearer new'], 'sent again once, not more');
+    assert.equal(refreshes, 2);
+  });
+
+  it('an agent never reached at the old URL: sent to the one the record names now', async () => {
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    // a port nothing listens on (taken and closed)
+    const gone = createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const goneUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+    await new Promise<void>((r) => gone.close(() => r()));
+    const r = await client.call(Echo, { url: goneUrl, token: 'new', refresh: async () => ({ url, token: 'new' }) }, { message: 'a' });
+    assert.equal(r.message, 'hi');
+    assert.deepEqual(seen, ['Bearer new']);
+  });
+});
