@@ -506,6 +506,8 @@ async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<R
     // since, it must not be made again by the job's resumer: api/resume.ts)
     runOpts.keepOutcome = true;
   }
+  // the L3 records the check of the body read (l3sRead: what the flow takes of them cannot change)
+  runOpts.memo = new Map([['l3s', new Map(p.used.filter((u) => u.kind === 'l3-network').map((u) => [u.resource.uuid, u.resource]))]]);
   return (await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts)).vm;
 }
 

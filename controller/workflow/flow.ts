@@ -171,6 +171,8 @@ export interface RunOptions {
    * tell a flow that completed from one that never started (api/resume.ts).
    */
   keepOutcome?: boolean;
+  /** FlowContext.memo's first entries: what the caller read for the flow (a resumed run starts without). */
+  memo?: ReadonlyMap<string, unknown>;
 }
 
 /** Thrown when a flow failed and was rolled back (details: flow, step, rolledBack, rollbackErrors). */
@@ -195,6 +197,7 @@ class Runner<D extends FlowData> {
     onProgress: RunOptions['onProgress'],
     log: Logger | undefined,
     controller: RunOptions['controller'],
+    memo?: RunOptions['memo'],
   ) {
     this.written = resumed;
     this.log = log ?? logger('flow', { flow: def.name, flowId: j.id });
@@ -222,7 +225,7 @@ class Runner<D extends FlowData> {
       defer: (writes, then) => {
         this.deferred.push({ writes, then });
       },
-      memo: new Map(),
+      memo: new Map(memo),
       resumed,
       progress: (p, m) => onProgress?.(Math.max(0, Math.min(100, p)), m),
       taskId: (label) => `${journal.id}.${journal.current ?? journal.completed}.${journal.redone ?? 0}.${label}`,
@@ -399,7 +402,7 @@ export function newJournal(def: FlowDef<FlowData>, data: FlowData, opts: RunOpti
 export async function runFlow<D extends FlowData>(store: InventoryStore, def: FlowDef<D>, data: D, opts: RunOptions = {}): Promise<D> {
   const j = newJournal(def as unknown as FlowDef<FlowData>, data, opts);
   if (await store.getDoc(JOURNALS, j.id)) throw new TStackError('CONFLICT', `flow ${j.id} already exists`, { flowId: j.id });
-  return new Runner(store, def, j, false, opts.onProgress, opts.log, opts.controller).forward();
+  return new Runner(store, def, j, false, opts.onProgress, opts.log, opts.controller, opts.memo).forward();
 }
 
 export interface ResumeReport {

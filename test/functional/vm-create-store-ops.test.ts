@@ -56,9 +56,9 @@ describe('functional: store calls per VM create', function () {
       // the allocator's fresh read; the flow's later steps call the agents with that record (the
       // agent client re-reads it if a token rotated since); + the flat reconcile pass's 3
       'get:host': 4, // was 8
-      // the API's check, the host step's (kept for the bridges and dhcp steps), the IP pick's; + the flat pass's 3
-      'get:l3-network': 6, // was 8
-      get: 22, // was 52 (with the flat reconcile pass, ~10 of them), 31 with the body prepared twice, 28 with the host and L3 read again per step
+      // the API's check (the flow's steps take its records), the IP pick's; + the flat pass's 3
+      'get:l3-network': 5, // was 8
+      get: 21, // was 52 (with the flat reconcile pass, ~10 of them), 31 with the body prepared twice, 28 with the host and L3 read again per step
     };
     for (const [k, max] of Object.entries(pins)) assert.ok(per(k) <= max, `${k}: ${per(k)} per create, at most ${max} pinned\n${JSON.stringify(seen)}`);
     // commits: each write alone, less those of batches plus one per batch (a commit was about
