@@ -81,9 +81,15 @@ export const writeLinked: Writer = (file, content, mode) => {
   const gen = `${base}.${current === `${base}.0` ? 1 : 0}`;
   const target = join(dirname(file), gen);
   // always a new inode (a dnsmasq still reading an older one reads it whole): the target exists
-  // only when a writer was killed before removing it (unlinkSync: rmSync stats first)
-  unlinkIfThere(target);
-  writeFileSync(target, content, { mode, encoding: 'utf8' });
+  // only when a writer was killed before removing it. Created exclusively ('wx') rather than
+  // unlinked first: a failed unlink throws (an Error built per file per apply)
+  try {
+    writeFileSync(target, content, { mode, encoding: 'utf8', flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    unlinkSync(target);
+    writeFileSync(target, content, { mode, encoding: 'utf8', flag: 'wx' });
+  }
   const link = `${file}.lnk-${process.pid}`;
   try {
     symlinkSync(gen, link);

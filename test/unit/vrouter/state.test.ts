@@ -86,6 +86,23 @@ describe('dnsmasq files swapped in through a symlink', () => {
     assert.deepEqual(readdirSync(dir).sort(), ['dhcp-hosts', 'dhcp-hosts.1']);
   });
 
+  it('a generation left by a writer killed before its rename is replaced by a new inode', () => {
+    writeLinked(file, 'a\n', 0o644);
+    const left = join(dir, 'dhcp-hosts.1');
+    writeFileSync(left, 'torn');
+    const fd = openSync(left, 'r');
+    try {
+      writeLinked(file, 'b\n', 0o644);
+      assert.equal(readlinkSync(file), 'dhcp-hosts.1');
+      assert.equal(readFileSync(file, 'utf8'), 'b\n');
+      const buf = Buffer.alloc(64);
+      assert.equal(buf.toString('utf8', 0, readSync(fd, buf, 0, 64, 0)), 'torn', 'written to a new inode, not into the old one');
+    } finally {
+      closeSync(fd);
+    }
+    assert.deepEqual(readdirSync(dir).sort(), ['dhcp-hosts', 'dhcp-hosts.1']);
+  });
+
   it('replaces a regular file (an older agent\'s) and a link whose target is gone', () => {
     writeFileSync(file, 'old\n');
     writeLinked(file, 'new\n', 0o644);
