@@ -8,8 +8,7 @@
 // inventory is what a real L3 has: a NIC, a VM and an IP claim per VM. After each run (untimed)
 // both dnsmasqs are asked for the last VM's new name over DNS: each side must really serve its new
 // state. The inventory change's garbage is collected before either side is timed (a minor GC,
-// which needs --expose-gc: scripts/bench/dhcp-apply passes it). Ten untimed rounds come first,
-// and each side is timed right after a short busy loop (awake(): this VM's idle vCPU wakes slow).
+// which needs --expose-gc: scripts/bench/dhcp-apply passes it). Ten untimed rounds come first.
 // Prints medians, the load average and, last, `ratio: X` (tstack / by hand).
 //   scripts/bench/dhcp-apply [runs=15] [vms=250]
 //   BENCH_WINDOWS=<file>: also writes tstack's timed windows (µs, the clock of `node --cpu-prof`)
@@ -38,8 +37,6 @@ const RUNS = Number(process.argv[2] ?? 15);
 const N = Number(process.argv[3] ?? 250);
 /** Untimed rounds before the timed ones (each: one apply per side). */
 const WARMUP = 10;
-/** The busy loop before each timed side (see awake()). */
-const AWAKE_NS = 3_000_000n;
 const id = 'b' + randomBytes(3).toString('hex').slice(0, 5);
 const bridge = `${id}br`;
 const manualNs = `${id}man`;
@@ -147,15 +144,6 @@ async function main(): Promise<void> {
     const gc = (globalThis as { gc?: (o: { type: 'minor'; execution: 'sync' }) => void }).gc;
     const collectUntimed = gc && ((): void => gc({ type: 'minor', execution: 'sync' }));
     if (!collectUntimed) console.log('note: without --expose-gc the inventory change\'s garbage is collected whenever V8 decides (often inside tstack\'s timed apply)');
-    // Each side is timed with the CPU awake. Between runs this VM's vCPU idles (the 50 ms pause,
-    // the DNS checks) and the work right after waking ran much slower: tstack's CPU per apply
-    // 7.1 ms without, 5.2 ms after a 3 ms busy loop (same code, same run length). A property of
-    // the machine, not of either side: a bare-metal bench pins the CPU governor instead. Both
-    // sides get the same spin, untimed, right before their window.
-    const awake = (): void => {
-      const until = process.hrtime.bigint() + AWAKE_NS;
-      while (process.hrtime.bigint() < until);
-    };
     const windows: Array<[number, number]> = [];
     const load0 = loadavg();
     const tstackMs: number[] = [];
@@ -177,7 +165,6 @@ async function main(): Promise<void> {
       // by-hand side. Each side then pays for the collections its own allocations cause.
       collectUntimed?.();
       const runTstack = async (): Promise<void> => {
-        awake();
         const t = process.hrtime.bigint();
         const c = process.cpuUsage();
         await area.apply(key);
@@ -193,7 +180,6 @@ async function main(): Promise<void> {
         if (Number(readFileSync(join(flatDir, 'dnsmasq.pid'), 'utf8').trim()) !== agentPid) throw new Error('tstack restarted dnsmasq instead of reloading it');
       };
       const runHand = (): void => {
-        awake();
         const t = process.hrtime.bigint();
         const c = process.cpuUsage();
         let dhcp = '';
