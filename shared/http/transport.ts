@@ -208,7 +208,8 @@ type Target = http.RequestOptions & { protocol: 'http:' | 'https:' };
 
 /** An origin and a plain path (no query or fragment), which the URL parser would leave as it is but for dot segments. */
 const PLAIN = /^(https?:\/\/[^/?#\\]+)(\/[A-Za-z0-9\-._~%/]*)$/;
-const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+// the URL parser takes an escaped dot (%2e) as a dot here too
+const DOT_SEGMENT = /\/(?:\.|%2e){1,2}(?:\/|$)/i;
 
 function parseTarget(url: string): Target {
   const u = new URL(url);

@@ -54,10 +54,10 @@ describe('controller agent client: HTTP transport', () => {
     a.on('connection', () => conns++);
     const base = `http://127.0.0.1:${await listen(a)}`;
     const t = new Transport();
-    const sent = ['/vm/start', '/task/ab%2Fc-1', '/ps/volume/create-root', '/x/../y', '/a/./b', '/q?x=1&y=%20', '/sp ace', '/x/..'];
+    const sent = ['/vm/start', '/task/ab%2Fc-1', '/ps/volume/create-root', '/x/../y', '/a/./b', '/q?x=1&y=%20', '/sp ace', '/x/..', '/x/%2e%2E/z', '/a/%2e/b'];
     for (const p of sent) assert.equal((await t.send(base + p, { method: 'GET', headers: {}, timeoutMs: 5_000 })).status, 200);
     assert.deepEqual(paths, sent.map((p) => { const u = new URL(base + p); return u.pathname + u.search; }));
-    assert.deepEqual(paths.slice(3), ['/y', '/a/b', '/q?x=1&y=%20', '/sp%20ace', '/']);
+    assert.deepEqual(paths.slice(3), ['/y', '/a/b', '/q?x=1&y=%20', '/sp%20ace', '/', '/z', '/a/b']);
     assert.equal(conns, 1);
     await close(a);
   });
