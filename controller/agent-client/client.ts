@@ -26,6 +26,17 @@ export interface AgentEndpoint {
   refresh?: () => Promise<AgentEndpoint>;
 }
 
+/**
+ * The endpoint as its record says now, when that differs from `host` (a rotated token, a moved
+ * agent); undefined when it cannot be re-read or is the same. The result keeps `refresh`.
+ */
+async function changedEndpoint(host: AgentEndpoint): Promise<AgentEndpoint | undefined> {
+  if (!host.refresh) return undefined;
+  const fresh = await host.refresh().catch(() => undefined);
+  if (!fresh || (fresh.token === host.token && fresh.url === host.url)) return undefined;
+  return { ...fresh, refresh: host.refresh };
+}
+
 export interface CallOptions {
   /** Stable task id (persist it first to be able to resume after a restart). */
   taskId?: string;
@@ -176,11 +187,11 @@ export class AgentClient {
         // moved): nothing ran, so the request is sent once more if the endpoint's record (a caller
         // may hold one read a while ago) says otherwise now
         const notRun = res ? res.status === 401 : NOT_CONNECTED.has(lastErr);
-        if (!notRun || refreshed || !host.refresh) break;
-        const fresh = await host.refresh().catch(() => undefined);
-        if (!fresh || (fresh.token === host.token && fresh.url === host.url)) break;
+        if (!notRun || refreshed) break;
+        const fresh = await changedEndpoint(host);
+        if (!fresh) break;
         log.info({ taskId, url: fresh.url }, 'agent credentials changed before the request ran; sending it with the new ones');
-        host = { ...fresh, refresh: host.refresh };
+        host = fresh;
         headers.authorization = `Bearer ${host.token}`;
         if (waiter) {
           waiter.cancel();
@@ -248,11 +259,11 @@ export class AgentClient {
       checkNow = false;
       const o = await this.query(host, taskId, Math.max(1_000, deadline - Date.now()));
       if (o.kind === 'result' && o.result.state !== 'running') return o.result;
-      if (o.kind === 'unreachable' && o.unauthorized && host.refresh) {
-        const fresh = await host.refresh().catch(() => undefined);
-        if (fresh && (fresh.token !== host.token || fresh.url !== host.url)) {
+      if (o.kind === 'unreachable' && o.unauthorized) {
+        const fresh = await changedEndpoint(host);
+        if (fresh) {
           log.info({ taskId, url: fresh.url }, 'agent credentials changed while waiting; asking again with the new ones');
-          host = { ...fresh, refresh: host.refresh };
+          host = fresh;
           checkNow = true;
           continue;
         }
