@@ -80,6 +80,24 @@ export class HostKnowledge {
     h.facts.set(key, { value, at: this.now() });
   }
 
+  /** Requests in flight by host and request identity (share()). */
+  private inflight = new Map<string, Promise<unknown>>();
+  /**
+   * `ask()`, unless a request with the same `id` (the fact's key and whatever else the request
+   * depends on) to this host is in flight: then its answer (or failure) is this one's. Creates
+   * placed on one host at once asked it for the same image cache or bridge each (issue 19:
+   * ps/image-cache 0.99 per VM at 4 VMs a host); the agent's answer holds for all of them.
+   */
+  share<T>(hostUuid: string, id: string, ask: () => Promise<T>): Promise<T> {
+    const k = `${hostUuid}\u0000${id}`;
+    const cur = this.inflight.get(k);
+    if (cur) return cur as Promise<T>;
+    const p = ask().finally(() => {
+      if (this.inflight.get(k) === p) this.inflight.delete(k);
+    });
+    this.inflight.set(k, p);
+    return p;
+  }
   /** This knowledge's clock (epoch ms): what confirm() takes as a request's send time. */
   time(): number {
     return this.now();

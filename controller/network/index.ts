@@ -67,11 +67,15 @@ export async function ensureBridge(d: CloudDeps, hostUuid: string, l2: Resource,
     const k = known.get<KnownBridge>(host, key);
     if (k && k.req === text && k.bridgeName === l2.bridgeName) return k.bridgeName;
   }
-  const token = known.begin(hostUuid, key);
-  const r = await d.agentClient.call(K.BridgeCreate, refreshable(d, host, 'kvmagent'), req);
-  if (l2.bridgeName !== r.bridgeName) await d.store.update(l2.uuid, { bridgeName: r.bridgeName });
-  known.set(host, key, { req: text, bridgeName: r.bridgeName } satisfies KnownBridge, token);
-  return r.bridgeName;
+  const create = async (): Promise<string> => {
+    const token = known.begin(hostUuid, key);
+    const r = await d.agentClient.call(K.BridgeCreate, refreshable(d, host, 'kvmagent'), req);
+    if (l2.bridgeName !== r.bridgeName) await d.store.update(l2.uuid, { bridgeName: r.bridgeName });
+    known.set(host, key, { req: text, bridgeName: r.bridgeName } satisfies KnownBridge, token);
+    return r.bridgeName;
+  };
+  // creates on this host at once wait for one request (the same one: its text is in the id)
+  return o.reuse ? known.share(hostUuid, `${key}\u0000${text}`, create) : create();
 }
 
 /** Bring every VXLAN network of a pool up to date on every host of its clusters (a peer came or went). */

@@ -56,6 +56,17 @@ describe('functional: agent requests per VM create', function () {
     }
   });
 
+  it('creates placed on a host at once share one image-cache and one bridge request', async () => {
+    // a host this controller knows nothing of, as after a reconnect
+    fc.controller.hostRuntime.known.forget(fc.ids.host);
+    sent.length = 0;
+    const rs = await Promise.all(['conc-0', 'conc-1', 'conc-2'].map((n) => fc.createVm(n)));
+    for (const r of rs) assert.equal(((r.body.result ?? r.body) as Record<string, string>).state, 'Running', JSON.stringify(r.body));
+    assert.equal(count('ps/volume/create-root'), 3, sent.join(' '));
+    assert.equal(count('ps/image-cache'), 1, sent.join(' '));
+    assert.equal(count('network/bridge/create'), 1, sent.join(' '));
+  });
+
   it('an image cache gone from the host is pulled again and the root volume made once more', async () => {
     fc.storage.failNext('ps/volume/create-root', 'IMAGE_NOT_FOUND', 'image is not cached on this primary storage');
     await create('req-img');

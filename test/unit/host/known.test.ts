@@ -119,4 +119,30 @@ describe('host/known', () => {
     now = 160_000;
     assert.equal(kn.get(host(), 'image:ps:img'), undefined, 'learned at 100 s, not renewed at 129 s');
   });
+
+  it('share: a request in flight for the same host and id is joined, its failure too; then a new one is sent', async () => {
+    const kn = k();
+    let asked = 0;
+    let release!: (v: string) => void;
+    const ask = (): Promise<string> => {
+      asked++;
+      return new Promise<string>((r) => (release = r));
+    };
+    const a = kn.share('h1', 'image:ps:img', ask);
+    const b = kn.share('h1', 'image:ps:img', ask);
+    const other = kn.share('h2', 'image:ps:img', () => Promise.resolve('h2'));
+    assert.equal(asked, 1, 'the second waits for the first');
+    release('cached');
+    assert.deepEqual(await Promise.all([a, b, other]), ['cached', 'cached', 'h2']);
+    const c = kn.share('h1', 'image:ps:img', ask);
+    assert.equal(asked, 2, 'once answered, the next asks again');
+    release('again');
+    assert.equal(await c, 'again');
+    const fail = (): Promise<string> => Promise.reject(new Error('agent down'));
+    const f1 = kn.share('h1', 'bridge:l2', fail);
+    const f2 = kn.share('h1', 'bridge:l2', () => Promise.resolve('never asked'));
+    await assert.rejects(f1, /agent down/);
+    await assert.rejects(f2, /agent down/);
+    assert.equal(await kn.share('h1', 'bridge:l2', () => Promise.resolve('br0')), 'br0', 'a failure is not kept');
+  });
 });
