@@ -7,6 +7,10 @@
 // event overlapped is used once but not kept. Events relayed from other controllers arrive late
 // or may be lost, so the periodic reconcile pass refresh()es the cache: at worst a key is
 // applied from state one pass old, then repaired (what the periodic pass is for).
+//
+// The cache also keeps what every apply read of the L3 itself (the L3, its L2, its ip-ranges:
+// three of the four store reads of an apply), on the same terms: any event of those kinds drops them
+// all (they change rarely), a read that such an event overlapped is not kept, refresh() drops them.
 import type { InventoryStore, Resource } from '../store/types.js';
 import type { EventBus, ResourceEvent } from '../events/bus.js';
 
@@ -29,6 +33,10 @@ export interface NicSource {
   liveNics(l3Uuid: string): Promise<readonly LiveNic[]>;
   /** Forget what is kept (the periodic pass re-reads the inventory). */
   refresh?(): void;
+  /** An L3 or L2 network as the inventory has it (kept in memory by FlatNicCache); not to be modified. */
+  network?(uuid: string): Promise<Resource | undefined>;
+  /** The ip-ranges of an L3, as store.byParent orders them (kept in memory by FlatNicCache); not to be modified. */
+  ranges?(l3Uuid: string): Promise<readonly Resource[]>;
 }
 
 /** VM states whose NICs are served nowhere. */
@@ -131,10 +139,18 @@ function patched(v: View & { joined: readonly LiveNic[] }): readonly LiveNic[] {
   return v.joined.map((x) => (p.has(x.vmUuid) ? liveNic(x.nicUuid, x.ip, x.mac, v.vms.get(x.vmUuid) as VmRow & { host: string }) : x));
 }
 
+/** Kinds whose records FlatNicCache keeps whole (network(), ranges()): they change rarely, and every apply read them (~3 of its store reads). */
+const NETWORK_KINDS = new Set(['l3-network', 'l2-network', 'ip-range']);
+
 export class FlatNicCache implements NicSource {
   private views = new Map<string, View>();
   /** L3s being loaded → whether an event touched VMs or NICs meanwhile (then the load is not kept). */
   private loading = new Map<string, { overlapped: boolean }>();
+  /** L3 and L2 networks by uuid, ip-ranges by L3: as read, until an event of their kind. */
+  private networks = new Map<string, Resource>();
+  private rangesOf = new Map<string, readonly Resource[]>();
+  /** Bumped by every event of NETWORK_KINDS and by refresh(): a read that saw it change is used once but not kept. */
+  private networkGen = 0;
 
   constructor(private readonly store: InventoryStore) {}
 
@@ -148,6 +164,28 @@ export class FlatNicCache implements NicSource {
   refresh(): void {
     this.views.clear();
     for (const l of this.loading.values()) l.overlapped = true;
+    this.networks.clear();
+    this.rangesOf.clear();
+    this.networkGen++;
+  }
+
+  async network(uuid: string): Promise<Resource | undefined> {
+    const hit = this.networks.get(uuid);
+    if (hit) return hit;
+    const gen = this.networkGen;
+    const r = await this.store.get(uuid);
+    // a missing one is not kept (its create comes as an event, but the next read is cheap enough)
+    if (r && NETWORK_KINDS.has(r.kind) && gen === this.networkGen) this.networks.set(uuid, r);
+    return r;
+  }
+
+  async ranges(l3Uuid: string): Promise<readonly Resource[]> {
+    const hit = this.rangesOf.get(l3Uuid);
+    if (hit) return hit;
+    const gen = this.networkGen;
+    const rs = await this.store.byParent('ip-range', l3Uuid);
+    if (gen === this.networkGen) this.rangesOf.set(l3Uuid, rs);
+    return rs;
   }
 
   /** L3s held in memory (tests). */
@@ -178,6 +216,13 @@ export class FlatNicCache implements NicSource {
   }
 
   private onEvent(e: ResourceEvent): void {
+    if (NETWORK_KINDS.has(e.kind)) {
+      // rare: everything of these kinds is read again (an ip-range's L3 is its parent, an update may move nothing else)
+      this.networks.clear();
+      this.rangesOf.clear();
+      this.networkGen++;
+      return;
+    }
     if (e.kind !== 'vm-instance' && e.kind !== 'vm-nic') return;
     // a load in flight may have read either side of this change
     for (const l of this.loading.values()) l.overlapped = true;

@@ -12,6 +12,7 @@
 import * as V from '../../shared/protocol/vrouter.js';
 import type { Static } from '../../shared/protocol/schema.js';
 import { logger } from '../../shared/log.js';
+import { TStackError } from '../../shared/errors.js';
 import type { Resource } from '../store/types.js';
 import type { ReconcileArea, ReconcileQueue } from '../reconcile/queue.js';
 import type { EventBus } from '../events/bus.js';
@@ -65,6 +66,14 @@ function withRecords(req: FlatApplyReq, layout: FlatLayout, alone: boolean, host
   return { ...req, dns: { records: out, forwarders: req.dns.forwarders } };
 }
 
+/** mustGet of an L3 or L2 network, through the NIC source's memory when it keeps them. */
+async function networkOf(d: CloudDeps, nics: NicSource, uuid: string, kind: 'l2-network'): Promise<Resource> {
+  if (!nics.network) return mustGet(d.store, uuid, kind);
+  const r = await nics.network(uuid);
+  if (!r || r.kind !== kind) throw new TStackError('NOT_FOUND', `no ${kind} with uuid ${uuid}`, { uuid });
+  return r;
+}
+
 /** desiredFlat without the DNS records, and the L3's named records with their hosts. */
 async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: NicSource): Promise<{ req: FlatApplyReq; layout: FlatLayout; alone: boolean } | undefined> {
   let live = await nics.liveNics(l3.uuid);
@@ -72,9 +81,11 @@ async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: 
   const heldKey = await heldIp(d.store, l3.uuid, `dhcp:${hostUuid}`);
   const held = heldKey === undefined ? undefined : { key: heldKey };
   if (!mine && !held) return undefined;
-  const ranges = await d.store.byParent('ip-range', l3.uuid);
+  // the L3's ranges and L2 from the NIC source's memory when it keeps them (FlatNicCache: fed by
+  // resource events, reloaded by each periodic pass), else from the inventory
+  const ranges = await (nics.ranges?.(l3.uuid) ?? d.store.byParent('ip-range', l3.uuid));
   if (ranges.length === 0) return undefined;
-  const l2 = await mustGet(d.store, String(l3.parentUuid), 'l2-network');
+  const l2 = await networkOf(d, nics, String(l3.parentUuid), 'l2-network');
   const bridge = typeof l2.bridgeName === 'string' && l2.bridgeName ? l2.bridgeName : await ensureBridge(d, hostUuid, l2);
   let serverIp = held?.key;
   if (serverIp === undefined) {
@@ -188,7 +199,7 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
   // a host that is gone cannot be reached; one that is not connected is marked when it connects
   if (!host || host.kind !== 'host' || host.status !== 'Connected') return;
   const epoch = dns?.currentEpoch ?? 0;
-  const l3 = await d.store.get(l3Uuid);
+  const l3 = await (nics.network?.(l3Uuid) ?? d.store.get(l3Uuid));
   if (!l3 || l3.kind !== 'l3-network' || !isFlat(l3)) {
     dns?.forgetL3(l3Uuid);
     dns?.forgetKey(key);

@@ -3,7 +3,7 @@
 // addn-hosts, servers-file), which keeps the lease database and other clients untouched.
 import type { DhcpEntrySpec, DnsRecordSpec, FlatNetworkSpec } from '../validate.js';
 import { shortName } from '../validate.js';
-import { ipOrder, parseCidr } from '../ip.js';
+import { ipOrder, ipToInt, parseCidr } from '../ip.js';
 
 export const METADATA_IP = '169.254.169.254';
 export const DEFAULT_LEASE_SEC = 86_400;
@@ -130,14 +130,26 @@ export function renderHosts(net: FlatNetworkSpec, records: DnsRecordSpec[], entr
     const n = e.hostname.toLowerCase();
     if (!byName.has(n)) byName.set(n, e.ip);
   }
-  // by address, then name: names sorted first, then a stable sort by address (ipOrder), with
-  // no row object per name
-  const names = [...byName.keys()].sort();
+  // by address, then name: a sort by address (ipOrder, no row object per name), then names in
+  // order only where addresses are equal (rare: sorting every name first was ~20-30 % of this)
+  const names = [...byName.keys()];
+  const ips = [...byName.values()];
+  const order = ipOrder(names.length, (j) => ips[j]!);
+  for (let a = 0; a < order.length; ) {
+    const at = ipToInt(ips[order[a]!]!);
+    let b = a + 1;
+    while (b < order.length && ipToInt(ips[order[b]!]!) === at) b++;
+    if (b - a > 1) {
+      const run = order.slice(a, b).sort((x, y) => (names[x]! < names[y]! ? -1 : 1));
+      for (let k = 0; k < run.length; k++) order[a + k] = run[k]!;
+    }
+    a = b;
+  }
   const d = net.dnsDomain?.toLowerCase();
   let out = '';
-  for (const i of ipOrder(names.length, (j) => byName.get(names[j]!)!)) {
+  for (const i of order) {
     const name = names[i]!;
-    const ip = byName.get(name)!;
+    const ip = ips[i]!;
     if (d && !name.includes('.')) out += `${ip} ${name}.${d} ${name}\n`;
     else if (d && name.endsWith(`.${d}`)) out += `${ip} ${name} ${name.slice(0, -d.length - 1)}\n`;
     else out += `${ip} ${name}\n`;

@@ -202,4 +202,71 @@ describe('flat NIC cache', () => {
     assert.equal((await cache.liveNics(L3S[0]!))[0]!.hostname, 'after');
     assert.equal(cache.size, 1);
   });
+  it('keeps L3s, L2s and ip-ranges until an event of their kinds; a read overlapped by one is used once but not kept', async () => {
+    // the inventory without its bus: the events this cache sees are the test's
+    const store = await openStore({ backend: 'sqlite', path: ':memory:' });
+    await store.create(res('host', HOSTS[0]!, { status: 'Connected' }));
+    await store.create(res('l2-network', L2, { bridgeName: 'br-test' }));
+    await store.create(res('l3-network', L3S[0]!, { parentUuid: L2, provider: 'Flat', networkServices: ['DHCP'] }));
+    await store.create(res('ip-range', uuid(100), { parentUuid: L3S[0], startIp: '10.0.0.2', endIp: '10.0.0.250', netmask: '255.255.255.0', gateway: '10.0.0.1', networkCidr: '10.0.0.0/24' }));
+    const reads: string[] = [];
+    let gate: Promise<void> | undefined;
+    const counted = new FlatNicCache({
+      ...store,
+      get backend() {
+        return store.backend;
+      },
+      get: async <T extends Resource = Resource>(u: string) => {
+        reads.push(`get ${u}`);
+        if (gate) await gate;
+        return store.get<T>(u);
+      },
+      byParent: async <T extends Resource = Resource>(kind: string, parent: string) => {
+        reads.push(`byParent ${parent}`);
+        if (gate) await gate;
+        return store.byParent<T>(kind, parent);
+      },
+    } as InventoryStore);
+    const events = new EventBus();
+    counted.watch(events);
+    const l3 = L3S[0]!;
+    assert.equal((await counted.network(l3))!.uuid, l3);
+    assert.equal((await counted.ranges(l3)).length, 1);
+    assert.equal((await counted.network(L2))!.kind, 'l2-network');
+    const n = reads.length;
+    await counted.network(l3);
+    await counted.ranges(l3);
+    await counted.network(L2);
+    assert.equal(reads.length, n, 'kept: no second read');
+    // a change of another kind keeps them; one of these kinds drops them all
+    events.publish({ type: 'resource.updated', kind: 'host', resource: (await store.get(HOSTS[0]!))! } as never);
+    await counted.ranges(l3);
+    assert.equal(reads.length, n);
+    const range = (await store.byParent('ip-range', l3))[0]!;
+    const moved = await store.update(range.uuid, { endIp: '10.0.0.200' });
+    events.publish({ type: 'resource.updated', kind: 'ip-range', resource: moved } as never);
+    assert.equal((await counted.ranges(l3))[0]!.endIp, '10.0.0.200');
+    assert.equal(reads.length, n + 1, 'read again after the event');
+    const l2 = await store.update(L2, { bridgeName: 'br-other' });
+    events.publish({ type: 'resource.updated', kind: 'l2-network', resource: l2 } as never);
+    assert.equal((await counted.network(L2))!.bridgeName, 'br-other');
+    // a read that an event overlapped answers, but the next one reads again
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    const reading = counted.network(l3);
+    const l3r = await store.update(l3, { dnsDomain: 'changed.local' });
+    events.publish({ type: 'resource.updated', kind: 'l3-network', resource: l3r } as never);
+    gate = undefined;
+    open();
+    await reading;
+    const m = reads.length;
+    assert.equal((await counted.network(l3))!.dnsDomain, 'changed.local');
+    assert.equal(reads.length, m + 1, 'the overlapped read was not kept');
+    await counted.network(l3);
+    assert.equal(reads.length, m + 1);
+    // the periodic pass's refresh() reads everything again
+    counted.refresh();
+    await counted.ranges(l3);
+    assert.equal(reads.length, m + 2);
+  });
 });

@@ -62,6 +62,35 @@ describe('vrouter renderers (golden files)', () => {
     assert.equal(s.match(/web-1/g)!.length, 2, 'web-1 appears once as a row');
   });
 
+  it('hosts: rows by address, then name where addresses are equal (as a sort by name, then a stable sort by address)', () => {
+    // the order before the ties-only sort: every name sorted first
+    const reference = (records: Array<{ name: string; ip: string }>, entries: Array<{ mac: string; ip: string; hostname?: string }>, d: string | undefined): string => {
+      const byName = new Map<string, string>();
+      for (const r of records) byName.set(r.name.toLowerCase(), r.ip);
+      for (const e of entries) if (e.hostname && !byName.has(e.hostname.toLowerCase())) byName.set(e.hostname.toLowerCase(), e.ip);
+      const ipInt = (ip: string): number => ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+      const rows = [...byName.keys()].sort().map((n) => [n, byName.get(n)!] as const);
+      rows.sort((a, b) => ipInt(a[1]) - ipInt(b[1]));
+      return rows.map(([n, ip]) => (d && !n.includes('.') ? `${ip} ${n}.${d} ${n}\n` : d && n.endsWith(`.${d}`) ? `${ip} ${n} ${n.slice(0, -d.length - 1)}\n` : `${ip} ${n}\n`)).join('');
+    };
+    let seed = 11;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 200; round++) {
+      const records: Array<{ name: string; ip: string }> = [];
+      const entries: Array<{ mac: string; ip: string; hostname?: string }> = [];
+      // few addresses and names: equal addresses, names given twice (in other cases), FQDNs
+      const ip = (): string => `10.20.${next(2)}.${next(6) * 50}`;
+      const name = (): string => ['web', 'DB', 'db', 'a', 'b.flat.example', 'c.other', 'Zed', 'x-1'][next(8)]! + (next(3) === 0 ? '' : String(next(12)));
+      for (let i = next(30); i > 0; i--) records.push({ name: name(), ip: ip() });
+      for (let i = next(30); i > 0; i--) entries.push(next(4) === 0 ? { mac: '52:54:00:00:00:01', ip: ip() } : { mac: '52:54:00:00:00:01', ip: ip(), hostname: name() });
+      const dom = next(3) === 0 ? undefined : 'flat.example';
+      assert.equal(renderHosts({ ...NET, dnsDomain: dom }, records, entries), reference(records, entries, dom), `round ${round}`);
+    }
+  });
+
   it('flat/apply sends each NIC once: the same dhcp-hosts and hosts as the parts, and the metadata records', () => {
     const parts = expandFlat({ network: NET, nics: NICS, dns: { records: OTHER_RECORDS, forwarders: ['192.0.2.53'] } });
     golden('dhcp-hosts', renderDhcpHosts(NET, parts.dhcp));
