@@ -334,6 +334,13 @@ export function watchFlatChanges(d: CloudDeps, bus: EventBus): () => void {
       markVm(q, r);
     }
     else if (e.kind === 'vm-nic') {
+      // the NIC's VM where its last event showed it served (issue 19: a store read per NIC
+      // event, each create's NIC among them); a VM no event showed since this process started is read
+      const seen = shown.get(String(r.parentUuid));
+      if (seen) {
+        if (seen.served) q.mark(FLAT_AREA, flatKey(seen.served, String(r.l3NetworkUuid)));
+        return;
+      }
       void d.store
         .get(String(r.parentUuid))
         .then((vm) => {
