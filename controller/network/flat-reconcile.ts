@@ -122,6 +122,9 @@ async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: 
   return { req, layout, alone: byHost.size === 0 || (byHost.size === 1 && byHost.has(hostUuid)) };
 }
 
+/** A named NIC's DNS record (never changed once made: its text is kept by flat-whole). */
+const recordOf = new WeakMap<LiveNic, HostRecord>();
+
 /**
  * An L3's NICs by serving host, and the DNS record of each named NIC (with its host). The
  * records are made on first use: an L3 that one host serves alone sends none (a 250-VM L3 made
@@ -141,7 +144,11 @@ class FlatLayout {
       const out: HostRecord[] = [];
       for (let i = 0; i < this.live.length; i++) {
         const x = this.live[i]!;
-        if (this.named[i]) out.push({ host: x.host, record: { name: x.hostname, ip: x.ip } });
+        if (!this.named[i]) continue;
+        // the same NIC object in the next list (flat-nics' join) gives the same record object (flat-whole keeps its text)
+        let r = recordOf.get(x);
+        if (!r) recordOf.set(x, (r = { host: x.host, record: { name: x.hostname, ip: x.ip } }));
+        out.push(r);
       }
       this.made = out;
     }
