@@ -43,8 +43,10 @@ export async function bridgeFor(d: CloudDeps, hostUuid: string, l3NetworkUuid: s
   return ensureBridge(d, hostUuid, l2, o);
 }
 
+const byDevice = (nics: Resource[]): Resource[] => nics.sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
+
 export async function nicsOf(d: CloudDeps, vmUuid: string): Promise<Resource[]> {
-  return (await d.store.byParent('vm-nic', vmUuid)).sort((a, b) => Number(a.deviceId) - Number(b.deviceId));
+  return byDevice(await d.store.byParent('vm-nic', vmUuid));
 }
 
 /**
@@ -85,15 +87,19 @@ export interface KnownForSpec {
   dataVolumes?: readonly Resource[];
   /** The host's record (vm-create: the allocator's; see callOn). */
   host?: Resource;
+  /** The VM's instance offering (vm-create: as the API's check of the body read it; its QoS cannot change: qosOfOffering). */
+  offering?: Resource;
+  /** The VM's NIC records (vm-create: as its ips step wrote them; it holds the VM's queue, so none changed meanwhile). */
+  nics?: readonly Resource[];
 }
 
 /** The full domain spec of a VM from the inventory, for a host. */
 async function buildSpec(d: CloudDeps, vm: Resource, host: Resource, known: KnownForSpec = {}): Promise<K.VmSpecT> {
   const bridges = known.bridges ?? {};
   const root = known.root && known.root.uuid === vm.rootVolumeUuid ? known.root : await mustGet(d.store, String(vm.rootVolumeUuid), 'volume');
-  const offeringQos = await qosOfOffering(d.store, vm);
+  const offeringQos = await qosOfOffering(d.store, vm, known.offering);
   const nics: K.NicSpecT[] = [];
-  for (const n of await nicsOf(d, vm.uuid)) {
+  for (const n of known.nics ? byDevice([...known.nics]) : await nicsOf(d, vm.uuid)) {
     const l3 = String(n.l3NetworkUuid);
     // a bridge the host was just seen making (addServices on a start) is not asked for again: if it
     // is gone after all, the host's pre-check says so and startOnHost forgets and asks again

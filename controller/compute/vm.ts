@@ -140,7 +140,10 @@ async function commitNics(ctx: Ctx, fresh: FreshNic[]): Promise<Resource> {
     // with the placement the host step journaled (absent in a journal of an older version, which wrote it there)
     writes.push({ op: 'update', uuid: ctx.data.vm.uuid, patch: { ...ctx.data.placement, vmNics } });
     try {
-      return (await ctx.saveWith(writes)).at(-1)!;
+      const written = await ctx.saveWith(writes);
+      // the VM's every NIC written here: the start step's spec takes these records (issue 19: a NIC listing per create)
+      if (fresh.length === ctx.data.nics.length) ctx.memo.set('nics', fresh.map((_, i) => written[3 * i + 2]!));
+      return written.at(-1)!;
     } catch (e) {
       const c = claimRefused(e);
       const f = c && fresh.find(({ nic }) => (c.namespace === MAC_NAMESPACE ? nic.mac.toLowerCase() === c.key : c.namespace === ipNamespace(nic.l3NetworkUuid) && nic.ip === c.key));
@@ -463,6 +466,10 @@ const steps: Array<FlowStep<VmCreateData>> = [
       await ctx.save();
       ctx.progress(80, 'starting the VM');
       const known: KnownForSpec = { root: ctx.memo.get('root') as Resource | undefined, rootPs: ctx.memo.get('rootPs') as Resource | undefined };
+      const offering = ctx.memo.get('offering') as Resource | undefined;
+      if (offering) known.offering = offering;
+      const nics = ctx.memo.get('nics') as Resource[] | undefined;
+      if (nics) known.nics = nics;
       if (ctx.data.bridges) known.bridges = ctx.data.bridges;
       const host = flowHost(ctx);
       if (host) known.host = host;
@@ -507,7 +514,11 @@ async function createVm(body: Record<string, unknown>, oc: OpContext): Promise<R
     runOpts.keepOutcome = true;
   }
   // the L3 records the check of the body read (l3sRead: what the flow takes of them cannot change)
-  runOpts.memo = new Map([['l3s', new Map(p.used.filter((u) => u.kind === 'l3-network').map((u) => [u.resource.uuid, u.resource]))]]);
+  const memo = new Map<string, unknown>([['l3s', new Map(p.used.filter((u) => u.kind === 'l3-network').map((u) => [u.resource.uuid, u.resource]))]]);
+  // and the instance offering (the start step's QoS: issue 19, the offering was read twice per create)
+  const offering = p.used.find((u) => u.kind === 'instance-offering')?.resource;
+  if (offering) memo.set('offering', offering);
+  runOpts.memo = memo;
   return (await d.engine.run(vmCreateFlow, { vm, nics: [], data: [], services: [] }, runOpts)).vm;
 }
 

@@ -87,13 +87,23 @@ function liveNic(nicUuid: string, ip: string, mac: string, vm: VmRow & { host: s
   return x;
 }
 
+/**
+ * Each NIC row's LiveNic and sort key, with the VM row they were made from. A view replaces a
+ * row only when it changed, so a join after one change reuses every other NIC's, and what is made
+ * from them per object downstream (the layout's DNS records, their JSON text) is reused too
+ * (issue 19: an L3 changes with every create, and each change rebuilt all of it).
+ */
+const joinedOf = new WeakMap<NicRow, { vm: VmRow; x: LiveNic; key: string }>();
+
 /** The served NICs of an L3 from its rows, in name order. */
 function join(nics: Iterable<NicRow>, vms: Map<string, VmRow>): LiveNic[] {
   const out: Array<[string, LiveNic]> = [];
   for (const n of nics) {
     const vm = vms.get(n.vmUuid);
     if (!vm || vm.host === undefined) continue;
-    out.push([`${vm.createDate}|${vm.uuid}|${n.deviceId}`, liveNic(n.uuid, n.ip, n.mac, vm as VmRow & { host: string })]);
+    let j = joinedOf.get(n);
+    if (j?.vm !== vm) joinedOf.set(n, (j = { vm, x: liveNic(n.uuid, n.ip, n.mac, vm as VmRow & { host: string }), key: `${vm.createDate}|${vm.uuid}|${n.deviceId}` }));
+    out.push([j.key, j.x]);
   }
   out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return out.map((p) => p[1]);

@@ -133,6 +133,9 @@ async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: 
   return { req, layout, alone: byHost.size === 0 || (byHost.size === 1 && byHost.has(hostUuid)) };
 }
 
+/** A named NIC's DNS record (never changed once made: its text is kept by flat-whole). */
+const recordOf = new WeakMap<LiveNic, HostRecord>();
+
 /**
  * An L3's NICs by serving host, and the DNS record of each named NIC (with its host). The
  * records are made on first use: an L3 that one host serves alone sends none (a 250-VM L3 made
@@ -152,7 +155,11 @@ class FlatLayout {
       const out: HostRecord[] = [];
       for (let i = 0; i < this.live.length; i++) {
         const x = this.live[i]!;
-        if (this.named[i]) out.push({ host: x.host, record: { name: x.hostname, ip: x.ip } });
+        if (!this.named[i]) continue;
+        // the same NIC object in the next list (flat-nics' join) gives the same record object (flat-whole keeps its text)
+        let r = recordOf.get(x);
+        if (!r) recordOf.set(x, (r = { host: x.host, record: { name: x.hostname, ip: x.ip } }));
+        out.push(r);
       }
       this.made = out;
     }
@@ -345,6 +352,13 @@ export function watchFlatChanges(d: CloudDeps, bus: EventBus): () => void {
       markVm(q, r);
     }
     else if (e.kind === 'vm-nic') {
+      // the NIC's VM where its last event showed it served (issue 19: a store read per NIC
+      // event, each create's NIC among them); a VM no event showed since this process started is read
+      const seen = shown.get(String(r.parentUuid));
+      if (seen) {
+        if (seen.served) q.mark(FLAT_AREA, flatKey(seen.served, String(r.l3NetworkUuid)));
+        return;
+      }
       void d.store
         .get(String(r.parentUuid))
         .then((vm) => {

@@ -37,9 +37,14 @@ export function nicQosSpec(q: NicQos | undefined): K.NicQosT | undefined {
   return Object.keys(out).length ? out : undefined;
 }
 
-/** The QoS a VM's instance offering gives its root volume and NICs (when they have none of their own). */
-export async function qosOfOffering(store: InventoryStore, vm: Resource): Promise<{ root?: VolumeQos; nic?: NicQos }> {
-  const off = typeof vm.instanceOfferingUuid === 'string' ? await store.get(vm.instanceOfferingUuid) : undefined;
+/**
+ * The QoS a VM's instance offering gives its root volume and NICs (when they have none of their
+ * own). `known`: the offering's record as the caller read it (its QoS fields are not in its
+ * update schema: a record read earlier gives the same answer).
+ */
+export async function qosOfOffering(store: InventoryStore, vm: Resource, known?: Resource): Promise<{ root?: VolumeQos; nic?: NicQos }> {
+  const uuid = vm.instanceOfferingUuid;
+  const off = typeof uuid !== 'string' ? undefined : known?.uuid === uuid ? known : await store.get(uuid);
   if (!off) return {};
   const out: { root?: VolumeQos; nic?: NicQos } = {};
   if (typeof off.volumeTotalBandwidth === 'number') out.root = { totalBandwidth: off.volumeTotalBandwidth };

@@ -15,6 +15,8 @@ describe('functional: agent requests per VM create', function () {
   const cleanup = useCleanup('all');
   let fc: FakeCloud;
   const sent: string[] = [];
+  /** Each command's last request. */
+  const lastReq = new Map<string, unknown>();
   /** Answers the next call of a command with this error instead of sending it (the agent's answer). */
   const inject = new Map<string, TStackError>();
 
@@ -24,6 +26,7 @@ describe('functional: agent requests per VM create', function () {
     const call = ac.call.bind(ac);
     ac.call = (async (cmd, host, req, o) => {
       sent.push(cmd.name);
+      lastReq.set(cmd.name, req);
       const e = inject.get(cmd.name);
       if (e) {
         inject.delete(cmd.name);
@@ -84,6 +87,24 @@ describe('functional: agent requests per VM create', function () {
     assert.equal(count('vm/start'), 2, sent.join(' '));
     await create('req-br2');
     assert.equal(count('network/bridge/create'), 0, sent.join(' '));
+  });
+
+  it("the start spec has the offering's QoS and the NICs the create wrote (taken from the create, not read again)", async () => {
+    const off = await fc.api.post('/v1/instance-offerings', { name: 'qos-offering', cpuNum: 1, memorySize: 64 * 1024 * 1024, volumeTotalBandwidth: 1 << 20, networkInboundBandwidth: 4096 });
+    assert.equal(off.status, 201, JSON.stringify(off.body));
+    const l3b = await fc.api.post('/v1/l3-networks', { name: 'qos-l3b', l2NetworkUuid: (await fc.controller.store.get(fc.ids.l3))!.parentUuid, category: 'Private', type: 'L3BasicNetwork' });
+    assert.equal(l3b.status, 201, JSON.stringify(l3b.body));
+    const range = await fc.api.post('/v1/ip-ranges', { name: 'qos-r', l3NetworkUuid: l3b.body.uuid, startIp: '10.9.0.10', endIp: '10.9.0.50', netmask: '255.255.255.0', gateway: '10.9.0.1' });
+    assert.equal(range.status, 201, JSON.stringify(range.body));
+    sent.length = 0;
+    const r = await fc.createVm('req-qos', { instanceOfferingUuid: off.body.uuid, l3NetworkUuids: [fc.ids.l3, l3b.body.uuid] });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const vm = (r.body.result ?? r.body) as { uuid: string; vmNics: Array<{ uuid: string; mac: string; l3NetworkUuid: string }> };
+    const spec = (lastReq.get('vm/start') as { spec: { nics: Array<{ uuid: string; mac: string; qos?: unknown }>; rootVolume: { qos?: unknown } } }).spec;
+    assert.deepEqual(spec.rootVolume.qos, { totalBytesSec: 1 << 20 });
+    // in device order, as the NIC records say
+    const nics = [fc.ids.l3, l3b.body.uuid].map((l3) => vm.vmNics.find((n) => n.l3NetworkUuid === l3)!);
+    assert.deepEqual(spec.nics.map((n) => [n.uuid, n.mac, n.qos]), nics.map((n) => [n.uuid, n.mac, { inboundBytesSec: 4096 }]));
   });
 
   it('another start failure is not retried', async () => {

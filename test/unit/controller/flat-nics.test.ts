@@ -186,6 +186,29 @@ describe('flat NIC cache', () => {
     assert.deepEqual([after[2]!.hostname, after[2]!.host, before[2]!.hostname], ['p-renamed', HOSTS[1], 'p-2']);
   });
 
+  it("a NIC added joins the list again with the other NICs' objects, and their DNS records and text are reused", async () => {
+    const { store, cache, d } = await setup();
+    const vms = await runningVms(store, { n: 4, vmBase: 5000, nicBase: 6000, name: 'j', ipBase: 30, macByte: '02' });
+    // the second host serves one VM: its whole set is the first host's records
+    const w = uuid(5050);
+    await store.create(res('vm-instance', w, { name: 'j-h1', state: 'Running', hostUuid: HOSTS[1], l3NetworkUuids: [L3S[0]] }));
+    await store.create(res('vm-nic', uuid(6050), { parentUuid: w, l3NetworkUuid: L3S[0], ip: '10.0.0.98', mac: 'fa:16:3e:00:02:98', deviceId: 0 }));
+    const before = await cache.liveNics(L3S[0]!);
+    const reqBefore = (await desiredFlat(d, HOSTS[1]!, (await store.get(L3S[0]!))!, cache))!;
+    // a create: the VM (not yet placed), its NIC, then its placement
+    const v = uuid(5100);
+    await store.create(res('vm-instance', v, { name: 'j-new', state: 'Starting', l3NetworkUuids: [L3S[0]] }));
+    await store.create(res('vm-nic', uuid(6100), { parentUuid: v, l3NetworkUuid: L3S[0], ip: '10.0.0.99', mac: 'fa:16:3e:00:02:99', deviceId: 0 }));
+    await store.update(v, { hostUuid: HOSTS[0], state: 'Running' });
+    const after = await cache.liveNics(L3S[0]!);
+    assert.deepEqual(after.map((x) => x.vmUuid), [...vms, w, v]);
+    after.slice(0, 5).forEach((x, i) => assert.equal(x, before[i], `NIC ${i} rebuilt`));
+    const reqAfter = (await desiredFlat(d, HOSTS[1]!, (await store.get(L3S[0]!))!, cache))!;
+    assert.equal(reqAfter.dns.records.length, 5);
+    reqBefore.dns.records.forEach((r, i) => assert.equal(reqAfter.dns.records[i], r, `record ${i} made again`));
+    assert.deepEqual(reqAfter.dns.records[4], { name: 'j-new', ip: '10.0.0.99' });
+  });
+
   it('a load overlapped by a change is used once but not kept', async () => {
     const { store, cache, c } = await setup();
     const v = uuid(5000);

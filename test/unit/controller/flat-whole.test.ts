@@ -27,6 +27,23 @@ describe('flat whole DNS set as text', () => {
     assert.equal(recordsJson(records, 'h1'), '[{"name":"b","ip":"10.0.0.2"},{"name":"c","ip":"10.0.0.3"},{"name":"e-x","ip":"10.0.0.5"},{"name":"f","ip":"10.0.0.6"}]');
   });
 
+  it('a record held by the next list (the same object) is not serialized again', () => {
+    const l1 = [rec('h1', 'p', '10.1.0.1'), rec('h2', 'q', '10.1.0.2')];
+    assert.equal(recordsJson(l1, 'h9'), expected(l1, 'h9'));
+    const l2 = [...l1, rec('h1', 'r', '10.1.0.3')];
+    const orig = JSON.stringify;
+    let n = 0;
+    JSON.stringify = ((...a: Parameters<typeof orig>) => (n++, orig(...a))) as typeof orig;
+    let got: string;
+    try {
+      got = recordsJson(l2, 'h2');
+    } finally {
+      JSON.stringify = orig;
+    }
+    assert.equal(n, 1, 'only the new record');
+    assert.equal(got, expected(l2, 'h2'));
+  });
+
   it('handles an empty list, one host serving all, and a single record', () => {
     assert.equal(recordsJson([], 'h1'), '[]');
     const mine = [rec('h1', 'a', '10.0.0.1'), rec('h1', 'b', '10.0.0.2')];

@@ -22,4 +22,11 @@ describe('storage: QoS', () => {
     assert.deepEqual(await qosOfOffering(storeOf([res('o', {})]), res('vm', { instanceOfferingUuid: 'o' })), {});
     assert.deepEqual(await qosOfOffering(storeOf([]), res('vm', {})), {});
   });
+
+  it('takes the offering record the caller read when it is the VM\'s, else reads it', async () => {
+    const read = res('o', { networkInboundBandwidth: 2048 });
+    const other = res('p', { networkInboundBandwidth: 8192 });
+    assert.deepEqual(await qosOfOffering(storeOf([]), res('vm', { instanceOfferingUuid: 'o' }), read), { nic: { inboundBandwidth: 2048 } });
+    assert.deepEqual(await qosOfOffering(storeOf([read]), res('vm', { instanceOfferingUuid: 'o' }), other), { nic: { inboundBandwidth: 2048 } });
+  });
 });
