@@ -33,14 +33,23 @@ export const fieldCol = (field: string): string => `"f:${field}"`;
 export const FIELD_COL_PREFIX = 'f:';
 
 /**
- * One partial index per indexed field's column, over every kind, then state, in list order:
- * a filter `kind = ? AND field = ?` uses it; with `state = ?` too (a host's Running VMs) the
- * count is read from the index alone and a page in the default order (createDate, uuid) reads
- * only the page's rows (51 of a host's 1,000 VMs), not every match then a sort. Rows without
- * the field (most kinds) are not in it.
+ * One partial index per indexed field's column, over every kind, in list order. A filter
+ * `kind = ? AND field = ?` uses it and a page in the default order (createDate, uuid) reads only
+ * the page's rows, not every match then a sort. Rows without the field (most kinds) are not in
+ * it. `withState` (fields that lists filter on together with state: a host's Running VMs) puts
+ * state before the order, so such a list's count is read from the index alone and its page is
+ * the page's rows. The other fields leave state out: a state change then moves the row's entry
+ * in the state index only, not in every field index the row is in (a VM is in seven: 20 → 5 WAL
+ * pages for its first state change, issue 19). The two shapes have their own names so a store
+ * opened with other settings finds and replaces the other one (indexNames).
  */
-export const indexSql = (field: string): string =>
-  `CREATE INDEX IF NOT EXISTS "resources_f:${field}" ON resources(kind, ${fieldCol(field)}, state, create_date, uuid) WHERE ${fieldCol(field)} IS NOT NULL`;
+export const indexSql = (field: string, withState: boolean): string =>
+  withState
+    ? `CREATE INDEX IF NOT EXISTS "${indexName(field, true)}" ON resources(kind, ${fieldCol(field)}, state, create_date, uuid) WHERE ${fieldCol(field)} IS NOT NULL`
+    : `CREATE INDEX IF NOT EXISTS "${indexName(field, false)}" ON resources(kind, ${fieldCol(field)}, create_date, uuid) WHERE ${fieldCol(field)} IS NOT NULL`;
+
+/** The name of a field's index in either shape (indexSql). */
+export const indexName = (field: string, withState: boolean): string => `${withState ? 'resources_f:' : 'resources_fd:'}${field}`;
 
 /** The value json_extract(body, '$.<field>') gives of the stored JSON: what the column holds. */
 export function columnValue(r: Record<string, unknown>, field: string): Bind {

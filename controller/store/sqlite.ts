@@ -25,7 +25,7 @@ import type { InventoryStore, Query, QuotaExceeded, QueryResult, Reservation, Re
 import { INDEXED_FIELDS, checkIndexedFields } from './indexes.js';
 import { applyPatch, checkField, asList, checkQuery, transitionConflict, prepareNew, nowIso } from './query.js';
 import { storedText, viewOf, viewText } from './view.js';
-import { afterSql, bindValue, columnValue, FIELD_COL_PREFIX, fieldCol, fieldSql, filterSql, indexSql, jsonSql, type Bind } from './sqlite-sql.js';
+import { afterSql, bindValue, columnValue, FIELD_COL_PREFIX, fieldCol, fieldSql, filterSql, indexName, indexSql, jsonSql, type Bind } from './sqlite-sql.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS resources (
@@ -105,6 +105,17 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** Scalar fields with an index (the controller passes those its kinds declare); default INDEXED_FIELDS. */
   indexedFields?: readonly string[];
+  /**
+   * Field combinations lists filter on together (KindDef.compoundIndexes); a field combined with
+   * `state` gets state in its index (indexSql). Default: hostUuid with state (a host's VMs by state).
+   */
+  compoundIndexes?: ReadonlyArray<readonly string[]>;
+}
+
+/** The fields whose index holds state: those combined with state in a compound index. */
+function stateFields(compound: ReadonlyArray<readonly string[]> | undefined): ReadonlySet<string> {
+  if (!compound) return new Set(['hostUuid']);
+  return new Set(compound.filter((c) => c.includes('state')).flatMap((c) => c.filter((f) => f !== 'state')));
 }
 
 export class SqliteStore implements InventoryStore {
@@ -112,12 +123,15 @@ export class SqliteStore implements InventoryStore {
   private db: Database.Database | undefined;
   /** The indexed fields queries use the columns of (the configured ones). */
   private readonly indexed: ReadonlySet<string>;
+  /** Indexed fields whose index holds state (stateFields). */
+  private readonly withState: ReadonlySet<string>;
   /** Every field column the table has (configured now or by an earlier open): all are written. */
   private cols: string[] = [];
   private insertSql = '';
 
   constructor(private readonly opts: SqliteStoreOptions) {
     this.indexed = new Set(checkIndexedFields(opts.indexedFields ?? INDEXED_FIELDS));
+    this.withState = stateFields(opts.compoundIndexes);
   }
 
   async init(): Promise<void> {
@@ -162,12 +176,21 @@ export class SqliteStore implements InventoryStore {
       const old = d.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'resources' AND (name LIKE 'resources\\_os\\_%' ESCAPE '\\' OR name LIKE 'resources\\_f\\_%' ESCAPE '\\')").all() as Array<{ name: string }>;
       for (const i of old) d.exec(`DROP INDEX IF EXISTS "${i.name}"`);
       const all = [...new Set([...existing, ...this.indexed])].sort();
+      // each field's index in the shape this store wants; one of the other shape (an earlier
+      // version's, or a store opened with other compound indexes) goes
+      const named = new Set((d.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'resources'").all() as Array<{ name: string }>).map((r) => r.name));
+      let reshaped = 0;
       for (const f of all) {
         checkField(f);
-        d.exec(indexSql(f));
+        const w = this.withState.has(f);
+        if (named.has(indexName(f, !w))) {
+          d.exec(`DROP INDEX IF EXISTS "${indexName(f, !w)}"`);
+          reshaped++;
+        }
+        d.exec(indexSql(f, w));
       }
       const rows = (d.prepare('SELECT EXISTS (SELECT 1 FROM resources) AS n').get() as { n: number }).n === 1;
-      return { cols: all, changed: rows && (missing.length > 0 || old.length > 0) };
+      return { cols: all, changed: rows && (missing.length > 0 || old.length > 0 || reshaped > 0) };
     });
     return tx.immediate();
   }

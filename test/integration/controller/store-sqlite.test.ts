@@ -115,6 +115,44 @@ describe('controller store: SQLite', () => {
     assert.ok(names.includes('resources_f:hostUuid'));
   });
 
+  it('field indexes: state only in those combined with state (hostUuid); an older file\'s indexes reshaped; lists in index order either way', async () => {
+    const p = join(dir, `shape-${randomUUID()}.db`);
+    // the file as the previous version left it: every field index with state
+    const raw = new Database(p);
+    raw.pragma('journal_mode = WAL');
+    raw.close();
+    const old = new SqliteStore({ path: p, compoundIndexes: [['hostUuid', 'state'], ['zoneUuid', 'state']] });
+    await old.init();
+    const rows = await old.createMany(Array.from({ length: 20 }, (_, n) => vm(n, { zoneUuid: `z${n % 2}` })));
+    await old.close();
+    const names = (): string[] => {
+      const db = new Database(p, { readonly: true });
+      try {
+        return (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'resources_f%'").all() as Array<{ name: string }>).map((r) => r.name).sort();
+      } finally {
+        db.close();
+      }
+    };
+    assert.ok(names().includes('resources_f:zoneUuid'), names().join(' '));
+    // opened as the controller opens it (hostUuid with state only)
+    const s = new SqliteStore({ path: p, compoundIndexes: [['hostUuid', 'state']] });
+    await s.init();
+    try {
+      const n = names();
+      assert.ok(n.includes('resources_f:hostUuid') && n.includes('resources_fd:zoneUuid') && n.includes('resources_fd:type'), n.join(' '));
+      assert.ok(!n.includes('resources_f:zoneUuid') && !n.includes('resources_fd:hostUuid'), 'one index per field, in its shape: ' + n.join(' '));
+      const zonePage: Query = { kind: 'vm-instance', filters: [{ field: 'zoneUuid', op: '=', value: 'z1' }, { field: 'state', op: '=', value: 'Running' }], limit: 3 };
+      await s.transition(rows[1]!.uuid, 'Running', 'Stopped');
+      const page = await s.list(zonePage);
+      assert.deepEqual(page.items.map((r) => r.name), ['vm3', 'vm5', 'vm7'], 'state filtered from the rows, in createDate order');
+      assert.equal(page.total, 9);
+      assert.doesNotMatch(s.planOf(zonePage), /TEMP B-TREE/);
+      assert.match(s.planOf(hostPage), /resources_f:hostUuid \(kind=\? AND f:hostUuid=\? AND state=\?\)/);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('a database from before view_len: views are made from the bodies, a write of this version keeps the row\'s view again; internal fields never in a view', async () => {
     const p = join(dir, `noview-${randomUUID()}.db`);
     const raw = new Database(p);
