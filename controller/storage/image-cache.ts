@@ -48,8 +48,9 @@ async function pull(d: CloudDeps, host: Resource, a: CacheImageArgs, taskId: str
 export async function withCachedImage<T>(d: CloudDeps, a: CacheImageArgs, make: (cached: Cached, again: string, host: Resource) => Promise<T>): Promise<{ cached: Cached; made: T }> {
   const host = a.host ?? (await mustGet(d.store, a.hostUuid, 'host'));
   const known = a.reuse ? d.hostRuntime.known.get<Cached>(host, imageFact(a.ps.uuid, a.image.uuid)) : undefined;
+  const ask = (): Promise<Cached> => pull(d, host, a, a.taskId);
   // creates on this host at once wait for one pull (the same cache, from the same image store)
-  const cached = known ?? (a.reuse ? await d.hostRuntime.known.share(host.uuid, `${imageFact(a.ps.uuid, a.image.uuid)}\u0000${a.backupStorageUuid}`, () => pull(d, host, a, a.taskId)) : await pull(d, host, a, a.taskId));
+  const cached = known ?? (await (a.reuse ? d.hostRuntime.known.share(host.uuid, `${imageFact(a.ps.uuid, a.image.uuid)}\u0000${a.backupStorageUuid}`, ask) : ask()));
   try {
     const sentAt = d.hostRuntime.known.time();
     const made = await make(cached, '', host);
