@@ -7,15 +7,15 @@
 // command once per VM (a command re-sent by B joined its first run through the task id), and
 // the host reservations are exactly the Running VMs'.
 import { strict as assert } from 'node:assert';
-import { Cleanup } from '../harness/cleanup.js';
-import type { ApiClient, TestController } from '../harness/controller.js';
-import { twoControllerCloud, type TwoControllerCloud } from '../harness/two-controllers.js';
-import type { SimCloudIds } from '../harness/simulated-cloud.js';
-import type { Simulator } from '../../simulator/simulator.js';
-import { until } from '../harness/assert.js';
-import { capacityNamespace } from '../../controller/allocator/capacity.js';
-import { JOURNALS } from '../../controller/workflow/flow.js';
-import { domainName } from '../../kvmagent/domain-xml.js';
+import { Cleanup } from '../../harness/cleanup.js';
+import type { ApiClient, TestController } from '../../harness/controller.js';
+import { twoControllerCloud, type TwoControllerCloud } from '../../harness/two-controllers.js';
+import type { SimCloudIds } from '../../harness/simulated-cloud.js';
+import type { Simulator } from '../../../simulator/simulator.js';
+import { until } from '../../harness/assert.js';
+import { capacityNamespace } from '../../../controller/allocator/capacity.js';
+import { JOURNALS } from '../../../controller/workflow/flow.js';
+import { domainName } from '../../../kvmagent/domain-xml.js';
 
 interface Job {
   uuid: string;

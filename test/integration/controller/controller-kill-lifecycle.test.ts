@@ -8,16 +8,16 @@
 // A never took stays as it was), each host command ran once per target (a command B sent again
 // joined its first run through the task id), and the host reservations are the Running VMs'.
 import { strict as assert } from 'node:assert';
-import { Cleanup } from '../harness/cleanup.js';
-import type { ApiClient, ApiResponse, TestController } from '../harness/controller.js';
-import { twoControllerCloud, type TwoControllerCloud } from '../harness/two-controllers.js';
-import type { SimCloudIds } from '../harness/simulated-cloud.js';
-import type { Simulator } from '../../simulator/simulator.js';
-import { until } from '../harness/assert.js';
-import { capacityNamespace } from '../../controller/allocator/capacity.js';
-import { JOURNALS, OUTCOMES } from '../../controller/workflow/flow.js';
-import { domainName } from '../../kvmagent/domain-xml.js';
-import * as S from '../../shared/protocol/storage.js';
+import { Cleanup } from '../../harness/cleanup.js';
+import type { ApiClient, ApiResponse, TestController } from '../../harness/controller.js';
+import { twoControllerCloud, type TwoControllerCloud } from '../../harness/two-controllers.js';
+import type { SimCloudIds } from '../../harness/simulated-cloud.js';
+import type { Simulator } from '../../../simulator/simulator.js';
+import { until } from '../../harness/assert.js';
+import { capacityNamespace } from '../../../controller/allocator/capacity.js';
+import { JOURNALS, OUTCOMES } from '../../../controller/workflow/flow.js';
+import { domainName } from '../../../kvmagent/domain-xml.js';
+import * as S from '../../../shared/protocol/storage.js';
 
 interface Job {
   uuid: string;

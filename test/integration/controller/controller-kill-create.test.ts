@@ -7,16 +7,16 @@
 // first run through the task id), and no IP, MAC, host or storage reservation or volume is left
 // without its owner.
 import { strict as assert } from 'node:assert';
-import { Cleanup } from '../harness/cleanup.js';
-import type { ApiClient, TestController } from '../harness/controller.js';
-import { twoControllerCloud, type TwoControllerCloud } from '../harness/two-controllers.js';
-import type { SimCloudIds } from '../harness/simulated-cloud.js';
-import type { Simulator } from '../../simulator/simulator.js';
-import { until } from '../harness/assert.js';
-import { capacityNamespace } from '../../controller/allocator/capacity.js';
-import { usedIps } from '../../controller/allocator/ip.js';
-import { MAC_NAMESPACE } from '../../controller/allocator/mac.js';
-import { JOURNALS } from '../../controller/workflow/flow.js';
+import { Cleanup } from '../../harness/cleanup.js';
+import type { ApiClient, TestController } from '../../harness/controller.js';
+import { twoControllerCloud, type TwoControllerCloud } from '../../harness/two-controllers.js';
+import type { SimCloudIds } from '../../harness/simulated-cloud.js';
+import type { Simulator } from '../../../simulator/simulator.js';
+import { until } from '../../harness/assert.js';
+import { capacityNamespace } from '../../../controller/allocator/capacity.js';
+import { usedIps } from '../../../controller/allocator/ip.js';
+import { MAC_NAMESPACE } from '../../../controller/allocator/mac.js';
+import { JOURNALS } from '../../../controller/workflow/flow.js';
 
 describe('two controllers on one Redis: a controller killed mid-create, the other finishes its creates', function () {
   this.timeout(240_000);
