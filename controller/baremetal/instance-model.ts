@@ -12,7 +12,7 @@ import { action, emptyAction, type KindDef } from '../model/kind.js';
  * reports; Error: a reinstall failed (the old system is gone; reinstall again or delete);
  * Deleting: the disk is being wiped.
  */
-const DeployTimeout = () => Type.Integer({ minimum: 10, maximum: 7200, description: 'how long to wait for the deploy ramdisk to report (default 1800 s)' });
+const DeployTimeout = () => Type.Integer({ minimum: 1, maximum: 7200, description: 'how long to wait for the deploy ramdisk to report (default 1800 s)' });
 
 export const BAREMETAL_INSTANCE_STATES = ['Provisioning', 'Running', 'Stopped', 'Reinstalling', 'Error', 'Deleting'] as const;
 

@@ -60,7 +60,7 @@ export const baremetalChassis: KindDef = {
     powerStatus: emptyAction('Read the power state from the BMC (stored as powerState)', false),
     setBootDevice: action(Obj({ bootDevice: Enum(BOOT_DEVICES, { description: 'pxe (network) or disk; persistent' }) }), 'Set the boot device through the BMC', false),
     inspect: action(
-      Obj({ timeoutSec: Type.Optional(Type.Integer({ minimum: 10, maximum: 3600, description: 'how long to wait for the inspection ramdisk (default 600)' })) }),
+      Obj({ timeoutSec: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: 'how long to wait for the inspection ramdisk (default 600)' })) }),
       "Discover the hardware: PXE-boot the zone's inspection ramdisk, store its report as `hardware`, power off",
       true,
     ),

@@ -9,15 +9,15 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
-import { monitoringModule } from '../../controller/monitoring/module.js';
-import { MetricsCollector } from '../../kvmagent/metrics/collector.js';
-import { useCleanup } from '../harness/cleanup.js';
-import { freePort } from '../harness/ports.js';
-import { startFakeCloud, type FakeCloud } from '../harness/fake-cloud.js';
-import { HostTracker } from '../../controller/host/tracker.js';
-import { newHostRuntime } from '../../controller/host/runtime.js';
-import * as S from '../../shared/protocol/storage.js';
-import { ipNamespace } from '../../controller/allocator/ip.js';
+import { monitoringModule } from '../../../controller/monitoring/module.js';
+import { MetricsCollector } from '../../../kvmagent/metrics/collector.js';
+import { useCleanup } from '../../harness/cleanup.js';
+import { freePort } from '../../harness/ports.js';
+import { startFakeCloud, type FakeCloud } from '../../harness/fake-cloud.js';
+import { HostTracker } from '../../../controller/host/tracker.js';
+import { newHostRuntime } from '../../../controller/host/runtime.js';
+import * as S from '../../../shared/protocol/storage.js';
+import { ipNamespace } from '../../../controller/allocator/ip.js';
 
 const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
   const end = Date.now() + ms;
@@ -29,7 +29,7 @@ const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_
   }
 };
 
-describe('functional: monitoring chain on the fake cloud (real Prometheus)', function () {
+describe('monitoring chain on the fake cloud (real Prometheus)', function () {
   this.timeout(180_000);
   const cleanup = useCleanup();
   let fc: FakeCloud;
