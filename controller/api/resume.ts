@@ -14,24 +14,18 @@ import type { Principal } from '../auth/accounts.js';
 import type { Resource } from '../store/types.js';
 import type { Resumer } from '../jobs/jobs.js';
 import type { ControllerContext } from '../context.js';
-import { JOURNALS, OUTCOMES, type FlowJournal, type FlowOutcome } from '../workflow/flow.js';
+import { OUTCOMES, type FlowOutcome } from '../workflow/flow.js';
+import { journalGone } from '../workflow/engine.js';
 import { shape } from './crud.js';
 
 /**
- * Waits while the job's flow journal is there (another controller is finishing it); then its
+ * Waits while the job's flow journal is there (a controller, this one or another, is finishing it); then its
  * outcome (deleted once the job's end is persisted: registerJobResumers). `started`: a journal
  * was seen, so the flow ran — whatever is missing now was made and since removed, never to be
  * made again.
  */
 async function flowEnd(d: ControllerContext, jobUuid: string, pollMs: number): Promise<{ outcome: FlowOutcome | undefined; started: boolean }> {
-  let started = false;
-  for (;;) {
-    const j = await d.store.getDoc<FlowJournal>(JOURNALS, jobUuid);
-    if (!j) break;
-    started = true;
-    if (j.state === 'rollback-failed') throw new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'the operation failed'} (its rollback is incomplete and retried)`, { flowId: j.id });
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
+  const started = await journalGone(d, jobUuid, pollMs, (j) => new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'the operation failed'} (its rollback is incomplete and retried)`, { flowId: j.id }));
   return { outcome: await d.store.getDoc<FlowOutcome>(OUTCOMES, jobUuid), started };
 }
 

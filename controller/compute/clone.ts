@@ -18,10 +18,10 @@ import { Obj, Type } from '../../shared/protocol/schema.js';
 import type { ApiRegistry, OpContext } from '../api/registry.js';
 import type { Resource } from '../store/types.js';
 import { randomUUID } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Principal } from '../auth/accounts.js';
 import type { JobContext } from '../jobs/jobs.js';
-import { JOURNALS, OUTCOMES, type FlowContext, type FlowDef, type FlowJournal, type FlowOutcome } from '../workflow/flow.js';
+import { OUTCOMES, type FlowContext, type FlowDef, type FlowOutcome } from '../workflow/flow.js';
+import { journalGone } from '../workflow/engine.js';
 import * as S from '../../shared/protocol/storage.js';
 import { callHost, injectFault, mustGet, type CloudDeps } from '../cloud/common.js';
 import { deleteFromBs, psSpec } from '../storage/index.js';
@@ -74,12 +74,7 @@ const nestedJob = (id: string): JobContext => ({ jobUuid: id, progress: () => un
 
 /** How the nested flow `id` ended: true completed, false never ran; throws its error if it failed (after a controller finished it). */
 async function nestedEnd(d: CloudDeps, id: string): Promise<boolean> {
-  for (;;) {
-    const j = await d.store.getDoc<FlowJournal>(JOURNALS, id);
-    if (!j) break;
-    if (j.state === 'rollback-failed') throw new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'a nested operation failed'} (its rollback is incomplete and retried)`, { flowId: id });
-    await delay(300);
-  }
+  await journalGone(d, id, 300, (j) => new TStackError(j.error?.code ?? 'INTERRUPTED', `${j.error?.message ?? 'a nested operation failed'} (its rollback is incomplete and retried)`, { flowId: id }));
   const o = await d.store.getDoc<FlowOutcome>(OUTCOMES, id);
   if (!o) return false;
   if (o.action === 'completed') return true;

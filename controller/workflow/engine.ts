@@ -77,6 +77,10 @@ export class FlowEngine {
   private takeover: NodeJS.Timeout | undefined;
   private readonly perResource: boolean;
   readonly controller: (() => ControllerContext) | undefined;
+  /** The end of each flow this process runs or resumes, by flow id (localEnd). */
+  private readonly local = new Map<string, Promise<void>>();
+  /** Settles once resume() has tracked the journals it resumes. */
+  private listing: Promise<void> = Promise.resolve();
 
   constructor(opts: EngineOptions) {
     this.store = opts.store;
@@ -143,7 +147,7 @@ export class FlowEngine {
     if (!this.leases) return [];
     const taken = await this.takeOverDeadControllers();
     if (taken.size === 0) return [];
-    const reports = await resumeFlows(this.store, this.registry, { controllerId: this.controllerId, only: taken, guard: this.guard, hosts: this.hosts, log: this.log, ...(this.controller ? { controller: this.controller } : {}) });
+    const reports = await resumeFlows(this.store, this.registry, { controllerId: this.controllerId, only: taken, guard: this.guard, hosts: this.hosts, log: this.log, track: this.track, ...(this.controller ? { controller: this.controller } : {}) });
     for (const r of reports) this.log.warn({ flowId: r.id, flow: r.flow, action: r.action }, 'finished the flow of a dead controller');
     return reports;
   }
@@ -176,7 +180,32 @@ export class FlowEngine {
     if (typeof flow !== 'string' && !this.registry.get(def.name)) this.registry.register(def);
     const runOpts: RunOptions = { ...opts, controllerId: this.controllerId };
     if (this.controller) runOpts.controller = this.controller;
-    return this.guard(opts.lockKeys ?? [], () => this.hosts.run(opts.hostUuid, () => runFlow(this.store, def, data, runOpts)));
+    return this.track(opts.id, this.guard(opts.lockKeys ?? [], () => this.hosts.run(opts.hostUuid, () => runFlow(this.store, def, data, runOpts))));
+  }
+
+  private readonly track = <T>(id: string | undefined, run: Promise<T>): Promise<T> => {
+    if (id === undefined) return run;
+    const end = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.local.set(id, end);
+    void end.then(() => {
+      if (this.local.get(id) === end) this.local.delete(id);
+    });
+    return run;
+  };
+
+  /**
+   * Wait for the end of flow `id` if this process runs or resumes it (true), so a job resumer
+   * of this process need not poll the journal; false when it runs elsewhere (or not at all).
+   */
+  async localEnd(id: string): Promise<boolean> {
+    await this.listing;
+    const end = this.local.get(id);
+    if (!end) return false;
+    await end;
+    return true;
   }
 
   /** Unfinished journals of this controller (running, rolling back, or with a failed rollback). */
@@ -190,8 +219,14 @@ export class FlowEngine {
    * left in place and reported (a newer/older controller may know them).
    */
   async resume(): Promise<ResumeReport[]> {
-    if (this.leases) await this.takeOverDeadControllers();
-    return resumeFlows(this.store, this.registry, { controllerId: this.controllerId, guard: this.guard, hosts: this.hosts, log: this.log, ...(this.controller ? { controller: this.controller } : {}) });
+    let listed!: () => void;
+    this.listing = new Promise<void>((r) => (listed = r));
+    try {
+      if (this.leases) await this.takeOverDeadControllers();
+      return await resumeFlows(this.store, this.registry, { controllerId: this.controllerId, guard: this.guard, hosts: this.hosts, log: this.log, track: this.track, onListed: listed, ...(this.controller ? { controller: this.controller } : {}) });
+    } finally {
+      listed();
+    }
   }
 
   /**
@@ -232,31 +267,61 @@ export class FlowEngine {
 export async function resumeFlows(
   store: InventoryStore,
   registry: FlowRegistry,
-  opts: { controllerId?: string; only?: ReadonlySet<string>; queues?: ResourceQueues; guard?: Guard; hosts?: KeyedLimiter; log?: Logger; controller?: () => ControllerContext } = {},
+  opts: {
+    controllerId?: string;
+    only?: ReadonlySet<string>;
+    queues?: ResourceQueues;
+    guard?: Guard;
+    hosts?: KeyedLimiter;
+    log?: Logger;
+    controller?: () => ControllerContext;
+    /** Told of each resume as it begins (FlowEngine.localEnd). */
+    track?: <T>(id: string, run: Promise<T>) => Promise<T>;
+    /** Called once every resume has begun. */
+    onListed?: () => void;
+  } = {},
 ): Promise<ResumeReport[]> {
   const log = opts.log ?? logger('flow-engine');
   const journals = (await store.listDocs<FlowJournal>(JOURNALS)).map((d) => d.doc).filter((j) => !opts.only || opts.only.has(j.id));
   const queues = opts.queues ?? new ResourceQueues();
   const guard: Guard = opts.guard ?? ((keys, fn) => queues.run(keys, fn));
   const hosts = opts.hosts ?? new KeyedLimiter(4);
-  return Promise.all(
-    journals.map(async (j): Promise<ResumeReport> => {
-      if (opts.controllerId !== undefined && j.controllerId !== opts.controllerId) return { id: j.id, flow: j.flow, action: 'skipped' };
-      const def = registry.get(j.flow);
-      if (!def) {
-        log.error({ flowId: j.id, flow: j.flow }, 'unfinished flow of an unknown kind left in place');
-        return { id: j.id, flow: j.flow, action: 'unknown-flow' };
-      }
-      let rep: ResumeReport;
-      try {
-        rep = await guard(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }), opts.controller)));
-      } catch (e) {
-        rep = { id: j.id, flow: j.flow, action: 'error', error: TStackError.from(e).toJSON() };
-        log.error({ flowId: j.id, flow: j.flow, err: rep.error }, 'could not resume an unfinished flow; it stays for the next start');
-        return rep;
-      }
-      log.info({ flowId: j.id, flow: j.flow, action: rep.action }, 'resumed unfinished flow');
+  const one = async (j: FlowJournal): Promise<ResumeReport> => {
+    if (opts.controllerId !== undefined && j.controllerId !== opts.controllerId) return { id: j.id, flow: j.flow, action: 'skipped' };
+    const def = registry.get(j.flow);
+    if (!def) {
+      log.error({ flowId: j.id, flow: j.flow }, 'unfinished flow of an unknown kind left in place');
+      return { id: j.id, flow: j.flow, action: 'unknown-flow' };
+    }
+    let rep: ResumeReport;
+    try {
+      rep = await guard(j.lockKeys ?? [], () => hosts.run(j.hostUuid, () => resumeJournal(store, def, j, log.child({ flowId: j.id, flow: j.flow }), opts.controller)));
+    } catch (e) {
+      rep = { id: j.id, flow: j.flow, action: 'error', error: TStackError.from(e).toJSON() };
+      log.error({ flowId: j.id, flow: j.flow, err: rep.error }, 'could not resume an unfinished flow; it stays for the next start');
       return rep;
-    }),
-  );
+    }
+    log.info({ flowId: j.id, flow: j.flow, action: rep.action }, 'resumed unfinished flow');
+    return rep;
+  };
+  const runs = journals.map((j) => (opts.track ? opts.track(j.id, one(j)) : one(j)));
+  opts.onListed?.();
+  return Promise.all(runs);
+}
+
+/**
+ * Wait while flow `id`'s journal is there (a controller is finishing it): until its end when
+ * this process runs it, else polling, from 25 ms up to every `pollMs` (a job taken over at start
+ * is often waiting for a flow this process resumes a moment later). A journal whose rollback
+ * failed (kept and retried) throws `failed(journal)`. True when a journal was seen.
+ */
+export async function journalGone(c: { store: InventoryStore; engine: FlowEngine }, id: string, pollMs: number, failed: (j: FlowJournal) => TStackError): Promise<boolean> {
+  let seen = false;
+  for (let i = 0; ; i++) {
+    const j = await c.store.getDoc<FlowJournal>(JOURNALS, id);
+    if (!j) return seen;
+    seen = true;
+    if (j.state === 'rollback-failed') throw failed(j);
+    if (!(await c.engine.localEnd(id))) await new Promise((r) => setTimeout(r, Math.min(pollMs, 25 * 2 ** Math.min(i, 10))));
+  }
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore } from '../../../controller/store/types.js';
 import { JOURNALS, OUTCOMES, runFlow, type FlowContext, type FlowDef, type FlowJournal, type FlowOutcome, type FlowStep } from '../../../controller/workflow/flow.js';
-import { FlowEngine, FlowRegistry, resumeFlows } from '../../../controller/workflow/engine.js';
+import { FlowEngine, FlowRegistry, journalGone, resumeFlows } from '../../../controller/workflow/engine.js';
 import { KeyedLimiter, ResourceQueues } from '../../../controller/workflow/queues.js';
 import { TStackError } from '../../../shared/errors.js';
 import { setRootLogger } from '../../../shared/log.js';
@@ -356,6 +356,40 @@ describe('controller workflow engine', () => {
       ['b', 'unknown-flow'],
     ]);
     assert.equal((await store.listDocs(JOURNALS)).length, 2);
+  });
+
+  it('journalGone: a flow this process runs or resumes is awaited to its end (two journal reads), not polled', async () => {
+    const engine = new FlowEngine({ store, controllerId: 'me' });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const gated: FlowDef<Data> = { name: 'gated', onResume: 'complete', steps: [{ name: 'wait', run: () => gate }] };
+    engine.register(gated);
+    let reads = 0;
+    const getDoc = store.getDoc.bind(store);
+    const counted = { engine, store: Object.assign(Object.create(store) as InventoryStore, { getDoc: (c: string, id: string) => (c === JOURNALS && reads++, getDoc(c, id)) }) };
+    const failed = (): TStackError => new TStackError('INTERNAL', 'rollback failed');
+    // run here
+    const run = engine.run(gated, { acquired: [], files: [] }, { id: 'run-1' });
+    while (!(await store.getDoc(JOURNALS, 'run-1'))) await sleep(1);
+    setTimeout(open, 300);
+    assert.equal(await journalGone(counted, 'run-1', 60_000, failed), true);
+    await run;
+    assert.equal(reads, 2, 'polled instead of awaiting the local run');
+    // resumed here at start (the waiter may come first: jobs are taken over before modules start)
+    let open2!: () => void;
+    const gate2 = new Promise<void>((r) => (open2 = r));
+    engine.registry.get('gated')!.steps[0]!.run = () => gate2;
+    await store.putDoc(JOURNALS, 'res-1', { id: 'res-1', flow: 'gated', controllerId: 'me', completed: 0, rolledBack: [], data: { acquired: [], files: [] }, startedAt: '', updatedAt: '', state: 'running' });
+    reads = 0;
+    const resumed = engine.resume();
+    setTimeout(open2, 300);
+    assert.equal(await journalGone(counted, 'res-1', 60_000, failed), true);
+    assert.ok(reads <= 3, `journal read ${reads} times`);
+    await resumed;
+    // nobody runs it here: polled, a rollback that failed throws
+    await store.putDoc(JOURNALS, 'other', { id: 'other', flow: 'gated', controllerId: 'other', completed: 0, rolledBack: [], data: {}, startedAt: '', updatedAt: '', state: 'rollback-failed' });
+    await assert.rejects(journalGone(counted, 'other', 60_000, failed), /rollback failed/);
+    assert.equal(await journalGone(counted, 'never', 60_000, failed), false);
   });
 
   it('the engine serialises flows on the same resource and runs others in parallel', async () => {
