@@ -16,7 +16,7 @@ import { common } from '../../shared/protocol/index.js';
 import type { HostAgents } from '../../controller/host/service.js';
 
 const INTERVAL = 300;
-const MISSES = 3;
+const MISSES = 2;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('functional: host liveness from agent answers (pings skipped under traffic)', function () {
