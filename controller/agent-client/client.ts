@@ -48,6 +48,12 @@ export interface CallOptions {
    * apply's whole DNS set). `req` then only tells observers which form the request has.
    */
   json?: string;
+  /**
+   * Send once: a connection refused is not tried again 300 and 600 ms later. For the host
+   * tracker's pings and connects, whose rounds count the misses (a host that went down is
+   * judged in its rounds, not its rounds plus 0.9 s of retries per agent).
+   */
+  once?: boolean;
 }
 
 export interface AgentClientOptions {
@@ -168,7 +174,7 @@ export class AgentClient {
       const body = o.json ?? JSON.stringify(req);
       for (let refreshed = false; ; refreshed = true) {
         res = undefined;
-        for (let attempt = 0; attempt < 3 && Date.now() < deadline; attempt++) {
+        for (let attempt = 0, tries = o.once ? 1 : 3; attempt < tries && Date.now() < deadline; attempt++) {
           try {
             res = await this.http.send(host.url + cmd.path, {
               method: 'POST',
@@ -198,7 +204,8 @@ export class AgentClient {
           waiter = this.waitFor(taskId, host);
         }
       }
-      if (!res) {
+      // a call sent once that never connected is not asked after either: the agent cannot have it
+      if (!res && !(o.once && NOT_CONNECTED.has(lastErr))) {
         const o2 = await this.query(host, taskId, Math.max(1_000, deadline - Date.now()));
         if (o2.kind === 'result' && o2.result.state !== 'running') return this.unwrap(cmd, o2.result);
         // the agent has it and is still working: wait for the outcome like an async call
@@ -206,6 +213,8 @@ export class AgentClient {
         if (o2.kind === 'unknown' && !NOT_CONNECTED.has(lastErr)) {
           throw new TStackError('TASK_LOST', `${cmd.name}: the connection to agent ${host.url} broke (${lastErr}) and it does not know task ${taskId} (it restarted); the operation's outcome must be checked on the host`, { taskId, url: host.url });
         }
+      }
+      if (!res) {
         const timedOut = /timeout/i.test(lastErr);
         throw new TStackError(timedOut ? 'TIMEOUT' : 'AGENT_UNREACHABLE', `${cmd.name}: agent ${host.url} ${timedOut ? 'did not answer in time' : 'unreachable'}: ${lastErr}`, { taskId, url: host.url });
       }

@@ -258,7 +258,8 @@ async function setStatus(d: HostDeps, uuid: string, status: string, reason?: str
 
 /** Ping every agent of a host with its stored token; undefined for the ones that don't answer. */
 export type AgentInfo = ResponseOf<typeof common.Ping>;
-export async function pingAgents(d: HostDeps, host: Resource, timeoutMs = 5_000): Promise<Partial<Record<AgentName, AgentInfo>>> {
+/** `once`: a refused connection is not retried (the tracker, whose rounds count misses). */
+export async function pingAgents(d: HostDeps, host: Resource, timeoutMs = 5_000, once = false): Promise<Partial<Record<AgentName, AgentInfo>>> {
   const agents = host._agents as HostAgents | undefined;
   const out: Partial<Record<AgentName, AgentInfo>> = {};
   if (!agents) return out;
@@ -267,7 +268,7 @@ export async function pingAgents(d: HostDeps, host: Resource, timeoutMs = 5_000)
       const rec = agents[a];
       if (!rec) return;
       try {
-        out[a] = await d.agentClient.call(common.Ping, endpoint(host, rec), {}, { timeoutMs });
+        out[a] = await d.agentClient.call(common.Ping, endpoint(host, rec), {}, { timeoutMs, once });
       } catch {
         /* no answer */
       }
@@ -291,7 +292,8 @@ export async function rebind(d: HostDeps, host: Resource): Promise<void> {
  * Connect every agent (fresh event token) and return what each answered in `infos`, as
  * pingAgents does (a connect answers the same agent info as a ping); `refused` are the agents
  * that answered with an error (e.g. another protocol version), as opposed to no answer at all.
- * The host counts as bound only when all of them took the connect.
+ * The host counts as bound only when all of them took the connect. Sent once (the tracker's
+ * rounds count the misses).
  */
 export async function connectAgents(d: HostDeps, host: Resource, timeoutMs: number): Promise<{ infos: Partial<Record<AgentName, AgentInfo>>; refused: AgentName[] }> {
   const agents = host._agents as HostAgents | undefined;
@@ -303,7 +305,7 @@ export async function connectAgents(d: HostDeps, host: Resource, timeoutMs: numb
     AGENTS.map(async (a) => {
       if (!agents[a]) return;
       try {
-        infos[a] = await d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs });
+        infos[a] = await d.agentClient.call(common.Connect, endpoint(host, agents[a]), { hostUuid: host.uuid, controllerUrl: controllerUrlOf(d), eventToken }, { timeoutMs, once: true });
       } catch (e) {
         if (!NO_ANSWER.has((e as TStackError).code)) refused.push(a);
       }

@@ -183,7 +183,7 @@ export class HostTracker {
       if (unbound) {
         const c = await connectAgents(d, host, this.pingTimeoutMs);
         pings = c.infos;
-        if (c.refused.length) Object.assign(pings, await pingAgents(d, { ...host, _agents: onlyAgents(agents, c.refused) }, this.pingTimeoutMs));
+        if (c.refused.length) Object.assign(pings, await pingAgents(d, { ...host, _agents: onlyAgents(agents, c.refused) }, this.pingTimeoutMs, true));
       } else pings = await this.pingUnproven(host, agents, status, since);
       await this.judge(host, agents, status, unbound, pings);
     } finally {
@@ -210,7 +210,7 @@ export class HostTracker {
       else ask.push(a);
     }
     if (ask.length === 0) return proven;
-    return { ...proven, ...(await pingAgents(d, ask.length === AGENTS.length ? host : { ...host, _agents: onlyAgents(agents, ask) }, this.pingTimeoutMs)) };
+    return { ...proven, ...(await pingAgents(d, ask.length === AGENTS.length ? host : { ...host, _agents: onlyAgents(agents, ask) }, this.pingTimeoutMs, true)) };
   }
 
   /** Apply the rules above to what the host's agents answered (undefined: silent). */

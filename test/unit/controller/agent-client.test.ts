@@ -194,3 +194,37 @@ describe('controller agent client: an endpoint held a while (refresh before the 
     assert.deepEqual(seen, ['Bearer new']);
   });
 });
+
+describe('controller agent client: a connection refused', () => {
+  /** An agent that starts listening on `port` 100 ms from now (it is restarting). */
+  const restarting = (port: number): Promise<Server> =>
+    new Promise((resolve) => {
+      setTimeout(() => {
+        const s = createServer((req, res) => {
+          req.resume();
+          req.on('end', () => {
+            if (req.method !== 'POST') return void res.writeHead(404).end(); // GET /task/<id>: a task it never had
+            res.setHeader('content-type', 'application/json');
+            res.end(JSON.stringify({ message: 'back', runs: 1, startedAt: 1, finishedAt: 2 }));
+          });
+        });
+        s.listen(port, '127.0.0.1', () => resolve(s));
+      }, 100);
+    });
+  const close = (s: Server): Promise<void> => new Promise((r) => s.close(() => r()));
+
+  it('is tried again (the agent may be restarting), unless the call is sent once (the tracker counts its misses)', async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await close(probe);
+    const host = { url: `http://127.0.0.1:${port}`, token: 't' };
+    const client = new AgentClient({ requestTimeoutMs: 5_000 });
+    let back = restarting(port);
+    await assert.rejects(client.call(Echo, host, { message: 'x' }, { once: true }), (e: Error & { code?: string }) => e.code === 'AGENT_UNREACHABLE');
+    await close(await back);
+    back = restarting(port);
+    assert.equal((await client.call(Echo, host, { message: 'x' })).message, 'back');
+    await close(await back);
+  });
+});
