@@ -80,6 +80,51 @@ describe('flat DNS log (the controller side of the delta)', () => {
     }
   });
 
+  it('the changes since every version still kept are the net difference between that version and now (across trims)', () => {
+    const rand = seeded(99);
+    const log = new L3DnsLog();
+    let list = randomL3(rand, 150, 'vm');
+    const next = { i: 0 };
+    // each version's records by lower-case name
+    const snaps = new Map<number, Map<string, HostRecord>>();
+    const snap = (l: HostRecord[]): Map<string, HostRecord> => new Map(l.map((r) => [r.record.name.toLowerCase(), r]));
+    const norm = (rs: DnsRec[]): string[] => rs.map((r) => `${r.name} ${r.ip}`).sort();
+    let checked = 0;
+    let gone = 0;
+    for (let step = 0; step < 250; step++) {
+      log.sync(list);
+      snaps.set(log.version, snap(list));
+      if (step % 10 === 9) {
+        const now = snap(list);
+        for (const [v, then] of snaps) {
+          for (const h of HOSTS) {
+            const ch = log.changesFor(h, v);
+            if (!ch) {
+              gone++;
+              continue;
+            }
+            const remove: DnsRec[] = [];
+            const add: DnsRec[] = [];
+            for (const k of new Set([...then.keys(), ...now.keys()])) {
+              const a = then.get(k);
+              const b = now.get(k);
+              const was = a && a.host !== h ? a.record : undefined;
+              const is = b && b.host !== h ? b.record : undefined;
+              if (was && is && was.name === is.name && was.ip === is.ip) continue;
+              if (was) remove.push(was);
+              if (is) add.push(is);
+            }
+            assert.deepEqual({ remove: norm(ch.remove), add: norm(ch.add) }, { remove: norm(remove), add: norm(add) }, `step ${step}, from ${v}, ${h}`);
+            checked++;
+          }
+        }
+      }
+      list = mutate(rand, list, next);
+    }
+    // both kinds were seen: kept versions and dropped ones
+    assert.ok(checked > 100 && gone > 100, `${checked} checked, ${gone} gone`);
+  });
+
   it('the same list again is no new version; a list of the same records is no change', () => {
     const log = new L3DnsLog();
     const list = randomL3(seeded(1), 20, 'vm');
