@@ -150,6 +150,13 @@ class FlatLayout {
     private readonly named: readonly boolean[],
   ) {}
 
+  /** How many of `records` `host` serves (its named NICs). */
+  ownRecords(host: string): number {
+    let n = 0;
+    for (const e of this.byHost.get(host) ?? []) if (e.named) n++;
+    return n;
+  }
+
   get records(): readonly HostRecord[] {
     if (!this.made) {
       const out: HostRecord[] = [];
@@ -228,7 +235,7 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
   // the whole set's text cut from the L3's records serialized once (flat-whole.ts); the request
   // object without them tells observers the form. Alone, the host has no other hosts' records.
   const whole = (): Promise<Static<typeof V.FlatApply.response>> =>
-    d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders } }, { json: wholeJson(p.req, p.alone ? NO_RECORDS : p.layout.records, hostUuid) });
+    d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders } }, { json: p.alone ? wholeJson(p.req, NO_RECORDS, hostUuid) : wholeJson(p.req, p.layout.records, hostUuid, p.layout.ownRecords(hostUuid)) });
   let r: Static<typeof V.FlatApply.response> | undefined;
   if (!dns || p.alone) {
     // alone, the L3's log is not kept in step (a 250-VM L3 on one host paid ~0.6 ms per apply

@@ -27,6 +27,25 @@ describe('flat whole DNS set as text', () => {
     assert.equal(recordsJson(records, 'h1'), '[{"name":"b","ip":"10.0.0.2"},{"name":"c","ip":"10.0.0.3"},{"name":"e-x","ip":"10.0.0.5"},{"name":"f","ip":"10.0.0.6"}]');
   });
 
+  it('with the count of the host\'s own records (looked for from the end): the same text', () => {
+    for (const host of ['h1', 'h2', 'h3', 'h4']) {
+      const own = records.filter((r) => r.host === host).length;
+      assert.equal(recordsJson(records, host, own), expected(records, host), host);
+    }
+    // random lists: every host, own records anywhere (first, last, adjacent)
+    let s = 5;
+    const rand = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (let round = 0; round < 200; round++) {
+      const n = Math.floor(rand() * 12);
+      const list = Array.from({ length: n }, (_, i) => rec(`h${Math.floor(rand() * 3)}`, `n${round}-${i}`, `10.2.${round}.${i}`));
+      for (const host of ['h0', 'h1', 'h2', 'h3']) {
+        const own = list.filter((r) => r.host === host).length;
+        assert.equal(recordsJson(list, host, own), expected(list, host), `${round} ${host}`);
+        assert.equal(wholeJson({ network: { a: 1 }, dns: { forwarders: ['1.1.1.1'] } }, list, host, own), wholeJson({ network: { a: 1 }, dns: { forwarders: ['1.1.1.1'] } }, list, host));
+      }
+    }
+  });
+
   it('a record held by the next list (the same object) is not serialized again', () => {
     const l1 = [rec('h1', 'p', '10.1.0.1'), rec('h2', 'q', '10.1.0.2')];
     assert.equal(recordsJson(l1, 'h9'), expected(l1, 'h9'));
