@@ -46,8 +46,10 @@ export interface CallOptions {
    * The request's JSON text, made by the caller (sent as is, checked as `req` would be): a body
    * whose bulk is the same for many hosts is cut from text serialized once (issue 19: a flat
    * apply's whole DNS set). `req` then only tells observers which form the request has.
+   * Several strings are the text in parts, written one after the other (never joined: a big
+   * whole set joined and flattened was a fresh large V8 string per host).
    */
-  json?: string;
+  json?: string | readonly string[];
   /**
    * Send once: a connection refused is not tried again 300 and 600 ms later. For the host
    * tracker's pings and connects, whose rounds count the misses (a host that went down is
@@ -150,7 +152,7 @@ export class AgentClient {
   }
 
   async call<C extends CommandDef>(cmd: C, host: AgentEndpoint, req: RequestOf<C>, o: CallOptions = {}): Promise<ResponseOf<C>> {
-    if (this.opts.checkRequests !== false) validate(cmd.request, o.json === undefined ? req : JSON.parse(o.json), cmd.name);
+    if (this.opts.checkRequests !== false) validate(cmd.request, o.json === undefined ? req : JSON.parse(typeof o.json === 'string' ? o.json : o.json.join('')), cmd.name);
     const taskId = o.taskId ?? randomUUID();
     const deadline = Date.now() + (o.timeoutMs ?? cmd.timeoutMs + 10_000);
     const useCallback = cmd.mode === 'async' && this.opts.callbackUrl !== undefined;

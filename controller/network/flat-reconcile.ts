@@ -21,7 +21,7 @@ import { callHost, mustGet, refreshable, type CloudDeps } from '../cloud/common.
 import { ensureBridge, isFlat } from './index.js';
 import { servedOn, storeNics, vmHostname, type LiveNic, type NicSource } from './flat-nics.js';
 import { FlatDns, type HostRecord } from './flat-dns.js';
-import { wholeJson } from './flat-whole.js';
+import { wholeParts } from './flat-whole.js';
 import { DNS_BASE_MISMATCH, type DnsRec } from '../../shared/dns-set.js';
 
 const log = logger('network');
@@ -235,7 +235,7 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
   // the whole set's text cut from the L3's records serialized once (flat-whole.ts); the request
   // object without them tells observers the form. Alone, the host has no other hosts' records.
   const whole = (): Promise<Static<typeof V.FlatApply.response>> =>
-    d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders } }, { json: p.alone ? wholeJson(p.req, NO_RECORDS, hostUuid) : wholeJson(p.req, p.layout.records, hostUuid, p.layout.ownRecords(hostUuid)) });
+    d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders } }, { json: p.alone ? wholeParts(p.req, NO_RECORDS, hostUuid) : wholeParts(p.req, p.layout.records, hostUuid, p.layout.ownRecords(hostUuid)) });
   let r: Static<typeof V.FlatApply.response> | undefined;
   if (!dns || p.alone) {
     // alone, the L3's log is not kept in step (a 250-VM L3 on one host paid ~0.6 ms per apply

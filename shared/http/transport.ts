@@ -18,7 +18,8 @@ export interface Reply {
 export interface SendOptions {
   method: 'GET' | 'POST';
   headers: Record<string, string>;
-  body?: string;
+  /** The body's text, or its parts in order (written one after the other, never joined). */
+  body?: string | readonly string[];
   /** Whole exchange, connect to last byte. */
   timeoutMs: number;
   /** Connecting only (default 10 s, as undici's). */
@@ -117,7 +118,12 @@ export class Transport {
     // 40 KB desired state first cost a JS-side allocation and a second pass over it per call
     const body = o.body;
     const headers: Record<string, string | number> = { ...o.headers };
-    if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
+    if (typeof body === 'string') headers['content-length'] = Buffer.byteLength(body);
+    else if (body !== undefined) {
+      let n = 0;
+      for (const part of body) n += Buffer.byteLength(part);
+      headers['content-length'] = n;
+    }
     const sentAt = Date.now();
     return new Promise<Reply>((resolve, reject) => {
       let settled = false;
@@ -161,7 +167,12 @@ export class Transport {
         const stale = req.reusedSocket && !answered && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && Date.now() - sentAt < STALE_WINDOW_MS;
         finish(stale ? new StaleSocket(err) : err);
       });
-      req.end(body);
+      if (typeof body === 'string' || body === undefined) req.end(body);
+      else {
+        // buffered until the socket is assigned, then flushed in one corked write (writev)
+        for (const part of body) if (part.length > 0) req.write(part);
+        req.end();
+      }
     });
   }
 }

@@ -127,6 +127,20 @@ describe('controller agent client: a request given as JSON text (CallOptions.jso
     assert.equal(bodies.at(-1), '{"message":"text"}');
   });
 
+  it('sends text given in parts as their concatenation (content-length in bytes, non-ASCII too), twice on one connection', async () => {
+    // unchecked (as the controller's: the agents check), so a body far over the schema's limits goes
+    const client = new AgentClient({ requestTimeoutMs: 5_000, checkRequests: false });
+    const big = 'x'.repeat(300_000);
+    for (let i = 0; i < 2; i++) {
+      await client.call(Echo, { url, token: 't' }, { message: 'object' }, { json: ['{"message":"', big, '', 'é', '"}'] });
+      assert.equal(bodies.at(-1), `{"message":"${big}é"}`);
+    }
+    const checked = new AgentClient({ requestTimeoutMs: 5_000 });
+    await assert.rejects(checked.call(Echo, { url, token: 't' }, { message: 'fine' }, { json: ['{"message":', '7}'] }), /message/);
+    await checked.call(Echo, { url, token: 't' }, { message: 'object' }, { json: ['{"message":', '"ok"}'] });
+    assert.equal(bodies.at(-1), '{"message":"ok"}');
+  });
+
   it('checks the text against the schema when requests are checked, not the object', async () => {
     const client = new AgentClient({ requestTimeoutMs: 5_000 });
     const n = bodies.length;

@@ -48,8 +48,8 @@ function recordingAgents(): { client: CloudDeps['agentClient']; sent: Sent[]; he
   const sent: Sent[] = [];
   const client = {
     // as the real client: a request given as text (CallOptions.json) is that text
-    call: (_cmd: unknown, ep: { url: string }, given: FlatApplyRequest, o?: { json?: string }) => {
-      const req = o?.json === undefined ? given : (JSON.parse(o.json) as FlatApplyRequest);
+    call: (_cmd: unknown, ep: { url: string }, given: FlatApplyRequest, o?: { json?: string | readonly string[] }) => {
+      const req = o?.json === undefined ? given : (JSON.parse(typeof o.json === 'string' ? o.json : o.json.join('')) as FlatApplyRequest);
       const delta = req.dns.delta;
       const s: Sent = { url: ep.url, verify: req.verify === true, form: delta ? 'delta' : 'whole', records: delta ? delta.add.length + delta.remove.length : req.dns.records!.length };
       sent.push(s);

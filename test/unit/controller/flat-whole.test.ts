@@ -2,7 +2,7 @@
 // must be exactly what serializing the other hosts' records gives, whichever host asks and
 // wherever its own records sit in the list.
 import assert from 'node:assert/strict';
-import { recordsJson, wholeJson } from '../../../controller/network/flat-whole.js';
+import { recordsJson, wholeJson, wholeParts } from '../../../controller/network/flat-whole.js';
 import type { HostRecord } from '../../../controller/network/flat-dns.js';
 
 const rec = (host: string, name: string, ip: string): HostRecord => ({ host, record: { name, ip } });
@@ -41,7 +41,11 @@ describe('flat whole DNS set as text', () => {
       for (const host of ['h0', 'h1', 'h2', 'h3']) {
         const own = list.filter((r) => r.host === host).length;
         assert.equal(recordsJson(list, host, own), expected(list, host), `${round} ${host}`);
-        assert.equal(wholeJson({ network: { a: 1 }, dns: { forwarders: ['1.1.1.1'] } }, list, host, own), wholeJson({ network: { a: 1 }, dns: { forwarders: ['1.1.1.1'] } }, list, host));
+        const req = { network: { a: 1 }, dns: { forwarders: ['1.1.1.1'] } };
+        const text = wholeJson(req, list, host, own);
+        assert.equal(text, wholeJson(req, list, host));
+        assert.equal(wholeParts(req, list, host, own).join(''), text);
+        assert.deepEqual(JSON.parse(text), { network: { a: 1 }, dns: { records: list.filter((r) => r.host !== host).map((r) => r.record), forwarders: ['1.1.1.1'] } });
       }
     }
   });
