@@ -122,7 +122,9 @@ async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: 
   const metadata = network.metadata;
   const req: FlatApplyReq = { network, nics: [], dns: { forwarders: [] } };
   if (!services.includes('DHCP')) req.dhcp = false;
-  for (const { x, named } of byHost.get(hostUuid) ?? []) {
+  for (const i of byHost.get(hostUuid) ?? []) {
+    const x = layout.live[i]!;
+    const named = layout.named[i]!;
     const nic: FlatApplyReq['nics'][number] = { mac: x.mac, ip: x.ip, vmUuid: x.vmUuid, hostname: x.hostname };
     if (!named) nic.named = false;
     if (metadata && x.userData !== undefined) nic.userData = x.userData;
@@ -142,18 +144,20 @@ const recordOf = new WeakMap<LiveNic, HostRecord>();
  * 500 objects per apply for nothing).
  */
 class FlatLayout {
-  readonly byHost = new Map<string, Array<{ x: LiveNic; named: boolean }>>();
+  /** Per serving host, the places of its NICs in `live` (numbers: no object per NIC per list, issue 19). */
+  readonly byHost = new Map<string, number[]>();
   private made?: HostRecord[];
 
   constructor(
-    private readonly live: readonly LiveNic[],
-    private readonly named: readonly boolean[],
+    readonly live: readonly LiveNic[],
+    /** Per NIC of `live`: whether it holds its name (the first of the L3 with it). */
+    readonly named: readonly boolean[],
   ) {}
 
   /** How many of `records` `host` serves (its named NICs). */
   ownRecords(host: string): number {
     let n = 0;
-    for (const e of this.byHost.get(host) ?? []) if (e.named) n++;
+    for (const i of this.byHost.get(host) ?? []) if (this.named[i]) n++;
     return n;
   }
 
@@ -197,7 +201,7 @@ function layoutOf(live: readonly LiveNic[]): FlatLayout {
     named[i] = owns;
     let mine = out.byHost.get(x.host);
     if (!mine) out.byHost.set(x.host, (mine = []));
-    mine.push({ x, named: owns });
+    mine.push(i);
   }
   layouts.set(live, out);
   return out;
