@@ -23,6 +23,8 @@ export interface HostRecord {
 interface Rec {
   name: string;
   ip: string;
+  /** The record as the list gave it ({name, ip}; never changed): what a delta carries (its JSON text is kept by flat-whole). */
+  rec: DnsRec;
   host: string;
   h: [number, number];
   /** The last sync that found it. */
@@ -79,7 +81,7 @@ export class L3DnsLog {
         was.seen = stamp;
         continue;
       }
-      const now: Rec = { name: record.name, ip: record.ip, host, h: recHash(record.name, record.ip), seen: stamp };
+      const now: Rec = { name: record.name, ip: record.ip, rec: record, host, h: recHash(record.name, record.ip), seen: stamp };
       this.recs.set(key, now);
       if (was) this.account(was, -1);
       this.account(now, 1);
@@ -140,7 +142,8 @@ export class L3DnsLog {
 
   /**
    * What changed for `host` (records of other hosts) since version `from`: the records taken out
-   * (as they were) and added; undefined when those changes are no longer kept. O(changes).
+   * (as they were) and added, the records objects the lists gave (not to be changed); undefined
+   * when those changes are no longer kept. O(changes).
    */
   changesFor(host: string, from: number): { remove: DnsRec[]; add: DnsRec[] } | undefined {
     if (from < this.dropped || from > this.v) return undefined;
@@ -170,8 +173,8 @@ export class L3DnsLog {
       const was = before !== undefined && before.host !== host ? before : undefined;
       const now = after !== undefined && after.host !== host ? after : undefined;
       if (was && now && was.name === now.name && was.ip === now.ip) continue;
-      if (was) remove.push({ name: was.name, ip: was.ip });
-      if (now) add.push({ name: now.name, ip: now.ip });
+      if (was) remove.push(was.rec);
+      if (now) add.push(now.rec);
     }
     return { remove, add };
   }

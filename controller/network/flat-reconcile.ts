@@ -21,7 +21,7 @@ import { callHost, mustGet, refreshable, type CloudDeps } from '../cloud/common.
 import { ensureBridge, isFlat } from './index.js';
 import { servedOn, storeNics, vmHostname, type LiveNic, type NicSource } from './flat-nics.js';
 import { FlatDns, type HostRecord } from './flat-dns.js';
-import { wholeParts } from './flat-whole.js';
+import { deltaParts, wholeParts } from './flat-whole.js';
 import { DNS_BASE_MISMATCH, type DnsRec } from '../../shared/dns-set.js';
 
 const log = logger('network');
@@ -258,7 +258,8 @@ export async function applyFlat(d: CloudDeps, key: string, nics: NicSource = sto
     try {
       if (delta) {
         try {
-          r = await d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders, delta } });
+          // the request object tells observers the form; the text is made from the records' kept JSON
+          r = await d.agentClient.call(V.FlatApply, ep, { ...p.req, dns: { forwarders: p.req.dns.forwarders, delta } }, { json: deltaParts(p.req, delta) });
         } catch (e) {
           if ((e as { code?: string }).code !== DNS_BASE_MISMATCH) throw e;
           // the agent restarted without its state, or another controller applied since: the whole set

@@ -2,7 +2,7 @@
 // must be exactly what serializing the other hosts' records gives, whichever host asks and
 // wherever its own records sit in the list.
 import assert from 'node:assert/strict';
-import { recordsJson, wholeJson, wholeParts } from '../../../controller/network/flat-whole.js';
+import { deltaParts, recordsJson, wholeJson, wholeParts } from '../../../controller/network/flat-whole.js';
 import type { HostRecord } from '../../../controller/network/flat-dns.js';
 
 const rec = (host: string, name: string, ip: string): HostRecord => ({ host, record: { name, ip } });
@@ -89,5 +89,19 @@ describe('flat whole DNS set as text', () => {
     assert.deepEqual(JSON.parse(text), { ...req, dns: { records: records.filter((r) => r.host !== 'h2').map((r) => r.record), forwarders: ['1.1.1.1'] } });
     // nothing but dns: still valid JSON
     assert.deepEqual(JSON.parse(wholeJson({ dns: { forwarders: [] } }, records, 'h4')), { dns: { records: records.map((r) => r.record), forwarders: [] } });
+  });
+
+  it('a delta as text parts: what JSON.stringify of the request with the delta gives (records serialized once)', () => {
+    const req = { network: { a: 1 }, nics: [{ mac: 'm', ip: '10.0.0.9' }], verify: true, dns: { forwarders: ['1.1.1.1'] } };
+    const r1 = { name: 'a"b', ip: '10.0.0.1' };
+    const r2 = { name: 'c', ip: '10.0.0.2' };
+    for (const delta of [
+      { base: 'B', digest: 'D', remove: [r1], add: [r2, { name: 'é', ip: '10.0.0.3' }] },
+      { base: 'B', digest: 'D', remove: [], add: [] },
+      { base: 'B', digest: 'D', remove: [r1, r2], add: [] },
+    ]) {
+      const text = deltaParts(req, delta).join('');
+      assert.deepEqual(JSON.parse(text), { ...req, dns: { forwarders: ['1.1.1.1'], delta } });
+    }
   });
 });
