@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { monitoringModule } from '../../../controller/monitoring/module.js';
 import { MetricsCollector } from '../../../kvmagent/metrics/collector.js';
+import { until as waitUntil } from '../../harness/assert.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { freePort } from '../../harness/ports.js';
 import { startFakeCloud, type FakeCloud } from '../../harness/fake-cloud.js';
@@ -19,15 +20,8 @@ import { newHostRuntime } from '../../../controller/host/runtime.js';
 import * as S from '../../../shared/protocol/storage.js';
 import { ipNamespace } from '../../../controller/allocator/ip.js';
 
-const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-};
+/** The harness's until, with this file's patience (Prometheus scrapes and evaluates on its own clock). */
+const until = <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => waitUntil(what, fn, ms, 300);
 
 describe('monitoring chain on the fake cloud (real Prometheus)', function () {
   this.timeout(180_000);

@@ -14,20 +14,14 @@ import { AgentServer } from '../../../shared/agent/server.js';
 import { registerKvmAgent } from '../../../kvmagent/main.js';
 import { FakeDriver } from '../../../kvmagent/hypervisor/fake-driver.js';
 import { IpNetwork } from '../../../kvmagent/network/bridges.js';
+import { until as waitUntil } from '../../harness/assert.js';
 import { useCleanup } from '../../harness/cleanup.js';
 import { freePort } from '../../harness/ports.js';
 import { testController, type ApiClient, type TestController } from '../../harness/controller.js';
 
 const TOKEN = 'metrics-test-token-0123456789abcdef';
-const until = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> => {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-};
+/** The harness's until, with this file's patience (Prometheus scrapes and evaluates on its own clock). */
+const until = <T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> => waitUntil(what, fn, ms, 500);
 
 describe('metrics + alarms (real Prometheus, kvmagent with the fake hypervisor)', function () {
   this.timeout(180_000);
