@@ -91,30 +91,30 @@ function recordsParts(records: readonly HostRecord[], host: string, own?: number
   return runs;
 }
 
-/**
- * The JSON text of `req` with `dns` as the records other hosts than `host` serve and `req`'s
- * forwarders (what JSON.stringify of flat-reconcile's withRecords gives, field order aside).
- * `own`: as recordsJson's.
- */
-export function wholeJson(req: { dns: { forwarders: string[] } } & Record<string, unknown>, records: readonly HostRecord[], host: string, own?: number): string {
-  return wholeParts(req, records, host, own).join('');
+type FlatReq = { dns: { forwarders: string[] } } & Record<string, unknown>;
+
+/** `req`'s JSON text without `dns`, left open for a `dns` field: `{…,"dns":{`. */
+function openWithDns(req: FlatReq): string {
+  const { dns: _dns, ...rest } = req;
+  const head = JSON.stringify(rest);
+  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"dns":{`;
 }
 
 /**
- * wholeJson's text in parts (AgentClient CallOptions.json): the runs of the list's text are
- * slices of it, never joined into a new string per host (issue 19: at 10,000 VMs each late
- * host's first apply made a ~0.5 MB string, flattened again for its byte length and the write).
+ * The JSON text of `req` with `dns` as the records other hosts than `host` serve and `req`'s
+ * forwarders (what JSON.stringify of flat-reconcile's withRecords gives, field order aside), in
+ * parts (AgentClient CallOptions.json): the runs of the list's text are slices of it, never
+ * joined into a new string per host (issue 19: at 10,000 VMs each late host's first apply made a
+ * ~0.5 MB string, flattened again for its byte length and the write). `own`: as recordsJson's.
  */
-export function wholeParts(req: { dns: { forwarders: string[] } } & Record<string, unknown>, records: readonly HostRecord[], host: string, own?: number): string[] {
-  const { dns, ...rest } = req;
-  const head = JSON.stringify(rest);
-  const out = [`${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"dns":{"records":[`];
+export function wholeParts(req: FlatReq, records: readonly HostRecord[], host: string, own?: number): string[] {
+  const out = [`${openWithDns(req)}"records":[`];
   const runs = recordsParts(records, host, own);
   for (let i = 0; i < runs.length; i++) {
     if (i > 0) out.push(',');
     out.push(runs[i]!);
   }
-  out.push(`],"forwarders":${JSON.stringify(dns.forwarders)}}}`);
+  out.push(`],"forwarders":${JSON.stringify(req.dns.forwarders)}}}`);
   return out;
 }
 
@@ -125,13 +125,11 @@ export function wholeParts(req: { dns: { forwarders: string[] } } & Record<strin
  * sent ~2.6 M records in deltas, each serialized again per host, most of the agent client's
  * JSON.stringify time).
  */
-export function deltaParts(req: { dns: { forwarders: string[] } } & Record<string, unknown>, delta: DnsDelta): string[] {
-  const { dns, ...rest } = req;
-  const head = JSON.stringify(rest);
+export function deltaParts(req: FlatReq, delta: DnsDelta): string[] {
   const remove = delta.remove.map(recText).join(',');
   const add = delta.add.map(recText).join(',');
   return [
-    `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"dns":{"forwarders":${JSON.stringify(dns.forwarders)},"delta":{"base":${JSON.stringify(delta.base)},"digest":${JSON.stringify(delta.digest)},"remove":[`,
+    `${openWithDns(req)}"forwarders":${JSON.stringify(req.dns.forwarders)},"delta":{"base":${JSON.stringify(delta.base)},"digest":${JSON.stringify(delta.digest)},"remove":[`,
     remove,
     '],"add":[',
     add,
