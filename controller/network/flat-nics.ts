@@ -2,11 +2,12 @@
 // inventory (storeNics: two lists per L3), or from FlatNicCache: the same rows kept in memory and
 // fed by the store's resource events, so a reconcile apply of a 250-VM L3 costs no inventory scan.
 //
-// The cache never guesses: an event it cannot apply exactly (a NIC whose VM it has not seen)
-// drops that L3's view, which the next read loads from the inventory again; a load that an
-// event overlapped is used once but not kept. Events relayed from other controllers arrive late
-// or may be lost, so the periodic reconcile pass refresh()es the cache: at worst a key is
-// applied from state one pass old, then repaired (what the periodic pass is for).
+// The cache never guesses. A NIC whose VM it has not seen (events of one create can come in
+// either order, a relayed one late) makes it read just that VM on the next look. A load replays
+// the events that came while it read (it read either side of each change); refresh() or a flood
+// of them makes it used once, not kept. Events relayed from other controllers arrive late or may
+// be lost, so the periodic reconcile pass refresh()es the cache: at worst a key is applied from
+// state one pass old, then repaired (what the periodic pass is for).
 //
 // The cache also keeps what every apply read of the L3 itself (the L3, its L2, its ip-ranges:
 // three of the four store reads of an apply), on the same terms: any event of those kinds drops them
@@ -137,12 +138,51 @@ export function storeNics(store: InventoryStore): NicSource {
 
 interface View {
   nics: Map<string, NicRow>;
+  /** How many of `nics` each VM has (an event of a VM with NICs here always concerns the view). */
+  held: Map<string, number>;
   /** The VMs of those NICs, and VMs that name this L3 (their NICs may follow). */
   vms: Map<string, VmRow>;
   /** join() of the above, until either changes. */
   joined?: readonly LiveNic[];
   /** VMs whose row changed since `joined` without moving or hiding their NICs (the next read patches just those). */
   patch?: Set<string>;
+  /**
+   * VMs of held NICs that the view has not seen (a NIC's event came before its VM's, or after
+   * the view was loaded without it): the next read fetches just those, not the whole L3.
+   */
+  missing?: Set<string>;
+  /** A read of missing VMs in flight: `want` are followed by events meanwhile, and an event's row wins over the read's. */
+  filling?: { done: Promise<void>; want: Set<string>; touched: Set<string> };
+}
+
+/** Events a load buffers at most before it gives up keeping its result (used once, as read). */
+const MAX_BUFFERED = 100_000;
+
+function newView(nics: NicRow[], vms: Map<string, VmRow>): View {
+  const v: View = { nics: new Map(), held: new Map(), vms };
+  for (const n of nics) setNic(v, n);
+  return v;
+}
+
+function setNic(v: View, n: NicRow): void {
+  const was = v.nics.get(n.uuid);
+  if (was) dropHeld(v, was.vmUuid);
+  v.nics.set(n.uuid, n);
+  v.held.set(n.vmUuid, (v.held.get(n.vmUuid) ?? 0) + 1);
+}
+
+function deleteNic(v: View, uuid: string): boolean {
+  const was = v.nics.get(uuid);
+  if (!was) return false;
+  v.nics.delete(uuid);
+  dropHeld(v, was.vmUuid);
+  return true;
+}
+
+function dropHeld(v: View, vmUuid: string): void {
+  const n = (v.held.get(vmUuid) ?? 0) - 1;
+  if (n > 0) v.held.set(vmUuid, n);
+  else v.held.delete(vmUuid);
 }
 
 /** `joined` with the NICs of the `patch` VMs rebuilt from their rows: no new join, no sort (a rename of every VM of a 250-VM L3 allocated ~124 KB per apply). */
@@ -158,8 +198,14 @@ const NETWORK_KINDS = new Set(['l3-network', 'l2-network', 'ip-range']);
 
 export class FlatNicCache implements NicSource {
   private views = new Map<string, View>();
-  /** L3s being loaded → whether an event touched VMs or NICs meanwhile (then the load is not kept). */
-  private loading = new Map<string, { overlapped: boolean }>();
+  /**
+   * L3s being loaded, with the VM and NIC events that came meanwhile (undefined once refresh()
+   * ran or too many came: the load is then used once, not kept). A load read either side of
+   * each of those changes; replaying them in order on what it read gives the state after the
+   * last (issue 19: on a shared inventory other controllers' changes arrive all the time, and a
+   * load that any event overlapped was dropped, so every apply read the whole L3 again).
+   */
+  private loading = new Map<string, { events: ResourceEvent[] | undefined; done: Promise<readonly LiveNic[]> }>();
   /** L3 and L2 networks by uuid, ip-ranges by L3: as read, until an event of their kind. */
   private networks = new Map<string, Resource>();
   private rangesOf = new Map<string, readonly Resource[]>();
@@ -177,7 +223,7 @@ export class FlatNicCache implements NicSource {
 
   refresh(): void {
     this.views.clear();
-    for (const l of this.loading.values()) l.overlapped = true;
+    for (const l of this.loading.values()) l.events = undefined;
     this.networks.clear();
     this.rangesOf.clear();
     this.networkGen++;
@@ -208,24 +254,72 @@ export class FlatNicCache implements NicSource {
   }
 
   async liveNics(l3Uuid: string): Promise<readonly LiveNic[]> {
-    const v = this.views.get(l3Uuid);
-    if (v) {
-      if (!v.joined) {
-        delete v.patch;
-        v.joined = join(v.nics.values(), v.vms);
-      } else if (v.patch) v.joined = patched(v as View & { joined: readonly LiveNic[] });
-      return v.joined;
+    for (;;) {
+      const v = this.views.get(l3Uuid);
+      if (!v) break;
+      if (v.filling) await v.filling.done;
+      else if (v.missing?.size) await this.fill(l3Uuid, v);
+      else {
+        if (!v.joined) {
+          delete v.patch;
+          v.joined = join(v.nics.values(), v.vms);
+        } else if (v.patch) v.joined = patched(v as View & { joined: readonly LiveNic[] });
+        return v.joined;
+      }
+      // refresh() may have dropped the view meanwhile: look again
     }
-    const mark = { overlapped: false };
-    this.loading.set(l3Uuid, mark);
+    const pending = this.loading.get(l3Uuid);
+    if (pending) return pending.done;
+    return this.load(l3Uuid);
+  }
+
+  /** The L3 read from the inventory, the events that came meanwhile replayed on it, kept. */
+  private load(l3Uuid: string): Promise<readonly LiveNic[]> {
+    const entry: { events: ResourceEvent[] | undefined; done: Promise<readonly LiveNic[]> } = { events: [], done: Promise.resolve([]) };
+    entry.done = (async () => {
+      try {
+        const { nics, vms } = await loadRows(this.store, l3Uuid);
+        const view = newView(nics, vms);
+        const events = entry.events;
+        if (!events) return join(nics, vms); // used once, as read
+        for (const e of events) this.applyTo(l3Uuid, view, e);
+        this.views.set(l3Uuid, view);
+        // missing VMs (a NIC replayed before its VM's event) are read by the caller's next look
+        return view.missing?.size ? this.liveNics(l3Uuid) : (view.joined = join(view.nics.values(), view.vms));
+      } finally {
+        if (this.loading.get(l3Uuid) === entry) this.loading.delete(l3Uuid);
+      }
+    })();
+    this.loading.set(l3Uuid, entry);
+    return entry.done;
+  }
+
+  /** Read the view's missing VMs (one list by uuid); an event about one of them meanwhile wins over the read. */
+  private async fill(l3Uuid: string, v: View): Promise<void> {
+    const want = v.missing!;
+    delete v.missing;
+    const touched = new Set<string>();
+    let done!: () => void;
+    v.filling = { done: new Promise<void>((r) => (done = r)), want, touched };
     try {
-      const { nics, vms } = await loadRows(this.store, l3Uuid);
-      const view: View = { nics: new Map(nics.map((n) => [n.uuid, n])), vms };
-      view.joined = join(nics, vms);
-      if (!mark.overlapped && this.loading.get(l3Uuid) === mark) this.views.set(l3Uuid, view);
-      return view.joined;
+      const ids = [...want];
+      const read: Resource[] = [];
+      for (let i = 0; i < ids.length; i += 4000) read.push(...(await this.store.list({ kind: 'vm-instance', filters: [{ field: 'uuid', op: '?=', value: ids.slice(i, i + 4000) }] })).items);
+      if (this.views.get(l3Uuid) !== v) return;
+      for (const vm of read) {
+        if (touched.has(vm.uuid)) continue;
+        v.vms.set(vm.uuid, vmRow(vm));
+        delete v.joined;
+        delete v.patch;
+      }
+      // one not found is gone: its NICs are served nowhere (their delete events follow)
+    } catch (e) {
+      // not read: asked for again by the next look
+      for (const u of want) if (!touched.has(u)) (v.missing ??= new Set()).add(u);
+      throw e;
     } finally {
-      if (this.loading.get(l3Uuid) === mark) this.loading.delete(l3Uuid);
+      delete v.filling;
+      done();
     }
   }
 
@@ -238,42 +332,46 @@ export class FlatNicCache implements NicSource {
       return;
     }
     if (e.kind !== 'vm-instance' && e.kind !== 'vm-nic') return;
-    // a load in flight may have read either side of this change
-    for (const l of this.loading.values()) l.overlapped = true;
-    if (this.views.size === 0) return;
+    // a load in flight may have read either side of this change: it replays it
+    for (const l of this.loading.values()) {
+      if (!l.events) continue;
+      if (l.events.length >= MAX_BUFFERED) l.events = undefined;
+      else l.events.push(e);
+    }
+    for (const [l3, v] of this.views) this.applyTo(l3, v, e);
+  }
+
+  /** One VM or NIC event on one L3's view. */
+  private applyTo(l3: string, v: View, e: ResourceEvent): void {
     const r = e.resource;
     if (e.kind === 'vm-instance') {
       const row = e.type === 'resource.deleted' ? undefined : vmRow(r);
-      const named = new Set(e.type === 'resource.deleted' ? [] : ((r.l3NetworkUuids as string[] | undefined) ?? []));
-      for (const [l3, v] of this.views) {
-        const was = v.vms.get(r.uuid);
-        if (!was && !named.has(l3)) continue;
-        if (row && was && sameVmRow(was, row)) continue; // nothing the NICs show changed (a state or date)
-        if (row) v.vms.set(r.uuid, row);
-        else v.vms.delete(r.uuid);
-        // same place in the order and still served: only its NICs' fields change
-        if (row && was && v.joined && was.createDate === row.createDate && (was.host === undefined) === (row.host === undefined)) (v.patch ??= new Set()).add(r.uuid);
-        else {
-          delete v.joined;
-          delete v.patch;
-        }
+      const was = v.vms.get(r.uuid);
+      if (v.filling?.want.has(r.uuid)) v.filling.touched.add(r.uuid);
+      // a VM the view has, one with NICs here, or one that names the L3 (its NICs may follow)
+      if (!was && !v.held.has(r.uuid) && (e.type === 'resource.deleted' || !((r.l3NetworkUuids as string[] | undefined) ?? []).includes(l3))) return;
+      if (v.missing?.delete(r.uuid) && v.missing.size === 0) delete v.missing;
+      if (row && was && sameVmRow(was, row)) return; // nothing the NICs show changed (a state or date)
+      if (row) v.vms.set(r.uuid, row);
+      else v.vms.delete(r.uuid);
+      // same place in the order and still served: only its NICs' fields change
+      if (row && was && v.joined && was.createDate === row.createDate && (was.host === undefined) === (row.host === undefined)) (v.patch ??= new Set()).add(r.uuid);
+      else {
+        delete v.joined;
+        delete v.patch;
       }
       return;
     }
-    // a NIC: out of any view it was in (it may have moved), into its L3's view
-    const l3 = e.type === 'resource.deleted' ? undefined : String(r.l3NetworkUuid);
-    for (const [u, v] of this.views) {
-      if (u !== l3 && v.nics.delete(r.uuid)) delete v.joined;
-    }
-    const v = l3 === undefined ? undefined : this.views.get(l3);
-    if (!v) return;
-    const row = nicRow(r);
-    // its VM not seen here: only the inventory knows it
-    if (!v.vms.has(row.vmUuid)) {
-      this.views.delete(l3!);
+    // a NIC: out of the view if it is on another L3 now (it may have moved), else in it
+    const nicL3 = e.type === 'resource.deleted' ? undefined : String(r.l3NetworkUuid);
+    if (nicL3 !== l3) {
+      if (deleteNic(v, r.uuid)) delete v.joined;
       return;
     }
-    v.nics.set(row.uuid, row);
+    const row = nicRow(r);
+    // its VM not seen here: read by the next look (just that VM)
+    if (!v.vms.has(row.vmUuid) && !v.filling?.want.has(row.vmUuid)) (v.missing ??= new Set()).add(row.vmUuid);
+    setNic(v, row);
     delete v.joined;
   }
 }

@@ -333,6 +333,7 @@ async function main(): Promise<void> {
   let lastSettled = t0;
   let failedSoFar = 0;
   let lastVms = -1;
+  let lastProgressLog = Date.now();
   for (let poll = 0; ; poll++) {
     const n = ((await get(api, '/v1/vm-instances?q=state=Running&count=true')).body?.total as number) - INVENTORY;
     // one count per state: '=' on an indexed field is counted from its index
@@ -348,6 +349,11 @@ async function main(): Promise<void> {
     const now = n + err + failedSoFar;
     if (now !== settled) lastChange = lastSettled = Date.now();
     settled = now;
+    // a line every 10 s: a slow run shows where it stands
+    if (Date.now() - lastProgressLog >= 10_000) {
+      lastProgressLog = Date.now();
+      log(`${n} Running, ${err} Error/Destroyed/Stopped, ${failedSoFar} failed jobs; load ${loadavg()[0]!.toFixed(2)}`);
+    }
     if (settled >= acked.size) break;
     if (Date.now() - lastChange > 120_000) {
       log(`no progress for 120 s: ${settled}/${acked.size} settled`);

@@ -33,8 +33,11 @@ const res = (kind: string, u: string, extra: Record<string, unknown>): Resource 
 interface Counting {
   store: InventoryStore;
   lists: () => number;
-  /** While set, list() waits for it. */
+  /** Every list query, in order. */
+  queries: Query[];
+  /** While set, list() waits for it (before reading, or after with readFirst). */
   gate?: Promise<void>;
+  readFirst?: boolean;
 }
 
 /** The inventory with list() counted and optionally held (what the cache's loads call). */
@@ -48,11 +51,19 @@ function counting(inner: InventoryStore): Counting {
       },
       list: async <T extends Resource = Resource>(q: Query) => {
         n++;
+        c.queries.push(q);
+        if (c.readFirst && c.gate) {
+          // what was read, answered after the changes made meanwhile
+          const out = await inner.list<T>(q);
+          await c.gate;
+          return out;
+        }
         if (c.gate) await c.gate;
         return inner.list<T>(q);
       },
     },
     lists: () => n,
+    queries: [],
   };
   return c;
 }
@@ -87,7 +98,7 @@ async function setup(): Promise<{ store: InventoryStore; bus: EventBus; cache: F
 describe('flat NIC cache', () => {
   it('serves what a fresh read of the inventory gives, after every change of a random sequence', async function () {
     this.timeout(60_000);
-    const { store, cache, d } = await setup();
+    const { store, cache, d, c } = await setup();
     const fresh = storeNics(store);
     const rand = rng(20261205);
     const vms: string[] = [];
@@ -97,6 +108,16 @@ describe('flat NIC cache', () => {
     const ops = 400;
     for (let step = 0; step < ops; step++) {
       const op = rand(12);
+      // now and then the step's change lands while a read of the cache waits on the inventory
+      // (a load, or a read of missing VMs): what it read is replayed on, or overridden by, the change
+      let held: { open: () => void; read: Promise<unknown> } | undefined;
+      if (rand(4) === 0) {
+        if (rand(2) === 0) cache.refresh();
+        let open!: () => void;
+        c.gate = new Promise((r) => (open = r));
+        c.readFirst = rand(2) === 0;
+        held = { open, read: cache.liveNics(L3S[rand(2)]!) };
+      }
       const vm = vms.length ? vms[rand(vms.length)]! : undefined;
       if (op <= 2 || !vm) {
         // a VM and its NICs (sometimes the NIC first, as a flow could write them)
@@ -142,6 +163,11 @@ describe('flat NIC cache', () => {
       } else {
         cache.refresh();
       }
+      if (held) {
+        delete c.gate;
+        held.open();
+        await held.read;
+      }
       for (const l3 of L3S) {
         assert.deepEqual(await cache.liveNics(l3), await fresh.liveNics(l3), `step ${step} (op ${op}), L3 ${l3}`);
       }
@@ -166,10 +192,18 @@ describe('flat NIC cache', () => {
     assert.equal(c.lists(), loads, 'no inventory read');
     assert.equal(live.length, 19);
     assert.ok(live.every((x) => x.hostname.startsWith('renamed-')));
-    // a NIC whose VM the cache has not seen: that L3 is read again
-    await store.create(res('vm-nic', uuid(3999), { parentUuid: uuid(4999), l3NetworkUuid: L3S[0], ip: '10.0.0.99', mac: 'fa:16:3e:00:00:99', deviceId: 0 }));
-    await cache.liveNics(L3S[0]!);
-    assert.ok(c.lists() > loads, 'reloaded');
+    // a NIC whose VM the cache has not seen: that VM alone is read (one list by uuid), not the L3
+    const w = uuid(4999);
+    await store.create(res('vm-instance', w, { name: 'late', state: 'Running', hostUuid: HOSTS[1], l3NetworkUuids: [L3S[1]] }));
+    await store.create(res('vm-nic', uuid(3999), { parentUuid: w, l3NetworkUuid: L3S[0], ip: '10.0.0.99', mac: 'fa:16:3e:00:00:99', deviceId: 0 }));
+    const withLate = await cache.liveNics(L3S[0]!);
+    assert.equal(c.lists(), loads + 1, 'one read');
+    assert.deepEqual(c.queries.at(-1)!.filters, [{ field: 'uuid', op: '?=', value: [w] }]);
+    assert.deepEqual(withLate.at(-1), { nicUuid: uuid(3999), ip: '10.0.0.99', mac: 'fa:16:3e:00:00:99', vmUuid: w, host: HOSTS[1], hostname: 'late' });
+    // that VM's changes follow without a read (it has a NIC here though it names another L3)
+    await store.update(w, { name: 'late-renamed' });
+    assert.equal((await cache.liveNics(L3S[0]!)).at(-1)!.hostname, 'late-renamed');
+    assert.equal(c.lists(), loads + 1);
   });
 
   it('a rename patches the kept list: the other NICs stay the same objects, nothing is joined or sorted again', async () => {
@@ -209,22 +243,59 @@ describe('flat NIC cache', () => {
     assert.deepEqual(reqAfter.dns.records[4], { name: 'j-new', ip: '10.0.0.99' });
   });
 
-  it('a load overlapped by a change is used once but not kept', async () => {
+  it('a load replays the changes that came while it read, and is kept; refresh() during a load keeps nothing', async () => {
     const { store, cache, c } = await setup();
     const v = uuid(5000);
     await store.create(res('vm-instance', v, { name: 'before', state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
     await store.create(res('vm-nic', uuid(5001), { parentUuid: v, l3NetworkUuid: L3S[0], ip: '10.0.0.50', mac: 'fa:16:3e:00:00:50', deviceId: 0 }));
+    const gone = uuid(5006);
+    await store.create(res('vm-instance', gone, { name: 'gone', state: 'Running', hostUuid: HOSTS[0], l3NetworkUuids: [L3S[0]] }));
+    await store.create(res('vm-nic', uuid(5007), { parentUuid: gone, l3NetworkUuid: L3S[0], ip: '10.0.0.60', mac: 'fa:16:3e:00:00:60', deviceId: 0 }));
     let open!: () => void;
     c.gate = new Promise((r) => (open = r));
+    c.readFirst = true;
     const loading = cache.liveNics(L3S[0]!);
-    await store.update(v, { name: 'after' }); // while the load waits for the inventory
+    // while the load's answer is on its way (it read before these: each is replayed on what it read)
+    await store.update(v, { name: 'after' });
+    const w = uuid(5002);
+    await store.create(res('vm-instance', w, { name: 'new', state: 'Running', hostUuid: HOSTS[1], l3NetworkUuids: [L3S[0]] }));
+    await store.create(res('vm-nic', uuid(5003), { parentUuid: w, l3NetworkUuid: L3S[0], ip: '10.0.0.51', mac: 'fa:16:3e:00:00:51', deviceId: 0 }));
+    await store.delete(uuid(5007)); // a NIC the load read
+    const second = cache.liveNics(L3S[0]!); // shares the load
     delete c.gate;
     open();
-    await loading;
-    assert.equal(cache.size, 0, 'the overlapped load was not kept');
-    assert.equal((await cache.liveNics(L3S[0]!))[0]!.hostname, 'after');
-    assert.equal(cache.size, 1);
+    const [a, b] = await Promise.all([loading, second]);
+    assert.equal(a, b, 'one load for both');
+    assert.deepEqual(a.map((x) => x.hostname), ['after', 'new']);
+    assert.equal(cache.size, 1, 'kept');
+    const n = c.lists();
+    await store.update(w, { name: 'newer' });
+    assert.deepEqual((await cache.liveNics(L3S[0]!)).map((x) => x.hostname), ['after', 'newer']);
+    assert.equal(c.lists(), n, 'served from memory');
+    // a NIC whose VM is read while that VM changes: the change wins over what the read saw
+    const x = uuid(5004);
+    await store.create(res('vm-instance', x, { name: 'x-old', state: 'Running', hostUuid: HOSTS[1], l3NetworkUuids: [L3S[1]] }));
+    await store.create(res('vm-nic', uuid(5005), { parentUuid: x, l3NetworkUuid: L3S[0], ip: '10.0.0.52', mac: 'fa:16:3e:00:00:52', deviceId: 0 }));
+    c.gate = new Promise((r) => (open = r));
+    const filling = cache.liveNics(L3S[0]!);
+    await store.update(x, { name: 'x-new' });
+    delete c.gate;
+    open();
+    assert.deepEqual((await filling).map((y) => y.hostname), ['after', 'newer', 'x-new']);
+    assert.deepEqual(c.queries.at(-1)!.filters, [{ field: 'uuid', op: '?=', value: [x] }]);
+    await store.delete(uuid(5005));
+    // refresh() while a load reads: used once, not kept
+    cache.refresh();
+    c.readFirst = false;
+    c.gate = new Promise((r) => (open = r));
+    const again = cache.liveNics(L3S[0]!);
+    cache.refresh();
+    delete c.gate;
+    open();
+    assert.equal((await again).length, 2);
+    assert.equal(cache.size, 0);
   });
+
   it('keeps L3s, L2s and ip-ranges until an event of their kinds; a read overlapped by one is used once but not kept', async () => {
     // the inventory without its bus: the events this cache sees are the test's
     const store = await openStore({ backend: 'sqlite', path: ':memory:' });
