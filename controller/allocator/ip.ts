@@ -7,9 +7,11 @@
 // every claim of a 10,000-VM network per allocation made creates quadratic). The view is a hint:
 // the store claim still decides, a taken address is skipped; it is reloaded every 30 s and
 // follows this process's claims and releases, so the lowest free address is still the one given.
+import { randomUUID } from 'node:crypto';
 import { TStackError, invalid } from '../../shared/errors.js';
 import type { ClaimWrite, InventoryStore, Resource } from '../store/types.js';
 import { intToIp, ipToInt, subnetOf } from '../model/ipv4.js';
+import { Leases } from '../workflow/lease.js';
 
 export const ipNamespace = (l3NetworkUuid: string): string => `ip:${l3NetworkUuid}`;
 
@@ -149,6 +151,46 @@ export async function heldIp(store: InventoryStore, l3NetworkUuid: string, owner
   const whole = completeOf(store).get(ns);
   if (store.backend === 'sqlite' && whole !== undefined && Date.now() - whole <= HELD_MAX_AGE_MS) return undefined;
   return (await refreshHeld(store, ns)).find((c) => c.owner === owner)?.key;
+}
+
+/** This process (its store connection) as the holder of the leases under which service addresses are given. */
+const serviceHolders = new WeakMap<InventoryStore, string>();
+function serviceHolder(store: InventoryStore): string {
+  let h = serviceHolders.get(store);
+  if (!h) serviceHolders.set(store, (h = `ip-service-${randomUUID()}`));
+  return h;
+}
+/** A give takes a few store calls; the TTL only matters when a controller dies holding one. */
+const SERVICE_LEASE_TTL_MS = 15_000;
+
+/**
+ * The address of a service owner (a host's DHCP server, `dhcp:<host>`) on an L3, given on first
+ * use; one owner, one address. On a shared inventory two controllers can apply the same key at
+ * once (a VM create's sync where it runs, the host's own controller on the create's events), and
+ * each gave the owner an address of its own: the extra one leaked, and a 1,000-host L3 ran out of
+ * addresses (issue 19). There the first address is given under a lease on (L3, owner), after a
+ * read of the L3's claims that begins once the lease is held.
+ */
+export async function serviceIp(store: InventoryStore, l3NetworkUuid: string, owner: string, o: { heldAsked?: boolean } = {}): Promise<string> {
+  // heldAsked: the caller's heldIp has just answered none
+  const have = o.heldAsked ? undefined : await heldIp(store, l3NetworkUuid, owner);
+  if (have !== undefined) return have;
+  // one controller: its applies of a key run one at a time, and heldIp has just answered
+  if (store.backend === 'sqlite') return (await allocateIp(store, { l3NetworkUuid, owner, newOwner: true })).ip;
+  const leases = new Leases(store);
+  const key = `ip-service:${l3NetworkUuid}:${owner}`;
+  const holder = serviceHolder(store);
+  await leases.acquire(key, holder, SERVICE_LEASE_TTL_MS, 2 * SERVICE_LEASE_TTL_MS);
+  try {
+    const given = (await store.claims(ipNamespace(l3NetworkUuid))).find((c) => c.owner === owner)?.key;
+    if (given !== undefined) {
+      noteHeld(store, l3NetworkUuid, owner, given);
+      return given;
+    }
+    return (await allocateIp(store, { l3NetworkUuid, owner, newOwner: true })).ip;
+  } finally {
+    await leases.release(key, holder).catch(() => undefined);
+  }
 }
 
 /** `owner` was just given `ip` (a service's first address): heldIp answers it without a read. */

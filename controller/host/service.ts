@@ -60,7 +60,7 @@ export interface HostOptions {
  * this controller's host options. `hostRuntime` is the controller's own (busy hosts, queues).
  */
 export type HostDeps = Pick<ControllerContext, 'store' | 'agentClient' | 'dataDir' | 'hostRuntime'> &
-  Partial<Pick<ControllerContext, 'agents' | 'bus' | 'adminAccountUuid' | 'evacuate'>> & {
+  Partial<Pick<ControllerContext, 'agents' | 'bus' | 'adminAccountUuid' | 'evacuate' | 'reconcile'>> & {
     /** URL agents reach the controller at (events). */
     controllerUrl: string | (() => string);
     options?: HostOptions;

@@ -78,6 +78,8 @@ export class HostTracker {
 
   start(): this {
     this.stopped = false;
+    // several controllers: each applies the network services of the hosts it tracks
+    if (this.leases) this.d.reconcile?.setOwner({ owns: (h: string) => this.held.has(h) });
     const tick = (): void => {
       if (this.stopped) return;
       this.running = this.round()
@@ -146,9 +148,13 @@ export class HostTracker {
       return [];
     }
     const out: Resource[] = [];
+    const gained = new Set<string>();
     for (const h of hosts) {
       if (ours.has(leaseKey(h.uuid))) {
-        if (!this.held.has(h.uuid)) log.info({ host: h.uuid }, 'tracking this host (lease taken)');
+        if (!this.held.has(h.uuid)) {
+          log.info({ host: h.uuid }, 'tracking this host (lease taken)');
+          gained.add(h.uuid);
+        }
         this.held.add(h.uuid);
         out.push(h);
       } else {
@@ -157,6 +163,9 @@ export class HostTracker {
         this.misses.delete(h.uuid);
       }
     }
+    // the network services of hosts taken over are this controller's to apply now (what their
+    // last tracker applied may be a change behind)
+    if (gained.size) void this.d.reconcile?.hostsGained(gained);
     return out;
   }
 

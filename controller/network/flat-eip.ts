@@ -85,6 +85,7 @@ export function flatEipArea(d: CloudDeps): ReconcileArea & { keysNow(): Promise<
     name: FLAT_EIP_AREA,
     keys: keysNow,
     keysNow,
+    hostOf: (hostUuid) => hostUuid,
     apply: async (hostUuid) => {
       const host = await d.store.get(hostUuid);
       if (!host || host.kind !== 'host') {

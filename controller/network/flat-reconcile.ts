@@ -16,7 +16,7 @@ import { TStackError } from '../../shared/errors.js';
 import type { Resource } from '../store/types.js';
 import type { ReconcileArea, ReconcileQueue } from '../reconcile/queue.js';
 import type { EventBus } from '../events/bus.js';
-import { allocateIp, heldIp, ipNamespace } from '../allocator/ip.js';
+import { heldIp, ipNamespace, serviceIp } from '../allocator/ip.js';
 import { callHost, mustGet, refreshable, type CloudDeps } from '../cloud/common.js';
 import { ensureBridge, isFlat } from './index.js';
 import { servedOn, storeNics, vmHostname, type LiveNic, type NicSource } from './flat-nics.js';
@@ -87,14 +87,11 @@ async function desiredParts(d: CloudDeps, hostUuid: string, l3: Resource, nics: 
   if (ranges.length === 0) return undefined;
   const l2 = await networkOf(d, nics, String(l3.parentUuid), 'l2-network');
   const bridge = typeof l2.bridgeName === 'string' && l2.bridgeName ? l2.bridgeName : await ensureBridge(d, hostUuid, l2);
-  let serverIp = held?.key;
-  if (serverIp === undefined) {
-    // heldIp has just answered from the store or a recent whole read of it, and applies of a
-    // key run one at a time: the owner holds nothing, so the address comes from the allocator's
-    // view instead of another read of every claim of the L3 (per host: quadratic at 1,000
-    // hosts × 10,000 VMs); allocateIp notes it for heldIp
-    serverIp = (await allocateIp(d.store, { l3NetworkUuid: l3.uuid, owner: `dhcp:${hostUuid}`, newOwner: true })).ip;
-  }
+  // heldIp has just answered from the store or a recent whole read of it: the owner holds
+  // nothing, so the address comes from the allocator's view instead of another read of every
+  // claim of the L3 (per host: quadratic at 1,000 hosts × 10,000 VMs; on a shared inventory
+  // under a lease, see serviceIp); allocateIp notes it for heldIp
+  const serverIp = held?.key ?? (await serviceIp(d.store, l3.uuid, `dhcp:${hostUuid}`, { heldAsked: true }));
   const services = (l3.networkServices as string[] | undefined) ?? [];
   const r0 = ranges[0]!;
   const network: FlatApplyReq['network'] = {
@@ -293,6 +290,8 @@ export function flatArea(d: CloudDeps, nics: NicSource = storeNics(d.store), dns
       return flatKeys(d, undefined, nics);
     },
     apply: (k) => applyFlat(d, k, nics, dns),
+    hostOf: (k) => k.slice(0, k.indexOf('/')),
+    keysOn: async (hosts) => (await flatKeys(d, undefined, nics)).filter((k) => hosts.has(k.slice(0, k.indexOf('/')))),
   };
 }
 

@@ -23,6 +23,19 @@ export interface ReconcileArea {
    * should clean up and return normally.
    */
   apply(key: string): Promise<void>;
+  /**
+   * The host a key is applied to, for areas whose keys live on one host (flat: '<host>/<l3>',
+   * security groups and flat EIPs: the host). With several controllers (setOwner) only the one
+   * tracking that host applies the key on its own; sync() applies anywhere.
+   */
+  hostOf?(key: string): string | undefined;
+  /** The keys on these hosts (a controller that starts tracking them applies them). */
+  keysOn?(hosts: ReadonlySet<string>): Promise<string[]>;
+}
+
+/** Which hosts this controller tracks (shared inventory: the host tracker's leases). */
+export interface ReconcileOwner {
+  owns(hostUuid: string): boolean;
 }
 
 export interface ReconcileOptions {
@@ -94,6 +107,42 @@ export class ReconcileQueue {
     this.concurrency = Math.max(1, opts.concurrency ?? 4);
   }
 
+  private owner: ReconcileOwner | undefined;
+
+  /**
+   * Several controllers on one inventory (issue 19): the keys of host areas are applied by the
+   * controller tracking the host, each key by one controller (two applying it both paid for
+   * every apply, and each found the agent's DNS base moved by the other, so sent the L3's names
+   * whole). Every controller sees every change (the event relay), so the owner marks what it
+   * must; marks for other controllers' hosts are dropped. Undefined: every key is this one's.
+   */
+  setOwner(owner: ReconcileOwner | undefined): void {
+    this.owner = owner;
+  }
+
+  /** Whether this controller applies the key unasked (a sync() applies it anyway). */
+  private mine(area: ReconcileArea, key: string): boolean {
+    if (!this.owner || !area.hostOf) return true;
+    const h = area.hostOf(key);
+    return h === undefined || this.owner.owns(h);
+  }
+
+  /** This controller began tracking these hosts: their keys of every host area are applied. */
+  async hostsGained(hosts: ReadonlySet<string>): Promise<void> {
+    if (hosts.size === 0) return;
+    for (const area of this.areas.values()) {
+      if (this.stopped) return;
+      if (!area.hostOf) continue;
+      try {
+        const keys = area.keysOn ? await area.keysOn(hosts) : (await area.keys()).filter((k) => hosts.has(area.hostOf!(k) ?? ''));
+        for (const k of keys) this.mark(area.name, k);
+      } catch (err) {
+        // the periodic pass marks them anyway
+        log.warn({ area: area.name, hosts: hosts.size, err: (err as Error).message }, 'cannot list the keys of hosts this controller now tracks');
+      }
+    }
+  }
+
   register(area: ReconcileArea): void {
     if (this.areas.has(area.name)) throw new Error(`reconcile area '${area.name}' is already registered`);
     this.areas.set(area.name, area);
@@ -106,10 +155,16 @@ export class ReconcileQueue {
    */
   mark(area: string, key: string): void {
     if (this.stopped) return;
-    if (!this.areas.has(area)) {
+    const a = this.areas.get(area);
+    if (!a) {
       log.warn({ area, key }, 'mark for an unregistered reconcile area ignored');
       return;
     }
+    if (!this.mine(a, key)) return;
+    this.markOwned(area, key);
+  }
+
+  private markOwned(area: string, key: string): void {
     const k = id(area, key);
     let e = this.entries.get(k);
     if (!e) {
@@ -145,7 +200,7 @@ export class ReconcileQueue {
       clearTimeout(e.retry);
       delete e.retry;
     }
-    this.mark(area, key);
+    this.markOwned(area, key);
     return done;
   }
 
@@ -217,7 +272,7 @@ export class ReconcileQueue {
         }
         const live = new Set(keys);
         for (const [k, e] of this.entries) {
-          if (e.area === area.name && !live.has(e.key) && !e.queued && !e.running && !e.retry) this.entries.delete(k);
+          if (e.area === area.name && (!live.has(e.key) || !this.mine(area, e.key)) && !e.queued && !e.running && !e.retry) this.entries.delete(k);
         }
         for (const key of keys) this.mark(area.name, key);
       }
@@ -251,6 +306,13 @@ export class ReconcileQueue {
   private async run(e: Entry): Promise<void> {
     const area = this.areas.get(e.area);
     if (!area) return;
+    // another controller took the host since the mark (a retry, a queued key): its to apply
+    if (e.next.length === 0 && !this.mine(area, e.key)) {
+      e.attempts = 0;
+      delete e.lastError;
+      this.wakeIdle();
+      return;
+    }
     e.running = true;
     this.running++;
     e.current = e.next;

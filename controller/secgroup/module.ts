@@ -17,12 +17,14 @@ import { agentOf } from '../cloud/common.js';
 import { registerSecurityGroupApi, forgetNic } from './api.js';
 import { hostFirewall, loadSnapshot } from './desired.js';
 
+import type { ReconcileArea } from '../reconcile/queue.js';
+
 const log = logger('secgroup');
 export const AREA = 'secgroup';
 
 /** The part of the controller's reconcile queue this module uses (controller/reconcile/queue.ts). */
 export interface ReconcileRegistry {
-  register(area: { name: string; keys(): Promise<string[]>; apply(key: string): Promise<void> }): void;
+  register(area: ReconcileArea): void;
   mark(area: string, key: string): void;
 }
 
@@ -87,6 +89,8 @@ export function installSecgroups(s: SecgroupServices): { stop(): void } {
       name: AREA,
       keys: async () => (await connectedHosts(s.store)).map((h) => h.uuid),
       apply: (hostUuid) => applyHost(s.store, s.agentClient, hostUuid),
+      hostOf: (hostUuid) => hostUuid,
+      keysOn: async (hosts) => (await connectedHosts(s.store)).map((h) => h.uuid).filter((u) => hosts.has(u)),
     });
   } else {
     log.warn('no reconcile queue on this controller: security-group changes do not reach hosts');

@@ -387,6 +387,12 @@ async function main(): Promise<void> {
   const failed = Math.max(all.filter((v) => !TRANSITIONAL.has(v.state) && v.state !== 'Running').length, failedJobs) + refused.length;
   const running = all.filter((v) => v.state === 'Running').length;
   log(`${running} Running; the last VM settled after ${createS.toFixed(1)} s; ${failedJobs} create jobs failed`);
+  if (failedJobs > 0) {
+    // why: the distinct errors of a few failed jobs
+    const some = ((await get(api, '/v1/jobs?q=type=vm-instances.create&q=state=Failed&limit=20')).body?.inventories ?? []) as Array<{ error?: unknown }>;
+    const why = [...new Set(some.map((j) => JSON.stringify(j.error ?? null).slice(0, 300)))];
+    log(`failed creates' errors (of ${some.length}): ${why.join(' | ')}`);
+  }
   const simStats = (await (await fetch(`${sim.control}/stats`, { headers: { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}` } })).json()) as { vms: number; byState: Record<string, number> };
   log(`simulator: ${simStats.vms} domains ${JSON.stringify(simStats.byState)}`);
 

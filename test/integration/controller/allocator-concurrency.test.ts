@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { openStore } from '../../../controller/store/index.js';
 import type { InventoryStore } from '../../../controller/store/types.js';
-import { allocateIp, ipCapacity, releaseIp, usedIps } from '../../../controller/allocator/ip.js';
+import { allocateIp, ipCapacity, ipNamespace, releaseIp, serviceIp, usedIps } from '../../../controller/allocator/ip.js';
 import { reserve, reserved } from '../../../controller/allocator/capacity.js';
 import { prepareCreate, resourceKinds } from '../../../controller/model/registry.js';
 import { TStackError } from '../../../shared/errors.js';
@@ -110,6 +110,26 @@ function suite(name: string, setup: (cleanup: ReturnType<typeof useCleanup>) => 
       assert.ok(ips.every((n) => n >= 2 && n <= 30 && (n < 10 || n > 19) && n !== 5));
       await assert.rejects(allocateIp(a, { l3NetworkUuid: l3, owner: 'one-too-many' }), (e: TStackError) => e.code === 'CAPACITY_EXCEEDED');
       assert.equal((await allocateIp(a, { l3NetworkUuid: l3, owner: 'm-3' })).ip, got[3]!.ip, 'asking again as the same owner returns its address');
+    });
+
+    // a shared inventory only (SQLite has one controller, whose applies of a key run one at a time)
+    if (name === 'Redis') it("a service owner's address asked for from two connections at once: one address per owner, the same to both", async () => {
+      // two controllers applying one host's flat key at once (a create's sync, the host's tracker)
+      const l3 = await l3With({ networkCidr: '10.21.0.0/24' });
+      const owners = Array.from({ length: 12 }, (_, i) => `dhcp:host-${i}`);
+      // the two ask in opposite orders, as two controllers' applies come (their next free addresses differ)
+      const [fromA, fromB] = await Promise.all([Promise.all(owners.map((o) => serviceIp(a, l3, o))), Promise.all([...owners].reverse().map((o) => serviceIp(b, l3, o)))]);
+      fromB.reverse();
+      const claims = await a.claims(ipNamespace(l3));
+      for (const [i, o] of owners.entries()) {
+        const held = claims.filter((c) => c.owner === o).map((c) => c.key);
+        assert.equal(held.length, 1, `${o} holds ${held.join(', ')}`);
+        assert.deepEqual([fromA[i], fromB[i]], [held[0], held[0]], `${o}: both were given the address it holds`);
+      }
+      assert.equal(claims.length, owners.length, 'nothing else was claimed');
+      // asked again: the same address, nothing new claimed
+      assert.equal(await serviceIp(b, l3, owners[0]!), fromA[0]);
+      assert.equal((await a.claims(ipNamespace(l3))).length, owners.length);
     });
 
     it('capacity reservations from two connections never over-commit', async () => {

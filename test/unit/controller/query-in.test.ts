@@ -2,7 +2,8 @@
 // a set lookup per row, equal to a row-by-value walk under the same coercions as '=' (a numeric
 // text meets a number, a boolean 0/1, an object its JSON text), for random mixes of types.
 import assert from 'node:assert/strict';
-import { matchesFilter, type Filter } from '../../../controller/store/query.js';
+import { matchesFilter } from '../../../controller/store/query.js';
+import type { Filter } from '../../../controller/store/types.js';
 
 /**
  * '?=' as "some value is '=' to the stored one": the definition the set lookup must keep. A stored

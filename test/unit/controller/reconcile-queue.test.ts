@@ -8,6 +8,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** An area whose applies are recorded and can be held open or made to fail. */
 class FakeArea implements ReconcileArea {
   applied: string[] = [];
+  hostOf?: (key: string) => string | undefined;
   active = new Map<string, number>();
   maxPerKey = 0;
   maxTotal = 0;
@@ -215,5 +216,51 @@ describe('controller reconcile queue', () => {
     await q.sync('flat', 'k');
     assert.ok(Date.now() - t0 < 1_000);
     await assert.rejects(q.sync('nope', 'k'), /not registered/);
+  });
+
+  it('with an owner, applies only the keys of hosts it owns unless synced; a host gained has its keys applied', async () => {
+    const a = new FakeArea();
+    a.hostOf = (k: string): string => k.split('/')[0]!;
+    a.keyList = ['h1/l3', 'h2/l3', 'h3/l3'];
+    const other = new FakeArea('router'); // an area without hosts: every key is this controller's
+    other.keyList = ['r1'];
+    const owned = new Set(['h1']);
+    q = new ReconcileQueue({ periodMs: 0, baseBackoffMs: 20 });
+    q.register(a);
+    q.register(other);
+    q.setOwner({ owns: (h) => owned.has(h) });
+    q.start();
+    await q.idle();
+    assert.deepEqual(a.applied, ['h1/l3'], "the first pass applies this controller's keys only");
+    assert.deepEqual(other.applied, ['r1']);
+    a.applied = [];
+    q.mark('flat', 'h2/l3');
+    q.mark('flat', 'h1/l3');
+    await q.idle();
+    assert.deepEqual(a.applied, ['h1/l3'], "another controller's key is not marked");
+    // a flow that needs a key applied gets it wherever it runs
+    await q.sync('flat', 'h3/l3');
+    assert.deepEqual(a.applied, ['h1/l3', 'h3/l3']);
+    // a key failing on a host this controller then loses is not retried here
+    a.applied = [];
+    a.failures.set('h1/l3', 1);
+    q.mark('flat', 'h1/l3');
+    await sleep(10);
+    owned.delete('h1');
+    await sleep(60);
+    await q.idle();
+    assert.deepEqual(a.applied, [], 'the retry was left to the new owner');
+    assert.equal(q.status().find((x) => x.key === 'h1/l3')?.attempts, 0);
+    // hosts gained: their keys are applied (keys() filtered by host when the area has no keysOn)
+    owned.add('h2');
+    await q.hostsGained(new Set(['h2']));
+    await q.idle();
+    assert.deepEqual(a.applied, ['h2/l3']);
+    // without an owner (one controller) every key is applied
+    a.applied = [];
+    q.setOwner(undefined);
+    q.mark('flat', 'h3/l3');
+    await q.idle();
+    assert.deepEqual(a.applied, ['h3/l3']);
   });
 });
