@@ -7,6 +7,8 @@
 //   GET  /traffic                     requests the hosts answered since the last reset (simulator/traffic.ts)
 //   POST /traffic/reset               start a new traffic window
 //   PUT  /faults                      {"<command>"|"*": {latencyMs, jitterMs, failRate}}
+//   POST /hosts/<index>/domains       {vmUuids, cpuNum?, memoryKiB?}: Running domains for VMs the
+//                                     controller's inventory has there (a preloaded inventory)
 import Koa from 'koa';
 import Router from '@koa/router';
 import { createServer, type Server } from 'node:http';
@@ -15,6 +17,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { TStackError, httpStatusOf } from '../shared/errors.js';
 import { jsonBody } from '../shared/http/body.js';
 import { validateFaults, type Simulator } from './simulator.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function startControl(sim: Simulator, token: string, host: string, port: number): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const app = new Koa();
@@ -63,6 +67,21 @@ export async function startControl(sim: Simulator, token: string, host: string, 
   router.post('/hosts/:i/power-on', async (ctx) => {
     await sim.powerOn(index(ctx.params.i));
     ctx.body = sim.info(sim.hosts[index(ctx.params.i)]!);
+  });
+  router.post('/hosts/:i/domains', (ctx) => {
+    const i = index(ctx.params.i);
+    const b = (ctx.request as { body?: unknown }).body as { vmUuids?: unknown; cpuNum?: unknown; memoryKiB?: unknown } | undefined;
+    const uuids = b?.vmUuids;
+    if (!Array.isArray(uuids) || uuids.length > 10_000 || !uuids.every((u) => typeof u === 'string' && UUID_RE.test(u))) {
+      throw new TStackError('INVALID_ARGUMENT', 'vmUuids: expected a list of at most 10,000 VM uuids', { field: 'vmUuids' });
+    }
+    const num = (v: unknown, d: number, field: string, max: number): number => {
+      if (v === undefined) return d;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new TStackError('INVALID_ARGUMENT', `${field}: expected an integer from 1 to ${max}`, { field });
+      return v;
+    };
+    sim.adopt(i, uuids as string[], { cpuNum: num(b?.cpuNum, 1, 'cpuNum', 1024), memoryKiB: num(b?.memoryKiB, 65_536, 'memoryKiB', 2 ** 32) });
+    ctx.body = sim.info(sim.hosts[i]!);
   });
   router.put('/faults', (ctx) => {
     const rules = (ctx.request as { body?: unknown }).body;

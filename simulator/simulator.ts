@@ -165,6 +165,13 @@ export class Simulator {
     delete h.agent;
   }
 
+  /** Running domains for VMs the controller's inventory has on host i but this simulator never started (the bench's preloaded inventory). */
+  adopt(i: number, vmUuids: readonly string[], o: { cpuNum: number; memoryKiB: number }): void {
+    const h = this.hosts[i];
+    if (!h) throw new TStackError('NOT_FOUND', `no simulated host ${i}`);
+    for (const u of vmUuids) h.driver.adopt(u, o);
+  }
+
   setFaults(rules: FaultRules): void {
     validateFaults(rules);
     this.faults = { ...rules };

@@ -2,7 +2,7 @@
 // and state, applies hot-plug changes to the XML, and offers hooks to simulate what a guest does
 // on its own (power off, crash, I/O-error pause) so state reporting can be exercised.
 import { TStackError } from '../../shared/errors.js';
-import { esc, parseDomainXml } from '../domain-xml.js';
+import { domainName, esc, parseDomainXml } from '../domain-xml.js';
 import { nfsServerPath, type VmStateT } from '../../shared/protocol/kvm.js';
 import type { DomainSummary, DiskSnapshotSpec, HypervisorDriver, MigrateOptions } from './driver.js';
 import type { DomainStats } from '../metrics/stats.js';
@@ -96,6 +96,16 @@ export class FakeDriver implements HypervisorDriver {
       memoryKiB: p.memoryKiB ?? maxMem,
       maxMemoryKiB: maxMem,
     });
+  }
+
+  /**
+   * A Running domain this driver never started, as if the VM had been running all along (the
+   * scale bench's preloaded inventory: a VM sync finds the domains the inventory has).
+   */
+  adopt(vmUuid: string, o: { cpuNum: number; memoryKiB: number }): void {
+    const name = domainName(vmUuid);
+    const xml = `<domain type='qemu'><name>${esc(name)}</name><uuid>${esc(vmUuid)}</uuid><memory unit='KiB'>${o.memoryKiB}</memory><vcpu>${o.cpuNum}</vcpu></domain>`;
+    this.domains.set(name, { name, uuid: vmUuid, xml, state: 'Running', reason: 'booted', cpuNum: o.cpuNum, maxCpuNum: o.cpuNum, memoryKiB: o.memoryKiB, maxMemoryKiB: o.memoryKiB });
   }
 
   async shutdown(name: string): Promise<void> {

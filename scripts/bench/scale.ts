@@ -11,7 +11,7 @@
 // controller's reconcile period, 60 s, it holds a periodic pass over every VM: what the pass costs).
 // --inventory K: K Running VM records spread over the hosts are written straight into the store
 // (createMany, 1,000 a write) before the creates, so creates and lists run against that inventory;
-// they have no domain in the simulator (the list goal is about the controller's reads).
+// the simulator is given a Running domain for each (a VM sync finds what the inventory has).
 // --kill-one (with --controllers C ≥ 2): once half the creates are acknowledged, the last
 // controller is SIGKILLed; requests go on to the others (a create that got no answer is sent
 // again elsewhere). lost = acknowledged creates with neither a VM nor a failed job; stuck = VMs
@@ -185,9 +185,14 @@ async function wrk(url: string, token: string, conns: number, secs: number): Pro
   return { ok: total - non2xx, failed: non2xx + errs };
 }
 
-/** K Running VM records over the hosts, straight into the controller's store. */
-async function loadInventory(spec: string, ids: { hosts: string[]; zone: string; cluster: string; offering: string; image: string }, owner: string): Promise<void> {
+/**
+ * K Running VM records over the hosts, straight into the controller's store, and their domains in
+ * the simulator (a VM sync, after a tracker takes a host over, finds what the inventory has;
+ * without them it corrected every record to Stopped).
+ */
+async function loadInventory(spec: string, sim: { control: string }, ids: { hosts: string[]; zone: string; cluster: string; offering: string; image: string }, owner: string): Promise<void> {
   const t = Date.now();
+  const byHost: string[][] = ids.hosts.map(() => []);
   const st = await openStore({ ...(spec === 'sqlite' ? { backend: 'sqlite' as const, path: join(dir, 'ctl0', 'inventory.db') } : { backend: 'redis' as const, url: spec }), ...storeIndexes() });
   try {
     // an image of their own, so the bench's VMs are listed by theirs without reading these
@@ -198,12 +203,21 @@ async function loadInventory(spec: string, ids: { hosts: string[]; zone: string;
     for (let i = 0; i < INVENTORY; i += 1000) {
       const batch: Resource[] = [];
       for (let j = i; j < Math.min(INVENTORY, i + 1000); j++) {
-        batch.push({ uuid: randomUUID(), kind: 'vm-instance', name: `inv${j}`, createDate: '', lastOpDate: '', ownerAccountUuid: owner, tags: [], state: 'Running', hostUuid: ids.hosts[j % ids.hosts.length]!, lastHostUuid: ids.hosts[j % ids.hosts.length]!, zoneUuid: ids.zone, clusterUuid: ids.cluster, instanceOfferingUuid: ids.offering, imageUuid: invImage, cpuNum: 1, memorySize: 64 * 1024 * 1024, type: 'UserVm', hypervisorType: 'KVM', platform: 'Linux' });
+        const uuid = randomUUID();
+        byHost[j % ids.hosts.length]!.push(uuid);
+        batch.push({ uuid, kind: 'vm-instance', name: `inv${j}`, createDate: '', lastOpDate: '', ownerAccountUuid: owner, tags: [], state: 'Running', hostUuid: ids.hosts[j % ids.hosts.length]!, lastHostUuid: ids.hosts[j % ids.hosts.length]!, zoneUuid: ids.zone, clusterUuid: ids.cluster, instanceOfferingUuid: ids.offering, imageUuid: invImage, cpuNum: 1, memorySize: 64 * 1024 * 1024, type: 'UserVm', hypervisorType: 'KVM', platform: 'Linux' });
       }
       await st.createMany(batch);
     }
   } finally {
     await st.close();
+  }
+  // ids.hosts[i] is simulator host i (setupSimulatedCloud adds them in order)
+  const auth = { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}`, 'content-type': 'application/json' };
+  for (const [i, vmUuids] of byHost.entries()) {
+    if (vmUuids.length === 0) continue;
+    const r = await fetch(`${sim.control}/hosts/${i}/domains`, { method: 'POST', headers: auth, body: JSON.stringify({ vmUuids, cpuNum: 1, memoryKiB: 65_536 }) });
+    if (!r.ok) throw new Error(`simulator: domains of host ${i}: ${r.status} ${await r.text()}`);
   }
   log(`${INVENTORY} VM records loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 }
@@ -273,7 +287,7 @@ async function main(): Promise<void> {
     hosts_storage_settled_s: Number(storage.s.toFixed(1)),
     hosts_storage_settled_ctl_cpu_s: Number(storage.cpu.toFixed(1)),
   };
-  if (INVENTORY > 0) await loadInventory(store, ids, (await get(api, '/v1/accounts?q=name=admin')).body.inventories[0].uuid as string);
+  if (INVENTORY > 0) await loadInventory(store, sim, ids, (await get(api, '/v1/accounts?q=name=admin')).body.inventories[0].uuid as string);
   log(`${connected}/${HOSTS} hosts Connected, cloud set up in ${hostsS.toFixed(1)} s; creating ${VMS} VMs, ${CONCURRENCY} requests at a time`);
 
   // --- create: every request acknowledged (202) counts; names identify the VMs afterwards

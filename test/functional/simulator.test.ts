@@ -9,6 +9,9 @@ import { cloudModule } from '../../controller/cloud/install.js';
 import { Simulator } from '../../simulator/simulator.js';
 import { setupSimulatedCloud, type SimCloudIds, randomSimFirstIp } from '../harness/simulated-cloud.js';
 import { freePort } from '../harness/ports.js';
+import { randomUUID } from 'node:crypto';
+import { startControl } from '../../simulator/control.js';
+import type { Resource } from '../../controller/store/types.js';
 
 const waitFor = async (what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> => {
   const end = Date.now() + ms;
@@ -79,6 +82,28 @@ describe('functional: tstack-simulator hosts behind a controller', function () {
     const vms = (await api.get(`/v1/vm-instances?q=hostUuid=${h}`)).body.inventories as Array<{ state: string }>;
     assert.ok(vms.length > 0, 'the host has VMs (placement spreads them: least-used)');
     await waitFor('VMs Running again', async () => ((await api.get(`/v1/vm-instances?q=hostUuid=${h}`)).body.inventories as Array<{ state: string }>).every((v) => v.state === 'Running'));
+  });
+
+  it("control API: domains for a preloaded inventory's VMs are Running to a VM sync; a VM without one is corrected to Stopped", async () => {
+    const token = 'control-token-for-the-test-000000';
+    const control = await startControl(sim, token, '127.0.0.1', 0);
+    cleanup.add(() => control.close(), 'simulator control');
+    const post = (body: unknown, i = 2): Promise<Response> => fetch(`${control.url}/hosts/${i}/domains`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    for (const bad of [{}, { vmUuids: 'x' }, { vmUuids: ['not-a-uuid'] }, { vmUuids: [randomUUID()], cpuNum: 0 }]) assert.equal((await post(bad)).status, 400, JSON.stringify(bad));
+    assert.equal((await post({ vmUuids: [randomUUID()] }, 99)).status, 404);
+    // two Running records on host 2 written straight into the inventory, a domain for one of them
+    const [kept, gone] = [randomUUID(), randomUUID()];
+    const host = ids.hosts[2]!;
+    const rec = (uuid: string, name: string): Resource => ({ uuid, kind: 'vm-instance', name, createDate: '', lastOpDate: '', ownerAccountUuid: c.adminAccountUuid, tags: [], state: 'Running', hostUuid: host, lastHostUuid: host, zoneUuid: ids.zone, clusterUuid: ids.cluster, imageUuid: ids.image, instanceOfferingUuid: ids.offering, cpuNum: 1, memorySize: 64 * 1024 * 1024, type: 'UserVm', hypervisorType: 'KVM' });
+    await c.store.createMany([rec(kept, 'preloaded-kept'), rec(gone, 'preloaded-gone')]);
+    const r = await post({ vmUuids: [kept], cpuNum: 1, memoryKiB: 65_536 });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.equal([...sim.hosts[2]!.driver.domains.values()].find((d) => d.uuid === kept)?.state, 'Running');
+    // a reconnect syncs the host's VM states from its vm/sync
+    const rc = await api.post(`/v1/hosts/${host}/actions?wait=true`, { reconnect: {} });
+    assert.ok(rc.status < 300, JSON.stringify(rc.body));
+    await waitFor('the record without a domain corrected', async () => (await api.get(`/v1/vm-instances/${gone}`)).body.state === 'Stopped');
+    assert.equal((await api.get(`/v1/vm-instances/${kept}`)).body.state, 'Running');
   });
 
   it('refuses bad simulated-host adds with 4xx: no token, a password, a wrong token, a token without ssh: false', async () => {
