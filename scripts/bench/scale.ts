@@ -192,7 +192,16 @@ async function wrk(url: string, token: string, conns: number, secs: number): Pro
  */
 async function loadInventory(spec: string, sim: { control: string }, ids: { hosts: string[]; zone: string; cluster: string; offering: string; image: string }, owner: string): Promise<void> {
   const t = Date.now();
-  const byHost: string[][] = ids.hosts.map(() => []);
+  const uuids = Array.from({ length: INVENTORY }, () => randomUUID());
+  // the domains first (VM j on host j mod N; ids.hosts[i] is simulator host i): a host synced
+  // between a record and its domain would have that record corrected
+  const auth = { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}`, 'content-type': 'application/json' };
+  for (let i = 0; i < ids.hosts.length && i < INVENTORY; i++) {
+    const vmUuids: string[] = [];
+    for (let j = i; j < INVENTORY; j += ids.hosts.length) vmUuids.push(uuids[j]!);
+    const r = await fetch(`${sim.control}/hosts/${i}/domains`, { method: 'POST', headers: auth, body: JSON.stringify({ vmUuids, cpuNum: 1, memoryKiB: 65_536 }) });
+    if (!r.ok) throw new Error(`simulator: domains of host ${i}: ${r.status} ${await r.text()}`);
+  }
   const st = await openStore({ ...(spec === 'sqlite' ? { backend: 'sqlite' as const, path: join(dir, 'ctl0', 'inventory.db') } : { backend: 'redis' as const, url: spec }), ...storeIndexes() });
   try {
     // an image of their own, so the bench's VMs are listed by theirs without reading these
@@ -203,23 +212,15 @@ async function loadInventory(spec: string, sim: { control: string }, ids: { host
     for (let i = 0; i < INVENTORY; i += 1000) {
       const batch: Resource[] = [];
       for (let j = i; j < Math.min(INVENTORY, i + 1000); j++) {
-        const uuid = randomUUID();
-        byHost[j % ids.hosts.length]!.push(uuid);
-        batch.push({ uuid, kind: 'vm-instance', name: `inv${j}`, createDate: '', lastOpDate: '', ownerAccountUuid: owner, tags: [], state: 'Running', hostUuid: ids.hosts[j % ids.hosts.length]!, lastHostUuid: ids.hosts[j % ids.hosts.length]!, zoneUuid: ids.zone, clusterUuid: ids.cluster, instanceOfferingUuid: ids.offering, imageUuid: invImage, cpuNum: 1, memorySize: 64 * 1024 * 1024, type: 'UserVm', hypervisorType: 'KVM', platform: 'Linux' });
+        const host = ids.hosts[j % ids.hosts.length]!;
+        batch.push({ uuid: uuids[j]!, kind: 'vm-instance', name: `inv${j}`, createDate: '', lastOpDate: '', ownerAccountUuid: owner, tags: [], state: 'Running', hostUuid: host, lastHostUuid: host, zoneUuid: ids.zone, clusterUuid: ids.cluster, instanceOfferingUuid: ids.offering, imageUuid: invImage, cpuNum: 1, memorySize: 64 * 1024 * 1024, type: 'UserVm', hypervisorType: 'KVM', platform: 'Linux' });
       }
       await st.createMany(batch);
     }
   } finally {
     await st.close();
   }
-  // ids.hosts[i] is simulator host i (setupSimulatedCloud adds them in order)
-  const auth = { authorization: `Bearer ${readFileSync(join(dir, 'sim', 'token'), 'utf8').trim()}`, 'content-type': 'application/json' };
-  for (const [i, vmUuids] of byHost.entries()) {
-    if (vmUuids.length === 0) continue;
-    const r = await fetch(`${sim.control}/hosts/${i}/domains`, { method: 'POST', headers: auth, body: JSON.stringify({ vmUuids, cpuNum: 1, memoryKiB: 65_536 }) });
-    if (!r.ok) throw new Error(`simulator: domains of host ${i}: ${r.status} ${await r.text()}`);
-  }
-  log(`${INVENTORY} VM records loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  log(`${INVENTORY} VM records (and their simulated domains) loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 }
 
 /** CPU seconds (user + system) a process has used: on a shared machine the honest cost, wall time is not. */
