@@ -306,7 +306,7 @@ export class ReconcileQueue {
   private async run(e: Entry): Promise<void> {
     const area = this.areas.get(e.area);
     if (!area) return;
-    // another controller took the host since the mark (a retry, a queued key): its to apply
+    // another controller took the host since the mark (a retry, a queued key): it applies it
     if (e.next.length === 0 && !this.mine(area, e.key)) {
       e.attempts = 0;
       delete e.lastError;
