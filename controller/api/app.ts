@@ -16,7 +16,7 @@ import { SessionCreate, type Principal } from '../auth/accounts.js';
 import { registerAccounts } from '../auth/collection.js';
 import { HMAC_DATE_HEADER, isSignedAuthorization } from '../auth/hmac.js';
 import { requestPrincipal } from '../auth/request.js';
-import { ACCEPT_WRITES, jobView, type AcceptWrites, type JobContext, type StartOptions } from '../jobs/jobs.js';
+import { ACCEPT_WRITES, jobView, type AcceptWrites, type JobContext, type JobView, type StartOptions } from '../jobs/jobs.js';
 import { sseHandler } from '../events/sse.js';
 import { declaredFields, parseListQuery, project } from './query.js';
 import { runQuery } from '../store/query.js';
@@ -88,6 +88,8 @@ function errorBody(err: TStackError): Record<string, unknown> {
   return body;
 }
 
+/** A client-chosen resourceUuid: lowercase, as the controller's own uuids. */
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const JOB_FIELDS: ReadonlySet<string> = new Set(['uuid', 'type', 'state', 'progress', 'message', 'result', 'error', 'accountUuid', 'resourceUuid', 'createDate', 'lastOpDate', 'finishDate']);
 
 // per create schema: a collection's spec object is rebuilt on every lookup, its schemas are not
@@ -321,7 +323,7 @@ export function buildApi(d: ApiDeps): ApiApp {
    * Run an operation: inline (status `okStatus`), or as a job when `long`: 202 + location,
    * or with ?wait=true 200 with the result / the job's error with its status.
    */
-  const operate = async (ctx: Koa.Context, spec: CollectionSpec, o: { long?: boolean; type: string; resourceUuid?: string; okStatus: number; context?: Record<string, unknown> }, fn: (oc: OpContext) => Promise<unknown>): Promise<void> => {
+  const operate = async (ctx: Koa.Context, spec: CollectionSpec, o: { long?: boolean; type: string; resourceUuid?: string; okStatus: number; context?: Record<string, unknown>; requestKey?: string }, fn: (oc: OpContext) => Promise<unknown>): Promise<void> => {
     if (!o.long) {
       const r = await fn(opCtx(ctx));
       ctx.status = o.okStatus;
@@ -332,11 +334,17 @@ export function buildApi(d: ApiDeps): ApiApp {
     const start: StartOptions = { type: o.type, accountUuid: p.accountUuid };
     if (o.resourceUuid) start.resourceUuid = o.resourceUuid;
     if (o.context) start.context = o.context;
+    if (o.requestKey) start.requestKey = o.requestKey;
     // answered 202 once the job is stored: what records the request (the audit middleware's
     // record) is written with the job's doc, one commit (issue 19)
     const accepted = ctx.state[ACCEPT_WRITES] as AcceptWrites | undefined;
     if (accepted && ctx.query.wait !== 'true') start.writes = accepted;
     const job = await d.jobs.start(start, async (jc) => out(spec, await fn(opCtx(ctx, jc))));
+    await answerJob(ctx, job);
+  };
+
+  /** A long operation's answer: 202 + its job, or with ?wait=true its result or error. */
+  const answerJob = async (ctx: Koa.Context, job: JobView): Promise<void> => {
     if (ctx.query.wait === 'true') {
       const j = await d.jobs.wait(job.uuid);
       if (j?.state === 'Succeeded') {
@@ -352,7 +360,7 @@ export function buildApi(d: ApiDeps): ApiApp {
     }
     ctx.status = 202;
     ctx.set('Location', `/v1/jobs/${job.uuid}`);
-    ctx.body = { jobUuid: job.uuid, location: `/v1/jobs/${job.uuid}` };
+    ctx.body = { jobUuid: job.uuid, location: `/v1/jobs/${job.uuid}`, ...(job.repeated ? { repeated: true } : {}) };
   };
 
   // user tags (and names) across kinds: controller/api/resources.ts
@@ -421,9 +429,24 @@ export function buildApi(d: ApiDeps): ApiApp {
     if (spec.noCreate) throw new TStackError('METHOD_NOT_ALLOWED', `${spec.collection} are not created directly`);
     if (!d.registry.canCreate(spec)) throw notServed(`creating ${spec.collection}`);
     requireVerb(ctx, spec, 'create');
-    const body = validate(spec.createSchema, bodyOf(ctx), `create ${spec.kind}`) as Record<string, unknown>;
     const resumable = spec.create?.long === true && spec.create.resumable === true;
-    const newUuid = resumable ? randomUUID() : undefined;
+    // ZStack's resourceUuid: the client names the new resource, and sending the request again
+    // (no answer came: its controller died) answers the first one's job instead of a second create
+    const { resourceUuid, ...rest } = bodyOf(ctx) as Record<string, unknown>;
+    if (resourceUuid !== undefined) {
+      if (!resumable) throw new TStackError('INVALID_ARGUMENT', `resourceUuid: not taken when creating ${spec.collection}`, { field: 'resourceUuid' });
+      if (typeof resourceUuid !== 'string' || !UUID_RE.test(resourceUuid)) throw new TStackError('INVALID_ARGUMENT', 'resourceUuid: expected a lowercase UUID', { field: 'resourceUuid' });
+    }
+    const body = validate(spec.createSchema, resourceUuid === undefined ? bodyOf(ctx) : rest, `create ${spec.kind}`) as Record<string, unknown>;
+    const newUuid = resumable ? ((resourceUuid as string | undefined) ?? randomUUID()) : undefined;
+    const requestKey = resourceUuid === undefined ? undefined : `${(ctx.state.principal as Principal).accountUuid}/${spec.collection}/${resourceUuid as string}`;
+    if (requestKey !== undefined && (await d.store.get(resourceUuid as string))) {
+      // made already: by this request (its job answers), or the uuid is another resource's
+      const prior = await d.jobs.forRequest(requestKey);
+      if (!prior) throw new TStackError('CONFLICT', `resourceUuid: ${resourceUuid as string} names an existing resource`, { field: 'resourceUuid' });
+      await answerJob(ctx, { ...prior, repeated: true });
+      return;
+    }
     let prepared: PreparedCreate | undefined;
     if (spec.model && (spec.create?.long || !spec.create)) {
       // check the model's rules and references now: a bad body is a 400 at once, not a failed job
@@ -434,7 +457,7 @@ export function buildApi(d: ApiDeps): ApiApp {
       // the job carries what another controller needs to finish it (api/resume.ts)
       const { sessionId: _s, ...principal } = ctx.state.principal as Principal;
       const create = spec.create!;
-      await operate(ctx, spec, { long: true, type: `${spec.collection}.create`, resourceUuid: newUuid, okStatus: 201, context: { body, principal } }, (oc) => create.run(body, { ...oc, newUuid, ...(prepared ? { prepared } : {}) }));
+      await operate(ctx, spec, { long: true, type: `${spec.collection}.create`, resourceUuid: newUuid, okStatus: 201, context: { body, principal }, ...(requestKey ? { requestKey } : {}) }, (oc) => create.run(body, { ...oc, newUuid, ...(prepared ? { prepared } : {}) }));
       return;
     }
     await operate(ctx, spec, { long: spec.create?.long === true, type: `${spec.collection}.create`, okStatus: 201 }, (oc) => (spec.create ? spec.create.run(body, oc) : genericCreate(spec, body, oc)));

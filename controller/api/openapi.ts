@@ -137,6 +137,11 @@ export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, 
     const P = pascal(c.kind);
     const tag = c.collection;
     const createRef = reg.canCreate(c) ? ref(`${P}Create`, c.createSchema) : undefined;
+    // a resumable create takes the client's resourceUuid (api/app.ts): a repeat answers the first job
+    const created = createRef ? (schemas[`${P}Create`] as { properties?: Record<string, unknown> }) : undefined;
+    if (created?.properties && c.create?.long === true && c.create.resumable === true) {
+      created.properties.resourceUuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', description: 'the new resource’s uuid, chosen by the client: the same create sent again answers the first one’s job' };
+    }
     const canDelete = reg.canDelete(c);
     const updateRef = ref(`${P}Update`, c.updateSchema);
     const viewRef = c.viewSchema ? ref(P, c.viewSchema) : '#/components/schemas/Resource';

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { TStackError, errorInfo, type ErrorBody } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import type { InventoryStore, StoreWrite } from '../store/types.js';
+import { claimRefused } from '../store/claim-conflict.js';
 import type { EventBus } from '../events/bus.js';
 
 const log = logger('jobs');
@@ -42,13 +43,18 @@ export interface JobDoc {
   controllerId?: string;
   /** Free-form data a resumer needs (e.g. the workflow id). */
   context?: Record<string, unknown>;
+  /** StartOptions.requestKey: released with the doc (gc). */
+  requestKey?: string;
   createDate: string;
   lastOpDate: string;
   finishDate?: string;
 }
 
 /** What the API shows (no internal context). */
-export type JobView = Omit<JobDoc, 'context' | 'controllerId'>;
+export type JobView = Omit<JobDoc, 'context' | 'controllerId' | 'requestKey'> & {
+  /** start(): the request was made before (StartOptions.requestKey); this is its job. */
+  repeated?: true;
+};
 
 export interface JobContext {
   readonly jobUuid: string;
@@ -68,7 +74,17 @@ export interface StartOptions {
    * what records the request itself (its audit record, issue 19). Given the job's uuid.
    */
   writes?: AcceptWrites;
+  /**
+   * The client's key for this request (a create's `resourceUuid`, per account): a start whose key
+   * a job already holds starts nothing and answers that job (JobView.repeated), so a client that
+   * got no answer (its controller died) can send the request again without doing it twice.
+   */
+  requestKey?: string;
 }
+
+/** The claim of a request key (StartOptions.requestKey), owned by the job that took it: one namespace per key, so it is read alone. */
+const requestNs = (key: string): string => `job-request:${key}`;
+const REQUEST_CLAIM = 'job';
 
 /**
  * A request answered with a job (202) may carry, in its Koa `ctx.state[ACCEPT_WRITES]`, store
@@ -81,7 +97,7 @@ export type JobFn<T> = (jc: JobContext) => Promise<T>;
 export type Resumer = (job: JobDoc, jc: JobContext) => Promise<unknown>;
 
 export function jobView(j: JobDoc): JobView {
-  const { context: _c, controllerId: _i, ...v } = j;
+  const { context: _c, controllerId: _i, requestKey: _k, ...v } = j;
   // the error's kind (retryable, conflict…) comes from the one code table
   if (v.error) v.error = { ...v.error, kind: errorInfo(v.error.code).kind } as typeof v.error;
   return v;
@@ -209,8 +225,22 @@ export class JobManager {
     if (o.resourceUuid) doc.resourceUuid = o.resourceUuid;
     if (o.context) doc.context = o.context;
     const extra = o.writes?.(doc.uuid) ?? [];
-    if (extra.length) await this.store.batch([{ op: 'putDoc', collection: JOB_DOCS, id: doc.uuid, doc }, ...extra]);
-    else await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+    if (o.requestKey !== undefined) {
+      doc.requestKey = o.requestKey;
+      extra.unshift({ op: 'claim', namespace: requestNs(o.requestKey), key: REQUEST_CLAIM, owner: doc.uuid });
+    }
+    try {
+      if (extra.length) await this.store.batch([{ op: 'putDoc', collection: JOB_DOCS, id: doc.uuid, doc }, ...extra]);
+      else await this.store.putDoc(JOB_DOCS, doc.uuid, doc);
+    } catch (e) {
+      const refused = claimRefused(e);
+      if (!refused || refused.namespace !== requestNs(o.requestKey!)) throw e;
+      // the same request again: the job that took it (all or none: nothing of this one was written)
+      const holder = (e as TStackError).details?.holder;
+      const prior = typeof holder === 'string' ? await this.get(holder) : undefined;
+      if (!prior) throw new TStackError('CONFLICT', `this request (${o.requestKey}) was made before; its job is gone`, { field: 'resourceUuid' });
+      return { ...jobView(prior), repeated: true };
+    }
     this.emit('job.created', doc);
     this.track(doc, fn);
     return jobView(doc);
@@ -318,6 +348,13 @@ export class JobManager {
   }
 
   /** The job as last known (live copy for jobs of this process, else the stored doc). */
+  /** The job that took a request key (StartOptions.requestKey), if one did and is kept. */
+  async forRequest(requestKey: string): Promise<JobView | undefined> {
+    const holder = (await this.store.claims(requestNs(requestKey)))[0]?.owner;
+    const j = holder === undefined ? undefined : await this.get(holder);
+    return j && jobView(j);
+  }
+
   async get(uuid: string): Promise<JobDoc | undefined> {
     const r = this.running.get(uuid);
     if (r) return { ...r.doc };
@@ -356,6 +393,7 @@ export class JobManager {
     let n = 0;
     for (const { id, doc } of await this.store.listDocs<JobDoc>(JOB_DOCS)) {
       if (doc.state !== 'Running' && (doc.finishDate ?? doc.lastOpDate) < cutoff) {
+        if (doc.requestKey !== undefined) await this.store.release(requestNs(doc.requestKey), REQUEST_CLAIM, id);
         await this.store.deleteDoc(JOB_DOCS, id);
         n++;
       }

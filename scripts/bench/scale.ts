@@ -321,10 +321,13 @@ async function main(): Promise<void> {
     Array.from({ length: Math.min(CONCURRENCY, VMS) }, async (_, w) => {
       for (let i = next++; i < VMS; i = next++) {
         const name = `s${i}`;
+        // the same resourceUuid on every attempt: a create sent again after no answer (its
+        // controller was killed) answers the first one's job instead of making a second VM
+        const resourceUuid = randomUUID();
         for (let attempt = 0; ; attempt++) {
           const live = apis.filter((_a, k) => alive[k]);
           const a = live[(w + i + attempt) % live.length]!;
-          const r = await a.post('/v1/vm-instances', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3] }).catch((e: Error) => ({ status: 0, body: e.message }));
+          const r = await a.post('/v1/vm-instances', { name, instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], resourceUuid }).catch((e: Error) => ({ status: 0, body: e.message }));
           if (r.status === 202 || r.status === 201 || r.status === 200) {
             acked.add(name);
             if (KILL_ONE && killedAt === undefined && acked.size >= VMS / 2) killOne();

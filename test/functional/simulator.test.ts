@@ -106,6 +106,35 @@ describe('functional: tstack-simulator hosts behind a controller', function () {
     assert.equal((await api.get(`/v1/vm-instances/${kept}`)).body.state, 'Running');
   });
 
+  it('resourceUuid: the client names the VM; the same create sent again answers the first one\'s job, never a second VM', async () => {
+    const uuid = randomUUID();
+    const body = { name: 'named-by-client', instanceOfferingUuid: ids.offering, imageUuid: ids.image, l3NetworkUuids: [ids.l3], resourceUuid: uuid };
+    const [a, b] = await Promise.all([api.post('/v1/vm-instances', body), api.post('/v1/vm-instances', body)]);
+    assert.equal(a.status, 202, JSON.stringify(a.body));
+    assert.equal(b.status, 202, JSON.stringify(b.body));
+    assert.equal(a.body.jobUuid, b.body.jobUuid, 'one job for both');
+    assert.equal([a.body.repeated, b.body.repeated].filter(Boolean).length, 1, 'one of them was the repeat');
+    await waitFor('the VM Running', async () => (await api.get(`/v1/vm-instances/${uuid}`)).body.state === 'Running');
+    // after it finished: still its job (with ?wait=true its result), still one VM of that name
+    const again = await api.post('/v1/vm-instances?wait=true', body);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.uuid, uuid);
+    assert.equal((await api.get('/v1/vm-instances?q=name=named-by-client')).body.total, 1);
+    // refused: another resource's uuid, a malformed one, a collection whose creates do not take one
+    const taken = await api.post('/v1/vm-instances', { ...body, name: 'other', resourceUuid: ids.l3 });
+    assert.equal(taken.status, 409, JSON.stringify(taken.body));
+    assert.match(JSON.stringify(taken.body), /resourceUuid/);
+    const bad = await api.post('/v1/vm-instances', { ...body, resourceUuid: 'ABC' });
+    assert.equal(bad.status, 400);
+    assert.match(JSON.stringify(bad.body), /resourceUuid/);
+    const zone = await api.post('/v1/zones', { name: 'z-named', resourceUuid: randomUUID() });
+    assert.equal(zone.status, 400, JSON.stringify(zone.body));
+    // another account sending the same uuid makes nothing of the admin's request
+    const user = await c.account('named-user');
+    const theirs = await user.post('/v1/vm-instances', { ...body, name: 'theirs' });
+    assert.equal(theirs.status, 409, JSON.stringify(theirs.body));
+  });
+
   it('refuses bad simulated-host adds with 4xx: no token, a password, a wrong token, a token without ssh: false', async () => {
     const h = sim.info(sim.hosts[3]!);
     const base = { name: 'sim-bad', clusterUuid: ids.cluster, managementIp: h.managementIp, agentPort: h.port };
