@@ -11,22 +11,12 @@ import { observedStore } from '../../../controller/events/observed-store.js';
 import { FlatNicCache, storeNics } from '../../../controller/network/flat-nics.js';
 import { desiredFlat } from '../../../controller/network/flat-reconcile.js';
 import type { CloudDeps } from '../../../controller/cloud/common.js';
+import { rng } from '../../harness/rng.js';
 
 const uuid = (n: number): string => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
 const HOSTS = [uuid(1), uuid(2)];
 const L2 = uuid(3);
 const L3S = [uuid(4), uuid(5)];
-
-/** Deterministic pseudo-random numbers (a failing sequence can be replayed). */
-function rng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
-}
 
 const res = (kind: string, u: string, extra: Record<string, unknown>): Resource => ({ kind, uuid: u, name: `${kind}-${u.slice(-4)}`, createDate: '', lastOpDate: '', ownerAccountUuid: 'admin', tags: [], ...extra });
 

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { matchesFilter } from '../../../controller/store/query.js';
 import type { Filter } from '../../../controller/store/types.js';
+import { rng } from '../../harness/rng.js';
 
 /**
  * '?=' as "some value is '=' to the stored one": the definition the set lookup must keep. A stored
@@ -13,16 +14,6 @@ function inByEquals(r: Record<string, unknown>, f: Filter): boolean {
   const stored = r[f.field];
   const row = Array.isArray(stored) ? { [f.field]: JSON.stringify(stored) } : r;
   return (f.value as unknown[]).some((v) => v !== null && matchesFilter(row, { field: f.field, op: '=', value: v as Filter['value'] }));
-}
-
-function rng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
 }
 
 describe("query '?=' (in)", () => {
