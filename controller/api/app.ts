@@ -437,7 +437,7 @@ export function buildApi(d: ApiDeps): ApiApp {
       if (!resumable) throw new TStackError('INVALID_ARGUMENT', `resourceUuid: not taken when creating ${spec.collection}`, { field: 'resourceUuid' });
       if (typeof resourceUuid !== 'string' || !UUID_RE.test(resourceUuid)) throw new TStackError('INVALID_ARGUMENT', 'resourceUuid: expected a lowercase UUID', { field: 'resourceUuid' });
     }
-    const body = validate(spec.createSchema, resourceUuid === undefined ? bodyOf(ctx) : rest, `create ${spec.kind}`) as Record<string, unknown>;
+    const body = validate(spec.createSchema, rest, `create ${spec.kind}`) as Record<string, unknown>;
     const newUuid = resumable ? ((resourceUuid as string | undefined) ?? randomUUID()) : undefined;
     const requestKey = resourceUuid === undefined ? undefined : `${(ctx.state.principal as Principal).accountUuid}/${spec.collection}/${resourceUuid as string}`;
     if (requestKey !== undefined && (await d.store.get(resourceUuid as string))) {
