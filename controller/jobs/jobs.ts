@@ -347,7 +347,6 @@ export class JobManager {
     this.bus?.publish({ type, accountUuid: doc.accountUuid, job: jobView(doc), time: new Date().toISOString() });
   }
 
-  /** The job as last known (live copy for jobs of this process, else the stored doc). */
   /** The job that took a request key (StartOptions.requestKey), if one did and is kept. */
   async forRequest(requestKey: string): Promise<JobView | undefined> {
     const holder = (await this.store.claims(requestNs(requestKey)))[0]?.owner;
@@ -355,6 +354,7 @@ export class JobManager {
     return j && jobView(j);
   }
 
+  /** The job as last known (live copy for jobs of this process, else the stored doc). */
   async get(uuid: string): Promise<JobDoc | undefined> {
     const r = this.running.get(uuid);
     if (r) return { ...r.doc };
