@@ -96,8 +96,10 @@ describe('agent fuzz: protocol endpoints of kvmagent, storageagent, vrouteragent
     await Promise.all(Object.entries(urls).map(async ([agent, url]) => {
       const big = await rawRequest(url, { method: 'POST', path: '/echo', headers: auth, body: JSON.stringify({ message: 'x'.repeat(BODY_LIMIT) }) });
       assert.equal(big.status, 413, `${agent}: ${big.text}`);
-      // MAX_IN_FLIGHT + 4 slow echoes at once: the surplus is refused at once, /health answers meanwhile
-      const slow = Array.from({ length: MAX_IN_FLIGHT + 4 }, (_, i) => rawRequest(url, { method: 'POST', path: '/echo', headers: auth, body: JSON.stringify({ message: `slow ${i}`, delayMs: 3_000 * Math.min(SLOWDOWN, 5) }), timeoutMs: 120_000 }));
+      // MAX_IN_FLIGHT + 4 slow echoes at once: the surplus is refused at once, /health answers
+      // meanwhile. delayMs is an integer in the protocol: a fractional slowdown (3.73…) made every
+      // echo a 400 under load
+      const slow = Array.from({ length: MAX_IN_FLIGHT + 4 }, (_, i) => rawRequest(url, { method: 'POST', path: '/echo', headers: auth, body: JSON.stringify({ message: `slow ${i}`, delayMs: Math.round(3_000 * Math.min(SLOWDOWN, 5)) }), timeoutMs: 120_000 }));
       await new Promise((r) => setTimeout(r, 1_000 * Math.min(SLOWDOWN, 5)));
       const h = await rawRequest(url, { method: 'GET', path: '/health' });
       assert.equal(h.status, 200, `${agent} /health while saturated`);
