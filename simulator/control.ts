@@ -16,9 +16,8 @@ import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { TStackError, httpStatusOf } from '../shared/errors.js';
 import { jsonBody } from '../shared/http/body.js';
+import { LOWER_UUID_RE } from '../shared/protocol/schema.js';
 import { validateFaults, type Simulator } from './simulator.js';
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function startControl(sim: Simulator, token: string, host: string, port: number): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const app = new Koa();
@@ -72,7 +71,7 @@ export async function startControl(sim: Simulator, token: string, host: string, 
     const i = index(ctx.params.i);
     const b = (ctx.request as { body?: unknown }).body as { vmUuids?: unknown; cpuNum?: unknown; memoryKiB?: unknown } | undefined;
     const uuids = b?.vmUuids;
-    if (!Array.isArray(uuids) || uuids.length > 10_000 || !uuids.every((u) => typeof u === 'string' && UUID_RE.test(u))) {
+    if (!Array.isArray(uuids) || uuids.length > 10_000 || !uuids.every((u) => typeof u === 'string' && LOWER_UUID_RE.test(u))) {
       throw new TStackError('INVALID_ARGUMENT', 'vmUuids: expected a list of at most 10,000 VM uuids', { field: 'vmUuids' });
     }
     const num = (v: unknown, d: number, field: string, max: number): number => {

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TStackError, errorInfo, httpStatusOf } from '../../shared/errors.js';
 import { logger } from '../../shared/log.js';
 import { createHttpMetrics, type HttpMetrics } from '../../shared/agent/metrics.js';
-import { validate } from '../../shared/protocol/schema.js';
+import { LOWER_UUID_RE, validate } from '../../shared/protocol/schema.js';
 import { jsonBody } from '../../shared/http/body.js';
 import { WorkGate, allowedMethods, concurrencyLimit } from '../../shared/http/limits.js';
 import type { Query, Resource, ViewPage } from '../store/types.js';
@@ -88,8 +88,6 @@ function errorBody(err: TStackError): Record<string, unknown> {
   return body;
 }
 
-/** A client-chosen resourceUuid: lowercase, as the controller's own uuids. */
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const JOB_FIELDS: ReadonlySet<string> = new Set(['uuid', 'type', 'state', 'progress', 'message', 'result', 'error', 'accountUuid', 'resourceUuid', 'createDate', 'lastOpDate', 'finishDate']);
 
 // per create schema: a collection's spec object is rebuilt on every lookup, its schemas are not
@@ -435,7 +433,7 @@ export function buildApi(d: ApiDeps): ApiApp {
     const { resourceUuid, ...rest } = bodyOf(ctx) as Record<string, unknown>;
     if (resourceUuid !== undefined) {
       if (!resumable) throw new TStackError('INVALID_ARGUMENT', `resourceUuid: not taken when creating ${spec.collection}`, { field: 'resourceUuid' });
-      if (typeof resourceUuid !== 'string' || !UUID_RE.test(resourceUuid)) throw new TStackError('INVALID_ARGUMENT', 'resourceUuid: expected a lowercase UUID', { field: 'resourceUuid' });
+      if (typeof resourceUuid !== 'string' || !LOWER_UUID_RE.test(resourceUuid)) throw new TStackError('INVALID_ARGUMENT', 'resourceUuid: expected a lowercase UUID', { field: 'resourceUuid' });
     }
     const body = validate(spec.createSchema, rest, `create ${spec.kind}`) as Record<string, unknown>;
     const newUuid = resumable ? ((resourceUuid as string | undefined) ?? randomUUID()) : undefined;

@@ -1,7 +1,7 @@
 // The OpenAPI 3.1 document at /v1/openapi.json, generated from the same TypeBox schemas that
 // validate requests. `x-tstack-collections` summarises collections and actions for the CLI.
 import type { TSchema } from '@sinclair/typebox';
-import { jsonSchema } from '../../shared/protocol/schema.js';
+import { LOWER_UUID_PATTERN, jsonSchema } from '../../shared/protocol/schema.js';
 import { SessionCreate } from '../auth/accounts.js';
 import type { ApiRegistry } from './registry.js';
 
@@ -140,7 +140,7 @@ export function buildOpenApi(reg: ApiRegistry, version: string): Record<string, 
     // a resumable create takes the client's resourceUuid (api/app.ts): a repeat answers the first job
     const created = createRef ? (schemas[`${P}Create`] as { properties?: Record<string, unknown> }) : undefined;
     if (created?.properties && c.create?.long === true && c.create.resumable === true) {
-      created.properties.resourceUuid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', description: 'the new resource’s uuid, chosen by the client: the same create sent again answers the first one’s job' };
+      created.properties.resourceUuid = { type: 'string', pattern: LOWER_UUID_PATTERN, description: 'the new resource’s uuid, chosen by the client: the same create sent again answers the first one’s job' };
     }
     const canDelete = reg.canDelete(c);
     const updateRef = ref(`${P}Update`, c.updateSchema);

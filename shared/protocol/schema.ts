@@ -15,6 +15,10 @@ export function Obj<T extends TProperties>(props: T, opts: ObjectOptions = {}): 
 export const Uuid = (opts: Record<string, unknown> = {}) =>
   Type.String({ pattern: '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$', ...opts });
 
+/** A uuid as the controller makes them (lowercase, dashed): the form a client-chosen uuid must take. */
+export const LOWER_UUID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+export const LOWER_UUID_RE = new RegExp(LOWER_UUID_PATTERN);
+
 /** A name that may end up in a file path, a config file, a netfilter rule or domain XML. */
 export const SafeName = (opts: Record<string, unknown> = {}) =>
   Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$', ...opts });
